@@ -1,0 +1,120 @@
+"""Deterministic paths between GPUs on a topology graph, and their closed-form summary.
+
+Both the fluid :class:`~simulator.network.Fabric` and the closed-form
+:class:`~simulator.costmodel.CostModel` take the path a message follows from here, so the two
+agree by construction on *which* links a message crosses.
+
+Path choice: among the paths of least summed ``latency`` (then fewest hops), the lexicographically
+smallest node sequence — independent of the order in which edges were added to the graph. With
+``ecmp=True`` the choice among those equal-cost paths is a stable hash (CRC32) of the endpoint
+names instead, spreading pairs over parallel links deterministically.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from itertools import islice
+
+import networkx as nx
+
+from simulator.errors import UserError
+
+#: At most this many equal-cost paths are enumerated per pair before choosing.
+MAX_EQUAL_COST_PATHS = 256
+
+
+class NoPathError(UserError):
+    """Two GPUs that cannot reach each other."""
+
+
+@dataclass(frozen=True)
+class PathInfo:
+    """A path between two endpoints and its closed-form figures.
+
+    Attributes:
+        nodes: node names from source to destination (one node if src == dst).
+        edges: the directed edges ``(u, v)`` crossed, in order.
+        latency_time: summed per-hop latency [s].
+        bottleneck_bandwidth: smallest edge bandwidth on the path [B/s] (``inf`` if no edges).
+        inter_node: True if the path crosses a NIC (a node of kind ``nic``).
+    """
+
+    nodes: tuple[str, ...]
+    edges: tuple[tuple[str, str], ...]
+    latency_time: float
+    bottleneck_bandwidth: float
+    inter_node: bool
+
+    @property
+    def hops(self) -> int:
+        """Number of links crossed."""
+        return len(self.edges)
+
+
+def _path_key(g: nx.DiGraph, path: list[str]) -> tuple[float, int]:
+    lat = sum(float(g.edges[u, v].get("latency", 0.0)) for u, v in zip(path, path[1:], strict=False))
+    return (lat, len(path))
+
+
+def _equal_cost_paths(g: nx.DiGraph, src: str, dst: str) -> list[list[str]]:
+    try:
+        gen = nx.shortest_simple_paths(g, src, dst, weight=_weight)
+        first = next(gen)
+    except nx.NetworkXNoPath:
+        raise NoPathError(f"no path from {src!r} to {dst!r} in the topology") from None
+    except nx.NodeNotFound as exc:
+        raise NoPathError(str(exc)) from None
+    best = _path_key(g, first)
+    out = [first]
+    for p in islice(gen, MAX_EQUAL_COST_PATHS - 1):
+        key = _path_key(g, p)
+        if key[0] > best[0] * (1 + 1e-12) + 1e-18 or key[1] > best[1]:
+            break
+        out.append(p)
+    return out
+
+
+def _weight(u: str, v: str, data: dict) -> float:
+    # Latency first; a tiny per-hop term makes hop count the tie-breaker between equal latencies.
+    return float(data.get("latency", 0.0)) + 1e-15
+
+
+def gpu_path(g: nx.DiGraph, src: str, dst: str, ecmp: bool = False) -> list[str]:
+    """The node sequence a message from ``src`` to ``dst`` follows (deterministic)."""
+    if src == dst:
+        if src not in g:
+            raise NoPathError(f"node {src!r} is not in the topology")
+        return [src]
+    paths = _equal_cost_paths(g, src, dst)
+    if ecmp and len(paths) > 1:
+        paths.sort()
+        return paths[zlib.crc32(f"{src}->{dst}".encode()) % len(paths)]
+    return min(paths)
+
+
+def path_info(g: nx.DiGraph, src: str, dst: str, ecmp: bool = False) -> PathInfo:
+    """The path from ``src`` to ``dst`` with its summed latency and bottleneck bandwidth."""
+    nodes = gpu_path(g, src, dst, ecmp=ecmp)
+    edges = tuple(zip(nodes, nodes[1:], strict=False))
+    lat = sum(float(g.edges[e].get("latency", 0.0)) for e in edges)
+    bw = min((float(g.edges[e]["bandwidth"]) for e in edges), default=float("inf"))
+    inter = any(g.nodes[n].get("kind") == "nic" for n in nodes)
+    return PathInfo(tuple(nodes), edges, lat, bw, inter)
+
+
+class PathCache:
+    """Memoized :func:`path_info` for one graph (graphs are not mutated during a run)."""
+
+    def __init__(self, g: nx.DiGraph, ecmp: bool = False) -> None:
+        self.graph = g
+        self.ecmp = ecmp
+        self._cache: dict[tuple[str, str], PathInfo] = {}
+
+    def __call__(self, src: str, dst: str) -> PathInfo:
+        key = (src, dst)
+        info = self._cache.get(key)
+        if info is None:
+            info = path_info(self.graph, src, dst, ecmp=self.ecmp)
+            self._cache[key] = info
+        return info

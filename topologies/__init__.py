@@ -1,0 +1,1 @@
+"""Topology builders (networkx) and preset TOML files."""

@@ -1,0 +1,1 @@
+"""Workloads: the request trace schema, real-trace loaders, generators, sparse selection, spans."""
