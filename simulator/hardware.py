@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from simulator.errors import UserError
-from simulator.units import GB, Gbps, GBps, PFLOPS, TBps, TFLOPS, us
+from simulator.units import GB, PFLOPS, TFLOPS, GBps, Gbps, TBps, us
 
 
 class UnknownSpecError(UserError):
