@@ -21,6 +21,10 @@ from simulator.errors import UserError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "topology": ("simulator.cli_topology", "topology", "Inspect and draw cluster topologies."),
     "demo": ("simulator.cli_topology", "demo", "Fabric demo: flows sharing links, live."),
+    "predict": ("simulator.cli_predict", "predict", "Closed-form route/fetch/local cost of one round."),
+    "calibrate": ("simulator.cli_calibrate", "calibrate", "Fit fabric and kernel coefficients from measurements."),
+    "sweep": ("simulator.cli_sweep", "sweep", "Run a parameter sweep locally or on Dask."),
+    "trace": ("simulator.cli_trace", "trace", "Inspect, convert and generate request traces."),
 }
 
 

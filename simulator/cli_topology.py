@@ -1,0 +1,132 @@
+"""``kvfabric topology``: list the presets, summarize and draw a topology, show one path.
+
+The command only formats what :mod:`topologies` computes (:func:`topologies.summarize`,
+:func:`topologies.path_report`, :func:`topologies.draw.draw`); user errors are raised as
+:class:`~simulator.errors.UserError` and printed by :func:`simulator.cli.main` as one line.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from simulator.units import fmt_rate, fmt_time
+
+
+@click.group("topology")
+def topology() -> None:
+    """Inspect and draw cluster topologies (presets or TOML files)."""
+
+
+def _rate(value: float | None) -> str:
+    return "n/a" if value is None else fmt_rate(value)
+
+
+def _print_summary(console: Console, s: dict) -> None:
+    console.print(
+        f"[bold]{s['name']}[/bold]: {s['nodes']} nodes, {s['edges']} directed edges, "
+        f"{s['gpu_count']} GPUs"
+    )
+    gpus = Table(title="GPUs by kind")
+    gpus.add_column("GPU")
+    gpus.add_column("count", justify="right")
+    for model, n in s["gpus"].items():
+        gpus.add_row(model, str(n))
+    console.print(gpus)
+    nodes = Table(title="Nodes by kind")
+    nodes.add_column("kind")
+    nodes.add_column("count", justify="right")
+    for kind, n in s["node_kinds"].items():
+        nodes.add_row(kind, str(n))
+    console.print(nodes)
+    links = Table(title="Links by kind and bandwidth (full duplex, counted once)")
+    for col in ("kind", "catalog link", "bandwidth each way", "count"):
+        links.add_column(col, justify="right" if col == "count" else "left")
+    for row in s["links"]:
+        links.add_row(row["kind"], row["link"] or "-", fmt_rate(row["bandwidth"]), str(row["count"]))
+    console.print(links)
+    a, b = s["bisection_halves"]
+    console.print(
+        f"bisection bandwidth: [bold]{_rate(s['bisection_bandwidth'])}[/bold] "
+        f"(max flow from the first {a} GPUs to the last {b}, natural order)"
+    )
+
+
+def _print_path(console: Console, p: dict) -> None:
+    table = Table(title=f"Path {p['src']} -> {p['dst']}")
+    for col in ("#", "from", "to", "kind", "link", "bandwidth", "latency"):
+        table.add_column(col)
+    for i, h in enumerate(p["hops"], 1):
+        table.add_row(str(i), h["src"], h["dst"], h["kind"], h["link"] or "-",
+                      fmt_rate(h["bandwidth"]), fmt_time(h["latency"]))
+    console.print(table)
+    neck = p["bottleneck"]
+    where = f" ({neck['src']} -> {neck['dst']}, {neck['kind']})" if neck else ""
+    console.print(
+        f"{len(p['hops'])} hops, summed latency {fmt_time(p['latency_time'])}, "
+        f"bottleneck {_rate(p['bottleneck_bandwidth'])}{where}, "
+        f"{'crosses a NIC' if p['inter_node'] else 'stays inside a machine'}"
+    )
+
+
+@topology.command("show")
+@click.argument("spec", metavar="NAME_OR_FILE")
+@click.option("--path", "path", nargs=2, default=None, metavar="A B",
+              help="Also show the path from node A to node B (e.g. n0/gpu0 n1/gpu0).")
+@click.option("-o", "--output", default=None, metavar="FILE.png",
+              help="Draw the graph to this file (.png, .svg or .pdf), written atomically.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def show(spec: str, path: tuple[str, str] | None, output: str | None, as_json: bool) -> None:
+    """Summarize the topology NAME_OR_FILE: a preset with optional parameters
+    (dgx_h100:nodes=4,oversubscription=2) or a topology TOML file.
+
+    Prints GPUs by kind, links by kind and bandwidth, and the bisection bandwidth. The exact
+    bisection (minimum over all balanced halves) is NP-hard in general; reported instead is the
+    max flow (= min cut, networkx) from the first half of the GPUs in natural order (n0/gpu0,
+    n0/gpu1, ...) to the second half. JSON rates are in B/s and times in s.
+    """
+    import topologies
+
+    g = topologies.parse_spec(spec)
+    summary = topologies.summarize(g, path=tuple(path) if path else None)
+    if output:
+        from topologies.draw import draw
+
+        nodes = summary["path"]["nodes"] if path else None
+        summary["figure"] = str(draw(g, output, path=nodes))
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    console = Console()
+    _print_summary(console, summary)
+    if path:
+        _print_path(console, summary["path"])
+    if output:
+        console.print(f"wrote {summary['figure']}")
+
+
+@topology.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+def list_presets(as_json: bool) -> None:
+    """List the topology presets and their parameters (with defaults)."""
+    import topologies
+
+    rows = {}
+    for name, builder in topologies.PRESETS.items():
+        doc = inspect.getdoc(builder) or ""
+        rows[name] = {"description": doc.splitlines()[0] if doc else "",
+                      "params": topologies.preset_params(name)}
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    table = Table(title="Topology presets (use as NAME or NAME:key=value,...)")
+    for col in ("preset", "parameters (defaults)", "description"):
+        table.add_column(col)
+    for name, row in rows.items():
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        table.add_row(name, params, row["description"])
+    Console().print(table)

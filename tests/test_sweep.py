@@ -1,0 +1,119 @@
+"""Sweeps: points and seeds are stable, backends agree bit for bit, interrupted sweeps resume,
+failing points are reported without stopping the others."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from simulator.errors import UserError
+from simulator.sweep import Sweep, execute, point_id
+
+
+def predict_sweep(**grid) -> Sweep:
+    grid = grid or {"blocks": [1, 32, 512], "stack": ["nccl", "ibgda"]}
+    return Sweep.from_dict({
+        "sweep": {"name": "t", "kind": "predict", "seed": 7},
+        "grid": grid,
+        "base": {"model": "deepseek-v3.2", "topology": "dgx_h100:nodes=2"},
+    })
+
+
+def test_grid_points_have_stable_ids_and_derived_seeds():
+    a = predict_sweep().points()
+    b = predict_sweep(stack=["nccl", "ibgda"], blocks=[1, 32, 512]).points()
+    assert len(a) == 6
+    assert [p.point_id for p in a] == [p.point_id for p in b]
+    assert len({p.seed for p in a}) == 6
+    assert a[0].point_id == point_id("predict", {"blocks": 1, "stack": "nccl"})
+    other_seed = Sweep.from_dict({"sweep": {"kind": "predict", "seed": 8},
+                                  "grid": {"blocks": [1, 32, 512], "stack": ["nccl", "ibgda"]}})
+    assert [p.seed for p in other_seed.points()] != [p.seed for p in a]
+
+
+def test_random_sampling_is_reproducible_and_within_bounds():
+    data = {"sweep": {"kind": "predict", "seed": 3, "samples": 12},
+            "grid": {"stack": ["nccl", "ibgda"]},
+            "random": {"blocks": {"low": 1, "high": 4096, "log": True, "integer": True}}}
+    p1, p2 = Sweep.from_dict(data).points(), Sweep.from_dict(data).points()
+    assert p1 == p2
+    assert all(1 <= p.as_dict["blocks"] <= 4096 for p in p1)
+    assert all(isinstance(p.as_dict["blocks"], int) for p in p1)
+
+
+def test_the_closed_form_sweep_gathers_one_row_per_option(tmp_path):
+    res = execute(predict_sweep(), tmp_path, "local", workers=2, progress=False)
+    assert res.computed == 6 and not res.failures
+    assert len(res.results) == 18
+    assert set(res.results["option"]) == {"route", "fetch", "local"}
+    on_disk = pd.read_parquet(tmp_path / "results.parquet")
+    pd.testing.assert_frame_equal(on_disk, res.results)
+    # More selected blocks make fetching dearer: the closed form's verdict shows it.
+    fetch = res.results[(res.results.option == "fetch") & (res.results.stack == "ibgda")]
+    assert fetch.sort_values("blocks")["total_time"].is_monotonic_increasing
+
+
+def test_local_and_dask_backends_give_identical_results(tmp_path):
+    local = execute(predict_sweep(), tmp_path / "local", "local", workers=2, progress=False)
+    dask = execute(predict_sweep(), tmp_path / "dask", "dask", workers=2, progress=False)
+    pd.testing.assert_frame_equal(local.results, dask.results)
+
+
+def test_an_interrupted_sweep_resumes_and_computes_only_the_rest(tmp_path):
+    seen = []
+
+    def stop_after_two(point, outcome):
+        seen.append(point.point_id)
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        execute(predict_sweep(), tmp_path, "local", workers=1, on_point=stop_after_two,
+                progress=False)
+    assert len(list((tmp_path / "points").glob("*.parquet"))) == 2
+    assert not (tmp_path / "results.parquet").exists()
+
+    again = []
+    res = execute(predict_sweep(), tmp_path, "local", workers=1,
+                  on_point=lambda p, o: again.append(p.point_id), progress=False)
+    assert res.resumed == 2 and res.computed == 4
+    assert not set(again) & set(seen)
+    full = execute(predict_sweep(), tmp_path / "fresh", "local", workers=2, progress=False)
+    pd.testing.assert_frame_equal(res.results, full.results)
+
+
+def test_a_failing_point_is_reported_with_its_parameters_and_the_rest_finish(tmp_path):
+    sweep = predict_sweep(model=["deepseek-v3.2", "no-such-model"], blocks=[8, 64])
+    res = execute(sweep, tmp_path, "local", workers=2, progress=False)
+    assert res.computed == 2
+    assert sorted(f["params"]["blocks"] for f in res.failures) == [8, 64]
+    assert all(f["params"]["model"] == "no-such-model" for f in res.failures)
+    assert "no-such-model" in res.failures[0]["error"]
+    written = json.loads((tmp_path / "failures.json").read_text())
+    assert [f["point_id"] for f in written] == [f["point_id"] for f in res.failures]
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"sweep": {"kind": "predict"}}, "field 'grid'"),
+    ({"sweep": {"kind": "nope"}, "grid": {"a": [1]}}, "field 'sweep.kind'"),
+    ({"sweep": {"kind": "predict"}, "grid": {"a": []}}, "field 'grid.a'"),
+    ({"sweep": {"kind": "predict"}, "grid": {"a": [1]}, "random": {"b": {"low": 1, "high": 2}}},
+     "samples = N"),
+    ({"sweep": {"kind": "run"}, "grid": {"a": [1]}}, "field 'sweep.base'"),
+    ({"sweep": {"kind": "predict", "seed": -1}, "grid": {"a": [1]}}, "field 'sweep.seed'"),
+])
+def test_bad_sweeps_get_a_message_naming_the_field(data, message):
+    with pytest.raises(UserError, match=message):
+        Sweep.from_dict(data, source="s.toml")
+
+
+def test_cli_reports_a_missing_file_without_a_traceback(capsys, tmp_path):
+    from simulator.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", str(tmp_path / "missing.toml")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "missing.toml" in err and "Traceback" not in err
