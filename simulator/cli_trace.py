@@ -1,0 +1,224 @@
+"""``kvfabric trace``: inspect, convert and generate request traces.
+
+- ``trace stats FILE [--json]`` — summary of a Mooncake JSONL, Azure CSV or our Parquet trace
+  (or a shipped name such as ``mooncake_conversation``); JSON keys as in DESIGN.md.
+- ``trace convert FILE -o OUT.parquet`` — any supported trace to our Parquet schema.
+- ``trace gen agentic [--<param> …] -o OUT.parquet`` — the agentic coding fleet; one option per
+  field of :class:`workloads.agentic.AgenticParams` (``--subagents 32`` …).
+- ``trace gen rag [--<param> …] -o OUT.parquet`` — the RAG-like generator.
+- ``trace gen selections TRACE -o OUT.parquet`` — per (request, step, layer) selected blocks.
+
+Bad input raises :class:`~simulator.errors.UserError` (one line, exit 2); outputs are atomic.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from simulator.errors import UserError
+
+
+def _out_path(output: str) -> Path:
+    path = Path(output)
+    if not path.parent.exists():
+        raise UserError(f"-o {output}: folder {path.parent} does not exist; create it first")
+    if path.suffix != ".parquet":
+        raise UserError(f"-o {output}: the output must be a .parquet file")
+    return path
+
+
+def _load(file: str, skip_bad: bool, block_tokens: int):
+    from workloads.loaders import load
+
+    return load(file, skip_bad=skip_bad, block_tokens=block_tokens)
+
+
+def _fmt(v: float) -> str:
+    return f"{v:,.1f}"
+
+
+@click.group("trace")
+def trace() -> None:
+    """Inspect, convert and generate request traces."""
+
+
+@trace.command("stats")
+@click.argument("file")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@click.option("--skip-bad", is_flag=True, help="Skip (and count) lines that do not parse.")
+@click.option("--block-tokens", default=512, show_default=True,
+              help="Block size for traces without blocks (Azure) [tokens].")
+def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
+    """Summarize FILE: a Mooncake .jsonl[.gz], Azure .csv[.gz], our .parquet, or a shipped name."""
+    from workloads.stats import trace_stats
+
+    summary = trace_stats(_load(file, skip_bad, block_tokens))
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    click.echo(f"{file}")
+    click.echo(f"  requests             {summary['requests']:,} over {summary['duration']:,.1f} s")
+    click.echo(f"  block refs           {summary['block_refs']:,} "
+               f"({summary['block_tokens']} tokens per block)")
+    click.echo(f"  distinct blocks      {summary['distinct_blocks']:,}")
+    click.echo(f"  reuse fraction       {summary['reuse_fraction']:.1%}")
+    click.echo(f"  prefix-cache hits    {summary['prefix_hit_fraction']:.1%}")
+    click.echo(f"  span (pos.-indep.)   {summary['span_hit_fraction']:.1%}")
+    for key in ("input_tokens", "output_tokens"):
+        s = summary[key]
+        click.echo(f"  {key:<20} mean {_fmt(s['mean'])}  p50 {_fmt(s['p50'])}  "
+                   f"p99 {_fmt(s['p99'])}")
+    if summary["skipped_lines"]:
+        click.echo(f"  skipped bad lines    {summary['skipped_lines']:,}")
+
+
+@trace.command("convert")
+@click.argument("file")
+@click.option("-o", "--output", required=True, help="Output .parquet file.")
+@click.option("--skip-bad", is_flag=True, help="Skip (and count) lines that do not parse.")
+@click.option("--block-tokens", default=512, show_default=True,
+              help="Block size for traces without blocks (Azure) [tokens].")
+def convert(file: str, output: str, skip_bad: bool, block_tokens: int) -> None:
+    """Convert FILE (Mooncake, Azure, Parquet or a shipped name) to our Parquet schema."""
+    from workloads.schema import write_trace
+
+    path = _out_path(output)
+    df = _load(file, skip_bad, block_tokens)
+    write_trace(df, path)
+    skipped = df.attrs.get("skipped_lines", 0)
+    click.echo(f"wrote {len(df):,} requests to {path}" + (f" ({skipped} bad lines skipped)"
+                                                           if skipped else ""))
+
+
+@trace.group("gen")
+def gen() -> None:
+    """Generate traces: agentic, rag, selections."""
+
+
+def _params_options(cls):
+    """One click option per dataclass field (``--field-name``), typed by its default."""
+
+    def decorate(func):
+        for f in reversed(dataclasses.fields(cls)):
+            name = "--" + f.name.replace("_", "-")
+            if isinstance(f.default, bool):
+                func = click.option(f"{name}/--no-{f.name.replace('_', '-')}", f.name,
+                                    default=None, help=f"(default {f.default})")(func)
+            else:
+                func = click.option(name, f.name, type=type(f.default), default=None,
+                                    help=f"(default {f.default})")(func)
+        return func
+
+    return decorate
+
+
+def _build(cls, values: dict):
+    given = {k: v for k, v in values.items() if v is not None}
+    try:
+        return cls(**given)
+    except ValueError as exc:
+        msg = str(exc)
+        for f in sorted(dataclasses.fields(cls), key=lambda f: -len(f.name)):
+            if msg.startswith(f.name):
+                msg = "--" + f.name.replace("_", "-") + msg[len(f.name):]
+                break
+        raise UserError(f"bad option: {msg} (see --help)") from None
+
+
+def _write_generated(df, path: Path, what: str) -> None:
+    from workloads.schema import write_trace
+    from workloads.spans import hit_rates
+
+    write_trace(df, path)
+    rates = hit_rates(df)
+    click.echo(f"wrote {len(df):,} {what} requests ({rates['block_refs']:,} block refs, "
+               f"prefix hits {rates['prefix_hit_fraction']:.1%}, span hits "
+               f"{rates['span_hit_fraction']:.1%}) to {path}")
+
+
+def _agentic_params():
+    from workloads.agentic import AgenticParams
+
+    return AgenticParams
+
+
+def _rag_params():
+    from workloads.rag import RagParams
+
+    return RagParams
+
+
+@gen.command("agentic")
+@click.option("-o", "--output", required=True, help="Output .parquet file.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@_params_options(_agentic_params())
+def gen_agentic(output: str, seed: int, **params) -> None:
+    """Coding sub-agents over shared repositories (options: AgenticParams fields)."""
+    from workloads.agentic import AgenticParams, generate_agentic
+
+    path = _out_path(output)
+    p = _build(AgenticParams, params)
+    _write_generated(generate_agentic(np.random.default_rng(seed), p), path, "agentic")
+
+
+@gen.command("rag")
+@click.option("-o", "--output", required=True, help="Output .parquet file.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@_params_options(_rag_params())
+def gen_rag(output: str, seed: int, **params) -> None:
+    """RAG requests whose retrieved documents are permuted (options: RagParams fields)."""
+    from workloads.rag import RagParams, generate_rag
+
+    path = _out_path(output)
+    p = _build(RagParams, params)
+    _write_generated(generate_rag(np.random.default_rng(seed), p), path, "rag")
+
+
+@gen.command("selections")
+@click.argument("trace_file")
+@click.option("-o", "--output", required=True, help="Output .parquet file.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--kind", type=click.Choice(["dsa", "nsa", "dense"]), default="dsa",
+              show_default=True, help="Sparse attention kind.")
+@click.option("--top-k-tokens", default=2048, show_default=True, help="DSA top-k [tokens].")
+@click.option("--block-tokens", default=64, show_default=True, help="Engine block [tokens].")
+@click.option("--layers", default=61, show_default=True, help="Layers per step.")
+@click.option("--steps", default=4, show_default=True, help="First decode steps per request.")
+@click.option("--max-requests", default=64, show_default=True,
+              help="Requests to cover (0: all).")
+@click.option("--skip-bad", is_flag=True, help="Skip bad lines of TRACE_FILE.")
+def gen_selections(trace_file: str, output: str, seed: int, kind: str, top_k_tokens: int,
+                   block_tokens: int, layers: int, steps: int, max_requests: int,
+                   skip_bad: bool) -> None:
+    """What the sparse sampler would pick for TRACE_FILE's requests, replayable by the engine."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from workloads.selections import generate_selections, write_selections
+    from workloads.sparse import SparseSelector
+
+    path = _out_path(output)
+    for name, value in (("--layers", layers), ("--steps", steps)):
+        if value < 1:
+            raise UserError(f"{name} must be >= 1, got {value}")
+    if max_requests < 0:
+        raise UserError(f"--max-requests must be >= 0, got {max_requests}")
+    try:
+        selector = SparseSelector(kind=kind, top_k_tokens=top_k_tokens, block_tokens=block_tokens)
+    except ValueError as exc:
+        raise UserError(f"bad option: {exc}") from None
+    df = _load(trace_file, skip_bad, 512)
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("sampling selections", total=None)
+        sel = generate_selections(
+            np.random.default_rng(seed), df, selector, n_layers=layers, steps=steps,
+            max_requests=max_requests or None,
+            progress=lambda done, total: bar.update(task, completed=done, total=total))
+    write_selections(sel, path, block_tokens=block_tokens)
+    click.echo(f"wrote {len(sel):,} selections ({sel['request_id'].nunique():,} requests × "
+               f"≤{steps} steps × {layers} layers) to {path}")

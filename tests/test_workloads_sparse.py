@@ -1,0 +1,161 @@
+"""Sparse selection: known counts, locality knobs, invariants, and an oracle for the sampler."""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator.testing.traces import sparse_selectors
+from workloads.sparse import _PRIME, SparseSelector, draw_focus, drift_focus
+
+CTX_256K = 262_144 // 64  # a 256k-token context in 64-token blocks
+
+
+def test_dsa_reads_top_2048_tokens_as_32_blocks_plus_the_recent_window():
+    sel = SparseSelector(kind="dsa")
+    assert sel.sampled_per_layer == 32 and sel.window_blocks == 2
+    picks = sel.select(np.random.default_rng(0), CTX_256K, n_layers=61)
+    assert picks.shape == (61, 34)
+    assert (picks[:, -2:] == [CTX_256K - 2, CTX_256K - 1]).all()
+
+
+def test_nsa_reads_16_selected_blocks_and_a_512_token_window():
+    sel = SparseSelector(kind="nsa")
+    picks = sel.select(np.random.default_rng(0), 1000, n_layers=3)
+    assert picks.shape == (3, 16 + 8)
+    assert (picks[:, -8:] == np.arange(992, 1000)).all()
+    assert SparseSelector(kind="nsa", block_tokens=128).counts(1000) == 8 + 4
+
+
+def test_dense_reads_everything_and_small_contexts_are_read_whole():
+    rng = np.random.default_rng(0)
+    assert (SparseSelector(kind="dense").select(rng, 50, 2) == np.arange(50)).all()
+    assert (SparseSelector(kind="dsa").select(rng, 30, 2) == np.arange(30)).all()
+    assert SparseSelector().counts([1, 33, 34, 35, 5000]).tolist() == [1, 33, 34, 34, 34]
+
+
+def test_a_batch_pads_short_rows_with_minus_one():
+    sel = SparseSelector().select_batch(np.random.default_rng(0), [3, 100, 4096], 2)
+    assert sel.indices.shape == (3, 2, 34)
+    assert sel.counts.tolist() == [3, 34, 34]
+    assert (sel.indices[0, :, 3:] == -1).all() and (sel.query(0) == [0, 1, 2]).all()
+    assert sel.total_blocks == (3 + 34 + 34) * 2
+
+
+def test_same_seed_same_selection():
+    sel = SparseSelector()
+    a = sel.select_batch(np.random.default_rng(7), [500, 4096, 60], 5).indices
+    b = sel.select_batch(np.random.default_rng(7), [500, 4096, 60], 5).indices
+    assert np.array_equal(a, b)
+
+
+def overlap(picks):
+    """Mean share of a layer's sampled blocks also picked by the previous layer."""
+    return np.mean([len(np.intersect1d(picks[i], picks[i + 1])) / picks.shape[1]
+                    for i in range(len(picks) - 1)])
+
+
+def test_layer_correlation_makes_adjacent_layers_overlap():
+    rng = np.random.default_rng(1)
+    loose = SparseSelector(layer_correlation=0.0, recent_tokens=0, popular_fraction=0)
+    tight = SparseSelector(layer_correlation=0.9, recent_tokens=0, popular_fraction=0)
+    assert overlap(loose.select(rng, CTX_256K, 61)) < 0.05
+    assert overlap(tight.select(rng, CTX_256K, 61)) > 0.8
+
+
+@pytest.mark.parametrize(("zipf_s", "popular"), [(2.0, 1.0), (1.0, 0.5)])  # exact, oversampled
+def test_zipf_popularity_concentrates_on_the_hot_region(zipf_s, popular):
+    sel = SparseSelector(popular_fraction=popular, focus_fraction=0.0, zipf_s=zipf_s, salt=5,
+                         layer_correlation=0.0, recent_tokens=0)
+    picks = sel.select(np.random.default_rng(2), 1024, 200, popular_blocks=512)
+    if popular == 1.0:
+        assert picks.max() < 512  # popular draws stay within the repository part
+    regions = np.bincount((picks // 16).ravel(), minlength=32)
+    hottest = (0 * _PRIME + 5) % 32  # rank 0 maps to region salt mod R
+    assert regions.argmax() == hottest
+
+
+def test_focus_draws_come_from_the_focus_set():
+    sel = SparseSelector(popular_fraction=0.0, focus_fraction=1.0, recent_tokens=64)
+    focus = np.arange(100, 164)
+    picks = sel.select(np.random.default_rng(3), 4096, 10, focus=focus)
+    sampled = picks[:, :-1]
+    assert np.isin(sampled, focus).all()
+
+
+def test_focus_drifts_region_by_region():
+    rng = np.random.default_rng(4)
+    f = draw_focus(rng, 1000, n_regions=4, region_blocks=16)
+    assert len(f) == 64 and len(np.unique(f // 16)) == 4
+    assert np.array_equal(drift_focus(rng, f, 1000, drift=0.0), f)
+    moved = drift_focus(rng, f, 1000, drift=1.0)
+    assert len(np.intersect1d(moved // 16, f // 16)) == 0 and len(np.unique(moved // 16)) == 4
+
+
+def test_bad_knobs_are_rejected():
+    with pytest.raises(ValueError, match="kind"):
+        SparseSelector(kind="sparse")
+    with pytest.raises(ValueError, match="popular_fraction"):
+        SparseSelector(popular_fraction=0.8, focus_fraction=0.5)
+    with pytest.raises(ValueError, match="context_blocks"):
+        SparseSelector().select_batch(np.random.default_rng(0), [0], 1)
+
+
+@given(sparse_selectors(), st.lists(st.integers(1, 3000), min_size=1, max_size=6),
+       st.integers(1, 6), st.integers(0, 2**32 - 1), st.booleans())
+def test_selections_stay_in_context_and_include_the_recent_window(sel, ctx, layers, seed,
+                                                                 with_focus):
+    rng = np.random.default_rng(seed)
+    ctx = np.array(ctx)
+    focus = None
+    if with_focus:
+        focus = np.stack([np.resize(draw_focus(rng, n, 2, 8), 16) for n in ctx])
+    out = sel.select_batch(rng, ctx, layers, focus=focus, popular_blocks=ctx // 2)
+    assert out.counts.tolist() == sel.counts(ctx).tolist()
+    for q, n in enumerate(ctx):
+        picks = out.query(q)
+        assert picks.shape == (layers, out.counts[q])
+        assert ((picks >= 0) & (picks < n)).all()
+        assert (np.diff(picks, axis=1) > 0).all()  # sorted, no duplicates
+        recent = np.arange(max(n - sel.window_blocks, 0), n)
+        assert np.isin(recent, picks).all()
+        assert (out.indices[q, :, out.counts[q]:] == -1).all()
+
+
+def oracle_weights(sel, avail, pop, focus):
+    """The mixture weight of each older block, computed the obvious way."""
+    w = np.full(avail, (1 - sel.popular_fraction - sel.focus_fraction) / avail)
+    regions = -(-pop // sel.region_blocks)
+    zipf = np.arange(1, regions + 1) ** -sel.zipf_s
+    zipf /= zipf.sum()
+    for rank in range(regions):
+        region = (rank * _PRIME + sel.salt) % regions
+        blocks = np.arange(region * sel.region_blocks,
+                           min((region + 1) * sel.region_blocks, pop))
+        w[blocks] += sel.popular_fraction * zipf[rank] / len(blocks)
+    for b in focus:
+        w[b] += sel.focus_fraction / len(focus)
+    return w
+
+
+@pytest.mark.parametrize("avail", [24, 300])  # exact (Gumbel) path and oversampling path
+def test_inclusion_frequencies_match_sampling_without_replacement(avail):
+    """Oracle: numpy's rng.choice(replace=False, p=w) draws successively without replacement,
+    which is what both sampling paths implement."""
+    sel = SparseSelector(top_k_tokens=8 * 64, recent_tokens=64, layer_correlation=0.0,
+                         popular_fraction=0.4, focus_fraction=0.3, zipf_s=1.2, salt=3,
+                         region_blocks=8)
+    n, pop, layers, reps = avail + 1, avail * 3 // 4, 50, 40
+    focus = np.arange(5, 13)
+    rng = np.random.default_rng(11)
+    counts = np.zeros(avail)
+    for _ in range(reps):
+        picks = sel.select(rng, n, layers, focus=focus, popular_blocks=pop)[:, :-1]
+        counts += np.bincount(picks.ravel(), minlength=avail)
+    w = oracle_weights(sel, avail, pop, focus)
+    ref = np.zeros(avail)
+    orng = np.random.default_rng(12)
+    for _ in range(reps * layers):
+        ref[orng.choice(avail, size=8, replace=False, p=w / w.sum())] += 1
+    total = reps * layers
+    assert np.abs(counts / total - ref / total).max() < 0.06

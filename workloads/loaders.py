@@ -1,0 +1,314 @@
+"""Loaders for real request traces: Mooncake JSONL, Azure LLM CSV and our Parquet.
+
+Each loader returns a trace in the :mod:`workloads.schema` layout. Files may be plain or gzipped
+(``.gz``). Reading is vectorized (``pandas.read_json(lines=True)`` / ``read_csv``); only when that
+fast path fails or finds a bad value does a slow path re-read the file line by line to name the
+first bad line (``UserError: FILE:LINE: …``) — or, with ``skip_bad=True``, to drop every bad line
+and count them in ``df.attrs["skipped_lines"]`` (0 when nothing was skipped).
+
+- **Mooncake** (Qin et al., FAST'25; ``timestamp`` [ms from the trace start], ``input_length``,
+  ``output_length``, ``hash_ids``): ``hash_ids`` are prefix-chained ids of 512-token blocks, kept
+  as int64 ``block_ids`` with ``block_tokens = 512`` (format documented in the Mooncake
+  ``FAST25-release/traces`` README). The trace has no sessions: ``session_id = request_id``.
+- **Azure LLM inference 2023** (Splitwise, ISCA'24; ``TIMESTAMP``, ``ContextTokens``,
+  ``GeneratedTokens``): lengths only, so each request gets fresh block ids (no sharing) at
+  ``block_tokens`` tokens per block (default 512, like Mooncake); ``arrival_at`` counts from the
+  first record; ``session_id = request_id``.
+
+``request_id`` is the record's index in the file (0-based, bad lines skipped). The shipped traces
+live in ``workloads/data/<name>/``; :func:`shipped` finds them and :func:`load` dispatches on the
+file name (or a shipped name such as ``"mooncake_conversation"``).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import UserError
+from workloads.schema import FlatBlocks, make_trace, read_trace
+
+#: Block size of Mooncake's ``hash_ids`` [tokens] (Mooncake FAST25-release/traces README).
+MOONCAKE_BLOCK_TOKENS = 512
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+#: Shipped trace name → file inside ``workloads/data/<name>/``.
+SHIPPED: dict[str, str] = {
+    "mooncake_conversation": "conversation_trace.jsonl.gz",
+    "mooncake_synthetic": "synthetic_trace.jsonl.gz",
+    "azure_llm_2023_code": "AzureLLMInferenceTrace_code.csv.gz",
+    "azure_llm_2023_conv": "AzureLLMInferenceTrace_conv.csv.gz",
+}
+
+
+def shipped(name: str) -> Path:
+    """Path of a shipped trace (see :data:`SHIPPED`); ``UserError`` for an unknown name."""
+    if name not in SHIPPED:
+        raise UserError(f"unknown shipped trace {name!r}; choose one of {sorted(SHIPPED)}")
+    return DATA_DIR / name / SHIPPED[name]
+
+
+def trace_format(path: str | os.PathLike) -> str:
+    """``"mooncake"``, ``"azure"`` or ``"parquet"`` from the file name (``.gz`` ignored)."""
+    name = Path(path).name.lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith((".jsonl", ".json")):
+        return "mooncake"
+    if name.endswith(".csv"):
+        return "azure"
+    if name.endswith(".parquet"):
+        return "parquet"
+    raise UserError(
+        f"{path}: unknown trace format; use .jsonl (Mooncake), .csv (Azure) or .parquet "
+        "(optionally .gz for the first two)"
+    )
+
+
+def load(path_or_name: str | os.PathLike, *, skip_bad: bool = False,
+         block_tokens: int = 512) -> pd.DataFrame:
+    """Load any supported trace: a shipped name, or a Mooncake/Azure/Parquet file.
+
+    Args:
+        path_or_name: a file path, or a key of :data:`SHIPPED`.
+        skip_bad: skip (and count in ``attrs["skipped_lines"]``) bad lines instead of failing.
+        block_tokens: block size for traces without blocks (Azure) [tokens].
+    """
+    key = str(path_or_name)
+    path = shipped(key) if key in SHIPPED else Path(path_or_name)
+    if not path.exists():
+        raise UserError(f"{path}: no such file (shipped traces: {sorted(SHIPPED)})")
+    fmt = trace_format(path)
+    if fmt == "mooncake":
+        return load_mooncake(path, skip_bad=skip_bad)
+    if fmt == "azure":
+        return load_azure(path, skip_bad=skip_bad, block_tokens=block_tokens)
+    df = read_trace(path)
+    df.attrs["skipped_lines"] = 0
+    return df
+
+
+def _open_text(path: Path):
+    if path.name.endswith(".gz"):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+# -- Mooncake --------------------------------------------------------------------------------
+
+_MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length", "hash_ids")
+
+
+def load_mooncake(path: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
+    """Load a Mooncake JSONL trace (plain or gzipped); see the module docstring."""
+    path = Path(path)
+    raw = None
+    try:
+        raw = pd.read_json(path, lines=True, dtype=False, compression="infer")
+    except ValueError:
+        raw = None
+    if raw is not None and _mooncake_frame_ok(raw):
+        ts = raw["timestamp"].to_numpy(np.float64)
+        inp = raw["input_length"].to_numpy(np.int64)
+        out = raw["output_length"].to_numpy(np.int64)
+        blocks = FlatBlocks.from_lists(raw["hash_ids"].tolist())
+        skipped = 0
+    else:
+        ts, inp, out, rows, skipped = _mooncake_slow(path, skip_bad)
+        blocks = FlatBlocks.from_lists(rows)
+    return _finish(path, ts / 1000.0, inp, out, blocks, MOONCAKE_BLOCK_TOKENS, skipped)
+
+
+def _mooncake_frame_ok(raw: pd.DataFrame) -> bool:
+    if not set(_MOONCAKE_FIELDS) <= set(raw.columns) or len(raw.columns) != 4:
+        return False
+    for col in ("timestamp", "input_length", "output_length"):
+        if not pd.api.types.is_integer_dtype(raw[col]) and not pd.api.types.is_float_dtype(raw[col]):
+            return False
+    ts = raw["timestamp"].to_numpy(np.float64)
+    inp = raw["input_length"].to_numpy(np.float64)
+    out = raw["output_length"].to_numpy(np.float64)
+    if not (np.isfinite(ts).all() and (ts >= 0).all()):
+        return False
+    if not ((inp > 0).all() and (out > 0).all() and (inp == np.round(inp)).all()
+            and (out == np.round(out)).all()):
+        return False
+    ids = raw["hash_ids"]
+    if not all(isinstance(h, list) for h in ids):
+        return False
+    lengths = np.fromiter((len(h) for h in ids), dtype=np.int64, count=len(ids))
+    if not (lengths == -(-inp.astype(np.int64) // MOONCAKE_BLOCK_TOKENS)).all():
+        return False
+    try:
+        flat = np.fromiter((x for h in ids for x in h), dtype=np.float64, count=int(lengths.sum()))
+    except (TypeError, ValueError, OverflowError):
+        return False
+    # np.fromiter would silently accept floats and booleans: require whole, exact, >= 0 values
+    return bool(((flat >= 0) & (flat == np.round(flat)) & (flat < 2.0**53)).all())
+
+
+def _mooncake_line(line: str) -> tuple[float, int, int, list[int]]:
+    """Parse one Mooncake line; raises ``ValueError`` with the problem."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    missing = [f for f in _MOONCAKE_FIELDS if f not in obj]
+    if missing:
+        raise ValueError(f"missing field {missing[0]!r}")
+    ts = obj["timestamp"]
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts) or ts < 0:
+        raise ValueError(f"'timestamp' {ts!r} is not a time >= 0 in ms")
+    for f in ("input_length", "output_length"):
+        v = obj[f]
+        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+            raise ValueError(f"{f!r} {v!r} is not a positive integer")
+    ids = obj["hash_ids"]
+    if not isinstance(ids, list) or not all(
+        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in ids
+    ):
+        raise ValueError("'hash_ids' is not a list of non-negative integers")
+    need = -(-obj["input_length"] // MOONCAKE_BLOCK_TOKENS)
+    if len(ids) != need:
+        raise ValueError(
+            f"'hash_ids' has {len(ids)} ids but input_length {obj['input_length']} needs {need}"
+            f" blocks of {MOONCAKE_BLOCK_TOKENS} tokens"
+        )
+    return float(ts), obj["input_length"], obj["output_length"], ids
+
+
+def _mooncake_slow(path: Path, skip_bad: bool):
+    ts, inp, out, rows = [], [], [], []
+    skipped = 0
+    with _open_text(path) as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                t, i, o, ids = _mooncake_line(line)
+            except ValueError as exc:
+                if not skip_bad:
+                    raise UserError(
+                        f"{path}:{lineno}: {exc}; fix the line or pass --skip-bad to skip it"
+                    ) from None
+                skipped += 1
+                continue
+            ts.append(t)
+            inp.append(i)
+            out.append(o)
+            rows.append(ids)
+    return (np.asarray(ts, np.float64), np.asarray(inp, np.int64), np.asarray(out, np.int64),
+            rows, skipped)
+
+
+# -- Azure -----------------------------------------------------------------------------------
+
+_AZURE_FIELDS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+
+
+def load_azure(path: str | os.PathLike, *, skip_bad: bool = False,
+               block_tokens: int = 512) -> pd.DataFrame:
+    """Load an Azure LLM inference CSV (plain or gzipped); blocks are synthesized, unshared."""
+    path = Path(path)
+    if block_tokens <= 0:
+        raise UserError(f"block_tokens must be > 0, got {block_tokens}")
+    try:
+        raw = pd.read_csv(path, compression="infer", dtype=str, keep_default_na=False)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        raw = None
+    fast = None
+    if raw is not None and tuple(raw.columns) == _AZURE_FIELDS:
+        # a date must start with a digit (pandas would also accept words like "now")
+        dated = raw["TIMESTAMP"].str.match(r"\s*\d")
+        at = pd.to_datetime(raw["TIMESTAMP"].where(dated, ""), format="ISO8601",
+                            errors="coerce")
+        inp = pd.to_numeric(raw["ContextTokens"], errors="coerce")
+        out = pd.to_numeric(raw["GeneratedTokens"], errors="coerce")
+        ok = at.notna() & (inp > 0) & (out > 0) & (inp % 1 == 0) & (out % 1 == 0)
+        if bool(ok.all()):
+            ns = at.to_numpy().astype("datetime64[ns]").astype(np.int64)
+            fast = (ns, inp.to_numpy(np.int64), out.to_numpy(np.int64), 0)
+    if fast is None:
+        fast = _azure_slow(path, skip_bad)
+    ns, inp, out, skipped = fast
+    arrival = (ns - ns.min()).astype(np.float64) * 1e-9 if len(ns) else np.zeros(0)  # ns → s
+    counts = -(-inp // block_tokens)
+    offsets = np.zeros(len(inp) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    blocks = FlatBlocks(offsets, np.arange(offsets[-1], dtype=np.int64))
+    return _finish(path, arrival, inp, out, blocks, block_tokens, skipped)
+
+
+def _azure_slow(path: Path, skip_bad: bool):
+    ns, inp, out = [], [], []
+    skipped = 0
+    with _open_text(path) as fh:
+        reader = csv.reader(fh)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != _AZURE_FIELDS:
+            raise UserError(f"{path}:1: header {header!r} is not {list(_AZURE_FIELDS)}; is this an "
+                            "Azure LLM inference trace?")
+        for row in reader:
+            lineno = reader.line_num
+            if not row or not any(c.strip() for c in row):
+                continue
+            try:
+                if len(row) != 3:
+                    raise ValueError(f"{len(row)} fields, expected 3")
+                try:
+                    if not row[0].strip()[:1].isdigit():
+                        raise ValueError
+                    t = pd.to_datetime(row[0].strip(), format="ISO8601")
+                except (ValueError, TypeError):
+                    raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time") from None
+                if t is pd.NaT:
+                    raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time")
+                vals = []
+                for name, text in zip(_AZURE_FIELDS[1:], row[1:], strict=True):
+                    try:
+                        v = int(text)
+                    except ValueError:
+                        raise ValueError(f"{name} {text!r} is not an integer") from None
+                    if v <= 0:
+                        raise ValueError(f"{name} {v} is not positive")
+                    vals.append(v)
+            except ValueError as exc:
+                if not skip_bad:
+                    raise UserError(
+                        f"{path}:{lineno}: {exc}; fix the line or pass --skip-bad to skip it"
+                    ) from None
+                skipped += 1
+                continue
+            ns.append(t.value)
+            inp.append(vals[0])
+            out.append(vals[1])
+    return np.asarray(ns, np.int64), np.asarray(inp, np.int64), np.asarray(out, np.int64), skipped
+
+
+def _finish(path: Path, arrival, inp, out, blocks: FlatBlocks, block_tokens: int,
+            skipped: int) -> pd.DataFrame:
+    order = np.argsort(arrival, kind="stable")
+    n = len(arrival)
+    if not (order == np.arange(n)).all():
+        rows = blocks.to_lists()
+        blocks = FlatBlocks.from_lists([rows[i] for i in order])
+    rid = np.arange(n, dtype=np.int64)[order]
+    df = make_trace(
+        arrival_at=np.asarray(arrival)[order], input_tokens=np.asarray(inp)[order],
+        output_tokens=np.asarray(out)[order], block_ids=blocks, block_tokens=block_tokens,
+        request_id=rid, session_id=rid, source=str(path),
+    )
+    df.attrs["skipped_lines"] = int(skipped)
+    df.attrs["source"] = str(path)
+    return df

@@ -1,0 +1,361 @@
+"""The request-trace schema: one row per request, as a pandas DataFrame.
+
+A trace says *when* requests arrive, *how long* they are, and *which KV blocks* their prompts are
+made of — the last is what decides where a query's attention has to read. Every loader and
+generator in :mod:`workloads` returns a DataFrame with exactly these columns (in this order):
+
+===============  ===========================  ================================================
+column           dtype                        meaning
+===============  ===========================  ================================================
+``arrival_at``   float64                      arrival time [s] from the trace start; sorted
+``request_id``   int64                        unique per row
+``session_id``   int64                        conversation / agent the request belongs to
+                                              (traces without sessions: the request id)
+``parent_id``    Int64 (nullable)             request that spawned this one (sub-agent
+                                              fan-out); ``<NA>`` for roots
+``input_tokens`` int64                        prompt length [tokens], > 0
+``output_tokens`` int64                       generated tokens, > 0
+``block_ids``    list<int64> (object column   the prompt's KV blocks in order;
+                 of int64 numpy arrays)       ``len == ceil(input_tokens / block_tokens)``.
+                                              Equal ids mean equal content (shareable KV)
+``block_tokens`` int64                        tokens per block of ``block_ids`` (> 0)
+``repo_id``      Int64 (nullable)             repository the prompt reads, ``<NA>`` if none
+``spans``        list<int64> (object column)  commutative spans as flattened half-open
+                                              block-index pairs ``[s0, e0, s1, e1, …]``:
+                                              each ``[s, e)`` is a segment whose position in
+                                              the prompt does not matter (a RAG document, a
+                                              repository file); sorted, non-overlapping.
+                                              Empty when the prompt is order-sensitive
+===============  ===========================  ================================================
+
+``block_ids`` and ``spans`` are pyarrow ``list<int64>`` columns on disk. The engine iterates per
+request, so :func:`flat_blocks` gives a CSR view (``offsets``, ``values`` numpy arrays) built
+once. :func:`validate` checks every column and names the column and the first row at fault in a
+:class:`~simulator.errors.UserError`. Parquet output is atomic (:mod:`simulator.fileio`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import UserError
+from simulator.fileio import atomic_path
+
+#: Column names in order.
+COLUMNS: tuple[str, ...] = (
+    "arrival_at",
+    "request_id",
+    "session_id",
+    "parent_id",
+    "input_tokens",
+    "output_tokens",
+    "block_ids",
+    "block_tokens",
+    "repo_id",
+    "spans",
+)
+
+_INT_COLUMNS = ("request_id", "session_id", "input_tokens", "output_tokens", "block_tokens")
+_NULLABLE_COLUMNS = ("parent_id", "repo_id")
+_LIST_COLUMNS = ("block_ids", "spans")
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class FlatBlocks:
+    """CSR view of a list column: row ``i`` is ``values[offsets[i]:offsets[i + 1]]``.
+
+    Attributes:
+        offsets: int64 array of length ``rows + 1``, ``offsets[0] == 0``, non-decreasing.
+        values: int64 array of length ``offsets[-1]``.
+    """
+
+    offsets: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def row(self, i: int) -> np.ndarray:
+        """The values of row ``i`` (a view, do not modify)."""
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def lengths(self) -> np.ndarray:
+        """Number of values per row (int64)."""
+        return np.diff(self.offsets)
+
+    def row_index(self) -> np.ndarray:
+        """For each value, the row it belongs to (int64, length ``len(values)``)."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths())
+
+    def to_lists(self) -> list[np.ndarray]:
+        """The rows as a list of int64 arrays (for a DataFrame object column)."""
+        return np.split(self.values, self.offsets[1:-1]) if len(self) else []
+
+    @classmethod
+    def from_lists(cls, rows: Sequence) -> FlatBlocks:
+        """Build from a sequence of integer sequences (arrays or lists)."""
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        if offsets[-1]:
+            values = np.concatenate([np.asarray(r, dtype=np.int64) for r in rows if len(r)])
+        else:
+            values = _EMPTY.copy()
+        return cls(offsets, values.astype(np.int64, copy=False))
+
+
+def blocks_needed(input_tokens, block_tokens):
+    """``ceil(input_tokens / block_tokens)`` as int64 (scalars or arrays)."""
+    t = np.asarray(input_tokens, dtype=np.int64)
+    b = np.asarray(block_tokens, dtype=np.int64)
+    return -(-t // b)
+
+
+def flat_blocks(df: pd.DataFrame, column: str = "block_ids") -> FlatBlocks:
+    """CSR view (``offsets``, ``values``) of a list column of a trace, in row order."""
+    return FlatBlocks.from_lists(df[column].tolist())
+
+
+def make_trace(
+    *,
+    arrival_at,
+    input_tokens,
+    output_tokens,
+    block_ids: Sequence | FlatBlocks,
+    block_tokens=512,
+    request_id=None,
+    session_id=None,
+    parent_id=None,
+    repo_id=None,
+    spans: Sequence | FlatBlocks | None = None,
+    source: str = "trace",
+) -> pd.DataFrame:
+    """Assemble and validate a trace DataFrame from column values.
+
+    Args:
+        arrival_at: arrival times [s], one per request (sorted).
+        input_tokens, output_tokens: lengths [tokens].
+        block_ids: per request the prompt's block ids (sequences, or a :class:`FlatBlocks`).
+        block_tokens: tokens per block, a scalar or one per request.
+        request_id: defaults to ``0..n-1``. session_id: defaults to ``request_id``.
+        parent_id, repo_id: nullable ints (``None`` / negative means none); default all none.
+        spans: per request flattened ``[s, e)`` pairs; default none.
+        source: name used in error messages (a file name).
+    """
+    arrival_at = np.asarray(arrival_at, dtype=np.float64)
+    n = len(arrival_at)
+    rid = np.arange(n, dtype=np.int64) if request_id is None else np.asarray(request_id, np.int64)
+    sid = rid.copy() if session_id is None else np.asarray(session_id, dtype=np.int64)
+    blocks = block_ids.to_lists() if isinstance(block_ids, FlatBlocks) else list(block_ids)
+    if spans is None:
+        span_rows = [_EMPTY] * n
+    else:
+        span_rows = spans.to_lists() if isinstance(spans, FlatBlocks) else list(spans)
+    df = pd.DataFrame(
+        {
+            "arrival_at": arrival_at,
+            "request_id": rid,
+            "session_id": sid,
+            "parent_id": _nullable(parent_id, n),
+            "input_tokens": np.asarray(input_tokens, dtype=np.int64),
+            "output_tokens": np.asarray(output_tokens, dtype=np.int64),
+            "block_ids": pd.Series([np.asarray(b, dtype=np.int64) for b in blocks], dtype=object),
+            "block_tokens": np.broadcast_to(np.asarray(block_tokens, dtype=np.int64), (n,)).copy(),
+            "repo_id": _nullable(repo_id, n),
+            "spans": pd.Series([np.asarray(s, dtype=np.int64) for s in span_rows], dtype=object),
+        }
+    )
+    return validate(df, source=source)
+
+
+def _nullable(values, n: int) -> pd.Series:
+    if values is None:
+        return pd.Series(pd.array([pd.NA] * n, dtype="Int64"))
+    if isinstance(values, pd.Series) and str(values.dtype) == "Int64":
+        return values.reset_index(drop=True)
+    arr = np.asarray(values, dtype=np.int64)
+    return pd.Series(pd.arrays.IntegerArray(arr, arr < 0))
+
+
+def _fail(source: str, column: str, row: int | None, problem: str, fix: str) -> UserError:
+    where = f"{source}: column '{column}'" + (f", row {row}" if row is not None else "")
+    return UserError(f"{where}: {problem}; {fix}")
+
+
+def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
+    """Check a trace against the schema; return it with canonical dtypes and column order.
+
+    Missing optional columns (``parent_id``, ``repo_id``, ``spans``, ``session_id``) are filled
+    with their defaults. Raises :class:`UserError` naming ``source``, the column and the first
+    row at fault.
+    """
+    df = df.reset_index(drop=True).copy()
+    n = len(df)
+    for col in ("arrival_at", "request_id", "input_tokens", "output_tokens", "block_ids"):
+        if col not in df.columns:
+            raise _fail(source, col, None, "missing", f"a trace needs columns {list(COLUMNS)}")
+    if "block_tokens" not in df.columns:
+        raise _fail(source, "block_tokens", None, "missing", "add tokens per block (e.g. 512)")
+    if "session_id" not in df.columns:
+        df["session_id"] = df["request_id"]
+    for col in _NULLABLE_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.array([pd.NA] * n, dtype="Int64")
+    if "spans" not in df.columns:
+        df["spans"] = pd.Series([_EMPTY] * n, dtype=object)
+    extra = [c for c in df.columns if c not in COLUMNS]
+    if extra:
+        raise _fail(source, extra[0], None, "unknown column", f"use only {list(COLUMNS)}")
+
+    arrival = pd.to_numeric(df["arrival_at"], errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(arrival) | (arrival < 0))
+    if len(bad):
+        raise _fail(source, "arrival_at", int(bad[0]), f"{df['arrival_at'].iloc[bad[0]]!r} is "
+                    "not a finite time >= 0", "give seconds from the trace start")
+    bad = np.flatnonzero(np.diff(arrival) < 0)
+    if len(bad):
+        raise _fail(source, "arrival_at", int(bad[0]) + 1, "arrival times are not sorted",
+                    "sort the trace by arrival_at")
+    df["arrival_at"] = arrival
+    for col in _INT_COLUMNS:
+        df[col] = _int_column(df[col], source, col)
+    for col in ("input_tokens", "output_tokens", "block_tokens"):
+        bad = np.flatnonzero(df[col].to_numpy() <= 0)
+        if len(bad):
+            raise _fail(source, col, int(bad[0]), f"{df[col].iloc[bad[0]]} is not positive",
+                        "lengths and block sizes must be > 0")
+    rid = df["request_id"].to_numpy()
+    dup = pd.Series(rid).duplicated().to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise _fail(source, "request_id", row, f"id {rid[row]} repeats", "ids must be unique")
+    for col in _NULLABLE_COLUMNS:
+        try:
+            df[col] = df[col].astype("Int64")
+        except (TypeError, ValueError) as exc:
+            raise _fail(source, col, None, f"not integers ({exc})", "use ints or nulls") from None
+    parent = df["parent_id"]
+    known = parent.notna().to_numpy()
+    if known.any():
+        ok = np.isin(parent.to_numpy(dtype=np.int64, na_value=-1), rid)
+        bad = np.flatnonzero(known & ~ok)
+        if len(bad):
+            raise _fail(source, "parent_id", int(bad[0]), f"{parent.iloc[bad[0]]} is not a "
+                        "request_id of this trace", "point at an earlier request or leave null")
+
+    for col in _LIST_COLUMNS:
+        df[col] = _list_column(df[col], source, col)
+    need = blocks_needed(df["input_tokens"].to_numpy(), df["block_tokens"].to_numpy())
+    have = np.fromiter((len(b) for b in df["block_ids"]), dtype=np.int64, count=n)
+    bad = np.flatnonzero(have != need)
+    if len(bad):
+        r = int(bad[0])
+        raise _fail(source, "block_ids", r, f"{have[r]} blocks for {df['input_tokens'].iloc[r]} "
+                    f"input tokens at {df['block_tokens'].iloc[r]} tokens per block (need "
+                    f"{need[r]})", "give ceil(input_tokens / block_tokens) block ids")
+    for r, (sp, nb) in enumerate(zip(df["spans"], need, strict=True)):
+        if len(sp) and not _spans_ok(sp, int(nb)):
+            raise _fail(source, "spans", r, f"{sp.tolist()} is not a sorted list of "
+                        f"non-overlapping [start, end) pairs within 0..{nb}",
+                        "give flattened block-index pairs")
+    return df[list(COLUMNS)]
+
+
+def _spans_ok(sp: np.ndarray, n_blocks: int) -> bool:
+    if len(sp) % 2:
+        return False
+    starts, ends = sp[0::2], sp[1::2]
+    return bool(
+        (starts >= 0).all() and (ends <= n_blocks).all() and (starts < ends).all()
+        and (starts[1:] >= ends[:-1]).all()
+    )
+
+
+def _int_column(col: pd.Series, source: str, name: str) -> np.ndarray:
+    values = pd.to_numeric(col, errors="coerce")
+    arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
+    bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
+    if len(bad):
+        raise _fail(source, name, int(bad[0]), f"{col.iloc[bad[0]]!r} is not an integer",
+                    "give whole numbers")
+    return values.to_numpy().astype(np.int64)
+
+
+def _list_column(col: pd.Series, source: str, name: str) -> pd.Series:
+    out = []
+    for r, v in enumerate(col):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            v = _EMPTY
+        try:
+            arr = np.asarray(v)
+            if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+                raise TypeError
+        except (TypeError, ValueError):
+            raise _fail(source, name, r, f"{v!r} is not a list of integers",
+                        "give a list of int64 ids") from None
+        out.append(arr.astype(np.int64, copy=False))
+    return pd.Series(out, dtype=object, index=col.index)
+
+
+def write_trace(df: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Validate and write a trace to Parquet atomically (list columns as list<int64>)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = validate(df, source=str(path))
+    schema = pa.schema(
+        [
+            ("arrival_at", pa.float64()),
+            ("request_id", pa.int64()),
+            ("session_id", pa.int64()),
+            ("parent_id", pa.int64()),
+            ("input_tokens", pa.int64()),
+            ("output_tokens", pa.int64()),
+            ("block_ids", pa.list_(pa.int64())),
+            ("block_tokens", pa.int64()),
+            ("repo_id", pa.int64()),
+            ("spans", pa.list_(pa.int64())),
+        ]
+    )
+    table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def read_trace(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a trace written by :func:`write_trace` (or any Parquet with the schema's columns)."""
+    path = Path(path)
+    try:
+        df = pd.read_parquet(path, engine="pyarrow")
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise UserError(f"{path}: not a readable Parquet trace ({exc})") from None
+    for col in _LIST_COLUMNS:
+        if col in df.columns:
+            df[col] = pd.Series(
+                [_EMPTY if v is None else np.asarray(v, dtype=np.int64) for v in df[col]],
+                dtype=object,
+            )
+    return validate(df, source=str(path))
+
+
+__all__ = [
+    "COLUMNS",
+    "FlatBlocks",
+    "blocks_needed",
+    "flat_blocks",
+    "make_trace",
+    "read_trace",
+    "validate",
+    "write_trace",
+]

@@ -1,0 +1,395 @@
+"""Sparse attention selection: which of a query's context blocks each layer reads.
+
+This is the engine's hot path, so it is vectorized over (queries × layers × candidates) with
+numpy and returns arrays of block *indices* into each query's context (the engine maps indices to
+block ids, and ids to owners). Three kinds:
+
+- ``dense``: every block of the context.
+- ``dsa`` (DeepSeek-V3.2 sparse attention): an indexer picks the top-k *tokens* per query per
+  layer (k = 2048, HF config ``index_topk``); at ``block_tokens`` per KV page that touches
+  ``ceil(k / block_tokens)`` blocks (32 at 64-token pages), plus the recent window.
+- ``nsa`` (Native Sparse Attention, arXiv 2502.11089 §4: selection blocks of 64 tokens, 16
+  selected blocks, sliding window 512 tokens): ``ceil(16 · 64 / block_tokens)`` selected blocks
+  plus the window's ``ceil(512 / block_tokens)`` blocks.
+
+Counts are capped at the context: a query whose context is smaller than the selection reads it
+all. Which blocks are picked is a model of locality with four knobs (defaults are modelling
+choices, not measurements):
+
+1. **Recent window** — the last ``ceil(recent_tokens / block_tokens)`` blocks (for NSA the larger
+   of that and the sliding window) are always selected; the rest are sampled from the older
+   blocks without replacement.
+2. **Popular regions** — with probability ``popular_fraction`` a draw picks a region of
+   ``region_blocks`` blocks (a file) by a Zipf(``zipf_s``) law over the first ``popular_blocks``
+   blocks of the context (the shared repository), then a block in it uniformly. Which regions are
+   hot is a fixed pseudo-random bijection of ranks to regions, ``(rank · P + salt) mod R`` with
+   the prime P = 2654435761 > R, so every query over the same repository (same ``salt`` and
+   size) agrees on the hot files.
+3. **Focus** — with probability ``focus_fraction`` a draw picks a block of the query's focus set
+   (the files its agent is working on; :func:`draw_focus` / :func:`drift_focus` make one and let
+   it drift between turns). Otherwise a draw is uniform over the older blocks.
+4. **Layer correlation** — each candidate slot keeps its previous layer's draw with probability
+   ``layer_correlation`` (else draws afresh), so adjacent layers overlap, as indexer picks do.
+
+Sampling: candidates are drawn with replacement (``oversample × k`` slots), duplicates dropped in
+draw order, the first k kept. When the older blocks are few (≤ 4k) or a row finds fewer than k
+distinct candidates, the row instead takes the top k of ``log(weight) + Gumbel`` noise over all
+its older blocks (exact weighted sampling without replacement), with the same mixture weights and
+the same slot-copy correlation. Rows come back sorted ascending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KINDS = ("dense", "dsa", "nsa")
+
+#: Multiplier of the rank → region bijection; prime, larger than any region count we meet
+#: (Knuth's multiplicative-hash constant).
+_PRIME = 2654435761
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Selected block indices for a batch of queries.
+
+    Attributes:
+        indices: int64 ``(queries, layers, width)``; row ``[q, l, :counts[q]]`` holds query q's
+            selected block indices at layer l, sorted ascending; the rest is ``-1``.
+        counts: int64 ``(queries,)`` blocks selected per layer for each query.
+    """
+
+    indices: np.ndarray
+    counts: np.ndarray
+
+    def query(self, q: int) -> np.ndarray:
+        """Query ``q``'s selections, ``(layers, counts[q])``, without padding."""
+        return self.indices[q, :, : self.counts[q]]
+
+    @property
+    def total_blocks(self) -> int:
+        """Selected blocks over all queries and layers."""
+        return int(self.counts.sum()) * self.indices.shape[1]
+
+
+@dataclass(frozen=True)
+class SparseSelector:
+    """Samples each layer's selected blocks; see the module docstring for the model.
+
+    Attributes:
+        kind: ``"dense"``, ``"dsa"`` or ``"nsa"``.
+        top_k_tokens: DSA tokens selected per query per layer (DeepSeek-V3.2 ``index_topk``
+            = 2048, HF config.json).
+        block_tokens: tokens per engine KV block (64: FlashMLA's page size).
+        recent_tokens: trailing tokens always selected (128: the page being written and its
+            predecessor — a modelling choice).
+        nsa_selected_blocks, nsa_selection_tokens, nsa_window_tokens: NSA's 16 selected blocks
+            of 64 tokens and 512-token sliding window (arXiv 2502.11089 §4).
+        region_blocks: blocks per popularity region, ~ a source file (16 × 64 = 1,024 tokens).
+        zipf_s: Zipf exponent of region popularity (1.1: a few hot files — modelling choice).
+        popular_fraction: share of draws from popular regions.
+        focus_fraction: share of draws from the query's focus set (when one is given).
+        layer_correlation: probability a candidate persists to the next layer.
+        salt: which regions are hot (same salt → same hot regions).
+        oversample: candidate slots per selected block in the fast path.
+    """
+
+    kind: str = "dsa"
+    top_k_tokens: int = 2048
+    block_tokens: int = 64
+    recent_tokens: int = 128
+    nsa_selected_blocks: int = 16
+    nsa_selection_tokens: int = 64
+    nsa_window_tokens: int = 512
+    region_blocks: int = 16
+    zipf_s: float = 1.1
+    popular_fraction: float = 0.5
+    focus_fraction: float = 0.3
+    layer_correlation: float = 0.7
+    salt: int = 0
+    oversample: float = 1.6
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"kind {self.kind!r} is not one of {KINDS}")
+        for name in ("top_k_tokens", "block_tokens", "nsa_selected_blocks",
+                     "nsa_selection_tokens", "region_blocks"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("recent_tokens", "nsa_window_tokens", "zipf_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("popular_fraction", "focus_fraction", "layer_correlation"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.popular_fraction + self.focus_fraction > 1.0:
+            raise ValueError("popular_fraction + focus_fraction must be <= 1")
+        if self.layer_correlation >= 1.0:
+            raise ValueError("layer_correlation must be < 1 (1 would never draw afresh)")
+        if self.oversample < 1.0:
+            raise ValueError("oversample must be >= 1")
+
+    # -- counts ------------------------------------------------------------------------------
+
+    @property
+    def sampled_per_layer(self) -> int:
+        """Blocks sampled (beyond the recent window) per layer when the context is large."""
+        if self.kind == "nsa":
+            return -(-self.nsa_selected_blocks * self.nsa_selection_tokens // self.block_tokens)
+        return -(-self.top_k_tokens // self.block_tokens)
+
+    @property
+    def window_blocks(self) -> int:
+        """Trailing blocks always selected (the recent window)."""
+        tokens = self.recent_tokens
+        if self.kind == "nsa":
+            tokens = max(tokens, self.nsa_window_tokens)
+        return -(-tokens // self.block_tokens)
+
+    def counts(self, context_blocks) -> np.ndarray:
+        """Blocks selected per layer for contexts of ``context_blocks`` blocks (int64 array)."""
+        n = np.asarray(context_blocks, dtype=np.int64)
+        if self.kind == "dense":
+            return n.copy()
+        return np.minimum(n, self.window_blocks + self.sampled_per_layer)
+
+    # -- sampling ----------------------------------------------------------------------------
+
+    def select(self, rng: np.random.Generator, context_blocks: int, n_layers: int,
+               focus: np.ndarray | None = None, popular_blocks: int | None = None) -> np.ndarray:
+        """One query's selections, ``(n_layers, count)`` int64 block indices, rows sorted."""
+        sel = self.select_batch(
+            rng, np.array([context_blocks]), n_layers,
+            focus=None if focus is None else np.asarray(focus, dtype=np.int64)[None, :],
+            popular_blocks=None if popular_blocks is None else np.array([popular_blocks]),
+        )
+        return sel.query(0)
+
+    def select_batch(self, rng: np.random.Generator, context_blocks, n_layers: int,
+                     focus: np.ndarray | None = None, popular_blocks=None) -> Selection:
+        """Selections for a batch of queries.
+
+        Args:
+            rng: the random stream (the only source of randomness).
+            context_blocks: ``(Q,)`` context length of each query [blocks], ≥ 1.
+            n_layers: layers to select for (≥ 1).
+            focus: optional ``(Q, F)`` int64 block indices of each query's focus set; entries
+                that are negative or not older than the recent window are ignored.
+            popular_blocks: optional ``(Q,)`` length of the leading region (the repository)
+                whose files have Zipf popularity [blocks]; default: all older blocks.
+        """
+        n = np.asarray(context_blocks, dtype=np.int64).reshape(-1)
+        if (n < 1).any():
+            raise ValueError("context_blocks must be >= 1")
+        if n_layers < 1:
+            raise ValueError("n_layers must be >= 1")
+        q_count = len(n)
+        counts = self.counts(n)
+        width = int(counts.max()) if q_count else 0
+        out = np.full((q_count, n_layers, width), -1, dtype=np.int64)
+        if self.kind == "dense":
+            full = np.ones(q_count, dtype=bool)
+        else:
+            r = np.minimum(n, self.window_blocks)
+            avail = n - r
+            k = self.sampled_per_layer
+            full = avail <= k
+        for q in np.flatnonzero(full):  # the whole context; same for every layer
+            out[q, :, : n[q]] = np.arange(n[q], dtype=np.int64)
+        sampled = np.flatnonzero(~full)
+        if len(sampled) == 0:
+            return Selection(out, counts)
+        avail_s = avail[sampled]
+        pop = avail_s if popular_blocks is None else np.minimum(
+            np.asarray(popular_blocks, dtype=np.int64).reshape(-1)[sampled], avail_s)
+        foc = None
+        if focus is not None and self.focus_fraction > 0:
+            foc = np.asarray(focus, dtype=np.int64)
+            if foc.ndim != 2 or foc.shape[0] != q_count:
+                raise ValueError("focus must be a (queries, F) array")
+            foc = foc[sampled]
+            foc = np.where((foc >= 0) & (foc < avail_s[:, None]), foc, -1)
+        small = avail_s <= 4 * k
+        picks = np.empty((len(sampled), n_layers, k), dtype=np.int64)
+        if (~small).any():
+            idx = np.flatnonzero(~small)
+            got, ok = self._oversampled(rng, avail_s[idx], pop[idx],
+                                        None if foc is None else foc[idx], n_layers, k)
+            picks[idx] = got
+            small[idx[~ok]] = True  # rows that found too few distinct candidates
+        if small.any():
+            idx = np.flatnonzero(small)
+            picks[idx] = self._gumbel(rng, avail_s[idx], pop[idx],
+                                      None if foc is None else foc[idx], n_layers, k)
+        picks.sort(axis=2)
+        w = int(r[sampled].max())
+        recent = avail_s[:, None] + np.arange(w, dtype=np.int64)[None, :]
+        recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)
+        block = np.concatenate(
+            [picks, np.broadcast_to(recent[:, None, :], (len(sampled), n_layers, w))], axis=2)
+        out[sampled, :, : k + w] = block
+        return Selection(out, counts)
+
+    def _zipf_cdf(self, regions: int) -> np.ndarray:
+        ranks = np.arange(1, regions + 1, dtype=np.float64)
+        return np.cumsum(ranks ** -self.zipf_s)
+
+    def _oversampled(self, rng, avail, pop, foc, n_layers: int, k: int):
+        """Fast path: draw with replacement, dedupe in draw order, keep the first k."""
+        qn = len(avail)
+        m = int(np.ceil(k * self.oversample)) + 4
+        shape = (qn, n_layers, m)
+        # which slots draw afresh (the rest keep the previous layer's draw): draw only those
+        renew = self._renew_mask(rng, shape)
+        qi = np.nonzero(renew)[0] if renew is not None else np.repeat(np.arange(qn), n_layers * m)
+        u = rng.random((3, len(qi)))
+        comp = u[0]
+        fresh = (u[1] * avail[qi]).astype(np.int64)  # uniform draws
+        p_pop = self.popular_fraction
+        if p_pop > 0:
+            rb = self.region_blocks
+            regions = -(-pop // rb)
+            use = np.flatnonzero((comp < p_pop) & (regions[qi] > 0))
+            q = qi[use]
+            cdf = self._zipf_cdf(int(regions.max()) if len(regions) else 1)
+            rmod = np.maximum(regions, 1)[q]
+            rank = np.searchsorted(cdf, u[1, use] * cdf[rmod - 1], side="right")
+            rank = np.minimum(rank, rmod - 1)
+            region = (rank * (_PRIME % rmod) + self.salt % rmod) % rmod
+            start = region * rb
+            length = np.minimum(rb, pop[q] - start)
+            fresh[use] = start + (u[2, use] * length).astype(np.int64)
+        if foc is not None:
+            use = np.flatnonzero((comp >= p_pop) & (comp < p_pop + self.focus_fraction))
+            q = qi[use]
+            fv = foc[q, (u[2, use] * foc.shape[1]).astype(np.int64)]
+            ok = fv >= 0
+            fresh[use[ok]] = fv[ok]
+        if renew is None:
+            cand = fresh.reshape(shape)
+        else:
+            cand = np.empty(shape, dtype=np.int64)
+            cand[renew] = fresh
+            layer = np.where(renew, np.arange(n_layers)[None, :, None], 0)
+            np.maximum.accumulate(layer, axis=1, out=layer)
+            cand = np.take_along_axis(cand, layer, axis=1)
+        rows = cand.reshape(-1, m)
+        order = np.argsort(rows, axis=1, kind="stable")
+        srt = np.take_along_axis(rows, order, axis=1)
+        dup_sorted = np.zeros_like(srt, dtype=bool)
+        dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
+        keep = np.empty_like(dup_sorted)
+        np.put_along_axis(keep, order, ~dup_sorted, axis=1)
+        rank_kept = np.cumsum(keep, axis=1)
+        chosen = keep & (rank_kept <= k)
+        ok_rows = rank_kept[:, -1] >= k
+        got = np.zeros((rows.shape[0], k), dtype=np.int64)
+        good = np.flatnonzero(ok_rows)
+        got[good] = rows[good][chosen[good]].reshape(-1, k)
+        ok_q = ok_rows.reshape(qn, n_layers).all(axis=1)
+        return got.reshape(qn, n_layers, k), ok_q
+
+    def _gumbel(self, rng, avail, pop, foc, n_layers: int, k: int) -> np.ndarray:
+        """Exact path: top k of log(weight) + Gumbel noise over each query's older blocks."""
+        qn = len(avail)
+        amax = int(avail.max())
+        pos = np.arange(amax, dtype=np.int64)[None, :]
+        valid = pos < avail[:, None]
+        p_pop = self.popular_fraction
+        p_foc = self.focus_fraction if foc is not None else 0.0
+        weight = np.where(valid, (1.0 - p_pop - p_foc) / np.maximum(avail, 1)[:, None], 0.0)
+        if p_pop > 0:
+            rb = self.region_blocks
+            regions = -(-pop // rb)
+            rmax = max(int(regions.max()), 1)
+            cdf = self._zipf_cdf(rmax)
+            pmf = np.diff(cdf, prepend=0.0)
+            rank = np.arange(rmax, dtype=np.int64)[None, :]
+            rmod = np.maximum(regions, 1)[:, None]
+            region_of_rank = (rank * (_PRIME % rmod) + self.salt % rmod) % rmod
+            mass = np.where(rank < regions[:, None],
+                            pmf[None, :] / cdf[np.maximum(regions, 1) - 1][:, None], 0.0)
+            region_mass = np.zeros((qn, rmax))
+            np.put_along_axis(region_mass, region_of_rank, mass, axis=1)
+            blk_region = np.minimum(pos // rb, rmax - 1)
+            length = np.minimum(rb, pop[:, None] - blk_region * rb)
+            in_pop = pos < pop[:, None]
+            per_block = np.where(in_pop, np.take_along_axis(
+                region_mass, np.broadcast_to(blk_region, (qn, amax)), axis=1)
+                / np.maximum(length, 1), 0.0)
+            no_pop = regions == 0
+            weight += p_pop * np.where(no_pop[:, None], valid / np.maximum(avail, 1)[:, None],
+                                       per_block)
+        if p_foc > 0:
+            fmass = np.zeros((qn, amax + 1))
+            f_ok = foc >= 0
+            nf = f_ok.sum(axis=1)
+            contrib = np.where(f_ok, p_foc / np.maximum(nf, 1)[:, None], 0.0)
+            np.add.at(fmass, (np.arange(qn)[:, None], np.where(f_ok, foc, amax)), contrib)
+            fm = fmass[:, :amax]
+            weight += np.where((nf == 0)[:, None], p_foc * valid / np.maximum(avail, 1)[:, None],
+                               fm)
+        with np.errstate(divide="ignore"):
+            logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, weight, 1.0)),
+                            -np.inf)
+        noise = self._persist(rng, rng.gumbel(size=(qn, n_layers, amax)))
+        keys = logw[:, None, :] + noise
+        # a row with fewer than k positive weights: fill with the remaining valid blocks
+        keys = np.where(np.isfinite(keys), keys, np.where(valid[:, None, :], -1e300, -np.inf))
+        top = np.argpartition(-keys, k - 1, axis=2)[:, :, :k]
+        return top.astype(np.int64)
+
+    def _renew_mask(self, rng, shape) -> np.ndarray | None:
+        """Slots that draw afresh at each layer (all of layer 0; else with prob. 1 − ρ), or
+        ``None`` when every slot is fresh (ρ = 0 or one layer)."""
+        rho = self.layer_correlation
+        if rho <= 0 or shape[1] < 2:
+            return None
+        renew = rng.random(shape) >= rho
+        renew[:, 0, :] = True
+        return renew
+
+    def _persist(self, rng, fresh: np.ndarray) -> np.ndarray:
+        """Layer correlation: each slot keeps the previous layer's value with prob. ρ."""
+        renew = self._renew_mask(rng, fresh.shape)
+        if renew is None:
+            return fresh
+        layer = np.where(renew, np.arange(fresh.shape[1])[None, :, None], 0)
+        np.maximum.accumulate(layer, axis=1, out=layer)
+        return np.take_along_axis(fresh, layer, axis=1)
+
+
+def draw_focus(rng: np.random.Generator, available_blocks: int, n_regions: int = 4,
+               region_blocks: int = 16) -> np.ndarray:
+    """A focus set: ``n_regions`` distinct regions (files) of ``region_blocks`` blocks among the
+    first ``available_blocks`` blocks; returns sorted block indices (int64)."""
+    total = -(-available_blocks // region_blocks)
+    if total <= 0:
+        return np.zeros(0, dtype=np.int64)
+    regions = np.sort(rng.choice(total, size=min(n_regions, total), replace=False))
+    return _region_blocks(regions, available_blocks, region_blocks)
+
+
+def drift_focus(rng: np.random.Generator, focus: np.ndarray, available_blocks: int,
+                drift: float = 0.25, region_blocks: int = 16) -> np.ndarray:
+    """Next turn's focus: each focused region is replaced with probability ``drift`` by a region
+    not in the set (uniformly among the first ``available_blocks`` blocks)."""
+    total = -(-available_blocks // region_blocks)
+    regions = np.unique(np.asarray(focus, dtype=np.int64) // region_blocks)
+    regions = regions[regions < total]
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    move = np.flatnonzero(rng.random(len(regions)) < drift)
+    free = np.setdiff1d(np.arange(total, dtype=np.int64), regions)
+    move = move[: len(free)]
+    regions = regions.copy()
+    if len(move):
+        regions[move] = rng.choice(free, size=len(move), replace=False)
+    return _region_blocks(np.sort(regions), available_blocks, region_blocks)
+
+
+def _region_blocks(regions: np.ndarray, available_blocks: int, region_blocks: int) -> np.ndarray:
+    blocks = (regions[:, None] * region_blocks + np.arange(region_blocks)[None, :]).reshape(-1)
+    return blocks[blocks < available_blocks].astype(np.int64)
