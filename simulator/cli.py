@@ -20,7 +20,8 @@ from simulator.errors import UserError
 #: command name → (module, attribute, one-line help). The only place a command is registered.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "topology": ("simulator.cli_topology", "topology", "Inspect and draw cluster topologies."),
-    "demo": ("simulator.cli_topology", "demo", "Fabric demo: flows sharing links, live."),
+    "demo": ("simulator.cli_demo", "demo", "Fabric demo: flows sharing links, live."),
+    "run": ("simulator.cli_run", "run", "Run a scenario for one or more policies."),
     "predict": ("simulator.cli_predict", "predict", "Closed-form route/fetch/local cost of one round."),
     "calibrate": ("simulator.cli_calibrate", "calibrate", "Fit fabric and kernel coefficients from measurements."),
     "sweep": ("simulator.cli_sweep", "sweep", "Run a parameter sweep locally or on Dask."),

@@ -1,0 +1,615 @@
+"""Fabric: max-min fair fluid flows on a topology graph, clocked by SimPy.
+
+Message model. ``transfer(src, dst, nbytes)`` first waits the stack's per-message overhead plus
+the path latency (the flow takes no bandwidth then; ``started_at`` marks its end), then the flow
+shares bandwidth with the other flows until its last byte is delivered (``finished_at``). Rates
+are max-min fair over the flow's directed links (progressive filling), and each flow's rate is
+also capped at ``efficiency × bottleneck line rate`` of its stack (no cap with ``ideal``). With no
+contention a message takes exactly :meth:`Fabric.message_time` — the closed form the cost model
+uses. A same-GPU transfer completes at once (local copies are free: the GPU model charges them);
+a zero-byte transfer costs overhead + latency only. This is SimGrid's CM02 model with
+cross-traffic off.
+
+How measured round trips become overheads (:data:`simulator.hardware.STACKS`): overhead =
+RTT / 2 − latency of the path it was measured on, so a small message's simulated one-way time
+equals the measurement. Lamina §6.3 measured 33.0 µs (GPU-initiated, ``ibgda``) and 66.6 µs
+(``nccl``) GPU↔GPU round trips over 400G RoCE on a path of 2.2 µs modelled latency: overheads
+14.3 µs and 31.1 µs per message; their 45.7 and 35.5 GB/s of the 50 GB/s line become the
+efficiencies 0.914 and 0.71.
+
+Speed. Flows with the same (src, dst) share a path and a cap, so max-min gives them the same rate:
+they form one *class*, a weighted flow in the filling. A class keeps a lazy service counter
+``S(t) = s_ref + rate × (t − t_ref)`` (bytes each member received since the class began); a
+member finishes when ``S`` reaches its ``target`` (kept in a heap). An arrival or departure
+re-fills only the connected component (classes linked through shared links) of the change; other
+rates cannot change. The filling is progressive (the common level rises to the next saturating
+link or per-flow cap; those flows freeze), with scratch arrays indexed by link and a linear scan
+(small components) or a heap (large ones) for the next bottleneck. One SimPy timer waits for the
+earliest completion over a heap of per-class predictions (a plain minimum while one component
+holds every flow); a generation counter makes superseded timers and predictions no-ops. Flows
+whose finish times lie within :data:`REL_TOL` (relative) of the timer finish together, in flow-id
+order; remaining bytes never go negative.
+"""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
+from numbers import Real
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import simpy
+
+from simulator import hardware
+from simulator.errors import UserError
+from simulator.paths import PathCache, PathInfo
+
+#: Completions within this relative distance of the timer's time finish together [1].
+REL_TOL = 1e-12
+_INF = float("inf")
+#: Components with at most this many links find the next bottleneck by a scan, else a heap.
+_SCAN_LINKS = 128
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRecord:
+    """The value of a transfer's event. Times are absolute simulation times [s].
+
+    Attributes:
+        src, dst: endpoint node names.
+        nbytes: message size [B].
+        issued_at: when ``transfer`` was called.
+        started_at: when bytes began to flow (after stack overhead + path latency).
+        finished_at: when the last byte arrived.
+        flow_id: the Fabric's counter for this transfer (ties are broken by it).
+    """
+
+    src: str
+    dst: str
+    nbytes: float
+    issued_at: float
+    started_at: float
+    finished_at: float
+    flow_id: int = -1
+
+    @property
+    def duration_time(self) -> float:
+        """``finished_at − issued_at`` [s]."""
+        return self.finished_at - self.issued_at
+
+
+@dataclass(frozen=True, slots=True)
+class FlowState:
+    """One active (bandwidth-sharing) flow at the moment of :meth:`Fabric.flows`."""
+
+    flow_id: int
+    src: str
+    dst: str
+    rate: float  # [B/s]
+    remaining_bytes: float  # [B]
+    edges: tuple[tuple[str, str], ...]
+
+
+class _Route:
+    __slots__ = ("info", "links", "delay_time", "cap")
+
+    def __init__(self, info: PathInfo, links: tuple[int, ...], delay_time: float, cap: float):
+        self.info, self.links, self.delay_time, self.cap = info, links, delay_time, cap
+
+
+class _Flow:
+    __slots__ = ("fid", "src", "dst", "nbytes", "issued_at", "started_at", "done", "route")
+
+    def __init__(self, fid, src, dst, nbytes, issued_at, done, route):
+        self.fid, self.src, self.dst, self.nbytes = fid, src, dst, nbytes
+        self.issued_at, self.started_at, self.done, self.route = issued_at, issued_at, done, route
+
+
+class _Class:
+    """Active flows of one (src, dst): same links, same cap, hence the same max-min rate."""
+
+    __slots__ = ("cid", "key", "links", "cap", "n", "rate", "new_rate", "s_ref", "t_ref",
+                 "heap", "gen", "dirty", "stamp", "t_next")
+
+    def __init__(self, cid: int, key: tuple[str, str], route: _Route, now: float):
+        self.cid, self.key, self.links, self.cap = cid, key, route.links, route.cap
+        self.n, self.rate, self.new_rate = 0, 0.0, 0.0
+        self.s_ref, self.t_ref = 0.0, now
+        self.heap: list = []  # (target S [B], flow id, _Flow)
+        self.gen, self.dirty, self.stamp = 0, True, 0
+        self.t_next = _INF  # predicted finish of the member with the least target [s]
+
+
+class Fabric:
+    """Max-min fair fluid network over a ``networkx.DiGraph`` (edge attrs bandwidth, latency).
+
+    Args:
+        env: the simulation's environment.
+        graph: directed topology; every edge needs ``bandwidth`` [B/s] > 0, ``latency`` [s] >= 0.
+        stack: ``"ideal"``, ``"nccl"``, ``"ibgda"`` or a :class:`~simulator.hardware.StackSpec`.
+        ecmp: spread equal-cost paths by a stable hash (see :mod:`simulator.paths`).
+
+    Counters: ``bytes_sent`` (at ``transfer``), ``bytes_delivered`` and ``flows_completed``.
+    """
+
+    def __init__(self, env: simpy.Environment, graph: nx.DiGraph, stack="ideal",
+                 ecmp: bool = False) -> None:
+        self.env = env
+        self.graph = graph
+        self.stack = hardware.stack(stack)
+        self.paths = PathCache(graph, ecmp=ecmp)
+        self._edges: list[tuple[str, str]] = sorted(graph.edges)
+        self._index = {e: i for i, e in enumerate(self._edges)}
+        self._cap: list[float] = []
+        for u, v in self._edges:
+            data = graph.edges[u, v]
+            bw, lat = data.get("bandwidth"), data.get("latency", 0.0)
+            if not (isinstance(bw, Real) and not isinstance(bw, bool) and 0 < bw < _INF):
+                raise UserError(f"topology edge {u!r} -> {v!r}: field 'bandwidth' must be a "
+                                f"positive finite number of B/s, got {bw!r}; fix the edge")
+            if not (isinstance(lat, Real) and not isinstance(lat, bool) and 0 <= lat < _INF):
+                raise UserError(f"topology edge {u!r} -> {v!r}: field 'latency' must be >= 0 s, "
+                                f"got {lat!r}; fix the edge")
+            self._cap.append(float(bw))
+        n = len(self._edges)
+        self._load = [0.0] * n  # current summed rate per link [B/s]
+        self._acc_at = [0.0] * n  # when each link's bytes/busy were last brought up to date
+        self._bytes = [0.0] * n
+        self._busy = [0.0] * n
+        # change points of the link loads (link, at [s], new load [B/s]), compact for long runs
+        self._tl_link, self._tl_at, self._tl_load = array("q"), array("d"), array("d")
+        self._link_classes: list[dict[int, _Class]] = [{} for _ in range(n)]
+        self._res = [0.0] * n  # scratch of the filling: residual capacity [B/s]
+        self._wt = [0] * n  # scratch of the filling: unfrozen flows
+        self._seen = [0] * n  # scratch of the filling: stamp of the last filling that saw it
+        self._routes: dict[tuple[str, str], _Route] = {}
+        self._classes: dict[tuple[str, str], _Class] = {}
+        self._heap: list = []  # (predicted finish [s], class id, gen, _Class)
+        self._heap_ok = True  # False while one component holds every class (no heap kept)
+        self._first_at = _INF  # earliest predicted finish when the heap is not kept [s]
+        self._timer_at = _INF
+        self._timer_gen = 0
+        self._next_fid = 0
+        self._next_cid = 0
+        self._stamp = 0  # marks the classes of the component being filled
+        self.bytes_sent = 0.0
+        self.bytes_delivered = 0.0
+        self.flows_completed = 0
+
+    # -- closed form ---------------------------------------------------------------------------
+
+    def path(self, src: str, dst: str) -> PathInfo:
+        """The (deterministic) path a message from ``src`` to ``dst`` follows."""
+        return self.paths(src, dst)
+
+    def message_time(self, src: str, dst: str, nbytes: float) -> float:
+        """Uncontended time of one message [s]: overhead + path latency + nbytes / (eff × bottleneck).
+
+        Zero for ``src == dst``. Under no contention the simulated ``finished_at − issued_at``
+        equals this (up to float rounding).
+        """
+        if src == dst:
+            self.paths(src, dst)
+            return 0.0
+        info = self.paths(src, dst)
+        eff = self.stack.efficiency(info.inter_node)
+        t = self.stack.overhead_time(info.inter_node) + info.latency_time
+        return t + float(nbytes) / (eff * info.bottleneck_bandwidth) if nbytes else t
+
+    def _route(self, src: str, dst: str) -> _Route:
+        r = self._routes.get((src, dst))
+        if r is None:
+            info = self.paths(src, dst)
+            eff = self.stack.efficiency(info.inter_node)
+            cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF
+            delay = self.stack.overhead_time(info.inter_node) + info.latency_time
+            r = _Route(info, tuple(self._index[e] for e in info.edges), delay, cap)
+            self._routes[(src, dst)] = r
+        return r
+
+    # -- transfers -----------------------------------------------------------------------------
+
+    def transfer(self, src: str, dst: str, nbytes: float) -> simpy.Event:
+        """Send ``nbytes`` [B] from ``src`` to ``dst``; the event fires when the last byte arrives.
+
+        Its value is a :class:`TransferRecord`. Raises :class:`UserError` for a negative or
+        non-finite size and :class:`~simulator.paths.NoPathError` for unknown/unreachable nodes.
+        """
+        nbytes = float(nbytes)
+        if not 0.0 <= nbytes < _INF:
+            raise UserError(f"transfer {src!r} -> {dst!r}: nbytes must be a finite number >= 0 "
+                            f"bytes, got {nbytes!r}")
+        env = self.env
+        now = env.now
+        done = env.event()
+        fid = self._next_fid
+        self._next_fid = fid + 1
+        if src == dst:
+            self.paths(src, dst)  # checks that the node exists
+            self.bytes_sent += nbytes
+            self._deliver(done, TransferRecord(src, dst, nbytes, now, now, now, fid), nbytes)
+            return done
+        route = self._route(src, dst)
+        self.bytes_sent += nbytes
+        flow = _Flow(fid, src, dst, nbytes, now, done, route)
+        if route.delay_time > 0.0:
+            env.timeout(route.delay_time).callbacks.append(lambda _e: self._start(flow))
+        else:
+            self._start(flow)
+        return done
+
+    def _deliver(self, done: simpy.Event, rec: TransferRecord, nbytes: float) -> None:
+        self.bytes_delivered += nbytes
+        self.flows_completed += 1
+        done.succeed(rec)
+
+    def _start(self, flow: _Flow) -> None:
+        now = self.env.now
+        flow.started_at = now
+        if flow.nbytes == 0.0:
+            self._deliver(flow.done, TransferRecord(flow.src, flow.dst, 0.0, flow.issued_at, now,
+                                                    now, flow.fid), 0.0)
+            return
+        key = (flow.src, flow.dst)
+        c = self._classes.get(key)
+        if c is None:
+            c = self._new_class(key, flow.route, now)
+        s_now = c.s_ref + c.rate * (now - c.t_ref)
+        heappush(c.heap, (s_now + flow.nbytes, flow.fid, flow))
+        c.n += 1
+        c.dirty = True
+        self._reallocate(c.links)
+
+    def _new_class(self, key: tuple[str, str], route: _Route, now: float) -> _Class:
+        c = _Class(self._next_cid, key, route, now)
+        self._next_cid += 1
+        self._classes[key] = c
+        for link in c.links:
+            self._link_classes[link][c.cid] = c
+        return c
+
+    def _drop_class(self, c: _Class) -> None:
+        del self._classes[c.key]
+        for link in c.links:
+            del self._link_classes[link][c.cid]
+        c.gen = -1
+
+    # -- max-min fair rates --------------------------------------------------------------------
+
+    def _fill(self, links) -> tuple[list[_Class], list[int]]:
+        """Max-min rates of the component of ``links``: sets each class's ``new_rate`` [B/s].
+
+        The component is every class connected to ``links`` through shared links (found
+        breadth-first); rates outside it cannot change. Progressive filling: each round raises
+        the common level of the unfrozen flows to the lowest of the level at which some link
+        saturates (residual capacity / unfrozen flows on it) and the lowest per-flow cap; the
+        flows of that link (or that capped class) freeze at it. Returns the component's classes
+        and links; ``self._res[link]`` is then each link's unused capacity [B/s].
+        """
+        link_classes, cap = self._link_classes, self._cap
+        res, wt, seen = self._res, self._wt, self._seen  # scratch, indexed by link
+        self._stamp += 1
+        stamp = self._stamp
+        todo = []
+        for link in links:
+            if seen[link] != stamp:
+                seen[link] = stamp
+                wt[link] = 0
+                res[link] = cap[link]
+                todo.append(link)
+        comp_links = todo[:]
+        comp: list[_Class] = []
+        capped = []
+        while todo:
+            for c in link_classes[todo.pop()].values():
+                if c.stamp != stamp:
+                    c.stamp = stamp
+                    c.new_rate = -1.0
+                    comp.append(c)
+                    if c.cap < _INF:
+                        capped.append((c.cap, c.cid, c))
+                    n = c.n
+                    for link in c.links:
+                        if seen[link] == stamp:
+                            wt[link] += n
+                        else:
+                            seen[link] = stamp
+                            wt[link] = n
+                            res[link] = cap[link]
+                            todo.append(link)
+                            comp_links.append(link)
+        key = {link: res[link] / wt[link] for link in comp_links if wt[link]}
+        use_heap = len(key) > _SCAN_LINKS
+        if use_heap:
+            heap = [(k, link) for link, k in key.items()]
+            heapify(heap)
+            touched: set[int] = set()
+        if capped:
+            capped.sort()
+        ncapped = len(capped)
+        ci = 0
+        level = 0.0
+        left = len(comp)
+        while left:
+            if use_heap:
+                while heap[0][0] != key.get(heap[0][1]):
+                    heappop(heap)  # stale entry, or a link whose flows are all frozen
+                lk = heap[0][0]
+            else:
+                lk = min(key.values()) if key else _INF
+            if ncapped:
+                while ci < ncapped and capped[ci][2].new_rate >= 0.0:
+                    ci += 1
+            if ci < ncapped and capped[ci][0] <= lk:
+                if capped[ci][0] > level:
+                    level = capped[ci][0]
+                frozen = [capped[ci][2]]
+            else:
+                if lk > level:
+                    level = lk
+                # every link that saturates at this level, and its unfrozen flows
+                if use_heap:
+                    sat = []
+                    while heap and heap[0][0] == lk:
+                        link = heappop(heap)[1]
+                        if key.get(link) == lk:
+                            del key[link]
+                            sat.append(link)
+                else:
+                    sat = [link for link, k in key.items() if k == lk]
+                    for link in sat:
+                        del key[link]
+                frozen = []
+                for link in sat:
+                    for c in link_classes[link].values():
+                        if c.new_rate < 0.0:
+                            c.new_rate = level
+                            frozen.append(c)
+            left -= len(frozen)
+            for c in frozen:
+                c.new_rate = level
+                n = c.n
+                x = n * level
+                for link in c.links:
+                    w = wt[link] - n
+                    wt[link] = w
+                    r = res[link] - x
+                    res[link] = r
+                    if link in key:
+                        if w:
+                            key[link] = (r if r > 0.0 else 0.0) / w
+                            if use_heap:
+                                touched.add(link)
+                        else:
+                            del key[link]
+            if use_heap and touched:
+                for link in touched:
+                    if link in key:
+                        heappush(heap, (key[link], link))
+                touched.clear()
+        return comp, comp_links
+
+    def _reallocate(self, links) -> None:
+        """Re-fill the component of ``links``, update predictions, link loads and the timer."""
+        now = self.env.now
+        comp, comp_links = self._fill(links)
+        if len(comp) == len(self._classes):
+            # One component holds every active flow (common under load): the earliest
+            # completion is a plain minimum over it, and no heap needs to be kept.
+            self._heap_ok = False
+            first_at = _INF
+            for c in comp:
+                r = c.new_rate
+                if r != c.rate:
+                    c.s_ref += c.rate * (now - c.t_ref)
+                    c.t_ref = now
+                    c.rate = r
+                    c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF
+                elif c.dirty:
+                    c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF
+                c.dirty = False
+                if c.t_next < first_at:
+                    first_at = c.t_next
+            self._first_at = first_at
+        else:
+            heap = self._heap
+            if not self._heap_ok:
+                self._heap = heap = [(c.t_next, c.cid, c.gen, c) for c in self._classes.values()]
+                heapify(heap)
+                self._heap_ok = True
+            for c in comp:
+                r = c.new_rate
+                if r != c.rate:
+                    c.s_ref += c.rate * (now - c.t_ref)
+                    c.t_ref = now
+                    c.rate = r
+                elif not c.dirty:
+                    continue
+                c.dirty = False
+                c.gen += 1
+                c.t_next = t_next = (c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0
+                                     else _INF)
+                heappush(heap, (t_next, c.cid, c.gen, c))
+            if len(heap) > 64 and len(heap) > 8 * len(self._classes):
+                self._heap = heap = [e for e in heap if e[2] == e[3].gen]
+                heapify(heap)
+        # Link accounting: a link's new load is what the filling took from it.
+        cap, res, load, acc = self._cap, self._res, self._load, self._acc_at
+        for link in comp_links:
+            x = cap[link] - res[link]
+            old = load[link]
+            if x != old:
+                dt = now - acc[link]
+                if old > 0.0 and dt > 0.0:
+                    self._bytes[link] += old * dt
+                    self._busy[link] += dt
+                acc[link] = now
+                load[link] = x
+                self._tl_link.append(link)
+                self._tl_at.append(now)
+                self._tl_load.append(x)
+        self._arm_timer()
+
+    # -- completions ---------------------------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        if self._heap_ok:
+            heap = self._heap
+            while heap and heap[0][2] != heap[0][3].gen:
+                heappop(heap)
+            t = heap[0][0] if heap else _INF
+        else:
+            t = self._first_at
+        if t != self._timer_at:
+            self._timer_at = t
+            self._timer_gen += 1
+            if t < _INF:
+                gen = self._timer_gen
+                now = self.env.now
+                ev = self.env.timeout(t - now if t > now else 0.0)
+                ev.callbacks.append(lambda _e: self._on_timer(gen))
+
+    def _on_timer(self, gen: int) -> None:
+        if gen != self._timer_gen:
+            return  # superseded
+        self._timer_at = _INF
+        now = self.env.now
+        heap = self._heap if self._heap_ok else []
+        finished: list[_Flow] = []
+        touched: list[_Class] = []
+        if not self._heap_ok:
+            near = now * (1.0 + 1e-9)
+            for c in self._classes.values():
+                if c.t_next <= near:
+                    s_now = c.s_ref + c.rate * (now - c.t_ref)
+                    tol = c.rate * now * REL_TOL
+                    if c.heap[0][0] - s_now <= tol:
+                        while c.heap and c.heap[0][0] - s_now <= tol:
+                            finished.append(heappop(c.heap)[2])
+                            c.n -= 1
+                        touched.append(c)
+        while heap:
+            _, _, g, c = heap[0]
+            if g != c.gen:
+                heappop(heap)
+                continue
+            s_now = c.s_ref + c.rate * (now - c.t_ref)
+            tol = c.rate * now * REL_TOL
+            if c.heap[0][0] - s_now > tol:
+                break
+            heappop(heap)
+            c.gen += 1
+            while c.heap and c.heap[0][0] - s_now <= tol:
+                finished.append(heappop(c.heap)[2])
+                c.n -= 1
+            touched.append(c)
+        if not finished:
+            self._arm_timer()
+            return
+        links: dict[int, None] = {}
+        for c in touched:
+            c.dirty = True
+            links.update(dict.fromkeys(c.links))
+            if c.n == 0:
+                self._drop_class(c)
+        self._reallocate(list(links))
+        finished.sort(key=lambda f: f.fid)
+        for f in finished:
+            rec = TransferRecord(f.src, f.dst, f.nbytes, f.issued_at, f.started_at, now, f.fid)
+            self._deliver(f.done, rec, f.nbytes)
+
+    # -- introspection -------------------------------------------------------------------------
+
+    def fair_share(self, src: str, dst: str) -> float:
+        """The rate [B/s] a new flow from ``src`` to ``dst`` would get now (``inf`` if same GPU)."""
+        if src == dst:
+            self.paths(src, dst)
+            return _INF
+        route = self._route(src, dst)
+        c = self._classes.get((src, dst))
+        temp = c is None
+        if temp:
+            c = _Class(-1, (src, dst), route, self.env.now)
+            for link in c.links:
+                self._link_classes[link][-1] = c
+        c.n += 1
+        try:
+            self._fill(c.links)
+            return c.new_rate
+        finally:
+            c.n -= 1
+            if temp:
+                for link in c.links:
+                    del self._link_classes[link][-1]
+
+    def flows(self) -> list[FlowState]:
+        """The flows sharing bandwidth now, by flow id, with rate [B/s] and remaining bytes."""
+        now = self.env.now
+        out = []
+        for c in self._classes.values():
+            s_now = c.s_ref + c.rate * (now - c.t_ref)
+            for target, fid, f in c.heap:
+                out.append(FlowState(fid, f.src, f.dst, c.rate, max(target - s_now, 0.0),
+                                     f.route.info.edges))
+        out.sort(key=lambda s: s.flow_id)
+        return out
+
+    def links_frame(self) -> pd.DataFrame:
+        """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
+        utilization (time-weighted mean of load / bandwidth over [0, env.now])."""
+        now = self.env.now
+        rows = []
+        for i, (u, v) in enumerate(self._edges):
+            dt = now - self._acc_at[i]
+            x = self._load[i]
+            nbytes = self._bytes[i] + x * dt
+            busy = self._busy[i] + (dt if x > 0.0 else 0.0)
+            bw = self._cap[i]
+            util = nbytes / (bw * now) if now > 0 else 0.0
+            rows.append((u, v, self.graph.edges[u, v].get("kind", ""), bw, nbytes, busy, util))
+        return pd.DataFrame(rows, columns=["src", "dst", "kind", "bandwidth", "bytes",
+                                           "busy_time", "utilization"])
+
+    def link_timeline(self, bin_time: float) -> pd.DataFrame:
+        """Utilization per link per time bin over [0, env.now] (long format).
+
+        Columns: src, dst, kind, start_at, end_at [s], bytes [B], utilization (bytes /
+        (bandwidth × bin length)); the last bin ends at ``env.now``.
+        """
+        if not bin_time > 0:
+            raise UserError(f"link_timeline: bin_time must be > 0 s, got {bin_time!r}")
+        now = float(self.env.now)
+        nbins = max(int(np.ceil(now / bin_time - 1e-9)), 1)
+        edges_at = np.minimum(np.arange(nbins + 1) * float(bin_time), now)
+        edges_at[-1] = now
+        nl = len(self._edges)
+        cum = np.zeros((nl, nbins + 1))
+        if len(self._tl_link):
+            order = np.argsort(np.frombuffer(self._tl_link, dtype=np.int64), kind="stable")
+            tl_link = np.frombuffer(self._tl_link, dtype=np.int64)[order]
+            tl_at = np.frombuffer(self._tl_at)[order]
+            tl_load = np.frombuffer(self._tl_load)[order]
+            links, starts = np.unique(tl_link, return_index=True)
+            for link, a, b in zip(links, starts, [*starts[1:], len(tl_link)], strict=True):
+                at = np.concatenate(([0.0], tl_at[a:b], [now]))
+                x = np.concatenate(([0.0], tl_load[a:b]))
+                b_at = np.concatenate(([0.0], np.cumsum(x * np.diff(at))))
+                cum[link] = np.interp(edges_at, at, b_at)  # bytes carried by each bin edge
+        nbytes = np.diff(cum, axis=1)
+        length = np.diff(edges_at)
+        bw = np.array(self._cap)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            util = np.where(length > 0, nbytes / (bw * length), 0.0)
+        kinds = [self.graph.edges[e].get("kind", "") for e in self._edges]
+        return pd.DataFrame({
+            "src": np.repeat([u for u, _ in self._edges], nbins),
+            "dst": np.repeat([v for _, v in self._edges], nbins),
+            "kind": np.repeat(kinds, nbins),
+            "start_at": np.tile(edges_at[:-1], nl),
+            "end_at": np.tile(edges_at[1:], nl),
+            "bytes": nbytes.ravel(),
+            "utilization": util.ravel(),
+        })
