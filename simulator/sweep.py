@@ -334,7 +334,8 @@ class SweepResult:
 
 def _point_frame(point: Point, rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
-    for i, (k, v) in enumerate(point.params):
+    params = [(k, v) for k, v in point.params if k not in df.columns]  # e.g. "policy"
+    for i, (k, v) in enumerate(params):
         df.insert(i, k, [v] * len(df))
     df.insert(0, "point_seed", point.seed)
     df.insert(0, "point_id", point.point_id)

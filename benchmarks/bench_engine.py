@@ -1,0 +1,104 @@
+"""Engine speed on the Mooncake conversation trace (2 × dgx_h100, DeepSeek-V3.2, ibgda).
+
+For each policy (route, fetch, adaptive) and each prefix of the trace (1k, 4k, all 12,031
+requests) it runs ``scenarios/mooncake_conversation.toml`` and prints: wall time, SimPy events,
+events per wall-second, simulated decode tokens per wall-second, and the ratio of the engine's
+events/s to raw SimPy's — a process yielding ``env.timeout`` in a loop, measured in the same run
+(the targets: engine ≥ 40 % of raw SimPy; the whole trace ≤ 10 min per policy with every layer
+simulated, ≤ 60 s with ``layer_groups = 8``). Cost should grow about linearly in requests.
+
+    .venv/bin/python benchmarks/bench_engine.py                          # full (hours on 1 core)
+    .venv/bin/python benchmarks/bench_engine.py --requests 200,400 --layer-groups 8
+    .venv/bin/python benchmarks/bench_engine.py --jobs 6 --json out.json  # one process per run
+
+Runs are independent, so ``--jobs N`` runs N of them at once in separate processes (use only
+on a machine with N free cores; events/s are per process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import simpy
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = ROOT / "scenarios" / "mooncake_conversation.toml"
+
+
+def raw_simpy_rate(n: int = 1_000_000) -> float:
+    """Events per wall-second of bare SimPy: one process yielding ``n`` timeouts."""
+    env = simpy.Environment()
+
+    def proc():
+        for _ in range(n):
+            yield env.timeout(1e-6)
+
+    env.process(proc())
+    t = time.perf_counter()
+    env.run()
+    return next(env._eid) / (time.perf_counter() - t)
+
+
+def one(args: tuple[str, int, int, int]) -> dict:
+    """Run one (policy, requests, layer_groups, seed); return its speed figures."""
+    from simulator.engine import load_trace, run
+    from simulator.scenario import EngineSpec, Scenario
+
+    policy, requests, groups, seed = args
+    sc = Scenario.load(SCENARIO)
+    sc = sc.with_changes(engine=EngineSpec(max_batch=sc.engine.max_batch, layer_groups=groups,
+                                           duration=None, max_requests=requests))
+    trace = load_trace(sc, seed)
+    raw = raw_simpy_rate()
+    t = time.perf_counter()
+    res = run(sc, policy, seed, trace=trace)
+    wall = time.perf_counter() - t
+    s = res.summary
+    return {
+        "policy": policy, "requests": len(trace), "layer_groups": groups, "wall_time": wall,
+        "events": s["events"], "events_per_s": s["events"] / wall,
+        "raw_simpy_events_per_s": raw, "ratio_to_raw": s["events"] / wall / raw,
+        "decode_tokens": s["decode_tokens"], "tokens_per_wall_s": s["decode_tokens"] / wall,
+        "sim_time": s["sim_time"], "completed": s["completed"], "rounds": s["rounds"],
+        "tbt_p50": s["tbt_p50"], "ttft_p50": s["ttft_p50"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", default="1000,4000,12031",
+                    help="comma-separated trace prefixes (12031 = the whole trace)")
+    ap.add_argument("--policies", default="route,fetch,adaptive")
+    ap.add_argument("--layer-groups", type=int, default=0,
+                    help="0 = every layer simulated (default); 8 = the fast target")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
+    ap.add_argument("--json", dest="json_path", default=None, help="also write results here")
+    a = ap.parse_args()
+    runs = [(p, int(n), a.layer_groups, a.seed) for n in a.requests.split(",")
+            for p in a.policies.split(",")]
+    print(f"raw SimPy (this process): {raw_simpy_rate():,.0f} events/s")
+    hdr = (f"{'policy':<9}{'requests':>9}{'groups':>7}{'wall s':>9}{'events':>11}"
+           f"{'events/s':>10}{'raw %':>7}{'tokens/s':>10}{'sim s':>9}")
+    print(hdr)
+    out = []
+    if a.jobs > 1:
+        with ProcessPoolExecutor(a.jobs) as pool:
+            results = list(pool.map(one, runs))
+    else:
+        results = map(one, runs)
+    for r in results:
+        out.append(r)
+        print(f"{r['policy']:<9}{r['requests']:>9}{r['layer_groups']:>7}{r['wall_time']:>9.1f}"
+              f"{r['events']:>11,}{r['events_per_s']:>10,.0f}{100 * r['ratio_to_raw']:>7.1f}"
+              f"{r['tokens_per_wall_s']:>10,.0f}{r['sim_time']:>9.1f}", flush=True)
+    if a.json_path:
+        Path(a.json_path).write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

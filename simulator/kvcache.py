@@ -1,0 +1,406 @@
+"""The KV block directory: which GPU (and tier) holds each block, placement, capacity, eviction.
+
+A *block* is ``block_tokens`` tokens of KV for every layer (``block_bytes`` in all). Blocks are
+known by an integer *key* (a trace's hash id split into engine blocks, or a run-owned counter for
+generated tokens); the directory interns keys into dense indices so the decode loop can look up
+owners of a whole batch's selections with numpy fancy indexing.
+
+Placement (which GPUs hold a newly prefilled prompt block), over the list of owner GPUs:
+
+- ``first_writer`` — the GPU that prefilled the block owns it (prefix sharing with real traces);
+- ``hash`` — a stable integer hash of the block key;
+- ``range`` — contiguous shards: block *i* of an *n*-block prompt goes to owner ⌊i·G/n⌋;
+- ``repo_affinity`` — every block of one repository on one owner (hash of the repo id); blocks
+  outside a repository stay with their writer;
+- ``replicate:K`` — K consecutive owners starting at the block's hash; a reader uses the nearest
+  replica (itself, then the lowest path latency, then the lowest replica index).
+
+Capacity: each GPU holds at most ``capacity_blocks`` blocks in HBM (HBM − weights − reserve,
+computed by :func:`capacity_blocks`), counting the blocks it owns and the copies it keeps. Copies
+(fetched or recomputed KV slices of another owner's block) are kept per (block, simulated layer)
+and evicted LRU first. When owned blocks overflow, the least recently used owned block is demoted
+to its machine's host-DRAM tier (reached over PCIe; a reader pays that path); when the host tier is
+full or disabled the block is dropped and must be recomputed by whoever needs it next.
+Owned blocks of requests still decoding (``pin``) are demoted only after every unpinned one.
+Evictions go down to a low watermark (1/32 of the capacity below full), as real caches do, so
+the LRU scan is amortized over many insertions.
+
+Every choice is deterministic: ties break by index, never by set or dict order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+HBM, HOST, DROPPED = 0, 1, 2
+UNPLACED = -1
+
+#: When HBM is full, evictions free ``capacity // WATERMARK_DIVISOR`` blocks beyond what is
+#: needed (a low watermark), so the O(blocks) LRU scan runs once per many insertions.
+WATERMARK_DIVISOR = 32
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def stable_hash(keys: np.ndarray) -> np.ndarray:
+    """A deterministic 64-bit mix of integer keys (splitmix64 finaliser), as uint64."""
+    with np.errstate(over="ignore"):
+        z = keys.astype(np.int64).view(np.uint64) + _MIX
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def capacity_blocks(
+    hbm_bytes: float, weights_bytes: float, reserve_fraction: float, block_bytes: float
+) -> int:
+    """Blocks one GPU can hold: ⌊(HBM − weights − reserve_fraction·HBM) / block_bytes⌋ (≥ 0)."""
+    free = hbm_bytes * (1.0 - reserve_fraction) - weights_bytes
+    return max(0, int(free // block_bytes))
+
+
+@dataclass(frozen=True)
+class DirectoryConfig:
+    """What the directory needs to know (a component gets only its part of the scenario).
+
+    Attributes:
+        scheme: placement scheme name (see the module docstring).
+        replicas: K for ``replicate`` (1 otherwise).
+        capacity_blocks: HBM blocks per GPU (one value per GPU).
+        host_capacity_blocks: host-DRAM blocks per machine (0 disables the tier).
+        machine_of: machine index of each GPU.
+        distance: GPU × GPU path latency [s] (replica choice); zeros if unused.
+        layer_slots: simulated layers a copy is tracked for.
+    """
+
+    scheme: str
+    replicas: int
+    capacity_blocks: tuple[int, ...]
+    host_capacity_blocks: int
+    machine_of: tuple[int, ...]
+    distance: tuple[tuple[float, ...], ...]
+    layer_slots: int
+
+
+class BlockDirectory:
+    """Block → holder GPUs and tier; per-GPU usage; LRU copies; host tier. See module docstring."""
+
+    def __init__(self, config: DirectoryConfig) -> None:
+        self.cfg = config
+        self.n_gpus = len(config.capacity_blocks)
+        self.capacity = np.asarray(config.capacity_blocks, dtype=np.int64)
+        self.machine_of = np.asarray(config.machine_of, dtype=np.int64)
+        self.n_machines = int(self.machine_of.max()) + 1 if self.n_gpus else 0
+        self.dist = np.asarray(config.distance, dtype=float).reshape(self.n_gpus, self.n_gpus)
+        self.k = max(1, min(config.replicas, self.n_gpus)) if config.scheme == "replicate" else 1
+        self.words = max(1, (config.layer_slots + 63) // 64)
+        self._index: dict[int, int] = {}
+        self.n = 0
+        cap = 1024
+        self.keys = np.zeros(cap, np.int64)
+        self.base = np.full(cap, UNPLACED, np.int64)  # first holder (GPU index)
+        self.tier = np.full(cap, DROPPED, np.int8)
+        self.used_at = np.zeros(cap, float)  # last access of the owned block
+        self.pins = np.zeros(cap, np.int32)  # active requests using the block
+        self.copy_bits = np.zeros((self.n_gpus, cap, self.words), np.uint64)
+        self.copy_used_at = np.zeros((self.n_gpus, cap), float)
+        self.owned = np.zeros(self.n_gpus, np.int64)  # HBM blocks held as owner/replica
+        self.copies = np.zeros(self.n_gpus, np.int64)  # blocks with ≥ 1 copied layer slice
+        self.host_used = np.zeros(self.n_machines, np.int64)
+        self.demoted = 0
+        self.dropped = 0
+        self.copies_evicted = 0
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def _grow(self, need: int) -> None:
+        cap = len(self.keys)
+        if need <= cap:
+            return
+        new = max(need, 2 * cap)
+
+        def grow(a: np.ndarray, fill, axis: int = 0) -> np.ndarray:
+            shape = list(a.shape)
+            shape[axis] = new - cap
+            return np.concatenate([a, np.full(shape, fill, a.dtype)], axis=axis)
+
+        self.keys = grow(self.keys, 0)
+        self.base = grow(self.base, UNPLACED)
+        self.tier = grow(self.tier, DROPPED)
+        self.used_at = grow(self.used_at, 0.0)
+        self.pins = grow(self.pins, 0)
+        self.copy_bits = grow(self.copy_bits, 0, axis=1)
+        self.copy_used_at = grow(self.copy_used_at, 0.0, axis=1)
+
+    def intern(self, keys: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Dense indices for block keys; unseen keys get new (unplaced) indices, in order."""
+        out = np.empty(len(keys), np.int64)
+        index = self._index
+        fresh = []
+        for i, key in enumerate(np.asarray(keys, dtype=np.int64).tolist()):
+            j = index.get(key)
+            if j is None:
+                j = self.n + len(fresh)
+                index[key] = j
+                fresh.append(key)
+            out[i] = j
+        if fresh:
+            self._grow(self.n + len(fresh))
+            self.keys[self.n : self.n + len(fresh)] = fresh
+            self.n += len(fresh)
+        return out
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def known(self, idx: np.ndarray) -> np.ndarray:
+        """True where a block is held somewhere (HBM or host) and so needs no recompute."""
+        return self.tier[idx] != DROPPED
+
+    def holders(self, idx: np.ndarray) -> np.ndarray:
+        """All holder GPUs of each block, shape (len(idx), K); −1 for unplaced blocks."""
+        base = self.base[idx]
+        h = (base[:, None] + np.arange(self.k)) % max(self.n_gpus, 1)
+        h[base < 0] = UNPLACED
+        return h
+
+    def nearest(self, idx: np.ndarray, src: int) -> np.ndarray:
+        """The holder GPU a reader on ``src`` uses for each block (−1 if unplaced)."""
+        base = self.base[idx]
+        if self.k == 1:
+            return base.copy()
+        h = self.holders(idx)
+        d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30
+        d[h == src] = -1.0
+        pick = h[np.arange(len(idx)), np.argmin(d, axis=1)]
+        pick[base < 0] = UNPLACED
+        return pick
+
+    def has_copy(self, gpu: int, idx: np.ndarray, slot: int) -> np.ndarray:
+        """True where ``gpu`` keeps a copy of layer slot ``slot`` of each block."""
+        w, b = divmod(slot, 64)
+        return ((self.copy_bits[gpu, idx, w] >> np.uint64(b)) & np.uint64(1)).astype(bool)
+
+    def hbm_used(self) -> np.ndarray:
+        """HBM blocks in use per GPU (owned + copies)."""
+        return self.owned + self.copies
+
+    # -- access bookkeeping --------------------------------------------------------------------
+
+    def touch(self, gpu: int, idx: np.ndarray, now: float) -> None:
+        """Record an access at ``now`` [s] (LRU) to owned blocks and to ``gpu``'s copies."""
+        self.used_at[idx] = now
+        self.copy_used_at[gpu, idx] = now
+
+    def pin(self, idx: np.ndarray) -> None:
+        """A request starts using these blocks: they may not be demoted until unpinned."""
+        np.add.at(self.pins, idx, 1)
+
+    def unpin(self, idx: np.ndarray) -> None:
+        """A request stops using these blocks."""
+        np.add.at(self.pins, idx, -1)
+
+    # -- placement ---------------------------------------------------------------------------
+
+    def place(
+        self, idx: np.ndarray, writer: int, now: float, repo: int = -1,
+        positions: np.ndarray | None = None, n_context: int | None = None,
+        scheme: str | None = None,
+    ) -> None:
+        """Place newly prefilled blocks written by GPU ``writer`` at ``now``.
+
+        Blocks already held (HBM or host) and repeats are skipped. ``positions``/``n_context``
+        locate the blocks in their prompt (``range``); ``scheme`` overrides the configured one
+        (the engine keeps generated tokens' blocks with their writer). Makes room by evicting
+        copies, then demoting LRU owned blocks."""
+        idx = np.asarray(idx, np.int64)
+        fresh = self.tier[idx] == DROPPED
+        idx = idx[fresh]
+        if positions is not None:
+            positions = np.asarray(positions, np.int64)[fresh]
+        idx, first = np.unique(idx, return_index=True)
+        order = np.argsort(first, kind="stable")
+        idx = idx[order]
+        if positions is not None:
+            positions = positions[first[order]]
+        if len(idx) == 0:
+            return
+        g = self.n_gpus
+        scheme = self.cfg.scheme if scheme is None else scheme
+        if scheme == "first_writer":
+            base = np.full(len(idx), writer, np.int64)
+        elif scheme in ("hash", "replicate"):
+            base = (stable_hash(self.keys[idx]) % np.uint64(g)).astype(np.int64)
+        elif scheme == "range":
+            pos = np.arange(len(idx)) if positions is None else np.asarray(positions, np.int64)
+            n = len(idx) if n_context is None else max(int(n_context), 1)
+            base = np.minimum(pos * g // n, g - 1).astype(np.int64)
+        elif scheme == "repo_affinity":
+            if repo >= 0:
+                owner = int(stable_hash(np.array([repo]))[0] % np.uint64(g))
+                base = np.full(len(idx), owner, np.int64)
+            else:
+                base = np.full(len(idx), writer, np.int64)
+        else:  # pragma: no cover - validated by the scenario
+            raise ValueError(f"unknown placement scheme {scheme!r}")
+        self.base[idx] = base
+        self.tier[idx] = HBM
+        self.used_at[idx] = now
+        # a GPU that now owns a block no longer needs a copy of it
+        holders = self.holders(idx)
+        for j in range(self.k):
+            for gpu in np.unique(holders[:, j]).tolist():
+                mine = idx[holders[:, j] == gpu]
+                self._drop_copies(gpu, mine)
+                self.owned[gpu] += len(mine)
+        for gpu in np.unique(holders).tolist():
+            self._make_room(int(gpu), 0, now)
+
+    def _drop_copies(self, gpu: int, idx: np.ndarray) -> None:
+        had = self.copy_bits[gpu, idx].any(axis=1)
+        self.copies[gpu] -= int(had.sum())
+        self.copy_bits[gpu, idx] = 0
+
+    def _slack(self, gpu: int) -> int:
+        """Extra blocks freed per eviction round (low watermark: 1/32 of the capacity)."""
+        return int(self.capacity[gpu]) // WATERMARK_DIVISOR
+
+    def _make_room(self, gpu: int, extra: int, now: float) -> int:
+        """Free HBM on ``gpu`` until ``extra`` more blocks fit (down to the low watermark);
+        returns how many fit."""
+        over = int(self.owned[gpu] + self.copies[gpu] + extra - self.capacity[gpu])
+        if over <= 0:
+            return extra
+        target = over + self._slack(gpu)
+        target -= self._evict_copies(gpu, target)
+        if target > 0:
+            target -= self._demote(gpu, target)
+        over = int(self.owned[gpu] + self.copies[gpu] + extra - self.capacity[gpu])
+        return extra - max(over, 0)
+
+    def _evict_copies(self, gpu: int, count: int) -> int:
+        held = np.flatnonzero(self.copy_bits[gpu, : self.n].any(axis=1))
+        if len(held) == 0:
+            return 0
+        take = min(count, len(held))
+        order = np.lexsort((held, self.copy_used_at[gpu, held]))[:take]
+        victims = held[order]
+        self.copy_bits[gpu, victims] = 0
+        self.copies[gpu] -= take
+        self.copies_evicted += take
+        return take
+
+    def _demote(self, gpu: int, count: int) -> int:
+        n = self.n
+        holders = self.holders(np.arange(n))
+        mine = np.flatnonzero((holders == gpu).any(axis=1) & (self.tier[:n] == HBM))
+        if len(mine) == 0:
+            return 0
+        take = min(count, len(mine))
+        # unpinned blocks first, then least recently used, then lowest index
+        order = np.lexsort((mine, self.used_at[mine], self.pins[mine] > 0))
+        victims = mine[order[:take]]
+        for j in range(self.k):
+            np.subtract.at(self.owned, holders[victims, j], 1)
+        machine = self.machine_of[self.base[victims]]
+        for m in np.unique(machine).tolist():
+            vm = victims[machine == m]
+            room = self._host_room(int(m), len(vm))
+            self.tier[vm[:room]] = HOST
+            self.host_used[m] += room
+            self.tier[vm[room:]] = DROPPED
+            self.base[vm[room:]] = UNPLACED
+            self.demoted += room
+            self.dropped += len(vm) - room
+        return take
+
+    def _host_room(self, machine: int, want: int) -> int:
+        cap = self.cfg.host_capacity_blocks
+        free = cap - int(self.host_used[machine])
+        if free >= want:
+            return want
+        # drop the host's least recently used blocks to make room
+        n = self.n
+        on_host = np.flatnonzero(
+            (self.tier[:n] == HOST) & (self.machine_of[np.maximum(self.base[:n], 0)] == machine)
+        )
+        need = min(want - max(free, 0), len(on_host))
+        if need > 0:
+            v = on_host[np.lexsort((on_host, self.used_at[on_host]))[:need]]
+            self.tier[v] = DROPPED
+            self.base[v] = UNPLACED
+            self.host_used[machine] -= need
+            self.dropped += need
+        return min(want, cap - int(self.host_used[machine]))
+
+    def add_copies(self, gpu: int, idx: np.ndarray, slot: int, now: float) -> int:
+        """Keep layer slot ``slot`` of blocks ``idx`` on ``gpu`` (fetched or recomputed), evicting
+        LRU copies to make room; returns the number of new block copies made."""
+        idx = np.unique(np.asarray(idx, np.int64))
+        held = (self.holders(idx) == gpu).any(axis=1) & (self.tier[idx] == HBM)
+        idx = idx[~held]  # a GPU needs no copy of a block it holds itself
+        if len(idx) == 0:
+            return 0
+        w, b = divmod(slot, 64)
+        bit = np.uint64(1) << np.uint64(b)
+        new_block = ~self.copy_bits[gpu, idx].any(axis=1)
+        self.copy_used_at[gpu, idx] = now
+        n_new = int(new_block.sum())
+        fit = n_new
+        if n_new:
+            fit = self._make_room_for_copies(gpu, n_new, idx)
+        keep = idx[~new_block]
+        if fit:
+            keep = np.concatenate([keep, idx[new_block][:fit]])
+        self.copy_bits[gpu, keep, w] |= bit
+        self.copies[gpu] += fit
+        return fit
+
+    def _make_room_for_copies(self, gpu: int, want: int, keep: np.ndarray) -> int:
+        """Evict LRU copies (never those in ``keep``) until ``want`` new ones fit."""
+        free = int(self.capacity[gpu] - self.owned[gpu] - self.copies[gpu])
+        if free >= want:
+            return want
+        held = np.flatnonzero(self.copy_bits[gpu, : self.n].any(axis=1))
+        evictable = held[~np.isin(held, keep)]
+        need = min(want - max(free, 0) + self._slack(gpu), len(evictable))
+        if need > 0:
+            order = np.lexsort((evictable, self.copy_used_at[gpu, evictable]))[:need]
+            victims = evictable[order]
+            self.copy_bits[gpu, victims] = 0
+            self.copies[gpu] -= need
+            self.copies_evicted += need
+        return max(0, min(want, int(self.capacity[gpu] - self.owned[gpu] - self.copies[gpu])))
+
+    def promote(self, idx: np.ndarray, now: float) -> None:
+        """Bring host-tier blocks back to HBM on their holders (after a reader paid PCIe)."""
+        idx = np.asarray(idx, np.int64)
+        idx = idx[self.tier[idx] == HOST]
+        if len(idx) == 0:
+            return
+        machine = self.machine_of[self.base[idx]]
+        np.subtract.at(self.host_used, machine, 1)
+        self.tier[idx] = HBM
+        self.used_at[idx] = now
+        holders = self.holders(idx)
+        for j in range(self.k):
+            np.add.at(self.owned, holders[:, j], 1)
+        for gpu in np.unique(holders).tolist():
+            self._make_room(int(gpu), 0, now)
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError if any capacity or bookkeeping invariant is broken."""
+        n = self.n
+        holders = self.holders(np.arange(n))
+        in_hbm = self.tier[:n] == HBM
+        owned = np.bincount(holders[in_hbm].ravel(), minlength=self.n_gpus)[: self.n_gpus]
+        assert np.array_equal(owned, self.owned), (owned, self.owned)
+        copies = self.copy_bits[:, :n].any(axis=2).sum(axis=1)
+        assert np.array_equal(copies, self.copies), (copies, self.copies)
+        assert np.all(self.owned + self.copies <= self.capacity), "HBM capacity exceeded"
+        assert np.all(self.host_used <= self.cfg.host_capacity_blocks)
+        assert np.all(self.pins[:n] >= 0)

@@ -1,0 +1,14 @@
+"""``fetch``: always move the selected blocks to the query; the engine keeps the copies (LRU)."""
+
+from __future__ import annotations
+
+from simulator.policies.base import Policy, PolicyContext, Round
+
+
+class Fetch(Policy):
+    """Fetch every round."""
+
+    name = "fetch"
+
+    def choose(self, ctx: PolicyContext, rnd: Round) -> str:
+        return "fetch"

@@ -1,0 +1,144 @@
+"""Invariant checks for engine runs, and hypothesis strategies for small scenarios.
+
+A user property-tests their own policy in a few lines::
+
+    from hypothesis import given
+    from simulator.testing.invariants import check_run, small_cases
+    from simulator.engine import run
+
+    @given(small_cases())
+    def test_my_policy(case):
+        scenario, trace = case
+        res = run(scenario, MyPolicy(), trace=trace, check_invariants=True)
+        check_run(res, trace)
+
+Checks (each raises ``AssertionError`` with what broke):
+
+- :func:`check_conservation` — every request that entered is in ``res.requests`` exactly once,
+  and each is completed (all its tokens generated) or carries a reason;
+- :func:`check_ordering` — arrival ≤ admission ≤ first token ≤ finish for completed requests;
+- :func:`check_bytes` — bytes the rounds say they sent = bytes the fabric delivered;
+- :func:`check_closed_form_exact` — every round's simulated time equals the closed form
+  (valid when nothing contends: one query at a time, one owner per layer);
+- :func:`check_rounds` — phase times are non-negative and add up to the round's time.
+
+KV capacity is checked *during* a run: ``run(..., check_invariants=True)`` verifies the block
+directory after every iteration (HBM blocks per GPU ≤ capacity, bookkeeping consistent).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import strategies as st
+
+from simulator.scenario import Scenario
+
+__all__ = [
+    "check_bytes",
+    "check_closed_form_exact",
+    "check_conservation",
+    "check_ordering",
+    "check_rounds",
+    "check_run",
+    "small_cases",
+    "small_scenario",
+]
+
+
+def check_conservation(res, trace: pd.DataFrame) -> None:
+    """Every request of ``trace`` appears once; completed ⇔ all tokens generated, else a reason."""
+    req = res.requests
+    assert sorted(req["request_id"].tolist()) == sorted(trace["request_id"].tolist()), \
+        "requests lost or duplicated"
+    done = req["completed"].to_numpy(bool)
+    full = (req["tokens_generated"] == req["output_tokens"]).to_numpy(bool)
+    assert np.all(full[done]), "a completed request is missing tokens"
+    reasons = req["reason"].astype(str).to_numpy()
+    assert np.all(reasons[~done] != ""), "a request did not complete and gives no reason"
+    assert np.all(reasons[done] == ""), "a completed request carries a failure reason"
+    assert res.summary["requests"] == len(trace)
+    assert res.summary["completed"] == int(done.sum())
+
+
+def check_ordering(res) -> None:
+    """arrival ≤ admitted ≤ first token ≤ finish (completed requests) [s]."""
+    r = res.requests[res.requests["completed"]]
+    a, m = r["arrival_at"].to_numpy(), r["admitted_at"].to_numpy()
+    f, e = r["first_token_at"].to_numpy(), r["finished_at"].to_numpy()
+    assert np.all(a <= m) and np.all(m <= f) and np.all(f <= e), "request timestamps out of order"
+
+
+def check_bytes(res, rel: float = 1e-9) -> None:
+    """Σ round bytes (one simulated layer each) = bytes the fabric delivered."""
+    sent = float(res.rounds["bytes"].sum()) if len(res.rounds) else 0.0
+    got = float(res.fabric_bytes)
+    assert abs(sent - got) <= rel * max(sent, got, 1.0), f"rounds sent {sent} B, links {got} B"
+
+
+def check_rounds(res, rel: float = 1e-9) -> None:
+    """Phase times ≥ 0 and probe + transfer + compute + return + merge = round time."""
+    rd = res.rounds
+    if not len(rd):
+        return
+    phases = rd[["probe_time", "transfer_time", "compute_time", "return_time", "merge_time"]]
+    assert (phases.to_numpy() >= -1e-12).all(), "a negative phase time"
+    total = phases.sum(axis=1).to_numpy()
+    sim = rd["sim_time"].to_numpy()
+    assert np.allclose(total, sim, rtol=rel, atol=1e-15), "phases do not add up to the round"
+
+
+def check_closed_form_exact(res, rel: float = 1e-6) -> None:
+    """Every round's simulated time equals the closed form within ``rel`` (uncontended runs)."""
+    rd = res.rounds
+    assert len(rd), "no rounds to compare"
+    err = np.abs(rd["sim_time"] - rd["cf_time"]) / rd["cf_time"]
+    worst = float(err.max())
+    assert worst <= rel, f"closed form off by {worst:.3g} (relative) in an uncontended run"
+
+
+def check_run(res, trace: pd.DataFrame) -> None:
+    """All the checks that hold for every run (not the uncontended-only one)."""
+    check_conservation(res, trace)
+    check_ordering(res)
+    check_bytes(res)
+    check_rounds(res)
+
+
+# -- strategies --------------------------------------------------------------------------------
+
+
+def small_scenario(topology: str = "single_node:gpus=2", *, scheme: str = "first_writer",
+                   max_batch: int = 4, layer_groups: int = 2, weights_per_gpu: float = 40e9,
+                   stack: str = "ibgda", home: str = "least_loaded", **engine) -> Scenario:
+    """A small scenario (the trace is passed to ``run`` separately). ``weights_per_gpu`` [B]
+    sets the KV capacity left on each 80 GB GPU."""
+    return Scenario.from_dict({
+        "name": "small", "stack": stack, "policies": ["route"],
+        "topology": {"spec": topology},
+        "model": {"name": "deepseek-v3.2"},
+        "workload": {"kind": "trace", "trace": "<given>"},
+        "placement": {"scheme": scheme, "weights_per_gpu": weights_per_gpu, "home": home},
+        "engine": {"max_batch": max_batch, "layer_groups": layer_groups, **engine},
+    })
+
+
+@st.composite
+def small_cases(draw, max_requests: int = 6, max_blocks: int = 40):
+    """``(Scenario, trace)``: 2–4 GPUs on one node or 2 nodes of 8, a random placement, a few
+    requests of ≤ ``max_blocks`` 64-token blocks sharing prefixes, small batches, folded layers,
+    and sometimes a KV capacity small enough to force eviction."""
+    from simulator.testing.traces import request_traces
+
+    trace = draw(request_traces(max_requests=max_requests, max_blocks=max_blocks, vocab=60,
+                                block_tokens=st.just(64)))
+    topo = draw(st.sampled_from(["single_node:gpus=2", "single_node:gpus=4", "dgx_h100:nodes=2"]))
+    scheme = draw(st.sampled_from(["first_writer", "hash", "range", "repo_affinity",
+                                   "replicate:2"]))
+    # 80 GB × 0.9 − weights = KV room: 32 GB (≈ 7,100 blocks) or ≈ 0.9 GB (≈ 200 blocks)
+    weights = draw(st.sampled_from([40e9, 71.1e9]))
+    sc = small_scenario(topo, scheme=scheme, weights_per_gpu=weights,
+                        max_batch=draw(st.integers(1, 4)),
+                        layer_groups=draw(st.sampled_from([1, 2, 3])),
+                        stack=draw(st.sampled_from(["ideal", "nccl", "ibgda"])))
+    return sc, trace

@@ -1,0 +1,122 @@
+"""`kvfabric run`: a small scenario end to end (table, JSON, Parquet, PNG), the embedded
+default, and clean errors without tracebacks or half-written files."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from simulator.cli import main
+from workloads.schema import make_trace, write_trace
+
+SCENARIO = """
+name = "tiny"
+seed = 1
+stack = "ibgda"
+policies = ["route", "fetch"]
+
+[topology]
+spec = "single_node:gpus=2"
+
+[model]
+name = "deepseek-v3.2"
+
+[workload]
+kind = "trace"
+trace = "tiny.parquet"
+
+[placement]
+scheme = "hash"
+weights_per_gpu = 40e9
+
+[engine]
+max_batch = 4
+layer_groups = 2
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    trace = make_trace(arrival_at=[0.0, 0.01, 0.02], input_tokens=[3000, 3500, 4000],
+                       output_tokens=[6, 8, 4], block_ids=[list(range(47)), list(range(55)),
+                                                           list(range(63))], block_tokens=64)
+    write_trace(trace, tmp_path / "tiny.parquet")
+    path = tmp_path / "tiny.toml"
+    path.write_text(SCENARIO)
+    return path
+
+
+def call(argv, capsys):
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_prints_the_design_json_keys_and_writes_records_and_plots(tiny, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, out, _ = call(["run", str(tiny), "--policy", "route,fetch,colocated", "--json",
+                         "--out", str(out_dir)], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert list(data["policies"]) == ["route", "fetch", "colocated"]
+    keys = {"requests", "completed", "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99",
+            "throughput_tokens_per_s", "bytes_moved", "closed_form_error_p50",
+            "closed_form_error_p99", "wall_time", "events"}
+    for summary in data["policies"].values():
+        assert set(summary) == keys
+        assert summary["requests"] == 3 and summary["completed"] == 3
+    assert data["policies"]["colocated"]["bytes_moved"] == 0
+    assert data["policies"]["route"]["bytes_moved"] > 0
+    for name in ("requests", "rounds", "iterations", "gpus", "links", "link_timeline"):
+        df = pd.read_parquet(out_dir / f"{name}.parquet")
+        assert "policy" in df.columns
+    req = pd.read_parquet(out_dir / "requests.parquet")
+    assert sorted(req["policy"].unique()) == ["colocated", "fetch", "route"]
+    for png in ("latency_cdf", "phase_breakdown", "link_utilization", "closed_form_scatter"):
+        assert (out_dir / f"{png}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert summary["scenario"] == "tiny"
+    assert not list(out_dir.glob(".*.tmp"))
+
+
+def test_run_prints_a_comparison_table(tiny, tmp_path, capsys):
+    code, out, err = call(["run", str(tiny), "--no-write"], capsys)
+    assert code == 0
+    assert "route" in out and "fetch" in out and "TTFT" in out
+    assert "requests" in err  # the progress bars
+
+
+def test_the_embedded_default_scenario_runs(capsys):
+    code, out, _ = call(["run", "--policy", "colocated", "--no-write", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["scenario"] == "agentic_repo"
+    assert data["policies"]["colocated"]["completed"] == data["policies"]["colocated"]["requests"]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--policy", "teleport"], "unknown policy 'teleport'"),
+        (["--seed", "-3"], "--seed"),
+    ],
+)
+def test_bad_options_end_in_one_clean_line(tiny, tmp_path, capsys, args, needle):
+    code, out, err = call(["run", str(tiny), "--out", str(tmp_path / "o"), *args], capsys)
+    assert code == 2 and needle in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_bad_scenario_names_file_and_field(tmp_path, tiny, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SCENARIO.replace("max_batch = 4", "max_batch = 0"))
+    code, _, err = call(["run", str(bad), "--no-write"], capsys)
+    assert code == 2 and "bad.toml" in err and "engine.max_batch" in err
+    code, _, err = call(["run", str(tmp_path / "missing.toml")], capsys)
+    assert code == 2 and "missing.toml" in err

@@ -1,0 +1,330 @@
+"""Lamina-style disaggregation and its homogeneous baseline, told as stories.
+
+Known answers first (bytes per layer, prices, the staggered schedule on an ideal network), then
+properties (KV capacity, conservation), then oracle comparisons (closed form vs simulation),
+errors, and the shipped scenarios.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import topologies
+from simulator.disaggregation import (
+    compare,
+    comparison_frame,
+    comparison_table,
+    head_shard,
+    load_scenario,
+    simulate,
+    stack_study,
+)
+from simulator.disaggregation_spec import (
+    DisaggregationSpec,
+    check_against,
+    validate_disaggregation,
+)
+from simulator.errors import UserError
+from simulator.gpu import KernelModel
+from simulator.hardware import gpu
+from simulator.homogeneous import simulate_homogeneous
+from simulator.lamina import layer_bytes, simulate_disaggregated
+from simulator.models import model
+from simulator.policies.disaggregated import Disaggregated
+from simulator.policies.homogeneous import Homogeneous
+from simulator.scenario import Scenario
+from workloads import make_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIOS = sorted((ROOT / "scenarios").glob("lamina_*.toml"))
+TOPO = "lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4"
+
+
+def scenario(stack: str = "ideal", topo: str = TOPO, **engine) -> Scenario:
+    return Scenario.from_dict({
+        "topology": {"spec": topo}, "model": {"name": "llama-3-70b"},
+        "workload": {"kind": "trace", "trace": "azure_llm_2023_code"},
+        "engine": engine, "stack": stack})
+
+
+def trace(inp, out, arrival=None):
+    inp = np.asarray(inp, np.int64)
+    n = len(inp)
+    arrival = np.zeros(n) if arrival is None else np.sort(np.asarray(arrival, float))
+    blocks = [np.arange(-(-int(x) // 512), dtype=np.int64) + 10_000 * i for i, x in enumerate(inp)]
+    return make_trace(arrival_at=arrival, input_tokens=inp, output_tokens=out, block_ids=blocks)
+
+
+def small(name: str, layers: int, **changes):
+    """A catalog model cut to ``layers`` layers (weights and FLOPs scaled with them)."""
+    a = model(name)
+    f = layers / a.layers
+    return dataclasses.replace(a, layers=layers, weight_bytes=a.weight_bytes * f,
+                               active_params=a.active_params * f,
+                               non_attention_flops_per_token=a.non_attention_flops_per_token * f,
+                               **changes)
+
+
+def ideal_graph(topo: str = TOPO):
+    """The topology with (practically) infinite bandwidth and zero latency on every link."""
+    g = topologies.parse_spec(topo)
+    for _, _, d in g.edges(data=True):
+        d["bandwidth"], d["latency"] = 1e30, 0.0
+    return g
+
+
+# -- known answers -----------------------------------------------------------------------------
+
+def test_per_layer_bytes_follow_lamina_formula():
+    # Llama-3-70B: G = 64 / 8 = 8, e = 2, d = 8192 → (2 + 2/8)·2·8192 out, 2·8192 back
+    q, kv, ret = layer_bytes(model("llama-3-70b"))
+    assert q + kv == (2 + 2 / 8) * 2 * 8192 == 36_864
+    assert kv == 2 * 2 * 8192 / 8 and ret == 16_384
+    # LLaMA-65B is MHA (G = 1): (2 + 2)·2·8192
+    q, kv, ret = layer_bytes(model("llama-65b"))
+    assert (q + kv, ret) == (4 * 2 * 8192, 2 * 8192)
+
+
+def test_simulated_bytes_are_the_formula_times_tokens_and_layers():
+    arch = small("llama-3-70b", 8)
+    tr = trace([3000] * 6 + [1000] * 5, [5] * 6 + [9] * 5, arrival=np.linspace(0, 0.05, 11))
+    res = simulate_disaggregated(scenario(), trace=tr, arch=arch, spec=DisaggregationSpec())
+    tokens = res.iterations["tokens"].sum()
+    q, kv, ret = layer_bytes(arch)
+    assert tokens == (4 * 6 + 8 * 5)  # first tokens come from the (external) prefill
+    assert res.summary["bytes_moved"] == pytest.approx(tokens * arch.layers * (q + kv + ret),
+                                                       rel=1e-12)
+    # and with folded layers (2 slots of 4) the bytes are the same
+    res2 = simulate_disaggregated(scenario(layer_groups=2), trace=tr, arch=arch)
+    assert res2.summary["bytes_moved"] == pytest.approx(res.summary["bytes_moved"], rel=1e-12)
+
+
+def test_equal_cost_prices_from_reference():
+    spec = DisaggregationSpec()  # DOP (2, 4) vs 4 × H100
+    assert spec.disaggregated_cost_per_hour() == pytest.approx(2 * 11.06 + 4 * 4.63)  # 40.64
+    assert spec.baseline_cost_per_hour() == pytest.approx(44.24)
+    s33 = DisaggregationSpec(model_gpus=1, attention_gpus=2, micro_batches=2, baseline_gpus=2,
+                             baseline_tp=2)
+    assert s33.disaggregated_cost_per_hour() == pytest.approx(20.32)
+    assert s33.baseline_cost_per_hour() == pytest.approx(22.12)
+
+
+@pytest.mark.parametrize("case", ["model_bound", "attention_bound", "ping_pong"])
+def test_ideal_network_iterations_follow_the_staggered_schedule(case):
+    """Infinitely fast, zero-latency fabric: once the rotation settles, every iteration takes
+    L · max(n·t_a, n·t_m/(n−1), t_m + t_a), computed here from the kernel model alone."""
+    n, b, per, ctx = {"model_bound": (3, 4, 4, 1024), "attention_bound": (3, 1, 8, 60_000),
+                      "ping_pong": (2, 4, 4, 1024)}[case]
+    arch = small("llama-3-70b", 4, topk_tokens=ctx)  # sparse: attended tokens stay = ctx
+    spec = DisaggregationSpec(micro_batches=n, attention_gpus=b)
+    tr = trace([ctx + 1000] * (n * per), [12] * (n * per))
+    res = simulate_disaggregated(scenario(), trace=tr, spec=spec, arch=arch, graph=ideal_graph())
+    km = KernelModel()
+    t_m = km.non_attention_time(gpu("H100"), arch, per, gpus=2 // (n - 1)) / arch.layers
+    t_a = km.attention_time(gpu("H20"), head_shard(arch, 8 // b), per, ctx)
+    expect = arch.layers * max(n * t_a, n * t_m / (n - 1), t_m + t_a)
+    it = res.iterations
+    steady = it[(it["iteration"] >= 3) & (it["iteration"] <= 9)]
+    dur = (steady["finished_at"] - steady["started_at"]).to_numpy()
+    assert len(dur) == 7 * n
+    np.testing.assert_allclose(dur, expect, rtol=1e-9)
+    np.testing.assert_allclose(steady["cf_time"], expect, rtol=1e-9)  # the run's own formula
+    if case == "attention_bound":
+        assert res.summary["attention_pool_idle"] < 0.05 < res.summary["model_pool_idle"]
+    else:
+        assert res.summary["model_pool_idle"] < 0.05 < res.summary["attention_pool_idle"]
+
+
+# -- properties ------------------------------------------------------------------------------
+
+requests = st.lists(st.tuples(st.integers(1, 60_000), st.integers(1, 12), st.floats(0, 0.2)),
+                    min_size=1, max_size=14)
+
+
+@settings(max_examples=15)
+@given(requests, st.sampled_from(["heads", "requests"]), st.integers(2, 3),
+       st.booleans(), st.sampled_from(["ideal", "nccl"]))
+def test_kv_capacity_and_conservation(reqs, split, n, early_q, stack):
+    inp, out, at = (np.array(x) for x in zip(*reqs, strict=True))
+    arch = small("llama-65b", 4)  # MHA: 8 KB... per token per layer, easy to fill
+    spec = DisaggregationSpec(micro_batches=n, attention_split=split, early_q=early_q,
+                              attention_gpus=2)
+    sc = scenario(stack=stack, duration=0.3)
+    sc = sc.with_changes(placement=dataclasses.replace(sc.placement, reserve_fraction=0.9))
+    for res in (simulate_disaggregated(sc, trace=trace(inp, out, at), spec=spec, arch=arch),
+                simulate_homogeneous(sc, trace=trace(inp, out, at), spec=spec, arch=arch)):
+        g = res.gpus
+        assert (g["kv_peak_bytes"] <= g["kv_capacity_bytes"] * (1 + 1e-12)).all()
+        r = res.requests
+        assert len(r) == len(reqs)  # every request accounted for
+        assert (r["completed"] | (r["reason"] != "")).all()
+        assert (r.loc[r["completed"], "tokens_generated"] == r.loc[r["completed"],
+                                                                   "output_tokens"]).all()
+        assert (r["tokens_generated"] <= r["output_tokens"]).all()
+        assert res.summary["completed"] + (r["reason"] != "").sum() == len(reqs)
+        assert 0 <= res.summary["model_pool_idle"] <= 1
+        assert 0 <= res.summary["attention_pool_idle"] <= 1
+
+
+def test_batch_is_bounded_by_the_attention_pools_kv():
+    """Both sides KV-bound: the pool with more free HBM decodes the larger batch."""
+    arch = small("llama-65b", 8)
+    tr = trace([20_000] * 60, [6] * 60)
+    sc = scenario()
+    dis = simulate_disaggregated(sc, trace=tr, arch=arch)
+    hom = simulate_homogeneous(sc, trace=tr, arch=arch)
+    per_req = 20_006 * arch.kv_bytes_per_token * arch.layers
+    cap_dis = dis.summary["kv_capacity_bytes"]
+    assert dis.iterations.groupby("started_at")["batch"].sum().max() <= cap_dis // per_req
+    assert hom.iterations["batch"].max() == hom.summary["kv_capacity_bytes"] // per_req
+    assert dis.summary["mean_batch"] > hom.summary["mean_batch"]
+    assert dis.summary["completed"] == hom.summary["completed"] == 60
+
+
+# -- oracle comparisons ---------------------------------------------------------------------------
+
+def test_homogeneous_iterations_equal_their_closed_form_when_uncontended():
+    tr = trace([2000, 500, 7000, 300] * 3, [7, 3, 5, 9] * 3, arrival=np.linspace(0, 0.3, 12))
+    res = simulate_homogeneous(scenario(stack="nccl"), trace=tr, arch=small("llama-3-70b", 8))
+    assert res.summary["closed_form_error_p99"] < 1e-9
+    assert res.summary["completed"] == 12
+    # two replicas of TP 2 instead: the same, and each replica's ring stays in its node
+    spec = DisaggregationSpec(baseline_tp=2)
+    res2 = simulate_homogeneous(scenario(stack="nccl"), trace=tr, arch=small("llama-3-70b", 8),
+                                spec=spec)
+    assert res2.summary["closed_form_error_p99"] < 1e-9
+    assert set(res2.gpus["pool"]) == {"replica0", "replica1"}
+
+
+def test_network_stack_costs_tbt_and_throughput():
+    """With a fast model pool (4 H100, ping-pong) a micro-batch's own chain — model, send,
+    attention, return — is the bottleneck, so NCCL's 66.6 µs round trip (vs IBGDA's 33 µs)
+    lengthens every layer."""
+    tr = trace([30_000] * 24, [10] * 24)
+    spec = DisaggregationSpec(model_gpus=4, micro_batches=2)
+    df = stack_study(scenario(layer_groups=4), ("ibgda", "nccl"), trace=tr, spec=spec,
+                     arch=small("llama-3-70b", 16))
+    assert df.loc["nccl", "tbt_p50"] > df.loc["ibgda", "tbt_p50"]
+    assert df.loc["nccl", "throughput_ratio"] < 1.0 == df.loc["ibgda", "throughput_ratio"]
+    assert df.loc["nccl", "tbt_p50_delta"] > 0
+
+
+def test_sending_q_first_hides_the_kv_transfer():
+    tr = trace([30_000] * 12, [6] * 12)
+    arch = small("llama-65b", 8)
+    early = simulate_disaggregated(scenario(stack="nccl"), trace=tr, arch=arch)
+    late = simulate_disaggregated(scenario(stack="nccl"), trace=tr, arch=arch,
+                                  spec=DisaggregationSpec(early_q=False))
+    assert early.summary["tbt_p50"] < late.summary["tbt_p50"]
+    assert early.summary["bytes_moved"] == pytest.approx(late.summary["bytes_moved"])
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("raw, field", [
+    ({"model_gpus": 0}, "disaggregation.model_gpus"),
+    ({"attention_gpus": 0}, "disaggregation.attention_gpus"),
+    ({"micro_batches": 1}, "disaggregation.micro_batches"),
+    ({"model_gpus": 3, "micro_batches": 3}, "disaggregation.micro_batches"),
+    ({"baseline_gpus": 4, "baseline_tp": 3}, "disaggregation.baseline_tp"),
+    ({"model_gpu": "H999"}, "disaggregation.model_gpu"),
+    ({"attention_split": "rows"}, "disaggregation.attention_split"),
+    ({"model_gpus": "2"}, "disaggregation.model_gpus"),
+    ({"early_q": 1}, "disaggregation.early_q"),
+    ({"micro_batch": 3}, "disaggregation.micro_batch"),
+])
+def test_bad_section_names_the_field(raw, field):
+    with pytest.raises(UserError, match=f"lamina.toml: field '{field}'"):
+        validate_disaggregation(raw, "lamina.toml")
+
+
+def test_model_that_does_not_fit_the_model_pool_is_refused():
+    kinds = ["H100"] * 4 + ["H20"] * 4
+    arch = model("llama-3-70b")  # 137.5 GB: one 80 GB H100 cannot hold it
+    with pytest.raises(UserError, match=r"x.toml: field 'disaggregation.model_gpus'.*raise"):
+        check_against(DisaggregationSpec(model_gpus=1, micro_batches=2), arch, kinds, 0.1,
+                      "x.toml")
+    with pytest.raises(UserError, match="'disaggregation.attention_gpus'.*topology has 4"):
+        check_against(DisaggregationSpec(attention_gpus=8), arch, kinds, 0.1, "x.toml")
+    with pytest.raises(UserError, match="'disaggregation.baseline_tp'"):
+        check_against(DisaggregationSpec(baseline_tp=1), arch, kinds, 0.1, "x.toml",
+                      baseline=True)
+    with pytest.raises(UserError, match="'disaggregation.model_gpus'"):
+        simulate(scenario(), "disaggregated", spec=DisaggregationSpec(model_gpus=1,
+                                                                      micro_batches=2),
+                 trace=trace([100], [2]))
+
+
+def test_policies_name_their_loop_and_are_never_asked_per_round():
+    assert (Disaggregated.loop, Homogeneous.loop) == ("disaggregated", "homogeneous")
+    with pytest.raises(UserError, match="own decode loop"):
+        Disaggregated().choose(None, None)
+    with pytest.raises(UserError, match="unknown disaggregation loop"):
+        simulate(scenario(), "route")
+
+
+# -- shipped scenarios -------------------------------------------------------------------------------
+
+def test_scenarios_cover_the_reference_configurations():
+    names = {p.stem for p in SCENARIOS}
+    assert {"lamina_llama3_70b", "lamina_llama_65b", "lamina_llama_33b"} <= names
+    specs = {p.stem: load_scenario(p) for p in SCENARIOS}
+    assert any(sc.model.name == "deepseek-v3.2" for sc, _ in specs.values())
+    for sc, spec in specs.values():
+        assert sc.policies == ("disaggregated", "homogeneous")
+        ratio = spec.disaggregated_cost_per_hour() / spec.baseline_cost_per_hour()
+        assert 0.9 < ratio <= 1.0  # about equal cost, as REFERENCE.md's setups
+    assert specs["lamina_llama_33b"][1].model_gpus == 1
+    assert specs["lamina_llama_33b"][1].attention_gpus == 2
+
+
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_each_scenario_runs_both_policies(path):
+    sc, spec = load_scenario(path)
+    sc = sc.with_changes(engine=dataclasses.replace(sc.engine, max_requests=12, layer_groups=2,
+                                                    duration=2.0))
+    res = compare(sc, spec=spec)
+    for name, r in res.items():
+        s = r.summary
+        for key in ("requests", "completed", "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99",
+                    "throughput_tokens_per_s", "bytes_moved", "closed_form_error_p50",
+                    "closed_form_error_p99", "wall_time", "events", "mean_batch",
+                    "cost_per_hour", "tokens_per_s_per_dollar_hour", "model_pool_idle",
+                    "attention_pool_idle"):
+            assert key in s, (name, key)
+        assert s["requests"] == 12 and s["throughput_tokens_per_s"] > 0
+        assert s["tokens_per_s_per_dollar_hour"] == pytest.approx(
+            s["throughput_tokens_per_s"] / s["cost_per_hour"])
+    df = comparison_frame(res)
+    assert list(df.index) == ["disaggregated", "homogeneous",
+                              "ratio (disaggregated/homogeneous)"]
+    assert df.iloc[2]["mean_batch"] == pytest.approx(df.iloc[0]["mean_batch"]
+                                                     / df.iloc[1]["mean_batch"])
+    assert comparison_table(res).row_count == 3
+
+
+@pytest.mark.parametrize("name", ["azure_llm_2023_code", "azure_llm_2023_conv",
+                                  "mooncake_conversation"])
+def test_the_70b_scenario_runs_on_every_shipped_trace(name):
+    sc, spec = load_scenario(ROOT / "scenarios" / "lamina_llama3_70b.toml")
+    sc = sc.with_changes(
+        workload=dataclasses.replace(sc.workload, trace=name),
+        engine=dataclasses.replace(sc.engine, max_requests=10, layer_groups=2, duration=1.0))
+    res = simulate(sc, "disaggregated", spec=spec)
+    assert res.summary["requests"] == 10 and res.summary["decode_tokens"] > 0
+
+
+def test_a_request_too_large_for_any_pool_is_reported_not_run():
+    arch = small("llama-65b", 8)  # 256 KB of KV per token over 8 layers
+    tr = trace([2000, 2_000_000, 3000], [4, 4, 4])  # 2M tokens: 0.5 TB of KV
+    for res in compare(scenario(), trace=tr, arch=arch).values():
+        r = res.requests.set_index("request_id")
+        assert r["completed"].tolist() == [True, False, True]
+        assert "does not fit" in r.loc[1, "reason"]
+        assert r.loc[1, "tokens_generated"] == 0

@@ -1,0 +1,144 @@
+"""Scenario TOML: a good file loads into frozen specs; every bad field names itself and the fix."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from simulator.errors import UserError
+from simulator.scenario import Scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """
+name = "tiny"
+seed = 3
+stack = "nccl"
+policies = ["route", "fetch"]
+
+[topology]
+preset = "dgx_h100"
+nodes = 2
+
+[model]
+name = "deepseek-v3.2"
+selection = "dsa"
+
+[workload]
+kind = "trace"
+trace = "mooncake_conversation"
+time_scale = 0.5
+
+[placement]
+scheme = "replicate:2"
+home = "repo_affinity"
+reserve_fraction = 0.2
+
+[engine]
+max_batch = 8
+layer_groups = 4
+max_requests = 10
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "s.toml") -> Path:
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def test_a_good_scenario_loads_into_frozen_specs(tmp_path):
+    s = Scenario.load(write(tmp_path, GOOD))
+    assert (s.name, s.seed, s.stack, s.policies) == ("tiny", 3, "nccl", ("route", "fetch"))
+    assert (s.topology.preset, s.topology.nodes) == ("dgx_h100", 2)
+    assert (s.model.name, s.model.selection) == ("deepseek-v3.2", "dsa")
+    assert (s.workload.kind, s.workload.trace, s.workload.time_scale) == (
+        "trace", "mooncake_conversation", 0.5)
+    assert (s.placement.scheme, s.placement.replicas, s.placement.home) == (
+        "replicate", 2, "repo_affinity")
+    assert s.placement.reserve_fraction == 0.2
+    assert (s.engine.max_batch, s.engine.layer_groups, s.engine.max_requests) == (8, 4, 10)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.seed = 4  # type: ignore[misc]
+    assert s.with_changes(seed=5).seed == 5
+
+
+def test_defaults_fill_optional_sections():
+    s = Scenario.from_dict({
+        "topology": {"preset": "dgx_h100"},
+        "model": {"name": "deepseek-v3.2"},
+        "workload": {"kind": "agentic", "agentic": {"repo_tokens": 1024}},
+    })
+    assert s.policies == ("route", "fetch", "adaptive")
+    assert s.placement.scheme == "first_writer" and s.engine.layer_groups == 0
+    assert s.workload.agentic_params() == {"repo_tokens": 1024}
+
+
+@pytest.mark.parametrize(
+    ("patch", "field", "hint"),
+    [
+        ('seed = -1', "seed", ">= 0"),
+        ('stack = "tcp"', "stack", "ideal"),
+        ('policies = ["route", "teleport"]', "policies", "teleport"),
+        ('colour = "red"', "colour", "known fields"),
+    ],
+)
+def test_bad_top_level_fields_name_themselves(tmp_path, patch, field, hint):
+    text = patch + "\n" + "\n".join(
+        line for line in GOOD.splitlines() if not line.startswith(patch.split(" ")[0] + " ")
+    )
+    with pytest.raises(UserError) as exc:
+        Scenario.load(write(tmp_path, text))
+    msg = str(exc.value)
+    assert str(tmp_path / "s.toml") in msg and f"'{field}'" in msg and hint in msg
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "field"),
+    [
+        ("nodes = 2", "nodes = 0", "topology.nodes"),
+        ('selection = "dsa"', 'selection = "magic"', "model.selection"),
+        ('kind = "trace"', 'kind = "poisson"', "workload.kind"),
+        ("time_scale = 0.5", "time_scale = -1", "workload.time_scale"),
+        ('scheme = "replicate:2"', 'scheme = "replicate:x"', "placement.scheme"),
+        ('scheme = "replicate:2"', 'scheme = "striped"', "placement.scheme"),
+        ("reserve_fraction = 0.2", "reserve_fraction = 1.5", "placement.reserve_fraction"),
+        ("max_batch = 8", "max_batch = 0", "engine.max_batch"),
+        ("max_batch = 8", 'max_batch = "eight"', "engine.max_batch"),
+        ("layer_groups = 4", "layer_groups = true", "engine.layer_groups"),
+        ("max_requests = 10", "max_requests = 10\nspeed = 2", "engine.speed"),
+    ],
+)
+def test_bad_section_fields_name_the_dotted_field(tmp_path, old, new, field):
+    assert old in GOOD
+    with pytest.raises(UserError) as exc:
+        Scenario.load(write(tmp_path, GOOD.replace(old, new)))
+    assert f"'{field}'" in str(exc.value)
+
+
+def test_missing_sections_and_syntax_errors_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="'model'.*missing"):
+        Scenario.from_dict({"topology": {"preset": "dgx_h100"}, "workload": {"trace": "x"}})
+    with pytest.raises(UserError, match="not valid TOML"):
+        Scenario.load(write(tmp_path, "name = \n"))
+    with pytest.raises(UserError, match="not found"):
+        Scenario.load(tmp_path / "nope.toml")
+    with pytest.raises(UserError, match="exactly one"):
+        Scenario.from_dict({"topology": {"preset": "dgx_h100", "file": "x.toml"},
+                            "model": {"name": "m"}, "workload": {"trace": "t"}})
+
+
+def test_include_merges_a_calibration_file_relative_to_the_scenario(tmp_path):
+    write(tmp_path, "launch_time = 4e-6\n[kernels]\nmemory_efficiency = 0.8\n", "cal.toml")
+    s = Scenario.load(write(tmp_path, 'include = "cal.toml"\n' + GOOD))
+    assert s.calibration_dict() == {"launch_time": 4e-6, "kernels": {"memory_efficiency": 0.8}}
+    with pytest.raises(UserError, match="'include'.*calibrate"):
+        Scenario.load(write(tmp_path, 'include = "missing.toml"\n' + GOOD))
+
+
+def test_shipped_scenarios_load():
+    for path in sorted((ROOT / "scenarios").glob("*.toml")):
+        s = Scenario.load(path)
+        assert s.policies
