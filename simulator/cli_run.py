@@ -26,6 +26,9 @@ JSON_KEYS = (
     "throughput_tokens_per_s", "bytes_moved", "closed_form_error_p50", "closed_form_error_p99",
     "wall_time", "events",
 )
+#: Extra keys of disaggregation runs (Lamina-style comparison at equal cost).
+EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "model_pool_idle",
+              "attention_pool_idle")
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "agentic_repo.toml"
 
@@ -142,19 +145,27 @@ def run(scenario_path, policy_opt, out_dir, seed, as_json, no_write) -> None:
     if not no_write:
         target.mkdir(parents=True, exist_ok=True)
         written = write_outputs(results, target, scenario.name)
+    from simulator.disaggregation import LOOPS, comparison_frame, comparison_table
+
+    lamina = {p: results[p] for p in LOOPS if p in results}
     if as_json:
         payload = {
             "scenario": scenario.name, "seed": seed,
-            "policies": {p: _clean({k: r.summary[k] for k in JSON_KEYS})
+            "policies": {p: _clean({k: r.summary[k]
+                                    for k in JSON_KEYS + EXTRA_KEYS if k in r.summary})
                          for p, r in results.items()},
             "out": str(target) if not no_write else None,
         }
+        if len(lamina) == 2:
+            payload["ratio"] = _clean(comparison_frame(lamina).iloc[2].to_dict())
         click.echo(json.dumps(payload))
         return
     con = Console()
     if not con.is_terminal:  # piped: keep one row per policy
         con = Console(width=150)
     con.print(_table(scenario.name, seed, results))
+    if len(lamina) == 2:
+        con.print(comparison_table(lamina))
     if written:
         err.print(f"wrote {len(written)} files to {target}/")
 

@@ -120,3 +120,24 @@ def test_a_bad_scenario_names_file_and_field(tmp_path, tiny, capsys):
     assert code == 2 and "bad.toml" in err and "engine.max_batch" in err
     code, _, err = call(["run", str(tmp_path / "missing.toml")], capsys)
     assert code == 2 and "missing.toml" in err
+
+
+def test_a_lamina_scenario_compares_both_deployments_at_equal_cost(tmp_path, capsys):
+    from pathlib import Path
+
+    text = (Path(__file__).parent.parent / "scenarios" / "lamina_llama_33b.toml").read_text()
+    scenario = tmp_path / "lamina.toml"
+    scenario.write_text(text.replace("duration = 20.0", "duration = 2.0"))
+    assert "duration = 2.0" in scenario.read_text()
+    main(["run", str(scenario), "--no-write", "--json"])
+    payload = json.loads(capsys.readouterr().out)
+    assert set(payload["policies"]) == {"disaggregated", "homogeneous"}
+    for summary in payload["policies"].values():
+        assert {"mean_batch", "tokens_per_s_per_dollar_hour", "tbt_p50", "tbt_p99",
+                "throughput_tokens_per_s"} <= set(summary)
+    d, h = payload["policies"]["disaggregated"], payload["policies"]["homogeneous"]
+    assert payload["ratio"]["tokens_per_s_per_dollar_hour"] == pytest.approx(
+        d["tokens_per_s_per_dollar_hour"] / h["tokens_per_s_per_dollar_hour"])
+    main(["run", str(scenario), "--no-write"])
+    out = capsys.readouterr().out
+    assert "tok/s per $/h" in out and "ratio (disaggregated/homogeneous)" in out
