@@ -10,10 +10,17 @@ import click
 from simulator.sweep import BACKENDS, Sweep, execute
 from simulator.units import fmt_time
 
+#: Result columns shown in the terminal table (all of them are in results.parquet).
+HEADLINE = ("completed", "ttft_p50", "tbt_p50", "tbt_p99", "throughput_tokens_per_s",
+            "tokens_per_s_per_dollar_hour", "closed_form_error_p99", "total_time", "decision")
+_TIMES = ("ttft_p50", "tbt_p50", "tbt_p99")
+
 
 def _cell(column: str, value: object) -> str:
     if isinstance(value, float):
-        return fmt_time(value) if column.endswith("_time") else f"{value:.4g}"
+        if column.endswith("_time") or column in _TIMES:
+            return fmt_time(value)
+        return f"{value:.4g}"
     return str(value)
 
 
@@ -53,7 +60,9 @@ def sweep(sweep_file: Path, backend: str, scheduler: str | None, workers: int | 
                   f"{res.resumed} already done, {len(res.failures)} failed → {summary['results']}")
     if len(res.results):
         table = Table(show_lines=False)
-        shown = res.results.drop(columns=["point_id", "point_seed"]).head(20)
+        params = [k for k, _ in spec.grid] + [k for k, _ in spec.random]
+        cols = [c for c in (*params, "policy", "option", *HEADLINE) if c in res.results.columns]
+        shown = res.results[list(dict.fromkeys(cols))].head(20)
         for col in shown.columns:
             table.add_column(str(col), overflow="fold")
         for row in shown.itertuples(index=False):

@@ -22,8 +22,9 @@ A sweep is data (a TOML file)::
 
 Each point is a frozen mapping of field → value. Its id is a hash of that mapping (so the same
 point has the same id in every sweep and backend) and its seed derives from the sweep seed and the
-id through :class:`numpy.random.SeedSequence` — the same point gives the same result, bit for bit,
-on any backend and in any order. A point runs in a worker as a pure function of (kind, base,
+hash of its fields other than ``policy`` through :class:`numpy.random.SeedSequence` — the same
+point gives the same result, bit for bit, on any backend and in any order, and points that differ
+only in the policy see the same workload (common random numbers). A point runs in a worker as a pure function of (kind, base,
 params, seed) and returns flat records; the *client* writes each finished point atomically to
 ``OUT/points/<id>.parquet``, so an interrupted sweep resumes and computes only what is missing.
 A point that fails is reported with its parameters (``OUT/failures.json``) and does not stop the
@@ -203,8 +204,11 @@ class Sweep:
             if pid in seen:  # random sampling can repeat a point; compute it once
                 continue
             seen.add(pid)
+            # Points that differ only in the policy share a seed (common random numbers): the
+            # policies are compared on the same generated workload.
+            workload_id = point_id(self.kind, {k: v for k, v in params.items() if k != "policy"})
             out.append(Point(len(out), tuple(sorted(params.items())), pid,
-                             derive_seed(self.seed, pid)))
+                             derive_seed(self.seed, workload_id)))
         return out
 
 

@@ -33,6 +33,14 @@ def test_grid_points_have_stable_ids_and_derived_seeds():
     assert [p.seed for p in other_seed.points()] != [p.seed for p in a]
 
 
+def test_points_that_differ_only_in_policy_share_their_seed():
+    sweep = Sweep.from_dict({"sweep": {"kind": "predict", "seed": 1},
+                             "grid": {"policy": ["route", "fetch"], "blocks": [1, 2]}})
+    seeds = {(p.as_dict["policy"], p.as_dict["blocks"]): p.seed for p in sweep.points()}
+    assert seeds["route", 1] == seeds["fetch", 1] != seeds["route", 2] == seeds["fetch", 2]
+    assert len({p.point_id for p in sweep.points()}) == 4
+
+
 def test_random_sampling_is_reproducible_and_within_bounds():
     data = {"sweep": {"kind": "predict", "seed": 3, "samples": 12},
             "grid": {"stack": ["nccl", "ibgda"]},
@@ -117,3 +125,23 @@ def test_cli_reports_a_missing_file_without_a_traceback(capsys, tmp_path):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "missing.toml" in err and "Traceback" not in err
+
+
+def test_a_scenario_sweep_runs_the_engine_and_agrees_across_backends(tmp_path):
+    from pathlib import Path
+
+    example = Path(__file__).parent.parent / "scenarios" / "example_sweep.toml"
+    sweep = Sweep.load(example)
+    small = Sweep.from_dict({
+        "sweep": {"name": "small", "kind": "run", "seed": 0, "base": "agentic_repo.toml"},
+        "grid": {"policy": ["route", "fetch"], "stack": ["ibgda"]},
+        "base": {"workload": {"agentic": {"subagents": 4, "turns_mean": 1.0}}},
+    }, source="small", base_dir=example.parent)
+    assert len(sweep.points()) == 8
+    local = execute(small, tmp_path / "l", "local", workers=2, progress=False)
+    dask = execute(small, tmp_path / "d", "dask", workers=2, progress=False)
+    assert not local.failures and set(local.results["policy"]) == {"route", "fetch"}
+    wall = [c for c in local.results.columns if c.endswith("wall_time")]
+    pd.testing.assert_frame_equal(local.results.drop(columns=wall), dask.results.drop(columns=wall))
+    # Same seed for both policies: the same requests entered both runs.
+    assert local.results["requests"].nunique() == 1
