@@ -30,7 +30,15 @@ JSON_KEYS = (
 EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "model_pool_idle",
               "attention_pool_idle")
 
-DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "scenarios" / "agentic_repo.toml"
+def default_scenario() -> Path:
+    """The embedded default scenario: ``scenarios/agentic_repo.toml`` of a source checkout, or
+    the copy a regular (non-editable) install puts under ``<prefix>/share/kvfabric/scenarios``."""
+    import sys
+
+    checkout = Path(__file__).resolve().parents[1] / "scenarios" / "agentic_repo.toml"
+    if checkout.is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "kvfabric" / "scenarios" / "agentic_repo.toml"
 
 
 def _clean(value):
@@ -119,7 +127,7 @@ def run(scenario_path, policy_opt, out_dir, seed, as_json, no_write) -> None:
 
     from simulator.scenario import Scenario
 
-    path = Path(scenario_path) if scenario_path else DEFAULT_SCENARIO
+    path = Path(scenario_path) if scenario_path else default_scenario()
     if not path.is_file():
         raise UserError(f"{path}: scenario file not found; pass a scenario .toml file")
     scenario = Scenario.load(path)
