@@ -21,6 +21,15 @@ from simulator.errors import UserError
 AXES = ("bandwidth", "probe")
 
 
+def _variant(cm: CostModel, over: str, value: float) -> CostModel:
+    """``cm`` with every path's line rate, or every message's overhead + latency, set."""
+    if over == "bandwidth":
+        return cm.replace(bandwidth=value)
+    if over == "probe":
+        return cm.replace(message_fixed_time=value)
+    raise UserError(f"over={over!r}: give one of {', '.join(AXES)}")
+
+
 def decision_map(cm: CostModel, src: str, dst: str, blocks: Sequence[float],
                  values: Sequence[float], over: str = "bandwidth", batch: float = 1,
                  reuse: float = 1.0) -> pd.DataFrame:
@@ -33,12 +42,9 @@ def decision_map(cm: CostModel, src: str, dst: str, blocks: Sequence[float],
         Columns ``blocks``, ``value``, ``route_time``, ``fetch_time``, ``local_time`` [s],
         ``decision``.
     """
-    if over not in AXES:
-        raise UserError(f"over={over!r}: give one of {', '.join(AXES)}")
     rows = []
     for v in values:
-        model = cm.replace(bandwidth=v) if over == "bandwidth" else cm.replace(
-            message_fixed_time=v)
+        model = _variant(cm, over, v)
         for k in blocks:
             c = model.compare(src, dst, float(k), batch, reuse=reuse)
             rows.append({"blocks": float(k), "value": float(v), "route_time": c.route.total,
@@ -54,12 +60,9 @@ def crossover_curve(cm: CostModel, src: str, dst: str, values: Sequence[float],
 
     Columns ``value`` and ``crossover_blocks`` (NaN where one option wins at every block count).
     """
-    if over not in AXES:
-        raise UserError(f"over={over!r}: give one of {', '.join(AXES)}")
     out = []
     for v in values:
-        model = cm.replace(bandwidth=v) if over == "bandwidth" else cm.replace(
-            message_fixed_time=v)
+        model = _variant(cm, over, v)
         k = model.crossover(src, dst, "blocks", batch=batch, reuse=reuse)
         out.append({"value": float(v), "crossover_blocks": np.nan if k is None else k})
     return pd.DataFrame(out)

@@ -12,13 +12,10 @@
 from __future__ import annotations
 
 import networkx as nx
-import simpy
 from hypothesis import strategies as st
 
 from simulator.costmodel import CostModel, Phases
-from simulator.gpu import GPU
 from simulator.models import MODELS, Architecture
-from simulator.network import Fabric
 from simulator.units import GBps, Gbps, us
 
 __all__ = ["architectures", "bandwidths", "replay_round", "rounds", "two_node_graph"]
@@ -90,36 +87,6 @@ def replay_round(cm: CostModel, option: str, src: str, dst: str, blocks: float,
     home's attention + install kernels, the merge. local: the recompute + attention kernels, the
     merge.
     """
-    env = simpy.Environment()
-    fabric = Fabric(env, cm.topology, cm.stack, ecmp=cm.ecmp)
-    gpus = {n: GPU(env, n, cm.gpu_spec(n), cm.kernels) for n in dict.fromkeys((src, dst))}
-    out: dict[str, float] = {}
+    from simulator.contention import concurrent_rounds
 
-    def timed(name: str, event) -> object:
-        start = env.now
-        result = yield event
-        out[name] = out.get(name, 0.0) + env.now - start
-        return result
-
-    def proc():
-        if option == "route":
-            q, r = cm.route_payload(batch, heads)
-            start = env.now
-            rec = yield fabric.transfer(src, dst, q)
-            out["probe"] = rec.started_at - start if src != dst else 0.0
-            out["transfer"] = env.now - start - out["probe"]
-            yield from timed("compute", gpus[dst].run(cm.attention_time(dst, blocks, batch, heads)))
-            yield from timed("ret", fabric.transfer(dst, src, r))
-        elif option == "fetch" and blocks > 0:
-            yield from timed("probe", fabric.transfer(src, dst, cm.request_bytes(blocks, batch)))
-            yield from timed("transfer", fabric.transfer(dst, src, cm.fetch_bytes(blocks, batch)))
-            yield from timed("compute", gpus[src].run(cm.attention_time(src, blocks, batch, heads)))
-            yield from timed("compute", gpus[src].run(cm.install_time(src, blocks, batch)))
-        elif option == "local":
-            yield from timed("compute", gpus[src].run(cm.recompute_time(src, blocks, batch)))
-            yield from timed("compute", gpus[src].run(cm.attention_time(src, blocks, batch, heads)))
-        yield from timed("merge", gpus[src].run(cm.merge_time(src, batch, heads)))
-
-    env.process(proc())
-    env.run()
-    return Phases(*(out.get(k, 0.0) for k in ("probe", "transfer", "compute", "ret", "merge")))
+    return concurrent_rounds(cm, option, [(src, dst)], blocks, batch, heads)[0]
