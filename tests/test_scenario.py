@@ -138,7 +138,17 @@ def test_include_merges_a_calibration_file_relative_to_the_scenario(tmp_path):
         Scenario.load(write(tmp_path, 'include = "missing.toml"\n' + GOOD))
 
 
-def test_shipped_scenarios_load():
+def test_shipped_scenarios_and_sweeps_load():
+    import tomllib
+
+    from simulator.sweep import Sweep
+
+    kinds = []
     for path in sorted((ROOT / "scenarios").glob("*.toml")):
-        s = Scenario.load(path)
-        assert s.policies
+        if "sweep" in tomllib.loads(path.read_text()):
+            assert Sweep.load(path).points()
+            kinds.append("sweep")
+        else:
+            assert Scenario.load(path).policies
+            kinds.append("scenario")
+    assert kinds.count("sweep") >= 1 and kinds.count("scenario") >= 6
