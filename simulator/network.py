@@ -22,36 +22,41 @@ they form one *class*, a weighted flow in the filling. A class keeps a lazy serv
 ``S(t) = s_ref + rate × (t − t_ref)`` (bytes each member received since the class began); a
 member finishes when ``S`` reaches its ``target`` (kept in a heap). An arrival or departure
 re-fills only the connected component (classes linked through shared links) of the change; other
-rates cannot change. The filling is progressive (the common level rises to the next saturating
+rates cannot change. The filling (:mod:`simulator.maxmin`) is progressive (the common level rises to the next saturating
 link or per-flow cap; those flows freeze), with scratch arrays indexed by link and a linear scan
 (small components) or a heap (large ones) for the next bottleneck. One SimPy timer waits for the
 earliest completion over a heap of per-class predictions (a plain minimum while one component
 holds every flow); a generation counter makes superseded timers and predictions no-ops. Flows
 whose finish times lie within :data:`REL_TOL` (relative) of the timer finish together, in flow-id
 order; remaining bytes never go negative.
+
+Fast path (the common case in the engine: a few flows on mostly idle links): when the links of
+a change carry at most one class and it is alone on all its links, its rate is
+``min(cap, bottleneck / n)`` without the filling — the same floats the filling computes. A caller
+may pass ``then`` to :meth:`Fabric.transfer` to be called back at the last byte instead of
+getting an event (one SimPy event less per message). Link accounting (bytes, busy time, the load
+timeline) lives in :mod:`simulator.linkstats`.
 """
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from numbers import Real
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 import simpy
 
 from simulator import hardware
 from simulator.errors import UserError
+from simulator.linkstats import LinkStats
+from simulator.maxmin import MaxMin
 from simulator.paths import PathCache, PathInfo
 
 #: Completions within this relative distance of the timer's time finish together [1].
 REL_TOL = 1e-12
 _INF = float("inf")
-#: Components with at most this many links find the next bottleneck by a scan, else a heap.
-_SCAN_LINKS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +99,12 @@ class FlowState:
 
 
 class _Route:
-    __slots__ = ("info", "links", "delay_time", "cap")
+    __slots__ = ("info", "links", "delay_time", "cap", "bneck")
 
-    def __init__(self, info: PathInfo, links: tuple[int, ...], delay_time: float, cap: float):
+    def __init__(self, info: PathInfo, links: tuple[int, ...], delay_time: float, cap: float,
+                 bneck: float):
         self.info, self.links, self.delay_time, self.cap = info, links, delay_time, cap
+        self.bneck = bneck
 
 
 class _Flow:
@@ -111,11 +118,12 @@ class _Flow:
 class _Class:
     """Active flows of one (src, dst): same links, same cap, hence the same max-min rate."""
 
-    __slots__ = ("cid", "key", "links", "cap", "n", "rate", "new_rate", "s_ref", "t_ref",
-                 "heap", "gen", "dirty", "stamp", "t_next")
+    __slots__ = ("cid", "key", "links", "cap", "bneck", "n", "rate", "new_rate", "s_ref",
+                 "t_ref", "heap", "gen", "dirty", "stamp", "t_next")
 
     def __init__(self, cid: int, key: tuple[str, str], route: _Route, now: float):
         self.cid, self.key, self.links, self.cap = cid, key, route.links, route.cap
+        self.bneck = route.bneck  # the least line rate on its links [B/s]
         self.n, self.rate, self.new_rate = 0, 0.0, 0.0
         self.s_ref, self.t_ref = 0.0, now
         self.heap: list = []  # (target S [B], flow id, _Flow)
@@ -155,16 +163,11 @@ class Fabric:
                                 f"got {lat!r}; fix the edge")
             self._cap.append(float(bw))
         n = len(self._edges)
-        self._load = [0.0] * n  # current summed rate per link [B/s]
-        self._acc_at = [0.0] * n  # when each link's bytes/busy were last brought up to date
-        self._bytes = [0.0] * n
-        self._busy = [0.0] * n
-        # change points of the link loads (link, at [s], new load [B/s]), compact for long runs
-        self._tl_link, self._tl_at, self._tl_load = array("q"), array("d"), array("d")
+        kinds = [graph.edges[e].get("kind", "") for e in self._edges]
+        self._stats = LinkStats(self._edges, kinds, self._cap)
         self._link_classes: list[dict[int, _Class]] = [{} for _ in range(n)]
-        self._res = [0.0] * n  # scratch of the filling: residual capacity [B/s]
-        self._wt = [0] * n  # scratch of the filling: unfrozen flows
-        self._seen = [0] * n  # scratch of the filling: stamp of the last filling that saw it
+        self._maxmin = MaxMin(self._cap, self._link_classes)
+        self._res = self._maxmin.res  # residual capacity per link after a filling [B/s]
         self._routes: dict[tuple[str, str], _Route] = {}
         self._classes: dict[tuple[str, str], _Class] = {}
         self._heap: list = []  # (predicted finish [s], class id, gen, _Class)
@@ -174,7 +177,6 @@ class Fabric:
         self._timer_gen = 0
         self._next_fid = 0
         self._next_cid = 0
-        self._stamp = 0  # marks the classes of the component being filled
         self.bytes_sent = 0.0
         self.bytes_delivered = 0.0
         self.flows_completed = 0
@@ -206,17 +208,21 @@ class Fabric:
             eff = self.stack.efficiency(info.inter_node)
             cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF
             delay = self.stack.overhead_time(info.inter_node) + info.latency_time
-            r = _Route(info, tuple(self._index[e] for e in info.edges), delay, cap)
+            links = tuple(self._index[e] for e in info.edges)
+            r = _Route(info, links, delay, cap, min(self._cap[i] for i in links))
             self._routes[(src, dst)] = r
         return r
 
     # -- transfers -----------------------------------------------------------------------------
 
-    def transfer(self, src: str, dst: str, nbytes: float) -> simpy.Event:
+    def transfer(self, src: str, dst: str, nbytes: float, then=None) -> simpy.Event | None:
         """Send ``nbytes`` [B] from ``src`` to ``dst``; the event fires when the last byte arrives.
 
-        Its value is a :class:`TransferRecord`. Raises :class:`UserError` for a negative or
-        non-finite size and :class:`~simulator.paths.NoPathError` for unknown/unreachable nodes.
+        Its value is a :class:`TransferRecord`. With ``then`` (a callable), no event is made:
+        ``then(record)`` is called when the last byte arrives (``None`` is returned) — one SimPy
+        event less per message, for callers that chain callbacks. Raises :class:`UserError` for
+        a negative or non-finite size and :class:`~simulator.paths.NoPathError` for
+        unknown/unreachable nodes.
         """
         nbytes = float(nbytes)
         if not 0.0 <= nbytes < _INF:
@@ -224,27 +230,39 @@ class Fabric:
                             f"bytes, got {nbytes!r}")
         env = self.env
         now = env.now
-        done = env.event()
         fid = self._next_fid
         self._next_fid = fid + 1
+        if then is None:
+            done = ret = env.event()
+        else:
+            done, ret = then, None
         if src == dst:
             self.paths(src, dst)  # checks that the node exists
             self.bytes_sent += nbytes
+            if ret is None:  # a local copy completes at once, but never inside the caller
+                done = env.event()
+                done.callbacks.append(lambda e: then(e.value))
             self._deliver(done, TransferRecord(src, dst, nbytes, now, now, now, fid), nbytes)
-            return done
+            return ret
         route = self._route(src, dst)
         self.bytes_sent += nbytes
+        if ret is None and nbytes == 0.0 and route.delay_time <= 0.0:
+            done = env.event()  # it would complete at once: never inside the caller
+            done.callbacks.append(lambda e: then(e.value))
         flow = _Flow(fid, src, dst, nbytes, now, done, route)
         if route.delay_time > 0.0:
             env.timeout(route.delay_time).callbacks.append(lambda _e: self._start(flow))
         else:
             self._start(flow)
-        return done
+        return ret
 
-    def _deliver(self, done: simpy.Event, rec: TransferRecord, nbytes: float) -> None:
+    def _deliver(self, done, rec: TransferRecord, nbytes: float) -> None:
         self.bytes_delivered += nbytes
         self.flows_completed += 1
-        done.succeed(rec)
+        if type(done) is simpy.Event:
+            done.succeed(rec)
+        else:
+            done(rec)
 
     def _start(self, flow: _Flow) -> None:
         now = self.env.now
@@ -279,123 +297,10 @@ class Fabric:
 
     # -- max-min fair rates --------------------------------------------------------------------
 
-    def _fill(self, links) -> tuple[list[_Class], list[int]]:
-        """Max-min rates of the component of ``links``: sets each class's ``new_rate`` [B/s].
-
-        The component is every class connected to ``links`` through shared links (found
-        breadth-first); rates outside it cannot change. Progressive filling: each round raises
-        the common level of the unfrozen flows to the lowest of the level at which some link
-        saturates (residual capacity / unfrozen flows on it) and the lowest per-flow cap; the
-        flows of that link (or that capped class) freeze at it. Returns the component's classes
-        and links; ``self._res[link]`` is then each link's unused capacity [B/s].
-        """
-        link_classes, cap = self._link_classes, self._cap
-        res, wt, seen = self._res, self._wt, self._seen  # scratch, indexed by link
-        self._stamp += 1
-        stamp = self._stamp
-        todo = []
-        for link in links:
-            if seen[link] != stamp:
-                seen[link] = stamp
-                wt[link] = 0
-                res[link] = cap[link]
-                todo.append(link)
-        comp_links = todo[:]
-        comp: list[_Class] = []
-        capped = []
-        while todo:
-            for c in link_classes[todo.pop()].values():
-                if c.stamp != stamp:
-                    c.stamp = stamp
-                    c.new_rate = -1.0
-                    comp.append(c)
-                    if c.cap < _INF:
-                        capped.append((c.cap, c.cid, c))
-                    n = c.n
-                    for link in c.links:
-                        if seen[link] == stamp:
-                            wt[link] += n
-                        else:
-                            seen[link] = stamp
-                            wt[link] = n
-                            res[link] = cap[link]
-                            todo.append(link)
-                            comp_links.append(link)
-        key = {link: res[link] / wt[link] for link in comp_links if wt[link]}
-        use_heap = len(key) > _SCAN_LINKS
-        if use_heap:
-            heap = [(k, link) for link, k in key.items()]
-            heapify(heap)
-            touched: set[int] = set()
-        if capped:
-            capped.sort()
-        ncapped = len(capped)
-        ci = 0
-        level = 0.0
-        left = len(comp)
-        while left:
-            if use_heap:
-                while heap[0][0] != key.get(heap[0][1]):
-                    heappop(heap)  # stale entry, or a link whose flows are all frozen
-                lk = heap[0][0]
-            else:
-                lk = min(key.values()) if key else _INF
-            if ncapped:
-                while ci < ncapped and capped[ci][2].new_rate >= 0.0:
-                    ci += 1
-            if ci < ncapped and capped[ci][0] <= lk:
-                if capped[ci][0] > level:
-                    level = capped[ci][0]
-                frozen = [capped[ci][2]]
-            else:
-                if lk > level:
-                    level = lk
-                # every link that saturates at this level, and its unfrozen flows
-                if use_heap:
-                    sat = []
-                    while heap and heap[0][0] == lk:
-                        link = heappop(heap)[1]
-                        if key.get(link) == lk:
-                            del key[link]
-                            sat.append(link)
-                else:
-                    sat = [link for link, k in key.items() if k == lk]
-                    for link in sat:
-                        del key[link]
-                frozen = []
-                for link in sat:
-                    for c in link_classes[link].values():
-                        if c.new_rate < 0.0:
-                            c.new_rate = level
-                            frozen.append(c)
-            left -= len(frozen)
-            for c in frozen:
-                c.new_rate = level
-                n = c.n
-                x = n * level
-                for link in c.links:
-                    w = wt[link] - n
-                    wt[link] = w
-                    r = res[link] - x
-                    res[link] = r
-                    if link in key:
-                        if w:
-                            key[link] = (r if r > 0.0 else 0.0) / w
-                            if use_heap:
-                                touched.add(link)
-                        else:
-                            del key[link]
-            if use_heap and touched:
-                for link in touched:
-                    if link in key:
-                        heappush(heap, (key[link], link))
-                touched.clear()
-        return comp, comp_links
-
     def _reallocate(self, links) -> None:
         """Re-fill the component of ``links``, update predictions, link loads and the timer."""
-        now = self.env.now
-        comp, comp_links = self._fill(links)
+        now = self.env._now
+        comp, comp_links = self._maxmin.fill(links)
         if len(comp) == len(self._classes):
             # One component holds every active flow (common under load): the earliest
             # completion is a plain minimum over it, and no heap needs to be kept.
@@ -437,21 +342,17 @@ class Fabric:
                 self._heap = heap = [e for e in heap if e[2] == e[3].gen]
                 heapify(heap)
         # Link accounting: a link's new load is what the filling took from it.
-        cap, res, load, acc = self._cap, self._res, self._load, self._acc_at
-        for link in comp_links:
-            x = cap[link] - res[link]
-            old = load[link]
-            if x != old:
-                dt = now - acc[link]
-                if old > 0.0 and dt > 0.0:
-                    self._bytes[link] += old * dt
-                    self._busy[link] += dt
-                acc[link] = now
-                load[link] = x
-                self._tl_link.append(link)
-                self._tl_at.append(now)
-                self._tl_load.append(x)
-        self._arm_timer()
+        self._stats.update(comp_links, self._res, now)
+        # arm the timer (inlined: this runs at every arrival and departure)
+        if self._heap_ok:
+            heap = self._heap
+            while heap and heap[0][2] != heap[0][3].gen:
+                heappop(heap)
+            t = heap[0][0] if heap else _INF
+        else:
+            t = self._first_at
+        if t != self._timer_at:
+            self._set_timer(t, now)
 
     # -- completions ---------------------------------------------------------------------------
 
@@ -464,19 +365,21 @@ class Fabric:
         else:
             t = self._first_at
         if t != self._timer_at:
-            self._timer_at = t
-            self._timer_gen += 1
-            if t < _INF:
-                gen = self._timer_gen
-                now = self.env.now
-                ev = self.env.timeout(t - now if t > now else 0.0)
-                ev.callbacks.append(lambda _e: self._on_timer(gen))
+            self._set_timer(t, self.env._now)
+
+    def _set_timer(self, t: float, now: float) -> None:
+        self._timer_at = t
+        self._timer_gen += 1
+        if t < _INF:
+            gen = self._timer_gen
+            self.env.timeout(t - now if t > now else 0.0).callbacks.append(
+                lambda _e: self._on_timer(gen))
 
     def _on_timer(self, gen: int) -> None:
         if gen != self._timer_gen:
             return  # superseded
         self._timer_at = _INF
-        now = self.env.now
+        now = self.env._now
         heap = self._heap if self._heap_ok else []
         finished: list[_Flow] = []
         touched: list[_Class] = []
@@ -509,13 +412,20 @@ class Fabric:
         if not finished:
             self._arm_timer()
             return
-        links: dict[int, None] = {}
-        for c in touched:
+        if len(touched) == 1:
+            c = touched[0]
             c.dirty = True
-            links.update(dict.fromkeys(c.links))
             if c.n == 0:
                 self._drop_class(c)
-        self._reallocate(list(links))
+            self._reallocate(c.links)
+        else:
+            links: dict[int, None] = {}
+            for c in touched:
+                c.dirty = True
+                links.update(dict.fromkeys(c.links))
+                if c.n == 0:
+                    self._drop_class(c)
+            self._reallocate(list(links))
         finished.sort(key=lambda f: f.fid)
         for f in finished:
             rec = TransferRecord(f.src, f.dst, f.nbytes, f.issued_at, f.started_at, now, f.fid)
@@ -537,7 +447,7 @@ class Fabric:
                 self._link_classes[link][-1] = c
         c.n += 1
         try:
-            self._fill(c.links)
+            self._maxmin.fill(c.links)
             return c.new_rate
         finally:
             c.n -= 1
@@ -560,18 +470,7 @@ class Fabric:
     def links_frame(self) -> pd.DataFrame:
         """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
         utilization (time-weighted mean of load / bandwidth over [0, env.now])."""
-        now = self.env.now
-        rows = []
-        for i, (u, v) in enumerate(self._edges):
-            dt = now - self._acc_at[i]
-            x = self._load[i]
-            nbytes = self._bytes[i] + x * dt
-            busy = self._busy[i] + (dt if x > 0.0 else 0.0)
-            bw = self._cap[i]
-            util = nbytes / (bw * now) if now > 0 else 0.0
-            rows.append((u, v, self.graph.edges[u, v].get("kind", ""), bw, nbytes, busy, util))
-        return pd.DataFrame(rows, columns=["src", "dst", "kind", "bandwidth", "bytes",
-                                           "busy_time", "utilization"])
+        return self._stats.frame(self.env.now)
 
     def link_timeline(self, bin_time: float) -> pd.DataFrame:
         """Utilization per link per time bin over [0, env.now] (long format).
@@ -579,37 +478,4 @@ class Fabric:
         Columns: src, dst, kind, start_at, end_at [s], bytes [B], utilization (bytes /
         (bandwidth × bin length)); the last bin ends at ``env.now``.
         """
-        if not bin_time > 0:
-            raise UserError(f"link_timeline: bin_time must be > 0 s, got {bin_time!r}")
-        now = float(self.env.now)
-        nbins = max(int(np.ceil(now / bin_time - 1e-9)), 1)
-        edges_at = np.minimum(np.arange(nbins + 1) * float(bin_time), now)
-        edges_at[-1] = now
-        nl = len(self._edges)
-        cum = np.zeros((nl, nbins + 1))
-        if len(self._tl_link):
-            order = np.argsort(np.frombuffer(self._tl_link, dtype=np.int64), kind="stable")
-            tl_link = np.frombuffer(self._tl_link, dtype=np.int64)[order]
-            tl_at = np.frombuffer(self._tl_at)[order]
-            tl_load = np.frombuffer(self._tl_load)[order]
-            links, starts = np.unique(tl_link, return_index=True)
-            for link, a, b in zip(links, starts, [*starts[1:], len(tl_link)], strict=True):
-                at = np.concatenate(([0.0], tl_at[a:b], [now]))
-                x = np.concatenate(([0.0], tl_load[a:b]))
-                b_at = np.concatenate(([0.0], np.cumsum(x * np.diff(at))))
-                cum[link] = np.interp(edges_at, at, b_at)  # bytes carried by each bin edge
-        nbytes = np.diff(cum, axis=1)
-        length = np.diff(edges_at)
-        bw = np.array(self._cap)[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            util = np.where(length > 0, nbytes / (bw * length), 0.0)
-        kinds = [self.graph.edges[e].get("kind", "") for e in self._edges]
-        return pd.DataFrame({
-            "src": np.repeat([u for u, _ in self._edges], nbins),
-            "dst": np.repeat([v for _, v in self._edges], nbins),
-            "kind": np.repeat(kinds, nbins),
-            "start_at": np.tile(edges_at[:-1], nl),
-            "end_at": np.tile(edges_at[1:], nl),
-            "bytes": nbytes.ravel(),
-            "utilization": util.ravel(),
-        })
+        return self._stats.timeline(bin_time, self.env.now)

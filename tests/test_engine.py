@@ -191,6 +191,35 @@ def test_more_bandwidth_never_slows_route_or_fetch(policy):
     assert tbt[0] > tbt[-1]
 
 
+def test_a_stream_serializes_kernels_and_a_pending_layer_end_fires_like_a_timeout():
+    import simpy
+
+    from simulator.streams import Stream
+
+    env = simpy.Environment()
+    st = Stream(env)
+    seen = {}
+
+    def layer(name, t0_delay, via_event):
+        yield env.timeout(t0_delay)
+        t0 = env.now
+        st.issue(2.0)  # attention, queued behind whatever the stream still runs
+        if via_event:
+            done = env.event()
+            st.after_then(done, 1.0, t0, 3)
+            yield done
+        else:
+            yield st.after(1.0, t0, 3)
+        seen[name] = env.now
+
+    env.process(layer("a", 0.0, False))
+    env.process(layer("b", 0.5, True))
+    env.run()
+    # a: kernels 0-2, 2-3; then 2 × (3 − 0) more → 9. b queues behind a: 3-5, 5-6; 6 + 2 × 5.5
+    assert seen == {"a": 9.0, "b": 17.0}
+    assert st.busy_time == 6.0 and st.kernels_run == 4
+
+
 # -- oracles -----------------------------------------------------------------------------------
 
 

@@ -1,0 +1,102 @@
+"""GPU compute streams for the engine: kernels serialize FIFO on each GPU.
+
+:class:`Stream` is the fast one. Every kernel's duration is known when it is issued, so FIFO
+service needs no queue: a kernel issued at ``t`` ends at ``max(t, free_at) + duration`` — one
+SimPy timeout per kernel instead of a resource request, a process and a release. It gives the same
+schedule as :meth:`simulator.gpu.GPU.run`. :class:`GPUStream` offers the same interface over that
+SimPy resource (``run(..., exact_streams=True)``) to cross-check it.
+"""
+
+from __future__ import annotations
+
+import simpy
+from simpy.events import NORMAL
+
+from simulator.gpu import GPU
+
+
+class Stream:
+    """A GPU compute stream where kernels serialize FIFO, as ``simpy.Resource(capacity=1)``.
+
+    Every kernel's duration is known when it is issued, so FIFO service needs no queue: a
+    kernel issued at ``t`` ends at ``max(t, free_at) + duration`` — one timeout per kernel
+    instead of a request, a process and a release (the same times as :meth:`GPU.run`).
+    """
+
+    __slots__ = ("env", "free_at", "busy", "kernels_run")
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.free_at = 0.0
+        self.busy = 0.0
+        self.kernels_run = 0
+
+    def issue(self, duration: float) -> float:
+        """Queue a kernel of ``duration`` [s] now; returns when it will finish [s]."""
+        now = self.env.now
+        start = self.free_at if self.free_at > now else now
+        self.free_at = start + duration
+        self.busy += duration
+        self.kernels_run += 1
+        return self.free_at
+
+    def run(self, duration: float) -> simpy.Event:
+        """An event that fires when a kernel of ``duration`` [s] issued now has finished."""
+        return self.env.timeout(self.issue(duration) - self.env.now)
+
+    def after(self, duration: float, t0: float, factor: int) -> simpy.Event:
+        """Run a kernel of ``duration`` [s], then wait ``(factor − 1) × (its end − t0)``."""
+        end = self.issue(duration)
+        return self.env.timeout(end - self.env.now + (end - t0) * (factor - 1))
+
+    def after_then(self, event: simpy.Event, duration: float, t0: float, factor: int) -> None:
+        """Like :meth:`after`, but fire the pending ``event`` at that time (no new event).
+
+        Sets the event's value as :meth:`simpy.Event.succeed` does and schedules it with a delay,
+        as :class:`simpy.Timeout` does: the waiting process resumes at the same time as
+        ``yield self.after(...)`` issued now would.
+        """
+        end = self.issue(duration)
+        event._ok = True
+        event._value = None
+        self.env.schedule(event, NORMAL, end - self.env.now + (end - t0) * (factor - 1))
+
+    @property
+    def busy_time(self) -> float:
+        """Kernel time run so far [s] (a kernel still running counts up to now)."""
+        return self.busy - max(0.0, self.free_at - self.env.now)
+
+
+class GPUStream:
+    """The same interface as :class:`Stream` over :class:`simulator.gpu.GPU` (its resource and
+    processes)."""
+
+    def __init__(self, gpu: GPU) -> None:
+        self.gpu = gpu
+
+    def run(self, duration: float) -> simpy.Event:
+        return self.gpu.run(duration)
+
+    def issue(self, duration: float) -> None:
+        self.gpu.run(duration)
+
+    def after(self, duration: float, t0: float, factor: int) -> simpy.Event:
+        env = self.gpu.env
+
+        def proc():
+            yield self.gpu.run(duration)
+            if factor > 1:
+                yield env.timeout((env.now - t0) * (factor - 1))
+
+        return env.process(proc())
+
+    def after_then(self, event: simpy.Event, duration: float, t0: float, factor: int) -> None:
+        self.after(duration, t0, factor).callbacks.append(lambda _e: event.succeed())
+
+    @property
+    def busy_time(self) -> float:
+        return self.gpu.busy_time
+
+    @property
+    def kernels_run(self) -> int:
+        return self.gpu.kernels_run
