@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,70 @@ def idle_fraction(busy: Iterable[float], span: float) -> float:
     if span <= 0 or not busy:
         return 0.0
     return float(1.0 - min(1.0, sum(busy) / (len(busy) * span)))
+
+
+class PoolRun:
+    """What both loops set up the same way: clock, graph, architecture, the DOP check against the
+    topology's GPUs, kernels, fabric, requests and their KV need, the queue and its waiters.
+    A subclass builds its pools after ``super().__init__`` and implements ``execute``."""
+
+    baseline: bool = False  # checked against the homogeneous baseline's fields
+
+    def __init__(self, sc, spec: DisaggregationSpec, seed: int, trace: pd.DataFrame, graph,
+                 progress, arch=None) -> None:
+        import topologies
+        from simulator.disaggregation_spec import check_against
+        from simulator.network import Fabric
+
+        self.sc, self.spec, self.seed = sc, spec, seed
+        self.env = simpy.Environment()
+        self.graph = graph if graph is not None else sc.topology.build()
+        self.arch = arch = served_arch(sc, arch)
+        self._names = list(topologies.gpus(self.graph))
+        self._kinds = [str(self.graph.nodes[x].get("gpu", "H100")) for x in self._names]
+        self.reserve = sc.placement.reserve_fraction
+        check_against(spec, arch, self._kinds, self.reserve, sc.source, baseline=self.baseline)
+        self.kernels = kernel_model(sc)
+        self.fabric = Fabric(self.env, self.graph, sc.stack)
+        self.req = r = Requests(trace, progress)
+        self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers
+        self.queue: deque[int] = deque()
+        self.waiters: list[simpy.Event] = []
+        self.iters: list[tuple] = []
+
+    def gpus_of(self, kind: str, count: int) -> list[str]:
+        """The first ``count`` GPUs of catalog ``kind`` in the topology's natural order."""
+        return [x for x, k in zip(self._names, self._kinds, strict=True)
+                if k.upper() == kind.upper()][:count]
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for ev in waiters:
+            ev.succeed()
+
+    def _arrivals(self):
+        env, r = self.env, self.req
+        for i in range(r.n):
+            dt = r.arrival[i] - env.now
+            if dt > 0:
+                yield env.timeout(dt)
+            self.queue.append(i)
+            self._wake()
+
+    @classmethod
+    def simulate(cls, scenario, seed: int | None = None, *,
+                 spec: DisaggregationSpec | None = None, graph=None,
+                 trace: pd.DataFrame | None = None,
+                 progress: Callable[[int, int], None] | None = None, arch=None):
+        """Build one run of this loop and execute it (arguments as
+        :func:`simulator.lamina.simulate_disaggregated`)."""
+        from simulator.engine import load_trace
+
+        seed = scenario.seed if seed is None else int(seed)
+        spec = spec if spec is not None else spec_of(scenario)
+        if trace is None:
+            trace = load_trace(scenario, seed)
+        return cls(scenario, spec, seed, trace, graph, progress, arch).execute()
 
 
 # -- running and comparing ---------------------------------------------------------------------

@@ -20,30 +20,24 @@ uncontended iteration takes exactly its closed form ``Σ_layers (kernels + all-r
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import simpy
 
 from simulator import hardware
 from simulator.disaggregation import (
     TOO_LARGE_REPLICA,
     FifoStream,
-    Requests,
+    PoolRun,
     attended_tokens,
     build_result,
     fold_layers,
     head_shard,
     idle_fraction,
-    kernel_model,
-    served_arch,
-    spec_of,
     split_heads,
 )
-from simulator.disaggregation_spec import DisaggregationSpec, check_against
-from simulator.network import Fabric
+from simulator.disaggregation_spec import DisaggregationSpec
 
 
 def simulate_homogeneous(scenario, seed: int | None = None, *,
@@ -53,37 +47,23 @@ def simulate_homogeneous(scenario, seed: int | None = None, *,
     """Simulate ``scenario`` on the homogeneous baseline; returns a
     :class:`~simulator.engine.Result`. Arguments as
     :func:`simulator.lamina.simulate_disaggregated`."""
-    from simulator.engine import load_trace
-
-    seed = scenario.seed if seed is None else int(seed)
-    spec = spec if spec is not None else spec_of(scenario)
-    if trace is None:
-        trace = load_trace(scenario, seed)
-    return _Homogeneous(scenario, spec, seed, trace, graph, progress, arch).execute()
+    return _Homogeneous.simulate(scenario, seed, spec=spec, graph=graph, trace=trace,
+                                 progress=progress, arch=arch)
 
 
-class _Homogeneous:
+class _Homogeneous(PoolRun):
     """One baseline run; build, ``execute`` once."""
+
+    baseline = True
 
     def __init__(self, sc, spec: DisaggregationSpec, seed: int, trace: pd.DataFrame, graph,
                  progress, arch=None) -> None:
-        import topologies
-
-        self.sc, self.spec, self.seed = sc, spec, seed
-        self.env = simpy.Environment()
-        self.graph = graph if graph is not None else sc.topology.build()
-        self.arch = arch = served_arch(sc, arch)
-        names = list(topologies.gpus(self.graph))
-        kinds = [str(self.graph.nodes[x].get("gpu", "H100")) for x in names]
-        reserve = sc.placement.reserve_fraction
-        check_against(spec, arch, kinds, reserve, sc.source, baseline=True)
-        chosen = [x for x, k in zip(names, kinds, strict=True)
-                  if k.upper() == spec.baseline_gpu.upper()][: spec.baseline_gpus]
+        super().__init__(sc, spec, seed, trace, graph, progress, arch)
+        arch, reserve = self.arch, self.reserve
+        chosen = self.gpus_of(spec.baseline_gpu, spec.baseline_gpus)
         t = spec.baseline_tp
         self.t = t
         self.groups = [chosen[i * t:(i + 1) * t] for i in range(spec.replicas)]
-        self.kernels = kernel_model(sc)
-        self.fabric = Fabric(self.env, self.graph, sc.stack)
         self.gspec = hardware.gpu(spec.baseline_gpu)
         self.dp_attention = arch.kv_heads < t
         if self.dp_attention:  # MLA: requests spread over the group, whole KV on one GPU
@@ -100,31 +80,11 @@ class _Homogeneous:
         self.peak = np.zeros(spec.replicas)
         self.m = fold_layers(arch.layers, sc.engine.layer_groups)
         self.streams = [FifoStream(self.env) for _ in self.groups]
-        self.req = Requests(trace, progress)
-        r = self.req
-        self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers
-        self.queue: deque[int] = deque()
         self.batch: list[list[int]] = [[] for _ in self.groups]
-        self.waiters: list[simpy.Event] = []
-        self.iters: list[tuple] = []
         self.rings = [[(a, grp[(i + 1) % t]) for i, a in enumerate(grp)] for grp in self.groups]
         # a ring step waits for its slowest hop (e.g. the one that leaves the node)
         self.msg0 = max((self.fabric.message_time(a, c, 0) for a, c in self.rings[0]),
                         default=0.0) if t > 1 else 0.0
-
-    def _wake(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for ev in waiters:
-            ev.succeed()
-
-    def _arrivals(self):
-        env, r = self.env, self.req
-        for i in range(r.n):
-            dt = r.arrival[i] - env.now
-            if dt > 0:
-                yield env.timeout(dt)
-            self.queue.append(i)
-            self._wake()
 
     def _admit(self, g: int) -> list[int]:
         admitted: list[int] = []

@@ -48,31 +48,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
-import simpy
 
 from simulator import hardware
 from simulator.disaggregation import (
     TOO_LARGE,
     FifoStream,
-    Requests,
+    PoolRun,
     attended_tokens,
     build_result,
     fold_layers,
     head_shard,
     idle_fraction,
-    kernel_model,
-    served_arch,
-    spec_of,
     split_heads,
 )
-from simulator.disaggregation_spec import DisaggregationSpec, check_against
+from simulator.disaggregation_spec import DisaggregationSpec
 from simulator.errors import UserError
-from simulator.network import Fabric
 from simulator.staggered import Plan, layer_bytes, round_robin_flows, slot_time, slot_times
 
 
@@ -92,36 +86,19 @@ def simulate_disaggregated(scenario, seed: int | None = None, *,
         progress: called as ``progress(finished_requests, total_requests)``.
         arch: an :class:`~simulator.models.Architecture` to serve instead of the scenario's.
     """
-    from simulator.engine import load_trace
-
-    seed = scenario.seed if seed is None else int(seed)
-    spec = spec if spec is not None else spec_of(scenario)
-    if trace is None:
-        trace = load_trace(scenario, seed)
-    return _Lamina(scenario, spec, seed, trace, graph, progress, arch).execute()
+    return _Lamina.simulate(scenario, seed, spec=spec, graph=graph, trace=trace,
+                            progress=progress, arch=arch)
 
 
-class _Lamina:
+class _Lamina(PoolRun):
     """One disaggregated run; build, ``execute`` once."""
 
     def __init__(self, sc, spec: DisaggregationSpec, seed: int, trace: pd.DataFrame, graph,
                  progress, arch=None) -> None:
-        import topologies
-
-        self.sc, self.spec, self.seed = sc, spec, seed
-        self.env = simpy.Environment()
-        self.graph = graph if graph is not None else sc.topology.build()
-        self.arch = arch = served_arch(sc, arch)
-        names = list(topologies.gpus(self.graph))
-        kinds = [str(self.graph.nodes[x].get("gpu", "H100")) for x in names]
-        reserve = sc.placement.reserve_fraction
-        check_against(spec, arch, kinds, reserve, sc.source)
-        self.model_names = [x for x, k in zip(names, kinds, strict=True)
-                            if k.upper() == spec.model_gpu.upper()][: spec.model_gpus]
-        self.att_names = [x for x, k in zip(names, kinds, strict=True)
-                          if k.upper() == spec.attention_gpu.upper()][: spec.attention_gpus]
-        self.kernels = kernel_model(sc)
-        self.fabric = Fabric(self.env, self.graph, sc.stack)
+        super().__init__(sc, spec, seed, trace, graph, progress, arch)
+        arch, reserve = self.arch, self.reserve
+        self.model_names = self.gpus_of(spec.model_gpu, spec.model_gpus)
+        self.att_names = self.gpus_of(spec.attention_gpu, spec.attention_gpus)
         self.mspec = hardware.gpu(spec.model_gpu)
         self.aspec = hardware.gpu(spec.attention_gpu)
         K, s = spec.slices, spec.slice_gpus
@@ -148,35 +125,15 @@ class _Lamina:
         self.used = np.zeros(b)
         self.peak = np.zeros(b)
         self.q_tok, self.kv_tok, self.ret_tok = layer_bytes(arch)
-        self.req = Requests(trace, progress)
-        r = self.req
-        self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers
-        self.att_of = np.full(r.n, -1, np.int64)
-        self.queue: deque[int] = deque()
+        self.att_of = np.full(self.req.n, -1, np.int64)
         n = spec.micro_batches
         self.batch: list[list[int]] = [[] for _ in range(n)]
         self.plans: list[Plan | None] = [None] * n
-        self.waiters: list[simpy.Event] = []
-        self.iters: list[tuple] = []
         src, dst = self.model_names[0], self.att_names[0]
         self._pair_cache: dict[int, tuple] = {}
         self.rt0 = self.fabric.message_time(src, dst, 0) + self.fabric.message_time(dst, src, 0)
 
     # -- requests --------------------------------------------------------------------------
-
-    def _wake(self) -> None:
-        waiters, self.waiters = self.waiters, []
-        for ev in waiters:
-            ev.succeed()
-
-    def _arrivals(self):
-        env, r = self.env, self.req
-        for i in range(r.n):
-            dt = r.arrival[i] - env.now
-            if dt > 0:
-                yield env.timeout(dt)
-            self.queue.append(i)
-            self._wake()
 
     def _admit(self, j: int) -> list[int]:
         """Requests micro-batch ``j`` takes from the queue (even share, KV capacity, max_batch)."""
