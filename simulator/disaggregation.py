@@ -10,7 +10,8 @@ attribute, see :mod:`simulator.policies.disaggregated` / :mod:`simulator.policie
 - :mod:`simulator.homogeneous` — vLLM-like: tensor-parallel replicas each run the whole model
   and hold their own KV.
 
-This module holds what both share: the request book-keeping, the FIFO kernel stream, head-sharded
+This module holds what both share (the FIFO kernel stream is :class:`simulator.streams.Stream`,
+the engine's): the request book-keeping, head-sharded
 architectures for kernel times, the :class:`~simulator.engine.Result` they return (same tables and
 ``summary`` keys as the engine, plus ``mean_batch``, ``cost_per_hour``,
 ``tokens_per_s_per_dollar_hour`` and pool idle fractions), the comparison table the CLI prints,
@@ -39,36 +40,6 @@ LOOPS: tuple[str, ...] = ("disaggregated", "homogeneous")
 NOT_FINISHED = "not finished when the run stopped (duration limit)"
 TOO_LARGE = "its KV does not fit the attention pool even alone"
 TOO_LARGE_REPLICA = "its KV does not fit a replica's free HBM even alone"
-
-
-class FifoStream:
-    """A GPU compute stream: kernels serialize in issue order (as ``simpy.Resource(1)``).
-
-    A kernel issued at ``t`` with duration ``d`` ends at ``max(t, free_at) + d``; one timeout per
-    kernel. ``gpus`` GPUs working in lockstep (a tensor-parallel group) count ``gpus ×`` busy.
-    """
-
-    __slots__ = ("env", "free_at", "busy", "kernels_run")
-
-    def __init__(self, env: simpy.Environment) -> None:
-        self.env = env
-        self.free_at = 0.0
-        self.busy = 0.0
-        self.kernels_run = 0
-
-    def run(self, duration: float) -> simpy.Event:
-        """An event firing when a kernel of ``duration`` [s] issued now has finished."""
-        now = self.env.now
-        start = max(self.free_at, now)
-        self.free_at = start + duration
-        self.busy += duration
-        self.kernels_run += 1
-        return self.env.timeout(self.free_at - now)
-
-    @property
-    def busy_time(self) -> float:
-        """Kernel time run so far [s] (a kernel in progress counts up to now)."""
-        return self.busy - max(0.0, self.free_at - self.env.now)
 
 
 def head_shard(arch, kv_heads: int):

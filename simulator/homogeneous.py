@@ -28,7 +28,6 @@ import pandas as pd
 from simulator import hardware
 from simulator.disaggregation import (
     TOO_LARGE_REPLICA,
-    FifoStream,
     PoolRun,
     attended_tokens,
     build_result,
@@ -38,6 +37,7 @@ from simulator.disaggregation import (
     split_heads,
 )
 from simulator.disaggregation_spec import DisaggregationSpec
+from simulator.streams import Stream
 
 
 def simulate_homogeneous(scenario, seed: int | None = None, *,
@@ -79,7 +79,7 @@ class _Homogeneous(PoolRun):
         self.used = np.zeros(spec.replicas)
         self.peak = np.zeros(spec.replicas)
         self.m = fold_layers(arch.layers, sc.engine.layer_groups)
-        self.streams = [FifoStream(self.env) for _ in self.groups]
+        self.streams = [Stream(self.env) for _ in self.groups]
         self.batch: list[list[int]] = [[] for _ in self.groups]
         self.rings = [[(a, grp[(i + 1) % t]) for i, a in enumerate(grp)] for grp in self.groups]
         # a ring step waits for its slowest hop (e.g. the one that leaves the node)

@@ -56,7 +56,6 @@ import pandas as pd
 from simulator import hardware
 from simulator.disaggregation import (
     TOO_LARGE,
-    FifoStream,
     PoolRun,
     attended_tokens,
     build_result,
@@ -68,6 +67,7 @@ from simulator.disaggregation import (
 from simulator.disaggregation_spec import DisaggregationSpec
 from simulator.errors import UserError
 from simulator.staggered import Plan, layer_bytes, round_robin_flows, slot_time, slot_times
+from simulator.streams import Stream
 
 
 def simulate_disaggregated(scenario, seed: int | None = None, *,
@@ -104,9 +104,9 @@ class _Lamina(PoolRun):
         K, s = spec.slices, spec.slice_gpus
         self.K = K
         self.slices = [self.model_names[k * s:(k + 1) * s] for k in range(K)]
-        self.slice_streams = [FifoStream(self.env) for _ in range(K)]
+        self.slice_streams = [Stream(self.env) for _ in range(K)]
         b = spec.attention_gpus
-        self.att_streams = [FifoStream(self.env) for _ in range(b)]
+        self.att_streams = [Stream(self.env) for _ in range(b)]
         self.m = fold_layers(arch.layers, sc.engine.layer_groups, K)
         self.split = spec.split_for(arch.kv_heads)
         if self.split == "heads":

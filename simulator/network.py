@@ -343,16 +343,7 @@ class Fabric:
                 heapify(heap)
         # Link accounting: a link's new load is what the filling took from it.
         self._stats.update(comp_links, self._res, now)
-        # arm the timer (inlined: this runs at every arrival and departure)
-        if self._heap_ok:
-            heap = self._heap
-            while heap and heap[0][2] != heap[0][3].gen:
-                heappop(heap)
-            t = heap[0][0] if heap else _INF
-        else:
-            t = self._first_at
-        if t != self._timer_at:
-            self._set_timer(t, now)
+        self._arm_timer()
 
     # -- completions ---------------------------------------------------------------------------
 

@@ -50,6 +50,14 @@ SHIPPED: dict[str, str] = {
 }
 
 
+
+def _bad_line(path, lineno: int, exc: ValueError, skip_bad: bool) -> None:
+    """Raise the user error for a line that does not parse, unless bad lines are skipped."""
+    if not skip_bad:
+        raise UserError(
+            f"{path}:{lineno}: {exc}; fix the line or pass --skip-bad to skip it"
+        ) from None
+
 def shipped(name: str) -> Path:
     """Path of a shipped trace (see :data:`SHIPPED`); ``UserError`` for an unknown name."""
     if name not in SHIPPED:
@@ -198,10 +206,7 @@ def _mooncake_slow(path: Path, skip_bad: bool):
             try:
                 t, i, o, ids = _mooncake_line(line)
             except ValueError as exc:
-                if not skip_bad:
-                    raise UserError(
-                        f"{path}:{lineno}: {exc}; fix the line or pass --skip-bad to skip it"
-                    ) from None
+                _bad_line(path, lineno, exc, skip_bad)
                 skipped += 1
                 continue
             ts.append(t)
@@ -284,10 +289,7 @@ def _azure_slow(path: Path, skip_bad: bool):
                         raise ValueError(f"{name} {v} is not positive")
                     vals.append(v)
             except ValueError as exc:
-                if not skip_bad:
-                    raise UserError(
-                        f"{path}:{lineno}: {exc}; fix the line or pass --skip-bad to skip it"
-                    ) from None
+                _bad_line(path, lineno, exc, skip_bad)
                 skipped += 1
                 continue
             ns.append(t.value)
