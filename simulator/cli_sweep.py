@@ -29,7 +29,8 @@ def _cell(column: str, value: object) -> str:
 @click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
               help="local: a process pool; dask: dask.distributed.")
 @click.option("--scheduler", default=None, metavar="ADDR",
-              help="Dask scheduler address (tcp://host:8786; implies --backend dask); default: a LocalCluster.")
+              help="Dask scheduler address (tcp://host:8786; implies --backend dask); "
+                   "default: a LocalCluster.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: CPU count locally, 2 on a Dask LocalCluster).")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
