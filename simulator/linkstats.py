@@ -6,6 +6,13 @@ and it is busy while the load is positive; totals are brought up to date lazily 
 change, or when asked). Every change point (link, time, load) is also kept, compactly (three
 ``array`` columns), so :meth:`LinkStats.timeline` can bin utilization over time exactly at any
 bin width after the run.
+
+Lone flows (:mod:`simulator.lone`) are kept apart, one record per flow, not per link: (route
+id, start, end, bytes) in four ``array`` columns, where a route id names the tuple of links the
+flow crossed (:meth:`LinkStats.route`). A link never carries a lone flow and a class at once,
+so its totals and timeline are the sum of the two parts, each computed on its own: bytes per
+route summed by ``bincount`` then spread over the route's links. That is 28 bytes per message
+instead of two change points per link, which keeps long replays' link records small.
 """
 
 from __future__ import annotations
@@ -30,6 +37,19 @@ class LinkStats:
         self.busy = [0.0] * n  # [s] up to acc_at
         # change points of the link loads (link, at [s], new load [B/s]), compact for long runs
         self.tl_link, self.tl_at, self.tl_load = array("q"), array("d"), array("d")
+        # lone flows: route id, start [s], end [s], bytes [B]
+        self.routes: list[tuple[int, ...]] = []
+        self._route_ids: dict[tuple[int, ...], int] = {}
+        self.lo_route, self.lo_start, self.lo_end, self.lo_bytes = (
+            array("q"), array("d"), array("d"), array("d"))
+
+    def route(self, links: tuple[int, ...]) -> int:
+        """The id of the route crossing ``links`` (registered on first use)."""
+        rid = self._route_ids.get(links)
+        if rid is None:
+            rid = self._route_ids[links] = len(self.routes)
+            self.routes.append(links)
+        return rid
 
     def update(self, links, res: list[float], now: float) -> None:
         """At ``now`` [s], each of ``links`` has unused capacity ``res[link]`` [B/s]: its load is
@@ -51,15 +71,35 @@ class LinkStats:
                 add_at(now)
                 add_load(x)
 
+    def interval(self, route: int, start: float, end: float, nbytes: float) -> None:
+        """The links of ``route`` (an id from :meth:`route`), carrying nothing else then, carried
+        ``nbytes`` [B] at a constant rate over [start, end] [s] (a lone flow)."""
+        self.lo_route.append(route)
+        self.lo_start.append(start)
+        self.lo_end.append(end)
+        self.lo_bytes.append(nbytes)
+
+    def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
+        """Spread per-route sums (last axis: anything) over the routes' links."""
+        out = np.zeros((len(self.edges),) + per_route.shape[1:])
+        for rid, links in enumerate(self.routes):
+            out[list(links)] += per_route[rid]
+        return out
+
     def frame(self, now: float) -> pd.DataFrame:
         """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
         utilization (time-weighted mean of load / bandwidth over [0, now])."""
+        nr = len(self.routes)
+        rid = np.frombuffer(self.lo_route, dtype=np.int64)
+        start, end = np.frombuffer(self.lo_start), np.frombuffer(self.lo_end)
+        lone_bytes = self._lone_per_link(np.bincount(rid, np.frombuffer(self.lo_bytes), nr))
+        lone_busy = self._lone_per_link(np.bincount(rid, end - start, nr))
         rows = []
         for i, (u, v) in enumerate(self.edges):
             dt = now - self.acc_at[i]
             x = self.load[i]
-            nbytes = self.nbytes[i] + x * dt
-            busy = self.busy[i] + (dt if x > 0.0 else 0.0)
+            nbytes = self.nbytes[i] + x * dt + lone_bytes[i]
+            busy = self.busy[i] + (dt if x > 0.0 else 0.0) + lone_busy[i]
             bw = self.cap[i]
             util = nbytes / (bw * now) if now > 0 else 0.0
             rows.append((u, v, self.kinds[i], bw, nbytes, busy, util))
@@ -91,7 +131,7 @@ class LinkStats:
                 x = np.concatenate(([0.0], tl_load[a:b]))
                 b_at = np.concatenate(([0.0], np.cumsum(x * np.diff(at))))
                 cum[link] = np.interp(edges_at, at, b_at)  # bytes carried by each bin edge
-        nbytes = np.diff(cum, axis=1)
+        nbytes = np.diff(cum, axis=1) + self._lone_bins(edges_at)
         length = np.diff(edges_at)
         bw = np.array(self.cap)[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -105,3 +145,21 @@ class LinkStats:
             "bytes": nbytes.ravel(),
             "utilization": util.ravel(),
         })
+
+    def _lone_bins(self, edges_at: np.ndarray) -> np.ndarray:
+        """Bytes of lone flows per link per bin (bins between ``edges_at`` [s]), each flow's
+        bytes split over the bins it overlaps in proportion to the overlap."""
+        nbins, nr = len(edges_at) - 1, len(self.routes)
+        rid = np.frombuffer(self.lo_route, dtype=np.int64)
+        start, end = np.frombuffer(self.lo_start), np.frombuffer(self.lo_end)
+        nbytes = np.frombuffer(self.lo_bytes)
+        first = np.clip(np.searchsorted(edges_at, start, side="right") - 1, 0, nbins - 1)
+        last = np.clip(np.searchsorted(edges_at, end, side="left") - 1, 0, nbins - 1)
+        one = first >= last  # within one bin (nearly all: flows are short)
+        per_route = np.bincount(rid[one] * nbins + first[one], nbytes[one],
+                                nr * nbins).astype(float).reshape(nr, nbins)
+        for i in np.flatnonzero(~one).tolist():  # straddles a bin edge
+            lo, hi = edges_at[first[i]: last[i] + 1], edges_at[first[i] + 1: last[i] + 2]
+            overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
+            per_route[rid[i], first[i]: last[i] + 1] += nbytes[i] * overlap / (end[i] - start[i])
+        return self._lone_per_link(per_route)

@@ -34,7 +34,10 @@ Fast path (the common case in the engine: a few flows on mostly idle links): whe
 a change carry at most one class and it is alone on all its links, its rate is
 ``min(cap, bottleneck / n)`` without the filling — the same floats the filling computes. A caller
 may pass ``then`` to :meth:`Fabric.transfer` to be called back at the last byte instead of
-getting an event (one SimPy event less per message). Link accounting (bytes, busy time, the load
+getting an event (one SimPy event less per message). Faster still, a message whose links are
+idle when it is sent is a *lone flow* (:mod:`simulator.lone`): its whole life is known then, so it
+takes one event and no filling, and becomes an ordinary flow only if something comes to share
+its links. Link accounting (bytes, busy time, the load
 timeline) lives in :mod:`simulator.linkstats`.
 """
 
@@ -51,6 +54,7 @@ import simpy
 from simulator import hardware
 from simulator.errors import UserError
 from simulator.linkstats import LinkStats
+from simulator.lone import LoneFlows
 from simulator.maxmin import MaxMin
 from simulator.paths import PathCache, PathInfo
 
@@ -99,20 +103,23 @@ class FlowState:
 
 
 class _Route:
-    __slots__ = ("info", "links", "delay_time", "cap", "bneck")
+    __slots__ = ("info", "links", "delay_time", "cap", "bneck", "sid")
 
     def __init__(self, info: PathInfo, links: tuple[int, ...], delay_time: float, cap: float,
-                 bneck: float):
+                 bneck: float, sid: int):
         self.info, self.links, self.delay_time, self.cap = info, links, delay_time, cap
-        self.bneck = bneck
+        self.bneck, self.sid = bneck, sid  # sid: its id in the link accounting
 
 
 class _Flow:
-    __slots__ = ("fid", "src", "dst", "nbytes", "issued_at", "started_at", "done", "route")
+    __slots__ = ("fid", "src", "dst", "nbytes", "issued_at", "started_at", "done", "route",
+                 "lone", "rate")
 
-    def __init__(self, fid, src, dst, nbytes, issued_at, done, route):
+    def __init__(self, fid, src, dst, nbytes, issued_at, started_at, done, route):
         self.fid, self.src, self.dst, self.nbytes = fid, src, dst, nbytes
-        self.issued_at, self.started_at, self.done, self.route = issued_at, issued_at, done, route
+        self.issued_at, self.started_at, self.done, self.route = issued_at, started_at, done, route
+        self.lone = False  # reserved alone on idle links (see :mod:`simulator.lone`)
+        self.rate = 0.0  # its rate while lone [B/s]
 
 
 class _Class:
@@ -131,7 +138,7 @@ class _Class:
         self.t_next = _INF  # predicted finish of the member with the least target [s]
 
 
-class Fabric:
+class Fabric(LoneFlows):
     """Max-min fair fluid network over a ``networkx.DiGraph`` (edge attrs bandwidth, latency).
 
     Args:
@@ -166,6 +173,7 @@ class Fabric:
         kinds = [graph.edges[e].get("kind", "") for e in self._edges]
         self._stats = LinkStats(self._edges, kinds, self._cap)
         self._link_classes: list[dict[int, _Class]] = [{} for _ in range(n)]
+        self._lone: list[_Flow | None] = [None] * n  # the lone flow reserving each link
         self._maxmin = MaxMin(self._cap, self._link_classes)
         self._res = self._maxmin.res  # residual capacity per link after a filling [B/s]
         self._routes: dict[tuple[str, str], _Route] = {}
@@ -209,27 +217,34 @@ class Fabric:
             cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF
             delay = self.stack.overhead_time(info.inter_node) + info.latency_time
             links = tuple(self._index[e] for e in info.edges)
-            r = _Route(info, links, delay, cap, min(self._cap[i] for i in links))
+            r = _Route(info, links, delay, cap, min(self._cap[i] for i in links),
+                       self._stats.route(links))
             self._routes[(src, dst)] = r
         return r
 
     # -- transfers -----------------------------------------------------------------------------
 
-    def transfer(self, src: str, dst: str, nbytes: float, then=None) -> simpy.Event | None:
+    def transfer(self, src: str, dst: str, nbytes: float, then=None,
+                 delay_time: float = 0.0) -> simpy.Event | None:
         """Send ``nbytes`` [B] from ``src`` to ``dst``; the event fires when the last byte arrives.
 
         Its value is a :class:`TransferRecord`. With ``then`` (a callable), no event is made:
         ``then(record)`` is called when the last byte arrives (``None`` is returned) — one SimPy
-        event less per message, for callers that chain callbacks. Raises :class:`UserError` for
-        a negative or non-finite size and :class:`~simulator.paths.NoPathError` for
-        unknown/unreachable nodes.
+        event less per message, for callers that chain callbacks. ``delay_time`` [s] >= 0 issues
+        the message that much later (as if ``transfer`` were called then; e.g. at the known end
+        of a kernel) without an event of its own. Raises :class:`UserError` for a negative or
+        non-finite size and :class:`~simulator.paths.NoPathError` for unknown/unreachable nodes.
         """
         nbytes = float(nbytes)
         if not 0.0 <= nbytes < _INF:
             raise UserError(f"transfer {src!r} -> {dst!r}: nbytes must be a finite number >= 0 "
                             f"bytes, got {nbytes!r}")
+        if not 0.0 <= delay_time < _INF:
+            raise UserError(f"transfer {src!r} -> {dst!r}: delay_time must be a finite number "
+                            f">= 0 s, got {delay_time!r}")
         env = self.env
         now = env.now
+        issued = now + delay_time if delay_time else now
         fid = self._next_fid
         self._next_fid = fid + 1
         if then is None:
@@ -239,19 +254,28 @@ class Fabric:
         if src == dst:
             self.paths(src, dst)  # checks that the node exists
             self.bytes_sent += nbytes
+            rec = TransferRecord(src, dst, nbytes, issued, issued, issued, fid)
+            if delay_time:
+                env.timeout(delay_time).callbacks.append(
+                    lambda _e: self._deliver(done, rec, nbytes))
+                return ret
             if ret is None:  # a local copy completes at once, but never inside the caller
                 done = env.event()
                 done.callbacks.append(lambda e: then(e.value))
-            self._deliver(done, TransferRecord(src, dst, nbytes, now, now, now, fid), nbytes)
+            self._deliver(done, rec, nbytes)
             return ret
         route = self._route(src, dst)
         self.bytes_sent += nbytes
-        if ret is None and nbytes == 0.0 and route.delay_time <= 0.0:
+        wait = delay_time + route.delay_time
+        if ret is None and nbytes == 0.0 and wait <= 0.0:
             done = env.event()  # it would complete at once: never inside the caller
             done.callbacks.append(lambda e: then(e.value))
-        flow = _Flow(fid, src, dst, nbytes, now, done, route)
-        if route.delay_time > 0.0:
-            env.timeout(route.delay_time).callbacks.append(lambda _e: self._start(flow))
+        flow = _Flow(fid, src, dst, nbytes, issued, now + wait if wait > 0.0 else now, done,
+                     route)
+        if nbytes > 0.0 and self._idle(route.links):
+            self._reserve(flow, now)  # alone on idle links: one event, no filling
+        elif wait > 0.0:
+            env.timeout(wait).callbacks.append(lambda _e: self._start(flow))
         else:
             self._start(flow)
         return ret
@@ -266,20 +290,24 @@ class Fabric:
 
     def _start(self, flow: _Flow) -> None:
         now = self.env.now
-        flow.started_at = now
         if flow.nbytes == 0.0:
-            self._deliver(flow.done, TransferRecord(flow.src, flow.dst, 0.0, flow.issued_at, now,
-                                                    now, flow.fid), 0.0)
+            self._deliver(flow.done, TransferRecord(flow.src, flow.dst, 0.0, flow.issued_at,
+                                                    flow.started_at, now, flow.fid), 0.0)
             return
+        self._materialize(flow.route.links, now)  # lone flows there share from now on
+        self._join(flow, flow.nbytes, now)
+        self._reallocate(flow.route.links)
+
+    def _join(self, flow: _Flow, nbytes: float, now: float) -> None:
+        """Add ``flow`` with ``nbytes`` [B] left to its class (the caller re-fills)."""
         key = (flow.src, flow.dst)
         c = self._classes.get(key)
         if c is None:
             c = self._new_class(key, flow.route, now)
         s_now = c.s_ref + c.rate * (now - c.t_ref)
-        heappush(c.heap, (s_now + flow.nbytes, flow.fid, flow))
+        heappush(c.heap, (s_now + nbytes, flow.fid, flow))
         c.n += 1
         c.dirty = True
-        self._reallocate(c.links)
 
     def _new_class(self, key: tuple[str, str], route: _Route, now: float) -> _Class:
         c = _Class(self._next_cid, key, route, now)
@@ -419,8 +447,11 @@ class Fabric:
             self._reallocate(list(links))
         finished.sort(key=lambda f: f.fid)
         for f in finished:
-            rec = TransferRecord(f.src, f.dst, f.nbytes, f.issued_at, f.started_at, now, f.fid)
-            self._deliver(f.done, rec, f.nbytes)
+            self._complete(f, now)
+
+    def _complete(self, f: _Flow, now: float) -> None:
+        rec = TransferRecord(f.src, f.dst, f.nbytes, f.issued_at, f.started_at, now, f.fid)
+        self._deliver(f.done, rec, f.nbytes)
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -430,6 +461,8 @@ class Fabric:
             self.paths(src, dst)
             return _INF
         route = self._route(src, dst)
+        if self._materialize(route.links, self.env.now):  # lone flows there count
+            self._reallocate(route.links)
         c = self._classes.get((src, dst))
         temp = c is None
         if temp:
@@ -448,6 +481,7 @@ class Fabric:
 
     def flows(self) -> list[FlowState]:
         """The flows sharing bandwidth now, by flow id, with rate [B/s] and remaining bytes."""
+        self._settle()
         now = self.env.now
         out = []
         for c in self._classes.values():
@@ -461,6 +495,7 @@ class Fabric:
     def links_frame(self) -> pd.DataFrame:
         """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
         utilization (time-weighted mean of load / bandwidth over [0, env.now])."""
+        self._settle()
         return self._stats.frame(self.env.now)
 
     def link_timeline(self, bin_time: float) -> pd.DataFrame:
@@ -469,4 +504,5 @@ class Fabric:
         Columns: src, dst, kind, start_at, end_at [s], bytes [B], utilization (bytes /
         (bandwidth × bin length)); the last bin ends at ``env.now``.
         """
+        self._settle()
         return self._stats.timeline(bin_time, self.env.now)

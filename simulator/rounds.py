@@ -1,7 +1,12 @@
 """One exchange between a home GPU and one owner (a *round*), replayed on the simulated cluster.
 
 A round is a chain of callbacks — no SimPy process: each message (:meth:`Fabric.transfer` with a
-callback) or kernel (:class:`~simulator.streams.Stream`) calls the next step when it ends. The
+callback) or kernel (:class:`~simulator.streams.Stream`) calls the next step when it ends. A
+kernel's end is known when it is queued on a :class:`~simulator.streams.Stream` (FIFO, known
+durations), so a route round needs no event for its kernels: the owner's answer is sent with
+``delay_time`` = the attention's end, and the round ends at the merge's known end. The layer's
+projections + FFN are queued right behind the last round's merge (a GPU enqueues dependent
+kernels on one stream back-to-back, with no host round trip). The
 steps are the closed form's phases (:mod:`simulator.costmodel`), in its order and sizes, so a
 round without contention takes exactly the closed form's time. When it ends, the round is
 recorded beside the closed form, and its layer's :class:`Pending` count goes down.
@@ -13,7 +18,8 @@ from collections.abc import Callable
 
 
 class Pending:
-    """The rounds of one (GPU, layer) still in flight; ``then()`` is called when the last ends."""
+    """The rounds of one (GPU, layer) still in flight; ``then()`` is called when the last has
+    queued its final kernel on the home stream."""
 
     __slots__ = ("then", "left")
 
@@ -65,26 +71,40 @@ class RoundReplay:
 
     # route
     def _route_sent(self, rec) -> None:
+        run = self.run
         self.probe = rec.started_at - self.t0
         self.transfer = rec.finished_at - rec.started_at
-        self.t1 = self.run.env.now
-        self.run.streams[self.k].run(self.cf.compute).callbacks.append(self._route_computed)
+        now = self.t1 = run.env.now
+        stream = run.streams[self.k]
+        if stream.predicts:  # the kernel's end is known: send the answer then, no event
+            wait = stream.issue(self.cf.compute) - now
+            self.compute = wait
+            run.fabric.transfer(self.owner, run.names[self.g], self.ret_bytes, self._route_back,
+                                delay_time=wait)
+        else:
+            stream.run(self.cf.compute).callbacks.append(self._route_computed)
 
     def _route_computed(self, ev) -> None:
         run = self.run
         self.compute = run.env.now - self.t1
-        self.t1 = run.env.now
         run.fabric.transfer(self.owner, run.names[self.g], self.ret_bytes, self._route_back)
 
     def _route_back(self, rec) -> None:
         run = self.run
-        self.ret = run.env.now - self.t1
-        self.t1 = run.env.now
-        run.streams[self.g].run(self.cf.merge).callbacks.append(self._route_merged)
+        self.ret = rec.finished_at - rec.issued_at
+        now = self.t1 = run.env.now
+        stream = run.streams[self.g]
+        if stream.predicts:  # the merge's end is known: the round is over then
+            end = stream.issue(self.cf.merge)
+            self.merge = end - now
+            self._finish(end)
+        else:
+            stream.run(self.cf.merge).callbacks.append(self._route_merged)
+            self._release()
 
     def _route_merged(self, ev) -> None:
         self.merge = self.run.env.now - self.t1
-        self._finish()
+        self._record(self.run.env.now)
 
     # fetch
     def _fetch_asked(self, rec) -> None:
@@ -108,18 +128,27 @@ class RoundReplay:
         self.merge = self.cf.merge
         self.compute = run.env.now - self.t1 - self.merge
         run.dir.add_copies(self.g, self.members, self.s, run.env.now)
-        self._finish()
+        self._finish(run.env.now)
 
-    def _finish(self) -> None:
+    def _finish(self, end: float) -> None:
+        """The round ends at ``end`` [s] (now, or the known end of its last kernel)."""
+        self._record(end)
+        self._release()
+
+    def _record(self, end: float) -> None:
         run = self.run
         cf = self.cf
-        sim = run.env.now - self.t0
+        sim = end - self.t0
         run.rounds.append((
             self.iteration, self.s, int(run.slot_layers[self.s]), self.g, self.code,
             self.option, self.batch, self.n_blocks, self.distinct, self.nbytes, self.t0,
             self.probe, self.transfer, self.compute, self.ret, self.merge, sim,
             cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total,
         ))
+
+    def _release(self) -> None:
+        """The round's last kernel is queued on the home stream: the layer may queue what
+        follows (after the last round, its projections + FFN)."""
         p = self.pending
         p.left -= 1
         if p.left == 0:

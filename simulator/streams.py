@@ -24,6 +24,8 @@ class Stream:
     """
 
     __slots__ = ("env", "free_at", "busy", "kernels_run")
+    #: :meth:`issue` returns the kernel's end (callers may act on it without an event).
+    predicts = True
 
     def __init__(self, env: simpy.Environment) -> None:
         self.env = env
@@ -69,7 +71,9 @@ class Stream:
 
 class GPUStream:
     """The same interface as :class:`Stream` over :class:`simulator.gpu.GPU` (its resource and
-    processes)."""
+    processes). Kernel ends are not predicted: callers wait for the events."""
+
+    predicts = False
 
     def __init__(self, gpu: GPU) -> None:
         self.gpu = gpu

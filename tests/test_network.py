@@ -188,6 +188,44 @@ def test_link_timeline_bins_utilization():
         f.link_timeline(0.0)
 
 
+def test_a_lone_flow_is_binned_by_its_overlap_with_each_bin():
+    # one 1 GB message alone on idle links from 2 ms to 12 ms: 3, 5 and 2 ms of it in the bins
+    # (the run, hence the last bin, ends at 12 ms)
+    f = fabric(star_graph(3, GBps(100), 0.0))
+    run_flows(f, [FlowSpec(0.002, "h0", "h2", GB(1))])
+    tl = f.link_timeline(0.005)
+    down = tl[(tl.src == "sw") & (tl.dst == "h2")]
+    assert down.bytes.tolist() == pytest.approx([GB(0.3), GB(0.5), GB(0.2)], rel=1e-12)
+    assert down.utilization.tolist() == pytest.approx([0.6, 1.0, 1.0], abs=1e-12)
+    frame = f.links_frame().set_index(["src", "dst"])
+    assert frame.loc[("sw", "h2"), "bytes"] == GB(1)
+    assert frame.loc[("sw", "h2"), "busy_time"] == pytest.approx(0.01, rel=REL)
+
+
+def test_a_delayed_message_that_is_overtaken_before_it_starts_shares_from_its_start():
+    # A is sent at 0 to go at 1 ms (delay_time: e.g. when a kernel ends); B starts at 0.5 ms on
+    # the same downlink, before A has started: B runs alone, then both share 50/50 from 1 ms
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    recs = {}
+
+    def b():
+        yield env.timeout(0.0005)
+        recs["b"] = yield f.transfer("h1", "h2", GB(1))
+
+    f.transfer("h0", "h2", GB(1), then=lambda rec: recs.setdefault("a", rec), delay_time=0.001)
+    env.process(b())
+    env.run()
+    assert (recs["a"].issued_at, recs["a"].started_at) == (0.001, 0.001)
+    # B: 0.05 GB alone, 0.95 GB at half rate → 20 ms; A: the last 0.05 GB alone → 20.5 ms
+    assert recs["b"].finished_at == pytest.approx(0.020, rel=1e-12)
+    assert recs["a"].finished_at == pytest.approx(0.0205, rel=1e-12)
+    assert f.links_frame().set_index(["src", "dst"]).loc[("sw", "h2"), "bytes"] == (
+        pytest.approx(GB(2), rel=1e-12))
+    with pytest.raises(UserError, match="delay_time"):
+        f.transfer("h0", "h1", 1.0, delay_time=-1.0)
+
+
 def test_fair_share_is_the_rate_a_new_flow_would_get():
     env = simpy.Environment()
     f = Fabric(env, star_graph(4, GBps(100), 0.0))
