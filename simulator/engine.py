@@ -48,8 +48,9 @@ import numpy as np
 import pandas as pd
 import simpy
 
-from simulator import hardware, kvcache
+from simulator import hardware, kvcache, records
 from simulator.admission import NOT_FINISHED, TOO_LARGE, Admission
+from simulator.columns import Columns
 from simulator.costmodel import CostModel
 from simulator.errors import UserError
 from simulator.gpu import GPU, KernelModel
@@ -213,9 +214,18 @@ class _Run(Admission, StepData):
             from workloads.selections import SelectionReplay, read_selections
 
             self.replay = SelectionReplay.from_frame(read_selections(scenario.workload.selections))
+        # a policy that never routes puts no kernel on another GPU's stream: a home stream then
+        # runs only its own kernels, and slots with nothing to exchange need no event
+        bad = [o for o in policy.options if o not in OPTIONS]
+        if bad or not policy.options:
+            raise ValueError(f"policy {policy.name!r}: options must be some of "
+                             f"{', '.join(OPTIONS)}, got {policy.options!r}")
+        self.chain_slots = "route" not in policy.options and not exact_streams
         self._init_requests()
-        self.rounds: list[tuple] = []
-        self.iters: list[tuple] = []
+        self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,
+                                       strict=True)))
+        self.iters = Columns(list(zip(records.ITERATION_COLUMNS, records.ITERATION_DTYPES,
+                                      strict=True)))
         self._cf_cache: dict[tuple, object] = {}
         self._attn_cache: dict[tuple, float] = {}
 
@@ -257,6 +267,8 @@ class _Run(Admission, StepData):
             self.iters.append((g, iteration, started, env.now, len(decoding), prefill_time,
                                len(decoding)))
             iteration += 1
+            self.rounds.maybe_pack()
+            self.iters.maybe_pack()
 
     # -- one decode step -----------------------------------------------------------------------
 
@@ -278,9 +290,20 @@ class _Run(Admission, StepData):
             local, groups = self._locate(g, dense, valid)
         n_local = local.sum(axis=(0, 2)).tolist()
         q_local = local.any(axis=2).sum(axis=0).tolist()
+        at = env.now  # when the next slot starts (ahead of now across chained slots)
         for s, slot_groups in enumerate(groups):
-            t0 = env.now
             layers = int(self.slot_layers[s])
+            if not slot_groups and self.chain_slots:
+                # nothing to exchange, and no other GPU's kernel can queue on this stream:
+                # the slot's end is known, so no event (the same floats as Stream.after)
+                if n_local[s]:
+                    stream.issue_at(at, self._attention(name, n_local[s], q_local[s]))
+                end = stream.issue_at(at, na_layer)
+                at = end + (end - at) * (layers - 1)
+                continue
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            t0 = env.now
             done = None
             if slot_groups:
                 # after the last merge: projections + FFN, then the folded layers' time
@@ -293,6 +316,9 @@ class _Run(Admission, StepData):
                 stream.issue(self._attention(name, n_local[s], q_local[s]))
             # projections + FFN (after every merge); then the folded layers' time
             yield done if done is not None else stream.after(na_layer, t0, layers)
+            at = env.now
+        if at > env.now:
+            yield env.timeout(at - env.now)
 
     def _attention(self, name: str, n_blocks: int, batch: int) -> float:
         key = (name, n_blocks, batch)
@@ -326,9 +352,9 @@ class _Run(Admission, StepData):
         if option is None:
             rnd = Round(src, owner, s, b, math.ceil(n_blocks / b), distinct, self.env.now)
             option = self.policy.choose(self.ctx, rnd)
-            if option not in OPTIONS:
-                raise ValueError(f"policy {self.policy.name!r} returned {option!r}; "
-                                 f"return one of {', '.join(OPTIONS)}")
+            if option not in self.policy.options:
+                raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
+                                 f"return {', '.join(self.policy.options)} (its ``options``)")
         cf = self._closed_form(option, g, code, owner, n_blocks, b)
         RoundReplay(self, pending, g, k if k < G else -1, owner, code, option, b, n_blocks,
                distinct, members, s, iteration, cf).start()

@@ -1,7 +1,8 @@
 """Flat run records → pandas DataFrames, and the headline summary.
 
-The engine appends plain tuples to lists while it runs (cheap: no pandas in the loop) and builds
-each DataFrame once at the end. Tables (one row per …):
+The engine appends plain tuples while it runs (cheap: no pandas in the loop), packed now and then
+into typed columns (:class:`simulator.columns.Columns`), and builds each DataFrame once at the
+end. Tables (one row per …):
 
 - ``requests`` — request: arrival, first token, finish [s], tokens, home GPU, reuse, and
   ``completed`` / ``reason`` (every request that entered the run is accounted for);
@@ -21,6 +22,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from simulator.columns import Columns
+
 REQUEST_COLUMNS: tuple[str, ...] = (
     "request_id", "session_id", "home", "arrival_at", "admitted_at", "first_token_at",
     "finished_at", "input_tokens", "output_tokens", "tokens_generated", "reused_blocks",
@@ -38,6 +41,21 @@ ITERATION_COLUMNS: tuple[str, ...] = (
     "gpu", "iteration", "started_at", "finished_at", "batch", "prefill_time", "tokens",
 )
 
+#: numpy dtypes of the engine's round and iteration records (:class:`simulator.columns.Columns`).
+ROUND_DTYPES: tuple[str, ...] = (
+    "int64", "int16", "int16", "int32", "int32", "object", "int32", "int32", "int32",
+    *["float64"] * 14,
+)
+ITERATION_DTYPES: tuple[str, ...] = (
+    "int32", "int64", "float64", "float64", "int32", "float64", "int32",
+)
+
+
+def _table(rows, columns) -> pd.DataFrame:
+    if isinstance(rows, Columns):
+        return rows.frame()
+    return pd.DataFrame.from_records(rows, columns=list(columns))
+
 
 def requests_frame(rows: list[tuple]) -> pd.DataFrame:
     """The ``requests`` table from engine tuples (order of :data:`REQUEST_COLUMNS`)."""
@@ -45,11 +63,12 @@ def requests_frame(rows: list[tuple]) -> pd.DataFrame:
     return df.sort_values("request_id", kind="stable").reset_index(drop=True)
 
 
-def rounds_frame(rows: list[tuple], gpu_names: list[str],
+def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
                  owner_names: list[str] | None = None) -> pd.DataFrame:
-    """The ``rounds`` table; ``src``/``owner`` indices become names (categoricals). Owners may
-    also be host-DRAM nodes (``owner_names`` extends ``gpu_names``)."""
-    df = pd.DataFrame.from_records(rows, columns=list(ROUND_COLUMNS))
+    """The ``rounds`` table from tuples or :class:`Columns`; ``src``/``owner`` indices become
+    names (categoricals). Owners may also be host-DRAM nodes (``owner_names`` extends
+    ``gpu_names``)."""
+    df = _table(rows, ROUND_COLUMNS)
     names = {"src": list(gpu_names), "owner": list(owner_names or gpu_names)}
     for col in ("src", "owner"):
         codes = df[col].to_numpy(dtype=np.int64) if len(df) else np.zeros(0, np.int64)
@@ -58,9 +77,9 @@ def rounds_frame(rows: list[tuple], gpu_names: list[str],
     return df
 
 
-def iterations_frame(rows: list[tuple], gpu_names: list[str]) -> pd.DataFrame:
-    """The ``iterations`` table; ``gpu`` index becomes a name."""
-    df = pd.DataFrame.from_records(rows, columns=list(ITERATION_COLUMNS))
+def iterations_frame(rows: list[tuple] | Columns, gpu_names: list[str]) -> pd.DataFrame:
+    """The ``iterations`` table from tuples or :class:`Columns`; ``gpu`` index becomes a name."""
+    df = _table(rows, ITERATION_COLUMNS)
     codes = df["gpu"].to_numpy(dtype=np.int64) if len(df) else np.zeros(0, np.int64)
     df["gpu"] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(list(gpu_names)))
     return df

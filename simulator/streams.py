@@ -42,6 +42,15 @@ class Stream:
         self.kernels_run += 1
         return self.free_at
 
+    def issue_at(self, at: float, duration: float) -> float:
+        """Queue a kernel of ``duration`` [s] at ``at`` >= now [s] — only valid while nothing
+        else can be queued before ``at`` (the engine's chained slots); returns its end [s]."""
+        start = self.free_at if self.free_at > at else at
+        self.free_at = start + duration
+        self.busy += duration
+        self.kernels_run += 1
+        return self.free_at
+
     def run(self, duration: float) -> simpy.Event:
         """An event that fires when a kernel of ``duration`` [s] issued now has finished."""
         return self.env.timeout(self.issue(duration) - self.env.now)

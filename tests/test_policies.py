@@ -4,6 +4,7 @@ few lines with simulator.testing (as docs/policies.md shows)."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import simpy
 from hypothesis import given, settings
@@ -110,6 +111,46 @@ def test_a_policy_that_answers_nonsense_is_stopped_with_its_name():
                        block_ids=[list(range(63))], block_tokens=64)
     with pytest.raises(ValueError, match="'confused' returned 'teleport'"):
         run(sc, Confused(), trace=trace)
+
+
+def test_a_policy_that_routes_without_declaring_it_is_stopped():
+    class Sneaky(Policy):
+        name = "sneaky"
+        options = ("fetch", "local")
+
+        def choose(self, ctx, rnd):
+            return "route"
+
+    sc = small_scenario("single_node:gpus=2", scheme="hash")
+    trace = make_trace(arrival_at=[0.0], input_tokens=[4000], output_tokens=[3],
+                       block_ids=[list(range(63))], block_tokens=64)
+    with pytest.raises(ValueError, match="'sneaky' returned 'route'; it may return fetch, local"):
+        run(sc, Sneaky(), trace=trace)
+
+
+class FetchUndeclared(Policy):
+    """``fetch`` without declaring that it never routes: the engine replays every slot with
+    an event of its own instead of chaining the slots with nothing to exchange."""
+
+    name = "fetch_undeclared"
+
+    def choose(self, ctx, rnd):
+        return "fetch"
+
+
+@settings(max_examples=6)
+@given(case=small_cases())
+def test_chaining_quiet_slots_changes_no_result(case):
+    # fetch declares options = ("fetch",): its quiet slots take no event; the same choices
+    # without the declaration take one event per slot — the records agree to rounding
+    scenario, trace = case
+    a = run(scenario, "fetch", trace=trace)
+    b = run(scenario, FetchUndeclared(), trace=trace)
+    assert a.summary["events"] <= b.summary["events"]
+    pd.testing.assert_frame_equal(a.requests, b.requests, rtol=1e-9)
+    pd.testing.assert_frame_equal(a.iterations, b.iterations, rtol=1e-9)
+    cols = [c for c in a.rounds.columns if c != "option"]
+    pd.testing.assert_frame_equal(a.rounds[cols], b.rounds[cols], rtol=1e-9)
 
 
 # -- a user's own policy, property-tested in a few lines (docs/policies.md) -----------------

@@ -21,6 +21,10 @@ Class attributes a policy may set:
 - ``name`` — its registry name;
 - ``colocated = True`` — the engine treats every block as already home (the no-network bound);
 - ``needs_live_rates = True`` — informational: the policy reads ``ctx.fabric.fair_share``;
+- ``options`` — the options ``choose`` may return (default: all of :data:`OPTIONS`). A policy
+  that never routes declares so (``options = ("fetch",)``): no other GPU's kernel can then land
+  on a home GPU's stream, and the engine computes runs of layers with nothing to exchange
+  without an event each. Returning an undeclared option is an error;
 - ``loop = "<name>"`` — the policy replaces the whole decode loop (``disaggregated``,
   ``homogeneous``: see :mod:`simulator.disaggregation`); ``choose`` is then never called.
 
@@ -30,13 +34,12 @@ A user's own policy is a subclass with a ``choose`` method, added with :func:`re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 OPTIONS: tuple[str, ...] = ("route", "fetch", "local")
 
 
-@dataclass(frozen=True)
-class Round:
+class Round(NamedTuple):
     """One exchange a policy decides on.
 
     Attributes:
@@ -82,6 +85,7 @@ class Policy:
     colocated: ClassVar[bool] = False
     needs_live_rates: ClassVar[bool] = False
     loop: ClassVar[str | None] = None
+    options: ClassVar[tuple[str, ...]] = OPTIONS
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
         """The option for this round: one of :data:`OPTIONS`."""

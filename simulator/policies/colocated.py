@@ -13,6 +13,7 @@ class Colocated(Policy):
     """Never leaves home (``choose`` is not consulted; kept for the interface)."""
 
     name = "colocated"
+    options = ("local",)
     colocated = True
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
