@@ -168,6 +168,7 @@ class _Run(Admission, StepData):
         bounds = np.linspace(0, L, self.S + 1).round().astype(int)
         self.slot_layers = np.diff(bounds)  # real layers each simulated slot stands for
         self.slot_first = bounds[:-1]
+        self.slot_layers_list = self.slot_layers.tolist()
         # KV capacity
         self.block_bytes = self.bt * self.arch.kv_bytes_per_token * L
         weights = (pl.weights_per_gpu if pl.weights_per_gpu is not None
@@ -228,6 +229,7 @@ class _Run(Admission, StepData):
                                       strict=True)))
         self._cf_cache: dict[tuple, object] = {}
         self._attn_cache: dict[tuple, float] = {}
+        self._payload_cache: dict[int, tuple[float, float]] = {}
 
     # -- the per-GPU loop --------------------------------------------------------------------
 
@@ -292,7 +294,7 @@ class _Run(Admission, StepData):
         q_local = local.any(axis=2).sum(axis=0).tolist()
         at = env.now  # when the next slot starts (ahead of now across chained slots)
         for s, slot_groups in enumerate(groups):
-            layers = int(self.slot_layers[s])
+            layers = self.slot_layers_list[s]
             if not slot_groups and self.chain_slots:
                 # nothing to exchange, and no other GPU's kernel can queue on this stream:
                 # the slot's end is known, so no event (the same floats as Stream.after)
@@ -319,6 +321,13 @@ class _Run(Admission, StepData):
             at = env.now
         if at > env.now:
             yield env.timeout(at - env.now)
+
+    def route_payload(self, batch: int) -> tuple[float, float]:
+        """(query bytes, return bytes) of a routed round of ``batch`` queries [B] (memoized)."""
+        p = self._payload_cache.get(batch)
+        if p is None:
+            p = self._payload_cache[batch] = self.cm.route_payload(batch)
+        return p
 
     def _attention(self, name: str, n_blocks: int, batch: int) -> float:
         key = (name, n_blocks, batch)

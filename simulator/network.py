@@ -46,6 +46,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from numbers import Real
+from typing import NamedTuple
 
 import networkx as nx
 import pandas as pd
@@ -63,9 +64,9 @@ REL_TOL = 1e-12
 _INF = float("inf")
 
 
-@dataclass(frozen=True, slots=True)
-class TransferRecord:
-    """The value of a transfer's event. Times are absolute simulation times [s].
+class TransferRecord(NamedTuple):
+    """The value of a transfer's event (an immutable named tuple: cheap to make, one per
+    message). Times are absolute simulation times [s].
 
     Attributes:
         src, dst: endpoint node names.

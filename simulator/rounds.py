@@ -56,7 +56,7 @@ class RoundReplay:
         self.t0 = env.now
         src = run.names[self.g]
         if self.option == "route":
-            q, r = run.cm.route_payload(self.batch)
+            q, r = run.route_payload(self.batch)
             self.nbytes = q + r
             self.ret_bytes = r
             run.fabric.transfer(src, self.owner, q, self._route_sent)
