@@ -26,15 +26,20 @@ With ``layer_groups = G`` only G representative layers are simulated per token; 
 Every round is recorded with its simulated phases and the closed form's phases for the same
 inputs. Every request is accounted for: completed, or not, with a reason.
 
-Speed. SimPy events exist per (iteration, layer, owner): a round is a chain of callbacks (no
-process; messages call back without an event of their own, :mod:`simulator.rounds`), a GPU's
-compute stream is a closed-form FIFO (:class:`~simulator.streams.Stream`: one timeout per
-kernel, the same schedule as :meth:`simulator.gpu.GPU.run`, which ``exact_streams=True`` uses
-to cross-check), the last round of a layer schedules the layer's end directly (one event per
-layer), selections are sampled 16 decode steps at a time and block locations looked up for all
-layers of a step at once (:mod:`simulator.locate`), and closed-form phases are memoized per round
-shape. Requests' bookkeeping lives in :mod:`simulator.admission`, the result in
-:mod:`simulator.results`.
+Speed. SimPy events exist per message and per layer, not per kernel. A round is a chain of
+callbacks (no process, :mod:`simulator.rounds`); a GPU's compute stream is a closed-form FIFO
+(:class:`~simulator.streams.Stream`: a kernel's end is known when it is queued — the same
+schedule as :meth:`simulator.gpu.GPU.run`, which ``exact_streams=True`` uses to cross-check), so
+a route round's owner kernel and merge need no event: the answer is sent with the kernel's end as
+its ``delay_time`` and the round ends at the merge's known end. A message alone on idle links
+(nearly all of them) is a *lone flow* of the Fabric (:mod:`simulator.lone`): one event, no
+filling. The last round of a layer schedules the layer's end directly (one event per layer);
+under a policy that never routes (``options`` without ``"route"``), the layers of a step with
+nothing to exchange are chained without events. Selections are sampled 16 decode steps at a
+time and block locations looked up for all layers of a step at once (:mod:`simulator.locate`);
+closed-form phases are memoized per round shape; round and iteration records are packed into
+typed columns as the run goes (:mod:`simulator.columns`). Requests' bookkeeping lives in
+:mod:`simulator.admission`, the result in :mod:`simulator.results`.
 """
 
 from __future__ import annotations

@@ -43,10 +43,8 @@ timeline) lives in :mod:`simulator.linkstats`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
 from numbers import Real
-from typing import NamedTuple
 
 import networkx as nx
 import pandas as pd
@@ -54,6 +52,7 @@ import simpy
 
 from simulator import hardware
 from simulator.errors import UserError
+from simulator.flows import Flow, FlowClass, FlowState, Route, TransferRecord
 from simulator.linkstats import LinkStats
 from simulator.lone import LoneFlows
 from simulator.maxmin import MaxMin
@@ -62,81 +61,6 @@ from simulator.paths import PathCache, PathInfo
 #: Completions within this relative distance of the timer's time finish together [1].
 REL_TOL = 1e-12
 _INF = float("inf")
-
-
-class TransferRecord(NamedTuple):
-    """The value of a transfer's event (an immutable named tuple: cheap to make, one per
-    message). Times are absolute simulation times [s].
-
-    Attributes:
-        src, dst: endpoint node names.
-        nbytes: message size [B].
-        issued_at: when ``transfer`` was called.
-        started_at: when bytes began to flow (after stack overhead + path latency).
-        finished_at: when the last byte arrived.
-        flow_id: the Fabric's counter for this transfer (ties are broken by it).
-    """
-
-    src: str
-    dst: str
-    nbytes: float
-    issued_at: float
-    started_at: float
-    finished_at: float
-    flow_id: int = -1
-
-    @property
-    def duration_time(self) -> float:
-        """``finished_at − issued_at`` [s]."""
-        return self.finished_at - self.issued_at
-
-
-@dataclass(frozen=True, slots=True)
-class FlowState:
-    """One active (bandwidth-sharing) flow at the moment of :meth:`Fabric.flows`."""
-
-    flow_id: int
-    src: str
-    dst: str
-    rate: float  # [B/s]
-    remaining_bytes: float  # [B]
-    edges: tuple[tuple[str, str], ...]
-
-
-class _Route:
-    __slots__ = ("info", "links", "delay_time", "cap", "bneck", "sid")
-
-    def __init__(self, info: PathInfo, links: tuple[int, ...], delay_time: float, cap: float,
-                 bneck: float, sid: int):
-        self.info, self.links, self.delay_time, self.cap = info, links, delay_time, cap
-        self.bneck, self.sid = bneck, sid  # sid: its id in the link accounting
-
-
-class _Flow:
-    __slots__ = ("fid", "src", "dst", "nbytes", "issued_at", "started_at", "done", "route",
-                 "lone", "rate")
-
-    def __init__(self, fid, src, dst, nbytes, issued_at, started_at, done, route):
-        self.fid, self.src, self.dst, self.nbytes = fid, src, dst, nbytes
-        self.issued_at, self.started_at, self.done, self.route = issued_at, started_at, done, route
-        self.lone = False  # reserved alone on idle links (see :mod:`simulator.lone`)
-        self.rate = 0.0  # its rate while lone [B/s]
-
-
-class _Class:
-    """Active flows of one (src, dst): same links, same cap, hence the same max-min rate."""
-
-    __slots__ = ("cid", "key", "links", "cap", "bneck", "n", "rate", "new_rate", "s_ref",
-                 "t_ref", "heap", "gen", "dirty", "stamp", "t_next")
-
-    def __init__(self, cid: int, key: tuple[str, str], route: _Route, now: float):
-        self.cid, self.key, self.links, self.cap = cid, key, route.links, route.cap
-        self.bneck = route.bneck  # the least line rate on its links [B/s]
-        self.n, self.rate, self.new_rate = 0, 0.0, 0.0
-        self.s_ref, self.t_ref = 0.0, now
-        self.heap: list = []  # (target S [B], flow id, _Flow)
-        self.gen, self.dirty, self.stamp = 0, True, 0
-        self.t_next = _INF  # predicted finish of the member with the least target [s]
 
 
 class Fabric(LoneFlows):
@@ -173,13 +97,13 @@ class Fabric(LoneFlows):
         n = len(self._edges)
         kinds = [graph.edges[e].get("kind", "") for e in self._edges]
         self._stats = LinkStats(self._edges, kinds, self._cap)
-        self._link_classes: list[dict[int, _Class]] = [{} for _ in range(n)]
-        self._lone: list[_Flow | None] = [None] * n  # the lone flow reserving each link
+        self._link_classes: list[dict[int, FlowClass]] = [{} for _ in range(n)]
+        self._lone: list[Flow | None] = [None] * n  # the lone flow reserving each link
         self._maxmin = MaxMin(self._cap, self._link_classes)
         self._res = self._maxmin.res  # residual capacity per link after a filling [B/s]
-        self._routes: dict[tuple[str, str], _Route] = {}
-        self._classes: dict[tuple[str, str], _Class] = {}
-        self._heap: list = []  # (predicted finish [s], class id, gen, _Class)
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._classes: dict[tuple[str, str], FlowClass] = {}
+        self._heap: list = []  # (predicted finish [s], class id, gen, FlowClass)
         self._heap_ok = True  # False while one component holds every class (no heap kept)
         self._first_at = _INF  # earliest predicted finish when the heap is not kept [s]
         self._timer_at = _INF
@@ -210,7 +134,7 @@ class Fabric(LoneFlows):
         t = self.stack.overhead_time(info.inter_node) + info.latency_time
         return t + float(nbytes) / (eff * info.bottleneck_bandwidth) if nbytes else t
 
-    def _route(self, src: str, dst: str) -> _Route:
+    def _route(self, src: str, dst: str) -> Route:
         r = self._routes.get((src, dst))
         if r is None:
             info = self.paths(src, dst)
@@ -218,7 +142,7 @@ class Fabric(LoneFlows):
             cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF
             delay = self.stack.overhead_time(info.inter_node) + info.latency_time
             links = tuple(self._index[e] for e in info.edges)
-            r = _Route(info, links, delay, cap, min(self._cap[i] for i in links),
+            r = Route(info, links, delay, cap, min(self._cap[i] for i in links),
                        self._stats.route(links))
             self._routes[(src, dst)] = r
         return r
@@ -271,7 +195,7 @@ class Fabric(LoneFlows):
         if ret is None and nbytes == 0.0 and wait <= 0.0:
             done = env.event()  # it would complete at once: never inside the caller
             done.callbacks.append(lambda e: then(e.value))
-        flow = _Flow(fid, src, dst, nbytes, issued, now + wait if wait > 0.0 else now, done,
+        flow = Flow(fid, src, dst, nbytes, issued, now + wait if wait > 0.0 else now, done,
                      route)
         if nbytes > 0.0 and self._idle(route.links):
             self._reserve(flow, now)  # alone on idle links: one event, no filling
@@ -289,7 +213,7 @@ class Fabric(LoneFlows):
         else:
             done(rec)
 
-    def _start(self, flow: _Flow) -> None:
+    def _start(self, flow: Flow) -> None:
         now = self.env.now
         if flow.nbytes == 0.0:
             self._deliver(flow.done, TransferRecord(flow.src, flow.dst, 0.0, flow.issued_at,
@@ -299,7 +223,7 @@ class Fabric(LoneFlows):
         self._join(flow, flow.nbytes, now)
         self._reallocate(flow.route.links)
 
-    def _join(self, flow: _Flow, nbytes: float, now: float) -> None:
+    def _join(self, flow: Flow, nbytes: float, now: float) -> None:
         """Add ``flow`` with ``nbytes`` [B] left to its class (the caller re-fills)."""
         key = (flow.src, flow.dst)
         c = self._classes.get(key)
@@ -310,15 +234,15 @@ class Fabric(LoneFlows):
         c.n += 1
         c.dirty = True
 
-    def _new_class(self, key: tuple[str, str], route: _Route, now: float) -> _Class:
-        c = _Class(self._next_cid, key, route, now)
+    def _new_class(self, key: tuple[str, str], route: Route, now: float) -> FlowClass:
+        c = FlowClass(self._next_cid, key, route, now)
         self._next_cid += 1
         self._classes[key] = c
         for link in c.links:
             self._link_classes[link][c.cid] = c
         return c
 
-    def _drop_class(self, c: _Class) -> None:
+    def _drop_class(self, c: FlowClass) -> None:
         del self._classes[c.key]
         for link in c.links:
             del self._link_classes[link][c.cid]
@@ -401,8 +325,8 @@ class Fabric(LoneFlows):
         self._timer_at = _INF
         now = self.env._now
         heap = self._heap if self._heap_ok else []
-        finished: list[_Flow] = []
-        touched: list[_Class] = []
+        finished: list[Flow] = []
+        touched: list[FlowClass] = []
         if not self._heap_ok:
             near = now * (1.0 + 1e-9)
             for c in self._classes.values():
@@ -450,7 +374,7 @@ class Fabric(LoneFlows):
         for f in finished:
             self._complete(f, now)
 
-    def _complete(self, f: _Flow, now: float) -> None:
+    def _complete(self, f: Flow, now: float) -> None:
         rec = TransferRecord(f.src, f.dst, f.nbytes, f.issued_at, f.started_at, now, f.fid)
         self._deliver(f.done, rec, f.nbytes)
 
@@ -467,7 +391,7 @@ class Fabric(LoneFlows):
         c = self._classes.get((src, dst))
         temp = c is None
         if temp:
-            c = _Class(-1, (src, dst), route, self.env.now)
+            c = FlowClass(-1, (src, dst), route, self.env.now)
             for link in c.links:
                 self._link_classes[link][-1] = c
         c.n += 1
