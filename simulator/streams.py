@@ -23,7 +23,7 @@ class Stream:
     instead of a request, a process and a release (the same times as :meth:`GPU.run`).
     """
 
-    __slots__ = ("env", "free_at", "busy", "kernels_run")
+    __slots__ = ("env", "free_at", "busy", "kernels_run", "gaps")
     #: :meth:`issue` returns the kernel's end (callers may act on it without an event).
     predicts = True
 
@@ -32,6 +32,7 @@ class Stream:
         self.free_at = 0.0
         self.busy = 0.0
         self.kernels_run = 0
+        self.gaps: list[tuple[float, float]] = []  # idle spans queued ahead by issue_at [s]
 
     def issue(self, duration: float) -> float:
         """Queue a kernel of ``duration`` [s] now; returns when it will finish [s]."""
@@ -45,6 +46,12 @@ class Stream:
     def issue_at(self, at: float, duration: float) -> float:
         """Queue a kernel of ``duration`` [s] at ``at`` >= now [s] — only valid while nothing
         else can be queued before ``at`` (the engine's chained slots); returns its end [s]."""
+        now = self.env.now
+        if at > self.free_at and at > now:  # the stream idles until then
+            gaps = self.gaps
+            if gaps and gaps[0][1] <= now:
+                gaps[:] = [x for x in gaps if x[1] > now]
+            gaps.append((max(self.free_at, now), at))
         start = self.free_at if self.free_at > at else at
         self.free_at = start + duration
         self.busy += duration
@@ -75,7 +82,11 @@ class Stream:
     @property
     def busy_time(self) -> float:
         """Kernel time run so far [s] (a kernel still running counts up to now)."""
-        return self.busy - max(0.0, self.free_at - self.env.now)
+        now = self.env.now
+        ahead = self.free_at - now  # queued time not yet run, less the idle spans in it
+        if ahead <= 0.0:
+            return self.busy
+        return self.busy - ahead + sum(max(0.0, b - max(a, now)) for a, b in self.gaps)
 
 
 class GPUStream:

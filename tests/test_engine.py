@@ -220,6 +220,28 @@ def test_a_stream_serializes_kernels_and_a_pending_layer_end_fires_like_a_timeou
     assert st.busy_time == 6.0 and st.kernels_run == 4
 
 
+def test_kernels_queued_ahead_count_as_busy_only_once_they_run():
+    # a chained step: a 2 s kernel now, then idle until 5 s, then a 1 s kernel (issue_at)
+    import simpy
+
+    from simulator.streams import Stream
+
+    env = simpy.Environment()
+    st = Stream(env)
+    assert st.issue_at(0.0, 2.0) == 2.0 and st.issue_at(5.0, 1.0) == 6.0
+    seen = {}
+
+    def probe():
+        for t in (1.0, 3.0, 5.5, 7.0):
+            yield env.timeout(t - env.now)
+            seen[t] = st.busy_time
+
+    env.process(probe())
+    env.run()
+    assert seen == {1.0: 1.0, 3.0: 2.0, 5.5: 2.5, 7.0: 3.0}
+    assert st.kernels_run == 2
+
+
 # -- oracles -----------------------------------------------------------------------------------
 
 
