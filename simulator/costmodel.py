@@ -187,6 +187,7 @@ class CostModel:
         self.message_fixed_time_override = message_fixed_time
         self._paths = PathCache(topology, ecmp=ecmp)
         self._specs: dict[str, GPUSpec] = {}
+        self._decisions: dict[tuple, str] = {}  # decide() memo: a model's answers never change
 
     def replace(self, **changes) -> CostModel:
         """A copy with some constructor arguments changed (e.g. ``bandwidth=…``)."""
@@ -379,8 +380,13 @@ class CostModel:
     def decide(self, src: str, dst: str, blocks: float, batch: float = 1,
                heads: int | None = None, reuse: float = 1.0,
                options: tuple[str, ...] = OPTIONS) -> str:
-        """The cheapest option: ``"route"``, ``"fetch"`` or ``"local"``."""
-        return self.compare(src, dst, blocks, batch, heads, reuse, options).decision
+        """The cheapest option: ``"route"``, ``"fetch"`` or ``"local"`` (memoized)."""
+        key = (src, dst, blocks, batch, heads, reuse, options)
+        got = self._decisions.get(key)
+        if got is None:
+            got = self._decisions[key] = self.compare(src, dst, blocks, batch, heads, reuse,
+                                                      options).decision
+        return got
 
     def per_token(self, phases: Phases) -> Phases:
         """A one-layer round's phases across all layers, as a decode step pays them [s]."""
