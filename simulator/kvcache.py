@@ -339,13 +339,18 @@ class BlockDirectory:
         """Keep layer slot ``slot`` of blocks ``idx`` on ``gpu`` (fetched or recomputed), evicting
         LRU copies to make room; returns the number of new block copies made."""
         idx = np.unique(np.asarray(idx, np.int64))
-        held = (self.holders(idx) == gpu).any(axis=1) & (self.tier[idx] == HBM)
-        idx = idx[~held]  # a GPU needs no copy of a block it holds itself
+        if self.k == 1:  # one holder per block: its base
+            held = (self.base[idx] == gpu) & (self.tier[idx] == HBM)
+        else:
+            held = (self.holders(idx) == gpu).any(axis=1) & (self.tier[idx] == HBM)
+        if held.any():
+            idx = idx[~held]  # a GPU needs no copy of a block it holds itself
         if len(idx) == 0:
             return 0
         w, b = divmod(slot, 64)
         bit = np.uint64(1) << np.uint64(b)
-        new_block = ~self.copy_bits[gpu, idx].any(axis=1)
+        bits = self.copy_bits[gpu, idx]
+        new_block = ~(bits[:, 0] != 0) if bits.shape[1] == 1 else ~bits.any(axis=1)
         self.copy_used_at[gpu, idx] = now
         n_new = int(new_block.sum())
         fit = n_new
