@@ -7,7 +7,8 @@ events/s to raw SimPy's — a process yielding ``env.timeout`` in a loop, measur
 (the targets: engine ≥ 40 % of raw SimPy; the whole trace ≤ 10 min per policy with every layer
 simulated, ≤ 60 s with ``layer_groups = 8``). Cost should grow about linearly in requests;
 ``whole s`` extrapolates a prefix's wall time to the whole trace by output tokens (decode steps
-dominate the cost).
+dominate the cost); ``peak GB`` is the process's peak resident memory so far. docs/performance.md
+keeps the figures measured so far and where the time goes.
 
     .venv/bin/python benchmarks/bench_engine.py                          # full (hours on 1 core)
     .venv/bin/python benchmarks/bench_engine.py --requests 200,400 --layer-groups 8
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -72,6 +74,8 @@ def one(args: tuple[str, int, int, int]) -> dict:
         "sim_time": s["sim_time"], "completed": s["completed"], "rounds": s["rounds"],
         "tbt_p50": s["tbt_p50"], "ttft_p50": s["ttft_p50"],
         "whole_trace_wall_time_est": wall / share,  # linear in output tokens
+        # the process's peak resident memory so far (runs in one process: the largest yet)
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     }
 
 
@@ -90,7 +94,7 @@ def main() -> None:
             for p in a.policies.split(",")]
     print(f"raw SimPy (this process): {raw_simpy_rate():,.0f} events/s")
     hdr = (f"{'policy':<9}{'requests':>9}{'groups':>7}{'wall s':>9}{'events':>11}"
-           f"{'events/s':>10}{'raw %':>7}{'tokens/s':>10}{'sim s':>9}{'whole s':>9}")
+           f"{'events/s':>10}{'raw %':>7}{'tokens/s':>10}{'sim s':>9}{'whole s':>9}{'peak GB':>9}")
     print(hdr)
     out = []
     if a.jobs > 1:
@@ -103,7 +107,8 @@ def main() -> None:
         print(f"{r['policy']:<9}{r['requests']:>9}{r['layer_groups']:>7}{r['wall_time']:>9.1f}"
               f"{r['events']:>11,}{r['events_per_s']:>10,.0f}{100 * r['ratio_to_raw']:>7.1f}"
               f"{r['tokens_per_wall_s']:>10,.0f}{r['sim_time']:>9.1f}"
-              f"{r['whole_trace_wall_time_est']:>9.0f}", flush=True)
+              f"{r['whole_trace_wall_time_est']:>9.0f}{r['peak_rss_bytes'] / 1e9:>9.2f}",
+              flush=True)
     if a.json_path:
         Path(a.json_path).write_text(json.dumps(out, indent=2) + "\n")
 
