@@ -303,10 +303,9 @@ class _Run(Admission, StepData):
             if not slot_groups and self.chain_slots:
                 # nothing to exchange, and no other GPU's kernel can queue on this stream:
                 # the slot's end is known, so no event (the same floats as Stream.after)
-                if n_local[s]:
-                    stream.issue_at(at, self._attention(name, n_local[s], q_local[s]))
-                end = stream.issue_at(at, na_layer)
-                at = end + (end - at) * (layers - 1)
+                at = stream.quiet_layer(
+                    at, self._attention(name, n_local[s], q_local[s]) if n_local[s] else 0.0,
+                    na_layer, layers)
                 continue
             if at > env.now:
                 yield env.timeout(at - env.now)

@@ -32,7 +32,7 @@ class Stream:
         self.free_at = 0.0
         self.busy = 0.0
         self.kernels_run = 0
-        self.gaps: list[tuple[float, float]] = []  # idle spans queued ahead by issue_at [s]
+        self.gaps: list[tuple[float, float]] = []  # idle spans queued ahead by quiet_layer [s]
 
     def issue(self, duration: float) -> float:
         """Queue a kernel of ``duration`` [s] now; returns when it will finish [s]."""
@@ -43,20 +43,28 @@ class Stream:
         self.kernels_run += 1
         return self.free_at
 
-    def issue_at(self, at: float, duration: float) -> float:
-        """Queue a kernel of ``duration`` [s] at ``at`` >= now [s] — only valid while nothing
-        else can be queued before ``at`` (the engine's chained slots); returns its end [s]."""
+    def quiet_layer(self, at: float, attention: float, rest: float, factor: int) -> float:
+        """A layer with nothing to exchange, started at ``at`` >= now [s]: the home's attention
+        (``attention`` [s]; 0 = no kernel), then projections + FFN (``rest`` [s]), then
+        ``factor − 1`` more layers' worth of the same time (folding), as
+        ``issue``/``after`` would do at ``at``. Only valid while nothing else can be queued
+        before ``at`` (the engine's chained layers). Returns when the next layer starts [s]."""
         now = self.env.now
-        if at > self.free_at and at > now:  # the stream idles until then
+        free = self.free_at
+        if at > free and at > now:  # the stream idles until then
             gaps = self.gaps
             if gaps and gaps[0][1] <= now:
                 gaps[:] = [x for x in gaps if x[1] > now]
-            gaps.append((max(self.free_at, now), at))
-        start = self.free_at if self.free_at > at else at
-        self.free_at = start + duration
-        self.busy += duration
-        self.kernels_run += 1
-        return self.free_at
+            gaps.append((free if free > now else now, at))
+        start = free if free > at else at
+        if attention:
+            start += attention
+            self.kernels_run += 2
+        else:
+            self.kernels_run += 1
+        end = self.free_at = start + rest
+        self.busy += attention + rest
+        return end + (end - at) * (factor - 1)
 
     def run(self, duration: float) -> simpy.Event:
         """An event that fires when a kernel of ``duration`` [s] issued now has finished."""

@@ -221,14 +221,15 @@ def test_a_stream_serializes_kernels_and_a_pending_layer_end_fires_like_a_timeou
 
 
 def test_kernels_queued_ahead_count_as_busy_only_once_they_run():
-    # a chained step: a 2 s kernel now, then idle until 5 s, then a 1 s kernel (issue_at)
+    # a chained step: layer 1 = 1.5 s attention + 0.5 s rest now; the stream idles until 5 s;
+    # layer 2 = no attention, 1 s rest (quiet_layer); factor 1: no folded layers
     import simpy
 
     from simulator.streams import Stream
 
     env = simpy.Environment()
     st = Stream(env)
-    assert st.issue_at(0.0, 2.0) == 2.0 and st.issue_at(5.0, 1.0) == 6.0
+    assert st.quiet_layer(0.0, 1.5, 0.5, 1) == 2.0 and st.quiet_layer(5.0, 0.0, 1.0, 1) == 6.0
     seen = {}
 
     def probe():
@@ -239,7 +240,9 @@ def test_kernels_queued_ahead_count_as_busy_only_once_they_run():
     env.process(probe())
     env.run()
     assert seen == {1.0: 1.0, 3.0: 2.0, 5.5: 2.5, 7.0: 3.0}
-    assert st.kernels_run == 2
+    assert st.kernels_run == 3
+    # folding: a layer of 0.25 s standing for 4 layers starts the next one 1 s later
+    assert st.quiet_layer(10.0, 0.125, 0.125, 4) == 11.0
 
 
 # -- oracles -----------------------------------------------------------------------------------
