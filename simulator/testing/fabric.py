@@ -215,12 +215,15 @@ class NaiveFabric:
 
 @dataclass(frozen=True)
 class FlowSpec:
-    """A transfer to issue: at ``issued_at`` [s], ``nbytes`` [B] from ``src`` to ``dst``."""
+    """A transfer to issue: at ``issued_at`` [s], ``nbytes`` [B] from ``src`` to ``dst``.
+    With ``ahead_time`` > 0 [s], ``transfer`` is called that much earlier with
+    ``delay_time=ahead_time`` (the Fabric only; the naive oracle has no delayed sends)."""
 
     issued_at: float
     src: str
     dst: str
     nbytes: float
+    ahead_time: float = 0.0
 
 
 def run_flows(fabric, flows: Sequence[FlowSpec], probe_at: Sequence[float] = (),
@@ -239,11 +242,15 @@ def run_flows(fabric, flows: Sequence[FlowSpec], probe_at: Sequence[float] = (),
         return cb
 
     def issue():
-        for i in sorted(range(len(flows)), key=lambda i: (flows[i].issued_at, i)):
+        calls = sorted(range(len(flows)),
+                       key=lambda i: (flows[i].issued_at - flows[i].ahead_time, i))
+        for i in calls:
             f = flows[i]
-            if f.issued_at > env.now:
-                yield env.timeout(f.issued_at - env.now)
-            fabric.transfer(f.src, f.dst, f.nbytes).callbacks.append(keep(i))
+            at = f.issued_at - f.ahead_time
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            kw = {"delay_time": f.ahead_time} if f.ahead_time > 0 else {}
+            fabric.transfer(f.src, f.dst, f.nbytes, **kw).callbacks.append(keep(i))
 
     def probing():
         for t in sorted(probe_at):
