@@ -235,6 +235,7 @@ class _Run(Admission, StepData):
         self._cf_cache: dict[tuple, object] = {}
         self._attn_cache: dict[tuple, float] = {}
         self._payload_cache: dict[int, tuple[float, float]] = {}
+        self._na_cache: dict[tuple[int, int], float] = {}
 
     # -- the per-GPU loop --------------------------------------------------------------------
 
@@ -286,8 +287,10 @@ class _Run(Admission, StepData):
         B = len(reqs)
         dense, valid = self._select(g, reqs)
         self.dir.touch(g, dense[valid], env.now)
-        na_layer = self.kernels.non_attention_time(self.gpus[g].spec, self.arch, B,
-                                                   gpus=self.G) / self.arch.layers
+        na_layer = self._na_cache.get((g, B))
+        if na_layer is None:  # one layer's projections + FFN for a batch of B [s]
+            na_layer = self._na_cache[(g, B)] = self.kernels.non_attention_time(
+                self.gpus[g].spec, self.arch, B, gpus=self.G) / self.arch.layers
         # where every selected block is, for all slots at once (copies made by this step's
         # rounds are for the slot that made them, so they cannot change another slot's answer)
         if self.policy.colocated:
