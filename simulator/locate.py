@@ -34,6 +34,9 @@ class StepData:
         if stale:
             self._sample(g, stale)
         rows = [self.sel_cache[r][0][int(self.gen[r]) - 1 - self.sel_cache[r][1]] for r in reqs]
+        if len(rows) == 1 and self.replay is None:  # the common case: a batch of one
+            valid = rows[0][None] >= 0
+            return np.where(valid, rows[0][None], 0), valid
         width = max(x.shape[1] for x in rows)
         dense = np.full((len(reqs), self.S, width), -1, np.int64)
         for i, x in enumerate(rows):
@@ -85,6 +88,15 @@ class StepData:
                 v2[i, s, : len(x)] = True
         return d2, v2
 
+    def _slot_bits(self, S: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each slot's word and bit in the directory's copy bitmaps, shaped ``(1, S, 1)``."""
+        got = getattr(self, "_slot_bits_cache", None)
+        if got is None or got[0].shape[1] != S:
+            slots = np.arange(S)
+            got = self._slot_bits_cache = ((slots // 64)[None, :, None],
+                                           (slots % 64).astype(np.uint64)[None, :, None])
+        return got
+
     def _locate(self, g: int, dense: np.ndarray, valid: np.ndarray):
         """Local mask ``(B, S, W)`` and, per slot, the groups of non-local blocks: one
         ``(key, batch, members)`` per holder GPU / host / recompute, keys ascending."""
@@ -93,9 +105,8 @@ class StepData:
         G = self.G
         holder = d.nearest(dense.ravel(), g).reshape(dense.shape)
         tier = d.tier[dense]
-        slots = np.arange(S)
-        words = d.copy_bits[g][dense, (slots // 64)[None, :, None]]
-        copy = ((words >> (slots % 64).astype(np.uint64)[None, :, None]) & np.uint64(1)) > 0
+        word, shift = self._slot_bits(S)
+        copy = ((d.copy_bits[g][dense, word] >> shift) & np.uint64(1)) > 0
         local = valid & (((holder == g) & (tier == kvcache.HBM)) | copy)
         remote = valid & ~local
         groups: list[list] = [[] for _ in range(S)]
@@ -108,14 +119,22 @@ class StepData:
         key = np.where(t == kvcache.HBM, h,
                        np.where(t == kvcache.HOST, G + self.machine_arr[np.maximum(h, 0)], 2 * G))
         sk = si * (3 * G) + key
-        order = np.lexsort((qi, sk))
-        sk, qi, idx = sk[order], qi[order], idx[order]
-        cut = np.flatnonzero(np.diff(sk)) + 1
-        starts = np.concatenate(([0], cut)).tolist()
-        ends = np.concatenate((cut, [len(sk)])).tolist()
-        new_q = np.ones(len(qi), bool)
-        new_q[1:] = (qi[1:] != qi[:-1]) | (sk[1:] != sk[:-1])
-        nq = np.add.reduceat(new_q, starts).tolist()
+        if B == 1:  # one query: every group has one, and the order is by key alone
+            order = np.argsort(sk, kind="stable")
+            sk, idx = sk[order], idx[order]
+            cut = np.flatnonzero(np.diff(sk)) + 1
+            starts = [0, *cut.tolist()]
+            ends = [*starts[1:], len(sk)]
+            nq = [1] * len(starts)
+        else:
+            order = np.lexsort((qi, sk))
+            sk, qi, idx = sk[order], qi[order], idx[order]
+            cut = np.flatnonzero(np.diff(sk)) + 1
+            starts = np.concatenate(([0], cut)).tolist()
+            ends = np.concatenate((cut, [len(sk)])).tolist()
+            new_q = np.ones(len(qi), bool)
+            new_q[1:] = (qi[1:] != qi[:-1]) | (sk[1:] != sk[:-1])
+            nq = np.add.reduceat(new_q, starts).tolist()
         for a, b, n_q in zip(starts, ends, nq, strict=True):
             slot, k = divmod(int(sk[a]), 3 * G)
             groups[slot].append((k, n_q, idx[a:b]))
