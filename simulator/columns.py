@@ -47,10 +47,18 @@ class Columns:
             self.pack()
 
     def frame(self) -> pd.DataFrame:
-        """All rows as a DataFrame (columns in ``spec`` order and dtypes)."""
+        """All rows as a DataFrame (columns in ``spec`` order and dtypes). The chunks are merged
+        into one, column by column, and the DataFrame shares its arrays (no second copy of a
+        long run's records)."""
         self.pack()
         if not self.chunks:
             return pd.DataFrame({n: np.zeros(0, d) for n, d in zip(self.names, self.dtypes,
                                                                     strict=True)})
-        return pd.DataFrame({n: np.concatenate([c[i] for c in self.chunks])
-                             for i, n in enumerate(self.names)})
+        if len(self.chunks) > 1:
+            merged = []
+            for i in range(len(self.names)):
+                merged.append(np.concatenate([c[i] for c in self.chunks]))
+                for c in self.chunks:
+                    c[i] = None  # free each column's pieces once merged
+            self.chunks = [merged]
+        return pd.DataFrame(dict(zip(self.names, self.chunks[0], strict=True)), copy=False)
