@@ -140,7 +140,7 @@ class RoundReplay:
         cf = self.cf
         sim = end - self.t0
         run.rounds.append((
-            self.iteration, self.s, int(run.slot_layers[self.s]), self.g, self.code,
+            self.iteration, self.s, run.slot_layers_list[self.s], self.g, self.code,
             self.option, self.batch, self.n_blocks, self.distinct, self.nbytes, self.t0,
             self.probe, self.transfer, self.compute, self.ret, self.merge, sim,
             cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total,
