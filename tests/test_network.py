@@ -203,6 +203,26 @@ def test_a_lone_flow_is_binned_by_its_overlap_with_each_bin():
     assert frame.loc[("sw", "h2"), "busy_time"] == pytest.approx(0.01, rel=REL)
 
 
+def test_looking_at_a_lone_flow_midway_changes_nothing_but_shows_its_bytes_so_far():
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    seen = {}
+
+    def look():
+        yield env.timeout(0.005)
+        seen["bytes"] = f.links_frame().set_index(["src", "dst"]).loc[("h0", "sw"), "bytes"]
+        seen["flows"] = [(s.rate, s.remaining_bytes) for s in f.flows()]
+
+    done = f.transfer("h0", "h2", GB(1))
+    env.process(look())
+    env.run()
+    assert seen["bytes"] == pytest.approx(GB(0.5), rel=1e-12)
+    assert seen["flows"] == [(GBps(100), pytest.approx(GB(0.5), rel=1e-12))]
+    assert done.value.finished_at == pytest.approx(0.01, rel=1e-12)
+    assert f.links_frame().set_index(["src", "dst"]).loc[("h0", "sw"), "bytes"] == (
+        pytest.approx(GB(1), rel=1e-12))
+
+
 def test_a_delayed_message_that_is_overtaken_before_it_starts_shares_from_its_start():
     # A is sent at 0 to go at 1 ms (delay_time: e.g. when a kernel ends); B starts at 0.5 ms on
     # the same downlink, before A has started: B runs alone, then both share 50/50 from 1 ms
