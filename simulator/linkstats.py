@@ -11,7 +11,7 @@ Lone flows (:mod:`simulator.lone`) are kept apart, one record per flow, not per 
 id, start, end, bytes) in four ``array`` columns, where a route id names the tuple of links the
 flow crossed (:meth:`LinkStats.route`). A link never carries a lone flow and a class at once,
 so its totals and timeline are the sum of the two parts, each computed on its own: bytes per
-route summed by ``bincount`` then spread over the route's links. That is 28 bytes per message
+route summed by ``bincount`` then spread over the route's links. That is 24 bytes per message
 instead of two change points per link, which keeps long replays' link records small.
 """
 
@@ -35,13 +35,13 @@ class LinkStats:
         self.acc_at = [0.0] * n  # when each link's bytes/busy were last brought up to date [s]
         self.nbytes = [0.0] * n  # [B] up to acc_at
         self.busy = [0.0] * n  # [s] up to acc_at
-        # change points of the link loads (link, at [s], new load [B/s]), compact for long runs
-        self.tl_link, self.tl_at, self.tl_load = array("q"), array("d"), array("d")
+        # change points of the link loads (link, at [s], new load [B/s]): 20 B each, for long runs
+        self.tl_link, self.tl_at, self.tl_load = array("i"), array("d"), array("d")
         # lone flows: route id, start [s], end [s], bytes [B]
         self.routes: list[tuple[int, ...]] = []
         self._route_ids: dict[tuple[int, ...], int] = {}
         self.lo_route, self.lo_start, self.lo_end, self.lo_bytes = (
-            array("q"), array("d"), array("d"), array("d"))
+            array("i"), array("d"), array("d"), array("d"))
 
     def route(self, links: tuple[int, ...]) -> int:
         """The id of the route crossing ``links`` (registered on first use)."""
@@ -90,7 +90,7 @@ class LinkStats:
         """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
         utilization (time-weighted mean of load / bandwidth over [0, now])."""
         nr = len(self.routes)
-        rid = np.frombuffer(self.lo_route, dtype=np.int64)
+        rid = np.frombuffer(self.lo_route, dtype=np.int32)
         start, end = np.frombuffer(self.lo_start), np.frombuffer(self.lo_end)
         lone_bytes = self._lone_per_link(np.bincount(rid, np.frombuffer(self.lo_bytes), nr))
         lone_busy = self._lone_per_link(np.bincount(rid, end - start, nr))
@@ -121,8 +121,8 @@ class LinkStats:
         nl = len(self.edges)
         cum = np.zeros((nl, nbins + 1))
         if len(self.tl_link):
-            order = np.argsort(np.frombuffer(self.tl_link, dtype=np.int64), kind="stable")
-            tl_link = np.frombuffer(self.tl_link, dtype=np.int64)[order]
+            order = np.argsort(np.frombuffer(self.tl_link, dtype=np.int32), kind="stable")
+            tl_link = np.frombuffer(self.tl_link, dtype=np.int32)[order]
             tl_at = np.frombuffer(self.tl_at)[order]
             tl_load = np.frombuffer(self.tl_load)[order]
             links, starts = np.unique(tl_link, return_index=True)
@@ -150,7 +150,7 @@ class LinkStats:
         """Bytes of lone flows per link per bin (bins between ``edges_at`` [s]), each flow's
         bytes split over the bins it overlaps in proportion to the overlap."""
         nbins, nr = len(edges_at) - 1, len(self.routes)
-        rid = np.frombuffer(self.lo_route, dtype=np.int64)
+        rid = np.frombuffer(self.lo_route, dtype=np.int32).astype(np.int64)
         start, end = np.frombuffer(self.lo_start), np.frombuffer(self.lo_end)
         nbytes = np.frombuffer(self.lo_bytes)
         first = np.clip(np.searchsorted(edges_at, start, side="right") - 1, 0, nbins - 1)
