@@ -22,30 +22,38 @@ NOT_FINISHED = "not finished when the run stopped (duration limit)"
 TOO_LARGE = "its KV does not fit the home GPU's free HBM"
 
 
+def init_request_arrays(state, trace) -> None:
+    """Set a run's per-request arrays on ``state`` from ``trace`` (one row per request): ``n``,
+    the trace's ids, arrival [s] and token counts, and the times (NaN until they happen),
+    generated tokens and reasons the run fills in. Shared by the engine and the
+    disaggregated loops."""
+    n = state.n = len(trace)
+    state.rid = trace["request_id"].to_numpy(np.int64)
+    state.sid = trace["session_id"].to_numpy(np.int64)
+    state.arrival = trace["arrival_at"].to_numpy(float)
+    state.inp = trace["input_tokens"].to_numpy(np.int64)
+    state.out = trace["output_tokens"].to_numpy(np.int64)
+    state.admitted_at = np.full(n, np.nan)
+    state.first_at = np.full(n, np.nan)
+    state.finish_at = np.full(n, np.nan)
+    state.gen = np.zeros(n, np.int64)
+    state.reason = [""] * n
+
+
 class Admission:
     """Request bookkeeping of a run (a mixin: the run provides ``env``, ``sc``, ``dir``, ``G``,
     ``bt``, ``kernels``, ``gpus``, ``arch``, ``selector``, ``focus_rng`` and ``progress``)."""
 
     def _init_requests(self) -> None:
         t = self.trace
-        n = len(t)
-        self.n = n
-        self.rid = t["request_id"].to_numpy(np.int64)
-        self.sid = t["session_id"].to_numpy(np.int64)
-        self.arrival = t["arrival_at"].to_numpy(float)
-        self.inp = t["input_tokens"].to_numpy(np.int64)
-        self.out = t["output_tokens"].to_numpy(np.int64)
+        init_request_arrays(self, t)
+        n = self.n
         self.repo = t["repo_id"].to_numpy(dtype=np.int64, na_value=-1)
         self.prompt = t["block_ids"].tolist()
         self.spans = t["spans"].tolist()
         self.home = np.full(n, -1, np.int64)
-        self.admitted_at = np.full(n, np.nan)
-        self.first_at = np.full(n, np.nan)
-        self.finish_at = np.full(n, np.nan)
-        self.gen = np.zeros(n, np.int64)
         self.reused = np.zeros(n, np.int64)
         self.prefilled = np.zeros(n, np.int64)
-        self.reason = [""] * n
         self.ctx_idx: list[np.ndarray | None] = [None] * n
         self.sel_cache: list[tuple | None] = [None] * n
         self.focus: list[np.ndarray | None] = [None] * n

@@ -189,6 +189,15 @@ def kernel_model(calibration: dict, base: KernelModel | None = None) -> KernelMo
     return dataclasses.replace(base, **changes)
 
 
+def run_kernels(calibration: dict) -> KernelModel:
+    """The kernel model a run uses (engine and disaggregated loops alike): every
+    :class:`~simulator.gpu.KernelModel` field given at the top level of a scenario's calibration
+    or under its ``[kernels]`` table (the table wins); defaults for the rest."""
+    fields = {f.name for f in dataclasses.fields(KernelModel)}
+    values = {**calibration, **calibration.get("kernels", {})}
+    return KernelModel(**{k: v for k, v in values.items() if k in fields})
+
+
 def stack_spec(calibration: dict, base: StackSpec, inter_node: bool = True) -> StackSpec:
     """``base`` with the calibrated overhead and efficiency for inter- (or intra-) node paths."""
     fab = calibration.get("fabric", {})

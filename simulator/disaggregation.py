@@ -32,6 +32,8 @@ import pandas as pd
 import simpy
 
 from simulator import records
+from simulator.admission import init_request_arrays
+from simulator.calibration import run_kernels
 from simulator.disaggregation_spec import DisaggregationSpec
 from simulator.errors import UserError
 
@@ -87,33 +89,12 @@ def served_arch(scenario, arch=None):
     return arch
 
 
-def kernel_model(scenario):
-    """The scenario's :class:`~simulator.gpu.KernelModel` (calibration applied, as the engine)."""
-    from simulator.gpu import KernelModel
-
-    cal = scenario.calibration_dict()
-    fields = set(KernelModel.__dataclass_fields__)
-    return KernelModel(**{k: v for k, v in {**cal, **cal.get("kernels", {})}.items()
-                          if k in fields})
-
-
 class Requests:
     """Per-request state as numpy arrays, built from a trace; rows become ``requests``."""
 
     def __init__(self, trace: pd.DataFrame, progress: Callable[[int, int], None] | None) -> None:
-        n = len(trace)
-        self.n = n
-        self.rid = trace["request_id"].to_numpy(np.int64)
-        self.sid = trace["session_id"].to_numpy(np.int64)
-        self.arrival = trace["arrival_at"].to_numpy(float)
-        self.inp = trace["input_tokens"].to_numpy(np.int64)
-        self.out = trace["output_tokens"].to_numpy(np.int64)
-        self.home = [""] * n
-        self.admitted_at = np.full(n, np.nan)
-        self.first_at = np.full(n, np.nan)
-        self.finish_at = np.full(n, np.nan)
-        self.gen = np.zeros(n, np.int64)
-        self.reason = [""] * n
+        init_request_arrays(self, trace)
+        self.home = [""] * self.n
         self.finished = 0
         self.progress = progress
 
@@ -221,7 +202,7 @@ class PoolRun:
         self._kinds = [str(self.graph.nodes[x].get("gpu", "H100")) for x in self._names]
         self.reserve = sc.placement.reserve_fraction
         check_against(spec, arch, self._kinds, self.reserve, sc.source, baseline=self.baseline)
-        self.kernels = kernel_model(sc)
+        self.kernels = run_kernels(sc.calibration_dict())
         self.fabric = Fabric(self.env, self.graph, sc.stack)
         self.req = r = Requests(trace, progress)
         self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers

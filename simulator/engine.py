@@ -55,10 +55,11 @@ import simpy
 
 from simulator import hardware, kvcache, records
 from simulator.admission import NOT_FINISHED, TOO_LARGE, Admission
+from simulator.calibration import run_kernels
 from simulator.columns import Columns
 from simulator.costmodel import CostModel
 from simulator.errors import UserError
-from simulator.gpu import GPU, KernelModel
+from simulator.gpu import GPU
 from simulator.locate import SELECTION_STEPS, StepData
 from simulator.models import model as lookup_model
 from simulator.network import Fabric
@@ -153,10 +154,7 @@ class _Run(Admission, StepData):
         self.names: list[str] = list(topologies.gpus(self.graph))
         self.G = len(self.names)
         self.arch = lookup_model(scenario.model.name)
-        cal = scenario.calibration_dict()
-        kfields = set(KernelModel.__dataclass_fields__)
-        kargs = {k: v for k, v in {**cal, **cal.get("kernels", {})}.items() if k in kfields}
-        self.kernels = KernelModel(**kargs)
+        self.kernels = run_kernels(scenario.calibration_dict())
         pl = scenario.placement
         self.bt = pl.block_tokens
         self.cm = CostModel(self.arch, self.graph, scenario.stack, kernels=self.kernels,

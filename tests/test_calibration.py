@@ -137,3 +137,10 @@ def test_fit_recovers_latency_and_bandwidth(t0, rate, sizes):
     fit = cal.fit_line(m)
     assert fit.intercept == pytest.approx(t0, rel=1e-6, abs=1e-12)
     assert (1 / fit.slope) == pytest.approx(rate, rel=1e-6)
+
+
+def test_a_run_takes_kernel_fields_from_the_top_level_or_the_kernels_table():
+    km = cal.run_kernels({"launch_time": 5e-6, "memory_efficiency": 0.5, "fabric": {},
+                          "kernels": {"memory_efficiency": 0.8}, "note": "ignored"})
+    assert (km.launch_time, km.memory_efficiency) == (5e-6, 0.8)
+    assert cal.run_kernels({}) == KernelModel()
