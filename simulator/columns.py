@@ -3,8 +3,12 @@
 The engine appends one tuple per round and per iteration — cheap in the loop, but a tuple of 23
 boxed values costs about 700 bytes, and a whole-trace replay makes tens of millions of rounds.
 :class:`Columns` keeps the recent rows as tuples and, when asked between iterations
-(:meth:`Columns.maybe_pack`), packs them into one typed numpy array per column (about 140 bytes
-per round row); :meth:`Columns.frame` builds the DataFrame once at the end.
+(:meth:`Columns.maybe_pack`), packs them into one typed numpy column each (about 140 bytes per
+round row). A column of Python objects (a round's option) is packed as int32 codes into the
+values seen so far, and comes back as a categorical. Each column is a
+:class:`~simulator.spill.Spill`: once long it moves to a temporary file, so a long run's records
+cost disk rather than memory. :meth:`Columns.frame` builds the DataFrame once at the end,
+sharing the columns' arrays.
 """
 
 from __future__ import annotations
@@ -14,31 +18,50 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from simulator.spill import Spill
+
 #: Rows kept as tuples before they are packed into columns.
 CHUNK_ROWS = 1 << 16
 
 
 class Columns:
-    """Rows of ``spec`` — ``(name, numpy dtype)`` per column — appended with :attr:`append`."""
+    """Rows of ``spec`` — ``(name, numpy dtype)`` per column — appended with :attr:`append`.
 
-    def __init__(self, spec: Sequence[tuple[str, str]], chunk_rows: int = CHUNK_ROWS) -> None:
+    ``object`` columns hold hashable values (stored as codes; a categorical in :meth:`frame`).
+    """
+
+    def __init__(self, spec: Sequence[tuple[str, str]], chunk_rows: int | None = None,
+                 spill_bytes: int | None = None) -> None:
+        from simulator import spill
+
+        chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
+        spill_bytes = spill.SPILL_BYTES if spill_bytes is None else spill_bytes
         self.names = [n for n, _ in spec]
         self.dtypes = [np.dtype(d) for _, d in spec]
         self.chunk_rows = chunk_rows
         self.rows: list[tuple] = []
         self.append = self.rows.append  # the hot path: a bound list.append
-        self.chunks: list[list[np.ndarray]] = []
+        # per object column: value → code, in order of first appearance
+        self.codes: list[dict | None] = [{} if d.hasobject else None for d in self.dtypes]
+        self.cols = [Spill(np.int32 if d.hasobject else d, spill_bytes) for d in self.dtypes]
 
     def __len__(self) -> int:
-        return len(self.rows) + sum(len(c[0]) for c in self.chunks)
+        return len(self.rows) + len(self.cols[0])
+
+    @property
+    def spilled(self) -> bool:
+        """Whether some of the packed columns live in temporary files."""
+        return any(c.spilled for c in self.cols)
 
     def pack(self) -> None:
-        """Move the tuple rows into a chunk of typed columns."""
+        """Move the tuple rows into the typed columns."""
         if not self.rows:
             return
-        cols = zip(*self.rows, strict=True)
-        self.chunks.append([np.asarray(c, dtype=d) for c, d in zip(cols, self.dtypes,
-                                                                     strict=True)])
+        for values, col, codes in zip(zip(*self.rows, strict=True), self.cols, self.codes,
+                                      strict=True):
+            if codes is not None:
+                values = [codes.setdefault(v, len(codes)) for v in values]
+            col.add(values)
         self.rows.clear()  # the same list: ``append`` stays bound to it
 
     def maybe_pack(self) -> None:
@@ -47,18 +70,14 @@ class Columns:
             self.pack()
 
     def frame(self) -> pd.DataFrame:
-        """All rows as a DataFrame (columns in ``spec`` order and dtypes). The chunks are merged
-        into one, column by column, and the DataFrame shares its arrays (no second copy of a
-        long run's records)."""
+        """All rows as a DataFrame (columns in ``spec`` order and dtypes; object columns as
+        categoricals with the values in order of first appearance). The DataFrame shares the
+        columns' arrays (no second copy of a long run's records)."""
         self.pack()
-        if not self.chunks:
-            return pd.DataFrame({n: np.zeros(0, d) for n, d in zip(self.names, self.dtypes,
-                                                                    strict=True)})
-        if len(self.chunks) > 1:
-            merged = []
-            for i in range(len(self.names)):
-                merged.append(np.concatenate([c[i] for c in self.chunks]))
-                for c in self.chunks:
-                    c[i] = None  # free each column's pieces once merged
-            self.chunks = [merged]
-        return pd.DataFrame(dict(zip(self.names, self.chunks[0], strict=True)), copy=False)
+        data = {}
+        for name, col, codes in zip(self.names, self.cols, self.codes, strict=True):
+            a = col.array()
+            if codes is not None:
+                a = pd.Categorical.from_codes(a, categories=list(codes))
+            data[name] = a
+        return pd.DataFrame(data, copy=False)

@@ -275,6 +275,7 @@ class _Run(Admission, StepData):
             iteration += 1
             self.rounds.maybe_pack()
             self.iters.maybe_pack()
+            self.fabric.spill_records()
 
     # -- one decode step -----------------------------------------------------------------------
 

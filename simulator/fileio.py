@@ -40,10 +40,30 @@ def _umask() -> int:
     return mask
 
 
-def write_parquet(df, target: str | os.PathLike) -> Path:
-    """Write a DataFrame to Parquet atomically (pyarrow engine); returns the target path."""
+#: Rows converted to Arrow at a time when writing Parquet (one row group each).
+PARQUET_ROWS = 1 << 20
+
+
+def write_parquet(df, target: str | os.PathLike, rows: int = PARQUET_ROWS) -> Path:
+    """Write a DataFrame to Parquet atomically (pyarrow); returns the target path.
+
+    Long frames are converted and written ``rows`` rows at a time (one row group each), so a
+    whole-trace run's records never need a second, Arrow copy in memory.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     with atomic_path(target) as tmp:
-        df.to_parquet(tmp, engine="pyarrow", index=False)
+        if len(df) <= rows:
+            df.to_parquet(tmp, engine="pyarrow", index=False)
+        else:
+            first = pa.Table.from_pandas(df.iloc[:rows], preserve_index=False)
+            with pq.ParquetWriter(tmp, first.schema) as w:
+                w.write_table(first)
+                for a in range(rows, len(df), rows):
+                    w.write_table(pa.Table.from_pandas(df.iloc[a: a + rows],
+                                                       preserve_index=False,
+                                                       schema=first.schema))
     return Path(target)
 
 

@@ -13,6 +13,11 @@ flow crossed (:meth:`LinkStats.route`). A link never carries a lone flow and a c
 so its totals and timeline are the sum of the two parts, each computed on its own: bytes per
 route summed by ``bincount`` then spread over the route's links. That is 24 bytes per message
 instead of two change points per link, which keeps long replays' link records small.
+
+Long runs: :meth:`LinkStats.spill`, called between iterations, moves the record columns into
+:class:`~simulator.spill.Spill` columns once they are long (a temporary file), and the totals
+and timeline are computed over the records in pieces of :data:`PIECE_ROWS` rows, so neither the
+records nor the arithmetic on them need memory in proportion to the run.
 """
 
 from __future__ import annotations
@@ -23,6 +28,17 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import UserError
+from simulator.spill import Spill
+
+#: Records kept in ``array`` columns before :meth:`LinkStats.spill` moves them on.
+SPILL_ROWS = 1 << 20
+#: Records processed at once when summing lone flows (bounds the temporary arrays).
+PIECE_ROWS = 1 << 22
+
+_COLUMNS = (("tl_link", "i", np.int32), ("tl_at", "d", np.float64),
+            ("tl_load", "d", np.float64), ("lo_route", "i", np.int32),
+            ("lo_start", "d", np.float64), ("lo_end", "d", np.float64),
+            ("lo_bytes", "d", np.float64))
 
 
 class LinkStats:
@@ -42,6 +58,37 @@ class LinkStats:
         self._route_ids: dict[tuple[int, ...], int] = {}
         self.lo_route, self.lo_start, self.lo_end, self.lo_bytes = (
             array("i"), array("d"), array("d"), array("d"))
+        self._spills: dict[str, Spill] | None = None  # the columns' older rows, once long
+
+    def spill(self, rows: int | None = None, spill_bytes: int | None = None) -> None:
+        """Move the record columns on (to :class:`~simulator.spill.Spill` columns, with
+        ``spill_bytes``) if either holds at least ``rows`` (default :data:`SPILL_ROWS`)
+        records in memory. Changes no total or timeline."""
+        rows = SPILL_ROWS if rows is None else rows
+        if len(self.tl_link) < rows and len(self.lo_route) < rows:
+            return
+        if self._spills is None:
+            self._spills = {name: Spill(dt, spill_bytes) for name, _, dt in _COLUMNS}
+        for name, _, dt in _COLUMNS:
+            a = getattr(self, name)
+            self._spills[name].add(np.frombuffer(a, dtype=dt).copy())
+            del a[:]  # in place: bound ``append`` methods stay valid
+
+    def _column(self, name: str) -> np.ndarray:
+        """All records of one column (moved-on rows first, then the in-memory ones)."""
+        dt = dict((n, d) for n, _, d in _COLUMNS)[name]
+        a = getattr(self, name)
+        if self._spills is None:
+            return np.frombuffer(a, dtype=dt)
+        sp = self._spills[name]
+        sp.add(np.frombuffer(a, dtype=dt).copy())
+        del a[:]
+        return sp.array()
+
+    def _lone(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The lone-flow columns: route id, start, end [s], bytes [B]."""
+        return (self._column("lo_route"), self._column("lo_start"), self._column("lo_end"),
+                self._column("lo_bytes"))
 
     def route(self, links: tuple[int, ...]) -> int:
         """The id of the route crossing ``links`` (registered on first use)."""
@@ -90,10 +137,14 @@ class LinkStats:
         """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
         utilization (time-weighted mean of load / bandwidth over [0, now])."""
         nr = len(self.routes)
-        rid = np.frombuffer(self.lo_route, dtype=np.int32)
-        start, end = np.frombuffer(self.lo_start), np.frombuffer(self.lo_end)
-        lone_bytes = self._lone_per_link(np.bincount(rid, np.frombuffer(self.lo_bytes), nr))
-        lone_busy = self._lone_per_link(np.bincount(rid, end - start, nr))
+        rid, start, end, nbytes = self._lone()
+        per_bytes, per_busy = np.zeros(nr), np.zeros(nr)
+        for a in range(0, len(rid), PIECE_ROWS):
+            b = a + PIECE_ROWS
+            per_bytes += np.bincount(rid[a:b], nbytes[a:b], nr)
+            per_busy += np.bincount(rid[a:b], end[a:b] - start[a:b], nr)
+        lone_bytes = self._lone_per_link(per_bytes)
+        lone_busy = self._lone_per_link(per_busy)
         rows = []
         for i, (u, v) in enumerate(self.edges):
             dt = now - self.acc_at[i]
@@ -120,11 +171,13 @@ class LinkStats:
         edges_at[-1] = now
         nl = len(self.edges)
         cum = np.zeros((nl, nbins + 1))
-        if len(self.tl_link):
-            order = np.argsort(np.frombuffer(self.tl_link, dtype=np.int32), kind="stable")
-            tl_link = np.frombuffer(self.tl_link, dtype=np.int32)[order]
-            tl_at = np.frombuffer(self.tl_at)[order]
-            tl_load = np.frombuffer(self.tl_load)[order]
+        tl_link = self._column("tl_link")
+        if len(tl_link):
+            order = np.argsort(tl_link, kind="stable")
+            tl_link = tl_link[order]
+            tl_at = self._column("tl_at")[order]
+            tl_load = self._column("tl_load")[order]
+            del order
             links, starts = np.unique(tl_link, return_index=True)
             for link, a, b in zip(links, starts, [*starts[1:], len(tl_link)], strict=True):
                 at = np.concatenate(([0.0], tl_at[a:b], [now]))
@@ -150,16 +203,20 @@ class LinkStats:
         """Bytes of lone flows per link per bin (bins between ``edges_at`` [s]), each flow's
         bytes split over the bins it overlaps in proportion to the overlap."""
         nbins, nr = len(edges_at) - 1, len(self.routes)
-        rid = np.frombuffer(self.lo_route, dtype=np.int32).astype(np.int64)
-        start, end = np.frombuffer(self.lo_start), np.frombuffer(self.lo_end)
-        nbytes = np.frombuffer(self.lo_bytes)
-        first = np.clip(np.searchsorted(edges_at, start, side="right") - 1, 0, nbins - 1)
-        last = np.clip(np.searchsorted(edges_at, end, side="left") - 1, 0, nbins - 1)
-        one = first >= last  # within one bin (nearly all: flows are short)
-        per_route = np.bincount(rid[one] * nbins + first[one], nbytes[one],
-                                nr * nbins).astype(float).reshape(nr, nbins)
-        for i in np.flatnonzero(~one).tolist():  # straddles a bin edge
-            lo, hi = edges_at[first[i]: last[i] + 1], edges_at[first[i] + 1: last[i] + 2]
-            overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
-            per_route[rid[i], first[i]: last[i] + 1] += nbytes[i] * overlap / (end[i] - start[i])
+        rid_all, start_all, end_all, nbytes_all = self._lone()
+        per_route = np.zeros((nr, nbins))
+        for a in range(0, len(rid_all), PIECE_ROWS):
+            b = a + PIECE_ROWS
+            rid = rid_all[a:b].astype(np.int64)
+            start, end, nbytes = start_all[a:b], end_all[a:b], nbytes_all[a:b]
+            first = np.clip(np.searchsorted(edges_at, start, side="right") - 1, 0, nbins - 1)
+            last = np.clip(np.searchsorted(edges_at, end, side="left") - 1, 0, nbins - 1)
+            one = first >= last  # within one bin (nearly all: flows are short)
+            per_route += np.bincount(rid[one] * nbins + first[one], nbytes[one],
+                                     nr * nbins).reshape(nr, nbins)
+            for i in np.flatnonzero(~one).tolist():  # straddles a bin edge
+                lo, hi = edges_at[first[i]: last[i] + 1], edges_at[first[i] + 1: last[i] + 2]
+                overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
+                per_route[rid[i], first[i]: last[i] + 1] += (nbytes[i] * overlap
+                                                             / (end[i] - start[i]))
         return self._lone_per_link(per_route)

@@ -417,6 +417,11 @@ class Fabric(LoneFlows):
         out.sort(key=lambda s: s.flow_id)
         return out
 
+    def spill_records(self) -> None:
+        """Move long link records on to temporary files (:meth:`LinkStats.spill`); call now
+        and then, between iterations, in long runs. Changes no result."""
+        self._stats.spill()
+
     def links_frame(self) -> pd.DataFrame:
         """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
         utilization (time-weighted mean of load / bandwidth over [0, env.now])."""

@@ -73,7 +73,14 @@ def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
     for col in ("src", "owner"):
         codes = df[col].to_numpy(dtype=np.int64) if len(df) else np.zeros(0, np.int64)
         df[col] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(names[col]))
-    df["option"] = df["option"].astype("category") if len(df) else df["option"].astype(object)
+    opt = df["option"]
+    if not len(df):
+        df["option"] = opt.astype(object)
+    elif isinstance(opt.dtype, pd.CategoricalDtype):  # from Columns: categories as first seen
+        df["option"] = opt.cat.remove_unused_categories().cat.reorder_categories(
+            sorted(opt.cat.categories))
+    else:
+        df["option"] = opt.astype("category")
     return df
 
 
@@ -141,8 +148,8 @@ def summarize(
 
     options = {}
     if len(rounds):
-        counts = rounds["option"].astype(str).value_counts()
-        options = {str(k): int(v) for k, v in sorted(counts.items())}
+        counts = rounds["option"].value_counts()  # a categorical: no string per round
+        options = {str(k): int(v) for k, v in sorted(counts.items()) if v > 0}
     return {
         "requests": int(len(requests)),
         "completed": int(len(done)),

@@ -32,3 +32,13 @@ def test_written_files_get_the_umask_mode_and_round_trip(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_long_frame_is_written_in_row_groups_and_reads_back_the_same(tmp_path):
+    import pyarrow.parquet as pq
+
+    df = pd.DataFrame({"a": range(10), "o": pd.Categorical(list("abababcabc")),
+                       "x": [k / 3 for k in range(10)]})
+    target = write_parquet(df, tmp_path / "t.parquet", rows=3)
+    assert pq.ParquetFile(target).metadata.num_row_groups == 4
+    pd.testing.assert_frame_equal(pd.read_parquet(target), df)
