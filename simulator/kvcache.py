@@ -192,7 +192,7 @@ class BlockDirectory:
     def touch(self, gpu: int, idx: np.ndarray, now: float) -> None:
         """Record an access at ``now`` [s] (LRU) to owned blocks and to ``gpu``'s copies."""
         self.used_at[idx] = now
-        self.copy_used_at[gpu, idx] = now
+        self.copy_used_at[gpu][idx] = now  # a row view: a 1-D scatter
 
     def pin(self, idx: np.ndarray) -> None:
         """A request starts using these blocks: they may not be demoted until unpinned."""
@@ -338,28 +338,29 @@ class BlockDirectory:
     def add_copies(self, gpu: int, idx: np.ndarray, slot: int, now: float) -> int:
         """Keep layer slot ``slot`` of blocks ``idx`` on ``gpu`` (fetched or recomputed), evicting
         LRU copies to make room; returns the number of new block copies made."""
-        idx = np.unique(np.asarray(idx, np.int64))
+        idx = np.sort(np.asarray(idx, np.int64).ravel())  # np.unique, with less overhead
+        if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):
+            idx = idx[np.concatenate(([True], ~dup))]
         if self.k == 1:  # one holder per block: its base
             held = (self.base[idx] == gpu) & (self.tier[idx] == HBM)
         else:
             held = (self.holders(idx) == gpu).any(axis=1) & (self.tier[idx] == HBM)
-        if held.any():
+        if np.count_nonzero(held):
             idx = idx[~held]  # a GPU needs no copy of a block it holds itself
         if len(idx) == 0:
             return 0
         w, b = divmod(slot, 64)
-        bit = np.uint64(1) << np.uint64(b)
-        bits = self.copy_bits[gpu, idx]
-        new_block = ~(bits[:, 0] != 0) if bits.shape[1] == 1 else ~bits.any(axis=1)
-        self.copy_used_at[gpu, idx] = now
-        n_new = int(new_block.sum())
+        rows = self.copy_bits[gpu]  # (blocks, words), a view
+        new_block = rows[:, 0][idx] == 0 if self.words == 1 else ~rows[idx].any(axis=1)
+        self.copy_used_at[gpu][idx] = now
+        n_new = int(np.count_nonzero(new_block))
         fit = n_new
         if n_new:
             fit = self._make_room_for_copies(gpu, n_new, idx)
-        keep = idx[~new_block]
-        if fit:
-            keep = np.concatenate([keep, idx[new_block][:fit]])
-        self.copy_bits[gpu, keep, w] |= bit
+        # every block of idx, or those already copied and the first `fit` new ones
+        keep = idx if fit == n_new else np.concatenate([idx[~new_block], idx[new_block][:fit]])
+        col = rows[:, w]
+        col[keep] |= np.uint64(1 << b)
         self.copies[gpu] += fit
         return fit
 
@@ -368,8 +369,12 @@ class BlockDirectory:
         free = int(self.capacity[gpu] - self.owned[gpu] - self.copies[gpu])
         if free >= want:
             return want
-        held = np.flatnonzero(self.copy_bits[gpu, : self.n].any(axis=1))
-        evictable = held[~np.isin(held, keep)]
+        bits = self.copy_bits[gpu, : self.n]
+        evictable = np.flatnonzero(bits[:, 0] if self.words == 1 else bits.any(axis=1))
+        if len(keep):  # held ∖ keep (np.isin, by binary search in the sorted keep)
+            keep = np.sort(keep)
+            at = np.minimum(np.searchsorted(keep, evictable), len(keep) - 1)
+            evictable = evictable[keep[at] != evictable]
         need = min(want - max(free, 0) + self._slack(gpu), len(evictable))
         if need > 0:
             order = np.lexsort((evictable, self.copy_used_at[gpu, evictable]))[:need]
@@ -381,7 +386,7 @@ class BlockDirectory:
 
     def promote(self, idx: np.ndarray, now: float) -> None:
         """Bring host-tier blocks back to HBM on their holders (after a reader paid PCIe)."""
-        idx = np.asarray(idx, np.int64)
+        idx = np.unique(np.asarray(idx, np.int64))  # a repeated block is promoted once
         idx = idx[self.tier[idx] == HOST]
         if len(idx) == 0:
             return

@@ -33,10 +33,12 @@ class StepData:
         stale = [r for r in reqs if not self._cached(r)]
         if stale:
             self._sample(g, stale)
+        if len(reqs) == 1 and self.replay is None:  # the common case: a batch of one
+            r = reqs[0]
+            c = self.sel_cache[r]
+            i = int(self.gen[r]) - 1 - c[1]
+            return c[3][i : i + 1], c[4][i : i + 1]  # padding → 0, precomputed per sample
         rows = [self.sel_cache[r][0][int(self.gen[r]) - 1 - self.sel_cache[r][1]] for r in reqs]
-        if len(rows) == 1 and self.replay is None:  # the common case: a batch of one
-            valid = rows[0][None] >= 0
-            return np.where(valid, rows[0][None], 0), valid
         width = max(x.shape[1] for x in rows)
         dense = np.full((len(reqs), self.S, width), -1, np.int64)
         for i, x in enumerate(rows):
@@ -51,8 +53,7 @@ class StepData:
         c = self.sel_cache[r]
         if c is None:
             return False
-        sel, start, n_ctx = c
-        return int(self.gen[r]) - 1 - start < len(sel) and n_ctx == len(self.ctx_idx[r])
+        return int(self.gen[r]) - 1 - c[1] < len(c[0]) and c[2] == len(self.ctx_idx[r])
 
     def _sample(self, g: int, reqs: list[int]) -> None:
         T, S = SELECTION_STEPS, self.S
@@ -65,7 +66,12 @@ class StepData:
                                          popular_blocks=self.popular[reqs])
         for i, r in enumerate(reqs):
             pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)
-            self.sel_cache[r] = (self.ctx_idx[r][pos], int(self.gen[r]) - 1, int(ctx_len[i]))
+            blocks = self.ctx_idx[r][pos]
+            ok = blocks >= 0
+            dense = np.where(ok, blocks, 0)
+            ok.flags.writeable = dense.flags.writeable = False  # _select hands out views
+            # (blocks, first step, context length, blocks with padding → 0, valid mask)
+            self.sel_cache[r] = (blocks, int(self.gen[r]) - 1, int(ctx_len[i]), dense, ok)
 
     def _apply_replay(self, reqs, dense, valid):
         rows = []
@@ -88,13 +94,15 @@ class StepData:
                 v2[i, s, : len(x)] = True
         return d2, v2
 
-    def _slot_bits(self, S: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each slot's word and bit in the directory's copy bitmaps, shaped ``(1, S, 1)``."""
-        got = getattr(self, "_slot_bits_cache", None)
-        if got is None or got[0].shape[1] != S:
-            slots = np.arange(S)
-            got = self._slot_bits_cache = ((slots // 64)[None, :, None],
-                                           (slots % 64).astype(np.uint64)[None, :, None])
+    def _flat_slots(self, B: int, S: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per element of a flattened ``(B, S, W)`` step: its word and bit mask in the
+        directory's copy bitmaps, and its slot × 3G (the slot part of a group key); cached."""
+        cache = self.__dict__.setdefault("_flat_slot_cache", {})
+        got = cache.get((B, S, W))
+        if got is None:
+            slot = np.broadcast_to(np.arange(S)[None, :, None], (B, S, W)).ravel()
+            got = cache[(B, S, W)] = (slot // 64, np.uint64(1) << (slot % 64).astype(np.uint64),
+                                      slot * (3 * self.G))
         return got
 
     def _locate(self, g: int, dense: np.ndarray, valid: np.ndarray):
@@ -103,30 +111,41 @@ class StepData:
         d = self.dir
         B, S, W = dense.shape
         G = self.G
-        holder = d.nearest(dense.ravel(), g).reshape(dense.shape)
-        tier = d.tier[dense]
-        word, shift = self._slot_bits(S)
-        copy = ((d.copy_bits[g][dense, word] >> shift) & np.uint64(1)) > 0
-        local = valid & (((holder == g) & (tier == kvcache.HBM)) | copy)
-        remote = valid & ~local
+        flat = dense.ravel()
+        vflat = valid.ravel()
+        try:
+            word, bit, slot_key = self._flat_slot_cache[(B, S, W)]
+        except (AttributeError, KeyError):
+            word, bit, slot_key = self._flat_slots(B, S, W)
+        holder = d.base[flat] if d.k == 1 else d.nearest(flat, g)
+        tier = d.tier[flat]
+        bits = d.copy_bits[g, :, 0][flat] if d.words == 1 and S <= 64 \
+            else d.copy_bits[g][flat, word]
+        local = (holder == g) & (tier == kvcache.HBM)
+        local |= (bits & bit).astype(bool)
+        local &= vflat
         groups: list[list] = [[] for _ in range(S)]
-        if not remote.any():
-            return local, groups
-        qi, si, wi = np.nonzero(remote)
-        idx = dense[qi, si, wi]
-        h, t = holder[qi, si, wi], tier[qi, si, wi]
-        # group key: holder GPU (HBM) | G + machine (host DRAM) | 2G (dropped: recompute)
-        key = np.where(t == kvcache.HBM, h,
-                       np.where(t == kvcache.HOST, G + self.machine_arr[np.maximum(h, 0)], 2 * G))
-        sk = si * (3 * G) + key
+        p = (vflat ^ local).nonzero()[0]  # valid and not local (local implies valid)
+        if len(p) == 0:
+            return local.reshape(B, S, W), groups
+        idx = flat[p]
+        key = holder[p]
+        t = tier[p]
+        if np.count_nonzero(t):  # group key: holder GPU (HBM) | G + machine (host DRAM) | 2G (dropped)
+            key = np.where(t == kvcache.HBM, key,
+                           np.where(t == kvcache.HOST, G + self.machine_arr[np.maximum(key, 0)],
+                                    2 * G))
+        sk = slot_key[p] + key
         if B == 1:  # one query: every group has one, and the order is by key alone
-            order = np.argsort(sk, kind="stable")
+            # a stable sort (radix for 16-bit keys; ties keep the element order)
+            order = (sk.astype(np.int16) if 3 * G * S < 32768 else sk).argsort(kind="stable")
             sk, idx = sk[order], idx[order]
-            cut = np.flatnonzero(np.diff(sk)) + 1
+            cut = (sk[1:] != sk[:-1]).nonzero()[0] + 1
             starts = [0, *cut.tolist()]
             ends = [*starts[1:], len(sk)]
             nq = [1] * len(starts)
         else:
+            qi = p // (S * W)
             order = np.lexsort((qi, sk))
             sk, qi, idx = sk[order], qi[order], idx[order]
             cut = np.flatnonzero(np.diff(sk)) + 1
@@ -135,7 +154,8 @@ class StepData:
             new_q = np.ones(len(qi), bool)
             new_q[1:] = (qi[1:] != qi[:-1]) | (sk[1:] != sk[:-1])
             nq = np.add.reduceat(new_q, starts).tolist()
-        for a, b, n_q in zip(starts, ends, nq, strict=True):
-            slot, k = divmod(int(sk[a]), 3 * G)
+        heads = sk[starts].tolist()
+        for head, a, b, n_q in zip(heads, starts, ends, nq, strict=True):
+            slot, k = divmod(head, 3 * G)
             groups[slot].append((k, n_q, idx[a:b]))
-        return local, groups
+        return local.reshape(B, S, W), groups

@@ -117,6 +117,20 @@ def test_copies_are_per_layer_slot_and_evicted_least_recently_used_first():
     d.check()
 
 
+def test_copies_count_a_repeated_block_once_and_never_evict_the_blocks_being_added():
+    d = make(cap=3, gpus=2, per_machine=2, slots=70)
+    idx = d.intern([10, 11, 12, 13, 14])
+    d.place(idx, writer=1, now=0.0)
+    assert d.add_copies(0, idx[[1, 0, 1]], slot=66, now=1.0) == 2  # a repeat counts once
+    assert d.add_copies(0, idx[[2]], slot=0, now=2.0) == 1  # now full: 3 of 3
+    # two new blocks need room: both other copies go (10 and 12), never 11, which is re-read
+    assert d.add_copies(0, idx[[4, 3, 1, 4]], slot=66, now=3.0) == 2
+    assert d.has_copy(0, idx, 66).tolist() == [False, True, False, True, True]
+    assert d.copies.tolist() == [3, 0] and d.copies_evicted == 2
+    assert d.copy_used_at[0, idx].tolist() == [1.0, 3.0, 2.0, 3.0, 3.0]
+    d.check()
+
+
 def test_owned_overflow_demotes_lru_to_host_then_drops():
     d = make(cap=2, gpus=2, per_machine=2, host=1)
     a = d.intern([1, 2])
@@ -131,7 +145,7 @@ def test_owned_overflow_demotes_lru_to_host_then_drops():
     assert d.demoted == 2 and d.dropped == 1
     assert not d.known(a[:1]).any()
     d.check()
-    d.promote(a[1:], now=4.0)  # back into HBM; the LRU HBM block (3) goes to host
+    d.promote(a[[1, 1]], now=4.0)  # back into HBM (asked twice: once); LRU block 3 → host
     assert d.tier[[1, 2, 3]].tolist() == [HBM, HOST, HBM]
     d.check()
 
@@ -195,7 +209,7 @@ def test_capacity_is_never_exceeded_and_bookkeeping_holds(ops, scheme, cap, host
         elif op == "touch":
             d.touch(gpu, idx, now=float(t))
         else:
-            d.promote(np.unique(idx), now=float(t))
+            d.promote(idx, now=float(t))  # repeats included
         d.check()
         assert np.all(d.hbm_used() <= cap)
 

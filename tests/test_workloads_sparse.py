@@ -6,7 +6,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.testing.traces import sparse_selectors
-from workloads.sparse import _PRIME, SparseSelector, draw_focus, drift_focus
+from workloads.sparse import (
+    _PRIME,
+    SparseSelector,
+    _first_distinct,
+    _last_renewal,
+    draw_focus,
+    drift_focus,
+)
 
 CTX_256K = 262_144 // 64  # a 256k-token context in 64-token blocks
 
@@ -159,3 +166,27 @@ def test_inclusion_frequencies_match_sampling_without_replacement(avail):
         ref[orng.choice(avail, size=8, replace=False, p=w / w.sum())] += 1
     total = reps * layers
     assert np.abs(counts / total - ref / total).max() < 0.06
+
+
+@given(rows=st.integers(1, 6), width=st.integers(1, 12), k=st.integers(1, 8),
+       vmax=st.sampled_from([3, 20, 2**40]), seed=st.integers(0, 2**32 - 1))
+def test_first_distinct_keeps_each_rows_first_k_distinct_values_in_order(rows, width, k, vmax,
+                                                                          seed):
+    cand = np.random.default_rng(seed).integers(0, vmax, (rows, width))
+    got, ok = _first_distinct(cand, k)
+    for r in range(rows):
+        firsts = list(dict.fromkeys(cand[r].tolist()))  # distinct, in first-seen order
+        assert ok[r] == (len(firsts) >= k)
+        assert got[r].tolist() == (firsts[:k] if ok[r] else [0] * k)
+
+
+@given(shape=st.tuples(st.integers(1, 3), st.integers(1, 6), st.integers(1, 5)),
+       seed=st.integers(0, 2**32 - 1))
+def test_last_renewal_points_each_slot_at_its_last_renewing_layer(shape, seed):
+    renew = np.random.default_rng(seed).random(shape) < 0.4
+    renew[:, 0, :] = True
+    src = _last_renewal(renew)
+    flat = np.arange(renew.size).reshape(shape)
+    for q, layer, c in np.ndindex(*shape):
+        last = max(x for x in range(layer + 1) if renew[q, x, c])
+        assert src[q, layer, c] == flat[q, last, c]

@@ -40,6 +40,7 @@ the same slot-copy correlation. Rows come back sorted ascending.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -227,67 +228,53 @@ class SparseSelector:
         w = int(r[sampled].max())
         recent = avail_s[:, None] + np.arange(w, dtype=np.int64)[None, :]
         recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)
-        block = np.concatenate(
-            [picks, np.broadcast_to(recent[:, None, :], (len(sampled), n_layers, w))], axis=2)
-        out[sampled, :, : k + w] = block
+        out[sampled, :, :k] = picks
+        out[sampled, :, k : k + w] = recent[:, None, :]
         return Selection(out, counts)
-
-    def _zipf_cdf(self, regions: int) -> np.ndarray:
-        ranks = np.arange(1, regions + 1, dtype=np.float64)
-        return np.cumsum(ranks ** -self.zipf_s)
 
     def _oversampled(self, rng, avail, pop, foc, n_layers: int, k: int):
         """Fast path: draw with replacement, dedupe in draw order, keep the first k."""
         qn = len(avail)
+        one = qn == 1  # the common case: index per-query arrays by broadcasting, not gathers
         m = int(np.ceil(k * self.oversample)) + 4
         shape = (qn, n_layers, m)
         # which slots draw afresh (the rest keep the previous layer's draw): draw only those
         renew = self._renew_mask(rng, shape)
-        qi = np.nonzero(renew)[0] if renew is not None else np.repeat(np.arange(qn), n_layers * m)
+        qi = (np.zeros(np.count_nonzero(renew), np.int64) if one and renew is not None else
+              np.repeat(np.arange(qn), n_layers * m if renew is None else  # each draw's query
+                        np.count_nonzero(renew.reshape(qn, -1), axis=1)))
         u = rng.random((3, len(qi)))
         comp = u[0]
-        fresh = (u[1] * avail[qi]).astype(np.int64)  # uniform draws
+        fresh = (u[1] * (avail if one else avail[qi])).astype(np.int64)  # uniform draws
         p_pop = self.popular_fraction
         if p_pop > 0:
             rb = self.region_blocks
             regions = -(-pop // rb)
-            use = np.flatnonzero((comp < p_pop) & (regions[qi] > 0))
-            q = qi[use]
-            cdf = self._zipf_cdf(int(regions.max()) if len(regions) else 1)
+            q = slice(None) if one else qi  # one query: its (1,) arrays broadcast, no gathers
+            use = ((comp < p_pop) & (regions[q] > 0)).nonzero()[0]
+            q = q if one else qi[use]
             rmod = np.maximum(regions, 1)[q]
-            rank = np.searchsorted(cdf, u[1, use] * cdf[rmod - 1], side="right")
-            rank = np.minimum(rank, rmod - 1)
-            region = (rank * (_PRIME % rmod) + self.salt % rmod) % rmod
-            start = region * rb
-            length = np.minimum(rb, pop[q] - start)
-            fresh[use] = start + (u[2, use] * length).astype(np.int64)
+            if len(use):
+                cdf = _zipf(self.zipf_s, int(regions.max()))[0]
+                rank = np.searchsorted(cdf, u[1, use] * cdf[rmod - 1], side="right")
+                rank = np.minimum(rank, rmod - 1)
+                region = (rank * (_PRIME % rmod) + self.salt % rmod) % rmod
+                start = region * rb
+                length = np.minimum(rb, pop[q] - start)
+                fresh[use] = start + (u[2, use] * length).astype(np.int64)
         if foc is not None:
-            use = np.flatnonzero((comp >= p_pop) & (comp < p_pop + self.focus_fraction))
-            q = qi[use]
-            fv = foc[q, (u[2, use] * foc.shape[1]).astype(np.int64)]
+            use = ((comp >= p_pop) & (comp < p_pop + self.focus_fraction)).nonzero()[0]
+            col = (u[2, use] * foc.shape[1]).astype(np.int64)
+            fv = foc[0][col] if one else foc[qi[use], col]
             ok = fv >= 0
             fresh[use[ok]] = fv[ok]
         if renew is None:
-            cand = fresh.reshape(shape)
-        else:
-            cand = np.empty(shape, dtype=np.int64)
-            cand[renew] = fresh
-            layer = np.where(renew, np.arange(n_layers)[None, :, None], 0)
-            np.maximum.accumulate(layer, axis=1, out=layer)
-            cand = np.take_along_axis(cand, layer, axis=1)
-        rows = cand.reshape(-1, m)
-        order = np.argsort(rows, axis=1, kind="stable")
-        srt = np.take_along_axis(rows, order, axis=1)
-        dup_sorted = np.zeros_like(srt, dtype=bool)
-        dup_sorted[:, 1:] = srt[:, 1:] == srt[:, :-1]
-        keep = np.empty_like(dup_sorted)
-        np.put_along_axis(keep, order, ~dup_sorted, axis=1)
-        rank_kept = np.cumsum(keep, axis=1)
-        chosen = keep & (rank_kept <= k)
-        ok_rows = rank_kept[:, -1] >= k
-        got = np.zeros((rows.shape[0], k), dtype=np.int64)
-        good = np.flatnonzero(ok_rows)
-        got[good] = rows[good][chosen[good]].reshape(-1, k)
+            rows = fresh.reshape(-1, m)
+        else:  # each slot takes the draw of its last renewing layer (flat index, forward-filled)
+            cand = np.empty(qn * n_layers * m, dtype=np.int64)
+            np.place(cand, renew.ravel(), fresh)
+            rows = cand[_last_renewal(renew)].reshape(-1, m)
+        got, ok_rows = _first_distinct(rows, k)
         ok_q = ok_rows.reshape(qn, n_layers).all(axis=1)
         return got.reshape(qn, n_layers, k), ok_q
 
@@ -304,21 +291,24 @@ class SparseSelector:
             rb = self.region_blocks
             regions = -(-pop // rb)
             rmax = max(int(regions.max()), 1)
-            cdf = self._zipf_cdf(rmax)
-            pmf = np.diff(cdf, prepend=0.0)
+            cdf, pmf = _zipf(self.zipf_s, rmax)
             rank = np.arange(rmax, dtype=np.int64)[None, :]
             rmod = np.maximum(regions, 1)[:, None]
             region_of_rank = (rank * (_PRIME % rmod) + self.salt % rmod) % rmod
             mass = np.where(rank < regions[:, None],
                             pmf[None, :] / cdf[np.maximum(regions, 1) - 1][:, None], 0.0)
             region_mass = np.zeros((qn, rmax))
-            np.put_along_axis(region_mass, region_of_rank, mass, axis=1)
             blk_region = np.minimum(pos // rb, rmax - 1)
+            if qn == 1:  # the same fancy assignment and gather, without the along-axis setup
+                region_mass[0, region_of_rank[0]] = mass[0]
+                blk_mass = region_mass[0][blk_region]
+            else:
+                np.put_along_axis(region_mass, region_of_rank, mass, axis=1)
+                blk_mass = np.take_along_axis(
+                    region_mass, np.broadcast_to(blk_region, (qn, amax)), axis=1)
             length = np.minimum(rb, pop[:, None] - blk_region * rb)
             in_pop = pos < pop[:, None]
-            per_block = np.where(in_pop, np.take_along_axis(
-                region_mass, np.broadcast_to(blk_region, (qn, amax)), axis=1)
-                / np.maximum(length, 1), 0.0)
+            per_block = np.where(in_pop, blk_mass / np.maximum(length, 1), 0.0)
             no_pop = regions == 0
             weight += p_pop * np.where(no_pop[:, None], valid / np.maximum(avail, 1)[:, None],
                                        per_block)
@@ -337,7 +327,9 @@ class SparseSelector:
         noise = self._persist(rng, rng.gumbel(size=(qn, n_layers, amax)))
         keys = logw[:, None, :] + noise
         # a row with fewer than k positive weights: fill with the remaining valid blocks
-        keys = np.where(np.isfinite(keys), keys, np.where(valid[:, None, :], -1e300, -np.inf))
+        finite = np.isfinite(keys)
+        if not finite.all():
+            keys = np.where(finite, keys, np.where(valid[:, None, :], -1e300, -np.inf))
         top = np.argpartition(-keys, k - 1, axis=2)[:, :, :k]
         return top.astype(np.int64)
 
@@ -356,9 +348,49 @@ class SparseSelector:
         renew = self._renew_mask(rng, fresh.shape)
         if renew is None:
             return fresh
-        layer = np.where(renew, np.arange(fresh.shape[1])[None, :, None], 0)
-        np.maximum.accumulate(layer, axis=1, out=layer)
-        return np.take_along_axis(fresh, layer, axis=1)
+        return fresh.ravel()[_last_renewal(renew)]
+
+
+@functools.lru_cache(maxsize=256, typed=True)
+def _zipf(s: float, regions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative Zipf(s) weights of ranks 1..regions and their differences (cached, read-only)."""
+    cdf = np.cumsum(np.arange(1, regions + 1, dtype=np.float64) ** -s)
+    pmf = np.diff(cdf, prepend=0.0)
+    cdf.flags.writeable = pmf.flags.writeable = False
+    return cdf, pmf
+
+
+def _first_distinct(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's first ``k`` distinct values in column order, ``(R, k)`` (zeros for rows with
+    fewer), and which rows had ``k``; values are non-negative ints."""
+    R, m = rows.shape  # sort each row by (value, column), packed in one integer key
+    cb = max((m - 1).bit_length(), 1)
+    dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 else np.int64
+    key = rows.astype(dt) << cb
+    key |= np.arange(m, dtype=dt)
+    key.sort(axis=1)
+    val = key >> cb
+    first = np.empty((R, m), dtype=bool)
+    first[:, 0] = True
+    np.not_equal(val[:, 1:], val[:, :-1], out=first[:, 1:])
+    pos = (key & ((1 << cb) - 1)) + np.arange(0, R * m, m)[:, None]
+    keep = np.empty((R, m), dtype=bool)
+    keep.ravel()[pos] = first  # pos: a permutation of the row's slots
+    rank_kept = np.cumsum(keep, axis=1)
+    chosen = keep & (rank_kept <= k)
+    ok_rows = rank_kept[:, -1] >= k
+    good = slice(None) if ok_rows.all() else np.flatnonzero(ok_rows)
+    got = np.zeros((R, k), dtype=np.int64)
+    got[good] = rows[good][chosen[good]].reshape(-1, k)
+    return got, ok_rows
+
+
+def _last_renewal(renew: np.ndarray) -> np.ndarray:
+    """Per slot of a ``(Q, layers, M)`` renewal mask (layer 0 all True): its last renewal's
+    flat index."""
+    src = np.where(renew, np.arange(renew.size).reshape(renew.shape), 0)
+    np.maximum.accumulate(src, axis=1, out=src)
+    return src
 
 
 def draw_focus(rng: np.random.Generator, available_blocks: int, n_regions: int = 4,
