@@ -7,7 +7,8 @@ events/s to raw SimPy's — a process yielding ``env.timeout`` in a loop, measur
 (the targets: engine ≥ 40 % of raw SimPy; the whole trace ≤ 10 min per policy with every layer
 simulated, ≤ 60 s with ``layer_groups = 8``). Cost should grow about linearly in requests;
 ``whole s`` extrapolates a prefix's wall time to the whole trace by output tokens (decode steps
-dominate the cost); ``peak GB`` is the process's peak resident memory so far. docs/performance.md
+dominate the cost); ``peak GB`` is the process's peak resident memory so far. Each run reports
+its progress on stderr every 30 s. docs/performance.md
 keeps the figures measured so far and where the time goes.
 
     .venv/bin/python benchmarks/bench_engine.py                          # full (hours on 1 core)
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -47,6 +49,21 @@ def raw_simpy_rate(n: int = 1_000_000) -> float:
     return next(env._eid) / (time.perf_counter() - t)
 
 
+class _Progress:
+    """Long runs say how far they are: a line on stderr at most every ``every_time`` [s]."""
+
+    def __init__(self, label: str, t0: float, every_time: float = 30.0) -> None:
+        self.label, self.t0, self.every_time = label, t0, every_time
+        self.next_at = t0 + every_time
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now >= self.next_at or done == total:
+            self.next_at = now + self.every_time
+            print(f"[{self.label}] {done:,}/{total:,} requests finished after "
+                  f"{now - self.t0:,.0f} s", file=sys.stderr, flush=True)
+
+
 def one(args: tuple[str, int, int, int]) -> dict:
     """Run one (policy, requests, layer_groups, seed); return its speed figures."""
     from simulator.engine import load_trace, run
@@ -63,7 +80,7 @@ def one(args: tuple[str, int, int, int]) -> dict:
     share = float(trace["output_tokens"].sum()) / float(whole["output_tokens"].sum())
     raw = raw_simpy_rate()
     t = time.perf_counter()
-    res = run(sc, policy, seed, trace=trace)
+    res = run(sc, policy, seed, trace=trace, progress=_Progress(f"{policy} {len(trace)}", t))
     wall = time.perf_counter() - t
     s = res.summary
     return {
