@@ -170,20 +170,7 @@ class LinkStats:
         edges_at = np.minimum(np.arange(nbins + 1) * float(bin_time), now)
         edges_at[-1] = now
         nl = len(self.edges)
-        cum = np.zeros((nl, nbins + 1))
-        tl_link = self._column("tl_link")
-        if len(tl_link):
-            order = np.argsort(tl_link, kind="stable")
-            tl_link = tl_link[order]
-            tl_at = self._column("tl_at")[order]
-            tl_load = self._column("tl_load")[order]
-            del order
-            links, starts = np.unique(tl_link, return_index=True)
-            for link, a, b in zip(links, starts, [*starts[1:], len(tl_link)], strict=True):
-                at = np.concatenate(([0.0], tl_at[a:b], [now]))
-                x = np.concatenate(([0.0], tl_load[a:b]))
-                b_at = np.concatenate(([0.0], np.cumsum(x * np.diff(at))))
-                cum[link] = np.interp(edges_at, at, b_at)  # bytes carried by each bin edge
+        cum = self._changes_cum(edges_at)
         nbytes = np.diff(cum, axis=1) + self._lone_bins(edges_at)
         length = np.diff(edges_at)
         bw = np.array(self.cap)[:, None]
@@ -198,6 +185,36 @@ class LinkStats:
             "bytes": nbytes.ravel(),
             "utilization": util.ravel(),
         })
+
+    def _changes_cum(self, edges_at: np.ndarray) -> np.ndarray:
+        """Bytes each link carried by each of ``edges_at`` [s] under its load changes (classes;
+        lone flows apart). A link's bytes are piecewise linear in time, with a kink at each of
+        its change points; the change points are taken in time order, :data:`PIECE_ROWS` at a
+        time, each link carrying its last point (time, load, bytes) over to the next piece."""
+        nl = len(self.edges)
+        cum = np.zeros((nl, len(edges_at)))
+        last_at, last_load, last_b = np.zeros(nl), np.zeros(nl), np.zeros(nl)
+        link_all = self._column("tl_link")
+        at_all, load_all = self._column("tl_at"), self._column("tl_load")
+        for a in range(0, len(link_all), PIECE_ROWS):
+            b = a + PIECE_ROWS
+            order = np.argsort(link_all[a:b], kind="stable")  # by link, time order kept
+            link, at, load = link_all[a:b][order], at_all[a:b][order], load_all[a:b][order]
+            links, starts = np.unique(link, return_index=True)
+            for k, i, j in zip(links.tolist(), starts.tolist(), [*starts[1:].tolist(), len(link)],
+                               strict=True):
+                p_at = np.concatenate(([last_at[k]], at[i:j]))
+                p_load = np.concatenate(([last_load[k]], load[i:j]))  # load from each point on
+                p_b = np.concatenate(([last_b[k]], last_b[k] + np.cumsum(p_load[:-1]
+                                                                         * np.diff(p_at))))
+                lo = np.searchsorted(edges_at, p_at[0], side="left")
+                hi = np.searchsorted(edges_at, p_at[-1], side="right")
+                cum[k, lo:hi] = np.interp(edges_at[lo:hi], p_at, p_b)
+                last_at[k], last_load[k], last_b[k] = p_at[-1], p_load[-1], p_b[-1]
+        for k in range(nl):  # after a link's last change point its load holds
+            lo = np.searchsorted(edges_at, last_at[k], side="right")
+            cum[k, lo:] = last_b[k] + last_load[k] * (edges_at[lo:] - last_at[k])
+        return cum
 
     def _lone_bins(self, edges_at: np.ndarray) -> np.ndarray:
         """Bytes of lone flows per link per bin (bins between ``edges_at`` [s]), each flow's

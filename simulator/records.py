@@ -71,7 +71,7 @@ def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
     df = _table(rows, ROUND_COLUMNS)
     names = {"src": list(gpu_names), "owner": list(owner_names or gpu_names)}
     for col in ("src", "owner"):
-        codes = df[col].to_numpy(dtype=np.int64) if len(df) else np.zeros(0, np.int64)
+        codes = df[col].to_numpy() if len(df) else np.zeros(0, np.int64)  # int32 from Columns
         df[col] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(names[col]))
     opt = df["option"]
     if not len(df):

@@ -9,12 +9,15 @@ copy-on-write memory map of the file: the operating system pages it in when read
 the pages again, so a long run's records cost disk, not resident memory. Writes into the
 returned array stay private (the file is never changed through it).
 
-Small runs (every test but the ones that ask for spilling) never touch the disk.
+The files go where :mod:`tempfile` puts them (``$TMPDIR``, else ``/tmp``); where ``/tmp`` is
+a RAM disk, point ``TMPDIR`` at a disk folder for whole-trace runs. Small runs (every test but
+the ones that ask for spilling) never touch the disk.
 """
 
 from __future__ import annotations
 
 import tempfile
+import weakref
 from typing import IO
 
 import numpy as np
@@ -26,7 +29,7 @@ SPILL_BYTES = 16 << 20
 class Spill:
     """One column of ``dtype`` (a fixed-size numpy dtype), appended chunk by chunk."""
 
-    __slots__ = ("dtype", "spill_bytes", "_chunks", "_held", "_file", "_on_disk")
+    __slots__ = ("dtype", "spill_bytes", "_chunks", "_held", "_file", "_on_disk", "__weakref__")
 
     def __init__(self, dtype, spill_bytes: int | None = None) -> None:
         self.dtype = np.dtype(dtype)
@@ -60,6 +63,7 @@ class Spill:
         if self._file is None:
             # lives as long as the column (and its maps): no context manager
             self._file = tempfile.TemporaryFile(prefix="kvfabric-records-")  # noqa: SIM115
+            weakref.finalize(self, self._file.close)  # closed with the column (maps stay valid)
         self._file.seek(0, 2)
         for a in self._chunks:
             self._file.write(a.data)

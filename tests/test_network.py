@@ -351,16 +351,21 @@ def test_link_records_moved_to_temporary_files_give_the_same_totals_and_timeline
     plain, spilled = fabric(g, stack), fabric(g, stack)
     times = sorted({fl.issued_at + 1e-6 for fl in flows})
     run_flows(plain, flows, probe_at=times, probe=lambda now: None)
-    # move every record to disk at each probe, and sum them a few rows at a time
+    want = plain.links_frame(), plain.link_timeline(3e-4)  # all records in one piece
+    # move every record to disk at each probe, and go over them a few rows at a time
     with mock.patch.object(linkstats, "PIECE_ROWS", piece):
         run_flows(spilled, flows, probe_at=times,
                   probe=lambda now: spilled._stats.spill(rows=1, spill_bytes=0))
         spilled._stats.spill(rows=1, spill_bytes=0)
         moved = spilled._stats._spills
         assert moved is None or any(x.spilled for x in moved.values())
-        for a, b in ((plain.links_frame(), spilled.links_frame()),
-                     (plain.link_timeline(3e-4), spilled.link_timeline(3e-4))):
-            pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, atol=1e-6)
+        got = spilled.links_frame(), spilled.link_timeline(3e-4)
+    for a, b in zip(want, got, strict=True):
+        pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-12, atol=1e-6)
+    # the timeline's bins add up to each link's bytes
+    binned = got[1].groupby(["src", "dst"], sort=False)["bytes"].sum()
+    total = got[0].set_index(["src", "dst"])["bytes"]
+    assert np.allclose(binned.loc[total.index], total, rtol=1e-9, atol=1e-3)
 
 
 @given(fabric_cases(), st.sampled_from([0, 1]))
