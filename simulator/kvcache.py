@@ -23,7 +23,8 @@ to its machine's host-DRAM tier (reached over PCIe; a reader pays that path); wh
 full or disabled the block is dropped and must be recomputed by whoever needs it next.
 Owned blocks of requests still decoding (``pin``) are demoted only after every unpinned one.
 Evictions go down to a low watermark (1/32 of the capacity below full), as real caches do, so
-the LRU scan is amortized over many insertions.
+the LRU sort is amortized over many insertions; the blocks with copies on a GPU come from a
+per-GPU list (:class:`~simulator.heldcopies.HeldCopies`), not a scan of every block.
 
 Every choice is deterministic: ties break by index, never by set or dict order.
 """
@@ -34,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from simulator.heldcopies import HeldCopies
 
 HBM, HOST, DROPPED = 0, 1, 2
 UNPLACED = -1
@@ -107,6 +110,7 @@ class BlockDirectory:
         self.pins = np.zeros(cap, np.int32)  # active requests using the block
         self.copy_bits = np.zeros((self.n_gpus, cap, self.words), np.uint64)
         self.copy_used_at = np.zeros((self.n_gpus, cap), float)
+        self.held = HeldCopies(self.n_gpus)  # per GPU: the blocks with copies, found fast
         self.owned = np.zeros(self.n_gpus, np.int64)  # HBM blocks held as owner/replica
         self.copies = np.zeros(self.n_gpus, np.int64)  # blocks with ≥ 1 copied layer slice
         self.host_used = np.zeros(self.n_machines, np.int64)
@@ -281,7 +285,7 @@ class BlockDirectory:
         return extra - max(over, 0)
 
     def _evict_copies(self, gpu: int, count: int) -> int:
-        held = np.flatnonzero(self.copy_bits[gpu, : self.n].any(axis=1))
+        held = self.held.held(gpu, self.copy_bits[gpu])
         if len(held) == 0:
             return 0
         take = min(count, len(held))
@@ -361,6 +365,8 @@ class BlockDirectory:
         keep = idx if fit == n_new else np.concatenate([idx[~new_block], idx[new_block][:fit]])
         col = rows[:, w]
         col[keep] |= np.uint64(1 << b)
+        if fit:
+            self.held.add(gpu, idx[new_block][:fit], rows)
         self.copies[gpu] += fit
         return fit
 
@@ -369,8 +375,7 @@ class BlockDirectory:
         free = int(self.capacity[gpu] - self.owned[gpu] - self.copies[gpu])
         if free >= want:
             return want
-        bits = self.copy_bits[gpu, : self.n]
-        evictable = np.flatnonzero(bits[:, 0] if self.words == 1 else bits.any(axis=1))
+        evictable = self.held.held(gpu, self.copy_bits[gpu])
         if len(keep):  # held ∖ keep (np.isin, by binary search in the sorted keep)
             keep = np.sort(keep)
             at = np.minimum(np.searchsorted(keep, evictable), len(keep) - 1)
@@ -410,6 +415,9 @@ class BlockDirectory:
         owned = np.bincount(holders[in_hbm].ravel(), minlength=self.n_gpus)[: self.n_gpus]
         assert np.array_equal(owned, self.owned), (owned, self.owned)
         copies = self.copy_bits[:, :n].any(axis=2).sum(axis=1)
+        for gpu in range(self.n_gpus):  # the fast list finds exactly the copies a scan finds
+            scan = np.flatnonzero(self.copy_bits[gpu, :n].any(axis=1))
+            assert np.array_equal(self.held.held(gpu, self.copy_bits[gpu]), scan), gpu
         assert np.array_equal(copies, self.copies), (copies, self.copies)
         assert np.all(self.owned + self.copies <= self.capacity), "HBM capacity exceeded"
         assert np.all(self.host_used <= self.cfg.host_capacity_blocks)
