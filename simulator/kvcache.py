@@ -23,8 +23,9 @@ to its machine's host-DRAM tier (reached over PCIe; a reader pays that path); wh
 full or disabled the block is dropped and must be recomputed by whoever needs it next.
 Owned blocks of requests still decoding (``pin``) are demoted only after every unpinned one.
 Evictions go down to a low watermark (1/32 of the capacity below full), as real caches do, so
-the LRU sort is amortized over many insertions; the blocks with copies on a GPU come from a
-per-GPU list (:class:`~simulator.heldcopies.HeldCopies`), not a scan of every block.
+the LRU sort is amortized over many insertions; the candidates (a GPU's copies, its HBM blocks, a
+host's blocks) come from lists kept as blocks enter those sets
+(:class:`~simulator.blocklists.BlockLists`), not from a scan of every block.
 
 Every choice is deterministic: ties break by index, never by set or dict order.
 """
@@ -36,14 +37,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator.heldcopies import HeldCopies
+from simulator.blocklists import BlockLists
+from simulator.eviction import WATERMARK_DIVISOR, Eviction
+from simulator.tiers import DROPPED, HBM, HOST, UNPLACED
 
-HBM, HOST, DROPPED = 0, 1, 2
-UNPLACED = -1
-
-#: When HBM is full, evictions free ``capacity // WATERMARK_DIVISOR`` blocks beyond what is
-#: needed (a low watermark), so the O(blocks) LRU scan runs once per many insertions.
-WATERMARK_DIVISOR = 32
+__all__ = ["DROPPED", "HBM", "HOST", "UNPLACED", "WATERMARK_DIVISOR", "BlockDirectory",
+           "DirectoryConfig", "capacity_blocks", "stable_hash"]
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -88,7 +87,7 @@ class DirectoryConfig:
     layer_slots: int
 
 
-class BlockDirectory:
+class BlockDirectory(Eviction):
     """Block → holder GPUs and tier; per-GPU usage; LRU copies; host tier. See module docstring."""
 
     def __init__(self, config: DirectoryConfig) -> None:
@@ -110,7 +109,11 @@ class BlockDirectory:
         self.pins = np.zeros(cap, np.int32)  # active requests using the block
         self.copy_bits = np.zeros((self.n_gpus, cap, self.words), np.uint64)
         self.copy_used_at = np.zeros((self.n_gpus, cap), float)
-        self.held = HeldCopies(self.n_gpus)  # per GPU: the blocks with copies, found fast
+        # found fast, not by scanning every block: per GPU its copies and the HBM blocks it
+        # holds; per machine its host-tier blocks
+        self.copy_lists = BlockLists(self.n_gpus)
+        self.hbm_lists = BlockLists(self.n_gpus)
+        self.host_lists = BlockLists(self.n_machines)
         self.owned = np.zeros(self.n_gpus, np.int64)  # HBM blocks held as owner/replica
         self.copies = np.zeros(self.n_gpus, np.int64)  # blocks with ≥ 1 copied layer slice
         self.host_used = np.zeros(self.n_machines, np.int64)
@@ -259,151 +262,11 @@ class BlockDirectory:
                 mine = idx[holders[:, j] == gpu]
                 self._drop_copies(gpu, mine)
                 self.owned[gpu] += len(mine)
+                self.hbm_lists.add(gpu, mine, self._in_hbm_of(gpu))
         for gpu in np.unique(holders).tolist():
             self._make_room(int(gpu), 0, now)
 
-    def _drop_copies(self, gpu: int, idx: np.ndarray) -> None:
-        had = self.copy_bits[gpu, idx].any(axis=1)
-        self.copies[gpu] -= int(had.sum())
-        self.copy_bits[gpu, idx] = 0
-
-    def _slack(self, gpu: int) -> int:
-        """Extra blocks freed per eviction round (low watermark: 1/32 of the capacity)."""
-        return int(self.capacity[gpu]) // WATERMARK_DIVISOR
-
-    def _make_room(self, gpu: int, extra: int, now: float) -> int:
-        """Free HBM on ``gpu`` until ``extra`` more blocks fit (down to the low watermark);
-        returns how many fit."""
-        over = int(self.owned[gpu] + self.copies[gpu] + extra - self.capacity[gpu])
-        if over <= 0:
-            return extra
-        target = over + self._slack(gpu)
-        target -= self._evict_copies(gpu, target)
-        if target > 0:
-            target -= self._demote(gpu, target)
-        over = int(self.owned[gpu] + self.copies[gpu] + extra - self.capacity[gpu])
-        return extra - max(over, 0)
-
-    def _evict_copies(self, gpu: int, count: int) -> int:
-        held = self.held.held(gpu, self.copy_bits[gpu])
-        if len(held) == 0:
-            return 0
-        take = min(count, len(held))
-        order = np.lexsort((held, self.copy_used_at[gpu, held]))[:take]
-        victims = held[order]
-        self.copy_bits[gpu, victims] = 0
-        self.copies[gpu] -= take
-        self.copies_evicted += take
-        return take
-
-    def _demote(self, gpu: int, count: int) -> int:
-        n = self.n
-        holders = self.holders(np.arange(n))
-        mine = np.flatnonzero((holders == gpu).any(axis=1) & (self.tier[:n] == HBM))
-        if len(mine) == 0:
-            return 0
-        take = min(count, len(mine))
-        # unpinned blocks first, then least recently used, then lowest index
-        order = np.lexsort((mine, self.used_at[mine], self.pins[mine] > 0))
-        victims = mine[order[:take]]
-        for j in range(self.k):
-            np.subtract.at(self.owned, holders[victims, j], 1)
-        machine = self.machine_of[self.base[victims]]
-        for m in np.unique(machine).tolist():
-            vm = victims[machine == m]
-            room = self._host_room(int(m), len(vm))
-            self.tier[vm[:room]] = HOST
-            self.host_used[m] += room
-            self.tier[vm[room:]] = DROPPED
-            self.base[vm[room:]] = UNPLACED
-            self.demoted += room
-            self.dropped += len(vm) - room
-        return take
-
-    def _host_room(self, machine: int, want: int) -> int:
-        cap = self.cfg.host_capacity_blocks
-        free = cap - int(self.host_used[machine])
-        if free >= want:
-            return want
-        # drop the host's least recently used blocks to make room
-        n = self.n
-        on_host = np.flatnonzero(
-            (self.tier[:n] == HOST) & (self.machine_of[np.maximum(self.base[:n], 0)] == machine)
-        )
-        need = min(want - max(free, 0), len(on_host))
-        if need > 0:
-            v = on_host[np.lexsort((on_host, self.used_at[on_host]))[:need]]
-            self.tier[v] = DROPPED
-            self.base[v] = UNPLACED
-            self.host_used[machine] -= need
-            self.dropped += need
-        return min(want, cap - int(self.host_used[machine]))
-
-    def add_copies(self, gpu: int, idx: np.ndarray, slot: int, now: float) -> int:
-        """Keep layer slot ``slot`` of blocks ``idx`` on ``gpu`` (fetched or recomputed), evicting
-        LRU copies to make room; returns the number of new block copies made."""
-        idx = np.sort(np.asarray(idx, np.int64).ravel())  # np.unique, with less overhead
-        if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):
-            idx = idx[np.concatenate(([True], ~dup))]
-        if self.k == 1:  # one holder per block: its base
-            held = (self.base[idx] == gpu) & (self.tier[idx] == HBM)
-        else:
-            held = (self.holders(idx) == gpu).any(axis=1) & (self.tier[idx] == HBM)
-        if np.count_nonzero(held):
-            idx = idx[~held]  # a GPU needs no copy of a block it holds itself
-        if len(idx) == 0:
-            return 0
-        w, b = divmod(slot, 64)
-        rows = self.copy_bits[gpu]  # (blocks, words), a view
-        new_block = rows[:, 0][idx] == 0 if self.words == 1 else ~rows[idx].any(axis=1)
-        self.copy_used_at[gpu][idx] = now
-        n_new = int(np.count_nonzero(new_block))
-        fit = n_new
-        if n_new:
-            fit = self._make_room_for_copies(gpu, n_new, idx)
-        # every block of idx, or those already copied and the first `fit` new ones
-        keep = idx if fit == n_new else np.concatenate([idx[~new_block], idx[new_block][:fit]])
-        col = rows[:, w]
-        col[keep] |= np.uint64(1 << b)
-        if fit:
-            self.held.add(gpu, idx[new_block][:fit], rows)
-        self.copies[gpu] += fit
-        return fit
-
-    def _make_room_for_copies(self, gpu: int, want: int, keep: np.ndarray) -> int:
-        """Evict LRU copies (never those in ``keep``) until ``want`` new ones fit."""
-        free = int(self.capacity[gpu] - self.owned[gpu] - self.copies[gpu])
-        if free >= want:
-            return want
-        evictable = self.held.held(gpu, self.copy_bits[gpu])
-        if len(keep):  # held ∖ keep (np.isin, by binary search in the sorted keep)
-            keep = np.sort(keep)
-            at = np.minimum(np.searchsorted(keep, evictable), len(keep) - 1)
-            evictable = evictable[keep[at] != evictable]
-        need = min(want - max(free, 0) + self._slack(gpu), len(evictable))
-        if need > 0:
-            order = np.lexsort((evictable, self.copy_used_at[gpu, evictable]))[:need]
-            victims = evictable[order]
-            self.copy_bits[gpu, victims] = 0
-            self.copies[gpu] -= need
-            self.copies_evicted += need
-        return max(0, min(want, int(self.capacity[gpu] - self.owned[gpu] - self.copies[gpu])))
-
-    def promote(self, idx: np.ndarray, now: float) -> None:
-        """Bring host-tier blocks back to HBM on their holders (after a reader paid PCIe)."""
-        idx = np.unique(np.asarray(idx, np.int64))  # a repeated block is promoted once
-        idx = idx[self.tier[idx] == HOST]
-        if len(idx) == 0:
-            return
-        machine = self.machine_of[self.base[idx]]
-        np.subtract.at(self.host_used, machine, 1)
-        self.tier[idx] = HBM
-        self.used_at[idx] = now
-        holders = self.holders(idx)
-        for j in range(self.k):
-            np.add.at(self.owned, holders[:, j], 1)
-        for gpu in np.unique(holders).tolist():
-            self._make_room(int(gpu), 0, now)
+    # -- eviction: see simulator.eviction (mixin) ---------------------------------------------
 
     # -- invariants ----------------------------------------------------------------------------
 
@@ -415,9 +278,16 @@ class BlockDirectory:
         owned = np.bincount(holders[in_hbm].ravel(), minlength=self.n_gpus)[: self.n_gpus]
         assert np.array_equal(owned, self.owned), (owned, self.owned)
         copies = self.copy_bits[:, :n].any(axis=2).sum(axis=1)
-        for gpu in range(self.n_gpus):  # the fast list finds exactly the copies a scan finds
-            scan = np.flatnonzero(self.copy_bits[gpu, :n].any(axis=1))
-            assert np.array_equal(self.held.held(gpu, self.copy_bits[gpu]), scan), gpu
+        every = np.arange(n)  # the fast lists find exactly what a scan finds
+        for gpu in range(self.n_gpus):
+            for lists, live in ((self.copy_lists, self._has_copy(gpu)),
+                                (self.hbm_lists, self._in_hbm_of(gpu))):
+                got = lists.live(gpu, live)
+                assert np.array_equal(got, np.flatnonzero(live(every))), gpu
+        for m in range(self.n_machines):
+            live = self._on_host_of(m)
+            assert np.array_equal(self.host_lists.live(m, live),
+                                  np.flatnonzero(live(every))), m
         assert np.array_equal(copies, self.copies), (copies, self.copies)
         assert np.all(self.owned + self.copies <= self.capacity), "HBM capacity exceeded"
         assert np.all(self.host_used <= self.cfg.host_capacity_blocks)

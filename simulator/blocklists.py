@@ -1,0 +1,52 @@
+"""Which blocks a GPU (or a machine's host tier) holds, without scanning the whole directory.
+
+The directory's arrays (:class:`~simulator.kvcache.BlockDirectory`, one entry per block ever
+seen) are the truth; finding, say, the blocks with a copy on a GPU by scanning them costs time in
+proportion to every block ever seen — millions late in a whole-trace replay, at every eviction.
+:class:`BlockLists` keeps, per key (a GPU, a machine), a list that contains at least every block
+in the set: a block is appended when it enters the set; blocks that leave it stay listed until
+the next :meth:`BlockLists.live`, which keeps the listed blocks a predicate still accepts (each
+once). The answer is the same ascending array the scan gives, as long as every way into the set
+appends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+#: ``is_live(blocks) -> bool mask``: which of ``blocks`` are in the set now.
+Predicate = Callable[[np.ndarray], np.ndarray]
+
+
+class BlockLists:
+    """Per key, a superset of the blocks in a set (see module docstring)."""
+
+    def __init__(self, n_keys: int) -> None:
+        self._buf = [np.zeros(256, np.int64) for _ in range(n_keys)]
+        self._n = [0] * n_keys
+
+    def add(self, key: int, blocks: np.ndarray, is_live: Predicate) -> None:
+        """``blocks`` just entered ``key``'s set (``is_live`` prunes the list when it is full)."""
+        n, k = self._n[key], len(blocks)
+        if k == 0:
+            return
+        buf = self._buf[key]
+        if n + k > len(buf):
+            n = len(self.live(key, is_live))  # drop blocks that left first
+            buf = self._buf[key]
+            if n + k > len(buf) // 2:
+                grown = np.zeros(2 * (n + k), np.int64)
+                grown[:n] = buf[:n]
+                buf = self._buf[key] = grown
+        buf[n: n + k] = blocks
+        self._n[key] = n + k
+
+    def live(self, key: int, is_live: Predicate) -> np.ndarray:
+        """The blocks in ``key``'s set, ascending; also prunes the list to them."""
+        listed = self._buf[key][: self._n[key]]
+        out = np.unique(listed[is_live(listed)])
+        self._buf[key][: len(out)] = out
+        self._n[key] = len(out)
+        return out
