@@ -266,7 +266,7 @@ class BlockDirectory(Eviction):
         for gpu in np.unique(holders).tolist():
             self._make_room(int(gpu), 0, now)
 
-    # -- eviction: see simulator.eviction (mixin) ---------------------------------------------
+    # (capacity and eviction: the Eviction mixin, simulator/eviction.py)
 
     # -- invariants ----------------------------------------------------------------------------
 
