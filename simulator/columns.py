@@ -28,14 +28,13 @@ class Columns:
     """Rows of ``spec`` — ``(name, numpy dtype)`` per column — appended with :attr:`append`.
 
     ``object`` columns hold hashable values (stored as codes; a categorical in :meth:`frame`).
+    ``spill_bytes`` is each column's :class:`~simulator.spill.Spill` threshold (default
+    :data:`simulator.spill.SPILL_BYTES`).
     """
 
     def __init__(self, spec: Sequence[tuple[str, str]], chunk_rows: int | None = None,
                  spill_bytes: int | None = None) -> None:
-        from simulator import spill
-
         chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
-        spill_bytes = spill.SPILL_BYTES if spill_bytes is None else spill_bytes
         self.names = [n for n, _ in spec]
         self.dtypes = [np.dtype(d) for _, d in spec]
         self.chunk_rows = chunk_rows

@@ -32,13 +32,13 @@ from simulator.spill import Spill
 
 #: Records kept in ``array`` columns before :meth:`LinkStats.spill` moves them on.
 SPILL_ROWS = 1 << 20
-#: Records processed at once when summing lone flows (bounds the temporary arrays).
+#: Records gone over at once for totals and the timeline (bounds the temporary arrays).
 PIECE_ROWS = 1 << 22
 
-_COLUMNS = (("tl_link", "i", np.int32), ("tl_at", "d", np.float64),
-            ("tl_load", "d", np.float64), ("lo_route", "i", np.int32),
-            ("lo_start", "d", np.float64), ("lo_end", "d", np.float64),
-            ("lo_bytes", "d", np.float64))
+#: The record columns (``array`` attributes of :class:`LinkStats`) and their numpy dtypes.
+_COLUMNS = {"tl_link": np.int32, "tl_at": np.float64, "tl_load": np.float64,
+            "lo_route": np.int32, "lo_start": np.float64, "lo_end": np.float64,
+            "lo_bytes": np.float64}
 
 
 class LinkStats:
@@ -68,15 +68,15 @@ class LinkStats:
         if len(self.tl_link) < rows and len(self.lo_route) < rows:
             return
         if self._spills is None:
-            self._spills = {name: Spill(dt, spill_bytes) for name, _, dt in _COLUMNS}
-        for name, _, dt in _COLUMNS:
+            self._spills = {name: Spill(dt, spill_bytes) for name, dt in _COLUMNS.items()}
+        for name, dt in _COLUMNS.items():
             a = getattr(self, name)
             self._spills[name].add(np.frombuffer(a, dtype=dt).copy())
             del a[:]  # in place: bound ``append`` methods stay valid
 
     def _column(self, name: str) -> np.ndarray:
         """All records of one column (moved-on rows first, then the in-memory ones)."""
-        dt = dict((n, d) for n, _, d in _COLUMNS)[name]
+        dt = _COLUMNS[name]
         a = getattr(self, name)
         if self._spills is None:
             return np.frombuffer(a, dtype=dt)

@@ -77,8 +77,7 @@ def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
     if not len(df):
         df["option"] = opt.astype(object)
     elif isinstance(opt.dtype, pd.CategoricalDtype):  # from Columns: categories as first seen
-        df["option"] = opt.cat.remove_unused_categories().cat.reorder_categories(
-            sorted(opt.cat.categories))
+        df["option"] = opt.cat.reorder_categories(sorted(opt.cat.categories))
     else:
         df["option"] = opt.astype("category")
     return df
