@@ -7,7 +7,12 @@ events/s to raw SimPy's — a process yielding ``env.timeout`` in a loop, measur
 (the targets: engine ≥ 40 % of raw SimPy; the whole trace ≤ 10 min per policy with every layer
 simulated, ≤ 60 s with ``layer_groups = 8``). Cost should grow about linearly in requests;
 ``whole s`` extrapolates a prefix's wall time to the whole trace by output tokens (decode steps
-dominate the cost); ``peak GB`` is the process's peak resident memory so far. Each run reports
+dominate the cost); ``peak GB`` is the process's peak resident memory so far. ``µs/tok`` is wall
+time per simulated decode token (the 60 s target allows 14.6 µs over the whole trace's 4.12 M
+tokens). ``floor s`` is what bare SimPy, at the rate measured in the same run, needs for the
+fewest events an exact replay of the same run could make — two per route or fetch round (each
+message's arrival must see the cluster as it is then), one per decode iteration — i.e. a lower
+bound on any engine that advances SimPy per message, before it does any work. Each run reports
 its progress on stderr every 30 s. docs/performance.md
 keeps the figures measured so far and where the time goes.
 
@@ -83,11 +88,18 @@ def one(args: tuple[str, int, int, int]) -> dict:
     res = run(sc, policy, seed, trace=trace, progress=_Progress(f"{policy} {len(trace)}", t))
     wall = time.perf_counter() - t
     s = res.summary
+    # the fewest SimPy events an exact replay of the same run needs: a message's arrival must
+    # see the cluster as it is then, and a route or fetch round is two messages (query and
+    # answer, request and blocks); a decode iteration ends at an event of its own
+    messages = 2 * sum(n for o, n in s["options"].items() if o in ("route", "fetch"))
+    min_events = messages + len(res.iterations)
     return {
         "policy": policy, "requests": len(trace), "layer_groups": groups, "wall_time": wall,
         "events": s["events"], "events_per_s": s["events"] / wall,
         "raw_simpy_events_per_s": raw, "ratio_to_raw": s["events"] / wall / raw,
         "decode_tokens": s["decode_tokens"], "tokens_per_wall_s": s["decode_tokens"] / wall,
+        "wall_time_per_token": wall / max(s["decode_tokens"], 1.0),
+        "min_events": min_events, "simpy_floor_time": min_events / raw,
         "sim_time": s["sim_time"], "completed": s["completed"], "rounds": s["rounds"],
         "tbt_p50": s["tbt_p50"], "ttft_p50": s["ttft_p50"],
         "whole_trace_wall_time_est": wall / share,  # linear in output tokens
@@ -111,7 +123,8 @@ def main() -> None:
             for p in a.policies.split(",")]
     print(f"raw SimPy (this process): {raw_simpy_rate():,.0f} events/s")
     hdr = (f"{'policy':<9}{'requests':>9}{'groups':>7}{'wall s':>9}{'events':>11}"
-           f"{'events/s':>10}{'raw %':>7}{'tokens/s':>10}{'sim s':>9}{'whole s':>9}{'peak GB':>9}")
+           f"{'events/s':>10}{'raw %':>7}{'tokens/s':>10}{'µs/tok':>8}{'floor s':>9}{'sim s':>9}{'whole s':>9}"
+           f"{'peak GB':>9}")
     print(hdr)
     out = []
     if a.jobs > 1:
@@ -123,7 +136,8 @@ def main() -> None:
         out.append(r)
         print(f"{r['policy']:<9}{r['requests']:>9}{r['layer_groups']:>7}{r['wall_time']:>9.1f}"
               f"{r['events']:>11,}{r['events_per_s']:>10,.0f}{100 * r['ratio_to_raw']:>7.1f}"
-              f"{r['tokens_per_wall_s']:>10,.0f}{r['sim_time']:>9.1f}"
+              f"{r['tokens_per_wall_s']:>10,.0f}{1e6 * r['wall_time_per_token']:>8.1f}"
+              f"{r['simpy_floor_time']:>9.1f}{r['sim_time']:>9.1f}"
               f"{r['whole_trace_wall_time_est']:>9.0f}{r['peak_rss_bytes'] / 1e9:>9.2f}",
               flush=True)
     if a.json_path:

@@ -43,6 +43,8 @@ class Columns:
         # per object column: value → code, in order of first appearance
         self.codes: list[dict | None] = [{} if d.hasobject else None for d in self.dtypes]
         self.cols = [Spill(np.int32 if d.hasobject else d, spill_bytes) for d in self.dtypes]
+        # the rows' record type: numpy converts a list of tuples to it in one C pass
+        self._record = np.dtype([(f"f{i}", d) for i, d in enumerate(self.dtypes)])
 
     def __len__(self) -> int:
         return len(self.rows) + len(self.cols[0])
@@ -56,10 +58,11 @@ class Columns:
         """Move the tuple rows into the typed columns."""
         if not self.rows:
             return
-        for values, col, codes in zip(zip(*self.rows, strict=True), self.cols, self.codes,
-                                      strict=True):
+        table = np.array(self.rows, dtype=self._record)
+        for field, col, codes in zip(self._record.names, self.cols, self.codes, strict=True):
+            values = table[field]
             if codes is not None:
-                values = [codes.setdefault(v, len(codes)) for v in values]
+                values = [codes.setdefault(v, len(codes)) for v in values.tolist()]
             col.add(values)
         self.rows.clear()  # the same list: ``append`` stays bound to it
 
