@@ -20,7 +20,8 @@ import time
 
 import numpy as np
 
-from workloads.sparse import SparseSelector, draw_focus
+from workloads.focus import draw_focus
+from workloads.sparse import SparseSelector
 
 LAYERS = 61  # DeepSeek-V3.2 num_hidden_layers (HF config.json)
 CONTEXT_BLOCKS = 262_144 // 64

@@ -143,8 +143,8 @@ class Admission:
         self.dir.place(idx[missing], g, self.env.now, repo=int(self.repo[r]),
                        positions=missing, n_context=len(idx))
         # the query's focus set (the files its agent works on), drifting between turns
+        from workloads.focus import draw_focus, drift_focus
         from workloads.selections import popular_extent
-        from workloads.sparse import draw_focus, drift_focus
 
         pop = popular_extent(self.spans[r], len(idx))
         s = int(self.sid[r])

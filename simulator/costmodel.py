@@ -46,24 +46,8 @@ Every term is affine in B with a non-negative intercept, or a roofline ``λ + ma
 batch never costs more per query than B single rounds. A per-token figure across all layers —
 what a decode step pays layer after layer — is ``total × layers`` (:meth:`CostModel.per_token`).
 
-**Crossovers** (:meth:`CostModel.crossover`), in closed form, of ``D = fetch.total − route.total``:
-
-- *blocks*: every term is affine in K except the two attention rooflines
-  ``λ + max(m0 + m1·K, c1·K)`` whose kinks sit at ``K = m0 / (c1 − m1)``. Between consecutive kinks
-  D is affine, ``D = d0 + d1·K``, so the crossover is ``K* = −d0/d1`` in the piece that contains it
-  (d0, d1 read off the piece exactly). With R = 1, the same GPU model at both ends (the
-  attention terms cancel) and scattered blocks, ``D = 0`` gives::
-
-      K* = (B·(q + r)/(η·W) − λ) / (B·(8 + bt·kv)/(η·W) + 2·B·bt·kv/(β·c))
-
-  with ``λ`` the gather's launch time, ``β`` the HBM bandwidth, ``c`` the copy efficiency. The
-  fixed message times cancel (two messages each); e.g. DeepSeek-V3.2 across two DGX H100 nodes
-  with ``ibgda``: (6.106 µs − 3 µs) / 1.663 µs = 1.87 blocks.
-- *bandwidth* (every path's line rate set to ``W``): ``total = A + X/W`` with ``X = Σ bytes/η``
-  over the option's messages and ``A`` the rest, so ``W* = (X_f − X_r) / (A_r − A_f)``.
-- *probe latency* (every message's ``o + L`` set to ``p``): route sends 2 messages, fetch
-  ``2/R``, so ``D = D₀ + (2/R − 2)·p`` and ``p* = D₀ / (2 − 2/R)`` (none when ``R = 1``: both pay
-  the latency twice, and only bandwidth and compute decide).
+**Crossovers** — where route and fetch cost the same over blocks, bandwidth or probe latency —
+are solved in closed form by :meth:`CostModel.crossover` (:mod:`simulator.costmodel_crossover`).
 
 What the formula leaves out: contention and fair sharing of links (the Fabric simulates them),
 queueing for a busy compute stream, overlap of phases across layers or with other work, the
@@ -73,12 +57,12 @@ same for all options).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, fields
 
 import networkx as nx
 
 from simulator import hardware
+from simulator.costmodel_crossover import Crossovers, check_round
 from simulator.errors import UserError
 from simulator.gpu import KernelModel, Roofline
 from simulator.hardware import GPUSpec, StackSpec
@@ -88,7 +72,6 @@ from simulator.paths import PathCache, PathInfo
 
 OPTIONS: tuple[str, ...] = ("route", "fetch", "local")
 LAYOUTS: tuple[str, ...] = ("scattered", "contiguous")
-CROSSOVER_VARIABLES: tuple[str, ...] = ("blocks", "bandwidth", "probe")
 
 #: Bytes naming one block in a fetch request (a 64-bit block id).
 REQUEST_BYTES_PER_BLOCK = 8.0
@@ -136,7 +119,7 @@ class Comparison:
         return getattr(self, name)
 
 
-class CostModel:
+class CostModel(Crossovers):
     """Closed-form route / fetch / local costs on a topology (see the module docstring).
 
     Args:
@@ -318,7 +301,7 @@ class CostModel:
 
         ``reuse`` is accepted for a uniform signature; routed results are not reusable.
         """
-        _check(blocks, batch, reuse)
+        check_round(blocks, batch, reuse)
         q, r = self.route_payload(batch, heads)
         return Phases(
             probe=self.message_fixed_time(src, dst),
@@ -331,7 +314,7 @@ class CostModel:
     def fetch(self, src: str, dst: str, blocks: float, batch: float = 1,
               heads: int | None = None, reuse: float = 1.0) -> Phases:
         """Pull ``blocks`` blocks per query from owner ``dst`` to home ``src``; each used ``reuse``×."""
-        _check(blocks, batch, reuse)
+        check_round(blocks, batch, reuse)
         if blocks == 0:
             return Phases(0.0, 0.0, 0.0, 0.0, self.merge_time(src, batch, heads))
         return Phases(
@@ -346,7 +329,7 @@ class CostModel:
     def local(self, src: str, dst: str, blocks: float, batch: float = 1,
               heads: int | None = None, reuse: float = 1.0) -> Phases:
         """Recompute the ``blocks`` blocks per query on home ``src`` (``dst`` is not contacted)."""
-        _check(blocks, batch, reuse)
+        check_round(blocks, batch, reuse)
         self.gpu_spec(dst)  # the owner must exist, as for the other options
         return Phases(
             probe=0.0, transfer=0.0,
@@ -391,108 +374,3 @@ class CostModel:
     def per_token(self, phases: Phases) -> Phases:
         """A one-layer round's phases across all layers, as a decode step pays them [s]."""
         return phases.scale(self.model.layers)
-
-    # -- crossovers ----------------------------------------------------------------------
-
-    def crossover(self, src: str, dst: str, over: str = "blocks", *,
-                  blocks: float | None = None, batch: float = 1, heads: int | None = None,
-                  reuse: float = 1.0) -> float | None:
-        """Where route and fetch cost the same, in closed form; None if nowhere.
-
-        ``over="blocks"``: the number of selected blocks per query (> 0); ``"bandwidth"``: the
-        line rate [B/s] of every path (``blocks`` required); ``"probe"``: every message's
-        overhead + latency [s] (``blocks`` required). Formulas in the module docstring.
-        """
-        if over == "blocks":
-            return self._crossover_blocks(src, dst, batch, heads, reuse)
-        if over not in CROSSOVER_VARIABLES:
-            raise UserError(f"crossover over {over!r}: give one of "
-                            f"{', '.join(CROSSOVER_VARIABLES)}")
-        if blocks is None:
-            raise UserError(f"crossover over {over}: give blocks=K")
-        if over == "bandwidth":
-            return self._crossover_bandwidth(src, dst, blocks, batch, heads, reuse)
-        return self._crossover_probe(src, dst, blocks, batch, heads, reuse)
-
-    def _diff(self, src, dst, blocks, batch, heads, reuse) -> float:
-        return (self.fetch(src, dst, blocks, batch, heads, reuse).total
-                - self.route(src, dst, blocks, batch, heads, reuse).total)
-
-    def _kinks(self, nodes: tuple[str, ...], batch: float, heads: int | None) -> list[float]:
-        """Block counts > 0 where an attention roofline switches between memory and compute."""
-        out = []
-        for node in nodes:
-            a = self.attention_roofline(node, 1.0, batch, heads)
-            b = self.attention_roofline(node, 2.0, batch, heads)
-            m1, c1 = b.memory_time - a.memory_time, b.compute_time - a.compute_time
-            m0, c0 = a.memory_time - m1, a.compute_time - c1
-            if m1 != c1:
-                k = (c0 - m0) / (m1 - c1)
-                if k > 0 and math.isfinite(k):
-                    out.append(k)
-        return out
-
-    def _crossover_blocks(self, src, dst, batch, heads, reuse) -> float | None:
-        _check(1.0, batch, reuse)
-        kinks = sorted(set(self._kinks((src, dst), batch, heads)))
-        edges = [0.0, *kinks]
-        for i, lo in enumerate(edges):
-            hi = edges[i + 1] if i + 1 < len(edges) else math.inf
-            # D is affine on (lo, hi): two interior points determine it exactly.
-            span = (hi - lo) if math.isfinite(hi) else max(1.0, lo)
-            x1, x2 = lo + span / 3.0, lo + 2.0 * span / 3.0
-            d1 = self._diff(src, dst, x1, batch, heads, reuse)
-            d2 = self._diff(src, dst, x2, batch, heads, reuse)
-            slope = (d2 - d1) / (x2 - x1)
-            if slope == 0:
-                continue
-            k = x1 - d1 / slope
-            if lo < k <= hi or (lo == 0 and 0 < k <= hi):
-                return k
-        return None
-
-    def _wire_split(self, option: str, src, dst, blocks, batch, heads, reuse) -> tuple[float, int]:
-        """(Σ bytes/η over the option's messages [B], number of messages) for one round."""
-        if src == dst:
-            return 0.0, 0
-        eff_out = self.stack.efficiency(self.path(src, dst).inter_node)
-        eff_back = self.stack.efficiency(self.path(dst, src).inter_node)
-        if option == "route":
-            q, r = self.route_payload(batch, heads)
-            return q / eff_out + r / eff_back, 2
-        x = (self.request_bytes(blocks, batch) / eff_out
-             + self.fetch_bytes(blocks, batch) / eff_back) / reuse
-        return x, 2 if blocks > 0 else 0
-
-    def _crossover_bandwidth(self, src, dst, blocks, batch, heads, reuse) -> float | None:
-        _check(blocks, batch, reuse)
-        base = self.replace(bandwidth=math.inf)
-        a_r = base.route(src, dst, blocks, batch, heads, reuse).total
-        a_f = base.fetch(src, dst, blocks, batch, heads, reuse).total
-        x_r, _ = self._wire_split("route", src, dst, blocks, batch, heads, reuse)
-        x_f, _ = self._wire_split("fetch", src, dst, blocks, batch, heads, reuse)
-        if a_r == a_f:
-            return None
-        w = (x_f - x_r) / (a_r - a_f)
-        return w if w > 0 and math.isfinite(w) else None
-
-    def _crossover_probe(self, src, dst, blocks, batch, heads, reuse) -> float | None:
-        _check(blocks, batch, reuse)
-        base = self.replace(message_fixed_time=0.0)
-        d0 = base._diff(src, dst, blocks, batch, heads, reuse)
-        _, n_r = self._wire_split("route", src, dst, blocks, batch, heads, reuse)
-        _, n_f = self._wire_split("fetch", src, dst, blocks, batch, heads, reuse)
-        slope = n_f / reuse - n_r
-        if slope == 0:
-            return None
-        p = -d0 / slope
-        return p if p >= 0 and math.isfinite(p) else None
-
-
-def _check(blocks: float, batch: float, reuse: float) -> None:
-    if not blocks >= 0:
-        raise UserError(f"blocks={blocks}: give a number of blocks >= 0")
-    if not batch > 0:
-        raise UserError(f"batch={batch}: give a batch of at least 1 query")
-    if not reuse >= 1:
-        raise UserError(f"reuse={reuse}: a fetched block is used at least once (reuse >= 1)")

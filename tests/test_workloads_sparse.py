@@ -6,13 +6,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.testing.traces import sparse_selectors
+from workloads.focus import draw_focus
 from workloads.sparse import (
     _PRIME,
     SparseSelector,
     _first_distinct,
     _last_renewal,
-    draw_focus,
-    drift_focus,
 )
 
 CTX_256K = 262_144 // 64  # a 256k-token context in 64-token blocks
@@ -88,15 +87,6 @@ def test_focus_draws_come_from_the_focus_set():
     picks = sel.select(np.random.default_rng(3), 4096, 10, focus=focus)
     sampled = picks[:, :-1]
     assert np.isin(sampled, focus).all()
-
-
-def test_focus_drifts_region_by_region():
-    rng = np.random.default_rng(4)
-    f = draw_focus(rng, 1000, n_regions=4, region_blocks=16)
-    assert len(f) == 64 and len(np.unique(f // 16)) == 4
-    assert np.array_equal(drift_focus(rng, f, 1000, drift=0.0), f)
-    moved = drift_focus(rng, f, 1000, drift=1.0)
-    assert len(np.intersect1d(moved // 16, f // 16)) == 0 and len(np.unique(moved // 16)) == 4
 
 
 def test_bad_knobs_are_rejected():

@@ -30,8 +30,9 @@ import pandas as pd
 from simulator.errors import UserError
 from simulator.fileio import atomic_path
 from workloads.blocks import ENGINE_BLOCK_TOKENS, refine_trace
+from workloads.focus import draw_focus, drift_focus
 from workloads.schema import flat_blocks
-from workloads.sparse import SparseSelector, draw_focus, drift_focus
+from workloads.sparse import SparseSelector
 
 SELECTION_COLUMNS = ("request_id", "step", "layer", "block_ids")
 _GEN_SHIFT = 24  # bits for a request's block index in generated ids (16 Mi blocks per request)

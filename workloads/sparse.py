@@ -26,8 +26,8 @@ choices, not measurements):
    the prime P = 2654435761 > R, so every query over the same repository (same ``salt`` and
    size) agrees on the hot files.
 3. **Focus** — with probability ``focus_fraction`` a draw picks a block of the query's focus set
-   (the files its agent is working on; :func:`draw_focus` / :func:`drift_focus` make one and let
-   it drift between turns). Otherwise a draw is uniform over the older blocks.
+   (the files its agent is working on; :func:`workloads.focus.draw_focus` /
+   :func:`~workloads.focus.drift_focus` make one and let it drift between turns). Otherwise a draw is uniform over the older blocks.
 4. **Layer correlation** — each candidate slot keeps its previous layer's draw with probability
    ``layer_correlation`` (else draws afresh), so adjacent layers overlap, as indexer picks do.
 
@@ -391,37 +391,3 @@ def _last_renewal(renew: np.ndarray) -> np.ndarray:
     src = np.where(renew, np.arange(renew.size).reshape(renew.shape), 0)
     np.maximum.accumulate(src, axis=1, out=src)
     return src
-
-
-def draw_focus(rng: np.random.Generator, available_blocks: int, n_regions: int = 4,
-               region_blocks: int = 16) -> np.ndarray:
-    """A focus set: ``n_regions`` distinct regions (files) of ``region_blocks`` blocks among the
-    first ``available_blocks`` blocks; returns sorted block indices (int64)."""
-    total = -(-available_blocks // region_blocks)
-    if total <= 0:
-        return np.zeros(0, dtype=np.int64)
-    regions = np.sort(rng.choice(total, size=min(n_regions, total), replace=False))
-    return _region_blocks(regions, available_blocks, region_blocks)
-
-
-def drift_focus(rng: np.random.Generator, focus: np.ndarray, available_blocks: int,
-                drift: float = 0.25, region_blocks: int = 16) -> np.ndarray:
-    """Next turn's focus: each focused region is replaced with probability ``drift`` by a region
-    not in the set (uniformly among the first ``available_blocks`` blocks)."""
-    total = -(-available_blocks // region_blocks)
-    regions = np.unique(np.asarray(focus, dtype=np.int64) // region_blocks)
-    regions = regions[regions < total]
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    move = np.flatnonzero(rng.random(len(regions)) < drift)
-    free = np.setdiff1d(np.arange(total, dtype=np.int64), regions)
-    move = move[: len(free)]
-    regions = regions.copy()
-    if len(move):
-        regions[move] = rng.choice(free, size=len(move), replace=False)
-    return _region_blocks(np.sort(regions), available_blocks, region_blocks)
-
-
-def _region_blocks(regions: np.ndarray, available_blocks: int, region_blocks: int) -> np.ndarray:
-    blocks = (regions[:, None] * region_blocks + np.arange(region_blocks)[None, :]).reshape(-1)
-    return blocks[blocks < available_blocks].astype(np.int64)
