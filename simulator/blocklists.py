@@ -8,6 +8,12 @@ in the set: a block is appended when it enters the set; blocks that leave it sta
 the next :meth:`BlockLists.live`, which keeps the listed blocks a predicate still accepts (each
 once). The answer is the same ascending array the scan gives, as long as every way into the set
 appends.
+
+After :meth:`BlockLists.live` a list is ascending and distinct, and blocks that enter later are
+appended behind; the next call sorts only those (few) and merges the two ascending runs (a stable
+sort, timsort, merges runs in linear time), instead of sorting the whole list again — a machine's
+host tier lists hundreds of thousands of blocks late in a whole-trace replay, and every demotion
+into a full host asks for them.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class BlockLists:
     def __init__(self, n_keys: int) -> None:
         self._buf = [np.zeros(256, np.int64) for _ in range(n_keys)]
         self._n = [0] * n_keys
+        self._sorted = [0] * n_keys  # leading entries that are ascending and distinct
 
     def add(self, key: int, blocks: np.ndarray, is_live: Predicate) -> None:
         """``blocks`` just entered ``key``'s set (``is_live`` prunes the list when it is full)."""
@@ -46,7 +53,14 @@ class BlockLists:
     def live(self, key: int, is_live: Predicate) -> np.ndarray:
         """The blocks in ``key``'s set, ascending; also prunes the list to them."""
         listed = self._buf[key][: self._n[key]]
-        out = np.unique(listed[is_live(listed)])
+        mask = is_live(listed)
+        s = self._sorted[key]
+        out = listed[:s][mask[:s]]  # ascending and distinct already (a copy: boolean index)
+        tail = listed[s:][mask[s:]]
+        if len(tail):
+            out = np.concatenate((out, np.sort(tail)))
+            out.sort(kind="stable")  # two ascending runs: merged in linear time
+            out = out[np.concatenate(([True], out[1:] != out[:-1]))]
         self._buf[key][: len(out)] = out
-        self._n[key] = len(out)
+        self._n[key] = self._sorted[key] = len(out)
         return out

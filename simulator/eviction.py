@@ -20,6 +20,18 @@ from simulator.tiers import DROPPED, HBM, HOST, UNPLACED
 WATERMARK_DIVISOR = 32
 
 
+def least_recent(blocks: np.ndarray, used_at: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` blocks of ``blocks`` used least recently (``used_at`` [s] per block; ties
+    by block index), in that order — a partition, then a sort of the few that can be among them,
+    not a sort of all."""
+    if count <= 0:
+        return blocks[:0]
+    if count < len(blocks):
+        cut = used_at <= np.partition(used_at, count - 1)[count - 1]  # every tie at the edge
+        blocks, used_at = blocks[cut], used_at[cut]
+    return blocks[np.lexsort((blocks, used_at))[:count]]
+
+
 class Eviction:
     """Capacity and eviction of :class:`~simulator.kvcache.BlockDirectory` (a mixin)."""
 
@@ -61,8 +73,7 @@ class Eviction:
         if len(held) == 0:
             return 0
         take = min(count, len(held))
-        order = np.lexsort((held, self.copy_used_at[gpu, held]))[:take]
-        victims = held[order]
+        victims = least_recent(held, self.copy_used_at[gpu, held], take)
         self.copy_bits[gpu, victims] = 0
         self.copies[gpu] -= take
         self.copies_evicted += take
@@ -101,7 +112,7 @@ class Eviction:
         on_host = self.host_lists.live(machine, self._on_host_of(machine))
         need = min(want - max(free, 0), len(on_host))
         if need > 0:
-            v = on_host[np.lexsort((on_host, self.used_at[on_host]))[:need]]
+            v = least_recent(on_host, self.used_at[on_host], need)
             self.tier[v] = DROPPED
             self.base[v] = UNPLACED
             self.host_used[machine] -= need
@@ -151,8 +162,7 @@ class Eviction:
             evictable = evictable[keep[at] != evictable]
         need = min(want - max(free, 0) + self._slack(gpu), len(evictable))
         if need > 0:
-            order = np.lexsort((evictable, self.copy_used_at[gpu, evictable]))[:need]
-            victims = evictable[order]
+            victims = least_recent(evictable, self.copy_used_at[gpu, evictable], need)
             self.copy_bits[gpu, victims] = 0
             self.copies[gpu] -= need
             self.copies_evicted += need
