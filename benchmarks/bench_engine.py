@@ -122,7 +122,7 @@ def main() -> None:
     runs = [(p, int(n), a.layer_groups, a.seed) for n in a.requests.split(",")
             for p in a.policies.split(",")]
     print(f"raw SimPy (this process): {raw_simpy_rate():,.0f} events/s")
-    hdr = (f"{'policy':<9}{'requests':>9}{'groups':>7}{'wall s':>9}{'events':>11}"
+    hdr = (f"{'policy':<9}{'requests':>9}{'groups':>7}{'wall s':>9}{'events':>13}"
            f"{'events/s':>10}{'raw %':>7}{'tokens/s':>10}{'µs/tok':>8}{'floor s':>9}{'sim s':>9}{'whole s':>9}"
            f"{'peak GB':>9}")
     print(hdr)
@@ -135,7 +135,7 @@ def main() -> None:
     for r in results:
         out.append(r)
         print(f"{r['policy']:<9}{r['requests']:>9}{r['layer_groups']:>7}{r['wall_time']:>9.1f}"
-              f"{r['events']:>11,}{r['events_per_s']:>10,.0f}{100 * r['ratio_to_raw']:>7.1f}"
+              f"{r['events']:>13,}{r['events_per_s']:>10,.0f}{100 * r['ratio_to_raw']:>7.1f}"
               f"{r['tokens_per_wall_s']:>10,.0f}{1e6 * r['wall_time_per_token']:>8.1f}"
               f"{r['simpy_floor_time']:>9.1f}{r['sim_time']:>9.1f}"
               f"{r['whole_trace_wall_time_est']:>9.0f}{r['peak_rss_bytes'] / 1e9:>9.2f}",
