@@ -17,7 +17,7 @@ A sweep is data (a TOML file)::
     [random]                      # only with samples > 0: draw each field from a distribution
     "engine.max_batch" = { low = 8, high = 128, log = true, integer = true }
 
-    [base]                        # kind = "predict": fixed CostModel arguments (see simulator.sweep_points)
+    [base]                        # kind = "predict": fixed CostModel arguments (sweep_points)
     model = "deepseek-v3.2"
 
 Each point is a frozen mapping of field → value. Its id is a hash of that mapping (so the same
