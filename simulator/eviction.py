@@ -68,11 +68,16 @@ class Eviction:
         over = int(self.owned[gpu] + self.copies[gpu] + extra - self.capacity[gpu])
         return extra - max(over, 0)
 
-    def _evict_copies(self, gpu: int, count: int) -> int:
+    def _evict_copies(self, gpu: int, count: int, keep: np.ndarray | None = None) -> int:
+        """Evict up to ``count`` of ``gpu``'s least recently used copies, never those of the
+        blocks in ``keep`` (ascending); returns how many were evicted."""
         held = self.copy_lists.live(gpu, self._has_copy(gpu))
-        if len(held) == 0:
-            return 0
+        if keep is not None and len(keep):  # held ∖ keep, by binary search in keep
+            at = np.minimum(np.searchsorted(keep, held), len(keep) - 1)
+            held = held[keep[at] != held]
         take = min(count, len(held))
+        if take <= 0:
+            return 0
         victims = least_recent(held, self.copy_used_at[gpu, held], take)
         self.copy_bits[gpu, victims] = 0
         self.copies[gpu] -= take
@@ -151,21 +156,12 @@ class Eviction:
         return fit
 
     def _make_room_for_copies(self, gpu: int, want: int, keep: np.ndarray) -> int:
-        """Evict LRU copies (never those in ``keep``) until ``want`` new ones fit."""
+        """Evict LRU copies (never those in ``keep``, ascending) until ``want`` new ones fit,
+        down to the low watermark; returns how many fit."""
         free = int(self.capacity[gpu] - self.owned[gpu] - self.copies[gpu])
         if free >= want:
             return want
-        evictable = self.copy_lists.live(gpu, self._has_copy(gpu))
-        if len(keep):  # held ∖ keep (np.isin, by binary search in the sorted keep)
-            keep = np.sort(keep)
-            at = np.minimum(np.searchsorted(keep, evictable), len(keep) - 1)
-            evictable = evictable[keep[at] != evictable]
-        need = min(want - max(free, 0) + self._slack(gpu), len(evictable))
-        if need > 0:
-            victims = least_recent(evictable, self.copy_used_at[gpu, evictable], need)
-            self.copy_bits[gpu, victims] = 0
-            self.copies[gpu] -= need
-            self.copies_evicted += need
+        self._evict_copies(gpu, want - max(free, 0) + self._slack(gpu), keep)
         return max(0, min(want, int(self.capacity[gpu] - self.owned[gpu] - self.copies[gpu])))
 
     def promote(self, idx: np.ndarray, now: float) -> None:
@@ -181,7 +177,8 @@ class Eviction:
         holders = self.holders(idx)
         for j in range(self.k):
             np.add.at(self.owned, holders[:, j], 1)
-        for gpu in np.unique(holders).tolist():
+        gpus = np.unique(holders).tolist()
+        for gpu in gpus:
             self.hbm_lists.add(gpu, idx[(holders == gpu).any(axis=1)], self._in_hbm_of(gpu))
-        for gpu in np.unique(holders).tolist():
-            self._make_room(int(gpu), 0, now)
+        for gpu in gpus:
+            self._make_room(gpu, 0, now)
