@@ -71,7 +71,7 @@ class _Progress:
 
 def one(args: tuple[str, int, int, int]) -> dict:
     """Run one (policy, requests, layer_groups, seed); return its speed figures."""
-    from simulator.engine import load_trace, run
+    from simulator.runner import load_trace, run
     from simulator.scenario import EngineSpec, Scenario
 
     policy, requests, groups, seed = args

@@ -8,7 +8,7 @@ Also measured: NSA (16 + 8 blocks) and a mixed batch of context lengths (1k to 2
 Target: ≥ 1 million selected blocks per second (DSA, batch 64). Each case warms up once, then
 runs for at least ``--seconds`` (default 2 s); the best of three runs is reported.
 
-Last, the engine's own call (:mod:`simulator.locate`): one query sampled for 16 decode steps ×
+Last, the engine's own call (:mod:`simulator.engine.locate`): one query sampled for 16 decode steps ×
 8 layer slots at once (``layer_groups = 8``), at Mooncake-like contexts; printed as wall time
 per decode token — the figure to hold against the engine's per-token budget (60 s for the
 whole Mooncake trace's 4.12 M decode tokens is 14.6 µs a token).

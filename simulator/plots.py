@@ -25,8 +25,8 @@ if "ipykernel" not in sys.modules:  # scripts and the CLI draw off-screen; noteb
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from simulator.engine.records import tbt_samples  # noqa: E402
 from simulator.fileio import atomic_path  # noqa: E402
-from simulator.records import tbt_samples  # noqa: E402
 
 PHASES = ("probe", "transfer", "compute", "return", "merge")
 
@@ -167,7 +167,7 @@ DECISION_COLORS = {"route": "#4C72B0", "fetch": "#DD8452", "local": "#55A868"}
 
 
 def decision_map(ax, grid, curve=None, over: str = "bandwidth", title: str = ""):
-    """Colour each (blocks, value) cell of :func:`simulator.crossover.decision_map` by the
+    """Colour each (blocks, value) cell of :func:`simulator.costmodel.maps.decision_map` by the
     cheapest option; draw the closed-form crossover curve on top if given."""
     from matplotlib.colors import ListedColormap
 

@@ -26,7 +26,7 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
     [engine]     max_batch = 64; layer_groups = 0 (0 = every layer simulated);
                  duration = <simulated s>; max_requests = <int>
     [disaggregation]  Lamina-style pools for the ``disaggregated`` / ``homogeneous`` policies
-                 (validated by :mod:`simulator.disaggregation_spec`)
+                 (validated by :mod:`simulator.disaggregation.spec`)
 
 Relative paths (``include``, ``workload.trace``, ``workload.selections``, ``topology.file``) are
 resolved against the scenario file's folder.
@@ -319,7 +319,7 @@ class _Validator:
     def disaggregation(self, data: Mapping):
         if "disaggregation" not in data:
             return None
-        from simulator.disaggregation_spec import validate_disaggregation
+        from simulator.disaggregation.spec import validate_disaggregation
 
         return validate_disaggregation(data["disaggregation"], self.source)
 

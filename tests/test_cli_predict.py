@@ -6,7 +6,7 @@ import pytest
 
 import topologies
 from simulator.cli import main
-from simulator.cli_predict import parse_sweep, sweep_points
+from simulator.cli.predict import parse_sweep, sweep_points
 from simulator.costmodel import CostModel
 from simulator.errors import UserError
 

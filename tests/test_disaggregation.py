@@ -20,12 +20,14 @@ from simulator.disaggregation import (
     compare,
     comparison_frame,
     comparison_table,
-    head_shard,
-    load_scenario,
     simulate,
+    spec_of,
     stack_study,
 )
-from simulator.disaggregation_spec import (
+from simulator.disaggregation.homogeneous import simulate_homogeneous
+from simulator.disaggregation.lamina import layer_bytes, simulate_disaggregated
+from simulator.disaggregation.pools import head_shard
+from simulator.disaggregation.spec import (
     DisaggregationSpec,
     check_against,
     validate_disaggregation,
@@ -33,8 +35,6 @@ from simulator.disaggregation_spec import (
 from simulator.errors import UserError
 from simulator.gpu import KernelModel
 from simulator.hardware import gpu
-from simulator.homogeneous import simulate_homogeneous
-from simulator.lamina import layer_bytes, simulate_disaggregated
 from simulator.models import model
 from simulator.policies.disaggregated import Disaggregated
 from simulator.policies.homogeneous import Homogeneous
@@ -43,6 +43,12 @@ from workloads import make_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "scenarios").glob("lamina_*.toml"))
+
+
+def load_scenario(path: Path):
+    """A scenario file and its ``[disaggregation]`` section."""
+    sc = Scenario.load(path)
+    return sc, spec_of(sc)
 TOPO = "lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4"
 
 

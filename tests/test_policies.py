@@ -9,8 +9,8 @@ import pytest
 import simpy
 from hypothesis import given, settings
 
+from simulator import run
 from simulator.costmodel import CostModel
-from simulator.engine import run
 from simulator.errors import UserError
 from simulator.network import Fabric
 from simulator.policies import POLICIES, Policy, PolicyContext, Round, get, register

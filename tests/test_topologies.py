@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import topologies
 from simulator.errors import UserError
 from simulator.hardware import GPUS, LINKS, gpu
-from simulator.paths import path_info
+from simulator.network.paths import path_info
 from topologies import TopologyError
 
 NDR = LINKS["ib_ndr"].bandwidth  # 50 GB/s

@@ -11,7 +11,7 @@ Every builder returns a fresh graph with the conventions of :mod:`topologies`:
   and ``link`` (the :data:`simulator.hardware.LINKS` name its figures come from).
 
 Because per-hop latencies come from the catalog, least-latency path choice
-(:mod:`simulator.paths`) sends traffic between two GPUs of one machine over NVLink
+(:mod:`simulator.network.paths`) sends traffic between two GPUs of one machine over NVLink
 (GPU→NVSwitch→GPU, 2 hops) rather than over PCIe and the host (4 hops), and traffic between
 machines over GPU→PCIe switch→NIC→leaf(→spine→leaf)→NIC→PCIe switch→GPU.
 

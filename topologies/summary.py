@@ -17,7 +17,7 @@ from collections import Counter
 
 import networkx as nx
 
-from simulator.paths import path_info
+from simulator.network.paths import path_info
 
 from .validate import TopologyError, _edge_order, gpus, natural_key
 
@@ -57,7 +57,7 @@ def link_groups(g: nx.DiGraph) -> list[dict]:
 
 
 def path_report(g: nx.DiGraph, src: str, dst: str, ecmp: bool = False) -> dict:
-    """The path :mod:`simulator.paths` picks from ``src`` to ``dst``, hop by hop.
+    """The path :mod:`simulator.network.paths` picks from ``src`` to ``dst``, hop by hop.
 
     Keys: ``src``, ``dst``, ``nodes``, ``hops`` (each ``src``, ``dst``, ``kind``, ``link``,
     ``bandwidth`` [B/s], ``latency`` [s]), ``latency_time`` [s] (summed), ``bottleneck_bandwidth``

@@ -1,7 +1,7 @@
 """Policies: route the query, fetch the blocks, recompute locally, or decide per round.
 
 ``disaggregated`` and ``homogeneous`` are not per-round choices: they name their own decode loop
-(class attribute ``loop``), to which :func:`simulator.engine.run` hands the whole run.
+(class attribute ``loop``), to which :func:`simulator.runner.run` hands the whole run.
 
 ``POLICIES`` is the one registry: name → policy class. A user's policy is one small class
 (see :mod:`simulator.policies.base` and docs/policies.md) added with :func:`register`.

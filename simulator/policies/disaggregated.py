@@ -1,8 +1,8 @@
 """``disaggregated``: Lamina-style model-attention disaggregation (two GPU pools).
 
 Not a per-round choice: the policy names its own decode loop (``loop = "disaggregated"``,
-:func:`simulator.lamina.simulate_disaggregated`), configured by the scenario's
-``[disaggregation]`` section (:mod:`simulator.disaggregation_spec`). The engine hands the whole
+:func:`simulator.disaggregation.lamina.simulate_disaggregated`), configured by the scenario's
+``[disaggregation]`` section (:mod:`simulator.disaggregation.spec`). The engine hands the whole
 run to that loop; ``choose`` is never consulted.
 """
 
@@ -15,7 +15,8 @@ from simulator.policies.base import Policy, PolicyContext, Round
 
 
 class Disaggregated(Policy):
-    """Model workers + attention workers with staggered pipelining (see simulator.lamina)."""
+    """Model workers + attention workers with staggered pipelining
+    (:mod:`simulator.disaggregation.lamina`)."""
 
     name = "disaggregated"
     loop: ClassVar[str] = "disaggregated"

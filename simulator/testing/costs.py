@@ -87,6 +87,6 @@ def replay_round(cm: CostModel, option: str, src: str, dst: str, blocks: float,
     home's attention + install kernels, the merge. local: the recompute + attention kernels, the
     merge.
     """
-    from simulator.contention import concurrent_rounds
+    from simulator.costmodel.contention import concurrent_rounds
 
     return concurrent_rounds(cm, option, [(src, dst)], blocks, batch, heads)[0]

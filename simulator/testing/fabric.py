@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from simulator import hardware
 from simulator.errors import UserError
 from simulator.network import REL_TOL, FlowState, TransferRecord
-from simulator.paths import PathCache
+from simulator.network.paths import PathCache
 from simulator.units import GBps, us
 
 __all__ = [

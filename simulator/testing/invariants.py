@@ -4,7 +4,7 @@ A user property-tests their own policy in a few lines::
 
     from hypothesis import given
     from simulator.testing.invariants import check_run, small_cases
-    from simulator.engine import run
+    from simulator import run
 
     @given(small_cases())
     def test_my_policy(case):

@@ -1,0 +1,165 @@
+"""Are a change's records identical to another revision's? A check for behaviour-preserving work.
+
+Runs a fixed set of cases through the public API only (``from simulator import Scenario, run``,
+stable across revisions) and compares every table of every result — ``requests``, ``rounds``,
+``iterations``, ``gpus``, ``links``, ``link_timeline`` — and the summary (less ``wall_time``)
+cell by cell, NaN equal to NaN, floats bit for bit:
+
+- ``default``: ``scenarios/agentic_repo.toml`` under its policies (route, fetch, adaptive);
+- ``mooncake200``: the first 200 requests of ``scenarios/mooncake_conversation.toml`` under
+  route and under fetch;
+- ``lamina_*``: the four Lamina scenarios under ``disaggregated`` and ``homogeneous``.
+
+    python benchmarks/same_records.py --base HEAD~3      # that revision (a temporary worktree)
+                                                         # against this checkout
+    python benchmarks/same_records.py --save DIR         # write this checkout's records to DIR
+    python benchmarks/same_records.py --against DIR      # compare this checkout with DIR
+
+Prints one line per (case, policy, table) that differs, and a last line ``identical: N tables``
+or ``DIFFERENT: …``; exit status 1 when anything differs. ``--quick`` runs the Lamina cases only
+up to 300 requests (seconds instead of a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLES = ("requests", "rounds", "iterations", "gpus", "links", "link_timeline")
+#: Summary keys that measure the machine, not the simulation.
+VOLATILE = {"wall_time"}
+
+
+def cases(quick: bool) -> list[tuple[str, str, dict, tuple[str, ...] | None]]:
+    """(case name, scenario path, engine changes, policies or None for the scenario's own)."""
+    sc = ROOT / "scenarios"
+    out = [("default", str(sc / "agentic_repo.toml"), {}, None),
+           ("mooncake200", str(sc / "mooncake_conversation.toml"), {"max_requests": 200},
+            ("route", "fetch"))]
+    for name in ("lamina_llama_33b", "lamina_llama_65b", "lamina_llama3_70b",
+                 "lamina_deepseek_v32"):
+        out.append((name, str(sc / f"{name}.toml"), {"max_requests": 300} if quick else {},
+                    None))
+    return out
+
+
+def save(out_dir: Path, quick: bool) -> None:
+    """Run every case with the ``simulator`` importable now; write its records to ``out_dir``."""
+    from simulator import Scenario, run
+
+    for case, path, engine, policies in cases(quick):
+        scenario = Scenario.load(path)
+        if engine:
+            scenario = scenario.with_changes(engine=dataclasses.replace(scenario.engine, **engine))
+        for policy in policies or scenario.policies:
+            res = run(scenario, policy=policy, seed=scenario.seed)
+            d = out_dir / case / policy
+            d.mkdir(parents=True, exist_ok=True)
+            for table in TABLES:
+                getattr(res, table).to_parquet(d / f"{table}.parquet")
+            summary = {k: v for k, v in res.summary.items() if k not in VOLATILE}
+            (d / "summary.json").write_text(json.dumps(summary, sort_keys=True, default=str))
+            print(f"saved {case}/{policy}", file=sys.stderr)
+
+
+def _same_value(a, b) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def compare(a_dir: Path, b_dir: Path) -> list[str]:
+    """Differences between two saved record folders (empty if identical)."""
+    import pandas as pd
+
+    diffs: list[str] = []
+    runs_a = sorted(p.relative_to(a_dir) for p in a_dir.glob("*/*") if p.is_dir())
+    runs_b = sorted(p.relative_to(b_dir) for p in b_dir.glob("*/*") if p.is_dir())
+    if runs_a != runs_b:
+        diffs.append(f"runs differ: {sorted(set(runs_a) ^ set(runs_b))}")
+    count = 0
+    for run_dir in runs_a:
+        if run_dir not in runs_b:
+            continue
+        for table in TABLES:
+            x = pd.read_parquet(a_dir / run_dir / f"{table}.parquet")
+            y = pd.read_parquet(b_dir / run_dir / f"{table}.parquet")
+            count += 1
+            try:
+                pd.testing.assert_frame_equal(x, y, check_exact=True)
+            except AssertionError as exc:
+                first = str(exc).strip().splitlines()[:3]
+                diffs.append(f"{run_dir}/{table}: {' | '.join(first)}")
+        sa = json.loads((a_dir / run_dir / "summary.json").read_text())
+        sb = json.loads((b_dir / run_dir / "summary.json").read_text())
+        count += 1
+        keys = sorted(set(sa) | set(sb))
+        bad = [k for k in keys if not _same_value(sa.get(k), sb.get(k))]
+        if bad:
+            shown = ", ".join(f"{k}: {sa.get(k)} vs {sb.get(k)}" for k in bad[:5])
+            diffs.append(f"{run_dir}/summary: {shown}")
+    if not diffs:
+        print(f"identical: {count} tables")
+    return diffs
+
+
+def save_revision(rev: str, out_dir: Path, quick: bool) -> None:
+    """Check ``rev`` out into a temporary worktree and save its records with this script."""
+    with tempfile.TemporaryDirectory() as tmp:
+        wt = Path(tmp) / "wt"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(wt), rev],
+                       check=True, capture_output=True)
+        try:
+            env = dict(os.environ, PYTHONPATH=str(wt))
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--save", str(out_dir),
+                   "--root", str(wt)]
+            if quick:
+                cmd.append("--quick")
+            subprocess.run(cmd, check=True, env=env, cwd=str(wt))
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)],
+                           check=False, capture_output=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", help="a git revision to compare this checkout against")
+    ap.add_argument("--save", type=Path, help="write this checkout's records here")
+    ap.add_argument("--against", type=Path, help="compare this checkout with saved records")
+    ap.add_argument("--quick", action="store_true", help="Lamina cases up to 300 requests")
+    ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)  # the checkout to run from
+    args = ap.parse_args(argv)
+    global ROOT
+    if args.root is not None:
+        ROOT = args.root.resolve()
+    if args.save is not None:
+        save(args.save, args.quick)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        mine = Path(tmp) / "mine"
+        if args.base is not None:
+            theirs = Path(tmp) / "base"
+            save_revision(args.base, theirs, args.quick)
+        elif args.against is not None:
+            theirs = args.against
+        else:
+            ap.error("give --base REV, --against DIR or --save DIR")
+        save(mine, args.quick)
+        diffs = compare(theirs, mine)
+    for d in diffs:
+        print(d)
+    if diffs:
+        print(f"DIFFERENT: {len(diffs)} tables")
+    return 1 if diffs else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""The ``kvfabric`` command line.
+
+One click group; each sub-command lives in its own module and is imported only when it runs
+(so ``kvfabric --help`` is fast and one broken sub-command cannot break the others). To add a
+command, add one line to :data:`COMMANDS`.
+
+User errors (:class:`simulator.errors.UserError`, missing files) print one line naming the file,
+field or line at fault and exit with status 2 — never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from simulator.errors import UserError
+
+#: command name → (module, attribute, one-line help). The only place a command is registered.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "topology": ("simulator.cli.topology", "topology", "Inspect and draw cluster topologies."),
+    "demo": ("simulator.cli.demo", "demo", "Fabric demo: flows sharing links, live."),
+    "run": ("simulator.cli.run", "run", "Run a scenario for one or more policies."),
+    "predict": ("simulator.cli.predict", "predict", "Closed-form route/fetch/local cost of one round."),
+    "calibrate": ("simulator.cli.calibrate", "calibrate", "Fit fabric and kernel coefficients from measurements."),
+    "sweep": ("simulator.cli.sweep", "sweep", "Run a parameter sweep locally or on Dask."),
+    "trace": ("simulator.cli.trace", "trace", "Inspect, convert and generate request traces."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose sub-commands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attr, _ = entry
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, invoke_without_command=True)
+@click.version_option(package_name="kvfabric")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """kvfabric: route the query, fetch the cache, or disaggregate attention?"""
+    if ctx.invoked_subcommand is None:
+        default = "run" if "run" in COMMANDS else "demo"
+        ctx.invoke(cli.get_command(ctx, default))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI, turning user errors into one clean line."""
+    try:
+        cli.main(args=argv, prog_name="kvfabric", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (UserError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,28 @@
+"""The closed-form cost model: route, fetch or recompute one round, and where they cross.
+
+- :mod:`~simulator.costmodel.closed_form` — :class:`CostModel`: each option's five phases
+  (probe, transfer, compute, return, merge), the predicate ``decide``;
+- :mod:`~simulator.costmodel.crossover` — the crossover search (over blocks, bandwidth or probe
+  latency), a part the cost model holds;
+- :mod:`~simulator.costmodel.maps` — decision maps over (blocks × a fabric parameter);
+- :mod:`~simulator.costmodel.contention` — many identical rounds at once on a real Fabric: where
+  the formula breaks.
+
+May import: ``units``, ``errors``, ``hardware``, ``models``, ``network``, ``gpu``. Exports
+:class:`CostModel`, :class:`Phases`, :class:`Comparison`, ``OPTIONS``, ``LAYOUTS``,
+``REQUEST_BYTES_PER_BLOCK``, ``PARTIALS``, ``CROSSOVER_VARIABLES``.
+"""
+
+from simulator.costmodel.closed_form import (
+    LAYOUTS,
+    OPTIONS,
+    PARTIALS,
+    REQUEST_BYTES_PER_BLOCK,
+    Comparison,
+    CostModel,
+    Phases,
+)
+from simulator.costmodel.crossover import CROSSOVER_VARIABLES, CrossoverSearch, check_round
+
+__all__ = ["CROSSOVER_VARIABLES", "LAYOUTS", "OPTIONS", "PARTIALS", "REQUEST_BYTES_PER_BLOCK",
+           "Comparison", "CostModel", "CrossoverSearch", "Phases", "check_round"]

@@ -1,0 +1,40 @@
+"""Model-attention disaggregation (Lamina) vs a homogeneous baseline, at equal hardware cost.
+
+Two decode loops replace the engine's per-GPU loop when a policy names one (its ``loop``
+attribute; :mod:`simulator.policies.disaggregated`, :mod:`simulator.policies.homogeneous`):
+
+- :mod:`~simulator.disaggregation.lamina` — model workers run projections + FFN, attention
+  workers hold the KV and run attention; ``n`` micro-batches over ``n − 1`` model slices;
+- :mod:`~simulator.disaggregation.homogeneous` — vLLM-like tensor-parallel replicas;
+- :mod:`~simulator.disaggregation.pools` — what both share (:class:`PoolRun`, results);
+- :mod:`~simulator.disaggregation.staggered` — the staggered pipeline's closed form;
+- :mod:`~simulator.disaggregation.compare` — run both, the comparison table, the stack study;
+- :mod:`~simulator.disaggregation.spec` — the ``[disaggregation]`` scenario section.
+
+May import: everything the engine may, and the engine's shared parts (records, results, trace
+loading). Never the scenario module (the scenario imports this package's ``spec``). Exports
+:func:`simulate`, :func:`compare`, :func:`comparison_frame`, :func:`comparison_table`,
+:func:`stack_study`, ``LOOPS``, :class:`DisaggregationSpec`, :func:`spec_of`,
+:func:`validate_disaggregation`, :func:`simulate_disaggregated`, :func:`simulate_homogeneous`.
+"""
+
+from simulator.disaggregation.compare import (
+    LOOPS,
+    compare,
+    comparison_frame,
+    comparison_table,
+    simulate,
+    stack_study,
+)
+from simulator.disaggregation.homogeneous import simulate_homogeneous
+from simulator.disaggregation.lamina import simulate_disaggregated
+from simulator.disaggregation.spec import (
+    DisaggregationSpec,
+    check_against,
+    spec_of,
+    validate_disaggregation,
+)
+
+__all__ = ["LOOPS", "DisaggregationSpec", "check_against", "compare", "comparison_frame",
+           "comparison_table", "simulate", "simulate_disaggregated", "simulate_homogeneous",
+           "spec_of", "stack_study", "validate_disaggregation"]

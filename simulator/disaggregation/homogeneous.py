@@ -1,0 +1,212 @@
+"""The homogeneous baseline: vLLM-like tensor-parallel replicas, each running the whole model.
+
+``baseline_gpus`` GPUs of one kind are cut into replicas of ``baseline_tp`` GPUs. A replica holds
+all weights (``W / tp`` per GPU) and the KV of its own requests, split by KV heads over its GPUs.
+A model with fewer KV heads than GPUs (MLA's one latent head) would have its KV duplicated by
+tensor parallelism; the baseline uses data-parallel attention for it instead (as SGLang/vLLM's
+DP-attention mode does): the replica's requests spread evenly over its GPUs, each GPU attending
+its own ``⌈B / tp⌉`` over their whole KV. Free HBM after weights and the reserve bounds the batch.
+
+Continuous batching, per replica: at an iteration's start, admit queued requests (one queue for
+the deployment, first come first served) while their full KV (prompt + output) fits; then run
+every layer: attention over each request's KV (dense, or top-k for DSA models) and projections +
+FFN on the group's stream, then the layer's two all-reduces (after attention and after the FFN)
+of ``tokens · e · d`` bytes over the group's ring on the fabric. A ring all-reduce of ``X`` bytes
+over ``t`` GPUs sends ``2 (t − 1) / t · X`` bytes per GPU in ``2 (t − 1)`` steps; it is simulated
+as one transfer per GPU of the ring's bytes plus the remaining steps' per-message time, so an
+uncontended iteration takes exactly its closed form ``Σ_layers (kernels + all-reduces)``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from simulator import hardware
+from simulator.disaggregation.pools import (
+    TOO_LARGE_REPLICA,
+    PoolRun,
+    attended_tokens,
+    build_result,
+    fold_layers,
+    head_shard,
+    idle_fraction,
+    split_heads,
+)
+from simulator.disaggregation.spec import DisaggregationSpec
+from simulator.gpu.streams import Stream
+
+
+def simulate_homogeneous(scenario, seed: int | None = None, *,
+                         spec: DisaggregationSpec | None = None, graph=None,
+                         trace: pd.DataFrame | None = None,
+                         progress: Callable[[int, int], None] | None = None, arch=None):
+    """Simulate ``scenario`` on the homogeneous baseline; returns a
+    :class:`~simulator.engine.results.Result`. Arguments as
+    :func:`simulator.disaggregation.lamina.simulate_disaggregated`."""
+    return _Homogeneous.simulate(scenario, seed, spec=spec, graph=graph, trace=trace,
+                                 progress=progress, arch=arch)
+
+
+class _Homogeneous(PoolRun):
+    """One baseline run; build, ``execute`` once."""
+
+    baseline = True
+
+    def __init__(self, sc, spec: DisaggregationSpec, seed: int, trace: pd.DataFrame, graph,
+                 progress, arch=None) -> None:
+        super().__init__(sc, spec, seed, trace, graph, progress, arch)
+        arch, reserve = self.arch, self.reserve
+        chosen = self.gpus_of(spec.baseline_gpu, spec.baseline_gpus)
+        t = spec.baseline_tp
+        self.t = t
+        self.groups = [chosen[i * t:(i + 1) * t] for i in range(spec.replicas)]
+        self.gspec = hardware.gpu(spec.baseline_gpu)
+        self.dp_attention = arch.kv_heads < t
+        if self.dp_attention:  # MLA: requests spread over the group, whole KV on one GPU
+            self.share = np.full(t, 1.0 / t)
+            self.shards = [arch]
+        else:
+            heads = split_heads(arch.kv_heads, t)
+            self.share = np.array(heads, float) / arch.kv_heads
+            self.shards = [head_shard(arch, h) for h in heads]
+        free = self.gspec.hbm_bytes * (1.0 - reserve) - arch.weight_bytes / t
+        self.free_per_gpu = free
+        self.cap = float(np.min(free / self.share))  # full-request KV bytes one replica holds
+        self.used = np.zeros(spec.replicas)
+        self.peak = np.zeros(spec.replicas)
+        self.m = fold_layers(arch.layers, sc.engine.layer_groups)
+        self.streams = [Stream(self.env) for _ in self.groups]
+        self.batch: list[list[int]] = [[] for _ in self.groups]
+        self.rings = [[(a, grp[(i + 1) % t]) for i, a in enumerate(grp)] for grp in self.groups]
+        # a ring step waits for its slowest hop (e.g. the one that leaves the node)
+        self.msg0 = max((self.fabric.message_time(a, c, 0) for a, c in self.rings[0]),
+                        default=0.0) if t > 1 else 0.0
+
+    def _admit(self, g: int) -> list[int]:
+        admitted: list[int] = []
+        limit = self.spec.baseline_max_batch
+        while self.queue and not (limit and len(self.batch[g]) >= limit):
+            r = self.queue[0]
+            if self.need[r] > self.cap:
+                self.queue.popleft()
+                self.req.finish(r, self.env.now, TOO_LARGE_REPLICA)
+                continue
+            if self.used[g] + self.need[r] > self.cap:
+                break
+            self.queue.popleft()
+            self.used[g] += self.need[r]
+            self.peak[g] = max(self.peak[g], self.used[g])
+            self.req.home[r] = self.groups[g][0]
+            self.req.admitted_at[r] = self.env.now
+            self.batch[g].append(r)
+            admitted.append(r)
+        return admitted
+
+    def _layer_plan(self, decoding: list[int], admitted: list[int]) -> tuple[float, float, float]:
+        """(kernel time per layer, prefill time all layers, all-reduce bytes per layer)."""
+        arch, km, r, t = self.arch, self.kernels, self.req, self.t
+        B = len(decoding)
+        dec = np.asarray(decoding, np.int64)
+        k = km.non_attention_time(self.gspec, arch, B, gpus=t) / arch.layers
+        if B:
+            ctx = attended_tokens(arch, r.inp[dec] + r.gen[dec]).mean()
+            per_gpu = -(-B // t) if self.dp_attention else B
+            k += max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in self.shards)
+        pre = 0.0
+        tokens = float(B)
+        if self.spec.prefill == "local" and admitted:
+            pre = sum(km.prefill_time(self.gspec, arch, int(r.inp[x]), 1.0, gpus=t)
+                      for x in admitted)
+            tokens += float(r.inp[np.asarray(admitted, np.int64)].sum())
+        return k, pre, tokens * arch.bytes_per_element * arch.hidden_size
+
+    def _ring(self, m: float, x: float) -> tuple[float, float]:
+        """(bytes each GPU sends, extra per-step time) of ``m`` layers' two all-reduces."""
+        t = self.t
+        steps = 2.0 * m * 2.0 * (t - 1)
+        return 2.0 * m * 2.0 * (t - 1) / t * x, (steps - 1.0) * self.msg0
+
+    def _replica(self, g: int):
+        env, r, fab = self.env, self.req, self.fabric
+        iteration = 0
+        while True:
+            admitted = self._admit(g)
+            decoding = [x for x in self.batch[g] if x not in admitted]
+            if not admitted and not decoding:
+                ev = env.event()
+                self.waiters.append(ev)
+                yield ev
+                continue
+            started = env.now
+            k, pre, x = self._layer_plan(decoding, admitted)
+            cf = 0.0
+            for m in self.m.tolist():
+                kernel = m * k + pre * m / self.arch.layers
+                yield self.streams[g].run(kernel)
+                cf += kernel
+                if self.t > 1 and x > 0:
+                    nbytes, extra = self._ring(m, x)
+                    ring = self.rings[g]
+                    yield env.all_of([fab.transfer(a, c, nbytes) for a, c in ring])
+                    if extra > 0:
+                        yield env.timeout(extra)
+                    cf += max(fab.message_time(a, c, nbytes) for a, c in ring) + extra
+            for y in admitted:
+                r.first_at[y] = env.now
+                r.gen[y] = 1
+            for y in decoding:
+                r.gen[y] += 1
+            done = [y for y in self.batch[g] if r.gen[y] >= r.out[y]]
+            for y in done:
+                self.batch[g].remove(y)
+                self.used[g] = max(0.0, self.used[g] - self.need[y])
+                r.finish(y, env.now)
+            if done:
+                self._wake()
+            self.iters.append((g, iteration, started, env.now, len(decoding), pre,
+                               len(decoding), cf))
+            iteration += 1
+
+    def execute(self):
+        wall0 = time.perf_counter()
+        env = self.env
+        env.process(self._arrivals())
+        for g in range(len(self.groups)):
+            env.process(self._replica(g))
+        duration = self.sc.engine.duration
+        env.run(until=duration) if duration is not None else env.run()
+        wall = time.perf_counter() - wall0
+        first = min((row[2] for row in self.iters), default=0.0)
+        span = env.now - first
+        t = self.t
+        busy = [s.busy_time for s in self.streams for _ in range(t)]
+        now = env.now
+        gpus = pd.DataFrame({
+            "gpu": [x for grp in self.groups for x in grp],
+            "pool": [f"replica{g}" for g in range(len(self.groups)) for _ in range(t)],
+            "busy_time": busy,
+            "utilization": [b / now if now > 0 else 0.0 for b in busy],
+            "kernels": [s.kernels_run for s in self.streams for _ in range(t)],
+            "kv_capacity_bytes": [self.free_per_gpu] * (t * len(self.groups)),
+            "kv_peak_bytes": [float(self.peak[g] * sh) for g in range(len(self.groups))
+                              for sh in self.share],
+        })
+        idle = idle_fraction(busy, span)
+        sp = self.spec
+        extra = {
+            "model_pool_idle": idle,  # the same GPUs run the model and attention
+            "attention_pool_idle": idle,
+            "replicas": sp.replicas,
+            "baseline_tp": t,
+            "kv_capacity_bytes": float(self.cap * len(self.groups)),
+            "kv_peak_bytes": float(self.peak.sum()),
+            "layer_slots": len(self.m),
+        }
+        names = [f"replica{g}" for g in range(len(self.groups))]
+        return build_result("homogeneous", self.seed, env, self.fabric, self.req,
+                            self.sc.placement.block_tokens, self.iters, names, gpus,
+                            sp.baseline_cost_per_hour(), wall, extra)

@@ -1,0 +1,357 @@
+"""Lamina-style model-attention disaggregation: the two-pool decode loop with staggered pipelining.
+
+Pools. ``a`` model-worker GPUs (compute-optimized, e.g. H100) hold the weights and run
+projections + FFN; ``b`` attention-worker GPUs (memory-optimized, cheaper, e.g. H20) hold the KV
+cache and run decode attention. The model pool is cut into ``n − 1`` *slices* of ``a / (n − 1)``
+GPUs; slice ``k`` holds the layers ``l`` with ``l mod (n − 1) = k``. A layer's model work is cut
+at attention (the post-attention half of layer ``l − 1`` with the pre-attention half of layer
+``l``), so each attention output goes straight to the slice of the next layer.
+
+Per layer and micro-batch of ``B`` tokens (``e`` bytes per element, ``d`` hidden size, ``G``
+query heads per KV head), as REFERENCE.md gives Lamina's traffic:
+
+- the slice computes its segment (``non_attention_time / L`` for ``B`` tokens, plus the prefill
+  of newly admitted requests) on its FIFO stream;
+- it sends ``(2 + 2/G)·e·d`` bytes per token to the attention pool: the query part ``2·e·d``
+  first, then the new token's K and V ``2·e·d/G`` (``early_q``: attention starts when the query
+  lands; K and V follow on the same connection) — prompts admitted this iteration also ship their
+  KV; split by KV heads over all attention GPUs, or by requests (``attention_split``);
+- each attention GPU runs attention over its share of every request's KV (dense, or the top-k
+  selection of DSA models) and returns ``e·d`` bytes per token to the next slice.
+
+For MLA (DeepSeek-V3.2) the single latent KV head cannot be split by heads, so ``auto`` splits by
+requests (data-parallel attention): the "query part" stands for the hidden state the attention
+side needs to form its absorbed query rows, "K and V" for the new token's latent row, and the
+output ``e·d`` for the attention output projected back to the hidden size — Lamina's formula with
+``G`` = query heads (``kv_heads = 1``), from :meth:`Architecture.lamina_send_bytes_per_token`.
+
+Staggered pipelining. ``n`` micro-batch processes loop over layers; the slices and the attention
+GPUs serve them first come, first served, so the micro-batches fall into a rotation in which a slice
+works on one while the attention pool works on another. The closed form the run is held against
+(:mod:`simulator.disaggregation.staggered`): with per-layer model time ``t_m(k)`` and attention time
+``t_a(k)`` of micro-batch ``k`` and its own round trip ``c(k) = t_m + send + t_a + return``, one
+layer of micro-batch ``j`` takes
+
+    T_layer(j) = max( Σ_k t_a(k),  Σ_k t_m(k) / (n − 1),  c(j) )
+
+(attention pool busy, model slices busy, or its own chain the bottleneck; for ``n`` equal
+micro-batches this is Lamina's ``max(n·t_a, n·t_m/(n − 1), t_m + t_a + round trip)``); an
+iteration is ``Σ_layers T_layer``. It is exact in the periodic regime of equal micro-batches and
+approximate while admissions make them unequal (the run reports its error). The idle time
+left on each pool is reported.
+
+Continuous batching: at the start of its iteration a micro-batch admits queued requests while it
+is below its even share of the requests in the system and the attention pool's free HBM holds
+their full KV (prompt + output); a request that cannot fit even alone is reported, not run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from simulator import hardware
+from simulator.disaggregation.pools import (
+    TOO_LARGE,
+    PoolRun,
+    attended_tokens,
+    build_result,
+    fold_layers,
+    head_shard,
+    idle_fraction,
+    split_heads,
+)
+from simulator.disaggregation.spec import DisaggregationSpec
+from simulator.disaggregation.staggered import (
+    Plan,
+    layer_bytes,
+    round_robin_flows,
+    slot_time,
+    slot_times,
+)
+from simulator.errors import UserError
+from simulator.gpu.streams import Stream
+
+
+def simulate_disaggregated(scenario, seed: int | None = None, *,
+                           spec: DisaggregationSpec | None = None, graph=None,
+                           trace: pd.DataFrame | None = None,
+                           progress: Callable[[int, int], None] | None = None, arch=None):
+    """Simulate ``scenario`` on Lamina-style pools; returns a
+    :class:`~simulator.engine.results.Result`.
+
+    Args:
+        scenario: a :class:`~simulator.scenario.Scenario` (model, workload, topology, stack,
+            ``engine.layer_groups`` / ``max_requests`` / ``duration``, placement reserve).
+        seed: overrides ``scenario.seed`` (the loop itself draws nothing at random).
+        spec: the ``[disaggregation]`` section (default: the scenario's, else defaults).
+        graph: a topology graph to use instead of building the scenario's.
+        trace: a preloaded request trace (as :func:`simulator.engine.trace.load_trace` returns).
+        progress: called as ``progress(finished_requests, total_requests)``.
+        arch: an :class:`~simulator.models.Architecture` to serve instead of the scenario's.
+    """
+    return _Lamina.simulate(scenario, seed, spec=spec, graph=graph, trace=trace,
+                            progress=progress, arch=arch)
+
+
+class _Lamina(PoolRun):
+    """One disaggregated run; build, ``execute`` once."""
+
+    def __init__(self, sc, spec: DisaggregationSpec, seed: int, trace: pd.DataFrame, graph,
+                 progress, arch=None) -> None:
+        super().__init__(sc, spec, seed, trace, graph, progress, arch)
+        arch, reserve = self.arch, self.reserve
+        self.model_names = self.gpus_of(spec.model_gpu, spec.model_gpus)
+        self.att_names = self.gpus_of(spec.attention_gpu, spec.attention_gpus)
+        self.mspec = hardware.gpu(spec.model_gpu)
+        self.aspec = hardware.gpu(spec.attention_gpu)
+        K, s = spec.slices, spec.slice_gpus
+        self.K = K
+        self.slices = [self.model_names[k * s:(k + 1) * s] for k in range(K)]
+        self.slice_streams = [Stream(self.env) for _ in range(K)]
+        b = spec.attention_gpus
+        self.att_streams = [Stream(self.env) for _ in range(b)]
+        self.m = fold_layers(arch.layers, sc.engine.layer_groups, K)
+        self.split = spec.split_for(arch.kv_heads)
+        if self.split == "heads":
+            if arch.kv_heads < b:
+                raise UserError(
+                    f"{sc.source}: field 'disaggregation.attention_split': {arch.name!r} has "
+                    f"{arch.kv_heads} KV heads, fewer than attention_gpus = {b}; split by "
+                    "'requests' or use fewer attention GPUs")
+            heads = split_heads(arch.kv_heads, b)
+            self.share = np.array(heads, float) / arch.kv_heads
+            self.shards = [head_shard(arch, h) for h in heads]
+        else:
+            self.share = np.ones(b)
+            self.shards = [arch] * b
+        self.cap = np.full(b, self.aspec.hbm_bytes * (1.0 - reserve))
+        self.used = np.zeros(b)
+        self.peak = np.zeros(b)
+        self.q_tok, self.kv_tok, self.ret_tok = layer_bytes(arch)
+        self.att_of = np.full(self.req.n, -1, np.int64)
+        n = spec.micro_batches
+        self.batch: list[list[int]] = [[] for _ in range(n)]
+        self.plans: list[Plan | None] = [None] * n
+        src, dst = self.model_names[0], self.att_names[0]
+        self._pair_cache: dict[int, tuple] = {}
+        self.rt0 = self.fabric.message_time(src, dst, 0) + self.fabric.message_time(dst, src, 0)
+
+    # -- requests --------------------------------------------------------------------------
+
+    def _admit(self, j: int) -> list[int]:
+        """Requests micro-batch ``j`` takes from the queue (even share, KV capacity, max_batch)."""
+        admitted: list[int] = []
+        total = sum(len(x) for x in self.batch)
+        n = self.spec.micro_batches
+        while self.queue:
+            if len(self.batch[j]) >= math.ceil((total + len(self.queue)) / n):
+                break
+            if self.spec.max_batch and total >= self.spec.max_batch:
+                break
+            r = self.queue[0]
+            need = self.need[r]
+            if self.split == "heads":
+                add = need * self.share
+                fits = bool(np.all(self.used + add <= self.cap))
+                alone = bool(np.all(add <= self.cap))
+                where = -1
+            else:
+                free = self.cap - self.used
+                where = int(np.argmax(free))
+                add = np.zeros_like(self.used)
+                add[where] = need
+                fits, alone = bool(free[where] >= need), bool(need <= self.cap.max())
+            if not fits:
+                if alone:
+                    break
+                self.queue.popleft()
+                self.req.finish(r, self.env.now, TOO_LARGE)
+                continue
+            self.queue.popleft()
+            self.used += add
+            np.maximum(self.peak, self.used, out=self.peak)
+            self.att_of[r] = where
+            self.req.home[r] = "attention pool" if where < 0 else self.att_names[where]
+            self.req.admitted_at[r] = self.env.now
+            self.batch[j].append(r)
+            admitted.append(r)
+            total += 1
+        return admitted
+
+    def _retire(self, j: int, r: int) -> None:
+        self.batch[j].remove(r)
+        if self.att_of[r] < 0:
+            self.used -= self.need[r] * self.share
+        else:
+            self.used[self.att_of[r]] -= self.need[r]
+        np.maximum(self.used, 0.0, out=self.used)
+        self.req.finish(r, self.env.now)
+
+    # -- one iteration's plan and its closed form -----------------------------------------
+
+    def _plan(self, decoding: list[int], admitted: list[int]) -> Plan:
+        arch, km, r = self.arch, self.kernels, self.req
+        s, b, L = self.spec.slice_gpus, self.spec.attention_gpus, arch.layers
+        na = km.non_attention_time(self.mspec, arch, len(decoding), gpus=s) / L
+        pre = 0.0
+        if self.spec.prefill == "local":
+            pre = sum(km.prefill_time(self.mspec, arch, int(r.inp[x]), 1.0, gpus=s)
+                      for x in admitted)
+        dec = np.asarray(decoding, np.int64)
+        ctx = attended_tokens(arch, r.inp[dec] + r.gen[dec])
+        prompt_kv = r.inp[np.asarray(admitted, np.int64)].astype(float) * arch.kv_bytes_per_token
+        if self.spec.prefill != "local":
+            prompt_kv = np.zeros_like(prompt_kv)  # a prefill cluster wrote it (off this path)
+        t_att, batch = np.zeros(b), np.zeros(b)
+        q, kv, ret = np.zeros(b), np.zeros(b), np.zeros(b)
+        for i in range(b):
+            if self.split == "heads":
+                mine, w, p_kv = np.ones(len(dec), bool), self.share[i], prompt_kv.sum()
+            else:
+                mine, w = self.att_of[dec] == i, 1.0
+                p_kv = prompt_kv[self.att_of[np.asarray(admitted, np.int64)] == i].sum()
+            bi = int(mine.sum())
+            batch[i] = bi
+            if bi:
+                t_att[i] = km.attention_time(self.aspec, self.shards[i], bi, ctx[mine].mean())
+            q[i] = bi * self.q_tok * w
+            kv[i] = bi * self.kv_tok * w + p_kv * w
+            ret[i] = bi * self.ret_tok * w
+        return Plan(na + pre / L, pre, t_att, batch, q, kv, ret)
+
+    def _pairs(self, s: int) -> tuple[list[tuple], list[tuple]]:
+        """Flows of slot ``s``: ``(slice GPU, attention GPU, share)`` out and ``(attention GPU,
+        next-slice GPU, share)`` back, ``max(s, b)`` each, round-robin (cached per slot)."""
+        got = self._pair_cache.get(s)
+        if got is None:
+            src = self.slices[s % self.K]
+            nxt = self.slices[((s + 1) % len(self.m)) % self.K]
+            b = len(self.att_names)
+            got = (round_robin_flows(src, b, out=True), round_robin_flows(nxt, b, out=False))
+            self._pair_cache[s] = got
+        return got
+
+    def _times(self, p: Plan, s: int) -> tuple[float, float, np.ndarray]:
+        key = (int(self.m[s]), s % self.K, ((s + 1) % len(self.m)) % self.K)
+        got = p.cache.get(key)
+        if got is None:
+            out, back = self._pairs(s)
+            got = slot_times(p, float(self.m[s]), out, back, self.att_names[0],
+                             self.fabric.message_time, self.spec.early_q, self.rt0)
+            p.cache[key] = got
+        return got
+
+    def _predict(self, j: int) -> float:
+        """The staggered schedule's iteration time [s] of micro-batch ``j`` given every active
+        micro-batch's plan (:mod:`simulator.disaggregation.staggered`)."""
+        plans = [p for p in self.plans if p is not None]
+        return sum(slot_time([self._times(p, s) for p in plans], self._times(self.plans[j], s),
+                             self.K) for s in range(len(self.m)))
+
+    # -- the micro-batch loop ------------------------------------------------------------
+
+    def _micro(self, j: int):
+        env, r = self.env, self.req
+        iteration = 0
+        while True:
+            admitted = self._admit(j)
+            decoding = [x for x in self.batch[j] if x not in admitted]
+            if not admitted and not decoding:
+                self.plans[j] = None
+                ev = env.event()
+                self.waiters.append(ev)
+                yield ev
+                continue
+            started = env.now
+            plan = self._plan(decoding, admitted)
+            self.plans[j] = plan
+            cf = self._predict(j)
+            for s in range(len(self.m)):
+                yield from self._slot(s, plan)
+            for x in admitted:
+                r.first_at[x] = env.now
+                r.gen[x] = 1
+            for x in decoding:
+                r.gen[x] += 1
+            done = [x for x in self.batch[j] if r.gen[x] >= r.out[x]]
+            for x in done:
+                self._retire(j, x)
+            if done:
+                self._wake()
+            self.iters.append((j, iteration, started, env.now, len(decoding), plan.prefill_time,
+                               len(decoding), cf))
+            iteration += 1
+
+    def _slot(self, s: int, p: Plan):
+        """One (folded) layer of one micro-batch: slice segment, Q (then K/V), attention,
+        outputs back to the next slice. The attention GPUs work in lockstep on their shares."""
+        env, fab = self.env, self.fabric
+        m = float(self.m[s])
+        out, back = self._pairs(s)
+        names = self.att_names
+        yield self.slice_streams[s % self.K].run(m * p.model_layer)
+        early = self.spec.early_q and p.q.sum() > 0
+        first = p.q if early else p.q + p.kv
+        second = p.kv if early else np.zeros_like(p.kv)
+        evs = [fab.transfer(x, names[i], m * first[i] * f) for x, i, f in out if first[i] > 0]
+        if not evs and not second.any():
+            return
+        if evs:
+            yield env.all_of(evs)
+        evs = [self.att_streams[i].run(m * p.t_att[i]) for i in range(len(names)) if p.batch[i]]
+        evs += [fab.transfer(x, names[i], m * second[i] * f) for x, i, f in out if second[i] > 0]
+        if evs:
+            yield env.all_of(evs)
+        evs = [fab.transfer(names[i], y, m * p.ret[i] * f) for i, y, f in back if p.ret[i] > 0]
+        if evs:
+            yield env.all_of(evs)
+        if m > 1:
+            yield env.timeout((m - 1.0) * self.rt0)
+
+    # -- driving and collecting -------------------------------------------------------------
+
+    def execute(self):
+        wall0 = time.perf_counter()
+        env = self.env
+        env.process(self._arrivals())
+        for j in range(self.spec.micro_batches):
+            env.process(self._micro(j))
+        duration = self.sc.engine.duration
+        env.run(until=duration) if duration is not None else env.run()
+        wall = time.perf_counter() - wall0
+        first = min((row[2] for row in self.iters), default=0.0)
+        span = env.now - first
+        s = self.spec.slice_gpus
+        model_busy = [self.slice_streams[k].busy_time for k in range(self.K) for _ in range(s)]
+        att_busy = [x.busy_time for x in self.att_streams]
+        now = env.now
+        gpus = pd.DataFrame({
+            "gpu": self.model_names + self.att_names,
+            "pool": ["model"] * len(self.model_names) + ["attention"] * len(self.att_names),
+            "busy_time": model_busy + att_busy,
+            "utilization": [x / now if now > 0 else 0.0 for x in model_busy + att_busy],
+            "kernels": [self.slice_streams[k].kernels_run for k in range(self.K)
+                        for _ in range(s)] + [x.kernels_run for x in self.att_streams],
+            "kv_capacity_bytes": [0.0] * len(self.model_names) + self.cap.tolist(),
+            "kv_peak_bytes": [0.0] * len(self.model_names) + self.peak.tolist(),
+        })
+        sp = self.spec
+        extra = {
+            "model_pool_idle": idle_fraction(model_busy, span),
+            "attention_pool_idle": idle_fraction(att_busy, span),
+            "dop": f"({sp.model_gpus}, {sp.attention_gpus})",
+            "micro_batches": sp.micro_batches,
+            "attention_split": self.split,
+            "kv_capacity_bytes": float(self.cap.sum()),
+            "kv_peak_bytes": float(self.peak.sum()),
+            "layer_slots": len(self.m),
+        }
+        names = [f"microbatch{j}" for j in range(sp.micro_batches)]
+        return build_result("disaggregated", self.seed, env, self.fabric, self.req,
+                            self.sc.placement.block_tokens, self.iters, names, gpus,
+                            sp.disaggregated_cost_per_hour(), wall, extra)

@@ -1,0 +1,227 @@
+"""What both pool loops share: requests, head-sharded architectures, the run's set-up, results.
+
+The Lamina loop (:mod:`simulator.disaggregation.lamina`) and the homogeneous baseline
+(:mod:`simulator.disaggregation.homogeneous`) subclass :class:`PoolRun` (clock, graph,
+architecture, the DOP check, kernels, fabric, requests and their KV need, the queue) and return
+the engines' :class:`~simulator.engine.results.Result` (same tables and ``summary`` keys, plus
+``mean_batch``, ``cost_per_hour``, ``tokens_per_s_per_dollar_hour`` and pool idle fractions) via
+:func:`build_result`. The FIFO kernel stream is the engine's
+(:class:`simulator.gpu.streams.Stream`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from simulator.disaggregation.spec import DisaggregationSpec, check_against, spec_of
+from simulator.engine import records
+from simulator.engine.admission import init_request_arrays
+from simulator.engine.results import Result
+from simulator.engine.trace import load_trace
+from simulator.gpu.calibration import run_kernels
+from simulator.models import model as lookup_model
+from simulator.network.fabric import Fabric
+
+NOT_FINISHED = "not finished when the run stopped (duration limit)"
+TOO_LARGE = "its KV does not fit the attention pool even alone"
+TOO_LARGE_REPLICA = "its KV does not fit a replica's free HBM even alone"
+
+
+def head_shard(arch, kv_heads: int):
+    """The architecture one GPU sees when it serves ``kv_heads`` of ``arch``'s KV heads (and
+    their query heads): KV bytes, query heads and attention FLOPs scaled by the share."""
+    share = kv_heads / arch.kv_heads
+    return dataclasses.replace(
+        arch, query_heads=max(1, round(arch.query_heads * share)), kv_heads=kv_heads,
+        kv_bytes_per_token_bf16=arch.kv_bytes_per_token_bf16 * share,
+        kv_bytes_per_token_fp8=arch.kv_bytes_per_token_fp8 * share,
+        attention_flops_per_token=arch.attention_flops_per_token * share)
+
+
+def split_heads(kv_heads: int, parts: int) -> list[int]:
+    """KV heads per part, as even as possible, larger shares first (``parts <= kv_heads``)."""
+    base, extra = divmod(kv_heads, parts)
+    return [base + (i < extra) for i in range(parts)]
+
+
+def attended_tokens(arch, context: np.ndarray) -> np.ndarray:
+    """Tokens each query attends: its context, capped at top-k for sparse (DSA) models."""
+    context = np.asarray(context, float)
+    return np.minimum(context, arch.topk_tokens) if arch.sparse else context
+
+
+def fold_layers(layers: int, groups: int, multiple: int = 1) -> np.ndarray:
+    """Real layers each simulated slot stands for: every layer (``groups = 0``) or ``groups``
+    slots rounded to a multiple of ``multiple`` (so slots map evenly onto model slices)."""
+    if groups <= 0 or groups >= layers:
+        return np.ones(layers, np.int64)
+    s = max(multiple, int(round(groups / multiple)) * multiple)
+    s = min(s, layers)
+    return np.diff(np.linspace(0, layers, s + 1).round().astype(np.int64))
+
+
+def served_arch(scenario, arch=None):
+    """The architecture a run serves: ``arch`` if given, else the scenario's model; with
+    ``model.selection = "dense"`` a sparse (DSA) model attends its whole context instead."""
+    arch = arch if arch is not None else lookup_model(scenario.model.name)
+    if arch.sparse and scenario.model.selection == "dense":
+        kind = "mla" if arch.attention == "mla_dsa" else arch.attention
+        arch = dataclasses.replace(arch, topk_tokens=None, attention=kind)
+    return arch
+
+
+class Requests:
+    """Per-request state as numpy arrays, built from a trace; rows become ``requests``."""
+
+    def __init__(self, trace: pd.DataFrame, progress: Callable[[int, int], None] | None) -> None:
+        init_request_arrays(self, trace)
+        self.home = [""] * self.n
+        self.finished = 0
+        self.progress = progress
+
+    def finish(self, r: int, now: float, reason: str = "") -> None:
+        """Mark request ``r`` done at ``now`` (with a reason if it did not complete)."""
+        self.finish_at[r] = now
+        self.reason[r] = reason
+        self.finished += 1
+        if self.progress is not None:
+            self.progress(self.finished, self.n)
+
+    def frame(self, block_tokens: int) -> pd.DataFrame:
+        """The ``requests`` table (engine columns); unfinished requests get a reason."""
+        for r in range(self.n):
+            if not self.reason[r] and (np.isnan(self.finish_at[r]) or self.gen[r] < self.out[r]):
+                self.reason[r] = NOT_FINISHED
+        done = np.array([not x for x in self.reason], bool)
+        blocks = (-(-self.inp // block_tokens)).tolist()
+        rows = list(zip(self.rid.tolist(), self.sid.tolist(), self.home, self.arrival.tolist(),
+                        self.admitted_at.tolist(), self.first_at.tolist(),
+                        np.where(done, self.finish_at, np.nan).tolist(), self.inp.tolist(),
+                        self.out.tolist(), self.gen.tolist(), [0] * self.n, blocks,
+                        done.tolist(), self.reason, strict=True))
+        return records.requests_frame(rows)
+
+
+def build_result(policy: str, seed: int, env: simpy.Environment, fabric, reqs: Requests,
+                 block_tokens: int, iters: list[tuple], unit_names: list[str],
+                 gpus: pd.DataFrame, cost_per_hour: float, wall_time: float,
+                 extra: Mapping[str, Any]):
+    """A :class:`~simulator.engine.results.Result` with the engine's tables and summary keys.
+
+    ``iters`` rows: the engine's iteration columns followed by the closed form's predicted
+    iteration time ``cf_time`` [s]; ``unit_names`` names the ``gpu`` column's codes
+    (micro-batches or replicas). ``closed_form_error_*`` is the relative error of that
+    prediction against the simulated iteration times.
+    """
+    requests = reqs.frame(block_tokens)
+    it = records.iterations_frame([row[:7] for row in iters], unit_names)
+    it["cf_time"] = [row[7] for row in iters]
+    rounds = records.rounds_frame([], ["-"])
+    now = float(env.now)
+    links = fabric.links_frame()
+    timeline = fabric.link_timeline(max(now / 100.0, 1e-6)) if now > 0 else pd.DataFrame()
+    moved = float(fabric.bytes_delivered)
+    summary = records.summarize(requests, rounds, it, sim_time=now, wall_time=wall_time,
+                                events=next(env._eid), bytes_moved=moved)
+    sim = (it["finished_at"] - it["started_at"]).to_numpy(float)
+    cf = it["cf_time"].to_numpy(float)
+    ok = np.isfinite(cf) & (cf > 0)
+    err = np.abs(sim[ok] - cf[ok]) / cf[ok]
+    summary["closed_form_error_p50"] = float(np.quantile(err, 0.5)) if len(err) else float("nan")
+    summary["closed_form_error_p99"] = float(np.quantile(err, 0.99)) if len(err) else float("nan")
+    summary["mean_batch"] = mean_batch(it)
+    summary["cost_per_hour"] = float(cost_per_hour)
+    tput = summary["throughput_tokens_per_s"]
+    summary["tokens_per_s_per_dollar_hour"] = tput / cost_per_hour if cost_per_hour > 0 else 0.0
+    summary.update(extra)
+    summary["policy"] = policy
+    summary["seed"] = seed
+    return Result(policy, seed, requests, rounds, links, gpus, it, timeline, summary,
+                  fabric_bytes=moved, extras=dict(extra))
+
+
+def mean_batch(iterations: pd.DataFrame) -> float:
+    """Time-averaged number of requests decoding at once over the whole deployment."""
+    if len(iterations) == 0:
+        return 0.0
+    start = iterations["started_at"].to_numpy(float)
+    end = iterations["finished_at"].to_numpy(float)
+    span = end.max() - start.min()
+    if span <= 0:
+        return 0.0
+    return float((iterations["batch"].to_numpy(float) * (end - start)).sum() / span)
+
+
+def idle_fraction(busy: Iterable[float], span: float) -> float:
+    """Mean idle share of a pool's GPUs over ``span`` [s] (0 if nothing ran)."""
+    busy = list(busy)
+    if span <= 0 or not busy:
+        return 0.0
+    return float(1.0 - min(1.0, sum(busy) / (len(busy) * span)))
+
+
+class PoolRun:
+    """What both loops set up the same way: clock, graph, architecture, the DOP check against the
+    topology's GPUs, kernels, fabric, requests and their KV need, the queue and its waiters.
+    A subclass builds its pools after ``super().__init__`` and implements ``execute``."""
+
+    baseline: bool = False  # checked against the homogeneous baseline's fields
+
+    def __init__(self, sc, spec: DisaggregationSpec, seed: int, trace: pd.DataFrame, graph,
+                 progress, arch=None) -> None:
+        import topologies
+
+        self.sc, self.spec, self.seed = sc, spec, seed
+        self.env = simpy.Environment()
+        self.graph = graph if graph is not None else sc.topology.build()
+        self.arch = arch = served_arch(sc, arch)
+        self._names = list(topologies.gpus(self.graph))
+        self._kinds = [str(self.graph.nodes[x].get("gpu", "H100")) for x in self._names]
+        self.reserve = sc.placement.reserve_fraction
+        check_against(spec, arch, self._kinds, self.reserve, sc.source, baseline=self.baseline)
+        self.kernels = run_kernels(sc.calibration_dict())
+        self.fabric = Fabric(self.env, self.graph, sc.stack)
+        self.req = r = Requests(trace, progress)
+        self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers
+        self.queue: deque[int] = deque()
+        self.waiters: list[simpy.Event] = []
+        self.iters: list[tuple] = []
+
+    def gpus_of(self, kind: str, count: int) -> list[str]:
+        """The first ``count`` GPUs of catalog ``kind`` in the topology's natural order."""
+        return [x for x, k in zip(self._names, self._kinds, strict=True)
+                if k.upper() == kind.upper()][:count]
+
+    def _wake(self) -> None:
+        waiters, self.waiters = self.waiters, []
+        for ev in waiters:
+            ev.succeed()
+
+    def _arrivals(self):
+        env, r = self.env, self.req
+        for i in range(r.n):
+            dt = r.arrival[i] - env.now
+            if dt > 0:
+                yield env.timeout(dt)
+            self.queue.append(i)
+            self._wake()
+
+    @classmethod
+    def simulate(cls, scenario, seed: int | None = None, *,
+                 spec: DisaggregationSpec | None = None, graph=None,
+                 trace: pd.DataFrame | None = None,
+                 progress: Callable[[int, int], None] | None = None, arch=None):
+        """Build one run of this loop and execute it (arguments as
+        :func:`simulator.disaggregation.lamina.simulate_disaggregated`)."""
+        seed = scenario.seed if seed is None else int(seed)
+        spec = spec if spec is not None else spec_of(scenario)
+        if trace is None:
+            trace = load_trace(scenario, seed)
+        return cls(scenario, spec, seed, trace, graph, progress, arch).execute()

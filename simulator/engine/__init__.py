@@ -1,0 +1,27 @@
+"""The decode-loop engine: replay a workload round by round on the simulated cluster.
+
+- :mod:`~simulator.engine.exact` — the exact engine (:func:`simulate`): per-GPU continuous
+  batching, one SimPy chain of messages and kernels per (iteration, layer, owner) round;
+- :mod:`~simulator.engine.admission` — requests' life: arrival, home, admission, prefill,
+  growth, retirement (:class:`Admission`, a part the run holds);
+- :mod:`~simulator.engine.locate` — sparse selections and where the selected blocks live
+  (:class:`StepData`, a part the run holds);
+- :mod:`~simulator.engine.rounds` — one round replayed as a chain of callbacks;
+- :mod:`~simulator.engine.columns`, :mod:`~simulator.engine.records`,
+  :mod:`~simulator.engine.results` — typed record columns, the flat tables and the
+  :class:`Result` every engine returns;
+- :mod:`~simulator.engine.trace` — a scenario's requests as the engines replay them.
+
+May import: ``units``, ``errors``, ``fileio``, ``spill``, ``hardware``, ``models``, ``network``,
+``gpu``, ``kvcache``, ``costmodel``, ``policies``, and ``workloads`` / ``topologies``. Never the
+scenario module (a scenario object is passed in) nor anything above. Exports :func:`simulate`,
+:class:`Result`, :func:`load_trace`, ``NOT_FINISHED``, ``TOO_LARGE``, ``SELECTION_STEPS``.
+"""
+
+from simulator.engine.admission import NOT_FINISHED, TOO_LARGE
+from simulator.engine.exact import simulate
+from simulator.engine.locate import SELECTION_STEPS
+from simulator.engine.results import Result
+from simulator.engine.trace import load_trace
+
+__all__ = ["NOT_FINISHED", "SELECTION_STEPS", "TOO_LARGE", "Result", "load_trace", "simulate"]

@@ -1,0 +1,353 @@
+"""The exact engine: replay a workload on a simulated cluster under one policy, round by round.
+
+One run = one ``simpy.Environment``, one :class:`~simulator.network.Fabric`, one
+:class:`~simulator.gpu.GPU` per topology GPU, one :class:`~simulator.kvcache.BlockDirectory`, one
+policy, and one ``numpy.random.Generator`` from the seed, spawned into child streams (one per GPU
+for sparse selection, one for focus sets, one for the policy).
+
+Flow. An arrival process hands each request to its session's *home* GPU (least loaded, or the
+GPU owning its repository). Each GPU runs a continuous-batching loop:
+
+1. **admit** queued requests while the batch is below ``max_batch`` and the KV they will own fits
+   (HBM − weights − reserve); **prefill** them on the home GPU, reusing the blocks the directory
+   already holds (leading known blocks under ``prefix`` reuse, any known block under ``span``),
+   then place the new blocks; the prefill's end is the request's first token (TTFT);
+2. **decode** one token for every other request in the batch: sample each query's selected blocks
+   for every simulated layer at once (:class:`workloads.sparse.SparseSelector`, or a recorded
+   selection trace), then per layer group the non-local blocks by holder; the policy turns each
+   group — all the batch's queries for that owner — into one *round* (route / fetch / local),
+   which the engine replays phase by phase: messages on the fabric, kernels on GPU streams, in
+   the order and sizes of the closed form (:mod:`simulator.costmodel.closed_form`). Host-DRAM
+   blocks are fetched over PCIe; dropped blocks are recomputed at home. Meanwhile the home attends its local
+   blocks; after all merges it runs the layer's projections + FFN.
+
+With ``layer_groups = G`` only G representative layers are simulated per token; each stands for
+``layers / G`` layers, whose remaining time is waited out (exact when rates are stationary).
+Every round is recorded with its simulated phases and the closed form's phases for the same
+inputs. Every request is accounted for: completed, or not, with a reason.
+
+Speed. SimPy events exist per message and per layer, not per kernel. A round is a chain of
+callbacks (no process, :mod:`simulator.engine.rounds`); a GPU's compute stream is a closed-form
+FIFO (:class:`~simulator.gpu.streams.Stream`: a kernel's end is known when it is queued — the same
+schedule as :meth:`simulator.gpu.GPU.run`, which ``exact_streams=True`` uses to cross-check), so
+a route round's owner kernel and merge need no event: the answer is sent with the kernel's end as
+its ``delay_time`` and the round ends at the merge's known end. A message alone on idle links
+(nearly all of them) is a *lone flow* of the Fabric (:mod:`simulator.network.lone`): one event, no
+filling. The last round of a layer schedules the layer's end directly (one event per layer);
+under a policy that never routes (``options`` without ``"route"``), the layers of a step with
+nothing to exchange are chained without events. Selections are sampled 16 decode steps at a
+time and block locations looked up for all layers of a step at once
+(:class:`~simulator.engine.locate.StepData`, a part the run holds); closed-form phases are
+memoized per round shape; round and iteration records are packed into typed columns as the run
+goes (:mod:`simulator.engine.columns`). Requests' bookkeeping is the run's
+:class:`~simulator.engine.admission.Admission`, the result :mod:`simulator.engine.results`'s.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from functools import partial
+
+import numpy as np
+import pandas as pd
+import simpy
+
+from simulator import hardware, kvcache
+from simulator.costmodel.closed_form import CostModel
+from simulator.engine import records
+from simulator.engine.admission import NOT_FINISHED, Admission
+from simulator.engine.columns import Columns
+from simulator.engine.locate import StepData
+from simulator.engine.results import Result, collect
+from simulator.engine.rounds import Pending, RoundReplay
+from simulator.errors import UserError
+from simulator.gpu.calibration import run_kernels
+from simulator.gpu.runtime import GPU
+from simulator.gpu.streams import GPUStream, Stream
+from simulator.models import model as lookup_model
+from simulator.network.fabric import Fabric
+from simulator.policies import OPTIONS, Policy, PolicyContext, Round
+
+__all__ = ["simulate"]
+
+
+def simulate(scenario, policy: Policy, seed: int, trace: pd.DataFrame, *,
+             progress: Callable[[int, int], None] | None = None, topology=None,
+             check_invariants: bool = False, exact_streams: bool = False) -> Result:
+    """Replay ``trace`` on ``scenario``'s cluster under a per-round ``policy`` (an instance).
+
+    Arguments as :func:`simulator.runner.run`, which picks this engine for every policy without
+    a decode loop of its own.
+    """
+    return _Run(scenario, policy, seed, trace, progress, topology=topology,
+                check_invariants=check_invariants, exact_streams=exact_streams).execute()
+
+
+class _Run:
+    """One simulation; see the module docstring. Not reusable: build, ``execute`` once."""
+
+    def __init__(self, scenario, policy: Policy, seed: int, trace: pd.DataFrame,
+                 progress: Callable[[int, int], None] | None, *, topology=None,
+                 check_invariants: bool = False, exact_streams: bool = False) -> None:
+        self.sc = scenario
+        self.policy = policy
+        self.seed = seed
+        self.env = simpy.Environment()
+        self.graph = scenario.topology.build() if topology is None else topology
+        self.check_invariants = check_invariants
+        import topologies
+
+        self.names: list[str] = list(topologies.gpus(self.graph))
+        self.G = len(self.names)
+        self.arch = lookup_model(scenario.model.name)
+        self.kernels = run_kernels(scenario.calibration_dict())
+        pl = scenario.placement
+        self.bt = pl.block_tokens
+        self.cm = CostModel(self.arch, self.graph, scenario.stack, kernels=self.kernels,
+                            block_tokens=self.bt, instance_gpus=self.G)
+        self.fabric = Fabric(self.env, self.graph, scenario.stack)
+        specs = [hardware.gpu(self.graph.nodes[n].get("gpu", "H100")) for n in self.names]
+        self.gpus = [GPU(self.env, n, s, self.kernels) for n, s in zip(self.names, specs,
+                                                                      strict=True)]
+        self.streams = [(GPUStream(x) if exact_streams else Stream(self.env)) for x in self.gpus]
+        # layer folding
+        L = self.arch.layers
+        groups = scenario.engine.layer_groups
+        self.S = L if groups <= 0 else min(groups, L)
+        bounds = np.linspace(0, L, self.S + 1).round().astype(int)
+        self.slot_layers = np.diff(bounds)  # real layers each simulated slot stands for
+        self.slot_first = bounds[:-1]
+        self.slot_layers_list = self.slot_layers.tolist()
+        # KV capacity
+        self.block_bytes = self.bt * self.arch.kv_bytes_per_token * L
+        weights = (pl.weights_per_gpu if pl.weights_per_gpu is not None
+                   else self.arch.weight_bytes / self.G)
+        caps = tuple(kvcache.capacity_blocks(s.hbm_bytes, weights, pl.reserve_fraction,
+                                             self.block_bytes) for s in specs)
+        if max(caps, default=0) == 0:
+            raise UserError(
+                f"{scenario.source}: field 'placement.weights_per_gpu': no GPU has room for a "
+                f"single KV block ({weights / 1e9:.4g} GB of weights per GPU, reserve "
+                f"{pl.reserve_fraction:.0%}); use more GPUs, a smaller model, or set "
+                "placement.weights_per_gpu / placement.reserve_fraction lower")
+        self.machine_name = [n.split("/")[0] for n in self.names]
+        machines = sorted(set(self.machine_name), key=self.machine_name.index)
+        self.machine_of = [machines.index(m) for m in self.machine_name]
+        self.machine_arr = np.asarray(self.machine_of, np.int64)
+        self.hosts = [f"{m}/host" for m in machines]
+        has_host = all(h in self.graph for h in self.hosts)
+        host_cap = int(pl.host_capacity // self.block_bytes) if pl.host_tier and has_host else 0
+        dist = np.zeros((self.G, self.G))
+        if pl.scheme == "replicate":
+            for a in range(self.G):
+                for b in range(self.G):
+                    if a != b:
+                        dist[a, b] = self.cm.path(self.names[a], self.names[b]).latency_time
+        self.dir = kvcache.BlockDirectory(kvcache.DirectoryConfig(
+            pl.scheme, pl.replicas, caps, host_cap, tuple(self.machine_of),
+            tuple(map(tuple, dist)), self.S))
+        # randomness: one generator, spawned
+        root = np.random.default_rng(seed)
+        sel_rng, focus_rng, pol_rng = root.spawn(3)
+        self.sel_rngs = sel_rng.spawn(self.G)
+        self.focus_rng = focus_rng
+        self.ctx = PolicyContext(self.cm, self.fabric, self.graph, pol_rng)
+        from workloads.sparse import SparseSelector
+
+        kind = scenario.model.selection
+        if kind == "auto":
+            kind = "dsa" if self.arch.sparse else "dense"
+        self.selector = SparseSelector(kind=kind, top_k_tokens=self.arch.topk_tokens or 2048,
+                                       block_tokens=self.bt)
+        self.replay = None
+        if scenario.workload.selections is not None:
+            from workloads.selections import SelectionReplay, read_selections
+
+            self.replay = SelectionReplay.from_frame(read_selections(scenario.workload.selections))
+        # a policy that never routes puts no kernel on another GPU's stream: a home stream then
+        # runs only its own kernels, and slots with nothing to exchange need no event
+        bad = [o for o in policy.options if o not in OPTIONS]
+        if bad or not policy.options:
+            raise ValueError(f"policy {policy.name!r}: options must be some of "
+                             f"{', '.join(OPTIONS)}, got {policy.options!r}")
+        self.chain_slots = "route" not in policy.options and not exact_streams
+        arch, G = self.arch, self.G
+        self.req = Admission(
+            self.env, trace, self.dir, n_gpus=G, placement=pl, max_batch=scenario.engine.max_batch,
+            prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens, 1.0,
+                                                                     gpus=G),
+            region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
+            progress=progress)
+        self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
+                              self.slot_first, self.machine_arr)
+        self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,
+                                       strict=True)))
+        self.iters = Columns(list(zip(records.ITERATION_COLUMNS, records.ITERATION_DTYPES,
+                                      strict=True)))
+        self._cf_cache: dict[tuple, object] = {}
+        self._attn_cache: dict[tuple, float] = {}
+        self._payload_cache: dict[int, tuple[float, float]] = {}
+        self._na_cache: dict[tuple[int, int], float] = {}
+
+    # -- the per-GPU loop --------------------------------------------------------------------
+
+    def _gpu_loop(self, g: int):
+        env = self.env
+        req = self.req
+        queue, batch, wake = req.queue[g], req.batch[g], req.wake
+        gen, out = req.gen, req.out
+        iteration = 0
+        while True:
+            if not queue and not batch:
+                wake[g] = env.event()
+                yield wake[g]
+                wake[g] = None
+                continue
+            started = env.now
+            admitted = req.admit(g)
+            prefill_time = 0.0
+            if admitted:
+                dur = sum(req.prefill_plan(g, r) for r in admitted)
+                yield self.streams[g].run(dur)
+                prefill_time = env.now - started
+                for r in admitted:
+                    req.place_prompt(g, r)
+                    req.first_at[r] = env.now
+                    gen[r] = 1
+            decoding = [r for r in batch if r not in admitted and gen[r] < out[r]]
+            if decoding:
+                yield from self._decode(g, decoding, iteration)
+                for r in decoding:
+                    gen[r] += 1
+                    req.grow_context(g, r)
+            done = [r for r in batch if gen[r] >= out[r]]
+            for r in done:
+                req.retire(g, r)
+            if self.check_invariants:
+                self.dir.check()
+            if not admitted and not decoding and not done:
+                continue  # only rejections happened: nothing ran
+            self.iters.append((g, iteration, started, env.now, len(decoding), prefill_time,
+                               len(decoding)))
+            iteration += 1
+            self.rounds.maybe_pack()
+            self.iters.maybe_pack()
+            self.fabric.spill_records()
+
+    # -- one decode step -----------------------------------------------------------------------
+
+    def _decode(self, g: int, reqs: list[int], iteration: int):
+        env = self.env
+        stream = self.streams[g]
+        name = self.names[g]
+        B = len(reqs)
+        dense, valid = self.steps.select(g, reqs)
+        self.dir.touch(g, dense[valid], env.now)
+        na_layer = self._na_cache.get((g, B))
+        if na_layer is None:  # one layer's projections + FFN for a batch of B [s]
+            na_layer = self._na_cache[(g, B)] = self.kernels.non_attention_time(
+                self.gpus[g].spec, self.arch, B, gpus=self.G) / self.arch.layers
+        # where every selected block is, for all slots at once (copies made by this step's
+        # rounds are for the slot that made them, so they cannot change another slot's answer)
+        if self.policy.colocated:
+            local = valid
+            groups: list[list] = [[] for _ in range(self.S)]
+        else:
+            local, groups = self.steps.locate(g, dense, valid)
+        n_local = local.sum(axis=(0, 2)).tolist()
+        q_local = local.any(axis=2).sum(axis=0).tolist()
+        at = env.now  # when the next slot starts (ahead of now across chained slots)
+        for s, slot_groups in enumerate(groups):
+            layers = self.slot_layers_list[s]
+            if not slot_groups and self.chain_slots:
+                # nothing to exchange, and no other GPU's kernel can queue on this stream:
+                # the slot's end is known, so no event (the same floats as Stream.after)
+                at = stream.quiet_layer(
+                    at, self._attention(name, n_local[s], q_local[s]) if n_local[s] else 0.0,
+                    na_layer, layers)
+                continue
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            t0 = env.now
+            done = None
+            if slot_groups:
+                # after the last merge: projections + FFN, then the folded layers' time
+                done = env.event()
+                pending = Pending(partial(stream.after_then, done, na_layer, t0, layers),
+                                  len(slot_groups))
+                for grp in slot_groups:
+                    self._start_round(g, s, iteration, pending, *grp)
+            if n_local[s]:  # home's own partial attention, queued behind any recompute
+                stream.issue(self._attention(name, n_local[s], q_local[s]))
+            # projections + FFN (after every merge); then the folded layers' time
+            yield done if done is not None else stream.after(na_layer, t0, layers)
+            at = env.now
+        if at > env.now:
+            yield env.timeout(at - env.now)
+
+    def route_payload(self, batch: int) -> tuple[float, float]:
+        """(query bytes, return bytes) of a routed round of ``batch`` queries [B] (memoized)."""
+        p = self._payload_cache.get(batch)
+        if p is None:
+            p = self._payload_cache[batch] = self.cm.route_payload(batch)
+        return p
+
+    def _attention(self, name: str, n_blocks: int, batch: int) -> float:
+        key = (name, n_blocks, batch)
+        t = self._attn_cache.get(key)
+        if t is None:
+            t = self.cm.attention_time(name, n_blocks / batch, batch)
+            self._attn_cache[key] = t
+        return t
+
+    def _closed_form(self, option: str, g: int, code: int, owner: str, n_blocks: int,
+                     batch: int):
+        key = (option, g, code, n_blocks, batch)
+        cf = self._cf_cache.get(key)
+        if cf is None:
+            cf = getattr(self.cm, option)(self.names[g], owner, n_blocks / batch, batch)
+            self._cf_cache[key] = cf
+        return cf
+
+    def _start_round(self, g, s, iteration, pending, k, b, members):
+        """Ask the policy about one group (forced for host / dropped blocks); start its round."""
+        G = self.G
+        src = self.names[g]
+        n_blocks = len(members)
+        distinct = n_blocks if b == 1 else len(np.unique(members))
+        if k < G:
+            owner, option, code = self.names[k], None, k
+        elif k < 2 * G:
+            owner, option, code = self.hosts[k - G], "fetch", k
+        else:
+            owner, option, code = src, "local", g
+        if option is None:
+            rnd = Round(src, owner, s, b, math.ceil(n_blocks / b), distinct, self.env.now)
+            option = self.policy.choose(self.ctx, rnd)
+            if option not in self.policy.options:
+                raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
+                                 f"return {', '.join(self.policy.options)} (its ``options``)")
+        cf = self._closed_form(option, g, code, owner, n_blocks, b)
+        RoundReplay(self, pending, g, k if k < G else -1, owner, code, option, b, n_blocks,
+               distinct, members, s, iteration, cf).start()
+
+    # -- driving and collecting ------------------------------------------------------------------
+
+    def execute(self) -> Result:
+        wall0 = time.perf_counter()
+        env = self.env
+        env.process(self.req.arrivals())
+        for g in range(self.G):
+            env.process(self._gpu_loop(g))
+        duration = self.sc.engine.duration
+        env.run(until=duration) if duration is not None else env.run()
+        wall = time.perf_counter() - wall0
+        events = next(env._eid)  # SimPy's event counter: every event ever scheduled
+        req = self.req
+        for r in range(req.n):
+            unfinished = np.isnan(req.finish_at[r]) or req.gen[r] < req.out[r]
+            if unfinished and not req.reason[r]:
+                req.reason[r] = NOT_FINISHED
+        return collect(self, wall, events)

@@ -1,0 +1,185 @@
+"""One decode step's data: which blocks every query selects, per simulated layer, and where.
+
+:class:`StepData` is a part the engine's run holds (:mod:`simulator.engine.exact`). Selections are
+sampled :data:`SELECTION_STEPS` decode steps of a query at a time (vectorized over the batch by
+:class:`workloads.sparse.SparseSelector`), or replayed from a recorded selection trace; the
+locations of all selected blocks of a step, for every simulated layer at once, come from one
+vectorized lookup in the :class:`~simulator.kvcache.directory.BlockDirectory`, grouped by holder
+(GPU, host DRAM of a machine, or dropped → recompute)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator import kvcache
+
+#: Decode steps whose selections are sampled together for one query.
+SELECTION_STEPS = 16
+
+
+class StepData:
+    """Selection and location for a run's decode steps (see the module docstring).
+
+    Args:
+        requests: the run's :class:`~simulator.engine.admission.Admission` (per-request
+            contexts, generated tokens, focus sets, and the selection cache it clears).
+        directory: the run's KV block directory.
+        selector: a :class:`workloads.sparse.SparseSelector`.
+        sel_rngs: one random stream per GPU for selections.
+        replay: a recorded selection trace to replay, or None.
+        slot_first: first real layer of each simulated slot.
+        machine_of: machine index of each GPU.
+    """
+
+    def __init__(self, requests, directory, selector, sel_rngs, replay, slot_first,
+                 machine_of: np.ndarray) -> None:
+        self.req = requests
+        self.dir = directory
+        self.selector = selector
+        self.sel_rngs = sel_rngs
+        self.replay = replay
+        self.slot_first = slot_first
+        self.machine_arr = machine_of
+        self.S = len(slot_first)
+        self.G = len(machine_of)
+        self._flat_slot_cache: dict[tuple[int, int, int], tuple] = {}
+
+    def select(self, g: int, reqs: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Dense block indices ``(B, S, W)`` selected per query and slot, and the valid mask.
+
+        Selections are sampled for :data:`SELECTION_STEPS` decode steps of a query at once (as
+        that many × S consecutive layers, so the selector's layer correlation also links one
+        step to the next) and resampled early when the context gains a block.
+        """
+        stale = [r for r in reqs if not self._cached(r)]
+        if stale:
+            self._sample(g, stale)
+        sel_cache, gen = self.req.sel_cache, self.req.gen
+        if len(reqs) == 1 and self.replay is None:  # the common case: a batch of one
+            r = reqs[0]
+            c = sel_cache[r]
+            i = int(gen[r]) - 1 - c[1]
+            return c[3][i : i + 1], c[4][i : i + 1]  # padding → 0, precomputed per sample
+        rows = [sel_cache[r][0][int(gen[r]) - 1 - sel_cache[r][1]] for r in reqs]
+        width = max(x.shape[1] for x in rows)
+        dense = np.full((len(reqs), self.S, width), -1, np.int64)
+        for i, x in enumerate(rows):
+            dense[i, :, : x.shape[1]] = x
+        valid = dense >= 0
+        dense[~valid] = 0
+        if self.replay is not None:
+            dense, valid = self._apply_replay(reqs, dense, valid)
+        return dense, valid
+
+    def _cached(self, r: int) -> bool:
+        req = self.req
+        c = req.sel_cache[r]
+        if c is None:
+            return False
+        return int(req.gen[r]) - 1 - c[1] < len(c[0]) and c[2] == len(req.ctx_idx[r])
+
+    def _sample(self, g: int, reqs: list[int]) -> None:
+        T, S = SELECTION_STEPS, self.S
+        req = self.req
+        ctx_len = np.array([len(req.ctx_idx[r]) for r in reqs], np.int64)
+        fw = max([len(req.focus[r]) for r in reqs] + [1])
+        focus = np.full((len(reqs), fw), -1, np.int64)
+        for i, r in enumerate(reqs):
+            focus[i, : len(req.focus[r])] = req.focus[r]
+        sel = self.selector.select_batch(self.sel_rngs[g], ctx_len, T * S, focus=focus,
+                                         popular_blocks=req.popular[reqs])
+        for i, r in enumerate(reqs):
+            pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)
+            blocks = req.ctx_idx[r][pos]
+            ok = blocks >= 0
+            dense = np.where(ok, blocks, 0)
+            ok.flags.writeable = dense.flags.writeable = False  # _select hands out views
+            # (blocks, first step, context length, blocks with padding → 0, valid mask)
+            req.sel_cache[r] = (blocks, int(req.gen[r]) - 1, int(ctx_len[i]), dense, ok)
+
+    def _apply_replay(self, reqs, dense, valid):
+        rows = []
+        for r in reqs:
+            step = int(self.req.gen[r]) - 1
+            for s in range(self.S):
+                got = self.replay.blocks(self.req.rid[r], step, int(self.slot_first[s]))
+                rows.append(None if got is None else self.dir.intern(got))
+        width = max([dense.shape[2]] + [len(x) for x in rows if x is not None])
+        d2 = np.zeros((len(reqs), self.S, width), np.int64)
+        v2 = np.zeros_like(d2, dtype=bool)
+        d2[:, :, : dense.shape[2]] = dense
+        v2[:, :, : dense.shape[2]] = valid
+        for k, x in enumerate(rows):
+            if x is not None:
+                i, s = divmod(k, self.S)
+                d2[i, s] = 0
+                v2[i, s] = False
+                d2[i, s, : len(x)] = x
+                v2[i, s, : len(x)] = True
+        return d2, v2
+
+    def _flat_slots(self, B: int, S: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per element of a flattened ``(B, S, W)`` step: its word and bit mask in the
+        directory's copy bitmaps, and its slot × 3G (the slot part of a group key); cached."""
+        cache = self._flat_slot_cache
+        got = cache.get((B, S, W))
+        if got is None:
+            slot = np.broadcast_to(np.arange(S)[None, :, None], (B, S, W)).ravel()
+            got = cache[(B, S, W)] = (slot // 64, np.uint64(1) << (slot % 64).astype(np.uint64),
+                                      slot * (3 * self.G))
+        return got
+
+    def locate(self, g: int, dense: np.ndarray, valid: np.ndarray):
+        """Local mask ``(B, S, W)`` and, per slot, the groups of non-local blocks: one
+        ``(key, batch, members)`` per holder GPU / host / recompute, keys ascending."""
+        d = self.dir
+        B, S, W = dense.shape
+        G = self.G
+        flat = dense.ravel()
+        vflat = valid.ravel()
+        try:
+            word, bit, slot_key = self._flat_slot_cache[(B, S, W)]
+        except KeyError:
+            word, bit, slot_key = self._flat_slots(B, S, W)
+        holder = d.base[flat] if d.k == 1 else d.nearest(flat, g)
+        tier = d.tier[flat]
+        bits = d.copy_bits[g, :, 0][flat] if d.words == 1 and S <= 64 \
+            else d.copy_bits[g][flat, word]
+        local = (holder == g) & (tier == kvcache.HBM)
+        local |= (bits & bit).astype(bool)
+        local &= vflat
+        groups: list[list] = [[] for _ in range(S)]
+        p = (vflat ^ local).nonzero()[0]  # valid and not local (local implies valid)
+        if len(p) == 0:
+            return local.reshape(B, S, W), groups
+        idx = flat[p]
+        key = holder[p]
+        t = tier[p]
+        if np.count_nonzero(t):  # group key: holder GPU (HBM) | G + machine (host DRAM) | 2G (dropped)
+            key = np.where(t == kvcache.HBM, key,
+                           np.where(t == kvcache.HOST, G + self.machine_arr[np.maximum(key, 0)],
+                                    2 * G))
+        sk = slot_key[p] + key
+        if B == 1:  # one query: every group has one, and the order is by key alone
+            # a stable sort (radix for 16-bit keys; ties keep the element order)
+            order = (sk.astype(np.int16) if 3 * G * S < 32768 else sk).argsort(kind="stable")
+            sk, idx = sk[order], idx[order]
+            cut = (sk[1:] != sk[:-1]).nonzero()[0] + 1
+            starts = [0, *cut.tolist()]
+            ends = [*starts[1:], len(sk)]
+            nq = [1] * len(starts)
+        else:
+            qi = p // (S * W)
+            order = np.lexsort((qi, sk))
+            sk, qi, idx = sk[order], qi[order], idx[order]
+            cut = np.flatnonzero(np.diff(sk)) + 1
+            starts = np.concatenate(([0], cut)).tolist()
+            ends = np.concatenate((cut, [len(sk)])).tolist()
+            new_q = np.ones(len(qi), bool)
+            new_q[1:] = (qi[1:] != qi[:-1]) | (sk[1:] != sk[:-1])
+            nq = np.add.reduceat(new_q, starts).tolist()
+        heads = sk[starts].tolist()
+        for head, a, b, n_q in zip(heads, starts, ends, nq, strict=True):
+            slot, k = divmod(head, 3 * G)
+            groups[slot].append((k, n_q, idx[a:b]))
+        return local.reshape(B, S, W), groups

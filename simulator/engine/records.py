@@ -1,0 +1,170 @@
+"""Flat run records → pandas DataFrames, and the headline summary.
+
+The engine appends plain tuples while it runs (cheap: no pandas in the loop), packed now and then
+into typed columns (:class:`simulator.engine.columns.Columns`), and builds each DataFrame once at
+the end. Tables (one row per …):
+
+- ``requests`` — request: arrival, first token, finish [s], tokens, home GPU, reuse, and
+  ``completed`` / ``reason`` (every request that entered the run is accounted for);
+- ``rounds`` — (iteration, layer, home, owner) exchange: option, batch, blocks, bytes, the
+  simulated probe / transfer / compute / return / merge times and the closed form's prediction
+  for the same inputs (``cf_*``), and ``layers`` — how many real layers the round stands for
+  (``layer_groups`` folding);
+- ``iterations`` — decode iteration of one GPU: start, end, batch, prefill time;
+- ``gpus`` — GPU: busy time, utilization, kernels, HBM blocks;
+- ``links`` — link: bytes, busy time, utilization (from the fabric), and ``link_timeline``.
+
+:func:`summarize` turns them into the dict of DESIGN.md's ``run --json`` keys.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from simulator.engine.columns import Columns
+
+REQUEST_COLUMNS: tuple[str, ...] = (
+    "request_id", "session_id", "home", "arrival_at", "admitted_at", "first_token_at",
+    "finished_at", "input_tokens", "output_tokens", "tokens_generated", "reused_blocks",
+    "prefilled_blocks", "completed", "reason",
+)
+
+ROUND_COLUMNS: tuple[str, ...] = (
+    "iteration", "layer", "layers", "src", "owner", "option", "batch", "blocks",
+    "distinct_blocks", "bytes", "started_at", "probe_time", "transfer_time", "compute_time",
+    "return_time", "merge_time", "sim_time", "cf_probe_time", "cf_transfer_time",
+    "cf_compute_time", "cf_return_time", "cf_merge_time", "cf_time",
+)
+
+ITERATION_COLUMNS: tuple[str, ...] = (
+    "gpu", "iteration", "started_at", "finished_at", "batch", "prefill_time", "tokens",
+)
+
+#: numpy dtypes of the engine's round and iteration records (:class:`simulator.engine.columns.Columns`).
+ROUND_DTYPES: tuple[str, ...] = (
+    "int64", "int16", "int16", "int32", "int32", "object", "int32", "int32", "int32",
+    *["float64"] * 14,
+)
+ITERATION_DTYPES: tuple[str, ...] = (
+    "int32", "int64", "float64", "float64", "int32", "float64", "int32",
+)
+
+
+def _table(rows, columns) -> pd.DataFrame:
+    if isinstance(rows, Columns):
+        return rows.frame()
+    return pd.DataFrame.from_records(rows, columns=list(columns))
+
+
+def requests_frame(rows: list[tuple]) -> pd.DataFrame:
+    """The ``requests`` table from engine tuples (order of :data:`REQUEST_COLUMNS`)."""
+    df = pd.DataFrame.from_records(rows, columns=list(REQUEST_COLUMNS))
+    return df.sort_values("request_id", kind="stable").reset_index(drop=True)
+
+
+def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
+                 owner_names: list[str] | None = None) -> pd.DataFrame:
+    """The ``rounds`` table from tuples or :class:`Columns`; ``src``/``owner`` indices become
+    names (categoricals). Owners may also be host-DRAM nodes (``owner_names`` extends
+    ``gpu_names``)."""
+    df = _table(rows, ROUND_COLUMNS)
+    names = {"src": list(gpu_names), "owner": list(owner_names or gpu_names)}
+    for col in ("src", "owner"):
+        codes = df[col].to_numpy() if len(df) else np.zeros(0, np.int64)  # int32 from Columns
+        df[col] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(names[col]))
+    opt = df["option"]
+    if not len(df):
+        df["option"] = opt.astype(object)
+    elif isinstance(opt.dtype, pd.CategoricalDtype):  # from Columns: categories as first seen
+        df["option"] = opt.cat.reorder_categories(sorted(opt.cat.categories))
+    else:
+        df["option"] = opt.astype("category")
+    return df
+
+
+def iterations_frame(rows: list[tuple] | Columns, gpu_names: list[str]) -> pd.DataFrame:
+    """The ``iterations`` table from tuples or :class:`Columns`; ``gpu`` index becomes a name."""
+    df = _table(rows, ITERATION_COLUMNS)
+    codes = df["gpu"].to_numpy(dtype=np.int64) if len(df) else np.zeros(0, np.int64)
+    df["gpu"] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(list(gpu_names)))
+    return df
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The ``q`` quantile of ``values`` each repeated ``weights`` times (NaN if no weight)."""
+    values = np.asarray(values, float)
+    weights = np.asarray(weights, float)
+    keep = weights > 0
+    values, weights = values[keep], weights[keep]
+    if len(values) == 0:
+        return float("nan")
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    cum = np.cumsum(w)
+    target = q * cum[-1]
+    i = int(np.searchsorted(cum, target, side="left"))
+    return float(v[min(i, len(v) - 1)])
+
+
+def tbt_samples(iterations: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Time between tokens: each iteration's duration, weighted by the tokens it produced
+    (a request's first token is its TTFT, not a TBT sample)."""
+    if len(iterations) == 0:
+        return np.zeros(0), np.zeros(0)
+    dur = (iterations["finished_at"] - iterations["started_at"]).to_numpy(float)
+    return dur, iterations["tokens"].to_numpy(float)
+
+
+def closed_form_errors(rounds: pd.DataFrame) -> np.ndarray:
+    """Relative error ``|sim − cf| / cf`` per round (rounds with ``cf > 0``)."""
+    if len(rounds) == 0:
+        return np.zeros(0)
+    sim = rounds["sim_time"].to_numpy(float)
+    cf = rounds["cf_time"].to_numpy(float)
+    ok = cf > 0
+    return np.abs(sim[ok] - cf[ok]) / cf[ok]
+
+
+def summarize(
+    requests: pd.DataFrame, rounds: pd.DataFrame, iterations: pd.DataFrame, *,
+    sim_time: float, wall_time: float, events: int, bytes_moved: float,
+) -> dict:
+    """Headline metrics of one run (DESIGN.md ``run --json`` keys, SI units, plus a few extras).
+
+    ``throughput_tokens_per_s`` is generated tokens per simulated second; ``bytes_moved`` the
+    bytes the fabric carried; ``closed_form_error_*`` the relative error of the formula against
+    the simulated rounds.
+    """
+    done = requests[requests["completed"]] if len(requests) else requests
+    ttft = (done["first_token_at"] - done["arrival_at"]).to_numpy(float) if len(done) else []
+    dur, w = tbt_samples(iterations)
+    err = closed_form_errors(rounds)
+    tokens = float(requests["tokens_generated"].sum()) if len(requests) else 0.0
+
+    def q(a, p):
+        return float(np.quantile(a, p)) if len(a) else float("nan")
+
+    options = {}
+    if len(rounds):
+        counts = rounds["option"].value_counts()  # a categorical: no string per round
+        options = {str(k): int(v) for k, v in sorted(counts.items()) if v > 0}
+    return {
+        "requests": int(len(requests)),
+        "completed": int(len(done)),
+        "ttft_p50": q(ttft, 0.5),
+        "ttft_p99": q(ttft, 0.99),
+        "tbt_p50": weighted_quantile(dur, w, 0.5),
+        "tbt_p99": weighted_quantile(dur, w, 0.99),
+        "tbt_mean": float(np.average(dur, weights=w)) if w.sum() > 0 else float("nan"),
+        "throughput_tokens_per_s": tokens / sim_time if sim_time > 0 else 0.0,
+        "bytes_moved": float(bytes_moved),
+        "closed_form_error_p50": q(err, 0.5),
+        "closed_form_error_p99": q(err, 0.99),
+        "wall_time": float(wall_time),
+        "events": int(events),
+        "sim_time": float(sim_time),
+        "decode_tokens": tokens,
+        "rounds": int(len(rounds)),
+        "options": options,
+    }

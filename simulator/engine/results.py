@@ -1,0 +1,72 @@
+"""What a run of the engine returns: :class:`Result`, built once at the end from the run's state.
+
+The record lists the run kept (rounds, iterations) and its per-request arrays become flat DataFrames
+(:mod:`simulator.engine.records`); the fabric gives per-link totals and a utilization timeline (100
+bins over the run); the GPUs' streams give busy time; :func:`simulator.engine.records.summarize`
+gives the headline metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from simulator.engine import records
+
+
+@dataclass
+class Result:
+    """What one run produced (DataFrames built once at the end) and its headline summary."""
+
+    policy: str
+    seed: int
+    requests: pd.DataFrame
+    rounds: pd.DataFrame
+    links: pd.DataFrame
+    gpus: pd.DataFrame
+    iterations: pd.DataFrame
+    link_timeline: pd.DataFrame
+    summary: dict
+    fabric_bytes: float = 0.0
+    extras: dict = field(default_factory=dict)
+
+
+def collect(run, wall: float, events: int) -> Result:
+    """The :class:`Result` of a finished engine run ``run`` (wall time [s], SimPy events)."""
+    req = run.req
+    completed = np.array([not x for x in req.reason], bool)
+    req_rows = list(zip(
+        req.rid.tolist(), req.sid.tolist(),
+        [run.names[h] if h >= 0 else "" for h in req.home.tolist()],
+        req.arrival.tolist(), req.admitted_at.tolist(), req.first_at.tolist(),
+        np.where(completed, req.finish_at, np.nan).tolist(), req.inp.tolist(),
+        req.out.tolist(), req.gen.tolist(), req.reused.tolist(), req.prefilled.tolist(),
+        completed.tolist(), req.reason, strict=True))
+    requests = records.requests_frame(req_rows)
+    rounds = records.rounds_frame(run.rounds, run.names, run.names + run.hosts)
+    iterations = records.iterations_frame(run.iters, run.names)
+    links = run.fabric.links_frame()
+    now = run.env.now
+    bin_time = max(now / 100.0, 1e-6)
+    timeline = run.fabric.link_timeline(bin_time) if now > 0 else pd.DataFrame()
+    d = run.dir
+    gpus = pd.DataFrame({
+        "gpu": run.names,
+        "busy_time": [x.busy_time for x in run.streams],
+        "utilization": [x.busy_time / now if now > 0 else 0.0 for x in run.streams],
+        "kernels": [x.kernels_run for x in run.streams],
+        "capacity_blocks": d.capacity.tolist(),
+        "owned_blocks": d.owned.tolist(),
+        "copy_blocks": d.copies.tolist(),
+    })
+    moved = float((rounds["bytes"] * rounds["layers"]).sum()) if len(rounds) else 0.0
+    summary = records.summarize(requests, rounds, iterations, sim_time=now, wall_time=wall,
+                                events=events, bytes_moved=moved)
+    summary["policy"] = run.policy.name
+    summary["seed"] = run.seed
+    return Result(run.policy.name, run.seed, requests, rounds, links, gpus, iterations,
+                  timeline, summary, fabric_bytes=run.fabric.bytes_delivered,
+                  extras={"demoted": d.demoted, "dropped": d.dropped,
+                          "copies_evicted": d.copies_evicted})
+

@@ -1,0 +1,134 @@
+"""GPU compute streams for the engine: kernels serialize FIFO on each GPU.
+
+:class:`Stream` is the fast one. Every kernel's duration is known when it is issued, so FIFO
+service needs no queue: a kernel issued at ``t`` ends at ``max(t, free_at) + duration`` — one
+SimPy timeout per kernel instead of a resource request, a process and a release. It gives the same
+schedule as :meth:`simulator.gpu.GPU.run`. :class:`GPUStream` offers the same interface over that
+SimPy resource (``run(..., exact_streams=True)``) to cross-check it.
+"""
+
+from __future__ import annotations
+
+import simpy
+from simpy.events import NORMAL
+
+from simulator.gpu.runtime import GPU
+
+
+class Stream:
+    """A GPU compute stream where kernels serialize FIFO, as ``simpy.Resource(capacity=1)``.
+
+    Every kernel's duration is known when it is issued, so FIFO service needs no queue: a
+    kernel issued at ``t`` ends at ``max(t, free_at) + duration`` — one timeout per kernel
+    instead of a request, a process and a release (the same times as :meth:`GPU.run`).
+    """
+
+    __slots__ = ("env", "free_at", "busy", "kernels_run", "gaps")
+    #: :meth:`issue` returns the kernel's end (callers may act on it without an event).
+    predicts = True
+
+    def __init__(self, env: simpy.Environment) -> None:
+        self.env = env
+        self.free_at = 0.0
+        self.busy = 0.0
+        self.kernels_run = 0
+        self.gaps: list[tuple[float, float]] = []  # idle spans queued ahead by quiet_layer [s]
+
+    def issue(self, duration: float) -> float:
+        """Queue a kernel of ``duration`` [s] now; returns when it will finish [s]."""
+        now = self.env.now
+        start = self.free_at if self.free_at > now else now
+        self.free_at = start + duration
+        self.busy += duration
+        self.kernels_run += 1
+        return self.free_at
+
+    def quiet_layer(self, at: float, attention: float, rest: float, factor: int) -> float:
+        """A layer with nothing to exchange, started at ``at`` >= now [s]: the home's attention
+        (``attention`` [s]; 0 = no kernel), then projections + FFN (``rest`` [s]), then
+        ``factor − 1`` more layers' worth of the same time (folding), as
+        ``issue``/``after`` would do at ``at``. Only valid while nothing else can be queued
+        before ``at`` (the engine's chained layers). Returns when the next layer starts [s]."""
+        now = self.env.now
+        free = self.free_at
+        if at > free and at > now:  # the stream idles until then
+            gaps = self.gaps
+            if gaps and gaps[0][1] <= now:
+                gaps[:] = [x for x in gaps if x[1] > now]
+            gaps.append((free if free > now else now, at))
+        start = free if free > at else at
+        if attention:
+            start += attention
+            self.kernels_run += 2
+        else:
+            self.kernels_run += 1
+        end = self.free_at = start + rest
+        self.busy += attention + rest
+        return end + (end - at) * (factor - 1)
+
+    def run(self, duration: float) -> simpy.Event:
+        """An event that fires when a kernel of ``duration`` [s] issued now has finished."""
+        return self.env.timeout(self.issue(duration) - self.env.now)
+
+    def after(self, duration: float, t0: float, factor: int) -> simpy.Event:
+        """Run a kernel of ``duration`` [s], then wait ``(factor − 1) × (its end − t0)``."""
+        end = self.issue(duration)
+        return self.env.timeout(end - self.env.now + (end - t0) * (factor - 1))
+
+    def after_then(self, event: simpy.Event, duration: float, t0: float, factor: int) -> None:
+        """Like :meth:`after`, but fire the pending ``event`` at that time (no new event).
+
+        Sets the event's value as :meth:`simpy.Event.succeed` does and schedules it with a delay,
+        as :class:`simpy.Timeout` does: the waiting process resumes at the same time as
+        ``yield self.after(...)`` issued now would.
+        """
+        end = self.issue(duration)
+        event._ok = True
+        event._value = None
+        self.env.schedule(event, NORMAL, end - self.env.now + (end - t0) * (factor - 1))
+
+    @property
+    def busy_time(self) -> float:
+        """Kernel time run so far [s] (a kernel still running counts up to now)."""
+        now = self.env.now
+        ahead = self.free_at - now  # queued time not yet run, less the idle spans in it
+        if ahead <= 0.0:
+            return self.busy
+        return self.busy - ahead + sum(max(0.0, b - max(a, now)) for a, b in self.gaps)
+
+
+class GPUStream:
+    """The same interface as :class:`Stream` over :class:`simulator.gpu.GPU` (its resource and
+    processes). Kernel ends are not predicted: callers wait for the events."""
+
+    predicts = False
+
+    def __init__(self, gpu: GPU) -> None:
+        self.gpu = gpu
+
+    def run(self, duration: float) -> simpy.Event:
+        return self.gpu.run(duration)
+
+    def issue(self, duration: float) -> None:
+        self.gpu.run(duration)
+
+    def after(self, duration: float, t0: float, factor: int) -> simpy.Event:
+        env = self.gpu.env
+
+        def proc():
+            yield self.gpu.run(duration)
+            if factor > 1:
+                yield env.timeout((env.now - t0) * (factor - 1))
+
+        return env.process(proc())
+
+    def after_then(self, event: simpy.Event, duration: float, t0: float, factor: int) -> None:
+        self.after(duration, t0, factor).callbacks.append(lambda _e: event.succeed())
+
+    @property
+    def busy_time(self) -> float:
+        return self.gpu.busy_time
+
+    @property
+    def kernels_run(self) -> int:
+        return self.gpu.kernels_run

@@ -1,0 +1,25 @@
+"""The KV cache: which GPU (and tier) holds each block, placement, capacity and eviction.
+
+- :mod:`~simulator.kvcache.directory` — :class:`BlockDirectory`: keys → dense indices,
+  holders, tiers, copies per layer slot, placement schemes, invariant checks;
+- :mod:`~simulator.kvcache.eviction` — :class:`Eviction`, the part the directory holds to make
+  room (LRU copies, demotions to the host tier, host drops);
+- :mod:`~simulator.kvcache.blocklists` — per-GPU / per-machine block lists (no scans);
+- :mod:`~simulator.kvcache.tiers` — the tier codes.
+
+May import: nothing of the simulator (numpy only). Exports :class:`BlockDirectory`,
+:class:`DirectoryConfig`, :func:`capacity_blocks`, :func:`stable_hash`, the tier codes ``HBM``,
+``HOST``, ``DROPPED``, ``UNPLACED`` and ``WATERMARK_DIVISOR``.
+"""
+
+from simulator.kvcache.directory import (
+    BlockDirectory,
+    DirectoryConfig,
+    capacity_blocks,
+    stable_hash,
+)
+from simulator.kvcache.eviction import WATERMARK_DIVISOR, Eviction, least_recent
+from simulator.kvcache.tiers import DROPPED, HBM, HOST, UNPLACED
+
+__all__ = ["DROPPED", "HBM", "HOST", "UNPLACED", "WATERMARK_DIVISOR", "BlockDirectory",
+           "DirectoryConfig", "Eviction", "capacity_blocks", "least_recent", "stable_hash"]

@@ -1,0 +1,361 @@
+"""The KV block directory: which GPU (and tier) holds each block, placement, capacity, eviction.
+
+A *block* is ``block_tokens`` tokens of KV for every layer (``block_bytes`` in all). Blocks are
+known by an integer *key* (a trace's hash id split into engine blocks, or a run-owned counter for
+generated tokens); the directory interns keys into dense indices so the decode loop can look up
+owners of a whole batch's selections with numpy fancy indexing.
+
+Placement (which GPUs hold a newly prefilled prompt block), over the list of owner GPUs:
+
+- ``first_writer`` — the GPU that prefilled the block owns it (prefix sharing with real traces);
+- ``hash`` — a stable integer hash of the block key;
+- ``range`` — contiguous shards: block *i* of an *n*-block prompt goes to owner ⌊i·G/n⌋;
+- ``repo_affinity`` — every block of one repository on one owner (hash of the repo id); blocks
+  outside a repository stay with their writer;
+- ``replicate:K`` — K consecutive owners starting at the block's hash; a reader uses the nearest
+  replica (itself, then the lowest path latency, then the lowest replica index).
+
+Capacity: each GPU holds at most ``capacity_blocks`` blocks in HBM (HBM − weights − reserve,
+computed by :func:`capacity_blocks`), counting the blocks it owns and the copies it keeps. Copies
+(fetched or recomputed KV slices of another owner's block) are kept per (block, simulated layer)
+and evicted LRU first. When owned blocks overflow, the least recently used owned block is demoted
+to its machine's host-DRAM tier (reached over PCIe; a reader pays that path); when the host tier is
+full or disabled the block is dropped and must be recomputed by whoever needs it next.
+Owned blocks of requests still decoding (``pin``) are demoted only after every unpinned one.
+Evictions go down to a low watermark (1/32 of the capacity below full), as real caches do, so
+the LRU sort is amortized over many insertions; the candidates (a GPU's copies, its HBM blocks, a
+host's blocks) come from lists kept as blocks enter those sets
+(:class:`~simulator.kvcache.blocklists.BlockLists`), not from a scan of every block.
+
+Every choice is deterministic: ties break by index, never by set or dict order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.kvcache.blocklists import BlockLists
+from simulator.kvcache.eviction import Eviction
+from simulator.kvcache.tiers import DROPPED, HBM, HOST, UNPLACED
+
+__all__ = ["BlockDirectory", "DirectoryConfig", "capacity_blocks", "stable_hash"]
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def stable_hash(keys: np.ndarray) -> np.ndarray:
+    """A deterministic 64-bit mix of integer keys (splitmix64 finaliser), as uint64."""
+    with np.errstate(over="ignore"):
+        z = keys.astype(np.int64).view(np.uint64) + _MIX
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def capacity_blocks(
+    hbm_bytes: float, weights_bytes: float, reserve_fraction: float, block_bytes: float
+) -> int:
+    """Blocks one GPU can hold: ⌊(HBM − weights − reserve_fraction·HBM) / block_bytes⌋ (≥ 0)."""
+    free = hbm_bytes * (1.0 - reserve_fraction) - weights_bytes
+    return max(0, int(free // block_bytes))
+
+
+@dataclass(frozen=True)
+class DirectoryConfig:
+    """What the directory needs to know (a component gets only its part of the scenario).
+
+    Attributes:
+        scheme: placement scheme name (see the module docstring).
+        replicas: K for ``replicate`` (1 otherwise).
+        capacity_blocks: HBM blocks per GPU (one value per GPU).
+        host_capacity_blocks: host-DRAM blocks per machine (0 disables the tier).
+        machine_of: machine index of each GPU.
+        distance: GPU × GPU path latency [s] (replica choice); zeros if unused.
+        layer_slots: simulated layers a copy is tracked for.
+    """
+
+    scheme: str
+    replicas: int
+    capacity_blocks: tuple[int, ...]
+    host_capacity_blocks: int
+    machine_of: tuple[int, ...]
+    distance: tuple[tuple[float, ...], ...]
+    layer_slots: int
+
+
+class BlockDirectory:
+    """Block → holder GPUs and tier; per-GPU usage; LRU copies; host tier. See module docstring."""
+
+    def __init__(self, config: DirectoryConfig) -> None:
+        self.cfg = config
+        self.n_gpus = len(config.capacity_blocks)
+        self.capacity = np.asarray(config.capacity_blocks, dtype=np.int64)
+        self.machine_of = np.asarray(config.machine_of, dtype=np.int64)
+        self.n_machines = int(self.machine_of.max()) + 1 if self.n_gpus else 0
+        self.dist = np.asarray(config.distance, dtype=float).reshape(self.n_gpus, self.n_gpus)
+        self.k = max(1, min(config.replicas, self.n_gpus)) if config.scheme == "replicate" else 1
+        self.words = max(1, (config.layer_slots + 63) // 64)
+        self._index: dict[int, int] = {}
+        self.n = 0
+        cap = 1024
+        self.keys = np.zeros(cap, np.int64)
+        self.base = np.full(cap, UNPLACED, np.int64)  # first holder (GPU index)
+        self.tier = np.full(cap, DROPPED, np.int8)
+        self.used_at = np.zeros(cap, float)  # last access of the owned block
+        self.pins = np.zeros(cap, np.int32)  # active requests using the block
+        self.copy_bits = np.zeros((self.n_gpus, cap, self.words), np.uint64)
+        self.copy_used_at = np.zeros((self.n_gpus, cap), float)
+        # found fast, not by scanning every block: per GPU its copies and the HBM blocks it
+        # holds; per machine its host-tier blocks
+        self.copy_lists = BlockLists(self.n_gpus)
+        self.hbm_lists = BlockLists(self.n_gpus)
+        self.host_lists = BlockLists(self.n_machines)
+        self.owned = np.zeros(self.n_gpus, np.int64)  # HBM blocks held as owner/replica
+        self.copies = np.zeros(self.n_gpus, np.int64)  # blocks with ≥ 1 copied layer slice
+        self.host_used = np.zeros(self.n_machines, np.int64)
+        self.demoted = 0
+        self.dropped = 0
+        self.copies_evicted = 0
+        self.eviction = Eviction(self)  # makes room: LRU copies, then demotions, host drops
+
+    # -- keys --------------------------------------------------------------------------------
+
+    def _grow(self, need: int) -> None:
+        cap = len(self.keys)
+        if need <= cap:
+            return
+        new = max(need, 2 * cap)
+
+        def grow(a: np.ndarray, fill, axis: int = 0) -> np.ndarray:
+            shape = list(a.shape)
+            shape[axis] = new - cap
+            return np.concatenate([a, np.full(shape, fill, a.dtype)], axis=axis)
+
+        self.keys = grow(self.keys, 0)
+        self.base = grow(self.base, UNPLACED)
+        self.tier = grow(self.tier, DROPPED)
+        self.used_at = grow(self.used_at, 0.0)
+        self.pins = grow(self.pins, 0)
+        self.copy_bits = grow(self.copy_bits, 0, axis=1)
+        self.copy_used_at = grow(self.copy_used_at, 0.0, axis=1)
+
+    def intern(self, keys: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Dense indices for block keys; unseen keys get new (unplaced) indices, in order."""
+        out = np.empty(len(keys), np.int64)
+        index = self._index
+        fresh = []
+        for i, key in enumerate(np.asarray(keys, dtype=np.int64).tolist()):
+            j = index.get(key)
+            if j is None:
+                j = self.n + len(fresh)
+                index[key] = j
+                fresh.append(key)
+            out[i] = j
+        if fresh:
+            self._grow(self.n + len(fresh))
+            self.keys[self.n : self.n + len(fresh)] = fresh
+            self.n += len(fresh)
+        return out
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def known(self, idx: np.ndarray) -> np.ndarray:
+        """True where a block is held somewhere (HBM or host) and so needs no recompute."""
+        return self.tier[idx] != DROPPED
+
+    def holders(self, idx: np.ndarray) -> np.ndarray:
+        """All holder GPUs of each block, shape (len(idx), K); −1 for unplaced blocks."""
+        base = self.base[idx]
+        h = (base[:, None] + np.arange(self.k)) % max(self.n_gpus, 1)
+        h[base < 0] = UNPLACED
+        return h
+
+    def nearest(self, idx: np.ndarray, src: int) -> np.ndarray:
+        """The holder GPU a reader on ``src`` uses for each block (−1 if unplaced)."""
+        base = self.base[idx]
+        if self.k == 1:
+            return base.copy()
+        h = self.holders(idx)
+        d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30
+        d[h == src] = -1.0
+        pick = h[np.arange(len(idx)), np.argmin(d, axis=1)]
+        pick[base < 0] = UNPLACED
+        return pick
+
+    def has_copy(self, gpu: int, idx: np.ndarray, slot: int) -> np.ndarray:
+        """True where ``gpu`` keeps a copy of layer slot ``slot`` of each block."""
+        w, b = divmod(slot, 64)
+        return ((self.copy_bits[gpu, idx, w] >> np.uint64(b)) & np.uint64(1)).astype(bool)
+
+    def hbm_used(self) -> np.ndarray:
+        """HBM blocks in use per GPU (owned + copies)."""
+        return self.owned + self.copies
+
+    def has_copy_of(self, gpu: int):
+        """A predicate: which of some blocks ``gpu`` keeps a copy of (any layer slot)."""
+        rows = self.copy_bits[gpu]
+        return lambda b: rows[b].any(axis=1)
+
+    def in_hbm_of(self, gpu: int):
+        """A predicate: which of some blocks ``gpu`` holds in HBM (as owner or replica)."""
+        return lambda b: (self.holders(b) == gpu).any(axis=1) & (self.tier[b] == HBM)
+
+    def on_host_of(self, machine: int):
+        """A predicate: which of some blocks sit in ``machine``'s host tier."""
+        return lambda b: (self.tier[b] == HOST) & (
+            self.machine_of[np.maximum(self.base[b], 0)] == machine)
+
+    def _drop_copies(self, gpu: int, idx: np.ndarray) -> None:
+        had = self.copy_bits[gpu, idx].any(axis=1)
+        self.copies[gpu] -= int(had.sum())
+        self.copy_bits[gpu, idx] = 0
+
+    # -- access bookkeeping --------------------------------------------------------------------
+
+    def touch(self, gpu: int, idx: np.ndarray, now: float) -> None:
+        """Record an access at ``now`` [s] (LRU) to owned blocks and to ``gpu``'s copies."""
+        self.used_at[idx] = now
+        self.copy_used_at[gpu][idx] = now  # a row view: a 1-D scatter
+
+    def pin(self, idx: np.ndarray) -> None:
+        """A request starts using these blocks: they may not be demoted until unpinned."""
+        np.add.at(self.pins, idx, 1)
+
+    def unpin(self, idx: np.ndarray) -> None:
+        """A request stops using these blocks."""
+        np.add.at(self.pins, idx, -1)
+
+    # -- placement ---------------------------------------------------------------------------
+
+    def place(
+        self, idx: np.ndarray, writer: int, now: float, repo: int = -1,
+        positions: np.ndarray | None = None, n_context: int | None = None,
+        scheme: str | None = None,
+    ) -> None:
+        """Place newly prefilled blocks written by GPU ``writer`` at ``now``.
+
+        Blocks already held (HBM or host) and repeats are skipped. ``positions``/``n_context``
+        locate the blocks in their prompt (``range``); ``scheme`` overrides the configured one
+        (the engine keeps generated tokens' blocks with their writer). Makes room by evicting
+        copies, then demoting LRU owned blocks."""
+        idx = np.asarray(idx, np.int64)
+        fresh = self.tier[idx] == DROPPED
+        idx = idx[fresh]
+        if positions is not None:
+            positions = np.asarray(positions, np.int64)[fresh]
+        idx, first = np.unique(idx, return_index=True)
+        order = np.argsort(first, kind="stable")
+        idx = idx[order]
+        if positions is not None:
+            positions = positions[first[order]]
+        if len(idx) == 0:
+            return
+        g = self.n_gpus
+        scheme = self.cfg.scheme if scheme is None else scheme
+        if scheme == "first_writer":
+            base = np.full(len(idx), writer, np.int64)
+        elif scheme in ("hash", "replicate"):
+            base = (stable_hash(self.keys[idx]) % np.uint64(g)).astype(np.int64)
+        elif scheme == "range":
+            pos = np.arange(len(idx)) if positions is None else np.asarray(positions, np.int64)
+            n = len(idx) if n_context is None else max(int(n_context), 1)
+            base = np.minimum(pos * g // n, g - 1).astype(np.int64)
+        elif scheme == "repo_affinity":
+            if repo >= 0:
+                owner = int(stable_hash(np.array([repo]))[0] % np.uint64(g))
+                base = np.full(len(idx), owner, np.int64)
+            else:
+                base = np.full(len(idx), writer, np.int64)
+        else:  # pragma: no cover - validated by the scenario
+            raise ValueError(f"unknown placement scheme {scheme!r}")
+        self.base[idx] = base
+        self.tier[idx] = HBM
+        self.used_at[idx] = now
+        # a GPU that now owns a block no longer needs a copy of it
+        holders = self.holders(idx)
+        for j in range(self.k):
+            for gpu in np.unique(holders[:, j]).tolist():
+                mine = idx[holders[:, j] == gpu]
+                self._drop_copies(gpu, mine)
+                self.owned[gpu] += len(mine)
+                self.hbm_lists.add(gpu, mine, self.in_hbm_of(gpu))
+        for gpu in np.unique(holders).tolist():
+            self.eviction.make_room(int(gpu), 0, now)
+
+    def add_copies(self, gpu: int, idx: np.ndarray, slot: int, now: float) -> int:
+        """Keep layer slot ``slot`` of blocks ``idx`` on ``gpu`` (fetched or recomputed), evicting
+        LRU copies to make room; returns the number of new block copies made."""
+        idx = np.sort(np.asarray(idx, np.int64).ravel())  # np.unique, with less overhead
+        if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):
+            idx = idx[np.concatenate(([True], ~dup))]
+        if self.k == 1:  # one holder per block: its base
+            held = (self.base[idx] == gpu) & (self.tier[idx] == HBM)
+        else:
+            held = (self.holders(idx) == gpu).any(axis=1) & (self.tier[idx] == HBM)
+        if np.count_nonzero(held):
+            idx = idx[~held]  # a GPU needs no copy of a block it holds itself
+        if len(idx) == 0:
+            return 0
+        w, b = divmod(slot, 64)
+        rows = self.copy_bits[gpu]  # (blocks, words), a view
+        new_block = rows[:, 0][idx] == 0 if self.words == 1 else ~rows[idx].any(axis=1)
+        self.copy_used_at[gpu][idx] = now
+        n_new = int(np.count_nonzero(new_block))
+        fit = n_new
+        if n_new:
+            fit = self.eviction.make_room_for_copies(gpu, n_new, idx)
+        # every block of idx, or those already copied and the first `fit` new ones
+        keep = idx if fit == n_new else np.concatenate([idx[~new_block], idx[new_block][:fit]])
+        col = rows[:, w]
+        col[keep] |= np.uint64(1 << b)
+        if fit:
+            self.copy_lists.add(gpu, idx[new_block][:fit], self.has_copy_of(gpu))
+        self.copies[gpu] += fit
+        return fit
+
+    def promote(self, idx: np.ndarray, now: float) -> None:
+        """Bring host-tier blocks back to HBM on their holders (after a reader paid PCIe)."""
+        idx = np.unique(np.asarray(idx, np.int64))  # a repeated block is promoted once
+        idx = idx[self.tier[idx] == HOST]
+        if len(idx) == 0:
+            return
+        machine = self.machine_of[self.base[idx]]
+        np.subtract.at(self.host_used, machine, 1)
+        self.tier[idx] = HBM
+        self.used_at[idx] = now
+        holders = self.holders(idx)
+        for j in range(self.k):
+            np.add.at(self.owned, holders[:, j], 1)
+        gpus = np.unique(holders).tolist()
+        for gpu in gpus:
+            self.hbm_lists.add(gpu, idx[(holders == gpu).any(axis=1)], self.in_hbm_of(gpu))
+        for gpu in gpus:
+            self.eviction.make_room(gpu, 0, now)
+
+    # -- invariants ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError if any capacity or bookkeeping invariant is broken."""
+        n = self.n
+        holders = self.holders(np.arange(n))
+        in_hbm = self.tier[:n] == HBM
+        owned = np.bincount(holders[in_hbm].ravel(), minlength=self.n_gpus)[: self.n_gpus]
+        assert np.array_equal(owned, self.owned), (owned, self.owned)
+        copies = self.copy_bits[:, :n].any(axis=2).sum(axis=1)
+        every = np.arange(n)  # the fast lists find exactly what a scan finds
+        for gpu in range(self.n_gpus):
+            for lists, live in ((self.copy_lists, self.has_copy_of(gpu)),
+                                (self.hbm_lists, self.in_hbm_of(gpu))):
+                got = lists.live(gpu, live)
+                assert np.array_equal(got, np.flatnonzero(live(every))), gpu
+        for m in range(self.n_machines):
+            live = self.on_host_of(m)
+            assert np.array_equal(self.host_lists.live(m, live),
+                                  np.flatnonzero(live(every))), m
+        assert np.array_equal(copies, self.copies), (copies, self.copies)
+        assert np.all(self.owned + self.copies <= self.capacity), "HBM capacity exceeded"
+        assert np.all(self.host_used <= self.cfg.host_capacity_blocks)
+        assert np.all(self.pins[:n] >= 0)

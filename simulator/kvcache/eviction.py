@@ -1,0 +1,133 @@
+"""Capacity and eviction for the KV block directory: a part that
+:class:`~simulator.kvcache.directory.BlockDirectory` holds; its state and placement live there.
+
+A GPU's HBM holds the blocks it owns and the copies it keeps. When a placement, a promotion or a new
+copy would overflow it, the least recently used copies go first, then owned blocks (unpinned first)
+are demoted to their machine's host tier — which drops its least recently used blocks when full —
+down to a low watermark. The candidates come from :class:`~simulator.kvcache.blocklists.BlockLists`
+(a GPU's copies, its HBM blocks, a host's blocks), never from a scan of every block; every order
+breaks ties by block index."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simulator.kvcache.tiers import DROPPED, HOST, UNPLACED
+
+#: When HBM is full, evictions free ``capacity // WATERMARK_DIVISOR`` blocks beyond what is
+#: needed (a low watermark), so the LRU sort runs once per many insertions.
+WATERMARK_DIVISOR = 32
+
+
+def least_recent(blocks: np.ndarray, used_at: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` blocks of ``blocks`` used least recently (``used_at`` [s] per block; ties
+    by block index), in that order — a partition, then a sort of the few that can be among them,
+    not a sort of all."""
+    if count <= 0:
+        return blocks[:0]
+    if count < len(blocks):
+        cut = used_at <= np.partition(used_at, count - 1)[count - 1]  # every tie at the edge
+        blocks, used_at = blocks[cut], used_at[cut]
+    return blocks[np.lexsort((blocks, used_at))[:count]]
+
+
+class Eviction:
+    """Capacity and eviction of a :class:`~simulator.kvcache.directory.BlockDirectory`: the part
+    the directory holds to make room in a GPU's HBM or a machine's host tier (its state is the
+    directory's; see the module docstring)."""
+
+    __slots__ = ("d",)
+
+    def __init__(self, directory) -> None:
+        self.d = directory
+
+    def slack(self, gpu: int) -> int:
+        """Extra blocks freed per eviction round (low watermark: 1/32 of the capacity)."""
+        return int(self.d.capacity[gpu]) // WATERMARK_DIVISOR
+
+    def make_room(self, gpu: int, extra: int, now: float) -> int:
+        """Free HBM on ``gpu`` until ``extra`` more blocks fit (down to the low watermark);
+        returns how many fit."""
+        d = self.d
+        over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])
+        if over <= 0:
+            return extra
+        target = over + self.slack(gpu)
+        target -= self.evict_copies(gpu, target)
+        if target > 0:
+            target -= self.demote(gpu, target)
+        over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])
+        return extra - max(over, 0)
+
+    def evict_copies(self, gpu: int, count: int, keep: np.ndarray | None = None) -> int:
+        """Evict up to ``count`` of ``gpu``'s least recently used copies, never those of the
+        blocks in ``keep`` (ascending); returns how many were evicted."""
+        d = self.d
+        held = d.copy_lists.live(gpu, d.has_copy_of(gpu))
+        if keep is not None and len(keep):  # held ∖ keep, by binary search in keep
+            at = np.minimum(np.searchsorted(keep, held), len(keep) - 1)
+            held = held[keep[at] != held]
+        take = min(count, len(held))
+        if take <= 0:
+            return 0
+        victims = least_recent(held, d.copy_used_at[gpu, held], take)
+        d.copy_bits[gpu, victims] = 0
+        d.copies[gpu] -= take
+        d.copies_evicted += take
+        return take
+
+    def demote(self, gpu: int, count: int) -> int:
+        """Move up to ``count`` of ``gpu``'s HBM blocks (unpinned, then least recently used
+        first) to their machine's host tier, dropping what it cannot take; returns how many."""
+        d = self.d
+        mine = d.hbm_lists.live(gpu, d.in_hbm_of(gpu))
+        if len(mine) == 0:
+            return 0
+        take = min(count, len(mine))
+        # unpinned blocks first, then least recently used, then lowest index
+        order = np.lexsort((mine, d.used_at[mine], d.pins[mine] > 0))
+        victims = mine[order[:take]]
+        holders = d.holders(victims)
+        for j in range(d.k):
+            np.subtract.at(d.owned, holders[:, j], 1)
+        machine = d.machine_of[d.base[victims]]
+        for m in np.unique(machine).tolist():
+            vm = victims[machine == m]
+            room = self.host_room(int(m), len(vm))
+            d.tier[vm[:room]] = HOST
+            d.host_lists.add(int(m), vm[:room], d.on_host_of(int(m)))
+            d.host_used[m] += room
+            d.tier[vm[room:]] = DROPPED
+            d.base[vm[room:]] = UNPLACED
+            d.demoted += room
+            d.dropped += len(vm) - room
+        return take
+
+    def host_room(self, machine: int, want: int) -> int:
+        """Room for ``want`` blocks in ``machine``'s host tier, dropping its least recently
+        used blocks if needed; returns how many fit."""
+        d = self.d
+        cap = d.cfg.host_capacity_blocks
+        free = cap - int(d.host_used[machine])
+        if free >= want:
+            return want
+        # drop the host's least recently used blocks to make room
+        on_host = d.host_lists.live(machine, d.on_host_of(machine))
+        need = min(want - max(free, 0), len(on_host))
+        if need > 0:
+            v = least_recent(on_host, d.used_at[on_host], need)
+            d.tier[v] = DROPPED
+            d.base[v] = UNPLACED
+            d.host_used[machine] -= need
+            d.dropped += need
+        return min(want, cap - int(d.host_used[machine]))
+
+    def make_room_for_copies(self, gpu: int, want: int, keep: np.ndarray) -> int:
+        """Evict LRU copies (never those in ``keep``, ascending) until ``want`` new ones fit,
+        down to the low watermark; returns how many fit."""
+        d = self.d
+        free = int(d.capacity[gpu] - d.owned[gpu] - d.copies[gpu])
+        if free >= want:
+            return want
+        self.evict_copies(gpu, want - max(free, 0) + self.slack(gpu), keep)
+        return max(0, min(want, int(d.capacity[gpu] - d.owned[gpu] - d.copies[gpu])))

@@ -1,0 +1,239 @@
+"""Link accounting for the Fabric: per-link bytes, busy time, and the load timeline.
+
+The Fabric tells :class:`LinkStats` a link's new summed rate (its *load* [B/s]) whenever a
+re-filling changes it. Between two changes a link's load is constant, so its bytes are load × time
+and it is busy while the load is positive; totals are brought up to date lazily (at the next
+change, or when asked). Every change point (link, time, load) is also kept, compactly (three
+``array`` columns), so :meth:`LinkStats.timeline` can bin utilization over time exactly at any
+bin width after the run.
+
+Lone flows (:mod:`simulator.network.lone`) are kept apart, one record per flow, not per link: (route
+id, start, end, bytes) in four ``array`` columns, where a route id names the tuple of links the
+flow crossed (:meth:`LinkStats.route`). A link never carries a lone flow and a class at once,
+so its totals and timeline are the sum of the two parts, each computed on its own: bytes per
+route summed by ``bincount`` then spread over the route's links. That is 24 bytes per message
+instead of two change points per link, which keeps long replays' link records small.
+
+Long runs: :meth:`LinkStats.spill`, called between iterations, moves the record columns into
+:class:`~simulator.spill.Spill` columns once they are long (a temporary file), and the totals
+and timeline are computed over the records in pieces of :data:`PIECE_ROWS` rows, so neither the
+records nor the arithmetic on them need memory in proportion to the run.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+import numpy as np
+import pandas as pd
+
+from simulator.errors import UserError
+from simulator.spill import Spill
+
+#: Records kept in ``array`` columns before :meth:`LinkStats.spill` moves them on.
+SPILL_ROWS = 1 << 20
+#: Records gone over at once for totals and the timeline (bounds the temporary arrays).
+PIECE_ROWS = 1 << 22
+
+#: The record columns (``array`` attributes of :class:`LinkStats`) and their numpy dtypes.
+_COLUMNS = {"tl_link": np.int32, "tl_at": np.float64, "tl_load": np.float64,
+            "lo_route": np.int32, "lo_start": np.float64, "lo_end": np.float64,
+            "lo_bytes": np.float64}
+
+
+class LinkStats:
+    """Accounting of the directed links ``edges`` (with ``kinds`` and line rates ``cap`` [B/s])."""
+
+    def __init__(self, edges: list[tuple[str, str]], kinds: list[str], cap: list[float]) -> None:
+        n = len(edges)
+        self.edges, self.kinds, self.cap = edges, kinds, cap
+        self.load = [0.0] * n  # current summed rate per link [B/s]
+        self.acc_at = [0.0] * n  # when each link's bytes/busy were last brought up to date [s]
+        self.nbytes = [0.0] * n  # [B] up to acc_at
+        self.busy = [0.0] * n  # [s] up to acc_at
+        # change points of the link loads (link, at [s], new load [B/s]): 20 B each, for long runs
+        self.tl_link, self.tl_at, self.tl_load = array("i"), array("d"), array("d")
+        # lone flows: route id, start [s], end [s], bytes [B]
+        self.routes: list[tuple[int, ...]] = []
+        self._route_ids: dict[tuple[int, ...], int] = {}
+        self.lo_route, self.lo_start, self.lo_end, self.lo_bytes = (
+            array("i"), array("d"), array("d"), array("d"))
+        self._spills: dict[str, Spill] | None = None  # the columns' older rows, once long
+
+    def spill(self, rows: int | None = None, spill_bytes: int | None = None) -> None:
+        """Move the record columns on (to :class:`~simulator.spill.Spill` columns, with
+        ``spill_bytes``) if either holds at least ``rows`` (default :data:`SPILL_ROWS`)
+        records in memory. Changes no total or timeline."""
+        rows = SPILL_ROWS if rows is None else rows
+        if len(self.tl_link) < rows and len(self.lo_route) < rows:
+            return
+        if self._spills is None:
+            self._spills = {name: Spill(dt, spill_bytes) for name, dt in _COLUMNS.items()}
+        for name, dt in _COLUMNS.items():
+            a = getattr(self, name)
+            self._spills[name].add(np.frombuffer(a, dtype=dt).copy())
+            del a[:]  # in place: bound ``append`` methods stay valid
+
+    def _column(self, name: str) -> np.ndarray:
+        """All records of one column (moved-on rows first, then the in-memory ones)."""
+        dt = _COLUMNS[name]
+        a = getattr(self, name)
+        if self._spills is None:
+            return np.frombuffer(a, dtype=dt)
+        sp = self._spills[name]
+        sp.add(np.frombuffer(a, dtype=dt).copy())
+        del a[:]
+        return sp.array()
+
+    def _lone(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The lone-flow columns: route id, start, end [s], bytes [B]."""
+        return (self._column("lo_route"), self._column("lo_start"), self._column("lo_end"),
+                self._column("lo_bytes"))
+
+    def route(self, links: tuple[int, ...]) -> int:
+        """The id of the route crossing ``links`` (registered on first use)."""
+        rid = self._route_ids.get(links)
+        if rid is None:
+            rid = self._route_ids[links] = len(self.routes)
+            self.routes.append(links)
+        return rid
+
+    def update(self, links, res: list[float], now: float) -> None:
+        """At ``now`` [s], each of ``links`` has unused capacity ``res[link]`` [B/s]: its load is
+        ``cap − res``. Records the links whose load changed."""
+        cap, load, acc = self.cap, self.load, self.acc_at
+        add_link, add_at, add_load = self.tl_link.append, self.tl_at.append, self.tl_load.append
+        for link in links:
+            x = cap[link] - res[link]
+            old = load[link]
+            if x != old:
+                if old > 0.0:
+                    dt = now - acc[link]
+                    if dt > 0.0:
+                        self.nbytes[link] += old * dt
+                        self.busy[link] += dt
+                acc[link] = now
+                load[link] = x
+                add_link(link)
+                add_at(now)
+                add_load(x)
+
+    def interval(self, route: int, start: float, end: float, nbytes: float) -> None:
+        """The links of ``route`` (an id from :meth:`route`), carrying nothing else then, carried
+        ``nbytes`` [B] at a constant rate over [start, end] [s] (a lone flow)."""
+        self.lo_route.append(route)
+        self.lo_start.append(start)
+        self.lo_end.append(end)
+        self.lo_bytes.append(nbytes)
+
+    def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
+        """Spread per-route sums (last axis: anything) over the routes' links."""
+        out = np.zeros((len(self.edges),) + per_route.shape[1:])
+        for rid, links in enumerate(self.routes):
+            out[list(links)] += per_route[rid]
+        return out
+
+    def frame(self, now: float) -> pd.DataFrame:
+        """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
+        utilization (time-weighted mean of load / bandwidth over [0, now])."""
+        nr = len(self.routes)
+        rid, start, end, nbytes = self._lone()
+        per_bytes, per_busy = np.zeros(nr), np.zeros(nr)
+        for a in range(0, len(rid), PIECE_ROWS):
+            b = a + PIECE_ROWS
+            per_bytes += np.bincount(rid[a:b], nbytes[a:b], nr)
+            per_busy += np.bincount(rid[a:b], end[a:b] - start[a:b], nr)
+        lone_bytes = self._lone_per_link(per_bytes)
+        lone_busy = self._lone_per_link(per_busy)
+        rows = []
+        for i, (u, v) in enumerate(self.edges):
+            dt = now - self.acc_at[i]
+            x = self.load[i]
+            nbytes = self.nbytes[i] + x * dt + lone_bytes[i]
+            busy = self.busy[i] + (dt if x > 0.0 else 0.0) + lone_busy[i]
+            bw = self.cap[i]
+            util = nbytes / (bw * now) if now > 0 else 0.0
+            rows.append((u, v, self.kinds[i], bw, nbytes, busy, util))
+        return pd.DataFrame(rows, columns=["src", "dst", "kind", "bandwidth", "bytes",
+                                           "busy_time", "utilization"])
+
+    def timeline(self, bin_time: float, now: float) -> pd.DataFrame:
+        """Utilization per link per time bin of ``bin_time`` [s] over [0, now] (long format).
+
+        Columns: src, dst, kind, start_at, end_at [s], bytes [B], utilization (bytes /
+        (bandwidth × bin length)); the last bin ends at ``now``.
+        """
+        if not bin_time > 0:
+            raise UserError(f"link_timeline: bin_time must be > 0 s, got {bin_time!r}")
+        now = float(now)
+        nbins = max(int(np.ceil(now / bin_time - 1e-9)), 1)
+        edges_at = np.minimum(np.arange(nbins + 1) * float(bin_time), now)
+        edges_at[-1] = now
+        nl = len(self.edges)
+        cum = self._changes_cum(edges_at)
+        nbytes = np.diff(cum, axis=1) + self._lone_bins(edges_at)
+        length = np.diff(edges_at)
+        bw = np.array(self.cap)[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            util = np.where(length > 0, nbytes / (bw * length), 0.0)
+        return pd.DataFrame({
+            "src": np.repeat([u for u, _ in self.edges], nbins),
+            "dst": np.repeat([v for _, v in self.edges], nbins),
+            "kind": np.repeat(self.kinds, nbins),
+            "start_at": np.tile(edges_at[:-1], nl),
+            "end_at": np.tile(edges_at[1:], nl),
+            "bytes": nbytes.ravel(),
+            "utilization": util.ravel(),
+        })
+
+    def _changes_cum(self, edges_at: np.ndarray) -> np.ndarray:
+        """Bytes each link carried by each of ``edges_at`` [s] under its load changes (classes;
+        lone flows apart). A link's bytes are piecewise linear in time, with a kink at each of
+        its change points; the change points are taken in time order, :data:`PIECE_ROWS` at a
+        time, each link carrying its last point (time, load, bytes) over to the next piece."""
+        nl = len(self.edges)
+        cum = np.zeros((nl, len(edges_at)))
+        last_at, last_load, last_b = np.zeros(nl), np.zeros(nl), np.zeros(nl)
+        link_all = self._column("tl_link")
+        at_all, load_all = self._column("tl_at"), self._column("tl_load")
+        for a in range(0, len(link_all), PIECE_ROWS):
+            b = a + PIECE_ROWS
+            order = np.argsort(link_all[a:b], kind="stable")  # by link, time order kept
+            link, at, load = link_all[a:b][order], at_all[a:b][order], load_all[a:b][order]
+            links, starts = np.unique(link, return_index=True)
+            for k, i, j in zip(links.tolist(), starts.tolist(), [*starts[1:].tolist(), len(link)],
+                               strict=True):
+                p_at = np.concatenate(([last_at[k]], at[i:j]))
+                p_load = np.concatenate(([last_load[k]], load[i:j]))  # load from each point on
+                p_b = np.concatenate(([last_b[k]], last_b[k] + np.cumsum(p_load[:-1]
+                                                                         * np.diff(p_at))))
+                lo = np.searchsorted(edges_at, p_at[0], side="left")
+                hi = np.searchsorted(edges_at, p_at[-1], side="right")
+                cum[k, lo:hi] = np.interp(edges_at[lo:hi], p_at, p_b)
+                last_at[k], last_load[k], last_b[k] = p_at[-1], p_load[-1], p_b[-1]
+        for k in range(nl):  # after a link's last change point its load holds
+            lo = np.searchsorted(edges_at, last_at[k], side="right")
+            cum[k, lo:] = last_b[k] + last_load[k] * (edges_at[lo:] - last_at[k])
+        return cum
+
+    def _lone_bins(self, edges_at: np.ndarray) -> np.ndarray:
+        """Bytes of lone flows per link per bin (bins between ``edges_at`` [s]), each flow's
+        bytes split over the bins it overlaps in proportion to the overlap."""
+        nbins, nr = len(edges_at) - 1, len(self.routes)
+        rid_all, start_all, end_all, nbytes_all = self._lone()
+        per_route = np.zeros((nr, nbins))
+        for a in range(0, len(rid_all), PIECE_ROWS):
+            b = a + PIECE_ROWS
+            rid = rid_all[a:b].astype(np.int64)
+            start, end, nbytes = start_all[a:b], end_all[a:b], nbytes_all[a:b]
+            first = np.clip(np.searchsorted(edges_at, start, side="right") - 1, 0, nbins - 1)
+            last = np.clip(np.searchsorted(edges_at, end, side="left") - 1, 0, nbins - 1)
+            one = first >= last  # within one bin (nearly all: flows are short)
+            per_route += np.bincount(rid[one] * nbins + first[one], nbytes[one],
+                                     nr * nbins).reshape(nr, nbins)
+            for i in np.flatnonzero(~one).tolist():  # straddles a bin edge
+                lo, hi = edges_at[first[i]: last[i] + 1], edges_at[first[i] + 1: last[i] + 2]
+                overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
+                per_route[rid[i], first[i]: last[i] + 1] += (nbytes[i] * overlap
+                                                             / (end[i] - start[i]))
+        return self._lone_per_link(per_route)

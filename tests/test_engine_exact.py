@@ -1,0 +1,357 @@
+"""The engine: known answers first (one query, no contention = the closed form), then the
+properties of every run (hypothesis), then oracle comparisons (SimPy resources, folding)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+
+from simulator import run
+from simulator.engine import NOT_FINISHED, TOO_LARGE
+from simulator.kvcache import stable_hash
+from simulator.testing.invariants import (
+    check_bytes,
+    check_closed_form_exact,
+    check_run,
+    small_cases,
+    small_scenario,
+)
+from workloads.schema import make_trace
+
+
+def repo_on(owner: int, gpus: int) -> int:
+    """The smallest repository id whose blocks `repo_affinity` puts on GPU ``owner``."""
+    return next(r for r in range(10_000) if int(stable_hash(np.array([r]))[0] % np.uint64(gpus))
+                == owner)
+
+
+def one_query(repo: int, blocks: int = 40, output: int = 12, arrival: float = 0.0):
+    """One request whose whole prompt is a repository (so it lives on the repo's owner)."""
+    return make_trace(arrival_at=[arrival], input_tokens=[blocks * 64], output_tokens=[output],
+                      block_ids=[list(range(blocks))], block_tokens=64, repo_id=[repo])
+
+
+# -- known answers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["route", "fetch", "local", "adaptive", "adaptive_live"])
+@pytest.mark.parametrize(("topology", "owner", "gpus"),
+                         [("single_node:gpus=2", 1, 2), ("dgx_h100:nodes=2", 12, 16)])
+def test_one_query_without_contention_matches_the_closed_form(policy, topology, owner, gpus):
+    # Home is GPU 0 (least loaded, lowest index); the repository lives on `owner`, so every
+    # layer has exactly one round (one owner) and nothing else runs: sim = closed form.
+    sc = small_scenario(topology, scheme="repo_affinity", layer_groups=0)
+    trace = one_query(repo_on(owner, gpus))
+    res = run(sc, policy, trace=trace)
+    check_run(res, trace)
+    check_closed_form_exact(res, rel=1e-6)
+    rd = res.rounds
+    assert set(rd["src"].astype(str)) == {"n0/gpu0"}
+    assert set(rd["owner"].astype(str)) == {res.gpus["gpu"][owner]}
+    if policy in ("route", "fetch", "local"):
+        assert set(rd["option"].astype(str)) == {policy}
+    # every layer of the first decode step has its round (61 layers, one owner)
+    assert (rd["iteration"] == rd["iteration"].min()).sum() == 61
+
+
+def test_route_round_is_the_messages_and_kernels_of_the_closed_form():
+    sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=1)
+    trace = one_query(repo_on(1, 2), output=3)
+    res = run(sc, "route", trace=trace)
+    r = res.rounds.iloc[0]
+    # batch 1; the first step attends the 40 prompt blocks: DSA's 2,048 tokens = 32 sampled
+    # blocks + the 2 most recent, all on the owner
+    assert (r["batch"], r["blocks"]) == (1, 34)
+    # route sends one query row per head (128 × 1,152 B) and gets 128 × 1,028 B back
+    assert r["bytes"] == 128 * 1152 + 128 * 1028
+    assert r["layers"] == 61
+    for ph in ("probe", "transfer", "compute", "return", "merge"):
+        assert r[f"{ph}_time"] == pytest.approx(r[f"cf_{ph}_time"], rel=1e-9)
+
+
+def test_fetched_blocks_are_kept_so_later_steps_stay_home():
+    sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=2)
+    trace = one_query(repo_on(1, 2), output=30)
+    fetch = run(sc, "fetch", trace=trace)
+    route = run(sc, "route", trace=trace)
+    # route pays a round every step and layer; fetch only for blocks not fetched before
+    assert len(route.rounds) == 2 * 29
+    assert len(fetch.rounds) < len(route.rounds)
+    assert fetch.rounds["distinct_blocks"].sum() <= 2 * 40
+    assert fetch.gpus["copy_blocks"][0] > 0
+
+
+def test_requests_that_can_never_fit_are_reported_not_lost():
+    # ~0.9 GB of KV room (≈ 200 blocks of 4.5 MB) and a 300-block prompt
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=71.1e9)
+    trace = make_trace(arrival_at=[0.0, 0.1], input_tokens=[300 * 64, 640],
+                       output_tokens=[5, 5], block_ids=[list(range(300)), list(range(500, 510))],
+                       block_tokens=64)
+    res = run(sc, "route", trace=trace, check_invariants=True)
+    check_run(res, trace)
+    req = res.requests.set_index("request_id")
+    assert req.loc[0, "reason"] == TOO_LARGE and not req.loc[0, "completed"]
+    assert req.loc[1, "completed"]
+
+
+def test_a_duration_limit_leaves_unfinished_requests_accounted_for():
+    sc = small_scenario("single_node:gpus=2", duration=0.05)
+    trace = make_trace(arrival_at=[0.0, 0.01, 0.02], input_tokens=[640] * 3,
+                       output_tokens=[2000] * 3, block_ids=[list(range(10))] * 3, block_tokens=64)
+    res = run(sc, "route", trace=trace)
+    check_run(res, trace)
+    assert (res.requests["reason"] == NOT_FINISHED).all()
+    assert res.summary["sim_time"] == pytest.approx(0.05)
+
+
+def test_prefix_reuse_skips_prefill_of_known_blocks():
+    sc = small_scenario("single_node:gpus=2")
+    trace = make_trace(arrival_at=[0.0, 5.0], input_tokens=[6400, 7680], output_tokens=[3, 3],
+                       block_ids=[list(range(100)), list(range(100)) + list(range(500, 520))],
+                       block_tokens=64)
+    res = run(sc, "route", trace=trace).requests
+    assert res["reused_blocks"].tolist() == [0, 100]
+    assert res["prefilled_blocks"].tolist() == [100, 20]
+    ttft = res["first_token_at"] - res["arrival_at"]
+    # 6,400 tokens are compute-bound; 1,280 new tokens only pay the weight reads
+    assert ttft[1] < ttft[0] * 0.5
+
+
+def test_span_reuse_reuses_known_blocks_anywhere_in_the_prompt():
+    base = small_scenario("single_node:gpus=2")
+    span = base.with_changes(placement=base.placement.__class__(
+        **{**base.placement.__dict__, "reuse": "span"}))
+    trace = make_trace(arrival_at=[0.0, 5.0], input_tokens=[640, 640], output_tokens=[2, 2],
+                       block_ids=[list(range(10)), [99] + list(range(1, 10))], block_tokens=64)
+    assert run(base, "route", trace=trace).requests["reused_blocks"].tolist() == [0, 0]
+    assert run(span, "route", trace=trace).requests["reused_blocks"].tolist() == [0, 9]
+
+
+# -- properties ------------------------------------------------------------------------------
+
+
+@settings(max_examples=12)
+@given(case=small_cases())
+def test_every_run_conserves_requests_orders_time_and_bytes_and_respects_capacity(case):
+    sc, trace = case
+    for policy in ("route", "fetch", "adaptive"):
+        res = run(sc, policy, trace=trace, check_invariants=True)
+        check_run(res, trace)
+
+
+@settings(max_examples=6)
+@given(case=small_cases(max_requests=4))
+def test_same_seed_same_results(case):
+    sc, trace = case
+    a = run(sc, "adaptive_live", seed=7, trace=trace)
+    b = run(sc, "adaptive_live", seed=7, trace=trace)
+    pd.testing.assert_frame_equal(a.requests, b.requests)
+    pd.testing.assert_frame_equal(a.rounds, b.rounds)
+    pd.testing.assert_frame_equal(a.links, b.links)
+
+
+@settings(max_examples=4)
+@given(case=small_cases(max_requests=4))
+def test_records_moved_to_temporary_files_change_no_result(case):
+    # a whole-trace replay keeps its records on disk; force that from the first iteration
+    from unittest import mock
+
+    from simulator import spill
+    from simulator.engine import columns
+    from simulator.network import linkstats
+
+    sc, trace = case
+    kept = run(sc, "route", trace=trace)
+    with mock.patch.object(spill, "SPILL_BYTES", 0), mock.patch.object(
+            columns, "CHUNK_ROWS", 1), mock.patch.object(linkstats, "SPILL_ROWS", 1):
+        moved = run(sc, "route", trace=trace)
+    for name in ("requests", "rounds", "iterations", "links", "link_timeline", "gpus"):
+        pd.testing.assert_frame_equal(getattr(kept, name), getattr(moved, name),
+                                      check_exact=False, rtol=1e-12, obj=name)
+    np.testing.assert_equal(kept.summary, {**moved.summary,  # NaN == NaN here
+                                           "wall_time": kept.summary["wall_time"]})
+
+
+@settings(max_examples=8)
+@given(case=small_cases(max_requests=4))
+def test_colocated_is_never_slower_in_mean_time_between_tokens(case):
+    # Small batches (≤ 4): the attention a round offloads to an owner is far cheaper than the
+    # round's fixed costs, so having every block home is a lower bound. (With large batches,
+    # route can parallelize attention over owners and beat it — see docs/policies.md.)
+    sc, trace = case
+    best = run(sc, "colocated", trace=trace).summary["tbt_mean"]
+    for policy in ("route", "fetch", "local"):
+        other = run(sc, policy, trace=trace).summary["tbt_mean"]
+        if np.isfinite(best):
+            assert best <= other * (1 + 1e-9), (policy, best, other)
+
+
+def scaled(graph, factor):
+    g = graph.copy()
+    for _, _, d in g.edges(data=True):
+        d["bandwidth"] = d["bandwidth"] * factor
+    return g
+
+
+@pytest.mark.parametrize("policy", ["route", "fetch"])
+def test_more_bandwidth_never_slows_route_or_fetch(policy):
+    import topologies
+
+    sc = small_scenario("dgx_h100:nodes=2", scheme="hash", max_batch=4, layer_groups=2)
+    rng = np.random.default_rng(3)
+    n = 8
+    trace = make_trace(
+        arrival_at=np.sort(rng.uniform(0, 0.05, n)), input_tokens=63 * 64 - rng.integers(0, 63, n),
+        output_tokens=rng.integers(5, 30, n),
+        block_ids=[list(range(i % 3 * 100, i % 3 * 100 + 63)) for i in range(n)],
+        block_tokens=64)
+    base = topologies.build("dgx_h100", nodes=2)
+    tbt = [run(sc, policy, trace=trace, topology=scaled(base, f)).summary["tbt_mean"]
+           for f in (0.05, 0.2, 1.0, 4.0)]
+    assert all(a >= b * (1 - 1e-9) for a, b in zip(tbt, tbt[1:], strict=False)), tbt
+    assert tbt[0] > tbt[-1]
+
+
+def test_a_stream_serializes_kernels_and_a_pending_layer_end_fires_like_a_timeout():
+    import simpy
+
+    from simulator.gpu.streams import Stream
+
+    env = simpy.Environment()
+    st = Stream(env)
+    seen = {}
+
+    def layer(name, t0_delay, via_event):
+        yield env.timeout(t0_delay)
+        t0 = env.now
+        st.issue(2.0)  # attention, queued behind whatever the stream still runs
+        if via_event:
+            done = env.event()
+            st.after_then(done, 1.0, t0, 3)
+            yield done
+        else:
+            yield st.after(1.0, t0, 3)
+        seen[name] = env.now
+
+    env.process(layer("a", 0.0, False))
+    env.process(layer("b", 0.5, True))
+    env.run()
+    # a: kernels 0-2, 2-3; then 2 × (3 − 0) more → 9. b queues behind a: 3-5, 5-6; 6 + 2 × 5.5
+    assert seen == {"a": 9.0, "b": 17.0}
+    assert st.busy_time == 6.0 and st.kernels_run == 4
+
+
+def test_kernels_queued_ahead_count_as_busy_only_once_they_run():
+    # a chained step: layer 1 = 1.5 s attention + 0.5 s rest now; the stream idles until 5 s;
+    # layer 2 = no attention, 1 s rest (quiet_layer); factor 1: no folded layers
+    import simpy
+
+    from simulator.gpu.streams import Stream
+
+    env = simpy.Environment()
+    st = Stream(env)
+    assert st.quiet_layer(0.0, 1.5, 0.5, 1) == 2.0 and st.quiet_layer(5.0, 0.0, 1.0, 1) == 6.0
+    seen = {}
+
+    def probe():
+        for t in (1.0, 3.0, 5.5, 7.0):
+            yield env.timeout(t - env.now)
+            seen[t] = st.busy_time
+
+    env.process(probe())
+    env.run()
+    assert seen == {1.0: 1.0, 3.0: 2.0, 5.5: 2.5, 7.0: 3.0}
+    assert st.kernels_run == 3
+    # folding: a layer of 0.25 s standing for 4 layers starts the next one 1 s later
+    assert st.quiet_layer(10.0, 0.125, 0.125, 4) == 11.0
+
+
+# -- oracles -----------------------------------------------------------------------------------
+
+
+@settings(max_examples=5)
+@given(case=small_cases(max_requests=4))
+def test_fast_streams_equal_simpy_resource_streams(case):
+    # The engine's closed-form FIFO stream against simulator.gpu.GPU.run (a SimPy resource and
+    # a process per kernel): the same schedule, so the same records.
+    sc, trace = case
+    fast = run(sc, "route", trace=trace)
+    slow = run(sc, "route", trace=trace, exact_streams=True)
+    pd.testing.assert_frame_equal(fast.requests, slow.requests)
+    # a fast route round is recorded when its merge is queued, a slow one when it ends: the
+    # same rounds, recorded in another order; (src, iteration, layer, owner) names a round
+    key = ["src", "iteration", "layer", "owner"]
+    cols = [c for c in fast.rounds.columns if c != "started_at"]
+    a, b = (x.rounds.sort_values(key, kind="stable").reset_index(drop=True)[cols]
+            for x in (fast, slow))
+    pd.testing.assert_frame_equal(a, b, rtol=1e-9)
+    assert np.allclose(fast.gpus["busy_time"], slow.gpus["busy_time"], rtol=1e-9)
+
+
+@pytest.mark.parametrize("policy", ["route", "colocated"])
+def test_layer_folding_is_exact_when_layers_are_identical(policy):
+    # one query, one owner, the same block counts every layer and no per-layer state (route
+    # keeps no copies): folding 61 layers into 4 groups gives the token times of all 61
+    trace = one_query(repo_on(1, 2), output=6)
+    full = run(small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=0),
+               policy, trace=trace)
+    folded = run(small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=4),
+                 policy, trace=trace)
+    a = full.iterations["finished_at"] - full.iterations["started_at"]
+    b = folded.iterations["finished_at"] - folded.iterations["started_at"]
+    assert np.allclose(a.to_numpy(), b.to_numpy(), rtol=1e-9)
+    assert full.summary["bytes_moved"] == pytest.approx(folded.summary["bytes_moved"], rel=1e-9)
+    check_bytes(folded)
+
+
+def test_a_recorded_selection_trace_is_replayed_verbatim(tmp_path):
+    from workloads.selections import write_selections
+
+    repo = repo_on(1, 2)
+    trace = one_query(repo, output=4)
+    # every layer of every step reads only blocks 5 and 6 (both on the owner)
+    rows = [(0, step, layer, np.array([5, 6])) for step in range(3) for layer in range(61)]
+    sel = pd.DataFrame(rows, columns=["request_id", "step", "layer", "block_ids"])
+    path = write_selections(sel, tmp_path / "sel.parquet")
+    sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=0)
+    sc = sc.with_changes(workload=sc.workload.__class__(kind="trace", trace="<given>",
+                                                        selections=str(path)))
+    res = run(sc, "route", trace=trace)
+    assert (res.rounds["blocks"] == 2).all() and len(res.rounds) == 3 * 61
+
+
+def test_blocks_spilled_to_host_dram_are_fetched_over_pcie():
+    # 50 blocks of KV room per GPU (a DeepSeek-V3.2 block is 64 × 1,152 B × 61 = 4.5 MB)
+    block = 64 * 1152 * 61
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block)
+    a, b = list(range(45)), list(range(100, 145))
+    trace = make_trace(arrival_at=[0.0, 1.0, 2.0], input_tokens=[45 * 64, 45 * 64, 46 * 64],
+                       output_tokens=[2, 2, 6], block_ids=[a, b, a + [999]], block_tokens=64)
+    res = run(sc, "route", trace=trace, check_invariants=True)
+    check_run(res, trace)
+    # B's prompt pushed A's blocks to host DRAM; C reuses them from there: fetched over PCIe
+    assert res.extras["demoted"] >= 40
+    assert res.requests["reused_blocks"].tolist() == [0, 0, 45]
+    host = res.rounds[res.rounds["owner"].astype(str) == "n0/host"]
+    assert len(host) and (host["option"].astype(str) == "fetch").all()
+    assert (host["bytes"] > 0).all()
+
+
+def test_a_model_too_big_for_the_gpus_is_a_user_error_before_the_first_event():
+    from simulator.errors import UserError
+
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=90e9)
+    trace = one_query(0)
+    with pytest.raises(UserError, match="'placement.weights_per_gpu'"):
+        run(sc, "route", trace=trace)
+
+
+def test_time_between_tokens_weights_each_iteration_by_the_tokens_it_made():
+    from simulator.engine.records import weighted_quantile
+
+    # iterations of 1 ms (3 tokens), 2 ms (1 token), 10 ms (0 tokens: a prefill-only one)
+    assert weighted_quantile([1e-3, 2e-3, 10e-3], [3, 1, 0], 0.5) == 1e-3
+    assert weighted_quantile([1e-3, 2e-3, 10e-3], [3, 1, 0], 0.99) == 2e-3
+    assert np.isnan(weighted_quantile([1.0], [0], 0.5))

@@ -1,0 +1,146 @@
+"""Calibration: the fits recover the published figures, bad CSVs are named errors, TOML round trips."""
+
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simulator.cli import main
+from simulator.errors import UserError
+from simulator.gpu import KernelModel
+from simulator.gpu import calibration as cal
+from simulator.hardware import STACKS
+from simulator.units import GBps, TBps, us
+
+SHIPPED = Path(__file__).resolve().parent.parent / "calibration"
+
+# -- known answers: the shipped CSVs give back REFERENCE.md's figures -------------------------
+
+
+def test_lamina_ibgda_pingpong_recovers_33us_and_45_7_GBps():
+    fit = cal.fit_line(cal.read_csv(SHIPPED / "lamina_ibgda_roce400.csv"))
+    fab = cal.fabric_coefficients(fit, line_rate=GBps(50), path_latency_time=us(2.2))
+    assert 2 * fab["message_fixed_time"] == pytest.approx(us(33.0), rel=1e-3)  # Lamina §6.3 RTT
+    assert fab["rate"] == pytest.approx(GBps(45.7), rel=1e-3)
+    # …and the catalog's ibgda stack, derived by the same rule in hardware.py.
+    assert fab["overhead_time"] == pytest.approx(STACKS["ibgda"].inter_node_overhead_time,
+                                                 rel=1e-3)
+    assert fab["efficiency"] == pytest.approx(STACKS["ibgda"].inter_node_efficiency, rel=1e-3)
+    assert fit.max_relative_residual < 1e-3  # rows are rounded to 4 significant digits
+
+
+def test_lamina_nccl_pingpong_recovers_66_6us_and_35_5_GBps():
+    fit = cal.fit_line(cal.read_csv(SHIPPED / "lamina_nccl_roce400.csv"))
+    fab = cal.fabric_coefficients(fit, line_rate=GBps(50), path_latency_time=us(2.2))
+    assert 2 * fab["message_fixed_time"] == pytest.approx(us(66.6), rel=1e-3)
+    assert fab["efficiency"] == pytest.approx(STACKS["nccl"].inter_node_efficiency, rel=1e-3)
+
+
+def test_flashmla_kernel_rows_recover_3000_GBps_and_the_default_kernel_model():
+    fit = cal.fit_line(cal.read_csv(SHIPPED / "flashmla_h800_decode.csv"))
+    k = cal.kernel_coefficients(fit, bytes_per_token=1152, hbm_bandwidth=TBps(3.35))
+    assert k["effective_bandwidth"] == pytest.approx(3000e9, rel=1e-3)  # FlashMLA README
+    defaults = KernelModel()
+    assert k["memory_efficiency"] == pytest.approx(defaults.memory_efficiency, rel=1e-3)
+    assert k["launch_time"] == pytest.approx(defaults.launch_time, rel=1e-2)
+
+
+def test_exact_rows_fit_exactly():
+    m = cal.Measurements("mem", "pingpong", np.array([0.0, 1e3, 1e6]),
+                         np.array([2e-6, 2e-6 + 1e3 / 1e10, 2e-6 + 1e6 / 1e10]), (), ())
+    fit = cal.fit_line(m)
+    assert fit.intercept == pytest.approx(2e-6, rel=1e-12)
+    assert 1 / fit.slope == pytest.approx(1e10, rel=1e-12)
+    assert fit.rms_residual < 1e-18
+
+
+def test_calibration_dict_becomes_kernel_model_and_stack():
+    data = {"kernels": {"launch_time": 5e-6, "memory_efficiency": 0.7},
+            "fabric": {"overhead_time": 1e-5, "efficiency": 0.8}}
+    km = cal.kernel_model(data)
+    assert km.launch_time == 5e-6 and km.memory_efficiency == 0.7
+    assert km.compute_efficiency == KernelModel().compute_efficiency
+    s = cal.stack_spec(data, STACKS["ibgda"])
+    assert s.inter_node_overhead_time == 1e-5 and s.inter_node_efficiency == 0.8
+    assert s.intra_node_overhead_time == STACKS["ibgda"].intra_node_overhead_time
+    assert cal.stack_spec({}, STACKS["nccl"]) == STACKS["nccl"]
+
+
+# -- bad files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", "no rows"),
+        ("size,time\n1,2\n", "line 1: header"),
+        ("bytes,seconds\n1,2e-6\n2,abc\n", "line 3, column 'seconds': 'abc' is not a number"),
+        ("bytes,seconds\n1,2e-6\n2\n", "line 3: 1 columns, expected 2"),
+        ("# comment\nbatch,tokens,seconds\n1,10,1e-6\n1,0,1e-6\n", "line 4, column 'tokens'"),
+        ("bytes,seconds\n1,2e-6\n", "at least 2"),
+        ("bytes,seconds\n5,2e-6\n5,3e-6\n", "same size"),
+        ("bytes,seconds\n-5,2e-6\n5,3e-6\n", "line 2, column 'bytes'"),
+    ],
+)
+def test_bad_csv_names_file_line_and_column(tmp_path, text, expected):
+    f = tmp_path / "m.csv"
+    f.write_text(text)
+    with pytest.raises(UserError) as exc:
+        cal.read_csv(f)
+    assert str(f) in str(exc.value) and expected in str(exc.value)
+
+
+def test_cli_writes_toml_a_scenario_can_include(tmp_path, capsys):
+    out = tmp_path / "cal.toml"
+    main(["calibrate", str(SHIPPED / "lamina_ibgda_roce400.csv"),
+          str(SHIPPED / "flashmla_h800_decode.csv"), "--line-rate", "50", "--path-latency", "2.2",
+          "-o", str(out)])
+    printed = capsys.readouterr().out
+    assert "residual" in printed and "45.7 GB/s" in printed
+    data = tomllib.loads(out.read_text())
+    assert data["fabric"]["efficiency"] == pytest.approx(45.7 / 50, rel=1e-3)
+    assert cal.kernel_model(data).memory_efficiency == pytest.approx(3000 / 3350, rel=1e-3)
+    from simulator.scenario import Scenario  # the scenario loader reads it verbatim
+
+    sc = tmp_path / "s.toml"
+    sc.write_text('include = "cal.toml"\n[topology]\npreset = "dgx_h100"\n'
+                  '[model]\nname = "deepseek-v3.2"\n[workload]\nkind = "agentic"\n')
+    assert Scenario.load(sc).calibration_dict()["fabric"]["rate"] == pytest.approx(45.7e9,
+                                                                                   rel=1e-3)
+
+
+def test_cli_bad_csv_exits_2_and_writes_nothing(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("bytes,seconds\n1,2e-6\n2,x\n")
+    out = tmp_path / "cal.toml"
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", str(bad), "-o", str(out)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "line 3" in err and "Traceback" not in err
+    assert not out.exists() and list(tmp_path.iterdir()) == [bad]
+
+
+# -- property: the fit recovers any line from noise-free rows ---------------------------------
+
+
+@given(st.floats(1e-7, 1e-3), st.floats(1e8, 1e13),
+       st.lists(st.floats(0, 1e9), min_size=2, max_size=20, unique=True))
+def test_fit_recovers_latency_and_bandwidth(t0, rate, sizes):
+    x = np.array(sizes)
+    if np.ptp(x) < 1e3:
+        x = np.append(x, x.max() + 1e6)
+    m = cal.Measurements("gen", "pingpong", x, t0 + x / rate, (), ())
+    fit = cal.fit_line(m)
+    assert fit.intercept == pytest.approx(t0, rel=1e-6, abs=1e-12)
+    assert (1 / fit.slope) == pytest.approx(rate, rel=1e-6)
+
+
+def test_a_run_takes_kernel_fields_from_the_top_level_or_the_kernels_table():
+    km = cal.run_kernels({"launch_time": 5e-6, "memory_efficiency": 0.5, "fabric": {},
+                          "kernels": {"memory_efficiency": 0.8}, "note": "ignored"})
+    assert (km.launch_time, km.memory_efficiency) == (5e-6, 0.8)
+    assert cal.run_kernels({}) == KernelModel()

@@ -1,0 +1,199 @@
+"""simulator.network.paths: which path a message takes, and that the choice never depends on luck.
+
+Known answers on small hand graphs first, then hypothesis properties (edge insertion order does
+not matter; ECMP is stable), then an oracle: brute force over all simple paths.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import networkx as nx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import topologies
+from simulator.network.paths import NoPathError, PathCache, PathInfo, gpu_path, path_info
+
+US = 1e-6
+
+
+def link(g: nx.DiGraph, a: str, b: str, latency: float, bandwidth: float = 1e9,
+         kind: str = "ib") -> None:
+    g.add_edge(a, b, latency=latency, bandwidth=bandwidth, kind=kind)
+    g.add_edge(b, a, latency=latency, bandwidth=bandwidth, kind=kind)
+
+
+def diamond(top: float, bottom: float, detour_hops: int = 0) -> nx.DiGraph:
+    """a → x → b (latency ``top`` per hop) and a → y → b (``bottom`` per hop)."""
+    g = nx.DiGraph()
+    for n in "abxy":
+        g.add_node(n, kind="gpu" if n in "ab" else "leaf")
+    link(g, "a", "x", top, bandwidth=2e9)
+    link(g, "x", "b", top, bandwidth=5e9)
+    link(g, "a", "y", bottom, bandwidth=3e9)
+    link(g, "y", "b", bottom, bandwidth=4e9)
+    return g
+
+
+def test_least_latency_wins_and_its_figures_are_summed():
+    p = path_info(diamond(top=2 * US, bottom=1 * US), "a", "b")
+    assert p == PathInfo(("a", "y", "b"), (("a", "y"), ("y", "b")), 2 * US, 3e9, False)
+    assert p.hops == 2
+    p = path_info(diamond(top=1 * US, bottom=2 * US), "a", "b")
+    assert p.nodes == ("a", "x", "b") and p.bottleneck_bandwidth == 2e9
+
+
+def test_equal_latency_ties_go_to_fewer_hops_then_to_the_smaller_name():
+    g = diamond(top=1 * US, bottom=1 * US)
+    assert gpu_path(g, "a", "b") == ["a", "x", "b"]  # "x" < "y"
+    assert gpu_path(g, "b", "a") == ["b", "x", "a"]
+    # A direct link with the same summed latency (2 µs) but one hop wins.
+    link(g, "a", "b", 2 * US)
+    assert gpu_path(g, "a", "b") == ["a", "b"]
+
+
+def test_inter_node_is_true_exactly_when_a_nic_is_crossed():
+    g = diamond(top=1 * US, bottom=2 * US)
+    assert not path_info(g, "a", "b").inter_node
+    g.nodes["x"]["kind"] = "nic"
+    assert path_info(g, "a", "b").inter_node
+
+
+def test_degenerate_and_impossible_requests():
+    g = diamond(1 * US, 1 * US)
+    same = path_info(g, "a", "a")
+    assert same.nodes == ("a",) and same.hops == 0 and same.latency_time == 0
+    assert same.bottleneck_bandwidth == float("inf")
+    g.add_node("z", kind="gpu")
+    with pytest.raises(NoPathError, match="no path from 'a' to 'z'"):
+        path_info(g, "a", "z")
+    with pytest.raises(NoPathError):
+        path_info(g, "a", "nowhere")
+    with pytest.raises(NoPathError, match="not in the topology"):
+        path_info(g, "nowhere", "nowhere")
+
+
+def test_path_cache_memoizes_path_info():
+    g = topologies.build("dgx_h100", nodes=2)
+    cache = PathCache(g)
+    first = cache("n0/gpu0", "n1/gpu5")
+    assert cache("n0/gpu0", "n1/gpu5") is first
+    assert first == path_info(g, "n0/gpu0", "n1/gpu5")
+
+
+# -- ECMP ---------------------------------------------------------------------------------------
+
+def two_tier(spines: int) -> nx.DiGraph:
+    """Two leaves joined by ``spines`` equal spines; two GPUs under each leaf."""
+    g = nx.DiGraph()
+    for leaf in ("leaf0", "leaf1"):
+        g.add_node(leaf, kind="leaf")
+        for j in range(spines):
+            g.add_node(f"spine{j}", kind="spine")
+            link(g, leaf, f"spine{j}", 0.2 * US)
+    for i in range(4):
+        g.add_node(f"g{i}", kind="gpu")
+        link(g, f"g{i}", f"leaf{i // 2}", 0.2 * US)
+    return g
+
+
+def test_ecmp_picks_by_a_stable_hash_of_the_endpoints():
+    g = two_tier(spines=4)
+    plain = gpu_path(g, "g0", "g2")
+    assert plain == ["g0", "leaf0", "spine0", "leaf1", "g2"]
+    for src, dst in (("g0", "g2"), ("g0", "g3"), ("g1", "g2"), ("g3", "g1")):
+        chosen = gpu_path(g, src, dst, ecmp=True)
+        spine = zlib.crc32(f"{src}->{dst}".encode()) % 4  # spines sort as spine0 … spine3
+        assert chosen[2] == f"spine{spine}"
+        assert path_info(g, src, dst, ecmp=True).latency_time == pytest.approx(0.8 * US)
+    # Pairs are spread over more than one spine.
+    used = {gpu_path(g, s, d, ecmp=True)[2] for s in ("g0", "g1") for d in ("g2", "g3")}
+    assert len(used) > 1
+    # Without equal-cost alternatives ECMP changes nothing.
+    assert gpu_path(g, "g0", "g1", ecmp=True) == gpu_path(g, "g0", "g1") == ["g0", "leaf0", "g1"]
+
+
+# -- properties: insertion order never matters --------------------------------------------------
+
+def rebuilt(g: nx.DiGraph, node_order: list, edge_order: list) -> nx.DiGraph:
+    h = nx.DiGraph()
+    for n in node_order:
+        h.add_node(n, **g.nodes[n])
+    for u, v in edge_order:
+        h.add_edge(u, v, **g.edges[u, v])
+    return h
+
+
+@given(st.randoms(use_true_random=False))
+def test_paths_do_not_depend_on_edge_insertion_order(rnd):
+    g = two_tier(spines=3)
+    nodes, edges = list(g.nodes), list(g.edges)
+    rnd.shuffle(nodes)
+    rnd.shuffle(edges)
+    h = rebuilt(g, nodes, edges)
+    for ecmp in (False, True):
+        for src in ("g0", "g1", "g2", "g3"):
+            for dst in ("g0", "g1", "g2", "g3"):
+                assert gpu_path(h, src, dst, ecmp) == gpu_path(g, src, dst, ecmp)
+
+
+@given(st.randoms(use_true_random=False))
+def test_preset_paths_do_not_depend_on_edge_insertion_order(rnd):
+    g = topologies.build("dgx_h100", nodes=2, spines=3)
+    edges = list(g.edges)
+    rnd.shuffle(edges)
+    h = rebuilt(g, sorted(g.nodes, reverse=True), edges)
+    pairs = [("n0/gpu0", "n1/gpu3"), ("n1/gpu6", "n0/gpu1"), ("n0/gpu2", "n0/gpu7")]
+    for src, dst in pairs:
+        for ecmp in (False, True):
+            assert path_info(h, src, dst, ecmp) == path_info(g, src, dst, ecmp)
+
+
+# -- oracle: brute force over all simple paths --------------------------------------------------
+
+@st.composite
+def small_graphs(draw):
+    """Up to 6 nodes, links with latencies of 0–3 tenths of a µs (sums stay exact enough)."""
+    n = draw(st.integers(2, 6))
+    names = [f"v{i}" for i in range(n)]
+    g = nx.DiGraph()
+    for name in names:
+        g.add_node(name, kind=draw(st.sampled_from(["gpu", "nic", "leaf"])))
+    pairs = [(a, b) for a in names for b in names if a != b]
+    for a, b in draw(st.lists(st.sampled_from(pairs), max_size=14, unique=True)):
+        g.add_edge(a, b, latency=draw(st.integers(0, 3)) * 0.1 * US,
+                   bandwidth=draw(st.sampled_from([1e9, 2e9, 5e9])), kind="ib")
+    return g
+
+
+def brute_force(g: nx.DiGraph, src: str, dst: str) -> list[str] | None:
+    """Least (latency in 0.1 µs units, hops, node names) over every simple path."""
+    best = None
+    for p in nx.all_simple_paths(g, src, dst):
+        lat = sum(g.edges[u, v]["latency"] for u, v in zip(p, p[1:], strict=False))
+        key = (round(lat / (0.1 * US)), len(p), p)
+        best = key if best is None or key < best else best
+    return None if best is None else best[2]
+
+
+@given(small_graphs())
+def test_path_choice_matches_brute_force(g):
+    for src in g.nodes:
+        for dst in g.nodes:
+            if src == dst:
+                continue
+            expected = brute_force(g, src, dst)
+            if expected is None:
+                with pytest.raises(NoPathError):
+                    gpu_path(g, src, dst)
+                continue
+            info = path_info(g, src, dst)
+            assert list(info.nodes) == expected
+            assert info.bottleneck_bandwidth == min(g.edges[e]["bandwidth"] for e in info.edges)
+            assert info.inter_node == any(g.nodes[n]["kind"] == "nic" for n in expected)
+            # ECMP picks a path of the same cost.
+            alt = path_info(g, src, dst, ecmp=True)
+            assert alt.latency_time == pytest.approx(info.latency_time, abs=1e-15)
+            assert alt.hops == info.hops
