@@ -14,6 +14,10 @@ cell by cell, NaN equal to NaN, floats bit for bit:
                                                          # against this checkout
     python benchmarks/same_records.py --save DIR         # write this checkout's records to DIR
     python benchmarks/same_records.py --against DIR      # compare this checkout with DIR
+    python benchmarks/same_records.py --base 7171816 --legacy-serving
+        # this checkout under the serving loop kvfabric ran before chunked prefill
+        # (simulator.engine.scheduler.LEGACY) against a revision from before it; columns the
+        # newer records add are left out of the comparison
 
 Prints one line per (case, policy, table) that differs, and a last line ``identical: N tables``
 or ``DIFFERENT: …``; exit status 1 when anything differs. ``--quick`` runs the Lamina cases only
@@ -51,14 +55,19 @@ def cases(quick: bool) -> list[tuple[str, str, dict, tuple[str, ...] | None]]:
     return out
 
 
-def save(out_dir: Path, quick: bool) -> None:
-    """Run every case with the ``simulator`` importable now; write its records to ``out_dir``."""
+def save(out_dir: Path, quick: bool, legacy_serving: bool = False) -> None:
+    """Run every case with the ``simulator`` importable now; write its records to ``out_dir``
+    (with ``legacy_serving``, under :data:`simulator.engine.scheduler.LEGACY`)."""
     from simulator import Scenario, run
 
     for case, path, engine, policies in cases(quick):
         scenario = Scenario.load(path)
         if engine:
             scenario = scenario.with_changes(engine=dataclasses.replace(scenario.engine, **engine))
+        if legacy_serving:
+            from simulator.engine.scheduler import LEGACY
+
+            scenario = scenario.with_changes(serving=LEGACY)
         for policy in policies or scenario.policies:
             res = run(scenario, policy=policy, seed=scenario.seed)
             d = out_dir / case / policy
@@ -76,8 +85,9 @@ def _same_value(a, b) -> bool:
     return a == b
 
 
-def compare(a_dir: Path, b_dir: Path) -> list[str]:
-    """Differences between two saved record folders (empty if identical)."""
+def compare(a_dir: Path, b_dir: Path, new_columns: bool = False) -> list[str]:
+    """Differences between two saved record folders (empty if identical); with
+    ``new_columns``, columns or summary keys only ``b_dir`` has are left out."""
     import pandas as pd
 
     diffs: list[str] = []
@@ -92,6 +102,8 @@ def compare(a_dir: Path, b_dir: Path) -> list[str]:
         for table in TABLES:
             x = pd.read_parquet(a_dir / run_dir / f"{table}.parquet")
             y = pd.read_parquet(b_dir / run_dir / f"{table}.parquet")
+            if new_columns and len(y.columns) > len(x.columns):
+                y = y[[c for c in y.columns if c in x.columns]]
             count += 1
             try:
                 pd.testing.assert_frame_equal(x, y, check_exact=True)
@@ -101,7 +113,7 @@ def compare(a_dir: Path, b_dir: Path) -> list[str]:
         sa = json.loads((a_dir / run_dir / "summary.json").read_text())
         sb = json.loads((b_dir / run_dir / "summary.json").read_text())
         count += 1
-        keys = sorted(set(sa) | set(sb))
+        keys = sorted(set(sa) if new_columns else set(sa) | set(sb))
         bad = [k for k in keys if not _same_value(sa.get(k), sb.get(k))]
         if bad:
             shown = ", ".join(f"{k}: {sa.get(k)} vs {sb.get(k)}" for k in bad[:5])
@@ -135,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", type=Path, help="write this checkout's records here")
     ap.add_argument("--against", type=Path, help="compare this checkout with saved records")
     ap.add_argument("--quick", action="store_true", help="Lamina cases up to 300 requests")
+    ap.add_argument("--legacy-serving", action="store_true",
+                    help="run this checkout under the serving loop from before chunked prefill")
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)  # the checkout to run from
     args = ap.parse_args(argv)
     global ROOT
     if args.root is not None:
         ROOT = args.root.resolve()
     if args.save is not None:
-        save(args.save, args.quick)
+        save(args.save, args.quick, args.legacy_serving)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         mine = Path(tmp) / "mine"
@@ -152,8 +166,8 @@ def main(argv: list[str] | None = None) -> int:
             theirs = args.against
         else:
             ap.error("give --base REV, --against DIR or --save DIR")
-        save(mine, args.quick)
-        diffs = compare(theirs, mine)
+        save(mine, args.quick, args.legacy_serving)
+        diffs = compare(theirs, mine, new_columns=args.legacy_serving)
     for d in diffs:
         print(d)
     if diffs:

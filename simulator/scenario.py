@@ -25,6 +25,10 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
                  host_tier = true; host_capacity = <bytes>; reuse = "prefix" | "span"
     [engine]     max_batch = 64; layer_groups = 0 (0 = every layer simulated);
                  duration = <simulated s>; max_requests = <int>
+    [serving]    max_num_batched_tokens = 8192; max_num_seqs = <[engine] max_batch>;
+                 chunked_prefill = true; kv_allocation = "on_demand" | "reserve";
+                 cuda_graphs = true; step_overhead_time = <s>
+                 (validated by :mod:`simulator.engine.scheduler`)
     [disaggregation]  Lamina-style pools for the ``disaggregated`` / ``homogeneous`` policies
                  (validated by :mod:`simulator.disaggregation.spec`)
 
@@ -150,6 +154,12 @@ class EngineSpec:
     max_requests: int | None = None
 
 
+def _default_serving():
+    from simulator.engine.scheduler import ServingSpec
+
+    return ServingSpec()
+
+
 @dataclass(frozen=True)
 class Scenario:
     """A validated scenario. Build with :meth:`load` (TOML) or :meth:`from_dict` (Python)."""
@@ -166,6 +176,7 @@ class Scenario:
     calibration: tuple[tuple[str, Any], ...] = ()
     source: str = "<dict>"
     disaggregation: Any = None
+    serving: Any = field(default_factory=_default_serving)
 
     # -- construction ----------------------------------------------------------------------
 
@@ -290,7 +301,7 @@ class _Validator:
         top_known = (
             "name", "seed", "stack", "policies", "include",
             "topology", "model", "workload", "placement", "engine", "calibration",
-            "disaggregation",
+            "disaggregation", "serving",
         )
         if not isinstance(data, Mapping):
             raise UserError(f"{self.source}: a scenario must be a TOML table")
@@ -314,7 +325,13 @@ class _Validator:
             calibration=calibration,
             source=self.source,
             disaggregation=self.disaggregation(data),
+            serving=self.serving(data),
         )
+
+    def serving(self, data: Mapping):
+        from simulator.engine.scheduler import validate_serving
+
+        return validate_serving(data.get("serving"), self.source)
 
     def disaggregation(self, data: Mapping):
         if "disaggregation" not in data:

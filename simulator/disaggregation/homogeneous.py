@@ -7,11 +7,14 @@ tensor parallelism; the baseline uses data-parallel attention for it instead (as
 DP-attention mode does): the replica's requests spread evenly over its GPUs, each GPU attending
 its own ``⌈B / tp⌉`` over their whole KV. Free HBM after weights and the reserve bounds the batch.
 
-Continuous batching, per replica: at an iteration's start, admit queued requests (one queue for
-the deployment, first come first served) while their full KV (prompt + output) fits; then run
-every layer: attention over each request's KV (dense, or top-k for DSA models) and projections +
-FFN on the group's stream, then the layer's two all-reduces (after attention and after the FFN)
-of ``tokens · e · d`` bytes over the group's ring on the fabric. A ring all-reduce of ``X`` bytes
+The serving loop, per replica, is the engines' (:class:`~simulator.engine.scheduler.Scheduler`
+over one queue for the deployment, first come first served; the replica's KV is a
+:class:`~simulator.disaggregation.pools.BytePool`): decodes first, then prefill chunks under the
+step's token budget (with ``prefill = "local"``; otherwise prompts arrive prefilled), preemption by
+recompute when KV runs out, and the per-step host overhead. A step runs every layer: attention over
+each decoding request's KV (dense, or top-k for DSA models), the prefill chunks' attention, and
+projections + FFN of all the step's tokens on the group's stream, then the layer's two all-reduces
+(after attention and after the FFN) of ``tokens · e · d`` bytes over the group's ring on the fabric. A ring all-reduce of ``X`` bytes
 over ``t`` GPUs sends ``2 (t − 1) / t · X`` bytes per GPU in ``2 (t − 1)`` steps; it is simulated
 as one transfer per GPU of the ring's bytes plus the remaining steps' per-message time, so an
 uncontended iteration takes exactly its closed form ``Σ_layers (kernels + all-reduces)``.
@@ -28,6 +31,7 @@ import pandas as pd
 from simulator import hardware
 from simulator.disaggregation.pools import (
     TOO_LARGE_REPLICA,
+    BytePool,
     PoolRun,
     attended_tokens,
     build_result,
@@ -37,6 +41,7 @@ from simulator.disaggregation.pools import (
     split_heads,
 )
 from simulator.disaggregation.spec import DisaggregationSpec
+from simulator.engine.scheduler import Scheduler
 from simulator.gpu.streams import Stream
 
 
@@ -76,53 +81,40 @@ class _Homogeneous(PoolRun):
         free = self.gspec.hbm_bytes * (1.0 - reserve) - arch.weight_bytes / t
         self.free_per_gpu = free
         self.cap = float(np.min(free / self.share))  # full-request KV bytes one replica holds
-        self.used = np.zeros(spec.replicas)
-        self.peak = np.zeros(spec.replicas)
+        per_token = arch.kv_bytes_per_token * arch.layers
+        self.pools = [BytePool(self.req, per_token, self.cap, self.kv_reserve, self.prompt_work)
+                      for _ in self.groups]
+        # most requests per replica: the section's cap (0: KV-bound), else [serving] max_num_seqs
+        limit = spec.baseline_max_batch or self.serving.max_num_seqs or 1 << 30
+        self.scheds = [Scheduler(self.serving, pool, limit) for pool in self.pools]
         self.m = fold_layers(arch.layers, sc.engine.layer_groups)
         self.streams = [Stream(self.env) for _ in self.groups]
-        self.batch: list[list[int]] = [[] for _ in self.groups]
         self.rings = [[(a, grp[(i + 1) % t]) for i, a in enumerate(grp)] for grp in self.groups]
         # a ring step waits for its slowest hop (e.g. the one that leaves the node)
         self.msg0 = max((self.fabric.message_time(a, c, 0) for a, c in self.rings[0]),
                         default=0.0) if t > 1 else 0.0
 
-    def _admit(self, g: int) -> list[int]:
-        admitted: list[int] = []
-        limit = self.spec.baseline_max_batch
-        while self.queue and not (limit and len(self.batch[g]) >= limit):
-            r = self.queue[0]
-            if self.need[r] > self.cap:
-                self.queue.popleft()
-                self.req.finish(r, self.env.now, TOO_LARGE_REPLICA)
-                continue
-            if self.used[g] + self.need[r] > self.cap:
-                break
-            self.queue.popleft()
-            self.used[g] += self.need[r]
-            self.peak[g] = max(self.peak[g], self.used[g])
-            self.req.home[r] = self.groups[g][0]
-            self.req.admitted_at[r] = self.env.now
-            self.batch[g].append(r)
-            admitted.append(r)
-        return admitted
-
-    def _layer_plan(self, decoding: list[int], admitted: list[int]) -> tuple[float, float, float]:
-        """(kernel time per layer, prefill time all layers, all-reduce bytes per layer)."""
+    def _layer_plan(self, sched, plan) -> tuple[float, float, float]:
+        """(kernel time per layer, whole-prompt prefill time all layers, all-reduce bytes per
+        layer) of one step: decodes' attention, chunks' attention, projections + FFN."""
         arch, km, r, t = self.arch, self.kernels, self.req, self.t
-        B = len(decoding)
-        dec = np.asarray(decoding, np.int64)
-        k = km.non_attention_time(self.gspec, arch, B, gpus=t) / arch.layers
+        B = len(plan.decode)
+        dec = np.asarray(plan.decode, np.int64)
+        C = plan.prefill_tokens
+        pre = 0.0
+        if self.serving.chunked_prefill:
+            k = km.non_attention_time(self.gspec, arch, B + C, gpus=t) / arch.layers
+            k += sum(km.prefill_attention_time(self.gspec, arch, c, self.cached(sched, x, c), gpus=t)
+                     for x, c in plan.chunks) / arch.layers
+        else:
+            k = km.non_attention_time(self.gspec, arch, B, gpus=t) / arch.layers
+            pre = float(sum(km.prefill_time(self.gspec, arch, c, 1.0, gpus=t)
+                            for _, c in plan.chunks))
         if B:
             ctx = attended_tokens(arch, r.inp[dec] + r.gen[dec]).mean()
             per_gpu = -(-B // t) if self.dp_attention else B
             k += max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in self.shards)
-        pre = 0.0
-        tokens = float(B)
-        if self.spec.prefill == "local" and admitted:
-            pre = sum(km.prefill_time(self.gspec, arch, int(r.inp[x]), 1.0, gpus=t)
-                      for x in admitted)
-            tokens += float(r.inp[np.asarray(admitted, np.int64)].sum())
-        return k, pre, tokens * arch.bytes_per_element * arch.hidden_size
+        return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size
 
     def _ring(self, m: float, x: float) -> tuple[float, float]:
         """(bytes each GPU sends, extra per-step time) of ``m`` layers' two all-reduces."""
@@ -132,18 +124,29 @@ class _Homogeneous(PoolRun):
 
     def _replica(self, g: int):
         env, r, fab = self.env, self.req, self.fabric
+        sched = self.scheds[g]
+        overhead = self.serving.overhead_time()
         iteration = 0
         while True:
-            admitted = self._admit(g)
-            decoding = [x for x in self.batch[g] if x not in admitted]
-            if not admitted and not decoding:
+            plan = sched.step(self.queue)
+            for y in plan.rejected:
+                r.finish(y, env.now, TOO_LARGE_REPLICA)
+            for y in plan.admitted:
+                r.home[y] = self.groups[g][0]
+                if np.isnan(r.admitted_at[y]):
+                    r.admitted_at[y] = env.now
+            if plan.preempted:
+                self._wake()
+            if not plan and not plan.prompt_done:
                 ev = env.event()
                 self.waiters.append(ev)
                 yield ev
                 continue
             started = env.now
-            k, pre, x = self._layer_plan(decoding, admitted)
-            cf = 0.0
+            if overhead:
+                yield env.timeout(overhead)
+            k, pre, x = self._layer_plan(sched, plan)
+            cf = overhead
             for m in self.m.tolist():
                 kernel = m * k + pre * m / self.arch.layers
                 yield self.streams[g].run(kernel)
@@ -155,20 +158,21 @@ class _Homogeneous(PoolRun):
                     if extra > 0:
                         yield env.timeout(extra)
                     cf += max(fab.message_time(a, c, nbytes) for a, c in ring) + extra
-            for y in admitted:
-                r.first_at[y] = env.now
-                r.gen[y] = 1
-            for y in decoding:
+            for y in plan.prompt_done:
+                if r.gen[y] == 0:
+                    r.first_at[y] = env.now
                 r.gen[y] += 1
-            done = [y for y in self.batch[g] if r.gen[y] >= r.out[y]]
+            for y in plan.decode:
+                r.gen[y] += 1
+            done = [y for y in sched.running if r.gen[y] >= r.out[y]]
             for y in done:
-                self.batch[g].remove(y)
-                self.used[g] = max(0.0, self.used[g] - self.need[y])
+                sched.finish(y)
                 r.finish(y, env.now)
             if done:
                 self._wake()
-            self.iters.append((g, iteration, started, env.now, len(decoding), pre,
-                               len(decoding), cf))
+            B = len(plan.decode)
+            self.iters.append((g, iteration, started, env.now, B, pre, B, plan.prefill_tokens,
+                               len(plan.preempted), cf))
             iteration += 1
 
     def execute(self):
@@ -192,7 +196,7 @@ class _Homogeneous(PoolRun):
             "utilization": [b / now if now > 0 else 0.0 for b in busy],
             "kernels": [s.kernels_run for s in self.streams for _ in range(t)],
             "kv_capacity_bytes": [self.free_per_gpu] * (t * len(self.groups)),
-            "kv_peak_bytes": [float(self.peak[g] * sh) for g in range(len(self.groups))
+            "kv_peak_bytes": [float(self.pools[g].peak * sh) for g in range(len(self.groups))
                               for sh in self.share],
         })
         idle = idle_fraction(busy, span)
@@ -203,7 +207,8 @@ class _Homogeneous(PoolRun):
             "replicas": sp.replicas,
             "baseline_tp": t,
             "kv_capacity_bytes": float(self.cap * len(self.groups)),
-            "kv_peak_bytes": float(self.peak.sum()),
+            "kv_peak_bytes": float(sum(p.peak for p in self.pools)),
+            "preemptions": int(sum(x.preemptions for x in self.scheds)),
             "layer_slots": len(self.m),
         }
         names = [f"replica{g}" for g in range(len(self.groups))]

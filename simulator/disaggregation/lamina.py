@@ -40,9 +40,13 @@ iteration is ``Σ_layers T_layer``. It is exact in the periodic regime of equal 
 approximate while admissions make them unequal (the run reports its error). The idle time
 left on each pool is reported.
 
-Continuous batching: at the start of its iteration a micro-batch admits queued requests while it
-is below its even share of the requests in the system and the attention pool's free HBM holds
-their full KV (prompt + output); a request that cannot fit even alone is reported, not run.
+The serving loop is the engines' (:class:`~simulator.engine.scheduler.Scheduler`, one per
+micro-batch, over one queue): at the start of its iteration a micro-batch admits queued requests
+while it is below its even share of the requests in the system and the attention pool
+(:class:`AttentionPool`) holds their KV; decodes first, prefill chunks under the token budget
+(``prefill = "local"``), preemption by recompute when the pool runs out, the per-step host
+overhead before the iteration's first layer; a request that cannot fit even alone is reported,
+not run.
 """
 
 from __future__ import annotations
@@ -57,6 +61,7 @@ import pandas as pd
 from simulator import hardware
 from simulator.disaggregation.pools import (
     TOO_LARGE,
+    BytePool,
     PoolRun,
     attended_tokens,
     build_result,
@@ -73,6 +78,7 @@ from simulator.disaggregation.staggered import (
     slot_time,
     slot_times,
 )
+from simulator.engine.scheduler import Scheduler
 from simulator.errors import UserError
 from simulator.gpu.streams import Stream
 
@@ -96,6 +102,53 @@ def simulate_disaggregated(scenario, seed: int | None = None, *,
     """
     return _Lamina.simulate(scenario, seed, spec=spec, graph=graph, trace=trace,
                             progress=progress, arch=arch)
+
+
+class AttentionPool(BytePool):
+    """The attention workers' HBM as one KV pool: each request's bytes split by KV heads over
+    every attention GPU (``share``), or (``requests`` split) all on the GPU with the most free
+    memory when it is admitted."""
+
+    def __init__(self, reqs, per_token: float, cap: np.ndarray, reserve: bool, prefill_tokens,
+                 share: np.ndarray, by_heads: bool) -> None:
+        super().__init__(reqs, per_token, float(cap.sum()), reserve, prefill_tokens)
+        self.cap = cap
+        self.used = np.zeros(len(cap))
+        self.peak = np.zeros(len(cap))
+        self.share = share
+        self.by_heads = by_heads
+        self.att_of = np.full(reqs.n, -1, np.int64)
+
+    def _where(self, r: int) -> int:
+        w = int(self.att_of[r])
+        return int(np.argmax(self.cap - self.used)) if w < 0 else w
+
+    def can_fit(self, r: int, nbytes: float) -> bool:
+        if self.by_heads:
+            return bool(np.all(self.used + nbytes * self.share <= self.cap))
+        w = self._where(r)
+        return bool(self.cap[w] - self.used[w] >= nbytes)
+
+    def fits_alone(self, r: int, nbytes: float) -> bool:
+        if self.by_heads:
+            return bool(np.all(nbytes * self.share <= self.cap))
+        return bool(nbytes <= self.cap.max())
+
+    def take(self, r: int, nbytes: float) -> None:
+        if self.by_heads:
+            self.used += nbytes * self.share
+        else:
+            w = self._where(r)
+            self.att_of[r] = w
+            self.used[w] += nbytes
+        np.maximum(self.peak, self.used, out=self.peak)
+
+    def give(self, r: int, nbytes: float) -> None:
+        if self.by_heads:
+            self.used -= nbytes * self.share
+        else:
+            self.used[self.att_of[r]] -= nbytes
+        np.maximum(self.used, 0.0, out=self.used)
 
 
 class _Lamina(PoolRun):
@@ -130,12 +183,14 @@ class _Lamina(PoolRun):
             self.share = np.ones(b)
             self.shards = [arch] * b
         self.cap = np.full(b, self.aspec.hbm_bytes * (1.0 - reserve))
-        self.used = np.zeros(b)
-        self.peak = np.zeros(b)
+        self.pool = AttentionPool(self.req, arch.kv_bytes_per_token * arch.layers, self.cap,
+                                  self.kv_reserve, self.prompt_work, self.share,
+                                  self.split == "heads")
+        self.att_of = self.pool.att_of
         self.q_tok, self.kv_tok, self.ret_tok = layer_bytes(arch)
-        self.att_of = np.full(self.req.n, -1, np.int64)
         n = spec.micro_batches
-        self.batch: list[list[int]] = [[] for _ in range(n)]
+        seqs = self.serving.max_num_seqs or 1 << 30
+        self.scheds = [Scheduler(self.serving, self.pool, seqs) for _ in range(n)]
         self.plans: list[Plan | None] = [None] * n
         src, dst = self.model_names[0], self.att_names[0]
         self._pair_cache: dict[int, tuple] = {}
@@ -143,70 +198,42 @@ class _Lamina(PoolRun):
 
     # -- requests --------------------------------------------------------------------------
 
-    def _admit(self, j: int) -> list[int]:
-        """Requests micro-batch ``j`` takes from the queue (even share, KV capacity, max_batch)."""
-        admitted: list[int] = []
-        total = sum(len(x) for x in self.batch)
-        n = self.spec.micro_batches
-        while self.queue:
-            if len(self.batch[j]) >= math.ceil((total + len(self.queue)) / n):
-                break
-            if self.spec.max_batch and total >= self.spec.max_batch:
-                break
-            r = self.queue[0]
-            need = self.need[r]
-            if self.split == "heads":
-                add = need * self.share
-                fits = bool(np.all(self.used + add <= self.cap))
-                alone = bool(np.all(add <= self.cap))
-                where = -1
-            else:
-                free = self.cap - self.used
-                where = int(np.argmax(free))
-                add = np.zeros_like(self.used)
-                add[where] = need
-                fits, alone = bool(free[where] >= need), bool(need <= self.cap.max())
-            if not fits:
-                if alone:
-                    break
-                self.queue.popleft()
-                self.req.finish(r, self.env.now, TOO_LARGE)
-                continue
-            self.queue.popleft()
-            self.used += add
-            np.maximum(self.peak, self.used, out=self.peak)
-            self.att_of[r] = where
-            self.req.home[r] = "attention pool" if where < 0 else self.att_names[where]
-            self.req.admitted_at[r] = self.env.now
-            self.batch[j].append(r)
-            admitted.append(r)
-            total += 1
-        return admitted
-
-    def _retire(self, j: int, r: int) -> None:
-        self.batch[j].remove(r)
-        if self.att_of[r] < 0:
-            self.used -= self.need[r] * self.share
-        else:
-            self.used[self.att_of[r]] -= self.need[r]
-        np.maximum(self.used, 0.0, out=self.used)
-        self.req.finish(r, self.env.now)
+    def _seq_limit(self, j: int) -> int:
+        """Requests micro-batch ``j`` may run this iteration: its even share of the requests in
+        the system, and what ``max_batch`` (all micro-batches) leaves."""
+        total = sum(len(x) for x in self.scheds)
+        mine = len(self.scheds[j])
+        limit = math.ceil((total + len(self.queue)) / self.spec.micro_batches)
+        if self.spec.max_batch:
+            limit = min(limit, mine + max(0, self.spec.max_batch - total))
+        return limit
 
     # -- one iteration's plan and its closed form -----------------------------------------
 
-    def _plan(self, decoding: list[int], admitted: list[int]) -> Plan:
+    def _plan(self, sched, step) -> Plan:
+        """One iteration's per-layer work: the model slice's projections + FFN over the step's
+        tokens (and the prefill chunks' attention, computed on the model workers), each attention
+        GPU's share of the decodes, and the bytes both ways (prefill chunks ship their KV)."""
         arch, km, r = self.arch, self.kernels, self.req
         s, b, L = self.spec.slice_gpus, self.spec.attention_gpus, arch.layers
-        na = km.non_attention_time(self.mspec, arch, len(decoding), gpus=s) / L
+        decoding = step.decode
+        chunked = self.serving.chunked_prefill
+        tokens = len(decoding) + (step.prefill_tokens if chunked else 0)
+        na = km.non_attention_time(self.mspec, arch, tokens, gpus=s) / L
         pre = 0.0
-        if self.spec.prefill == "local":
-            pre = sum(km.prefill_time(self.mspec, arch, int(r.inp[x]), 1.0, gpus=s)
-                      for x in admitted)
+        if chunked:
+            pre = sum(km.prefill_attention_time(self.mspec, arch, c, self.cached(sched, x, c),
+                                                gpus=s) for x, c in step.chunks)
+            na += pre / L
+            pre += (km.non_attention_time(self.mspec, arch, tokens, gpus=s)
+                    - km.non_attention_time(self.mspec, arch, len(decoding), gpus=s))
+        else:
+            pre = float(sum(km.prefill_time(self.mspec, arch, c, 1.0, gpus=s)
+                            for _, c in step.chunks))
         dec = np.asarray(decoding, np.int64)
         ctx = attended_tokens(arch, r.inp[dec] + r.gen[dec])
-        prompt_kv = r.inp[np.asarray(admitted, np.int64)].astype(float) * arch.kv_bytes_per_token
-        if self.spec.prefill != "local":
-            prompt_kv = np.zeros_like(prompt_kv)  # a prefill cluster wrote it (off this path)
+        admitted = [x for x, _ in step.chunks]
+        prompt_kv = np.array([c for _, c in step.chunks], float) * arch.kv_bytes_per_token
         t_att, batch = np.zeros(b), np.zeros(b)
         q, kv, ret = np.zeros(b), np.zeros(b), np.zeros(b)
         for i in range(b):
@@ -222,7 +249,7 @@ class _Lamina(PoolRun):
             q[i] = bi * self.q_tok * w
             kv[i] = bi * self.kv_tok * w + p_kv * w
             ret[i] = bi * self.ret_tok * w
-        return Plan(na + pre / L, pre, t_att, batch, q, kv, ret)
+        return Plan(na if chunked else na + pre / L, pre, t_att, batch, q, kv, ret)
 
     def _pairs(self, s: int) -> tuple[list[tuple], list[tuple]]:
         """Flows of slot ``s``: ``(slice GPU, attention GPU, share)`` out and ``(attention GPU,
@@ -257,34 +284,49 @@ class _Lamina(PoolRun):
 
     def _micro(self, j: int):
         env, r = self.env, self.req
+        sched = self.scheds[j]
+        overhead = self.serving.overhead_time()
         iteration = 0
         while True:
-            admitted = self._admit(j)
-            decoding = [x for x in self.batch[j] if x not in admitted]
-            if not admitted and not decoding:
+            step = sched.step(self.queue, self._seq_limit(j))
+            for x in step.rejected:
+                r.finish(x, env.now, TOO_LARGE)
+            for x in step.admitted:
+                w = int(self.att_of[x])
+                r.home[x] = "attention pool" if w < 0 else self.att_names[w]
+                if np.isnan(r.admitted_at[x]):
+                    r.admitted_at[x] = env.now
+            if step.preempted:
+                self._wake()
+            if not step and not step.prompt_done:
                 self.plans[j] = None
                 ev = env.event()
                 self.waiters.append(ev)
                 yield ev
                 continue
             started = env.now
-            plan = self._plan(decoding, admitted)
+            plan = self._plan(sched, step)
             self.plans[j] = plan
-            cf = self._predict(j)
+            cf = self._predict(j) + overhead
+            if overhead:
+                yield env.timeout(overhead)
             for s in range(len(self.m)):
                 yield from self._slot(s, plan)
-            for x in admitted:
-                r.first_at[x] = env.now
-                r.gen[x] = 1
-            for x in decoding:
+            for x in step.prompt_done:
+                if r.gen[x] == 0:
+                    r.first_at[x] = env.now
                 r.gen[x] += 1
-            done = [x for x in self.batch[j] if r.gen[x] >= r.out[x]]
+            for x in step.decode:
+                r.gen[x] += 1
+            done = [x for x in sched.running if r.gen[x] >= r.out[x]]
             for x in done:
-                self._retire(j, x)
+                sched.finish(x)
+                r.finish(x, env.now)
             if done:
                 self._wake()
-            self.iters.append((j, iteration, started, env.now, len(decoding), plan.prefill_time,
-                               len(decoding), cf))
+            B = len(step.decode)
+            self.iters.append((j, iteration, started, env.now, B, plan.prefill_time, B,
+                               step.prefill_tokens, len(step.preempted), cf))
             iteration += 1
 
     def _slot(self, s: int, p: Plan):
@@ -338,7 +380,7 @@ class _Lamina(PoolRun):
             "kernels": [self.slice_streams[k].kernels_run for k in range(self.K)
                         for _ in range(s)] + [x.kernels_run for x in self.att_streams],
             "kv_capacity_bytes": [0.0] * len(self.model_names) + self.cap.tolist(),
-            "kv_peak_bytes": [0.0] * len(self.model_names) + self.peak.tolist(),
+            "kv_peak_bytes": [0.0] * len(self.model_names) + self.pool.peak.tolist(),
         })
         sp = self.spec
         extra = {
@@ -348,7 +390,8 @@ class _Lamina(PoolRun):
             "micro_batches": sp.micro_batches,
             "attention_split": self.split,
             "kv_capacity_bytes": float(self.cap.sum()),
-            "kv_peak_bytes": float(self.peak.sum()),
+            "kv_peak_bytes": float(self.pool.peak.sum()),
+            "preemptions": int(sum(x.preemptions for x in self.scheds)),
             "layer_slots": len(self.m),
         }
         names = [f"microbatch{j}" for j in range(sp.micro_batches)]

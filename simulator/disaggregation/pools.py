@@ -115,14 +115,14 @@ def build_result(policy: str, seed: int, env: simpy.Environment, fabric, reqs: R
                  extra: Mapping[str, Any]):
     """A :class:`~simulator.engine.results.Result` with the engine's tables and summary keys.
 
-    ``iters`` rows: the engine's iteration columns followed by the closed form's predicted
-    iteration time ``cf_time`` [s]; ``unit_names`` names the ``gpu`` column's codes
+    ``iters`` rows: the engine's iteration columns (:data:`simulator.engine.records.
+    ITERATION_COLUMNS`) followed by the closed form's predicted iteration time ``cf_time`` [s]; ``unit_names`` names the ``gpu`` column's codes
     (micro-batches or replicas). ``closed_form_error_*`` is the relative error of that
     prediction against the simulated iteration times.
     """
     requests = reqs.frame(block_tokens)
-    it = records.iterations_frame([row[:7] for row in iters], unit_names)
-    it["cf_time"] = [row[7] for row in iters]
+    it = records.iterations_frame([row[:9] for row in iters], unit_names)
+    it["cf_time"] = [row[9] for row in iters]
     rounds = records.rounds_frame([], ["-"])
     now = float(env.now)
     links = fabric.links_frame()
@@ -167,6 +167,75 @@ def idle_fraction(busy: Iterable[float], span: float) -> float:
     return float(1.0 - min(1.0, sum(busy) / (len(busy) * span)))
 
 
+class BytePool:
+    """A KV pool counted in bytes (a :class:`~simulator.engine.scheduler.KVPool`) for the pool
+    loops: per request ``per_token`` bytes for each token of its context, out of ``capacity``.
+
+    With ``reserve`` a request takes its whole prompt + output at admission; otherwise it takes
+    its prompt at admission when the prompt arrives prefilled (``prefill_tokens`` returns 0:
+    another cluster wrote it) and grows as tokens are computed. ``can_fit(r, nbytes)`` and
+    ``take(r, nbytes)`` / ``give(r, nbytes)`` let a loop place the bytes (one replica's budget,
+    or an attention GPU's) — the defaults count one pool.
+    """
+
+    def __init__(self, reqs: Requests, per_token: float, capacity: float, reserve: bool,
+                 prefill_tokens: Callable[[int], int]) -> None:
+        self.req = reqs
+        self.per_token = per_token
+        self.capacity = capacity
+        self.reserve = reserve
+        self.prefill_tokens = prefill_tokens
+        self.used = 0.0
+        self.peak = 0.0
+        self.held: dict[int, float] = {}
+
+    # where the bytes go (overridden by a loop that places them on several GPUs)
+    def can_fit(self, r: int, nbytes: float) -> bool:
+        """Room for ``nbytes`` more of request ``r``'s KV now."""
+        return self.used + nbytes <= self.capacity
+
+    def fits_alone(self, r: int, nbytes: float) -> bool:
+        """Would ``nbytes`` of ``r`` fit an empty pool."""
+        return nbytes <= self.capacity
+
+    def take(self, r: int, nbytes: float) -> None:
+        """Count ``nbytes`` more of ``r``."""
+        self.used += nbytes
+        self.peak = max(self.peak, self.used)
+
+    def give(self, r: int, nbytes: float) -> None:
+        """Uncount ``nbytes`` of ``r``."""
+        self.used = max(0.0, self.used - nbytes)
+
+    # the KVPool interface
+    def admit(self, r: int) -> int | None:
+        req = self.req
+        full = float(req.inp[r] + req.out[r]) * self.per_token
+        if not self.fits_alone(r, full):
+            return None
+        compute = self.prefill_tokens(r)
+        context = float(req.inp[r] + req.gen[r])
+        start = full if self.reserve else (context - compute) * self.per_token
+        if not self.can_fit(r, start):
+            return -1
+        self.take(r, start)
+        self.held[r] = start
+        return compute
+
+    def grow(self, r: int, tokens: int) -> bool:
+        if self.reserve:
+            return True
+        nbytes = tokens * self.per_token
+        if not self.can_fit(r, nbytes):
+            return False
+        self.take(r, nbytes)
+        self.held[r] += nbytes
+        return True
+
+    def release(self, r: int) -> None:
+        self.give(r, self.held.pop(r, 0.0))
+
+
 class PoolRun:
     """What both loops set up the same way: clock, graph, architecture, the DOP check against the
     topology's GPUs, kernels, fabric, requests and their KV need, the queue and its waiters.
@@ -193,6 +262,22 @@ class PoolRun:
         self.queue: deque[int] = deque()
         self.waiters: list[simpy.Event] = []
         self.iters: list[tuple] = []
+        self.serving = sc.serving
+        self.kv_reserve = sc.serving.kv_allocation == "reserve"
+
+    def prompt_work(self, r: int) -> int:
+        """Prompt tokens request ``r`` computes on these pools when the scheduler takes it: its
+        context (prompt + tokens generated before a preemption) with ``prefill = "local"``, none
+        when a prefill cluster wrote it (``"external"``)."""
+        if self.spec.prefill != "local":
+            return 0
+        return int(self.req.inp[r] + self.req.gen[r])
+
+    def cached(self, sched, r: int, chunk: int) -> int:
+        """Context tokens a prefill chunk of ``chunk`` tokens of ``r`` attends besides its own:
+        those computed in earlier chunks (``sched``'s ``prefill_left`` counts what is left after
+        this one)."""
+        return max(0, self.prompt_work(r) - sched.prefill_left.get(r, 0) - chunk)
 
     def gpus_of(self, kind: str, count: int) -> list[str]:
         """The first ``count`` GPUs of catalog ``kind`` in the topology's natural order."""

@@ -1,21 +1,28 @@
 """Requests' life in the engine: arrival, home choice, admission, prefill, growth, retirement.
 
 :class:`Admission` is a part the engine's run holds (:mod:`simulator.engine.exact`): it owns the
-per-request arrays (numpy, indexed by the request's row in the trace) and the per-GPU queues and
-batches. A request arrives on its session's *home* GPU (the session's first choice: least loaded,
-or the GPU owning its repository under ``repo_affinity``), waits in that GPU's queue until the
-batch has room and the KV it will own fits (HBM − weights − reserve), is prefilled at home reusing
-the blocks the directory already holds (leading known blocks under ``prefix`` reuse, any known
-block under ``span``), then decodes until its output length; its blocks are then unpinned. A
-request that can never fit, even alone, is finished with :data:`TOO_LARGE`.
+per-request arrays (numpy, indexed by the request's row in the trace), the per-GPU queues and one
+:class:`~simulator.engine.scheduler.Scheduler` per GPU, whose KV pool (:class:`GPUBlocks`) counts
+the blocks each running request owns on that GPU. A request arrives on its session's *home* GPU
+(the session's first choice: least loaded, or the GPU owning its repository under
+``repo_affinity``), waits in that GPU's queue until the scheduler takes it (a free sequence slot,
+token budget and room for its KV), is prefilled at home — in chunks under the step's token budget
+— reusing the blocks the directory already holds (leading known blocks under ``prefix`` reuse,
+any known block under ``span``), then decodes until its output length; its blocks are then
+unpinned. A request preempted when KV runs out goes back to the queue's front and later
+recomputes its context (what the directory still holds is reused). A request that cannot fit an
+empty GPU is finished with :data:`TOO_LARGE`.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 import simpy
 
 from simulator import kvcache
+from simulator.engine.scheduler import Scheduler, ServingSpec
 
 #: Reasons a request did not complete.
 NOT_FINISHED = "not finished when the run stopped (duration limit)"
@@ -40,6 +47,67 @@ def init_request_arrays(state, trace) -> None:
     state.reason = [""] * n
 
 
+class GPUBlocks:
+    """The KV pool of one GPU of the exact engine (a :class:`~simulator.engine.scheduler.KVPool`):
+    blocks owned by running requests, out of the GPU's capacity (HBM − weights − reserve).
+
+    ``reserve`` counts a request's whole prompt + output at admission (never preempts);
+    otherwise blocks are counted as tokens are computed (``ceil(own tokens / block_tokens)``).
+    """
+
+    def __init__(self, adm: Admission, g: int, reserve: bool) -> None:
+        self.adm = adm
+        self.g = g
+        self.reserve = reserve
+        self.cap = int(adm.dir.capacity[g])
+        self.reserved = 0
+
+    def admit(self, r: int) -> int | None:
+        a = self.adm
+        idx = a.ctx_idx[r] if a.ctx_idx[r] is not None else a.dir.intern(a.prompt[r])
+        known = a.dir.known(idx)
+        n_reused = int(a.reuse_mask(known).sum())
+        if self.reserve:
+            need = a.need_blocks(r) - n_reused
+            if self.reserved + need > self.cap:
+                return None if self.reserved == 0 else -1  # alone it can never fit
+            self.reserved += need
+            a.held[r] = need
+        else:
+            own = -(-(int(a.inp[r]) + int(a.out[r])) // a.bt) - n_reused
+            if own > self.cap:
+                return None
+            a.held[r] = 0
+            a.own_tokens[r] = 0
+        a.ctx_idx[r] = idx
+        a.dir.pin(idx)
+        missing = len(idx) - n_reused
+        a.start_blocks[r] = (n_reused, missing)  # counted by Admission.admitted if it starts
+        # tokens to compute: the missing blocks' tokens, at most the context (prompt + output so far)
+        return min(missing * a.bt, int(a.inp[r]) + int(a.gen[r]))
+
+    def grow(self, r: int, tokens: int) -> bool:
+        if self.reserve:
+            return True
+        a = self.adm
+        total = int(a.own_tokens[r]) + tokens
+        delta = -(-total // a.bt) - int(a.held[r])
+        if delta > 0:
+            if self.reserved + delta > self.cap:
+                return False
+            self.reserved += delta
+            a.held[r] += delta
+        a.own_tokens[r] = total
+        return True
+
+    def release(self, r: int) -> None:
+        a = self.adm
+        self.reserved -= int(a.held[r])
+        a.held[r] = 0
+        a.dir.unpin(a.ctx_idx[r])
+        a.sel_cache[r] = None
+
+
 class Admission:
     """Request bookkeeping of one exact-engine run (see the module docstring).
 
@@ -49,23 +117,23 @@ class Admission:
         directory: the run's KV block directory.
         n_gpus: GPUs of the run (homes are their indices).
         placement: the scenario's ``[placement]`` (``home``, ``reuse``, ``block_tokens``).
-        max_batch: most requests decoding at once per GPU.
-        prefill_time: ``prefill_time(g, tokens)``, a prefill of ``tokens`` on GPU ``g`` [s].
+        serving: the scenario's ``[serving]``.
+        max_num_seqs: most requests running at once per GPU.
+        prefill_time: ``prefill_time(g, tokens)``, a whole prefill of ``tokens`` on GPU ``g`` [s].
         region_blocks: the sparse selector's region size in blocks (focus sets).
         focus_rng: the random stream of focus sets.
         progress: called as ``progress(finished_requests, total_requests)``.
     """
 
     def __init__(self, env: simpy.Environment, trace, directory, *, n_gpus: int, placement,
-                 max_batch: int, prefill_time, region_blocks: int, focus_rng,
-                 progress) -> None:
+                 serving: ServingSpec, max_num_seqs: int, prefill_time, region_blocks: int,
+                 focus_rng, progress) -> None:
         self.env = env
         self.dir = directory
         self.G = n_gpus
         self.home_rule = placement.home
         self.reuse_rule = placement.reuse
         self.bt = placement.block_tokens
-        self.max_batch = max_batch
         self.prefill_time = prefill_time
         self.region_blocks = region_blocks
         self.focus_rng = focus_rng
@@ -79,6 +147,10 @@ class Admission:
         self.home = np.full(n, -1, np.int64)
         self.reused = np.zeros(n, np.int64)
         self.prefilled = np.zeros(n, np.int64)
+        self.held = np.zeros(n, np.int64)  # KV blocks a running request owns on its home
+        self.own_tokens = np.zeros(n, np.int64)  # tokens those blocks hold (on-demand)
+        self.admissions = np.zeros(n, np.int64)  # 1 + times preempted and re-admitted
+        self.start_blocks: dict[int, tuple[int, int]] = {}  # (reused, missing) at admission
         self.ctx_idx: list[np.ndarray | None] = [None] * n
         self.sel_cache: list[tuple | None] = [None] * n
         self.focus: list[np.ndarray | None] = [None] * n
@@ -86,9 +158,10 @@ class Admission:
         self.session_home: dict[int, int] = {}
         self.session_focus: dict[int, np.ndarray] = {}
         self.finished = 0
-        self.queue: list[list[int]] = [[] for _ in range(self.G)]
-        self.batch: list[list[int]] = [[] for _ in range(self.G)]
-        self.reserved = np.zeros(self.G, np.int64)
+        self.queue: list[deque[int]] = [deque() for _ in range(self.G)]
+        reserve = serving.kv_allocation == "reserve"
+        self.sched = [Scheduler(serving, GPUBlocks(self, g, reserve), max_num_seqs)
+                      for g in range(self.G)]
         self.wake: list[simpy.Event | None] = [None] * self.G
 
     def choose_home(self, r: int) -> int:
@@ -99,7 +172,7 @@ class Admission:
         if self.home_rule == "repo_affinity" and self.repo[r] >= 0:
             h = int(kvcache.stable_hash(np.array([self.repo[r]]))[0] % np.uint64(self.G))
         else:
-            load = [len(self.queue[g]) + len(self.batch[g]) for g in range(self.G)]
+            load = [len(self.queue[g]) + len(self.sched[g]) for g in range(self.G)]
             h = int(np.argmin(load))
         self.session_home[s] = h
         return h
@@ -119,40 +192,21 @@ class Admission:
                 w.succeed()
 
     def need_blocks(self, r: int) -> int:
-        """KV blocks request ``r`` owns when done: its prompt and output tokens."""
+        """KV blocks request ``r``'s context holds when done: its prompt and output tokens."""
         return -(-(int(self.inp[r]) + int(self.out[r])) // self.bt)
 
-    def admit(self, g: int) -> list[int]:
-        """Take queued requests into GPU ``g``'s batch while it has room and their KV fits."""
-        admitted = []
-        q = self.queue[g]
-        cap = int(self.dir.capacity[g])
-        while q and len(self.batch[g]) < self.max_batch:
-            r = q[0]
-            idx = self.dir.intern(self.prompt[r])
-            known = self.dir.known(idx)
-            reuse = self.reuse_mask(known)
-            need = self.need_blocks(r) - int(reuse.sum())
-            if self.reserved[g] + need > cap:
-                if not self.batch[g] and not admitted:
-                    q.pop(0)  # can never fit, even alone
-                    self.reason[r] = TOO_LARGE
-                    self.finish(r)
-                    continue
-                break
-            q.pop(0)
-            self.ctx_idx[r] = idx
-            self.reused[r] = int(reuse.sum())
-            self.prefilled[r] = len(idx) - self.reused[r]
-            self.reserved[g] += need
+    def admitted(self, r: int) -> None:
+        """The scheduler took ``r``: count its reused and prefilled blocks (its first admission
+        sets ``admitted_at`` and ``reused_blocks``; a recompute adds to ``prefilled_blocks``)."""
+        n_reused, missing = self.start_blocks.pop(r)
+        if self.admissions[r] == 0:
             self.admitted_at[r] = self.env.now
-            self.dir.pin(idx)
-            self.batch[g].append(r)
-            admitted.append(r)
-        return admitted
+            self.reused[r] = n_reused
+        self.prefilled[r] += missing
+        self.admissions[r] += 1
 
     def reuse_mask(self, known: np.ndarray) -> np.ndarray:
-        """Which prompt blocks are reused: every known one (``span``) or the leading run."""
+        """Which context blocks are reused: every known one (``span``) or the leading run."""
         if self.reuse_rule == "span":
             return known
         lead = int(np.argmin(known)) if not known.all() else len(known)
@@ -160,18 +214,22 @@ class Admission:
         mask[:lead] = True
         return mask
 
-    def prefill_plan(self, g: int, r: int) -> float:
-        """Prefill kernel time [s] for request ``r``'s blocks the directory does not hold."""
-        missing = int(self.prefilled[r])
-        tokens = min(missing * self.bt, int(self.inp[r]))
+    def prefill_plan(self, g: int, tokens: int) -> float:
+        """Kernel time [s] of a whole prefill of ``tokens`` on GPU ``g``."""
         return self.prefill_time(g, tokens)
 
-    def place_prompt(self, g: int, r: int) -> None:
-        """Place ``r``'s prefilled blocks, and draw (or drift) its session's focus set."""
+    def prompt_done(self, g: int, r: int) -> None:
+        """``r``'s context is computed: place its new blocks, produce its next token (the
+        first, or after a preemption the next), and draw (or drift) its session's focus set."""
         idx = self.ctx_idx[r]
         missing = np.flatnonzero(~self.dir.known(idx))
         self.dir.place(idx[missing], g, self.env.now, repo=int(self.repo[r]),
                        positions=missing, n_context=len(idx))
+        if self.gen[r] == 0:
+            self.first_at[r] = self.env.now
+        self.gen[r] += 1
+        if self.focus[r] is not None:
+            return  # a recompute after preemption: the focus set stays
         # the query's focus set (the files its agent works on), drifting between turns
         from workloads.focus import draw_focus, drift_focus
         from workloads.selections import popular_extent
@@ -200,11 +258,13 @@ class Admission:
             self.ctx_idx[r] = np.concatenate([idx, new])
 
     def retire(self, g: int, r: int) -> None:
-        """Request ``r`` generated its last token: leave the batch, free its reservation."""
-        self.batch[g].remove(r)
-        self.reserved[g] -= self.need_blocks(r) - int(self.reused[r])
-        self.dir.unpin(self.ctx_idx[r])
-        self.sel_cache[r] = None
+        """Request ``r`` generated its last token: it leaves the scheduler and its KV is freed."""
+        self.sched[g].finish(r)
+        self.finish(r)
+
+    def reject(self, r: int) -> None:
+        """Request ``r`` cannot fit its home even alone."""
+        self.reason[r] = TOO_LARGE
         self.finish(r)
 
     def finish(self, r: int) -> None:

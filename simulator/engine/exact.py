@@ -174,8 +174,10 @@ class _Run:
                              f"{', '.join(OPTIONS)}, got {policy.options!r}")
         self.chain_slots = "route" not in policy.options and not exact_streams
         arch, G = self.arch, self.G
+        self.serving = scenario.serving
         self.req = Admission(
-            self.env, trace, self.dir, n_gpus=G, placement=pl, max_batch=scenario.engine.max_batch,
+            self.env, trace, self.dir, n_gpus=G, placement=pl, serving=self.serving,
+            max_num_seqs=self.serving.seqs(scenario.engine.max_batch),
             prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens, 1.0,
                                                                      gpus=G),
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
@@ -196,59 +198,116 @@ class _Run:
     def _gpu_loop(self, g: int):
         env = self.env
         req = self.req
-        queue, batch, wake = req.queue[g], req.batch[g], req.wake
+        sched = req.sched[g]
+        queue, wake = req.queue[g], req.wake
         gen, out = req.gen, req.out
+        stream = self.streams[g]
+        chunked = self.serving.chunked_prefill
+        overhead = self.serving.overhead_time()
         iteration = 0
         while True:
-            if not queue and not batch:
+            if not queue and not sched.running:
                 wake[g] = env.event()
                 yield wake[g]
                 wake[g] = None
                 continue
             started = env.now
-            admitted = req.admit(g)
+            plan = sched.step(queue)
+            for r in plan.rejected:
+                req.reject(r)
+            for r in plan.admitted:
+                req.admitted(r)
+            if not plan and not plan.prompt_done:
+                if plan.rejected:
+                    continue  # only rejections happened: nothing ran
+                # nothing fits until a running request finishes elsewhere in time: wait for one
+                wake[g] = env.event()
+                yield wake[g]
+                wake[g] = None
+                continue
             prefill_time = 0.0
-            if admitted:
-                dur = sum(req.prefill_plan(g, r) for r in admitted)
-                yield self.streams[g].run(dur)
-                prefill_time = env.now - started
-                for r in admitted:
-                    req.place_prompt(g, r)
-                    req.first_at[r] = env.now
-                    gen[r] = 1
-            decoding = [r for r in batch if r not in admitted and gen[r] < out[r]]
+            na_layer = None
+            at = started + overhead
+            if not chunked:  # whole prompts first, then the step's decodes (the earlier loop)
+                if plan.chunks or plan.prompt_done:
+                    if overhead:
+                        yield env.timeout(overhead)
+                    yield stream.run(sum(req.prefill_plan(g, c) for _, c in plan.chunks))
+                    prefill_time = env.now - started
+                    at = env.now
+                    for r in plan.prompt_done:
+                        req.prompt_done(g, r)
+            elif plan.chunks:
+                work, extra = self._chunk_work(g, sched, plan)
+                if plan.decode:
+                    na_layer = self._na(g, len(plan.decode) + plan.prefill_tokens) + extra
+                    prefill_time = work
+                else:  # a prefill-only step: one kernel for all its layers
+                    if overhead:
+                        yield env.timeout(overhead)
+                    yield stream.run(self._na(g, plan.prefill_tokens) * self.arch.layers
+                                     + extra * self.arch.layers)
+                    prefill_time = env.now - started
+                    at = env.now
+            decoding = plan.decode
             if decoding:
-                yield from self._decode(g, decoding, iteration)
+                yield from self._decode(g, decoding, iteration, na_layer, at)
                 for r in decoding:
                     gen[r] += 1
                     req.grow_context(g, r)
-            done = [r for r in batch if gen[r] >= out[r]]
-            for r in done:
+            elif at > env.now:
+                yield env.timeout(at - env.now)
+            if chunked:
+                for r in plan.prompt_done:
+                    req.prompt_done(g, r)
+            for r in [r for r in sched.running if gen[r] >= out[r]]:
                 req.retire(g, r)
             if self.check_invariants:
                 self.dir.check()
-            if not admitted and not decoding and not done:
-                continue  # only rejections happened: nothing ran
             self.iters.append((g, iteration, started, env.now, len(decoding), prefill_time,
-                               len(decoding)))
+                               len(decoding), plan.prefill_tokens, len(plan.preempted)))
             iteration += 1
             self.rounds.maybe_pack()
             self.iters.maybe_pack()
             self.fabric.spill_records()
 
+    def _na(self, g: int, tokens: int) -> float:
+        """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens [s]."""
+        t = self._na_cache.get((g, tokens))
+        if t is None:
+            t = self._na_cache[(g, tokens)] = self.kernels.non_attention_time(
+                self.gpus[g].spec, self.arch, tokens, gpus=self.G) / self.arch.layers
+        return t
+
+    def _chunk_work(self, g: int, sched, plan) -> tuple[float, float]:
+        """(the prefill chunks' share of the step [s], their attention per layer [s]): each chunk
+        attends its own tokens and the context computed (or reused) before it."""
+        req = self.req
+        spec, L = self.gpus[g].spec, self.arch.layers
+        attn = 0.0
+        for r, c in plan.chunks:
+            before = sched.prefill_left.get(r, 0) + c  # tokens left before this chunk
+            cached = int(req.inp[r]) + int(req.gen[r]) - before
+            attn += self.kernels.prefill_attention_time(spec, self.arch, c, max(cached, 0),
+                                                        gpus=self.G)
+        B = len(plan.decode)
+        work = (self._na(g, B + plan.prefill_tokens) - self._na(g, B)) * L + attn
+        return work, attn / L
+
     # -- one decode step -----------------------------------------------------------------------
 
-    def _decode(self, g: int, reqs: list[int], iteration: int):
+    def _decode(self, g: int, reqs: list[int], iteration: int, na_layer: float | None,
+                start_at: float):
+        """One decode step of ``reqs`` on GPU ``g`` from ``start_at`` [s]; ``na_layer`` is one
+        layer's projections + FFN (+ fused prefill chunks) [s], None for the decodes alone."""
         env = self.env
         stream = self.streams[g]
         name = self.names[g]
         B = len(reqs)
         dense, valid = self.steps.select(g, reqs)
         self.dir.touch(g, dense[valid], env.now)
-        na_layer = self._na_cache.get((g, B))
-        if na_layer is None:  # one layer's projections + FFN for a batch of B [s]
-            na_layer = self._na_cache[(g, B)] = self.kernels.non_attention_time(
-                self.gpus[g].spec, self.arch, B, gpus=self.G) / self.arch.layers
+        if na_layer is None:
+            na_layer = self._na(g, B)
         # where every selected block is, for all slots at once (copies made by this step's
         # rounds are for the slot that made them, so they cannot change another slot's answer)
         if self.policy.colocated:
@@ -258,7 +317,7 @@ class _Run:
             local, groups = self.steps.locate(g, dense, valid)
         n_local = local.sum(axis=(0, 2)).tolist()
         q_local = local.any(axis=2).sum(axis=0).tolist()
-        at = env.now  # when the next slot starts (ahead of now across chained slots)
+        at = start_at  # when the next slot starts (ahead of now across chained slots)
         for s, slot_groups in enumerate(groups):
             layers = self.slot_layers_list[s]
             if not slot_groups and self.chain_slots:

@@ -39,6 +39,7 @@ ROUND_COLUMNS: tuple[str, ...] = (
 
 ITERATION_COLUMNS: tuple[str, ...] = (
     "gpu", "iteration", "started_at", "finished_at", "batch", "prefill_time", "tokens",
+    "prefill_tokens", "preempted",
 )
 
 #: numpy dtypes of the engine's round and iteration records (:class:`simulator.engine.columns.Columns`).
@@ -47,7 +48,7 @@ ROUND_DTYPES: tuple[str, ...] = (
     *["float64"] * 14,
 )
 ITERATION_DTYPES: tuple[str, ...] = (
-    "int32", "int64", "float64", "float64", "int32", "float64", "int32",
+    "int32", "int64", "float64", "float64", "int32", "float64", "int32", "int32", "int32",
 )
 
 
@@ -167,4 +168,7 @@ def summarize(
         "decode_tokens": tokens,
         "rounds": int(len(rounds)),
         "options": options,
+        "prefill_tokens": int(iterations["prefill_tokens"].sum()) if "prefill_tokens" in
+        iterations else 0,
+        "preemptions": int(iterations["preempted"].sum()) if "preempted" in iterations else 0,
     }

@@ -163,6 +163,23 @@ class KernelModel:
                              + arch.layers * arch.attention_flops_per_token * attended)
         return self.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers).total
 
+    def prefill_attention_time(self, spec: GPUSpec, arch: Architecture, new_tokens: float,
+                               cached_tokens: float, gpus: int = 1) -> float:
+        """Attention of a prefill chunk of ``new_tokens`` after ``cached_tokens``, all layers [s].
+
+        Causal within the chunk, capped at top-k for sparse models: token pairs
+        ``Σ_{i=1..n} min(c + i, k)``; bytes: the context's KV read once and the chunk's written
+        (``(c + 2n)·kv`` per layer); one launch per layer; split evenly over ``gpus``. A chunked
+        prefill step pays this plus :meth:`non_attention_time` of the step's tokens.
+        """
+        n, c = float(new_tokens), float(cached_tokens)
+        if n <= 0:
+            return 0.0
+        pairs = _causal_attended(c + n, arch.topk_tokens) - _causal_attended(c, arch.topk_tokens)
+        nbytes = arch.layers * (c + 2.0 * n) * arch.kv_bytes_per_token
+        flops = arch.layers * arch.attention_flops_per_token * pairs
+        return self.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers).total
+
     def non_attention_time(self, spec: GPUSpec, arch: Architecture, batch: float,
                            gpus: int = 1) -> float:
         """Projections + FFN of one decode iteration of ``batch`` tokens, all layers [s]."""

@@ -110,9 +110,10 @@ def check_run(res, trace: pd.DataFrame) -> None:
 
 def small_scenario(topology: str = "single_node:gpus=2", *, scheme: str = "first_writer",
                    max_batch: int = 4, layer_groups: int = 2, weights_per_gpu: float = 40e9,
-                   stack: str = "ibgda", home: str = "least_loaded", **engine) -> Scenario:
+                   stack: str = "ibgda", home: str = "least_loaded",
+                   serving: dict | None = None, **engine) -> Scenario:
     """A small scenario (the trace is passed to ``run`` separately). ``weights_per_gpu`` [B]
-    sets the KV capacity left on each 80 GB GPU."""
+    sets the KV capacity left on each 80 GB GPU; ``serving`` is a ``[serving]`` table."""
     return Scenario.from_dict({
         "name": "small", "stack": stack, "policies": ["route"],
         "topology": {"spec": topology},
@@ -120,6 +121,7 @@ def small_scenario(topology: str = "single_node:gpus=2", *, scheme: str = "first
         "workload": {"kind": "trace", "trace": "<given>"},
         "placement": {"scheme": scheme, "weights_per_gpu": weights_per_gpu, "home": home},
         "engine": {"max_batch": max_batch, "layer_groups": layer_groups, **engine},
+        "serving": serving or {},
     })
 
 
@@ -127,7 +129,8 @@ def small_scenario(topology: str = "single_node:gpus=2", *, scheme: str = "first
 def small_cases(draw, max_requests: int = 6, max_blocks: int = 40):
     """``(Scenario, trace)``: 2–4 GPUs on one node or 2 nodes of 8, a random placement, a few
     requests of ≤ ``max_blocks`` 64-token blocks sharing prefixes, small batches, folded layers,
-    and sometimes a KV capacity small enough to force eviction."""
+    sometimes a KV capacity small enough to force eviction (and preemption), and a serving loop
+    with small or large token budgets, with or without chunked prefill."""
     from simulator.testing.traces import request_traces
 
     trace = draw(request_traces(max_requests=max_requests, max_blocks=max_blocks, vocab=60,
@@ -137,8 +140,12 @@ def small_cases(draw, max_requests: int = 6, max_blocks: int = 40):
                                    "replicate:2"]))
     # 80 GB × 0.9 − weights = KV room: 32 GB (≈ 7,100 blocks) or ≈ 0.9 GB (≈ 200 blocks)
     weights = draw(st.sampled_from([40e9, 71.1e9]))
+    serving = {"max_num_batched_tokens": draw(st.sampled_from([96, 700, 8192])),
+               "chunked_prefill": draw(st.booleans()),
+               "kv_allocation": draw(st.sampled_from(["on_demand", "reserve"]))}
     sc = small_scenario(topo, scheme=scheme, weights_per_gpu=weights,
                         max_batch=draw(st.integers(1, 4)),
                         layer_groups=draw(st.sampled_from([1, 2, 3])),
-                        stack=draw(st.sampled_from(["ideal", "nccl", "ibgda"])))
+                        stack=draw(st.sampled_from(["ideal", "nccl", "ibgda"])),
+                        serving=serving)
     return sc, trace

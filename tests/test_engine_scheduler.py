@@ -1,0 +1,287 @@
+"""The serving loop's scheduler: stories with known plans, then properties of every schedule
+(budget, no starved decodes, KV within capacity, every request accounted for), then the engines
+that use it (a chunked prefill's time is its operators'; preempted requests complete)."""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import run
+from simulator.engine.scheduler import (
+    LEGACY,
+    STEP_OVERHEAD_EAGER,
+    STEP_OVERHEAD_GRAPHS,
+    Scheduler,
+    ServingSpec,
+    validate_serving,
+)
+from simulator.errors import UserError
+from simulator.testing.invariants import check_run, small_scenario
+from workloads.schema import make_trace
+
+
+class Blocks:
+    """A KV pool in blocks of ``bt`` tokens: a request owns ``ceil(tokens / bt)`` blocks
+    (on demand) or its whole prompt + output (``reserve``), out of ``cap`` blocks."""
+
+    def __init__(self, prompt, out, cap: int, bt: int = 4, reserve: bool = False) -> None:
+        self.prompt, self.out, self.cap, self.bt, self.reserve = prompt, out, cap, bt, reserve
+        self.gen = [0] * len(prompt)
+        self.tokens: dict[int, int] = {}
+        self.held: dict[int, int] = {}
+        self.computed = [0] * len(prompt)  # prompt tokens computed, all admissions
+
+    @property
+    def used(self) -> int:
+        return sum(self.held.values())
+
+    def blocks(self, tokens: int) -> int:
+        return -(-tokens // self.bt)
+
+    def admit(self, r):
+        full = self.blocks(self.prompt[r] + self.out[r])
+        if full > self.cap:
+            return None
+        if self.reserve:
+            if self.used + full > self.cap:
+                return -1
+            self.held[r] = full
+        else:
+            self.held[r] = 0
+        self.tokens[r] = 0
+        return self.prompt[r] + self.gen[r]  # recompute the context after a preemption
+
+    def grow(self, r, tokens):
+        if self.reserve:
+            return True
+        need = self.blocks(self.tokens[r] + tokens) - self.held[r]
+        if self.used + need > self.cap:
+            return False
+        self.held[r] += need
+        self.tokens[r] += tokens
+        return True
+
+    def release(self, r):
+        self.held.pop(r, None)
+        self.tokens.pop(r, None)
+
+
+def apply(pool: Blocks, sched: Scheduler, plan) -> list[int]:
+    """What an engine does with a plan: tokens generated, finished requests leave."""
+    for r, c in plan.chunks:
+        pool.computed[r] += c
+    for r in plan.prompt_done + plan.decode:
+        pool.gen[r] += 1
+    done = [r for r in sched.running if pool.gen[r] >= pool.out[r]]
+    for r in done:
+        sched.finish(r)
+    return done
+
+
+# -- stories -------------------------------------------------------------------------------
+
+
+def test_a_long_prompt_is_cut_into_chunks_under_the_budget_and_others_fill_the_rest():
+    pool = Blocks(prompt=[25, 3], out=[5, 5], cap=10**6)
+    sched = Scheduler(ServingSpec(max_num_batched_tokens=10), pool, max_num_seqs=4)
+    q = deque([0, 1])
+    p = sched.step(q)
+    assert (p.chunks, p.admitted, p.decode, p.prompt_done) == ([(0, 10)], [0], [], [])
+    apply(pool, sched, p)
+    p = sched.step(q)
+    assert (p.chunks, p.admitted) == ([(0, 10)], [])
+    apply(pool, sched, p)
+    p = sched.step(q)  # 5 left of r0; 5 of the budget left for r1's 3
+    assert (p.chunks, p.admitted, p.prompt_done) == ([(0, 5), (1, 3)], [1], [0, 1])
+    apply(pool, sched, p)
+    p = sched.step(q)
+    assert (p.decode, p.chunks, p.tokens) == ([0, 1], [], 2)
+
+
+def test_decodes_come_first_and_a_new_prompt_gets_what_they_leave():
+    pool = Blocks(prompt=[1, 1, 100], out=[50, 50, 5], cap=10**6)
+    sched = Scheduler(ServingSpec(max_num_batched_tokens=16), pool, max_num_seqs=8)
+    q = deque([0, 1])
+    apply(pool, sched, sched.step(q))  # both prompts in one step
+    q.append(2)
+    p = sched.step(q)
+    assert p.decode == [0, 1] and p.chunks == [(2, 14)] and p.tokens == 16
+
+
+def test_without_chunked_prefill_whole_prompts_run_and_the_budget_caps_the_step():
+    pool = Blocks(prompt=[30, 8, 8], out=[3, 3, 3], cap=10**6)
+    sched = Scheduler(ServingSpec(max_num_batched_tokens=16, chunked_prefill=False), pool, 8)
+    q = deque([0, 1, 2])
+    p = sched.step(q)  # the first prompt runs whole even past the budget; the next must fit
+    assert p.chunks == [(0, 30)] and p.prompt_done == [0]
+    apply(pool, sched, p)
+    p = sched.step(q)
+    assert p.decode == [0] and p.chunks == [(1, 8)] and p.admitted == [1]
+
+
+def test_when_kv_runs_out_the_newest_request_is_preempted_and_recomputes():
+    # 4-token blocks, 6 blocks: two requests of 8-token prompts take 2 blocks each and grow
+    pool = Blocks(prompt=[8, 8], out=[12, 12], cap=5)
+    sched = Scheduler(ServingSpec(), pool, max_num_seqs=4)
+    q = deque([0, 1])
+    apply(pool, sched, sched.step(q))
+    preempted = []
+    for _ in range(100):
+        p = sched.step(q)
+        preempted += p.preempted
+        apply(pool, sched, p)
+        assert pool.used <= pool.cap
+        if not sched.running and not q:
+            break
+    assert preempted and preempted[0] == 1  # the newest goes first
+    assert pool.gen == [12, 12] and sched.preemptions == len(preempted)
+    assert pool.computed[1] > 8  # it recomputed its context after the preemption
+
+
+def test_a_request_that_cannot_fit_even_alone_is_rejected_and_the_next_runs():
+    pool = Blocks(prompt=[400, 8], out=[10, 2], cap=20)
+    sched = Scheduler(ServingSpec(), pool, max_num_seqs=4)
+    p = sched.step(deque([0, 1]))
+    assert p.rejected == [0] and p.admitted == [1]
+
+
+def test_serving_section_is_validated_with_the_field_named():
+    assert validate_serving(None) == ServingSpec()
+    assert validate_serving({"chunked_prefill": False}).chunked_prefill is False
+    for raw, field in (({"max_num_batched_tokens": 0}, "max_num_batched_tokens"),
+                       ({"kv_allocation": "lazy"}, "kv_allocation"),
+                       ({"cuda_graphs": 1}, "cuda_graphs"),
+                       ({"step_overhead_time": -1.0}, "step_overhead_time"),
+                       ({"max_num_seq": 4}, "max_num_seq")):
+        with pytest.raises(UserError, match=f"x.toml: field 'serving.{field}'"):
+            validate_serving(raw, "x.toml")
+    assert ServingSpec().overhead_time() == STEP_OVERHEAD_GRAPHS
+    assert ServingSpec(cuda_graphs=False).overhead_time() == STEP_OVERHEAD_EAGER
+    assert ServingSpec(step_overhead_time=0.0).overhead_time() == 0.0
+    assert LEGACY.overhead_time() == 0.0 and not LEGACY.chunked_prefill
+
+
+# -- properties ------------------------------------------------------------------------------
+
+
+@settings(max_examples=120)
+@given(prompts=st.lists(st.integers(0, 40), min_size=1, max_size=8),
+       outs=st.data(), budget=st.integers(1, 48), seqs=st.integers(1, 5),
+       cap=st.integers(1, 40), chunked=st.booleans(), reserve=st.booleans())
+def test_every_schedule_keeps_its_promises(prompts, outs, budget, seqs, cap, chunked, reserve):
+    out = [outs.draw(st.integers(1, 12)) for _ in prompts]
+    pool = Blocks(prompts, out, cap, reserve=reserve)
+    spec = ServingSpec(max_num_batched_tokens=budget, chunked_prefill=chunked)
+    sched = Scheduler(spec, pool, max_num_seqs=seqs)
+    q = deque(range(len(prompts)))
+    rejected, finished, preempted = set(), set(), set()
+    for _ in range(5000):
+        decoding = [r for r in sched.running if r not in sched.prefill_left]
+        p = sched.step(q)
+        # decodes are never starved: every decoding request runs or was preempted
+        assert set(decoding) <= set(p.decode) | set(p.preempted)
+        assert set(p.decode).isdisjoint({r for r, _ in p.chunks})
+        if chunked:
+            assert p.tokens <= budget
+        else:  # a whole prompt may exceed the budget only as the step's first chunk
+            assert len(p.decode) + sum(c for _, c in p.chunks[1:]) <= budget or not p.chunks
+        assert len(sched.running) <= seqs
+        assert pool.used <= cap
+        rejected |= set(p.rejected)
+        preempted |= set(p.preempted)
+        finished |= set(apply(pool, sched, p))
+        if not q and not sched.running:
+            break
+    else:
+        raise AssertionError("the schedule never drained")
+    # every request is accounted for: completed, or rejected because it cannot fit alone
+    assert finished | rejected == set(range(len(prompts))) and not finished & rejected
+    for r in rejected:
+        assert pool.blocks(prompts[r] + out[r]) > cap
+    for r in finished:
+        assert pool.gen[r] == out[r] and pool.computed[r] >= prompts[r]
+    assert not preempted or not reserve  # a whole reservation never runs out
+
+
+# -- the engines that use it -----------------------------------------------------------------
+
+
+def _one_request(tokens: int, output: int = 3):
+    blocks = -(-tokens // 64)
+    return make_trace(arrival_at=[0.0], input_tokens=[tokens], output_tokens=[output],
+                      block_ids=[list(range(blocks))], block_tokens=64)
+
+
+def test_a_chunked_prefill_takes_its_operators_time_step_by_step():
+    # 20,000 prompt tokens under an 8,192-token budget: three prefill-only steps
+    from simulator.gpu.calibration import run_kernels
+    from simulator.hardware import gpu
+    from simulator.models import model
+
+    sc = small_scenario("single_node:gpus=2", layer_groups=1)
+    trace = _one_request(20_000)
+    res = run(sc, "route", trace=trace)
+    km, spec, arch = run_kernels({}), gpu("H100"), model("deepseek-v3.2")
+    over = sc.serving.overhead_time()
+    expect, cached = 0.0, 0
+    for chunk in (8192, 8192, 20_000 - 2 * 8192):
+        expect += over + km.non_attention_time(spec, arch, chunk, gpus=2) \
+            + km.prefill_attention_time(spec, arch, chunk, cached, gpus=2)
+        cached += chunk
+    assert res.requests["first_token_at"][0] == pytest.approx(expect, rel=1e-12)
+    it = res.iterations
+    assert it["prefill_tokens"].tolist()[:3] == [8192, 8192, 20_000 - 2 * 8192]
+
+
+def test_legacy_serving_prefills_whole_prompts_in_one_kernel():
+    from simulator.gpu.calibration import run_kernels
+    from simulator.hardware import gpu
+    from simulator.models import model
+
+    sc = small_scenario("single_node:gpus=2", layer_groups=1).with_changes(serving=LEGACY)
+    res = run(sc, "route", trace=_one_request(20_000))
+    km = run_kernels({})
+    whole = km.prefill_time(gpu("H100"), model("deepseek-v3.2"), 20_000, 1.0, gpus=2)
+    assert res.requests["first_token_at"][0] == pytest.approx(whole, rel=1e-12)
+
+
+def test_the_engine_preempts_when_kv_runs_out_and_every_request_still_completes():
+    # ≈ 0.9 GB of KV per GPU (≈ 200 blocks of 64 tokens): four 6,000-token requests that grow
+    trace = make_trace(arrival_at=[0.0] * 4, input_tokens=[3000] * 4,
+                       output_tokens=[3500] * 4,
+                       block_ids=[list(range(k * 100, k * 100 + 47)) for k in range(4)],
+                       block_tokens=64)
+    sc = small_scenario("single_node:gpus=1", weights_per_gpu=71.1e9, max_batch=4,
+                        layer_groups=1)
+    res = run(sc, "route", trace=trace, check_invariants=True)
+    check_run(res, trace)
+    assert res.requests["completed"].all()
+    assert res.summary["preemptions"] > 0
+    assert res.iterations["preempted"].sum() == res.summary["preemptions"]
+
+
+@pytest.mark.parametrize("scenario", ["lamina_llama_33b", "lamina_llama3_70b"])
+def test_the_pool_loops_use_the_same_scheduler(scenario):
+    from pathlib import Path
+
+    from simulator import Scenario
+
+    path = Path(__file__).resolve().parents[1] / "scenarios" / f"{scenario}.toml"
+    sc = Scenario.load(path)
+    sc = sc.with_changes(engine=sc.engine.__class__(layer_groups=2, max_requests=60),
+                         serving=ServingSpec(max_num_batched_tokens=512))
+    for policy in ("disaggregated", "homogeneous"):
+        res = run(sc, policy)
+        req = res.requests
+        assert len(req) == 60 and req["completed"].sum() + (req["reason"] != "").sum() == 60
+        it = res.iterations
+        # every step computes at most the budget: decode tokens + prefill chunk tokens
+        assert (it["batch"] + it["prefill_tokens"]).max() <= 512
+        assert math.isfinite(res.summary["tbt_p50"]) and np.all(it["finished_at"]
+                                                                 >= it["started_at"])
