@@ -18,6 +18,7 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
     [model]      name = "deepseek-v3.2", selection = "auto" | "dense" | "dsa" | "nsa"
     [workload]   kind = "agentic" | "trace"; trace = "<file or shipped name>";
                  selections = "<selection-trace parquet>"; time_scale = 1.0;
+                 concurrency = <N: a closed loop of N outstanding requests>;
                  [workload.agentic] … (passed verbatim to the agentic generator's dataclass)
     [placement]  scheme = "first_writer" | "hash" | "range" | "repo_affinity" | "replicate:K";
                  home = "least_loaded" | "repo_affinity"; block_tokens = 64;
@@ -94,6 +95,8 @@ class WorkloadSpec:
         agentic: generator parameters as sorted ``(key, value)`` pairs (kind = agentic).
         selections: optional selection-trace Parquet replayed verbatim instead of sampling.
         time_scale: arrival times are multiplied by this (< 1 compresses the trace).
+        concurrency: keep this many requests outstanding (a closed loop: the next enters when
+            one finishes; arrival times are ignored), or None (open loop, the trace's times).
     """
 
     kind: str = "trace"
@@ -101,6 +104,7 @@ class WorkloadSpec:
     agentic: tuple[tuple[str, Any], ...] = ()
     selections: str | None = None
     time_scale: float = 1.0
+    concurrency: int | None = None
 
     def agentic_params(self) -> dict[str, Any]:
         """The generator parameters as a fresh dict."""
@@ -399,7 +403,8 @@ class _Validator:
 
     def workload(self, data: Mapping) -> WorkloadSpec:
         sec = self.section(
-            data, "workload", ("kind", "trace", "agentic", "selections", "time_scale"), True
+            data, "workload", ("kind", "trace", "agentic", "selections", "time_scale",
+                               "concurrency"), True
         )
         kind = self.choice(sec, "workload", "kind", WORKLOAD_KINDS, "trace")
         trace = self.get(sec, "workload", "trace", str, None)
@@ -418,6 +423,9 @@ class _Validator:
             selections=self.path(self.get(sec, "workload", "selections", str, None)),
             time_scale=self.get(sec, "workload", "time_scale", float, 1.0,
                                 check=lambda x: x > 0, hint="use a factor > 0"),
+            concurrency=self.get(sec, "workload", "concurrency", int, None,
+                                 check=lambda n: n >= 1,
+                                 hint="use a number of outstanding requests >= 1"),
         )
 
     def placement(self, data: Mapping) -> PlacementSpec:

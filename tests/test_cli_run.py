@@ -127,8 +127,9 @@ def test_a_lamina_scenario_compares_both_deployments_at_equal_cost(tmp_path, cap
 
     text = (Path(__file__).parent.parent / "scenarios" / "lamina_llama_33b.toml").read_text()
     scenario = tmp_path / "lamina.toml"
-    scenario.write_text(text.replace("duration = 20.0", "duration = 2.0"))
-    assert "duration = 2.0" in scenario.read_text()
+    text = text.replace("max_requests = 2000", "max_requests = 200")
+    scenario.write_text(text.replace("concurrency = 1024", "concurrency = 32"))
+    assert "concurrency = 32" in scenario.read_text()
     main(["run", str(scenario), "--no-write", "--json"])
     payload = json.loads(capsys.readouterr().out)
     assert set(payload["policies"]) == {"disaggregated", "homogeneous"}

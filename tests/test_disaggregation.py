@@ -297,7 +297,8 @@ def test_scenarios_cover_the_reference_configurations():
 def test_each_scenario_runs_both_policies(path):
     sc, spec = load_scenario(path)
     sc = sc.with_changes(engine=dataclasses.replace(sc.engine, max_requests=12, layer_groups=2,
-                                                    duration=2.0))
+                                                    duration=None),
+                         workload=dataclasses.replace(sc.workload, concurrency=4))
     res = compare(sc, spec=spec)
     for name, r in res.items():
         s = r.summary
@@ -308,8 +309,11 @@ def test_each_scenario_runs_both_policies(path):
                     "attention_pool_idle"):
             assert key in s, (name, key)
         assert s["requests"] == 12 and s["throughput_tokens_per_s"] > 0
+        # a closed loop is priced at its steady capacity (a window past warm-up, before drain)
+        start, end = s["capacity_window"]
+        assert 0 < start < end and s["capacity_tokens_per_s"] > 0
         assert s["tokens_per_s_per_dollar_hour"] == pytest.approx(
-            s["throughput_tokens_per_s"] / s["cost_per_hour"])
+            s["capacity_tokens_per_s"] / s["cost_per_hour"])
     df = comparison_frame(res)
     assert list(df.index) == ["disaggregated", "homogeneous",
                               "ratio (disaggregated/homogeneous)"]
@@ -323,7 +327,7 @@ def test_each_scenario_runs_both_policies(path):
 def test_the_70b_scenario_runs_on_every_shipped_trace(name):
     sc, spec = load_scenario(ROOT / "scenarios" / "lamina_llama3_70b.toml")
     sc = sc.with_changes(
-        workload=dataclasses.replace(sc.workload, trace=name),
+        workload=dataclasses.replace(sc.workload, trace=name, concurrency=4),
         engine=dataclasses.replace(sc.engine, max_requests=10, layer_groups=2, duration=1.0))
     res = simulate(sc, "disaggregated", spec=spec)
     assert res.summary["requests"] == 10 and res.summary["decode_tokens"] > 0

@@ -52,10 +52,14 @@ _TABLE_COLUMNS = (
 
 def comparison_frame(results: Mapping[str, Any]) -> pd.DataFrame:
     """One row per policy (keys of ``results``: Result objects or summary dicts) with the
-    headline metrics, plus a ``ratio`` row (first policy / second) when there are two."""
+    headline metrics, plus a ``ratio`` row (first policy / second) when there are two. In a
+    closed loop (``[workload] concurrency``) the throughput is the steady capacity
+    (``capacity_tokens_per_s``), not tokens over the whole run (warm-up and drain included)."""
     rows = {}
     for name, res in results.items():
-        s = res.summary if hasattr(res, "summary") else res
+        s = dict(res.summary if hasattr(res, "summary") else res)
+        if "capacity_tokens_per_s" in s:
+            s["throughput_tokens_per_s"] = s["capacity_tokens_per_s"]
         rows[name] = {k: float(s.get(k, float("nan"))) for k, *_ in _TABLE_COLUMNS}
     df = pd.DataFrame.from_dict(rows, orient="index")
     if len(df) == 2:

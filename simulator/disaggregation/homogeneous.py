@@ -14,10 +14,9 @@ step's token budget (with ``prefill = "local"``; otherwise prompts arrive prefil
 recompute when KV runs out, and the per-step host overhead. A step runs every layer: attention over
 each decoding request's KV (dense, or top-k for DSA models), the prefill chunks' attention, and
 projections + FFN of all the step's tokens on the group's stream, then the layer's two all-reduces
-(after attention and after the FFN) of ``tokens · e · d`` bytes over the group's ring on the fabric. A ring all-reduce of ``X`` bytes
-over ``t`` GPUs sends ``2 (t − 1) / t · X`` bytes per GPU in ``2 (t − 1)`` steps; it is simulated
-as one transfer per GPU of the ring's bytes plus the remaining steps' per-message time, so an
-uncontended iteration takes exactly its closed form ``Σ_layers (kernels + all-reduces)``.
+(after attention and after the FFN) of ``tokens · e · d`` bytes over the group's ring on the fabric. The all-reduces are
+:class:`~simulator.disaggregation.pools.Ring`'s, so an uncontended iteration takes exactly its
+closed form ``Σ_layers (kernels + all-reduces)``.
 """
 
 from __future__ import annotations
@@ -33,6 +32,7 @@ from simulator.disaggregation.pools import (
     TOO_LARGE_REPLICA,
     BytePool,
     PoolRun,
+    Ring,
     attended_tokens,
     build_result,
     fold_layers,
@@ -89,10 +89,7 @@ class _Homogeneous(PoolRun):
         self.scheds = [Scheduler(self.serving, pool, limit) for pool in self.pools]
         self.m = fold_layers(arch.layers, sc.engine.layer_groups)
         self.streams = [Stream(self.env) for _ in self.groups]
-        self.rings = [[(a, grp[(i + 1) % t]) for i, a in enumerate(grp)] for grp in self.groups]
-        # a ring step waits for its slowest hop (e.g. the one that leaves the node)
-        self.msg0 = max((self.fabric.message_time(a, c, 0) for a, c in self.rings[0]),
-                        default=0.0) if t > 1 else 0.0
+        self.rings = [Ring(self.fabric, grp) for grp in self.groups]
 
     def _layer_plan(self, sched, plan) -> tuple[float, float, float]:
         """(kernel time per layer, whole-prompt prefill time all layers, all-reduce bytes per
@@ -116,14 +113,8 @@ class _Homogeneous(PoolRun):
             k += max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in self.shards)
         return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size
 
-    def _ring(self, m: float, x: float) -> tuple[float, float]:
-        """(bytes each GPU sends, extra per-step time) of ``m`` layers' two all-reduces."""
-        t = self.t
-        steps = 2.0 * m * 2.0 * (t - 1)
-        return 2.0 * m * 2.0 * (t - 1) / t * x, (steps - 1.0) * self.msg0
-
     def _replica(self, g: int):
-        env, r, fab = self.env, self.req, self.fabric
+        env, r = self.env, self.req
         sched = self.scheds[g]
         overhead = self.serving.overhead_time()
         iteration = 0
@@ -151,13 +142,8 @@ class _Homogeneous(PoolRun):
                 kernel = m * k + pre * m / self.arch.layers
                 yield self.streams[g].run(kernel)
                 cf += kernel
-                if self.t > 1 and x > 0:
-                    nbytes, extra = self._ring(m, x)
-                    ring = self.rings[g]
-                    yield env.all_of([fab.transfer(a, c, nbytes) for a, c in ring])
-                    if extra > 0:
-                        yield env.timeout(extra)
-                    cf += max(fab.message_time(a, c, nbytes) for a, c in ring) + extra
+                yield from self.rings[g].run(env, m, x)
+                cf += self.rings[g].time(m, x)
             for y in plan.prompt_done:
                 if r.gen[y] == 0:
                     r.first_at[y] = env.now
@@ -214,4 +200,5 @@ class _Homogeneous(PoolRun):
         names = [f"replica{g}" for g in range(len(self.groups))]
         return build_result("homogeneous", self.seed, env, self.fabric, self.req,
                             self.sc.placement.block_tokens, self.iters, names, gpus,
-                            sp.baseline_cost_per_hour(), wall, extra)
+                            sp.baseline_cost_per_hour(), wall, extra,
+                            concurrency=self.sc.workload.concurrency)

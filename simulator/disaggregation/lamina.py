@@ -3,7 +3,9 @@
 Pools. ``a`` model-worker GPUs (compute-optimized, e.g. H100) hold the weights and run
 projections + FFN; ``b`` attention-worker GPUs (memory-optimized, cheaper, e.g. H20) hold the KV
 cache and run decode attention. The model pool is cut into ``n − 1`` *slices* of ``a / (n − 1)``
-GPUs; slice ``k`` holds the layers ``l`` with ``l mod (n − 1) = k``. A layer's model work is cut
+GPUs, each a full model replica (as Lamina deploys them; a slice of several GPUs holds it
+tensor-parallel, with two all-reduces per layer over its ring); the rotation sends layer ``l`` of a
+micro-batch to slice ``l mod (n − 1)``. A layer's model work is cut
 at attention (the post-attention half of layer ``l − 1`` with the pre-attention half of layer
 ``l``), so each attention output goes straight to the slice of the next layer.
 
@@ -63,6 +65,7 @@ from simulator.disaggregation.pools import (
     TOO_LARGE,
     BytePool,
     PoolRun,
+    Ring,
     attended_tokens,
     build_result,
     fold_layers,
@@ -165,6 +168,11 @@ class _Lamina(PoolRun):
         K, s = spec.slices, spec.slice_gpus
         self.K = K
         self.slices = [self.model_names[k * s:(k + 1) * s] for k in range(K)]
+        # a slice of several GPUs holds its layers tensor-parallel (dense models): two
+        # all-reduces per layer over its ring; MLA/MoE slices are expert-parallel, whose
+        # all-to-all is not modelled here (docs/disaggregation.md)
+        self.tp_slices = arch.attention in ("gqa", "mha") and s > 1
+        self.slice_rings = [Ring(self.fabric, sl) for sl in self.slices]
         self.slice_streams = [Stream(self.env) for _ in range(K)]
         b = spec.attention_gpus
         self.att_streams = [Stream(self.env) for _ in range(b)]
@@ -249,7 +257,10 @@ class _Lamina(PoolRun):
             q[i] = bi * self.q_tok * w
             kv[i] = bi * self.kv_tok * w + p_kv * w
             ret[i] = bi * self.ret_tok * w
-        return Plan(na if chunked else na + pre / L, pre, t_att, batch, q, kv, ret)
+        tp_tokens = tokens if chunked else len(decoding) + step.prefill_tokens
+        ar = tp_tokens * arch.bytes_per_element * arch.hidden_size if self.tp_slices else 0.0
+        return Plan(na if chunked else na + pre / L, pre, t_att, batch, q, kv, ret,
+                    allreduce_bytes=ar)
 
     def _pairs(self, s: int) -> tuple[list[tuple], list[tuple]]:
         """Flows of slot ``s``: ``(slice GPU, attention GPU, share)`` out and ``(attention GPU,
@@ -268,9 +279,10 @@ class _Lamina(PoolRun):
         got = p.cache.get(key)
         if got is None:
             out, back = self._pairs(s)
-            got = slot_times(p, float(self.m[s]), out, back, self.att_names[0],
-                             self.fabric.message_time, self.spec.early_q, self.rt0)
-            p.cache[key] = got
+            t_m, c, t_a = slot_times(p, float(self.m[s]), out, back, self.att_names[0],
+                                     self.fabric.message_time, self.spec.early_q, self.rt0)
+            ar = self.slice_rings[s % self.K].time(float(self.m[s]), p.allreduce_bytes)
+            got = p.cache[key] = (t_m + ar, c + ar, t_a)
         return got
 
     def _predict(self, j: int) -> float:
@@ -337,6 +349,7 @@ class _Lamina(PoolRun):
         out, back = self._pairs(s)
         names = self.att_names
         yield self.slice_streams[s % self.K].run(m * p.model_layer)
+        yield from self.slice_rings[s % self.K].run(env, m, p.allreduce_bytes)
         early = self.spec.early_q and p.q.sum() > 0
         first = p.q if early else p.q + p.kv
         second = p.kv if early else np.zeros_like(p.kv)
@@ -397,4 +410,5 @@ class _Lamina(PoolRun):
         names = [f"microbatch{j}" for j in range(sp.micro_batches)]
         return build_result("disaggregated", self.seed, env, self.fabric, self.req,
                             self.sc.placement.block_tokens, self.iters, names, gpus,
-                            sp.disaggregated_cost_per_hour(), wall, extra)
+                            sp.disaggregated_cost_per_hour(), wall, extra,
+                            concurrency=self.sc.workload.concurrency)

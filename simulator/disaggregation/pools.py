@@ -23,6 +23,7 @@ import simpy
 from simulator.disaggregation.spec import DisaggregationSpec, check_against, spec_of
 from simulator.engine import records
 from simulator.engine.admission import init_request_arrays
+from simulator.engine.arrivals import Arrivals
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
 from simulator.gpu.calibration import run_kernels
@@ -85,12 +86,15 @@ class Requests:
         self.home = [""] * self.n
         self.finished = 0
         self.progress = progress
+        self.on_finish: Callable[[], None] | None = None  # a closed loop lets the next one in
 
     def finish(self, r: int, now: float, reason: str = "") -> None:
         """Mark request ``r`` done at ``now`` (with a reason if it did not complete)."""
         self.finish_at[r] = now
         self.reason[r] = reason
         self.finished += 1
+        if self.on_finish is not None:
+            self.on_finish()
         if self.progress is not None:
             self.progress(self.finished, self.n)
 
@@ -112,7 +116,7 @@ class Requests:
 def build_result(policy: str, seed: int, env: simpy.Environment, fabric, reqs: Requests,
                  block_tokens: int, iters: list[tuple], unit_names: list[str],
                  gpus: pd.DataFrame, cost_per_hour: float, wall_time: float,
-                 extra: Mapping[str, Any]):
+                 extra: Mapping[str, Any], concurrency: int | None = None):
     """A :class:`~simulator.engine.results.Result` with the engine's tables and summary keys.
 
     ``iters`` rows: the engine's iteration columns (:data:`simulator.engine.records.
@@ -129,7 +133,8 @@ def build_result(policy: str, seed: int, env: simpy.Environment, fabric, reqs: R
     timeline = fabric.link_timeline(max(now / 100.0, 1e-6)) if now > 0 else pd.DataFrame()
     moved = float(fabric.bytes_delivered)
     summary = records.summarize(requests, rounds, it, sim_time=now, wall_time=wall_time,
-                                events=next(env._eid), bytes_moved=moved)
+                                events=next(env._eid), bytes_moved=moved,
+                                concurrency=concurrency)
     sim = (it["finished_at"] - it["started_at"]).to_numpy(float)
     cf = it["cf_time"].to_numpy(float)
     ok = np.isfinite(cf) & (cf > 0)
@@ -138,7 +143,8 @@ def build_result(policy: str, seed: int, env: simpy.Environment, fabric, reqs: R
     summary["closed_form_error_p99"] = float(np.quantile(err, 0.99)) if len(err) else float("nan")
     summary["mean_batch"] = mean_batch(it)
     summary["cost_per_hour"] = float(cost_per_hour)
-    tput = summary["throughput_tokens_per_s"]
+    # a closed loop is judged at capacity (its steady window), an open loop over the whole run
+    tput = summary.get("capacity_tokens_per_s", summary["throughput_tokens_per_s"])
     summary["tokens_per_s_per_dollar_hour"] = tput / cost_per_hour if cost_per_hour > 0 else 0.0
     summary.update(extra)
     summary["policy"] = policy
@@ -165,6 +171,47 @@ def idle_fraction(busy: Iterable[float], span: float) -> float:
     if span <= 0 or not busy:
         return 0.0
     return float(1.0 - min(1.0, sum(busy) / (len(busy) * span)))
+
+
+class Ring:
+    """A tensor-parallel group's all-reduce as a ring on the fabric.
+
+    A ring all-reduce of ``X`` bytes over ``t`` GPUs sends ``2 (t − 1) / t · X`` bytes per GPU
+    in ``2 (t − 1)`` steps; ``m`` layers' two all-reduces (after attention, after the FFN) are
+    simulated as one transfer per GPU of all their bytes plus the remaining steps' per-message
+    time (the slowest hop's, e.g. the one that leaves the node), so an uncontended ring takes
+    exactly :meth:`time`. Args: ``fabric``, and the group's GPU names in ring order.
+    """
+
+    def __init__(self, fabric, gpus: list[str]) -> None:
+        self.fabric = fabric
+        self.t = len(gpus)
+        self.hops = [(a, gpus[(i + 1) % self.t]) for i, a in enumerate(gpus)]
+        self.msg0 = (max(fabric.message_time(a, c, 0) for a, c in self.hops)
+                     if self.t > 1 else 0.0)
+
+    def plan(self, layers: float, nbytes: float) -> tuple[float, float]:
+        """(bytes each GPU sends [B], extra per-step time [s]) of ``layers`` layers' two
+        all-reduces of ``nbytes`` each."""
+        t = self.t
+        steps = 2.0 * layers * 2.0 * (t - 1)
+        return 2.0 * layers * 2.0 * (t - 1) / t * nbytes, (steps - 1.0) * self.msg0
+
+    def time(self, layers: float, nbytes: float) -> float:
+        """Uncontended time [s] of ``layers`` layers' two all-reduces (0 for one GPU)."""
+        if self.t <= 1 or nbytes <= 0:
+            return 0.0
+        sent, extra = self.plan(layers, nbytes)
+        return max(self.fabric.message_time(a, c, sent) for a, c in self.hops) + extra
+
+    def run(self, env, layers: float, nbytes: float):
+        """The all-reduces on the fabric (a generator to ``yield from``)."""
+        if self.t <= 1 or nbytes <= 0:
+            return
+        sent, extra = self.plan(layers, nbytes)
+        yield env.all_of([self.fabric.transfer(a, c, sent) for a, c in self.hops])
+        if extra > 0:
+            yield env.timeout(extra)
 
 
 class BytePool:
@@ -290,13 +337,16 @@ class PoolRun:
             ev.succeed()
 
     def _arrivals(self):
-        env, r = self.env, self.req
-        for i in range(r.n):
-            dt = r.arrival[i] - env.now
-            if dt > 0:
-                yield env.timeout(dt)
-            self.queue.append(i)
-            self._wake()
+        """The arrival process (:class:`~simulator.engine.arrivals.Arrivals`): requests join
+        the one queue and wake the loops."""
+        entry = Arrivals(self.env, self.req.arrival, self.sc.workload.concurrency,
+                         self._deliver)
+        self.req.on_finish = entry.finished
+        return entry.process()
+
+    def _deliver(self, r: int) -> None:
+        self.queue.append(r)
+        self._wake()
 
     @classmethod
     def simulate(cls, scenario, seed: int | None = None, *,

@@ -49,8 +49,8 @@ class DisaggregationSpec:
         model_gpus: model-worker GPUs ``a`` (>= 1).
         attention_gpus: attention-worker GPUs ``b`` (>= 1).
         micro_batches: concurrent micro-batches ``n`` (>= 2); the model pool is cut into
-            ``n − 1`` slices of ``a / (n − 1)`` GPUs, slice ``k`` holding every layer ``l`` with
-            ``l mod (n − 1) = k``.
+            ``n − 1`` slices of ``a / (n − 1)`` GPUs, each a full model replica (Lamina's
+            deployment); layer ``l`` of a micro-batch runs on slice ``l mod (n − 1)``.
         model_gpu: catalog GPU kind of the model workers.
         attention_gpu: catalog GPU kind of the attention workers.
         attention_split: ``heads`` (every attention GPU serves all requests, a share of the
@@ -226,10 +226,12 @@ def check_against(spec: DisaggregationSpec, arch, gpu_kinds: list[str], reserve_
                                               "baseline_tp", reserve_fraction))
         return
     g = hardware.gpu(spec.model_gpu)
-    usable = spec.model_gpus * g.hbm_bytes * (1 - reserve_fraction)
-    if arch.weight_bytes > usable:
-        raise fail("model_gpus", _no_fit(arch, spec.model_gpus, spec.model_gpu, usable,
-                                         "model_gpus", reserve_fraction))
+    usable = spec.slice_gpus * g.hbm_bytes * (1 - reserve_fraction)
+    if arch.weight_bytes > usable:  # every slice is a full replica
+        key = "model_gpus" if spec.slices == 1 else "micro_batches"
+        what = "model_gpus" if spec.slices == 1 else "each slice's GPUs, model_gpus / (n − 1),"
+        raise fail(key, _no_fit(arch, spec.slice_gpus, spec.model_gpu, usable, what,
+                                reserve_fraction))
 
 
 def _no_fit(arch, gpus: int, kind: str, usable: float, key: str, reserve: float) -> str:

@@ -53,6 +53,7 @@ class Plan:
     kv: np.ndarray  # new K/V (+ prompts' KV under local prefill) per layer per attention GPU [B]
     ret: np.ndarray  # returned bytes per layer per attention GPU [B]
     cache: dict = field(default_factory=dict)  # slot_times results per slot kind
+    allreduce_bytes: float = 0.0  # a model slice's tensor-parallel all-reduce per layer [B]
 
 
 def busiest_nic(x: np.ndarray, flows: list[tuple], m: float, sender_first: bool) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 import simpy
 
 from simulator import kvcache
+from simulator.engine.arrivals import Arrivals
 from simulator.engine.scheduler import Scheduler, ServingSpec
 
 #: Reasons a request did not complete.
@@ -37,7 +38,7 @@ def init_request_arrays(state, trace) -> None:
     n = state.n = len(trace)
     state.rid = trace["request_id"].to_numpy(np.int64)
     state.sid = trace["session_id"].to_numpy(np.int64)
-    state.arrival = trace["arrival_at"].to_numpy(float)
+    state.arrival = trace["arrival_at"].to_numpy(float, copy=True)  # a closed loop rewrites it
     state.inp = trace["input_tokens"].to_numpy(np.int64)
     state.out = trace["output_tokens"].to_numpy(np.int64)
     state.admitted_at = np.full(n, np.nan)
@@ -119,6 +120,7 @@ class Admission:
         placement: the scenario's ``[placement]`` (``home``, ``reuse``, ``block_tokens``).
         serving: the scenario's ``[serving]``.
         max_num_seqs: most requests running at once per GPU.
+        concurrency: requests kept outstanding (a closed loop), or None (trace arrival times).
         prefill_time: ``prefill_time(g, tokens)``, a whole prefill of ``tokens`` on GPU ``g`` [s].
         region_blocks: the sparse selector's region size in blocks (focus sets).
         focus_rng: the random stream of focus sets.
@@ -127,7 +129,7 @@ class Admission:
 
     def __init__(self, env: simpy.Environment, trace, directory, *, n_gpus: int, placement,
                  serving: ServingSpec, max_num_seqs: int, prefill_time, region_blocks: int,
-                 focus_rng, progress) -> None:
+                 focus_rng, progress, concurrency: int | None = None) -> None:
         self.env = env
         self.dir = directory
         self.G = n_gpus
@@ -163,6 +165,7 @@ class Admission:
         self.sched = [Scheduler(serving, GPUBlocks(self, g, reserve), max_num_seqs)
                       for g in range(self.G)]
         self.wake: list[simpy.Event | None] = [None] * self.G
+        self.entry = Arrivals(env, self.arrival, concurrency, self._deliver)
 
     def choose_home(self, r: int) -> int:
         """The home GPU of request ``r``: its session's, or least loaded / repository owner."""
@@ -178,18 +181,17 @@ class Admission:
         return h
 
     def arrivals(self):
-        """The arrival process: each request joins its home's queue at its arrival time."""
-        env = self.env
-        for r in range(self.n):
-            dt = self.arrival[r] - env.now
-            if dt > 0:
-                yield env.timeout(dt)
-            g = self.choose_home(r)
-            self.home[r] = g
-            self.queue[g].append(r)
-            w = self.wake[g]
-            if w is not None and not w.triggered:
-                w.succeed()
+        """The arrival process (:class:`~simulator.engine.arrivals.Arrivals`)."""
+        return self.entry.process()
+
+    def _deliver(self, r: int) -> None:
+        """Request ``r`` enters: it joins its home's queue and wakes that GPU's loop."""
+        g = self.choose_home(r)
+        self.home[r] = g
+        self.queue[g].append(r)
+        w = self.wake[g]
+        if w is not None and not w.triggered:
+            w.succeed()
 
     def need_blocks(self, r: int) -> int:
         """KV blocks request ``r``'s context holds when done: its prompt and output tokens."""
@@ -271,5 +273,6 @@ class Admission:
         """Request ``r`` is done (completed or not) now."""
         self.finish_at[r] = self.env.now
         self.finished += 1
+        self.entry.finished()
         if self.progress is not None:
             self.progress(self.finished, self.n)

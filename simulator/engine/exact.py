@@ -181,7 +181,7 @@ class _Run:
             prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens, 1.0,
                                                                      gpus=G),
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
-            progress=progress)
+            progress=progress, concurrency=scenario.workload.concurrency)
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)
         self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,

@@ -127,15 +127,44 @@ def closed_form_errors(rounds: pd.DataFrame) -> np.ndarray:
     return np.abs(sim[ok] - cf[ok]) / cf[ok]
 
 
+def capacity_window(requests: pd.DataFrame, iterations: pd.DataFrame,
+                    concurrency: int) -> tuple[float, float, float]:
+    """A closed loop's steady throughput: ``(start_at, end_at, tokens per second)``.
+
+    The window starts when ``concurrency`` requests have completed (the first cohort, admitted
+    together, has been replaced: warm-up over) and ends at the last request's entry (after it
+    fewer than ``concurrency`` remain: the drain). Tokens: decode tokens of the iterations that
+    end inside it plus first tokens produced inside it. NaN if the trace is too short for a
+    window (fewer than ``concurrency`` completions before the last entry).
+    """
+    nan = (float("nan"),) * 3
+    if len(requests) == 0:
+        return nan
+    done = np.sort(requests["finished_at"].to_numpy(float)[requests["completed"].to_numpy(bool)])
+    if len(done) < concurrency:
+        return nan
+    start, end = float(done[concurrency - 1]), float(requests["arrival_at"].max())
+    if not end > start:
+        return nan
+    fin = iterations["finished_at"].to_numpy(float) if len(iterations) else np.zeros(0)
+    tokens = float(iterations["tokens"].to_numpy(float)[(fin > start) & (fin <= end)].sum()) \
+        if len(iterations) else 0.0
+    first = requests["first_token_at"].to_numpy(float)
+    tokens += float(((first > start) & (first <= end)).sum())
+    return start, end, tokens / (end - start)
+
+
 def summarize(
     requests: pd.DataFrame, rounds: pd.DataFrame, iterations: pd.DataFrame, *,
     sim_time: float, wall_time: float, events: int, bytes_moved: float,
+    concurrency: int | None = None,
 ) -> dict:
     """Headline metrics of one run (DESIGN.md ``run --json`` keys, SI units, plus a few extras).
 
     ``throughput_tokens_per_s`` is generated tokens per simulated second; ``bytes_moved`` the
     bytes the fabric carried; ``closed_form_error_*`` the relative error of the formula against
-    the simulated rounds.
+    the simulated rounds. A closed loop (``concurrency``) adds ``capacity_tokens_per_s`` and
+    ``capacity_window`` (:func:`capacity_window`).
     """
     done = requests[requests["completed"]] if len(requests) else requests
     ttft = (done["first_token_at"] - done["arrival_at"]).to_numpy(float) if len(done) else []
@@ -171,4 +200,12 @@ def summarize(
         "prefill_tokens": int(iterations["prefill_tokens"].sum()) if "prefill_tokens" in
         iterations else 0,
         "preemptions": int(iterations["preempted"].sum()) if "preempted" in iterations else 0,
+        **_capacity(requests, iterations, concurrency),
     }
+
+
+def _capacity(requests, iterations, concurrency: int | None) -> dict:
+    if concurrency is None:
+        return {}
+    start, end, rate = capacity_window(requests, iterations, concurrency)
+    return {"capacity_tokens_per_s": rate, "capacity_window": [start, end]}

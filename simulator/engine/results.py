@@ -62,7 +62,8 @@ def collect(run, wall: float, events: int) -> Result:
     })
     moved = float((rounds["bytes"] * rounds["layers"]).sum()) if len(rounds) else 0.0
     summary = records.summarize(requests, rounds, iterations, sim_time=now, wall_time=wall,
-                                events=events, bytes_moved=moved)
+                                events=events, bytes_moved=moved,
+                                concurrency=run.sc.workload.concurrency)
     summary["policy"] = run.policy.name
     summary["seed"] = run.seed
     return Result(run.policy.name, run.seed, requests, rounds, links, gpus, iterations,

@@ -38,7 +38,8 @@ def load_trace(scenario, seed: int) -> pd.DataFrame:
         df = df.iloc[: scenario.engine.max_requests]
     if w.time_scale != 1.0:
         df = df.assign(arrival_at=df["arrival_at"] * w.time_scale)
-    if scenario.engine.duration is not None:
+    if scenario.engine.duration is not None and w.concurrency is None:
+        # (a closed loop ignores the trace's arrival times: every request may enter)
         df = df[df["arrival_at"] < scenario.engine.duration]
     if len(df) and int(df["block_tokens"].iloc[0]) != bt:
         df = refine_trace(df, bt)
