@@ -56,7 +56,7 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
     """
     seed = scenario.seed if seed is None else int(seed)
     if trace is None:
-        check(scenario, (policy,))
+        check(scenario, (policy,), graph=topology)
         trace = load_trace(scenario, seed)
     pol = get_policy(policy)
     if pol.loop is not None:  # a policy with its own decode loop (Lamina pools, TP replicas)
@@ -90,13 +90,15 @@ def _fmt_count(x: float) -> str:
     return f"{x:,.0f}" if x < 1e7 else f"{x:.2g}"
 
 
-def check(scenario, policies: tuple | None = None, *, memory: float | None = None):
+def check(scenario, policies: tuple | None = None, *, memory: float | None = None,
+          graph=None):
     """Refuse, before any work, a validated scenario that cannot run here; return its graph.
 
     Args:
         scenario: a :class:`~simulator.scenario.Scenario`.
         policies: the policies to run (default: the scenario's).
         memory: bytes the run may use (default: :data:`MEMORY_SHARE` of :func:`memory_bytes`).
+        graph: the topology the run will use instead of building ``scenario.topology``.
 
     Raises :class:`UserError` naming the field: a topology that does not build, no GPU with room
     for one KV block (per-round policies), a workload or cluster too large for memory.
@@ -106,7 +108,7 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
     src = scenario.source
     limit = MEMORY_SHARE * memory_bytes() if memory is None else memory
     topo = scenario.topology
-    if topo.preset is not None and topo.spec is None and topo.file is None:
+    if graph is None and topo.preset is not None and topo.spec is None and topo.file is None:
         need = topo.nodes * TOPOLOGY_NODE_BYTES
         if need > limit:
             raise UserError(f"{src}: field 'topology.nodes': {topo.nodes:,} nodes need about "
@@ -127,13 +129,39 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
                 f"more than this machine's {fmt_bytes(limit)}; lower workload.agentic."
                 f"task_rate ({params.task_rate:g}), duration_time ({params.duration_time:g}), "
                 f"subagents ({params.subagents:g}) or turns_mean ({params.turns_mean:g})")
-    try:
-        graph = topo.build()
-    except UserError as exc:
-        raise UserError(f"{src}: field 'topology': {exc}") from None
+    if w.selections is not None:
+        _check_selections(scenario)
+    if graph is None:
+        try:
+            graph = topo.build()
+        except UserError as exc:
+            raise UserError(f"{src}: field 'topology': {exc}") from None
     if any(get_policy(p).loop is None for p in (policies or scenario.policies)):
         _check_kv_room(scenario, graph)
     return graph
+
+
+def _check_selections(scenario) -> None:
+    """The selection trace exists and is a Parquet file with the selection columns."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from workloads.selections import SELECTION_COLUMNS
+
+    path = Path(scenario.workload.selections)
+    where = f"{scenario.source}: field 'workload.selections'"
+    if not path.is_file():
+        raise UserError(f"{where}: file {str(path)!r} not found; write one with `kvfabric trace "
+                        "gen selections` or fix the path")
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{where}: {path} is not a readable Parquet file ({exc})") from None
+    missing = [c for c in SELECTION_COLUMNS if c not in names]
+    if missing:
+        raise UserError(f"{where}: {path} has no column {missing[0]!r}; a selection trace needs "
+                        f"{list(SELECTION_COLUMNS)}")
 
 
 def _check_kv_room(scenario, graph) -> None:

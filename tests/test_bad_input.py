@@ -155,6 +155,12 @@ CASES: list[Case] = [
          tiny(trace=TRACE.replace("\n", "\nnot json\n", 1))),
     Case("run-trace-not-utf8", ["run", "tiny.toml"], ("t.jsonl:1", "not UTF-8"),
          {**tiny(), "t.jsonl": b'{"timestamp": \xff}\n'}),
+    Case("run-selections-missing", ["run", "tiny.toml"], ("'workload.selections'", "s.parquet"),
+         tiny('kind = "trace"', 'kind = "trace"\nselections = "s.parquet"')),
+    Case("run-selections-not-parquet", ["run", "tiny.toml"],
+         ("'workload.selections'", "s.parquet", "Parquet"),
+         {**tiny('kind = "trace"', 'kind = "trace"\nselections = "s.parquet"'),
+          "s.parquet": "no"}),
     # -- run: options ----------------------------------------------------------------------------
     Case("run-unknown-policy", ["run", "tiny.toml", "--policy", "teleport"],
          ("--policy", "teleport"), tiny()),
@@ -413,3 +419,39 @@ def test_ctrl_c_stops_a_sweep_within_two_seconds_and_keeps_finished_points(tmp_p
         time.sleep(0.05)
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)
+
+
+def test_the_default_folder_is_replaced_without_asking(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "t.jsonl").write_text(TRACE)
+    monkeypatch.chdir(tmp_path)
+    for policy in ("route", "colocated"):
+        code, _, err = _run(["run", "tiny.toml", "--policy", policy], capsys)
+        assert code == 0, err
+    manifest = json.loads((tmp_path / "kvfabric_out" / "tiny" / "manifest.json").read_text())
+    assert manifest["policies"] == ["colocated"]
+    assert sorted(p.name for p in (tmp_path / "kvfabric_out").iterdir()) == ["tiny"]
+
+
+def test_a_write_protected_out_folder_is_named_not_a_temporary_file(tmp_path, monkeypatch,
+                                                                   capsys):
+    # root ignores permission bits, so the refusal a read-only folder gives is simulated
+    import tempfile
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "t.jsonl").write_text(TRACE)
+    (tmp_path / "ro").mkdir()
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "tiny.toml", "--out", "ro/result"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "--out ro/result: ro cannot be written (Permission denied)" in err
+    assert ".tmp" not in err
+    assert _tree(tmp_path) == before

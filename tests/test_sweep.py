@@ -234,3 +234,17 @@ def test_a_scenario_sweep_runs_the_engine_and_agrees_across_backends(tmp_path):
     pd.testing.assert_frame_equal(local.results.drop(columns=wall), dask.results.drop(columns=wall))
     # Same seed for both policies: the same requests entered both runs.
     assert local.results["requests"].nunique() == 1
+
+
+def test_the_example_sweep_has_no_empty_point():
+    from simulator.runner import load_trace
+    from simulator.scenario import Scenario
+
+    sweep = Sweep.load("example_sweep")  # a shipped sweep, by name
+    sizes = {}
+    for p in sweep.points():
+        scenario = Scenario.from_dict(sweep.scenario_data(p.as_dict), base=sweep.base_dir)
+        sizes[p.index] = len(load_trace(scenario, p.seed))
+    assert len(sizes) == 8 and min(sizes.values()) > 0
+    # nccl and ibgda points (and route and fetch) replay the same requests
+    assert len(set(sizes.values())) == 2

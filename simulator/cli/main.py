@@ -76,8 +76,11 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+        if exc.filename is not None:
+            reason = exc.strerror or type(exc).__name__
+            click.echo(f"error: {exc.filename}: {reason}", err=True)
+        else:  # FileNotFoundError("path") and the like: the message is the file
+            click.echo(f"error: {exc}: {type(exc).__name__}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from simulator import fileio
 from simulator.errors import UserError
 
 #: The file that marks a folder as a kvfabric result and says what made it.
@@ -42,10 +43,8 @@ def probe_folder(folder: Path, option: str) -> bool:
     Raises :class:`UserError` naming ``option`` and ``folder`` (never a temporary file) when it
     cannot be created or written.
     """
-    from simulator.fileio import probe_folder as probe
-
     try:
-        return probe(folder)
+        return fileio.probe_folder(folder)
     except OSError as exc:
         raise UserError(f"{option} {folder}: cannot write there ({_reason(exc)}); "
                         "choose a folder you can write") from None
@@ -108,10 +107,12 @@ class ResultFolder:
             created.append(p)
             p = p.parent
         try:
-            probe_folder(parent, option)
-        except UserError:
+            fileio.probe_folder(parent)
+        except OSError as exc:
+            _remove_empty(created)
             where = next((p for p in [parent, *parent.parents] if p.exists()), parent)
-            what = "is a file, not a folder" if where.is_file() else "cannot be written"
+            what = ("is a file, not a folder" if where.is_file() else
+                    f"cannot be written ({_reason(exc)})")
             raise UserError(f"{option} {target}: {where} {what}; choose another folder") from None
         try:
             if not target.exists():  # the name itself may be unusable (too long, reserved)
@@ -119,6 +120,7 @@ class ResultFolder:
                 target.rmdir()
             staging = Path(tempfile.mkdtemp(prefix=".kvfabric-staging-", dir=parent))
         except OSError as exc:
+            _remove_empty(created)
             raise UserError(f"{option} {target}: cannot create it ({_reason(exc)}); "
                             "choose another folder") from None
         return cls(target, staging, created)
@@ -129,9 +131,7 @@ class ResultFolder:
         record = {**manifest, "files": sorted([*files, MANIFEST]),
                   "created_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                   "kvfabric": version()}
-        from simulator.fileio import write_text
-
-        write_text(json.dumps(record, indent=2, default=str) + "\n", self.path / MANIFEST)
+        fileio.write_text(json.dumps(record, indent=2, default=str) + "\n", self.path / MANIFEST)
         old = None
         if self.target.exists():
             if any(self.target.iterdir()):
@@ -147,9 +147,13 @@ class ResultFolder:
     def discard(self) -> None:
         """Remove the staging folder (and parent folders this run created)."""
         shutil.rmtree(self.path, ignore_errors=True)
-        for folder in self._created:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+        _remove_empty(self._created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:  # deepest first; a folder something else wrote into stays
+        with contextlib.suppress(OSError):
+            folder.rmdir()
 
 
 def _check_target(target: Path, overwrite: bool, option: str) -> None:

@@ -10,8 +10,9 @@ Everything that can be checked is checked before any work, each failure one line
 file, field or option (:mod:`simulator.cli.main`): the scenario (:mod:`simulator.scenario`),
 the policies (a duplicate is refused as in the TOML), what the run needs from this machine
 (:func:`simulator.runner.check`: the topology builds, a KV block fits, the workload's size fits
-memory), and ``--out`` (created and written to; a previous result is replaced only with
-``--overwrite``). Then the trace is loaded once and replayed for every policy with the same seed.
+memory), and ``--out`` (created and written to; a previous result in a folder the user named
+is replaced only with ``--overwrite``, in the default ``kvfabric_out/<scenario>`` always).
+Then the trace is loaded once and replayed for every policy with the same seed.
 
 Progress goes to stderr; the comparison table (:mod:`simulator.cli.tables`: wide, or vertical
 in a narrow terminal) or, with ``--json``, one JSON object to stdout. The result is written into
@@ -171,7 +172,9 @@ def manifest(scenario, path: Path, seed: int, policies) -> dict:
 @click.option("--out", "out_dir", default=None, type=click.Path(),
               help="Folder for Parquet records, summary.json, manifest.json and PNG plots "
                    "(default: kvfabric_out/<scenario name>).")
-@click.option("--overwrite", is_flag=True, help="Replace the previous result in --out.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the previous result in --out (the default folder is replaced "
+                   "without it).")
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) trace lines that do not parse.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
@@ -194,7 +197,8 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
         raise UserError(f"--seed {seed}: give an integer >= 0")
     target = Path(out_dir) if out_dir else Path("kvfabric_out") / scenario.name
     check(scenario, policies)
-    folder = None if no_write else ResultFolder.open(target, overwrite=overwrite)
+    # a folder the user named is replaced only when asked; the default one always is
+    folder = None if no_write else ResultFolder.open(target, overwrite=overwrite or not out_dir)
 
     err = Console(stderr=True)
     cols = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),

@@ -128,6 +128,31 @@ def closed_form_errors(rounds: pd.DataFrame) -> np.ndarray:
     return np.abs(sim[ok] - cf[ok]) / cf[ok]
 
 
+def run_notes(summary: dict, *, pool_loop: bool = False) -> list[str]:
+    """Notes on an empty or degenerate run (empty when there is nothing to say).
+
+    Args:
+        summary: a run's summary (:func:`summarize`).
+        pool_loop: the run used a decode loop of its own (Lamina pools, homogeneous replicas),
+            which exchanges whole batches and records no per-round rows.
+    """
+    notes = []
+    requests, completed = int(summary["requests"]), int(summary["completed"])
+    if requests == 0:
+        notes.append("no requests entered the run (the workload is empty, or engine.duration / "
+                     "engine.max_requests cut it to nothing): its latency metrics are empty")
+    elif completed == 0:
+        notes.append(f"none of the {requests:,} requests completed before the run ended "
+                     "(engine.duration): its latency metrics are empty")
+    if requests and int(summary.get("rounds", 0)) == 0:
+        notes.append("no per-round records: this policy's own decode loop exchanges whole "
+                     "batches, not KV rounds" if pool_loop else
+                     "no rounds: no KV crossed between GPUs (the policy never routes or "
+                     "fetches, or every block a query needed was local), so the closed-form "
+                     "error is empty")
+    return notes
+
+
 def summarize(
     requests: pd.DataFrame, rounds: pd.DataFrame, iterations: pd.DataFrame, *,
     sim_time: float, wall_time: float, events: int, bytes_moved: float,
@@ -170,28 +195,3 @@ def summarize(
         "rounds": int(len(rounds)),
         "options": options,
     }
-
-
-def run_notes(summary: dict, *, pool_loop: bool = False) -> list[str]:
-    """Notes on an empty or degenerate run (empty when there is nothing to say).
-
-    Args:
-        summary: a run's summary (:func:`summarize`).
-        pool_loop: the run used a decode loop of its own (Lamina pools, homogeneous replicas),
-            which exchanges whole batches and records no per-round rows.
-    """
-    notes = []
-    requests, completed = int(summary["requests"]), int(summary["completed"])
-    if requests == 0:
-        notes.append("no requests entered the run (the workload is empty, or engine.duration / "
-                     "engine.max_requests cut it to nothing): its latency metrics are empty")
-    elif completed == 0:
-        notes.append(f"none of the {requests:,} requests completed before the run ended "
-                     "(engine.duration): its latency metrics are empty")
-    if requests and int(summary.get("rounds", 0)) == 0:
-        notes.append("no per-round records: this policy's own decode loop exchanges whole "
-                     "batches, not KV rounds" if pool_loop else
-                     "no rounds: no KV crossed between GPUs (the policy never routes or "
-                     "fetches, or every block a query needed was local), so the closed-form "
-                     "error is empty")
-    return notes

@@ -36,6 +36,7 @@ import pandas as pd
 
 from simulator.errors import UserError
 from simulator.fileio import probe_folder, write_parquet, write_text
+from simulator.sweep.check import check_points
 from simulator.sweep.points import run_point
 from simulator.sweep.spec import Point, Sweep
 
@@ -164,8 +165,6 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
         workers = (os.cpu_count() or 1) if backend == "local" else 2
     workers = max(1, min(workers, len(todo))) if todo else 1
     if check:
-        from simulator.sweep.check import check_points
-
         check_points(sweep, parallel=workers)
     try:
         probe_folder(points_dir)

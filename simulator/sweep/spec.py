@@ -34,10 +34,10 @@ files the point's scenario reads (trace, selections, topology, included calibrat
 parameters, the seed, ``skip_bad`` and the kvfabric version. Change any of them and the point is
 computed again instead of resumed.
 
-:func:`simulator.sweep.check.check_points` validates every point before any runs: each point's scenario (unknown
-dotted fields, bad values, a duplicate or unknown policy), what a run needs of this machine
-(:func:`simulator.runner.check`) and every trace it reads — or, for ``kind = "predict"``, the
-closed form's arguments.
+:func:`simulator.sweep.check.check_points` validates every point before any runs: each
+point's scenario (unknown dotted fields, bad values, a duplicate or unknown policy), what a run
+needs of this machine (:func:`simulator.runner.check`) and every trace it reads — or, for
+``kind = "predict"``, the closed form's arguments.
 """
 
 from __future__ import annotations
