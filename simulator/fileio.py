@@ -1,7 +1,8 @@
 """Atomic file output: write to a temporary file beside the target, then rename.
 
 A crash or a user error half-way leaves nothing half-written at the target path: either the old
-file (or nothing) or the complete new one.
+file (or nothing) or the complete new one. :func:`probe_folder` makes an output folder and
+writes to it before the work that fills it, so an unusable place fails first.
 """
 
 from __future__ import annotations
@@ -32,6 +33,21 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def probe_folder(folder: str | os.PathLike) -> bool:
+    """Create ``folder`` (and parents) and write and remove a file in it; return whether the
+    folder was created. Raises ``OSError`` (``NotADirectoryError`` if it is a file) when it
+    cannot be used; callers name the folder in their message, never the probe file."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(20, "exists and is not a folder", str(folder))
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(prefix=".kvfabric-probe-", dir=folder)
+    os.close(fd)
+    os.unlink(probe)
+    return created
 
 
 def _umask() -> int:

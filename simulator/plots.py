@@ -8,8 +8,15 @@
   bin), and the mean over that kind's links (dashed);
 - :func:`closed_form_scatter` — closed-form vs simulated round time, one point per round.
 
-Each takes ``{policy: Result}`` and returns a ``Figure``; :func:`write_all` saves all four.
-Times are converted to ms / µs only here, at the edge.
+Each takes ``{policy: Result}`` and returns a ``Figure``; :func:`write_all` saves those that have
+something to show and says why it skipped the others (an empty or degenerate run: no requests,
+no rounds, no traffic) — never an empty or all-zero picture.
+
+What makes them readable: axes are set by the bulk of the data (the :data:`BULK` quantiles,
+the number of points outside written on the plot), every line is in its legend, and series that
+lie on top of each other stay visible (line styles and widths differ, and a series identical to
+an earlier one says so in its label: ``adaptive (= route)``). Times are converted to ms / µs
+only here, at the edge.
 """
 
 from __future__ import annotations
@@ -29,9 +36,60 @@ from simulator.engine.records import tbt_samples  # noqa: E402
 from simulator.fileio import atomic_path  # noqa: E402
 
 PHASES = ("probe", "transfer", "compute", "return", "merge")
+#: Quantiles of the pooled data that set a plot's axes (the rest are counted, not drawn).
+BULK = (0.005, 0.995)
+#: Line styles cycled over policies, widest first, so a later line on top of an earlier one
+#: leaves the earlier one visible around it.
+STYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "D", "v", "x")
 
 
-def _cdf(ax, values, weights=None, label=""):
+def _style(i: int) -> dict:
+    return {"ls": STYLES[i % len(STYLES)], "lw": max(3.0 - 0.6 * i, 1.0)}
+
+
+def _bulk(arrays, log: bool) -> tuple[float, float, int]:
+    """Axis limits (lo, hi) covering the :data:`BULK` quantiles of all values (positive ones
+    on a log axis), padded; and how many values fall outside."""
+    v = np.concatenate([np.asarray(a, float).ravel() for a in arrays]) if arrays else np.zeros(0)
+    v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
+    if len(v) == 0:
+        return 0.0, 1.0, 0
+    lo, hi = np.quantile(v, BULK[0]), np.quantile(v, BULK[1])
+    outside = int(((v < lo) | (v > hi)).sum())
+    if log:
+        pad = (hi / lo) ** 0.05 if hi > lo else 2.0
+        return lo / pad, hi * pad, outside
+    pad = 0.05 * (hi - lo) if hi > lo else max(abs(lo), 1.0) * 0.05
+    return lo - pad, hi + pad, outside
+
+
+def _log_ticks(axis) -> None:
+    """Readable ticks on a log axis of any span: 1-2-5 steps as plain numbers, no minor labels
+    (matplotlib's default writes overlapping ``2×10^0`` labels over less than a decade)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def _outside_note(ax, outside: int, total: int, what: str) -> None:
+    if outside:
+        ax.text(0.99, 0.02, f"{outside:,} of {total:,} {what} outside the axes",
+                transform=ax.transAxes, ha="right", va="bottom", fontsize=7, color="0.35")
+
+
+def _same_as(series: dict, key, values) -> str:
+    """`` (= other)`` when ``values`` equals an earlier series, else ``""``."""
+    for other, v in series.items():
+        if other != key and len(v) == len(values) and np.array_equal(v, values):
+            return f" (= {other})"
+    series[key] = values
+    return ""
+
+
+def _cdf(ax, values, weights=None, label="", style=None):
     values = np.asarray(values, float)
     if len(values) == 0:
         return
@@ -41,41 +99,64 @@ def _cdf(ax, values, weights=None, label=""):
     c = np.cumsum(w)
     if c[-1] <= 0:
         return
-    ax.step(v * 1e3, c / c[-1], where="post", label=label)
+    ax.step(v * 1e3, c / c[-1], where="post", label=label, **(style or {}))
+
+
+def _ttft(res) -> np.ndarray:
+    r = res.requests
+    if not len(r):
+        return np.zeros(0)
+    r = r[r["completed"]]
+    return (r["first_token_at"] - r["arrival_at"]).to_numpy(float)
 
 
 def latency_cdfs(results: dict):
-    """TTFT and TBT CDFs by policy."""
+    """TTFT and TBT CDFs by policy (a policy without samples is named in the legend)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    for policy, res in results.items():
-        r = res.requests[res.requests["completed"]]
-        _cdf(a, (r["first_token_at"] - r["arrival_at"]).to_numpy(), label=policy)
-        dur, w = tbt_samples(res.iterations)
-        _cdf(b, dur, w, label=policy)
+    data = {p: (_ttft(res), *tbt_samples(res.iterations)) for p, res in results.items()}
+    for ax, pick, what in ((a, lambda d: (d[0], None), "requests"),
+                           (b, lambda d: (d[1], d[2]), "iterations")):
+        seen: dict = {}
+        pooled = []
+        for i, (policy, d) in enumerate(data.items()):
+            v, w = pick(d)
+            keep = v > 0 if w is None else (v > 0) & (w > 0)
+            v, w = v[keep], (None if w is None else w[keep])
+            if not len(v):
+                ax.plot([], [], label=f"{policy} (no samples)", **_style(i))
+                continue
+            pooled.append(v * 1e3)
+            label = policy + _same_as(seen, policy, np.sort(v))
+            _cdf(ax, v, w, label=label, style=_style(i))
+        lo, hi, outside = _bulk(pooled, log=True)
+        ax.set_xlim(lo, hi)
+        _outside_note(ax, outside, sum(len(x) for x in pooled), f"{what} (all runs)")
     a.set(xlabel="time to first token [ms]", ylabel="fraction of requests", xscale="log",
           title="TTFT")
     b.set(xlabel="time between tokens [ms]", ylabel="fraction of tokens", xscale="log",
           title="TBT")
     for ax in (a, b):
+        _log_ticks(ax.xaxis)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
 
 
 def phase_breakdown(results: dict):
-    """Mean phase times per decoded token across all layers, simulated vs closed form."""
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(results) + 2), 4))
-    labels, bottoms = [], None
-    rows = []
-    for policy, res in results.items():
+    """Mean phase times per decoded token across all layers, simulated vs closed form (policies
+    without rounds are named under the bars, not drawn as zeros)."""
+    drawn = {p: r for p, r in results.items() if len(r.rounds)}
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(drawn) + 2), 4))
+    labels, rows = [], []
+    for policy, res in drawn.items():
         rd = res.rounds
         tokens = max(float(res.summary.get("decode_tokens", 0.0)), 1.0)
         for kind in ("sim", "cf"):
             vals = []
             for ph in PHASES:
                 col = f"{ph}_time" if kind == "sim" else f"cf_{ph}_time"
-                vals.append(float((rd[col] * rd["layers"]).sum()) / tokens if len(rd) else 0.0)
+                vals.append(float((rd[col] * rd["layers"]).sum()) / tokens)
             rows.append(vals)
             labels.append(f"{policy}\n{'simulated' if kind == 'sim' else 'closed form'}")
     data = np.array(rows) * 1e6 if rows else np.zeros((0, len(PHASES)))
@@ -86,7 +167,8 @@ def phase_breakdown(results: dict):
         bottoms += data[:, j]
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylabel("round time per generated token [µs]\n(summed over a token's rounds)")
-    ax.set_title("Phase breakdown")
+    missing = [p for p in results if p not in drawn]
+    ax.set_title("Phase breakdown" + (f" (no rounds: {', '.join(missing)})" if missing else ""))
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -99,15 +181,18 @@ def link_utilization(results: dict):
     fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n), sharex=True, squeeze=False)
     for ax, (policy, res) in zip(axes[:, 0], results.items(), strict=False):
         tl = res.link_timeline
-        if len(tl):
+        if len(tl) and float(tl["utilization"].max()) > 0:
             for kind, part in sorted(tl.groupby("kind"), key=lambda kv: str(kv[0])):
                 by_bin = part.groupby("start_at")["utilization"]
                 top, mean = by_bin.max(), by_bin.mean()
                 (line,) = ax.plot(top.index.to_numpy(), top.to_numpy() * 100,
                                   label=f"{kind} (busiest)")
                 ax.plot(mean.index.to_numpy(), mean.to_numpy() * 100, ls="--", lw=0.8,
-                        color=line.get_color())
+                        color=line.get_color(), label=f"{kind} (mean)")
             ax.legend(fontsize=8, loc="upper right")
+        else:
+            ax.text(0.5, 0.5, "no link carried traffic", transform=ax.transAxes, ha="center",
+                    va="center", color="0.4")
         ax.set_ylabel("util. [%]")
         ax.set_title(policy, fontsize=9)
         ax.grid(alpha=0.3)
@@ -117,48 +202,86 @@ def link_utilization(results: dict):
 
 
 def closed_form_scatter(results: dict, max_points: int = 20_000):
-    """Closed-form vs simulated time per round (deterministic subsample), with y = x."""
+    """Closed-form vs simulated time per round (deterministic subsample), with y = x; the axes
+    cover the bulk of the rounds and say how many lie outside."""
     fig, ax = plt.subplots(figsize=(5, 5))
-    lo, hi = np.inf, 0.0
-    for policy, res in results.items():
+    points, seen = [], {}
+    for i, (policy, res) in enumerate(results.items()):
         rd = res.rounds
         if not len(rd):
             continue
         step = max(1, len(rd) // max_points)
         cf = rd["cf_time"].to_numpy()[::step] * 1e6
         sim = rd["sim_time"].to_numpy()[::step] * 1e6
-        ax.scatter(cf, sim, s=3, alpha=0.4, label=policy)
-        lo, hi = min(lo, cf.min(), sim.min()), max(hi, cf.max(), sim.max())
-    if hi > 0:
-        lo = max(lo, 1e-3)
-        ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, label="y = x")
-        ax.set(xscale="log", yscale="log")
+        same = _same_as(seen, policy, np.concatenate([cf, sim]))
+        marker = MARKERS[i % len(MARKERS)]
+        if same:  # hollow, larger markers: the identical series underneath stays visible
+            ax.scatter(cf, sim, s=18, marker=marker, facecolors="none", linewidths=0.6,
+                       edgecolors=f"C{i}", alpha=0.6, label=policy + same)
+        else:
+            ax.scatter(cf, sim, s=6, alpha=0.4, marker=marker, color=f"C{i}", label=policy,
+                       linewidths=0.5)
+        points.append((cf, sim))
+    lo, hi, _ = _bulk([np.concatenate(p) for p in points], log=True)
+    ax.plot([lo, hi], [lo, hi], color="k", lw=0.8, label="y = x")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi))
+    _log_ticks(ax.xaxis)
+    _log_ticks(ax.yaxis)
+    outside = sum(int(((cf < lo) | (cf > hi) | (sim < lo) | (sim > hi)).sum())
+                  for cf, sim in points)
+    _outside_note(ax, outside, sum(len(cf) for cf, _ in points), "rounds")
     ax.set(xlabel="closed form [µs]", ylabel="simulated [µs]", title="Round time")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, markerscale=2)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 
 
+def _no_latency(results: dict) -> str | None:
+    if any(len(_ttft(r)) or len(r.iterations) for r in results.values()):
+        return None
+    return "no request completed in any run"
+
+
+def _no_rounds(results: dict) -> str | None:
+    if any(len(r.rounds) for r in results.values()):
+        return None
+    return "no rounds recorded (" + ", ".join(results) + " exchanged no per-round KV)"
+
+
+def _no_traffic(results: dict) -> str | None:
+    for r in results.values():
+        tl = r.link_timeline
+        if len(tl) and float(tl["utilization"].max()) > 0:
+            return None
+    return "no link carried traffic"
+
+
+#: file → (figure maker, reason to skip it or None).
 FIGURES = {
-    "latency_cdf.png": latency_cdfs,
-    "phase_breakdown.png": phase_breakdown,
-    "link_utilization.png": link_utilization,
-    "closed_form_scatter.png": closed_form_scatter,
+    "latency_cdf.png": (latency_cdfs, _no_latency),
+    "phase_breakdown.png": (phase_breakdown, _no_rounds),
+    "link_utilization.png": (link_utilization, _no_traffic),
+    "closed_form_scatter.png": (closed_form_scatter, _no_rounds),
 }
 
 
-def write_all(results: dict, out_dir: str | Path) -> list[Path]:
-    """Save every figure of :data:`FIGURES` into ``out_dir`` (which must exist)."""
-    out = []
-    for name, make in FIGURES.items():
+def write_all(results: dict, out_dir: str | Path) -> tuple[list[Path], dict[str, str]]:
+    """Save every figure of :data:`FIGURES` that has something to show into ``out_dir`` (which
+    must exist); returns the files written and ``{file: why it was skipped}``."""
+    out, skipped = [], {}
+    for name, (make, why_not) in FIGURES.items():
+        reason = why_not(results)
+        if reason is not None:
+            skipped[name] = reason
+            continue
         fig = make(results)
         target = Path(out_dir) / name
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format="png", dpi=110)
         plt.close(fig)
         out.append(target)
-    return out
+    return out, skipped
 
 
 # -- closed-form figures (notebooks, `kvfabric predict`) -------------------------------------

@@ -16,10 +16,22 @@ import pandas as pd
 
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
+from simulator.errors import UserError
 from simulator.policies import Policy
 from simulator.policies import get as get_policy
 
-__all__ = ["Result", "load_trace", "run"]
+__all__ = ["Result", "check", "load_trace", "run"]
+
+#: Memory a generated request and one of its block references take while a run holds them [B]
+#: (generator, trace and engine state; measured: ~17 B per reference for a 13 M-reference
+#: agentic trace, rounded up for the engine's copies).
+REQUEST_BYTES = 2_000.0
+BLOCK_REF_BYTES = 24.0
+#: Share of this machine's memory a run may be estimated to need before it is refused.
+MEMORY_SHARE = 0.8
+#: Memory of one preset topology node (its GPUs, switches, NICs and their links as a networkx
+#: graph, plus the fabric's per-link state) [B]; a generous bound.
+TOPOLOGY_NODE_BYTES = 200_000.0
 
 
 def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
@@ -44,6 +56,7 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
     """
     seed = scenario.seed if seed is None else int(seed)
     if trace is None:
+        check(scenario, (policy,), graph=topology)
         trace = load_trace(scenario, seed)
     pol = get_policy(policy)
     if pol.loop is not None:  # a policy with its own decode loop (Lamina pools, TP replicas)
@@ -55,3 +68,120 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
 
     return simulate(scenario, pol, seed, trace, progress=progress, topology=topology,
                     check_invariants=check_invariants, exact_streams=exact_streams)
+
+
+def memory_bytes() -> float:
+    """This machine's memory available to the process [B]: physical memory, or a smaller
+    cgroup (container) limit."""
+    import os
+
+    total = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        if limit.isdigit():
+            total = min(total, float(limit))
+    except OSError:
+        pass
+    return total
+
+
+def _fmt_count(x: float) -> str:
+    return f"{x:,.0f}" if x < 1e7 else f"{x:.2g}"
+
+
+def check(scenario, policies: tuple | None = None, *, memory: float | None = None,
+          graph=None):
+    """Refuse, before any work, a validated scenario that cannot run here; return its graph.
+
+    Args:
+        scenario: a :class:`~simulator.scenario.Scenario`.
+        policies: the policies to run (default: the scenario's).
+        memory: bytes the run may use (default: :data:`MEMORY_SHARE` of :func:`memory_bytes`).
+        graph: the topology the run will use instead of building ``scenario.topology``.
+
+    Raises :class:`UserError` naming the field: a topology that does not build, no GPU with room
+    for one KV block (per-round policies), a workload or cluster too large for memory.
+    """
+    from simulator.units import fmt_bytes
+
+    src = scenario.source
+    limit = MEMORY_SHARE * memory_bytes() if memory is None else memory
+    topo = scenario.topology
+    if graph is None and topo.preset is not None and topo.spec is None and topo.file is None:
+        need = topo.nodes * TOPOLOGY_NODE_BYTES
+        if need > limit:
+            raise UserError(f"{src}: field 'topology.nodes': {topo.nodes:,} nodes need about "
+                            f"{fmt_bytes(need)} of memory, more than this machine's "
+                            f"{fmt_bytes(limit)}; lower topology.nodes")
+    w = scenario.workload
+    if w.kind == "agentic":
+        from workloads.agentic import AgenticParams
+
+        params = AgenticParams(**{"block_tokens": scenario.placement.block_tokens,
+                                  **w.agentic_params()})
+        requests, refs = params.expected_size()
+        need = requests * REQUEST_BYTES + refs * BLOCK_REF_BYTES
+        if need > limit:
+            raise UserError(
+                f"{src}: field 'workload.agentic': about {_fmt_count(requests)} requests with "
+                f"{_fmt_count(refs)} block references need about {fmt_bytes(need)} of memory, "
+                f"more than this machine's {fmt_bytes(limit)}; lower workload.agentic."
+                f"task_rate ({params.task_rate:g}), duration_time ({params.duration_time:g}), "
+                f"subagents ({params.subagents:g}) or turns_mean ({params.turns_mean:g})")
+    if w.selections is not None:
+        _check_selections(scenario)
+    if graph is None:
+        try:
+            graph = topo.build()
+        except UserError as exc:
+            raise UserError(f"{src}: field 'topology': {exc}") from None
+    if any(get_policy(p).loop is None for p in (policies or scenario.policies)):
+        _check_kv_room(scenario, graph)
+    return graph
+
+
+def _check_selections(scenario) -> None:
+    """The selection trace exists and is a Parquet file with the selection columns."""
+    from pathlib import Path
+
+    import pyarrow.parquet as pq
+
+    from workloads.selections import SELECTION_COLUMNS
+
+    path = Path(scenario.workload.selections)
+    where = f"{scenario.source}: field 'workload.selections'"
+    if not path.is_file():
+        raise UserError(f"{where}: file {str(path)!r} not found; write one with `kvfabric trace "
+                        "gen selections` or fix the path")
+    try:
+        names = pq.read_schema(path).names
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{where}: {path} is not a readable Parquet file ({exc})") from None
+    missing = [c for c in SELECTION_COLUMNS if c not in names]
+    if missing:
+        raise UserError(f"{where}: {path} has no column {missing[0]!r}; a selection trace needs "
+                        f"{list(SELECTION_COLUMNS)}")
+
+
+def _check_kv_room(scenario, graph) -> None:
+    """Some GPU holds one KV block after weights and reserve (the decode-loop engine's rule)."""
+    import topologies
+    from simulator import hardware
+    from simulator.kvcache import capacity_blocks
+    from simulator.models import model as lookup_model
+
+    arch = lookup_model(scenario.model.name)
+    pl = scenario.placement
+    gpus = list(topologies.gpus(graph))
+    if not gpus:
+        raise UserError(f"{scenario.source}: field 'topology': the cluster has no GPU")
+    block = pl.block_tokens * arch.kv_bytes_per_token * arch.layers
+    weights = pl.weights_per_gpu if pl.weights_per_gpu is not None else arch.weight_bytes / len(gpus)
+    specs = [hardware.gpu(graph.nodes[n].get("gpu", "H100")) for n in gpus]
+    if max(capacity_blocks(s.hbm_bytes, weights, pl.reserve_fraction, block) for s in specs) == 0:
+        raise UserError(
+            f"{scenario.source}: field 'placement.weights_per_gpu': no GPU has room for a "
+            f"single KV block ({weights / 1e9:.4g} GB of weights per GPU, reserve "
+            f"{pl.reserve_fraction:.0%}); use more GPUs, a smaller model, or set "
+            "placement.weights_per_gpu / placement.reserve_fraction lower")

@@ -213,10 +213,19 @@ class Scenario:
 # -- validation --------------------------------------------------------------------------------
 
 
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; :class:`UserError` naming the file if it is not UTF-8 or TOML."""
+    return _read_toml(Path(path))
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            return tomllib.load(f)
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                        f"{exc.start}); save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from None
 
@@ -355,8 +364,9 @@ class _Validator:
         for p in raw:
             if p not in POLICIES:
                 raise self.fail("policies", f"unknown policy {p!r}; known: {', '.join(POLICIES)}")
-        if len(set(raw)) != len(raw):
-            raise self.fail("policies", "lists a policy twice; name each once")
+        twice = sorted({p for p in raw if raw.count(p) > 1})
+        if twice:
+            raise self.fail("policies", f"lists {', '.join(twice)} twice; name each policy once")
         return tuple(raw)
 
     def calibration(self, data: Mapping) -> tuple[tuple[str, Any], ...]:
@@ -396,6 +406,12 @@ class _Validator:
         sec = self.section(data, "model", ("name", "selection"), True)
         if "name" not in sec:
             raise self.fail("model.name", "missing; name a model such as 'deepseek-v3.2'")
+        from simulator.models import model as lookup_model
+
+        try:
+            lookup_model(self.get(sec, "model", "name", str, ""))
+        except UserError as exc:
+            raise self.fail("model.name", str(exc)) from None
         return ModelSpec(
             name=self.get(sec, "model", "name", str, "deepseek-v3.2"),
             selection=self.choice(sec, "model", "selection", SELECTIONS, "auto"),
@@ -416,6 +432,8 @@ class _Validator:
                             "such as 'mooncake_conversation'")
         if kind == "agentic" and trace is not None:
             raise self.fail("workload.trace", "not used with kind = 'agentic'; remove it")
+        if kind == "agentic":
+            self.agentic(agentic, data)
         return WorkloadSpec(
             kind=kind,
             trace=self.path(trace),
@@ -427,6 +445,25 @@ class _Validator:
                                  check=lambda n: n >= 1,
                                  hint="use a number of outstanding requests >= 1"),
         )
+
+    def agentic(self, params: Mapping, data: Mapping) -> None:
+        """Every ``[workload.agentic]`` key a generator field, of its type, in its range."""
+        from workloads.agentic import AgenticParams
+
+        fields = {f.name: type(f.default) for f in dataclasses.fields(AgenticParams)}
+        self.unknown(params, "workload.agentic", tuple(fields))
+        for key in params:
+            self.get(dict(params), "workload.agentic", key, fields[key], None)
+        placement = data.get("placement", {})
+        bt = placement.get("block_tokens", 64) if isinstance(placement, Mapping) else 64
+        bt = bt if isinstance(bt, int) and not isinstance(bt, bool) and bt >= 1 else 64
+        try:
+            AgenticParams(**{"block_tokens": bt, **params})
+        except (TypeError, ValueError) as exc:
+            msg = str(exc)
+            name = next((f for f in sorted(fields, key=len, reverse=True)
+                         if msg.startswith(f)), "")
+            raise self.fail(f"workload.agentic{'.' + name if name else ''}", msg) from None
 
     def placement(self, data: Mapping) -> PlacementSpec:
         known = ("scheme", "home", "block_tokens", "reserve_fraction", "weights_per_gpu",
@@ -478,3 +515,33 @@ class _Validator:
 def _tname(types: tuple) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
     return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+# -- shipped scenarios -------------------------------------------------------------------------
+
+
+def shipped_dir() -> Path:
+    """The shipped ``scenarios/`` folder: the source checkout's, or the copy a regular install
+    puts under ``<prefix>/share/kvfabric/scenarios``."""
+    import sys
+
+    checkout = Path(__file__).resolve().parents[1] / "scenarios"
+    if (checkout / "agentic_repo.toml").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "kvfabric" / "scenarios"
+
+
+def find(arg: str | Path, what: str = "scenario") -> Path:
+    """The file ``arg`` names: an existing path, else a shipped scenario (or sweep) by name,
+    with or without ``.toml`` (``"lamina_llama3_70b"``) — from any folder."""
+    path = Path(arg)
+    if path.is_file():
+        return path
+    name = path.name[:-5] if path.name.endswith(".toml") else path.name
+    shipped = shipped_dir() / f"{name}.toml"
+    if path.parent == Path(".") and shipped.is_file():
+        return shipped
+    names = sorted(p.stem for p in shipped_dir().glob("*.toml")
+                   if p.stem.endswith("_sweep") == (what == "sweep"))
+    raise UserError(f"{arg}: {what} file not found; pass a {what} .toml file or a shipped "
+                    f"name ({', '.join(names)})")

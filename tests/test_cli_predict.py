@@ -80,7 +80,7 @@ def test_topology_file_is_accepted(capsys, tmp_path):
         ([], "--blocks"),
         (["--sweep", "batch=1:4"], "--sweep"),
         (["--blocks", "4", "--plot", "x.png"], "--plot"),
-        (["--blocks", "-1"], "blocks=-1"),
+        (["--blocks", "-1"], "--blocks -1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, args, message):

@@ -142,3 +142,19 @@ def test_a_lamina_scenario_compares_both_deployments_at_equal_cost(tmp_path, cap
     main(["run", str(scenario), "--no-write"])
     out = capsys.readouterr().out
     assert "tok/s per $/h" in out and "ratio (disaggregated/homogeneous)" in out
+
+
+def test_a_shipped_scenario_is_found_by_name_from_any_folder(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from simulator.cli.run import resolve_scenario
+    from simulator.runner import check
+    from simulator.scenario import Scenario
+
+    shipped = Path(__file__).resolve().parent.parent / "scenarios"
+    monkeypatch.chdir(tmp_path)
+    for arg in ("lamina_llama3_70b", "lamina_llama3_70b.toml"):
+        assert resolve_scenario(arg) == shipped / "lamina_llama3_70b.toml"
+    check(Scenario.load(resolve_scenario("mooncake_conversation")))  # its trace, by name too
+    (tmp_path / "lamina_llama3_70b.toml").write_text("# mine")
+    assert resolve_scenario("lamina_llama3_70b.toml") == Path("lamina_llama3_70b.toml")

@@ -4,6 +4,8 @@ failing points are reported without stopping the others."""
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,24 +23,42 @@ def predict_sweep(**grid) -> Sweep:
     })
 
 
-def test_grid_points_have_stable_ids_and_derived_seeds():
+def test_grid_points_have_stable_ids_whatever_the_key_order():
     a = predict_sweep().points()
     b = predict_sweep(stack=["nccl", "ibgda"], blocks=[1, 32, 512]).points()
     assert len(a) == 6
     assert [p.point_id for p in a] == [p.point_id for p in b]
-    assert len({p.seed for p in a}) == 6
+    assert [p.key for p in a] == [p.key for p in b]
+    assert len({p.point_id for p in a}) == len({p.key for p in a}) == 6
     assert a[0].point_id == point_id("predict", {"blocks": 1, "stack": "nccl"})
-    other_seed = Sweep.from_dict({"sweep": {"kind": "predict", "seed": 8},
-                                  "grid": {"blocks": [1, 32, 512], "stack": ["nccl", "ibgda"]}})
-    assert [p.seed for p in other_seed.points()] != [p.seed for p in a]
 
 
-def test_points_that_differ_only_in_policy_share_their_seed():
-    sweep = Sweep.from_dict({"sweep": {"kind": "predict", "seed": 1},
-                             "grid": {"policy": ["route", "fetch"], "blocks": [1, 2]}})
-    seeds = {(p.as_dict["policy"], p.as_dict["blocks"]): p.seed for p in sweep.points()}
-    assert seeds["route", 1] == seeds["fetch", 1] != seeds["route", 2] == seeds["fetch", 2]
-    assert len({p.point_id for p in sweep.points()}) == 4
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+
+
+def run_sweep(grid: dict, seed: int = 0, base: dict | None = None,
+              scenario: str = "agentic_repo.toml", base_dir: Path = SCENARIOS) -> Sweep:
+    return Sweep.from_dict({"sweep": {"name": "r", "kind": "run", "seed": seed, "base": scenario},
+                            "grid": grid, "base": base or {}}, source="r.toml",
+                           base_dir=base_dir)
+
+
+def test_the_seed_depends_only_on_the_fields_that_change_the_workload():
+    grid = {"policy": ["route", "fetch"], "stack": ["nccl", "ibgda"], "topology.nodes": [2, 3],
+            "workload.agentic.subagents": [4, 8], "seed": [0, 1]}
+    points = run_sweep(grid).points()
+    assert len(points) == 32
+    by_workload: dict = {}
+    for p in points:
+        d = p.as_dict
+        by_workload.setdefault((d["workload.agentic.subagents"], d["seed"]), set()).add(p.seed)
+    # policy, stack and cluster size leave the workload alone: one seed per workload ...
+    assert all(len(seeds) == 1 for seeds in by_workload.values())
+    # ... and the workload fields (and replications over `seed`) each get their own
+    assert len({next(iter(s)) for s in by_workload.values()}) == 4
+    other = run_sweep(grid, seed=1).points()
+    assert [p.seed for p in other] != [p.seed for p in points]
+    assert [p.point_id for p in other] == [p.point_id for p in points]
 
 
 def test_random_sampling_is_reproducible_and_within_bounds():
@@ -93,14 +113,83 @@ def test_an_interrupted_sweep_resumes_and_computes_only_the_rest(tmp_path):
 
 
 def test_a_failing_point_is_reported_with_its_parameters_and_the_rest_finish(tmp_path):
+    # validation would refuse this sweep up front (next test); check=False lets the points run,
+    # as a failure no validation foresees would
     sweep = predict_sweep(model=["deepseek-v3.2", "no-such-model"], blocks=[8, 64])
-    res = execute(sweep, tmp_path, "local", workers=2, progress=False)
+    res = execute(sweep, tmp_path, "local", workers=2, progress=False, check=False)
     assert res.computed == 2
     assert sorted(f["params"]["blocks"] for f in res.failures) == [8, 64]
     assert all(f["params"]["model"] == "no-such-model" for f in res.failures)
     assert "no-such-model" in res.failures[0]["error"]
     written = json.loads((tmp_path / "failures.json").read_text())
     assert [f["point_id"] for f in written] == [f["point_id"] for f in res.failures]
+
+
+@pytest.mark.parametrize(("sweep", "message"), [
+    (lambda: predict_sweep(model=["deepseek-v3.2", "no-such-model"], blocks=[8]),
+     "model='no-such-model'"),
+    (lambda: predict_sweep(blockz=[8]), "field 'blockz'"),
+    (lambda: predict_sweep(dst=["n9/gpu0"]), "field 'dst'"),
+    (lambda: run_sweep({"workload.agentic.subagentz": [4, 8]}),
+     "field 'workload.agentic.subagentz': unknown field"),
+    (lambda: run_sweep({"workload.agentic.subagents": [4, 0]}),
+     "field 'workload.agentic.subagents': subagents must be > 0"),
+    (lambda: run_sweep({"policy": ["route", "teleport"]}), "field 'grid.policy'"),
+    (lambda: run_sweep({"stack": ["ibgda", "carrier-pigeon"]}), "field 'stack'"),
+    (lambda: run_sweep({"workload.agentic.task_rate": [0.06, 1e12]}),
+     "lower workload.agentic.task_rate"),
+])
+def test_a_bad_point_stops_the_sweep_before_any_point_runs(tmp_path, sweep, message):
+    with pytest.raises(UserError, match=re.escape(message)) as err:
+        execute(sweep(), tmp_path / "out", "local", workers=2, progress=False)
+    assert str(err.value).startswith(("<dict>", "r.toml"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_changed_input_recomputes_the_point_and_an_unchanged_one_resumes(tmp_path,
+                                                                         monkeypatch):
+    from simulator.sweep import spec
+
+    def sweep(seed=7, nodes=2):
+        return Sweep.from_dict({
+            "sweep": {"name": "t", "kind": "predict", "seed": seed}, "grid": {"blocks": [8, 64]},
+            "base": {"model": "deepseek-v3.2", "topology": f"dgx_h100:nodes={nodes}"}})
+
+    def counts(res):
+        return res.computed, res.resumed, res.stale
+
+    assert counts(execute(sweep(), tmp_path, "local", workers=1, progress=False)) == (2, 0, 0)
+    assert counts(execute(sweep(), tmp_path, "local", workers=1, progress=False)) == (0, 2, 0)
+    # another base (a bigger cluster): both points computed again, their old results replaced
+    assert counts(execute(sweep(nodes=3), tmp_path, "local", workers=1,
+                          progress=False)) == (2, 0, 2)
+    assert len(list((tmp_path / "points").glob("*.parquet"))) == 2
+    # so do another sweep seed and another kvfabric version
+    assert counts(execute(sweep(seed=8, nodes=3), tmp_path, "local", workers=1,
+                          progress=False)) == (2, 0, 2)
+    monkeypatch.setattr(spec, "_version", lambda: "9.9.9")
+    assert counts(execute(sweep(seed=8, nodes=3), tmp_path, "local", workers=1,
+                          progress=False)) == (2, 0, 2)
+
+
+def test_a_changed_base_scenario_or_trace_file_changes_the_point_key(tmp_path):
+    text = (SCENARIOS / "mooncake_conversation.toml").read_text()
+    (tmp_path / "s.toml").write_text(text.replace('"mooncake_conversation"', '"t.jsonl"'))
+    line = '{"timestamp": 0, "input_length": 10, "output_length": 2, "hash_ids": [1]}\n'
+    (tmp_path / "t.jsonl").write_text(line)
+
+    def keys():
+        return [p.key for p in run_sweep({"stack": ["ibgda"]}, scenario="s.toml",
+                                         base_dir=tmp_path).points()]
+
+    first = keys()
+    assert keys() == first
+    (tmp_path / "t.jsonl").write_text(line * 2)  # the trace the base reads grew a line
+    grown = keys()
+    assert grown != first
+    (tmp_path / "s.toml").write_text(text.replace('"mooncake_conversation"', '"t.jsonl"')
+                                     .replace("nodes = 2", "nodes = 3"))
+    assert keys() != grown
 
 
 @pytest.mark.parametrize(("data", "message"), [
@@ -145,3 +234,17 @@ def test_a_scenario_sweep_runs_the_engine_and_agrees_across_backends(tmp_path):
     pd.testing.assert_frame_equal(local.results.drop(columns=wall), dask.results.drop(columns=wall))
     # Same seed for both policies: the same requests entered both runs.
     assert local.results["requests"].nunique() == 1
+
+
+def test_the_example_sweep_has_no_empty_point():
+    from simulator.runner import load_trace
+    from simulator.scenario import Scenario
+
+    sweep = Sweep.load("example_sweep")  # a shipped sweep, by name
+    sizes = {}
+    for p in sweep.points():
+        scenario = Scenario.from_dict(sweep.scenario_data(p.as_dict), base=sweep.base_dir)
+        sizes[p.index] = len(load_trace(scenario, p.seed))
+    assert len(sizes) == 8 and min(sizes.values()) > 0
+    # nccl and ibgda points (and route and fetch) replay the same requests
+    assert len(set(sizes.values())) == 2

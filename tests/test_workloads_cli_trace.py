@@ -84,7 +84,7 @@ def test_a_bad_line_is_named_and_skip_bad_counts_it(capsys, tmp_path):
         (["trace", "gen", "agentic", "--subagents", "0", "-o", "{tmp}/a.parquet"],
          "--subagents must be > 0"),
         (["trace", "gen", "agentic", "-o", "{tmp}/missing/a.parquet"], "does not exist"),
-        (["trace", "gen", "agentic", "-o", "{tmp}/a.csv"], "must be a .parquet"),
+        (["trace", "gen", "agentic", "-o", "{tmp}/a.csv"], "ending in .parquet"),
         (["trace", "stats", "{tmp}/nothing.jsonl"], "no such file"),
         (["trace", "stats", "pyproject.toml"], "unknown trace format"),
         (["trace", "gen", "selections", "azure_llm_2023_code", "--block-tokens", "48", "-o",

@@ -124,6 +124,23 @@ class AgenticParams:
         """The parameters as a plain dict (for Parquet metadata and reports)."""
         return asdict(self)
 
+    def expected_size(self) -> tuple[float, float]:
+        """Expected (requests, block references) of the trace, known before generating it.
+
+        ``task_rate × duration_time`` tasks of one plan and ``subagents × turns_mean`` turns;
+        each prompt reads the system prompt, a repository and a private context growing by
+        ``output + tool`` tokens a turn. The repositories' own blocks count as references too.
+        For refusing a workload that cannot fit in memory, not for statistics.
+        """
+        requests = self.task_rate * self.duration_time * (1.0 + self.subagents * self.turns_mean)
+        repo = float(self.repo_tokens)
+        if self.repo_size_sigma > 0:
+            repo = min(max(repo, self.repo_min_tokens), self.repo_max_tokens)
+        private = self.task_tokens + (self.turns_mean - 1.0) / 2.0 * (
+            self.output_tokens_mean + self.tool_tokens_mean)
+        per_request = (self.system_tokens + repo + private) / self.block_tokens
+        return requests, requests * per_request + self.n_repos * repo / self.block_tokens
+
 
 def task_arrivals(rng: np.random.Generator, p: AgenticParams) -> np.ndarray:
     """Task arrival times in ``[0, duration_time)`` [s], sorted."""

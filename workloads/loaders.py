@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import io
 import json
 import math
 import os
@@ -105,10 +104,18 @@ def load(path_or_name: str | os.PathLike, *, skip_bad: bool = False,
     return df
 
 
-def _open_text(path: Path):
-    if path.name.endswith(".gz"):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+def _text_lines(path: Path, skip_bad: bool, skipped: list[int]):
+    """The file's lines as text, decoded one by one so that a line that is not UTF-8 is named
+    (``FILE:LINE``) — or, with ``skip_bad``, counted in ``skipped[0]`` and yielded empty."""
+    with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                _bad_line(path, lineno, ValueError(
+                    f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"), skip_bad)
+                skipped[0] += 1
+                yield "\n"
 
 
 # -- Mooncake --------------------------------------------------------------------------------
@@ -198,23 +205,23 @@ def _mooncake_line(line: str) -> tuple[float, int, int, list[int]]:
 
 def _mooncake_slow(path: Path, skip_bad: bool):
     ts, inp, out, rows = [], [], [], []
+    undecodable = [0]
     skipped = 0
-    with _open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                t, i, o, ids = _mooncake_line(line)
-            except ValueError as exc:
-                _bad_line(path, lineno, exc, skip_bad)
-                skipped += 1
-                continue
-            ts.append(t)
-            inp.append(i)
-            out.append(o)
-            rows.append(ids)
+    for lineno, line in enumerate(_text_lines(path, skip_bad, undecodable), start=1):
+        if not line.strip():
+            continue
+        try:
+            t, i, o, ids = _mooncake_line(line)
+        except ValueError as exc:
+            _bad_line(path, lineno, exc, skip_bad)
+            skipped += 1
+            continue
+        ts.append(t)
+        inp.append(i)
+        out.append(o)
+        rows.append(ids)
     return (np.asarray(ts, np.float64), np.asarray(inp, np.int64), np.asarray(out, np.int64),
-            rows, skipped)
+            rows, skipped + undecodable[0])
 
 
 # -- Azure -----------------------------------------------------------------------------------
@@ -257,45 +264,49 @@ def load_azure(path: str | os.PathLike, *, skip_bad: bool = False,
 
 def _azure_slow(path: Path, skip_bad: bool):
     ns, inp, out = [], [], []
+    undecodable = [0]
     skipped = 0
-    with _open_text(path) as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None or tuple(h.strip() for h in header) != _AZURE_FIELDS:
-            raise UserError(f"{path}:1: header {header!r} is not {list(_AZURE_FIELDS)}; is this an "
-                            "Azure LLM inference trace?")
-        for row in reader:
-            lineno = reader.line_num
-            if not row or not any(c.strip() for c in row):
-                continue
+    reader = csv.reader(_text_lines(path, skip_bad, undecodable))
+    header = next(reader, None)
+    if header is None:
+        raise UserError(f"{path}: empty file; an Azure LLM inference trace starts with the "
+                        f"header {','.join(_AZURE_FIELDS)}")
+    if tuple(h.strip() for h in header) != _AZURE_FIELDS:
+        raise UserError(f"{path}:1: header {header!r} is not {list(_AZURE_FIELDS)}; is this an "
+                        "Azure LLM inference trace?")
+    for row in reader:
+        lineno = reader.line_num
+        if not row or not any(c.strip() for c in row):
+            continue
+        try:
+            if len(row) != 3:
+                raise ValueError(f"{len(row)} fields, expected 3")
             try:
-                if len(row) != 3:
-                    raise ValueError(f"{len(row)} fields, expected 3")
+                if not row[0].strip()[:1].isdigit():
+                    raise ValueError
+                t = pd.to_datetime(row[0].strip(), format="ISO8601")
+            except (ValueError, TypeError):
+                raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time") from None
+            if t is pd.NaT:
+                raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time")
+            vals = []
+            for name, text in zip(_AZURE_FIELDS[1:], row[1:], strict=True):
                 try:
-                    if not row[0].strip()[:1].isdigit():
-                        raise ValueError
-                    t = pd.to_datetime(row[0].strip(), format="ISO8601")
-                except (ValueError, TypeError):
-                    raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time") from None
-                if t is pd.NaT:
-                    raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time")
-                vals = []
-                for name, text in zip(_AZURE_FIELDS[1:], row[1:], strict=True):
-                    try:
-                        v = int(text)
-                    except ValueError:
-                        raise ValueError(f"{name} {text!r} is not an integer") from None
-                    if v <= 0:
-                        raise ValueError(f"{name} {v} is not positive")
-                    vals.append(v)
-            except ValueError as exc:
-                _bad_line(path, lineno, exc, skip_bad)
-                skipped += 1
-                continue
-            ns.append(t.value)
-            inp.append(vals[0])
-            out.append(vals[1])
-    return np.asarray(ns, np.int64), np.asarray(inp, np.int64), np.asarray(out, np.int64), skipped
+                    v = int(text)
+                except ValueError:
+                    raise ValueError(f"{name} {text!r} is not an integer") from None
+                if v <= 0:
+                    raise ValueError(f"{name} {v} is not positive")
+                vals.append(v)
+        except ValueError as exc:
+            _bad_line(path, lineno, exc, skip_bad)
+            skipped += 1
+            continue
+        ns.append(t.value)
+        inp.append(vals[0])
+        out.append(vals[1])
+    return (np.asarray(ns, np.int64), np.asarray(inp, np.int64), np.asarray(out, np.int64),
+            skipped + undecodable[0])
 
 
 def _finish(path: Path, arrival, inp, out, blocks: FlatBlocks, block_tokens: int,

@@ -38,8 +38,17 @@ from simulator.units import GBps, fmt_rate, fmt_time, us
 def calibrate(files, output, model_name, gpu_name, line_rate, path_latency, as_json) -> None:
     """Fit fabric latency/bandwidth (bytes,seconds rows) and kernel coefficients
     (batch,tokens,seconds rows) by least squares; print residuals; write a TOML file."""
-    arch = lookup_model(model_name)
-    spec = lookup_gpu(gpu_name)
+    from simulator.cli.output import output_file
+
+    try:
+        arch = lookup_model(model_name)
+    except UserError as exc:
+        raise UserError(f"--model {model_name!r}: {exc}") from None
+    try:
+        spec = lookup_gpu(gpu_name)
+    except UserError as exc:
+        raise UserError(f"--gpu {gpu_name!r}: {exc}") from None
+    output_file(output, "-o")
     if line_rate is not None and not line_rate > 0:
         raise UserError(f"--line-rate {line_rate}: give a positive rate in GB/s")
     if path_latency is not None and path_latency < 0:

@@ -4,8 +4,8 @@ One click group; each sub-command lives in its own module and is imported only w
 (so ``kvfabric --help`` is fast and one broken sub-command cannot break the others). To add a
 command, add one line to :data:`COMMANDS`.
 
-User errors (:class:`simulator.errors.UserError`, missing files) print one line naming the file,
-field or line at fault and exit with status 2 — never a traceback.
+User errors (:class:`simulator.errors.UserError`, missing files, a bad option) print one line
+naming the file, field, option or line at fault and exit with status 2 — never a traceback.
 """
 
 from __future__ import annotations
@@ -65,11 +65,22 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.UsageError as exc:  # one line, like every user error, with where to look
+        where = exc.ctx.command_path if exc.ctx is not None else "kvfabric"
+        click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (UserError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except UserError as exc:
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+        if exc.filename is not None:
+            reason = exc.strerror or type(exc).__name__
+            click.echo(f"error: {exc.filename}: {reason}", err=True)
+        else:  # FileNotFoundError("path") and the like: the message is the file
+            click.echo(f"error: {exc}: {type(exc).__name__}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -17,6 +17,8 @@ from rich.table import Table
 
 from simulator.costmodel import OPTIONS, CostModel
 from simulator.errors import UserError
+from simulator.hardware import stack as lookup_stack
+from simulator.models import model as lookup_model
 from simulator.units import fmt_rate, fmt_time, to_us
 
 PHASE_ROWS = (("probe", "probe"), ("transfer", "transfer"), ("compute", "compute"),
@@ -52,6 +54,19 @@ def _load_topology(spec: str):
     import topologies  # noqa: PLC0415 - imported when the command runs (lazy CLI)
 
     return topologies.parse_spec(spec)
+
+
+def _check_name(option: str, name: str, lookup) -> None:
+    try:
+        lookup(name)
+    except UserError as exc:
+        raise UserError(f"{option} {name!r}: {exc}") from None
+
+
+def _check_numbers(**values) -> None:
+    for name, v in values.items():
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UserError(f"--{name.replace('_', '-')} {v:g}: give a number > 0")
 
 
 def _check_gpu(g, node: str, option: str) -> None:
@@ -95,6 +110,14 @@ def predict(model_name, topology_spec, src, dst, blocks, block_tokens, batch, he
     if plot_file is not None and sweep is None:
         raise UserError("--plot: only with --sweep blocks=LO:HI")
     rng = parse_sweep(sweep) if sweep is not None else None
+    _check_numbers(blocks=blocks, batch=batch, block_tokens=block_tokens, reuse=reuse,
+                   heads=heads)
+    if plot_file is not None:
+        from simulator.cli.output import output_file
+
+        output_file(plot_file, "--plot", (".png", ".pdf", ".svg"))
+    _check_name("--model", model_name, lookup_model)
+    _check_name("--stack", stack, lookup_stack)
     g = _load_topology(topology_spec)
     _check_gpu(g, src, "--src")
     _check_gpu(g, dst, "--dst")
@@ -106,6 +129,14 @@ def predict(model_name, topology_spec, src, dst, blocks, block_tokens, batch, he
                  "reuse": reuse, "layout": cm.layout, "layers": cm.model.layers}
     k_star = cm.crossover(src, dst, "blocks", **kw)
     out["crossover"] = {"blocks": k_star}
+    if k_star is not None and k_star < 1:
+        # a query selects whole blocks: a crossing below one block is no crossover at all
+        one = cm.compare(src, dst, 1.0, **kw)
+        out["crossover"] = {"blocks": None, "blocks_below_one": k_star,
+                            "cheaper_from_one_block": ("route" if one.option("route").total
+                                                       <= one.option("fetch").total
+                                                       else "fetch")}
+        k_star = None
     if blocks is not None:
         comp = cm.compare(src, dst, blocks, **kw)
         out["blocks"] = blocks
@@ -165,8 +196,15 @@ def _print(console: Console, cm: CostModel, out: dict) -> None:
                       + (fmt_time(pr) if pr is not None else
                          "none (both pay two messages; give --reuse > 1)"))
     k = out["crossover"]["blocks"]
-    console.print("route = fetch at blocks per query: "
-                  + (f"[bold]{k:.4g}[/bold]" if k is not None else "none (the same side wins)"))
+    below = out["crossover"].get("blocks_below_one")
+    if below is not None:
+        console.print(f"route = fetch at blocks per query: none from one block up — "
+                      f"{out['crossover']['cheaper_from_one_block']} is cheaper at every whole "
+                      f"number of blocks (the formulas cross at {below:.2g} of a block)")
+    else:
+        console.print("route = fetch at blocks per query: "
+                      + (f"[bold]{k:.4g}[/bold]" if k is not None
+                         else "none (the same side wins)"))
     if "sweep" in out:
         table = Table(title="Sweep: total of one layer's round [µs]")
         for col in ("blocks", *OPTIONS, "decision"):

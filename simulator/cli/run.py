@@ -1,17 +1,31 @@
 """``kvfabric run``: simulate a scenario under one or more policies, compare, write records.
 
-    kvfabric run [SCENARIO.toml] [--policy route,fetch,adaptive] [--out DIR] [--seed N] [--json]
+    kvfabric run [SCENARIO] [--policy route,fetch,adaptive] [--out DIR] [--overwrite]
+                 [--seed N] [--skip-bad] [--json]
 
-Without a scenario it runs the embedded default, ``scenarios/agentic_repo.toml``. The trace is
-loaded once and replayed for every policy with the same seed. Progress goes to stderr; the
-comparison table (or, with ``--json``, one JSON object) to stdout. Into ``--out`` go one Parquet
-file per table (``requests``, ``rounds``, ``iterations``, ``gpus``, ``links``,
-``link_timeline``; a ``policy`` column tells the runs apart), ``summary.json`` and the PNG plots
-of :mod:`simulator.plots` — each written atomically.
+SCENARIO is a ``.toml`` file or the name of a shipped scenario (``lamina_llama3_70b``), found
+from any folder; without it the embedded default, ``scenarios/agentic_repo.toml``, runs.
+
+Everything that can be checked is checked before any work, each failure one line naming the
+file, field or option (:mod:`simulator.cli.main`): the scenario (:mod:`simulator.scenario`),
+the policies (a duplicate is refused as in the TOML), what the run needs from this machine
+(:func:`simulator.runner.check`: the topology builds, a KV block fits, the workload's size fits
+memory), and ``--out`` (created and written to; a previous result in a folder the user named
+is replaced only with ``--overwrite``, in the default ``kvfabric_out/<scenario>`` always).
+Then the trace is loaded once and replayed for every policy with the same seed.
+
+Progress goes to stderr; the comparison table (:mod:`simulator.cli.tables`: wide, or vertical
+in a narrow terminal) or, with ``--json``, one JSON object to stdout. The result is written into
+a staging folder and swapped onto ``--out`` in one piece (:mod:`simulator.cli.output`): one
+Parquet file per table (``requests``, ``rounds``, ``iterations``, ``gpus``, ``links``,
+``link_timeline``; a ``policy`` column tells the runs apart), ``summary.json`` (with ``notes``
+on empty or degenerate runs), the PNG plots of :mod:`simulator.plots` that have something to
+show, and ``manifest.json`` (scenario, seed, policies, engine, version, time).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -29,22 +43,30 @@ JSON_KEYS = (
 #: Extra keys of disaggregation runs (Lamina-style comparison at equal cost).
 EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "model_pool_idle",
               "attention_pool_idle")
+#: The engine every per-round policy runs on (issue 14 adds a second).
+ENGINE = "exact"
+
 
 def default_scenario() -> Path:
-    """The embedded default scenario: ``scenarios/agentic_repo.toml`` of a source checkout, or
-    the copy a regular (non-editable) install puts under ``<prefix>/share/kvfabric/scenarios``."""
-    import sys
+    """The embedded default scenario: ``agentic_repo.toml`` of the shipped scenarios."""
+    from simulator.scenario import shipped_dir
 
-    checkout = Path(__file__).resolve().parents[2] / "scenarios" / "agentic_repo.toml"
-    if checkout.is_file():
-        return checkout
-    return Path(sys.prefix) / "share" / "kvfabric" / "scenarios" / "agentic_repo.toml"
+    return shipped_dir() / "agentic_repo.toml"
+
+
+def resolve_scenario(arg: str | None) -> Path:
+    """The scenario file ``arg`` names (a path or a shipped name); the default if None."""
+    from simulator.scenario import find
+
+    return default_scenario() if arg is None else find(arg)
 
 
 def _clean(value):
     """JSON-safe: NaN/inf → None, numpy scalars → Python numbers."""
     if isinstance(value, dict):
         return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
     if hasattr(value, "item"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
@@ -53,6 +75,7 @@ def _clean(value):
 
 
 def _policies(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``--policy`` as names, checked like the scenario's ``policies`` (known, each once)."""
     from simulator.policies import POLICIES
 
     if option is None:
@@ -63,17 +86,23 @@ def _policies(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     for p in names:
         if p not in POLICIES:
             raise UserError(f"--policy: unknown policy {p!r}; known: {', '.join(POLICIES)}")
+    twice = sorted({p for p in names if names.count(p) > 1})
+    if twice:
+        raise UserError(f"--policy: lists {', '.join(twice)} twice; name each policy once")
     return names
 
 
-def run_policies(scenario, policies, seed, progress=None):
+def run_policies(scenario, policies, seed, progress=None, *, skip_bad: bool = False,
+                 trace=None):
     """Run ``scenario`` for each policy (trace loaded once); returns ``{policy: Result}``.
 
-    ``progress(policy, finished, total)`` is called as requests finish.
+    ``progress(policy, finished, total)`` is called as requests finish; ``skip_bad`` skips
+    (and counts) trace lines that do not parse; ``trace``: already loaded.
     """
     from simulator.runner import load_trace, run
 
-    trace = load_trace(scenario, seed)
+    if trace is None:
+        trace = load_trace(scenario, seed, skip_bad=skip_bad)
     out = {}
     for p in policies:
         cb = None if progress is None else (lambda done, total, p=p: progress(p, done, total))
@@ -81,8 +110,23 @@ def run_policies(scenario, policies, seed, progress=None):
     return out
 
 
-def write_outputs(results: dict, out_dir: Path, scenario_name: str) -> list[Path]:
-    """Parquet tables (a ``policy`` column per row), ``summary.json`` and the PNG plots."""
+def notes(results: dict) -> dict[str, list[str]]:
+    """``{policy: notes}`` on empty or degenerate runs (:func:`~simulator.engine.records.run_notes`)."""
+    from simulator.engine.records import run_notes
+    from simulator.policies import get
+
+    out = {}
+    for p, r in results.items():
+        n = run_notes(r.summary, pool_loop=get(p).loop is not None)
+        if n:
+            out[p] = n
+    return out
+
+
+def write_outputs(results: dict, out_dir: Path, scenario_name: str
+                  ) -> tuple[list[Path], dict[str, str]]:
+    """Parquet tables (a ``policy`` column per row), ``summary.json`` and the PNG plots; returns
+    the files written and the plots skipped with the reason."""
     import pandas as pd
 
     from simulator import plots
@@ -93,89 +137,127 @@ def write_outputs(results: dict, out_dir: Path, scenario_name: str) -> list[Path
         frames = []
         for policy, res in results.items():
             df = getattr(res, table)
-            if len(df):
+            if len(df) or not frames:  # an empty run still writes every table (no rows)
                 df = df.copy()
                 for col in df.columns:
                     if isinstance(df[col].dtype, pd.CategoricalDtype):
                         df[col] = df[col].astype(str)
                 df.insert(0, "policy", policy)
                 frames.append(df)
-        if frames:
-            written.append(write_parquet(pd.concat(frames, ignore_index=True),
-                                         out_dir / f"{table}.parquet"))
+        frames = [f for f in frames if len(f)] or frames[:1]
+        written.append(write_parquet(pd.concat(frames, ignore_index=True),
+                                     out_dir / f"{table}.parquet"))
+    figures, skipped = plots.write_all(results, out_dir)
     summary = {"scenario": scenario_name,
                "policies": {p: _clean(r.summary) for p, r in results.items()}}
+    for p, n in notes(results).items():
+        summary["policies"][p]["notes"] = n
+    if skipped:
+        summary["plots_skipped"] = skipped
     written.append(write_text(json.dumps(summary, indent=2) + "\n", out_dir / "summary.json"))
-    written.extend(plots.write_all(results, out_dir))
-    return written
+    return written + figures, skipped
+
+
+def manifest(scenario, path: Path, seed: int, policies) -> dict:
+    """What made a result (:mod:`simulator.cli.output` adds files, time and version)."""
+    return {"scenario": {"name": scenario.name, "source": str(path.resolve()),
+                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
+            "seed": seed, "policies": list(policies), "engine": ENGINE}
 
 
 @click.command("run")
-@click.argument("scenario_path", required=False, type=click.Path(dir_okay=False))
+@click.argument("scenario_path", required=False, metavar="[SCENARIO]")
 @click.option("--policy", "policy_opt", default=None,
               help="Comma-separated policies (default: the scenario's list).")
-@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
-              help="Folder for Parquet records, summary.json and PNG plots "
+@click.option("--out", "out_dir", default=None, type=click.Path(),
+              help="Folder for Parquet records, summary.json, manifest.json and PNG plots "
                    "(default: kvfabric_out/<scenario name>).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the previous result in --out (the default folder is replaced "
+                   "without it).")
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
+@click.option("--skip-bad", is_flag=True, help="Skip (and count) trace lines that do not parse.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--no-write", is_flag=True, help="Do not write records or plots.")
-def run(scenario_path, policy_opt, out_dir, seed, as_json, no_write) -> None:
-    """Run a scenario for one or more policies and compare them."""
+def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
+        no_write) -> None:
+    """Run SCENARIO (a .toml file or a shipped name) for one or more policies and compare."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from simulator.cli.output import ResultFolder
+    from simulator.runner import check, load_trace
     from simulator.scenario import Scenario
 
-    path = Path(scenario_path) if scenario_path else default_scenario()
-    if not path.is_file():
-        raise UserError(f"{path}: scenario file not found; pass a scenario .toml file")
+    path = resolve_scenario(scenario_path)
     scenario = Scenario.load(path)
     policies = _policies(policy_opt, scenario.policies)
     seed = scenario.seed if seed is None else seed
     if seed < 0:
         raise UserError(f"--seed {seed}: give an integer >= 0")
     target = Path(out_dir) if out_dir else Path("kvfabric_out") / scenario.name
-    if not no_write and target.exists() and not target.is_dir():
-        raise UserError(f"--out {target}: exists and is not a folder; choose another path")
+    check(scenario, policies)
+    # a folder the user named is replaced only when asked; the default one always is
+    folder = None if no_write else ResultFolder.open(target, overwrite=overwrite or not out_dir)
 
     err = Console(stderr=True)
     cols = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("requests"), TimeElapsedColumn())
-    with Progress(*cols, console=err, transient=False) as bar:
-        tasks = {p: bar.add_task(p, total=None) for p in policies}
+    try:
+        trace = load_trace(scenario, seed, skip_bad=skip_bad)  # a bad line: before any bar
+        with Progress(*cols, console=err, transient=False) as bar:
+            tasks = {p: bar.add_task(p, total=None) for p in policies}
 
-        def progress(policy, done, total):
-            bar.update(tasks[policy], completed=done, total=total)
+            def progress(policy, done, total):
+                bar.update(tasks[policy], completed=done, total=total)
 
-        results = run_policies(scenario, policies, seed, progress)
-    written = []
-    if not no_write:
-        target.mkdir(parents=True, exist_ok=True)
-        written = write_outputs(results, target, scenario.name)
+            results = run_policies(scenario, policies, seed, progress, trace=trace)
+        written, skipped = [], {}
+        if folder is not None:
+            written, skipped = write_outputs(results, folder.path, scenario.name)
+            folder.commit(manifest(scenario, path, seed, policies))
+    except BaseException:
+        if folder is not None:
+            folder.discard()
+        raise
+    _report(results, scenario.name, seed, None if no_write else target, written, skipped,
+            as_json, err)
+
+
+def _report(results, name, seed, target, written, skipped, as_json, err) -> None:
+    """The comparison table or JSON on stdout; notes, skipped plots and files on stderr."""
+    from rich.console import Console
+
+    from simulator.cli.tables import print_table
     from simulator.disaggregation import LOOPS, comparison_frame, comparison_table
 
     lamina = {p: results[p] for p in LOOPS if p in results}
+    run_notes = notes(results)
     if as_json:
         payload = {
-            "scenario": scenario.name, "seed": seed,
+            "scenario": name, "seed": seed,
             "policies": {p: _clean({k: r.summary[k]
                                     for k in JSON_KEYS + EXTRA_KEYS if k in r.summary})
                          for p, r in results.items()},
-            "out": str(target) if not no_write else None,
+            "notes": run_notes, "plots_skipped": skipped,
+            "out": str(target) if target is not None else None,
         }
         if len(lamina) == 2:
             payload["ratio"] = _clean(comparison_frame(lamina).iloc[2].to_dict())
         click.echo(json.dumps(payload))
         return
     con = Console()
-    if not con.is_terminal:  # piped: keep one row per policy
-        con = Console(width=150)
-    con.print(_table(scenario.name, seed, results))
+    print_table(con, _table(name, seed, results))
     if len(lamina) == 2:
-        con.print(comparison_table(lamina))
+        print_table(con, comparison_table(lamina))
+    for p, lines in run_notes.items():
+        for line in lines:
+            err.print(f"note: {p}: {line}", highlight=False, soft_wrap=True)
+    for file, reason in skipped.items():
+        err.print(f"skipped {file}: {reason}", highlight=False, soft_wrap=True)
     if written:
-        err.print(f"wrote {len(written)} files to {target}/")
+        err.print(f"wrote {len(written) + 1} files to {target}/", highlight=False,
+                  soft_wrap=True)
 
 
 def _table(name: str, seed: int, results: dict):

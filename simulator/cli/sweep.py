@@ -1,8 +1,17 @@
-"""``kvfabric sweep``: run a parameter sweep locally or on Dask and gather the results."""
+"""``kvfabric sweep``: run a parameter sweep locally or on Dask and gather the results.
+
+Every point is validated before any runs (:func:`simulator.sweep.check.check_points`): a bad
+field or value ends in one line naming the sweep file, the point and the field, exit status 2,
+and nothing written. Ctrl-C stops the sweep within about a second — queued points cancelled,
+workers ended, finished points kept for the next run (exit status 130). SWEEP may be a file or
+a shipped sweep's name (``example_sweep``).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -18,6 +27,8 @@ _TIMES = ("ttft_p50", "tbt_p50", "tbt_p99")
 
 def _cell(column: str, value: object) -> str:
     if isinstance(value, float):
+        if value != value:  # NaN: an empty run's latency
+            return "—"
         if column.endswith("_time") or column in _TIMES:
             return fmt_time(value)
         return f"{value:.4g}"
@@ -25,7 +36,7 @@ def _cell(column: str, value: object) -> str:
 
 
 @click.command("sweep")
-@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("sweep_file", metavar="SWEEP")
 @click.option("--backend", type=click.Choice(BACKENDS), default="local", show_default=True,
               help="local: a process pool; dask: dask.distributed.")
 @click.option("--scheduler", default=None, metavar="ADDR",
@@ -33,45 +44,76 @@ def _cell(column: str, value: object) -> str:
                    "default: a LocalCluster.")
 @click.option("--workers", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: CPU count locally, 2 on a Dask LocalCluster).")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
               help="Results folder (default: out/sweep-<name>). Finished points are kept there, "
                    "so running again resumes.")
+@click.option("--skip-bad", is_flag=True, help="Skip (and count) trace lines that do not parse.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def sweep(sweep_file: Path, backend: str, scheduler: str | None, workers: int | None,
-          out: Path | None, as_json: bool) -> None:
-    """Run every point of SWEEP_FILE not yet finished in --out; write results.parquet."""
+def sweep(sweep_file: str, backend: str, scheduler: str | None, workers: int | None,
+          out: Path | None, skip_bad: bool, as_json: bool) -> None:
+    """Run every point of SWEEP not yet finished in --out; write results.parquet."""
+    import os
+
+    from simulator.sweep.check import check_points
+    from simulator.sweep.executor import Interrupted
+
     spec = Sweep.load(sweep_file)
+    if skip_bad:
+        spec = dataclasses.replace(spec, skip_bad=True)
     if scheduler is not None and backend != "dask":
         backend = "dask"
     out = out if out is not None else Path("out") / f"sweep-{spec.name}"
-    res = execute(spec, out, backend, workers=workers, scheduler=scheduler,
-                  progress=not as_json)
+    parallel = workers or ((os.cpu_count() or 1) if backend == "local" else 2)
+    check_points(spec, parallel=min(parallel, len(spec.points())))
+    try:
+        res = execute(spec, out, backend, workers=workers, scheduler=scheduler,
+                      progress=not as_json, check=False)
+    except Interrupted as stop:
+        click.echo(f"interrupted: {stop.finished} of {stop.total} points finished and kept in "
+                   f"{stop.out / 'points'}; run the same command again to resume", err=True)
+        sys.exit(130)
     summary = {"sweep": spec.name, "points": len(spec.points()), "computed": res.computed,
-               "resumed": res.resumed, "failed": len(res.failures),
-               "results": str(out / "results.parquet"), "rows": len(res.results),
+               "resumed": res.resumed, "recomputed_stale": res.stale,
+               "failed": len(res.failures), "results": str(out / "results.parquet"),
+               "rows": len(res.results),
                "failures": [{"params": f["params"], "error": f["error"]} for f in res.failures]}
     if as_json:
         click.echo(json.dumps(summary, default=str))
         return
+    _print(spec, res, summary)
+    if res.failures:
+        raise SystemExit(1)
+
+
+def _print(spec: Sweep, res, summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from simulator.cli.tables import print_table
+
     console = Console()
-    console.print(f"[bold]{spec.name}[/]: {summary['points']} points — {res.computed} computed, "
-                  f"{res.resumed} already done, {len(res.failures)} failed → {summary['results']}")
+    stale = f" ({res.stale} recomputed: their inputs changed)" if res.stale else ""
+    console.print(f"[bold]{spec.name}[/]: {summary['points']} points — {res.computed} computed"
+                  f"{stale}, {res.resumed} already done, {len(res.failures)} failed → "
+                  f"{summary['results']}", soft_wrap=True)
+    err = Console(stderr=True)
     if len(res.results):
-        table = Table(show_lines=False)
+        table = Table()
         params = [k for k, _ in spec.grid] + [k for k, _ in spec.random]
-        cols = [c for c in (*params, "policy", "option", *HEADLINE) if c in res.results.columns]
+        cols = [c for c in ("point", *params, "policy", "option", *HEADLINE)
+                if c in res.results.columns]
         shown = res.results[list(dict.fromkeys(cols))].head(20)
         for col in shown.columns:
-            table.add_column(str(col), overflow="fold")
+            table.add_column(str(col), no_wrap=True)
         for row in shown.itertuples(index=False):
             table.add_row(*(_cell(col, v) for col, v in zip(shown.columns, row, strict=True)))
-        console.print(table)
+        print_table(console, table)
         if len(res.results) > 20:
             console.print(f"… {len(res.results) - 20} more rows in {summary['results']}")
+        if "note" in res.results.columns:
+            for row in res.results[res.results["note"].fillna("") != ""].itertuples():
+                err.print(f"note: point {row.point}: {row.note}", highlight=False,
+                          soft_wrap=True)
     for f in res.failures:
-        console.print(f"[red]failed[/] point {f['point']} {f['params']}: {f['error']}")
-    if res.failures:
-        raise SystemExit(1)
+        err.print(f"failed point {f['point']} {f['params']}: {f['error']}", highlight=False,
+                  soft_wrap=True, markup=False)

@@ -91,6 +91,10 @@ def show(spec: str, path: tuple[str, str] | None, output: str | None, as_json: b
     """
     import topologies
 
+    if output:
+        from simulator.cli.output import output_file
+
+        output_file(output, "-o", (".png", ".svg", ".pdf"))
     g = topologies.parse_spec(spec)
     summary = topologies.summarize(g, path=tuple(path) if path else None)
     if output:

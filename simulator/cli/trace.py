@@ -24,12 +24,9 @@ from simulator.errors import UserError
 
 
 def _out_path(output: str) -> Path:
-    path = Path(output)
-    if not path.parent.exists():
-        raise UserError(f"-o {output}: folder {path.parent} does not exist; create it first")
-    if path.suffix != ".parquet":
-        raise UserError(f"-o {output}: the output must be a .parquet file")
-    return path
+    from simulator.cli.output import output_file
+
+    return output_file(output, "-o", (".parquet",))
 
 
 def _load(file: str, skip_bad: bool, block_tokens: int):
@@ -57,7 +54,13 @@ def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
     """Summarize FILE: a Mooncake .jsonl[.gz], Azure .csv[.gz], our .parquet, or a shipped name."""
     from workloads.stats import trace_stats
 
-    summary = trace_stats(_load(file, skip_bad, block_tokens))
+    df = _load(file, skip_bad, block_tokens)
+    if not len(df):
+        skipped = df.attrs.get("skipped_lines", 0)
+        raise UserError(f"{file}: holds no requests" + (f" ({skipped} bad lines skipped)"
+                                                         if skipped else "")
+                        + "; nothing to summarize")
+    summary = trace_stats(df)
     if as_json:
         click.echo(json.dumps(summary))
         return

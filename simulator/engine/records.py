@@ -14,7 +14,9 @@ the end. Tables (one row per …):
 - ``gpus`` — GPU: busy time, utilization, kernels, HBM blocks;
 - ``links`` — link: bytes, busy time, utilization (from the fabric), and ``link_timeline``.
 
-:func:`summarize` turns them into the dict of DESIGN.md's ``run --json`` keys.
+:func:`summarize` turns them into the dict of DESIGN.md's ``run --json`` keys; :func:`run_notes`
+says what a reader of an empty or degenerate run should know (no requests, none completed, no
+rounds) — such a run is a result, not an error.
 """
 
 from __future__ import annotations
@@ -152,6 +154,31 @@ def capacity_window(requests: pd.DataFrame, iterations: pd.DataFrame,
     first = requests["first_token_at"].to_numpy(float)
     tokens += float(((first > start) & (first <= end)).sum())
     return start, end, tokens / (end - start)
+
+
+def run_notes(summary: dict, *, pool_loop: bool = False) -> list[str]:
+    """Notes on an empty or degenerate run (empty when there is nothing to say).
+
+    Args:
+        summary: a run's summary (:func:`summarize`).
+        pool_loop: the run used a decode loop of its own (Lamina pools, homogeneous replicas),
+            which exchanges whole batches and records no per-round rows.
+    """
+    notes = []
+    requests, completed = int(summary["requests"]), int(summary["completed"])
+    if requests == 0:
+        notes.append("no requests entered the run (the workload is empty, or engine.duration / "
+                     "engine.max_requests cut it to nothing): its latency metrics are empty")
+    elif completed == 0:
+        notes.append(f"none of the {requests:,} requests completed before the run ended "
+                     "(engine.duration): its latency metrics are empty")
+    if requests and int(summary.get("rounds", 0)) == 0:
+        notes.append("no per-round records: this policy's own decode loop exchanges whole "
+                     "batches, not KV rounds" if pool_loop else
+                     "no rounds: no KV crossed between GPUs (the policy never routes or "
+                     "fetches, or every block a query needed was local), so the closed-form "
+                     "error is empty")
+    return notes
 
 
 def summarize(

@@ -14,10 +14,11 @@ from simulator.errors import UserError
 __all__ = ["load_trace"]
 
 
-def load_trace(scenario, seed: int) -> pd.DataFrame:
+def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
     """The requests of ``scenario`` (a :class:`~simulator.scenario.Scenario`) at the engines'
     block size, limited by ``max_requests`` and ``duration``, arrivals scaled by ``time_scale``;
-    ``seed`` drives a generated (agentic) workload."""
+    ``seed`` drives a generated (agentic) workload; ``skip_bad`` skips (and counts) trace lines
+    that do not parse instead of failing on the first."""
     from workloads import load
     from workloads.blocks import refine_trace
 
@@ -33,7 +34,7 @@ def load_trace(scenario, seed: int) -> pd.DataFrame:
             raise UserError(f"{scenario.source}: field 'workload.agentic': {exc}") from None
         df = generate_agentic(np.random.default_rng([seed, 1]), p)
     else:
-        df = load(w.trace)
+        df = load(w.trace, skip_bad=skip_bad)
     if scenario.engine.max_requests is not None:
         df = df.iloc[: scenario.engine.max_requests]
     if w.time_scale != 1.0:

@@ -1,22 +1,32 @@
 """Running a sweep's points on local processes or a Dask cluster, and resuming.
 
-A point runs in a worker as a pure function of (kind, base, params, seed)
+Before anything runs or is written, every point is validated
+(:func:`simulator.sweep.check.check_points`) and the output folder is created and written to.
+A point then runs in a worker as a pure function of (kind, base, params, seed)
 (:func:`simulator.sweep.points.run_point`) and returns flat records; the *client* writes each
-finished point atomically to ``OUT/points/<id>.parquet``, so an interrupted sweep resumes and
-computes only what is missing. A point that fails is reported with its parameters
-(``OUT/failures.json``) and does not stop the others. At the end every point's records gather, in
-point order, into ``OUT/results.parquet``.
+finished point atomically to ``OUT/points/<point id>-<key>.parquet``, so an interrupted sweep
+resumes and computes only what is missing. The key covers everything that determines the point
+(:mod:`simulator.sweep.spec`): a point whose base scenario, input files, seed or kvfabric
+version changed since it was written is computed again (its stale file replaced), never resumed.
+A point that fails is reported with its parameters (``OUT/failures.json``) and does not stop
+the others. At the end every point's records gather, in point order, into
+``OUT/results.parquet``.
 
-Backends: ``local`` (a process pool; the default) and ``dask`` (dask.distributed: a LocalCluster
-of ``workers`` single-threaded processes, or an existing scheduler at ``scheduler``).
+Ctrl-C (SIGINT) stops a sweep at once: queued points are cancelled and the workers ended (they
+ignore SIGINT themselves, so the client decides), finished points are kept, and
+:class:`Interrupted` says how many.
+
+Backends: ``local`` (a spawn-context process pool; the default) and ``dask``
+(dask.distributed: a LocalCluster of ``workers`` single-threaded processes, or an existing
+scheduler at ``scheduler``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -25,22 +35,40 @@ from typing import Any
 import pandas as pd
 
 from simulator.errors import UserError
-from simulator.fileio import write_parquet, write_text
+from simulator.fileio import probe_folder, write_parquet, write_text
+from simulator.sweep.check import check_points
 from simulator.sweep.points import run_point
 from simulator.sweep.spec import Point, Sweep
 
 BACKENDS = ("local", "dask")
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep: ``finished`` of ``total`` points are kept in ``out``/points."""
+
+    def __init__(self, finished: int, total: int, out: Path) -> None:
+        super().__init__(f"{finished} of {total} points finished")
+        self.finished, self.total, self.out = finished, total, out
+
+
 @dataclass
 class SweepResult:
-    """What :func:`execute` did: the gathered results and per-point bookkeeping."""
+    """What :func:`execute` did: the gathered results and per-point bookkeeping.
+
+    ``stale``: points whose earlier result no longer matched their inputs (recomputed).
+    """
 
     results: pd.DataFrame
     failures: list[dict[str, Any]] = field(default_factory=list)
     computed: int = 0
     resumed: int = 0
+    stale: int = 0
     out: Path | None = None
+
+
+def point_file(points_dir: Path, point: Point) -> Path:
+    """Where a finished point's records live: its id (which point) and key (which inputs)."""
+    return points_dir / f"{point.point_id}-{point.key}.parquet"
 
 
 def _point_frame(point: Point, rows: list[dict]) -> pd.DataFrame:
@@ -54,15 +82,30 @@ def _point_frame(point: Point, rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _iter_local(tasks: list[Point], kind: str, base, base_dir: str,
-                workers: int) -> Iterator[tuple[Point, dict]]:
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_point, kind, base, base_dir, p): p for p in tasks}
-        for fut in as_completed(futures):
-            yield futures[fut], fut.result()
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C reaches the whole process group; the client handles it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _iter_dask(tasks: list[Point], kind: str, base, base_dir: str, workers: int,
+def _run_task(task: tuple) -> tuple[int, dict]:
+    kind, base, base_dir, point, skip_bad = task
+    return point.index, run_point(kind, base, base_dir, point, skip_bad)
+
+
+def _iter_local(tasks: list[Point], sweep: Sweep, workers: int) -> Iterator[tuple[Point, dict]]:
+    by_index = {p.index: p for p in tasks}
+    pool = get_context("spawn").Pool(workers, initializer=_ignore_sigint)
+    try:
+        work = [(sweep.kind, sweep.base, sweep.base_dir, p, sweep.skip_bad) for p in tasks]
+        for index, outcome in pool.imap_unordered(_run_task, work, chunksize=1):
+            yield by_index[index], outcome
+        pool.close()
+    finally:
+        pool.terminate()  # cancels queued points and ends running ones (no-op when finished)
+        pool.join()
+
+
+def _iter_dask(tasks: list[Point], sweep: Sweep, workers: int,
                scheduler: str | None) -> Iterator[tuple[Point, dict]]:
     from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
@@ -78,12 +121,15 @@ def _iter_dask(tasks: list[Point], kind: str, base, base_dir: str, workers: int,
         except OSError as exc:
             raise UserError(f"--scheduler {scheduler}: cannot connect ({exc}); start a "
                             "scheduler there or drop --scheduler for a local cluster") from None
+    futures = {}
     try:
-        futures = {client.submit(run_point, kind, base, base_dir, p, pure=False,
-                                 key=f"kvfabric-point-{p.point_id}"): p for p in tasks}
+        futures = {client.submit(run_point, sweep.kind, sweep.base, sweep.base_dir, p,
+                                 sweep.skip_bad, pure=False,
+                                 key=f"kvfabric-point-{p.point_id}-{p.key}"): p for p in tasks}
         for fut in dask_completed(futures):
             yield futures[fut], fut.result()
     finally:
+        client.cancel(list(futures))
         client.close()
         if cluster is not None:
             cluster.close()
@@ -92,8 +138,11 @@ def _iter_dask(tasks: list[Point], kind: str, base, base_dir: str, workers: int,
 def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: int | None = None,
             scheduler: str | None = None,
             on_point: Callable[[Point, dict], None] | None = None,
-            progress: bool = True) -> SweepResult:
+            progress: bool = True, check: bool = True) -> SweepResult:
     """Run every point of ``sweep`` not already finished under ``out``; gather the results.
+
+    Raises :class:`UserError` before anything runs or is written if a point cannot run, and
+    :class:`Interrupted` on Ctrl-C (finished points kept).
 
     Args:
         out: the results folder (created if missing).
@@ -102,43 +151,60 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
         scheduler: a Dask scheduler address (``tcp://host:8786``); None starts a LocalCluster.
         on_point: called in the client after each finished point (for tests and UIs).
         progress: show a rich progress bar.
+        check: validate every point first (:func:`~simulator.sweep.check.check_points`);
+            False when the caller already did.
     """
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r}: give one of {', '.join(BACKENDS)}")
     out = Path(out)
-    points_dir = out / "points"
-    points_dir.mkdir(parents=True, exist_ok=True)
     points = sweep.points()
-    todo = [p for p in points if not (points_dir / f"{p.point_id}.parquet").exists()]
-    result = SweepResult(pd.DataFrame(), resumed=len(points) - len(todo), out=out)
+    points_dir = out / "points"
+    done = {p.name for p in points_dir.glob("*.parquet")} if points_dir.is_dir() else set()
+    todo = [p for p in points if point_file(points_dir, p).name not in done]
     if workers is None:
         workers = (os.cpu_count() or 1) if backend == "local" else 2
     workers = max(1, min(workers, len(todo))) if todo else 1
+    if check:
+        check_points(sweep, parallel=workers)
+    try:
+        probe_folder(points_dir)
+    except OSError as exc:
+        raise UserError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose a "
+                        "folder you can write") from None
+    stale = 0
+    for p in todo:  # results of this point for other inputs: replaced, never gathered
+        for old in points_dir.glob(f"{p.point_id}*.parquet"):
+            old.unlink()
+            stale += 1
+    result = SweepResult(pd.DataFrame(), resumed=len(points) - len(todo), stale=stale, out=out)
 
-    stream = (_iter_local(todo, sweep.kind, sweep.base, sweep.base_dir, workers)
-              if backend == "local" else
-              _iter_dask(todo, sweep.kind, sweep.base, sweep.base_dir, workers, scheduler))
+    stream = (_iter_local(todo, sweep, workers) if backend == "local" else
+              _iter_dask(todo, sweep, workers, scheduler))
     from rich.progress import Progress
 
     with Progress(disable=not progress or not todo, transient=False) as bar:
         task = bar.add_task(f"sweep {sweep.name} ({backend}, {workers} workers)",
                             total=len(todo))
-        if todo:
-            for point, outcome in stream:
+        try:
+            for point, outcome in (stream if todo else ()):
                 if "error" in outcome:
                     result.failures.append({"point": point.index, "point_id": point.point_id,
                                             "params": point.as_dict, "error": outcome["error"],
                                             "detail": outcome["detail"]})
                 else:
                     write_parquet(_point_frame(point, outcome["rows"]),
-                                  points_dir / f"{point.point_id}.parquet")
+                                  point_file(points_dir, point))
                     result.computed += 1
                 if on_point is not None:
                     on_point(point, outcome)
                 bar.advance(task)
+        except KeyboardInterrupt:
+            raise Interrupted(result.resumed + result.computed, len(points), out) from None
+        finally:
+            stream.close()  # ends the workers now, not when the generator is collected
 
-    frames = [pd.read_parquet(points_dir / f"{p.point_id}.parquet") for p in points
-              if (points_dir / f"{p.point_id}.parquet").exists()]
+    frames = [pd.read_parquet(point_file(points_dir, p)) for p in points
+              if point_file(points_dir, p).exists()]
     result.results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     write_parquet(result.results, out / "results.parquet")
     failures = sorted(result.failures, key=lambda f: f["point"])

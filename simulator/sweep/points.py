@@ -14,18 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from simulator.errors import UserError
-from simulator.sweep.spec import Point
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """Set ``data["a"]["b"] = value`` for ``key = "a.b"``, creating tables on the way."""
-    parts = key.split(".")
-    node = data
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise UserError(f"sweep field '{key}': '{part}' is not a table in the base")
-    node[parts[-1]] = value
+from simulator.sweep.spec import PREDICT_DEFAULTS, PREDICT_FIELDS, Point, set_dotted
 
 
 def _predict(base: Mapping[str, Any], params: Mapping[str, Any], seed: int) -> list[dict]:
@@ -33,15 +22,10 @@ def _predict(base: Mapping[str, Any], params: Mapping[str, Any], seed: int) -> l
     import topologies
     from simulator.costmodel import CostModel
 
-    args = {"model": "deepseek-v3.2", "topology": "dgx_h100", "stack": "ibgda",
-            "src": "n0/gpu0", "dst": "n1/gpu0", "blocks": 32, "batch": 1, "reuse": 1.0,
-            "block_tokens": 64}
-    args.update(base)
-    args.update(params)
-    known = set(args) - {"model", "topology", "stack", "src", "dst", "blocks", "batch", "reuse",
-                         "block_tokens", "layout", "kv_dtype", "bandwidth"}
-    if known:
-        raise UserError(f"predict sweep: unknown field {sorted(known)[0]!r}")
+    args = {**PREDICT_DEFAULTS, **base, **params}
+    unknown = set(args) - set(PREDICT_FIELDS)
+    if unknown:
+        raise UserError(f"predict sweep: unknown field {sorted(unknown)[0]!r}")
     g = topologies.parse_spec(str(args["topology"]))
     extra = {k: args[k] for k in ("layout", "kv_dtype", "bandwidth") if k in args}
     cm = CostModel(args["model"], g, args["stack"], block_tokens=int(args["block_tokens"]),
@@ -57,9 +41,12 @@ def _predict(base: Mapping[str, Any], params: Mapping[str, Any], seed: int) -> l
 
 
 def _run(base: Mapping[str, Any], params: Mapping[str, Any], seed: int,
-         base_dir: str) -> list[dict]:
-    """Simulate the base scenario with the point's fields set (one record per policy)."""
-    from simulator.runner import run
+         base_dir: str, skip_bad: bool = False) -> list[dict]:
+    """Simulate the base scenario with the point's fields set (one record per policy, with a
+    ``note`` on an empty or degenerate run)."""
+    from simulator.engine.records import run_notes
+    from simulator.policies import get
+    from simulator.runner import load_trace, run
     from simulator.scenario import Scenario
 
     data = copy.deepcopy(dict(base))
@@ -71,10 +58,12 @@ def _run(base: Mapping[str, Any], params: Mapping[str, Any], seed: int,
             set_dotted(data, key, value)
     scenario = Scenario.from_dict(data, source=f"sweep point {dict(params)}", base=base_dir)
     policies = [policy] if policy is not None else list(scenario.policies)
+    trace = load_trace(scenario, seed, skip_bad=skip_bad)
     rows = []
     for name in policies:
-        res = run(scenario, policy=name, seed=seed)
-        rows.append({"policy": name, **_flat(res.summary)})
+        res = run(scenario, policy=name, seed=seed, trace=trace)
+        note = "; ".join(run_notes(res.summary, pool_loop=get(name).loop is not None))
+        rows.append({"policy": name, **_flat(res.summary), "note": note})
     return rows
 
 
@@ -88,14 +77,15 @@ def _flat(summary: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def run_point(kind: str, base: Mapping[str, Any], base_dir: str, point: Point) -> dict[str, Any]:
+def run_point(kind: str, base: Mapping[str, Any], base_dir: str, point: Point,
+              skip_bad: bool = False) -> dict[str, Any]:
     """Compute one point; never raises: failures come back as ``{"error": …}``."""
     try:
         params = point.as_dict
         if kind == "predict":
             rows = _predict(base, params, point.seed)
         else:
-            rows = _run(base, params, point.seed, base_dir)
+            rows = _run(base, params, point.seed, base_dir, skip_bad)
         return {"rows": rows}
     except Exception as exc:  # reported per point; the sweep goes on
         detail = str(exc) if isinstance(exc, UserError) else traceback.format_exc(limit=3)

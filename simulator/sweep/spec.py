@@ -21,10 +21,23 @@ A sweep file::
     model = "deepseek-v3.2"
 
 Each point is a frozen mapping of field → value. Its id is a hash of that mapping (so the same
-point has the same id in every sweep and backend) and its seed derives from the sweep seed and the
-hash of its fields other than ``policy`` through :class:`numpy.random.SeedSequence` — the same
-point gives the same result, bit for bit, on any backend and in any order, and points that differ
-only in the policy see the same workload (common random numbers).
+point has the same id in every sweep and backend). Its **seed** derives from the sweep seed and
+the point's *workload fields* through :class:`numpy.random.SeedSequence`: the fields under
+``workload.`` and ``seed`` (a grid over ``seed`` gives replications). Every other field —
+``stack``, ``policy``, the topology, placement, engine, model — leaves the seed alone, so points
+that differ only there replay the same requests (common random numbers); the same point gives
+the same result, bit for bit, on any backend and in any order.
+
+Its **key** names its finished result on disk (resume): a hash of everything that determines
+it — the kind, the base (the scenario's content with ``[base]`` merged in), the content of the
+files the point's scenario reads (trace, selections, topology, included calibration), the
+parameters, the seed, ``skip_bad`` and the kvfabric version. Change any of them and the point is
+computed again instead of resumed.
+
+:func:`simulator.sweep.check.check_points` validates every point before any runs: each
+point's scenario (unknown dotted fields, bad values, a duplicate or unknown policy), what a run
+needs of this machine (:func:`simulator.runner.check`) and every trace it reads — or, for
+``kind = "predict"``, the closed form's arguments.
 """
 
 from __future__ import annotations
@@ -34,7 +47,6 @@ import hashlib
 import itertools
 import json
 import math
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +57,13 @@ import numpy as np
 from simulator.errors import UserError
 
 KINDS = ("run", "predict")
+#: Fields a ``predict`` point may set (the :class:`~simulator.costmodel.CostModel` arguments).
+PREDICT_FIELDS = ("model", "topology", "stack", "src", "dst", "blocks", "batch", "reuse",
+                  "block_tokens", "layout", "kv_dtype", "bandwidth")
+#: The ``predict`` defaults a sweep's ``[base]`` and grid override.
+PREDICT_DEFAULTS = {"model": "deepseek-v3.2", "topology": "dgx_h100", "stack": "ibgda",
+                    "src": "n0/gpu0", "dst": "n1/gpu0", "blocks": 32, "batch": 1, "reuse": 1.0,
+                    "block_tokens": 64}
 
 
 @dataclass(frozen=True)
@@ -66,12 +85,13 @@ class Distribution:
 
 @dataclass(frozen=True)
 class Point:
-    """One sweep point: its parameters, stable id and derived seed."""
+    """One sweep point: its parameters, stable id, derived seed and the key of its result."""
 
     index: int
     params: tuple[tuple[str, Any], ...]
     point_id: str
     seed: int
+    key: str = ""
 
     @property
     def as_dict(self) -> dict[str, Any]:
@@ -91,18 +111,15 @@ class Sweep:
     random: tuple[tuple[str, Distribution], ...] = ()
     samples: int = 0
     source: str = "<dict>"
+    skip_bad: bool = False
 
     @classmethod
     def load(cls, path: str | Path) -> Sweep:
         """Read and validate a sweep TOML file."""
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: sweep file not found; pass an existing .toml file")
-        try:
-            data = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"{path}: not valid TOML ({exc}); fix the syntax there") from None
-        return cls.from_dict(data, source=str(path), base_dir=path.parent)
+        from simulator.scenario import find, read_toml
+
+        path = find(path, "sweep")
+        return cls.from_dict(read_toml(path), source=str(path), base_dir=path.parent)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>",
@@ -136,11 +153,17 @@ class Sweep:
         if kind == "run":
             if "base" not in head:
                 raise fail("sweep.base", "kind = \"run\" needs the scenario file to start from")
+            from simulator.scenario import find, read_toml
+
+            if not isinstance(head["base"], str):
+                raise fail("sweep.base", "give the scenario file's path or shipped name")
             scenario_path = (base_dir / head["base"]).resolve()
             if not scenario_path.is_file():
-                raise fail("sweep.base", f"scenario file {scenario_path} not found")
-            scenario = tomllib.loads(scenario_path.read_text())
-            base = _merge(scenario, base)
+                try:
+                    scenario_path = find(head["base"]).resolve()
+                except UserError:
+                    raise fail("sweep.base", f"scenario file {scenario_path} not found") from None
+            base = _merge(read_toml(scenario_path), base)
             base_dir = scenario_path.parent
 
         grid_data = data.get("grid", {})
@@ -167,6 +190,15 @@ class Sweep:
                                           bool(spec.get("integer", False)))))
         if rnd and samples == 0:
             raise fail("random", "random fields need [sweep] samples = N > 0")
+        if kind == "run":
+            for key in [k for k, _ in grid] + [k for k, _ in rnd]:
+                node, parts = base, key.split(".")
+                for i, part in enumerate(parts[:-1]):
+                    node = node.get(part, {}) if isinstance(node, Mapping) else node
+                    if not isinstance(node, Mapping):
+                        where = ".".join(parts[: i + 1])
+                        raise fail(f"grid.{key}", f"'{where}' is not a table in the base "
+                                   "scenario; name a field inside a section")
         return cls(name=str(head.get("name", Path(source).stem)), kind=kind, seed=seed,
                    base=base, base_dir=str(base_dir), grid=tuple(grid), random=tuple(rnd),
                    samples=samples, source=source)
@@ -185,17 +217,91 @@ class Sweep:
                 p.update({k: dist.draw(rng) for k, dist in self.random})
                 raw.append(p)
         out, seen = [], set()
+        base_key = _digest({"kind": self.kind, "base": self.base, "skip_bad": self.skip_bad,
+                            "version": _version()})
+        files: dict[str, str] = {}
         for params in raw:
             pid = point_id(self.kind, params)
             if pid in seen:  # random sampling can repeat a point; compute it once
                 continue
             seen.add(pid)
-            # Points that differ only in the policy share a seed (common random numbers): the
-            # policies are compared on the same generated workload.
-            workload_id = point_id(self.kind, {k: v for k, v in params.items() if k != "policy"})
-            out.append(Point(len(out), tuple(sorted(params.items())), pid,
-                             derive_seed(self.seed, workload_id)))
+            # Points that differ only in fields that leave the workload alone (policy, stack,
+            # topology …) share a seed (common random numbers): they replay the same requests.
+            seed = derive_seed(self.seed, point_id(self.kind, workload_fields(params)))
+            inputs = {f: _file_digest(f, files) for f in self._input_files(params)}
+            key = _digest({"base": base_key, "params": params, "seed": seed, "inputs": inputs})
+            out.append(Point(len(out), tuple(sorted(params.items())), pid, seed, key))
         return out
+
+    def scenario_data(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The point's scenario mapping: the base with the point's dotted fields set
+        (``policy`` is not a scenario field: it picks the policy to run)."""
+        data = copy.deepcopy(dict(self.base))
+        for key, value in params.items():
+            if key != "policy":
+                set_dotted(data, key, value)
+        return data
+
+    def _input_files(self, params: Mapping[str, Any]) -> list[str]:
+        """Local files a ``run`` point's scenario reads (resolved like the scenario does)."""
+        if self.kind != "run":
+            return []
+        data = self.scenario_data(params)
+        refs = [data.get("include"), _get(data, "topology", "file"),
+                _get(data, "workload", "trace"), _get(data, "workload", "selections")]
+        out = []
+        for ref in refs:
+            if isinstance(ref, str):
+                p = Path(ref) if Path(ref).is_absolute() else Path(self.base_dir) / ref
+                if p.is_file():
+                    out.append(str(p.resolve()))
+        return out
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``data["a"]["b"] = value`` for ``key = "a.b"``, creating tables on the way."""
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise UserError(f"sweep field '{key}': '{part}' is not a table in the base")
+    node[parts[-1]] = value
+
+
+def workload_fields(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The point's fields that change its workload (its seed derives from these): ``seed`` and
+    everything under ``workload.``."""
+    return {k: v for k, v in params.items() if k == "seed" or k.startswith("workload.")}
+
+
+def _get(data: Mapping[str, Any], section: str, key: str) -> Any:
+    sec = data.get(section)
+    return sec.get(key) if isinstance(sec, Mapping) else None
+
+
+def _digest(value: Any) -> str:
+    blob = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _file_digest(path: str, cache: dict[str, str]) -> str:
+    if path not in cache:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        cache[path] = h.hexdigest()[:16]
+    return cache[path]
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("kvfabric")
+    except PackageNotFoundError:  # pragma: no cover - an uninstalled tree
+        return "unknown"
 
 
 def point_id(kind: str, params: Mapping[str, Any]) -> str:

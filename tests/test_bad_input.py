@@ -1,0 +1,457 @@
+"""Bad input, as a new user would give it: every case ends in exit status 2 and exactly one line
+on stderr naming the file, field or option at fault — no traceback, and nothing written (the
+folder the command runs in is byte-for-byte what it was). Then the runs that are *not* errors:
+an empty or degenerate run is a complete result, and Ctrl-C stops a sweep within two seconds.
+
+:data:`CASES` is the table: one :class:`Case` per bad input, in-process through
+:func:`simulator.cli.main`. A new command (``kernel``) or scenario section joins it with a line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from simulator.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT = (ROOT / "scenarios" / "agentic_repo.toml").read_text()
+LAMINA = (ROOT / "scenarios" / "lamina_llama3_70b.toml").read_text()
+
+TINY = """
+name = "tiny"
+seed = 1
+policies = ["route", "fetch"]
+[topology]
+spec = "single_node:gpus=2"
+[model]
+name = "deepseek-v3.2"
+[workload]
+kind = "trace"
+trace = "t.jsonl"
+[placement]
+scheme = "hash"
+weights_per_gpu = 40e9
+[engine]
+max_batch = 4
+layer_groups = 2
+"""
+LINE = '{"timestamp": %d, "input_length": 3000, "output_length": 4, "hash_ids": [%s]}\n'
+TRACE = "".join(LINE % (i * 10, ", ".join(str(100 * i + b) for b in range(6))) for i in range(3))
+SWEEP = """
+[sweep]
+name = "s"
+kind = "run"
+base = "tiny.toml"
+[grid]
+"""
+TWO_GPUS = """
+[[nodes]]
+name = "n0/gpu0"
+kind = "gpu"
+gpu = "H100"
+[[nodes]]
+name = "n0/gpu1"
+kind = "gpu"
+gpu = "H100"
+[[links]]
+src = "n0/gpu0"
+dst = "n0/gpu1"
+kind = "nvlink"
+latency = 1e-6
+"""
+CSV = "batch,tokens,seconds\n1,1024,1.0e-5\n2,1024,1.5e-5\n4,1024,2.4e-5\n"
+
+
+def tiny(old: str = "", new: str = "", trace: str = TRACE) -> dict[str, str | bytes]:
+    """A tiny scenario (two GPUs, three requests) with one edit, and its trace."""
+    assert old in TINY
+    return {"tiny.toml": TINY.replace(old, new, 1), "t.jsonl": trace}
+
+
+def default(old: str, new: str) -> dict[str, str]:
+    assert old in DEFAULT
+    return {"d.toml": DEFAULT.replace(old, new, 1)}
+
+
+def sweep(grid: str, head: str = "") -> dict[str, str | bytes]:
+    return {**tiny(), "s.toml": SWEEP.replace("[grid]\n", head + "[grid]\n" + grid)}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: ``argv`` (``{tmp}`` is the test's folder, also the working folder),
+    the ``files`` to create first, and what the one line must contain (``needles``)."""
+
+    id: str
+    argv: list[str]
+    needles: tuple[str, ...]
+    files: dict[str, str | bytes] = field(default_factory=dict)
+
+
+CASES: list[Case] = [
+    # -- run: the scenario file ------------------------------------------------------------------
+    Case("run-missing-file", ["run", "nope.toml"], ("nope.toml", "not found")),
+    Case("run-unknown-shipped-name", ["run", "lamina_llama4"], ("lamina_llama4", "shipped")),
+    Case("run-malformed-toml", ["run", "tiny.toml"], ("tiny.toml", "not valid TOML"),
+         tiny('name = "tiny"', 'name = "tiny')),
+    Case("run-not-utf8", ["run", "l.toml"], ("l.toml", "not UTF-8"),
+         {"l.toml": b'name = "caf\xe9"\n'}),
+    Case("run-unknown-top-field", ["run", "tiny.toml"], ("tiny.toml", "'stackz'"),
+         tiny("seed = 1", 'seed = 1\nstackz = "ibgda"')),
+    Case("run-unknown-model", ["run", "tiny.toml"], ("tiny.toml", "'model.name'", "nosuch"),
+         tiny('name = "deepseek-v3.2"', 'name = "nosuch"')),
+    Case("run-unknown-preset", ["run", "tiny.toml"], ("tiny.toml", "'topology'", "dgx_z"),
+         tiny('spec = "single_node:gpus=2"', 'spec = "dgx_z:nodes=2"')),
+    Case("run-zero-bandwidth", ["run", "tiny.toml"], ("tiny.toml", "'topology'", "bandwidth"),
+         {**tiny('spec = "single_node:gpus=2"', 'file = "two.toml"'),
+          "two.toml": TWO_GPUS + "bandwidth = 0.0\n"}),
+    Case("run-topology-not-utf8", ["run", "tiny.toml"], ("two.toml", "UTF-8"),
+         {**tiny('spec = "single_node:gpus=2"', 'file = "two.toml"'),
+          "two.toml": b"name = \"\xff\"\n"}),
+    Case("run-bad-scheme", ["run", "tiny.toml"], ("tiny.toml", "'placement.scheme'"),
+         tiny('scheme = "hash"', 'scheme = "round_robin"')),
+    Case("run-zero-batch", ["run", "tiny.toml"], ("tiny.toml", "'engine.max_batch'"),
+         tiny("max_batch = 4", "max_batch = 0")),
+    Case("run-no-room-for-kv", ["run", "tiny.toml"], ("tiny.toml", "placement.weights_per_gpu"),
+         tiny("weights_per_gpu = 40e9", "weights_per_gpu = 400e9")),
+    Case("run-bad-workload-kind", ["run", "tiny.toml"], ("tiny.toml", "'workload.kind'"),
+         tiny('kind = "trace"', 'kind = "replay"')),
+    Case("run-duplicate-policy-toml", ["run", "tiny.toml"], ("tiny.toml", "'policies'", "twice"),
+         tiny('policies = ["route", "fetch"]', 'policies = ["route", "route"]')),
+    Case("run-include-missing", ["run", "tiny.toml"], ("tiny.toml", "'include'"),
+         tiny("seed = 1", 'seed = 1\ninclude = "cal.toml"')),
+    Case("run-include-not-utf8", ["run", "tiny.toml"], ("cal.toml", "not UTF-8"),
+         {**tiny("seed = 1", 'seed = 1\ninclude = "cal.toml"'), "cal.toml": b"x = '\xfe'\n"}),
+    Case("run-unknown-gpu", ["run", "l.toml"], ("l.toml", "disaggregation.model_gpu", "H999"),
+         {"l.toml": LAMINA.replace('model_gpu = "H100"', 'model_gpu = "H999"')}),
+    Case("run-unknown-agentic-field", ["run", "d.toml"],
+         ("d.toml", "'workload.agentic.subagentz'", "unknown field"),
+         default("subagents = 32", "subagentz = 32")),
+    Case("run-agentic-float-count", ["run", "d.toml"],
+         ("d.toml", "'workload.agentic.subagents'", "integer"),
+         default("subagents = 32", "subagents = 1e12")),
+    Case("run-agentic-zero", ["run", "d.toml"], ("d.toml", "'workload.agentic.turns_mean'"),
+         default("turns_mean = 2.0", "turns_mean = 0.5")),
+    Case("run-task-rate-too-large", ["run", "d.toml"],
+         ("d.toml", "workload.agentic", "lower workload.agentic.task_rate"),
+         default("task_rate = 0.06", "task_rate = 1e12")),
+    Case("run-subagents-too-large", ["run", "d.toml"], ("d.toml", "memory", "subagents"),
+         default("subagents = 32", "subagents = 1000000000000")),
+    Case("run-cluster-too-large", ["run", "d.toml"], ("d.toml", "'topology.nodes'"),
+         default("nodes = 2", "nodes = 100000000")),
+    # -- run: the trace it reads -----------------------------------------------------------------
+    Case("run-trace-missing", ["run", "tiny.toml"], ("t2.jsonl", "no such file"),
+         tiny('trace = "t.jsonl"', 'trace = "t2.jsonl"')),
+    Case("run-trace-bad-line", ["run", "tiny.toml"], ("t.jsonl:2", "--skip-bad"),
+         tiny(trace=TRACE.replace("\n", "\nnot json\n", 1))),
+    Case("run-trace-not-utf8", ["run", "tiny.toml"], ("t.jsonl:1", "not UTF-8"),
+         {**tiny(), "t.jsonl": b'{"timestamp": \xff}\n'}),
+    Case("run-selections-missing", ["run", "tiny.toml"], ("'workload.selections'", "s.parquet"),
+         tiny('kind = "trace"', 'kind = "trace"\nselections = "s.parquet"')),
+    Case("run-selections-not-parquet", ["run", "tiny.toml"],
+         ("'workload.selections'", "s.parquet", "Parquet"),
+         {**tiny('kind = "trace"', 'kind = "trace"\nselections = "s.parquet"'),
+          "s.parquet": "no"}),
+    # -- run: options ----------------------------------------------------------------------------
+    Case("run-unknown-policy", ["run", "tiny.toml", "--policy", "teleport"],
+         ("--policy", "teleport"), tiny()),
+    Case("run-duplicate-policy-option", ["run", "tiny.toml", "--policy", "route,route"],
+         ("--policy", "twice"), tiny()),
+    Case("run-negative-seed", ["run", "tiny.toml", "--seed", "-3"], ("--seed",), tiny()),
+    Case("run-unknown-option", ["run", "tiny.toml", "--bogus"], ("--bogus", "kvfabric run"),
+         tiny()),
+    Case("run-out-under-a-file", ["run", "tiny.toml", "--out", "f/out"], ("--out", "f/out"),
+         {**tiny(), "f": "a file"}),
+    Case("run-out-name-too-long", ["run", "tiny.toml", "--out", "x" * 300], ("--out", "too long"),
+         tiny()),
+    Case("run-out-holds-a-result", ["run", "tiny.toml", "--out", "o"],
+         ("--out o", "previous result", "--overwrite"),
+         {**tiny(), "o/manifest.json": json.dumps({"scenario": {"name": "x"}, "policies": [],
+                                                   "created_at": "then"})}),
+    Case("run-out-holds-other-files", ["run", "tiny.toml", "--out", "o", "--overwrite"],
+         ("--out o", "not a kvfabric result"), {**tiny(), "o/notes.txt": "mine"}),
+    # -- sweep -----------------------------------------------------------------------------------
+    Case("sweep-missing-file", ["sweep", "nope.toml"], ("nope.toml", "not found")),
+    Case("sweep-malformed-toml", ["sweep", "s.toml"], ("s.toml", "not valid TOML"),
+         {"s.toml": "[sweep\n"}),
+    Case("sweep-not-utf8", ["sweep", "s.toml"], ("s.toml", "not UTF-8"),
+         {"s.toml": b"[sweep]\nname = '\xe9'\n"}),
+    Case("sweep-unknown-dotted-field", ["sweep", "s.toml", "--out", "o"],
+         ("s.toml", "'engine.max_batchez'"), sweep('"engine.max_batchez" = [1, 2]\n')),
+    Case("sweep-bad-value", ["sweep", "s.toml", "--out", "o"],
+         ("s.toml", "'engine.max_batch'"), sweep('"engine.max_batch" = [4, 0]\n')),
+    Case("sweep-unknown-policy", ["sweep", "s.toml", "--out", "o"],
+         ("s.toml", "'grid.policy'", "teleport"), sweep('policy = ["route", "teleport"]\n')),
+    Case("sweep-not-a-table", ["sweep", "s.toml", "--out", "o"],
+         ("s.toml", "'grid.name.first'"), sweep('"name.first" = ["a"]\n')),
+    Case("sweep-missing-base", ["sweep", "s.toml"], ("s.toml", "'sweep.base'"),
+         {"s.toml": SWEEP.replace('"tiny.toml"', '"gone.toml"') + "stack = ['ibgda']\n"}),
+    Case("sweep-bad-trace-line", ["sweep", "s.toml", "--out", "o"], ("t.jsonl:1", "--skip-bad"),
+         {**sweep("stack = ['ibgda']\n"), "t.jsonl": "nope\n"}),
+    Case("sweep-unknown-section", ["sweep", "s.toml"], ("s.toml", "'grids'"),
+         {"s.toml": "[sweep]\nkind = 'predict'\n[grids]\nblocks = [1]\n"}),
+    Case("sweep-predict-unknown-model", ["sweep", "p.toml", "--out", "o"],
+         ("p.toml", "model='gpt-9'"),
+         {"p.toml": "[sweep]\nkind = 'predict'\n[grid]\nmodel = ['gpt-9']\n"}),
+    Case("sweep-out-under-a-file", ["sweep", "s.toml", "--out", "f/o"], ("--out", "f/o"),
+         {**sweep("stack = ['ibgda']\n"), "f": "a file"}),
+    # -- predict ---------------------------------------------------------------------------------
+    Case("predict-unknown-model", ["predict", "--model", "gpt-9", "--blocks", "8"],
+         ("--model", "gpt-9")),
+    Case("predict-unknown-stack", ["predict", "--stack", "tcp", "--blocks", "8"],
+         ("--stack", "tcp")),
+    Case("predict-src-not-a-gpu", ["predict", "--src", "n0/nic0", "--blocks", "8"],
+         ("--src", "n0/nic0")),
+    Case("predict-zero-blocks", ["predict", "--blocks", "0"], ("--blocks",)),
+    Case("predict-bad-sweep", ["predict", "--sweep", "blocks=8:2"], ("--sweep",)),
+    Case("predict-plot-missing-folder", ["predict", "--sweep", "blocks=1:8", "--plot", "d/c.png"],
+         ("--plot", "d/c.png")),
+    Case("predict-unknown-topology", ["predict", "--topology", "torus:nodes=2", "--blocks", "8"],
+         ("torus",)),
+    Case("predict-not-a-number", ["predict", "--blocks", "many"], ("--blocks", "many")),
+    # -- trace -----------------------------------------------------------------------------------
+    Case("trace-stats-empty-file", ["trace", "stats", "e.jsonl"], ("e.jsonl", "no requests"),
+         {"e.jsonl": ""}),
+    Case("trace-stats-bad-line", ["trace", "stats", "t.jsonl"], ("t.jsonl:2", "--skip-bad"),
+         {"t.jsonl": TRACE.replace("\n", '\n{"timestamp": -1}\n', 1)}),
+    Case("trace-stats-not-utf8", ["trace", "stats", "t.jsonl"], ("t.jsonl:2", "not UTF-8"),
+         {"t.jsonl": TRACE.encode().replace(b"\n", b"\n\xff\n", 1)}),
+    Case("trace-stats-azure-not-utf8", ["trace", "stats", "a.csv"], ("a.csv:2", "not UTF-8"),
+         {"a.csv": b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 \xe9,3,4\n"}),
+    Case("trace-stats-unknown-format", ["trace", "stats", "t.txt"], ("t.txt", "format"),
+         {"t.txt": TRACE}),
+    Case("trace-stats-not-parquet", ["trace", "stats", "t.parquet"], ("t.parquet", "Parquet"),
+         {"t.parquet": "not parquet"}),
+    Case("trace-gen-bad-option", ["trace", "gen", "agentic", "--subagents", "0", "-o", "a.parquet"],
+         ("--subagents",)),
+    Case("trace-gen-missing-folder", ["trace", "gen", "agentic", "-o", "d/a.parquet"],
+         ("-o", "d/a.parquet")),
+    Case("trace-convert-bad-suffix", ["trace", "convert", "t.jsonl", "-o", "t.csv"],
+         ("-o", "t.csv", ".parquet"), {"t.jsonl": TRACE}),
+    # -- topology --------------------------------------------------------------------------------
+    Case("topology-unknown-preset", ["topology", "show", "dgx_z100"], ("dgx_z100",)),
+    Case("topology-zero-bandwidth", ["topology", "show", "two.toml"], ("two.toml", "bandwidth"),
+         {"two.toml": TWO_GPUS + "bandwidth = 0.0\n"}),
+    Case("topology-disconnected", ["topology", "show", "two.toml"], ("two.toml",),
+         {"two.toml": TWO_GPUS.split("[[links]]")[0]}),
+    Case("topology-bad-figure-suffix", ["topology", "show", "dgx_h100", "-o", "g.txt"],
+         ("-o", "g.txt")),
+    Case("topology-unknown-path-node", ["topology", "show", "dgx_h100", "--path", "n0/gpu0",
+                                        "n9/gpu0"], ("n9/gpu0",)),
+    # -- calibrate -------------------------------------------------------------------------------
+    Case("calibrate-missing-file", ["calibrate", "m.csv"], ("m.csv",)),
+    Case("calibrate-not-utf8", ["calibrate", "m.csv"], ("m.csv", "text"),
+         {"m.csv": b"batch,tokens,seconds\n\xff\xfe\n"}),
+    Case("calibrate-bad-header", ["calibrate", "m.csv"], ("m.csv", "header"),
+         {"m.csv": "a,b\n1,2\n"}),
+    Case("calibrate-unknown-model", ["calibrate", "m.csv", "--model", "gpt-9"],
+         ("--model", "gpt-9"), {"m.csv": CSV}),
+    Case("calibrate-unknown-gpu", ["calibrate", "m.csv", "--gpu", "Z9"], ("--gpu", "Z9"),
+         {"m.csv": CSV}),
+    Case("calibrate-output-missing-folder", ["calibrate", "m.csv", "-o", "d/c.toml"],
+         ("-o", "d/c.toml"), {"m.csv": CSV}),
+]
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else b"/")
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_the_table_is_large_and_covers_every_command():
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+    commands = {c.argv[0] for c in CASES}
+    assert {"run", "sweep", "predict", "trace", "topology", "calibrate"} <= commands
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, monkeypatch, capsys):
+    for name, content in case.files.items():
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(case.argv)
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err and out == ""
+    for needle in case.needles:
+        assert needle in lines[0]
+    assert _tree(tmp_path) == before  # nothing created, nothing half-written, nothing removed
+
+
+# -- empty and degenerate runs are results --------------------------------------------------------
+
+TABLES = ("requests", "rounds", "iterations", "gpus", "links", "link_timeline")
+
+
+def _run(argv, capsys):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no matplotlib (or other) warning on the way
+        try:
+            main(argv)
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_run_without_requests_is_a_complete_result_with_notes(tmp_path, capsys):
+    # the issue's reproduction: this seed draws no task in the 30 s window
+    scenario = tmp_path / "d.toml"
+    scenario.write_text(DEFAULT.replace("subagents = 32", "subagents = 8")
+                        .replace("turns_mean = 2.0", "turns_mean = 1.5"))
+    out = tmp_path / "o"
+    code, _, err = _run(["run", str(scenario), "--seed", "2160069381", "--out", str(out)],
+                        capsys)
+    assert code == 0, err
+    import pandas as pd
+
+    for t in ("requests", "rounds", "iterations", "link_timeline"):  # every table, no rows
+        assert len(pd.read_parquet(out / f"{t}.parquet")) == 0
+    assert set(pd.read_parquet(out / "gpus.parquet")["policy"]) == {"route", "fetch", "adaptive"}
+    summary = json.loads((out / "summary.json").read_text())
+    for policy in ("route", "fetch", "adaptive"):
+        assert summary["policies"][policy]["requests"] == 0
+        assert "no requests entered the run" in summary["policies"][policy]["notes"][0]
+    assert not list(out.glob("*.png"))  # no empty pictures ...
+    assert set(summary["plots_skipped"]) == {"latency_cdf.png", "phase_breakdown.png",
+                                             "link_utilization.png", "closed_form_scatter.png"}
+    assert err.count("skipped ") == 4  # ... each skip said why
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 2160069381 and manifest["engine"] == "exact"
+    assert set(manifest["files"]) == {p.name for p in out.iterdir()}
+
+
+def test_an_empty_trace_and_a_policy_that_never_routes_are_results(tmp_path, capsys):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "t.jsonl").write_text("")
+    code, out, err = _run(["run", str(tmp_path / "tiny.toml"), "--out", str(tmp_path / "e"),
+                           "--json"], capsys)
+    assert code == 0, err
+    payload = json.loads(out)
+    assert payload["policies"]["route"]["requests"] == 0 and payload["notes"]["route"]
+    assert len(payload["plots_skipped"]) == 4
+    (tmp_path / "t.jsonl").write_text(TRACE)
+    code, out, err = _run(["run", str(tmp_path / "tiny.toml"), "--policy", "route,colocated",
+                           "--out", str(tmp_path / "c"), "--json"], capsys)
+    assert code == 0, err
+    payload = json.loads(out)
+    assert "no rounds" in payload["notes"]["colocated"][0] and "route" not in payload["notes"]
+    assert payload["plots_skipped"] == {}  # route's rounds are drawn; colocated is named
+    assert sorted(p.name for p in (tmp_path / "c").glob("*.png")) == [
+        "closed_form_scatter.png", "latency_cdf.png", "link_utilization.png",
+        "phase_breakdown.png"]
+
+
+def test_a_second_run_replaces_the_first_whole_and_never_mixes(tmp_path, capsys):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "t.jsonl").write_text(TRACE)
+    out = tmp_path / "o"
+    assert _run(["run", str(tmp_path / "tiny.toml"), "--out", str(out)], capsys)[0] == 0
+    first = json.loads((out / "manifest.json").read_text())
+    assert first["policies"] == ["route", "fetch"]
+    assert (out / "rounds.parquet").is_file() and (out / "phase_breakdown.png").is_file()
+    code, _, err = _run(["run", str(tmp_path / "tiny.toml"), "--out", str(out), "--policy",
+                         "colocated", "--overwrite"], capsys)
+    assert code == 0, err
+    second = json.loads((out / "manifest.json").read_text())
+    assert second["policies"] == ["colocated"]
+    assert set(second["files"]) == {p.name for p in out.iterdir()}  # nothing of the first
+    assert not (out / "phase_breakdown.png").exists()
+    import pandas as pd
+
+    for t in TABLES:
+        assert set(pd.read_parquet(out / f"{t}.parquet")["policy"]) <= {"colocated"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o", "t.jsonl", "tiny.toml"]
+
+
+# -- Ctrl-C --------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_stops_a_sweep_within_two_seconds_and_keeps_finished_points(tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "t.jsonl").write_text(TRACE)
+    (tmp_path / "s.toml").write_text(SWEEP + '"engine.max_batch" = [1, 2, 3, 4, 5, 6, 7, 8]\n'
+                                     'policy = ["route", "fetch", "local"]\n')
+    proc = subprocess.Popen([sys.executable, "-m", "simulator.cli.main", "sweep", "s.toml",
+                             "--out", "o", "--workers", "2"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)  # its own process group, like a terminal's
+    points = tmp_path / "o" / "points"
+    deadline = time.monotonic() + 60
+    while not (points.is_dir() and any(points.glob("*.parquet"))):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    _, err = proc.communicate(timeout=30)
+    latency = time.monotonic() - sent
+    assert latency < 2.0, f"{latency:.2f} s"
+    assert proc.returncode == 130
+    kept = len(list(points.glob("*.parquet")))
+    assert 1 <= kept < 24
+    assert f"{kept} of 24 points finished" in err and "Traceback" not in err
+    assert not (tmp_path / "o" / "results.parquet").exists()
+    gone = time.monotonic() + 2  # no worker left behind in its group (the resource tracker
+    while time.monotonic() < gone:  # notices its client's exit a moment later)
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+
+
+def test_the_default_folder_is_replaced_without_asking(tmp_path, monkeypatch, capsys):
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "t.jsonl").write_text(TRACE)
+    monkeypatch.chdir(tmp_path)
+    for policy in ("route", "colocated"):
+        code, _, err = _run(["run", "tiny.toml", "--policy", policy], capsys)
+        assert code == 0, err
+    manifest = json.loads((tmp_path / "kvfabric_out" / "tiny" / "manifest.json").read_text())
+    assert manifest["policies"] == ["colocated"]
+    assert sorted(p.name for p in (tmp_path / "kvfabric_out").iterdir()) == ["tiny"]
+
+
+def test_a_write_protected_out_folder_is_named_not_a_temporary_file(tmp_path, monkeypatch,
+                                                                   capsys):
+    # root ignores permission bits, so the refusal a read-only folder gives is simulated
+    import tempfile
+
+    (tmp_path / "tiny.toml").write_text(TINY)
+    (tmp_path / "t.jsonl").write_text(TRACE)
+    (tmp_path / "ro").mkdir()
+
+    def refuse(*args, dir=None, **kwargs):
+        raise PermissionError(13, "Permission denied", str(Path(dir) / ".x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    monkeypatch.chdir(tmp_path)
+    before = _tree(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["run", "tiny.toml", "--out", "ro/result"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "--out ro/result: ro cannot be written (Permission denied)" in err
+    assert ".tmp" not in err
+    assert _tree(tmp_path) == before
