@@ -14,7 +14,7 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
     policies = ["route", "fetch", "adaptive"]
     include = "calibration.toml"   # optional: a calibration TOML written by `kvfabric calibrate`
     [calibration] profile = "roofline" (default) | "measured" | "<profile name or .toml>" |
-                 {H100 = "h100-vidur", …}; cuda_graphs = true | false  (simulator.gpu.profiled)
+                 {H100 = "h100-vidur", …}  (simulator.gpu.profiled)
 
     [topology]   preset = "dgx_h100", nodes = 2   (or spec = "dgx_h100:nodes=2", or file = "x.toml")
     [model]      name = "deepseek-v3.2", selection = "auto" | "dense" | "dsa" | "nsa"
@@ -359,7 +359,7 @@ class _Validator:
         return _freeze(cal)
 
     def kernel_profile(self, cal: Mapping) -> None:
-        """``calibration.profile`` and ``calibration.cuda_graphs`` (simulator.gpu.profiled)."""
+        """``calibration.profile``: the kernel profiles a run uses (simulator.gpu.profiled)."""
         from simulator.gpu.profiled import check_profile_choice
 
         if "profile" in cal:
@@ -370,8 +370,6 @@ class _Validator:
                 check_profile_choice(value)
             except UserError as exc:
                 raise self.fail("calibration.profile", str(exc)) from None
-        if "cuda_graphs" in cal and not isinstance(cal["cuda_graphs"], bool):
-            raise self.fail("calibration.cuda_graphs", "must be true or false")
 
     def topology(self, data: Mapping) -> TopologySpec:
         sec = self.section(data, "topology", ("preset", "nodes", "spec", "file"), True)

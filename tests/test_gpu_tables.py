@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from simulator.errors import UserError
-from simulator.gpu.tables import Rows, Table, load_rows, profile_label
 from simulator.gpu.profiles import calibration_dir
+from simulator.gpu.tables import Rows, Table, load_rows, profile_label
 
 CAL = calibration_dir()
 

@@ -1,4 +1,4 @@
-"""``[calibration] profile`` and ``cuda_graphs`` in a scenario: validated up front, used by runs."""
+"""``[calibration] profile`` in a scenario: validated up front, used by runs."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_no_profile_keeps_the_roofline(tmp_path):
 @pytest.mark.parametrize("value", ['"roofline"', '"measured"', '"h100-vidur"',
                                    '{H100 = "h200", H20 = "h20"}'])
 def test_a_profile_choice_loads(tmp_path, value):
-    s = load(tmp_path, f"profile = {value}\ncuda_graphs = false\n")
+    s = load(tmp_path, f"profile = {value}\n")
     kernels = run_kernels(s.calibration_dict())
     assert isinstance(kernels, KernelModel if value == '"roofline"' else ProfiledKernels)
 
@@ -54,7 +54,6 @@ def test_a_profile_file_is_found_relative_to_the_scenario(tmp_path):
     ("profile = 3\n", "field 'calibration.profile': 3: give \"roofline\""),
     ('profile = {H900 = "h200"}\n', "field 'calibration.profile': GPU kind 'H900'"),
     ('profile = "missing.toml"\n', "field 'calibration.profile': kernel profile file"),
-    ('cuda_graphs = "yes"\n', "field 'calibration.cuda_graphs': must be true or false"),
 ])
 def test_a_bad_profile_field_is_one_line_naming_it(tmp_path, calibration, message):
     with pytest.raises(UserError) as exc:

@@ -165,6 +165,23 @@ class KernelModel:
                              + arch.layers * arch.attention_flops_per_token * attended)
         return self.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers).total
 
+    def prefill_attention_time(self, spec: GPUSpec, arch: Architecture, new_tokens: float,
+                               cached_tokens: float, gpus: int = 1) -> float:
+        """Attention of a prefill chunk of ``new_tokens`` after ``cached_tokens``, all layers [s].
+
+        Causal within the chunk, capped at top-k for sparse models: token pairs
+        ``Σ_{i=1..n} min(c + i, k)``; bytes: the context's KV read once and the chunk's written
+        (``(c + 2n)·kv`` per layer); one launch per layer; split evenly over ``gpus``. A chunked
+        prefill step pays this plus :meth:`non_attention_time` of the step's tokens.
+        """
+        n, c = float(new_tokens), float(cached_tokens)
+        if n <= 0:
+            return 0.0
+        pairs = _causal_attended(c + n, arch.topk_tokens) - _causal_attended(c, arch.topk_tokens)
+        nbytes = arch.layers * (c + 2.0 * n) * arch.kv_bytes_per_token
+        flops = arch.layers * arch.attention_flops_per_token * pairs
+        return self.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers).total
+
     def non_attention_time(self, spec: GPUSpec, arch: Architecture, batch: float,
                            gpus: int = 1, logits: float | None = None) -> float:
         """Projections + FFN of one decode iteration of ``batch`` tokens, all layers [s].
@@ -181,22 +198,6 @@ class KernelModel:
         return self.roofline(spec, weights / gpus, flops / gpus, launches=arch.layers).total
 
     # -- the parts a chunked-prefill scheduler and sparse models need --------------------------
-
-    def prefill_attention_time(self, spec: GPUSpec, arch: Architecture, new_tokens: float,
-                               cached_tokens: float, gpus: int = 1) -> float:
-        """Attention of a prefill chunk — ``new_tokens`` after ``cached_tokens`` of one
-        sequence — all layers, split evenly over ``gpus`` [s]: bytes ``layers·(P + C)·kv`` (the
-        context's KV read once per layer), FLOPs ``layers·f·Σ_{i=P+1}^{P+C} min(i, top-k)``, one
-        launch per layer (the attention part of :meth:`prefill_time`)."""
-        if new_tokens <= 0:
-            return 0.0
-        c, p = float(new_tokens), max(0.0, float(cached_tokens))
-        pairs = _causal_attended(p + c, arch.topk_tokens) - _causal_attended(p, arch.topk_tokens)
-        nbytes = arch.layers * (p + c) * arch.kv_bytes_per_token
-        flops = arch.layers * arch.attention_flops_per_token * pairs
-        eff = self.sparse_compute_efficiency if arch.sparse else self.compute_efficiency
-        return self.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers,
-                             compute_efficiency=eff).total
 
     def indexer_time(self, spec: GPUSpec, arch: Architecture, batch: float,
                      context_tokens: float) -> float:

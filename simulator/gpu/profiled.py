@@ -19,7 +19,8 @@ attention, which for MLA runs on the one rank holding its KV (``gpus`` is then i
 Selection in a scenario (``[calibration]``): ``profile = "roofline"`` (the default: today's
 :class:`KernelModel`), ``"measured"`` (every GPU its shipped profile), a profile name or a profile
 TOML path (used for GPUs of that profile's kind, the shipped default for the others), or a table
-``{H100 = "h100-vidur", H20 = "h20"}``; ``cuda_graphs = true|false`` overrides the profiles' flag.
+``{H100 = "h100-vidur", H20 = "h20"}``. :func:`~simulator.gpu.calibration.run_kernels` takes the
+deployment's ``cuda_graphs`` flag, which overrides the profiles' own.
 """
 
 from __future__ import annotations
