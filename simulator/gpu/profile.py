@@ -46,13 +46,6 @@ class Timing:
         """``measured``, ``interpolated``, ``fitted`` or ``extrapolated`` per element."""
         return np.array([s.split(":")[0] for s in self.source.ravel()]).reshape(self.source.shape)
 
-    def __add__(self, other: Timing) -> Timing:
-        time = self.time + other.time
-        src = np.broadcast_to(self.source, time.shape).astype(object) + " + " + \
-            np.broadcast_to(other.source, time.shape).astype(object)
-        return Timing(time, src)
-
-
 @dataclass(frozen=True)
 class OperatorFit:
     """One operator's fitted parameters and where they come from.
