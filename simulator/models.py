@@ -34,6 +34,16 @@ from simulator.units import GB
 LSE_BYTES = 4.0
 
 ATTENTION_KINDS: tuple[str, ...] = ("mla", "mla_dsa", "gqa", "mha", "custom")
+#: The layer dimensions (HF config names in brackets where they differ): ``head_dim``;
+#: ``intermediate_size`` (dense FFN); ``vocab_size``; MLA's ``q_lora_rank``, ``kv_lora_rank``,
+#: ``qk_nope_head_dim``, ``qk_rope_head_dim``, ``v_head_dim``; MoE's ``experts``
+#: [n_routed_experts], ``experts_per_token`` [num_experts_per_tok], ``shared_experts``
+#: [n_shared_experts], ``expert_intermediate_size`` [moe_intermediate_size] and
+#: ``dense_layers`` [first_k_dense_replace: the first layers keep a dense FFN].
+LAYER_FIELDS: tuple[str, ...] = (
+    "head_dim", "intermediate_size", "vocab_size", "q_lora_rank", "kv_lora_rank",
+    "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "experts", "experts_per_token",
+    "shared_experts", "expert_intermediate_size", "dense_layers")
 KV_DTYPES: tuple[str, ...] = ("bf16", "fp8")
 
 
@@ -68,6 +78,7 @@ class Architecture:
         indexer_head_dim: DSA indexer head width [elements] (0 if none).
         kv_dtype: which KV layout the cache holds, ``"bf16"`` or ``"fp8"``.
         weight_bytes_per_param: bytes per served weight (1 for fp8 checkpoints, 2 for bf16).
+        head_dim … dense_layers: the layer dimensions of :data:`LAYER_FIELDS` (0 if unknown).
     """
 
     name: str
@@ -90,6 +101,21 @@ class Architecture:
     indexer_head_dim: int = 0
     kv_dtype: str = "bf16"
     weight_bytes_per_param: float = 2.0
+    # -- layer dimensions (0 = unknown), from each model's HF config; what a kernel profile
+    # composes a decoder layer from (simulator/gpu/layers.py) --
+    head_dim: int = 0
+    intermediate_size: int = 0
+    vocab_size: int = 0
+    q_lora_rank: int = 0
+    kv_lora_rank: int = 0
+    qk_nope_head_dim: int = 0
+    qk_rope_head_dim: int = 0
+    v_head_dim: int = 0
+    experts: int = 0
+    experts_per_token: int = 0
+    shared_experts: int = 0
+    expert_intermediate_size: int = 0
+    dense_layers: int = 0
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_KINDS:
@@ -106,6 +132,9 @@ class Architecture:
         for field in ("query_bytes_per_head", "return_bytes_per_head", "attention_flops_per_token",
                       "weight_bytes", "active_params", "non_attention_flops_per_token",
                       "bytes_per_element", "hidden_size", "weight_bytes_per_param"):
+            if getattr(self, field) < 0:
+                raise ValueError(f"model {self.name!r}: {field} must be >= 0")
+        for field in LAYER_FIELDS:
             if getattr(self, field) < 0:
                 raise ValueError(f"model {self.name!r}: {field} must be >= 0")
         if self.topk_tokens is not None and self.topk_tokens < 1:
@@ -233,7 +262,7 @@ class Architecture:
 
 
 def _mla(name: str, layers: int, heads: int, hidden: int, total_params: float,
-         active_params: float, topk: int | None, indexer_heads: int) -> Architecture:
+         active_params: float, topk: int | None, indexer_heads: int, **dims: int) -> Architecture:
     """An absorbed-MLA architecture: latent 512 + RoPE 64 (HF config.json; deepseek-ai/FlashMLA).
 
     KV per token per layer: (512 + 64) × 2 B = 1,152 B in bf16; FlashMLA's fp8 layout stores the
@@ -251,12 +280,12 @@ def _mla(name: str, layers: int, heads: int, hidden: int, total_params: float,
         weight_bytes=total_params * 1.0, active_params=active_params,
         non_attention_flops_per_token=2.0 * active_params,
         topk_tokens=topk, indexer_heads=indexer_heads, indexer_head_dim=128 if topk else 0,
-        weight_bytes_per_param=1.0,
+        weight_bytes_per_param=1.0, kv_lora_rank=512, qk_rope_head_dim=64, **dims,
     )
 
 
 def _dense(name: str, layers: int, q_heads: int, kv_heads: int, hidden: int,
-           weight_bytes: float, attention: str) -> Architecture:
+           weight_bytes: float, attention: str, **dims: int) -> Architecture:
     """A GQA/MHA architecture with 128-wide heads, bf16/fp16 weights (Lamina Table 2)."""
     e = 2.0
     head_dim = hidden // q_heads
@@ -269,29 +298,61 @@ def _dense(name: str, layers: int, q_heads: int, kv_heads: int, hidden: int,
         query_bytes_per_head=head_dim * e, return_bytes_per_head=head_dim * e + LSE_BYTES,
         attention_flops_per_token=2.0 * (head_dim + head_dim) * q_heads,
         weight_bytes=weight_bytes, active_params=params, non_attention_flops_per_token=2 * params,
+        head_dim=head_dim, **dims,
     )
 
+
+# Layer dimensions beside each entry are the model's HF config.json (names as in LAYER_FIELDS).
+_DSV3 = dict(q_lora_rank=1536, qk_nope_head_dim=128, v_head_dim=128, intermediate_size=18432,
+             vocab_size=129280, experts=256, experts_per_token=8, shared_experts=1,
+             expert_intermediate_size=2048, dense_layers=3)
 
 MODELS: dict[str, Architecture] = {
     # DeepSeek-V3.2: 61 layers, MLA with 128 heads, hidden 7168, DSA top-2048 with a 64 × 128
     # indexer (HF config.json; REFERENCE.md). 671B total / 37B active parameters (DeepSeek-V3
-    # report), served as the released fp8 checkpoint (1 B per parameter).
-    "deepseek-v3.2": _mla("deepseek-v3.2", 61, 128, 7168, 671e9, 37e9, 2048, 64),
-    # DeepSeek-V3: the same without DSA (dense MLA).
-    "deepseek-v3": _mla("deepseek-v3", 61, 128, 7168, 671e9, 37e9, None, 0),
+    # report), served as the released fp8 checkpoint (1 B per parameter). Layer dimensions:
+    # deepseek-ai/DeepSeek-V3.2-Exp config.json (q_lora 1536, kv_lora 512, qk_nope 128, rope 64,
+    # v_head 128, intermediate 18432, vocab 129280, 256 routed experts top-8, 1 shared, expert
+    # intermediate 2048, first_k_dense_replace 3).
+    "deepseek-v3.2": _mla("deepseek-v3.2", 61, 128, 7168, 671e9, 37e9, 2048, 64, **_DSV3),
+    # DeepSeek-V3: the same without DSA (dense MLA); deepseek-ai/DeepSeek-V3 config.json.
+    "deepseek-v3": _mla("deepseek-v3", 61, 128, 7168, 671e9, 37e9, None, 0, **_DSV3),
     # GLM-5 (glm_moe_dsa): 78 layers, 64 heads, hidden 6144, DSA top-2048 with a 32 × 128 indexer
     # (HF config; NVIDIA NeMo GlmMoeDsaConfig); 744B total / 40B active (HF transformers docs).
-    # Served in fp8 (assumption: the zai-org fp8 release).
-    "glm-5": _mla("glm-5", 78, 64, 6144, 744e9, 40e9, 2048, 32),
+    # Served in fp8 (assumption: the zai-org fp8 release). Layer dimensions: zai-org/GLM-5
+    # config.json (q_lora 2048, qk_nope 192, v_head 256, intermediate 12288, vocab 154880,
+    # 256 routed experts top-8, 1 shared, expert intermediate 2048, first_k_dense_replace 3).
+    "glm-5": _mla("glm-5", 78, 64, 6144, 744e9, 40e9, 2048, 32, q_lora_rank=2048,
+                  qk_nope_head_dim=192, v_head_dim=256, intermediate_size=12288,
+                  vocab_size=154880, experts=256, experts_per_token=8, shared_experts=1,
+                  expert_intermediate_size=2048, dense_layers=3),
     # Kimi K2: 61 layers, MLA with 64 heads, hidden 7168, dense; 1T total / 32B active
-    # (Moonshot model card), fp8 checkpoint.
-    "kimi-k2": _mla("kimi-k2", 61, 64, 7168, 1000e9, 32e9, None, 0),
-    # Llama-3-70B: 80 layers, GQA 64 q / 8 kv heads of 128, d = 8192, 137.5 GB (Lamina Table 2).
-    "llama-3-70b": _dense("llama-3-70b", 80, 64, 8, 8192, GB(137.5), "gqa"),
-    # LLaMA-65B: 80 layers, MHA 64 heads of 128, d = 8192, 130.1 GB (Lamina Table 2).
-    "llama-65b": _dense("llama-65b", 80, 64, 64, 8192, GB(130.1), "mha"),
-    # LLaMA-33B: 60 layers, MHA 52 heads of 128, d = 6656, 64.7 GB (Lamina Table 2).
-    "llama-33b": _dense("llama-33b", 60, 52, 52, 6656, GB(64.7), "mha"),
+    # (Moonshot model card), fp8 checkpoint. Layer dimensions: moonshotai/Kimi-K2-Instruct
+    # config.json (q_lora 1536, qk_nope 128, v_head 128, intermediate 18432, vocab 163840,
+    # 384 routed experts top-8, 1 shared, expert intermediate 2048, first_k_dense_replace 1).
+    "kimi-k2": _mla("kimi-k2", 61, 64, 7168, 1000e9, 32e9, None, 0, q_lora_rank=1536,
+                    qk_nope_head_dim=128, v_head_dim=128, intermediate_size=18432,
+                    vocab_size=163840, experts=384, experts_per_token=8, shared_experts=1,
+                    expert_intermediate_size=2048, dense_layers=1),
+    # Llama-3-70B: 80 layers, GQA 64 q / 8 kv heads of 128, d = 8192, 137.5 GB (Lamina Table 2);
+    # meta-llama/Meta-Llama-3-70B config.json: intermediate 28672, vocab 128256.
+    "llama-3-70b": _dense("llama-3-70b", 80, 64, 8, 8192, GB(137.5), "gqa",
+                          intermediate_size=28672, vocab_size=128256),
+    # LLaMA-65B: 80 layers, MHA 64 heads of 128, d = 8192, 130.1 GB (Lamina Table 2); its HF
+    # config (huggyllama/llama-65b): intermediate 22016, vocab 32000.
+    "llama-65b": _dense("llama-65b", 80, 64, 64, 8192, GB(130.1), "mha",
+                        intermediate_size=22016, vocab_size=32000),
+    # LLaMA-33B: 60 layers, MHA 52 heads of 128, d = 6656, 64.7 GB (Lamina Table 2); its HF
+    # config (huggyllama/llama-30b): intermediate 17920, vocab 32000.
+    "llama-33b": _dense("llama-33b", 60, 52, 52, 6656, GB(64.7), "mha",
+                        intermediate_size=17920, vocab_size=32000),
+    # Llama-2-70B (Vidur's validation model): meta-llama/Llama-2-70b-hf config.json — 80 layers,
+    # GQA 64 q / 8 kv heads of 128, d = 8192, intermediate 28672, vocab 32000 (the same figures
+    # are columns of calibration/vidur_h100/compute/Llama-2-70b-hf.mlp.csv). Parameters from
+    # those dimensions: 80 × (2·8192² + 2·8192·1024 + 3·8192·28672 + 2·8192) + 2·32000·8192
+    # + 8192 = 68,976,648,192, in bf16: 137.95 GB.
+    "llama-2-70b": _dense("llama-2-70b", 80, 64, 8, 8192, 2.0 * 68_976_648_192, "gqa",
+                          intermediate_size=28672, vocab_size=32000),
 }
 
 

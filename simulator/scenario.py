@@ -13,6 +13,8 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
     stack = "ibgda"                # "ideal" | "nccl" | "ibgda"
     policies = ["route", "fetch", "adaptive"]
     include = "calibration.toml"   # optional: a calibration TOML written by `kvfabric calibrate`
+    [calibration] profile = "roofline" (default) | "measured" | "<profile name or .toml>" |
+                 {H100 = "h100-vidur", …}  (simulator.gpu.profiled)
 
     [topology]   preset = "dgx_h100", nodes = 2   (or spec = "dgx_h100:nodes=2", or file = "x.toml")
     [model]      name = "deepseek-v3.2", selection = "auto" | "dense" | "dsa" | "nsa"
@@ -384,7 +386,21 @@ class _Validator:
         if not isinstance(extra, Mapping):
             raise self.fail("calibration", "must be a table")
         cal.update(extra)
+        self.kernel_profile(cal)
         return _freeze(cal)
+
+    def kernel_profile(self, cal: Mapping) -> None:
+        """``calibration.profile``: the kernel profiles a run uses (simulator.gpu.profiled)."""
+        from simulator.gpu.profiled import check_profile_choice
+
+        if "profile" in cal:
+            value = cal["profile"]
+            if isinstance(value, str) and value.endswith(".toml"):
+                cal["profile"] = value = self.path(value)
+            try:
+                check_profile_choice(value)
+            except UserError as exc:
+                raise self.fail("calibration.profile", str(exc)) from None
 
     def topology(self, data: Mapping) -> TopologySpec:
         sec = self.section(data, "topology", ("preset", "nodes", "spec", "file"), True)

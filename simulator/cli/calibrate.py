@@ -7,6 +7,7 @@ Units at this edge: ``--line-rate`` in GB/s, ``--path-latency`` in µs; the TOML
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import tomli_w
@@ -22,8 +23,8 @@ from simulator.units import GBps, fmt_rate, fmt_time, us
 
 
 @click.command("calibrate")
-@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False),
-                metavar="FILE.csv...")
+@click.argument("files", nargs=-1, required=True, type=click.Path(),
+                metavar="FILE.csv... | DIR...")
 @click.option("-o", "--output", default="calibration.toml", show_default=True,
               metavar="OUT.toml", help="Where to write the fitted coefficients.")
 @click.option("--model", "model_name", default="deepseek-v3", show_default=True,
@@ -37,9 +38,17 @@ from simulator.units import GBps, fmt_rate, fmt_time, us
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def calibrate(files, output, model_name, gpu_name, line_rate, path_latency, as_json) -> None:
     """Fit fabric latency/bandwidth (bytes,seconds rows) and kernel coefficients
-    (batch,tokens,seconds rows) by least squares; print residuals; write a TOML file."""
+    (batch,tokens,seconds rows) by least squares; print residuals; write a TOML file.
+    Given measurement folders (laid out like calibration/h200/), fit a kernel profile instead."""
     from simulator.cli.output import output_file
 
+    if any(Path(f).is_dir() for f in files):
+        from simulator.cli.kernel import calibrate_folders
+
+        output_file(output, "-o")
+        given = click.get_current_context().get_parameter_source("gpu_name")
+        return calibrate_folders(files, output, None if given.name == "DEFAULT" else gpu_name,
+                                 as_json)
     try:
         arch = lookup_model(model_name)
     except UserError as exc:

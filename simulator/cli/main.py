@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("simulator.cli.run", "run", "Run a scenario for one or more policies."),
     "predict": ("simulator.cli.predict", "predict", "Closed-form route/fetch/local cost of one round."),
     "calibrate": ("simulator.cli.calibrate", "calibrate", "Fit fabric and kernel coefficients from measurements."),
+    "kernel": ("simulator.cli.kernel", "kernel", "One operator's modelled time and its source; `kernel list`."),
     "sweep": ("simulator.cli.sweep", "sweep", "Run a parameter sweep locally or on Dask."),
     "trace": ("simulator.cli.trace", "trace", "Inspect, convert and generate request traces."),
 }

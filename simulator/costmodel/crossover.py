@@ -5,9 +5,11 @@ Crossovers in closed form, of ``D = fetch.total − route.total`` (notation of
 :mod:`simulator.costmodel.closed_form`):
 
 - *blocks*: every term is affine in K except the two attention rooflines
-  ``λ + max(m0 + m1·K, c1·K)`` whose kinks sit at ``K = m0 / (c1 − m1)``. Between consecutive kinks
-  D is affine, ``D = d0 + d1·K``, so the crossover is ``K* = −d0/d1`` in the piece that contains it
-  (d0, d1 read off the piece exactly). With R = 1, the same GPU model at both ends (the
+  ``λ + max(m0 + m1·K, c1·K)`` whose kinks sit at ``K = m0 / (c1 − m1)`` (the kernel model's
+  ``attention_breakpoints``). Between consecutive kinks D is affine, ``D = d0 + d1·K``, so the
+  crossover is ``K* = −d0/d1`` in the piece that contains it (d0, d1 read off the piece exactly).
+  A kernel model whose attention time curves between its breakpoints (a measured profile) gets
+  secant steps from that guess until D vanishes. With R = 1, the same GPU model at both ends (the
   attention terms cancel) and scattered blocks, ``D = 0`` gives::
 
       K* = (B·(q + r)/(η·W) − λ) / (B·(8 + bt·kv)/(η·W) + 2·B·bt·kv/(β·c))
@@ -33,8 +35,8 @@ CROSSOVER_VARIABLES: tuple[str, ...] = ("blocks", "bandwidth", "probe")
 
 class CrossoverSearch:
     """Crossover search over one :class:`~simulator.costmodel.closed_form.CostModel` (uses its
-    ``route``, ``fetch``, ``attention_roofline``, ``replace``, ``path``, ``stack`` and payload
-    sizes).
+    ``route``, ``fetch``, ``kernels.attention_breakpoints``, ``replace``, ``path``, ``stack`` and
+    payload sizes).
 
     Args:
         cm: the cost model searched.
@@ -71,15 +73,14 @@ class CrossoverSearch:
                 - cm.route(src, dst, blocks, batch, heads, reuse).total)
 
     def _kinks(self, nodes: tuple[str, ...], batch: float, heads: int | None) -> list[float]:
-        """Block counts > 0 where an attention roofline switches between memory and compute."""
+        """Block counts > 0 where an attention time changes slope (the kernel model's
+        ``attention_breakpoints``, in tokens, over the tokens per block)."""
         out = []
+        cm = self.cm
         for node in nodes:
-            a = self.cm.attention_roofline(node, 1.0, batch, heads)
-            b = self.cm.attention_roofline(node, 2.0, batch, heads)
-            m1, c1 = b.memory_time - a.memory_time, b.compute_time - a.compute_time
-            m0, c0 = a.memory_time - m1, a.compute_time - c1
-            if m1 != c1:
-                k = (c0 - m0) / (m1 - c1)
+            for tokens in cm.kernels.attention_breakpoints(cm.gpu_spec(node), cm.model, batch,
+                                                           heads):
+                k = tokens / cm.block_tokens
                 if k > 0 and math.isfinite(k):
                     out.append(k)
         return out
@@ -100,8 +101,23 @@ class CrossoverSearch:
                 continue
             k = x1 - d1 / slope
             if lo < k <= hi or (lo == 0 and 0 < k <= hi):
-                return k
+                return self._refine(src, dst, batch, heads, reuse, k, x1, d1, hi,
+                                    abs(d1) + abs(d2))
         return None
+
+    def _refine(self, src, dst, batch, heads, reuse, k, x_prev, d_prev, hi, scale) -> float:
+        """``k`` if ``D(k)`` is zero to rounding (an affine piece, as with a roofline), else
+        secant steps from it — kernel models with curved attention times (measured profiles)
+        make D bend between breakpoints."""
+        d = self._diff(self.cm, src, dst, k, batch, heads, reuse)
+        tol = 1e-9 * max(scale, 1e-30)
+        for _ in range(60):
+            if abs(d) <= tol or d == d_prev:
+                break
+            k, x_prev, d_prev = k - d * (k - x_prev) / (d - d_prev), k, d
+            k = min(max(k, 1e-12), hi)
+            d = self._diff(self.cm, src, dst, k, batch, heads, reuse)
+        return k
 
     def _wire_split(self, option: str, src, dst, blocks, batch, heads, reuse) -> tuple[float, int]:
         """(Σ bytes/η over the option's messages [B], number of messages) for one round."""

@@ -32,6 +32,7 @@ import numpy as np
 
 from simulator.errors import UserError
 from simulator.gpu.kernels import KernelModel
+from simulator.gpu.profiled import ProfiledKernels, profiled_kernels
 from simulator.hardware import StackSpec
 
 PINGPONG_HEADERS = (("bytes", "seconds"), ("bytes", "rtt_seconds"))
@@ -188,10 +189,19 @@ def kernel_model(calibration: dict, base: KernelModel | None = None) -> KernelMo
     return dataclasses.replace(base, **changes)
 
 
-def run_kernels(calibration: dict) -> KernelModel:
-    """The kernel model a run uses (engine and disaggregated loops alike): every
-    :class:`~simulator.gpu.KernelModel` field given at the top level of a scenario's calibration
-    or under its ``[kernels]`` table (the table wins); defaults for the rest."""
+def run_kernels(calibration: dict, cuda_graphs: bool | None = None
+                ) -> KernelModel | ProfiledKernels:
+    """The kernel model a run uses (engine and disaggregated loops alike).
+
+    With ``profile`` absent or ``"roofline"`` (the default): a :class:`~simulator.gpu.KernelModel`
+    with every field given at the top level of a scenario's calibration or under its
+    ``[kernels]`` table (the table wins), defaults for the rest. Otherwise the
+    :class:`~simulator.gpu.profiled.ProfiledKernels` the ``profile`` choice names, with
+    ``cuda_graphs`` (the deployment's, e.g. ``[serving] cuda_graphs``) overriding the profiles'
+    flag when given."""
+    choice = calibration.get("profile", "roofline")
+    if choice != "roofline":
+        return profiled_kernels(choice, cuda_graphs)
     fields = {f.name for f in dataclasses.fields(KernelModel)}
     values = {**calibration, **calibration.get("kernels", {})}
     return KernelModel(**{k: v for k, v in values.items() if k in fields})

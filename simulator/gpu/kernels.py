@@ -39,10 +39,12 @@ The runtime that runs these kernels is :mod:`simulator.gpu.runtime`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from simulator.hardware import GPUSpec
+from simulator.errors import UserError
+from simulator.hardware import LINKS, GPUSpec
 from simulator.models import Architecture
 from simulator.units import ms, us
 
@@ -181,13 +183,76 @@ class KernelModel:
         return self.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers).total
 
     def non_attention_time(self, spec: GPUSpec, arch: Architecture, batch: float,
-                           gpus: int = 1) -> float:
-        """Projections + FFN of one decode iteration of ``batch`` tokens, all layers [s]."""
+                           gpus: int = 1, logits: float | None = None) -> float:
+        """Projections + FFN of one decode iteration of ``batch`` tokens, all layers [s].
+
+        ``logits``: rows whose logits the LM head computes (default all ``batch``); fewer take
+        the head's ``2·vocab·hidden`` FLOPs per row off (its weights are read either way).
+        """
         if batch <= 0:
             return 0.0
         weights = min(arch.weight_bytes, batch * arch.active_weight_bytes)
         flops = batch * arch.non_attention_flops_per_token
+        if logits is not None and logits < batch:
+            flops = max(0.0, flops - (batch - logits) * 2.0 * arch.vocab_size * arch.hidden_size)
         return self.roofline(spec, weights / gpus, flops / gpus, launches=arch.layers).total
+
+    # -- the parts a chunked-prefill scheduler and sparse models need --------------------------
+
+    def indexer_time(self, spec: GPUSpec, arch: Architecture, batch: float,
+                     context_tokens: float) -> float:
+        """DSA indexer pass of ``batch`` queries over ``context_tokens`` keys, one layer [s]:
+        bytes ``L·D·e + B·H·D·e`` (index keys and queries), FLOPs ``2·B·L·H·D``; 0 without an
+        indexer."""
+        if not (arch.sparse and arch.indexer_heads) or batch <= 0 or context_tokens <= 0:
+            return 0.0
+        h, d, e = arch.indexer_heads, arch.indexer_head_dim, arch.bytes_per_element
+        nbytes = context_tokens * d * e + batch * h * d * e
+        flops = 2.0 * batch * context_tokens * h * d
+        return self.roofline(spec, nbytes, flops).total
+
+    def _collective(self, spec: GPUSpec, nbytes: float, ranks: int, fabric: str,
+                    share: float) -> float:
+        if ranks <= 1 or nbytes <= 0:
+            return 0.0
+        if fabric not in ("nvlink", "rdma"):
+            raise UserError(f"fabric {fabric!r}: give nvlink or rdma")
+        line = spec.nvlink_bandwidth if fabric == "nvlink" else LINKS["ib_ndr"].bandwidth
+        return self.launch_time + share * (ranks - 1.0) / ranks * nbytes / line
+
+    def allreduce_time(self, spec: GPUSpec, nbytes: float, ranks: int,
+                       fabric: str = "nvlink") -> float:
+        """Ring all-reduce of a ``nbytes`` buffer over ``ranks`` GPUs at the line rate of
+        ``fabric`` (NVLink: the GPU's; RDMA: one NDR 400 Gb/s NIC), one launch [s]."""
+        return self._collective(spec, nbytes, ranks, fabric, 2.0)
+
+    def allgather_time(self, spec: GPUSpec, nbytes: float, ranks: int,
+                       fabric: str = "nvlink") -> float:
+        """Ring all-gather into a ``nbytes`` output: ``(r−1)/r·nbytes`` at the line rate [s]."""
+        return self._collective(spec, nbytes, ranks, fabric, 1.0)
+
+    def alltoall_time(self, spec: GPUSpec, nbytes: float, ranks: int,
+                      fabric: str = "nvlink") -> float:
+        """All-to-all of a ``nbytes`` send buffer per rank: ``(r−1)/r·nbytes`` at the line
+        rate [s]."""
+        return self._collective(spec, nbytes, ranks, fabric, 1.0)
+
+    def launch_overhead_time(self, kernels: float, spec: GPUSpec | None = None) -> float:
+        """Launch cost of ``kernels`` kernels: ``kernels × launch_time`` [s]."""
+        return kernels * self.launch_time
+
+    def attention_breakpoints(self, spec: GPUSpec, arch: Architecture, batch: float,
+                              heads: int | None = None) -> list[float]:
+        """Token counts > 0 where :meth:`attention_time` changes slope: the roofline's kink,
+        where the compute time overtakes the memory time (none if it never does)."""
+        a = self.attention_roofline(spec, arch, batch, 1.0, heads)
+        b = self.attention_roofline(spec, arch, batch, 2.0, heads)
+        m1, c1 = b.memory_time - a.memory_time, b.compute_time - a.compute_time
+        m0, c0 = a.memory_time - m1, a.compute_time - c1
+        if m1 == c1:
+            return []
+        kink = (c0 - m0) / (m1 - c1)
+        return [kink] if kink > 0 and math.isfinite(kink) else []
 
 
 def _causal_attended(n: float, topk: int | None) -> float:

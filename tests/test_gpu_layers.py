@@ -1,0 +1,207 @@
+"""Layers composed from a profile's operators, behind KernelModel's interface (ProfiledKernels).
+
+Each composition is recomputed here from the profile's operator calls, shape by shape, so a
+wrong shape, count or launch rule in simulator/gpu/layers.py or profiled.py fails a test."""
+
+import math
+
+import pytest
+
+from simulator import hardware
+from simulator.gpu.calibration import run_kernels
+from simulator.gpu.kernels import KernelModel
+from simulator.gpu.profiled import ProfiledKernels, profiled_kernels
+from simulator.gpu.profiles import load_profile
+from simulator.models import model
+
+H100, H200 = hardware.gpu("H100"), hardware.gpu("H200")
+
+
+@pytest.fixture(scope="module")
+def vidur():
+    return load_profile("h100-vidur")
+
+
+def t(x) -> float:
+    return float(x.time)
+
+
+def test_a_llama_layer_is_the_sum_of_its_operators(vidur):
+    pk = ProfiledKernels({"H100": vidur})
+    arch, m, tp = model("llama-2-70b"), 32, 4
+    d, inter, hd = 8192, 28672 / tp, 128
+    rms = t(vidur.elementwise("rmsnorm", m, d))
+    layer = (2 * rms
+             + t(vidur.gemm(m, (64 / tp + 2 * 8 / tp) * hd, d))      # QKV
+             + t(vidur.elementwise("rotary", m, (16 + 2) * hd))
+             + t(vidur.gemm(m, d, 16 * hd))                          # O
+             + 2 * t(vidur.elementwise("add", m, d))
+             + t(vidur.gemm(m, 2 * inter, d))                        # gate/up
+             + t(vidur.elementwise("activation", m, inter))
+             + t(vidur.gemm(m, d, inter)))                           # down
+    step = rms + t(vidur.gemm(m, 32000 / tp, d))                     # final norm, LM head
+    kernels = 80 * 10 + 2  # 2 norms, 4 GEMMs, rotary, activation, 2 adds; norm + head
+    want = 80 * layer + step + kernels * vidur.launch_cost.graph_time
+    assert pk.non_attention_time(H100, arch, m, gpus=tp) == pytest.approx(want, rel=1e-12)
+    # eager: the host enqueues 10.4 µs per kernel, slower than these kernels
+    eager = ProfiledKernels({"H100": vidur}, cuda_graphs=False)
+    assert eager.non_attention_time(H100, arch, m, gpus=tp) == pytest.approx(
+        max(80 * layer + step, kernels * vidur.launch_cost.eager_time), rel=1e-12)
+
+
+def test_an_mla_moe_dsa_step_is_the_sum_of_its_operators():
+    p = load_profile("h200")
+    pk = ProfiledKernels({"H200": p})
+    arch, tokens, g = model("deepseek-v3.2"), 64.0, 8.0
+    m, d, h = tokens / g, 7168, 128
+    fp8 = "fp8"
+    rms = lambda w: t(p.elementwise("rmsnorm", m, w))  # noqa: E731
+    attn_side = (rms(d) + t(p.gemm(m, 1536, d, fp8)) + rms(1536)
+                 + t(p.gemm(m, h * 192, 1536, fp8)) + t(p.gemm(m, 576, d, fp8)) + rms(512)
+                 + t(p.gemm(m, 512, 128, "bf16", h)) + t(p.elementwise("rotary", m, 129 * 64))
+                 + t(p.gemm(m, 64 * 128, 1536, fp8)) + t(p.gemm(m, 128, d, fp8))
+                 + t(p.gemm(m, 64, d, "bf16")) + rms(128)
+                 + t(p.elementwise("rotary", m, 65 * 64))
+                 + t(p.gemm(m, 128, 512, "bf16", h)) + t(p.gemm(m, d, h * 128, fp8))
+                 + 2 * t(p.elementwise("add", m, d)) + rms(d))
+    dense = (t(p.gemm(m, 2 * 18432, d, fp8)) + t(p.elementwise("activation", m, 18432))
+             + t(p.gemm(m, d, 18432, fp8)))
+    # routing assumption: 64·8/8 = 64 rows on this GPU, over its 32 experts' expected active
+    rows = tokens * 8 / g
+    active = 32 * (1 - (1 - 1 / 256) ** (tokens * 8))
+    moe = (t(p.gemm(m, 256, d, "bf16")) + t(p.elementwise("activation", m, 256))
+           + t(p.gemm(rows, 4096, d, fp8, active)) + t(p.elementwise("activation", rows, 2048))
+           + t(p.gemm(rows, d, 2048, fp8, active)) + t(p.gemm(m, 4096, d, fp8))
+           + t(p.elementwise("activation", m, 2048)) + t(p.gemm(m, d, 2048, fp8))
+           + t(p.elementwise("add", rows, d)))
+    step = rms(d) + t(p.gemm(tokens / g, 129280, d, "bf16"))
+    gpu_time = 61 * attn_side + 3 * dense + 58 * moe + step
+    kernels = 61 * 18 + 3 * 3 + 58 * 9 + 2
+    want = gpu_time + kernels * p.launch_cost.graph_time
+    assert pk.non_attention_time(H200, arch, tokens, gpus=int(g)) == pytest.approx(want,
+                                                                                  rel=1e-12)
+
+
+def test_decode_attention_is_the_profile_operator_plus_its_launch(vidur):
+    pk = ProfiledKernels({"H100": vidur})
+    lam = vidur.launch_cost.graph_time
+    # Llama-3-70B, 16 query heads (TP 4): GQA group 8 → 2 KV heads
+    arch = model("llama-3-70b")
+    assert pk.attention_time(H100, arch, 32, 4096, heads=16) == pytest.approx(
+        t(vidur.attention(32, 4096, 16, 2, 128)) + lam)
+    # DeepSeek-V3.2: absorbed MLA at FlashMLA's sparse efficiency, split + combine kernels
+    ds = model("deepseek-v3.2")
+    want = t(vidur.mla_attention(8, 2048, 128, kv_bytes_per_token=1152, row_bytes_per_head=2180,
+                                 flops_per_token_per_head=2 * 1088, sparse=True)) + 2 * lam
+    assert pk.attention_time(H100, ds, 8, 2048) == pytest.approx(want)
+    assert pk.attention_time(H100, ds, 0, 2048) == 0.0
+    assert pk.attention_time(H100, ds, 8, 0) == 0.0
+
+
+def test_merge_gather_indexer_and_collectives_are_their_operators_plus_launches(vidur):
+    pk = ProfiledKernels({"H100": vidur})
+    lam = vidur.launch_cost.graph_time
+    ds = model("deepseek-v3.2")
+    assert pk.merge_time(H100, ds, 16, 2) == pytest.approx(t(vidur.merge(16, 128, 512, 2)) + lam)
+    assert pk.merge_time(H100, ds, 16, 1) == 0.0
+    assert pk.gather_time(H100, 73728 * 32) == pytest.approx(t(vidur.gather(32, 73728)) + lam)
+    assert pk.indexer_time(H100, ds, 8, 65536) == pytest.approx(
+        t(vidur.indexer(8, 65536, 64, 128)) + 2 * lam)
+    assert pk.indexer_time(H100, model("kimi-k2"), 8, 65536) == 0.0
+    assert pk.allreduce_time(H100, 2**20, 4) == pytest.approx(
+        t(vidur.collective("allreduce", 2**20, 4)) + lam)
+    assert pk.alltoall_time(H100, 2**20, 8, "rdma") == pytest.approx(
+        t(vidur.collective("alltoall", 2**20, 8, "rdma")) + lam)
+    assert pk.allreduce_time(H100, 2**20, 1) == 0.0
+    assert pk.launch_overhead_time(10, H100) == pytest.approx(10 * lam)
+
+
+def test_prefill_is_its_step_of_non_attention_plus_each_sequences_attention(vidur):
+    pk = ProfiledKernels({"H100": vidur})
+    arch = model("llama-3-70b")
+    lam = vidur.launch_cost.graph_time
+    chunk = pk.prefill_attention_time(H100, arch, 2048, 4096, gpus=4)
+    assert chunk == pytest.approx(80 * t(vidur.prefill_attention(2048, 4096, 16, 2, 128))
+                                  + 80 * lam)
+    whole = pk.prefill_time(H100, arch, 1024, sequences=3, gpus=4)
+    assert whole == pytest.approx(pk.non_attention_time(H100, arch, 3072, 4, logits=3)
+                                  + 3 * pk.prefill_attention_time(H100, arch, 1024, 0, 4))
+    # the LM head computes one row per prompt, not one per token
+    assert pk.non_attention_time(H100, arch, 3072, 4, logits=3) < \
+        pk.non_attention_time(H100, arch, 3072, 4)
+    # MLA: a sequence's attention runs on one rank; sequences spread over the ranks
+    ds = model("deepseek-v3.2")
+    assert pk.prefill_time(H100, ds, 512, sequences=8, gpus=8) == pytest.approx(
+        pk.non_attention_time(H100, ds, 4096, 8, logits=8)
+        + pk.prefill_attention_time(H100, ds, 512, 0, 8))
+
+
+def test_tensor_parallelism_shrinks_the_gemms_and_data_parallelism_the_tokens(vidur):
+    pk = ProfiledKernels({"H100": vidur})
+    llama = model("llama-3-70b")
+    ops4 = {o.name: o for o in pk.decode_ops(H100, llama, 64, 4)}
+    ops1 = {o.name: o for o in pk.decode_ops(H100, llama, 64, 1)}
+    assert ops4["gate_up_proj"].time < ops1["gate_up_proj"].time
+    assert ops4["input_norm"].time == ops1["input_norm"].time  # norms are replicated
+    ds = model("deepseek-v3")
+    per = {o.name: o for o in pk.decode_ops(H100, ds, 64, 8)}
+    alone = {o.name: o for o in pk.decode_ops(H100, ds, 8, 1)}
+    assert per["q_a_proj"].time == alone["q_a_proj"].time  # 64 tokens / 8 ranks = 8 each
+
+
+def test_the_roofline_stays_the_default_and_a_profile_is_chosen_by_name():
+    assert run_kernels({}) == KernelModel()
+    assert run_kernels({"profile": "roofline", "launch_time": 5e-6}) == KernelModel(
+        launch_time=5e-6)
+    pk = run_kernels({"profile": "h200"}, cuda_graphs=False)
+    assert isinstance(pk, ProfiledKernels)
+    assert pk.profile(H200).name == "h200" and not pk.profile(H200).cuda_graphs
+    assert pk.profile(H100).name == "h100-vidur"  # other GPUs: their shipped profile
+    table = profiled_kernels({"H100": "h200"})
+    assert table.profile(H100).name == "h200"
+    assert table.profile(H100).gemm(1, 2560, 8192).kind.item() == "extrapolated"
+
+
+def test_breakpoints_are_where_the_roofline_attention_time_bends():
+    km = KernelModel()
+    ds = model("deepseek-v3.2")
+    (kink,) = km.attention_breakpoints(H100, ds, 4)
+
+    def slope(x):
+        return (km.attention_time(H100, ds, 4, x * 1.001) - km.attention_time(H100, ds, 4, x)) \
+            / (x * 0.001)
+    assert slope(kink * 0.9) != pytest.approx(slope(kink * 1.1), rel=1e-3)
+    assert slope(kink * 0.5) == pytest.approx(slope(kink * 0.9), rel=1e-6)
+    assert km.attention_breakpoints(H100, model("llama-3-70b"), 4) == []  # always memory-bound
+    pk = ProfiledKernels()
+    assert all(x > 0 for x in pk.attention_breakpoints(H100, model("llama-3-70b"), 4))
+
+
+def test_roofline_additions_match_hand_computed_answers():
+    km = KernelModel()
+    # ring all-reduce: 3 µs + 2·3/4 · 1 MB / 450 GB/s; RDMA at one 50 GB/s NIC
+    assert km.allreduce_time(H100, 1e6, 4) == pytest.approx(3e-6 + 1.5 * 1e6 / 450e9)
+    assert km.allgather_time(H100, 1e6, 4, "rdma") == pytest.approx(3e-6 + 0.75 * 1e6 / 50e9)
+    assert km.launch_overhead_time(7) == pytest.approx(21e-6)
+    ds = model("deepseek-v3.2")
+    # the chunk's attention: context KV read, the chunk's written; Σ min(i, 2048) over the chunk
+    pairs = (2048 * 2049 / 2 + (6000 - 2048) * 2048) - (2048 * 2049 / 2 + (4000 - 2048) * 2048)
+    want = km.roofline(H100, 61 * (4000 + 2 * 2000) * 1152,
+                       61 * ds.attention_flops_per_token * pairs, launches=61).total
+    assert km.prefill_attention_time(H100, ds, 2000, 4000) == pytest.approx(want)
+    assert km.indexer_time(H100, model("kimi-k2"), 4, 1000) == 0.0
+    assert km.indexer_time(H100, ds, 4, 1000) == pytest.approx(
+        km.roofline(H100, 1000 * 128 * 2 + 4 * 64 * 128 * 2, 2 * 4 * 1000 * 64 * 128).total)
+
+
+def test_the_crossover_search_works_with_a_profiled_kernel_model():
+    import topologies
+    from simulator.costmodel import CostModel
+
+    g = topologies.build("dgx_h100", nodes=2)
+    cm = CostModel("deepseek-v3.2", g, "ibgda", kernels=profiled_kernels("measured"))
+    k = cm.crossover("n0/gpu0", "n1/gpu0", "blocks", batch=8)
+    assert k is not None and k > 0
+    route = cm.route("n0/gpu0", "n1/gpu0", k, 8).total
+    fetch = cm.fetch("n0/gpu0", "n1/gpu0", k, 8).total
+    assert math.isclose(route, fetch, rel_tol=1e-6)

@@ -1,0 +1,180 @@
+"""Kernel profiles: fitted models against hand-computed answers, sources, extrapolation by
+datasheet ratios, profile files and their references."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from simulator import hardware
+from simulator.errors import UserError
+from simulator.gpu import operators as ops
+from simulator.gpu.profiles import (
+    DEFAULT_PROFILES,
+    default_profile,
+    load_profile,
+    profile_names,
+)
+from simulator.hardware import GPUSpec
+
+H200 = hardware.gpu("H200")
+P = dict(t0=4e-6, em=0.8, b0=5e5, ec=0.75, tau=7e-10, s=3.0)
+
+
+def test_the_gemm_model_at_hand_computed_points():
+    # m=1, n=k=8192, bf16 on an H200 (4.8 TB/s, 989 TFLOP/s):
+    #   bytes = 8192·8192·2 + 2·8192·2 = 134,250,496; em·nk/(nk+b0) = 0.794083616
+    #   memory = bytes / (4.8e12 · 0.794083616) = 35.2215 µs
+    #   compute = 2·8192²/(989e12·0.75) + 8192·0.7 ns = 5.9153 µs
+    #   t = 4 µs + (35.2215³ + 5.9153³)^(1/3) µs = 39.2771 µs
+    assert ops.gemm(P, H200, 1, 8192, 8192) == pytest.approx(39.27707569e-6, rel=1e-8)
+    # m=4096: compute-bound, 751.104 µs; in fp8 the bytes of W and x halve and π doubles
+    assert ops.gemm(P, H200, 4096, 8192, 8192) == pytest.approx(751.1035758e-6, rel=1e-8)
+    assert ops.gemm(P, H200, 4096, 8192, 8192, fp8=True) == pytest.approx(380.5152825e-6,
+                                                                            rel=1e-8)
+
+
+def test_a_grouped_gemm_streams_every_groups_weights():
+    one = ops.gemm({**P, "t0": 0.0, "tau": 0.0, "s": 50.0}, H200, 8, 4096, 7168)
+    four = ops.gemm({**P, "t0": 0.0, "tau": 0.0, "s": 50.0}, H200, 8, 4096, 7168, groups=4.0)
+    # memory-bound: the time is the bytes — 4 weight matrices and the same activations
+    m, n, k = 8, 4096, 7168
+    want = (4 * n * k * 2 + m * k * 2 + m * n * 2) / (n * k * 2 + m * k * 2 + m * n * 2)
+    assert four / one == pytest.approx(want, rel=1e-9)
+
+
+def test_the_collective_model_at_a_hand_computed_point():
+    p = dict(ar_t0=20e-6, ar_c=1e-6, ar_e=0.8, ar_r0=0.5, sr_nvlink_t0=5e-6, sr_nvlink_e=0.8,
+             sr_rdma_t0=20e-6, sr_rdma_e=0.7)
+    h100 = hardware.gpu("H100")
+    # all-reduce of 1 MiB over 4 ranks: 20 + 3·1 µs + 1.5 · 2^20 / (450e9 · 0.8·4/4.5) µs
+    want = 20e-6 + 3e-6 + 1.5 * 2**20 / (450e9 * 0.8 * 4 / 4.5)
+    assert ops.collective(p, h100, "allreduce", 2**20, 4, "nvlink") == pytest.approx(want)
+    # all-gather moves half the bytes; RDMA send/recv runs at 0.7 of a 50 GB/s NIC
+    assert ops.collective(p, h100, "allgather", 2**20, 4, "nvlink") == pytest.approx(
+        20e-6 + 3e-6 + 0.75 * 2**20 / (450e9 * 0.8 * 4 / 4.5))
+    assert ops.collective(p, h100, "sendrecv", 1e6, 2, "rdma") == pytest.approx(
+        20e-6 + 1e6 / (50e9 * 0.7))
+    assert ops.collective(p, h100, "allreduce", 1e6, 1, "nvlink") == 0.0
+
+
+def test_a_profile_answers_arrays_with_a_source_per_element():
+    p = load_profile("h200")
+    t = p.gemm([1, 16, 3000], 2560, 8192)
+    assert t.time.shape == (3,)
+    assert list(t.kind) == ["measured", "interpolated", "interpolated"]
+    t = p.gemm(20000, 2560, 8192)  # beyond the largest measured m
+    assert t.source.item() == "fitted: h200 gemm model"
+    assert float(t) == pytest.approx(float(ops.gemm(p.fit("gemm").params, H200, 20000, 2560,
+                                                    8192)))
+
+
+def test_a_missing_table_falls_back_to_the_model_never_to_zero():
+    p = load_profile("h200")
+    t = p.attention(3, 300, 40, 8, 128)  # 40 query heads were never measured
+    assert t.source.item() == "fitted: h200 attention model"
+    assert float(t) > 0
+
+
+def test_extrapolation_scales_memory_and_compute_terms_by_the_datasheet_ratios():
+    p = load_profile("h200").fitted_only()
+    twice = GPUSpec("H200x2", H200.hbm_bytes, 2 * H200.hbm_bandwidth, 2 * H200.peak_flops,
+                    2 * H200.nvlink_bandwidth)
+    q = p.at(twice)
+    t0 = p.fit("attention").params["t0"]
+    a, b = float(p.attention(32, 8192, 64, 8, 128)), float(q.attention(32, 8192, 64, 8, 128))
+    assert (b - t0) == pytest.approx((a - t0) / 2, rel=1e-9)
+    c0 = p.fit("copy").params["t0"]
+    assert float(q.copy(1e9)) - c0 == pytest.approx((float(p.copy(1e9)) - c0) / 2, rel=1e-9)
+    assert q.copy(1e9).source.item().startswith(
+        "extrapolated: h200 copy model (measured on H200) × H200x2")
+    # a real catalog GPU: H20's decode attention is the H200 fit at 4.0 instead of 4.8 TB/s
+    h20 = load_profile("h20")
+    assert h20.gpu.name == "H20"
+    src = h20.attention(8, 4096, 8, 1, 128).source.item()
+    assert src.startswith("extrapolated: h200 attention model (measured on H200) × H20/H200 "
+                          "datasheet (HBM ×0.83, FLOP/s ×0.15, NVLink ×1.00)")
+
+
+def test_tables_answer_only_on_the_gpu_they_were_measured_on():
+    h200 = load_profile("h200")
+    assert h200.gemm(1, 2560, 8192).kind.item() == "measured"
+    assert h200.at(hardware.gpu("H100")).gemm(1, 2560, 8192).kind.item() == "extrapolated"
+
+
+def test_each_operator_of_the_shipped_profiles_resolves_to_a_measured_gpu():
+    assert set(profile_names()) >= {"h200", "h100-vidur", "h20", "a100", "b200"}
+    for name in profile_names():
+        p = load_profile(name)
+        for op, fit in p.fits.items():
+            assert fit.measured_on in ("H200", "H100"), (name, op)
+            assert fit.summary["median_error"] < 0.10
+    vidur = load_profile("h100-vidur")
+    assert vidur.fit("gemm").profile == "h100-vidur"
+    assert vidur.fit("attention").profile == "h200"
+    assert load_profile("a100").fit("gemm").profile == "h100-vidur"
+    for gpu_name, name in DEFAULT_PROFILES.items():
+        assert default_profile(hardware.gpu(gpu_name)).name == name
+
+
+def test_an_unknown_gpu_gets_the_nearest_measured_profile():
+    slow = GPUSpec("L40", 48e9, 0.86e12, 362e12, 64e9)
+    assert default_profile(slow).name == "h100-vidur"
+    assert default_profile(slow).gpu is slow
+    fast = GPUSpec("X", 288e9, 8e12, 2.5e15, 900e9)
+    assert default_profile(fast).name == "h200"
+
+
+def test_launch_costs_follow_the_cuda_graph_flag():
+    p = load_profile("h200")
+    # h200/launch.csv: tiny_add_1elem, 1.10195 µs per graph node, 10.3988 µs eager enqueue
+    assert float(p.launch(10)) == pytest.approx(11.0195e-6)
+    assert float(p.with_cuda_graphs(False).launch(10)) == pytest.approx(103.988e-6)
+    assert "extrapolated" in load_profile("h100-vidur").launch(1).source.item()
+
+
+def test_mla_decode_keeps_flashmla_figures_on_the_h100():
+    p = load_profile("h100-vidur")
+    t0 = p.fit("attention").params["t0"]
+    h100 = hardware.gpu("H100")
+    # memory-bound: 64 queries × 32k tokens × 1,152 B at 3,000 GB/s
+    t = float(p.mla_attention(64, 32768, 128))
+    mem = (64 * 32768 * 1152 + 64 * 128 * 2180) / 3000e9
+    comp = 64 * 32768 * 128 * 2 * 1088 / (660e12)
+    assert t == pytest.approx(t0 + (mem**4 + comp**4) ** 0.25, rel=1e-6)
+    assert h100.hbm_bandwidth * ops.FLASHMLA_MEMORY == pytest.approx(3000e9)
+    assert p.mla_attention(1, 100, 128).source.item().startswith("fitted: FlashMLA README")
+
+
+def test_profile_files_that_refer_in_a_circle_or_lack_parameters_are_user_errors(tmp_path):
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(f'[profile]\nname = "a"\ngpu = "H100"\nbase = "{b}"\n')
+    b.write_text(f'[profile]\nname = "b"\ngpu = "H100"\nbase = "{a}"\n')
+    with pytest.raises(UserError, match="in a circle"):
+        load_profile(str(a))
+    c = tmp_path / "c.toml"
+    c.write_text('[profile]\nname = "c"\ngpu = "H100"\n[operators.gemm]\nmeasured_on = "H100"\n')
+    with pytest.raises(UserError, match="gemm entry is malformed"):
+        load_profile(str(c))
+    with pytest.raises(UserError, match="unknown kernel profile 'nope'"):
+        load_profile("nope")
+
+
+def test_causal_pairs_count_every_query_key_pair_once():
+    from simulator.gpu.profile import causal_pairs
+
+    pairs, tri = causal_pairs(4, 0)
+    assert pairs == 10 and tri == 1.0  # 1 + 2 + 3 + 4
+    pairs, tri = causal_pairs(2, 3)
+    assert pairs == 4 + 5 and tri == pytest.approx(3 / 9)
+    pairs, _ = causal_pairs(3, 2, topk=3)
+    assert pairs == 3 + 3 + 3  # keys 3, 4, 5 each capped at 3
+
+
+def test_timings_broadcast_their_inputs():
+    p = load_profile("h200")
+    t = p.elementwise("rmsnorm", np.array([1, 10, 100]), 8192)
+    assert t.time.shape == (3,) and np.all(np.diff(t.time) >= 0)
+    with pytest.raises(UserError, match="elementwise kind 'softmax'"):
+        p.elementwise("softmax", 1, 1)
+    assert dataclasses.is_dataclass(t)

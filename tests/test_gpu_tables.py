@@ -1,0 +1,118 @@
+"""Measured tables: rows read with their sources, exact at measured shapes, log–log between them."""
+
+import math
+
+import numpy as np
+import pytest
+
+from simulator.errors import UserError
+from simulator.gpu.profiles import calibration_dir
+from simulator.gpu.tables import Rows, Table, load_rows, profile_label
+
+CAL = calibration_dir()
+
+
+@pytest.fixture(scope="module")
+def h200():
+    return load_rows(str(CAL / "h200"), "h200")
+
+
+@pytest.fixture(scope="module")
+def vidur():
+    return load_rows(str(CAL / "vidur_h100"), "vidur_h100")
+
+
+def test_a_measured_gemm_row_is_returned_exactly_with_its_file_and_line(h200):
+    # h200/gemm.csv line 46: llama3-70b-tp4 qkv, m=1, n=2560, k=8192, 1.76731e-05 s
+    t, src = Table(h200["gemm"]).lookup((2560, 8192, "bf16"), [1.0])
+    assert t[0] == pytest.approx(1.76731e-05, rel=1e-13)  # exp(log(x)) rounds the last bit
+    assert src[0] == "measured: h200/gemm.csv line 46"
+
+
+def test_between_rows_the_table_is_linear_in_log_size_and_log_time(h200):
+    # lines 47 (m=8: 1.66629e-05 s) and 48 (m=32: 1.74994e-05 s), asked at m = 16
+    t, src = Table(h200["gemm"]).lookup((2560, 8192, "bf16"), [16.0])
+    w = (math.log(16) - math.log(8)) / (math.log(32) - math.log(8))
+    want = math.exp((1 - w) * math.log(1.66629e-05) + w * math.log(1.74994e-05))
+    assert t[0] == pytest.approx(want, rel=1e-12)
+    assert src[0] == "interpolated: h200/gemm.csv"
+
+
+def test_outside_the_grid_or_an_unmeasured_shape_gives_nan_not_zero(h200):
+    table = Table(h200["gemm"])
+    t, src = table.lookup((2560, 8192, "bf16"), [0.5, 9000.0])
+    assert np.isnan(t).all() and (src == "").all()
+    t, _ = table.lookup((1234, 8192, "bf16"), [16.0])
+    assert np.isnan(t).all()
+
+
+def test_interpolated_times_grow_with_size_between_monotone_rows(h200):
+    # from 64 KB up the measured copies take longer with every size; the table must too
+    table = Table(h200["copy"])
+    x = np.geomspace(65536, 2 * 1024**3, 200)
+    t, _ = table.lookup((), x)
+    assert np.all(np.isfinite(t))
+    assert np.all(np.diff(t) > 0)
+
+
+def test_an_interpolated_time_lies_between_its_two_measured_neighbours(h200):
+    rows = h200["copy"]
+    sizes, times = rows.data["bytes"].astype(float), rows.time
+    order = np.argsort(sizes)
+    sizes, times = sizes[order], times[order]
+    rng = np.random.default_rng(0)
+    x = rng.uniform(np.log(sizes[0]), np.log(sizes[-1]), 300)
+    t, _ = Table(rows).lookup((), np.exp(x))
+    i = np.searchsorted(np.log(sizes), x)
+    lo, hi = np.minimum(times[i - 1], times[i]), np.maximum(times[i - 1], times[i])
+    assert np.all((t >= lo * (1 - 1e-12)) & (t <= hi * (1 + 1e-12)))
+
+
+def test_two_coordinates_interpolate_bilinearly_in_log_space(h200):
+    table = Table(h200["attention"].subset(h200["attention"].data["layout"] == "contiguous"))
+    key = (16, 2, 128, "contiguous", 0.0)
+    # corners (batch 8, 32) × (context 512, 2048): lines 27-28 region, read from the table itself
+    c = {(b, L): table.lookup(key, [b], [L])[0][0] for b in (8, 32) for L in (512, 2048)}
+    t, src = table.lookup(key, [16.0], [1024.0])
+    wb = (math.log(16) - math.log(8)) / (math.log(32) - math.log(8))
+    wl = (math.log(1024) - math.log(512)) / (math.log(2048) - math.log(512))
+    want = math.exp((1 - wb) * (1 - wl) * math.log(c[8, 512]) + wb * (1 - wl) * math.log(c[32, 512])
+                    + (1 - wb) * wl * math.log(c[8, 2048]) + wb * wl * math.log(c[32, 2048]))
+    assert t[0] == pytest.approx(want, rel=1e-12)
+    assert src[0] == "interpolated: h200/attn_decode.csv"
+    # one coordinate measured, the other between rows: still interpolated
+    assert table.lookup(key, [8.0], [1024.0])[1][0] == "interpolated: h200/attn_decode.csv"
+
+
+def test_rows_measured_twice_at_one_shape_merge_to_their_median():
+    rows = Rows(("k",), ("x",), {"k": np.array([1, 1, 1]), "x": np.array([10.0, 10.0, 10.0])},
+                np.array([1.0, 2.0, 6.0]), np.array(["f line 2", "f line 3", "f line 4"]))
+    t, src = Table(rows).lookup((1,), [10.0])
+    assert t[0] == pytest.approx(2.0)
+    assert src[0] == "measured: f line 2"
+
+
+def test_vidur_rows_become_seconds_and_known_gemm_shapes(vidur):
+    g = vidur["gemm"]
+    # Llama-2-70B at TP 4 and 1 token, attn_pre_proj: GEMM(1, (64 + 16)·128/4, 8192) = 0.019 ms
+    sel = np.flatnonzero((g.data["n"] == 2560) & (g.data["k"] == 8192) & (g.data["m"] == 1)
+                         & np.array(["Llama-2-70b" in s for s in g.source]))
+    assert sel.size == 1
+    assert g.time[sel[0]] == pytest.approx(0.019e-3)
+    assert g.data["op"][sel[0]] == "attn_pre_proj"
+    # its mlp_down_proj: GEMM(m, 8192, 28672/4)
+    assert {(8192.0, 7168.0), (14336.0, 8192.0), (8192.0, 2048.0)} <= set(
+        zip(g.data["n"].astype(float), g.data["k"].astype(float), strict=True))
+    s = vidur["sendrecv"]
+    assert set(s.data["fabric"]) == {"nvlink", "rdma"}
+
+
+def test_a_folder_without_measurements_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="no measurements found"):
+        load_rows(str(tmp_path), profile_label(tmp_path))
+
+
+def test_a_csv_missing_a_column_names_the_file_and_column(tmp_path):
+    (tmp_path / "gemm.csv").write_text("model,op,m,n\nx,qkv,1,2\n")
+    with pytest.raises(UserError, match=r"gemm.csv: missing column\(s\) dtype, k, time_s"):
+        load_rows(str(tmp_path), "t")
