@@ -5,9 +5,10 @@ per-request arrays (numpy, indexed by the request's row in the trace) and the pe
 batches. A request arrives on its session's *home* GPU (the session's first choice: least loaded,
 or the GPU owning its repository under ``repo_affinity``), waits in that GPU's queue until the
 batch has room and the KV it will own fits (HBM − weights − reserve), is prefilled at home reusing
-the blocks the directory already holds (leading known blocks under ``prefix`` reuse, any known
-block under ``span``), then decodes until its output length; its blocks are then unpinned. A
-request that can never fit, even alone, is finished with :data:`TOO_LARGE`.
+the blocks the directory already holds (leading known blocks under ``prefix`` reuse, also known
+blocks of commutative spans after a rotary pass under ``span``, nothing under ``none``:
+:mod:`simulator.engine.reuse`), then decodes until its output length; its blocks are then
+unpinned. A request that can never fit, even alone, is finished with :data:`TOO_LARGE`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import simpy
 
 from simulator import kvcache
+from simulator.engine import reuse as reuse_rules
 
 #: Reasons a request did not complete.
 NOT_FINISHED = "not finished when the run stopped (duration limit)"
@@ -54,11 +56,13 @@ class Admission:
         region_blocks: the sparse selector's region size in blocks (focus sets).
         focus_rng: the random stream of focus sets.
         progress: called as ``progress(finished_requests, total_requests)``.
+        rotary_time: ``rotary_time(g, tokens)``, the rotary pass over ``tokens`` reused
+            position-free tokens on GPU ``g`` [s] (``span`` reuse; None = free).
     """
 
     def __init__(self, env: simpy.Environment, trace, directory, *, n_gpus: int, placement,
                  max_batch: int, prefill_time, region_blocks: int, focus_rng,
-                 progress) -> None:
+                 progress, rotary_time=None) -> None:
         self.env = env
         self.dir = directory
         self.G = n_gpus
@@ -67,6 +71,7 @@ class Admission:
         self.bt = placement.block_tokens
         self.max_batch = max_batch
         self.prefill_time = prefill_time
+        self.rotary_time = rotary_time
         self.region_blocks = region_blocks
         self.focus_rng = focus_rng
         self.progress = progress
@@ -79,6 +84,7 @@ class Admission:
         self.home = np.full(n, -1, np.int64)
         self.reused = np.zeros(n, np.int64)
         self.prefilled = np.zeros(n, np.int64)
+        self.rotary = np.zeros(n, np.int64)  # reused span blocks that take the rotary pass
         self.ctx_idx: list[np.ndarray | None] = [None] * n
         self.sel_cache: list[tuple | None] = [None] * n
         self.focus: list[np.ndarray | None] = [None] * n
@@ -130,8 +136,8 @@ class Admission:
         while q and len(self.batch[g]) < self.max_batch:
             r = q[0]
             idx = self.dir.intern(self.prompt[r])
-            known = self.dir.known(idx)
-            reuse = self.reuse_mask(known)
+            plan = self.reuse_plan(r, idx)
+            reuse = plan.reused
             need = self.need_blocks(r) - int(reuse.sum())
             if self.reserved[g] + need > cap:
                 if not self.batch[g] and not admitted:
@@ -144,6 +150,7 @@ class Admission:
             self.ctx_idx[r] = idx
             self.reused[r] = int(reuse.sum())
             self.prefilled[r] = len(idx) - self.reused[r]
+            self.rotary[r] = int(plan.rotary.sum())
             self.reserved[g] += need
             self.admitted_at[r] = self.env.now
             self.dir.pin(idx)
@@ -151,20 +158,21 @@ class Admission:
             admitted.append(r)
         return admitted
 
-    def reuse_mask(self, known: np.ndarray) -> np.ndarray:
-        """Which prompt blocks are reused: every known one (``span``) or the leading run."""
-        if self.reuse_rule == "span":
-            return known
-        lead = int(np.argmin(known)) if not known.all() else len(known)
-        mask = np.zeros(len(known), bool)
-        mask[:lead] = True
-        return mask
+    def reuse_plan(self, r: int, idx: np.ndarray) -> reuse_rules.ReusePlan:
+        """Which of request ``r``'s prompt blocks (directory indices ``idx``) are reused."""
+        in_span = (reuse_rules.span_mask(self.spans[r], len(idx))
+                   if self.reuse_rule == "span" else None)
+        return reuse_rules.plan(self.dir.known(idx), idx, in_span, self.reuse_rule)
 
     def prefill_plan(self, g: int, r: int) -> float:
-        """Prefill kernel time [s] for request ``r``'s blocks the directory does not hold."""
+        """Prefill kernel time [s] for request ``r``'s recomputed blocks (whole pages), plus the
+        rotary pass over its reused span blocks."""
         missing = int(self.prefilled[r])
         tokens = min(missing * self.bt, int(self.inp[r]))
-        return self.prefill_time(g, tokens)
+        time = self.prefill_time(g, tokens)
+        if self.rotary[r] and self.rotary_time is not None:
+            time += self.rotary_time(g, int(self.rotary[r]) * self.bt)
+        return time
 
     def place_prompt(self, g: int, r: int) -> None:
         """Place ``r``'s prefilled blocks, and draw (or drift) its session's focus set."""

@@ -60,6 +60,7 @@ from simulator.engine import records
 from simulator.engine.admission import NOT_FINISHED, Admission
 from simulator.engine.columns import Columns
 from simulator.engine.locate import StepData
+from simulator.engine.reuse import rotary_time
 from simulator.engine.results import Result, collect
 from simulator.engine.rounds import Pending, RoundReplay
 from simulator.errors import UserError
@@ -179,7 +180,8 @@ class _Run:
             prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens, 1.0,
                                                                      gpus=G),
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
-            progress=progress)
+            progress=progress, rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g],
+                                                                        arch, tokens, gpus=G))
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)
         self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,
