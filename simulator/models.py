@@ -286,6 +286,10 @@ MODELS: dict[str, Architecture] = {
     # Kimi K2: 61 layers, MLA with 64 heads, hidden 7168, dense; 1T total / 32B active
     # (Moonshot model card), fp8 checkpoint.
     "kimi-k2": _mla("kimi-k2", 61, 64, 7168, 1000e9, 32e9, None, 0),
+    # Llama-3.1-8B: 32 layers, GQA 32 q / 8 kv heads of 128, d = 4096, 8.03B parameters in bf16
+    # (HF meta-llama/Llama-3.1-8B config.json and model card): the 8B dense model of the
+    # span-query scenarios (one GPU).
+    "llama-3.1-8b": _dense("llama-3.1-8b", 32, 32, 8, 4096, GB(16.06), "gqa"),
     # Llama-3-70B: 80 layers, GQA 64 q / 8 kv heads of 128, d = 8192, 137.5 GB (Lamina Table 2).
     "llama-3-70b": _dense("llama-3-70b", 80, 64, 8, 8192, GB(137.5), "gqa"),
     # LLaMA-65B: 80 layers, MHA 64 heads of 128, d = 8192, 130.1 GB (Lamina Table 2).

@@ -85,6 +85,11 @@ class Admission:
         self.reused = np.zeros(n, np.int64)
         self.prefilled = np.zeros(n, np.int64)
         self.rotary = np.zeros(n, np.int64)  # reused span blocks that take the rotary pass
+        # per directory block: the prefix hash its held KV was computed after (0: none yet);
+        # per request: its prompt's prefix hashes (admission to placement), its context's last
+        self.computed_after = np.zeros(0, np.uint64)
+        self.prompt_hash: dict[int, np.ndarray] = {}
+        self.last_hash = np.zeros(n, np.uint64)
         self.ctx_idx: list[np.ndarray | None] = [None] * n
         self.sel_cache: list[tuple | None] = [None] * n
         self.focus: list[np.ndarray | None] = [None] * n
@@ -160,9 +165,23 @@ class Admission:
 
     def reuse_plan(self, r: int, idx: np.ndarray) -> reuse_rules.ReusePlan:
         """Which of request ``r``'s prompt blocks (directory indices ``idx``) are reused."""
+        from workloads.spans import row_prefix_hashes
+
+        h = self.prompt_hash.get(r)
+        if h is None:
+            h = self.prompt_hash[r] = row_prefix_hashes(self.prompt[r])
+        self._hash_room()
         in_span = (reuse_rules.span_mask(self.spans[r], len(idx))
                    if self.reuse_rule == "span" else None)
-        return reuse_rules.plan(self.dir.known(idx), idx, in_span, self.reuse_rule)
+        return reuse_rules.plan(self.dir.known(idx), idx, in_span, self.reuse_rule,
+                                same_prefix=self.computed_after[idx] == h)
+
+    def _hash_room(self) -> None:
+        """Grow ``computed_after`` to cover every directory block."""
+        if len(self.computed_after) < self.dir.n:
+            grown = np.zeros(max(self.dir.n, 2 * len(self.computed_after)), np.uint64)
+            grown[: len(self.computed_after)] = self.computed_after
+            self.computed_after = grown
 
     def prefill_plan(self, g: int, r: int) -> float:
         """Prefill kernel time [s] for request ``r``'s recomputed blocks (whole pages), plus the
@@ -180,6 +199,9 @@ class Admission:
         missing = np.flatnonzero(~self.dir.known(idx))
         self.dir.place(idx[missing], g, self.env.now, repo=int(self.repo[r]),
                        positions=missing, n_context=len(idx))
+        h = self.prompt_hash.pop(r)
+        self.computed_after[idx[missing][::-1]] = h[missing][::-1]  # a repeat: the first wins
+        self.last_hash[r] = h[-1] if len(h) else 0
         # the query's focus set (the files its agent works on), drifting between turns
         from workloads.focus import draw_focus, drift_focus
         from workloads.selections import popular_extent
@@ -201,9 +223,16 @@ class Admission:
         idx = self.ctx_idx[r]
         need = -(-(int(self.inp[r]) + int(self.gen[r])) // self.bt)
         if need > len(idx):
+            from workloads.spans import extend_prefix_hash
+
             keys = generated_block_id(self.rid[r], np.arange(len(idx), need))
             new = self.dir.intern(keys)
+            fresh = ~self.dir.known(new)
             self.dir.place(new, g, self.env.now, scheme="first_writer")
+            h = extend_prefix_hash(int(self.last_hash[r]), keys)
+            self._hash_room()
+            self.computed_after[new[fresh]] = h[fresh]
+            self.last_hash[r] = h[-1]
             self.dir.pin(new)
             self.ctx_idx[r] = np.concatenate([idx, new])
 

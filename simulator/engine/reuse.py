@@ -4,10 +4,11 @@ Given a request's prompt blocks, which of them the KV directory already holds (`
 commutative spans and the reuse rule, :func:`plan` sorts every block into one of three classes
 (a :class:`ReusePlan`):
 
-- **as is** — the leading run of held blocks: the same prefix was computed before, so the KV
-  sits at the right positions and is used untouched (what a radix/prefix cache reuses). The
-  run stops at the first block not held, or at a block whose id already occurred earlier in
-  this prompt (a repeat cannot continue a prefix computed once);
+- **as is** — the leading run of held blocks that were computed after this very prefix: the KV
+  sits at the right positions and is used untouched (what a radix/prefix cache reuses; the
+  engine compares each held block's prefix hash when it was computed with the prompt's,
+  :func:`workloads.spans.row_prefix_hashes`). The run stops at the first block not held or
+  computed after another prefix;
 - **rotary** (``span`` only) — a block after that run that lies in a commutative span (a file,
   a document, a candidate answer) and is held, or repeats a block earlier in this prompt. Its
   keys were cached without their position, so the rotary embedding (RoPE) is applied for the
@@ -101,7 +102,8 @@ def _repeats(ids: np.ndarray) -> np.ndarray:
     return first[inverse] != np.arange(len(ids))
 
 
-def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: str) -> ReusePlan:
+def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: str,
+         same_prefix: np.ndarray | None = None) -> ReusePlan:
     """Sort a prompt's blocks into as-is / rotary / recompute (see the module docstring).
 
     Args:
@@ -109,6 +111,9 @@ def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: s
         ids: the blocks' ids (or directory indices): equal values are equal content.
         in_span: per block, whether it lies in a commutative span (``span`` only; None = none).
         rule: ``"prefix"``, ``"span"`` or ``"none"``.
+        same_prefix: per block, whether its held KV was computed after this prompt's prefix;
+            None = assume so for every held block whose id does not repeat an earlier one of
+            this prompt (the trace-level view, where ids encode their prefix).
     """
     known = np.asarray(known, dtype=bool)
     n = len(known)
@@ -118,7 +123,7 @@ def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: s
     if rule not in RULES:
         raise ValueError(f"reuse rule {rule!r} is not one of {', '.join(RULES)}")
     repeat = _repeats(np.asarray(ids))
-    ok = known & ~repeat
+    ok = known & (~repeat if same_prefix is None else np.asarray(same_prefix, dtype=bool))
     lead = int(np.argmin(ok)) if not ok.all() else n
     as_is = none.copy()
     as_is[:lead] = True
