@@ -10,7 +10,7 @@ tokens and 540.95 B cached prompt tokens — per session 3.95 turns, per turn 7.
 tool calls, per call 67.8 k prompt and 527 completion tokens, 85.7 % of prompt tokens cached.
 
 Published and used directly: ``turns_mean`` = 3.95; ``tools_per_batch_mean`` = 1.12 (8.68 M tool
-calls / 7.77 M batches). Fitted (chosen so the generated aggregates match the targets at 400+
+calls / 7.77 M batches). Fitted (chosen so the generated aggregates match the targets at 200+
 sessions, ``benchmarks/copilot_preset.py`` prints the comparison): ``batches_mean`` (5.4 main
 batches per turn, with sub-agents and compactions giving 7.83 calls), ``output_tokens_mean``
 (425: the summaries of compactions lift the mean to 527), ``tool_tokens_mean`` (16 k) and

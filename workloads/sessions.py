@@ -88,7 +88,7 @@ class SessionParams:
         block_tokens: tokens per block (64: the engine's page).
     """
 
-    sessions: int = 400
+    sessions: int = 200
     session_rate: float = 0.5
     duration_time: float = 600.0
     turns_mean: float = 3.95

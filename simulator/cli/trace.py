@@ -7,6 +7,7 @@
   field of :class:`workloads.agentic.AgenticParams` (``--subagents 32`` …); with ``--preset
   copilot_2026 [--param KEY=VALUE …]`` structured sessions (:mod:`workloads.sessions`).
 - ``trace gen rag [--<param> …] -o OUT.parquet`` — the RAG-like generator.
+- ``trace gen nested [--<param> …] -o OUT.parquet`` — nested generation (best-of-n, a judge).
 - ``trace gen selections TRACE -o OUT.parquet`` — per (request, step, layer) selected blocks.
 
 Bad input raises :class:`~simulator.errors.UserError` (one line, exit 2); outputs are atomic.
@@ -105,7 +106,7 @@ def convert(file: str, output: str, skip_bad: bool, block_tokens: int) -> None:
 
 @trace.group("gen")
 def gen() -> None:
-    """Generate traces: agentic, rag, selections."""
+    """Generate traces: agentic, rag, nested, selections."""
 
 
 def _params_options(cls):
@@ -223,6 +224,25 @@ def gen_rag(output: str, seed: int, **params) -> None:
     path = _out_path(output)
     p = _build(RagParams, params)
     _write_generated(generate_rag(np.random.default_rng(seed), p), path, "rag")
+
+
+def _nested_params():
+    from workloads.nested import NestedParams
+
+    return NestedParams
+
+
+@gen.command("nested")
+@click.option("-o", "--output", required=True, help="Output .parquet file.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@_params_options(_nested_params())
+def gen_nested(output: str, seed: int, **params) -> None:
+    """Best-of-n queries whose n answers feed a judge as commuting spans (NestedParams fields)."""
+    from workloads.nested import NestedParams, generate_nested
+
+    path = _out_path(output)
+    p = _build(NestedParams, params)
+    _write_generated(generate_nested(np.random.default_rng(seed), p), path, "nested")
 
 
 @gen.command("selections")

@@ -60,8 +60,8 @@ from simulator.engine import records
 from simulator.engine.admission import NOT_FINISHED, Admission
 from simulator.engine.columns import Columns
 from simulator.engine.locate import StepData
-from simulator.engine.reuse import rotary_time
 from simulator.engine.results import Result, collect
+from simulator.engine.reuse import rotary_time
 from simulator.engine.rounds import Pending, RoundReplay
 from simulator.errors import UserError
 from simulator.gpu.calibration import run_kernels

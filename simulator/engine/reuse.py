@@ -21,8 +21,9 @@ commutative spans and the reuse rule, :func:`plan` sorts every block into one of
 ``prefix`` has no rotary class; ``none`` recomputes every block. Both reuse classes reuse the
 held KV in memory (no new pages); recomputed pages are prefilled whole — spans are laid out
 page-aligned, so a recomputed page costs ``block_tokens`` tokens even when its content ends
-early (the padding; only the prompt's last page is charged at its real size):
-``computed_tokens = min(recompute_blocks × block_tokens, input_tokens)``.
+early (the padding), capped at the prompt's length (a prompt recomputed whole costs its real
+length): ``computed_tokens = min(recompute_blocks × block_tokens, input_tokens)``, the rule the
+engine has always used for prefix reuse.
 
 Costs and their sources:
 
@@ -77,7 +78,7 @@ class ReusePlan:
         return self.as_is | self.rotary
 
     def computed_tokens(self, input_tokens: int, block_tokens: int) -> int:
-        """Prefill tokens: recomputed pages whole, capped at the prompt [tokens]."""
+        """Prefill tokens: recomputed pages whole, capped at the prompt's length [tokens]."""
         return min(int(self.recompute.sum()) * block_tokens, int(input_tokens))
 
     def rotary_tokens(self, block_tokens: int) -> int:
