@@ -205,7 +205,8 @@ def _gen_sessions(path: Path, seed: int, preset: str | None, pairs: tuple[str, .
         try:
             values[key] = types[key](float(raw)) if types[key] is int else types[key](raw)
         except ValueError:
-            raise UserError(f"--param {pair}: {raw!r} is not a {types[key].__name__}") from None
+            raise UserError(f"--param {pair}: {raw!r} is not a valid {key} "
+                            f"({types[key].__name__})") from None
     try:
         p = session_params(preset, **values)
     except ValueError as exc:
