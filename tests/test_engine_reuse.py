@@ -184,3 +184,21 @@ def test_the_judge_reuses_every_generated_answer_under_span_and_the_first_under_
     answers = [sum(b - a for a, b in zip(sp[2::2], sp[3::2], strict=True))
                for sp in trace["spans"][judge]]  # every answer but the first
     assert got["prefix"].tolist() == [question + a for a in answers]
+
+
+def test_agentic_sessions_run_under_every_rule_and_every_request_is_accounted_for():
+    from workloads.sessions import SessionParams, generate_sessions
+
+    p = SessionParams(sessions=3, n_repos=1, repo_tokens=40_000, file_tokens=1_500,
+                      tool_tokens_mean=1_500.0, system_tokens=2_048, compact_tokens=20_000,
+                      summary_tokens=1_000, user_tokens_mean=300.0, output_tokens_mean=24.0,
+                      spawn_fraction=0.3)
+    trace = generate_sessions(np.random.default_rng(5), p).iloc[:60].reset_index(drop=True)
+    tokens = {}
+    for rule in ("span", "prefix", "none"):
+        res = run(one_gpu(rule), "local", trace=trace)
+        check_run(res, trace)
+        assert res.requests["completed"].all()
+        r = res.requests
+        tokens[rule] = int(np.minimum(r["prefilled_blocks"] * 64, r["input_tokens"]).sum())
+    assert tokens["span"] <= tokens["prefix"] < 0.5 * tokens["none"]
