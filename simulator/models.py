@@ -334,6 +334,11 @@ MODELS: dict[str, Architecture] = {
                     qk_nope_head_dim=128, v_head_dim=128, intermediate_size=18432,
                     vocab_size=163840, experts=384, experts_per_token=8, shared_experts=1,
                     expert_intermediate_size=2048, dense_layers=1),
+    # Llama-3.1-8B: 32 layers, GQA 32 q / 8 kv heads of 128, d = 4096, 8.03B parameters in bf16
+    # (HF meta-llama/Llama-3.1-8B config.json and model card: intermediate 14336, vocab 128256):
+    # the 8B dense model of the span-query scenarios (one GPU).
+    "llama-3.1-8b": _dense("llama-3.1-8b", 32, 32, 8, 4096, GB(16.06), "gqa",
+                           intermediate_size=14336, vocab_size=128256),
     # Llama-3-70B: 80 layers, GQA 64 q / 8 kv heads of 128, d = 8192, 137.5 GB (Lamina Table 2);
     # meta-llama/Meta-Llama-3-70B config.json: intermediate 28672, vocab 128256.
     "llama-3-70b": _dense("llama-3-70b", 80, 64, 8, 8192, GB(137.5), "gqa",

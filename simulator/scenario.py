@@ -18,14 +18,16 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
 
     [topology]   preset = "dgx_h100", nodes = 2   (or spec = "dgx_h100:nodes=2", or file = "x.toml")
     [model]      name = "deepseek-v3.2", selection = "auto" | "dense" | "dsa" | "nsa"
-    [workload]   kind = "agentic" | "trace"; trace = "<file or shipped name>";
+    [workload]   kind = "agentic" | "trace" | "spans"; trace = "<file or shipped name>";
                  selections = "<selection-trace parquet>"; time_scale = 1.0;
                  concurrency = <N: a closed loop of N outstanding requests>;
-                 [workload.agentic] … (passed verbatim to the agentic generator's dataclass)
+                 [workload.agentic] … (passed verbatim to the agentic generator's dataclass;
+                 with preset = "copilot_2026" to the session generator's)
+                 [workload.spans] shape = "rag" | "nested", … (the span generators' fields)
     [placement]  scheme = "first_writer" | "hash" | "range" | "repo_affinity" | "replicate:K";
                  home = "least_loaded" | "repo_affinity"; block_tokens = 64;
                  reserve_fraction = 0.1; weights_per_gpu = <bytes, optional>;
-                 host_tier = true; host_capacity = <bytes>; reuse = "prefix" | "span"
+                 host_tier = true; host_capacity = <bytes>; reuse = "prefix" | "span" | "none"
     [engine]     max_batch = 64; layer_groups = 0 (0 = every layer simulated);
                  duration = <simulated s>; max_requests = <int>
     [serving]    max_num_batched_tokens = 8192; max_num_seqs = <[engine] max_batch>;
@@ -55,8 +57,8 @@ STACK_NAMES = ("ideal", "nccl", "ibgda")
 SELECTIONS = ("auto", "dense", "dsa", "nsa")
 SCHEMES = ("first_writer", "hash", "range", "repo_affinity", "replicate")
 HOME_RULES = ("least_loaded", "repo_affinity")
-REUSE_RULES = ("prefix", "span")
-WORKLOAD_KINDS = ("agentic", "trace")
+REUSE_RULES = ("prefix", "span", "none")
+WORKLOAD_KINDS = ("agentic", "trace", "spans")
 
 
 @dataclass(frozen=True)
@@ -92,9 +94,10 @@ class WorkloadSpec:
     """Where requests come from: a trace file (or shipped name) or the agentic generator.
 
     Attributes:
-        kind: ``"trace"`` or ``"agentic"``.
+        kind: ``"trace"``, ``"agentic"`` or ``"spans"``.
         trace: path or shipped trace name (kind = trace).
         agentic: generator parameters as sorted ``(key, value)`` pairs (kind = agentic).
+        spans: span-generator parameters as sorted ``(key, value)`` pairs (kind = spans).
         selections: optional selection-trace Parquet replayed verbatim instead of sampling.
         time_scale: arrival times are multiplied by this (< 1 compresses the trace).
         concurrency: keep this many requests outstanding (a closed loop: the next enters when
@@ -107,10 +110,15 @@ class WorkloadSpec:
     selections: str | None = None
     time_scale: float = 1.0
     concurrency: int | None = None
+    spans: tuple[tuple[str, Any], ...] = ()
 
     def agentic_params(self) -> dict[str, Any]:
         """The generator parameters as a fresh dict."""
         return dict(self.agentic)
+
+    def spans_params(self) -> dict[str, Any]:
+        """The span generator's parameters as a fresh dict."""
+        return dict(self.spans)
 
 
 @dataclass(frozen=True)
@@ -127,8 +135,9 @@ class PlacementSpec:
             weights spread over every GPU of the cluster.
         host_tier: blocks an owner cannot keep in HBM spill to its machine's host DRAM.
         host_capacity: host DRAM for KV per machine [B].
-        reuse: ``prefix`` (a block is reused only within an identical prefix) or ``span``
-            (any block already in the directory is reused: position-independent reuse).
+        reuse: ``prefix`` (a block is reused only within an identical prefix), ``span``
+            (also blocks of commutative spans wherever they sit, at the costs of
+            :mod:`simulator.engine.reuse`) or ``none`` (every prompt is prefilled whole).
     """
 
     scheme: str = "first_writer"
@@ -436,8 +445,7 @@ class _Validator:
     def workload(self, data: Mapping) -> WorkloadSpec:
         sec = self.section(
             data, "workload", ("kind", "trace", "agentic", "selections", "time_scale",
-                               "concurrency"), True
-        )
+                               "concurrency", "spans"), True)
         kind = self.choice(sec, "workload", "kind", WORKLOAD_KINDS, "trace")
         trace = self.get(sec, "workload", "trace", str, None)
         agentic = sec.get("agentic", {})
@@ -446,10 +454,13 @@ class _Validator:
         if kind == "trace" and trace is None:
             raise self.fail("workload.trace", "missing; name a trace file or a shipped trace "
                             "such as 'mooncake_conversation'")
-        if kind == "agentic" and trace is not None:
-            raise self.fail("workload.trace", "not used with kind = 'agentic'; remove it")
+        if kind != "trace" and trace is not None:
+            raise self.fail("workload.trace", f"not used with kind = '{kind}'; remove it")
         if kind == "agentic":
             self.agentic(agentic, data)
+        spans = sec.get("spans", {})
+        if not isinstance(spans, Mapping):
+            raise self.fail("workload.spans", "must be a table of span-generator parameters")
         return WorkloadSpec(
             kind=kind,
             trace=self.path(trace),
@@ -460,10 +471,28 @@ class _Validator:
             concurrency=self.get(sec, "workload", "concurrency", int, None,
                                  check=lambda n: n >= 1,
                                  hint="use a number of outstanding requests >= 1"),
+            spans=_freeze(spans),
         )
 
     def agentic(self, params: Mapping, data: Mapping) -> None:
-        """Every ``[workload.agentic]`` key a generator field, of its type, in its range."""
+        """Every ``[workload.agentic]`` key a generator field, of its type, in its range (the
+        session generator's with a ``preset``, the simple generator's without)."""
+        if "preset" in params:
+            from workloads.presets import PRESETS, session_params
+            from workloads.sessions import SessionParams
+
+            preset = params["preset"]
+            if preset not in PRESETS:
+                raise self.fail("workload.agentic.preset", f"{preset!r} is not one of: "
+                                f"{', '.join(PRESETS)}")
+            fields = {f.name: type(f.default) for f in dataclasses.fields(SessionParams)}
+            rest = {k: v for k, v in params.items() if k != "preset"}
+            self.unknown(rest, "workload.agentic", ("preset", *fields))
+            try:
+                session_params(preset, **rest)
+            except (TypeError, ValueError) as exc:
+                raise self.fail("workload.agentic", str(exc)) from None
+            return
         from workloads.agentic import AgenticParams
 
         fields = {f.name: type(f.default) for f in dataclasses.fields(AgenticParams)}

@@ -119,14 +119,19 @@ def test_prefix_reuse_skips_prefill_of_known_blocks():
     assert ttft[1] < ttft[0] * 0.5
 
 
-def test_span_reuse_reuses_known_blocks_anywhere_in_the_prompt():
+def test_span_reuse_reuses_known_span_blocks_anywhere_in_the_prompt():
     base = small_scenario("single_node:gpus=2")
     span = base.with_changes(placement=base.placement.__class__(
         **{**base.placement.__dict__, "reuse": "span"}))
+    # blocks 1..9 are a commutative span (a document) the second prompt puts after block 99
     trace = make_trace(arrival_at=[0.0, 5.0], input_tokens=[640, 640], output_tokens=[2, 2],
-                       block_ids=[list(range(10)), [99] + list(range(1, 10))], block_tokens=64)
+                       block_ids=[list(range(10)), [99] + list(range(1, 10))], block_tokens=64,
+                       spans=[[1, 10], [1, 10]])
     assert run(base, "route", trace=trace).requests["reused_blocks"].tolist() == [0, 0]
     assert run(span, "route", trace=trace).requests["reused_blocks"].tolist() == [0, 9]
+    # without the span, the same blocks follow a different prefix: recomputed
+    plain = trace.assign(spans=[np.zeros(0, np.int64)] * 2)
+    assert run(span, "route", trace=plain).requests["reused_blocks"].tolist() == [0, 0]
 
 
 # -- properties ------------------------------------------------------------------------------

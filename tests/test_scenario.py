@@ -152,3 +152,30 @@ def test_shipped_scenarios_and_sweeps_load():
             assert Scenario.load(path).policies
             kinds.append("scenario")
     assert kinds.count("sweep") >= 1 and kinds.count("scenario") >= 6
+
+
+def test_span_workloads_and_the_reuse_rules_validate():
+    base = {"topology": {"spec": "single_node:gpus=1"}, "model": {"name": "llama-3.1-8b"}}
+    sc = Scenario.from_dict({**base, "workload": {"kind": "spans", "spans": {
+        "shape": "nested", "candidates": 4}}, "placement": {"reuse": "none"}})
+    assert sc.workload.spans_params() == {"shape": "nested", "candidates": 4}
+    assert sc.placement.reuse == "none"
+    with pytest.raises(UserError, match="placement.reuse.*prefix, span, none"):
+        Scenario.from_dict({**base, "workload": {"kind": "spans"},
+                            "placement": {"reuse": "lru"}})
+    with pytest.raises(UserError, match="workload.trace.*not used with kind = 'spans'"):
+        Scenario.from_dict({**base, "workload": {"kind": "spans", "trace": "x"}})
+    with pytest.raises(UserError, match="workload.spans.*table"):
+        Scenario.from_dict({**base, "workload": {"kind": "spans", "spans": 3}})
+
+
+def test_span_workload_fields_are_checked_when_the_trace_is_made():
+    from simulator.engine.trace import load_trace
+
+    base = {"topology": {"spec": "single_node:gpus=1"}, "model": {"name": "llama-3.1-8b"}}
+    for spans, message in (({"shape": "tree"}, "workload.spans.shape.*rag, nested"),
+                           ({"shape": "rag", "docs": 3}, "workload.spans.*docs"),
+                           ({"shape": "nested", "candidates": 0}, "candidates must be > 0")):
+        sc = Scenario.from_dict({**base, "workload": {"kind": "spans", "spans": spans}})
+        with pytest.raises(UserError, match=message):
+            load_trace(sc, 0)

@@ -95,3 +95,57 @@ def test_user_errors_exit_2_and_write_nothing(capsys, tmp_path, args, message):
     code, _, err = run(capsys, *[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert code == 2 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+AGENTIC = {"sessions", "turns_per_session", "calls_per_turn", "tool_calls_per_turn",
+           "prompt_tokens_per_call", "completion_tokens_per_call", "cached_prompt_fraction",
+           "span_hit_fraction"}
+
+
+def test_generate_the_copilot_preset_then_its_agentic_stats(capsys, tmp_path):
+    trace = tmp_path / "copilot.parquet"
+    code, out, _ = run(capsys, "trace", "gen", "agentic", "--preset", "copilot_2026",
+                       "--param", "sessions=4", "--param", "block_tokens=256", "-o", str(trace))
+    assert code == 0 and "copilot_2026 requests" in out
+    code, out, _ = run(capsys, "trace", "stats", str(trace), "--json")
+    s = json.loads(out)
+    assert code == 0 and set(s) >= REQUIRED | AGENTIC
+    df = read_trace(trace)
+    assert s["sessions"] == 4 == df["session_id"].nunique()
+    turns = df.groupby(["session_id", "turn_id"]).ngroups
+    assert s["calls_per_turn"] == pytest.approx(len(df) / turns)
+    assert s["tool_calls_per_turn"] == pytest.approx(df["tool_calls"].sum() / turns)
+    code, out, _ = run(capsys, "trace", "stats", str(trace))
+    assert code == 0 and "turns each" in out and "cached prompt" in out
+
+
+def test_stats_of_a_trace_without_turns_leave_the_turn_keys_empty(capsys):
+    code, out, _ = run(capsys, "trace", "stats", "mooncake_synthetic", "--json")
+    s = json.loads(out)
+    assert s["turns_per_session"] is None and s["calls_per_turn"] is None
+    assert 0 < s["cached_prompt_fraction"] < 1 and s["sessions"] == s["requests"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--preset", "copilot_1999"], "copilot_1999"),
+    (["--preset", "copilot_2026", "--param", "sessions"], "KEY=VALUE"),
+    (["--preset", "copilot_2026", "--param", "sessions=many"], "not a valid sessions"),
+    (["--preset", "copilot_2026", "--subagents", "3"], "--subagents applies to the fleet"),
+    (["--param", "sessions=3"], "needs --preset"),
+])
+def test_bad_preset_options_end_in_one_line(capsys, tmp_path, args, message):
+    code, _, err = run(capsys, "trace", "gen", "agentic", *args, "-o",
+                       str(tmp_path / "x.parquet"))
+    assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_generate_nested_at_temperature_zero(capsys, tmp_path):
+    trace = tmp_path / "nested.parquet"
+    code, out, _ = run(capsys, "trace", "gen", "nested", "--candidates", "3", "--temperature",
+                       "0", "--no-reuse-generated", "-o", str(trace))
+    assert code == 0 and "nested requests" in out
+    df = read_trace(trace)
+    judge = df[df["spans"].map(len) > 0].iloc[0]
+    sp = judge["spans"]
+    assert len({tuple(judge["block_ids"][a:b]) for a, b in zip(sp[0::2], sp[1::2],
+                                                                strict=True)}) == 1

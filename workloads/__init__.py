@@ -4,8 +4,12 @@
 - :mod:`workloads.loaders` — Mooncake JSONL, Azure CSV, our Parquet; the shipped traces.
 - :mod:`workloads.blocks` — trace blocks → engine blocks (finer, sharing preserved).
 - :mod:`workloads.sparse` — which blocks each layer's attention reads (dense, DSA, NSA).
-- :mod:`workloads.agentic` — coding sub-agents over shared repositories.
+- :mod:`workloads.agentic` — coding sub-agents over shared repositories (the simple fleet).
+- :mod:`workloads.sessions` — structured agentic sessions: turns, calls, tool calls, sub-agents,
+  compaction; :mod:`workloads.presets` fits them to published traffic (``copilot_2026``);
+  :mod:`workloads.context` builds their growing prompts.
 - :mod:`workloads.rag` — RAG-like requests whose retrieved documents are permuted.
+- :mod:`workloads.nested` — nested generation: n answers that commute, then a judge.
 - :mod:`workloads.selections` — step-level selection traces the engine can replay.
 - :mod:`workloads.spans` — prefix-cache vs position-independent (span) hit rates.
 - :mod:`workloads.stats` — the summary printed by ``kvfabric trace stats``.

@@ -26,6 +26,14 @@ column           dtype                        meaning
                                               the prompt does not matter (a RAG document, a
                                               repository file); sorted, non-overlapping.
                                               Empty when the prompt is order-sensitive
+``turn_id``      Int64 (nullable)             the user turn of its session the call serves
+                                              (structured agentic traces), else ``<NA>``
+``context_id``   Int64 (nullable)             the agent context the prompt extends: within
+                                              one context each prompt is a prefix of the
+                                              next; a new context starts with a sub-agent
+                                              or after compaction. ``<NA>`` if unknown
+``tool_calls``   Int64 (nullable)             tool calls the response made (run before the
+                                              context's next call), ``<NA>`` if unknown
 ===============  ===========================  ================================================
 
 ``block_ids`` and ``spans`` are pyarrow ``list<int64>`` columns on disk. The engine iterates per
@@ -59,10 +67,13 @@ COLUMNS: tuple[str, ...] = (
     "block_tokens",
     "repo_id",
     "spans",
+    "turn_id",
+    "context_id",
+    "tool_calls",
 )
 
 _INT_COLUMNS = ("request_id", "session_id", "input_tokens", "output_tokens", "block_tokens")
-_NULLABLE_COLUMNS = ("parent_id", "repo_id")
+_NULLABLE_COLUMNS = ("parent_id", "repo_id", "turn_id", "context_id", "tool_calls")
 _LIST_COLUMNS = ("block_ids", "spans")
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -136,6 +147,9 @@ def make_trace(
     parent_id=None,
     repo_id=None,
     spans: Sequence | FlatBlocks | None = None,
+    turn_id=None,
+    context_id=None,
+    tool_calls=None,
     source: str = "trace",
 ) -> pd.DataFrame:
     """Assemble and validate a trace DataFrame from column values.
@@ -148,6 +162,8 @@ def make_trace(
         request_id: defaults to ``0..n-1``. session_id: defaults to ``request_id``.
         parent_id, repo_id: nullable ints (``None`` / negative means none); default all none.
         spans: per request flattened ``[s, e)`` pairs; default none.
+        turn_id, context_id, tool_calls: nullable ints of structured agentic traces
+            (``None`` / negative means unknown); default all unknown.
         source: name used in error messages (a file name).
     """
     arrival_at = np.asarray(arrival_at, dtype=np.float64)
@@ -171,6 +187,9 @@ def make_trace(
             "block_tokens": np.broadcast_to(np.asarray(block_tokens, dtype=np.int64), (n,)).copy(),
             "repo_id": _nullable(repo_id, n),
             "spans": pd.Series([np.asarray(s, dtype=np.int64) for s in span_rows], dtype=object),
+            "turn_id": _nullable(turn_id, n),
+            "context_id": _nullable(context_id, n),
+            "tool_calls": _nullable(tool_calls, n),
         }
     )
     return validate(df, source=source)
@@ -193,8 +212,8 @@ def _fail(source: str, column: str, row: int | None, problem: str, fix: str) -> 
 def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
     """Check a trace against the schema; return it with canonical dtypes and column order.
 
-    Missing optional columns (``parent_id``, ``repo_id``, ``spans``, ``session_id``) are filled
-    with their defaults. Raises :class:`UserError` naming ``source``, the column and the first
+    Missing optional columns (``parent_id``, ``repo_id``, ``spans``, ``session_id``,
+    ``turn_id``, ``context_id``, ``tool_calls``) are filled with their defaults. Raises :class:`UserError` naming ``source``, the column and the first
     row at fault.
     """
     df = df.reset_index(drop=True).copy()
@@ -323,6 +342,9 @@ def write_trace(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             ("block_tokens", pa.int64()),
             ("repo_id", pa.int64()),
             ("spans", pa.list_(pa.int64())),
+            ("turn_id", pa.int64()),
+            ("context_id", pa.int64()),
+            ("tool_calls", pa.int64()),
         ]
     )
     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)

@@ -60,6 +60,25 @@ def prefix_hashes(blocks: FlatBlocks) -> np.ndarray:
         return within * _powers(_BASE, max_len)[pos]
 
 
+def row_prefix_hashes(ids: np.ndarray) -> np.ndarray:
+    """uint64 hash of every prefix of one row of block ids (as :func:`prefix_hashes`)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    offsets = np.array([0, len(ids)], dtype=np.int64)
+    return prefix_hashes(FlatBlocks(offsets, ids))
+
+
+def extend_prefix_hash(h: int, ids) -> np.ndarray:
+    """The prefix hashes after appending ``ids`` to a prefix whose hash is ``h``
+    (``H_j = H_{j−1}·B + mix(x_j) mod 2^64``, the same hash as :func:`prefix_hashes`)."""
+    x = _mix(np.asarray(ids, dtype=np.int64))
+    out = np.empty(len(x), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for j, v in enumerate(x):
+            h = np.uint64(h) * np.uint64(_BASE) + v
+            out[j] = h
+    return out
+
+
 def seen_in_earlier_row(keys: np.ndarray, row: np.ndarray) -> np.ndarray:
     """For each entry, whether its key occurs in a row before its own (``row`` non-decreasing)."""
     if len(keys) == 0:

@@ -4,8 +4,10 @@
   (or a shipped name such as ``mooncake_conversation``); JSON keys as in DESIGN.md.
 - ``trace convert FILE -o OUT.parquet`` — any supported trace to our Parquet schema.
 - ``trace gen agentic [--<param> …] -o OUT.parquet`` — the agentic coding fleet; one option per
-  field of :class:`workloads.agentic.AgenticParams` (``--subagents 32`` …).
+  field of :class:`workloads.agentic.AgenticParams` (``--subagents 32`` …); with ``--preset
+  copilot_2026 [--param KEY=VALUE …]`` structured sessions (:mod:`workloads.sessions`).
 - ``trace gen rag [--<param> …] -o OUT.parquet`` — the RAG-like generator.
+- ``trace gen nested [--<param> …] -o OUT.parquet`` — nested generation (best-of-n, a judge).
 - ``trace gen selections TRACE -o OUT.parquet`` — per (request, step, layer) selected blocks.
 
 Bad input raises :class:`~simulator.errors.UserError` (one line, exit 2); outputs are atomic.
@@ -76,6 +78,13 @@ def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
         s = summary[key]
         click.echo(f"  {key:<20} mean {_fmt(s['mean'])}  p50 {_fmt(s['p50'])}  "
                    f"p99 {_fmt(s['p99'])}")
+    if summary["turns_per_session"] is not None:
+        click.echo(f"  sessions             {summary['sessions']:,}: "
+                   f"{summary['turns_per_session']:.2f} turns each, "
+                   f"{summary['calls_per_turn']:.2f} calls and "
+                   f"{summary['tool_calls_per_turn']:.2f} tool calls per turn")
+        click.echo(f"  cached prompt        {summary['cached_prompt_fraction']:.1%} "
+                   "(unbounded prefix cache, tokens)")
     if summary["skipped_lines"]:
         click.echo(f"  skipped bad lines    {summary['skipped_lines']:,}")
 
@@ -100,7 +109,7 @@ def convert(file: str, output: str, skip_bad: bool, block_tokens: int) -> None:
 
 @trace.group("gen")
 def gen() -> None:
-    """Generate traces: agentic, rag, selections."""
+    """Generate traces: agentic, rag, nested, selections."""
 
 
 def _params_options(cls):
@@ -159,14 +168,53 @@ def _rag_params():
 @gen.command("agentic")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
 @click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--preset", default=None, help="Structured sessions fitted to published traffic "
+              "(copilot_2026); its fields are changed with --param.")
+@click.option("--param", "session_params", multiple=True, metavar="KEY=VALUE",
+              help="With --preset: set a SessionParams field (repeatable), e.g. sessions=50.")
 @_params_options(_agentic_params())
-def gen_agentic(output: str, seed: int, **params) -> None:
-    """Coding sub-agents over shared repositories (options: AgenticParams fields)."""
+def gen_agentic(output: str, seed: int, preset: str | None, session_params: tuple[str, ...],
+                **params) -> None:
+    """Coding sub-agents over shared repositories (options: AgenticParams fields), or with
+    --preset structured sessions → turns → calls → tool calls (workloads.sessions)."""
     from workloads.agentic import AgenticParams, generate_agentic
 
     path = _out_path(output)
+    if preset is not None or session_params:
+        _gen_sessions(path, seed, preset, session_params, params)
+        return
     p = _build(AgenticParams, params)
     _write_generated(generate_agentic(np.random.default_rng(seed), p), path, "agentic")
+
+
+def _gen_sessions(path: Path, seed: int, preset: str | None, pairs: tuple[str, ...],
+                  fleet_options: dict) -> None:
+    from workloads.presets import session_params
+    from workloads.sessions import SessionParams, generate_sessions
+
+    given = sorted(k for k, v in fleet_options.items() if v is not None)
+    if given:
+        raise UserError(f"--{given[0].replace('_', '-')} applies to the fleet generator, not to "
+                        "--preset; set session fields with --param KEY=VALUE")
+    if preset is None:
+        raise UserError("--param needs --preset (e.g. --preset copilot_2026)")
+    types = {f.name: type(f.default) for f in dataclasses.fields(SessionParams)}
+    values = {}
+    for pair in pairs:
+        key, eq, raw = pair.partition("=")
+        if not eq or key not in types:
+            raise UserError(f"--param {pair}: give KEY=VALUE with KEY one of "
+                            f"{', '.join(sorted(types))}")
+        try:
+            values[key] = types[key](float(raw)) if types[key] is int else types[key](raw)
+        except ValueError:
+            raise UserError(f"--param {pair}: {raw!r} is not a valid {key} "
+                            f"({types[key].__name__})") from None
+    try:
+        p = session_params(preset, **values)
+    except ValueError as exc:
+        raise UserError(f"bad option: {exc} (see --help)") from None
+    _write_generated(generate_sessions(np.random.default_rng(seed), p), path, preset)
 
 
 @gen.command("rag")
@@ -180,6 +228,25 @@ def gen_rag(output: str, seed: int, **params) -> None:
     path = _out_path(output)
     p = _build(RagParams, params)
     _write_generated(generate_rag(np.random.default_rng(seed), p), path, "rag")
+
+
+def _nested_params():
+    from workloads.nested import NestedParams
+
+    return NestedParams
+
+
+@gen.command("nested")
+@click.option("-o", "--output", required=True, help="Output .parquet file.")
+@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@_params_options(_nested_params())
+def gen_nested(output: str, seed: int, **params) -> None:
+    """Best-of-n queries whose n answers feed a judge as commuting spans (NestedParams fields)."""
+    from workloads.nested import NestedParams, generate_nested
+
+    path = _out_path(output)
+    p = _build(NestedParams, params)
+    _write_generated(generate_nested(np.random.default_rng(seed), p), path, "nested")
 
 
 @gen.command("selections")

@@ -4,6 +4,8 @@
   batching, one SimPy chain of messages and kernels per (iteration, layer, owner) round;
 - :mod:`~simulator.engine.admission` — requests' life: arrival, home, admission, prefill,
   growth, retirement (:class:`Admission`, a part the run holds);
+- :mod:`~simulator.engine.reuse` — which prompt blocks a prefill reuses (prefix, span, none) and
+  the costs of span reuse (rotary pass, recompute after a non-commuting boundary, padding);
 - :mod:`~simulator.engine.locate` — sparse selections and where the selected blocks live
   (:class:`StepData`, a part the run holds);
 - :mod:`~simulator.engine.rounds` — one round replayed as a chain of callbacks;

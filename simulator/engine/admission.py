@@ -8,8 +8,9 @@ the blocks each running request owns on that GPU. A request arrives on its sessi
 ``repo_affinity``), waits in that GPU's queue until the scheduler takes it (a free sequence slot,
 token budget and room for its KV), is prefilled at home — in chunks under the step's token budget
 — reusing the blocks the directory already holds (leading known blocks under ``prefix`` reuse,
-any known block under ``span``), then decodes until its output length; its blocks are then
-unpinned. A request preempted when KV runs out goes back to the queue's front and later
+also known blocks of commutative spans after a rotary pass under ``span``, nothing under
+``none``: :mod:`simulator.engine.reuse`), then decodes until its output length; its blocks are
+then unpinned. A request preempted when KV runs out goes back to the queue's front and later
 recomputes its context (what the directory still holds is reused). A request that cannot fit an
 empty GPU is finished with :data:`TOO_LARGE`.
 """
@@ -22,6 +23,7 @@ import numpy as np
 import simpy
 
 from simulator import kvcache
+from simulator.engine import reuse as reuse_rules
 from simulator.engine.arrivals import Arrivals
 from simulator.engine.scheduler import Scheduler, ServingSpec
 
@@ -66,8 +68,8 @@ class GPUBlocks:
     def admit(self, r: int) -> int | None:
         a = self.adm
         idx = a.ctx_idx[r] if a.ctx_idx[r] is not None else a.dir.intern(a.prompt[r])
-        known = a.dir.known(idx)
-        n_reused = int(a.reuse_mask(known).sum())
+        plan = a.reuse_plan(r, idx)
+        n_reused = int(plan.reused.sum())
         if self.reserve:
             need = a.need_blocks(r) - n_reused
             if self.reserved + need > self.cap:
@@ -83,7 +85,8 @@ class GPUBlocks:
         a.ctx_idx[r] = idx
         a.dir.pin(idx)
         missing = len(idx) - n_reused
-        a.start_blocks[r] = (n_reused, missing)  # counted by Admission.admitted if it starts
+        # counted by Admission.admitted if it starts
+        a.start_blocks[r] = (n_reused, missing, int(plan.rotary.sum()))
         # tokens to compute: the missing blocks' tokens, at most the context (prompt + output so far)
         return min(missing * a.bt, int(a.inp[r]) + int(a.gen[r]))
 
@@ -125,11 +128,14 @@ class Admission:
         region_blocks: the sparse selector's region size in blocks (focus sets).
         focus_rng: the random stream of focus sets.
         progress: called as ``progress(finished_requests, total_requests)``.
+        rotary_time: ``rotary_time(g, tokens)``, the rotary pass over ``tokens`` reused
+            position-free tokens on GPU ``g`` [s] (``span`` reuse; None = free).
     """
 
     def __init__(self, env: simpy.Environment, trace, directory, *, n_gpus: int, placement,
                  serving: ServingSpec, max_num_seqs: int, prefill_time, region_blocks: int,
-                 focus_rng, progress, concurrency: int | None = None) -> None:
+                 focus_rng, progress, concurrency: int | None = None,
+                 rotary_time=None) -> None:
         self.env = env
         self.dir = directory
         self.G = n_gpus
@@ -137,6 +143,7 @@ class Admission:
         self.reuse_rule = placement.reuse
         self.bt = placement.block_tokens
         self.prefill_time = prefill_time
+        self.rotary_time = rotary_time
         self.region_blocks = region_blocks
         self.focus_rng = focus_rng
         self.progress = progress
@@ -152,7 +159,14 @@ class Admission:
         self.held = np.zeros(n, np.int64)  # KV blocks a running request owns on its home
         self.own_tokens = np.zeros(n, np.int64)  # tokens those blocks hold (on-demand)
         self.admissions = np.zeros(n, np.int64)  # 1 + times preempted and re-admitted
-        self.start_blocks: dict[int, tuple[int, int]] = {}  # (reused, missing) at admission
+        # (reused, missing, rotary) blocks at admission
+        self.start_blocks: dict[int, tuple[int, int, int]] = {}
+        self.rotary = np.zeros(n, np.int64)  # reused span blocks awaiting their rotary pass
+        # per directory block: the prefix hash its held KV was computed after (0: none yet);
+        # per request: its context's prefix hashes (admission to placement), and the last one
+        self.computed_after = np.zeros(0, np.uint64)
+        self.prompt_hash: dict[int, np.ndarray] = {}
+        self.last_hash = np.zeros(n, np.uint64)
         self.ctx_idx: list[np.ndarray | None] = [None] * n
         self.sel_cache: list[tuple | None] = [None] * n
         self.focus: list[np.ndarray | None] = [None] * n
@@ -200,25 +214,53 @@ class Admission:
     def admitted(self, r: int) -> None:
         """The scheduler took ``r``: count its reused and prefilled blocks (its first admission
         sets ``admitted_at`` and ``reused_blocks``; a recompute adds to ``prefilled_blocks``)."""
-        n_reused, missing = self.start_blocks.pop(r)
+        n_reused, missing, rotary = self.start_blocks.pop(r)
         if self.admissions[r] == 0:
             self.admitted_at[r] = self.env.now
             self.reused[r] = n_reused
         self.prefilled[r] += missing
+        self.rotary[r] = rotary
         self.admissions[r] += 1
 
-    def reuse_mask(self, known: np.ndarray) -> np.ndarray:
-        """Which context blocks are reused: every known one (``span``) or the leading run."""
-        if self.reuse_rule == "span":
-            return known
-        lead = int(np.argmin(known)) if not known.all() else len(known)
-        mask = np.zeros(len(known), bool)
-        mask[:lead] = True
-        return mask
+    def reuse_plan(self, r: int, idx: np.ndarray) -> reuse_rules.ReusePlan:
+        """Which of request ``r``'s context blocks (directory indices ``idx``: its prompt, and
+        after a preemption the blocks it generated) are reused (:mod:`simulator.engine.reuse`)."""
+        from workloads.spans import extend_prefix_hash, row_prefix_hashes
 
-    def prefill_plan(self, g: int, tokens: int) -> float:
-        """Kernel time [s] of a whole prefill of ``tokens`` on GPU ``g``."""
-        return self.prefill_time(g, tokens)
+        h = self.prompt_hash.get(r)
+        if h is None or len(h) != len(idx):
+            h = row_prefix_hashes(self.prompt[r])
+            if len(idx) > len(h):  # a recompute after preemption: the generated blocks follow
+                tail = extend_prefix_hash(int(h[-1]) if len(h) else 0,
+                                          self.dir.keys[idx[len(h):]])
+                h = np.concatenate([h, tail])
+            self.prompt_hash[r] = h
+        self._hash_room()
+        in_span = (reuse_rules.span_mask(self.spans[r], len(idx))
+                   if self.reuse_rule == "span" else None)
+        return reuse_rules.plan(self.dir.known(idx), idx, in_span, self.reuse_rule,
+                                same_prefix=self.computed_after[idx] == h)
+
+    def _hash_room(self) -> None:
+        """Grow ``computed_after`` to cover every directory block."""
+        if len(self.computed_after) < self.dir.n:
+            grown = np.zeros(max(self.dir.n, 2 * len(self.computed_after)), np.uint64)
+            grown[: len(self.computed_after)] = self.computed_after
+            self.computed_after = grown
+
+    def take_rotary(self, g: int, r: int) -> float:
+        """The rotary pass [s] over ``r``'s reused span blocks, due once with its first prefill
+        chunk (0 once paid, or without span reuse)."""
+        blocks = int(self.rotary[r])
+        if not blocks or self.rotary_time is None:
+            return 0.0
+        self.rotary[r] = 0
+        return self.rotary_time(g, blocks * self.bt)
+
+    def prefill_plan(self, g: int, r: int, tokens: int) -> float:
+        """Kernel time [s] of a whole prefill of ``tokens`` of ``r`` on GPU ``g``, with the
+        rotary pass over its reused span blocks."""
+        return self.prefill_time(g, tokens) + self.take_rotary(g, r)
 
     def prompt_done(self, g: int, r: int) -> None:
         """``r``'s context is computed: place its new blocks, produce its next token (the
@@ -227,6 +269,10 @@ class Admission:
         missing = np.flatnonzero(~self.dir.known(idx))
         self.dir.place(idx[missing], g, self.env.now, repo=int(self.repo[r]),
                        positions=missing, n_context=len(idx))
+        h = self.prompt_hash.pop(r)
+        self._hash_room()
+        self.computed_after[idx[missing][::-1]] = h[missing][::-1]  # a repeat: the first wins
+        self.last_hash[r] = h[-1] if len(h) else 0
         if self.gen[r] == 0:
             self.first_at[r] = self.env.now
         self.gen[r] += 1
@@ -253,9 +299,16 @@ class Admission:
         idx = self.ctx_idx[r]
         need = -(-(int(self.inp[r]) + int(self.gen[r])) // self.bt)
         if need > len(idx):
+            from workloads.spans import extend_prefix_hash
+
             keys = generated_block_id(self.rid[r], np.arange(len(idx), need))
             new = self.dir.intern(keys)
+            fresh = ~self.dir.known(new)
             self.dir.place(new, g, self.env.now, scheme="first_writer")
+            h = extend_prefix_hash(int(self.last_hash[r]), keys)
+            self._hash_room()
+            self.computed_after[new[fresh]] = h[fresh]
+            self.last_hash[r] = h[-1]
             self.dir.pin(new)
             self.ctx_idx[r] = np.concatenate([idx, new])
 

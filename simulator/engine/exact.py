@@ -61,6 +61,7 @@ from simulator.engine.admission import NOT_FINISHED, Admission
 from simulator.engine.columns import Columns
 from simulator.engine.locate import StepData
 from simulator.engine.results import Result, collect
+from simulator.engine.reuse import rotary_time
 from simulator.engine.rounds import Pending, RoundReplay
 from simulator.errors import UserError
 from simulator.gpu.calibration import run_kernels
@@ -181,7 +182,9 @@ class _Run:
             prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens, 1.0,
                                                                      gpus=G),
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
-            progress=progress, concurrency=scenario.workload.concurrency)
+            progress=progress, concurrency=scenario.workload.concurrency,
+            rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g], arch, tokens,
+                                                      gpus=G))
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)
         self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,
@@ -232,7 +235,7 @@ class _Run:
                 if plan.chunks or plan.prompt_done:
                     if overhead:
                         yield env.timeout(overhead)
-                    yield stream.run(sum(req.prefill_plan(g, c) for _, c in plan.chunks))
+                    yield stream.run(sum(req.prefill_plan(g, r, c) for r, c in plan.chunks))
                     prefill_time = env.now - started
                     at = env.now
                     for r in plan.prompt_done:
@@ -290,6 +293,7 @@ class _Run:
             cached = int(req.inp[r]) + int(req.gen[r]) - before
             attn += self.kernels.prefill_attention_time(spec, self.arch, c, max(cached, 0),
                                                         gpus=self.G)
+            attn += req.take_rotary(g, r)  # the span blocks' rotary pass, with the first chunk
         B = len(plan.decode)
         work = (self._na(g, B + plan.prefill_tokens) - self._na(g, B)) * L + attn
         return work, attn / L

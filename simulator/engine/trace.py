@@ -17,14 +17,17 @@ __all__ = ["load_trace"]
 def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
     """The requests of ``scenario`` (a :class:`~simulator.scenario.Scenario`) at the engines'
     block size, limited by ``max_requests`` and ``duration``, arrivals scaled by ``time_scale``;
-    ``seed`` drives a generated (agentic) workload; ``skip_bad`` skips (and counts) trace lines
-    that do not parse instead of failing on the first."""
+    ``seed`` drives a generated workload (agentic, sessions, spans: each its own stream);
+    ``skip_bad`` skips (and counts) trace lines that do not parse instead of failing on the
+    first."""
     from workloads import load
     from workloads.blocks import refine_trace
 
     w = scenario.workload
     bt = scenario.placement.block_tokens
-    if w.kind == "agentic":
+    if w.kind == "agentic" and "preset" in w.agentic_params():
+        df = _sessions(scenario, seed, bt)
+    elif w.kind == "agentic":
         from workloads.agentic import AgenticParams, generate_agentic
 
         params = {"block_tokens": bt, **w.agentic_params()}
@@ -33,6 +36,8 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
         except (TypeError, ValueError) as exc:
             raise UserError(f"{scenario.source}: field 'workload.agentic': {exc}") from None
         df = generate_agentic(np.random.default_rng([seed, 1]), p)
+    elif w.kind == "spans":
+        df = _spans(scenario, seed, bt)
     else:
         df = load(w.trace, skip_bad=skip_bad)
     if scenario.engine.max_requests is not None:
@@ -45,3 +50,36 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
     if len(df) and int(df["block_tokens"].iloc[0]) != bt:
         df = refine_trace(df, bt)
     return df.reset_index(drop=True)
+
+
+def _sessions(scenario, seed: int, bt: int) -> pd.DataFrame:
+    """Structured agentic sessions from ``workload.agentic.preset`` and its overrides."""
+    from workloads.presets import session_params
+    from workloads.sessions import generate_sessions
+
+    params = {"block_tokens": bt, **scenario.workload.agentic_params()}
+    preset = params.pop("preset")
+    try:
+        p = session_params(str(preset), **params)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{scenario.source}: field 'workload.agentic': {exc}") from None
+    return generate_sessions(np.random.default_rng([seed, 2]), p)
+
+
+def _spans(scenario, seed: int, bt: int) -> pd.DataFrame:
+    """Span queries (``workload.spans``): ``shape = "rag"`` or ``"nested"`` and their fields."""
+    from workloads.nested import NestedParams, generate_nested
+    from workloads.rag import RagParams, generate_rag
+
+    params = {"block_tokens": bt, **scenario.workload.spans_params()}
+    shape = params.pop("shape", "rag")
+    kinds = {"rag": (RagParams, generate_rag), "nested": (NestedParams, generate_nested)}
+    if shape not in kinds:
+        raise UserError(f"{scenario.source}: field 'workload.spans.shape': {shape!r} is not one "
+                        "of: rag, nested")
+    cls, generate = kinds[shape]
+    try:
+        p = cls(**params)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{scenario.source}: field 'workload.spans': {exc}") from None
+    return generate(np.random.default_rng([seed, 3]), p)

@@ -1,0 +1,156 @@
+"""Which prompt blocks a prefill reuses, and what reuse costs: prefix, span and no reuse.
+
+Given a request's prompt blocks, which of them the KV directory already holds (``known``), its
+commutative spans and the reuse rule, :func:`plan` sorts every block into one of three classes
+(a :class:`ReusePlan`):
+
+- **as is** — the leading run of held blocks that were computed after this very prefix: the KV
+  sits at the right positions and is used untouched (what a radix/prefix cache reuses; the
+  engine compares each held block's prefix hash when it was computed with the prompt's,
+  :func:`workloads.spans.row_prefix_hashes`). The run stops at the first block not held or
+  computed after another prefix;
+- **rotary** (``span`` only) — a block after that run that lies in a commutative span (a file,
+  a document, a candidate answer) and is held, or repeats a block earlier in this prompt. Its
+  keys were cached without their position, so the rotary embedding (RoPE) is applied for the
+  positions it takes here: the *rotary pass*, priced by :func:`rotary_time`;
+- **recompute** — everything else, prefilled. In particular, after the first block that breaks
+  the prefix, every block outside a span is recomputed even if an identical block is held:
+  content that follows a non-commuting boundary attended to a different prefix there, so its
+  KV differs (span queries: only commuting inputs may be reused out of place).
+
+``prefix`` has no rotary class; ``none`` recomputes every block. Both reuse classes reuse the
+held KV in memory (no new pages); recomputed pages are prefilled whole — spans are laid out
+page-aligned, so a recomputed page costs ``block_tokens`` tokens even when its content ends
+early (the padding), capped at the prompt's length (a prompt recomputed whole costs its real
+length): ``computed_tokens = min(recompute_blocks × block_tokens, input_tokens)``, the rule the
+engine has always used for prefix reuse.
+
+Costs and their sources:
+
+- **recompute** — the kernel model's prefill (:meth:`simulator.gpu.kernels.KernelModel.
+  prefill_time`) of the computed tokens, as for any prefill (the attention of those tokens to
+  the reused context is not charged, as for prefix reuse).
+- **rotary pass** — one memory-bound pass per layer over the reused keys' rotary part: read it
+  and write it rotated for its new positions (``2 × tokens × rotary bytes × layers``), 3 FLOPs
+  per rotated element (``x·cos + rotate(x)·sin``: RoFormer, Su et al., arXiv 2104.09864), at
+  the kernel model's copy efficiency, one launch per layer. This is the "re-adjust positional
+  encodings" kernel of span-aware vLLM (IBM/vllm pull request #94, "Spans V2", which describes
+  it) and LMCache's fused RoPE (``K[old_pos] → K[new_pos]`` in one kernel, CacheBlend).
+  Rotary bytes per token per layer: MLA caches one decoupled RoPE key of 64 elements shared by
+  all heads (DeepSeek-V2, arXiv 2405.04434; ``qk_rope_head_dim = 64`` in the HF configs), kept
+  in bf16 even in the fp8 layout → 128 B; GQA/MHA rotate the whole key, half of the cached
+  K + V. For :meth:`~simulator.models.Architecture.custom` models (no split known) half of the
+  KV is assumed. Spans V2 instead applies RoPE inside the attention kernel on every read; in
+  decode that hides under the memory-bound read, so decode is charged nothing extra here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from simulator.gpu.kernels import KernelModel
+from simulator.hardware import GPUSpec
+from simulator.models import Architecture
+
+__all__ = ["RULES", "ReusePlan", "plan", "rotary_bytes_per_token", "rotary_time", "span_mask"]
+
+#: Reuse rules (``placement.reuse``).
+RULES: tuple[str, ...] = ("prefix", "span", "none")
+
+#: Elements of MLA's decoupled RoPE key per token per layer (DeepSeek-V2/V3 configs).
+MLA_ROPE_DIM = 64
+
+
+@dataclass(frozen=True)
+class ReusePlan:
+    """The class of every prompt block (boolean masks of the prompt's length, disjoint,
+    covering it)."""
+
+    as_is: np.ndarray
+    rotary: np.ndarray
+    recompute: np.ndarray
+
+    @property
+    def reused(self) -> np.ndarray:
+        """Blocks whose held KV is used (as is or after the rotary pass)."""
+        return self.as_is | self.rotary
+
+    def computed_tokens(self, input_tokens: int, block_tokens: int) -> int:
+        """Prefill tokens: recomputed pages whole, capped at the prompt's length [tokens]."""
+        return min(int(self.recompute.sum()) * block_tokens, int(input_tokens))
+
+    def rotary_tokens(self, block_tokens: int) -> int:
+        """Tokens whose keys take the rotary pass (whole pages) [tokens]."""
+        return int(self.rotary.sum()) * block_tokens
+
+
+def span_mask(spans: np.ndarray, n_blocks: int) -> np.ndarray:
+    """Whether each of ``n_blocks`` prompt blocks lies in a span (flattened ``[s, e)`` pairs)."""
+    mark = np.zeros(n_blocks + 1, dtype=np.int64)
+    sp = np.asarray(spans, dtype=np.int64)
+    np.add.at(mark, np.minimum(sp[0::2], n_blocks), 1)
+    np.add.at(mark, np.minimum(sp[1::2], n_blocks), -1)
+    return np.cumsum(mark[:-1]) > 0
+
+
+def _repeats(ids: np.ndarray) -> np.ndarray:
+    """Whether each id already occurred earlier in ``ids``."""
+    if len(ids) == 0:
+        return np.zeros(0, dtype=bool)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    return first[inverse] != np.arange(len(ids))
+
+
+def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: str,
+         same_prefix: np.ndarray | None = None) -> ReusePlan:
+    """Sort a prompt's blocks into as-is / rotary / recompute (see the module docstring).
+
+    Args:
+        known: per block, whether the directory holds it.
+        ids: the blocks' ids (or directory indices): equal values are equal content.
+        in_span: per block, whether it lies in a commutative span (``span`` only; None = none).
+        rule: ``"prefix"``, ``"span"`` or ``"none"``.
+        same_prefix: per block, whether its held KV was computed after this prompt's prefix;
+            None = assume so for every held block whose id does not repeat an earlier one of
+            this prompt (the trace-level view, where ids encode their prefix).
+    """
+    known = np.asarray(known, dtype=bool)
+    n = len(known)
+    none = np.zeros(n, dtype=bool)
+    if rule == "none":
+        return ReusePlan(none, none.copy(), ~none)
+    if rule not in RULES:
+        raise ValueError(f"reuse rule {rule!r} is not one of {', '.join(RULES)}")
+    repeat = _repeats(np.asarray(ids))
+    ok = known & (~repeat if same_prefix is None else np.asarray(same_prefix, dtype=bool))
+    lead = int(np.argmin(ok)) if not ok.all() else n
+    as_is = none.copy()
+    as_is[:lead] = True
+    rotary = none.copy()
+    if rule == "span" and in_span is not None:
+        rotary[lead:] = (np.asarray(in_span, dtype=bool) & (known | repeat))[lead:]
+    return ReusePlan(as_is, rotary, ~(as_is | rotary))
+
+
+def rotary_bytes_per_token(arch: Architecture) -> float:
+    """Bytes of cached key per token per layer that carry the rotary embedding [B]."""
+    if arch.attention in ("mla", "mla_dsa"):
+        return MLA_ROPE_DIM * arch.bytes_per_element  # bf16 in both KV layouts
+    if arch.attention in ("gqa", "mha"):
+        return arch.kv_bytes_per_token / 2.0  # K of K + V, the whole head rotated
+    return arch.kv_bytes_per_token / 2.0  # custom: assumed half
+
+
+def rotary_time(kernels: KernelModel, spec: GPUSpec, arch: Architecture, tokens: float,
+                gpus: int = 1) -> float:
+    """The rotary pass over ``tokens`` reused position-free tokens, all layers, on ``gpus``
+    GPUs of ``spec`` splitting the work evenly [s] (see the module docstring)."""
+    if tokens <= 0:
+        return 0.0
+    rot = rotary_bytes_per_token(arch)
+    nbytes = 2.0 * tokens * rot * arch.layers
+    flops = 3.0 * tokens * (rot / arch.bytes_per_element) * arch.layers
+    return kernels.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers,
+                            memory_efficiency=kernels.copy_efficiency).total

@@ -1,0 +1,204 @@
+"""Prefix, span and no reuse: the plan's known answers, its properties, the rotary pass's price,
+and the three rules on the same traces in the engine."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import Scenario, hardware, run
+from simulator.engine.reuse import plan, rotary_bytes_per_token, rotary_time, span_mask
+from simulator.gpu.kernels import KernelModel
+from simulator.models import model
+from simulator.runner import compare_reuse
+from simulator.testing.invariants import check_run
+from simulator.testing.traces import request_traces
+from workloads.schema import make_trace
+
+T, F = True, False
+
+
+def classes(p):
+    return "".join("a" if a else "r" if r else "c"
+                   for a, r in zip(p.as_is, p.rotary, strict=True))
+
+
+# -- the plan: known answers -----------------------------------------------------------------
+
+
+def test_prefix_reuses_the_leading_run_computed_after_the_same_prefix():
+    known = [T, T, T, F, T]
+    assert classes(plan(known, np.arange(5), None, "prefix")) == "aaacc"
+    same = [T, T, F, F, T]  # block 2 is held, but was computed after another prefix
+    assert classes(plan(known, np.arange(5), None, "prefix", same_prefix=same)) == "aaccc"
+
+
+def test_span_reuses_held_span_blocks_after_the_boundary_and_recomputes_the_rest():
+    # [system | doc | doc | held private block | question]; the docs are one span
+    known, ids = [T, T, T, T, F], np.arange(5)
+    same = [T, F, F, F, F]
+    p = plan(known, ids, span_mask(np.array([1, 3]), 5), "span", same_prefix=same)
+    assert classes(p) == "arrcc"  # block 3 is held but follows a non-commuting boundary
+    assert p.computed_tokens(5 * 64 - 10, 64) == 2 * 64  # recomputed pages count whole
+    assert p.rotary_tokens(64) == 128
+
+
+def test_identical_spans_in_one_prompt_are_computed_once_under_span_reuse():
+    ids = np.array([0, 5, 5, 5, 9])  # three identical candidates (temperature 0)
+    known = [T, F, F, F, F]
+    sp = span_mask(np.array([1, 2, 2, 3, 3, 4]), 5)
+    assert classes(plan(known, ids, sp, "span")) == "acrrc"
+    assert classes(plan(known, ids, sp, "prefix")) == "acccc"
+
+
+def test_no_reuse_recomputes_everything():
+    p = plan([T, T, T], np.arange(3), None, "none")
+    assert classes(p) == "ccc" and p.computed_tokens(150, 64) == 150
+    with pytest.raises(ValueError, match="reuse rule"):
+        plan([T], np.arange(1), None, "lru")
+
+
+@given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(), st.integers(0, 6)),
+                min_size=1, max_size=30), st.integers(1, 64))
+def test_span_never_computes_more_than_prefix_which_never_computes_more_than_none(rows, last):
+    known, same, in_span, ids = (np.array(c) for c in zip(*rows, strict=True))
+    inp = (len(rows) - 1) * 64 + last
+    plans = {r: plan(known, ids, in_span, r, same_prefix=same & known)
+             for r in ("span", "prefix", "none")}
+    tokens = {r: p.computed_tokens(inp, 64) for r, p in plans.items()}
+    assert tokens["span"] <= tokens["prefix"] <= tokens["none"] == inp
+    for p in plans.values():  # three disjoint classes covering the prompt
+        assert (p.as_is.astype(int) + p.rotary + p.recompute == 1).all()
+        assert not (p.as_is & ~known).any()
+    assert (plans["span"].as_is == plans["prefix"].as_is).all()
+    assert not (plans["span"].rotary & ~in_span).any()
+
+
+# -- the rotary pass -------------------------------------------------------------------------
+
+
+def test_rotary_bytes_per_token_per_layer():
+    assert rotary_bytes_per_token(model("llama-3.1-8b")) == 8 * 128 * 2  # K of 8 KV heads
+    assert rotary_bytes_per_token(model("deepseek-v3.2")) == 64 * 2  # MLA's RoPE key, bf16
+    assert rotary_bytes_per_token(model("deepseek-v3.2").with_kv_dtype("fp8")) == 128
+
+
+def test_the_rotary_pass_is_a_memory_bound_read_and_write_of_the_rotary_keys():
+    km, h100, arch = KernelModel(), hardware.gpu("H100"), model("llama-3.1-8b")
+    tokens = 10_000
+    nbytes = 2 * tokens * 2048 * 32
+    want = 32 * km.launch_time + nbytes / (h100.hbm_bandwidth * km.copy_efficiency)
+    assert rotary_time(km, h100, arch, tokens) == pytest.approx(want, rel=1e-12)
+    assert rotary_time(km, h100, arch, 0) == 0.0
+    # two orders of magnitude cheaper than prefilling the same tokens
+    assert rotary_time(km, h100, arch, tokens) < 0.01 * km.prefill_time(h100, arch, tokens)
+
+
+# -- the engine ------------------------------------------------------------------------------
+
+
+def one_gpu(reuse: str) -> Scenario:
+    return Scenario.from_dict({
+        "name": "one", "stack": "ideal", "policies": ["local"],
+        "topology": {"spec": "single_node:gpus=1"},
+        "model": {"name": "llama-3.1-8b", "selection": "dense"},
+        "workload": {"kind": "trace", "trace": "<given>"},
+        "placement": {"reuse": reuse, "weights_per_gpu": 16.06e9},
+        "engine": {"max_batch": 16, "layer_groups": 1}})
+
+
+def test_a_moved_document_costs_its_rotary_pass_and_the_question_its_prefill():
+    # request 1 reads documents 1..8 and 9..16; request 2 reads them in the other order
+    docs = [list(range(1, 9)), list(range(9, 17))]
+    trace = make_trace(arrival_at=[0.0, 10.0], input_tokens=[18 * 64, 18 * 64],
+                       output_tokens=[2, 2], block_tokens=64,
+                       block_ids=[[0, *docs[0], *docs[1], 100], [0, *docs[1], *docs[0], 200]],
+                       spans=[[1, 9, 9, 17], [1, 9, 9, 17]])
+    km, h100, arch = KernelModel(), hardware.gpu("H100"), model("llama-3.1-8b")
+    ttft = {}
+    for rule in ("prefix", "span", "none"):
+        res = run(one_gpu(rule), "local", trace=trace)
+        check_run(res, trace)
+        r = res.requests
+        ttft[rule] = float(r["first_token_at"][1] - r["arrival_at"][1])
+        if rule == "span":
+            assert r["reused_blocks"].tolist() == [0, 17]
+    assert ttft["span"] == pytest.approx(km.prefill_time(h100, arch, 64)
+                                         + rotary_time(km, h100, arch, 16 * 64), rel=1e-9)
+    assert ttft["prefix"] == pytest.approx(km.prefill_time(h100, arch, 17 * 64), rel=1e-9)
+    assert ttft["none"] == pytest.approx(km.prefill_time(h100, arch, 18 * 64), rel=1e-9)
+
+
+@settings(max_examples=10)
+@given(request_traces(max_requests=8, max_blocks=16, vocab=30, block_tokens=st.just(64)))
+def test_span_never_prefills_more_tokens_than_prefix_on_the_same_trace(trace):
+    # requests 1,000 s apart: each is admitted alone, after the previous one's KV is placed
+    trace = trace.assign(arrival_at=trace["arrival_at"] * 1000.0)
+    tokens = {}
+    for rule in ("span", "prefix", "none"):
+        res = run(one_gpu(rule), "local", trace=trace)
+        check_run(res, trace)
+        r = res.requests
+        tokens[rule] = int(np.minimum(r["prefilled_blocks"] * 64, r["input_tokens"]).sum())
+    assert tokens["span"] <= tokens["prefix"] <= tokens["none"]
+    assert tokens["none"] == int(trace["input_tokens"].sum())
+
+
+@pytest.fixture(scope="module")
+def rag():
+    sc = Scenario.load("scenarios/rag_spans.toml")
+    small = {"duration_time": 20.0, "docs_per_request": 6}
+    spans = {**sc.workload.spans_params(), **small}
+    return sc.with_changes(workload=sc.workload.__class__(
+        kind="spans", spans=tuple(sorted(spans.items()))))
+
+
+def test_rag_under_the_three_rules(rag):
+    table = compare_reuse(rag).set_index("rule")
+    assert (table["completed"] == table["requests"]).all()
+    assert (table.loc["span", "prefill_tokens"] < 0.5 * table.loc["prefix", "prefill_tokens"]
+            < table.loc["none", "prefill_tokens"])
+    assert table.loc["span", "ttft_p50"] < 0.5 * table.loc["prefix", "ttft_p50"]
+    assert table.loc["none", "reused_fraction"] == 0.0
+
+
+def test_the_judge_reuses_every_generated_answer_under_span_and_the_first_under_prefix():
+    sc = Scenario.load("scenarios/nested_generation.toml")
+    spans = {**sc.workload.spans_params(), "duration_time": 15.0, "candidates": 4,
+             "request_rate": 0.5}
+    sc = sc.with_changes(workload=sc.workload.__class__(kind="spans",
+                                                        spans=tuple(sorted(spans.items()))))
+    from simulator.engine.trace import load_trace
+
+    trace = load_trace(sc, 0)
+    judge = (trace["spans"].map(len) > 0).to_numpy()
+    assert judge.sum() >= 2
+    got = {}
+    for rule in ("prefix", "span"):
+        res = run(sc.with_changes(placement=sc.placement.__class__(
+            **{**sc.placement.__dict__, "reuse": rule})), "local", trace=trace)
+        check_run(res, trace)
+        got[rule] = res.requests["prefilled_blocks"].to_numpy()[judge]
+    question = -(-64 // 64)
+    assert (got["span"] == question).all()  # only the judge's question is computed
+    answers = [sum(b - a for a, b in zip(sp[2::2], sp[3::2], strict=True))
+               for sp in trace["spans"][judge]]  # every answer but the first
+    assert got["prefix"].tolist() == [question + a for a in answers]
+
+
+def test_agentic_sessions_run_under_every_rule_and_every_request_is_accounted_for():
+    from workloads.sessions import SessionParams, generate_sessions
+
+    p = SessionParams(sessions=3, n_repos=1, repo_tokens=40_000, file_tokens=1_500,
+                      tool_tokens_mean=1_500.0, system_tokens=2_048, compact_tokens=20_000,
+                      summary_tokens=1_000, user_tokens_mean=300.0, output_tokens_mean=24.0,
+                      spawn_fraction=0.3)
+    trace = generate_sessions(np.random.default_rng(5), p).iloc[:60].reset_index(drop=True)
+    tokens = {}
+    for rule in ("span", "prefix", "none"):
+        res = run(one_gpu(rule), "local", trace=trace)
+        check_run(res, trace)
+        assert res.requests["completed"].all()
+        r = res.requests
+        tokens[rule] = int(np.minimum(r["prefilled_blocks"] * 64, r["input_tokens"]).sum())
+    assert tokens["span"] <= tokens["prefix"] < 0.5 * tokens["none"]
