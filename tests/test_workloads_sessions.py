@@ -189,7 +189,10 @@ def test_the_preset_in_a_scenario_and_its_errors(tmp_path):
         "preset": "copilot_2026", "sessions": 3}}})
     df = load_trace(sc, seed=0)
     assert len(df) == 40 and df["turn_id"].notna().all() and df["session_id"].nunique() <= 3
-    bad = Scenario.from_dict({**base, "workload": {"kind": "agentic", "agentic": {
-        "preset": "copilot_2026", "turns": 3}}})
-    with pytest.raises(UserError, match="workload.agentic.*turns is not a session parameter"):
-        load_trace(bad, seed=0)
+    # refused when the scenario is read, before any work, naming the field
+    with pytest.raises(UserError, match="field 'workload.agentic.turns': unknown field"):
+        Scenario.from_dict({**base, "workload": {"kind": "agentic", "agentic": {
+            "preset": "copilot_2026", "turns": 3}}})
+    with pytest.raises(UserError, match="field 'workload.agentic.preset'"):
+        Scenario.from_dict({**base, "workload": {"kind": "agentic", "agentic": {
+            "preset": "copilot_2099"}}})
