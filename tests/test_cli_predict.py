@@ -53,12 +53,19 @@ def test_sweep_prints_the_crossover_and_saves_a_plot(capsys, tmp_path):
     text = run(capsys, "--sweep", "blocks=1:4096", "--plot", str(png))
     assert "Sweep" in text and "4096" in text and "route = fetch at blocks per query: " in text
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
-    out = json.loads(run(capsys, "--sweep", "blocks=1:64", "--json"))
-    assert [row["blocks"] for row in out["sweep"]] == [1, 2, 4, 8, 16, 32, 64]
-    k = out["crossover"]["blocks"]
-    for row in out["sweep"]:  # the decision between route and fetch flips at the crossover
-        cheaper = "fetch" if row["fetch"] < row["route"] else "route"
-        assert cheaper == ("fetch" if row["blocks"] < k else "route")
+    for profile in ("roofline", "measured"):
+        out = json.loads(run(capsys, "--sweep", "blocks=1:64", "--json", "--profile", profile))
+        assert [row["blocks"] for row in out["sweep"]] == [1, 2, 4, 8, 16, 32, 64]
+        k = out["crossover"]["blocks"]
+        if profile == "roofline":  # the roofline's crossover (docs/costmodel.md: 1.87 blocks)
+            assert k == pytest.approx(1.868, abs=1e-3)
+        wins = {("fetch" if row["fetch"] < row["route"] else "route") for row in out["sweep"]}
+        for row in out["sweep"]:  # the decision between route and fetch flips at the crossover
+            cheaper = "fetch" if row["fetch"] < row["route"] else "route"
+            if k is None:  # no crossover: one side wins at every block count
+                assert len(wins) == 1
+            else:
+                assert cheaper == ("fetch" if row["blocks"] < k else "route")
 
 
 def test_topology_file_is_accepted(capsys, tmp_path):

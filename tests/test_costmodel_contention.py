@@ -3,8 +3,17 @@
 import pytest
 
 import topologies
-from simulator.costmodel import CostModel
+from simulator.costmodel import CostModel as _CostModel
 from simulator.costmodel.contention import concurrent_rounds, contention_frame
+from simulator.gpu import KernelModel
+
+
+def CostModel(*args, **kwargs):  # noqa: N802 - the class under test, at the roofline's kernels
+    """The closed form with the roofline kernels (:class:`KernelModel`): these tests check its
+    documented formulas (docs/costmodel.md), which the roofline's constants make hand-checkable;
+    the measured profiles go through the same closed form (tests/test_gpu_*.py, the engines)."""
+    kwargs.setdefault("kernels", KernelModel())
+    return _CostModel(*args, **kwargs)
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def test_at_the_probe_crossover_route_and_fetch_agree(arch, blocks, batch, reuse
 def test_block_crossover_matches_the_written_formula():
     # docs/costmodel.md: K* = (B(q+r)/(ηW) − λ) / (B(8 + bt·kv)/(ηW) + 2·B·bt·kv/(β·c)).
     k = KernelModel()
-    cm = CostModel("deepseek-v3.2", G, "ibgda")
+    cm = CostModel("deepseek-v3.2", G, "ibgda", kernels=k)
     for batch in (1, 4):
         eta_w = GBps(45.7)
         beta_c = cm.gpu_spec(HOME).hbm_bandwidth * k.copy_efficiency

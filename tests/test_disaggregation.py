@@ -131,11 +131,18 @@ def test_ideal_network_iterations_follow_the_staggered_schedule(case):
     arch = small("llama-3-70b", 4, topk_tokens=ctx)  # sparse: attended tokens stay = ctx
     spec = DisaggregationSpec(micro_batches=n, attention_gpus=b)
     tr = trace([ctx + 1000] * (n * per), [12] * (n * per))
-    # no host overhead: the staggered schedule of the kernels alone (it adds to every iteration)
-    sc = scenario(serving={"step_overhead_time": 0.0})
+    # no host overhead: the staggered schedule of the kernels alone (it adds to every iteration);
+    # the roofline kernels, which this test computes by hand
+    sc = scenario(serving={"step_overhead_time": 0.0}).with_changes(
+        calibration=(("profile", "roofline"),))
     res = simulate_disaggregated(sc, trace=tr, spec=spec, arch=arch, graph=ideal_graph())
     km = KernelModel()
-    t_m = km.non_attention_time(gpu("H100"), arch, per, gpus=2 // (n - 1)) / arch.layers
+    slice_gpus = 2 // (n - 1)
+    t_m = km.non_attention_time(gpu("H100"), arch, per, gpus=slice_gpus) / arch.layers
+    if slice_gpus > 1:  # a tensor-parallel slice: two all-reduces of the step's hidden states
+        # per layer, at their measured time (the ideal network's wire time is nothing)
+        t_m += 2 * km.allreduce_time(gpu("H100"), per * 2 * arch.hidden_size, slice_gpus,
+                                     "nvlink")
     t_a = km.attention_time(gpu("H20"), head_shard(arch, 8 // b), per, ctx)
     expect = arch.layers * max(n * t_a, n * t_m / (n - 1), t_m + t_a)
     it = res.iterations
@@ -215,7 +222,7 @@ def test_network_stack_costs_tbt_and_throughput():
     """With a fast model pool (4 H100, ping-pong) a micro-batch's own chain — model, send,
     attention, return — is the bottleneck, so NCCL's 66.6 µs round trip (vs IBGDA's 33 µs)
     lengthens every layer."""
-    tr = trace([30_000] * 24, [10] * 24)
+    tr = trace([80_000] * 24, [10] * 24)  # long contexts: attention as long as the model part
     spec = DisaggregationSpec(model_gpus=4, micro_batches=2)
     df = stack_study(scenario(layer_groups=4), ("ibgda", "nccl"), trace=tr, spec=spec,
                      arch=small("llama-3-70b", 16))

@@ -46,7 +46,10 @@ def test_one_query_without_contention_matches_the_closed_form(policy, topology, 
     trace = one_query(repo_on(owner, gpus))
     res = run(sc, policy, trace=trace)
     check_run(res, trace)
-    check_closed_form_exact(res, rel=1e-6)
+    # the first step: later ones also attend the copies fetched before, on the home's stream
+    check_closed_form_exact(res, rel=1e-6, first_step=True)
+    if policy == "route":  # nothing is copied: every step stays exact
+        check_closed_form_exact(res, rel=1e-6)
     rd = res.rounds
     assert set(rd["src"].astype(str)) == {"n0/gpu0"}
     assert set(rd["owner"].astype(str)) == {res.gpus["gpu"][owner]}

@@ -105,8 +105,10 @@ def one_gpu(reuse: str) -> Scenario:
         "workload": {"kind": "trace", "trace": "<given>"},
         "placement": {"reuse": reuse, "weights_per_gpu": 16.06e9},
         "engine": {"max_batch": 16, "layer_groups": 1},
-        # whole prompts, no host overhead: a TTFT is then its prefill kernel alone
-        "serving": {"chunked_prefill": False, "step_overhead_time": 0.0}})
+        # whole prompts, no host overhead: a TTFT is then its prefill kernel alone, at the
+        # roofline's times this test computes by hand
+        "serving": {"chunked_prefill": False, "step_overhead_time": 0.0},
+        "calibration": {"profile": "roofline"}})
 
 
 def test_a_moved_document_costs_its_rotary_pass_and_the_question_its_prefill():

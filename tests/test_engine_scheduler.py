@@ -227,11 +227,13 @@ def test_a_chunked_prefill_takes_its_operators_time_step_by_step():
     sc = small_scenario("single_node:gpus=2", layer_groups=1)
     trace = _one_request(20_000)
     res = run(sc, "route", trace=trace)
-    km, spec, arch = run_kernels({}), gpu("H100"), model("deepseek-v3.2")
+    km = run_kernels({}, cuda_graphs=sc.serving.cuda_graphs)  # the run's (measured) kernels
+    spec, arch = gpu("H100"), model("deepseek-v3.2")
     over = sc.serving.overhead_time()
     expect, cached = 0.0, 0
-    for chunk in (8192, 8192, 20_000 - 2 * 8192):
-        expect += over + km.non_attention_time(spec, arch, chunk, gpus=2) \
+    for chunk, samples in ((8192, 0), (8192, 0), (20_000 - 2 * 8192, 1)):
+        # the LM head computes logits only for the row that samples (the last chunk's)
+        expect += over + km.non_attention_time(spec, arch, chunk, gpus=2, logits=samples) \
             + km.prefill_attention_time(spec, arch, chunk, cached, gpus=2)
         cached += chunk
     assert res.requests["first_token_at"][0] == pytest.approx(expect, rel=1e-12)
@@ -246,7 +248,7 @@ def test_legacy_serving_prefills_whole_prompts_in_one_kernel():
 
     sc = small_scenario("single_node:gpus=2", layer_groups=1).with_changes(serving=LEGACY)
     res = run(sc, "route", trace=_one_request(20_000))
-    km = run_kernels({})
+    km = run_kernels({}, cuda_graphs=sc.serving.cuda_graphs)
     whole = km.prefill_time(gpu("H100"), model("deepseek-v3.2"), 20_000, 1.0, gpus=2)
     assert res.requests["first_token_at"][0] == pytest.approx(whole, rel=1e-12)
 

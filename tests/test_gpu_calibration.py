@@ -143,4 +143,5 @@ def test_a_run_takes_kernel_fields_from_the_top_level_or_the_kernels_table():
     km = cal.run_kernels({"launch_time": 5e-6, "memory_efficiency": 0.5, "fabric": {},
                           "kernels": {"memory_efficiency": 0.8}, "note": "ignored"})
     assert (km.launch_time, km.memory_efficiency) == (5e-6, 0.8)
-    assert cal.run_kernels({}) == KernelModel()
+    # roofline coefficients select the roofline; nothing at all selects the measured profiles
+    assert not isinstance(cal.run_kernels({}), KernelModel)

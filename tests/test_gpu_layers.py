@@ -149,8 +149,9 @@ def test_tensor_parallelism_shrinks_the_gemms_and_data_parallelism_the_tokens(vi
     assert per["q_a_proj"].time == alone["q_a_proj"].time  # 64 tokens / 8 ranks = 8 each
 
 
-def test_the_roofline_stays_the_default_and_a_profile_is_chosen_by_name():
-    assert run_kernels({}) == KernelModel()
+def test_the_measured_profiles_are_the_default_and_a_profile_is_chosen_by_name():
+    assert isinstance(run_kernels({}), ProfiledKernels)
+    assert run_kernels({"launch_time": 4e-6}) == KernelModel(launch_time=4e-6)  # coefficients
     assert run_kernels({"profile": "roofline", "launch_time": 5e-6}) == KernelModel(
         launch_time=5e-6)
     pk = run_kernels({"profile": "h200"}, cuda_graphs=False)

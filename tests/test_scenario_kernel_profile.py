@@ -28,10 +28,11 @@ def load(tmp_path, calibration: str) -> Scenario:
     return Scenario.load(path)
 
 
-def test_no_profile_keeps_the_roofline(tmp_path):
+def test_no_profile_takes_the_measured_profiles(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(BASE)
-    assert run_kernels(Scenario.load(path).calibration_dict()) == KernelModel()
+    kernels = run_kernels(Scenario.load(path).calibration_dict())
+    assert isinstance(kernels, ProfiledKernels) and not kernels.profiles  # every GPU its own
 
 
 @pytest.mark.parametrize("value", ['"roofline"', '"measured"', '"h100-vidur"',

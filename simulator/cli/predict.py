@@ -100,9 +100,12 @@ def _check_gpu(g, node: str, option: str) -> None:
               help="Evaluate over a range of block counts and print the crossover.")
 @click.option("--plot", "plot_file", default=None, metavar="FILE.png",
               help="With --sweep: save the curves to this image.")
+@click.option("--profile", default="measured", show_default=True,
+              help="Kernel times: 'measured' (each GPU its shipped profile), 'roofline', or a "
+                   "profile name or TOML file (kvfabric kernel list).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def predict(model_name, topology_spec, src, dst, blocks, block_tokens, batch, heads, reuse,
-            stack, kv_dtype, layout, sweep, plot_file, as_json) -> None:
+            stack, kv_dtype, layout, sweep, plot_file, profile, as_json) -> None:
     """Closed-form route / fetch / local cost of one round (B queries against one owner)."""
     if blocks is None and sweep is None:
         raise UserError("predict: give --blocks K (selected blocks per query) or "
@@ -121,11 +124,18 @@ def predict(model_name, topology_spec, src, dst, blocks, block_tokens, batch, he
     g = _load_topology(topology_spec)
     _check_gpu(g, src, "--src")
     _check_gpu(g, dst, "--dst")
+    from simulator.gpu.calibration import run_kernels
+
+    try:
+        kernels = run_kernels({"profile": profile})
+    except UserError as exc:
+        raise UserError(f"--profile {profile!r}: {exc}") from None
     cm = CostModel(model_name, g, stack, block_tokens=block_tokens, layout=layout,
-                   kv_dtype=kv_dtype)
+                   kv_dtype=kv_dtype, kernels=kernels)
     kw = dict(batch=batch, heads=heads, reuse=reuse)
     out: dict = {"model": cm.model.name, "topology": topology_spec, "src": src, "dst": dst,
-                 "stack": cm.stack.name, "block_tokens": block_tokens, "batch": batch,
+                 "stack": cm.stack.name, "profile": profile, "block_tokens": block_tokens,
+                 "batch": batch,
                  "reuse": reuse, "layout": cm.layout, "layers": cm.model.layers}
     k_star = cm.crossover(src, dst, "blocks", **kw)
     out["crossover"] = {"blocks": k_star}

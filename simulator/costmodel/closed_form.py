@@ -65,6 +65,7 @@ from simulator import hardware
 from simulator.costmodel.crossover import CrossoverSearch, check_round
 from simulator.errors import UserError
 from simulator.gpu.kernels import KernelModel, Roofline
+from simulator.gpu.profiled import default_kernels
 from simulator.hardware import GPUSpec, StackSpec
 from simulator.models import Architecture
 from simulator.models import model as lookup_model
@@ -148,7 +149,7 @@ class CostModel:
         self.model: Architecture = arch.with_kv_dtype(kv_dtype) if kv_dtype else arch
         self.topology = topology
         self.stack: StackSpec = hardware.stack(stack)
-        self.kernels = kernels if kernels is not None else KernelModel()
+        self.kernels = kernels if kernels is not None else default_kernels()
         if not block_tokens >= 1:
             raise UserError(f"block_tokens={block_tokens}: give a positive number of tokens")
         self.block_tokens = block_tokens

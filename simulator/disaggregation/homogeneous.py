@@ -89,7 +89,12 @@ class _Homogeneous(PoolRun):
         self.scheds = [Scheduler(self.serving, pool, limit) for pool in self.pools]
         self.m = fold_layers(arch.layers, sc.engine.layer_groups)
         self.streams = [Stream(self.env) for _ in self.groups]
-        self.rings = [Ring(self.fabric, grp) for grp in self.groups]
+        self.rings = [Ring(self.fabric, grp, self._measured(grp)) for grp in self.groups]
+
+    def _measured(self, group: list[str]):
+        """One all-reduce's measured time over ``group`` [s] as a function of its bytes."""
+        kind = Ring.fabric_of(self.graph, group)
+        return lambda nbytes: self.kernels.allreduce_time(self.gspec, nbytes, len(group), kind)
 
     def _layer_plan(self, sched, plan) -> tuple[float, float, float]:
         """(kernel time per layer, whole-prompt prefill time all layers, all-reduce bytes per
@@ -99,8 +104,10 @@ class _Homogeneous(PoolRun):
         dec = np.asarray(plan.decode, np.int64)
         C = plan.prefill_tokens
         pre = 0.0
+        samples = B + len(plan.prompt_done)  # rows the LM head computes
         if self.serving.chunked_prefill:
-            k = km.non_attention_time(self.gspec, arch, B + C, gpus=t) / arch.layers
+            k = km.non_attention_time(self.gspec, arch, B + C, gpus=t,
+                                      logits=samples) / arch.layers
             k += sum(km.prefill_attention_time(self.gspec, arch, c, self.cached(sched, x, c), gpus=t)
                      for x, c in plan.chunks) / arch.layers
         else:
@@ -111,6 +118,9 @@ class _Homogeneous(PoolRun):
             ctx = attended_tokens(arch, r.inp[dec] + r.gen[dec]).mean()
             per_gpu = -(-B // t) if self.dp_attention else B
             k += max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in self.shards)
+            if self.indexer:  # DSA: the indexer scores each query's whole context
+                full = (r.inp[dec] + r.gen[dec]).mean()
+                k += km.indexer_time(self.gspec, arch, per_gpu, full)
         return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size
 
     def _replica(self, g: int):

@@ -169,10 +169,11 @@ class _Lamina(PoolRun):
         self.K = K
         self.slices = [self.model_names[k * s:(k + 1) * s] for k in range(K)]
         # a slice of several GPUs holds its layers tensor-parallel (dense models): two
-        # all-reduces per layer over its ring; MLA/MoE slices are expert-parallel, whose
-        # all-to-all is not modelled here (docs/disaggregation.md)
+        # all-reduces per layer over its ring, held on the slice's stream (a slice's ring stays
+        # in its node, apart from the attention traffic); MLA/MoE slices are expert-parallel,
+        # whose all-to-all is not modelled here (docs/disaggregation.md)
         self.tp_slices = arch.attention in ("gqa", "mha") and s > 1
-        self.slice_rings = [Ring(self.fabric, sl) for sl in self.slices]
+        self.slice_rings = [Ring(self.fabric, sl, self._measured(sl)) for sl in self.slices]
         self.slice_streams = [Stream(self.env) for _ in range(K)]
         b = spec.attention_gpus
         self.att_streams = [Stream(self.env) for _ in range(b)]
@@ -204,6 +205,11 @@ class _Lamina(PoolRun):
         self._pair_cache: dict[int, tuple] = {}
         self.rt0 = self.fabric.message_time(src, dst, 0) + self.fabric.message_time(dst, src, 0)
 
+    def _measured(self, group: list[str]):
+        """One all-reduce's measured time over ``group`` [s] as a function of its bytes."""
+        kind = Ring.fabric_of(self.graph, group)
+        return lambda nbytes: self.kernels.allreduce_time(self.mspec, nbytes, len(group), kind)
+
     # -- requests --------------------------------------------------------------------------
 
     def _seq_limit(self, j: int) -> int:
@@ -227,13 +233,14 @@ class _Lamina(PoolRun):
         decoding = step.decode
         chunked = self.serving.chunked_prefill
         tokens = len(decoding) + (step.prefill_tokens if chunked else 0)
-        na = km.non_attention_time(self.mspec, arch, tokens, gpus=s) / L
+        samples = len(decoding) + len(step.prompt_done)  # rows the LM head computes
+        na = km.non_attention_time(self.mspec, arch, tokens, gpus=s, logits=samples) / L
         pre = 0.0
         if chunked:
             pre = sum(km.prefill_attention_time(self.mspec, arch, c, self.cached(sched, x, c),
                                                 gpus=s) for x, c in step.chunks)
             na += pre / L
-            pre += (km.non_attention_time(self.mspec, arch, tokens, gpus=s)
+            pre += (km.non_attention_time(self.mspec, arch, tokens, gpus=s, logits=samples)
                     - km.non_attention_time(self.mspec, arch, len(decoding), gpus=s))
         else:
             pre = float(sum(km.prefill_time(self.mspec, arch, c, 1.0, gpus=s)
@@ -254,6 +261,9 @@ class _Lamina(PoolRun):
             batch[i] = bi
             if bi:
                 t_att[i] = km.attention_time(self.aspec, self.shards[i], bi, ctx[mine].mean())
+                if self.indexer:  # DSA: the indexer scores each query's whole context
+                    full = (r.inp[dec] + r.gen[dec])[mine].mean()
+                    t_att[i] += km.indexer_time(self.aspec, self.shards[i], bi, full)
             q[i] = bi * self.q_tok * w
             kv[i] = bi * self.kv_tok * w + p_kv * w
             ret[i] = bi * self.ret_tok * w
@@ -348,8 +358,10 @@ class _Lamina(PoolRun):
         m = float(self.m[s])
         out, back = self._pairs(s)
         names = self.att_names
-        yield self.slice_streams[s % self.K].run(m * p.model_layer)
-        yield from self.slice_rings[s % self.K].run(env, m, p.allreduce_bytes)
+        # the slice's all-reduces run on its GPUs (NCCL kernels) after its segment, at their
+        # uncontended ring time: while they run the slice serves no other micro-batch
+        ring = self.slice_rings[s % self.K].time(m, p.allreduce_bytes)
+        yield self.slice_streams[s % self.K].run(m * p.model_layer + ring)
         early = self.spec.early_q and p.q.sum() > 0
         first = p.q if early else p.q + p.kv
         second = p.kv if early else np.zeros_like(p.kv)

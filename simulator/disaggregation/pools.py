@@ -174,21 +174,31 @@ def idle_fraction(busy: Iterable[float], span: float) -> float:
 
 
 class Ring:
-    """A tensor-parallel group's all-reduce as a ring on the fabric.
+    """A tensor-parallel group's all-reduce as a ring on the fabric, at the measured time.
 
     A ring all-reduce of ``X`` bytes over ``t`` GPUs sends ``2 (t − 1) / t · X`` bytes per GPU
     in ``2 (t − 1)`` steps; ``m`` layers' two all-reduces (after attention, after the FFN) are
     simulated as one transfer per GPU of all their bytes plus the remaining steps' per-message
-    time (the slowest hop's, e.g. the one that leaves the node), so an uncontended ring takes
-    exactly :meth:`time`. Args: ``fabric``, and the group's GPU names in ring order.
+    time (the slowest hop's, e.g. the one that leaves the node). The fabric gives the bytes'
+    contention; NCCL's protocol costs more than the wire does (Vidur's H100 profile: a 1 MiB
+    all-reduce over 4 GPUs takes about twice the ring's wire time), so when ``measured(X)``
+    (one all-reduce's measured time, :meth:`~simulator.gpu.kernels.KernelModel.allreduce_time`)
+    exceeds the ring's uncontended time the difference is waited out after the transfers: an
+    uncontended ring takes exactly :meth:`time`, the measured time.
+
+    Args:
+        fabric: the run's fabric.
+        gpus: the group's GPU names, in ring order.
+        measured: ``measured(nbytes)``, one all-reduce's measured time [s], or None (the wire).
     """
 
-    def __init__(self, fabric, gpus: list[str]) -> None:
+    def __init__(self, fabric, gpus: list[str], measured=None) -> None:
         self.fabric = fabric
         self.t = len(gpus)
         self.hops = [(a, gpus[(i + 1) % self.t]) for i, a in enumerate(gpus)]
         self.msg0 = (max(fabric.message_time(a, c, 0) for a, c in self.hops)
                      if self.t > 1 else 0.0)
+        self.measured = measured
 
     def plan(self, layers: float, nbytes: float) -> tuple[float, float]:
         """(bytes each GPU sends [B], extra per-step time [s]) of ``layers`` layers' two
@@ -197,12 +207,22 @@ class Ring:
         steps = 2.0 * layers * 2.0 * (t - 1)
         return 2.0 * layers * 2.0 * (t - 1) / t * nbytes, (steps - 1.0) * self.msg0
 
-    def time(self, layers: float, nbytes: float) -> float:
-        """Uncontended time [s] of ``layers`` layers' two all-reduces (0 for one GPU)."""
+    def wire_time(self, layers: float, nbytes: float) -> float:
+        """The ring's uncontended time on the fabric [s] (0 for one GPU)."""
         if self.t <= 1 or nbytes <= 0:
             return 0.0
         sent, extra = self.plan(layers, nbytes)
         return max(self.fabric.message_time(a, c, sent) for a, c in self.hops) + extra
+
+    def protocol_time(self, layers: float, nbytes: float) -> float:
+        """What the measured all-reduces take beyond the ring's wire time [s] (>= 0)."""
+        if self.measured is None or self.t <= 1 or nbytes <= 0:
+            return 0.0
+        return max(0.0, 2.0 * layers * self.measured(nbytes) - self.wire_time(layers, nbytes))
+
+    def time(self, layers: float, nbytes: float) -> float:
+        """Uncontended time [s] of ``layers`` layers' two all-reduces (0 for one GPU)."""
+        return self.wire_time(layers, nbytes) + self.protocol_time(layers, nbytes)
 
     def run(self, env, layers: float, nbytes: float):
         """The all-reduces on the fabric (a generator to ``yield from``)."""
@@ -210,8 +230,14 @@ class Ring:
             return
         sent, extra = self.plan(layers, nbytes)
         yield env.all_of([self.fabric.transfer(a, c, sent) for a, c in self.hops])
+        extra += self.protocol_time(layers, nbytes)
         if extra > 0:
             yield env.timeout(extra)
+
+    @staticmethod
+    def fabric_of(graph, gpus: list[str]) -> str:
+        """``"nvlink"`` when the group's GPUs share a node, else ``"rdma"``."""
+        return "nvlink" if len({g.split("/")[0] for g in gpus}) <= 1 else "rdma"
 
 
 class BytePool:
@@ -302,7 +328,7 @@ class PoolRun:
         self._kinds = [str(self.graph.nodes[x].get("gpu", "H100")) for x in self._names]
         self.reserve = sc.placement.reserve_fraction
         check_against(spec, arch, self._kinds, self.reserve, sc.source, baseline=self.baseline)
-        self.kernels = run_kernels(sc.calibration_dict())
+        self.kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
         self.fabric = Fabric(self.env, self.graph, sc.stack)
         self.req = r = Requests(trace, progress)
         self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers
@@ -311,6 +337,8 @@ class PoolRun:
         self.iters: list[tuple] = []
         self.serving = sc.serving
         self.kv_reserve = sc.serving.kv_allocation == "reserve"
+        # DSA models pay the indexer over each query's whole context (unless run dense)
+        self.indexer = arch.sparse and arch.attention == "mla_dsa"
 
     def prompt_work(self, r: int) -> int:
         """Prompt tokens request ``r`` computes on these pools when the scheduler takes it: its

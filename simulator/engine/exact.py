@@ -103,7 +103,8 @@ class _Run:
         self.names: list[str] = list(topologies.gpus(self.graph))
         self.G = len(self.names)
         self.arch = lookup_model(scenario.model.name)
-        self.kernels = run_kernels(scenario.calibration_dict())
+        self.kernels = run_kernels(scenario.calibration_dict(),
+                                   cuda_graphs=scenario.serving.cuda_graphs)
         pl = scenario.placement
         self.bt = pl.block_tokens
         self.cm = CostModel(self.arch, self.graph, scenario.stack, kernels=self.kernels,
@@ -162,6 +163,7 @@ class _Run:
             kind = "dsa" if self.arch.sparse else "dense"
         self.selector = SparseSelector(kind=kind, top_k_tokens=self.arch.topk_tokens or 2048,
                                        block_tokens=self.bt)
+        self.indexer = self.arch.sparse and kind == "dsa"
         self.replay = None
         if scenario.workload.selections is not None:
             from workloads.selections import SelectionReplay, read_selections
@@ -242,14 +244,15 @@ class _Run:
                         req.prompt_done(g, r)
             elif plan.chunks:
                 work, extra = self._chunk_work(g, sched, plan)
+                samples = len(plan.decode) + len(plan.prompt_done)  # rows the LM head computes
                 if plan.decode:
-                    na_layer = self._na(g, len(plan.decode) + plan.prefill_tokens) + extra
+                    na_layer = self._na(g, len(plan.decode) + plan.prefill_tokens, samples) + extra
                     prefill_time = work
                 else:  # a prefill-only step: one kernel for all its layers
                     if overhead:
                         yield env.timeout(overhead)
-                    yield stream.run(self._na(g, plan.prefill_tokens) * self.arch.layers
-                                     + extra * self.arch.layers)
+                    yield stream.run((self._na(g, plan.prefill_tokens, samples) + extra)
+                                     * self.arch.layers)
                     prefill_time = env.now - started
                     at = env.now
             decoding = plan.decode
@@ -274,12 +277,15 @@ class _Run:
             self.iters.maybe_pack()
             self.fabric.spill_records()
 
-    def _na(self, g: int, tokens: int) -> float:
-        """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens [s]."""
-        t = self._na_cache.get((g, tokens))
+    def _na(self, g: int, tokens: int, logits: int | None = None) -> float:
+        """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens of which
+        ``logits`` sample a token (the LM head's rows; default all) [s]."""
+        key = (g, tokens, logits)
+        t = self._na_cache.get(key)
         if t is None:
-            t = self._na_cache[(g, tokens)] = self.kernels.non_attention_time(
-                self.gpus[g].spec, self.arch, tokens, gpus=self.G) / self.arch.layers
+            t = self._na_cache[key] = self.kernels.non_attention_time(
+                self.gpus[g].spec, self.arch, tokens, gpus=self.G,
+                logits=logits) / self.arch.layers
         return t
 
     def _chunk_work(self, g: int, sched, plan) -> tuple[float, float]:
@@ -295,7 +301,8 @@ class _Run:
                                                         gpus=self.G)
             attn += req.take_rotary(g, r)  # the span blocks' rotary pass, with the first chunk
         B = len(plan.decode)
-        work = (self._na(g, B + plan.prefill_tokens) - self._na(g, B)) * L + attn
+        samples = B + len(plan.prompt_done)
+        work = (self._na(g, B + plan.prefill_tokens, samples) - self._na(g, B)) * L + attn
         return work, attn / L
 
     # -- one decode step -----------------------------------------------------------------------
@@ -312,6 +319,9 @@ class _Run:
         self.dir.touch(g, dense[valid], env.now)
         if na_layer is None:
             na_layer = self._na(g, B)
+        if self.indexer:  # the DSA indexer scores each query's whole context, every layer
+            ctx = float((self.req.inp[reqs] + self.req.gen[reqs]).mean())
+            na_layer += self.kernels.indexer_time(self.gpus[g].spec, self.arch, B, ctx)
         # where every selected block is, for all slots at once (copies made by this step's
         # rounds are for the slot that made them, so they cannot change another slot's answer)
         if self.policy.colocated:

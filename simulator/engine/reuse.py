@@ -150,6 +150,9 @@ def rotary_time(kernels: KernelModel, spec: GPUSpec, arch: Architecture, tokens:
     if tokens <= 0:
         return 0.0
     rot = rotary_bytes_per_token(arch)
+    if not isinstance(kernels, KernelModel):  # a profile: the measured device copy, per layer
+        # (the rotation's 3 FLOPs per element hide under the memory-bound read and write)
+        return kernels.copy_time(spec, tokens * rot * arch.layers / gpus, kernels=arch.layers)
     nbytes = 2.0 * tokens * rot * arch.layers
     flops = 3.0 * tokens * (rot / arch.bytes_per_element) * arch.layers
     return kernels.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers,

@@ -193,18 +193,20 @@ def run_kernels(calibration: dict, cuda_graphs: bool | None = None
                 ) -> KernelModel | ProfiledKernels:
     """The kernel model a run uses (engine and disaggregated loops alike).
 
-    With ``profile`` absent or ``"roofline"`` (the default): a :class:`~simulator.gpu.KernelModel`
-    with every field given at the top level of a scenario's calibration or under its
-    ``[kernels]`` table (the table wins), defaults for the rest. Otherwise the
-    :class:`~simulator.gpu.profiled.ProfiledKernels` the ``profile`` choice names, with
-    ``cuda_graphs`` (the deployment's, e.g. ``[serving] cuda_graphs``) overriding the profiles'
-    flag when given."""
-    choice = calibration.get("profile", "roofline")
-    if choice != "roofline":
-        return profiled_kernels(choice, cuda_graphs)
+    ``profile`` names it (:mod:`simulator.gpu.profiled`): absent, the measured profiles
+    (``"measured"``: every GPU its shipped profile) — unless the calibration gives roofline
+    coefficients (a ``[kernels]`` table or :class:`~simulator.gpu.KernelModel` fields at the top
+    level, as ``kvfabric calibrate FILE.csv`` writes), which select the roofline. With
+    ``"roofline"``: a :class:`~simulator.gpu.KernelModel` with those fields (the table wins),
+    defaults for the rest. ``cuda_graphs`` (the deployment's, ``[serving] cuda_graphs``)
+    overrides the profiles' flag when given."""
     fields = {f.name for f in dataclasses.fields(KernelModel)}
     values = {**calibration, **calibration.get("kernels", {})}
-    return KernelModel(**{k: v for k, v in values.items() if k in fields})
+    coefficients = {k: v for k, v in values.items() if k in fields}
+    choice = calibration.get("profile", "roofline" if coefficients else "measured")
+    if choice != "roofline":
+        return profiled_kernels(choice, cuda_graphs)
+    return KernelModel(**coefficients)
 
 
 def stack_spec(calibration: dict, base: StackSpec, inter_node: bool = True) -> StackSpec:

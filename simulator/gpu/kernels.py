@@ -143,6 +143,14 @@ class KernelModel:
         """Gather time [s] of ``nbytes`` of fetched scattered KV; 0 if nothing was fetched."""
         return self.gather_roofline(spec, nbytes).total if nbytes > 0 else 0.0
 
+    def copy_time(self, spec: GPUSpec, nbytes: float, kernels: float = 1.0) -> float:
+        """A device copy of ``nbytes`` (read + write) in ``kernels`` launches, at the copy
+        efficiency [s]; 0 for nothing."""
+        if nbytes <= 0:
+            return 0.0
+        return self.roofline(spec, 2.0 * nbytes, 0.0, launches=kernels,
+                             memory_efficiency=self.copy_efficiency).total
+
     def splice_time_per_layer(self, arch: Architecture, chunks: float) -> float:
         """Splice time [s] one layer's round pays for ``chunks`` contiguous fetched chunks."""
         return chunks * self.splice_time / arch.layers

@@ -16,8 +16,8 @@ tokens (and prefill sequences) are shared evenly among the ``gpus`` GPUs (fracti
 the answer is one GPU's time — all run at once. ``prefill_attention_time`` is one sequence's
 attention, which for MLA runs on the one rank holding its KV (``gpus`` is then ignored).
 
-Selection in a scenario (``[calibration]``): ``profile = "roofline"`` (the default: today's
-:class:`KernelModel`), ``"measured"`` (every GPU its shipped profile), a profile name or a profile
+Selection in a scenario (``[calibration]``): ``profile = "measured"`` (the default: every GPU its
+shipped profile), ``"roofline"`` (the analytical :class:`KernelModel` with its cited constants), a profile name or a profile
 TOML path (used for GPUs of that profile's kind, the shipped default for the others), or a table
 ``{H100 = "h100-vidur", H20 = "h20"}``. :func:`~simulator.gpu.calibration.run_kernels` takes the
 deployment's ``cuda_graphs`` flag, which overrides the profiles' own.
@@ -129,6 +129,15 @@ class ProfiledKernels:
         p = self.profile(spec)
         t = float(p.gather(nbytes / GATHER_BLOCK_BYTES, GATHER_BLOCK_BYTES).time)
         return self._launched(p, t, 1.0)
+
+    def copy_time(self, spec: GPUSpec, nbytes: float, kernels: float = 1.0) -> float:
+        """A device copy of ``nbytes`` (read + write) in ``kernels`` launches, from the measured
+        copy table (memory.csv) [s]; 0 for nothing."""
+        if nbytes <= 0:
+            return 0.0
+        p = self.profile(spec)
+        per = float(p.copy(nbytes / kernels))
+        return self._launched(p, kernels * per, kernels)
 
     def splice_time_per_layer(self, arch: Architecture, chunks: float) -> float:
         """Splice of ``chunks`` contiguous fetched chunks, one layer's share [s] — not measured:
@@ -293,6 +302,13 @@ def check_profile_choice(value) -> None:
     raise UserError(f"{value!r}: give \"roofline\", \"measured\", a profile name "
                     f"({', '.join(profile_names())}), a profile TOML path, or a table "
                     "GPU kind → profile name")
+
+
+@lru_cache(maxsize=1)
+def default_kernels() -> ProfiledKernels:
+    """The kernel times a run uses when it names no profile: every GPU its shipped, measured
+    (or extrapolated) profile, CUDA graphs per profile (shared: it holds only caches)."""
+    return ProfiledKernels()
 
 
 def profiled_kernels(choice, cuda_graphs: bool | None = None) -> ProfiledKernels:
