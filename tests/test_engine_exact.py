@@ -345,6 +345,16 @@ def test_blocks_spilled_to_host_dram_are_fetched_over_pcie():
     host = res.rounds[res.rounds["owner"].astype(str) == "n0/host"]
     assert len(host) and (host["option"].astype(str) == "fetch").all()
     assert (host["bytes"] > 0).all()
+    # a host read is one host→device copy on the home's copy engine: no request message, and
+    # its time is the measured pinned copy of its bytes (calibration/h200/pcie_sweep.csv)
+    from simulator.gpu.copyengines import host_copy_time
+
+    assert (host["probe_time"] == 0).all()
+    first = host.iloc[0]
+    assert first["transfer_time"] == pytest.approx(
+        host_copy_time().time("h2d", first["bytes"]), rel=1e-9)
+    # the demotions were device→host copies on the demoting GPU's engine
+    assert res.gpus["copy_busy_time"].sum() > first["transfer_time"]
 
 
 def test_a_model_too_big_for_the_gpus_is_a_user_error_before_the_first_event():

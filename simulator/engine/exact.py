@@ -65,6 +65,7 @@ from simulator.engine.reuse import rotary_time
 from simulator.engine.rounds import Pending, RoundReplay
 from simulator.errors import UserError
 from simulator.gpu.calibration import run_kernels
+from simulator.gpu.copyengines import CopyEngines
 from simulator.gpu.runtime import GPU
 from simulator.gpu.streams import GPUStream, Stream
 from simulator.models import model as lookup_model
@@ -114,6 +115,7 @@ class _Run:
         self.gpus = [GPU(self.env, n, s, self.kernels) for n, s in zip(self.names, specs,
                                                                       strict=True)]
         self.streams = [(GPUStream(x) if exact_streams else Stream(self.env)) for x in self.gpus]
+        self.copies = [CopyEngines(self.env) for _ in self.gpus]  # host↔device DMA
         # layer folding
         L = self.arch.layers
         groups = scenario.engine.layer_groups
@@ -150,6 +152,8 @@ class _Run:
         self.dir = kvcache.BlockDirectory(kvcache.DirectoryConfig(
             pl.scheme, pl.replicas, caps, host_cap, tuple(self.machine_of),
             tuple(map(tuple, dist)), self.S))
+        if host_cap:  # demotions to the host tier are device→host copies (copy engines)
+            self.dir.on_demote = self._demoted
         # randomness: one generator, spawned
         root = np.random.default_rng(seed)
         sel_rng, focus_rng, pol_rng = root.spawn(3)
@@ -276,6 +280,13 @@ class _Run:
             self.rounds.maybe_pack()
             self.iters.maybe_pack()
             self.fabric.spill_records()
+
+    def _demoted(self, g: int, blocks: int) -> None:
+        """GPU ``g`` moved ``blocks`` blocks to its host tier: a device→host copy on its copy
+        engine (nothing waits for it; it occupies the engine)."""
+        t = self.cm.host_copy_time(self.names[g], self.hosts[self.machine_of[g]],
+                                   blocks * self.block_bytes, "d2h")
+        self.copies[g].issue("d2h", t)
 
     def _na(self, g: int, tokens: int, logits: int | None = None) -> float:
         """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens of which

@@ -56,6 +56,7 @@ def collect(run, wall: float, events: int) -> Result:
         "busy_time": [x.busy_time for x in run.streams],
         "utilization": [x.busy_time / now if now > 0 else 0.0 for x in run.streams],
         "kernels": [x.kernels_run for x in run.streams],
+        "copy_busy_time": [x.busy_time for x in run.copies],
         "capacity_blocks": d.capacity.tolist(),
         "owned_blocks": d.owned.tolist(),
         "copy_blocks": d.copies.tolist(),
