@@ -153,7 +153,14 @@ PLANTED: tuple[Planted, ...] = (
 )
 
 #: Equivalent mutants: (path, line, description) → why no test can tell them from the original.
-EQUIVALENT: dict[tuple[str, int, str], str] = {}
+EQUIVALENT: dict[tuple[str, int, str], str] = {
+    ("simulator/fileio.py", 54, "0 -> 1"):
+        "_umask sets any temporary mask to read the current one, then restores it",
+    ("simulator/fileio.py", 73, "<= -> <"):
+        "a frame of exactly `rows` rows is then written by the row-group path as one group",
+    ("simulator/fileio.py", 81, "False -> True"):
+        "later row groups are converted with the first group's schema, which has no index",
+}
 
 
 # -- planted bugs ------------------------------------------------------------------------------
