@@ -160,6 +160,10 @@ EQUIVALENT: dict[tuple[str, int, str], str] = {
         "a frame of exactly `rows` rows is then written by the row-group path as one group",
     ("simulator/fileio.py", 81, "False -> True"):
         "later row groups are converted with the first group's schema, which has no index",
+    ("simulator/costmodel/closed_form.py", 200, "delete `self._specs[node] = spec`"):
+        "a memo: the spec is looked up again each time, with the same answer",
+    ("simulator/costmodel/closed_form.py", 224, "<= -> <"):
+        "no bytes: 0 / rate is 0.0 as well",
 }
 
 
