@@ -1,0 +1,301 @@
+"""The fast engine: whole decode steps computed at once, one SimPy event per GPU decode step.
+
+The exact engine (:mod:`simulator.engine.exact`) advances SimPy to every message and every layer
+of a decode step; the SimPy floor (docs/performance.md) bounds how fast that can go. The fast
+engine shares everything else with it — it *is* an exact-engine run (:class:`FastRun` subclasses
+its ``_Run``) with a different way of advancing time:
+
+- the same serving loop (``_gpu_loop``: the :class:`~simulator.engine.scheduler.Scheduler` and
+  :class:`~simulator.engine.admission.Admission` objects — admission, chunked prefill, preemption,
+  growth and retirement are the same code), the same KV directory and copies, the same
+  selections and block locations (:class:`~simulator.engine.locate.StepData`, the same random
+  streams), the same policy asked the same question per (home, owner, layer slot) with the same
+  :class:`~simulator.policies.Round`, the same closed-form phases (:class:`CostModel` over the
+  run's kernel-time object ``self.kernels``), the same records and :class:`Result`;
+- **time**: a decode step's layers are composed at the step's start — per layer slot, the rounds'
+  messages (:mod:`simulator.engine.fast_links`), the owners' attention kernels, the home's
+  kernels (local attention, merges, fetched-block attention, recompute, projections + FFN), in
+  the exact engine's order and sizes — and the step ends at one SimPy timeout. GPU streams are
+  :class:`~simulator.engine.fast_streams.Calendar`\\ s that accept kernels issued at future times.
+
+What is approximated, and only under contention between steps of different GPUs (a lone request,
+or steps that do not overlap on a stream or link, get the exact engine's times to float rounding;
+the tests hold it to 1e-6):
+
+- **owner and home streams**: FIFO in issue order over every kernel known when a step is
+  computed; a step's kernels are final once computed, so work another GPU issues *earlier* but
+  computes *later* delays the later-computed step only (each interaction is charged once, to the
+  step computed second — the exact engine charges the one that comes second in time);
+- **links**: a step's own concurrent messages share links max-min fairly, as in the Fabric;
+  against other steps' traffic a message is served FIFO on each link's work calendar (bytes
+  conserved at the line rate) instead of max-min fair sharing;
+- a copy a round fetches is entered in the directory when its step is computed (stamped with
+  the round's end); only the home's own later steps read it, so no step sees it early.
+
+What it does not support falls back to the exact engine, counted in the summary
+(``engine_fallback``): ``exact_streams`` (the SimPy-resource streams are the exact engine's
+cross-check), policies that read the live fabric (``needs_live_rates``: the fast engine's
+messages are not Fabric flows), and the pool loops (``disaggregated``, ``homogeneous``).
+:func:`unsupported` names the reason; :func:`simulator.runner.run` does the fallback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from simulator.engine.exact import _Run
+from simulator.engine.fast_links import Links
+from simulator.engine.fast_streams import FastStream
+from simulator.engine.results import Result
+from simulator.policies import Policy, Round
+
+__all__ = ["simulate", "unsupported"]
+
+
+def unsupported(policy: Policy, *, exact_streams: bool = False) -> str | None:
+    """Why the fast engine cannot run ``policy`` this way (one line), or None if it can."""
+    if policy.loop is not None:
+        return f"policy {policy.name!r} runs its own decode loop (no fast mode yet)"
+    if exact_streams:
+        return "exact_streams cross-checks the exact engine's streams"
+    if policy.needs_live_rates:
+        return (f"policy {policy.name!r} reads the live fabric (needs_live_rates); the fast "
+                "engine's messages are not Fabric flows")
+    return None
+
+
+def simulate(scenario, policy: Policy, seed: int, trace: pd.DataFrame, *,
+             progress: Callable[[int, int], None] | None = None, topology=None,
+             check_invariants: bool = False) -> Result:
+    """Replay ``trace`` on ``scenario``'s cluster under ``policy`` with the fast engine.
+
+    Arguments as :func:`simulator.engine.exact.simulate`; raises ``ValueError`` for what
+    :func:`unsupported` names (:func:`simulator.runner.run` falls back before that).
+    """
+    why = unsupported(policy)
+    if why:
+        raise ValueError(f"fast engine: {why}")
+    res = FastRun(scenario, policy, seed, trace, progress, topology=topology,
+                  check_invariants=check_invariants).execute()
+    return res
+
+
+class _Round:
+    """One round of a step being composed (plain slots; records as the exact engine's)."""
+
+    __slots__ = ("k", "b", "members", "n_blocks", "distinct", "option", "owner", "code", "cf",
+                 "probe", "transfer", "compute", "ret", "merge", "nbytes", "end")
+
+    def __init__(self, k, b, members, n_blocks, distinct, option, owner, code, cf) -> None:
+        self.k, self.b, self.members = k, b, members
+        self.n_blocks, self.distinct = n_blocks, distinct
+        self.option, self.owner, self.code, self.cf = option, owner, code, cf
+        self.probe = self.transfer = self.compute = self.ret = self.merge = 0.0
+        self.nbytes = 0.0
+        self.end = 0.0
+
+
+class FastRun(_Run):
+    """One fast-engine run: an exact-engine run whose decode steps are composed at once (see
+    the module docstring). Not reusable: build, ``execute`` once."""
+
+    engine_name = "fast"
+
+    def __init__(self, scenario, policy: Policy, seed: int, trace: pd.DataFrame,
+                 progress: Callable[[int, int], None] | None, *, topology=None,
+                 check_invariants: bool = False) -> None:
+        super().__init__(scenario, policy, seed, trace, progress, topology=topology,
+                         check_invariants=check_invariants)
+        self.streams = [FastStream(self.env) for _ in self.gpus]
+        self.cal = [s.cal for s in self.streams]
+        self.links = Links(self.env, self.fabric)
+        self.chain_slots = False  # every slot is composed without events anyway
+        # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
+        # then need no calendar (their kernels are only counted)
+        self.chain_quiet = "route" not in policy.options
+
+    # -- one decode step -----------------------------------------------------------------------
+
+    def _decode(self, g: int, reqs: list[int], iteration: int, na_layer: float | None,
+                start_at: float):
+        """One decode step of ``reqs`` on GPU ``g`` from ``start_at`` [s], composed at once;
+        one SimPy event at its end."""
+        env = self.env
+        dense, valid = self.steps.select(g, reqs)
+        self.dir.touch(g, dense[valid], env.now)
+        if na_layer is None:
+            na_layer = self._na(g, len(reqs))
+        if self.policy.colocated:
+            local = valid
+            groups: list[list] = [[] for _ in range(self.S)]
+        else:
+            local, groups = self.steps.locate(g, dense, valid)
+        n_local = local.sum(axis=(0, 2)).tolist()
+        q_local = local.any(axis=2).sum(axis=0).tolist()
+        at = start_at
+        name = self.names[g]
+        cal = self.cal[g]
+        slot_layers = self.slot_layers_list
+        own_stream = self.chain_quiet and cal.last_end <= at
+        for s, slot_groups in enumerate(groups):
+            if slot_groups:
+                at = self._slot(g, s, iteration, slot_groups, n_local[s], q_local[s], na_layer,
+                                at)
+                continue
+            a = self._attention(name, n_local[s], q_local[s]) if n_local[s] else 0.0
+            if own_stream:  # no kernel but this GPU's own can be on its stream: no calendar
+                end = at + a + na_layer
+                cal.account(a + na_layer, 2 if a else 1, end)
+            else:
+                if a:
+                    cal.reserve(at, a)
+                end = cal.reserve(at, na_layer)
+            at = end + (end - at) * (slot_layers[s] - 1)
+        yield env.timeout(at - env.now)
+
+    def _slot(self, g: int, s: int, iteration: int, slot_groups: list, n_loc: int, q_loc: int,
+              na_layer: float, t0: float) -> float:
+        """Compose layer slot ``s`` (with rounds) of a step on GPU ``g`` started at ``t0`` [s];
+        returns when the next slot starts [s] (after the folded layers' time)."""
+        cal = self.cal[g]
+        layers = self.slot_layers_list[s]
+        name = self.names[g]
+        links = self.links
+        if len(slot_groups) == 1:  # the common case, without the general bookkeeping
+            rd = self._round(g, s, slot_groups[0], t0)
+            cf = rd.cf
+            if rd.option == "route":
+                q, r = self.route_payload(rd.b)
+                rd.nbytes = q + r
+                started, arrived = links.one(name, rd.owner, q, t0)
+                end_c = self.cal[rd.k].reserve(arrived, cf.compute)
+                if n_loc:
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc))
+                back = links.one(rd.owner, name, r, end_c)[1]
+                rd.end = cal.reserve(back, cf.merge)
+                rd.probe, rd.transfer = started - t0, arrived - started
+                rd.compute, rd.ret, rd.merge = end_c - arrived, back - end_c, rd.end - back
+                release = back
+            elif rd.option == "fetch":
+                req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
+                kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+                rd.nbytes = req + kv
+                asked = links.one(name, rd.owner, req, t0)[1]
+                if n_loc:
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc))
+                arrived = links.one(rd.owner, name, kv, asked)[1]
+                rd.end = release = cal.reserve(arrived, cf.compute + cf.merge)
+                rd.probe, rd.transfer = asked - t0, arrived - asked
+                rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
+                self.dir.add_copies(g, rd.members, s, rd.end)
+            else:
+                rd.end = release = cal.reserve(t0, cf.compute + cf.merge)
+                if n_loc:
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc))
+                rd.compute, rd.merge = rd.end - t0 - cf.merge, cf.merge
+                self.dir.add_copies(g, rd.members, s, rd.end)
+            end = cal.reserve(release, na_layer)
+            self.rounds.append((
+                iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
+                rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
+                rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
+            return end + (end - t0) * (layers - 1)
+        release = t0
+        rounds = [self._round(g, s, grp, t0) for grp in slot_groups]
+        remote = []  # route / fetch rounds, in key order
+        for rd in rounds:
+            if rd.option == "local":  # one home kernel at once: recompute + attention, merge
+                cf = rd.cf
+                rd.end = cal.reserve(t0, cf.compute + cf.merge)
+                rd.merge = cf.merge
+                rd.compute = rd.end - t0 - cf.merge
+            else:
+                remote.append(rd)
+        if n_loc:  # home's own partial attention, queued behind any recompute
+            cal.reserve(t0, self._attention(name, n_loc, q_loc))
+        if remote:
+            first = []
+            for rd in remote:
+                if rd.option == "route":
+                    q, r = self.route_payload(rd.b)
+                    rd.nbytes = q + r
+                    first.append((name, rd.owner, q, t0))
+                else:
+                    req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
+                    rd.nbytes = req
+                    first.append((name, rd.owner, req, t0))
+            second = []
+            for rd, (started, finished) in zip(remote, links.phase(first), strict=True):
+                if rd.option == "route":
+                    rd.probe = started - t0
+                    rd.transfer = finished - started
+                    end_c = self.cal[rd.k].reserve(finished, rd.cf.compute)
+                    rd.compute = end_c - finished
+                    second.append((rd.owner, name, self.route_payload(rd.b)[1], end_c))
+                else:
+                    rd.probe = finished - t0
+                    kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+                    rd.nbytes += kv
+                    second.append((rd.owner, name, kv, finished))
+            home_kernels = []  # (issued at, order, duration, round)
+            for i, (rd, msg, (_, finished)) in enumerate(zip(remote, second, links.phase(
+                    second), strict=True)):
+                if rd.option == "route":
+                    rd.ret = finished - msg[3]
+                    home_kernels.append((finished, i, rd.cf.merge, rd))
+                else:
+                    rd.transfer = finished - msg[3]
+                    home_kernels.append((finished, i, rd.cf.compute + rd.cf.merge, rd))
+            home_kernels.sort(key=lambda x: (x[0], x[1]))
+            for issued, _, dur, rd in home_kernels:
+                rd.end = cal.reserve(issued, dur)
+                if rd.option == "route":
+                    rd.merge = rd.end - issued
+                    if issued > release:
+                        release = issued
+                else:
+                    rd.merge = rd.cf.merge
+                    rd.compute = rd.end - issued - rd.cf.merge
+        copies = sorted((rd for rd in rounds if rd.option != "route"), key=lambda x: x.end)
+        for rd in copies:
+            self.dir.add_copies(g, rd.members, s, rd.end)
+            if rd.end > release:
+                release = rd.end
+        end = cal.reserve(release, na_layer)
+        append = self.rounds.append
+        for rd in rounds:
+            cf = rd.cf
+            append((iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
+                    rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
+                    rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
+        return end + (end - t0) * (layers - 1)
+
+    def _finish_run(self) -> None:
+        self.links.flush()
+
+    def _round(self, g: int, s: int, grp, t0: float) -> _Round:
+        """The policy's option for one group (forced for host / dropped blocks), as the exact
+        engine's ``_start_round`` asks it."""
+        k, b, members = grp
+        G = self.G
+        src = self.names[g]
+        n_blocks = len(members)
+        distinct = n_blocks if b == 1 else len(np.unique(members))
+        if k < G:
+            owner, option, code = self.names[k], None, k
+        elif k < 2 * G:
+            owner, option, code = self.hosts[k - G], "fetch", k
+        else:
+            owner, option, code = src, "local", g
+        if option is None:
+            rnd = Round(src, owner, s, b, math.ceil(n_blocks / b), distinct, t0)
+            option = self.policy.choose(self.ctx, rnd)
+            if option not in self.policy.options:
+                raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
+                                 f"return {', '.join(self.policy.options)} (its ``options``)")
+        cf = self._closed_form(option, g, code, owner, n_blocks, b)
+        return _Round(k, b, members, n_blocks, distinct, option, owner, code, cf)

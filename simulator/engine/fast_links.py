@@ -1,0 +1,283 @@
+"""Messages of the fast engine: closed-form times, max-min among a step's own flows, calendars
+for everyone else's.
+
+The exact engine sends every message through the :class:`~simulator.network.Fabric` (max-min
+fair fluid flows, one SimPy event per message). The fast engine times a *phase* of a layer's
+rounds at once — the messages one home GPU sends at the same stage of one layer (the queries or
+fetch requests, then the answers or blocks) — without events:
+
+1. Each message waits its stack overhead + path latency (``delay``), then flows.
+2. **Alone** (no other step's work on any of the phase's links from its start on): the phase's
+   messages share their links max-min fairly with per-flow caps, exactly as the Fabric would
+   share them (:func:`max_min_finish`, progressive filling between arrivals and completions);
+   a message alone on its path takes ``delay + bytes / min(cap, bottleneck)`` — the closed form.
+3. **With other steps' traffic** on its links (a known busy period of a link overlaps its
+   uncontended transfer), a message puts ``bytes / line rate`` seconds of work on every link it
+   crosses (:class:`LinkPeriods`), filled into the idle time the link's known periods leave,
+   and ends when the slowest of its links has carried it — never before its uncontended end.
+   Bytes are conserved at each link's line rate (the fluid model's drain), but the work known
+   first keeps priority instead of sharing max-min fairly: as for GPU streams, each interaction
+   is charged to the step computed later.
+
+Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
+``links``, ``link_timeline`` and the fabric's byte counters hold the fast engine's traffic too
+(overlapping messages on a link may count its busy time twice).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+_INF = float("inf")
+
+
+def max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],
+                   links: list[tuple[int, ...]], line: list[float]) -> list[float]:
+    """When each of a few flows ends [s] under max-min fair sharing with per-flow caps.
+
+    Flow ``i`` starts at ``starts[i]`` [s] with ``nbytes[i]`` [B], at most ``caps[i]`` [B/s],
+    over ``links[i]`` (indices into ``line``, line rates [B/s]). Rates are re-filled at every
+    start and completion (progressive filling: the common level of the unfrozen flows rises to
+    the next saturating link or cap), as the Fabric does.
+    """
+    n = len(starts)
+    order = sorted(range(n), key=lambda i: (starts[i], i))
+    left = list(nbytes)
+    finish = [0.0] * n
+    active: list[int] = []
+    k = 0  # next flow to start, in ``order``
+    t = starts[order[0]] if n else 0.0
+    while k < n or active:
+        while k < n and starts[order[k]] <= t:
+            active.append(order[k])
+            k += 1
+        if not active:
+            t = starts[order[k]]
+            continue
+        rate = _fill(active, caps, links, line)
+        step = min(left[i] / rate[i] for i in active)
+        nxt = starts[order[k]] if k < n else _INF
+        if t + step <= nxt:
+            t_new = t + step
+            still = []
+            for i in active:
+                left[i] -= rate[i] * step
+                if left[i] <= 1e-9 * nbytes[i]:
+                    finish[i] = t_new
+                else:
+                    still.append(i)
+            active = still
+            t = t_new
+        else:
+            dt = nxt - t
+            for i in active:
+                left[i] -= rate[i] * dt
+            t = nxt
+    return finish
+
+
+def _fill(active: list[int], caps: list[float], links: list[tuple[int, ...]],
+          line: list[float]) -> dict[int, float]:
+    """Max-min rates [B/s] of the ``active`` flows (progressive filling)."""
+    res: dict[int, float] = {}
+    cnt: dict[int, int] = {}
+    for i in active:
+        for link in links[i]:
+            res[link] = line[link]
+            cnt[link] = cnt.get(link, 0) + 1
+    rate = dict.fromkeys(active, 0.0)
+    free = set(active)
+    while free:
+        inc = min(res[link] / c for link, c in cnt.items() if c > 0)
+        inc = min(inc, min(caps[i] - rate[i] for i in free))
+        frozen = set()
+        for i in free:
+            rate[i] += inc
+            if caps[i] - rate[i] <= 1e-12 * caps[i]:
+                frozen.add(i)
+        for link, c in cnt.items():
+            if c > 0:
+                res[link] -= inc * c
+        for link, c in cnt.items():
+            if c > 0 and res[link] <= 1e-12 * line[link]:
+                for i in free:
+                    if link in links[i]:
+                        frozen.add(i)
+        for i in frozen:
+            free.discard(i)
+            for link in links[i]:
+                cnt[link] -= 1
+    return rate
+
+
+class LinkPeriods:
+    """One directed link's known busy periods ``[start, end)`` [s], disjoint and ascending:
+    work reserved so far (``bytes / line rate`` seconds per message), earliest first."""
+
+    __slots__ = ("starts", "ends", "last_end")
+
+    def __init__(self) -> None:
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.last_end = 0.0
+
+    def idle(self, start: float, end: float) -> bool:
+        """No known work in ``[start, end)`` [s]."""
+        if self.last_end <= start:
+            return True
+        ends = self.ends
+        i = bisect_right(ends, start)
+        return i == len(ends) or self.starts[i] >= end
+
+    def fill(self, start: float, work: float, now: float) -> float:
+        """Put ``work`` [s] on the link from ``start`` [s] into the idle time left by the known
+        periods (they keep priority); returns when it is done [s]."""
+        starts, ends = self.starts, self.ends
+        if len(ends) > 64 and ends[32] <= now:  # the past never matters again
+            del starts[:32], ends[:32]
+        if self.last_end <= start:
+            starts.append(start)
+            ends.append(start + work)
+            self.last_end = start + work
+            return start + work
+        i = bisect_right(ends, start)  # first period ending after start
+        t = start if starts[i] > start else ends[i]
+        j = i if starts[i] > start else i + 1  # next period that t may run into
+        left = work
+        while j < len(ends) and starts[j] < t + left:
+            left -= starts[j] - t
+            t = ends[j]
+            j += 1
+        done = t + left
+        first = min(start, starts[i])
+        del starts[i:j], ends[i:j]
+        starts.insert(i, first)
+        ends.insert(i, done)
+        if done > self.last_end:
+            self.last_end = done
+        return done
+
+
+class Links:
+    """The fast engine's view of the fabric: routes, per-link busy periods, accounting.
+
+    Args:
+        env: the run's environment (periods before now are dropped).
+        fabric: the run's :class:`~simulator.network.Fabric` (routes, line rates, accounting).
+    """
+
+    #: Message records kept before they go to the Fabric's link accounting at once.
+    FLUSH = 4096
+
+    def __init__(self, env, fabric) -> None:
+        self.env = env
+        self.fabric = fabric
+        self.line = fabric.link_bandwidth
+        self.per = [LinkPeriods() for _ in self.line]
+        self._routes: dict[tuple[str, str], tuple] = {}
+        self.contended = 0  # messages timed against other steps' traffic
+        self.messages = 0
+        self._rec: tuple[list, list, list, list] = ([], [], [], [])
+
+    def route(self, src: str, dst: str) -> tuple:
+        """``(delay [s], lone rate [B/s], links, their periods, seconds per byte on each,
+        route id)`` of messages from ``src`` to ``dst`` (cached)."""
+        r = self._routes.get((src, dst))
+        if r is None:
+            delay, rate, links, sid = self.fabric.message_route(src, dst)
+            r = self._routes[(src, dst)] = (delay, rate, links,
+                                            tuple(self.per[i] for i in links),
+                                            tuple(1.0 / self.line[i] for i in links), sid)
+        return r
+
+    def one(self, src: str, dst: str, nbytes: float, issued_at: float) -> tuple[float, float]:
+        """Time one message sent alone at its stage: ``(started_at, finished_at)`` [s]."""
+        r = self.route(src, dst)
+        s = issued_at + r[0]
+        e = s + nbytes / r[1]
+        now = self.env._now
+        pers = r[3]
+        for p in pers:
+            if p.last_end > s and not p.idle(s, e):
+                break
+        else:  # alone: the closed form
+            for p, spb in zip(pers, r[4], strict=True):
+                p.fill(s, nbytes * spb, now)
+            self._record(r[5], s, e, nbytes)
+            return s, e
+        self.contended += 1
+        for p, spb in zip(pers, r[4], strict=True):
+            f = p.fill(s, nbytes * spb, now)
+            if f > e:
+                e = f
+        self._record(r[5], s, e, nbytes)
+        return s, e
+
+    def phase(self, msgs: list[tuple[str, str, float, float]]) -> list[tuple[float, float]]:
+        """Time messages ``(src, dst, bytes, issued_at)`` sent at one stage of a layer; returns
+        ``(started_at, finished_at)`` each [s] and reserves their work on the links."""
+        if len(msgs) == 1:
+            return [self.one(*msgs[0])]
+        routes = [self.route(m[0], m[1]) for m in msgs]
+        out = []
+        alone = True
+        for m, r in zip(msgs, routes, strict=True):
+            s = m[3] + r[0]
+            e = s + m[2] / r[1]
+            out.append((s, e))
+            if alone:
+                for p in r[3]:
+                    if not p.idle(s, e):
+                        alone = False
+                        break
+        now = self.env._now
+        if alone and not _disjoint(routes):
+            ends = max_min_finish([x[0] for x in out], [m[2] for m in msgs],
+                                  [r[1] for r in routes], [r[2] for r in routes], self.line)
+            out = [(x[0], e) for x, e in zip(out, ends, strict=True)]
+        if alone:
+            for m, r, (s, _) in zip(msgs, routes, out, strict=True):
+                for p, spb in zip(r[3], r[4], strict=True):
+                    p.fill(s, m[2] * spb, now)
+        else:
+            self.contended += len(msgs)
+            timed = []
+            for m, r, (s, e) in zip(msgs, routes, out, strict=True):
+                for p, spb in zip(r[3], r[4], strict=True):
+                    f = p.fill(s, m[2] * spb, now)
+                    if f > e:
+                        e = f
+                timed.append((s, e))
+            out = timed
+        for m, r, (s, e) in zip(msgs, routes, out, strict=True):
+            self._record(r[5], s, e, m[2])
+        return out
+
+    def _record(self, sid: int, s: float, e: float, nbytes: float) -> None:
+        rec = self._rec
+        rec[0].append(sid)
+        rec[1].append(s)
+        rec[2].append(e)
+        rec[3].append(nbytes)
+        self.messages += 1
+        if len(rec[0]) >= self.FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the kept message records to the Fabric's link accounting."""
+        rec = self._rec
+        if rec[0]:
+            self.fabric.record_messages(*rec)
+            for x in rec:
+                x.clear()
+
+
+def _disjoint(routes) -> bool:
+    """No two routes share a directed link."""
+    seen: set[int] = set()
+    for r in routes:
+        for link in r[2]:
+            if link in seen:
+                return False
+            seen.add(link)
+    return True
