@@ -54,12 +54,11 @@ SUITE: dict[str, tuple[str, dict]] = {
     "agentic-16": ("agentic_repo.toml", {"agentic": {"subagents": 16}}),
     "agentic-32": ("agentic_repo.toml", {}),
     "agentic-32-nccl": ("agentic_repo.toml", {"stack": "nccl"}),
-    # HBM for KV cut to ~2,600 blocks per GPU: the 4,096-block repository spills to host DRAM,
-    # which readers fetch over PCIe
-    "host-16": ("agentic_repo.toml", {"agentic": {"subagents": 16},
-                                      "placement": {"weights_per_gpu": 60e9}}),
-    "host-16-nccl": ("agentic_repo.toml", {"agentic": {"subagents": 16}, "stack": "nccl",
-                                           "placement": {"weights_per_gpu": 60e9}}),
+    # HBM for KV cut to ~4,450 blocks per GPU: the 4,096-block repository's owner demotes
+    # blocks to host DRAM (readers fetch them over PCIe) and fetched copies are evicted (LRU)
+    "host-32": ("agentic_repo.toml", {"placement": {"weights_per_gpu": 52e9}}),
+    "host-32-nccl": ("agentic_repo.toml", {"stack": "nccl",
+                                           "placement": {"weights_per_gpu": 52e9}}),
     "mooncake-1000": ("mooncake_conversation.toml", {"engine": {"max_requests": 1000}}),
     "mooncake-1000-nccl": ("mooncake_conversation.toml", {"engine": {"max_requests": 1000},
                                                           "stack": "nccl"}),

@@ -23,13 +23,17 @@ or steps that do not overlap on a stream or link, get the exact engine's times t
 the tests hold it to 1e-6):
 
 - **owner and home streams**: FIFO in issue order over every kernel known when a step is
-  computed; a step's kernels are final once computed, so work another GPU issues *earlier* but
-  computes *later* delays the later-computed step only (each interaction is charged once, to the
-  step computed second — the exact engine charges the one that comes second in time);
+  composed (:class:`~simulator.engine.fast_streams.Calendar`). A step's times are fixed when it
+  is composed; a kernel of another GPU's step composed *later* but issued *earlier* pushes its
+  kernels back in the calendar without moving the rest of the step, so the step is charged
+  the push instead — times its layer slot's folding, as a delay in a folded slot costs the
+  exact engine — as a *debt* waited out at its end (a second SimPy event for that step only,
+  counted in ``extras["pushed_steps"]``). What the push would have changed further (the step's
+  later kernels and messages, which keep their composed times) is not followed;
 - **links**: a step's own concurrent messages share links max-min fairly, as in the Fabric;
   against other steps' traffic a message is served FIFO on each link's work calendar (bytes
-  conserved at the line rate) instead of max-min fair sharing;
-- a copy a round fetches is entered in the directory when its step is computed (stamped with
+  conserved at the line rate) instead of max-min fair sharing, with the same debts;
+- a copy a round fetches is entered in the directory when its step is composed (stamped with
   the round's end); only the home's own later steps read it, so no step sees it early.
 
 What it does not support falls back to the exact engine, counted in the summary
@@ -110,9 +114,12 @@ class FastRun(_Run):
                  check_invariants: bool = False) -> None:
         super().__init__(scenario, policy, seed, trace, progress, topology=topology,
                          check_invariants=check_invariants)
-        self.streams = [FastStream(self.env) for _ in self.gpus]
+        # per GPU: how far other steps' later-computed kernels pushed its running step back [s]
+        self.debt = [0.0] * self.G
+        self.pushed_steps = 0
+        self.streams = [FastStream(self.env, self.debt, g) for g in range(self.G)]
         self.cal = [s.cal for s in self.streams]
-        self.links = Links(self.env, self.fabric)
+        self.links = Links(self.env, self.fabric, self.debt)
         self.chain_slots = False  # every slot is composed without events anyway
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
@@ -125,6 +132,7 @@ class FastRun(_Run):
         """One decode step of ``reqs`` on GPU ``g`` from ``start_at`` [s], composed at once;
         one SimPy event at its end."""
         env = self.env
+        self.debt[g] = 0.0
         dense, valid = self.steps.select(g, reqs)
         self.dir.touch(g, dense[valid], env.now)
         if na_layer is None:
@@ -152,10 +160,14 @@ class FastRun(_Run):
                 cal.account(a + na_layer, 2 if a else 1, end)
             else:
                 if a:
-                    cal.reserve(at, a)
-                end = cal.reserve(at, na_layer)
+                    cal.reserve(at, a, g, slot_layers[s])
+                end = cal.reserve(at, na_layer, g, slot_layers[s])
             at = end + (end - at) * (slot_layers[s] - 1)
         yield env.timeout(at - env.now)
+        if self.debt[g] > 0.0:  # a kernel of this step was pushed back by a later-computed one
+            self.pushed_steps += 1
+            debt, self.debt[g] = self.debt[g], 0.0
+            yield env.timeout(debt)
 
     def _slot(self, g: int, s: int, iteration: int, slot_groups: list, n_loc: int, q_loc: int,
               na_layer: float, t0: float) -> float:
@@ -171,12 +183,12 @@ class FastRun(_Run):
             if rd.option == "route":
                 q, r = self.route_payload(rd.b)
                 rd.nbytes = q + r
-                started, arrived = links.one(name, rd.owner, q, t0)
-                end_c = self.cal[rd.k].reserve(arrived, cf.compute)
+                started, arrived = links.one(name, rd.owner, q, t0, g, layers)
+                end_c = self.cal[rd.k].reserve(arrived, cf.compute, g, layers)
                 if n_loc:
-                    cal.reserve(t0, self._attention(name, n_loc, q_loc))
-                back = links.one(rd.owner, name, r, end_c)[1]
-                rd.end = cal.reserve(back, cf.merge)
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+                back = links.one(rd.owner, name, r, end_c, g, layers)[1]
+                rd.end = cal.reserve(back, cf.merge, g, layers)
                 rd.probe, rd.transfer = started - t0, arrived - started
                 rd.compute, rd.ret, rd.merge = end_c - arrived, back - end_c, rd.end - back
                 release = back
@@ -184,21 +196,21 @@ class FastRun(_Run):
                 req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
                 kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
                 rd.nbytes = req + kv
-                asked = links.one(name, rd.owner, req, t0)[1]
+                asked = links.one(name, rd.owner, req, t0, g, layers)[1]
                 if n_loc:
-                    cal.reserve(t0, self._attention(name, n_loc, q_loc))
-                arrived = links.one(rd.owner, name, kv, asked)[1]
-                rd.end = release = cal.reserve(arrived, cf.compute + cf.merge)
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+                arrived = links.one(rd.owner, name, kv, asked, g, layers)[1]
+                rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
                 rd.probe, rd.transfer = asked - t0, arrived - asked
                 rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
                 self.dir.add_copies(g, rd.members, s, rd.end)
             else:
-                rd.end = release = cal.reserve(t0, cf.compute + cf.merge)
+                rd.end = release = cal.reserve(t0, cf.compute + cf.merge, g, layers)
                 if n_loc:
-                    cal.reserve(t0, self._attention(name, n_loc, q_loc))
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
                 rd.compute, rd.merge = rd.end - t0 - cf.merge, cf.merge
                 self.dir.add_copies(g, rd.members, s, rd.end)
-            end = cal.reserve(release, na_layer)
+            end = cal.reserve(release, na_layer, g, layers)
             self.rounds.append((
                 iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
                 rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
@@ -210,13 +222,13 @@ class FastRun(_Run):
         for rd in rounds:
             if rd.option == "local":  # one home kernel at once: recompute + attention, merge
                 cf = rd.cf
-                rd.end = cal.reserve(t0, cf.compute + cf.merge)
+                rd.end = cal.reserve(t0, cf.compute + cf.merge, g, layers)
                 rd.merge = cf.merge
                 rd.compute = rd.end - t0 - cf.merge
             else:
                 remote.append(rd)
         if n_loc:  # home's own partial attention, queued behind any recompute
-            cal.reserve(t0, self._attention(name, n_loc, q_loc))
+            cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
         if remote:
             first = []
             for rd in remote:
@@ -229,11 +241,11 @@ class FastRun(_Run):
                     rd.nbytes = req
                     first.append((name, rd.owner, req, t0))
             second = []
-            for rd, (started, finished) in zip(remote, links.phase(first), strict=True):
+            for rd, (started, finished) in zip(remote, links.phase(first, g, layers), strict=True):
                 if rd.option == "route":
                     rd.probe = started - t0
                     rd.transfer = finished - started
-                    end_c = self.cal[rd.k].reserve(finished, rd.cf.compute)
+                    end_c = self.cal[rd.k].reserve(finished, rd.cf.compute, g, layers)
                     rd.compute = end_c - finished
                     second.append((rd.owner, name, self.route_payload(rd.b)[1], end_c))
                 else:
@@ -243,7 +255,7 @@ class FastRun(_Run):
                     second.append((rd.owner, name, kv, finished))
             home_kernels = []  # (issued at, order, duration, round)
             for i, (rd, msg, (_, finished)) in enumerate(zip(remote, second, links.phase(
-                    second), strict=True)):
+                    second, g, layers), strict=True)):
                 if rd.option == "route":
                     rd.ret = finished - msg[3]
                     home_kernels.append((finished, i, rd.cf.merge, rd))
@@ -252,7 +264,7 @@ class FastRun(_Run):
                     home_kernels.append((finished, i, rd.cf.compute + rd.cf.merge, rd))
             home_kernels.sort(key=lambda x: (x[0], x[1]))
             for issued, _, dur, rd in home_kernels:
-                rd.end = cal.reserve(issued, dur)
+                rd.end = cal.reserve(issued, dur, g, layers)
                 if rd.option == "route":
                     rd.merge = rd.end - issued
                     if issued > release:
@@ -265,7 +277,7 @@ class FastRun(_Run):
             self.dir.add_copies(g, rd.members, s, rd.end)
             if rd.end > release:
                 release = rd.end
-        end = cal.reserve(release, na_layer)
+        end = cal.reserve(release, na_layer, g, layers)
         append = self.rounds.append
         for rd in rounds:
             cf = rd.cf
@@ -276,6 +288,12 @@ class FastRun(_Run):
 
     def _finish_run(self) -> None:
         self.links.flush()
+
+    def execute(self) -> Result:
+        res = super().execute()
+        res.extras.update(pushed_steps=self.pushed_steps, messages=self.links.messages,
+                          contended_messages=self.links.contended)
+        return res
 
     def _round(self, g: int, s: int, grp, t0: float) -> _Round:
         """The policy's option for one group (forced for host / dropped blocks), as the exact

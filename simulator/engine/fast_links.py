@@ -11,13 +11,14 @@ fetch requests, then the answers or blocks) — without events:
    messages share their links max-min fairly with per-flow caps, exactly as the Fabric would
    share them (:func:`max_min_finish`, progressive filling between arrivals and completions);
    a message alone on its path takes ``delay + bytes / min(cap, bottleneck)`` — the closed form.
-3. **With other steps' traffic** on its links (a known busy period of a link overlaps its
-   uncontended transfer), a message puts ``bytes / line rate`` seconds of work on every link it
-   crosses (:class:`LinkPeriods`), filled into the idle time the link's known periods leave,
-   and ends when the slowest of its links has carried it — never before its uncontended end.
-   Bytes are conserved at each link's line rate (the fluid model's drain), but the work known
-   first keeps priority instead of sharing max-min fairly: as for GPU streams, each interaction
-   is charged to the step computed later.
+3. **With other steps' traffic** on its links (known work on a link overlaps its uncontended
+   transfer), a message puts ``bytes / line rate`` seconds of work on every link it crosses, each
+   link a :class:`~simulator.engine.fast_streams.Calendar` served FIFO in start order, and ends
+   when the slowest of its links has carried it — never before its uncontended end. Bytes are
+   conserved at each link's line rate (the fluid model's drain), with FIFO service in place of
+   max-min sharing; a message that starts earlier than work already known pushes that work back,
+   and the steps it belongs to are charged the delay (times their slot's folding), as on GPU
+   streams.
 
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
 ``links``, ``link_timeline`` and the fabric's byte counters hold the fast engine's traffic too
@@ -26,7 +27,7 @@ Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from simulator.engine.fast_streams import Calendar
 
 _INF = float("inf")
 
@@ -110,54 +111,6 @@ def _fill(active: list[int], caps: list[float], links: list[tuple[int, ...]],
     return rate
 
 
-class LinkPeriods:
-    """One directed link's known busy periods ``[start, end)`` [s], disjoint and ascending:
-    work reserved so far (``bytes / line rate`` seconds per message), earliest first."""
-
-    __slots__ = ("starts", "ends", "last_end")
-
-    def __init__(self) -> None:
-        self.starts: list[float] = []
-        self.ends: list[float] = []
-        self.last_end = 0.0
-
-    def idle(self, start: float, end: float) -> bool:
-        """No known work in ``[start, end)`` [s]."""
-        if self.last_end <= start:
-            return True
-        ends = self.ends
-        i = bisect_right(ends, start)
-        return i == len(ends) or self.starts[i] >= end
-
-    def fill(self, start: float, work: float, now: float) -> float:
-        """Put ``work`` [s] on the link from ``start`` [s] into the idle time left by the known
-        periods (they keep priority); returns when it is done [s]."""
-        starts, ends = self.starts, self.ends
-        if len(ends) > 64 and ends[32] <= now:  # the past never matters again
-            del starts[:32], ends[:32]
-        if self.last_end <= start:
-            starts.append(start)
-            ends.append(start + work)
-            self.last_end = start + work
-            return start + work
-        i = bisect_right(ends, start)  # first period ending after start
-        t = start if starts[i] > start else ends[i]
-        j = i if starts[i] > start else i + 1  # next period that t may run into
-        left = work
-        while j < len(ends) and starts[j] < t + left:
-            left -= starts[j] - t
-            t = ends[j]
-            j += 1
-        done = t + left
-        first = min(start, starts[i])
-        del starts[i:j], ends[i:j]
-        starts.insert(i, first)
-        ends.insert(i, done)
-        if done > self.last_end:
-            self.last_end = done
-        return done
-
-
 class Links:
     """The fast engine's view of the fabric: routes, per-link busy periods, accounting.
 
@@ -169,55 +122,58 @@ class Links:
     #: Message records kept before they go to the Fabric's link accounting at once.
     FLUSH = 4096
 
-    def __init__(self, env, fabric) -> None:
+    def __init__(self, env, fabric, debts: list[float] | None = None) -> None:
         self.env = env
         self.fabric = fabric
         self.line = fabric.link_bandwidth
-        self.per = [LinkPeriods() for _ in self.line]
+        self.cal = [Calendar(env, debts) for _ in self.line]
         self._routes: dict[tuple[str, str], tuple] = {}
         self.contended = 0  # messages timed against other steps' traffic
         self.messages = 0
         self._rec: tuple[list, list, list, list] = ([], [], [], [])
 
     def route(self, src: str, dst: str) -> tuple:
-        """``(delay [s], lone rate [B/s], links, their periods, seconds per byte on each,
+        """``(delay [s], lone rate [B/s], links, their calendars, seconds per byte on each,
         route id)`` of messages from ``src`` to ``dst`` (cached)."""
         r = self._routes.get((src, dst))
         if r is None:
             delay, rate, links, sid = self.fabric.message_route(src, dst)
             r = self._routes[(src, dst)] = (delay, rate, links,
-                                            tuple(self.per[i] for i in links),
+                                            tuple(self.cal[i] for i in links),
                                             tuple(1.0 / self.line[i] for i in links), sid)
         return r
 
-    def one(self, src: str, dst: str, nbytes: float, issued_at: float) -> tuple[float, float]:
-        """Time one message sent alone at its stage: ``(started_at, finished_at)`` [s]."""
+    def one(self, src: str, dst: str, nbytes: float, issued_at: float, owner: int = -1,
+            fold: int = 1) -> tuple[float, float]:
+        """Time one message sent alone at its stage for GPU ``owner``'s step (a layer slot
+        standing for ``fold`` layers): ``(started_at, finished_at)`` [s]."""
         r = self.route(src, dst)
         s = issued_at + r[0]
         e = s + nbytes / r[1]
-        now = self.env._now
-        pers = r[3]
-        for p in pers:
-            if p.last_end > s and not p.idle(s, e):
+        cals = r[3]
+        for c in cals:
+            if c.last_end > s and not c.idle(s, e):
                 break
         else:  # alone: the closed form
-            for p, spb in zip(pers, r[4], strict=True):
-                p.fill(s, nbytes * spb, now)
+            for c, spb in zip(cals, r[4], strict=True):
+                c.reserve(s, nbytes * spb, owner, fold)
             self._record(r[5], s, e, nbytes)
             return s, e
         self.contended += 1
-        for p, spb in zip(pers, r[4], strict=True):
-            f = p.fill(s, nbytes * spb, now)
+        for c, spb in zip(cals, r[4], strict=True):
+            f = c.reserve(s, nbytes * spb, owner, fold)
             if f > e:
                 e = f
         self._record(r[5], s, e, nbytes)
         return s, e
 
-    def phase(self, msgs: list[tuple[str, str, float, float]]) -> list[tuple[float, float]]:
-        """Time messages ``(src, dst, bytes, issued_at)`` sent at one stage of a layer; returns
-        ``(started_at, finished_at)`` each [s] and reserves their work on the links."""
+    def phase(self, msgs: list[tuple[str, str, float, float]], owner: int = -1,
+              fold: int = 1) -> list[tuple[float, float]]:
+        """Time messages ``(src, dst, bytes, issued_at)`` sent at one stage of a layer slot of
+        GPU ``owner``'s step; returns ``(started_at, finished_at)`` each [s] and reserves their
+        work on the links."""
         if len(msgs) == 1:
-            return [self.one(*msgs[0])]
+            return [self.one(*msgs[0], owner, fold)]
         routes = [self.route(m[0], m[1]) for m in msgs]
         out = []
         alone = True
@@ -226,25 +182,24 @@ class Links:
             e = s + m[2] / r[1]
             out.append((s, e))
             if alone:
-                for p in r[3]:
-                    if not p.idle(s, e):
+                for c in r[3]:
+                    if not c.idle(s, e):
                         alone = False
                         break
-        now = self.env._now
         if alone and not _disjoint(routes):
             ends = max_min_finish([x[0] for x in out], [m[2] for m in msgs],
                                   [r[1] for r in routes], [r[2] for r in routes], self.line)
             out = [(x[0], e) for x, e in zip(out, ends, strict=True)]
         if alone:
             for m, r, (s, _) in zip(msgs, routes, out, strict=True):
-                for p, spb in zip(r[3], r[4], strict=True):
-                    p.fill(s, m[2] * spb, now)
+                for c, spb in zip(r[3], r[4], strict=True):
+                    c.reserve(s, m[2] * spb, owner, fold)
         else:
             self.contended += len(msgs)
             timed = []
             for m, r, (s, e) in zip(msgs, routes, out, strict=True):
-                for p, spb in zip(r[3], r[4], strict=True):
-                    f = p.fill(s, m[2] * spb, now)
+                for c, spb in zip(r[3], r[4], strict=True):
+                    f = c.reserve(s, m[2] * spb, owner, fold)
                     if f > e:
                         e = f
                 timed.append((s, e))
