@@ -151,8 +151,11 @@ FIGURES = {
 def write_all(results: dict, out_dir: str | Path) -> list[Path]:
     """Save every figure of :data:`FIGURES` into ``out_dir`` (which must exist)."""
     out = []
+    engines = sorted({getattr(r, "summary", {}).get("engine", "exact") for r in results.values()})
     for name, make in FIGURES.items():
         fig = make(results)
+        fig.text(0.995, 0.005, f"{' + '.join(engines)} engine", ha="right", va="bottom",
+                 fontsize=7, color="0.4")  # which engine made the records
         target = Path(out_dir) / name
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format="png", dpi=110)

@@ -26,10 +26,7 @@ from simulator.engine.trace import load_trace
 from simulator.policies import Policy
 from simulator.policies import get as get_policy
 
-__all__ = ["ENGINES", "Result", "load_trace", "run"]
-
-#: The decode-loop engine's modes.
-ENGINES: tuple[str, ...] = ("exact", "fast")
+__all__ = ["Result", "load_trace", "run"]
 
 
 def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
@@ -54,11 +51,9 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
             cross-checking (decode-loop engine only).
         engine: ``"exact"`` or ``"fast"``; overrides the scenario's ``[engine] mode``.
     """
-    from simulator.errors import UserError
+    from simulator.engine.fast import check_engine
 
-    mode = getattr(scenario.engine, "mode", "exact") if engine is None else engine
-    if mode not in ENGINES:
-        raise UserError(f"engine {mode!r}: give one of {', '.join(ENGINES)}")
+    mode = check_engine(getattr(scenario.engine, "mode", "exact") if engine is None else engine)
     seed = scenario.seed if seed is None else int(seed)
     if trace is None:
         trace = load_trace(scenario, seed)

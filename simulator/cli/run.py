@@ -1,13 +1,15 @@
 """``kvfabric run``: simulate a scenario under one or more policies, compare, write records.
 
     kvfabric run [SCENARIO.toml] [--policy route,fetch,adaptive] [--out DIR] [--seed N] [--json]
+                 [--engine exact|fast]
 
 Without a scenario it runs the embedded default, ``scenarios/agentic_repo.toml``. The trace is
 loaded once and replayed for every policy with the same seed. Progress goes to stderr; the
 comparison table (or, with ``--json``, one JSON object) to stdout. Into ``--out`` go one Parquet
 file per table (``requests``, ``rounds``, ``iterations``, ``gpus``, ``links``,
-``link_timeline``; a ``policy`` column tells the runs apart), ``summary.json`` and the PNG plots
-of :mod:`simulator.plots` — each written atomically.
+``link_timeline``; a ``policy`` column tells the runs apart, an ``engine`` column says which
+engine made them), ``summary.json`` and the PNG plots of :mod:`simulator.plots` — each written
+atomically. ``--engine`` overrides the scenario's ``[engine] mode``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ JSON_KEYS = (
     "wall_time", "events",
 )
 #: Extra keys of disaggregation runs (Lamina-style comparison at equal cost).
+#: Which engine made a policy's result, and why it fell back to the exact one if it did.
+ENGINE_KEYS = ("engine", "engine_fallback")
 EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "model_pool_idle",
               "attention_pool_idle")
 
@@ -66,10 +70,11 @@ def _policies(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-def run_policies(scenario, policies, seed, progress=None):
+def run_policies(scenario, policies, seed, progress=None, engine=None):
     """Run ``scenario`` for each policy (trace loaded once); returns ``{policy: Result}``.
 
-    ``progress(policy, finished, total)`` is called as requests finish.
+    ``progress(policy, finished, total)`` is called as requests finish; ``engine`` overrides
+    the scenario's ``[engine] mode``.
     """
     from simulator.runner import load_trace, run
 
@@ -77,7 +82,7 @@ def run_policies(scenario, policies, seed, progress=None):
     out = {}
     for p in policies:
         cb = None if progress is None else (lambda done, total, p=p: progress(p, done, total))
-        out[p] = run(scenario, p, seed, trace=trace, progress=cb)
+        out[p] = run(scenario, p, seed, trace=trace, progress=cb, engine=engine)
     return out
 
 
@@ -99,6 +104,7 @@ def write_outputs(results: dict, out_dir: Path, scenario_name: str) -> list[Path
                     if isinstance(df[col].dtype, pd.CategoricalDtype):
                         df[col] = df[col].astype(str)
                 df.insert(0, "policy", policy)
+                df.insert(1, "engine", res.summary.get("engine", "exact"))
                 frames.append(df)
         if frames:
             written.append(write_parquet(pd.concat(frames, ignore_index=True),
@@ -120,7 +126,9 @@ def write_outputs(results: dict, out_dir: Path, scenario_name: str) -> list[Path
 @click.option("--seed", type=int, default=None, help="Override the scenario's seed.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--no-write", is_flag=True, help="Do not write records or plots.")
-def run(scenario_path, policy_opt, out_dir, seed, as_json, no_write) -> None:
+@click.option("--engine", "engine", default=None, type=click.Choice(["exact", "fast"]),
+              help="Decode-loop engine (default: the scenario's [engine] mode).")
+def run(scenario_path, policy_opt, out_dir, seed, as_json, no_write, engine) -> None:
     """Run a scenario for one or more policies and compare them."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -148,7 +156,7 @@ def run(scenario_path, policy_opt, out_dir, seed, as_json, no_write) -> None:
         def progress(policy, done, total):
             bar.update(tasks[policy], completed=done, total=total)
 
-        results = run_policies(scenario, policies, seed, progress)
+        results = run_policies(scenario, policies, seed, progress, engine)
     written = []
     if not no_write:
         target.mkdir(parents=True, exist_ok=True)
@@ -160,7 +168,8 @@ def run(scenario_path, policy_opt, out_dir, seed, as_json, no_write) -> None:
         payload = {
             "scenario": scenario.name, "seed": seed,
             "policies": {p: _clean({k: r.summary[k]
-                                    for k in JSON_KEYS + EXTRA_KEYS if k in r.summary})
+                                    for k in JSON_KEYS + EXTRA_KEYS + ENGINE_KEYS
+                                    if k in r.summary})
                          for p, r in results.items()},
             "out": str(target) if not no_write else None,
         }
@@ -174,6 +183,9 @@ def run(scenario_path, policy_opt, out_dir, seed, as_json, no_write) -> None:
     con.print(_table(scenario.name, seed, results))
     if len(lamina) == 2:
         con.print(comparison_table(lamina))
+    for p, r in results.items():
+        if "engine_fallback" in r.summary:
+            err.print(f"{p}: ran on the exact engine ({r.summary['engine_fallback']})")
     if written:
         err.print(f"wrote {len(written)} files to {target}/")
 
@@ -183,7 +195,8 @@ def _table(name: str, seed: int, results: dict):
 
     from simulator.units import fmt_bytes, fmt_time
 
-    t = Table(title=f"{name} (seed {seed})")
+    engines = sorted({r.summary.get("engine", "exact") for r in results.values()})
+    t = Table(title=f"{name} (seed {seed}, {' + '.join(engines)} engine)")
     for col in ("policy", "done", "TTFT p50", "TTFT p99", "TBT p50", "TBT p99", "tokens/s",
                 "bytes moved", "cf err p50", "cf err p99", "wall", "events"):
         t.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)

@@ -55,9 +55,20 @@ from simulator.engine.exact import _Run
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_streams import FastStream
 from simulator.engine.results import Result
+from simulator.errors import UserError
 from simulator.policies import Policy, Round
 
-__all__ = ["simulate", "unsupported"]
+__all__ = ["ENGINES", "check_engine", "simulate", "unsupported"]
+
+#: The decode-loop engine's modes (``[engine] mode``, ``run(..., engine=)``).
+ENGINES: tuple[str, ...] = ("exact", "fast")
+
+
+def check_engine(mode: str) -> str:
+    """``mode`` if it names an engine; a :class:`UserError` naming the choices otherwise."""
+    if mode not in ENGINES:
+        raise UserError(f"engine {mode!r}: give one of {', '.join(ENGINES)}")
+    return mode
 
 
 def unsupported(policy: Policy, *, exact_streams: bool = False) -> str | None:
