@@ -135,6 +135,11 @@ class FastRun(_Run):
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
         self.chain_quiet = "route" not in policy.options
+        # a pure policy's answer depends on the round alone (not on when it is asked): memoized;
+        # ``pure`` counts only where the policy's own class declares it (a subclass that
+        # overrides ``choose`` is not memoized unless it says so itself)
+        pure = type(policy).__dict__.get("pure", False)
+        self._choices: dict | None = {} if pure else None
 
     # -- one decode step -----------------------------------------------------------------------
 
@@ -169,10 +174,8 @@ class FastRun(_Run):
             if own_stream:  # no kernel but this GPU's own can be on its stream: no calendar
                 end = at + a + na_layer
                 cal.account(a + na_layer, 2 if a else 1, end)
-            else:
-                if a:
-                    cal.reserve(at, a, g, slot_layers[s])
-                end = cal.reserve(at, na_layer, g, slot_layers[s])
+            else:  # attention, then projections + FFN: back to back, one item
+                end = cal.reserve(at, a + na_layer, g, slot_layers[s], 2 if a else 1)
             at = end + (end - at) * (slot_layers[s] - 1)
         yield env.timeout(at - env.now)
         if self.debt[g] > 0.0:  # a kernel of this step was pushed back by a later-computed one
@@ -321,10 +324,19 @@ class FastRun(_Run):
         else:
             owner, option, code = src, "local", g
         if option is None:
-            rnd = Round(src, owner, s, b, math.ceil(n_blocks / b), distinct, t0)
-            option = self.policy.choose(self.ctx, rnd)
-            if option not in self.policy.options:
-                raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
-                                 f"return {', '.join(self.policy.options)} (its ``options``)")
-        cf = self._closed_form(option, g, code, owner, n_blocks, b)
+            per = math.ceil(n_blocks / b)
+            memo = self._choices
+            if memo is not None:
+                option = memo.get((g, k, s, b, per, distinct))
+            if option is None:
+                option = self.policy.choose(self.ctx, Round(src, owner, s, b, per, distinct, t0))
+                if option not in self.policy.options:
+                    raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
+                                     f"return {', '.join(self.policy.options)} (its "
+                                     "``options``)")
+                if memo is not None:
+                    memo[(g, k, s, b, per, distinct)] = option
+        cf = self._cf_cache.get((option, g, code, n_blocks, b))
+        if cf is None:
+            cf = self._closed_form(option, g, code, owner, n_blocks, b)
         return _Round(k, b, members, n_blocks, distinct, option, owner, code, cf)

@@ -77,18 +77,20 @@ class Calendar:
         i = bisect_right(ends, start)
         return i == len(ends) or ends[i] - self.dur[i] >= end
 
-    def reserve(self, at: float, duration: float, owner: int = -1, fold: int = 1) -> float:
+    def reserve(self, at: float, duration: float, owner: int = -1, fold: int = 1,
+                kernels: int = 1) -> float:
         """Issue ``duration`` [s] of work at ``at`` [s] (>= now) for GPU ``owner``'s step
         (-1: none); returns when it ends [s]. Items of *other* GPUs' steps it pushes back are
         charged to those steps (``debts``): the push times the item's ``fold`` — a delay in a
-        layer slot standing for ``fold`` folded layers delays its step ``fold`` times over."""
+        layer slot standing for ``fold`` folded layers delays its step ``fold`` times over.
+        ``kernels`` counts the kernels the item stands for (back-to-back ones issued at once)."""
         at_l, end_l = self.at, self.end
         n = len(at_l)
         if n and end_l[0] <= self.env._now and n > _PRUNE:
             self._prune()
             n = len(at_l)
         self.busy_total += duration
-        self.items += 1
+        self.items += kernels
         if not n or at >= at_l[-1]:  # the common case: issued after everything known
             prev = end_l[-1] if n else -_INF
             e = (prev if prev > at else at) + duration
