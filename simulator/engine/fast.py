@@ -60,6 +60,10 @@ from simulator.policies import Policy, Round
 
 __all__ = ["ENGINES", "check_engine", "simulate", "unsupported"]
 
+#: Steps of at least this many layer slots sum their quiet layers as arrays (fewer: a loop is
+#: cheaper than the array calls).
+VECTOR_SLOTS = 16
+
 #: The decode-loop engine's modes (``[engine] mode``, ``run(..., engine=)``).
 ENGINES: tuple[str, ...] = ("exact", "fast")
 
@@ -158,20 +162,27 @@ class FastRun(_Run):
             groups: list[list] = [[] for _ in range(self.S)]
         else:
             local, groups = self.steps.locate(g, dense, valid)
-        n_local = local.sum(axis=(0, 2)).tolist()
-        q_local = local.any(axis=2).sum(axis=0).tolist()
+        n_arr = local.sum(axis=(0, 2))
+        q_arr = local.any(axis=2).sum(axis=0)
         at = start_at
         name = self.names[g]
         cal = self.cal[g]
-        slot_layers = self.slot_layers_list
         own_stream = self.chain_quiet and cal.last_end <= at
+        if own_stream and self.S >= VECTOR_SLOTS:
+            # no kernel but this GPU's own can be on its stream: the layers with nothing to
+            # exchange are summed as arrays, without calendar items
+            at = self._quiet_stretches(g, iteration, groups, n_arr, q_arr, na_layer, at)
+            yield env.timeout(at - env.now)
+            return
+        n_local, q_local = n_arr.tolist(), q_arr.tolist()
+        slot_layers = self.slot_layers_list
         for s, slot_groups in enumerate(groups):
             if slot_groups:
                 at = self._slot(g, s, iteration, slot_groups, n_local[s], q_local[s], na_layer,
                                 at)
                 continue
             a = self._attention(name, n_local[s], q_local[s]) if n_local[s] else 0.0
-            if own_stream:  # no kernel but this GPU's own can be on its stream: no calendar
+            if own_stream:  # only this GPU's kernels on its stream: counted, no item
                 end = at + a + na_layer
                 cal.account(a + na_layer, 2 if a else 1, end)
             else:  # attention, then projections + FFN: back to back, one item
@@ -182,6 +193,33 @@ class FastRun(_Run):
             self.pushed_steps += 1
             debt, self.debt[g] = self.debt[g], 0.0
             yield env.timeout(debt)
+
+    def _quiet_stretches(self, g: int, iteration: int, groups: list, n_arr: np.ndarray,
+                         q_arr: np.ndarray, na_layer: float, at: float) -> float:
+        """A step on a stream only its own GPU uses: runs of slots with nothing to exchange as
+        arrays (each slot's attention + projections + FFN, times its folding), the slots with
+        rounds one by one; returns the step's end [s]."""
+        name = self.names[g]
+        cal = self.cal[g]
+        width = int(q_arr.max()) + 1 if len(q_arr) else 1
+        key = n_arr * width + q_arr
+        uniq, inv = np.unique(key, return_inverse=True)
+        attn = np.array([self._attention(name, int(k) // width, int(k) % width)
+                         if k >= width else 0.0 for k in uniq.tolist()])[inv]
+        busy = attn + na_layer
+        span = busy * self.slot_layers
+        kernels = np.where(attn > 0, 2, 1)
+        S = len(groups)
+        prev = 0
+        for s in [*(i for i, grp in enumerate(groups) if grp), S]:
+            if s > prev:
+                at += float(span[prev:s].sum())
+                cal.account(float(busy[prev:s].sum()), int(kernels[prev:s].sum()), at)
+            if s < S:
+                at = self._slot(g, s, iteration, groups[s], int(n_arr[s]), int(q_arr[s]),
+                                na_layer, at)
+            prev = s + 1
+        return at
 
     def _slot(self, g: int, s: int, iteration: int, slot_groups: list, n_loc: int, q_loc: int,
               na_layer: float, t0: float) -> float:
