@@ -139,6 +139,7 @@ class FastRun(_Run):
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
         self.chain_quiet = "route" not in policy.options
+        self._attn_tables: list[np.ndarray | None] = [None] * self.G
         # a pure policy's answer depends on the round alone (not on when it is asked): memoized;
         # ``pure`` counts only where the policy's own class declares it (a subclass that
         # overrides ``choose`` is not memoized unless it says so itself)
@@ -199,13 +200,8 @@ class FastRun(_Run):
         """A step on a stream only its own GPU uses: runs of slots with nothing to exchange as
         arrays (each slot's attention + projections + FFN, times its folding), the slots with
         rounds one by one; returns the step's end [s]."""
-        name = self.names[g]
         cal = self.cal[g]
-        width = int(q_arr.max()) + 1 if len(q_arr) else 1
-        key = n_arr * width + q_arr
-        uniq, inv = np.unique(key, return_inverse=True)
-        attn = np.array([self._attention(name, int(k) // width, int(k) % width)
-                         if k >= width else 0.0 for k in uniq.tolist()])[inv]
+        attn = self._attention_table(g, n_arr, q_arr)
         busy = attn + na_layer
         span = busy * self.slot_layers
         kernels = np.where(attn > 0, 2, 1)
@@ -220,6 +216,29 @@ class FastRun(_Run):
                                 na_layer, at)
             prev = s + 1
         return at
+
+    def _attention_table(self, g: int, n_arr: np.ndarray, q_arr: np.ndarray) -> np.ndarray:
+        """The home's own attention per slot [s] for ``n_arr`` local blocks of ``q_arr``
+        queries (0 where none), from a lookup table per GPU filled from the cost model as new
+        (blocks, queries) pairs appear."""
+        table = self._attn_tables[g]
+        n_max, q_max = int(n_arr.max()), int(q_arr.max())
+        if table is None or n_max >= table.shape[0] or q_max >= table.shape[1]:
+            shape = (max(n_max + 1, 64, 0 if table is None else table.shape[0]),
+                     max(q_max + 1, 4, 0 if table is None else table.shape[1]))
+            bigger = np.full(shape, np.nan)
+            bigger[0, :] = 0.0
+            if table is not None:
+                bigger[: table.shape[0], : table.shape[1]] = table
+            table = self._attn_tables[g] = bigger
+        attn = table[n_arr, q_arr]
+        missing = np.isnan(attn)
+        if missing.any():
+            name = self.names[g]
+            for n, q in set(zip(n_arr[missing].tolist(), q_arr[missing].tolist(), strict=True)):
+                table[n, q] = self._attention(name, n, q)
+            attn = table[n_arr, q_arr]
+        return attn
 
     def _slot(self, g: int, s: int, iteration: int, slot_groups: list, n_loc: int, q_loc: int,
               na_layer: float, t0: float) -> float:
