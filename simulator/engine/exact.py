@@ -427,6 +427,7 @@ class _Run:
             env.process(self._gpu_loop(g))
         duration = self.sc.engine.duration
         env.run(until=duration) if duration is not None else env.run()
+        self._finish_run()
         wall = time.perf_counter() - wall0
         events = next(env._eid)  # SimPy's event counter: every event ever scheduled
         req = self.req
@@ -435,3 +436,7 @@ class _Run:
             if unfinished and not req.reason[r]:
                 req.reason[r] = NOT_FINISHED
         return collect(self, wall, events)
+
+    def _finish_run(self) -> None:
+        """Called when the clock stops, before the records are collected (a hook for engines
+        built on this run)."""
