@@ -161,6 +161,26 @@ def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():
     assert run(sc, "route", trace=trace, engine="fast").summary["copy_hit_rate"] == 0.0
 
 
+@pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
+@pytest.mark.parametrize("layer_groups", [0, 2])
+def test_host_dram_reads_are_the_exact_engines_copies(policy, layer_groups):
+    # as tests/test_engine_exact.py: B's prompt pushes A's blocks to host DRAM, C reads them back
+    # with one host→device copy per round on the home's copy engine (no fabric message)
+    block = 64 * 1152 * 61
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block,
+                        layer_groups=layer_groups)
+    a, b = list(range(45)), list(range(100, 145))
+    trace = make_trace(arrival_at=[0.0, 1.0, 2.0], input_tokens=[45 * 64, 45 * 64, 46 * 64],
+                       output_tokens=[2, 2, 6], block_ids=[a, b, a + [999]], block_tokens=64)
+    exact = run(sc, policy, trace=trace)
+    fast = run(sc, policy, trace=trace, engine="fast")
+    host = fast.rounds[fast.rounds["owner"].astype(str) == "n0/host"]
+    assert len(host) and (host["probe_time"] == 0).all()
+    same_steps(exact, fast)
+    np.testing.assert_allclose(fast.gpus["copy_busy_time"], exact.gpus["copy_busy_time"],
+                               rtol=1e-9)
+
+
 # -- properties of every run -----------------------------------------------------------------
 
 

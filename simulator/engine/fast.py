@@ -263,6 +263,16 @@ class FastRun(_Run):
                 rd.probe, rd.transfer = started - t0, arrived - started
                 rd.compute, rd.ret, rd.merge = end_c - arrived, back - end_c, rd.end - back
                 release = back
+            elif rd.option == "fetch" and self.G <= rd.code < 2 * self.G:
+                # from host DRAM: a host→device copy on the home's copy engine, as the exact one
+                rd.nbytes = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+                if n_loc:
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+                arrived = self._host_copy(g, t0, cf.transfer)
+                rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
+                rd.probe, rd.transfer = 0.0, arrived - t0
+                rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
+                self.dir.add_copies(g, rd.members, s, rd.end)
             elif rd.option == "fetch":
                 req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
                 kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
@@ -289,17 +299,26 @@ class FastRun(_Run):
             return end + (end - t0) * (layers - 1)
         release = t0
         rounds = [self._round(g, s, grp, t0) for grp in slot_groups]
-        remote = []  # route / fetch rounds, in key order
+        remote = []  # route / fetch rounds over the fabric, in key order
+        host = []  # fetches from host DRAM: copies on the home's copy engine
         for rd in rounds:
             if rd.option == "local":  # one home kernel at once: recompute + attention, merge
                 cf = rd.cf
                 rd.end = cal.reserve(t0, cf.compute + cf.merge, g, layers)
                 rd.merge = cf.merge
                 rd.compute = rd.end - t0 - cf.merge
+            elif self.G <= rd.code < 2 * self.G:
+                host.append(rd)
             else:
                 remote.append(rd)
         if n_loc:  # home's own partial attention, queued behind any recompute
             cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+        home_kernels = []  # (issued at, order, duration, round)
+        for i, rd in enumerate(host):
+            rd.nbytes = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+            arrived = self._host_copy(g, t0, rd.cf.transfer)
+            rd.probe, rd.transfer = 0.0, arrived - t0
+            home_kernels.append((arrived, len(remote) + i, rd.cf.compute + rd.cf.merge, rd))
         if remote:
             first = []
             for rd in remote:
@@ -324,7 +343,6 @@ class FastRun(_Run):
                     kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
                     rd.nbytes += kv
                     second.append((rd.owner, name, kv, finished))
-            home_kernels = []  # (issued at, order, duration, round)
             for i, (rd, msg, (_, finished)) in enumerate(zip(remote, second, links.phase(
                     second, g, layers), strict=True)):
                 if rd.option == "route":
@@ -333,16 +351,16 @@ class FastRun(_Run):
                 else:
                     rd.transfer = finished - msg[3]
                     home_kernels.append((finished, i, rd.cf.compute + rd.cf.merge, rd))
-            home_kernels.sort(key=lambda x: (x[0], x[1]))
-            for issued, _, dur, rd in home_kernels:
-                rd.end = cal.reserve(issued, dur, g, layers)
-                if rd.option == "route":
-                    rd.merge = rd.end - issued
-                    if issued > release:
-                        release = issued
-                else:
-                    rd.merge = rd.cf.merge
-                    rd.compute = rd.end - issued - rd.cf.merge
+        home_kernels.sort(key=lambda x: (x[0], x[1]))
+        for issued, _, dur, rd in home_kernels:
+            rd.end = cal.reserve(issued, dur, g, layers)
+            if rd.option == "route":
+                rd.merge = rd.end - issued
+                if issued > release:
+                    release = issued
+            else:
+                rd.merge = rd.cf.merge
+                rd.compute = rd.end - issued - rd.cf.merge
         copies = sorted((rd for rd in rounds if rd.option != "route"), key=lambda x: x.end)
         for rd in copies:
             self.dir.add_copies(g, rd.members, s, rd.end)
@@ -356,6 +374,15 @@ class FastRun(_Run):
                     rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
                     rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
         return end + (end - t0) * (layers - 1)
+
+    def _host_copy(self, g: int, at: float, duration: float) -> float:
+        """A host→device copy of ``duration`` [s] issued at ``at`` on GPU ``g``'s copy engine
+        (FIFO per direction, as :class:`~simulator.gpu.copyengines.CopyEngines`); its end [s]."""
+        engine = self.copies[g].h2d
+        end = engine.free_at = (at if at > engine.free_at else engine.free_at) + duration
+        engine.busy += duration
+        engine.kernels_run += 1
+        return end
 
     def _finish_run(self) -> None:
         self.links.flush()
