@@ -80,8 +80,10 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
     if pol.loop is not None:  # a policy with its own decode loop (Lamina pools, TP replicas)
         from simulator.disaggregation import simulate
 
+        mode_kw = {"fast": True} if mode == "fast" and fallback is None else {}
         res = simulate(scenario, pol.loop, seed, trace=trace, progress=progress,
-                       graph=topology)
+                       graph=topology, **mode_kw)
+        fallback = res.summary.pop("engine_fallback", fallback)
     elif mode == "fast" and fallback is None:
         from simulator.engine.fast import simulate
 

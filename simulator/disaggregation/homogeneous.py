@@ -17,6 +17,15 @@ projections + FFN of all the step's tokens on the group's stream, then the layer
 (after attention and after the FFN) of ``tokens · e · d`` bytes over the group's ring on the fabric. The all-reduces are
 :class:`~simulator.disaggregation.pools.Ring`'s, so an uncontended iteration takes exactly its
 closed form ``Σ_layers (kernels + all-reduces)``.
+
+**Fast mode** (``[engine] mode = "fast"``): nothing but the replica's own step touches its stream
+and — when :func:`rings_unshared` holds (no two rings' messages on one directed link, checked
+once) — its ring's links, so every layer slot's kernel and all-reduce times are known when the
+step starts. The step is composed at once (:meth:`Stream.chain`; the ring's shape per all-reduce
+size memoized; the link records the Fabric would have kept) and ends at one SimPy timeout: the
+exact loop's times without its ~4 events per layer slot. When rings do share links the run stays
+exact and its summary's ``engine_fallback`` says why. Held to the exact loop by
+``tests/test_disaggregation_fast.py`` and ``benchmarks/bench_homogeneous.py``.
 """
 
 from __future__ import annotations
@@ -48,12 +57,15 @@ from simulator.gpu.streams import Stream
 def simulate_homogeneous(scenario, seed: int | None = None, *,
                          spec: DisaggregationSpec | None = None, graph=None,
                          trace: pd.DataFrame | None = None,
-                         progress: Callable[[int, int], None] | None = None, arch=None):
+                         progress: Callable[[int, int], None] | None = None, arch=None,
+                         fast: bool = False):
     """Simulate ``scenario`` on the homogeneous baseline; returns a
     :class:`~simulator.engine.results.Result`. Arguments as
-    :func:`simulator.disaggregation.lamina.simulate_disaggregated`."""
+    :func:`simulator.disaggregation.lamina.simulate_disaggregated`; ``fast``: compose whole
+    steps (one event each) where that is exact — else the summary's ``engine_fallback`` says
+    why not."""
     return _Homogeneous.simulate(scenario, seed, spec=spec, graph=graph, trace=trace,
-                                 progress=progress, arch=arch)
+                                 progress=progress, arch=arch, fast=fast)
 
 
 class _Homogeneous(PoolRun):
@@ -62,7 +74,7 @@ class _Homogeneous(PoolRun):
     baseline = True
 
     def __init__(self, sc, spec: DisaggregationSpec, seed: int, trace: pd.DataFrame, graph,
-                 progress, arch=None) -> None:
+                 progress, arch=None, fast: bool = False) -> None:
         super().__init__(sc, spec, seed, trace, graph, progress, arch)
         arch, reserve = self.arch, self.reserve
         chosen = self.gpus_of(spec.baseline_gpu, spec.baseline_gpus)
@@ -77,7 +89,7 @@ class _Homogeneous(PoolRun):
         else:
             heads = split_heads(arch.kv_heads, t)
             self.share = np.array(heads, float) / arch.kv_heads
-            self.shards = [head_shard(arch, h) for h in heads]
+            self.shards = [head_shard(arch, h) for h in sorted(set(heads))]  # the distinct
         free = self.gspec.hbm_bytes * (1.0 - reserve) - arch.weight_bytes / t
         self.free_per_gpu = free
         self.cap = float(np.min(free / self.share))  # full-request KV bytes one replica holds
@@ -90,6 +102,18 @@ class _Homogeneous(PoolRun):
         self.m = fold_layers(arch.layers, sc.engine.layer_groups)
         self.streams = [Stream(self.env) for _ in self.groups]
         self.rings = [Ring(self.fabric, grp, self._measured(grp)) for grp in self.groups]
+        self.fast, self.fallback = self._fast_mode(fast)
+        self._shapes: list[dict] = [{} for _ in self.groups]  # ring shapes by bytes
+        self._m_float = self.m.astype(float)
+
+    def _fast_mode(self, fast: bool) -> tuple[bool, str | None]:
+        """Whether this run composes whole steps (``fast``), and why not when it was asked to."""
+        if not fast:
+            return False, None
+        if not rings_unshared(self.fabric, self.rings):
+            return False, ("tensor-parallel rings share fabric links; their all-reduces need "
+                           "the Fabric's sharing")
+        return True, None
 
     def _measured(self, group: list[str]):
         """One all-reduce's measured time over ``group`` [s] as a function of its bytes."""
@@ -123,6 +147,45 @@ class _Homogeneous(PoolRun):
                 k += km.indexer_time(self.gspec, arch, per_gpu, full)
         return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size
 
+    def _composed(self, g: int, at: float, k: float, pre: float,
+                  x: float) -> tuple[float, float]:
+        """The fast mode's step of replica ``g`` from ``at`` [s] (after the host overhead):
+        each layer slot's kernels (``k`` per layer, ``pre`` over all layers) on the replica's
+        stream, then its all-reduces of ``x`` bytes as on an idle fabric, their link records
+        kept — the exact loop's times without its events (valid because no other traffic
+        shares the ring's links; :meth:`_fast_mode` checks). Returns ``(step end [s], closed
+        form of the kernels and all-reduces [s])``."""
+        shapes = self._shapes[g]
+        shape = shapes.get(x)
+        if shape is None:
+            if len(shapes) > 4096:
+                shapes.clear()
+            shape = shapes[x] = self._ring_shape(g, x)
+        sids, starts, ends, sent, wait, closed = shape
+        m = self._m_float
+        kernels = m * k + pre * m / self.arch.layers
+        times = self.streams[g].chain(at, kernels, wait)
+        if len(sids):
+            kernel_ends = times[1::2]
+            self.fabric.record_messages(sids, (kernel_ends[:, None] + starts).ravel().tolist(),
+                                        (kernel_ends[:, None] + ends).ravel().tolist(), sent)
+        return float(times[-1]), float(kernels.sum()) + closed
+
+    def _ring_shape(self, g: int, x: float) -> tuple:
+        """Replica ``g``'s all-reduces of ``x`` bytes per layer, per layer slot: route ids (all
+        slots), hop start and end offsets from the slot's kernel end [s] (slots × hops), bytes
+        (all slots), the slots' ring times [s] and their closed-form sum [s]."""
+        ring = self.rings[g]
+        per_m = {m: ring.shape(m, x) for m in set(self.m.tolist())}
+        rows = [per_m[m] for m in self.m.tolist()]
+        sids = [s for r in rows for s in r[0]]
+        sent = [r[3] for r in rows for _ in r[0]]
+        starts = np.array([r[1] for r in rows]).reshape(len(rows), -1)
+        ends = np.array([r[2] for r in rows]).reshape(len(rows), -1)
+        wait = np.array([r[4] for r in rows])
+        closed = sum(ring.time(m, x) for m in self.m.tolist())
+        return sids, starts, ends, sent, wait, closed
+
     def _replica(self, g: int):
         env, r = self.env, self.req
         sched = self.scheds[g]
@@ -144,16 +207,22 @@ class _Homogeneous(PoolRun):
                 yield ev
                 continue
             started = env.now
-            if overhead:
-                yield env.timeout(overhead)
-            k, pre, x = self._layer_plan(sched, plan)
-            cf = overhead
-            for m in self.m.tolist():
-                kernel = m * k + pre * m / self.arch.layers
-                yield self.streams[g].run(kernel)
-                cf += kernel
-                yield from self.rings[g].run(env, m, x)
-                cf += self.rings[g].time(m, x)
+            if self.fast:
+                k, pre, x = self._layer_plan(sched, plan)
+                end, cf = self._composed(g, started + overhead, k, pre, x)
+                yield env.timeout(end - started)
+                cf += overhead
+            else:
+                if overhead:
+                    yield env.timeout(overhead)
+                k, pre, x = self._layer_plan(sched, plan)
+                cf = overhead
+                for m in self.m.tolist():
+                    kernel = m * k + pre * m / self.arch.layers
+                    yield self.streams[g].run(kernel)
+                    cf += kernel
+                    yield from self.rings[g].run(env, m, x)
+                    cf += self.rings[g].time(m, x)
             for y in plan.prompt_done:
                 if r.gen[y] == 0:
                     r.first_at[y] = env.now
@@ -208,7 +277,24 @@ class _Homogeneous(PoolRun):
             "layer_slots": len(self.m),
         }
         names = [f"replica{g}" for g in range(len(self.groups))]
-        return build_result("homogeneous", self.seed, env, self.fabric, self.req,
+        res = build_result("homogeneous", self.seed, env, self.fabric, self.req,
                             self.sc.placement.block_tokens, self.iters, names, gpus,
                             sp.baseline_cost_per_hour(), wall, extra,
                             concurrency=self.sc.workload.concurrency)
+        if self.fallback is not None:
+            res.summary["engine_fallback"] = self.fallback
+        return res
+
+
+def rings_unshared(fabric, rings: list[Ring]) -> bool:
+    """True when no two messages of the rings' all-reduces can share a directed link: each
+    ring's hops on distinct links and no link used by two rings. Only then is an all-reduce's
+    closed form (:meth:`Ring.time`) the Fabric's time, as the fast mode assumes."""
+    seen: set[int] = set()
+    for ring in rings:
+        per_hop = [frozenset(fabric.message_route(a, c)[2]) for a, c in ring.hops]
+        mine = frozenset().union(*per_hop)
+        if sum(map(len, per_hop)) != len(mine) or not seen.isdisjoint(mine):
+            return False
+        seen |= mine
+    return True

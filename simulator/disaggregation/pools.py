@@ -234,6 +234,22 @@ class Ring:
         if extra > 0:
             yield env.timeout(extra)
 
+    def shape(self, layers: float, nbytes: float) -> tuple:
+        """What :meth:`account` needs for ``layers`` layers' all-reduces of ``nbytes`` each, as
+        on an idle fabric: ``(route ids, offsets [s] from the ring's start at which each hop's
+        bytes start and end, bytes per hop [B], the ring's time [s])``; empty for one GPU."""
+        if self.t <= 1 or nbytes <= 0:
+            return ((), np.zeros(0), np.zeros(0), 0.0, 0.0)
+        sent, extra = self.plan(layers, nbytes)
+        routes = [self.fabric.message_route(a, c) for a, c in self.hops]
+        sids = tuple(r[3] for r in routes)
+        starts = np.array([r[0] for r in routes])
+        ends = starts + np.array([sent / r[1] for r in routes])
+        # as the Fabric runs it: the transfers (lone flows), then the remaining steps' messages
+        # and the protocol's surplus waited out at once
+        tail = extra + self.protocol_time(layers, nbytes)
+        return sids, starts, ends, sent, float(ends.max()) + tail
+
     @staticmethod
     def fabric_of(graph, gpus: list[str]) -> str:
         """``"nvlink"`` when the group's GPUs share a node, else ``"rdma"``."""
@@ -380,11 +396,12 @@ class PoolRun:
     def simulate(cls, scenario, seed: int | None = None, *,
                  spec: DisaggregationSpec | None = None, graph=None,
                  trace: pd.DataFrame | None = None,
-                 progress: Callable[[int, int], None] | None = None, arch=None):
+                 progress: Callable[[int, int], None] | None = None, arch=None, **mode):
         """Build one run of this loop and execute it (arguments as
-        :func:`simulator.disaggregation.lamina.simulate_disaggregated`)."""
+        :func:`simulator.disaggregation.lamina.simulate_disaggregated`; ``mode``: the loop's
+        own options, e.g. the homogeneous loop's ``fast``)."""
         seed = scenario.seed if seed is None else int(seed)
         spec = spec if spec is not None else spec_of(scenario)
         if trace is None:
             trace = load_trace(scenario, seed)
-        return cls(scenario, spec, seed, trace, graph, progress, arch).execute()
+        return cls(scenario, spec, seed, trace, graph, progress, arch, **mode).execute()

@@ -39,7 +39,9 @@ the tests hold it to 1e-6):
 What it does not support falls back to the exact engine, counted in the summary
 (``engine_fallback``): ``exact_streams`` (the SimPy-resource streams are the exact engine's
 cross-check), policies that read the live fabric (``needs_live_rates``: the fast engine's
-messages are not Fabric flows), and the pool loops (``disaggregated``, ``homogeneous``).
+messages are not Fabric flows), and Lamina's pool loop (``disaggregated``). The homogeneous
+loop has a fast mode of its own (whole steps composed where the rings' links are unshared,
+:mod:`simulator.disaggregation.homogeneous`), which the runner asks for instead.
 :func:`unsupported` names the reason; :func:`simulator.runner.run` does the fallback.
 """
 
@@ -77,7 +79,7 @@ def check_engine(mode: str) -> str:
 
 def unsupported(policy: Policy, *, exact_streams: bool = False) -> str | None:
     """Why the fast engine cannot run ``policy`` this way (one line), or None if it can."""
-    if policy.loop is not None:
+    if policy.loop is not None and policy.loop != "homogeneous":
         return f"policy {policy.name!r} runs its own decode loop (no fast mode yet)"
     if exact_streams:
         return "exact_streams cross-checks the exact engine's streams"

@@ -9,6 +9,7 @@ SimPy resource (``run(..., exact_streams=True)``) to cross-check it.
 
 from __future__ import annotations
 
+import numpy as np
 import simpy
 from simpy.events import NORMAL
 
@@ -65,6 +66,35 @@ class Stream:
         end = self.free_at = start + rest
         self.busy += attention + rest
         return end + (end - at) * (factor - 1)
+
+    def chain(self, at: float, kernels: np.ndarray, waits: np.ndarray) -> np.ndarray:
+        """Kernels of ``kernels`` [s] each, the first at ``at`` >= now [s] and each next one
+        ``waits[i]`` [s] after kernel ``i`` ends (nothing else queued meanwhile: the stream
+        idles through the waits, as :meth:`quiet_layer` would record them). Returns the
+        cumulative times ``[at, end₀, end₀ + waits₀, end₁, …]`` [s] — kernel ``i`` ends at
+        ``[2i + 1]``, the chain at ``[-1]`` (after the last wait). Sums run left to right, as
+        issuing the kernels one by one would."""
+        now = self.env.now
+        n = len(kernels)
+        seq = np.empty(2 * n + 1)
+        seq[0] = at
+        seq[1::2] = kernels
+        seq[2::2] = waits
+        times = np.cumsum(seq)
+        if n == 0:
+            return times
+        free = self.free_at if self.free_at > now else now
+        starts = times[0:-1:2]
+        before = np.concatenate(([free], times[1:-2:2]))  # when the stream was free before each
+        idle = starts > before
+        gaps = self.gaps
+        if gaps and gaps[0][1] <= now:
+            gaps[:] = [x for x in gaps if x[1] > now]
+        gaps.extend(zip(before[idle].tolist(), starts[idle].tolist(), strict=True))
+        self.free_at = float(times[-2])
+        self.busy += float(kernels.sum())
+        self.kernels_run += n
+        return times
 
     def run(self, duration: float) -> simpy.Event:
         """An event that fires when a kernel of ``duration`` [s] issued now has finished."""

@@ -1,0 +1,168 @@
+"""The homogeneous loop's fast mode is the exact loop without its events.
+
+Its contract (simulator/disaggregation/homogeneous.py): where no two rings' messages share a
+link, composing a step at once gives the exact loop's times, link records and stream accounting
+(to float rounding); where rings share links the run stays exact and says so. Each test runs
+both loops on the same input and compares everything they record.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.disaggregation.homogeneous import rings_unshared
+from simulator.disaggregation.pools import Ring
+from simulator.runner import run
+from simulator.scenario import Scenario
+from simulator.testing.invariants import check_ordering
+from workloads import make_trace
+
+
+def scenario(topo: str, model: str, tp: int, gpus: int, concurrency: int | None = None,
+             groups: int = 4, serving: dict | None = None, mode: str = "exact",
+             prefill: str = "external") -> Scenario:
+    workload = {"kind": "trace", "trace": "azure_llm_2023_conv"}
+    if concurrency is not None:
+        workload["concurrency"] = concurrency
+    return Scenario.from_dict({
+        "topology": {"spec": topo}, "model": {"name": model}, "stack": "nccl",
+        "policies": ["homogeneous"], "workload": workload,
+        "engine": {"layer_groups": groups, "mode": mode, "max_requests": 60},
+        "serving": serving or {},
+        "disaggregation": {"baseline_gpus": gpus, "baseline_gpu": "H100", "baseline_tp": tp,
+                           "prefill": prefill}})
+
+
+def trace(n: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    inp = rng.integers(200, 6000, n)
+    out = rng.integers(2, 40, n)
+    arrival = np.sort(rng.uniform(0.0, 1.5, n))
+    blocks = [np.arange(-(-int(x) // 512), dtype=np.int64) + 10_000 * i
+              for i, x in enumerate(inp)]
+    return make_trace(arrival_at=arrival, input_tokens=inp, output_tokens=out, block_ids=blocks)
+
+
+def both(sc: Scenario, tr: pd.DataFrame):
+    return run(sc, "homogeneous", trace=tr, engine="exact"), run(sc, "homogeneous", trace=tr,
+                                                                 engine="fast")
+
+
+def assert_same(exact, fast) -> None:
+    """Every record of the two runs equal (times to 1e-9 relative)."""
+    assert exact.summary["engine"] == "exact" and fast.summary["engine"] == "fast"
+    assert "engine_fallback" not in fast.summary
+    pd.testing.assert_frame_equal(exact.requests, fast.requests, rtol=1e-9, atol=0)
+    pd.testing.assert_frame_equal(exact.iterations.drop(columns=["engine"], errors="ignore"),
+                                  fast.iterations.drop(columns=["engine"], errors="ignore"),
+                                  rtol=1e-9, atol=1e-15)
+    pd.testing.assert_frame_equal(exact.links, fast.links, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(exact.gpus, fast.gpus, rtol=1e-9, atol=1e-15)
+    for key in ("bytes_moved", "tbt_p50", "tbt_p99", "ttft_p50", "ttft_p99",
+                "throughput_tokens_per_s", "sim_time", "preemptions", "model_pool_idle"):
+        assert fast.summary[key] == pytest.approx(exact.summary[key], rel=1e-9, abs=0), key
+    # one event per step (plus arrivals and wake-ups), where the exact loop has several per slot
+    assert fast.summary["events"] < exact.summary["events"] / 4
+    check_ordering(fast)
+
+
+def test_one_replica_open_loop_equals_the_exact_loop():
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
+                  tp=4, gpus=4)
+    exact, fast = both(sc, trace(40))
+    assert exact.summary["completed"] == 40
+    assert_same(exact, fast)
+
+
+def test_two_replicas_at_capacity_with_chunked_prefill_and_preemption_equal_the_exact_loop():
+    # two TP4 replicas on one 8-GPU node, 64 outstanding requests: batches fill, prefill is
+    # chunked under a small token budget, and the KV runs out (preemptions) — every path of
+    # the serving loop, with the all-reduces of both rings on the node's NVLinks at once
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=8", "llama-3-70b",
+                  tp=4, gpus=8, concurrency=64, groups=0,
+                  serving={"max_num_batched_tokens": 1024})
+    exact, fast = both(sc, trace(60, seed=3))
+    assert exact.summary["completed"] == 60
+    assert exact.iterations["prefill_tokens"].max() <= 1024
+    assert_same(exact, fast)
+
+
+@pytest.mark.parametrize("chunked", [True, False])
+def test_prompts_prefilled_on_the_replica_equal_the_exact_loop(chunked):
+    # prefill = "local": prompts computed in the replica's steps — in chunks beside the
+    # decodes, or whole (without chunking: one prompt's every layer spread over the slots)
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
+                  tp=4, gpus=4, concurrency=8, serving={"chunked_prefill": chunked},
+                  prefill="local")
+    exact, fast = both(sc, trace(16, seed=11))
+    assert exact.iterations["prefill_tokens"].sum() == trace(16, seed=11)["input_tokens"].sum()
+    assert_same(exact, fast)
+
+
+def test_mla_with_data_parallel_attention_equals_the_exact_loop():
+    # DeepSeek-V3.2 (one latent KV head: data-parallel attention, DSA's indexer) as one TP16
+    # replica over two 8-GPU nodes: the ring leaves each node once
+    sc = scenario("lamina_h100_h20:h100_nodes=2,h20_nodes=1,gpus_per_node=8", "deepseek-v3.2",
+                  tp=16, gpus=16, concurrency=16)
+    exact, fast = both(sc, trace(24, seed=5))
+    assert_same(exact, fast)
+
+
+def test_a_ring_across_nodes_is_composed_with_its_inter_node_hop():
+    # one TP8 replica over two 4-GPU nodes: two hops of the ring cross the NICs (a slower hop
+    # sets the ring's time); still nothing shared, so the fast mode applies and stays exact
+    sc = scenario("lamina_h100_h20:h100_nodes=2,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
+                  tp=8, gpus=8)
+    exact, fast = both(sc, trace(20, seed=7))
+    assert_same(exact, fast)
+
+
+class _Fabric:
+    """Routes by (src, dst) → link indices; nothing else of a Fabric is needed here."""
+
+    def __init__(self, links: dict[tuple[str, str], tuple[int, ...]]) -> None:
+        self.links = links
+
+    def message_route(self, src: str, dst: str):
+        return 0.0, 1.0, self.links[(src, dst)], 0
+
+    def message_time(self, src: str, dst: str, nbytes: float) -> float:
+        return 0.0
+
+
+def test_rings_that_share_a_link_are_not_composed():
+    ring = {("a", "b"): (0, 1), ("b", "a"): (2, 3), ("c", "d"): (4, 5), ("d", "c"): (6, 7)}
+    fab = _Fabric(ring)
+    r1, r2 = Ring(fab, ["a", "b"]), Ring(fab, ["c", "d"])
+    assert rings_unshared(fab, [r1, r2])
+    # the second ring's hop crosses a link of the first's
+    fab.links[("d", "c")] = (6, 1)
+    assert not rings_unshared(fab, [r1, r2])
+    # one ring whose own two hops share a link (a bus): its messages share it
+    fab.links[("d", "c")] = (6, 7)
+    fab.links[("b", "a")] = (2, 0)
+    assert not rings_unshared(fab, [r1])
+    assert rings_unshared(fab, [r2])
+
+
+def test_shared_rings_keep_the_exact_loop_and_say_why(monkeypatch):
+    import simulator.disaggregation.homogeneous as homogeneous
+
+    monkeypatch.setattr(homogeneous, "rings_unshared", lambda fabric, rings: False)
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
+                  tp=4, gpus=4)
+    tr = trace(6)
+    res = run(sc, "homogeneous", trace=tr, engine="fast")
+    assert res.summary["engine"] == "exact"
+    assert "share fabric links" in res.summary["engine_fallback"]
+    exact = run(sc, "homogeneous", trace=tr, engine="exact")
+    assert res.summary["events"] == exact.summary["events"]
+
+
+def test_lamina_has_no_fast_mode_and_says_so():
+    sc = Scenario.load("scenarios/lamina_llama3_70b.toml")
+    res = run(sc, "disaggregated", trace=trace(4), engine="fast")
+    assert res.summary["engine"] == "exact"
+    assert "no fast mode yet" in res.summary["engine_fallback"]
