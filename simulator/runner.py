@@ -139,7 +139,21 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
             raise UserError(f"{src}: field 'topology': {exc}") from None
     if any(get_policy(p).loop is None for p in (policies or scenario.policies)):
         _check_kv_room(scenario, graph)
+        if getattr(scenario, "deployment", None) is not None:
+            _check_deployment(scenario, graph)
     return graph
+
+
+def _check_deployment(scenario, graph) -> None:
+    """The ``[deployment]`` fits the model and the topology (:func:`~simulator.deployment.spec.
+    check_against`)."""
+    import topologies
+    from simulator.deployment.spec import check_against
+    from simulator.models import model as lookup_model
+
+    kinds = [graph.nodes[n].get("gpu", "H100") for n in topologies.gpus(graph)]
+    check_against(scenario.deployment, lookup_model(scenario.model.name), kinds, scenario.source,
+                  scenario.placement.reserve_fraction)
 
 
 def _check_selections(scenario) -> None:

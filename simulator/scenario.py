@@ -36,6 +36,8 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
                  (validated by :mod:`simulator.engine.scheduler`)
     [disaggregation]  Lamina-style pools for the ``disaggregated`` / ``homogeneous`` policies
                  (validated by :mod:`simulator.disaggregation.spec`)
+    [deployment] expert-parallel instances, prefill/decode pools and their KV transfer
+                 (validated by :mod:`simulator.deployment.spec`)
 
 Relative paths (``include``, ``workload.trace``, ``workload.selections``, ``topology.file``) are
 resolved against the scenario file's folder.
@@ -192,6 +194,7 @@ class Scenario:
     source: str = "<dict>"
     disaggregation: Any = None
     serving: Any = field(default_factory=_default_serving)
+    deployment: Any = None
 
     # -- construction ----------------------------------------------------------------------
 
@@ -325,7 +328,7 @@ class _Validator:
         top_known = (
             "name", "seed", "stack", "policies", "include",
             "topology", "model", "workload", "placement", "engine", "calibration",
-            "disaggregation", "serving",
+            "disaggregation", "serving", "deployment",
         )
         if not isinstance(data, Mapping):
             raise UserError(f"{self.source}: a scenario must be a TOML table")
@@ -350,7 +353,15 @@ class _Validator:
             source=self.source,
             disaggregation=self.disaggregation(data),
             serving=self.serving(data),
+            deployment=self.deployment(data),
         )
+
+    def deployment(self, data: Mapping):
+        if "deployment" not in data:
+            return None
+        from simulator.deployment.spec import validate_deployment
+
+        return validate_deployment(data["deployment"], self.source)
 
     def serving(self, data: Mapping):
         from simulator.engine.scheduler import validate_serving
