@@ -214,3 +214,19 @@ def test_same_seed_same_result_and_the_routing_stream_is_the_runs():
         pd.testing.assert_frame_equal(x, y, check_exact=True)
     c = run(sc, "fetch", seed=4, trace=tr)
     assert not a.extras["moe"]["max_rows"].equals(c.extras["moe"]["max_rows"])
+
+
+def test_external_prefill_admits_prefilled_prompts_without_computing_them():
+    sc = scenario(extra="external_prefill = true")
+    tr = trace(16, inp=1500, out=[4, 2], gap=0.0)
+    res = run(sc, "route", trace=tr)
+    req = res.requests
+    assert res.summary["completed"] == 16
+    assert (req["tokens_generated"] == req["output_tokens"]).all()
+    it = res.iterations
+    assert (it["prefill_tokens"] == 0).all()  # the prompts were computed outside the run
+    assert "pd_transfer" not in res.extras["bytes_by_class"]
+    # every request's first token comes with the first step that admits it: one step, not a
+    # prefill of 1,500 tokens
+    first = it.groupby("iteration")["finished_at"].first().iloc[0]
+    assert (req["first_token_at"] <= first + 1e-12).all()

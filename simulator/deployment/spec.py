@@ -21,6 +21,8 @@ request's KV to a decode instance over RDMA (prefill/decode disaggregation)::
     zipf_exponent = 1.0        # with popularity = "zipf"
     moe_on_fabric = true       # false: all-to-alls take their closed-form time off the fabric
                                # (an idle fabric for the KV traffic: the ablation of issue 16)
+    external_prefill = false   # true: prompts arrive prefilled on their decode rank (a prefill
+                               # cluster outside the simulation, as DeepSeek's decode unit sees)
     gpu = "H100"               # the pool's GPU kind (default: any)
     [deployment.prefill]       # optional: a prefill pool (same fields as the decode pool)
     instances = 1
@@ -140,6 +142,8 @@ class DeploymentSpec:
         combine_dtype: element type of combined results (DeepSeek: bf16).
         moe_on_fabric: put the all-to-all on the fabric (false: each exchange takes its closed
             form's time and no link, to compare with an idle fabric).
+        external_prefill: requests arrive with their prompt's KV on their decode rank (computed
+            by a prefill cluster the run does not simulate); no prefill pool then.
     """
 
     decode: PoolSpec = field(default_factory=PoolSpec)
@@ -151,6 +155,7 @@ class DeploymentSpec:
     dispatch_dtype: str = "fp8"
     combine_dtype: str = "bf16"
     moe_on_fabric: bool = True
+    external_prefill: bool = False
 
     def pools(self) -> list[tuple[str, PoolSpec]]:
         """``[("prefill", …), ("decode", …)]``, the prefill pool only when there is one."""
@@ -162,7 +167,7 @@ _POOL_INTS = ("instances", "attention_dp", "attention_tp", "ep", "experts_per_ra
               "redundant_experts")
 _POOL_KEYS = (*_POOL_INTS, "moe_kernels", "two_batch_overlap", "gpu")
 _TOP_KEYS = (*_POOL_KEYS, "dense_layers", "popularity", "zipf_exponent", "dispatch_dtype",
-             "combine_dtype", "moe_on_fabric", "prefill", "transfer")
+             "combine_dtype", "moe_on_fabric", "external_prefill", "prefill", "transfer")
 _TRANSFER_KEYS = ("bandwidth", "message_overhead_time", "layerwise")
 
 
@@ -221,6 +226,10 @@ def validate_deployment(raw: Mapping[str, Any] | None, source: str = "<dict>") -
             raise fail("zipf_exponent", "applies only with popularity = \"zipf\"")
     if "moe_on_fabric" in raw:
         top["moe_on_fabric"] = _bool(raw["moe_on_fabric"], "moe_on_fabric", fail)
+    if "external_prefill" in raw:
+        top["external_prefill"] = _bool(raw["external_prefill"], "external_prefill", fail)
+        if top["external_prefill"] and prefill is not None:
+            raise fail("external_prefill", "a prefill pool is given too; use one or the other")
     for key in ("dispatch_dtype", "combine_dtype"):
         if key in raw:
             if raw[key] not in DTYPES:

@@ -158,8 +158,26 @@ class Deployed:
         run = self.run
         if self.handoff is not None:
             run.req.entry.deliver = self.handoff.deliver
+        elif self.spec.external_prefill:
+            run.req.entry.deliver = self._deliver_prefilled
         for loop in self.loops:
             run.env.process(loop.loop())
+
+    def _deliver_prefilled(self, r: int) -> None:
+        """Request ``r`` arrives with its prompt's KV on its decode rank (``external_prefill``):
+        its new blocks are placed there as if a prefill cluster had sent them, so the rank
+        admits it without computing anything and its first token comes with that step."""
+        req = self.run.req
+        home = req.choose_home(r)
+        idx = req.dir.intern(req.prompt[r])
+        req.ctx_idx[r] = idx
+        req.reuse_plan(r, idx)  # the prompt's prefix hashes
+        req.place_computed(home, r)
+        req.home[r] = home
+        req.queue[home].append(r)
+        w = req.wake[home]
+        if w is not None and not w.triggered:
+            w.succeed()
 
     # -- results -------------------------------------------------------------------------
 
