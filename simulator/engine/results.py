@@ -74,6 +74,10 @@ def collect(run, wall: float, events: int) -> Result:
     if deploy is not None:  # a [deployment]: its records and figures (only then)
         extras.update(deploy.extras())
         summary.update(deploy.summary())
+    refs = run.steps.copy_hits + run.steps.copy_misses
+    # the share of selected blocks held by another GPU (or a host, or dropped) that the home
+    # found among its own copies (fetched or recomputed before)
+    summary["copy_hit_rate"] = run.steps.copy_hits / refs if refs else float("nan")
     return Result(run.policy.name, run.seed, requests, rounds, links, gpus, iterations,
                   timeline, summary, fabric_bytes=run.fabric.bytes_delivered, extras=extras)
 
