@@ -64,9 +64,7 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
             cross-checking (decode-loop engine only).
         engine: ``"exact"`` or ``"fast"``; overrides the scenario's ``[engine] mode``.
     """
-    from simulator.engine.fast import check_engine
-
-    mode = check_engine(getattr(scenario.engine, "mode", "exact") if engine is None else engine)
+    mode = engine_mode(scenario, engine)
     seed = scenario.seed if seed is None else int(seed)
     if trace is None:
         check(scenario, (policy,), graph=topology)
@@ -96,6 +94,21 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
     if fallback is not None:
         res.summary["engine_fallback"] = fallback
     return res
+
+
+def engine_mode(scenario, engine: str | None = None) -> str:
+    """The decode-loop engine ``scenario`` runs on (``engine`` overrides its ``[engine] mode``);
+    a :class:`UserError` for an unknown one, or for ``"fast"`` with a ``[deployment]`` (which
+    runs on the exact engine only)."""
+    from simulator.engine.fast import check_engine
+
+    mode = check_engine(getattr(scenario.engine, "mode", "exact") if engine is None else engine)
+    if mode == "fast" and getattr(scenario, "deployment", None) is not None:
+        from simulator.scenario import FAST_DEPLOYMENT
+
+        raise UserError(f"{scenario.source}: engine 'fast': {FAST_DEPLOYMENT}; run it with "
+                        "engine 'exact'")
+    return mode
 
 
 def memory_bytes() -> float:

@@ -59,6 +59,10 @@ from simulator.errors import UserError
 STACK_NAMES = ("ideal", "nccl", "ibgda")
 SELECTIONS = ("auto", "dense", "dsa", "nsa")
 ENGINE_MODES = ("exact", "fast")
+#: Why ``[engine] mode = "fast"`` refuses a ``[deployment]``: the fast engine composes each GPU's
+#: step alone, and a deployment's ranks step together through their all-to-alls (issue 16).
+FAST_DEPLOYMENT = ("a [deployment] runs on the exact engine only (its ranks step together "
+                   "through the MoE all-to-all; the fast engine composes each GPU's step alone)")
 SCHEMES = ("first_writer", "hash", "range", "repo_affinity", "replicate")
 HOME_RULES = ("least_loaded", "repo_affinity")
 REUSE_RULES = ("prefix", "span", "none")
@@ -344,13 +348,17 @@ class _Validator:
         stack = self.choice(dict(data), "", "stack", STACK_NAMES, "ibgda")
         policies = self.policies(data)
         calibration = self.calibration(data)
+        engine = self.engine(data)
+        deployment = self.deployment(data)
+        if deployment is not None and engine.mode == "fast":
+            raise self.fail("engine.mode", FAST_DEPLOYMENT + '; set mode = "exact"')
         return Scenario(
             name=name,
             topology=self.topology(data),
             model=self.model(data),
             workload=self.workload(data),
             placement=self.placement(data),
-            engine=self.engine(data),
+            engine=engine,
             policies=policies,
             stack=stack,
             seed=seed,
@@ -358,7 +366,7 @@ class _Validator:
             source=self.source,
             disaggregation=self.disaggregation(data),
             serving=self.serving(data),
-            deployment=self.deployment(data),
+            deployment=deployment,
         )
 
     def deployment(self, data: Mapping):

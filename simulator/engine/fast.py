@@ -40,7 +40,10 @@ What it does not support falls back to the exact engine, counted in the summary
 (``engine_fallback``): ``exact_streams`` (the SimPy-resource streams are the exact engine's
 cross-check), policies that read the live fabric (``needs_live_rates``: the fast engine's
 messages are not Fabric flows), and the pool loops (``disaggregated``, ``homogeneous``).
-:func:`unsupported` names the reason; :func:`simulator.runner.run` does the fallback.
+:func:`unsupported` names the reason; :func:`simulator.runner.run` does the fallback. A
+``[deployment]`` (issue 16) is refused instead, when the scenario is read or the engine chosen
+(:func:`simulator.runner.engine_mode`): its ranks step together through the MoE all-to-all, which
+a step composed per GPU cannot express, and a silent fallback at cluster scale would run for hours.
 """
 
 from __future__ import annotations
@@ -96,6 +99,10 @@ def simulate(scenario, policy: Policy, seed: int, trace: pd.DataFrame, *,
     :func:`unsupported` names (:func:`simulator.runner.run` falls back before that).
     """
     why = unsupported(policy)
+    if getattr(scenario, "deployment", None) is not None:
+        from simulator.scenario import FAST_DEPLOYMENT
+
+        why = FAST_DEPLOYMENT
     if why:
         raise ValueError(f"fast engine: {why}")
     res = FastRun(scenario, policy, seed, trace, progress, topology=topology,
