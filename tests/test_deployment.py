@@ -158,3 +158,35 @@ def test_topology_show_and_run_print_the_layout(tmp_path, capsys, monkeypatch):
     assert pol["decode_tokens_per_s_per_gpu"] > 0
     for table in ("moe", "kv_transfers", "link_classes", "class_timeline"):
         assert (tmp_path / "o" / f"{table}.parquet").is_file()
+
+
+def test_shipped_deepseek_scenarios_are_deepseeks_published_units():
+    """deepseek-ai/open-infra-index, day 6: decode units of 18 nodes (EP144, DP144, 2 routed
+    experts per GPU, 32 redundant), prefill units of 4 nodes (EP32, DP32, 9 routed experts per
+    GPU, 32 redundant); H800 NVLink; DeepEP low-latency kernels to decode, normal to prefill."""
+    import topologies
+    from simulator import Scenario
+    from simulator.runner import check
+
+    ep = Scenario.load("scenarios/deepseek_v32_ep.toml")
+    pd_ = Scenario.load("scenarios/deepseek_v32_pd.toml")
+    for sc, nodes in ((ep, 18), (pd_, 22)):
+        assert "nvlink_h800" in sc.topology.spec
+        assert sc.model.name == "deepseek-v3.2" and sc.engine.mode == "exact"
+        dec = sc.deployment.decode
+        assert (dec.attention_dp, dec.ep_degree, dec.redundant_experts) == (144, 144, 32)
+        assert (V32.experts + dec.redundant_experts) // dec.ep_degree == 2
+        assert dec.moe_kernels == "low_latency" and dec.two_batch_overlap
+        graph = check(sc, sc.policies)  # the weights fit, the pools fit the topology
+        names = list(topologies.gpus(graph))
+        assert len(names) == 8 * nodes
+        lay = build_layout(sc.deployment, names, ["H100"] * len(names))
+        assert lay.idle == ()  # every GPU serves
+    assert ep.deployment.external_prefill and ep.deployment.prefill is None
+    assert ep.workload.concurrency == ep.engine.max_requests == 8 * 144
+    pre = pd_.deployment.prefill
+    assert not pd_.deployment.external_prefill and pd_.deployment.transfer.layerwise
+    assert (pre.attention_dp, pre.ep_degree, pre.redundant_experts) == (32, 32, 32)
+    assert (V32.experts + pre.redundant_experts) // pre.ep_degree == 9
+    assert pre.moe_kernels == "normal" and pre.two_batch_overlap
+    assert pd_.deployment.transfer.bandwidth == MOONCAKE_NIC_BANDWIDTH

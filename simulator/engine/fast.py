@@ -59,6 +59,7 @@ from simulator.engine.fast_links import Links
 from simulator.engine.fast_streams import FastStream
 from simulator.engine.results import Result
 from simulator.errors import UserError
+from simulator.network.traffic import KV_FETCH, KV_ROUTE
 from simulator.policies import Policy, Round
 
 __all__ = ["ENGINES", "check_engine", "simulate", "unsupported"]
@@ -261,11 +262,11 @@ class FastRun(_Run):
             if rd.option == "route":
                 q, r = self.route_payload(rd.b)
                 rd.nbytes = q + r
-                started, arrived = links.one(name, rd.owner, q, t0, g, layers)
+                started, arrived = links.one(name, rd.owner, q, t0, g, layers, KV_ROUTE)
                 end_c = self.cal[rd.k].reserve(arrived, cf.compute, g, layers)
                 if n_loc:
                     cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
-                back = links.one(rd.owner, name, r, end_c, g, layers)[1]
+                back = links.one(rd.owner, name, r, end_c, g, layers, KV_ROUTE)[1]
                 rd.end = cal.reserve(back, cf.merge, g, layers)
                 rd.probe, rd.transfer = started - t0, arrived - started
                 rd.compute, rd.ret, rd.merge = end_c - arrived, back - end_c, rd.end - back
@@ -284,10 +285,10 @@ class FastRun(_Run):
                 req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
                 kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
                 rd.nbytes = req + kv
-                asked = links.one(name, rd.owner, req, t0, g, layers)[1]
+                asked = links.one(name, rd.owner, req, t0, g, layers, KV_FETCH)[1]
                 if n_loc:
                     cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
-                arrived = links.one(rd.owner, name, kv, asked, g, layers)[1]
+                arrived = links.one(rd.owner, name, kv, asked, g, layers, KV_FETCH)[1]
                 rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
                 rd.probe, rd.transfer = asked - t0, arrived - asked
                 rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
@@ -337,8 +338,10 @@ class FastRun(_Run):
                     req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
                     rd.nbytes = req
                     first.append((name, rd.owner, req, t0))
+            tags = [KV_ROUTE if rd.option == "route" else KV_FETCH for rd in remote]
             second = []
-            for rd, (started, finished) in zip(remote, links.phase(first, g, layers), strict=True):
+            for rd, (started, finished) in zip(remote, links.phase(first, g, layers, tags),
+                                               strict=True):
                 if rd.option == "route":
                     rd.probe = started - t0
                     rd.transfer = finished - started
@@ -351,7 +354,7 @@ class FastRun(_Run):
                     rd.nbytes += kv
                     second.append((rd.owner, name, kv, finished))
             for i, (rd, msg, (_, finished)) in enumerate(zip(remote, second, links.phase(
-                    second, g, layers), strict=True)):
+                    second, g, layers, tags), strict=True)):
                 if rd.option == "route":
                     rd.ret = finished - msg[3]
                     home_kernels.append((finished, i, rd.cf.merge, rd))

@@ -55,7 +55,7 @@ from simulator.network.linkstats import LinkStats
 from simulator.network.lone import LoneFlows
 from simulator.network.maxmin import MaxMin
 from simulator.network.paths import PathCache, PathInfo
-from simulator.network.traffic import TRAFFIC_CLASSES
+from simulator.network.traffic import OTHER, TRAFFIC_CLASSES
 
 #: Completions within this relative distance of the timer's time finish together [1].
 REL_TOL = 1e-12
@@ -465,16 +465,22 @@ class Fabric:
         """Line rate [B/s] of each directed link, by link index (read-only by convention)."""
         return self._cap
 
-    def record_messages(self, route_ids, started_at, finished_at, nbytes) -> None:
+    def record_messages(self, route_ids, started_at, finished_at, nbytes, tags=None) -> None:
         """Account messages whose timing an engine computed itself (sequences of equal length):
-        each carried ``nbytes`` [B] over the links of its route id (:meth:`message_route`) from
-        ``started_at`` to ``finished_at`` [s] — one lone-flow record each (counters, link totals
-        and timeline). Schedules nothing."""
+        each carried ``nbytes`` [B] of traffic class ``tags`` (:mod:`simulator.network.traffic`;
+        None: ``other``) over the links of its route id (:meth:`message_route`) from
+        ``started_at`` to ``finished_at`` [s] — one lone-flow record each (counters, per class,
+        link totals and timeline). Schedules nothing."""
         total = float(sum(nbytes))
         self.bytes_sent += total
         self.bytes_delivered += total
         self.flows_completed += len(route_ids)
-        self._stats.intervals(route_ids, started_at, finished_at, nbytes)
+        if tags is None:
+            tags = [OTHER] * len(route_ids)
+        for tag, b in zip(tags, nbytes, strict=True):
+            self.sent_by_class[tag] += b
+            self.delivered_by_class[tag] += b
+        self._stats.intervals(route_ids, started_at, finished_at, nbytes, tags)
 
     # -- introspection -------------------------------------------------------------------------
 

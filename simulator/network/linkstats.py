@@ -212,13 +212,14 @@ class LinkStats:
                                          "utilization"])
         return pd.concat(frames, ignore_index=True)
 
-    def intervals(self, routes, starts, ends, nbytes) -> None:
-        """Many :meth:`interval` records at once (sequences of route ids, starts, ends [s] and
-        bytes [B])."""
+    def intervals(self, routes, starts, ends, nbytes, tags) -> None:
+        """Many :meth:`interval` records at once (sequences of route ids, starts, ends [s],
+        bytes [B] and traffic classes)."""
         self.lo_route.extend(routes)
         self.lo_start.extend(starts)
         self.lo_end.extend(ends)
         self.lo_bytes.extend(nbytes)
+        self.lo_tag.extend(tags)
 
     def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
         """Spread per-route sums (last axis: anything) over the routes' links."""
