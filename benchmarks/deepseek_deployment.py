@@ -183,6 +183,8 @@ def rounds(blocks=(4, 16, 64, 256, 1024), reuses=(1, 16), tokens_per_rank: int =
     import topologies
     from simulator import hardware
     from simulator.costmodel import CostModel, moe
+    from simulator.costmodel.experts import popularity
+    from simulator.costmodel.rank_kernels import RankKernels
     from simulator.engine.exchange import MoEReplay
     from simulator.gpu.profiled import default_kernels
     from simulator.gpu.streams import Stream
@@ -194,8 +196,8 @@ def rounds(blocks=(4, 16, 64, 256, 1024), reuses=(1, 16), tokens_per_rank: int =
     g = topologies.build("dgx_h100", nodes=2)
     names = list(topologies.gpus(g))
     cm = CostModel(arch, g, "ibgda")
-    rk = moe.RankKernels(default_kernels(), hardware.gpu("H100"), arch)
-    ep = moe.ExpertParallel(names, g, arch, moe.popularity("uniform", 256, None), 17,
+    rk = RankKernels(default_kernels(), hardware.gpu("H100"), arch)
+    ep = moe.ExpertParallel(names, g, arch, popularity("uniform", 256, None), 17,
                             "low_latency", [rk] * 16, paths_among(g, names))
     plan = ep.layer(np.random.default_rng(0), np.full(16, tokens_per_rank))
     src, dst = "n0/gpu0", "n1/gpu0"

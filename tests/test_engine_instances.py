@@ -11,7 +11,8 @@ import simpy
 import topologies
 from simulator import Scenario, hardware, run
 from simulator.costmodel import moe
-from simulator.costmodel.moe import RankKernels
+from simulator.costmodel.experts import popularity
+from simulator.costmodel.rank_kernels import RankKernels
 from simulator.engine.exchange import MoEReplay
 from simulator.engine.instances import fold_slots
 from simulator.engine.scheduler import default_step_overhead_time
@@ -78,7 +79,7 @@ def test_an_ep_layer_alone_equals_its_closed_form(mode):
     g = topologies.build("dgx_h100", nodes=2)
     names = list(topologies.gpus(g))
     rk = RankKernels(default_kernels(), hardware.gpu("H100"), ARCH)
-    probs = moe.popularity("zipf", ARCH.experts, np.random.default_rng(1), 1.0)
+    probs = popularity("zipf", ARCH.experts, np.random.default_rng(1), 1.0)
     ep = moe.ExpertParallel(names, g, ARCH, probs, 17, mode, [rk] * 16, paths_among(g, names))
     tokens = np.array([0, 1, 5, 9, 64, 3, 3, 3, 7, 0, 0, 2, 40, 1, 1, 12])
     plan = ep.layer(np.random.default_rng(2), tokens)

@@ -3,7 +3,7 @@ puts on every link, what every rank computes, and the closed form of one layer a
 
 An *EP group* is one instance's ranks (GPUs); each holds ``slots`` routed experts of every MoE
 layer (replicas included) and the shared experts. One MoE layer of one step, in the engine's
-order (:mod:`simulator.engine.instances` replays it; the fast engine can ask for the same plan):
+order (:mod:`simulator.engine.instances` replays it; the plan needs no SimPy):
 
 1. **routing** (:meth:`ExpertParallel.route`): each of a rank's tokens picks ``k`` distinct of
    the ``E`` experts, with probability proportional to the experts' *popularity* (uniform, Zipf
@@ -45,188 +45,33 @@ links (the NICs) are saturated throughout, as in a balanced all-to-all. The exch
 the last rank is ready (a synchronizing collective: every rank waits for every rank's tokens),
 and the next phase when the slowest rank is done, so load imbalance shows as stragglers.
 
-**DeepEP calibration** (deepseek-ai/DeepEP, ``docs/legacy.md`` — the V1 README tables, H800 with
-one CX7 400 Gb/s NIC per GPU, ~160 GB/s NVLink): low-latency kernels, 128 tokens per rank,
-hidden 7,168, top-8, FP8 dispatch, BF16 combine — dispatch 77 / 118 / 155 / 173 / 192 / 194 µs
-and combine 114 / 195 / 273 / 314 / 369 / 360 µs at EP 8 / 16 / 32 / 64 / 128 / 256. The
-kernel overhead of each direction (:func:`low_latency_overheads`) is the mean, over the
-internode rows (EP ≥ 16), of the measured time less this module's model of the same setting
-(expected NIC load of uniform routing at the ``ibgda`` rate, plus its fixed costs): 17.0 µs
-dispatch and 27.3 µs combine; the model then reproduces those rows within 7% (EP 8, all NVLink,
-is 22% low: DeepEP's intranode path there is slower than the NVLink rate assumed). Normal
-kernels: the same tables give 153 / 158 GB/s (NVLink, EP 8) and 43–58 GB/s (RDMA, EP 16–64)
-per rank at 4,096 tokens; the ``ibgda`` rate (45.7 GB/s of 50) lies in that range. Normal mode's
-overhead is not published; assumed: the low-latency figures plus
-:data:`NORMAL_SYNC_OVERHEAD` for the host synchronization its dispatch needs (DeepEP: "the CPU
-will wait for GPU's signal to arrive"). docs/accuracy.md lists these.
-
-**EPLB placement** (:func:`place_experts`, after deepseek-ai/eplb: "replicate heavy-loaded
-experts and heuristically pack the duplicated experts to GPUs"): each redundant slot goes to the
-expert with the highest expected load per replica; replicas are then packed heaviest first onto
-the rank with the least expected load that still has a free slot.
+DeepEP's kernel overheads and wire formats: :mod:`simulator.costmodel.deepep`; popularity,
+EPLB placement and top-k sampling: :mod:`simulator.costmodel.experts`; each rank's kernels:
+:mod:`simulator.costmodel.rank_kernels`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from simulator import hardware
-from simulator.gpu.layers import decode_ops
+from simulator.costmodel.deepep import (
+    EP_STACK,
+    MODES,
+    combine_bytes_per_token,
+    dispatch_bytes_per_token,
+    mode_overheads,
+)
+from simulator.costmodel.experts import place_experts, sample_topk
+from simulator.costmodel.rank_kernels import RankKernels
 from simulator.network.paths import PathInfo
-from simulator.units import GBps, us
 
-MODES: tuple[str, ...] = ("low_latency", "normal")
-
-#: DeepEP V1 low-latency kernels (deepseek-ai/DeepEP docs/legacy.md, "Low-latency kernels with
-#: pure RDMA"): (EP, dispatch latency, combine latency) at 128 tokens per rank, hidden 7168,
-#: top-8, FP8 dispatch, BF16 combine, H800 + CX7 400 Gb/s.
-DEEPEP_LOW_LATENCY: tuple[tuple[int, float, float], ...] = (
-    (8, us(77), us(114)), (16, us(118), us(195)), (32, us(155), us(273)),
-    (64, us(173), us(314)), (128, us(192), us(369)), (256, us(194), us(360)))
-#: DeepEP V1 normal kernels (same file, "Normal kernels with NVLink and RDMA forwarding"):
-#: (kind, EP, dispatch, combine bottleneck bandwidth) at 4096 tokens per batch.
-DEEPEP_NORMAL: tuple[tuple[str, int, float, float], ...] = (
-    ("nvlink", 8, GBps(153), GBps(158)), ("rdma", 16, GBps(43), GBps(43)),
-    ("rdma", 32, GBps(58), GBps(57)), ("rdma", 64, GBps(51), GBps(50)))
-DEEPEP_TOKENS = 128
-DEEPEP_HIDDEN = 7168
-DEEPEP_TOPK = 8
-DEEPEP_EXPERTS = 256
-#: Normal kernels' host synchronization per dispatch — assumed (not published): 20 µs.
-NORMAL_SYNC_OVERHEAD = us(20)
-#: Bytes of one fp8-dispatched hidden element plus its share of the per-128-channel fp32 scale.
-FP8_BYTES_PER_ELEMENT = 1.0 + 4.0 / 128.0
-#: The stack every MoE exchange uses (GPU-initiated: NVSHMEM IBGDA).
-EP_STACK = "ibgda"
 #: Layers of more tokens than this are routed in aggregate (see the module docstring).
 PER_TOKEN_LIMIT = 16_384
 #: Tokens routed one by one to estimate the inclusion probabilities of aggregate routing.
 ESTIMATE_TOKENS = 20_000
-
-
-def dispatch_bytes_per_token(hidden: int, dtype: str = "fp8") -> float:
-    """Bytes of one dispatched token: fp8 with a fp32 scale per 128 channels, or bf16 [B]."""
-    return hidden * (FP8_BYTES_PER_ELEMENT if dtype == "fp8" else 2.0)
-
-
-def combine_bytes_per_token(hidden: int, dtype: str = "bf16") -> float:
-    """Bytes of one combined result row [B]."""
-    return hidden * (1.0 if dtype == "fp8" else 2.0)
-
-
-@lru_cache(maxsize=1)
-def low_latency_overheads() -> tuple[float, float]:
-    """(dispatch, combine) kernel overheads of DeepEP's low-latency kernels [s], fitted to
-    :data:`DEEPEP_LOW_LATENCY`'s internode rows (see the module docstring)."""
-    res = [[], []]
-    for ep, disp, comb in DEEPEP_LOW_LATENCY:
-        if ep <= 8:
-            continue
-        for i, (measured, bpt) in enumerate(((disp, dispatch_bytes_per_token(DEEPEP_HIDDEN)),
-                                             (comb, combine_bytes_per_token(DEEPEP_HIDDEN)))):
-            res[i].append(measured - deepep_model_time(ep, bpt))
-    return float(np.mean(res[0])), float(np.mean(res[1]))
-
-
-def deepep_model_time(ep: int, bytes_per_pick: float, tokens: int = DEEPEP_TOKENS,
-                      overhead: float = 0.0) -> float:
-    """This module's time for DeepEP's benchmark setting, without the kernel overhead unless
-    given: ``ep`` ranks, 8 per node (one 400 Gb/s NIC each, H800 NVLink), ``tokens`` per rank
-    picking top-8 of 256 experts uniformly, ``bytes_per_pick`` per (token, expert) — expected
-    link loads, ``ibgda`` rates and fixed costs on a DGX-like path [s]."""
-    stack = hardware.stack(EP_STACK)
-    picks = tokens * DEEPEP_TOPK
-    nvl = hardware.LINKS["nvlink_h800"].bandwidth * stack.efficiency(False)
-    nic = hardware.LINKS["ib_ndr"].bandwidth * stack.efficiency(True)
-    local = min(ep, 8)
-    nvl_load = picks * (local - 1) / ep * bytes_per_pick
-    nic_load = picks * (ep - local) / ep * bytes_per_pick
-    if ep > local:
-        lat = 4 * hardware.LINKS["pcie5"].latency + 2 * hardware.LINKS["ib_ndr"].latency
-        fixed = stack.overhead_time(True) + lat
-    else:
-        fixed = stack.overhead_time(False) + 2 * hardware.LINKS["nvlink_h800"].latency
-    return overhead + fixed + max(nvl_load / nvl, nic_load / nic)
-
-
-def mode_overheads(mode: str) -> tuple[float, float]:
-    """(dispatch, combine) kernel overheads of DeepEP ``mode`` [s] (see the module docstring)."""
-    d, c = low_latency_overheads()
-    return (d, c) if mode == "low_latency" else (d + NORMAL_SYNC_OVERHEAD, c)
-
-
-# -- popularity and placement ---------------------------------------------------------------
-
-def popularity(kind, experts: int, rng: np.random.Generator,
-               zipf_exponent: float = 1.0) -> np.ndarray:
-    """Each expert's probability of being picked (sums to 1): ``"uniform"``, ``"zipf"`` (the
-    expert of popularity rank ``i`` ∝ ``1 / i^s``, ranks given to the experts in a random order
-    drawn from ``rng``) or a table of weights."""
-    if isinstance(kind, str) and kind == "uniform":
-        return np.full(experts, 1.0 / experts)
-    if isinstance(kind, str) and kind == "zipf":
-        w = 1.0 / np.arange(1, experts + 1, dtype=float) ** zipf_exponent
-        w = w[rng.permutation(experts).argsort()]  # expert e has popularity rank perm⁻¹(e)
-        return w / w.sum()
-    w = np.asarray(kind, float)
-    return w / w.sum()
-
-
-def place_experts(probs: np.ndarray, ranks: int, slots: int) -> np.ndarray:
-    """EPLB-style placement (see the module docstring): the expert in each of the ``ranks ×
-    slots`` slots, shape ``(ranks, slots)``; ``ranks × slots − E`` slots hold replicas."""
-    e = len(probs)
-    total = ranks * slots
-    count = np.ones(e, np.int64)
-    for _ in range(total - e):  # each redundant slot to the heaviest expert per replica
-        count[int(np.argmax(probs / count))] += 1
-    items = np.repeat(np.arange(e), count)
-    load = probs[items] / count[items]
-    order = np.lexsort((items, -load))  # heaviest first, then by expert id
-    out = np.full((ranks, slots), -1, np.int64)
-    fill = np.zeros(ranks, np.int64)
-    rank_load = np.zeros(ranks)
-    for i in order.tolist():
-        open_ = fill < slots
-        cand = np.flatnonzero(open_)
-        r = int(cand[np.argmin(rank_load[cand])])  # least loaded, lowest index on ties
-        out[r, fill[r]] = items[i]
-        fill[r] += 1
-        rank_load[r] += load[i]
-    return out
-
-
-def sample_topk(rng: np.random.Generator, cdf: np.ndarray, tokens: int, k: int) -> np.ndarray:
-    """``k`` distinct experts for each of ``tokens`` tokens, (tokens, k): draws in proportion to
-    the popularity (cumulative ``cdf``) with the repeats skipped, which is sampling without
-    replacement in proportion to the weights (Plackett–Luce); ``2k`` draws per token at a time,
-    the few tokens short of ``k`` distinct drawn again."""
-    E = len(cdf)
-    if k > E:
-        raise ValueError(f"top-{k} of {E} experts")
-    m = max(2 * k, k + 4)
-    out = np.empty((tokens, k), np.int64)
-    todo = np.arange(tokens)
-    while len(todo):
-        u = rng.random((len(todo), m)) * cdf[-1]
-        draws = np.minimum(np.searchsorted(cdf, u, side="right"), E - 1)
-        order = np.argsort(draws, axis=1, kind="stable")
-        sd = np.take_along_axis(draws, order, axis=1)
-        first_sorted = np.ones(sd.shape, bool)
-        first_sorted[:, 1:] = sd[:, 1:] != sd[:, :-1]
-        first = np.zeros(sd.shape, bool)
-        np.put_along_axis(first, order, first_sorted, axis=1)
-        count = np.cumsum(first, axis=1)
-        ok = count[:, -1] >= k
-        rows = np.flatnonzero(ok)
-        take = first[rows] & (count[rows] <= k)
-        out[todo[rows]] = draws[rows][take].reshape(-1, k)
-        todo = todo[~ok]
-    return out
 
 
 # -- a layer's plan ---------------------------------------------------------------------------
@@ -302,10 +147,11 @@ class ExpertParallel:
         ranks: GPU node names of the ranks, in rank order.
         graph: the topology (for the paths the Fabric takes).
         arch: the :class:`~simulator.models.Architecture` (experts, top-k, hidden size …).
-        probs: each expert's popularity (:func:`popularity`).
+        probs: each expert's popularity (:func:`~simulator.costmodel.experts.popularity`).
         slots: expert slots per rank (replicas included).
         mode: DeepEP kernel mode (:data:`MODES`).
-        kernels: per-rank kernel times (:class:`RankKernels`, one per rank).
+        kernels: per-rank kernel times (:class:`~simulator.costmodel.rank_kernels.RankKernels`, one
+            per rank).
         dispatch_dtype / combine_dtype: element types on the wire.
         paths: paths between the ranks (:func:`simulator.network.paths.paths_among`).
     """
@@ -569,94 +415,3 @@ class ExpertParallel:
         else:
             tail = 0.0
         return MoEPhases(d, experts, c, tail)
-
-
-# -- per-rank kernels -------------------------------------------------------------------------
-
-_ROUTED = ("experts_gate_up", "experts_activation", "experts_down")
-_SHARED = ("shared_gate_up", "shared_activation", "shared_down")
-_PRE_MOE = ("router", "topk_select")
-
-
-class RankKernels:
-    """One rank's kernel times under expert parallelism, from a kernel profile (layers composed
-    as :mod:`simulator.gpu.layers` does, at the rank's own token count, ``gpus = 1``), with
-    their launch costs: per layer the attention-side projections (:meth:`pre_time`), the dense
-    FFN or the router (:meth:`ffn_time`), the shared experts (:meth:`shared_time`), the
-    combine's add (:meth:`post_time`), per step the final norm and LM head (:meth:`step_time`),
-    and the routed experts at received rows (:meth:`expert_time`) [s]. Memoized per count."""
-
-    def __init__(self, kernels, spec, arch, dense_layers: int | None = None) -> None:
-        if dense_layers is not None and dense_layers != arch.dense_layers:
-            arch = dataclasses.replace(arch, dense_layers=dense_layers)
-        self.kernels = kernels
-        self.spec = spec
-        self.arch = arch
-        self.profile = kernels.profile(spec)
-        self._cache: dict[tuple, float] = {}
-
-    def _launched(self, gpu_time: float, n: float) -> float:
-        if n <= 0:
-            return gpu_time
-        launch = float(self.profile.launch(n).time)
-        return gpu_time + launch if self.profile.cuda_graphs else max(gpu_time, launch)
-
-    def _sum(self, key, tokens: float, logits: float | None, keep) -> float:
-        got = self._cache.get(key)
-        if got is None:
-            if tokens <= 0:
-                got = 0.0
-            else:
-                ops = decode_ops(self.profile, self.arch, float(tokens), 1, logits)
-                sel = [o for o in ops if keep(o)]
-                got = self._launched(sum(o.time * o.count for o in sel),
-                                     sum(o.count for o in sel))
-            self._cache[key] = got
-        return got
-
-    def pre_time(self, tokens: int) -> float:
-        """One layer's projections, norms, rotary and indexer projections (no FFN) [s]."""
-        return self._sum(("pre", tokens), tokens, None, lambda o: o.per == "layer")
-
-    def ffn_time(self, tokens: int, moe: bool) -> float:
-        """A dense layer's FFN, or an MoE layer's router and top-k [s]."""
-        if moe:
-            return self._sum(("router", tokens), tokens, None, lambda o: o.name in _PRE_MOE)
-        return self._sum(("dense", tokens), tokens, None, lambda o: o.per == "dense_layer")
-
-    def shared_time(self, tokens: int) -> float:
-        """The shared experts of one MoE layer [s]."""
-        return self._sum(("shared", tokens), tokens, None, lambda o: o.name in _SHARED)
-
-    def post_time(self, tokens: int) -> float:
-        """The weighted add of the combined expert outputs, one MoE layer [s]."""
-        return self._sum(("post", tokens), tokens, None, lambda o: o.name == "experts_combine")
-
-    def step_time(self, tokens: int, logits: int) -> float:
-        """Per step: the final norm and the LM head for ``logits`` rows [s]."""
-        return self._sum(("step", tokens, logits), tokens, logits, lambda o: o.per == "step")
-
-    def expert_time(self, rows: int, active: int) -> float:
-        """The routed experts of one MoE layer at ``rows`` received rows over ``active``
-        experts: gate/up and down grouped GEMMs and the activation [s]."""
-        key = ("experts", rows, active)
-        got = self._cache.get(key)
-        if got is None:
-            got = 0.0
-            if rows > 0 and active > 0:
-                a, p = self.arch, self.profile
-                d, ie = float(a.hidden_size), float(a.expert_intermediate_size)
-                dt = "fp8" if a.weight_bytes_per_param <= 1.0 else "bf16"
-                t = float(p.gemm(rows, 2 * ie, d, dt, active).time)
-                t += float(p.elementwise("activation", rows, ie).time)
-                t += float(p.gemm(rows, d, ie, dt, active).time)
-                got = self._launched(t, 3.0)
-            self._cache[key] = got
-        return got
-
-
-def expert_layers(arch, dense_layers: int | None = None) -> int:
-    """MoE layers of ``arch`` (its layers less the dense ones)."""
-    dense = arch.dense_layers if dense_layers is None else dense_layers
-    return int(arch.layers - dense) if arch.experts else 0
-

@@ -2,9 +2,9 @@
 the expert kernels on the ranks' compute streams.
 
 :class:`MoEReplay` takes a :class:`~simulator.costmodel.moe.LayerPlan` (routing, traffic, expert
-kernel times — computed by :class:`~simulator.costmodel.moe.ExpertParallel`, which the fast
-engine can ask for the same) at the moment the last rank of the group is ready, and plays it in
-the closed form's order (:meth:`ExpertParallel.closed_form`):
+kernel times — computed by :class:`~simulator.costmodel.moe.ExpertParallel` without SimPy) at
+the moment the last rank of the group is ready, and plays it in the closed form's order
+(:meth:`ExpertParallel.closed_form`):
 
 1. the shared experts are queued on every rank's stream (they overlap the dispatch);
 2. **dispatch**: one flow per loaded link (:meth:`~simulator.network.Fabric.transfer_link`,

@@ -14,7 +14,7 @@ _Run`) holds a :class:`Deployed`, which replaces its per-GPU loops by one loop p
   blocks on its stream, remote ones as route / fetch / local rounds chosen by the policy
   (:mod:`simulator.engine.rounds`, exactly as without a deployment) — its prefill chunks'
   attention and the layer's projections at its own token count (:class:`~simulator.costmodel.
-  moe.RankKernels`); when the last rank is ready, an MoE slot plays the layer
+  rank_kernels.RankKernels`); when the last rank is ready, an MoE slot plays the layer
   (:mod:`simulator.engine.exchange`): routing drawn from the run's MoE stream, dispatch and
   combine on the Fabric, expert GEMMs at each rank's own rows; a dense slot has its FFN in the
   projections. The slot's time then repeats for the layers it stands for (folding, as the engine
@@ -38,7 +38,9 @@ import numpy as np
 import pandas as pd
 
 from simulator import kvcache
-from simulator.costmodel.moe import ExpertParallel, RankKernels, popularity
+from simulator.costmodel.experts import popularity
+from simulator.costmodel.moe import ExpertParallel
+from simulator.costmodel.rank_kernels import RankKernels
 from simulator.deployment.layout import build_layout
 from simulator.deployment.spec import check_against
 from simulator.deployment.weights import weights_per_gpu
