@@ -59,10 +59,6 @@ from simulator.errors import UserError
 STACK_NAMES = ("ideal", "nccl", "ibgda")
 SELECTIONS = ("auto", "dense", "dsa", "nsa")
 ENGINE_MODES = ("exact", "fast")
-#: Why ``[engine] mode = "fast"`` refuses a ``[deployment]``: the fast engine composes each GPU's
-#: step alone, and a deployment's ranks step together through their all-to-alls (issue 16).
-FAST_DEPLOYMENT = ("a [deployment] runs on the exact engine only (its ranks step together "
-                   "through the MoE all-to-all; the fast engine composes each GPU's step alone)")
 SCHEMES = ("first_writer", "hash", "range", "repo_affinity", "replicate")
 HOME_RULES = ("least_loaded", "repo_affinity")
 REUSE_RULES = ("prefix", "span", "none")
@@ -351,6 +347,8 @@ class _Validator:
         engine = self.engine(data)
         deployment = self.deployment(data)
         if deployment is not None and engine.mode == "fast":
+            from simulator.engine.fast import FAST_DEPLOYMENT
+
             raise self.fail("engine.mode", FAST_DEPLOYMENT + '; set mode = "exact"')
         return Scenario(
             name=name,

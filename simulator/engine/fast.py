@@ -62,7 +62,7 @@ from simulator.errors import UserError
 from simulator.network.traffic import KV_FETCH, KV_ROUTE
 from simulator.policies import Policy, Round
 
-__all__ = ["ENGINES", "check_engine", "simulate", "unsupported"]
+__all__ = ["ENGINES", "FAST_DEPLOYMENT", "check_engine", "simulate", "unsupported"]
 
 #: Steps of at least this many layer slots sum their quiet layers as arrays (fewer: a loop is
 #: cheaper than the array calls).
@@ -70,6 +70,10 @@ VECTOR_SLOTS = 16
 
 #: The decode-loop engine's modes (``[engine] mode``, ``run(..., engine=)``).
 ENGINES: tuple[str, ...] = ("exact", "fast")
+#: Why ``[engine] mode = "fast"`` refuses a ``[deployment]``: the fast engine composes each GPU's
+#: step alone, and a deployment's ranks step together through their all-to-alls (issue 16).
+FAST_DEPLOYMENT = ("a [deployment] runs on the exact engine only (its ranks step together "
+                   "through the MoE all-to-all; the fast engine composes each GPU's step alone)")
 
 
 def check_engine(mode: str) -> str:
@@ -101,8 +105,6 @@ def simulate(scenario, policy: Policy, seed: int, trace: pd.DataFrame, *,
     """
     why = unsupported(policy)
     if getattr(scenario, "deployment", None) is not None:
-        from simulator.scenario import FAST_DEPLOYMENT
-
         why = FAST_DEPLOYMENT
     if why:
         raise ValueError(f"fast engine: {why}")
