@@ -11,22 +11,22 @@ output token); every rank's KV is its own (DeepSeek's decode ranks share none). 
 is measured over the steps after the first (every request decoding) and reported per GPU and per
 node beside DeepSeek's 14.8k output tokens/s per H800 node (deepseek-ai/open-infra-index, day 6).
 
-``verdict`` — the default scenario's workload (32 sub-agents sharing one repository, here of 64k
-tokens, DeepSeek-V3.2 on 2 DGX H100 nodes) under route, fetch and adaptive, five ways: as kvfabric ran it
-before deployments (one instance, no MoE traffic); as an EP16 instance (its ranks in lockstep, the
-all-to-all on the fabric); with two-batch overlap, its all-to-alls taking their closed-form time
-but no link (an idle fabric for the KV rounds); the same with the all-to-alls on the fabric; and
-prefill/decode disaggregated (an EP16 prefill unit on 2 more nodes handing KV to the decode unit
-over RDMA). Printed: TTFT and TBT p50/p99, the rounds' closed-form error p99,
-adaptive's choices, the bytes per traffic class.
+``verdict`` — the workload of ``scenarios/agentic_repo.toml`` (32 sub-agents sharing one
+repository, here of 64k tokens, DeepSeek-V3.2 on 2 DGX H100 nodes) under route, fetch and adaptive,
+five ways: as kvfabric ran it before deployments (one instance, no MoE traffic); as an EP16
+instance (its ranks in lockstep, the all-to-all on the fabric); with two-batch overlap, its
+all-to-alls taking their closed-form time but no link (an idle fabric for the KV rounds); the same
+with the all-to-alls on the fabric; and prefill/decode disaggregated (an EP16 prefill unit on 2
+more nodes handing KV to the decode unit over RDMA). Printed: TTFT and TBT p50/p99, the rounds'
+closed-form error p99, adaptive's choices, the bytes per traffic class.
 
 ``rounds`` — one route and one fetch round between two nodes, alone and while an EP16 group's
 all-to-alls (64 tokens per rank) keep the same NICs busy: their times and which is cheaper, idle
 and loaded, for a fetched block used once or 16 times.
 
     python benchmarks/deepseek_deployment.py rounds                 # seconds
-    python benchmarks/deepseek_deployment.py verdict                # ~10 min on 2 cores
-    python benchmarks/deepseek_deployment.py throughput --batch 32  # ~5 min per model
+    python benchmarks/deepseek_deployment.py verdict                # ~2–3 min on 2 cores
+    python benchmarks/deepseek_deployment.py throughput --batch 32  # ~1–2 min per model
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def throughput(model: str, batch: int, steps: int, two_batch: bool, policy: str 
 # -- verdict ------------------------------------------------------------------------------------
 
 def verdict(policies=("route", "fetch", "adaptive"), repo_tokens: int = 65_536):
-    """The default scenario four ways (see the module docstring); rows of figures."""
+    """``scenarios/agentic_repo.toml`` five ways (see the module docstring); rows of figures."""
     from simulator import Scenario, run
     from simulator.deployment import validate_deployment
 
