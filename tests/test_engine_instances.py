@@ -163,6 +163,9 @@ layerwise = {layerwise}
         # no first token before the KV is on the decode GPU: TTFT includes the transfer
         assert (merged["first_token_at"] >= merged["arrived_at"]).all()
         assert (merged["arrived_at"] >= merged["prefilled_at"]).all()
+        wait = (kv["arrived_at"] - kv["prefilled_at"]).to_numpy()
+        assert res.summary["kv_transfer_wait_p50"] == pytest.approx(np.quantile(wait, 0.5))
+        assert res.summary["kv_transfer_wait_p50"] <= res.summary["kv_transfer_time_p50"]
         assert (merged["tokens_generated"] == merged["output_tokens"]).all()
         # every decode iteration runs on a decode GPU, every prefill on a prefill GPU
         it = res.iterations

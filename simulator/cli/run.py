@@ -50,7 +50,7 @@ EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "mo
 #: forms.
 DEPLOYMENT_KEYS = ("decode_gpus", "moe_layers", "moe_closed_form_error_p50",
                    "moe_closed_form_error_p99", "kv_transfers", "kv_transfer_time_p50",
-                   "kv_transfer_time_p99")
+                   "kv_transfer_time_p99", "kv_transfer_wait_p50", "kv_transfer_wait_p99")
 #: Record tables a result may carry in its extras (written when present).
 EXTRA_TABLES = ("link_classes", "class_timeline", "moe", "kv_transfers")
 #: Which engine made a policy's result, and why it fell back to the exact one if it did.

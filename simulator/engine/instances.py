@@ -194,7 +194,8 @@ class Deployed:
 
     def summary(self) -> dict:
         """Headline figures of the deployment: the MoE layers' closed-form error (relative, over
-        the exchange phases) and the transfers' times."""
+        the exchange phases), the transfers' times (first post to last arrival) and waits (the
+        prompt's end to the last arrival: the transfer's share of TTFT) [s]."""
         out: dict = {"decode_gpus": len(self.homes)}
         rows = self.moe_rows
         if rows:
@@ -211,6 +212,10 @@ class Deployed:
             out["kv_transfers"] = len(t)
             out["kv_transfer_time_p50"] = float(np.quantile(t, 0.5))
             out["kv_transfer_time_p99"] = float(np.quantile(t, 0.99))
+            # what the transfer adds to TTFT: from the prompt's end to the last KV arrived
+            wait = np.array([r[7] - r[6] for r in self.handoff.records], float)
+            out["kv_transfer_wait_p50"] = float(np.quantile(wait, 0.5))
+            out["kv_transfer_wait_p99"] = float(np.quantile(wait, 0.99))
         return out
 
 

@@ -25,7 +25,9 @@ import numpy as np
 from simulator.costmodel.transfer import transfer_time
 from simulator.network.traffic import PD_TRANSFER
 
-#: Columns of the ``kv_transfers`` records.
+#: Columns of the ``kv_transfers`` records: ``transfer_time`` runs from the first message posted
+#: to the last arrived [s] (layer-wise, it spans the prefill that posts them); ``arrived_at −
+#: prefilled_at`` is what the transfer adds to the request's time to first token.
 TRANSFER_COLUMNS = ("request_id", "prefill_gpu", "decode_gpu", "bytes", "messages", "posted_at",
                     "prefilled_at", "arrived_at", "transfer_time", "cf_transfer_time")
 
