@@ -141,6 +141,9 @@ LINKS: dict[str, LinkSpec] = {
     "nvlink3": LinkSpec("nvlink3", "nvlink", GBps(300), us(0.25)),  # A100, NVIDIA datasheet
     "nvlink4": LinkSpec("nvlink4", "nvlink", GBps(450), us(0.25)),  # H100/H200/H20 datasheets
     "nvlink5": LinkSpec("nvlink5", "nvlink", GBps(900), us(0.25)),  # B200 datasheet
+    # H800 SXM (the H100 with NVLink cut to 400 GB/s both ways, NVIDIA H800 datasheet): 200 GB/s
+    # each way; DeepEP measures "~160 GB/s NVLink maximum bandwidth" on it (DeepEP README).
+    "nvlink_h800": LinkSpec("nvlink_h800", "nvlink", GBps(200), us(0.25)),
     "pcie4": LinkSpec("pcie4", "pcie", GBps(32), us(0.3)),  # PCIe Gen4 x16 ~32 GB/s (PCI-SIG)
     "pcie5": LinkSpec("pcie5", "pcie", GBps(64), us(0.3)),  # PCIe Gen5 x16 ~64 GB/s (PCI-SIG)
     "ib_hdr": LinkSpec("ib_hdr", "ib", Gbps(200), us(0.2)),  # 200 Gb/s = 25 GB/s (SuperPOD docs)

@@ -5,7 +5,9 @@
   round (all layers of one token, weighted by the layers a round stands for), per policy, next
   to the closed form's;
 - :func:`link_utilization` — utilization over time of the busiest link of each kind (per time
-  bin), and the mean over that kind's links (dashed);
+  bin), and the mean over that kind's links (dashed); beside it, when the run recorded traffic
+  classes, the fabric's bytes per second by class (route, fetch, MoE dispatch and combine, PD
+  transfer, …) stacked over time;
 - :func:`closed_form_scatter` — closed-form vs simulated round time, one point per round.
 
 Each takes ``{policy: Result}`` and returns a ``Figure``; :func:`write_all` saves those that have
@@ -174,11 +176,20 @@ def phase_breakdown(results: dict):
     return fig
 
 
+def _class_timeline(res):
+    tl = res.extras.get("class_timeline") if isinstance(res.extras, dict) else None
+    return tl if tl is not None and len(tl) and float(tl["bytes"].max()) > 0 else None
+
+
 def link_utilization(results: dict):
     """Utilization per link kind over time (busiest link solid, mean dashed), one panel per
-    policy."""
+    policy; beside it, when recorded, the bytes per second of each traffic class (stacked)."""
     n = max(len(results), 1)
-    fig, axes = plt.subplots(n, 1, figsize=(8, 2.4 * n), sharex=True, squeeze=False)
+    classes = any(_class_timeline(r) is not None for r in results.values())
+    fig, axes = plt.subplots(n, 2 if classes else 1, figsize=(14 if classes else 8, 2.4 * n),
+                             sharex=True, squeeze=False)
+    for ax, (policy, res) in zip(axes[:, 1] if classes else [], results.items(), strict=False):
+        _traffic_classes(ax, policy, res)
     for ax, (policy, res) in zip(axes[:, 0], results.items(), strict=False):
         tl = res.link_timeline
         if len(tl) and float(tl["utilization"].max()) > 0:
@@ -196,9 +207,30 @@ def link_utilization(results: dict):
         ax.set_ylabel("util. [%]")
         ax.set_title(policy, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[-1, 0].set_xlabel("simulated time [s]")
+    for ax in axes[-1, :]:
+        ax.set_xlabel("simulated time [s]")
     fig.tight_layout()
     return fig
+
+
+def _traffic_classes(ax, policy: str, res) -> None:
+    """Bytes per second of each traffic class over time, summed over every link (a message
+    counts on each link it crosses), stacked."""
+    tl = _class_timeline(res)
+    if tl is None:
+        ax.text(0.5, 0.5, "no traffic classes recorded", transform=ax.transAxes, ha="center",
+                va="center", color="0.4")
+        ax.set_title(f"{policy}: traffic by class", fontsize=9)
+        return
+    by = tl.groupby(["traffic_class", "start_at"])["bytes"].sum().unstack(0).fillna(0.0)
+    length = tl.groupby("start_at")["end_at"].first() - by.index.to_numpy()
+    rate = by.div(np.maximum(length.to_numpy(), 1e-30), axis=0) / 1e9
+    ax.stackplot(rate.index.to_numpy(), *(rate[c].to_numpy() for c in rate.columns),
+                 labels=[str(c) for c in rate.columns], step="post", alpha=0.85)
+    ax.set_ylabel("GB/s on links")
+    ax.set_title(f"{policy}: traffic by class", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    ax.grid(alpha=0.3)
 
 
 def closed_form_scatter(results: dict, max_points: int = 20_000):

@@ -64,9 +64,7 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
             cross-checking (decode-loop engine only).
         engine: ``"exact"`` or ``"fast"``; overrides the scenario's ``[engine] mode``.
     """
-    from simulator.engine.fast import check_engine
-
-    mode = check_engine(getattr(scenario.engine, "mode", "exact") if engine is None else engine)
+    mode = engine_mode(scenario, engine)
     seed = scenario.seed if seed is None else int(seed)
     if trace is None:
         check(scenario, (policy,), graph=topology)
@@ -98,6 +96,19 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
     if fallback is not None:
         res.summary["engine_fallback"] = fallback
     return res
+
+
+def engine_mode(scenario, engine: str | None = None) -> str:
+    """The decode-loop engine ``scenario`` runs on (``engine`` overrides its ``[engine] mode``);
+    a :class:`UserError` for an unknown one, or for ``"fast"`` with a ``[deployment]`` (which
+    runs on the exact engine only)."""
+    from simulator.engine.fast import FAST_DEPLOYMENT, check_engine
+
+    mode = check_engine(getattr(scenario.engine, "mode", "exact") if engine is None else engine)
+    if mode == "fast" and getattr(scenario, "deployment", None) is not None:
+        raise UserError(f"{scenario.source}: engine 'fast': {FAST_DEPLOYMENT}; run it with "
+                        "engine 'exact'")
+    return mode
 
 
 def memory_bytes() -> float:
@@ -168,7 +179,21 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
             raise UserError(f"{src}: field 'topology': {exc}") from None
     if any(get_policy(p).loop is None for p in (policies or scenario.policies)):
         _check_kv_room(scenario, graph)
+        if getattr(scenario, "deployment", None) is not None:
+            _check_deployment(scenario, graph)
     return graph
+
+
+def _check_deployment(scenario, graph) -> None:
+    """The ``[deployment]`` fits the model and the topology (:func:`~simulator.deployment.spec.
+    check_against`)."""
+    import topologies
+    from simulator.deployment.spec import check_against
+    from simulator.models import model as lookup_model
+
+    kinds = [graph.nodes[n].get("gpu", "H100") for n in topologies.gpus(graph)]
+    check_against(scenario.deployment, lookup_model(scenario.model.name), kinds, scenario.source,
+                  scenario.placement.reserve_fraction)
 
 
 def _check_selections(scenario) -> None:

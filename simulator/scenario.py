@@ -37,6 +37,8 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
                  (validated by :mod:`simulator.engine.scheduler`)
     [disaggregation]  Lamina-style pools for the ``disaggregated`` / ``homogeneous`` policies
                  (validated by :mod:`simulator.disaggregation.spec`)
+    [deployment] expert-parallel instances, prefill/decode pools and their KV transfer
+                 (validated by :mod:`simulator.deployment.spec`)
 
 Relative paths (``include``, ``workload.trace``, ``workload.selections``, ``topology.file``) are
 resolved against the scenario file's folder.
@@ -197,6 +199,7 @@ class Scenario:
     source: str = "<dict>"
     disaggregation: Any = None
     serving: Any = field(default_factory=_default_serving)
+    deployment: Any = None
 
     # -- construction ----------------------------------------------------------------------
 
@@ -330,7 +333,7 @@ class _Validator:
         top_known = (
             "name", "seed", "stack", "policies", "include",
             "topology", "model", "workload", "placement", "engine", "calibration",
-            "disaggregation", "serving",
+            "disaggregation", "serving", "deployment",
         )
         if not isinstance(data, Mapping):
             raise UserError(f"{self.source}: a scenario must be a TOML table")
@@ -341,13 +344,19 @@ class _Validator:
         stack = self.choice(dict(data), "", "stack", STACK_NAMES, "ibgda")
         policies = self.policies(data)
         calibration = self.calibration(data)
+        engine = self.engine(data)
+        deployment = self.deployment(data)
+        if deployment is not None and engine.mode == "fast":
+            from simulator.engine.fast import FAST_DEPLOYMENT
+
+            raise self.fail("engine.mode", FAST_DEPLOYMENT + '; set mode = "exact"')
         return Scenario(
             name=name,
             topology=self.topology(data),
             model=self.model(data),
             workload=self.workload(data),
             placement=self.placement(data),
-            engine=self.engine(data),
+            engine=engine,
             policies=policies,
             stack=stack,
             seed=seed,
@@ -355,7 +364,15 @@ class _Validator:
             source=self.source,
             disaggregation=self.disaggregation(data),
             serving=self.serving(data),
+            deployment=deployment,
         )
+
+    def deployment(self, data: Mapping):
+        if "deployment" not in data:
+            return None
+        from simulator.deployment.spec import validate_deployment
+
+        return validate_deployment(data["deployment"], self.source)
 
     def serving(self, data: Mapping):
         from simulator.engine.scheduler import validate_serving

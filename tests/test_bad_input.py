@@ -82,6 +82,11 @@ def default(old: str, new: str) -> dict[str, str]:
     return {"d.toml": DEFAULT.replace(old, new, 1)}
 
 
+def deploy(section: str) -> dict[str, str | bytes]:
+    """The tiny scenario with a ``[deployment]`` section (issue 16)."""
+    return {**tiny(), "tiny.toml": TINY + "[deployment]\n" + section + "\n"}
+
+
 def sweep(grid: str, head: str = "") -> dict[str, str | bytes]:
     return {**tiny(), "s.toml": SWEEP.replace("[grid]\n", head + "[grid]\n" + grid)}
 
@@ -148,6 +153,50 @@ CASES: list[Case] = [
          default("subagents = 32", "subagents = 1000000000000")),
     Case("run-cluster-too-large", ["run", "d.toml"], ("d.toml", "'topology.nodes'"),
          default("nodes = 2", "nodes = 100000000")),
+    # -- run: the [deployment] section -----------------------------------------------------------
+    Case("run-deployment-unknown-field", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.attention_dpp'", "unknown field"),
+         deploy("attention_dpp = 2")),
+    Case("run-deployment-bad-kernels", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.moe_kernels'", "low_latency"),
+         deploy('moe_kernels = "fast"')),
+    Case("run-deployment-ep-not-instance", ["run", "tiny.toml"], ("tiny.toml", "'deployment.ep'"),
+         deploy("attention_dp = 2\nep = 3")),
+    Case("run-deployment-zero-ranks", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.attention_dp'", ">= 1"), deploy("attention_dp = 0")),
+    Case("run-deployment-bad-popularity", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.popularity'", "zipf"), deploy('popularity = "pareto"')),
+    Case("run-deployment-negative-weight", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.popularity'", "weight 1"), deploy("popularity = [1, -2]")),
+    Case("run-deployment-zipf-exponent-alone", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.zipf_exponent'"), deploy("zipf_exponent = 1.2")),
+    Case("run-deployment-transfer-without-prefill", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.transfer'", "prefill"),
+         deploy("[deployment.transfer]\nbandwidth = 1e10")),
+    Case("run-deployment-prefill-unknown-gpu", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.prefill.gpu'", "H999"),
+         deploy('[deployment.prefill]\ngpu = "H999"')),
+    Case("run-deployment-zero-transfer-rate", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.transfer.bandwidth'"),
+         deploy("[deployment.prefill]\n[deployment.transfer]\nbandwidth = 0")),
+    Case("run-deployment-experts-per-rank", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.experts_per_rank'", "256"),
+         deploy("attention_dp = 2\nexperts_per_rank = 100")),
+    Case("run-deployment-more-gpus-than-topology", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.instances'", "the topology has 2"),
+         deploy("attention_dp = 4")),
+    Case("run-deployment-weights-do-not-fit", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.attention_dp'", "GB"), deploy("attention_dp = 2")),
+    Case("run-deployment-tensor-parallel-attention", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.attention_tp'"), deploy("attention_tp = 2")),
+    Case("run-deployment-on-the-fast-engine", ["run", "tiny.toml"],
+         ("tiny.toml", "'engine.mode'", "exact engine only", 'mode = "exact"'),
+         {**tiny(), "tiny.toml": TINY.replace("layer_groups = 2", 'layer_groups = 2\nmode = "fast"')
+          + "[deployment]\nattention_dp = 2\n"}),
+    Case("run-deployment-engine-fast-option", ["run", "tiny.toml", "--engine", "fast"],
+         ("tiny.toml", "engine 'fast'", "exact engine only"),
+         {**tiny(), "tiny.toml": TINY.replace('name = "deepseek-v3.2"', 'name = "llama-3.1-8b"')
+          + "[deployment]\nattention_dp = 2\n"}),
     # -- run: the trace it reads -----------------------------------------------------------------
     Case("run-trace-missing", ["run", "tiny.toml"], ("t2.jsonl", "no such file"),
          tiny('trace = "t.jsonl"', 'trace = "t2.jsonl"')),
@@ -247,6 +296,11 @@ CASES: list[Case] = [
          ("-o", "g.txt")),
     Case("topology-unknown-path-node", ["topology", "show", "dgx_h100", "--path", "n0/gpu0",
                                         "n9/gpu0"], ("n9/gpu0",)),
+    Case("topology-deployment-missing", ["topology", "show", "dgx_h100", "--deployment",
+                                         "tiny.toml"], ("tiny.toml", "'deployment'"), tiny()),
+    Case("topology-deployment-too-large", ["topology", "show", "dgx_h100:nodes=1",
+                                           "--deployment", "tiny.toml"],
+         ("tiny.toml", "'deployment.instances'"), deploy("attention_dp = 16")),
     # -- calibrate -------------------------------------------------------------------------------
     Case("calibrate-missing-file", ["calibrate", "m.csv"], ("m.csv",)),
     Case("calibrate-not-utf8", ["calibrate", "m.csv"], ("m.csv", "text"),

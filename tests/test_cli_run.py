@@ -67,12 +67,16 @@ def test_run_prints_the_design_json_keys_and_writes_records_and_plots(tiny, tmp_
     assert list(data["policies"]) == ["route", "fetch", "colocated"]
     keys = {"requests", "completed", "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99",
             "throughput_tokens_per_s", "bytes_moved", "closed_form_error_p50",
-            "closed_form_error_p99", "wall_time", "events", "engine"}
+            "closed_form_error_p99", "wall_time", "events", "engine",
+            "bytes_by_class", "decode_tokens_per_s_per_gpu"}  # issue 16: traffic by class
     for summary in data["policies"].values():
         assert set(summary) == keys
         assert summary["requests"] == 3 and summary["completed"] == 3
     assert data["policies"]["colocated"]["bytes_moved"] == 0
     assert data["policies"]["route"]["bytes_moved"] > 0
+    assert data["policies"]["colocated"]["bytes_by_class"] == {}
+    assert set(data["policies"]["route"]["bytes_by_class"]) == {"kv_route"}
+    assert set(data["policies"]["fetch"]["bytes_by_class"]) <= {"kv_fetch"}
     for name in ("requests", "rounds", "iterations", "gpus", "links", "link_timeline"):
         df = pd.read_parquet(out_dir / f"{name}.parquet")
         assert "policy" in df.columns

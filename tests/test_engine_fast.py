@@ -75,6 +75,16 @@ def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, topo
     same_steps(exact, fast)
     for key in ("ttft_p50", "tbt_p50", "tbt_p99", "bytes_moved", "sim_time"):
         assert fast.summary[key] == pytest.approx(exact.summary[key], rel=1e-6)
+    # the traffic by class (issue 16): the same bytes per class, in total and per link
+    ea, fa = exact.extras["bytes_by_class"], fast.extras["bytes_by_class"]
+    assert set(fa) == set(ea) <= {"kv_route", "kv_fetch"}
+    for name, nbytes in ea.items():
+        assert fa[name] == pytest.approx(nbytes, rel=1e-9)
+    key = ["src", "dst", "traffic_class"]
+    la = exact.extras["link_classes"].sort_values(key).reset_index(drop=True)
+    lb = fast.extras["link_classes"].sort_values(key).reset_index(drop=True)
+    assert (la[key] == lb[key]).all().all()
+    np.testing.assert_allclose(lb["bytes"].to_numpy(float), la["bytes"].to_numpy(float), rtol=1e-9)
 
 
 @pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])

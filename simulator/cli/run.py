@@ -46,11 +46,33 @@ JSON_KEYS = (
 #: Extra keys of disaggregation runs (Lamina-style comparison at equal cost).
 EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "model_pool_idle",
               "attention_pool_idle")
+#: Keys of a ``[deployment]`` run (issue 16): MoE layers and KV transfers against their closed
+#: forms.
+DEPLOYMENT_KEYS = ("decode_gpus", "moe_layers", "moe_closed_form_error_p50",
+                   "moe_closed_form_error_p99", "kv_transfers", "kv_transfer_time_p50",
+                   "kv_transfer_time_p99", "kv_transfer_wait_p50", "kv_transfer_wait_p99")
+#: Record tables a result may carry in its extras (written when present).
+EXTRA_TABLES = ("link_classes", "class_timeline", "moe", "kv_transfers")
 #: Which engine made a policy's result, and why it fell back to the exact one if it did.
 ENGINE_KEYS = ("engine", "engine_fallback")
 #: The scenario ``kvfabric run`` runs without one (the earlier default, for the exact engine
 #: and the tests, is ``agentic_repo.toml``).
 DEFAULT_SCENARIO = "agentic_cluster.toml"
+
+
+def traffic_figures(res) -> dict:
+    """``bytes_by_class`` (traffic class → bytes sent on the fabric) and
+    ``decode_tokens_per_s_per_gpu`` (decode tokens per simulated second — at capacity in a
+    closed loop — per GPU that decodes: a deployment's decode pool, else every GPU of the
+    run) of one result."""
+    s = res.summary
+    gpus = res.extras.get("decode_gpus") or max(len(res.gpus), 1)
+    if s.get("capacity_tokens_per_s") is not None and math.isfinite(s["capacity_tokens_per_s"]):
+        tput = s["capacity_tokens_per_s"]
+    else:
+        tput = s["throughput_tokens_per_s"]
+    return {"bytes_by_class": dict(res.extras.get("bytes_by_class", {})),
+            "decode_tokens_per_s_per_gpu": float(tput) / gpus}
 
 
 def default_scenario() -> Path:
@@ -140,10 +162,15 @@ def write_outputs(results: dict, out_dir: Path, scenario_name: str
     from simulator.fileio import write_parquet, write_text
 
     written = []
-    for table in ("requests", "rounds", "iterations", "gpus", "links", "link_timeline"):
+    tables = ["requests", "rounds", "iterations", "gpus", "links", "link_timeline"]
+    tables += [t for t in EXTRA_TABLES
+               if any(isinstance(r.extras.get(t), pd.DataFrame) for r in results.values())]
+    for table in tables:
         frames = []
         for policy, res in results.items():
-            df = getattr(res, table)
+            df = getattr(res, table) if hasattr(res, table) else res.extras.get(table)
+            if not isinstance(df, pd.DataFrame):
+                continue
             if len(df) or not frames:  # an empty run still writes every table (no rows)
                 df = df.copy()
                 for col in df.columns:
@@ -157,7 +184,8 @@ def write_outputs(results: dict, out_dir: Path, scenario_name: str
                                      out_dir / f"{table}.parquet"))
     figures, skipped = plots.write_all(results, out_dir)
     summary = {"scenario": scenario_name,
-               "policies": {p: _clean(r.summary) for p, r in results.items()}}
+               "policies": {p: _clean({**r.summary, **traffic_figures(r)})
+                            for p, r in results.items()}}
     for p, n in notes(results).items():
         summary["policies"][p]["notes"] = n
     if skipped:
@@ -197,7 +225,7 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.cli.output import ResultFolder
-    from simulator.runner import check, load_trace
+    from simulator.runner import check, engine_mode, load_trace
     from simulator.scenario import Scenario
 
     path = resolve_scenario(scenario_path)
@@ -207,11 +235,16 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     if seed < 0:
         raise UserError(f"--seed {seed}: give an integer >= 0")
     target = Path(out_dir) if out_dir else Path("kvfabric_out") / scenario.name
-    check(scenario, policies)
+    engine_mode(scenario, engine)  # a bad engine for this scenario: before anything runs
+    graph = check(scenario, policies)
+    layout = deployment_layout(scenario, graph)
     # a folder the user named is replaced only when asked; the default one always is
     folder = None if no_write else ResultFolder.open(target, overwrite=overwrite or not out_dir)
 
     err = Console(stderr=True)
+    if layout is not None:
+        for line in layout["lines"]:
+            err.print(f"deployment: {line}", highlight=False, soft_wrap=True)
     cols = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("requests"), TimeElapsedColumn())
     try:
@@ -233,10 +266,26 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
             folder.discard()
         raise
     _report(results, scenario.name, seed, None if no_write else target, written, skipped,
-            as_json, err)
+            as_json, err, layout)
 
 
-def _report(results, name, seed, target, written, skipped, as_json, err) -> None:
+def deployment_layout(scenario, graph) -> dict | None:
+    """The scenario's ``[deployment]`` layout on ``graph`` (``lines`` to print, ``pools`` and
+    ``idle`` GPUs), or None without one."""
+    if getattr(scenario, "deployment", None) is None:
+        return None
+    import topologies
+    from simulator.deployment import build_layout
+    from simulator.models import model
+
+    names = list(topologies.gpus(graph))
+    kinds = [graph.nodes[n].get("gpu", "H100") for n in names]
+    lay = build_layout(scenario.deployment, names, kinds)
+    return {"lines": lay.describe(model(scenario.model.name)), **lay.as_dict()}
+
+
+def _report(results, name, seed, target, written, skipped, as_json, err,
+            layout: dict | None = None) -> None:
     """The comparison table or JSON on stdout; notes, skipped plots and files on stderr."""
     from rich.console import Console
 
@@ -248,15 +297,17 @@ def _report(results, name, seed, target, written, skipped, as_json, err) -> None
     if as_json:
         payload = {
             "scenario": name, "seed": seed,
-            "policies": {p: _clean({k: r.summary[k]
-                                    for k in JSON_KEYS + EXTRA_KEYS + ENGINE_KEYS
-                                    if k in r.summary})
+            "policies": {p: _clean({**{k: r.summary[k] for k in
+                                       JSON_KEYS + EXTRA_KEYS + ENGINE_KEYS + DEPLOYMENT_KEYS
+                                       if k in r.summary}, **traffic_figures(r)})
                          for p, r in results.items()},
             "notes": run_notes, "plots_skipped": skipped,
             "out": str(target) if target is not None else None,
         }
         if len(lamina) == 2:
             payload["ratio"] = _clean(comparison_frame(lamina).iloc[2].to_dict())
+        if layout is not None:
+            payload["deployment"] = {k: v for k, v in layout.items() if k != "lines"}
         click.echo(json.dumps(payload))
         return
     con = Console()

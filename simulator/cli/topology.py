@@ -79,8 +79,12 @@ def _print_path(console: Console, p: dict) -> None:
               help="Also show the path from node A to node B (e.g. n0/gpu0 n1/gpu0).")
 @click.option("-o", "--output", default=None, metavar="FILE.png",
               help="Draw the graph to this file (.png, .svg or .pdf), written atomically.")
+@click.option("--deployment", "scenario_file", default=None, metavar="SCENARIO",
+              help="Also lay out SCENARIO's [deployment] (a .toml file or a shipped name) on "
+                   "this topology: pools, instances, ranks, experts.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def show(spec: str, path: tuple[str, str] | None, output: str | None, as_json: bool) -> None:
+def show(spec: str, path: tuple[str, str] | None, output: str | None, scenario_file: str | None,
+         as_json: bool) -> None:
     """Summarize the topology NAME_OR_FILE: a preset with optional parameters
     (dgx_h100:nodes=4,oversubscription=2) or a topology TOML file.
 
@@ -96,7 +100,10 @@ def show(spec: str, path: tuple[str, str] | None, output: str | None, as_json: b
 
         output_file(output, "-o", (".png", ".svg", ".pdf"))
     g = topologies.parse_spec(spec)
+    layout = _deployment(scenario_file, g) if scenario_file else None
     summary = topologies.summarize(g, path=tuple(path) if path else None)
+    if layout is not None:
+        summary["deployment"] = layout
     if output:
         from topologies.draw import draw
 
@@ -109,8 +116,34 @@ def show(spec: str, path: tuple[str, str] | None, output: str | None, as_json: b
     _print_summary(console, summary)
     if path:
         _print_path(console, summary["path"])
+    if layout is not None:
+        console.print(f"[bold]deployment[/bold] of {layout['scenario']}:")
+        for line in layout["lines"]:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
     if output:
         console.print(f"wrote {summary['figure']}")
+
+
+def _deployment(scenario_file: str, graph) -> dict:
+    """SCENARIO's ``[deployment]`` laid out on ``graph``: ``lines``, ``pools``, ``idle``; a
+    :class:`~simulator.errors.UserError` naming the field if it does not fit."""
+    import topologies
+    from simulator.deployment import build_layout, check_against
+    from simulator.errors import UserError
+    from simulator.models import model
+    from simulator.scenario import Scenario, find
+
+    path = find(scenario_file)
+    sc = Scenario.load(path)
+    if sc.deployment is None:
+        raise UserError(f"{path}: field 'deployment': missing; --deployment needs a scenario "
+                        "with a [deployment] section")
+    names = list(topologies.gpus(graph))
+    kinds = [graph.nodes[n].get("gpu", "H100") for n in names]
+    arch = model(sc.model.name)
+    check_against(sc.deployment, arch, kinds, str(path), sc.placement.reserve_fraction)
+    lay = build_layout(sc.deployment, names, kinds)
+    return {"scenario": sc.name, "lines": lay.describe(arch), **lay.as_dict()}
 
 
 @topology.command("list")

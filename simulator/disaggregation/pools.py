@@ -29,6 +29,7 @@ from simulator.engine.trace import load_trace
 from simulator.gpu.calibration import run_kernels
 from simulator.models import model as lookup_model
 from simulator.network.fabric import Fabric
+from simulator.network.traffic import TP_COLLECTIVE
 
 NOT_FINISHED = "not finished when the run stopped (duration limit)"
 TOO_LARGE = "its KV does not fit the attention pool even alone"
@@ -149,8 +150,10 @@ def build_result(policy: str, seed: int, env: simpy.Environment, fabric, reqs: R
     summary.update(extra)
     summary["policy"] = policy
     summary["seed"] = seed
+    from simulator.engine.results import fabric_extras
+
     return Result(policy, seed, requests, rounds, links, gpus, it, timeline, summary,
-                  fabric_bytes=moved, extras=dict(extra))
+                  fabric_bytes=moved, extras={**extra, **fabric_extras(fabric)})
 
 
 def mean_batch(iterations: pd.DataFrame) -> float:
@@ -229,7 +232,8 @@ class Ring:
         if self.t <= 1 or nbytes <= 0:
             return
         sent, extra = self.plan(layers, nbytes)
-        yield env.all_of([self.fabric.transfer(a, c, sent) for a, c in self.hops])
+        yield env.all_of([self.fabric.transfer(a, c, sent, tag=TP_COLLECTIVE)
+                          for a, c in self.hops])
         extra += self.protocol_time(layers, nbytes)
         if extra > 0:
             yield env.timeout(extra)

@@ -130,12 +130,13 @@ class Admission:
         progress: called as ``progress(finished_requests, total_requests)``.
         rotary_time: ``rotary_time(g, tokens)``, the rotary pass over ``tokens`` reused
             position-free tokens on GPU ``g`` [s] (``span`` reuse; None = free).
+        homes: the GPUs requests may decode on (default all; a ``[deployment]``'s decode pool).
     """
 
     def __init__(self, env: simpy.Environment, trace, directory, *, n_gpus: int, placement,
                  serving: ServingSpec, max_num_seqs: int, prefill_time, region_blocks: int,
                  focus_rng, progress, concurrency: int | None = None,
-                 rotary_time=None) -> None:
+                 rotary_time=None, homes: list[int] | None = None) -> None:
         self.env = env
         self.dir = directory
         self.G = n_gpus
@@ -179,6 +180,8 @@ class Admission:
         self.sched = [Scheduler(serving, GPUBlocks(self, g, reserve), max_num_seqs)
                       for g in range(self.G)]
         self.wake: list[simpy.Event | None] = [None] * self.G
+        self.homes = list(range(self.G)) if homes is None else list(homes)
+        self.inbound = np.zeros(self.G, np.int64)  # requests on their way to a home (PD)
         self.entry = Arrivals(env, self.arrival, concurrency, self._deliver)
 
     def choose_home(self, r: int) -> int:
@@ -186,11 +189,14 @@ class Admission:
         s = int(self.sid[r])
         if s in self.session_home:
             return self.session_home[s]
+        homes = self.homes
         if self.home_rule == "repo_affinity" and self.repo[r] >= 0:
-            h = int(kvcache.stable_hash(np.array([self.repo[r]]))[0] % np.uint64(self.G))
+            h = homes[int(kvcache.stable_hash(np.array([self.repo[r]]))[0]
+                          % np.uint64(len(homes)))]
         else:
-            load = [len(self.queue[g]) + len(self.sched[g]) for g in range(self.G)]
-            h = int(np.argmin(load))
+            load = [len(self.queue[g]) + len(self.sched[g]) + int(self.inbound[g])
+                    for g in homes]
+            h = homes[int(np.argmin(load))]
         self.session_home[s] = h
         return h
 
@@ -291,6 +297,18 @@ class Admission:
         self.session_focus[s] = f
         self.focus[r] = f
         self.popular[r] = pop
+
+    def place_computed(self, g: int, r: int) -> None:
+        """``r``'s context was computed elsewhere (a prefill instance) for GPU ``g``: place its
+        new blocks on ``g`` (as their first writer), without producing a token — the decode
+        instance that admits ``r`` does (:mod:`simulator.engine.kvtransfer`)."""
+        idx = self.ctx_idx[r]
+        missing = np.flatnonzero(~self.dir.known(idx))
+        self.dir.place(idx[missing], g, self.env.now, repo=int(self.repo[r]),
+                       positions=missing, n_context=len(idx), scheme="first_writer")
+        h = self.prompt_hash.pop(r)
+        self._hash_room()
+        self.computed_after[idx[missing][::-1]] = h[missing][::-1]
 
     def grow_context(self, g: int, r: int) -> None:
         """Add a home-owned block when the generated tokens spill past the context's last one."""

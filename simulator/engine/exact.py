@@ -124,12 +124,22 @@ class _Run:
         self.slot_layers = np.diff(bounds)  # real layers each simulated slot stands for
         self.slot_first = bounds[:-1]
         self.slot_layers_list = self.slot_layers.tolist()
+        # a [deployment]: instances stepping together, MoE layers and KV transfers on the fabric
+        self.deploy = None
+        if getattr(scenario, "deployment", None) is not None:
+            from simulator.engine.instances import Deployed
+
+            self.deploy = Deployed(self, scenario.deployment)
+            self.S, self.slot_layers, self.slot_first = self.deploy.slots()
+            self.slot_layers_list = self.slot_layers.tolist()
         # KV capacity
         self.block_bytes = self.bt * self.arch.kv_bytes_per_token * L
         weights = (pl.weights_per_gpu if pl.weights_per_gpu is not None
                    else self.arch.weight_bytes / self.G)
         caps = tuple(kvcache.capacity_blocks(s.hbm_bytes, weights, pl.reserve_fraction,
                                              self.block_bytes) for s in specs)
+        if self.deploy is not None and pl.weights_per_gpu is None:  # each pool's own weights
+            caps = self.deploy.capacities(specs, pl, self.block_bytes)
         if max(caps, default=0) == 0:
             raise UserError(
                 f"{scenario.source}: field 'placement.weights_per_gpu': no GPU has room for a "
@@ -190,7 +200,8 @@ class _Run:
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
             progress=progress, concurrency=scenario.workload.concurrency,
             rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g], arch, tokens,
-                                                      gpus=G))
+                                                      gpus=G),
+            homes=self.deploy.homes if self.deploy is not None else None)
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)
         self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,
@@ -201,6 +212,8 @@ class _Run:
         self._attn_cache: dict[tuple, float] = {}
         self._payload_cache: dict[int, tuple[float, float]] = {}
         self._na_cache: dict[tuple[int, int], float] = {}
+        if self.deploy is not None:
+            self.deploy.setup(root.spawn(1)[0])  # the MoE routing stream
 
     # -- the per-GPU loop --------------------------------------------------------------------
 
@@ -431,8 +444,11 @@ class _Run:
         wall0 = time.perf_counter()
         env = self.env
         env.process(self.req.arrivals())
-        for g in range(self.G):
-            env.process(self._gpu_loop(g))
+        if self.deploy is not None:
+            self.deploy.start()
+        else:
+            for g in range(self.G):
+                env.process(self._gpu_loop(g))
         duration = self.sc.engine.duration
         env.run(until=duration) if duration is not None else env.run()
         self._finish_run()

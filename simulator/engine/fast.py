@@ -42,7 +42,10 @@ cross-check), policies that read the live fabric (``needs_live_rates``: the fast
 messages are not Fabric flows), and Lamina's pool loop (``disaggregated``). The homogeneous
 loop has a fast mode of its own (whole steps composed where the rings' links are unshared,
 :mod:`simulator.disaggregation.homogeneous`), which the runner asks for instead.
-:func:`unsupported` names the reason; :func:`simulator.runner.run` does the fallback.
+:func:`unsupported` names the reason; :func:`simulator.runner.run` does the fallback. A
+``[deployment]`` (issue 16) is refused instead, when the scenario is read or the engine chosen
+(:func:`simulator.runner.engine_mode`): its ranks step together through the MoE all-to-all, which
+a step composed per GPU cannot express, and a silent fallback at cluster scale would run for hours.
 """
 
 from __future__ import annotations
@@ -58,9 +61,10 @@ from simulator.engine.fast_links import Links
 from simulator.engine.fast_streams import FastStream
 from simulator.engine.results import Result
 from simulator.errors import UserError
+from simulator.network.traffic import KV_FETCH, KV_ROUTE
 from simulator.policies import Policy, Round
 
-__all__ = ["ENGINES", "check_engine", "simulate", "unsupported"]
+__all__ = ["ENGINES", "FAST_DEPLOYMENT", "check_engine", "simulate", "unsupported"]
 
 #: Steps of at least this many layer slots sum their quiet layers as arrays (fewer: a loop is
 #: cheaper than the array calls).
@@ -68,6 +72,10 @@ VECTOR_SLOTS = 16
 
 #: The decode-loop engine's modes (``[engine] mode``, ``run(..., engine=)``).
 ENGINES: tuple[str, ...] = ("exact", "fast")
+#: Why ``[engine] mode = "fast"`` refuses a ``[deployment]``: the fast engine composes each GPU's
+#: step alone, and a deployment's ranks step together through their all-to-alls (issue 16).
+FAST_DEPLOYMENT = ("a [deployment] runs on the exact engine only (its ranks step together "
+                   "through the MoE all-to-all; the fast engine composes each GPU's step alone)")
 
 
 def check_engine(mode: str) -> str:
@@ -98,6 +106,8 @@ def simulate(scenario, policy: Policy, seed: int, trace: pd.DataFrame, *,
     :func:`unsupported` names (:func:`simulator.runner.run` falls back before that).
     """
     why = unsupported(policy)
+    if getattr(scenario, "deployment", None) is not None:
+        why = FAST_DEPLOYMENT
     if why:
         raise ValueError(f"fast engine: {why}")
     res = FastRun(scenario, policy, seed, trace, progress, topology=topology,
@@ -256,11 +266,11 @@ class FastRun(_Run):
             if rd.option == "route":
                 q, r = self.route_payload(rd.b)
                 rd.nbytes = q + r
-                started, arrived = links.one(name, rd.owner, q, t0, g, layers)
+                started, arrived = links.one(name, rd.owner, q, t0, g, layers, KV_ROUTE)
                 end_c = self.cal[rd.k].reserve(arrived, cf.compute, g, layers)
                 if n_loc:
                     cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
-                back = links.one(rd.owner, name, r, end_c, g, layers)[1]
+                back = links.one(rd.owner, name, r, end_c, g, layers, KV_ROUTE)[1]
                 rd.end = cal.reserve(back, cf.merge, g, layers)
                 rd.probe, rd.transfer = started - t0, arrived - started
                 rd.compute, rd.ret, rd.merge = end_c - arrived, back - end_c, rd.end - back
@@ -279,10 +289,10 @@ class FastRun(_Run):
                 req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
                 kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
                 rd.nbytes = req + kv
-                asked = links.one(name, rd.owner, req, t0, g, layers)[1]
+                asked = links.one(name, rd.owner, req, t0, g, layers, KV_FETCH)[1]
                 if n_loc:
                     cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
-                arrived = links.one(rd.owner, name, kv, asked, g, layers)[1]
+                arrived = links.one(rd.owner, name, kv, asked, g, layers, KV_FETCH)[1]
                 rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
                 rd.probe, rd.transfer = asked - t0, arrived - asked
                 rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
@@ -332,8 +342,10 @@ class FastRun(_Run):
                     req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
                     rd.nbytes = req
                     first.append((name, rd.owner, req, t0))
+            tags = [KV_ROUTE if rd.option == "route" else KV_FETCH for rd in remote]
             second = []
-            for rd, (started, finished) in zip(remote, links.phase(first, g, layers), strict=True):
+            for rd, (started, finished) in zip(remote, links.phase(first, g, layers, tags),
+                                               strict=True):
                 if rd.option == "route":
                     rd.probe = started - t0
                     rd.transfer = finished - started
@@ -346,7 +358,7 @@ class FastRun(_Run):
                     rd.nbytes += kv
                     second.append((rd.owner, name, kv, finished))
             for i, (rd, msg, (_, finished)) in enumerate(zip(remote, second, links.phase(
-                    second, g, layers), strict=True)):
+                    second, g, layers, tags), strict=True)):
                 if rd.option == "route":
                     rd.ret = finished - msg[3]
                     home_kernels.append((finished, i, rd.cf.merge, rd))

@@ -26,13 +26,14 @@ fetch requests, then the answers or blocks) — without events:
    next to the per-message overhead and latency that dominate such messages.
 
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
-``links``, ``link_timeline`` and the fabric's byte counters hold the fast engine's traffic too
-(overlapping messages on a link may count its busy time twice).
+``links``, ``link_timeline``, the records by traffic class and the fabric's byte counters hold
+the fast engine's traffic too (overlapping messages on a link may count its busy time twice).
 """
 
 from __future__ import annotations
 
 from simulator.engine.fast_streams import Calendar
+from simulator.network.traffic import OTHER
 
 _INF = float("inf")
 
@@ -139,7 +140,7 @@ class Links:
         self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
         self.contended = 0  # messages timed against other steps' traffic
         self.messages = 0
-        self._rec: tuple[list, list, list, list] = ([], [], [], [])
+        self._rec: tuple[list, list, list, list, list] = ([], [], [], [], [])
 
     def route(self, src: str, dst: str) -> tuple:
         """``(delay [s], lone rate [B/s], links, their calendars, seconds per byte on each,
@@ -154,16 +155,16 @@ class Links:
         return r
 
     def one(self, src: str, dst: str, nbytes: float, issued_at: float, owner: int = -1,
-            fold: int = 1) -> tuple[float, float]:
-        """Time one message sent alone at its stage for GPU ``owner``'s step (a layer slot
-        standing for ``fold`` layers): ``(started_at, finished_at)`` [s]."""
+            fold: int = 1, tag: int = OTHER) -> tuple[float, float]:
+        """Time one message of traffic class ``tag`` sent alone at its stage for GPU ``owner``'s
+        step (a layer slot standing for ``fold`` layers): ``(started_at, finished_at)`` [s]."""
         r = self.route(src, dst)
         s = issued_at + r[0]
         wire = nbytes / r[1]
         e = s + wire
         if wire > self.SMALL_TIME:
             e = self._bulk(r, s, e, nbytes, owner, fold)
-        self._record(r[5], s, e, nbytes)
+        self._record(r[5], s, e, nbytes, tag)
         return s, e
 
     def _bulk(self, r: tuple, s: float, e: float, nbytes: float, owner: int,
@@ -186,12 +187,15 @@ class Links:
         return e
 
     def phase(self, msgs: list[tuple[str, str, float, float]], owner: int = -1,
-              fold: int = 1) -> list[tuple[float, float]]:
-        """Time messages ``(src, dst, bytes, issued_at)`` sent at one stage of a layer slot of
-        GPU ``owner``'s step; returns ``(started_at, finished_at)`` each [s] and reserves the
-        work of the bulk ones on the links."""
+              fold: int = 1, tags: list[int] | None = None) -> list[tuple[float, float]]:
+        """Time messages ``(src, dst, bytes, issued_at)`` (of traffic classes ``tags``; None:
+        ``other``) sent at one stage of a layer slot of GPU ``owner``'s step; returns
+        ``(started_at, finished_at)`` each [s] and reserves the work of the bulk ones on the
+        links."""
+        if tags is None:
+            tags = [OTHER] * len(msgs)
         if len(msgs) == 1:
-            return [self.one(*msgs[0], owner, fold)]
+            return [self.one(*msgs[0], owner, fold, tags[0])]
         routes = [self.route(m[0], m[1]) for m in msgs]
         starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]
         ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]
@@ -201,7 +205,7 @@ class Links:
         for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):
             if m[2] / r[1] > small:
                 ends[i] = self._bulk(r, starts[i], ends[i], m[2], owner, fold)
-            self._record(r[5], starts[i], ends[i], m[2])
+            self._record(r[5], starts[i], ends[i], m[2], tags[i])
         return list(zip(starts, ends, strict=True))
 
     def _share(self, msgs, routes, starts) -> list[float]:
@@ -217,12 +221,13 @@ class Links:
             got = self._shared[key] = tuple(e - t0 for e in ends)
         return [t0 + x for x in got]
 
-    def _record(self, sid: int, s: float, e: float, nbytes: float) -> None:
+    def _record(self, sid: int, s: float, e: float, nbytes: float, tag: int) -> None:
         rec = self._rec
         rec[0].append(sid)
         rec[1].append(s)
         rec[2].append(e)
         rec[3].append(nbytes)
+        rec[4].append(tag)
         if len(rec[0]) >= self.FLUSH:
             self.flush()
 

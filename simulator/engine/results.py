@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.engine import records
+from simulator.network.traffic import by_class
 
 
 @dataclass
@@ -67,12 +68,27 @@ def collect(run, wall: float, events: int) -> Result:
                                 concurrency=run.sc.workload.concurrency)
     summary["policy"] = run.policy.name
     summary["seed"] = run.seed
+    extras = {"demoted": d.demoted, "dropped": d.dropped, "copies_evicted": d.copies_evicted,
+              **fabric_extras(run.fabric)}
+    deploy = getattr(run, "deploy", None)
+    if deploy is not None:  # a [deployment]: its records and figures (only then)
+        extras.update(deploy.extras())
+        summary.update(deploy.summary())
     refs = run.steps.copy_hits + run.steps.copy_misses
     # the share of selected blocks held by another GPU (or a host, or dropped) that the home
     # found among its own copies (fetched or recomputed before)
     summary["copy_hit_rate"] = run.steps.copy_hits / refs if refs else float("nan")
     return Result(run.policy.name, run.seed, requests, rounds, links, gpus, iterations,
-                  timeline, summary, fabric_bytes=run.fabric.bytes_delivered,
-                  extras={"demoted": d.demoted, "dropped": d.dropped,
-                          "copies_evicted": d.copies_evicted})
+                  timeline, summary, fabric_bytes=run.fabric.bytes_delivered, extras=extras)
+
+
+def fabric_extras(fabric) -> dict:
+    """The fabric's records by traffic class (:mod:`simulator.network.traffic`): bytes sent per
+    class, bytes per link and class (``link_classes``), and bytes per link kind, class and time
+    bin (``class_timeline``, 100 bins over the run)."""
+    now = fabric.env.now
+    return {"bytes_by_class": by_class(fabric.sent_by_class),
+            "link_classes": fabric.links_by_class(),
+            "class_timeline": (fabric.class_timeline(max(now / 100.0, 1e-6)) if now > 0
+                               else pd.DataFrame())}
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from simulator.network.traffic import KV_FETCH, KV_ROUTE
+
 
 class Pending:
     """The rounds of one (GPU, layer) still in flight; ``then()`` is called when the last has
@@ -59,7 +61,7 @@ class RoundReplay:
             q, r = run.route_payload(self.batch)
             self.nbytes = q + r
             self.ret_bytes = r
-            run.fabric.transfer(src, self.owner, q, self._route_sent)
+            run.fabric.transfer(src, self.owner, q, self._route_sent, tag=KV_ROUTE)
         elif self.option == "fetch" and run.G <= self.code < 2 * run.G:
             # from host DRAM: one host→device copy on the home's copy engine, no message
             self.nbytes = run.cm.fetch_bytes(self.n_blocks / self.batch, self.batch)
@@ -69,7 +71,7 @@ class RoundReplay:
         elif self.option == "fetch":
             req = run.cm.request_bytes(self.n_blocks / self.batch, self.batch)
             self.nbytes = req
-            run.fabric.transfer(src, self.owner, req, self._fetch_asked)
+            run.fabric.transfer(src, self.owner, req, self._fetch_asked, tag=KV_FETCH)
         else:
             self.t1 = env.now
             cf = self.cf
@@ -86,14 +88,15 @@ class RoundReplay:
             wait = stream.issue(self.cf.compute) - now
             self.compute = wait
             run.fabric.transfer(self.owner, run.names[self.g], self.ret_bytes, self._route_back,
-                                delay_time=wait)
+                                delay_time=wait, tag=KV_ROUTE)
         else:
             stream.run(self.cf.compute).callbacks.append(self._route_computed)
 
     def _route_computed(self, ev) -> None:
         run = self.run
         self.compute = run.env.now - self.t1
-        run.fabric.transfer(self.owner, run.names[self.g], self.ret_bytes, self._route_back)
+        run.fabric.transfer(self.owner, run.names[self.g], self.ret_bytes, self._route_back,
+                            tag=KV_ROUTE)
 
     def _route_back(self, rec) -> None:
         run = self.run
@@ -119,7 +122,8 @@ class RoundReplay:
         self.t1 = run.env.now
         kv = run.cm.fetch_bytes(self.n_blocks / self.batch, self.batch)
         self.nbytes += kv
-        run.fabric.transfer(self.owner, run.names[self.g], kv, self._fetch_arrived)
+        run.fabric.transfer(self.owner, run.names[self.g], kv, self._fetch_arrived,
+                            tag=KV_FETCH)
 
     def _fetch_arrived(self, rec) -> None:
         run = self.run

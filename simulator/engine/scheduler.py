@@ -312,6 +312,12 @@ class Scheduler:
         plan.preempted.append(r)
         self.preemptions += 1
 
+    def detach(self, r: int) -> None:
+        """Request ``r`` leaves this instance but keeps its KV until ``kv.release(r)`` (a
+        prefill instance handing it to a decode instance)."""
+        self.running.remove(r)
+        self.prefill_left.pop(r, None)
+
     def finish(self, r: int) -> None:
         """Request ``r`` generated its last token: it leaves and gives back its KV."""
         self.running.remove(r)

@@ -55,6 +55,7 @@ from simulator.network.linkstats import LinkStats
 from simulator.network.lone import LoneFlows
 from simulator.network.maxmin import MaxMin
 from simulator.network.paths import PathCache, PathInfo
+from simulator.network.traffic import OTHER, TRAFFIC_CLASSES
 
 #: Completions within this relative distance of the timer's time finish together [1].
 REL_TOL = 1e-12
@@ -70,7 +71,9 @@ class Fabric:
         stack: ``"ideal"``, ``"nccl"``, ``"ibgda"`` or a :class:`~simulator.hardware.StackSpec`.
         ecmp: spread equal-cost paths by a stable hash (see :mod:`simulator.network.paths`).
 
-    Counters: ``bytes_sent`` (at ``transfer``), ``bytes_delivered`` and ``flows_completed``.
+    Counters: ``bytes_sent`` (at ``transfer``), ``bytes_delivered`` and ``flows_completed``;
+    per traffic class (a transfer's ``tag``, :mod:`simulator.network.traffic`)
+    ``sent_by_class`` and ``delivered_by_class`` (lists indexed by tag) [B].
     """
 
     def __init__(self, env: simpy.Environment, graph: nx.DiGraph, stack="ideal",
@@ -111,6 +114,9 @@ class Fabric:
         self.bytes_sent = 0.0
         self.bytes_delivered = 0.0
         self.flows_completed = 0
+        self.sent_by_class = [0.0] * len(TRAFFIC_CLASSES)
+        self.delivered_by_class = [0.0] * len(TRAFFIC_CLASSES)
+        self._link_routes: dict[tuple[str, str, float], Route] = {}
 
     # -- closed form ---------------------------------------------------------------------------
 
@@ -148,15 +154,17 @@ class Fabric:
     # -- transfers -----------------------------------------------------------------------------
 
     def transfer(self, src: str, dst: str, nbytes: float, then=None,
-                 delay_time: float = 0.0) -> simpy.Event | None:
+                 delay_time: float = 0.0, tag: int = 0) -> simpy.Event | None:
         """Send ``nbytes`` [B] from ``src`` to ``dst``; the event fires when the last byte arrives.
 
         Its value is a :class:`TransferRecord`. With ``then`` (a callable), no event is made:
         ``then(record)`` is called when the last byte arrives (``None`` is returned) — one SimPy
         event less per message, for callers that chain callbacks. ``delay_time`` [s] >= 0 issues
         the message that much later (as if ``transfer`` were called then; e.g. at the known end
-        of a kernel) without an event of its own. Raises :class:`UserError` for a negative or
-        non-finite size and :class:`~simulator.network.paths.NoPathError` for unknown/unreachable nodes.
+        of a kernel) without an event of its own. ``tag`` names the traffic class
+        (:mod:`simulator.network.traffic`; default ``other``). Raises :class:`UserError` for a
+        negative or non-finite size and :class:`~simulator.network.paths.NoPathError` for
+        unknown/unreachable nodes.
         """
         nbytes = float(nbytes)
         if not 0.0 <= nbytes < _INF:
@@ -177,24 +185,26 @@ class Fabric:
         if src == dst:
             self.paths(src, dst)  # checks that the node exists
             self.bytes_sent += nbytes
+            self.sent_by_class[tag] += nbytes
             rec = TransferRecord(src, dst, nbytes, issued, issued, issued, fid)
             if delay_time:
                 env.timeout(delay_time).callbacks.append(
-                    lambda _e: self._deliver(done, rec, nbytes))
+                    lambda _e: self._deliver(done, rec, nbytes, tag))
                 return ret
             if ret is None:  # a local copy completes at once, but never inside the caller
                 done = env.event()
                 done.callbacks.append(lambda e: then(e.value))
-            self._deliver(done, rec, nbytes)
+            self._deliver(done, rec, nbytes, tag)
             return ret
         route = self._route(src, dst)
         self.bytes_sent += nbytes
+        self.sent_by_class[tag] += nbytes
         wait = delay_time + route.delay_time
         if ret is None and nbytes == 0.0 and wait <= 0.0:
             done = env.event()  # it would complete at once: never inside the caller
             done.callbacks.append(lambda e: then(e.value))
         flow = Flow(fid, src, dst, nbytes, issued, now + wait if wait > 0.0 else now, done,
-                     route)
+                    route, tag)
         if nbytes > 0.0 and self._lone.idle(route.links):
             self._lone.reserve(flow, now)  # alone on idle links: one event, no filling
         elif wait > 0.0:
@@ -203,8 +213,67 @@ class Fabric:
             self._start(flow)
         return ret
 
-    def _deliver(self, done, rec: TransferRecord, nbytes: float) -> None:
+    def transfer_link(self, u: str, v: str, nbytes: float, then, *, efficiency: float = 1.0,
+                      delay_time: float = 0.0, tag: int = 0,
+                      counted: float | None = None) -> None:
+        """Carry ``nbytes`` [B] over the one directed link ``u → v`` (an aggregate: the bytes
+        many messages put on that link), at most ``efficiency`` × its line rate and its max-min
+        share; no stack overhead and no latency (the caller charges those). ``then(record)``
+        is called at the last byte; ``delay_time`` [s] as for :meth:`transfer`. ``counted``
+        [B] is what the flow adds to the per-class counters (default ``nbytes``: the messages
+        behind an aggregate cross several links, and count once). Used by the expert-parallel
+        all-to-all (:mod:`simulator.engine.exchange`), which puts one such flow on every link
+        it loads."""
+        nbytes = float(nbytes)
+        if not 0.0 <= nbytes < _INF:
+            raise UserError(f"transfer_link {u!r} -> {v!r}: nbytes must be a finite number >= 0 "
+                            f"bytes, got {nbytes!r}")
+        if not 0.0 < efficiency <= 1.0:
+            raise UserError(f"transfer_link {u!r} -> {v!r}: efficiency must be in (0, 1], got "
+                            f"{efficiency!r}")
+        key = (u, v, efficiency)
+        route = self._link_routes.get(key)
+        if route is None:
+            if (u, v) not in self._index:
+                raise UserError(f"transfer_link: {u!r} -> {v!r} is not a link of the topology")
+            i = self._index[(u, v)]
+            bw, lat = self._cap[i], float(self.graph.edges[u, v].get("latency", 0.0))
+            info = PathInfo((u, v), ((u, v),), lat, bw,
+                            any(self.graph.nodes[n].get("kind") == "nic" for n in (u, v)))
+            route = self._link_routes[key] = Route(
+                info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,
+                self._stats.route((i,)))
+        fid = self._next_fid
+        self._next_fid = fid + 1
+        now = self.env.now
+        issued = now + delay_time if delay_time else now
+        self.bytes_sent += nbytes
+        if counted is None or counted == nbytes:
+            self.sent_by_class[tag] += nbytes
+            done = then
+        else:
+            self.sent_by_class[tag] += counted
+            extra = counted - nbytes
+
+            def done(rec, then=then) -> None:
+                self.delivered_by_class[tag] += extra  # _deliver counted nbytes
+                then(rec)
+        if nbytes == 0.0 and delay_time <= 0.0:
+            cb = done
+            done = self.env.event()  # it would complete at once: never inside the caller
+            done.callbacks.append(lambda e: cb(e.value))
+        # flows of one link and efficiency form one class of their own (never a transfer's)
+        flow = Flow(fid, f"{u}|{efficiency!r}", v, nbytes, issued, issued, done, route, tag)
+        if nbytes > 0.0 and self._lone.idle(route.links):
+            self._lone.reserve(flow, now)  # alone on idle links: one event, no filling
+        elif delay_time > 0.0:
+            self.env.timeout(delay_time).callbacks.append(lambda _e: self._start(flow))
+        else:
+            self._start(flow)
+
+    def _deliver(self, done, rec: TransferRecord, nbytes: float, tag: int = 0) -> None:
         self.bytes_delivered += nbytes
+        self.delivered_by_class[tag] += nbytes
         self.flows_completed += 1
         if type(done) is simpy.Event:
             done.succeed(rec)
@@ -231,6 +300,8 @@ class Fabric:
         heappush(c.heap, (s_now + nbytes, flow.fid, flow))
         c.n += 1
         c.dirty = True
+        flow.joined_at = now
+        flow.class_bytes = nbytes
 
     def _new_class(self, key: tuple[str, str], route: Route, now: float) -> FlowClass:
         c = FlowClass(self._next_cid, key, route, now)
@@ -372,9 +443,11 @@ class Fabric:
         for f in finished:
             self._complete(f, now)
 
-    def _complete(self, f: Flow, now: float) -> None:
+    def _complete(self, f: Flow, now: float, shared: bool = True) -> None:
+        if shared:  # its bytes since it joined a class (a lone flow's are recorded apart)
+            self._stats.shared(f.route.sid, f.tag, f.joined_at, now, f.class_bytes)
         rec = TransferRecord(f.src, f.dst, f.nbytes, f.issued_at, f.started_at, now, f.fid)
-        self._deliver(f.done, rec, f.nbytes)
+        self._deliver(f.done, rec, f.nbytes, f.tag)
 
     # -- messages timed outside the Fabric (the fast engine) ------------------------------------
 
@@ -392,16 +465,22 @@ class Fabric:
         """Line rate [B/s] of each directed link, by link index (read-only by convention)."""
         return self._cap
 
-    def record_messages(self, route_ids, started_at, finished_at, nbytes) -> None:
+    def record_messages(self, route_ids, started_at, finished_at, nbytes, tags=None) -> None:
         """Account messages whose timing an engine computed itself (sequences of equal length):
-        each carried ``nbytes`` [B] over the links of its route id (:meth:`message_route`) from
-        ``started_at`` to ``finished_at`` [s] — one lone-flow record each (counters, link totals
-        and timeline). Schedules nothing."""
+        each carried ``nbytes`` [B] of traffic class ``tags`` (:mod:`simulator.network.traffic`;
+        None: ``other``) over the links of its route id (:meth:`message_route`) from
+        ``started_at`` to ``finished_at`` [s] — one lone-flow record each (counters, per class,
+        link totals and timeline). Schedules nothing."""
         total = float(sum(nbytes))
         self.bytes_sent += total
         self.bytes_delivered += total
         self.flows_completed += len(route_ids)
-        self._stats.intervals(route_ids, started_at, finished_at, nbytes)
+        if tags is None:
+            tags = [OTHER] * len(route_ids)
+        for tag, b in zip(tags, nbytes, strict=True):
+            self.sent_by_class[tag] += b
+            self.delivered_by_class[tag] += b
+        self._stats.intervals(route_ids, started_at, finished_at, nbytes, tags)
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -452,6 +531,20 @@ class Fabric:
         utilization (time-weighted mean of load / bandwidth over [0, env.now])."""
         self._lone.settle()
         return self._stats.frame(self.env.now)
+
+    def links_by_class(self) -> pd.DataFrame:
+        """Bytes per directed link and traffic class (long format: src, dst, kind,
+        traffic_class, bytes [B]; only non-zero rows). Exact: a flow's bytes cross every link
+        of its route."""
+        self._lone.settle()
+        return self._stats.by_class()
+
+    def class_timeline(self, bin_time: float) -> pd.DataFrame:
+        """Bytes per link kind, traffic class and time bin over [0, env.now] (long format:
+        kind, traffic_class, start_at, end_at [s], bytes [B], utilization = bytes / (the
+        kind's summed line rate × bin length)); see :mod:`simulator.network.traffic`."""
+        self._lone.settle()
+        return self._stats.class_timeline(bin_time, self.env.now)
 
     def link_timeline(self, bin_time: float) -> pd.DataFrame:
         """Utilization per link per time bin over [0, env.now] (long format).

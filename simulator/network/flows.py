@@ -67,13 +67,16 @@ class Route:
 
 class Flow:
     __slots__ = ("fid", "src", "dst", "nbytes", "issued_at", "started_at", "done", "route",
-                 "lone", "rate")
+                 "lone", "rate", "tag", "joined_at", "class_bytes")
 
-    def __init__(self, fid, src, dst, nbytes, issued_at, started_at, done, route):
+    def __init__(self, fid, src, dst, nbytes, issued_at, started_at, done, route, tag=0):
         self.fid, self.src, self.dst, self.nbytes = fid, src, dst, nbytes
         self.issued_at, self.started_at, self.done, self.route = issued_at, started_at, done, route
         self.lone = False  # reserved alone on idle links (see :mod:`simulator.network.lone`)
         self.rate = 0.0  # its rate while lone [B/s]
+        self.tag = tag  # its traffic class (:mod:`simulator.network.traffic`)
+        self.joined_at = 0.0  # when it joined a flow class [s] ...
+        self.class_bytes = 0.0  # ... with this many bytes left [B] (link records by class)
 
 
 class FlowClass:

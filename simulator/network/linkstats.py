@@ -14,6 +14,12 @@ so its totals and timeline are the sum of the two parts, each computed on its ow
 route summed by ``bincount`` then spread over the route's links. That is 24 bytes per message
 instead of two change points per link, which keeps long replays' link records small.
 
+Traffic classes (:mod:`simulator.network.traffic`): a lone flow's record carries its tag, and a
+flow that shared links adds one record when it ends — (route, tag, when it joined a class, end,
+the bytes it had left then) — so bytes per link and class are exact (sums over routes spread
+over their links), and bytes per class over time spread each record's bytes evenly over its
+interval (exact for lone flows, an even spread for the shared part of the others).
+
 Long runs: :meth:`LinkStats.spill`, called between iterations, moves the record columns into
 :class:`~simulator.spill.Spill` columns once they are long (a temporary file), and the totals
 and timeline are computed over the records in pieces of :data:`PIECE_ROWS` rows, so neither the
@@ -28,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.errors import UserError
+from simulator.network.traffic import TRAFFIC_CLASSES
 from simulator.spill import Spill
 
 #: Records kept in ``array`` columns before :meth:`LinkStats.spill` moves them on.
@@ -38,7 +45,9 @@ PIECE_ROWS = 1 << 22
 #: The record columns (``array`` attributes of :class:`LinkStats`) and their numpy dtypes.
 _COLUMNS = {"tl_link": np.int32, "tl_at": np.float64, "tl_load": np.float64,
             "lo_route": np.int32, "lo_start": np.float64, "lo_end": np.float64,
-            "lo_bytes": np.float64}
+            "lo_bytes": np.float64, "lo_tag": np.int8,
+            "sh_route": np.int32, "sh_tag": np.int8, "sh_start": np.float64,
+            "sh_end": np.float64, "sh_bytes": np.float64}
 
 
 class LinkStats:
@@ -58,6 +67,10 @@ class LinkStats:
         self._route_ids: dict[tuple[int, ...], int] = {}
         self.lo_route, self.lo_start, self.lo_end, self.lo_bytes = (
             array("i"), array("d"), array("d"), array("d"))
+        self.lo_tag = array("b")  # the lone flows' traffic classes
+        # flows that shared links, when they end: route id, tag, joined at [s], end [s], bytes
+        self.sh_route, self.sh_tag = array("i"), array("b")
+        self.sh_start, self.sh_end, self.sh_bytes = array("d"), array("d"), array("d")
         self._spills: dict[str, Spill] | None = None  # the columns' older rows, once long
 
     def spill(self, rows: int | None = None, spill_bytes: int | None = None) -> None:
@@ -65,7 +78,7 @@ class LinkStats:
         ``spill_bytes``) if either holds at least ``rows`` (default :data:`SPILL_ROWS`)
         records in memory. Changes no total or timeline."""
         rows = SPILL_ROWS if rows is None else rows
-        if len(self.tl_link) < rows and len(self.lo_route) < rows:
+        if len(self.tl_link) < rows and len(self.lo_route) < rows and len(self.sh_route) < rows:
             return
         if self._spills is None:
             self._spills = {name: Spill(dt, spill_bytes) for name, dt in _COLUMNS.items()}
@@ -118,21 +131,95 @@ class LinkStats:
                 add_at(now)
                 add_load(x)
 
-    def interval(self, route: int, start: float, end: float, nbytes: float) -> None:
+    def interval(self, route: int, start: float, end: float, nbytes: float,
+                 tag: int = 0) -> None:
         """The links of ``route`` (an id from :meth:`route`), carrying nothing else then, carried
-        ``nbytes`` [B] at a constant rate over [start, end] [s] (a lone flow)."""
+        ``nbytes`` [B] of traffic class ``tag`` at a constant rate over [start, end] [s] (a lone
+        flow)."""
         self.lo_route.append(route)
         self.lo_start.append(start)
         self.lo_end.append(end)
         self.lo_bytes.append(nbytes)
+        self.lo_tag.append(tag)
 
-    def intervals(self, routes, starts, ends, nbytes) -> None:
-        """Many :meth:`interval` records at once (sequences of route ids, starts, ends [s] and
-        bytes [B])."""
+    def shared(self, route: int, tag: int, start: float, end: float, nbytes: float) -> None:
+        """A flow of class ``tag`` on ``route`` that shared links carried ``nbytes`` [B] over
+        [start, end] [s] (since it joined a flow class); for the records by class only (its
+        bytes are in the load change points already)."""
+        self.sh_route.append(route)
+        self.sh_tag.append(tag)
+        self.sh_start.append(start)
+        self.sh_end.append(end)
+        self.sh_bytes.append(nbytes)
+
+    def _tagged(self):
+        """Per record of both kinds, in pieces: (route id, tag, start [s], end [s], bytes [B])."""
+        for names in (("lo_route", "lo_tag", "lo_start", "lo_end", "lo_bytes"),
+                      ("sh_route", "sh_tag", "sh_start", "sh_end", "sh_bytes")):
+            cols = [self._column(n) for n in names]
+            for a in range(0, len(cols[0]), PIECE_ROWS):
+                b = a + PIECE_ROWS
+                yield tuple(c[a:b] for c in cols)
+
+    def by_class(self) -> pd.DataFrame:
+        """Bytes per directed link and traffic class: src, dst, kind, traffic_class, bytes [B]
+        (non-zero rows, links in order, classes in tag order)."""
+        nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
+        per = np.zeros(nr * nt)
+        for rid, tag, _, _, nbytes in self._tagged():
+            per += np.bincount(rid.astype(np.int64) * nt + tag, nbytes, nr * nt)
+        per_link = self._lone_per_link(per.reshape(nr, nt))
+        rows = [(u, v, self.kinds[i], TRAFFIC_CLASSES[t], float(per_link[i, t]))
+                for i, (u, v) in enumerate(self.edges) for t in range(nt) if per_link[i, t] > 0]
+        return pd.DataFrame(rows, columns=["src", "dst", "kind", "traffic_class", "bytes"])
+
+    def class_timeline(self, bin_time: float, now: float) -> pd.DataFrame:
+        """Bytes per link kind, traffic class and bin of ``bin_time`` [s] over [0, now] (long
+        format: kind, traffic_class, start_at, end_at, bytes, utilization = bytes / (summed line
+        rate of the kind's links × bin length)); classes and kinds that carried nothing are left
+        out."""
+        if not bin_time > 0:
+            raise UserError(f"class_timeline: bin_time must be > 0 s, got {bin_time!r}")
+        now = float(now)
+        nbins = max(int(np.ceil(now / bin_time - 1e-9)), 1)
+        edges_at = np.minimum(np.arange(nbins + 1) * float(bin_time), now)
+        edges_at[-1] = now
+        nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
+        per = np.zeros((nr * nt, nbins))
+        for rid, tag, start, end, nbytes in self._tagged():
+            per += _spread(rid.astype(np.int64) * nt + tag, start, end, nbytes, edges_at, nr * nt)
+        per_link = self._lone_per_link(per.reshape(nr, nt, nbins))
+        kinds = sorted(set(self.kinds))
+        kind_arr = np.array(self.kinds)
+        cap = np.array(self.cap)
+        length = np.diff(edges_at)
+        frames = []
+        for kind in kinds:
+            sel = kind_arr == kind
+            by_tag = per_link[sel].sum(axis=0)  # (nt, nbins)
+            bw = float(cap[sel].sum())
+            for t in range(nt):
+                if not by_tag[t].any():
+                    continue
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    util = np.where(length > 0, by_tag[t] / (bw * length), 0.0)
+                frames.append(pd.DataFrame({
+                    "kind": kind, "traffic_class": TRAFFIC_CLASSES[t],
+                    "start_at": edges_at[:-1], "end_at": edges_at[1:],
+                    "bytes": by_tag[t], "utilization": util}))
+        if not frames:
+            return pd.DataFrame(columns=["kind", "traffic_class", "start_at", "end_at", "bytes",
+                                         "utilization"])
+        return pd.concat(frames, ignore_index=True)
+
+    def intervals(self, routes, starts, ends, nbytes, tags) -> None:
+        """Many :meth:`interval` records at once (sequences of route ids, starts, ends [s],
+        bytes [B] and traffic classes)."""
         self.lo_route.extend(routes)
         self.lo_start.extend(starts)
         self.lo_end.extend(ends)
         self.lo_bytes.extend(nbytes)
+        self.lo_tag.extend(tags)
 
     def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
         """Spread per-route sums (last axis: anything) over the routes' links."""
@@ -232,16 +319,24 @@ class LinkStats:
         per_route = np.zeros((nr, nbins))
         for a in range(0, len(rid_all), PIECE_ROWS):
             b = a + PIECE_ROWS
-            rid = rid_all[a:b].astype(np.int64)
-            start, end, nbytes = start_all[a:b], end_all[a:b], nbytes_all[a:b]
-            first = np.clip(np.searchsorted(edges_at, start, side="right") - 1, 0, nbins - 1)
-            last = np.clip(np.searchsorted(edges_at, end, side="left") - 1, 0, nbins - 1)
-            one = first >= last  # within one bin (nearly all: flows are short)
-            per_route += np.bincount(rid[one] * nbins + first[one], nbytes[one],
-                                     nr * nbins).reshape(nr, nbins)
-            for i in np.flatnonzero(~one).tolist():  # straddles a bin edge
-                lo, hi = edges_at[first[i]: last[i] + 1], edges_at[first[i] + 1: last[i] + 2]
-                overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
-                per_route[rid[i], first[i]: last[i] + 1] += (nbytes[i] * overlap
-                                                             / (end[i] - start[i]))
+            per_route += _spread(rid_all[a:b].astype(np.int64), start_all[a:b], end_all[a:b],
+                                 nbytes_all[a:b], edges_at, nr)
         return self._lone_per_link(per_route)
+
+
+def _spread(key: np.ndarray, start: np.ndarray, end: np.ndarray, nbytes: np.ndarray,
+            edges_at: np.ndarray, nkeys: int) -> np.ndarray:
+    """Bytes per key per bin (bins between ``edges_at`` [s]): each record's ``nbytes`` split
+    over the bins its [start, end] overlaps in proportion to the overlap."""
+    nbins = len(edges_at) - 1
+    out = np.zeros((nkeys, nbins))
+    first = np.clip(np.searchsorted(edges_at, start, side="right") - 1, 0, nbins - 1)
+    last = np.clip(np.searchsorted(edges_at, end, side="left") - 1, 0, nbins - 1)
+    one = first >= last  # within one bin (nearly all: flows are short)
+    out += np.bincount(key[one] * nbins + first[one], nbytes[one],
+                       nkeys * nbins).reshape(nkeys, nbins)
+    for i in np.flatnonzero(~one).tolist():  # straddles a bin edge
+        lo, hi = edges_at[first[i]: last[i] + 1], edges_at[first[i] + 1: last[i] + 2]
+        overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
+        out[key[i], first[i]: last[i] + 1] += nbytes[i] * overlap / (end[i] - start[i])
+    return out

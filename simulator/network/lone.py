@@ -67,8 +67,8 @@ class LoneFlows:
             return  # it was materialized: its class finishes it
         self._release(flow)
         now = self.env._now
-        self.stats.interval(flow.route.sid, flow.started_at, now, flow.nbytes)
-        self.fabric._complete(flow, now)
+        self.stats.interval(flow.route.sid, flow.started_at, now, flow.nbytes, flow.tag)
+        self.fabric._complete(flow, now, False)
 
     def materialize(self, links, now: float) -> bool:
         """Turn the lone flows on ``links`` into ordinary ones; True if one now shares bandwidth
@@ -85,7 +85,7 @@ class LoneFlows:
                     lambda _e, f=f: self.fabric._start(f))
                 continue
             done = f.rate * (now - f.started_at)
-            self.stats.interval(f.route.sid, f.started_at, now, done)
+            self.stats.interval(f.route.sid, f.started_at, now, done, f.tag)
             self.fabric._join(f, f.nbytes - done if done < f.nbytes else 0.0, now)
             shared = True
         return shared

@@ -1,0 +1,250 @@
+"""Deployments in the exact engine: an EP layer alone equals its closed form, a lone decode step
+equals the closed form composed layer by layer, no request decodes before its KV arrived, bytes
+are conserved per traffic class, every request is accounted for, and the same seed gives the same
+result."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import simpy
+
+import topologies
+from simulator import Scenario, hardware, run
+from simulator.costmodel import moe
+from simulator.costmodel.experts import popularity
+from simulator.costmodel.rank_kernels import RankKernels
+from simulator.engine.exchange import MoEReplay
+from simulator.engine.instances import fold_slots
+from simulator.engine.scheduler import default_step_overhead_time
+from simulator.gpu.profiled import default_kernels
+from simulator.gpu.streams import Stream
+from simulator.models import model
+from simulator.network import Fabric
+from simulator.network.paths import paths_among
+from simulator.network.traffic import TRAFFIC_CLASSES
+from workloads.schema import make_trace
+
+ARCH = model("deepseek-v3.2")
+
+BASE = """
+name = "ep"
+seed = 3
+stack = "ibgda"
+policies = ["route"]
+[topology]
+spec = "dgx_h100:nodes={nodes}"
+[model]
+name = "deepseek-v3.2"
+selection = "{selection}"
+[workload]
+kind = "trace"
+trace = "unused.parquet"
+[engine]
+max_batch = 16
+layer_groups = 4
+[deployment]
+attention_dp = 16
+redundant_experts = 16
+{extra}
+"""
+
+
+def scenario(nodes=2, selection="dsa", extra="") -> Scenario:
+    return Scenario.from_dict(__import__("tomllib").loads(
+        BASE.format(nodes=nodes, selection=selection, extra=extra)), source="ep.toml")
+
+
+def trace(n, inp=640, out=3, shared=0, gap=0.0):
+    """``n`` requests of ``inp`` prompt tokens (the first ``shared`` shared by all) and ``out``
+    output tokens (a value, or values repeated over the requests), ``gap`` seconds apart."""
+    blocks = []
+    for i in range(n):
+        nb = -(-inp // 64)
+        sb = shared // 64
+        blocks.append(np.concatenate([np.arange(sb) + 1, 10_000 * (i + 1) + np.arange(nb - sb)]))
+    return make_trace(arrival_at=np.arange(n) * gap, input_tokens=np.full(n, inp),
+                      output_tokens=np.resize(np.asarray(out), n), block_ids=blocks,
+                      block_tokens=64)
+
+
+def test_dense_layers_get_a_slot_of_their_own():
+    b = fold_slots(61, 3, 4)
+    assert b[0] == 0 and b[1] == 3 and b[-1] == 61 and len(b) == 5
+    assert list(fold_slots(61, 3, 0)) == list(range(62))
+    assert len(fold_slots(61, 3, 1)) == 3  # a dense slot and a MoE slot, never mixed
+
+
+@pytest.mark.parametrize("mode", ["low_latency", "normal"])
+def test_an_ep_layer_alone_equals_its_closed_form(mode):
+    g = topologies.build("dgx_h100", nodes=2)
+    names = list(topologies.gpus(g))
+    rk = RankKernels(default_kernels(), hardware.gpu("H100"), ARCH)
+    probs = popularity("zipf", ARCH.experts, np.random.default_rng(1), 1.0)
+    ep = moe.ExpertParallel(names, g, ARCH, probs, 17, mode, [rk] * 16, paths_among(g, names))
+    tokens = np.array([0, 1, 5, 9, 64, 3, 3, 3, 7, 0, 0, 2, 40, 1, 1, 12])
+    plan = ep.layer(np.random.default_rng(2), tokens)
+    shared = np.array([rk.shared_time(int(t)) for t in tokens])
+    post = np.array([rk.post_time(int(t)) for t in tokens])
+    cf = ep.closed_form(plan, shared, post)
+    for on_fabric in (True, False):
+        env = simpy.Environment()
+        fabric = Fabric(env, g, "ibgda")
+        streams = [Stream(env) for _ in names]
+        replay = MoEReplay(env, fabric, ep, streams, on_fabric)
+        out = []
+
+        def go(replay=replay, out=out):
+            out.append((yield from replay.play(plan, shared, post)))
+
+        env.process(go())
+        env.run()
+        (sim,) = out
+        for phase in ("dispatch", "experts", "combine", "post"):
+            assert getattr(sim, phase) == pytest.approx(getattr(cf, phase), rel=1e-9, abs=1e-15)
+        assert env.now == pytest.approx(cf.total, rel=1e-9)
+        if on_fabric:  # the payload is counted once per class, sent and delivered
+            assert fabric.sent_by_class[TRAFFIC_CLASSES.index("moe_dispatch")] == pytest.approx(
+                plan.dispatch_bytes)
+            assert fabric.delivered_by_class == pytest.approx(fabric.sent_by_class)
+
+
+def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer():
+    sc = scenario(selection="dense")
+    res = run(sc, "route", trace=trace(1, inp=640, out=3))
+    it = res.iterations
+    assert list(it["batch"]) == [0, 1, 1]  # prefill, then two decode steps
+    step = it.iloc[1]
+    m = res.extras["moe"]
+    assert (m[[f"{p}_time" for p in ("dispatch", "expert", "combine", "post")]].to_numpy()
+            == pytest.approx(m[[f"cf_{p}_time" for p in ("dispatch", "expert", "combine",
+                                                          "post")]].to_numpy(), rel=1e-9))
+    rk = RankKernels(default_kernels(), hardware.gpu("H100"), ARCH)
+    from simulator.costmodel import CostModel
+
+    g = topologies.build("dgx_h100", nodes=2)
+    cm = CostModel(ARCH, g, "ibgda")
+    home = res.requests["home"].iloc[0]
+    attn = cm.attention_time(home, 10, 1)  # 640 tokens: 10 blocks, all selected (dense)
+    bounds = fold_slots(61, 3, 4)
+    layer_moe = m[m["iteration"] == 1].set_index("layer")
+    expect = default_step_overhead_time(True)
+    for s in range(4):
+        layers = int(bounds[s + 1] - bounds[s])
+        moe_s = s > 0
+        per = attn + rk.pre_time(1) + rk.ffn_time(1, moe_s)
+        if moe_s:
+            row = layer_moe.loc[s]
+            per += row.cf_dispatch_time + row.cf_expert_time + row.cf_combine_time + \
+                row.cf_post_time
+        expect += per * layers
+    expect += rk.step_time(1, 1)
+    assert step.finished_at - step.started_at == pytest.approx(expect, rel=1e-9)
+    assert res.summary["moe_closed_form_error_p99"] < 1e-9
+
+
+def test_a_pd_request_decodes_only_after_its_kv_arrived():
+    extra = """
+[deployment.prefill]
+attention_dp = 16
+[deployment.transfer]
+layerwise = {layerwise}
+"""
+    for layerwise in ("true", "false"):
+        sc = scenario(nodes=4, extra=extra.format(layerwise=layerwise))
+        tr = trace(12, inp=1500, out=[4, 9, 2, 5] * 3, shared=512, gap=0.01)
+        res = run(sc, "route", trace=tr)
+        req = res.requests
+        kv = res.extras["kv_transfers"]
+        assert res.summary["completed"] == 12 == len(kv)
+        assert set(kv["prefill_gpu"]) <= {f"n{i}/gpu{j}" for i in (0, 1) for j in range(8)}
+        assert set(kv["decode_gpu"]) <= {f"n{i}/gpu{j}" for i in (2, 3) for j in range(8)}
+        merged = req.merge(kv, on="request_id")
+        assert (merged["home"] == merged["decode_gpu"]).all()
+        # no first token before the KV is on the decode GPU: TTFT includes the transfer
+        assert (merged["first_token_at"] >= merged["arrived_at"]).all()
+        assert (merged["arrived_at"] >= merged["prefilled_at"]).all()
+        wait = (kv["arrived_at"] - kv["prefilled_at"]).to_numpy()
+        assert res.summary["kv_transfer_wait_p50"] == pytest.approx(np.quantile(wait, 0.5))
+        assert res.summary["kv_transfer_wait_p50"] <= res.summary["kv_transfer_time_p50"]
+        assert (merged["tokens_generated"] == merged["output_tokens"]).all()
+        # every decode iteration runs on a decode GPU, every prefill on a prefill GPU
+        it = res.iterations
+        dec = it[it["batch"] > 0]
+        assert set(dec["gpu"].astype(str)) <= set(kv["decode_gpu"]) | {
+            f"n{i}/gpu{j}" for i in (2, 3) for j in range(8)}
+        assert not set(dec["gpu"].astype(str)) & {f"n0/gpu{j}" for j in range(8)}
+        pre = it[it["prefill_tokens"] > 0]
+        assert set(pre["gpu"].astype(str)) <= {f"n{i}/gpu{j}" for i in (0, 1) for j in range(8)}
+        # the shared 512 tokens are computed once, then reused (not moved again)
+        assert kv["bytes"].sum() < 12 * 1500 * ARCH.kv_bytes_per_token * ARCH.layers
+        if layerwise == "false":  # one message each, posted at once: alone it is the formula
+            first = kv.iloc[0]
+            assert first["messages"] == 1
+            assert first["transfer_time"] == pytest.approx(first["cf_transfer_time"],
+                                                           rel=1e-9)
+        else:
+            assert (kv["messages"] == 4).all()  # one per simulated slot
+
+
+def test_bytes_are_conserved_per_class_and_every_request_is_accounted_for():
+    sc = scenario(extra="two_batch_overlap = true")
+    tr = trace(40, inp=1200, out=[3, 20, 7, 11], shared=640, gap=0.002)
+    res = run(sc, "route", trace=tr)
+    s = res.summary
+    assert s["requests"] == 40
+    req = res.requests
+    assert ((req["completed"]) | (req["reason"] != "")).all()
+    assert s["completed"] == 40
+    by_class = res.extras["bytes_by_class"]
+    assert {"kv_route", "moe_dispatch", "moe_combine"} <= set(by_class)
+    m = res.extras["moe"]
+    assert by_class["moe_dispatch"] == pytest.approx(m["dispatch_bytes"].sum(), rel=1e-9)
+    assert by_class["moe_combine"] == pytest.approx(m["combine_bytes"].sum(), rel=1e-9)
+    assert set(m["lane"]) == {0, 1}  # two micro-batches
+    links = res.extras["link_classes"]
+    assert {"moe_dispatch", "moe_combine", "kv_route"} <= set(links["traffic_class"])
+    timeline = res.extras["class_timeline"]
+    assert timeline.groupby("traffic_class")["bytes"].sum()["moe_dispatch"] == pytest.approx(
+        links[links.traffic_class == "moe_dispatch"]["bytes"].sum(), rel=1e-9)
+
+
+def test_same_seed_same_result_and_the_routing_stream_is_the_runs():
+    sc = scenario(extra='popularity = "zipf"\nzipf_exponent = 1.1')
+    tr = trace(10, inp=700, out=[5, 3], gap=0.001)
+    a = run(sc, "fetch", trace=tr)
+    b = run(sc, "fetch", trace=tr)
+    for x, y in ((a.requests, b.requests), (a.iterations, b.iterations),
+                 (a.extras["moe"], b.extras["moe"])):
+        pd.testing.assert_frame_equal(x, y, check_exact=True)
+    c = run(sc, "fetch", seed=4, trace=tr)
+    assert not a.extras["moe"]["max_rows"].equals(c.extras["moe"]["max_rows"])
+
+
+def test_external_prefill_admits_prefilled_prompts_without_computing_them():
+    sc = scenario(extra="external_prefill = true")
+    tr = trace(16, inp=1500, out=[4, 2], gap=0.0)
+    res = run(sc, "route", trace=tr)
+    req = res.requests
+    assert res.summary["completed"] == 16
+    assert (req["tokens_generated"] == req["output_tokens"]).all()
+    it = res.iterations
+    assert (it["prefill_tokens"] == 0).all()  # the prompts were computed outside the run
+    assert "pd_transfer" not in res.extras["bytes_by_class"]
+    # every request's first token comes with the first step that admits it: one step, not a
+    # prefill of 1,500 tokens
+    first = it.groupby("iteration")["finished_at"].first().iloc[0]
+    assert (req["first_token_at"] <= first + 1e-12).all()
+
+
+def test_the_fast_engine_refuses_a_deployment_by_name():
+    from simulator.engine import fast
+    from simulator.errors import UserError
+    from simulator.policies import get
+
+    sc = scenario()
+    tr = trace(2, inp=640, out=2)
+    with pytest.raises(UserError, match="engine 'fast'.*exact engine only"):
+        run(sc, "route", trace=tr, engine="fast")
+    with pytest.raises(ValueError, match="exact engine only"):
+        fast.simulate(sc, get("route"), 0, tr)
+    assert run(sc, "route", trace=tr, engine="exact").summary["completed"] == 2
