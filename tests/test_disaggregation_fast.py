@@ -8,6 +8,8 @@ both loops on the same input and compares everything they record.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -60,6 +62,12 @@ def assert_same(exact, fast) -> None:
                                   rtol=1e-9, atol=1e-15)
     pd.testing.assert_frame_equal(exact.links, fast.links, rtol=1e-9, atol=1e-12)
     pd.testing.assert_frame_equal(exact.gpus, fast.gpus, rtol=1e-9, atol=1e-15)
+    # the all-reduces' bytes in their traffic class, sent and per link
+    assert fast.extras["bytes_by_class"] == pytest.approx(exact.extras["bytes_by_class"],
+                                                          rel=1e-12)
+    assert exact.extras["bytes_by_class"].get("tp_collective", 0) > 0
+    pd.testing.assert_frame_equal(exact.extras["link_classes"], fast.extras["link_classes"],
+                                  rtol=1e-9, atol=1e-12)
     for key in ("bytes_moved", "tbt_p50", "tbt_p99", "ttft_p50", "ttft_p99",
                 "throughput_tokens_per_s", "sim_time", "preemptions", "model_pool_idle"):
         assert fast.summary[key] == pytest.approx(exact.summary[key], rel=1e-9, abs=0), key
@@ -73,6 +81,17 @@ def test_one_replica_open_loop_equals_the_exact_loop():
                   tp=4, gpus=4)
     exact, fast = both(sc, trace(40))
     assert exact.summary["completed"] == 40
+    assert_same(exact, fast)
+
+
+def test_a_run_cut_by_its_duration_mid_step_keeps_what_the_exact_loop_kept():
+    # the last step is composed past the end: only the kernels issued, the bytes sent and the
+    # messages delivered before the cut count, as in the exact loop stopped there
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
+                  tp=4, gpus=4)
+    sc = sc.with_changes(engine=dataclasses.replace(sc.engine, duration=0.9))
+    exact, fast = both(sc, trace(40))
+    assert exact.summary["sim_time"] == 0.9 and exact.summary["completed"] < 40
     assert_same(exact, fast)
 
 

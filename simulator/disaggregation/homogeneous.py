@@ -30,6 +30,7 @@ exact and its summary's ``engine_fallback`` says why. Held to the exact loop by
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -52,6 +53,7 @@ from simulator.disaggregation.pools import (
 from simulator.disaggregation.spec import DisaggregationSpec
 from simulator.engine.scheduler import Scheduler
 from simulator.gpu.streams import Stream
+from simulator.network.traffic import TP_COLLECTIVE
 
 
 def simulate_homogeneous(scenario, seed: int | None = None, *,
@@ -105,6 +107,7 @@ class _Homogeneous(PoolRun):
         self.fast, self.fallback = self._fast_mode(fast)
         self._shapes: list[dict] = [{} for _ in self.groups]  # ring shapes by bytes
         self._m_float = self.m.astype(float)
+        self.until = math.inf if sc.engine.duration is None else float(sc.engine.duration)
 
     def _fast_mode(self, fast: bool) -> tuple[bool, str | None]:
         """Whether this run composes whole steps (``fast``), and why not when it was asked to."""
@@ -164,11 +167,26 @@ class _Homogeneous(PoolRun):
         sids, starts, ends, sent, wait, closed = shape
         m = self._m_float
         kernels = m * k + pre * m / self.arch.layers
-        times = self.streams[g].chain(at, kernels, wait)
+        stream = self.streams[g]
+        times = stream.chain(at, kernels, wait)
+        cut = times[-1] >= self.until  # the run ends inside this step
+        if cut:  # kernels the exact loop would not have issued by then
+            stream.kernels_run -= int(np.count_nonzero(times[0:-1:2] >= self.until))
         if len(sids):
             kernel_ends = times[1::2]
-            self.fabric.record_messages(sids, (kernel_ends[:, None] + starts).ravel().tolist(),
-                                        (kernel_ends[:, None] + ends).ravel().tolist(), sent)
+            s = (kernel_ends[:, None] + starts).ravel()
+            e = (kernel_ends[:, None] + ends).ravel()
+            if not cut:
+                self.fabric.record_messages(sids, s.tolist(), e.tolist(), sent, self._tags)
+            else:  # as the Fabric would stand at the end: sent when issued, recorded when done
+                issued = np.repeat(kernel_ends, len(starts[0])) < self.until
+                done = e < self.until
+                self.fabric.record_messages([x for x, d in zip(sids, done, strict=True) if d],
+                                            s[done].tolist(), e[done].tolist(),
+                                            np.asarray(sent)[done].tolist(),
+                                            [TP_COLLECTIVE] * int(done.sum()))
+                self.fabric.record_sent(float(np.asarray(sent)[issued & ~done].sum()),
+                                        TP_COLLECTIVE)
         return float(times[-1]), float(kernels.sum()) + closed
 
     def _ring_shape(self, g: int, x: float) -> tuple:
@@ -179,6 +197,7 @@ class _Homogeneous(PoolRun):
         per_m = {m: ring.shape(m, x) for m in set(self.m.tolist())}
         rows = [per_m[m] for m in self.m.tolist()]
         sids = [s for r in rows for s in r[0]]
+        self._tags = [TP_COLLECTIVE] * len(sids)
         sent = [r[3] for r in rows for _ in r[0]]
         starts = np.array([r[1] for r in rows]).reshape(len(rows), -1)
         ends = np.array([r[2] for r in rows]).reshape(len(rows), -1)

@@ -482,6 +482,12 @@ class Fabric:
             self.delivered_by_class[tag] += b
         self._stats.intervals(route_ids, started_at, finished_at, nbytes, tags)
 
+    def record_sent(self, nbytes: float, tag: int = OTHER) -> None:
+        """Account ``nbytes`` [B] of class ``tag`` sent by an engine that timed them itself and
+        whose delivery lies beyond the run's end (counted as sent, not delivered)."""
+        self.bytes_sent += nbytes
+        self.sent_by_class[tag] += nbytes
+
     # -- introspection -------------------------------------------------------------------------
 
     def fair_share(self, src: str, dst: str) -> float:
