@@ -178,12 +178,8 @@ class LinkStats:
         format: kind, traffic_class, start_at, end_at, bytes, utilization = bytes / (summed line
         rate of the kind's links × bin length)); classes and kinds that carried nothing are left
         out."""
-        if not bin_time > 0:
-            raise UserError(f"class_timeline: bin_time must be > 0 s, got {bin_time!r}")
-        now = float(now)
-        nbins = max(int(np.ceil(now / bin_time - 1e-9)), 1)
-        edges_at = np.minimum(np.arange(nbins + 1) * float(bin_time), now)
-        edges_at[-1] = now
+        now, edges_at = _bin_edges("class_timeline", bin_time, now)
+        nbins = len(edges_at) - 1
         nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
         per = np.zeros((nr * nt, nbins))
         for rid, tag, start, end, nbytes in self._tagged():
@@ -258,12 +254,8 @@ class LinkStats:
         Columns: src, dst, kind, start_at, end_at [s], bytes [B], utilization (bytes /
         (bandwidth × bin length)); the last bin ends at ``now``.
         """
-        if not bin_time > 0:
-            raise UserError(f"link_timeline: bin_time must be > 0 s, got {bin_time!r}")
-        now = float(now)
-        nbins = max(int(np.ceil(now / bin_time - 1e-9)), 1)
-        edges_at = np.minimum(np.arange(nbins + 1) * float(bin_time), now)
-        edges_at[-1] = now
+        now, edges_at = _bin_edges("link_timeline", bin_time, now)
+        nbins = len(edges_at) - 1
         nl = len(self.edges)
         cum = self._changes_cum(edges_at)
         nbytes = np.diff(cum, axis=1) + self._lone_bins(edges_at)
@@ -340,3 +332,15 @@ def _spread(key: np.ndarray, start: np.ndarray, end: np.ndarray, nbytes: np.ndar
         overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
         out[key[i], first[i]: last[i] + 1] += nbytes[i] * overlap / (end[i] - start[i])
     return out
+
+
+def _bin_edges(what: str, bin_time: float, now: float) -> tuple[float, np.ndarray]:
+    """``(now, bin edges [s])`` of bins of ``bin_time`` [s] over [0, now], the last one ending
+    at ``now``; a :class:`UserError` naming ``what`` for a bin length that is not > 0."""
+    if not bin_time > 0:
+        raise UserError(f"{what}: bin_time must be > 0 s, got {bin_time!r}")
+    now = float(now)
+    nbins = max(int(np.ceil(now / bin_time - 1e-9)), 1)
+    edges_at = np.minimum(np.arange(nbins + 1) * float(bin_time), now)
+    edges_at[-1] = now
+    return now, edges_at
