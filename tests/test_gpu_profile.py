@@ -34,6 +34,43 @@ def test_the_gemm_model_at_hand_computed_points():
                                                                             rel=1e-8)
 
 
+def test_the_prefill_indexer_at_a_hand_computed_point():
+    # 4,096 new tokens after 8,192 cached, 64 heads × 128 on an H200 (989 TFLOP/s bf16, fp8 ×2):
+    #   pairs = 4096·8192 + 4096·4097/2 = 41,945,088
+    #   compute = 2·pairs·64·128 / (1978e12 · 1550/1979) = 0.4433 ms
+    #   bytes = 12288·128 + 4096·64·128 + 8·pairs = 370,671,616 → / 4.8e12 = 77.22 µs
+    #   t = t0 + (compute⁴ + memory⁴)^(1/4)
+    pairs = 4096 * 8192 + 4096 * 4097 / 2
+    compute = 2 * pairs * 64 * 128 / (2 * 989e12 * 1550 / 1979)
+    memory = (12288 * 128 + 4096 * 64 * 128 + 8 * pairs) / 4.8e12
+    want = 3e-6 + (compute**4 + memory**4) ** 0.25
+    got = ops.indexer_prefill({"t0": 3e-6}, H200, 4096, 8192, 64, 128)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert compute == pytest.approx(0.4433e-3, rel=1e-3)
+    # causal: a chunk after the whole context costs what the pairs say — twice the chunk
+    # alone at the start (c(c+1)/2 pairs) is less than one chunk after c cached keys
+    alone = ops.indexer_prefill({"t0": 0.0}, H200, 4096, 0, 64, 128)
+    after = ops.indexer_prefill({"t0": 0.0}, H200, 4096, 4096, 64, 128)
+    assert after / alone == pytest.approx((4096 * 4096 + 4096 * 4097 / 2) / (4096 * 4097 / 2),
+                                          rel=0.02)
+
+
+def test_sparse_attention_makes_long_prompts_cheaper_not_dearer():
+    # DeepSeek-V3.2's point (its tech report: prefill cost per token nearly flat in position,
+    # V3.1's growing): with the fused fp8 indexer a 128k-token prompt of V3.2 costs well under
+    # V3's dense MLA prefill, and its cost per token grows far more slowly with length
+    from simulator.gpu.calibration import run_kernels
+    from simulator.models import model
+
+    km = run_kernels({}, cuda_graphs=None)
+    h100, v32, v3 = hardware.gpu("H100"), model("deepseek-v3.2"), model("deepseek-v3")
+    long32, long3 = km.prefill_time(h100, v32, 131072), km.prefill_time(h100, v3, 131072)
+    assert long32 < long3 / 3
+    short32 = km.prefill_time(h100, v32, 4096)
+    short3 = km.prefill_time(h100, v3, 4096)
+    assert (long32 / 32) / short32 < (long3 / 32) / short3
+
+
 def test_a_grouped_gemm_streams_every_groups_weights():
     one = ops.gemm({**P, "t0": 0.0, "tau": 0.0, "s": 50.0}, H200, 8, 4096, 7168)
     four = ops.gemm({**P, "t0": 0.0, "tau": 0.0, "s": 50.0}, H200, 8, 4096, 7168, groups=4.0)

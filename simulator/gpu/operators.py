@@ -66,6 +66,10 @@ FLASHMLA_SPARSE = 410.0 / 989.0
 #: Dense fp8 / bf16 tensor throughput: 2 on Hopper and Blackwell (H100 1,979 vs 989 TFLOP/s,
 #: B200 4.5 vs 2.25 PFLOP/s, H20 296 vs 148; NVIDIA datasheets); A100 has no fp8 tensor cores.
 FP8_PEAK_RATIO: dict[str, float] = {"A100": 1.0}
+#: A large fp8 GEMM's share of the dense fp8 peak: DeepGEMM's README, "up to 1550 TFLOPS on
+#: H800" (dense fp8 peak 1,979); assumed for the fused DSA indexer in prefill (a GEMM-shaped
+#: kernel: 64 heads × 128 dims per query-key dot product).
+DEEPGEMM_FP8 = 1550.0 / 1979.0
 #: The RDMA NIC each GPU has (DGX H100: one ConnectX-7 NDR 400 Gb/s per GPU; REFERENCE.md).
 RDMA_NIC_BANDWIDTH = LINKS["ib_ndr"].bandwidth
 #: SMs of the H100/H200 that split-KV decode partitions fill (NVIDIA datasheets: 132).
@@ -203,6 +207,23 @@ def indexer(p: dict, spec: GPUSpec, batch, context, heads, dim) -> np.ndarray:
     """A DSA indexer pass (scores, then top-k), one layer [s]."""
     return indexer_scores(p, spec, batch, context, heads, dim) + indexer_topk(p, spec, batch,
                                                                               context)
+
+
+def indexer_prefill(p: dict, spec: GPUSpec, new, cached, heads, dim) -> np.ndarray:
+    """A prefill chunk's DSA indexer pass, one layer [s], as the production kernel runs it
+    (fused fp8 logits, DeepGEMM's ``fp8_mqa_logits``; then top-k): ``new`` query tokens after
+    ``cached`` keys, causal — ``pairs = new·cached + new·(new + 1)/2`` (query, key) pairs at
+    ``2·heads·dim`` fp8 FLOPs each, at :data:`DEEPGEMM_FP8` of the fp8 peak, in parallel with
+    the bytes: fp8 keys and queries read once, each pair's fp32 logit written and read back by
+    the top-k (``8`` bytes per pair). Assumed, not measured (our measured indexer is unfused
+    bf16 and materializes per-head scores, which a prefill's ``new × context`` shape makes
+    absurd); the fit's launch floor ``t0`` is kept."""
+    n, c, h, d = (np.asarray(v, float) for v in (new, cached, heads, dim))
+    pairs = n * c + n * (n + 1.0) / 2.0
+    flops = 2.0 * pairs * h * d
+    nbytes = (c + n) * d + n * h * d + 8.0 * pairs
+    return p["t0"] + smax(nbytes / spec.hbm_bandwidth, flops / (_peak(spec, True) * DEEPGEMM_FP8),
+                          4.0)
 
 
 def fabric_bandwidth(spec: GPUSpec, fabric: str) -> float:

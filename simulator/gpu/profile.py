@@ -294,6 +294,17 @@ class KernelProfile:
         t = ops.indexer(self.fit("indexer").params, self.gpu, b, L, h, d)
         return self._answer("indexer", t, self._table("indexer", "indexer"), [h, d], [b, L])
 
+    def indexer_prefill(self, new, cached, heads=64, dim=128) -> Timing:
+        """A prefill chunk's DSA indexer pass, one layer [s]: ``new`` tokens after ``cached``,
+        causal, as the fused fp8 production kernel runs it (:func:`operators.indexer_prefill`;
+        assumed — no prefill indexer was measured)."""
+        n, c, h, d = np.broadcast_arrays(*(np.asarray(v, float) for v in
+                                           (new, cached, heads, dim)))
+        t = ops.indexer_prefill(self.fit("indexer").params, self.gpu, n, c, h, d)
+        src = ("assumed: fused fp8 indexer (DeepGEMM fp8 GEMM efficiency), causal pairs; "
+               "launch floor from the " + self.fit("indexer").profile + " indexer fit")
+        return Timing(t, np.full(t.shape, src, dtype=object))
+
     def collective(self, kind: str, nbytes, ranks, fabric: str = "nvlink") -> Timing:
         """A collective (``allreduce``, ``allgather``, ``alltoall``, ``sendrecv``) of ``nbytes``
         over ``ranks`` GPUs on ``fabric`` (``nvlink`` or ``rdma``) [s]; 0 for one rank."""

@@ -198,8 +198,8 @@ class ProfiledKernels:
                                            topk=arch.topk_tokens).time)
             kernels = 2.0
             if arch.sparse and arch.indexer_heads:
-                t += float(p.indexer(c, cached + c, arch.indexer_heads,
-                                     arch.indexer_head_dim).time)
+                t += float(p.indexer_prefill(c, cached, arch.indexer_heads,
+                                             arch.indexer_head_dim).time)
                 kernels += INDEXER_KERNELS
         else:
             g = float(gpus) if arch.attention in ("gqa", "mha") else 1.0
