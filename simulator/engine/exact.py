@@ -69,7 +69,7 @@ from simulator.gpu.runtime import GPU
 from simulator.gpu.streams import GPUStream, Stream
 from simulator.models import model as lookup_model
 from simulator.network.fabric import Fabric
-from simulator.policies import OPTIONS, Policy, PolicyContext, Round
+from simulator.policies import OPTIONS, Observed, Policy, PolicyContext, Round
 
 __all__ = ["simulate"]
 
@@ -155,7 +155,10 @@ class _Run:
         sel_rng, focus_rng, pol_rng = root.spawn(3)
         self.sel_rngs = sel_rng.spawn(self.G)
         self.focus_rng = focus_rng
-        self.ctx = PolicyContext(self.cm, self.fabric, self.graph, pol_rng)
+        # what an adaptive policy observes (None for the others: nothing is counted)
+        self.observed = (Observed(self.names, lambda g: self.streams[g].free_at)
+                         if policy.observes else None)
+        self.ctx = PolicyContext(self.cm, self.fabric, self.graph, pol_rng, self.observed)
         from workloads.sparse import SparseSelector
 
         kind = scenario.model.selection
@@ -189,6 +192,7 @@ class _Run:
                                                       gpus=G))
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)
+        self.steps.observed = self.observed
         self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,
                                        strict=True)))
         self.iters = Columns(list(zip(records.ITERATION_COLUMNS, records.ITERATION_DTYPES,
@@ -329,6 +333,11 @@ class _Run:
             groups: list[list] = [[] for _ in range(self.S)]
         else:
             local, groups = self.steps.locate(g, dense, valid)
+        if self.observed is not None:
+            d = self.dir
+            self.observed.step(g, self.steps.copy_hits,
+                               float((self.req.out[reqs] - self.req.gen[reqs]).mean()),
+                               int(d.capacity[g] - d.owned[g]), int(d.copies[g]))
         n_local = local.sum(axis=(0, 2)).tolist()
         q_local = local.any(axis=2).sum(axis=0).tolist()
         at = start_at  # when the next slot starts (ahead of now across chained slots)

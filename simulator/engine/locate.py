@@ -43,6 +43,11 @@ class StepData:
         self.S = len(slot_first)
         self.G = len(machine_of)
         self._flat_slot_cache: dict[tuple[int, int, int], tuple] = {}
+        #: an adaptive policy's :class:`~simulator.policies.observed.Observed` (set by the
+        #: engine), or None: then nothing below is counted
+        self.observed = None
+        #: with ``observed``: per owner GPU, the last step's selected blocks served by a copy
+        self.copy_hits: np.ndarray | None = None
 
     def select(self, g: int, reqs: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Dense block indices ``(B, S, W)`` selected per query and slot, and the valid mask.
@@ -92,6 +97,10 @@ class StepData:
             pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)
             blocks = req.ctx_idx[r][pos]
             ok = blocks >= 0
+            if self.observed is not None and T > 1:  # stability: slot 0, step to next step
+                a, b = blocks[:-1, 0], blocks[1:, 0]
+                again = ((a[:, :, None] == b[:, None, :]).any(axis=2) & (a >= 0)).sum()
+                self.observed.selections(int((a >= 0).sum()), int(again))
             dense = np.where(ok, blocks, 0)
             ok.flags.writeable = dense.flags.writeable = False  # _select hands out views
             # (blocks, first step, context length, blocks with padding → 0, valid mask)
@@ -148,6 +157,9 @@ class StepData:
         local = (holder == g) & (tier == kvcache.HBM)
         local |= (bits & bit).astype(bool)
         local &= vflat
+        if self.observed is not None:  # uses of copies, per owner of the copied block
+            hit = (bits & bit).astype(bool) & vflat & (tier == kvcache.HBM) & (holder != g)
+            self.copy_hits = np.bincount(holder[hit], minlength=G)[:G]
         groups: list[list] = [[] for _ in range(S)]
         p = (vflat ^ local).nonzero()[0]  # valid and not local (local implies valid)
         if len(p) == 0:

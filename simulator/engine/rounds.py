@@ -126,7 +126,9 @@ class RoundReplay:
         run = self.run
         self.merge = self.cf.merge
         self.compute = run.env.now - self.t1 - self.merge
-        run.dir.add_copies(self.g, self.members, self.s, run.env.now)
+        made = run.dir.add_copies(self.g, self.members, self.s, run.env.now)
+        if run.observed is not None and self.k >= 0:  # a copy of a GPU's blocks, by choice
+            run.observed.copied(self.g, self.k, made)
         self._finish(run.env.now)
 
     def _finish(self, end: float) -> None:

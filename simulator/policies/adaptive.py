@@ -1,24 +1,175 @@
-"""``adaptive`` and ``adaptive_live``: the closed-form predicate, per owner and layer.
+"""``adaptive``, ``adaptive_static`` and ``adaptive_live``: the closed-form predicate, per round.
 
-``adaptive`` asks :meth:`CostModel.decide` with static path costs (uncontended bandwidth).
-``adaptive_live`` evaluates the same three options but charges each option's bulk bytes at the
-fabric's *current* max-min fair share on the path that carries them (``Fabric.fair_share``), so a
-busy link tilts the choice — the contention-aware variant. Both are deterministic: ties go to
-``route``, then ``fetch``, then ``local`` (the order of :data:`~simulator.policies.base.OPTIONS`).
+``adaptive_static`` asks :meth:`CostModel.decide` with static path costs, a fetched block priced
+as used once and every GPU idle. ``adaptive_live`` evaluates the same three options but charges
+each option's bulk bytes at the fabric's *current* max-min fair share on its path
+(``Fabric.fair_share``). ``adaptive`` decides with what the run has observed
+(``ctx.observed``, :class:`~simulator.policies.observed.Observed`) through the closed form under
+load (:mod:`simulator.costmodel.loaded`): per use, route costs its total plus the wait for the
+owner's queued work; fetch and local cost their per-use part plus their one-time part divided
+by the **expected reuse** R of the copy they make.
+
+**Expected reuse** (:func:`expected_reuse`), per (home, owner) pair, in uses of one copy:
+
+- *observed*: ``1 + hits / copies`` — the copies the run made on this home of this owner's
+  blocks and the uses those copies served instead of a round (decayed counters: the recent past
+  weighs most). It is what a copy was worth here, eviction before reuse included;
+- *prior*, before copies were made (or when few were): ``1 + s·(1 − s^m)/(1 − s) · survival`` —
+  the copy serves the query that fetched it again at each later step with probability ``s``
+  per step (the run's observed *stability* of selections, step to step in one layer slot) over
+  the ``m`` decode steps its batch has left (the home's mean remaining tokens), while it
+  survives eviction: ``survival = 1`` if the home's free KV room holds the round's blocks, else
+  ``room / (copies held + blocks)`` (copies evict copies, least recently used first; 0 when the
+  home has no room for copies at all);
+- the two are blended as ``(C·observed + C₀·prior) / (C + C₀)`` with ``C`` the pair's copies
+  and ``C₀`` = :data:`PRIOR_COPIES`: the prior counts as that many copies' worth of evidence.
+
+**Owner's load**: the owner's compute-stream backlog (``free_at − now``: its queued kernels, a
+prefill chunk among them) delays a routed query's attention; the home's backlog delays each
+option's home kernel; and where a path carries other flows now, bulk bytes are re-priced at the
+live fair share (:func:`slow_times`, as ``adaptive_live``; an idle path — nearly all — costs one
+check and no probe).
+
+**Cost per round**: the split costs of a round shape (three closed-form evaluations) are memoized
+per (home, owner, blocks, batch); a decision is then ~20 float operations, a few array reads,
+one ``free_at`` call per end and one idle-path check per direction — a few µs of Python, against
+tens of µs for the round's own events. The engine's side (:mod:`simulator.policies.observed`):
+one ``bincount`` over the step's selected elements per decode step, one counter add per
+copy-making round, and a slot-0 overlap of consecutive selections per 16-step sample.
+
+All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`` (the order of
+:data:`~simulator.policies.base.OPTIONS`).
 """
 
 from __future__ import annotations
 
+from simulator.costmodel.loaded import OptionCost, loaded_totals, option_costs
 from simulator.policies.base import OPTIONS, Policy, PolicyContext, Round
 
+#: Copies' worth of evidence the prior reuse estimate counts for (see the module docstring).
+PRIOR_COPIES = 32.0
 
-class Adaptive(Policy):
-    """Per round, the option the closed form predicts fastest (static path costs)."""
 
-    name = "adaptive"
+class AdaptiveStatic(Policy):
+    """Per round, the option the closed form predicts fastest (static path costs, R = 1)."""
+
+    name = "adaptive_static"
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
         return ctx.cost_model.decide(rnd.src, rnd.owner, blocks=rnd.blocks, batch=rnd.batch)
+
+
+class Adaptive(Policy):
+    """Per round, the fastest option with the copy's expected reuse and the streams' queued work.
+
+    Args:
+        reuse: a fixed R for every round instead of the estimate (1 gives back
+            ``adaptive_static`` on an idle cluster).
+        load: charge the owner's and home's queued work and the live fair share.
+    """
+
+    name = "adaptive"
+    observes = True
+    needs_live_rates = True
+
+    def __init__(self, reuse: float | None = None, load: bool = True) -> None:
+        self.reuse = reuse
+        self.load = load
+        self._costs: dict[tuple, dict[str, OptionCost]] = {}
+        self._cm = None
+
+    def costs(self, ctx: PolicyContext, rnd: Round,
+              options: tuple[str, ...] = ("route", "fetch")) -> dict[str, OptionCost]:
+        """The round shape's split costs of ``options`` (memoized per cost model, shape and
+        option: local's recompute, a prefill, is priced only when it could win)."""
+        cm = ctx.cost_model
+        if cm is not self._cm:
+            self._cm, self._costs = cm, {}
+        key = (rnd.src, rnd.owner, rnd.blocks, rnd.batch, options)
+        got = self._costs.get(key)
+        if got is None:
+            got = self._costs[key] = option_costs(cm, rnd.src, rnd.owner, rnd.blocks, rnd.batch,
+                                                  options=options)
+        return got
+
+    def choose(self, ctx: PolicyContext, rnd: Round) -> str:
+        costs = self.costs(ctx, rnd)
+        obs = ctx.observed
+        reuse = self.reuse
+        if reuse is None:
+            reuse = expected_reuse(obs, rnd) if obs is not None else 1.0
+        owner_wait = home_wait = 0.0
+        slow = None
+        if self.load:
+            if obs is not None:
+                owner_wait = obs.backlog_time(rnd.owner, rnd.now)
+                home_wait = obs.backlog_time(rnd.src, rnd.now)
+            if ctx.fabric is not None:
+                slow = slow_times(ctx, rnd)
+        totals = loaded_totals(costs, reuse, owner_wait, home_wait, slow)
+        best = "route" if totals["route"] <= totals["fetch"] else "fetch"
+        # local has fetch's per-use part and waits longer at home, so it can win only if its
+        # recompute costs less than fetch's one-time part; the cheapest recompute (one block,
+        # one query) bounds it from below, so a prefill is priced only when it might win
+        fetch_once = costs["fetch"].once + (slow["fetch"] if slow else 0.0)
+        if self._least_recompute(ctx, rnd.src) < fetch_once:
+            local = self.costs(ctx, rnd, ("local",))["local"]
+            if local.total(reuse, owner_wait, home_wait) < totals[best]:
+                return "local"
+        return best
+
+    def _least_recompute(self, ctx: PolicyContext, src: str) -> float:
+        """The cheapest recompute at ``src``, one block for one query [s] (memoized)."""
+        key = ("least_recompute", src)
+        got = self._costs.get(key)
+        if got is None:
+            got = self._costs[key] = option_costs(ctx.cost_model, src, src, 1, 1,
+                                                  options=("local",))["local"].once
+        return got
+
+
+def expected_reuse(obs, rnd: Round) -> float:
+    """Uses a copy made by this round is expected to serve, ≥ 1 (module docstring)."""
+    h, o = obs.pair(rnd.src, rnd.owner)
+    s = obs.stability()
+    m = max(0.0, float(obs.remaining_tokens[h]) - 1.0)  # steps left after this one
+    again = m if s >= 1.0 else s * (1.0 - s**m) / (1.0 - s)
+    room, held = float(obs.copy_room[h]), float(obs.copies_held[h])
+    need = float(rnd.distinct_blocks)
+    if room <= 0:
+        survival = 0.0
+    elif room - held >= need:
+        survival = 1.0
+    else:
+        survival = min(1.0, room / (held + need))
+    prior = 1.0 + again * survival
+    copies = float(obs.copies[h, o])
+    if copies <= 0:
+        return prior
+    seen = 1.0 + float(obs.hits[h, o]) / copies
+    return (copies * seen + PRIOR_COPIES * prior) / (copies + PRIOR_COPIES)
+
+
+def slow_times(ctx: PolicyContext, rnd: Round) -> dict[str, float] | None:
+    """Extra time [s] of route's and fetch's bulk bytes at the live fair share on their paths
+    (None while both directions of the path are idle: no flow to share with)."""
+    fabric = ctx.fabric
+    idle = getattr(fabric, "idle", None)
+    if idle is not None and idle(rnd.src, rnd.owner) and idle(rnd.owner, rnd.src):
+        return None
+    cm = ctx.cost_model
+    out = {}
+    for option in ("route", "fetch"):
+        extra = 0.0
+        for src, dst, nbytes in cm.bulk_messages(option, rnd.src, rnd.owner, blocks=rnd.blocks,
+                                                 batch=rnd.batch):
+            if nbytes <= 0:
+                continue
+            static = cm.path_rate(src, dst)
+            share = min(fabric.fair_share(src, dst), static)
+            extra += float("inf") if share <= 0 else nbytes / share - nbytes / static
+        out[option] = extra
+    return out
 
 
 class AdaptiveLive(Policy):

@@ -1,0 +1,118 @@
+"""What a run has observed, for policies that adapt to it: counters the engine keeps current.
+
+A policy that sets ``observes = True`` finds an :class:`Observed` at ``ctx.observed``; every other
+policy finds None, and the engine then spends nothing on it. The engine *writes* (four calls,
+each O(1) or one small array add); a policy *reads* (plain arrays and one method). Nothing here
+refers to how an engine advances time, so an engine that computes whole decode steps as arrays
+can keep the same counters:
+
+- ``copied(home, owner, blocks)`` — a fetch or recompute round chosen by the policy kept
+  ``blocks`` new block copies (one per block and simulated layer slot) on ``home`` of blocks
+  that ``owner`` holds;
+- ``step(home, hits, remaining_tokens, copy_room, copies_held)`` — once per decode step of
+  ``home``: ``hits[o]``, the selected (query, slot, block) elements served by a copy on ``home``
+  of a block owner ``o`` holds (a use that needed no round); the mean decode tokens its batch has
+  still to generate; how many blocks copies may use on it at most (HBM capacity − the blocks it
+  owns) and how many they use now;
+- ``selections(selected, reselected)`` — of ``selected`` blocks a query picked at one step (in
+  one layer slot), ``reselected`` were picked again at its next step: the stability of
+  selections;
+- ``free_at(gpu)`` — when the GPU's compute stream finishes the kernels queued on it [s] (a
+  callable the engine gives: the owner's load).
+
+Counters per (home, owner) are decayed: when a pair's copies + hits exceed :data:`WINDOW`, both
+halve (the ratio is kept; old events weigh less), so the estimates follow a run whose traffic
+changes. Indices are the engine's GPU order; :meth:`pair` maps names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+#: Copies + hits of one (home, owner) pair before both halve [events].
+WINDOW = 4096.0
+#: Selected blocks counted for the stability estimate before both counters halve [blocks].
+SELECTION_WINDOW = 65536.0
+
+
+class Observed:
+    """The run's observations (module docstring). Written by the engine, read by policies.
+
+    Args:
+        names: GPU names in the engine's order (row and column of every per-GPU array).
+        free_at: ``free_at(g)``: when GPU ``g``'s compute stream runs out of queued work [s].
+
+    Attributes:
+        copies: ``(G, G)`` block copies made on home (row) of owner (column) blocks, decayed.
+        hits: ``(G, G)`` uses of those copies (elements served by a copy), decayed.
+        remaining_tokens: ``(G,)`` mean decode tokens left in each home's last decode batch.
+        copy_room: ``(G,)`` blocks copies may occupy on each GPU (capacity − owned blocks).
+        copies_held: ``(G,)`` blocks holding copies on each GPU now.
+        selected, reselected: the stability counters (decayed).
+        steps: decode steps observed per home.
+    """
+
+    def __init__(self, names: Sequence[str], free_at: Callable[[int], float]) -> None:
+        g = len(names)
+        self.names = list(names)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        self.copies = np.zeros((g, g))
+        self.hits = np.zeros((g, g))
+        self.remaining_tokens = np.zeros(g)
+        self.copy_room = np.zeros(g)
+        self.copies_held = np.zeros(g)
+        self.selected = 0.0
+        self.reselected = 0.0
+        self.steps = np.zeros(g, np.int64)
+        self.free_at = free_at
+
+    # -- written by the engine -----------------------------------------------------------------
+
+    def copied(self, home: int, owner: int, blocks: int) -> None:
+        """A round kept ``blocks`` new copies on ``home`` of blocks ``owner`` holds."""
+        if blocks:
+            self.copies[home, owner] += blocks
+            self._decay(home)
+
+    def step(self, home: int, hits: np.ndarray | None, remaining_tokens: float,
+             copy_room: int, copies_held: int) -> None:
+        """One decode step of ``home`` (module docstring); ``hits`` per owner, or None."""
+        if hits is not None:
+            self.hits[home] += hits
+            self._decay(home)
+        self.remaining_tokens[home] = remaining_tokens
+        self.copy_room[home] = copy_room
+        self.copies_held[home] = copies_held
+        self.steps[home] += 1
+
+    def selections(self, selected: int, reselected: int) -> None:
+        """Of ``selected`` blocks picked at a step, ``reselected`` were picked at the next."""
+        self.selected += selected
+        self.reselected += reselected
+        if self.selected > SELECTION_WINDOW:
+            self.selected *= 0.5
+            self.reselected *= 0.5
+
+    def _decay(self, home: int) -> None:
+        row = self.copies[home] + self.hits[home]
+        if row.max() > WINDOW:
+            big = row > WINDOW
+            self.copies[home, big] *= 0.5
+            self.hits[home, big] *= 0.5
+
+    # -- read by policies ----------------------------------------------------------------------
+
+    def pair(self, home: str, owner: str) -> tuple[int, int]:
+        """The (home, owner) indices of two GPU names."""
+        return self.index[home], self.index[owner]
+
+    def backlog_time(self, gpu: str, now: float) -> float:
+        """Queued kernel time left on ``gpu``'s compute stream at ``now`` [s] (≥ 0)."""
+        return max(0.0, self.free_at(self.index[gpu]) - now)
+
+    def stability(self) -> float:
+        """Share of a query's selected blocks it selects again at its next step (0 before any
+        selection was seen)."""
+        return self.reselected / self.selected if self.selected > 0 else 0.0
