@@ -1,124 +1,152 @@
-"""The closed form under load: a fetched copy used R times, and compute streams with work queued.
+"""The closed form under load: copies used R times, and compute streams with work queued.
 
 The closed form (:mod:`~simulator.costmodel.closed_form`) prices one round alone on an idle
-cluster. Three things it leaves out decide many rounds of a busy run; here each enters as an
-explicit term, so that a policy can decide with it and a test can check the decision:
+cluster, every block moved used once. Two things it leaves out decide many rounds of a busy run;
+here both enter as explicit terms of a *per-step* cost — what one (home, owner) pair pays, on
+average, each decode step in one layer slot if it keeps to one option — so that a policy can
+decide with them and a test can check the decision.
 
-- **reuse** — a fetched (or recomputed) copy stays at home and serves later decode steps, so
-  each option's total splits into a part paid on *every use* and a part paid *once* per copy::
+**Reuse.** A home whose batch selects ``K`` blocks per query (``B`` queries) on an owner each
+step:
 
-      total(R) = per_use + once / R
+- *route* sends the queries every step: ``route(K, B)``;
+- *fetch* keeps what it moved as copies. If a copy is used ``R`` times in all, then in the
+  steady state ``n/R`` of the ``n = B·K`` blocks selected each step are new (the rest are
+  copies, attended with the home's own blocks, which the closed form leaves out of every
+  option). A round is needed only when at least one is new, with probability
+  ``P = 1 − (1 − 1/R)^n``, and then carries ``k = K/(R·P)`` new blocks per query on average
+  (at least one block in all)::
 
-  route: ``per_use`` = its total, ``once`` = 0 (a routed answer is not reusable). fetch:
-  ``once`` = probe + transfer + install (gather or splice), ``per_use`` = attention + merge.
-  local: ``once`` = the recompute, ``per_use`` = attention + merge. This is exactly
-  :meth:`CostModel.fetch` / :meth:`~CostModel.local` with ``reuse = R`` (a test holds them equal).
-- **queueing** — a kernel waits for the work already queued on its GPU's compute stream (FIFO,
-  :class:`~simulator.gpu.streams.Stream`). With the owner's stream busy for ``W_o`` [s] from the
-  round's start and the home's for ``W_h``, route's attention waits
-  ``w_o = max(0, W_o − (probe + transfer))`` — the query reaches the owner after its message —
-  and each option's first home kernel waits ``max(0, W_h − t)``, ``t`` being when it is issued:
-  route after the answer is back (``probe + transfer + w_o + compute + ret``), fetch when the
-  blocks have arrived (``probe + transfer``, not amortized: this round waits for them), local at
-  once (``t = 0``). These are the waits the engine's streams impose when nothing else is queued
-  meanwhile. Waits are paid by this round and are not divided by R.
-- **live bandwidth** — a bulk message at a live fair share ``s`` below its static rate ``r``
-  takes ``n/s − n/r`` longer (as ``adaptive_live`` prices it); ``slow_times[option]`` is that
-  extra time for an option's messages, paid per use by route and once (÷ R) by fetch.
+      fetch_step = P · fetch(k, B)          (local_step = P · local(k, B) likewise)
 
-With ``R = 1``, no queued work and no slow-down every total equals the closed form's, and
-:func:`loaded_decide` equals :meth:`CostModel.decide` (ties: route, fetch, local).
+  The round's fixed costs — two messages, the home kernel's launch, the merge — are therefore
+  paid on every step that needs a round, and only its bytes shrink with reuse; with ``R = 1``
+  every step fetches all ``K`` (``P = 1``, ``k = K``) and the totals are the closed form's.
+  (:meth:`CostModel.fetch` with ``reuse = R`` divides probe, transfer and install — fixed costs
+  included — by R instead: a block moved once and then used R times alone, not a step whose
+  other blocks still need a round.) ``fetch(k, B)`` at a fractional ``k·B`` is interpolated
+  linearly between the integer numbers of blocks around it (the closed form is affine in blocks
+  between attention-kernel breakpoints), each evaluated once and memoized.
+
+**Queueing.** A kernel waits for the work already queued on its GPU's compute stream (FIFO,
+:class:`~simulator.gpu.streams.Stream`). With the owner's stream busy for ``W_o`` [s] and the
+home's for ``W_h``, route's attention waits ``w_o = max(0, W_o − (probe + transfer))`` — the
+query reaches the owner after its message — and each option's first home kernel waits
+``max(0, W_h − t)``, ``t`` being when it is issued: route after the answer is back
+(``probe + transfer + w_o + compute + ret``), fetch when the blocks have arrived
+(``probe + transfer``), local at once. These are the waits the engine's streams impose when
+nothing else is queued meanwhile; fetch and local pay theirs only on steps with a round (× P).
+
+**Live bandwidth.** A bulk message at a live fair share ``s`` below its static rate ``r``
+takes ``n/s − n/r`` longer (as ``adaptive_live`` prices it); ``slow_times[option]`` is that
+extra time for the option's messages of a full round (``K`` blocks); fetch's scales with the
+blocks it moves (``k/K``) and is paid × P.
+
+With ``R = 1``, no queued work and no slow-down every total is the closed form's and
+:meth:`LoadedCosts.decide` equals :meth:`CostModel.decide` (ties: route, fetch, local).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 
-from simulator.costmodel.closed_form import OPTIONS, CostModel
+from simulator.costmodel.closed_form import OPTIONS, CostModel, Phases
 from simulator.errors import UserError
 
-__all__ = ["OptionCost", "loaded_decide", "loaded_totals", "option_costs"]
+__all__ = ["LoadedCosts", "round_probability"]
 
 
-@dataclass(frozen=True)
-class OptionCost:
-    """One option of one round shape, split for reuse and queueing [s].
+def round_probability(selected: float, reuse: float) -> float:
+    """Chance that a step whose ``selected`` block uses hit copies used ``reuse`` times each
+    needs a round: ``1 − (1 − 1/R)^n`` (1 at ``R = 1``)."""
+    if not reuse >= 1.0:
+        raise UserError(f"reuse={reuse}: a copy is used at least once (give R >= 1)")
+    if reuse == 1.0 or selected <= 0:
+        return 1.0 if selected > 0 else 0.0
+    return -math.expm1(selected * math.log1p(-1.0 / reuse))
 
-    Attributes:
-        option: ``"route"``, ``"fetch"`` or ``"local"``.
-        per_use: paid on every use of the blocks.
-        once: paid once per copy (divided by the reuse R).
-        to_owner: route: from the round's start until the query reaches the owner (probe +
-            transfer); 0 for the others.
-        to_home: from the round's start until the option's first home kernel is issued, on an
-            idle cluster (route: the whole round but the merge; fetch: probe + transfer; local: 0).
+
+class LoadedCosts:
+    """The per-step costs of the module docstring for one cost model, its closed-form
+    evaluations memoized per integer round shape (the policy's per-round cost stays small).
+
+    Args:
+        cm: the run's :class:`CostModel`.
     """
 
-    option: str
-    per_use: float
-    once: float
-    to_owner: float
-    to_home: float
+    def __init__(self, cm: CostModel) -> None:
+        self.cm = cm
+        self._memo: dict[tuple, Phases] = {}
 
-    def total(self, reuse: float = 1.0, owner_backlog_time: float = 0.0,
-              home_backlog_time: float = 0.0, slow_time: float = 0.0) -> float:
-        """Expected cost per use [s] with a copy used ``reuse`` times, the owner's and the
-        home's streams busy for the given times from now, and ``slow_time`` of live slow-down
-        on the option's messages (module docstring)."""
-        if not reuse >= 1.0:
-            raise UserError(f"reuse={reuse}: a copy is used at least once (give R >= 1)")
-        if self.option == "route":
-            owner_wait = max(0.0, owner_backlog_time - self.to_owner)
-            issued = self.to_home + owner_wait + slow_time
-            own = self.per_use + slow_time + owner_wait
-        else:
-            issued = self.to_home + slow_time
-            own = self.per_use + (self.once + slow_time) / reuse
-        return own + max(0.0, home_backlog_time - issued)
+    def phases(self, option: str, src: str, dst: str, total_blocks: int,
+               batch: int) -> Phases:
+        """The closed form's phases of ``option`` for a round moving ``total_blocks`` blocks
+        for ``batch`` queries (``total_blocks / batch`` per query; memoized)."""
+        key = (option, src, dst, total_blocks, batch)
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self.cm.option(option, src, dst, total_blocks / batch,
+                                                   batch)
+        return got
 
+    def at(self, option: str, src: str, dst: str, blocks: float, batch: int) -> Phases:
+        """Phases at ``blocks`` per query (fractional: linear between the integer numbers of
+        blocks the round moves in all; at least one block)."""
+        x = max(blocks * batch, 1.0)
+        lo = math.floor(x)
+        a = self.phases(option, src, dst, lo, batch)
+        w = x - lo
+        if w <= 0:
+            return a
+        b = self.phases(option, src, dst, lo + 1, batch)
+        return Phases(*(u + w * (v - u) for u, v in zip(
+            (a.probe, a.transfer, a.compute, a.ret, a.merge),
+            (b.probe, b.transfer, b.compute, b.ret, b.merge), strict=True)))
 
-def option_costs(cm: CostModel, src: str, dst: str, blocks: float, batch: float = 1,
-                 heads: int | None = None,
-                 options: tuple[str, ...] = OPTIONS) -> dict[str, OptionCost]:
-    """Each of ``options`` for a round of ``batch`` queries at home ``src`` needing ``blocks``
-    blocks each from owner ``dst``, split into per-use and once-per-copy parts (module
-    docstring)."""
-    out = {}
-    attention = cm.attention_time(src, blocks, batch, heads)
-    for name in options:
-        p = cm.option(name, src, dst, blocks, batch, heads)
-        if name == "route":
-            out[name] = OptionCost(name, p.total, 0.0, p.probe + p.transfer,
-                                   p.probe + p.transfer + p.compute + p.ret)
-        elif blocks <= 0:  # nothing to move or recompute: only the merge
-            out[name] = OptionCost(name, p.total, 0.0, 0.0, 0.0)
-        else:
-            once = p.probe + p.transfer + (p.compute - attention)
-            out[name] = OptionCost(name, attention + p.merge, once, 0.0,
-                                   p.probe + p.transfer)
-    return out
+    @staticmethod
+    def round_blocks(blocks: float, batch: int, reuse: float) -> tuple[float, float]:
+        """(chance a step needs a round, new blocks per query when it does) for ``batch``
+        queries selecting ``blocks`` each, copies used ``reuse`` times (module docstring)."""
+        chance = round_probability(batch * blocks, reuse)
+        return chance, (blocks / (reuse * chance) if chance > 0 else 0.0)
 
+    def step_time(self, option: str, src: str, dst: str, blocks: float, batch: int,
+                  reuse: float = 1.0, owner_backlog_time: float = 0.0,
+                  home_backlog_time: float = 0.0, slow_time: float = 0.0) -> float:
+        """Expected cost [s] per step of ``option`` for ``batch`` queries selecting ``blocks``
+        blocks each on owner ``dst`` (module docstring)."""
+        if option not in OPTIONS:
+            raise UserError(f"option {option!r}: give one of {', '.join(OPTIONS)}")
+        if option == "route":
+            p = self.at("route", src, dst, blocks, batch)
+            owner_wait = max(0.0, owner_backlog_time - (p.probe + p.transfer))
+            issued = p.probe + p.transfer + owner_wait + p.compute + p.ret + slow_time
+            return p.total + owner_wait + slow_time + max(0.0, home_backlog_time - issued)
+        chance, k = self.round_blocks(blocks, batch, reuse)
+        if chance <= 0:
+            return 0.0
+        p = self.at(option, src, dst, k, batch)
+        slow = slow_time * min(1.0, k / blocks)
+        issued = p.probe + p.transfer + slow
+        return chance * (p.total + slow + max(0.0, home_backlog_time - issued))
 
-def loaded_totals(costs: dict[str, OptionCost], reuse: float = 1.0,
-                  owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
-                  slow_times: dict[str, float] | None = None) -> dict[str, float]:
-    """Each option's expected cost per use [s] (:meth:`OptionCost.total`)."""
-    slow = slow_times or {}
-    return {name: c.total(reuse, owner_backlog_time, home_backlog_time, slow.get(name, 0.0))
-            for name, c in costs.items()}
+    def totals(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
+               owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
+               slow_times: dict[str, float] | None = None,
+               options: tuple[str, ...] = OPTIONS) -> dict[str, float]:
+        """:meth:`step_time` of each of ``options``."""
+        slow = slow_times or {}
+        return {o: self.step_time(o, src, dst, blocks, batch, reuse, owner_backlog_time,
+                                  home_backlog_time, slow.get(o, 0.0)) for o in options}
 
+    def decide(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
+               owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
+               slow_times: dict[str, float] | None = None,
+               options: tuple[str, ...] = OPTIONS) -> str:
+        """The cheapest of ``options`` per step (ties: route, fetch, local)."""
+        if not options:
+            raise UserError(f"options {options!r}: give at least one of {', '.join(OPTIONS)}")
+        t = self.totals(src, dst, blocks, batch, reuse, owner_backlog_time, home_backlog_time,
+                        slow_times, options)
+        return min((o for o in OPTIONS if o in t), key=lambda o: (t[o], OPTIONS.index(o)))
 
-def loaded_decide(costs: dict[str, OptionCost], reuse: float = 1.0,
-                  owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
-                  slow_times: dict[str, float] | None = None,
-                  options: tuple[str, ...] = OPTIONS) -> str:
-    """The cheapest of ``options`` under :func:`loaded_totals` (ties: route, fetch, local);
-    ``costs`` must hold each of ``options``."""
-    totals = loaded_totals(costs, reuse, owner_backlog_time, home_backlog_time, slow_times)
-    best, best_t = None, float("inf")
-    for name in OPTIONS:
-        if name in options and name in totals and (best is None or totals[name] < best_t):
-            best, best_t = name, totals[name]
-    if best is None:
-        raise UserError(f"options {options!r}: give at least one of {', '.join(OPTIONS)}")
-    return best

@@ -156,7 +156,7 @@ class _Run:
         self.sel_rngs = sel_rng.spawn(self.G)
         self.focus_rng = focus_rng
         # what an adaptive policy observes (None for the others: nothing is counted)
-        self.observed = (Observed(self.names, lambda g: self.streams[g].free_at)
+        self.observed = (Observed(self.names, lambda g: self.streams[g].free_at, self.S)
                          if policy.observes else None)
         self.ctx = PolicyContext(self.cm, self.fabric, self.graph, pol_rng, self.observed)
         from workloads.sparse import SparseSelector
@@ -334,10 +334,7 @@ class _Run:
         else:
             local, groups = self.steps.locate(g, dense, valid)
         if self.observed is not None:
-            d = self.dir
-            self.observed.step(g, self.steps.copy_hits,
-                               float((self.req.out[reqs] - self.req.gen[reqs]).mean()),
-                               int(d.capacity[g] - d.owned[g]), int(d.copies[g]))
+            self._observe(g, reqs, valid)
         n_local = local.sum(axis=(0, 2)).tolist()
         q_local = local.any(axis=2).sum(axis=0).tolist()
         at = start_at  # when the next slot starts (ahead of now across chained slots)
@@ -368,6 +365,16 @@ class _Run:
             at = env.now
         if at > env.now:
             yield env.timeout(at - env.now)
+
+    def _observe(self, g: int, reqs: list[int], valid: np.ndarray) -> None:
+        """Tell an observing policy about GPU ``g``'s decode step (its ``Observed``): copies
+        used, tokens left, the share of its context a query selects per slot, KV room."""
+        req, d = self.req, self.dir
+        context = np.maximum(-(-(req.inp[reqs] + req.gen[reqs]) // self.bt), 1)
+        share = float((valid.sum(axis=(1, 2)) / (self.S * context)).mean())
+        self.observed.step(g, self.steps.copy_hits, self.steps.away, len(reqs),
+                           float((req.out[reqs] - req.gen[reqs]).mean()), share,
+                           int(d.capacity[g] - d.owned[g]), int(d.copies[g]))
 
     def route_payload(self, batch: int) -> tuple[float, float]:
         """(query bytes, return bytes) of a routed round of ``batch`` queries [B] (memoized)."""

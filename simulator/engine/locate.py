@@ -46,7 +46,9 @@ class StepData:
         #: an adaptive policy's :class:`~simulator.policies.observed.Observed` (set by the
         #: engine), or None: then nothing below is counted
         self.observed = None
-        #: with ``observed``: per owner GPU, the last step's selected blocks served by a copy
+        #: with ``observed``: per owner GPU, the last step's selected blocks held in its HBM
+        #: (``away``) and those of them served by a copy at home (``copy_hits``)
+        self.away: np.ndarray | None = None
         self.copy_hits: np.ndarray | None = None
 
     def select(self, g: int, reqs: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -157,9 +159,11 @@ class StepData:
         local = (holder == g) & (tier == kvcache.HBM)
         local |= (bits & bit).astype(bool)
         local &= vflat
-        if self.observed is not None:  # uses of copies, per owner of the copied block
-            hit = (bits & bit).astype(bool) & vflat & (tier == kvcache.HBM) & (holder != g)
-            self.copy_hits = np.bincount(holder[hit], minlength=G)[:G]
+        if self.observed is not None:  # selections away from home and copies' uses, per owner
+            away = vflat & (tier == kvcache.HBM) & (holder != g)
+            self.away = np.bincount(holder[away], minlength=G)[:G]
+            self.copy_hits = np.bincount(holder[away & (bits & bit).astype(bool)],
+                                         minlength=G)[:G]
         groups: list[list] = [[] for _ in range(S)]
         p = (vflat ^ local).nonzero()[0]  # valid and not local (local implies valid)
         if len(p) == 0:

@@ -43,7 +43,7 @@ All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`
 
 from __future__ import annotations
 
-from simulator.costmodel.loaded import OptionCost, loaded_totals, option_costs
+from simulator.costmodel.loaded import LoadedCosts
 from simulator.policies.base import OPTIONS, Policy, PolicyContext, Round
 
 #: Copies' worth of evidence the prior reuse estimate counts for (see the module docstring).
@@ -60,7 +60,8 @@ class AdaptiveStatic(Policy):
 
 
 class Adaptive(Policy):
-    """Per round, the fastest option with the copy's expected reuse and the streams' queued work.
+    """Per round, the option cheapest per step given the copies' expected reuse and the
+    streams' queued work (module docstring).
 
     Args:
         reuse: a fixed R for every round instead of the estimate (1 gives back
@@ -75,29 +76,26 @@ class Adaptive(Policy):
     def __init__(self, reuse: float | None = None, load: bool = True) -> None:
         self.reuse = reuse
         self.load = load
-        self._costs: dict[tuple, dict[str, OptionCost]] = {}
-        self._cm = None
+        self._loaded: LoadedCosts | None = None
+        self._least: dict[str, float] = {}
 
-    def costs(self, ctx: PolicyContext, rnd: Round,
-              options: tuple[str, ...] = ("route", "fetch")) -> dict[str, OptionCost]:
-        """The round shape's split costs of ``options`` (memoized per cost model, shape and
-        option: local's recompute, a prefill, is priced only when it could win)."""
-        cm = ctx.cost_model
-        if cm is not self._cm:
-            self._cm, self._costs = cm, {}
-        key = (rnd.src, rnd.owner, rnd.blocks, rnd.batch, options)
-        got = self._costs.get(key)
-        if got is None:
-            got = self._costs[key] = option_costs(cm, rnd.src, rnd.owner, rnd.blocks, rnd.batch,
-                                                  options=options)
-        return got
+    def costs(self, ctx: PolicyContext) -> LoadedCosts:
+        """The closed form under load for this run's cost model (memoized shapes)."""
+        if self._loaded is None or self._loaded.cm is not ctx.cost_model:
+            self._loaded, self._least = LoadedCosts(ctx.cost_model), {}
+        return self._loaded
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
-        costs = self.costs(ctx, rnd)
+        lc = self.costs(ctx)
         obs = ctx.observed
+        blocks, batch = float(rnd.blocks), rnd.batch
         reuse = self.reuse
-        if reuse is None:
-            reuse = expected_reuse(obs, rnd) if obs is not None else 1.0
+        if obs is not None:
+            h, o = obs.pair(rnd.src, rnd.owner)
+            blocks = max(blocks, obs.selected_blocks(h, o, batch))
+            if reuse is None:
+                reuse = expected_reuse(obs, rnd)
+        reuse = 1.0 if reuse is None else reuse
         owner_wait = home_wait = 0.0
         slow = None
         if self.load:
@@ -106,34 +104,50 @@ class Adaptive(Policy):
                 home_wait = obs.backlog_time(rnd.src, rnd.now)
             if ctx.fabric is not None:
                 slow = slow_times(ctx, rnd)
-        totals = loaded_totals(costs, reuse, owner_wait, home_wait, slow)
-        best = "route" if totals["route"] <= totals["fetch"] else "fetch"
-        # local has fetch's per-use part and waits longer at home, so it can win only if its
-        # recompute costs less than fetch's one-time part; the cheapest recompute (one block,
-        # one query) bounds it from below, so a prefill is priced only when it might win
-        fetch_once = costs["fetch"].once + (slow["fetch"] if slow else 0.0)
-        if self._least_recompute(ctx, rnd.src) < fetch_once:
-            local = self.costs(ctx, rnd, ("local",))["local"]
-            if local.total(reuse, owner_wait, home_wait) < totals[best]:
+        t = lc.totals(rnd.src, rnd.owner, blocks, batch, reuse, owner_wait, home_wait, slow,
+                      ("route", "fetch"))
+        best = "route" if t["route"] <= t["fetch"] else "fetch"
+        # local differs from fetch only in its home kernel (a recompute instead of moving the
+        # blocks) and waits as long or longer at home: it can win only if its recompute costs
+        # less than the whole fetch round, and the cheapest recompute (one block, one query;
+        # a prefill never gets cheaper with more tokens) bounds every one from below
+        _, k = lc.round_blocks(blocks, batch, reuse)
+        fetch_round = lc.at("fetch", rnd.src, rnd.owner, k, batch).total
+        if self._least_recompute(lc, rnd.src) < fetch_round + (slow or {}).get("fetch", 0.0):
+            local = lc.step_time("local", rnd.src, rnd.owner, blocks, batch, reuse,
+                                 owner_wait, home_wait)
+            if local < t[best]:
                 return "local"
         return best
 
-    def _least_recompute(self, ctx: PolicyContext, src: str) -> float:
+    def _least_recompute(self, lc: LoadedCosts, src: str) -> float:
         """The cheapest recompute at ``src``, one block for one query [s] (memoized)."""
-        key = ("least_recompute", src)
-        got = self._costs.get(key)
+        got = self._least.get(src)
         if got is None:
-            got = self._costs[key] = option_costs(ctx.cost_model, src, src, 1, 1,
-                                                  options=("local",))["local"].once
+            got = self._least[src] = lc.cm.recompute_time(src, 1, 1)
         return got
+
+
+def repicks(stability: float, share: float, steps: float) -> float:
+    """Expected later selections of a block a query selects now, over its next ``steps``
+    steps: a two-state chain (selected or not) whose stationary share is ``share`` (the
+    fraction of its context a query selects) and whose step-to-step persistence is
+    ``stability``: ``m·π + (1 − π)·λ(1 − λ^m)/(1 − λ)`` with ``π = share``,
+    ``λ = (stability − π)/(1 − π)`` the chain's lag-1 correlation and ``m = steps``."""
+    m = max(0.0, steps)
+    pi = min(max(share, 0.0), 1.0)
+    if pi >= 1.0:
+        return m
+    lam = min(max((stability - pi) / (1.0 - pi), 0.0), 1.0)
+    burst = m if lam >= 1.0 else lam * (1.0 - lam**m) / (1.0 - lam)
+    return m * pi + (1.0 - pi) * burst
 
 
 def expected_reuse(obs, rnd: Round) -> float:
     """Uses a copy made by this round is expected to serve, ≥ 1 (module docstring)."""
     h, o = obs.pair(rnd.src, rnd.owner)
-    s = obs.stability()
     m = max(0.0, float(obs.remaining_tokens[h]) - 1.0)  # steps left after this one
-    again = m if s >= 1.0 else s * (1.0 - s**m) / (1.0 - s)
+    again = repicks(obs.stability(), float(obs.select_share[h]), m)
     room, held = float(obs.copy_room[h]), float(obs.copies_held[h])
     need = float(rnd.distinct_blocks)
     if room <= 0:

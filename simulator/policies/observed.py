@@ -9,11 +9,13 @@ can keep the same counters:
 - ``copied(home, owner, blocks)`` — a fetch or recompute round chosen by the policy kept
   ``blocks`` new block copies (one per block and simulated layer slot) on ``home`` of blocks
   that ``owner`` holds;
-- ``step(home, hits, remaining_tokens, copy_room, copies_held)`` — once per decode step of
-  ``home``: ``hits[o]``, the selected (query, slot, block) elements served by a copy on ``home``
-  of a block owner ``o`` holds (a use that needed no round); the mean decode tokens its batch has
-  still to generate; how many blocks copies may use on it at most (HBM capacity − the blocks it
-  owns) and how many they use now;
+- ``step(home, hits, selected, queries, remaining_tokens, select_share, copy_room,
+  copies_held)`` — once per decode step of ``home``, before its rounds: ``selected[o]``, the
+  (query, slot, block) elements its batch of ``queries`` selected on owner ``o`` (in HBM there),
+  and ``hits[o]`` those of them served by a copy on ``home`` (uses that needed no round); the
+  mean decode tokens the batch has still to generate; the mean share of a query's context blocks
+  it selects in one layer slot; how many blocks copies may use on it at most (HBM capacity − the
+  blocks it owns) and how many they use now;
 - ``selections(selected, reselected)`` — of ``selected`` blocks a query picked at one step (in
   one layer slot), ``reselected`` were picked again at its next step: the stability of
   selections;
@@ -43,28 +45,37 @@ class Observed:
     Args:
         names: GPU names in the engine's order (row and column of every per-GPU array).
         free_at: ``free_at(g)``: when GPU ``g``'s compute stream runs out of queued work [s].
+        slots: simulated layer slots of a decode step (``selected`` counts all of them).
 
     Attributes:
         copies: ``(G, G)`` block copies made on home (row) of owner (column) blocks, decayed.
         hits: ``(G, G)`` uses of those copies (elements served by a copy), decayed.
+        selected: ``(G, G)`` elements each home's last decode step selected on each owner.
+        queries: ``(G,)`` queries in each home's last decode step.
         remaining_tokens: ``(G,)`` mean decode tokens left in each home's last decode batch.
+        select_share: ``(G,)`` mean share of its context a query of that batch selects per slot.
         copy_room: ``(G,)`` blocks copies may occupy on each GPU (capacity − owned blocks).
         copies_held: ``(G,)`` blocks holding copies on each GPU now.
-        selected, reselected: the stability counters (decayed).
+        picked, picked_again: the stability counters (decayed).
         steps: decode steps observed per home.
     """
 
-    def __init__(self, names: Sequence[str], free_at: Callable[[int], float]) -> None:
+    def __init__(self, names: Sequence[str], free_at: Callable[[int], float],
+                 slots: int = 1) -> None:
         g = len(names)
         self.names = list(names)
+        self.slots = slots
+        self.selected = np.zeros((g, g))
+        self.queries = np.zeros(g, np.int64)
         self.index = {n: i for i, n in enumerate(self.names)}
         self.copies = np.zeros((g, g))
         self.hits = np.zeros((g, g))
         self.remaining_tokens = np.zeros(g)
+        self.select_share = np.zeros(g)
         self.copy_room = np.zeros(g)
         self.copies_held = np.zeros(g)
-        self.selected = 0.0
-        self.reselected = 0.0
+        self.picked = 0.0
+        self.picked_again = 0.0
         self.steps = np.zeros(g, np.int64)
         self.free_at = free_at
 
@@ -76,24 +87,32 @@ class Observed:
             self.copies[home, owner] += blocks
             self._decay(home)
 
-    def step(self, home: int, hits: np.ndarray | None, remaining_tokens: float,
-             copy_room: int, copies_held: int) -> None:
-        """One decode step of ``home`` (module docstring); ``hits`` per owner, or None."""
+    def step(self, home: int, hits: np.ndarray | None, selected: np.ndarray | None,
+             queries: int, remaining_tokens: float, select_share: float, copy_room: int,
+             copies_held: int) -> None:
+        """One decode step of ``home`` (module docstring); ``hits`` and ``selected`` per
+        owner, or None (nothing selected away from home)."""
         if hits is not None:
             self.hits[home] += hits
             self._decay(home)
+        if selected is None:
+            self.selected[home] = 0.0
+        else:
+            self.selected[home] = selected
+        self.queries[home] = queries
         self.remaining_tokens[home] = remaining_tokens
+        self.select_share[home] = select_share
         self.copy_room[home] = copy_room
         self.copies_held[home] = copies_held
         self.steps[home] += 1
 
     def selections(self, selected: int, reselected: int) -> None:
         """Of ``selected`` blocks picked at a step, ``reselected`` were picked at the next."""
-        self.selected += selected
-        self.reselected += reselected
-        if self.selected > SELECTION_WINDOW:
-            self.selected *= 0.5
-            self.reselected *= 0.5
+        self.picked += selected
+        self.picked_again += reselected
+        if self.picked > SELECTION_WINDOW:
+            self.picked *= 0.5
+            self.picked_again *= 0.5
 
     def _decay(self, home: int) -> None:
         row = self.copies[home] + self.hits[home]
@@ -108,6 +127,11 @@ class Observed:
         """The (home, owner) indices of two GPU names."""
         return self.index[home], self.index[owner]
 
+    def selected_blocks(self, home: int, owner: int, queries: int) -> float:
+        """Blocks per query and layer slot that ``home``'s last step selected on ``owner``,
+        spread over ``queries`` queries (its copies' uses included)."""
+        return float(self.selected[home, owner]) / (self.slots * max(queries, 1))
+
     def backlog_time(self, gpu: str, now: float) -> float:
         """Queued kernel time left on ``gpu``'s compute stream at ``now`` [s] (≥ 0)."""
         return max(0.0, self.free_at(self.index[gpu]) - now)
@@ -115,4 +139,4 @@ class Observed:
     def stability(self) -> float:
         """Share of a query's selected blocks it selects again at its next step (0 before any
         selection was seen)."""
-        return self.reselected / self.selected if self.selected > 0 else 0.0
+        return self.picked_again / self.picked if self.picked > 0 else 0.0
