@@ -1,41 +1,49 @@
 """``adaptive``, ``adaptive_static`` and ``adaptive_live``: the closed-form predicate, per round.
 
-``adaptive_static`` asks :meth:`CostModel.decide` with static path costs, a fetched block priced
+``adaptive_static`` asks :meth:`CostModel.decide` with static path costs, a moved block priced
 as used once and every GPU idle. ``adaptive_live`` evaluates the same three options but charges
 each option's bulk bytes at the fabric's *current* max-min fair share on its path
-(``Fabric.fair_share``). ``adaptive`` decides with what the run has observed
-(``ctx.observed``, :class:`~simulator.policies.observed.Observed`) through the closed form under
-load (:mod:`simulator.costmodel.loaded`): per use, route costs its total plus the wait for the
-owner's queued work; fetch and local cost their per-use part plus their one-time part divided
-by the **expected reuse** R of the copy they make.
+(``Fabric.fair_share``). ``adaptive`` decides with what the run has observed (``ctx.observed``,
+:class:`~simulator.policies.observed.Observed`) through the closed form under load
+(:class:`~simulator.costmodel.loaded.LoadedCosts`): per decode step of the (home, owner) pair,
+route pays its round plus the wait for the owner's queued work; fetch and local pay a round only
+on steps that select a block not yet copied, carrying only the new ones — so the copies'
+**expected reuse** R decides how often, and how large, their rounds are.
+
+**What a step selects on the owner**: ``K`` blocks per query for the round's ``B`` queries —
+the larger of the round's own (its blocks not held at home) and what the home's last step
+selected there, copies included (``Observed.selected_blocks``).
 
 **Expected reuse** (:func:`expected_reuse`), per (home, owner) pair, in uses of one copy:
 
 - *observed*: ``1 + hits / copies`` — the copies the run made on this home of this owner's
-  blocks and the uses those copies served instead of a round (decayed counters: the recent past
-  weighs most). It is what a copy was worth here, eviction before reuse included;
-- *prior*, before copies were made (or when few were): ``1 + s·(1 − s^m)/(1 − s) · survival`` —
-  the copy serves the query that fetched it again at each later step with probability ``s``
-  per step (the run's observed *stability* of selections, step to step in one layer slot) over
-  the ``m`` decode steps its batch has left (the home's mean remaining tokens), while it
-  survives eviction: ``survival = 1`` if the home's free KV room holds the round's blocks, else
-  ``room / (copies held + blocks)`` (copies evict copies, least recently used first; 0 when the
-  home has no room for copies at all);
-- the two are blended as ``(C·observed + C₀·prior) / (C + C₀)`` with ``C`` the pair's copies
-  and ``C₀`` = :data:`PRIOR_COPIES`: the prior counts as that many copies' worth of evidence.
+  blocks (per block and layer slot) and the uses those copies served instead of a round
+  (decayed counters: the recent past weighs most). It is what a copy was worth here, eviction
+  before reuse and sharing between the home's queries included;
+- *prior*, before copies were made (or when few were): ``1 + repicks · survival``.
+  :func:`repicks` is the expected number of later steps that select a block a query selects
+  now: a two-state chain (selected or not) whose stationary share ``π`` is the share of its
+  context a query selects per slot and whose lag-1 correlation is ``λ = (s − π)/(1 − π)``, ``s``
+  the run's observed step-to-step *stability* of selections, over the ``m`` decode steps the
+  home's batch has left: ``m·π + (1 − π)·λ(1 − λ^m)/(1 − λ)``. ``survival`` is 1 if the home's
+  free KV room holds the round's blocks, else ``room / (copies held + blocks)`` (copies evict
+  copies, least recently used first), 0 when the home has no room for copies at all;
+- the two blend as ``(C·observed + C₀·prior) / (C + C₀)`` with ``C`` the pair's copies and
+  ``C₀`` = :data:`PRIOR_COPIES`: the prior counts as that many copies' worth of evidence.
 
 **Owner's load**: the owner's compute-stream backlog (``free_at − now``: its queued kernels, a
 prefill chunk among them) delays a routed query's attention; the home's backlog delays each
 option's home kernel; and where a path carries other flows now, bulk bytes are re-priced at the
-live fair share (:func:`slow_times`, as ``adaptive_live``; an idle path — nearly all — costs one
-check and no probe).
+live fair share (:func:`slow_times`, as ``adaptive_live``; an idle path — nearly all — costs a
+read-only check and no probe).
 
-**Cost per round**: the split costs of a round shape (three closed-form evaluations) are memoized
-per (home, owner, blocks, batch); a decision is then ~20 float operations, a few array reads,
-one ``free_at`` call per end and one idle-path check per direction — a few µs of Python, against
-tens of µs for the round's own events. The engine's side (:mod:`simulator.policies.observed`):
-one ``bincount`` over the step's selected elements per decode step, one counter add per
-copy-making round, and a slot-0 overlap of consecutive selections per 16-step sample.
+**Cost per round**: closed-form phases are memoized per integer round shape (route and fetch;
+local's recompute — a prefill, the dearest kernel lookup — only when its cheapest possible
+recompute could beat the fetch round); a decision is then a few dozen float operations, a few
+array reads, two ``free_at`` calls and two idle-path checks. The engine's side
+(:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected elements per
+decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of consecutive
+selections per 16-step sample.
 
 All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`` (the order of
 :data:`~simulator.policies.base.OPTIONS`).
