@@ -284,3 +284,67 @@ def test_bulk_messages_account_for_the_fabric_phases(arch, rnd, pair, stack, opt
         fixed /= rnd["reuse"]
     assert p.probe + p.transfer + p.ret == pytest.approx(wire + fixed, rel=1e-9, abs=1e-18)
     assert all(cm.path_rate(a, b) == cm.rate(a, b) for a, b, _ in msgs if a != b)
+
+
+# -- boundaries (survivors of benchmarks/mutation.py) -----------------------------------------
+
+
+def _cm(**kw):
+    from simulator.testing.costs import two_node_graph
+
+    return _CostModel("deepseek-v3.2", two_node_graph(), "ibgda", kernels=KernelModel(), **kw)
+
+
+def test_constructor_boundaries():
+    assert _cm(block_tokens=1).block_tokens == 1
+    with pytest.raises(UserError, match="block_tokens"):
+        _cm(block_tokens=0)
+    assert _cm(bandwidth=0.5).bandwidth == 0.5
+    with pytest.raises(UserError, match="bandwidth"):
+        _cm(bandwidth=0.0)
+
+
+def test_wire_time_is_zero_only_for_no_bytes_or_the_same_gpu():
+    cm = _cm()
+    a, b = "n0/gpu0", "n1/gpu0"
+    assert cm.wire_time(a, a, 1e6) == 0.0 and cm.wire_time(a, b, 0) == 0.0
+    assert cm.wire_time(a, b, -5) == 0.0
+    assert cm.wire_time(a, b, 0.5) == pytest.approx(0.5 / cm.rate(a, b), rel=1e-12)
+    assert cm.message_time(a, a, 1e6) == 0.0
+
+
+def test_attention_roofline_is_the_attention_time_in_parts():
+    cm = _cm()
+    parts = cm.attention_roofline("n0/gpu0", 8, 2)
+    assert parts.total == pytest.approx(cm.attention_time("n0/gpu0", 8, 2), rel=1e-12)
+
+
+def test_nothing_fetched_costs_no_install_no_message_and_only_the_merge():
+    a, b = "n0/gpu0", "n1/gpu0"
+    for layout in ("scattered", "contiguous"):
+        cm = _cm(layout=layout)
+        assert cm.install_time(a, 0, 2) == 0.0 and cm.install_time(a, 2, 0) == 0.0
+        assert cm.install_time(a, 0.5, 1) > 0
+        assert cm.bulk_messages("fetch", a, b, 0) == []
+        assert len(cm.bulk_messages("fetch", a, b, 0.5)) == 2
+        assert cm.fetch(a, b, 0) == Phases(0.0, 0.0, 0.0, 0.0, cm.merge_time(a))
+
+
+def test_local_checks_its_round_and_its_owner():
+    cm = _cm()
+    with pytest.raises(UserError):
+        cm.local("n0/gpu0", "n1/gpu0", -1)
+    with pytest.raises(UserError, match="not in the topology"):
+        cm.local("n0/gpu0", "n9/gpu0", 4)
+
+
+def test_compare_margin_is_to_the_runner_up_and_zero_alone():
+    cm = _cm()
+    a, b = "n0/gpu0", "n1/gpu0"
+    alone = cm.compare(a, b, 32, options=("route",))
+    assert alone.decision == "route" and alone.margin_time == 0.0
+    two = cm.compare(a, b, 32, options=("route", "fetch"))
+    assert two.margin_time == pytest.approx(abs(two.route.total - two.fetch.total), rel=1e-12)
+    three = cm.compare(a, b, 32)
+    totals = sorted(p.total for p in (three.route, three.fetch, three.local))
+    assert three.margin_time == pytest.approx(totals[1] - totals[0], rel=1e-12)

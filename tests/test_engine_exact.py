@@ -18,6 +18,7 @@ from simulator.testing.invariants import (
     small_cases,
     small_scenario,
 )
+from simulator.testing.profiles import examples
 from workloads.schema import make_trace
 
 
@@ -140,7 +141,7 @@ def test_span_reuse_reuses_known_span_blocks_anywhere_in_the_prompt():
 # -- properties ------------------------------------------------------------------------------
 
 
-@settings(max_examples=12)
+@settings(max_examples=examples(12))
 @given(case=small_cases())
 def test_every_run_conserves_requests_orders_time_and_bytes_and_respects_capacity(case):
     sc, trace = case
@@ -149,7 +150,7 @@ def test_every_run_conserves_requests_orders_time_and_bytes_and_respects_capacit
         check_run(res, trace)
 
 
-@settings(max_examples=6)
+@settings(max_examples=examples(6))
 @given(case=small_cases(max_requests=4))
 def test_same_seed_same_results(case):
     sc, trace = case
@@ -160,7 +161,7 @@ def test_same_seed_same_results(case):
     pd.testing.assert_frame_equal(a.links, b.links)
 
 
-@settings(max_examples=4)
+@settings(max_examples=examples(4))
 @given(case=small_cases(max_requests=4))
 def test_records_moved_to_temporary_files_change_no_result(case):
     # a whole-trace replay keeps its records on disk; force that from the first iteration
@@ -182,7 +183,7 @@ def test_records_moved_to_temporary_files_change_no_result(case):
                                            "wall_time": kept.summary["wall_time"]})
 
 
-@settings(max_examples=8)
+@settings(max_examples=examples(8))
 @given(case=small_cases(max_requests=4))
 def test_colocated_is_never_slower_in_mean_time_between_tokens(case):
     # Small batches (≤ 4): the attention a round offloads to an owner is far cheaper than the
@@ -279,7 +280,7 @@ def test_kernels_queued_ahead_count_as_busy_only_once_they_run():
 # -- oracles -----------------------------------------------------------------------------------
 
 
-@settings(max_examples=5)
+@settings(max_examples=examples(5))
 @given(case=small_cases(max_requests=4))
 def test_fast_streams_equal_simpy_resource_streams(case):
     # The engine's closed-form FIFO stream against simulator.gpu.GPU.run (a SimPy resource and
@@ -345,6 +346,16 @@ def test_blocks_spilled_to_host_dram_are_fetched_over_pcie():
     host = res.rounds[res.rounds["owner"].astype(str) == "n0/host"]
     assert len(host) and (host["option"].astype(str) == "fetch").all()
     assert (host["bytes"] > 0).all()
+    # a host read is one host→device copy on the home's copy engine: no request message, and
+    # its time is the measured pinned copy of its bytes (calibration/h200/pcie_sweep.csv)
+    from simulator.gpu.copyengines import host_copy_time
+
+    assert (host["probe_time"] == 0).all()
+    first = host.iloc[0]
+    assert first["transfer_time"] == pytest.approx(
+        host_copy_time().time("h2d", first["bytes"]), rel=1e-9)
+    # the demotions were device→host copies on the demoting GPU's engine
+    assert res.gpus["copy_busy_time"].sum() > first["transfer_time"]
 
 
 def test_a_model_too_big_for_the_gpus_is_a_user_error_before_the_first_event():

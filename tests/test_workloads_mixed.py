@@ -3,6 +3,8 @@ between GPUs, short chats — one trace, each population from its own stream."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -76,7 +78,7 @@ def test_the_shipped_scenario_loads_and_a_bad_field_is_named(tmp_path):
     trace = load_trace(sc.with_changes(engine=type(sc.engine)(max_requests=20)), 0)
     assert len(trace) == 20
     bad = tmp_path / "bad.toml"
-    text = open("scenarios/mixed_fleet.toml").read()
+    text = Path("scenarios/mixed_fleet.toml").read_text()
     bad.write_text(text.replace("[workload.mixed]", "[workload.mixed]\nsubagentz = 3"))
     with pytest.raises(UserError, match="workload.mixed"):
         Scenario.load(bad)

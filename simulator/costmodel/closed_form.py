@@ -34,6 +34,10 @@ the GPU named by the node's ``gpu`` attribute.
 - ret      = 0
 - merge    = LSE merge at home of P = 2 partials
 
+From a machine's host DRAM (the KV host tier) a fetch is no message but one host→device copy on
+the home's copy engine: probe = 0, transfer = copy(B·n·kv) / R, the measured pinned copy time
+over PCIe (:mod:`simulator.gpu.copyengines`).
+
 **local** (no fabric; recompute the missing KV at home):
 
 - probe = transfer = ret = 0
@@ -64,6 +68,7 @@ import networkx as nx
 from simulator import hardware
 from simulator.costmodel.crossover import CrossoverSearch, check_round
 from simulator.errors import UserError
+from simulator.gpu.copyengines import host_copy_time
 from simulator.gpu.kernels import KernelModel, Roofline
 from simulator.gpu.profiled import default_kernels
 from simulator.hardware import GPUSpec, StackSpec
@@ -150,6 +155,7 @@ class CostModel:
         self.topology = topology
         self.stack: StackSpec = hardware.stack(stack)
         self.kernels = kernels if kernels is not None else default_kernels()
+        self.host_copies = host_copy_time()
         if not block_tokens >= 1:
             raise UserError(f"block_tokens={block_tokens}: give a positive number of tokens")
         self.block_tokens = block_tokens
@@ -199,6 +205,16 @@ class CostModel:
             spec = hardware.gpu(self.topology.nodes[node].get("gpu", self.default_gpu))
             self._specs[node] = spec
         return spec
+
+    def is_host(self, node: str) -> bool:
+        """True if ``node`` is a machine's host DRAM (the KV host tier), not a GPU."""
+        return self.topology.nodes[node].get("kind") == "host" if node in self.topology else False
+
+    def host_copy_time(self, gpu: str, host: str, nbytes: float, direction: str = "h2d") -> float:
+        """One pinned copy of ``nbytes`` between ``gpu`` and its machine's ``host`` over PCIe
+        (:mod:`simulator.gpu.copyengines`: measured, scaled to the path's bottleneck rate) [s]."""
+        link = self.path(gpu, host).bottleneck_bandwidth
+        return self.host_copies.time(direction, nbytes, link)
 
     def message_fixed_time(self, src: str, dst: str) -> float:
         """A message's size-independent part, stack overhead + path latency [s] (0 if src==dst)."""
@@ -287,7 +303,7 @@ class CostModel:
             q, r = self.route_payload(batch, heads)
             return [(src, dst, q), (dst, src, r)]
         if option == "fetch":
-            if blocks <= 0:
+            if blocks <= 0 or self.is_host(dst):  # a host read is a DMA copy, no message
                 return []
             return [(src, dst, self.request_bytes(blocks, batch) / reuse),
                     (dst, src, self.fetch_bytes(blocks, batch) / reuse)]
@@ -319,6 +335,15 @@ class CostModel:
         check_round(blocks, batch, reuse)
         if blocks == 0:
             return Phases(0.0, 0.0, 0.0, 0.0, self.merge_time(src, batch, heads))
+        if self.is_host(dst):  # host DRAM: one host→device copy on the home's copy engine
+            return Phases(
+                probe=0.0,
+                transfer=self.host_copy_time(src, dst, self.fetch_bytes(blocks, batch)) / reuse,
+                compute=self.attention_time(src, blocks, batch, heads)
+                + self.install_time(src, blocks, batch) / reuse,
+                ret=0.0,
+                merge=self.merge_time(src, batch, heads),
+            )
         return Phases(
             probe=self.message_time(src, dst, self.request_bytes(blocks, batch)) / reuse,
             transfer=self.message_time(dst, src, self.fetch_bytes(blocks, batch)) / reuse,

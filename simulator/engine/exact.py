@@ -65,6 +65,7 @@ from simulator.engine.reuse import rotary_time
 from simulator.engine.rounds import Pending, RoundReplay
 from simulator.errors import UserError
 from simulator.gpu.calibration import run_kernels
+from simulator.gpu.copyengines import CopyEngines
 from simulator.gpu.runtime import GPU
 from simulator.gpu.streams import GPUStream, Stream
 from simulator.models import model as lookup_model
@@ -114,6 +115,7 @@ class _Run:
         self.gpus = [GPU(self.env, n, s, self.kernels) for n, s in zip(self.names, specs,
                                                                       strict=True)]
         self.streams = [(GPUStream(x) if exact_streams else Stream(self.env)) for x in self.gpus]
+        self.copies = [CopyEngines(self.env) for _ in self.gpus]  # host↔device DMA
         # layer folding
         L = self.arch.layers
         groups = scenario.engine.layer_groups
@@ -150,6 +152,8 @@ class _Run:
         self.dir = kvcache.BlockDirectory(kvcache.DirectoryConfig(
             pl.scheme, pl.replicas, caps, host_cap, tuple(self.machine_of),
             tuple(map(tuple, dist)), self.S))
+        if host_cap:  # demotions to the host tier are device→host copies (copy engines)
+            self.dir.on_demote = self._demoted
         # randomness: one generator, spawned
         root = np.random.default_rng(seed)
         sel_rng, focus_rng, pol_rng = root.spawn(3)
@@ -261,6 +265,9 @@ class _Run:
                     at = env.now
             decoding = plan.decode
             if decoding:
+                if na_layer is None:
+                    na_layer = self._na(g, len(decoding))
+                na_layer += self._indexer(g, decoding)
                 yield from self._decode(g, decoding, iteration, na_layer, at)
                 for r in decoding:
                     gen[r] += 1
@@ -281,6 +288,13 @@ class _Run:
             self.iters.maybe_pack()
             self.fabric.spill_records()
 
+    def _demoted(self, g: int, blocks: int) -> None:
+        """GPU ``g`` moved ``blocks`` blocks to its host tier: a device→host copy on its copy
+        engine (nothing waits for it; it occupies the engine)."""
+        t = self.cm.host_copy_time(self.names[g], self.hosts[self.machine_of[g]],
+                                   blocks * self.block_bytes, "d2h")
+        self.copies[g].issue("d2h", t)
+
     def _na(self, g: int, tokens: int, logits: int | None = None) -> float:
         """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens of which
         ``logits`` sample a token (the LM head's rows; default all) [s]."""
@@ -291,6 +305,14 @@ class _Run:
                 self.gpus[g].spec, self.arch, tokens, gpus=self.G,
                 logits=logits) / self.arch.layers
         return t
+
+    def _indexer(self, g: int, reqs: list[int]) -> float:
+        """The DSA indexer's pass per layer over each decoding query's whole context [s] (0 for
+        models without one, or run with dense selection)."""
+        if not self.indexer:
+            return 0.0
+        ctx = float((self.req.inp[reqs] + self.req.gen[reqs]).mean())
+        return self.kernels.indexer_time(self.gpus[g].spec, self.arch, len(reqs), ctx)
 
     def _chunk_work(self, g: int, sched, plan) -> tuple[float, float]:
         """(the prefill chunks' share of the step [s], their attention per layer [s]): each chunk
@@ -323,9 +345,6 @@ class _Run:
         self.dir.touch(g, dense[valid], env.now)
         if na_layer is None:
             na_layer = self._na(g, B)
-        if self.indexer:  # the DSA indexer scores each query's whole context, every layer
-            ctx = float((self.req.inp[reqs] + self.req.gen[reqs]).mean())
-            na_layer += self.kernels.indexer_time(self.gpus[g].spec, self.arch, B, ctx)
         # where every selected block is, for all slots at once (copies made by this step's
         # rounds are for the slot that made them, so they cannot change another slot's answer)
         if self.policy.colocated:
@@ -372,7 +391,7 @@ class _Run:
         req, d = self.req, self.dir
         context = np.maximum(-(-(req.inp[reqs] + req.gen[reqs]) // self.bt), 1)
         share = float((valid.sum(axis=(1, 2)) / (self.S * context)).mean())
-        self.observed.step(g, self.steps.copy_hits, self.steps.away, len(reqs),
+        self.observed.step(g, self.steps.owner_copy_hits, self.steps.away, len(reqs),
                            float((req.out[reqs] - req.gen[reqs]).mean()), share,
                            int(d.capacity[g] - d.owned[g]), int(d.copies[g]))
 
@@ -432,6 +451,7 @@ class _Run:
             env.process(self._gpu_loop(g))
         duration = self.sc.engine.duration
         env.run(until=duration) if duration is not None else env.run()
+        self._finish_run()
         wall = time.perf_counter() - wall0
         events = next(env._eid)  # SimPy's event counter: every event ever scheduled
         req = self.req
@@ -440,3 +460,7 @@ class _Run:
             if unfinished and not req.reason[r]:
                 req.reason[r] = NOT_FINISHED
         return collect(self, wall, events)
+
+    def _finish_run(self) -> None:
+        """Called when the clock stops, before the records are collected (a hook for engines
+        built on this run)."""

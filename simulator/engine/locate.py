@@ -47,9 +47,13 @@ class StepData:
         #: engine), or None: then nothing below is counted
         self.observed = None
         #: with ``observed``: per owner GPU, the last step's selected blocks held in its HBM
-        #: (``away``) and those of them served by a copy at home (``copy_hits``)
+        #: (``away``) and those of them served by a copy at home (``owner_copy_hits``)
         self.away: np.ndarray | None = None
-        self.copy_hits: np.ndarray | None = None
+        self.owner_copy_hits: np.ndarray | None = None
+        # selected (block, slot) references the home does not hold: found among its copies, or
+        # not (a round, a host fetch or a recompute) — the summary's ``copy_hit_rate``
+        self.copy_hits = 0
+        self.copy_misses = 0
 
     def select(self, g: int, reqs: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Dense block indices ``(B, S, W)`` selected per query and slot, and the valid mask.
@@ -156,16 +160,19 @@ class StepData:
         tier = d.tier[flat]
         bits = d.copy_bits[g, :, 0][flat] if d.words == 1 and S <= 64 \
             else d.copy_bits[g][flat, word]
-        local = (holder == g) & (tier == kvcache.HBM)
-        local |= (bits & bit).astype(bool)
+        own = (holder == g) & (tier == kvcache.HBM)
+        local = own | (bits & bit).astype(bool)
         local &= vflat
         if self.observed is not None:  # selections away from home and copies' uses, per owner
             away = vflat & (tier == kvcache.HBM) & (holder != g)
             self.away = np.bincount(holder[away], minlength=G)[:G]
-            self.copy_hits = np.bincount(holder[away & (bits & bit).astype(bool)],
-                                         minlength=G)[:G]
+            self.owner_copy_hits = np.bincount(holder[away & (bits & bit).astype(bool)],
+                                               minlength=G)[:G]
         groups: list[list] = [[] for _ in range(S)]
         p = (vflat ^ local).nonzero()[0]  # valid and not local (local implies valid)
+        # copy hits: selected blocks the home does not hold itself but keeps a copy of
+        self.copy_hits += int(np.count_nonzero(local)) - int(np.count_nonzero(own & vflat))
+        self.copy_misses += len(p)
         if len(p) == 0:
             return local.reshape(B, S, W), groups
         idx = flat[p]

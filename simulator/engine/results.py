@@ -56,6 +56,7 @@ def collect(run, wall: float, events: int) -> Result:
         "busy_time": [x.busy_time for x in run.streams],
         "utilization": [x.busy_time / now if now > 0 else 0.0 for x in run.streams],
         "kernels": [x.kernels_run for x in run.streams],
+        "copy_busy_time": [x.busy_time for x in run.copies],
         "capacity_blocks": d.capacity.tolist(),
         "owned_blocks": d.owned.tolist(),
         "copy_blocks": d.copies.tolist(),
@@ -66,6 +67,10 @@ def collect(run, wall: float, events: int) -> Result:
                                 concurrency=run.sc.workload.concurrency)
     summary["policy"] = run.policy.name
     summary["seed"] = run.seed
+    refs = run.steps.copy_hits + run.steps.copy_misses
+    # the share of selected blocks held by another GPU (or a host, or dropped) that the home
+    # found among its own copies (fetched or recomputed before)
+    summary["copy_hit_rate"] = run.steps.copy_hits / refs if refs else float("nan")
     return Result(run.policy.name, run.seed, requests, rounds, links, gpus, iterations,
                   timeline, summary, fabric_bytes=run.fabric.bytes_delivered,
                   extras={"demoted": d.demoted, "dropped": d.dropped,

@@ -34,7 +34,8 @@ class RoundReplay:
 
     route: query message (probe = its overhead + latency, transfer = its bytes) → attention on
     the owner → return message → LSE merge at home. fetch: request message → blocks message →
-    one home kernel (attention + gather, then merge). local: one home kernel (recompute +
+    one home kernel (attention + gather, then merge); from host DRAM, a host→device copy on the
+    home's copy engine (:mod:`simulator.gpu.copyengines`) instead of the two messages. local: one home kernel (recompute +
     attention, then merge), issued at once. Fetched / recomputed KV is kept as copies.
     """
 
@@ -61,6 +62,12 @@ class RoundReplay:
             self.nbytes = q + r
             self.ret_bytes = r
             run.fabric.transfer(src, self.owner, q, self._route_sent)
+        elif self.option == "fetch" and run.G <= self.code < 2 * run.G:
+            # from host DRAM: one host→device copy on the home's copy engine, no message
+            self.nbytes = run.cm.fetch_bytes(self.n_blocks / self.batch, self.batch)
+            self.t1 = env.now
+            end = run.copies[self.g].issue("h2d", self.cf.transfer)
+            env.timeout(end - env.now).callbacks.append(self._host_copied)
         elif self.option == "fetch":
             req = run.cm.request_bytes(self.n_blocks / self.batch, self.batch)
             self.nbytes = req
@@ -117,6 +124,13 @@ class RoundReplay:
         run.fabric.transfer(self.owner, run.names[self.g], kv, self._fetch_arrived)
 
     def _fetch_arrived(self, rec) -> None:
+        run = self.run
+        self.transfer = run.env.now - self.t1
+        self.t1 = run.env.now
+        cf = self.cf
+        run.streams[self.g].run(cf.compute + cf.merge).callbacks.append(self._home_done)
+
+    def _host_copied(self, ev) -> None:
         run = self.run
         self.transfer = run.env.now - self.t1
         self.t1 = run.env.now

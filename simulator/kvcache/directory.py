@@ -120,6 +120,9 @@ class BlockDirectory:
         self.dropped = 0
         self.copies_evicted = 0
         self.eviction = Eviction(self)  # makes room: LRU copies, then demotions, host drops
+        # called as on_demote(gpu, blocks) when ``gpu`` moves blocks to its host tier (the
+        # engine charges the device→host copy); None: nothing to charge
+        self.on_demote = None
 
     # -- keys --------------------------------------------------------------------------------
 

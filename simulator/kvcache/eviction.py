@@ -94,6 +94,8 @@ class Eviction:
         for m in np.unique(machine).tolist():
             vm = victims[machine == m]
             room = self.host_room(int(m), len(vm))
+            if room and d.on_demote is not None:
+                d.on_demote(gpu, room)
             d.tier[vm[:room]] = HOST
             d.host_lists.add(int(m), vm[:room], d.on_host_of(int(m)))
             d.host_used[m] += room

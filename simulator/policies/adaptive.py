@@ -62,6 +62,7 @@ class AdaptiveStatic(Policy):
     """Per round, the option the closed form predicts fastest (static path costs, R = 1)."""
 
     name = "adaptive_static"
+    pure = True  # the closed form's decision on the round's own fields (static path costs)
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
         return ctx.cost_model.decide(rnd.src, rnd.owner, blocks=rnd.blocks, batch=rnd.batch)

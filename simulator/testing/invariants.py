@@ -35,6 +35,7 @@ from hypothesis import strategies as st
 from simulator.scenario import Scenario
 
 __all__ = [
+    "MODEL_FAMILIES",
     "check_bytes",
     "check_closed_form_exact",
     "check_conservation",
@@ -70,8 +71,12 @@ def check_ordering(res) -> None:
 
 
 def check_bytes(res, rel: float = 1e-9) -> None:
-    """Σ round bytes (one simulated layer each) = bytes the fabric delivered."""
-    sent = float(res.rounds["bytes"].sum()) if len(res.rounds) else 0.0
+    """Σ round bytes (one simulated layer each) = bytes the fabric delivered (reads from host
+    DRAM are copies on the copy engines, not fabric messages: left out)."""
+    rd = res.rounds
+    if len(rd):
+        rd = rd[~rd["owner"].astype(str).str.endswith("/host")]
+    sent = float(rd["bytes"].sum()) if len(rd) else 0.0
     got = float(res.fabric_bytes)
     assert abs(sent - got) <= rel * max(sent, got, 1.0), f"rounds sent {sent} B, links {got} B"
 
@@ -112,19 +117,25 @@ def check_run(res, trace: pd.DataFrame) -> None:
 
 # -- strategies --------------------------------------------------------------------------------
 
+#: One catalog model per attention family: MLA, MLA + DSA (two), GQA.
+MODEL_FAMILIES = ("deepseek-v3", "deepseek-v3.2", "glm-5", "llama-3.1-8b")
+
 
 def small_scenario(topology: str = "single_node:gpus=2", *, scheme: str = "first_writer",
                    max_batch: int = 4, layer_groups: int = 2, weights_per_gpu: float = 40e9,
                    stack: str = "ibgda", home: str = "least_loaded",
-                   serving: dict | None = None, **engine) -> Scenario:
+                   serving: dict | None = None, model: str = "deepseek-v3.2",
+                   reuse: str = "prefix", host_tier: bool = True, **engine) -> Scenario:
     """A small scenario (the trace is passed to ``run`` separately). ``weights_per_gpu`` [B]
-    sets the KV capacity left on each 80 GB GPU; ``serving`` is a ``[serving]`` table."""
+    sets the KV capacity left on each 80 GB GPU; ``serving`` is a ``[serving]`` table;
+    ``reuse`` the placement's reuse rule (``prefix``, ``span``, ``none``)."""
     return Scenario.from_dict({
         "name": "small", "stack": stack, "policies": ["route"],
         "topology": {"spec": topology},
-        "model": {"name": "deepseek-v3.2"},
+        "model": {"name": model},
         "workload": {"kind": "trace", "trace": "<given>"},
-        "placement": {"scheme": scheme, "weights_per_gpu": weights_per_gpu, "home": home},
+        "placement": {"scheme": scheme, "weights_per_gpu": weights_per_gpu, "home": home,
+                      "reuse": reuse, "host_tier": host_tier},
         "engine": {"max_batch": max_batch, "layer_groups": layer_groups, **engine},
         "serving": serving or {},
     })
@@ -135,7 +146,10 @@ def small_cases(draw, max_requests: int = 6, max_blocks: int = 40):
     """``(Scenario, trace)``: 2–4 GPUs on one node or 2 nodes of 8, a random placement, a few
     requests of ≤ ``max_blocks`` 64-token blocks sharing prefixes, small batches, folded layers,
     sometimes a KV capacity small enough to force eviction (and preemption), and a serving loop
-    with small or large token budgets, with or without chunked prefill."""
+    with small or large token budgets, with or without chunked prefill. The model ranges over
+    the families — MLA (DeepSeek-V3), MLA + DSA (DeepSeek-V3.2, GLM-5), GQA (Llama 3.1 8B) —
+    the reuse rule over ``prefix``, ``span`` and ``none``, the home over ``least_loaded`` and
+    ``repo_affinity``, and the host tier on or off."""
     from simulator.testing.traces import request_traces
 
     trace = draw(request_traces(max_requests=max_requests, max_blocks=max_blocks, vocab=60,
@@ -152,5 +166,9 @@ def small_cases(draw, max_requests: int = 6, max_blocks: int = 40):
                         max_batch=draw(st.integers(1, 4)),
                         layer_groups=draw(st.sampled_from([1, 2, 3])),
                         stack=draw(st.sampled_from(["ideal", "nccl", "ibgda"])),
-                        serving=serving)
+                        serving=serving,
+                        model=draw(st.sampled_from(MODEL_FAMILIES)),
+                        reuse=draw(st.sampled_from(["prefix", "span", "none"])),
+                        home=draw(st.sampled_from(["least_loaded", "repo_affinity"])),
+                        host_tier=draw(st.booleans()))
     return sc, trace

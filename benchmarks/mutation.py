@@ -1,0 +1,529 @@
+"""Mutation testing of kvfabric's core modules, and the planted bugs of issue 20.
+
+Two commands (not part of CI: minutes to an hour on 2 cores)::
+
+    python benchmarks/mutation.py planted            # each planted bug in a scratch copy: caught?
+    python benchmarks/mutation.py score [GROUP ...]  # mutation score per core module
+    python benchmarks/mutation.py score fileio --show-survivors
+
+**planted** copies the work tree (``git ls-files``) into a temporary folder, applies one planted
+bug there (an exact text replacement in core code — the single-line bugs issue 20 found every test
+letting through), runs the tests named as catching it, and prints whether they failed. A bug
+whose tests pass is reported and the command exits 1.
+
+**score** makes mutants of each core module with a small AST-based mutator (why not a tool:
+mutmut 3 and cosmic-ray run a pytest process per mutant — seconds of imports each — and mutatest
+does not support Python > 3.8; see docs/invariants.md) and runs a module's tests against each:
+
+- operators: ``+ -``, ``* /``, ``// /``, ``%``, ``**`` swapped; comparisons ``< <=``, ``> >=``,
+  ``== !=``, ``is / is not``, ``in / not in`` swapped; ``and / or`` swapped; ``not x`` → ``x``;
+  unary minus dropped; augmented assignments ``+= -=`` swapped;
+- constants: an integer ``n`` → ``n + 1``, a float ``x`` → ``2x`` (0 → 1), ``True / False``
+  swapped; ``min / max`` swapped;
+- statements: a call statement, an assignment to an attribute or subscript, an augmented
+  assignment, ``continue`` / ``break`` replaced by ``pass``; a ``return X`` → ``return None``.
+
+Only code inside functions is mutated (module-level constants, class bodies, default arguments,
+decorators and annotations are not; docstrings and string constants never). A mutant is applied
+*in place* in a forked child of one process that has imported the package and the tests once:
+the mutated source (same line numbers) is compiled, and the enclosing function's ``__code__``
+is replaced, so every reference to it — ``from x import f`` included — runs the mutant. The child
+runs the group's tests with ``-x`` (stop at the first failure) under the ``mutation`` hypothesis
+profile (derandomized: the same examples every run); a child past ``--timeout`` seconds counts as
+killed (the mutant made the tests hang), as mutmut counts it.
+
+Equivalent mutants (no test could tell them from the original) are listed in :data:`EQUIVALENT`
+with the reason, and excluded from the score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import contextlib
+import gc
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# -- what is mutated, and the tests that guard it ----------------------------------------------
+
+#: group → (modules, tests). Each group's tests are the files that exercise its modules directly
+#: (fast ones: a mutant runs them all when it survives).
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "fabric": (["simulator/network/fabric.py", "simulator/network/maxmin.py",
+                "simulator/network/lone.py"],
+               ["tests/test_network_fabric.py", "tests/test_oracle.py"]),
+    "closed_form": (["simulator/costmodel/closed_form.py"],
+                    ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
+                     "tests/test_costmodel_crossover.py"]),
+    "kvcache": (["simulator/kvcache/directory.py", "simulator/kvcache/eviction.py",
+                 "simulator/kvcache/blocklists.py"],
+                ["tests/test_kvcache_directory.py", "tests/test_kvcache_eviction.py",
+                 "tests/test_kvcache_blocklists.py"]),
+    "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
+                  ["tests/test_engine_scheduler.py", "tests/test_promises.py"]),
+    "sparse": (["workloads/sparse.py"], ["tests/test_workloads_sparse.py"]),
+    "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
+    "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
+               "simulator/sweep/executor.py", "simulator/sweep/check.py"],
+              ["tests/test_sweep.py"]),
+}
+
+
+@dataclass(frozen=True)
+class Planted:
+    """One planted bug: ``old`` → ``new`` (exact text, once) in ``path``; ``tests`` catch it."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+#: The single-line bugs issue 20 planted on a copy of main, each with the tests that now catch it.
+PLANTED: tuple[Planted, ...] = (
+    Planted("local recompute charged for every layer, not one (61x)",
+            "simulator/costmodel/closed_form.py",
+            "        return total / self.model.layers\n", "        return total\n",
+            ("tests/test_oracle.py::test_local_with_reuse_known_answer",
+             "tests/test_oracle.py::test_closed_form_equals_the_oracle")),
+    Planted("route merge charged to the owner instead of the home",
+            "simulator/costmodel/closed_form.py",
+            "            merge=self.merge_time(src, batch, heads),\n        )\n\n    def fetch",
+            "            merge=self.merge_time(dst, batch, heads),\n        )\n\n    def fetch",
+            ("tests/test_oracle.py::test_route_merge_on_a_heterogeneous_pair",
+             "tests/test_oracle.py::test_closed_form_equals_the_oracle")),
+    Planted("a decode step's projections + FFN removed",
+            "simulator/engine/exact.py",
+            "            na_layer = self._na(g, B)\n", "            na_layer = 0.0\n",
+            ("tests/test_oracle.py::test_one_decode_step_known_answer",)),
+    Planted("admission capacity check off by one (reserve)",
+            "simulator/engine/admission.py",
+            "            if self.reserved + need > self.cap:",
+            "            if self.reserved + need >= self.cap:",
+            ("tests/test_promises.py::test_a_request_that_exactly_fits_is_admitted",)),
+    Planted("admission capacity check off by one (on demand)",
+            "simulator/engine/admission.py",
+            "            if own > self.cap:", "            if own >= self.cap:",
+            ("tests/test_promises.py::test_a_request_that_exactly_fits_is_admitted",)),
+    Planted("KV reservation ignores the output tokens",
+            "simulator/engine/admission.py",
+            "        return -(-(int(self.inp[r]) + int(self.out[r])) // self.bt)",
+            "        return -(-(int(self.inp[r])) // self.bt)",
+            ("tests/test_promises.py::test_the_reservation_counts_output_tokens",)),
+    Planted("sparse window rounded down instead of up",
+            "workloads/sparse.py",
+            "        return -(-tokens // self.block_tokens)", "        return tokens // self.block_tokens",
+            ("tests/test_oracle.py::test_window_and_block_counts_at_sizes_that_do_not_divide",)),
+    Planted("uniform block draws never reach the last block",
+            "workloads/sparse.py",
+            "        fresh = (u[1] * (avail if one else avail[qi])).astype(np.int64)",
+            "        fresh = (u[1] * ((avail if one else avail[qi]) - 1)).astype(np.int64)",
+            ("tests/test_promises.py::test_uniform_draws_are_uniform_over_every_older_block",)),
+    Planted("uniform block draws cover only half the range",
+            "workloads/sparse.py",
+            "        fresh = (u[1] * (avail if one else avail[qi])).astype(np.int64)",
+            "        fresh = (u[1] * ((avail if one else avail[qi]) // 2)).astype(np.int64)",
+            ("tests/test_promises.py::test_uniform_draws_are_uniform_over_every_older_block",)),
+    Planted("atomic write's temporary file on another filesystem",
+            "simulator/fileio.py",
+            'suffix=".tmp", dir=target.parent or ".")', 'suffix=".tmp")',
+            ("tests/test_fileio.py::test_the_temporary_file_lies_beside_its_target",)),
+    Planted("the engine ignores its seed",
+            "simulator/engine/exact.py",
+            "        root = np.random.default_rng(seed)\n", "        root = np.random.default_rng(0)\n",
+            ("tests/test_promises.py::test_different_seeds_give_different_records",)),
+    Planted("copy eviction ordered by the wrong clock (the owner's, not the holder's)",
+            "simulator/kvcache/eviction.py",
+            "        victims = least_recent(held, d.copy_used_at[gpu, held], take)",
+            "        victims = least_recent(held, d.used_at[held], take)",
+            ("tests/test_promises.py::test_copies_are_evicted_by_the_holding_gpus_clock",)),
+)
+
+#: Equivalent mutants: (path, line, description) → why no test can tell them from the original.
+EQUIVALENT: dict[tuple[str, int, str], str] = {
+    ("simulator/fileio.py", 54, "0 -> 1"):
+        "_umask sets any temporary mask to read the current one, then restores it",
+    ("simulator/fileio.py", 73, "<= -> <"):
+        "a frame of exactly `rows` rows is then written by the row-group path as one group",
+    ("simulator/fileio.py", 81, "False -> True"):
+        "later row groups are converted with the first group's schema, which has no index",
+    ("simulator/costmodel/closed_form.py", 200, "delete `self._specs[node] = spec`"):
+        "a memo: the spec is looked up again each time, with the same answer",
+    ("simulator/costmodel/closed_form.py", 224, "<= -> <"):
+        "no bytes: 0 / rate is 0.0 as well",
+}
+
+
+# -- planted bugs ------------------------------------------------------------------------------
+
+
+def scratch_copy() -> Path:
+    """A temporary copy of the tracked and untracked-but-not-ignored files of the work tree."""
+    dst = Path(tempfile.mkdtemp(prefix="kvfabric-mut-"))
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.split()
+    for f in files:
+        src = ROOT / f
+        if src.is_file():
+            (dst / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst / f)
+    return dst
+
+
+def run_planted(names: list[str] | None) -> int:
+    missed = 0
+    for bug in PLANTED:
+        if names and not any(n in bug.name for n in names):
+            continue
+        work = scratch_copy()
+        try:
+            target = work / bug.path
+            text = target.read_text()
+            if text.count(bug.old) != 1:
+                print(f"STALE    {bug.name}: the text to replace is not in {bug.path} once")
+                missed += 1
+                continue
+            target.write_text(text.replace(bug.old, bug.new))
+            env = dict(os.environ, PYTHONPATH=str(work), PYTHONDONTWRITEBYTECODE="1")
+            t0 = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p",
+                                  "no:cacheprovider", *bug.tests], cwd=work, env=env,
+                                 capture_output=True, text=True)
+            took = time.perf_counter() - t0
+            failed = [ln.split(" ")[1] for ln in out.stdout.splitlines()
+                      if ln.startswith("FAILED ")]
+            if out.returncode == 1 and failed:
+                print(f"CAUGHT   {bug.name}  ({took:.0f} s) by {', '.join(failed)}")
+            else:
+                missed += 1
+                print(f"MISSED   {bug.name}  (pytest exit {out.returncode})")
+                print(out.stdout[-2000:])
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return 1 if missed else 0
+
+
+# -- mutants -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mutant:
+    path: str
+    line: int
+    col: int
+    desc: str
+    start: int  # offsets into the source text
+    end: int
+    text: str  # replacement
+    func: tuple[str, int]  # (qualname, first line) of the outermost enclosing function
+
+
+_BINOPS = {ast.Add: ("+", "-"), ast.Sub: ("-", "+"), ast.Mult: ("*", "/"), ast.Div: ("/", "*"),
+           ast.FloorDiv: ("//", "/"), ast.Mod: ("%", "*"), ast.Pow: ("**", "*")}
+_AUG = {ast.Add: ("+=", "-="), ast.Sub: ("-=", "+="), ast.Mult: ("*=", "/="),
+        ast.Div: ("/=", "*="), ast.FloorDiv: ("//=", "/=")}
+_CMPS = {ast.Lt: ("<", "<="), ast.LtE: ("<=", "<"), ast.Gt: (">", ">="), ast.GtE: (">=", ">"),
+         ast.Eq: ("==", "!="), ast.NotEq: ("!=", "=="), ast.Is: ("is", "is not"),
+         ast.IsNot: ("is not", "is"), ast.In: ("in", "not in"), ast.NotIn: ("not in", "in")}
+
+
+class _Offsets:
+    def __init__(self, source: str) -> None:
+        self.starts = [0]
+        for ln in source.splitlines(keepends=True):
+            self.starts.append(self.starts[-1] + len(ln))
+        self.source = source
+
+    def __call__(self, line: int, col: int) -> int:
+        # ast columns are UTF-8 byte offsets
+        text = self.source[self.starts[line - 1]:self.starts[line]]
+        return self.starts[line - 1] + len(text.encode()[:col].decode())
+
+
+def _between(off: _Offsets, a: ast.AST, b: ast.AST, token: str) -> tuple[int, int] | None:
+    """Offsets of operator ``token`` in the source between nodes ``a`` and ``b``."""
+    s, e = off(a.end_lineno, a.end_col_offset), off(b.lineno, b.col_offset)
+    seg = off.source[s:e]
+    # skip parentheses, whitespace and comments around the operator
+    i = seg.find(token)
+    while i >= 0:
+        before = seg[:i]
+        if "#" not in before.splitlines()[-1] if before else True:
+            return s + i, s + i + len(token)
+        i = seg.find(token, i + 1)
+    return None
+
+
+def mutants(path: str) -> list[Mutant]:
+    source = (ROOT / path).read_text()
+    tree = ast.parse(source)
+    off = _Offsets(source)
+    out: list[Mutant] = []
+    docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                  if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef
+                                | ast.AsyncFunctionDef)
+                  and n.body and isinstance(n.body[0], ast.Expr)
+                  and isinstance(n.body[0].value, ast.Constant)}
+
+    def visit(node: ast.AST, func: tuple[str, int] | None, qual: list[str]) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                first = (child.decorator_list[0].lineno if child.decorator_list
+                         else child.lineno)  # a decorated function's code starts there
+                inner = func or (".".join([*qual, child.name]), first)
+                for stmt in child.body:  # the body only: not defaults, decorators, annotations
+                    consider(stmt, inner)
+                    visit(stmt, inner, [*qual, child.name, "<locals>"])
+            elif isinstance(child, ast.ClassDef):
+                visit(child, func, [*qual, child.name])
+            else:
+                if func is not None:
+                    consider(child, func)
+                visit(child, func, qual)
+
+    def add(node: ast.AST, start: int, end: int, text: str, desc: str, func) -> None:
+        out.append(Mutant(path, node.lineno, node.col_offset, desc, start, end, text, func))
+
+    def consider(n: ast.AST, func) -> None:
+        if isinstance(n, ast.BinOp) and type(n.op) in _BINOPS:
+            tok, new = _BINOPS[type(n.op)]
+            got = _between(off, n.left, n.right, tok)
+            if got:
+                add(n, *got, new, f"{tok} -> {new}", func)
+        elif isinstance(n, ast.AugAssign) and type(n.op) in _AUG:
+            tok, new = _AUG[type(n.op)]
+            got = _between(off, n.target, n.value, tok)
+            if got:
+                add(n, *got, new, f"{tok} -> {new}", func)
+            _stmt_delete(n, func)
+        elif isinstance(n, ast.Compare):
+            left = n.left
+            for op, right in zip(n.ops, n.comparators, strict=True):
+                if type(op) in _CMPS:
+                    tok, new = _CMPS[type(op)]
+                    got = _between(off, left, right, tok)
+                    if got:
+                        add(n, *got, new, f"{tok} -> {new}", func)
+                left = right
+        elif isinstance(n, ast.BoolOp):
+            tok, new = ("and", "or") if isinstance(n.op, ast.And) else ("or", "and")
+            got = _between(off, n.values[0], n.values[1], tok)
+            if got:
+                add(n, *got, new, f"{tok} -> {new}", func)
+        elif isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.Not | ast.USub):
+            s = off(n.lineno, n.col_offset)
+            e = off(n.operand.lineno, n.operand.col_offset)
+            add(n, s, e, "", "not x -> x" if isinstance(n.op, ast.Not) else "-x -> x", func)
+        elif isinstance(n, ast.Constant) and id(n) not in docstrings:
+            v = n.value
+            s, e = off(n.lineno, n.col_offset), off(n.end_lineno, n.end_col_offset)
+            if isinstance(v, bool):
+                add(n, s, e, str(not v), f"{v} -> {not v}", func)
+            elif isinstance(v, int):
+                add(n, s, e, f"({v + 1})", f"{v} -> {v + 1}", func)
+            elif isinstance(v, float):
+                new = 1.0 if v == 0 else 2 * v
+                add(n, s, e, f"({new!r})", f"{v!r} -> {new!r}", func)
+        elif isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in (
+                "min", "max"):
+            new = "max" if n.func.id == "min" else "min"
+            s = off(n.func.lineno, n.func.col_offset)
+            add(n, s, s + 3, new, f"{n.func.id} -> {new}", func)
+        elif isinstance(n, ast.Expr) and isinstance(n.value, ast.Call) or isinstance(n, ast.Assign) and all(isinstance(t, ast.Attribute | ast.Subscript)
+                                               for t in n.targets) or isinstance(n, ast.Continue | ast.Break):
+            _stmt_delete(n, func)
+        elif isinstance(n, ast.Return) and n.value is not None and not (
+                isinstance(n.value, ast.Constant) and n.value.value is None):
+            s, e = off(n.lineno, n.col_offset), off(n.end_lineno, n.end_col_offset)
+            add(n, s, e, "return None" + "\n" * (n.end_lineno - n.lineno), "return X -> None",
+                func)
+
+    def _stmt_delete(n: ast.stmt, func) -> None:
+        s, e = off(n.lineno, n.col_offset), off(n.end_lineno, n.end_col_offset)
+        if source[off.starts[n.lineno - 1]:s].strip():  # not alone on its line (a; b)
+            return
+        add(n, s, e, "pass" + "\n" * (n.end_lineno - n.lineno),
+            f"delete `{ast.get_source_segment(source, n).splitlines()[0][:50]}`", func)
+
+    visit(tree, None, [])
+    return sorted(set(out), key=lambda m: (m.line, m.col, m.desc))
+
+
+# -- running them ------------------------------------------------------------------------------
+
+
+def _live_functions(path: Path) -> dict[tuple[str, int], list[types.FunctionType]]:
+    """The function objects compiled from ``path``, by (qualname, first line)."""
+    got: dict[tuple[str, int], list[types.FunctionType]] = {}
+    name = str(path)
+    for obj in gc.get_objects():
+        if isinstance(obj, types.FunctionType) and obj.__code__.co_filename == name:
+            c = obj.__code__
+            got.setdefault((c.co_qualname, c.co_firstlineno), []).append(obj)
+    return got
+
+
+def _code_of(code: types.CodeType, key: tuple[str, int]) -> types.CodeType | None:
+    if (code.co_qualname, code.co_firstlineno) == key:
+        return code
+    for c in code.co_consts:
+        if isinstance(c, types.CodeType):
+            got = _code_of(c, key)
+            if got is not None:
+                return got
+    return None
+
+
+def _pytest_args(tests: list[str]) -> list[str]:
+    return ["-q", "-x", "-p", "no:cacheprovider", "-p", "no:xdist", "--no-header",
+            "-o", "addopts=", *tests]
+
+
+def run_group(group: str, timeout: float, show: bool, limit: int | None) -> dict:
+    import pytest
+
+    modules, tests = GROUPS[group]
+    tests = [t for t in tests if (ROOT / t.split("::")[0]).exists()]
+    os.environ["HYPOTHESIS_PROFILE"] = "mutation"
+    # import everything once (and check the tests pass on the original code)
+    t0 = time.perf_counter()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    rc = _in_child(lambda: pytest.main(_pytest_args(tests)), None, devnull)
+    base_time = time.perf_counter() - t0
+    if rc != 0:
+        print(f"{group}: the tests fail on the original code (exit {rc}); fix them first")
+        return {}
+    with contextlib.redirect_stdout(io.StringIO()):  # imports the test modules here, once,
+        pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+                     *tests])  # for every child to share
+    results = {}
+    for mod in modules:
+        path = ROOT / mod
+        live = _live_functions(path)
+        source = path.read_text()
+        ms = mutants(mod)
+        if limit:
+            ms = ms[:limit]
+        killed, survived, equivalent, skipped = 0, [], [], 0
+        for m in ms:
+            key = (m.path, m.line, m.desc)
+            if key in EQUIVALENT:
+                equivalent.append((m, EQUIVALENT[key]))
+                continue
+            new_src = source[:m.start] + m.text + source[m.end:]
+            try:
+                code = compile(new_src, str(path), "exec")
+            except SyntaxError:
+                skipped += 1
+                continue
+            new = _code_of(code, m.func)
+            targets = live.get(m.func)
+            if new is None or not targets:
+                skipped += 1  # never imported / not a live function (e.g. an unused closure)
+                continue
+
+            def apply(targets=targets, new=new):
+                for f in targets:
+                    f.__code__ = new
+                return pytest.main(_pytest_args(tests))
+
+            rc = _in_child(apply, max(timeout, 5 * base_time), devnull)
+            if rc == 0:
+                survived.append(m)
+            else:
+                killed += 1
+        total = killed + len(survived)
+        score = killed / total if total else 1.0
+        results[mod] = (score, killed, survived, equivalent, skipped)
+        print(f"{mod:40s} {score:6.1%}  killed {killed}/{total}  equivalent {len(equivalent)}"
+              f"  not run {skipped}", flush=True)
+        if show:
+            for m in survived:
+                line = source.splitlines()[m.line - 1].strip()
+                print(f"    survived {m.path}:{m.line}  {m.desc:30s} | {line[:70]}")
+            for m, why in equivalent:
+                print(f"    equivalent {m.path}:{m.line}  {m.desc}: {why}")
+    return results
+
+
+def _in_child(fn, timeout: float | None, devnull: int) -> int:
+    """Run ``fn`` in a forked child (stdout/stderr to /dev/null); its exit code, or -1 on a
+    timeout (the child is killed)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child
+        rc = 3
+        try:
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            rc = int(fn())
+        finally:
+            os._exit(rc)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if deadline is not None and time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return -1
+        time.sleep(0.01)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("planted", help="apply each planted bug in a scratch copy; caught?")
+    p.add_argument("names", nargs="*", help="only bugs whose name contains one of these")
+    s = sub.add_parser("score", help="mutation score per core module")
+    s.add_argument("groups", nargs="*", help=f"groups (default all): {', '.join(GROUPS)}")
+    s.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds a mutant's tests may run (at least 5x the clean run)")
+    s.add_argument("--show-survivors", action="store_true")
+    s.add_argument("--limit", type=int, help="first N mutants per module (a quick look)")
+    s.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    a = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    if a.cmd == "planted":
+        return run_planted(a.names)
+    groups = a.groups or list(GROUPS)
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        ap.error(f"unknown group {unknown[0]!r}: give some of {', '.join(GROUPS)}")
+    if a.list:
+        for g in groups:
+            for mod in GROUPS[g][0]:
+                ms = mutants(mod)
+                print(f"{mod}: {len(ms)} mutants")
+        return 0
+    rows = []
+    for g in groups:
+        res = run_group(g, a.timeout, a.show_survivors, a.limit)
+        rows += [(mod, *v) for mod, v in res.items()]
+    print("\nmodule                                    score  killed/total  equivalent")
+    low = 0
+    for mod, score, killed, survived, equivalent, _ in rows:
+        print(f"{mod:40s} {score:6.1%}  {killed:5d}/{killed + len(survived):<5d}  "
+              f"{len(equivalent):5d}")
+        low += score < 0.85
+    return 1 if low else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
