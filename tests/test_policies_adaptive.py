@@ -16,7 +16,7 @@ from simulator.network import Fabric
 from simulator.policies import Observed, PolicyContext, Round, get
 from simulator.policies.adaptive import PRIOR_COPIES, Adaptive, expected_reuse, repicks
 from simulator.policies.fetch import Fetch
-from simulator.policies.observed import WINDOW
+from simulator.policies.observed import WINDOW, FabricLoad
 from simulator.testing.invariants import check_run, small_cases, small_scenario
 from workloads.schema import make_trace
 
@@ -26,9 +26,9 @@ NAMES = list(topologies.gpus(G))
 HOME, NEAR, FAR = "n0/gpu0", "n0/gpu5", "n1/gpu3"
 
 
-def observed(free_at=None) -> Observed:
+def observed(free_at=None, links=None) -> Observed:
     """Counters as an engine starts them; every stream idle unless ``free_at`` says."""
-    return Observed(NAMES, free_at or (lambda g: 0.0))
+    return Observed(NAMES, free_at or (lambda g, at: 0.0), links=links)
 
 
 def context(obs, fabric=None) -> PolicyContext:
@@ -43,7 +43,8 @@ def test_with_reuse_one_and_idle_streams_it_is_the_old_predicate(owner, k, b, no
     old = get("adaptive_static").choose(context(None), rnd)
     # reuse forced to 1, streams idle, an idle fabric …
     env = simpy.Environment()
-    assert Adaptive(reuse=1.0).choose(context(observed(), Fabric(env, G, "ibgda")), rnd) == old
+    idle = FabricLoad(Fabric(env, G, "ibgda"), CM.path_rate)
+    assert Adaptive(reuse=1.0).choose(context(observed(links=idle)), rnd) == old
     # … and the estimate itself, when nothing says a copy would be used again (no copies
     # made, no steps left): the same answer
     assert expected_reuse(observed(), rnd) == 1.0
@@ -63,7 +64,7 @@ def test_a_known_reuse_and_a_known_queue_give_the_closed_forms_choice(owner):
         route = CM.route(HOME, owner, k, b)
         for R in (1.0, 1.5, 3.0, 10.0, 100.0, 1e4):
             for Q in (0.0, 1e-5, 1e-4, 1e-3, 1e-1):
-                obs = observed(lambda g, Q=Q: Q + 5.0 if NAMES[g] == owner else 0.0)
+                obs = observed(lambda g, at, Q=Q: Q + 5.0 if NAMES[g] == owner else 0.0)
                 h, o = obs.pair(HOME, owner)
                 obs.copies[h, o] = 1e12  # so much evidence that the prior does not count
                 obs.hits[h, o] = 1e12 * (R - 1.0)
@@ -121,7 +122,7 @@ def test_expected_reuse_blends_the_prior_with_what_copies_earned():
 
 
 def test_observed_counters_decay_but_keep_their_ratio():
-    obs = observed(lambda g: 3.0)
+    obs = observed(lambda g, at: 3.0)
     obs.copied(0, 1, 1000)
     obs.step(0, np.eye(len(NAMES))[1] * 3000.0, np.eye(len(NAMES))[1] * 3500.0, 2, 5.0, 0.1,
              10, 0)

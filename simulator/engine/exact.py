@@ -71,6 +71,7 @@ from simulator.gpu.streams import GPUStream, Stream
 from simulator.models import model as lookup_model
 from simulator.network.fabric import Fabric
 from simulator.policies import OPTIONS, Observed, Policy, PolicyContext, Round
+from simulator.policies.observed import FabricLoad
 
 __all__ = ["simulate"]
 
@@ -160,7 +161,8 @@ class _Run:
         self.sel_rngs = sel_rng.spawn(self.G)
         self.focus_rng = focus_rng
         # what an adaptive policy observes (None for the others: nothing is counted)
-        self.observed = (Observed(self.names, lambda g: self.streams[g].free_at, self.S)
+        self.observed = (Observed(self.names, self._free_at, self.S,
+                                  FabricLoad(self.fabric, self.cm.path_rate))
                          if policy.observes else None)
         self.ctx = PolicyContext(self.cm, self.fabric, self.graph, pol_rng, self.observed)
         from workloads.sparse import SparseSelector
@@ -384,6 +386,11 @@ class _Run:
             at = env.now
         if at > env.now:
             yield env.timeout(at - env.now)
+
+    def _free_at(self, g: int, at: float) -> float:
+        """When GPU ``g``'s compute stream runs out of the kernels queued on it [s] (everything
+        issued so far; ``at`` is now)."""
+        return self.streams[g].free_at
 
     def _observe(self, g: int, reqs: list[int], valid: np.ndarray) -> None:
         """Tell an observing policy about GPU ``g``'s decode step (its ``Observed``): copies

@@ -33,9 +33,13 @@ selected there, copies included (``Observed.selected_blocks``).
 
 **Owner's load**: the owner's compute-stream backlog (``free_at − now``: its queued kernels, a
 prefill chunk among them) delays a routed query's attention; the home's backlog delays each
-option's home kernel; and where a path carries other flows now, bulk bytes are re-priced at the
-live fair share (:func:`slow_times`, as ``adaptive_live``; an idle path — nearly all — costs a
-read-only check and no probe).
+option's home kernel; and where a path carries other traffic now, bulk bytes are charged what
+the engine's link view says they would take longer (:func:`slow_times`: on the exact engine the
+live max-min fair share, as ``adaptive_live``; on the fast engine the FIFO wait on the path's
+link calendars; an idle path — nearly all — costs a read-only check and no probe). Streams and
+links are read through ``ctx.observed``, never the Fabric itself, so ``adaptive`` runs on both
+engines (``[engine] mode``); it is not ``pure`` (its answer depends on when it is asked), so the
+fast engine asks it every round.
 
 **Cost per round**: closed-form phases are memoized per integer round shape (route and fetch;
 local's recompute — a prefill, the dearest kernel lookup — only when its cheapest possible
@@ -79,8 +83,7 @@ class Adaptive(Policy):
     """
 
     name = "adaptive"
-    observes = True
-    needs_live_rates = True
+    observes = True  # reads the streams and links through ctx.observed, on either engine
 
     def __init__(self, reuse: float | None = None, load: bool = True) -> None:
         self.reuse = reuse
@@ -107,12 +110,10 @@ class Adaptive(Policy):
         reuse = 1.0 if reuse is None else reuse
         owner_wait = home_wait = 0.0
         slow = None
-        if self.load:
-            if obs is not None:
-                owner_wait = obs.backlog_time(rnd.owner, rnd.now)
-                home_wait = obs.backlog_time(rnd.src, rnd.now)
-            if ctx.fabric is not None:
-                slow = slow_times(ctx, rnd)
+        if self.load and obs is not None:
+            owner_wait = obs.backlog_time(rnd.owner, rnd.now)
+            home_wait = obs.backlog_time(rnd.src, rnd.now)
+            slow = slow_times(obs, ctx.cost_model, rnd)
         t = lc.totals(rnd.src, rnd.owner, blocks, batch, reuse, owner_wait, home_wait, slow,
                       ("route", "fetch"))
         best = "route" if t["route"] <= t["fetch"] else "fetch"
@@ -173,24 +174,23 @@ def expected_reuse(obs, rnd: Round) -> float:
     return (copies * seen + PRIOR_COPIES * prior) / (copies + PRIOR_COPIES)
 
 
-def slow_times(ctx: PolicyContext, rnd: Round) -> dict[str, float] | None:
-    """Extra time [s] of route's and fetch's bulk bytes at the live fair share on their paths
-    (None while both directions of the path are idle: no flow to share with)."""
-    fabric = ctx.fabric
-    idle = getattr(fabric, "idle", None)
-    if idle is not None and idle(rnd.src, rnd.owner) and idle(rnd.owner, rnd.src):
+def slow_times(obs, cm, rnd: Round) -> dict[str, float] | None:
+    """Extra time [s] of route's and fetch's bulk bytes on a busy path, as the engine's link
+    load (``obs.links``) prices them (None while both directions of the path are idle, or
+    without a link view)."""
+    links = obs.links
+    if links is None:
         return None
-    cm = ctx.cost_model
+    now = rnd.now
+    if links.idle(rnd.src, rnd.owner, now) and links.idle(rnd.owner, rnd.src, now):
+        return None
     out = {}
     for option in ("route", "fetch"):
         extra = 0.0
         for src, dst, nbytes in cm.bulk_messages(option, rnd.src, rnd.owner, blocks=rnd.blocks,
                                                  batch=rnd.batch):
-            if nbytes <= 0:
-                continue
-            static = cm.path_rate(src, dst)
-            share = min(fabric.fair_share(src, dst), static)
-            extra += float("inf") if share <= 0 else nbytes / share - nbytes / static
+            if nbytes > 0:
+                extra += links.extra_time(src, dst, nbytes, now)
         out[option] = extra
     return out
 

@@ -19,8 +19,13 @@ can keep the same counters:
 - ``selections(selected, reselected)`` — of ``selected`` blocks a query picked at one step (in
   one layer slot), ``reselected`` were picked again at its next step: the stability of
   selections;
-- ``free_at(gpu)`` — when the GPU's compute stream finishes the kernels queued on it [s] (a
-  callable the engine gives: the owner's load).
+- ``free_at(gpu, at)`` — when the GPU's compute stream finishes the kernels issued on it by
+  ``at`` [s] (a callable the engine gives: the owner's load);
+- ``links`` — the engine's view of traffic on the fabric now (None: assume idle links), with
+  ``idle(src, dst, at)`` (no other traffic on the path at ``at``) and ``extra_time(src, dst,
+  nbytes, at)`` (how much longer ``nbytes`` take there than on an idle path [s]). The exact
+  engine gives :class:`FabricLoad` (the Fabric's live max-min fair share); the fast engine its
+  link calendars (the FIFO wait for work already on the path's busiest link).
 
 Counters per (home, owner) are decayed: when a pair's copies + hits exceed :data:`WINDOW`, both
 halve (the ratio is kept; old events weigh less), so the estimates follow a run whose traffic
@@ -30,6 +35,7 @@ changes. Indices are the engine's GPU order; :meth:`pair` maps names.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 
@@ -39,13 +45,49 @@ WINDOW = 4096.0
 SELECTION_WINDOW = 65536.0
 
 
+class LinkLoad(Protocol):
+    """An engine's view of the traffic on a path now (see the module docstring)."""
+
+    def idle(self, src: str, dst: str, at: float) -> bool:
+        """No other traffic on the path from ``src`` to ``dst`` at ``at`` [s]."""
+        ...
+
+    def extra_time(self, src: str, dst: str, nbytes: float, at: float) -> float:
+        """How much longer ``nbytes`` [B] sent at ``at`` [s] take than on an idle path [s]."""
+        ...
+
+
+class FabricLoad:
+    """The exact engine's :class:`LinkLoad`: the Fabric's flows now and the max-min fair share
+    a new flow would get (as ``adaptive_live`` prices bulk bytes).
+
+    Args:
+        fabric: the run's :class:`~simulator.network.Fabric`.
+        path_rate: ``path_rate(src, dst)``: the path's static rate [B/s] (the closed form's).
+    """
+
+    def __init__(self, fabric, path_rate: Callable[[str, str], float]) -> None:
+        self.fabric = fabric
+        self.path_rate = path_rate
+
+    def idle(self, src: str, dst: str, at: float) -> bool:
+        return self.fabric.idle(src, dst)
+
+    def extra_time(self, src: str, dst: str, nbytes: float, at: float) -> float:
+        static = self.path_rate(src, dst)
+        share = min(self.fabric.fair_share(src, dst), static)
+        return float("inf") if share <= 0 else nbytes / share - nbytes / static
+
+
 class Observed:
     """The run's observations (module docstring). Written by the engine, read by policies.
 
     Args:
         names: GPU names in the engine's order (row and column of every per-GPU array).
-        free_at: ``free_at(g)``: when GPU ``g``'s compute stream runs out of queued work [s].
+        free_at: ``free_at(g, at)``: when the work issued on GPU ``g``'s compute stream by
+            ``at`` [s] is done [s].
         slots: simulated layer slots of a decode step (``selected`` counts all of them).
+        links: the engine's link load (module docstring), or None (links idle).
 
     Attributes:
         copies: ``(G, G)`` block copies made on home (row) of owner (column) blocks, decayed.
@@ -60,8 +102,8 @@ class Observed:
         steps: decode steps observed per home.
     """
 
-    def __init__(self, names: Sequence[str], free_at: Callable[[int], float],
-                 slots: int = 1) -> None:
+    def __init__(self, names: Sequence[str], free_at: Callable[[int, float], float],
+                 slots: int = 1, links: LinkLoad | None = None) -> None:
         g = len(names)
         self.names = list(names)
         self.slots = slots
@@ -78,6 +120,7 @@ class Observed:
         self.picked_again = 0.0
         self.steps = np.zeros(g, np.int64)
         self.free_at = free_at
+        self.links = links
 
     # -- written by the engine -----------------------------------------------------------------
 
@@ -134,7 +177,7 @@ class Observed:
 
     def backlog_time(self, gpu: str, now: float) -> float:
         """Queued kernel time left on ``gpu``'s compute stream at ``now`` [s] (≥ 0)."""
-        return max(0.0, self.free_at(self.index[gpu]) - now)
+        return max(0.0, self.free_at(self.index[gpu], now) - now)
 
     def stability(self) -> float:
         """Share of a query's selected blocks it selects again at its next step (0 before any
