@@ -8,35 +8,39 @@ Issue 18's targets, checked on every scenario of the suite:
    every static policy on TBT p50 or throughput (regret ≤ −0.05) without being worse on the
    other (regret ≤ 0).
 
-The suite (each scenario's trace generated or loaded once, every policy replaying it with the
-same seed; :func:`suite`):
+The suite is the fast engine's validation suite (``benchmarks/validate_fast.py``: the agentic
+repository at 4, 16 and 32 sub-agents, host-tier pressure, the first 1,000 Mooncake requests,
+each on both stacks where that suite has them) plus the default run and the mixed fleet:
 
-- ``default`` — ``scenarios/agentic_repo.toml`` as shipped (32 sub-agents, ``ibgda``);
-- ``subagents_4`` / ``_16`` / ``_32`` — the same repository, 4, 16 or 32 sub-agents per task
-  and 1.5 turns on average (notebook 02's load sweep);
-- ``nccl`` — the default over the ``nccl`` stack (CPU-driven RDMA: 33 µs per message);
-- ``host_pressure`` — the default with 60 GB of weights per GPU, so HBM holds 2,668 KV blocks
-  and the 4,233-block repository spills to the host tier (fetched over PCIe);
-- ``mooncake_1000`` — the first 1,000 requests of the Mooncake conversation trace;
+- ``default`` — ``scenarios/agentic_cluster.toml`` (``kvfabric run`` with no argument: 64 GPUs);
+- ``agentic-4`` / ``-16`` / ``-32`` (``-32-nccl``) — ``scenarios/agentic_repo.toml`` at 4, 16,
+  32 sub-agents per task (over the ``nccl`` stack: CPU-driven RDMA);
+- ``host-32`` (``-nccl``) — 32 sub-agents with HBM for KV cut so the repository's owner demotes
+  blocks to host DRAM and fetched copies are evicted;
+- ``mooncake-1000`` (``-nccl``) — the first 1,000 requests of the Mooncake conversation trace;
 - ``mixed_fleet`` — ``scenarios/mixed_fleet.toml``: sub-agents, private long-context sessions,
   short chats.
 
-    python benchmarks/validate_adaptive.py                      # the whole suite (~30 min)
-    python benchmarks/validate_adaptive.py --jobs 2             # two scenarios at a time
+Each scenario's trace is generated or loaded once; every policy replays it with the same seed,
+on each engine asked for (``--engine``: ``fast``, ``exact`` or ``both``; default ``fast``).
+
+    python benchmarks/validate_adaptive.py                      # the suite on the fast engine
+    python benchmarks/validate_adaptive.py --engine both --jobs 2
     python benchmarks/validate_adaptive.py --scenarios default,mixed_fleet
     python benchmarks/validate_adaptive.py --policies route,fetch,local,adaptive,adaptive_static
     python benchmarks/validate_adaptive.py --out results.csv    # every run's metrics as CSV
+    python benchmarks/validate_adaptive.py --table results.csv  # the table of a saved CSV
 
-Prints one table row per scenario — the best static policy's TBT p50 and throughput, adaptive's,
-its regret on each (negative: better than every static policy), and whether targets 1 and 2
-hold — then the suite's verdict. The ``mooncake_1000`` replay dominates the time (a few minutes
-per policy on the project's 2-core machine).
+Prints one table row per (scenario, engine) — the best static policy's TBT p50 and throughput,
+adaptive's, its regret on each (negative: better than every static policy), and whether targets
+1 and 2 hold — then the verdict per engine. The Mooncake replays dominate the time (about a
+minute and a half per policy on the fast engine on the project's 2-core machine, adaptive twice
+that; the exact engine several times longer).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import sys
 import time
@@ -46,62 +50,59 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SCENARIOS: tuple[str, ...] = ("default", "subagents_4", "subagents_16", "subagents_32", "nccl",
-                              "host_pressure", "mooncake_1000", "mixed_fleet")
 POLICIES: tuple[str, ...] = ("route", "fetch", "local", "adaptive")
+ENGINES: tuple[str, ...] = ("exact", "fast")
 #: Target 1: adaptive's regret on TBT p50 and throughput at most this.
 WITHIN = 0.02
 #: Target 2: adaptive's regret at most minus this on one of them (and ≤ 0 on the other).
 BETTER = 0.05
 
 
+def _validate_fast():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import validate_fast
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return validate_fast
+
+
+SCENARIOS: tuple[str, ...] = ("default", *_validate_fast().SUITE, "mixed_fleet")
+
+
 def suite(name: str):
     """The validation scenario ``name`` (a :class:`~simulator.scenario.Scenario`)."""
-    import tomllib
-
     from simulator import Scenario
 
-    sc = ROOT / "scenarios"
-    if name == "mooncake_1000":
-        s = Scenario.load(sc / "mooncake_conversation.toml")
-        return s.with_changes(engine=dataclasses.replace(s.engine, max_requests=1000))
-    if name == "host_pressure":
-        s = Scenario.load(sc / "mooncake_conversation.toml")
-        return s.with_changes(
-            name=name, engine=dataclasses.replace(s.engine, max_requests=300),
-            placement=dataclasses.replace(s.placement, weights_per_gpu=66e9))
+    if name == "default":
+        return Scenario.load(ROOT / "scenarios" / "agentic_cluster.toml")
     if name == "mixed_fleet":
-        return Scenario.load(sc / "mixed_fleet.toml")
-    base = tomllib.loads((sc / "agentic_repo.toml").read_text())
-    if name.startswith("subagents_"):
-        agentic = {**base["workload"]["agentic"], "subagents": int(name.split("_")[1]),
-                   "turns_mean": 1.5}
-        base = {**base, "workload": {**base["workload"], "agentic": agentic}}
-    elif name == "nccl":
-        base = {**base, "stack": "nccl"}
-    elif name != "default":
+        return Scenario.load(ROOT / "scenarios" / "mixed_fleet.toml")
+    if name not in SCENARIOS:
         raise SystemExit(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    return Scenario.from_dict({**base, "name": name}, source=f"validate_adaptive:{name}",
-                              base=sc)
+    return _validate_fast().scenario(name)
 
 
-def run_scenario(name: str, policies: tuple[str, ...]) -> dict:
-    """Every policy on scenario ``name``: ``{"scenario", "requests", "runs": {policy:
-    summary}, "wall_time"}``."""
+def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...]) -> list[dict]:
+    """Every policy on scenario ``name`` on each engine: one ``{"scenario", "engine",
+    "requests", "runs": {policy: summary}, "wall_time"}`` per engine."""
     from simulator import run
     from simulator.runner import load_trace
 
-    t0 = time.perf_counter()
     scenario = suite(name)
     trace = load_trace(scenario, scenario.seed)
-    runs = {}
-    for p in policies:
-        res = run(scenario, p, seed=scenario.seed, trace=trace)
-        runs[p] = res.summary
-        print(f"  {name}: {p} done ({res.summary['wall_time']:.0f} s)", file=sys.stderr,
-              flush=True)
-    return {"scenario": name, "requests": len(trace), "runs": runs,
-            "wall_time": time.perf_counter() - t0}
+    out = []
+    for engine in engines:
+        t0 = time.perf_counter()
+        runs = {}
+        for p in policies:
+            res = run(scenario, p, seed=scenario.seed, trace=trace, engine=engine)
+            runs[p] = res.summary
+            print(f"  {name} [{engine}]: {p} done ({res.summary['wall_time']:.0f} s)",
+                  file=sys.stderr, flush=True)
+        out.append({"scenario": name, "engine": engine, "requests": len(trace), "runs": runs,
+                    "wall_time": time.perf_counter() - t0})
+    return out
 
 
 def from_csv(path: Path) -> list[dict]:
@@ -110,9 +111,10 @@ def from_csv(path: Path) -> list[dict]:
 
     df = pd.read_csv(path)
     out = []
-    for name, g in df.groupby("scenario", sort=False):
+    for (name, engine), g in df.groupby(["scenario", "run_engine"], sort=False):
         runs = {row["policy"]: row.to_dict() for _, row in g.iterrows()}
-        out.append({"scenario": name, "requests": int(g["requests"].iloc[0]), "runs": runs})
+        out.append({"scenario": name, "engine": engine, "requests": int(g["requests"].iloc[0]),
+                    "runs": runs})
     return out
 
 
@@ -122,7 +124,8 @@ def verdict(result: dict) -> dict:
 
     runs = result["runs"]
     rep = regret(runs)
-    row = {"scenario": result["scenario"], "requests": result["requests"]}
+    row = {"scenario": result["scenario"], "engine": result["engine"],
+           "requests": result["requests"]}
     if rep is None or "adaptive" not in runs:
         return row
     r = rep["policies"]["adaptive"]
@@ -153,17 +156,18 @@ def _fmt(x, kind=None):
 
 def print_table(rows: list[dict]) -> None:
     """The suite as a Markdown table (see the module docstring)."""
-    head = ("scenario", "requests", "best static p50", "TBT p50 [ms]", "adaptive [ms]",
+    head = ("scenario", "engine", "requests", "best static p50", "TBT p50 [ms]", "adaptive [ms]",
             "regret", "best static tok/s", "tok/s", "adaptive tok/s", "regret", "p99 regret",
             "≤2 %", "≥5 % better")
     print("| " + " | ".join(head) + " |")
     print("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
     for r in rows:
         if "regret_p50" not in r:
-            print(f"| {r['scenario']} | {r['requests']} | (no static policy or no adaptive) |")
+            print(f"| {r['scenario']} | {r['engine']} | {r['requests']} | (no static policy or "
+                  "no adaptive) |")
             continue
         print("| " + " | ".join([
-            r["scenario"], f"{r['requests']:,}", _fmt(r["best_p50"]),
+            r["scenario"], r["engine"], f"{r['requests']:,}", _fmt(r["best_p50"]),
             _fmt(r["best_p50_value"], "ms"), _fmt(r["adaptive_p50"], "ms"),
             _fmt(r["regret_p50"], "pct"), _fmt(r["best_thr"]), _fmt(r["best_thr_value"], "num"),
             _fmt(r["adaptive_thr"], "num"), _fmt(r["regret_thr"], "pct"),
@@ -175,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--engine", default="fast", choices=(*ENGINES, "both"))
     ap.add_argument("--jobs", type=int, default=1, help="scenarios run at once (processes)")
     ap.add_argument("--out", type=Path, help="write every run's metrics to this CSV")
     ap.add_argument("--table", type=Path, help="print the table of a CSV written by --out "
@@ -182,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     names = [s for s in args.scenarios.split(",") if s]
     policies = tuple(p for p in args.policies.split(",") if p)
+    engines = ENGINES if args.engine == "both" else (args.engine,)
     for n in names:
         if n not in SCENARIOS:
             ap.error(f"unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
@@ -189,26 +195,35 @@ def main(argv: list[str] | None = None) -> int:
         results = from_csv(args.table)
     elif args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(run_scenario, names, [policies] * len(names)))
+            results = [r for rs in pool.map(run_scenario, names, [policies] * len(names),
+                                            [engines] * len(names)) for r in rs]
     else:
-        results = [run_scenario(n, policies) for n in names]
+        results = [r for n in names for r in run_scenario(n, policies, engines)]
     if args.out is not None:
         import pandas as pd
 
-        flat = [{"scenario": r["scenario"], "policy": p, **{k: v for k, v in s.items()
-                                                          if not isinstance(v, dict | list)}}
+        flat = [{"scenario": r["scenario"], "run_engine": r["engine"], "policy": p,
+                 "requests": r["requests"],
+                 **{k: v for k, v in s.items() if not isinstance(v, dict | list)}}
                 for r in results for p, s in r["runs"].items()]
         pd.DataFrame(flat).to_csv(args.out, index=False)
     rows = [verdict(r) for r in results]
     print_table(rows)
-    within = all(r.get("within", False) for r in rows)
-    better = [r["scenario"] for r in rows if r.get("better")]
-    second = "mixed_fleet" in better and len(better) >= 2
-    print(f"\ntarget 1 (TBT p50 and throughput within {WITHIN:.0%} everywhere): "
-          f"{'met' if within else 'NOT met'}")
-    print(f"target 2 (≥{BETTER:.0%} better on mixed_fleet and one more): "
-          f"{'met' if second else 'NOT met'} (better on: {', '.join(better) or 'none'})")
-    return 0 if within and second else 1
+    ok = True
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        mine = [r for r in rows if r["engine"] == engine]
+        within = all(r.get("within", False) for r in mine)
+        missed = [r["scenario"] for r in mine if not r.get("within", False)]
+        better = [r["scenario"] for r in mine if r.get("better")]
+        second = "mixed_fleet" in better and len(better) >= 2
+        print(f"\n[{engine}] target 1 (TBT p50 and throughput within {WITHIN:.0%} of the best "
+              f"static policy on every scenario): {'met' if within else 'NOT met'}"
+              + ("" if within else f" (missed on: {', '.join(missed)})"))
+        print(f"[{engine}] target 2 (≥{BETTER:.0%} better than every static policy on "
+              f"mixed_fleet and one more): {'met' if second else 'NOT met'} (better on: "
+              f"{', '.join(better) or 'none'})")
+        ok &= within and second
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

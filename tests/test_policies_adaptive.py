@@ -147,7 +147,8 @@ class ObservedFetch(Fetch):
         return "fetch"
 
 
-def test_the_engine_counts_copies_and_their_uses_exactly():
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_the_engine_counts_copies_and_their_uses_exactly(engine):
     # one query reading its whole context each step (dense selection), half of its blocks on
     # the other GPU: the first step fetches each remote block once per layer slot, every later
     # step uses those copies instead of a round
@@ -158,7 +159,8 @@ def test_the_engine_counts_copies_and_their_uses_exactly():
                        block_ids=[list(range(40))], block_tokens=64)
     pol = ObservedFetch()
     pol.seen.clear()
-    res = run(sc, pol, trace=trace)
+    res = run(sc, pol, trace=trace, engine=engine)
+    assert res.summary["engine"] == engine
     obs = pol.seen[-1]
     rounds = res.rounds
     assert set(rounds["option"].astype(str)) == {"fetch"}

@@ -182,7 +182,8 @@ class FastRun(_Run):
         name = self.names[g]
         cal = self.cal[g]
         own_stream = self.chain_quiet and cal.last_end <= at
-        if own_stream and self.S >= VECTOR_SLOTS:
+        observing = self.observed is not None
+        if own_stream and self.S >= VECTOR_SLOTS and not observing:
             # no kernel but this GPU's own can be on its stream: the layers with nothing to
             # exchange are summed as arrays, without calendar items
             at = self._quiet_stretches(g, iteration, groups, n_arr, q_arr, na_layer, at)
@@ -190,7 +191,6 @@ class FastRun(_Run):
             return
         n_local, q_local = n_arr.tolist(), q_arr.tolist()
         slot_layers = self.slot_layers_list
-        observing = self.observed is not None
         for s, slot_groups in enumerate(groups):
             if slot_groups:
                 if observing and at > env.now:
