@@ -170,6 +170,19 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
                 f"more than this machine's {fmt_bytes(limit)}; lower workload.agentic."
                 f"task_rate ({params.task_rate:g}), duration_time ({params.duration_time:g}), "
                 f"subagents ({params.subagents:g}) or turns_mean ({params.turns_mean:g})")
+    if w.kind == "mixed":
+        from workloads.mixed import MixedFleetParams
+
+        mixed = MixedFleetParams(**{"block_tokens": scenario.placement.block_tokens,
+                                    **w.mixed_params()})
+        requests, refs = mixed.expected_size()
+        need = requests * REQUEST_BYTES + refs * BLOCK_REF_BYTES
+        if need > limit:
+            raise UserError(
+                f"{src}: field 'workload.mixed': about {_fmt_count(requests)} requests with "
+                f"{_fmt_count(refs)} block references need about {fmt_bytes(need)} of memory, "
+                f"more than this machine's {fmt_bytes(limit)}; lower workload.mixed."
+                f"duration_time ({mixed.duration_time:g}) or its rates")
     if w.selections is not None:
         _check_selections(scenario)
     if graph is None:

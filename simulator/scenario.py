@@ -18,12 +18,14 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
 
     [topology]   preset = "dgx_h100", nodes = 2   (or spec = "dgx_h100:nodes=2", or file = "x.toml")
     [model]      name = "deepseek-v3.2", selection = "auto" | "dense" | "dsa" | "nsa"
-    [workload]   kind = "agentic" | "trace" | "spans"; trace = "<file or shipped name>";
+    [workload]   kind = "agentic" | "trace" | "spans" | "mixed"; trace = "<file or shipped name>";
                  selections = "<selection-trace parquet>"; time_scale = 1.0;
                  concurrency = <N: a closed loop of N outstanding requests>;
                  [workload.agentic] … (passed verbatim to the agentic generator's dataclass;
                  with preset = "copilot_2026" to the session generator's)
                  [workload.spans] shape = "rag" | "nested", … (the span generators' fields)
+                 [workload.mixed] … (workloads.mixed.MixedFleetParams: sub-agents, private
+                 long-context sessions and short chats on one cluster)
     [placement]  scheme = "first_writer" | "hash" | "range" | "repo_affinity" | "replicate:K";
                  home = "least_loaded" | "repo_affinity"; block_tokens = 64;
                  reserve_fraction = 0.1; weights_per_gpu = <bytes, optional>;
@@ -62,7 +64,7 @@ ENGINE_MODES = ("exact", "fast")
 SCHEMES = ("first_writer", "hash", "range", "repo_affinity", "replicate")
 HOME_RULES = ("least_loaded", "repo_affinity")
 REUSE_RULES = ("prefix", "span", "none")
-WORKLOAD_KINDS = ("agentic", "trace", "spans")
+WORKLOAD_KINDS = ("agentic", "trace", "spans", "mixed")
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class WorkloadSpec:
         trace: path or shipped trace name (kind = trace).
         agentic: generator parameters as sorted ``(key, value)`` pairs (kind = agentic).
         spans: span-generator parameters as sorted ``(key, value)`` pairs (kind = spans).
+        mixed: mixed-fleet parameters as sorted ``(key, value)`` pairs (kind = mixed).
         selections: optional selection-trace Parquet replayed verbatim instead of sampling.
         time_scale: arrival times are multiplied by this (< 1 compresses the trace).
         concurrency: keep this many requests outstanding (a closed loop: the next enters when
@@ -115,6 +118,7 @@ class WorkloadSpec:
     time_scale: float = 1.0
     concurrency: int | None = None
     spans: tuple[tuple[str, Any], ...] = ()
+    mixed: tuple[tuple[str, Any], ...] = ()
 
     def agentic_params(self) -> dict[str, Any]:
         """The generator parameters as a fresh dict."""
@@ -123,6 +127,10 @@ class WorkloadSpec:
     def spans_params(self) -> dict[str, Any]:
         """The span generator's parameters as a fresh dict."""
         return dict(self.spans)
+
+    def mixed_params(self) -> dict[str, Any]:
+        """The mixed-fleet generator's parameters as a fresh dict."""
+        return dict(self.mixed)
 
 
 @dataclass(frozen=True)
@@ -467,7 +475,7 @@ class _Validator:
     def workload(self, data: Mapping) -> WorkloadSpec:
         sec = self.section(
             data, "workload", ("kind", "trace", "agentic", "selections", "time_scale",
-                               "concurrency", "spans"), True)
+                               "concurrency", "spans", "mixed"), True)
         kind = self.choice(sec, "workload", "kind", WORKLOAD_KINDS, "trace")
         trace = self.get(sec, "workload", "trace", str, None)
         agentic = sec.get("agentic", {})
@@ -483,6 +491,11 @@ class _Validator:
         spans = sec.get("spans", {})
         if not isinstance(spans, Mapping):
             raise self.fail("workload.spans", "must be a table of span-generator parameters")
+        mixed = sec.get("mixed", {})
+        if not isinstance(mixed, Mapping):
+            raise self.fail("workload.mixed", "must be a table of mixed-fleet parameters")
+        if kind == "mixed":
+            self.mixed(mixed, data)
         return WorkloadSpec(
             kind=kind,
             trace=self.path(trace),
@@ -494,6 +507,7 @@ class _Validator:
                                  check=lambda n: n >= 1,
                                  hint="use a number of outstanding requests >= 1"),
             spans=_freeze(spans),
+            mixed=_freeze(mixed),
         )
 
     def agentic(self, params: Mapping, data: Mapping) -> None:
@@ -531,6 +545,26 @@ class _Validator:
             name = next((f for f in sorted(fields, key=len, reverse=True)
                          if msg.startswith(f)), "")
             raise self.fail(f"workload.agentic{'.' + name if name else ''}", msg) from None
+
+    def mixed(self, params: Mapping, data: Mapping) -> None:
+        """Every ``[workload.mixed]`` key a :class:`workloads.mixed.MixedFleetParams` field, of
+        its type, in its range."""
+        from workloads.mixed import MixedFleetParams
+
+        fields = {f.name: type(f.default) for f in dataclasses.fields(MixedFleetParams)}
+        self.unknown(params, "workload.mixed", tuple(fields))
+        for key in params:
+            self.get(dict(params), "workload.mixed", key, fields[key], None)
+        placement = data.get("placement", {})
+        bt = placement.get("block_tokens", 64) if isinstance(placement, Mapping) else 64
+        bt = bt if isinstance(bt, int) and not isinstance(bt, bool) and bt >= 1 else 64
+        try:
+            MixedFleetParams(**{"block_tokens": bt, **params})
+        except (TypeError, ValueError) as exc:
+            msg = str(exc)
+            name = next((f for f in sorted(fields, key=len, reverse=True)
+                         if msg.startswith(f)), "")
+            raise self.fail(f"workload.mixed{'.' + name if name else ''}", msg) from None
 
     def placement(self, data: Mapping) -> PlacementSpec:
         known = ("scheme", "home", "block_tokens", "reserve_fraction", "weights_per_gpu",

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import run
-from simulator.engine.fast_links import max_min_finish
+from simulator.engine.fast_links import Links, max_min_finish
 from simulator.engine.fast_streams import Calendar
 from simulator.errors import UserError
 from simulator.kvcache import stable_hash
@@ -156,6 +156,27 @@ def test_own_flows_share_links_max_min_as_the_fabric_does(flows, stack):
         links.append(ls)
     got = max_min_finish(starts, [f[1] for f in flows], caps, links, fabric.link_bandwidth)
     np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_the_link_load_an_observing_policy_sees_is_the_calendars_fifo_wait():
+    import topologies
+
+    env = simpy.Environment()
+    fabric = Fabric(env, topologies.build("dgx_h100", nodes=2), "ibgda")
+    links = Links(env, fabric)
+    src, dst = "n0/gpu0", "n1/gpu0"
+    assert links.idle(src, dst, 0.0) and links.extra_time(src, dst, 1e9, 0.0) == 0.0
+    # 100 MB sent at 0 s: its work sits on every link of the path, bytes / line rate each
+    _, end = links.one(src, dst, 1e8, 0.0)
+    line = min(fabric.link_bandwidth[i] for i in fabric.message_route(src, dst)[2])
+    assert not links.idle(src, dst, 0.0)
+    # a bulk message sent at the same time waits for it on the slowest link (FIFO)
+    assert links.extra_time(src, dst, 1e9, 0.0) == pytest.approx(1e8 / line, rel=1e-12)
+    # a small message waits for no one; the other direction's links are idle; so are these
+    # once the work is done
+    assert links.extra_time(src, dst, 100.0, 0.0) == 0.0
+    assert links.idle(dst, src, 0.0)
+    assert links.idle(src, dst, end) and links.extra_time(src, dst, 1e9, end) == 0.0
 
 
 def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():

@@ -41,7 +41,7 @@ def results(tmp_path_factory):
                            block_tokens=64), tmp / "tiny.parquet")
     (tmp / "tiny.toml").write_text(SCENARIO)
     sc = Scenario.load(tmp / "tiny.toml")
-    return {p: run(sc, p) for p in ("route", "adaptive", "fetch", "colocated")}
+    return {p: run(sc, p) for p in ("route", "adaptive_static", "fetch", "colocated")}
 
 
 def no_rounds(res):
@@ -75,21 +75,22 @@ def test_a_run_without_requests_or_traffic_skips_every_plot(results, tmp_path):
 
 
 def test_identical_series_say_so_and_every_policy_is_in_the_legend(results):
-    subset = {p: results[p] for p in ("route", "adaptive", "fetch")}
+    subset = {p: results[p] for p in ("route", "adaptive_static", "fetch")}
     subset["nothing"] = dataclasses.replace(results["fetch"], iterations=results["fetch"]
                                             .iterations.iloc[:0],
                                             requests=results["fetch"].requests.iloc[:0])
     fig = plots.latency_cdfs(subset)
     ttft, tbt = fig.axes
-    # adaptive routes every round here, exactly like route: it says so instead of hiding it
-    assert legend(ttft)[:2] == ["route", "adaptive (= route)"]
+    # adaptive_static routes every round here, exactly like route: it says so instead of
+    # hiding it
+    assert legend(ttft)[:2] == ["route", "adaptive_static (= route)"]
     assert legend(ttft)[2].startswith("fetch") and legend(ttft)[3] == "nothing (no samples)"
-    assert legend(tbt)[:2] == ["route", "adaptive (= route)"]
+    assert legend(tbt)[:2] == ["route", "adaptive_static (= route)"]
     assert "nothing (no samples)" in legend(tbt)
     styles = {(line.get_linestyle(), line.get_linewidth()) for line in ttft.get_lines()}
     assert len(styles) == 4  # drawn differently, the widest first
     scatter = plots.closed_form_scatter(subset).axes[0]
-    assert "adaptive (= route)" in legend(scatter) and "fetch" in legend(scatter)
+    assert "adaptive_static (= route)" in legend(scatter) and "fetch" in legend(scatter)
 
 
 def test_the_phase_breakdown_names_policies_without_rounds(results):

@@ -20,8 +20,8 @@ from workloads.schema import make_trace
 
 
 def test_the_registry_names_every_built_in_policy():
-    assert list(POLICIES) == ["route", "fetch", "local", "adaptive", "adaptive_live", "colocated",
-                              "disaggregated", "homogeneous"]
+    assert list(POLICIES) == ["route", "fetch", "local", "adaptive", "adaptive_static",
+                              "adaptive_live", "colocated", "disaggregated", "homogeneous"]
     for name, cls in POLICIES.items():
         assert cls.name == name and issubclass(cls, Policy)
     # the last two replace the whole decode loop instead of deciding rounds
@@ -61,12 +61,13 @@ def fixture_graph():
 
 @pytest.mark.parametrize("blocks", [1, 4, 32, 256])
 @pytest.mark.parametrize("batch", [1, 8])
-def test_adaptive_asks_the_closed_form(blocks, batch):
+def test_adaptive_static_asks_the_closed_form(blocks, batch):
     g = fixture_graph()
     cm = CostModel("deepseek-v3.2", g, "ibgda")
     ctx = PolicyContext(cm, None, g, np.random.default_rng(0))
     rnd = Round("n0/gpu0", "n1/gpu3", 0, batch, blocks, blocks, 0.0)
-    assert get("adaptive").choose(ctx, rnd) == cm.decide("n0/gpu0", "n1/gpu3", blocks, batch)
+    assert get("adaptive_static").choose(ctx, rnd) == cm.decide("n0/gpu0", "n1/gpu3", blocks,
+                                                                 batch)
 
 
 def test_adaptive_live_equals_the_closed_form_on_an_idle_fabric_and_reprices_a_busy_one():

@@ -152,10 +152,19 @@ def notes(results: dict) -> dict[str, list[str]]:
     return out
 
 
+def regret_report(results: dict) -> dict | None:
+    """Regret against the best static policy and adaptive choices over time, when the run
+    compares policies and one of them is static (:func:`simulator.engine.regret.report`)."""
+    from simulator.engine.regret import report
+
+    return report(results) if len(results) > 1 else None
+
+
 def write_outputs(results: dict, out_dir: Path, scenario_name: str
                   ) -> tuple[list[Path], dict[str, str]]:
-    """Parquet tables (a ``policy`` column per row), ``summary.json`` and the PNG plots; returns
-    the files written and the plots skipped with the reason."""
+    """Parquet tables (a ``policy`` column per row), ``summary.json`` (with ``regret`` when
+    the run compares policies) and the PNG plots; returns the files written and the plots
+    skipped with the reason."""
     import pandas as pd
 
     from simulator import plots
@@ -188,6 +197,9 @@ def write_outputs(results: dict, out_dir: Path, scenario_name: str
                             for p, r in results.items()}}
     for p, n in notes(results).items():
         summary["policies"][p]["notes"] = n
+    regret = regret_report(results)
+    if regret is not None:
+        summary["regret"] = _clean(regret)
     if skipped:
         summary["plots_skipped"] = skipped
     written.append(write_text(json.dumps(summary, indent=2) + "\n", out_dir / "summary.json"))
@@ -294,6 +306,7 @@ def _report(results, name, seed, target, written, skipped, as_json, err,
 
     lamina = {p: results[p] for p in LOOPS if p in results}
     run_notes = notes(results)
+    regret = regret_report(results) if len(results) > 1 else None
     if as_json:
         payload = {
             "scenario": name, "seed": seed,
@@ -308,10 +321,18 @@ def _report(results, name, seed, target, written, skipped, as_json, err,
             payload["ratio"] = _clean(comparison_frame(lamina).iloc[2].to_dict())
         if layout is not None:
             payload["deployment"] = {k: v for k, v in layout.items() if k != "lines"}
+        if regret is not None:
+            payload["regret"] = _clean(regret)
         click.echo(json.dumps(payload))
         return
     con = Console()
     print_table(con, _table(name, seed, results))
+    if regret is not None:
+        from simulator.cli.regret_tables import choices_table, regret_table
+
+        print_table(con, regret_table(regret))
+        if (choices := choices_table(regret)) is not None:
+            print_table(con, choices)
     if len(lamina) == 2:
         print_table(con, comparison_table(lamina))
     for p, lines in run_notes.items():

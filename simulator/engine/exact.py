@@ -70,7 +70,8 @@ from simulator.gpu.runtime import GPU
 from simulator.gpu.streams import GPUStream, Stream
 from simulator.models import model as lookup_model
 from simulator.network.fabric import Fabric
-from simulator.policies import OPTIONS, Policy, PolicyContext, Round
+from simulator.policies import OPTIONS, Observed, Policy, PolicyContext, Round
+from simulator.policies.observed import FabricLoad
 
 __all__ = ["simulate"]
 
@@ -169,7 +170,11 @@ class _Run:
         sel_rng, focus_rng, pol_rng = root.spawn(3)
         self.sel_rngs = sel_rng.spawn(self.G)
         self.focus_rng = focus_rng
-        self.ctx = PolicyContext(self.cm, self.fabric, self.graph, pol_rng)
+        # what an adaptive policy observes (None for the others: nothing is counted)
+        self.observed = (Observed(self.names, self._free_at, self.S,
+                                  FabricLoad(self.fabric, self.cm.path_rate))
+                         if policy.observes else None)
+        self.ctx = PolicyContext(self.cm, self.fabric, self.graph, pol_rng, self.observed)
         from workloads.sparse import SparseSelector
 
         kind = scenario.model.selection
@@ -204,6 +209,7 @@ class _Run:
             homes=self.deploy.homes if self.deploy is not None else None)
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)
+        self.steps.observed = self.observed
         self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,
                                        strict=True)))
         self.iters = Columns(list(zip(records.ITERATION_COLUMNS, records.ITERATION_DTYPES,
@@ -361,6 +367,8 @@ class _Run:
             groups: list[list] = [[] for _ in range(self.S)]
         else:
             local, groups = self.steps.locate(g, dense, valid)
+        if self.observed is not None:
+            self._observe(g, reqs, valid)
         n_local = local.sum(axis=(0, 2)).tolist()
         q_local = local.any(axis=2).sum(axis=0).tolist()
         at = start_at  # when the next slot starts (ahead of now across chained slots)
@@ -391,6 +399,21 @@ class _Run:
             at = env.now
         if at > env.now:
             yield env.timeout(at - env.now)
+
+    def _free_at(self, g: int, at: float) -> float:
+        """When GPU ``g``'s compute stream runs out of the kernels queued on it [s] (everything
+        issued so far; ``at`` is now)."""
+        return self.streams[g].free_at
+
+    def _observe(self, g: int, reqs: list[int], valid: np.ndarray) -> None:
+        """Tell an observing policy about GPU ``g``'s decode step (its ``Observed``): copies
+        used, tokens left, the share of its context a query selects per slot, KV room."""
+        req, d = self.req, self.dir
+        context = np.maximum(-(-(req.inp[reqs] + req.gen[reqs]) // self.bt), 1)
+        share = float((valid.sum(axis=(1, 2)) / (self.S * context)).mean())
+        self.observed.step(g, self.steps.owner_copy_hits, self.steps.away, len(reqs),
+                           float((req.out[reqs] - req.gen[reqs]).mean()), share,
+                           int(d.capacity[g] - d.owned[g]), int(d.copies[g]))
 
     def route_payload(self, batch: int) -> tuple[float, float]:
         """(query bytes, return bytes) of a routed round of ``batch`` queries [B] (memoized)."""

@@ -36,6 +36,15 @@ the tests hold it to 1e-6):
 - a copy a round fetches is entered in the directory when its step is composed (stamped with
   the round's end); only the home's own later steps read it, so no step sees it early.
 
+A policy that observes the run (``observes``: ``adaptive``) gets the same counters as on the
+exact engine (:class:`~simulator.policies.observed.Observed`). For it the engine advances to the
+start of each layer slot that has rounds (one event per such slot, not per step), so the policy
+decides knowing every kernel and message issued by then, as on the exact engine: the owner's
+load is the stream calendar's work issued by the round's start, the links' load the link
+calendars' (:meth:`~simulator.engine.fast_links.Links.extra_time`: the FIFO wait, where the
+exact engine re-prices at the live max-min share). A copy a round makes is counted when its
+slot is composed, as it is entered in the directory.
+
 What it does not support falls back to the exact engine, counted in the summary
 (``engine_fallback``): ``exact_streams`` (the SimPy-resource streams are the exact engine's
 cross-check), policies that read the live fabric (``needs_live_rates``: the fast engine's
@@ -147,6 +156,8 @@ class FastRun(_Run):
         self.streams = [FastStream(self.env, self.debt, g) for g in range(self.G)]
         self.cal = [s.cal for s in self.streams]
         self.links = Links(self.env, self.fabric, self.debt)
+        if self.observed is not None:  # an observing policy sees the link calendars' load
+            self.observed.links = self.links
         self.chain_slots = False  # every slot is composed without events anyway
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
@@ -175,13 +186,16 @@ class FastRun(_Run):
             groups: list[list] = [[] for _ in range(self.S)]
         else:
             local, groups = self.steps.locate(g, dense, valid)
+        if self.observed is not None:
+            self._observe(g, reqs, valid)
         n_arr = local.sum(axis=(0, 2))
         q_arr = local.any(axis=2).sum(axis=0)
         at = start_at
         name = self.names[g]
         cal = self.cal[g]
         own_stream = self.chain_quiet and cal.last_end <= at
-        if own_stream and self.S >= VECTOR_SLOTS:
+        observing = self.observed is not None
+        if own_stream and self.S >= VECTOR_SLOTS and not observing:
             # no kernel but this GPU's own can be on its stream: the layers with nothing to
             # exchange are summed as arrays, without calendar items
             at = self._quiet_stretches(g, iteration, groups, n_arr, q_arr, na_layer, at)
@@ -191,6 +205,11 @@ class FastRun(_Run):
         slot_layers = self.slot_layers_list
         for s, slot_groups in enumerate(groups):
             if slot_groups:
+                if observing and at > env.now:
+                    # an observing policy decides when the slot starts, knowing every kernel
+                    # and message issued by then (as on the exact engine): one event per slot
+                    # with rounds
+                    yield env.timeout(at - env.now)
                 at = self._slot(g, s, iteration, slot_groups, n_local[s], q_local[s], na_layer,
                                 at)
                 continue
@@ -284,7 +303,7 @@ class FastRun(_Run):
                 rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
                 rd.probe, rd.transfer = 0.0, arrived - t0
                 rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
-                self.dir.add_copies(g, rd.members, s, rd.end)
+                self._keep_copies(g, s, rd)
             elif rd.option == "fetch":
                 req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
                 kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
@@ -296,13 +315,13 @@ class FastRun(_Run):
                 rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
                 rd.probe, rd.transfer = asked - t0, arrived - asked
                 rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
-                self.dir.add_copies(g, rd.members, s, rd.end)
+                self._keep_copies(g, s, rd)
             else:
                 rd.end = release = cal.reserve(t0, cf.compute + cf.merge, g, layers)
                 if n_loc:
                     cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
                 rd.compute, rd.merge = rd.end - t0 - cf.merge, cf.merge
-                self.dir.add_copies(g, rd.members, s, rd.end)
+                self._keep_copies(g, s, rd)
             end = cal.reserve(release, na_layer, g, layers)
             self.rounds.append((
                 iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
@@ -310,10 +329,12 @@ class FastRun(_Run):
                 rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
             return end + (end - t0) * (layers - 1)
         release = t0
-        rounds = [self._round(g, s, grp, t0) for grp in slot_groups]
+        rounds = []
         remote = []  # route / fetch rounds over the fabric, in key order
         host = []  # fetches from host DRAM: copies on the home's copy engine
-        for rd in rounds:
+        for grp in slot_groups:  # in order, a recompute queued before the next round is asked
+            rd = self._round(g, s, grp, t0)
+            rounds.append(rd)
             if rd.option == "local":  # one home kernel at once: recompute + attention, merge
                 cf = rd.cf
                 rd.end = cal.reserve(t0, cf.compute + cf.merge, g, layers)
@@ -377,7 +398,7 @@ class FastRun(_Run):
                 rd.compute = rd.end - issued - rd.cf.merge
         copies = sorted((rd for rd in rounds if rd.option != "route"), key=lambda x: x.end)
         for rd in copies:
-            self.dir.add_copies(g, rd.members, s, rd.end)
+            self._keep_copies(g, s, rd)
             if rd.end > release:
                 release = rd.end
         end = cal.reserve(release, na_layer, g, layers)
@@ -388,6 +409,19 @@ class FastRun(_Run):
                     rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
                     rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
         return end + (end - t0) * (layers - 1)
+
+    def _keep_copies(self, g: int, s: int, rd: _Round) -> None:
+        """Enter the copies a fetch or recompute round made on GPU ``g`` (slot ``s``); an
+        observing policy counts those of a GPU's blocks it chose to copy (as the exact engine's
+        round does at its end)."""
+        self.dir.add_copies(g, rd.members, s, rd.end)
+        if self.observed is not None and rd.k < self.G:
+            kept = self.dir.has_copy(g, np.unique(rd.members), s)  # per (block, slot)
+            self.observed.copied(g, rd.k, int(np.count_nonzero(kept)))
+
+    def _free_at(self, g: int, at: float) -> float:
+        """When the work issued on GPU ``g``'s stream calendar by ``at`` [s] is done [s]."""
+        return self.cal[g].free_at(at)
 
     def _host_copy(self, g: int, at: float, duration: float) -> float:
         """A host→device copy of ``duration`` [s] issued at ``at`` on GPU ``g``'s copy engine

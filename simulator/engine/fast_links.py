@@ -167,6 +167,25 @@ class Links:
         self._record(r[5], s, e, nbytes, tag)
         return s, e
 
+    # -- the load a policy sees (simulator.policies.observed.LinkLoad) -------------------------
+
+    def idle(self, src: str, dst: str, at: float) -> bool:
+        """No work known on the path's links that a message sent at ``at`` [s] would wait for."""
+        r = self.route(src, dst)
+        s = at + r[0]
+        return all(c.last_end <= s or c.free_at(s) <= s for c in r[3])
+
+    def extra_time(self, src: str, dst: str, nbytes: float, at: float) -> float:
+        """How much longer ``nbytes`` [B] sent at ``at`` [s] take than on an idle path [s]: the
+        FIFO wait for work already issued on the path's busiest link (0 for a small message,
+        which waits for no one here)."""
+        r = self.route(src, dst)
+        if nbytes / r[1] <= self.SMALL_TIME:
+            return 0.0
+        s = at + r[0]
+        wait = max(c.free_at(s) for c in r[3]) - s if r[3] else 0.0
+        return wait if wait > 0.0 else 0.0
+
     def _bulk(self, r: tuple, s: float, e: float, nbytes: float, owner: int,
               fold: int) -> float:
         """Put a bulk message's work on its links' calendars; returns when it ends [s] (``e``

@@ -43,6 +43,13 @@ class StepData:
         self.S = len(slot_first)
         self.G = len(machine_of)
         self._flat_slot_cache: dict[tuple[int, int, int], tuple] = {}
+        #: an adaptive policy's :class:`~simulator.policies.observed.Observed` (set by the
+        #: engine), or None: then nothing below is counted
+        self.observed = None
+        #: with ``observed``: per owner GPU, the last step's selected blocks held in its HBM
+        #: (``away``) and those of them served by a copy at home (``owner_copy_hits``)
+        self.away: np.ndarray | None = None
+        self.owner_copy_hits: np.ndarray | None = None
         # selected (block, slot) references the home does not hold: found among its copies, or
         # not (a round, a host fetch or a recompute) — the summary's ``copy_hit_rate``
         self.copy_hits = 0
@@ -96,6 +103,10 @@ class StepData:
             pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)
             blocks = req.ctx_idx[r][pos]
             ok = blocks >= 0
+            if self.observed is not None and T > 1:  # stability: slot 0, step to next step
+                a, b = blocks[:-1, 0], blocks[1:, 0]
+                again = ((a[:, :, None] == b[:, None, :]).any(axis=2) & (a >= 0)).sum()
+                self.observed.selections(int((a >= 0).sum()), int(again))
             dense = np.where(ok, blocks, 0)
             ok.flags.writeable = dense.flags.writeable = False  # _select hands out views
             # (blocks, first step, context length, blocks with padding → 0, valid mask)
@@ -152,6 +163,11 @@ class StepData:
         own = (holder == g) & (tier == kvcache.HBM)
         local = own | (bits & bit).astype(bool)
         local &= vflat
+        if self.observed is not None:  # selections away from home and copies' uses, per owner
+            away = vflat & (tier == kvcache.HBM) & (holder != g)
+            self.away = np.bincount(holder[away], minlength=G)[:G]
+            self.owner_copy_hits = np.bincount(holder[away & (bits & bit).astype(bool)],
+                                               minlength=G)[:G]
         groups: list[list] = [[] for _ in range(S)]
         p = (vflat ^ local).nonzero()[0]  # valid and not local (local implies valid)
         # copy hits: selected blocks the home does not hold itself but keeps a copy of

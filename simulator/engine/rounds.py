@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
+
 from simulator.network.traffic import KV_FETCH, KV_ROUTE
 
 
@@ -145,6 +147,9 @@ class RoundReplay:
         self.merge = self.cf.merge
         self.compute = run.env.now - self.t1 - self.merge
         run.dir.add_copies(self.g, self.members, self.s, run.env.now)
+        if run.observed is not None and self.k >= 0:  # copies of a GPU's blocks, by choice:
+            kept = run.dir.has_copy(self.g, np.unique(self.members), self.s)  # per (block, slot)
+            run.observed.copied(self.g, self.k, int(np.count_nonzero(kept)))
         self._finish(run.env.now)
 
     def _finish(self, end: float) -> None:

@@ -38,6 +38,8 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
         df = generate_agentic(np.random.default_rng([seed, 1]), p)
     elif w.kind == "spans":
         df = _spans(scenario, seed, bt)
+    elif w.kind == "mixed":
+        df = _mixed(scenario, seed, bt)
     else:
         df = load(w.trace, skip_bad=skip_bad)
     if scenario.engine.max_requests is not None:
@@ -83,3 +85,14 @@ def _spans(scenario, seed: int, bt: int) -> pd.DataFrame:
     except (TypeError, ValueError) as exc:
         raise UserError(f"{scenario.source}: field 'workload.spans': {exc}") from None
     return generate(np.random.default_rng([seed, 3]), p)
+
+
+def _mixed(scenario, seed: int, bt: int) -> pd.DataFrame:
+    """The mixed fleet (``workload.mixed``): sub-agents, private sessions and short chats."""
+    from workloads.mixed import MixedFleetParams, generate_mixed_fleet
+
+    try:
+        p = MixedFleetParams(**{"block_tokens": bt, **scenario.workload.mixed_params()})
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{scenario.source}: field 'workload.mixed': {exc}") from None
+    return generate_mixed_fleet(np.random.default_rng([seed, 4]), p)

@@ -135,15 +135,23 @@ class GPUStream:
 
     def __init__(self, gpu: GPU) -> None:
         self.gpu = gpu
+        self.free_at = 0.0  # when the queued kernels end [s] (FIFO: as Stream counts it)
+
+    def _queued(self, duration: float) -> None:
+        now = self.gpu.env.now
+        self.free_at = (self.free_at if self.free_at > now else now) + duration
 
     def run(self, duration: float) -> simpy.Event:
+        self._queued(duration)
         return self.gpu.run(duration)
 
     def issue(self, duration: float) -> None:
+        self._queued(duration)
         self.gpu.run(duration)
 
     def after(self, duration: float, t0: float, factor: int) -> simpy.Event:
         env = self.gpu.env
+        self._queued(duration)
 
         def proc():
             yield self.gpu.run(duration)

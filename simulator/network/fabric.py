@@ -490,6 +490,13 @@ class Fabric:
 
     # -- introspection -------------------------------------------------------------------------
 
+    def idle(self, src: str, dst: str) -> bool:
+        """True if no flow (shared or lone) uses a link of the path from ``src`` to ``dst`` now;
+        read-only, unlike :meth:`fair_share` (a new flow there would run at the path's rate)."""
+        if src == dst:
+            return True
+        return self._lone.idle(self._route(src, dst).links)
+
     def fair_share(self, src: str, dst: str) -> float:
         """The rate [B/s] a new flow from ``src`` to ``dst`` would get now (``inf`` if same GPU)."""
         if src == dst:

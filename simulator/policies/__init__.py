@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 from simulator.errors import UserError
-from simulator.policies.adaptive import Adaptive, AdaptiveLive
+from simulator.policies.adaptive import Adaptive, AdaptiveLive, AdaptiveStatic
 from simulator.policies.base import OPTIONS, Policy, PolicyContext, Round
 from simulator.policies.colocated import Colocated
 from simulator.policies.disaggregated import Disaggregated
 from simulator.policies.fetch import Fetch
 from simulator.policies.homogeneous import Homogeneous
 from simulator.policies.local import Local
+from simulator.policies.observed import Observed
 from simulator.policies.route import Route
 
 #: name → policy class; the only place a policy is registered.
@@ -25,6 +26,7 @@ POLICIES: dict[str, type[Policy]] = {
     "fetch": Fetch,
     "local": Local,
     "adaptive": Adaptive,
+    "adaptive_static": AdaptiveStatic,
     "adaptive_live": AdaptiveLive,
     "colocated": Colocated,
     "disaggregated": Disaggregated,
@@ -54,4 +56,5 @@ def get(name: str | Policy | type[Policy]) -> Policy:
         raise UserError(f"unknown policy {name!r}; known: {', '.join(POLICIES)}") from None
 
 
-__all__ = ["OPTIONS", "POLICIES", "Policy", "PolicyContext", "Round", "get", "register"]
+__all__ = ["OPTIONS", "POLICIES", "Observed", "Policy", "PolicyContext", "Round", "get",
+           "register"]

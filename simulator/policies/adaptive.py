@@ -1,25 +1,198 @@
-"""``adaptive`` and ``adaptive_live``: the closed-form predicate, per owner and layer.
+"""``adaptive``, ``adaptive_static`` and ``adaptive_live``: the closed-form predicate, per round.
 
-``adaptive`` asks :meth:`CostModel.decide` with static path costs (uncontended bandwidth).
-``adaptive_live`` evaluates the same three options but charges each option's bulk bytes at the
-fabric's *current* max-min fair share on the path that carries them (``Fabric.fair_share``), so a
-busy link tilts the choice — the contention-aware variant. Both are deterministic: ties go to
-``route``, then ``fetch``, then ``local`` (the order of :data:`~simulator.policies.base.OPTIONS`).
+``adaptive_static`` asks :meth:`CostModel.decide` with static path costs, a moved block priced
+as used once and every GPU idle. ``adaptive_live`` evaluates the same three options but charges
+each option's bulk bytes at the fabric's *current* max-min fair share on its path
+(``Fabric.fair_share``). ``adaptive`` decides with what the run has observed (``ctx.observed``,
+:class:`~simulator.policies.observed.Observed`) through the closed form under load
+(:class:`~simulator.costmodel.loaded.LoadedCosts`): per decode step of the (home, owner) pair,
+route pays its round plus the wait for the owner's queued work; fetch and local pay a round only
+on steps that select a block not yet copied, carrying only the new ones — so the copies'
+**expected reuse** R decides how often, and how large, their rounds are.
+
+**What a step selects on the owner**: ``K`` blocks per query for the round's ``B`` queries —
+the larger of the round's own (its blocks not held at home) and what the home's last step
+selected there, copies included (``Observed.selected_blocks``).
+
+**Expected reuse** (:func:`expected_reuse`), per (home, owner) pair, in uses of one copy:
+
+- *observed*: ``1 + hits / copies`` — the copies the run made on this home of this owner's
+  blocks (per block and layer slot) and the uses those copies served instead of a round
+  (decayed counters: the recent past weighs most). It is what a copy was worth here, eviction
+  before reuse and sharing between the home's queries included;
+- *prior*, before copies were made (or when few were): ``1 + repicks · survival``.
+  :func:`repicks` is the expected number of later steps that select a block a query selects
+  now: a two-state chain (selected or not) whose stationary share ``π`` is the share of its
+  context a query selects per slot and whose lag-1 correlation is ``λ = (s − π)/(1 − π)``, ``s``
+  the run's observed step-to-step *stability* of selections, over the ``m`` decode steps the
+  home's batch has left: ``m·π + (1 − π)·λ(1 − λ^m)/(1 − λ)``. ``survival`` is 1 if the home's
+  free KV room holds the round's blocks, else ``room / (copies held + blocks)`` (copies evict
+  copies, least recently used first), 0 when the home has no room for copies at all;
+- the two blend as ``(C·observed + C₀·prior) / (C + C₀)`` with ``C`` the pair's copies and
+  ``C₀`` = :data:`PRIOR_COPIES`: the prior counts as that many copies' worth of evidence.
+
+**Owner's load**: the owner's compute-stream backlog (``free_at − now``: its queued kernels, a
+prefill chunk among them) delays a routed query's attention; the home's backlog delays each
+option's home kernel; and where a path carries other traffic now, bulk bytes are charged what
+the engine's link view says they would take longer (:func:`slow_times`: on the exact engine the
+live max-min fair share, as ``adaptive_live``; on the fast engine the FIFO wait on the path's
+link calendars; an idle path — nearly all — costs a read-only check and no probe). Streams and
+links are read through ``ctx.observed``, never the Fabric itself, so ``adaptive`` runs on both
+engines (``[engine] mode``); it is not ``pure`` (its answer depends on when it is asked), so the
+fast engine asks it every round.
+
+**Cost per round**: closed-form phases are memoized per integer round shape (route and fetch;
+local's recompute — a prefill, the dearest kernel lookup — only when its cheapest possible
+recompute could beat the fetch round); a decision is then a few dozen float operations, a few
+array reads, two ``free_at`` calls and two idle-path checks. The engine's side
+(:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected elements per
+decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of consecutive
+selections per 16-step sample.
+
+All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`` (the order of
+:data:`~simulator.policies.base.OPTIONS`).
 """
 
 from __future__ import annotations
 
+from simulator.costmodel.loaded import LoadedCosts
 from simulator.policies.base import OPTIONS, Policy, PolicyContext, Round
 
+#: Copies' worth of evidence the prior reuse estimate counts for (see the module docstring).
+PRIOR_COPIES = 32.0
 
-class Adaptive(Policy):
-    """Per round, the option the closed form predicts fastest (static path costs)."""
 
-    name = "adaptive"
+class AdaptiveStatic(Policy):
+    """Per round, the option the closed form predicts fastest (static path costs, R = 1)."""
+
+    name = "adaptive_static"
     pure = True  # the closed form's decision on the round's own fields (static path costs)
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
         return ctx.cost_model.decide(rnd.src, rnd.owner, blocks=rnd.blocks, batch=rnd.batch)
+
+
+class Adaptive(Policy):
+    """Per round, the option cheapest per step given the copies' expected reuse and the
+    streams' queued work (module docstring).
+
+    Args:
+        reuse: a fixed R for every round instead of the estimate (1 gives back
+            ``adaptive_static`` on an idle cluster).
+        load: charge the owner's and home's queued work and the live fair share.
+    """
+
+    name = "adaptive"
+    observes = True  # reads the streams and links through ctx.observed, on either engine
+
+    def __init__(self, reuse: float | None = None, load: bool = True) -> None:
+        self.reuse = reuse
+        self.load = load
+        self._loaded: LoadedCosts | None = None
+        self._least: dict[str, float] = {}
+
+    def costs(self, ctx: PolicyContext) -> LoadedCosts:
+        """The closed form under load for this run's cost model (memoized shapes)."""
+        if self._loaded is None or self._loaded.cm is not ctx.cost_model:
+            self._loaded, self._least = LoadedCosts(ctx.cost_model), {}
+        return self._loaded
+
+    def choose(self, ctx: PolicyContext, rnd: Round) -> str:
+        lc = self.costs(ctx)
+        obs = ctx.observed
+        blocks, batch = float(rnd.blocks), rnd.batch
+        reuse = self.reuse
+        if obs is not None:
+            h, o = obs.pair(rnd.src, rnd.owner)
+            blocks = max(blocks, obs.selected_blocks(h, o, batch))
+            if reuse is None:
+                reuse = expected_reuse(obs, rnd)
+        reuse = 1.0 if reuse is None else reuse
+        owner_wait = home_wait = 0.0
+        slow = None
+        if self.load and obs is not None:
+            owner_wait = obs.backlog_time(rnd.owner, rnd.now)
+            home_wait = obs.backlog_time(rnd.src, rnd.now)
+            slow = slow_times(obs, ctx.cost_model, rnd)
+        t = lc.totals(rnd.src, rnd.owner, blocks, batch, reuse, owner_wait, home_wait, slow,
+                      ("route", "fetch"))
+        best = "route" if t["route"] <= t["fetch"] else "fetch"
+        # local differs from fetch only in its home kernel (a recompute instead of moving the
+        # blocks) and waits as long or longer at home: it can win only if its recompute costs
+        # less than the whole fetch round, and the cheapest recompute (one block, one query;
+        # a prefill never gets cheaper with more tokens) bounds every one from below
+        _, k = lc.round_blocks(blocks, batch, reuse)
+        fetch_round = lc.at("fetch", rnd.src, rnd.owner, k, batch).total
+        if self._least_recompute(lc, rnd.src) < fetch_round + (slow or {}).get("fetch", 0.0):
+            local = lc.step_time("local", rnd.src, rnd.owner, blocks, batch, reuse,
+                                 owner_wait, home_wait)
+            if local < t[best]:
+                return "local"
+        return best
+
+    def _least_recompute(self, lc: LoadedCosts, src: str) -> float:
+        """The cheapest recompute at ``src``, one block for one query [s] (memoized)."""
+        got = self._least.get(src)
+        if got is None:
+            got = self._least[src] = lc.cm.recompute_time(src, 1, 1)
+        return got
+
+
+def repicks(stability: float, share: float, steps: float) -> float:
+    """Expected later selections of a block a query selects now, over its next ``steps``
+    steps: a two-state chain (selected or not) whose stationary share is ``share`` (the
+    fraction of its context a query selects) and whose step-to-step persistence is
+    ``stability``: ``m·π + (1 − π)·λ(1 − λ^m)/(1 − λ)`` with ``π = share``,
+    ``λ = (stability − π)/(1 − π)`` the chain's lag-1 correlation and ``m = steps``."""
+    m = max(0.0, steps)
+    pi = min(max(share, 0.0), 1.0)
+    if pi >= 1.0:
+        return m
+    lam = min(max((stability - pi) / (1.0 - pi), 0.0), 1.0)
+    burst = m if lam >= 1.0 else lam * (1.0 - lam**m) / (1.0 - lam)
+    return m * pi + (1.0 - pi) * burst
+
+
+def expected_reuse(obs, rnd: Round) -> float:
+    """Uses a copy made by this round is expected to serve, ≥ 1 (module docstring)."""
+    h, o = obs.pair(rnd.src, rnd.owner)
+    m = max(0.0, float(obs.remaining_tokens[h]) - 1.0)  # steps left after this one
+    again = repicks(obs.stability(), float(obs.select_share[h]), m)
+    room, held = float(obs.copy_room[h]), float(obs.copies_held[h])
+    need = float(rnd.distinct_blocks)
+    if room <= 0:
+        survival = 0.0
+    elif room - held >= need:
+        survival = 1.0
+    else:
+        survival = min(1.0, room / (held + need))
+    prior = 1.0 + again * survival
+    copies = float(obs.copies[h, o])
+    if copies <= 0:
+        return prior
+    seen = 1.0 + float(obs.hits[h, o]) / copies
+    return (copies * seen + PRIOR_COPIES * prior) / (copies + PRIOR_COPIES)
+
+
+def slow_times(obs, cm, rnd: Round) -> dict[str, float] | None:
+    """Extra time [s] of route's and fetch's bulk bytes on a busy path, as the engine's link
+    load (``obs.links``) prices them (None while both directions of the path are idle, or
+    without a link view)."""
+    links = obs.links
+    if links is None:
+        return None
+    now = rnd.now
+    if links.idle(rnd.src, rnd.owner, now) and links.idle(rnd.owner, rnd.src, now):
+        return None
+    out = {}
+    for option in ("route", "fetch"):
+        extra = 0.0
+        for src, dst, nbytes in cm.bulk_messages(option, rnd.src, rnd.owner, blocks=rnd.blocks,
+                                                 batch=rnd.batch):
+            if nbytes > 0:
+                extra += links.extra_time(src, dst, nbytes, now)
+        out[option] = extra
+    return out
 
 
 class AdaptiveLive(Policy):

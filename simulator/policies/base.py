@@ -20,7 +20,13 @@ Class attributes a policy may set:
 
 - ``name`` — its registry name;
 - ``colocated = True`` — the engine treats every block as already home (the no-network bound);
-- ``needs_live_rates = True`` — informational: the policy reads ``ctx.fabric.fair_share``;
+- ``needs_live_rates = True`` — the policy reads ``ctx.fabric.fair_share`` (the exact engine's
+  flows; the fast engine runs such a policy on the exact engine);
+- ``observes = True`` — the engine keeps ``ctx.observed`` (a
+  :class:`~simulator.policies.observed.Observed`: copies made and used per (home, owner), the
+  streams' queued work, remaining decode tokens, free KV room, selection stability, the links'
+  load) current for it, on either engine; for every other policy ``ctx.observed`` is None and
+  costs nothing;
 - ``options`` — the options ``choose`` may return (default: all of :data:`OPTIONS`). A policy
   that never routes declares so (``options = ("fetch",)``): no other GPU's kernel can then land
   on a home GPU's stream, and the engine computes runs of layers with nothing to exchange
@@ -75,12 +81,15 @@ class PolicyContext:
         fabric: the run's :class:`simulator.network.Fabric` (``fair_share(src, dst)`` [B/s]).
         graph: the topology graph.
         rng: a child random generator reserved for the policy (never global randomness).
+        observed: what the run has observed (:class:`~simulator.policies.observed.Observed`),
+            kept current by the engine for a policy with ``observes = True``; else None.
     """
 
     cost_model: Any
     fabric: Any
     graph: Any
     rng: Any
+    observed: Any = None
 
 
 class Policy:
@@ -90,6 +99,7 @@ class Policy:
     colocated: ClassVar[bool] = False
     needs_live_rates: ClassVar[bool] = False
     pure: ClassVar[bool] = False
+    observes: ClassVar[bool] = False
     loop: ClassVar[str | None] = None
     options: ClassVar[tuple[str, ...]] = OPTIONS
 

@@ -1,0 +1,230 @@
+"""Does ``adaptive`` win? Its regret against the best static policy on the validation suite.
+
+Issue 18's targets, checked on every scenario of the suite:
+
+1. ``adaptive``'s TBT p50 and throughput within 2 % of the best static policy's (the best of
+   ``route``, ``fetch`` and ``local`` for each metric: regret ≤ 0.02);
+2. on ``mixed_fleet`` and at least one other scenario, ``adaptive`` at least 5 % better than
+   every static policy on TBT p50 or throughput (regret ≤ −0.05) without being worse on the
+   other (regret ≤ 0).
+
+The suite is the fast engine's validation suite (``benchmarks/validate_fast.py``: the agentic
+repository at 4, 16 and 32 sub-agents, host-tier pressure, the first 1,000 Mooncake requests,
+each on both stacks where that suite has them) plus the default run and the mixed fleet:
+
+- ``default`` — ``scenarios/agentic_cluster.toml`` (``kvfabric run`` with no argument: 64 GPUs);
+- ``agentic-4`` / ``-16`` / ``-32`` (``-32-nccl``) — ``scenarios/agentic_repo.toml`` at 4, 16,
+  32 sub-agents per task (over the ``nccl`` stack: CPU-driven RDMA);
+- ``host-32`` (``-nccl``) — 32 sub-agents with HBM for KV cut so the repository's owner demotes
+  blocks to host DRAM and fetched copies are evicted;
+- ``mooncake-1000`` (``-nccl``) — the first 1,000 requests of the Mooncake conversation trace;
+- ``mixed_fleet`` — ``scenarios/mixed_fleet.toml``: sub-agents, private long-context sessions,
+  short chats.
+
+Each scenario's trace is generated or loaded once; every policy replays it with the same seed,
+on each engine asked for (``--engine``: ``fast``, ``exact`` or ``both``; default ``fast``).
+
+    python benchmarks/validate_adaptive.py                      # the suite on the fast engine
+    python benchmarks/validate_adaptive.py --engine both --jobs 2
+    python benchmarks/validate_adaptive.py --scenarios default,mixed_fleet
+    python benchmarks/validate_adaptive.py --policies route,fetch,local,adaptive,adaptive_static
+    python benchmarks/validate_adaptive.py --out results.csv    # every run's metrics as CSV
+    python benchmarks/validate_adaptive.py --table results.csv  # the table of a saved CSV
+
+Prints one table row per (scenario, engine) — the best static policy's TBT p50 and throughput,
+adaptive's, its regret on each (negative: better than every static policy), and whether targets
+1 and 2 hold — then the verdict per engine. The Mooncake replays dominate the time (60–90 s
+per policy on the fast engine on the project's shared 2-core machine, about 3 minutes on the
+exact engine); the whole suite took 17 minutes on the fast engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+POLICIES: tuple[str, ...] = ("route", "fetch", "local", "adaptive")
+ENGINES: tuple[str, ...] = ("exact", "fast")
+#: Target 1: adaptive's regret on TBT p50 and throughput at most this.
+WITHIN = 0.02
+#: Target 2: adaptive's regret at most minus this on one of them (and ≤ 0 on the other).
+BETTER = 0.05
+
+
+def _validate_fast():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import validate_fast
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return validate_fast
+
+
+SCENARIOS: tuple[str, ...] = ("default", *_validate_fast().SUITE, "mixed_fleet")
+
+
+def suite(name: str):
+    """The validation scenario ``name`` (a :class:`~simulator.scenario.Scenario`)."""
+    from simulator import Scenario
+
+    if name == "default":
+        return Scenario.load(ROOT / "scenarios" / "agentic_cluster.toml")
+    if name == "mixed_fleet":
+        return Scenario.load(ROOT / "scenarios" / "mixed_fleet.toml")
+    if name not in SCENARIOS:
+        raise SystemExit(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    return _validate_fast().scenario(name)
+
+
+def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...]) -> list[dict]:
+    """Every policy on scenario ``name`` on each engine: one ``{"scenario", "engine",
+    "requests", "runs": {policy: summary}, "wall_time"}`` per engine."""
+    from simulator import run
+    from simulator.runner import load_trace
+
+    scenario = suite(name)
+    trace = load_trace(scenario, scenario.seed)
+    out = []
+    for engine in engines:
+        t0 = time.perf_counter()
+        runs = {}
+        for p in policies:
+            res = run(scenario, p, seed=scenario.seed, trace=trace, engine=engine)
+            runs[p] = res.summary
+            print(f"  {name} [{engine}]: {p} done ({res.summary['wall_time']:.0f} s)",
+                  file=sys.stderr, flush=True)
+        out.append({"scenario": name, "engine": engine, "requests": len(trace), "runs": runs,
+                    "wall_time": time.perf_counter() - t0})
+    return out
+
+
+def from_csv(path: Path) -> list[dict]:
+    """Results as :func:`run_scenario` returns them, read back from ``--out``'s CSV."""
+    import pandas as pd
+
+    df = pd.read_csv(path)
+    out = []
+    for (name, engine), g in df.groupby(["scenario", "run_engine"], sort=False):
+        runs = {row["policy"]: row.to_dict() for _, row in g.iterrows()}
+        out.append({"scenario": name, "engine": engine, "requests": int(g["requests"].iloc[0]),
+                    "runs": runs})
+    return out
+
+
+def verdict(result: dict) -> dict:
+    """The scenario's row: best static values, adaptive's, its regret, targets 1 and 2."""
+    from simulator.engine.regret import regret
+
+    runs = result["runs"]
+    rep = regret(runs)
+    row = {"scenario": result["scenario"], "engine": result["engine"],
+           "requests": result["requests"]}
+    if rep is None or "adaptive" not in runs:
+        return row
+    r = rep["policies"]["adaptive"]
+    for key, short in (("tbt_p50", "p50"), ("throughput_tokens_per_s", "thr")):
+        best = rep["baseline"][key]
+        row[f"best_{short}"] = best
+        row[f"best_{short}_value"] = runs[best][key] if best else math.nan
+        row[f"adaptive_{short}"] = runs["adaptive"][key]
+        row[f"regret_{short}"] = r[key]
+    row["regret_p99"] = r["tbt_p99"]
+    p50, thr = row["regret_p50"], row["regret_thr"]
+    row["within"] = p50 <= WITHIN and thr <= WITHIN
+    row["better"] = (p50 <= -BETTER and thr <= 0) or (thr <= -BETTER and p50 <= 0)
+    return row
+
+
+def _fmt(x, kind=None):
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "—"
+    if isinstance(x, str):
+        return x
+    if kind == "ms":
+        return f"{x * 1e3:.2f}"
+    if kind == "pct":
+        return f"{x:+.1%}"
+    return f"{x:.4g}"
+
+
+def print_table(rows: list[dict]) -> None:
+    """The suite as a Markdown table (see the module docstring)."""
+    head = ("scenario", "engine", "requests", "best static p50", "TBT p50 [ms]", "adaptive [ms]",
+            "regret", "best static tok/s", "tok/s", "adaptive tok/s", "regret", "p99 regret",
+            "≤2 %", "≥5 % better")
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|")
+    for r in rows:
+        if "regret_p50" not in r:
+            print(f"| {r['scenario']} | {r['engine']} | {r['requests']} | (no static policy or "
+                  "no adaptive) |")
+            continue
+        print("| " + " | ".join([
+            r["scenario"], r["engine"], f"{r['requests']:,}", _fmt(r["best_p50"]),
+            _fmt(r["best_p50_value"], "ms"), _fmt(r["adaptive_p50"], "ms"),
+            _fmt(r["regret_p50"], "pct"), _fmt(r["best_thr"]), _fmt(r["best_thr_value"], "num"),
+            _fmt(r["adaptive_thr"], "num"), _fmt(r["regret_thr"], "pct"),
+            _fmt(r["regret_p99"], "pct"), "yes" if r["within"] else "NO",
+            "yes" if r["better"] else "no"]) + " |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--engine", default="fast", choices=(*ENGINES, "both"))
+    ap.add_argument("--jobs", type=int, default=1, help="scenarios run at once (processes)")
+    ap.add_argument("--out", type=Path, help="write every run's metrics to this CSV")
+    ap.add_argument("--table", type=Path, help="print the table of a CSV written by --out "
+                    "instead of running")
+    args = ap.parse_args(argv)
+    names = [s for s in args.scenarios.split(",") if s]
+    policies = tuple(p for p in args.policies.split(",") if p)
+    engines = ENGINES if args.engine == "both" else (args.engine,)
+    for n in names:
+        if n not in SCENARIOS:
+            ap.error(f"unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
+    if args.table is not None:
+        results = from_csv(args.table)
+    elif args.jobs > 1:
+        with ProcessPoolExecutor(args.jobs) as pool:
+            results = [r for rs in pool.map(run_scenario, names, [policies] * len(names),
+                                            [engines] * len(names)) for r in rs]
+    else:
+        results = [r for n in names for r in run_scenario(n, policies, engines)]
+    if args.out is not None:
+        import pandas as pd
+
+        flat = [{"scenario": r["scenario"], "run_engine": r["engine"], "policy": p,
+                 "requests": r["requests"],
+                 **{k: v for k, v in s.items() if not isinstance(v, dict | list)}}
+                for r in results for p, s in r["runs"].items()]
+        pd.DataFrame(flat).to_csv(args.out, index=False)
+    rows = [verdict(r) for r in results]
+    print_table(rows)
+    ok = True
+    for engine in dict.fromkeys(r["engine"] for r in rows):
+        mine = [r for r in rows if r["engine"] == engine]
+        within = all(r.get("within", False) for r in mine)
+        missed = [r["scenario"] for r in mine if not r.get("within", False)]
+        better = [r["scenario"] for r in mine if r.get("better")]
+        second = "mixed_fleet" in better and len(better) >= 2
+        print(f"\n[{engine}] target 1 (TBT p50 and throughput within {WITHIN:.0%} of the best "
+              f"static policy on every scenario): {'met' if within else 'NOT met'}"
+              + ("" if within else f" (missed on: {', '.join(missed)})"))
+        print(f"[{engine}] target 2 (≥{BETTER:.0%} better than every static policy on "
+              f"mixed_fleet and one more): {'met' if second else 'NOT met'} (better on: "
+              f"{', '.join(better) or 'none'})")
+        ok &= within and second
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

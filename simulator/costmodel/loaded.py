@@ -1,0 +1,152 @@
+"""The closed form under load: copies used R times, and compute streams with work queued.
+
+The closed form (:mod:`~simulator.costmodel.closed_form`) prices one round alone on an idle
+cluster, every block moved used once. Two things it leaves out decide many rounds of a busy run;
+here both enter as explicit terms of a *per-step* cost — what one (home, owner) pair pays, on
+average, each decode step in one layer slot if it keeps to one option — so that a policy can
+decide with them and a test can check the decision.
+
+**Reuse.** A home whose batch selects ``K`` blocks per query (``B`` queries) on an owner each
+step:
+
+- *route* sends the queries every step: ``route(K, B)``;
+- *fetch* keeps what it moved as copies. If a copy is used ``R`` times in all, then in the
+  steady state ``n/R`` of the ``n = B·K`` blocks selected each step are new (the rest are
+  copies, attended with the home's own blocks, which the closed form leaves out of every
+  option). A round is needed only when at least one is new, with probability
+  ``P = 1 − (1 − 1/R)^n``, and then carries ``k = K/(R·P)`` new blocks per query on average
+  (at least one block in all)::
+
+      fetch_step = P · fetch(k, B)          (local_step = P · local(k, B) likewise)
+
+  The round's fixed costs — two messages, the home kernel's launch, the merge — are therefore
+  paid on every step that needs a round, and only its bytes shrink with reuse; with ``R = 1``
+  every step fetches all ``K`` (``P = 1``, ``k = K``) and the totals are the closed form's.
+  (:meth:`CostModel.fetch` with ``reuse = R`` divides probe, transfer and install — fixed costs
+  included — by R instead: a block moved once and then used R times alone, not a step whose
+  other blocks still need a round.) ``fetch(k, B)`` at a fractional ``k·B`` is interpolated
+  linearly between the integer numbers of blocks around it (the closed form is affine in blocks
+  between attention-kernel breakpoints), each evaluated once and memoized.
+
+**Queueing.** A kernel waits for the work already queued on its GPU's compute stream (FIFO,
+:class:`~simulator.gpu.streams.Stream`). With the owner's stream busy for ``W_o`` [s] and the
+home's for ``W_h``, route's attention waits ``w_o = max(0, W_o − (probe + transfer))`` — the
+query reaches the owner after its message — and each option's first home kernel waits
+``max(0, W_h − t)``, ``t`` being when it is issued: route after the answer is back
+(``probe + transfer + w_o + compute + ret``), fetch when the blocks have arrived
+(``probe + transfer``), local at once. These are the waits the engine's streams impose when
+nothing else is queued meanwhile; fetch and local pay theirs only on steps with a round (× P).
+
+**Live bandwidth.** A bulk message at a live fair share ``s`` below its static rate ``r``
+takes ``n/s − n/r`` longer (as ``adaptive_live`` prices it); ``slow_times[option]`` is that
+extra time for the option's messages of a full round (``K`` blocks); fetch's scales with the
+blocks it moves (``k/K``) and is paid × P.
+
+With ``R = 1``, no queued work and no slow-down every total is the closed form's and
+:meth:`LoadedCosts.decide` equals :meth:`CostModel.decide` (ties: route, fetch, local).
+"""
+
+from __future__ import annotations
+
+import math
+
+from simulator.costmodel.closed_form import OPTIONS, CostModel, Phases
+from simulator.errors import UserError
+
+__all__ = ["LoadedCosts", "round_probability"]
+
+
+def round_probability(selected: float, reuse: float) -> float:
+    """Chance that a step whose ``selected`` block uses hit copies used ``reuse`` times each
+    needs a round: ``1 − (1 − 1/R)^n`` (1 at ``R = 1``)."""
+    if not reuse >= 1.0:
+        raise UserError(f"reuse={reuse}: a copy is used at least once (give R >= 1)")
+    if reuse == 1.0 or selected <= 0:
+        return 1.0 if selected > 0 else 0.0
+    return -math.expm1(selected * math.log1p(-1.0 / reuse))
+
+
+class LoadedCosts:
+    """The per-step costs of the module docstring for one cost model, its closed-form
+    evaluations memoized per integer round shape (the policy's per-round cost stays small).
+
+    Args:
+        cm: the run's :class:`CostModel`.
+    """
+
+    def __init__(self, cm: CostModel) -> None:
+        self.cm = cm
+        self._memo: dict[tuple, Phases] = {}
+
+    def phases(self, option: str, src: str, dst: str, total_blocks: int,
+               batch: int) -> Phases:
+        """The closed form's phases of ``option`` for a round moving ``total_blocks`` blocks
+        for ``batch`` queries (``total_blocks / batch`` per query; memoized)."""
+        key = (option, src, dst, total_blocks, batch)
+        got = self._memo.get(key)
+        if got is None:
+            got = self._memo[key] = self.cm.option(option, src, dst, total_blocks / batch,
+                                                   batch)
+        return got
+
+    def at(self, option: str, src: str, dst: str, blocks: float, batch: int) -> Phases:
+        """Phases at ``blocks`` per query (fractional: linear between the integer numbers of
+        blocks the round moves in all; at least one block)."""
+        x = max(blocks * batch, 1.0)
+        lo = math.floor(x)
+        a = self.phases(option, src, dst, lo, batch)
+        w = x - lo
+        if w <= 0:
+            return a
+        b = self.phases(option, src, dst, lo + 1, batch)
+        return Phases(*(u + w * (v - u) for u, v in zip(
+            (a.probe, a.transfer, a.compute, a.ret, a.merge),
+            (b.probe, b.transfer, b.compute, b.ret, b.merge), strict=True)))
+
+    @staticmethod
+    def round_blocks(blocks: float, batch: int, reuse: float) -> tuple[float, float]:
+        """(chance a step needs a round, new blocks per query when it does) for ``batch``
+        queries selecting ``blocks`` each, copies used ``reuse`` times (module docstring)."""
+        chance = round_probability(batch * blocks, reuse)
+        return chance, (blocks / (reuse * chance) if chance > 0 else 0.0)
+
+    def step_time(self, option: str, src: str, dst: str, blocks: float, batch: int,
+                  reuse: float = 1.0, owner_backlog_time: float = 0.0,
+                  home_backlog_time: float = 0.0, slow_time: float = 0.0) -> float:
+        """Expected cost [s] per step of ``option`` for ``batch`` queries selecting ``blocks``
+        blocks each on owner ``dst`` (module docstring)."""
+        if option not in OPTIONS:
+            raise UserError(f"option {option!r}: give one of {', '.join(OPTIONS)}")
+        if option == "route":
+            p = self.at("route", src, dst, blocks, batch)
+            owner_wait = max(0.0, owner_backlog_time - (p.probe + p.transfer))
+            issued = p.probe + p.transfer + owner_wait + p.compute + p.ret + slow_time
+            return p.total + owner_wait + slow_time + max(0.0, home_backlog_time - issued)
+        chance, k = self.round_blocks(blocks, batch, reuse)
+        if chance <= 0:
+            return 0.0
+        p = self.at(option, src, dst, k, batch)
+        slow = slow_time * min(1.0, k / blocks)
+        issued = p.probe + p.transfer + slow
+        return chance * (p.total + slow + max(0.0, home_backlog_time - issued))
+
+    def totals(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
+               owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
+               slow_times: dict[str, float] | None = None,
+               options: tuple[str, ...] = OPTIONS) -> dict[str, float]:
+        """:meth:`step_time` of each of ``options``."""
+        slow = slow_times or {}
+        return {o: self.step_time(o, src, dst, blocks, batch, reuse, owner_backlog_time,
+                                  home_backlog_time, slow.get(o, 0.0)) for o in options}
+
+    def decide(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
+               owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
+               slow_times: dict[str, float] | None = None,
+               options: tuple[str, ...] = OPTIONS) -> str:
+        """The cheapest of ``options`` per step (ties: route, fetch, local)."""
+        if not options:
+            raise UserError(f"options {options!r}: give at least one of {', '.join(OPTIONS)}")
+        t = self.totals(src, dst, blocks, batch, reuse, owner_backlog_time, home_backlog_time,
+                        slow_times, options)
+        return min((o for o in OPTIONS if o in t), key=lambda o: (t[o], OPTIONS.index(o)))
+

@@ -1,0 +1,186 @@
+"""``adaptive``: expected reuse and the owner's load through the closed form under load — the
+old predicate when nothing is reused and nobody is busy, the closed form's answer when the reuse
+and the queue are known, and counters the engine keeps exactly."""
+
+import numpy as np
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import topologies
+from simulator import run
+from simulator.costmodel import CostModel
+from simulator.costmodel.loaded import LoadedCosts
+from simulator.network import Fabric
+from simulator.policies import Observed, PolicyContext, Round, get
+from simulator.policies.adaptive import PRIOR_COPIES, Adaptive, expected_reuse, repicks
+from simulator.policies.fetch import Fetch
+from simulator.policies.observed import WINDOW, FabricLoad
+from simulator.testing.invariants import check_run, small_cases, small_scenario
+from workloads.schema import make_trace
+
+G = topologies.build("dgx_h100", nodes=2)
+CM = CostModel("deepseek-v3.2", G, "ibgda")
+NAMES = list(topologies.gpus(G))
+HOME, NEAR, FAR = "n0/gpu0", "n0/gpu5", "n1/gpu3"
+
+
+def observed(free_at=None, links=None) -> Observed:
+    """Counters as an engine starts them; every stream idle unless ``free_at`` says."""
+    return Observed(NAMES, free_at or (lambda g, at: 0.0), links=links)
+
+
+def context(obs, fabric=None) -> PolicyContext:
+    return PolicyContext(CM, fabric, G, np.random.default_rng(0), obs)
+
+
+@settings(max_examples=40)
+@given(st.sampled_from([NEAR, FAR]), st.integers(1, 300), st.integers(1, 24),
+       st.floats(0.0, 1.0))
+def test_with_reuse_one_and_idle_streams_it_is_the_old_predicate(owner, k, b, now):
+    rnd = Round(HOME, owner, 0, b, k, k, now)
+    old = get("adaptive_static").choose(context(None), rnd)
+    # reuse forced to 1, streams idle, an idle fabric …
+    env = simpy.Environment()
+    idle = FabricLoad(Fabric(env, G, "ibgda"), CM.path_rate)
+    assert Adaptive(reuse=1.0).choose(context(observed(links=idle)), rnd) == old
+    # … and the estimate itself, when nothing says a copy would be used again (no copies
+    # made, no steps left): the same answer
+    assert expected_reuse(observed(), rnd) == 1.0
+    assert Adaptive().choose(context(observed()), rnd) == old
+    # without observations at all (a policy context built by hand) it falls back to R = 1
+    assert Adaptive().choose(context(None), rnd) == old
+
+
+@pytest.mark.parametrize("owner", [NEAR, FAR])
+def test_a_known_reuse_and_a_known_queue_give_the_closed_forms_choice(owner):
+    # the truth is set by hand: copies of this owner's blocks were each used R times here,
+    # and the owner's stream is busy for Q seconds; adaptive must pick what the closed form
+    # under load (and, by hand, its phases) picks with those values
+    seen = set()
+    lc = LoadedCosts(CM)
+    for k, b in ((2, 1), (32, 1), (32, 8), (200, 4)):
+        route = CM.route(HOME, owner, k, b)
+        for R in (1.0, 1.5, 3.0, 10.0, 100.0, 1e4):
+            for Q in (0.0, 1e-5, 1e-4, 1e-3, 1e-1):
+                obs = observed(lambda g, at, Q=Q: Q + 5.0 if NAMES[g] == owner else 0.0)
+                h, o = obs.pair(HOME, owner)
+                obs.copies[h, o] = 1e12  # so much evidence that the prior does not count
+                obs.hits[h, o] = 1e12 * (R - 1.0)
+                rnd = Round(HOME, owner, 0, b, k, k, 5.0)
+                assert expected_reuse(obs, rnd) == pytest.approx(R, rel=1e-9)
+                got = Adaptive().choose(context(obs), rnd)
+                # the closed form with those values: route every step, waiting for the queue
+                # past its message; fetch and local a round only when a block is new, moving
+                # the new ones (simulator.costmodel.loaded, checked by hand in its tests)
+                t = lc.totals(HOME, owner, k, b, reuse=R, owner_backlog_time=Q)
+                wait = max(0.0, Q - route.probe - route.transfer)
+                assert t["route"] == pytest.approx(route.total + wait, rel=1e-12)
+                if R == 1.0:
+                    assert t["fetch"] == pytest.approx(CM.fetch(HOME, owner, k, b).total)
+                assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_backlog_time=Q)
+                seen.add(got)
+    assert {"route", "fetch"} <= seen  # the cases discriminate
+
+
+def test_repicks_known_answers():
+    # a query that reads its whole context every step selects the block every later step
+    assert repicks(0.3, 1.0, 50) == 50
+    # persistence equal to the stationary share: no memory, m·π
+    assert repicks(0.25, 0.25, 40) == pytest.approx(10.0)
+    # fully persistent selections: every later step
+    assert repicks(1.0, 0.1, 7) == pytest.approx(7.0)
+    # no steps left: no later use
+    assert repicks(0.5, 0.1, 0) == 0.0
+    # the two-state chain: m·π + (1 − π)·λ(1 − λ^m)/(1 − λ), λ = (s − π)/(1 − π)
+    s, pi, m = 0.45, 0.03, 100
+    lam = (s - pi) / (1 - pi)
+    assert repicks(s, pi, m) == pytest.approx(m * pi + (1 - pi) * lam * (1 - lam**m) / (1 - lam))
+
+
+def test_expected_reuse_blends_the_prior_with_what_copies_earned():
+    obs = observed()
+    h, o = obs.pair(HOME, FAR)
+    rnd = Round(HOME, FAR, 0, 1, 32, 32, 0.0)
+    obs.selections(1000, 450)
+    obs.step(h, None, None, 1, remaining_tokens=101.0, select_share=0.03, copy_room=5000,
+             copies_held=100)
+    prior = 1.0 + repicks(0.45, 0.03, 100.0)
+    assert expected_reuse(obs, rnd) == pytest.approx(prior)
+    # copies that earned 19 uses each, as much evidence as the prior: halfway
+    obs.copied(h, o, int(PRIOR_COPIES))
+    obs.hits[h, o] = 18.0 * PRIOR_COPIES
+    assert expected_reuse(obs, rnd) == pytest.approx((prior + 19.0) / 2)
+    # no room for copies at home: the prior expects no later use
+    obs2 = observed()
+    obs2.step(h, None, None, 1, 101.0, 0.03, copy_room=0, copies_held=0)
+    assert expected_reuse(obs2, rnd) == 1.0
+    # room for fewer than the round's blocks: copies survive in proportion
+    obs2.step(h, None, None, 1, 101.0, 0.03, copy_room=64, copies_held=48)
+    assert expected_reuse(obs2, rnd) == pytest.approx(1.0 + repicks(0.0, 0.03, 100.0) * 64 / 80)
+
+
+def test_observed_counters_decay_but_keep_their_ratio():
+    obs = observed(lambda g, at: 3.0)
+    obs.copied(0, 1, 1000)
+    obs.step(0, np.eye(len(NAMES))[1] * 3000.0, np.eye(len(NAMES))[1] * 3500.0, 2, 5.0, 0.1,
+             10, 0)
+    assert obs.selected_blocks(0, 1, 2) == 1750.0 and obs.queries[0] == 2
+    assert obs.copies[0, 1] + obs.hits[0, 1] <= WINDOW
+    assert obs.hits[0, 1] / obs.copies[0, 1] == pytest.approx(3.0)
+    assert obs.backlog_time(NAMES[0], 1.0) == 2.0 and obs.backlog_time(NAMES[0], 4.0) == 0.0
+    assert obs.stability() == 0.0
+    obs.selections(10, 4)
+    assert obs.stability() == pytest.approx(0.4)
+
+
+class ObservedFetch(Fetch):
+    """``fetch`` that asks the engine for observations (to check what the engine counts)."""
+
+    name = "observed_fetch"
+    observes = True
+    seen: list = []
+
+    def choose(self, ctx, rnd):
+        self.seen.append(ctx.observed)
+        return "fetch"
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_the_engine_counts_copies_and_their_uses_exactly(engine):
+    # one query reading its whole context each step (dense selection), half of its blocks on
+    # the other GPU: the first step fetches each remote block once per layer slot, every later
+    # step uses those copies instead of a round
+    sc = small_scenario("single_node:gpus=2", scheme="hash", layer_groups=2)
+    sc = sc.with_changes(model=type(sc.model)(name="deepseek-v3.2", selection="dense"))
+    out = 6
+    trace = make_trace(arrival_at=[0.0], input_tokens=[40 * 64], output_tokens=[out],
+                       block_ids=[list(range(40))], block_tokens=64)
+    pol = ObservedFetch()
+    pol.seen.clear()
+    res = run(sc, pol, trace=trace, engine=engine)
+    assert res.summary["engine"] == engine
+    obs = pol.seen[-1]
+    rounds = res.rounds
+    assert set(rounds["option"].astype(str)) == {"fetch"}
+    assert set(rounds["iteration"]) == {1}  # the first decode step fetches, no later one
+    home, owner = obs.pair(str(rounds["src"].iloc[0]), str(rounds["owner"].iloc[0]))
+    copies = float(rounds["distinct_blocks"].sum())  # per (block, slot)
+    assert obs.copies[home, owner] == copies
+    decode_steps = out - 1  # the first token comes with the prefill
+    assert obs.hits[home, owner] == copies * (decode_steps - 1)
+    # the last step selected every remote block in every slot, all of them copies by then
+    assert obs.selected[home, owner] == copies == obs.selected.sum()
+    assert obs.selected_blocks(home, owner, 1) == copies / obs.slots
+    assert obs.hits.sum() == obs.hits[home, owner]
+    assert obs.stability() == 1.0  # the same blocks every step
+    assert obs.steps[home] == decode_steps
+
+
+@settings(max_examples=6)
+@given(case=small_cases())
+def test_adaptive_keeps_every_invariant(case):
+    scenario, trace = case
+    res = run(scenario, "adaptive", trace=trace, check_invariants=True)
+    check_run(res, trace)
