@@ -19,6 +19,15 @@ keeps the figures measured so far and where the time goes.
     .venv/bin/python benchmarks/bench_engine.py                          # full (hours on 1 core)
     .venv/bin/python benchmarks/bench_engine.py --requests 200,400 --layer-groups 8
     .venv/bin/python benchmarks/bench_engine.py --jobs 6 --json out.json  # one process per run
+    .venv/bin/python benchmarks/bench_engine.py --engine fast,exact --requests 300
+    .venv/bin/python benchmarks/bench_engine.py --cluster --budget 600   # scenarios/cluster_1024
+
+``--engine`` names the engines to run (``exact``, ``fast`` or both; each run says which engine
+made it, and a fast run that fell back says so). ``--cluster`` runs
+``scenarios/cluster_1024.toml`` per policy on the fast engine, printing the simulated time
+reached every 30 wall-seconds, and stops a run after ``--budget`` wall-seconds: it reports the
+simulated seconds reached, simulated seconds per wall-minute, decode tokens per wall-second and
+the peak resident memory (the targets: 60 simulated seconds in 10 min and 8 GB per policy).
 
 Runs are independent, so ``--jobs N`` runs N of them at once in separate processes (use only
 on a machine with N free cores; events/s are per process).
@@ -69,12 +78,12 @@ class _Progress:
                   f"{now - self.t0:,.0f} s", file=sys.stderr, flush=True)
 
 
-def one(args: tuple[str, int, int, int]) -> dict:
-    """Run one (policy, requests, layer_groups, seed); return its speed figures."""
+def one(args: tuple[str, int, int, int, str]) -> dict:
+    """Run one (policy, requests, layer_groups, seed, engine); return its speed figures."""
     from simulator.runner import load_trace, run
     from simulator.scenario import EngineSpec, Scenario
 
-    policy, requests, groups, seed = args
+    policy, requests, groups, seed, engine = args
     sc = Scenario.load(SCENARIO)
     sc = sc.with_changes(engine=EngineSpec(max_batch=sc.engine.max_batch, layer_groups=groups,
                                            duration=None, max_requests=requests))
@@ -85,7 +94,8 @@ def one(args: tuple[str, int, int, int]) -> dict:
     share = float(trace["output_tokens"].sum()) / float(whole["output_tokens"].sum())
     raw = raw_simpy_rate()
     t = time.perf_counter()
-    res = run(sc, policy, seed, trace=trace, progress=_Progress(f"{policy} {len(trace)}", t))
+    res = run(sc, policy, seed, trace=trace, engine=engine,
+              progress=_Progress(f"{policy} {engine} {len(trace)}", t))
     wall = time.perf_counter() - t
     s = res.summary
     # the fewest SimPy events an exact replay of the same run needs: a message's arrival must
@@ -94,7 +104,8 @@ def one(args: tuple[str, int, int, int]) -> dict:
     messages = 2 * sum(n for o, n in s["options"].items() if o in ("route", "fetch"))
     min_events = messages + len(res.iterations)
     return {
-        "policy": policy, "requests": len(trace), "layer_groups": groups, "wall_time": wall,
+        "policy": policy, "engine": s.get("engine", "exact"), "requests": len(trace),
+        "layer_groups": groups, "wall_time": wall,
         "events": s["events"], "events_per_s": s["events"] / wall,
         "raw_simpy_events_per_s": raw, "ratio_to_raw": s["events"] / wall / raw,
         "decode_tokens": s["decode_tokens"], "tokens_per_wall_s": s["decode_tokens"] / wall,
@@ -118,11 +129,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     ap.add_argument("--json", dest="json_path", default=None, help="also write results here")
+    ap.add_argument("--engine", default="exact", help="comma-separated: exact, fast")
+    ap.add_argument("--cluster", action="store_true", help="scenarios/cluster_1024.toml instead")
+    ap.add_argument("--budget", type=float, default=600.0,
+                    help="--cluster: wall seconds per policy before a run is stopped")
     a = ap.parse_args()
-    runs = [(p, int(n), a.layer_groups, a.seed) for n in a.requests.split(",")
-            for p in a.policies.split(",")]
+    if a.cluster:
+        cluster(a.policies.split(","), a.budget, a.seed, a.json_path)
+        return
+    runs = [(p, int(n), a.layer_groups, a.seed, e) for n in a.requests.split(",")
+            for p in a.policies.split(",") for e in a.engine.split(",")]
     print(f"raw SimPy (this process): {raw_simpy_rate():,.0f} events/s")
-    hdr = (f"{'policy':<9}{'requests':>9}{'groups':>7}{'wall s':>9}{'events':>13}"
+    hdr = (f"{'policy':<9}{'engine':>7}{'requests':>9}{'groups':>7}{'wall s':>9}{'events':>13}"
            f"{'events/s':>10}{'raw %':>7}{'tokens/s':>10}{'µs/tok':>8}{'floor s':>9}{'sim s':>9}{'whole s':>9}"
            f"{'peak GB':>9}")
     print(hdr)
@@ -134,7 +152,7 @@ def main() -> None:
         results = map(one, runs)
     for r in results:
         out.append(r)
-        print(f"{r['policy']:<9}{r['requests']:>9}{r['layer_groups']:>7}{r['wall_time']:>9.1f}"
+        print(f"{r['policy']:<9}{r['engine']:>7}{r['requests']:>9}{r['layer_groups']:>7}{r['wall_time']:>9.1f}"
               f"{r['events']:>13,}{r['events_per_s']:>10,.0f}{100 * r['ratio_to_raw']:>7.1f}"
               f"{r['tokens_per_wall_s']:>10,.0f}{1e6 * r['wall_time_per_token']:>8.1f}"
               f"{r['simpy_floor_time']:>9.1f}{r['sim_time']:>9.1f}"
@@ -142,6 +160,67 @@ def main() -> None:
               flush=True)
     if a.json_path:
         Path(a.json_path).write_text(json.dumps(out, indent=2) + "\n")
+
+
+class _OverBudget(Exception):
+    """A cluster run used up its wall-clock budget."""
+
+
+def cluster(policies: list[str], budget_time: float, seed: int, json_path: str | None) -> None:
+    """Run scenarios/cluster_1024.toml per policy on the fast engine (see the module doc)."""
+    from simulator.engine.fast import FastRun
+    from simulator.policies import get
+    from simulator.runner import load_trace
+    from simulator.scenario import Scenario
+
+    sc = Scenario.load(ROOT / "scenarios" / "cluster_1024.toml")
+    t = time.perf_counter()
+    trace = load_trace(sc, seed)
+    print(f"cluster_1024: {len(trace):,} requests, {int(trace['output_tokens'].sum()):,} output "
+          f"tokens, trace in {time.perf_counter() - t:.1f} s; raw SimPy "
+          f"{raw_simpy_rate():,.0f} events/s", flush=True)
+    out = []
+    for policy in policies:
+        t0 = time.perf_counter()
+        run = FastRun(sc, get(policy), seed, trace, None)
+        built = time.perf_counter() - t0
+        env = run.env
+        state = {"next": t0 + 30.0}
+
+        def watch(env=env, run=run, state=state, t0=t0, policy=policy):
+            while True:
+                yield env.timeout(0.05)
+                now = time.perf_counter()
+                if now >= state["next"]:
+                    state["next"] = now + 30.0
+                    print(f"[{policy}] {env.now:6.2f} simulated s after {now - t0:5.0f} s; "
+                          f"{int(run.req.gen.sum()):,} tokens; {run.req.finished:,} requests "
+                          f"finished", file=sys.stderr, flush=True)
+                if now - t0 > budget_time:
+                    raise _OverBudget
+
+        env.process(watch())
+        stopped = False
+        try:
+            res = run.execute()
+            sim, tokens = res.summary["sim_time"], res.summary["decode_tokens"]
+        except _OverBudget:
+            stopped = True
+            sim, tokens = env.now, float(run.req.gen.sum())
+        wall = time.perf_counter() - t0
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        row = {"policy": policy, "engine": "fast", "stopped": stopped, "wall_time": wall,
+               "build_time": built, "sim_time": sim, "decode_tokens": tokens,
+               "sim_s_per_wall_min": 60 * sim / wall, "tokens_per_wall_s": tokens / wall,
+               "peak_rss_bytes": rss}
+        out.append(row)
+        print(f"{policy:<9} {'stopped at budget' if stopped else 'done':<18} wall {wall:7.1f} s "
+              f"(build {built:.1f} s)  simulated {sim:6.2f} s  "
+              f"{row['sim_s_per_wall_min']:.2f} sim s / wall min  "
+              f"{row['tokens_per_wall_s']:,.0f} tokens/s  peak {rss / 1e9:.2f} GB", flush=True)
+        del run
+    if json_path:
+        Path(json_path).write_text(json.dumps(out, indent=2) + "\n")
 
 
 if __name__ == "__main__":

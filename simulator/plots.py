@@ -268,14 +268,18 @@ FIGURES = {
 
 def write_all(results: dict, out_dir: str | Path) -> tuple[list[Path], dict[str, str]]:
     """Save every figure of :data:`FIGURES` that has something to show into ``out_dir`` (which
-    must exist); returns the files written and ``{file: why it was skipped}``."""
+    must exist), each labelled with the engine that made the records; returns the files written
+    and ``{file: why it was skipped}``."""
     out, skipped = [], {}
+    engines = sorted({getattr(r, "summary", {}).get("engine", "exact") for r in results.values()})
     for name, (make, why_not) in FIGURES.items():
         reason = why_not(results)
         if reason is not None:
             skipped[name] = reason
             continue
         fig = make(results)
+        fig.text(0.995, 0.005, f"{' + '.join(engines)} engine", ha="right", va="bottom",
+                 fontsize=7, color="0.4")  # which engine made the records
         target = Path(out_dir) / name
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format="png", dpi=110)

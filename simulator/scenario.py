@@ -29,7 +29,8 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
                  reserve_fraction = 0.1; weights_per_gpu = <bytes, optional>;
                  host_tier = true; host_capacity = <bytes>; reuse = "prefix" | "span" | "none"
     [engine]     max_batch = 64; layer_groups = 0 (0 = every layer simulated);
-                 duration = <simulated s>; max_requests = <int>
+                 duration = <simulated s>; max_requests = <int>;
+                 mode = "exact" | "fast" (the decode-loop engine; simulator.runner)
     [serving]    max_num_batched_tokens = 8192; max_num_seqs = <[engine] max_batch>;
                  chunked_prefill = true; kv_allocation = "on_demand" | "reserve";
                  cuda_graphs = true; step_overhead_time = <s>
@@ -55,6 +56,7 @@ from simulator.errors import UserError
 
 STACK_NAMES = ("ideal", "nccl", "ibgda")
 SELECTIONS = ("auto", "dense", "dsa", "nsa")
+ENGINE_MODES = ("exact", "fast")
 SCHEMES = ("first_writer", "hash", "range", "repo_affinity", "replicate")
 HOME_RULES = ("least_loaded", "repo_affinity")
 REUSE_RULES = ("prefix", "span", "none")
@@ -161,12 +163,15 @@ class EngineSpec:
             standing for layers / G identical ones (exact when rates are stationary).
         duration: stop admitting/simulating after this much simulated time [s] (None = no limit).
         max_requests: replay only the first N requests (None = all).
+        mode: ``"exact"`` (an event per message and layer) or ``"fast"`` (an event per decode
+            step, held to the exact engine by a validation suite); see :mod:`simulator.runner`.
     """
 
     max_batch: int = 64
     layer_groups: int = 0
     duration: float | None = None
     max_requests: int | None = None
+    mode: str = "exact"
 
 
 def _default_serving():
@@ -543,7 +548,8 @@ class _Validator:
 
     def engine(self, data: Mapping) -> EngineSpec:
         sec = self.section(
-            data, "engine", ("max_batch", "layer_groups", "duration", "max_requests"), False
+            data, "engine", ("max_batch", "layer_groups", "duration", "max_requests", "mode"),
+            False
         )
         return EngineSpec(
             max_batch=self.get(sec, "engine", "max_batch", int, 64, check=lambda b: b >= 1,
@@ -554,6 +560,7 @@ class _Validator:
                               hint="use simulated seconds > 0"),
             max_requests=self.get(sec, "engine", "max_requests", int, None,
                                   check=lambda n: n >= 1, hint="use a count >= 1"),
+            mode=self.choice(sec, "engine", "mode", ENGINE_MODES, "exact"),
         )
 
 

@@ -24,9 +24,19 @@ def rows():
 
 
 def test_measured_sizes_take_their_measured_time():
+    """Each measured size takes its measured time, or the longest time measured for a smaller
+    copy where the small-copy medians wander on the launch floor (4 KiB h2d: 20.74 µs measured,
+    21.07 µs for 1 KiB)."""
     model = host_copy_time()
-    for direction, nbytes, t in rows():
-        assert model.time(direction, nbytes) == pytest.approx(t, rel=1e-12)
+    floor = {"h2d": 0.0, "d2h": 0.0}
+    raised = 0
+    for direction, nbytes, t in sorted(rows(), key=lambda r: (r[0], r[1])):
+        want = max(t, floor[direction])
+        raised += want > t
+        floor[direction] = want
+        assert model.time(direction, nbytes) == pytest.approx(want, rel=1e-12)
+    assert 0 < raised <= 6  # only launch-floor rows (≤ 256 KiB) are raised
+    assert model.time("h2d", 4096) == pytest.approx(2.1072e-05, rel=1e-12)
 
 
 def test_between_rows_log_log_interpolation_and_beyond_the_tail_rate():

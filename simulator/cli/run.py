@@ -4,7 +4,10 @@
                  [--seed N] [--skip-bad] [--json]
 
 SCENARIO is a ``.toml`` file or the name of a shipped scenario (``lamina_llama3_70b``), found
-from any folder; without it the embedded default, ``scenarios/agentic_repo.toml``, runs.
+from any folder; without it the embedded default, ``scenarios/agentic_cluster.toml`` (64 GPUs,
+~1,070 requests, route / fetch / adaptive on the fast engine), runs. ``--engine exact|fast``
+overrides the scenario's ``[engine] mode``; record files carry an ``engine`` column, and the
+table, the plots, ``summary.json`` and the manifest say which engine made a result.
 
 Everything that can be checked is checked before any work, each failure one line naming the
 file, field or option (:mod:`simulator.cli.main`): the scenario (:mod:`simulator.scenario`),
@@ -43,15 +46,18 @@ JSON_KEYS = (
 #: Extra keys of disaggregation runs (Lamina-style comparison at equal cost).
 EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "model_pool_idle",
               "attention_pool_idle")
-#: The engine every per-round policy runs on (issue 14 adds a second).
-ENGINE = "exact"
+#: Which engine made a policy's result, and why it fell back to the exact one if it did.
+ENGINE_KEYS = ("engine", "engine_fallback")
+#: The scenario ``kvfabric run`` runs without one (the earlier default, for the exact engine
+#: and the tests, is ``agentic_repo.toml``).
+DEFAULT_SCENARIO = "agentic_cluster.toml"
 
 
 def default_scenario() -> Path:
-    """The embedded default scenario: ``agentic_repo.toml`` of the shipped scenarios."""
+    """The embedded default scenario: :data:`DEFAULT_SCENARIO` of the shipped scenarios."""
     from simulator.scenario import shipped_dir
 
-    return shipped_dir() / "agentic_repo.toml"
+    return shipped_dir() / DEFAULT_SCENARIO
 
 
 def resolve_scenario(arg: str | None) -> Path:
@@ -93,11 +99,12 @@ def _policies(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def run_policies(scenario, policies, seed, progress=None, *, skip_bad: bool = False,
-                 trace=None):
+                 trace=None, engine=None):
     """Run ``scenario`` for each policy (trace loaded once); returns ``{policy: Result}``.
 
     ``progress(policy, finished, total)`` is called as requests finish; ``skip_bad`` skips
-    (and counts) trace lines that do not parse; ``trace``: already loaded.
+    (and counts) trace lines that do not parse; ``trace``: already loaded; ``engine``
+    overrides the scenario's ``[engine] mode``.
     """
     from simulator.runner import load_trace, run
 
@@ -106,7 +113,7 @@ def run_policies(scenario, policies, seed, progress=None, *, skip_bad: bool = Fa
     out = {}
     for p in policies:
         cb = None if progress is None else (lambda done, total, p=p: progress(p, done, total))
-        out[p] = run(scenario, p, seed, trace=trace, progress=cb)
+        out[p] = run(scenario, p, seed, trace=trace, progress=cb, engine=engine)
     return out
 
 
@@ -143,6 +150,7 @@ def write_outputs(results: dict, out_dir: Path, scenario_name: str
                     if isinstance(df[col].dtype, pd.CategoricalDtype):
                         df[col] = df[col].astype(str)
                 df.insert(0, "policy", policy)
+                df.insert(1, "engine", res.summary.get("engine", "exact"))
                 frames.append(df)
         frames = [f for f in frames if len(f)] or frames[:1]
         written.append(write_parquet(pd.concat(frames, ignore_index=True),
@@ -158,11 +166,12 @@ def write_outputs(results: dict, out_dir: Path, scenario_name: str
     return written + figures, skipped
 
 
-def manifest(scenario, path: Path, seed: int, policies) -> dict:
+def manifest(scenario, path: Path, seed: int, policies, results: dict) -> dict:
     """What made a result (:mod:`simulator.cli.output` adds files, time and version)."""
+    engines = {p: r.summary.get("engine", "exact") for p, r in results.items()}
     return {"scenario": {"name": scenario.name, "source": str(path.resolve()),
                          "sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
-            "seed": seed, "policies": list(policies), "engine": ENGINE}
+            "seed": seed, "policies": list(policies), "engine": engines}
 
 
 @click.command("run")
@@ -179,8 +188,10 @@ def manifest(scenario, path: Path, seed: int, policies) -> dict:
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) trace lines that do not parse.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--no-write", is_flag=True, help="Do not write records or plots.")
+@click.option("--engine", "engine", default=None, type=click.Choice(["exact", "fast"]),
+              help="Decode-loop engine (default: the scenario's [engine] mode).")
 def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
-        no_write) -> None:
+        no_write, engine) -> None:
     """Run SCENARIO (a .toml file or a shipped name) for one or more policies and compare."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -211,11 +222,12 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
             def progress(policy, done, total):
                 bar.update(tasks[policy], completed=done, total=total)
 
-            results = run_policies(scenario, policies, seed, progress, trace=trace)
+            results = run_policies(scenario, policies, seed, progress, trace=trace,
+                                   engine=engine)
         written, skipped = [], {}
         if folder is not None:
             written, skipped = write_outputs(results, folder.path, scenario.name)
-            folder.commit(manifest(scenario, path, seed, policies))
+            folder.commit(manifest(scenario, path, seed, policies, results))
     except BaseException:
         if folder is not None:
             folder.discard()
@@ -237,7 +249,8 @@ def _report(results, name, seed, target, written, skipped, as_json, err) -> None
         payload = {
             "scenario": name, "seed": seed,
             "policies": {p: _clean({k: r.summary[k]
-                                    for k in JSON_KEYS + EXTRA_KEYS if k in r.summary})
+                                    for k in JSON_KEYS + EXTRA_KEYS + ENGINE_KEYS
+                                    if k in r.summary})
                          for p, r in results.items()},
             "notes": run_notes, "plots_skipped": skipped,
             "out": str(target) if target is not None else None,
@@ -255,6 +268,10 @@ def _report(results, name, seed, target, written, skipped, as_json, err) -> None
             err.print(f"note: {p}: {line}", highlight=False, soft_wrap=True)
     for file, reason in skipped.items():
         err.print(f"skipped {file}: {reason}", highlight=False, soft_wrap=True)
+    for p, r in results.items():
+        if "engine_fallback" in r.summary:
+            err.print(f"{p}: ran on the exact engine ({r.summary['engine_fallback']})",
+                      highlight=False, soft_wrap=True)
     if written:
         err.print(f"wrote {len(written) + 1} files to {target}/", highlight=False,
                   soft_wrap=True)
@@ -265,7 +282,8 @@ def _table(name: str, seed: int, results: dict):
 
     from simulator.units import fmt_bytes, fmt_time
 
-    t = Table(title=f"{name} (seed {seed})")
+    engines = sorted({r.summary.get("engine", "exact") for r in results.values()})
+    t = Table(title=f"{name} (seed {seed}, {' + '.join(engines)} engine)")
     for col in ("policy", "done", "TTFT p50", "TTFT p99", "TBT p50", "TBT p99", "tokens/s",
                 "bytes moved", "cf err p50", "cf err p99", "wall", "events"):
         t.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)

@@ -1,7 +1,12 @@
-"""The decode-loop engine: replay a workload round by round on the simulated cluster.
+"""The decode-loop engines: replay a workload on the simulated cluster, round by round or step by
+step.
 
 - :mod:`~simulator.engine.exact` — the exact engine (:func:`simulate`): per-GPU continuous
   batching, one SimPy chain of messages and kernels per (iteration, layer, owner) round;
+- :mod:`~simulator.engine.fast` — the fast engine: the same run with each decode step composed
+  at once (one SimPy event per GPU step), over work calendars for GPU streams
+  (:mod:`~simulator.engine.fast_streams`) and links (:mod:`~simulator.engine.fast_links`); held
+  to the exact engine by ``benchmarks/validate_fast.py``;
 - :mod:`~simulator.engine.admission` — requests' life: arrival, home, admission, prefill,
   growth, retirement (:class:`Admission`, a part the run holds);
 - :mod:`~simulator.engine.reuse` — which prompt blocks a prefill reuses (prefix, span, none) and

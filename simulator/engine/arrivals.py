@@ -49,6 +49,9 @@ class Arrivals:
                 dt = self.arrival[r] - env.now
                 if dt > 0:
                     yield env.timeout(dt)
+                    # the clock reaches ``now + dt``, which can differ from the trace time by
+                    # an ulp: the request enters on the one clock, so the record says when
+                    self.arrival[r] = env.now
                 self.deliver(r)
             return
         for r in range(n):

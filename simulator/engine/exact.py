@@ -261,6 +261,9 @@ class _Run:
                     at = env.now
             decoding = plan.decode
             if decoding:
+                if na_layer is None:
+                    na_layer = self._na(g, len(decoding))
+                na_layer += self._indexer(g, decoding)
                 yield from self._decode(g, decoding, iteration, na_layer, at)
                 for r in decoding:
                     gen[r] += 1
@@ -299,6 +302,14 @@ class _Run:
                 logits=logits) / self.arch.layers
         return t
 
+    def _indexer(self, g: int, reqs: list[int]) -> float:
+        """The DSA indexer's pass per layer over each decoding query's whole context [s] (0 for
+        models without one, or run with dense selection)."""
+        if not self.indexer:
+            return 0.0
+        ctx = float((self.req.inp[reqs] + self.req.gen[reqs]).mean())
+        return self.kernels.indexer_time(self.gpus[g].spec, self.arch, len(reqs), ctx)
+
     def _chunk_work(self, g: int, sched, plan) -> tuple[float, float]:
         """(the prefill chunks' share of the step [s], their attention per layer [s]): each chunk
         attends its own tokens and the context computed (or reused) before it."""
@@ -330,9 +341,6 @@ class _Run:
         self.dir.touch(g, dense[valid], env.now)
         if na_layer is None:
             na_layer = self._na(g, B)
-        if self.indexer:  # the DSA indexer scores each query's whole context, every layer
-            ctx = float((self.req.inp[reqs] + self.req.gen[reqs]).mean())
-            na_layer += self.kernels.indexer_time(self.gpus[g].spec, self.arch, B, ctx)
         # where every selected block is, for all slots at once (copies made by this step's
         # rounds are for the slot that made them, so they cannot change another slot's answer)
         if self.policy.colocated:
@@ -427,6 +435,7 @@ class _Run:
             env.process(self._gpu_loop(g))
         duration = self.sc.engine.duration
         env.run(until=duration) if duration is not None else env.run()
+        self._finish_run()
         wall = time.perf_counter() - wall0
         events = next(env._eid)  # SimPy's event counter: every event ever scheduled
         req = self.req
@@ -435,3 +444,7 @@ class _Run:
             if unfinished and not req.reason[r]:
                 req.reason[r] = NOT_FINISHED
         return collect(self, wall, events)
+
+    def _finish_run(self) -> None:
+        """Called when the clock stops, before the records are collected (a hook for engines
+        built on this run)."""

@@ -43,6 +43,10 @@ class StepData:
         self.S = len(slot_first)
         self.G = len(machine_of)
         self._flat_slot_cache: dict[tuple[int, int, int], tuple] = {}
+        # selected (block, slot) references the home does not hold: found among its copies, or
+        # not (a round, a host fetch or a recompute) — the summary's ``copy_hit_rate``
+        self.copy_hits = 0
+        self.copy_misses = 0
 
     def select(self, g: int, reqs: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Dense block indices ``(B, S, W)`` selected per query and slot, and the valid mask.
@@ -145,11 +149,14 @@ class StepData:
         tier = d.tier[flat]
         bits = d.copy_bits[g, :, 0][flat] if d.words == 1 and S <= 64 \
             else d.copy_bits[g][flat, word]
-        local = (holder == g) & (tier == kvcache.HBM)
-        local |= (bits & bit).astype(bool)
+        own = (holder == g) & (tier == kvcache.HBM)
+        local = own | (bits & bit).astype(bool)
         local &= vflat
         groups: list[list] = [[] for _ in range(S)]
         p = (vflat ^ local).nonzero()[0]  # valid and not local (local implies valid)
+        # copy hits: selected blocks the home does not hold itself but keeps a copy of
+        self.copy_hits += int(np.count_nonzero(local)) - int(np.count_nonzero(own & vflat))
+        self.copy_misses += len(p)
         if len(p) == 0:
             return local.reshape(B, S, W), groups
         idx = flat[p]

@@ -67,6 +67,10 @@ def collect(run, wall: float, events: int) -> Result:
                                 concurrency=run.sc.workload.concurrency)
     summary["policy"] = run.policy.name
     summary["seed"] = run.seed
+    refs = run.steps.copy_hits + run.steps.copy_misses
+    # the share of selected blocks held by another GPU (or a host, or dropped) that the home
+    # found among its own copies (fetched or recomputed before)
+    summary["copy_hit_rate"] = run.steps.copy_hits / refs if refs else float("nan")
     return Result(run.policy.name, run.seed, requests, rounds, links, gpus, iterations,
                   timeline, summary, fabric_bytes=run.fabric.bytes_delivered,
                   extras={"demoted": d.demoted, "dropped": d.dropped,

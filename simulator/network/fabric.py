@@ -376,6 +376,33 @@ class Fabric:
         rec = TransferRecord(f.src, f.dst, f.nbytes, f.issued_at, f.started_at, now, f.fid)
         self._deliver(f.done, rec, f.nbytes)
 
+    # -- messages timed outside the Fabric (the fast engine) ------------------------------------
+
+    def message_route(self, src: str, dst: str) -> tuple[float, float, tuple[int, ...], int]:
+        """``(delay_time [s], lone rate [B/s], link indices, route id)`` of a message from
+        ``src`` to ``dst`` (``src != dst``): overhead + latency, the rate a flow alone on its
+        links gets (``min(cap, bottleneck)``), the directed links it crosses (indices into
+        :attr:`link_bandwidth`) and its id for :meth:`record_messages`."""
+        route = self._route(src, dst)
+        rate = route.cap if route.cap <= route.bneck else route.bneck
+        return route.delay_time, rate, route.links, route.sid
+
+    @property
+    def link_bandwidth(self) -> list[float]:
+        """Line rate [B/s] of each directed link, by link index (read-only by convention)."""
+        return self._cap
+
+    def record_messages(self, route_ids, started_at, finished_at, nbytes) -> None:
+        """Account messages whose timing an engine computed itself (sequences of equal length):
+        each carried ``nbytes`` [B] over the links of its route id (:meth:`message_route`) from
+        ``started_at`` to ``finished_at`` [s] — one lone-flow record each (counters, link totals
+        and timeline). Schedules nothing."""
+        total = float(sum(nbytes))
+        self.bytes_sent += total
+        self.bytes_delivered += total
+        self.flows_completed += len(route_ids)
+        self._stats.intervals(route_ids, started_at, finished_at, nbytes)
+
     # -- introspection -------------------------------------------------------------------------
 
     def fair_share(self, src: str, dst: str) -> float:

@@ -126,6 +126,14 @@ class LinkStats:
         self.lo_end.append(end)
         self.lo_bytes.append(nbytes)
 
+    def intervals(self, routes, starts, ends, nbytes) -> None:
+        """Many :meth:`interval` records at once (sequences of route ids, starts, ends [s] and
+        bytes [B])."""
+        self.lo_route.extend(routes)
+        self.lo_start.extend(starts)
+        self.lo_end.extend(ends)
+        self.lo_bytes.extend(nbytes)
+
     def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
         """Spread per-route sums (last axis: anything) over the routes' links."""
         out = np.zeros((len(self.edges),) + per_route.shape[1:])

@@ -16,6 +16,7 @@ class Adaptive(Policy):
     """Per round, the option the closed form predicts fastest (static path costs)."""
 
     name = "adaptive"
+    pure = True  # the closed form's decision on the round's own fields (static path costs)
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
         return ctx.cost_model.decide(rnd.src, rnd.owner, blocks=rnd.blocks, batch=rnd.batch)

@@ -25,6 +25,11 @@ Class attributes a policy may set:
   that never routes declares so (``options = ("fetch",)``): no other GPU's kernel can then land
   on a home GPU's stream, and the engine computes runs of layers with nothing to exchange
   without an event each. Returning an undeclared option is an error;
+- ``pure = True`` — ``choose`` depends only on the round's fields other than ``now`` (no
+  clock, no live state, no randomness): an engine may ask once per distinct round and reuse the
+  answer (the fast engine does, where the policy's own class declares it — a subclass is not
+  memoized unless it declares ``pure`` itself). Default False; a policy that reads the fabric,
+  its own observations or the clock must leave it False;
 - ``loop = "<name>"`` — the policy replaces the whole decode loop (``disaggregated``,
   ``homogeneous``: see :mod:`simulator.disaggregation`); ``choose`` is then never called.
 
@@ -84,6 +89,7 @@ class Policy:
     name: ClassVar[str] = "base"
     colocated: ClassVar[bool] = False
     needs_live_rates: ClassVar[bool] = False
+    pure: ClassVar[bool] = False
     loop: ClassVar[str | None] = None
     options: ClassVar[tuple[str, ...]] = OPTIONS
 

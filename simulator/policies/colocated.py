@@ -13,6 +13,7 @@ class Colocated(Policy):
     """Never leaves home (``choose`` is not consulted; kept for the interface)."""
 
     name = "colocated"
+    pure = True
     options = ("local",)
     colocated = True
 

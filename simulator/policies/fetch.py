@@ -9,6 +9,7 @@ class Fetch(Policy):
     """Fetch every round."""
 
     name = "fetch"
+    pure = True
     options = ("fetch",)
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:

@@ -13,6 +13,7 @@ class Local(Policy):
     """Recompute every round."""
 
     name = "local"
+    pure = True
     options = ("local",)
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:

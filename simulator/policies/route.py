@@ -9,6 +9,7 @@ class Route(Policy):
     """Route every round."""
 
     name = "route"
+    pure = True
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
         return "route"

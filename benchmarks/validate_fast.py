@@ -1,0 +1,185 @@
+"""The fast engine held to the exact one: a validation suite from light to heavy contention.
+
+For each scenario of :data:`SUITE` and each of its policies it runs the exact engine and the fast
+engine on the same trace and seed, and compares the summary metrics the contract names
+(docs/performance.md, *The fast engine*):
+
+- at p50 — TTFT p50, TBT p50, throughput, bytes moved, copy hit rate — within 5 % (relative);
+- at p99 — TTFT p99, TBT p99 — within 10 %;
+- per scenario, the best policy by TBT p50 and by throughput the same (a *tie* when the exact
+  engine's best two are within 1 % of each other: then either may come first).
+
+It prints one row per (scenario, policy) — each metric's relative difference, flagged ``!`` where
+it breaks the contract — then the best-policy check per scenario, the wall times and speed-ups,
+and a last line ``contract held: N of M`` (exit status 1 if any metric fails). ``--noise`` adds,
+per row, the exact engine's own sensitivity: the same run with the per-step host overhead moved
+by one part in a million (a perturbation far below any modelled effect); differences of that size
+are the chaos of discrete choices (which GPU is least loaded, who is batched with whom), not
+model error.
+
+    .venv/bin/python benchmarks/validate_fast.py                 # the whole suite (~30 min here)
+    .venv/bin/python benchmarks/validate_fast.py --quick         # agentic-4 only (seconds)
+    .venv/bin/python benchmarks/validate_fast.py --only agentic-16,mooncake-1000 --noise
+    .venv/bin/python benchmarks/validate_fast.py --json out.json
+
+The test suite runs a small slice (``tests/test_engine_fast.py``) through :func:`compare`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: (metric, tolerance): relative difference allowed between the engines.
+METRICS: tuple[tuple[str, float], ...] = (
+    ("ttft_p50", 0.05), ("ttft_p99", 0.10), ("tbt_p50", 0.05), ("tbt_p99", 0.10),
+    ("throughput_tokens_per_s", 0.05), ("bytes_moved", 0.05), ("copy_hit_rate", 0.05),
+)
+SHORT = {"ttft_p50": "TTFT50", "ttft_p99": "TTFT99", "tbt_p50": "TBT50", "tbt_p99": "TBT99",
+         "throughput_tokens_per_s": "tput", "bytes_moved": "bytes", "copy_hit_rate": "hit"}
+#: Exact-engine best two closer than this (relative) are a tie for the best-policy check.
+TIE = 0.01
+POLICIES = ("route", "fetch", "adaptive")
+
+#: name → (scenario file, changes: {"agentic": {...}, "<section>": {...}, "stack": ...}).
+SUITE: dict[str, tuple[str, dict]] = {
+    "agentic-4": ("agentic_repo.toml", {"agentic": {"subagents": 4}}),
+    "agentic-16": ("agentic_repo.toml", {"agentic": {"subagents": 16}}),
+    "agentic-32": ("agentic_repo.toml", {}),
+    "agentic-32-nccl": ("agentic_repo.toml", {"stack": "nccl"}),
+    # HBM for KV cut to ~4,450 blocks per GPU: the 4,096-block repository's owner demotes
+    # blocks to host DRAM (readers fetch them over PCIe) and fetched copies are evicted (LRU)
+    "host-32": ("agentic_repo.toml", {"placement": {"weights_per_gpu": 52e9}}),
+    "host-32-nccl": ("agentic_repo.toml", {"stack": "nccl",
+                                           "placement": {"weights_per_gpu": 52e9}}),
+    "mooncake-1000": ("mooncake_conversation.toml", {"engine": {"max_requests": 1000}}),
+    "mooncake-1000-nccl": ("mooncake_conversation.toml", {"engine": {"max_requests": 1000},
+                                                          "stack": "nccl"}),
+}
+
+
+def scenario(name: str):
+    """The suite's scenario ``name`` (a :class:`~simulator.scenario.Scenario`)."""
+    from simulator.scenario import Scenario
+
+    path, changes = SUITE[name]
+    sc = Scenario.load(ROOT / "scenarios" / path)
+    for key, value in changes.items():
+        if key == "agentic":
+            params = dict(sc.workload.agentic)
+            params.update(value)
+            sc = sc.with_changes(workload=dataclasses.replace(
+                sc.workload, agentic=tuple(sorted(params.items()))))
+        elif isinstance(value, dict):
+            sc = sc.with_changes(**{key: dataclasses.replace(getattr(sc, key), **value)})
+        else:
+            sc = sc.with_changes(**{key: value})
+    return sc
+
+
+def rel(exact: float, fast: float) -> float:
+    """Relative difference ``(fast − exact) / |exact|`` (0 if both are 0, NaN if undefined)."""
+    if exact is None or fast is None or math.isnan(exact) or math.isnan(fast):
+        return 0.0 if (exact is None or math.isnan(exact)) and (
+            fast is None or math.isnan(fast)) else float("nan")
+    if exact == 0:
+        return 0.0 if fast == 0 else float("inf")
+    return (fast - exact) / abs(exact)
+
+
+def compare(sc, policies=POLICIES, *, noise: bool = False, seed: int | None = None) -> list[dict]:
+    """Run ``sc`` on both engines for each policy; one dict per policy with both summaries,
+    the relative differences, which metrics break the contract, and wall times."""
+    from simulator.runner import load_trace, run
+
+    seed = sc.seed if seed is None else seed
+    trace = load_trace(sc, seed)
+    rows = []
+    for p in policies:
+        t = time.perf_counter()
+        ex = run(sc, p, seed, trace=trace, engine="exact").summary
+        t_ex = time.perf_counter() - t
+        t = time.perf_counter()
+        fa = run(sc, p, seed, trace=trace, engine="fast").summary
+        t_fa = time.perf_counter() - t
+        diff = {m: rel(ex[m], fa[m]) for m, _ in METRICS}
+        bad = [m for m, tol in METRICS if not abs(diff[m]) <= tol]
+        row = {"policy": p, "exact": ex, "fast": fa, "diff": diff, "fail": bad,
+               "exact_wall": t_ex, "fast_wall": t_fa, "fast_engine": fa.get("engine")}
+        if noise:
+            over = sc.serving.overhead_time() * (1 + 1e-6)
+            pert = sc.with_changes(serving=dataclasses.replace(sc.serving,
+                                                               step_overhead_time=over))
+            ns = run(pert, p, seed, trace=trace, engine="exact").summary
+            row["noise"] = {m: rel(ex[m], ns[m]) for m, _ in METRICS}
+        rows.append(row)
+    return rows
+
+
+def best(rows: list[dict], engine: str, metric: str, lower: bool) -> tuple[str, bool]:
+    """The best policy by ``metric`` under ``engine``, and whether the best two tie (exact
+    engine's values within :data:`TIE`)."""
+    vals = sorted(((r[engine][metric], r["policy"]) for r in rows), reverse=not lower)
+    tie = len(vals) > 1 and abs(rel(vals[0][0], vals[1][0])) <= TIE
+    return vals[0][1], tie
+
+
+def best_check(rows: list[dict]) -> list[tuple[str, str, str, str]]:
+    """Per criterion: (criterion, exact's best, fast's best, "same" | "tie" | "DIFFERENT")."""
+    out = []
+    for metric, lower in (("tbt_p50", True), ("throughput_tokens_per_s", False)):
+        e, tie = best(rows, "exact", metric, lower)
+        f, _ = best(rows, "fast", metric, lower)
+        verdict = "same" if e == f else ("tie" if tie else "DIFFERENT")
+        out.append((metric, e, f, verdict))
+    return out
+
+
+def _fmt(x: float, bad: bool) -> str:
+    s = "    nan" if math.isnan(x) else f"{100 * x:+7.1f}"
+    return s + ("!" if bad else " ")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=None, help="comma-separated scenario names")
+    ap.add_argument("--quick", action="store_true", help="agentic-4 only")
+    ap.add_argument("--noise", action="store_true", help="also the exact engine's sensitivity")
+    ap.add_argument("--json", dest="json_path", default=None)
+    a = ap.parse_args(argv)
+    names = ["agentic-4"] if a.quick else (a.only.split(",") if a.only else list(SUITE))
+    head = "".join(f"{SHORT[m]:>9}" for m, _ in METRICS)
+    print(f"{'scenario':<20}{'policy':<10}{head}{'exact s':>9}{'fast s':>8}{'×':>6}",
+          flush=True)
+    results, held, total, best_ok = {}, 0, 0, True
+    for name in names:
+        rows = compare(scenario(name), noise=a.noise)
+        results[name] = rows
+        for r in rows:
+            total += 1
+            held += not r["fail"]
+            cells = "".join(_fmt(r["diff"][m], m in r["fail"]) + " " for m, _ in METRICS)
+            print(f"{name:<20}{r['policy']:<10}{cells}{r['exact_wall']:>9.1f}"
+                  f"{r['fast_wall']:>8.1f}{r['exact_wall'] / r['fast_wall']:>6.1f}", flush=True)
+            if a.noise:
+                cells = "".join(_fmt(r["noise"][m], False) + " " for m, _ in METRICS)
+                print(f"{'':<20}{'(noise)':<10}{cells}", flush=True)
+        for metric, e, f, verdict in best_check(rows):
+            best_ok &= verdict != "DIFFERENT"
+            print(f"{'':<20}best by {SHORT[metric]}: exact {e}, fast {f} — {verdict}", flush=True)
+    print(f"contract held: {held} of {total} (scenario, policy) rows; best policy "
+          f"{'the same (or tied) everywhere' if best_ok else 'DIFFERENT somewhere'}")
+    if a.json_path:
+        Path(a.json_path).write_text(json.dumps(results, indent=2, default=str) + "\n")
+    return 0 if held == total and best_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,426 @@
+"""The fast engine: whole decode steps computed at once, one SimPy event per GPU decode step.
+
+The exact engine (:mod:`simulator.engine.exact`) advances SimPy to every message and every layer
+of a decode step; the SimPy floor (docs/performance.md) bounds how fast that can go. The fast
+engine shares everything else with it — it *is* an exact-engine run (:class:`FastRun` subclasses
+its ``_Run``) with a different way of advancing time:
+
+- the same serving loop (``_gpu_loop``: the :class:`~simulator.engine.scheduler.Scheduler` and
+  :class:`~simulator.engine.admission.Admission` objects — admission, chunked prefill, preemption,
+  growth and retirement are the same code), the same KV directory and copies, the same
+  selections and block locations (:class:`~simulator.engine.locate.StepData`, the same random
+  streams), the same policy asked the same question per (home, owner, layer slot) with the same
+  :class:`~simulator.policies.Round`, the same closed-form phases (:class:`CostModel` over the
+  run's kernel-time object ``self.kernels``), the same records and :class:`Result`;
+- **time**: a decode step's layers are composed at the step's start — per layer slot, the rounds'
+  messages (:mod:`simulator.engine.fast_links`), the owners' attention kernels, the home's
+  kernels (local attention, merges, fetched-block attention, recompute, projections + FFN), in
+  the exact engine's order and sizes — and the step ends at one SimPy timeout. GPU streams are
+  :class:`~simulator.engine.fast_streams.Calendar`\\ s that accept kernels issued at future times.
+
+What is approximated, and only under contention between steps of different GPUs (a lone request,
+or steps that do not overlap on a stream or link, get the exact engine's times to float rounding;
+the tests hold it to 1e-6):
+
+- **owner and home streams**: FIFO in issue order over every kernel known when a step is
+  composed (:class:`~simulator.engine.fast_streams.Calendar`). A step's times are fixed when it
+  is composed; a kernel of another GPU's step composed *later* but issued *earlier* pushes its
+  kernels back in the calendar without moving the rest of the step, so the step is charged
+  the push instead — times its layer slot's folding, as a delay in a folded slot costs the
+  exact engine — as a *debt* waited out at its end (a second SimPy event for that step only,
+  counted in ``extras["pushed_steps"]``). What the push would have changed further (the step's
+  later kernels and messages, which keep their composed times) is not followed;
+- **links**: a step's own concurrent messages share links max-min fairly, as in the Fabric;
+  against other steps' traffic a message is served FIFO on each link's work calendar (bytes
+  conserved at the line rate) instead of max-min fair sharing, with the same debts;
+- a copy a round fetches is entered in the directory when its step is composed (stamped with
+  the round's end); only the home's own later steps read it, so no step sees it early.
+
+What it does not support falls back to the exact engine, counted in the summary
+(``engine_fallback``): ``exact_streams`` (the SimPy-resource streams are the exact engine's
+cross-check), policies that read the live fabric (``needs_live_rates``: the fast engine's
+messages are not Fabric flows), and the pool loops (``disaggregated``, ``homogeneous``).
+:func:`unsupported` names the reason; :func:`simulator.runner.run` does the fallback.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+from simulator.engine.exact import _Run
+from simulator.engine.fast_links import Links
+from simulator.engine.fast_streams import FastStream
+from simulator.engine.results import Result
+from simulator.errors import UserError
+from simulator.policies import Policy, Round
+
+__all__ = ["ENGINES", "check_engine", "simulate", "unsupported"]
+
+#: Steps of at least this many layer slots sum their quiet layers as arrays (fewer: a loop is
+#: cheaper than the array calls).
+VECTOR_SLOTS = 16
+
+#: The decode-loop engine's modes (``[engine] mode``, ``run(..., engine=)``).
+ENGINES: tuple[str, ...] = ("exact", "fast")
+
+
+def check_engine(mode: str) -> str:
+    """``mode`` if it names an engine; a :class:`UserError` naming the choices otherwise."""
+    if mode not in ENGINES:
+        raise UserError(f"engine {mode!r}: give one of {', '.join(ENGINES)}")
+    return mode
+
+
+def unsupported(policy: Policy, *, exact_streams: bool = False) -> str | None:
+    """Why the fast engine cannot run ``policy`` this way (one line), or None if it can."""
+    if policy.loop is not None:
+        return f"policy {policy.name!r} runs its own decode loop (no fast mode yet)"
+    if exact_streams:
+        return "exact_streams cross-checks the exact engine's streams"
+    if policy.needs_live_rates:
+        return (f"policy {policy.name!r} reads the live fabric (needs_live_rates); the fast "
+                "engine's messages are not Fabric flows")
+    return None
+
+
+def simulate(scenario, policy: Policy, seed: int, trace: pd.DataFrame, *,
+             progress: Callable[[int, int], None] | None = None, topology=None,
+             check_invariants: bool = False) -> Result:
+    """Replay ``trace`` on ``scenario``'s cluster under ``policy`` with the fast engine.
+
+    Arguments as :func:`simulator.engine.exact.simulate`; raises ``ValueError`` for what
+    :func:`unsupported` names (:func:`simulator.runner.run` falls back before that).
+    """
+    why = unsupported(policy)
+    if why:
+        raise ValueError(f"fast engine: {why}")
+    res = FastRun(scenario, policy, seed, trace, progress, topology=topology,
+                  check_invariants=check_invariants).execute()
+    return res
+
+
+class _Round:
+    """One round of a step being composed (plain slots; records as the exact engine's)."""
+
+    __slots__ = ("k", "b", "members", "n_blocks", "distinct", "option", "owner", "code", "cf",
+                 "probe", "transfer", "compute", "ret", "merge", "nbytes", "end")
+
+    def __init__(self, k, b, members, n_blocks, distinct, option, owner, code, cf) -> None:
+        self.k, self.b, self.members = k, b, members
+        self.n_blocks, self.distinct = n_blocks, distinct
+        self.option, self.owner, self.code, self.cf = option, owner, code, cf
+        self.probe = self.transfer = self.compute = self.ret = self.merge = 0.0
+        self.nbytes = 0.0
+        self.end = 0.0
+
+
+class FastRun(_Run):
+    """One fast-engine run: an exact-engine run whose decode steps are composed at once (see
+    the module docstring). Not reusable: build, ``execute`` once."""
+
+    engine_name = "fast"
+
+    def __init__(self, scenario, policy: Policy, seed: int, trace: pd.DataFrame,
+                 progress: Callable[[int, int], None] | None, *, topology=None,
+                 check_invariants: bool = False) -> None:
+        super().__init__(scenario, policy, seed, trace, progress, topology=topology,
+                         check_invariants=check_invariants)
+        # per GPU: how far other steps' later-computed kernels pushed its running step back [s]
+        self.debt = [0.0] * self.G
+        self.pushed_steps = 0
+        self.streams = [FastStream(self.env, self.debt, g) for g in range(self.G)]
+        self.cal = [s.cal for s in self.streams]
+        self.links = Links(self.env, self.fabric, self.debt)
+        self.chain_slots = False  # every slot is composed without events anyway
+        # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
+        # then need no calendar (their kernels are only counted)
+        self.chain_quiet = "route" not in policy.options
+        self._attn_tables: list[np.ndarray | None] = [None] * self.G
+        # a pure policy's answer depends on the round alone (not on when it is asked): memoized;
+        # ``pure`` counts only where the policy's own class declares it (a subclass that
+        # overrides ``choose`` is not memoized unless it says so itself)
+        pure = type(policy).__dict__.get("pure", False)
+        self._choices: dict | None = {} if pure else None
+
+    # -- one decode step -----------------------------------------------------------------------
+
+    def _decode(self, g: int, reqs: list[int], iteration: int, na_layer: float | None,
+                start_at: float):
+        """One decode step of ``reqs`` on GPU ``g`` from ``start_at`` [s], composed at once;
+        one SimPy event at its end."""
+        env = self.env
+        self.debt[g] = 0.0
+        dense, valid = self.steps.select(g, reqs)
+        self.dir.touch(g, dense[valid], env.now)
+        if na_layer is None:
+            na_layer = self._na(g, len(reqs))
+        if self.policy.colocated:
+            local = valid
+            groups: list[list] = [[] for _ in range(self.S)]
+        else:
+            local, groups = self.steps.locate(g, dense, valid)
+        n_arr = local.sum(axis=(0, 2))
+        q_arr = local.any(axis=2).sum(axis=0)
+        at = start_at
+        name = self.names[g]
+        cal = self.cal[g]
+        own_stream = self.chain_quiet and cal.last_end <= at
+        if own_stream and self.S >= VECTOR_SLOTS:
+            # no kernel but this GPU's own can be on its stream: the layers with nothing to
+            # exchange are summed as arrays, without calendar items
+            at = self._quiet_stretches(g, iteration, groups, n_arr, q_arr, na_layer, at)
+            yield env.timeout(at - env.now)
+            return
+        n_local, q_local = n_arr.tolist(), q_arr.tolist()
+        slot_layers = self.slot_layers_list
+        for s, slot_groups in enumerate(groups):
+            if slot_groups:
+                at = self._slot(g, s, iteration, slot_groups, n_local[s], q_local[s], na_layer,
+                                at)
+                continue
+            a = self._attention(name, n_local[s], q_local[s]) if n_local[s] else 0.0
+            if own_stream:  # only this GPU's kernels on its stream: counted, no item
+                end = at + a + na_layer
+                cal.account(a + na_layer, 2 if a else 1, end)
+            else:  # attention, then projections + FFN: back to back, one item
+                end = cal.reserve(at, a + na_layer, g, slot_layers[s], 2 if a else 1)
+            at = end + (end - at) * (slot_layers[s] - 1)
+        yield env.timeout(at - env.now)
+        if self.debt[g] > 0.0:  # a kernel of this step was pushed back by a later-computed one
+            self.pushed_steps += 1
+            debt, self.debt[g] = self.debt[g], 0.0
+            yield env.timeout(debt)
+
+    def _quiet_stretches(self, g: int, iteration: int, groups: list, n_arr: np.ndarray,
+                         q_arr: np.ndarray, na_layer: float, at: float) -> float:
+        """A step on a stream only its own GPU uses: runs of slots with nothing to exchange as
+        arrays (each slot's attention + projections + FFN, times its folding), the slots with
+        rounds one by one; returns the step's end [s]."""
+        cal = self.cal[g]
+        attn = self._attention_table(g, n_arr, q_arr)
+        busy = attn + na_layer
+        span = busy * self.slot_layers
+        kernels = np.where(attn > 0, 2, 1)
+        S = len(groups)
+        prev = 0
+        for s in [*(i for i, grp in enumerate(groups) if grp), S]:
+            if s > prev:
+                at += float(span[prev:s].sum())
+                cal.account(float(busy[prev:s].sum()), int(kernels[prev:s].sum()), at)
+            if s < S:
+                at = self._slot(g, s, iteration, groups[s], int(n_arr[s]), int(q_arr[s]),
+                                na_layer, at)
+            prev = s + 1
+        return at
+
+    def _attention_table(self, g: int, n_arr: np.ndarray, q_arr: np.ndarray) -> np.ndarray:
+        """The home's own attention per slot [s] for ``n_arr`` local blocks of ``q_arr``
+        queries (0 where none), from a lookup table per GPU filled from the cost model as new
+        (blocks, queries) pairs appear."""
+        table = self._attn_tables[g]
+        n_max, q_max = int(n_arr.max()), int(q_arr.max())
+        if table is None or n_max >= table.shape[0] or q_max >= table.shape[1]:
+            shape = (max(n_max + 1, 64, 0 if table is None else table.shape[0]),
+                     max(q_max + 1, 4, 0 if table is None else table.shape[1]))
+            bigger = np.full(shape, np.nan)
+            bigger[0, :] = 0.0
+            if table is not None:
+                bigger[: table.shape[0], : table.shape[1]] = table
+            table = self._attn_tables[g] = bigger
+        attn = table[n_arr, q_arr]
+        missing = np.isnan(attn)
+        if missing.any():
+            name = self.names[g]
+            for n, q in set(zip(n_arr[missing].tolist(), q_arr[missing].tolist(), strict=True)):
+                table[n, q] = self._attention(name, n, q)
+            attn = table[n_arr, q_arr]
+        return attn
+
+    def _slot(self, g: int, s: int, iteration: int, slot_groups: list, n_loc: int, q_loc: int,
+              na_layer: float, t0: float) -> float:
+        """Compose layer slot ``s`` (with rounds) of a step on GPU ``g`` started at ``t0`` [s];
+        returns when the next slot starts [s] (after the folded layers' time)."""
+        cal = self.cal[g]
+        layers = self.slot_layers_list[s]
+        name = self.names[g]
+        links = self.links
+        if len(slot_groups) == 1:  # the common case, without the general bookkeeping
+            rd = self._round(g, s, slot_groups[0], t0)
+            cf = rd.cf
+            if rd.option == "route":
+                q, r = self.route_payload(rd.b)
+                rd.nbytes = q + r
+                started, arrived = links.one(name, rd.owner, q, t0, g, layers)
+                end_c = self.cal[rd.k].reserve(arrived, cf.compute, g, layers)
+                if n_loc:
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+                back = links.one(rd.owner, name, r, end_c, g, layers)[1]
+                rd.end = cal.reserve(back, cf.merge, g, layers)
+                rd.probe, rd.transfer = started - t0, arrived - started
+                rd.compute, rd.ret, rd.merge = end_c - arrived, back - end_c, rd.end - back
+                release = back
+            elif rd.option == "fetch" and self.G <= rd.code < 2 * self.G:
+                # from host DRAM: a host→device copy on the home's copy engine, as the exact one
+                rd.nbytes = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+                if n_loc:
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+                arrived = self._host_copy(g, t0, cf.transfer)
+                rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
+                rd.probe, rd.transfer = 0.0, arrived - t0
+                rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
+                self.dir.add_copies(g, rd.members, s, rd.end)
+            elif rd.option == "fetch":
+                req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
+                kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+                rd.nbytes = req + kv
+                asked = links.one(name, rd.owner, req, t0, g, layers)[1]
+                if n_loc:
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+                arrived = links.one(rd.owner, name, kv, asked, g, layers)[1]
+                rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
+                rd.probe, rd.transfer = asked - t0, arrived - asked
+                rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
+                self.dir.add_copies(g, rd.members, s, rd.end)
+            else:
+                rd.end = release = cal.reserve(t0, cf.compute + cf.merge, g, layers)
+                if n_loc:
+                    cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+                rd.compute, rd.merge = rd.end - t0 - cf.merge, cf.merge
+                self.dir.add_copies(g, rd.members, s, rd.end)
+            end = cal.reserve(release, na_layer, g, layers)
+            self.rounds.append((
+                iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
+                rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
+                rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
+            return end + (end - t0) * (layers - 1)
+        release = t0
+        rounds = [self._round(g, s, grp, t0) for grp in slot_groups]
+        remote = []  # route / fetch rounds over the fabric, in key order
+        host = []  # fetches from host DRAM: copies on the home's copy engine
+        for rd in rounds:
+            if rd.option == "local":  # one home kernel at once: recompute + attention, merge
+                cf = rd.cf
+                rd.end = cal.reserve(t0, cf.compute + cf.merge, g, layers)
+                rd.merge = cf.merge
+                rd.compute = rd.end - t0 - cf.merge
+            elif self.G <= rd.code < 2 * self.G:
+                host.append(rd)
+            else:
+                remote.append(rd)
+        if n_loc:  # home's own partial attention, queued behind any recompute
+            cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
+        home_kernels = []  # (issued at, order, duration, round)
+        for i, rd in enumerate(host):
+            rd.nbytes = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+            arrived = self._host_copy(g, t0, rd.cf.transfer)
+            rd.probe, rd.transfer = 0.0, arrived - t0
+            home_kernels.append((arrived, len(remote) + i, rd.cf.compute + rd.cf.merge, rd))
+        if remote:
+            first = []
+            for rd in remote:
+                if rd.option == "route":
+                    q, r = self.route_payload(rd.b)
+                    rd.nbytes = q + r
+                    first.append((name, rd.owner, q, t0))
+                else:
+                    req = self.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
+                    rd.nbytes = req
+                    first.append((name, rd.owner, req, t0))
+            second = []
+            for rd, (started, finished) in zip(remote, links.phase(first, g, layers), strict=True):
+                if rd.option == "route":
+                    rd.probe = started - t0
+                    rd.transfer = finished - started
+                    end_c = self.cal[rd.k].reserve(finished, rd.cf.compute, g, layers)
+                    rd.compute = end_c - finished
+                    second.append((rd.owner, name, self.route_payload(rd.b)[1], end_c))
+                else:
+                    rd.probe = finished - t0
+                    kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+                    rd.nbytes += kv
+                    second.append((rd.owner, name, kv, finished))
+            for i, (rd, msg, (_, finished)) in enumerate(zip(remote, second, links.phase(
+                    second, g, layers), strict=True)):
+                if rd.option == "route":
+                    rd.ret = finished - msg[3]
+                    home_kernels.append((finished, i, rd.cf.merge, rd))
+                else:
+                    rd.transfer = finished - msg[3]
+                    home_kernels.append((finished, i, rd.cf.compute + rd.cf.merge, rd))
+        home_kernels.sort(key=lambda x: (x[0], x[1]))
+        for issued, _, dur, rd in home_kernels:
+            rd.end = cal.reserve(issued, dur, g, layers)
+            if rd.option == "route":
+                rd.merge = rd.end - issued
+                if issued > release:
+                    release = issued
+            else:
+                rd.merge = rd.cf.merge
+                rd.compute = rd.end - issued - rd.cf.merge
+        copies = sorted((rd for rd in rounds if rd.option != "route"), key=lambda x: x.end)
+        for rd in copies:
+            self.dir.add_copies(g, rd.members, s, rd.end)
+            if rd.end > release:
+                release = rd.end
+        end = cal.reserve(release, na_layer, g, layers)
+        append = self.rounds.append
+        for rd in rounds:
+            cf = rd.cf
+            append((iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
+                    rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
+                    rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
+        return end + (end - t0) * (layers - 1)
+
+    def _host_copy(self, g: int, at: float, duration: float) -> float:
+        """A host→device copy of ``duration`` [s] issued at ``at`` on GPU ``g``'s copy engine
+        (FIFO per direction, as :class:`~simulator.gpu.copyengines.CopyEngines`); its end [s]."""
+        engine = self.copies[g].h2d
+        end = engine.free_at = (at if at > engine.free_at else engine.free_at) + duration
+        engine.busy += duration
+        engine.kernels_run += 1
+        return end
+
+    def _finish_run(self) -> None:
+        self.links.flush()
+
+    def execute(self) -> Result:
+        res = super().execute()
+        res.extras.update(pushed_steps=self.pushed_steps, messages=self.links.messages,
+                          contended_messages=self.links.contended)
+        return res
+
+    def _round(self, g: int, s: int, grp, t0: float) -> _Round:
+        """The policy's option for one group (forced for host / dropped blocks), as the exact
+        engine's ``_start_round`` asks it."""
+        k, b, members = grp
+        G = self.G
+        src = self.names[g]
+        n_blocks = len(members)
+        distinct = n_blocks if b == 1 else len(np.unique(members))
+        if k < G:
+            owner, option, code = self.names[k], None, k
+        elif k < 2 * G:
+            owner, option, code = self.hosts[k - G], "fetch", k
+        else:
+            owner, option, code = src, "local", g
+        if option is None:
+            per = math.ceil(n_blocks / b)
+            memo = self._choices
+            if memo is not None:
+                option = memo.get((g, k, s, b, per, distinct))
+            if option is None:
+                option = self.policy.choose(self.ctx, Round(src, owner, s, b, per, distinct, t0))
+                if option not in self.policy.options:
+                    raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
+                                     f"return {', '.join(self.policy.options)} (its "
+                                     "``options``)")
+                if memo is not None:
+                    memo[(g, k, s, b, per, distinct)] = option
+        cf = self._cf_cache.get((option, g, code, n_blocks, b))
+        if cf is None:
+            cf = self._closed_form(option, g, code, owner, n_blocks, b)
+        return _Round(k, b, members, n_blocks, distinct, option, owner, code, cf)

@@ -1,0 +1,246 @@
+"""Messages of the fast engine: closed-form times, max-min among a step's own flows, calendars
+for other steps' bulk traffic.
+
+The exact engine sends every message through the :class:`~simulator.network.Fabric` (max-min
+fair fluid flows, one SimPy event per message). The fast engine times a *phase* of a layer's
+rounds at once — the messages one home GPU sends at the same stage of one layer (the queries or
+fetch requests, then the answers or blocks) — without events:
+
+1. Each message waits its stack overhead + path latency (``delay``), then flows.
+2. **The step's own messages**: a phase's messages that share links share them max-min fairly
+   with per-flow caps, exactly as the Fabric would (:func:`max_min_finish`, progressive filling
+   between arrivals and completions; memoized by the phase's shape); a message alone on its path
+   takes ``delay + bytes / min(cap, bottleneck)`` — the closed form.
+3. **Other steps' traffic**: a *bulk* message (its bytes take more than :attr:`Links.SMALL_TIME`
+   on its path alone: fetched blocks, large batches' queries) puts ``bytes / line rate`` seconds
+   of work on every link it crosses, each link a
+   :class:`~simulator.engine.fast_streams.Calendar` served FIFO in start order. Where known work
+   overlaps its uncontended transfer it ends when the slowest of its links has carried it —
+   never before its uncontended end. Bytes are conserved at each link's line rate (the fluid
+   model's drain), with FIFO service in place of max-min sharing; a message that starts earlier
+   than work already known pushes that work back, and the steps it belongs to are charged the
+   delay (times their slot's folding), as on GPU streams. A *small* message (a query, an
+   answer, a fetch request: a few µs of wire time) is neither delayed by nor delays other
+   steps' traffic: under max-min sharing a message of wire time ``w`` among ``n`` flows is
+   slowed by at most ``(n − 1)·w`` and slows each of the others by at most ``w``, which is small
+   next to the per-message overhead and latency that dominate such messages.
+
+Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
+``links``, ``link_timeline`` and the fabric's byte counters hold the fast engine's traffic too
+(overlapping messages on a link may count its busy time twice).
+"""
+
+from __future__ import annotations
+
+from simulator.engine.fast_streams import Calendar
+
+_INF = float("inf")
+
+
+def max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],
+                   links: list[tuple[int, ...]], line: list[float]) -> list[float]:
+    """When each of a few flows ends [s] under max-min fair sharing with per-flow caps.
+
+    Flow ``i`` starts at ``starts[i]`` [s] with ``nbytes[i]`` [B], at most ``caps[i]`` [B/s],
+    over ``links[i]`` (indices into ``line``, line rates [B/s]). Rates are re-filled at every
+    start and completion (progressive filling: the common level of the unfrozen flows rises to
+    the next saturating link or cap), as the Fabric does.
+    """
+    n = len(starts)
+    order = sorted(range(n), key=lambda i: (starts[i], i))
+    left = list(nbytes)
+    finish = [0.0] * n
+    active: list[int] = []
+    k = 0  # next flow to start, in ``order``
+    t = starts[order[0]] if n else 0.0
+    while k < n or active:
+        while k < n and starts[order[k]] <= t:
+            active.append(order[k])
+            k += 1
+        if not active:
+            t = starts[order[k]]
+            continue
+        rate = _fill(active, caps, links, line)
+        step = min(left[i] / rate[i] for i in active)
+        nxt = starts[order[k]] if k < n else _INF
+        if t + step <= nxt:
+            t_new = t + step
+            still = []
+            for i in active:
+                left[i] -= rate[i] * step
+                if left[i] <= 1e-9 * nbytes[i]:
+                    finish[i] = t_new
+                else:
+                    still.append(i)
+            active = still
+            t = t_new
+        else:
+            dt = nxt - t
+            for i in active:
+                left[i] -= rate[i] * dt
+            t = nxt
+    return finish
+
+
+def _fill(active: list[int], caps: list[float], links: list[tuple[int, ...]],
+          line: list[float]) -> dict[int, float]:
+    """Max-min rates [B/s] of the ``active`` flows (progressive filling)."""
+    res: dict[int, float] = {}
+    cnt: dict[int, int] = {}
+    for i in active:
+        for link in links[i]:
+            res[link] = line[link]
+            cnt[link] = cnt.get(link, 0) + 1
+    rate = dict.fromkeys(active, 0.0)
+    free = set(active)
+    while free:
+        inc = min(res[link] / c for link, c in cnt.items() if c > 0)
+        inc = min(inc, min(caps[i] - rate[i] for i in free))
+        frozen = set()
+        for i in free:
+            rate[i] += inc
+            if caps[i] - rate[i] <= 1e-12 * caps[i]:
+                frozen.add(i)
+        for link, c in cnt.items():
+            if c > 0:
+                res[link] -= inc * c
+        for link, c in cnt.items():
+            if c > 0 and res[link] <= 1e-12 * line[link]:
+                for i in free:
+                    if link in links[i]:
+                        frozen.add(i)
+        for i in frozen:
+            free.discard(i)
+            for link in links[i]:
+                cnt[link] -= 1
+    return rate
+
+
+class Links:
+    """The fast engine's view of the fabric: routes, per-link busy periods, accounting.
+
+    Args:
+        env: the run's environment (periods before now are dropped).
+        fabric: the run's :class:`~simulator.network.Fabric` (routes, line rates, accounting).
+    """
+
+    #: Message records kept before they go to the Fabric's link accounting at once.
+    FLUSH = 4096
+    #: Messages whose bytes take at most this long on their path alone [s] leave no work on
+    #: the link calendars (see the module docstring).
+    SMALL_TIME = 5e-6
+
+    def __init__(self, env, fabric, debts: list[float] | None = None) -> None:
+        self.env = env
+        self.fabric = fabric
+        self.line = fabric.link_bandwidth
+        self.cal = [Calendar(env, debts) for _ in self.line]
+        self._routes: dict[tuple[str, str], tuple] = {}
+        self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
+        self.contended = 0  # messages timed against other steps' traffic
+        self.messages = 0
+        self._rec: tuple[list, list, list, list] = ([], [], [], [])
+
+    def route(self, src: str, dst: str) -> tuple:
+        """``(delay [s], lone rate [B/s], links, their calendars, seconds per byte on each,
+        route id, links as a set, (src, dst))`` of messages from ``src`` to ``dst`` (cached)."""
+        r = self._routes.get((src, dst))
+        if r is None:
+            delay, rate, links, sid = self.fabric.message_route(src, dst)
+            r = self._routes[(src, dst)] = (delay, rate, links,
+                                            tuple(self.cal[i] for i in links),
+                                            tuple(1.0 / self.line[i] for i in links), sid,
+                                            frozenset(links), (src, dst))
+        return r
+
+    def one(self, src: str, dst: str, nbytes: float, issued_at: float, owner: int = -1,
+            fold: int = 1) -> tuple[float, float]:
+        """Time one message sent alone at its stage for GPU ``owner``'s step (a layer slot
+        standing for ``fold`` layers): ``(started_at, finished_at)`` [s]."""
+        r = self.route(src, dst)
+        s = issued_at + r[0]
+        wire = nbytes / r[1]
+        e = s + wire
+        if wire > self.SMALL_TIME:
+            e = self._bulk(r, s, e, nbytes, owner, fold)
+        self._record(r[5], s, e, nbytes)
+        return s, e
+
+    def _bulk(self, r: tuple, s: float, e: float, nbytes: float, owner: int,
+              fold: int) -> float:
+        """Put a bulk message's work on its links' calendars; returns when it ends [s] (``e``
+        if its links are idle then, else the slowest link's FIFO end, at least ``e``)."""
+        cals = r[3]
+        for c in cals:
+            if c.last_end > s and not c.idle(s, e):
+                break
+        else:  # alone: the closed form
+            for c, spb in zip(cals, r[4], strict=True):
+                c.reserve(s, nbytes * spb, owner, fold)
+            return e
+        self.contended += 1
+        for c, spb in zip(cals, r[4], strict=True):
+            f = c.reserve(s, nbytes * spb, owner, fold)
+            if f > e:
+                e = f
+        return e
+
+    def phase(self, msgs: list[tuple[str, str, float, float]], owner: int = -1,
+              fold: int = 1) -> list[tuple[float, float]]:
+        """Time messages ``(src, dst, bytes, issued_at)`` sent at one stage of a layer slot of
+        GPU ``owner``'s step; returns ``(started_at, finished_at)`` each [s] and reserves the
+        work of the bulk ones on the links."""
+        if len(msgs) == 1:
+            return [self.one(*msgs[0], owner, fold)]
+        routes = [self.route(m[0], m[1]) for m in msgs]
+        starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]
+        ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]
+        if not _disjoint(routes):  # the step's own messages share links: max-min among them
+            ends = self._share(msgs, routes, starts)
+        small = self.SMALL_TIME
+        for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):
+            if m[2] / r[1] > small:
+                ends[i] = self._bulk(r, starts[i], ends[i], m[2], owner, fold)
+            self._record(r[5], starts[i], ends[i], m[2])
+        return list(zip(starts, ends, strict=True))
+
+    def _share(self, msgs, routes, starts) -> list[float]:
+        """Max-min ends [s] of one phase's own messages (memoized by the phase's shape)."""
+        t0 = min(starts)
+        key = tuple((r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, strict=True))
+        got = self._shared.get(key)
+        if got is None:
+            if len(self._shared) > 100_000:
+                self._shared.clear()
+            ends = max_min_finish(starts, [m[2] for m in msgs], [r[1] for r in routes],
+                                  [r[2] for r in routes], self.line)
+            got = self._shared[key] = tuple(e - t0 for e in ends)
+        return [t0 + x for x in got]
+
+    def _record(self, sid: int, s: float, e: float, nbytes: float) -> None:
+        rec = self._rec
+        rec[0].append(sid)
+        rec[1].append(s)
+        rec[2].append(e)
+        rec[3].append(nbytes)
+        if len(rec[0]) >= self.FLUSH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Hand the kept message records to the Fabric's link accounting."""
+        rec = self._rec
+        self.messages += len(rec[0])
+        if rec[0]:
+            self.fabric.record_messages(*rec)
+            for x in rec:
+                x.clear()
+
+
+def _disjoint(routes) -> bool:
+    """No two routes share a directed link."""
+    seen: frozenset[int] = routes[0][6]
+    for r in routes[1:]:
+        if not seen.isdisjoint(r[6]):
+            return False
+        seen = seen | r[6]
+    return True

@@ -1,0 +1,189 @@
+"""Work calendars for the fast engine: GPU compute streams and links that take reservations ahead.
+
+The exact engine advances SimPy to each message and kernel, so a GPU stream there is a FIFO whose
+kernels are issued *now* (:class:`simulator.gpu.streams.Stream`). The fast engine computes a whole
+decode step at its start, so the kernels of the step's later layers — on the home stream and on
+the owners it routes to — are issued at known *future* times, and other GPUs' steps, computed
+later, may issue kernels at earlier times on the same stream. A :class:`Calendar` is a FIFO
+server in *issue-time* order that accepts such reservations out of order:
+
+- it keeps the issued work ``(issue_at, duration)`` sorted by issue time, and each item's FIFO end
+  ``end_j = max(issue_j, end_{j-1}) + duration_j`` (a work-conserving single server);
+- :meth:`Calendar.reserve` inserts an item (after those with the same issue time), returns its end,
+  and pushes the later items' ends back as FIFO service demands (stopping where an idle gap
+  absorbs the shift).
+
+So the calendar is always the FIFO schedule of every item known so far. What it approximates:
+a step's times are fixed when it is composed, so an item pushed back by work reserved later
+with an *earlier* issue time does not move the rest of its step. The push is charged instead:
+each item carries the GPU whose step issued it and the folding of its layer slot (a slot that
+stands for ``L`` layers waits its own time ``L`` times over, so a delay in it costs ``L`` times
+as much), and the largest push × folding of a running step is its *debt*, waited out when the
+step ends (:mod:`simulator.engine.fast`). Alone, or when steps do not overlap on a resource, the
+calendar gives exactly the FIFO times (the lone-request contract).
+
+The same calendar serves links: a message puts ``bytes / line rate`` seconds of work on each link
+it crosses (see :mod:`simulator.engine.fast_links`).
+
+Items that ended before the present are dropped from the front now and then (a new item is never
+issued in the past), keeping the lists short.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import simpy
+
+_INF = float("inf")
+#: Items ended before now kept before the front of a calendar is cut off.
+_PRUNE = 64
+
+
+class Calendar:
+    """A FIFO server of work items issued at known times, reserved in any order (see the
+    module docstring). Times and durations in seconds."""
+
+    __slots__ = ("env", "at", "dur", "end", "own", "fold", "debts", "busy_total", "done_busy",
+                 "items", "last_end")
+
+    def __init__(self, env: simpy.Environment, debts: list[float] | None = None) -> None:
+        self.env = env
+        self.at: list[float] = []  # issue times, ascending
+        self.dur: list[float] = []
+        self.end: list[float] = []  # FIFO ends, non-decreasing
+        self.own: list[int] = []  # the GPU whose step issued each item (-1: none)
+        self.fold: list[int] = []  # how many times a delay of the item delays its step
+        self.debts = debts  # per GPU: the most an item of its running step was pushed back [s]
+        self.busy_total = 0.0  # work reserved so far [s]
+        self.done_busy = 0.0  # work of items cut off the front [s]
+        self.items = 0
+        self.last_end = 0.0  # when the last known item ends [s] (0: idle)
+
+    def free_at(self, at: float) -> float:
+        """When the work issued at or before ``at`` [s] is done (``-inf`` if none is known)."""
+        i = bisect_right(self.at, at)
+        return self.end[i - 1] if i else -_INF
+
+    def idle_from(self, at: float) -> bool:
+        """No known work runs at or after ``at`` [s]."""
+        return self.last_end <= at
+
+    def idle(self, start: float, end: float) -> bool:
+        """No known work runs in ``[start, end)`` [s]."""
+        if self.last_end <= start:
+            return True
+        ends = self.end
+        i = bisect_right(ends, start)
+        return i == len(ends) or ends[i] - self.dur[i] >= end
+
+    def reserve(self, at: float, duration: float, owner: int = -1, fold: int = 1,
+                kernels: int = 1) -> float:
+        """Issue ``duration`` [s] of work at ``at`` [s] (>= now) for GPU ``owner``'s step
+        (-1: none); returns when it ends [s]. Items of *other* GPUs' steps it pushes back are
+        charged to those steps (``debts``): the push times the item's ``fold`` — a delay in a
+        layer slot standing for ``fold`` folded layers delays its step ``fold`` times over.
+        ``kernels`` counts the kernels the item stands for (back-to-back ones issued at once)."""
+        at_l, end_l = self.at, self.end
+        n = len(at_l)
+        if n and end_l[0] <= self.env._now and n > _PRUNE:
+            self._prune()
+            n = len(at_l)
+        self.busy_total += duration
+        self.items += kernels
+        if not n or at >= at_l[-1]:  # the common case: issued after everything known
+            prev = end_l[-1] if n else -_INF
+            e = (prev if prev > at else at) + duration
+            at_l.append(at)
+            self.dur.append(duration)
+            end_l.append(e)
+            self.own.append(owner)
+            self.fold.append(fold)
+            if e > self.last_end:
+                self.last_end = e
+            return e
+        i = bisect_right(at_l, at)
+        prev = end_l[i - 1] if i else -_INF
+        e = (prev if prev > at else at) + duration
+        at_l.insert(i, at)
+        self.dur.insert(i, duration)
+        end_l.insert(i, e)
+        own_l, fold_l = self.own, self.fold
+        own_l.insert(i, owner)
+        fold_l.insert(i, fold)
+        dur_l, debts = self.dur, self.debts
+        last = e
+        for j in range(i + 1, n + 1):  # later items: FIFO behind the new one
+            a = at_l[j]
+            new = (last if last > a else a) + dur_l[j]
+            if new == end_l[j]:
+                break
+            o = own_l[j]
+            if debts is not None and o >= 0 and o != owner:
+                push = (new - end_l[j]) * fold_l[j]
+                if push > debts[o]:
+                    debts[o] = push
+            end_l[j] = last = new
+        if end_l[-1] > self.last_end:
+            self.last_end = end_l[-1]
+        return e
+
+    def account(self, busy: float, kernels: int, end: float) -> None:
+        """Count ``kernels`` kernels of ``busy`` [s] in all, ending by ``end`` [s], that no
+        one else can queue behind or before (a stream only its own GPU uses): no item kept."""
+        self.busy_total += busy
+        self.done_busy += busy
+        self.items += kernels
+        if end > self.last_end:
+            self.last_end = end
+
+    def _prune(self) -> None:
+        now = self.env._now
+        k = bisect_right(self.end, now)
+        if k:
+            self.done_busy += sum(self.dur[:k])
+            del self.at[:k], self.dur[:k], self.end[:k], self.own[:k], self.fold[:k]
+
+    def busy_until(self, now: float) -> float:
+        """Work done by ``now`` [s] (items still running count up to now)."""
+        busy = self.done_busy
+        for d, e in zip(self.dur, self.end, strict=True):
+            start = e - d
+            if e <= now:
+                busy += d
+            elif start < now:
+                busy += now - start
+        return busy
+
+
+class FastStream:
+    """A GPU compute stream of the fast engine: a :class:`Calendar` with the interface the
+    serving loop uses (:meth:`run`, :meth:`issue`, ``busy_time``, ``kernels_run``)."""
+
+    __slots__ = ("env", "cal", "gpu")
+    #: :meth:`issue` returns the kernel's end.
+    predicts = True
+
+    def __init__(self, env: simpy.Environment, debts: list[float] | None = None,
+                 gpu: int = -1) -> None:
+        self.env = env
+        self.cal = Calendar(env, debts)
+        self.gpu = gpu
+
+    def issue(self, duration: float) -> float:
+        """Queue a kernel of ``duration`` [s] now (for this GPU); returns its end [s]."""
+        return self.cal.reserve(self.env.now, duration, self.gpu)
+
+    def run(self, duration: float) -> simpy.Event:
+        """An event at the end of a kernel of ``duration`` [s] issued now."""
+        return self.env.timeout(self.issue(duration) - self.env.now)
+
+    @property
+    def busy_time(self) -> float:
+        """Kernel time run so far [s]."""
+        return self.cal.busy_until(self.env.now)
+
+    @property
+    def kernels_run(self) -> int:
+        """Kernels issued so far."""
+        return self.cal.items

@@ -1,0 +1,264 @@
+"""The fast engine held to the exact one: known answers first (a request alone takes the exact
+engine's time at every step; the calendars and the max-min sharing of a step's own messages,
+story by story), then properties of every run (hypothesis), then the contract on a slice of the
+validation suite (``benchmarks/validate_fast.py``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import run
+from simulator.engine.fast_links import max_min_finish
+from simulator.engine.fast_streams import Calendar
+from simulator.errors import UserError
+from simulator.kvcache import stable_hash
+from simulator.network import Fabric
+from simulator.scenario import Scenario
+from simulator.testing.invariants import check_run, small_cases, small_scenario
+from workloads.schema import make_trace
+
+ROOT = Path(__file__).resolve().parents[1]
+PHASES = ["probe_time", "transfer_time", "compute_time", "return_time", "merge_time",
+          "sim_time", "bytes"]
+
+
+def repo_on(owner: int, gpus: int) -> int:
+    """The smallest repository id whose blocks `repo_affinity` puts on GPU ``owner``."""
+    return next(r for r in range(10_000) if int(stable_hash(np.array([r]))[0] % np.uint64(gpus))
+                == owner)
+
+
+def alone(blocks: int = 40, output: int = 12, repo: int | None = None):
+    """One request (its prompt a repository when ``repo`` is given)."""
+    return make_trace(arrival_at=[0.0], input_tokens=[blocks * 64], output_tokens=[output],
+                      block_ids=[list(range(blocks))], block_tokens=64,
+                      **({} if repo is None else {"repo_id": [repo]}))
+
+
+def same_steps(a, b, rel: float = 1e-6) -> None:
+    """Every step and every round (matched by iteration, layer, owner) of two runs agree."""
+    da = (a.iterations["finished_at"] - a.iterations["started_at"]).to_numpy()
+    db = (b.iterations["finished_at"] - b.iterations["started_at"]).to_numpy()
+    assert len(da) == len(db)
+    np.testing.assert_allclose(db, da, rtol=rel)
+    key = ["iteration", "layer", "owner"]
+    ra = a.rounds.sort_values(key).reset_index(drop=True)
+    rb = b.rounds.sort_values(key).reset_index(drop=True)
+    assert len(ra) == len(rb)
+    assert (ra["option"].astype(str) == rb["option"].astype(str)).all()
+    for col in PHASES:
+        np.testing.assert_allclose(rb[col], ra[col], rtol=rel, atol=1e-15)
+
+
+# -- known answers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("policy", ["route", "fetch", "local", "adaptive"])
+@pytest.mark.parametrize(("topology", "owner", "gpus"),
+                         [("single_node:gpus=2", 1, 2), ("dgx_h100:nodes=2", 12, 16)])
+@pytest.mark.parametrize("layer_groups", [0, 3])
+def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, topology, owner,
+                                                                    gpus, layer_groups):
+    sc = small_scenario(topology, scheme="repo_affinity", layer_groups=layer_groups)
+    trace = alone(repo=repo_on(owner, gpus), output=20)
+    exact = run(sc, policy, trace=trace)
+    fast = run(sc, policy, trace=trace, engine="fast")
+    assert fast.summary["engine"] == "fast" and exact.summary["engine"] == "exact"
+    same_steps(exact, fast)
+    for key in ("ttft_p50", "tbt_p50", "tbt_p99", "bytes_moved", "sim_time"):
+        assert fast.summary[key] == pytest.approx(exact.summary[key], rel=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
+@pytest.mark.parametrize("stack", ["ideal", "ibgda"])
+def test_a_lone_step_shares_its_own_messages_max_min_as_the_fabric_does(policy, stack):
+    # hashed placement spreads the context over all 16 GPUs: each layer's rounds to many owners
+    # leave the home's links at once and share them
+    sc = small_scenario("dgx_h100:nodes=2", scheme="hash", layer_groups=0, stack=stack)
+    trace = alone(blocks=300, output=6)
+    exact = run(sc, policy, trace=trace)
+    fast = run(sc, policy, trace=trace, engine="fast")
+    assert exact.rounds.groupby(["iteration", "layer"]).size().max() > 4
+    same_steps(exact, fast)
+
+
+def test_one_simpy_event_per_decode_step():
+    sc = small_scenario("dgx_h100:nodes=2", scheme="repo_affinity", layer_groups=0)
+    trace = alone(repo=repo_on(12, 16), output=40)
+    exact = run(sc, "route", trace=trace)
+    fast = run(sc, "route", trace=trace, engine="fast")
+    steps = len(fast.iterations)
+    # the decode steps; the prefill (overhead + kernel), the arrival, a wake-up; one start per
+    # process (the arrivals and 16 GPU loops)
+    assert fast.summary["events"] <= steps + 17 + 6
+    assert exact.summary["events"] > 50 * steps  # every layer's round, message by message
+
+
+def test_a_fifo_calendar_serves_in_issue_order_and_charges_pushes_to_their_steps():
+    env = simpy.Environment()
+    debts = [0.0, 0.0, 0.0]
+    cal = Calendar(env, debts)
+    assert cal.reserve(1.0, 2.0, owner=0) == 3.0  # GPU 0's kernel, issued at 1 s
+    assert cal.reserve(2.0, 1.0, owner=0) == 4.0  # queued behind it
+    assert cal.reserve(10.0, 1.0, owner=1, fold=4) == 11.0  # idle gap before it
+    # issued at 0.5 s, composed later: it goes first and pushes GPU 0's items back 0.5 s
+    assert cal.reserve(0.5, 1.0, owner=2) == 1.5
+    assert cal.end == [1.5, 3.5, 4.5, 11.0]  # the gap before 10 s absorbs the push
+    assert debts == [0.5, 0.0, 0.0]  # GPU 0's step is charged; GPU 1's is not (no push)
+    assert cal.reserve(9.5, 1.0, owner=2) == 10.5  # pushes GPU 1's item 0.5 s × its folding 4
+    assert debts == [0.5, 2.0, 0.0]
+    assert cal.idle(5.0, 9.5) and not cal.idle(5.0, 9.6)
+    assert cal.free_at(2.0) == 4.5  # work issued by 2 s is done at 4.5 s
+
+
+@settings(max_examples=40)
+@given(st.lists(st.tuples(st.floats(0.0, 2e-5), st.floats(1e3, 5e6),
+                          st.sampled_from(["n0/gpu1", "n1/gpu0", "n1/gpu3", "n0/gpu0"])),
+                min_size=1, max_size=5),
+       st.sampled_from(["ideal", "ibgda"]))
+def test_own_flows_share_links_max_min_as_the_fabric_does(flows, stack):
+    import topologies
+
+    g = topologies.build("dgx_h100", nodes=2)
+    env = simpy.Environment()
+    fabric = Fabric(env, g, stack)
+    src = "n0/gpu0"
+    flows = [f for f in flows if f[2] != src] or [(0.0, 1e6, "n1/gpu0")]
+    done = []
+    for at, nbytes, dst in flows:
+        ev = fabric.transfer(src, dst, nbytes, delay_time=at)
+        done.append(ev)
+    env.run()
+    want = [ev.value.finished_at for ev in done]
+    starts, caps, links = [], [], []
+    for at, _, dst in flows:
+        delay, rate, ls, _ = fabric.message_route(src, dst)
+        starts.append(at + delay)
+        caps.append(rate)
+        links.append(ls)
+    got = max_min_finish(starts, [f[1] for f in flows], caps, links, fabric.link_bandwidth)
+    np.testing.assert_allclose(got, want, rtol=1e-9)
+
+
+def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():
+    sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=2)
+    trace = alone(repo=repo_on(1, 2), output=30)
+    exact = run(sc, "fetch", trace=trace)
+    fast = run(sc, "fetch", trace=trace, engine="fast")
+    assert 0 < exact.summary["copy_hit_rate"] < 1
+    assert fast.summary["copy_hit_rate"] == exact.summary["copy_hit_rate"]
+    pd.testing.assert_frame_equal(fast.gpus.drop(columns=["busy_time", "utilization"]),
+                                  exact.gpus.drop(columns=["busy_time", "utilization"]))
+    # route keeps no copies: every reference to the owner's blocks misses
+    assert run(sc, "route", trace=trace, engine="fast").summary["copy_hit_rate"] == 0.0
+
+
+@pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
+@pytest.mark.parametrize("layer_groups", [0, 2])
+def test_host_dram_reads_are_the_exact_engines_copies(policy, layer_groups):
+    # as tests/test_engine_exact.py: B's prompt pushes A's blocks to host DRAM, C reads them back
+    # with one host→device copy per round on the home's copy engine (no fabric message)
+    block = 64 * 1152 * 61
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block,
+                        layer_groups=layer_groups)
+    a, b = list(range(45)), list(range(100, 145))
+    trace = make_trace(arrival_at=[0.0, 1.0, 2.0], input_tokens=[45 * 64, 45 * 64, 46 * 64],
+                       output_tokens=[2, 2, 6], block_ids=[a, b, a + [999]], block_tokens=64)
+    exact = run(sc, policy, trace=trace)
+    fast = run(sc, policy, trace=trace, engine="fast")
+    host = fast.rounds[fast.rounds["owner"].astype(str) == "n0/host"]
+    assert len(host) and (host["probe_time"] == 0).all()
+    same_steps(exact, fast)
+    np.testing.assert_allclose(fast.gpus["copy_busy_time"], exact.gpus["copy_busy_time"],
+                               rtol=1e-9)
+
+
+# -- properties of every run -----------------------------------------------------------------
+
+
+@settings(max_examples=25)
+@given(small_cases(), st.sampled_from(["route", "fetch", "local", "adaptive", "colocated"]))
+def test_every_fast_run_conserves_requests_orders_time_and_bytes_and_respects_capacity(case,
+                                                                                        policy):
+    scenario, trace = case
+    res = run(scenario, policy, trace=trace, engine="fast", check_invariants=True)
+    assert res.summary["engine"] == "fast"
+    check_run(res, trace)
+
+
+@settings(max_examples=10)
+@given(small_cases())
+def test_same_seed_same_results_on_the_fast_engine(case):
+    scenario, trace = case
+    a = run(scenario, "adaptive", seed=3, trace=trace, engine="fast")
+    b = run(scenario, "adaptive", seed=3, trace=trace, engine="fast")
+    for table in ("requests", "rounds", "iterations", "gpus", "links"):
+        pd.testing.assert_frame_equal(getattr(a, table), getattr(b, table))
+    for key, value in a.summary.items():
+        if key != "wall_time":
+            assert value == b.summary[key] or (value != value and b.summary[key] != b.summary[key])
+
+
+# -- what it does not support, and how it is chosen ------------------------------------------
+
+
+@pytest.mark.parametrize(("policy", "kwargs", "why"), [
+    ("adaptive_live", {}, "reads the live fabric"),
+    ("route", {"exact_streams": True}, "exact_streams"),
+])
+def test_what_the_fast_engine_does_not_support_runs_on_the_exact_one_and_says_so(policy, kwargs,
+                                                                                 why):
+    sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=2)
+    trace = alone(repo=repo_on(1, 2), output=4)
+    res = run(sc, policy, trace=trace, engine="fast", **kwargs)
+    assert res.summary["engine"] == "exact"
+    assert why in res.summary["engine_fallback"]
+
+
+def test_the_pool_loops_fall_back_to_their_exact_loops():
+    sc = Scenario.load(ROOT / "scenarios" / "lamina_llama3_70b.toml")
+    sc = sc.with_changes(engine=sc.engine.__class__(max_batch=sc.engine.max_batch,
+                                                    max_requests=20, mode="fast"))
+    res = run(sc, "homogeneous")
+    assert res.summary["engine"] == "exact" and "own decode loop" in res.summary["engine_fallback"]
+
+
+def test_the_scenario_chooses_the_engine_and_a_bad_mode_is_named():
+    data = {"name": "x", "topology": {"spec": "single_node:gpus=2"},
+            "model": {"name": "deepseek-v3.2"}, "workload": {"kind": "trace", "trace": "t"},
+            "placement": {"scheme": "repo_affinity", "weights_per_gpu": 40e9},
+            "engine": {"layer_groups": 2, "mode": "fast"}}
+    sc = Scenario.from_dict(data)
+    assert sc.engine.mode == "fast"
+    res = run(sc, "route", trace=alone(repo=repo_on(1, 2), output=3))
+    assert res.summary["engine"] == "fast"
+    assert run(sc, "route", trace=alone(output=3), engine="exact").summary["engine"] == "exact"
+    data["engine"]["mode"] = "quick"
+    with pytest.raises(UserError, match="engine.mode"):
+        Scenario.from_dict(data)
+    with pytest.raises(UserError, match="engine 'quick'"):
+        run(sc, "route", trace=alone(output=3), engine="quick")
+
+
+# -- the contract, on a slice of the validation suite ----------------------------------------
+
+
+def test_the_contract_holds_on_a_slice_of_the_validation_suite():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import validate_fast
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    rows = validate_fast.compare(validate_fast.scenario("agentic-4"))
+    for r in rows:
+        assert r["fast_engine"] == "fast"
+        assert not r["fail"], (r["policy"], {m: r["diff"][m] for m in r["fail"]})
+    assert all(v != "DIFFERENT" for *_, v in validate_fast.best_check(rows))
