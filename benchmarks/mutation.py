@@ -75,12 +75,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 ["tests/test_kvcache_directory.py", "tests/test_kvcache_eviction.py",
                  "tests/test_kvcache_blocklists.py"]),
     "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
-                  ["tests/test_engine_scheduler.py", "tests/test_promises.py"]),
+                  ["tests/test_engine_admission.py", "tests/test_engine_scheduler.py",
+                   "tests/test_promises.py"]),
     "sparse": (["workloads/sparse.py"], ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
                "simulator/sweep/executor.py", "simulator/sweep/check.py"],
-              ["tests/test_sweep.py"]),
+              ["tests/test_sweep_spec.py", "tests/test_sweep.py"]),
 }
 
 
@@ -174,6 +175,113 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/costmodel/closed_form.py", "if blocks <= 0 or batch <= 0:", "<= -> <",
      "batch <= 0"):
         "install_time with no queries: a splice of 0 chunks and a gather of 0 bytes take 0 s too",
+    ("simulator/engine/admission.py", "self.g = g", "delete `self.g = g`"):
+        "GPUBlocks.g: nothing reads it",
+    ("simulator/engine/admission.py",
+     "own = -(-(int(a.inp[r]) + int(a.out[r])) // a.bt) - n_reused", "// -> /"):
+        "ceil(x) - n > cap exactly when x - n > cap, for whole numbers n and cap",
+    ("simulator/engine/admission.py", "a.held[r] = 0", "delete `a.held[r] = 0`", "#1"):
+        "(on-demand admission) held is zero already: it starts so and release zeroes it",
+    ("simulator/engine/admission.py", "a.held[r] = 0", "delete `a.held[r] = 0`", "#2"):
+        "(release) held is set again at the next admission (need, or 0 on demand) before "
+        "anything reads it",
+    ("simulator/engine/admission.py", "a.held[r] = 0", "0 -> 1", "#2"):
+        "a released request's held count is set again at its next admission before anything "
+        "reads it",
+    ("simulator/engine/admission.py", "if delta > 0:", "> -> >="):
+        "a zero delta adds nothing, and passes the capacity check (reserved <= cap always)",
+    ("simulator/engine/admission.py", "return False", "return X -> None"):
+        "the scheduler reads grow()'s answer as a truth value (`not kv.grow(...)`)",
+    ("simulator/engine/admission.py",
+     'self.repo = t["repo_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
+        "no repository is any negative id (every reader tests repo >= 0)",
+    ("simulator/engine/admission.py", "self.home = np.full(n, -1, np.int64)", "1 -> 2"):
+        "not yet arrived is any negative home (the records test h >= 0)",
+    ("simulator/engine/admission.py", "self.computed_after = np.zeros(0, np.uint64)", "0 -> 1"):
+        "grown to cover every directory block (zeros) before it is read",
+    ("simulator/engine/admission.py", "if len(self.computed_after) < self.dir.n:", "< -> <="):
+        "growing an array that already covers every block changes none of its entries",
+    ("simulator/engine/admission.py",
+     "grown = np.zeros(max(self.dir.n, 2 * len(self.computed_after)), np.uint64)", "2 -> 3"):
+        "a growth factor: the array covers every block either way, the new entries zero",
+    ("simulator/sweep/spec.py", "ss = np.random.SeedSequence([sweep_seed, int(pid, 16)])",
+     "16 -> 17"):
+        "ids are 16 hex digits: read in base 17 they are still distinct, so seeds are still "
+        "a function of (sweep seed, id) that differs between ids; no seed value is promised",
+    ("simulator/sweep/spec.py", "return int(ss.generate_state(1, dtype=np.uint32)[0])",
+     "1 -> 2"):
+        "generate_state(2)[0] is generate_state(1)[0] (the same stream, one word more)",
+    ("simulator/engine/admission.py",
+     "need = -(-(int(self.inp[r]) + int(self.gen[r])) // self.bt)", "// -> /"):
+        "ceil(x) > n exactly when x > n, and arange(n, x) is arange(n, ceil(x)) for every x",
+    ("simulator/engine/scheduler.py", "i += 1", "1 -> 2", "#1"):
+        "a request with prompt left is the newest running one (its chunk took the step's "
+        "remaining budget, so nothing was admitted after it): one index more leaves the loop "
+        "all the same",
+    ("simulator/engine/scheduler.py", "scheduled.add(r)", "delete `scheduled.add(r)`", "#1"):
+        "(the decode's) a victim is the newest unscheduled request, and decodes run oldest "
+        "first: a request decoded this step is never newer than the one that fails to grow",
+    ("simulator/engine/scheduler.py", "continue", "delete `continue`", "#2"):
+        "(the decode loop's while-else) the loop body ends right after it",
+    ("simulator/engine/scheduler.py",
+     "if left is None or r in scheduled or r not in self.running or budget <= 0:", "or -> and"):
+        "(`left is None and r in scheduled`) every running request without prompt left was "
+        "decoded (scheduled) or preempted (not running) in part 1",
+    ("simulator/engine/scheduler.py",
+     "if left is None or r in scheduled or r not in self.running or budget <= 0:", "<= -> <"):
+        "with no budget a chunked prefill takes min(left, 0) = 0 tokens and is skipped; "
+        "without chunking no request has prompt left between steps",
+    ("simulator/engine/scheduler.py", "if take <= 0:", "<= -> <", "#1"):
+        "(part 2) a chunk of 0 tokens needs budget > 0 and no chunking, and without chunking "
+        "no request has prompt left between steps",
+    ("simulator/engine/scheduler.py", "continue", "delete `continue`", "#4"):
+        "(part 2, `take <= 0`) as above: never reached",
+    ("simulator/engine/scheduler.py", "scheduled.add(r)", "delete `scheduled.add(r)`", "#2"):
+        "(part 2) only the newest running request has prompt left, so no later part-2 victim "
+        "choice or `r in scheduled` test meets it",
+    ("simulator/sweep/executor.py",
+     "for index, outcome in pool.imap_unordered(_run_task, work, chunksize=1):", "1 -> 2"):
+        "how many points a worker is handed at once: each point's result is the same",
+    ("simulator/sweep/executor.py", "pool.close()", "delete `pool.close()`"):
+        "the finally clause terminates and joins the pool anyway",
+    ("simulator/sweep/executor.py", "pool.join()", "delete `pool.join()`"):
+        "terminate() has ended the workers; join only waits for them to exit",
+    ("simulator/sweep/executor.py", "if scheduler is None:", "is -> is not"):
+        "Client(None) starts a local cluster of its own: the same results",
+    ("simulator/sweep/executor.py",
+     "cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,",
+     "1 -> 2"):
+        "threads per Dask worker: each point is a pure function, computed the same",
+    ("simulator/sweep/executor.py",
+     "cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,",
+     "True -> False"):
+        "Dask workers as threads, not processes: each point is a pure function, computed "
+        "the same",
+    ("simulator/sweep/executor.py", "client = Client(scheduler, timeout=10)", "10 -> 11"):
+        "a connection timeout to a remote scheduler (no test starts one)",
+    ("simulator/sweep/executor.py", "client.cancel(list(futures))",
+     "delete `client.cancel(list(futures))`"):
+        "cleanup of a Dask client that is closed next: the results are gathered already",
+    ("simulator/sweep/executor.py", "client.close()", "delete `client.close()`"):
+        "cleanup: the results are gathered already",
+    ("simulator/sweep/executor.py", "if cluster is not None:", "is not -> is"):
+        "cleanup of the local cluster: the results are gathered already",
+    ("simulator/sweep/executor.py", "cluster.close()", "delete `cluster.close()`"):
+        "cleanup of the local cluster: the results are gathered already",
+    ("simulator/sweep/executor.py", "sweep.skip_bad, pure=False,", "False -> True"):
+        "every future has its own key (point id and key): no two are merged either way",
+    ("simulator/sweep/spec.py", 'return "unknown"', "return X -> None"):
+        "an uninstalled tree: any constant serves as its version in the key",
+    ("simulator/sweep/spec.py", "raw = [dict(zip(keys, combo, strict=True)) for combo in combos]",
+     "True -> False"):
+        "itertools.product yields one value per grid key: the lengths always agree",
+    ("simulator/sweep/spec.py", 'for chunk in iter(lambda: f.read(1 << 20), b""):', "1 -> 2"):
+        "the chunk size read at a time: the file's digest is the same",
+    ("simulator/sweep/spec.py", 'for chunk in iter(lambda: f.read(1 << 20), b""):', "20 -> 21"):
+        "the chunk size read at a time: the file's digest is the same",
+    ("simulator/sweep/spec.py", "cache[path] = h.hexdigest()[:16]", "16 -> 17"):
+        "an input file's digest only enters the point's key (itself hashed to 16 digits): "
+        "the key still changes exactly when the file's content does",
 }
 
 
@@ -400,9 +508,29 @@ def _code_of(code: types.CodeType, key: tuple[str, int]) -> types.CodeType | Non
 
 
 def equivalent_reason(m: Mutant, source: str) -> str | None:
-    """Why ``m`` is equivalent, if :data:`EQUIVALENT` lists it."""
-    line = source.splitlines()[m.line - 1].strip()
-    return EQUIVALENT.get((m.path, line, m.desc, m.node), EQUIVALENT.get((m.path, line, m.desc)))
+    """Why ``m`` is equivalent, if :data:`EQUIVALENT` lists it: by its line's text and
+    description, and where that is not enough, the mutated expression's source or ``#k``, the
+    k-th line of the module with that text."""
+    lines = [ln.strip() for ln in source.splitlines()]
+    line = lines[m.line - 1]
+    nth = f"#{lines[: m.line].count(line)}"
+    for key in ((m.path, line, m.desc, m.node), (m.path, line, m.desc, nth),
+                (m.path, line, m.desc)):
+        if key in EQUIVALENT:
+            return EQUIVALENT[key]
+    return None
+
+
+def ambiguous_equivalents() -> list[tuple[str, ...]]:
+    """Keys of :data:`EQUIVALENT` without a ``#k`` or expression whose line text occurs more
+    than once in its module (they would excuse every such line), or not at all (stale)."""
+    bad = []
+    for key in EQUIVALENT:
+        path, line = key[0], key[1]
+        text = [ln.strip() for ln in (ROOT / path).read_text().splitlines()]
+        if text.count(line) == 0 or (len(key) == 3 and text.count(line) > 1):
+            bad.append(key)
+    return bad
 
 
 def _pytest_args(tests: list[str]) -> list[str]:
@@ -633,6 +761,8 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--limit", type=int, help="first N mutants per module (a quick look)")
     s.add_argument("--list", action="store_true", help="list the mutants, run nothing")
     s.add_argument("--progress", action="store_true", help="a line per mutant as it is run")
+    s.add_argument("--equivalents", action="store_true",
+                   help="print the listed equivalent mutants as a Markdown table, run nothing")
     s.add_argument("--all-tests", action="store_true",
                    help="run every test of the group for every mutant (slow), not only the "
                         "tests that reach the mutated function")
@@ -645,12 +775,21 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         ap.error(f"unknown group {unknown[0]!r}: give some of {', '.join(GROUPS)}")
+    if a.equivalents:
+        print("| module | line | mutation | why no test can tell |\n|---|---|---|---|")
+        for key, why in EQUIVALENT.items():
+            path, line, desc = key[:3]
+            where = f"`` {line} ``" + (f" (`` {key[3]} ``)" if len(key) > 3 else "")
+            print(f"| `{path}` | {where} | `` {desc} `` | {why} |")
+        return 0
     if a.list:
         for g in groups:
             for mod in GROUPS[g][0]:
                 ms = mutants(mod)
                 print(f"{mod}: {len(ms)} mutants")
         return 0
+    for key in ambiguous_equivalents():
+        print(f"warning: EQUIVALENT key matches no line or several: {key}")
     rows = []
     for g in groups:
         res = run_group(g, a.timeout, a.show_survivors, a.limit, a.all_tests, a.progress)

@@ -186,3 +186,33 @@ def test_last_renewal_points_each_slot_at_its_last_renewing_layer(shape, seed):
     for q, layer, c in np.ndindex(*shape):
         last = max(x for x in range(layer + 1) if renew[q, x, c])
         assert src[q, layer, c] == flat[q, last, c]
+
+
+@pytest.mark.parametrize(("knobs", "field"), [
+    ({"top_k_tokens": 0}, "top_k_tokens"), ({"block_tokens": 0}, "block_tokens"),
+    ({"nsa_selected_blocks": 0}, "nsa_selected_blocks"),
+    ({"nsa_selection_tokens": -1}, "nsa_selection_tokens"), ({"region_blocks": 0}, "region_blocks"),
+    ({"recent_tokens": -1}, "recent_tokens"), ({"nsa_window_tokens": -64}, "nsa_window_tokens"),
+    ({"zipf_s": -0.5}, "zipf_s"), ({"popular_fraction": -0.1}, "popular_fraction"),
+    ({"focus_fraction": 1.5, "popular_fraction": 0.0}, "focus_fraction"),
+    ({"layer_correlation": -0.1}, "layer_correlation"),
+    ({"layer_correlation": 1.0}, "layer_correlation"), ({"oversample": 0.99}, "oversample"),
+])
+def test_each_bad_knob_is_rejected_by_name(knobs, field):
+    with pytest.raises(ValueError, match=field):
+        SparseSelector(**knobs)
+
+
+def test_knobs_at_their_bounds_are_accepted():
+    # the smallest and largest values each knob allows
+    SparseSelector(top_k_tokens=1, block_tokens=1, nsa_selected_blocks=1, nsa_selection_tokens=1,
+                   region_blocks=1, recent_tokens=0, nsa_window_tokens=0, zipf_s=0.0,
+                   popular_fraction=0.0, focus_fraction=0.0, layer_correlation=0.0,
+                   oversample=1.0)
+    SparseSelector(popular_fraction=1.0, focus_fraction=0.0)
+    SparseSelector(popular_fraction=0.0, focus_fraction=1.0)
+    SparseSelector(popular_fraction=0.4, focus_fraction=0.6)  # together exactly 1
+    with pytest.raises(ValueError, match="n_layers"):
+        SparseSelector().select_batch(np.random.default_rng(0), [10], 0)
+    one = SparseSelector().select_batch(np.random.default_rng(0), [1], 1)
+    assert one.query(0).tolist() == [[0]]  # a one-block context, one layer
