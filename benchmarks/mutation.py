@@ -270,6 +270,136 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "cleanup of the local cluster: the results are gathered already",
     ("simulator/sweep/executor.py", "sweep.skip_bad, pure=False,", "False -> True"):
         "every future has its own key (point id and key): no two are merged either way",
+    ("simulator/engine/admission.py", "if h is None or len(h) != len(idx):", "!= -> =="):
+        "a kept hash (admitted but not started, or preempted mid-prompt) always has the "
+        "context's length, and recomputing it gives the same values",
+    ("simulator/engine/admission.py",
+     "if len(idx) > len(h):  # a recompute after preemption: the generated blocks follow",
+     "> -> >="):
+        "with no generated blocks the tail is empty and the hashes unchanged",
+    ("simulator/engine/admission.py",
+     "tail = extend_prefix_hash(int(h[-1]) if len(h) else 0,", "0 -> 1"):
+        "a prompt has at least one block (the trace schema refuses empty prompts)",
+    ("simulator/engine/admission.py", "self.last_hash[r] = h[-1] if len(h) else 0", "0 -> 1"):
+        "a prompt has at least one block (the trace schema refuses empty prompts)",
+    ("simulator/kvcache/eviction.py", "if count <= 0:", "<= -> <"):
+        "a count of 0 takes the first 0 of the order: nothing either way",
+    ("simulator/kvcache/eviction.py", "if count < len(blocks):", "< -> <="):
+        "count = len(blocks): the cut at the largest time keeps every block",
+    ("simulator/kvcache/eviction.py", "return extra", "return X -> None"):
+        "make_room's answer is read by no caller (they make room for 0 extra blocks)",
+    ("simulator/kvcache/eviction.py",
+     "over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])", "+ -> -",
+     "d.owned[gpu] + d.copies[gpu] + extra"):
+        "extra is 0 in every call",
+    ("simulator/kvcache/eviction.py",
+     "over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])", "+ -> -", "#2"):
+        "(the second `over`) it only shapes make_room's answer, which no caller reads",
+    ("simulator/kvcache/eviction.py",
+     "over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])", "- -> +", "#2"):
+        "(the second `over`) it only shapes make_room's answer, which no caller reads",
+    ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "return X -> None"):
+        "make_room's answer is read by no caller",
+    ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "- -> +"):
+        "make_room's answer is read by no caller",
+    ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "max -> min"):
+        "make_room's answer is read by no caller",
+    ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "0 -> 1"):
+        "make_room's answer is read by no caller",
+    ("simulator/kvcache/eviction.py", "if target > 0:", "> -> >="):
+        "demoting 0 blocks demotes nothing",
+    ("simulator/kvcache/eviction.py", "target -= self.demote(gpu, target)", "-= -> +="):
+        "target is not read after the demotion",
+    ("simulator/kvcache/eviction.py", "if take <= 0:", "<= -> <"):
+        "evicting 0 copies changes nothing and returns 0 either way",
+    ("simulator/kvcache/eviction.py", "return 0", "return X -> None", "#2"):
+        "(demote with no HBM blocks) unreachable: make_room runs on a GPU that holds the block "
+        "it just placed or promoted",
+    ("simulator/kvcache/eviction.py", "return 0", "0 -> 1", "#2"):
+        "(demote with no HBM blocks) unreachable, as above",
+    ("simulator/kvcache/directory.py",
+     "self.n_machines = int(self.machine_of.max()) + 1 if self.n_gpus else 0", "1 -> 2"):
+        "one machine more than any GPU names: nothing is ever put on its host tier",
+    ("simulator/kvcache/directory.py",
+     "self.n_machines = int(self.machine_of.max()) + 1 if self.n_gpus else 0", "0 -> 1"):
+        "a directory without GPUs places nothing",
+    ("simulator/kvcache/directory.py", "self.words = max(1, (config.layer_slots + 63) // 64)",
+     "1 -> 2"):
+        "a word of copy bits more than the slots need, never set",
+    ("simulator/kvcache/directory.py", "self.words = max(1, (config.layer_slots + 63) // 64)",
+     "63 -> 64"):
+        "at most a word of copy bits more than the slots need, never set",
+    ("simulator/kvcache/directory.py", "cap = 1024", "1024 -> 1025"):
+        "the arrays' first size: they grow to whatever is interned",
+    ("simulator/kvcache/directory.py", "if need <= cap:", "<= -> <"):
+        "growing arrays that are big enough already changes no entry",
+    ("simulator/kvcache/directory.py", "new = max(need, 2 * cap)", "max -> min"):
+        "grows to exactly what is needed instead of doubling: the same entries",
+    ("simulator/kvcache/directory.py", "new = max(need, 2 * cap)", "* -> /"):
+        "max(need, cap / 2) is need (need > cap): grows to exactly what is needed",
+    ("simulator/kvcache/directory.py", "new = max(need, 2 * cap)", "2 -> 3"):
+        "a growth factor: the same entries",
+    ("simulator/kvcache/directory.py", "self.used_at = grow(self.used_at, 0.0)", "0.0 -> 1.0"):
+        "an owned block's last use is set when it is placed, before anything reads it",
+    ("simulator/kvcache/directory.py",
+     "self.copy_used_at = grow(self.copy_used_at, 0.0, axis=1)", "0.0 -> 1.0"):
+        "a copy's last use is set when it is made, before anything reads it",
+    ("simulator/kvcache/directory.py",
+     "h = (base[:, None] + np.arange(self.k)) % max(self.n_gpus, 1)", "1 -> 2"):
+        "with one GPU there is one holder (k = 1) and base % 2 = base = 0",
+    ("simulator/kvcache/directory.py",
+     "d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30", "1e-30 -> 2e-30"):
+        "a tie-break far below any path latency",
+    ("simulator/kvcache/directory.py", "d[h == src] = -1.0", "1.0 -> 2.0"):
+        "any negative distance puts the reader's own replica first",
+    ("simulator/kvcache/directory.py", "pick[base < 0] = UNPLACED", "delete `pick[base < 0] = UNPLACED`"):
+        "holders() gives UNPLACED for every replica of an unplaced block already",
+    ("simulator/kvcache/directory.py",
+     "n = len(idx) if n_context is None else max(int(n_context), 1)", "1 -> 2"):
+        "a context given with positions has at least one block; a 1-block context has only "
+        "position 0, placed on GPU 0 either way",
+    ("simulator/kvcache/directory.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
+     "// -> /"):
+        "positions are >= 0: truncating the quotient is flooring it",
+    ("simulator/kvcache/directory.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
+     "- -> +"):
+        "positions lie in the context (pos < n), so pos * g // n <= g - 1 already",
+    ("simulator/kvcache/directory.py",
+     "if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):", "> -> >="):
+        "one block has no repeats to drop",
+    ("simulator/kvcache/directory.py", "if self.k == 1:  # one holder per block: its base",
+     "== -> !="):
+        "a fast path: the general branch gives the same answer for one holder",
+    ("simulator/kvcache/directory.py", "if self.k == 1:  # one holder per block: its base",
+     "1 -> 2"):
+        "a fast path: the general branch gives the same answer for one holder",
+    ("simulator/kvcache/eviction.py", "if free >= want:", ">= -> >", "#1"):
+        "(host_room) free = want: nothing needs dropping (need = 0) and all fit either way",
+    ("simulator/kvcache/eviction.py", "if need > 0:", "> -> >="):
+        "dropping 0 blocks drops nothing",
+    ("simulator/kvcache/eviction.py", "return min(want, cap - int(d.host_used[machine]))",
+     "- -> +"):
+        "after the drops the host has room for min(want, cap) blocks exactly as computed either "
+        "way: it holds cap - want blocks, or none",
+    ("simulator/kvcache/blocklists.py",
+     "self._buf = [np.zeros(256, np.int64) for _ in range(n_keys)]", "256 -> 257"):
+        "the buffers' first size: they are pruned and grown as blocks arrive",
+    ("simulator/kvcache/blocklists.py", "self._n = [0] * n_keys", "0 -> 1"):
+        "one zero entry listed at the start: the predicate drops it unless block 0 is in the "
+        "set, which then lists it anyway (duplicates are merged)",
+    ("simulator/kvcache/blocklists.py", "self._sorted = [0] * n_keys  # leading entries that are "
+     "ascending and distinct", "0 -> 1"):
+        "a first entry alone is ascending and distinct; the merge sorts and dedupes the rest",
+    ("simulator/kvcache/blocklists.py", "if n + k > len(buf):", "> -> >="):
+        "prunes a list that is exactly full one append earlier: the same blocks",
+    ("simulator/kvcache/blocklists.py", "if n + k > len(buf) // 2:", "> -> >="):
+        "a growth policy: grows a little earlier, the same blocks listed",
+    ("simulator/kvcache/blocklists.py", "if n + k > len(buf) // 2:", "// -> /"):
+        "the same comparison in floats",
+    ("simulator/kvcache/blocklists.py", "if n + k > len(buf) // 2:", "2 -> 3"):
+        "a growth policy: grows earlier, the same blocks listed",
+    ("simulator/kvcache/blocklists.py", "grown = np.zeros(2 * (n + k), np.int64)", "2 -> 3"):
+        "a growth factor: the same blocks listed",
     ("simulator/sweep/spec.py", 'return "unknown"', "return X -> None"):
         "an uninstalled tree: any constant serves as its version in the key",
     ("simulator/sweep/spec.py", "raw = [dict(zip(keys, combo, strict=True)) for combo in combos]",

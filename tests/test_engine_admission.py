@@ -161,22 +161,22 @@ def test_generated_tokens_past_the_last_block_add_a_home_owned_block():
 
 
 def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blocks_too():
-    # 100 prompt tokens (2 blocks) + 29 generated = 129 tokens: a 3rd, generated block (and a
-    # 4th at 193). Preempted then re-admitted, all 4 blocks are still held, computed after this
+    # 150 prompt tokens (3 blocks) + 43 generated = 193 tokens: a 4th, generated block (and a
+    # 5th at 257). Preempted then re-admitted, all 5 blocks are still held, computed after this
     # same prefix: nothing to compute, nothing prefilled again
-    a = admission(10, [[1, 2]], [100], [100], "on_demand")
+    a = admission(10, [[1, 2, 3]], [150], [200], "on_demand")
     kv = a.sched[0].kv
     start(a, 0)
-    a.gen[0] = 29
-    a.grow_context(0, 0)
-    assert len(a.ctx_idx[0]) == 3
-    a.gen[0] = 93  # the 193rd token: a 4th block, hashed after the 3rd
+    a.gen[0] = 43
     a.grow_context(0, 0)
     assert len(a.ctx_idx[0]) == 4
+    a.gen[0] = 107  # the 257th token: a 5th block, hashed after the 4th
+    a.grow_context(0, 0)
+    assert len(a.ctx_idx[0]) == 5
     kv.release(0)
     assert kv.admit(0) == 0
     a.admitted(0)
-    assert (a.admissions[0], a.prefilled[0], a.reused[0]) == (2, 2, 0)
+    assert (a.admissions[0], a.prefilled[0], a.reused[0]) == (2, 3, 0)
     # had another request's different prefix computed them, they would be recomputed
     b = admission(10, [[1, 2], [7, 2]], [100, 100], [40, 40], "on_demand")
     start(b, 0)
