@@ -400,6 +400,44 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "a growth policy: grows earlier, the same blocks listed",
     ("simulator/kvcache/blocklists.py", "grown = np.zeros(2 * (n + k), np.int64)", "2 -> 3"):
         "a growth factor: the same blocks listed",
+    ("workloads/sparse.py", "n = np.asarray(context_blocks, dtype=np.int64).reshape(-1)",
+     "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py",
+     "np.asarray(popular_blocks, dtype=np.int64).reshape(-1)[sampled], avail_s)", "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py", "full = avail <= k", "<= -> <"):
+        "exactly k older blocks: sampling k of k picks them all, the same selection (the "
+        "random stream is consumed differently, which no promise fixes)",
+    ("workloads/sparse.py", "if focus is not None and self.focus_fraction > 0:", "> -> >="):
+        "with focus_fraction 0 no draw comes from the focus set either way",
+    ("workloads/sparse.py", "small = avail_s <= 4 * k", "<= -> <"):
+        "which of the two samplers of the same law (checked against sampling without "
+        "replacement) serves a row",
+    ("workloads/sparse.py", "small = avail_s <= 4 * k", "* -> /"):
+        "which of the two samplers of the same law serves a row",
+    ("workloads/sparse.py", "small = avail_s <= 4 * k", "4 -> 5"):
+        "which of the two samplers of the same law serves a row",
+    ("workloads/sparse.py",
+     "recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)", "< -> <="):
+        "every sampled row's context is longer than the window, so every row has w recent "
+        "blocks and the mask is all true",
+    ("workloads/sparse.py",
+     "recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)", "-x -> x"):
+        "every sampled row has the whole window: the fill is never used",
+    ("workloads/sparse.py",
+     "recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)", "1 -> 2"):
+        "every sampled row has the whole window: the fill is never used",
+    ("workloads/sparse.py", "u = rng.random((3, len(qi)))", "3 -> 4"):
+        "a row of random numbers more, never used (the stream is consumed differently, which "
+        "no promise fixes)",
+    ("workloads/sparse.py", "if p_pop > 0:", "> -> >=", "#1"):
+        "(oversampled) with popular_fraction 0 no draw is popular (comp < 0 never holds)",
+    ("workloads/sparse.py", "use = ((comp < p_pop) & (regions[q] > 0)).nonzero()[0]",
+     "< -> <="):
+        "comp = p_pop has probability 0",
+    ("workloads/sparse.py", "rank = np.minimum(rank, rmod - 1)", "- -> +"):
+        "u < 1, so searchsorted(cdf, u * cdf[r - 1], 'right') <= r - 1: the cap never binds",
     ("simulator/sweep/spec.py", 'return "unknown"', "return X -> None"):
         "an uninstalled tree: any constant serves as its version in the key",
     ("simulator/sweep/spec.py", "raw = [dict(zip(keys, combo, strict=True)) for combo in combos]",

@@ -195,12 +195,17 @@ def test_last_renewal_points_each_slot_at_its_last_renewing_layer(shape, seed):
     ({"recent_tokens": -1}, "recent_tokens"), ({"nsa_window_tokens": -64}, "nsa_window_tokens"),
     ({"zipf_s": -0.5}, "zipf_s"), ({"popular_fraction": -0.1}, "popular_fraction"),
     ({"focus_fraction": 1.5, "popular_fraction": 0.0}, "focus_fraction"),
+    ({"popular_fraction": 1.5, "focus_fraction": 0.0}, "popular_fraction"),
+    ({"layer_correlation": 1.5}, "layer_correlation"),
     ({"layer_correlation": -0.1}, "layer_correlation"),
     ({"layer_correlation": 1.0}, "layer_correlation"), ({"oversample": 0.99}, "oversample"),
 ])
 def test_each_bad_knob_is_rejected_by_name(knobs, field):
     with pytest.raises(ValueError, match=field):
         SparseSelector(**knobs)
+    if field.endswith(("_fraction", "_correlation")) and knobs[field] != 1.0:  # out of [0, 1]
+        with pytest.raises(ValueError, match=rf"{field} must be in \[0, 1\]"):
+            SparseSelector(**knobs)
 
 
 def test_knobs_at_their_bounds_are_accepted():
@@ -216,3 +221,46 @@ def test_knobs_at_their_bounds_are_accepted():
         SparseSelector().select_batch(np.random.default_rng(0), [10], 0)
     one = SparseSelector().select_batch(np.random.default_rng(0), [1], 1)
     assert one.query(0).tolist() == [[0]]  # a one-block context, one layer
+
+
+def test_focus_entries_outside_the_older_blocks_are_ignored_and_block_zero_counts():
+    # every draw from the focus set (32 blocks sampled per layer): the set is blocks 0 and
+    # 10..48, and some entries that are no older block (negative, or in the recent window:
+    # 4094, 4095)
+    sel = SparseSelector(popular_fraction=0.0, focus_fraction=1.0, layer_correlation=0.0)
+    valid = np.array([0, *range(10, 49)])
+    focus = np.array([-1, -5, 4094, 4095, *valid])
+    picks = sel.select(np.random.default_rng(4), 4096, 20, focus=focus)
+    sampled = picks[:, :-2]  # the last 2 blocks are the recent window
+    assert np.isin(sampled, valid).all()
+    # 32 of 40 each layer: block 0 is picked in about 4/5 of the 20 layers, never in none
+    assert (sampled == 0).any(axis=1).sum() >= 8
+
+
+def test_a_focus_of_the_wrong_shape_is_refused_and_an_empty_batch_selects_nothing():
+    sel = SparseSelector()
+    with pytest.raises(ValueError, match="focus must be"):
+        sel.select_batch(np.random.default_rng(0), [4096], 2, focus=np.arange(5))  # 1-D
+    with pytest.raises(ValueError, match="focus must be"):
+        sel.select_batch(np.random.default_rng(0), [4096], 2, focus=np.zeros((2, 5), np.int64))
+    empty = sel.select_batch(np.random.default_rng(0), np.zeros(0, np.int64), 3)
+    assert empty.indices.shape == (0, 3, 0) and empty.total_blocks == 0
+
+
+def test_popular_draws_cover_every_region_of_the_repository_and_only_it():
+    # 8 blocks sampled per layer (512 tokens), all draws popular, 16-block regions
+    def picks(popular_blocks, layers=60, popular=1.0):
+        sel = SparseSelector(top_k_tokens=512, popular_fraction=popular, focus_fraction=0.0,
+                             layer_correlation=0.0, recent_tokens=0)
+        return sel.select(np.random.default_rng(6), 4096, layers, popular_blocks=popular_blocks)
+
+    # one region (16 blocks): every pick in it
+    assert picks(16).max() < 16
+    # four regions: ranks map to regions 0..3 (P mod 4 = 1, salt 0); the coldest of a
+    # Zipf(1.1) over 4 has probability ~0.16 — about 75 of the 480 picks, none is unlikely
+    many = picks(64)
+    assert many.max() < 64
+    assert np.bincount(many.ravel() // 16, minlength=4).min() > 20
+    # no repository (0 popular blocks): draws stay uniform over the older blocks
+    spread = picks(0, layers=40, popular=0.5)
+    assert (spread == 0).any(axis=1).sum() < 5 and spread.max() > 1000
