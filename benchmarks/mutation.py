@@ -27,13 +27,18 @@ Only code inside functions is mutated (module-level constants, class bodies, def
 decorators and annotations are not; docstrings and string constants never). A mutant is applied
 *in place* in a forked child of one process that has imported the package and the tests once:
 the mutated source (same line numbers) is compiled, and the enclosing function's ``__code__``
-is replaced, so every reference to it — ``from x import f`` included — runs the mutant. The child
-runs the group's tests with ``-x`` (stop at the first failure) under the ``mutation`` hypothesis
-profile (derandomized: the same examples every run); a child past ``--timeout`` seconds counts as
-killed (the mutant made the tests hang), as mutmut counts it.
+is replaced, so every reference to it — ``from x import f`` included — runs the mutant. The
+group's tests are first run once with a tracer that records which tests enter which function
+(fixtures wider than a test are charged to every test that uses them); the child then runs, with
+``-x`` (stop at the first failure), the tests that reach the mutated function, fastest first
+(``--all-tests``: every test of the group, slower). Tests run under the ``mutation`` hypothesis
+profile (derandomized: the same examples every run); a child past its time limit counts as
+killed (the mutant made the tests hang), as mutmut counts it. Code that runs only in other
+processes (a sweep's spawned workers) is reached by no test here: its tests call it in-process.
 
 Equivalent mutants (no test could tell them from the original) are listed in :data:`EQUIVALENT`
-with the reason, and excluded from the score.
+with the reason, and excluded from the score; ``score --equivalents`` prints them as a table
+(docs/mutation.md).
 """
 
 from __future__ import annotations
@@ -349,7 +354,21 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "with one GPU there is one holder (k = 1) and base % 2 = base = 0",
     ("simulator/kvcache/directory.py",
      "d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30", "1e-30 -> 2e-30"):
-        "a tie-break far below any path latency",
+        "the 1e-30 tie-break is below a float's resolution at any path latency (argmin takes "
+        "the first of equal distances anyway)",
+    ("simulator/kvcache/directory.py",
+     "d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30", "+ -> -",
+     "self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30"):
+        "the 1e-30 tie-break is below a float's resolution at any path latency (argmin takes "
+        "the first of equal distances anyway)",
+    ("simulator/kvcache/directory.py",
+     "d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30", "0 -> 1"):
+        "np.maximum(h, 0) only guards unplaced blocks (h = -1), whose pick is UNPLACED "
+        "whatever the distance",
+    ("simulator/kvcache/directory.py", "shape[axis] = new - cap", "- -> +"):
+        "arrays grown by more than needed: the same entries",
+    ("simulator/kvcache/directory.py", "self.keys = grow(self.keys, 0)", "0 -> 1"):
+        "keys are read only below n, where intern wrote them",
     ("simulator/kvcache/directory.py", "d[h == src] = -1.0", "1.0 -> 2.0"):
         "any negative distance puts the reader's own replica first",
     ("simulator/kvcache/directory.py", "pick[base < 0] = UNPLACED", "delete `pick[base < 0] = UNPLACED`"):

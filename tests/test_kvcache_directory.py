@@ -259,12 +259,13 @@ def test_stable_hash_is_splitmix64():
 
 def test_a_repository_is_placed_by_its_hash_even_repository_zero():
     d = make("repo_affinity", gpus=4)
+    assert splitmix64(0) % 4 == 3  # so the writers below are not the owner
     idx = d.intern([1, 2, 3])
-    d.place(idx, writer=3, now=0.0, repo=0)
-    assert d.base[idx].tolist() == [splitmix64(0) % 4] * 3
+    d.place(idx, writer=1, now=0.0, repo=0)
+    assert d.base[idx].tolist() == [3] * 3
     other = d.intern([4])
-    d.place(other, writer=3, now=0.0)  # no repository: its writer
-    assert d.base[other].tolist() == [3]
+    d.place(other, writer=2, now=0.0)  # no repository: its writer
+    assert d.base[other].tolist() == [2]
 
 
 def test_range_places_positions_by_their_share_of_the_context():
@@ -296,6 +297,14 @@ def test_the_directory_grows_past_its_first_arrays():
     assert d.add_copies(0, far, slot=128, now=9.0) == 700
     assert d.has_copy(0, far, 128).all() and not d.has_copy(0, far, 127).any()
     assert d.pins[far].tolist() == [1] * 700 and d.copy_used_at[0, 2_799] == 9.0
+    d.check()
+
+
+def test_interning_more_than_twice_the_arrays_at_once_grows_them_enough():
+    d = make(gpus=2, cap=10_000)
+    idx = d.intern(np.arange(5_000))  # 1,024 → 5,000 in one step
+    d.place(idx, writer=1, now=1.0)
+    assert d.known(idx).all() and d.base[4_999] == 1 and d.used_at[4_999] == 1.0
     d.check()
 
 
@@ -360,9 +369,12 @@ def test_no_gpu_copies_a_block_it_holds():
     r = make("replicate", replicas=2, gpus=4)
     b = r.intern([5])
     r.place(b, writer=0, now=0.0)
-    for g in r.holders(b)[0].tolist():
+    holders = r.holders(b)[0].tolist()
+    for g in holders:
         assert r.add_copies(g, b, slot=0, now=1.0) == 0
     assert r.copies.sum() == 0
+    (reader,) = sorted(set(range(4)) - set(holders))[:1]
+    assert r.add_copies(reader, b, slot=0, now=1.0) == 1  # not a holder: it keeps a copy
 
 
 def test_owned_and_copies_together_fill_a_gpu_down_to_the_low_watermark():
