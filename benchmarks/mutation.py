@@ -457,6 +457,33 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "comp = p_pop has probability 0",
     ("workloads/sparse.py", "rank = np.minimum(rank, rmod - 1)", "- -> +"):
         "u < 1, so searchsorted(cdf, u * cdf[r - 1], 'right') <= r - 1: the cap never binds",
+    ("simulator/network/fabric.py", "self.graph = graph", "delete `self.graph = graph`"):
+        "Fabric.graph: nothing reads it (the paths keep their own graph)",
+    ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
+     "every class (no heap kept)", "delete `self._heap_ok = True`"):
+        "its readers (the timer, the completion handler) run after a filling, and the first "
+        "filling sets it (its one component holds every class)",
+    ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
+     "every class (no heap kept)", "True -> False"):
+        "starting without a heap: the first filling that needs one builds it from the classes",
+    ("simulator/network/fabric.py", "self._first_at = _INF  # earliest predicted finish when "
+     "the heap is not kept [s]", "delete `self._first_at = _INF`"):
+        "read only while the heap is not kept, and set whenever it stops being kept",
+    ("simulator/network/fabric.py", "self._timer_gen = 0", "0 -> 1"):
+        "timer generations need only be distinct and increasing",
+    ("simulator/network/fabric.py", "self._next_cid = 0", "0 -> 1"):
+        "class ids need only be distinct and increasing",
+    ("simulator/network/fabric.py",
+     "cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF", "< -> <="):
+        "at efficiency 1 a flow's own cap is its bottleneck link's capacity, which the "
+        "filling enforces anyway",
+    ("simulator/network/fabric.py",
+     "cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF", "1.0 -> 2.0"):
+        "at efficiency 1 a flow's own cap is its bottleneck link's capacity, which the "
+        "filling enforces anyway",
+    ("simulator/network/fabric.py", "self._routes[(src, dst)] = r",
+     "delete `self._routes[(src, dst)] = r`"):
+        "a memo: the route is built again each time, the same",
     ("simulator/sweep/spec.py", 'return "unknown"', "return X -> None"):
         "an uninstalled tree: any constant serves as its version in the key",
     ("simulator/sweep/spec.py", "raw = [dict(zip(keys, combo, strict=True)) for combo in combos]",

@@ -506,3 +506,16 @@ def test_a_message_waits_its_paths_latency_before_it_shares_the_links():
                          FlowSpec(3e-3, "h0", "h2", 1e6)])
     assert [r.started_at for r in recs] == pytest.approx([2e-3, 2e-3, 5e-3], rel=REL, abs=0)
     assert [r.finished_at for r in recs] == pytest.approx([4e-3, 4e-3, 6e-3], rel=REL, abs=0)
+
+
+def test_a_message_to_itself_still_needs_a_known_node():
+    f = fabric(star_graph(2))
+    assert f.message_time("h0", "h0", 1e9) == 0.0
+    with pytest.raises(NoPathError):
+        f.message_time("nowhere", "nowhere", 1.0)
+    with pytest.raises(NoPathError):
+        f.transfer("nowhere", "nowhere", 1.0)
+    g = nx.DiGraph()
+    g.add_edge("a", "b", bandwidth=0.5)  # any positive rate is a rate (here 0.5 B/s)
+    (rec,) = run_flows(fabric(g), [FlowSpec(0.0, "a", "b", 1.0)])
+    assert rec.finished_at == pytest.approx(2.0, rel=REL, abs=0)
