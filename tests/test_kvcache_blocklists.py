@@ -48,3 +48,8 @@ def test_lists_that_outgrow_their_buffers_still_find_what_a_scan_finds():
             assert np.array_equal(lists.live(0, is_live), np.flatnonzero(member))
     assert member.sum() > 1_000
     assert np.array_equal(lists.live(0, is_live), np.flatnonzero(member))
+    # asked again with nothing new, after some leave: still the scan's answer, each time
+    for _ in range(3):
+        member[rng.integers(0, 5_000, 300)] = False
+        assert np.array_equal(lists.live(0, is_live), np.flatnonzero(member))
+        assert np.array_equal(lists.live(0, is_live), np.flatnonzero(member))

@@ -489,3 +489,38 @@ def test_a_full_host_drops_only_what_it_must():
     assert n.tier[c].tolist() == [DROPPED, HBM] and n.dropped == 1
     assert n.holders(c[:1]).tolist() == [[-1]]
     n.check()
+
+
+def test_a_gpu_filled_exactly_evicts_nothing_and_overflow_frees_down_to_the_watermark():
+    # 64 blocks (watermark 2): 63 owned + 1 placed = 64, nothing moves
+    d = make(cap=64, gpus=2, per_machine=2, host=100)
+    d.place(d.intern(list(range(63))), writer=0, now=0.0)
+    d.place(d.intern([100]), writer=0, now=1.0)
+    assert (d.owned[0], d.demoted) == (64, 0)
+    # copies: 58 owned, 5 copies, 1 free; 2 new copies need 2 - 1 + 2 = 3 evicted (the 3
+    # least recent of the 5), not all of them
+    e = make(cap=64, gpus=2, per_machine=2, host=0)
+    e.place(e.intern(list(range(58))), writer=0, now=0.0)
+    theirs = e.intern(list(range(1000, 1007)))
+    e.place(theirs, writer=1, now=0.0)
+    for t in range(5):
+        e.add_copies(0, theirs[t:t + 1], slot=0, now=1.0 + t)
+    assert e.add_copies(0, theirs[5:7], slot=0, now=9.0) == 2
+    assert (e.copies_evicted, e.copies[0]) == (3, 4)
+    assert np.flatnonzero(e.has_copy(0, theirs, 0)).tolist() == [3, 4, 5, 6]
+    e.check()
+
+
+def test_a_host_short_of_room_drops_just_enough_of_its_oldest_blocks():
+    # GPU of 4 blocks, host of 4. 7 placed: 3 demoted (host 3 of 4). 2 more: 2 demoted, the
+    # host has room for 1 — it drops 1 (its least recent), not more
+    d = make(cap=4, gpus=1, per_machine=1, host=4)
+    a = d.intern(list(range(9)))
+    for i in range(4):
+        d.place(a[i:i + 1], writer=0, now=float(i))
+    d.place(a[4:7], writer=0, now=4.0)
+    assert d.host_used.tolist() == [3] and d.dropped == 0
+    d.place(a[7:9], writer=0, now=5.0)
+    assert d.dropped == 1 and d.host_used.tolist() == [4]
+    assert d.tier[a].tolist() == [DROPPED, HOST, HOST, HOST, HOST, HBM, HBM, HBM, HBM]
+    d.check()
