@@ -1,5 +1,7 @@
 """Sparse selection: known counts, locality knobs, invariants, and an oracle for the sampler."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -264,3 +266,48 @@ def test_popular_draws_cover_every_region_of_the_repository_and_only_it():
     # no repository (0 popular blocks): draws stay uniform over the older blocks
     spread = picks(0, layers=40, popular=0.5)
     assert (spread == 0).any(axis=1).sum() < 5 and spread.max() > 1000
+
+
+# -- the exact (Gumbel) path at its edges: 8 blocks sampled of 24 older ones -------------------
+
+
+def exact(**knobs) -> SparseSelector:
+    return SparseSelector(top_k_tokens=512, recent_tokens=64, layer_correlation=0.0, **knobs)
+
+
+def test_the_exact_path_never_picks_a_block_of_zero_weight_while_others_remain():
+    # all draws popular, 16 popular blocks (2 regions of 8): only those have weight
+    sel = exact(popular_fraction=1.0, focus_fraction=0.0, region_blocks=8)
+    picks = sel.select(np.random.default_rng(1), 25, 200, popular_blocks=16)[:, :-1]
+    assert picks.max() < 16
+    assert len(np.unique(picks)) == 16
+
+
+def test_the_exact_path_fills_a_row_short_of_weighted_blocks_with_other_older_blocks():
+    # 4 popular blocks (< 8 to pick): all 4 every layer, then 4 other blocks, distinct, of
+    # each query's own older blocks (contexts of 25 and 20 blocks: 24 and 19 older; 20
+    # would be the second query's recent window)
+    sel = exact(popular_fraction=1.0, focus_fraction=0.0, region_blocks=8)
+    s = sel.select_batch(np.random.default_rng(2), [20, 25], 100, popular_blocks=[4, 4])
+    for q, older in ((0, 19), (1, 24)):
+        picks = s.query(q)[:, :-1]
+        assert all(set(range(4)) <= set(row) for row in picks.tolist())
+        assert picks.max() < older
+        assert all(len(set(row)) == 8 for row in picks.tolist())
+
+
+@pytest.mark.parametrize("knobs", [
+    {"popular_fraction": 1.0, "focus_fraction": 0.0},  # no repository: popular → uniform
+    {"popular_fraction": 0.0, "focus_fraction": 1.0},  # no valid focus entry: → uniform
+])
+def test_the_exact_path_falls_back_to_uniform_draws(knobs):
+    sel = exact(**knobs)
+    focus = np.array([-1, -3])
+    rng = np.random.default_rng(3)
+    counts = np.zeros(24)
+    layers = 600
+    picks = sel.select(rng, 25, layers, focus=focus, popular_blocks=0)[:, :-1]
+    counts += np.bincount(picks.ravel(), minlength=24)
+    # each block is in a layer's 8 of 24 with probability 1/3: Binomial(600, 1/3) per block
+    p, sd = 1 / 3, math.sqrt(layers / 3 * 2 / 3)
+    assert (np.abs(counts - layers * p) <= 5 * sd).all(), counts
