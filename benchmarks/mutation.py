@@ -457,6 +457,10 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "comp = p_pop has probability 0",
     ("workloads/sparse.py", "rank = np.minimum(rank, rmod - 1)", "- -> +"):
         "u < 1, so searchsorted(cdf, u * cdf[r - 1], 'right') <= r - 1: the cap never binds",
+    ("simulator/network/fabric.py", 'bw, lat = data.get("bandwidth"), data.get("latency", 0.0)',
+     "0.0 -> 1.0"):
+        "the latency is only validated here (a default of 1 s is valid); the paths read it "
+        "with their own default",
     ("simulator/network/fabric.py", "self.graph = graph", "delete `self.graph = graph`"):
         "Fabric.graph: nothing reads it (the paths keep their own graph)",
     ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
@@ -850,7 +854,8 @@ def _cover(tests: list[str], modules: list[str], devnull: int) -> tuple[dict, di
 
 
 def run_group(group: str, timeout: float, show: bool, limit: int | None,
-              all_tests: bool = False, progress: bool = False) -> dict:
+              all_tests: bool = False, progress: bool = False,
+              limit_factor: float = 5.0) -> dict:
     """Mutation score of ``group``'s modules. Each mutant runs only the tests that reach its
     function (recorded once per group, fastest first: a mutant is usually killed by the first);
     one that no test reaches survives without a run. ``all_tests`` runs every test of the group
@@ -897,7 +902,7 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None,
                 skipped += 1  # never imported / not a live function (e.g. an unused closure)
                 continue
             if all_tests:
-                chosen, limit_s = tests, max(timeout, 5 * base_time)
+                chosen, limit_s = tests, max(timeout, limit_factor * base_time)
             else:
                 chosen = covering.get(m.func, [])
                 if not chosen:  # no test reaches it: nothing can kill it
@@ -906,7 +911,8 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None,
                     if progress:
                         print(f"  unreached {m.path}:{m.line} {m.desc}", flush=True)
                     continue
-                limit_s = max(timeout, 5 * sum(durations.get(n, 0.0) for n in chosen) + 10)
+                limit_s = max(timeout, limit_factor * sum(durations.get(n, 0.0)
+                                                          for n in chosen) + 10)
 
             def apply(targets=targets, new=new, chosen=chosen):
                 for f in targets:
@@ -970,7 +976,10 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("score", help="mutation score per core module")
     s.add_argument("groups", nargs="*", help=f"groups (default all): {', '.join(GROUPS)}")
     s.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds a mutant's tests may run (at least 5x the clean run)")
+                   help="seconds a mutant's tests may run at least")
+    s.add_argument("--limit-factor", type=float, default=5.0,
+                   help="a mutant's tests may run this many times their clean run (+ 10 s) "
+                        "before it counts as killed (hanging)")
     s.add_argument("--show-survivors", action="store_true")
     s.add_argument("--limit", type=int, help="first N mutants per module (a quick look)")
     s.add_argument("--list", action="store_true", help="list the mutants, run nothing")
@@ -1006,7 +1015,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"warning: EQUIVALENT key matches no line or several: {key}")
     rows = []
     for g in groups:
-        res = run_group(g, a.timeout, a.show_survivors, a.limit, a.all_tests, a.progress)
+        res = run_group(g, a.timeout, a.show_survivors, a.limit, a.all_tests, a.progress,
+                        a.limit_factor)
         rows += [(mod, *v) for mod, v in res.items()]
     print("\nmodule                                    score  killed/total  equivalent")
     low = 0
