@@ -488,6 +488,56 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/fabric.py", "self._routes[(src, dst)] = r",
      "delete `self._routes[(src, dst)] = r`"):
         "a memo: the route is built again each time, the same",
+    ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
+     "weight, 1.0)),", "1.0 -> 2.0"):
+        "the placeholder under log() for zero weights, whose log the outer where discards",
+    ("workloads/sparse.py", "-np.inf)", "-x -> x"):
+        "non-finite keys are replaced in the fill step below (-1e300 for an older block, "
+        "-inf otherwise), whatever their sign",
+    ("workloads/sparse.py", "weight = np.where(valid, (1.0 - p_pop - p_foc) / "
+     "np.maximum(avail, 1)[:, None], 0.0)", "0.0 -> 1.0"):
+        "positions past a row's older blocks get -inf keys (valid is false) whatever their "
+        "weight",
+    ("workloads/sparse.py", "renew = rng.random(shape) >= rho", ">= -> >"):
+        "a uniform draw equal to rho has probability 0",
+    ("workloads/sparse.py", "cdf.flags.writeable = pmf.flags.writeable = False",
+     "delete `cdf.flags.writeable = pmf.flags.writeable = False`"):
+        "a guard on the cached arrays: no code writes them",
+    ("workloads/sparse.py", "cdf.flags.writeable = pmf.flags.writeable = False",
+     "False -> True"):
+        "a guard on the cached arrays: no code writes them",
+    ("workloads/sparse.py", "cb = max((m - 1).bit_length(), 1)", "- -> +"):
+        "more bits for the column index than needed: the same order and the same values",
+    ("workloads/sparse.py", "cb = max((m - 1).bit_length(), 1)", "1 -> 2"):
+        "more bits for the column index than needed: the same order and the same values",
+    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
+     "else np.int64", "<= -> <"):
+        "64-bit keys where 32 would do: the same order",
+    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
+     "else np.int64", "** -> *"):
+        "64-bit keys (almost) always: the same order",
+    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
+     "else np.int64", "0 -> 1"):
+        "initial only counts for an empty array, which has no keys",
+    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
+     "else np.int64", "31 -> 32"):
+        "keys below 2**32 wrap in 32 bits but stay distinct, equal where equal and ordered "
+        "within a value by column: the same first distinct values",
+    ("workloads/sparse.py", "got[good] = rows[good][chosen[good]].reshape(-1, k)", "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py", "rows = fresh.reshape(-1, m)", "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py", "rows = cand[_last_renewal(renew)].reshape(-1, m)", "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py", "m = int(np.ceil(k * self.oversample)) + 4", "* -> /"):
+        "fewer candidate slots: rows short of k distinct go to the exact sampler of the same "
+        "law",
+    ("workloads/sparse.py", "use = ((comp >= p_pop) & (comp < p_pop + self.focus_fraction))"
+     ".nonzero()[0]", ">= -> >"):
+        "comp = p_pop has probability 0",
+    ("workloads/sparse.py", "use = ((comp >= p_pop) & (comp < p_pop + self.focus_fraction))"
+     ".nonzero()[0]", "< -> <="):
+        "comp = p_pop + focus_fraction has probability 0",
     ("simulator/sweep/spec.py", 'return "unknown"', "return X -> None"):
         "an uninstalled tree: any constant serves as its version in the key",
     ("simulator/sweep/spec.py", "raw = [dict(zip(keys, combo, strict=True)) for combo in combos]",

@@ -237,6 +237,15 @@ def test_focus_entries_outside_the_older_blocks_are_ignored_and_block_zero_count
     assert np.isin(sampled, valid).all()
     # 32 of 40 each layer: block 0 is picked in about 4/5 of the 20 layers, never in none
     assert (sampled == 0).any(axis=1).sum() >= 8
+    # a focus set of 200 blocks: 56 draws a layer find 32 distinct ones, so the fast
+    # (oversampled) path serves it. There a draw that lands on an ignored entry (4 of 204)
+    # stays uniform over the older blocks — never the recent window, rarely block 1; block 0
+    # is picked in about 16 % of the layers (uniform: 0.8 %)
+    valid = np.array([0, *range(10, 209)])
+    focus = np.array([-1, -5, 4094, 4095, *valid])
+    sampled = sel.select(np.random.default_rng(5), 4096, 60, focus=focus)[:, :-2]
+    assert sampled.max() < 4094 and np.isin(sampled, valid).mean() > 0.95
+    assert (sampled == 0).any(axis=1).sum() >= 3 and (sampled == 1).any(axis=1).sum() <= 3
 
 
 def test_a_focus_of_the_wrong_shape_is_refused_and_an_empty_batch_selects_nothing():
@@ -311,3 +320,18 @@ def test_the_exact_path_falls_back_to_uniform_draws(knobs):
     # each block is in a layer's 8 of 24 with probability 1/3: Binomial(600, 1/3) per block
     p, sd = 1 / 3, math.sqrt(layers / 3 * 2 / 3)
     assert (np.abs(counts - layers * p) <= 5 * sd).all(), counts
+
+
+def test_adjacent_layers_overlap_even_when_there_are_only_two():
+    rng = np.random.default_rng(8)
+    tight = SparseSelector(layer_correlation=0.9, recent_tokens=0, popular_fraction=0)
+    for ctx in (CTX_256K, 100):  # the oversampled path, and the exact one
+        assert overlap(tight.select(rng, ctx, 2)) > 0.7
+
+
+def test_first_distinct_keeps_values_that_need_64_bit_keys():
+    # values near 2**31 and 2**40 packed with the column index: they must not overflow
+    # (2**40 and 2**41 would be one value in 32 bits)
+    rows = np.array([[2**30 + 5, 3, 2**30 + 5], [2**40, 2**41, 7]], np.int64)
+    got, ok = _first_distinct(rows, 2)
+    assert got.tolist() == [[2**30 + 5, 3], [2**40, 2**41]] and ok.tolist() == [True, True]
