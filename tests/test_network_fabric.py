@@ -519,3 +519,14 @@ def test_a_message_to_itself_still_needs_a_known_node():
     g.add_edge("a", "b", bandwidth=0.5)  # any positive rate is a rate (here 0.5 B/s)
     (rec,) = run_flows(fabric(g), [FlowSpec(0.0, "a", "b", 1.0)])
     assert rec.finished_at == pytest.approx(2.0, rel=REL, abs=0)
+
+
+def test_a_flow_joining_at_its_own_cap_is_predicted_to_finish_on_time():
+    # efficiency 0.3: each message is capped at 0.3 GB/s of a 1 GB/s path, so a second
+    # message between the same GPUs joins without changing anyone's rate. A (10 MB) runs
+    # 0 → 33.3 ms; B (1 MB) joins at 1 ms and ends 3.33 ms later, not when A does
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(2, 1e9, 0.0), stack=slow)
+    a, b = run_flows(f, [FlowSpec(0.0, "h0", "h1", 1e7), FlowSpec(1e-3, "h0", "h1", 1e6)])
+    assert a.finished_at == pytest.approx(1e7 / 3e8, rel=1e-9, abs=0)
+    assert b.finished_at == pytest.approx(1e-3 + 1e6 / 3e8, rel=1e-9, abs=0)
