@@ -27,13 +27,18 @@ Only code inside functions is mutated (module-level constants, class bodies, def
 decorators and annotations are not; docstrings and string constants never). A mutant is applied
 *in place* in a forked child of one process that has imported the package and the tests once:
 the mutated source (same line numbers) is compiled, and the enclosing function's ``__code__``
-is replaced, so every reference to it — ``from x import f`` included — runs the mutant. The child
-runs the group's tests with ``-x`` (stop at the first failure) under the ``mutation`` hypothesis
-profile (derandomized: the same examples every run); a child past ``--timeout`` seconds counts as
-killed (the mutant made the tests hang), as mutmut counts it.
+is replaced, so every reference to it — ``from x import f`` included — runs the mutant. The
+group's tests are first run once with a tracer that records which tests enter which function
+(fixtures wider than a test are charged to every test that uses them); the child then runs, with
+``-x`` (stop at the first failure), the tests that reach the mutated function, fastest first
+(``--all-tests``: every test of the group, slower). Tests run under the ``mutation`` hypothesis
+profile (derandomized: the same examples every run); a child past its time limit counts as
+killed (the mutant made the tests hang), as mutmut counts it. Code that runs only in other
+processes (a sweep's spawned workers) is reached by no test here: its tests call it in-process.
 
 Equivalent mutants (no test could tell them from the original) are listed in :data:`EQUIVALENT`
-with the reason, and excluded from the score.
+with the reason, and excluded from the score; ``score --equivalents`` prints them as a table
+(docs/mutation.md).
 """
 
 from __future__ import annotations
@@ -49,10 +54,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import types
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -72,12 +80,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 ["tests/test_kvcache_directory.py", "tests/test_kvcache_eviction.py",
                  "tests/test_kvcache_blocklists.py"]),
     "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
-                  ["tests/test_engine_scheduler.py", "tests/test_promises.py"]),
+                  ["tests/test_engine_admission.py", "tests/test_engine_scheduler.py",
+                   "tests/test_promises.py"]),
     "sparse": (["workloads/sparse.py"], ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
                "simulator/sweep/executor.py", "simulator/sweep/check.py"],
-              ["tests/test_sweep.py"]),
+              ["tests/test_sweep_spec.py", "tests/test_sweep.py"]),
 }
 
 
@@ -107,7 +116,8 @@ PLANTED: tuple[Planted, ...] = (
              "tests/test_oracle.py::test_closed_form_equals_the_oracle")),
     Planted("a decode step's projections + FFN removed",
             "simulator/engine/exact.py",
-            "            na_layer = self._na(g, B)\n", "            na_layer = 0.0\n",
+            "                    na_layer = self._na(g, len(decoding))\n",
+            "                    na_layer = 0.0\n",
             ("tests/test_oracle.py::test_one_decode_step_known_answer",)),
     Planted("admission capacity check off by one (reserve)",
             "simulator/engine/admission.py",
@@ -152,18 +162,395 @@ PLANTED: tuple[Planted, ...] = (
             ("tests/test_promises.py::test_copies_are_evicted_by_the_holding_gpus_clock",)),
 )
 
-#: Equivalent mutants: (path, line, description) → why no test can tell them from the original.
-EQUIVALENT: dict[tuple[str, int, str], str] = {
-    ("simulator/fileio.py", 54, "0 -> 1"):
+#: Equivalent mutants: (path, the mutated line's text stripped, description[, the mutated
+#: expression's source]) → why no test can tell them from the original. Keyed by the line's
+#: text, not its number, so that edits elsewhere in the module keep them listed; the optional
+#: fourth part picks one of several mutants with the same description on that line.
+EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("simulator/fileio.py", "mask = os.umask(0)", "0 -> 1"):
         "_umask sets any temporary mask to read the current one, then restores it",
-    ("simulator/fileio.py", 73, "<= -> <"):
+    ("simulator/fileio.py", "if len(df) <= rows:", "<= -> <"):
         "a frame of exactly `rows` rows is then written by the row-group path as one group",
-    ("simulator/fileio.py", 81, "False -> True"):
+    ("simulator/fileio.py", "preserve_index=False,", "False -> True"):
         "later row groups are converted with the first group's schema, which has no index",
-    ("simulator/costmodel/closed_form.py", 200, "delete `self._specs[node] = spec`"):
+    ("simulator/costmodel/closed_form.py", "self._specs[node] = spec",
+     "delete `self._specs[node] = spec`"):
         "a memo: the spec is looked up again each time, with the same answer",
-    ("simulator/costmodel/closed_form.py", 224, "<= -> <"):
+    ("simulator/costmodel/closed_form.py", "if src == dst or nbytes <= 0:", "<= -> <"):
         "no bytes: 0 / rate is 0.0 as well",
+    ("simulator/costmodel/closed_form.py", "if blocks <= 0 or batch <= 0:", "<= -> <",
+     "batch <= 0"):
+        "install_time with no queries: a splice of 0 chunks and a gather of 0 bytes take 0 s too",
+    ("simulator/engine/admission.py", "self.g = g", "delete `self.g = g`"):
+        "GPUBlocks.g: nothing reads it",
+    ("simulator/engine/admission.py",
+     "own = -(-(int(a.inp[r]) + int(a.out[r])) // a.bt) - n_reused", "// -> /"):
+        "ceil(x) - n > cap exactly when x - n > cap, for whole numbers n and cap",
+    ("simulator/engine/admission.py", "a.held[r] = 0", "delete `a.held[r] = 0`", "#1"):
+        "(on-demand admission) held is zero already: it starts so and release zeroes it",
+    ("simulator/engine/admission.py", "a.held[r] = 0", "delete `a.held[r] = 0`", "#2"):
+        "(release) held is set again at the next admission (need, or 0 on demand) before "
+        "anything reads it",
+    ("simulator/engine/admission.py", "a.held[r] = 0", "0 -> 1", "#2"):
+        "a released request's held count is set again at its next admission before anything "
+        "reads it",
+    ("simulator/engine/admission.py", "if delta > 0:", "> -> >="):
+        "a zero delta adds nothing, and passes the capacity check (reserved <= cap always)",
+    ("simulator/engine/admission.py", "return False", "return X -> None"):
+        "the scheduler reads grow()'s answer as a truth value (`not kv.grow(...)`)",
+    ("simulator/engine/admission.py",
+     'self.repo = t["repo_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
+        "no repository is any negative id (every reader tests repo >= 0)",
+    ("simulator/engine/admission.py", "self.home = np.full(n, -1, np.int64)", "1 -> 2"):
+        "not yet arrived is any negative home (the records test h >= 0)",
+    ("simulator/engine/admission.py", "self.computed_after = np.zeros(0, np.uint64)", "0 -> 1"):
+        "grown to cover every directory block (zeros) before it is read",
+    ("simulator/engine/admission.py", "if len(self.computed_after) < self.dir.n:", "< -> <="):
+        "growing an array that already covers every block changes none of its entries",
+    ("simulator/engine/admission.py",
+     "grown = np.zeros(max(self.dir.n, 2 * len(self.computed_after)), np.uint64)", "2 -> 3"):
+        "a growth factor: the array covers every block either way, the new entries zero",
+    ("simulator/sweep/spec.py", "ss = np.random.SeedSequence([sweep_seed, int(pid, 16)])",
+     "16 -> 17"):
+        "ids are 16 hex digits: read in base 17 they are still distinct, so seeds are still "
+        "a function of (sweep seed, id) that differs between ids; no seed value is promised",
+    ("simulator/sweep/spec.py", "return int(ss.generate_state(1, dtype=np.uint32)[0])",
+     "1 -> 2"):
+        "generate_state(2)[0] is generate_state(1)[0] (the same stream, one word more)",
+    ("simulator/engine/admission.py",
+     "need = -(-(int(self.inp[r]) + int(self.gen[r])) // self.bt)", "// -> /"):
+        "ceil(x) > n exactly when x > n, and arange(n, x) is arange(n, ceil(x)) for every x",
+    ("simulator/engine/scheduler.py", "i += 1", "1 -> 2", "#1"):
+        "a request with prompt left is the newest running one (its chunk took the step's "
+        "remaining budget, so nothing was admitted after it): one index more leaves the loop "
+        "all the same",
+    ("simulator/engine/scheduler.py", "scheduled.add(r)", "delete `scheduled.add(r)`", "#1"):
+        "(the decode's) a victim is the newest unscheduled request, and decodes run oldest "
+        "first: a request decoded this step is never newer than the one that fails to grow",
+    ("simulator/engine/scheduler.py", "continue", "delete `continue`", "#2"):
+        "(the decode loop's while-else) the loop body ends right after it",
+    ("simulator/engine/scheduler.py",
+     "if left is None or r in scheduled or r not in self.running or budget <= 0:", "or -> and"):
+        "(`left is None and r in scheduled`) every running request without prompt left was "
+        "decoded (scheduled) or preempted (not running) in part 1",
+    ("simulator/engine/scheduler.py",
+     "if left is None or r in scheduled or r not in self.running or budget <= 0:", "<= -> <"):
+        "with no budget a chunked prefill takes min(left, 0) = 0 tokens and is skipped; "
+        "without chunking no request has prompt left between steps",
+    ("simulator/engine/scheduler.py", "if take <= 0:", "<= -> <", "#1"):
+        "(part 2) a chunk of 0 tokens needs budget > 0 and no chunking, and without chunking "
+        "no request has prompt left between steps",
+    ("simulator/engine/scheduler.py", "continue", "delete `continue`", "#4"):
+        "(part 2, `take <= 0`) as above: never reached",
+    ("simulator/engine/scheduler.py", "scheduled.add(r)", "delete `scheduled.add(r)`", "#2"):
+        "(part 2) only the newest running request has prompt left, so no later part-2 victim "
+        "choice or `r in scheduled` test meets it",
+    ("simulator/sweep/executor.py",
+     "for index, outcome in pool.imap_unordered(_run_task, work, chunksize=1):", "1 -> 2"):
+        "how many points a worker is handed at once: each point's result is the same",
+    ("simulator/sweep/executor.py", "pool.close()", "delete `pool.close()`"):
+        "the finally clause terminates and joins the pool anyway",
+    ("simulator/sweep/executor.py", "pool.join()", "delete `pool.join()`"):
+        "terminate() has ended the workers; join only waits for them to exit",
+    ("simulator/sweep/executor.py", "if scheduler is None:", "is -> is not"):
+        "Client(None) starts a local cluster of its own: the same results",
+    ("simulator/sweep/executor.py",
+     "cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,",
+     "1 -> 2"):
+        "threads per Dask worker: each point is a pure function, computed the same",
+    ("simulator/sweep/executor.py",
+     "cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,",
+     "True -> False"):
+        "Dask workers as threads, not processes: each point is a pure function, computed "
+        "the same",
+    ("simulator/sweep/executor.py", "client = Client(scheduler, timeout=10)", "10 -> 11"):
+        "a connection timeout to a remote scheduler (no test starts one)",
+    ("simulator/sweep/executor.py", "client.cancel(list(futures))",
+     "delete `client.cancel(list(futures))`"):
+        "cleanup of a Dask client that is closed next: the results are gathered already",
+    ("simulator/sweep/executor.py", "client.close()", "delete `client.close()`"):
+        "cleanup: the results are gathered already",
+    ("simulator/sweep/executor.py", "if cluster is not None:", "is not -> is"):
+        "cleanup of the local cluster: the results are gathered already",
+    ("simulator/sweep/executor.py", "cluster.close()", "delete `cluster.close()`"):
+        "cleanup of the local cluster: the results are gathered already",
+    ("simulator/sweep/executor.py", "sweep.skip_bad, pure=False,", "False -> True"):
+        "every future has its own key (point id and key): no two are merged either way",
+    ("simulator/engine/admission.py", "if h is None or len(h) != len(idx):", "!= -> =="):
+        "a kept hash (admitted but not started, or preempted mid-prompt) always has the "
+        "context's length, and recomputing it gives the same values",
+    ("simulator/engine/admission.py",
+     "if len(idx) > len(h):  # a recompute after preemption: the generated blocks follow",
+     "> -> >="):
+        "with no generated blocks the tail is empty and the hashes unchanged",
+    ("simulator/engine/admission.py",
+     "tail = extend_prefix_hash(int(h[-1]) if len(h) else 0,", "0 -> 1"):
+        "a prompt has at least one block (the trace schema refuses empty prompts)",
+    ("simulator/engine/admission.py", "self.last_hash[r] = h[-1] if len(h) else 0", "0 -> 1"):
+        "a prompt has at least one block (the trace schema refuses empty prompts)",
+    ("simulator/kvcache/eviction.py", "if count <= 0:", "<= -> <"):
+        "a count of 0 takes the first 0 of the order: nothing either way",
+    ("simulator/kvcache/eviction.py", "if count < len(blocks):", "< -> <="):
+        "count = len(blocks): the cut at the largest time keeps every block",
+    ("simulator/kvcache/eviction.py", "return extra", "return X -> None"):
+        "make_room's answer is read by no caller (they make room for 0 extra blocks)",
+    ("simulator/kvcache/eviction.py",
+     "over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])", "+ -> -",
+     "d.owned[gpu] + d.copies[gpu] + extra"):
+        "extra is 0 in every call",
+    ("simulator/kvcache/eviction.py",
+     "over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])", "+ -> -", "#2"):
+        "(the second `over`) it only shapes make_room's answer, which no caller reads",
+    ("simulator/kvcache/eviction.py",
+     "over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])", "- -> +", "#2"):
+        "(the second `over`) it only shapes make_room's answer, which no caller reads",
+    ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "return X -> None"):
+        "make_room's answer is read by no caller",
+    ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "- -> +"):
+        "make_room's answer is read by no caller",
+    ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "max -> min"):
+        "make_room's answer is read by no caller",
+    ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "0 -> 1"):
+        "make_room's answer is read by no caller",
+    ("simulator/kvcache/eviction.py", "if target > 0:", "> -> >="):
+        "demoting 0 blocks demotes nothing",
+    ("simulator/kvcache/eviction.py", "target -= self.demote(gpu, target)", "-= -> +="):
+        "target is not read after the demotion",
+    ("simulator/kvcache/eviction.py", "if take <= 0:", "<= -> <"):
+        "evicting 0 copies changes nothing and returns 0 either way",
+    ("simulator/kvcache/eviction.py", "return 0", "return X -> None", "#2"):
+        "(demote with no HBM blocks) unreachable: make_room runs on a GPU that holds the block "
+        "it just placed or promoted",
+    ("simulator/kvcache/eviction.py", "return 0", "0 -> 1", "#2"):
+        "(demote with no HBM blocks) unreachable, as above",
+    ("simulator/kvcache/directory.py",
+     "self.n_machines = int(self.machine_of.max()) + 1 if self.n_gpus else 0", "1 -> 2"):
+        "one machine more than any GPU names: nothing is ever put on its host tier",
+    ("simulator/kvcache/directory.py",
+     "self.n_machines = int(self.machine_of.max()) + 1 if self.n_gpus else 0", "0 -> 1"):
+        "a directory without GPUs places nothing",
+    ("simulator/kvcache/directory.py", "self.words = max(1, (config.layer_slots + 63) // 64)",
+     "1 -> 2"):
+        "a word of copy bits more than the slots need, never set",
+    ("simulator/kvcache/directory.py", "self.words = max(1, (config.layer_slots + 63) // 64)",
+     "63 -> 64"):
+        "at most a word of copy bits more than the slots need, never set",
+    ("simulator/kvcache/directory.py", "cap = 1024", "1024 -> 1025"):
+        "the arrays' first size: they grow to whatever is interned",
+    ("simulator/kvcache/directory.py", "if need <= cap:", "<= -> <"):
+        "growing arrays that are big enough already changes no entry",
+    ("simulator/kvcache/directory.py", "new = max(need, 2 * cap)", "max -> min"):
+        "grows to exactly what is needed instead of doubling: the same entries",
+    ("simulator/kvcache/directory.py", "new = max(need, 2 * cap)", "* -> /"):
+        "max(need, cap / 2) is need (need > cap): grows to exactly what is needed",
+    ("simulator/kvcache/directory.py", "new = max(need, 2 * cap)", "2 -> 3"):
+        "a growth factor: the same entries",
+    ("simulator/kvcache/directory.py", "self.used_at = grow(self.used_at, 0.0)", "0.0 -> 1.0"):
+        "an owned block's last use is set when it is placed, before anything reads it",
+    ("simulator/kvcache/directory.py",
+     "self.copy_used_at = grow(self.copy_used_at, 0.0, axis=1)", "0.0 -> 1.0"):
+        "a copy's last use is set when it is made, before anything reads it",
+    ("simulator/kvcache/directory.py",
+     "h = (base[:, None] + np.arange(self.k)) % max(self.n_gpus, 1)", "1 -> 2"):
+        "with one GPU there is one holder (k = 1) and base % 2 = base = 0",
+    ("simulator/kvcache/directory.py",
+     "d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30", "1e-30 -> 2e-30"):
+        "the 1e-30 tie-break is below a float's resolution at any path latency (argmin takes "
+        "the first of equal distances anyway)",
+    ("simulator/kvcache/directory.py",
+     "d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30", "+ -> -",
+     "self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30"):
+        "the 1e-30 tie-break is below a float's resolution at any path latency (argmin takes "
+        "the first of equal distances anyway)",
+    ("simulator/kvcache/directory.py",
+     "d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30", "0 -> 1"):
+        "np.maximum(h, 0) only guards unplaced blocks (h = -1), whose pick is UNPLACED "
+        "whatever the distance",
+    ("simulator/kvcache/directory.py", "shape[axis] = new - cap", "- -> +"):
+        "arrays grown by more than needed: the same entries",
+    ("simulator/kvcache/directory.py", "self.keys = grow(self.keys, 0)", "0 -> 1"):
+        "keys are read only below n, where intern wrote them",
+    ("simulator/kvcache/directory.py", "d[h == src] = -1.0", "1.0 -> 2.0"):
+        "any negative distance puts the reader's own replica first",
+    ("simulator/kvcache/directory.py", "pick[base < 0] = UNPLACED", "delete `pick[base < 0] = UNPLACED`"):
+        "holders() gives UNPLACED for every replica of an unplaced block already",
+    ("simulator/kvcache/directory.py",
+     "n = len(idx) if n_context is None else max(int(n_context), 1)", "1 -> 2"):
+        "a context given with positions has at least one block; a 1-block context has only "
+        "position 0, placed on GPU 0 either way",
+    ("simulator/kvcache/directory.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
+     "// -> /"):
+        "positions are >= 0: truncating the quotient is flooring it",
+    ("simulator/kvcache/directory.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
+     "- -> +"):
+        "positions lie in the context (pos < n), so pos * g // n <= g - 1 already",
+    ("simulator/kvcache/directory.py",
+     "if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):", "> -> >="):
+        "one block has no repeats to drop",
+    ("simulator/kvcache/directory.py", "if self.k == 1:  # one holder per block: its base",
+     "== -> !="):
+        "a fast path: the general branch gives the same answer for one holder",
+    ("simulator/kvcache/directory.py", "if self.k == 1:  # one holder per block: its base",
+     "1 -> 2"):
+        "a fast path: the general branch gives the same answer for one holder",
+    ("simulator/kvcache/eviction.py", "if free >= want:", ">= -> >", "#1"):
+        "(host_room) free = want: nothing needs dropping (need = 0) and all fit either way",
+    ("simulator/kvcache/eviction.py", "if need > 0:", "> -> >="):
+        "dropping 0 blocks drops nothing",
+    ("simulator/kvcache/eviction.py", "return min(want, cap - int(d.host_used[machine]))",
+     "- -> +"):
+        "after the drops the host has room for min(want, cap) blocks exactly as computed either "
+        "way: it holds cap - want blocks, or none",
+    ("simulator/kvcache/blocklists.py",
+     "self._buf = [np.zeros(256, np.int64) for _ in range(n_keys)]", "256 -> 257"):
+        "the buffers' first size: they are pruned and grown as blocks arrive",
+    ("simulator/kvcache/blocklists.py", "self._n = [0] * n_keys", "0 -> 1"):
+        "one zero entry listed at the start: the predicate drops it unless block 0 is in the "
+        "set, which then lists it anyway (duplicates are merged)",
+    ("simulator/kvcache/blocklists.py", "self._sorted = [0] * n_keys  # leading entries that are "
+     "ascending and distinct", "0 -> 1"):
+        "a first entry alone is ascending and distinct; the merge sorts and dedupes the rest",
+    ("simulator/kvcache/blocklists.py", "if n + k > len(buf):", "> -> >="):
+        "prunes a list that is exactly full one append earlier: the same blocks",
+    ("simulator/kvcache/blocklists.py", "if n + k > len(buf) // 2:", "> -> >="):
+        "a growth policy: grows a little earlier, the same blocks listed",
+    ("simulator/kvcache/blocklists.py", "if n + k > len(buf) // 2:", "// -> /"):
+        "the same comparison in floats",
+    ("simulator/kvcache/blocklists.py", "if n + k > len(buf) // 2:", "2 -> 3"):
+        "a growth policy: grows earlier, the same blocks listed",
+    ("simulator/kvcache/blocklists.py", "grown = np.zeros(2 * (n + k), np.int64)", "2 -> 3"):
+        "a growth factor: the same blocks listed",
+    ("workloads/sparse.py", "n = np.asarray(context_blocks, dtype=np.int64).reshape(-1)",
+     "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py",
+     "np.asarray(popular_blocks, dtype=np.int64).reshape(-1)[sampled], avail_s)", "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py", "full = avail <= k", "<= -> <"):
+        "exactly k older blocks: sampling k of k picks them all, the same selection (the "
+        "random stream is consumed differently, which no promise fixes)",
+    ("workloads/sparse.py", "if focus is not None and self.focus_fraction > 0:", "> -> >="):
+        "with focus_fraction 0 no draw comes from the focus set either way",
+    ("workloads/sparse.py", "small = avail_s <= 4 * k", "<= -> <"):
+        "which of the two samplers of the same law (checked against sampling without "
+        "replacement) serves a row",
+    ("workloads/sparse.py", "small = avail_s <= 4 * k", "* -> /"):
+        "which of the two samplers of the same law serves a row",
+    ("workloads/sparse.py", "small = avail_s <= 4 * k", "4 -> 5"):
+        "which of the two samplers of the same law serves a row",
+    ("workloads/sparse.py",
+     "recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)", "< -> <="):
+        "every sampled row's context is longer than the window, so every row has w recent "
+        "blocks and the mask is all true",
+    ("workloads/sparse.py",
+     "recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)", "-x -> x"):
+        "every sampled row has the whole window: the fill is never used",
+    ("workloads/sparse.py",
+     "recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)", "1 -> 2"):
+        "every sampled row has the whole window: the fill is never used",
+    ("workloads/sparse.py", "u = rng.random((3, len(qi)))", "3 -> 4"):
+        "a row of random numbers more, never used (the stream is consumed differently, which "
+        "no promise fixes)",
+    ("workloads/sparse.py", "if p_pop > 0:", "> -> >=", "#1"):
+        "(oversampled) with popular_fraction 0 no draw is popular (comp < 0 never holds)",
+    ("workloads/sparse.py", "use = ((comp < p_pop) & (regions[q] > 0)).nonzero()[0]",
+     "< -> <="):
+        "comp = p_pop has probability 0",
+    ("workloads/sparse.py", "rank = np.minimum(rank, rmod - 1)", "- -> +"):
+        "u < 1, so searchsorted(cdf, u * cdf[r - 1], 'right') <= r - 1: the cap never binds",
+    ("simulator/network/fabric.py", 'bw, lat = data.get("bandwidth"), data.get("latency", 0.0)',
+     "0.0 -> 1.0"):
+        "the latency is only validated here (a default of 1 s is valid); the paths read it "
+        "with their own default",
+    ("simulator/network/fabric.py", "self.graph = graph", "delete `self.graph = graph`"):
+        "Fabric.graph: nothing reads it (the paths keep their own graph)",
+    ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
+     "every class (no heap kept)", "delete `self._heap_ok = True`"):
+        "its readers (the timer, the completion handler) run after a filling, and the first "
+        "filling sets it (its one component holds every class)",
+    ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
+     "every class (no heap kept)", "True -> False"):
+        "starting without a heap: the first filling that needs one builds it from the classes",
+    ("simulator/network/fabric.py", "self._first_at = _INF  # earliest predicted finish when "
+     "the heap is not kept [s]", "delete `self._first_at = _INF`"):
+        "read only while the heap is not kept, and set whenever it stops being kept",
+    ("simulator/network/fabric.py", "self._timer_gen = 0", "0 -> 1"):
+        "timer generations need only be distinct and increasing",
+    ("simulator/network/fabric.py", "self._next_cid = 0", "0 -> 1"):
+        "class ids need only be distinct and increasing",
+    ("simulator/network/fabric.py",
+     "cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF", "< -> <="):
+        "at efficiency 1 a flow's own cap is its bottleneck link's capacity, which the "
+        "filling enforces anyway",
+    ("simulator/network/fabric.py",
+     "cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF", "1.0 -> 2.0"):
+        "at efficiency 1 a flow's own cap is its bottleneck link's capacity, which the "
+        "filling enforces anyway",
+    ("simulator/network/fabric.py", "self._routes[(src, dst)] = r",
+     "delete `self._routes[(src, dst)] = r`"):
+        "a memo: the route is built again each time, the same",
+    ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
+     "weight, 1.0)),", "1.0 -> 2.0"):
+        "the placeholder under log() for zero weights, whose log the outer where discards",
+    ("workloads/sparse.py", "-np.inf)", "-x -> x"):
+        "non-finite keys are replaced in the fill step below (-1e300 for an older block, "
+        "-inf otherwise), whatever their sign",
+    ("workloads/sparse.py", "weight = np.where(valid, (1.0 - p_pop - p_foc) / "
+     "np.maximum(avail, 1)[:, None], 0.0)", "0.0 -> 1.0"):
+        "positions past a row's older blocks get -inf keys (valid is false) whatever their "
+        "weight",
+    ("workloads/sparse.py", "renew = rng.random(shape) >= rho", ">= -> >"):
+        "a uniform draw equal to rho has probability 0",
+    ("workloads/sparse.py", "cdf.flags.writeable = pmf.flags.writeable = False",
+     "delete `cdf.flags.writeable = pmf.flags.writeable = False`"):
+        "a guard on the cached arrays: no code writes them",
+    ("workloads/sparse.py", "cdf.flags.writeable = pmf.flags.writeable = False",
+     "False -> True"):
+        "a guard on the cached arrays: no code writes them",
+    ("workloads/sparse.py", "cb = max((m - 1).bit_length(), 1)", "- -> +"):
+        "more bits for the column index than needed: the same order and the same values",
+    ("workloads/sparse.py", "cb = max((m - 1).bit_length(), 1)", "1 -> 2"):
+        "more bits for the column index than needed: the same order and the same values",
+    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
+     "else np.int64", "<= -> <"):
+        "64-bit keys where 32 would do: the same order",
+    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
+     "else np.int64", "** -> *"):
+        "64-bit keys (almost) always: the same order",
+    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
+     "else np.int64", "0 -> 1"):
+        "initial only counts for an empty array, which has no keys",
+    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
+     "else np.int64", "31 -> 32"):
+        "keys below 2**32 wrap in 32 bits but stay distinct, equal where equal and ordered "
+        "within a value by column: the same first distinct values",
+    ("workloads/sparse.py", "got[good] = rows[good][chosen[good]].reshape(-1, k)", "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py", "rows = fresh.reshape(-1, m)", "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py", "rows = cand[_last_renewal(renew)].reshape(-1, m)", "1 -> 2"):
+        "numpy reads any negative size in reshape as 'the rest'",
+    ("workloads/sparse.py", "m = int(np.ceil(k * self.oversample)) + 4", "* -> /"):
+        "fewer candidate slots: rows short of k distinct go to the exact sampler of the same "
+        "law",
+    ("workloads/sparse.py", "use = ((comp >= p_pop) & (comp < p_pop + self.focus_fraction))"
+     ".nonzero()[0]", ">= -> >"):
+        "comp = p_pop has probability 0",
+    ("workloads/sparse.py", "use = ((comp >= p_pop) & (comp < p_pop + self.focus_fraction))"
+     ".nonzero()[0]", "< -> <="):
+        "comp = p_pop + focus_fraction has probability 0",
+    ("simulator/sweep/spec.py", 'return "unknown"', "return X -> None"):
+        "an uninstalled tree: any constant serves as its version in the key",
+    ("simulator/sweep/spec.py", "raw = [dict(zip(keys, combo, strict=True)) for combo in combos]",
+     "True -> False"):
+        "itertools.product yields one value per grid key: the lengths always agree",
+    ("simulator/sweep/spec.py", 'for chunk in iter(lambda: f.read(1 << 20), b""):', "1 -> 2"):
+        "the chunk size read at a time: the file's digest is the same",
+    ("simulator/sweep/spec.py", 'for chunk in iter(lambda: f.read(1 << 20), b""):', "20 -> 21"):
+        "the chunk size read at a time: the file's digest is the same",
+    ("simulator/sweep/spec.py", "cache[path] = h.hexdigest()[:16]", "16 -> 17"):
+        "an input file's digest only enters the point's key (itself hashed to 16 digits): "
+        "the key still changes exactly when the file's content does",
 }
 
 
@@ -229,6 +616,7 @@ class Mutant:
     end: int
     text: str  # replacement
     func: tuple[str, int]  # (qualname, first line) of the outermost enclosing function
+    node: str = ""  # the mutated expression or statement's source, on one line
 
 
 _BINOPS = {ast.Add: ("+", "-"), ast.Sub: ("-", "+"), ast.Mult: ("*", "/"), ast.Div: ("/", "*"),
@@ -295,7 +683,8 @@ def mutants(path: str) -> list[Mutant]:
                 visit(child, func, qual)
 
     def add(node: ast.AST, start: int, end: int, text: str, desc: str, func) -> None:
-        out.append(Mutant(path, node.lineno, node.col_offset, desc, start, end, text, func))
+        seg = " ".join((ast.get_source_segment(source, node) or "").split())
+        out.append(Mutant(path, node.lineno, node.col_offset, desc, start, end, text, func, seg))
 
     def consider(n: ast.AST, func) -> None:
         if isinstance(n, ast.BinOp) and type(n.op) in _BINOPS:
@@ -387,13 +776,141 @@ def _code_of(code: types.CodeType, key: tuple[str, int]) -> types.CodeType | Non
     return None
 
 
+def equivalent_reason(m: Mutant, source: str) -> str | None:
+    """Why ``m`` is equivalent, if :data:`EQUIVALENT` lists it: by its line's text and
+    description, and where that is not enough, the mutated expression's source or ``#k``, the
+    k-th line of the module with that text."""
+    lines = [ln.strip() for ln in source.splitlines()]
+    line = lines[m.line - 1]
+    nth = f"#{lines[: m.line].count(line)}"
+    for key in ((m.path, line, m.desc, m.node), (m.path, line, m.desc, nth),
+                (m.path, line, m.desc)):
+        if key in EQUIVALENT:
+            return EQUIVALENT[key]
+    return None
+
+
+def ambiguous_equivalents() -> list[tuple[str, ...]]:
+    """Keys of :data:`EQUIVALENT` without a ``#k`` or expression whose line text occurs more
+    than once in its module (they would excuse every such line), or not at all (stale)."""
+    bad = []
+    for key in EQUIVALENT:
+        path, line = key[0], key[1]
+        text = [ln.strip() for ln in (ROOT / path).read_text().splitlines()]
+        if text.count(line) == 0 or (len(key) == 3 and text.count(line) > 1):
+            bad.append(key)
+    return bad
+
+
 def _pytest_args(tests: list[str]) -> list[str]:
     return ["-q", "-x", "-p", "no:cacheprovider", "-p", "no:xdist", "--no-header",
             "-o", "addopts=", *tests]
 
 
-def run_group(group: str, timeout: float, show: bool, limit: int | None) -> dict:
-    import pytest
+class _Coverage:
+    """A pytest plugin: which functions of ``files`` each test enters (setup, call and
+    teardown), and how long each test takes. A function entered while a test sets up a fixture
+    wider than one function is charged to every test that uses that fixture (the others would
+    see its result without calling it)."""
+
+    def __init__(self, files: set[str]) -> None:
+        self.files = files
+        self.current: str | None = None
+        self.in_setup = False
+        self.hits: dict[str, set[tuple[str, int]]] = {}
+        self.setup_hits: dict[str, set[tuple[str, int]]] = {}
+        self.shared: dict[str, set[int]] = {}  # nodeid -> ids of its wider fixtures
+        self.durations: dict[str, float] = {}
+        self.order: list[str] = []
+
+    def _trace(self, frame, event, arg):
+        c = frame.f_code
+        if event == "call" and c.co_filename in self.files and self.current is not None:
+            key = (c.co_qualname, c.co_firstlineno)
+            self.hits[self.current].add(key)
+            if self.in_setup:
+                self.setup_hits[self.current].add(key)
+        return None  # no line events
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item, nextitem):  # noqa: ARG002 (a pytest hook)
+        self.current = item.nodeid
+        self.order.append(item.nodeid)
+        self.hits[item.nodeid], self.setup_hits[item.nodeid] = set(), set()
+        info = getattr(item, "_fixtureinfo", None)
+        self.shared[item.nodeid] = {
+            id(d) for defs in (info.name2fixturedefs.values() if info else ())
+            for d in defs if getattr(d, "scope", "function") != "function"}
+        self.t0 = time.perf_counter()
+        sys.settrace(self._trace)
+        threading.settrace(self._trace)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item):  # noqa: ARG002
+        self.in_setup = True
+        try:
+            return (yield)
+        finally:
+            self.in_setup = False
+
+    def pytest_runtest_logfinish(self, nodeid, location):  # noqa: ARG002
+        sys.settrace(None)
+        threading.settrace(None)
+        self.durations[nodeid] = self.durations.get(nodeid, 0.0) + time.perf_counter() - self.t0
+        self.current = None
+
+    def covering(self) -> dict[tuple[str, int], list[str]]:
+        """Function key → the tests that reach it, fastest first."""
+        out: dict[tuple[str, int], set[str]] = {}
+        for node, keys in self.hits.items():
+            for k in keys:
+                out.setdefault(k, set()).add(node)
+        for node, keys in self.setup_hits.items():
+            wide = self.shared[node]
+            if not keys or not wide:
+                continue
+            sharing = {n for n, s in self.shared.items() if s & wide}
+            for k in keys:
+                out[k] |= sharing
+        return {k: sorted(v, key=lambda n: (self.durations.get(n, 0.0), n))
+                for k, v in out.items()}
+
+
+def _cover(tests: list[str], modules: list[str], devnull: int) -> tuple[dict, dict]:
+    """Run ``tests`` once in a child with :class:`_Coverage`: (function key → tests reaching it,
+    fastest first; test → seconds). The child hands its answer back through a file."""
+    import json
+
+    fd, out = tempfile.mkstemp(suffix=".json", prefix="kvfabric-cover-")
+    os.close(fd)
+
+    def collect():
+        plugin = _Coverage({str(ROOT / m) for m in modules})
+        rc = pytest.main(_pytest_args(tests), plugins=[plugin])
+        cov = plugin.covering()
+        Path(out).write_text(json.dumps({
+            "covering": [[k[0], k[1], v] for k, v in cov.items()],
+            "durations": plugin.durations}))
+        return rc
+
+    try:
+        rc = _in_child(collect, None, devnull)
+        if rc != 0:
+            raise SystemExit(f"the tests fail while their coverage is recorded (exit {rc})")
+        data = json.loads(Path(out).read_text())
+    finally:
+        Path(out).unlink(missing_ok=True)
+    covering = {(q, line): nodes for q, line, nodes in data["covering"]}
+    return covering, data["durations"]
+
+
+def run_group(group: str, timeout: float, show: bool, limit: int | None,
+              all_tests: bool = False, progress: bool = False,
+              limit_factor: float = 5.0) -> dict:
+    """Mutation score of ``group``'s modules. Each mutant runs only the tests that reach its
+    function (recorded once per group, fastest first: a mutant is usually killed by the first);
+    one that no test reaches survives without a run. ``all_tests`` runs every test of the group
+    for every mutant instead (the slow, assumption-free way)."""
 
     modules, tests = GROUPS[group]
     tests = [t for t in tests if (ROOT / t.split("::")[0]).exists()]
@@ -406,6 +923,7 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None) -> dict
     if rc != 0:
         print(f"{group}: the tests fail on the original code (exit {rc}); fix them first")
         return {}
+    covering, durations = ({}, {}) if all_tests else _cover(tests, modules, devnull)
     with contextlib.redirect_stdout(io.StringIO()):  # imports the test modules here, once,
         pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                      *tests])  # for every child to share
@@ -417,11 +935,11 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None) -> dict
         ms = mutants(mod)
         if limit:
             ms = ms[:limit]
-        killed, survived, equivalent, skipped = 0, [], [], 0
+        killed, survived, equivalent, skipped, unreached = 0, [], [], 0, 0
         for m in ms:
-            key = (m.path, m.line, m.desc)
-            if key in EQUIVALENT:
-                equivalent.append((m, EQUIVALENT[key]))
+            why = equivalent_reason(m, source)
+            if why is not None:
+                equivalent.append((m, why))
                 continue
             new_src = source[:m.start] + m.text + source[m.end:]
             try:
@@ -434,22 +952,38 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None) -> dict
             if new is None or not targets:
                 skipped += 1  # never imported / not a live function (e.g. an unused closure)
                 continue
+            if all_tests:
+                chosen, limit_s = tests, max(timeout, limit_factor * base_time)
+            else:
+                chosen = covering.get(m.func, [])
+                if not chosen:  # no test reaches it: nothing can kill it
+                    survived.append(m)
+                    unreached += 1
+                    if progress:
+                        print(f"  unreached {m.path}:{m.line} {m.desc}", flush=True)
+                    continue
+                limit_s = max(timeout, limit_factor * sum(durations.get(n, 0.0)
+                                                          for n in chosen) + 10)
 
-            def apply(targets=targets, new=new):
+            def apply(targets=targets, new=new, chosen=chosen):
                 for f in targets:
                     f.__code__ = new
-                return pytest.main(_pytest_args(tests))
+                return pytest.main(_pytest_args(chosen))
 
-            rc = _in_child(apply, max(timeout, 5 * base_time), devnull)
+            t_m = time.perf_counter()
+            rc = _in_child(apply, limit_s, devnull)
             if rc == 0:
                 survived.append(m)
             else:
                 killed += 1
+            if progress:
+                print(f"  {'survived' if rc == 0 else 'killed  '} {m.path}:{m.line} {m.desc} "
+                      f"({len(chosen)} tests, {time.perf_counter() - t_m:.1f} s)", flush=True)
         total = killed + len(survived)
         score = killed / total if total else 1.0
         results[mod] = (score, killed, survived, equivalent, skipped)
         print(f"{mod:40s} {score:6.1%}  killed {killed}/{total}  equivalent {len(equivalent)}"
-              f"  not run {skipped}", flush=True)
+              f"  not run {skipped}  reached by no test {unreached}", flush=True)
         if show:
             for m in survived:
                 line = source.splitlines()[m.line - 1].strip()
@@ -493,10 +1027,19 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("score", help="mutation score per core module")
     s.add_argument("groups", nargs="*", help=f"groups (default all): {', '.join(GROUPS)}")
     s.add_argument("--timeout", type=float, default=60.0,
-                   help="seconds a mutant's tests may run (at least 5x the clean run)")
+                   help="seconds a mutant's tests may run at least")
+    s.add_argument("--limit-factor", type=float, default=5.0,
+                   help="a mutant's tests may run this many times their clean run (+ 10 s) "
+                        "before it counts as killed (hanging)")
     s.add_argument("--show-survivors", action="store_true")
     s.add_argument("--limit", type=int, help="first N mutants per module (a quick look)")
     s.add_argument("--list", action="store_true", help="list the mutants, run nothing")
+    s.add_argument("--progress", action="store_true", help="a line per mutant as it is run")
+    s.add_argument("--equivalents", action="store_true",
+                   help="print the listed equivalent mutants as a Markdown table, run nothing")
+    s.add_argument("--all-tests", action="store_true",
+                   help="run every test of the group for every mutant (slow), not only the "
+                        "tests that reach the mutated function")
     a = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
@@ -506,15 +1049,25 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         ap.error(f"unknown group {unknown[0]!r}: give some of {', '.join(GROUPS)}")
+    if a.equivalents:
+        print("| module | line | mutation | why no test can tell |\n|---|---|---|---|")
+        for key, why in EQUIVALENT.items():
+            path, line, desc = key[:3]
+            where = f"`` {line} ``" + (f" (`` {key[3]} ``)" if len(key) > 3 else "")
+            print(f"| `{path}` | {where} | `` {desc} `` | {why} |")
+        return 0
     if a.list:
         for g in groups:
             for mod in GROUPS[g][0]:
                 ms = mutants(mod)
                 print(f"{mod}: {len(ms)} mutants")
         return 0
+    for key in ambiguous_equivalents():
+        print(f"warning: EQUIVALENT key matches no line or several: {key}")
     rows = []
     for g in groups:
-        res = run_group(g, a.timeout, a.show_survivors, a.limit)
+        res = run_group(g, a.timeout, a.show_survivors, a.limit, a.all_tests, a.progress,
+                        a.limit_factor)
         rows += [(mod, *v) for mod, v in res.items()]
     print("\nmodule                                    score  killed/total  equivalent")
     low = 0

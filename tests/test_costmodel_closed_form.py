@@ -348,3 +348,33 @@ def test_compare_margin_is_to_the_runner_up_and_zero_alone():
     three = cm.compare(a, b, 32)
     totals = sorted(p.total for p in (three.route, three.fetch, three.local))
     assert three.margin_time == pytest.approx(totals[1] - totals[0], rel=1e-12)
+
+
+def test_a_fetch_from_host_dram_is_one_pcie_copy_known_answer():
+    """From the host tier no message is sent: the home's copy engine copies the KV host→device
+    at the measured pinned-copy time (calibration/h200/pcie_sweep.csv) over the GPU↔host link,
+    amortized by the reuse; then the home's attention + gather, and the merge, as any fetch."""
+    import networkx as nx
+
+    from simulator.gpu.copyengines import host_copy_time
+    from simulator.hardware import gpu
+    from simulator.testing.oracle import Roof
+
+    g = topologies.build("dgx_h100", nodes=1)
+    cm = _CostModel("deepseek-v3.2", g, "ibgda", kernels=KernelModel())
+    arch, home, host = cm.model, "n0/gpu3", "n0/host"
+    assert cm.is_host(host) and not cm.is_host(home) and not cm.is_host("n7/host")
+    blocks, batch, reuse = 10, 4, 3.0
+    kv = batch * blocks * 64 * arch.kv_bytes_per_token
+    path = nx.shortest_path(g, home, host)
+    link = min(g.edges[e]["bandwidth"] for e in zip(path, path[1:], strict=False))
+    copy = host_copy_time().time("h2d", kv, link)
+    assert copy > 0
+    roof, h100 = Roof(KernelModel()), gpu("H100")
+    p = cm.fetch(home, host, blocks, batch, reuse=reuse)
+    assert (p.probe, p.ret) == (0.0, 0.0)
+    assert p.transfer == pytest.approx(copy / reuse, rel=1e-12)
+    assert p.compute == pytest.approx(roof.attention_time(h100, arch, batch, blocks * 64)
+                                      + roof.gather_time(h100, kv) / reuse, rel=1e-12)
+    assert p.merge == pytest.approx(roof.merge_time(h100, arch, batch, 2), rel=1e-12)
+    assert cm.host_copy_time(home, host, kv) == pytest.approx(copy, rel=1e-12)

@@ -75,4 +75,12 @@ def test_a_closed_loop_run_accounts_for_every_request():
     assert req["arrival_at"].max() < 1.0
     events = sorted([(t, 1) for t in req["arrival_at"]] + [(t, -1) for t in req["finished_at"]])
     assert max(np.cumsum([d for _, d in events])) <= 3
-    assert "capacity_tokens_per_s" in res.summary
+    # the capacity window: from the 3rd completion (the first cohort replaced) to the last entry
+    start, end = res.summary["capacity_window"]
+    assert start == sorted(req["finished_at"])[2] and end == req["arrival_at"].max()
+    assert end > start
+    in_window = res.iterations["finished_at"].between(start, end, inclusive="right")
+    tokens = res.iterations.loc[in_window, "tokens"].sum() + req["first_token_at"].between(
+        start, end, inclusive="right").sum()
+    assert tokens > 0
+    assert res.summary["capacity_tokens_per_s"] == pytest.approx(tokens / (end - start))

@@ -104,6 +104,60 @@ def test_a_long_prompt_is_cut_into_chunks_under_the_budget_and_others_fill_the_r
     assert (p.decode, p.chunks, p.tokens) == ([0, 1], [], 2)
 
 
+def test_a_step_seq_limit_lowers_the_running_cap_but_never_raises_it():
+    pool = Blocks(prompt=[1] * 6, out=[9] * 6, cap=10**6)
+    sched = Scheduler(ServingSpec(), pool, max_num_seqs=3)
+    q = deque(range(6))
+    assert sched.step(q, seq_limit=2).admitted == [0, 1]
+    assert sched.step(q, seq_limit=10).admitted == [2]  # max_num_seqs = 3 still holds
+    assert len(sched) == 3 and list(q) == [3, 4, 5]
+
+
+def test_each_decode_takes_kv_for_one_token():
+    # on demand, 4-token blocks: a 4-token prompt, then one token of KV per decode step
+    pool = Blocks(prompt=[4], out=[9], cap=10**6)
+    sched = Scheduler(ServingSpec(), pool, max_num_seqs=1)
+    q = deque([0])
+    apply(pool, sched, sched.step(q))
+    assert pool.tokens[0] == 4
+    for step in range(1, 5):
+        p = sched.step(q)
+        assert p.decode == [0] and p.tokens == 1
+        apply(pool, sched, p)
+        assert pool.tokens[0] == 4 + step and pool.held[0] == pool.blocks(4 + step)
+
+
+def test_a_step_whose_decodes_use_the_whole_budget_admits_nothing():
+    # without chunking the step's first prompt may run past the budget — but only while some
+    # budget is left: two decodes use all of 2 tokens, so the waiting prompt waits
+    pool = Blocks(prompt=[1, 1, 5], out=[9, 9, 9], cap=10**6)
+    sched = Scheduler(ServingSpec(max_num_batched_tokens=2, chunked_prefill=False), pool, 8)
+    q = deque([0, 1, 2])
+    p = sched.step(q)
+    assert p.admitted == [0, 1] and p.chunks == [(0, 1), (1, 1)]
+    apply(pool, sched, p)
+    p = sched.step(q)
+    assert p.decode == [0, 1] and p.admitted == [] and p.chunks == [] and list(q) == [2]
+
+
+def test_a_prompt_chunk_that_finds_no_kv_preempts_the_newest_request():
+    # 4-token blocks, 4 blocks, 8 tokens a step; each request alone fits (2 and 4 blocks).
+    # Step 1: r0's 4-token prompt (1 block) and r1's first 4 of 12 (1 block). Step 2: r0
+    # decodes (its 5th token: a 2nd block); r1's next 7 tokens need 2 more blocks (3 + 2 > 4):
+    # r1, the newest, is preempted (its block released) — and, first in the queue with 7
+    # tokens of budget left, starts over: 7 tokens of its prompt again (2 blocks: 4 in all)
+    pool = Blocks(prompt=[4, 12], out=[4, 4], cap=4)
+    sched = Scheduler(ServingSpec(max_num_batched_tokens=8), pool, 8)
+    q = deque([0, 1])
+    p = sched.step(q)
+    assert p.chunks == [(0, 4), (1, 4)] and p.prompt_done == [0]
+    apply(pool, sched, p)
+    p = sched.step(q)
+    assert (p.decode, p.preempted, p.admitted, p.chunks) == ([0], [1], [1], [(1, 7)])
+    assert sched.preemptions == 1 and sched.running == [0, 1]
+    assert pool.tokens[1] == 7 and pool.used == 4
+
+
 def test_decodes_come_first_and_a_new_prompt_gets_what_they_leave():
     pool = Blocks(prompt=[1, 1, 100], out=[50, 50, 5], cap=10**6)
     sched = Scheduler(ServingSpec(max_num_batched_tokens=16), pool, max_num_seqs=8)
@@ -158,9 +212,24 @@ def test_serving_section_is_validated_with_the_field_named():
                        ({"kv_allocation": "lazy"}, "kv_allocation"),
                        ({"cuda_graphs": 1}, "cuda_graphs"),
                        ({"step_overhead_time": -1.0}, "step_overhead_time"),
-                       ({"max_num_seq": 4}, "max_num_seq")):
+                       ({"max_num_seq": 4}, "max_num_seq"),
+                       ({"max_num_seqs": True}, "max_num_seqs"),
+                       ({"max_num_seqs": 2.0}, "max_num_seqs"),
+                       ({"chunked_prefill": 1}, "chunked_prefill"),
+                       ({"step_overhead_time": 1.0}, "step_overhead_time"),
+                       ({"step_overhead_time": True}, "step_overhead_time"),
+                       ({"step_overhead_time": "0"}, "step_overhead_time")):
         with pytest.raises(UserError, match=f"x.toml: field 'serving.{field}'"):
             validate_serving(raw, "x.toml")
+    with pytest.raises(UserError, match="x.toml: field 'serving': must be a table"):
+        validate_serving([1], "x.toml")
+    # the smallest values allowed, each kept as given
+    low = validate_serving({"max_num_batched_tokens": 1, "max_num_seqs": 1, "cuda_graphs": False,
+                            "kv_allocation": "on_demand", "step_overhead_time": 0})
+    assert low == ServingSpec(max_num_batched_tokens=1, max_num_seqs=1, cuda_graphs=False,
+                              kv_allocation="on_demand", step_overhead_time=0.0)
+    assert validate_serving({"kv_allocation": "reserve"}).kv_allocation == "reserve"
+    assert isinstance(low.step_overhead_time, float)
     assert ServingSpec().overhead_time() == STEP_OVERHEAD_GRAPHS
     assert ServingSpec(cuda_graphs=False).overhead_time() == STEP_OVERHEAD_EAGER
     assert ServingSpec(step_overhead_time=0.0).overhead_time() == 0.0

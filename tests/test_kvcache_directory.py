@@ -236,3 +236,291 @@ def test_a_full_cache_evicts_down_to_its_low_watermark():
     assert d.copies[0] == 62 and d.copies_evicted == 3
     assert d.has_copy(0, idx[:3], 0).tolist() == [False, False, False]  # the three oldest
     d.check()
+
+
+# -- more known answers (each pins a promise the mutation score found unchecked) ---------------
+
+
+def splitmix64(key: int) -> int:
+    """The published splitmix64 finaliser (Steele, Lea & Flood 2014), in Python integers: an
+    oracle for :func:`stable_hash`, which placement by hash and by repository rests on."""
+    m = (1 << 64) - 1
+    z = (key + 0x9E3779B97F4A7C15) & m
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+    return z ^ (z >> 31)
+
+
+def test_stable_hash_is_splitmix64():
+    keys = [0, 1, 2, 12345, 2**40 + 7, -1, -(2**63)]
+    got = stable_hash(np.array(keys, np.int64)).tolist()
+    assert got == [splitmix64(k & ((1 << 64) - 1)) for k in keys]
+
+
+def test_a_repository_is_placed_by_its_hash_even_repository_zero():
+    d = make("repo_affinity", gpus=4)
+    assert splitmix64(0) % 4 == 3  # so the writers below are not the owner
+    idx = d.intern([1, 2, 3])
+    d.place(idx, writer=1, now=0.0, repo=0)
+    assert d.base[idx].tolist() == [3] * 3
+    other = d.intern([4])
+    d.place(other, writer=2, now=0.0)  # no repository: its writer
+    assert d.base[other].tolist() == [2]
+
+
+def test_range_places_positions_by_their_share_of_the_context():
+    # 8 positions of a 16-block context over 4 GPUs: GPU = position * 4 // 16
+    d = make("range", gpus=4)
+    idx = d.intern(list(range(8)))
+    d.place(idx, writer=0, now=0.0, positions=np.arange(0, 16, 2), n_context=16)
+    assert d.base[idx].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_the_directory_grows_past_its_first_arrays():
+    # 3,000 blocks in batches of 700 (the arrays start at 1,024 blocks and double); a layer
+    # slot in a third word (129 slots: 3 words of 64)
+    d = make(gpus=2, cap=10_000, slots=129)
+    keys = np.arange(5_000, 8_000)
+    for start in range(0, 3_000, 700):
+        idx = d.intern(keys[start:start + 700])
+        assert idx.tolist() == list(range(start, min(start + 700, 3_000)))
+        assert not d.known(idx).any() and not d.pins[idx].any()
+        assert not d.has_copy(0, idx, 128).any() and not d.has_copy(0, idx, 0).any()
+        assert (d.holders(idx) == -1).all() and (d.nearest(idx, 0) == -1).all()
+        d.place(idx, writer=(start // 700) % 2, now=float(start))
+    assert d.n == 3_000 and d.intern(keys[[0, 2_999]]).tolist() == [0, 2_999]
+    assert d.keys[:3_000].tolist() == keys.tolist()
+    assert d.base[2_100:2_800].tolist() == [1] * 700 and d.used_at[2_999] == 2_800.0
+    assert d.owned.tolist() == [1_600, 1_400]
+    far = np.arange(2_100, 2_800)  # owned by GPU 1: GPU 0 copies slot 128 of them
+    d.pin(far)
+    assert d.add_copies(0, far, slot=128, now=9.0) == 700
+    assert d.has_copy(0, far, 128).all() and not d.has_copy(0, far, 127).any()
+    assert d.pins[far].tolist() == [1] * 700 and d.copy_used_at[0, 2_799] == 9.0
+    d.check()
+
+
+def test_interning_more_than_twice_the_arrays_at_once_grows_them_enough():
+    d = make(gpus=2, cap=10_000)
+    idx = d.intern(np.arange(5_000))  # 1,024 → 5,000 in one step
+    d.place(idx, writer=1, now=1.0)
+    assert d.known(idx).all() and d.base[4_999] == 1 and d.used_at[4_999] == 1.0
+    d.check()
+
+
+def test_pins_count_each_request_and_touch_refreshes_the_lru_clock():
+    d = make(cap=3, gpus=1, per_machine=1, host=10)
+    a = d.intern([1, 2, 3])
+    for i in range(3):
+        d.place(a[i:i + 1], writer=0, now=float(i))
+    d.pin(a[:1])
+    d.pin(a[:1])
+    d.unpin(a[:1])
+    assert d.pins[a].tolist() == [1, 0, 0]
+    d.unpin(a[:1])
+    assert d.pins[a].tolist() == [0, 0, 0]
+    d.touch(0, a[:1], now=5.0)  # block 1 is now the most recent: block 2 is demoted
+    d.place(d.intern([4]), writer=0, now=6.0)
+    assert d.tier[a].tolist() == [HBM, HOST, HBM] and d.used_at[a[0]] == 5.0
+    d.check()
+
+
+def test_a_reader_uses_its_own_replica_else_the_nearest_else_the_first():
+    # replicate:2 on 4 GPUs (2 per machine): block k's holders are (h, h+1)
+    d = make("replicate", replicas=2, gpus=4)
+    idx = d.intern(list(range(40)))
+    d.place(idx, writer=0, now=0.0)
+    h = d.holders(idx)
+    assert (h[:, 1] == (h[:, 0] + 1) % 4).all()
+    for src in range(4):
+        got = d.nearest(idx, src)
+        for k in range(40):
+            a, b = h[k]
+            if src in (a, b):
+                want = src
+            elif d.dist[src][a] != d.dist[src][b]:
+                want = a if d.dist[src][a] < d.dist[src][b] else b
+            else:
+                want = a  # equidistant: the first holder
+            assert got[k] == want, (src, k, a, b)
+    # even when a replica sits at distance 0 the reader's own copy wins
+    d.dist[2][1] = 0.0
+    one = idx[(h[:, 0] == 1)][:1]  # holders (1, 2)
+    assert d.nearest(one, 2).tolist() == [2]
+    assert d.nearest(d.intern([999]), 1).tolist() == [-1]  # unplaced
+
+
+def test_a_replicate_scheme_of_one_keeps_one_holder():
+    d = make("replicate", replicas=1, gpus=4)
+    idx = d.intern(list(range(10)))
+    d.place(idx, writer=0, now=0.0)
+    assert d.holders(idx).shape == (10, 1) and d.owned.sum() == 10
+    f = make("first_writer", gpus=4)
+    f.place(f.intern([1, 2]), writer=1, now=0.0)
+    assert f.holders(np.arange(2)).shape == (2, 1) and f.owned.tolist() == [0, 2, 0, 0]
+
+
+def test_no_gpu_copies_a_block_it_holds():
+    d = make(gpus=2, per_machine=2)
+    a = d.intern([1, 2])
+    d.place(a, writer=0, now=0.0)
+    assert d.add_copies(0, a, slot=0, now=1.0) == 0
+    assert d.add_copies(1, a[[0, 0]], slot=0, now=1.0) == 1  # a repeat of two counts once
+    r = make("replicate", replicas=2, gpus=4)
+    b = r.intern([5])
+    r.place(b, writer=0, now=0.0)
+    holders = r.holders(b)[0].tolist()
+    for g in holders:
+        assert r.add_copies(g, b, slot=0, now=1.0) == 0
+    assert r.copies.sum() == 0
+    (reader,) = sorted(set(range(4)) - set(holders))[:1]
+    assert r.add_copies(reader, b, slot=0, now=1.0) == 1  # not a holder: it keeps a copy
+
+
+def test_owned_and_copies_together_fill_a_gpu_down_to_the_low_watermark():
+    # 64 blocks: the low watermark frees 64 // 32 = 2 blocks beyond what is needed
+    d = make(cap=64, gpus=2, per_machine=2, host=100)
+    other = d.intern(list(range(1000, 1004)))
+    d.place(other, writer=1, now=0.0)
+    mine = d.intern(list(range(60)))
+    d.place(mine, writer=0, now=1.0)
+    assert d.add_copies(0, other, slot=0, now=2.0) == 4  # 60 + 4 = 64: full, nothing evicted
+    assert d.copies_evicted == 0 and d.demoted == 0
+    d.place(d.intern([5000]), writer=0, now=3.0)  # 1 over: 1 + 2 copies evicted
+    assert (d.owned[0], d.copies[0], d.copies_evicted, d.demoted) == (61, 1, 3, 0)
+    # 3 more: 64 owned + 1 copy, 1 over: 1 + 2 to free — the copy, then 2 owned demoted
+    d.place(d.intern([5001, 5002, 5003]), writer=0, now=4.0)
+    assert (d.owned[0], d.copies[0], d.copies_evicted, d.demoted) == (62, 0, 4, 2)
+    assert d.tier[mine[:3]].tolist() == [HOST, HOST, HBM]  # the least recently placed
+    d.check()
+
+
+def test_demotion_is_reported_and_a_dropped_block_has_no_holder():
+    d = make(cap=2, gpus=1, per_machine=1, host=1)
+    seen = []
+    d.on_demote = lambda gpu, n: seen.append((gpu, n))
+    a = d.intern([1, 2, 3, 4])
+    for i in range(4):
+        d.place(a[i:i + 1], writer=0, now=float(i))
+    # block 1 went to host, then block 2 — the host held one: block 1 dropped
+    assert seen == [(0, 1), (0, 1)]
+    assert d.tier[a].tolist() == [DROPPED, HOST, HBM, HBM]
+    assert (d.demoted, d.dropped) == (2, 1)
+    assert d.holders(a[:1]).tolist() == [[-1]] and d.nearest(a[:1], 0).tolist() == [-1]
+    d.promote(a[1:2], now=9.0)  # back from host; HBM over: block 3 (LRU) to host
+    assert d.tier[a].tolist() == [DROPPED, HBM, HOST, HBM] and d.host_used.tolist() == [1]
+    d.check()
+
+
+def test_the_checker_catches_an_overfull_gpu():
+    import pytest
+
+    d = make(cap=4, gpus=2, per_machine=2)
+    other = d.intern([10, 11])
+    d.place(other, writer=1, now=0.0)
+    d.place(d.intern([1, 2]), writer=0, now=0.0)
+    d.add_copies(0, other, slot=0, now=1.0)
+    d.check()  # 2 owned + 2 copies = 4 of 4
+    d.capacity[0] = 3
+    with pytest.raises(AssertionError, match="HBM capacity"):
+        d.check()
+
+
+def test_copies_fill_what_is_left_and_a_gpu_full_of_its_own_blocks_keeps_none():
+    # GPU 0: 64 blocks (low watermark 2), owns 61; GPU 1 owns the blocks GPU 0 copies
+    d = make(cap=64, gpus=2, per_machine=2, host=0)
+    d.place(d.intern(list(range(61))), writer=0, now=0.0)
+    theirs = d.intern(list(range(1000, 1010)))
+    d.place(theirs, writer=1, now=0.0)
+    assert d.add_copies(0, theirs[:2], slot=0, now=1.0) == 2  # 63 of 64
+    # 2 more copies, 1 free: evict 2 - 1 + 2 (watermark) = 3 LRU copies — but only 2 exist
+    # that are not being added; both go, then 2 of the new fit (one slot left free)
+    assert d.add_copies(0, theirs[2:4], slot=0, now=2.0) == 2
+    assert d.copies_evicted == 2 and d.copies[0] == 2
+    assert d.has_copy(0, theirs[:4], 0).tolist() == [False, False, True, True]
+    assert d.add_copies(0, theirs[4:5], slot=0, now=3.0) == 1  # the last free block
+    # full: 1 + 2 (watermark) copies evicted — all three others
+    assert d.add_copies(0, theirs[5:6], slot=0, now=4.0) == 1
+    assert d.copies_evicted == 5 and d.hbm_used().tolist() == [62, 10]
+    assert np.flatnonzero(d.has_copy(0, theirs, 0)).tolist() == [5]
+    d.check()
+    full = make(cap=2, gpus=2, per_machine=2)
+    full.place(full.intern([1, 2]), writer=0, now=0.0)
+    other = full.intern([3])
+    full.place(other, writer=1, now=0.0)
+    assert full.add_copies(0, other, slot=0, now=1.0) == 0  # nothing it may evict
+    assert full.copies.tolist() == [0, 0]
+    full.check()
+
+
+def test_a_copy_being_read_again_is_never_evicted_for_the_new_ones():
+    # GPU 0 (3 blocks) copies 8, 0 and 9; then reads 5, 6, 7 (new) and 8 (held): 3 new need
+    # room but only 0 and 9 may go — 8 stays, 2 of the new fit
+    d = make(cap=3, gpus=2, per_machine=2)
+    b = d.intern(list(range(10)))
+    d.place(b, writer=1, now=0.0)
+    for t, blk in enumerate([8, 0, 9]):
+        d.add_copies(0, b[[blk]], slot=0, now=float(t))
+    assert d.add_copies(0, b[[5, 6, 7, 8]], slot=0, now=5.0) == 2
+    assert np.flatnonzero(d.has_copy(0, b, 0)).tolist() == [5, 6, 8]
+    d.check()
+
+
+def test_a_full_host_drops_only_what_it_must():
+    # one GPU of 2 blocks, a host of 3; the host holds 2 blocks when 2 more are demoted at
+    # once: 1 host block (the least recent) is dropped, the host ends full
+    d = make(cap=4, gpus=1, per_machine=1, host=3)
+    a = d.intern(list(range(6)))
+    for i in range(4):
+        d.place(a[i:i + 1], writer=0, now=float(i))
+    d.place(a[4:6], writer=0, now=4.0)  # 6 > 4 blocks: 2 + watermark 0 demoted (0 and 1)
+    assert d.tier[a].tolist() == [HOST, HOST, HBM, HBM, HBM, HBM]
+    d.capacity[0] = 2  # the GPU shrinks: the next placement demotes 3 more
+    b = d.intern([9])
+    d.place(b, writer=0, now=5.0)
+    assert (d.host_used[0], d.dropped, d.demoted) == (3, 2, 5)
+    assert d.tier[a].tolist() == [DROPPED, DROPPED, HOST, HOST, HOST, HBM]
+    assert d.holders(a[:2]).tolist() == [[-1], [-1]]
+    # without a host tier demoted blocks are dropped at once, and have no holder
+    n = make(cap=1, gpus=1, per_machine=1, host=0)
+    c = n.intern([1, 2])
+    n.place(c[:1], writer=0, now=0.0)
+    n.place(c[1:], writer=0, now=1.0)
+    assert n.tier[c].tolist() == [DROPPED, HBM] and n.dropped == 1
+    assert n.holders(c[:1]).tolist() == [[-1]]
+    n.check()
+
+
+def test_a_gpu_filled_exactly_evicts_nothing_and_overflow_frees_down_to_the_watermark():
+    # 64 blocks (watermark 2): 63 owned + 1 placed = 64, nothing moves
+    d = make(cap=64, gpus=2, per_machine=2, host=100)
+    d.place(d.intern(list(range(63))), writer=0, now=0.0)
+    d.place(d.intern([100]), writer=0, now=1.0)
+    assert (d.owned[0], d.demoted) == (64, 0)
+    # copies: 58 owned, 5 copies, 1 free; 2 new copies need 2 - 1 + 2 = 3 evicted (the 3
+    # least recent of the 5), not all of them
+    e = make(cap=64, gpus=2, per_machine=2, host=0)
+    e.place(e.intern(list(range(58))), writer=0, now=0.0)
+    theirs = e.intern(list(range(1000, 1007)))
+    e.place(theirs, writer=1, now=0.0)
+    for t in range(5):
+        e.add_copies(0, theirs[t:t + 1], slot=0, now=1.0 + t)
+    assert e.add_copies(0, theirs[5:7], slot=0, now=9.0) == 2
+    assert (e.copies_evicted, e.copies[0]) == (3, 4)
+    assert np.flatnonzero(e.has_copy(0, theirs, 0)).tolist() == [3, 4, 5, 6]
+    e.check()
+
+
+def test_a_host_short_of_room_drops_just_enough_of_its_oldest_blocks():
+    # GPU of 4 blocks, host of 4. 7 placed: 3 demoted (host 3 of 4). 2 more: 2 demoted, the
+    # host has room for 1 — it drops 1 (its least recent), not more
+    d = make(cap=4, gpus=1, per_machine=1, host=4)
+    a = d.intern(list(range(9)))
+    for i in range(4):
+        d.place(a[i:i + 1], writer=0, now=float(i))
+    d.place(a[4:7], writer=0, now=4.0)
+    assert d.host_used.tolist() == [3] and d.dropped == 0
+    d.place(a[7:9], writer=0, now=5.0)
+    assert d.dropped == 1 and d.host_used.tolist() == [4]
+    assert d.tier[a].tolist() == [DROPPED, HOST, HOST, HOST, HOST, HBM, HBM, HBM, HBM]
+    d.check()

@@ -444,3 +444,89 @@ def test_demo_command_prints_the_story_as_json(capsys):
     assert all(f["slowdown"] > 1.5 for f in shared)  # two senders into one NVLink port
     local = out["flows"][-1]
     assert local["src"] == local["dst"] and local["duration_time"] == 0.0
+
+
+# -- boundaries the mutation score found unchecked ---------------------------------------------
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("bandwidth", math.inf), ("bandwidth", -1e9), ("bandwidth", True), ("bandwidth", "1e9"),
+    ("bandwidth", None), ("latency", -1e-6), ("latency", math.inf), ("latency", True),
+    ("latency", "0"),
+])
+def test_a_bad_edge_is_refused_naming_it_and_its_field(field, value):
+    g = star_graph(2)
+    g.edges["sw", "h1"][field] = value
+    with pytest.raises(UserError, match=f"'sw' -> 'h1': field '{field}'"):
+        fabric(g)
+
+
+def test_an_edge_without_latency_has_none_and_zero_latency_is_allowed():
+    g = nx.DiGraph()
+    g.add_edge("a", "b", bandwidth=1e9)  # no latency given
+    g.add_edge("b", "c", bandwidth=2e9, latency=0.0)
+    f = fabric(g)
+    (rec,) = run_flows(f, [FlowSpec(0.0, "a", "c", 1e6)])
+    assert (rec.started_at, rec.finished_at) == (0.0, pytest.approx(1e-3, rel=REL, abs=0))
+    assert f.message_time("a", "c", 1e6) == pytest.approx(1e-3, rel=REL, abs=0)
+
+
+@pytest.mark.parametrize("delay", [-1e-6, math.inf, math.nan])
+def test_a_bad_delay_is_refused(delay):
+    f = fabric(star_graph(2))
+    with pytest.raises(UserError, match="delay_time"):
+        f.transfer("h0", "h1", 1.0, delay_time=delay)
+    with pytest.raises(UserError, match="nbytes"):
+        f.transfer("h0", "h1", math.inf)
+
+
+def test_an_empty_message_takes_the_paths_latency_and_never_completes_inside_the_caller():
+    # 2 hops of 1 µs: an empty message arrives after 2 µs; without latency, at once — but after
+    # the caller returns, as an event or as a callback
+    f = fabric(star_graph(2, GBps(100), us(1)))
+    (rec,) = run_flows(f, [FlowSpec(0.0, "h0", "h1", 0.0)])
+    assert (rec.nbytes, rec.started_at, rec.finished_at) == (0.0, us(2), us(2))
+    assert f.flows_completed == 1 and f.bytes_delivered == 0.0
+    g = fabric(star_graph(2, GBps(100), 0.0))
+    got = []
+    assert g.transfer("h0", "h1", 0.0, then=got.append) is None
+    assert got == []
+    ev = g.transfer("h0", "h1", 0.0)
+    assert not ev.processed  # its callbacks run when the clock gets there, not now
+    g.env.run()
+    assert [r.finished_at for r in got] == [0.0] and ev.value.finished_at == 0.0
+
+
+def test_a_message_waits_its_paths_latency_before_it_shares_the_links():
+    # 2 hops of 1 ms at 1 GB/s. A (1 MB) and B (1 MB) leave at 0: both wait 2 ms, then share
+    # the links at 0.5 GB/s each: both end at 2 + 2 = 4 ms. A third, C, leaves at 3 ms: it
+    # starts at 5 ms, after A and B are done, alone: ends at 6 ms
+    f = fabric(star_graph(3, 1e9, 1e-3))
+    recs = run_flows(f, [FlowSpec(0.0, "h0", "h2", 1e6), FlowSpec(0.0, "h1", "h2", 1e6),
+                         FlowSpec(3e-3, "h0", "h2", 1e6)])
+    assert [r.started_at for r in recs] == pytest.approx([2e-3, 2e-3, 5e-3], rel=REL, abs=0)
+    assert [r.finished_at for r in recs] == pytest.approx([4e-3, 4e-3, 6e-3], rel=REL, abs=0)
+
+
+def test_a_message_to_itself_still_needs_a_known_node():
+    f = fabric(star_graph(2))
+    assert f.message_time("h0", "h0", 1e9) == 0.0
+    with pytest.raises(NoPathError):
+        f.message_time("nowhere", "nowhere", 1.0)
+    with pytest.raises(NoPathError):
+        f.transfer("nowhere", "nowhere", 1.0)
+    g = nx.DiGraph()
+    g.add_edge("a", "b", bandwidth=0.5)  # any positive rate is a rate (here 0.5 B/s)
+    (rec,) = run_flows(fabric(g), [FlowSpec(0.0, "a", "b", 1.0)])
+    assert rec.finished_at == pytest.approx(2.0, rel=REL, abs=0)
+
+
+def test_a_flow_joining_at_its_own_cap_is_predicted_to_finish_on_time():
+    # efficiency 0.3: each message is capped at 0.3 GB/s of a 1 GB/s path, so a second
+    # message between the same GPUs joins without changing anyone's rate. A (10 MB) runs
+    # 0 → 33.3 ms; B (1 MB) joins at 1 ms and ends 3.33 ms later, not when A does
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(2, 1e9, 0.0), stack=slow)
+    a, b = run_flows(f, [FlowSpec(0.0, "h0", "h1", 1e7), FlowSpec(1e-3, "h0", "h1", 1e6)])
+    assert a.finished_at == pytest.approx(1e7 / 3e8, rel=1e-9, abs=0)
+    assert b.finished_at == pytest.approx(1e-3 + 1e6 / 3e8, rel=1e-9, abs=0)

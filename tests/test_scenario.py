@@ -138,20 +138,90 @@ def test_include_merges_a_calibration_file_relative_to_the_scenario(tmp_path):
         Scenario.load(write(tmp_path, 'include = "missing.toml"\n' + GOOD))
 
 
-def test_shipped_scenarios_and_sweeps_load():
+def shipped(kind: str) -> list[Path]:
+    import tomllib
+
+    return [p for p in sorted((ROOT / "scenarios").glob("*.toml"))
+            if ("sweep" in tomllib.loads(p.read_text())) == (kind == "sweep")]
+
+
+def test_the_shipped_scenarios_and_sweeps_are_there():
+    names = {p.stem for p in shipped("scenario")}
+    assert {"agentic_repo", "mooncake_conversation", "rag_spans", "nested_generation",
+            "copilot_agents", "lamina_llama3_70b"} <= names and len(names) >= 6
+    assert [p.stem for p in shipped("sweep")] == ["example_sweep"]
+
+
+def _section_value(section: str, key: str, s: Scenario):
+    """What the loaded scenario holds for ``[section] key`` (the TOML's spelling)."""
+    if section == "workload" and key == "agentic":
+        return s.workload.agentic_params()
+    if section == "workload" and key == "spans":
+        return s.workload.spans_params()
+    if section == "disaggregation":
+        return getattr(s.disaggregation, key)
+    return getattr(getattr(s, section), key)
+
+
+@pytest.mark.parametrize("path", shipped("scenario"), ids=lambda p: p.stem)
+def test_a_shipped_scenario_holds_the_values_its_file_gives(path):
+    """Every field the file sets is loaded as written (read here with tomllib); every field of
+    a section it leaves out keeps its documented default."""
+    import tomllib
+
+    raw = tomllib.loads(path.read_text())
+    s = Scenario.load(path)
+    assert (s.name, s.seed, s.stack, s.policies) == (
+        raw["name"], raw["seed"], raw["stack"], tuple(raw["policies"]))
+    for section in ("topology", "model", "workload", "placement", "engine", "disaggregation"):
+        given = dict(raw.get(section, {}))
+        if section == "placement" and ":" in given.get("scheme", ""):  # "replicate:K"
+            scheme, k = given.pop("scheme").split(":")
+            assert (s.placement.scheme, s.placement.replicas) == (scheme, int(k))
+        for key, value in given.items():
+            assert _section_value(section, key, s) == value, (section, key)
+        spec = s.disaggregation if section == "disaggregation" else getattr(s, section)
+        if spec is None:
+            assert section == "disaggregation" and "disaggregation" not in raw
+            continue
+        defaults = type(spec)()
+        for f in dataclasses.fields(spec):
+            if f.name not in given and not (section == "placement" and f.name == "replicas"):
+                if section == "topology" and "spec" in given and f.name == "preset":
+                    assert s.topology.preset is None  # a spec string replaces the preset
+                    continue
+                assert getattr(spec, f.name) == getattr(defaults, f.name), (section, f.name)
+    assert s.calibration_dict() == raw.get("calibration", {})
+
+
+def test_the_example_sweep_has_every_grid_combination_over_its_base():
+    import itertools
     import tomllib
 
     from simulator.sweep import Sweep
 
-    kinds = []
-    for path in sorted((ROOT / "scenarios").glob("*.toml")):
-        if "sweep" in tomllib.loads(path.read_text()):
-            assert Sweep.load(path).points()
-            kinds.append("sweep")
-        else:
-            assert Scenario.load(path).policies
-            kinds.append("scenario")
-    assert kinds.count("sweep") >= 1 and kinds.count("scenario") >= 6
+    path = ROOT / "scenarios" / "example_sweep.toml"
+    raw = tomllib.loads(path.read_text())
+    base = tomllib.loads((path.parent / raw["sweep"]["base"]).read_text())
+    sw = Sweep.load(path)
+    points = sw.points()
+    grid = raw["grid"]
+    expected = {tuple(sorted(zip(grid, combo, strict=True)))
+                for combo in itertools.product(*grid.values())}
+    assert len(points) == 2 * 2 * 2 and {tuple(sorted(p.params)) for p in points} == expected
+    assert len({p.point_id for p in points}) == len(points)
+    for p in points:
+        params = dict(p.params)
+        sc = Scenario.from_dict(sw.scenario_data(params), base=path.parent)
+        agentic = sc.workload.agentic_params()
+        assert sc.stack == params["stack"]
+        assert agentic["subagents"] == params["workload.agentic.subagents"]
+        # the sweep's [base] table overrides the base file; the rest is the file's
+        for key, value in raw["base"]["workload"]["agentic"].items():
+            assert agentic[key] == value
+        assert agentic["repo_tokens"] == base["workload"]["agentic"]["repo_tokens"]
+        assert (sc.model.name, sc.topology.nodes) == (base["model"]["name"],
+                                                      base["topology"]["nodes"])
 
 
 def test_span_workloads_and_the_reuse_rules_validate():

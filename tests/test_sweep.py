@@ -72,9 +72,18 @@ def test_random_sampling_is_reproducible_and_within_bounds():
 
 
 def test_the_closed_form_sweep_gathers_one_row_per_option(tmp_path):
-    res = execute(predict_sweep(), tmp_path, "local", workers=2, progress=False)
+    sweep = predict_sweep()
+    res = execute(sweep, tmp_path, "local", progress=False)  # the default workers: the CPUs
     assert res.computed == 6 and not res.failures
     assert len(res.results) == 18
+    # each row says which point it belongs to, with the point's seed and parameters, first
+    assert list(res.results.columns[:6]) == ["point", "point_id", "point_seed", "blocks",
+                                             "stack", "option"]
+    by_point = {p.index: p for p in sweep.points()}
+    for row in res.results.itertuples():
+        p = by_point[row.point]
+        assert (row.point_id, row.point_seed) == (p.point_id, p.seed)
+        assert (row.blocks, row.stack) == (p.as_dict["blocks"], p.as_dict["stack"])
     assert set(res.results["option"]) == {"route", "fetch", "local"}
     on_disk = pd.read_parquet(tmp_path / "results.parquet")
     pd.testing.assert_frame_equal(on_disk, res.results)

@@ -1,5 +1,7 @@
 """Sparse selection: known counts, locality knobs, invariants, and an oracle for the sampler."""
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -186,3 +188,150 @@ def test_last_renewal_points_each_slot_at_its_last_renewing_layer(shape, seed):
     for q, layer, c in np.ndindex(*shape):
         last = max(x for x in range(layer + 1) if renew[q, x, c])
         assert src[q, layer, c] == flat[q, last, c]
+
+
+@pytest.mark.parametrize(("knobs", "field"), [
+    ({"top_k_tokens": 0}, "top_k_tokens"), ({"block_tokens": 0}, "block_tokens"),
+    ({"nsa_selected_blocks": 0}, "nsa_selected_blocks"),
+    ({"nsa_selection_tokens": -1}, "nsa_selection_tokens"), ({"region_blocks": 0}, "region_blocks"),
+    ({"recent_tokens": -1}, "recent_tokens"), ({"nsa_window_tokens": -64}, "nsa_window_tokens"),
+    ({"zipf_s": -0.5}, "zipf_s"), ({"popular_fraction": -0.1}, "popular_fraction"),
+    ({"focus_fraction": 1.5, "popular_fraction": 0.0}, "focus_fraction"),
+    ({"popular_fraction": 1.5, "focus_fraction": 0.0}, "popular_fraction"),
+    ({"layer_correlation": 1.5}, "layer_correlation"),
+    ({"layer_correlation": -0.1}, "layer_correlation"),
+    ({"layer_correlation": 1.0}, "layer_correlation"), ({"oversample": 0.99}, "oversample"),
+])
+def test_each_bad_knob_is_rejected_by_name(knobs, field):
+    with pytest.raises(ValueError, match=field):
+        SparseSelector(**knobs)
+    if field.endswith(("_fraction", "_correlation")) and knobs[field] != 1.0:  # out of [0, 1]
+        with pytest.raises(ValueError, match=rf"{field} must be in \[0, 1\]"):
+            SparseSelector(**knobs)
+
+
+def test_knobs_at_their_bounds_are_accepted():
+    # the smallest and largest values each knob allows
+    SparseSelector(top_k_tokens=1, block_tokens=1, nsa_selected_blocks=1, nsa_selection_tokens=1,
+                   region_blocks=1, recent_tokens=0, nsa_window_tokens=0, zipf_s=0.0,
+                   popular_fraction=0.0, focus_fraction=0.0, layer_correlation=0.0,
+                   oversample=1.0)
+    SparseSelector(popular_fraction=1.0, focus_fraction=0.0)
+    SparseSelector(popular_fraction=0.0, focus_fraction=1.0)
+    SparseSelector(popular_fraction=0.4, focus_fraction=0.6)  # together exactly 1
+    with pytest.raises(ValueError, match="n_layers"):
+        SparseSelector().select_batch(np.random.default_rng(0), [10], 0)
+    one = SparseSelector().select_batch(np.random.default_rng(0), [1], 1)
+    assert one.query(0).tolist() == [[0]]  # a one-block context, one layer
+
+
+def test_focus_entries_outside_the_older_blocks_are_ignored_and_block_zero_counts():
+    # every draw from the focus set (32 blocks sampled per layer): the set is blocks 0 and
+    # 10..48, and some entries that are no older block (negative, or in the recent window:
+    # 4094, 4095)
+    sel = SparseSelector(popular_fraction=0.0, focus_fraction=1.0, layer_correlation=0.0)
+    valid = np.array([0, *range(10, 49)])
+    focus = np.array([-1, -5, 4094, 4095, *valid])
+    picks = sel.select(np.random.default_rng(4), 4096, 20, focus=focus)
+    sampled = picks[:, :-2]  # the last 2 blocks are the recent window
+    assert np.isin(sampled, valid).all()
+    # 32 of 40 each layer: block 0 is picked in about 4/5 of the 20 layers, never in none
+    assert (sampled == 0).any(axis=1).sum() >= 8
+    # a focus set of 200 blocks: 56 draws a layer find 32 distinct ones, so the fast
+    # (oversampled) path serves it. There a draw that lands on an ignored entry (4 of 204)
+    # stays uniform over the older blocks — never the recent window, rarely block 1; block 0
+    # is picked in about 16 % of the layers (uniform: 0.8 %)
+    valid = np.array([0, *range(10, 209)])
+    focus = np.array([-1, -5, 4094, 4095, *valid])
+    sampled = sel.select(np.random.default_rng(5), 4096, 60, focus=focus)[:, :-2]
+    assert sampled.max() < 4094 and np.isin(sampled, valid).mean() > 0.95
+    assert (sampled == 0).any(axis=1).sum() >= 3 and (sampled == 1).any(axis=1).sum() <= 3
+
+
+def test_a_focus_of_the_wrong_shape_is_refused_and_an_empty_batch_selects_nothing():
+    sel = SparseSelector()
+    with pytest.raises(ValueError, match="focus must be"):
+        sel.select_batch(np.random.default_rng(0), [4096], 2, focus=np.arange(5))  # 1-D
+    with pytest.raises(ValueError, match="focus must be"):
+        sel.select_batch(np.random.default_rng(0), [4096], 2, focus=np.zeros((2, 5), np.int64))
+    empty = sel.select_batch(np.random.default_rng(0), np.zeros(0, np.int64), 3)
+    assert empty.indices.shape == (0, 3, 0) and empty.total_blocks == 0
+
+
+def test_popular_draws_cover_every_region_of_the_repository_and_only_it():
+    # 8 blocks sampled per layer (512 tokens), all draws popular, 16-block regions
+    def picks(popular_blocks, layers=60, popular=1.0):
+        sel = SparseSelector(top_k_tokens=512, popular_fraction=popular, focus_fraction=0.0,
+                             layer_correlation=0.0, recent_tokens=0)
+        return sel.select(np.random.default_rng(6), 4096, layers, popular_blocks=popular_blocks)
+
+    # one region (16 blocks): every pick in it
+    assert picks(16).max() < 16
+    # four regions: ranks map to regions 0..3 (P mod 4 = 1, salt 0); the coldest of a
+    # Zipf(1.1) over 4 has probability ~0.16 — about 75 of the 480 picks, none is unlikely
+    many = picks(64)
+    assert many.max() < 64
+    assert np.bincount(many.ravel() // 16, minlength=4).min() > 20
+    # no repository (0 popular blocks): draws stay uniform over the older blocks
+    spread = picks(0, layers=40, popular=0.5)
+    assert (spread == 0).any(axis=1).sum() < 5 and spread.max() > 1000
+
+
+# -- the exact (Gumbel) path at its edges: 8 blocks sampled of 24 older ones -------------------
+
+
+def exact(**knobs) -> SparseSelector:
+    return SparseSelector(top_k_tokens=512, recent_tokens=64, layer_correlation=0.0, **knobs)
+
+
+def test_the_exact_path_never_picks_a_block_of_zero_weight_while_others_remain():
+    # all draws popular, 16 popular blocks (2 regions of 8): only those have weight
+    sel = exact(popular_fraction=1.0, focus_fraction=0.0, region_blocks=8)
+    picks = sel.select(np.random.default_rng(1), 25, 200, popular_blocks=16)[:, :-1]
+    assert picks.max() < 16
+    assert len(np.unique(picks)) == 16
+
+
+def test_the_exact_path_fills_a_row_short_of_weighted_blocks_with_other_older_blocks():
+    # 4 popular blocks (< 8 to pick): all 4 every layer, then 4 other blocks, distinct, of
+    # each query's own older blocks (contexts of 25 and 20 blocks: 24 and 19 older; 20
+    # would be the second query's recent window)
+    sel = exact(popular_fraction=1.0, focus_fraction=0.0, region_blocks=8)
+    s = sel.select_batch(np.random.default_rng(2), [20, 25], 100, popular_blocks=[4, 4])
+    for q, older in ((0, 19), (1, 24)):
+        picks = s.query(q)[:, :-1]
+        assert all(set(range(4)) <= set(row) for row in picks.tolist())
+        assert picks.max() < older
+        assert all(len(set(row)) == 8 for row in picks.tolist())
+
+
+@pytest.mark.parametrize("knobs", [
+    {"popular_fraction": 1.0, "focus_fraction": 0.0},  # no repository: popular → uniform
+    {"popular_fraction": 0.0, "focus_fraction": 1.0},  # no valid focus entry: → uniform
+])
+def test_the_exact_path_falls_back_to_uniform_draws(knobs):
+    sel = exact(**knobs)
+    focus = np.array([-1, -3])
+    rng = np.random.default_rng(3)
+    counts = np.zeros(24)
+    layers = 600
+    picks = sel.select(rng, 25, layers, focus=focus, popular_blocks=0)[:, :-1]
+    counts += np.bincount(picks.ravel(), minlength=24)
+    # each block is in a layer's 8 of 24 with probability 1/3: Binomial(600, 1/3) per block
+    p, sd = 1 / 3, math.sqrt(layers / 3 * 2 / 3)
+    assert (np.abs(counts - layers * p) <= 5 * sd).all(), counts
+
+
+def test_adjacent_layers_overlap_even_when_there_are_only_two():
+    rng = np.random.default_rng(8)
+    tight = SparseSelector(layer_correlation=0.9, recent_tokens=0, popular_fraction=0)
+    for ctx in (CTX_256K, 100):  # the oversampled path, and the exact one
+        assert overlap(tight.select(rng, ctx, 2)) > 0.7
+
+
+def test_first_distinct_keeps_values_that_need_64_bit_keys():
+    # values near 2**31 and 2**40 packed with the column index: they must not overflow
+    # (2**40 and 2**41 would be one value in 32 bits)
+    rows = np.array([[2**30 + 5, 3, 2**30 + 5], [2**40, 2**41, 7]], np.int64)
+    got, ok = _first_distinct(rows, 2)
+    assert got.tolist() == [[2**30 + 5, 3], [2**40, 2**41]] and ok.tolist() == [True, True]

@@ -1,0 +1,254 @@
+"""A request's bookkeeping through admission, reuse, preemption and release, on a real
+:class:`Admission` (one directory, one to four GPUs), with block counts worked out by hand.
+
+64-token blocks throughout: a prompt of ``n`` tokens is ``ceil(n / 64)`` blocks; reserving a
+request counts its prompt and output tokens, less the blocks it reuses from the directory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import simpy
+
+from simulator.engine.admission import TOO_LARGE, Admission
+from simulator.engine.scheduler import ServingSpec
+from simulator.kvcache import BlockDirectory, DirectoryConfig
+from simulator.scenario import PlacementSpec
+from workloads.schema import make_trace
+
+BT = 64
+
+
+def admission(cap: int, prompts, inputs, outputs, kv_allocation: str = "reserve", *,
+              gpus: int = 1, reuse: str = "prefix", home: str = "least_loaded", repo=None,
+              sessions=None, spans=None, rotary_time=None, progress=None) -> Admission:
+    """A real :class:`Admission`: ``gpus`` GPUs of ``cap`` KV blocks each, nothing cached;
+    ``prompts`` are the requests' block ids."""
+    d = BlockDirectory(DirectoryConfig("first_writer", gpus, (cap,) * gpus, 0, (0,) * gpus,
+                                       tuple((0.0,) * gpus for _ in range(gpus)), 1))
+    trace = make_trace(arrival_at=[0.0] * len(inputs), input_tokens=list(inputs),
+                       output_tokens=list(outputs), block_ids=prompts, block_tokens=BT,
+                       repo_id=repo, session_id=sessions, spans=spans, source="test")
+    return Admission(simpy.Environment(), trace, d, n_gpus=gpus,
+                     placement=PlacementSpec(block_tokens=BT, reuse=reuse, home=home),
+                     serving=ServingSpec(kv_allocation=kv_allocation), max_num_seqs=8,
+                     prefill_time=lambda g, t: 1e-6 * t, region_blocks=8,
+                     focus_rng=np.random.default_rng(0), progress=progress,
+                     rotary_time=rotary_time)
+
+
+def start(a: Admission, r: int, g: int = 0) -> int:
+    """Admit ``r`` on GPU ``g``, count it started, and finish its prompt; the tokens computed."""
+    tokens = a.sched[g].kv.admit(r)
+    assert tokens is not None and tokens >= 0
+    a.admitted(r)
+    a.prompt_done(g, r)
+    return tokens
+
+
+@pytest.mark.parametrize("kv_allocation", ["reserve", "on_demand"])
+def test_a_cached_prefix_is_reused_and_only_the_rest_is_computed(kv_allocation):
+    # r0: blocks 1 2 3 (192 tokens) + 10 output; r1: blocks 1 2 4 5 (250 tokens) + 10 output
+    a = admission(20, [[1, 2, 3], [1, 2, 4, 5]], [192, 250], [10, 10], kv_allocation)
+    kv, d = a.sched[0].kv, a.dir
+    assert start(a, 0) == 192  # nothing cached: 3 blocks computed
+    assert (a.reused[0], a.prefilled[0], a.admissions[0], a.gen[0]) == (0, 3, 1, 1)
+    assert a.admitted_at[0] == 0.0 and a.first_at[0] == 0.0
+    ids = d.intern([1, 2, 3])
+    assert d.known(ids).all()
+    # r1 reuses blocks 1 and 2: it computes 2 blocks = 128 tokens (of its 250)
+    assert start(a, 1) == 128
+    assert (a.reused[1], a.prefilled[1]) == (2, 2)
+    if kv_allocation == "reserve":
+        # r0 reserves ceil(202 / 64) = 4 blocks; r1 ceil(260 / 64) = 5, less the 2 it reuses
+        assert (a.held[0], a.held[1], kv.reserved) == (4, 3, 7)
+    else:
+        assert (a.held[0], a.held[1], kv.reserved) == (0, 0, 0)  # counted as tokens compute
+    shared, only0 = d.intern([1, 2]), d.intern([3])
+    assert list(d.pins[shared]) == [2, 2] and list(d.pins[only0]) == [1]
+    # releasing r0 gives back what it holds and unpins its blocks
+    a.sel_cache[0] = ("cached selection",)
+    kv.release(0)
+    assert list(d.pins[shared]) == [1, 1] and list(d.pins[only0]) == [0]
+    assert a.sel_cache[0] is None
+    assert kv.reserved == (3 if kv_allocation == "reserve" else 0)
+
+
+def test_a_preempted_request_counts_its_tokens_afresh_when_readmitted():
+    # on demand: 100 prompt tokens take 2 blocks; preempted before its prompt finished, it
+    # starts over and takes 2 blocks again, not 4
+    a = admission(10, [[1, 2]], [100], [5], "on_demand")
+    kv = a.sched[0].kv
+    assert kv.admit(0) == 100
+    a.admitted(0)
+    assert kv.grow(0, 100) and kv.reserved == 2
+    kv.release(0)
+    assert kv.reserved == 0
+    assert kv.admit(0) == 100
+    a.admitted(0)
+    assert kv.grow(0, 100) and kv.reserved == 2
+    assert a.admissions[0] == 2 and a.prefilled[0] == 4  # prefilled twice
+    assert a.admitted_at[0] == 0.0
+
+
+def test_a_request_that_cannot_fit_is_rejected_with_its_reason():
+    done = []
+    a = admission(2, [[1, 2, 3]], [192], [1], "on_demand",
+                  progress=lambda k, n: done.append((k, n)))
+    assert a.sched[0].kv.admit(0) is None  # 4 blocks > 2
+    a.reject(0)
+    assert a.reason[0] == TOO_LARGE and a.finish_at[0] == 0.0 and a.finished == 1
+    assert done == [(1, 1)]
+
+
+def test_the_rotary_pass_is_charged_once_with_the_first_prefill_chunk():
+    # span reuse: r1 = blocks 9 2 3 with a span over its blocks 1..3; blocks 2 and 3 are held
+    # (computed after another prefix by r0), so they are reused after a rotary pass over their
+    # 2 x 64 tokens, and block 9 is computed
+    a = admission(20, [[1, 2, 3], [9, 2, 3]], [192, 192], [1, 1], reuse="span",
+                  spans=[[], [1, 3]], rotary_time=lambda g, t: 1e-3 * t + g)
+    start(a, 0)
+    assert a.sched[0].kv.admit(1) == 64
+    a.admitted(1)
+    assert (a.reused[1], a.prefilled[1]) == (2, 1)
+    assert a.prefill_plan(0, 1, 64) == pytest.approx(64e-6 + 128e-3)
+    assert a.prefill_plan(0, 1, 64) == pytest.approx(64e-6)  # paid once
+    assert a.take_rotary(0, 1) == 0.0
+    # without a rotary price the pass is free
+    free = admission(20, [[1, 2, 3], [9, 2, 3]], [192, 192], [1, 1], reuse="span",
+                     spans=[[], [1, 3]])
+    start(free, 0)
+    free.sched[0].kv.admit(1)
+    free.admitted(1)
+    assert free.prefill_plan(0, 1, 64) == pytest.approx(64e-6)
+
+
+def test_homes_are_least_loaded_or_the_repository_owner_and_sessions_keep_theirs():
+    # 4 GPUs; requests 0-3 have no repository (sessions 0-3), 4 and 5 share repository 0,
+    # 6 is session 0 again
+    a = admission(10, [[i] for i in range(7)], [64] * 7, [1] * 7, gpus=4,
+                  home="repo_affinity", repo=[-1, -1, -1, -1, 0, 0, -1],
+                  sessions=[0, 1, 2, 3, 4, 5, 0])
+    assert list(a.home) == [-1] * 7  # no home before it arrives (the records show none)
+    for r in range(7):
+        a._deliver(r)
+    assert list(a.home[:4]) == [0, 1, 2, 3]  # least loaded: one each
+    assert a.home[4] == a.home[5]  # the repository's owner
+    assert a.home[6] == a.home[0]  # its session's home
+    assert [len(q) for q in a.queue] == [1 + 2 * (a.home[4] == g) + (g == 0) for g in range(4)]
+    # least loaded, not by repository, the same requests spread: 4 and 5 on GPUs 0 and 1
+    b = admission(10, [[i] for i in range(6)], [64] * 6, [1] * 6, gpus=4,
+                  repo=[-1, -1, -1, -1, 0, 0])
+    for r in range(6):
+        b._deliver(r)
+    assert list(b.home) == [0, 1, 2, 3, 0, 1]
+
+
+def test_generated_tokens_past_the_last_block_add_a_home_owned_block():
+    # 100 prompt tokens = 2 blocks; the 29th generated token is the 129th: a 3rd block
+    a = admission(10, [[1, 2]], [100], [40], gpus=2)
+    start(a, 0, g=1)
+    assert len(a.ctx_idx[0]) == 2
+    a.gen[0] = 28
+    a.grow_context(1, 0)
+    assert len(a.ctx_idx[0]) == 2
+    a.gen[0] = 29
+    a.grow_context(1, 0)
+    new = a.ctx_idx[0][2:]
+    assert len(new) == 1 and a.dir.known(new).all() and list(a.dir.pins[new]) == [1]
+    assert int(a.dir.base[new[0]]) == 1  # on the home that generated it
+
+
+def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blocks_too():
+    # 150 prompt tokens (3 blocks) + 43 generated = 193 tokens: a 4th, generated block (and a
+    # 5th at 257). Preempted then re-admitted, all 5 blocks are still held, computed after this
+    # same prefix: nothing to compute, nothing prefilled again
+    a = admission(10, [[1, 2, 3]], [150], [200], "on_demand")
+    kv = a.sched[0].kv
+    start(a, 0)
+    a.gen[0] = 43
+    a.grow_context(0, 0)
+    assert len(a.ctx_idx[0]) == 4
+    a.gen[0] = 107  # the 257th token: a 5th block, hashed after the 4th
+    a.grow_context(0, 0)
+    assert len(a.ctx_idx[0]) == 5
+    kv.release(0)
+    assert kv.admit(0) == 0
+    a.admitted(0)
+    assert (a.admissions[0], a.prefilled[0], a.reused[0]) == (2, 3, 0)
+    # had another request's different prefix computed them, they would be recomputed
+    b = admission(10, [[1, 2], [7, 2]], [100, 100], [40, 40], "on_demand")
+    start(b, 0)
+    assert b.sched[0].kv.admit(1) == 100  # block 2 is held, but after prefix [1], not [7]
+
+
+def test_least_loaded_counts_running_and_queued_requests_and_sessions_keep_their_home():
+    from collections import deque
+
+    # 2 GPUs, sessions 0 1 2 0: the third request goes to the GPU with fewer requests, the
+    # fourth to its session's home even though the other GPU has fewer
+    a = admission(10, [[i] for i in range(4)], [64] * 4, [1] * 4, gpus=2,
+                  sessions=[0, 1, 2, 0])
+    for r in range(4):
+        a._deliver(r)
+    assert list(a.home) == [0, 1, 0, 0]
+    # running requests count as load: GPU 0 runs one (its queue now empty), GPU 1 queues one
+    b = admission(10, [[i] for i in range(3)], [64] * 3, [1] * 3, gpus=2)
+    b._deliver(0)
+    q = b.queue[0]
+    assert b.sched[0].step(q).admitted == [0] and not q
+    b._deliver(1)
+    assert b.home[1] == 1
+    b.queue[1] = deque()  # GPU 1: nothing queued or running; GPU 0 runs one
+    b._deliver(2)
+    assert b.home[2] == 1
+
+
+def test_an_arrival_wakes_its_home_gpu_once():
+    a = admission(10, [[1], [2]], [64, 64], [1, 1])
+    wake = a.wake[0] = a.env.event()
+    a._deliver(0)
+    assert wake.triggered
+    a._deliver(1)  # already woken: not triggered twice
+    assert list(a.queue[0]) == [0, 1]
+
+
+def test_a_sessions_focus_set_is_four_regions_and_drifts_a_quarter_per_turn():
+    # one session of 300 turns, each a 64-block prompt without spans (all of it popular);
+    # 8-block regions: 8 regions, 4 of them in focus; each turn every focused region moves
+    # with probability 1/4 (a fresh draw each turn would keep 2 of 4 on average: 1/2 moved)
+    turns = 300
+    a = admission(10_000, [list(range(64))] * turns, [64 * 64] * turns, [1] * turns,
+                  "on_demand", sessions=[0] * turns)
+    moved = 0
+    for r in range(turns):
+        start(a, r)
+        kv = a.sched[0].kv
+        kv.release(r)
+        regions = np.unique(a.focus[r] // 8)
+        assert len(regions) == 4 and len(a.focus[r]) == 32
+        assert a.popular[r] == 64
+        if r:
+            moved += 4 - len(np.intersect1d(regions, np.unique(a.focus[r - 1] // 8)))
+    n, p = 4 * (turns - 1), 0.25
+    assert abs(moved - n * p) <= 5 * (n * p * (1 - p)) ** 0.5, moved
+
+
+def test_a_closed_loop_lets_the_next_request_in_when_one_finishes():
+    env_a = admission(10, [[1], [2], [3]], [64] * 3, [1] * 3)
+    a = Admission(env_a.env, make_trace(arrival_at=[0.0] * 3, input_tokens=[64] * 3,
+                                        output_tokens=[1] * 3, block_ids=[[1], [2], [3]],
+                                        block_tokens=BT, source="test"),
+                  env_a.dir, n_gpus=1, placement=PlacementSpec(block_tokens=BT),
+                  serving=ServingSpec(), max_num_seqs=8, prefill_time=lambda g, t: 0.0,
+                  region_blocks=8, focus_rng=np.random.default_rng(0), progress=None,
+                  concurrency=2)
+    env = a.env
+    env.process(a.arrivals())
+    env.run(until=1.0)
+    assert list(a.queue[0]) == [0, 1]  # two outstanding, the third waits
+    a.queue[0].popleft()
+    a.finish(0)
+    env.run(until=2.0)
+    assert list(a.queue[0]) == [1, 2] and a.arrival[2] == 1.0
