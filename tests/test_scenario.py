@@ -158,6 +158,8 @@ def _section_value(section: str, key: str, s: Scenario):
         return s.workload.agentic_params()
     if section == "workload" and key == "spans":
         return s.workload.spans_params()
+    if section == "workload" and key == "mixed":
+        return s.workload.mixed_params()
     if section == "disaggregation":
         return getattr(s.disaggregation, key)
     return getattr(getattr(s, section), key)
