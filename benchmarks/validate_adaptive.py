@@ -33,9 +33,9 @@ on each engine asked for (``--engine``: ``fast``, ``exact`` or ``both``; default
 
 Prints one table row per (scenario, engine) — the best static policy's TBT p50 and throughput,
 adaptive's, its regret on each (negative: better than every static policy), and whether targets
-1 and 2 hold — then the verdict per engine. The Mooncake replays dominate the time (60–90 s
-per policy on the fast engine on the project's shared 2-core machine, about 3 minutes on the
-exact engine); the whole suite took 17 minutes on the fast engine.
+1 and 2 hold — then the verdict per engine. The Mooncake replays dominate the time (74–195 s
+per policy on the fast engine on the project's shared 2-core machine, 46–107 s on the exact
+engine); the whole suite took 20 minutes on the fast engine, about 13 on the exact one.
 """
 
 from __future__ import annotations
