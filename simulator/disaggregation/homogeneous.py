@@ -164,7 +164,7 @@ class _Homogeneous(PoolRun):
             if len(shapes) > 4096:
                 shapes.clear()
             shape = shapes[x] = self._ring_shape(g, x)
-        sids, starts, ends, sent, wait, closed = shape
+        sids, starts, ends, sent, wait, closed, tags = shape
         m = self._m_float
         kernels = m * k + pre * m / self.arch.layers
         stream = self.streams[g]
@@ -177,14 +177,14 @@ class _Homogeneous(PoolRun):
             s = (kernel_ends[:, None] + starts).ravel()
             e = (kernel_ends[:, None] + ends).ravel()
             if not cut:
-                self.fabric.record_messages(sids, s.tolist(), e.tolist(), sent, self._tags)
+                self.fabric.record_messages(sids, s.tolist(), e.tolist(), sent, tags)
             else:  # as the Fabric would stand at the end: sent when issued, recorded when done
                 issued = np.repeat(kernel_ends, len(starts[0])) < self.until
                 done = e < self.until
                 self.fabric.record_messages([x for x, d in zip(sids, done, strict=True) if d],
                                             s[done].tolist(), e[done].tolist(),
                                             np.asarray(sent)[done].tolist(),
-                                            [TP_COLLECTIVE] * int(done.sum()))
+                                            tags[:int(done.sum())])
                 self.fabric.record_sent(float(np.asarray(sent)[issued & ~done].sum()),
                                         TP_COLLECTIVE)
         return float(times[-1]), float(kernels.sum()) + closed
@@ -192,18 +192,17 @@ class _Homogeneous(PoolRun):
     def _ring_shape(self, g: int, x: float) -> tuple:
         """Replica ``g``'s all-reduces of ``x`` bytes per layer, per layer slot: route ids (all
         slots), hop start and end offsets from the slot's kernel end [s] (slots × hops), bytes
-        (all slots), the slots' ring times [s] and their closed-form sum [s]."""
+        (all slots), the slots' ring times [s], their closed-form sum [s] and the messages' traffic classes."""
         ring = self.rings[g]
         per_m = {m: ring.shape(m, x) for m in set(self.m.tolist())}
         rows = [per_m[m] for m in self.m.tolist()]
         sids = [s for r in rows for s in r[0]]
-        self._tags = [TP_COLLECTIVE] * len(sids)
         sent = [r[3] for r in rows for _ in r[0]]
         starts = np.array([r[1] for r in rows]).reshape(len(rows), -1)
         ends = np.array([r[2] for r in rows]).reshape(len(rows), -1)
         wait = np.array([r[4] for r in rows])
         closed = sum(ring.time(m, x) for m in self.m.tolist())
-        return sids, starts, ends, sent, wait, closed
+        return sids, starts, ends, sent, wait, closed, [TP_COLLECTIVE] * len(sids)
 
     def _replica(self, g: int):
         env, r = self.env, self.req

@@ -439,24 +439,34 @@ class _Run:
             self._cf_cache[key] = cf
         return cf
 
+    def _group(self, g: int, k: int, b: int, members) -> tuple:
+        """What a holder group of home ``g`` is: ``(blocks, distinct blocks, owner name, forced
+        option or None, holder code)`` — holder ``k`` is a GPU (the policy chooses), a host tier
+        (fetched) or the home itself (dropped blocks: recomputed)."""
+        n_blocks = len(members)
+        distinct = n_blocks if b == 1 else len(np.unique(members))
+        G = self.G
+        if k < G:
+            return n_blocks, distinct, self.names[k], None, k
+        if k < 2 * G:
+            return n_blocks, distinct, self.hosts[k - G], "fetch", k
+        return n_blocks, distinct, self.names[g], "local", g
+
+    def _ask(self, rnd: Round) -> str:
+        """The policy's option for ``rnd``, checked against the options it declares."""
+        option = self.policy.choose(self.ctx, rnd)
+        if option not in self.policy.options:
+            raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
+                             f"return {', '.join(self.policy.options)} (its ``options``)")
+        return option
+
     def _start_round(self, g, s, iteration, pending, k, b, members):
         """Ask the policy about one group (forced for host / dropped blocks); start its round."""
         G = self.G
-        src = self.names[g]
-        n_blocks = len(members)
-        distinct = n_blocks if b == 1 else len(np.unique(members))
-        if k < G:
-            owner, option, code = self.names[k], None, k
-        elif k < 2 * G:
-            owner, option, code = self.hosts[k - G], "fetch", k
-        else:
-            owner, option, code = src, "local", g
+        n_blocks, distinct, owner, option, code = self._group(g, k, b, members)
         if option is None:
-            rnd = Round(src, owner, s, b, math.ceil(n_blocks / b), distinct, self.env.now)
-            option = self.policy.choose(self.ctx, rnd)
-            if option not in self.policy.options:
-                raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
-                                 f"return {', '.join(self.policy.options)} (its ``options``)")
+            option = self._ask(Round(self.names[g], owner, s, b, math.ceil(n_blocks / b),
+                                     distinct, self.env.now))
         cf = self._closed_form(option, g, code, owner, n_blocks, b)
         RoundReplay(self, pending, g, k if k < G else -1, owner, code, option, b, n_blocks,
                distinct, members, s, iteration, cf).start()

@@ -445,27 +445,14 @@ class FastRun(_Run):
         """The policy's option for one group (forced for host / dropped blocks), as the exact
         engine's ``_start_round`` asks it."""
         k, b, members = grp
-        G = self.G
-        src = self.names[g]
-        n_blocks = len(members)
-        distinct = n_blocks if b == 1 else len(np.unique(members))
-        if k < G:
-            owner, option, code = self.names[k], None, k
-        elif k < 2 * G:
-            owner, option, code = self.hosts[k - G], "fetch", k
-        else:
-            owner, option, code = src, "local", g
+        n_blocks, distinct, owner, option, code = self._group(g, k, b, members)
         if option is None:
             per = math.ceil(n_blocks / b)
             memo = self._choices
             if memo is not None:
                 option = memo.get((g, k, s, b, per, distinct))
             if option is None:
-                option = self.policy.choose(self.ctx, Round(src, owner, s, b, per, distinct, t0))
-                if option not in self.policy.options:
-                    raise ValueError(f"policy {self.policy.name!r} returned {option!r}; it may "
-                                     f"return {', '.join(self.policy.options)} (its "
-                                     "``options``)")
+                option = self._ask(Round(self.names[g], owner, s, b, per, distinct, t0))
                 if memo is not None:
                     memo[(g, k, s, b, per, distinct)] = option
         cf = self._cf_cache.get((option, g, code, n_blocks, b))
