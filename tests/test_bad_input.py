@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from clitools import run_main
 
 from simulator.cli import main
 
@@ -354,17 +355,7 @@ TABLES = ("requests", "rounds", "iterations", "gpus", "links", "link_timeline")
 
 
 def _run(argv, capsys):
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # no matplotlib (or other) warning on the way
-        try:
-            main(argv)
-            code = 0
-        except SystemExit as exc:
-            code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(argv, capsys, warnings_as_errors=True)  # no matplotlib warning on the way
 
 
 def test_a_run_without_requests_is_a_complete_result_with_notes(tmp_path, capsys):

@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 import pytest
+from clitools import run_main
 
 from simulator.cli import main
 from workloads.schema import make_trace, write_trace
@@ -49,13 +50,7 @@ def tiny(tmp_path):
 
 
 def call(argv, capsys):
-    code = 0
-    try:
-        main(argv)
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(argv, capsys)
 
 
 def test_run_prints_the_design_json_keys_and_writes_records_and_plots(tiny, tmp_path, capsys):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from clitools import run_main
 
-from simulator.cli import main
 from simulator.deployment import (
     DeploymentSpec,
     PoolSpec,
@@ -125,13 +125,7 @@ redundant_experts = 16
 
 
 def call(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_main(argv, capsys)
 
 
 def test_topology_show_and_run_print_the_layout(tmp_path, capsys, monkeypatch):
