@@ -161,28 +161,17 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
 
         params = AgenticParams(**{"block_tokens": scenario.placement.block_tokens,
                                   **w.agentic_params()})
-        requests, refs = params.expected_size()
-        need = requests * REQUEST_BYTES + refs * BLOCK_REF_BYTES
-        if need > limit:
-            raise UserError(
-                f"{src}: field 'workload.agentic': about {_fmt_count(requests)} requests with "
-                f"{_fmt_count(refs)} block references need about {fmt_bytes(need)} of memory, "
-                f"more than this machine's {fmt_bytes(limit)}; lower workload.agentic."
-                f"task_rate ({params.task_rate:g}), duration_time ({params.duration_time:g}), "
-                f"subagents ({params.subagents:g}) or turns_mean ({params.turns_mean:g})")
+        _check_generated_size(src, "agentic", params.expected_size(), limit,
+                              f"task_rate ({params.task_rate:g}), duration_time "
+                              f"({params.duration_time:g}), subagents ({params.subagents:g}) "
+                              f"or turns_mean ({params.turns_mean:g})")
     if w.kind == "mixed":
         from workloads.mixed import MixedFleetParams
 
         mixed = MixedFleetParams(**{"block_tokens": scenario.placement.block_tokens,
                                     **w.mixed_params()})
-        requests, refs = mixed.expected_size()
-        need = requests * REQUEST_BYTES + refs * BLOCK_REF_BYTES
-        if need > limit:
-            raise UserError(
-                f"{src}: field 'workload.mixed': about {_fmt_count(requests)} requests with "
-                f"{_fmt_count(refs)} block references need about {fmt_bytes(need)} of memory, "
-                f"more than this machine's {fmt_bytes(limit)}; lower workload.mixed."
-                f"duration_time ({mixed.duration_time:g}) or its rates")
+        _check_generated_size(src, "mixed", mixed.expected_size(), limit,
+                              f"duration_time ({mixed.duration_time:g}) or its rates")
     if w.selections is not None:
         _check_selections(scenario)
     if graph is None:
@@ -195,6 +184,22 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
         if getattr(scenario, "deployment", None) is not None:
             _check_deployment(scenario, graph)
     return graph
+
+
+def _check_generated_size(src: str, kind: str, size: tuple[float, float], limit: float,
+                          lower: str) -> None:
+    """A :class:`UserError` naming ``workload.<kind>`` when a generated workload of ``size``
+    (requests, block references) would need more than ``limit`` bytes of memory; ``lower``
+    names the fields to lower."""
+    from simulator.units import fmt_bytes
+
+    requests, refs = size
+    need = requests * REQUEST_BYTES + refs * BLOCK_REF_BYTES
+    if need > limit:
+        raise UserError(
+            f"{src}: field 'workload.{kind}': about {_fmt_count(requests)} requests with "
+            f"{_fmt_count(refs)} block references need about {fmt_bytes(need)} of memory, "
+            f"more than this machine's {fmt_bytes(limit)}; lower workload.{kind}.{lower}")
 
 
 def _check_deployment(scenario, graph) -> None:
