@@ -15,7 +15,8 @@ and a last line ``contract held: N of M`` (exit status 1 if any metric fails). `
 per row, the exact engine's own sensitivity: the same run with the per-step host overhead moved
 by one part in a million (a perturbation far below any modelled effect); differences of that size
 are the chaos of discrete choices (which GPU is least loaded, who is batched with whom), not
-model error.
+model error — the last line then counts the breaking rows whose every break is no larger than
+that sensitivity (the verdict and the exit status stay the contract's).
 
     .venv/bin/python benchmarks/validate_fast.py                 # the whole suite (~30 min here)
     .venv/bin/python benchmarks/validate_fast.py --quick         # agentic-4 only (seconds)
@@ -62,6 +63,11 @@ SUITE: dict[str, tuple[str, dict]] = {
     "mooncake-1000": ("mooncake_conversation.toml", {"engine": {"max_requests": 1000}}),
     "mooncake-1000-nccl": ("mooncake_conversation.toml", {"engine": {"max_requests": 1000},
                                                           "stack": "nccl"}),
+    # causal agentic traces: sub-agents start after their plan, turns after the previous turn
+    # (no 32 cold prefills of the repository at once); ``default`` is ``kvfabric run``'s
+    "agentic-16-causal": ("agentic_repo.toml", {"agentic": {"subagents": 16, "causal": True}}),
+    "agentic-32-causal": ("agentic_repo.toml", {"agentic": {"causal": True}}),
+    "default": ("agentic_cluster.toml", {}),
 }
 
 
@@ -159,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'scenario':<20}{'policy':<10}{head}{'exact s':>9}{'fast s':>8}{'×':>6}",
           flush=True)
     results, held, total, best_ok = {}, 0, 0, True
+    chaotic = 0  # rows whose every break is no larger than the exact engine's own sensitivity
     for name in names:
         rows = compare(scenario(name), noise=a.noise)
         results[name] = rows
@@ -171,11 +178,17 @@ def main(argv: list[str] | None = None) -> int:
             if a.noise:
                 cells = "".join(_fmt(r["noise"][m], False) + " " for m, _ in METRICS)
                 print(f"{'':<20}{'(noise)':<10}{cells}", flush=True)
+                r["within_noise"] = bool(r["fail"]) and all(
+                    abs(r["diff"][m]) <= abs(r["noise"][m]) for m in r["fail"])
+                chaotic += r["within_noise"]
         for metric, e, f, verdict in best_check(rows):
             best_ok &= verdict != "DIFFERENT"
             print(f"{'':<20}best by {SHORT[metric]}: exact {e}, fast {f} — {verdict}", flush=True)
     print(f"contract held: {held} of {total} (scenario, policy) rows; best policy "
           f"{'the same (or tied) everywhere' if best_ok else 'DIFFERENT somewhere'}")
+    if a.noise and held < total:
+        print(f"of the {total - held} rows that break it, {chaotic} break it only where the "
+              "exact engine's own sensitivity (noise) is as large or larger")
     if a.json_path:
         Path(a.json_path).write_text(json.dumps(results, indent=2, default=str) + "\n")
     return 0 if held == total and best_ok else 1

@@ -101,11 +101,31 @@ def test_the_embedded_default_scenario_runs(capsys):
     assert summary["engine"] == "fast"
 
 
+def test_policies_run_at_once_give_the_records_of_one_after_another(tiny, tmp_path, capsys):
+    runs = {}
+    for jobs in ("1", "2"):
+        out_dir = tmp_path / f"jobs{jobs}"
+        code, out, err = call(["run", str(tiny), "--jobs", jobs, "--json", "--out",
+                               str(out_dir)], capsys)
+        assert code == 0, err
+        runs[jobs] = (json.loads(out), out_dir)
+    (one, one_dir), (two, two_dir) = runs["1"], runs["2"]
+    assert list(two["policies"]) == list(one["policies"]) == ["route", "fetch"]
+    for policy, summary in one["policies"].items():
+        other = two["policies"][policy]
+        assert {k: v for k, v in other.items() if k != "wall_time"} == {
+            k: v for k, v in summary.items() if k != "wall_time"}
+    for table in ("requests", "rounds", "iterations", "links"):
+        pd.testing.assert_frame_equal(pd.read_parquet(two_dir / f"{table}.parquet"),
+                                      pd.read_parquet(one_dir / f"{table}.parquet"))
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
         (["--policy", "teleport"], "unknown policy 'teleport'"),
         (["--seed", "-3"], "--seed"),
+        (["--jobs", "0"], "--jobs 0"),
     ],
 )
 def test_bad_options_end_in_one_clean_line(tiny, tmp_path, capsys, args, needle):

@@ -84,3 +84,98 @@ def test_a_closed_loop_run_accounts_for_every_request():
         start, end, inclusive="right").sum()
     assert tokens > 0
     assert res.summary["capacity_tokens_per_s"] == pytest.approx(tokens / (end - start))
+
+
+# -- requests that follow others (after_id / after_time) -----------------------------------------
+
+
+def _follow_story(service, after, gap, stop=None):
+    """Like ``_story`` with followers: ``after[r]`` (-1 none) and ``gap[r]`` [s]."""
+    env = simpy.Environment()
+    arrival = np.array([0.0, 1.0, 2.0, 3.0])
+    log = []
+
+    def serve(r):
+        yield env.timeout(service[r])
+        entry.finished(r)
+
+    def deliver(r):
+        log.append((r, env.now))
+        env.process(serve(r))
+
+    entry = Arrivals(env, arrival, None, deliver,
+                     (np.array(after, np.int64), np.array(gap, float)))
+    env.process(entry.process())
+    env.run(until=stop)
+    return log, arrival, entry
+
+
+def test_a_follower_enters_its_gap_after_the_request_it_follows_finishes_not_at_its_trace_time():
+    # 0 runs 10 s; 1 follows 0 by 0.5 s; 2 follows 1 by 0 s; 3 is independent (trace time 3)
+    log, arrival, entry = _follow_story([10.0, 4.0, 1.0, 1.0], [-1, 0, 1, -1],
+                                        [0.0, 0.5, 0.0, 0.0])
+    assert log == [(0, 0.0), (3, 3.0), (1, 10.5), (2, 14.5)]
+    assert arrival.tolist() == [0.0, 10.5, 14.5, 3.0]
+    assert entry.entered.all()
+
+
+def test_a_follower_of_a_request_that_never_finishes_never_enters():
+    log, arrival, entry = _follow_story([10.0, 1.0, 1.0, 1.0], [-1, 0, 1, -1],
+                                        [0.0, 0.0, 0.0, 0.0], stop=9.0)
+    assert log == [(0, 0.0), (3, 3.0)]
+    assert entry.entered.tolist() == [True, False, False, True]
+
+
+def _causal_trace():
+    """An orchestrator prefilling a 40-block repository and two sub-agents that follow it
+    (0.25 s stagger), the second with a second turn (1 s think time)."""
+    repo = list(range(40))
+    return make_trace(arrival_at=[0.0, 0.01, 0.02, 0.03], input_tokens=[64 * 41, 64 * 42,
+                      64 * 42, 64 * 43], output_tokens=[4, 3, 3, 3],
+                      block_ids=[repo + [100], repo + [200, 201], repo + [300, 301],
+                                 repo + [300, 301, 302]],
+                      block_tokens=64, session_id=[0, 1, 2, 2], parent_id=[-1, 0, 0, 0],
+                      after_id=[-1, 0, 0, 2], after_time=[0.0, 0.25, 0.25, 1.0])
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_sub_agents_wait_for_their_plan_and_reuse_its_repository_instead_of_prefilling_it(engine):
+    sc = small_scenario("single_node:gpus=2", mode=engine)
+    trace = _causal_trace()
+    res = run(sc, "route", trace=trace)
+    check_run(res, trace)
+    req = res.requests.set_index("request_id").sort_index()
+    assert req["completed"].all()
+    # each follower entered exactly its gap after the one it follows finished
+    for r, a, gap in ((1, 0, 0.25), (2, 0, 0.25), (3, 2, 1.0)):
+        assert req.loc[r, "arrival_at"] == pytest.approx(req.loc[a, "finished_at"] + gap,
+                                                         abs=1e-12)
+        assert req.loc[r, "first_token_at"] > req.loc[a, "finished_at"]
+    # the repository was prefilled once: the sub-agents computed only their own blocks
+    assert req.loc[[1, 2], "prefilled_blocks"].tolist() == [2, 2]
+    again = run(sc, "route", trace=trace)
+    pd.testing.assert_frame_equal(res.requests, again.requests)
+
+
+def test_a_follower_whose_request_is_cut_by_the_duration_is_accounted_as_never_entered():
+    sc = small_scenario("single_node:gpus=2", duration=0.05)
+    trace = _causal_trace()
+    res = run(sc, "route", trace=trace)
+    req = res.requests.set_index("request_id").sort_index()
+    assert len(req) == 4 and not req["completed"].any()
+    assert req.loc[[1, 2, 3], "reason"].str.startswith("never entered").all()
+    assert req.loc[[1, 2, 3], "arrival_at"].isna().all()
+    assert req.loc[0, "reason"].startswith("not finished")
+
+
+def test_a_closed_loop_over_a_causal_trace_is_refused_before_any_work(tmp_path):
+    from simulator.engine.trace import load_trace
+    from simulator.errors import UserError
+    from workloads.schema import write_trace
+
+    path = write_trace(_causal_trace(), tmp_path / "causal.parquet")
+    sc = small_scenario("single_node:gpus=2")
+    sc = sc.with_changes(workload=sc.workload.__class__(kind="trace", trace=str(path),
+                                                        concurrency=2))
+    with pytest.raises(UserError, match="concurrency = 2 .*after_id"):
+        load_trace(sc, 0)

@@ -83,6 +83,16 @@ def test_path_cache_memoizes_path_info():
     assert first == path_info(g, "n0/gpu0", "n1/gpu5")
 
 
+@pytest.mark.parametrize(("preset", "nodes"), [("dgx_h100", 2), ("dgx_h100", 4)])
+def test_the_cache_chooses_every_preset_path_as_path_info_does(preset, nodes):
+    g = topologies.build(preset, nodes=nodes)
+    ends = sorted(topologies.gpus(g))[::3] + [n for n in g if g.nodes[n].get("kind") == "host"]
+    cache = PathCache(g)
+    for src in ends:
+        for dst in ends:
+            assert cache(src, dst) == path_info(g, src, dst), (src, dst)
+
+
 # -- ECMP ---------------------------------------------------------------------------------------
 
 def two_tier(spines: int) -> nx.DiGraph:
@@ -188,9 +198,13 @@ def test_path_choice_matches_brute_force(g):
             if expected is None:
                 with pytest.raises(NoPathError):
                     gpu_path(g, src, dst)
+                with pytest.raises(NoPathError):
+                    PathCache(g)(src, dst)
                 continue
             info = path_info(g, src, dst)
             assert list(info.nodes) == expected
+            # the cache finds it by one Dijkstra per destination, not by enumerating paths
+            assert PathCache(g)(src, dst) == info
             assert info.bottleneck_bandwidth == min(g.edges[e]["bandwidth"] for e in info.edges)
             assert info.inter_node == any(g.nodes[n]["kind"] == "nic" for n in expected)
             # ECMP picks a path of the same cost.

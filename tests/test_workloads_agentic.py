@@ -3,6 +3,7 @@
 import hashlib
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -76,6 +77,36 @@ def test_sub_agents_start_after_their_plan():
     kids = df[df["parent_id"].notna()]
     assert (kids["arrival_at"].to_numpy() > [at[p] for p in kids["parent_id"]]).all()
     assert df.loc[df["parent_id"].isna()].index.size == kids["parent_id"].nunique()
+
+
+def test_a_causal_fleet_says_whom_each_request_follows_with_the_same_draws():
+    p = AgenticParams(**{**SMALL, "turns_mean": 3.0})
+    open_loop = generate_agentic(np.random.default_rng(5), p)
+    df = generate_agentic(np.random.default_rng(5), AgenticParams(**{**SMALL, "turns_mean": 3.0,
+                                                                      "causal": True}))
+    # the same trace, plus whom each request follows
+    pd.testing.assert_frame_equal(df.drop(columns=["after_id", "after_time"]),
+                                  open_loop.drop(columns=["after_id", "after_time"]))
+    assert open_loop["after_id"].isna().all() and (open_loop["after_time"] == 0).all()
+    roots = df["parent_id"].isna().to_numpy()
+    assert df.loc[roots, "after_id"].isna().all() and (df.loc[roots, "after_time"] == 0).all()
+    after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)
+    rows = np.flatnonzero(~roots)
+    assert (after[rows] >= 0).all()
+    first = df.iloc[rows].groupby("session_id").head(1).index.to_numpy()
+    # a sub-agent's first call follows its orchestrator, each later turn the previous turn
+    np.testing.assert_array_equal(after[first], df["parent_id"].to_numpy()[first])
+    later = np.setdiff1d(rows, first)
+    assert len(later) > 0
+    sub = df.iloc[rows]
+    previous = pd.Series(sub.index, index=sub.index).groupby(sub["session_id"]).shift(1)
+    np.testing.assert_array_equal(after[later], previous.loc[later].to_numpy(np.int64))
+    # the nominal schedule: entry = the followed call's arrival + its output at the nominal
+    # speed + the gap (stagger or think time)
+    at, out = df["arrival_at"].to_numpy(), df["output_tokens"].to_numpy()
+    gap = df["after_time"].to_numpy()
+    np.testing.assert_allclose(at[rows], at[after[rows]] + out[after[rows]] * 0.02 + gap[rows],
+                               rtol=1e-12)
 
 
 def test_same_seed_identical_parquet_and_another_seed_differs(tmp_path):

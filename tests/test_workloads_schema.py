@@ -66,6 +66,12 @@ def test_blocks_needed_is_a_ceiling():
          "spans", 0),
         (lambda d: d.assign(block_ids=[[0, 1], ["a", "b"], [9]]), "block_ids", 1),
         (lambda d: d.assign(block_tokens=[512, 512, 0]), "block_tokens", 2),
+        # a request may only follow an earlier row, by a finite gap >= 0
+        (lambda d: d.assign(after_id=pd.array([pd.NA, 2, pd.NA], dtype="Int64")), "after_id", 1),
+        (lambda d: d.assign(after_id=pd.array([pd.NA, pd.NA, 2], dtype="Int64")), "after_id", 2),
+        (lambda d: d.assign(after_id=pd.array([pd.NA, 0, 9], dtype="Int64")), "after_id", 2),
+        (lambda d: d.assign(after_time=[0.0, -1.0, 0.0]), "after_time", 1),
+        (lambda d: d.assign(after_time=[0.0, 0.0, np.inf]), "after_time", 2),
     ],
 )
 def test_validation_names_the_column_and_row(change, column, row):
@@ -81,7 +87,8 @@ def test_a_missing_column_is_named():
 
 
 def test_parquet_round_trip_keeps_everything(tmp_path):
-    df = small_trace()
+    df = small_trace().assign(after_id=pd.array([pd.NA, 0, 1], dtype="Int64"),
+                              after_time=[0.0, 0.5, 2.25])
     path = write_trace(df, tmp_path / "t.parquet")
     back = read_trace(path)
     pd.testing.assert_frame_equal(back.drop(columns=["block_ids", "spans"]),

@@ -71,6 +71,13 @@ class AgenticParams:
             ~50 tokens/s per stream).
         length_sigma: lognormal sigma of output/tool/task lengths (0.8).
         block_tokens: tokens per block (64: the engine's FlashMLA page, so no refinement).
+        causal: False (the default, as the earlier tables were measured): every request enters
+            at its nominal time above, even if the call it depends on has not finished — a
+            sub-agent may then start before its orchestrator's plan (and its repository's
+            KV) exists. True: the trace says whom each request follows (``after_id``,
+            ``after_time``): a sub-agent enters its spawn stagger after its orchestrator's call
+            *finishes*, a turn its think time after the previous turn finishes, and the engine
+            keeps to it; ``arrival_at`` stays the nominal schedule (the same draws either way).
     """
 
     duration_time: float = 300.0
@@ -97,6 +104,7 @@ class AgenticParams:
     decode_time_per_token: float = 0.02
     length_sigma: float = 0.8
     block_tokens: int = 64
+    causal: bool = False
 
     def __post_init__(self) -> None:
         positive = ("duration_time", "task_rate", "n_repos", "repo_tokens", "file_tokens",
@@ -119,6 +127,8 @@ class AgenticParams:
             raise ValueError("turns_mean must be >= 1")
         if self.repo_min_tokens > self.repo_max_tokens:
             raise ValueError("repo_min_tokens must be <= repo_max_tokens")
+        if not isinstance(self.causal, bool):
+            raise ValueError(f"causal must be true or false, got {self.causal!r}")
 
     def to_dict(self) -> dict:
         """The parameters as a plain dict (for Parquet metadata and reports)."""
@@ -211,12 +221,14 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
     weights /= weights.sum()
 
     rows: dict[str, list] = {k: [] for k in ("arrival_at", "session_id", "parent_id",
-                                             "input_tokens", "output_tokens", "repo_id")}
+                                             "input_tokens", "output_tokens", "repo_id",
+                                             "after_id", "after_time")}
     block_rows: list[np.ndarray] = []
     span_rows: list[np.ndarray] = []
     session = 0
 
-    def emit(at, sess, parent, private_tokens, private_ids, out, repo, files):
+    def emit(at, sess, parent, private_tokens, private_ids, out, repo, files,
+             after=-1, gap=0.0):
         layout = [sys_blocks, *files, private_ids]
         block_rows.append(np.concatenate(layout))
         lens = np.array([len(f) for f in files], dtype=np.int64)
@@ -228,6 +240,8 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
         rows["input_tokens"].append(sys_tokens + int(lens.sum()) * bt + private_tokens)
         rows["output_tokens"].append(out)
         rows["repo_id"].append(repo)
+        rows["after_id"].append(after)
+        rows["after_time"].append(gap)
         return len(block_rows) - 1
 
     for task_at in task_arrivals(rng, p):
@@ -243,20 +257,22 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
             order = (rng.permutation(len(files)) if p.file_order == "per_agent"
                      else np.arange(len(files)))
             agent_files = [files[i] for i in order]
-            at = ready_at + (rng.exponential(p.spawn_time_mean) if p.spawn_time_mean else 0.0)
+            gap = rng.exponential(p.spawn_time_mean) if p.spawn_time_mean else 0.0
+            at, after = ready_at + gap, root
             turns = int(rng.geometric(1.0 / p.turns_mean))
             private = int(_positive_int(_lognormal(rng, p.task_tokens, p.length_sigma)))
             private_ids = ids.take(-(-private // bt))
             for turn in range(turns):
                 out = int(_positive_int(_lognormal(rng, p.output_tokens_mean, p.length_sigma)))
-                emit(at, session, root, private, private_ids, out, repo, agent_files)
+                after = emit(at, session, root, private, private_ids, out, repo, agent_files,
+                             after, gap)
                 if turn == turns - 1:
                     break
                 tool = int(_positive_int(_lognormal(rng, max(p.tool_tokens_mean, 1.0),
                                                     p.length_sigma))) if p.tool_tokens_mean else 0
                 think = (_lognormal(rng, p.think_time_mean, p.think_time_sigma)
                          if p.think_time_mean else 0.0)
-                at = at + out * p.decode_time_per_token + think
+                at, gap = at + out * p.decode_time_per_token + think, think
                 kept = private // bt  # full blocks of this turn's private context keep their ids
                 private += out + tool
                 private_ids = np.concatenate(
@@ -269,6 +285,11 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
     new_id[order] = np.arange(len(order), dtype=np.int64)
     parent = np.asarray(rows["parent_id"], dtype=np.int64)
     parent = np.where(parent >= 0, new_id[np.maximum(parent, 0)], -1)
+    follows = {}
+    if p.causal:
+        after = np.asarray(rows["after_id"], dtype=np.int64)
+        follows = {"after_id": np.where(after >= 0, new_id[np.maximum(after, 0)], -1)[order],
+                   "after_time": np.asarray(rows["after_time"], dtype=np.float64)[order]}
     df = make_trace(
         arrival_at=arrival[order],
         request_id=np.arange(len(order), dtype=np.int64),
@@ -281,6 +302,7 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
         repo_id=np.asarray(rows["repo_id"], dtype=np.int64)[order],
         spans=[span_rows[i] for i in order],
         source="agentic generator",
+        **follows,
     )
     df.attrs["params"] = p.to_dict()
     df.attrs["repo_blocks"] = [int(n) for n in repo_blocks_n]

@@ -34,7 +34,20 @@ column           dtype                        meaning
                                               or after compaction. ``<NA>`` if unknown
 ``tool_calls``   Int64 (nullable)             tool calls the response made (run before the
                                               context's next call), ``<NA>`` if unknown
+``after_id``     Int64 (nullable)             the request this one waits for: it enters
+                                              ``after_time`` after that request finishes
+                                              (a sub-agent after its plan, a turn after the
+                                              previous one), not at ``arrival_at``; an
+                                              earlier row. ``<NA>``: it enters at
+                                              ``arrival_at``
+``after_time``   float64                      seconds from ``after_id``'s finish to this
+                                              request's entry (spawn stagger, tool time);
+                                              >= 0, 0 when ``after_id`` is null
 ===============  ===========================  ================================================
+
+With ``after_id`` the engine keeps the trace causal: a request cannot start before the one it
+follows has produced what it reads. ``arrival_at`` is then the time the generator expected
+(the nominal schedule), used for ordering rows; the run records when the request entered.
 
 ``block_ids`` and ``spans`` are pyarrow ``list<int64>`` columns on disk. The engine iterates per
 request, so :func:`flat_blocks` gives a CSR view (``offsets``, ``values`` numpy arrays) built
@@ -70,10 +83,12 @@ COLUMNS: tuple[str, ...] = (
     "turn_id",
     "context_id",
     "tool_calls",
+    "after_id",
+    "after_time",
 )
 
 _INT_COLUMNS = ("request_id", "session_id", "input_tokens", "output_tokens", "block_tokens")
-_NULLABLE_COLUMNS = ("parent_id", "repo_id", "turn_id", "context_id", "tool_calls")
+_NULLABLE_COLUMNS = ("parent_id", "repo_id", "turn_id", "context_id", "tool_calls", "after_id")
 _LIST_COLUMNS = ("block_ids", "spans")
 
 _EMPTY = np.zeros(0, dtype=np.int64)
@@ -150,6 +165,8 @@ def make_trace(
     turn_id=None,
     context_id=None,
     tool_calls=None,
+    after_id=None,
+    after_time=None,
     source: str = "trace",
 ) -> pd.DataFrame:
     """Assemble and validate a trace DataFrame from column values.
@@ -164,6 +181,8 @@ def make_trace(
         spans: per request flattened ``[s, e)`` pairs; default none.
         turn_id, context_id, tool_calls: nullable ints of structured agentic traces
             (``None`` / negative means unknown); default all unknown.
+        after_id, after_time: the request each one follows (nullable ids, ``None`` / negative
+            means none) and the gap after its finish [s]; default none and 0.
         source: name used in error messages (a file name).
     """
     arrival_at = np.asarray(arrival_at, dtype=np.float64)
@@ -190,6 +209,9 @@ def make_trace(
             "turn_id": _nullable(turn_id, n),
             "context_id": _nullable(context_id, n),
             "tool_calls": _nullable(tool_calls, n),
+            "after_id": _nullable(after_id, n),
+            "after_time": (np.zeros(n) if after_time is None
+                           else np.asarray(after_time, dtype=np.float64)),
         }
     )
     return validate(df, source=source)
@@ -213,8 +235,9 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
     """Check a trace against the schema; return it with canonical dtypes and column order.
 
     Missing optional columns (``parent_id``, ``repo_id``, ``spans``, ``session_id``,
-    ``turn_id``, ``context_id``, ``tool_calls``) are filled with their defaults. Raises :class:`UserError` naming ``source``, the column and the first
-    row at fault.
+    ``turn_id``, ``context_id``, ``tool_calls``, ``after_id``, ``after_time``) are filled with
+    their defaults. Raises :class:`UserError` naming ``source``, the column and the first row
+    at fault.
     """
     df = df.reset_index(drop=True).copy()
     n = len(df)
@@ -230,6 +253,8 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
             df[col] = pd.array([pd.NA] * n, dtype="Int64")
     if "spans" not in df.columns:
         df["spans"] = pd.Series([_EMPTY] * n, dtype=object)
+    if "after_time" not in df.columns:
+        df["after_time"] = np.zeros(n)
     extra = [c for c in df.columns if c not in COLUMNS]
     if extra:
         raise _fail(source, extra[0], None, "unknown column", f"use only {list(COLUMNS)}")
@@ -269,6 +294,7 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
         if len(bad):
             raise _fail(source, "parent_id", int(bad[0]), f"{parent.iloc[bad[0]]} is not a "
                         "request_id of this trace", "point at an earlier request or leave null")
+    _check_after(df, rid, source)
 
     for col in _LIST_COLUMNS:
         df[col] = _list_column(df[col], source, col)
@@ -286,6 +312,28 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
                         f"non-overlapping [start, end) pairs within 0..{nb}",
                         "give flattened block-index pairs")
     return df[list(COLUMNS)]
+
+
+def _check_after(df: pd.DataFrame, rid: np.ndarray, source: str) -> None:
+    """``after_id`` names an earlier row's request; ``after_time`` is a finite gap >= 0."""
+    gap = pd.to_numeric(df["after_time"], errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(gap) | (gap < 0))
+    if len(bad):
+        raise _fail(source, "after_time", int(bad[0]), f"{df['after_time'].iloc[bad[0]]!r} is "
+                    "not a finite time >= 0", "give seconds after the followed request finishes")
+    df["after_time"] = gap
+    after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)
+    known = np.flatnonzero(after >= 0)
+    if not len(known):
+        return
+    row_of = pd.Series(np.arange(len(rid)), index=rid)
+    pos = row_of.reindex(after[known]).to_numpy(dtype=np.float64)
+    bad = known[~(pos < known)]  # unknown ids are NaN: not < anything
+    if len(bad):
+        r = int(bad[0])
+        raise _fail(source, "after_id", r, f"{after[r]} is not the request_id of an earlier "
+                    "row", "point at a request before this one (sorted by arrival_at) or leave "
+                    "null")
 
 
 def _spans_ok(sp: np.ndarray, n_blocks: int) -> bool:
@@ -345,6 +393,8 @@ def write_trace(df: pd.DataFrame, path: str | os.PathLike) -> Path:
             ("turn_id", pa.int64()),
             ("context_id", pa.int64()),
             ("tool_calls", pa.int64()),
+            ("after_id", pa.int64()),
+            ("after_time", pa.float64()),
         ]
     )
     table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)

@@ -121,22 +121,94 @@ def _policies(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def run_policies(scenario, policies, seed, progress=None, *, skip_bad: bool = False,
-                 trace=None, engine=None):
-    """Run ``scenario`` for each policy (trace loaded once); returns ``{policy: Result}``.
+                 trace=None, engine=None, jobs: int = 1):
+    """Run ``scenario`` for each policy (trace loaded once); returns ``{policy: Result}`` in
+    the order of ``policies``.
 
     ``progress(policy, finished, total)`` is called as requests finish; ``skip_bad`` skips
     (and counts) trace lines that do not parse; ``trace``: already loaded; ``engine``
-    overrides the scenario's ``[engine] mode``.
+    overrides the scenario's ``[engine] mode``; ``jobs`` > 1 runs that many policies at once
+    in spawned processes (each run is independent: the same results as one after another).
     """
     from simulator.runner import load_trace, run
 
     if trace is None:
         trace = load_trace(scenario, seed, skip_bad=skip_bad)
+    if jobs > 1 and len(policies) > 1:
+        return _run_parallel(scenario, policies, seed, progress, trace, engine,
+                             min(jobs, len(policies)))
     out = {}
     for p in policies:
         cb = None if progress is None else (lambda done, total, p=p: progress(p, done, total))
         out[p] = run(scenario, p, seed, trace=trace, progress=cb, engine=engine)
     return out
+
+
+def default_jobs(policies) -> int:
+    """Policies run at once by default: every policy, up to two per CPU this process may use
+    (runs differ in length, so a CPU that finishes one early takes up another's share; each
+    process holds one run's memory)."""
+    import os
+
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(len(policies), 2 * (cpus or 1)))
+
+
+_QUEUE = None  # a worker's progress queue (set by _worker_init)
+
+
+def _worker_init(queue) -> None:
+    import signal
+
+    global _QUEUE
+    _QUEUE = queue
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
+
+
+def _worker_run(scenario, policy, seed, trace, engine):
+    from simulator.runner import run
+
+    def cb(done, total):
+        _QUEUE.put((policy, done, total))
+
+    return run(scenario, policy, seed, trace=trace, progress=cb, engine=engine)
+
+
+def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) -> dict:
+    """:func:`run_policies` over ``jobs`` spawned processes; progress comes back on a queue."""
+    import queue as queues
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    ctx = get_context("spawn")
+    q = ctx.Queue()
+
+    def drain(timeout: float) -> None:
+        try:
+            while True:
+                item = q.get(timeout=timeout)
+                if progress is not None:
+                    progress(*item)
+                timeout = 0.0
+        except queues.Empty:
+            pass
+
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(q,)) as pool:
+        futures = {pool.submit(_worker_run, scenario, p, seed, trace, engine): p
+                   for p in policies}
+        pending = set(futures)
+        try:
+            while pending:
+                drain(0.2)
+                _, pending = wait(pending, timeout=0)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        drain(0.0)
+        done = {futures[f]: f.result() for f in futures}  # a worker's error is raised here
+    return {p: done[p] for p in policies}
 
 
 def notes(results: dict) -> dict[str, list[str]]:
@@ -230,8 +302,11 @@ def manifest(scenario, path: Path, seed: int, policies, results: dict) -> dict:
 @click.option("--no-write", is_flag=True, help="Do not write records or plots.")
 @click.option("--engine", "engine", default=None, type=click.Choice(["exact", "fast"]),
               help="Decode-loop engine (default: the scenario's [engine] mode).")
+@click.option("--jobs", type=int, default=None,
+              help="Policies run at once in separate processes (default: every policy, up to "
+                   "two per CPU; 1: one after another in this process).")
 def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
-        no_write, engine) -> None:
+        no_write, engine, jobs) -> None:
     """Run SCENARIO (a .toml file or a shipped name) for one or more policies and compare."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -246,6 +321,9 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     seed = scenario.seed if seed is None else seed
     if seed < 0:
         raise UserError(f"--seed {seed}: give an integer >= 0")
+    if jobs is not None and jobs < 1:
+        raise UserError(f"--jobs {jobs}: give an integer >= 1")
+    jobs = default_jobs(policies) if jobs is None else jobs
     target = Path(out_dir) if out_dir else Path("kvfabric_out") / scenario.name
     engine_mode(scenario, engine)  # a bad engine for this scenario: before anything runs
     graph = check(scenario, policies)
@@ -268,7 +346,7 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
                 bar.update(tasks[policy], completed=done, total=total)
 
             results = run_policies(scenario, policies, seed, progress, trace=trace,
-                                   engine=engine)
+                                   engine=engine, jobs=jobs)
         written, skipped = [], {}
         if folder is not None:
             written, skipped = write_outputs(results, folder.path, scenario.name)

@@ -23,7 +23,7 @@ import simpy
 from simulator.disaggregation.spec import DisaggregationSpec, check_against, spec_of
 from simulator.engine import records
 from simulator.engine.admission import init_request_arrays
-from simulator.engine.arrivals import Arrivals
+from simulator.engine.arrivals import NOT_ENTERED, Arrivals
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
 from simulator.gpu.calibration import run_kernels
@@ -87,7 +87,8 @@ class Requests:
         self.home = [""] * self.n
         self.finished = 0
         self.progress = progress
-        self.on_finish: Callable[[], None] | None = None  # a closed loop lets the next one in
+        # the arrival process hears of each finish (followers and a closed loop enter)
+        self.on_finish: Callable[[int], None] | None = None
 
     def finish(self, r: int, now: float, reason: str = "") -> None:
         """Mark request ``r`` done at ``now`` (with a reason if it did not complete)."""
@@ -95,14 +96,18 @@ class Requests:
         self.reason[r] = reason
         self.finished += 1
         if self.on_finish is not None:
-            self.on_finish()
+            self.on_finish(r)
         if self.progress is not None:
             self.progress(self.finished, self.n)
 
     def frame(self, block_tokens: int) -> pd.DataFrame:
         """The ``requests`` table (engine columns); unfinished requests get a reason."""
+        entered = getattr(self, "entered", None)
         for r in range(self.n):
-            if not self.reason[r] and (np.isnan(self.finish_at[r]) or self.gen[r] < self.out[r]):
+            if entered is not None and not entered[r]:
+                self.reason[r], self.arrival[r] = NOT_ENTERED, np.nan
+            elif not self.reason[r] and (np.isnan(self.finish_at[r])
+                                         or self.gen[r] < self.out[r]):
                 self.reason[r] = NOT_FINISHED
         done = np.array([not x for x in self.reason], bool)
         blocks = (-(-self.inp // block_tokens)).tolist()
@@ -388,8 +393,9 @@ class PoolRun:
         """The arrival process (:class:`~simulator.engine.arrivals.Arrivals`): requests join
         the one queue and wake the loops."""
         entry = Arrivals(self.env, self.req.arrival, self.sc.workload.concurrency,
-                         self._deliver)
+                         self._deliver, self.req.follows)
         self.req.on_finish = entry.finished
+        self.req.entered = entry.entered
         return entry.process()
 
     def _deliver(self, r: int) -> None:

@@ -24,7 +24,7 @@ import simpy
 
 from simulator import kvcache
 from simulator.engine import reuse as reuse_rules
-from simulator.engine.arrivals import Arrivals
+from simulator.engine.arrivals import Arrivals, follows_of
 from simulator.engine.scheduler import Scheduler, ServingSpec
 
 #: Reasons a request did not complete.
@@ -48,6 +48,7 @@ def init_request_arrays(state, trace) -> None:
     state.finish_at = np.full(n, np.nan)
     state.gen = np.zeros(n, np.int64)
     state.reason = [""] * n
+    state.follows = follows_of(trace)  # (row followed, gap [s]) or None
 
 
 class GPUBlocks:
@@ -182,7 +183,7 @@ class Admission:
         self.wake: list[simpy.Event | None] = [None] * self.G
         self.homes = list(range(self.G)) if homes is None else list(homes)
         self.inbound = np.zeros(self.G, np.int64)  # requests on their way to a home (PD)
-        self.entry = Arrivals(env, self.arrival, concurrency, self._deliver)
+        self.entry = Arrivals(env, self.arrival, concurrency, self._deliver, self.follows)
 
     def choose_home(self, r: int) -> int:
         """The home GPU of request ``r``: its session's, or least loaded / repository owner."""
@@ -344,6 +345,6 @@ class Admission:
         """Request ``r`` is done (completed or not) now."""
         self.finish_at[r] = self.env.now
         self.finished += 1
-        self.entry.finished()
+        self.entry.finished(r)
         if self.progress is not None:
             self.progress(self.finished, self.n)

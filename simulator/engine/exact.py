@@ -58,6 +58,7 @@ from simulator import hardware, kvcache
 from simulator.costmodel.closed_form import CostModel
 from simulator.engine import records
 from simulator.engine.admission import NOT_FINISHED, Admission
+from simulator.engine.arrivals import NOT_ENTERED
 from simulator.engine.columns import Columns
 from simulator.engine.locate import StepData
 from simulator.engine.results import Result, collect
@@ -488,9 +489,12 @@ class _Run:
         wall = time.perf_counter() - wall0
         events = next(env._eid)  # SimPy's event counter: every event ever scheduled
         req = self.req
+        entered = req.entry.entered
         for r in range(req.n):
             unfinished = np.isnan(req.finish_at[r]) or req.gen[r] < req.out[r]
-            if unfinished and not req.reason[r]:
+            if not entered[r]:  # what it follows never finished: it never arrived
+                req.reason[r], req.arrival[r] = NOT_ENTERED, np.nan
+            elif unfinished and not req.reason[r]:
                 req.reason[r] = NOT_FINISHED
         return collect(self, wall, events)
 

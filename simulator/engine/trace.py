@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from simulator.engine.arrivals import check_follows
 from simulator.errors import UserError
 
 __all__ = ["load_trace"]
@@ -45,7 +46,9 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
     if scenario.engine.max_requests is not None:
         df = df.iloc[: scenario.engine.max_requests]
     if w.time_scale != 1.0:
-        df = df.assign(arrival_at=df["arrival_at"] * w.time_scale)
+        df = df.assign(arrival_at=df["arrival_at"] * w.time_scale,
+                       after_time=df["after_time"] * w.time_scale)
+    check_follows(df, w.concurrency, scenario.source)
     if scenario.engine.duration is not None and w.concurrency is None:
         # (a closed loop ignores the trace's arrival times: every request may enter)
         df = df[df["arrival_at"] < scenario.engine.duration]

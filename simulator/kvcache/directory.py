@@ -147,21 +147,23 @@ class BlockDirectory:
 
     def intern(self, keys: Sequence[int] | np.ndarray) -> np.ndarray:
         """Dense indices for block keys; unseen keys get new (unplaced) indices, in order."""
-        out = np.empty(len(keys), np.int64)
+        keys = np.asarray(keys, dtype=np.int64).tolist()
         index = self._index
-        fresh = []
-        for i, key in enumerate(np.asarray(keys, dtype=np.int64).tolist()):
-            j = index.get(key)
-            if j is None:
-                j = self.n + len(fresh)
-                index[key] = j
-                fresh.append(key)
-            out[i] = j
-        if fresh:
+        got = list(map(index.get, keys))  # one C-level pass; None where unseen
+        if None in got:
+            fresh = []
+            for i, j in enumerate(got):
+                if j is None:
+                    key = keys[i]
+                    j = index.get(key)  # seen earlier in this call
+                    if j is None:
+                        j = index[key] = self.n + len(fresh)
+                        fresh.append(key)
+                    got[i] = j
             self._grow(self.n + len(fresh))
             self.keys[self.n : self.n + len(fresh)] = fresh
             self.n += len(fresh)
-        return out
+        return np.array(got, dtype=np.int64)
 
     # -- queries -----------------------------------------------------------------------------
 

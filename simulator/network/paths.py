@@ -104,18 +104,30 @@ def path_info(g: nx.DiGraph, src: str, dst: str, ecmp: bool = False) -> PathInfo
 
 
 class PathCache:
-    """Memoized :func:`path_info` for one graph (graphs are not mutated during a run)."""
+    """Memoized :func:`path_info` for one graph (graphs are not mutated during a run).
+
+    Without ECMP a path is found as :func:`paths_among` finds it — one Dijkstra per destination
+    (kept), then the least-cost walk — the same path :func:`path_info` chooses (least latency,
+    fewest hops, smallest node sequence), hundreds of times faster than enumerating equal-cost
+    paths per pair. With ECMP every equal-cost path is needed: :func:`path_info` per pair."""
 
     def __init__(self, g: nx.DiGraph, ecmp: bool = False) -> None:
         self.graph = g
         self.ecmp = ecmp
         self._cache: dict[tuple[str, str], PathInfo] = {}
+        self._dist: dict[str, dict[str, float]] = {}  # per destination: cost to it from each node
 
     def __call__(self, src: str, dst: str) -> PathInfo:
         key = (src, dst)
         info = self._cache.get(key)
         if info is None:
-            info = path_info(self.graph, src, dst, ecmp=self.ecmp)
+            if self.ecmp or src == dst:
+                info = path_info(self.graph, src, dst, ecmp=self.ecmp)
+            else:
+                dist = self._dist.get(dst)
+                if dist is None:
+                    dist = self._dist[dst] = _costs_to(self.graph, dst)
+                info = _info(self.graph, _least_path(self.graph, src, dst, dist))
             self._cache[key] = info
         return info
 
@@ -127,6 +139,44 @@ class PathCache:
                 self._cache.setdefault(key, info)
 
 
+def _costs_to(g: nx.DiGraph, dst: str) -> dict[str, float]:
+    """Least cost (:func:`_weight`) from every node that reaches ``dst`` to ``dst``."""
+    if dst not in g:
+        raise NoPathError(f"node {dst!r} is not in the topology")
+    return nx.single_source_dijkstra_path_length(g.reverse(copy=False), dst, weight=_weight)
+
+
+def _least_path(g: nx.DiGraph, src: str, dst: str, dist: dict[str, float]) -> list[str]:
+    """From ``src``, always the smallest-named next node still on a least-cost path to ``dst``
+    (``dist``: :func:`_costs_to`)."""
+    if src not in dist:
+        raise NoPathError(f"no path from {src!r} to {dst!r} in the topology")
+    path = [src]
+    u = src
+    while u != dst:
+        best = None
+        for v in sorted(g.successors(u)):
+            if v not in dist:
+                continue
+            d = _weight(u, v, g.edges[u, v]) + dist[v]
+            if abs(d - dist[u]) <= 1e-12 * dist[u] + 1e-18:
+                best = v
+                break
+        if best is None:  # pragma: no cover - a least-cost path always continues
+            raise NoPathError(f"no path from {src!r} to {dst!r} in the topology")
+        path.append(best)
+        u = best
+    return path
+
+
+def _info(g: nx.DiGraph, path: list[str]) -> PathInfo:
+    edges = tuple(zip(path, path[1:], strict=False))
+    lat = sum(float(g.edges[e].get("latency", 0.0)) for e in edges)
+    bw = min((float(g.edges[e]["bandwidth"]) for e in edges), default=float("inf"))
+    inter = any(g.nodes[n].get("kind") == "nic" for n in path)
+    return PathInfo(tuple(path), edges, lat, bw, inter)
+
+
 def paths_among(g: nx.DiGraph, nodes: list[str]) -> dict[tuple[str, str], PathInfo]:
     """Every path between two of ``nodes`` (ordered pairs, ``a != b``), chosen by the rule of
     :func:`gpu_path` without ECMP (least latency, then fewest hops, then the lexicographically
@@ -134,33 +184,10 @@ def paths_among(g: nx.DiGraph, nodes: list[str]) -> dict[tuple[str, str], PathIn
     reversed graph, then from each source a walk that always takes the smallest-named next node
     still on a least-cost path. Hundreds of times faster than :func:`path_info` per pair (an
     expert-parallel group of 144 GPUs has 20,592 pairs)."""
-    rev = g.reverse(copy=False)
     out: dict[tuple[str, str], PathInfo] = {}
     for dst in nodes:
-        dist = nx.single_source_dijkstra_path_length(rev, dst, weight=_weight)
+        dist = _costs_to(g, dst)
         for src in nodes:
-            if src == dst:
-                continue
-            if src not in dist:
-                raise NoPathError(f"no path from {src!r} to {dst!r} in the topology")
-            path = [src]
-            u = src
-            while u != dst:
-                best = None
-                for v in sorted(g.successors(u)):
-                    if v not in dist:
-                        continue
-                    d = _weight(u, v, g.edges[u, v]) + dist[v]
-                    if abs(d - dist[u]) <= 1e-12 * dist[u] + 1e-18:
-                        best = v
-                        break
-                if best is None:  # pragma: no cover - a least-cost path always continues
-                    raise NoPathError(f"no path from {src!r} to {dst!r} in the topology")
-                path.append(best)
-                u = best
-            edges = tuple(zip(path, path[1:], strict=False))
-            lat = sum(float(g.edges[e].get("latency", 0.0)) for e in edges)
-            bw = min(float(g.edges[e]["bandwidth"]) for e in edges)
-            inter = any(g.nodes[n].get("kind") == "nic" for n in path)
-            out[(src, dst)] = PathInfo(tuple(path), edges, lat, bw, inter)
+            if src != dst:
+                out[(src, dst)] = _info(g, _least_path(g, src, dst, dist))
     return out
