@@ -28,12 +28,14 @@ on each engine asked for (``--engine``: ``fast``, ``exact`` or ``both``; default
     python benchmarks/validate_adaptive.py --engine both --jobs 2
     python benchmarks/validate_adaptive.py --scenarios default,mixed_fleet
     python benchmarks/validate_adaptive.py --policies route,fetch,local,adaptive,adaptive_static
+    python benchmarks/validate_adaptive.py --scenarios mixed_fleet --set workload.mixed.chat_rate=2.0
     python benchmarks/validate_adaptive.py --out results.csv    # every run's metrics as CSV
     python benchmarks/validate_adaptive.py --table results.csv  # the table of a saved CSV
 
 Prints one table row per (scenario, engine) — the best static policy's TBT p50 and throughput,
 adaptive's, its regret on each (negative: better than every static policy), and whether targets
-1 and 2 hold — then the verdict per engine. The Mooncake replays dominate the time (74–195 s
+1 and 2 hold — then, for a trace with populations (``mixed_fleet``), each policy's median
+per-request TBT per population and the best static policy for each, and the verdict per engine. The Mooncake replays dominate the time (74–195 s
 per policy on the fast engine on the project's shared 2-core machine, 46–107 s on the exact
 engine); the whole suite took 20 minutes on the fast engine, about 13 on the exact one.
 """
@@ -70,27 +72,68 @@ def _validate_fast():
 SCENARIOS: tuple[str, ...] = ("default", *_validate_fast().SUITE, "mixed_fleet")
 
 
-def suite(name: str):
-    """The validation scenario ``name`` (a :class:`~simulator.scenario.Scenario`)."""
-    from simulator import Scenario
+#: The scenarios read straight from a TOML file (``--set`` changes their keys).
+FILES: dict[str, str] = {"default": "agentic_cluster.toml", "mixed_fleet": "mixed_fleet.toml"}
 
-    if name == "default":
-        return Scenario.load(ROOT / "scenarios" / "agentic_cluster.toml")
-    if name == "mixed_fleet":
-        return Scenario.load(ROOT / "scenarios" / "mixed_fleet.toml")
+
+def suite(name: str, changes: tuple[str, ...] = ()):
+    """The validation scenario ``name`` (a :class:`~simulator.scenario.Scenario`), with
+    ``changes`` (``"section.key=<TOML value>"``, e.g. ``workload.mixed.chat_rate=2.0`` or
+    ``stack="nccl"``) applied to its file's keys (``default`` and ``mixed_fleet`` only)."""
+    import tomllib
+
+    from simulator import Scenario
+    from simulator.scenario import read_toml
+
+    if name in FILES:
+        path = ROOT / "scenarios" / FILES[name]
+        if not changes:
+            return Scenario.load(path)
+        data = read_toml(path)
+        for change in changes:
+            key, _, value = change.partition("=")
+            *parents, leaf = key.strip().split(".")
+            table = data
+            for part in parents:
+                table = table.setdefault(part, {})
+            table[leaf] = tomllib.loads(f"v = {value}")["v"]
+        return Scenario.from_dict(data, source=f"{path} with {', '.join(changes)}",
+                                  base=path.parent)
     if name not in SCENARIOS:
         raise SystemExit(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    if changes:
+        raise SystemExit(f"--set changes only {' and '.join(FILES)}, not {name!r}")
     return _validate_fast().scenario(name)
 
 
-def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...]) -> list[dict]:
+def population_tbt(requests, population) -> dict[str, float]:
+    """Per population, the median over its completed requests of each request's mean time
+    between tokens, ``(finished_at − first_token_at) / (tokens_generated − 1)`` [s] (requests
+    that generated one token are left out). ``population[i]`` names request ``i``'s
+    population (the mixed workload's ``trace.attrs["population"]``)."""
+    import numpy as np
+
+    pop = np.asarray(population)[requests["request_id"].to_numpy()]
+    gen = requests["tokens_generated"].to_numpy(float)
+    span = (requests["finished_at"] - requests["first_token_at"]).to_numpy(float)
+    ok = requests["completed"].to_numpy(bool) & (gen > 1)
+    tbt = np.where(ok, span / np.maximum(gen - 1.0, 1.0), np.nan)
+    return {str(p): float(np.nanmedian(tbt[(pop == p) & ok]))
+            for p in dict.fromkeys(pop.tolist()) if ((pop == p) & ok).any()}
+
+
+def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...],
+                 changes: tuple[str, ...] = ()) -> list[dict]:
     """Every policy on scenario ``name`` on each engine: one ``{"scenario", "engine",
-    "requests", "runs": {policy: summary}, "wall_time"}`` per engine."""
+    "requests", "runs": {policy: summary}, "wall_time"}`` per engine. A trace with
+    populations (the mixed fleet) adds ``population_tbt_p50`` (:func:`population_tbt`) to
+    each summary. ``changes``: :func:`suite`'s."""
     from simulator import run
     from simulator.runner import load_trace
 
-    scenario = suite(name)
+    scenario = suite(name, changes)
     trace = load_trace(scenario, scenario.seed)
+    population = trace.attrs.get("population")
     out = []
     for engine in engines:
         t0 = time.perf_counter()
@@ -98,6 +141,8 @@ def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...])
         for p in policies:
             res = run(scenario, p, seed=scenario.seed, trace=trace, engine=engine)
             runs[p] = res.summary
+            if population is not None:
+                runs[p]["population_tbt_p50"] = population_tbt(res.requests, population)
             print(f"  {name} [{engine}]: {p} done ({res.summary['wall_time']:.0f} s)",
                   file=sys.stderr, flush=True)
         out.append({"scenario": name, "engine": engine, "requests": len(trace), "runs": runs,
@@ -175,6 +220,28 @@ def print_table(rows: list[dict]) -> None:
             "yes" if r["better"] else "no"]) + " |")
 
 
+def print_populations(results: list[dict]) -> None:
+    """Per population, each policy's median per-request TBT [ms] and which static policy is
+    best for it (runs that recorded ``population_tbt_p50`` only; not kept by ``--out``)."""
+    from simulator.engine.regret import STATIC
+
+    for r in results:
+        runs = {p: s["population_tbt_p50"] for p, s in r["runs"].items()
+                if isinstance(s.get("population_tbt_p50"), dict)}
+        if not runs:
+            continue
+        pops = list(dict.fromkeys(k for v in runs.values() for k in v))
+        print(f"\n{r['scenario']} [{r['engine']}]: median per-request TBT [ms] by population")
+        print("| population | " + " | ".join(runs) + " | best static |")
+        print("|---|" + "---:|" * (len(runs) + 1))
+        for pop in pops:
+            vals = {p: v.get(pop, math.nan) for p, v in runs.items()}
+            static = {p: x for p, x in vals.items() if p in STATIC and not math.isnan(x)}
+            best = min(static, key=static.get) if static else "—"
+            print(f"| {pop} | " + " | ".join(f"{x * 1e3:.2f}" for x in vals.values())
+                  + f" | {best} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -182,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--engine", default="fast", choices=(*ENGINES, "both"))
     ap.add_argument("--jobs", type=int, default=1, help="scenarios run at once (processes)")
     ap.add_argument("--out", type=Path, help="write every run's metrics to this CSV")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a key of the default or mixed_fleet scenario file (TOML "
+                    "value; repeatable), e.g. --set workload.mixed.chat_rate=2.0")
     ap.add_argument("--table", type=Path, help="print the table of a CSV written by --out "
                     "instead of running")
     args = ap.parse_args(argv)
@@ -196,9 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     elif args.jobs > 1:
         with ProcessPoolExecutor(args.jobs) as pool:
             results = [r for rs in pool.map(run_scenario, names, [policies] * len(names),
-                                            [engines] * len(names)) for r in rs]
+                                            [engines] * len(names),
+                                            [tuple(args.set)] * len(names)) for r in rs]
     else:
-        results = [r for n in names for r in run_scenario(n, policies, engines)]
+        results = [r for n in names for r in run_scenario(n, policies, engines,
+                                                          tuple(args.set))]
     if args.out is not None:
         import pandas as pd
 
@@ -209,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         pd.DataFrame(flat).to_csv(args.out, index=False)
     rows = [verdict(r) for r in results]
     print_table(rows)
+    print_populations(results)
     ok = True
     for engine in dict.fromkeys(r["engine"] for r in rows):
         mine = [r for r in rows if r["engine"] == engine]

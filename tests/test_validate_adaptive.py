@@ -1,0 +1,42 @@
+"""``benchmarks/validate_adaptive.py``'s helpers: per-population TBT and ``--set``."""
+
+import math
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import validate_adaptive
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    return validate_adaptive
+
+
+def test_population_tbt_is_the_median_request_mean_per_population():
+    va = script()
+    req = pd.DataFrame({
+        "request_id": [2, 0, 1, 3, 4],
+        "first_token_at": [1.0, 0.0, 0.0, 0.0, 0.0],
+        "finished_at": [2.0, 1.0, 3.0, 0.0, math.nan],
+        "tokens_generated": [11, 3, 4, 1, 5],
+        "completed": [True, True, True, True, False],
+    })
+    # request 0: 1 s over 2 gaps; 1: 3 s over 3; 2: 1 s over 10; 3 has one token, 4 never ended
+    got = va.population_tbt(req, ["a", "b", "a", "b", "b"])
+    assert got == {"a": pytest.approx((0.5 + 0.1) / 2), "b": pytest.approx(1.0)}
+
+
+def test_set_changes_a_key_of_the_scenario_file():
+    va = script()
+    sc = va.suite("mixed_fleet", ("workload.mixed.chat_rate=2.0", 'stack="nccl"'))
+    assert sc.stack == "nccl" and sc.workload.mixed_params()["chat_rate"] == 2.0
+    assert va.suite("mixed_fleet").workload.mixed_params().get("chat_rate") is None
+    with pytest.raises(SystemExit, match="--set"):
+        va.suite("agentic-4", ("stack=\"nccl\"",))
