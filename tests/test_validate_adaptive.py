@@ -1,22 +1,14 @@
 """``benchmarks/validate_adaptive.py``'s helpers: per-population TBT and ``--set``."""
 
 import math
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchtools import benchmark
 
 
 def script():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import validate_adaptive
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
-    return validate_adaptive
+    return benchmark("validate_adaptive")
 
 
 def test_population_tbt_is_the_median_request_mean_per_population():

@@ -177,7 +177,7 @@ def _worker_run(scenario, policy, seed, trace, engine):
 def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) -> dict:
     """:func:`run_policies` over ``jobs`` spawned processes; progress comes back on a queue."""
     import queue as queues
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor, wait
     from multiprocessing import get_context
 
     ctx = get_context("spawn")
