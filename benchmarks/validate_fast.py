@@ -22,6 +22,7 @@ that sensitivity (the verdict and the exit status stay the contract's).
     .venv/bin/python benchmarks/validate_fast.py --quick         # agentic-4 only (seconds)
     .venv/bin/python benchmarks/validate_fast.py --only agentic-16,mooncake-1000 --noise
     .venv/bin/python benchmarks/validate_fast.py --json out.json
+    .venv/bin/python benchmarks/validate_fast.py --only default --policies route --seeds 0,1,2  # chaos: per seed and the mean
 
 The test suite runs a small slice (``tests/test_engine_fast.py``) through :func:`compare`.
 """
@@ -148,6 +149,17 @@ def best_check(rows: list[dict]) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def mean_over_seeds(per_seed: list[list[dict]]) -> dict[str, dict[str, float]]:
+    """Per policy: the relative difference of the fast engine's mean over the seeds from the
+    exact engine's, per metric (``per_seed``: :func:`compare`'s rows, one list per seed)."""
+    out = {}
+    for p in [r["policy"] for r in per_seed[0]]:
+        rows = [r for rs in per_seed for r in rs if r["policy"] == p]
+        out[p] = {m: rel(sum(r["exact"][m] for r in rows) / len(rows),
+                         sum(r["fast"][m] for r in rows) / len(rows)) for m, _ in METRICS}
+    return out
+
+
 def _fmt(x: float, bad: bool) -> str:
     s = "    nan" if math.isnan(x) else f"{100 * x:+7.1f}"
     return s + ("!" if bad else " ")
@@ -158,22 +170,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=None, help="comma-separated scenario names")
     ap.add_argument("--quick", action="store_true", help="agentic-4 only")
     ap.add_argument("--noise", action="store_true", help="also the exact engine's sensitivity")
+    ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
+    ap.add_argument("--seeds", default=None,
+                    help="comma-separated seeds (default: each scenario's own): a row per seed, "
+                    "then the fast engine's mean over the seeds against the exact engine's")
     ap.add_argument("--json", dest="json_path", default=None)
     a = ap.parse_args(argv)
+    policies = tuple(p for p in a.policies.split(",") if p)
+    seeds = [None] if a.seeds is None else [int(x) for x in a.seeds.split(",") if x]
     names = ["agentic-4"] if a.quick else (a.only.split(",") if a.only else list(SUITE))
     head = "".join(f"{SHORT[m]:>9}" for m, _ in METRICS)
     print(f"{'scenario':<20}{'policy':<10}{head}{'exact s':>9}{'fast s':>8}{'×':>6}",
           flush=True)
     results, held, total, best_ok = {}, 0, 0, True
     chaotic = 0  # rows whose every break is no larger than the exact engine's own sensitivity
-    for name in names:
-        rows = compare(scenario(name), noise=a.noise)
-        results[name] = rows
+    runs = [(name, seed) for name in names for seed in seeds]
+    for name, seed in runs:
+        label = name if seed is None else f"{name}@{seed}"
+        rows = compare(scenario(name), policies, noise=a.noise, seed=seed)
+        results[label] = rows
         for r in rows:
             total += 1
             held += not r["fail"]
             cells = "".join(_fmt(r["diff"][m], m in r["fail"]) + " " for m, _ in METRICS)
-            print(f"{name:<20}{r['policy']:<10}{cells}{r['exact_wall']:>9.1f}"
+            print(f"{label:<20}{r['policy']:<10}{cells}{r['exact_wall']:>9.1f}"
                   f"{r['fast_wall']:>8.1f}{r['exact_wall'] / r['fast_wall']:>6.1f}", flush=True)
             if a.noise:
                 cells = "".join(_fmt(r["noise"][m], False) + " " for m, _ in METRICS)
@@ -184,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
         for metric, e, f, verdict in best_check(rows):
             best_ok &= verdict != "DIFFERENT"
             print(f"{'':<20}best by {SHORT[metric]}: exact {e}, fast {f} — {verdict}", flush=True)
+    if len(seeds) > 1:
+        for name in names:
+            for p, diff in mean_over_seeds([results[f"{name}@{x}"] for x in seeds]).items():
+                cells = "".join(_fmt(diff[m], abs(diff[m]) > tol) + " " for m, tol in METRICS)
+                print(f"{name + ' mean':<20}{p:<10}{cells}", flush=True)
     print(f"contract held: {held} of {total} (scenario, policy) rows; best policy "
           f"{'the same (or tied) everywhere' if best_ok else 'DIFFERENT somewhere'}")
     if a.noise and held < total:
