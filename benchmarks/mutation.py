@@ -5,6 +5,7 @@ Two commands (not part of CI: minutes to an hour on 2 cores)::
     python benchmarks/mutation.py planted            # each planted bug in a scratch copy: caught?
     python benchmarks/mutation.py score [GROUP ...]  # mutation score per core module
     python benchmarks/mutation.py score fileio --show-survivors
+    python benchmarks/mutation.py score sweep --module executor.py --lines 160-180
 
 **planted** copies the work tree (``git ls-files``) into a temporary folder, applies one planted
 bug there (an exact text replacement in core code — the single-line bugs issue 20 found every test
@@ -71,7 +72,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "fabric": (["simulator/network/fabric.py", "simulator/network/maxmin.py",
                 "simulator/network/lone.py"],
-               ["tests/test_network_fabric.py", "tests/test_oracle.py"]),
+               ["tests/test_network_fabric.py", "tests/test_network_traffic.py",
+                "tests/test_oracle.py"]),
     "closed_form": (["simulator/costmodel/closed_form.py"],
                     ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
                      "tests/test_costmodel_crossover.py"]),
@@ -462,8 +464,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "0.0 -> 1.0"):
         "the latency is only validated here (a default of 1 s is valid); the paths read it "
         "with their own default",
-    ("simulator/network/fabric.py", "self.graph = graph", "delete `self.graph = graph`"):
-        "Fabric.graph: nothing reads it (the paths keep their own graph)",
     ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
      "every class (no heap kept)", "delete `self._heap_ok = True`"):
         "its readers (the timer, the completion handler) run after a filling, and the first "
@@ -489,6 +489,36 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/fabric.py", "self._routes[(src, dst)] = r",
      "delete `self._routes[(src, dst)] = r`"):
         "a memo: the route is built again each time, the same",
+    ("simulator/network/fabric.py",
+     "flow = Flow(fid, src, dst, nbytes, issued, now + wait if wait > 0.0 else now, done,",
+     "> -> >="):
+        "with no wait the start is now + 0.0, which is now",
+    ("simulator/network/fabric.py",
+     'bw, lat = self._cap[i], float(self.graph.edges[u, v].get("latency", 0.0))', "0.0 -> 1.0"):
+        "a link flow's path latency is never read (link flows have no delay: the caller "
+        "charges it)",
+    ("simulator/network/fabric.py",
+     'any(self.graph.nodes[n].get("kind") == "nic" for n in (u, v)))', "== -> !="):
+        "a link flow's inter-node flag is never read (its efficiency is given, not the "
+        "stack's)",
+    ("simulator/network/fabric.py",
+     "info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,", "0.0 -> 1.0"):
+        "a link route's delay is never read (a link flow starts at its issue time)",
+    ("simulator/network/fabric.py",
+     "info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,", "< -> <="):
+        "at efficiency 1 a link flow's own cap is its link's line rate, which the filling "
+        "enforces anyway",
+    ("simulator/network/fabric.py",
+     "info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,", "1.0 -> 2.0"):
+        "at efficiency 1 a link flow's own cap is its link's line rate, which the filling "
+        "enforces anyway",
+    ("simulator/network/fabric.py", "self._next_cid += 1", "1 -> 2"):
+        "class ids need only be distinct, increasing and never -1 (fair_share's probe)",
+    ("simulator/network/fabric.py", "c.gen = -1", "delete `c.gen = -1`"):
+        "a dropped class has no valid heap entry left: the completion that drops it bumped its "
+        "generation past them, or the heap is not kept and is rebuilt from the live classes",
+    ("simulator/network/fabric.py", "c.gen = -1", "1 -> 2"):
+        "any negative generation matches no heap entry (they are >= 0)",
     ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
      "weight, 1.0)),", "1.0 -> 2.0"):
         "the placeholder under log() for zero weights, whose log the outer where discards",
@@ -906,13 +936,20 @@ def _cover(tests: list[str], modules: list[str], devnull: int) -> tuple[dict, di
 
 def run_group(group: str, timeout: float, show: bool, limit: int | None,
               all_tests: bool = False, progress: bool = False,
-              limit_factor: float = 5.0) -> dict:
+              limit_factor: float = 5.0, only: list[str] | None = None,
+              lines: tuple[int, int] | None = None) -> dict:
     """Mutation score of ``group``'s modules. Each mutant runs only the tests that reach its
     function (recorded once per group, fastest first: a mutant is usually killed by the first);
     one that no test reaches survives without a run. ``all_tests`` runs every test of the group
-    for every mutant instead (the slow, assumption-free way)."""
+    for every mutant instead (the slow, assumption-free way). ``only``: just the group's modules
+    whose path contains one of these strings (the group's tests all the same); ``lines``: just
+    the mutants on lines ``first..last`` (a partial score, for re-checking some survivors)."""
 
     modules, tests = GROUPS[group]
+    if only:
+        modules = [m for m in modules if any(o in m for o in only)]
+        if not modules:
+            return {}
     tests = [t for t in tests if (ROOT / t.split("::")[0]).exists()]
     os.environ["HYPOTHESIS_PROFILE"] = "mutation"
     # import everything once (and check the tests pass on the original code)
@@ -933,6 +970,8 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None,
         live = _live_functions(path)
         source = path.read_text()
         ms = mutants(mod)
+        if lines:
+            ms = [m for m in ms if lines[0] <= m.line <= lines[1]]
         if limit:
             ms = ms[:limit]
         killed, survived, equivalent, skipped, unreached = 0, [], [], 0, 0
@@ -1040,7 +1079,20 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--all-tests", action="store_true",
                    help="run every test of the group for every mutant (slow), not only the "
                         "tests that reach the mutated function")
+    s.add_argument("--module", action="append", metavar="TEXT",
+                   help="only the groups' modules whose path contains TEXT (repeatable; "
+                        "e.g. --module executor.py): a slow group's modules one at a time")
+    s.add_argument("--lines", metavar="FIRST-LAST",
+                   help="only the mutants on these lines (a partial score: re-checks the "
+                        "survivors of a region after new tests)")
     a = ap.parse_args(argv)
+    lines = None
+    if a.lines:
+        try:
+            first, _, last = a.lines.partition("-")
+            lines = (int(first), int(last or first))
+        except ValueError:
+            ap.error(f"--lines {a.lines!r}: give FIRST-LAST, e.g. 120-180")
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     if a.cmd == "planted":
@@ -1059,7 +1111,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.list:
         for g in groups:
             for mod in GROUPS[g][0]:
-                ms = mutants(mod)
+                if a.module and not any(o in mod for o in a.module):
+                    continue
+                ms = [m for m in mutants(mod) if not lines or lines[0] <= m.line <= lines[1]]
                 print(f"{mod}: {len(ms)} mutants")
         return 0
     for key in ambiguous_equivalents():
@@ -1067,7 +1121,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for g in groups:
         res = run_group(g, a.timeout, a.show_survivors, a.limit, a.all_tests, a.progress,
-                        a.limit_factor)
+                        a.limit_factor, a.module, lines)
         rows += [(mod, *v) for mod, v in res.items()]
     print("\nmodule                                    score  killed/total  equivalent")
     low = 0

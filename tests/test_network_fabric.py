@@ -18,6 +18,7 @@ from simulator.cli import main
 from simulator.errors import UserError
 from simulator.network import Fabric, TransferRecord, linkstats, maxmin
 from simulator.network.paths import NoPathError
+from simulator.network.traffic import KV_FETCH, KV_ROUTE, PD_TRANSFER
 from simulator.testing.fabric import (
     FlowSpec,
     NaiveFabric,
@@ -530,3 +531,137 @@ def test_a_flow_joining_at_its_own_cap_is_predicted_to_finish_on_time():
     a, b = run_flows(f, [FlowSpec(0.0, "h0", "h1", 1e7), FlowSpec(1e-3, "h0", "h1", 1e6)])
     assert a.finished_at == pytest.approx(1e7 / 3e8, rel=1e-9, abs=0)
     assert b.finished_at == pytest.approx(1e-3 + 1e6 / 3e8, rel=1e-9, abs=0)
+
+
+def _events(env) -> int:
+    """Run ``env`` to the end; the number of SimPy events it processed."""
+    n = 0
+    while env.peek() < math.inf:
+        env.step()
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize(("nbytes", "latency", "as_event"), [
+    (GB(1), us(1), 2),  # alone on idle links: one event, at its last byte
+    (1.0, us(1), 2),  # however small
+    (0.0, us(1), 2),  # an empty message: one event, at the end of its latency
+    (0.0, 0.0, 1),  # ... and without latency one event, so as not to run inside the caller
+])
+def test_a_message_sent_with_a_callback_costs_one_simpy_event(nbytes, latency, as_event):
+    # the documented point of `then`: one SimPy event per message (the event form needs one
+    # more, its own, except where that one is all it takes)
+    events = 1
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), latency))
+    got = []
+    assert f.transfer("h0", "h1", nbytes, then=got.append) is None
+    assert _events(env) == events
+    (rec,) = got
+    assert rec.finished_at == pytest.approx(2 * latency + nbytes / GBps(100), rel=REL, abs=0)
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), latency))
+    ev = f.transfer("h0", "h1", nbytes)
+    assert _events(env) == as_event and ev.value.finished_at == rec.finished_at
+
+
+def test_an_empty_message_in_its_latency_leaves_the_links_idle():
+    # an empty message takes no bandwidth, before or after its latency: a message sent
+    # meanwhile runs alone at the full line rate
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), us(1)))
+    empty = f.transfer("h0", "h2", 0.0)
+    assert f.idle("h0", "h2") and f.idle("h1", "h2") and f.fair_share("h1", "h2") == GBps(100)
+    big = f.transfer("h1", "h2", GB(1))
+    env.run()
+    assert empty.value.finished_at == pytest.approx(us(2), rel=REL, abs=0)
+    assert big.value.finished_at == pytest.approx(us(2) + GB(1) / GBps(100), rel=REL, abs=0)
+
+
+def test_a_message_without_latency_shares_its_links_from_the_moment_it_is_sent():
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    f.transfer("h0", "h2", GB(1))
+    assert not f.idle("h1", "h2")
+    f.transfer("h1", "h2", GB(1))
+    # at once (no clock step in between): both share sw -> h2 at 50 GB/s, with all bytes left
+    assert [(s.src, s.rate, s.remaining_bytes) for s in f.flows()] == [
+        ("h0", GBps(50), GB(1)), ("h1", GBps(50), GB(1))]
+    assert f.fair_share("h0", "h1") == GBps(50)  # h0's uplink carries one of them
+
+
+def test_bytes_are_counted_in_their_class_when_sent_and_again_at_their_last_byte():
+    # 1 GB kv_route alone (ends 10 ms if alone), 1 GB kv_fetch sharing sw -> h2 with it (both
+    # end at 20 ms), and two same-GPU copies of pd_transfer: 3 MB now, 5 MB issued at 1 ms
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    f.transfer("h0", "h2", GB(1), tag=KV_ROUTE)
+    f.transfer("h1", "h2", GB(1), tag=KV_FETCH)
+    f.transfer("h2", "h2", MB(5), tag=PD_TRANSFER, delay_time=0.001)
+    f.transfer("h2", "h2", MB(3), tag=PD_TRANSFER)
+    sent = [0.0] * 7
+    sent[KV_ROUTE], sent[KV_FETCH], sent[PD_TRANSFER] = GB(1), GB(1), MB(8)
+    # a same-GPU copy is delivered at once (its event fires when the clock gets there)
+    assert f.sent_by_class == sent and f.delivered_by_class == [0.0] * PD_TRANSFER + [MB(3), 0.0]
+    env.run(until=0.0005)
+    assert f.delivered_by_class == [0.0] * PD_TRANSFER + [MB(3), 0.0]
+    env.run(until=0.015)
+    assert f.delivered_by_class == [0.0] * PD_TRANSFER + [MB(8), 0.0]
+    env.run()
+    assert env.now == pytest.approx(0.02, rel=REL, abs=0)
+    assert f.delivered_by_class == f.sent_by_class == sent
+    assert f.bytes_sent == f.bytes_delivered == GB(2) + MB(8) and f.flows_completed == 4
+
+
+def test_a_one_byte_message_on_a_busy_link_takes_its_share_of_time():
+    # links of 2 B/s: A (100 B) runs alone from 0; B (1 B) shares sw -> h2 at 1 B/s from 0 and
+    # ends at 1 s; A has 99 B left then, alone at 2 B/s: ends at 1 + 49.5 s
+    f = fabric(star_graph(3, 2.0, 0.0))
+    a, b = run_flows(f, [FlowSpec(0.0, "h0", "h2", 100.0), FlowSpec(0.0, "h1", "h2", 1.0)])
+    assert b.finished_at == pytest.approx(1.0, rel=REL, abs=0)
+    assert a.finished_at == pytest.approx(50.5, rel=REL, abs=0)
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_a_message_joining_its_class_at_the_cap_finishes_on_time(elsewhere):
+    # efficiency 0.3: each message is capped at 0.3 GB/s of a 1 GB/s link. From 0, A (h0 -> h1,
+    # 10 MB) and three of 1 MB from h2 share sw -> h1 at 0.25 GB/s each; the three end at 4 ms
+    # and A speeds up to its cap. C (h0 -> h1, 1 MB) joins A at 5 ms without changing its rate
+    # (0.6 of the link) and ends 1e6 / 3e8 s later; A ends at 4 + 9e6 / 3e8 s. With
+    # `elsewhere`, two flows between other hosts make a second component (the fabric then keeps
+    # a heap of predictions)
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(5, 1e9, 0.0), stack=slow)
+    flows = [FlowSpec(0.0, "h0", "h1", 1e7)] + [FlowSpec(0.0, "h2", "h1", 1e6)] * 3 + [
+        FlowSpec(5e-3, "h0", "h1", 1e6)]
+    if elsewhere:
+        flows += [FlowSpec(0.0, "h3", "h4", 1e8), FlowSpec(0.0, "h3", "h4", 1e8)]
+    recs = run_flows(f, flows)
+    want = [4e-3 + 9e6 / 3e8] + [4e-3] * 3 + [5e-3 + 1e6 / 3e8] + [1e8 / 3e8] * 2 * elsewhere
+    assert [r.finished_at for r in recs] == pytest.approx(want, rel=1e-9, abs=0)
+
+
+def test_a_shared_flows_bytes_are_spread_over_the_time_it_shared():
+    # A (kv_route, 1 GB) alone for 5 ms, then shares sw -> h2 with B (kv_fetch, 1 GB) until
+    # 15 ms; B then runs alone to 20 ms. Once shared, a flow's bytes are spread evenly over its
+    # time in the class: A's last 0.5 GB over 5-15 ms, all of B's over 5-20 ms. Per 5 ms bin and
+    # class, over both links each crosses (bytes per link × 2):
+    f = fabric(star_graph(3, GBps(100), 0.0))
+    run_flows(f, [FlowSpec(0.0, "h0", "h2", GB(1)), FlowSpec(0.005, "h1", "h2", GB(1))])
+    tl = f.class_timeline(0.005).set_index(["traffic_class", "start_at"])["bytes"]
+    assert tl.loc["other"].tolist() == pytest.approx(
+        [GB(1), GB(0.5) + GB(2 / 3), GB(0.5) + GB(2 / 3), GB(2 / 3)], rel=1e-9)
+
+
+def test_a_fair_share_probe_sees_every_class_and_changes_nothing():
+    # two messages h0 -> h2 and two h1 -> h2 share sw -> h2 (25 GB/s each); a probe for
+    # h3 -> h2 would be the fifth: 20 GB/s. The probe changes no finish time: all four end
+    # at 4 GB / 100 GB/s = 40 ms
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(4, GBps(100), 0.0))
+    evs = [f.transfer(a, "h2", GB(1)) for a in ("h0", "h0", "h1", "h1")]
+    assert f.fair_share("h3", "h2") == pytest.approx(GBps(20), rel=REL, abs=0)
+    assert f.fair_share("h1", "h2") == pytest.approx(GBps(20), rel=REL, abs=0)
+    assert [s.rate for s in f.flows()] == pytest.approx([GBps(25)] * 4, rel=REL, abs=0)
+    env.run()
+    assert [e.value.finished_at for e in evs] == pytest.approx([0.04] * 4, rel=REL, abs=0)

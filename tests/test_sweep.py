@@ -257,3 +257,37 @@ def test_the_example_sweep_has_no_empty_point():
     assert len(sizes) == 8 and min(sizes.values()) > 0
     # nccl and ibgda points (and route and fetch) replay the same requests
     assert len(set(sizes.values())) == 2
+
+
+@pytest.mark.parametrize(("backend", "workers", "cpus", "resumed", "want"), [
+    ("local", None, 8, False, 6),  # the CPUs, but no more than the 6 points to do
+    ("local", None, 4, False, 4),
+    ("local", None, None, False, 1),  # CPU count unknown: one
+    ("dask", None, 8, False, 2),  # a Dask LocalCluster: 2
+    ("local", 3, 8, False, 3),
+    ("local", 0, 8, False, 1),  # at least one
+    ("local", None, 8, True, 1),  # every point finished already: nothing runs in parallel
+])
+def test_the_workers_are_the_cpus_or_as_given_but_no_more_than_the_points_to_do(
+        tmp_path, monkeypatch, backend, workers, cpus, resumed, want):
+    # the number of workers is how many points share this machine's memory in the check
+    import os
+
+    from simulator.sweep import executor
+
+    shared_by = []
+
+    def check_points(sweep, parallel=1):
+        shared_by.append(parallel)
+        raise UserError("checked")  # nothing runs
+
+    monkeypatch.setattr(executor, "check_points", check_points)
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    sweep = predict_sweep()
+    if resumed:
+        for p in sweep.points():
+            executor.point_file(tmp_path / "points", p).parent.mkdir(exist_ok=True)
+            executor.point_file(tmp_path / "points", p).touch()
+    with pytest.raises(UserError, match="checked"):
+        execute(sweep, tmp_path, backend, workers=workers, progress=False)
+    assert shared_by == [want]
