@@ -512,6 +512,81 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,", "1.0 -> 2.0"):
         "at efficiency 1 a link flow's own cap is its link's line rate, which the filling "
         "enforces anyway",
+    ("simulator/network/fabric.py",
+     "c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF", "> -> >=", "#1"):
+        "a filled rate is never 0 (every level is at least the first, positive one): "
+        "`r >= 0` and `r > 0` agree",
+    ("simulator/network/fabric.py",
+     "c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF", "> -> >=", "#2"):
+        "a filled rate is never 0: `r >= 0` and `r > 0` agree",
+    ("simulator/network/fabric.py",
+     "c.t_next = t_next = (c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0", "> -> >="):
+        "a filled rate is never 0: `r >= 0` and `r > 0` agree",
+    ("simulator/network/fabric.py", "c.dirty = False", "delete `c.dirty = False`", "#1"):
+        "(one component) a class left dirty has its prediction recomputed at the next filling "
+        "from the same state: the same value",
+    ("simulator/network/fabric.py", "c.dirty = False", "False -> True", "#1"):
+        "(one component) a class left dirty has its prediction recomputed at the next filling "
+        "from the same state: the same value",
+    ("simulator/network/fabric.py", "c.dirty = False", "delete `c.dirty = False`", "#2"):
+        "(heap) a class left dirty gets its prediction pushed again at the next filling, "
+        "recomputed from the same state: the same value (the older entry goes stale)",
+    ("simulator/network/fabric.py", "c.dirty = False", "False -> True", "#2"):
+        "(heap) a class left dirty gets its prediction pushed again at the next filling, "
+        "recomputed from the same state: the same value (the older entry goes stale)",
+    ("simulator/network/fabric.py", "if c.t_next < first_at:", "< -> <="):
+        "the minimum of the predictions either way",
+    ("simulator/network/fabric.py", "continue", "delete `continue`", "#1"):
+        "(heap, a clean class whose rate is unchanged) its prediction is recomputed from the "
+        "same state and pushed again: the same value (the older entry goes stale)",
+    ("simulator/network/fabric.py", "c.gen += 1", "1 -> 2", "#1"):
+        "generations need only increase (and stay >= 0)",
+    ("simulator/network/fabric.py", "c.gen += 1", "1 -> 2", "#2"):
+        "generations need only increase (and stay >= 0)",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "> -> >=", "len(heap) > 64"):
+        "when superseded predictions are dropped from the heap (a compaction keeps every "
+        "valid one): the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "> -> >=", "len(heap) > 8 * len(self._classes)"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "and -> or"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "64 -> 65"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "* -> /"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "8 -> 9"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "self._timer_at = t", "delete `self._timer_at = t`"):
+        "without the armed time every finite prediction arms a fresh timer (the older one "
+        "is superseded) and none is armed for 'never': the same completions, more events",
+    ("simulator/network/fabric.py", "self._timer_gen += 1", "+= -> -="):
+        "timer generations need only be distinct",
+    ("simulator/network/fabric.py", "self._timer_gen += 1", "1 -> 2"):
+        "timer generations need only be distinct",
+    ("simulator/network/fabric.py", "self._timer_gen += 1", "delete `self._timer_gen += 1`"):
+        "a superseded timer then runs the completion handler, which finishes only flows due "
+        "at that time (none) and re-arms: the same completions, more events",
+    ("simulator/network/fabric.py", "if t < _INF:", "< -> <="):
+        "a timer for 'never' is armed only when one was pending, and a pending timer means "
+        "classes with finite predictions, which only its firing removes: never reached",
+    ("simulator/network/fabric.py",
+     "self.env.timeout(t - now if t > now else 0.0).callbacks.append(", "> -> >="):
+        "t = now: a delay of 0 either way",
+    ("simulator/network/fabric.py",
+     "self.env.timeout(t - now if t > now else 0.0).callbacks.append(", "0.0 -> 1.0"):
+        "no prediction is in the past: a firing finishes every flow due then (the tolerance "
+        "is far above the rounding) and new predictions are now + remaining / rate >= now",
+    ("simulator/network/fabric.py", "self._timer_at = _INF", "delete `self._timer_at = _INF`",
+     "#2"):
+        "(on firing) the next prediction never equals the fired time: every flow due then "
+        "finishes at the firing, so the timer is re-armed all the same",
+    ("simulator/network/fabric.py", "near = now * (1.0 + 1e-9)", "1.0 -> 2.0"):
+        "a looser pre-filter: which flows finish is decided by the tolerance test after it",
+    ("simulator/network/fabric.py", "near = now * (1.0 + 1e-9)", "1e-09 -> 2e-09"):
+        "a looser pre-filter: which flows finish is decided by the tolerance test after it",
+    ("simulator/network/fabric.py", "if c.t_next <= near:", "<= -> <"):
+        "a class predicted at exactly `near` is 1e-9 x now ahead, far beyond the 1e-12 "
+        "tolerance: it does not finish either way",
     ("simulator/network/fabric.py", "self._next_cid += 1", "1 -> 2"):
         "class ids need only be distinct, increasing and never -1 (fair_share's probe)",
     ("simulator/network/fabric.py", "c.gen = -1", "delete `c.gen = -1`"):

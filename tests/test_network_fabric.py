@@ -665,3 +665,113 @@ def test_a_fair_share_probe_sees_every_class_and_changes_nothing():
     assert [s.rate for s in f.flows()] == pytest.approx([GBps(25)] * 4, rel=REL, abs=0)
     env.run()
     assert [e.value.finished_at for e in evs] == pytest.approx([0.04] * 4, rel=REL, abs=0)
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_flows_slower_than_one_byte_per_second_still_finish(elsewhere):
+    # links of 2 B/s, efficiency 0.3: each message is capped at 0.6 B/s. A (100 B) from 0,
+    # B (1 B) from 1 s and C (1 B) from 2 s share h0 -> h1 at the cap (1.8 of 2 B/s)
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(5, 2.0, 0.0), stack=slow)
+    flows = [FlowSpec(0.0, "h0", "h1", 100.0), FlowSpec(1.0, "h0", "h1", 1.0),
+             FlowSpec(2.0, "h0", "h1", 1.0)]
+    if elsewhere:
+        flows += [FlowSpec(0.0, "h3", "h4", 1.0), FlowSpec(0.0, "h3", "h4", 1.0)]
+    recs = run_flows(f, flows)
+    want = [100 / 0.6, 1 + 1 / 0.6, 2 + 1 / 0.6] + [1 / 0.6] * 2 * elsewhere
+    assert [r.finished_at for r in recs] == pytest.approx(want, rel=1e-9, abs=0)
+
+
+def test_a_message_route_is_the_delay_rate_and_links_a_lone_message_gets():
+    # what the fast engine times messages by: overhead + latency, min(efficiency x bottleneck,
+    # bottleneck) and the directed links crossed (indices into link_bandwidth)
+    g = star_graph(3, GBps(100), us(1))
+    g.edges["sw", "h1"]["bandwidth"] = GBps(40)
+    f = Fabric(simpy.Environment(), g, "nccl")
+    eff, over = f.stack.efficiency(False), f.stack.overhead_time(False)
+    delay, rate, links, sid = f.message_route("h0", "h1")
+    assert delay == pytest.approx(over + us(2), rel=REL, abs=0)
+    assert rate == pytest.approx(eff * GBps(40), rel=REL, abs=0)
+    edges = sorted(g.edges)
+    assert [edges[i] for i in links] == [("h0", "sw"), ("sw", "h1")]
+    assert [f.link_bandwidth[i] for i in links] == [GBps(100), GBps(40)]
+    ideal = Fabric(simpy.Environment(), g)
+    assert ideal.message_route("h0", "h1")[:2] == (us(2), GBps(40))  # no cap: the line rate
+    assert f.message_route("h2", "h1")[3] != sid  # another route
+    assert f.message_route("h0", "h1")[3] == sid
+
+
+def test_messages_timed_outside_are_counted_and_put_on_their_links():
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    a, b = f.message_route("h0", "h1")[3], f.message_route("h2", "h1")[3]
+    # 1 GB h0 -> h1 over 0-10 ms (kv_route), then 0.2 GB h2 -> h1 over 10-12 ms (kv_fetch)
+    # and 12-14 ms (untagged: other)
+    f.record_messages([a, b], [0.0, 0.01], [0.01, 0.012], [GB(1), GB(0.2)],
+                      [KV_ROUTE, KV_FETCH])
+    f.record_messages([b], [0.012], [0.014], [GB(0.2)])
+    f.record_sent(GB(0.5), PD_TRANSFER)  # sent, delivered after the run's end
+    f.record_sent(GB(0.1))
+    env.run(until=0.02)
+    assert f.bytes_sent == pytest.approx(GB(2), rel=REL) and f.flows_completed == 3
+    assert f.bytes_delivered == pytest.approx(GB(1.4), rel=REL)
+    sent = [0.0] * 7
+    sent[0], sent[KV_ROUTE], sent[KV_FETCH], sent[PD_TRANSFER] = (GB(0.3), GB(1), GB(0.2),
+                                                                  GB(0.5))
+    assert f.sent_by_class == pytest.approx(sent, rel=REL)
+    sent[0], sent[PD_TRANSFER] = GB(0.2), 0.0
+    assert f.delivered_by_class == pytest.approx(sent, rel=REL)
+    df = f.links_frame().set_index(["src", "dst"])
+    assert df.loc[("sw", "h1"), "bytes"] == pytest.approx(GB(1.4), rel=REL)
+    assert df.loc[("sw", "h1"), "busy_time"] == pytest.approx(0.014, rel=REL)
+    assert df.loc[("h2", "sw"), "bytes"] == pytest.approx(GB(0.4), rel=REL)
+    assert df.loc[("h0", "sw"), "utilization"] == pytest.approx(GB(1) / (GBps(100) * 0.02))
+
+
+def test_spilling_link_records_moves_them_out_of_memory_and_changes_no_result(monkeypatch):
+    f = fabric(star_graph(3, GBps(100), 0.0))
+    run_flows(f, [FlowSpec(0.0, "h0", "h2", GB(1)), FlowSpec(0.005, "h1", "h2", GB(1))])
+    want = f.links_frame(), f.link_timeline(0.005)
+    monkeypatch.setattr(linkstats, "SPILL_ROWS", 1)
+    f.spill_records()
+    assert len(f._stats.tl_link) == 0  # the records lie in temporary files now
+    pd.testing.assert_frame_equal(f.links_frame(), want[0])
+    pd.testing.assert_frame_equal(f.link_timeline(0.005), want[1])
+
+
+def test_many_flows_finishing_one_by_one_on_two_components_agree_with_the_oracle():
+    # 24 messages of 1, 2, ... 24 MB into h24 share its down link; as each finishes the others
+    # speed up, so each departure makes every remaining prediction earlier. Two messages
+    # h25 -> h26 make a second component: the fabric keeps a heap of predictions, fills with
+    # superseded ones and compacts it now and then. Finish times as the naive oracle's
+    n = 24
+    g = star_graph(n + 3, GBps(100), us(1))
+    flows = [FlowSpec(0.0, f"h{i}", f"h{n}", MB(1 + i)) for i in range(n)]
+    flows += [FlowSpec(0.0, f"h{n + 1}", f"h{n + 2}", GB(1))] * 2
+    got = run_flows(fabric(g), flows)
+    want = run_flows(NaiveFabric(simpy.Environment(), g), flows)
+    assert [r.finished_at for r in got] == pytest.approx([r.finished_at for r in want],
+                                                         rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+@pytest.mark.parametrize(("extra", "together"), [(5e-4, True), (2e-3, False)])
+def test_messages_within_the_tolerance_of_a_completion_finish_with_it(extra, together,
+                                                                      elsewhere):
+    # A (1 GB) and B (1 GB + extra bytes) share h0 -> h1 at 0.5 GB/s from 0: A ends at 2 s.
+    # Flows within REL_TOL of that (rate x time x 1e-12 = 1e-3 B) finish with it, in flow-id
+    # order; B with 2e-3 B more goes on alone at 1 GB/s for 2e-12 s. With `elsewhere`, two
+    # flows between other hosts make a second component (a heap of predictions)
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(5, 1e9, 0.0))
+    log = []
+    if elsewhere:
+        f.transfer("h3", "h4", 3e9, then=log.append)
+        f.transfer("h3", "h4", 3e9, then=log.append)
+    f.transfer("h0", "h1", 1e9, then=log.append)
+    f.transfer("h0", "h1", 1e9 + extra, then=log.append)
+    env.run()
+    mine = [r for r in log if r.src == "h0"]
+    assert [r.flow_id for r in mine] == [2 * elsewhere, 2 * elsewhere + 1]
+    assert mine[0].finished_at == 2.0
+    assert mine[1].finished_at == (2.0 if together else pytest.approx(2.0 + 2e-12, rel=1e-15))
