@@ -587,6 +587,16 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/fabric.py", "if c.t_next <= near:", "<= -> <"):
         "a class predicted at exactly `near` is 1e-9 x now ahead, far beyond the 1e-12 "
         "tolerance: it does not finish either way",
+    ("simulator/network/fabric.py", "break", "delete `break`"):
+        "(completions, heap) the loop then takes every class off the heap, finishing only "
+        "flows due now; the classes it took are refilled and predicted again from the same "
+        "state: the same completions, more work",
+    ("simulator/network/fabric.py", "heappop(heap)", "delete `heappop(heap)`", "#3"):
+        "(completions) the class's entry goes stale at the generation bump below and is "
+        "popped as such next",
+    ("simulator/network/fabric.py", "c.gen += 1", "delete `c.gen += 1`", "#2"):
+        "(completions) the class's one valid entry was just popped; being touched, it is "
+        "refilled and pushed again (or dropped) before the heap is read",
     ("simulator/network/fabric.py", "self._next_cid += 1", "1 -> 2"):
         "class ids need only be distinct, increasing and never -1 (fair_share's probe)",
     ("simulator/network/fabric.py", "c.gen = -1", "delete `c.gen = -1`"):
@@ -594,6 +604,71 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "generation past them, or the heap is not kept and is rebuilt from the live classes",
     ("simulator/network/fabric.py", "c.gen = -1", "1 -> 2"):
         "any negative generation matches no heap entry (they are >= 0)",
+    ("simulator/network/fabric.py", "self._arm_timer()", "delete `self._arm_timer()`", "#2"):
+        "(a firing that finishes nothing) never reached: a firing always finishes the flows "
+        "predicted for its time",
+    ("simulator/network/fabric.py",
+     "rate = route.cap if route.cap <= route.bneck else route.bneck", "<= -> <"):
+        "cap = bottleneck: the same rate either way",
+    ("simulator/network/maxmin.py",
+     "self.res = [0.0] * n  # residual capacity [B/s] after the last filling", "0.0 -> 1.0"):
+        "every link a filling reports (and the fabric reads) is written by that filling first",
+    ("simulator/network/maxmin.py",
+     "self.wt = [0] * n  # unfrozen flows per link during a filling", "0 -> 1"):
+        "a link's count is set when a filling first meets it (wt[link] = 0 or n)",
+    ("simulator/network/maxmin.py",
+     "self.stamp = 0  # marks the classes and links of the component being filled", "0 -> 1"):
+        "stamps need only differ from the 0 that links and classes start with",
+    ("simulator/network/maxmin.py", "if len(d) > 1:", "> -> >="):
+        "the fast path (a class alone on its links) is then never taken: the general filling "
+        "gives the same floats (min(cap, bottleneck / n))",
+    ("simulator/network/maxmin.py", "if len(d) > 1:", "1 -> 2"):
+        "a link of `links` with two classes holds `only` (the first class met there), so the "
+        "check of only's links below sends it to the general filling anyway",
+    ("simulator/network/maxmin.py", "break", "delete `break`", "#1"):
+        "(a link with several classes) as above: only's links hold it, and the check below "
+        "sends the filling to the general path",
+    ("simulator/network/maxmin.py", "if only is None:", "is -> is not", "#1"):
+        "the fast path (a class alone on its links) is then never taken: the general filling "
+        "gives the same floats (min(cap, bottleneck / n))",
+    ("simulator/network/maxmin.py", "if len(link_classes[link]) != 1:", "!= -> =="):
+        "the fast path (a class alone on its links) is then never taken: the general filling "
+        "gives the same floats (min(cap, bottleneck / n))",
+    ("simulator/network/maxmin.py", "if len(link_classes[link]) != 1:", "1 -> 2"):
+        "the fast path (a class alone on its links) is then never taken: the general filling "
+        "gives the same floats (min(cap, bottleneck / n))",
+    ("simulator/network/maxmin.py", "level = only.cap if only.cap <= lk else lk", "<= -> <"):
+        "cap = bottleneck / n: the same level either way",
+    ("simulator/network/maxmin.py", "self.stamp += 1", "+= -> -="):
+        "stamps need only be distinct and differ from the initial 0",
+    ("simulator/network/maxmin.py", "self.stamp += 1", "1 -> 2"):
+        "stamps need only be distinct and differ from the initial 0",
+    ("simulator/network/maxmin.py", "seen[link] = stamp", "delete `seen[link] = stamp`", "#1"):
+        "a changed link then counts as first met by the search: its count starts from its "
+        "classes all the same, and the repeat in the component's links records no new load",
+    ("simulator/network/maxmin.py", "wt[link] = 0", "delete `wt[link] = 0`"):
+        "after every filling each link's count is back to 0 (every class is frozen, each "
+        "taking its flows off its links)",
+    ("simulator/network/maxmin.py", "c.new_rate = -1.0", "1.0 -> 2.0"):
+        "any negative rate marks a class not yet frozen",
+    ("simulator/network/maxmin.py", "if c.cap < _INF:", "< -> <="):
+        "an uncapped class would freeze by its cap only at an infinite level, which no link "
+        "with unfrozen flows leaves",
+    ("simulator/network/maxmin.py", "use_heap = len(key) > _SCAN_LINKS", "> -> >="):
+        "which search finds the next bottleneck (scan or heap): the same answer "
+        "(test_matches_oracle_on_two_dgx_h100 runs both)",
+    ("simulator/network/maxmin.py",
+     "while ci < ncapped and capped[ci][2].new_rate >= 0.0:", ">= -> >"):
+        "a frozen rate is never 0 (levels are positive) and an unfrozen one is -1",
+    ("simulator/network/maxmin.py", "if ci < ncapped and capped[ci][0] <= lk:", "<= -> <"):
+        "cap = next link level: freezing by the link freezes the capped class at the same "
+        "level",
+    ("simulator/network/maxmin.py", "if capped[ci][0] > level:", "> -> >="):
+        "equal: the same level",
+    ("simulator/network/maxmin.py", "if lk > level:", "> -> >="):
+        "equal: the same level",
+    ("simulator/network/maxmin.py", "if c.new_rate < 0.0:", "< -> <="):
+        "a frozen rate is never 0 (levels are positive) and an unfrozen one is -1",
     ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
      "weight, 1.0)),", "1.0 -> 2.0"):
         "the placeholder under log() for zero weights, whose log the outer where discards",

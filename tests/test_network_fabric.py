@@ -516,6 +516,9 @@ def test_a_message_to_itself_still_needs_a_known_node():
         f.message_time("nowhere", "nowhere", 1.0)
     with pytest.raises(NoPathError):
         f.transfer("nowhere", "nowhere", 1.0)
+    with pytest.raises(NoPathError):
+        f.fair_share("nowhere", "nowhere")
+    assert f.idle("h0", "h0") is True
     g = nx.DiGraph()
     g.add_edge("a", "b", bandwidth=0.5)  # any positive rate is a rate (here 0.5 B/s)
     (rec,) = run_flows(fabric(g), [FlowSpec(0.0, "a", "b", 1.0)])
@@ -653,18 +656,22 @@ def test_a_shared_flows_bytes_are_spread_over_the_time_it_shared():
         [GB(1), GB(0.5) + GB(2 / 3), GB(0.5) + GB(2 / 3), GB(2 / 3)], rel=1e-9)
 
 
-def test_a_fair_share_probe_sees_every_class_and_changes_nothing():
+@pytest.mark.parametrize("stack", ["ideal", "nccl"])  # nccl: every flow capped (above 25 GB/s)
+def test_a_fair_share_probe_sees_every_class_and_changes_nothing(stack):
     # two messages h0 -> h2 and two h1 -> h2 share sw -> h2 (25 GB/s each); a probe for
     # h3 -> h2 would be the fifth: 20 GB/s. The probe changes no finish time: all four end
-    # at 4 GB / 100 GB/s = 40 ms
+    # at 4 GB / 100 GB/s = 40 ms (after the stack's overhead)
     env = simpy.Environment()
-    f = Fabric(env, star_graph(4, GBps(100), 0.0))
+    f = Fabric(env, star_graph(4, GBps(100), 0.0), stack)
     evs = [f.transfer(a, "h2", GB(1)) for a in ("h0", "h0", "h1", "h1")]
+    if f.stack.overhead_time(False) > 0:
+        env.run(until=1.5 * f.stack.overhead_time(False))  # the four have started
     assert f.fair_share("h3", "h2") == pytest.approx(GBps(20), rel=REL, abs=0)
     assert f.fair_share("h1", "h2") == pytest.approx(GBps(20), rel=REL, abs=0)
     assert [s.rate for s in f.flows()] == pytest.approx([GBps(25)] * 4, rel=REL, abs=0)
     env.run()
-    assert [e.value.finished_at for e in evs] == pytest.approx([0.04] * 4, rel=REL, abs=0)
+    assert [e.value.finished_at for e in evs] == pytest.approx(
+        [0.04 + f.stack.overhead_time(False)] * 4, rel=REL, abs=0)
 
 
 @pytest.mark.parametrize("elsewhere", [False, True])
@@ -775,3 +782,126 @@ def test_messages_within_the_tolerance_of_a_completion_finish_with_it(extra, tog
     assert [r.flow_id for r in mine] == [2 * elsewhere, 2 * elsewhere + 1]
     assert mine[0].finished_at == 2.0
     assert mine[1].finished_at == (2.0 if together else pytest.approx(2.0 + 2e-12, rel=1e-15))
+
+
+@pytest.mark.parametrize("look", ["flows", "links_by_class", "class_timeline", "link_timeline"])
+def test_any_look_at_a_lone_flow_midway_shows_its_bytes_so_far(look):
+    # 1 GB alone on h0 -> sw -> h2 at 100 GB/s: half of it by 5 ms, whichever look comes first
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    f.transfer("h0", "h2", GB(1))
+    env.run(until=0.005)
+    if look == "flows":
+        assert [(s.rate, s.remaining_bytes) for s in f.flows()] == [
+            (GBps(100), pytest.approx(GB(0.5), rel=1e-12))]
+    elif look == "links_by_class":
+        df = f.links_by_class().set_index(["src", "dst"])["bytes"]
+        assert df.to_dict() == pytest.approx({("h0", "sw"): GB(0.5), ("sw", "h2"): GB(0.5)},
+                                             rel=1e-12)
+    elif look == "class_timeline":  # both links are of one kind: 2 x 0.5 GB
+        assert f.class_timeline(0.005)["bytes"].tolist() == pytest.approx([GB(1)], rel=1e-12)
+    else:
+        tl = f.link_timeline(0.005)
+        assert tl[(tl.src == "h0") & (tl.dst == "sw")]["bytes"].tolist() == pytest.approx(
+            [GB(0.5)], rel=1e-12)
+
+
+def test_a_shared_flows_remaining_bytes_follow_its_rate_changes():
+    # A (h0 -> h2, 1 GB) alone until 5 ms (0.5 GB), then with B (h1 -> h2, 0.2 GB) at 50 GB/s
+    # until B ends at 9 ms (0.2 GB), then alone at 100 GB/s: 0.2 GB left at 10 ms, and
+    # 0.1 B left 1 ps before it ends at 12 ms
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    a = f.transfer("h0", "h2", GB(1))
+    env.run(until=0.005)
+    f.transfer("h1", "h2", GB(0.2))
+    env.run(until=0.01)
+    assert [(s.flow_id, s.rate, s.remaining_bytes) for s in f.flows()] == [
+        (0, GBps(100), pytest.approx(GB(0.2), rel=1e-9))]
+    env.run(until=0.012 - 1e-12)
+    (s,) = f.flows()
+    assert s.remaining_bytes == pytest.approx(0.1, rel=1e-3)
+    env.run()
+    assert a.value.finished_at == pytest.approx(0.012, rel=1e-12)
+
+
+def test_flows_finishing_together_in_two_classes_complete_and_are_listed_in_flow_id_order():
+    # 1 GB/s into h2. f0 (h0 -> h2, 1 GB) and f1 (h1 -> h2, 0.2 GB) share it from 0 at
+    # 0.5 GB/s; f2 (h0 -> h2, 0.1 GB) joins f0's class at 0.2 s: 1/3 GB/s each. f1 (0.1 GB
+    # left) and f2 both end at 0.5 s: completions in flow-id order, f1 first; f0 (0.8 GB left)
+    # ends at 1.3 s
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, 1e9, 0.0))
+    log = []
+    f.transfer("h0", "h2", 1e9, then=log.append)
+    f.transfer("h1", "h2", 2e8, then=log.append)
+    env.run(until=0.2)
+    f.transfer("h0", "h2", 1e8, then=log.append)
+    env.run(until=0.3)
+    assert [s.flow_id for s in f.flows()] == [0, 1, 2]
+    env.run()
+    assert [(r.flow_id, r.finished_at) for r in log] == [
+        (1, pytest.approx(0.5, rel=1e-12)), (2, pytest.approx(0.5, rel=1e-12)),
+        (0, pytest.approx(1.3, rel=1e-12))]
+
+
+def test_a_class_left_at_its_cap_after_a_joint_completion_still_finishes():
+    # efficiency 0.3: every message capped at 0.3 GB/s of 1 GB/s links. A1 (3 MB) and A2 (6 MB)
+    # h0 -> h1, and B (3 MB) h2 -> h3, all at the cap from 0: A1 and B end together at 10 ms
+    # (two classes at one completion); A2 goes on at the same rate and ends at 20 ms
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(4, 1e9, 0.0), stack=slow)
+    recs = run_flows(f, [FlowSpec(0.0, "h0", "h1", 3e6), FlowSpec(0.0, "h0", "h1", 6e6),
+                         FlowSpec(0.0, "h2", "h3", 3e6), FlowSpec(0.0, "h2", "h3", 3e6)])
+    assert [r.finished_at for r in recs] == pytest.approx([0.01, 0.02, 0.01, 0.01],
+                                                          rel=1e-12, abs=0)
+
+
+def _uneven_star() -> nx.DiGraph:
+    """h0, h1, h2 around one switch; up links of 100, 40 and 200 GB/s, down links 200 GB/s."""
+    g = star_graph(3, GBps(200), 0.0)
+    g.edges["h0", "sw"]["bandwidth"] = GBps(100)
+    g.edges["h1", "sw"]["bandwidth"] = GBps(40)
+    return g
+
+
+@pytest.mark.parametrize("first", ["h0", "h1"])
+def test_capped_messages_freeze_at_their_own_caps_lowest_first(first):
+    # nccl caps each message at e x its bottleneck: h0 -> h2 at e x 100, h1 -> h2 at e x 40
+    # GB/s (below h1's 40 GB/s link); together 1.16 x 100 < 200 GB/s into h2: both at the cap
+    env = simpy.Environment()
+    f = Fabric(env, _uneven_star(), "nccl")
+    e = f.stack.efficiency(False)
+    second = "h1" if first == "h0" else "h0"
+    f.transfer(first, "h2", GB(1))
+    f.transfer(second, "h2", GB(1))
+    env.run(until=1.5 * f.stack.overhead_time(False))
+    rates = {s.src: s.rate for s in f.flows()}
+    assert rates == pytest.approx({"h0": e * GBps(100), "h1": e * GBps(40)}, rel=REL, abs=0)
+
+
+def test_a_capped_message_and_an_uncapped_link_flow_share_a_link():
+    # into h2 (200 GB/s): a message from h0 capped at e x 100 GB/s (nccl) and an aggregate on
+    # sw -> h2 at efficiency 1 (no cap of its own): the message at its cap, the aggregate the rest
+    env = simpy.Environment()
+    f = Fabric(env, _uneven_star(), "nccl")
+    e = f.stack.efficiency(False)
+    f.transfer("h0", "h2", GB(1))
+    env.run(until=1.5 * f.stack.overhead_time(False))
+    f.transfer_link("sw", "h2", GB(1), lambda rec: None)
+    assert [s.rate for s in f.flows()] == pytest.approx(
+        [e * GBps(100), GBps(200) - e * GBps(100)], rel=REL, abs=0)
+
+
+def test_shared_links_slower_than_one_byte_per_second_are_filled_fairly():
+    # a parking lot of 1 and 4 B/s: the long flow (r0 -> r2) and a short one on the first hop
+    # get 0.5 B/s each there; the short one on the second hop gets the other 3.5 B/s
+    f = fabric(parking_lot_graph([1.0, 4.0]))
+    recs = run_flows(f, [FlowSpec(0.0, "r0", "r2", 1.0), FlowSpec(0.0, "r0", "r1", 1.0),
+                         FlowSpec(0.0, "r1", "r2", 7.0)])
+    assert [r.finished_at for r in recs] == pytest.approx([2.0, 2.0, 2.0], rel=1e-12, abs=0)
+    # and two messages capped below 1 B/s (efficiency 0.3 of 2 B/s links) sharing a link
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(3, 2.0, 0.0), stack=slow)
+    recs = run_flows(f, [FlowSpec(0.0, "h0", "h2", 1.0), FlowSpec(0.0, "h1", "h2", 1.0)])
+    assert [r.finished_at for r in recs] == pytest.approx([1 / 0.6] * 2, rel=1e-12, abs=0)
