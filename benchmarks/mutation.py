@@ -6,6 +6,7 @@ Two commands (not part of CI: minutes to an hour on 2 cores)::
     python benchmarks/mutation.py score [GROUP ...]  # mutation score per core module
     python benchmarks/mutation.py score fileio --show-survivors
     python benchmarks/mutation.py score sweep --module executor.py --lines 160-180
+    python benchmarks/mutation.py score fabric --survivors-of earlier.log --progress
 
 **planted** copies the work tree (``git ls-files``) into a temporary folder, applies one planted
 bug there (an exact text replacement in core code — the single-line bugs issue 20 found every test
@@ -276,6 +277,9 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "cleanup of the local cluster: the results are gathered already",
     ("simulator/sweep/executor.py", "cluster.close()", "delete `cluster.close()`"):
         "cleanup of the local cluster: the results are gathered already",
+    ("simulator/sweep/executor.py",
+     'write_text(json.dumps(failures, indent=2, default=str), out / "failures.json")', "2 -> 3"):
+        "the indentation of failures.json: the same JSON for any reader",
     ("simulator/sweep/executor.py", "sweep.skip_bad, pure=False,", "False -> True"):
         "every future has its own key (point id and key): no two are merged either way",
     ("simulator/engine/admission.py", "if h is None or len(h) != len(idx):", "!= -> =="):
@@ -669,6 +673,17 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "equal: the same level",
     ("simulator/network/maxmin.py", "if c.new_rate < 0.0:", "< -> <="):
         "a frozen rate is never 0 (levels are positive) and an unfrozen one is -1",
+    ("simulator/network/lone.py",
+     "rate = route.cap if route.cap <= route.bneck else route.bneck", "<= -> <"):
+        "cap = bottleneck: the same rate either way",
+    ("simulator/network/lone.py", "self.fabric._complete(flow, now, False)", "False -> True"):
+        "a flow that stayed lone never joined a class: the by-class record it then adds "
+        "carries 0 bytes (its class bytes), which no total or bin shows",
+    ("simulator/network/lone.py", "shared = False", "False -> True"):
+        "callers then refill links whose flows did not change: the same rates and predictions",
+    ("simulator/network/lone.py",
+     "self.fabric._join(f, f.nbytes - done if done < f.nbytes else 0.0, now)", "< -> <="):
+        "done = nbytes: nbytes - done is 0.0 as well",
     ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
      "weight, 1.0)),", "1.0 -> 2.0"):
         "the placeholder under log() for zero weights, whose log the outer where discards",
@@ -1087,13 +1102,15 @@ def _cover(tests: list[str], modules: list[str], devnull: int) -> tuple[dict, di
 def run_group(group: str, timeout: float, show: bool, limit: int | None,
               all_tests: bool = False, progress: bool = False,
               limit_factor: float = 5.0, only: list[str] | None = None,
-              lines: tuple[int, int] | None = None) -> dict:
+              lines: tuple[int, int] | None = None, again: set | None = None) -> dict:
     """Mutation score of ``group``'s modules. Each mutant runs only the tests that reach its
     function (recorded once per group, fastest first: a mutant is usually killed by the first);
     one that no test reaches survives without a run. ``all_tests`` runs every test of the group
     for every mutant instead (the slow, assumption-free way). ``only``: just the group's modules
     whose path contains one of these strings (the group's tests all the same); ``lines``: just
-    the mutants on lines ``first..last`` (a partial score, for re-checking some survivors)."""
+    the mutants on lines ``first..last``; ``again``: just the mutants whose (path, line,
+    description) is in the set (:func:`survivors_in`) — partial scores, for re-checking
+    survivors after new tests."""
 
     modules, tests = GROUPS[group]
     if only:
@@ -1122,6 +1139,8 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None,
         ms = mutants(mod)
         if lines:
             ms = [m for m in ms if lines[0] <= m.line <= lines[1]]
+        if again is not None:
+            ms = [m for m in ms if (m.path, m.line, m.desc) in again]
         if limit:
             ms = ms[:limit]
         killed, survived, equivalent, skipped, unreached = 0, [], [], 0, 0
@@ -1182,6 +1201,20 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None,
     return results
 
 
+def survivors_in(log: str) -> set[tuple[str, int, str]]:
+    """(path, line, description) of every mutant a ``score --progress`` log says survived or
+    no test reached (line numbers: the source must be unchanged since that run)."""
+    import re
+
+    pat = re.compile(r"^  (?:survived|unreached) (\S+?):(\d+) (.*?)(?: \(\d+ tests, [\d.]+ s\))?$")
+    out = set()
+    for ln in Path(log).read_text().splitlines():
+        m = pat.match(ln)
+        if m:
+            out.add((m.group(1), int(m.group(2)), m.group(3)))
+    return out
+
+
 def _in_child(fn, timeout: float | None, devnull: int) -> int:
     """Run ``fn`` in a forked child (stdout/stderr to /dev/null); its exit code, or -1 on a
     timeout (the child is killed)."""
@@ -1235,6 +1268,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--lines", metavar="FIRST-LAST",
                    help="only the mutants on these lines (a partial score: re-checks the "
                         "survivors of a region after new tests)")
+    s.add_argument("--survivors-of", metavar="LOG",
+                   help="only the mutants that LOG (the output of an earlier `score "
+                        "--progress` on the same source) says survived or were reached by no "
+                        "test: re-checks them after new tests")
     a = ap.parse_args(argv)
     lines = None
     if a.lines:
@@ -1271,7 +1308,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for g in groups:
         res = run_group(g, a.timeout, a.show_survivors, a.limit, a.all_tests, a.progress,
-                        a.limit_factor, a.module, lines)
+                        a.limit_factor, a.module, lines,
+                        survivors_in(a.survivors_of) if a.survivors_of else None)
         rows += [(mod, *v) for mod, v in res.items()]
     print("\nmodule                                    score  killed/total  equivalent")
     low = 0

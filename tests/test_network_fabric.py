@@ -585,7 +585,7 @@ def test_a_message_without_latency_shares_its_links_from_the_moment_it_is_sent()
     env = simpy.Environment()
     f = Fabric(env, star_graph(3, GBps(100), 0.0))
     f.transfer("h0", "h2", GB(1))
-    assert not f.idle("h1", "h2")
+    assert f.idle("h1", "h2") is False and f.idle("h1", "h0") is True
     f.transfer("h1", "h2", GB(1))
     # at once (no clock step in between): both share sw -> h2 at 50 GB/s, with all bytes left
     assert [(s.src, s.rate, s.remaining_bytes) for s in f.flows()] == [
@@ -905,3 +905,30 @@ def test_shared_links_slower_than_one_byte_per_second_are_filled_fairly():
     f = Fabric(simpy.Environment(), star_graph(3, 2.0, 0.0), stack=slow)
     recs = run_flows(f, [FlowSpec(0.0, "h0", "h2", 1.0), FlowSpec(0.0, "h1", "h2", 1.0)])
     assert [r.finished_at for r in recs] == pytest.approx([1 / 0.6] * 2, rel=1e-12, abs=0)
+
+
+def test_a_lone_flow_overtaken_at_its_last_byte_finishes_then():
+    # A (0.5 GB, h0 -> h2 at 1 GB/s) alone from 0 has all its bytes at 0.5 s, when B is sent
+    # to h2 (before A's end is processed): A still ends at 0.5 s, B alone from then, at 1 s
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, 1e9, 0.0))
+    log = []
+
+    def sender():
+        at = env.timeout(0.5)  # scheduled before A's end: runs first at 0.5 s
+        f.transfer("h0", "h2", 5e8, then=log.append)
+        yield at
+        f.transfer("h1", "h2", 5e8, then=log.append)
+
+    env.process(sender())
+    env.run()
+    assert [(r.flow_id, r.finished_at) for r in log] == [(0, 0.5), (1, pytest.approx(1.0))]
+
+
+def test_a_lone_flow_is_seen_from_the_moment_it_starts():
+    # 2 hops of 1 us: the message starts moving at 2 us; a look then shows it, all bytes left
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), us(1)))
+    f.transfer("h0", "h1", GB(1))
+    env.run(until=us(2))
+    assert [(s.rate, s.remaining_bytes) for s in f.flows()] == [(GBps(100), GB(1))]

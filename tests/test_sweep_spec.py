@@ -348,6 +348,8 @@ def test_a_worker_task_computes_its_point_and_workers_leave_ctrl_c_to_the_client
         "route", "fetch", "local"]
     before = signal.getsignal(signal.SIGINT)
     try:
+        # from Python's own handler (a shell may start background jobs ignoring SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         _ignore_sigint()
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
@@ -448,3 +450,18 @@ def test_a_run_sweeps_trace_is_read_once_and_a_bad_line_refused_unless_skipped(t
     monkeypatch.setattr(workloads, "load", lambda *a, **k: loads.append(a) or real(*a, **k))
     check_points(dataclasses.replace(sw, skip_bad=True))  # bad lines skipped: it passes
     assert len(loads) == 1  # two points, one trace file: read once
+
+
+def test_points_with_the_same_scenario_and_policy_are_checked_once(monkeypatch):
+    # the grid's topology table is overridden by topology.nodes: two points (their tables'
+    # keys in another order), one scenario to check
+    from simulator import runner
+    from simulator.sweep.check import check_points
+
+    calls = []
+    monkeypatch.setattr(runner, "check", lambda scenario, policies, *, memory: calls.append(
+        scenario.topology.nodes))
+    sw = _run_sweep({"topology": [{"preset": "dgx_h100", "nodes": 2},
+                                  {"nodes": 3, "preset": "dgx_h100"}], "topology.nodes": [4]})
+    check_points(sw)  # first: Sweep.scenario_data writes into the grid's tables (see
+    assert calls == [4]  # docs/mutation.md), after which points() finds one point, not two
