@@ -684,6 +684,14 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/lone.py",
      "self.fabric._join(f, f.nbytes - done if done < f.nbytes else 0.0, now)", "< -> <="):
         "done = nbytes: nbytes - done is 0.0 as well",
+    ("simulator/network/maxmin.py", "key[link] = (r if r > 0.0 else 0.0) / w", "> -> >="):
+        "r = 0: 0.0 either way",
+    ("simulator/network/maxmin.py", "touched.clear()", "delete `touched.clear()`"):
+        "links met before are pushed again with their current level: duplicate heap entries, "
+        "which the pops skip (a link leaves the levels once)",
+    ("simulator/network/fabric.py", "c = FlowClass(-1, (src, dst), route, self.env.now)",
+     "1 -> 2"):
+        "the probe's class id need only differ from the real ones (>= 0)",
     ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
      "weight, 1.0)),", "1.0 -> 2.0"):
         "the placeholder under log() for zero weights, whose log the outer where discards",

@@ -658,12 +658,13 @@ def test_a_shared_flows_bytes_are_spread_over_the_time_it_shared():
 
 @pytest.mark.parametrize("stack", ["ideal", "nccl"])  # nccl: every flow capped (above 25 GB/s)
 def test_a_fair_share_probe_sees_every_class_and_changes_nothing(stack):
-    # two messages h0 -> h2 and two h1 -> h2 share sw -> h2 (25 GB/s each); a probe for
-    # h3 -> h2 would be the fifth: 20 GB/s. The probe changes no finish time: all four end
-    # at 4 GB / 100 GB/s = 40 ms (after the stack's overhead)
+    # two messages h0 -> h2 (1 GB) and two h1 -> h2 (2 GB) share sw -> h2 (25 GB/s each); a
+    # probe for h3 -> h2 would be the fifth: 20 GB/s. The probes change no finish time: the
+    # first two end at 40 ms, the others (1 GB left, 50 GB/s each) at 60 ms (after the stack's
+    # overhead)
     env = simpy.Environment()
     f = Fabric(env, star_graph(4, GBps(100), 0.0), stack)
-    evs = [f.transfer(a, "h2", GB(1)) for a in ("h0", "h0", "h1", "h1")]
+    evs = [f.transfer(a, "h2", GB(n)) for a, n in (("h0", 1), ("h0", 1), ("h1", 2), ("h1", 2))]
     if f.stack.overhead_time(False) > 0:
         env.run(until=1.5 * f.stack.overhead_time(False))  # the four have started
     assert f.fair_share("h3", "h2") == pytest.approx(GBps(20), rel=REL, abs=0)
@@ -671,7 +672,7 @@ def test_a_fair_share_probe_sees_every_class_and_changes_nothing(stack):
     assert [s.rate for s in f.flows()] == pytest.approx([GBps(25)] * 4, rel=REL, abs=0)
     env.run()
     assert [e.value.finished_at for e in evs] == pytest.approx(
-        [0.04 + f.stack.overhead_time(False)] * 4, rel=REL, abs=0)
+        [t + f.stack.overhead_time(False) for t in (0.04, 0.04, 0.06, 0.06)], rel=REL, abs=0)
 
 
 @pytest.mark.parametrize("elsewhere", [False, True])
@@ -683,9 +684,9 @@ def test_flows_slower_than_one_byte_per_second_still_finish(elsewhere):
     flows = [FlowSpec(0.0, "h0", "h1", 100.0), FlowSpec(1.0, "h0", "h1", 1.0),
              FlowSpec(2.0, "h0", "h1", 1.0)]
     if elsewhere:
-        flows += [FlowSpec(0.0, "h3", "h4", 1.0), FlowSpec(0.0, "h3", "h4", 1.0)]
+        flows += [FlowSpec(0.0, "h3", "h4", 200.0), FlowSpec(0.0, "h3", "h4", 200.0)]
     recs = run_flows(f, flows)
-    want = [100 / 0.6, 1 + 1 / 0.6, 2 + 1 / 0.6] + [1 / 0.6] * 2 * elsewhere
+    want = [100 / 0.6, 1 + 1 / 0.6, 2 + 1 / 0.6] + [200 / 0.6] * 2 * elsewhere
     assert [r.finished_at for r in recs] == pytest.approx(want, rel=1e-9, abs=0)
 
 
@@ -733,6 +734,9 @@ def test_messages_timed_outside_are_counted_and_put_on_their_links():
     assert df.loc[("sw", "h1"), "busy_time"] == pytest.approx(0.014, rel=REL)
     assert df.loc[("h2", "sw"), "bytes"] == pytest.approx(GB(0.4), rel=REL)
     assert df.loc[("h0", "sw"), "utilization"] == pytest.approx(GB(1) / (GBps(100) * 0.02))
+    with pytest.raises(ValueError):  # one tag per message
+        fabric(star_graph(3)).record_messages([a, b], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0],
+                                              [KV_ROUTE])
 
 
 def test_spilling_link_records_moves_them_out_of_memory_and_changes_no_result(monkeypatch):
@@ -899,6 +903,11 @@ def test_shared_links_slower_than_one_byte_per_second_are_filled_fairly():
     f = fabric(parking_lot_graph([1.0, 4.0]))
     recs = run_flows(f, [FlowSpec(0.0, "r0", "r2", 1.0), FlowSpec(0.0, "r0", "r1", 1.0),
                          FlowSpec(0.0, "r1", "r2", 7.0)])
+    assert [r.finished_at for r in recs] == pytest.approx([2.0, 2.0, 2.0], rel=1e-12, abs=0)
+    # the same on hops of 1 and 1.5 B/s: the second hop's short flow gets the 1 B/s left
+    f = fabric(parking_lot_graph([1.0, 1.5]))
+    recs = run_flows(f, [FlowSpec(0.0, "r0", "r2", 1.0), FlowSpec(0.0, "r0", "r1", 1.0),
+                         FlowSpec(0.0, "r1", "r2", 2.0)])
     assert [r.finished_at for r in recs] == pytest.approx([2.0, 2.0, 2.0], rel=1e-12, abs=0)
     # and two messages capped below 1 B/s (efficiency 0.3 of 2 B/s links) sharing a link
     slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
