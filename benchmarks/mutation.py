@@ -5,6 +5,8 @@ Two commands (not part of CI: minutes to an hour on 2 cores)::
     python benchmarks/mutation.py planted            # each planted bug in a scratch copy: caught?
     python benchmarks/mutation.py score [GROUP ...]  # mutation score per core module
     python benchmarks/mutation.py score fileio --show-survivors
+    python benchmarks/mutation.py score sweep --module executor.py --lines 160-180
+    python benchmarks/mutation.py score fabric --survivors-of earlier.log --progress
 
 **planted** copies the work tree (``git ls-files``) into a temporary folder, applies one planted
 bug there (an exact text replacement in core code — the single-line bugs issue 20 found every test
@@ -71,7 +73,8 @@ ROOT = Path(__file__).resolve().parents[1]
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "fabric": (["simulator/network/fabric.py", "simulator/network/maxmin.py",
                 "simulator/network/lone.py"],
-               ["tests/test_network_fabric.py", "tests/test_oracle.py"]),
+               ["tests/test_network_fabric.py", "tests/test_network_traffic.py",
+                "tests/test_oracle.py"]),
     "closed_form": (["simulator/costmodel/closed_form.py"],
                     ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
                      "tests/test_costmodel_crossover.py"]),
@@ -274,6 +277,9 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "cleanup of the local cluster: the results are gathered already",
     ("simulator/sweep/executor.py", "cluster.close()", "delete `cluster.close()`"):
         "cleanup of the local cluster: the results are gathered already",
+    ("simulator/sweep/executor.py",
+     'write_text(json.dumps(failures, indent=2, default=str), out / "failures.json")', "2 -> 3"):
+        "the indentation of failures.json: the same JSON for any reader",
     ("simulator/sweep/executor.py", "sweep.skip_bad, pure=False,", "False -> True"):
         "every future has its own key (point id and key): no two are merged either way",
     ("simulator/engine/admission.py", "if h is None or len(h) != len(idx):", "!= -> =="):
@@ -462,8 +468,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "0.0 -> 1.0"):
         "the latency is only validated here (a default of 1 s is valid); the paths read it "
         "with their own default",
-    ("simulator/network/fabric.py", "self.graph = graph", "delete `self.graph = graph`"):
-        "Fabric.graph: nothing reads it (the paths keep their own graph)",
     ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
      "every class (no heap kept)", "delete `self._heap_ok = True`"):
         "its readers (the timer, the completion handler) run after a filling, and the first "
@@ -489,6 +493,205 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/fabric.py", "self._routes[(src, dst)] = r",
      "delete `self._routes[(src, dst)] = r`"):
         "a memo: the route is built again each time, the same",
+    ("simulator/network/fabric.py",
+     "flow = Flow(fid, src, dst, nbytes, issued, now + wait if wait > 0.0 else now, done,",
+     "> -> >="):
+        "with no wait the start is now + 0.0, which is now",
+    ("simulator/network/fabric.py",
+     'bw, lat = self._cap[i], float(self.graph.edges[u, v].get("latency", 0.0))', "0.0 -> 1.0"):
+        "a link flow's path latency is never read (link flows have no delay: the caller "
+        "charges it)",
+    ("simulator/network/fabric.py",
+     'any(self.graph.nodes[n].get("kind") == "nic" for n in (u, v)))', "== -> !="):
+        "a link flow's inter-node flag is never read (its efficiency is given, not the "
+        "stack's)",
+    ("simulator/network/fabric.py",
+     "info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,", "0.0 -> 1.0"):
+        "a link route's delay is never read (a link flow starts at its issue time)",
+    ("simulator/network/fabric.py",
+     "info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,", "< -> <="):
+        "at efficiency 1 a link flow's own cap is its link's line rate, which the filling "
+        "enforces anyway",
+    ("simulator/network/fabric.py",
+     "info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,", "1.0 -> 2.0"):
+        "at efficiency 1 a link flow's own cap is its link's line rate, which the filling "
+        "enforces anyway",
+    ("simulator/network/fabric.py",
+     "c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF", "> -> >=", "#1"):
+        "a filled rate is never 0 (every level is at least the first, positive one): "
+        "`r >= 0` and `r > 0` agree",
+    ("simulator/network/fabric.py",
+     "c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF", "> -> >=", "#2"):
+        "a filled rate is never 0: `r >= 0` and `r > 0` agree",
+    ("simulator/network/fabric.py",
+     "c.t_next = t_next = (c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0", "> -> >="):
+        "a filled rate is never 0: `r >= 0` and `r > 0` agree",
+    ("simulator/network/fabric.py", "c.dirty = False", "delete `c.dirty = False`", "#1"):
+        "(one component) a class left dirty has its prediction recomputed at the next filling "
+        "from the same state: the same value",
+    ("simulator/network/fabric.py", "c.dirty = False", "False -> True", "#1"):
+        "(one component) a class left dirty has its prediction recomputed at the next filling "
+        "from the same state: the same value",
+    ("simulator/network/fabric.py", "c.dirty = False", "delete `c.dirty = False`", "#2"):
+        "(heap) a class left dirty gets its prediction pushed again at the next filling, "
+        "recomputed from the same state: the same value (the older entry goes stale)",
+    ("simulator/network/fabric.py", "c.dirty = False", "False -> True", "#2"):
+        "(heap) a class left dirty gets its prediction pushed again at the next filling, "
+        "recomputed from the same state: the same value (the older entry goes stale)",
+    ("simulator/network/fabric.py", "if c.t_next < first_at:", "< -> <="):
+        "the minimum of the predictions either way",
+    ("simulator/network/fabric.py", "continue", "delete `continue`", "#1"):
+        "(heap, a clean class whose rate is unchanged) its prediction is recomputed from the "
+        "same state and pushed again: the same value (the older entry goes stale)",
+    ("simulator/network/fabric.py", "c.gen += 1", "1 -> 2", "#1"):
+        "generations need only increase (and stay >= 0)",
+    ("simulator/network/fabric.py", "c.gen += 1", "1 -> 2", "#2"):
+        "generations need only increase (and stay >= 0)",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "> -> >=", "len(heap) > 64"):
+        "when superseded predictions are dropped from the heap (a compaction keeps every "
+        "valid one): the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "> -> >=", "len(heap) > 8 * len(self._classes)"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "and -> or"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "64 -> 65"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "* -> /"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "8 -> 9"):
+        "when superseded predictions are dropped from the heap: the same completions",
+    ("simulator/network/fabric.py", "self._timer_at = t", "delete `self._timer_at = t`"):
+        "without the armed time every finite prediction arms a fresh timer (the older one "
+        "is superseded) and none is armed for 'never': the same completions, more events",
+    ("simulator/network/fabric.py", "self._timer_gen += 1", "+= -> -="):
+        "timer generations need only be distinct",
+    ("simulator/network/fabric.py", "self._timer_gen += 1", "1 -> 2"):
+        "timer generations need only be distinct",
+    ("simulator/network/fabric.py", "self._timer_gen += 1", "delete `self._timer_gen += 1`"):
+        "a superseded timer then runs the completion handler, which finishes only flows due "
+        "at that time (none) and re-arms: the same completions, more events",
+    ("simulator/network/fabric.py", "if t < _INF:", "< -> <="):
+        "a timer for 'never' is armed only when one was pending, and a pending timer means "
+        "classes with finite predictions, which only its firing removes: never reached",
+    ("simulator/network/fabric.py",
+     "self.env.timeout(t - now if t > now else 0.0).callbacks.append(", "> -> >="):
+        "t = now: a delay of 0 either way",
+    ("simulator/network/fabric.py",
+     "self.env.timeout(t - now if t > now else 0.0).callbacks.append(", "0.0 -> 1.0"):
+        "no prediction is in the past: a firing finishes every flow due then (the tolerance "
+        "is far above the rounding) and new predictions are now + remaining / rate >= now",
+    ("simulator/network/fabric.py", "self._timer_at = _INF", "delete `self._timer_at = _INF`",
+     "#2"):
+        "(on firing) the next prediction never equals the fired time: every flow due then "
+        "finishes at the firing, so the timer is re-armed all the same",
+    ("simulator/network/fabric.py", "near = now * (1.0 + 1e-9)", "1.0 -> 2.0"):
+        "a looser pre-filter: which flows finish is decided by the tolerance test after it",
+    ("simulator/network/fabric.py", "near = now * (1.0 + 1e-9)", "1e-09 -> 2e-09"):
+        "a looser pre-filter: which flows finish is decided by the tolerance test after it",
+    ("simulator/network/fabric.py", "if c.t_next <= near:", "<= -> <"):
+        "a class predicted at exactly `near` is 1e-9 x now ahead, far beyond the 1e-12 "
+        "tolerance: it does not finish either way",
+    ("simulator/network/fabric.py", "break", "delete `break`"):
+        "(completions, heap) the loop then takes every class off the heap, finishing only "
+        "flows due now; the classes it took are refilled and predicted again from the same "
+        "state: the same completions, more work",
+    ("simulator/network/fabric.py", "heappop(heap)", "delete `heappop(heap)`", "#3"):
+        "(completions) the class's entry goes stale at the generation bump below and is "
+        "popped as such next",
+    ("simulator/network/fabric.py", "c.gen += 1", "delete `c.gen += 1`", "#2"):
+        "(completions) the class's one valid entry was just popped; being touched, it is "
+        "refilled and pushed again (or dropped) before the heap is read",
+    ("simulator/network/fabric.py", "self._next_cid += 1", "1 -> 2"):
+        "class ids need only be distinct, increasing and never -1 (fair_share's probe)",
+    ("simulator/network/fabric.py", "c.gen = -1", "delete `c.gen = -1`"):
+        "a dropped class has no valid heap entry left: the completion that drops it bumped its "
+        "generation past them, or the heap is not kept and is rebuilt from the live classes",
+    ("simulator/network/fabric.py", "c.gen = -1", "1 -> 2"):
+        "any negative generation matches no heap entry (they are >= 0)",
+    ("simulator/network/fabric.py", "self._arm_timer()", "delete `self._arm_timer()`", "#2"):
+        "(a firing that finishes nothing) never reached: a firing always finishes the flows "
+        "predicted for its time",
+    ("simulator/network/fabric.py",
+     "rate = route.cap if route.cap <= route.bneck else route.bneck", "<= -> <"):
+        "cap = bottleneck: the same rate either way",
+    ("simulator/network/maxmin.py",
+     "self.res = [0.0] * n  # residual capacity [B/s] after the last filling", "0.0 -> 1.0"):
+        "every link a filling reports (and the fabric reads) is written by that filling first",
+    ("simulator/network/maxmin.py",
+     "self.wt = [0] * n  # unfrozen flows per link during a filling", "0 -> 1"):
+        "a link's count is set when a filling first meets it (wt[link] = 0 or n)",
+    ("simulator/network/maxmin.py",
+     "self.stamp = 0  # marks the classes and links of the component being filled", "0 -> 1"):
+        "stamps need only differ from the 0 that links and classes start with",
+    ("simulator/network/maxmin.py", "if len(d) > 1:", "> -> >="):
+        "the fast path (a class alone on its links) is then never taken: the general filling "
+        "gives the same floats (min(cap, bottleneck / n))",
+    ("simulator/network/maxmin.py", "if len(d) > 1:", "1 -> 2"):
+        "a link of `links` with two classes holds `only` (the first class met there), so the "
+        "check of only's links below sends it to the general filling anyway",
+    ("simulator/network/maxmin.py", "break", "delete `break`", "#1"):
+        "(a link with several classes) as above: only's links hold it, and the check below "
+        "sends the filling to the general path",
+    ("simulator/network/maxmin.py", "if only is None:", "is -> is not", "#1"):
+        "the fast path (a class alone on its links) is then never taken: the general filling "
+        "gives the same floats (min(cap, bottleneck / n))",
+    ("simulator/network/maxmin.py", "if len(link_classes[link]) != 1:", "!= -> =="):
+        "the fast path (a class alone on its links) is then never taken: the general filling "
+        "gives the same floats (min(cap, bottleneck / n))",
+    ("simulator/network/maxmin.py", "if len(link_classes[link]) != 1:", "1 -> 2"):
+        "the fast path (a class alone on its links) is then never taken: the general filling "
+        "gives the same floats (min(cap, bottleneck / n))",
+    ("simulator/network/maxmin.py", "level = only.cap if only.cap <= lk else lk", "<= -> <"):
+        "cap = bottleneck / n: the same level either way",
+    ("simulator/network/maxmin.py", "self.stamp += 1", "+= -> -="):
+        "stamps need only be distinct and differ from the initial 0",
+    ("simulator/network/maxmin.py", "self.stamp += 1", "1 -> 2"):
+        "stamps need only be distinct and differ from the initial 0",
+    ("simulator/network/maxmin.py", "seen[link] = stamp", "delete `seen[link] = stamp`", "#1"):
+        "a changed link then counts as first met by the search: its count starts from its "
+        "classes all the same, and the repeat in the component's links records no new load",
+    ("simulator/network/maxmin.py", "wt[link] = 0", "delete `wt[link] = 0`"):
+        "after every filling each link's count is back to 0 (every class is frozen, each "
+        "taking its flows off its links)",
+    ("simulator/network/maxmin.py", "c.new_rate = -1.0", "1.0 -> 2.0"):
+        "any negative rate marks a class not yet frozen",
+    ("simulator/network/maxmin.py", "if c.cap < _INF:", "< -> <="):
+        "an uncapped class would freeze by its cap only at an infinite level, which no link "
+        "with unfrozen flows leaves",
+    ("simulator/network/maxmin.py", "use_heap = len(key) > _SCAN_LINKS", "> -> >="):
+        "which search finds the next bottleneck (scan or heap): the same answer "
+        "(test_matches_oracle_on_two_dgx_h100 runs both)",
+    ("simulator/network/maxmin.py",
+     "while ci < ncapped and capped[ci][2].new_rate >= 0.0:", ">= -> >"):
+        "a frozen rate is never 0 (levels are positive) and an unfrozen one is -1",
+    ("simulator/network/maxmin.py", "if ci < ncapped and capped[ci][0] <= lk:", "<= -> <"):
+        "cap = next link level: freezing by the link freezes the capped class at the same "
+        "level",
+    ("simulator/network/maxmin.py", "if capped[ci][0] > level:", "> -> >="):
+        "equal: the same level",
+    ("simulator/network/maxmin.py", "if lk > level:", "> -> >="):
+        "equal: the same level",
+    ("simulator/network/maxmin.py", "if c.new_rate < 0.0:", "< -> <="):
+        "a frozen rate is never 0 (levels are positive) and an unfrozen one is -1",
+    ("simulator/network/lone.py",
+     "rate = route.cap if route.cap <= route.bneck else route.bneck", "<= -> <"):
+        "cap = bottleneck: the same rate either way",
+    ("simulator/network/lone.py", "self.fabric._complete(flow, now, False)", "False -> True"):
+        "a flow that stayed lone never joined a class: the by-class record it then adds "
+        "carries 0 bytes (its class bytes), which no total or bin shows",
+    ("simulator/network/lone.py", "shared = False", "False -> True"):
+        "callers then refill links whose flows did not change: the same rates and predictions",
+    ("simulator/network/lone.py",
+     "self.fabric._join(f, f.nbytes - done if done < f.nbytes else 0.0, now)", "< -> <="):
+        "done = nbytes: nbytes - done is 0.0 as well",
+    ("simulator/network/maxmin.py", "key[link] = (r if r > 0.0 else 0.0) / w", "> -> >="):
+        "r = 0: 0.0 either way",
+    ("simulator/network/maxmin.py", "touched.clear()", "delete `touched.clear()`"):
+        "links met before are pushed again with their current level: duplicate heap entries, "
+        "which the pops skip (a link leaves the levels once)",
+    ("simulator/network/fabric.py", "c = FlowClass(-1, (src, dst), route, self.env.now)",
+     "1 -> 2"):
+        "the probe's class id need only differ from the real ones (>= 0)",
     ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
      "weight, 1.0)),", "1.0 -> 2.0"):
         "the placeholder under log() for zero weights, whose log the outer where discards",
@@ -906,13 +1109,22 @@ def _cover(tests: list[str], modules: list[str], devnull: int) -> tuple[dict, di
 
 def run_group(group: str, timeout: float, show: bool, limit: int | None,
               all_tests: bool = False, progress: bool = False,
-              limit_factor: float = 5.0) -> dict:
+              limit_factor: float = 5.0, only: list[str] | None = None,
+              lines: tuple[int, int] | None = None, again: set | None = None) -> dict:
     """Mutation score of ``group``'s modules. Each mutant runs only the tests that reach its
     function (recorded once per group, fastest first: a mutant is usually killed by the first);
     one that no test reaches survives without a run. ``all_tests`` runs every test of the group
-    for every mutant instead (the slow, assumption-free way)."""
+    for every mutant instead (the slow, assumption-free way). ``only``: just the group's modules
+    whose path contains one of these strings (the group's tests all the same); ``lines``: just
+    the mutants on lines ``first..last``; ``again``: just the mutants whose (path, line,
+    description) is in the set (:func:`survivors_in`) — partial scores, for re-checking
+    survivors after new tests."""
 
     modules, tests = GROUPS[group]
+    if only:
+        modules = [m for m in modules if any(o in m for o in only)]
+        if not modules:
+            return {}
     tests = [t for t in tests if (ROOT / t.split("::")[0]).exists()]
     os.environ["HYPOTHESIS_PROFILE"] = "mutation"
     # import everything once (and check the tests pass on the original code)
@@ -933,6 +1145,10 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None,
         live = _live_functions(path)
         source = path.read_text()
         ms = mutants(mod)
+        if lines:
+            ms = [m for m in ms if lines[0] <= m.line <= lines[1]]
+        if again is not None:
+            ms = [m for m in ms if (m.path, m.line, m.desc) in again]
         if limit:
             ms = ms[:limit]
         killed, survived, equivalent, skipped, unreached = 0, [], [], 0, 0
@@ -993,6 +1209,20 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None,
     return results
 
 
+def survivors_in(log: str) -> set[tuple[str, int, str]]:
+    """(path, line, description) of every mutant a ``score --progress`` log says survived or
+    no test reached (line numbers: the source must be unchanged since that run)."""
+    import re
+
+    pat = re.compile(r"^  (?:survived|unreached) (\S+?):(\d+) (.*?)(?: \(\d+ tests, [\d.]+ s\))?$")
+    out = set()
+    for ln in Path(log).read_text().splitlines():
+        m = pat.match(ln)
+        if m:
+            out.add((m.group(1), int(m.group(2)), m.group(3)))
+    return out
+
+
 def _in_child(fn, timeout: float | None, devnull: int) -> int:
     """Run ``fn`` in a forked child (stdout/stderr to /dev/null); its exit code, or -1 on a
     timeout (the child is killed)."""
@@ -1040,7 +1270,24 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--all-tests", action="store_true",
                    help="run every test of the group for every mutant (slow), not only the "
                         "tests that reach the mutated function")
+    s.add_argument("--module", action="append", metavar="TEXT",
+                   help="only the groups' modules whose path contains TEXT (repeatable; "
+                        "e.g. --module executor.py): a slow group's modules one at a time")
+    s.add_argument("--lines", metavar="FIRST-LAST",
+                   help="only the mutants on these lines (a partial score: re-checks the "
+                        "survivors of a region after new tests)")
+    s.add_argument("--survivors-of", metavar="LOG",
+                   help="only the mutants that LOG (the output of an earlier `score "
+                        "--progress` on the same source) says survived or were reached by no "
+                        "test: re-checks them after new tests")
     a = ap.parse_args(argv)
+    lines = None
+    if a.lines:
+        try:
+            first, _, last = a.lines.partition("-")
+            lines = (int(first), int(last or first))
+        except ValueError:
+            ap.error(f"--lines {a.lines!r}: give FIRST-LAST, e.g. 120-180")
     sys.path.insert(0, str(ROOT))
     os.chdir(ROOT)
     if a.cmd == "planted":
@@ -1059,7 +1306,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.list:
         for g in groups:
             for mod in GROUPS[g][0]:
-                ms = mutants(mod)
+                if a.module and not any(o in mod for o in a.module):
+                    continue
+                ms = [m for m in mutants(mod) if not lines or lines[0] <= m.line <= lines[1]]
                 print(f"{mod}: {len(ms)} mutants")
         return 0
     for key in ambiguous_equivalents():
@@ -1067,7 +1316,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for g in groups:
         res = run_group(g, a.timeout, a.show_survivors, a.limit, a.all_tests, a.progress,
-                        a.limit_factor)
+                        a.limit_factor, a.module, lines,
+                        survivors_in(a.survivors_of) if a.survivors_of else None)
         rows += [(mod, *v) for mod, v in res.items()]
     print("\nmodule                                    score  killed/total  equivalent")
     low = 0

@@ -18,6 +18,7 @@ from simulator.cli import main
 from simulator.errors import UserError
 from simulator.network import Fabric, TransferRecord, linkstats, maxmin
 from simulator.network.paths import NoPathError
+from simulator.network.traffic import KV_FETCH, KV_ROUTE, PD_TRANSFER
 from simulator.testing.fabric import (
     FlowSpec,
     NaiveFabric,
@@ -515,6 +516,9 @@ def test_a_message_to_itself_still_needs_a_known_node():
         f.message_time("nowhere", "nowhere", 1.0)
     with pytest.raises(NoPathError):
         f.transfer("nowhere", "nowhere", 1.0)
+    with pytest.raises(NoPathError):
+        f.fair_share("nowhere", "nowhere")
+    assert f.idle("h0", "h0") is True
     g = nx.DiGraph()
     g.add_edge("a", "b", bandwidth=0.5)  # any positive rate is a rate (here 0.5 B/s)
     (rec,) = run_flows(fabric(g), [FlowSpec(0.0, "a", "b", 1.0)])
@@ -530,3 +534,410 @@ def test_a_flow_joining_at_its_own_cap_is_predicted_to_finish_on_time():
     a, b = run_flows(f, [FlowSpec(0.0, "h0", "h1", 1e7), FlowSpec(1e-3, "h0", "h1", 1e6)])
     assert a.finished_at == pytest.approx(1e7 / 3e8, rel=1e-9, abs=0)
     assert b.finished_at == pytest.approx(1e-3 + 1e6 / 3e8, rel=1e-9, abs=0)
+
+
+def _events(env) -> int:
+    """Run ``env`` to the end; the number of SimPy events it processed."""
+    n = 0
+    while env.peek() < math.inf:
+        env.step()
+        n += 1
+    return n
+
+
+@pytest.mark.parametrize(("nbytes", "latency", "as_event"), [
+    (GB(1), us(1), 2),  # alone on idle links: one event, at its last byte
+    (1.0, us(1), 2),  # however small
+    (0.0, us(1), 2),  # an empty message: one event, at the end of its latency
+    (0.0, 0.0, 1),  # ... and without latency one event, so as not to run inside the caller
+])
+def test_a_message_sent_with_a_callback_costs_one_simpy_event(nbytes, latency, as_event):
+    # the documented point of `then`: one SimPy event per message (the event form needs one
+    # more, its own, except where that one is all it takes)
+    events = 1
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), latency))
+    got = []
+    assert f.transfer("h0", "h1", nbytes, then=got.append) is None
+    assert _events(env) == events
+    (rec,) = got
+    assert rec.finished_at == pytest.approx(2 * latency + nbytes / GBps(100), rel=REL, abs=0)
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), latency))
+    ev = f.transfer("h0", "h1", nbytes)
+    assert _events(env) == as_event and ev.value.finished_at == rec.finished_at
+
+
+def test_an_empty_message_in_its_latency_leaves_the_links_idle():
+    # an empty message takes no bandwidth, before or after its latency: a message sent
+    # meanwhile runs alone at the full line rate
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), us(1)))
+    empty = f.transfer("h0", "h2", 0.0)
+    assert f.idle("h0", "h2") and f.idle("h1", "h2") and f.fair_share("h1", "h2") == GBps(100)
+    big = f.transfer("h1", "h2", GB(1))
+    env.run()
+    assert empty.value.finished_at == pytest.approx(us(2), rel=REL, abs=0)
+    assert big.value.finished_at == pytest.approx(us(2) + GB(1) / GBps(100), rel=REL, abs=0)
+
+
+def test_a_message_without_latency_shares_its_links_from_the_moment_it_is_sent():
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    f.transfer("h0", "h2", GB(1))
+    assert f.idle("h1", "h2") is False and f.idle("h1", "h0") is True
+    f.transfer("h1", "h2", GB(1))
+    # at once (no clock step in between): both share sw -> h2 at 50 GB/s, with all bytes left
+    assert [(s.src, s.rate, s.remaining_bytes) for s in f.flows()] == [
+        ("h0", GBps(50), GB(1)), ("h1", GBps(50), GB(1))]
+    assert f.fair_share("h0", "h1") == GBps(50)  # h0's uplink carries one of them
+
+
+def test_bytes_are_counted_in_their_class_when_sent_and_again_at_their_last_byte():
+    # 1 GB kv_route alone (ends 10 ms if alone), 1 GB kv_fetch sharing sw -> h2 with it (both
+    # end at 20 ms), and two same-GPU copies of pd_transfer: 3 MB now, 5 MB issued at 1 ms
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    f.transfer("h0", "h2", GB(1), tag=KV_ROUTE)
+    f.transfer("h1", "h2", GB(1), tag=KV_FETCH)
+    f.transfer("h2", "h2", MB(5), tag=PD_TRANSFER, delay_time=0.001)
+    f.transfer("h2", "h2", MB(3), tag=PD_TRANSFER)
+    sent = [0.0] * 7
+    sent[KV_ROUTE], sent[KV_FETCH], sent[PD_TRANSFER] = GB(1), GB(1), MB(8)
+    # a same-GPU copy is delivered at once (its event fires when the clock gets there)
+    assert f.sent_by_class == sent and f.delivered_by_class == [0.0] * PD_TRANSFER + [MB(3), 0.0]
+    env.run(until=0.0005)
+    assert f.delivered_by_class == [0.0] * PD_TRANSFER + [MB(3), 0.0]
+    env.run(until=0.015)
+    assert f.delivered_by_class == [0.0] * PD_TRANSFER + [MB(8), 0.0]
+    env.run()
+    assert env.now == pytest.approx(0.02, rel=REL, abs=0)
+    assert f.delivered_by_class == f.sent_by_class == sent
+    assert f.bytes_sent == f.bytes_delivered == GB(2) + MB(8) and f.flows_completed == 4
+
+
+def test_a_one_byte_message_on_a_busy_link_takes_its_share_of_time():
+    # links of 2 B/s: A (100 B) runs alone from 0; B (1 B) shares sw -> h2 at 1 B/s from 0 and
+    # ends at 1 s; A has 99 B left then, alone at 2 B/s: ends at 1 + 49.5 s
+    f = fabric(star_graph(3, 2.0, 0.0))
+    a, b = run_flows(f, [FlowSpec(0.0, "h0", "h2", 100.0), FlowSpec(0.0, "h1", "h2", 1.0)])
+    assert b.finished_at == pytest.approx(1.0, rel=REL, abs=0)
+    assert a.finished_at == pytest.approx(50.5, rel=REL, abs=0)
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_a_message_joining_its_class_at_the_cap_finishes_on_time(elsewhere):
+    # efficiency 0.3: each message is capped at 0.3 GB/s of a 1 GB/s link. From 0, A (h0 -> h1,
+    # 10 MB) and three of 1 MB from h2 share sw -> h1 at 0.25 GB/s each; the three end at 4 ms
+    # and A speeds up to its cap. C (h0 -> h1, 1 MB) joins A at 5 ms without changing its rate
+    # (0.6 of the link) and ends 1e6 / 3e8 s later; A ends at 4 + 9e6 / 3e8 s. With
+    # `elsewhere`, two flows between other hosts make a second component (the fabric then keeps
+    # a heap of predictions)
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(5, 1e9, 0.0), stack=slow)
+    flows = [FlowSpec(0.0, "h0", "h1", 1e7)] + [FlowSpec(0.0, "h2", "h1", 1e6)] * 3 + [
+        FlowSpec(5e-3, "h0", "h1", 1e6)]
+    if elsewhere:
+        flows += [FlowSpec(0.0, "h3", "h4", 1e8), FlowSpec(0.0, "h3", "h4", 1e8)]
+    recs = run_flows(f, flows)
+    want = [4e-3 + 9e6 / 3e8] + [4e-3] * 3 + [5e-3 + 1e6 / 3e8] + [1e8 / 3e8] * 2 * elsewhere
+    assert [r.finished_at for r in recs] == pytest.approx(want, rel=1e-9, abs=0)
+
+
+def test_a_shared_flows_bytes_are_spread_over_the_time_it_shared():
+    # A (kv_route, 1 GB) alone for 5 ms, then shares sw -> h2 with B (kv_fetch, 1 GB) until
+    # 15 ms; B then runs alone to 20 ms. Once shared, a flow's bytes are spread evenly over its
+    # time in the class: A's last 0.5 GB over 5-15 ms, all of B's over 5-20 ms. Per 5 ms bin and
+    # class, over both links each crosses (bytes per link × 2):
+    f = fabric(star_graph(3, GBps(100), 0.0))
+    run_flows(f, [FlowSpec(0.0, "h0", "h2", GB(1)), FlowSpec(0.005, "h1", "h2", GB(1))])
+    tl = f.class_timeline(0.005).set_index(["traffic_class", "start_at"])["bytes"]
+    assert tl.loc["other"].tolist() == pytest.approx(
+        [GB(1), GB(0.5) + GB(2 / 3), GB(0.5) + GB(2 / 3), GB(2 / 3)], rel=1e-9)
+
+
+@pytest.mark.parametrize("stack", ["ideal", "nccl"])  # nccl: every flow capped (above 25 GB/s)
+def test_a_fair_share_probe_sees_every_class_and_changes_nothing(stack):
+    # two messages h0 -> h2 (1 GB) and two h1 -> h2 (2 GB) share sw -> h2 (25 GB/s each); a
+    # probe for h3 -> h2 would be the fifth: 20 GB/s. The probes change no finish time: the
+    # first two end at 40 ms, the others (1 GB left, 50 GB/s each) at 60 ms (after the stack's
+    # overhead)
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(4, GBps(100), 0.0), stack)
+    evs = [f.transfer(a, "h2", GB(n)) for a, n in (("h0", 1), ("h0", 1), ("h1", 2), ("h1", 2))]
+    if f.stack.overhead_time(False) > 0:
+        env.run(until=1.5 * f.stack.overhead_time(False))  # the four have started
+    assert f.fair_share("h3", "h2") == pytest.approx(GBps(20), rel=REL, abs=0)
+    assert f.fair_share("h1", "h2") == pytest.approx(GBps(20), rel=REL, abs=0)
+    assert [s.rate for s in f.flows()] == pytest.approx([GBps(25)] * 4, rel=REL, abs=0)
+    env.run()
+    assert [e.value.finished_at for e in evs] == pytest.approx(
+        [t + f.stack.overhead_time(False) for t in (0.04, 0.04, 0.06, 0.06)], rel=REL, abs=0)
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+def test_flows_slower_than_one_byte_per_second_still_finish(elsewhere):
+    # links of 2 B/s, efficiency 0.3: each message is capped at 0.6 B/s. A (100 B) from 0,
+    # B (1 B) from 1 s and C (1 B) from 2 s share h0 -> h1 at the cap (1.8 of 2 B/s)
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(5, 2.0, 0.0), stack=slow)
+    flows = [FlowSpec(0.0, "h0", "h1", 100.0), FlowSpec(1.0, "h0", "h1", 1.0),
+             FlowSpec(2.0, "h0", "h1", 1.0)]
+    if elsewhere:
+        flows += [FlowSpec(0.0, "h3", "h4", 200.0), FlowSpec(0.0, "h3", "h4", 200.0)]
+    recs = run_flows(f, flows)
+    want = [100 / 0.6, 1 + 1 / 0.6, 2 + 1 / 0.6] + [200 / 0.6] * 2 * elsewhere
+    assert [r.finished_at for r in recs] == pytest.approx(want, rel=1e-9, abs=0)
+
+
+def test_a_message_route_is_the_delay_rate_and_links_a_lone_message_gets():
+    # what the fast engine times messages by: overhead + latency, min(efficiency x bottleneck,
+    # bottleneck) and the directed links crossed (indices into link_bandwidth)
+    g = star_graph(3, GBps(100), us(1))
+    g.edges["sw", "h1"]["bandwidth"] = GBps(40)
+    f = Fabric(simpy.Environment(), g, "nccl")
+    eff, over = f.stack.efficiency(False), f.stack.overhead_time(False)
+    delay, rate, links, sid = f.message_route("h0", "h1")
+    assert delay == pytest.approx(over + us(2), rel=REL, abs=0)
+    assert rate == pytest.approx(eff * GBps(40), rel=REL, abs=0)
+    edges = sorted(g.edges)
+    assert [edges[i] for i in links] == [("h0", "sw"), ("sw", "h1")]
+    assert [f.link_bandwidth[i] for i in links] == [GBps(100), GBps(40)]
+    ideal = Fabric(simpy.Environment(), g)
+    assert ideal.message_route("h0", "h1")[:2] == (us(2), GBps(40))  # no cap: the line rate
+    assert f.message_route("h2", "h1")[3] != sid  # another route
+    assert f.message_route("h0", "h1")[3] == sid
+
+
+def test_messages_timed_outside_are_counted_and_put_on_their_links():
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    a, b = f.message_route("h0", "h1")[3], f.message_route("h2", "h1")[3]
+    # 1 GB h0 -> h1 over 0-10 ms (kv_route), then 0.2 GB h2 -> h1 over 10-12 ms (kv_fetch)
+    # and 12-14 ms (untagged: other)
+    f.record_messages([a, b], [0.0, 0.01], [0.01, 0.012], [GB(1), GB(0.2)],
+                      [KV_ROUTE, KV_FETCH])
+    f.record_messages([b], [0.012], [0.014], [GB(0.2)])
+    f.record_sent(GB(0.5), PD_TRANSFER)  # sent, delivered after the run's end
+    f.record_sent(GB(0.1))
+    env.run(until=0.02)
+    assert f.bytes_sent == pytest.approx(GB(2), rel=REL) and f.flows_completed == 3
+    assert f.bytes_delivered == pytest.approx(GB(1.4), rel=REL)
+    sent = [0.0] * 7
+    sent[0], sent[KV_ROUTE], sent[KV_FETCH], sent[PD_TRANSFER] = (GB(0.3), GB(1), GB(0.2),
+                                                                  GB(0.5))
+    assert f.sent_by_class == pytest.approx(sent, rel=REL)
+    sent[0], sent[PD_TRANSFER] = GB(0.2), 0.0
+    assert f.delivered_by_class == pytest.approx(sent, rel=REL)
+    df = f.links_frame().set_index(["src", "dst"])
+    assert df.loc[("sw", "h1"), "bytes"] == pytest.approx(GB(1.4), rel=REL)
+    assert df.loc[("sw", "h1"), "busy_time"] == pytest.approx(0.014, rel=REL)
+    assert df.loc[("h2", "sw"), "bytes"] == pytest.approx(GB(0.4), rel=REL)
+    assert df.loc[("h0", "sw"), "utilization"] == pytest.approx(GB(1) / (GBps(100) * 0.02))
+    with pytest.raises(ValueError):  # one tag per message
+        fabric(star_graph(3)).record_messages([a, b], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0],
+                                              [KV_ROUTE])
+
+
+def test_spilling_link_records_moves_them_out_of_memory_and_changes_no_result(monkeypatch):
+    f = fabric(star_graph(3, GBps(100), 0.0))
+    run_flows(f, [FlowSpec(0.0, "h0", "h2", GB(1)), FlowSpec(0.005, "h1", "h2", GB(1))])
+    want = f.links_frame(), f.link_timeline(0.005)
+    monkeypatch.setattr(linkstats, "SPILL_ROWS", 1)
+    f.spill_records()
+    assert len(f._stats.tl_link) == 0  # the records lie in temporary files now
+    pd.testing.assert_frame_equal(f.links_frame(), want[0])
+    pd.testing.assert_frame_equal(f.link_timeline(0.005), want[1])
+
+
+def test_many_flows_finishing_one_by_one_on_two_components_agree_with_the_oracle():
+    # 24 messages of 1, 2, ... 24 MB into h24 share its down link; as each finishes the others
+    # speed up, so each departure makes every remaining prediction earlier. Two messages
+    # h25 -> h26 make a second component: the fabric keeps a heap of predictions, fills with
+    # superseded ones and compacts it now and then. Finish times as the naive oracle's
+    n = 24
+    g = star_graph(n + 3, GBps(100), us(1))
+    flows = [FlowSpec(0.0, f"h{i}", f"h{n}", MB(1 + i)) for i in range(n)]
+    flows += [FlowSpec(0.0, f"h{n + 1}", f"h{n + 2}", GB(1))] * 2
+    got = run_flows(fabric(g), flows)
+    want = run_flows(NaiveFabric(simpy.Environment(), g), flows)
+    assert [r.finished_at for r in got] == pytest.approx([r.finished_at for r in want],
+                                                         rel=1e-9, abs=0)
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+@pytest.mark.parametrize(("extra", "together"), [(5e-4, True), (2e-3, False)])
+def test_messages_within_the_tolerance_of_a_completion_finish_with_it(extra, together,
+                                                                      elsewhere):
+    # A (1 GB) and B (1 GB + extra bytes) share h0 -> h1 at 0.5 GB/s from 0: A ends at 2 s.
+    # Flows within REL_TOL of that (rate x time x 1e-12 = 1e-3 B) finish with it, in flow-id
+    # order; B with 2e-3 B more goes on alone at 1 GB/s for 2e-12 s. With `elsewhere`, two
+    # flows between other hosts make a second component (a heap of predictions)
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(5, 1e9, 0.0))
+    log = []
+    if elsewhere:
+        f.transfer("h3", "h4", 3e9, then=log.append)
+        f.transfer("h3", "h4", 3e9, then=log.append)
+    f.transfer("h0", "h1", 1e9, then=log.append)
+    f.transfer("h0", "h1", 1e9 + extra, then=log.append)
+    env.run()
+    mine = [r for r in log if r.src == "h0"]
+    assert [r.flow_id for r in mine] == [2 * elsewhere, 2 * elsewhere + 1]
+    assert mine[0].finished_at == 2.0
+    assert mine[1].finished_at == (2.0 if together else pytest.approx(2.0 + 2e-12, rel=1e-15))
+
+
+@pytest.mark.parametrize("look", ["flows", "links_by_class", "class_timeline", "link_timeline"])
+def test_any_look_at_a_lone_flow_midway_shows_its_bytes_so_far(look):
+    # 1 GB alone on h0 -> sw -> h2 at 100 GB/s: half of it by 5 ms, whichever look comes first
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    f.transfer("h0", "h2", GB(1))
+    env.run(until=0.005)
+    if look == "flows":
+        assert [(s.rate, s.remaining_bytes) for s in f.flows()] == [
+            (GBps(100), pytest.approx(GB(0.5), rel=1e-12))]
+    elif look == "links_by_class":
+        df = f.links_by_class().set_index(["src", "dst"])["bytes"]
+        assert df.to_dict() == pytest.approx({("h0", "sw"): GB(0.5), ("sw", "h2"): GB(0.5)},
+                                             rel=1e-12)
+    elif look == "class_timeline":  # both links are of one kind: 2 x 0.5 GB
+        assert f.class_timeline(0.005)["bytes"].tolist() == pytest.approx([GB(1)], rel=1e-12)
+    else:
+        tl = f.link_timeline(0.005)
+        assert tl[(tl.src == "h0") & (tl.dst == "sw")]["bytes"].tolist() == pytest.approx(
+            [GB(0.5)], rel=1e-12)
+
+
+def test_a_shared_flows_remaining_bytes_follow_its_rate_changes():
+    # A (h0 -> h2, 1 GB) alone until 5 ms (0.5 GB), then with B (h1 -> h2, 0.2 GB) at 50 GB/s
+    # until B ends at 9 ms (0.2 GB), then alone at 100 GB/s: 0.2 GB left at 10 ms, and
+    # 0.1 B left 1 ps before it ends at 12 ms
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    a = f.transfer("h0", "h2", GB(1))
+    env.run(until=0.005)
+    f.transfer("h1", "h2", GB(0.2))
+    env.run(until=0.01)
+    assert [(s.flow_id, s.rate, s.remaining_bytes) for s in f.flows()] == [
+        (0, GBps(100), pytest.approx(GB(0.2), rel=1e-9))]
+    env.run(until=0.012 - 1e-12)
+    (s,) = f.flows()
+    assert s.remaining_bytes == pytest.approx(0.1, rel=1e-3)
+    env.run()
+    assert a.value.finished_at == pytest.approx(0.012, rel=1e-12)
+
+
+def test_flows_finishing_together_in_two_classes_complete_and_are_listed_in_flow_id_order():
+    # 1 GB/s into h2. f0 (h0 -> h2, 1 GB) and f1 (h1 -> h2, 0.2 GB) share it from 0 at
+    # 0.5 GB/s; f2 (h0 -> h2, 0.1 GB) joins f0's class at 0.2 s: 1/3 GB/s each. f1 (0.1 GB
+    # left) and f2 both end at 0.5 s: completions in flow-id order, f1 first; f0 (0.8 GB left)
+    # ends at 1.3 s
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, 1e9, 0.0))
+    log = []
+    f.transfer("h0", "h2", 1e9, then=log.append)
+    f.transfer("h1", "h2", 2e8, then=log.append)
+    env.run(until=0.2)
+    f.transfer("h0", "h2", 1e8, then=log.append)
+    env.run(until=0.3)
+    assert [s.flow_id for s in f.flows()] == [0, 1, 2]
+    env.run()
+    assert [(r.flow_id, r.finished_at) for r in log] == [
+        (1, pytest.approx(0.5, rel=1e-12)), (2, pytest.approx(0.5, rel=1e-12)),
+        (0, pytest.approx(1.3, rel=1e-12))]
+
+
+def test_a_class_left_at_its_cap_after_a_joint_completion_still_finishes():
+    # efficiency 0.3: every message capped at 0.3 GB/s of 1 GB/s links. A1 (3 MB) and A2 (6 MB)
+    # h0 -> h1, and B (3 MB) h2 -> h3, all at the cap from 0: A1 and B end together at 10 ms
+    # (two classes at one completion); A2 goes on at the same rate and ends at 20 ms
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(4, 1e9, 0.0), stack=slow)
+    recs = run_flows(f, [FlowSpec(0.0, "h0", "h1", 3e6), FlowSpec(0.0, "h0", "h1", 6e6),
+                         FlowSpec(0.0, "h2", "h3", 3e6), FlowSpec(0.0, "h2", "h3", 3e6)])
+    assert [r.finished_at for r in recs] == pytest.approx([0.01, 0.02, 0.01, 0.01],
+                                                          rel=1e-12, abs=0)
+
+
+def _uneven_star() -> nx.DiGraph:
+    """h0, h1, h2 around one switch; up links of 100, 40 and 200 GB/s, down links 200 GB/s."""
+    g = star_graph(3, GBps(200), 0.0)
+    g.edges["h0", "sw"]["bandwidth"] = GBps(100)
+    g.edges["h1", "sw"]["bandwidth"] = GBps(40)
+    return g
+
+
+@pytest.mark.parametrize("first", ["h0", "h1"])
+def test_capped_messages_freeze_at_their_own_caps_lowest_first(first):
+    # nccl caps each message at e x its bottleneck: h0 -> h2 at e x 100, h1 -> h2 at e x 40
+    # GB/s (below h1's 40 GB/s link); together 1.16 x 100 < 200 GB/s into h2: both at the cap
+    env = simpy.Environment()
+    f = Fabric(env, _uneven_star(), "nccl")
+    e = f.stack.efficiency(False)
+    second = "h1" if first == "h0" else "h0"
+    f.transfer(first, "h2", GB(1))
+    f.transfer(second, "h2", GB(1))
+    env.run(until=1.5 * f.stack.overhead_time(False))
+    rates = {s.src: s.rate for s in f.flows()}
+    assert rates == pytest.approx({"h0": e * GBps(100), "h1": e * GBps(40)}, rel=REL, abs=0)
+
+
+def test_a_capped_message_and_an_uncapped_link_flow_share_a_link():
+    # into h2 (200 GB/s): a message from h0 capped at e x 100 GB/s (nccl) and an aggregate on
+    # sw -> h2 at efficiency 1 (no cap of its own): the message at its cap, the aggregate the rest
+    env = simpy.Environment()
+    f = Fabric(env, _uneven_star(), "nccl")
+    e = f.stack.efficiency(False)
+    f.transfer("h0", "h2", GB(1))
+    env.run(until=1.5 * f.stack.overhead_time(False))
+    f.transfer_link("sw", "h2", GB(1), lambda rec: None)
+    assert [s.rate for s in f.flows()] == pytest.approx(
+        [e * GBps(100), GBps(200) - e * GBps(100)], rel=REL, abs=0)
+
+
+def test_shared_links_slower_than_one_byte_per_second_are_filled_fairly():
+    # a parking lot of 1 and 4 B/s: the long flow (r0 -> r2) and a short one on the first hop
+    # get 0.5 B/s each there; the short one on the second hop gets the other 3.5 B/s
+    f = fabric(parking_lot_graph([1.0, 4.0]))
+    recs = run_flows(f, [FlowSpec(0.0, "r0", "r2", 1.0), FlowSpec(0.0, "r0", "r1", 1.0),
+                         FlowSpec(0.0, "r1", "r2", 7.0)])
+    assert [r.finished_at for r in recs] == pytest.approx([2.0, 2.0, 2.0], rel=1e-12, abs=0)
+    # the same on hops of 1 and 1.5 B/s: the second hop's short flow gets the 1 B/s left
+    f = fabric(parking_lot_graph([1.0, 1.5]))
+    recs = run_flows(f, [FlowSpec(0.0, "r0", "r2", 1.0), FlowSpec(0.0, "r0", "r1", 1.0),
+                         FlowSpec(0.0, "r1", "r2", 2.0)])
+    assert [r.finished_at for r in recs] == pytest.approx([2.0, 2.0, 2.0], rel=1e-12, abs=0)
+    # and two messages capped below 1 B/s (efficiency 0.3 of 2 B/s links) sharing a link
+    slow = hardware.StackSpec("slow", inter_node_efficiency=0.3, intra_node_efficiency=0.3)
+    f = Fabric(simpy.Environment(), star_graph(3, 2.0, 0.0), stack=slow)
+    recs = run_flows(f, [FlowSpec(0.0, "h0", "h2", 1.0), FlowSpec(0.0, "h1", "h2", 1.0)])
+    assert [r.finished_at for r in recs] == pytest.approx([1 / 0.6] * 2, rel=1e-12, abs=0)
+
+
+def test_a_lone_flow_overtaken_at_its_last_byte_finishes_then():
+    # A (0.5 GB, h0 -> h2 at 1 GB/s) alone from 0 has all its bytes at 0.5 s, when B is sent
+    # to h2 (before A's end is processed): A still ends at 0.5 s, B alone from then, at 1 s
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, 1e9, 0.0))
+    log = []
+
+    def sender():
+        at = env.timeout(0.5)  # scheduled before A's end: runs first at 0.5 s
+        f.transfer("h0", "h2", 5e8, then=log.append)
+        yield at
+        f.transfer("h1", "h2", 5e8, then=log.append)
+
+    env.process(sender())
+    env.run()
+    assert [(r.flow_id, r.finished_at) for r in log] == [(0, 0.5), (1, pytest.approx(1.0))]
+
+
+def test_a_lone_flow_is_seen_from_the_moment_it_starts():
+    # 2 hops of 1 us: the message starts moving at 2 us; a look then shows it, all bytes left
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), us(1)))
+    f.transfer("h0", "h1", GB(1))
+    env.run(until=us(2))
+    assert [(s.rate, s.remaining_bytes) for s in f.flows()] == [(GBps(100), GB(1))]

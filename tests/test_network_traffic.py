@@ -1,6 +1,8 @@
 """Traffic classes on the Fabric: every byte is counted in its class, sent and delivered, per link
 and over time; a tag changes no timing; aggregate link flows (the all-to-all's) are exact alone."""
 
+import math
+
 import numpy as np
 import pytest
 import simpy
@@ -12,7 +14,9 @@ from simulator.network import Fabric
 from simulator.network.traffic import (
     KV_FETCH,
     KV_ROUTE,
+    MOE_COMBINE,
     MOE_DISPATCH,
+    OTHER,
     PD_TRANSFER,
     TRAFFIC_CLASSES,
     by_class,
@@ -149,3 +153,86 @@ def test_a_link_flow_carries_an_aggregate_over_one_link_at_its_capped_share():
         f.transfer_link("h0", "h1", 1.0, print)
     with pytest.raises(UserError, match="efficiency"):
         f.transfer_link("h0", "sw", 1.0, print, efficiency=0.0)
+
+
+@pytest.mark.parametrize("nbytes", [-1.0, math.inf, math.nan])
+def test_a_link_flow_of_a_bad_size_is_refused(nbytes):
+    f = Fabric(simpy.Environment(), star_graph(2, GBps(100), us(1)))
+    with pytest.raises(UserError, match="transfer_link 'h0' -> 'sw': nbytes"):
+        f.transfer_link("h0", "sw", nbytes, print)
+
+
+@pytest.mark.parametrize("efficiency", [0.0, -0.5, 1.5, math.nan])
+def test_a_link_flow_needs_an_efficiency_in_0_1(efficiency):
+    f = Fabric(simpy.Environment(), star_graph(2, GBps(100), us(1)))
+    with pytest.raises(UserError, match="efficiency must be in"):
+        f.transfer_link("h0", "sw", 1.0, print, efficiency=efficiency)
+
+
+def test_an_empty_link_flow_arrives_after_its_delay_and_never_inside_the_caller():
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), us(1)))
+    got = []
+    f.transfer_link("h0", "sw", 0.0, got.append, efficiency=1.0)
+    f.transfer_link("h0", "sw", 0.0, got.append, delay_time=us(10))
+    assert got == [] and f.idle("h0", "h1")  # no bandwidth taken, before or after the delay
+    env.run()
+    assert [(r.nbytes, r.issued_at, r.finished_at) for r in got] == [(0.0, 0.0, 0.0),
+                                                                   (0.0, us(10), us(10))]
+    assert f.flows_completed == 2 and f.bytes_delivered == 0.0
+
+
+def test_a_link_flow_counts_its_bytes_on_the_link_and_what_it_stands_for_in_its_class():
+    # an aggregate of 1 GB on h0 -> sw standing for 3 GB of dispatched tokens (they cross
+    # several links), one of 2 GB counted as such, and an ordinary message: flow ids in call
+    # order, link bytes in bytes_sent, the counted bytes per class (sent now, delivered at the
+    # last byte)
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    recs = []
+    f.transfer_link("h0", "sw", GB(1), recs.append, tag=MOE_DISPATCH, counted=GB(3))
+    f.transfer_link("h1", "sw", GB(2), recs.append, tag=MOE_COMBINE, counted=GB(2))
+    ev = f.transfer("h2", "h1", MB(1))
+    sent = [0.0] * len(TRAFFIC_CLASSES)
+    sent[MOE_DISPATCH], sent[MOE_COMBINE], sent[OTHER] = GB(3), GB(2), MB(1)
+    assert f.sent_by_class == sent and f.delivered_by_class == [0.0] * len(TRAFFIC_CLASSES)
+    assert f.bytes_sent == GB(3) + MB(1)
+    env.run()
+    assert sorted(r.flow_id for r in recs) == [0, 1] and ev.value.flow_id == 2
+    assert [r.finished_at for r in sorted(recs, key=lambda r: r.flow_id)] == pytest.approx(
+        [GB(1) / GBps(100), GB(2) / GBps(100)], rel=1e-12)
+    assert f.delivered_by_class == sent
+    assert f.bytes_delivered == GB(3) + MB(1) and f.flows_completed == 3
+
+
+@pytest.mark.parametrize(("nbytes", "delay"), [(GB(1), 0.0), (1.0, us(10)), (0.0, us(10)),
+                                               (0.0, 0.0)])
+def test_a_link_flow_alone_costs_one_simpy_event(nbytes, delay):
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), us(1)))
+    got = []
+    f.transfer_link("h0", "sw", nbytes, got.append, delay_time=delay)
+    steps = 0
+    while env.peek() < math.inf:
+        env.step()
+        steps += 1
+    assert steps == 1 and got[0].finished_at == pytest.approx(delay + nbytes / GBps(100),
+                                                              rel=1e-12)
+
+
+def test_a_link_flow_on_a_busy_link_shares_it_from_its_start():
+    # A (a message h0 -> h2, 1 GB) and L1 (1 GB on h0 -> sw) share h0 -> sw from 0; L2 (1 GB on
+    # h0 -> sw, issued at 5 ms) joins them: 100/3 GB/s each. A and L1 have 0.75 GB left at
+    # 5 ms: they end at 5 + 22.5 ms; L2 has 0.25 GB left then, alone: ends at 30 ms
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    recs = []
+    f.transfer("h0", "h2", GB(1), recs.append)
+    f.transfer_link("h0", "sw", GB(1), recs.append)
+    assert [s.rate for s in f.flows()] == [GBps(50), GBps(50)]  # at once, both
+    f.transfer_link("h0", "sw", GB(1), recs.append, delay_time=0.005)
+    env.run()
+    assert [r.flow_id for r in recs] == [0, 1, 2]
+    assert [r.finished_at for r in recs] == pytest.approx([0.0275, 0.0275, 0.03], rel=1e-9)
+    assert f.links_frame().set_index(["src", "dst"]).loc[("h0", "sw"), "bytes"] == (
+        pytest.approx(GB(3), rel=1e-12))

@@ -257,3 +257,115 @@ def test_the_example_sweep_has_no_empty_point():
     assert len(sizes) == 8 and min(sizes.values()) > 0
     # nccl and ibgda points (and route and fetch) replay the same requests
     assert len(set(sizes.values())) == 2
+
+
+@pytest.mark.parametrize(("backend", "workers", "cpus", "resumed", "want"), [
+    ("local", None, 8, False, 6),  # the CPUs, but no more than the 6 points to do
+    ("local", None, 4, False, 4),
+    ("local", None, None, False, 1),  # CPU count unknown: one
+    ("dask", None, 8, False, 2),  # a Dask LocalCluster: 2
+    ("local", 3, 8, False, 3),
+    ("local", 0, 8, False, 1),  # at least one
+    ("local", None, 8, True, 1),  # every point finished already: nothing runs in parallel
+])
+def test_the_workers_are_the_cpus_or_as_given_but_no_more_than_the_points_to_do(
+        tmp_path, monkeypatch, backend, workers, cpus, resumed, want):
+    # the number of workers is how many points share this machine's memory in the check
+    import os
+
+    from simulator.sweep import executor
+
+    shared_by = []
+
+    def check_points(sweep, parallel=1):
+        shared_by.append(parallel)
+        raise UserError("checked")  # nothing runs
+
+    monkeypatch.setattr(executor, "check_points", check_points)
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    sweep = predict_sweep()
+    if resumed:
+        for p in sweep.points():
+            executor.point_file(tmp_path / "points", p).parent.mkdir(exist_ok=True)
+            executor.point_file(tmp_path / "points", p).touch()
+    with pytest.raises(UserError, match="checked"):
+        execute(sweep, tmp_path, backend, workers=workers, progress=False)
+    assert shared_by == [want]
+
+
+def test_a_sweep_that_cannot_write_its_points_is_refused_with_the_reason(tmp_path):
+    (tmp_path / "points").write_text("a file where the points folder goes")
+    with pytest.raises(UserError, match=re.escape(
+            f"--out {tmp_path}: cannot write there (exists and is not a folder); choose a "
+            "folder you can write")):
+        execute(predict_sweep(), tmp_path, "local", workers=1, progress=False)
+    assert not (tmp_path / "results.parquet").exists()
+
+
+def test_each_backend_runs_the_points_its_own_way_with_the_same_results(tmp_path, monkeypatch,
+                                                                        capsys):
+    # the backends' runners replaced by one that computes each point here: which one runs,
+    # with how many workers and which scheduler, and what the sweep makes of their outcomes
+    from simulator.sweep import executor
+    from simulator.sweep.points import run_point
+
+    used = []
+
+    def runner(name):
+        def run(tasks, sweep, workers, *scheduler):
+            used.append((name, workers, scheduler))
+            for p in tasks:
+                yield p, run_point(sweep.kind, sweep.base, sweep.base_dir, p, sweep.skip_bad)
+        return run
+
+    monkeypatch.setattr(executor, "_iter_local", runner("local"))
+    monkeypatch.setattr(executor, "_iter_dask", runner("dask"))
+    a = execute(predict_sweep(), tmp_path / "a", "local", workers=2, progress=False)
+    assert capsys.readouterr().out == ""  # no progress bar unless asked
+    b = execute(predict_sweep(), tmp_path / "b", "dask", workers=3, scheduler="tcp://x:1")
+    # the bar names the sweep, the backend and the workers, and stays when done, full
+    bar = capsys.readouterr().out
+    assert "sweep t (dask, 3 workers)" in bar and "100%" in bar
+    assert used == [("local", 2, ()), ("dask", 3, ("tcp://x:1",))]
+    assert (a.computed, a.resumed, len(a.results)) == (6, 0, 18)
+    pd.testing.assert_frame_equal(a.results, b.results)
+    again = execute(predict_sweep(), tmp_path / "a", "local", workers=2)
+    assert (again.computed, again.resumed) == (0, 6) and len(used) == 2
+    assert capsys.readouterr().out == ""  # nothing to do: no bar
+    with pytest.raises(UserError, match="--backend 'ray': give one of local, dask"):
+        execute(predict_sweep(), tmp_path / "c", "ray", progress=False)
+
+
+def test_ctrl_c_keeps_the_finished_points_ends_the_workers_and_failures_come_in_point_order(
+        tmp_path, monkeypatch):
+    # the local runner replaced by one that computes each point here, last point first (as
+    # workers may finish), and notes when it is ended
+    from simulator.sweep import executor
+    from simulator.sweep.points import run_point
+
+    ended = []
+
+    def run(tasks, sweep, workers):
+        try:
+            for p in reversed(tasks):
+                yield p, run_point(sweep.kind, sweep.base, sweep.base_dir, p, sweep.skip_bad)
+        finally:
+            ended.append(len(tasks))
+
+    monkeypatch.setattr(executor, "_iter_local", run)
+    bad = predict_sweep(model=["deepseek-v3.2", "no-such-model"], blocks=[8, 64])
+    res = execute(bad, tmp_path / "bad", "local", progress=False, check=False)
+    assert [f["point"] for f in res.failures] == [1, 3]  # in point order, as in failures.json
+    out = tmp_path / "out"
+    execute(predict_sweep(), out, "local", progress=False)
+    for p in predict_sweep().points()[:2]:  # two points to do again
+        executor.point_file(out / "points", p).unlink()
+
+    def stop(point, outcome):
+        raise KeyboardInterrupt
+
+    ended.clear()
+    with pytest.raises(executor.Interrupted) as err:
+        execute(predict_sweep(), out, "local", progress=False, on_point=stop)
+    assert (err.value.finished, err.value.total) == (5, 6)  # 4 resumed + 1 computed
+    assert ended == [2]  # the runner was ended before the sweep returned

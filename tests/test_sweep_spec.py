@@ -348,6 +348,8 @@ def test_a_worker_task_computes_its_point_and_workers_leave_ctrl_c_to_the_client
         "route", "fetch", "local"]
     before = signal.getsignal(signal.SIGINT)
     try:
+        # from Python's own handler (a shell may start background jobs ignoring SIGINT)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         _ignore_sigint()
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
@@ -389,3 +391,77 @@ def test_predict_points_with_allowed_values_pass_the_check():
     assert "n0/nic0" in g and g.nodes["n0/nic0"].get("kind") != "gpu"  # the refusal above
     check_points(predict(grid={"blocks": [0.5, 8], "bandwidth": [1e9], "src": ["n0/gpu7"],
                                "dst": ["n0/gpu1"]}, base={"topology": "dgx_h100"}))
+
+
+def _run_sweep(grid: dict, base: str = "agentic_repo.toml", base_dir: Path = SCENARIOS,
+               **head) -> Sweep:
+    return Sweep.from_dict({"sweep": {"kind": "run", "base": base, **head}, "grid": grid},
+                           source="r.toml", base_dir=base_dir)
+
+
+def test_a_run_point_with_an_unknown_policy_or_field_is_refused_naming_it():
+    from simulator.sweep.check import check_points
+
+    with pytest.raises(UserError, match=re.escape(
+            "r.toml: field 'grid.policy': unknown policy 'teleport'; known: ")):
+        check_points(_run_sweep({"policy": ["route", "teleport"]}))
+    with pytest.raises(UserError, match=re.escape(
+            "r.toml point 1 (workload.agentic.subagents=0): ")):
+        check_points(_run_sweep({"workload.agentic.subagents": [4, 0]}))
+    check_points(_run_sweep({"policy": ["route", "fetch"]}))  # known policies pass
+
+
+def test_each_run_point_is_checked_for_its_policy_with_one_workers_share_of_memory(
+        monkeypatch):
+    # `parallel` points run at once, so each may use MEMORY_SHARE of the memory / parallel
+    from simulator import runner
+    from simulator.sweep.check import check_points
+
+    calls = []
+    monkeypatch.setattr(runner, "memory_bytes", lambda: 1e9)
+    monkeypatch.setattr(runner, "check", lambda scenario, policies, *, memory: calls.append(
+        (scenario.stack, policies, memory)))
+    check_points(_run_sweep({"policy": ["route", "fetch"], "stack": ["nccl", "ibgda"]}),
+                 parallel=4)
+    share = runner.MEMORY_SHARE * 1e9
+    assert sorted(calls) == sorted((s, (p,), share / 4) for p in ("route", "fetch")
+                                   for s in ("nccl", "ibgda"))
+    calls.clear()
+    check_points(_run_sweep({"stack": ["nccl"]}), parallel=0)  # (at least one worker)
+    assert calls == [("nccl", None, share)]  # no policy field: the scenario's policies
+
+
+def test_a_run_sweeps_trace_is_read_once_and_a_bad_line_refused_unless_skipped(tmp_path,
+                                                                                monkeypatch):
+    import dataclasses
+
+    import workloads
+    from simulator.sweep.check import check_points
+
+    text = (SCENARIOS / "mooncake_conversation.toml").read_text()
+    (tmp_path / "s.toml").write_text(text.replace('"mooncake_conversation"', '"t.jsonl"'))
+    line = '{"timestamp": 0, "input_length": 300, "output_length": 3, "hash_ids": [1]}\n'
+    (tmp_path / "t.jsonl").write_text(line + "not json\n")
+    sw = _run_sweep({"policy": ["route", "fetch"]}, base="s.toml", base_dir=tmp_path)
+    with pytest.raises(UserError, match="t.jsonl"):
+        check_points(sw)
+    loads = []
+    real = workloads.load
+    monkeypatch.setattr(workloads, "load", lambda *a, **k: loads.append(a) or real(*a, **k))
+    check_points(dataclasses.replace(sw, skip_bad=True))  # bad lines skipped: it passes
+    assert len(loads) == 1  # two points, one trace file: read once
+
+
+def test_points_with_the_same_scenario_and_policy_are_checked_once(monkeypatch):
+    # the grid's topology table is overridden by topology.nodes: two points (their tables'
+    # keys in another order), one scenario to check
+    from simulator import runner
+    from simulator.sweep.check import check_points
+
+    calls = []
+    monkeypatch.setattr(runner, "check", lambda scenario, policies, *, memory: calls.append(
+        scenario.topology.nodes))
+    sw = _run_sweep({"topology": [{"preset": "dgx_h100", "nodes": 2},
+                                  {"nodes": 3, "preset": "dgx_h100"}], "topology.nodes": [4]})
+    check_points(sw)  # first: Sweep.scenario_data writes into the grid's tables (see
+    assert calls == [4]  # docs/mutation.md), after which points() finds one point, not two
