@@ -193,21 +193,30 @@ def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) 
         except queues.Empty:
             pass
 
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(q,)) as pool:
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(q,))
+    try:
         futures = {pool.submit(_worker_run, scenario, p, seed, trace, engine): p
                    for p in policies}
         pending = set(futures)
-        try:
-            while pending:
-                drain(0.2)
-                _, pending = wait(pending, timeout=0)
-        except BaseException:
-            for f in futures:
-                f.cancel()
-            raise
+        while pending:
+            drain(0.2)
+            finished, pending = wait(pending, timeout=0)
+            for f in finished:
+                if f.exception() is not None:  # a run failed: stop the others now
+                    raise f.exception()
         drain(0.0)
-        done = {futures[f]: f.result() for f in futures}  # a worker's error is raised here
+        done = {futures[f]: f.result() for f in futures}
+    except BaseException:
+        # Ctrl-C or a failed run: stop the other runs now (the workers ignore SIGINT, and the
+        # executor's exit hook would otherwise wait for them to finish)
+        workers = list((getattr(pool, "_processes", None) or {}).values())
+        for proc in workers:
+            proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in workers:
+            proc.join(timeout=5)
+        raise
+    pool.shutdown()
     return {p: done[p] for p in policies}
 
 
