@@ -1281,6 +1281,10 @@ def main(argv: list[str] | None = None) -> int:
                         "--progress` on the same source) says survived or were reached by no "
                         "test: re-checks them after new tests")
     a = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    os.chdir(ROOT)
+    if a.cmd == "planted":
+        return run_planted(a.names)
     lines = None
     if a.lines:
         try:
@@ -1288,10 +1292,6 @@ def main(argv: list[str] | None = None) -> int:
             lines = (int(first), int(last or first))
         except ValueError:
             ap.error(f"--lines {a.lines!r}: give FIRST-LAST, e.g. 120-180")
-    sys.path.insert(0, str(ROOT))
-    os.chdir(ROOT)
-    if a.cmd == "planted":
-        return run_planted(a.names)
     groups = a.groups or list(GROUPS)
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
