@@ -737,6 +737,16 @@ def test_messages_timed_outside_are_counted_and_put_on_their_links():
     with pytest.raises(ValueError):  # one tag per message
         fabric(star_graph(3)).record_messages([a, b], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0],
                                               [KV_ROUTE])
+    # a refused call counts nothing (it once added its totals before finding the mismatch)
+    counters = (f.bytes_sent, f.bytes_delivered, f.flows_completed, list(f.sent_by_class),
+                list(f.delivered_by_class))
+    for bad in (([a, b], [0.0], [1.0, 1.0], [1.0, 1.0], None),
+                ([a, b], [0.0, 0.0], [1.0, 1.0], [1.0], None),
+                ([a, b], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0], [KV_ROUTE])):
+        with pytest.raises(ValueError, match="one entry per message"):
+            f.record_messages(*bad)
+    assert (f.bytes_sent, f.bytes_delivered, f.flows_completed, list(f.sent_by_class),
+            list(f.delivered_by_class)) == counters
 
 
 def test_spilling_link_records_moves_them_out_of_memory_and_changes_no_result(monkeypatch):

@@ -463,5 +463,19 @@ def test_points_with_the_same_scenario_and_policy_are_checked_once(monkeypatch):
         scenario.topology.nodes))
     sw = _run_sweep({"topology": [{"preset": "dgx_h100", "nodes": 2},
                                   {"nodes": 3, "preset": "dgx_h100"}], "topology.nodes": [4]})
-    check_points(sw)  # first: Sweep.scenario_data writes into the grid's tables (see
-    assert calls == [4]  # docs/mutation.md), after which points() finds one point, not two
+    check_points(sw)
+    assert calls == [4]
+
+
+def test_a_dotted_field_under_a_table_value_leaves_the_grid_as_it_was():
+    # Sweep.scenario_data once set the grid's own table into the point's scenario, so the
+    # dotted field below it wrote into the grid: points' parameters and ids changed after the
+    # first look, and points whose tables differed only there collapsed into one
+    sw = _run_sweep({"topology": [{"preset": "dgx_h100", "nodes": 2},
+                                  {"preset": "dgx_h100", "nodes": 3}], "topology.nodes": [4]})
+    before = [(p.point_id, p.key, p.params) for p in sw.points()]
+    assert len(before) == 2 and before[0][0] != before[1][0]
+    for p in sw.points():
+        assert sw.scenario_data(dict(p.params))["topology"] == {"preset": "dgx_h100", "nodes": 4}
+    assert [(p.point_id, p.key, p.params) for p in sw.points()] == before
+    assert [t["nodes"] for t in dict(sw.grid)["topology"]] == [2, 3]

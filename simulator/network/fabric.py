@@ -471,12 +471,17 @@ class Fabric:
         None: ``other``) over the links of its route id (:meth:`message_route`) from
         ``started_at`` to ``finished_at`` [s] — one lone-flow record each (counters, per class,
         link totals and timeline). Schedules nothing."""
+        n = len(route_ids)
+        if tags is None:
+            tags = [OTHER] * n
+        if not len(started_at) == len(finished_at) == len(nbytes) == len(tags) == n:
+            # before any counter moves: a refused call leaves the accounting as it was
+            raise ValueError("record_messages: route_ids, started_at, finished_at, nbytes and "
+                             "tags need one entry per message")
         total = float(sum(nbytes))
         self.bytes_sent += total
         self.bytes_delivered += total
-        self.flows_completed += len(route_ids)
-        if tags is None:
-            tags = [OTHER] * len(route_ids)
+        self.flows_completed += n
         for tag, b in zip(tags, nbytes, strict=True):
             self.sent_by_class[tag] += b
             self.delivered_by_class[tag] += b

@@ -239,7 +239,8 @@ class Sweep:
         data = copy.deepcopy(dict(self.base))
         for key, value in params.items():
             if key != "policy":
-                set_dotted(data, key, value)
+                # a copy: a later dotted field under a table value must not write into the grid
+                set_dotted(data, key, copy.deepcopy(value))
         return data
 
     def _input_files(self, params: Mapping[str, Any]) -> list[str]:
