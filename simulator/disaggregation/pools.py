@@ -22,8 +22,8 @@ import simpy
 
 from simulator.disaggregation.spec import DisaggregationSpec, check_against, spec_of
 from simulator.engine import records
-from simulator.engine.admission import init_request_arrays
-from simulator.engine.arrivals import NOT_ENTERED, Arrivals
+from simulator.engine.admission import init_request_arrays, settle_unfinished
+from simulator.engine.arrivals import Arrivals
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
 from simulator.gpu.calibration import run_kernels
@@ -31,7 +31,6 @@ from simulator.models import model as lookup_model
 from simulator.network.fabric import Fabric
 from simulator.network.traffic import TP_COLLECTIVE
 
-NOT_FINISHED = "not finished when the run stopped (duration limit)"
 TOO_LARGE = "its KV does not fit the attention pool even alone"
 TOO_LARGE_REPLICA = "its KV does not fit a replica's free HBM even alone"
 
@@ -87,8 +86,10 @@ class Requests:
         self.home = [""] * self.n
         self.finished = 0
         self.progress = progress
-        # the arrival process hears of each finish (followers and a closed loop enter)
+        # the arrival process hears of each finish (followers and a closed loop enter) and
+        # says who entered (set with it by the loop's arrival process)
         self.on_finish: Callable[[int], None] | None = None
+        self.entered = np.zeros(self.n, bool)
 
     def finish(self, r: int, now: float, reason: str = "") -> None:
         """Mark request ``r`` done at ``now`` (with a reason if it did not complete)."""
@@ -102,13 +103,7 @@ class Requests:
 
     def frame(self, block_tokens: int) -> pd.DataFrame:
         """The ``requests`` table (engine columns); unfinished requests get a reason."""
-        entered = getattr(self, "entered", None)
-        for r in range(self.n):
-            if entered is not None and not entered[r]:
-                self.reason[r], self.arrival[r] = NOT_ENTERED, np.nan
-            elif not self.reason[r] and (np.isnan(self.finish_at[r])
-                                         or self.gen[r] < self.out[r]):
-                self.reason[r] = NOT_FINISHED
+        settle_unfinished(self, self.entered)
         done = np.array([not x for x in self.reason], bool)
         blocks = (-(-self.inp // block_tokens)).tolist()
         rows = list(zip(self.rid.tolist(), self.sid.tolist(), self.home, self.arrival.tolist(),

@@ -24,7 +24,7 @@ import simpy
 
 from simulator import kvcache
 from simulator.engine import reuse as reuse_rules
-from simulator.engine.arrivals import Arrivals, follows_of
+from simulator.engine.arrivals import NOT_ENTERED, Arrivals, follows_of
 from simulator.engine.scheduler import Scheduler, ServingSpec
 
 #: Reasons a request did not complete.
@@ -49,6 +49,20 @@ def init_request_arrays(state, trace) -> None:
     state.gen = np.zeros(n, np.int64)
     state.reason = [""] * n
     state.follows = follows_of(trace)  # (row followed, gap [s]) or None
+
+
+def settle_unfinished(state, entered: np.ndarray) -> None:
+    """When the clock has stopped: give every request of ``state`` (arrays as
+    :func:`init_request_arrays` sets them) that did not complete a reason — never entered (what
+    it follows never finished; its arrival is then NaN: it never arrived) or not finished.
+    ``entered``: per request, whether it entered the run (:attr:`Arrivals.entered`). Shared by
+    the engine and the disaggregated loops."""
+    for r in range(state.n):
+        if not entered[r]:
+            state.reason[r], state.arrival[r] = NOT_ENTERED, np.nan
+        elif not state.reason[r] and (np.isnan(state.finish_at[r])
+                                      or state.gen[r] < state.out[r]):
+            state.reason[r] = NOT_FINISHED
 
 
 class GPUBlocks:

@@ -57,8 +57,7 @@ import simpy
 from simulator import hardware, kvcache
 from simulator.costmodel.closed_form import CostModel
 from simulator.engine import records
-from simulator.engine.admission import NOT_FINISHED, Admission
-from simulator.engine.arrivals import NOT_ENTERED
+from simulator.engine.admission import Admission, settle_unfinished
 from simulator.engine.columns import Columns
 from simulator.engine.locate import StepData
 from simulator.engine.results import Result, collect
@@ -488,14 +487,7 @@ class _Run:
         self._finish_run()
         wall = time.perf_counter() - wall0
         events = next(env._eid)  # SimPy's event counter: every event ever scheduled
-        req = self.req
-        entered = req.entry.entered
-        for r in range(req.n):
-            unfinished = np.isnan(req.finish_at[r]) or req.gen[r] < req.out[r]
-            if not entered[r]:  # what it follows never finished: it never arrived
-                req.reason[r], req.arrival[r] = NOT_ENTERED, np.nan
-            elif unfinished and not req.reason[r]:
-                req.reason[r] = NOT_FINISHED
+        settle_unfinished(self.req, self.req.entry.entered)
         return collect(self, wall, events)
 
     def _finish_run(self) -> None:
