@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from simulator import hardware
-from simulator.errors import UserError
+from simulator.errors import UserError, section_errors
 from simulator.units import GBps, us
 
 MOE_KERNELS: tuple[str, ...] = ("low_latency", "normal")
@@ -179,11 +179,7 @@ def validate_deployment(raw: Mapping[str, Any] | None, source: str = "<dict>") -
     """
     if raw is None:
         return DeploymentSpec()
-    if not isinstance(raw, Mapping):
-        raise UserError(f"{source}: field 'deployment': must be a table ([deployment])")
-
-    def fail(key: str, msg: str) -> UserError:
-        return UserError(f"{source}: field 'deployment.{key}': {msg}")
+    fail = section_errors(raw, "deployment", source)
 
     _unknown(raw, "", _TOP_KEYS, fail)
     decode = _pool(raw, "", "low_latency", fail)

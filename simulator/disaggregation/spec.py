@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from simulator import hardware
-from simulator.errors import UserError
+from simulator.errors import UserError, section_errors
 
 SPLITS: tuple[str, ...] = ("auto", "heads", "requests")
 PREFILLS: tuple[str, ...] = ("external", "local")
@@ -137,11 +137,7 @@ def validate_disaggregation(raw: Mapping[str, Any] | None,
     """
     if raw is None:
         return DisaggregationSpec()
-    if not isinstance(raw, Mapping):
-        raise UserError(f"{source}: field 'disaggregation': must be a table ([disaggregation])")
-
-    def fail(key: str, msg: str) -> UserError:
-        return UserError(f"{source}: field 'disaggregation.{key}': {msg}")
+    fail = section_errors(raw, "disaggregation", source)
 
     known = (*_INT_FIELDS, *_STR_FIELDS, "early_q")
     for key in sorted(raw):

@@ -44,7 +44,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from simulator.errors import UserError
+from simulator.errors import section_errors
 from simulator.units import ms
 
 KV_ALLOCATIONS: tuple[str, ...] = ("on_demand", "reserve")
@@ -110,11 +110,7 @@ def validate_serving(raw: Mapping[str, Any] | None, source: str = "<dict>") -> S
     :class:`UserError` ``"{source}: field 'serving.x': …"`` for anything wrong."""
     if raw is None:
         return ServingSpec()
-    if not isinstance(raw, Mapping):
-        raise UserError(f"{source}: field 'serving': must be a table ([serving])")
-
-    def fail(key: str, msg: str) -> UserError:
-        return UserError(f"{source}: field 'serving.{key}': {msg}")
+    fail = section_errors(raw, "serving", source)
 
     known = ("max_num_batched_tokens", "max_num_seqs", "chunked_prefill", "kv_allocation",
              "cuda_graphs", "step_overhead_time")
