@@ -466,13 +466,20 @@ def test_a_copy_being_read_again_is_never_evicted_for_the_new_ones():
     d.check()
 
 
+def _one_full_gpu(host: int, blocks: int):
+    """One GPU of 4 blocks and a host of ``host``; ``blocks`` ids interned, the first 4 placed
+    one per second (the GPU full, block 0 the least recent)."""
+    d = make(cap=4, gpus=1, per_machine=1, host=host)
+    a = d.intern(list(range(blocks)))
+    for i in range(4):
+        d.place(a[i:i + 1], writer=0, now=float(i))
+    return d, a
+
+
 def test_a_full_host_drops_only_what_it_must():
     # one GPU of 2 blocks, a host of 3; the host holds 2 blocks when 2 more are demoted at
     # once: 1 host block (the least recent) is dropped, the host ends full
-    d = make(cap=4, gpus=1, per_machine=1, host=3)
-    a = d.intern(list(range(6)))
-    for i in range(4):
-        d.place(a[i:i + 1], writer=0, now=float(i))
+    d, a = _one_full_gpu(host=3, blocks=6)
     d.place(a[4:6], writer=0, now=4.0)  # 6 > 4 blocks: 2 + watermark 0 demoted (0 and 1)
     assert d.tier[a].tolist() == [HOST, HOST, HBM, HBM, HBM, HBM]
     d.capacity[0] = 2  # the GPU shrinks: the next placement demotes 3 more
@@ -514,10 +521,7 @@ def test_a_gpu_filled_exactly_evicts_nothing_and_overflow_frees_down_to_the_wate
 def test_a_host_short_of_room_drops_just_enough_of_its_oldest_blocks():
     # GPU of 4 blocks, host of 4. 7 placed: 3 demoted (host 3 of 4). 2 more: 2 demoted, the
     # host has room for 1 — it drops 1 (its least recent), not more
-    d = make(cap=4, gpus=1, per_machine=1, host=4)
-    a = d.intern(list(range(9)))
-    for i in range(4):
-        d.place(a[i:i + 1], writer=0, now=float(i))
+    d, a = _one_full_gpu(host=4, blocks=9)
     d.place(a[4:7], writer=0, now=4.0)
     assert d.host_used.tolist() == [3] and d.dropped == 0
     d.place(a[7:9], writer=0, now=5.0)
