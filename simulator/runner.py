@@ -100,15 +100,10 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
 
 def engine_mode(scenario, engine: str | None = None) -> str:
     """The decode-loop engine ``scenario`` runs on (``engine`` overrides its ``[engine] mode``);
-    a :class:`UserError` for an unknown one, or for ``"fast"`` with a ``[deployment]`` (which
-    runs on the exact engine only)."""
-    from simulator.engine.fast import FAST_DEPLOYMENT, check_engine
+    a :class:`UserError` for an unknown one."""
+    from simulator.engine.fast import check_engine
 
-    mode = check_engine(getattr(scenario.engine, "mode", "exact") if engine is None else engine)
-    if mode == "fast" and getattr(scenario, "deployment", None) is not None:
-        raise UserError(f"{scenario.source}: engine 'fast': {FAST_DEPLOYMENT}; run it with "
-                        "engine 'exact'")
-    return mode
+    return check_engine(getattr(scenario.engine, "mode", "exact") if engine is None else engine)
 
 
 def memory_bytes() -> float:

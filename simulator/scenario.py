@@ -354,10 +354,6 @@ class _Validator:
         calibration = self.calibration(data)
         engine = self.engine(data)
         deployment = self.deployment(data)
-        if deployment is not None and engine.mode == "fast":
-            from simulator.engine.fast import FAST_DEPLOYMENT
-
-            raise self.fail("engine.mode", FAST_DEPLOYMENT + '; set mode = "exact"')
         return Scenario(
             name=name,
             topology=self.topology(data),

@@ -52,9 +52,8 @@ messages are not Fabric flows), and Lamina's pool loop (``disaggregated``). The 
 loop has a fast mode of its own (whole steps composed where the rings' links are unshared,
 :mod:`simulator.disaggregation.homogeneous`), which the runner asks for instead.
 :func:`unsupported` names the reason; :func:`simulator.runner.run` does the fallback. A
-``[deployment]`` (issue 16) is refused instead, when the scenario is read or the engine chosen
-(:func:`simulator.runner.engine_mode`): its ranks step together through the MoE all-to-all, which
-a step composed per GPU cannot express, and a silent fallback at cluster scale would run for hours.
+``[deployment]``'s instances, whose ranks step together through every MoE layer's all-to-all,
+compose each instance's whole step at once (:mod:`simulator.engine.fast_instances`).
 """
 
 from __future__ import annotations
@@ -66,6 +65,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.engine.exact import _Run
+from simulator.engine.fast_instances import FastInstanceLoop
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_streams import FastStream
 from simulator.engine.results import Result
@@ -73,7 +73,7 @@ from simulator.errors import UserError
 from simulator.network.traffic import KV_FETCH, KV_ROUTE
 from simulator.policies import Policy, Round
 
-__all__ = ["ENGINES", "FAST_DEPLOYMENT", "check_engine", "simulate", "unsupported"]
+__all__ = ["ENGINES", "check_engine", "simulate", "unsupported"]
 
 #: Steps of at least this many layer slots sum their quiet layers as arrays (fewer: a loop is
 #: cheaper than the array calls).
@@ -81,10 +81,6 @@ VECTOR_SLOTS = 16
 
 #: The decode-loop engine's modes (``[engine] mode``, ``run(..., engine=)``).
 ENGINES: tuple[str, ...] = ("exact", "fast")
-#: Why ``[engine] mode = "fast"`` refuses a ``[deployment]``: the fast engine composes each GPU's
-#: step alone, and a deployment's ranks step together through their all-to-alls (issue 16).
-FAST_DEPLOYMENT = ("a [deployment] runs on the exact engine only (its ranks step together "
-                   "through the MoE all-to-all; the fast engine composes each GPU's step alone)")
 
 
 def check_engine(mode: str) -> str:
@@ -115,8 +111,6 @@ def simulate(scenario, policy: Policy, seed: int, trace: pd.DataFrame, *,
     :func:`unsupported` names (:func:`simulator.runner.run` falls back before that).
     """
     why = unsupported(policy)
-    if getattr(scenario, "deployment", None) is not None:
-        why = FAST_DEPLOYMENT
     if why:
         raise ValueError(f"fast engine: {why}")
     res = FastRun(scenario, policy, seed, trace, progress, topology=topology,
@@ -144,6 +138,8 @@ class FastRun(_Run):
     the module docstring). Not reusable: build, ``execute`` once."""
 
     engine_name = "fast"
+    #: A ``[deployment]``'s instances step on the fast engine's calendars too.
+    instance_loop = FastInstanceLoop
 
     def __init__(self, scenario, policy: Policy, seed: int, trace: pd.DataFrame,
                  progress: Callable[[int, int], None] | None, *, topology=None,
@@ -272,9 +268,10 @@ class FastRun(_Run):
         return attn
 
     def _slot(self, g: int, s: int, iteration: int, slot_groups: list, n_loc: int, q_loc: int,
-              na_layer: float, t0: float) -> float:
+              na_layer: float, t0: float, fold: bool = True) -> float:
         """Compose layer slot ``s`` (with rounds) of a step on GPU ``g`` started at ``t0`` [s];
-        returns when the next slot starts [s] (after the folded layers' time)."""
+        returns when the next slot starts [s] (after the folded layers' time; with ``fold``
+        False, when the slot's first layer ends: a deployment folds after its MoE layer)."""
         cal = self.cal[g]
         layers = self.slot_layers_list[s]
         name = self.names[g]
@@ -327,7 +324,7 @@ class FastRun(_Run):
                 iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
                 rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
                 rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
-            return end + (end - t0) * (layers - 1)
+            return end + (end - t0) * (layers - 1) if fold else end
         release = t0
         rounds = []
         remote = []  # route / fetch rounds over the fabric, in key order
@@ -408,7 +405,7 @@ class FastRun(_Run):
             append((iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
                     rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
                     rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
-        return end + (end - t0) * (layers - 1)
+        return end + (end - t0) * (layers - 1) if fold else end
 
     def _keep_copies(self, g: int, s: int, rd: _Round) -> None:
         """Enter the copies a fetch or recompute round made on GPU ``g`` (slot ``s``); an

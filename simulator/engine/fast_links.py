@@ -137,6 +137,7 @@ class Links:
         self.line = fabric.link_bandwidth
         self.cal = [Calendar(env, debts) for _ in self.line]
         self._routes: dict[tuple[str, str], tuple] = {}
+        self._link_ids: dict[tuple[str, str], tuple[int, int]] = {}
         self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
         self.contended = 0  # messages timed against other steps' traffic
         self.messages = 0
@@ -226,6 +227,42 @@ class Links:
                 ends[i] = self._bulk(r, starts[i], ends[i], m[2], owner, fold)
             self._record(r[5], starts[i], ends[i], m[2], tags[i])
         return list(zip(starts, ends, strict=True))
+
+    def aggregate(self, links: list[tuple[str, str]], loads: list[float],
+                  rates: list[float], start_at: float, owner: int = -1, fold: int = 1,
+                  tag: int = OTHER, payload: float | None = None) -> float:
+        """Time one aggregate flow per directed link (an all-to-all's bytes on each link it
+        loads, as :meth:`Fabric.transfer_link <simulator.network.Fabric.transfer_link>`):
+        ``loads[i]`` [B] on ``links[i]`` from ``start_at`` [s], at most ``rates[i]`` [B/s];
+        returns when the last ends [s]. Each puts ``bytes / line rate`` of work on its link's
+        calendar and ends when that link has carried it FIFO, never before its capped lone
+        time — alone on idle links, ``start_at + max(load / rate)``, the closed form. The
+        payload (default the loads' sum) counts once in the per-class counters, spread over
+        the links in proportion to their loads."""
+        fabric = self.fabric
+        share = 1.0 if payload is None else payload / float(sum(loads))
+        end = start_at
+        sids, starts, ends = [], [], []
+        for (u, v), load, rate in zip(links, loads, rates, strict=True):
+            key = (u, v)
+            lr = self._link_ids.get(key)
+            if lr is None:
+                lr = self._link_ids[key] = fabric.link_route(u, v)
+            i, sid = lr
+            e = start_at + load / rate
+            f = self.cal[i].reserve(start_at, load / self.line[i], owner, fold)
+            if f > e:
+                self.contended += 1
+                e = f
+            if e > end:
+                end = e
+            sids.append(sid)
+            starts.append(start_at)
+            ends.append(e)
+        self.messages += len(sids)
+        fabric.record_messages(sids, starts, ends, list(loads), [tag] * len(sids),
+                               [x * share for x in loads])
+        return end
 
     def _share(self, msgs, routes, starts) -> list[float]:
         """Max-min ends [s] of one phase's own messages (memoized by the phase's shape)."""

@@ -147,7 +147,9 @@ class Deployed:
                 ep = ExpertParallel(names, run.graph, arch, probs, per, inst.spec.moe_kernels,
                                     rks, paths, self.spec.dispatch_dtype,
                                     self.spec.combine_dtype)
-            self.loops.append(InstanceLoop(self, inst, rks, ep))
+            # the fast engine brings a loop of its own (simulator.engine.fast_instances)
+            loop = getattr(run, "instance_loop", None) or InstanceLoop
+            self.loops.append(loop(self, inst, rks, ep))
         if self.layout.disaggregated:
             t = self.spec.transfer
             self.handoff = Handoff(run, self.layout.gpus_of("prefill"),

@@ -460,29 +460,44 @@ class Fabric:
         rate = route.cap if route.cap <= route.bneck else route.bneck
         return route.delay_time, rate, route.links, route.sid
 
+    def link_route(self, u: str, v: str) -> tuple[int, int]:
+        """``(link index, route id)`` of the one directed link ``u → v``: an aggregate flow an
+        engine timed itself on that link alone is recorded with the route id
+        (:meth:`record_messages`)."""
+        if (u, v) not in self._index:
+            raise UserError(f"link_route: {u!r} -> {v!r} is not a link of the topology")
+        i = self._index[(u, v)]
+        return i, self._stats.route((i,))
+
     @property
     def link_bandwidth(self) -> list[float]:
         """Line rate [B/s] of each directed link, by link index (read-only by convention)."""
         return self._cap
 
-    def record_messages(self, route_ids, started_at, finished_at, nbytes, tags=None) -> None:
+    def record_messages(self, route_ids, started_at, finished_at, nbytes, tags=None,
+                        counted=None) -> None:
         """Account messages whose timing an engine computed itself (sequences of equal length):
         each carried ``nbytes`` [B] of traffic class ``tags`` (:mod:`simulator.network.traffic`;
-        None: ``other``) over the links of its route id (:meth:`message_route`) from
-        ``started_at`` to ``finished_at`` [s] — one lone-flow record each (counters, per class,
-        link totals and timeline). Schedules nothing."""
+        None: ``other``) over the links of its route id (:meth:`message_route`,
+        :meth:`link_route`) from ``started_at`` to ``finished_at`` [s] — one lone-flow record
+        each (counters, per class, link totals and timeline). ``counted`` [B] is what each adds
+        to the per-class counters (None: ``nbytes``; an aggregate on one link counts its share of
+        the payload, as :meth:`transfer_link`'s ``counted``). Schedules nothing."""
         n = len(route_ids)
         if tags is None:
             tags = [OTHER] * n
-        if not len(started_at) == len(finished_at) == len(nbytes) == len(tags) == n:
+        if counted is None:
+            counted = nbytes
+        if not (len(started_at) == len(finished_at) == len(nbytes) == len(tags)
+                == len(counted) == n):
             # before any counter moves: a refused call leaves the accounting as it was
-            raise ValueError("record_messages: route_ids, started_at, finished_at, nbytes and "
-                             "tags need one entry per message")
+            raise ValueError("record_messages: route_ids, started_at, finished_at, nbytes, "
+                             "tags and counted need one entry per message")
         total = float(sum(nbytes))
         self.bytes_sent += total
         self.bytes_delivered += total
         self.flows_completed += n
-        for tag, b in zip(tags, nbytes, strict=True):
+        for tag, b in zip(tags, counted, strict=True):
             self.sent_by_class[tag] += b
             self.delivered_by_class[tag] += b
         self._stats.intervals(route_ids, started_at, finished_at, nbytes, tags)

@@ -1,0 +1,205 @@
+"""Deployed instances on the fast engine: an instance's whole step composed at once.
+
+The exact engine's :class:`~simulator.engine.instances.InstanceLoop` plays a step of an
+instance (its ranks stepping together through every MoE layer) as SimPy events: each rank's
+attention rounds, the all-to-all's flows on the Fabric, the expert kernels on the ranks' streams.
+:class:`FastInstanceLoop` is the same loop — the same schedulers, plans, selections, block
+locations, policy questions, MoE routing draws and records (it *is* an ``InstanceLoop``; only
+``_step`` differs) — with the step composed at its start on the fast engine's calendars
+(:mod:`simulator.engine.fast`), ended by one SimPy timeout:
+
+- **attention** of a slot on each rank: :meth:`FastRun._slot <simulator.engine.fast.FastRun.
+  _slot>` (rounds, home attention, then the rank's projections, FFN and prefill chunks'
+  attention), unfolded — the slot's first layer only;
+- **the MoE layer**, from when the last rank is ready, in the closed form's order
+  (:meth:`~simulator.costmodel.moe.ExpertParallel.closed_form`, as
+  :class:`~simulator.engine.exchange.MoEReplay` plays it): shared experts on each rank's
+  calendar; the dispatch as one aggregate per loaded link on the link calendars
+  (:meth:`~simulator.engine.fast_links.Links.aggregate`) after the exchange's fixed time; routed
+  experts at each rank's own rows; the combine once the slowest rank is done; each rank's add.
+  Alone on idle links and streams each phase is the closed form's time (to float rounding);
+  against other traffic the link and stream calendars serve it FIFO, as they do rounds;
+- **folding**: the slot's time, MoE included, repeats for the layers it stands for; after the
+  last slot each rank's final norm and LM head;
+- **two-batch overlap**: the micro-batches' phases (a slot's attention, its MoE layer) are
+  composed in the order of their start times over the same calendars, so one's all-to-all
+  overlaps the other's attention as far as the calendars allow.
+
+What differs from the exact engine, beyond the fast engine's own approximations (FIFO calendars
+for other steps' work, pushes charged as a debt — here the largest over the instance's ranks,
+waited out at the step's end):
+
+- the MoE routing draws come from the same stream in a different order across instances (an
+  instance composes all its layers before the next instance's step), so with more than one
+  instance the routing is equal in distribution, not draw for draw;
+- prefill/decode transfers stay on the Fabric (the exact engine's transfer engine and flows),
+  posted when the slot's first layer ends as on the exact engine (the step advances to each such
+  time on a prefill instance); they do not see the calendars' traffic, nor it theirs;
+- the all-to-all's link work is counted at line rate on the calendars while each flow is
+  capped at its stack's efficiency (the Fabric leaves the rest of the link to others).
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from simulator.engine.instances import InstanceLoop
+from simulator.network.traffic import MOE_COMBINE, MOE_DISPATCH
+
+
+class FastInstanceLoop(InstanceLoop):
+    """An instance's step loop on the fast engine (see the module docstring)."""
+
+    def _step(self, plans, iteration: int):
+        """Every slot of one step for every rank, composed at once; returns each rank's
+        prefill work [s]."""
+        run = self.run
+        env = run.env
+        ranks = self.ranks
+        R = len(ranks)
+        lanes: list[list[dict]] = [[] for _ in range(self.lanes)]
+        work = [0.0] * R
+        logits = [0] * R
+        for i, g in enumerate(ranks):
+            run.debt[g] = 0.0
+            plan = plans[i]
+            parts = self._prepare(i, g, plan, iteration)
+            work[i] = sum(p["chunk_attention"] for p in parts) * run.arch.layers
+            logits[i] = len(plan.decode) + len(plan.prompt_done)
+            for lane, part in enumerate(parts):
+                lanes[lane].append(part)
+        start = env.now
+        end = start
+        # the micro-batches' phases in start-time order: (at, lane, phase) — phase 2s is slot
+        # s's attention, 2s + 1 its MoE layer and folding
+        heap = [(start, k, 0) for k, parts in enumerate(lanes) if any(p["tokens"] for p in parts)]
+        slot_start = [start] * len(lanes)
+        wait = run.observed is not None or (self.prefill and self.d.handoff is not None)
+        while heap:
+            at, k, phase = heapq.heappop(heap)
+            s, closing = divmod(phase, 2)
+            if wait and at > env.now:
+                # an observing policy decides at the slot's start; a prefill instance posts
+                # its KV when the slot's first layer ends (both on the exact engine's clock)
+                yield env.timeout(at - env.now)
+            if not closing:
+                slot_start[k] = at
+                ready = at
+                moe = self.d.is_moe[s]
+                for p in lanes[k]:
+                    if p["tokens"]:
+                        e = self._attend_at(p, s, moe, iteration, at)
+                        if e > ready:
+                            ready = e
+                heapq.heappush(heap, (ready, k, phase + 1))
+                continue
+            layers = run.slot_layers_list[s]
+            done = at
+            if self.d.is_moe[s] and self.ep is not None:
+                done = self._moe_at(k, lanes[k], s, layers, iteration, at)
+            if self.prefill and self.d.handoff is not None:
+                if done > env.now:
+                    yield env.timeout(done - env.now)
+                for p in lanes[k]:
+                    if p["chunks"]:
+                        self.d.handoff.computed(p["gpu"], p["chunks"], s)
+            nxt = done + (done - slot_start[k]) * (layers - 1)
+            if s + 1 < run.S:
+                heapq.heappush(heap, (nxt, k, phase + 1))
+            elif nxt > end:
+                end = nxt
+        finish = end
+        for i, g in enumerate(ranks):
+            tokens = sum(p["tokens"] for p in (lane[i] for lane in lanes))
+            if tokens:
+                e = run.cal[g].reserve(end, self.rk[i].step_time(tokens, logits[i]), g)
+                if e > finish:
+                    finish = e
+        if finish > env.now:
+            yield env.timeout(finish - env.now)
+        debt = max(run.debt[g] for g in ranks)
+        if debt > 0.0:  # a kernel or flow of this step was pushed back by a later-composed one
+            run.pushed_steps += 1
+            for g in ranks:
+                run.debt[g] = 0.0
+            yield env.timeout(debt)
+        return work
+
+    def _attend_at(self, p: dict, s: int, moe: bool, iteration: int, t0: float) -> float:
+        """Rank ``p``'s attention of slot ``s`` from ``t0`` [s] (home blocks, rounds, chunks)
+        and the layer's projections (with a dense slot's FFN); returns their end [s]."""
+        run = self.run
+        g, i = p["gpu"], p["rank"]
+        rk = self.rk[i]
+        m = p["tokens"]
+        pre = rk.pre_time(m) + rk.ffn_time(m, moe) + p["chunk_attention"] + p["indexer"]
+        layers = run.slot_layers_list[s]
+        groups = p["groups"][s] if p["groups"] is not None else []
+        n_loc = p["n_local"][s] if p["n_local"] is not None else 0
+        q_loc = p["q_local"][s] if p["q_local"] is not None else 0
+        if groups:
+            return run._slot(g, s, iteration, groups, n_loc, q_loc, pre, t0, fold=False)
+        a = run._attention(run.names[g], n_loc, q_loc) if n_loc else 0.0
+        return run.cal[g].reserve(t0, a + pre, g, layers, 2 if a else 1)
+
+    def _moe_at(self, lane: int, parts: list[dict], s: int, layers: int, iteration: int,
+                t0: float) -> float:
+        """The slot's MoE layer over every rank from ``t0`` [s] (the last rank ready), on the
+        calendars in the closed form's order; recorded with its closed form; returns its end
+        [s]."""
+        run, ep = self.run, self.ep
+        ranks = self.ranks
+        R = len(ranks)
+        tokens = np.zeros(R, np.int64)
+        for p in parts:
+            tokens[p["rank"]] = p["tokens"]
+        plan = ep.layer(self.d.rng, tokens)
+        shared = [self.rk[r].shared_time(int(tokens[r])) for r in range(R)]
+        post = [self.rk[r].post_time(int(tokens[r])) for r in range(R)]
+        cf = ep.closed_form(plan, np.array(shared), np.array(post))
+        cal = run.cal
+        lead = ranks[0]  # the instance's debts are gathered over its ranks at the step's end
+        for r in range(R):
+            if shared[r] > 0:
+                cal[ranks[r]].reserve(t0, shared[r], ranks[r], layers)
+        t1 = self._exchange(plan.dispatch, "dispatch", t0, lead, layers)
+        t2 = t1
+        experts = plan.expert_time.tolist()
+        for r in range(R):
+            if experts[r] > 0:
+                e = cal[ranks[r]].reserve(t1, experts[r], ranks[r], layers)
+                if e > t2:
+                    t2 = e
+        t3 = self._exchange(plan.combine, "combine", t2, lead, layers)
+        t4 = t3
+        for r in range(R):
+            if post[r] > 0:
+                e = cal[ranks[r]].reserve(t3, post[r], ranks[r], layers)
+                if e > t4:
+                    t4 = e
+        self.d.moe_rows.append((
+            self.inst.pool, self.inst.index, lane, iteration, s, layers, R, int(tokens.sum()),
+            int(plan.rows.max()) if R else 0, plan.dispatch_bytes, plan.combine_bytes, t0,
+            t1 - t0, t2 - t1, t3 - t2, t4 - t3, cf.dispatch, cf.experts, cf.combine, cf.post))
+        return t4
+
+    def _exchange(self, pairs: np.ndarray, direction: str, t0: float, lead: int,
+                  layers: int) -> float:
+        """One all-to-all of traffic matrix ``pairs`` [B] from ``t0`` [s]: its fixed time, then
+        one aggregate per loaded link on the link calendars (or, with ``moe_on_fabric`` off,
+        the closed form's time on no link); returns when the last link is done [s]."""
+        ep = self.ep
+        loads = ep.loads(pairs)
+        fixed = ep.fixed_time(pairs, direction)
+        busy = np.flatnonzero(loads > 0)
+        if not len(busy):
+            return t0 + fixed
+        if not self.d.spec.moe_on_fabric:
+            return t0 + fixed + float((loads / ep.rate).max())
+        tag = MOE_DISPATCH if direction == "dispatch" else MOE_COMBINE
+        links = [ep.links[i] for i in busy.tolist()]
+        return self.run.links.aggregate(links, loads[busy].tolist(), ep.rate[busy].tolist(),
+                                        t0 + fixed, lead, layers, tag,
+                                        float(np.asarray(pairs).sum()))
