@@ -69,6 +69,10 @@ SUITE: dict[str, tuple[str, dict]] = {
     "agentic-16-causal": ("agentic_repo.toml", {"agentic": {"subagents": 16, "causal": True}}),
     "agentic-32-causal": ("agentic_repo.toml", {"agentic": {"causal": True}}),
     "default": ("agentic_cluster.toml", {}),
+    # deployments (issue 16): DeepSeek's EP144 decode unit (two-batch overlap, the all-to-all
+    # on the fabric), and an EP32 prefill unit handing KV to it layer by layer
+    "deepseek-ep": ("deepseek_v32_ep.toml", {}),
+    "deepseek-pd": ("deepseek_v32_pd.toml", {}),
 }
 
 

@@ -193,14 +193,6 @@ CASES: list[Case] = [
          ("tiny.toml", "'deployment.attention_dp'", "GB"), deploy("attention_dp = 2")),
     Case("run-deployment-tensor-parallel-attention", ["run", "tiny.toml"],
          ("tiny.toml", "'deployment.attention_tp'"), deploy("attention_tp = 2")),
-    Case("run-deployment-on-the-fast-engine", ["run", "tiny.toml"],
-         ("tiny.toml", "'engine.mode'", "exact engine only", 'mode = "exact"'),
-         {**tiny(), "tiny.toml": TINY.replace("layer_groups = 2", 'layer_groups = 2\nmode = "fast"')
-          + "[deployment]\nattention_dp = 2\n"}),
-    Case("run-deployment-engine-fast-option", ["run", "tiny.toml", "--engine", "fast"],
-         ("tiny.toml", "engine 'fast'", "exact engine only"),
-         {**tiny(), "tiny.toml": TINY.replace('name = "deepseek-v3.2"', 'name = "llama-3.1-8b"')
-          + "[deployment]\nattention_dp = 2\n"}),
     # -- run: the trace it reads -----------------------------------------------------------------
     Case("run-trace-missing", ["run", "tiny.toml"], ("t2.jsonl", "no such file"),
          tiny('trace = "t.jsonl"', 'trace = "t2.jsonl"')),

@@ -234,17 +234,3 @@ def test_external_prefill_admits_prefilled_prompts_without_computing_them():
     # prefill of 1,500 tokens
     first = it.groupby("iteration")["finished_at"].first().iloc[0]
     assert (req["first_token_at"] <= first + 1e-12).all()
-
-
-def test_the_fast_engine_refuses_a_deployment_by_name():
-    from simulator.engine import fast
-    from simulator.errors import UserError
-    from simulator.policies import get
-
-    sc = scenario()
-    tr = trace(2, inp=640, out=2)
-    with pytest.raises(UserError, match="engine 'fast'.*exact engine only"):
-        run(sc, "route", trace=tr, engine="fast")
-    with pytest.raises(ValueError, match="exact engine only"):
-        fast.simulate(sc, get("route"), 0, tr)
-    assert run(sc, "route", trace=tr, engine="exact").summary["completed"] == 2

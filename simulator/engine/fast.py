@@ -122,7 +122,7 @@ class _Round:
     """One round of a step being composed (plain slots; records as the exact engine's)."""
 
     __slots__ = ("k", "b", "members", "n_blocks", "distinct", "option", "owner", "code", "cf",
-                 "probe", "transfer", "compute", "ret", "merge", "nbytes", "end")
+                 "probe", "transfer", "compute", "ret", "merge", "nbytes", "end", "home")
 
     def __init__(self, k, b, members, n_blocks, distinct, option, owner, code, cf) -> None:
         self.k, self.b, self.members = k, b, members
@@ -131,6 +131,7 @@ class _Round:
         self.probe = self.transfer = self.compute = self.ret = self.merge = 0.0
         self.nbytes = 0.0
         self.end = 0.0
+        self.home = 0  # which of the homes composed together (FastRun._slots)
 
 
 class FastRun(_Run):
@@ -325,33 +326,54 @@ class FastRun(_Run):
                 rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
                 rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
             return end + (end - t0) * (layers - 1) if fold else end
-        release = t0
+        end = self._slots([(g, slot_groups, n_loc, q_loc, na_layer)], s, iteration, t0)[0]
+        return end + (end - t0) * (layers - 1) if fold else end
+
+    def _slots(self, homes: list[tuple], s: int, iteration: int, t0: float) -> list[float]:
+        """Compose layer slot ``s`` of the steps of ``homes`` — ``(gpu, groups, local blocks,
+        local queries, projections + FFN [s])`` each — started together at ``t0`` [s]: one
+        GPU's step, or the ranks of a deployment's instance, whose messages at each stage form
+        one phase (sharing links max-min, :meth:`Links.phase`); returns when each home's slot
+        (its first layer) ends [s]."""
+        layers = self.slot_layers_list[s]
+        cal_of = self.cal
+        lead = homes[0][0]
         rounds = []
-        remote = []  # route / fetch rounds over the fabric, in key order
-        host = []  # fetches from host DRAM: copies on the home's copy engine
-        for grp in slot_groups:  # in order, a recompute queued before the next round is asked
-            rd = self._round(g, s, grp, t0)
-            rounds.append(rd)
-            if rd.option == "local":  # one home kernel at once: recompute + attention, merge
-                cf = rd.cf
-                rd.end = cal.reserve(t0, cf.compute + cf.merge, g, layers)
-                rd.merge = cf.merge
-                rd.compute = rd.end - t0 - cf.merge
-            elif self.G <= rd.code < 2 * self.G:
-                host.append(rd)
-            else:
-                remote.append(rd)
-        if n_loc:  # home's own partial attention, queued behind any recompute
-            cal.reserve(t0, self._attention(name, n_loc, q_loc), g, layers)
-        home_kernels = []  # (issued at, order, duration, round)
-        for i, rd in enumerate(host):
-            rd.nbytes = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
-            arrived = self._host_copy(g, t0, rd.cf.transfer)
-            rd.probe, rd.transfer = 0.0, arrived - t0
-            home_kernels.append((arrived, len(remote) + i, rd.cf.compute + rd.cf.merge, rd))
+        remote = []  # route / fetch rounds over the fabric, homes in order, each in key order
+        home_kernels: list[list] = []  # per home: (issued at, order, duration, round)
+        for h, (g, slot_groups, n_loc, q_loc, _) in enumerate(homes):
+            cal = cal_of[g]
+            host = []  # fetches from host DRAM: copies on the home's copy engine
+            mine = len(remote)
+            for grp in slot_groups:  # in order, a recompute queued before the next round
+                rd = self._round(g, s, grp, t0)
+                rd.home = h
+                rounds.append(rd)
+                if rd.option == "local":  # one home kernel: recompute + attention, merge
+                    cf = rd.cf
+                    rd.end = cal.reserve(t0, cf.compute + cf.merge, g, layers)
+                    rd.merge = cf.merge
+                    rd.compute = rd.end - t0 - cf.merge
+                elif self.G <= rd.code < 2 * self.G:
+                    host.append(rd)
+                else:
+                    remote.append(rd)
+            if n_loc:  # home's own partial attention, queued behind any recompute
+                cal.reserve(t0, self._attention(self.names[g], n_loc, q_loc), g, layers)
+            kernels = []
+            for i, rd in enumerate(host):
+                rd.nbytes = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
+                arrived = self._host_copy(g, t0, rd.cf.transfer)
+                rd.probe, rd.transfer = 0.0, arrived - t0
+                kernels.append((arrived, len(remote) - mine + i, rd.cf.compute + rd.cf.merge,
+                                rd))
+            home_kernels.append(kernels)
         if remote:
+            links = self.links
+            names = self.names
             first = []
             for rd in remote:
+                name = names[homes[rd.home][0]]
                 if rd.option == "route":
                     q, r = self.route_payload(rd.b)
                     rd.nbytes = q + r
@@ -361,51 +383,67 @@ class FastRun(_Run):
                     rd.nbytes = req
                     first.append((name, rd.owner, req, t0))
             tags = [KV_ROUTE if rd.option == "route" else KV_FETCH for rd in remote]
-            second = []
-            for rd, (started, finished) in zip(remote, links.phase(first, g, layers, tags),
-                                               strict=True):
+            arrivals = links.phase(first, lead, layers, tags)
+            # the owners' kernels in arrival order (homes' rounds to one owner queue FIFO)
+            order = sorted(range(len(remote)), key=lambda i: (arrivals[i][1], i))
+            second: list = [None] * len(remote)
+            for i in order:
+                rd = remote[i]
+                started, finished = arrivals[i]
+                name = names[homes[rd.home][0]]
                 if rd.option == "route":
                     rd.probe = started - t0
                     rd.transfer = finished - started
-                    end_c = self.cal[rd.k].reserve(finished, rd.cf.compute, g, layers)
+                    end_c = cal_of[rd.k].reserve(finished, rd.cf.compute, homes[rd.home][0],
+                                                 layers)
                     rd.compute = end_c - finished
-                    second.append((rd.owner, name, self.route_payload(rd.b)[1], end_c))
+                    second[i] = (rd.owner, name, self.route_payload(rd.b)[1], end_c)
                 else:
                     rd.probe = finished - t0
                     kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
                     rd.nbytes += kv
-                    second.append((rd.owner, name, kv, finished))
-            for i, (rd, msg, (_, finished)) in enumerate(zip(remote, second, links.phase(
-                    second, g, layers, tags), strict=True)):
+                    second[i] = (rd.owner, name, kv, finished)
+            mine = [0] * len(homes)
+            for rd, msg, (_, finished) in zip(remote, second, links.phase(second, lead, layers,
+                                                                          tags), strict=True):
+                i = mine[rd.home]
+                mine[rd.home] += 1
                 if rd.option == "route":
                     rd.ret = finished - msg[3]
-                    home_kernels.append((finished, i, rd.cf.merge, rd))
+                    home_kernels[rd.home].append((finished, i, rd.cf.merge, rd))
                 else:
                     rd.transfer = finished - msg[3]
-                    home_kernels.append((finished, i, rd.cf.compute + rd.cf.merge, rd))
-        home_kernels.sort(key=lambda x: (x[0], x[1]))
-        for issued, _, dur, rd in home_kernels:
-            rd.end = cal.reserve(issued, dur, g, layers)
-            if rd.option == "route":
-                rd.merge = rd.end - issued
-                if issued > release:
-                    release = issued
-            else:
-                rd.merge = rd.cf.merge
-                rd.compute = rd.end - issued - rd.cf.merge
-        copies = sorted((rd for rd in rounds if rd.option != "route"), key=lambda x: x.end)
-        for rd in copies:
-            self._keep_copies(g, s, rd)
-            if rd.end > release:
-                release = rd.end
-        end = cal.reserve(release, na_layer, g, layers)
+                    home_kernels[rd.home].append((finished, i, rd.cf.compute + rd.cf.merge, rd))
+        ends = []
+        for h, (g, _, _, _, na_layer) in enumerate(homes):
+            cal = cal_of[g]
+            release = t0
+            kernels = home_kernels[h]
+            kernels.sort(key=lambda x: (x[0], x[1]))
+            for issued, _, dur, rd in kernels:
+                rd.end = cal.reserve(issued, dur, g, layers)
+                if rd.option == "route":
+                    rd.merge = rd.end - issued
+                    if issued > release:
+                        release = issued
+                else:
+                    rd.merge = rd.cf.merge
+                    rd.compute = rd.end - issued - rd.cf.merge
+            copies = sorted((rd for rd in rounds if rd.home == h and rd.option != "route"),
+                            key=lambda x: x.end)
+            for rd in copies:
+                self._keep_copies(g, s, rd)
+                if rd.end > release:
+                    release = rd.end
+            ends.append(cal.reserve(release, na_layer, g, layers))
         append = self.rounds.append
         for rd in rounds:
             cf = rd.cf
-            append((iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
-                    rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
-                    rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
-        return end + (end - t0) * (layers - 1) if fold else end
+            append((iteration, s, layers, homes[rd.home][0], rd.code, rd.option, rd.b,
+                    rd.n_blocks, rd.distinct, rd.nbytes, t0, rd.probe, rd.transfer, rd.compute,
+                    rd.ret, rd.merge, rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret,
+                    cf.merge, cf.total))
+        return ends
 
     def _keep_copies(self, g: int, s: int, rd: _Round) -> None:
         """Enter the copies a fetch or recompute round made on GPU ``g`` (slot ``s``); an

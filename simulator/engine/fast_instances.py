@@ -8,9 +8,14 @@ locations, policy questions, MoE routing draws and records (it *is* an ``Instanc
 ``_step`` differs) — with the step composed at its start on the fast engine's calendars
 (:mod:`simulator.engine.fast`), ended by one SimPy timeout:
 
-- **attention** of a slot on each rank: :meth:`FastRun._slot <simulator.engine.fast.FastRun.
-  _slot>` (rounds, home attention, then the rank's projections, FFN and prefill chunks'
-  attention), unfolded — the slot's first layer only;
+- **attention** of a slot on every rank at once: :meth:`FastRun._slots <simulator.engine.fast.
+  FastRun._slots>` (rounds, home attention, then the rank's projections, FFN and prefill chunks'
+  attention), unfolded — the slot's first layer only. The ranks' messages at each stage of the
+  slot form one phase and share links max-min as the Fabric's flows would (processor sharing on
+  each one's most loaded link when a phase is too large to fill exactly,
+  :func:`~simulator.engine.fast_links.shared_finish`), and the owners' kernels queue in arrival
+  order — not rank after rank on FIFO link calendars, which would let the first-composed ranks'
+  queries through first and pipeline the owners' work as no fair network does;
 - **the MoE layer**, from when the last rank is ready, in the closed form's order
   (:meth:`~simulator.costmodel.moe.ExpertParallel.closed_form`, as
   :class:`~simulator.engine.exchange.MoEReplay` plays it): shared experts on each rank's
@@ -85,15 +90,17 @@ class FastInstanceLoop(InstanceLoop):
                 # its KV when the slot's first layer ends (both on the exact engine's clock)
                 yield env.timeout(at - env.now)
             if not closing:
-                slot_start[k] = at
-                ready = at
-                moe = self.d.is_moe[s]
-                for p in lanes[k]:
-                    if p["tokens"]:
-                        e = self._attend_at(p, s, moe, iteration, at)
-                        if e > ready:
-                            ready = e
-                heapq.heappush(heap, (ready, k, phase + 1))
+                # micro-batches starting the slot together (the first slot) are one phase
+                together = [k]
+                while heap and heap[0][0] == at and heap[0][2] == phase:
+                    together.append(heapq.heappop(heap)[1])
+                parts = [p for j in together for p in lanes[j]]
+                ends = self._attend_at(parts, s, self.d.is_moe[s], iteration, at)
+                for j in together:
+                    slot_start[j] = at
+                    ready = max((e for p, e in zip(parts, ends, strict=True)
+                                 if p["lane"] == j), default=at)
+                    heapq.heappush(heap, (ready, j, phase + 1))
                 continue
             layers = run.slot_layers_list[s]
             done = at
@@ -127,22 +134,36 @@ class FastInstanceLoop(InstanceLoop):
             yield env.timeout(debt)
         return work
 
-    def _attend_at(self, p: dict, s: int, moe: bool, iteration: int, t0: float) -> float:
-        """Rank ``p``'s attention of slot ``s`` from ``t0`` [s] (home blocks, rounds, chunks)
-        and the layer's projections (with a dense slot's FFN); returns their end [s]."""
+    def _attend_at(self, parts: list[dict], s: int, moe: bool, iteration: int,
+                   t0: float) -> list[float]:
+        """Every rank's attention of slot ``s`` from ``t0`` [s] (home blocks, rounds, chunks)
+        and the layer's projections (with a dense slot's FFN); returns when each part is done
+        [s] (``t0`` for one without tokens). The ranks' rounds are composed together
+        (:meth:`FastRun._slots <simulator.engine.fast.FastRun._slots>`): their messages at
+        each stage are one phase."""
         run = self.run
-        g, i = p["gpu"], p["rank"]
-        rk = self.rk[i]
-        m = p["tokens"]
-        pre = rk.pre_time(m) + rk.ffn_time(m, moe) + p["chunk_attention"] + p["indexer"]
-        layers = run.slot_layers_list[s]
-        groups = p["groups"][s] if p["groups"] is not None else []
-        n_loc = p["n_local"][s] if p["n_local"] is not None else 0
-        q_loc = p["q_local"][s] if p["q_local"] is not None else 0
-        if groups:
-            return run._slot(g, s, iteration, groups, n_loc, q_loc, pre, t0, fold=False)
-        a = run._attention(run.names[g], n_loc, q_loc) if n_loc else 0.0
-        return run.cal[g].reserve(t0, a + pre, g, layers, 2 if a else 1)
+        ends = [t0] * len(parts)
+        homes = []
+        which = []
+        for x, p in enumerate(parts):
+            m = p["tokens"]
+            if not m:
+                continue
+            g, rk = p["gpu"], self.rk[p["rank"]]
+            pre = rk.pre_time(m) + rk.ffn_time(m, moe) + p["chunk_attention"] + p["indexer"]
+            groups = p["groups"][s] if p["groups"] is not None else []
+            n_loc = p["n_local"][s] if p["n_local"] is not None else 0
+            q_loc = p["q_local"][s] if p["q_local"] is not None else 0
+            if groups:
+                homes.append((g, groups, n_loc, q_loc, pre))
+                which.append(x)
+                continue
+            a = run._attention(run.names[g], n_loc, q_loc) if n_loc else 0.0
+            ends[x] = run.cal[g].reserve(t0, a + pre, g, run.slot_layers_list[s], 2 if a else 1)
+        if homes:
+            for x, e in zip(which, run._slots(homes, s, iteration, t0), strict=True):
+                ends[x] = e
+        return ends
 
     def _moe_at(self, lane: int, parts: list[dict], s: int, layers: int, iteration: int,
                 t0: float) -> float:

@@ -32,6 +32,8 @@ the fast engine's traffic too (overlapping messages on a link may count its busy
 
 from __future__ import annotations
 
+from heapq import heappop, heappush
+
 from simulator.engine.fast_streams import Calendar
 from simulator.network.traffic import OTHER
 
@@ -83,6 +85,57 @@ def max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],
     return finish
 
 
+def shared_finish(starts: list[float], nbytes: list[float], caps: list[float],
+                  links: list[tuple[int, ...]], line: list[float]) -> list[float]:
+    """When each of many flows ends [s] under processor sharing on its most loaded link.
+
+    Flows as in :func:`max_min_finish`. Each link is timed alone as an egalitarian processor
+    sharing server (its line rate split equally among the flows on it, flows joining at their
+    starts and leaving when done — virtual-time bookkeeping, one heap per link), and a flow ends
+    at the latest of its links' answers, never before its lone time ``b_i / cap_i``. On one
+    shared link without binding caps this *is* max-min's answer; across links it charges each
+    flow its worst link as if that link were shared alone (no rate a flow cannot use on another
+    link is handed back), so it errs late for flows whose other links hold them back — within a
+    few % of max-min on a deployment's many-to-many phases (``tests/test_engine_fast_instances``
+    measures it). Cost: a heap step per (flow, link) pair, where progressive filling costs a
+    filling per completion; used for phases too large to fill (:attr:`Links.EXACT_SHARE`)."""
+    n = len(starts)
+    by_link: dict[int, list[int]] = {}
+    for i, path in enumerate(links):
+        for link in path:
+            by_link.setdefault(link, []).append(i)
+    end = [s + b / c for s, b, c in zip(starts, nbytes, caps, strict=True)]
+    for link, flows in by_link.items():
+        if len(flows) < 2:
+            continue
+        rate = line[link]
+        flows.sort(key=lambda i: (starts[i], i))
+        heap: list[tuple[float, int]] = []
+        v = 0.0  # bytes served to every flow present since the link's first start (virtual)
+        t = starts[flows[0]]
+        k = 0
+        j = 0
+        m = len(flows)
+        while j < m or heap:
+            arrive = starts[flows[j]] if j < m else _INF
+            leave = t + (heap[0][0] - v) * k / rate if heap else _INF
+            if arrive <= leave:
+                if k:
+                    v += (arrive - t) * rate / k
+                t = arrive
+                i = flows[j]
+                heappush(heap, (v + nbytes[i], i))
+                k += 1
+                j += 1
+            else:
+                tag, i = heappop(heap)
+                v, t = tag, leave
+                k -= 1
+                if t > end[i]:
+                    end[i] = t
+    return end[:n]
+
+
 def _fill(active: list[int], caps: list[float], links: list[tuple[int, ...]],
           line: list[float]) -> dict[int, float]:
     """Max-min rates [B/s] of the ``active`` flows (progressive filling)."""
@@ -130,6 +183,11 @@ class Links:
     #: Messages whose bytes take at most this long on their path alone [s] leave no work on
     #: the link calendars (see the module docstring).
     SMALL_TIME = 5e-6
+    #: Phases of more messages than this that share links are timed by processor sharing on
+    #: each one's most loaded link (:func:`shared_finish`) instead of exact max-min filling,
+    #: whose cost grows as the square of the messages (0.6 s for 300 flows here). Only a
+    #: deployment's instance, whose ranks' messages form one phase, reaches it.
+    EXACT_SHARE = 48
 
     def __init__(self, env, fabric, debts: list[float] | None = None) -> None:
         self.env = env
@@ -265,7 +323,12 @@ class Links:
         return end
 
     def _share(self, msgs, routes, starts) -> list[float]:
-        """Max-min ends [s] of one phase's own messages (memoized by the phase's shape)."""
+        """Max-min ends [s] of one phase's own messages (memoized by the phase's shape); above
+        :attr:`EXACT_SHARE` messages, processor sharing on each one's most loaded link
+        (:func:`shared_finish`)."""
+        if len(msgs) > self.EXACT_SHARE:
+            return shared_finish(starts, [m[2] for m in msgs], [r[1] for r in routes],
+                                 [r[2] for r in routes], self.line)
         t0 = min(starts)
         key = tuple((r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, strict=True))
         got = self._shared.get(key)

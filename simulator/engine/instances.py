@@ -358,7 +358,7 @@ class InstanceLoop:
             run.dir.touch(g, dense[valid], run.env.now)
         parts = []
         for k in range(n):
-            part = {"rank": i, "gpu": g, "reqs": split[k], "chunks": chunks[k],
+            part = {"lane": k, "rank": i, "gpu": g, "reqs": split[k], "chunks": chunks[k],
                     "chunk_attention": attn[k], "groups": None, "n_local": None,
                     "q_local": None, "indexer": 0.0}
             B = len(split[k])
@@ -371,6 +371,10 @@ class InstanceLoop:
                     groups: list[list] = [[] for _ in range(run.S)]
                 else:
                     local, groups = run.steps.locate(g, dk, vk)
+                if run.observed is not None:
+                    # an observing policy (adaptive) learns of the micro-batch's step as of a
+                    # GPU's step without a deployment: copies used, tokens left, KV room
+                    run._observe(g, split[k], vk)
                 part["groups"] = groups
                 part["n_local"] = local.sum(axis=(0, 2)).tolist()
                 part["q_local"] = local.any(axis=2).sum(axis=0).tolist()
