@@ -326,23 +326,30 @@ class FastRun(_Run):
                 rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
                 rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
             return end + (end - t0) * (layers - 1) if fold else end
-        end = self._slots([(g, slot_groups, n_loc, q_loc, na_layer)], s, iteration, t0)[0]
+        end = self._slots([(g, slot_groups, n_loc, q_loc, na_layer, t0)], s, iteration)[0]
         return end + (end - t0) * (layers - 1) if fold else end
 
-    def _slots(self, homes: list[tuple], s: int, iteration: int, t0: float) -> list[float]:
+    def _slots(self, homes: list[tuple], s: int, iteration: int) -> list[float]:
         """Compose layer slot ``s`` of the steps of ``homes`` — ``(gpu, groups, local blocks,
-        local queries, projections + FFN [s])`` each — started together at ``t0`` [s]: one
-        GPU's step, or the ranks of a deployment's instance, whose messages at each stage form
-        one phase (sharing links max-min, :meth:`Links.phase`); returns when each home's slot
-        (its first layer) ends [s]."""
+        local queries, projections + FFN [s], slot start [s])`` each: one GPU's step, or the
+        ranks of a deployment's instance (its micro-batches' too when they overlap), whose
+        messages at each stage form one phase (sharing links max-min, :meth:`Links.phase`);
+        returns when each home's slot (its first layer) ends [s]. Homes are taken in order — each asks its rounds, then
+        queues its own kernels — as the exact engine's ranks issue theirs at their start."""
         layers = self.slot_layers_list[s]
         cal_of = self.cal
         lead = homes[0][0]
         rounds = []
         remote = []  # route / fetch rounds over the fabric, homes in order, each in key order
         home_kernels: list[list] = []  # per home: (issued at, order, duration, round)
-        for h, (g, slot_groups, n_loc, q_loc, _) in enumerate(homes):
+        done: dict[int, float] = {}  # homes with nothing to exchange: their slot's end
+        for h, (g, slot_groups, n_loc, q_loc, na_layer, t0) in enumerate(homes):
             cal = cal_of[g]
+            if not slot_groups:  # attention, then projections + FFN: back to back, in order
+                a = self._attention(self.names[g], n_loc, q_loc) if n_loc else 0.0
+                done[h] = cal.reserve(t0, a + na_layer, g, layers, 2 if a else 1)
+                home_kernels.append([])
+                continue
             host = []  # fetches from host DRAM: copies on the home's copy engine
             mine = len(remote)
             for grp in slot_groups:  # in order, a recompute queued before the next round
@@ -369,10 +376,11 @@ class FastRun(_Run):
                                 rd))
             home_kernels.append(kernels)
         if remote:
+            starts = [homes[rd.home][5] for rd in remote]
             links = self.links
             names = self.names
             first = []
-            for rd in remote:
+            for rd, t0 in zip(remote, starts, strict=True):
                 name = names[homes[rd.home][0]]
                 if rd.option == "route":
                     q, r = self.route_payload(rd.b)
@@ -392,14 +400,14 @@ class FastRun(_Run):
                 started, finished = arrivals[i]
                 name = names[homes[rd.home][0]]
                 if rd.option == "route":
-                    rd.probe = started - t0
+                    rd.probe = started - starts[i]
                     rd.transfer = finished - started
                     end_c = cal_of[rd.k].reserve(finished, rd.cf.compute, homes[rd.home][0],
                                                  layers)
                     rd.compute = end_c - finished
                     second[i] = (rd.owner, name, self.route_payload(rd.b)[1], end_c)
                 else:
-                    rd.probe = finished - t0
+                    rd.probe = finished - starts[i]
                     kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
                     rd.nbytes += kv
                     second[i] = (rd.owner, name, kv, finished)
@@ -415,7 +423,10 @@ class FastRun(_Run):
                     rd.transfer = finished - msg[3]
                     home_kernels[rd.home].append((finished, i, rd.cf.compute + rd.cf.merge, rd))
         ends = []
-        for h, (g, _, _, _, na_layer) in enumerate(homes):
+        for h, (g, _, _, _, na_layer, t0) in enumerate(homes):
+            if h in done:
+                ends.append(done[h])
+                continue
             cal = cal_of[g]
             release = t0
             kernels = home_kernels[h]
@@ -439,10 +450,11 @@ class FastRun(_Run):
         append = self.rounds.append
         for rd in rounds:
             cf = rd.cf
-            append((iteration, s, layers, homes[rd.home][0], rd.code, rd.option, rd.b,
-                    rd.n_blocks, rd.distinct, rd.nbytes, t0, rd.probe, rd.transfer, rd.compute,
-                    rd.ret, rd.merge, rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret,
-                    cf.merge, cf.total))
+            g, t0 = homes[rd.home][0], homes[rd.home][5]
+            append((iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
+                    rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
+                    rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge,
+                    cf.total))
         return ends
 
     def _keep_copies(self, g: int, s: int, rd: _Round) -> None:

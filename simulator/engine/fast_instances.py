@@ -81,6 +81,7 @@ class FastInstanceLoop(InstanceLoop):
         # s's attention, 2s + 1 its MoE layer and folding
         heap = [(start, k, 0) for k, parts in enumerate(lanes) if any(p["tokens"] for p in parts)]
         slot_start = [start] * len(lanes)
+        span = [0.0] * len(lanes)  # how long each micro-batch's last attention took [s]
         wait = run.observed is not None or (self.prefill and self.d.handoff is not None)
         while heap:
             at, k, phase = heapq.heappop(heap)
@@ -90,16 +91,23 @@ class FastInstanceLoop(InstanceLoop):
                 # its KV when the slot's first layer ends (both on the exact engine's clock)
                 yield env.timeout(at - env.now)
             if not closing:
-                # micro-batches starting the slot together (the first slot) are one phase
-                together = [k]
-                while heap and heap[0][0] == at and heap[0][2] == phase:
-                    together.append(heapq.heappop(heap)[1])
+                # another micro-batch starting this slot's attention while this one's is
+                # expected to run (as long as its last) joins it: one phase, each from its start
+                together = {k: at}
+                for item in heap:
+                    if item[2] == phase and item[0] <= at + span[k]:
+                        together[item[1]] = item[0]
+                if len(together) > 1:
+                    heap = [x for x in heap if not (x[2] == phase and x[1] in together)]
+                    heapq.heapify(heap)
                 parts = [p for j in together for p in lanes[j]]
-                ends = self._attend_at(parts, s, self.d.is_moe[s], iteration, at)
-                for j in together:
-                    slot_start[j] = at
+                ends = self._attend_at(parts, [together[p["lane"]] for p in parts], s,
+                                       self.d.is_moe[s], iteration)
+                for j, t in together.items():
+                    slot_start[j] = t
                     ready = max((e for p, e in zip(parts, ends, strict=True)
-                                 if p["lane"] == j), default=at)
+                                 if p["lane"] == j), default=t)
+                    span[j] = ready - t
                     heapq.heappush(heap, (ready, j, phase + 1))
                 continue
             layers = run.slot_layers_list[s]
@@ -134,34 +142,29 @@ class FastInstanceLoop(InstanceLoop):
             yield env.timeout(debt)
         return work
 
-    def _attend_at(self, parts: list[dict], s: int, moe: bool, iteration: int,
-                   t0: float) -> list[float]:
-        """Every rank's attention of slot ``s`` from ``t0`` [s] (home blocks, rounds, chunks)
-        and the layer's projections (with a dense slot's FFN); returns when each part is done
-        [s] (``t0`` for one without tokens). The ranks' rounds are composed together
+    def _attend_at(self, parts: list[dict], starts: list[float], s: int, moe: bool,
+                   iteration: int) -> list[float]:
+        """Every part's attention of slot ``s`` from its start [s] (home blocks, rounds,
+        chunks) and the layer's projections (with a dense slot's FFN); returns when each part
+        is done [s] (its start for one without tokens). The parts' rounds are composed together
         (:meth:`FastRun._slots <simulator.engine.fast.FastRun._slots>`): their messages at
         each stage are one phase."""
-        run = self.run
-        ends = [t0] * len(parts)
+        ends = list(starts)
         homes = []
         which = []
         for x, p in enumerate(parts):
             m = p["tokens"]
             if not m:
                 continue
-            g, rk = p["gpu"], self.rk[p["rank"]]
+            rk = self.rk[p["rank"]]
             pre = rk.pre_time(m) + rk.ffn_time(m, moe) + p["chunk_attention"] + p["indexer"]
-            groups = p["groups"][s] if p["groups"] is not None else []
-            n_loc = p["n_local"][s] if p["n_local"] is not None else 0
-            q_loc = p["q_local"][s] if p["q_local"] is not None else 0
-            if groups:
-                homes.append((g, groups, n_loc, q_loc, pre))
-                which.append(x)
-                continue
-            a = run._attention(run.names[g], n_loc, q_loc) if n_loc else 0.0
-            ends[x] = run.cal[g].reserve(t0, a + pre, g, run.slot_layers_list[s], 2 if a else 1)
+            homes.append((p["gpu"], p["groups"][s] if p["groups"] is not None else [],
+                          p["n_local"][s] if p["n_local"] is not None else 0,
+                          p["q_local"][s] if p["q_local"] is not None else 0, pre,
+                          starts[x]))
+            which.append(x)
         if homes:
-            for x, e in zip(which, run._slots(homes, s, iteration, t0), strict=True):
+            for x, e in zip(which, self.run._slots(homes, s, iteration), strict=True):
                 ends[x] = e
         return ends
 
