@@ -219,3 +219,24 @@ def test_same_seed_same_result_on_the_fast_engine():
     for x, y in ((a.requests, b.requests), (a.iterations, b.iterations),
                  (a.extras["moe"], b.extras["moe"]), (a.rounds, b.rounds)):
         pd.testing.assert_frame_equal(x, y, check_exact=True)
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_an_observing_policy_is_told_of_every_ranks_decode_step(engine):
+    # adaptive learns copies used, tokens left and KV room from each decode step, as it does
+    # without a deployment (an instance's steps went unreported before: it decided blind)
+    from simulator.engine.exact import _Run
+    from simulator.engine.fast import FastRun
+    from simulator.policies import get
+
+    sc = scenario(extra=HASHED)
+    tr = trace(24, inp=64 * 30, out=[3, 8, 5], shared=64 * 10, gap=0.001)
+    cls = FastRun if engine == "fast" else _Run
+    r = cls(sc, get("adaptive"), 0, tr, None)
+    res = r.execute()
+    it = res.iterations
+    decoded = it[it["batch"] > 0].groupby("gpu", observed=True).size()
+    steps = r.observed.steps
+    assert decoded.sum() > 24
+    for gpu, n in decoded.items():
+        assert steps[r.names.index(str(gpu))] == n
