@@ -38,8 +38,9 @@ waited out at the step's end):
   instance composes all its layers before the next instance's step), so with more than one
   instance the routing is equal in distribution, not draw for draw;
 - prefill/decode transfers stay on the Fabric (the exact engine's transfer engine and flows),
-  posted when the slot's first layer ends as on the exact engine (the step advances to each such
-  time on a prefill instance); they do not see the calendars' traffic, nor it theirs;
+  posted as on the exact engine when a slot's first layer and its last layer end (the step
+  advances to each such time on a prefill instance); they do not see the calendars' traffic, nor
+  it theirs;
 - the all-to-all's link work is counted at line rate on the calendars while each flow is
   capped at its stack's efficiency (the Fabric leaves the rest of the link to others).
 """
@@ -88,8 +89,13 @@ class FastInstanceLoop(InstanceLoop):
             s, closing = divmod(phase, 2)
             if wait and at > env.now:
                 # an observing policy decides at the slot's start; a prefill instance posts
-                # its KV when the slot's first layer ends (both on the exact engine's clock)
+                # its KV as the slot's layers end (both on the exact engine's clock)
                 yield env.timeout(at - env.now)
+            if phase < 0:  # a prefill slot's last layer ended: its KV leaves
+                for p in lanes[k]:
+                    if p["chunks"]:
+                        self.d.handoff.computed(p["gpu"], p["chunks"], -1 - phase, 1)
+                continue
             if not closing:
                 # another micro-batch starting this slot's attention while this one's is
                 # expected to run (as long as its last) joins it: one phase, each from its start
@@ -114,13 +120,16 @@ class FastInstanceLoop(InstanceLoop):
             done = at
             if self.d.is_moe[s] and self.ep is not None:
                 done = self._moe_at(k, lanes[k], s, layers, iteration, at)
-            if self.prefill and self.d.handoff is not None:
+            posting = self.prefill and self.d.handoff is not None
+            if posting:  # the slot's first layers' KV (all but the last of a folded slot)
                 if done > env.now:
                     yield env.timeout(done - env.now)
                 for p in lanes[k]:
                     if p["chunks"]:
-                        self.d.handoff.computed(p["gpu"], p["chunks"], s)
+                        self.d.handoff.computed(p["gpu"], p["chunks"], s, max(layers - 1, 1))
             nxt = done + (done - slot_start[k]) * (layers - 1)
+            if posting and layers > 1:
+                heapq.heappush(heap, (nxt, k, -1 - s))  # before the next slot starts
             if s + 1 < run.S:
                 heapq.heappush(heap, (nxt, k, phase + 1))
             elif nxt > end:

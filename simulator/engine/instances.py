@@ -401,13 +401,18 @@ class InstanceLoop:
                 yield env.all_of(ready)
             if moe and self.ep is not None:
                 yield from self._moe(lane, parts, s, layers, iteration)
-            if self.prefill and d.handoff is not None:
+            post = self.prefill and d.handoff is not None
+            if post:  # the slot's first layers' KV (all but the last of a folded slot)
                 for p in parts:
                     if p["chunks"]:
-                        d.handoff.computed(p["gpu"], p["chunks"], s)
+                        d.handoff.computed(p["gpu"], p["chunks"], s, max(layers - 1, 1))
             end = env.now
             if layers > 1 and end > t0:
                 yield env.timeout((end - t0) * (layers - 1))
+            if post and layers > 1:  # the last layer's, when it ends
+                for p in parts:
+                    if p["chunks"]:
+                        d.handoff.computed(p["gpu"], p["chunks"], s, 1)
 
     def _attend(self, p: dict, s: int, moe: bool, iteration: int):
         """Rank ``p``'s attention of slot ``s`` (home blocks, rounds, chunks) and the layer's

@@ -8,8 +8,10 @@ the engine is free, keeps it busy for ``bytes / bandwidth``, and then travels on
 :class:`Handoff` follows each request of a prefill/decode deployment: on arrival it picks the
 request's decode GPU (the decode pool's least loaded, counting requests still on their way) and
 its prefill GPU (the prefill pool's least loaded); while the prefill instance computes the
-prompt, each computed chunk's KV is posted slot by slot as its layers finish (layer-wise) or all
-at once when the prompt is done; when the prompt is done, the request's new blocks are placed on
+prompt, each computed chunk's KV is posted slot by slot as its layers finish (layer-wise: a
+folded slot's first layers when its first layer ends — they travel while the others compute —
+and its last layer's when the slot's last layer ends, so the last layer's transfer is exposed as
+on a real layer-wise transfer) or all at once when the prompt is done; when the prompt is done, the request's new blocks are placed on
 its decode GPU (in the block directory: a later turn reuses them there, and nothing held
 elsewhere is recomputed); and once its last message has arrived, the prefill GPU releases its KV
 and the request joins the decode GPU's queue — a decode instance admits a request only when its
@@ -97,12 +99,14 @@ class Handoff:
         if w is not None and not w.triggered:
             w.succeed()
 
-    def computed(self, g: int, chunks: list[tuple[int, int]], s: int) -> None:
-        """Slot ``s`` of prefill GPU ``g``'s step computed ``chunks`` ((request, tokens)): post
-        their KV for the slot's layers (layer-wise only)."""
+    def computed(self, g: int, chunks: list[tuple[int, int]], s: int,
+                 layers: int | None = None) -> None:
+        """Slot ``s`` of prefill GPU ``g``'s step computed ``chunks`` ((request, tokens)) for
+        ``layers`` of its layers (default all): post their KV (layer-wise only)."""
         if not self.layerwise:
             return
-        layers = self.slot_layers[s]
+        if layers is None:
+            layers = self.slot_layers[s]
         for r, tokens in chunks:
             self._post(g, r, tokens * self.run.arch.kv_bytes_per_token * layers)
 
