@@ -58,6 +58,19 @@ def same_steps(a, b, rel: float = 1e-6) -> None:
         np.testing.assert_allclose(rb[col], ra[col], rtol=rel, atol=1e-15)
 
 
+def same_traffic(a, b) -> None:
+    """Two runs moved the same bytes per traffic class, in total and on every link."""
+    ea, fa = a.extras["bytes_by_class"], b.extras["bytes_by_class"]
+    assert set(fa) == set(ea)
+    for name, nbytes in ea.items():
+        assert fa[name] == pytest.approx(nbytes, rel=1e-9)
+    key = ["src", "dst", "traffic_class"]
+    la = a.extras["link_classes"].sort_values(key).reset_index(drop=True)
+    lb = b.extras["link_classes"].sort_values(key).reset_index(drop=True)
+    assert (la[key] == lb[key]).all().all()
+    np.testing.assert_allclose(lb["bytes"].to_numpy(float), la["bytes"].to_numpy(float), rtol=1e-9)
+
+
 # -- known answers ---------------------------------------------------------------------------
 
 
@@ -76,15 +89,8 @@ def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, topo
     for key in ("ttft_p50", "tbt_p50", "tbt_p99", "bytes_moved", "sim_time"):
         assert fast.summary[key] == pytest.approx(exact.summary[key], rel=1e-6)
     # the traffic by class (issue 16): the same bytes per class, in total and per link
-    ea, fa = exact.extras["bytes_by_class"], fast.extras["bytes_by_class"]
-    assert set(fa) == set(ea) <= {"kv_route", "kv_fetch"}
-    for name, nbytes in ea.items():
-        assert fa[name] == pytest.approx(nbytes, rel=1e-9)
-    key = ["src", "dst", "traffic_class"]
-    la = exact.extras["link_classes"].sort_values(key).reset_index(drop=True)
-    lb = fast.extras["link_classes"].sort_values(key).reset_index(drop=True)
-    assert (la[key] == lb[key]).all().all()
-    np.testing.assert_allclose(lb["bytes"].to_numpy(float), la["bytes"].to_numpy(float), rtol=1e-9)
+    assert set(fast.extras["bytes_by_class"]) <= {"kv_route", "kv_fetch"}
+    same_traffic(exact, fast)
 
 
 @pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])

@@ -12,7 +12,7 @@ import pytest
 import simpy
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_engine_fast import same_steps
+from test_engine_fast import same_steps, same_traffic
 from test_engine_instances import scenario, trace
 
 import topologies
@@ -57,16 +57,7 @@ def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, extr
     np.testing.assert_allclose(sim_f, cf_f, rtol=1e-9, atol=1e-15)  # alone: the closed form
     # every kernel on every stream: the shared experts, the experts, the adds, the rounds'
     np.testing.assert_allclose(fast.gpus["busy_time"], exact.gpus["busy_time"], rtol=1e-9)
-    ea, fa = exact.extras["bytes_by_class"], fast.extras["bytes_by_class"]
-    assert set(ea) == set(fa)
-    for name, nbytes in ea.items():
-        assert fa[name] == pytest.approx(nbytes, rel=1e-9)
-    key = ["src", "dst", "traffic_class"]
-    la = exact.extras["link_classes"].sort_values(key).reset_index(drop=True)
-    lb = fast.extras["link_classes"].sort_values(key).reset_index(drop=True)
-    assert (la[key] == lb[key]).all().all()
-    np.testing.assert_allclose(lb["bytes"].to_numpy(float), la["bytes"].to_numpy(float),
-                               rtol=1e-9)
+    same_traffic(exact, fast)
 
 
 def test_a_pd_request_alone_takes_the_exact_engines_times():

@@ -64,18 +64,9 @@ class FastInstanceLoop(InstanceLoop):
         run = self.run
         env = run.env
         ranks = self.ranks
-        R = len(ranks)
-        lanes: list[list[dict]] = [[] for _ in range(self.lanes)]
-        work = [0.0] * R
-        logits = [0] * R
-        for i, g in enumerate(ranks):
+        for g in ranks:
             run.debt[g] = 0.0
-            plan = plans[i]
-            parts = self._prepare(i, g, plan, iteration)
-            work[i] = sum(p["chunk_attention"] for p in parts) * run.arch.layers
-            logits[i] = len(plan.decode) + len(plan.prompt_done)
-            for lane, part in enumerate(parts):
-                lanes[lane].append(part)
+        lanes, work, logits = self._parts(plans, iteration)
         start = env.now
         end = start
         # the micro-batches' phases in start-time order: (at, lane, phase) — phase 2s is slot

@@ -304,10 +304,9 @@ class InstanceLoop:
 
     # -- one step ----------------------------------------------------------------------------
 
-    def _step(self, plans, iteration: int):
-        """Every slot of one step for every rank; returns each rank's prefill work [s]."""
-        run = self.run
-        env = run.env
+    def _parts(self, plans, iteration: int) -> tuple[list[list[dict]], list[float], list[int]]:
+        """Every rank's share of each micro-batch (:meth:`_prepare`), by micro-batch; each
+        rank's prefill work [s] and LM-head rows."""
         R = len(self.ranks)
         lanes: list[list[dict]] = [[] for _ in range(self.lanes)]
         work = [0.0] * R
@@ -315,10 +314,17 @@ class InstanceLoop:
         for i, g in enumerate(self.ranks):
             plan = plans[i]
             parts = self._prepare(i, g, plan, iteration)
-            work[i] = sum(p["chunk_attention"] for p in parts) * run.arch.layers
+            work[i] = sum(p["chunk_attention"] for p in parts) * self.run.arch.layers
             logits[i] = len(plan.decode) + len(plan.prompt_done)
             for lane, part in enumerate(parts):
                 lanes[lane].append(part)
+        return lanes, work, logits
+
+    def _step(self, plans, iteration: int):
+        """Every slot of one step for every rank; returns each rank's prefill work [s]."""
+        run = self.run
+        env = run.env
+        lanes, work, logits = self._parts(plans, iteration)
         procs = [env.process(self._lane(lane, parts, iteration))
                  for lane, parts in enumerate(lanes) if any(p["tokens"] for p in parts)]
         if procs:
