@@ -4,7 +4,7 @@ The exact engine's :class:`~simulator.engine.instances.InstanceLoop` plays a ste
 instance (its ranks stepping together through every MoE layer) as SimPy events: each rank's
 attention rounds, the all-to-all's flows on the Fabric, the expert kernels on the ranks' streams.
 :class:`FastInstanceLoop` is the same loop — the same schedulers, plans, selections, block
-locations, policy questions, MoE routing draws and records (it *is* an ``InstanceLoop``; only
+locations, policy questions, MoE routing stream and records (it *is* an ``InstanceLoop``; only
 ``_step`` differs) — with the step composed at its start on the fast engine's calendars
 (:mod:`simulator.engine.fast`), ended by one SimPy timeout:
 
@@ -28,7 +28,9 @@ locations, policy questions, MoE routing draws and records (it *is* an ``Instanc
   last slot each rank's final norm and LM head;
 - **two-batch overlap**: the micro-batches' phases (a slot's attention, its MoE layer) are
   composed in the order of their start times over the same calendars, so one's all-to-all
-  overlaps the other's attention as far as the calendars allow.
+  overlaps the other's attention as far as the calendars allow; a micro-batch starting a slot's
+  attention while the other's is expected to run (within the other's last attention time) joins
+  it as one phase, each from its own start.
 
 What differs from the exact engine, beyond the fast engine's own approximations (FIFO calendars
 for other steps' work, pushes charged as a debt — here the largest over the instance's ranks,
