@@ -58,6 +58,7 @@ compose each instance's whole step at once (:mod:`simulator.engine.fast_instance
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 
@@ -422,31 +423,40 @@ class FastRun(_Run):
                 else:
                     rd.transfer = finished - msg[3]
                     home_kernels[rd.home].append((finished, i, rd.cf.compute + rd.cf.merge, rd))
-        ends = []
-        for h, (g, _, _, _, na_layer, t0) in enumerate(homes):
-            if h in done:
-                ends.append(done[h])
+        # each home's kernels, then its projections + FFN once its rounds are in, all homes'
+        # in issue order (two micro-batches of one GPU share its stream)
+        ends: list[float] = [done.get(h, 0.0) for h in range(len(homes))]
+        release = [h[5] for h in homes]
+        left = [len(k) for k in home_kernels]
+        queue = [(issued, h, order, dur, rd) for h, kernels in enumerate(home_kernels)
+                 for issued, order, dur, rd in kernels]
+        queue += [(release[h], h, -1, 0.0, None) for h in range(len(homes))
+                  if h not in done and not left[h]]
+        heapq.heapify(queue)
+        while queue:
+            issued, h, _, dur, rd = heapq.heappop(queue)
+            g = homes[h][0]
+            if rd is None:  # the home's rounds are in: its copies, then the rest of the layer
+                for c in sorted((x for x in rounds if x.home == h and x.option != "route"),
+                                key=lambda x: x.end):
+                    self._keep_copies(g, s, c)
+                    if c.end > release[h]:
+                        release[h] = c.end
+                ends[h] = cal_of[g].reserve(release[h], homes[h][4], g, layers)
                 continue
-            cal = cal_of[g]
-            release = t0
-            kernels = home_kernels[h]
-            kernels.sort(key=lambda x: (x[0], x[1]))
-            for issued, _, dur, rd in kernels:
-                rd.end = cal.reserve(issued, dur, g, layers)
-                if rd.option == "route":
-                    rd.merge = rd.end - issued
-                    if issued > release:
-                        release = issued
-                else:
-                    rd.merge = rd.cf.merge
-                    rd.compute = rd.end - issued - rd.cf.merge
-            copies = sorted((rd for rd in rounds if rd.home == h and rd.option != "route"),
-                            key=lambda x: x.end)
-            for rd in copies:
-                self._keep_copies(g, s, rd)
-                if rd.end > release:
-                    release = rd.end
-            ends.append(cal.reserve(release, na_layer, g, layers))
+            rd.end = cal_of[g].reserve(issued, dur, g, layers)
+            if rd.option == "route":
+                rd.merge = rd.end - issued
+                if issued > release[h]:
+                    release[h] = issued
+            else:
+                rd.merge = rd.cf.merge
+                rd.compute = rd.end - issued - rd.cf.merge
+            left[h] -= 1
+            if not left[h]:
+                last = max(release[h], max((x.end for x in rounds if x.home == h
+                                            and x.option != "route"), default=release[h]))
+                heapq.heappush(queue, (last, h, -1, 0.0, None))
         append = self.rounds.append
         for rd in rounds:
             cf = rd.cf
