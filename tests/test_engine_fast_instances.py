@@ -17,6 +17,7 @@ from test_engine_instances import scenario, trace
 
 import topologies
 from simulator import run
+from simulator.engine import fast_links
 from simulator.engine.fast_links import Links, max_min_finish, shared_finish
 from simulator.network import Fabric
 from simulator.network.traffic import MOE_DISPATCH, TRAFFIC_CLASSES
@@ -109,6 +110,24 @@ def test_processor_sharing_on_one_link_is_max_min(flows):
     n = len(flows)
     args = (starts, nbytes, [1e30] * n, [(0,)] * n, [5e9])
     np.testing.assert_allclose(shared_finish(*args), max_min_finish(*args), rtol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(2, 60), st.floats(0.0, 1e-5))
+def test_batched_filling_is_max_min_without_batches_and_never_beats_a_lone_flow(seed, n, spread):
+    rng = np.random.default_rng(seed)
+    line = rng.uniform(1e9, 5e9, 8).tolist()
+    links = [tuple(sorted(set(rng.choice(8, rng.integers(1, 4), replace=False).tolist())))
+             for _ in range(n)]
+    nbytes = rng.uniform(1e4, 1e6, n).tolist()
+    starts = rng.uniform(0.0, spread, n).tolist()
+    caps = [min(line[i] for i in path) * rng.uniform(0.5, 1.0) for path in links]
+    args = (starts, nbytes, caps, links, line)
+    exact = np.array(max_min_finish(*args))
+    np.testing.assert_allclose(fast_links.batched_max_min_finish(*args, tolerance=0.0), exact, rtol=1e-9)
+    batched = np.array(fast_links.batched_max_min_finish(*args))
+    lone = np.array(starts) + np.array(nbytes) / np.array(caps)
+    assert (batched >= lone * (1 - 1e-12)).all() and (exact >= lone * (1 - 1e-12)).all()
 
 
 @settings(max_examples=40, deadline=None)

@@ -11,10 +11,12 @@ locations, policy questions, MoE routing stream and records (it *is* an ``Instan
 - **attention** of a slot on every rank at once: :meth:`FastRun._slots <simulator.engine.fast.
   FastRun._slots>` (rounds, home attention, then the rank's projections, FFN and prefill chunks'
   attention), unfolded — the slot's first layer only. The ranks' messages at each stage of the
-  slot form one phase and share links max-min as the Fabric's flows would (processor sharing on
-  each one's most loaded link when a phase is too large to fill exactly,
-  :func:`~simulator.engine.fast_links.shared_finish`), and the owners' kernels queue in arrival
-  order — not rank after rank on FIFO link calendars, which would let the first-composed ranks'
+  slot form one phase and share links max-min as the Fabric's flows would (when a phase is too
+  large to fill at every completion: :func:`~simulator.engine.fast_links.
+  batched_max_min_finish`, or :func:`~simulator.engine.fast_links.shared_finish` for µs-scale
+  messages), the owners' kernels queue in arrival order, and the homes' last kernels and
+  projections are reserved in issue order across homes (two micro-batches of one GPU share its
+  stream) — not rank after rank on FIFO link calendars, which would let the first-composed ranks'
   queries through first and pipeline the owners' work as no fair network does;
 - **the MoE layer**, from when the last rank is ready, in the closed form's order
   (:meth:`~simulator.costmodel.moe.ExpertParallel.closed_form`, as

@@ -10,7 +10,10 @@ fetch requests, then the answers or blocks) — without events:
 2. **The step's own messages**: a phase's messages that share links share them max-min fairly
    with per-flow caps, exactly as the Fabric would (:func:`max_min_finish`, progressive filling
    between arrivals and completions; memoized by the phase's shape); a message alone on its path
-   takes ``delay + bytes / min(cap, bottleneck)`` — the closed form.
+   takes ``delay + bytes / min(cap, bottleneck)`` — the closed form. A phase of hundreds of
+   messages (a deployment instance's ranks together) is filled in batches
+   (:func:`batched_max_min_finish`), or, if every message is µs-scale, shared per link
+   (:func:`shared_finish`).
 3. **Other steps' traffic**: a *bulk* message (its bytes take more than :attr:`Links.SMALL_TIME`
    on its path alone: fetched blocks, large batches' queries) puts ``bytes / line rate`` seconds
    of work on every link it crosses, each link a
@@ -40,6 +43,16 @@ from simulator.network.traffic import OTHER
 _INF = float("inf")
 
 
+def _admit(times: list[float], order: list[int], k: int, t: float, active: list[int]) -> int:
+    """Move the flows of ``order`` from index ``k`` whose time has come by ``t`` [s] into
+    ``active``; returns the next one's index."""
+    n = len(order)
+    while k < n and times[order[k]] <= t:
+        active.append(order[k])
+        k += 1
+    return k
+
+
 def max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],
                    links: list[tuple[int, ...]], line: list[float]) -> list[float]:
     """When each of a few flows ends [s] under max-min fair sharing with per-flow caps.
@@ -57,9 +70,7 @@ def max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],
     k = 0  # next flow to start, in ``order``
     t = starts[order[0]] if n else 0.0
     while k < n or active:
-        while k < n and starts[order[k]] <= t:
-            active.append(order[k])
-            k += 1
+        k = _admit(starts, order, k, t, active)
         if not active:
             t = starts[order[k]]
             continue
@@ -98,22 +109,21 @@ def batched_max_min_finish(starts: list[float], nbytes: list[float], caps: list[
     takes its share a little early; the error in a message's time is of the order of
     ``tolerance`` × its duration (measured in docs/performance.md) for far fewer fillings."""
     n = len(starts)
+    # in start order, a flow joins once the present is within ``tolerance`` × its lone time of
+    # its start
+    join = [s - tolerance * b / c for s, b, c in zip(starts, nbytes, caps, strict=True)]
     order = sorted(range(n), key=lambda i: (starts[i], i))
-    left = list(nbytes)
-    finish = [0.0] * n
+    left, finish = list(nbytes), [0.0] * n
     active: list[int] = []
-    k = 0
-    t = starts[order[0]] if n else 0.0
+    t, k = (starts[order[0]] if n else 0.0), 0
     while k < n or active:
-        while k < n and starts[order[k]] - t <= tolerance * nbytes[order[k]] / caps[order[k]]:
-            active.append(order[k])  # starts now or soon enough to join now
-            k += 1
-        if not active:
+        k = _admit(join, order, k, t, active)
+        if not active:  # idle until the next flow starts
             t = starts[order[k]]
             continue
         rate = _fill(active, caps, links, line)
         due = sorted(left[i] / rate[i] for i in active)
-        step = due[max(1, int(len(active) * tolerance)) - 1]
+        step = due[max(1, int(len(active) * tolerance)) - 1]  # a batch of completions
         if k < n and starts[order[k]] - t < step:
             step = starts[order[k]] - t
         still = []
@@ -140,10 +150,10 @@ def shared_finish(starts: list[float], nbytes: list[float], caps: list[float],
     at the latest of its links' answers, never before its lone time ``b_i / cap_i``. On one
     shared link without binding caps this *is* max-min's answer; across links it charges each
     flow its worst link as if that link were shared alone (no rate a flow cannot use on another
-    link is handed back), so it errs late for flows whose other links hold them back — within a
-    few % of max-min on a deployment's many-to-many phases (``tests/test_engine_fast_instances``
-    measures it). Cost: a heap step per (flow, link) pair, where progressive filling costs a
-    filling per completion; used for phases too large to fill (:attr:`Links.EXACT_SHARE`)."""
+    link is handed back), so it errs late for flows whose other links hold them back — by tens
+    of % on average for a deployment's bulk fetches (docs/performance.md), which is why it times
+    only phases of µs-scale messages. Cost: a heap step per (flow, link) pair, where progressive
+    filling costs a filling per completion."""
     n = len(starts)
     by_link: dict[int, list[int]] = {}
     for i, path in enumerate(links):
@@ -228,10 +238,11 @@ class Links:
     #: Messages whose bytes take at most this long on their path alone [s] leave no work on
     #: the link calendars (see the module docstring).
     SMALL_TIME = 5e-6
-    #: Phases of more messages than this that share links are timed by processor sharing on
-    #: each one's most loaded link (:func:`shared_finish`) instead of exact max-min filling,
-    #: whose cost grows as the square of the messages (0.6 s for 300 flows here). Only a
-    #: deployment's instance, whose ranks' messages form one phase, reaches it.
+    #: Phases of more messages than this that share links are timed by batched max-min
+    #: filling (:func:`batched_max_min_finish`; µs-scale messages only: per-link processor
+    #: sharing, :func:`shared_finish`) instead of a filling per completion, whose cost grows as
+    #: the square of the messages (0.3–1.9 s for ~590 fetches here). Only a deployment's
+    #: instance, whose ranks' messages form one phase, reaches it.
     EXACT_SHARE = 48
 
     def __init__(self, env, fabric, debts: list[float] | None = None) -> None:
@@ -369,8 +380,8 @@ class Links:
 
     def _share(self, msgs, routes, starts) -> list[float]:
         """Max-min ends [s] of one phase's own messages (memoized by the phase's shape); above
-        :attr:`EXACT_SHARE` messages, processor sharing on each one's most loaded link
-        (:func:`shared_finish`)."""
+        :attr:`EXACT_SHARE` messages, batched filling (:func:`batched_max_min_finish`), or
+        per-link processor sharing (:func:`shared_finish`) when every message is µs-scale."""
         if len(msgs) > self.EXACT_SHARE:
             args = (starts, [m[2] for m in msgs], [r[1] for r in routes],
                     [r[2] for r in routes], self.line)
