@@ -218,6 +218,7 @@ class _Run:
         self._attn_cache: dict[tuple, float] = {}
         self._payload_cache: dict[int, tuple[float, float]] = {}
         self._na_cache: dict[tuple[int, int], float] = {}
+        self._indexer_cache: dict[tuple[int, int, float], float] = {}
         if self.deploy is not None:
             self.deploy.setup(root.spawn(1)[0])  # the MoE routing stream
 
@@ -327,7 +328,17 @@ class _Run:
         if not self.indexer:
             return 0.0
         ctx = float((self.req.inp[reqs] + self.req.gen[reqs]).mean())
-        return self.kernels.indexer_time(self.gpus[g].spec, self.arch, len(reqs), ctx)
+        spec = self.gpus[g].spec
+        # memoized (a pure function of the GPU kind, batch and mean context, which recur; the
+        # spec lives as long as the run, so its id names it)
+        key = (id(spec), len(reqs), ctx)
+        t = self._indexer_cache.get(key)
+        if t is None:
+            if len(self._indexer_cache) > 100_000:
+                self._indexer_cache.clear()
+            t = self._indexer_cache[key] = self.kernels.indexer_time(spec, self.arch, len(reqs),
+                                                                     ctx)
+        return t
 
     def _chunk_work(self, g: int, sched, plan) -> tuple[float, float]:
         """(the prefill chunks' share of the step [s], their attention per layer [s]): each chunk
@@ -444,7 +455,9 @@ class _Run:
         option or None, holder code)`` — holder ``k`` is a GPU (the policy chooses), a host tier
         (fetched) or the home itself (dropped blocks: recomputed)."""
         n_blocks = len(members)
-        distinct = n_blocks if b == 1 else len(np.unique(members))
+        # distinct blocks: a set for a few (np.unique's overhead dominates there)
+        distinct = n_blocks if b == 1 else len(set(members.tolist())) if n_blocks <= 256 \
+            else len(np.unique(members))
         G = self.G
         if k < G:
             return n_blocks, distinct, self.names[k], None, k

@@ -201,23 +201,29 @@ class FastRun(_Run):
             return
         n_local, q_local = n_arr.tolist(), q_arr.tolist()
         slot_layers = self.slot_layers_list
-        for s, slot_groups in enumerate(groups):
-            if slot_groups:
+        if not own_stream:  # every slot's items on the calendar: the quiet ones' sizes at once
+            attn = self._attention_table(g, n_arr, q_arr).tolist()
+        prev = 0
+        for s in [*(i for i, grp in enumerate(groups) if grp), self.S]:
+            if s > prev and not own_stream:  # quiet slots: attention, then projections + FFN,
+                # back to back as one item each
+                at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,
+                               [2 if a else 1 for a in attn[prev:s]])
+            for q in range(prev, s) if own_stream else ():  # only this GPU's kernels on its
+                # stream: counted, no item
+                a = self._attention(name, n_local[q], q_local[q]) if n_local[q] else 0.0
+                end = at + a + na_layer
+                cal.account(a + na_layer, 2 if a else 1, end)
+                at = end + (end - at) * (slot_layers[q] - 1)
+            if s < self.S:
                 if observing and at > env.now:
                     # an observing policy decides when the slot starts, knowing every kernel
                     # and message issued by then (as on the exact engine): one event per slot
                     # with rounds
                     yield env.timeout(at - env.now)
-                at = self._slot(g, s, iteration, slot_groups, n_local[s], q_local[s], na_layer,
+                at = self._slot(g, s, iteration, groups[s], n_local[s], q_local[s], na_layer,
                                 at)
-                continue
-            a = self._attention(name, n_local[s], q_local[s]) if n_local[s] else 0.0
-            if own_stream:  # only this GPU's kernels on its stream: counted, no item
-                end = at + a + na_layer
-                cal.account(a + na_layer, 2 if a else 1, end)
-            else:  # attention, then projections + FFN: back to back, one item
-                end = cal.reserve(at, a + na_layer, g, slot_layers[s], 2 if a else 1)
-            at = end + (end - at) * (slot_layers[s] - 1)
+            prev = s + 1
         yield env.timeout(at - env.now)
         if self.debt[g] > 0.0:  # a kernel of this step was pushed back by a later-computed one
             self.pushed_steps += 1

@@ -35,9 +35,10 @@ the fast engine's traffic too (overlapping messages on a link may count its busy
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from heapq import heappop, heappush
 
-from simulator.engine.fast_streams import Calendar
+from simulator.engine.fast_streams import Calendar, reserve_each
 from simulator.network.traffic import OTHER
 
 _INF = float("inf")
@@ -273,13 +274,22 @@ class Links:
             fold: int = 1, tag: int = OTHER) -> tuple[float, float]:
         """Time one message of traffic class ``tag`` sent alone at its stage for GPU ``owner``'s
         step (a layer slot standing for ``fold`` layers): ``(started_at, finished_at)`` [s]."""
-        r = self.route(src, dst)
+        r = self._routes.get((src, dst))
+        if r is None:
+            r = self.route(src, dst)
         s = issued_at + r[0]
         wire = nbytes / r[1]
         e = s + wire
         if wire > self.SMALL_TIME:
             e = self._bulk(r, s, e, nbytes, owner, fold)
-        self._record(r[5], s, e, nbytes, tag)
+        rec = self._rec  # as _record, inline (one call per message)
+        rec[0].append(r[5])
+        rec[1].append(s)
+        rec[2].append(e)
+        rec[3].append(nbytes)
+        rec[4].append(tag)
+        if len(rec[0]) >= self.FLUSH:
+            self.flush()
         return s, e
 
     # -- the load a policy sees (simulator.policies.observed.LinkLoad) -------------------------
@@ -306,19 +316,18 @@ class Links:
         """Put a bulk message's work on its links' calendars; returns when it ends [s] (``e``
         if its links are idle then, else the slowest link's FIFO end, at least ``e``)."""
         cals = r[3]
-        for c in cals:
-            if c.last_end > s and not c.idle(s, e):
-                break
+        for c in cals:  # Calendar.idle(s, e), inline
+            if c.last_end > s:
+                ends = c.end
+                i = bisect_right(ends, s)
+                if i != len(ends) and ends[i] - c.dur[i] < e:
+                    break
         else:  # alone: the closed form
-            for c, spb in zip(cals, r[4], strict=True):
-                c.reserve(s, nbytes * spb, owner, fold)
+            reserve_each(cals, s, nbytes, r[4], owner, fold)
             return e
         self.contended += 1
-        for c, spb in zip(cals, r[4], strict=True):
-            f = c.reserve(s, nbytes * spb, owner, fold)
-            if f > e:
-                e = f
-        return e
+        f = reserve_each(cals, s, nbytes, r[4], owner, fold)
+        return f if f > e else e
 
     def phase(self, msgs: list[tuple[str, str, float, float]], owner: int = -1,
               fold: int = 1, tags: list[int] | None = None) -> list[tuple[float, float]]:

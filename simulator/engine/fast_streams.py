@@ -86,7 +86,7 @@ class Calendar:
         ``kernels`` counts the kernels the item stands for (back-to-back ones issued at once)."""
         at_l, end_l = self.at, self.end
         n = len(at_l)
-        if n and end_l[0] <= self.env._now and n > _PRUNE:
+        if n > _PRUNE and end_l[0] <= self.env._now:
             self._prune()
             n = len(at_l)
         self.busy_total += duration
@@ -102,16 +102,22 @@ class Calendar:
             if e > self.last_end:
                 self.last_end = e
             return e
+        return self._insert(at, duration, owner, fold, n)
+
+    def _insert(self, at: float, duration: float, owner: int, fold: int, n: int) -> float:
+        """:meth:`reserve` of an item issued before the last known one (``n`` items kept)."""
+        at_l, end_l = self.at, self.end
         i = bisect_right(at_l, at)
         prev = end_l[i - 1] if i else -_INF
         e = (prev if prev > at else at) + duration
         at_l.insert(i, at)
-        self.dur.insert(i, duration)
+        dur_l = self.dur
+        dur_l.insert(i, duration)
         end_l.insert(i, e)
         own_l, fold_l = self.own, self.fold
         own_l.insert(i, owner)
         fold_l.insert(i, fold)
-        dur_l, debts = self.dur, self.debts
+        debts = self.debts
         last = e
         for j in range(i + 1, n + 1):  # later items: FIFO behind the new one
             a = at_l[j]
@@ -127,6 +133,47 @@ class Calendar:
         if end_l[-1] > self.last_end:
             self.last_end = end_l[-1]
         return e
+
+    def chain(self, at: float, busy: list[float], folds: list[int], owner: int,
+              kernels: list[int]) -> float:
+        """:meth:`reserve` ``busy[i]`` [s] (``kernels[i]`` kernels, folding ``folds[i]``) for
+        ``owner``'s step, one after another from ``at`` [s]: item ``i + 1`` is issued when item
+        ``i``'s folded layers are done (its end + (end − issue)·(fold − 1)); returns when the
+        last one's are [s]. The same items and times as one :meth:`reserve` per item."""
+        at_l, end_l = self.at, self.end
+        n = len(at_l)
+        if n and at < at_l[-1]:  # items known after the first: one reserve each
+            for d, fold, k in zip(busy, folds, kernels, strict=True):
+                e = self.reserve(at, d, owner, fold, k)
+                at = e + (e - at) * (fold - 1)
+            return at
+        # every item goes after everything known: reserve's common case for each, computed
+        # here and appended at once. The one prune reserve would make on the way (the front
+        # ended, the calendar grown past _PRUNE) cuts the same items (the new ones end after
+        # now), so it is made first.
+        if n and end_l[0] <= self.env._now and n + len(busy) - 1 > _PRUNE:
+            self._prune()
+        prev = end_l[-1] if at_l else -_INF
+        ats, ends = [], []
+        busy_total = self.busy_total
+        for d, fold in zip(busy, folds, strict=True):
+            busy_total += d
+            e = (prev if prev > at else at) + d
+            ats.append(at)
+            ends.append(e)
+            prev = e
+            at = e + (e - at) * (fold - 1)
+        if ends:
+            self.busy_total = busy_total
+            self.items += sum(kernels)
+            at_l.extend(ats)
+            self.dur.extend(busy)
+            end_l.extend(ends)
+            self.own.extend([owner] * len(ends))
+            self.fold.extend(folds)
+            if prev > self.last_end:
+                self.last_end = prev
+        return at
 
     def account(self, busy: float, kernels: int, end: float) -> None:
         """Count ``kernels`` kernels of ``busy`` [s] in all, ending by ``end`` [s], that no
@@ -154,6 +201,34 @@ class Calendar:
             elif start < now:
                 busy += now - start
         return busy
+
+
+def reserve_each(cals, at: float, nbytes: float, spbs, owner: int, fold: int) -> float:
+    """``cal.reserve(at, nbytes · spb, owner, fold)`` on each calendar of ``cals`` (``spbs``:
+    seconds per byte on each), the common case inline; returns the latest end [s]."""
+    last = -_INF
+    for c, spb in zip(cals, spbs, strict=True):
+        d = nbytes * spb
+        at_l = c.at
+        n = len(at_l)
+        if n and (at < at_l[-1] or (n > _PRUNE and c.end[0] <= c.env._now)):
+            e = c.reserve(at, d, owner, fold)
+        else:  # issued after everything known, nothing to cut: as reserve does it
+            c.busy_total += d
+            c.items += 1
+            end_l = c.end
+            prev = end_l[-1] if n else -_INF
+            e = (prev if prev > at else at) + d
+            at_l.append(at)
+            c.dur.append(d)
+            end_l.append(e)
+            c.own.append(owner)
+            c.fold.append(fold)
+            if e > c.last_end:
+                c.last_end = e
+        if e > last:
+            last = e
+    return last
 
 
 class FastStream:

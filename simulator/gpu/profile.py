@@ -99,6 +99,7 @@ class KernelProfile:
         self.cuda_graphs = bool(cuda_graphs)
         self.description = description
         self._tables: dict[tuple[str, str], Table | None] = {}
+        self._sources: dict[str, str] = {}  # operator -> its model's source line
 
     def at(self, spec: GPUSpec) -> KernelProfile:
         """The same profile answering for ``spec`` (tables and fits of other GPUs extrapolate)."""
@@ -150,11 +151,17 @@ class KernelProfile:
         return self._tables[key]
 
     def _model_source(self, op: str) -> str:
+        got = self._sources.get(op)  # the same line every time: kept
+        if got is not None:
+            return got
         f = self.fit(op)
         if f.measured_on.upper() == self.gpu.name.upper():
-            return f"fitted: {f.profile} {op} model"
-        return f"extrapolated: {f.profile} {op} model (measured on {f.measured_on}) × " + \
-            _ratios(self.gpu, f.measured_on)
+            got = f"fitted: {f.profile} {op} model"
+        else:
+            got = f"extrapolated: {f.profile} {op} model (measured on {f.measured_on}) × " + \
+                _ratios(self.gpu, f.measured_on)
+        self._sources[op] = got
+        return got
 
     def _answer(self, op: str, modelled: np.ndarray, table: Table | None,
                 keys: list[np.ndarray], coords: list[np.ndarray],
