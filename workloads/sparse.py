@@ -325,12 +325,12 @@ class SparseSelector:
             logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, weight, 1.0)),
                             -np.inf)
         noise = self._persist(rng, rng.gumbel(size=(qn, n_layers, amax)))
-        keys = logw[:, None, :] + noise
+        keys = np.add(logw[:, None, :], noise, out=noise)  # noise is a fresh array: reused
         # a row with fewer than k positive weights: fill with the remaining valid blocks
         finite = np.isfinite(keys)
         if not finite.all():
             keys = np.where(finite, keys, np.where(valid[:, None, :], -1e300, -np.inf))
-        top = np.argpartition(-keys, k - 1, axis=2)[:, :, :k]
+        top = np.argpartition(np.negative(keys, out=keys), k - 1, axis=2)[:, :, :k]
         return top.astype(np.int64)
 
     def _renew_mask(self, rng, shape) -> np.ndarray | None:
