@@ -217,7 +217,10 @@ class _Run:
         self._cf_cache: dict[tuple, object] = {}
         self._attn_cache: dict[tuple, float] = {}
         self._payload_cache: dict[int, tuple[float, float]] = {}
-        self._na_cache: dict[tuple[int, int], float] = {}
+        # GPUs of equal specs share the kernel times memoized per GPU kind (its index here)
+        kinds: dict = {}
+        self._kind = [kinds.setdefault(x.spec, len(kinds)) for x in self.gpus]
+        self._na_cache: dict[tuple[int, int, int | None], float] = {}
         self._indexer_cache: dict[tuple[int, int, float], float] = {}
         if self.deploy is not None:
             self.deploy.setup(root.spawn(1)[0])  # the MoE routing stream
@@ -314,7 +317,7 @@ class _Run:
     def _na(self, g: int, tokens: int, logits: int | None = None) -> float:
         """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens of which
         ``logits`` sample a token (the LM head's rows; default all) [s]."""
-        key = (g, tokens, logits)
+        key = (self._kind[g], tokens, logits)
         t = self._na_cache.get(key)
         if t is None:
             t = self._na_cache[key] = self.kernels.non_attention_time(
@@ -327,11 +330,11 @@ class _Run:
         models without one, or run with dense selection)."""
         if not self.indexer:
             return 0.0
-        ctx = float((self.req.inp[reqs] + self.req.gen[reqs]).mean())
+        # the mean context [tokens]: an exact integer sum over the batch, divided once (the
+        # float numpy's mean gives, without its overhead)
+        ctx = int((self.req.inp[reqs] + self.req.gen[reqs]).sum()) / len(reqs)
         spec = self.gpus[g].spec
-        # memoized (a pure function of the GPU kind, batch and mean context, which recur; the
-        # spec lives as long as the run, so its id names it)
-        key = (id(spec), len(reqs), ctx)
+        key = (self._kind[g], len(reqs), ctx)  # memoized: the three recur
         t = self._indexer_cache.get(key)
         if t is None:
             if len(self._indexer_cache) > 100_000:

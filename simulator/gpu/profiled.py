@@ -73,6 +73,7 @@ class ProfiledKernels:
         self.profile = lru_cache(maxsize=None)(self._profile)
         self._ops = lru_cache(maxsize=4096)(self._decode_ops)
         self._collectives = lru_cache(maxsize=1 << 16)(self._collective_time)
+        self._launch_times: dict[tuple[KernelProfile, float], float] = {}
 
     def _profile(self, spec: GPUSpec) -> KernelProfile:
         """The profile answering for ``spec`` (cached per spec)."""
@@ -83,7 +84,10 @@ class ProfiledKernels:
     def _launched(self, p: KernelProfile, gpu_time: float, kernels: float) -> float:
         """``gpu_time`` of ``kernels`` kernels with their launches (graph: added; eager: the
         slower of the GPU and the host enqueueing them)."""
-        launch = float(p.launch(kernels).time)
+        key = (p, kernels)  # a profile's launch cost of so many kernels never changes: kept
+        launch = self._launch_times.get(key)
+        if launch is None:
+            launch = self._launch_times[key] = float(p.launch(kernels).time)
         return gpu_time + launch if p.cuda_graphs else max(gpu_time, launch)
 
     # -- decode attention and what surrounds it ----------------------------------------------
