@@ -99,9 +99,9 @@ class LoadedCosts:
         if w <= 0:
             return a
         b = self.phases(option, src, dst, lo + 1, batch)
-        return Phases(*(u + w * (v - u) for u, v in zip(
-            (a.probe, a.transfer, a.compute, a.ret, a.merge),
-            (b.probe, b.transfer, b.compute, b.ret, b.merge), strict=True)))
+        return Phases(a.probe + w * (b.probe - a.probe), a.transfer + w * (b.transfer - a.transfer),
+                      a.compute + w * (b.compute - a.compute), a.ret + w * (b.ret - a.ret),
+                      a.merge + w * (b.merge - a.merge))
 
     @staticmethod
     def round_blocks(blocks: float, batch: int, reuse: float) -> tuple[float, float]:

@@ -426,7 +426,7 @@ class _Run:
         context = np.maximum(-(-(req.inp[reqs] + req.gen[reqs]) // self.bt), 1)
         share = float((valid.sum(axis=(1, 2)) / (self.S * context)).mean())
         self.observed.step(g, self.steps.owner_copy_hits, self.steps.away, len(reqs),
-                           float((req.out[reqs] - req.gen[reqs]).mean()), share,
+                           int((req.out[reqs] - req.gen[reqs]).sum()) / len(reqs), share,
                            int(d.capacity[g] - d.owned[g]), int(d.copies[g]))
 
     def route_payload(self, batch: int) -> tuple[float, float]:
