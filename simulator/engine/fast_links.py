@@ -35,7 +35,6 @@ the fast engine's traffic too (overlapping messages on a link may count its busy
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from heapq import heappop, heappush
 
 from simulator.engine.fast_streams import Calendar, reserve_each
@@ -315,18 +314,12 @@ class Links:
               fold: int) -> float:
         """Put a bulk message's work on its links' calendars; returns when it ends [s] (``e``
         if its links are idle then, else the slowest link's FIFO end, at least ``e``)."""
-        cals = r[3]
-        for c in cals:  # Calendar.idle(s, e), inline
-            if c.last_end > s:
-                ends = c.end
-                i = bisect_right(ends, s)
-                if i != len(ends) and ends[i] - c.dur[i] < e:
-                    break
-        else:  # alone: the closed form
-            reserve_each(cals, s, nbytes, r[4], owner, fold)
+        # every link's work reserved, each link checked idle before its own reservation (the
+        # others' do not touch its calendar)
+        f, alone = reserve_each(r[3], s, e, nbytes, r[4], owner, fold)
+        if alone:  # the closed form
             return e
         self.contended += 1
-        f = reserve_each(cals, s, nbytes, r[4], owner, fold)
         return f if f > e else e
 
     def phase(self, msgs: list[tuple[str, str, float, float]], owner: int = -1,

@@ -203,14 +203,22 @@ class Calendar:
         return busy
 
 
-def reserve_each(cals, at: float, nbytes: float, spbs, owner: int, fold: int) -> float:
-    """``cal.reserve(at, nbytes · spb, owner, fold)`` on each calendar of ``cals`` (``spbs``:
-    seconds per byte on each), the common case inline; returns the latest end [s]."""
+def reserve_each(cals, at: float, until: float, nbytes: float, spbs, owner: int,
+                 fold: int) -> tuple[float, bool]:
+    """``cal.reserve(at, nbytes · spb, owner, fold)`` on each calendar of ``cals`` (distinct;
+    ``spbs``: seconds per byte on each), the common case inline; returns the latest end [s] and
+    whether every calendar was idle in ``[at, until)`` before (:meth:`Calendar.idle`)."""
     last = -_INF
+    alone = True
     for c, spb in zip(cals, spbs, strict=True):
         d = nbytes * spb
         at_l = c.at
         n = len(at_l)
+        if alone and c.last_end > at:  # Calendar.idle(at, until), inline
+            end_l = c.end
+            i = bisect_right(end_l, at)
+            if i != len(end_l) and end_l[i] - c.dur[i] < until:
+                alone = False
         if n and (at < at_l[-1] or (n > _PRUNE and c.end[0] <= c.env._now)):
             e = c.reserve(at, d, owner, fold)
         else:  # issued after everything known, nothing to cut: as reserve does it
@@ -228,7 +236,7 @@ def reserve_each(cals, at: float, nbytes: float, spbs, owner: int, fold: int) ->
                 c.last_end = e
         if e > last:
             last = e
-    return last
+    return last, alone
 
 
 class FastStream:
