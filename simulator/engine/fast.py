@@ -341,14 +341,16 @@ class FastRun(_Run):
         local queries, projections + FFN [s], slot start [s])`` each: one GPU's step, or the
         ranks of a deployment's instance (its micro-batches' too when they overlap), whose
         messages at each stage form one phase (sharing links max-min, :meth:`Links.phase`);
-        returns when each home's slot (its first layer) ends [s]. Homes are taken in order — each asks its rounds, then
-        queues its own kernels — as the exact engine's ranks issue theirs at their start."""
+        returns when each home's slot (its first layer) ends [s]. Homes are taken in order —
+        each asks its rounds, then queues its own kernels — as the exact engine's ranks issue
+        theirs at their start."""
         layers = self.slot_layers_list[s]
         cal_of = self.cal
         lead = homes[0][0]
         rounds = []
         remote = []  # route / fetch rounds over the fabric, homes in order, each in key order
         home_kernels: list[list] = []  # per home: (issued at, order, duration, round)
+        copies: list[list] = []  # per home: its fetch and recompute rounds (they leave copies)
         done: dict[int, float] = {}  # homes with nothing to exchange: their slot's end
         for h, (g, slot_groups, n_loc, q_loc, na_layer, t0) in enumerate(homes):
             cal = cal_of[g]
@@ -356,13 +358,17 @@ class FastRun(_Run):
                 a = self._attention(self.names[g], n_loc, q_loc) if n_loc else 0.0
                 done[h] = cal.reserve(t0, a + na_layer, g, layers, 2 if a else 1)
                 home_kernels.append([])
+                copies.append([])
                 continue
             host = []  # fetches from host DRAM: copies on the home's copy engine
             mine = len(remote)
+            copies.append([])
             for grp in slot_groups:  # in order, a recompute queued before the next round
                 rd = self._round(g, s, grp, t0)
                 rd.home = h
                 rounds.append(rd)
+                if rd.option != "route":
+                    copies[h].append(rd)
                 if rd.option == "local":  # one home kernel: recompute + attention, merge
                     cf = rd.cf
                     rd.end = cal.reserve(t0, cf.compute + cf.merge, g, layers)
@@ -418,11 +424,11 @@ class FastRun(_Run):
                     kv = self.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
                     rd.nbytes += kv
                     second[i] = (rd.owner, name, kv, finished)
-            mine = [0] * len(homes)
+            seen = [0] * len(homes)
             for rd, msg, (_, finished) in zip(remote, second, links.phase(second, lead, layers,
                                                                           tags), strict=True):
-                i = mine[rd.home]
-                mine[rd.home] += 1
+                i = seen[rd.home]
+                seen[rd.home] += 1
                 if rd.option == "route":
                     rd.ret = finished - msg[3]
                     home_kernels[rd.home].append((finished, i, rd.cf.merge, rd))
@@ -443,8 +449,7 @@ class FastRun(_Run):
             issued, h, _, dur, rd = heapq.heappop(queue)
             g = homes[h][0]
             if rd is None:  # the home's rounds are in: its copies, then the rest of the layer
-                for c in sorted((x for x in rounds if x.home == h and x.option != "route"),
-                                key=lambda x: x.end):
+                for c in sorted(copies[h], key=lambda x: x.end):
                     self._keep_copies(g, s, c)
                     if c.end > release[h]:
                         release[h] = c.end
@@ -460,8 +465,7 @@ class FastRun(_Run):
                 rd.compute = rd.end - issued - rd.cf.merge
             left[h] -= 1
             if not left[h]:
-                last = max(release[h], max((x.end for x in rounds if x.home == h
-                                            and x.option != "route"), default=release[h]))
+                last = max(release[h], max((x.end for x in copies[h]), default=release[h]))
                 heapq.heappush(queue, (last, h, -1, 0.0, None))
         append = self.rounds.append
         for rd in rounds:

@@ -177,40 +177,30 @@ class FastInstanceLoop(InstanceLoop):
         """The slot's MoE layer over every rank from ``t0`` [s] (the last rank ready), on the
         calendars in the closed form's order; recorded with its closed form; returns its end
         [s]."""
-        run, ep = self.run, self.ep
         ranks = self.ranks
-        R = len(ranks)
-        tokens = np.zeros(R, np.int64)
-        for p in parts:
-            tokens[p["rank"]] = p["tokens"]
-        plan = ep.layer(self.d.rng, tokens)
-        shared = [self.rk[r].shared_time(int(tokens[r])) for r in range(R)]
-        post = [self.rk[r].post_time(int(tokens[r])) for r in range(R)]
-        cf = ep.closed_form(plan, np.array(shared), np.array(post))
-        cal = run.cal
+        tokens, plan, shared_a, post_a = self._moe_plan(parts)
+        shared, post = shared_a.tolist(), post_a.tolist()
+        cal = self.run.cal
         lead = ranks[0]  # the instance's debts are gathered over its ranks at the step's end
-        for r in range(R):
+        for r, g in enumerate(ranks):
             if shared[r] > 0:
-                cal[ranks[r]].reserve(t0, shared[r], ranks[r], layers)
+                cal[g].reserve(t0, shared[r], g, layers)
         t1 = self._exchange(plan.dispatch, "dispatch", t0, lead, layers)
         t2 = t1
-        experts = plan.expert_time.tolist()
-        for r in range(R):
-            if experts[r] > 0:
-                e = cal[ranks[r]].reserve(t1, experts[r], ranks[r], layers)
+        for g, x in zip(ranks, plan.expert_time.tolist(), strict=True):
+            if x > 0:
+                e = cal[g].reserve(t1, x, g, layers)
                 if e > t2:
                     t2 = e
         t3 = self._exchange(plan.combine, "combine", t2, lead, layers)
         t4 = t3
-        for r in range(R):
+        for r, g in enumerate(ranks):
             if post[r] > 0:
-                e = cal[ranks[r]].reserve(t3, post[r], ranks[r], layers)
+                e = cal[g].reserve(t3, post[r], g, layers)
                 if e > t4:
                     t4 = e
-        self.d.moe_rows.append((
-            self.inst.pool, self.inst.index, lane, iteration, s, layers, R, int(tokens.sum()),
-            int(plan.rows.max()) if R else 0, plan.dispatch_bytes, plan.combine_bytes, t0,
-            t1 - t0, t2 - t1, t3 - t2, t4 - t3, cf.dispatch, cf.experts, cf.combine, cf.post))
+        self._moe_record(lane, iteration, s, layers, tokens, plan, shared_a, post_a, t0,
+                         (t1 - t0, t2 - t1, t3 - t2, t4 - t3))
         return t4
 
     def _exchange(self, pairs: np.ndarray, direction: str, t0: float, lead: int,

@@ -209,34 +209,15 @@ class Calendar:
 def reserve_each(cals, at: float, until: float, nbytes: float, spbs, owner: int,
                  fold: int) -> tuple[float, bool]:
     """``cal.reserve(at, nbytes · spb, owner, fold)`` on each calendar of ``cals`` (distinct;
-    ``spbs``: seconds per byte on each), the common case inline; returns the latest end [s] and
-    whether every calendar was idle in ``[at, until)`` before (:meth:`Calendar.idle`)."""
+    ``spbs``: seconds per byte on each); returns the latest end [s] and whether every calendar
+    was idle in ``[at, until)`` before (:meth:`Calendar.idle`; each checked before its own
+    reservation, which no other calendar's touches)."""
     last = -_INF
     alone = True
     for c, spb in zip(cals, spbs, strict=True):
-        d = nbytes * spb
-        at_l = c.at
-        n = len(at_l)
-        if alone and c.last_end > at:  # Calendar.idle(at, until), inline
-            end_l = c.end
-            i = bisect_right(end_l, at)
-            if i != len(end_l) and end_l[i] - c.dur[i] < until:
-                alone = False
-        if n and (at < at_l[-1] or (n > _PRUNE and c.end[0] <= c.env._now)):
-            e = c.reserve(at, d, owner, fold)
-        else:  # issued after everything known, nothing to cut: as reserve does it
-            c.busy_total += d
-            c.items += 1
-            end_l = c.end
-            prev = end_l[-1] if n else -_INF
-            e = (prev if prev > at else at) + d
-            at_l.append(at)
-            c.dur.append(d)
-            end_l.append(e)
-            c.own.append(owner)
-            c.fold.append(fold)
-            if e > c.last_end:
-                c.last_end = e
+        if alone and not c.idle(at, until):
+            alone = False
+        e = c.reserve(at, nbytes * spb, owner, fold)
         if e > last:
             last = e
     return last, alone

@@ -442,20 +442,32 @@ class InstanceLoop:
 
     def _moe(self, lane: int, parts: list[dict], s: int, layers: int, iteration: int):
         """The slot's MoE layer over every rank of the instance, recorded with its closed form."""
-        run, ep = self.run, self.ep
+        tokens, plan, shared, post = self._moe_plan(parts)
+        t0 = self.run.env.now
+        sim = yield from self.replay.play(plan, shared, post)
+        self._moe_record(lane, iteration, s, layers, tokens, plan, shared, post, t0,
+                         (sim.dispatch, sim.experts, sim.combine, sim.post))
+
+    def _moe_plan(self, parts: list[dict]):
+        """The slot's MoE layer for the ranks' token counts: ``(tokens, plan, shared experts'
+        times, adds' times)`` per rank (routing drawn from the run's MoE stream)."""
         R = len(self.ranks)
         tokens = np.zeros(R, np.int64)
         for p in parts:
             tokens[p["rank"]] = p["tokens"]
-        plan = ep.layer(self.d.rng, tokens)
+        plan = self.ep.layer(self.d.rng, tokens)
         shared = np.array([self.rk[r].shared_time(int(tokens[r])) for r in range(R)])
         post = np.array([self.rk[r].post_time(int(tokens[r])) for r in range(R)])
-        cf = ep.closed_form(plan, shared, post)
-        t0 = run.env.now
-        sim = yield from self.replay.play(plan, shared, post)
+        return tokens, plan, shared, post
+
+    def _moe_record(self, lane: int, iteration: int, s: int, layers: int, tokens, plan,
+                    shared, post, t0: float, phases: tuple) -> None:
+        """One ``moe`` record: the layer started at ``t0`` [s], its simulated ``phases``
+        (dispatch, experts, combine, add [s]) beside the closed form's."""
+        cf = self.ep.closed_form(plan, shared, post)
+        R = len(self.ranks)
         self.d.moe_rows.append((
             self.inst.pool, self.inst.index, lane, iteration, s, layers, R, int(tokens.sum()),
             int(plan.rows.max()) if R else 0, plan.dispatch_bytes, plan.combine_bytes, t0,
-            sim.dispatch, sim.experts, sim.combine, sim.post,
-            cf.dispatch, cf.experts, cf.combine, cf.post))
+            *phases, cf.dispatch, cf.experts, cf.combine, cf.post))
 
