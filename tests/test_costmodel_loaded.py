@@ -77,6 +77,29 @@ def test_queued_work_delays_the_kernel_it_precedes(k, b, owner, owner_busy, home
         pytest.approx(loc.total + home_busy, rel=1e-12)
 
 
+@given(blocks, batches, owners, st.floats(1.0, 1e3), st.floats(0.0, 1e-2))
+def test_a_lockstep_owner_charges_route_its_kernel_again_and_nothing_else(k, b, owner, reuse,
+                                                                          owner_busy):
+    # the owner steps with others: the routed kernel it runs delays all of them
+    for o in OPTIONS:
+        alone = LC.step_time(o, HOME, owner, k, b, reuse, owner_busy)
+        stalled = LC.step_time(o, HOME, owner, k, b, reuse, owner_busy, owner_stall=True)
+        extra = CM.route(HOME, owner, k, b).compute if o == "route" else 0.0
+        assert stalled == pytest.approx(alone + extra, rel=1e-12)
+
+
+def test_a_lockstep_owner_tips_a_narrow_route_win_to_fetch():
+    # a round route wins by less than its owner kernel: fetch once the owner's delay counts
+    k, reuse = 16, 5.0
+    t = LC.totals(HOME, REMOTE, k, 1, reuse)
+    gap = t["fetch"] - t["route"]
+    assert 0 < gap < CM.route(HOME, REMOTE, k, 1).compute
+    assert LC.decide(HOME, REMOTE, k, 1, reuse=reuse) == "route"
+    stalled = LC.totals(HOME, REMOTE, k, 1, reuse, owner_stall=True)
+    assert stalled["fetch"] < stalled["route"]
+    assert LC.decide(HOME, REMOTE, k, 1, reuse=reuse, owner_stall=True) == "fetch"
+
+
 def test_reuse_tips_a_routed_round_to_fetch_and_load_or_slow_links_tip_it_back():
     # across nodes, 32 blocks per query: route is cheaper for blocks used once …
     assert LC.decide(HOME, REMOTE, 32, 1) == "route"

@@ -250,3 +250,6 @@ def test_an_observing_policy_is_told_of_every_ranks_decode_step(engine):
     assert decoded.sum() > 24
     for gpu, n in decoded.items():
         assert steps[r.names.index(str(gpu))] == n
+    # its ranks step together: a routed kernel on one of them delays the whole instance
+    ranks = [r.names.index(str(g)) for g in decoded.index]
+    assert r.observed.lockstep[ranks].all()

@@ -84,6 +84,33 @@ def test_a_known_reuse_and_a_known_queue_give_the_closed_forms_choice(owner):
     assert {"route", "fetch"} <= seen  # the cases discriminate
 
 
+@pytest.mark.parametrize("owner", [NEAR, FAR])
+def test_a_lockstep_owner_is_charged_the_routed_kernel_again(owner):
+    # an owner that steps with others (a [deployment] instance's rank): the closed form under
+    # load with the owner's stall, for the same known reuse and queue; only route's total moves
+    lc = LoadedCosts(CM)
+    moved = set()
+    for k, b in ((2, 1), (16, 1), (32, 8), (200, 4)):
+        for R in (1.0, 3.0, 5.0, 100.0):
+            obs = observed()
+            h, o = obs.pair(HOME, owner)
+            obs.copies[h, o] = 1e12
+            obs.hits[h, o] = 1e12 * (R - 1.0)
+            rnd = Round(HOME, owner, 0, b, k, k, 5.0)
+            free = Adaptive().choose(context(obs), rnd)
+            obs.lockstep[o] = True
+            got = Adaptive().choose(context(obs), rnd)
+            assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_stall=True,
+                                    options=("route", "fetch")) or got == "local"
+            if got != free:
+                assert (free, got) == ("route", "fetch")
+                moved.add((k, b, R))
+            obs.lockstep[o] = False
+            obs.lockstep[h] = True  # the home's own instance does not change the round's price
+            assert Adaptive().choose(context(obs), rnd) == free
+    assert moved  # the cases discriminate
+
+
 def test_repicks_known_answers():
     # a query that reads its whole context every step selects the block every later step
     assert repicks(0.3, 1.0, 50) == 50

@@ -42,6 +42,11 @@ takes ``n/s − n/r`` longer (as ``adaptive_live`` prices it); ``slow_times[opti
 extra time for the option's messages of a full round (``K`` blocks); fetch's scales with the
 blocks it moves (``k/K``) and is paid × P.
 
+**Lockstep owners.** Where the owner steps together with other GPUs (the ranks of a
+``[deployment]`` instance: every MoE layer waits for the slowest), route's attention kernel on
+the owner delays the owner's own layer and so everyone waiting for it; ``owner_stall`` charges
+route that kernel's time (``compute``) once more. Fetch and local put no kernel on the owner.
+
 With ``R = 1``, no queued work and no slow-down every total is the closed form's and
 :meth:`LoadedCosts.decide` equals :meth:`CostModel.decide` (ties: route, fetch, local).
 """
@@ -112,16 +117,20 @@ class LoadedCosts:
 
     def step_time(self, option: str, src: str, dst: str, blocks: float, batch: int,
                   reuse: float = 1.0, owner_backlog_time: float = 0.0,
-                  home_backlog_time: float = 0.0, slow_time: float = 0.0) -> float:
+                  home_backlog_time: float = 0.0, slow_time: float = 0.0,
+                  owner_stall: bool = False) -> float:
         """Expected cost [s] per step of ``option`` for ``batch`` queries selecting ``blocks``
-        blocks each on owner ``dst`` (module docstring)."""
+        blocks each on owner ``dst`` (module docstring); ``owner_stall``: the owner steps in
+        lockstep with others, so route's kernel there is charged again as their delay."""
         if option not in OPTIONS:
             raise UserError(f"option {option!r}: give one of {', '.join(OPTIONS)}")
         if option == "route":
             p = self.at("route", src, dst, blocks, batch)
             owner_wait = max(0.0, owner_backlog_time - (p.probe + p.transfer))
             issued = p.probe + p.transfer + owner_wait + p.compute + p.ret + slow_time
-            return p.total + owner_wait + slow_time + max(0.0, home_backlog_time - issued)
+            stall = p.compute if owner_stall else 0.0
+            return (p.total + owner_wait + slow_time + max(0.0, home_backlog_time - issued)
+                    + stall)
         chance, k = self.round_blocks(blocks, batch, reuse)
         if chance <= 0:
             return 0.0
@@ -133,20 +142,22 @@ class LoadedCosts:
     def totals(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
                owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
                slow_times: dict[str, float] | None = None,
-               options: tuple[str, ...] = OPTIONS) -> dict[str, float]:
+               options: tuple[str, ...] = OPTIONS, owner_stall: bool = False
+               ) -> dict[str, float]:
         """:meth:`step_time` of each of ``options``."""
         slow = slow_times or {}
         return {o: self.step_time(o, src, dst, blocks, batch, reuse, owner_backlog_time,
-                                  home_backlog_time, slow.get(o, 0.0)) for o in options}
+                                  home_backlog_time, slow.get(o, 0.0), owner_stall)
+                for o in options}
 
     def decide(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
                owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
                slow_times: dict[str, float] | None = None,
-               options: tuple[str, ...] = OPTIONS) -> str:
+               options: tuple[str, ...] = OPTIONS, owner_stall: bool = False) -> str:
         """The cheapest of ``options`` per step (ties: route, fetch, local)."""
         if not options:
             raise UserError(f"options {options!r}: give at least one of {', '.join(OPTIONS)}")
         t = self.totals(src, dst, blocks, batch, reuse, owner_backlog_time, home_backlog_time,
-                        slow_times, options)
+                        slow_times, options, owner_stall)
         return min((o for o in OPTIONS if o in t), key=lambda o: (t[o], OPTIONS.index(o)))
 

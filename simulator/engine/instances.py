@@ -148,6 +148,8 @@ class Deployed:
                                     rks, paths, self.spec.dispatch_dtype,
                                     self.spec.combine_dtype)
             # the fast engine brings a loop of its own (simulator.engine.fast_instances)
+            if run.observed is not None and len(inst.gpus) > 1:
+                run.observed.lockstep[list(inst.gpus)] = True
             loop = getattr(run, "instance_loop", None) or InstanceLoop
             self.loops.append(loop(self, inst, rks, ep))
         if self.layout.disaggregated:

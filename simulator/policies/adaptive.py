@@ -41,6 +41,14 @@ links are read through ``ctx.observed``, never the Fabric itself, so ``adaptive`
 engines (``[engine] mode``); it is not ``pure`` (its answer depends on when it is asked), so the
 fast engine asks it every round.
 
+**Owners that step in lockstep**: in a ``[deployment]`` instance of several ranks every MoE layer
+waits for the slowest rank, so a query routed to one of them makes its attention kernel the
+whole instance's delay, not only the home's: where the owner steps in lockstep
+(``Observed.lockstep``, set by the deployment) route's per-step cost counts the routed kernel
+once more (``owner_stall``). It is what the lone closed form leaves out there — measured on
+``deepseek_v32_ep``, where adaptive without it routed the rounds whose owners then held 144 ranks
+(docs/policies.md).
+
 **Cost per round**: closed-form phases are memoized per integer round shape (route and fetch;
 local's recompute — a prefill, the dearest kernel lookup — only when its cheapest possible
 recompute could beat the fetch round); a decision is then a few dozen float operations, a few
@@ -110,12 +118,14 @@ class Adaptive(Policy):
         reuse = 1.0 if reuse is None else reuse
         owner_wait = home_wait = 0.0
         slow = None
+        stall = False
         if self.load and obs is not None:
+            stall = bool(obs.lockstep[obs.index[rnd.owner]])
             owner_wait = obs.backlog_time(rnd.owner, rnd.now)
             home_wait = obs.backlog_time(rnd.src, rnd.now)
             slow = slow_times(obs, ctx.cost_model, rnd)
         t = lc.totals(rnd.src, rnd.owner, blocks, batch, reuse, owner_wait, home_wait, slow,
-                      ("route", "fetch"))
+                      ("route", "fetch"), stall)
         best = "route" if t["route"] <= t["fetch"] else "fetch"
         # local differs from fetch only in its home kernel (a recompute instead of moving the
         # blocks) and waits as long or longer at home: it can win only if its recompute costs

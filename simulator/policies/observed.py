@@ -100,6 +100,8 @@ class Observed:
         copies_held: ``(G,)`` blocks holding copies on each GPU now.
         picked, picked_again: the stability counters (decayed).
         steps: decode steps observed per home.
+        lockstep: ``(G,)`` True for GPUs that step together with others (the ranks of a
+            ``[deployment]`` instance of several GPUs; set by the deployment).
     """
 
     def __init__(self, names: Sequence[str], free_at: Callable[[int, float], float],
@@ -119,6 +121,7 @@ class Observed:
         self.picked = 0.0
         self.picked_again = 0.0
         self.steps = np.zeros(g, np.int64)
+        self.lockstep = np.zeros(g, bool)
         self.free_at = free_at
         self.links = links
 
