@@ -205,7 +205,7 @@ def scaled(graph, factor):
 
 
 @pytest.mark.parametrize("policy", ["route", "fetch"])
-def test_more_bandwidth_never_slows_route_or_fetch(policy):
+def test_more_bandwidth_speeds_route_and_fetch(policy):
     import topologies
 
     sc = small_scenario("dgx_h100:nodes=2", scheme="hash", max_batch=4, layer_groups=2)
@@ -219,8 +219,12 @@ def test_more_bandwidth_never_slows_route_or_fetch(policy):
     base = topologies.build("dgx_h100", nodes=2)
     tbt = [run(sc, policy, trace=trace, topology=scaled(base, f)).summary["tbt_mean"]
            for f in (0.05, 0.2, 1.0, 4.0)]
-    assert all(a >= b * (1 - 1e-9) for a, b in zip(tbt, tbt[1:], strict=False)), tbt
-    assert tbt[0] > tbt[-1]
+    # routed kernels queue FIFO between the owner's own layers (a prefill's too): a query that
+    # arrives sooner can land behind one more of them — a FIFO anomaly, small here (0.2 %
+    # from 1× to 4×); fetch puts nothing on the owner's stream
+    slack = 5e-3 if policy == "route" else 1e-9
+    assert all(a >= b * (1 - slack) for a, b in zip(tbt, tbt[1:], strict=False)), tbt
+    assert tbt[0] > tbt[-1] * 1.01
 
 
 def test_a_stream_serializes_kernels_and_a_pending_layer_end_fires_like_a_timeout():
@@ -374,3 +378,36 @@ def test_time_between_tokens_weights_each_iteration_by_the_tokens_it_made():
     assert weighted_quantile([1e-3, 2e-3, 10e-3], [3, 1, 0], 0.5) == 1e-3
     assert weighted_quantile([1e-3, 2e-3, 10e-3], [3, 1, 0], 0.99) == 2e-3
     assert np.isnan(weighted_quantile([1.0], [0], 0.5))
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_routed_query_waits_for_one_layer_of_an_owners_prefill_not_the_whole_chunk(engine):
+    # gpu0 owns the shared prefix; gpu1 decodes request 1 routing to it while gpu0 prefills
+    # request 2's 12,800 tokens in prefill-only steps. A prefill-only step runs layer slot by
+    # slot (one layer's kernel, then the folded layers' time), so a routed query queues behind
+    # one layer of the chunk — not behind all of it, a wait the home's folding would repeat
+    # ~30 times (0.65 s here before: a 19 s decode step)
+    sc = small_scenario("single_node:gpus=2", layer_groups=2)
+    tr = make_trace(arrival_at=np.array([0.0, 0.001, 0.2]),
+                    input_tokens=np.array([64 * 20, 64 * 25, 64 * 200]),
+                    output_tokens=np.array([1, 40, 2]),
+                    block_ids=[list(range(20)), [*range(20), *range(100, 105)],
+                               list(range(1000, 1200))], block_tokens=64)
+    res = run(sc, "route", trace=tr, engine=engine)
+    assert res.requests["home"].tolist() == ["n0/gpu0", "n0/gpu1", "n0/gpu0"]
+    it = res.iterations
+    chunks = it[(it["gpu"] == "n0/gpu0") & (it["prefill_tokens"] > 0) & (it["batch"] == 0)
+                & (it["started_at"] >= 0.2)]
+    assert len(chunks) == 2
+    overhead = sc.serving.overhead_time()
+    layer = ((chunks["finished_at"] - chunks["started_at"] - overhead) / 61).max()
+    rd = res.rounds
+    wait = rd["compute_time"] - rd["cf_compute_time"]
+    assert (wait > 1e-6).any()  # some query did arrive while a prefill layer ran
+    assert wait.max() <= layer * (1 + 1e-9)
+    # request 1's decode steps (~25 ms): one that waited holds that layer's wait folded over
+    # its slot's 31 layers at most, not a folded chunk
+    steps = it[(it["gpu"] == "n0/gpu1") & (it["batch"] > 0)]
+    span = steps["finished_at"] - steps["started_at"]
+    assert span.max() <= span.median() + 31 * layer
+    assert span.max() > span.median() + 10 * wait.max()  # the wait is folded, as any other

@@ -275,11 +275,11 @@ class _Run:
                 if plan.decode:
                     na_layer = self._na(g, len(plan.decode) + plan.prefill_tokens, samples) + extra
                     prefill_time = work
-                else:  # a prefill-only step: one kernel for all its layers
+                else:  # a prefill-only step: layer slot by slot, as a decode step's
                     if overhead:
                         yield env.timeout(overhead)
-                    yield stream.run((self._na(g, plan.prefill_tokens, samples) + extra)
-                                     * self.arch.layers)
+                    yield from self._prefill_layers(g, self._na(g, plan.prefill_tokens, samples)
+                                                    + extra)
                     prefill_time = env.now - started
                     at = env.now
             decoding = plan.decode
@@ -342,6 +342,16 @@ class _Run:
             t = self._indexer_cache[key] = self.kernels.indexer_time(spec, self.arch, len(reqs),
                                                                      ctx)
         return t
+
+    def _prefill_layers(self, g: int, layer_time: float):
+        """A prefill-only step's layers on GPU ``g``, ``layer_time`` [s] each: per layer slot
+        one layer's kernel, then the folded layers' time (as a decode step's quiet slot), so
+        another GPU's routed kernel queues between its layers — behind one layer of the
+        chunk, as on a GPU that runs it layer by layer — and not behind the whole chunk, a
+        wait its home's folding would repeat for every layer it stands for."""
+        env, stream = self.env, self.streams[g]
+        for layers in self.slot_layers_list:
+            yield stream.after(layer_time, env.now, layers)
 
     def _chunk_work(self, g: int, sched, plan) -> tuple[float, float]:
         """(the prefill chunks' share of the step [s], their attention per layer [s]): each chunk

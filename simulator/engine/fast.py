@@ -230,6 +230,20 @@ class FastRun(_Run):
             debt, self.debt[g] = self.debt[g], 0.0
             yield env.timeout(debt)
 
+    def _prefill_layers(self, g: int, layer_time: float):
+        """The exact engine's prefill-only step (layer slot by slot) composed at once on GPU
+        ``g``'s calendar; one event at its end, a second for a debt (a later-composed kernel
+        that pushed its layers back, as a decode step's)."""
+        env = self.env
+        self.debt[g] = 0.0
+        S = self.S
+        at = self.cal[g].chain(env.now, [layer_time] * S, self.slot_layers_list, g, [1] * S)
+        yield env.timeout(at - env.now)
+        if self.debt[g] > 0.0:
+            self.pushed_steps += 1
+            debt, self.debt[g] = self.debt[g], 0.0
+            yield env.timeout(debt)
+
     def _quiet_stretches(self, g: int, iteration: int, groups: list, n_arr: np.ndarray,
                          q_arr: np.ndarray, na_layer: float, at: float) -> float:
         """A step on a stream only its own GPU uses: runs of slots with nothing to exchange as
