@@ -1,0 +1,336 @@
+"""The Lamina loop's fast mode: a micro-batch's layer slots composed on work calendars.
+
+The exact loop (:mod:`simulator.disaggregation.lamina`) runs each (folded) layer slot of a
+micro-batch as SimPy events: the slice segment on the slice's FIFO stream, the query (then K/V)
+flows to every attention GPU on the :class:`~simulator.network.Fabric`, the attention kernels in
+lockstep, the return flows, the folded round-trip latency — some 20 events per slot with four
+attention GPUs. :class:`SlotComposer` computes the same slot without events:
+
+- the slice and attention streams are :class:`~simulator.engine.fast_streams.Calendar`\\ s (FIFO in
+  issue order, reservations accepted out of order), one item per kernel the exact loop issues;
+- each phase's flows are timed by the per-GPU fast engine's
+  :class:`~simulator.engine.fast_links.Links`: max-min among the phase's own flows, the closed
+  form (:meth:`Fabric.message_time <simulator.network.Fabric.message_time>`) when their links are
+  idle, FIFO link calendars against other micro-batches' bulk flows when they are not; every
+  message recorded on the Fabric's link accounting as the exact loop's transfers are.
+
+**The ordering problem.** Micro-batches share slices, attention GPUs and links every layer, and
+the exact loop serves each resource first come, first served, in the order the micro-batches
+*arrive* at it. A micro-batch that reserved its whole iteration at its start would hold places in
+every later slot's queue ahead of micro-batches that arrive there earlier; a calendar would push
+its items back when those arrive (charged as a debt), but not the rest of its iteration, so in the
+staggered regime — where every slot of one micro-batch waits behind another's — an iteration
+composed ahead would come out as if run alone (up to ``n`` times too fast). So the loop composes
+as far ahead as nothing else can act (:meth:`SimPy's next event <simpy.Environment.peek>` after
+the slot's end): a micro-batch running alone composes its whole iteration and waits one timeout; while
+others run it composes one slot at a time, at the slot's start, so every slice kernel is issued
+in the exact loop's order. Within a slot the later parts (attention, the second and return
+flows) are issued at known future times and may precede or follow another micro-batch's; the
+calendars serve them in issue order, and the largest push-back an item of this micro-batch's
+open slot receives is waited out before its next slot (or its iteration's end).
+
+What is exact: a micro-batch alone (the one-request contract: every iteration and request time
+to float rounding). What is approximated: the open slot's push-backs (its later items are not
+moved with the pushed one), and bulk flows of different micro-batches on one link served FIFO
+rather than max-min (µs-scale flows neither wait for nor delay others): see
+:mod:`simulator.engine.fast_links`. ``tests/test_lamina_fast.py`` and
+``benchmarks/bench_lamina.py`` hold it to the exact loop.
+
+A run cut by ``[engine] duration`` keeps what the exact loop would have at the cut: kernels
+issued before it, messages delivered before it (those in flight counted sent, not delivered).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+import numpy as np
+
+from simulator.disaggregation.staggered import Plan
+from simulator.engine.fast_links import max_min_finish
+from simulator.engine.fast_streams import Calendar
+
+_INF = float("inf")
+
+
+class _Phase:
+    """One micro-batch's messages of one stage of a slot, issued together: their starts
+    (issue + delay) [s], bytes, lone rates [B/s], links, route ids and (current) ends [s]."""
+
+    __slots__ = ("owner", "issued_at", "starts", "nbytes", "caps", "links", "sids", "ends",
+                 "linkset", "last")
+
+    def __init__(self, owner, issued_at, starts, nbytes, caps, links, sids, ends,
+                 linkset) -> None:
+        self.owner, self.issued_at = owner, issued_at
+        self.starts, self.nbytes, self.caps = starts, nbytes, caps
+        self.links, self.sids, self.ends = links, sids, ends
+        self.linkset = linkset
+        self.last = max(ends)
+
+
+class PhaseLinks:
+    """The Lamina flows' times without the Fabric's events: max-min fair sharing (with per-flow
+    caps, :func:`~simulator.engine.fast_links.max_min_finish`, as the Fabric fills rates) among
+    a phase's own messages and every message still in flight that shares a link with them,
+    transitively (other micro-batches' phases issued before or composed ahead). A phase alone
+    on its links takes the closed form (:meth:`Fabric.message_time
+    <simulator.network.Fabric.message_time>`). A phase already composed that the newcomer
+    slows is moved later and the delay charged to its micro-batch's debt (it cannot move the
+    rest of that slot). Messages go to the Fabric's link accounting once done; those still in
+    flight at the run's end (``until`` [s]) count as sent if issued before it."""
+
+    def __init__(self, env, fabric, debts: list[float], until: float) -> None:
+        self.env, self.fabric = env, fabric
+        self.line = fabric.link_bandwidth
+        self.debts = debts
+        self.until = until
+        self.open: list[_Phase] = []
+        self._routes: dict[tuple[str, str], tuple] = {}
+        self._memo: dict[tuple, tuple[float, ...]] = {}
+        self.shared = 0  # phases timed together with others' messages
+
+    def _route(self, src: str, dst: str) -> tuple:
+        r = self._routes.get((src, dst))
+        if r is None:
+            delay, rate, links, sid = self.fabric.message_route(src, dst)
+            r = self._routes[(src, dst)] = (delay, rate, links, sid, frozenset(links))
+        return r
+
+    def phase(self, msgs: list[tuple[str, str, float]], at: float, owner: int) -> float:
+        """Messages ``(src, dst, bytes)`` issued at ``at`` [s] for micro-batch ``owner``;
+        returns when the last arrives [s]."""
+        now = self.env.now
+        if self.open and self.open[0].last <= now:
+            self._retire(now)
+        routes = [self._route(a, b) for a, b, _ in msgs]
+        starts = [at + r[0] for r in routes]
+        nbytes = [x for _, _, x in msgs]
+        caps = [r[1] for r in routes]
+        links = [r[2] for r in routes]
+        linkset: frozenset[int] = frozenset().union(*(r[4] for r in routes))
+        disjoint = sum(len(r[4]) for r in routes) == len(linkset)
+        group = self._touching(linkset, min(starts))
+        if not group:
+            if disjoint:
+                ends = [s + b / c for s, b, c in zip(starts, nbytes, caps, strict=True)]
+            else:
+                ends = self._own(routes, starts, nbytes, caps, links)
+        else:
+            ends = self._together(group, starts, nbytes, caps, links)
+        ph = _Phase(owner, at, starts, nbytes, caps, links, [r[3] for r in routes], ends,
+                    linkset)
+        self.open.append(ph)
+        return ph.last
+
+    def _touching(self, linkset: frozenset, t0: float) -> list[_Phase]:
+        """Open phases still in flight after ``t0`` [s] that share a link with ``linkset``,
+        or with one of them, and so on."""
+        group: list[_Phase] = []
+        left = [p for p in self.open if p.last > t0]
+        grown = True
+        while grown and left:
+            grown = False
+            rest = []
+            for p in left:
+                if not linkset.isdisjoint(p.linkset):
+                    group.append(p)
+                    linkset = linkset | p.linkset
+                    grown = True
+                else:
+                    rest.append(p)
+            left = rest
+        return group
+
+    def _own(self, routes, starts, nbytes, caps, links) -> list[float]:
+        """Max-min ends [s] of one phase's messages among themselves (memoized by shape)."""
+        t0 = starts[0]
+        key = tuple((r[3], b, s - t0) for r, b, s in zip(routes, nbytes, starts, strict=True))
+        got = self._memo.get(key)
+        if got is None:
+            if len(self._memo) > 100_000:
+                self._memo.clear()
+            ends = max_min_finish(starts, nbytes, caps, links, self.line)
+            got = self._memo[key] = tuple(e - t0 for e in ends)
+        return [t0 + x for x in got]
+
+    def _together(self, group: list[_Phase], starts, nbytes, caps, links) -> list[float]:
+        """Max-min ends [s] of a phase's messages with ``group``'s; moves the group's ends
+        later where the newcomer slows them (charging their micro-batches), never earlier."""
+        self.shared += 1
+        n = len(starts)
+        s, b, c, lk = list(starts), list(nbytes), list(caps), list(links)
+        for p in group:
+            s += p.starts
+            b += p.nbytes
+            c += p.caps
+            lk += p.links
+        ends = max_min_finish(s, b, c, lk, self.line)
+        k = n
+        debts = self.debts
+        for p in group:
+            pushed = 0.0
+            for i, old in enumerate(p.ends):
+                new = ends[k + i]
+                if new > old:
+                    p.ends[i] = new
+                    if new - old > pushed:
+                        pushed = new - old
+            k += len(p.ends)
+            if pushed > 0.0:
+                p.last = max(p.ends)
+                if pushed > debts[p.owner]:
+                    debts[p.owner] = pushed
+        return ends[:n]
+
+    def _retire(self, now: float) -> None:
+        """Account the phases done by ``now`` [s]."""
+        done = [p for p in self.open if p.last <= now]
+        self.open = [p for p in self.open if p.last > now]
+        self._record(done)
+
+    def _record(self, phases: list[_Phase]) -> None:
+        sids, starts, ends, nbytes = [], [], [], []
+        late = 0.0
+        until = self.until
+        for p in phases:
+            for sid, s, e, x in zip(p.sids, p.starts, p.ends, p.nbytes, strict=True):
+                if e < until:
+                    sids.append(sid)
+                    starts.append(s)
+                    ends.append(e)
+                    nbytes.append(x)
+                elif p.issued_at < until:
+                    late += x
+        if sids:
+            self.fabric.record_messages(sids, starts, ends, nbytes)
+        if late:
+            self.fabric.record_sent(late)
+
+    def close(self) -> None:
+        """Account every phase left (at the run's end)."""
+        self._record(self.open)
+        self.open = []
+
+
+class CalendarStream:
+    """A GPU stream of the fast mode, as :class:`~simulator.gpu.streams.Stream` reports it:
+    ``busy_time`` (kernel time run by now) and ``kernels_run`` (kernels issued before the
+    run's end ``until`` [s])."""
+
+    __slots__ = ("cal", "until")
+
+    def __init__(self, env, debts: list[float], until: float) -> None:
+        self.cal = Calendar(env, debts)
+        self.until = until
+
+    @property
+    def busy_time(self) -> float:
+        """Kernel time run so far [s]."""
+        return self.cal.busy_until(self.cal.env.now)
+
+    @property
+    def kernels_run(self) -> int:
+        """Kernels issued before the run's end."""
+        cal = self.cal
+        return cal.items - (len(cal.at) - bisect_left(cal.at, self.until))
+
+
+class SlotComposer:
+    """The fast mode's calendars and its one operation: time a micro-batch's layer slot.
+
+    Args:
+        env: the run's environment.
+        fabric: the run's Fabric (routes, link accounting).
+        slices: model slices (``K``); attention: the attention GPUs' names.
+        micro_batches: micro-batches (owners of the calendars' items, for their debts).
+        early_q: attention starts when the query lands; K and V follow (the spec's field).
+        rt0: one round trip's latency between the pools [s] (a folded slot's extra hops).
+        until: the run's end [s] (``inf``: none).
+    """
+
+    def __init__(self, env, fabric, slices: int, attention: list[str], micro_batches: int,
+                 early_q: bool, rt0: float, until: float) -> None:
+        self.debts = [0.0] * micro_batches
+        self.slice_streams = [CalendarStream(env, self.debts, until) for _ in range(slices)]
+        self.att_streams = [CalendarStream(env, self.debts, until) for _ in attention]
+        self.links = PhaseLinks(env, fabric, self.debts, until)
+        self.names = attention
+        self.early_q = early_q
+        self.rt0 = rt0
+        self.pushed = 0  # slots found pushed back when their micro-batch came to them
+
+    def _phase(self, flows: list[tuple], x: np.ndarray, m: float, at: float, j: int,
+               out: bool) -> float:
+        """Messages of per-attention-GPU bytes ``x`` over ``flows`` issued at ``at`` [s] (those
+        with bytes); returns when the last arrives [s] (``at`` if none)."""
+        names = self.names
+        if out:
+            msgs = [(a, names[i], m * x[i] * f) for a, i, f in flows if x[i] > 0]
+        else:
+            msgs = [(names[i], b, m * x[i] * f) for i, b, f in flows if x[i] > 0]
+        if not msgs:
+            return at
+        return self.links.phase(msgs, at, j)
+
+    def slot(self, j: int, k: int, p: Plan, m: float, at: float, ring: float,
+             out: list[tuple], back: list[tuple]) -> float:
+        """Micro-batch ``j``'s slot of ``m`` layers on slice ``k``, started at ``at`` [s]
+        (>= now; nothing issued after it may run before it): returns when it ends [s] —
+        :meth:`_Lamina._slot <simulator.disaggregation.lamina._Lamina._slot>`'s stages, each
+        issued when the one before is done."""
+        t = self.slice_streams[k].cal.reserve(at, m * p.model_layer + ring, j)
+        early = self.early_q and p.q.sum() > 0
+        first = p.q if early else p.q + p.kv
+        second = p.kv if early else None
+        has_first = bool((first > 0).any())
+        if not has_first and (second is None or not second.any()):
+            return t
+        if has_first:
+            t = self._phase(out, first, m, t, j, True)
+        t2 = t
+        for i, cal in enumerate(self.att_streams):
+            if p.batch[i]:
+                e = cal.cal.reserve(t, m * p.t_att[i], j)
+                if e > t2:
+                    t2 = e
+        if second is not None:
+            e = self._phase(out, second, m, t, j, True)
+            if e > t2:
+                t2 = e
+        t = self._phase(back, p.ret, m, t2, j, False)
+        if m > 1:
+            t += (m - 1.0) * self.rt0
+        return t
+
+    def settle(self, j: int) -> float:
+        """The most an item of micro-batch ``j``'s open slot was pushed back by work reserved
+        since [s], cleared (the time its slot ends later than composed)."""
+        d = self.debts[j]
+        if d > 0.0:
+            self.debts[j] = 0.0
+            self.pushed += 1
+        return d
+
+
+def iteration(run, j: int, p: Plan, overhead: float):
+    """Micro-batch ``j``'s iteration of plan ``p`` on ``run`` (a fast-mode
+    :class:`~simulator.disaggregation.lamina._Lamina`), from now, after the host ``overhead``
+    [s]: a SimPy process body that ends when the exact loop's iteration would. Slots are
+    composed ahead while no other event comes before the slot's start (see the module
+    docstring); push-backs of the open slot are waited out before the next one."""
+    env, comp = run.env, run.composer
+    m_all, K, rings = run.m_float, run.K, run.slice_rings
+    comp.settle(j)
+    t = env.now + overhead
+    for s in range(len(m_all)):
+        m = m_all[s]
+        while t > env.now and env.peek() <= t:  # another process acts first: go there
+            yield env.timeout(t - env.now)
+            t += comp.settle(j)
+        out, back = run._pairs(s)
+        k = s % K
+        t = comp.slot(j, k, p, m, t, rings[k].time(m, p.allreduce_bytes), out, back)
+    while t > env.now:
+        yield env.timeout(t - env.now)
+        t += comp.settle(j)
