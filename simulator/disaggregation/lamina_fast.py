@@ -97,29 +97,45 @@ class PhaseLinks:
             r = self._routes[(src, dst)] = (delay, rate, links, sid, frozenset(links))
         return r
 
-    def phase(self, msgs: list[tuple[str, str, float]], at: float, owner: int) -> float:
-        """Messages ``(src, dst, bytes)`` issued at ``at`` [s] for micro-batch ``owner``;
-        returns when the last arrives [s]."""
-        now = self.env.now
-        if self.open and self.open[0].last <= now:
-            self._retire(now)
+    def shape(self, msgs: list[tuple[str, str, float]]) -> tuple:
+        """What a phase of messages ``(src, dst, bytes)`` needs each time it is issued: per
+        message its delay [s], bytes, lone rate [B/s], links, route id and wire time [s];
+        the links it uses; and, when two of them share a link, their max-min ends among
+        themselves relative to the issue time [s] (None: none shares; the closed form)."""
         routes = [self._route(a, b) for a, b, _ in msgs]
-        starts = [at + r[0] for r in routes]
         nbytes = [x for _, _, x in msgs]
         caps = [r[1] for r in routes]
         links = [r[2] for r in routes]
+        delays = [r[0] for r in routes]
         linkset: frozenset[int] = frozenset().union(*(r[4] for r in routes))
-        disjoint = sum(len(r[4]) for r in routes) == len(linkset)
-        group = self._touching(linkset, min(starts))
+        own = None
+        if sum(len(r[4]) for r in routes) != len(linkset):
+            key = tuple((r[3], b, d) for r, b, d in zip(routes, nbytes, delays, strict=True))
+            own = self._memo.get(key)
+            if own is None:
+                if len(self._memo) > 100_000:
+                    self._memo.clear()
+                own = self._memo[key] = max_min_finish(delays, nbytes, caps, links, self.line)
+        return (delays, nbytes, caps, links, [r[3] for r in routes],
+                [b / c for b, c in zip(nbytes, caps, strict=True)], linkset, own)
+
+    def phase(self, shape: tuple, at: float, owner: int) -> float:
+        """The messages of ``shape`` (:meth:`shape`) issued at ``at`` [s] for micro-batch
+        ``owner``; returns when the last arrives [s]."""
+        now = self.env.now
+        if self.open and self.open[0].last <= now:
+            self._retire(now)
+        delays, nbytes, caps, links, sids, wires, linkset, own = shape
+        starts = [at + d for d in delays]
+        group = self._touching(linkset, min(starts)) if self.open else None
         if not group:
-            if disjoint:
-                ends = [s + b / c for s, b, c in zip(starts, nbytes, caps, strict=True)]
+            if own is None:  # the closed form
+                ends = [s + w for s, w in zip(starts, wires, strict=True)]
             else:
-                ends = self._own(routes, starts, nbytes, caps, links)
+                ends = [at + e for e in own]
         else:
             ends = self._together(group, starts, nbytes, caps, links)
-        ph = _Phase(owner, at, starts, nbytes, caps, links, [r[3] for r in routes], ends,
-                    linkset)
+        ph = _Phase(owner, at, starts, nbytes, caps, links, sids, ends, linkset)
         self.open.append(ph)
         return ph.last
 
@@ -141,18 +157,6 @@ class PhaseLinks:
                     rest.append(p)
             left = rest
         return group
-
-    def _own(self, routes, starts, nbytes, caps, links) -> list[float]:
-        """Max-min ends [s] of one phase's messages among themselves (memoized by shape)."""
-        t0 = starts[0]
-        key = tuple((r[3], b, s - t0) for r, b, s in zip(routes, nbytes, starts, strict=True))
-        got = self._memo.get(key)
-        if got is None:
-            if len(self._memo) > 100_000:
-                self._memo.clear()
-            ends = max_min_finish(starts, nbytes, caps, links, self.line)
-            got = self._memo[key] = tuple(e - t0 for e in ends)
-        return [t0 + x for x in got]
 
     def _together(self, group: list[_Phase], starts, nbytes, caps, links) -> list[float]:
         """Max-min ends [s] of a phase's messages with ``group``'s; moves the group's ends
@@ -260,45 +264,57 @@ class SlotComposer:
         self.rt0 = rt0
         self.pushed = 0  # slots found pushed back when their micro-batch came to them
 
-    def _phase(self, flows: list[tuple], x: np.ndarray, m: float, at: float, j: int,
-               out: bool) -> float:
-        """Messages of per-attention-GPU bytes ``x`` over ``flows`` issued at ``at`` [s] (those
-        with bytes); returns when the last arrives [s] (``at`` if none)."""
+    def _shape(self, flows: list[tuple], x: np.ndarray, m: float, out: bool) -> tuple | None:
+        """The phase of per-attention-GPU bytes ``x`` over ``flows`` (those with bytes; None
+        if none), as :meth:`PhaseLinks.shape`."""
         names = self.names
         if out:
             msgs = [(a, names[i], m * x[i] * f) for a, i, f in flows if x[i] > 0]
         else:
             msgs = [(names[i], b, m * x[i] * f) for i, b, f in flows if x[i] > 0]
-        if not msgs:
-            return at
-        return self.links.phase(msgs, at, j)
+        return self.links.shape(msgs) if msgs else None
 
-    def slot(self, j: int, k: int, p: Plan, m: float, at: float, ring: float,
+    def _slot_shape(self, p: Plan, s: int, m: float, out: list[tuple],
+                    back: list[tuple]) -> tuple:
+        """Plan ``p``'s slot ``s`` as the fast mode needs it (kept in the plan's cache):
+        ``(attention work per GPU [s] or None, first phase, second phase, return phase)``;
+        ``None`` phases carry no bytes, and no first or second phase ends the slot at its
+        segment, as in the exact loop."""
+        key = ("fast", s)
+        got = p.cache.get(key)
+        if got is None:
+            early = self.early_q and p.q.sum() > 0
+            first = p.q if early else p.q + p.kv
+            work = [m * p.t_att[i] if p.batch[i] else None for i in range(len(self.names))]
+            got = p.cache[key] = (work, self._shape(out, first, m, True),
+                                  self._shape(out, p.kv, m, True) if early else None,
+                                  self._shape(back, p.ret, m, False))
+        return got
+
+    def slot(self, j: int, k: int, p: Plan, s: int, m: float, at: float, ring: float,
              out: list[tuple], back: list[tuple]) -> float:
-        """Micro-batch ``j``'s slot of ``m`` layers on slice ``k``, started at ``at`` [s]
-        (>= now; nothing issued after it may run before it): returns when it ends [s] —
+        """Micro-batch ``j``'s slot ``s`` of ``m`` layers on slice ``k``, started at ``at``
+        [s] (>= now; nothing issued after it may run before it): returns when it ends [s] —
         :meth:`_Lamina._slot <simulator.disaggregation.lamina._Lamina._slot>`'s stages, each
         issued when the one before is done."""
         t = self.slice_streams[k].cal.reserve(at, m * p.model_layer + ring, j)
-        early = self.early_q and p.q.sum() > 0
-        first = p.q if early else p.q + p.kv
-        second = p.kv if early else None
-        has_first = bool((first > 0).any())
-        if not has_first and (second is None or not second.any()):
+        work, first, second, back_ph = self._slot_shape(p, s, m, out, back)
+        if first is None and second is None:
             return t
-        if has_first:
-            t = self._phase(out, first, m, t, j, True)
+        links = self.links
+        if first is not None:
+            t = links.phase(first, t, j)
         t2 = t
-        for i, cal in enumerate(self.att_streams):
-            if p.batch[i]:
-                e = cal.cal.reserve(t, m * p.t_att[i], j)
+        for w, cal in zip(work, self.att_streams, strict=True):
+            if w is not None:
+                e = cal.cal.reserve(t, w, j)
                 if e > t2:
                     t2 = e
         if second is not None:
-            e = self._phase(out, second, m, t, j, True)
+            e = links.phase(second, t, j)
             if e > t2:
                 t2 = e
-        t = self._phase(back, p.ret, m, t2, j, False)
+        t = links.phase(back_ph, t2, j) if back_ph is not None else t2
         if m > 1:
             t += (m - 1.0) * self.rt0
         return t
@@ -330,7 +346,7 @@ def iteration(run, j: int, p: Plan, overhead: float):
             t += comp.settle(j)
         out, back = run._pairs(s)
         k = s % K
-        t = comp.slot(j, k, p, m, t, rings[k].time(m, p.allreduce_bytes), out, back)
+        t = comp.slot(j, k, p, s, m, t, rings[k].time(m, p.allreduce_bytes), out, back)
     while t > env.now:
         yield env.timeout(t - env.now)
         t += comp.settle(j)
