@@ -107,7 +107,7 @@ def test_one_request_alone_equals_the_exact_loop_in_one_event_per_iteration(name
 def test_interleaved_micro_batches_with_a_few_requests_equal_the_exact_loop(dotted):
     # 40 requests over 1.5 s: the micro-batches run together and alternate on the slice and the
     # attention GPUs every layer; here nothing is pushed back and their flows do not meet on a
-    # link, so the slot-by-slot composition is the exact loop's schedule
+    # link, so the stage-by-stage composition is the exact loop's schedule
     sc = scenario(**dotted)
     exact, fast = both(sc, trace(40, seed=3))
     assert exact.summary["completed"] == 40
@@ -147,7 +147,7 @@ def test_a_loaded_closed_loop_with_shared_links_holds_the_engine_contract():
     # requests at once, every layer: the slices send to the same attention NICs at once, so
     # phases are timed together with other micro-batches' flows in flight and composed slots
     # are pushed back (both checked) — within the contract (5 % at p50 and on throughput,
-    # 10 % at p99; measured ≤ 0.03 %), the same traffic
+    # 10 % at p99; measured ≤ 0.03 %), the same traffic, every request within 0.1 %
     sc = scenario("lamina_llama_33b", engine__max_requests=80, workload__concurrency=80,
                   engine__layer_groups=0, disaggregation__model_gpus=3,
                   disaggregation__micro_batches=4, disaggregation__attention_gpus=2,
@@ -167,7 +167,7 @@ def test_a_loaded_closed_loop_with_shared_links_holds_the_engine_contract():
     assert fast.summary["bytes_moved"] == pytest.approx(exact.summary["bytes_moved"], rel=1e-12)
     cols = ["admitted_at", "first_token_at", "finished_at"]
     x, y = exact.requests[cols].to_numpy(float), fast.requests[cols].to_numpy(float)
-    assert np.nanmax(np.abs(y - x) / np.maximum(np.abs(x), 1e-30)) < 0.01  # every request within 1 % (measured 0.23 %)
+    assert np.nanmax(np.abs(y - x) / np.maximum(np.abs(x), 1e-30)) < 1e-3  # measured 2.5e-4
 
 
 def test_runner_reports_the_fast_engine_for_lamina():

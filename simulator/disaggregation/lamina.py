@@ -49,6 +49,14 @@ while it is below its even share of the requests in the system and the attention
 (``prefill = "local"``), preemption by recompute when the pool runs out, the per-step host
 overhead before the iteration's first layer; a request that cannot fit even alone is reported,
 not run.
+
+**Fast mode** (``[engine] mode = "fast"``; :mod:`~simulator.disaggregation.lamina_fast`): the
+same loop with each layer slot composed at once — slice and attention streams as work calendars,
+each stage's flows in closed form when alone on their links and max-min shared with the other
+micro-batches' flows in flight when not — composed as far ahead as no other event intervenes (a
+micro-batch alone: one timeout per iteration; interleaved ones: one per slot, in the order they
+reach it, so slices serve them as here). Alone it is this loop to float rounding; loaded, within
+the engine contract (``tests/test_lamina_fast.py``, ``benchmarks/bench_lamina.py``).
 """
 
 from __future__ import annotations
