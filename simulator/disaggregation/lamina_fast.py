@@ -60,6 +60,8 @@ from simulator.engine.fast_links import max_min_finish
 from simulator.engine.fast_streams import Calendar
 
 _INF = float("inf")
+#: Message records kept before they go to the Fabric's link accounting at once.
+_FLUSH = 4096
 
 
 class _Phase:
@@ -95,6 +97,9 @@ class PhaseLinks:
         self.debts = debts
         self.until = until
         self.open: list[_Phase] = []
+        self.mine = [0] * len(debts)  # open phases per micro-batch
+        self._rec: tuple[list, list, list, list] = ([], [], [], [])
+        self._late = 0.0
         self._routes: dict[tuple[str, str], tuple] = {}
         self._memo: dict[tuple, tuple[float, ...]] = {}
         self.shared = 0  # phases timed together with others' messages
@@ -136,7 +141,9 @@ class PhaseLinks:
             self._retire(now)
         delays, nbytes, caps, links, sids, wires, linkset, own = shape
         starts = [at + d for d in delays]
-        group = self._touching(linkset, min(starts)) if self.open else None
+        # the owner's own earlier phases ended before this one's issue: only others' can meet it
+        group = (self._touching(linkset, min(starts)) if len(self.open) > self.mine[owner]
+                 else None)
         if not group:
             if own is None:  # the closed form
                 ends = [s + w for s, w in zip(starts, wires, strict=True)]
@@ -146,6 +153,7 @@ class PhaseLinks:
             ends = self._together(group, starts, nbytes, caps, links)
         ph = _Phase(owner, at, starts, nbytes, caps, links, sids, ends, linkset)
         self.open.append(ph)
+        self.mine[owner] += 1
         return ph.last
 
     def _touching(self, linkset: frozenset, t0: float) -> list[_Phase]:
@@ -202,12 +210,23 @@ class PhaseLinks:
         done = [p for p in self.open if p.last <= now]
         self.open = [p for p in self.open if p.last > now]
         self._record(done)
+        if len(self._rec[0]) >= _FLUSH:
+            self._flush()
 
     def _record(self, phases: list[_Phase]) -> None:
-        sids, starts, ends, nbytes = [], [], [], []
-        late = 0.0
+        """Keep the phases' messages for the Fabric's accounting (delivered before the run's
+        end; those still in flight then count as sent if issued before it)."""
+        sids, starts, ends, nbytes = self._rec
         until = self.until
+        mine = self.mine
         for p in phases:
+            mine[p.owner] -= 1
+            if p.last < until:
+                sids += p.sids
+                starts += p.starts
+                ends += p.ends
+                nbytes += p.nbytes
+                continue
             for sid, s, e, x in zip(p.sids, p.starts, p.ends, p.nbytes, strict=True):
                 if e < until:
                     sids.append(sid)
@@ -215,16 +234,22 @@ class PhaseLinks:
                     ends.append(e)
                     nbytes.append(x)
                 elif p.issued_at < until:
-                    late += x
-        if sids:
-            self.fabric.record_messages(sids, starts, ends, nbytes)
-        if late:
-            self.fabric.record_sent(late)
+                    self._late += x
+
+    def _flush(self) -> None:
+        if self._rec[0]:
+            self.fabric.record_messages(*self._rec)
+            for x in self._rec:
+                x.clear()
 
     def close(self) -> None:
         """Account every phase left (at the run's end)."""
         self._record(self.open)
         self.open = []
+        self._flush()
+        if self._late:
+            self.fabric.record_sent(self._late)
+            self._late = 0.0
 
 
 class CalendarStream:
@@ -284,13 +309,14 @@ class SlotComposer:
             msgs = [(names[i], b, m * x[i] * f) for i, b, f in flows if x[i] > 0]
         return self.links.shape(msgs) if msgs else None
 
-    def _slot_shape(self, p: Plan, s: int, m: float, out: list[tuple],
+    def _slot_shape(self, p: Plan, kind: tuple, m: float, out: list[tuple],
                     back: list[tuple]) -> tuple:
-        """Plan ``p``'s slot ``s`` as the fast mode needs it (kept in the plan's cache):
+        """Plan ``p``'s slots of ``kind`` (folding, slice, next slice) as the fast mode needs
+        them (kept in the plan's cache):
         ``(attention work per GPU [s] or None, first phase, second phase, return phase)``;
         ``None`` phases carry no bytes, and no first or second phase ends the slot at its
         segment, as in the exact loop."""
-        key = ("fast", s)
+        key = ("fast", kind)
         got = p.cache.get(key)
         if got is None:
             early = self.early_q and p.q.sum() > 0
@@ -301,16 +327,16 @@ class SlotComposer:
                                   self._shape(back, p.ret, m, False))
         return got
 
-    def stages(self, j: int, k: int, p: Plan, s: int, m: float, at: float, ring: float,
+    def stages(self, j: int, k: int, p: Plan, kind: tuple, m: float, at: float, ring: float,
                out: list[tuple], back: list[tuple]):
-        """Micro-batch ``j``'s slot ``s`` of ``m`` layers on slice ``k``, started at ``at``
-        [s] (>= now; nothing issued after it may run before it) —
+        """Micro-batch ``j``'s slot of ``m`` layers on slice ``k`` (of ``kind``: folding,
+        slice, next slice), started at ``at`` [s] (>= now; nothing issued after it may run before it) —
         :meth:`_Lamina._slot <simulator.disaggregation.lamina._Lamina._slot>`'s stages, each
         issued when the one before is done. A generator: it yields when its next stage is due
         [s] and is sent when that stage is issued (the same time, or later by a push-back of
         the stage before); it returns when the slot ends [s]."""
         t = self.slice_streams[k].cal.reserve(at, m * p.model_layer + ring, j)
-        work, first, second, back_ph = self._slot_shape(p, s, m, out, back)
+        work, first, second, back_ph = self._slot_shape(p, kind, m, out, back)
         if first is None and second is None:
             return t
         links = self.links
@@ -355,14 +381,17 @@ def iteration(run, j: int, p: Plan, overhead: float):
     m_all, K, rings = run.m_float, run.K, run.slice_rings
     comp.settle(j)
     t = env.now + overhead
-    for s in range(len(m_all)):
+    slots = len(m_all)
+    for s in range(slots):
         m = m_all[s]
         while t > env.now and env.peek() <= t:  # another process acts first: go there
             yield env.timeout(t - env.now)
             t += comp.settle(j)
         out, back = run._pairs(s)
         k = s % K
-        stages = comp.stages(j, k, p, s, m, t, rings[k].time(m, p.allreduce_bytes), out, back)
+        kind = (m, k, ((s + 1) % slots) % K)
+        stages = comp.stages(j, k, p, kind, m, t, rings[k].time(m, p.allreduce_bytes), out,
+                             back)
         try:
             t = next(stages)
             while True:  # each stage issued when due, or later by a push-back waited out
