@@ -87,9 +87,10 @@ class PhaseLinks:
     transitively (other micro-batches' phases issued before or composed ahead). A phase alone
     on its links takes the closed form (:meth:`Fabric.message_time
     <simulator.network.Fabric.message_time>`). A phase already composed that the newcomer
-    slows is moved later and the delay charged to its micro-batch's debt (it cannot move the
-    rest of that slot). Messages go to the Fabric's link accounting once done; those still in
-    flight at the run's end (``until`` [s]) count as sent if issued before it."""
+    slows is moved later and the delay (how much its last message moved) charged to its
+    micro-batch's debt, waited out before that micro-batch's next stage. Messages go to the
+    Fabric's link accounting once done; those still in flight at the run's end (``until``
+    [s]) count as sent if issued before it."""
 
     def __init__(self, env, fabric, debts: list[float], until: float) -> None:
         self.env, self.fabric = env, fabric
