@@ -179,9 +179,3 @@ def test_shared_rings_keep_the_exact_loop_and_say_why(monkeypatch):
     exact = run(sc, "homogeneous", trace=tr, engine="exact")
     assert res.summary["events"] == exact.summary["events"]
 
-
-def test_lamina_has_no_fast_mode_and_says_so():
-    sc = Scenario.load("scenarios/lamina_llama3_70b.toml")
-    res = run(sc, "disaggregated", trace=trace(4), engine="fast")
-    assert res.summary["engine"] == "exact"
-    assert "no fast mode yet" in res.summary["engine_fallback"]

@@ -49,6 +49,14 @@ while it is below its even share of the requests in the system and the attention
 (``prefill = "local"``), preemption by recompute when the pool runs out, the per-step host
 overhead before the iteration's first layer; a request that cannot fit even alone is reported,
 not run.
+
+**Fast mode** (``[engine] mode = "fast"``; :mod:`~simulator.disaggregation.lamina_fast`): the
+same loop with each layer slot composed at once — slice and attention streams as work calendars,
+each stage's flows in closed form when alone on their links and max-min shared with the other
+micro-batches' flows in flight when not — composed as far ahead as no other event intervenes (a
+micro-batch alone: one timeout per iteration; interleaved ones: one per slot, in the order they
+reach it, so slices serve them as here). Alone it is this loop to float rounding; loaded, within
+the engine contract (``tests/test_lamina_fast.py``, ``benchmarks/bench_lamina.py``).
 """
 
 from __future__ import annotations
@@ -61,6 +69,8 @@ import numpy as np
 import pandas as pd
 
 from simulator import hardware
+from simulator.disaggregation.lamina_fast import SlotComposer
+from simulator.disaggregation.lamina_fast import iteration as fast_iteration
 from simulator.disaggregation.pools import (
     TOO_LARGE,
     BytePool,
@@ -89,7 +99,8 @@ from simulator.gpu.streams import Stream
 def simulate_disaggregated(scenario, seed: int | None = None, *,
                            spec: DisaggregationSpec | None = None, graph=None,
                            trace: pd.DataFrame | None = None,
-                           progress: Callable[[int, int], None] | None = None, arch=None):
+                           progress: Callable[[int, int], None] | None = None, arch=None,
+                           fast: bool = False):
     """Simulate ``scenario`` on Lamina-style pools; returns a
     :class:`~simulator.engine.results.Result`.
 
@@ -102,9 +113,11 @@ def simulate_disaggregated(scenario, seed: int | None = None, *,
         trace: a preloaded request trace (as :func:`simulator.engine.trace.load_trace` returns).
         progress: called as ``progress(finished_requests, total_requests)``.
         arch: an :class:`~simulator.models.Architecture` to serve instead of the scenario's.
+        fast: compose layer slots on work calendars (:mod:`~simulator.disaggregation.lamina_fast`)
+            instead of simulating their flows and kernels as events.
     """
     return _Lamina.simulate(scenario, seed, spec=spec, graph=graph, trace=trace,
-                            progress=progress, arch=arch)
+                            progress=progress, arch=arch, fast=fast)
 
 
 class AttentionPool(BytePool):
@@ -158,7 +171,7 @@ class _Lamina(PoolRun):
     """One disaggregated run; build, ``execute`` once."""
 
     def __init__(self, sc, spec: DisaggregationSpec, seed: int, trace: pd.DataFrame, graph,
-                 progress, arch=None) -> None:
+                 progress, arch=None, fast: bool = False) -> None:
         super().__init__(sc, spec, seed, trace, graph, progress, arch)
         arch, reserve = self.arch, self.reserve
         self.model_names = self.gpus_of(spec.model_gpu, spec.model_gpus)
@@ -204,6 +217,14 @@ class _Lamina(PoolRun):
         src, dst = self.model_names[0], self.att_names[0]
         self._pair_cache: dict[int, tuple] = {}
         self.rt0 = self.fabric.message_time(src, dst, 0) + self.fabric.message_time(dst, src, 0)
+        self.fast = fast
+        if fast:  # the streams become calendars (lamina_fast), the flows timed there
+            until = math.inf if sc.engine.duration is None else float(sc.engine.duration)
+            self.composer = SlotComposer(self.env, self.fabric, K, self.att_names, n,
+                                         spec.early_q, self.rt0, until)
+            self.slice_streams = self.composer.slice_streams
+            self.att_streams = self.composer.att_streams
+            self.m_float = self.m.astype(float).tolist()
 
     def _measured(self, group: list[str]):
         """One all-reduce's measured time over ``group`` [s] as a function of its bytes."""
@@ -330,10 +351,13 @@ class _Lamina(PoolRun):
             plan = self._plan(sched, step)
             self.plans[j] = plan
             cf = self._predict(j) + overhead
-            if overhead:
-                yield env.timeout(overhead)
-            for s in range(len(self.m)):
-                yield from self._slot(s, plan)
+            if self.fast:
+                yield from fast_iteration(self, j, plan, overhead)
+            else:
+                if overhead:
+                    yield env.timeout(overhead)
+                for s in range(len(self.m)):
+                    yield from self._slot(s, plan)
             for x in step.prompt_done:
                 if r.gen[x] == 0:
                     r.first_at[x] = env.now
@@ -390,6 +414,8 @@ class _Lamina(PoolRun):
             env.process(self._micro(j))
         duration = self.sc.engine.duration
         env.run(until=duration) if duration is not None else env.run()
+        if self.fast:
+            self.composer.links.close()
         wall = time.perf_counter() - wall0
         first = min((row[2] for row in self.iters), default=0.0)
         span = env.now - first

@@ -93,7 +93,7 @@ def check_engine(mode: str) -> str:
 
 def unsupported(policy: Policy, *, exact_streams: bool = False) -> str | None:
     """Why the fast engine cannot run ``policy`` this way (one line), or None if it can."""
-    if policy.loop is not None and policy.loop != "homogeneous":
+    if policy.loop is not None and policy.loop not in ("homogeneous", "disaggregated"):
         return f"policy {policy.name!r} runs its own decode loop (no fast mode yet)"
     if exact_streams:
         return "exact_streams cross-checks the exact engine's streams"
