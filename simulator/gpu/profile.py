@@ -301,6 +301,16 @@ class KernelProfile:
         t = ops.indexer(self.fit("indexer").params, self.gpu, b, L, h, d)
         return self._answer("indexer", t, self._table("indexer", "indexer"), [h, d], [b, L])
 
+    def indexer_time(self, batch: float, context: float, heads: float = 64,
+                     dim: float = 128) -> float:
+        """``float(self.indexer(batch, context, heads, dim))`` for one shape [s]: without a
+        measured table, the model on Python floats (the same operations and value, without
+        the array set-up, 15 µs a call, that a decode step's hot path pays)."""
+        if self._table("indexer", "indexer") is not None:
+            return float(self.indexer(batch, context, heads, dim))
+        return float(ops.indexer(self.fit("indexer").params, self.gpu, float(batch),
+                                 float(context), float(heads), float(dim)))
+
     def indexer_prefill(self, new, cached, heads=64, dim=128) -> Timing:
         """A prefill chunk's DSA indexer pass, one layer [s]: ``new`` tokens after ``cached``,
         causal, as the fused fp8 production kernel runs it (:func:`operators.indexer_prefill`;
