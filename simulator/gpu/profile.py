@@ -171,7 +171,14 @@ class KernelProfile:
         shape = modelled.shape
         time = modelled.ravel().copy()
         src = np.full(time.size, self._model_source(op), dtype=object)
-        if table is not None:
+        if table is not None and time.size == 1:  # one shape (a step's hot path): the one
+            # group of the general case below, without its grouping
+            if np.asarray(use_table, bool).ravel()[0]:
+                key = tuple(_plain(np.asarray(k).ravel()[0]) for k in keys)
+                t, s = table.lookup(key, *[np.asarray(c, float).reshape(1) for c in coords])
+                if np.isfinite(t[0]):
+                    time[0], src[0] = t[0], s[0]
+        elif table is not None:
             keys = [np.broadcast_to(np.asarray(k), shape).ravel() for k in keys]
             coords = [np.broadcast_to(np.asarray(c, float), shape).ravel() for c in coords]
             allowed = np.broadcast_to(np.asarray(use_table, bool), shape).ravel()
