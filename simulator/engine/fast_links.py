@@ -255,8 +255,7 @@ class Links:
         self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
         self.contended = 0  # messages timed against other steps' traffic
         self.messages = 0
-        #: messages kept for :meth:`flush`: (route id, started [s], finished [s], bytes, class)
-        self._rec: list[tuple[int, float, float, float, int]] = []
+        self._rec: tuple[list, list, list, list, list] = ([], [], [], [], [])
 
     def route(self, src: str, dst: str) -> tuple:
         """``(delay [s], lone rate [B/s], links, their calendars, seconds per byte on each,
@@ -397,18 +396,22 @@ class Links:
 
     def _record(self, sid: int, s: float, e: float, nbytes: float, tag: int) -> None:
         rec = self._rec
-        rec.append((sid, s, e, nbytes, tag))
-        if len(rec) >= self.FLUSH:
+        rec[0].append(sid)
+        rec[1].append(s)
+        rec[2].append(e)
+        rec[3].append(nbytes)
+        rec[4].append(tag)
+        if len(rec[0]) >= self.FLUSH:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the kept message records to the Fabric's link accounting (one list per field,
-        in the order they were kept)."""
+        """Hand the kept message records to the Fabric's link accounting."""
         rec = self._rec
-        self.messages += len(rec)
-        if rec:
-            self.fabric.record_messages(*(list(field) for field in zip(*rec, strict=True)))
-            rec.clear()
+        self.messages += len(rec[0])
+        if rec[0]:
+            self.fabric.record_messages(*rec)
+            for x in rec:
+                x.clear()
 
 
 def _disjoint(routes) -> bool:
