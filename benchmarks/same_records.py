@@ -24,6 +24,16 @@ or ``DIFFERENT: …``; exit status 1 when anything differs. Summary keys only th
 (a key added since ``--base``, e.g. ``engine`` and ``copy_hit_rate``) are named on a ``note:``
 line and not compared; a key this checkout lost is a difference. ``--quick`` runs the Lamina cases only
 up to 300 requests (seconds instead of a minute).
+
+``--engine fast`` runs the fast engine's cases instead, each under route, fetch and adaptive
+(minutes on one core; for work on :mod:`simulator.engine.fast` and what it calls):
+
+- ``fast_mooncake150``: the first 150 requests of ``scenarios/mooncake_conversation.toml``,
+  every layer simulated; ``fast_mooncake400g8``: the first 400 with ``layer_groups = 8``;
+- ``fast_repo``: ``scenarios/agentic_repo.toml``;
+- ``fast_cluster``: ``scenarios/agentic_cluster.toml`` up to 300 requests and 60 s.
+
+    python benchmarks/same_records.py --engine fast --save DIR    # and --against DIR, --base REV
 """
 
 from __future__ import annotations
@@ -44,9 +54,19 @@ TABLES = ("requests", "rounds", "iterations", "gpus", "links", "link_timeline")
 VOLATILE = {"wall_time"}
 
 
-def cases(quick: bool) -> list[tuple[str, str, dict, tuple[str, ...] | None]]:
+def cases(quick: bool, engine: str = "exact") -> list[tuple[str, str, dict, tuple[str, ...] | None]]:
     """(case name, scenario path, engine changes, policies or None for the scenario's own)."""
     sc = ROOT / "scenarios"
+    if engine == "fast":
+        every = ("route", "fetch", "adaptive")
+        moon = str(sc / "mooncake_conversation.toml")
+        return [("fast_mooncake150", moon, {"max_requests": 150, "layer_groups": 0,
+                                            "duration": None, "mode": "fast"}, every),
+                ("fast_mooncake400g8", moon, {"max_requests": 400, "layer_groups": 8,
+                                              "duration": None, "mode": "fast"}, every),
+                ("fast_repo", str(sc / "agentic_repo.toml"), {"mode": "fast"}, every),
+                ("fast_cluster", str(sc / "agentic_cluster.toml"),
+                 {"max_requests": 300, "duration": 60.0, "mode": "fast"}, every)]
     out = [("default", str(sc / "agentic_repo.toml"), {}, None),
            ("mooncake200", str(sc / "mooncake_conversation.toml"), {"max_requests": 200},
             ("route", "fetch"))]
@@ -57,12 +77,13 @@ def cases(quick: bool) -> list[tuple[str, str, dict, tuple[str, ...] | None]]:
     return out
 
 
-def save(out_dir: Path, quick: bool, legacy_serving: bool = False) -> None:
+def save(out_dir: Path, quick: bool, legacy_serving: bool = False,
+         engine_mode: str = "exact") -> None:
     """Run every case with the ``simulator`` importable now; write its records to ``out_dir``
     (with ``legacy_serving``, under :data:`simulator.engine.scheduler.LEGACY`)."""
     from simulator import Scenario, run
 
-    for case, path, engine, policies in cases(quick):
+    for case, path, engine, policies in cases(quick, engine_mode):
         scenario = Scenario.load(path)
         if engine:
             scenario = scenario.with_changes(engine=dataclasses.replace(scenario.engine, **engine))
@@ -129,7 +150,7 @@ def compare(a_dir: Path, b_dir: Path, new_columns: bool = False) -> list[str]:
     return diffs
 
 
-def save_revision(rev: str, out_dir: Path, quick: bool) -> None:
+def save_revision(rev: str, out_dir: Path, quick: bool, engine_mode: str = "exact") -> None:
     """Check ``rev`` out into a temporary worktree and save its records with this script."""
     with tempfile.TemporaryDirectory() as tmp:
         wt = Path(tmp) / "wt"
@@ -141,6 +162,7 @@ def save_revision(rev: str, out_dir: Path, quick: bool) -> None:
                    "--root", str(wt)]
             if quick:
                 cmd.append("--quick")
+            cmd += ["--engine", engine_mode]
             subprocess.run(cmd, check=True, env=env, cwd=str(wt))
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(wt)],
@@ -155,24 +177,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="Lamina cases up to 300 requests")
     ap.add_argument("--legacy-serving", action="store_true",
                     help="run this checkout under the serving loop from before chunked prefill")
+    ap.add_argument("--engine", default="exact", choices=("exact", "fast"),
+                    help="which engine's cases to run (see the module docstring)")
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)  # the checkout to run from
     args = ap.parse_args(argv)
     global ROOT
     if args.root is not None:
         ROOT = args.root.resolve()
     if args.save is not None:
-        save(args.save, args.quick, args.legacy_serving)
+        save(args.save, args.quick, args.legacy_serving, args.engine)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         mine = Path(tmp) / "mine"
         if args.base is not None:
             theirs = Path(tmp) / "base"
-            save_revision(args.base, theirs, args.quick)
+            save_revision(args.base, theirs, args.quick, args.engine)
         elif args.against is not None:
             theirs = args.against
         else:
             ap.error("give --base REV, --against DIR or --save DIR")
-        save(mine, args.quick, args.legacy_serving)
+        save(mine, args.quick, args.legacy_serving, args.engine)
         diffs = compare(theirs, mine, new_columns=args.legacy_serving)
     for d in diffs:
         print(d)

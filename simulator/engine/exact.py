@@ -332,7 +332,12 @@ class _Run:
             return 0.0
         # the mean context [tokens]: an exact integer sum over the batch, divided once (the
         # float numpy's mean gives, without its overhead)
-        ctx = int((self.req.inp[reqs] + self.req.gen[reqs]).sum()) / len(reqs)
+        req = self.req
+        if len(reqs) == 1:  # the common batch: the same integer without the array calls
+            r = reqs[0]
+            ctx = int(req.inp[r] + req.gen[r]) / 1
+        else:
+            ctx = int((req.inp[reqs] + req.gen[reqs]).sum()) / len(reqs)
         spec = self.gpus[g].spec
         key = (self._kind[g], len(reqs), ctx)  # memoized: the three recur
         t = self._indexer_cache.get(key)

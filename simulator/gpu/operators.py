@@ -80,10 +80,20 @@ COLLECTIVES = ("allreduce", "allgather", "alltoall", "sendrecv")
 _E = 2.0  # bytes per bf16 element
 
 
+def _num(v):
+    """``v`` as a float64 array, or as it is when a Python float: one shape's scalar path (see
+    :func:`indexer`) — the same IEEE operations as on 0-d arrays, whose results numpy hands on
+    as scalars, so the powers go to libm's ``pow`` either way."""
+    return v if type(v) is float else np.asarray(v, float)
+
+
 def smax(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
-    """Smooth maximum ``(a^s + b^s)^(1/s)`` of non-negative times [s]."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    top = np.maximum(np.maximum(a, b), 1e-300)
+    """Smooth maximum ``(a^s + b^s)^(1/s)`` of non-negative times [s] (a float for floats)."""
+    a, b = _num(a), _num(b)
+    if type(a) is float and type(b) is float:
+        top = max(a, b, 1e-300)
+    else:
+        top = np.maximum(np.maximum(a, b), 1e-300)
     return top * ((a / top) ** s + (b / top) ** s) ** (1.0 / s)
 
 
@@ -190,7 +200,7 @@ def merge(p: dict, spec: GPUSpec, batch, heads, dim, partials) -> np.ndarray:
 
 def indexer_scores(p: dict, spec: GPUSpec, batch, context, heads, dim) -> np.ndarray:
     """The scores part of a DSA indexer pass, one layer [s]."""
-    b, L, h, d = (np.asarray(v, float) for v in (batch, context, heads, dim))
+    b, L, h, d = (_num(v) for v in (batch, context, heads, dim))
     nbytes = b * L * h * p["s"] + L * d * _E
     return p["t0"] + smax(nbytes / spec.hbm_bandwidth,
                           2.0 * b * L * h * d / (spec.peak_flops * FLASHMLA_DENSE), 4.0)
@@ -198,13 +208,14 @@ def indexer_scores(p: dict, spec: GPUSpec, batch, context, heads, dim) -> np.nda
 
 def indexer_topk(p: dict, spec: GPUSpec, batch, context) -> np.ndarray:
     """The top-k part of a DSA indexer pass, one layer [s]."""
-    u = np.asarray(batch, float) * np.asarray(context, float) * 4.0 / (spec.hbm_bandwidth /
-                                                                        p["ek"])
+    u = _num(batch) * _num(context) * 4.0 / (spec.hbm_bandwidth / p["ek"])
     return p["t1"] + p["c"] * (u / us(1.0)) ** p["g"] * us(1.0)
 
 
 def indexer(p: dict, spec: GPUSpec, batch, context, heads, dim) -> np.ndarray:
-    """A DSA indexer pass (scores, then top-k), one layer [s]."""
+    """A DSA indexer pass (scores, then top-k), one layer [s]. Python floats in, a float out:
+    the same value as for 0-d arrays (:meth:`KernelProfile.indexer_time
+    <simulator.gpu.profile.KernelProfile.indexer_time>`, a decode step's hot path)."""
     return indexer_scores(p, spec, batch, context, heads, dim) + indexer_topk(p, spec, batch,
                                                                               context)
 

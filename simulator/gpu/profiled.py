@@ -156,8 +156,7 @@ class ProfiledKernels:
         if not (arch.sparse and arch.indexer_heads) or batch <= 0 or context_tokens <= 0:
             return 0.0
         p = self.profile(spec)
-        t = float(p.indexer(batch, context_tokens, arch.indexer_heads,
-                            arch.indexer_head_dim).time)
+        t = p.indexer_time(batch, context_tokens, arch.indexer_heads, arch.indexer_head_dim)
         return self._launched(p, t, INDEXER_KERNELS)
 
     # -- the rest of the model -----------------------------------------------------------------
