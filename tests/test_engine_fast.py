@@ -311,3 +311,28 @@ def test_the_mean_over_seeds_compares_each_engines_mean():
     diff = validate_fast.mean_over_seeds([[row(1.0, 2.0)], [row(3.0, 3.0)]])
     assert set(diff) == {"route"}
     assert all(abs(diff["route"][m] - 0.25) < 1e-12 for m in metrics)
+
+
+def test_a_quantile_break_inside_the_exact_runs_own_band_is_told_apart():
+    # a TBT bimodal in the batch size (43 ms and 55 ms steps, half each): the median sits on
+    # the jump, so a fast value of 54 ms breaks the 5 % contract yet lies between the exact
+    # run's 48th and 52nd percentiles; 70 ms does not; throughput has no band
+    from types import SimpleNamespace
+
+    validate_fast = benchmark("validate_fast")
+    start = np.arange(100.0)
+    dur = np.r_[np.full(50, 0.043), np.full(50, 0.055)]
+    iterations = pd.DataFrame({"started_at": start, "finished_at": start + dur,
+                               "tokens": np.ones(100)})
+    arrival = np.zeros(101)
+    requests = pd.DataFrame({"completed": True, "arrival_at": arrival,
+                             "first_token_at": arrival + np.arange(101.0)})
+    res = SimpleNamespace(iterations=iterations, requests=requests)
+    lo, hi = validate_fast.band(res, "tbt_p50")
+    assert lo == pytest.approx(0.043) and hi == pytest.approx(0.055)
+    assert validate_fast.band(res, "ttft_p50") == pytest.approx((48.0, 52.0))
+    assert validate_fast.band(res, "ttft_p99") == pytest.approx((98.5, 99.5))
+    fast = {"tbt_p50": 0.054, "ttft_p50": 53.0, "throughput_tokens_per_s": 1.0}
+    assert validate_fast.in_band(res, fast, ["tbt_p50", "ttft_p50",
+                                             "throughput_tokens_per_s"]) == ["tbt_p50"]
+    assert validate_fast.in_band(res, {"tbt_p50": 0.07}, ["tbt_p50"]) == []
