@@ -335,7 +335,7 @@ class _Run:
         req = self.req
         if len(reqs) == 1:  # the common batch: the same integer without the array calls
             r = reqs[0]
-            ctx = int(req.inp[r] + req.gen[r]) / 1
+            ctx = float(int(req.inp[r] + req.gen[r]))
         else:
             ctx = int((req.inp[reqs] + req.gen[reqs]).sum()) / len(reqs)
         spec = self.gpus[g].spec

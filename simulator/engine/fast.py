@@ -225,10 +225,15 @@ class FastRun(_Run):
                                 at)
             prev = s + 1
         yield env.timeout(at - env.now)
-        if self.debt[g] > 0.0:  # a kernel of this step was pushed back by a later-computed one
+        yield from self._pay_debt(g)
+
+    def _pay_debt(self, g: int):
+        """Wait out GPU ``g``'s debt, if a later-computed kernel pushed its running step back
+        (a second event for that step only), and clear it."""
+        if self.debt[g] > 0.0:
             self.pushed_steps += 1
             debt, self.debt[g] = self.debt[g], 0.0
-            yield env.timeout(debt)
+            yield self.env.timeout(debt)
 
     def _prefill_layers(self, g: int, layer_time: float):
         """The exact engine's prefill-only step (layer slot by slot) composed at once on GPU
@@ -239,10 +244,7 @@ class FastRun(_Run):
         S = self.S
         at = self.cal[g].chain(env.now, [layer_time] * S, self.slot_layers_list, g, [1] * S)
         yield env.timeout(at - env.now)
-        if self.debt[g] > 0.0:
-            self.pushed_steps += 1
-            debt, self.debt[g] = self.debt[g], 0.0
-            yield env.timeout(debt)
+        yield from self._pay_debt(g)
 
     def _quiet_stretches(self, g: int, iteration: int, groups: list, n_arr: np.ndarray,
                          q_arr: np.ndarray, na_layer: float, at: float) -> float:

@@ -147,9 +147,9 @@ class Deployed:
                 ep = ExpertParallel(names, run.graph, arch, probs, per, inst.spec.moe_kernels,
                                     rks, paths, self.spec.dispatch_dtype,
                                     self.spec.combine_dtype)
-            # the fast engine brings a loop of its own (simulator.engine.fast_instances)
-            if run.observed is not None and len(inst.gpus) > 1:
+            if run.observed is not None and len(inst.gpus) > 1:  # its ranks step together
                 run.observed.lockstep[list(inst.gpus)] = True
+            # the fast engine brings a loop of its own (simulator.engine.fast_instances)
             loop = getattr(run, "instance_loop", None) or InstanceLoop
             self.loops.append(loop(self, inst, rks, ep))
         if self.layout.disaggregated:

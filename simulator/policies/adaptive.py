@@ -110,6 +110,7 @@ class Adaptive(Policy):
         obs = ctx.observed
         blocks, batch = float(rnd.blocks), rnd.batch
         reuse = self.reuse
+        o = -1
         if obs is not None:
             h, o = obs.pair(rnd.src, rnd.owner)
             blocks = max(blocks, obs.selected_blocks(h, o, batch))
@@ -120,7 +121,7 @@ class Adaptive(Policy):
         slow = None
         stall = False
         if self.load and obs is not None:
-            stall = bool(obs.lockstep[obs.index[rnd.owner]])
+            stall = bool(obs.lockstep[o])
             owner_wait = obs.backlog_time(rnd.owner, rnd.now)
             home_wait = obs.backlog_time(rnd.src, rnd.now)
             slow = slow_times(obs, ctx.cost_model, rnd)
