@@ -160,7 +160,7 @@ PLANTED: tuple[Planted, ...] = (
             ("tests/test_promises.py::test_different_seeds_give_different_records",)),
     Planted("copy eviction ordered by the wrong clock (the owner's, not the holder's)",
             "simulator/kvcache/eviction.py",
-            "        victims = least_recent(held, d.copy_used_at[gpu, held], take)",
+            "        victims = least_recent(held, d.copy_used_at(gpu, held), take)",
             "        victims = least_recent(held, d.used_at[held], take)",
             ("tests/test_promises.py::test_copies_are_evicted_by_the_holding_gpus_clock",)),
 )
@@ -353,9 +353,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "a growth factor: the same entries",
     ("simulator/kvcache/directory.py", "self.used_at = grow(self.used_at, 0.0)", "0.0 -> 1.0"):
         "an owned block's last use is set when it is placed, before anything reads it",
-    ("simulator/kvcache/directory.py",
-     "self.copy_used_at = grow(self.copy_used_at, 0.0, axis=1)", "0.0 -> 1.0"):
-        "a copy's last use is set when it is made, before anything reads it",
     ("simulator/kvcache/directory.py",
      "h = (base[:, None] + np.arange(self.k)) % max(self.n_gpus, 1)", "1 -> 2"):
         "with one GPU there is one holder (k = 1) and base % 2 = base = 0",

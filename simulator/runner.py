@@ -54,7 +54,9 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
         policy: name in :data:`simulator.policies.POLICIES`, or a policy instance.
         seed: overrides ``scenario.seed``.
         trace: a preloaded request trace (as :func:`load_trace` returns) to skip loading.
-        progress: called as ``progress(finished_requests, total_requests)``.
+        progress: called as ``progress(finished_requests, total_requests)``; with an
+            ``[engine] duration``, ``progress(simulated_time, duration)`` [s] instead
+            (:mod:`simulator.engine.clock`).
         topology: a topology graph to use instead of building ``scenario.topology``.
         check_invariants: verify the KV directory (capacity, bookkeeping) after every
             iteration; raises ``AssertionError`` on a violation (slow; for tests; decode-loop

@@ -4,6 +4,7 @@ default, and clean errors without tracebacks or half-written files."""
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -89,6 +90,16 @@ def test_run_prints_a_comparison_table(tiny, tmp_path, capsys):
     assert code == 0
     assert "route" in out and "fetch" in out and "TTFT" in out
     assert "requests" in err  # the progress bars
+
+
+def test_a_run_cut_at_a_duration_shows_simulated_seconds_reached(tiny, capsys):
+    """Few requests of a run cut at a duration finish: its bars count simulated time."""
+    tiny.write_text(SCENARIO + "duration = 0.2\n")
+    code, out, err = call(["run", str(tiny), "--no-write", "--jobs", "1"], capsys)
+    assert code == 0, err
+    assert err.count("0.2/0.2 simulated s") == 2  # one bar per policy, at the end
+    assert not re.search(r"\d+/\d+ requests", err)
+    assert "route" in out and "fetch" in out
 
 
 def test_the_embedded_default_scenario_runs(capsys):

@@ -127,7 +127,7 @@ def test_copies_count_a_repeated_block_once_and_never_evict_the_blocks_being_add
     assert d.add_copies(0, idx[[4, 3, 1, 4]], slot=66, now=3.0) == 2
     assert d.has_copy(0, idx, 66).tolist() == [False, True, False, True, True]
     assert d.copies.tolist() == [3, 0] and d.copies_evicted == 2
-    assert d.copy_used_at[0, idx].tolist() == [1.0, 3.0, 2.0, 3.0, 3.0]
+    assert d.copy_used_at(0, idx).tolist() == [1.0, 3.0, 2.0, 3.0, 3.0]
     d.check()
 
 
@@ -296,7 +296,7 @@ def test_the_directory_grows_past_its_first_arrays():
     d.pin(far)
     assert d.add_copies(0, far, slot=128, now=9.0) == 700
     assert d.has_copy(0, far, 128).all() and not d.has_copy(0, far, 127).any()
-    assert d.pins[far].tolist() == [1] * 700 and d.copy_used_at[0, 2_799] == 9.0
+    assert d.pins[far].tolist() == [1] * 700 and d.copy_used_at(0, np.array([2_799]))[0] == 9.0
     d.check()
 
 

@@ -17,13 +17,15 @@ memory), and ``--out`` (created and written to; a previous result in a folder th
 is replaced only with ``--overwrite``, in the default ``kvfabric_out/<scenario>`` always).
 Then the trace is loaded once and replayed for every policy with the same seed.
 
-Progress goes to stderr; the comparison table (:mod:`simulator.cli.tables`: wide, or vertical
-in a narrow terminal) or, with ``--json``, one JSON object to stdout. The result is written into
-a staging folder and swapped onto ``--out`` in one piece (:mod:`simulator.cli.output`): one
-Parquet file per table (``requests``, ``rounds``, ``iterations``, ``gpus``, ``links``,
-``link_timeline``; a ``policy`` column tells the runs apart), ``summary.json`` (with ``notes``
-on empty or degenerate runs), the PNG plots of :mod:`simulator.plots` that have something to
-show, and ``manifest.json`` (scenario, seed, policies, engine, version, time).
+Progress goes to stderr (requests finished per policy; simulated seconds reached when the
+scenario has an ``[engine] duration``, as a run cut at a duration may finish few requests); the
+comparison table (:mod:`simulator.cli.tables`: wide, or vertical in a narrow terminal) or, with
+``--json``, one JSON object to stdout. The result is written into a staging folder and swapped
+onto ``--out`` in one piece (:mod:`simulator.cli.output`): one Parquet file per table
+(``requests``, ``rounds``, ``iterations``, ``gpus``, ``links``, ``link_timeline``; a ``policy``
+column tells the runs apart), ``summary.json`` (with ``notes`` on empty or degenerate runs), the
+PNG plots of :mod:`simulator.plots` that have something to show, and ``manifest.json``
+(scenario, seed, policies, engine, version, time).
 """
 
 from __future__ import annotations
@@ -344,12 +346,17 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     if layout is not None:
         for line in layout["lines"]:
             err.print(f"deployment: {line}", highlight=False, soft_wrap=True)
-    cols = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("requests"), TimeElapsedColumn())
+    if scenario.engine.duration is None:  # the run ends with its requests: count them
+        cols = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("requests"), TimeElapsedColumn())
+    else:  # cut at a duration: simulated time reached (simulator.engine.clock)
+        cols = (TextColumn("{task.description:<14}"), BarColumn(),
+                TextColumn("{task.completed:.1f}/{task.total:.1f} simulated s"),
+                TimeElapsedColumn())
     try:
         trace = load_trace(scenario, seed, skip_bad=skip_bad)  # a bad line: before any bar
         with Progress(*cols, console=err, transient=False) as bar:
-            tasks = {p: bar.add_task(p, total=None) for p in policies}
+            tasks = {p: bar.add_task(p, total=scenario.engine.duration) for p in policies}
 
             def progress(policy, done, total):
                 bar.update(tasks[policy], completed=done, total=total)

@@ -51,6 +51,7 @@ from simulator.disaggregation.pools import (
     split_heads,
 )
 from simulator.disaggregation.spec import DisaggregationSpec
+from simulator.engine.clock import run_clock
 from simulator.engine.scheduler import Scheduler
 from simulator.gpu.streams import Stream
 from simulator.network.traffic import TP_COLLECTIVE
@@ -265,7 +266,7 @@ class _Homogeneous(PoolRun):
         for g in range(len(self.groups)):
             env.process(self._replica(g))
         duration = self.sc.engine.duration
-        env.run(until=duration) if duration is not None else env.run()
+        run_clock(env, duration, self.progress)
         wall = time.perf_counter() - wall0
         first = min((row[2] for row in self.iters), default=0.0)
         span = env.now - first

@@ -91,6 +91,7 @@ from simulator.disaggregation.staggered import (
     slot_time,
     slot_times,
 )
+from simulator.engine.clock import run_clock
 from simulator.engine.scheduler import Scheduler
 from simulator.errors import UserError
 from simulator.gpu.streams import Stream
@@ -111,7 +112,9 @@ def simulate_disaggregated(scenario, seed: int | None = None, *,
         spec: the ``[disaggregation]`` section (default: the scenario's, else defaults).
         graph: a topology graph to use instead of building the scenario's.
         trace: a preloaded request trace (as :func:`simulator.engine.trace.load_trace` returns).
-        progress: called as ``progress(finished_requests, total_requests)``.
+        progress: called as ``progress(finished_requests, total_requests)``; with an
+            ``[engine] duration``, ``progress(simulated_time, duration)`` [s] instead
+            (:mod:`simulator.engine.clock`).
         arch: an :class:`~simulator.models.Architecture` to serve instead of the scenario's.
         fast: compose layer slots on work calendars (:mod:`~simulator.disaggregation.lamina_fast`)
             instead of simulating their flows and kernels as events.
@@ -413,7 +416,7 @@ class _Lamina(PoolRun):
         for j in range(self.spec.micro_batches):
             env.process(self._micro(j))
         duration = self.sc.engine.duration
-        env.run(until=duration) if duration is not None else env.run()
+        run_clock(env, duration, self.progress)
         if self.fast:
             self.composer.links.close()
         wall = time.perf_counter() - wall0

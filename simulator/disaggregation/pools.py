@@ -350,7 +350,9 @@ class PoolRun:
         check_against(spec, arch, self._kinds, self.reserve, sc.source, baseline=self.baseline)
         self.kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
         self.fabric = Fabric(self.env, self.graph, sc.stack)
-        self.req = r = Requests(trace, progress)
+        # a duration-limited run reports simulated time (run_clock), others requests finished
+        self.progress = progress
+        self.req = r = Requests(trace, progress if sc.engine.duration is None else None)
         self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers
         self.queue: deque[int] = deque()
         self.waiters: list[simpy.Event] = []

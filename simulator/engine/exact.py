@@ -58,6 +58,7 @@ from simulator import hardware, kvcache
 from simulator.costmodel.closed_form import CostModel
 from simulator.engine import records
 from simulator.engine.admission import Admission, settle_unfinished
+from simulator.engine.clock import run_clock
 from simulator.engine.columns import Columns
 from simulator.engine.locate import StepData
 from simulator.engine.results import Result, collect
@@ -97,6 +98,7 @@ class _Run:
         self.sc = scenario
         self.policy = policy
         self.seed = seed
+        self.progress = progress  # requests finished, or simulated time with a duration
         self.env = simpy.Environment()
         self.graph = scenario.topology.build() if topology is None else topology
         self.check_invariants = check_invariants
@@ -203,7 +205,9 @@ class _Run:
             prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens, 1.0,
                                                                      gpus=G),
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
-            progress=progress, concurrency=scenario.workload.concurrency,
+            # a duration-limited run reports simulated time (run_clock), others requests
+            progress=progress if scenario.engine.duration is None else None,
+            concurrency=scenario.workload.concurrency,
             rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g], arch, tokens,
                                                       gpus=G),
             homes=self.deploy.homes if self.deploy is not None else None)
@@ -514,7 +518,7 @@ class _Run:
             for g in range(self.G):
                 env.process(self._gpu_loop(g))
         duration = self.sc.engine.duration
-        env.run(until=duration) if duration is not None else env.run()
+        run_clock(env, duration, self.progress)
         self._finish_run()
         wall = time.perf_counter() - wall0
         events = next(env._eid)  # SimPy's event counter: every event ever scheduled

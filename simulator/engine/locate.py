@@ -158,8 +158,7 @@ class StepData:
             word, bit, slot_key = self._flat_slots(B, S, W)
         holder = d.base[flat] if d.k == 1 else d.nearest(flat, g)
         tier = d.tier[flat]
-        bits = d.copy_bits[g, :, 0][flat] if d.words == 1 and S <= 64 \
-            else d.copy_bits[g][flat, word]
+        bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)
         own = (holder == g) & (tier == kvcache.HBM)
         local = own | (bits & bit).astype(bool)
         local &= vflat

@@ -18,9 +18,11 @@ Placement (which GPUs hold a newly prefilled prompt block), over the list of own
 Capacity: each GPU holds at most ``capacity_blocks`` blocks in HBM (HBM − weights − reserve,
 computed by :func:`capacity_blocks`), counting the blocks it owns and the copies it keeps. Copies
 (fetched or recomputed KV slices of another owner's block) are kept per (block, simulated layer)
-and evicted LRU first. When owned blocks overflow, the least recently used owned block is demoted
-to its machine's host-DRAM tier (reached over PCIe; a reader pays that path); when the host tier is
-full or disabled the block is dropped and must be recomputed by whoever needs it next.
+and evicted LRU first; they are stored paged
+(:class:`~simulator.kvcache.copystore.CopyStore`), as a GPU copies few of all blocks. When owned
+blocks overflow, the least recently used owned block is demoted to its machine's host-DRAM tier
+(reached over PCIe; a reader pays that path); when the host tier is full or disabled the block is
+dropped and must be recomputed by whoever needs it next.
 Owned blocks of requests still decoding (``pin``) are demoted only after every unpinned one.
 Evictions go down to a low watermark (1/32 of the capacity below full), as real caches do, so
 the LRU sort is amortized over many insertions; the candidates (a GPU's copies, its HBM blocks, a
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.kvcache.blocklists import BlockLists
+from simulator.kvcache.copystore import CopyStore
 from simulator.kvcache.eviction import Eviction
 from simulator.kvcache.tiers import DROPPED, HBM, HOST, UNPLACED
 
@@ -106,8 +109,8 @@ class BlockDirectory:
         self.tier = np.full(cap, DROPPED, np.int8)
         self.used_at = np.zeros(cap, float)  # last access of the owned block
         self.pins = np.zeros(cap, np.int32)  # active requests using the block
-        self.copy_bits = np.zeros((self.n_gpus, cap, self.words), np.uint64)
-        self.copy_used_at = np.zeros((self.n_gpus, cap), float)
+        # per GPU, its copies' layer-slot bits and last accesses, paged (few blocks per GPU)
+        self.copy_store = CopyStore(self.n_gpus, self.words, cap)
         # found fast, not by scanning every block: per GPU its copies and the HBM blocks it
         # holds; per machine its host-tier blocks
         self.copy_lists = BlockLists(self.n_gpus)
@@ -142,8 +145,7 @@ class BlockDirectory:
         self.tier = grow(self.tier, DROPPED)
         self.used_at = grow(self.used_at, 0.0)
         self.pins = grow(self.pins, 0)
-        self.copy_bits = grow(self.copy_bits, 0, axis=1)
-        self.copy_used_at = grow(self.copy_used_at, 0.0, axis=1)
+        self.copy_store.grow(new)
 
     def intern(self, keys: Sequence[int] | np.ndarray) -> np.ndarray:
         """Dense indices for block keys; unseen keys get new (unplaced) indices, in order."""
@@ -193,7 +195,11 @@ class BlockDirectory:
     def has_copy(self, gpu: int, idx: np.ndarray, slot: int) -> np.ndarray:
         """True where ``gpu`` keeps a copy of layer slot ``slot`` of each block."""
         w, b = divmod(slot, 64)
-        return ((self.copy_bits[gpu, idx, w] >> np.uint64(b)) & np.uint64(1)).astype(bool)
+        return ((self.copy_store.word(gpu, idx, w) >> np.uint64(b)) & np.uint64(1)).astype(bool)
+
+    def copy_used_at(self, gpu: int, idx: np.ndarray) -> np.ndarray:
+        """Last access [s] of ``gpu``'s copy of each block (any value where it keeps none)."""
+        return self.copy_store.last_used(gpu, idx)
 
     def hbm_used(self) -> np.ndarray:
         """HBM blocks in use per GPU (owned + copies)."""
@@ -201,8 +207,8 @@ class BlockDirectory:
 
     def has_copy_of(self, gpu: int):
         """A predicate: which of some blocks ``gpu`` keeps a copy of (any layer slot)."""
-        rows = self.copy_bits[gpu]
-        return lambda b: rows[b].any(axis=1)
+        store = self.copy_store
+        return lambda b: store.any(gpu, b)
 
     def in_hbm_of(self, gpu: int):
         """A predicate: which of some blocks ``gpu`` holds in HBM (as owner or replica)."""
@@ -214,16 +220,16 @@ class BlockDirectory:
             self.machine_of[np.maximum(self.base[b], 0)] == machine)
 
     def _drop_copies(self, gpu: int, idx: np.ndarray) -> None:
-        had = self.copy_bits[gpu, idx].any(axis=1)
+        had = self.copy_store.any(gpu, idx)
         self.copies[gpu] -= int(had.sum())
-        self.copy_bits[gpu, idx] = 0
+        self.copy_store.clear(gpu, idx)
 
     # -- access bookkeeping --------------------------------------------------------------------
 
     def touch(self, gpu: int, idx: np.ndarray, now: float) -> None:
         """Record an access at ``now`` [s] (LRU) to owned blocks and to ``gpu``'s copies."""
         self.used_at[idx] = now
-        self.copy_used_at[gpu][idx] = now  # a row view: a 1-D scatter
+        self.copy_store.touch(gpu, idx, now)
 
     def pin(self, idx: np.ndarray) -> None:
         """A request starts using these blocks: they may not be demoted until unpinned."""
@@ -305,16 +311,17 @@ class BlockDirectory:
         if len(idx) == 0:
             return 0
         w, b = divmod(slot, 64)
-        rows = self.copy_bits[gpu]  # (blocks, words), a view
-        new_block = rows[:, 0][idx] == 0 if self.words == 1 else ~rows[idx].any(axis=1)
-        self.copy_used_at[gpu][idx] = now
+        store = self.copy_store
+        r = store.alloc(gpu, idx)  # pool rows of gpu's entries, in idx's order
+        new_block = store.bits[:, 0][r] == 0 if self.words == 1 else ~store.bits[r].any(axis=1)
+        store.used_at[r] = now
         n_new = int(np.count_nonzero(new_block))
         fit = n_new
         if n_new:
             fit = self.eviction.make_room_for_copies(gpu, n_new, idx)
         # every block of idx, or those already copied and the first `fit` new ones
-        keep = idx if fit == n_new else np.concatenate([idx[~new_block], idx[new_block][:fit]])
-        col = rows[:, w]
+        keep = r if fit == n_new else np.concatenate([r[~new_block], r[new_block][:fit]])
+        col = store.bits[:, w]
         col[keep] |= np.uint64(1 << b)
         if fit:
             self.copy_lists.add(gpu, idx[new_block][:fit], self.has_copy_of(gpu))
@@ -349,7 +356,7 @@ class BlockDirectory:
         in_hbm = self.tier[:n] == HBM
         owned = np.bincount(holders[in_hbm].ravel(), minlength=self.n_gpus)[: self.n_gpus]
         assert np.array_equal(owned, self.owned), (owned, self.owned)
-        copies = self.copy_bits[:, :n].any(axis=2).sum(axis=1)
+        copies = np.array([self.copy_store.count(gpu) for gpu in range(self.n_gpus)], np.int64)
         every = np.arange(n)  # the fast lists find exactly what a scan finds
         for gpu in range(self.n_gpus):
             for lists, live in ((self.copy_lists, self.has_copy_of(gpu)),

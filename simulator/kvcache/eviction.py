@@ -70,8 +70,8 @@ class Eviction:
         take = min(count, len(held))
         if take <= 0:
             return 0
-        victims = least_recent(held, d.copy_used_at[gpu, held], take)
-        d.copy_bits[gpu, victims] = 0
+        victims = least_recent(held, d.copy_used_at(gpu, held), take)
+        d.copy_store.clear(gpu, victims)
         d.copies[gpu] -= take
         d.copies_evicted += take
         return take
