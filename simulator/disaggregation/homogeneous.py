@@ -165,7 +165,7 @@ class _Homogeneous(PoolRun):
             if len(shapes) > 4096:
                 shapes.clear()
             shape = shapes[x] = self._ring_shape(g, x)
-        sids, starts, ends, sent, wait, closed, tags = shape
+        sids, starts, ends, sent, wait, closed, tags, arrays = shape
         m = self._m_float
         kernels = m * k + pre * m / self.arch.layers
         stream = self.streams[g]
@@ -178,7 +178,10 @@ class _Homogeneous(PoolRun):
             s = (kernel_ends[:, None] + starts).ravel()
             e = (kernel_ends[:, None] + ends).ravel()
             if not cut:
-                self.fabric.record_messages(sids, s.tolist(), e.tolist(), sent, tags)
+                # the route ids, bytes and classes as arrays (copied into the records as
+                # bytes), the class counters' sums over the same floats as a list
+                sid_a, sent_a, tag_a = arrays
+                self.fabric.record_messages(sid_a, s, e, sent_a, tag_a, counted=sent)
             else:  # as the Fabric would stand at the end: sent when issued, recorded when done
                 issued = np.repeat(kernel_ends, len(starts[0])) < self.until
                 done = e < self.until
@@ -203,7 +206,9 @@ class _Homogeneous(PoolRun):
         ends = np.array([r[2] for r in rows]).reshape(len(rows), -1)
         wait = np.array([r[4] for r in rows])
         closed = sum(ring.time(m, x) for m in self.m.tolist())
-        return sids, starts, ends, sent, wait, closed, [TP_COLLECTIVE] * len(sids)
+        tags = [TP_COLLECTIVE] * len(sids)
+        arrays = (np.array(sids, np.int32), np.array(sent, float), np.array(tags, np.int8))
+        return sids, starts, ends, sent, wait, closed, tags, arrays
 
     def _replica(self, g: int):
         env, r = self.env, self.req

@@ -41,10 +41,13 @@ filling, and becomes an ordinary flow only if something comes to share its links
 
 from __future__ import annotations
 
+from functools import reduce
 from heapq import heapify, heappop, heappush
 from numbers import Real
+from operator import add
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 import simpy
 
@@ -493,13 +496,23 @@ class Fabric:
             # before any counter moves: a refused call leaves the accounting as it was
             raise ValueError("record_messages: route_ids, started_at, finished_at, nbytes, "
                              "tags and counted need one entry per message")
-        total = float(sum(nbytes))
+        # sums in message order (an array's values as Python floats: the same additions)
+        total = float(sum(nbytes.tolist() if isinstance(nbytes, np.ndarray) else nbytes))
         self.bytes_sent += total
         self.bytes_delivered += total
         self.flows_completed += n
-        for tag, b in zip(tags, counted, strict=True):
-            self.sent_by_class[tag] += b
-            self.delivered_by_class[tag] += b
+        if isinstance(tags, np.ndarray):
+            one = n > 0 and bool((tags == tags[0]).all())
+        else:
+            one = n > 0 and list(tags).count(tags[0]) == n
+        if one and not isinstance(counted, np.ndarray):  # one class: a C loop of the same
+            tag = int(tags[0])  # additions in the same order
+            self.sent_by_class[tag] = reduce(add, counted, self.sent_by_class[tag])
+            self.delivered_by_class[tag] = reduce(add, counted, self.delivered_by_class[tag])
+        else:
+            for tag, b in zip(tags, counted, strict=True):
+                self.sent_by_class[tag] += b
+                self.delivered_by_class[tag] += b
         self._stats.intervals(route_ids, started_at, finished_at, nbytes, tags)
 
     def record_sent(self, nbytes: float, tag: int = OTHER) -> None:

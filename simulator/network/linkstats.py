@@ -211,11 +211,12 @@ class LinkStats:
     def intervals(self, routes, starts, ends, nbytes, tags) -> None:
         """Many :meth:`interval` records at once (sequences of route ids, starts, ends [s],
         bytes [B] and traffic classes)."""
-        self.lo_route.extend(routes)
-        self.lo_start.extend(starts)
-        self.lo_end.extend(ends)
-        self.lo_bytes.extend(nbytes)
-        self.lo_tag.extend(tags)
+        for column, values in ((self.lo_route, routes), (self.lo_start, starts),
+                               (self.lo_end, ends), (self.lo_bytes, nbytes), (self.lo_tag, tags)):
+            if isinstance(values, np.ndarray):  # the same values, copied as bytes
+                column.frombytes(values.astype(column.typecode, copy=False).tobytes())
+            else:
+                column.extend(values)
 
     def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
         """Spread per-route sums (last axis: anything) over the routes' links."""
