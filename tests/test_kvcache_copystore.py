@@ -1,9 +1,13 @@
-"""The paged copy store against a dense (GPUs × blocks) table: same bits, same last uses."""
+"""The copy store against a dense (GPUs × blocks) table: same bits, same last uses — dense,
+paged, and turning paged as blocks come."""
+
+from unittest import mock
 
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simulator.kvcache import copystore
 from simulator.kvcache.copystore import PAGE, CopyStore
 
 GPUS, WORDS = 3, 2
@@ -16,10 +20,20 @@ ops = st.lists(
     max_size=40)
 
 
-@settings(max_examples=60, deadline=None)
-@given(ops)
-def test_the_paged_store_reads_as_a_dense_table_wherever_a_copy_exists(steps):
-    store = CopyStore(GPUS, WORDS, PAGE)  # starts with one page of map: grows as blocks come
+# the dense layout's size limit [B]: always paged; dense for up to two pages of blocks, then
+# paged; always dense
+LIMITS = (0.0, GPUS * 2 * PAGE * (8 * WORDS + 8), 1e12)
+
+
+@settings(max_examples=90, deadline=None)
+@given(ops, st.sampled_from(LIMITS))
+def test_the_store_reads_as_a_dense_table_wherever_a_copy_exists(steps, limit):
+    with mock.patch.object(copystore, "DENSE_BYTES", limit):
+        check_against_a_dense_table(steps, limit)
+
+
+def check_against_a_dense_table(steps, limit):
+    store = CopyStore(GPUS, WORDS, PAGE)  # starts with one page of blocks: grows as they come
     bits = np.zeros((GPUS, 5 * PAGE, WORDS), np.uint64)
     used = np.zeros((GPUS, 5 * PAGE))
     cap = PAGE
@@ -51,11 +65,13 @@ def test_the_paged_store_reads_as_a_dense_table_wherever_a_copy_exists(steps):
             # last uses agree wherever the GPU keeps a copy (elsewhere nothing reads them)
             assert np.array_equal(store.last_used(gpu, every)[held], used[gpu, :cap][held])
             assert store.count(gpu) == int(held.sum())
-    assert not store.bits[:PAGE].any() and not store.used_at[:PAGE].any()  # the zero page
+    assert not store.bits[:PAGE].any()  # the zero page's bits are never set
+    assert bool(store.stride) == (limit > 0 and cap <= (2 * PAGE if limit < 1e12 else 1e12))
 
 
 def test_a_gpu_gets_pages_only_where_it_keeps_copies():
-    store = CopyStore(1024, 1, 512 * PAGE)
+    store = CopyStore(1024, 1, 512 * PAGE)  # 8.6 GB dense: paged from the start
+    assert store.stride == 0
     for g in range(1024):  # each GPU copies 100 blocks of one repository's pages
         store.alloc(g, np.arange(100) + (g % 8) * 3 * PAGE)
     assert store.n_pool == 1 + 1024  # the zero page and one page each

@@ -6,14 +6,21 @@ GPUs and 524,288 blocks, 8.6 GB of them). The store cuts the block index space i
 ``PAGE`` consecutive blocks and gives a GPU a page only when it first keeps a copy of a block in
 it. Blocks of one prompt are interned together, so the copies a GPU keeps fall in few pages.
 
-- ``pages[gpu, i >> SHIFT]`` is the pool page holding ``gpu``'s entries for block ``i``; pool
-  page 0 is the *zero page*, never written, that every absent page maps to. A read is two
-  gathers and needs no mask: an absent entry reads as no copy, last used at 0.
+- ``offset[gpu, i >> SHIFT]`` takes block ``i`` to the pool row of ``gpu``'s entry for it
+  (its pool page's first row minus the block page's first index); pool page 0 is the *zero
+  page*, whose bits are never set, that every absent page maps to. A read is a shift, a gather
+  and an add, with no mask: an absent entry reads as no copy.
 - ``bits`` (pool rows × words, uint64) holds one bit per layer slot; ``used_at`` [s] the last
   access of the GPU's copy of the block.
-- Writes that may create a copy allocate the pages first (:meth:`alloc`); writes that only
-  update existing entries (:meth:`touch`) skip absent pages, which hold no copy whose last use
-  anything reads.
+- Writes that may create a copy allocate the pages first (:meth:`alloc`). Writes that only
+  clear bits or update last uses (:meth:`clear`, :meth:`touch`) go wherever the rows point: in
+  the zero page they clear what is already clear, or set a last use nothing reads (only a held
+  copy's last use is read, and a copy is always in a page of its own GPU).
+
+While the whole table is small (≤ :data:`DENSE_BYTES`: every single-node and most multi-node
+runs), every GPU has every page, laid out GPU after GPU, so a row is one add of a per-GPU scalar
+— the speed of the dense table it replaces. When block growth would take it past that size, the
+store turns paged: each GPU keeps the pages in which it holds a copy, and no others.
 
 Values are those of the dense table, entry for entry, wherever a copy exists.
 """
@@ -26,7 +33,8 @@ __all__ = ["CopyStore"]
 
 SHIFT = 10
 PAGE = 1 << SHIFT
-_LOW = PAGE - 1
+#: Largest dense layout [B] (GPUs × block capacity × entry bytes) before the store turns paged.
+DENSE_BYTES = 256e6
 
 
 class CopyStore:
@@ -35,37 +43,85 @@ class CopyStore:
     def __init__(self, n_gpus: int, words: int, cap_blocks: int) -> None:
         self.n_gpus = n_gpus
         self.words = words
-        self.pages = np.zeros((n_gpus, -(-cap_blocks // PAGE)), np.int64)
+        self.stride = 0  # dense: block pages per GPU (all of them, GPU after GPU); 0: paged
+        # per GPU and block page: pool row of the page's first block − the page's first block
+        self.offset = np.zeros((n_gpus, 0), np.int64)
+        self.base: list[int] = []  # dense: each GPU's row offset
         self.n_pool = 1  # pool pages in use; page 0 is the zero page
-        self.bits = np.zeros((4 * PAGE, words), np.uint64)
-        self.used_at = np.zeros(4 * PAGE, float)
+        self.bits = np.zeros((PAGE, words), np.uint64)
+        self.used_at = np.zeros(PAGE, float)
+        self.grow(cap_blocks)
 
     def grow(self, cap_blocks: int) -> None:
-        """Make room in the page map for ``cap_blocks`` block indices."""
+        """Make room for ``cap_blocks`` block indices (turning paged past :data:`DENSE_BYTES`)."""
         need = -(-cap_blocks // PAGE)
-        have = self.pages.shape[1]
-        if need > have:
-            self.pages = np.concatenate(
-                [self.pages, np.zeros((self.n_gpus, need - have), np.int64)], axis=1)
+        have = self.offset.shape[1]
+        if need <= have:
+            return
+        if self.stride or not have:
+            if self.n_gpus * need * PAGE * (8 * self.words + 8) <= DENSE_BYTES:
+                self._dense(need)
+                return
+            if have:
+                self._to_paged()
+        fresh = -np.arange(have, need, dtype=np.int64)[None, :] * PAGE  # the zero page
+        self.offset = np.concatenate([self.offset, np.repeat(fresh, self.n_gpus, axis=0)],
+                                     axis=1)
+
+    def _dense(self, pages: int) -> None:
+        """Lay every GPU's entries out over ``pages`` block pages, GPU after GPU."""
+        G, old, w = self.n_gpus, self.stride, self.words
+        bits = np.zeros((PAGE + G * pages * PAGE, w), np.uint64)
+        used = np.zeros(PAGE + G * pages * PAGE)
+        if old:
+            bits[PAGE:].reshape(G, pages * PAGE, w)[:, : old * PAGE] = \
+                self.bits[PAGE:].reshape(G, old * PAGE, w)
+            used[PAGE:].reshape(G, pages * PAGE)[:, : old * PAGE] = \
+                self.used_at[PAGE:].reshape(G, old * PAGE)
+        self.bits, self.used_at, self.stride = bits, used, pages
+        self.base = [PAGE + g * pages * PAGE for g in range(G)]
+        self.offset = np.repeat(np.array(self.base, np.int64)[:, None], pages, axis=1)
+        self.n_pool = 1 + G * pages
+
+    def _to_paged(self) -> None:
+        """Keep of the dense layout only the pages where a GPU holds a copy."""
+        G, pages, w = self.n_gpus, self.stride, self.words
+        bits = self.bits[PAGE:].reshape(G, pages, PAGE, w)
+        gs, ps = np.nonzero(bits.any(axis=(2, 3)))  # GPU by GPU, pages ascending
+        k = len(gs)
+        new_bits = np.zeros((PAGE * (1 + max(k, 1) * 2), w), np.uint64)
+        new_used = np.zeros(len(new_bits))
+        new_bits[PAGE : PAGE * (1 + k)] = bits[gs, ps].reshape(-1, w)
+        new_used[PAGE : PAGE * (1 + k)] = \
+            self.used_at[PAGE:].reshape(G, pages, PAGE)[gs, ps].reshape(-1)
+        self.offset = np.repeat(-np.arange(pages, dtype=np.int64)[None, :] * PAGE, G, axis=0)
+        self.offset[gs, ps] = (1 + np.arange(k) - ps) * PAGE
+        self.bits, self.used_at, self.n_pool, self.stride, self.base = \
+            new_bits, new_used, 1 + k, 0, []
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the map and the pool."""
-        return self.pages.nbytes + self.bits.nbytes + self.used_at.nbytes
+        return self.offset.nbytes + self.bits.nbytes + self.used_at.nbytes
 
     # -- rows ---------------------------------------------------------------------------------
 
     def rows(self, gpu: int, idx: np.ndarray) -> np.ndarray:
         """Pool rows of ``gpu``'s entries for blocks ``idx`` (rows in the zero page if absent)."""
-        return (self.pages[gpu][idx >> SHIFT] << SHIFT) | (idx & _LOW)
+        if self.stride:
+            return idx + self.base[gpu]
+        return idx + self.offset[gpu][idx >> SHIFT]
 
     def alloc(self, gpu: int, idx: np.ndarray) -> np.ndarray:
         """Pool rows of ``gpu``'s entries for blocks ``idx``, giving ``gpu`` the pages it lacks
         (zeroed, in ascending page order)."""
-        row = self.pages[gpu]
+        if self.stride:  # dense: every page is there
+            return idx + self.base[gpu]
+        off = self.offset[gpu]
         page = idx >> SHIFT
-        if not row[page].all():
-            missing = np.unique(page[row[page] == 0])
+        have = off[page] + (page << SHIFT)  # pool row of each page's first block: 0 if absent
+        if not have.all():
+            missing = np.unique(page[have == 0])
             start = self.n_pool
             self.n_pool += len(missing)
             if self.n_pool * PAGE > len(self.used_at):
@@ -75,8 +131,8 @@ class CopyStore:
                 used = np.zeros(new, float)
                 used[: len(self.used_at)] = self.used_at
                 self.bits, self.used_at = bits, used
-            row[missing] = np.arange(start, self.n_pool)
-        return (row[page] << SHIFT) | (idx & _LOW)
+            off[missing] = (np.arange(start, self.n_pool) - missing) * PAGE
+        return idx + off[page]
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -91,23 +147,22 @@ class CopyStore:
         return self.bits[:, 0][r] != 0 if self.words == 1 else self.bits[r].any(axis=1)
 
     def last_used(self, gpu: int, idx: np.ndarray) -> np.ndarray:
-        """Last access [s] of ``gpu``'s copy of each block (0 where it never had a page)."""
+        """Last access [s] of ``gpu``'s copy of each block (any value where it keeps none)."""
         return self.used_at[self.rows(gpu, idx)]
 
     def count(self, gpu: int) -> int:
         """Blocks ``gpu`` keeps a copy of (a scan of its pages: for checks)."""
-        pool = self.pages[gpu][self.pages[gpu] > 0]
-        r = (pool[:, None] << SHIFT) + np.arange(PAGE)
+        first = self.offset[gpu] + np.arange(self.offset.shape[1]) * PAGE
+        r = first[first > 0][:, None] + np.arange(PAGE)
         return int(self.bits[r.ravel()].any(axis=1).sum())
 
     # -- writes -------------------------------------------------------------------------------
 
     def clear(self, gpu: int, idx: np.ndarray) -> None:
         """Forget ``gpu``'s copies of blocks ``idx`` (every slot); absent ones stay absent."""
-        r = self.rows(gpu, idx)
-        self.bits[r[r >= PAGE]] = 0
+        self.bits[self.rows(gpu, idx)] = 0  # in the zero page: 0 over 0
 
     def touch(self, gpu: int, idx: np.ndarray, now: float) -> None:
-        """Set the last access of ``gpu``'s entries for blocks ``idx`` to ``now`` [s]."""
-        r = self.rows(gpu, idx)
-        self.used_at[r[r >= PAGE]] = now
+        """Set the last access of ``gpu``'s entries for blocks ``idx`` to ``now`` [s] (in the
+        zero page too, where nothing reads it)."""
+        self.used_at[self.rows(gpu, idx)] = now
