@@ -328,6 +328,32 @@ class BytePool:
     def release(self, r: int) -> None:
         self.give(r, self.held.pop(r, 0.0))
 
+    def grow_each(self, rs: list[int]) -> int:
+        """:meth:`grow` by one token for each of ``rs`` in order, to the first that does not fit
+        (the same comparisons and additions, without a call each); how many grew."""
+        if self.reserve:
+            return len(rs)
+        if type(self).can_fit is not BytePool.can_fit or type(self).take is not BytePool.take:
+            k = 0  # a loop that places the bytes itself
+            for r in rs:
+                if not self.grow(r, 1):
+                    break
+                k += 1
+            return k
+        nbytes, used, peak, cap, held = 1 * self.per_token, self.used, self.peak, \
+            self.capacity, self.held
+        k = 0
+        for r in rs:
+            if not used + nbytes <= cap:
+                break
+            used += nbytes
+            if used > peak:
+                peak = used
+            held[r] += nbytes
+            k += 1
+        self.used, self.peak = used, peak
+        return k
+
 
 class PoolRun:
     """What both loops set up the same way: clock, graph, architecture, the DOP check against the

@@ -156,6 +156,10 @@ class KVPool(Protocol):
     def release(self, r: int) -> None:
         """``r`` stops running (finished or preempted): give back what it holds."""
 
+    # optional: ``grow_each(rs) -> int`` — :meth:`grow` by one token for each of ``rs`` in
+    # order, stopping at the first that does not fit; returns how many grew (a pool that can do
+    # this without a call per request offers it; the scheduler falls back to :meth:`grow`)
+
 
 @dataclass
 class StepPlan:
@@ -221,6 +225,16 @@ class Scheduler:
         scheduled: set[int] = set()
         # 1. decodes first (admission order); preempt the newest unscheduled when KV runs out
         i = 0
+        grow_each = getattr(self.kv, "grow_each", None)
+        if grow_each is not None:  # the decodes that fit, at once; from the first that does
+            # not, one by one as below
+            left = self.prefill_left
+            dec = [r for r in self.running if r not in left] if left else self.running
+            k = grow_each(dec)
+            plan.decode.extend(dec[:k])
+            scheduled.update(dec[:k])
+            budget -= k
+            i = self.running.index(dec[k]) if k < len(dec) else len(self.running)
         while i < len(self.running):
             r = self.running[i]
             if r in self.prefill_left:
