@@ -278,6 +278,61 @@ def test_every_schedule_keeps_its_promises(prompts, outs, budget, seqs, cap, chu
     assert not preempted or not reserve  # a whole reservation never runs out
 
 
+class BlocksEach(Blocks):
+    """:class:`Blocks` offering ``grow_each`` (the scheduler's bulk path for a step's decodes)."""
+
+    def grow_each(self, rs):
+        k = 0
+        for r in rs:
+            if not self.grow(r, 1):
+                break
+            k += 1
+        return k
+
+
+@settings(max_examples=120)
+@given(prompts=st.lists(st.integers(0, 40), min_size=1, max_size=8),
+       outs=st.data(), budget=st.integers(1, 48), seqs=st.integers(1, 5),
+       cap=st.integers(1, 40), chunked=st.booleans())
+def test_growing_a_steps_decodes_at_once_plans_as_one_at_a_time(prompts, outs, budget, seqs,
+                                                                 cap, chunked):
+    """The bulk path (``grow_each``, then one by one from the first decode that does not fit)
+    gives every step the plan the call-per-request loop gives, preemptions included."""
+    out = [outs.draw(st.integers(1, 12)) for _ in prompts]
+    spec = ServingSpec(max_num_batched_tokens=budget, chunked_prefill=chunked)
+    pools = [Blocks(prompts, out, cap), BlocksEach(prompts, out, cap)]
+    scheds = [Scheduler(spec, pool, max_num_seqs=seqs) for pool in pools]
+    queues = [deque(range(len(prompts))), deque(range(len(prompts)))]
+    for _ in range(5000):
+        plans = [s.step(q) for s, q in zip(scheds, queues, strict=True)]
+        assert plans[0] == plans[1]
+        assert pools[0].held == pools[1].held and list(queues[0]) == list(queues[1])
+        for pool, sched, plan in zip(pools, scheds, plans, strict=True):
+            apply(pool, sched, plan)
+        if not queues[0] and not scheds[0].running:
+            break
+
+
+@settings(max_examples=100)
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=30),
+       st.floats(1.0, 1e6), st.floats(0.0, 3e6), st.floats(0.0, 2e6))
+def test_a_byte_pool_grows_each_decode_as_grow_does_to_the_last_bit(rs, per_token, cap, used):
+    from simulator.disaggregation.pools import BytePool
+
+    pools = [BytePool(None, per_token, cap, False, lambda r: 0) for _ in range(2)]
+    for pool in pools:
+        pool.used = pool.peak = used
+        pool.held = {r: 0.1 * r for r in range(6)}
+    k = 0
+    for r in rs:  # one call each, to the first that does not fit
+        if not pools[0].grow(r, 1):
+            break
+        k += 1
+    assert pools[1].grow_each(rs) == k
+    assert (pools[1].used, pools[1].peak, pools[1].held) == \
+        (pools[0].used, pools[0].peak, pools[0].held)
+
+
 # -- the engines that use it -----------------------------------------------------------------
 
 
