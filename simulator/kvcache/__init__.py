@@ -6,7 +6,8 @@
   room (LRU copies, demotions to the host tier, host drops);
 - :mod:`~simulator.kvcache.blocklists` — per-GPU / per-machine block lists (no scans);
 - :mod:`~simulator.kvcache.copystore` — :class:`CopyStore`, each GPU's copies per layer slot and
-  their last uses, paged (a GPU gets a page of the block index space only where it keeps copies);
+  their last uses (dense while small; paged on large clusters, where a GPU gets a page of the
+  block index space only where it keeps copies);
 - :mod:`~simulator.kvcache.tiers` — the tier codes.
 
 May import: nothing of the simulator (numpy only). Exports :class:`BlockDirectory`,

@@ -1,4 +1,4 @@
-"""Which layer slots of which blocks each GPU keeps a copy of, and when it last used each: paged.
+"""Which layer slots of which blocks each GPU keeps a copy of, and when it last used each.
 
 A GPU keeps copies of a few hundred to a few thousand of the directory's blocks, out of hundreds
 of thousands on a large cluster: a dense (GPUs × blocks) table would be mostly zeros (at 1,024
@@ -38,7 +38,8 @@ DENSE_BYTES = 256e6
 
 
 class CopyStore:
-    """Paged per-GPU copy bits and last-use times over a directory's dense block indices."""
+    """Per-GPU copy bits and last-use times over a directory's dense block indices (dense
+    while small, then paged; see the module docstring)."""
 
     def __init__(self, n_gpus: int, words: int, cap_blocks: int) -> None:
         self.n_gpus = n_gpus

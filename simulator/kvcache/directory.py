@@ -18,8 +18,8 @@ Placement (which GPUs hold a newly prefilled prompt block), over the list of own
 Capacity: each GPU holds at most ``capacity_blocks`` blocks in HBM (HBM − weights − reserve,
 computed by :func:`capacity_blocks`), counting the blocks it owns and the copies it keeps. Copies
 (fetched or recomputed KV slices of another owner's block) are kept per (block, simulated layer)
-and evicted LRU first; they are stored paged
-(:class:`~simulator.kvcache.copystore.CopyStore`), as a GPU copies few of all blocks. When owned
+and evicted LRU first; they are kept in a :class:`~simulator.kvcache.copystore.CopyStore`
+(dense while small, paged on large clusters, where a GPU copies few of all blocks). When owned
 blocks overflow, the least recently used owned block is demoted to its machine's host-DRAM tier
 (reached over PCIe; a reader pays that path); when the host tier is full or disabled the block is
 dropped and must be recomputed by whoever needs it next.
@@ -109,7 +109,7 @@ class BlockDirectory:
         self.tier = np.full(cap, DROPPED, np.int8)
         self.used_at = np.zeros(cap, float)  # last access of the owned block
         self.pins = np.zeros(cap, np.int32)  # active requests using the block
-        # per GPU, its copies' layer-slot bits and last accesses, paged (few blocks per GPU)
+        # per GPU, its copies' layer-slot bits and last accesses (paged on large clusters)
         self.copy_store = CopyStore(self.n_gpus, self.words, cap)
         # found fast, not by scanning every block: per GPU its copies and the HBM blocks it
         # holds; per machine its host-tier blocks
