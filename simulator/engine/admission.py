@@ -196,6 +196,8 @@ class Admission:
                       for g in range(self.G)]
         self.wake: list[simpy.Event | None] = [None] * self.G
         self.homes = list(range(self.G)) if homes is None else list(homes)
+        self._homes = np.array(self.homes, np.int64)
+        self._running = [s.running for s in self.sched]  # each scheduler's list, kept
         self.inbound = np.zeros(self.G, np.int64)  # requests on their way to a home (PD)
         self.entry = Arrivals(env, self.arrival, concurrency, self._deliver, self.follows)
 
@@ -208,10 +210,11 @@ class Admission:
         if self.home_rule == "repo_affinity" and self.repo[r] >= 0:
             h = homes[int(kvcache.stable_hash(np.array([self.repo[r]]))[0]
                           % np.uint64(len(homes)))]
-        else:
-            load = [len(self.queue[g]) + len(self.sched[g]) + int(self.inbound[g])
-                    for g in homes]
-            h = homes[int(np.argmin(load))]
+        else:  # queued + running + on their way, per home; the first least loaded
+            load = np.fromiter(map(len, self.queue), np.int64, self.G)
+            load += np.fromiter(map(len, self._running), np.int64, self.G)
+            load += self.inbound
+            h = homes[int(np.argmin(load[self._homes]))]
         self.session_home[s] = h
         return h
 
