@@ -128,6 +128,20 @@ def test_a_run_cut_by_its_duration_keeps_what_the_exact_loop_kept():
     assert fast.summary["bytes_moved"] == pytest.approx(exact.summary["bytes_moved"], rel=1e-12)
 
 
+def test_preemptions_when_the_attention_pool_runs_out_are_the_exact_loops():
+    # ten prompts of 24k-32k tokens on one H20 (~270k tokens of KV): the admitted requests'
+    # decodes outgrow the pool and the newest are preempted (recomputed), in both loops alike
+    rng = np.random.default_rng(2)
+    inp, out = rng.integers(24_000, 32_000, 10), rng.integers(2_500, 3_500, 10)
+    tr = make_trace(arrival_at=np.sort(rng.uniform(0.0, 0.5, 10)), input_tokens=inp,
+                    output_tokens=out,
+                    block_ids=[np.arange(-(-int(x) // 512), dtype=np.int64) + 10_000 * i
+                               for i, x in enumerate(inp)])
+    exact, fast = both(scenario(disaggregation__attention_gpus=1), tr)
+    assert exact.summary["preemptions"] >= 2 and exact.summary["completed"] == 10
+    assert_same(exact, fast, rtol=1e-9)
+
+
 def test_every_request_is_accounted_for_and_the_same_seed_gives_the_same_run():
     sc = scenario("lamina_deepseek_v32", engine__layer_groups=0)
     tr = trace(30, seed=6)
