@@ -209,7 +209,8 @@ class Scheduler:
         self.spec = spec
         self.kv = kv
         self.max_num_seqs = max_num_seqs
-        self.running: list[int] = []  # admission order
+        # admission order; changed in place, never rebound (Admission keeps a reference)
+        self.running: list[int] = []
         self.prefill_left: dict[int, int] = {}  # running requests still computing their prompt
         self.preemptions = 0
 
