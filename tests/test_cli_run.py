@@ -89,6 +89,7 @@ def test_run_prints_a_comparison_table(tiny, tmp_path, capsys):
     code, out, err = call(["run", str(tiny), "--no-write"], capsys)
     assert code == 0
     assert "route" in out and "fetch" in out and "TTFT" in out
+    assert "cf err: |simulated − closed form| / closed form per round" in " ".join(out.split())
     assert "requests" in err  # the progress bars
 
 

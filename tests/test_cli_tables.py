@@ -43,6 +43,7 @@ def test_a_narrow_terminal_gets_the_table_on_its_side_with_nothing_cut(width, n)
         assert text.count(value) == n
     # vertical: one row per metric, not one per policy
     assert sum(line.startswith("│ TTFT p99") for line in lines) >= 1
+    assert "cf err: |simulated − closed form| / closed form" in " ".join(text.split())  # kept
 
 
 def test_a_wide_terminal_keeps_one_row_per_policy():

@@ -449,7 +449,9 @@ def _table(name: str, seed: int, results: dict):
     from simulator.units import fmt_bytes, fmt_time
 
     engines = sorted({r.summary.get("engine", "exact") for r in results.values()})
-    t = Table(title=f"{name} (seed {seed}, {' + '.join(engines)} engine)")
+    t = Table(title=f"{name} (seed {seed}, {' + '.join(engines)} engine)",
+              caption="cf err: |simulated − closed form| / closed form per round; the closed "
+                      "form prices an idle owner and idle links, so queueing makes it large")
     for col in ("policy", "done", "TTFT p50", "TTFT p99", "TBT p50", "TBT p99", "tokens/s",
                 "bytes moved", "cf err p50", "cf err p99", "wall", "events"):
         t.add_column(col, justify="left" if col == "policy" else "right", no_wrap=True)

@@ -25,7 +25,7 @@ def vertical(table: Table, first: int = 0, count: int | None = None) -> Table:
     rows = [list(c.cells) for c in cols]  # rows[i][j]: column i, row j
     n = len(rows[0]) if rows else 0
     picked = range(first, n if count is None else min(n, first + count))
-    out = Table(title=table.title, show_lines=False)
+    out = Table(title=table.title, caption=table.caption, show_lines=False)
     out.add_column(str(cols[0].header) if cols else "", justify="left", no_wrap=True)
     for j in picked:
         out.add_column(_fold(str(rows[0][j])), justify="right", no_wrap=True)
