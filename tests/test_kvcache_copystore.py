@@ -75,6 +75,6 @@ def test_a_gpu_gets_pages_only_where_it_keeps_copies():
     for g in range(1024):  # each GPU copies 100 blocks of one repository's pages
         store.alloc(g, np.arange(100) + (g % 8) * 3 * PAGE)
     assert store.n_pool == 1 + 1024  # the zero page and one page each
-    # the dense table would hold 1,024 × 524,288 × 16 B = 8.6 GB; the store holds ~17 MB
+    # the dense table would hold 1,024 × 524,288 × 16 B = 8.6 GB; the store holds 37.7 MB
     assert store.nbytes < 0.05e9
     assert store.bits.shape[0] >= store.n_pool * PAGE
