@@ -138,6 +138,9 @@ class AttentionPool(BytePool):
         self.by_heads = by_heads
         self.att_of = np.full(reqs.n, -1, np.int64)
 
+    # bytes placed per attention GPU (can_fit / take below): the scheduler grows one by one
+    grow_each = None
+
     def _where(self, r: int) -> int:
         w = int(self.att_of[r])
         return int(np.argmax(self.cap - self.used)) if w < 0 else w

@@ -24,6 +24,7 @@ from simulator.disaggregation.spec import DisaggregationSpec, check_against, spe
 from simulator.engine import records
 from simulator.engine.admission import init_request_arrays, settle_unfinished
 from simulator.engine.arrivals import Arrivals
+from simulator.engine.clock import requests_progress
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
 from simulator.gpu.calibration import run_kernels
@@ -330,16 +331,10 @@ class BytePool:
 
     def grow_each(self, rs: list[int]) -> int:
         """:meth:`grow` by one token for each of ``rs`` in order, to the first that does not fit
-        (the same comparisons and additions, without a call each); how many grew."""
+        (the same comparisons and additions, without a call each); how many grew. A pool that
+        places the bytes itself (its own ``can_fit`` / ``take``) sets ``grow_each = None``."""
         if self.reserve:
             return len(rs)
-        if type(self).can_fit is not BytePool.can_fit or type(self).take is not BytePool.take:
-            k = 0  # a loop that places the bytes itself
-            for r in rs:
-                if not self.grow(r, 1):
-                    break
-                k += 1
-            return k
         nbytes, used, peak, cap, held = 1 * self.per_token, self.used, self.peak, \
             self.capacity, self.held
         k = 0
@@ -376,9 +371,8 @@ class PoolRun:
         check_against(spec, arch, self._kinds, self.reserve, sc.source, baseline=self.baseline)
         self.kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
         self.fabric = Fabric(self.env, self.graph, sc.stack)
-        # a duration-limited run reports simulated time (run_clock), others requests finished
-        self.progress = progress
-        self.req = r = Requests(trace, progress if sc.engine.duration is None else None)
+        self.progress = progress  # for run_clock
+        self.req = r = Requests(trace, requests_progress(progress, sc.engine.duration))
         self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers
         self.queue: deque[int] = deque()
         self.waiters: list[simpy.Event] = []

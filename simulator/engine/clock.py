@@ -15,10 +15,17 @@ from collections.abc import Callable
 import simpy
 from simpy.core import URGENT, StopSimulation
 
-__all__ = ["run_clock", "TICKS"]
+__all__ = ["run_clock", "requests_progress", "TICKS"]
 
 #: Progress calls over a duration-limited run.
 TICKS = 200
+
+
+def requests_progress(progress: Callable | None, duration: float | None) -> Callable | None:
+    """The callback a loop's request bookkeeping reports finished requests to: ``progress``
+    for a run without a duration; None for one with a duration, whose progress is the
+    simulated time :func:`run_clock` reports (the two kinds never mix)."""
+    return progress if duration is None else None
 
 
 def run_clock(env: simpy.Environment, duration: float | None,

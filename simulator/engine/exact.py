@@ -58,7 +58,7 @@ from simulator import hardware, kvcache
 from simulator.costmodel.closed_form import CostModel
 from simulator.engine import records
 from simulator.engine.admission import Admission, settle_unfinished
-from simulator.engine.clock import run_clock
+from simulator.engine.clock import requests_progress, run_clock
 from simulator.engine.columns import Columns
 from simulator.engine.locate import StepData
 from simulator.engine.results import Result, collect
@@ -205,8 +205,7 @@ class _Run:
             prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens, 1.0,
                                                                      gpus=G),
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
-            # a duration-limited run reports simulated time (run_clock), others requests
-            progress=progress if scenario.engine.duration is None else None,
+            progress=requests_progress(progress, scenario.engine.duration),
             concurrency=scenario.workload.concurrency,
             rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g], arch, tokens,
                                                       gpus=G),

@@ -144,8 +144,11 @@ class CopyStore:
 
     def any(self, gpu: int, idx: np.ndarray) -> np.ndarray:
         """True where ``gpu`` keeps a copy of any layer slot of each block."""
-        r = self.rows(gpu, idx)
-        return self.bits[:, 0][r] != 0 if self.words == 1 else self.bits[r].any(axis=1)
+        return self.held(self.rows(gpu, idx))
+
+    def held(self, rows: np.ndarray) -> np.ndarray:
+        """True where the entries at pool ``rows`` hold a copy of any layer slot."""
+        return self.bits[:, 0][rows] != 0 if self.words == 1 else self.bits[rows].any(axis=1)
 
     def last_used(self, gpu: int, idx: np.ndarray) -> np.ndarray:
         """Last access [s] of ``gpu``'s copy of each block (any value where it keeps none)."""

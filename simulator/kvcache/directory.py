@@ -313,7 +313,7 @@ class BlockDirectory:
         w, b = divmod(slot, 64)
         store = self.copy_store
         r = store.alloc(gpu, idx)  # pool rows of gpu's entries, in idx's order
-        new_block = store.bits[:, 0][r] == 0 if self.words == 1 else ~store.bits[r].any(axis=1)
+        new_block = ~store.held(r)
         store.used_at[r] = now
         n_new = int(np.count_nonzero(new_block))
         fit = n_new

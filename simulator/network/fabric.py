@@ -503,8 +503,8 @@ class Fabric:
         self.flows_completed += n
         if isinstance(tags, np.ndarray):
             one = n > 0 and bool((tags == tags[0]).all())
-        else:
-            one = n > 0 and list(tags).count(tags[0]) == n
+        else:  # a list or tuple
+            one = n > 0 and tags.count(tags[0]) == n
         if one and not isinstance(counted, np.ndarray):  # one class: a C loop of the same
             tag = int(tags[0])  # additions in the same order
             self.sent_by_class[tag] = reduce(add, counted, self.sent_by_class[tag])

@@ -156,7 +156,7 @@ class _Incoming:
                      for v in self.nodes]
 
 
-def _costs_to(g: nx.DiGraph, dst: str, incoming: _Incoming | None = None) -> dict[str, float]:
+def _costs_to(g: nx.DiGraph, dst: str, incoming: _Incoming) -> dict[str, float]:
     """Least cost (:func:`_weight`) from every node that reaches ``dst`` to ``dst``.
 
     Dijkstra over the reversed edges as networkx's ``single_source_dijkstra_path_length`` runs
@@ -164,15 +164,14 @@ def _costs_to(g: nx.DiGraph, dst: str, incoming: _Incoming | None = None) -> dic
     last bit — on integer lists built once (``incoming``), several times faster."""
     if dst not in g:
         raise NoPathError(f"node {dst!r} is not in the topology")
-    inc = _Incoming(g) if incoming is None else incoming
-    pred = inc.pred
-    src = inc.at[dst]
+    pred = incoming.pred
+    src = incoming.at[dst]
     inf = float("inf")
     done = [False] * len(pred)
     seen = [inf] * len(pred)  # best cost pushed so far
     seen[src] = 0.0
     dist: dict[str, float] = {}
-    nodes = inc.nodes
+    nodes = incoming.nodes
     count = 0
     fringe = [(0.0, 0, src)]
     pop, push = heapq.heappop, heapq.heappush
