@@ -9,6 +9,7 @@ both loops on the same input and compares everything they record.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pandas as pd
@@ -179,3 +180,49 @@ def test_shared_rings_keep_the_exact_loop_and_say_why(monkeypatch):
     exact = run(sc, "homogeneous", trace=tr, engine="exact")
     assert res.summary["events"] == exact.summary["events"]
 
+
+
+def _one_call_per_step(self, shape, times):
+    """The fast mode's records as it handed them over before batching: one
+    ``record_messages`` call per step, its class counters added from a list."""
+    ke = times[1::2]
+    sid, sent, tag, _ = shape[7]
+    self.fabric.record_messages(sid, (ke[:, None] + shape[1]).ravel(),
+                                (ke[:, None] + shape[2]).ravel(), sent, tag, counted=shape[3])
+
+
+@pytest.mark.parametrize("batch", [1, 7, 1 << 20])  # 1 << 20: only the flush at the end
+def test_ring_records_handed_over_in_batches_equal_one_call_per_step(monkeypatch, batch):
+    # two replicas' steps interleave: whatever the batch, every link record, class counter and
+    # total is the one a record_messages call per step gives, bit for bit and in the same order
+    import simulator.disaggregation.homogeneous as homogeneous
+
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=8", "llama-3-70b",
+                  tp=4, gpus=8, concurrency=24, mode="fast")
+    tr = trace(40, seed=2)
+    kept = []  # each run's lone-flow records as the Fabric holds them at the end, in order
+    result = homogeneous.build_result
+
+    def keep(policy, seed, env, fabric, *args, **kwargs):
+        kept.append([np.asarray(c).copy() for c in fabric._stats._lone()])
+        return result(policy, seed, env, fabric, *args, **kwargs)
+
+    monkeypatch.setattr(homogeneous, "build_result", keep)
+    monkeypatch.setattr(homogeneous, "DEFERRED_STEPS", batch)
+    batched = run(sc, "homogeneous", trace=tr)
+    monkeypatch.setattr(homogeneous._Homogeneous, "_defer", _one_call_per_step)
+    single = run(sc, "homogeneous", trace=tr)
+    for a, b in zip(*kept, strict=True):  # route, start, end, bytes: the same rows in order
+        np.testing.assert_array_equal(a, b)
+    assert batched.summary["engine"] == "fast" and len(batched.iterations) > 14
+    for name in ("requests", "iterations", "links", "link_timeline", "gpus"):
+        pd.testing.assert_frame_equal(getattr(batched, name), getattr(single, name),
+                                      check_exact=True)
+    assert batched.extras["bytes_by_class"] == single.extras["bytes_by_class"]
+    pd.testing.assert_frame_equal(batched.extras["link_classes"], single.extras["link_classes"],
+                                  check_exact=True)
+    def summary(res):  # as summary.json has it (NaN equal to NaN), less the wall time
+        return json.dumps({k: v for k, v in res.summary.items() if k != "wall_time"},
+                          sort_keys=True, default=str)
+
+    assert summary(batched) == summary(single)

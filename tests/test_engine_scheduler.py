@@ -411,3 +411,20 @@ def test_the_pool_loops_use_the_same_scheduler(scenario):
         assert (it["batch"] + it["prefill_tokens"]).max() <= 512
         assert math.isfinite(res.summary["tbt_p50"]) and np.all(it["finished_at"]
                                                                  >= it["started_at"])
+
+
+def test_requests_with_nothing_to_compute_take_a_token_of_the_budget_each():
+    # found by the property above: two prompts arriving with nothing to compute, a budget of
+    # one token — admitting both at once made the next step decode two tokens. Each takes one
+    # token of the budget when admitted, so the second waits until the first is done
+    pool = Blocks([0, 0], [3, 3], 4, reserve=False)
+    sched = Scheduler(ServingSpec(max_num_batched_tokens=1, chunked_prefill=True), pool,
+                      max_num_seqs=2)
+    q = deque([0, 1])
+    plans = []
+    while q or sched.running:
+        plans.append(sched.step(q))
+        apply(pool, sched, plans[-1])
+    assert plans[0].admitted == [0] and plans[0].prompt_done == [0]
+    assert all(p.tokens <= 1 for p in plans)
+    assert [p.admitted for p in plans].count([1]) == 1

@@ -22,8 +22,11 @@ closed form ``Σ_layers (kernels + all-reduces)``.
 and — when :func:`rings_unshared` holds (no two rings' messages on one directed link, checked
 once) — its ring's links, so every layer slot's kernel and all-reduce times are known when the
 step starts. The step is composed at once (:meth:`Stream.chain`; the ring's shape per all-reduce
-size memoized; the link records the Fabric would have kept) and ends at one SimPy timeout: the
-exact loop's times without its ~4 events per layer slot. When rings do share links the run stays
+size memoized; the link records the Fabric would have kept, handed over
+:data:`DEFERRED_STEPS` steps at a time, in step order: nothing reads them in between) and ends
+at one SimPy timeout: the exact loop's times without its ~4 events per layer slot. A step's
+kernels come from the kernel model per token count (kept) and its attention on floats (the same
+bits as on arrays). When rings do share links the run stays
 exact and its summary's ``engine_fallback`` says why. Held to the exact loop by
 ``tests/test_disaggregation_fast.py`` and ``benchmarks/bench_homogeneous.py``.
 """
@@ -55,6 +58,9 @@ from simulator.engine.clock import run_clock
 from simulator.engine.scheduler import Scheduler
 from simulator.gpu.streams import Stream
 from simulator.network.traffic import TP_COLLECTIVE
+
+#: Fast mode: steps whose ring messages go to the Fabric at once (``_Homogeneous._flush``).
+DEFERRED_STEPS = 512
 
 
 def simulate_homogeneous(scenario, seed: int | None = None, *,
@@ -107,6 +113,8 @@ class _Homogeneous(PoolRun):
         self.rings = [Ring(self.fabric, grp, self._measured(grp)) for grp in self.groups]
         self.fast, self.fallback = self._fast_mode(fast)
         self._shapes: list[dict] = [{} for _ in self.groups]  # ring shapes by bytes
+        self._rest: dict[tuple[int, int | None], float] = {}  # see _rest_time
+        self._pending: list[tuple[tuple, np.ndarray]] = []  # see _defer
         self._m_float = self.m.astype(float)
         self.until = math.inf if sc.engine.duration is None else float(sc.engine.duration)
 
@@ -124,9 +132,10 @@ class _Homogeneous(PoolRun):
         kind = Ring.fabric_of(self.graph, group)
         return lambda nbytes: self.kernels.allreduce_time(self.gspec, nbytes, len(group), kind)
 
-    def _layer_plan(self, sched, plan) -> tuple[float, float, float]:
+    def _layer_plan(self, sched, plan) -> tuple[float, float, float, np.ndarray]:
         """(kernel time per layer, whole-prompt prefill time all layers, all-reduce bytes per
-        layer) of one step: decodes' attention, chunks' attention, projections + FFN."""
+        layer, the decodes as an array) of one step: decodes' attention, chunks' attention,
+        projections + FFN."""
         arch, km, r, t = self.arch, self.kernels, self.req, self.t
         B = len(plan.decode)
         dec = np.asarray(plan.decode, np.int64)
@@ -134,22 +143,42 @@ class _Homogeneous(PoolRun):
         pre = 0.0
         samples = B + len(plan.prompt_done)  # rows the LM head computes
         if self.serving.chunked_prefill:
-            k = km.non_attention_time(self.gspec, arch, B + C, gpus=t,
-                                      logits=samples) / arch.layers
-            k += sum(km.prefill_attention_time(self.gspec, arch, c, self.cached(sched, x, c), gpus=t)
-                     for x, c in plan.chunks) / arch.layers
+            k = self._rest_time(B + C, samples)
+            if plan.chunks:
+                k += sum(km.prefill_attention_time(self.gspec, arch, c, self.cached(sched, x, c),
+                                                   gpus=t) for x, c in plan.chunks) / arch.layers
         else:
-            k = km.non_attention_time(self.gspec, arch, B, gpus=t) / arch.layers
+            k = self._rest_time(B, None)
             pre = float(sum(km.prefill_time(self.gspec, arch, c, 1.0, gpus=t)
                             for _, c in plan.chunks))
         if B:
-            ctx = attended_tokens(arch, r.inp[dec] + r.gen[dec]).mean()
+            context = r.inp[dec] + r.gen[dec]
+            # dense: the mean numpy takes of these integers (their sum is exact), exactly
+            ctx = attended_tokens(arch, context).mean() if arch.sparse else \
+                int(context.sum()) / B
             per_gpu = -(-B // t) if self.dp_attention else B
-            k += max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in self.shards)
+            shards = self.shards
+            k += km.attention_time(self.gspec, shards[0], per_gpu, ctx) if len(shards) == 1 \
+                else max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in shards)
             if self.indexer:  # DSA: the indexer scores each query's whole context
                 full = (r.inp[dec] + r.gen[dec]).mean()
                 k += km.indexer_time(self.gspec, arch, per_gpu, full)
-        return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size
+        return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size, dec
+
+    def _rest_time(self, tokens: int, logits: int | None) -> float:
+        """Projections, FFN and norms of a step of ``tokens`` tokens with ``logits`` LM-head
+        rows, per layer [s]: the kernel model's answer, kept per shape (a pure function of it;
+        a run sees a few hundred shapes over thousands of steps)."""
+        key = (tokens, logits)
+        got = self._rest.get(key)
+        if got is None:
+            arch = self.arch
+            got = self.kernels.non_attention_time(self.gspec, arch, tokens, gpus=self.t,
+                                                  logits=logits) / arch.layers
+            if len(self._rest) > 1 << 16:
+                self._rest.clear()
+            self._rest[key] = got
+        return got
 
     def _composed(self, g: int, at: float, k: float, pre: float,
                   x: float) -> tuple[float, float]:
@@ -157,8 +186,9 @@ class _Homogeneous(PoolRun):
         each layer slot's kernels (``k`` per layer, ``pre`` over all layers) on the replica's
         stream, then its all-reduces of ``x`` bytes as on an idle fabric, their link records
         kept — the exact loop's times without its events (valid because no other traffic
-        shares the ring's links; :meth:`_fast_mode` checks). Returns ``(step end [s], closed
-        form of the kernels and all-reduces [s])``."""
+        shares the ring's links; :meth:`_fast_mode` checks). The records wait in
+        :meth:`_defer` until a batch of steps is handed over at once. Returns ``(step end [s],
+        closed form of the kernels and all-reduces [s])``."""
         shapes = self._shapes[g]
         shape = shapes.get(x)
         if shape is None:
@@ -167,22 +197,21 @@ class _Homogeneous(PoolRun):
             shape = shapes[x] = self._ring_shape(g, x)
         sids, starts, ends, sent, wait, closed, tags, arrays = shape
         m = self._m_float
-        kernels = m * k + pre * m / self.arch.layers
+        kernels = m * k + pre * m / self.arch.layers if pre else m * k  # (+ 0.0 changes nothing)
         stream = self.streams[g]
-        times = stream.chain(at, kernels, wait)
+        total = float(kernels.sum())
+        times = stream.chain(at, kernels, wait, total)
         cut = times[-1] >= self.until  # the run ends inside this step
         if cut:  # kernels the exact loop would not have issued by then
             stream.kernels_run -= int(np.count_nonzero(times[0:-1:2] >= self.until))
         if len(sids):
-            kernel_ends = times[1::2]
-            s = (kernel_ends[:, None] + starts).ravel()
-            e = (kernel_ends[:, None] + ends).ravel()
             if not cut:
-                # the route ids, bytes and classes as arrays (copied into the records as
-                # bytes), the class counters' sums over the same floats as a list
-                sid_a, sent_a, tag_a = arrays
-                self.fabric.record_messages(sid_a, s, e, sent_a, tag_a, counted=sent)
+                self._defer(shape, times)
             else:  # as the Fabric would stand at the end: sent when issued, recorded when done
+                self._flush()
+                kernel_ends = times[1::2]
+                e = (kernel_ends[:, None] + ends).ravel()
+                s = (kernel_ends[:, None] + starts).ravel()
                 issued = np.repeat(kernel_ends, len(starts[0])) < self.until
                 done = e < self.until
                 self.fabric.record_messages([x for x, d in zip(sids, done, strict=True) if d],
@@ -191,7 +220,39 @@ class _Homogeneous(PoolRun):
                                             tags[:int(done.sum())])
                 self.fabric.record_sent(float(np.asarray(sent)[issued & ~done].sum()),
                                         TP_COLLECTIVE)
-        return float(times[-1]), float(kernels.sum()) + closed
+        return float(times[-1]), total + closed
+
+    def _defer(self, shape: tuple, times: np.ndarray) -> None:
+        """Keep a step's ring messages (its ring ``shape``, its stream ``times``) for
+        :meth:`_flush`; every :data:`DEFERRED_STEPS` steps they go to the Fabric."""
+        self._pending.append((shape, times))
+        if len(self._pending) >= DEFERRED_STEPS:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Hand the deferred steps' ring messages to the Fabric in one call, in the order the
+        steps were composed: the same records, class counters and totals as one
+        :meth:`~simulator.network.fabric.Fabric.record_messages` call per step (nothing reads
+        them in between: in fast mode the rings' links carry nothing else)."""
+        pending = self._pending
+        if not pending:
+            return
+        self._pending = []
+        index: dict[int, int] = {}  # a batch holds a few distinct ring shapes: each once
+        shapes: list[tuple] = []
+        ids = []
+        for sh, _ in pending:
+            i = index.get(id(sh))
+            if i is None:
+                i = index[id(sh)] = len(shapes)
+                shapes.append(sh)
+            ids.append(i)
+        ids = np.array(ids)
+        ke = np.stack([t[1::2] for _, t in pending])[:, :, None]  # steps × slots × 1
+        s = (ke + np.stack([sh[1] for sh in shapes])[ids]).ravel()
+        e = (ke + np.stack([sh[2] for sh in shapes])[ids]).ravel()
+        sid, sent, tag = (np.stack([sh[7][j] for sh in shapes])[ids].ravel() for j in range(3))
+        self.fabric.record_messages(sid, s, e, sent, tag, totals=[shapes[i][7][3] for i in ids])
 
     def _ring_shape(self, g: int, x: float) -> tuple:
         """Replica ``g``'s all-reduces of ``x`` bytes per layer, per layer slot: route ids (all
@@ -205,9 +266,11 @@ class _Homogeneous(PoolRun):
         starts = np.array([r[1] for r in rows]).reshape(len(rows), -1)
         ends = np.array([r[2] for r in rows]).reshape(len(rows), -1)
         wait = np.array([r[4] for r in rows])
-        closed = sum(ring.time(m, x) for m in self.m.tolist())
+        ring_time = {m: ring.time(m, x) for m in per_m}  # a ring time per distinct fold
+        closed = sum(ring_time[m] for m in self.m.tolist())
         tags = [TP_COLLECTIVE] * len(sids)
-        arrays = (np.array(sids, np.int32), np.array(sent, float), np.array(tags, np.int8))
+        total = float(sum(sent))  # what one step's record_messages call adds to the totals
+        arrays = (np.array(sids, np.int32), np.array(sent, float), np.array(tags, np.int8), total)
         return sids, starts, ends, sent, wait, closed, tags, arrays
 
     def _replica(self, g: int):
@@ -232,14 +295,14 @@ class _Homogeneous(PoolRun):
                 continue
             started = env.now
             if self.fast:
-                k, pre, x = self._layer_plan(sched, plan)
+                k, pre, x, dec = self._layer_plan(sched, plan)
                 end, cf = self._composed(g, started + overhead, k, pre, x)
                 yield env.timeout(end - started)
                 cf += overhead
             else:
                 if overhead:
                     yield env.timeout(overhead)
-                k, pre, x = self._layer_plan(sched, plan)
+                k, pre, x, dec = self._layer_plan(sched, plan)
                 cf = overhead
                 for m in self.m.tolist():
                     kernel = m * k + pre * m / self.arch.layers
@@ -251,9 +314,12 @@ class _Homogeneous(PoolRun):
                 if r.gen[y] == 0:
                     r.first_at[y] = env.now
                 r.gen[y] += 1
-            for y in plan.decode:
-                r.gen[y] += 1
-            done = [y for y in sched.running if r.gen[y] >= r.out[y]]
+            if plan.decode:  # distinct requests: one fancy-indexed addition
+                r.gen[dec] += 1
+            # (usually every running request decoded: the same array, in the same order)
+            running = dec if plan.decode == sched.running else \
+                np.array(sched.running, np.int64)
+            done = running[r.gen[running] >= r.out[running]].tolist()
             for y in done:
                 sched.finish(y)
                 r.finish(y, env.now)
@@ -272,6 +338,7 @@ class _Homogeneous(PoolRun):
             env.process(self._replica(g))
         duration = self.sc.engine.duration
         run_clock(env, duration, self.progress)
+        self._flush()
         wall = time.perf_counter() - wall0
         first = min((row[2] for row in self.iters), default=0.0)
         span = env.now - first

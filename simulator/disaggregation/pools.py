@@ -12,8 +12,10 @@ the engines' :class:`~simulator.engine.results.Result` (same tables and ``summar
 from __future__ import annotations
 
 import dataclasses
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from itertools import accumulate, repeat
 from typing import Any
 
 import numpy as np
@@ -335,18 +337,17 @@ class BytePool:
         places the bytes itself (its own ``can_fit`` / ``take``) sets ``grow_each = None``."""
         if self.reserve:
             return len(rs)
-        nbytes, used, peak, cap, held = 1 * self.per_token, self.used, self.peak, \
-            self.capacity, self.held
-        k = 0
-        for r in rs:
-            if not used + nbytes <= cap:
-                break
-            used += nbytes
-            if used > peak:
-                peak = used
-            held[r] += nbytes
-            k += 1
-        self.used, self.peak = used, peak
+        nbytes, held = 1 * self.per_token, self.held
+        # the pool's use after each growth, added one after another (in C); r grows while its
+        # addition keeps the use within capacity (non-decreasing: the first that does not, stops)
+        after = list(accumulate(repeat(nbytes, len(rs)), initial=self.used))[1:]
+        k = bisect_right(after, self.capacity)
+        if k:
+            self.used = after[k - 1]
+            if self.used > self.peak:
+                self.peak = self.used
+            for r in rs[:k]:
+                held[r] += nbytes
         return k
 
 

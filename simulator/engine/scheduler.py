@@ -20,6 +20,8 @@ A step, in this order (the ``[serving]`` scenario section, :class:`ServingSpec`,
 3. **New requests** from the queue, first come first served, while the budget lasts, fewer than
    ``max_num_seqs`` run and the pool admits them (:meth:`KVPool.admit`: a request that cannot fit
    even alone is *rejected*; one that does not fit now waits, and so does everyone behind it).
+   A request with nothing to compute (its prompt all cached, or arrived prefilled) takes one
+   token of the budget: its next token comes with this step, and it decodes in the next.
 
 A request whose last prompt chunk is in a step gets its first token at the step's end
 (``prompt_done``); a preempted request recomputes its prompt and the tokens it had generated
@@ -254,7 +256,7 @@ class Scheduler:
                 continue
             # r itself was preempted: the request now at index i is the next one
         # 2. prefill chunks of running requests, in admission order (KV full: preempt as above)
-        for r in list(self.running):
+        for r in list(self.running) if self.prefill_left else ():
             left = self.prefill_left.get(r)
             if left is None or r in scheduled or r not in self.running or budget <= 0:
                 continue
@@ -288,8 +290,11 @@ class Scheduler:
             self.running.append(r)
             plan.admitted.append(r)
             scheduled.add(r)
-            if need == 0:  # everything cached: its next token comes with this step
+            if need == 0:  # everything cached: its next token comes with this step, one
+                # token of the budget (else admissions could outgrow the budget, whose decodes
+                # would all run in the next step)
                 plan.prompt_done.append(r)
+                budget -= 1
                 continue
             self.prefill_left[r] = need
             if take > 0:

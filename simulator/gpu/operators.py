@@ -114,15 +114,26 @@ def gemm(p: dict, spec: GPUSpec, m, n, k, fp8=False, groups=1.0) -> np.ndarray:
 
 def decode_attention(p: dict, spec: GPUSpec, batch, context, q_heads, kv_heads, head_dim,
                      kv_element_bytes=_E) -> np.ndarray:
-    """GQA/MHA decode attention over contiguous KV, one layer [s]."""
-    b, L, hq, hk, d = (np.asarray(v, float) for v in (batch, context, q_heads, kv_heads,
-                                                      head_dim))
+    """GQA/MHA decode attention over contiguous KV, one layer [s]. Python floats in, a float
+    out: the same value as for 0-d arrays (a decode step's hot path) — the logarithm and
+    exponential are numpy's either way, the clips the same comparisons, and the powers libm's
+    (:func:`_num`)."""
+    scalar = type(batch) is float and type(context) is float and type(q_heads) is float \
+        and type(kv_heads) is float and type(head_dim) is float
+    b, L, hq, hk, d = (batch, context, q_heads, kv_heads, head_dim) if scalar else \
+        (np.asarray(v, float) for v in (batch, context, q_heads, kv_heads, head_dim))
     nbytes = 2.0 * b * L * hk * d * kv_element_bytes + 2.0 * b * hq * d * _E
     flops = 4.0 * b * L * hq * d
-    par = np.maximum(b * hk, 1e-9)
-    z = np.clip(p["sh"] * np.log(par / p["pc"]), -700.0, 700.0)
-    eta = p["elo"] + (p["ehi"] - p["elo"]) / (1.0 + np.exp(z))
-    splits = np.clip(REFERENCE_SMS / par, 1.0, np.maximum(1.0, L / p["Ls"]))
+    if scalar:
+        par = max(b * hk, 1e-9)
+        z = min(max(p["sh"] * float(np.log(par / p["pc"])), -700.0), 700.0)
+        eta = p["elo"] + (p["ehi"] - p["elo"]) / (1.0 + float(np.exp(z)))
+        splits = min(max(REFERENCE_SMS / par, 1.0), max(1.0, L / p["Ls"]))
+    else:
+        par = np.maximum(b * hk, 1e-9)
+        z = np.clip(p["sh"] * np.log(par / p["pc"]), -700.0, 700.0)
+        eta = p["elo"] + (p["ehi"] - p["elo"]) / (1.0 + np.exp(z))
+        splits = np.clip(REFERENCE_SMS / par, 1.0, np.maximum(1.0, L / p["Ls"]))
     beta = spec.hbm_bandwidth
     rate = 1.0 / (1.0 / (par * splits * p["r1"] * beta) + 1.0 / (beta * eta))
     return p["t0"] + smax(nbytes / rate, flops / (spec.peak_flops * FLASHMLA_DENSE), 4.0)

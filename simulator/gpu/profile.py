@@ -100,6 +100,8 @@ class KernelProfile:
         self.description = description
         self._tables: dict[tuple[str, str], Table | None] = {}
         self._sources: dict[str, str] = {}  # operator -> its model's source line
+        self._attention_table: bool | None = None  # a contiguous attention table answers
+        self._attention_fit: dict[str, float] = {}  # see attention_seconds
 
     def at(self, spec: GPUSpec) -> KernelProfile:
         """The same profile answering for ``spec`` (tables and fits of other GPUs extrapolate)."""
@@ -175,9 +177,10 @@ class KernelProfile:
             # group of the general case below, without its grouping
             if np.asarray(use_table, bool).ravel()[0]:
                 key = tuple(_plain(np.asarray(k).ravel()[0]) for k in keys)
-                t, s = table.lookup(key, *[np.asarray(c, float).reshape(1) for c in coords])
-                if np.isfinite(t[0]):
-                    time[0], src[0] = t[0], s[0]
+                got = table.lookup_one(key, tuple(float(np.asarray(c, float).ravel()[0])
+                                                  for c in coords))
+                if got is not None:
+                    time[0], src[0] = got
         elif table is not None:
             keys = [np.broadcast_to(np.asarray(k), shape).ravel() for k in keys]
             coords = [np.broadcast_to(np.asarray(c, float), shape).ravel() for c in coords]
@@ -231,6 +234,23 @@ class KernelProfile:
         return self._answer("attention", t, table,
                             [hq, hk, d, np.full(b.shape, layout), np.full(b.shape, page)], [b, L],
                             topk is None)
+
+    def attention_seconds(self, batch: float, context: float, q_heads: float, kv_heads: float,
+                          head_dim: float) -> float | None:
+        """:meth:`attention` of one shape over contiguous KV as a float [s], without arrays (a
+        decode step's hot path): the fitted model's value, the same as :meth:`attention`'s;
+        None where a measured table may answer instead (then ask :meth:`attention`)."""
+        if self._attention_table is None:
+            self._attention_table = self._table("attention", "attention",
+                                                ("layout", "contiguous")) is not None
+            # the fit's parameters as Python floats (the same values; float arithmetic on them
+            # is the same IEEE arithmetic, without numpy scalars' overhead)
+            self._attention_fit = {k: float(v) for k, v in self.fit("attention").params.items()}
+        if self._attention_table:
+            return None
+        return float(ops.decode_attention(self._attention_fit, self.gpu, float(batch),
+                                          float(context), float(q_heads), float(kv_heads),
+                                          float(head_dim)))
 
     def mla_attention(self, batch, context, heads, *, kv_bytes_per_token: float = 1152.0,
                       row_bytes_per_head: float = 1152.0 + 1028.0,

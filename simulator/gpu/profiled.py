@@ -107,6 +107,10 @@ class ProfiledKernels:
         h = float(arch.query_heads if heads is None else arch._heads(heads))
         if arch.attention in ("gqa", "mha"):
             kv = max(1.0, math.ceil(h / arch.group_size))
+            if not self.paged_kv:
+                t = p.attention_seconds(batch, tokens, h, kv, layers.head_dim(arch))
+                if t is not None:
+                    return t
             return float(p.attention(batch, tokens, h, kv, layers.head_dim(arch),
                                      paged=self.paged_kv, page_tokens=self.page_tokens).time)
         row = arch.query_bytes_per_head + arch.return_bytes_per_head

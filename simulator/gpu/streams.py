@@ -33,7 +33,7 @@ class Stream:
         self.free_at = 0.0
         self.busy = 0.0
         self.kernels_run = 0
-        self.gaps: list[tuple[float, float]] = []  # idle spans queued ahead by quiet_layer [s]
+        self.gaps: list[tuple] = []  # idle spans queued ahead by quiet_layer / chain [s]
 
     def issue(self, duration: float) -> float:
         """Queue a kernel of ``duration`` [s] now; returns when it will finish [s]."""
@@ -53,10 +53,8 @@ class Stream:
         now = self.env.now
         free = self.free_at
         if at > free and at > now:  # the stream idles until then
-            gaps = self.gaps
-            if gaps and gaps[0][1] <= now:
-                gaps[:] = [x for x in gaps if x[1] > now]
-            gaps.append((free if free > now else now, at))
+            _prune(self.gaps, now)
+            self.gaps.append((free if free > now else now, at))
         start = free if free > at else at
         if attention:
             start += attention
@@ -67,32 +65,28 @@ class Stream:
         self.busy += attention + rest
         return end + (end - at) * (factor - 1)
 
-    def chain(self, at: float, kernels: np.ndarray, waits: np.ndarray) -> np.ndarray:
+    def chain(self, at: float, kernels: np.ndarray, waits: np.ndarray,
+              total: float | None = None) -> np.ndarray:
         """Kernels of ``kernels`` [s] each, the first at ``at`` >= now [s] and each next one
         ``waits[i]`` [s] after kernel ``i`` ends (nothing else queued meanwhile: the stream
         idles through the waits, as :meth:`quiet_layer` would record them). Returns the
         cumulative times ``[at, end₀, end₀ + waits₀, end₁, …]`` [s] — kernel ``i`` ends at
         ``[2i + 1]``, the chain at ``[-1]`` (after the last wait). Sums run left to right, as
-        issuing the kernels one by one would."""
+        issuing the kernels one by one would. ``total``: ``float(kernels.sum())`` if the caller
+        has it."""
         now = self.env.now
         n = len(kernels)
         seq = np.empty(2 * n + 1)
         seq[0] = at
         seq[1::2] = kernels
         seq[2::2] = waits
-        times = np.cumsum(seq)
+        times = np.cumsum(seq, out=seq)
         if n == 0:
             return times
-        free = self.free_at if self.free_at > now else now
-        starts = times[0:-1:2]
-        before = np.concatenate(([free], times[1:-2:2]))  # when the stream was free before each
-        idle = starts > before
-        gaps = self.gaps
-        if gaps and gaps[0][1] <= now:
-            gaps[:] = [x for x in gaps if x[1] > now]
-        gaps.extend(zip(before[idle].tolist(), starts[idle].tolist(), strict=True))
+        _prune(self.gaps, now)
+        self.gaps.append(_ChainSpans(self.free_at if self.free_at > now else now, times))
         self.free_at = float(times[-2])
-        self.busy += float(kernels.sum())
+        self.busy += float(kernels.sum()) if total is None else total
         self.kernels_run += n
         return times
 
@@ -124,7 +118,58 @@ class Stream:
         ahead = self.free_at - now  # queued time not yet run, less the idle spans in it
         if ahead <= 0.0:
             return self.busy
-        return self.busy - ahead + sum(max(0.0, b - max(a, now)) for a, b in self.gaps)
+        return self.busy - ahead + sum(max(0.0, b - max(a, now)) for a, b in _spans(self.gaps))
+
+
+def _spans(gaps: list):
+    """The idle spans ``(start, end)`` [s] of a stream's ``gaps``, in order: each entry one span
+    (a pair of floats, :meth:`Stream.quiet_layer`'s) or a chain's (:class:`_ChainSpans`)."""
+    for x in gaps:
+        if isinstance(x, _ChainSpans):
+            yield from x.spans()
+        else:
+            yield x
+
+
+class _ChainSpans:
+    """The idle spans of a chain issued when the stream was free at ``free`` [s], whose
+    cumulative ``times`` :meth:`Stream.chain` returned: before kernel 0 if ``free`` is before
+    its start, before kernel i > 0 if it starts after kernel i − 1 ends. Found only when asked
+    (a busy time read mid-chain), not for every chain."""
+
+    __slots__ = ("free", "times")
+
+    def __init__(self, free: float, times: np.ndarray) -> None:
+        self.free = free
+        self.times = times
+
+    @property
+    def last_end(self) -> float:
+        """No span ends after the last kernel's start [s]."""
+        return float(self.times[-3])
+
+    def spans(self):
+        t = self.times
+        at = float(t[0])
+        if at > self.free:
+            yield self.free, at
+        starts, before = t[2:-1:2], t[1:-2:2]
+        idle = starts > before
+        yield from zip(before[idle].tolist(), starts[idle].tolist(), strict=True)
+
+
+def _prune(gaps: list, now: float) -> None:
+    """Drop the entries of ``gaps`` whose spans all ended by ``now`` [s] (they add nothing to
+    :attr:`Stream.busy_time` any more), when the first has."""
+    if gaps and _last_end(gaps[0]) <= now:
+        if _last_end(gaps[-1]) <= now:  # all of them (the usual case: a chain per step)
+            gaps.clear()
+        else:
+            gaps[:] = [x for x in gaps if _last_end(x) > now]
+
+
+def _last_end(entry) -> float:
+    return entry.last_end if isinstance(entry, _ChainSpans) else entry[1]
 
 
 class GPUStream:

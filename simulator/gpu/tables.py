@@ -23,7 +23,9 @@ NaN — the caller's fitted model answers there. Rows measured twice at one shap
 
 from __future__ import annotations
 
+import math
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -89,6 +91,7 @@ class Table:
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
         self._grids: dict[tuple, tuple] = {}
+        self._axis_lists: dict[tuple, list[list[float]]] = {}  # log axes as lists (lookup_one)
         if not len(rows):
             return
         ids = rows.shapes()
@@ -96,6 +99,7 @@ class Table:
             idx = np.flatnonzero(ids == shape)
             key = tuple(_norm(rows.data[k][idx[0]]) for k in rows.keys)
             self._grids[key] = self._grid(idx)
+            self._axis_lists[key] = [a.tolist() for a in self._grids[key][0]]
 
     def _grid(self, idx: np.ndarray) -> tuple:
         r = self.rows
@@ -112,6 +116,52 @@ class Table:
             logt[cell] = np.log(np.median(r.time[idx[group]]))
             src[cell] = r.source[idx[group[0]]]
         return [np.log(a) for a in axes], logt.reshape(shape), src.reshape(shape)
+
+    def lookup_one(self, key: tuple, coords: tuple[float, ...]) -> tuple[float, str] | None:
+        """:meth:`lookup` at one point: ``(time [s], source)``, or None where it gives NaN —
+        the same numbers from the same operations in the same order (numpy's log and exp), on
+        floats instead of arrays (a step's kernels, shape after shape)."""
+        norm = tuple(_norm(k) for k in key)
+        grid = self._grids.get(norm)
+        if grid is None:
+            return None
+        axes, logt, sources = grid
+        lo, hi, wt, exact = [], [], [], []
+        for a, c in zip(self._axis_lists[norm], coords, strict=True):
+            if not c > 0.0:  # log 0 = -inf and log of a negative (or NaN): never covered
+                return None
+            x = float(np.log(c))
+            i = min(bisect_left(a, x), len(a) - 1)
+            below = max(i - 1, 0)
+            near = i if abs(a[i] - x) <= 1e-9 else below if abs(a[below] - x) <= 1e-9 else -1
+            hit = near >= 0
+            low, high = (near, near) if hit else (below, i)
+            span = a[high] - a[low]
+            if hit:
+                w = 0.0
+            elif a[0] < x < a[-1] and span > 0:
+                w = (x - a[low]) / span
+            else:  # outside the measured range: NaN
+                return None
+            lo.append(low)
+            hi.append(high)
+            wt.append(w)
+            exact.append(hit)
+        val = 0.0
+        for corner in range(2 ** len(axes)):
+            idx, weight = [], 1.0
+            for d in range(len(axes)):
+                up = (corner >> d) & 1
+                idx.append(hi[d] if up else lo[d])
+                weight = weight * (wt[d] if up else 1.0 - wt[d])
+            if weight > 0:
+                val = val + weight * float(logt[tuple(idx)])
+        if not math.isfinite(val):
+            return None
+        first, last = sources[tuple(lo)], sources[tuple(hi)]
+        if all(exact):
+            return float(np.exp(val)), "measured: " + first
+        return float(np.exp(val)), "interpolated: " + _file_of(first or last)
 
     def lookup(self, key: tuple, *coords: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Times [s] (NaN where not covered) and sources at ``coords`` for one key."""

@@ -65,6 +65,25 @@ REL_TOL = 1e-12
 _INF = float("inf")
 
 
+
+#: Integers up to this size are exact in float64, and so is every sum of them below it.
+_EXACT_INTEGERS = float(2 ** 53)
+
+
+def fold_sum(start: float, values) -> float:
+    """``start + v₀ + v₁ + …`` added left to right in float64 (as ``+=`` in a loop would).
+    Where every partial sum is an exact integer — ``start`` and the values non-negative
+    integers and their sum below 2⁵³, as byte counts are — the order cannot change the result,
+    and numpy adds an array at once; otherwise one Python addition after another."""
+    if isinstance(values, np.ndarray) and values.size and float(start).is_integer() \
+            and start >= 0.0:
+        total = float(values.sum())
+        if (start + total < _EXACT_INTEGERS and values.min() >= 0.0
+                and bool((values == np.floor(values)).all())):
+            return start + total
+    return reduce(add, values.tolist() if isinstance(values, np.ndarray) else values, start)
+
+
 class Fabric:
     """Max-min fair fluid network over a ``networkx.DiGraph`` (edge attrs bandwidth, latency).
 
@@ -478,14 +497,16 @@ class Fabric:
         return self._cap
 
     def record_messages(self, route_ids, started_at, finished_at, nbytes, tags=None,
-                        counted=None) -> None:
+                        counted=None, totals=None) -> None:
         """Account messages whose timing an engine computed itself (sequences of equal length):
         each carried ``nbytes`` [B] of traffic class ``tags`` (:mod:`simulator.network.traffic`;
         None: ``other``) over the links of its route id (:meth:`message_route`,
         :meth:`link_route`) from ``started_at`` to ``finished_at`` [s] — one lone-flow record
         each (counters, per class, link totals and timeline). ``counted`` [B] is what each adds
         to the per-class counters (None: ``nbytes``; an aggregate on one link counts its share of
-        the payload, as :meth:`transfer_link`'s ``counted``). Schedules nothing."""
+        the payload, as :meth:`transfer_link`'s ``counted``). ``totals`` [B]: when the messages
+        are several calls' worth, put end to end, each call's byte total (the run's totals grow
+        by each in turn, as so many calls would add them; None: one call). Schedules nothing."""
         n = len(route_ids)
         if tags is None:
             tags = [OTHER] * n
@@ -496,19 +517,23 @@ class Fabric:
             # before any counter moves: a refused call leaves the accounting as it was
             raise ValueError("record_messages: route_ids, started_at, finished_at, nbytes, "
                              "tags and counted need one entry per message")
-        # sums in message order (an array's values as Python floats: the same additions)
-        total = float(sum(nbytes.tolist() if isinstance(nbytes, np.ndarray) else nbytes))
-        self.bytes_sent += total
-        self.bytes_delivered += total
+        if totals is None:  # sums in message order (an array's values as Python floats: the
+            # same additions)
+            totals = (float(sum(nbytes.tolist() if isinstance(nbytes, np.ndarray) else nbytes)),)
+        for total in totals:
+            self.bytes_sent += total
+            self.bytes_delivered += total
         self.flows_completed += n
         if isinstance(tags, np.ndarray):
             one = n > 0 and bool((tags == tags[0]).all())
         else:  # a list or tuple
             one = n > 0 and tags.count(tags[0]) == n
-        if one and not isinstance(counted, np.ndarray):  # one class: a C loop of the same
-            tag = int(tags[0])  # additions in the same order
-            self.sent_by_class[tag] = reduce(add, counted, self.sent_by_class[tag])
-            self.delivered_by_class[tag] = reduce(add, counted, self.delivered_by_class[tag])
+        if one:  # one class: the same additions in the same order, at once
+            tag = int(tags[0])
+            sent, delivered = self.sent_by_class[tag], self.delivered_by_class[tag]
+            self.sent_by_class[tag] = fold_sum(sent, counted)
+            self.delivered_by_class[tag] = self.sent_by_class[tag] if delivered == sent and \
+                type(delivered) is type(sent) else fold_sum(delivered, counted)
         else:
             for tag, b in zip(tags, counted, strict=True):
                 self.sent_by_class[tag] += b

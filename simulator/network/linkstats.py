@@ -213,8 +213,9 @@ class LinkStats:
         bytes [B] and traffic classes)."""
         for column, values in ((self.lo_route, routes), (self.lo_start, starts),
                                (self.lo_end, ends), (self.lo_bytes, nbytes), (self.lo_tag, tags)):
-            if isinstance(values, np.ndarray):  # the same values, copied as bytes
-                column.frombytes(values.astype(column.typecode, copy=False).tobytes())
+            if isinstance(values, np.ndarray):  # the same values, copied once as bytes
+                raw = np.ascontiguousarray(values, column.typecode)
+                column.frombytes(memoryview(raw).cast("B"))
             else:
                 column.extend(values)
 
@@ -323,16 +324,42 @@ def _spread(key: np.ndarray, start: np.ndarray, end: np.ndarray, nbytes: np.ndar
     over the bins its [start, end] overlaps in proportion to the overlap."""
     nbins = len(edges_at) - 1
     out = np.zeros((nkeys, nbins))
-    first = np.clip(np.searchsorted(edges_at, start, side="right") - 1, 0, nbins - 1)
-    last = np.clip(np.searchsorted(edges_at, end, side="left") - 1, 0, nbins - 1)
-    one = first >= last  # within one bin (nearly all: flows are short)
-    out += np.bincount(key[one] * nbins + first[one], nbytes[one],
+    first = _bin_of(edges_at, start, "right")
+    last = _bin_of(edges_at, end, "left")
+    one = first >= last  # within one bin (nearly all: flows are short); the others add 0 here
+    # (bytes are >= 0: adding 0.0 leaves every sum as it was)
+    out += np.bincount(key * nbins + first, np.where(one, nbytes, 0.0),
                        nkeys * nbins).reshape(nkeys, nbins)
     for i in np.flatnonzero(~one).tolist():  # straddles a bin edge
         lo, hi = edges_at[first[i]: last[i] + 1], edges_at[first[i] + 1: last[i] + 2]
         overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
         out[key[i], first[i]: last[i] + 1] += nbytes[i] * overlap / (end[i] - start[i])
     return out
+
+
+def _bin_of(edges_at: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+    """The bin of each ``x`` [s] between ``edges_at``, clipped to the bins:
+    ``clip(searchsorted(edges_at, x, side) − 1, 0, nbins − 1)``."""
+    i = sorted_search(edges_at, x, side)
+    i -= 1
+    np.maximum(i, 0, out=i)
+    np.minimum(i, len(edges_at) - 2, out=i)
+    return i
+
+
+def sorted_search(edges_at: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
+    """``np.searchsorted(edges_at, x, side)`` (sorted ``edges_at``), found the other way round
+    where ``x`` is sorted too, as a run's records mostly are: each edge's place among the ``x``
+    (a search per edge, not per record), each record then counting the edges placed at or
+    before it — the same answers (``x[i] >= e`` ⇔ ``i >= searchsorted(x, e, "left")`` for
+    sorted ``x``; ``>`` with ``"right"``) in linear passes instead of a search per record."""
+    x = np.asarray(x)
+    if x.size < 2 or not bool((x[1:] >= x[:-1]).all()):
+        return np.searchsorted(edges_at, x, side=side)
+    # right: edges at or below x[i] (x[i] >= e); left: edges below x[i] (x[i] > e)
+    at = np.searchsorted(x, edges_at, side="left" if side == "right" else "right")
+    counts = np.bincount(at, minlength=x.size + 1)[:x.size]  # edges placed at each record
+    return np.cumsum(counts)
 
 
 def _bin_edges(what: str, bin_time: float, now: float) -> tuple[float, np.ndarray]:

@@ -1,0 +1,189 @@
+"""Scalar and batched hot paths against the general code they shortcut, bit for bit.
+
+Each shortcut promises the general path's exact value (the records of a run must not move):
+decode attention on Python floats against 0-d arrays, a profile's float answer against its
+array answer, a batched byte counter against one addition after another, a stream's chained
+idle spans against an oracle that adds each kernel's run time by hand.
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import add
+
+import numpy as np
+import pytest
+import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from simulator import hardware
+from simulator.gpu import operators as ops
+from simulator.gpu.profiles import default_profile
+from simulator.gpu.streams import Stream
+from simulator.network.fabric import fold_sum
+
+H100, H200 = hardware.gpu("H100"), hardware.gpu("H200")
+FIT = default_profile(H100).fit("attention").params
+
+
+@settings(max_examples=300, deadline=None)
+@given(batch=st.integers(1, 4096), context=st.floats(1.0, 2e6), q=st.sampled_from([8, 16, 64]),
+       kv=st.sampled_from([1, 2, 8]), dim=st.sampled_from([64, 128]),
+       gpu=st.sampled_from([H100, H200]))
+def test_decode_attention_on_floats_is_its_value_on_0d_arrays(batch, context, q, kv, dim, gpu):
+    args = [float(v) for v in (batch, context, q, kv, dim)]
+    scalar = ops.decode_attention(FIT, gpu, *args)
+    array = ops.decode_attention(FIT, gpu, *[np.asarray(v) for v in args])
+    assert float(scalar) == float(array)  # the same bits, not merely close
+
+
+def test_a_profiles_float_attention_is_its_timing_or_none_where_a_table_answers():
+    answered = []
+    for gpu in (H100, H200):
+        p = default_profile(gpu)
+        for b, n in ((1, 17.0), (32, 1234.5), (256, 131072.0), (7, 3.0)):
+            got = p.attention_seconds(b, n, 64.0, 8.0, 128.0)
+            if got is None:  # a measured table exists here: the caller asks attention()
+                assert p._table("attention", "attention", ("layout", "contiguous")) is not None
+                continue
+            answered.append(gpu.name)
+            assert got == float(p.attention(b, n, 64.0, 8.0, 128.0).time)
+    assert "H100" in answered  # the path the homogeneous TP4 workload takes is exercised
+
+
+_int_bytes = st.integers(0, 2 ** 40).map(float)
+_any = st.floats(-1e15, 1e15, allow_nan=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.one_of(_int_bytes, _any, st.just(2.0 ** 53 - 4)),
+       values=st.lists(st.one_of(_int_bytes, _any, st.just(3.0)), max_size=40))
+def test_fold_sum_is_one_addition_after_another(start, values):
+    want = reduce(add, values, start)
+    got = fold_sum(start, np.array(values, float))
+    assert got == want and np.signbit(got) == np.signbit(want)
+    assert fold_sum(start, values) == want  # a list: the additions themselves
+
+
+def test_fold_sum_keeps_order_where_integers_stop_being_exact():
+    # past 2**53 a sum of integers depends on its order: the exact branch must not be taken
+    start, values = 2.0 ** 53, np.array([1.0, 1.0, 2.0])
+    assert fold_sum(start, values) == ((start + 1.0) + 1.0) + 2.0 != start + values.sum()
+
+
+def _ran_by_hand(kernels: list[float], waits: list[float], at: float, now: float) -> float:
+    """Kernel time run by ``now`` of a chain issued at ``at`` on an idle stream [s]."""
+    t, total = at, 0.0
+    for k, w in zip(kernels, waits, strict=True):
+        total += max(0.0, min(t + k, now) - t) if now > t else 0.0
+        t += k + w
+    return total
+
+
+@settings(max_examples=150, deadline=None)
+@given(kernels=st.lists(st.floats(0.001, 1.0), min_size=1, max_size=12),
+       waits=st.data(), stop=st.floats(0.0, 1.0))
+def test_busy_time_of_a_chain_counts_what_ran_by_now(kernels, waits, stop):
+    w = waits.draw(st.lists(st.sampled_from([0.0, 0.01, 0.3]), min_size=len(kernels),
+                            max_size=len(kernels)))
+    env = simpy.Environment()
+    s = Stream(env)
+    s.issue(0.05)  # a kernel already queued: the chain starts after an idle span
+    times = s.chain(0.2, np.array(kernels), np.array(w))
+    end = float(times[-1])
+    now = 0.2 + stop * (end - 0.2)
+    env.run(until=now) if now > 0 else None
+    assert s.busy_time == pytest.approx(0.05 + _ran_by_hand(kernels, w, 0.2, now), abs=1e-12)
+    env.run(until=end + 1.0)
+    assert s.busy_time == pytest.approx(0.05 + sum(kernels), abs=1e-12)
+    assert s.kernels_run == len(kernels) + 1
+
+
+def test_busy_time_reads_single_spans_and_chained_spans_together():
+    env = simpy.Environment()
+    s = Stream(env)
+    nxt = s.quiet_layer(0.5, 0.1, 0.2, 1)  # idle 0–0.5, then 0.3 s of kernels: a float span
+    assert nxt == pytest.approx(0.8)
+    s.chain(1.0, np.array([0.2, 0.2]), np.array([0.1, 0.0]))  # idle 0.8–1.0, then 1.2–1.3
+    env.run(until=1.25)  # ran: 0.3 (layer) + 0.2 (first chained kernel)
+    assert s.busy_time == pytest.approx(0.5, abs=1e-12)
+    env.run(until=1.4)  # and 0.1 of the second
+    assert s.busy_time == pytest.approx(0.6, abs=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(bin_time=st.floats(1e-3, 10.0), now=st.floats(1e-3, 100.0), data=st.data(),
+       side=st.sampled_from(["left", "right"]), sort=st.booleans())
+def test_sorted_search_is_searchsorted(bin_time, now, data, side, sort):
+    # records' times against a timeline's bin edges, ties on the edges included, sorted (the
+    # linear path) or not (numpy's search)
+    from simulator.network.linkstats import _bin_edges, sorted_search
+
+    _, edges = _bin_edges("t", bin_time, now)
+    on_edges = data.draw(st.lists(st.sampled_from(edges.tolist()), max_size=20))
+    x = np.array(data.draw(st.lists(st.floats(-1.0, 2 * now), max_size=60)) + on_edges)
+    if sort:
+        x.sort()
+    want = np.searchsorted(edges, x, side=side)
+    got = sorted_search(edges, x, side)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+
+
+def _tables():
+    from simulator.gpu.profiles import calibration_dir
+    from simulator.gpu.tables import Table, load_rows
+
+    cal = calibration_dir()
+    out = []
+    for folder, label in (("h200", "h200"), ("vidur_h100", "vidur_h100")):
+        for op, rows in sorted(load_rows(str(cal / folder), label).items()):
+            if len(rows) and rows.coords:  # (a table with no coordinate is not looked up)
+                out.append((f"{label}/{op}", Table(rows)))
+    return out
+
+
+TABLES = _tables()
+
+
+@settings(max_examples=400, deadline=None)
+@given(which=st.integers(0, len(TABLES) - 1), data=st.data())
+def test_lookup_one_is_lookup_at_one_point(which, data):
+    # measured points, points between them, outside, at zero: time and source the same
+    name, table = TABLES[which]
+    key = data.draw(st.sampled_from(sorted(table._grids, key=repr)))
+    axes = table._grids[key][0]
+    coords = []
+    for a in axes:
+        kind = data.draw(st.sampled_from(["measured", "near", "between", "any", "zero"]))
+        if kind == "measured":
+            coords.append(float(np.exp(data.draw(st.sampled_from(a.tolist())))))
+        elif kind == "near":  # a hair above a measured point: still that point (1e-9 in log)
+            coords.append(float(np.exp(data.draw(st.sampled_from(a.tolist())) + 5e-10)))
+        elif kind == "between":
+            coords.append(float(np.exp(data.draw(st.floats(float(a[0]), float(a[-1]))))))
+        elif kind == "any":
+            coords.append(data.draw(st.floats(1e-3, 1e12)))
+        else:
+            coords.append(0.0)
+    t, s = table.lookup(key, *[np.array([c]) for c in coords])
+    got = table.lookup_one(key, tuple(coords))
+    if np.isfinite(t[0]):
+        assert got == (float(t[0]), s[0]), name
+    else:
+        assert got is None, name
+
+
+def test_lookup_one_answers_measured_and_interpolated_points():
+    kinds = set()
+    for _, table in TABLES:
+        for key, (axes, _, _) in list(table._grids.items())[:3]:
+            a = axes[0]
+            if a.size < 2:
+                continue
+            point = [float(np.exp(x[0])) for x in axes]
+            kinds.add((table.lookup_one(key, tuple(point)) or (0, "none:"))[1].split(":")[0])
+            point[0] = float(np.exp((a[0] + a[1]) / 2))
+            kinds.add((table.lookup_one(key, tuple(point)) or (0, "none:"))[1].split(":")[0])
+    assert {"measured", "interpolated"} <= kinds
