@@ -427,6 +427,10 @@ def test_a_second_run_replaces_the_first_whole_and_never_mixes(tmp_path, capsys)
 # -- Ctrl-C --------------------------------------------------------------------------------------
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_stops_a_sweep_within_two_seconds_and_keeps_finished_points(tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY)
     (tmp_path / "t.jsonl").write_text(TRACE)
@@ -435,7 +439,10 @@ def test_ctrl_c_stops_a_sweep_within_two_seconds_and_keeps_finished_points(tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "simulator.cli.main", "sweep", "s.toml",
                              "--out", "o", "--workers", "2"], cwd=tmp_path, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)  # its own process group, like a terminal's
+                            start_new_session=True,  # its own process group, like a terminal's
+                            # foreground job: Ctrl-C heard even when pytest runs in the
+                            # background (which ignores SIGINT, and children inherit that)
+                            preexec_fn=_default_sigint)
     points = tmp_path / "o" / "points"
     deadline = time.monotonic() + 60
     while not (points.is_dir() and any(points.glob("*.parquet"))):
