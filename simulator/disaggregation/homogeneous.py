@@ -199,7 +199,7 @@ class _Homogeneous(PoolRun):
         m = self._m_float
         kernels = m * k + pre * m / self.arch.layers if pre else m * k  # (+ 0.0 changes nothing)
         stream = self.streams[g]
-        total = float(kernels.sum())
+        total = float(np.add.reduce(kernels))  # kernels.sum(), without its wrapper
         times = stream.chain(at, kernels, wait, total)
         cut = times[-1] >= self.until  # the run ends inside this step
         if cut:  # kernels the exact loop would not have issued by then

@@ -80,7 +80,7 @@ class Stream:
         seq[0] = at
         seq[1::2] = kernels
         seq[2::2] = waits
-        times = np.cumsum(seq, out=seq)
+        times = np.add.accumulate(seq, out=seq)  # np.cumsum, without its wrapper
         if n == 0:
             return times
         _prune(self.gaps, now)
