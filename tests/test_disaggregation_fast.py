@@ -186,9 +186,10 @@ def _one_call_per_step(self, shape, times):
     """The fast mode's records as it handed them over before batching: one
     ``record_messages`` call per step, its class counters added from a list."""
     ke = times[1::2]
-    sid, sent, tag, _ = shape[7]
-    self.fabric.record_messages(sid, (ke[:, None] + shape[1]).ravel(),
-                                (ke[:, None] + shape[2]).ravel(), sent, tag, counted=shape[3])
+    sent = shape.sent.ravel()
+    self.fabric.record_messages(shape.sid.ravel(), (ke[:, None] + shape.start).ravel(),
+                                (ke[:, None] + shape.end).ravel(), sent, shape.tag.ravel(),
+                                counted=sent.tolist())
 
 
 @pytest.mark.parametrize("batch", [1, 7, 1 << 20])  # 1 << 20: only the flush at the end

@@ -36,6 +36,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,23 @@ from simulator.network.traffic import TP_COLLECTIVE
 
 #: Fast mode: steps whose ring messages go to the Fabric at once (``_Homogeneous._flush``).
 DEFERRED_STEPS = 512
+
+
+class _RingShape(NamedTuple):
+    """A replica's all-reduces of one size in every layer slot, as on an idle fabric: per slot
+    (rows) and hop (columns) the message's route id, start and end offsets from the slot's
+    kernel end [s], bytes [B] and traffic class; per slot the ring's time [s] (the stream's
+    wait); the closed-form sum of the ring times [s] and the bytes of one step [B] (what one
+    ``record_messages`` call per step would add to the totals, in message order)."""
+
+    sid: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    sent: np.ndarray
+    tag: np.ndarray
+    wait: np.ndarray
+    closed: float
+    total: float
 
 
 def simulate_homogeneous(scenario, seed: int | None = None, *,
@@ -114,7 +132,7 @@ class _Homogeneous(PoolRun):
         self.fast, self.fallback = self._fast_mode(fast)
         self._shapes: list[dict] = [{} for _ in self.groups]  # ring shapes by bytes
         self._rest: dict[tuple[int, int | None], float] = {}  # see _rest_time
-        self._pending: list[tuple[tuple, np.ndarray]] = []  # see _defer
+        self._pending: list[tuple[_RingShape, np.ndarray]] = []  # see _defer
         self._m_float = self.m.astype(float)
         self.until = math.inf if sc.engine.duration is None else float(sc.engine.duration)
 
@@ -161,8 +179,7 @@ class _Homogeneous(PoolRun):
             k += km.attention_time(self.gspec, shards[0], per_gpu, ctx) if len(shards) == 1 \
                 else max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in shards)
             if self.indexer:  # DSA: the indexer scores each query's whole context
-                full = (r.inp[dec] + r.gen[dec]).mean()
-                k += km.indexer_time(self.gspec, arch, per_gpu, full)
+                k += km.indexer_time(self.gspec, arch, per_gpu, context.mean())
         return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size, dec
 
     def _rest_time(self, tokens: int, logits: int | None) -> float:
@@ -195,34 +212,31 @@ class _Homogeneous(PoolRun):
             if len(shapes) > 4096:
                 shapes.clear()
             shape = shapes[x] = self._ring_shape(g, x)
-        sids, starts, ends, sent, wait, closed, tags, arrays = shape
         m = self._m_float
         kernels = m * k + pre * m / self.arch.layers if pre else m * k  # (+ 0.0 changes nothing)
         stream = self.streams[g]
         total = float(np.add.reduce(kernels))  # kernels.sum(), without its wrapper
-        times = stream.chain(at, kernels, wait, total)
+        times = stream.chain(at, kernels, shape.wait, total)
         cut = times[-1] >= self.until  # the run ends inside this step
         if cut:  # kernels the exact loop would not have issued by then
             stream.kernels_run -= int(np.count_nonzero(times[0:-1:2] >= self.until))
-        if len(sids):
+        if shape.sid.size:  # (a replica of one GPU has no ring)
             if not cut:
                 self._defer(shape, times)
             else:  # as the Fabric would stand at the end: sent when issued, recorded when done
                 self._flush()
                 kernel_ends = times[1::2]
-                e = (kernel_ends[:, None] + ends).ravel()
-                s = (kernel_ends[:, None] + starts).ravel()
-                issued = np.repeat(kernel_ends, len(starts[0])) < self.until
+                s = (kernel_ends[:, None] + shape.start).ravel()
+                e = (kernel_ends[:, None] + shape.end).ravel()
+                issued = np.repeat(kernel_ends, shape.end.shape[1]) < self.until
                 done = e < self.until
-                self.fabric.record_messages([x for x, d in zip(sids, done, strict=True) if d],
-                                            s[done].tolist(), e[done].tolist(),
-                                            np.asarray(sent)[done].tolist(),
-                                            tags[:int(done.sum())])
-                self.fabric.record_sent(float(np.asarray(sent)[issued & ~done].sum()),
-                                        TP_COLLECTIVE)
-        return float(times[-1]), total + closed
+                sent = shape.sent.ravel()
+                self.fabric.record_messages(shape.sid.ravel()[done], s[done], e[done], sent[done],
+                                            shape.tag.ravel()[done])
+                self.fabric.record_sent(float(sent[issued & ~done].sum()), TP_COLLECTIVE)
+        return float(times[-1]), total + shape.closed
 
-    def _defer(self, shape: tuple, times: np.ndarray) -> None:
+    def _defer(self, shape: _RingShape, times: np.ndarray) -> None:
         """Keep a step's ring messages (its ring ``shape``, its stream ``times``) for
         :meth:`_flush`; every :data:`DEFERRED_STEPS` steps they go to the Fabric."""
         self._pending.append((shape, times))
@@ -239,7 +253,7 @@ class _Homogeneous(PoolRun):
             return
         self._pending = []
         index: dict[int, int] = {}  # a batch holds a few distinct ring shapes: each once
-        shapes: list[tuple] = []
+        shapes: list[_RingShape] = []
         ids = []
         for sh, _ in pending:
             i = index.get(id(sh))
@@ -249,29 +263,33 @@ class _Homogeneous(PoolRun):
             ids.append(i)
         ids = np.array(ids)
         ke = np.stack([t[1::2] for _, t in pending])[:, :, None]  # steps × slots × 1
-        s = (ke + np.stack([sh[1] for sh in shapes])[ids]).ravel()
-        e = (ke + np.stack([sh[2] for sh in shapes])[ids]).ravel()
-        sid, sent, tag = (np.stack([sh[7][j] for sh in shapes])[ids].ravel() for j in range(3))
-        self.fabric.record_messages(sid, s, e, sent, tag, totals=[shapes[i][7][3] for i in ids])
 
-    def _ring_shape(self, g: int, x: float) -> tuple:
-        """Replica ``g``'s all-reduces of ``x`` bytes per layer, per layer slot: route ids (all
-        slots), hop start and end offsets from the slot's kernel end [s] (slots × hops), bytes
-        (all slots), the slots' ring times [s], their closed-form sum [s] and the messages' traffic classes."""
+        def per_step(field: str) -> np.ndarray:  # each step's shape's column, step after step
+            return np.stack([getattr(sh, field) for sh in shapes])[ids]
+
+        self.fabric.record_messages(per_step("sid").ravel(), (ke + per_step("start")).ravel(),
+                                    (ke + per_step("end")).ravel(), per_step("sent").ravel(),
+                                    per_step("tag").ravel(),
+                                    totals=[shapes[i].total for i in ids])
+
+    def _ring_shape(self, g: int, x: float) -> _RingShape:
+        """Replica ``g``'s all-reduces of ``x`` bytes per layer, every layer slot's (see
+        :class:`_RingShape`)."""
         ring = self.rings[g]
         per_m = {m: ring.shape(m, x) for m in set(self.m.tolist())}
         rows = [per_m[m] for m in self.m.tolist()]
         sids = [s for r in rows for s in r[0]]
         sent = [r[3] for r in rows for _ in r[0]]
-        starts = np.array([r[1] for r in rows]).reshape(len(rows), -1)
-        ends = np.array([r[2] for r in rows]).reshape(len(rows), -1)
-        wait = np.array([r[4] for r in rows])
         ring_time = {m: ring.time(m, x) for m in per_m}  # a ring time per distinct fold
-        closed = sum(ring_time[m] for m in self.m.tolist())
-        tags = [TP_COLLECTIVE] * len(sids)
-        total = float(sum(sent))  # what one step's record_messages call adds to the totals
-        arrays = (np.array(sids, np.int32), np.array(sent, float), np.array(tags, np.int8), total)
-        return sids, starts, ends, sent, wait, closed, tags, arrays
+        return _RingShape(
+            sid=np.array(sids, np.int32).reshape(len(rows), -1),
+            start=np.array([r[1] for r in rows]).reshape(len(rows), -1),
+            end=np.array([r[2] for r in rows]).reshape(len(rows), -1),
+            sent=np.array(sent, float).reshape(len(rows), -1),
+            tag=np.full((len(rows), len(sids) // max(len(rows), 1)), TP_COLLECTIVE, np.int8),
+            wait=np.array([r[4] for r in rows]),
+            closed=sum(ring_time[m] for m in self.m.tolist()),
+            total=float(sum(sent)))
 
     def _replica(self, g: int):
         env, r = self.env, self.req

@@ -65,7 +65,6 @@ REL_TOL = 1e-12
 _INF = float("inf")
 
 
-
 #: Integers up to this size are exact in float64, and so is every sum of them below it.
 _EXACT_INTEGERS = float(2 ** 53)
 
