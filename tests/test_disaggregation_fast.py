@@ -152,6 +152,20 @@ class _Fabric:
         return 0.0
 
 
+def test_replicas_of_one_gpu_have_no_ring_and_equal_the_exact_loop():
+    # baseline_tp = 1: nothing to all-reduce — the fast mode used to stop on the one-GPU
+    # ring's "hop" to itself (a route over no link) when checking that rings do not share links
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3.1-8b",
+                  tp=1, gpus=2)
+    exact, fast = both(sc, trace(20, seed=4))
+    assert fast.summary["engine"] == "fast" and "engine_fallback" not in fast.summary
+    assert exact.summary["completed"] == 20 and fast.summary["bytes_moved"] == 0.0
+    pd.testing.assert_frame_equal(exact.requests, fast.requests, rtol=1e-9, atol=0)
+    pd.testing.assert_frame_equal(exact.gpus, fast.gpus, rtol=1e-9, atol=1e-15)
+    for key in ("tbt_p50", "tbt_p99", "ttft_p50", "throughput_tokens_per_s", "sim_time"):
+        assert fast.summary[key] == pytest.approx(exact.summary[key], rel=1e-9, abs=0), key
+
+
 def test_rings_that_share_a_link_are_not_composed():
     ring = {("a", "b"): (0, 1), ("b", "a"): (2, 3), ("c", "d"): (4, 5), ("d", "c"): (6, 7)}
     fab = _Fabric(ring)

@@ -401,6 +401,8 @@ def rings_unshared(fabric, rings: list[Ring]) -> bool:
     closed form (:meth:`Ring.time`) the Fabric's time, as the fast mode assumes."""
     seen: set[int] = set()
     for ring in rings:
+        if ring.t <= 1:  # one GPU: no messages (its "hop" is to itself, over no link)
+            continue
         per_hop = [frozenset(fabric.message_route(a, c)[2]) for a, c in ring.hops]
         mine = frozenset().union(*per_hop)
         if sum(map(len, per_hop)) != len(mine) or not seen.isdisjoint(mine):
