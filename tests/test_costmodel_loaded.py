@@ -77,15 +77,18 @@ def test_queued_work_delays_the_kernel_it_precedes(k, b, owner, owner_busy, home
         pytest.approx(loc.total + home_busy, rel=1e-12)
 
 
-@given(blocks, batches, owners, st.floats(1.0, 1e3), st.floats(0.0, 1e-2))
-def test_a_lockstep_owner_charges_route_its_kernel_again_and_nothing_else(k, b, owner, reuse,
-                                                                          owner_busy):
-    # the owner steps with others: the routed kernel it runs delays all of them
+@given(blocks, batches, owners, st.floats(1.0, 1e3), st.floats(0.0, 1e-2), st.floats(0.0, 64.0))
+def test_an_owner_stall_charges_route_its_kernel_that_many_times_and_nothing_else(
+        k, b, owner, reuse, owner_busy, weight):
+    # the routed kernel delays the owner's own queries (``weight`` home batches of them; 1 for
+    # a lockstep owner, given as True): route pays its kernel time that many times more
     for o in OPTIONS:
         alone = LC.step_time(o, HOME, owner, k, b, reuse, owner_busy)
-        stalled = LC.step_time(o, HOME, owner, k, b, reuse, owner_busy, owner_stall=True)
-        extra = CM.route(HOME, owner, k, b).compute if o == "route" else 0.0
-        assert stalled == pytest.approx(alone + extra, rel=1e-12)
+        stalled = LC.step_time(o, HOME, owner, k, b, reuse, owner_busy, owner_stall=weight)
+        lockstep = LC.step_time(o, HOME, owner, k, b, reuse, owner_busy, owner_stall=True)
+        kernel = CM.route(HOME, owner, k, b).compute if o == "route" else 0.0
+        assert stalled == pytest.approx(alone + weight * kernel, rel=1e-12)
+        assert lockstep == pytest.approx(alone + kernel, rel=1e-12)
 
 
 def test_a_lockstep_owner_tips_a_narrow_route_win_to_fetch():

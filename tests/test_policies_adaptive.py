@@ -14,7 +14,7 @@ from simulator.costmodel import CostModel
 from simulator.costmodel.loaded import LoadedCosts
 from simulator.network import Fabric
 from simulator.policies import Observed, PolicyContext, Round, get
-from simulator.policies.adaptive import PRIOR_COPIES, Adaptive, expected_reuse, repicks
+from simulator.policies.adaptive import PRIOR_COPIES, Adaptive, expected_reuse, owner_stall, repicks
 from simulator.policies.fetch import Fetch
 from simulator.policies.observed import WINDOW, FabricLoad
 from simulator.testing.invariants import check_run, small_cases, small_scenario
@@ -111,6 +111,40 @@ def test_a_lockstep_owner_is_charged_the_routed_kernel_again(owner):
     assert moved  # the cases discriminate
 
 
+@pytest.mark.parametrize("owner", [NEAR, FAR])
+def test_an_owner_with_its_own_batch_is_charged_the_delay_of_its_queries(owner):
+    # the routed kernel delays the owner's next step: route pays it again, weighted by the
+    # owner's queries over the home's; an owner without a batch (or gone idle) costs nothing
+    lc = LoadedCosts(CM)
+    moved = set()
+    for k, b in ((2, 1), (16, 1), (32, 8), (200, 4)):
+        for R in (1.0, 3.0, 5.0, 100.0):
+            obs = observed()
+            h, o = obs.pair(HOME, owner)
+            obs.copies[h, o] = 1e12
+            obs.hits[h, o] = 1e12 * (R - 1.0)
+            rnd = Round(HOME, owner, 0, b, k, k, 5.0)
+            free = Adaptive().choose(context(obs), rnd)
+            for mine, home in ((1, 1), (8, 2), (3, 12), (30, 1)):
+                obs.queries[o], obs.queries[h] = mine, home
+                assert owner_stall(obs, h, o) == mine / home
+                got = Adaptive().choose(context(obs), rnd)
+                assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_stall=mine / home,
+                                        options=("route", "fetch")) or got == "local"
+                if got != free:
+                    assert (free, got) == ("route", "fetch")  # only route got dearer
+                    moved.add((k, b, R, mine, home))
+                obs.lockstep[o] = True  # a lockstep owner: the instance's delay, once
+                assert owner_stall(obs, h, o) == 1.0
+                obs.lockstep[o] = False
+            obs.idle(o)  # the owner's batch is done: nothing more to delay
+            assert owner_stall(obs, h, o) == 0.0
+            assert Adaptive().choose(context(obs), rnd) == free
+            obs.queries[h], obs.queries[o] = 0, 4  # a home without a batch counts as one query
+            assert owner_stall(obs, h, o) == 4.0
+    assert moved  # the cases discriminate
+
+
 def test_repicks_known_answers():
     # a query that reads its whole context every step selects the block every later step
     assert repicks(0.3, 1.0, 50) == 50
@@ -203,6 +237,7 @@ def test_the_engine_counts_copies_and_their_uses_exactly(engine):
     assert obs.hits.sum() == obs.hits[home, owner]
     assert obs.stability() == 1.0  # the same blocks every step
     assert obs.steps[home] == decode_steps
+    assert (obs.queries == 0).all()  # every GPU went idle at the end: no batch to delay
 
 
 @settings(max_examples=6)

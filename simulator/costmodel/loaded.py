@@ -42,13 +42,18 @@ takes ``n/s − n/r`` longer (as ``adaptive_live`` prices it); ``slow_times[opti
 extra time for the option's messages of a full round (``K`` blocks); fetch's scales with the
 blocks it moves (``k/K``) and is paid × P.
 
-**Lockstep owners.** Where the owner steps together with other GPUs (the ranks of a
-``[deployment]`` instance: every MoE layer waits for the slowest), route's attention kernel on
-the owner delays the owner's own layer and so everyone waiting for it; ``owner_stall`` charges
-route that kernel's time (``compute``) once more. Fetch and local put no kernel on the owner.
+**The owner's own queries.** Route's attention kernel runs on the owner's compute stream, so it
+delays whatever the owner runs next by its time (``compute``): the owner's own decode step, and
+everyone waiting for that step. The other terms price a step of the home's batch; route's delay
+of the owner's queries enters in the same unit — home batches' worth of queries delayed — as
+``owner_stall × compute``, ``owner_stall`` being the owner's queries over the home's (0 for an
+owner with no batch of its own), or 1 where the owner steps in lockstep with other GPUs (the
+ranks of a ``[deployment]`` instance, where every MoE layer waits for the slowest: the
+instance's delay); :func:`simulator.policies.adaptive.owner_stall` reads it from the run. Fetch
+and local put no kernel on the owner.
 
-With ``R = 1``, no queued work and no slow-down every total is the closed form's and
-:meth:`LoadedCosts.decide` equals :meth:`CostModel.decide` (ties: route, fetch, local).
+With ``R = 1``, no queued work, no slow-down and no owner stall every total is the closed
+form's and :meth:`LoadedCosts.decide` equals :meth:`CostModel.decide` (ties: route, fetch, local).
 """
 
 from __future__ import annotations
@@ -118,17 +123,18 @@ class LoadedCosts:
     def step_time(self, option: str, src: str, dst: str, blocks: float, batch: int,
                   reuse: float = 1.0, owner_backlog_time: float = 0.0,
                   home_backlog_time: float = 0.0, slow_time: float = 0.0,
-                  owner_stall: bool = False) -> float:
+                  owner_stall: float = 0.0) -> float:
         """Expected cost [s] per step of ``option`` for ``batch`` queries selecting ``blocks``
-        blocks each on owner ``dst`` (module docstring); ``owner_stall``: the owner steps in
-        lockstep with others, so route's kernel there is charged again as their delay."""
+        blocks each on owner ``dst`` (module docstring); ``owner_stall``: home batches' worth of
+        queries route's kernel on the owner delays (its time is charged that many times more;
+        ``True`` counts as 1)."""
         if option not in OPTIONS:
             raise UserError(f"option {option!r}: give one of {', '.join(OPTIONS)}")
         if option == "route":
             p = self.at("route", src, dst, blocks, batch)
             owner_wait = max(0.0, owner_backlog_time - (p.probe + p.transfer))
             issued = p.probe + p.transfer + owner_wait + p.compute + p.ret + slow_time
-            stall = p.compute if owner_stall else 0.0
+            stall = p.compute * float(owner_stall)
             return (p.total + owner_wait + slow_time + max(0.0, home_backlog_time - issued)
                     + stall)
         chance, k = self.round_blocks(blocks, batch, reuse)
@@ -142,7 +148,7 @@ class LoadedCosts:
     def totals(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
                owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
                slow_times: dict[str, float] | None = None,
-               options: tuple[str, ...] = OPTIONS, owner_stall: bool = False
+               options: tuple[str, ...] = OPTIONS, owner_stall: float = 0.0
                ) -> dict[str, float]:
         """:meth:`step_time` of each of ``options``."""
         slow = slow_times or {}
@@ -153,7 +159,7 @@ class LoadedCosts:
     def decide(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
                owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,
                slow_times: dict[str, float] | None = None,
-               options: tuple[str, ...] = OPTIONS, owner_stall: bool = False) -> str:
+               options: tuple[str, ...] = OPTIONS, owner_stall: float = 0.0) -> str:
         """The cheapest of ``options`` per step (ties: route, fetch, local)."""
         if not options:
             raise UserError(f"options {options!r}: give at least one of {', '.join(OPTIONS)}")

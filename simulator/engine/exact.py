@@ -242,6 +242,8 @@ class _Run:
         iteration = 0
         while True:
             if not queue and not sched.running:
+                if self.observed is not None:
+                    self.observed.idle(g)
                 wake[g] = env.event()
                 yield wake[g]
                 wake[g] = None

@@ -41,13 +41,16 @@ links are read through ``ctx.observed``, never the Fabric itself, so ``adaptive`
 engines (``[engine] mode``); it is not ``pure`` (its answer depends on when it is asked), so the
 fast engine asks it every round.
 
-**Owners that step in lockstep**: in a ``[deployment]`` instance of several ranks every MoE layer
-waits for the slowest rank, so a query routed to one of them makes its attention kernel the
-whole instance's delay, not only the home's: where the owner steps in lockstep
-(``Observed.lockstep``, set by the deployment) route's per-step cost counts the routed kernel
-once more (``owner_stall``). It is what the lone closed form leaves out there — measured on
-``deepseek_v32_ep``, where adaptive without it routed the rounds whose owners then held 144 ranks
-(docs/policies.md).
+**The owner's own queries** (``owner_stall``, :mod:`simulator.costmodel.loaded`): route's
+kernel on the owner delays the owner's next step by its time, so route's per-step cost counts
+that kernel again, weighted by the owner's queries (its last decode step's batch) over the
+home's — the queries delayed, in home batches — and 0 where the owner has no batch of its own.
+Where the owner steps in lockstep with other GPUs (``Observed.lockstep``: the ranks of a
+``[deployment]`` instance, where every MoE layer waits for the slowest rank) the weight is 1:
+the whole instance's delay, measured on ``deepseek_v32_ep``, where adaptive without it routed
+the rounds whose owners then held 144 ranks (docs/policies.md). On the causal default run the
+owners of the repository serve batches of their own, and without the weight adaptive routed
+~85 % of rounds there, and trailed fetch's throughput (docs/policies.md).
 
 **Cost per round**: closed-form phases are memoized per integer round shape (route and fetch;
 local's recompute — a prefill, the dearest kernel lookup — only when its cheapest possible
@@ -119,9 +122,9 @@ class Adaptive(Policy):
         reuse = 1.0 if reuse is None else reuse
         owner_wait = home_wait = 0.0
         slow = None
-        stall = False
+        stall = 0.0
         if self.load and obs is not None:
-            stall = bool(obs.lockstep[o])
+            stall = owner_stall(obs, h, o)
             owner_wait = obs.backlog_time(rnd.owner, rnd.now)
             home_wait = obs.backlog_time(rnd.src, rnd.now)
             slow = slow_times(obs, ctx.cost_model, rnd)
@@ -183,6 +186,16 @@ def expected_reuse(obs, rnd: Round) -> float:
         return prior
     seen = 1.0 + float(obs.hits[h, o]) / copies
     return (copies * seen + PRIOR_COPIES * prior) / (copies + PRIOR_COPIES)
+
+
+def owner_stall(obs, home: int, owner: int) -> float:
+    """Home batches' worth of queries route's kernel on ``owner`` delays (module docstring):
+    1 where the owner steps in lockstep, else the owner's last decode batch over the home's
+    (at least one query), 0 for an owner with no batch."""
+    if obs.lockstep[owner]:
+        return 1.0
+    mine = int(obs.queries[owner])
+    return mine / max(int(obs.queries[home]), 1) if mine > 0 else 0.0
 
 
 def slow_times(obs, cm, rnd: Round) -> dict[str, float] | None:

@@ -93,7 +93,7 @@ class Observed:
         copies: ``(G, G)`` block copies made on home (row) of owner (column) blocks, decayed.
         hits: ``(G, G)`` uses of those copies (elements served by a copy), decayed.
         selected: ``(G, G)`` elements each home's last decode step selected on each owner.
-        queries: ``(G,)`` queries in each home's last decode step.
+        queries: ``(G,)`` queries in each home's last decode step (0 once it has none left).
         remaining_tokens: ``(G,)`` mean decode tokens left in each home's last decode batch.
         select_share: ``(G,)`` mean share of its context a query of that batch selects per slot.
         copy_room: ``(G,)`` blocks copies may occupy on each GPU (capacity − owned blocks).
@@ -151,6 +151,10 @@ class Observed:
         self.copy_room[home] = copy_room
         self.copies_held[home] = copies_held
         self.steps[home] += 1
+
+    def idle(self, home: int) -> None:
+        """``home`` has no request left to serve: no batch of its own (``queries`` 0)."""
+        self.queries[home] = 0
 
     def selections(self, selected: int, reselected: int) -> None:
         """Of ``selected`` blocks picked at a step, ``reselected`` were picked at the next."""
