@@ -84,12 +84,9 @@ def test_a_known_reuse_and_a_known_queue_give_the_closed_forms_choice(owner):
     assert {"route", "fetch"} <= seen  # the cases discriminate
 
 
-@pytest.mark.parametrize("owner", [NEAR, FAR])
-def test_a_lockstep_owner_is_charged_the_routed_kernel_again(owner):
-    # an owner that steps with others (a [deployment] instance's rank): the closed form under
-    # load with the owner's stall, for the same known reuse and queue; only route's total moves
-    lc = LoadedCosts(CM)
-    moved = set()
+def stall_cases(owner):
+    """Rounds of several shapes to ``owner`` with a known reuse R (so much evidence that the
+    prior does not count) and idle streams: ``(k, b, R, obs, h, o, rnd, the choice then)``."""
     for k, b in ((2, 1), (16, 1), (32, 8), (200, 4)):
         for R in (1.0, 3.0, 5.0, 100.0):
             obs = observed()
@@ -97,17 +94,26 @@ def test_a_lockstep_owner_is_charged_the_routed_kernel_again(owner):
             obs.copies[h, o] = 1e12
             obs.hits[h, o] = 1e12 * (R - 1.0)
             rnd = Round(HOME, owner, 0, b, k, k, 5.0)
-            free = Adaptive().choose(context(obs), rnd)
-            obs.lockstep[o] = True
-            got = Adaptive().choose(context(obs), rnd)
-            assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_stall=True,
-                                    options=("route", "fetch")) or got == "local"
-            if got != free:
-                assert (free, got) == ("route", "fetch")
-                moved.add((k, b, R))
-            obs.lockstep[o] = False
-            obs.lockstep[h] = True  # the home's own instance does not change the round's price
-            assert Adaptive().choose(context(obs), rnd) == free
+            yield k, b, R, obs, h, o, rnd, Adaptive().choose(context(obs), rnd)
+
+
+@pytest.mark.parametrize("owner", [NEAR, FAR])
+def test_a_lockstep_owner_is_charged_the_routed_kernel_again(owner):
+    # an owner that steps with others (a [deployment] instance's rank): the closed form under
+    # load with the owner's stall, for the same known reuse and queue; only route's total moves
+    lc = LoadedCosts(CM)
+    moved = set()
+    for k, b, R, obs, h, o, rnd, free in stall_cases(owner):
+        obs.lockstep[o] = True
+        got = Adaptive().choose(context(obs), rnd)
+        assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_stall=True,
+                                options=("route", "fetch")) or got == "local"
+        if got != free:
+            assert (free, got) == ("route", "fetch")
+            moved.add((k, b, R))
+        obs.lockstep[o] = False
+        obs.lockstep[h] = True  # the home's own instance does not change the round's price
+        assert Adaptive().choose(context(obs), rnd) == free
     assert moved  # the cases discriminate
 
 
@@ -117,31 +123,24 @@ def test_an_owner_with_its_own_batch_is_charged_the_delay_of_its_queries(owner):
     # owner's queries over the home's; an owner without a batch (or gone idle) costs nothing
     lc = LoadedCosts(CM)
     moved = set()
-    for k, b in ((2, 1), (16, 1), (32, 8), (200, 4)):
-        for R in (1.0, 3.0, 5.0, 100.0):
-            obs = observed()
-            h, o = obs.pair(HOME, owner)
-            obs.copies[h, o] = 1e12
-            obs.hits[h, o] = 1e12 * (R - 1.0)
-            rnd = Round(HOME, owner, 0, b, k, k, 5.0)
-            free = Adaptive().choose(context(obs), rnd)
-            for mine, home in ((1, 1), (8, 2), (3, 12), (30, 1)):
-                obs.queries[o], obs.queries[h] = mine, home
-                assert owner_stall(obs, h, o) == mine / home
-                got = Adaptive().choose(context(obs), rnd)
-                assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_stall=mine / home,
-                                        options=("route", "fetch")) or got == "local"
-                if got != free:
-                    assert (free, got) == ("route", "fetch")  # only route got dearer
-                    moved.add((k, b, R, mine, home))
-                obs.lockstep[o] = True  # a lockstep owner: the instance's delay, once
-                assert owner_stall(obs, h, o) == 1.0
-                obs.lockstep[o] = False
-            obs.idle(o)  # the owner's batch is done: nothing more to delay
-            assert owner_stall(obs, h, o) == 0.0
-            assert Adaptive().choose(context(obs), rnd) == free
-            obs.queries[h], obs.queries[o] = 0, 4  # a home without a batch counts as one query
-            assert owner_stall(obs, h, o) == 4.0
+    for k, b, R, obs, h, o, rnd, free in stall_cases(owner):
+        for mine, home in ((1, 1), (8, 2), (3, 12), (30, 1)):
+            obs.queries[o], obs.queries[h] = mine, home
+            assert owner_stall(obs, h, o) == mine / home
+            got = Adaptive().choose(context(obs), rnd)
+            assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_stall=mine / home,
+                                    options=("route", "fetch")) or got == "local"
+            if got != free:
+                assert (free, got) == ("route", "fetch")  # only route got dearer
+                moved.add((k, b, R, mine, home))
+            obs.lockstep[o] = True  # a lockstep owner: the instance's delay, once
+            assert owner_stall(obs, h, o) == 1.0
+            obs.lockstep[o] = False
+        obs.idle(o)  # the owner's batch is done: nothing more to delay
+        assert owner_stall(obs, h, o) == 0.0
+        assert Adaptive().choose(context(obs), rnd) == free
+        obs.queries[h], obs.queries[o] = 0, 4  # a home without a batch counts as one query
+        assert owner_stall(obs, h, o) == 4.0
     assert moved  # the cases discriminate
 
 
