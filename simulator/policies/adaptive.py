@@ -49,8 +49,8 @@ Where the owner steps in lockstep with other GPUs (``Observed.lockstep``: the ra
 ``[deployment]`` instance, where every MoE layer waits for the slowest rank) the weight is 1:
 the whole instance's delay, measured on ``deepseek_v32_ep``, where adaptive without it routed
 the rounds whose owners then held 144 ranks (docs/policies.md). On the causal default run the
-owners of the repository serve batches of their own, and without the weight adaptive routed
-~85 % of rounds there, and trailed fetch's throughput (docs/policies.md).
+repositories' owners serve batches of their own: without the weight adaptive routed ~85 % of the
+rounds there, with it 40–51 % (docs/policies.md).
 
 **Cost per round**: closed-form phases are memoized per integer round shape (route and fetch;
 local's recompute — a prefill, the dearest kernel lookup — only when its cheapest possible
