@@ -253,3 +253,4 @@ def test_an_observing_policy_is_told_of_every_ranks_decode_step(engine):
     # its ranks step together: a routed kernel on one of them delays the whole instance
     ranks = [r.names.index(str(g)) for g in decoded.index]
     assert r.observed.lockstep[ranks].all()
+    assert (r.observed.queries == 0).all()  # every instance went idle at the end: no batch

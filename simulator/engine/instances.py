@@ -300,6 +300,8 @@ class InstanceLoop:
         ev = self.run.env.event()
         for g in self.ranks:
             req.wake[g] = ev
+            if self.run.observed is not None:  # no batch of its own until woken
+                self.run.observed.idle(g)
         yield ev
         for g in self.ranks:
             req.wake[g] = None
