@@ -251,3 +251,28 @@ def test_span_workload_fields_are_checked_when_the_trace_is_made():
         sc = Scenario.from_dict({**base, "workload": {"kind": "spans", "spans": spans}})
         with pytest.raises(UserError, match=message):
             load_trace(sc, 0)
+
+
+@pytest.mark.parametrize(("path", "gpus", "ep", "redundant"), [
+    ("scenarios/mixed_fleet.toml", 16, 16, 0),
+    ("scenarios/agentic_cluster.toml", 64, 64, 0),
+    ("scenarios/cluster_1024.toml", 1024, 144, 32),  # as DeepSeek deploys decode (EP144)
+])
+def test_a_moe_scenarios_gpus_hold_a_deployments_weights(path, gpus, ep, redundant):
+    """Every GPU of these runs decodes its own batch: its ``weights_per_gpu`` is what the
+    deployment model gives a rank of data-parallel attention (every non-expert weight) with its
+    share of the routed experts, not the model spread evenly over the cluster."""
+    from simulator.deployment.spec import PoolSpec
+    from simulator.deployment.weights import weights_per_gpu
+    from simulator.models import model
+    from simulator.runner import check
+
+    sc = Scenario.load(path)
+    if gpus <= 64:  # the 1,024-GPU graph takes seconds to build
+        import topologies
+
+        assert len(list(topologies.gpus(check(sc, ("fetch",))))) == gpus
+    arch = model(sc.model.name)
+    want = weights_per_gpu(arch, PoolSpec(attention_dp=ep, redundant_experts=redundant))
+    assert sc.placement.weights_per_gpu == pytest.approx(want, rel=2e-3)
+    assert sc.placement.weights_per_gpu > 1.3 * arch.weight_bytes / gpus

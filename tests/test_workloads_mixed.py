@@ -85,3 +85,4 @@ def test_the_shipped_scenario_loads_and_a_bad_field_is_named(tmp_path):
     bad.write_text(text.replace("[workload.mixed]", "[workload.mixed]\nprivate_rate = -1.0"))
     with pytest.raises(UserError, match="workload.mixed.private_rate"):
         Scenario.load(bad)
+
