@@ -79,6 +79,10 @@ class Architecture:
         kv_dtype: which KV layout the cache holds, ``"bf16"`` or ``"fp8"``.
         weight_bytes_per_param: bytes per served weight (1 for fp8 checkpoints, 2 for bf16).
         head_dim … dense_layers: the layer dimensions of :data:`LAYER_FIELDS` (0 if unknown).
+        max_context_tokens: the longest sequence (prompt + output) the model takes [tokens],
+            its HF config's ``max_position_embeddings``; None where not checked. A run with
+            requests that need more counts them (``requests_over_context``) and says so; it
+            still serves them.
     """
 
     name: str
@@ -116,6 +120,7 @@ class Architecture:
     shared_experts: int = 0
     expert_intermediate_size: int = 0
     dense_layers: int = 0
+    max_context_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.attention not in ATTENTION_KINDS:
@@ -139,6 +144,8 @@ class Architecture:
                 raise ValueError(f"model {self.name!r}: {field} must be >= 0")
         if self.topk_tokens is not None and self.topk_tokens < 1:
             raise ValueError(f"model {self.name!r}: topk_tokens must be >= 1 or None")
+        if self.max_context_tokens is not None and self.max_context_tokens < 1:
+            raise ValueError(f"model {self.name!r}: max_context_tokens must be >= 1 or None")
 
     # -- derived figures --------------------------------------------------------------------
 
@@ -305,7 +312,7 @@ def _dense(name: str, layers: int, q_heads: int, kv_heads: int, hidden: int,
 # Layer dimensions beside each entry are the model's HF config.json (names as in LAYER_FIELDS).
 _DSV3 = dict(q_lora_rank=1536, qk_nope_head_dim=128, v_head_dim=128, intermediate_size=18432,
              vocab_size=129280, experts=256, experts_per_token=8, shared_experts=1,
-             expert_intermediate_size=2048, dense_layers=3)
+             expert_intermediate_size=2048, dense_layers=3, max_context_tokens=163_840)
 
 MODELS: dict[str, Architecture] = {
     # DeepSeek-V3.2: 61 layers, MLA with 128 heads, hidden 7168, DSA top-2048 with a 64 × 128
@@ -313,7 +320,8 @@ MODELS: dict[str, Architecture] = {
     # report), served as the released fp8 checkpoint (1 B per parameter). Layer dimensions:
     # deepseek-ai/DeepSeek-V3.2-Exp config.json (q_lora 1536, kv_lora 512, qk_nope 128, rope 64,
     # v_head 128, intermediate 18432, vocab 129280, 256 routed experts top-8, 1 shared, expert
-    # intermediate 2048, first_k_dense_replace 3).
+    # intermediate 2048, first_k_dense_replace 3, max_position_embeddings 163840 — the
+    # model card's "128K" is the served default).
     "deepseek-v3.2": _mla("deepseek-v3.2", 61, 128, 7168, 671e9, 37e9, 2048, 64, **_DSV3),
     # DeepSeek-V3: the same without DSA (dense MLA); deepseek-ai/DeepSeek-V3 config.json.
     "deepseek-v3": _mla("deepseek-v3", 61, 128, 7168, 671e9, 37e9, None, 0, **_DSV3),
@@ -322,6 +330,7 @@ MODELS: dict[str, Architecture] = {
     # Served in fp8 (assumption: the zai-org fp8 release). Layer dimensions: zai-org/GLM-5
     # config.json (q_lora 2048, qk_nope 192, v_head 256, intermediate 12288, vocab 154880,
     # 256 routed experts top-8, 1 shared, expert intermediate 2048, first_k_dense_replace 3).
+    # Its context window is not checked here (max_context_tokens None).
     "glm-5": _mla("glm-5", 78, 64, 6144, 744e9, 40e9, 2048, 32, q_lora_rank=2048,
                   qk_nope_head_dim=192, v_head_dim=256, intermediate_size=12288,
                   vocab_size=154880, experts=256, experts_per_token=8, shared_experts=1,
@@ -330,34 +339,39 @@ MODELS: dict[str, Architecture] = {
     # (Moonshot model card), fp8 checkpoint. Layer dimensions: moonshotai/Kimi-K2-Instruct
     # config.json (q_lora 1536, qk_nope 128, v_head 128, intermediate 18432, vocab 163840,
     # 384 routed experts top-8, 1 shared, expert intermediate 2048, first_k_dense_replace 1).
+    # Its context window is not checked here (max_context_tokens None).
     "kimi-k2": _mla("kimi-k2", 61, 64, 7168, 1000e9, 32e9, None, 0, q_lora_rank=1536,
                     qk_nope_head_dim=128, v_head_dim=128, intermediate_size=18432,
                     vocab_size=163840, experts=384, experts_per_token=8, shared_experts=1,
                     expert_intermediate_size=2048, dense_layers=1),
     # Llama-3.1-8B: 32 layers, GQA 32 q / 8 kv heads of 128, d = 4096, 8.03B parameters in bf16
-    # (HF meta-llama/Llama-3.1-8B config.json and model card: intermediate 14336, vocab 128256):
+    # (HF meta-llama/Llama-3.1-8B config.json and model card: intermediate 14336, vocab 128256,
+    # max_position_embeddings 131072):
     # the 8B dense model of the span-query scenarios (one GPU).
     "llama-3.1-8b": _dense("llama-3.1-8b", 32, 32, 8, 4096, GB(16.06), "gqa",
-                           intermediate_size=14336, vocab_size=128256),
+                           intermediate_size=14336, vocab_size=128256,
+                           max_context_tokens=131_072),
     # Llama-3-70B: 80 layers, GQA 64 q / 8 kv heads of 128, d = 8192, 137.5 GB (Lamina Table 2);
-    # meta-llama/Meta-Llama-3-70B config.json: intermediate 28672, vocab 128256.
+    # meta-llama/Meta-Llama-3-70B config.json: intermediate 28672, vocab 128256,
+    # max_position_embeddings 8192.
     "llama-3-70b": _dense("llama-3-70b", 80, 64, 8, 8192, GB(137.5), "gqa",
-                          intermediate_size=28672, vocab_size=128256),
+                          intermediate_size=28672, vocab_size=128256, max_context_tokens=8_192),
     # LLaMA-65B: 80 layers, MHA 64 heads of 128, d = 8192, 130.1 GB (Lamina Table 2); its HF
-    # config (huggyllama/llama-65b): intermediate 22016, vocab 32000.
+    # config (huggyllama/llama-65b): intermediate 22016, vocab 32000, max_position_embeddings 2048.
     "llama-65b": _dense("llama-65b", 80, 64, 64, 8192, GB(130.1), "mha",
-                        intermediate_size=22016, vocab_size=32000),
+                        intermediate_size=22016, vocab_size=32000, max_context_tokens=2_048),
     # LLaMA-33B: 60 layers, MHA 52 heads of 128, d = 6656, 64.7 GB (Lamina Table 2); its HF
-    # config (huggyllama/llama-30b): intermediate 17920, vocab 32000.
+    # config (huggyllama/llama-30b): intermediate 17920, vocab 32000, max_position_embeddings 2048.
     "llama-33b": _dense("llama-33b", 60, 52, 52, 6656, GB(64.7), "mha",
-                        intermediate_size=17920, vocab_size=32000),
+                        intermediate_size=17920, vocab_size=32000, max_context_tokens=2_048),
     # Llama-2-70B (Vidur's validation model): meta-llama/Llama-2-70b-hf config.json — 80 layers,
-    # GQA 64 q / 8 kv heads of 128, d = 8192, intermediate 28672, vocab 32000 (the same figures
+    # GQA 64 q / 8 kv heads of 128, d = 8192, intermediate 28672, vocab 32000,
+    # max_position_embeddings 4096 (the same figures
     # are columns of calibration/vidur_h100/compute/Llama-2-70b-hf.mlp.csv). Parameters from
     # those dimensions: 80 × (2·8192² + 2·8192·1024 + 3·8192·28672 + 2·8192) + 2·32000·8192
     # + 8192 = 68,976,648,192, in bf16: 137.95 GB.
     "llama-2-70b": _dense("llama-2-70b", 80, 64, 8, 8192, 2.0 * 68_976_648_192, "gqa",
-                          intermediate_size=28672, vocab_size=32000),
+                          intermediate_size=28672, vocab_size=32000, max_context_tokens=4_096),
 }
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from simulator.engine.results import Result
@@ -97,7 +98,25 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
     res.summary["engine"] = "fast" if mode == "fast" and fallback is None else "exact"
     if fallback is not None:
         res.summary["engine_fallback"] = fallback
+    from simulator.models import model as lookup_model
+
+    window = lookup_model(scenario.model.name).max_context_tokens
+    over = requests_over_context(trace, window)
+    if over:  # only then: the design's summary keys stay as they are otherwise
+        res.summary["max_context_tokens"] = window
+        res.summary["requests_over_context"] = over
     return res
+
+
+def requests_over_context(trace: pd.DataFrame, max_context_tokens: int | None) -> int:
+    """Requests of ``trace`` whose prompt and output together need more tokens than the
+    model's context window ``max_context_tokens`` (0 when the window is not known). A server
+    would refuse them; the simulator serves them, and a run with any puts the count and the
+    window in its summary and says so in a note (``run_notes``)."""
+    if max_context_tokens is None or not len(trace):
+        return 0
+    need = trace["input_tokens"].to_numpy(np.int64) + trace["output_tokens"].to_numpy(np.int64)
+    return int(np.count_nonzero(need > max_context_tokens))
 
 
 def engine_mode(scenario, engine: str | None = None) -> str:

@@ -47,7 +47,7 @@ JSON_KEYS = (
 )
 #: Extra keys of disaggregation runs (Lamina-style comparison at equal cost).
 EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "model_pool_idle",
-              "attention_pool_idle")
+              "attention_pool_idle", "max_context_tokens", "requests_over_context")
 #: Keys of a ``[deployment]`` run (issue 16): MoE layers and KV transfers against their closed
 #: forms.
 DEPLOYMENT_KEYS = ("decode_gpus", "moe_layers", "moe_closed_form_error_p50",

@@ -178,6 +178,11 @@ def run_notes(summary: dict, *, pool_loop: bool = False) -> list[str]:
                      "no rounds: no KV crossed between GPUs (the policy never routes or "
                      "fetches, or every block a query needed was local), so the closed-form "
                      "error is empty")
+    over, window = int(summary.get("requests_over_context") or 0), summary.get("max_context_tokens")
+    if over:
+        notes.append(f"{over:,} of the trace's requests need more than the model's "
+                     f"{int(window):,}-token context (prompt + output; its HF config's "
+                     "max_position_embeddings): a server would refuse them, this run serves them")
     return notes
 
 
