@@ -286,12 +286,16 @@ def main(argv: list[str] | None = None) -> int:
     for engine in dict.fromkeys(r["engine"] for r in rows):
         mine = [r for r in rows if r["engine"] == engine]
         within = all(r.get("within", False) for r in mine)
-        missed = [r["scenario"] for r in mine if not r.get("within", False)]
+        missed = [r["scenario"] for r in mine if r.get("within") is False]
+        unmeasured = [r["scenario"] for r in mine if "within" not in r]
         better = [r["scenario"] for r in mine if r.get("better")]
         second = "mixed_fleet" in better and len(better) >= 2
+        why = [f"missed on: {', '.join(missed)}"] if missed else []
+        why += [f"not measured (no adaptive or no static run) on: {', '.join(unmeasured)}"
+                ] if unmeasured else []
         print(f"\n[{engine}] target 1 (TBT p50 and throughput within {WITHIN:.0%} of the best "
               f"static policy on every scenario): {'met' if within else 'NOT met'}"
-              + ("" if within else f" (missed on: {', '.join(missed)})"))
+              + ("" if within else f" ({'; '.join(why)})"))
         print(f"[{engine}] target 2 (≥{BETTER:.0%} better than every static policy on "
               f"mixed_fleet and one more): {'met' if second else 'NOT met'} (better on: "
               f"{', '.join(better) or 'none'})")

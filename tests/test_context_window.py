@@ -72,3 +72,19 @@ def test_kvfabric_run_json_carries_the_count(tmp_path):
     assert fetch["max_context_tokens"] == 163_840
     assert fetch["requests_over_context"] == fetch["requests"] > 0  # 270k-token repositories
     assert any("context" in n for n in payload["notes"]["fetch"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_runs_requests_fit_its_models_window(seed):
+    """`kvfabric` with no argument serves requests a real server would take: every one of the
+    default scenario's requests (128k-token repositories since stop 28) fits DeepSeek-V3.2's
+    163,840 tokens, on the shipped seed and the two the docs quote."""
+    from simulator.engine.trace import load_trace
+    from simulator.scenario import Scenario, shipped_dir
+
+    sc = Scenario.load(shipped_dir() / "agentic_cluster.toml")
+    trace = load_trace(sc, seed)
+    assert len(trace) >= 1000  # issue 15: a default of at least 1,000 requests
+    window = MODELS[sc.model.name].max_context_tokens
+    assert window == 163_840
+    assert requests_over_context(trace, window) == 0

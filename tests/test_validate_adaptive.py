@@ -32,3 +32,23 @@ def test_set_changes_a_key_of_the_scenario_file():
     assert va.suite("mixed_fleet").workload.mixed_params().get("chat_rate") is None
     with pytest.raises(SystemExit, match="--set"):
         va.suite("agentic-4", ("stack=\"nccl\"",))
+
+
+def test_the_verdict_tells_a_missed_target_from_an_unmeasured_one(tmp_path, capsys):
+    """A scenario run without adaptive is 'not measured', not 'missed'; one where adaptive is
+    3 % slower than fetch is missed."""
+    va = script()
+    rows = []
+    for name, policies in (("agentic-4", ("fetch", "adaptive")), ("agentic-16", ("local",))):
+        for p in policies:
+            slow = 1.03 if p == "adaptive" else 1.0
+            rows.append({"scenario": name, "run_engine": "fast", "policy": p, "requests": 10,
+                         "tbt_p50": 0.01 * slow, "tbt_p99": 0.02,
+                         "throughput_tokens_per_s": 100.0})
+    path = tmp_path / "va.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    code = va.main(["--table", str(path), "--scenarios", "agentic-4,agentic-16"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "missed on: agentic-4;" in out
+    assert "not measured (no adaptive or no static run) on: agentic-16" in out
