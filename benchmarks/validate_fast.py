@@ -27,6 +27,15 @@ contract, whether the fast engine's value lies inside the exact run's own neighb
 instead of ``!`` and the last line counts the rows that break the contract only that way (again
 the verdict and the exit status stay the contract's).
 
+Two more columns tell *where* a break comes from: ``home=``, the share of requests that end
+on the same home GPU in both runs (:func:`same_home`: homes are picked least-loaded when a
+session's first request enters, so one near-tie decided differently cascades into a different
+placement), and ``stepΔ``, how much longer the fast engine's decode steps take than the exact
+engine's at the same batch size, on average over the batch sizes (:func:`step_time_diff`: the
+step's cost itself, though under ``route`` it includes the wait for owners whose load depends on
+the placement). A break with
+``stepΔ`` near 0 and ``home=`` far below 100 % is placement divergence, not step-cost error.
+
     .venv/bin/python benchmarks/validate_fast.py                 # the whole suite (~30 min here)
     .venv/bin/python benchmarks/validate_fast.py --quick         # agentic-4 only (seconds)
     .venv/bin/python benchmarks/validate_fast.py --only agentic-16,mooncake-1000 --noise
@@ -139,6 +148,44 @@ def band(res, metric: str) -> tuple[float, float]:
     return weighted_quantile(dur, w, lo), weighted_quantile(dur, w, hi)
 
 
+def same_home(req_a, req_b) -> float:
+    """Share of the requests (``request_id``s with a home in both ``requests`` tables) that end
+    on the same home GPU in both runs (NaN if none has one, or the tables name no homes)."""
+    if "home" not in req_a or "home" not in req_b:
+        return math.nan
+    a = req_a.set_index("request_id")["home"].dropna()
+    b = req_b.set_index("request_id")["home"].dropna()
+    both = a.index.intersection(b.index)
+    if not len(both):
+        return math.nan
+    return float((a.loc[both] == b.loc[both]).mean())
+
+
+def step_time_diff(it_a, it_b, min_steps: int = 100) -> float:
+    """How much longer run b's decode steps take than run a's at the same batch size: the
+    relative difference ``(b − a) / a`` of the mean decode-only step time [s] (steps with no
+    prefill tokens) per batch size, averaged over the batch sizes with at least ``min_steps``
+    such steps in both ``iterations`` tables, each weighted by the smaller of its two step
+    counts; NaN if there is none."""
+    cols = {"batch", "prefill_tokens", "started_at", "finished_at"}
+    if not cols <= set(it_a.columns) or not cols <= set(it_b.columns):
+        return math.nan
+    means, counts = [], []
+    for it in (it_a, it_b):
+        d = it[it["prefill_tokens"] == 0]
+        g = (d["finished_at"] - d["started_at"]).groupby(d["batch"])
+        means.append(g.mean())
+        counts.append(g.size())
+    both = means[0].index.intersection(means[1].index)
+    weight = np.minimum(counts[0].loc[both], counts[1].loc[both])
+    both = both[(weight >= min_steps).to_numpy()]
+    if not len(both):
+        return math.nan
+    weight = weight.loc[both].to_numpy(float)
+    rel_diff = ((means[1].loc[both] - means[0].loc[both]) / means[0].loc[both]).to_numpy()
+    return float(np.dot(weight, rel_diff) / weight.sum())
+
+
 def in_band(res_exact, fast: dict, metrics) -> list[str]:
     """Of ``metrics``, the quantile metrics whose fast-engine value (``fast``: its summary) lies
     inside the exact run's neighbouring quantiles (:func:`band`)."""
@@ -165,13 +212,16 @@ def compare(sc, policies=POLICIES, *, noise: bool = False, seed: int | None = No
         ex = ex_res.summary
         t_ex = time.perf_counter() - t
         t = time.perf_counter()
-        fa = run(sc, p, seed, trace=trace, engine="fast").summary
+        fa_res = run(sc, p, seed, trace=trace, engine="fast")
+        fa = fa_res.summary
         t_fa = time.perf_counter() - t
         diff = {m: rel(ex[m], fa[m]) for m, _ in METRICS}
         bad = [m for m, tol in METRICS if not abs(diff[m]) <= tol]
         row = {"policy": p, "exact": ex, "fast": fa, "diff": diff, "fail": bad,
                "in_band": in_band(ex_res, fa, bad),
-               "exact_wall": t_ex, "fast_wall": t_fa, "fast_engine": fa.get("engine")}
+               "exact_wall": t_ex, "fast_wall": t_fa, "fast_engine": fa.get("engine"),
+               "same_home": same_home(ex_res.requests, fa_res.requests),
+               "step_diff": step_time_diff(ex_res.iterations, fa_res.iterations)}
         if noise:
             over = sc.serving.overhead_time() * (1 + 1e-6)
             pert = sc.with_changes(serving=dataclasses.replace(sc.serving,
@@ -212,6 +262,14 @@ def mean_over_seeds(per_seed: list[list[dict]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _pct(x: float) -> str:
+    return "—" if math.isnan(x) else f"{x:.0%}"
+
+
+def _signed(x: float) -> str:
+    return "—" if math.isnan(x) else f"{100 * x:+.1f}"
+
+
 def _fmt(x: float, bad: bool, mark: str = "!") -> str:
     s = "    nan" if math.isnan(x) else f"{100 * x:+7.1f}"
     return s + (mark if bad else " ")
@@ -232,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     seeds = [None] if a.seeds is None else [int(x) for x in a.seeds.split(",") if x]
     names = ["agentic-4"] if a.quick else (a.only.split(",") if a.only else list(SUITE))
     head = "".join(f"{SHORT[m]:>9}" for m, _ in METRICS)
-    print(f"{'scenario':<20}{'policy':<10}{head}{'exact s':>9}{'fast s':>8}{'×':>6}",
-          flush=True)
+    print(f"{'scenario':<20}{'policy':<10}{head}{'exact s':>9}{'fast s':>8}{'×':>6}"
+          f"{'home=':>7}{'stepΔ':>7}", flush=True)
     results, held, total, best_ok = {}, 0, 0, True
     chaotic = 0  # rows whose every break is no larger than the exact engine's own sensitivity
     banded = 0  # rows whose every break is a quantile inside the exact run's own band
@@ -249,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "~" if m in r["in_band"] else "!") + " " for m, _ in METRICS)
             banded += bool(r["fail"]) and set(r["fail"]) <= set(r["in_band"])
             print(f"{label:<20}{r['policy']:<10}{cells}{r['exact_wall']:>9.1f}"
-                  f"{r['fast_wall']:>8.1f}{r['exact_wall'] / r['fast_wall']:>6.1f}", flush=True)
+                  f"{r['fast_wall']:>8.1f}{r['exact_wall'] / r['fast_wall']:>6.1f}"
+                  f"{_pct(r['same_home']):>7}{_signed(r['step_diff']):>7}", flush=True)
             if a.noise:
                 cells = "".join(_fmt(r["noise"][m], False) + " " for m, _ in METRICS)
                 print(f"{'':<20}{'(noise)':<10}{cells}", flush=True)

@@ -5,6 +5,7 @@ validation suite (``benchmarks/validate_fast.py``)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -297,6 +298,34 @@ def test_the_contract_holds_on_a_slice_of_the_validation_suite():
         assert r["fast_engine"] == "fast"
         assert not r["fail"], (r["policy"], {m: r["diff"][m] for m in r["fail"]})
     assert all(v != "DIFFERENT" for *_, v in validate_fast.best_check(rows))
+
+
+def test_a_break_is_told_apart_as_placement_or_step_cost():
+    # homes: requests 1 and 2 swapped (2 of 4 the same); steps: batch 1 the same (300 steps
+    # in a, 100 in b: weight 100), batch 2 2 % slower in run b (200 steps each: weight 200),
+    # batch 3 too rare to count, prefill steps ignored
+    validate_fast = benchmark("validate_fast")
+    req_a = pd.DataFrame({"request_id": [0, 1, 2, 3, 4],
+                          "home": ["g0", "g1", "g2", "g3", None]})
+    req_b = pd.DataFrame({"request_id": [3, 2, 1, 0, 5], "home": ["g3", "g1", "g2", "g0", "g1"]})
+    assert validate_fast.same_home(req_a, req_b) == pytest.approx(0.5)
+    assert math.isnan(validate_fast.same_home(req_a.drop(columns="home"), req_b))
+
+    def steps(batch, dur, prefill=0):
+        start = np.arange(len(batch), dtype=float)
+        return pd.DataFrame({"batch": batch, "started_at": start, "finished_at": start + dur,
+                             "prefill_tokens": prefill})
+
+    one, two = [1] * 100, [2] * 200
+    it_a = pd.concat([steps(one * 3, 0.03), steps(two, 0.04), steps([3] * 5, 0.05),
+                      steps(one, 0.5, prefill=64)])
+    it_b = pd.concat([steps(one, 0.03), steps(two, 0.0408), steps([3] * 5, 0.10),
+                      steps(one, 0.9, prefill=64)])
+    assert validate_fast.step_time_diff(it_a, it_b) == pytest.approx(0.02 * 200 / 300)
+    assert validate_fast.step_time_diff(it_b, it_a) == pytest.approx(
+        (0.04 / 0.0408 - 1) * 200 / 300)
+    assert validate_fast.step_time_diff(it_a, it_b, min_steps=101) == pytest.approx(0.02)
+    assert math.isnan(validate_fast.step_time_diff(it_a, it_b, min_steps=1000))
 
 
 def test_the_mean_over_seeds_compares_each_engines_mean():
