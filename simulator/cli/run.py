@@ -5,7 +5,7 @@
 
 SCENARIO is a ``.toml`` file or the name of a shipped scenario (``lamina_llama3_70b``), found
 from any folder; without it the embedded default, ``scenarios/agentic_cluster.toml`` (64 GPUs,
-~1,070 requests, route / fetch / adaptive on the fast engine), runs. ``--engine exact|fast``
+1,225 requests, route / fetch / adaptive on the fast engine), runs. ``--engine exact|fast``
 overrides the scenario's ``[engine] mode``; record files carry an ``engine`` column, and the
 table, the plots, ``summary.json`` and the manifest say which engine made a result.
 
