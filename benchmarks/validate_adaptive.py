@@ -29,6 +29,7 @@ on each engine asked for (``--engine``: ``fast``, ``exact`` or ``both``; default
     python benchmarks/validate_adaptive.py --scenarios default,mixed_fleet
     python benchmarks/validate_adaptive.py --policies route,fetch,local,adaptive,adaptive_static
     python benchmarks/validate_adaptive.py --scenarios mixed_fleet --set workload.mixed.chat_rate=2.0
+    python benchmarks/validate_adaptive.py --scenarios default --engine both --seeds 0,1,2
     python benchmarks/validate_adaptive.py --out results.csv    # every run's metrics as CSV
     python benchmarks/validate_adaptive.py --table results.csv  # the table of a saved CSV
 
@@ -123,15 +124,19 @@ def population_tbt(requests, population) -> dict[str, float]:
 
 
 def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...],
-                 changes: tuple[str, ...] = ()) -> list[dict]:
+                 changes: tuple[str, ...] = (), seed: int | None = None) -> list[dict]:
     """Every policy on scenario ``name`` on each engine: one ``{"scenario", "engine",
     "requests", "runs": {policy: summary}, "wall_time"}`` per engine. A trace with
     populations (the mixed fleet) adds ``population_tbt_p50`` (:func:`population_tbt`) to
-    each summary. ``changes``: :func:`suite`'s."""
+    each summary. ``changes``: :func:`suite`'s; ``seed`` replaces the scenario's (its rows are
+    then labelled ``name@seed``)."""
     from simulator import run
     from simulator.runner import load_trace
 
     scenario = suite(name, changes)
+    if seed is not None:
+        scenario = scenario.with_changes(seed=seed)
+        name = f"{name}@{seed}"
     trace = load_trace(scenario, scenario.seed)
     population = trace.attrs.get("population")
     out = []
@@ -254,8 +259,11 @@ def main(argv: list[str] | None = None) -> int:
                     "value; repeatable), e.g. --set workload.mixed.chat_rate=2.0")
     ap.add_argument("--table", type=Path, help="print the table of a CSV written by --out "
                     "instead of running")
+    ap.add_argument("--seeds", default=None, help="comma-separated seeds (default: each "
+                    "scenario's own): a row per (scenario, seed, engine), labelled name@seed")
     args = ap.parse_args(argv)
     names = [s for s in args.scenarios.split(",") if s]
+    seeds = [None] if args.seeds is None else [int(x) for x in args.seeds.split(",") if x]
     policies = tuple(p for p in args.policies.split(",") if p)
     engines = ENGINES if args.engine == "both" else (args.engine,)
     for n in names:
@@ -263,14 +271,18 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
     if args.table is not None:
         results = from_csv(args.table)
-    elif args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs) as pool:
-            results = [r for rs in pool.map(run_scenario, names, [policies] * len(names),
-                                            [engines] * len(names),
-                                            [tuple(args.set)] * len(names)) for r in rs]
     else:
-        results = [r for n in names for r in run_scenario(n, policies, engines,
-                                                          tuple(args.set))]
+        cases = [(n, x) for n in names for x in seeds]
+        k = len(cases)
+        if args.jobs > 1:
+            with ProcessPoolExecutor(args.jobs) as pool:
+                results = [r for rs in pool.map(run_scenario, [n for n, _ in cases],
+                                                [policies] * k, [engines] * k,
+                                                [tuple(args.set)] * k, [x for _, x in cases])
+                           for r in rs]
+        else:
+            results = [r for n, x in cases
+                       for r in run_scenario(n, policies, engines, tuple(args.set), x)]
     if args.out is not None:
         import pandas as pd
 

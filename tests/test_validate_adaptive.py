@@ -52,3 +52,20 @@ def test_the_verdict_tells_a_missed_target_from_an_unmeasured_one(tmp_path, caps
     assert code == 1
     assert "missed on: agentic-4;" in out
     assert "not measured (no adaptive or no static run) on: agentic-16" in out
+
+
+def test_a_seed_replays_that_seeds_trace_under_its_own_label():
+    """--seeds: each (scenario, seed) replays the trace drawn with that seed, labelled
+    name@seed; the same seed twice gives the same summaries (wall time aside)."""
+    from simulator.runner import load_trace
+
+    va = script()
+    sc = va.suite("agentic-4")
+    other = 1 if sc.seed != 1 else 2
+    (got,) = va.run_scenario("agentic-4", ("fetch",), ("fast",), seed=other)
+    assert got["scenario"] == f"agentic-4@{other}" and got["engine"] == "fast"
+    assert got["requests"] == len(load_trace(sc.with_changes(seed=other), other))
+    assert got["requests"] != len(load_trace(sc, sc.seed))  # a different draw
+    (again,) = va.run_scenario("agentic-4", ("fetch",), ("fast",), seed=other)
+    strip = {k: v for k, v in got["runs"]["fetch"].items() if k != "wall_time"}
+    assert strip == {k: v for k, v in again["runs"]["fetch"].items() if k != "wall_time"}
