@@ -271,18 +271,13 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
     if args.table is not None:
         results = from_csv(args.table)
-    else:
-        cases = [(n, x) for n in names for x in seeds]
-        k = len(cases)
+    else:  # run_scenario's arguments, one tuple per (scenario, seed)
+        cases = [(n, policies, engines, tuple(args.set), x) for n in names for x in seeds]
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as pool:
-                results = [r for rs in pool.map(run_scenario, [n for n, _ in cases],
-                                                [policies] * k, [engines] * k,
-                                                [tuple(args.set)] * k, [x for _, x in cases])
-                           for r in rs]
+                results = [r for rs in pool.map(run_scenario, *zip(*cases, strict=True)) for r in rs]
         else:
-            results = [r for n, x in cases
-                       for r in run_scenario(n, policies, engines, tuple(args.set), x)]
+            results = [r for case in cases for r in run_scenario(*case)]
     if args.out is not None:
         import pandas as pd
 
@@ -302,9 +297,9 @@ def main(argv: list[str] | None = None) -> int:
         unmeasured = [r["scenario"] for r in mine if "within" not in r]
         better = [r["scenario"] for r in mine if r.get("better")]
         second = "mixed_fleet" in better and len(better) >= 2
-        why = [f"missed on: {', '.join(missed)}"] if missed else []
-        why += [f"not measured (no adaptive or no static run) on: {', '.join(unmeasured)}"
-                ] if unmeasured else []
+        why = [f"{what} on: {', '.join(who)}" for what, who in (
+            ("missed", missed), ("not measured (no adaptive or no static run)", unmeasured))
+            if who]
         print(f"\n[{engine}] target 1 (TBT p50 and throughput within {WITHIN:.0%} of the best "
               f"static policy on every scenario): {'met' if within else 'NOT met'}"
               + ("" if within else f" ({'; '.join(why)})"))

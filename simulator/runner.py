@@ -26,6 +26,7 @@ import pandas as pd
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
 from simulator.errors import UserError
+from simulator.models import model as lookup_model
 from simulator.policies import Policy
 from simulator.policies import get as get_policy
 
@@ -98,8 +99,6 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
     res.summary["engine"] = "fast" if mode == "fast" and fallback is None else "exact"
     if fallback is not None:
         res.summary["engine_fallback"] = fallback
-    from simulator.models import model as lookup_model
-
     window = lookup_model(scenario.model.name).max_context_tokens
     over = requests_over_context(trace, window)
     if over:  # only then: the design's summary keys stay as they are otherwise
@@ -223,7 +222,6 @@ def _check_deployment(scenario, graph) -> None:
     check_against`)."""
     import topologies
     from simulator.deployment.spec import check_against
-    from simulator.models import model as lookup_model
 
     kinds = [graph.nodes[n].get("gpu", "H100") for n in topologies.gpus(graph)]
     check_against(scenario.deployment, lookup_model(scenario.model.name), kinds, scenario.source,
@@ -258,7 +256,6 @@ def _check_kv_room(scenario, graph) -> None:
     import topologies
     from simulator import hardware
     from simulator.kvcache import capacity_blocks
-    from simulator.models import model as lookup_model
 
     arch = lookup_model(scenario.model.name)
     pl = scenario.placement
