@@ -74,6 +74,19 @@ def test_kvfabric_run_json_carries_the_count(tmp_path):
     assert any("context" in n for n in payload["notes"]["fetch"])
 
 
+def test_a_note_every_policy_has_is_printed_once():
+    from simulator.cli.run import note_lines
+
+    trace_note = "233 of the trace's requests need more than the model's window"
+    notes = {"route": [trace_note], "fetch": [trace_note, "no round moved a byte"]}
+    assert note_lines(notes, ["route", "fetch"]) == [
+        f"note: {trace_note}", "note: fetch: no round moved a byte"]
+    # one policy, or a note only some policies have: per policy, as before
+    assert note_lines({"fetch": [trace_note]}, ["fetch"]) == [f"note: fetch: {trace_note}"]
+    assert note_lines({"fetch": [trace_note]}, ["route", "fetch"]) == \
+        [f"note: fetch: {trace_note}"]
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_default_runs_requests_fit_its_models_window(seed):
     """`kvfabric` with no argument serves requests a real server would take: every one of the

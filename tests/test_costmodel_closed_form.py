@@ -378,3 +378,28 @@ def test_a_fetch_from_host_dram_is_one_pcie_copy_known_answer():
                                       + roof.gather_time(h100, kv) / reuse, rel=1e-12)
     assert p.merge == pytest.approx(roof.merge_time(h100, arch, batch, 2), rel=1e-12)
     assert cm.host_copy_time(home, host, kv) == pytest.approx(copy, rel=1e-12)
+
+
+def test_kernel_times_are_memoized_per_gpu_kind_not_per_node():
+    # the closed form keeps attention, merge and gather times per (GPU kind, shape): two nodes
+    # of one kind share an entry, a node of another kind gets its own — each value the kernel
+    # model's own, whichever node asked first
+    from simulator.gpu.profiled import default_kernels
+    from simulator.hardware import gpu
+
+    g = two_node_graph()
+    for i in range(2):
+        g.nodes[f"n1/gpu{i}"]["gpu"] = "H20"
+    k = default_kernels()
+    cm = _CostModel("deepseek-v3.2", g, "ibgda", kernels=k, layout="scattered")
+    arch, h100, h20 = cm.model, gpu("H100"), gpu("H20")
+    for blocks, batch in [(32, 1), (18.5, 2), (7, 3)]:
+        tokens = blocks * cm.block_tokens
+        for node, spec in [(HOME, h100), (REMOTE, h20), (PEER, h100), ("n1/gpu1", h20)]:
+            assert cm.attention_time(node, blocks, batch) == \
+                k.attention_time(spec, arch, batch, tokens, None)
+            assert cm.merge_time(node, batch) == k.merge_time(spec, arch, batch, 2, None)
+            assert cm.install_time(node, blocks, batch) == \
+                k.gather_time(spec, cm.fetch_bytes(blocks, batch))
+    assert cm.attention_time(HOME, 32, 1) != cm.attention_time(REMOTE, 32, 1)
+    assert len(cm._attention_memo) == 6  # 3 shapes × 2 kinds, not × 4 nodes

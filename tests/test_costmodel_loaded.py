@@ -121,3 +121,20 @@ def test_reuse_tips_a_routed_round_to_fetch_and_load_or_slow_links_tip_it_back()
         LC.decide(HOME, REMOTE, 32, 1, options=())
     with pytest.raises(UserError, match="teleport"):
         LC.step_time("teleport", HOME, REMOTE, 32, 1)
+
+
+@given(st.floats(0.5, 200.0), batches, owners, st.floats(1.0, 50.0), st.floats(0.0, 1e-3),
+       st.floats(0.0, 1e-3), st.sampled_from(["fetch", "local"]))
+def test_copy_step_is_step_time_and_the_round_its_steps_pay(k, b, owner, reuse, home_busy,
+                                                            slow, option):
+    # the policy's one call for fetch: the step time step_time gives, bit for bit, and the
+    # whole round at the new blocks per query (the closed form's phases, interpolated)
+    step, total = LC.copy_step(option, HOME, owner, k, b, reuse, home_busy, slow)
+    assert step == LC.step_time(option, HOME, owner, k, b, reuse, 0.0, home_busy, slow)
+    _, new = LC.round_blocks(k, b, reuse)
+    assert total == LC.at(option, HOME, owner, new, b).total
+    p = LC.at(option, HOME, owner, new, b)
+    x = max(new * b, 1.0)
+    lo, w = math.floor(x), x - math.floor(x)
+    a, c = LC.phases(option, HOME, owner, lo, b), LC.phases(option, HOME, owner, lo + 1, b)
+    assert p.compute == pytest.approx(a.compute + w * (c.compute - a.compute), rel=1e-12)

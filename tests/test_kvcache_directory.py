@@ -528,3 +528,66 @@ def test_a_host_short_of_room_drops_just_enough_of_its_oldest_blocks():
     assert d.dropped == 1 and d.host_used.tolist() == [4]
     assert d.tier[a].tolist() == [DROPPED, HOST, HOST, HOST, HOST, HBM, HBM, HBM, HBM]
     d.check()
+
+
+@given(
+    ops=ops,
+    scheme=st.sampled_from(["first_writer", "hash", "replicate"]),
+    replicas=st.integers(1, 2),
+    cap=st.integers(0, 12),
+    host=st.integers(0, 6),
+)
+def test_add_copies_kept_counts_what_has_copy_reads_after_the_call(ops, scheme, replicas, cap,
+                                                                  host):
+    # the engines tell an observing policy how many of a round's distinct blocks its home then
+    # keeps a copy of in the slot; add_copies_kept counts it without a second read — held
+    # blocks, eviction under a tight capacity, host-tier blocks and repeats included
+    d = make(scheme, replicas=replicas, cap=cap, gpus=4, host=host)
+    twin = make(scheme, replicas=replicas, cap=cap, gpus=4, host=host)  # plain add_copies
+    for t, (op, keys, gpu, slot) in enumerate(ops):
+        for x in (d, twin):
+            idx = x.intern(keys)
+            if op == "place":
+                x.place(np.unique(idx[~x.known(idx)]), writer=gpu, now=float(t), repo=gpu)
+            elif op == "touch":
+                x.touch(gpu, idx, now=float(t))
+            elif op == "promote":
+                x.promote(idx, now=float(t))
+        if op == "copy":
+            idx = d.intern(keys)
+            made, kept = d.add_copies_kept(gpu, idx, slot, now=float(t))
+            assert made == twin.add_copies(gpu, twin.intern(keys), slot, now=float(t))
+            assert kept == int(np.count_nonzero(d.has_copy(gpu, np.unique(idx), slot)))
+        assert np.array_equal(d.copies, twin.copies)
+        d.check()
+
+
+def test_add_copies_kept_leaves_out_a_block_the_gpu_holds_itself():
+    # GPU 0 already copies block 1 and owns block 2: nothing new is made, block 1 counts,
+    # block 2 (no copy of one's own block) does not
+    d = make("first_writer", cap=100, host=10)
+    idx = d.intern([1, 2, 1])
+    d.place(idx[:1], writer=1, now=0.0)
+    d.place(idx[1:2], writer=0, now=0.0)
+    d.add_copies(0, idx[:1], 0, now=1.0)
+    assert d.add_copies_kept(0, idx, 0, now=2.0) == (0, 1)
+    # slot 1 of block 1: its bit set, on a block already copied (no new block copy)
+    assert d.add_copies_kept(0, idx, 1, now=3.0) == (0, 1)
+    assert d.has_copy(0, idx[:1], 1).all()
+
+
+def test_add_copies_kept_counts_a_held_blocks_own_copy_bit():
+    # GPU 0's block demoted to the host is copied back onto GPU 0 (a host fetch), then
+    # promoted: GPU 0 holds it and carries its copy bit; has_copy reads the bit, so the count
+    # includes it
+    d = make("first_writer", cap=100, host=10)
+    idx = d.intern([1])
+    d.place(idx, writer=0, now=0.0)
+    d.tier[idx] = HOST  # demoted (as make_room would)
+    d.owned[0] -= 1
+    d.host_used[0] += 1
+    d.add_copies(0, idx, 0, now=1.0)
+    d.promote(idx, now=2.0)
+    assert d.tier[idx[0]] == HBM and d.has_copy(0, idx, 0).all()
+    assert d.add_copies_kept(0, idx, 0, now=3.0) == (0, 1)
+    d.check()

@@ -235,6 +235,20 @@ def notes(results: dict) -> dict[str, list[str]]:
     return out
 
 
+def note_lines(run_notes: dict[str, list[str]], policies: list[str]) -> list[str]:
+    """The notes as printed: a note every policy of a run of several has (the trace's, e.g.
+    requests over the context window) once, ``note: …``; the others per policy,
+    ``note: POLICY: …``."""
+    shared = []
+    if len(policies) > 1 and set(run_notes) == set(policies):
+        first = run_notes[policies[0]]
+        shared = [n for n in first if all(n in run_notes[p] for p in policies)]
+    out = [f"note: {n}" for n in shared]
+    for p, lines in run_notes.items():
+        out += [f"note: {p}: {n}" for n in lines if n not in shared]
+    return out
+
+
 def regret_report(results: dict) -> dict | None:
     """Regret against the best static policy and adaptive choices over time, when the run
     compares policies and one of them is static (:func:`simulator.engine.regret.report`)."""
@@ -429,9 +443,8 @@ def _report(results, name, seed, target, written, skipped, as_json, err,
             print_table(con, choices)
     if len(lamina) == 2:
         print_table(con, comparison_table(lamina))
-    for p, lines in run_notes.items():
-        for line in lines:
-            err.print(f"note: {p}: {line}", highlight=False, soft_wrap=True)
+    for line in note_lines(run_notes, list(results)):
+        err.print(line, highlight=False, soft_wrap=True)
     for file, reason in skipped.items():
         err.print(f"skipped {file}: {reason}", highlight=False, soft_wrap=True)
     for p, r in results.items():

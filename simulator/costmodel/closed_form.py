@@ -178,6 +178,13 @@ class CostModel:
         self._paths = PathCache(topology, ecmp=ecmp)
         self._specs: dict[str, GPUSpec] = {}
         self._decisions: dict[tuple, str] = {}  # decide() memo: a model's answers never change
+        # kernel times per (GPU kind, shape): the kernel model is a pure function of the spec,
+        # the model and the shape, and every node of one catalog GPU shares its spec object
+        # (kept alive in _specs, so its id names it); a round's closed form on one of 64
+        # GPUs of a kind then costs one kernel evaluation instead of 64
+        self._attention_memo: dict[tuple, float] = {}
+        self._merge_memo: dict[tuple, float] = {}
+        self._gather_memo: dict[tuple, float] = {}
         self._crossovers = CrossoverSearch(self)
 
     def replace(self, **changes) -> CostModel:
@@ -269,20 +276,40 @@ class CostModel:
 
     def attention_time(self, node: str, blocks: float, batch: float = 1,
                        heads: int | None = None) -> float:
-        """Attention of ``batch`` queries over ``blocks`` blocks each, on ``node``, one layer [s]."""
-        return self.kernels.attention_time(self.gpu_spec(node), self.model, batch,
-                                           self.tokens(blocks), heads)
+        """Attention of ``batch`` queries over ``blocks`` blocks each, on ``node``, one layer [s]
+        (memoized per GPU kind)."""
+        spec = self.gpu_spec(node)
+        key = (id(spec), blocks, batch, heads)
+        t = self._attention_memo.get(key)
+        if t is None:
+            t = self._attention_memo[key] = self.kernels.attention_time(
+                spec, self.model, batch, self.tokens(blocks), heads)
+        return t
 
     def merge_time(self, node: str, batch: float = 1, heads: int | None = None) -> float:
-        """LSE merge of the 2 partials of ``batch`` queries on ``node``, one layer [s]."""
-        return self.kernels.merge_time(self.gpu_spec(node), self.model, batch, PARTIALS, heads)
+        """LSE merge of the 2 partials of ``batch`` queries on ``node``, one layer [s]
+        (memoized per GPU kind)."""
+        spec = self.gpu_spec(node)
+        key = (id(spec), batch, heads)
+        t = self._merge_memo.get(key)
+        if t is None:
+            t = self._merge_memo[key] = self.kernels.merge_time(spec, self.model, batch,
+                                                                PARTIALS, heads)
+        return t
 
     def install_time(self, node: str, blocks: float, batch: float = 1) -> float:
-        """Gather (scattered) or splice (contiguous) of fetched blocks on ``node``, one layer [s]."""
+        """Gather (scattered) or splice (contiguous) of fetched blocks on ``node``, one layer [s]
+        (a gather memoized per GPU kind)."""
         if blocks <= 0 or batch <= 0:
             return 0.0
         if self.layout == "scattered":
-            return self.kernels.gather_time(self.gpu_spec(node), self.fetch_bytes(blocks, batch))
+            spec = self.gpu_spec(node)
+            key = (id(spec), blocks, batch)
+            t = self._gather_memo.get(key)
+            if t is None:
+                t = self._gather_memo[key] = self.kernels.gather_time(
+                    spec, self.fetch_bytes(blocks, batch))
+            return t
         return self.kernels.splice_time_per_layer(self.model, batch)
 
     def recompute_time(self, node: str, blocks: float, batch: float = 1) -> float:

@@ -80,38 +80,50 @@ class LoadedCosts:
     """The per-step costs of the module docstring for one cost model, its closed-form
     evaluations memoized per integer round shape (the policy's per-round cost stays small).
 
+    Internally a round's phases are a plain 5-tuple ``(probe, transfer, compute, ret, merge)``
+    and sums are taken in that order, as :attr:`Phases.total` takes them: the same floats as
+    building :class:`Phases`, without a frozen dataclass per evaluation (a policy asks this
+    every round).
+
     Args:
         cm: the run's :class:`CostModel`.
     """
 
     def __init__(self, cm: CostModel) -> None:
         self.cm = cm
-        self._memo: dict[tuple, Phases] = {}
+        self._memo: dict[tuple, tuple[float, float, float, float, float]] = {}
 
     def phases(self, option: str, src: str, dst: str, total_blocks: int,
                batch: int) -> Phases:
         """The closed form's phases of ``option`` for a round moving ``total_blocks`` blocks
         for ``batch`` queries (``total_blocks / batch`` per query; memoized)."""
+        return Phases(*self._phases(option, src, dst, total_blocks, batch))
+
+    def _phases(self, option: str, src: str, dst: str, total_blocks: int,
+                batch: int) -> tuple[float, float, float, float, float]:
         key = (option, src, dst, total_blocks, batch)
         got = self._memo.get(key)
         if got is None:
-            got = self._memo[key] = self.cm.option(option, src, dst, total_blocks / batch,
-                                                   batch)
+            p = self.cm.option(option, src, dst, total_blocks / batch, batch)
+            got = self._memo[key] = (p.probe, p.transfer, p.compute, p.ret, p.merge)
         return got
 
     def at(self, option: str, src: str, dst: str, blocks: float, batch: int) -> Phases:
         """Phases at ``blocks`` per query (fractional: linear between the integer numbers of
         blocks the round moves in all; at least one block)."""
+        return Phases(*self._at(option, src, dst, blocks, batch))
+
+    def _at(self, option: str, src: str, dst: str, blocks: float,
+            batch: int) -> tuple[float, float, float, float, float]:
         x = max(blocks * batch, 1.0)
         lo = math.floor(x)
-        a = self.phases(option, src, dst, lo, batch)
+        a = self._phases(option, src, dst, lo, batch)
         w = x - lo
         if w <= 0:
             return a
-        b = self.phases(option, src, dst, lo + 1, batch)
-        return Phases(a.probe + w * (b.probe - a.probe), a.transfer + w * (b.transfer - a.transfer),
-                      a.compute + w * (b.compute - a.compute), a.ret + w * (b.ret - a.ret),
-                      a.merge + w * (b.merge - a.merge))
+        b = self._phases(option, src, dst, lo + 1, batch)
+        return (a[0] + w * (b[0] - a[0]), a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2]),
+                a[3] + w * (b[3] - a[3]), a[4] + w * (b[4] - a[4]))
 
     @staticmethod
     def round_blocks(blocks: float, batch: int, reuse: float) -> tuple[float, float]:
@@ -131,19 +143,29 @@ class LoadedCosts:
         if option not in OPTIONS:
             raise UserError(f"option {option!r}: give one of {', '.join(OPTIONS)}")
         if option == "route":
-            p = self.at("route", src, dst, blocks, batch)
-            owner_wait = max(0.0, owner_backlog_time - (p.probe + p.transfer))
-            issued = p.probe + p.transfer + owner_wait + p.compute + p.ret + slow_time
-            stall = p.compute * float(owner_stall)
-            return (p.total + owner_wait + slow_time + max(0.0, home_backlog_time - issued)
-                    + stall)
+            p = self._at("route", src, dst, blocks, batch)
+            owner_wait = max(0.0, owner_backlog_time - (p[0] + p[1]))
+            issued = p[0] + p[1] + owner_wait + p[2] + p[3] + slow_time
+            stall = p[2] * float(owner_stall)
+            return (p[0] + p[1] + p[2] + p[3] + p[4] + owner_wait + slow_time
+                    + max(0.0, home_backlog_time - issued) + stall)
+        return self.copy_step(option, src, dst, blocks, batch, reuse, home_backlog_time,
+                              slow_time)[0]
+
+    def copy_step(self, option: str, src: str, dst: str, blocks: float, batch: int,
+                  reuse: float, home_backlog_time: float = 0.0,
+                  slow_time: float = 0.0) -> tuple[float, float]:
+        """For ``fetch`` or ``local`` (the options that leave copies): ``(step time [s], the
+        total [s] of the round a step pays when it needs one, its slow-down left out)`` — the
+        first is :meth:`step_time`."""
         chance, k = self.round_blocks(blocks, batch, reuse)
+        p = self._at(option, src, dst, k, batch)
+        total = p[0] + p[1] + p[2] + p[3] + p[4]
         if chance <= 0:
-            return 0.0
-        p = self.at(option, src, dst, k, batch)
+            return 0.0, total
         slow = slow_time * min(1.0, k / blocks)
-        issued = p.probe + p.transfer + slow
-        return chance * (p.total + slow + max(0.0, home_backlog_time - issued))
+        issued = p[0] + p[1] + slow
+        return chance * (total + slow + max(0.0, home_backlog_time - issued)), total
 
     def totals(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
                owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,

@@ -288,9 +288,14 @@ class Links:
 
     def idle(self, src: str, dst: str, at: float) -> bool:
         """No work known on the path's links that a message sent at ``at`` [s] would wait for."""
-        r = self.route(src, dst)
+        r = self._routes.get((src, dst))
+        if r is None:
+            r = self.route(src, dst)
         s = at + r[0]
-        return all(c.last_end <= s or c.free_at(s) <= s for c in r[3])
+        for c in r[3]:  # noqa: SIM110 (a loop, not all(generator): asked twice a round)
+            if c.last_end > s and c.free_at(s) > s:
+                return False
+        return True
 
     def extra_time(self, src: str, dst: str, nbytes: float, at: float) -> float:
         """How much longer ``nbytes`` [B] sent at ``at`` [s] take than on an idle path [s]: the

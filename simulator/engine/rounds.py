@@ -15,8 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import numpy as np
-
 from simulator.network.traffic import KV_FETCH, KV_ROUTE
 
 
@@ -146,10 +144,11 @@ class RoundReplay:
         run = self.run
         self.merge = self.cf.merge
         self.compute = run.env.now - self.t1 - self.merge
-        run.dir.add_copies(self.g, self.members, self.s, run.env.now)
         if run.observed is not None and self.k >= 0:  # copies of a GPU's blocks, by choice:
-            kept = run.dir.has_copy(self.g, np.unique(self.members), self.s)  # per (block, slot)
-            run.observed.copied(self.g, self.k, int(np.count_nonzero(kept)))
+            kept = run.dir.add_copies_kept(self.g, self.members, self.s, run.env.now)[1]
+            run.observed.copied(self.g, self.k, kept)  # per (block, slot)
+        else:
+            run.dir.add_copies(self.g, self.members, self.s, run.env.now)
         self._finish(run.env.now)
 
     def _finish(self, end: float) -> None:

@@ -299,6 +299,13 @@ class BlockDirectory:
     def add_copies(self, gpu: int, idx: np.ndarray, slot: int, now: float) -> int:
         """Keep layer slot ``slot`` of blocks ``idx`` on ``gpu`` (fetched or recomputed), evicting
         LRU copies to make room; returns the number of new block copies made."""
+        return self.add_copies_kept(gpu, idx, slot, now)[0]
+
+    def add_copies_kept(self, gpu: int, idx: np.ndarray, slot: int,
+                        now: float) -> tuple[int, int]:
+        """:meth:`add_copies`, and how many of the distinct blocks of ``idx`` ``gpu`` then keeps
+        a copy of in ``slot`` (what :meth:`has_copy` counts after the call, without reading
+        them again): ``(new block copies, distinct blocks with the slot's copy)``."""
         idx = np.sort(np.asarray(idx, np.int64).ravel())  # np.unique, with less overhead
         if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):
             idx = idx[np.concatenate(([True], ~dup))]
@@ -306,10 +313,12 @@ class BlockDirectory:
             held = (self.base[idx] == gpu) & (self.tier[idx] == HBM)
         else:
             held = (self.holders(idx) == gpu).any(axis=1) & (self.tier[idx] == HBM)
+        mine = None
         if np.count_nonzero(held):
-            idx = idx[~held]  # a GPU needs no copy of a block it holds itself
+            mine = idx[held]  # a GPU needs no copy of a block it holds itself
+            idx = idx[~held]
         if len(idx) == 0:
-            return 0
+            return 0, self._slot_copies(gpu, mine, slot)
         w, b = divmod(slot, 64)
         store = self.copy_store
         r = store.alloc(gpu, idx)  # pool rows of gpu's entries, in idx's order
@@ -326,7 +335,13 @@ class BlockDirectory:
         if fit:
             self.copy_lists.add(gpu, idx[new_block][:fit], self.has_copy_of(gpu))
         self.copies[gpu] += fit
-        return fit
+        # the slot's bit is now set on exactly the kept rows (eviction spares idx's copies;
+        # a new block not kept had no bit at all), plus any a held block carries
+        return fit, len(keep) + self._slot_copies(gpu, mine, slot)
+
+    def _slot_copies(self, gpu: int, idx: np.ndarray | None, slot: int) -> int:
+        """How many of blocks ``idx`` (None: none) ``gpu`` keeps a copy of in ``slot``."""
+        return 0 if idx is None else int(np.count_nonzero(self.has_copy(gpu, idx, slot)))
 
     def promote(self, idx: np.ndarray, now: float) -> None:
         """Bring host-tier blocks back to HBM on their holders (after a reader paid PCIe)."""

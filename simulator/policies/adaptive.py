@@ -118,29 +118,32 @@ class Adaptive(Policy):
             h, o = obs.pair(rnd.src, rnd.owner)
             blocks = max(blocks, obs.selected_blocks(h, o, batch))
             if reuse is None:
-                reuse = expected_reuse(obs, rnd)
+                reuse = expected_reuse(obs, rnd, (h, o))
         reuse = 1.0 if reuse is None else reuse
         owner_wait = home_wait = 0.0
-        slow = None
+        slow_route = slow_fetch = 0.0
         stall = 0.0
         if self.load and obs is not None:
             stall = owner_stall(obs, h, o)
             owner_wait = obs.backlog_time(rnd.owner, rnd.now)
             home_wait = obs.backlog_time(rnd.src, rnd.now)
             slow = slow_times(obs, ctx.cost_model, rnd)
-        t = lc.totals(rnd.src, rnd.owner, blocks, batch, reuse, owner_wait, home_wait, slow,
-                      ("route", "fetch"), stall)
-        best = "route" if t["route"] <= t["fetch"] else "fetch"
+            if slow:
+                slow_route, slow_fetch = slow.get("route", 0.0), slow.get("fetch", 0.0)
+        t_route = lc.step_time("route", rnd.src, rnd.owner, blocks, batch, reuse, owner_wait,
+                               home_wait, slow_route, stall)
+        # fetch's step, and the whole round it pays on a step that needs one
+        t_fetch, fetch_round = lc.copy_step("fetch", rnd.src, rnd.owner, blocks, batch, reuse,
+                                            home_wait, slow_fetch)
+        best, t_best = ("route", t_route) if t_route <= t_fetch else ("fetch", t_fetch)
         # local differs from fetch only in its home kernel (a recompute instead of moving the
         # blocks) and waits as long or longer at home: it can win only if its recompute costs
         # less than the whole fetch round, and the cheapest recompute (one block, one query;
         # a prefill never gets cheaper with more tokens) bounds every one from below
-        _, k = lc.round_blocks(blocks, batch, reuse)
-        fetch_round = lc.at("fetch", rnd.src, rnd.owner, k, batch).total
-        if self._least_recompute(lc, rnd.src) < fetch_round + (slow or {}).get("fetch", 0.0):
+        if self._least_recompute(lc, rnd.src) < fetch_round + slow_fetch:
             local = lc.step_time("local", rnd.src, rnd.owner, blocks, batch, reuse,
                                  owner_wait, home_wait)
-            if local < t[best]:
+            if local < t_best:
                 return "local"
         return best
 
@@ -167,9 +170,10 @@ def repicks(stability: float, share: float, steps: float) -> float:
     return m * pi + (1.0 - pi) * burst
 
 
-def expected_reuse(obs, rnd: Round) -> float:
-    """Uses a copy made by this round is expected to serve, ≥ 1 (module docstring)."""
-    h, o = obs.pair(rnd.src, rnd.owner)
+def expected_reuse(obs, rnd: Round, pair: tuple[int, int] | None = None) -> float:
+    """Uses a copy made by this round is expected to serve, ≥ 1 (module docstring); ``pair``:
+    the round's (home, owner) indices, if already looked up."""
+    h, o = obs.pair(rnd.src, rnd.owner) if pair is None else pair
     m = max(0.0, float(obs.remaining_tokens[h]) - 1.0)  # steps left after this one
     again = repicks(obs.stability(), float(obs.select_share[h]), m)
     room, held = float(obs.copy_room[h]), float(obs.copies_held[h])
