@@ -172,14 +172,15 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
                             f"{fmt_bytes(limit)}; lower topology.nodes")
     w = scenario.workload
     if w.kind == "agentic":
-        from workloads.agentic import AgenticParams
+        from simulator.engine.trace import agentic_params
 
-        params = AgenticParams(**{"block_tokens": scenario.placement.block_tokens,
-                                  **w.agentic_params()})
-        _check_generated_size(src, "agentic", params.expected_size(), limit,
-                              f"task_rate ({params.task_rate:g}), duration_time "
-                              f"({params.duration_time:g}), subagents ({params.subagents:g}) "
-                              f"or turns_mean ({params.turns_mean:g})")
+        params = agentic_params(scenario)  # a preset's sessions: validated, no size estimate
+        if hasattr(params, "expected_size"):
+            _check_generated_size(src, "agentic", params.expected_size(), limit,
+                                  f"task_rate ({params.task_rate:g}), duration_time "
+                                  f"({params.duration_time:g}), subagents "
+                                  f"({params.subagents:g}) or turns_mean "
+                                  f"({params.turns_mean:g})")
     if w.kind == "mixed":
         from workloads.mixed import MixedFleetParams
 

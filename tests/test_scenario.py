@@ -152,6 +152,33 @@ def test_the_shipped_scenarios_and_sweeps_are_there():
     assert [p.stem for p in shipped("sweep")] == ["example_sweep"]
 
 
+@pytest.mark.parametrize("path", [p for p in shipped("scenario") if p.stem != "cluster_1024"],
+                         ids=lambda p: p.stem)
+def test_every_shipped_scenario_passes_the_checks_a_run_makes_first(path):
+    # `kvfabric run NAME` checks a scenario before any work (runner.check: the workload's
+    # fields, its size against memory, the topology, KV room); until stop 29 the size check
+    # built a preset's agentic parameters as plain AgenticParams and copilot_agents crashed
+    # with a TypeError. (cluster_1024's graph takes seconds to build: test_a_moe_scenarios_…
+    # checks its topology.)
+    from simulator.runner import check
+
+    sc = Scenario.load(path)
+    check(sc, tuple(sc.policies))
+
+
+@pytest.mark.parametrize("agentic", [{"preset": "copilot_2026", "sessions": 4, "bogus": 1},
+                                     {"subagents": 4, "bogus": 1},
+                                     {"preset": "no_such_preset"}])
+def test_a_bad_agentic_field_is_named_before_any_work(agentic):
+    from simulator.runner import check
+
+    base = Scenario.load(ROOT / "scenarios" / "copilot_agents.toml")
+    sc = dataclasses.replace(base, workload=dataclasses.replace(
+        base.workload, agentic=tuple(sorted(agentic.items()))))
+    with pytest.raises(UserError, match="field 'workload.agentic'"):
+        check(sc, ("fetch",))
+
+
 def _section_value(section: str, key: str, s: Scenario):
     """What the loaded scenario holds for ``[section] key`` (the TOML's spelling)."""
     if section == "workload" and key == "agentic":

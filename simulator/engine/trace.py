@@ -29,14 +29,9 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
     if w.kind == "agentic" and "preset" in w.agentic_params():
         df = _sessions(scenario, seed, bt)
     elif w.kind == "agentic":
-        from workloads.agentic import AgenticParams, generate_agentic
+        from workloads.agentic import generate_agentic
 
-        params = {"block_tokens": bt, **w.agentic_params()}
-        try:
-            p = AgenticParams(**params)
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"{scenario.source}: field 'workload.agentic': {exc}") from None
-        df = generate_agentic(np.random.default_rng([seed, 1]), p)
+        df = generate_agentic(np.random.default_rng([seed, 1]), agentic_params(scenario))
     elif w.kind == "spans":
         df = _spans(scenario, seed, bt)
     elif w.kind == "mixed":
@@ -57,18 +52,31 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
-def _sessions(scenario, seed: int, bt: int) -> pd.DataFrame:
-    """Structured agentic sessions from ``workload.agentic.preset`` and its overrides."""
-    from workloads.presets import session_params
-    from workloads.sessions import generate_sessions
-
-    params = {"block_tokens": bt, **scenario.workload.agentic_params()}
-    preset = params.pop("preset")
+def agentic_params(scenario):
+    """The validated parameters of an ``agentic`` workload: a preset's
+    :class:`~workloads.sessions.SessionParams` (``workload.agentic.preset`` and its overrides)
+    or :class:`~workloads.agentic.AgenticParams`; a :class:`UserError` naming the field
+    otherwise."""
+    params = {"block_tokens": scenario.placement.block_tokens,
+              **scenario.workload.agentic_params()}
     try:
-        p = session_params(str(preset), **params)
+        if "preset" in params:
+            from workloads.presets import session_params
+
+            preset = params.pop("preset")
+            return session_params(str(preset), **params)
+        from workloads.agentic import AgenticParams
+
+        return AgenticParams(**params)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{scenario.source}: field 'workload.agentic': {exc}") from None
-    return generate_sessions(np.random.default_rng([seed, 2]), p)
+
+
+def _sessions(scenario, seed: int, bt: int) -> pd.DataFrame:
+    """Structured agentic sessions from ``workload.agentic.preset`` and its overrides."""
+    from workloads.sessions import generate_sessions
+
+    return generate_sessions(np.random.default_rng([seed, 2]), agentic_params(scenario))
 
 
 def _spans(scenario, seed: int, bt: int) -> pd.DataFrame:
