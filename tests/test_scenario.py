@@ -283,6 +283,7 @@ def test_span_workload_fields_are_checked_when_the_trace_is_made():
 @pytest.mark.parametrize(("path", "gpus", "ep", "redundant"), [
     ("scenarios/mixed_fleet.toml", 16, 16, 0),
     ("scenarios/mooncake_conversation.toml", 16, 16, 0),
+    ("scenarios/copilot_agents.toml", 16, 16, 0),
     ("scenarios/agentic_cluster.toml", 64, 64, 0),
     ("scenarios/cluster_1024.toml", 1024, 144, 32),  # as DeepSeek deploys decode (EP144)
 ])
