@@ -365,3 +365,29 @@ def test_a_quantile_break_inside_the_exact_runs_own_band_is_told_apart():
     assert validate_fast.in_band(res, fast, ["tbt_p50", "ttft_p50",
                                              "throughput_tokens_per_s"]) == ["tbt_p50"]
     assert validate_fast.in_band(res, {"tbt_p50": 0.07}, ["tbt_p50"]) == []
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+@pytest.mark.parametrize("policy", ["route", "fetch"])
+def test_bytes_moved_counts_every_layer_and_the_fabrics_records_the_simulated_ones(engine,
+                                                                                  policy):
+    # bytes_moved is the rounds' bytes times the layers each slot stands for; the Fabric's own
+    # records (bytes_by_class, link tables) carry only the simulated layer of each slot — the
+    # two agree when every layer is simulated (docs/accuracy.md, "Scheduling details")
+    import dataclasses
+
+    sc = Scenario.load(Path(__file__).resolve().parents[1] / "scenarios" / "agentic_repo.toml")
+    for groups in (0, 4):
+        s = sc.with_changes(engine=dataclasses.replace(sc.engine, max_requests=8,
+                                                       layer_groups=groups))
+        res = run(s, policy, engine=engine)
+        fabric = sum(res.extras["bytes_by_class"].values())
+        rounds = res.rounds
+        assert res.summary["bytes_moved"] == pytest.approx(
+            float((rounds["bytes"] * rounds["layers"]).sum()), rel=1e-12)
+        assert fabric == pytest.approx(float(rounds["bytes"].sum()), rel=1e-9)
+        if groups == 0:
+            assert (rounds["layers"] == 1).all()
+            assert fabric == pytest.approx(res.summary["bytes_moved"], rel=1e-9) and fabric > 0
+        else:
+            assert res.summary["bytes_moved"] > 10 * fabric
