@@ -173,9 +173,10 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
     w = scenario.workload
     if w.kind == "agentic":
         from simulator.engine.trace import agentic_params
+        from workloads.agentic import AgenticParams
 
         params = agentic_params(scenario)  # a preset's sessions: validated, no size estimate
-        if hasattr(params, "expected_size"):
+        if isinstance(params, AgenticParams):
             _check_generated_size(src, "agentic", params.expected_size(), limit,
                                   f"task_rate ({params.task_rate:g}), duration_time "
                                   f"({params.duration_time:g}), subagents "

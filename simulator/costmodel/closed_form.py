@@ -274,28 +274,30 @@ class CostModel:
         return self.kernels.attention_roofline(self.gpu_spec(node), self.model, batch,
                                                self.tokens(blocks), heads)
 
+    def _per_kind(self, memo: dict, node: str, shape: tuple, kernel) -> float:
+        """``kernel(spec)`` [s] for ``node``'s GPU spec, memoized in ``memo`` per (GPU kind,
+        ``shape``): the kernel model is a pure function of the spec, the model and the shape."""
+        spec = self.gpu_spec(node)
+        key = (id(spec), *shape)
+        t = memo.get(key)
+        if t is None:
+            t = memo[key] = kernel(spec)
+        return t
+
     def attention_time(self, node: str, blocks: float, batch: float = 1,
                        heads: int | None = None) -> float:
         """Attention of ``batch`` queries over ``blocks`` blocks each, on ``node``, one layer [s]
         (memoized per GPU kind)."""
-        spec = self.gpu_spec(node)
-        key = (id(spec), blocks, batch, heads)
-        t = self._attention_memo.get(key)
-        if t is None:
-            t = self._attention_memo[key] = self.kernels.attention_time(
-                spec, self.model, batch, self.tokens(blocks), heads)
-        return t
+        return self._per_kind(self._attention_memo, node, (blocks, batch, heads),
+                              lambda spec: self.kernels.attention_time(
+                                  spec, self.model, batch, self.tokens(blocks), heads))
 
     def merge_time(self, node: str, batch: float = 1, heads: int | None = None) -> float:
         """LSE merge of the 2 partials of ``batch`` queries on ``node``, one layer [s]
         (memoized per GPU kind)."""
-        spec = self.gpu_spec(node)
-        key = (id(spec), batch, heads)
-        t = self._merge_memo.get(key)
-        if t is None:
-            t = self._merge_memo[key] = self.kernels.merge_time(spec, self.model, batch,
-                                                                PARTIALS, heads)
-        return t
+        return self._per_kind(self._merge_memo, node, (batch, heads),
+                              lambda spec: self.kernels.merge_time(spec, self.model, batch,
+                                                                   PARTIALS, heads))
 
     def install_time(self, node: str, blocks: float, batch: float = 1) -> float:
         """Gather (scattered) or splice (contiguous) of fetched blocks on ``node``, one layer [s]
@@ -303,13 +305,9 @@ class CostModel:
         if blocks <= 0 or batch <= 0:
             return 0.0
         if self.layout == "scattered":
-            spec = self.gpu_spec(node)
-            key = (id(spec), blocks, batch)
-            t = self._gather_memo.get(key)
-            if t is None:
-                t = self._gather_memo[key] = self.kernels.gather_time(
-                    spec, self.fetch_bytes(blocks, batch))
-            return t
+            return self._per_kind(self._gather_memo, node, (blocks, batch),
+                                  lambda spec: self.kernels.gather_time(
+                                      spec, self.fetch_bytes(blocks, batch)))
         return self.kernels.splice_time_per_layer(self.model, batch)
 
     def recompute_time(self, node: str, blocks: float, batch: float = 1) -> float:

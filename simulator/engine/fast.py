@@ -497,11 +497,9 @@ class FastRun(_Run):
         """Enter the copies a fetch or recompute round made on GPU ``g`` (slot ``s``); an
         observing policy counts those of a GPU's blocks it chose to copy (as the exact engine's
         round does at its end)."""
+        kept = self.dir.add_copies_kept(g, rd.members, s, rd.end)[1]  # per (block, slot)
         if self.observed is not None and rd.k < self.G:
-            kept = self.dir.add_copies_kept(g, rd.members, s, rd.end)[1]  # per (block, slot)
             self.observed.copied(g, rd.k, kept)
-        else:
-            self.dir.add_copies(g, rd.members, s, rd.end)
 
     def _free_at(self, g: int, at: float) -> float:
         """When the work issued on GPU ``g``'s stream calendar by ``at`` [s] is done [s]."""

@@ -144,11 +144,9 @@ class RoundReplay:
         run = self.run
         self.merge = self.cf.merge
         self.compute = run.env.now - self.t1 - self.merge
-        if run.observed is not None and self.k >= 0:  # copies of a GPU's blocks, by choice:
-            kept = run.dir.add_copies_kept(self.g, self.members, self.s, run.env.now)[1]
+        kept = run.dir.add_copies_kept(self.g, self.members, self.s, run.env.now)[1]
+        if run.observed is not None and self.k >= 0:  # copies of a GPU's blocks, by choice,
             run.observed.copied(self.g, self.k, kept)  # per (block, slot)
-        else:
-            run.dir.add_copies(self.g, self.members, self.s, run.env.now)
         self._finish(run.env.now)
 
     def _finish(self, end: float) -> None:

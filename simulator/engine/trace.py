@@ -26,12 +26,14 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
 
     w = scenario.workload
     bt = scenario.placement.block_tokens
-    if w.kind == "agentic" and "preset" in w.agentic_params():
-        df = _sessions(scenario, seed, bt)
-    elif w.kind == "agentic":
-        from workloads.agentic import generate_agentic
+    if w.kind == "agentic":  # a preset's structured sessions, or the sub-agent generator
+        from workloads.agentic import AgenticParams, generate_agentic
+        from workloads.sessions import generate_sessions
 
-        df = generate_agentic(np.random.default_rng([seed, 1]), agentic_params(scenario))
+        p = agentic_params(scenario)
+        df = (generate_agentic(np.random.default_rng([seed, 1]), p)
+              if isinstance(p, AgenticParams)
+              else generate_sessions(np.random.default_rng([seed, 2]), p))
     elif w.kind == "spans":
         df = _spans(scenario, seed, bt)
     elif w.kind == "mixed":
@@ -70,13 +72,6 @@ def agentic_params(scenario):
         return AgenticParams(**params)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{scenario.source}: field 'workload.agentic': {exc}") from None
-
-
-def _sessions(scenario, seed: int, bt: int) -> pd.DataFrame:
-    """Structured agentic sessions from ``workload.agentic.preset`` and its overrides."""
-    from workloads.sessions import generate_sessions
-
-    return generate_sessions(np.random.default_rng([seed, 2]), agentic_params(scenario))
 
 
 def _spans(scenario, seed: int, bt: int) -> pd.DataFrame:
