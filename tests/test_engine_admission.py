@@ -75,21 +75,39 @@ def test_a_cached_prefix_is_reused_and_only_the_rest_is_computed(kv_allocation):
     assert kv.reserved == (3 if kv_allocation == "reserve" else 0)
 
 
-def test_a_preempted_request_counts_its_tokens_afresh_when_readmitted():
-    # on demand: 100 prompt tokens take 2 blocks; preempted before its prompt finished, it
-    # starts over and takes 2 blocks again, not 4
+def test_a_preempted_request_counts_its_tokens_afresh_and_keeps_its_whole_computed_blocks():
+    # on demand: 100 prompt tokens take 2 blocks (64 + 36 tokens). Preempted after computing
+    # all 100 (not yet its first token), it keeps the one whole block its chunk filled (vLLM's
+    # prefix cache keeps full blocks only): re-admitted, it reuses it and computes the second
+    # block's 64 tokens, counting 1 block of KV, not 2 more
     a = admission(10, [[1, 2]], [100], [5], "on_demand")
-    kv = a.sched[0].kv
+    kv, d = a.sched[0].kv, a.dir
     assert kv.admit(0) == 100
     a.admitted(0)
     assert kv.grow(0, 100) and kv.reserved == 2
     kv.release(0)
     assert kv.reserved == 0
-    assert kv.admit(0) == 100
+    assert list(d.known(d.intern([1, 2]))) == [True, False]
+    assert list(d.pins[d.intern([1])]) == [0]  # placed, and unpinned with the rest
+    assert kv.admit(0) == 64
     a.admitted(0)
-    assert kv.grow(0, 100) and kv.reserved == 2
-    assert a.admissions[0] == 2 and a.prefilled[0] == 4  # prefilled twice
+    assert kv.grow(0, 64) and kv.reserved == 1
+    assert a.admissions[0] == 2 and a.prefilled[0] == 3  # 2 blocks, then 1 again
     assert a.admitted_at[0] == 0.0
+    # a chunk that filled no whole block leaves nothing: it starts over
+    b = admission(10, [[1, 2]], [100], [5], "on_demand")
+    kv = b.sched[0].kv
+    kv.admit(0)
+    b.admitted(0)
+    assert kv.grow(0, 50)
+    kv.release(0)
+    assert not b.dir.known(b.dir.intern([1, 2])).any()
+    assert kv.admit(0) == 100
+    # a request that never computed (its first chunk did not fit) places nothing either
+    c = admission(10, [[1, 2]], [100], [5], "on_demand")
+    c.sched[0].kv.admit(0)
+    c.sched[0].kv.release(0)
+    assert not c.dir.known(c.dir.intern([1, 2])).any()
 
 
 def test_a_request_that_cannot_fit_is_rejected_with_its_reason():

@@ -144,8 +144,9 @@ def test_a_prompt_chunk_that_finds_no_kv_preempts_the_newest_request():
     # 4-token blocks, 4 blocks, 8 tokens a step; each request alone fits (2 and 4 blocks).
     # Step 1: r0's 4-token prompt (1 block) and r1's first 4 of 12 (1 block). Step 2: r0
     # decodes (its 5th token: a 2nd block); r1's next 7 tokens need 2 more blocks (3 + 2 > 4):
-    # r1, the newest, is preempted (its block released) — and, first in the queue with 7
-    # tokens of budget left, starts over: 7 tokens of its prompt again (2 blocks: 4 in all)
+    # r1, the newest, is preempted (its block released) and goes back to the queue's front.
+    # A step that preempted admits no one (vLLM v1: `if not preempted_reqs`), so r1 starts
+    # over only in step 3: 7 tokens of its prompt again (2 blocks: 4 in all)
     pool = Blocks(prompt=[4, 12], out=[4, 4], cap=4)
     sched = Scheduler(ServingSpec(max_num_batched_tokens=8), pool, 8)
     q = deque([0, 1])
@@ -153,9 +154,13 @@ def test_a_prompt_chunk_that_finds_no_kv_preempts_the_newest_request():
     assert p.chunks == [(0, 4), (1, 4)] and p.prompt_done == [0]
     apply(pool, sched, p)
     p = sched.step(q)
-    assert (p.decode, p.preempted, p.admitted, p.chunks) == ([0], [1], [1], [(1, 7)])
-    assert sched.preemptions == 1 and sched.running == [0, 1]
-    assert pool.tokens[1] == 7 and pool.used == 4
+    assert (p.decode, p.preempted, p.admitted, p.chunks) == ([0], [1], [], [])
+    assert sched.preemptions == 1 and sched.running == [0] and list(q) == [1]
+    assert pool.used == 2
+    apply(pool, sched, p)
+    p = sched.step(q)
+    assert (p.decode, p.preempted, p.admitted, p.chunks) == ([0], [], [1], [(1, 7)])
+    assert sched.running == [0, 1] and pool.tokens[1] == 7 and pool.used == 4
 
 
 def test_decodes_come_first_and_a_new_prompt_gets_what_they_leave():
@@ -390,6 +395,27 @@ def test_the_engine_preempts_when_kv_runs_out_and_every_request_still_completes(
     assert res.requests["completed"].all()
     assert res.summary["preemptions"] > 0
     assert res.iterations["preempted"].sum() == res.summary["preemptions"]
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_long_prompt_preempted_in_its_prefill_keeps_the_blocks_it_computed(engine):
+    # ≈ 200 blocks of KV on one GPU, 2,048 tokens a step. A (6,000-token prompt, 94 blocks)
+    # decodes while B (7,000 tokens, 110 blocks) prefills in chunks; B's last chunk finds no
+    # room (94 + 110 > 200) and B, the newest, is preempted. It keeps the whole blocks its
+    # chunks filled (as vLLM's prefix cache does), so once A is done it computes only the rest:
+    # fewer than 2 x 110 blocks prefilled in all (recomputing from its first token: 220)
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[6000, 7000],
+                       output_tokens=[500, 5],
+                       block_ids=[list(range(94)), list(range(1000, 1110))], block_tokens=64)
+    sc = small_scenario("single_node:gpus=1", weights_per_gpu=71.1e9, max_batch=4,
+                        layer_groups=1, mode=engine,
+                        serving={"max_num_batched_tokens": 2048})
+    res = run(sc, "route", trace=trace, check_invariants=engine == "exact")
+    check_run(res, trace)
+    req = res.requests
+    assert req["completed"].all() and res.summary["preemptions"] >= 1
+    assert 110 < req["prefilled_blocks"][1] < 2 * 110
+    assert req["prefilled_blocks"][0] == 94
 
 
 @pytest.mark.parametrize("scenario", ["lamina_llama_33b", "lamina_llama3_70b"])

@@ -307,6 +307,8 @@ class _Homogeneous(PoolRun):
             if plan.preempted:
                 self._wake()
             if not plan and not plan.prompt_done:
+                if plan.preempted:  # it preempted and so admitted none (the scheduler's rule):
+                    continue  # the next step admits
                 ev = env.event()
                 self.waiters.append(ev)
                 yield ev

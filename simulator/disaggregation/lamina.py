@@ -348,6 +348,8 @@ class _Lamina(PoolRun):
             if step.preempted:
                 self._wake()
             if not step and not step.prompt_done:
+                if step.preempted:  # it preempted and so admitted none (the scheduler's rule):
+                    continue  # the next step admits
                 self.plans[j] = None
                 ev = env.event()
                 self.waiters.append(ev)

@@ -11,7 +11,9 @@ token budget and room for its KV), is prefilled at home — in chunks under the 
 also known blocks of commutative spans after a rotary pass under ``span``, nothing under
 ``none``: :mod:`simulator.engine.reuse`), then decodes until its output length; its blocks are
 then unpinned. A request preempted when KV runs out goes back to the queue's front and later
-recomputes its context (what the directory still holds is reused). A request that cannot fit an
+recomputes its context (what the directory still holds is reused — a prompt preempted part-way
+leaves the whole blocks its chunks filled, as vLLM's prefix cache keeps them:
+:meth:`Admission.keep_computed`). A request that cannot fit an
 empty GPU is finished with :data:`TOO_LARGE`.
 """
 
@@ -123,6 +125,8 @@ class GPUBlocks:
         a = self.adm
         self.reserved -= int(a.held[r])
         a.held[r] = 0
+        if not self.reserve and r in a.prompt_hash:  # preempted before its context was done
+            a.keep_computed(self.g, r)
         a.dir.unpin(a.ctx_idx[r])
         a.sel_cache[r] = None
 
@@ -315,6 +319,23 @@ class Admission:
         self.session_focus[s] = f
         self.focus[r] = f
         self.popular[r] = pop
+
+    def keep_computed(self, g: int, r: int) -> None:
+        """``r`` leaves GPU ``g`` before its context is all computed (preempted, or its first
+        chunk did not fit): place the blocks its chunks have filled so far, as vLLM's prefix
+        cache keeps a preempted request's full blocks (hashed once full, freed tail first), so
+        that its next admission reuses them unless they were evicted meanwhile. Without this a
+        long prompt preempted again and again recomputes from its first token each time."""
+        full = int(self.own_tokens[r]) // self.bt  # the chunks' whole blocks, in prompt order
+        if not full:
+            return
+        idx = self.ctx_idx[r]
+        done = np.flatnonzero(~self.dir.known(idx))[:full]
+        self.dir.place(idx[done], g, self.env.now, repo=int(self.repo[r]), positions=done,
+                       n_context=len(idx))
+        h = self.prompt_hash[r]
+        self._hash_room()
+        self.computed_after[idx[done][::-1]] = h[done][::-1]
 
     def place_computed(self, g: int, r: int) -> None:
         """``r``'s context was computed elsewhere (a prefill instance) for GPU ``g``: place its

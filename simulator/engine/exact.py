@@ -255,8 +255,8 @@ class _Run:
             for r in plan.admitted:
                 req.admitted(r)
             if not plan and not plan.prompt_done:
-                if plan.rejected:
-                    continue  # only rejections happened: nothing ran
+                if plan.rejected or plan.preempted:
+                    continue  # only rejections or preemptions happened: nothing ran
                 # nothing fits until a running request finishes elsewhere in time: wait for one
                 wake[g] = env.event()
                 yield wake[g]

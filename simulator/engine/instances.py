@@ -254,17 +254,17 @@ class InstanceLoop:
                 continue
             started = env.now
             plans = []
-            rejected = False
+            again = False  # a rank rejected or preempted (and so admitted none): step again
             for g in ranks:
                 plan = req.sched[g].step(req.queue[g])
                 for r in plan.rejected:
                     req.reject(r)
                 for r in plan.admitted:
                     req.admitted(r)
-                rejected |= bool(plan.rejected)
+                again |= bool(plan.rejected or plan.preempted)
                 plans.append(plan)
             if not any(p or p.prompt_done for p in plans):
-                if not rejected:
+                if not again:
                     yield from self._sleep()  # nothing fits until something changes
                 continue
             if overhead:

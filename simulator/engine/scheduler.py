@@ -17,9 +17,11 @@ A step, in this order (the ``[serving]`` scenario section, :class:`ServingSpec`,
    (``max_num_batched_tokens``, decode tokens counted) lasts: a request computes
    ``min(tokens left, budget left)`` of its prompt (with ``chunked_prefill = false``, a whole
    prompt or nothing; the budget then only caps the prompts started in one step).
-3. **New requests** from the queue, first come first served, while the budget lasts, fewer than
-   ``max_num_seqs`` run and the pool admits them (:meth:`KVPool.admit`: a request that cannot fit
-   even alone is *rejected*; one that does not fit now waits, and so does everyone behind it).
+3. **New requests** from the queue, first come first served — only in a step that preempted no
+   one (vLLM v1's scheduler takes from its waiting queue ``if not preempted_reqs``) — while the
+   budget lasts, fewer than ``max_num_seqs`` run and the pool admits them (:meth:`KVPool.admit`:
+   a request that cannot fit even alone is *rejected*; one that does not fit now waits, and so
+   does everyone behind it).
    A request with nothing to compute (its prompt all cached, or arrived prefilled) takes one
    token of the budget: its next token comes with this step, and it decodes in the next.
 
@@ -272,8 +274,10 @@ class Scheduler:
                 self._chunk(r, take, plan)
                 scheduled.add(r)
                 budget -= take
-        # 3. new requests, first come first served
-        while waiting and budget > 0 and len(self.running) < cap:
+        # 3. new requests, first come first served — none in a step that preempted (vLLM v1's
+        # scheduler admits from its waiting queue only `if not preempted_reqs`: a request just
+        # preempted is not taken back at once, nor another let into the KV it freed)
+        while waiting and budget > 0 and len(self.running) < cap and not plan.preempted:
             r = waiting[0]
             need = self.kv.admit(r)
             if need is None:
