@@ -15,7 +15,8 @@ the policies (a duplicate is refused as in the TOML), what the run needs from th
 (:func:`simulator.runner.check`: the topology builds, a KV block fits, the workload's size fits
 memory), and ``--out`` (created and written to; a previous result in a folder the user named
 is replaced only with ``--overwrite``, in the default ``kvfabric_out/<scenario>`` always).
-Then the trace is loaded once and replayed for every policy with the same seed.
+Then the trace is loaded once and replayed for every policy with the same seed, one policy
+after another or several at once (``--jobs``; :mod:`simulator.cli.jobs`).
 
 Progress goes to stderr (requests finished per policy; simulated seconds reached when the
 scenario has an ``[engine] duration``, as a run cut at a duration may finish few requests); the
@@ -25,19 +26,34 @@ onto ``--out`` in one piece (:mod:`simulator.cli.output`): one Parquet file per 
 (``requests``, ``rounds``, ``iterations``, ``gpus``, ``links``, ``link_timeline``; a ``policy``
 column tells the runs apart), ``summary.json`` (with ``notes`` on empty or degenerate runs), the
 PNG plots of :mod:`simulator.plots` that have something to show, and ``manifest.json``
-(scenario, seed, policies, engine, version, time).
+(scenario, seed, policies, engine, version, time) — written by :mod:`simulator.cli.results`.
+This module holds the command, its checks and what it prints.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
 
 import click
 
+from simulator.cli.jobs import default_jobs, run_policies
+from simulator.cli.results import (
+    EXTRA_TABLES,
+    _clean,
+    manifest,
+    notes,
+    regret_report,
+    traffic_figures,
+    write_outputs,
+)
 from simulator.errors import UserError
+
+__all__ = ["DEFAULT_SCENARIO", "DEPLOYMENT_KEYS", "ENGINE_KEYS", "EXTRA_KEYS", "EXTRA_TABLES",
+           "JSON_KEYS", "default_jobs", "default_scenario", "deployment_layout", "manifest",
+           "note_lines", "notes", "regret_report", "resolve_scenario", "run", "run_policies",
+           "traffic_figures", "write_outputs"]
 
 #: Keys of one policy's entry in ``run --json`` (DESIGN.md).
 JSON_KEYS = (
@@ -53,28 +69,11 @@ EXTRA_KEYS = ("mean_batch", "cost_per_hour", "tokens_per_s_per_dollar_hour", "mo
 DEPLOYMENT_KEYS = ("decode_gpus", "moe_layers", "moe_closed_form_error_p50",
                    "moe_closed_form_error_p99", "kv_transfers", "kv_transfer_time_p50",
                    "kv_transfer_time_p99", "kv_transfer_wait_p50", "kv_transfer_wait_p99")
-#: Record tables a result may carry in its extras (written when present).
-EXTRA_TABLES = ("link_classes", "class_timeline", "moe", "kv_transfers")
 #: Which engine made a policy's result, and why it fell back to the exact one if it did.
 ENGINE_KEYS = ("engine", "engine_fallback")
 #: The scenario ``kvfabric run`` runs without one (the earlier default, for the exact engine
 #: and the tests, is ``agentic_repo.toml``).
 DEFAULT_SCENARIO = "agentic_cluster.toml"
-
-
-def traffic_figures(res) -> dict:
-    """``bytes_by_class`` (traffic class → bytes sent on the fabric) and
-    ``decode_tokens_per_s_per_gpu`` (decode tokens per simulated second — at capacity in a
-    closed loop — per GPU that decodes: a deployment's decode pool, else every GPU of the
-    run) of one result."""
-    s = res.summary
-    gpus = res.extras.get("decode_gpus") or max(len(res.gpus), 1)
-    if s.get("capacity_tokens_per_s") is not None and math.isfinite(s["capacity_tokens_per_s"]):
-        tput = s["capacity_tokens_per_s"]
-    else:
-        tput = s["throughput_tokens_per_s"]
-    return {"bytes_by_class": dict(res.extras.get("bytes_by_class", {})),
-            "decode_tokens_per_s_per_gpu": float(tput) / gpus}
 
 
 def default_scenario() -> Path:
@@ -89,19 +88,6 @@ def resolve_scenario(arg: str | None) -> Path:
     from simulator.scenario import find
 
     return default_scenario() if arg is None else find(arg)
-
-
-def _clean(value):
-    """JSON-safe: NaN/inf → None, numpy scalars → Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _policies(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
@@ -122,119 +108,6 @@ def _policies(option: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
     return names
 
 
-def run_policies(scenario, policies, seed, progress=None, *, skip_bad: bool = False,
-                 trace=None, engine=None, jobs: int = 1):
-    """Run ``scenario`` for each policy (trace loaded once); returns ``{policy: Result}`` in
-    the order of ``policies``.
-
-    ``progress(policy, finished, total)`` is called as requests finish; ``skip_bad`` skips
-    (and counts) trace lines that do not parse; ``trace``: already loaded; ``engine``
-    overrides the scenario's ``[engine] mode``; ``jobs`` > 1 runs that many policies at once
-    in spawned processes (each run is independent: the same results as one after another).
-    """
-    from simulator.runner import load_trace, run
-
-    if trace is None:
-        trace = load_trace(scenario, seed, skip_bad=skip_bad)
-    if jobs > 1 and len(policies) > 1:
-        return _run_parallel(scenario, policies, seed, progress, trace, engine,
-                             min(jobs, len(policies)))
-    out = {}
-    for p in policies:
-        cb = None if progress is None else (lambda done, total, p=p: progress(p, done, total))
-        out[p] = run(scenario, p, seed, trace=trace, progress=cb, engine=engine)
-    return out
-
-
-def default_jobs(policies) -> int:
-    """Policies run at once by default: every policy, up to two per CPU this process may use
-    (runs differ in length, so a CPU that finishes one early takes up another's share; each
-    process holds one run's memory)."""
-    import os
-
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(1, min(len(policies), 2 * (cpus or 1)))
-
-
-_QUEUE = None  # a worker's progress queue (set by _worker_init)
-
-
-def _worker_init(queue) -> None:
-    import signal
-
-    global _QUEUE
-    _QUEUE = queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-
-
-def _worker_run(scenario, policy, seed, trace, engine):
-    from simulator.runner import run
-
-    def cb(done, total):
-        _QUEUE.put((policy, done, total))
-
-    return run(scenario, policy, seed, trace=trace, progress=cb, engine=engine)
-
-
-def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) -> dict:
-    """:func:`run_policies` over ``jobs`` spawned processes; progress comes back on a queue."""
-    import queue as queues
-    from concurrent.futures import ProcessPoolExecutor, wait
-    from multiprocessing import get_context
-
-    ctx = get_context("spawn")
-    q = ctx.Queue()
-
-    def drain(timeout: float) -> None:
-        try:
-            while True:
-                item = q.get(timeout=timeout)
-                if progress is not None:
-                    progress(*item)
-                timeout = 0.0
-        except queues.Empty:
-            pass
-
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(q,))
-    try:
-        futures = {pool.submit(_worker_run, scenario, p, seed, trace, engine): p
-                   for p in policies}
-        pending = set(futures)
-        while pending:
-            drain(0.2)
-            finished, pending = wait(pending, timeout=0)
-            for f in finished:
-                if f.exception() is not None:  # a run failed: stop the others now
-                    raise f.exception()
-        drain(0.0)
-        done = {futures[f]: f.result() for f in futures}
-    except BaseException:
-        # Ctrl-C or a failed run: stop the other runs now (the workers ignore SIGINT, and the
-        # executor's exit hook would otherwise wait for them to finish)
-        workers = list((getattr(pool, "_processes", None) or {}).values())
-        for proc in workers:
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        for proc in workers:
-            proc.join(timeout=5)
-        raise
-    pool.shutdown()
-    return {p: done[p] for p in policies}
-
-
-def notes(results: dict) -> dict[str, list[str]]:
-    """``{policy: notes}`` on empty or degenerate runs (:func:`~simulator.engine.records.run_notes`)."""
-    from simulator.engine.records import run_notes
-    from simulator.policies import get
-
-    out = {}
-    for p, r in results.items():
-        n = run_notes(r.summary, pool_loop=get(p).loop is not None)
-        if n:
-            out[p] = n
-    return out
-
-
 def note_lines(run_notes: dict[str, list[str]], policies: list[str]) -> list[str]:
     """The notes as printed: a note every policy of a run of several has (the trace's, e.g.
     requests over the context window) once, ``note: …``; the others per policy,
@@ -247,68 +120,6 @@ def note_lines(run_notes: dict[str, list[str]], policies: list[str]) -> list[str
     for p, lines in run_notes.items():
         out += [f"note: {p}: {n}" for n in lines if n not in shared]
     return out
-
-
-def regret_report(results: dict) -> dict | None:
-    """Regret against the best static policy and adaptive choices over time, when the run
-    compares policies and one of them is static (:func:`simulator.engine.regret.report`)."""
-    from simulator.engine.regret import report
-
-    return report(results) if len(results) > 1 else None
-
-
-def write_outputs(results: dict, out_dir: Path, scenario_name: str
-                  ) -> tuple[list[Path], dict[str, str]]:
-    """Parquet tables (a ``policy`` column per row), ``summary.json`` (with ``regret`` when
-    the run compares policies) and the PNG plots; returns the files written and the plots
-    skipped with the reason."""
-    import pandas as pd
-
-    from simulator import plots
-    from simulator.fileio import write_parquet, write_text
-
-    written = []
-    tables = ["requests", "rounds", "iterations", "gpus", "links", "link_timeline"]
-    tables += [t for t in EXTRA_TABLES
-               if any(isinstance(r.extras.get(t), pd.DataFrame) for r in results.values())]
-    for table in tables:
-        frames = []
-        for policy, res in results.items():
-            df = getattr(res, table) if hasattr(res, table) else res.extras.get(table)
-            if not isinstance(df, pd.DataFrame):
-                continue
-            if len(df) or not frames:  # an empty run still writes every table (no rows)
-                df = df.copy()
-                for col in df.columns:
-                    if isinstance(df[col].dtype, pd.CategoricalDtype):
-                        df[col] = df[col].astype(str)
-                df.insert(0, "policy", policy)
-                df.insert(1, "engine", res.summary.get("engine", "exact"))
-                frames.append(df)
-        frames = [f for f in frames if len(f)] or frames[:1]
-        written.append(write_parquet(pd.concat(frames, ignore_index=True),
-                                     out_dir / f"{table}.parquet"))
-    figures, skipped = plots.write_all(results, out_dir)
-    summary = {"scenario": scenario_name,
-               "policies": {p: _clean({**r.summary, **traffic_figures(r)})
-                            for p, r in results.items()}}
-    for p, n in notes(results).items():
-        summary["policies"][p]["notes"] = n
-    regret = regret_report(results)
-    if regret is not None:
-        summary["regret"] = _clean(regret)
-    if skipped:
-        summary["plots_skipped"] = skipped
-    written.append(write_text(json.dumps(summary, indent=2) + "\n", out_dir / "summary.json"))
-    return written + figures, skipped
-
-
-def manifest(scenario, path: Path, seed: int, policies, results: dict) -> dict:
-    """What made a result (:mod:`simulator.cli.output` adds files, time and version)."""
-    engines = {p: r.summary.get("engine", "exact") for p, r in results.items()}
-    return {"scenario": {"name": scenario.name, "source": str(path.resolve()),
-                         "sha256": hashlib.sha256(path.read_bytes()).hexdigest()},
-            "seed": seed, "policies": list(policies), "engine": engines}
 
 
 @click.command("run")

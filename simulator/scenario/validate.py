@@ -1,0 +1,357 @@
+"""Validation: one parsed scenario TOML checked section by section before the first event.
+
+:class:`_Validator` turns each section's mapping into its dataclass
+(:mod:`simulator.scenario.sections`) or hands it to the owner's validator (``[serving]``,
+``[disaggregation]``, ``[deployment]``, ``calibration.profile``); every bad field raises
+:class:`~simulator.errors.UserError` naming the file, the dotted field and the fix. Relative
+paths are resolved against the scenario file's folder. Also here: reading a TOML file
+(:func:`read_toml`) and freezing tables into sorted ``(key, value)`` tuples, so a scenario stays
+hashable and immutable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import UserError
+from simulator.scenario import sections
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as a dict; :class:`UserError` naming the file if it is not UTF-8 or TOML."""
+    return _read_toml(Path(path))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                        f"{exc.start}); save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from None
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple) and value and all(
+        isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in value
+    ):
+        return {k: _thaw(v) for k, v in value}
+    return value
+
+
+class _Validator:
+    """Checks one parsed TOML mapping section by section; errors name ``source: field``."""
+
+    def __init__(self, source: str, base: Path) -> None:
+        self.source = source
+        self.base = base
+
+    def fail(self, fld: str, msg: str) -> UserError:
+        return UserError(f"{self.source}: field '{fld}': {msg}")
+
+    def section(self, data: Mapping, name: str, known: tuple[str, ...], required: bool) -> dict:
+        if name not in data:
+            if required:
+                raise self.fail(name, f"missing; add a [{name}] section")
+            return {}
+        sec = data[name]
+        if not isinstance(sec, Mapping):
+            raise self.fail(name, f"must be a table ([{name}]), got {type(sec).__name__}")
+        self.unknown(sec, name, known)
+        return dict(sec)
+
+    def unknown(self, sec: Mapping, prefix: str, known: tuple[str, ...]) -> None:
+        for key in sorted(sec):
+            if key not in known:
+                where = f"{prefix}.{key}" if prefix else key
+                raise self.fail(where, f"unknown field; known fields: {', '.join(known)}")
+
+    def get(self, sec: dict, prefix: str, key: str, typ, default, *, check=None, hint: str = ""):
+        fld = f"{prefix}.{key}" if prefix else key
+        if key not in sec:
+            return default
+        val = sec[key]
+        types = typ if isinstance(typ, tuple) else (typ,)
+        if float in types and isinstance(val, int) and not isinstance(val, bool):
+            val = float(val)
+        if isinstance(val, bool) and bool not in types:
+            raise self.fail(fld, f"expected {_tname(types)}, got a boolean")
+        if not isinstance(val, types):
+            raise self.fail(fld, f"expected {_tname(types)}, got {val!r}")
+        if isinstance(val, float) and not math.isfinite(val):
+            raise self.fail(fld, f"must be a finite number, got {val!r}")
+        if check is not None and not check(val):
+            raise self.fail(fld, f"invalid value {val!r}; {hint}")
+        return val
+
+    def choice(self, sec: dict, prefix: str, key: str, choices: tuple[str, ...], default: str):
+        val = self.get(sec, prefix, key, str, default)
+        if val not in choices:
+            raise self.fail(
+                f"{prefix}.{key}" if prefix else key,
+                f"{val!r} is not one of: {', '.join(choices)}",
+            )
+        return val
+
+    def path(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        p = Path(value)
+        if not p.is_absolute() and (self.base / p).exists():
+            return str(self.base / p)
+        return value
+
+    # -- sections --------------------------------------------------------------------------
+
+    def deployment(self, data: Mapping):
+        if "deployment" not in data:
+            return None
+        from simulator.deployment.spec import validate_deployment
+
+        return validate_deployment(data["deployment"], self.source)
+
+    def serving(self, data: Mapping):
+        from simulator.engine.scheduler import validate_serving
+
+        return validate_serving(data.get("serving"), self.source)
+
+    def disaggregation(self, data: Mapping):
+        if "disaggregation" not in data:
+            return None
+        from simulator.disaggregation.spec import validate_disaggregation
+
+        return validate_disaggregation(data["disaggregation"], self.source)
+
+    def policies(self, data: Mapping) -> tuple[str, ...]:
+        from simulator.policies import POLICIES
+
+        raw = data.get("policies", ["route", "fetch", "adaptive"])
+        if isinstance(raw, str):
+            raw = [p.strip() for p in raw.split(",") if p.strip()]
+        if not isinstance(raw, list) or not raw or not all(isinstance(p, str) for p in raw):
+            raise self.fail("policies", "must be a non-empty list of policy names")
+        for p in raw:
+            if p not in POLICIES:
+                raise self.fail("policies", f"unknown policy {p!r}; known: {', '.join(POLICIES)}")
+        twice = sorted({p for p in raw if raw.count(p) > 1})
+        if twice:
+            raise self.fail("policies", f"lists {', '.join(twice)} twice; name each policy once")
+        return tuple(raw)
+
+    def calibration(self, data: Mapping) -> tuple[tuple[str, Any], ...]:
+        cal: dict[str, Any] = {}
+        inc = data.get("include")
+        if inc is not None:
+            if not isinstance(inc, str):
+                raise self.fail("include", "must be the path of a calibration TOML file")
+            p = Path(self.path(inc))
+            if not p.is_file():
+                raise self.fail("include", f"file {inc!r} not found; write it with "
+                                "`kvfabric calibrate` or fix the path")
+            cal.update(_read_toml(p))
+        extra = data.get("calibration", {})
+        if not isinstance(extra, Mapping):
+            raise self.fail("calibration", "must be a table")
+        cal.update(extra)
+        self.kernel_profile(cal)
+        return _freeze(cal)
+
+    def kernel_profile(self, cal: Mapping) -> None:
+        """``calibration.profile``: the kernel profiles a run uses (simulator.gpu.profiled)."""
+        from simulator.gpu.profiled import check_profile_choice
+
+        if "profile" in cal:
+            value = cal["profile"]
+            if isinstance(value, str) and value.endswith(".toml"):
+                cal["profile"] = value = self.path(value)
+            try:
+                check_profile_choice(value)
+            except UserError as exc:
+                raise self.fail("calibration.profile", str(exc)) from None
+
+    def topology(self, data: Mapping) -> sections.TopologySpec:
+        sec = self.section(data, "topology", ("preset", "nodes", "spec", "file"), True)
+        given = [k for k in ("preset", "spec", "file") if k in sec]
+        if len(given) != 1:
+            raise self.fail("topology", "give exactly one of preset (with nodes), spec or file")
+        nodes = self.get(sec, "topology", "nodes", int, 1, check=lambda n: n >= 1,
+                         hint="use a node count >= 1")
+        if "nodes" in sec and "preset" not in sec:
+            raise self.fail("topology.nodes", "only applies with topology.preset")
+        return sections.TopologySpec(
+            preset=self.get(sec, "topology", "preset", str, None),
+            nodes=nodes,
+            spec=self.get(sec, "topology", "spec", str, None),
+            file=self.path(self.get(sec, "topology", "file", str, None)),
+        )
+
+    def model(self, data: Mapping) -> sections.ModelSpec:
+        sec = self.section(data, "model", ("name", "selection"), True)
+        if "name" not in sec:
+            raise self.fail("model.name", "missing; name a model such as 'deepseek-v3.2'")
+        from simulator.models import model as lookup_model
+
+        try:
+            lookup_model(self.get(sec, "model", "name", str, ""))
+        except UserError as exc:
+            raise self.fail("model.name", str(exc)) from None
+        return sections.ModelSpec(
+            name=self.get(sec, "model", "name", str, "deepseek-v3.2"),
+            selection=self.choice(sec, "model", "selection", sections.SELECTIONS, "auto"),
+        )
+
+    def workload(self, data: Mapping) -> sections.WorkloadSpec:
+        sec = self.section(
+            data, "workload", ("kind", "trace", "agentic", "selections", "time_scale",
+                               "concurrency", "spans", "mixed"), True)
+        kind = self.choice(sec, "workload", "kind", sections.WORKLOAD_KINDS, "trace")
+        trace = self.get(sec, "workload", "trace", str, None)
+        agentic = sec.get("agentic", {})
+        if not isinstance(agentic, Mapping):
+            raise self.fail("workload.agentic", "must be a table of generator parameters")
+        if kind == "trace" and trace is None:
+            raise self.fail("workload.trace", "missing; name a trace file or a shipped trace "
+                            "such as 'mooncake_conversation'")
+        if kind != "trace" and trace is not None:
+            raise self.fail("workload.trace", f"not used with kind = '{kind}'; remove it")
+        if kind == "agentic":
+            self.agentic(agentic, data)
+        spans = sec.get("spans", {})
+        if not isinstance(spans, Mapping):
+            raise self.fail("workload.spans", "must be a table of span-generator parameters")
+        mixed = sec.get("mixed", {})
+        if not isinstance(mixed, Mapping):
+            raise self.fail("workload.mixed", "must be a table of mixed-fleet parameters")
+        if kind == "mixed":
+            self.mixed(mixed, data)
+        return sections.WorkloadSpec(
+            kind=kind,
+            trace=self.path(trace),
+            agentic=_freeze(agentic),
+            selections=self.path(self.get(sec, "workload", "selections", str, None)),
+            time_scale=self.get(sec, "workload", "time_scale", float, 1.0,
+                                check=lambda x: x > 0, hint="use a factor > 0"),
+            concurrency=self.get(sec, "workload", "concurrency", int, None,
+                                 check=lambda n: n >= 1,
+                                 hint="use a number of outstanding requests >= 1"),
+            spans=_freeze(spans),
+            mixed=_freeze(mixed),
+        )
+
+    def agentic(self, params: Mapping, data: Mapping) -> None:
+        """Every ``[workload.agentic]`` key a generator field, of its type, in its range (the
+        session generator's with a ``preset``, the simple generator's without)."""
+        if "preset" in params:
+            from workloads.presets import PRESETS, session_params
+            from workloads.sessions import SessionParams
+
+            preset = params["preset"]
+            if preset not in PRESETS:
+                raise self.fail("workload.agentic.preset", f"{preset!r} is not one of: "
+                                f"{', '.join(PRESETS)}")
+            fields = {f.name: type(f.default) for f in dataclasses.fields(SessionParams)}
+            rest = {k: v for k, v in params.items() if k != "preset"}
+            self.unknown(rest, "workload.agentic", ("preset", *fields))
+            try:
+                session_params(preset, **rest)
+            except (TypeError, ValueError) as exc:
+                raise self.fail("workload.agentic", str(exc)) from None
+            return
+        from workloads.agentic import AgenticParams
+
+        self.generator(AgenticParams, params, data, "workload.agentic")
+
+    def mixed(self, params: Mapping, data: Mapping) -> None:
+        """Every ``[workload.mixed]`` key a :class:`workloads.mixed.MixedFleetParams` field, of
+        its type, in its range."""
+        from workloads.mixed import MixedFleetParams
+
+        self.generator(MixedFleetParams, params, data, "workload.mixed")
+
+    def generator(self, params_type: type, params: Mapping, data: Mapping, prefix: str) -> None:
+        """Every key of ``params`` (the table ``prefix``) a field of the generator dataclass
+        ``params_type``, of its type, in its range — built with the scenario's
+        ``placement.block_tokens`` (64 if missing or bad: that field is checked on its own)."""
+        fields = {f.name: type(f.default) for f in dataclasses.fields(params_type)}
+        self.unknown(params, prefix, tuple(fields))
+        for key in params:
+            self.get(dict(params), prefix, key, fields[key], None)
+        placement = data.get("placement", {})
+        bt = placement.get("block_tokens", 64) if isinstance(placement, Mapping) else 64
+        bt = bt if isinstance(bt, int) and not isinstance(bt, bool) and bt >= 1 else 64
+        try:
+            params_type(**{"block_tokens": bt, **params})
+        except (TypeError, ValueError) as exc:
+            msg = str(exc)
+            name = next((f for f in sorted(fields, key=len, reverse=True)
+                         if msg.startswith(f)), "")
+            raise self.fail(f"{prefix}{'.' + name if name else ''}", msg) from None
+
+    def placement(self, data: Mapping) -> sections.PlacementSpec:
+        known = ("scheme", "home", "block_tokens", "reserve_fraction", "weights_per_gpu",
+                 "host_tier", "host_capacity", "reuse")
+        sec = self.section(data, "placement", known, False)
+        raw = self.get(sec, "placement", "scheme", str, "first_writer")
+        scheme, replicas = raw, 1
+        if raw.startswith("replicate"):
+            _, _, k = raw.partition(":")
+            if not k.isdigit() or int(k) < 1:
+                raise self.fail("placement.scheme", f"{raw!r}: write replicate:K with K >= 1, "
+                                "e.g. 'replicate:2'")
+            scheme, replicas = "replicate", int(k)
+        elif raw not in sections.SCHEMES:
+            raise self.fail("placement.scheme", f"{raw!r} is not one of: first_writer, hash, "
+                            "range, repo_affinity, replicate:K")
+        return sections.PlacementSpec(
+            scheme=scheme,
+            replicas=replicas,
+            home=self.choice(sec, "placement", "home", sections.HOME_RULES, "least_loaded"),
+            block_tokens=self.get(sec, "placement", "block_tokens", int, 64,
+                                  check=lambda b: b >= 1, hint="use tokens per block >= 1"),
+            reserve_fraction=self.get(sec, "placement", "reserve_fraction", float, 0.1,
+                                      check=lambda x: 0 <= x < 1, hint="use 0 <= x < 1"),
+            weights_per_gpu=self.get(sec, "placement", "weights_per_gpu", float, None,
+                                     check=lambda x: x >= 0, hint="use bytes >= 0"),
+            host_tier=self.get(sec, "placement", "host_tier", bool, True),
+            host_capacity=self.get(sec, "placement", "host_capacity", float, 1.0e12,
+                                   check=lambda x: x >= 0, hint="use bytes >= 0"),
+            reuse=self.choice(sec, "placement", "reuse", sections.REUSE_RULES, "prefix"),
+        )
+
+    def engine(self, data: Mapping) -> sections.EngineSpec:
+        sec = self.section(
+            data, "engine", ("max_batch", "layer_groups", "duration", "max_requests", "mode"),
+            False
+        )
+        return sections.EngineSpec(
+            max_batch=self.get(sec, "engine", "max_batch", int, 64, check=lambda b: b >= 1,
+                               hint="use a batch size >= 1"),
+            layer_groups=self.get(sec, "engine", "layer_groups", int, 0, check=lambda g: g >= 0,
+                                  hint="use 0 (every layer) or a group count >= 1"),
+            duration=self.get(sec, "engine", "duration", float, None, check=lambda d: d > 0,
+                              hint="use simulated seconds > 0"),
+            max_requests=self.get(sec, "engine", "max_requests", int, None,
+                                  check=lambda n: n >= 1, hint="use a count >= 1"),
+            mode=self.choice(sec, "engine", "mode", sections.ENGINE_MODES, "exact"),
+        )
+
+
+def _tname(types: tuple) -> str:
+    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
