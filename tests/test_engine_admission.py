@@ -270,3 +270,40 @@ def test_a_closed_loop_lets_the_next_request_in_when_one_finishes():
     a.finish(0)
     env.run(until=2.0)
     assert list(a.queue[0]) == [1, 2] and a.arrival[2] == 1.0
+
+
+def test_a_block_recomputed_after_another_prefix_is_kept_as_a_version_of_its_own():
+    # r0 computes blocks 1 2 3. r1 = 9 2 3: blocks 2 and 3 are held, but computed after
+    # prefix [1], so r1 recomputes all three (prefix rule) — and keeps its 2 and 3 as versions
+    # of its own, keyed by this prefix. r2 (r1's next turn: 9 2 3 4) then reuses 9 and r1's
+    # versions of 2 and 3 and computes block 4 only; r0's blocks stay r0's
+    a = admission(40, [[1, 2, 3], [9, 2, 3], [9, 2, 3, 4], [1, 2, 3, 5]], [192, 192, 256, 256],
+                  [1, 1, 1, 1], "on_demand")
+    d = a.dir
+    start(a, 0)
+    assert start(a, 1) == 192 and a.reused[1] == 0
+    plain = d.intern([2, 3])
+    assert not (a.ctx_idx[1][1:] == plain).any()  # r1's own versions, not r0's blocks
+    assert d.known(a.ctx_idx[1]).all()
+    assert start(a, 2) == 64 and a.reused[2] == 3
+    assert (a.ctx_idx[2][1:3] == a.ctx_idx[1][1:3]).all()
+    assert start(a, 3) == 64 and a.reused[3] == 3  # r0's prefix: its own blocks
+    assert (a.ctx_idx[3][:3] == d.intern([1, 2, 3])).all()
+    # without reuse nothing is versioned: the prompt's blocks are the directory's
+    b = admission(40, [[1, 2, 3], [9, 2, 3]], [192, 192], [1, 1], "on_demand", reuse="none")
+    start(b, 0)
+    start(b, 1)
+    assert (b.ctx_idx[1] == b.dir.intern([9, 2, 3])).all()
+
+
+def test_under_span_a_rotated_block_leaves_this_prefixs_version_and_a_recomputed_one_too():
+    # r0 computes 1 2 3. r1 = 9 2 3 with block 2 in a span: 9 is computed, 2 is held (after
+    # another prefix) and re-positioned by the rotary pass, 3 (outside the span, after the
+    # break) is recomputed as r1's own version. r2 = r1's prompt again without spans reuses all
+    # three as is: 9, the version r1's rotary pass left of 2, and r1's 3
+    a = admission(40, [[1, 2, 3], [9, 2, 3], [9, 2, 3]], [192, 192, 192], [1, 1, 1],
+                  "on_demand", reuse="span", spans=[[], [1, 2], []])
+    start(a, 0)
+    assert start(a, 1) == 128 and a.reused[1] == 1 and a.rotary[1] == 1
+    assert start(a, 2) == 0 and a.reused[2] == 3
+    assert a.ctx_idx[2][2] == a.ctx_idx[1][2] and a.ctx_idx[2][1] != a.dir.intern([2])[0]

@@ -43,6 +43,20 @@ def test_span_reuses_held_span_blocks_after_the_boundary_and_recomputes_the_rest
     assert p.rotary_tokens(64) == 128
 
 
+def test_past_a_break_span_uses_a_block_computed_after_this_very_prefix_as_is():
+    # block 2 breaks the prefix (held, computed after another prefix) and is in a span:
+    # rotary. Block 3, outside the span, is held as computed after this very prefix (the
+    # session's own version from an earlier turn): as is under span; prefix stops at block 2
+    ids = np.arange(5)
+    known = [T, T, T, T, F]
+    same = [T, T, F, T, F]
+    sp = span_mask(np.array([2, 3]), 5)
+    assert classes(plan(known, ids, sp, "span", same_prefix=same)) == "aarac"
+    assert classes(plan(known, ids, sp, "prefix", same_prefix=same)) == "aaccc"
+    # the trace-level view (no prefix hashes) keeps the old rule: recomputed past the break
+    assert classes(plan(known, ids, sp, "span")) == "aaaac"
+
+
 def test_identical_spans_in_one_prompt_are_computed_once_under_span_reuse():
     ids = np.array([0, 5, 5, 5, 9])  # three identical candidates (temperature 0)
     known = [T, F, F, F, F]
@@ -70,7 +84,11 @@ def test_span_never_computes_more_than_prefix_which_never_computes_more_than_non
     for p in plans.values():  # three disjoint classes covering the prompt
         assert (p.as_is.astype(int) + p.rotary + p.recompute == 1).all()
         assert not (p.as_is & ~known).any()
-    assert (plans["span"].as_is == plans["prefix"].as_is).all()
+    # span uses as is what prefix does, and past the prefix's run only held blocks outside
+    # the spans computed after this very prefix (a session's own version of them)
+    extra = plans["span"].as_is & ~plans["prefix"].as_is
+    assert not (plans["prefix"].as_is & ~plans["span"].as_is).any()
+    assert not (extra & ~(known & same & ~in_span)).any()
     assert not (plans["span"].rotary & ~in_span).any()
 
 

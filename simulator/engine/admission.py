@@ -84,7 +84,7 @@ class GPUBlocks:
 
     def admit(self, r: int) -> int | None:
         a = self.adm
-        idx = a.ctx_idx[r] if a.ctx_idx[r] is not None else a.dir.intern(a.prompt[r])
+        idx = a.ctx_idx[r] if a.ctx_idx[r] is not None else a.context(r)
         plan = a.reuse_plan(r, idx)
         n_reused = int(plan.reused.sum())
         if self.reserve:
@@ -182,6 +182,9 @@ class Admission:
         # (reused, missing, rotary) blocks at admission
         self.start_blocks: dict[int, tuple[int, int, int]] = {}
         self.rotary = np.zeros(n, np.int64)  # reused span blocks awaiting their rotary pass
+        # per request admitted under span reuse: the positions of held blocks of another
+        # prefix that its rotary pass re-positions (their version for its prefix, once done)
+        self.rotated: dict[int, np.ndarray] = {}
         # per directory block: the prefix hash its held KV was computed after (0: none yet);
         # per request: its context's prefix hashes (admission to placement), and the last one
         self.computed_after = np.zeros(0, np.uint64)
@@ -250,6 +253,39 @@ class Admission:
         self.rotary[r] = rotary
         self.admissions[r] += 1
 
+    def context(self, r: int) -> np.ndarray:
+        """Request ``r``'s prompt blocks as directory indices (its first admission).
+
+        A block the directory holds as computed after another prefix is other KV (vLLM keys a
+        cached block by its whole prefix). Where the prompt recomputes it — under ``prefix``,
+        and under ``span`` outside its spans — it gets a version of its own (a block keyed by
+        its content and this prefix, :func:`~simulator.engine.reuse.version_keys`), which the
+        session's later turns and its own recompute after a preemption then reuse. Inside a
+        span the held block is reused after a rotary pass, so the version is taken only if it
+        exists already. Without versions the recomputed KV was nowhere: every later turn
+        recomputed it again, and read the other prefix's block where the directory held it."""
+        idx = self.dir.intern(self.prompt[r])
+        if self.reuse_rule == "none" or not len(idx):
+            return idx
+        from workloads.spans import row_prefix_hashes
+
+        h = row_prefix_hashes(self.prompt[r])
+        self._hash_room()
+        other = np.flatnonzero(self.dir.known(idx) & (self.computed_after[idx] != h))
+        if not len(other):
+            return idx
+        keys = reuse_rules.version_keys(self.dir.keys[idx[other]], h[other])
+        idx = idx.copy()
+        if self.reuse_rule == "span":
+            inside = reuse_rules.span_mask(self.spans[r], len(idx))[other]
+            found = self.dir.find(keys[inside])
+            held = found >= 0
+            held[held] = self.dir.known(found[held])
+            idx[other[inside][held]] = found[held]
+            other, keys = other[~inside], keys[~inside]
+        idx[other] = self.dir.intern(keys)
+        return idx
+
     def reuse_plan(self, r: int, idx: np.ndarray) -> reuse_rules.ReusePlan:
         """Which of request ``r``'s context blocks (directory indices ``idx``: its prompt, and
         after a preemption the blocks it generated) are reused (:mod:`simulator.engine.reuse`)."""
@@ -266,8 +302,11 @@ class Admission:
         self._hash_room()
         in_span = (reuse_rules.span_mask(self.spans[r], len(idx))
                    if self.reuse_rule == "span" else None)
-        return reuse_rules.plan(self.dir.known(idx), idx, in_span, self.reuse_rule,
-                                same_prefix=self.computed_after[idx] == h)
+        known, same = self.dir.known(idx), self.computed_after[idx] == h
+        plan = reuse_rules.plan(known, idx, in_span, self.reuse_rule, same_prefix=same)
+        if in_span is not None:  # held blocks of another prefix the rotary pass re-positions
+            self.rotated[r] = np.flatnonzero(plan.rotary & known & ~same)
+        return plan
 
     def _hash_room(self) -> None:
         """Grow ``computed_after`` to cover every directory block."""
@@ -301,6 +340,7 @@ class Admission:
         self._hash_room()
         self.computed_after[idx[missing][::-1]] = h[missing][::-1]  # a repeat: the first wins
         self.last_hash[r] = h[-1] if len(h) else 0
+        self._keep_rotated(g, r, idx, h)
         if self.gen[r] == 0:
             self.first_at[r] = self.env.now
         self.gen[r] += 1
@@ -336,6 +376,21 @@ class Admission:
         h = self.prompt_hash[r]
         self._hash_room()
         self.computed_after[idx[done][::-1]] = h[done][::-1]
+
+    def _keep_rotated(self, g: int, r: int, idx: np.ndarray, h: np.ndarray) -> None:
+        """Under ``span``: the blocks ``r``'s rotary pass re-positioned (held as computed after
+        another prefix) are, once its context is done, this prefix's version of them on GPU
+        ``g`` (:func:`~simulator.engine.reuse.version_keys`), which later prompts with the same
+        prefix use as is — as they would the version a recompute leaves."""
+        pos = self.rotated.pop(r, None)
+        if pos is None or not len(pos):
+            return
+        v = self.dir.intern(reuse_rules.version_keys(self.dir.keys[idx[pos]], h[pos]))
+        fresh = ~self.dir.known(v)
+        self.dir.place(v[fresh], g, self.env.now, repo=int(self.repo[r]), positions=pos[fresh],
+                       n_context=len(idx))
+        self._hash_room()
+        self.computed_after[v[fresh]] = h[pos][fresh]
 
     def place_computed(self, g: int, r: int) -> None:
         """``r``'s context was computed elsewhere (a prefill instance) for GPU ``g``: place its

@@ -175,7 +175,7 @@ class Deployed:
         admits it without computing anything and its first token comes with that step."""
         req = self.run.req
         home = req.choose_home(r)
-        idx = req.dir.intern(req.prompt[r])
+        idx = req.context(r)
         req.ctx_idx[r] = idx
         req.reuse_plan(r, idx)  # the prompt's prefix hashes
         req.place_computed(home, r)

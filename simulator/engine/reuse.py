@@ -16,7 +16,10 @@ commutative spans and the reuse rule, :func:`plan` sorts every block into one of
 - **recompute** — everything else, prefilled. In particular, after the first block that breaks
   the prefix, every block outside a span is recomputed even if an identical block is held:
   content that follows a non-commuting boundary attended to a different prefix there, so its
-  KV differs (span queries: only commuting inputs may be reused out of place).
+  KV differs (span queries: only commuting inputs may be reused out of place) — unless the
+  engine knows the held KV was computed after this very prefix (``same_prefix``: typically the
+  version this session computed on an earlier turn, :meth:`simulator.engine.admission.
+  Admission.context`), which is used as is wherever it sits.
 
 ``prefix`` has no rotary class; ``none`` recomputes every block. Both reuse classes reuse the
 held KV in memory (no new pages); recomputed pages are prefilled whole — spans are laid out
@@ -54,7 +57,8 @@ from simulator.gpu.kernels import KernelModel
 from simulator.hardware import GPUSpec
 from simulator.models import Architecture
 
-__all__ = ["RULES", "ReusePlan", "plan", "rotary_bytes_per_token", "rotary_time", "span_mask"]
+__all__ = ["RULES", "ReusePlan", "plan", "rotary_bytes_per_token", "rotary_time", "span_mask",
+           "version_keys"]
 
 #: Reuse rules (``placement.reuse``).
 RULES: tuple[str, ...] = ("prefix", "span", "none")
@@ -130,8 +134,28 @@ def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: s
     as_is[:lead] = True
     rotary = none.copy()
     if rule == "span" and in_span is not None:
-        rotary[lead:] = (np.asarray(in_span, dtype=bool) & (known | repeat))[lead:]
+        inside = np.asarray(in_span, dtype=bool)
+        rotary[lead:] = (inside & (known | repeat))[lead:]
+        if same_prefix is not None:  # outside the spans, a held block computed after this
+            # very prefix is the right KV wherever it sits (its version, engine.admission)
+            as_is[lead:] = (ok & ~inside)[lead:]
     return ReusePlan(as_is, rotary, ~(as_is | rotary))
+
+
+def version_keys(keys: np.ndarray, prefix_hashes: np.ndarray) -> np.ndarray:
+    """Directory keys (int64) for blocks of content ``keys`` computed after the prefixes whose
+    hashes are ``prefix_hashes``: a splitmix64 mix of the two.
+
+    A block held as computed after another prefix is other KV (vLLM keys a cached block by its
+    whole prefix), so a prompt recomputes it under the ``prefix`` rule — and keeps what it
+    computed as a block of its own, under this key, which its session's next turn (or its own
+    recompute after a preemption) then finds. Collisions with trace keys are as likely as two
+    random 64-bit values meeting."""
+    from workloads.spans import _mix
+
+    x = np.asarray(keys, dtype=np.int64).astype(np.uint64) ^ np.asarray(prefix_hashes,
+                                                                          dtype=np.uint64)
+    return _mix(x).astype(np.int64)
 
 
 def rotary_bytes_per_token(arch: Architecture) -> float:

@@ -169,6 +169,12 @@ class BlockDirectory:
 
     # -- queries -----------------------------------------------------------------------------
 
+    def find(self, keys: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Dense indices of block keys already interned, ``-1`` where unseen (interns none)."""
+        get = self._index.get
+        keys = np.asarray(keys, dtype=np.int64).tolist()
+        return np.fromiter((get(k, -1) for k in keys), np.int64, len(keys))
+
     def known(self, idx: np.ndarray) -> np.ndarray:
         """True where a block is held somewhere (HBM or host) and so needs no recompute."""
         return self.tier[idx] != DROPPED
