@@ -184,8 +184,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/costmodel/closed_form.py", "if blocks <= 0 or batch <= 0:", "<= -> <",
      "batch <= 0"):
         "install_time with no queries: a splice of 0 chunks and a gather of 0 bytes take 0 s too",
-    ("simulator/engine/admission.py", "self.g = g", "delete `self.g = g`"):
-        "GPUBlocks.g: nothing reads it",
     ("simulator/engine/admission.py",
      "own = -(-(int(a.inp[r]) + int(a.out[r])) // a.bt) - n_reused", "// -> /"):
         "ceil(x) - n > cap exactly when x - n > cap, for whole numbers n and cap",

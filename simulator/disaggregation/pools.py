@@ -24,9 +24,9 @@ import simpy
 
 from simulator.disaggregation.spec import DisaggregationSpec, check_against, spec_of
 from simulator.engine import records
-from simulator.engine.admission import init_request_arrays, settle_unfinished
 from simulator.engine.arrivals import Arrivals
 from simulator.engine.clock import requests_progress
+from simulator.engine.requests import init_request_arrays, settle_unfinished
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
 from simulator.gpu.calibration import run_kernels

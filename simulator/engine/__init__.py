@@ -25,9 +25,10 @@ scenario module (a scenario object is passed in) nor anything above. Exports :fu
 :class:`Result`, :func:`load_trace`, ``NOT_FINISHED``, ``TOO_LARGE``, ``SELECTION_STEPS``.
 """
 
-from simulator.engine.admission import NOT_FINISHED, TOO_LARGE
+from simulator.engine.admission import TOO_LARGE
 from simulator.engine.exact import simulate
 from simulator.engine.locate import SELECTION_STEPS
+from simulator.engine.requests import NOT_FINISHED
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
 

@@ -26,45 +26,12 @@ import simpy
 
 from simulator import kvcache
 from simulator.engine import reuse as reuse_rules
-from simulator.engine.arrivals import NOT_ENTERED, Arrivals, follows_of
+from simulator.engine.arrivals import Arrivals
+from simulator.engine.requests import init_request_arrays
 from simulator.engine.scheduler import Scheduler, ServingSpec
 
-#: Reasons a request did not complete.
-NOT_FINISHED = "not finished when the run stopped (duration limit)"
+#: Why a request did not complete: it cannot fit its home even alone.
 TOO_LARGE = "its KV does not fit the home GPU's free HBM"
-
-
-def init_request_arrays(state, trace) -> None:
-    """Set a run's per-request arrays on ``state`` from ``trace`` (one row per request): ``n``,
-    the trace's ids, arrival [s] and token counts, and the times (NaN until they happen),
-    generated tokens and reasons the run fills in. Shared by the engine and the
-    disaggregated loops."""
-    n = state.n = len(trace)
-    state.rid = trace["request_id"].to_numpy(np.int64)
-    state.sid = trace["session_id"].to_numpy(np.int64)
-    state.arrival = trace["arrival_at"].to_numpy(float, copy=True)  # a closed loop rewrites it
-    state.inp = trace["input_tokens"].to_numpy(np.int64)
-    state.out = trace["output_tokens"].to_numpy(np.int64)
-    state.admitted_at = np.full(n, np.nan)
-    state.first_at = np.full(n, np.nan)
-    state.finish_at = np.full(n, np.nan)
-    state.gen = np.zeros(n, np.int64)
-    state.reason = [""] * n
-    state.follows = follows_of(trace)  # (row followed, gap [s]) or None
-
-
-def settle_unfinished(state, entered: np.ndarray) -> None:
-    """When the clock has stopped: give every request of ``state`` (arrays as
-    :func:`init_request_arrays` sets them) that did not complete a reason — never entered (what
-    it follows never finished; its arrival is then NaN: it never arrived) or not finished.
-    ``entered``: per request, whether it entered the run (:attr:`Arrivals.entered`). Shared by
-    the engine and the disaggregated loops."""
-    for r in range(state.n):
-        if not entered[r]:
-            state.reason[r], state.arrival[r] = NOT_ENTERED, np.nan
-        elif not state.reason[r] and (np.isnan(state.finish_at[r])
-                                      or state.gen[r] < state.out[r]):
-            state.reason[r] = NOT_FINISHED
 
 
 class GPUBlocks:
@@ -254,16 +221,11 @@ class Admission:
         self.admissions[r] += 1
 
     def context(self, r: int) -> np.ndarray:
-        """Request ``r``'s prompt blocks as directory indices (its first admission).
-
-        A block the directory holds as computed after another prefix is other KV (vLLM keys a
-        cached block by its whole prefix). Where the prompt recomputes it — under ``prefix``,
-        and under ``span`` outside its spans — it gets a version of its own (a block keyed by
-        its content and this prefix, :func:`~simulator.engine.reuse.version_keys`), which the
-        session's later turns and its own recompute after a preemption then reuse. Inside a
-        span the held block is reused after a rotary pass, so the version is taken only if it
-        exists already. Without versions the recomputed KV was nowhere: every later turn
-        recomputed it again, and read the other prefix's block where the directory held it."""
+        """Request ``r``'s prompt blocks as directory indices (its first admission). A held
+        block computed after another prefix is other KV (vLLM keys cached blocks by their whole
+        prefix): where the prompt recomputes it (``prefix``; ``span`` outside its spans) it gets
+        a version of its own (:func:`~simulator.engine.reuse.version_keys`) that later turns and
+        a recompute after preemption reuse; inside a span, only a version already held."""
         idx = self.dir.intern(self.prompt[r])
         if self.reuse_rule == "none" or not len(idx):
             return idx
@@ -361,11 +323,9 @@ class Admission:
         self.popular[r] = pop
 
     def keep_computed(self, g: int, r: int) -> None:
-        """``r`` leaves GPU ``g`` before its context is all computed (preempted, or its first
-        chunk did not fit): place the blocks its chunks have filled so far, as vLLM's prefix
-        cache keeps a preempted request's full blocks (hashed once full, freed tail first), so
-        that its next admission reuses them unless they were evicted meanwhile. Without this a
-        long prompt preempted again and again recomputes from its first token each time."""
+        """``r`` leaves GPU ``g`` before its context is all computed (preempted): place the
+        whole blocks its chunks filled, as vLLM's prefix cache keeps them, so that its next
+        admission reuses them unless evicted meanwhile (not recomputing from its first token)."""
         full = int(self.own_tokens[r]) // self.bt  # the chunks' whole blocks, in prompt order
         if not full:
             return
@@ -378,10 +338,9 @@ class Admission:
         self.computed_after[idx[done][::-1]] = h[done][::-1]
 
     def _keep_rotated(self, g: int, r: int, idx: np.ndarray, h: np.ndarray) -> None:
-        """Under ``span``: the blocks ``r``'s rotary pass re-positioned (held as computed after
-        another prefix) are, once its context is done, this prefix's version of them on GPU
-        ``g`` (:func:`~simulator.engine.reuse.version_keys`), which later prompts with the same
-        prefix use as is — as they would the version a recompute leaves."""
+        """Under ``span``: the held blocks of another prefix that ``r``'s rotary pass
+        re-positioned become this prefix's versions of them on GPU ``g``, which later prompts
+        with the same prefix use as is (as a recomputed block's version)."""
         pos = self.rotated.pop(r, None)
         if pos is None or not len(pos):
             return

@@ -57,10 +57,11 @@ import simpy
 from simulator import hardware, kvcache
 from simulator.costmodel.closed_form import CostModel
 from simulator.engine import records
-from simulator.engine.admission import Admission, settle_unfinished
+from simulator.engine.admission import Admission
 from simulator.engine.clock import requests_progress, run_clock
 from simulator.engine.columns import Columns
 from simulator.engine.locate import StepData
+from simulator.engine.requests import settle_unfinished
 from simulator.engine.results import Result, collect
 from simulator.engine.reuse import rotary_time
 from simulator.engine.rounds import Pending, RoundReplay
