@@ -187,7 +187,7 @@ def verdict(result: dict) -> dict:
         row[f"regret_{short}"] = r[key]
     row["regret_p99"] = r["tbt_p99"]
     p50, thr = row["regret_p50"], row["regret_thr"]
-    row["within"] = p50 <= WITHIN and thr <= WITHIN
+    row["within"] = bool(p50 <= WITHIN and thr <= WITHIN)  # numpy floats: a plain bool
     row["better"] = (p50 <= -BETTER and thr <= 0) or (thr <= -BETTER and p50 <= 0)
     return row
 

@@ -69,3 +69,16 @@ def test_a_seed_replays_that_seeds_trace_under_its_own_label():
     (again,) = va.run_scenario("agentic-4", ("fetch",), ("fast",), seed=other)
     strip = {k: v for k, v in got["runs"]["fetch"].items() if k != "wall_time"}
     assert strip == {k: v for k, v in again["runs"]["fetch"].items() if k != "wall_time"}
+
+
+def test_a_miss_is_named_when_the_summaries_hold_numpy_floats():
+    """A run's summaries hold numpy floats (throughput is one): the verdict must still be a
+    plain bool, or the 'missed on' list came out empty ('NOT met ()')."""
+    import numpy as np
+
+    va = script()
+    runs = {p: {"tbt_p50": np.float64(0.01 * (1.03 if p == "adaptive" else 1.0)),
+                "tbt_p99": np.float64(0.02), "throughput_tokens_per_s": np.float64(100.0)}
+            for p in ("fetch", "adaptive")}
+    row = va.verdict({"scenario": "agentic-4", "engine": "fast", "requests": 10, "runs": runs})
+    assert row["within"] is False
