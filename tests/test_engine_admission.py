@@ -296,14 +296,15 @@ def test_a_block_recomputed_after_another_prefix_is_kept_as_a_version_of_its_own
     assert (b.ctx_idx[1] == b.dir.intern([9, 2, 3])).all()
 
 
-def test_under_span_a_rotated_block_leaves_this_prefixs_version_and_a_recomputed_one_too():
+def test_under_span_a_recomputed_block_leaves_a_version_and_a_rotated_one_none():
     # r0 computes 1 2 3. r1 = 9 2 3 with block 2 in a span: 9 is computed, 2 is held (after
-    # another prefix) and re-positioned by the rotary pass, 3 (outside the span, after the
-    # break) is recomputed as r1's own version. r2 = r1's prompt again without spans reuses all
-    # three as is: 9, the version r1's rotary pass left of 2, and r1's 3
+    # another prefix) and reused in place after the rotary pass (no new page, so no version),
+    # 3 (outside the span, after the break) is recomputed as r1's own version. r2 = r1's
+    # prompt again without spans: 9 reused, 2 recomputed (its version is new), 3 — r1's
+    # version, computed after this very prefix — used as is past the break
     a = admission(40, [[1, 2, 3], [9, 2, 3], [9, 2, 3]], [192, 192, 192], [1, 1, 1],
                   "on_demand", reuse="span", spans=[[], [1, 2], []])
     start(a, 0)
     assert start(a, 1) == 128 and a.reused[1] == 1 and a.rotary[1] == 1
-    assert start(a, 2) == 0 and a.reused[2] == 3
-    assert a.ctx_idx[2][2] == a.ctx_idx[1][2] and a.ctx_idx[2][1] != a.dir.intern([2])[0]
+    assert start(a, 2) == 64 and a.reused[2] == 2
+    assert a.ctx_idx[2][2] == a.ctx_idx[1][2] and a.ctx_idx[2][1] != a.ctx_idx[1][1]

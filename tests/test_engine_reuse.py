@@ -153,16 +153,24 @@ def test_a_moved_document_costs_its_rotary_pass_and_the_question_its_prefill():
 
 @settings(max_examples=10)
 @given(request_traces(max_requests=8, max_blocks=16, vocab=30, block_tokens=st.just(64)))
-def test_span_never_prefills_more_tokens_than_prefix_on_the_same_trace(trace):
-    # requests 1,000 s apart: each is admitted alone, after the previous one's KV is placed
-    trace = trace.assign(arrival_at=trace["arrival_at"] * 1000.0)
-    tokens = {}
+def test_span_never_prefills_more_pages_than_prefix_on_the_same_trace(trace):
+    # requests 1,000 s apart, in arrival order (ties too): each is admitted alone, after the
+    # previous one's KV is placed. Admitted together, two can both recompute a block that
+    # prefix reuse would have versioned for one of them earlier (a span block reused in place
+    # after its rotary pass leaves no new page, so no version: the test below). Counted in
+    # pages: span may defer a page prefix recomputes to a later prompt, where it costs a whole
+    # page instead of the tail a prompt recomputed whole is capped at (computed_tokens)
+    order = np.argsort(np.argsort(trace["arrival_at"].to_numpy(), kind="stable"), kind="stable")
+    trace = trace.assign(arrival_at=order * 1000.0)
+    pages, tokens = {}, {}
     for rule in ("span", "prefix", "none"):
         res = run(one_gpu(rule), "local", trace=trace)
         check_run(res, trace)
         r = res.requests
+        pages[rule] = int(r["prefilled_blocks"].sum())
         tokens[rule] = int(np.minimum(r["prefilled_blocks"] * 64, r["input_tokens"]).sum())
-    assert tokens["span"] <= tokens["prefix"] <= tokens["none"]
+    assert pages["span"] <= pages["prefix"] <= pages["none"]
+    assert max(tokens["span"], tokens["prefix"]) <= tokens["none"]
     assert tokens["none"] == int(trace["input_tokens"].sum())
 
 
@@ -206,6 +214,34 @@ def test_the_judge_reuses_every_generated_answer_under_span_and_the_first_under_
     answers = [sum(b - a for a, b in zip(sp[2::2], sp[3::2], strict=True))
                for sp in trace["spans"][judge]]  # every answer but the first
     assert got["prefix"].tolist() == [question + a for a in answers]
+
+
+def test_a_span_block_reused_in_place_leaves_no_version_for_a_prompt_without_the_span():
+    # r0 = [1, 0] computes block 0 after prefix [1]. r1 = [0] with block 0 in a span: under
+    # span it reuses r0's block in place after the rotary pass (no new page); under prefix it
+    # recomputes it, keeping a version. r2 and r3 = [0] (no span), admitted together: under
+    # prefix both reuse r1's version; under span neither version exists yet, so both compute
+    # it. So span can compute more than prefix when requests are admitted together
+    trace = make_trace(arrival_at=[0.0, 1000.0, 2000.0, 2000.0], input_tokens=[65, 1, 1, 1],
+                       output_tokens=[1, 1, 1, 1], block_tokens=64,
+                       block_ids=[[1, 0], [0], [0], [0]], spans=[[], [0, 1], [], []])
+    got = {rule: run(one_gpu(rule), "local", trace=trace).requests["prefilled_blocks"].tolist()
+           for rule in ("span", "prefix")}
+    assert got == {"span": [2, 0, 1, 1], "prefix": [2, 1, 0, 0]}
+
+
+def test_span_may_defer_a_page_prefix_recomputes_to_a_later_prompt():
+    # r0 = [1, 0]; r1 = [0, 0] with its first block in a span; r2 = [0, 0]; 65 tokens each,
+    # one after another. prefix: r1 recomputes both blocks (65 tokens: the whole prompt,
+    # capped at its length), r2 reuses them. span: r1 reuses its first block in place and
+    # recomputes the second (a whole page, 64 tokens); r2 has no span, so it recomputes the
+    # first (64) and reuses r1's second. The same pages (2 and 2), more tokens (128 and 65)
+    trace = make_trace(arrival_at=[0.0, 1000.0, 2000.0], input_tokens=[65, 65, 65],
+                       output_tokens=[1, 1, 1], block_tokens=64,
+                       block_ids=[[1, 0], [0, 0], [0, 0]], spans=[[], [0, 1], []])
+    got = {rule: run(one_gpu(rule), "local", trace=trace).requests["prefilled_blocks"].tolist()
+           for rule in ("span", "prefix")}
+    assert got == {"span": [2, 1, 1], "prefix": [2, 2, 0]}
 
 
 def test_agentic_sessions_run_under_every_rule_and_every_request_is_accounted_for():

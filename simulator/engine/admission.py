@@ -149,9 +149,6 @@ class Admission:
         # (reused, missing, rotary) blocks at admission
         self.start_blocks: dict[int, tuple[int, int, int]] = {}
         self.rotary = np.zeros(n, np.int64)  # reused span blocks awaiting their rotary pass
-        # per request admitted under span reuse: the positions of held blocks of another
-        # prefix that its rotary pass re-positions (their version for its prefix, once done)
-        self.rotated: dict[int, np.ndarray] = {}
         # per directory block: the prefix hash its held KV was computed after (0: none yet);
         # per request: its context's prefix hashes (admission to placement), and the last one
         self.computed_after = np.zeros(0, np.uint64)
@@ -264,11 +261,8 @@ class Admission:
         self._hash_room()
         in_span = (reuse_rules.span_mask(self.spans[r], len(idx))
                    if self.reuse_rule == "span" else None)
-        known, same = self.dir.known(idx), self.computed_after[idx] == h
-        plan = reuse_rules.plan(known, idx, in_span, self.reuse_rule, same_prefix=same)
-        if in_span is not None:  # held blocks of another prefix the rotary pass re-positions
-            self.rotated[r] = np.flatnonzero(plan.rotary & known & ~same)
-        return plan
+        return reuse_rules.plan(self.dir.known(idx), idx, in_span, self.reuse_rule,
+                                same_prefix=self.computed_after[idx] == h)
 
     def _hash_room(self) -> None:
         """Grow ``computed_after`` to cover every directory block."""
@@ -302,7 +296,6 @@ class Admission:
         self._hash_room()
         self.computed_after[idx[missing][::-1]] = h[missing][::-1]  # a repeat: the first wins
         self.last_hash[r] = h[-1] if len(h) else 0
-        self._keep_rotated(g, r, idx, h)
         if self.gen[r] == 0:
             self.first_at[r] = self.env.now
         self.gen[r] += 1
@@ -336,20 +329,6 @@ class Admission:
         h = self.prompt_hash[r]
         self._hash_room()
         self.computed_after[idx[done][::-1]] = h[done][::-1]
-
-    def _keep_rotated(self, g: int, r: int, idx: np.ndarray, h: np.ndarray) -> None:
-        """Under ``span``: the held blocks of another prefix that ``r``'s rotary pass
-        re-positioned become this prefix's versions of them on GPU ``g``, which later prompts
-        with the same prefix use as is (as a recomputed block's version)."""
-        pos = self.rotated.pop(r, None)
-        if pos is None or not len(pos):
-            return
-        v = self.dir.intern(reuse_rules.version_keys(self.dir.keys[idx[pos]], h[pos]))
-        fresh = ~self.dir.known(v)
-        self.dir.place(v[fresh], g, self.env.now, repo=int(self.repo[r]), positions=pos[fresh],
-                       n_context=len(idx))
-        self._hash_room()
-        self.computed_after[v[fresh]] = h[pos][fresh]
 
     def place_computed(self, g: int, r: int) -> None:
         """``r``'s context was computed elsewhere (a prefill instance) for GPU ``g``: place its
