@@ -228,7 +228,7 @@ class Admission:
             return idx
         from workloads.spans import row_prefix_hashes
 
-        h = row_prefix_hashes(self.prompt[r])
+        h = self.prompt_hash[r] = row_prefix_hashes(self.prompt[r])  # reuse_plan's too
         self._hash_room()
         other = np.flatnonzero(self.dir.known(idx) & (self.computed_after[idx] != h))
         if not len(other):
@@ -289,12 +289,8 @@ class Admission:
         """``r``'s context is computed: place its new blocks, produce its next token (the
         first, or after a preemption the next), and draw (or drift) its session's focus set."""
         idx = self.ctx_idx[r]
-        missing = np.flatnonzero(~self.dir.known(idx))
-        self.dir.place(idx[missing], g, self.env.now, repo=int(self.repo[r]),
-                       positions=missing, n_context=len(idx))
         h = self.prompt_hash.pop(r)
-        self._hash_room()
-        self.computed_after[idx[missing][::-1]] = h[missing][::-1]  # a repeat: the first wins
+        self._place(g, r, np.flatnonzero(~self.dir.known(idx)), h)
         self.last_hash[r] = h[-1] if len(h) else 0
         if self.gen[r] == 0:
             self.first_at[r] = self.env.now
@@ -322,25 +318,25 @@ class Admission:
         full = int(self.own_tokens[r]) // self.bt  # the chunks' whole blocks, in prompt order
         if not full:
             return
+        done = np.flatnonzero(~self.dir.known(self.ctx_idx[r]))[:full]
+        self._place(g, r, done, self.prompt_hash[r])
+
+    def _place(self, g: int, r: int, pos: np.ndarray, h: np.ndarray,
+               scheme: str | None = None) -> None:
+        """Place the blocks at positions ``pos`` of ``r``'s context, computed on GPU ``g``
+        after the prefixes whose hashes are ``h`` (``scheme``: as :meth:`BlockDirectory.place`)."""
         idx = self.ctx_idx[r]
-        done = np.flatnonzero(~self.dir.known(idx))[:full]
-        self.dir.place(idx[done], g, self.env.now, repo=int(self.repo[r]), positions=done,
-                       n_context=len(idx))
-        h = self.prompt_hash[r]
+        self.dir.place(idx[pos], g, self.env.now, repo=int(self.repo[r]), positions=pos,
+                       n_context=len(idx), scheme=scheme)
         self._hash_room()
-        self.computed_after[idx[done][::-1]] = h[done][::-1]
+        self.computed_after[idx[pos][::-1]] = h[pos][::-1]  # a repeat: the first wins
 
     def place_computed(self, g: int, r: int) -> None:
         """``r``'s context was computed elsewhere (a prefill instance) for GPU ``g``: place its
         new blocks on ``g`` (as their first writer), without producing a token — the decode
         instance that admits ``r`` does (:mod:`simulator.engine.kvtransfer`)."""
-        idx = self.ctx_idx[r]
-        missing = np.flatnonzero(~self.dir.known(idx))
-        self.dir.place(idx[missing], g, self.env.now, repo=int(self.repo[r]),
-                       positions=missing, n_context=len(idx), scheme="first_writer")
-        h = self.prompt_hash.pop(r)
-        self._hash_room()
-        self.computed_after[idx[missing][::-1]] = h[missing][::-1]
+        missing = np.flatnonzero(~self.dir.known(self.ctx_idx[r]))
+        self._place(g, r, missing, self.prompt_hash.pop(r), scheme="first_writer")
 
     def grow_context(self, g: int, r: int) -> None:
         """Add a home-owned block when the generated tokens spill past the context's last one."""
