@@ -378,7 +378,8 @@ def test_no_gpu_copies_a_block_it_holds():
 
 
 def test_owned_and_copies_together_fill_a_gpu_down_to_the_low_watermark():
-    # 64 blocks: the low watermark frees 64 // 32 = 2 blocks beyond what is needed
+    # 64 blocks: the low watermark frees 64 // 32 = 2 blocks beyond what is needed; unpinned
+    # owned blocks and copies go in one least-recently-used order
     d = make(cap=64, gpus=2, per_machine=2, host=100)
     other = d.intern(list(range(1000, 1004)))
     d.place(other, writer=1, now=0.0)
@@ -386,12 +387,42 @@ def test_owned_and_copies_together_fill_a_gpu_down_to_the_low_watermark():
     d.place(mine, writer=0, now=1.0)
     assert d.add_copies(0, other, slot=0, now=2.0) == 4  # 60 + 4 = 64: full, nothing evicted
     assert d.copies_evicted == 0 and d.demoted == 0
-    d.place(d.intern([5000]), writer=0, now=3.0)  # 1 over: 1 + 2 copies evicted
-    assert (d.owned[0], d.copies[0], d.copies_evicted, d.demoted) == (61, 1, 3, 0)
-    # 3 more: 64 owned + 1 copy, 1 over: 1 + 2 to free — the copy, then 2 owned demoted
-    d.place(d.intern([5001, 5002, 5003]), writer=0, now=4.0)
-    assert (d.owned[0], d.copies[0], d.copies_evicted, d.demoted) == (62, 0, 4, 2)
-    assert d.tier[mine[:3]].tolist() == [HOST, HOST, HBM]  # the least recently placed
+    d.place(d.intern([5000]), writer=0, now=3.0)  # 1 over: 1 + 2 freed, the owned of t=1.0
+    assert (d.owned[0], d.copies[0], d.copies_evicted, d.demoted) == (58, 4, 0, 3)
+    assert d.tier[mine[:4]].tolist() == [HOST, HOST, HOST, HBM]  # lowest index among ties
+    d.touch(0, mine[3:], now=4.0)  # now the copies (t=2.0) are the least recent
+    d.place(d.intern([5001, 5002, 5003]), writer=0, now=5.0)  # 1 over: 3 freed, copies first
+    assert (d.owned[0], d.copies[0], d.copies_evicted, d.demoted) == (61, 1, 3, 3)
+    assert d.has_copy(0, other, 0).tolist() == [False, False, False, True]
+    d.check()
+
+
+def test_a_copy_displaces_the_least_recent_unpinned_owned_block_never_a_pinned_one():
+    # GPU 0 (8 blocks, watermark 0) owns 8: a, b (unpinned, used at 1 and 3) and 6 pinned
+    d = make(cap=8, gpus=2, per_machine=2, host=10)
+    own = d.intern(list(range(8)))
+    d.place(own, writer=0, now=0.0)
+    d.pin(own[2:])
+    d.touch(0, own[:1], now=1.0)
+    d.touch(0, own[1:2], now=3.0)
+    theirs = d.intern([100, 101, 102])
+    d.place(theirs, writer=1, now=0.0)
+    assert d.add_copies(0, theirs[:1], slot=0, now=2.0) == 1  # block 0 (t=1) goes to host
+    assert d.tier[own[:2]].tolist() == [HOST, HBM] and d.copies_evicted == 0
+    # full again: the next copy displaces the older of the copy (t=2) and block 1 (t=3)
+    assert d.add_copies(0, theirs[1:2], slot=0, now=4.0) == 1
+    assert d.copies_evicted == 1 and d.tier[own[1]] == HBM
+    # a tie between a copy and an owned block of the same last use: the copy goes
+    d.touch(0, own[1:2], now=4.0)
+    assert d.add_copies(0, theirs[2:3], slot=0, now=5.0) == 1
+    assert d.has_copy(0, theirs, 0).tolist() == [False, False, True]
+    assert d.tier[own[1]] == HBM and d.copies_evicted == 2
+    # only pinned blocks and the copy being read are left: nothing may go
+    d.touch(0, own[1:2], now=6.0)
+    d.pin(own[1:2])
+    assert d.add_copies(0, theirs[[0, 2]], slot=0, now=7.0) == 0
+    assert d.has_copy(0, theirs, 0).tolist() == [False, False, True]
+    assert (d.tier[own[1:]] == HBM).all() and d.demoted == 1
     d.check()
 
 
@@ -426,10 +457,12 @@ def test_the_checker_catches_an_overfull_gpu():
         d.check()
 
 
-def test_copies_fill_what_is_left_and_a_gpu_full_of_its_own_blocks_keeps_none():
-    # GPU 0: 64 blocks (low watermark 2), owns 61; GPU 1 owns the blocks GPU 0 copies
+def test_copies_fill_what_is_left_and_a_gpu_full_of_its_own_pinned_blocks_keeps_none():
+    # GPU 0: 64 blocks (low watermark 2), owns 61 that running requests pin; GPU 1 owns the
+    # blocks GPU 0 copies
     d = make(cap=64, gpus=2, per_machine=2, host=0)
-    d.place(d.intern(list(range(61))), writer=0, now=0.0)
+    d.pin(pinned := d.intern(list(range(61))))
+    d.place(pinned, writer=0, now=0.0)
     theirs = d.intern(list(range(1000, 1010)))
     d.place(theirs, writer=1, now=0.0)
     assert d.add_copies(0, theirs[:2], slot=0, now=1.0) == 2  # 63 of 64
@@ -445,7 +478,8 @@ def test_copies_fill_what_is_left_and_a_gpu_full_of_its_own_blocks_keeps_none():
     assert np.flatnonzero(d.has_copy(0, theirs, 0)).tolist() == [5]
     d.check()
     full = make(cap=2, gpus=2, per_machine=2)
-    full.place(full.intern([1, 2]), writer=0, now=0.0)
+    full.pin(full_own := full.intern([1, 2]))
+    full.place(full_own, writer=0, now=0.0)
     other = full.intern([3])
     full.place(other, writer=1, now=0.0)
     assert full.add_copies(0, other, slot=0, now=1.0) == 0  # nothing it may evict
@@ -507,7 +541,8 @@ def test_a_gpu_filled_exactly_evicts_nothing_and_overflow_frees_down_to_the_wate
     # copies: 58 owned, 5 copies, 1 free; 2 new copies need 2 - 1 + 2 = 3 evicted (the 3
     # least recent of the 5), not all of them
     e = make(cap=64, gpus=2, per_machine=2, host=0)
-    e.place(e.intern(list(range(58))), writer=0, now=0.0)
+    e.pin(e_own := e.intern(list(range(58))))  # pinned: only copies may go
+    e.place(e_own, writer=0, now=0.0)
     theirs = e.intern(list(range(1000, 1007)))
     e.place(theirs, writer=1, now=0.0)
     for t in range(5):

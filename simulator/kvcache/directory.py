@@ -18,12 +18,14 @@ Placement (which GPUs hold a newly prefilled prompt block), over the list of own
 Capacity: each GPU holds at most ``capacity_blocks`` blocks in HBM (HBM − weights − reserve,
 computed by :func:`capacity_blocks`), counting the blocks it owns and the copies it keeps. Copies
 (fetched or recomputed KV slices of another owner's block) are kept per (block, simulated layer)
-and evicted LRU first; they are kept in a :class:`~simulator.kvcache.copystore.CopyStore`
-(dense while small, paged on large clusters, where a GPU copies few of all blocks). When owned
-blocks overflow, the least recently used owned block is demoted to its machine's host-DRAM tier
-(reached over PCIe; a reader pays that path); when the host tier is full or disabled the block is
-dropped and must be recomputed by whoever needs it next.
-Owned blocks of requests still decoding (``pin``) are demoted only after every unpinned one.
+in a :class:`~simulator.kvcache.copystore.CopyStore` (dense while small, paged on large
+clusters, where a GPU copies few of all blocks). When HBM overflows, the GPU's copies and the
+owned blocks no running request pins go in one least-recently-used order, as a prefix cache
+frees its unreferenced blocks (:mod:`simulator.kvcache.eviction`): a copy is evicted, an owned
+block is demoted to its machine's host-DRAM tier (reached over PCIe; a reader pays that path);
+when the host tier is full or disabled the block is dropped and must be recomputed by whoever
+needs it next. Owned blocks of requests still decoding (``pin``) are demoted only after every
+unpinned one and every copy, and never to make room for a copy.
 Evictions go down to a low watermark (1/32 of the capacity below full), as real caches do, so
 the LRU sort is amortized over many insertions; the candidates (a GPU's copies, its HBM blocks, a
 host's blocks) come from lists kept as blocks enter those sets
@@ -256,8 +258,8 @@ class BlockDirectory:
 
         Blocks already held (HBM or host) and repeats are skipped. ``positions``/``n_context``
         locate the blocks in their prompt (``range``); ``scheme`` overrides the configured one
-        (the engine keeps generated tokens' blocks with their writer). Makes room by evicting
-        copies, then demoting LRU owned blocks."""
+        (the engine keeps generated tokens' blocks with their writer). Makes room as the module
+        docstring says (one LRU order over copies and unpinned owned blocks, then pinned ones)."""
         idx = np.asarray(idx, np.int64)
         fresh = self.tier[idx] == DROPPED
         idx = idx[fresh]
@@ -303,8 +305,9 @@ class BlockDirectory:
             self.eviction.make_room(int(gpu), 0, now)
 
     def add_copies(self, gpu: int, idx: np.ndarray, slot: int, now: float) -> int:
-        """Keep layer slot ``slot`` of blocks ``idx`` on ``gpu`` (fetched or recomputed), evicting
-        LRU copies to make room; returns the number of new block copies made."""
+        """Keep layer slot ``slot`` of blocks ``idx`` on ``gpu`` (fetched or recomputed), making
+        room by evicting its least recently used copies and demoting unpinned owned blocks (one
+        order); returns the number of new block copies made."""
         return self.add_copies_kept(gpu, idx, slot, now)[0]
 
     def add_copies_kept(self, gpu: int, idx: np.ndarray, slot: int,

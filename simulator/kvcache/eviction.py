@@ -2,11 +2,15 @@
 :class:`~simulator.kvcache.directory.BlockDirectory` holds; its state and placement live there.
 
 A GPU's HBM holds the blocks it owns and the copies it keeps. When a placement, a promotion or a new
-copy would overflow it, the least recently used copies go first, then owned blocks (unpinned first)
-are demoted to their machine's host tier — which drops its least recently used blocks when full —
-down to a low watermark. The candidates come from :class:`~simulator.kvcache.blocklists.BlockLists`
-(a GPU's copies, its HBM blocks, a host's blocks), never from a scan of every block; every order
-breaks ties by block index."""
+copy would overflow it, the least recently used of its copies and of the owned blocks no running
+request pins go first, in one order — as vLLM's prefix cache frees the least recently used of all
+its unreferenced blocks, whoever computed them: a copy is evicted (its owner still holds the
+block), an owned block is demoted to its machine's host tier (which drops its least recently used
+blocks when full). Only then are pinned blocks demoted (a placement or promotion only; a new copy
+never displaces a block a running request holds). All of it down to a low watermark. The
+candidates come from :class:`~simulator.kvcache.blocklists.BlockLists` (a GPU's copies, its HBM
+blocks, a host's blocks), never from a scan of every block; every order breaks ties by block
+index, a copy before an owned block of the same last use."""
 
 from __future__ import annotations
 
@@ -53,27 +57,65 @@ class Eviction:
         if over <= 0:
             return extra
         target = over + self.slack(gpu)
-        target -= self.evict_copies(gpu, target)
-        if target > 0:
+        target -= self.evict_lru(gpu, target)
+        if target > 0:  # only pinned blocks are left
             target -= self.demote(gpu, target)
         over = int(d.owned[gpu] + d.copies[gpu] + extra - d.capacity[gpu])
         return extra - max(over, 0)
+
+    def evict_lru(self, gpu: int, count: int, keep: np.ndarray | None = None) -> int:
+        """Free up to ``count`` blocks of ``gpu``'s HBM: the least recently used of its copies
+        (never those of the blocks in ``keep``, ascending) and of its owned blocks no request
+        pins, in one order (ties: a copy first, then the lower block index); copies are evicted,
+        owned blocks demoted. Returns how many were freed."""
+        d = self.d
+        held = self._copies(gpu, keep)
+        mine = d.hbm_lists.live(gpu, d.in_hbm_of(gpu))
+        mine = mine[d.pins[mine] <= 0]
+        if len(mine) == 0:
+            return self.evict_copies(gpu, count, keep)
+        take = min(count, len(held) + len(mine))
+        if take <= 0:
+            return 0
+        n = len(held)
+        used = np.concatenate((d.copy_used_at(gpu, held), d.used_at[mine]))
+        if take < len(used):  # only those that can be among the first `take`
+            cut = np.flatnonzero(used <= np.partition(used, take - 1)[take - 1])
+        else:
+            cut = np.arange(len(used))
+        blocks = np.concatenate((held, mine))[cut]
+        order = cut[np.lexsort((blocks, cut >= n, used[cut]))[:take]]
+        copies, owned = held[order[order < n]], mine[order[order >= n] - n]
+        if len(copies):
+            self._evict(gpu, copies)
+        if len(owned):
+            self._demote(gpu, owned)
+        return take
+
+    def _copies(self, gpu: int, keep: np.ndarray | None) -> np.ndarray:
+        """``gpu``'s copies (ascending), less those of the blocks in ``keep`` (ascending)."""
+        d = self.d
+        held = d.copy_lists.live(gpu, d.has_copy_of(gpu))
+        if keep is not None and len(keep) and len(held):  # held ∖ keep, by binary search
+            at = np.minimum(np.searchsorted(keep, held), len(keep) - 1)
+            held = held[keep[at] != held]
+        return held
+
+    def _evict(self, gpu: int, victims: np.ndarray) -> None:
+        d = self.d
+        d.copy_store.clear(gpu, victims)
+        d.copies[gpu] -= len(victims)
+        d.copies_evicted += len(victims)
 
     def evict_copies(self, gpu: int, count: int, keep: np.ndarray | None = None) -> int:
         """Evict up to ``count`` of ``gpu``'s least recently used copies, never those of the
         blocks in ``keep`` (ascending); returns how many were evicted."""
         d = self.d
-        held = d.copy_lists.live(gpu, d.has_copy_of(gpu))
-        if keep is not None and len(keep):  # held ∖ keep, by binary search in keep
-            at = np.minimum(np.searchsorted(keep, held), len(keep) - 1)
-            held = held[keep[at] != held]
+        held = self._copies(gpu, keep)
         take = min(count, len(held))
         if take <= 0:
             return 0
-        victims = least_recent(held, d.copy_used_at(gpu, held), take)
-        d.copy_store.clear(gpu, victims)
-        d.copies[gpu] -= take
-        d.copies_evicted += take
+        self._evict(gpu, least_recent(held, d.copy_used_at(gpu, held), take))
         return take
 
     def demote(self, gpu: int, count: int) -> int:
@@ -86,7 +128,13 @@ class Eviction:
         take = min(count, len(mine))
         # unpinned blocks first, then least recently used, then lowest index
         order = np.lexsort((mine, d.used_at[mine], d.pins[mine] > 0))
-        victims = mine[order[:take]]
+        self._demote(gpu, mine[order[:take]])
+        return take
+
+    def _demote(self, gpu: int, victims: np.ndarray) -> None:
+        """Move ``victims`` (blocks in ``gpu``'s HBM) to their machine's host tier, dropping
+        what it cannot take."""
+        d = self.d
         holders = d.holders(victims)
         for j in range(d.k):
             np.subtract.at(d.owned, holders[:, j], 1)
@@ -103,7 +151,6 @@ class Eviction:
             d.base[vm[room:]] = UNPLACED
             d.demoted += room
             d.dropped += len(vm) - room
-        return take
 
     def host_room(self, machine: int, want: int) -> int:
         """Room for ``want`` blocks in ``machine``'s host tier, dropping its least recently
@@ -125,11 +172,12 @@ class Eviction:
         return min(want, cap - int(d.host_used[machine]))
 
     def make_room_for_copies(self, gpu: int, want: int, keep: np.ndarray) -> int:
-        """Evict LRU copies (never those in ``keep``, ascending) until ``want`` new ones fit,
-        down to the low watermark; returns how many fit."""
+        """Free HBM (:meth:`evict_lru`: copies, never those in ``keep``, ascending, and unpinned
+        owned blocks) until ``want`` new copies fit, down to the low watermark; returns how many
+        fit."""
         d = self.d
         free = int(d.capacity[gpu] - d.owned[gpu] - d.copies[gpu])
         if free >= want:
             return want
-        self.evict_copies(gpu, want - max(free, 0) + self.slack(gpu), keep)
+        self.evict_lru(gpu, want - max(free, 0) + self.slack(gpu), keep)
         return max(0, min(want, int(d.capacity[gpu] - d.owned[gpu] - d.copies[gpu])))
