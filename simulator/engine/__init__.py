@@ -5,8 +5,13 @@ step.
   batching, one SimPy chain of messages and kernels per (iteration, layer, owner) round;
 - :mod:`~simulator.engine.fast` — the fast engine: the same run with each decode step composed
   at once (one SimPy event per GPU step), over work calendars for GPU streams
-  (:mod:`~simulator.engine.fast_streams`) and links (:mod:`~simulator.engine.fast_links`); held
-  to the exact engine by ``benchmarks/validate_fast.py``;
+  (:mod:`~simulator.engine.fast_streams`) and links (:mod:`~simulator.engine.fast_links`), its
+  slots with rounds composed by :mod:`~simulator.engine.fast_slots`; held to the exact engine by
+  ``benchmarks/validate_fast.py``;
+- :mod:`~simulator.engine.gpu_loop` — one GPU's continuous-batching loop, which both engines
+  share (each supplies its decode step);
+- :mod:`~simulator.engine.stepcosts` — what a step's kernels and rounds cost, memoized
+  (:class:`StepCosts`, a part the run holds);
 - :mod:`~simulator.engine.admission` — requests' life: arrival, home, admission, prefill,
   growth, retirement (:class:`Admission`, a part the run holds);
 - :mod:`~simulator.engine.reuse` — which prompt blocks a prefill reuses (prefix, span, none) and

@@ -6,7 +6,9 @@ policy, and one ``numpy.random.Generator`` from the seed, spawned into child str
 for sparse selection, one for focus sets, one for the policy).
 
 Flow. An arrival process hands each request to its session's *home* GPU (least loaded, or the
-GPU owning its repository). Each GPU runs a continuous-batching loop:
+GPU owning its repository). Each GPU runs a continuous-batching loop
+(:func:`~simulator.engine.gpu_loop.gpu_loop`, which both engines share; this module supplies the
+steps it runs):
 
 1. **admit** queued requests while the batch is below ``max_batch`` and the KV they will own fits
    (HBM − weights − reserve); **prefill** them on the home GPU, reusing the blocks the directory
@@ -37,8 +39,9 @@ filling. The last round of a layer schedules the layer's end directly (one event
 under a policy that never routes (``options`` without ``"route"``), the layers of a step with
 nothing to exchange are chained without events. Selections are sampled 16 decode steps at a
 time and block locations looked up for all layers of a step at once
-(:class:`~simulator.engine.locate.StepData`, a part the run holds); closed-form phases are
-memoized per round shape; round and iteration records are packed into typed columns as the run
+(:class:`~simulator.engine.locate.StepData`, a part the run holds); kernel times and
+closed-form phases are memoized per shape (:class:`~simulator.engine.stepcosts.StepCosts`,
+another part); round and iteration records are packed into typed columns as the run
 goes (:mod:`simulator.engine.columns`). Requests' bookkeeping is the run's
 :class:`~simulator.engine.admission.Admission`, the result :mod:`simulator.engine.results`'s.
 """
@@ -60,11 +63,13 @@ from simulator.engine import records
 from simulator.engine.admission import Admission
 from simulator.engine.clock import requests_progress, run_clock
 from simulator.engine.columns import Columns
+from simulator.engine.gpu_loop import gpu_loop
 from simulator.engine.locate import StepData
 from simulator.engine.requests import settle_unfinished
 from simulator.engine.results import Result, collect
 from simulator.engine.reuse import rotary_time
 from simulator.engine.rounds import Pending, RoundReplay
+from simulator.engine.stepcosts import StepCosts
 from simulator.errors import UserError
 from simulator.gpu.calibration import run_kernels
 from simulator.gpu.copyengines import CopyEngines
@@ -218,100 +223,10 @@ class _Run:
                                        strict=True)))
         self.iters = Columns(list(zip(records.ITERATION_COLUMNS, records.ITERATION_DTYPES,
                                       strict=True)))
-        self._cf_cache: dict[tuple, object] = {}
-        self._attn_cache: dict[tuple, float] = {}
-        self._payload_cache: dict[int, tuple[float, float]] = {}
-        # GPUs of equal specs share the kernel times memoized per GPU kind (its index here)
-        kinds: dict = {}
-        self._kind = [kinds.setdefault(x.spec, len(kinds)) for x in self.gpus]
-        self._na_cache: dict[tuple[int, int, int | None], float] = {}
-        self._indexer_cache: dict[tuple[int, int, float], float] = {}
+        self.costs = StepCosts(self.kernels, self.cm, self.arch, self.gpus, self.names, self.req,
+                               self.indexer)
         if self.deploy is not None:
             self.deploy.setup(root.spawn(1)[0])  # the MoE routing stream
-
-    # -- the per-GPU loop --------------------------------------------------------------------
-
-    def _gpu_loop(self, g: int):
-        env = self.env
-        req = self.req
-        sched = req.sched[g]
-        queue, wake = req.queue[g], req.wake
-        gen, out = req.gen, req.out
-        stream = self.streams[g]
-        chunked = self.serving.chunked_prefill
-        overhead = self.serving.overhead_time()
-        iteration = 0
-        while True:
-            if not queue and not sched.running:
-                if self.observed is not None:
-                    self.observed.idle(g)
-                wake[g] = env.event()
-                yield wake[g]
-                wake[g] = None
-                continue
-            started = env.now
-            plan = sched.step(queue)
-            for r in plan.rejected:
-                req.reject(r)
-            for r in plan.admitted:
-                req.admitted(r)
-            if not plan and not plan.prompt_done:
-                if plan.rejected or plan.preempted:
-                    continue  # only rejections or preemptions happened: nothing ran
-                # nothing fits until a running request finishes elsewhere in time: wait for one
-                wake[g] = env.event()
-                yield wake[g]
-                wake[g] = None
-                continue
-            prefill_time = 0.0
-            na_layer = None
-            at = started + overhead
-            if not chunked:  # whole prompts first, then the step's decodes (the earlier loop)
-                if plan.chunks or plan.prompt_done:
-                    if overhead:
-                        yield env.timeout(overhead)
-                    yield stream.run(sum(req.prefill_plan(g, r, c) for r, c in plan.chunks))
-                    prefill_time = env.now - started
-                    at = env.now
-                    for r in plan.prompt_done:
-                        req.prompt_done(g, r)
-            elif plan.chunks:
-                work, extra = self._chunk_work(g, sched, plan)
-                samples = len(plan.decode) + len(plan.prompt_done)  # rows the LM head computes
-                if plan.decode:
-                    na_layer = self._na(g, len(plan.decode) + plan.prefill_tokens, samples) + extra
-                    prefill_time = work
-                else:  # a prefill-only step: layer slot by slot, as a decode step's
-                    if overhead:
-                        yield env.timeout(overhead)
-                    yield from self._prefill_layers(g, self._na(g, plan.prefill_tokens, samples)
-                                                    + extra)
-                    prefill_time = env.now - started
-                    at = env.now
-            decoding = plan.decode
-            if decoding:
-                if na_layer is None:
-                    na_layer = self._na(g, len(decoding))
-                na_layer += self._indexer(g, decoding)
-                yield from self._decode(g, decoding, iteration, na_layer, at)
-                for r in decoding:
-                    gen[r] += 1
-                    req.grow_context(g, r)
-            elif at > env.now:
-                yield env.timeout(at - env.now)
-            if chunked:
-                for r in plan.prompt_done:
-                    req.prompt_done(g, r)
-            for r in [r for r in sched.running if gen[r] >= out[r]]:
-                req.retire(g, r)
-            if self.check_invariants:
-                self.dir.check()
-            self.iters.append((g, iteration, started, env.now, len(decoding), prefill_time,
-                               len(decoding), plan.prefill_tokens, len(plan.preempted)))
-            iteration += 1
-            self.rounds.maybe_pack()
-            self.iters.maybe_pack()
-            self.fabric.spill_records()
 
     def _demoted(self, g: int, blocks: int) -> None:
         """GPU ``g`` moved ``blocks`` blocks to its host tier: a device→host copy on its copy
@@ -320,39 +235,7 @@ class _Run:
                                    blocks * self.block_bytes, "d2h")
         self.copies[g].issue("d2h", t)
 
-    def _na(self, g: int, tokens: int, logits: int | None = None) -> float:
-        """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens of which
-        ``logits`` sample a token (the LM head's rows; default all) [s]."""
-        key = (self._kind[g], tokens, logits)
-        t = self._na_cache.get(key)
-        if t is None:
-            t = self._na_cache[key] = self.kernels.non_attention_time(
-                self.gpus[g].spec, self.arch, tokens, gpus=self.G,
-                logits=logits) / self.arch.layers
-        return t
-
-    def _indexer(self, g: int, reqs: list[int]) -> float:
-        """The DSA indexer's pass per layer over each decoding query's whole context [s] (0 for
-        models without one, or run with dense selection)."""
-        if not self.indexer:
-            return 0.0
-        # the mean context [tokens]: an exact integer sum over the batch, divided once (the
-        # float numpy's mean gives, without its overhead)
-        req = self.req
-        if len(reqs) == 1:  # the common batch: the same integer without the array calls
-            r = reqs[0]
-            ctx = float(int(req.inp[r] + req.gen[r]))
-        else:
-            ctx = int((req.inp[reqs] + req.gen[reqs]).sum()) / len(reqs)
-        spec = self.gpus[g].spec
-        key = (self._kind[g], len(reqs), ctx)  # memoized: the three recur
-        t = self._indexer_cache.get(key)
-        if t is None:
-            if len(self._indexer_cache) > 100_000:
-                self._indexer_cache.clear()
-            t = self._indexer_cache[key] = self.kernels.indexer_time(spec, self.arch, len(reqs),
-                                                                     ctx)
-        return t
+    # -- the steps the serving loop runs (gpu_loop.py) ---------------------------------------------
 
     def _prefill_layers(self, g: int, layer_time: float):
         """A prefill-only step's layers on GPU ``g``, ``layer_time`` [s] each: per layer slot
@@ -363,25 +246,6 @@ class _Run:
         env, stream = self.env, self.streams[g]
         for layers in self.slot_layers_list:
             yield stream.after(layer_time, env.now, layers)
-
-    def _chunk_work(self, g: int, sched, plan) -> tuple[float, float]:
-        """(the prefill chunks' share of the step [s], their attention per layer [s]): each chunk
-        attends its own tokens and the context computed (or reused) before it."""
-        req = self.req
-        spec, L = self.gpus[g].spec, self.arch.layers
-        attn = 0.0
-        for r, c in plan.chunks:
-            before = sched.prefill_left.get(r, 0) + c  # tokens left before this chunk
-            cached = int(req.inp[r]) + int(req.gen[r]) - before
-            attn += self.kernels.prefill_attention_time(spec, self.arch, c, max(cached, 0),
-                                                        gpus=self.G)
-            attn += req.take_rotary(g, r)  # the span blocks' rotary pass, with the first chunk
-        B = len(plan.decode)
-        samples = B + len(plan.prompt_done)
-        work = (self._na(g, B + plan.prefill_tokens, samples) - self._na(g, B)) * L + attn
-        return work, attn / L
-
-    # -- one decode step -----------------------------------------------------------------------
 
     def _decode(self, g: int, reqs: list[int], iteration: int, na_layer: float | None,
                 start_at: float):
@@ -394,7 +258,7 @@ class _Run:
         dense, valid = self.steps.select(g, reqs)
         self.dir.touch(g, dense[valid], env.now)
         if na_layer is None:
-            na_layer = self._na(g, B)
+            na_layer = self.costs.na(g, B)
         # where every selected block is, for all slots at once (copies made by this step's
         # rounds are for the slot that made them, so they cannot change another slot's answer)
         if self.policy.colocated:
@@ -413,7 +277,7 @@ class _Run:
                 # nothing to exchange, and no other GPU's kernel can queue on this stream:
                 # the slot's end is known, so no event (the same floats as Stream.after)
                 at = stream.quiet_layer(
-                    at, self._attention(name, n_local[s], q_local[s]) if n_local[s] else 0.0,
+                    at, self.costs.attention(name, n_local[s], q_local[s]) if n_local[s] else 0.0,
                     na_layer, layers)
                 continue
             if at > env.now:
@@ -428,7 +292,7 @@ class _Run:
                 for grp in slot_groups:
                     self._start_round(g, s, iteration, pending, *grp)
             if n_local[s]:  # home's own partial attention, queued behind any recompute
-                stream.issue(self._attention(name, n_local[s], q_local[s]))
+                stream.issue(self.costs.attention(name, n_local[s], q_local[s]))
             # projections + FFN (after every merge); then the folded layers' time
             yield done if done is not None else stream.after(na_layer, t0, layers)
             at = env.now
@@ -449,30 +313,6 @@ class _Run:
         self.observed.step(g, self.steps.owner_copy_hits, self.steps.away, len(reqs),
                            int((req.out[reqs] - req.gen[reqs]).sum()) / len(reqs), share,
                            int(d.capacity[g] - d.owned[g]), int(d.copies[g]))
-
-    def route_payload(self, batch: int) -> tuple[float, float]:
-        """(query bytes, return bytes) of a routed round of ``batch`` queries [B] (memoized)."""
-        p = self._payload_cache.get(batch)
-        if p is None:
-            p = self._payload_cache[batch] = self.cm.route_payload(batch)
-        return p
-
-    def _attention(self, name: str, n_blocks: int, batch: int) -> float:
-        key = (name, n_blocks, batch)
-        t = self._attn_cache.get(key)
-        if t is None:
-            t = self.cm.attention_time(name, n_blocks / batch, batch)
-            self._attn_cache[key] = t
-        return t
-
-    def _closed_form(self, option: str, g: int, code: int, owner: str, n_blocks: int,
-                     batch: int):
-        key = (option, g, code, n_blocks, batch)
-        cf = self._cf_cache.get(key)
-        if cf is None:
-            cf = getattr(self.cm, option)(self.names[g], owner, n_blocks / batch, batch)
-            self._cf_cache[key] = cf
-        return cf
 
     def _group(self, g: int, k: int, b: int, members) -> tuple:
         """What a holder group of home ``g`` is: ``(blocks, distinct blocks, owner name, forced
@@ -504,7 +344,7 @@ class _Run:
         if option is None:
             option = self._ask(Round(self.names[g], owner, s, b, math.ceil(n_blocks / b),
                                      distinct, self.env.now))
-        cf = self._closed_form(option, g, code, owner, n_blocks, b)
+        cf = self.costs.closed_form(option, g, code, owner, n_blocks, b)
         RoundReplay(self, pending, g, k if k < G else -1, owner, code, option, b, n_blocks,
                distinct, members, s, iteration, cf).start()
 
@@ -518,7 +358,7 @@ class _Run:
             self.deploy.start()
         else:
             for g in range(self.G):
-                env.process(self._gpu_loop(g))
+                env.process(gpu_loop(self, g))
         duration = self.sc.engine.duration
         run_clock(env, duration, self.progress)
         self._finish_run()

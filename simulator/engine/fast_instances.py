@@ -8,16 +8,17 @@ locations, policy questions, MoE routing stream and records (it *is* an ``Instan
 ``_step`` differs) — with the step composed at its start on the fast engine's calendars
 (:mod:`simulator.engine.fast`), ended by one SimPy timeout:
 
-- **attention** of a slot on every rank at once: :meth:`FastRun._slots <simulator.engine.fast.
-  FastRun._slots>` (rounds, home attention, then the rank's projections, FFN and prefill chunks'
-  attention), unfolded — the slot's first layer only. The ranks' messages at each stage of the
-  slot form one phase and share links max-min as the Fabric's flows would (when a phase is too
-  large to fill at every completion: :func:`~simulator.engine.fast_links.
-  batched_max_min_finish`, or :func:`~simulator.engine.fast_links.shared_finish` for µs-scale
-  messages), the owners' kernels queue in arrival order, and the homes' last kernels and
-  projections are reserved in issue order across homes (two micro-batches of one GPU share its
-  stream) — not rank after rank on FIFO link calendars, which would let the first-composed ranks'
-  queries through first and pipeline the owners' work as no fair network does;
+- **attention** of a slot on every rank at once: :meth:`SlotComposer.slots
+  <simulator.engine.fast_slots.SlotComposer.slots>` (rounds, home attention, then the rank's
+  projections, FFN and prefill chunks' attention), unfolded — the slot's first layer only. The
+  ranks' messages at each stage of the slot form one phase and share links max-min as the
+  Fabric's flows would (when a phase is too large to fill at every completion:
+  :func:`~simulator.engine.fast_links.batched_max_min_finish`, or
+  :func:`~simulator.engine.fast_links.shared_finish` for µs-scale messages), the owners' kernels
+  queue in arrival order, and the homes' last kernels and projections are reserved in issue
+  order across homes (two micro-batches of one GPU share its stream) — not rank after rank on
+  FIFO link calendars, which would let the first-composed ranks' queries through first and
+  pipeline the owners' work as no fair network does;
 - **the MoE layer**, from when the last rank is ready, in the closed form's order
   (:meth:`~simulator.costmodel.moe.ExpertParallel.closed_form`, as
   :class:`~simulator.engine.exchange.MoEReplay` plays it): shared experts on each rank's
@@ -151,8 +152,8 @@ class FastInstanceLoop(InstanceLoop):
         """Every part's attention of slot ``s`` from its start [s] (home blocks, rounds,
         chunks) and the layer's projections (with a dense slot's FFN); returns when each part
         is done [s] (its start for one without tokens). The parts' rounds are composed together
-        (:meth:`FastRun._slots <simulator.engine.fast.FastRun._slots>`): their messages at
-        each stage are one phase."""
+        (:meth:`SlotComposer.slots <simulator.engine.fast_slots.SlotComposer.slots>`): their
+        messages at each stage are one phase."""
         ends = list(starts)
         homes = []
         which = []
@@ -168,7 +169,7 @@ class FastInstanceLoop(InstanceLoop):
                           starts[x]))
             which.append(x)
         if homes:
-            for x, e in zip(which, self.run._slots(homes, s, iteration), strict=True):
+            for x, e in zip(which, self.run.compose.slots(homes, s, iteration), strict=True):
                 ends[x] = e
         return ends
 

@@ -441,7 +441,7 @@ class InstanceLoop:
             for grp in groups:
                 run._start_round(g, s, iteration, pending, *grp)
         if p["n_local"] is not None and p["n_local"][s]:
-            stream.issue(run._attention(run.names[g], p["n_local"][s], p["q_local"][s]))
+            stream.issue(run.costs.attention(run.names[g], p["n_local"][s], p["q_local"][s]))
         return done if groups else stream.after(pre, t0, 1)
 
     def _moe(self, lane: int, parts: list[dict], s: int, layers: int, iteration: int):

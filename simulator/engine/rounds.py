@@ -58,7 +58,7 @@ class RoundReplay:
         self.t0 = env.now
         src = run.names[self.g]
         if self.option == "route":
-            q, r = run.route_payload(self.batch)
+            q, r = run.costs.route_payload(self.batch)
             self.nbytes = q + r
             self.ret_bytes = r
             run.fabric.transfer(src, self.owner, q, self._route_sent, tag=KV_ROUTE)

@@ -1,0 +1,111 @@
+"""What a step's kernels and rounds cost, memoized: the lookups both engines make per step.
+
+:class:`StepCosts` is a part the engine's run holds (``run.costs``, built by
+:class:`simulator.engine.exact._Run`). A decode step asks the same few questions many times — one
+layer's projections + FFN for a batch, the DSA indexer's pass over a context, a home's attention
+over its local blocks, a round's closed-form phases, a routed round's payload — with few distinct
+answers, so each is computed once from the kernel-time object or the
+:class:`~simulator.costmodel.closed_form.CostModel` and kept in a dictionary:
+
+- per *GPU kind* (GPUs of equal specs share an entry): projections + FFN per ``(tokens, logits)``
+  and the indexer per ``(batch, mean context)``;
+- per GPU name: attention per ``(blocks, queries)``; per (option, home, holder, shape): a round's
+  closed form (:meth:`StepCosts.closed_form`; the fast engine reads ``cf_cache`` directly first);
+- per batch: a routed round's (query bytes, return bytes).
+
+The answers are exactly the uncached calls' (the same arguments, the same floats); memoizing
+changes no record.
+"""
+
+from __future__ import annotations
+
+
+class StepCosts:
+    """The memoized step costs of one run (see the module docstring).
+
+    Args:
+        kernels: the run's kernel-time object (``non_attention_time``, ``indexer_time``).
+        cm: the run's :class:`~simulator.costmodel.closed_form.CostModel`.
+        arch: the model architecture.
+        gpus: the run's :class:`~simulator.gpu.runtime.GPU` objects, one per GPU index.
+        names: the GPUs' names, by index.
+        requests: the run's :class:`~simulator.engine.admission.Admission` (contexts, for the
+            indexer).
+        indexer: whether steps run the DSA indexer (a sparse model under DSA selection).
+    """
+
+    def __init__(self, kernels, cm, arch, gpus, names: list[str], requests,
+                 indexer: bool) -> None:
+        self.kernels, self.cm, self.arch = kernels, cm, arch
+        self.gpus, self.names, self.req = gpus, names, requests
+        self.G = len(names)
+        self.with_indexer = indexer
+        self.cf_cache: dict[tuple, object] = {}
+        self._attn_cache: dict[tuple, float] = {}
+        self._payload_cache: dict[int, tuple[float, float]] = {}
+        # GPUs of equal specs share the kernel times memoized per GPU kind (its index here)
+        kinds: dict = {}
+        self._kind = [kinds.setdefault(x.spec, len(kinds)) for x in gpus]
+        self._na_cache: dict[tuple[int, int, int | None], float] = {}
+        self._indexer_cache: dict[tuple[int, int, float], float] = {}
+
+    def na(self, g: int, tokens: int, logits: int | None = None) -> float:
+        """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens of which
+        ``logits`` sample a token (the LM head's rows; default all) [s]."""
+        key = (self._kind[g], tokens, logits)
+        t = self._na_cache.get(key)
+        if t is None:
+            t = self._na_cache[key] = self.kernels.non_attention_time(
+                self.gpus[g].spec, self.arch, tokens, gpus=self.G,
+                logits=logits) / self.arch.layers
+        return t
+
+    def indexer(self, g: int, reqs: list[int]) -> float:
+        """The DSA indexer's pass per layer over each decoding query's whole context [s] (0 for
+        models without one, or run with dense selection)."""
+        if not self.with_indexer:
+            return 0.0
+        # the mean context [tokens]: an exact integer sum over the batch, divided once (the
+        # float numpy's mean gives, without its overhead)
+        req = self.req
+        if len(reqs) == 1:  # the common batch: the same integer without the array calls
+            r = reqs[0]
+            ctx = float(int(req.inp[r] + req.gen[r]))
+        else:
+            ctx = int((req.inp[reqs] + req.gen[reqs]).sum()) / len(reqs)
+        spec = self.gpus[g].spec
+        key = (self._kind[g], len(reqs), ctx)  # memoized: the three recur
+        t = self._indexer_cache.get(key)
+        if t is None:
+            if len(self._indexer_cache) > 100_000:
+                self._indexer_cache.clear()
+            t = self._indexer_cache[key] = self.kernels.indexer_time(spec, self.arch, len(reqs),
+                                                                     ctx)
+        return t
+
+    def route_payload(self, batch: int) -> tuple[float, float]:
+        """(query bytes, return bytes) of a routed round of ``batch`` queries [B] (memoized)."""
+        p = self._payload_cache.get(batch)
+        if p is None:
+            p = self._payload_cache[batch] = self.cm.route_payload(batch)
+        return p
+
+    def attention(self, name: str, n_blocks: int, batch: int) -> float:
+        """GPU ``name``'s attention over ``n_blocks`` blocks for ``batch`` queries [s]."""
+        key = (name, n_blocks, batch)
+        t = self._attn_cache.get(key)
+        if t is None:
+            t = self.cm.attention_time(name, n_blocks / batch, batch)
+            self._attn_cache[key] = t
+        return t
+
+    def closed_form(self, option: str, g: int, code: int, owner: str, n_blocks: int,
+                    batch: int):
+        """The closed-form phases of an ``option`` round of home ``g`` with holder ``code``
+        (``owner`` its name) over ``n_blocks`` blocks for ``batch`` queries."""
+        key = (option, g, code, n_blocks, batch)
+        cf = self.cf_cache.get(key)
+        if cf is None:
+            cf = getattr(self.cm, option)(self.names[g], owner, n_blocks / batch, batch)
+            self.cf_cache[key] = cf
+        return cf
