@@ -30,6 +30,7 @@ on each engine asked for (``--engine``: ``fast``, ``exact`` or ``both``; default
     python benchmarks/validate_adaptive.py --policies route,fetch,local,adaptive,adaptive_static
     python benchmarks/validate_adaptive.py --scenarios mixed_fleet --set workload.mixed.chat_rate=2.0
     python benchmarks/validate_adaptive.py --scenarios default --engine both --seeds 0,1,2
+    python benchmarks/validate_adaptive.py --scenarios agentic-32-causal --seeds 0,5 --by-batch
     python benchmarks/validate_adaptive.py --out results.csv    # every run's metrics as CSV
     python benchmarks/validate_adaptive.py --table results.csv  # the table of a saved CSV
 
@@ -123,6 +124,31 @@ def population_tbt(requests, population) -> dict[str, float]:
             for p in dict.fromkeys(pop.tolist()) if ((pop == p) & ok).any()}
 
 
+def by_batch(iterations) -> dict[int, tuple[float, float]]:
+    """Per decode batch size ``B``: the median time [s] of the steps that decoded ``B`` tokens
+    and ran no prefill chunk (nan if none did), and the share of all decoded tokens that came from
+    steps of batch ``B`` (prefill steps counted by their decode batch).
+
+    A median over tokens (TBT p50) sits inside one batch size's steps; where about half the
+    tokens come from batch-1 steps, a few per cent of tokens moving between batch sizes moves
+    TBT p50 by the whole gap between them. The step time at equal batch tells a policy's cost
+    from the batching it happened to get."""
+    import numpy as np
+
+    batch = iterations["batch"].to_numpy(int)
+    tokens = iterations["tokens"].to_numpy(float)
+    step = (iterations["finished_at"] - iterations["started_at"]).to_numpy(float)
+    quiet = iterations["prefill_tokens"].to_numpy(int) == 0
+    total = tokens.sum()
+    out = {}
+    for b in sorted(set(batch[batch > 0].tolist())):
+        mine = batch == b
+        t = step[mine & quiet]
+        out[int(b)] = (float(np.median(t)) if len(t) else math.nan,
+                       float(tokens[mine].sum() / total) if total else math.nan)
+    return out
+
+
 def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...],
                  changes: tuple[str, ...] = (), seed: int | None = None) -> list[dict]:
     """Every policy on scenario ``name`` on each engine: one ``{"scenario", "engine",
@@ -146,6 +172,7 @@ def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...],
         for p in policies:
             res = run(scenario, p, seed=scenario.seed, trace=trace, engine=engine)
             runs[p] = res.summary
+            runs[p]["by_batch"] = by_batch(res.iterations)
             if population is not None:
                 runs[p]["population_tbt_p50"] = population_tbt(res.requests, population)
             print(f"  {name} [{engine}]: {p} done ({res.summary['wall_time']:.0f} s)",
@@ -247,6 +274,24 @@ def print_populations(results: list[dict]) -> None:
                   + f" | {best} |")
 
 
+def print_by_batch(results: list[dict]) -> None:
+    """Per scenario, each policy's median decode-only step time [ms] at each batch size and that batch
+    size's share of decoded tokens (:func:`by_batch`; not kept by ``--out``)."""
+    for r in results:
+        runs = {p: s["by_batch"] for p, s in r["runs"].items() if isinstance(s.get("by_batch"),
+                                                                              dict)}
+        if not runs:
+            continue
+        sizes = sorted({b for v in runs.values() for b in v})[:6]
+        print(f"\n{r['scenario']} [{r['engine']}]: median decode-only step time [ms] by batch "
+              "(share of decoded tokens)")
+        print("| policy | TBT p50 [ms] | " + " | ".join(f"B={b}" for b in sizes) + " |")
+        print("|---|---:|" + "---:|" * len(sizes))
+        for p, v in runs.items():
+            cells = [f"{v[b][0] * 1e3:.2f} ({v[b][1]:.0%})" if b in v else "—" for b in sizes]
+            print(f"| {p} | {r['runs'][p]['tbt_p50'] * 1e3:.2f} | " + " | ".join(cells) + " |")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
@@ -259,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
                     "value; repeatable), e.g. --set workload.mixed.chat_rate=2.0")
     ap.add_argument("--table", type=Path, help="print the table of a CSV written by --out "
                     "instead of running")
+    ap.add_argument("--by-batch", action="store_true", help="also each policy's decode step "
+                    "time at each batch size and that size's share of tokens (TBT p50 on a "
+                    "closed-loop trace can sit at the edge between two batch sizes)")
     ap.add_argument("--seeds", default=None, help="comma-separated seeds (default: each "
                     "scenario's own): a row per (scenario, seed, engine), labelled name@seed")
     args = ap.parse_args(argv)
@@ -289,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = [verdict(r) for r in results]
     print_table(rows)
     print_populations(results)
+    if args.by_batch:
+        print_by_batch(results)
     ok = True
     for engine in dict.fromkeys(r["engine"] for r in rows):
         mine = [r for r in rows if r["engine"] == engine]

@@ -25,6 +25,27 @@ def test_population_tbt_is_the_median_request_mean_per_population():
     assert got == {"a": pytest.approx((0.5 + 0.1) / 2), "b": pytest.approx(1.0)}
 
 
+def test_by_batch_times_quiet_steps_and_shares_tokens_by_batch_size():
+    va = script()
+    it = pd.DataFrame({
+        "started_at": [0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 7.0],
+        "finished_at": [0.5, 1.7, 3.0, 3.6, 5.0, 6.4, 9.0],
+        "batch": [1, 1, 2, 1, 3, 0, 1],
+        "tokens": [1, 1, 2, 1, 3, 0, 1],
+        "prefill_tokens": [0, 0, 0, 512, 0, 2048, 0],
+    })
+    got = va.by_batch(it)
+    # batch 1: quiet steps of 0.5, 0.7 and 2 s, median 0.7 (the prefill step is left out of
+    # the time, not of the share); 4 of the 9 tokens. Batch 2: one step of 1 s, 2 tokens;
+    # batch 3: 1 s, 3 tokens. A prefill-only step (batch 0) decodes nothing: not a batch size.
+    assert set(got) == {1, 2, 3}
+    assert got[1] == (pytest.approx(0.7), pytest.approx(4 / 9))
+    assert got[2] == (pytest.approx(1.0), pytest.approx(2 / 9))
+    assert got[3] == (pytest.approx(1.0), pytest.approx(3 / 9))
+    only_prefill = it.assign(prefill_tokens=1)
+    assert math.isnan(va.by_batch(only_prefill)[2][0])  # no quiet step of that size
+
+
 def test_set_changes_a_key_of_the_scenario_file():
     va = script()
     sc = va.suite("mixed_fleet", ("workload.mixed.chat_rate=2.0", 'stack="nccl"'))
