@@ -26,13 +26,14 @@ from simulator.disaggregation import (
     stack_study,
 )
 from simulator.disaggregation.homogeneous import simulate_homogeneous
-from simulator.disaggregation.lamina import layer_bytes, simulate_disaggregated
+from simulator.disaggregation.lamina import simulate_disaggregated
 from simulator.disaggregation.pools import head_shard
 from simulator.disaggregation.spec import (
     DisaggregationSpec,
     check_against,
     validate_disaggregation,
 )
+from simulator.disaggregation.staggered import layer_bytes
 from simulator.errors import UserError
 from simulator.gpu import KernelModel
 from simulator.hardware import gpu

@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import run
-from simulator.engine.fast_links import Links, max_min_finish
+from simulator.engine.fast_links import Links
+from simulator.engine.fast_sharing import max_min_finish
 from simulator.engine.fast_streams import Calendar
 from simulator.errors import UserError
 from simulator.kvcache import stable_hash

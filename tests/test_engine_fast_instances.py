@@ -17,8 +17,9 @@ from test_engine_instances import scenario, trace
 
 import topologies
 from simulator import run
-from simulator.engine import fast_links
-from simulator.engine.fast_links import Links, max_min_finish, shared_finish
+from simulator.engine import fast_sharing
+from simulator.engine.fast_links import Links
+from simulator.engine.fast_sharing import max_min_finish, shared_finish
 from simulator.network import Fabric
 from simulator.network.traffic import MOE_DISPATCH, TRAFFIC_CLASSES
 
@@ -124,8 +125,8 @@ def test_batched_filling_is_max_min_without_batches_and_never_beats_a_lone_flow(
     caps = [min(line[i] for i in path) * rng.uniform(0.5, 1.0) for path in links]
     args = (starts, nbytes, caps, links, line)
     exact = np.array(max_min_finish(*args))
-    np.testing.assert_allclose(fast_links.batched_max_min_finish(*args, tolerance=0.0), exact, rtol=1e-9)
-    batched = np.array(fast_links.batched_max_min_finish(*args))
+    np.testing.assert_allclose(fast_sharing.batched_max_min_finish(*args, tolerance=0.0), exact, rtol=1e-9)
+    batched = np.array(fast_sharing.batched_max_min_finish(*args))
     lone = np.array(starts) + np.array(nbytes) / np.array(caps)
     assert (batched >= lone * (1 - 1e-12)).all() and (exact >= lone * (1 - 1e-12)).all()
 

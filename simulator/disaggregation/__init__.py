@@ -4,7 +4,10 @@ Two decode loops replace the engine's per-GPU loop when a policy names one (its 
 attribute; :mod:`simulator.policies.disaggregated`, :mod:`simulator.policies.homogeneous`):
 
 - :mod:`~simulator.disaggregation.lamina` — model workers run projections + FFN, attention
-  workers hold the KV and run attention; ``n`` micro-batches over ``n − 1`` model slices;
+  workers hold the KV and run attention; ``n`` micro-batches over ``n − 1`` model slices; its
+  parts: each iteration's plan and closed form (:mod:`~simulator.disaggregation.lamina_plan`),
+  the attention workers' KV pool (:mod:`~simulator.disaggregation.attention_pool`), and the fast
+  mode's slots composed at once (:mod:`~simulator.disaggregation.lamina_fast`);
 - :mod:`~simulator.disaggregation.homogeneous` — vLLM-like tensor-parallel replicas;
 - :mod:`~simulator.disaggregation.pools` — what both share (:class:`PoolRun`, results);
 - :mod:`~simulator.disaggregation.staggered` — the staggered pipeline's closed form;

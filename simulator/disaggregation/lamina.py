@@ -40,15 +40,17 @@ layer of micro-batch ``j`` takes
 micro-batches this is Lamina's ``max(n·t_a, n·t_m/(n − 1), t_m + t_a + round trip)``); an
 iteration is ``Σ_layers T_layer``. It is exact in the periodic regime of equal micro-batches and
 approximate while admissions make them unequal (the run reports its error). The idle time
-left on each pool is reported.
+left on each pool is reported. Each iteration's per-layer work (the plan both loops run), its
+flows and this prediction come from the run's :class:`~simulator.disaggregation.lamina_plan.
+IterationPlanner` (``run.planner``); this module is the loop that runs them.
 
 The serving loop is the engines' (:class:`~simulator.engine.scheduler.Scheduler`, one per
 micro-batch, over one queue): at the start of its iteration a micro-batch admits queued requests
 while it is below its even share of the requests in the system and the attention pool
-(:class:`AttentionPool`) holds their KV; decodes first, prefill chunks under the token budget
-(``prefill = "local"``), preemption by recompute when the pool runs out, the per-step host
-overhead before the iteration's first layer; a request that cannot fit even alone is reported,
-not run.
+(:class:`~simulator.disaggregation.attention_pool.AttentionPool`) holds their KV; decodes
+first, prefill chunks under the token budget (``prefill = "local"``), preemption by recompute
+when the pool runs out, the per-step host overhead before the iteration's first layer; a
+request that cannot fit even alone is reported, not run.
 
 **Fast mode** (``[engine] mode = "fast"``; :mod:`~simulator.disaggregation.lamina_fast`): the
 same loop with each layer slot composed at once — slice and attention streams as work calendars,
@@ -69,14 +71,14 @@ import numpy as np
 import pandas as pd
 
 from simulator import hardware
+from simulator.disaggregation.attention_pool import AttentionPool
 from simulator.disaggregation.lamina_fast import SlotComposer
 from simulator.disaggregation.lamina_fast import iteration as fast_iteration
+from simulator.disaggregation.lamina_plan import IterationPlanner
 from simulator.disaggregation.pools import (
     TOO_LARGE,
-    BytePool,
     PoolRun,
     Ring,
-    attended_tokens,
     build_result,
     fold_layers,
     head_shard,
@@ -84,13 +86,7 @@ from simulator.disaggregation.pools import (
     split_heads,
 )
 from simulator.disaggregation.spec import DisaggregationSpec
-from simulator.disaggregation.staggered import (
-    Plan,
-    layer_bytes,
-    round_robin_flows,
-    slot_time,
-    slot_times,
-)
+from simulator.disaggregation.staggered import Plan
 from simulator.engine.clock import run_clock
 from simulator.engine.scheduler import Scheduler
 from simulator.errors import UserError
@@ -121,56 +117,6 @@ def simulate_disaggregated(scenario, seed: int | None = None, *,
     """
     return _Lamina.simulate(scenario, seed, spec=spec, graph=graph, trace=trace,
                             progress=progress, arch=arch, fast=fast)
-
-
-class AttentionPool(BytePool):
-    """The attention workers' HBM as one KV pool: each request's bytes split by KV heads over
-    every attention GPU (``share``), or (``requests`` split) all on the GPU with the most free
-    memory when it is admitted."""
-
-    def __init__(self, reqs, per_token: float, cap: np.ndarray, reserve: bool, prefill_tokens,
-                 share: np.ndarray, by_heads: bool) -> None:
-        super().__init__(reqs, per_token, float(cap.sum()), reserve, prefill_tokens)
-        self.cap = cap
-        self.used = np.zeros(len(cap))
-        self.peak = np.zeros(len(cap))
-        self.share = share
-        self.by_heads = by_heads
-        self.att_of = np.full(reqs.n, -1, np.int64)
-
-    # bytes placed per attention GPU (can_fit / take below): the scheduler grows one by one
-    grow_each = None
-
-    def _where(self, r: int) -> int:
-        w = int(self.att_of[r])
-        return int(np.argmax(self.cap - self.used)) if w < 0 else w
-
-    def can_fit(self, r: int, nbytes: float) -> bool:
-        if self.by_heads:
-            return bool(np.all(self.used + nbytes * self.share <= self.cap))
-        w = self._where(r)
-        return bool(self.cap[w] - self.used[w] >= nbytes)
-
-    def fits_alone(self, r: int, nbytes: float) -> bool:
-        if self.by_heads:
-            return bool(np.all(nbytes * self.share <= self.cap))
-        return bool(nbytes <= self.cap.max())
-
-    def take(self, r: int, nbytes: float) -> None:
-        if self.by_heads:
-            self.used += nbytes * self.share
-        else:
-            w = self._where(r)
-            self.att_of[r] = w
-            self.used[w] += nbytes
-        np.maximum(self.peak, self.used, out=self.peak)
-
-    def give(self, r: int, nbytes: float) -> None:
-        if self.by_heads:
-            self.used -= nbytes * self.share
-        else:
-            self.used[self.att_of[r]] -= nbytes
-        np.maximum(self.used, 0.0, out=self.used)
 
 
 class _Lamina(PoolRun):
@@ -215,14 +161,13 @@ class _Lamina(PoolRun):
                                   self.kv_reserve, self.prompt_work, self.share,
                                   self.split == "heads")
         self.att_of = self.pool.att_of
-        self.q_tok, self.kv_tok, self.ret_tok = layer_bytes(arch)
         n = spec.micro_batches
         seqs = self.serving.max_num_seqs or 1 << 30
         self.scheds = [Scheduler(self.serving, self.pool, seqs) for _ in range(n)]
         self.plans: list[Plan | None] = [None] * n
         src, dst = self.model_names[0], self.att_names[0]
-        self._pair_cache: dict[int, tuple] = {}
         self.rt0 = self.fabric.message_time(src, dst, 0) + self.fabric.message_time(dst, src, 0)
+        self.planner = IterationPlanner(self)  # each iteration's plan and its closed form
         self.fast = fast
         if fast:  # the streams become calendars (lamina_fast), the flows timed there
             until = math.inf if sc.engine.duration is None else float(sc.engine.duration)
@@ -248,86 +193,6 @@ class _Lamina(PoolRun):
         if self.spec.max_batch:
             limit = min(limit, mine + max(0, self.spec.max_batch - total))
         return limit
-
-    # -- one iteration's plan and its closed form -----------------------------------------
-
-    def _plan(self, sched, step) -> Plan:
-        """One iteration's per-layer work: the model slice's projections + FFN over the step's
-        tokens (and the prefill chunks' attention, computed on the model workers), each attention
-        GPU's share of the decodes, and the bytes both ways (prefill chunks ship their KV)."""
-        arch, km, r = self.arch, self.kernels, self.req
-        s, b, L = self.spec.slice_gpus, self.spec.attention_gpus, arch.layers
-        decoding = step.decode
-        chunked = self.serving.chunked_prefill
-        tokens = len(decoding) + (step.prefill_tokens if chunked else 0)
-        samples = len(decoding) + len(step.prompt_done)  # rows the LM head computes
-        na = km.non_attention_time(self.mspec, arch, tokens, gpus=s, logits=samples) / L
-        pre = 0.0
-        if chunked:
-            pre = sum(km.prefill_attention_time(self.mspec, arch, c, self.cached(sched, x, c),
-                                                gpus=s) for x, c in step.chunks)
-            na += pre / L
-            pre += (km.non_attention_time(self.mspec, arch, tokens, gpus=s, logits=samples)
-                    - km.non_attention_time(self.mspec, arch, len(decoding), gpus=s))
-        else:
-            pre = float(sum(km.prefill_time(self.mspec, arch, c, 1.0, gpus=s)
-                            for _, c in step.chunks))
-        dec = np.asarray(decoding, np.int64)
-        ctx = attended_tokens(arch, r.inp[dec] + r.gen[dec])
-        admitted = [x for x, _ in step.chunks]
-        prompt_kv = np.array([c for _, c in step.chunks], float) * arch.kv_bytes_per_token
-        t_att, batch = np.zeros(b), np.zeros(b)
-        q, kv, ret = np.zeros(b), np.zeros(b), np.zeros(b)
-        for i in range(b):
-            if self.split == "heads":
-                mine, w, p_kv = np.ones(len(dec), bool), self.share[i], prompt_kv.sum()
-            else:
-                mine, w = self.att_of[dec] == i, 1.0
-                p_kv = prompt_kv[self.att_of[np.asarray(admitted, np.int64)] == i].sum()
-            bi = int(mine.sum())
-            batch[i] = bi
-            if bi:
-                t_att[i] = km.attention_time(self.aspec, self.shards[i], bi, ctx[mine].mean())
-                if self.indexer:  # DSA: the indexer scores each query's whole context
-                    full = (r.inp[dec] + r.gen[dec])[mine].mean()
-                    t_att[i] += km.indexer_time(self.aspec, self.shards[i], bi, full)
-            q[i] = bi * self.q_tok * w
-            kv[i] = bi * self.kv_tok * w + p_kv * w
-            ret[i] = bi * self.ret_tok * w
-        tp_tokens = tokens if chunked else len(decoding) + step.prefill_tokens
-        ar = tp_tokens * arch.bytes_per_element * arch.hidden_size if self.tp_slices else 0.0
-        return Plan(na if chunked else na + pre / L, pre, t_att, batch, q, kv, ret,
-                    allreduce_bytes=ar)
-
-    def _pairs(self, s: int) -> tuple[list[tuple], list[tuple]]:
-        """Flows of slot ``s``: ``(slice GPU, attention GPU, share)`` out and ``(attention GPU,
-        next-slice GPU, share)`` back, ``max(s, b)`` each, round-robin (cached per slot)."""
-        got = self._pair_cache.get(s)
-        if got is None:
-            src = self.slices[s % self.K]
-            nxt = self.slices[((s + 1) % len(self.m)) % self.K]
-            b = len(self.att_names)
-            got = (round_robin_flows(src, b, out=True), round_robin_flows(nxt, b, out=False))
-            self._pair_cache[s] = got
-        return got
-
-    def _times(self, p: Plan, s: int) -> tuple[float, float, np.ndarray]:
-        key = (int(self.m[s]), s % self.K, ((s + 1) % len(self.m)) % self.K)
-        got = p.cache.get(key)
-        if got is None:
-            out, back = self._pairs(s)
-            t_m, c, t_a = slot_times(p, float(self.m[s]), out, back, self.att_names[0],
-                                     self.fabric.message_time, self.spec.early_q, self.rt0)
-            ar = self.slice_rings[s % self.K].time(float(self.m[s]), p.allreduce_bytes)
-            got = p.cache[key] = (t_m + ar, c + ar, t_a)
-        return got
-
-    def _predict(self, j: int) -> float:
-        """The staggered schedule's iteration time [s] of micro-batch ``j`` given every active
-        micro-batch's plan (:mod:`simulator.disaggregation.staggered`)."""
-        plans = [p for p in self.plans if p is not None]
-        return sum(slot_time([self._times(p, s) for p in plans], self._times(self.plans[j], s),
-                             self.K) for s in range(len(self.m)))
 
     # -- the micro-batch loop ------------------------------------------------------------
 
@@ -356,9 +221,9 @@ class _Lamina(PoolRun):
                 yield ev
                 continue
             started = env.now
-            plan = self._plan(sched, step)
+            plan = self.planner.plan(sched, step)
             self.plans[j] = plan
-            cf = self._predict(j) + overhead
+            cf = self.planner.predict(j) + overhead
             if self.fast:
                 yield from fast_iteration(self, j, plan, overhead)
             else:
@@ -388,7 +253,7 @@ class _Lamina(PoolRun):
         outputs back to the next slice. The attention GPUs work in lockstep on their shares."""
         env, fab = self.env, self.fabric
         m = float(self.m[s])
-        out, back = self._pairs(s)
+        out, back = self.planner.pairs(s)
         names = self.att_names
         # the slice's all-reduces run on its GPUs (NCCL kernels) after its segment, at their
         # uncontended ring time: while they run the slice serves no other micro-batch

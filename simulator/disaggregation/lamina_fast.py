@@ -12,7 +12,7 @@ attention GPUs. :class:`SlotComposer` computes the same slot without events:
 - each stage's flows (a *phase*) are timed by :class:`PhaseLinks`: the closed form
   (:meth:`Fabric.message_time <simulator.network.Fabric.message_time>`) while no two of them and
   no other micro-batch's flow in flight share a link; otherwise max-min fair sharing with
-  per-flow caps (:func:`~simulator.engine.fast_links.max_min_finish`, the Fabric's progressive
+  per-flow caps (:func:`~simulator.engine.fast_sharing.max_min_finish`, the Fabric's progressive
   filling) over the phase and every phase still in flight that shares a link with it,
   transitively. A phase composed earlier that the newcomer slows is moved later and the delay
   charged to its micro-batch (below). Messages reach the Fabric's link accounting once done.
@@ -56,7 +56,7 @@ from bisect import bisect_left
 import numpy as np
 
 from simulator.disaggregation.staggered import Plan
-from simulator.engine.fast_links import max_min_finish
+from simulator.engine.fast_sharing import max_min_finish
 from simulator.engine.fast_streams import Calendar
 
 _INF = float("inf")
@@ -82,7 +82,7 @@ class _Phase:
 
 class PhaseLinks:
     """The Lamina flows' times without the Fabric's events: max-min fair sharing (with per-flow
-    caps, :func:`~simulator.engine.fast_links.max_min_finish`, as the Fabric fills rates) among
+    caps, :func:`~simulator.engine.fast_sharing.max_min_finish`, as the Fabric fills rates) among
     a phase's own messages and every message still in flight that shares a link with them,
     transitively (other micro-batches' phases issued before or composed ahead). A phase alone
     on its links takes the closed form (:meth:`Fabric.message_time
@@ -388,7 +388,7 @@ def iteration(run, j: int, p: Plan, overhead: float):
         while t > env.now and env.peek() <= t:  # another process acts first: go there
             yield env.timeout(t - env.now)
             t += comp.settle(j)
-        out, back = run._pairs(s)
+        out, back = run.planner.pairs(s)
         k = s % K
         kind = (m, k, ((s + 1) % slots) % K)
         stages = comp.stages(j, k, p, kind, m, t, rings[k].time(m, p.allreduce_bytes), out,

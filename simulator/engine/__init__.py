@@ -5,8 +5,9 @@ step.
   batching, one SimPy chain of messages and kernels per (iteration, layer, owner) round;
 - :mod:`~simulator.engine.fast` — the fast engine: the same run with each decode step composed
   at once (one SimPy event per GPU step), over work calendars for GPU streams
-  (:mod:`~simulator.engine.fast_streams`) and links (:mod:`~simulator.engine.fast_links`), its
-  slots with rounds composed by :mod:`~simulator.engine.fast_slots`; held to the exact engine by
+  (:mod:`~simulator.engine.fast_streams`) and links (:mod:`~simulator.engine.fast_links`, a
+  phase's own flows shared max-min by :mod:`~simulator.engine.fast_sharing`), its slots with
+  rounds composed by :mod:`~simulator.engine.fast_slots`; held to the exact engine by
   ``benchmarks/validate_fast.py``;
 - :mod:`~simulator.engine.gpu_loop` — one GPU's continuous-batching loop, which both engines
   share (each supplies its decode step);
@@ -18,6 +19,9 @@ step.
   the costs of span reuse (rotary pass, recompute after a non-commuting boundary, padding);
 - :mod:`~simulator.engine.locate` — sparse selections and where the selected blocks live
   (:class:`StepData`, a part the run holds);
+- :mod:`~simulator.engine.instances` — a ``[deployment]``'s instances, MoE layers and KV
+  hand-off (:class:`Deployed`, a part the run holds), each instance stepping its ranks together
+  in :mod:`~simulator.engine.instance_loop`;
 - :mod:`~simulator.engine.rounds` — one round replayed as a chain of callbacks;
 - :mod:`~simulator.engine.columns`, :mod:`~simulator.engine.records`,
   :mod:`~simulator.engine.results` — typed record columns, the flat tables and the

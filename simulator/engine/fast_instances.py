@@ -1,6 +1,6 @@
 """Deployed instances on the fast engine: an instance's whole step composed at once.
 
-The exact engine's :class:`~simulator.engine.instances.InstanceLoop` plays a step of an
+The exact engine's :class:`~simulator.engine.instance_loop.InstanceLoop` plays a step of an
 instance (its ranks stepping together through every MoE layer) as SimPy events: each rank's
 attention rounds, the all-to-all's flows on the Fabric, the expert kernels on the ranks' streams.
 :class:`FastInstanceLoop` is the same loop — the same schedulers, plans, selections, block
@@ -13,8 +13,8 @@ locations, policy questions, MoE routing stream and records (it *is* an ``Instan
   projections, FFN and prefill chunks' attention), unfolded — the slot's first layer only. The
   ranks' messages at each stage of the slot form one phase and share links max-min as the
   Fabric's flows would (when a phase is too large to fill at every completion:
-  :func:`~simulator.engine.fast_links.batched_max_min_finish`, or
-  :func:`~simulator.engine.fast_links.shared_finish` for µs-scale messages), the owners' kernels
+  :func:`~simulator.engine.fast_sharing.batched_max_min_finish`, or
+  :func:`~simulator.engine.fast_sharing.shared_finish` for µs-scale messages), the owners' kernels
   queue in arrival order, and the homes' last kernels and projections are reserved in issue
   order across homes (two micro-batches of one GPU share its stream) — not rank after rank on
   FIFO link calendars, which would let the first-composed ranks' queries through first and
@@ -56,7 +56,7 @@ import heapq
 
 import numpy as np
 
-from simulator.engine.instances import InstanceLoop
+from simulator.engine.instance_loop import InstanceLoop
 from simulator.network.traffic import MOE_COMBINE, MOE_DISPATCH
 
 

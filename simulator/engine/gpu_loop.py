@@ -1,7 +1,7 @@
 """One GPU's serving loop: continuous batching, step after step, on either engine.
 
 :func:`gpu_loop` is the SimPy process a run starts per GPU (without a ``[deployment]``, whose
-instances step together in :class:`~simulator.engine.instances.InstanceLoop` instead). Each
+instances step together in :class:`~simulator.engine.instance_loop.InstanceLoop` instead). Each
 iteration it
 
 1. asks the GPU's :class:`~simulator.engine.scheduler.Scheduler` for a plan — admissions,

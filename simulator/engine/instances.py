@@ -2,34 +2,29 @@
 layers on the fabric, and prefill instances handing KV to decode instances.
 
 With a ``[deployment]`` (:mod:`simulator.deployment`) the run (:class:`~simulator.engine.exact.
-_Run`) holds a :class:`Deployed`, which replaces its per-GPU loops by one loop per *instance*:
+_Run`) holds a :class:`Deployed`, which replaces its per-GPU loops by one loop per *instance*.
+This module builds the deployment and collects what it records:
 
-- **lockstep.** An instance's ranks step together, as data-parallel attention with expert
-  parallelism does (every MoE layer is a collective over all ranks: a rank with nothing to do
-  still takes part). Each step every rank's scheduler (:class:`~simulator.engine.scheduler.
-  Scheduler`, shared with every engine) forms its own plan — decodes, prefill chunks — and the
-  instance sleeps only when no rank has work.
-- **a step**, after the host overhead: for each simulated slot (a group of identical layers;
-  the dense layers get a slot of their own), each rank runs its decodes' attention — home
-  blocks on its stream, remote ones as route / fetch / local rounds chosen by the policy
-  (:mod:`simulator.engine.rounds`, exactly as without a deployment) — its prefill chunks'
-  attention and the layer's projections at its own token count (:class:`~simulator.costmodel.
-  rank_kernels.RankKernels`); when the last rank is ready, an MoE slot plays the layer
-  (:mod:`simulator.engine.exchange`): routing drawn from the run's MoE stream, dispatch and
-  combine on the Fabric, expert GEMMs at each rank's own rows; a dense slot has its FFN in the
-  projections. The slot's time then repeats for the layers it stands for (folding, as the engine
-  does). After the last slot, each rank's final norm and LM head.
-- **two-batch overlap** (``two_batch_overlap``): each rank's decodes are split in two
-  micro-batches (alternate requests; chunks to the lighter one) that run the slots as two
-  processes over the same streams and links — one's all-to-all in flight while the other
-  computes.
+- **the layout**: the deployment checked against the model and the cluster, its pools'
+  instances placed on GPUs, each GPU's KV capacity after its pool's weights
+  (:meth:`Deployed.capacities`), and the model's layers folded into simulated slots
+  (:func:`fold_slots`: a group of identical layers each; the dense layers get a slot of their
+  own);
+- **the instances**: per instance its ranks' kernel times (:class:`~simulator.costmodel.
+  rank_kernels.RankKernels`, shared by GPU kind), its expert-parallel group
+  (:class:`~simulator.costmodel.moe.ExpertParallel`, routing drawn from the run's MoE stream)
+  and its step loop — :class:`~simulator.engine.instance_loop.InstanceLoop` (lockstep ranks,
+  slots, two-batch overlap), or the fast engine's own (``run.instance_loop``,
+  :mod:`simulator.engine.fast_instances`);
 - **prefill/decode** (a prefill pool): requests arrive at the prefill pool
   (:class:`~simulator.engine.kvtransfer.Handoff`); prefill instances step like any instance
   (their ranks only ever prefill), posting each chunk's KV slot by slot; a decode instance admits
-  a request when its KV has arrived.
+  a request when its KV has arrived. With ``external_prefill`` requests arrive with their
+  prompt's KV already on their decode rank.
 
 Every MoE layer is recorded beside its closed form (:meth:`~simulator.costmodel.moe.
-ExpertParallel.closed_form`): ``moe`` records; every transfer in ``kv_transfers``.
+ExpertParallel.closed_form`): ``moe`` records (:data:`MOE_COLUMNS`); every transfer in
+``kv_transfers``; :meth:`Deployed.summary` gives the headline figures.
 """
 
 from __future__ import annotations
@@ -44,9 +39,8 @@ from simulator.costmodel.rank_kernels import RankKernels
 from simulator.deployment.layout import build_layout
 from simulator.deployment.spec import check_against
 from simulator.deployment.weights import weights_per_gpu
-from simulator.engine.exchange import MoEReplay
+from simulator.engine.instance_loop import InstanceLoop
 from simulator.engine.kvtransfer import TRANSFER_COLUMNS, Handoff, TransferEngine
-from simulator.engine.rounds import Pending
 from simulator.gpu.profiled import default_kernels
 from simulator.network.paths import paths_among
 
@@ -221,257 +215,3 @@ class Deployed:
             out["kv_transfer_wait_p50"] = float(np.quantile(wait, 0.5))
             out["kv_transfer_wait_p99"] = float(np.quantile(wait, 0.99))
         return out
-
-
-class InstanceLoop:
-    """The step loop of one instance (see the module docstring)."""
-
-    def __init__(self, owner: Deployed, inst, rank_kernels: list[RankKernels],
-                 ep: ExpertParallel | None) -> None:
-        self.d = owner
-        self.run = owner.run
-        self.inst = inst
-        self.ranks = list(inst.gpus)
-        self.rk = rank_kernels
-        self.ep = ep
-        self.replay = MoEReplay(self.run.env, self.run.fabric, ep,
-                                [self.run.streams[g] for g in self.ranks],
-                                owner.spec.moe_on_fabric) if ep else None
-        self.prefill = inst.pool == "prefill"
-        self.lanes = 2 if inst.spec.two_batch_overlap else 1
-
-    # -- the loop ----------------------------------------------------------------------------
-
-    def loop(self):
-        run = self.run
-        env, req = run.env, run.req
-        ranks = self.ranks
-        overhead = run.serving.overhead_time()
-        iteration = 0
-        while True:
-            if not any(req.queue[g] or req.sched[g].running for g in ranks):
-                yield from self._sleep()
-                continue
-            started = env.now
-            plans = []
-            again = False  # a rank rejected or preempted (and so admitted none): step again
-            for g in ranks:
-                plan = req.sched[g].step(req.queue[g])
-                for r in plan.rejected:
-                    req.reject(r)
-                for r in plan.admitted:
-                    req.admitted(r)
-                again |= bool(plan.rejected or plan.preempted)
-                plans.append(plan)
-            if not any(p or p.prompt_done for p in plans):
-                if not again:
-                    yield from self._sleep()  # nothing fits until something changes
-                continue
-            if overhead:
-                yield env.timeout(overhead)
-            work = yield from self._step(plans, iteration)
-            for i, g in enumerate(ranks):
-                plan = plans[i]
-                for r in plan.decode:
-                    req.gen[r] += 1
-                    req.grow_context(g, r)
-                for r in plan.prompt_done:
-                    if self.prefill:
-                        computed = min(int(req.prefilled[r]) * req.bt, int(req.inp[r]))
-                        self.d.handoff.prefilled(g, r, computed)
-                    else:
-                        req.prompt_done(g, r)
-                for r in [r for r in req.sched[g].running if req.gen[r] >= req.out[r]]:
-                    req.retire(g, r)
-                if plan or plan.prompt_done:
-                    run.iters.append((g, iteration, started, env.now, len(plan.decode),
-                                      work[i], len(plan.decode), plan.prefill_tokens,
-                                      len(plan.preempted)))
-            if run.check_invariants:
-                run.dir.check()
-            iteration += 1
-            run.rounds.maybe_pack()
-            run.iters.maybe_pack()
-            run.fabric.spill_records()
-
-    def _sleep(self):
-        """Wait until a request reaches any rank of the instance."""
-        req = self.run.req
-        ev = self.run.env.event()
-        for g in self.ranks:
-            req.wake[g] = ev
-            if self.run.observed is not None:  # no batch of its own until woken
-                self.run.observed.idle(g)
-        yield ev
-        for g in self.ranks:
-            req.wake[g] = None
-
-    # -- one step ----------------------------------------------------------------------------
-
-    def _parts(self, plans, iteration: int) -> tuple[list[list[dict]], list[float], list[int]]:
-        """Every rank's share of each micro-batch (:meth:`_prepare`), by micro-batch; each
-        rank's prefill work [s] and LM-head rows."""
-        R = len(self.ranks)
-        lanes: list[list[dict]] = [[] for _ in range(self.lanes)]
-        work = [0.0] * R
-        logits = [0] * R
-        for i, g in enumerate(self.ranks):
-            plan = plans[i]
-            parts = self._prepare(i, g, plan, iteration)
-            work[i] = sum(p["chunk_attention"] for p in parts) * self.run.arch.layers
-            logits[i] = len(plan.decode) + len(plan.prompt_done)
-            for lane, part in enumerate(parts):
-                lanes[lane].append(part)
-        return lanes, work, logits
-
-    def _step(self, plans, iteration: int):
-        """Every slot of one step for every rank; returns each rank's prefill work [s]."""
-        run = self.run
-        env = run.env
-        lanes, work, logits = self._parts(plans, iteration)
-        procs = [env.process(self._lane(lane, parts, iteration))
-                 for lane, parts in enumerate(lanes) if any(p["tokens"] for p in parts)]
-        if procs:
-            yield env.all_of(procs)
-        end = env.now
-        for i, g in enumerate(self.ranks):
-            tokens = sum(p["tokens"] for p in (lane[i] for lane in lanes))
-            if tokens:
-                e = run.streams[g].issue(self.rk[i].step_time(tokens, logits[i]))
-                end = max(end, e)
-        if end > env.now:
-            yield env.timeout(end - env.now)
-        return work
-
-    def _prepare(self, i: int, g: int, plan, iteration: int) -> list[dict]:
-        """Rank ``i``'s share of each micro-batch: its decodes' selections and block locations,
-        its prefill chunks, and their per-layer work."""
-        run = self.run
-        req = run.req
-        reqs = list(plan.decode)
-        n = self.lanes
-        split = [reqs[k::n] for k in range(n)]
-        chunks: list[list[tuple[int, int]]] = [[] for _ in range(n)]
-        attn = [0.0] * n
-        spec, L = run.gpus[g].spec, run.arch.layers
-        sched = req.sched[g]
-        for r, c in plan.chunks:  # each chunk to the lighter micro-batch
-            k = min(range(n), key=lambda j: len(split[j]) + sum(x for _, x in chunks[j]))
-            chunks[k].append((r, c))
-            before = sched.prefill_left.get(r, 0) + c
-            cached = int(req.inp[r]) + int(req.gen[r]) - before
-            attn[k] += (run.kernels.prefill_attention_time(spec, run.arch, c, max(cached, 0))
-                        + req.take_rotary(g, r)) / L
-        dense = valid = None
-        if reqs:
-            dense, valid = run.steps.select(g, reqs)
-            run.dir.touch(g, dense[valid], run.env.now)
-        parts = []
-        for k in range(n):
-            part = {"lane": k, "rank": i, "gpu": g, "reqs": split[k], "chunks": chunks[k],
-                    "chunk_attention": attn[k], "groups": None, "n_local": None,
-                    "q_local": None, "indexer": 0.0}
-            B = len(split[k])
-            part["tokens"] = B + sum(c for _, c in chunks[k])
-            if B:
-                idx = np.arange(k, len(reqs), n)
-                dk, vk = dense[idx], valid[idx]
-                if run.policy.colocated:
-                    local = vk
-                    groups: list[list] = [[] for _ in range(run.S)]
-                else:
-                    local, groups = run.steps.locate(g, dk, vk)
-                if run.observed is not None:
-                    # an observing policy (adaptive) learns of the micro-batch's step as of a
-                    # GPU's step without a deployment: copies used, tokens left, KV room
-                    run._observe(g, split[k], vk)
-                part["groups"] = groups
-                part["n_local"] = local.sum(axis=(0, 2)).tolist()
-                part["q_local"] = local.any(axis=2).sum(axis=0).tolist()
-                if run.indexer:
-                    ctx = float((req.inp[split[k]] + req.gen[split[k]]).mean())
-                    part["indexer"] = run.kernels.indexer_time(spec, run.arch, B, ctx)
-            parts.append(part)
-        return parts
-
-    def _lane(self, lane: int, parts: list[dict], iteration: int):
-        """One micro-batch of every rank through every slot."""
-        run = self.run
-        env = run.env
-        d = self.d
-        for s in range(run.S):
-            t0 = env.now
-            moe = d.is_moe[s]
-            layers = run.slot_layers_list[s]
-            ready = []
-            for p in parts:
-                if p["tokens"]:
-                    ready.append(self._attend(p, s, moe, iteration))
-            if ready:
-                yield env.all_of(ready)
-            if moe and self.ep is not None:
-                yield from self._moe(lane, parts, s, layers, iteration)
-            post = self.prefill and d.handoff is not None
-            if post:  # the slot's first layers' KV (all but the last of a folded slot)
-                for p in parts:
-                    if p["chunks"]:
-                        d.handoff.computed(p["gpu"], p["chunks"], s, max(layers - 1, 1))
-            end = env.now
-            if layers > 1 and end > t0:
-                yield env.timeout((end - t0) * (layers - 1))
-            if post and layers > 1:  # the last layer's, when it ends
-                for p in parts:
-                    if p["chunks"]:
-                        d.handoff.computed(p["gpu"], p["chunks"], s, 1)
-
-    def _attend(self, p: dict, s: int, moe: bool, iteration: int):
-        """Rank ``p``'s attention of slot ``s`` (home blocks, rounds, chunks) and the layer's
-        projections (with a dense slot's FFN): an event at the projections' end."""
-        run = self.run
-        g, i = p["gpu"], p["rank"]
-        stream = run.streams[g]
-        rk = self.rk[i]
-        m = p["tokens"]
-        pre = rk.pre_time(m) + rk.ffn_time(m, moe) + p["chunk_attention"] + p["indexer"]
-        t0 = run.env.now
-        groups = p["groups"][s] if p["groups"] is not None else []
-        if groups:
-            done = run.env.event()
-            pending = Pending(lambda: stream.after_then(done, pre, t0, 1), len(groups))
-            for grp in groups:
-                run._start_round(g, s, iteration, pending, *grp)
-        if p["n_local"] is not None and p["n_local"][s]:
-            stream.issue(run.costs.attention(run.names[g], p["n_local"][s], p["q_local"][s]))
-        return done if groups else stream.after(pre, t0, 1)
-
-    def _moe(self, lane: int, parts: list[dict], s: int, layers: int, iteration: int):
-        """The slot's MoE layer over every rank of the instance, recorded with its closed form."""
-        tokens, plan, shared, post = self._moe_plan(parts)
-        t0 = self.run.env.now
-        sim = yield from self.replay.play(plan, shared, post)
-        self._moe_record(lane, iteration, s, layers, tokens, plan, shared, post, t0,
-                         (sim.dispatch, sim.experts, sim.combine, sim.post))
-
-    def _moe_plan(self, parts: list[dict]):
-        """The slot's MoE layer for the ranks' token counts: ``(tokens, plan, shared experts'
-        times, adds' times)`` per rank (routing drawn from the run's MoE stream)."""
-        R = len(self.ranks)
-        tokens = np.zeros(R, np.int64)
-        for p in parts:
-            tokens[p["rank"]] = p["tokens"]
-        plan = self.ep.layer(self.d.rng, tokens)
-        shared = np.array([self.rk[r].shared_time(int(tokens[r])) for r in range(R)])
-        post = np.array([self.rk[r].post_time(int(tokens[r])) for r in range(R)])
-        return tokens, plan, shared, post
-
-    def _moe_record(self, lane: int, iteration: int, s: int, layers: int, tokens, plan,
-                    shared, post, t0: float, phases: tuple) -> None:
-        """One ``moe`` record: the layer started at ``t0`` [s], its simulated ``phases``
-        (dispatch, experts, combine, add [s]) beside the closed form's."""
-        cf = self.ep.closed_form(plan, shared, post)
-        R = len(self.ranks)
-        self.d.moe_rows.append((
-            self.inst.pool, self.inst.index, lane, iteration, s, layers, R, int(tokens.sum()),
-            int(plan.rows.max()) if R else 0, plan.dispatch_bytes, plan.combine_bytes, t0,
-            *phases, cf.dispatch, cf.experts, cf.combine, cf.post))
-
