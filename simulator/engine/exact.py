@@ -261,11 +261,7 @@ class _Run:
             na_layer = self.costs.na(g, B)
         # where every selected block is, for all slots at once (copies made by this step's
         # rounds are for the slot that made them, so they cannot change another slot's answer)
-        if self.policy.colocated:
-            local = valid
-            groups: list[list] = [[] for _ in range(self.S)]
-        else:
-            local, groups = self.steps.locate(g, dense, valid)
+        local, groups = self.steps.locate_for(g, dense, valid, self.policy.colocated)
         if self.observed is not None:
             self._observe(g, reqs, valid)
         n_local = local.sum(axis=(0, 2)).tolist()

@@ -160,11 +160,7 @@ class FastRun(_Run):
         self.dir.touch(g, dense[valid], env.now)
         if na_layer is None:
             na_layer = self.costs.na(g, len(reqs))
-        if self.policy.colocated:
-            local = valid
-            groups: list[list] = [[] for _ in range(self.S)]
-        else:
-            local, groups = self.steps.locate(g, dense, valid)
+        local, groups = self.steps.locate_for(g, dense, valid, self.policy.colocated)
         if self.observed is not None:
             self._observe(g, reqs, valid)
         n_arr = local.sum(axis=(0, 2))

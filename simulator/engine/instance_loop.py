@@ -197,11 +197,7 @@ class InstanceLoop:
             if B:
                 idx = np.arange(k, len(reqs), n)
                 dk, vk = dense[idx], valid[idx]
-                if run.policy.colocated:
-                    local = vk
-                    groups: list[list] = [[] for _ in range(run.S)]
-                else:
-                    local, groups = run.steps.locate(g, dk, vk)
+                local, groups = run.steps.locate_for(g, dk, vk, run.policy.colocated)
                 if run.observed is not None:
                     # an observing policy (adaptive) learns of the micro-batch's step as of a
                     # GPU's step without a deployment: copies used, tokens left, KV room

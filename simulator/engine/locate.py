@@ -144,6 +144,13 @@ class StepData:
                                       slot * (3 * self.G))
         return got
 
+    def locate_for(self, g: int, dense: np.ndarray, valid: np.ndarray, colocated: bool):
+        """:meth:`locate`, or, under a colocated policy (every block is at home), every valid
+        selection local and no groups."""
+        if colocated:
+            return valid, [[] for _ in range(self.S)]
+        return self.locate(g, dense, valid)
+
     def locate(self, g: int, dense: np.ndarray, valid: np.ndarray):
         """Local mask ``(B, S, W)`` and, per slot, the groups of non-local blocks: one
         ``(key, batch, members)`` per holder GPU / host / recompute, keys ascending."""
