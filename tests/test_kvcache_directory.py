@@ -443,6 +443,22 @@ def test_demotion_is_reported_and_a_dropped_block_has_no_holder():
     d.check()
 
 
+def test_a_block_promoted_back_to_its_holder_drops_the_copy_the_holder_made_meanwhile():
+    # GPU 0 (2 blocks) owns block 1, demoted to host when blocks 2 and 3 arrive; reading it
+    # again it keeps a copy (it does not hold the block in HBM); when the block is promoted back
+    # to GPU 0, the copy is dropped: the GPU holds the block once, as its owner
+    d = make(cap=2, gpus=2, per_machine=2, host=10)
+    a = d.intern([1, 2, 3])
+    d.place(a[:1], writer=0, now=0.0)
+    d.place(a[1:], writer=0, now=1.0)
+    assert d.tier[a[0]] == HOST
+    assert d.add_copies(0, a[:1], slot=0, now=2.0) == 1
+    d.promote(a[:1], now=3.0)
+    assert d.tier[a[0]] == HBM and not d.has_copy(0, a[:1], 0).any()
+    assert (d.owned[0], d.copies[0]) == (2, 0)  # block 1 and the newer of 2 and 3: no demotion
+    d.check()
+
+
 def test_the_checker_catches_an_overfull_gpu():
     import pytest
 

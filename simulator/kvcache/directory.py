@@ -367,7 +367,11 @@ class BlockDirectory:
             np.add.at(self.owned, holders[:, j], 1)
         gpus = np.unique(holders).tolist()
         for gpu in gpus:
-            self.hbm_lists.add(gpu, idx[(holders == gpu).any(axis=1)], self.in_hbm_of(gpu))
+            mine = idx[(holders == gpu).any(axis=1)]
+            # a holder may have copied its own block while it sat on the host: it needs no copy
+            # of a block it holds again (as place() drops them)
+            self._drop_copies(gpu, mine)
+            self.hbm_lists.add(gpu, mine, self.in_hbm_of(gpu))
         for gpu in gpus:
             self.eviction.make_room(gpu, 0, now)
 
