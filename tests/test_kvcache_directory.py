@@ -627,10 +627,10 @@ def test_add_copies_kept_leaves_out_a_block_the_gpu_holds_itself():
     assert d.has_copy(0, idx[:1], 1).all()
 
 
-def test_add_copies_kept_counts_a_held_blocks_own_copy_bit():
+def test_add_copies_kept_counts_what_has_copy_reads_for_a_held_block():
     # GPU 0's block demoted to the host is copied back onto GPU 0 (a host fetch), then
-    # promoted: GPU 0 holds it and carries its copy bit; has_copy reads the bit, so the count
-    # includes it
+    # promoted: GPU 0 holds it again and its copy bit is gone (stop 31: a holder keeps no copy
+    # of its own block); the count agrees with has_copy
     d = make("first_writer", cap=100, host=10)
     idx = d.intern([1])
     d.place(idx, writer=0, now=0.0)
@@ -638,7 +638,8 @@ def test_add_copies_kept_counts_a_held_blocks_own_copy_bit():
     d.owned[0] -= 1
     d.host_used[0] += 1
     d.add_copies(0, idx, 0, now=1.0)
+    assert d.has_copy(0, idx, 0).all()
     d.promote(idx, now=2.0)
-    assert d.tier[idx[0]] == HBM and d.has_copy(0, idx, 0).all()
-    assert d.add_copies_kept(0, idx, 0, now=3.0) == (0, 1)
+    assert d.tier[idx[0]] == HBM and not d.has_copy(0, idx, 0).any()
+    assert d.add_copies_kept(0, idx, 0, now=3.0) == (0, 0)
     d.check()
