@@ -85,7 +85,7 @@ def test_copies_are_evicted_by_the_holding_gpus_clock():
     assert d.add_copies(1, idx, 0, 1.0) == 2
     d.touch(1, idx[:1], 2.0)
     d.touch(0, idx[1:], 3.0)
-    assert d.eviction.evict_copies(1, 1) == 1
+    assert d.eviction.evict_lru(1, 1) == 1  # GPU 1 owns nothing: copies only
     assert d.has_copy(1, idx, 0).tolist() == [True, False]
 
 

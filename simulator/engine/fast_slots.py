@@ -71,10 +71,10 @@ class SlotComposer:
         self.choices: dict | None = {} if pure else None
 
     def slot(self, g: int, s: int, iteration: int, slot_groups: list, n_loc: int, q_loc: int,
-             na_layer: float, t0: float, fold: bool = True) -> float:
+             na_layer: float, t0: float) -> float:
         """Compose layer slot ``s`` (with rounds) of a step on GPU ``g`` started at ``t0`` [s];
-        returns when the next slot starts [s] (after the folded layers' time; with ``fold``
-        False, when the slot's first layer ends: a deployment folds after its MoE layer)."""
+        returns when the next slot starts [s] (after the folded layers' time; a deployment,
+        which folds after its MoE layer, composes its slots with :meth:`slots`)."""
         run = self.run
         cal = run.cal[g]
         layers = run.slot_layers_list[s]
@@ -128,9 +128,9 @@ class SlotComposer:
                 iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
                 rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
                 rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
-            return end + (end - t0) * (layers - 1) if fold else end
+            return end + (end - t0) * (layers - 1)
         end = self.slots([(g, slot_groups, n_loc, q_loc, na_layer, t0)], s, iteration)[0]
-        return end + (end - t0) * (layers - 1) if fold else end
+        return end + (end - t0) * (layers - 1)
 
     def slots(self, homes: list[tuple], s: int, iteration: int) -> list[float]:
         """Compose layer slot ``s`` of the steps of ``homes`` — ``(gpu, groups, local blocks,

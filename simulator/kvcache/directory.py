@@ -322,12 +322,10 @@ class BlockDirectory:
             held = (self.base[idx] == gpu) & (self.tier[idx] == HBM)
         else:
             held = (self.holders(idx) == gpu).any(axis=1) & (self.tier[idx] == HBM)
-        mine = None
         if np.count_nonzero(held):
-            mine = idx[held]  # a GPU needs no copy of a block it holds itself
-            idx = idx[~held]
+            idx = idx[~held]  # a GPU needs no copy of a block it holds itself, and has none
         if len(idx) == 0:
-            return 0, self._slot_copies(gpu, mine, slot)
+            return 0, 0
         w, b = divmod(slot, 64)
         store = self.copy_store
         r = store.alloc(gpu, idx)  # pool rows of gpu's entries, in idx's order
@@ -345,12 +343,8 @@ class BlockDirectory:
             self.copy_lists.add(gpu, idx[new_block][:fit], self.has_copy_of(gpu))
         self.copies[gpu] += fit
         # the slot's bit is now set on exactly the kept rows (eviction spares idx's copies;
-        # a new block not kept had no bit at all), plus any a held block carries
-        return fit, len(keep) + self._slot_copies(gpu, mine, slot)
-
-    def _slot_copies(self, gpu: int, idx: np.ndarray | None, slot: int) -> int:
-        """How many of blocks ``idx`` (None: none) ``gpu`` keeps a copy of in ``slot``."""
-        return 0 if idx is None else int(np.count_nonzero(self.has_copy(gpu, idx, slot)))
+        # a new block not kept had no bit at all; a held block carries none: check())
+        return fit, len(keep)
 
     def promote(self, idx: np.ndarray, now: float) -> None:
         """Bring host-tier blocks back to HBM on their holders (after a reader paid PCIe)."""
@@ -391,6 +385,9 @@ class BlockDirectory:
                                 (self.hbm_lists, self.in_hbm_of(gpu))):
                 got = lists.live(gpu, live)
                 assert np.array_equal(got, np.flatnonzero(live(every))), gpu
+            # placement and promotion drop a holder's copies: none of a block it holds
+            mine = np.flatnonzero(self.in_hbm_of(gpu)(every))
+            assert not self.copy_store.any(gpu, mine).any(), ("copy of a held block", gpu)
         for m in range(self.n_machines):
             live = self.on_host_of(m)
             assert np.array_equal(self.host_lists.live(m, live),

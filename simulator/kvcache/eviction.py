@@ -69,54 +69,25 @@ class Eviction:
         pins, in one order (ties: a copy first, then the lower block index); copies are evicted,
         owned blocks demoted. Returns how many were freed."""
         d = self.d
-        held = self._copies(gpu, keep)
-        mine = d.hbm_lists.live(gpu, d.in_hbm_of(gpu))
-        mine = mine[d.pins[mine] <= 0]
-        if len(mine) == 0:
-            return self.evict_copies(gpu, count, keep)
-        take = min(count, len(held) + len(mine))
-        if take <= 0:
-            return 0
-        n = len(held)
-        used = np.concatenate((d.copy_used_at(gpu, held), d.used_at[mine]))
-        if take < len(used):  # only those that can be among the first `take`
-            cut = np.flatnonzero(used <= np.partition(used, take - 1)[take - 1])
-        else:
-            cut = np.arange(len(used))
-        blocks = np.concatenate((held, mine))[cut]
-        order = cut[np.lexsort((blocks, cut >= n, used[cut]))[:take]]
-        copies, owned = held[order[order < n]], mine[order[order >= n] - n]
-        if len(copies):
-            self._evict(gpu, copies)
-        if len(owned):
-            self._demote(gpu, owned)
-        return take
-
-    def _copies(self, gpu: int, keep: np.ndarray | None) -> np.ndarray:
-        """``gpu``'s copies (ascending), less those of the blocks in ``keep`` (ascending)."""
-        d = self.d
         held = d.copy_lists.live(gpu, d.has_copy_of(gpu))
         if keep is not None and len(keep) and len(held):  # held ∖ keep, by binary search
             at = np.minimum(np.searchsorted(keep, held), len(keep) - 1)
             held = held[keep[at] != held]
-        return held
-
-    def _evict(self, gpu: int, victims: np.ndarray) -> None:
-        d = self.d
-        d.copy_store.clear(gpu, victims)
-        d.copies[gpu] -= len(victims)
-        d.copies_evicted += len(victims)
-
-    def evict_copies(self, gpu: int, count: int, keep: np.ndarray | None = None) -> int:
-        """Evict up to ``count`` of ``gpu``'s least recently used copies, never those of the
-        blocks in ``keep`` (ascending); returns how many were evicted."""
-        d = self.d
-        held = self._copies(gpu, keep)
-        take = min(count, len(held))
-        if take <= 0:
-            return 0
-        self._evict(gpu, least_recent(held, d.copy_used_at(gpu, held), take))
-        return take
+        mine = d.hbm_lists.live(gpu, d.in_hbm_of(gpu))
+        mine = mine[d.pins[mine] <= 0]
+        # one LRU order over both: an owned block's key is offset past every block index, so
+        # least_recent's tie by key puts a copy before an owned block of the same last use
+        key = np.concatenate((held, mine + d.n))
+        used = np.concatenate((d.copy_used_at(gpu, held), d.used_at[mine]))
+        chosen = least_recent(key, used, min(count, len(key)))
+        copies, owned = chosen[chosen < d.n], chosen[chosen >= d.n] - d.n
+        if len(copies):
+            d.copy_store.clear(gpu, copies)
+            d.copies[gpu] -= len(copies)
+            d.copies_evicted += len(copies)
+        if len(owned):
+            self._demote(gpu, owned)
+        return len(chosen)
 
     def demote(self, gpu: int, count: int) -> int:
         """Move up to ``count`` of ``gpu``'s HBM blocks (unpinned, then least recently used
