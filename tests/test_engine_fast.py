@@ -135,6 +135,11 @@ def test_a_fifo_calendar_serves_in_issue_order_and_charges_pushes_to_their_steps
     assert debts == [0.5, 2.0, 0.0]
     assert cal.idle(5.0, 9.5) and not cal.idle(5.0, 9.6)
     assert cal.free_at(2.0) == 4.5  # work issued by 2 s is done at 4.5 s
+    # a second push of GPU 1's item, 0.75 s more: its step is charged both, (0.5 + 0.75) × 4,
+    # not the larger of the two (0.75 × 4 = 3 s: the rule until stop 32)
+    assert cal.reserve(9.75, 0.75, owner=2) == 11.25
+    assert cal.end[-1] == 12.25
+    assert debts == [0.5, 5.0, 0.0]
 
 
 @settings(max_examples=40)

@@ -1,4 +1,4 @@
-"""The fast engine: whole decode steps computed at once, one SimPy event per GPU decode step.
+"""The fast engine: whole decode steps computed at once, about one SimPy event per GPU decode step.
 
 The exact engine (:mod:`simulator.engine.exact`) advances SimPy to every message and every layer
 of a decode step; the SimPy floor (docs/performance.md) bounds how fast that can go. The fast
@@ -16,7 +16,8 @@ its ``_Run``) with a different way of advancing time:
 - **time**: a decode step's layers are composed at the step's start — per layer slot, the rounds'
   messages (:mod:`simulator.engine.fast_links`), the owners' attention kernels, the home's
   kernels (local attention, merges, fetched-block attention, recompute, projections + FFN), in
-  the exact engine's order and sizes — and the step ends at one SimPy timeout. GPU streams are
+  the exact engine's order and sizes — and the step ends at one SimPy timeout (a slot with rounds
+  waits for the events due before it starts, below). GPU streams are
   :class:`~simulator.engine.fast_streams.Calendar`\\ s that accept kernels issued at future times.
   This module lays out the step (its quiet slots, the debts); a slot with rounds is composed by
   the run's :class:`~simulator.engine.fast_slots.SlotComposer` (``compose``).
@@ -30,9 +31,15 @@ the tests hold it to 1e-6):
   is composed; a kernel of another GPU's step composed *later* but issued *earlier* pushes its
   kernels back in the calendar without moving the rest of the step, so the step is charged
   the push instead — times its layer slot's folding, as a delay in a folded slot costs the
-  exact engine — as a *debt* waited out at its end (a second SimPy event for that step only,
-  counted in ``extras["pushed_steps"]``). What the push would have changed further (the step's
-  later kernels and messages, which keep their composed times) is not followed;
+  exact engine — as a *debt*: the most any of its items was pushed in all. A slot with rounds
+  is composed only once the events due before its start have run (``_slot_start``: an event
+  of its own only when another is due first), and starts later by the debt its earlier slots
+  ran up, so its rounds meet the owners' queues where the push put them — behind the next
+  layer of an owner's prefill, say, as on the exact engine (stop 32; until then the push was
+  only added at the step's end, and the later slots kept their composed times). A debt run up
+  after the last slot with rounds is waited out at the step's end (a second SimPy event,
+  counted in ``extras["pushed_steps"]``). A step on a stream only its own GPU uses (the vector
+  path of ``fetch`` and ``local``) is composed at once and pays its links' debts at its end;
 - **links**: a step's own concurrent messages share links max-min fairly, as in the Fabric;
   against other steps' traffic a message is served FIFO on each link's work calendar (bytes
   conserved at the line rate) instead of max-min fair sharing, with the same debts;
@@ -193,16 +200,32 @@ class FastRun(_Run):
                 cal.account(a + na_layer, 2 if a else 1, end)
                 at = end + (end - at) * (slot_layers[q] - 1)
             if s < self.S:
-                if observing and at > env.now:
-                    # an observing policy decides when the slot starts, knowing every kernel
-                    # and message issued by then (as on the exact engine): one event per slot
-                    # with rounds
-                    yield env.timeout(at - env.now)
+                at = yield from self._slot_start(g, at, observing)
                 at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
                                        na_layer, at)
             prev = s + 1
         yield env.timeout(at - env.now)
         yield from self._pay_debt(g)
+
+    def _slot_start(self, g: int, at: float, observing: bool):
+        """When GPU ``g``'s next slot with rounds starts [s], planned for ``at`` [s]: the slot
+        is composed once every event due before ``at`` has run — so its rounds meet the owners'
+        queues and the links as other GPUs' steps left them, as on the exact engine — and
+        starts later by what those steps pushed this step's earlier items back (the debt,
+        :mod:`simulator.engine.fast_streams`), which it takes over from the step's end. A
+        SimPy event only when another event is due first (or for an observing policy, which
+        decides at the slot's start); none for a GPU alone."""
+        env = self.env
+        while True:
+            if at > env.now and (observing or env.peek() <= at):
+                yield env.timeout(at - env.now)
+            pushed = self.debt[g]
+            if pushed <= 0.0:
+                return at
+            # the earlier items are issued before ``at``: nothing composed from now on can
+            # push them again, so the debt is settled here
+            self.debt[g] = 0.0
+            at += pushed
 
     def _pay_debt(self, g: int):
         """Wait out GPU ``g``'s debt, if a later-computed kernel pushed its running step back
@@ -213,13 +236,19 @@ class FastRun(_Run):
             yield self.env.timeout(debt)
 
     def _prefill_layers(self, g: int, layer_time: float):
-        """The exact engine's prefill-only step (layer slot by slot) composed at once on GPU
-        ``g``'s calendar; one event at its end, a second for a debt (a later-composed kernel
-        that pushed its layers back, as a decode step's)."""
+        """The exact engine's prefill-only step on GPU ``g``'s calendar, layer slot by slot:
+        each slot composed as a slot with rounds is (:meth:`_slot_start`: after the events
+        due before it, later by what pushed the earlier slots back), so a routed kernel that
+        delays one layer delays the layers after it, as on the exact engine; one event at the
+        end, a second for a debt the last slot ran up."""
         env = self.env
         self.debt[g] = 0.0
-        S = self.S
-        at = self.cal[g].chain(env.now, [layer_time] * S, self.slot_layers_list, g, [1] * S)
+        cal = self.cal[g]
+        at = env.now
+        for layers in self.slot_layers_list:
+            at = yield from self._slot_start(g, at, False)
+            end = cal.reserve(at, layer_time, g, layers)
+            at = end + (end - at) * (layers - 1)
         yield env.timeout(at - env.now)
         yield from self._pay_debt(g)
 

@@ -47,14 +47,15 @@ class Calendar:
     """A FIFO server of work items issued at known times, reserved in any order (see the
     module docstring). Times and durations in seconds."""
 
-    __slots__ = ("env", "at", "dur", "end", "own", "fold", "debts", "busy_total", "done_busy",
-                 "items", "last_end")
+    __slots__ = ("env", "at", "dur", "end", "end0", "own", "fold", "debts", "busy_total",
+                 "done_busy", "items", "last_end")
 
     def __init__(self, env: simpy.Environment, debts: list[float] | None = None) -> None:
         self.env = env
         self.at: list[float] = []  # issue times, ascending
         self.dur: list[float] = []
         self.end: list[float] = []  # FIFO ends, non-decreasing
+        self.end0: list[float] = []  # each item's end when it was reserved (before any push)
         self.own: list[int] = []  # the GPU whose step issued each item (-1: none)
         self.fold: list[int] = []  # how many times a delay of the item delays its step
         self.debts = debts  # per GPU: the most an item of its running step was pushed back [s]
@@ -100,6 +101,7 @@ class Calendar:
             at_l.append(at)
             self.dur.append(duration)
             end_l.append(e)
+            self.end0.append(e)
             self.own.append(owner)
             self.fold.append(fold)
             if e > self.last_end:
@@ -117,6 +119,8 @@ class Calendar:
         dur_l = self.dur
         dur_l.insert(i, duration)
         end_l.insert(i, e)
+        end0_l = self.end0
+        end0_l.insert(i, e)
         own_l, fold_l = self.own, self.fold
         own_l.insert(i, owner)
         fold_l.insert(i, fold)
@@ -129,7 +133,7 @@ class Calendar:
                 break
             o = own_l[j]
             if debts is not None and o >= 0 and o != owner:
-                push = (new - end_l[j]) * fold_l[j]
+                push = (new - end0_l[j]) * fold_l[j]  # all pushes so far, not this one's
                 if push > debts[o]:
                     debts[o] = push
             end_l[j] = last = new
@@ -172,6 +176,7 @@ class Calendar:
             at_l.extend(ats)
             self.dur.extend(busy)
             end_l.extend(ends)
+            self.end0.extend(ends)
             self.own.extend([owner] * len(ends))
             self.fold.extend(folds)
             if prev > self.last_end:
@@ -192,7 +197,7 @@ class Calendar:
         k = bisect_right(self.end, now)
         if k:
             self.done_busy += sum(self.dur[:k])
-            del self.at[:k], self.dur[:k], self.end[:k], self.own[:k], self.fold[:k]
+            del self.at[:k], self.dur[:k], self.end[:k], self.end0[:k], self.own[:k], self.fold[:k]
 
     def busy_until(self, now: float) -> float:
         """Work done by ``now`` [s] (items still running count up to now)."""
