@@ -214,10 +214,31 @@ def reserve_each(cals, at: float, until: float, nbytes: float, spbs, owner: int,
     reservation, which no other calendar's touches)."""
     last = -_INF
     alone = True
-    for c, spb in zip(cals, spbs, strict=True):
-        if alone and not c.idle(at, until):
-            alone = False
-        e = c.reserve(at, nbytes * spb, owner, fold)
+    for c, spb in zip(cals, spbs, strict=True):  # Calendar.idle and Calendar.reserve inlined
+        if alone and c.last_end > at:
+            ends = c.end
+            i = bisect_right(ends, at)
+            alone = i == len(ends) or ends[i] - c.dur[i] >= until
+        duration = nbytes * spb
+        at_l, end_l = c.at, c.end
+        n = len(at_l)
+        if n > _PRUNE and end_l[0] <= c.env._now:
+            c._prune()
+            n = len(at_l)
+        c.busy_total += duration
+        c.items += 1
+        if not n or at >= at_l[-1]:  # after everything known
+            prev = end_l[-1] if n else -_INF
+            e = (prev if prev > at else at) + duration
+            at_l.append(at)
+            c.dur.append(duration)
+            end_l.append(e)
+            c.own.append(owner)
+            c.fold.append(fold)
+            if e > c.last_end:
+                c.last_end = e
+        else:
+            e = c._insert(at, duration, owner, fold, n)
         if e > last:
             last = e
     return last, alone
