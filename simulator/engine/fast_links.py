@@ -99,7 +99,14 @@ class Links:
         e = s + wire
         if wire > self.SMALL_TIME:
             e = self._bulk(r, s, e, nbytes, owner, fold)
-        self._record(r[5], s, e, nbytes, tag)
+        rec = self._rec  # _record, inlined
+        rec[0].append(r[5])
+        rec[1].append(s)
+        rec[2].append(e)
+        rec[3].append(nbytes)
+        rec[4].append(tag)
+        if len(rec[0]) >= self.FLUSH:
+            self.flush()
         return s, e
 
     # -- the load a policy sees (simulator.policies.observed.LinkLoad) -------------------------
