@@ -61,6 +61,7 @@ same for all options).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, fields
 
 import networkx as nx
@@ -95,9 +96,10 @@ class Phases:
     ret: float
     merge: float
 
-    @property
+    @functools.cached_property
     def total(self) -> float:
-        """Sum of the phases [s]."""
+        """Sum of the phases [s] (computed once: the fast engine records it with every round of
+        a memoized closed form)."""
         return self.probe + self.transfer + self.compute + self.ret + self.merge
 
     def scale(self, factor: float) -> Phases:

@@ -340,11 +340,10 @@ class Admission:
 
     def grow_context(self, g: int, r: int) -> None:
         """Add a home-owned block when the generated tokens spill past the context's last one."""
-        from workloads.selections import generated_block_id
-
         idx = self.ctx_idx[r]
         need = -(-(int(self.inp[r]) + int(self.gen[r])) // self.bt)
         if need > len(idx):
+            from workloads.selections import generated_block_id
             from workloads.spans import extend_prefix_hash
 
             keys = generated_block_id(self.rid[r], np.arange(len(idx), need))

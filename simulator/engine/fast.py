@@ -170,10 +170,13 @@ class FastRun(_Run):
         local, groups = self.steps.locate_for(g, dense, valid, self.policy.colocated)
         if self.observed is not None:
             self._observe(g, reqs, valid)
-        n_arr = local.sum(axis=(0, 2))
-        q_arr = local.any(axis=2).sum(axis=0)
+        if len(reqs) == 1:  # one query: its local blocks per slot, and whether any
+            n_arr = local[0].sum(axis=1)
+            q_arr = (n_arr > 0).astype(n_arr.dtype)
+        else:
+            n_arr = local.sum(axis=(0, 2))
+            q_arr = local.any(axis=2).sum(axis=0)
         at = start_at
-        name = self.names[g]
         cal = self.cal[g]
         own_stream = self.chain_quiet and cal.last_end <= at
         observing = self.observed is not None
@@ -189,16 +192,13 @@ class FastRun(_Run):
             attn = self._attention_table(g, n_arr, q_arr).tolist()
         prev = 0
         for s in [*(i for i, grp in enumerate(groups) if grp), self.S]:
-            if s > prev and not own_stream:  # quiet slots: attention, then projections + FFN,
-                # back to back as one item each
+            if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
+                # no item
+                at = self._own_quiet(g, prev, s, n_local, q_local, na_layer, at)
+            elif s > prev:  # quiet slots: attention, then projections + FFN, back to back as
+                # one item each
                 at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,
                                [2 if a else 1 for a in attn[prev:s]])
-            for q in range(prev, s) if own_stream else ():  # only this GPU's kernels on its
-                # stream: counted, no item
-                a = self.costs.attention(name, n_local[q], q_local[q]) if n_local[q] else 0.0
-                end = at + a + na_layer
-                cal.account(a + na_layer, 2 if a else 1, end)
-                at = end + (end - at) * (slot_layers[q] - 1)
             if s < self.S:
                 at = yield from self._slot_start(g, at, observing)
                 at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
@@ -226,6 +226,38 @@ class FastRun(_Run):
             # push them again, so the debt is settled here
             self.debt[g] = 0.0
             at += pushed
+
+    def _own_quiet(self, g: int, first: int, stop: int, n_local: list[int],
+                   q_local: list[int], na_layer: float, at: float) -> float:
+        """Slots ``first`` to ``stop - 1`` (none with rounds) of a step from ``at`` [s] on a
+        stream only GPU ``g`` uses: each slot's attention and projections + FFN counted as
+        :meth:`~simulator.engine.fast_streams.Calendar.account` counts them (the same sums, in
+        the same order), no item kept; returns when the last slot's folded layers end [s]."""
+        cal = self.cal[g]
+        name = self.names[g]
+        costs = self.costs
+        attn = costs.attn_cache
+        slot_layers = self.slot_layers_list
+        busy_total, done_busy, items = cal.busy_total, cal.done_busy, cal.items
+        end = at
+        for q in range(first, stop):
+            n = n_local[q]
+            if n:
+                a = attn.get((name, n, q_local[q]))
+                if a is None:
+                    a = costs.attention(name, n, q_local[q])
+            else:
+                a = 0.0
+            end = at + a + na_layer
+            busy = a + na_layer
+            busy_total += busy
+            done_busy += busy
+            items += 2 if a else 1
+            at = end + (end - at) * (slot_layers[q] - 1)
+        cal.busy_total, cal.done_busy, cal.items = busy_total, done_busy, items
+        if end > cal.last_end:  # the slots' ends never decrease: the last is the latest
+            cal.last_end = end
+        return at
 
     def _pay_debt(self, g: int):
         """Wait out GPU ``g``'s debt, if a later-computed kernel pushed its running step back

@@ -71,13 +71,14 @@ class StepData:
             c = sel_cache[r]
             i = int(gen[r]) - 1 - c[1]
             return c[3][i : i + 1], c[4][i : i + 1]  # padding → 0, precomputed per sample
-        rows = [sel_cache[r][0][int(gen[r]) - 1 - sel_cache[r][1]] for r in reqs]
-        width = max(x.shape[1] for x in rows)
-        dense = np.full((len(reqs), self.S, width), -1, np.int64)
-        for i, x in enumerate(rows):
-            dense[i, :, : x.shape[1]] = x
-        valid = dense >= 0
-        dense[~valid] = 0
+        cached = [sel_cache[r] for r in reqs]
+        width = max(c[3].shape[2] for c in cached)
+        dense = np.zeros((len(reqs), self.S, width), np.int64)  # padding → 0, not valid
+        valid = np.zeros((len(reqs), self.S, width), bool)
+        for k, (r, c) in enumerate(zip(reqs, cached, strict=True)):
+            i = int(gen[r]) - 1 - c[1]
+            dense[k, :, : c[3].shape[2]] = c[3][i]
+            valid[k, :, : c[3].shape[2]] = c[4][i]
         if self.replay is not None:
             dense, valid = self._apply_replay(reqs, dense, valid)
         return dense, valid

@@ -9,8 +9,9 @@ answers, so each is computed once from the kernel-time object or the
 
 - per *GPU kind* (GPUs of equal specs share an entry): projections + FFN per ``(tokens, logits)``
   and the indexer per ``(batch, mean context)``;
-- per GPU name: attention per ``(blocks, queries)``; per (option, home, holder, shape): a round's
-  closed form (:meth:`StepCosts.closed_form`; the fast engine reads ``cf_cache`` directly first);
+- per GPU name: attention per ``(blocks, queries)`` (the fast engine reads ``attn_cache``
+  directly first); per (option, home, holder, shape): a round's closed form
+  (:meth:`StepCosts.closed_form`; the fast engine reads ``cf_cache`` directly first);
 - per batch: a routed round's (query bytes, return bytes).
 
 The answers are exactly the uncached calls' (the same arguments, the same floats); memoizing
@@ -41,7 +42,9 @@ class StepCosts:
         self.G = len(names)
         self.with_indexer = indexer
         self.cf_cache: dict[tuple, object] = {}
-        self._attn_cache: dict[tuple, float] = {}
+        #: attention per ``(GPU name, blocks, queries)`` [s] (:meth:`attention`; the fast
+        #: engine's quiet slots read it directly first)
+        self.attn_cache: dict[tuple, float] = {}
         self._payload_cache: dict[int, tuple[float, float]] = {}
         # GPUs of equal specs share the kernel times memoized per GPU kind (its index here)
         kinds: dict = {}
@@ -93,10 +96,10 @@ class StepCosts:
     def attention(self, name: str, n_blocks: int, batch: int) -> float:
         """GPU ``name``'s attention over ``n_blocks`` blocks for ``batch`` queries [s]."""
         key = (name, n_blocks, batch)
-        t = self._attn_cache.get(key)
+        t = self.attn_cache.get(key)
         if t is None:
             t = self.cm.attention_time(name, n_blocks / batch, batch)
-            self._attn_cache[key] = t
+            self.attn_cache[key] = t
         return t
 
     def closed_form(self, option: str, g: int, code: int, owner: str, n_blocks: int,

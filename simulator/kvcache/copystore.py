@@ -140,7 +140,7 @@ class CopyStore:
     def word(self, gpu: int, idx: np.ndarray, w: int | np.ndarray) -> np.ndarray:
         """Word ``w`` (one per block, or one for all) of ``gpu``'s copy bits of blocks ``idx``."""
         r = self.rows(gpu, idx)
-        return self.bits[:, w][r] if np.ndim(w) == 0 else self.bits[r, w]
+        return self.bits[:, w][r] if type(w) is int or np.ndim(w) == 0 else self.bits[r, w]
 
     def any(self, gpu: int, idx: np.ndarray) -> np.ndarray:
         """True where ``gpu`` keeps a copy of any layer slot of each block."""
