@@ -150,12 +150,13 @@ def by_batch(iterations) -> dict[int, tuple[float, float]]:
 
 
 def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...],
-                 changes: tuple[str, ...] = (), seed: int | None = None) -> list[dict]:
+                 changes: tuple[str, ...] = (), seed: int | None = None,
+                 batches: bool = False) -> list[dict]:
     """Every policy on scenario ``name`` on each engine: one ``{"scenario", "engine",
     "requests", "runs": {policy: summary}, "wall_time"}`` per engine. A trace with
     populations (the mixed fleet) adds ``population_tbt_p50`` (:func:`population_tbt`) to
-    each summary. ``changes``: :func:`suite`'s; ``seed`` replaces the scenario's (its rows are
-    then labelled ``name@seed``)."""
+    each summary, ``batches`` adds ``by_batch`` (:func:`by_batch`). ``changes``: :func:`suite`'s;
+    ``seed`` replaces the scenario's (its rows are then labelled ``name@seed``)."""
     from simulator import run
     from simulator.runner import load_trace
 
@@ -172,7 +173,8 @@ def run_scenario(name: str, policies: tuple[str, ...], engines: tuple[str, ...],
         for p in policies:
             res = run(scenario, p, seed=scenario.seed, trace=trace, engine=engine)
             runs[p] = res.summary
-            runs[p]["by_batch"] = by_batch(res.iterations)
+            if batches:
+                runs[p]["by_batch"] = by_batch(res.iterations)
             if population is not None:
                 runs[p]["population_tbt_p50"] = population_tbt(res.requests, population)
             print(f"  {name} [{engine}]: {p} done ({res.summary['wall_time']:.0f} s)",
@@ -320,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.table is not None:
         results = from_csv(args.table)
     else:  # run_scenario's arguments, one tuple per (scenario, seed)
-        cases = [(n, policies, engines, tuple(args.set), x) for n in names for x in seeds]
+        cases = [(n, policies, engines, tuple(args.set), x, args.by_batch)
+                 for n in names for x in seeds]
         if args.jobs > 1:
             with ProcessPoolExecutor(args.jobs) as pool:
                 results = [r for rs in pool.map(run_scenario, *zip(*cases, strict=True)) for r in rs]

@@ -230,15 +230,14 @@ class FastRun(_Run):
     def _own_quiet(self, g: int, first: int, stop: int, n_local: list[int],
                    q_local: list[int], na_layer: float, at: float) -> float:
         """Slots ``first`` to ``stop - 1`` (none with rounds) of a step from ``at`` [s] on a
-        stream only GPU ``g`` uses: each slot's attention and projections + FFN counted as
-        :meth:`~simulator.engine.fast_streams.Calendar.account` counts them (the same sums, in
-        the same order), no item kept; returns when the last slot's folded layers end [s]."""
-        cal = self.cal[g]
+        stream only GPU ``g`` uses: each slot's attention and projections + FFN counted
+        (:meth:`~simulator.engine.fast_streams.Calendar.account_each`), no item kept; returns
+        when the last slot's folded layers end [s]."""
         name = self.names[g]
         costs = self.costs
         attn = costs.attn_cache
         slot_layers = self.slot_layers_list
-        busy_total, done_busy, items = cal.busy_total, cal.done_busy, cal.items
+        busy, kernels = [], 0
         end = at
         for q in range(first, stop):
             n = n_local[q]
@@ -249,14 +248,11 @@ class FastRun(_Run):
             else:
                 a = 0.0
             end = at + a + na_layer
-            busy = a + na_layer
-            busy_total += busy
-            done_busy += busy
-            items += 2 if a else 1
+            busy.append(a + na_layer)
+            kernels += 2 if a else 1
             at = end + (end - at) * (slot_layers[q] - 1)
-        cal.busy_total, cal.done_busy, cal.items = busy_total, done_busy, items
-        if end > cal.last_end:  # the slots' ends never decrease: the last is the latest
-            cal.last_end = end
+        # the slots' ends never decrease: the last is the latest
+        self.cal[g].account_each(busy, kernels, end)
         return at
 
     def _pay_debt(self, g: int):

@@ -18,8 +18,9 @@ a step's times are fixed when it is composed, so an item pushed back by work res
 with an *earlier* issue time does not move the rest of its step. The push is charged instead:
 each item carries the GPU whose step issued it and the folding of its layer slot (a slot that
 stands for ``L`` layers waits its own time ``L`` times over, so a delay in it costs ``L`` times
-as much), and the largest push × folding of a running step is its *debt*, waited out when the
-step ends (:mod:`simulator.engine.fast`). Alone, or when steps do not overlap on a resource, the
+as much), and the largest of its items' whole pushes (every push an item received since it was
+reserved, ``end0``) × folding is the running step's *debt*, which the step takes over at its
+next slot with rounds or waits out when it ends (:mod:`simulator.engine.fast`). Alone, or when steps do not overlap on a resource, the
 calendar gives exactly the FIFO times (the lone-request contract).
 
 The same calendar serves links: a message puts ``bytes / line rate`` seconds of work on each link
@@ -182,6 +183,18 @@ class Calendar:
             if prev > self.last_end:
                 self.last_end = prev
         return at
+
+    def account_each(self, busy: list[float], kernels: int, end: float) -> None:
+        """:meth:`account` of several items at once: ``busy`` [s] each (added one by one, in
+        order, as that many calls would), ``kernels`` in all, the last ending at ``end`` [s]."""
+        busy_total, done_busy = self.busy_total, self.done_busy
+        for b in busy:
+            busy_total += b
+            done_busy += b
+        self.busy_total, self.done_busy = busy_total, done_busy
+        self.items += kernels
+        if end > self.last_end:
+            self.last_end = end
 
     def account(self, busy: float, kernels: int, end: float) -> None:
         """Count ``kernels`` kernels of ``busy`` [s] in all, ending by ``end`` [s], that no
