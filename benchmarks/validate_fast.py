@@ -16,7 +16,9 @@ per row, the exact engine's own sensitivity: the same run with the per-step host
 by one part in a million (a perturbation far below any modelled effect); differences of that size
 are the chaos of discrete choices (which GPU is least loaded, who is batched with whom), not
 model error — the last line then counts the breaking rows whose every break is no larger than
-that sensitivity (the verdict and the exit status stay the contract's).
+that sensitivity (the verdict and the exit status stay the contract's). The noise row's
+``stepΔ`` is the perturbed run's against the exact one, and with ``--seeds`` a ``(noise)`` row
+under each mean says how far the mean over those seeds moves by chaos alone.
 
 A per-run quantile can also be *ill-conditioned*: where the distribution has a gap or a jump (a
 TBT that is bimodal in the batch size, a p99 between the steps that carry a prefill chunk and
@@ -41,6 +43,8 @@ the placement). A break with
     .venv/bin/python benchmarks/validate_fast.py --only agentic-16,mooncake-1000 --noise
     .venv/bin/python benchmarks/validate_fast.py --json out.json
     .venv/bin/python benchmarks/validate_fast.py --only default --policies route --seeds 0,1,2  # chaos: per seed and the mean
+    .venv/bin/python benchmarks/validate_fast.py --only default --policies route --seeds 0,1,2 --noise
+        # and the exact engine's own sensitivity per seed (stepΔ too) and in the mean over seeds
 
 The test suite runs a small slice (``tests/test_engine_fast.py``) through :func:`compare`.
 """
@@ -226,8 +230,11 @@ def compare(sc, policies=POLICIES, *, noise: bool = False, seed: int | None = No
             over = sc.serving.overhead_time() * (1 + 1e-6)
             pert = sc.with_changes(serving=dataclasses.replace(sc.serving,
                                                                step_overhead_time=over))
-            ns = run(pert, p, seed, trace=trace, engine="exact").summary
+            ns_res = run(pert, p, seed, trace=trace, engine="exact")
+            ns = ns_res.summary
             row["noise"] = {m: rel(ex[m], ns[m]) for m, _ in METRICS}
+            row["noise_summary"] = ns
+            row["noise_step_diff"] = step_time_diff(ex_res.iterations, ns_res.iterations)
         rows.append(row)
     return rows
 
@@ -251,14 +258,17 @@ def best_check(rows: list[dict]) -> list[tuple[str, str, str, str]]:
     return out
 
 
-def mean_over_seeds(per_seed: list[list[dict]]) -> dict[str, dict[str, float]]:
+def mean_over_seeds(per_seed: list[list[dict]], side: str = "fast"
+                    ) -> dict[str, dict[str, float]]:
     """Per policy: the relative difference of the fast engine's mean over the seeds from the
-    exact engine's, per metric (``per_seed``: :func:`compare`'s rows, one list per seed)."""
+    exact engine's, per metric (``per_seed``: :func:`compare`'s rows, one list per seed);
+    ``side="noise_summary"``: the perturbed exact runs' mean instead (``--noise``), i.e. how far
+    the mean over these seeds moves by chaos alone."""
     out = {}
     for p in [r["policy"] for r in per_seed[0]]:
         rows = [r for rs in per_seed for r in rs if r["policy"] == p]
         out[p] = {m: rel(sum(r["exact"][m] for r in rows) / len(rows),
-                         sum(r["fast"][m] for r in rows) / len(rows)) for m, _ in METRICS}
+                         sum(r[side][m] for r in rows) / len(rows)) for m, _ in METRICS}
     return out
 
 
@@ -311,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{_pct(r['same_home']):>7}{_signed(r['step_diff']):>7}", flush=True)
             if a.noise:
                 cells = "".join(_fmt(r["noise"][m], False) + " " for m, _ in METRICS)
-                print(f"{'':<20}{'(noise)':<10}{cells}", flush=True)
+                print(f"{'':<20}{'(noise)':<10}{cells}{'':>30}"
+                      f"{_signed(r['noise_step_diff']):>7}", flush=True)
                 r["within_noise"] = bool(r["fail"]) and all(
                     abs(r["diff"][m]) <= abs(r["noise"][m]) for m in r["fail"])
                 chaotic += r["within_noise"]
@@ -320,9 +331,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{'':<20}best by {SHORT[metric]}: exact {e}, fast {f} — {verdict}", flush=True)
     if len(seeds) > 1:
         for name in names:
-            for p, diff in mean_over_seeds([results[f"{name}@{x}"] for x in seeds]).items():
+            per_seed = [results[f"{name}@{x}"] for x in seeds]
+            noise = mean_over_seeds(per_seed, "noise_summary") if a.noise else {}
+            for p, diff in mean_over_seeds(per_seed).items():
                 cells = "".join(_fmt(diff[m], abs(diff[m]) > tol) + " " for m, tol in METRICS)
                 print(f"{name + ' mean':<20}{p:<10}{cells}", flush=True)
+                if p in noise:
+                    cells = "".join(_fmt(noise[p][m], False) + " " for m, _ in METRICS)
+                    print(f"{'':<20}{'(noise)':<10}{cells}", flush=True)
     print(f"contract held: {held} of {total} (scenario, policy) rows; best policy "
           f"{'the same (or tied) everywhere' if best_ok else 'DIFFERENT somewhere'}")
     if held < total:

@@ -397,3 +397,21 @@ def test_bytes_moved_counts_every_layer_and_the_fabrics_records_the_simulated_on
             assert fabric == pytest.approx(res.summary["bytes_moved"], rel=1e-9) and fabric > 0
         else:
             assert res.summary["bytes_moved"] > 10 * fabric
+
+
+def test_the_mean_over_seeds_is_of_the_means_for_the_fast_engine_and_for_the_noise():
+    # two seeds: exact 1 and 3 (mean 2), fast 3 and 5 (mean 4: +100 %), the perturbed exact
+    # runs 1.5 and 2.5 (mean 2: chaos alone does not move the mean)
+    validate_fast = benchmark("validate_fast")
+    metrics = [m for m, _ in validate_fast.METRICS]
+
+    def row(exact, fast, noise):
+        return [{"policy": "route", "exact": dict.fromkeys(metrics, exact),
+                 "fast": dict.fromkeys(metrics, fast),
+                 "noise_summary": dict.fromkeys(metrics, noise)}]
+
+    per_seed = [row(1.0, 3.0, 1.5), row(3.0, 5.0, 2.5)]
+    fast = validate_fast.mean_over_seeds(per_seed)["route"]
+    noise = validate_fast.mean_over_seeds(per_seed, "noise_summary")["route"]
+    assert all(fast[m] == pytest.approx(1.0) for m in metrics)
+    assert all(noise[m] == pytest.approx(0.0) for m in metrics)
