@@ -71,8 +71,9 @@ ROOT = Path(__file__).resolve().parents[1]
 #: group → (modules, tests). Each group's tests are the files that exercise its modules directly
 #: (fast ones: a mutant runs them all when it survives).
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
-    "fabric": (["simulator/network/fabric.py", "simulator/network/maxmin.py",
-                "simulator/network/lone.py"],
+    "fabric": (["simulator/network/fabric.py", "simulator/network/shared.py",
+                "simulator/network/maxmin.py", "simulator/network/lone.py",
+                "simulator/network/accounts.py", "simulator/network/flows.py"],
                ["tests/test_network_fabric.py", "tests/test_network_traffic.py",
                 "tests/test_oracle.py"]),
     "closed_form": (["simulator/costmodel/closed_form.py"],
@@ -463,19 +464,19 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "0.0 -> 1.0"):
         "the latency is only validated here (a default of 1 s is valid); the paths read it "
         "with their own default",
-    ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
+    ("simulator/network/shared.py", "self._heap_ok = True  # False while one component holds "
      "every class (no heap kept)", "delete `self._heap_ok = True`"):
         "its readers (the timer, the completion handler) run after a filling, and the first "
         "filling sets it (its one component holds every class)",
-    ("simulator/network/fabric.py", "self._heap_ok = True  # False while one component holds "
+    ("simulator/network/shared.py", "self._heap_ok = True  # False while one component holds "
      "every class (no heap kept)", "True -> False"):
         "starting without a heap: the first filling that needs one builds it from the classes",
-    ("simulator/network/fabric.py", "self._first_at = _INF  # earliest predicted finish when "
+    ("simulator/network/shared.py", "self._first_at = _INF  # earliest predicted finish when "
      "the heap is not kept [s]", "delete `self._first_at = _INF`"):
         "read only while the heap is not kept, and set whenever it stops being kept",
-    ("simulator/network/fabric.py", "self._timer_gen = 0", "0 -> 1"):
+    ("simulator/network/shared.py", "self._timer_gen = 0", "0 -> 1"):
         "timer generations need only be distinct and increasing",
-    ("simulator/network/fabric.py", "self._next_cid = 0", "0 -> 1"):
+    ("simulator/network/shared.py", "self._next_cid = 0", "0 -> 1"):
         "class ids need only be distinct and increasing",
     ("simulator/network/fabric.py",
      "cap = eff * info.bottleneck_bandwidth if eff < 1.0 else _INF", "< -> <="):
@@ -511,99 +512,99 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "info, (i,), 0.0, efficiency * bw if efficiency < 1.0 else _INF, bw,", "1.0 -> 2.0"):
         "at efficiency 1 a link flow's own cap is its link's line rate, which the filling "
         "enforces anyway",
-    ("simulator/network/fabric.py",
+    ("simulator/network/shared.py",
      "c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF", "> -> >=", "#1"):
         "a filled rate is never 0 (every level is at least the first, positive one): "
         "`r >= 0` and `r > 0` agree",
-    ("simulator/network/fabric.py",
+    ("simulator/network/shared.py",
      "c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF", "> -> >=", "#2"):
         "a filled rate is never 0: `r >= 0` and `r > 0` agree",
-    ("simulator/network/fabric.py",
+    ("simulator/network/shared.py",
      "c.t_next = t_next = (c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0", "> -> >="):
         "a filled rate is never 0: `r >= 0` and `r > 0` agree",
-    ("simulator/network/fabric.py", "c.dirty = False", "delete `c.dirty = False`", "#1"):
+    ("simulator/network/shared.py", "c.dirty = False", "delete `c.dirty = False`", "#1"):
         "(one component) a class left dirty has its prediction recomputed at the next filling "
         "from the same state: the same value",
-    ("simulator/network/fabric.py", "c.dirty = False", "False -> True", "#1"):
+    ("simulator/network/shared.py", "c.dirty = False", "False -> True", "#1"):
         "(one component) a class left dirty has its prediction recomputed at the next filling "
         "from the same state: the same value",
-    ("simulator/network/fabric.py", "c.dirty = False", "delete `c.dirty = False`", "#2"):
+    ("simulator/network/shared.py", "c.dirty = False", "delete `c.dirty = False`", "#2"):
         "(heap) a class left dirty gets its prediction pushed again at the next filling, "
         "recomputed from the same state: the same value (the older entry goes stale)",
-    ("simulator/network/fabric.py", "c.dirty = False", "False -> True", "#2"):
+    ("simulator/network/shared.py", "c.dirty = False", "False -> True", "#2"):
         "(heap) a class left dirty gets its prediction pushed again at the next filling, "
         "recomputed from the same state: the same value (the older entry goes stale)",
-    ("simulator/network/fabric.py", "if c.t_next < first_at:", "< -> <="):
+    ("simulator/network/shared.py", "if c.t_next < first_at:", "< -> <="):
         "the minimum of the predictions either way",
-    ("simulator/network/fabric.py", "continue", "delete `continue`", "#1"):
+    ("simulator/network/shared.py", "continue", "delete `continue`", "#1"):
         "(heap, a clean class whose rate is unchanged) its prediction is recomputed from the "
         "same state and pushed again: the same value (the older entry goes stale)",
-    ("simulator/network/fabric.py", "c.gen += 1", "1 -> 2", "#1"):
+    ("simulator/network/shared.py", "c.gen += 1", "1 -> 2", "#1"):
         "generations need only increase (and stay >= 0)",
-    ("simulator/network/fabric.py", "c.gen += 1", "1 -> 2", "#2"):
+    ("simulator/network/shared.py", "c.gen += 1", "1 -> 2", "#2"):
         "generations need only increase (and stay >= 0)",
-    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "> -> >=", "len(heap) > 64"):
+    ("simulator/network/shared.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "> -> >=", "len(heap) > 64"):
         "when superseded predictions are dropped from the heap (a compaction keeps every "
         "valid one): the same completions",
-    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "> -> >=", "len(heap) > 8 * len(self._classes)"):
+    ("simulator/network/shared.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "> -> >=", "len(heap) > 8 * len(self._classes)"):
         "when superseded predictions are dropped from the heap: the same completions",
-    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "and -> or"):
+    ("simulator/network/shared.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "and -> or"):
         "when superseded predictions are dropped from the heap: the same completions",
-    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "64 -> 65"):
+    ("simulator/network/shared.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "64 -> 65"):
         "when superseded predictions are dropped from the heap: the same completions",
-    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "* -> /"):
+    ("simulator/network/shared.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "* -> /"):
         "when superseded predictions are dropped from the heap: the same completions",
-    ("simulator/network/fabric.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "8 -> 9"):
+    ("simulator/network/shared.py", "if len(heap) > 64 and len(heap) > 8 * len(self._classes):", "8 -> 9"):
         "when superseded predictions are dropped from the heap: the same completions",
-    ("simulator/network/fabric.py", "self._timer_at = t", "delete `self._timer_at = t`"):
+    ("simulator/network/shared.py", "self._timer_at = t", "delete `self._timer_at = t`"):
         "without the armed time every finite prediction arms a fresh timer (the older one "
         "is superseded) and none is armed for 'never': the same completions, more events",
-    ("simulator/network/fabric.py", "self._timer_gen += 1", "+= -> -="):
+    ("simulator/network/shared.py", "self._timer_gen += 1", "+= -> -="):
         "timer generations need only be distinct",
-    ("simulator/network/fabric.py", "self._timer_gen += 1", "1 -> 2"):
+    ("simulator/network/shared.py", "self._timer_gen += 1", "1 -> 2"):
         "timer generations need only be distinct",
-    ("simulator/network/fabric.py", "self._timer_gen += 1", "delete `self._timer_gen += 1`"):
+    ("simulator/network/shared.py", "self._timer_gen += 1", "delete `self._timer_gen += 1`"):
         "a superseded timer then runs the completion handler, which finishes only flows due "
         "at that time (none) and re-arms: the same completions, more events",
-    ("simulator/network/fabric.py", "if t < _INF:", "< -> <="):
+    ("simulator/network/shared.py", "if t < _INF:", "< -> <="):
         "a timer for 'never' is armed only when one was pending, and a pending timer means "
         "classes with finite predictions, which only its firing removes: never reached",
-    ("simulator/network/fabric.py",
+    ("simulator/network/shared.py",
      "self.env.timeout(t - now if t > now else 0.0).callbacks.append(", "> -> >="):
         "t = now: a delay of 0 either way",
-    ("simulator/network/fabric.py",
+    ("simulator/network/shared.py",
      "self.env.timeout(t - now if t > now else 0.0).callbacks.append(", "0.0 -> 1.0"):
         "no prediction is in the past: a firing finishes every flow due then (the tolerance "
         "is far above the rounding) and new predictions are now + remaining / rate >= now",
-    ("simulator/network/fabric.py", "self._timer_at = _INF", "delete `self._timer_at = _INF`",
+    ("simulator/network/shared.py", "self._timer_at = _INF", "delete `self._timer_at = _INF`",
      "#2"):
         "(on firing) the next prediction never equals the fired time: every flow due then "
         "finishes at the firing, so the timer is re-armed all the same",
-    ("simulator/network/fabric.py", "near = now * (1.0 + 1e-9)", "1.0 -> 2.0"):
+    ("simulator/network/shared.py", "near = now * (1.0 + 1e-9)", "1.0 -> 2.0"):
         "a looser pre-filter: which flows finish is decided by the tolerance test after it",
-    ("simulator/network/fabric.py", "near = now * (1.0 + 1e-9)", "1e-09 -> 2e-09"):
+    ("simulator/network/shared.py", "near = now * (1.0 + 1e-9)", "1e-09 -> 2e-09"):
         "a looser pre-filter: which flows finish is decided by the tolerance test after it",
-    ("simulator/network/fabric.py", "if c.t_next <= near:", "<= -> <"):
+    ("simulator/network/shared.py", "if c.t_next <= near:", "<= -> <"):
         "a class predicted at exactly `near` is 1e-9 x now ahead, far beyond the 1e-12 "
         "tolerance: it does not finish either way",
-    ("simulator/network/fabric.py", "break", "delete `break`"):
+    ("simulator/network/shared.py", "break", "delete `break`"):
         "(completions, heap) the loop then takes every class off the heap, finishing only "
         "flows due now; the classes it took are refilled and predicted again from the same "
         "state: the same completions, more work",
-    ("simulator/network/fabric.py", "heappop(heap)", "delete `heappop(heap)`", "#3"):
+    ("simulator/network/shared.py", "heappop(heap)", "delete `heappop(heap)`", "#3"):
         "(completions) the class's entry goes stale at the generation bump below and is "
         "popped as such next",
-    ("simulator/network/fabric.py", "c.gen += 1", "delete `c.gen += 1`", "#2"):
+    ("simulator/network/shared.py", "c.gen += 1", "delete `c.gen += 1`", "#2"):
         "(completions) the class's one valid entry was just popped; being touched, it is "
         "refilled and pushed again (or dropped) before the heap is read",
-    ("simulator/network/fabric.py", "self._next_cid += 1", "1 -> 2"):
+    ("simulator/network/shared.py", "self._next_cid += 1", "1 -> 2"):
         "class ids need only be distinct, increasing and never -1 (fair_share's probe)",
-    ("simulator/network/fabric.py", "c.gen = -1", "delete `c.gen = -1`"):
+    ("simulator/network/shared.py", "c.gen = -1", "delete `c.gen = -1`"):
         "a dropped class has no valid heap entry left: the completion that drops it bumped its "
         "generation past them, or the heap is not kept and is rebuilt from the live classes",
-    ("simulator/network/fabric.py", "c.gen = -1", "1 -> 2"):
+    ("simulator/network/shared.py", "c.gen = -1", "1 -> 2"):
         "any negative generation matches no heap entry (they are >= 0)",
-    ("simulator/network/fabric.py", "self._arm_timer()", "delete `self._arm_timer()`", "#2"):
+    ("simulator/network/shared.py", "self._arm_timer()", "delete `self._arm_timer()`", "#2"):
         "(a firing that finishes nothing) never reached: a firing always finishes the flows "
         "predicted for its time",
     ("simulator/network/fabric.py",
@@ -677,14 +678,14 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/lone.py", "shared = False", "False -> True"):
         "callers then refill links whose flows did not change: the same rates and predictions",
     ("simulator/network/lone.py",
-     "self.fabric._join(f, f.nbytes - done if done < f.nbytes else 0.0, now)", "< -> <="):
+     "self.shared.join(f, f.nbytes - done if done < f.nbytes else 0.0, now)", "< -> <="):
         "done = nbytes: nbytes - done is 0.0 as well",
     ("simulator/network/maxmin.py", "key[link] = (r if r > 0.0 else 0.0) / w", "> -> >="):
         "r = 0: 0.0 either way",
     ("simulator/network/maxmin.py", "touched.clear()", "delete `touched.clear()`"):
         "links met before are pushed again with their current level: duplicate heap entries, "
         "which the pops skip (a link leaves the levels once)",
-    ("simulator/network/fabric.py", "c = FlowClass(-1, (src, dst), route, self.env.now)",
+    ("simulator/network/shared.py", "c = FlowClass(-1, (src, dst), route, self.env.now)",
      "1 -> 2"):
         "the probe's class id need only differ from the real ones (>= 0)",
     ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "

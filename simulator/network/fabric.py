@@ -17,70 +17,43 @@ equals the measurement. Lamina §6.3 measured 33.0 µs (GPU-initiated, ``ibgda``
 14.3 µs and 31.1 µs per message; their 45.7 and 35.5 GB/s of the 50 GB/s line become the
 efficiencies 0.914 and 0.71.
 
-Speed. Flows with the same (src, dst) share a path and a cap, so max-min gives them the same rate:
-they form one *class*, a weighted flow in the filling. A class keeps a lazy service counter ``S(t) =
-s_ref + rate × (t − t_ref)`` (bytes each member received since the class began); a member finishes
-when ``S`` reaches its ``target`` (kept in a heap). An arrival or departure re-fills only the
-connected component (classes linked through shared links) of the change; other rates cannot change.
-The filling (:mod:`simulator.network.maxmin`) is progressive (the common level rises to the next
-saturating link or per-flow cap; those flows freeze), with scratch arrays indexed by link and a
-linear scan (small components) or a heap (large ones) for the next bottleneck. One SimPy timer waits
-for the earliest completion over a heap of per-class predictions (a plain minimum while one
-component holds every flow); a generation counter makes superseded timers and predictions no-ops.
-Flows whose finish times lie within :data:`REL_TOL` (relative) of the timer finish together, in
-flow-id order; remaining bytes never go negative.
-
 Fast path (the common case in the engine: a few flows on mostly idle links): when the links of a
 change carry at most one class and it is alone on all its links, its rate is ``min(cap, bottleneck /
 n)`` without the filling — the same floats the filling computes. A caller may pass ``then`` to
 :meth:`Fabric.transfer` to be called back at the last byte instead of getting an event (one SimPy
 event less per message). Faster still, a message whose links are idle when it is sent is a *lone
 flow* (:mod:`simulator.network.lone`): its whole life is known then, so it takes one event and no
-filling, and becomes an ordinary flow only if something comes to share its links. Link accounting
-(bytes, busy time, the load timeline) lives in :mod:`simulator.network.linkstats`."""
+filling, and becomes an ordinary flow only if something comes to share its links.
+
+Parts. The flows that share bandwidth — their classes, the max-min filling over a changed
+component, the predicted completions and the one timer — are a part the Fabric holds
+(:mod:`simulator.network.shared`); so are the lone flows (:mod:`simulator.network.lone`), the
+counters and the accounting of messages an engine timed itself
+(:mod:`simulator.network.accounts`), and the link records behind the DataFrames
+(:mod:`simulator.network.linkstats`). The Fabric itself validates the topology, builds routes,
+issues transfers and delivers them."""
 
 from __future__ import annotations
 
-from functools import reduce
-from heapq import heapify, heappop, heappush
 from numbers import Real
-from operator import add
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 import simpy
 
 from simulator import hardware
 from simulator.errors import UserError
-from simulator.network.flows import Flow, FlowClass, FlowState, Route, TransferRecord
+from simulator.network.accounts import AccountField, Accounts
+from simulator.network.accounts import fold_sum as fold_sum  # its home before accounts.py
+from simulator.network.flows import Flow, FlowState, Route, TransferRecord
 from simulator.network.linkstats import LinkStats
 from simulator.network.lone import LoneFlows
-from simulator.network.maxmin import MaxMin
 from simulator.network.paths import PathCache, PathInfo
-from simulator.network.traffic import OTHER, TRAFFIC_CLASSES
+from simulator.network.shared import REL_TOL as REL_TOL  # its home before shared.py
+from simulator.network.shared import SharedFlows
+from simulator.network.traffic import OTHER
 
-#: Completions within this relative distance of the timer's time finish together [1].
-REL_TOL = 1e-12
 _INF = float("inf")
-
-
-#: Integers up to this size are exact in float64, and so is every sum of them below it.
-_EXACT_INTEGERS = float(2 ** 53)
-
-
-def fold_sum(start: float, values) -> float:
-    """``start + v₀ + v₁ + …`` added left to right in float64 (as ``+=`` in a loop would).
-    Where every partial sum is an exact integer — ``start`` and the values non-negative
-    integers and their sum below 2⁵³, as byte counts are — the order cannot change the result,
-    and numpy adds an array at once; otherwise one Python addition after another."""
-    if isinstance(values, np.ndarray) and values.size and float(start).is_integer() \
-            and start >= 0.0:
-        total = float(values.sum())
-        if (start + total < _EXACT_INTEGERS and values.min() >= 0.0
-                and bool((values == np.floor(values)).all())):
-            return start + total
-    return reduce(add, values.tolist() if isinstance(values, np.ndarray) else values, start)
 
 
 class Fabric:
@@ -94,8 +67,15 @@ class Fabric:
 
     Counters: ``bytes_sent`` (at ``transfer``), ``bytes_delivered`` and ``flows_completed``;
     per traffic class (a transfer's ``tag``, :mod:`simulator.network.traffic`)
-    ``sent_by_class`` and ``delivered_by_class`` (lists indexed by tag) [B].
+    ``sent_by_class`` and ``delivered_by_class`` (lists indexed by tag) [B]; they live in the
+    fabric's :class:`~simulator.network.accounts.Accounts`.
     """
+
+    bytes_sent = AccountField()
+    bytes_delivered = AccountField()
+    flows_completed = AccountField()
+    sent_by_class = AccountField()
+    delivered_by_class = AccountField()
 
     def __init__(self, env: simpy.Environment, graph: nx.DiGraph, stack="ideal",
                  ecmp: bool = False) -> None:
@@ -116,27 +96,13 @@ class Fabric:
                 raise UserError(f"topology edge {u!r} -> {v!r}: field 'latency' must be >= 0 s, "
                                 f"got {lat!r}; fix the edge")
             self._cap.append(float(bw))
-        n = len(self._edges)
         kinds = [graph.edges[e].get("kind", "") for e in self._edges]
         self._stats = LinkStats(self._edges, kinds, self._cap)
-        self._link_classes: list[dict[int, FlowClass]] = [{} for _ in range(n)]
-        self._lone = LoneFlows(self, env, self._link_classes, self._stats)
-        self._maxmin = MaxMin(self._cap, self._link_classes)
-        self._res = self._maxmin.res  # residual capacity per link after a filling [B/s]
+        self._accounts = Accounts(self._stats)
+        self._shared = SharedFlows(env, self._cap, self._stats, self._complete)
+        self._lone = LoneFlows(self, env, self._shared, self._stats)
         self._routes: dict[tuple[str, str], Route] = {}
-        self._classes: dict[tuple[str, str], FlowClass] = {}
-        self._heap: list = []  # (predicted finish [s], class id, gen, FlowClass)
-        self._heap_ok = True  # False while one component holds every class (no heap kept)
-        self._first_at = _INF  # earliest predicted finish when the heap is not kept [s]
-        self._timer_at = _INF
-        self._timer_gen = 0
         self._next_fid = 0
-        self._next_cid = 0
-        self.bytes_sent = 0.0
-        self.bytes_delivered = 0.0
-        self.flows_completed = 0
-        self.sent_by_class = [0.0] * len(TRAFFIC_CLASSES)
-        self.delivered_by_class = [0.0] * len(TRAFFIC_CLASSES)
         self._link_routes: dict[tuple[str, str, float], Route] = {}
 
     # -- closed form ---------------------------------------------------------------------------
@@ -203,10 +169,11 @@ class Fabric:
             done = ret = env.event()
         else:
             done, ret = then, None
+        acct = self._accounts
         if src == dst:
             self.paths(src, dst)  # checks that the node exists
-            self.bytes_sent += nbytes
-            self.sent_by_class[tag] += nbytes
+            acct.bytes_sent += nbytes
+            acct.sent_by_class[tag] += nbytes
             rec = TransferRecord(src, dst, nbytes, issued, issued, issued, fid)
             if delay_time:
                 env.timeout(delay_time).callbacks.append(
@@ -218,8 +185,8 @@ class Fabric:
             self._deliver(done, rec, nbytes, tag)
             return ret
         route = self._route(src, dst)
-        self.bytes_sent += nbytes
-        self.sent_by_class[tag] += nbytes
+        acct.bytes_sent += nbytes
+        acct.sent_by_class[tag] += nbytes
         wait = delay_time + route.delay_time
         if ret is None and nbytes == 0.0 and wait <= 0.0:
             done = env.event()  # it would complete at once: never inside the caller
@@ -268,16 +235,17 @@ class Fabric:
         self._next_fid = fid + 1
         now = self.env.now
         issued = now + delay_time if delay_time else now
-        self.bytes_sent += nbytes
+        acct = self._accounts
+        acct.bytes_sent += nbytes
         if counted is None or counted == nbytes:
-            self.sent_by_class[tag] += nbytes
+            acct.sent_by_class[tag] += nbytes
             done = then
         else:
-            self.sent_by_class[tag] += counted
+            acct.sent_by_class[tag] += counted
             extra = counted - nbytes
 
             def done(rec, then=then) -> None:
-                self.delivered_by_class[tag] += extra  # _deliver counted nbytes
+                acct.delivered_by_class[tag] += extra  # _deliver counted nbytes
                 then(rec)
         if nbytes == 0.0 and delay_time <= 0.0:
             cb = done
@@ -293,9 +261,10 @@ class Fabric:
             self._start(flow)
 
     def _deliver(self, done, rec: TransferRecord, nbytes: float, tag: int = 0) -> None:
-        self.bytes_delivered += nbytes
-        self.delivered_by_class[tag] += nbytes
-        self.flows_completed += 1
+        acct = self._accounts
+        acct.bytes_delivered += nbytes
+        acct.delivered_by_class[tag] += nbytes
+        acct.flows_completed += 1
         if type(done) is simpy.Event:
             done.succeed(rec)
         else:
@@ -308,161 +277,8 @@ class Fabric:
                                                     flow.started_at, now, flow.fid), 0.0)
             return
         self._lone.materialize(flow.route.links, now)  # lone flows there share from now on
-        self._join(flow, flow.nbytes, now)
-        self._reallocate(flow.route.links)
-
-    def _join(self, flow: Flow, nbytes: float, now: float) -> None:
-        """Add ``flow`` with ``nbytes`` [B] left to its class (the caller re-fills)."""
-        key = (flow.src, flow.dst)
-        c = self._classes.get(key)
-        if c is None:
-            c = self._new_class(key, flow.route, now)
-        s_now = c.s_ref + c.rate * (now - c.t_ref)
-        heappush(c.heap, (s_now + nbytes, flow.fid, flow))
-        c.n += 1
-        c.dirty = True
-        flow.joined_at = now
-        flow.class_bytes = nbytes
-
-    def _new_class(self, key: tuple[str, str], route: Route, now: float) -> FlowClass:
-        c = FlowClass(self._next_cid, key, route, now)
-        self._next_cid += 1
-        self._classes[key] = c
-        for link in c.links:
-            self._link_classes[link][c.cid] = c
-        return c
-
-    def _drop_class(self, c: FlowClass) -> None:
-        del self._classes[c.key]
-        for link in c.links:
-            del self._link_classes[link][c.cid]
-        c.gen = -1
-
-    # -- max-min fair rates --------------------------------------------------------------------
-
-    def _reallocate(self, links) -> None:
-        """Re-fill the component of ``links``, update predictions, link loads and the timer."""
-        now = self.env._now
-        comp, comp_links = self._maxmin.fill(links)
-        if len(comp) == len(self._classes):
-            # One component holds every active flow (common under load): the earliest
-            # completion is a plain minimum over it, and no heap needs to be kept.
-            self._heap_ok = False
-            first_at = _INF
-            for c in comp:
-                r = c.new_rate
-                if r != c.rate:
-                    c.s_ref += c.rate * (now - c.t_ref)
-                    c.t_ref = now
-                    c.rate = r
-                    c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF
-                elif c.dirty:
-                    c.t_next = c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0 else _INF
-                c.dirty = False
-                if c.t_next < first_at:
-                    first_at = c.t_next
-            self._first_at = first_at
-        else:
-            heap = self._heap
-            if not self._heap_ok:
-                self._heap = heap = [(c.t_next, c.cid, c.gen, c) for c in self._classes.values()]
-                heapify(heap)
-                self._heap_ok = True
-            for c in comp:
-                r = c.new_rate
-                if r != c.rate:
-                    c.s_ref += c.rate * (now - c.t_ref)
-                    c.t_ref = now
-                    c.rate = r
-                elif not c.dirty:
-                    continue
-                c.dirty = False
-                c.gen += 1
-                c.t_next = t_next = (c.t_ref + (c.heap[0][0] - c.s_ref) / r if r > 0.0
-                                     else _INF)
-                heappush(heap, (t_next, c.cid, c.gen, c))
-            if len(heap) > 64 and len(heap) > 8 * len(self._classes):
-                self._heap = heap = [e for e in heap if e[2] == e[3].gen]
-                heapify(heap)
-        # Link accounting: a link's new load is what the filling took from it.
-        self._stats.update(comp_links, self._res, now)
-        self._arm_timer()
-
-    # -- completions ---------------------------------------------------------------------------
-
-    def _arm_timer(self) -> None:
-        if self._heap_ok:
-            heap = self._heap
-            while heap and heap[0][2] != heap[0][3].gen:
-                heappop(heap)
-            t = heap[0][0] if heap else _INF
-        else:
-            t = self._first_at
-        if t != self._timer_at:
-            self._set_timer(t, self.env._now)
-
-    def _set_timer(self, t: float, now: float) -> None:
-        self._timer_at = t
-        self._timer_gen += 1
-        if t < _INF:
-            gen = self._timer_gen
-            self.env.timeout(t - now if t > now else 0.0).callbacks.append(
-                lambda _e: self._on_timer(gen))
-
-    def _on_timer(self, gen: int) -> None:
-        if gen != self._timer_gen:
-            return  # superseded
-        self._timer_at = _INF
-        now = self.env._now
-        heap = self._heap if self._heap_ok else []
-        finished: list[Flow] = []
-        touched: list[FlowClass] = []
-        if not self._heap_ok:
-            near = now * (1.0 + 1e-9)
-            for c in self._classes.values():
-                if c.t_next <= near:
-                    s_now = c.s_ref + c.rate * (now - c.t_ref)
-                    tol = c.rate * now * REL_TOL
-                    if c.heap[0][0] - s_now <= tol:
-                        while c.heap and c.heap[0][0] - s_now <= tol:
-                            finished.append(heappop(c.heap)[2])
-                            c.n -= 1
-                        touched.append(c)
-        while heap:
-            _, _, g, c = heap[0]
-            if g != c.gen:
-                heappop(heap)
-                continue
-            s_now = c.s_ref + c.rate * (now - c.t_ref)
-            tol = c.rate * now * REL_TOL
-            if c.heap[0][0] - s_now > tol:
-                break
-            heappop(heap)
-            c.gen += 1
-            while c.heap and c.heap[0][0] - s_now <= tol:
-                finished.append(heappop(c.heap)[2])
-                c.n -= 1
-            touched.append(c)
-        if not finished:
-            self._arm_timer()
-            return
-        if len(touched) == 1:
-            c = touched[0]
-            c.dirty = True
-            if c.n == 0:
-                self._drop_class(c)
-            self._reallocate(c.links)
-        else:
-            links: dict[int, None] = {}
-            for c in touched:
-                c.dirty = True
-                links.update(dict.fromkeys(c.links))
-                if c.n == 0:
-                    self._drop_class(c)
-            self._reallocate(list(links))
-        finished.sort(key=lambda f: f.fid)
-        for f in finished:
-            self._complete(f, now)
+        self._shared.join(flow, flow.nbytes, now)
+        self._shared.reallocate(flow.route.links)
 
     def _complete(self, f: Flow, now: float, shared: bool = True) -> None:
         if shared:  # its bytes since it joined a class (a lone flow's are recorded apart)
@@ -497,53 +313,17 @@ class Fabric:
 
     def record_messages(self, route_ids, started_at, finished_at, nbytes, tags=None,
                         counted=None, totals=None) -> None:
-        """Account messages whose timing an engine computed itself (sequences of equal length):
-        each carried ``nbytes`` [B] of traffic class ``tags`` (:mod:`simulator.network.traffic`;
-        None: ``other``) over the links of its route id (:meth:`message_route`,
-        :meth:`link_route`) from ``started_at`` to ``finished_at`` [s] — one lone-flow record
-        each (counters, per class, link totals and timeline). ``counted`` [B] is what each adds
-        to the per-class counters (None: ``nbytes``; an aggregate on one link counts its share of
-        the payload, as :meth:`transfer_link`'s ``counted``). ``totals`` [B]: when the messages
-        are several calls' worth, put end to end, each call's byte total (the run's totals grow
-        by each in turn, as so many calls would add them; None: one call). Schedules nothing."""
-        n = len(route_ids)
-        if tags is None:
-            tags = [OTHER] * n
-        if counted is None:
-            counted = nbytes
-        if not (len(started_at) == len(finished_at) == len(nbytes) == len(tags)
-                == len(counted) == n):
-            # before any counter moves: a refused call leaves the accounting as it was
-            raise ValueError("record_messages: route_ids, started_at, finished_at, nbytes, "
-                             "tags and counted need one entry per message")
-        if totals is None:  # sums in message order (an array's values as Python floats: the
-            # same additions)
-            totals = (float(sum(nbytes.tolist() if isinstance(nbytes, np.ndarray) else nbytes)),)
-        for total in totals:
-            self.bytes_sent += total
-            self.bytes_delivered += total
-        self.flows_completed += n
-        if isinstance(tags, np.ndarray):
-            one = n > 0 and bool((tags == tags[0]).all())
-        else:  # a list or tuple
-            one = n > 0 and tags.count(tags[0]) == n
-        if one:  # one class: the same additions in the same order, at once
-            tag = int(tags[0])
-            sent, delivered = self.sent_by_class[tag], self.delivered_by_class[tag]
-            self.sent_by_class[tag] = fold_sum(sent, counted)
-            self.delivered_by_class[tag] = self.sent_by_class[tag] if delivered == sent and \
-                type(delivered) is type(sent) else fold_sum(delivered, counted)
-        else:
-            for tag, b in zip(tags, counted, strict=True):
-                self.sent_by_class[tag] += b
-                self.delivered_by_class[tag] += b
-        self._stats.intervals(route_ids, started_at, finished_at, nbytes, tags)
+        """Account messages whose timing an engine computed itself, on routes from
+        :meth:`message_route` or :meth:`link_route`: counters, per class, link totals and
+        timeline (:meth:`Accounts.record_messages
+        <simulator.network.accounts.Accounts.record_messages>` says how). Schedules nothing."""
+        self._accounts.record_messages(route_ids, started_at, finished_at, nbytes, tags,
+                                       counted, totals)
 
     def record_sent(self, nbytes: float, tag: int = OTHER) -> None:
         """Account ``nbytes`` [B] of class ``tag`` sent by an engine that timed them itself and
         whose delivery lies beyond the run's end (counted as sent, not delivered)."""
-        self.bytes_sent += nbytes
-        self.sent_by_class[tag] += nbytes
+        self._accounts.record_sent(nbytes, tag)
 
     # -- introspection -------------------------------------------------------------------------
 
@@ -561,35 +341,13 @@ class Fabric:
             return _INF
         route = self._route(src, dst)
         if self._lone.materialize(route.links, self.env.now):  # lone flows there count
-            self._reallocate(route.links)
-        c = self._classes.get((src, dst))
-        temp = c is None
-        if temp:
-            c = FlowClass(-1, (src, dst), route, self.env.now)
-            for link in c.links:
-                self._link_classes[link][-1] = c
-        c.n += 1
-        try:
-            self._maxmin.fill(c.links)
-            return c.new_rate
-        finally:
-            c.n -= 1
-            if temp:
-                for link in c.links:
-                    del self._link_classes[link][-1]
+            self._shared.reallocate(route.links)
+        return self._shared.probe(src, dst, route)
 
     def flows(self) -> list[FlowState]:
         """The flows sharing bandwidth now, by flow id, with rate [B/s] and remaining bytes."""
         self._lone.settle()
-        now = self.env.now
-        out = []
-        for c in self._classes.values():
-            s_now = c.s_ref + c.rate * (now - c.t_ref)
-            for target, fid, f in c.heap:
-                out.append(FlowState(fid, f.src, f.dst, c.rate, max(target - s_now, 0.0),
-                                     f.route.info.edges))
-        out.sort(key=lambda s: s.flow_id)
-        return out
+        return self._shared.states(self.env.now)
 
     def spill_records(self) -> None:
         """Move long link records on to temporary files (:meth:`LinkStats.spill`); call now

@@ -93,3 +93,10 @@ class FlowClass:
         self.heap: list = []  # (target S [B], flow id, _Flow)
         self.gen, self.dirty, self.stamp = 0, True, 0
         self.t_next = _INF  # predicted finish of the member with the least target [s]
+
+    def set_rate(self, rate: float, now: float) -> None:
+        """Run at ``rate`` [B/s] from ``now`` [s] on; the service received at the old rate since
+        ``t_ref`` is added to ``s_ref`` first."""
+        self.s_ref += self.rate * (now - self.t_ref)
+        self.t_ref = now
+        self.rate = rate

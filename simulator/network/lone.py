@@ -20,19 +20,22 @@ class LoneFlows:
     """The reservations of idle links by lone flows, held by a Fabric.
 
     Args:
-        fabric: the owner; finished or materialized flows go back to it (``_complete``,
-            ``_join``, ``_start``, ``_reallocate``).
+        fabric: the owner; finished flows, and materialized ones still in their latency, go
+            back to it (``_complete``, ``_start``).
         env: the simulation's environment.
-        link_classes: the fabric's flow classes per link (read: a link with one is not idle).
+        shared: the fabric's shared flows (:class:`~simulator.network.shared.SharedFlows`):
+            materialized flows under way join them (``join``, ``reallocate``), and their flow
+            classes per link are read (a link with one is not idle).
         stats: the fabric's link statistics (a lone flow's one record).
     """
 
-    __slots__ = ("fabric", "env", "link_classes", "stats", "by_link")
+    __slots__ = ("fabric", "env", "shared", "link_classes", "stats", "by_link")
 
-    def __init__(self, fabric, env, link_classes: list[dict], stats) -> None:
+    def __init__(self, fabric, env, shared, stats) -> None:
         self.fabric = fabric
         self.env = env
-        self.link_classes = link_classes
+        self.shared = shared
+        self.link_classes = link_classes = shared.link_classes
         self.stats = stats
         self.by_link: list = [None] * len(link_classes)  # the lone flow reserving each link
 
@@ -86,7 +89,7 @@ class LoneFlows:
                 continue
             done = f.rate * (now - f.started_at)
             self.stats.interval(f.route.sid, f.started_at, now, done, f.tag)
-            self.fabric._join(f, f.nbytes - done if done < f.nbytes else 0.0, now)
+            self.shared.join(f, f.nbytes - done if done < f.nbytes else 0.0, now)
             shared = True
         return shared
 
@@ -95,4 +98,4 @@ class LoneFlows:
         now = self.env._now
         links = [i for i, f in enumerate(self.by_link) if f is not None and f.started_at <= now]
         if self.materialize(links, now):
-            self.fabric._reallocate(links)
+            self.shared.reallocate(links)
