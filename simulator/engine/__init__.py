@@ -4,8 +4,8 @@ step.
 - :mod:`~simulator.engine.exact` — the exact engine (:func:`simulate`): per-GPU continuous
   batching, one SimPy chain of messages and kernels per (iteration, layer, owner) round;
 - :mod:`~simulator.engine.fast` — the fast engine: the same run with each decode step composed
-  at once (one SimPy event per GPU step, and, where other GPUs' rounds use its stream, one per
-  layer slot that another GPU's event precedes), over work calendars for GPU streams
+  at once (one SimPy event per GPU step, and one per slot with rounds that another GPU's
+  event precedes), over work calendars for GPU streams
   (:mod:`~simulator.engine.fast_streams`) and links (:mod:`~simulator.engine.fast_links`, a
   phase's own flows shared max-min by :mod:`~simulator.engine.fast_sharing`), its slots with
   rounds composed by :mod:`~simulator.engine.fast_slots`; held to the exact engine by

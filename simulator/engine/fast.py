@@ -31,18 +31,15 @@ the tests hold it to 1e-6):
   is composed; a kernel of another GPU's step composed *later* but issued *earlier* pushes its
   kernels back in the calendar without moving the rest of the step, so the step is charged
   the push instead — times its layer slot's folding, as a delay in a folded slot costs the
-  exact engine — as a *debt*: the most any of its items was pushed in all. On a stream other
-  GPUs' rounds use (any policy that routes), every layer slot of a step — with rounds or
-  quiet — is composed only once the events due before its start have run (``_slot_start``: an
-  event of its own only when another is due first), and starts later by the debt its earlier
-  slots ran up, so it meets the owners' queues, and other GPUs' rounds meet it, where the push
-  put them — behind the next layer of an owner's prefill, say, as on the exact engine (stop
-  32 for slots with rounds, stop 33 for quiet ones; until then the push was only added at the
-  step's end, and the later slots kept their composed times). The last slot's debt is waited
-  out at the step's end (a second SimPy event, counted in ``extras["pushed_steps"]``). On a
-  stream only its own GPU uses (``fetch`` and ``local``: no other GPU issues kernels there)
-  the quiet slots are only counted, the slots with rounds composed as above, and the links'
-  debts paid at the step's end;
+  exact engine — as a *debt*: the most any of its items was pushed in all. A slot with rounds
+  is composed only once the events due before its start have run (``_slot_start``: an event
+  of its own only when another is due first), and starts later by the debt its earlier slots
+  ran up, so its rounds meet the owners' queues where the push put them — behind the next
+  layer of an owner's prefill, say, as on the exact engine (stop 32; until then the push was
+  only added at the step's end, and the later slots kept their composed times). A debt run up
+  after the last slot with rounds is waited out at the step's end (a second SimPy event,
+  counted in ``extras["pushed_steps"]``). A step on a stream only its own GPU uses (the vector
+  path of ``fetch`` and ``local``) is composed at once and pays its links' debts at its end;
 - **links**: a step's own concurrent messages share links max-min fairly, as in the Fabric;
   against other steps' traffic a message is served FIFO on each link's work calendar (bytes
   conserved at the line rate) instead of max-min fair sharing, with the same debts;
@@ -162,9 +159,8 @@ class FastRun(_Run):
 
     def _decode(self, g: int, reqs: list[int], iteration: int, na_layer: float | None,
                 start_at: float):
-        """One decode step of ``reqs`` on GPU ``g`` from ``start_at`` [s]: composed at once
-        where only its own GPU uses its stream, else slot by slot (:meth:`_slot_start`); one
-        SimPy event at its end, more where other GPUs' events fall between its slots."""
+        """One decode step of ``reqs`` on GPU ``g`` from ``start_at`` [s], composed at once;
+        one SimPy event at its end."""
         env = self.env
         self.debt[g] = 0.0
         dense, valid = self.steps.select(g, reqs)
@@ -191,45 +187,33 @@ class FastRun(_Run):
             yield env.timeout(at - env.now)
             return
         n_local, q_local = n_arr.tolist(), q_arr.tolist()
-        if own_stream:  # only this GPU's kernels on its stream: quiet slots counted, no item
-            prev = 0
-            for s in [*(i for i, grp in enumerate(groups) if grp), self.S]:
-                if s > prev:
-                    at = self._own_quiet(g, prev, s, n_local, q_local, na_layer, at)
-                if s < self.S:
-                    at = yield from self._slot_start(g, at, observing)
-                    at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
-                                           na_layer, at)
-                prev = s + 1
-            yield env.timeout(at - env.now)
-            yield from self._pay_debt(g)
-            return
-        # a stream other GPUs' rounds use: every slot is composed once the events due before
-        # its start have run, later by what pushed the earlier slots back (_slot_start) — a
-        # quiet slot (attention, then projections + FFN, one item) as a slot with rounds
-        attn = self._attention_table(g, n_arr, q_arr).tolist()
         slot_layers = self.slot_layers_list
-        for s, grp in enumerate(groups):
-            # an observing policy decides at a slot with rounds: only those wait for its start
-            at = yield from self._slot_start(g, at, observing and bool(grp))
-            if grp:
-                at = self.compose.slot(g, s, iteration, grp, n_local[s], q_local[s], na_layer,
-                                       at)
-            else:
-                a = attn[s]
-                fold = slot_layers[s]
-                e = cal.reserve(at, a + na_layer, g, fold, 2 if a else 1)
-                at = e + (e - at) * (fold - 1)
+        if not own_stream:  # every slot's items on the calendar: the quiet ones' sizes at once
+            attn = self._attention_table(g, n_arr, q_arr).tolist()
+        prev = 0
+        for s in [*(i for i, grp in enumerate(groups) if grp), self.S]:
+            if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
+                # no item
+                at = self._own_quiet(g, prev, s, n_local, q_local, na_layer, at)
+            elif s > prev:  # quiet slots: attention, then projections + FFN, back to back as
+                # one item each
+                at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,
+                               [2 if a else 1 for a in attn[prev:s]])
+            if s < self.S:
+                at = yield from self._slot_start(g, at, observing)
+                at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
+                                       na_layer, at)
+            prev = s + 1
         yield env.timeout(at - env.now)
         yield from self._pay_debt(g)
 
     def _slot_start(self, g: int, at: float, observing: bool):
-        """When GPU ``g``'s next layer slot starts [s], planned for ``at`` [s]: the slot is
-        composed once every event due before ``at`` has run — so its kernels and rounds meet
-        the streams and the links as other GPUs' steps left them, as on the exact engine — and
+        """When GPU ``g``'s next slot with rounds starts [s], planned for ``at`` [s]: the slot
+        is composed once every event due before ``at`` has run — so its rounds meet the owners'
+        queues and the links as other GPUs' steps left them, as on the exact engine — and
         starts later by what those steps pushed this step's earlier items back (the debt,
         :mod:`simulator.engine.fast_streams`), which it takes over from the step's end. A
-        SimPy event only when another event is due first (or when ``observing``: a policy that
+        SimPy event only when another event is due first (or for an observing policy, which
         decides at the slot's start); none for a GPU alone."""
         env = self.env
         while True:

@@ -20,13 +20,14 @@ each item carries the GPU whose step issued it and the folding of its layer slot
 stands for ``L`` layers waits its own time ``L`` times over, so a delay in it costs ``L`` times
 as much), and the largest of its items' whole pushes (every push an item received since it was
 reserved, ``end0``) × folding is the running step's *debt*, which the step takes over at its
-next slot or waits out when it ends (:mod:`simulator.engine.fast`). Alone, or when steps do not
-overlap on a resource, the calendar gives exactly the FIFO times (the lone-request contract).
+next slot with rounds or waits out when it ends (:mod:`simulator.engine.fast`). Alone, or when steps do not overlap on a resource, the
+calendar gives exactly the FIFO times (the lone-request contract).
 
 The same calendar serves links: a message puts ``bytes / line rate`` seconds of work on each link
 it crosses (see :mod:`simulator.engine.fast_links`; :func:`reserve_each` reserves on a path's
-links in one pass), giving the very items and floats one :meth:`Calendar.reserve` per link
-would (the speed pass in docs/performance.md).
+links in one pass). :meth:`Calendar.chain` reserves a run of a step's quiet layer slots at once.
+Both give the very items and floats one :meth:`Calendar.reserve` per item would (the speed pass in
+docs/performance.md).
 
 Items that ended before the present are dropped from the front now and then (a new item is never
 issued in the past), keeping the lists short.
@@ -140,6 +141,48 @@ class Calendar:
         if end_l[-1] > self.last_end:
             self.last_end = end_l[-1]
         return e
+
+    def chain(self, at: float, busy: list[float], folds: list[int], owner: int,
+              kernels: list[int]) -> float:
+        """:meth:`reserve` ``busy[i]`` [s] (``kernels[i]`` kernels, folding ``folds[i]``) for
+        ``owner``'s step, one after another from ``at`` [s]: item ``i + 1`` is issued when item
+        ``i``'s folded layers are done (its end + (end − issue)·(fold − 1)); returns when the
+        last one's are [s]. The same items and times as one :meth:`reserve` per item."""
+        at_l, end_l = self.at, self.end
+        n = len(at_l)
+        if n and at < at_l[-1]:  # items known after the first: one reserve each
+            for d, fold, k in zip(busy, folds, kernels, strict=True):
+                e = self.reserve(at, d, owner, fold, k)
+                at = e + (e - at) * (fold - 1)
+            return at
+        # every item goes after everything known: reserve's common case for each, computed
+        # here and appended at once. The one prune reserve would make on the way (the front
+        # ended, the calendar grown past _PRUNE) cuts the same items (the new ones end after
+        # now), so it is made first.
+        if n and end_l[0] <= self.env._now and n + len(busy) - 1 > _PRUNE:
+            self._prune()
+        prev = end_l[-1] if at_l else -_INF
+        ats, ends = [], []
+        busy_total = self.busy_total
+        for d, fold in zip(busy, folds, strict=True):
+            busy_total += d
+            e = (prev if prev > at else at) + d
+            ats.append(at)
+            ends.append(e)
+            prev = e
+            at = e + (e - at) * (fold - 1)
+        if ends:
+            self.busy_total = busy_total
+            self.items += sum(kernels)
+            at_l.extend(ats)
+            self.dur.extend(busy)
+            end_l.extend(ends)
+            self.end0.extend(ends)
+            self.own.extend([owner] * len(ends))
+            self.fold.extend(folds)
+            if prev > self.last_end:
+                self.last_end = prev
+        return at
 
     def account_each(self, busy: list[float], kernels: int, end: float) -> None:
         """:meth:`account` of several items at once: ``busy`` [s] each (added one by one, in
