@@ -688,6 +688,69 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/shared.py", "c = FlowClass(-1, (src, dst), route, self.env.now)",
      "1 -> 2"):
         "the probe's class id need only differ from the real ones (>= 0)",
+    ("simulator/network/accounts.py", "and start >= 0.0:", ">= -> >"):
+        "fold_sum: a start of 0 then takes the one-addition-after-another path, which gives the "
+        "same sum where every partial sum is an exact integer",
+    ("simulator/network/accounts.py", "and start >= 0.0:", "0.0 -> 1.0"):
+        "fold_sum: a start of 0 then takes the one-addition-after-another path: the same sum",
+    ("simulator/network/accounts.py",
+     "if (start + total < _EXACT_INTEGERS and values.min() >= 0.0", "< -> <="):
+        "fold_sum: non-negative partial sums up to 2**53 are exact; a rounded total of "
+        "exactly 2**53 is reached one addition after another only at the last one: the same sum",
+    ("simulator/network/accounts.py",
+     "if (start + total < _EXACT_INTEGERS and values.min() >= 0.0", ">= -> >"):
+        "fold_sum: values with a 0 then take the one-addition-after-another path: the same sum",
+    ("simulator/network/accounts.py",
+     "if (start + total < _EXACT_INTEGERS and values.min() >= 0.0", "0.0 -> 1.0"):
+        "fold_sum: values with a 0 then take the one-addition-after-another path: the same sum",
+    ("simulator/network/accounts.py", "one = n > 0 and bool((tags == tags[0]).all())",
+     "== -> !="):
+        "one class in an array is then added message by message (the loop): the same additions "
+        "in the same order (the counters may become numpy floats, as a mixed batch makes them)",
+    ("simulator/network/accounts.py", "type(delivered) is type(sent) else fold_sum(delivered, "
+     "counted)", "is -> is not"):
+        "delivered equals sent here, so fold_sum(delivered, ...) and the new sent are the same "
+        "value either way",
+    ("simulator/network/accounts.py", "for tag, b in zip(tags, counted, strict=True):",
+     "True -> False"):
+        "the lengths were checked equal before any counter moved",
+    ("simulator/network/flows.py",
+     "self.lone = False  # reserved alone on idle links (see :mod:`simulator.network.lone`)",
+     "delete `self.lone = False`"):
+        "read only by a reserved flow's end event, and reserve sets it first",
+    ("simulator/network/flows.py",
+     "self.lone = False  # reserved alone on idle links (see :mod:`simulator.network.lone`)",
+     "False -> True"):
+        "read only by a reserved flow's end event, and reserve sets it first",
+    ("simulator/network/flows.py", "self.rate = 0.0  # its rate while lone [B/s]",
+     "delete `self.rate = 0.0`"):
+        "read only for a reserved (lone) flow, and reserve sets it first",
+    ("simulator/network/flows.py", "self.rate = 0.0  # its rate while lone [B/s]",
+     "0.0 -> 1.0"):
+        "read only for a reserved (lone) flow, and reserve sets it first",
+    ("simulator/network/flows.py",
+     "self.joined_at = 0.0  # when it joined a flow class [s] ...",
+     "delete `self.joined_at = 0.0`"):
+        "read only when a shared flow completes, and joining a class sets it first",
+    ("simulator/network/flows.py",
+     "self.joined_at = 0.0  # when it joined a flow class [s] ...", "0.0 -> 1.0"):
+        "read only when a shared flow completes, and joining a class sets it first",
+    ("simulator/network/flows.py",
+     "self.class_bytes = 0.0  # ... with this many bytes left [B] (link records by class)",
+     "delete `self.class_bytes = 0.0`"):
+        "read only when a shared flow completes, and joining a class sets it first",
+    ("simulator/network/flows.py",
+     "self.class_bytes = 0.0  # ... with this many bytes left [B] (link records by class)",
+     "0.0 -> 1.0"):
+        "read only when a shared flow completes, and joining a class sets it first",
+    ("simulator/network/flows.py", "self.n, self.rate, self.new_rate = 0, 0.0, 0.0",
+     "0.0 -> 1.0"):
+        "rate: a new class is joined and filled at the time it is made (rate x 0 s of service "
+        "either way); new_rate: the filling sets it before anything reads it",
+    ("simulator/network/flows.py", "self.gen, self.dirty, self.stamp = 0, True, 0",
+     "True -> False"):
+        "joining a class, right after it is made, marks it dirty; the probe's class is never "
+        "read for it",
     ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
      "weight, 1.0)),", "1.0 -> 2.0"):
         "the placeholder under log() for zero weights, whose log the outer where discards",

@@ -2,6 +2,9 @@
 
 import dataclasses
 import math
+from functools import reduce
+from operator import add
+from types import SimpleNamespace
 from unittest import mock
 
 import networkx as nx
@@ -17,6 +20,7 @@ from simulator import hardware
 from simulator.cli import main
 from simulator.errors import UserError
 from simulator.network import Fabric, TransferRecord, linkstats, maxmin
+from simulator.network.accounts import AccountField
 from simulator.network.paths import NoPathError
 from simulator.network.traffic import KV_FETCH, KV_ROUTE, PD_TRANSFER
 from simulator.testing.fabric import (
@@ -709,6 +713,21 @@ def test_a_message_route_is_the_delay_rate_and_links_a_lone_message_gets():
     assert f.message_route("h0", "h1")[3] == sid
 
 
+def test_a_link_route_is_the_links_index_and_an_id_that_records_on_that_link_alone():
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
+    i, rid = f.link_route("sw", "h1")
+    assert sorted(f.graph.edges)[i] == ("sw", "h1") and f.link_bandwidth[i] == GBps(100)
+    assert f.link_route("sw", "h1") == (i, rid)  # the same link, the same route id
+    assert rid != f.message_route("h0", "h1")[3]  # a message's route crosses two links
+    f.record_messages([rid], [0.0], [0.01], [GB(1)])
+    env.run(until=0.02)
+    per_link = f.links_frame().set_index(["src", "dst"])["bytes"]
+    assert per_link[("sw", "h1")] == GB(1) and per_link.sum() == GB(1)
+    with pytest.raises(UserError, match="is not a link of the topology"):
+        f.link_route("h0", "h1")  # a path of two links
+
+
 def test_messages_timed_outside_are_counted_and_put_on_their_links():
     env = simpy.Environment()
     f = Fabric(env, star_graph(3, GBps(100), 0.0))
@@ -747,6 +766,60 @@ def test_messages_timed_outside_are_counted_and_put_on_their_links():
             f.record_messages(*bad)
     assert (f.bytes_sent, f.bytes_delivered, f.flows_completed, list(f.sent_by_class),
             list(f.delivered_by_class)) == counters
+
+
+@pytest.mark.parametrize(("start", "values"), [
+    (0.0, [3.0, 5.0, 7.0]),  # whole bytes: added at once (numpy), the same sum
+    (2.0 ** 52, [0.5, 0.5]),  # halves: each rounds away alone, not so their sum of 1
+    (2.0 ** 53, [1.0, 1.0, 2.0]),  # past 2**53 whole numbers stop being exact: the order counts
+])
+def test_messages_recorded_as_arrays_count_as_one_addition_after_another(start, values):
+    # The fast engine hands record_messages numpy arrays; a batch of one class is added at once
+    # only where the order cannot change the sum: the per-class counters are bit for bit those
+    # of one message after another (reduce), whatever the counter held before
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), 0.0))
+    rid, n = f.message_route("h0", "h1")[3], len(values)
+    f.sent_by_class[KV_ROUTE] = f.delivered_by_class[KV_ROUTE] = start
+    f.record_messages(np.full(n, rid), np.zeros(n), np.ones(n), np.array(values),
+                      np.full(n, KV_ROUTE))
+    want = reduce(add, values, start)
+    assert f.sent_by_class[KV_ROUTE] == want and f.delivered_by_class[KV_ROUTE] == want
+
+
+@pytest.mark.parametrize("as_array", [False, True])
+def test_record_messages_of_one_class_after_bytes_sent_ahead_and_of_none(as_array):
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(2, GBps(100), 0.0))
+    rid = f.message_route("h0", "h1")[3]
+
+    def seq(xs, dtype=float):
+        return np.array(xs, dtype) if as_array else list(xs)
+
+    f.record_messages(seq([], int), seq([]), seq([]), seq([]), seq([], int))  # none: nothing
+    assert (f.bytes_sent, f.flows_completed, sum(f.sent_by_class)) == (0.0, 0, 0.0)
+    f.record_sent(GB(0.5), KV_ROUTE)  # sent, not (yet) delivered
+    f.record_messages(seq([rid], int), seq([0.0]), seq([1.0]), seq([GB(1)]), seq([KV_ROUTE], int))
+    f.record_messages(seq([rid, rid], int), seq([1.0, 1.0]), seq([2.0, 2.0]),
+                      seq([GB(1), GB(2)]), seq([KV_ROUTE, KV_FETCH], int))
+    assert f.sent_by_class[KV_ROUTE] == GB(2.5) and f.delivered_by_class[KV_ROUTE] == GB(2)
+    assert f.sent_by_class[KV_FETCH] == f.delivered_by_class[KV_FETCH] == GB(2)
+    assert (f.bytes_sent, f.bytes_delivered, f.flows_completed) == (GB(4.5), GB(4), 3)
+    f.bytes_sent = 0.0  # a counter assigned on the Fabric is assigned in its accounts
+    assert f.bytes_sent == 0.0 == f._accounts.bytes_sent
+
+
+def test_an_account_field_reads_and_assigns_the_counter_of_its_own_name():
+    class Owner:  # as the Fabric shows its Accounts' counters
+        spent = AccountField()
+
+        def __init__(self):
+            self._accounts = SimpleNamespace(spent=1.0, other=7.0)
+
+    o = Owner()
+    assert o.spent == 1.0 and isinstance(Owner.spent, AccountField)
+    o.spent = 2.5
+    assert o._accounts == SimpleNamespace(spent=2.5, other=7.0) and o.spent == 2.5
 
 
 def test_spilling_link_records_moves_them_out_of_memory_and_changes_no_result(monkeypatch):
@@ -796,6 +869,30 @@ def test_messages_within_the_tolerance_of_a_completion_finish_with_it(extra, tog
     assert [r.flow_id for r in mine] == [2 * elsewhere, 2 * elsewhere + 1]
     assert mine[0].finished_at == 2.0
     assert mine[1].finished_at == (2.0 if together else pytest.approx(2.0 + 2e-12, rel=1e-15))
+
+
+@pytest.mark.parametrize("elsewhere", [False, True])
+@pytest.mark.parametrize("src", ["h0", "h2"])
+def test_a_message_exactly_at_the_tolerance_of_a_completion_finishes_with_it(src, elsewhere):
+    # A (1e12 B, h0 -> h1) and B (1e12 + 1 B, from `src` to h1) share sw -> h1 (2e9 B/s) at
+    # 1e9 B/s each from 0: A ends at 1000 s, where the tolerance (rate x time x REL_TOL) is
+    # 1e9 x 1000 x 1e-12 = 1 B — B's one byte more, exactly (every number here is exact in
+    # float64). Within the tolerance includes its bound: B finishes with A. From h0, B is in
+    # A's class (the loop that finishes a class's members); from h2 it is a class of its own
+    # (the test that finds a class due). With `elsewhere`, two flows between other hosts make
+    # a second component (a heap of predictions)
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(5, 2e9, 0.0))
+    log = []
+    if elsewhere:
+        f.transfer("h3", "h4", 3e12, then=log.append)
+        f.transfer("h3", "h4", 3e12, then=log.append)
+    f.transfer("h0", "h1", 1e12, then=log.append)
+    f.transfer(src, "h1", 1e12 + 1.0, then=log.append)
+    env.run()
+    mine = [r for r in log if r.dst == "h1"]
+    assert [r.flow_id for r in mine] == [2 * elsewhere, 2 * elsewhere + 1]
+    assert [r.finished_at for r in mine] == [1000.0, 1000.0]
 
 
 @pytest.mark.parametrize("look", ["flows", "links_by_class", "class_timeline", "link_timeline"])
