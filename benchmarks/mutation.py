@@ -166,6 +166,25 @@ PLANTED: tuple[Planted, ...] = (
             ("tests/test_promises.py::test_copies_are_evicted_by_the_holding_gpus_clock",)),
 )
 
+#: fold_sum's test for adding a batch at once, and why values with a 0 may take the other path.
+_FOLD_AT_ONCE = "if (start + total < _EXACT_INTEGERS and values.min() >= 0.0"
+_FOLD_WITH_A_ZERO = ("fold_sum: values with a 0 then take the one-addition-after-another path: "
+                     "the same sum")
+#: Why a flow's field may start anywhere: the first read of it comes after a class is joined.
+_SET_BY_JOINING = "read only when a shared flow completes, and joining a class sets it first"
+
+
+def _set_before_read(path: str, fields: dict[str, tuple[str, str, str]]) -> dict:
+    """Equivalent mutants of initial values set again before any read: for each source line,
+    ``(statement, changed constant, reason)`` gives the statement deleted and the constant
+    changed, both with that reason."""
+    out = {}
+    for line, (statement, changed, reason) in fields.items():
+        out[(path, line, f"delete `{statement}`")] = reason
+        out[(path, line, changed)] = reason
+    return out
+
+
 #: Equivalent mutants: (path, the mutated line's text stripped, description[, the mutated
 #: expression's source]) → why no test can tell them from the original. Keyed by the line's
 #: text, not its number, so that edits elsewhere in the module keep them listed; the optional
@@ -693,16 +712,11 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "same sum where every partial sum is an exact integer",
     ("simulator/network/accounts.py", "and start >= 0.0:", "0.0 -> 1.0"):
         "fold_sum: a start of 0 then takes the one-addition-after-another path: the same sum",
-    ("simulator/network/accounts.py",
-     "if (start + total < _EXACT_INTEGERS and values.min() >= 0.0", "< -> <="):
+    ("simulator/network/accounts.py", _FOLD_AT_ONCE, "< -> <="):
         "fold_sum: non-negative partial sums up to 2**53 are exact; a rounded total of "
         "exactly 2**53 is reached one addition after another only at the last one: the same sum",
-    ("simulator/network/accounts.py",
-     "if (start + total < _EXACT_INTEGERS and values.min() >= 0.0", ">= -> >"):
-        "fold_sum: values with a 0 then take the one-addition-after-another path: the same sum",
-    ("simulator/network/accounts.py",
-     "if (start + total < _EXACT_INTEGERS and values.min() >= 0.0", "0.0 -> 1.0"):
-        "fold_sum: values with a 0 then take the one-addition-after-another path: the same sum",
+    ("simulator/network/accounts.py", _FOLD_AT_ONCE, ">= -> >"): _FOLD_WITH_A_ZERO,
+    ("simulator/network/accounts.py", _FOLD_AT_ONCE, "0.0 -> 1.0"): _FOLD_WITH_A_ZERO,
     ("simulator/network/accounts.py", "one = n > 0 and bool((tags == tags[0]).all())",
      "== -> !="):
         "one class in an array is then added message by message (the loop): the same additions "
@@ -714,35 +728,18 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/accounts.py", "for tag, b in zip(tags, counted, strict=True):",
      "True -> False"):
         "the lengths were checked equal before any counter moved",
-    ("simulator/network/flows.py",
-     "self.lone = False  # reserved alone on idle links (see :mod:`simulator.network.lone`)",
-     "delete `self.lone = False`"):
-        "read only by a reserved flow's end event, and reserve sets it first",
-    ("simulator/network/flows.py",
-     "self.lone = False  # reserved alone on idle links (see :mod:`simulator.network.lone`)",
-     "False -> True"):
-        "read only by a reserved flow's end event, and reserve sets it first",
-    ("simulator/network/flows.py", "self.rate = 0.0  # its rate while lone [B/s]",
-     "delete `self.rate = 0.0`"):
-        "read only for a reserved (lone) flow, and reserve sets it first",
-    ("simulator/network/flows.py", "self.rate = 0.0  # its rate while lone [B/s]",
-     "0.0 -> 1.0"):
-        "read only for a reserved (lone) flow, and reserve sets it first",
-    ("simulator/network/flows.py",
-     "self.joined_at = 0.0  # when it joined a flow class [s] ...",
-     "delete `self.joined_at = 0.0`"):
-        "read only when a shared flow completes, and joining a class sets it first",
-    ("simulator/network/flows.py",
-     "self.joined_at = 0.0  # when it joined a flow class [s] ...", "0.0 -> 1.0"):
-        "read only when a shared flow completes, and joining a class sets it first",
-    ("simulator/network/flows.py",
-     "self.class_bytes = 0.0  # ... with this many bytes left [B] (link records by class)",
-     "delete `self.class_bytes = 0.0`"):
-        "read only when a shared flow completes, and joining a class sets it first",
-    ("simulator/network/flows.py",
-     "self.class_bytes = 0.0  # ... with this many bytes left [B] (link records by class)",
-     "0.0 -> 1.0"):
-        "read only when a shared flow completes, and joining a class sets it first",
+    **_set_before_read("simulator/network/flows.py", {
+        "self.lone = False  # reserved alone on idle links (see :mod:`simulator.network.lone`)":
+            ("self.lone = False", "False -> True",
+             "read only by a reserved flow's end event, and reserve sets it first"),
+        "self.rate = 0.0  # its rate while lone [B/s]":
+            ("self.rate = 0.0", "0.0 -> 1.0",
+             "read only for a reserved (lone) flow, and reserve sets it first"),
+        "self.joined_at = 0.0  # when it joined a flow class [s] ...":
+            ("self.joined_at = 0.0", "0.0 -> 1.0", _SET_BY_JOINING),
+        "self.class_bytes = 0.0  # ... with this many bytes left [B] (link records by class)":
+            ("self.class_bytes = 0.0", "0.0 -> 1.0", _SET_BY_JOINING),
+    }),
     ("simulator/network/flows.py", "self.n, self.rate, self.new_rate = 0, 0.0, 0.0",
      "0.0 -> 1.0"):
         "rate: a new class is joined and filled at the time it is made (rate x 0 s of service "

@@ -848,6 +848,21 @@ def test_many_flows_finishing_one_by_one_on_two_components_agree_with_the_oracle
                                                          rel=1e-9, abs=0)
 
 
+def two_flows_to_h1(rate: float, a: float, src: str, b: float, other: float) -> list:
+    """The records of ``a`` B from h0 and then ``b`` B from ``src``, both to h1, on a star of
+    five hosts with ``rate`` B/s links; first, if ``other`` > 0, two flows of ``other`` B from h3
+    to h4 (a second component: a heap of predictions)."""
+    env = simpy.Environment()
+    f = Fabric(env, star_graph(5, rate, 0.0))
+    log = []
+    for _ in range(2 if other else 0):
+        f.transfer("h3", "h4", other, then=log.append)
+    f.transfer("h0", "h1", a, then=log.append)
+    f.transfer(src, "h1", b, then=log.append)
+    env.run()
+    return [r for r in log if r.dst == "h1"]
+
+
 @pytest.mark.parametrize("elsewhere", [False, True])
 @pytest.mark.parametrize(("extra", "together"), [(5e-4, True), (2e-3, False)])
 def test_messages_within_the_tolerance_of_a_completion_finish_with_it(extra, together,
@@ -856,16 +871,7 @@ def test_messages_within_the_tolerance_of_a_completion_finish_with_it(extra, tog
     # Flows within REL_TOL of that (rate x time x 1e-12 = 1e-3 B) finish with it, in flow-id
     # order; B with 2e-3 B more goes on alone at 1 GB/s for 2e-12 s. With `elsewhere`, two
     # flows between other hosts make a second component (a heap of predictions)
-    env = simpy.Environment()
-    f = Fabric(env, star_graph(5, 1e9, 0.0))
-    log = []
-    if elsewhere:
-        f.transfer("h3", "h4", 3e9, then=log.append)
-        f.transfer("h3", "h4", 3e9, then=log.append)
-    f.transfer("h0", "h1", 1e9, then=log.append)
-    f.transfer("h0", "h1", 1e9 + extra, then=log.append)
-    env.run()
-    mine = [r for r in log if r.src == "h0"]
+    mine = two_flows_to_h1(1e9, 1e9, "h0", 1e9 + extra, 3e9 if elsewhere else 0.0)
     assert [r.flow_id for r in mine] == [2 * elsewhere, 2 * elsewhere + 1]
     assert mine[0].finished_at == 2.0
     assert mine[1].finished_at == (2.0 if together else pytest.approx(2.0 + 2e-12, rel=1e-15))
@@ -881,16 +887,7 @@ def test_a_message_exactly_at_the_tolerance_of_a_completion_finishes_with_it(src
     # A's class (the loop that finishes a class's members); from h2 it is a class of its own
     # (the test that finds a class due). With `elsewhere`, two flows between other hosts make
     # a second component (a heap of predictions)
-    env = simpy.Environment()
-    f = Fabric(env, star_graph(5, 2e9, 0.0))
-    log = []
-    if elsewhere:
-        f.transfer("h3", "h4", 3e12, then=log.append)
-        f.transfer("h3", "h4", 3e12, then=log.append)
-    f.transfer("h0", "h1", 1e12, then=log.append)
-    f.transfer(src, "h1", 1e12 + 1.0, then=log.append)
-    env.run()
-    mine = [r for r in log if r.dst == "h1"]
+    mine = two_flows_to_h1(2e9, 1e12, src, 1e12 + 1.0, 3e12 if elsewhere else 0.0)
     assert [r.flow_id for r in mine] == [2 * elsewhere, 2 * elsewhere + 1]
     assert [r.finished_at for r in mine] == [1000.0, 1000.0]
 
