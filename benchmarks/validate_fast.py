@@ -135,6 +135,11 @@ def scenario(name: str):
     return sc
 
 
+def breaks(diff: dict[str, float]) -> list[str]:
+    """The metrics whose relative differences ``diff`` break the contract (NaN breaks it)."""
+    return [m for m, tol in METRICS if not abs(diff[m]) <= tol]
+
+
 def rel(exact: float, fast: float) -> float:
     """Relative difference ``(fast − exact) / |exact|`` (0 if both are 0, NaN if undefined)."""
     if exact is None or fast is None or math.isnan(exact) or math.isnan(fast):
@@ -231,7 +236,7 @@ def compare(sc, policies=POLICIES, *, noise: bool = False, seed: int | None = No
         fa = fa_res.summary
         t_fa = time.perf_counter() - t
         diff = {m: rel(ex[m], fa[m]) for m, _ in METRICS}
-        bad = [m for m, tol in METRICS if not abs(diff[m]) <= tol]
+        bad = breaks(diff)
         row = {"policy": p, "exact": ex, "fast": fa, "diff": diff, "fail": bad,
                "in_band": in_band(ex_res, fa, bad),
                "exact_wall": t_ex, "fast_wall": t_fa, "fast_engine": fa.get("engine"),
@@ -291,6 +296,11 @@ def _signed(x: float) -> str:
     return "—" if math.isnan(x) else f"{100 * x:+.1f}"
 
 
+def _noise_cells(diff: dict[str, float]) -> str:
+    """A ``(noise)`` row's cells: each metric's difference, unflagged."""
+    return "".join(_fmt(diff[m], False) + " " for m, _ in METRICS)
+
+
 def _fmt(x: float, bad: bool, mark: str = "!") -> str:
     s = "    nan" if math.isnan(x) else f"{100 * x:+7.1f}"
     return s + (mark if bad else " ")
@@ -332,13 +342,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['fast_wall']:>8.1f}{r['exact_wall'] / r['fast_wall']:>6.1f}"
                   f"{_pct(r['same_home']):>7}{_signed(r['step_diff']):>7}", flush=True)
             if a.noise:
-                cells = "".join(_fmt(r["noise"][m], False) + " " for m, _ in METRICS)
-                print(f"{'':<20}{'(noise)':<10}{cells}{'':>30}"
+                print(f"{'':<20}{'(noise)':<10}{_noise_cells(r['noise'])}{'':>30}"
                       f"{_signed(r['noise_step_diff']):>7}", flush=True)
                 r["within_noise"] = bool(r["fail"]) and all(
                     abs(r["diff"][m]) <= abs(r["noise"][m]) for m in r["fail"])
                 chaotic += r["within_noise"]
-                noise_held += all(abs(r["noise"][m]) <= tol for m, tol in METRICS)
+                noise_held += not breaks(r["noise"])
         for metric, e, f, verdict in best_check(rows):
             best_ok &= verdict != "DIFFERENT"
             print(f"{'':<20}best by {SHORT[metric]}: exact {e}, fast {f} — {verdict}", flush=True)
@@ -350,8 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells = "".join(_fmt(diff[m], abs(diff[m]) > tol) + " " for m, tol in METRICS)
                 print(f"{name + ' mean':<20}{p:<10}{cells}", flush=True)
                 if p in noise:
-                    cells = "".join(_fmt(noise[p][m], False) + " " for m, _ in METRICS)
-                    print(f"{'':<20}{'(noise)':<10}{cells}", flush=True)
+                    print(f"{'':<20}{'(noise)':<10}{_noise_cells(noise[p])}", flush=True)
     print(f"contract held: {held} of {total} (scenario, policy) rows; best policy "
           f"{'the same (or tied) everywhere' if best_ok else 'DIFFERENT somewhere'}")
     if held < total:

@@ -5,7 +5,8 @@ holds: ``bytes_sent`` (at ``transfer``), ``bytes_delivered`` and ``flows_complet
 byte), and the same bytes per traffic class (:mod:`simulator.network.traffic`) in
 ``sent_by_class`` and ``delivered_by_class`` (lists indexed by tag) [B]. The Fabric shows them as
 its own attributes (:class:`AccountField`: ``fabric.bytes_sent`` reads and writes the account),
-and adds to them in place, one message at a time, as it sends and delivers.
+and adds to them one message at a time as it sends and delivers (:meth:`Accounts.record_sent`,
+:meth:`Accounts.delivered`).
 
 Engines that time messages themselves (the fast engine, the pool loops) account them here
 instead: :meth:`Accounts.record_messages` moves the same counters by the same additions, in the
@@ -109,11 +110,19 @@ class Accounts:
                 self.delivered_by_class[tag] += b
         self.stats.intervals(route_ids, started_at, finished_at, nbytes, tags)
 
-    def record_sent(self, nbytes: float, tag: int = OTHER) -> None:
-        """Account ``nbytes`` [B] of class ``tag`` sent by an engine that timed them itself and
-        whose delivery lies beyond the run's end (counted as sent, not delivered)."""
+    def record_sent(self, nbytes: float, tag: int = OTHER, counted: float | None = None) -> None:
+        """Account ``nbytes`` [B] of class ``tag`` sent: by the Fabric as a transfer starts, or by
+        an engine that timed them itself and whose delivery lies beyond the run's end (counted
+        as sent, not delivered). ``counted`` [B]: what the per-class counter adds instead
+        (:meth:`record_messages`' ``counted``; None: ``nbytes``)."""
         self.bytes_sent += nbytes
-        self.sent_by_class[tag] += nbytes
+        self.sent_by_class[tag] += nbytes if counted is None else counted
+
+    def delivered(self, nbytes: float, tag: int) -> None:
+        """Account a flow of ``nbytes`` [B] of class ``tag`` delivered by the Fabric."""
+        self.bytes_delivered += nbytes
+        self.delivered_by_class[tag] += nbytes
+        self.flows_completed += 1
 
 
 class AccountField:

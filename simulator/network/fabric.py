@@ -169,11 +169,9 @@ class Fabric:
             done = ret = env.event()
         else:
             done, ret = then, None
-        acct = self._accounts
         if src == dst:
             self.paths(src, dst)  # checks that the node exists
-            acct.bytes_sent += nbytes
-            acct.sent_by_class[tag] += nbytes
+            self._accounts.record_sent(nbytes, tag)
             rec = TransferRecord(src, dst, nbytes, issued, issued, issued, fid)
             if delay_time:
                 env.timeout(delay_time).callbacks.append(
@@ -185,8 +183,7 @@ class Fabric:
             self._deliver(done, rec, nbytes, tag)
             return ret
         route = self._route(src, dst)
-        acct.bytes_sent += nbytes
-        acct.sent_by_class[tag] += nbytes
+        self._accounts.record_sent(nbytes, tag)
         wait = delay_time + route.delay_time
         if ret is None and nbytes == 0.0 and wait <= 0.0:
             done = env.event()  # it would complete at once: never inside the caller
@@ -236,12 +233,10 @@ class Fabric:
         now = self.env.now
         issued = now + delay_time if delay_time else now
         acct = self._accounts
-        acct.bytes_sent += nbytes
+        acct.record_sent(nbytes, tag, counted)
         if counted is None or counted == nbytes:
-            acct.sent_by_class[tag] += nbytes
             done = then
         else:
-            acct.sent_by_class[tag] += counted
             extra = counted - nbytes
 
             def done(rec, then=then) -> None:
@@ -261,10 +256,7 @@ class Fabric:
             self._start(flow)
 
     def _deliver(self, done, rec: TransferRecord, nbytes: float, tag: int = 0) -> None:
-        acct = self._accounts
-        acct.bytes_delivered += nbytes
-        acct.delivered_by_class[tag] += nbytes
-        acct.flows_completed += 1
+        self._accounts.delivered(nbytes, tag)
         if type(done) is simpy.Event:
             done.succeed(rec)
         else:
