@@ -91,6 +91,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
                "simulator/sweep/executor.py", "simulator/sweep/check.py"],
               ["tests/test_sweep_spec.py", "tests/test_sweep.py"]),
+    # test_engine_regret.py: only its run of adaptive (its CLI test, ~17 s, checks the report)
+    "policies": (["simulator/policies/adaptive.py", "simulator/policies/observed.py",
+                  "simulator/policies/base.py", "simulator/policies/__init__.py",
+                  "simulator/policies/route.py", "simulator/policies/fetch.py",
+                  "simulator/policies/local.py", "simulator/policies/colocated.py"],
+                 ["tests/test_policies.py", "tests/test_policies_adaptive.py",
+                  "tests/test_engine_regret.py::test_a_real_run_reports_regret_and_choices"]),
 }
 
 
