@@ -2,6 +2,8 @@
 old predicate when nothing is reused and nobody is busy, the closed form's answer when the reuse
 and the queue are known, and counters the engine keeps exactly."""
 
+import math
+
 import numpy as np
 import pytest
 import simpy
@@ -14,7 +16,14 @@ from simulator.costmodel import CostModel
 from simulator.costmodel.loaded import LoadedCosts
 from simulator.network import Fabric
 from simulator.policies import Observed, PolicyContext, Round, get
-from simulator.policies.adaptive import PRIOR_COPIES, Adaptive, expected_reuse, owner_stall, repicks
+from simulator.policies.adaptive import (
+    PRIOR_COPIES,
+    Adaptive,
+    expected_reuse,
+    owner_stall,
+    repicks,
+    slow_times,
+)
 from simulator.policies.fetch import Fetch
 from simulator.policies.observed import WINDOW, FabricLoad
 from simulator.testing.invariants import check_run, small_cases, small_scenario
@@ -245,3 +254,140 @@ def test_adaptive_keeps_every_invariant(case):
     scenario, trace = case
     res = run(scenario, "adaptive", trace=trace, check_invariants=True)
     check_run(res, trace)
+
+
+# -- known answers at the predicate's thresholds and its estimators' edges (the mutants that the
+#    policies group's mutation score, docs/mutation.md, found surviving) -------------------------
+
+
+class BusyToHome:
+    """A link view (``Observed.links``) where only the paths into ``home`` carry other traffic:
+    a message there takes ``extra`` s plus ``per_byte`` s/B longer than on an idle path."""
+
+    def __init__(self, home: str, extra: float = 0.0, per_byte: float = 0.0) -> None:
+        self.home, self.extra, self.per_byte = home, extra, per_byte
+
+    def idle(self, src, dst, at):
+        return dst != self.home
+
+    def extra_time(self, src, dst, nbytes, at):
+        return self.extra + self.per_byte * nbytes if dst == self.home else 0.0
+
+
+def crossing(holds, lo: float, hi: float) -> float:
+    """The least float in (lo, hi] where ``holds`` (monotone: false at lo, true at hi)."""
+    while math.nextafter(lo, hi) < hi:
+        mid = lo + (hi - lo) / 2
+        if not lo < mid < hi:
+            mid = math.nextafter(lo, hi)
+        lo, hi = (lo, mid) if holds(mid) else (mid, hi)
+    return hi
+
+
+def test_a_tie_between_route_and_fetch_goes_to_route():
+    # one block for one query on the near owner, R = 1, idle home: route's step grows with
+    # the owner's queue Q once Q outlasts the query's message, fetch's does not. At the first
+    # Q where the two are equal to the last bit route is chosen; at the first where route's is
+    # dearer, fetch (adaptive.py:138 `t_route <= t_fetch`)
+    lc = LoadedCosts(CM)
+    fetch = lc.step_time("fetch", HOME, NEAR, 1.0, 1)
+
+    def route(q):
+        return lc.step_time("route", HOME, NEAR, 1.0, 1, owner_backlog_time=q)
+
+    tie, dearer = (crossing(lambda q: route(q) >= fetch, 0.0, 1.0),
+                   crossing(lambda q: route(q) > fetch, 0.0, 1.0))
+    assert route(tie) == fetch
+    assert 1e-5 < tie < dearer < 1.1e-5  # route's 51.5 µs + Q − 3.4 µs (its message) = 58.5 µs
+
+    def choice(q):
+        obs = observed(lambda g, at: q if NAMES[g] == NEAR else 0.0)
+        return Adaptive(reuse=1.0).choose(context(obs), Round(HOME, NEAR, 0, 1, 1, 1, 0.0))
+
+    assert choice(tie) == "route"
+    assert choice(dearer) == "fetch"
+
+
+def test_local_wins_exactly_where_its_recompute_beats_the_fetch_on_a_busy_path():
+    # one block for one query on the far owner, R = 1, the owner's stream busy for a second
+    # (route is out), the blocks' way home slowed by X: fetch's step is its closed-form total
+    # + X, local's its closed-form total. The choice flips at X* = local − fetch, a tie going to
+    # fetch (adaptive.py:146 `local < t_best`, :147 the "local" returned, :143 the gate's
+    # `fetch_round + slow_fetch`)
+    fetch, local = CM.fetch(HOME, FAR, 1, 1).total, CM.local(HOME, FAR, 1, 1).total
+    lc = LoadedCosts(CM)
+    x = crossing(lambda x: lc.step_time("fetch", HOME, FAR, 1.0, 1, slow_time=x) >= local,
+                 0.0, 1.0)
+    assert fetch + x == local and x == pytest.approx(5.714e-4, rel=1e-3)
+
+    def choice(x):
+        obs = observed(lambda g, at: 1.0 if NAMES[g] == FAR else 0.0, BusyToHome(HOME, x))
+        return Adaptive(reuse=1.0).choose(context(obs), Round(HOME, FAR, 0, 1, 1, 1, 0.0))
+
+    assert choice(math.nextafter(x, 0.0)) == "fetch"
+    assert choice(x) == "fetch"
+    above = math.nextafter(x, math.inf)
+    assert choice(above) == "local"
+    # local is priced only when the cheapest recompute — one block for one query — is below
+    # the fetch round; a gate priced at two blocks, or two queries, would stay shut here
+    # (adaptive.py:154 `recompute_time(src, 1, 1)`)
+    assert (CM.recompute_time(HOME, 1, 1) < fetch + above
+            < min(CM.recompute_time(HOME, 2, 1), CM.recompute_time(HOME, 1, 2)))
+
+
+def test_the_extra_time_of_each_options_bytes_on_a_path_busy_one_way():
+    # slow_times: route's answer and fetch's blocks come home on the busy way (1 ns/B), the
+    # queries and the fetch request go out the idle way (adaptive.py:213 both directions must
+    # be idle to skip the check; :217-223 the sum per option)
+    rnd = Round(HOME, FAR, 0, 2, 8, 8, 0.0)
+    answer = 2 * 131_584  # two queries' (output, LSE) rows [B]
+    kv = 2 * 8 * 64 * 1152  # two queries × 8 blocks × 64 tokens × 1,152 B of KV a token
+    assert CM.route_payload(2)[1] == answer and CM.fetch_bytes(8, 2) == kv
+    got = slow_times(observed(links=BusyToHome(HOME, per_byte=1e-9)), CM, rnd)
+    assert got == {"route": pytest.approx(answer * 1e-9, rel=1e-12),
+                   "fetch": pytest.approx(kv * 1e-9, rel=1e-12)}
+    # the same with a fixed 2 µs a message: one message each comes home
+    got = slow_times(observed(links=BusyToHome(HOME, extra=2e-6)), CM, rnd)
+    assert got == {"route": 2e-6, "fetch": 2e-6}
+    # both ways idle (the busy GPU is another): nothing to price
+    assert slow_times(observed(links=BusyToHome(NEAR, extra=2e-6)), CM, rnd) is None
+
+
+def test_expected_reuse_at_the_edges_of_its_estimators():
+    obs = observed()
+    h, o = obs.pair(HOME, FAR)
+    obs.selections(10, 8)  # stability s = 0.8
+    rnd = Round(HOME, FAR, 0, 1, 1, 1, 0.0)
+
+    def step(tokens, room, held=0):
+        obs.step(h, None, None, 1, remaining_tokens=tokens, select_share=0.5, copy_room=room,
+                 copies_held=held)
+
+    # two tokens left: one later step; π = 0.5, λ = (0.8 − 0.5)/(1 − 0.5) = 0.6, so
+    # repicks = 1·0.5 + 0.5·0.6 = 0.8 and R = 1.8
+    step(2.0, 100)
+    assert expected_reuse(obs, rnd) == pytest.approx(1.8)
+    # the batch's last token: no later step (m = tokens − 1 = 0), R = 1 (adaptive.py:177)
+    step(1.0, 100)
+    assert expected_reuse(obs, rnd) == 1.0
+    # room for exactly the round's one block: it survives (adaptive.py:181 `room <= 0`)
+    step(2.0, 1)
+    assert expected_reuse(obs, rnd) == pytest.approx(1.8)
+    # no room at all: no copy survives, even of a round naming no new block (:181's `<=`)
+    step(2.0, 0)
+    assert expected_reuse(obs, rnd._replace(distinct_blocks=0)) == 1.0
+    # one copy made, used 10 times more: it weighs 1 against the prior's 32 (adaptive.py:189)
+    step(2.0, 100)
+    obs.copied(h, o, 1)
+    obs.hits[h, o] = 10.0
+    assert expected_reuse(obs, rnd) == pytest.approx((11.0 + PRIOR_COPIES * 1.8)
+                                                     / (1.0 + PRIOR_COPIES))
+
+
+def test_the_closed_form_under_load_is_kept_per_cost_model():
+    # memoized for the run's cost model, built again for another (adaptive.py:107)
+    pol = Adaptive()
+    lc = pol.costs(context(None))
+    assert lc.cm is CM and pol.costs(context(None)) is lc
+    other = CostModel("deepseek-v3.2", G, "ibgda")
+    assert pol.costs(PolicyContext(other, None, G, None)).cm is other
