@@ -97,6 +97,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                   "simulator/policies/route.py", "simulator/policies/fetch.py",
                   "simulator/policies/local.py", "simulator/policies/colocated.py"],
                  ["tests/test_policies.py", "tests/test_policies_adaptive.py",
+                  "tests/test_policies_mutants.py",
                   "tests/test_engine_regret.py::test_a_real_run_reports_regret_and_choices"]),
 }
 

@@ -1,0 +1,137 @@
+"""Known answers that the mutation score of the ``policies`` group (docs/mutation.md) found
+missing outside adaptive's predicate: ``Observed``'s decayed counters, the two ways of pricing
+bulk bytes at a live fair share (``FabricLoad``, ``adaptive_live``'s ``live_total``), the
+registry's ``get`` and the fixed policies' answers. Each test names the lines it guards."""
+
+import math
+
+import numpy as np
+import pytest
+import simpy
+
+import topologies
+from simulator.costmodel import CostModel
+from simulator.network import Fabric
+from simulator.policies import Observed, PolicyContext, Round, get
+from simulator.policies.adaptive import AdaptiveLive, live_total
+from simulator.policies.colocated import Colocated
+from simulator.policies.local import Local
+from simulator.policies.observed import WINDOW, FabricLoad
+from simulator.policies.route import Route
+
+G = topologies.build("dgx_h100", nodes=2)
+CM = CostModel("deepseek-v3.2", G, "ibgda")
+HOME, NEAR, FAR = "n0/gpu0", "n0/gpu5", "n1/gpu3"
+
+
+class Shares:
+    """A fabric stand-in: a new flow on any path would get ``share`` [B/s]."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+
+    def fair_share(self, src, dst):
+        return self.share
+
+
+def test_a_pairs_counters_halve_once_past_the_window_and_only_that_pair():
+    assert WINDOW == 4096.0
+    obs = Observed(["h", "a", "b"], lambda g, at: 0.0)
+    obs.copied(0, 1, 5000)  # past the window by copies alone: halved (observed.py:134)
+    assert obs.copies[0, 1] == 2500.0
+    obs.copied(0, 2, 4096)  # exactly at the window: kept
+    assert obs.copies[0, 2] == 4096.0
+    # hits from a step take (h, a) to 2,500 + 3,000 = 5,500 events: its copies and hits both
+    # halve (observed.py:143, 168, 171, 172); (h, b), still at the window, is kept (:170)
+    obs.step(0, np.array([0.0, 3000.0, 0.0]), None, 1, 1.0, 0.1, 10, 0)
+    assert obs.copies[0].tolist() == [0.0, 1250.0, 4096.0]
+    assert obs.hits[0].tolist() == [0.0, 1500.0, 0.0]
+
+
+def test_a_step_that_selects_nothing_away_from_home_clears_the_last_selection():
+    obs = Observed(["h", "a"], lambda g, at: 0.0)
+    obs.step(0, None, np.array([0.0, 6.0]), 2, 1.0, 0.1, 10, 0)
+    assert obs.selected_blocks(0, 1, 2) == 3.0
+    obs.step(0, None, None, 2, 1.0, 0.1, 10, 0)  # observed.py:145
+    assert obs.selected[0].tolist() == [0.0, 0.0] and obs.selected_blocks(0, 1, 2) == 0.0
+
+
+def test_the_stability_counters_halve_once_past_their_window():
+    obs = Observed(["h"], lambda g, at: 0.0)
+    obs.selections(1, 1)  # one block, picked again: stability 1 (observed.py:192)
+    assert obs.stability() == 1.0
+    obs = Observed(["h"], lambda g, at: 0.0)
+    obs.selections(65536, 40000)  # exactly at the window: kept (observed.py:163)
+    assert (obs.picked, obs.picked_again) == (65536.0, 40000.0)
+    obs.selections(2, 2)  # past it: both halve (observed.py:164, 165)
+    assert (obs.picked, obs.picked_again) == (32769.0, 20001.0)
+    assert obs.stability() == 20001.0 / 32769.0
+
+
+def test_the_exact_engines_link_view_reads_the_fabrics_flows():
+    env = simpy.Environment()
+    fab = Fabric(env, G, "ibgda")
+    load = FabricLoad(fab, CM.path_rate)
+    assert load.idle(FAR, HOME, 0.0)  # observed.py:74
+    assert load.extra_time(FAR, HOME, 1e6, 0.0) == 0.0  # idle: the path's static rate
+    for _ in range(3):  # three long flows into HOME: a new one gets a quarter of the link
+        fab.transfer(FAR, HOME, 1e12)
+    env.run(until=1e-3)
+    assert not load.idle(FAR, HOME, 1e-3) and load.idle(HOME, FAR, 1e-3)
+    assert fab.fair_share(FAR, HOME) == 12.5e9 and CM.path_rate(FAR, HOME) == 45.7e9
+    assert load.extra_time(FAR, HOME, 1e6, 1e-3) == pytest.approx(1e6 / 12.5e9 - 1e6 / 45.7e9)
+
+
+def test_fabric_load_prices_bytes_at_the_share_below_the_static_rate():
+    # n / share − n / static, share capped at the static rate; a stalled path never delivers
+    # (observed.py:78, 79)
+    def extra(share):
+        return FabricLoad(Shares(share), lambda src, dst: 4e9).extra_time("a", "b", 1e6, 0.0)
+
+    assert extra(1e9) == pytest.approx(1e-3 - 2.5e-4, rel=1e-12)
+    assert extra(8e9) == 0.0
+    assert extra(0.5) == pytest.approx(2e6 - 2.5e-4, rel=1e-12)  # slow, but not stalled
+    assert extra(0.0) == math.inf
+
+
+def test_live_total_at_a_stalled_or_a_crawling_share():
+    # a stalled path (share 0) makes an option with bytes on it never finish; half a byte a
+    # second only makes it slow (adaptive.py:258, 259)
+    rnd = Round(HOME, NEAR, 0, 1, 1, 1, 0.0)
+    assert live_total(CM, Shares(0.0), "route", rnd) == math.inf
+    assert live_total(CM, Shares(0.0), "local", rnd) == CM.local(HOME, NEAR, 1, 1).total
+    q, r = CM.route_payload(1)
+    static = CM.path_rate(HOME, NEAR)
+    assert live_total(CM, Shares(0.5), "route", rnd) == pytest.approx(
+        CM.route(HOME, NEAR, 1, 1).total + (q + r) / 0.5 - (q + r) / static, rel=1e-12)
+
+
+def test_adaptive_live_breaks_a_tie_between_route_and_fetch_for_route():
+    # route moves more bytes (query and answer rows) than fetch (one block) and is cheaper on
+    # an idle path: at the share where their live totals are equal to the last bit route is
+    # chosen (adaptive.py:237 `t < best_t`); one step of share lower, fetch
+    rnd = Round(HOME, NEAR, 0, 1, 1, 1, 0.0)
+
+    def total(option, share):
+        return live_total(CM, Shares(share), option, rnd)
+
+    lo, hi = 1e9, CM.path_rate(HOME, NEAR)
+    assert total("route", lo) > total("fetch", lo) and total("route", hi) < total("fetch", hi)
+    while math.nextafter(lo, hi) < hi:  # the lowest share at which route is no dearer
+        mid = lo + (hi - lo) / 2
+        lo, hi = (lo, mid) if total("route", mid) <= total("fetch", mid) else (mid, hi)
+    assert total("route", hi) == total("fetch", hi) < total("local", hi)
+    assert 2.7e10 < hi < 2.73e10
+
+    def choice(share):
+        return AdaptiveLive().choose(PolicyContext(CM, Shares(share), G, None), rnd)
+
+    assert choice(hi) == "route" and choice(lo) == "fetch"
+
+
+def test_get_makes_a_policy_of_a_class_and_the_fixed_policies_answer_so():
+    assert isinstance(get(Route), Route)  # policies/__init__.py:52
+    ctx = PolicyContext(CM, None, G, None)
+    rnd = Round(HOME, NEAR, 0, 1, 1, 1, 0.0)
+    assert Local().choose(ctx, rnd) == "local"  # local.py:20
+    assert Colocated().choose(ctx, rnd) == "local"  # colocated.py:21 (kept for the interface)
