@@ -180,6 +180,12 @@ _FOLD_WITH_A_ZERO = ("fold_sum: values with a 0 then take the one-addition-after
                      "the same sum")
 #: Why a flow's field may start anywhere: the first read of it comes after a class is joined.
 _SET_BY_JOINING = "read only when a shared flow completes, and joining a class sets it first"
+#: Why adaptive's owner index may start anywhere: it is read only after obs.pair sets it.
+_SET_BY_PAIR = "o is read only with observations, and obs.pair sets it first"
+#: Why a bulk message's size test in the policies may move: no message has 1 B or fewer.
+_NO_TINY_MESSAGE = ("bulk_messages lists no message of 1 B or fewer: route's query and answer "
+                    "rows are KBs, fetch's request 8 B a block and query, and a fetch of no "
+                    "block lists none")
 
 
 def _set_before_read(path: str, fields: dict[str, tuple[str, str, str]]) -> dict:
@@ -191,6 +197,11 @@ def _set_before_read(path: str, fields: dict[str, tuple[str, str, str]]) -> dict
         out[(path, line, f"delete `{statement}`")] = reason
         out[(path, line, changed)] = reason
     return out
+
+
+def _of_module(path: str, entries: tuple[tuple[str, str, str], ...]) -> dict:
+    """Equivalent mutants of one module: ``(line's text, mutation, reason)`` each."""
+    return {(path, line, desc): why for line, desc, why in entries}
 
 
 #: Equivalent mutants: (path, the mutated line's text stripped, description[, the mutated
@@ -818,6 +829,34 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/sweep/spec.py", "cache[path] = h.hexdigest()[:16]", "16 -> 17"):
         "an input file's digest only enters the point's key (itself hashed to 16 digits): "
         "the key still changes exactly when the file's content does",
+    **_of_module("simulator/policies/adaptive.py", (
+        ("o = -1", "-x -> x", _SET_BY_PAIR),
+        ("o = -1", "1 -> 2", _SET_BY_PAIR),
+        ('slow_route, slow_fetch = slow.get("route", 0.0), slow.get("fetch", 0.0)', "0.0 -> 1.0",
+         "slow_times gives both options whenever it gives a dict: the default is never used"),
+        ("if self._least_recompute(lc, rnd.src) < fetch_round + slow_fetch:", "< -> <=",
+         "the gate is loose by the fetch round's attention and merge: where the cheapest "
+         "recompute equals the round (+ its slow-down), local's step (its recompute at least "
+         "that) exceeds fetch's, so local is priced and loses"),
+        ("pi = min(max(share, 0.0), 1.0)", "1.0 -> 2.0",
+         "any share of 1 or more returns m on the next line, before pi is used"),
+        ("elif room - held >= need:", ">= -> >",
+         "room - held = need: room / (held + need) is 1.0 as well (whole numbers)"),
+        ("survival = min(1.0, room / (held + need))", "1.0 -> 2.0",
+         "here room < held + need: the ratio is below 1 and the min never binds"),
+        ("return mine / max(int(obs.queries[home]), 1) if mine > 0 else 0.0", "> -> >=",
+         "an owner with no queries: 0 / max(home, 1) is 0.0 as well"),
+        ("if nbytes > 0:", "> -> >=", _NO_TINY_MESSAGE),
+        ("if nbytes > 0:", "0 -> 1", _NO_TINY_MESSAGE),
+        ("if nbytes <= 0:", "<= -> <", _NO_TINY_MESSAGE),
+        ("if nbytes <= 0:", "0 -> 1", _NO_TINY_MESSAGE),
+        ("continue", "delete `continue`", _NO_TINY_MESSAGE),
+        ('best, best_t = OPTIONS[0], float("inf")', "0 -> 1",
+         "local's live total is the closed form's, always finite: some option beats inf and "
+         "replaces the initial one"),
+    )),
+    ("simulator/policies/observed.py", "if row.max() > WINDOW:", "> -> >="):
+        "a row whose largest count is exactly WINDOW has no column past it: nothing halves",
 }
 
 
