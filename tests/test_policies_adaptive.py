@@ -391,3 +391,25 @@ def test_the_closed_form_under_load_is_kept_per_cost_model():
     assert lc.cm is CM and pol.costs(context(None)) is lc
     other = CostModel("deepseek-v3.2", G, "ibgda")
     assert pol.costs(PolicyContext(other, None, G, None)).cm is other
+
+
+@pytest.mark.parametrize("per_byte", [1e-10, 1e-9])
+def test_fetchs_slow_down_on_a_busy_path_is_priced_for_the_full_round_it_scales(per_byte):
+    # the last step selected K = 32 blocks of the owner's per query; this round holds one.
+    # LoadedCosts takes fetch's slow_time for the full round of K blocks and scales it by the
+    # blocks a step moves (k/K; loaded.py, "Live bandwidth"), so adaptive must price the busy
+    # path's extra time for K blocks: priced for the round's one block, fetch's slow-down was
+    # under-charged 32-fold and adaptive fetched where the closed form routes (found by the
+    # policies group's mutation pass; per_byte = 1e-10 is that case)
+    obs = observed(links=BusyToHome(HOME, per_byte=per_byte))
+    h, o = obs.pair(HOME, NEAR)
+    obs.selected[h, o] = 32 * obs.slots
+    rnd = Round(HOME, NEAR, 0, 1, 1, 1, 0.0)
+    assert obs.selected_blocks(h, o, 1) == 32.0
+    full = slow_times(obs, CM, rnd, 32.0)
+    assert full["fetch"] == pytest.approx(32 * slow_times(obs, CM, rnd)["fetch"], rel=1e-12)
+    assert full["route"] == slow_times(obs, CM, rnd)["route"]  # route's bytes: the batch's
+    want = LoadedCosts(CM).decide(HOME, NEAR, 32.0, 1, reuse=5.0, slow_times=full)
+    assert Adaptive(reuse=5.0).choose(context(obs), rnd) == want
+    if per_byte == 1e-10:
+        assert want == "route"

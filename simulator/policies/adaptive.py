@@ -127,7 +127,7 @@ class Adaptive(Policy):
             stall = owner_stall(obs, h, o)
             owner_wait = obs.backlog_time(rnd.owner, rnd.now)
             home_wait = obs.backlog_time(rnd.src, rnd.now)
-            slow = slow_times(obs, ctx.cost_model, rnd)
+            slow = slow_times(obs, ctx.cost_model, rnd, blocks)
             if slow:
                 slow_route, slow_fetch = slow.get("route", 0.0), slow.get("fetch", 0.0)
         t_route = lc.step_time("route", rnd.src, rnd.owner, blocks, batch, reuse, owner_wait,
@@ -202,10 +202,13 @@ def owner_stall(obs, home: int, owner: int) -> float:
     return mine / max(int(obs.queries[home]), 1) if mine > 0 else 0.0
 
 
-def slow_times(obs, cm, rnd: Round) -> dict[str, float] | None:
-    """Extra time [s] of route's and fetch's bulk bytes on a busy path, as the engine's link
-    load (``obs.links``) prices them (None while both directions of the path are idle, or
-    without a link view)."""
+def slow_times(obs, cm, rnd: Round, blocks: float | None = None) -> dict[str, float] | None:
+    """Extra time [s] of route's and fetch's bulk bytes on a busy path for a round of
+    ``blocks`` blocks (default the round's own), as the engine's link load (``obs.links``)
+    prices them (None while both directions of the path are idle, or without a link view).
+    :meth:`LoadedCosts.copy_step <simulator.costmodel.loaded.LoadedCosts.copy_step>` takes
+    fetch's for the full round ``K`` it prices and scales it by the blocks moved (``k/K``), so
+    :meth:`Adaptive.choose` asks for ``K`` blocks."""
     links = obs.links
     if links is None:
         return None
@@ -215,7 +218,8 @@ def slow_times(obs, cm, rnd: Round) -> dict[str, float] | None:
     out = {}
     for option in ("route", "fetch"):
         extra = 0.0
-        for src, dst, nbytes in cm.bulk_messages(option, rnd.src, rnd.owner, blocks=rnd.blocks,
+        for src, dst, nbytes in cm.bulk_messages(option, rnd.src, rnd.owner,
+                                                 blocks=rnd.blocks if blocks is None else blocks,
                                                  batch=rnd.batch):
             if nbytes > 0:
                 extra += links.extra_time(src, dst, nbytes, now)
