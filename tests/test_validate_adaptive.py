@@ -103,3 +103,12 @@ def test_a_miss_is_named_when_the_summaries_hold_numpy_floats():
             for p in ("fetch", "adaptive")}
     row = va.verdict({"scenario": "agentic-4", "engine": "fast", "requests": 10, "runs": runs})
     assert row["within"] is False
+
+
+def test_the_whole_suite_names_each_scenario_once_the_default_first():
+    """The default run is in validate_fast's suite too: a whole-suite run makes it once (it
+    ran and printed twice, four minutes of the 22, until stop 34)."""
+    va = script()
+    assert len(set(va.SCENARIOS)) == len(va.SCENARIOS)
+    assert va.SCENARIOS[0] == "default" and va.SCENARIOS[-1] == "mixed_fleet"
+    assert set(va.SCENARIOS) >= {"default", "mixed_fleet", *benchmark("validate_fast").SUITE}
