@@ -91,6 +91,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
                "simulator/sweep/executor.py", "simulator/sweep/check.py"],
               ["tests/test_sweep_spec.py", "tests/test_sweep.py"]),
+    "fast": (["simulator/engine/fast_streams.py", "simulator/engine/fast_sharing.py"],
+             ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
+              "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py"]),
 }
 
 
