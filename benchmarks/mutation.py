@@ -352,12 +352,11 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "make_room's answer is read by no caller",
     ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "0 -> 1"):
         "make_room's answer is read by no caller",
-    ("simulator/kvcache/eviction.py", "if target > 0:", "> -> >="):
+    ("simulator/kvcache/eviction.py", "if target > 0:  # only pinned blocks are left",
+     "> -> >="):
         "demoting 0 blocks demotes nothing",
     ("simulator/kvcache/eviction.py", "target -= self.demote(gpu, target)", "-= -> +="):
         "target is not read after the demotion",
-    ("simulator/kvcache/eviction.py", "if take <= 0:", "<= -> <"):
-        "evicting 0 copies changes nothing and returns 0 either way",
     ("simulator/kvcache/eviction.py", "return 0", "return X -> None", "#2"):
         "(demote with no HBM blocks) unreachable: make_room runs on a GPU that holds the block "
         "it just placed or promoted",
