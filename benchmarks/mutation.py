@@ -99,6 +99,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                  ["tests/test_policies.py", "tests/test_policies_adaptive.py",
                   "tests/test_policies_mutants.py",
                   "tests/test_engine_regret.py::test_a_real_run_reports_regret_and_choices"]),
+    "fast": (["simulator/engine/fast_streams.py", "simulator/engine/fast_sharing.py"],
+             ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
+              "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py"]),
 }
 
 
@@ -186,6 +189,19 @@ _SET_BY_PAIR = "o is read only with observations, and obs.pair sets it first"
 _NO_TINY_MESSAGE = ("bulk_messages lists no message of 1 B or fewer: route's query and answer "
                     "rows are KBs, fetch's request 8 B a block and query, and a fetch of no "
                     "block lists none")
+
+
+#: Why a comparison whose two sides pick the same value when equal may include equality.
+_EQUAL_SAME = "equal: the same value either way"
+#: Why chain's lists may be zipped without a length check.
+_ONE_STEP = ("chain's one caller (fast.py) builds busy, folds and kernels from the same slots: "
+             "their lengths agree")
+#: Why a phase's lists may be zipped without a length check.
+_ONE_PHASE = ("the callers build a phase's starts, bytes, caps and links together "
+              "(fast_links.Links._share): their lengths agree")
+#: Why the flows' finishes may start anywhere.
+_EVERY_FINISH = ("every flow's finish is written when it completes, and the loop runs until "
+                 "every flow has")
 
 
 def _set_before_read(path: str, fields: dict[str, tuple[str, str, str]]) -> dict:
@@ -355,12 +371,11 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "make_room's answer is read by no caller",
     ("simulator/kvcache/eviction.py", "return extra - max(over, 0)", "0 -> 1"):
         "make_room's answer is read by no caller",
-    ("simulator/kvcache/eviction.py", "if target > 0:", "> -> >="):
+    ("simulator/kvcache/eviction.py", "if target > 0:  # only pinned blocks are left",
+     "> -> >="):
         "demoting 0 blocks demotes nothing",
     ("simulator/kvcache/eviction.py", "target -= self.demote(gpu, target)", "-= -> +="):
         "target is not read after the demotion",
-    ("simulator/kvcache/eviction.py", "if take <= 0:", "<= -> <"):
-        "evicting 0 copies changes nothing and returns 0 either way",
     ("simulator/kvcache/eviction.py", "return 0", "return X -> None", "#2"):
         "(demote with no HBM blocks) unreachable: make_room runs on a GPU that holds the block "
         "it just placed or promoted",
@@ -857,6 +872,71 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     )),
     ("simulator/policies/observed.py", "if row.max() > WINDOW:", "> -> >="):
         "a row whose largest count is exactly WINDOW has no column past it: nothing halves",
+    ("simulator/engine/fast_streams.py", "if self.last_end <= start:", "<= -> <"):
+        "last_end = start: every known item ends by start (last_end is the latest end), so the "
+        "search finds none after it: idle either way",
+    ("simulator/engine/fast_streams.py",
+     "if not n or at >= at_l[-1]:  # the common case: issued after everything known", ">= -> >"):
+        "an item issued at the last known issue time then goes through _insert, which puts it "
+        "last (bisect_right) with the same end and pushes nothing",
+    ("simulator/engine/fast_streams.py",
+     "if n and at < at_l[-1]:  # items known after the first: one reserve each", "< -> <="):
+        "a chain issued at the last known issue time then takes one reserve per item, each "
+        "reserve's common case: the same items and floats, and the one cut on the way takes the "
+        "same items (the new ones end after now: their durations are positive)",
+    **{("simulator/engine/fast_streams.py", line, "> -> >=", *nth): _EQUAL_SAME
+       for line, *nth in (("e = (prev if prev > at else at) + duration", "#1"),
+                          ("e = (prev if prev > at else at) + duration", "#2"),
+                          ("new = (last if last > a else a) + dur_l[j]",),
+                          ("e = (prev if prev > at else at) + d",),
+                          ("if e > self.last_end:",), ("if push > debts[o]:",),
+                          ("if end_l[-1] > self.last_end:",), ("if prev > self.last_end:",),
+                          ("if end > self.last_end:", "#1"), ("if end > self.last_end:", "#2"),
+                          ("if e > last:",))},
+    ("simulator/engine/fast_streams.py",
+     "for d, fold, k in zip(busy, folds, kernels, strict=True):", "True -> False"): _ONE_STEP,
+    ("simulator/engine/fast_streams.py", "for d, fold in zip(busy, folds, strict=True):",
+     "True -> False"): _ONE_STEP,
+    ("simulator/engine/fast_streams.py", "for d, e in zip(self.dur, self.end, strict=True):",
+     "True -> False"):
+        "dur and end are kept in step: every insertion, append and cut touches both",
+    ("simulator/engine/fast_streams.py", "for c, spb in zip(cals, spbs, strict=True):",
+     "True -> False"):
+        "a route's calendars and seconds per byte are built together from its links "
+        "(fast_links.Links.route): their lengths agree",
+    ("simulator/engine/fast_streams.py", "elif start < now:", "< -> <="):
+        "start = now: it adds now - start = 0",
+    ("simulator/engine/fast_sharing.py", "finish = [0.0] * n", "0.0 -> 1.0"): _EVERY_FINISH,
+    ("simulator/engine/fast_sharing.py", "left, finish = list(nbytes), [0.0] * n",
+     "0.0 -> 1.0"): _EVERY_FINISH,
+    ("simulator/engine/fast_sharing.py", "t = starts[order[0]] if n else 0.0", "0.0 -> 1.0"):
+        "no flows: the loop does not run and t is not read",
+    ("simulator/engine/fast_sharing.py", "t, k = (starts[order[0]] if n else 0.0), 0",
+     "0.0 -> 1.0"):
+        "no flows: the loop does not run and t is not read",
+    ("simulator/engine/fast_sharing.py",
+     "join = [s - tolerance * b / c for s, b, c in zip(starts, nbytes, caps, strict=True)]",
+     "True -> False"): _ONE_PHASE,
+    ("simulator/engine/fast_sharing.py",
+     "end = [s + b / c for s, b, c in zip(starts, nbytes, caps, strict=True)]",
+     "True -> False"): _ONE_PHASE,
+    ("simulator/engine/fast_sharing.py", "if k < n and starts[order[k]] - t < step:",
+     "< -> <=", "starts[order[k]] - t < step"): _EQUAL_SAME,
+    ("simulator/engine/fast_sharing.py", "finish[i] = t + d if t + d > lone else lone",
+     "> -> >="): _EQUAL_SAME,
+    ("simulator/engine/fast_sharing.py", "if t > end[i]:", "> -> >="): _EQUAL_SAME,
+    ("simulator/engine/fast_sharing.py", "continue", "delete `continue`", "#3"):
+        "(shared_finish, a link with one flow) a flow alone on a link ends there at its start + "
+        "bytes / line rate, never after its lone time: its cap (a route's lone rate, "
+        "fast_links) is at most its links' line rates",
+    ("simulator/engine/fast_sharing.py", "t = starts[flows[0]]", "0 -> 1"):
+        "t is set to the first arrival before it is read (with no flow present yet, the "
+        "virtual time does not advance)",
+    ("simulator/engine/fast_sharing.py", "if c > 0:", "> -> >="):
+        "c = 0: it subtracts 0",
+    ("simulator/engine/fast_sharing.py", "if c > 0 and res[link] <= 1e-12 * line[link]:",
+     "> -> >="):
+        "c = 0: no unfrozen flow crosses the link, so it freezes none",
 }
 
 

@@ -1,0 +1,335 @@
+"""The fast engine's work calendars and its closed-form sharing, by known answers computed by
+hand (:mod:`simulator.engine.fast_streams`, :mod:`simulator.engine.fast_sharing`).
+
+Durations, bytes and rates are chosen so that every answer is an exact float, compared with
+``==``. Each test says which wrong line it catches (the mutation score of the ``fast`` group,
+docs/mutation.md)."""
+
+from __future__ import annotations
+
+import simpy
+
+from simulator.engine.fast_sharing import batched_max_min_finish, max_min_finish
+from simulator.engine.fast_streams import _PRUNE, Calendar, FastStream, reserve_each
+
+INF = float("inf")
+
+
+def state(cal: Calendar) -> tuple:
+    """Everything a calendar keeps (its items and counters)."""
+    return (cal.at, cal.dur, cal.end, cal.end0, cal.own, cal.fold, cal.items, cal.busy_total,
+            cal.done_busy, cal.last_end)
+
+
+def ended_items(cal: Calendar, n: int) -> None:
+    """``n`` items of 0.5 s issued at 0, 1, 2, … s (they end at k + 0.5 s), and the present
+    moved to the first one's end, 0.5 s: that item has ended exactly now, the others not."""
+    for k in range(n):
+        cal.reserve(float(k), 0.5)
+    cal.env.run(until=0.5)
+
+
+# -- what a calendar says about the work it knows ----------------------------------------------
+
+
+def test_an_empty_calendar_knows_no_work():
+    cal = Calendar(simpy.Environment())
+    assert cal.last_end == 0.0  # "0: idle" (a start of 1.0 is caught)
+    assert cal.idle_from(0.0) and cal.idle(0.0, 1.0)
+    assert cal.free_at(5.0) == -INF
+    assert (cal.items, cal.busy_total, cal.done_busy, cal.busy_until(1.0)) == (0, 0.0, 0.0, 0.0)
+
+
+def test_free_at_idle_and_idle_from_around_fifo_items():
+    cal = Calendar(simpy.Environment())
+    assert cal.reserve(1.0, 2.0) == 3.0
+    assert cal.reserve(2.0, 1.0) == 4.0  # queued behind the first: runs 3 to 4 s
+    assert cal.reserve(6.0, 1.0) == 7.0  # after an idle gap
+    assert cal.free_at(0.5) == -INF and cal.free_at(1.0) == 3.0 and cal.free_at(5.0) == 4.0
+    # idle_from: nothing at or after the last end (`<=`, not `<`; its answer, not None)
+    assert cal.idle_from(7.0) and not cal.idle_from(6.75)
+    # idle after the last end: the early return's True (not False or None)
+    assert cal.idle(7.0, 8.0) is True
+    # the gap: the 6 s item starts at 6 s exactly, outside [4, 6)
+    assert cal.idle(4.0, 6.0) and not cal.idle(4.0, 6.25) and not cal.idle(3.5, 3.75)
+
+
+def test_busy_until_counts_a_running_item_up_to_now_and_fast_stream_reports_it():
+    cal = Calendar(simpy.Environment())
+    cal.reserve(1.0, 2.0)  # 1 to 3 s
+    cal.reserve(2.0, 1.0)  # 3 to 4 s
+    cal.reserve(6.0, 1.0)  # 6 to 7 s
+    assert cal.busy_until(0.5) == 0.0
+    # at 3.5 s: the first item's 2 s and half of the second (it started at end - duration = 3 s:
+    # catches `e + d` as its start, and `busy += now - start` deleted, negated or `now + start`)
+    assert cal.busy_until(3.5) == 2.5
+    assert cal.busy_until(6.5) == 3.5 and cal.busy_until(10.0) == 4.0
+    # an item that ends exactly now counts its whole duration, not now - (end - duration):
+    # 1.0 - 0.9 is 0.09999999999999998 in floats (catches `e < now` for `e <= now`)
+    cal = Calendar(simpy.Environment())
+    assert cal.reserve(0.9, 0.1) == 1.0
+    assert cal.busy_until(1.0) == 0.1
+
+    env = simpy.Environment()
+    s = FastStream(env, [0.0, 0.0], gpu=1)
+    assert s.issue(0.5) == 0.5
+    env.run(until=0.25)
+    assert s.busy_time == 0.25
+    ev = s.run(1.0)  # issued at 0.25 s behind the first kernel: ends at 1.5 s
+    env.run(ev)
+    assert env.now == 1.5  # the event's delay is end - now (catches `end + now`)
+    assert s.kernels_run == 2 and s.busy_time == 1.5 and s.cal.own == [1, 1]
+
+
+def test_counted_work_without_items_adds_to_the_counters_and_the_last_end():
+    # account / account_each: work no one else can queue behind, counted but not kept (catches
+    # each counter's update deleted or subtracted, and the last end not moved)
+    cal = Calendar(simpy.Environment())
+    cal.account(0.75, 3, 2.0)
+    assert (cal.busy_total, cal.done_busy, cal.items, cal.last_end) == (0.75, 0.75, 3, 2.0)
+    assert cal.busy_until(0.0) == 0.75 and cal.at == []
+    cal.account(0.25, 1, 1.0)  # ends before the last: the last end stays
+    assert (cal.busy_total, cal.done_busy, cal.items, cal.last_end) == (1.0, 1.0, 4, 2.0)
+    cal.account_each([0.5, 0.25], 3, 5.0)
+    assert (cal.busy_total, cal.done_busy, cal.items, cal.last_end) == (1.75, 1.75, 7, 5.0)
+    cal.account_each([0.5], 1, 4.0)
+    assert (cal.busy_total, cal.done_busy, cal.items, cal.last_end) == (2.25, 2.25, 8, 5.0)
+    assert not cal.idle_from(4.5) and cal.idle_from(5.0)
+
+
+# -- reservations out of issue-time order: pushes and debts --------------------------------
+
+
+def test_a_push_is_charged_to_other_gpus_steps_only_and_moves_the_last_end():
+    debts = [0.0, 0.0, 0.0]
+    cal = Calendar(simpy.Environment(), debts)
+    assert cal.reserve(0.0, 1.0, owner=0) == 1.0
+    assert cal.reserve(1.0, 1.0, owner=0) == 2.0
+    # GPU 0's own item issued at 0.5 s, composed later: it pushes GPU 0's second item 1 s back,
+    # which its own step already waits for: no debt (catches the first `and` -> `or`)
+    assert cal.reserve(0.5, 1.0, owner=0) == 2.0
+    assert cal.end == [1.0, 2.0, 3.0] and cal.end0 == [1.0, 2.0, 2.0]
+    assert debts == [0.0, 0.0, 0.0]
+    # the pushed item is the last: the last end moves with it (catches `end_l[1]` or
+    # `end_l[-2]` for `end_l[-1]`, and the update deleted)
+    assert cal.last_end == 3.0 and not cal.idle_from(2.5)
+    # an item of no step (-1) pushed: no one is charged (debts[-1] is GPU 2's)
+    assert cal.reserve(4.0, 1.0) == 5.0
+    assert cal.reserve(3.5, 1.0, owner=1) == 4.5
+    assert cal.end[-1] == 5.5 and debts == [0.0, 0.0, 0.0]
+    assert cal.items == 5 and cal.busy_total == 5.0
+
+
+def test_a_settled_debt_is_not_charged_again_by_a_push_an_idle_gap_absorbs():
+    debts = [0.0, 0.0, 0.0]
+    cal = Calendar(simpy.Environment(), debts)
+    assert cal.reserve(10.0, 1.0, owner=1) == 11.0
+    assert cal.reserve(9.5, 1.0, owner=2) == 10.5  # pushes GPU 1's item 0.5 s
+    assert debts == [0.0, 0.5, 0.0]
+    debts[1] = 0.0  # GPU 1's step settles it (fast.py, _slot_start)
+    # issued at 0 s: the gap before 9.5 s absorbs it, so the items after it keep their ends and
+    # the loop stops there — it does not reach GPU 1's item to charge its old push again
+    # (catches the `break` deleted)
+    assert cal.reserve(0.0, 1.0, owner=2) == 1.0
+    assert cal.end == [1.0, 10.5, 11.5] and cal.end0 == [1.0, 10.5, 11.0]
+    assert debts == [0.0, 0.0, 0.0]
+
+
+# -- pruning: items ended before now are cut off the front ---------------------------------
+
+
+def test_reserve_cuts_the_ended_front_once_more_than_prune_items_are_known():
+    assert _PRUNE == 64
+    cal = Calendar(simpy.Environment())
+    ended_items(cal, 64)
+    cal.reserve(70.0, 0.5)  # 64 known: not more than _PRUNE, nothing cut (catches `>=`)
+    assert len(cal.at) == 65 and cal.done_busy == 0.0
+    # 65 known and the first ended exactly now: it is cut (catches `<` for `<=`, `end_l[1]`
+    # for `end_l[0]`, the prune deleted, and its work subtracted from done_busy)
+    cal.reserve(71.0, 0.5)
+    assert len(cal.at) == 65 and cal.at[0] == 1.0 and cal.done_busy == 0.5
+    assert cal.busy_until(0.5) == 0.5  # the cut item still counts
+    assert cal.busy_total == 33.0 and cal.items == 66
+
+
+# -- chain: a run of a step's items, the same as one reserve per item ------------------------
+
+
+def reserved_one_by_one(cal: Calendar, at: float, busy, folds, owner: int, kernels) -> float:
+    """What :meth:`Calendar.chain` promises to equal: one reserve per item."""
+    for d, fold, k in zip(busy, folds, kernels, strict=True):
+        e = cal.reserve(at, d, owner, fold, k)
+        at = e + (e - at) * (fold - 1)
+    return at
+
+
+def twins(prepare) -> tuple[Calendar, Calendar, list[float], list[float]]:
+    """Two calendars (each with its own debts) prepared alike by ``prepare(cal)``."""
+    out = []
+    for _ in range(2):
+        debts = [0.0, 0.0]
+        cal = Calendar(simpy.Environment(), debts)
+        prepare(cal)
+        out += [cal, debts]
+    return out[0], out[2], out[1], out[3]
+
+
+def test_chain_on_an_empty_calendar():
+    cal = Calendar(simpy.Environment())
+    # catches `n or at < at_l[-1]` (an index into an empty list)
+    assert cal.chain(0.0, [1.0], [1], 0, [1]) == 1.0
+    assert cal.end == [1.0] and cal.last_end == 1.0
+
+
+def test_chain_after_every_known_item_folds_each_items_layers():
+    def prepare(cal):
+        cal.reserve(0.0, 1.0, owner=1)
+
+    a, b, _, _ = twins(prepare)
+    # item i + 1 is issued when item i's folded layers are done: end + (end - issue)(fold - 1)
+    #   2 s: 1 s of work -> 3 s; fold 1 -> next at 3 s
+    #   3 s: 0.5 s -> 3.5 s; fold 4 -> next at 3.5 + 0.5 x 3 = 5 s
+    #   5 s: 0.25 s -> 5.25 s; fold 2 -> done at 5.5 s
+    assert a.chain(2.0, [1.0, 0.5, 0.25], [1, 4, 2], 0, [2, 1, 1]) == 5.5
+    assert a.at == [0.0, 2.0, 3.0, 5.0] and a.end == [1.0, 3.0, 3.5, 5.25] and a.end0 == a.end
+    assert a.own == [1, 0, 0, 0] and a.fold == [1, 1, 4, 2]
+    # the counters (catches busy_total's and items' updates deleted or subtracted, and the
+    # last end not moved)
+    assert (a.items, a.busy_total, a.last_end) == (5, 2.75, 5.25)
+    assert not a.idle_from(5.0) and a.idle_from(5.25)
+    assert reserved_one_by_one(b, 2.0, [1.0, 0.5, 0.25], [1, 4, 2], 0, [2, 1, 1]) == 5.5
+    assert state(a) == state(b)
+
+
+def test_chain_among_known_items_reserves_each_and_charges_its_pushes():
+    def prepare(cal):
+        cal.reserve(0.0, 1.0, owner=1)
+        cal.reserve(5.0, 1.0, owner=1)
+
+    a, b, debts_a, debts_b = twins(prepare)
+    # issued before the last known item: one reserve each
+    #   0.5 s: queued behind the 0 s item -> 1 to 2 s; fold 2 -> next at 2 + 1.5 = 3.5 s
+    #   3.5 s: 2 s -> 5.5 s; fold 3 -> done at 5.5 + 2 x 2 = 9.5 s; it pushes GPU 1's 5 s item
+    #   from 6 to 6.5 s
+    # (catches each operator and constant of `at = e + (e - at) * (fold - 1)`, and None)
+    assert a.chain(0.5, [1.0, 2.0], [2, 3], 0, [2, 1]) == 9.5
+    assert a.at == [0.0, 0.5, 3.5, 5.0] and a.end == [1.0, 2.0, 5.5, 6.5]
+    assert a.end0 == [1.0, 2.0, 5.5, 6.0] and a.fold == [1, 2, 3, 1]
+    assert debts_a == [0.0, 0.5] and a.items == 5 and a.last_end == 6.5
+    assert reserved_one_by_one(b, 0.5, [1.0, 2.0], [2, 3], 0, [2, 1]) == 9.5
+    assert state(a) == state(b) and debts_a == debts_b
+
+
+def test_chain_cuts_the_ended_front_where_its_last_reserve_would():
+    # 60 known items, the first ended exactly now. A chain of 5 after them: one reserve per
+    # item would know at most 64 before its last: nothing cut (catches `n + len(busy) + 1`,
+    # `>=` for `>`, and `n or ...` for `n and ...`)
+    a, b, _, _ = twins(lambda cal: ended_items(cal, 60))
+    busy, folds, kernels = [0.5] * 5, [1] * 5, [1] * 5
+    assert a.chain(100.0, busy, folds, 0, kernels) == 102.5
+    assert len(a.at) == 65 and a.done_busy == 0.0
+    reserved_one_by_one(b, 100.0, busy, folds, 0, kernels)
+    assert state(a) == state(b)
+    # a chain of 6: the last reserve would know 65, so the first item (ended now) is cut
+    # (catches `<` for `<=`, `n - len(busy)`, `- 2`, and the prune deleted)
+    a, b, _, _ = twins(lambda cal: ended_items(cal, 60))
+    busy, folds, kernels = [0.5] * 6, [1] * 6, [1] * 6
+    assert a.chain(100.0, busy, folds, 0, kernels) == 103.0
+    assert len(a.at) == 65 and a.at[0] == 1.0 and a.done_busy == 0.5
+    reserved_one_by_one(b, 100.0, busy, folds, 0, kernels)
+    assert state(a) == state(b)
+
+
+# -- reserve_each: a message's work on every link of its path --------------------------------
+
+
+def test_reserve_each_returns_the_latest_end_and_whether_every_link_was_idle():
+    debts = [0.0]
+    a, b = Calendar(simpy.Environment(), debts), Calendar(simpy.Environment(), debts)
+    # 1024 B at 2**-10 s/B on a (1 s) and 2**-11 s/B on b (0.5 s), both idle in [1, 2)
+    # (catches `alone` starting False, `or` for `and`, and `not` dropped)
+    assert reserve_each((a, b), 1.0, 2.0, 1024.0, (2.0**-10, 2.0**-11), 0, 1) == (2.0, True)
+    assert a.end == [2.0] and b.end == [1.5]
+    # the next message at 1.5 s: b is idle from 1.5 s, a busy until 2 s — checked second,
+    # it makes the message not alone (catches `alone = True` for `alone = False`)
+    assert reserve_each((b, a), 1.5, 2.5, 1024.0, (2.0**-11, 2.0**-10), 0, 1) == (3.0, False)
+    assert a.end == [2.0, 3.0] and b.end == [1.5, 2.0]
+    # a busy first link: not alone, whatever the others
+    c = Calendar(simpy.Environment(), debts)
+    assert reserve_each((a, c), 2.5, 3.0, 1024.0, (2.0**-11, 2.0**-11), 0, 1) == (3.5, False)
+
+
+# -- fast_sharing: the closed-form sharing of a phase's own flows ------------------------------
+
+ONE_LINK = [(0,), (0,)]
+UNCAPPED = [1e30, 1e30]
+
+
+def test_a_flow_within_the_completion_tolerance_finishes_with_the_flow_that_ends():
+    # two flows at 1 B/s each on a 2 B/s link: the first ends at 999,999,999 s; the second has
+    # 1 B left then, exactly 1e-9 of its 1e9 B (the tolerance, inclusive): it finishes too
+    # (catches `<` for `<=` and `1e-9 / nbytes` for `1e-9 * nbytes`)
+    a = 1e9 - 1.0
+    assert max_min_finish([0.0, 0.0], [a, 1e9], UNCAPPED, ONE_LINK, [2.0]) == [a, a]
+    # 2 B left of 1e9 + 1 B (beyond 1e-9 of it): it goes on alone at 2 B/s, 1 s more
+    # (catches a tolerance of 2e-9)
+    assert max_min_finish([0.0, 0.0], [a, 1e9 + 1.0], UNCAPPED, ONE_LINK, [2.0]) == [a, a + 1.0]
+
+
+def test_each_flow_gets_its_own_cap_and_the_whole_residual_of_its_link():
+    # caps 2**40 and 2**40 + 1.5 B/s (1.4e-12 apart, relatively): the second is not frozen at
+    # the first's cap but filled to its own, so its 2**40 + 1.5 B take 1 s exactly (catches a
+    # cap tolerance of 2e-12)
+    big = 2.0**40
+    assert max_min_finish([0.0, 0.0], [2 * big, big + 1.5], [big, big + 1.5], ONE_LINK,
+                          [4 * big]) == [2.0, 1.0]
+    # a link of 2**41 + 3 B/s: the flow capped at 2**40 leaves 2**40 + 3 B/s to the other, 3 B/s
+    # (1.4e-12 of the line) more than an equal share: not a saturated link yet (catches a
+    # saturation tolerance of 2e-12)
+    assert max_min_finish([0.0, 0.0], [2 * big, big + 3.0], [big, 1e30], ONE_LINK,
+                          [2 * big + 3.0]) == [2.0, 1.0]
+
+
+def test_batched_filling_lets_a_flow_join_early_within_the_tolerance_of_its_lone_time():
+    # one 0.5 B/s link, flows capped at 0.5 B/s. B starts at 1 s with 1.5 B (3 s alone): with a
+    # tolerance of 0.5 it joins at 0 s, 0.5 x 3 s before its start, and the two share the link
+    # from 0 s: B's 1.5 B at 0.25 B/s end at 6 s, then A's last 0.5 B alone at 7 s (catches
+    # `tolerance / b / c` and `tolerance * b * c` for the join time)
+    line, caps = [0.5], [0.5, 0.5]
+    assert batched_max_min_finish([0.0, 1.0], [2.0, 1.5], caps, ONE_LINK, line,
+                                  tolerance=0.5) == [7.0, 6.0]
+    # without the tolerance B joins at its start: A has 1.5 B left, and both end at 7 s
+    assert batched_max_min_finish([0.0, 1.0], [2.0, 1.5], caps, ONE_LINK, line,
+                                  tolerance=0.0) == [7.0, 7.0]
+
+
+def test_batched_filling_stops_a_batch_at_the_next_start():
+    # A from 1 s (2 B, 4 s alone at 0.5 B/s), B from 3 s (0.5 B): the first batch is cut at 3 s,
+    # when B starts (not run to A's end at 5 s: catches `start + t` for `start - t`); they share
+    # the link, B ends at 5 s, A's last 0.5 B at 6 s
+    assert batched_max_min_finish([1.0, 3.0], [2.0, 0.5], [0.5, 0.5], ONE_LINK,
+                                  [0.5]) == [6.0, 5.0]
+
+
+def test_a_batch_completes_its_last_flow_so_it_takes_no_share_of_the_next_filling():
+    # eight flows of 1..8 B on an 8 B/s link, tolerance 0.75: the first batch is the six that
+    # end by 6 s (the sixth exactly at the step). The last two then share the link alone: 4 B/s
+    # each, ends at 6.25 and 6.375 s. Were the sixth left with 0 B (a completion test of
+    # `d <= step / (1 + 1e-12)` or `step * (1 - 1e-12)`), it would take a third of the next
+    # filling and the seventh would end at 6.375 s
+    got = batched_max_min_finish([0.0] * 8, [float(b) for b in range(1, 9)], [1e30] * 8,
+                                 [(0,)] * 8, [8.0], tolerance=0.75)
+    assert got == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 6.25, 6.375]
+
+
+def test_the_batch_takes_flows_due_within_a_relative_1e_12_of_its_step():
+    big = 2.0**40
+    # the second flow due exactly at step x (1 + 1e-12) (the tolerance, inclusive): it ends in
+    # the batch, at its own time (catches `<` for `<=`)
+    edge = big * (1.0 + 1e-12)
+    assert batched_max_min_finish([0.0, 0.0], [big, edge], UNCAPPED, ONE_LINK, [2.0],
+                                  tolerance=0.0) == [big, edge]
+    # due 1.5 s later (1.4e-12 of the step): not in the batch; its last 1.5 B go alone at 2 B/s
+    # (catches a tolerance of 2e-12)
+    assert batched_max_min_finish([0.0, 0.0], [big, big + 1.5], UNCAPPED, ONE_LINK, [2.0],
+                                  tolerance=0.0) == [big, big + 0.75]
