@@ -17,7 +17,7 @@ INF = float("inf")
 
 def state(cal: Calendar) -> tuple:
     """Everything a calendar keeps (its items and counters)."""
-    return (cal.at, cal.dur, cal.end, cal.end0, cal.own, cal.fold, cal.items, cal.busy_total,
+    return (cal.at, cal.dur, cal.end, cal.end0, cal.own, cal.fold, cal.items, cal.busy_until(INF),
             cal.done_busy, cal.last_end)
 
 
@@ -35,19 +35,19 @@ def ended_items(cal: Calendar, n: int) -> None:
 def test_an_empty_calendar_knows_no_work():
     cal = Calendar(simpy.Environment())
     assert cal.last_end == 0.0  # "0: idle" (a start of 1.0 is caught)
-    assert cal.idle_from(0.0) and cal.idle(0.0, 1.0)
+    assert cal.idle(0.0, INF) and cal.idle(0.0, 1.0)
     assert cal.free_at(5.0) == -INF
-    assert (cal.items, cal.busy_total, cal.done_busy, cal.busy_until(1.0)) == (0, 0.0, 0.0, 0.0)
+    assert (cal.items, cal.busy_until(INF), cal.done_busy, cal.busy_until(1.0)) == (0, 0.0, 0.0, 0.0)
 
 
-def test_free_at_idle_and_idle_from_around_fifo_items():
+def test_free_at_and_idle_around_fifo_items():
     cal = Calendar(simpy.Environment())
     assert cal.reserve(1.0, 2.0) == 3.0
     assert cal.reserve(2.0, 1.0) == 4.0  # queued behind the first: runs 3 to 4 s
     assert cal.reserve(6.0, 1.0) == 7.0  # after an idle gap
     assert cal.free_at(0.5) == -INF and cal.free_at(1.0) == 3.0 and cal.free_at(5.0) == 4.0
-    # idle_from: nothing at or after the last end (`<=`, not `<`; its answer, not None)
-    assert cal.idle_from(7.0) and not cal.idle_from(6.75)
+    # idle to the end of time: nothing at or after the last end
+    assert cal.idle(7.0, INF) and not cal.idle(6.75, INF)
     # idle after the last end: the early return's True (not False or None)
     assert cal.idle(7.0, 8.0) is True
     # the gap: the 6 s item starts at 6 s exactly, outside [4, 6)
@@ -86,15 +86,14 @@ def test_counted_work_without_items_adds_to_the_counters_and_the_last_end():
     # each counter's update deleted or subtracted, and the last end not moved)
     cal = Calendar(simpy.Environment())
     cal.account(0.75, 3, 2.0)
-    assert (cal.busy_total, cal.done_busy, cal.items, cal.last_end) == (0.75, 0.75, 3, 2.0)
+    assert (cal.busy_until(INF), cal.done_busy, cal.items, cal.last_end) == (0.75, 0.75, 3, 2.0)
     assert cal.busy_until(0.0) == 0.75 and cal.at == []
     cal.account(0.25, 1, 1.0)  # ends before the last: the last end stays
-    assert (cal.busy_total, cal.done_busy, cal.items, cal.last_end) == (1.0, 1.0, 4, 2.0)
+    assert (cal.busy_until(INF), cal.done_busy, cal.items, cal.last_end) == (1.0, 1.0, 4, 2.0)
     cal.account_each([0.5, 0.25], 3, 5.0)
-    assert (cal.busy_total, cal.done_busy, cal.items, cal.last_end) == (1.75, 1.75, 7, 5.0)
+    assert (cal.busy_until(INF), cal.done_busy, cal.items, cal.last_end) == (1.75, 1.75, 7, 5.0)
     cal.account_each([0.5], 1, 4.0)
-    assert (cal.busy_total, cal.done_busy, cal.items, cal.last_end) == (2.25, 2.25, 8, 5.0)
-    assert not cal.idle_from(4.5) and cal.idle_from(5.0)
+    assert (cal.busy_until(INF), cal.done_busy, cal.items, cal.last_end) == (2.25, 2.25, 8, 5.0)
 
 
 # -- reservations out of issue-time order: pushes and debts --------------------------------
@@ -112,12 +111,12 @@ def test_a_push_is_charged_to_other_gpus_steps_only_and_moves_the_last_end():
     assert debts == [0.0, 0.0, 0.0]
     # the pushed item is the last: the last end moves with it (catches `end_l[1]` or
     # `end_l[-2]` for `end_l[-1]`, and the update deleted)
-    assert cal.last_end == 3.0 and not cal.idle_from(2.5)
+    assert cal.last_end == 3.0 and not cal.idle(2.5, INF)
     # an item of no step (-1) pushed: no one is charged (debts[-1] is GPU 2's)
     assert cal.reserve(4.0, 1.0) == 5.0
     assert cal.reserve(3.5, 1.0, owner=1) == 4.5
     assert cal.end[-1] == 5.5 and debts == [0.0, 0.0, 0.0]
-    assert cal.items == 5 and cal.busy_total == 5.0
+    assert cal.items == 5 and cal.busy_until(INF) == 5.0
 
 
 def test_a_settled_debt_is_not_charged_again_by_a_push_an_idle_gap_absorbs():
@@ -149,7 +148,7 @@ def test_reserve_cuts_the_ended_front_once_more_than_prune_items_are_known():
     cal.reserve(71.0, 0.5)
     assert len(cal.at) == 65 and cal.at[0] == 1.0 and cal.done_busy == 0.5
     assert cal.busy_until(0.5) == 0.5  # the cut item still counts
-    assert cal.busy_total == 33.0 and cal.items == 66
+    assert cal.busy_until(INF) == 33.0 and cal.items == 66
 
 
 # -- chain: a run of a step's items, the same as one reserve per item ------------------------
@@ -193,10 +192,10 @@ def test_chain_after_every_known_item_folds_each_items_layers():
     assert a.chain(2.0, [1.0, 0.5, 0.25], [1, 4, 2], 0, [2, 1, 1]) == 5.5
     assert a.at == [0.0, 2.0, 3.0, 5.0] and a.end == [1.0, 3.0, 3.5, 5.25] and a.end0 == a.end
     assert a.own == [1, 0, 0, 0] and a.fold == [1, 1, 4, 2]
-    # the counters (catches busy_total's and items' updates deleted or subtracted, and the
+    # the counters (catches the items' durations' and counts' updates deleted or subtracted, and the
     # last end not moved)
-    assert (a.items, a.busy_total, a.last_end) == (5, 2.75, 5.25)
-    assert not a.idle_from(5.0) and a.idle_from(5.25)
+    assert (a.items, a.busy_until(INF), a.last_end) == (5, 2.75, 5.25)
+    assert not a.idle(5.0, INF) and a.idle(5.25, INF)
     assert reserved_one_by_one(b, 2.0, [1.0, 0.5, 0.25], [1, 4, 2], 0, [2, 1, 1]) == 5.5
     assert state(a) == state(b)
 

@@ -48,8 +48,8 @@ class Calendar:
     """A FIFO server of work items issued at known times, reserved in any order (see the
     module docstring). Times and durations in seconds."""
 
-    __slots__ = ("env", "at", "dur", "end", "end0", "own", "fold", "debts", "busy_total",
-                 "done_busy", "items", "last_end")
+    __slots__ = ("env", "at", "dur", "end", "end0", "own", "fold", "debts", "done_busy",
+                 "items", "last_end")
 
     def __init__(self, env: simpy.Environment, debts: list[float] | None = None) -> None:
         self.env = env
@@ -60,7 +60,6 @@ class Calendar:
         self.own: list[int] = []  # the GPU whose step issued each item (-1: none)
         self.fold: list[int] = []  # how many times a delay of the item delays its step
         self.debts = debts  # per GPU: the most an item of its running step was pushed back [s]
-        self.busy_total = 0.0  # work reserved so far [s]
         self.done_busy = 0.0  # work of items cut off the front [s]
         self.items = 0
         self.last_end = 0.0  # when the last known item ends [s] (0: idle)
@@ -69,10 +68,6 @@ class Calendar:
         """When the work issued at or before ``at`` [s] is done (``-inf`` if none is known)."""
         i = bisect_right(self.at, at)
         return self.end[i - 1] if i else -_INF
-
-    def idle_from(self, at: float) -> bool:
-        """No known work runs at or after ``at`` [s]."""
-        return self.last_end <= at
 
     def idle(self, start: float, end: float) -> bool:
         """No known work runs in ``[start, end)`` [s]."""
@@ -94,7 +89,6 @@ class Calendar:
         if n > _PRUNE and end_l[0] <= self.env._now:
             self._prune()
             n = len(at_l)
-        self.busy_total += duration
         self.items += kernels
         if not n or at >= at_l[-1]:  # the common case: issued after everything known
             prev = end_l[-1] if n else -_INF
@@ -147,7 +141,9 @@ class Calendar:
         """:meth:`reserve` ``busy[i]`` [s] (``kernels[i]`` kernels, folding ``folds[i]``) for
         ``owner``'s step, one after another from ``at`` [s]: item ``i + 1`` is issued when item
         ``i``'s folded layers are done (its end + (end − issue)·(fold − 1)); returns when the
-        last one's are [s]. The same items and times as one :meth:`reserve` per item."""
+        last one's are [s]. The same items and times as one :meth:`reserve` per item (items of
+        positive duration, as every step's are: one of 0 s issued at now could be cut by a later
+        reserve's pruning and is kept here; the counters and times are the same either way)."""
         at_l, end_l = self.at, self.end
         n = len(at_l)
         if n and at < at_l[-1]:  # items known after the first: one reserve each
@@ -163,16 +159,13 @@ class Calendar:
             self._prune()
         prev = end_l[-1] if at_l else -_INF
         ats, ends = [], []
-        busy_total = self.busy_total
         for d, fold in zip(busy, folds, strict=True):
-            busy_total += d
             e = (prev if prev > at else at) + d
             ats.append(at)
             ends.append(e)
             prev = e
             at = e + (e - at) * (fold - 1)
         if ends:
-            self.busy_total = busy_total
             self.items += sum(kernels)
             at_l.extend(ats)
             self.dur.extend(busy)
@@ -187,11 +180,10 @@ class Calendar:
     def account_each(self, busy: list[float], kernels: int, end: float) -> None:
         """:meth:`account` of several items at once: ``busy`` [s] each (added one by one, in
         order, as that many calls would), ``kernels`` in all, the last ending at ``end`` [s]."""
-        busy_total, done_busy = self.busy_total, self.done_busy
+        done_busy = self.done_busy
         for b in busy:
-            busy_total += b
             done_busy += b
-        self.busy_total, self.done_busy = busy_total, done_busy
+        self.done_busy = done_busy
         self.items += kernels
         if end > self.last_end:
             self.last_end = end
@@ -199,7 +191,6 @@ class Calendar:
     def account(self, busy: float, kernels: int, end: float) -> None:
         """Count ``kernels`` kernels of ``busy`` [s] in all, ending by ``end`` [s], that no
         one else can queue behind or before (a stream only its own GPU uses): no item kept."""
-        self.busy_total += busy
         self.done_busy += busy
         self.items += kernels
         if end > self.last_end:
