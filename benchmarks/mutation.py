@@ -376,10 +376,15 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "demoting 0 blocks demotes nothing",
     ("simulator/kvcache/eviction.py", "target -= self.demote(gpu, target)", "-= -> +="):
         "target is not read after the demotion",
-    ("simulator/kvcache/eviction.py", "return 0", "return X -> None", "#2"):
+    ("simulator/kvcache/eviction.py",
+     "order = np.lexsort((mine, d.used_at[mine], d.pins[mine] > 0))", "> -> >="):
+        "demote's one caller, make_room, calls it only after evict_lru took every unpinned "
+        "owned block it could: every block demote sees is pinned, so `pins > 0` and `pins >= 0` "
+        "are alike True",
+    ("simulator/kvcache/eviction.py", "return 0", "return X -> None"):
         "(demote with no HBM blocks) unreachable: make_room runs on a GPU that holds the block "
         "it just placed or promoted",
-    ("simulator/kvcache/eviction.py", "return 0", "0 -> 1", "#2"):
+    ("simulator/kvcache/eviction.py", "return 0", "0 -> 1"):
         "(demote with no HBM blocks) unreachable, as above",
     ("simulator/kvcache/directory.py",
      "self.n_machines = int(self.machine_of.max()) + 1 if self.n_gpus else 0", "1 -> 2"):

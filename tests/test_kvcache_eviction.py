@@ -121,3 +121,56 @@ def test_owned_blocks_and_copies_share_one_lru_order(cap, ops):
         assert sorted(np.flatnonzero(d.has_copy(0, theirs, 0)).tolist()) == sorted(copies)
         assert (int(d.owned[0]), int(d.copies[0])) == (len(own), len(copies))
         d.check()
+
+
+# -- only pinned blocks left: the LRU of them goes to the host tier ----------------------------
+
+
+def _pinned_gpu(cap: int, host: int, pins: dict[int, int]):
+    """GPU 0 of two (capacity ``cap`` blocks, host tier ``host`` blocks per machine) holding
+    blocks 0, 1, … placed at 0, 1, … s, each pinned ``pins[b]`` times before it is placed (so no
+    unpinned block is ever there to evict first)."""
+    from simulator.kvcache.directory import BlockDirectory, DirectoryConfig
+
+    d = BlockDirectory(DirectoryConfig("first_writer", 1, (cap, 1000), host, (0, 0),
+                                       ((0.0, 1e-6), (1e-6, 0.0)), 1))
+    blocks = d.intern(np.arange(len(pins)))
+    for b, n in pins.items():
+        for _ in range(n):
+            d.pin(blocks[[b]])
+        d.place(blocks[[b]], writer=0, now=float(b))
+    return d, blocks
+
+
+def test_with_only_pinned_blocks_the_least_recently_used_is_demoted():
+    # capacity 4 (watermark 4 // 32 = 0): the fifth pinned block puts GPU 0 one over; nothing is
+    # unpinned, so make_room demotes the least recently used pinned block — block 0 — to the
+    # host tier and keeps the other four (catches make_room's `target > 0` as `> 1`, the demote
+    # call deleted, demote's take as max(count, len) and its _demote deleted)
+    from simulator.kvcache.tiers import HBM, HOST
+
+    d, blocks = _pinned_gpu(4, 100, {0: 1, 1: 1, 2: 1, 3: 1, 4: 1})
+    assert d.tier[blocks].tolist() == [HOST, HBM, HBM, HBM, HBM]
+    assert (int(d.owned[0]), int(d.host_used[0]), d.demoted, d.dropped) == (4, 1, 1, 0)
+    d.check()
+
+
+def test_demote_orders_pinned_blocks_by_last_use_whatever_their_pin_count():
+    # block 0 is pinned twice and the oldest, block 1 once: the LRU one goes, not the one with
+    # fewer pins (catches the "unpinned" key read as pins > 1, which would put block 1 first)
+    from simulator.kvcache.tiers import HBM, HOST
+
+    d, blocks = _pinned_gpu(2, 100, {0: 2, 1: 1, 2: 1})
+    assert d.tier[blocks].tolist() == [HOST, HBM, HBM]
+    # a full host tier drops the block instead (it leaves HBM either way)
+    d, blocks = _pinned_gpu(2, 0, {0: 2, 1: 1, 2: 1})
+    assert (int(d.owned[0]), d.demoted, d.dropped) == (2, 0, 1)
+
+
+def test_a_gpu_with_room_for_no_block_demotes_its_only_block():
+    # capacity 0: the one placed block is over at once and is the only one in HBM (catches
+    # demote's empty check as `len(mine) == 1` or `!= 0`)
+    from simulator.kvcache.tiers import HOST
+
+    d, blocks = _pinned_gpu(0, 100, {0: 1})
+    assert d.tier[blocks].tolist() == [HOST] and int(d.owned[0]) == 0
