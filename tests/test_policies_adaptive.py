@@ -413,3 +413,30 @@ def test_fetchs_slow_down_on_a_busy_path_is_priced_for_the_full_round_it_scales(
     assert Adaptive(reuse=5.0).choose(context(obs), rnd) == want
     if per_byte == 1e-10:
         assert want == "route"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from([NEAR, FAR]), st.sampled_from([1, 2, 8, 64]), st.integers(1, 8),
+       st.sampled_from([0, 1, 8, 32, 96]), st.sampled_from([1.0, 1.5, 5.0, 50.0]),
+       st.sampled_from([0.0, 2e-6, 3e-5, 1.0]), st.sampled_from([0.0, 5e-6, 1e-4]),
+       st.sampled_from([0.0, 1e-11, 1e-10, 1e-9, 1e-7]), st.integers(0, 16),
+       st.integers(0, 16))
+def test_adaptive_decides_as_the_closed_form_under_load_on_what_it_observed(
+        owner, k, b, last, reuse, owner_q, home_q, per_byte, mine, theirs):
+    # whatever the owner's and the home's queues, the busy path home, the last step's selection
+    # and the owner's own batch: adaptive's answer is LoadedCosts.decide's on the same inputs —
+    # the round of K = max(k, the last selection per query) blocks, the observed waits, the
+    # busy path priced for K blocks, the owner's stall — so its shortcuts (route before fetch,
+    # local priced only past its gate) never change the answer
+    obs = observed(lambda g, at: {owner: owner_q, HOME: home_q}.get(NAMES[g], 0.0),
+                   BusyToHome(HOME, per_byte=per_byte) if per_byte else None)
+    h, o = obs.pair(HOME, owner)
+    obs.selected[h, o] = last * b * obs.slots
+    obs.queries[h], obs.queries[o] = theirs, mine
+    rnd = Round(HOME, owner, 0, b, k, k, 1.0)
+    blocks = max(float(k), obs.selected_blocks(h, o, b))
+    want = LoadedCosts(CM).decide(
+        HOME, owner, blocks, b, reuse=reuse, owner_backlog_time=obs.backlog_time(owner, 1.0),
+        home_backlog_time=obs.backlog_time(HOME, 1.0),
+        slow_times=slow_times(obs, CM, rnd, blocks), owner_stall=owner_stall(obs, h, o))
+    assert Adaptive(reuse=reuse).choose(context(obs), rnd) == want
