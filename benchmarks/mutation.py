@@ -199,6 +199,8 @@ _ONE_STEP = ("chain's one caller (fast.py) builds busy, folds and kernels from t
 #: Why a phase's lists may be zipped without a length check.
 _ONE_PHASE = ("the callers build a phase's starts, bytes, caps and links together "
               "(fast_links.Links._share): their lengths agree")
+#: Why a filling's start time may be anything when there are no flows.
+_NO_FLOWS = "no flows: the loop does not run and t is not read"
 #: Why the flows' finishes may start anywhere.
 _EVERY_FINISH = ("every flow's finish is written when it completes, and the loop runs until "
                  "every flow has")
@@ -915,10 +917,9 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/fast_sharing.py", "left, finish = list(nbytes), [0.0] * n",
      "0.0 -> 1.0"): _EVERY_FINISH,
     ("simulator/engine/fast_sharing.py", "t = starts[order[0]] if n else 0.0", "0.0 -> 1.0"):
-        "no flows: the loop does not run and t is not read",
+        _NO_FLOWS,
     ("simulator/engine/fast_sharing.py", "t, k = (starts[order[0]] if n else 0.0), 0",
-     "0.0 -> 1.0"):
-        "no flows: the loop does not run and t is not read",
+     "0.0 -> 1.0"): _NO_FLOWS,
     ("simulator/engine/fast_sharing.py",
      "join = [s - tolerance * b / c for s, b, c in zip(starts, nbytes, caps, strict=True)]",
      "True -> False"): _ONE_PHASE,

@@ -32,6 +32,15 @@ def test_least_recent_known_answers():
 
 # -- one LRU over copies and unpinned owned blocks, held to a plain-Python oracle ---------------
 
+def _two_gpus(cap: int, host: int):
+    """A first-writer directory of two GPUs on one machine: GPU 0 with ``cap`` HBM blocks, GPU 1
+    with 1,000, a host tier of ``host`` blocks."""
+    from simulator.kvcache.directory import BlockDirectory, DirectoryConfig
+
+    return BlockDirectory(DirectoryConfig("first_writer", 1, (cap, 1000), host, (0, 0),
+                                          ((0.0, 1e-6), (1e-6, 0.0)), 1))
+
+
 def _oracle_free(own, pins, copies, count, keep=()):
     """The documented order (kvcache/eviction.py): the least recently used of the copies (not
     in ``keep``) and the unpinned owned blocks, ties copy first then block index; then pinned
@@ -59,11 +68,9 @@ _OPS = st.lists(st.tuples(st.sampled_from(["place", "touch", "touch_other", "pin
 def test_owned_blocks_and_copies_share_one_lru_order(cap, ops):
     # GPU 0 (capacity `cap`, watermark cap // 32) owns blocks 0..29 as it places them and copies
     # blocks 100..129 that GPU 1 owns; the directory's state after every step is the oracle's
-    from simulator.kvcache.directory import BlockDirectory, DirectoryConfig
     from simulator.kvcache.tiers import HBM, HOST
 
-    d = BlockDirectory(DirectoryConfig("first_writer", 1, (cap, 1000), 1000, (0, 0),
-                                       ((0.0, 1e-6), (1e-6, 0.0)), 1))
+    d = _two_gpus(cap, 1000)
     mine = d.intern(np.arange(30))
     theirs = d.intern(np.arange(100, 130))
     d.place(theirs, writer=1, now=0.0)
@@ -130,10 +137,7 @@ def _pinned_gpu(cap: int, host: int, pins: dict[int, int]):
     """GPU 0 of two (capacity ``cap`` blocks, host tier ``host`` blocks per machine) holding
     blocks 0, 1, … placed at 0, 1, … s, each pinned ``pins[b]`` times before it is placed (so no
     unpinned block is ever there to evict first)."""
-    from simulator.kvcache.directory import BlockDirectory, DirectoryConfig
-
-    d = BlockDirectory(DirectoryConfig("first_writer", 1, (cap, 1000), host, (0, 0),
-                                       ((0.0, 1e-6), (1e-6, 0.0)), 1))
+    d = _two_gpus(cap, host)
     blocks = d.intern(np.arange(len(pins)))
     for b, n in pins.items():
         for _ in range(n):

@@ -160,7 +160,8 @@ class FastRun(_Run):
     def _decode(self, g: int, reqs: list[int], iteration: int, na_layer: float | None,
                 start_at: float):
         """One decode step of ``reqs`` on GPU ``g`` from ``start_at`` [s], composed at once;
-        one SimPy event at its end."""
+        one SimPy event at its end, more where another GPU's event falls before a slot with
+        rounds (:meth:`_slot_start`) or a debt is left to wait out (:meth:`_pay_debt`)."""
         env = self.env
         self.debt[g] = 0.0
         dense, valid = self.steps.select(g, reqs)

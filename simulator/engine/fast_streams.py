@@ -20,8 +20,9 @@ each item carries the GPU whose step issued it and the folding of its layer slot
 stands for ``L`` layers waits its own time ``L`` times over, so a delay in it costs ``L`` times
 as much), and the largest of its items' whole pushes (every push an item received since it was
 reserved, ``end0``) × folding is the running step's *debt*, which the step takes over at its
-next slot with rounds or waits out when it ends (:mod:`simulator.engine.fast`). Alone, or when steps do not overlap on a resource, the
-calendar gives exactly the FIFO times (the lone-request contract).
+next slot with rounds or waits out when it ends (:mod:`simulator.engine.fast`). Alone, or when
+steps do not overlap on a resource, the calendar gives exactly the FIFO times (the lone-request
+contract).
 
 The same calendar serves links: a message puts ``bytes / line rate`` seconds of work on each link
 it crosses (see :mod:`simulator.engine.fast_links`; :func:`reserve_each` reserves on a path's

@@ -215,11 +215,11 @@ def slow_times(obs, cm, rnd: Round, blocks: float | None = None) -> dict[str, fl
     now = rnd.now
     if links.idle(rnd.src, rnd.owner, now) and links.idle(rnd.owner, rnd.src, now):
         return None
+    blocks = rnd.blocks if blocks is None else blocks
     out = {}
     for option in ("route", "fetch"):
         extra = 0.0
-        for src, dst, nbytes in cm.bulk_messages(option, rnd.src, rnd.owner,
-                                                 blocks=rnd.blocks if blocks is None else blocks,
+        for src, dst, nbytes in cm.bulk_messages(option, rnd.src, rnd.owner, blocks=blocks,
                                                  batch=rnd.batch):
             if nbytes > 0:
                 extra += links.extra_time(src, dst, nbytes, now)
