@@ -192,6 +192,53 @@ def test_the_link_load_an_observing_policy_sees_is_the_calendars_fifo_wait():
     assert links.idle(src, dst, end) and links.extra_time(src, dst, 1e9, end) == 0.0
 
 
+#: messages ``(src, dst, bytes, issued_at)`` in flight together: two on one path, one sharing
+#: its destination's NIC, one inside node 0 and one issued later
+EXPECTED = [("n0/gpu0", "n1/gpu0", 1e8, 0.0), ("n0/gpu0", "n1/gpu0", 5e7, 0.0),
+            ("n0/gpu1", "n1/gpu0", 2e8, 0.0), ("n0/gpu2", "n0/gpu0", 1e9, 0.0),
+            ("n0/gpu4", "n1/gpu4", 1e8, 1e-3)]
+
+
+@pytest.mark.parametrize("at", [2e-5, 2e-3, 4e-3, 6e-3])  # from all five in flight to one
+def test_flows_a_phase_expects_in_flight_are_priced_as_the_fabric_prices_its_live_flows(at):
+    # the oracle: the same messages sent on the Fabric, and the exact engine's FabricLoad at
+    # ``at`` (the max-min share one more flow would get there, against the path's lone rate)
+    import topologies
+    from simulator.policies.observed import FabricLoad
+
+    def fabric():
+        env = simpy.Environment()
+        return env, Fabric(env, topologies.build("dgx_h100", nodes=2), "ibgda")
+
+    env, fab = fabric()
+    for src, dst, nbytes, issued_at in EXPECTED:  # in issue order, each sent at its time
+        if issued_at <= at:
+            if issued_at > env.now:
+                env.run(until=issued_at)
+            fab.transfer(src, dst, nbytes)
+    env.run(until=at)
+    live = FabricLoad(fab, lambda s, d: fab.message_route(s, d)[1])
+    env2, fab2 = fabric()
+    links = Links(env2, fab2)
+    pairs = [("n0/gpu0", "n1/gpu0"), ("n1/gpu0", "n0/gpu0"), ("n0/gpu3", "n1/gpu0"),
+             ("n0/gpu1", "n1/gpu3"), ("n0/gpu5", "n0/gpu0"), ("n0/gpu0", "n0/gpu1"),
+             ("n0/gpu4", "n1/gpu4")]
+    assert all(links.idle(s, d, at) and links.extra_time(s, d, 1e6, at) == 0.0
+               for s, d in pairs)
+    links.expect(EXPECTED)
+    busy = 0
+    for src, dst in pairs:
+        assert links.idle(src, dst, at) == fab.idle(src, dst), (src, dst)
+        for nbytes in (100.0, 1e6):  # a µs-scale message is priced too, as on the Fabric
+            want = live.extra_time(src, dst, nbytes, at)
+            assert links.extra_time(src, dst, nbytes, at) == pytest.approx(want, rel=1e-9)
+            busy += want > 0
+    assert busy >= 4  # the oracle saw flows in flight on at least two of these paths
+    links.expect(None)
+    assert all(links.idle(s, d, at) and links.extra_time(s, d, 1e6, at) == 0.0
+               for s, d in pairs)
+
+
 def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():
     sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=2)
     trace = alone(repo=repo_on(1, 2), output=30)

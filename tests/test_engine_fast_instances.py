@@ -255,3 +255,45 @@ def test_an_observing_policy_is_told_of_every_ranks_decode_step(engine):
     ranks = [r.names.index(str(g)) for g in decoded.index]
     assert r.observed.lockstep[ranks].all()
     assert (r.observed.queries == 0).all()  # every instance went idle at the end: no batch
+
+
+def test_a_joined_micro_batch_decides_beside_the_earlier_ones_flows(monkeypatch):
+    # two micro-batches joined into one phase decide at their own starts: the later one's
+    # policy is told of the rounds decided before it (each round's two messages, the first at
+    # its home's earlier start), and of nothing once the phase is composed
+    from simulator.engine.fast import FastRun
+    from simulator.policies import get
+
+    told: list = []
+    expect, ask = Links.expect, FastRun._ask
+
+    def spy_expect(self, msgs):
+        told.append(("expect", msgs))
+        return expect(self, msgs)
+
+    def spy_ask(self, rnd):
+        told.append(("ask", rnd))
+        return ask(self, rnd)
+
+    monkeypatch.setattr(Links, "expect", spy_expect)
+    monkeypatch.setattr(FastRun, "_ask", spy_ask)
+    sc = scenario(extra="two_batch_overlap = true\n" + HASHED)
+    tr = trace(32, inp=64 * 200, out=[3, 8, 5], shared=64 * 100)
+    r = FastRun(sc, get("adaptive"), 0, tr, None)
+    r.execute()
+    calls = [i for i, (kind, msgs) in enumerate(told) if kind == "expect" and msgs]
+    assert len(calls) >= 3
+    names = set(r.names)
+    for i in calls:
+        msgs = told[i][1]
+        asked = told[i + 1]
+        assert asked[0] == "ask"
+        assert len(msgs) % 2 == 0
+        for first, second in zip(msgs[::2], msgs[1::2], strict=True):
+            assert first[0] == second[1] and first[1] == second[0] and first[0] in names
+            assert first[3] < second[3] and first[3] < asked[1].now
+    assert r.links._expected is None
+    # a policy that does not observe the run is never asked beside anything
+    told.clear()
+    FastRun(sc, get("fetch"), 0, tr, None).execute()
+    assert not any(kind == "expect" for kind, _ in told)

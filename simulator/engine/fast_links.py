@@ -29,6 +29,13 @@ fetch requests, then the answers or blocks) — without events:
    steps' traffic: under max-min sharing a message of wire time ``w`` among ``n`` flows is
    slowed by at most ``(n − 1)·w`` and slows each of the others by at most ``w``, which is small
    next to the per-message overhead and latency that dominate such messages.
+4. **What an observing policy sees** (``idle``, ``extra_time``: the
+   :class:`~simulator.policies.observed.LinkLoad` ``adaptive`` reads): the calendars' FIFO wait
+   for a bulk message, and, while a phase is being decided, the flows of its rounds decided at
+   an earlier start (a deployment's micro-batch joined to the other one's phase): the exact
+   engine's policy finds those on the Fabric, so :meth:`Links.expect` times them as the phase's
+   own and the max-min share one more flow would get beside those in flight prices any message
+   on their links — as ``FabricLoad`` does, the oracle of its test.
 
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
 ``links``, ``link_timeline``, the records by traffic class and the fabric's byte counters hold
@@ -37,7 +44,12 @@ the fast engine's traffic too (overlapping messages on a link may count its busy
 
 from __future__ import annotations
 
-from simulator.engine.fast_sharing import batched_max_min_finish, max_min_finish, shared_finish
+from simulator.engine.fast_sharing import (
+    batched_max_min_finish,
+    max_min_finish,
+    probe_rate,
+    shared_finish,
+)
 from simulator.engine.fast_streams import Calendar, reserve_each
 from simulator.network.traffic import OTHER
 
@@ -71,6 +83,8 @@ class Links:
         self._routes: dict[tuple[str, str], tuple] = {}
         self._link_ids: dict[tuple[str, str], tuple[int, int]] = {}
         self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
+        self._expected: tuple | None = None  # a phase's flows expected in flight (expect)
+        self._probed: dict[tuple[str, str, float], float] = {}
         self.contended = 0  # messages timed against other steps' traffic
         self.messages = 0
         self._rec: tuple[list, list, list, list, list] = ([], [], [], [], [])
@@ -105,7 +119,8 @@ class Links:
     # -- the load a policy sees (simulator.policies.observed.LinkLoad) -------------------------
 
     def idle(self, src: str, dst: str, at: float) -> bool:
-        """No work known on the path's links that a message sent at ``at`` [s] would wait for."""
+        """No work known on the path's links that a message sent at ``at`` [s] would wait for,
+        and no expected flow (:meth:`expect`) on them at ``at``."""
         r = self._routes.get((src, dst))
         if r is None:
             r = self.route(src, dst)
@@ -113,18 +128,71 @@ class Links:
         for c in r[3]:  # noqa: SIM110 (a loop, not all(generator): asked twice a round)
             if c.last_end > s and c.free_at(s) > s:
                 return False
-        return True
+        return self._expected is None or not self._in_flight(r, at)
 
     def extra_time(self, src: str, dst: str, nbytes: float, at: float) -> float:
         """How much longer ``nbytes`` [B] sent at ``at`` [s] take than on an idle path [s]: the
         FIFO wait for work already issued on the path's busiest link (0 for a small message,
-        which waits for no one here)."""
+        which waits for no one there), plus, beside the flows expected in flight at ``at``
+        (:meth:`expect`), ``nbytes`` at the max-min share one more flow would get among them
+        against its lone rate — as the exact engine's ``FabricLoad`` prices the live flows."""
         r = self.route(src, dst)
-        if nbytes / r[1] <= self.SMALL_TIME:
-            return 0.0
-        s = at + r[0]
-        wait = max(c.free_at(s) for c in r[3]) - s if r[3] else 0.0
-        return wait if wait > 0.0 else 0.0
+        extra = 0.0
+        if nbytes / r[1] > self.SMALL_TIME:
+            s = at + r[0]
+            wait = max(c.free_at(s) for c in r[3]) - s if r[3] else 0.0
+            if wait > 0.0:
+                extra = wait
+        if self._expected is not None:
+            key = (src, dst, at)
+            rate = self._probed.get(key)
+            if rate is None:
+                rate = self._probed[key] = self._probe(r, at)
+            if rate < r[1]:
+                extra += nbytes / rate - nbytes / r[1]
+        return extra
+
+    # -- a phase's own flows, for a policy deciding while they are in flight -----------------
+
+    def expect(self, msgs: list[tuple[str, str, float, float]] | None) -> None:
+        """Messages ``(src, dst, bytes, issued_at)`` of the phase being composed that the rest of
+        it would find in flight (None: none). A deployment's micro-batches joined into one
+        phase decide at their own starts; on the exact engine the later one's policy sees the
+        earlier one's flows on the Fabric. Their flows are timed here as the phase's own
+        (max-min among them from start = issue + delay) and :meth:`idle` and
+        :meth:`extra_time` count those in flight at the time asked until the next call."""
+        self._probed = {}
+        if not msgs:
+            self._expected = None
+            return
+        routes = [self.route(m[0], m[1]) for m in msgs]
+        starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]
+        if _disjoint(routes):
+            ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]
+        else:
+            ends = self._share(msgs, routes, starts)
+        self._expected = (starts, ends, routes)
+
+    def _in_flight(self, r: tuple, at: float) -> list[int]:
+        """The expected flows in flight at ``at`` [s] that cross a link of route ``r``."""
+        starts, ends, routes = self._expected
+        links = r[6]
+        return [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))
+                if s <= at < e and not links.isdisjoint(routes[i][6])]
+
+    def _probe(self, r: tuple, at: float) -> float:
+        """The max-min rate [B/s] a new flow on route ``r`` would get beside the expected flows
+        in flight at ``at`` [s] that share a link with it or with one of those (flows further
+        off, which could only free some of their rate, are left out)."""
+        near = self._in_flight(r, at)
+        if not near:
+            return r[1]
+        starts, ends, routes = self._expected
+        reach = frozenset().union(*(routes[i][6] for i in near))
+        flows = [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))
+                 if s <= at < e and not reach.isdisjoint(routes[i][6])]
+        return probe_rate([routes[i][1] for i in flows], [routes[i][2] for i in flows], r[1],
+                          r[2], self.line)
 
     def _bulk(self, r: tuple, s: float, e: float, nbytes: float, owner: int,
               fold: int) -> float:

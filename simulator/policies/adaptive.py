@@ -36,10 +36,11 @@ prefill chunk among them) delays a routed query's attention; the home's backlog 
 option's home kernel; and where a path carries other traffic now, bulk bytes are charged what
 the engine's link view says they would take longer (:func:`slow_times`: on the exact engine the
 live max-min fair share, as ``adaptive_live``; on the fast engine the FIFO wait on the path's
-link calendars; an idle path — nearly all — costs a read-only check and no probe). Streams and
-links are read through ``ctx.observed``, never the Fabric itself, so ``adaptive`` runs on both
-engines (``[engine] mode``); it is not ``pure`` (its answer depends on when it is asked), so the
-fast engine asks it every round.
+link calendars, and the max-min share beside flows of the phase in flight; an idle path —
+nearly all — costs a read-only check and no probe). Streams and links are read through
+``ctx.observed``, never the Fabric itself, so ``adaptive`` runs on both engines (``[engine]
+mode``); it is not ``pure`` (its answer depends on when it is asked), so the fast engine asks it
+every round.
 
 **The owner's own queries** (``owner_stall``, :mod:`simulator.costmodel.loaded`): route's
 kernel on the owner delays the owner's next step by its time, so route's per-step cost counts

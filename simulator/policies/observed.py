@@ -25,7 +25,8 @@ can keep the same counters:
   ``idle(src, dst, at)`` (no other traffic on the path at ``at``) and ``extra_time(src, dst,
   nbytes, at)`` (how much longer ``nbytes`` take there than on an idle path [s]). The exact
   engine gives :class:`FabricLoad` (the Fabric's live max-min fair share); the fast engine its
-  link calendars (the FIFO wait for work already on the path's busiest link).
+  link calendars (the FIFO wait for work already on the path's busiest link; beside a joined
+  micro-batch's flows in flight, their max-min share too: ``Links.expect``).
 
 Counters per (home, owner) are decayed: when a pair's copies + hits exceed :data:`WINDOW`, both
 halve (the ratio is kept; old events weigh less), so the estimates follow a run whose traffic
