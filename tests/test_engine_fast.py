@@ -197,6 +197,69 @@ def test_the_link_load_an_observing_policy_sees_is_the_calendars_fifo_wait():
     assert later.idle(src, dst, 1e-3) is False
 
 
+def _two_nodes():
+    """A 2-node DGX H100 fabric (``ibgda``), its environment, and the line rate [B/s] of the
+    slowest link and lone rate of the rail-0 path ``n0/gpu0 → n1/gpu0``."""
+    import topologies
+
+    env = simpy.Environment()
+    fabric = Fabric(env, topologies.build("dgx_h100", nodes=2), "ibgda")
+    _, lone, path, _ = fabric.message_route("n0/gpu0", "n1/gpu0")
+    return env, fabric, min(fabric.link_bandwidth[i] for i in path), lone
+
+
+def test_a_phases_bulk_messages_wait_for_other_steps_work_and_leave_their_own():
+    env, fabric, line, lone = _two_nodes()
+    links = Links(env, fabric)
+    a, b = ("n0/gpu0", "n1/gpu0"), ("n0/gpu1", "n1/gpu1")  # one rail each: disjoint paths
+    assert fabric.message_route(*b)[1] == lone
+    s = links.one(*a, 1e8, 0.0)[0]
+    assert links.contended == 0  # alone: the closed form
+    # a phase of two bulk messages (no tags: class ``other``): the first waits FIFO behind
+    # the work on its path's slowest links, the second is alone on its own rail
+    (s1, e1), (s2, e2) = links.phase([(*a, 1e8, 0.0), (*b, 1e8, 0.0)])
+    assert s1 == s2 == s
+    assert e1 == pytest.approx(s + 2e8 / line, rel=1e-12) and e2 == s + 1e8 / lone
+    assert links.contended == 1
+    # ... and leaves its work there for a later step's message
+    assert links.one(*b, 1e8, 0.0)[1] == pytest.approx(s + 2e8 / line, rel=1e-12)
+    assert links.contended == 2
+    # every message counted once, its bytes under its class
+    links.flush()
+    assert links.messages == 4
+    by_class = fabric.links_by_class().groupby("traffic_class")["bytes"].sum()
+    path_links = len(fabric.message_route(*a)[2])
+    assert by_class.to_dict() == pytest.approx({"other": 4e8 * path_links})
+
+
+def test_a_phase_shape_is_remembered_by_its_sizes_and_relative_starts():
+    # two messages sharing a path: max-min at half the slowest link each until one ends, the
+    # other then alone at its lone rate; a phase of the same routes and starts but other
+    # sizes is another shape (not the memo's earlier answer)
+    env, fabric, line, lone = _two_nodes()
+    links = Links(env, fabric)
+    a = ("n0/gpu0", "n1/gpu0")
+    half = line / 2
+    assert half < lone
+    (s, e1), (_, e2) = links.phase([(*a, 1e8, 0.0), (*a, 1e8, 0.0)])
+    assert e1 == e2 == pytest.approx(s + 1e8 / half, rel=1e-9)
+    t = 1.0  # long after: the calendars are idle again
+    (s, e1), (_, e2) = links.phase([(*a, 1e8, t), (*a, 3e8, t)])
+    assert e1 == pytest.approx(s + 1e8 / half, rel=1e-9)
+    assert e2 == pytest.approx(s + 1e8 / half + 2e8 / lone, rel=1e-9)
+    # the same shape later: the same durations
+    (s3, e3), (_, e4) = links.phase([(*a, 1e8, 2 * t), (*a, 3e8, 2 * t)])
+    assert (e3 - s3, e4 - s3) == pytest.approx((e1 - s, e2 - s), rel=1e-9)
+
+
+def test_an_aggregate_counts_one_message_per_link():
+    env, fabric, _, _ = _two_nodes()
+    links = Links(env, fabric)
+    hops = list(fabric.path("n0/gpu0", "n1/gpu0").edges)
+    links.aggregate(hops, [1e6] * len(hops), [1e11] * len(hops), 0.0)
+    assert links.messages == len(hops) > 1
+
+
 #: messages ``(src, dst, bytes, issued_at)`` in flight together: two on one path, one sharing
 #: its destination's NIC, one inside node 0 and one issued later
 EXPECTED = [("n0/gpu0", "n1/gpu0", 1e8, 0.0), ("n0/gpu0", "n1/gpu0", 5e7, 0.0),

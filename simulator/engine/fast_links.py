@@ -76,7 +76,6 @@ class Links:
     EXACT_SHARE = 48
 
     def __init__(self, env, fabric, debts: list[float] | None = None) -> None:
-        self.env = env
         self.fabric = fabric
         self.line = fabric.link_bandwidth
         self.cal = [Calendar(env, debts) for _ in self.line]
