@@ -207,6 +207,61 @@ _EVERY_FINISH = ("every flow's finish is written when it completes, and the loop
                  "every flow has")
 
 
+def _links_equivalents() -> dict:
+    """Equivalent mutants of ``simulator/engine/fast_links.py``."""
+    path = "simulator/engine/fast_links.py"
+    same_length = ("the zipped lists are built from the same messages, routes or links: "
+                   "their lengths agree")
+    zips = ("starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]",
+            "ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]",
+            "return [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))",
+            "flows = [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))",
+            "for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):",
+            "return list(zip(starts, ends, strict=True))",
+            "for (u, v), load, rate in zip(links, loads, rates, strict=True):",
+            "if all(m[2] / r[1] <= self.SMALL_TIME for m, r in zip(msgs, routes, strict=True)):",
+            "key = tuple((r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, "
+            "strict=True))")
+    memory = ("a memory bound: the memo of phase shapes is emptied at 100,000 shapes; its "
+              "answers are the same whether or when it is")
+    batches = ("records go to the Fabric in batches only to bound memory: flush() at the run's "
+               "end hands over the rest in the same order, before anything reads them, and the "
+               "record lists grow together (rec[0] and rec[1] have one length)")
+    twice = zips[:2]  # in expect and in phase
+    out = {(path, line, "True -> False", *nth): same_length
+           for line, *nth in [*((z, k) for z in twice for k in ("#1", "#2")),
+                              *((z,) for z in zips[2:])]}
+    out.update({
+        (path, "if c.last_end > s and c.free_at(s) > s:", "> -> >=", "c.last_end > s"):
+            "last_end = s: every known item ends by s, so free_at(s) <= s and the second test "
+            "fails: idle either way",
+        (path, "wait = max(c.free_at(s) for c in r[3]) - s if r[3] else 0.0", "3 -> 4"):
+            "a route's calendars (r[3]) and seconds per byte (r[4]) come from its links "
+            "together: both empty or neither",
+        (path, "wait = max(c.free_at(s) for c in r[3]) - s if r[3] else 0.0", "0.0 -> 1.0"):
+            "a message's route crosses at least one link (src != dst): the else is never taken",
+        (path, "if wait > 0.0:", "> -> >="): "wait = 0: extra is 0.0 either way",
+        (path, "if rate < r[1]:", "< -> <="): "rate = r[1]: it adds nbytes / r[1] - nbytes / "
+                                              "r[1] = 0.0",
+        (path, "return f if f > e else e", "> -> >="): _EQUAL_SAME,
+        (path, "if e > end:", "> -> >="): _EQUAL_SAME,
+        (path, "t0 = min(starts)", "min -> max"):
+            "t0 is only a common reference: the key holds starts relative to it and the answer "
+            "adds it back, so any start of the phase gives the same ends",
+        (path, "if len(self._shared) > 100_000:", "> -> >="): memory,
+        (path, "if len(self._shared) > 100_000:", "100000 -> 100001"): memory,
+        (path, "self._shared.clear()", "delete `self._shared.clear()`"): memory,
+        (path, "if len(rec[0]) >= self.FLUSH:", ">= -> >"): batches,
+        (path, "if len(rec[0]) >= self.FLUSH:", "0 -> 1"): batches,
+        (path, "self.flush()", "delete `self.flush()`"): batches,
+        (path, "self.messages += len(rec[0])", "0 -> 1"): batches,
+        (path, "if rec[0]:", "0 -> 1"): batches,
+        (path, "return False", "return X -> None", "#2"):
+            "_disjoint's answer is only tested for truth (if not _disjoint(...)): None is false",
+    })
+    return out
+
+
 def _set_before_read(path: str, fields: dict[str, tuple[str, str, str]]) -> dict:
     """Equivalent mutants of initial values set again before any read: for each source line,
     ``(statement, changed constant, reason)`` gives the statement deleted and the constant
@@ -944,6 +999,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/fast_sharing.py", "if c > 0 and res[link] <= 1e-12 * line[link]:",
      "> -> >="):
         "c = 0: no unfrozen flow crosses the link, so it freezes none",
+    **_links_equivalents(),
 }
 
 

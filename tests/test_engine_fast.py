@@ -252,6 +252,44 @@ def test_a_phase_shape_is_remembered_by_its_sizes_and_relative_starts():
     assert (e3 - s3, e4 - s3) == pytest.approx((e1 - s, e2 - s), rel=1e-9)
 
 
+def test_a_large_phase_is_timed_by_the_method_its_size_and_messages_call_for():
+    # a phase's own sharing (before other steps' work): up to EXACT_SHARE messages, max-min
+    # filled at every completion; more: batched filling,
+    # or per-link processor sharing when every message is µs-scale (each checked to differ
+    # from the methods not chosen on the same phase, so the choice is what is tested)
+    from simulator.engine.fast_sharing import batched_max_min_finish, shared_finish
+
+    env, fabric, _, _ = _two_nodes()
+    pairs = [(f"n0/gpu{i}", f"n1/gpu{j}") for i in range(8) for j in range(8)]
+    methods = {"exact": max_min_finish, "batched": batched_max_min_finish,
+               "shared": shared_finish}
+    n = Links.EXACT_SHARE
+    for count, nbytes, chosen in ((n, 1e7, "exact"), (n + 1, 1e7, "batched"),
+                                  (n + 1, 2e4, "shared")):
+        msgs = [(s, d, nbytes * (1 + k % 5), 0.0) for k, (s, d) in enumerate(pairs[:count])]
+        routes = [fabric.message_route(s, d) for s, d, *_ in msgs]
+        args = ([r[0] for r in routes], [m[2] for m in msgs], [r[1] for r in routes],
+                [r[2] for r in routes], fabric.link_bandwidth)
+        want = {name: f(*args) for name, f in methods.items()}
+        assert all(want[name] != want[chosen] for name in methods if name != chosen), chosen
+        links = Links(env, fabric)
+        got = links._share(msgs, [links.route(s, d) for s, d, *_ in msgs], args[0])
+        assert got == pytest.approx(want[chosen], rel=1e-12), chosen
+
+
+def test_the_phase_memo_tells_phases_of_other_sizes_apart_at_the_same_time():
+    env, fabric, _, _ = _two_nodes()
+    links = Links(env, fabric)
+    a = ("n0/gpu0", "n1/gpu0")
+    route = links.route(*a)
+    for sizes in ((1e8, 1e8), (1e8, 3e8), (1e8, 1e8)):
+        msgs = [(*a, b, 0.0) for b in sizes]
+        starts = [route[0]] * 2
+        want = max_min_finish(starts, list(sizes), [route[1]] * 2, [route[2]] * 2,
+                              fabric.link_bandwidth)
+        assert links._share(msgs, [route] * 2, starts) == pytest.approx(want, rel=1e-12)
+
+
 def test_an_aggregate_counts_one_message_per_link():
     env, fabric, _, _ = _two_nodes()
     links = Links(env, fabric)
