@@ -513,6 +513,28 @@ def test_the_contract_holds_on_a_slice_of_the_validation_suite():
     assert all(v != "DIFFERENT" for *_, v in validate_fast.best_check(rows))
 
 
+def test_a_break_is_chaos_when_no_larger_than_the_largest_nudges_change(capsys):
+    validate_fast = benchmark("validate_fast")
+    assert [validate_fast.nudge(k) for k in range(5)] == pytest.approx(
+        [1e-6, -1e-6, 2e-6, -2e-6, 3e-6], rel=1e-12)
+    metrics = [m for m, _ in validate_fast.METRICS]
+    nudged = [dict.fromkeys(metrics, 0.01), dict.fromkeys(metrics, -0.04),
+              dict.fromkeys(metrics, 0.02)]
+    sens = validate_fast.sensitivity(nudged)
+    assert sens == pytest.approx(dict.fromkeys(metrics, 0.04))
+    diff = dict.fromkeys(metrics, 0.0) | {"bytes_moved": -0.053, "ttft_p99": 0.03}
+    assert not validate_fast.within_sensitivity(diff, ["bytes_moved"], sens)  # 5.3 > 4 %
+    assert validate_fast.within_sensitivity(diff, ["ttft_p99"], sens)  # either sign
+    assert not validate_fast.within_sensitivity(diff, [], sens)  # a row that holds: not chaos
+    # the suite's rows carry every nudged run; the first is --noise's
+    rows = validate_fast.compare(validate_fast.scenario("agentic-4"), ("route",), noise=2)
+    (row,) = rows
+    assert len(row["nudges"]) == 2 and row["noise"] is row["nudges"][0]
+    assert row["sensitivity"] == validate_fast.sensitivity(row["nudges"])
+    assert validate_fast.main(["--quick", "--policies", "route", "--noise", "--nudges", "2"]) == 0
+    assert "(max|2|)" in capsys.readouterr().out
+
+
 def test_a_break_is_told_apart_as_placement_or_step_cost():
     # homes: requests 1 and 2 swapped (2 of 4 the same); steps: batch 1 the same (300 steps
     # in a, 100 in b: weight 100), batch 2 2 % slower in run b (200 steps each: weight 200),
