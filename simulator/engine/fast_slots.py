@@ -167,7 +167,7 @@ class SlotComposer:
                 seen_t0 = t0
                 earlier = [rd for rd in remote if homes[rd.home][5] < t0]
                 if earlier:
-                    run.links.expect(self._in_flight(earlier, homes))
+                    run.links.expect(self._decided_messages(earlier, homes))
             host = []  # fetches from host DRAM: copies on the home's copy engine
             mine = len(remote)
             copies.append([])
@@ -287,7 +287,7 @@ class SlotComposer:
                     cf.total))
         return ends
 
-    def _in_flight(self, remote: list[_Round], homes: list[tuple]) -> list[tuple]:
+    def _decided_messages(self, remote: list[_Round], homes: list[tuple]) -> list[tuple]:
         """The messages of rounds decided so far, ``(src, dst, bytes, issued_at)``: each
         round's first message at its home's start, its second where the closed form issues it
         (fetch: when the request is in; route: when the owner's attention ends)."""
