@@ -378,9 +378,9 @@ def main(argv: list[str] | None = None) -> int:
             if a.noise:
                 print(f"{'':<20}{'(noise)':<10}{_noise_cells(r['noise'])}{'':>30}"
                       f"{_signed(r['noise_step_diff']):>7}", flush=True)
-                if a.nudges > 1:
-                    print(f"{'':<20}{f'(max|{a.nudges}|)':<10}"
-                          f"{_noise_cells(r['sensitivity'])}", flush=True)
+                if a.nudges > 1:  # magnitudes: unsigned
+                    cells = "".join(f"{100 * r['sensitivity'][m]:7.1f}  " for m, _ in METRICS)
+                    print(f"{'':<20}{f'(max|{a.nudges}|)':<10}{cells}", flush=True)
                 r["within_noise"] = within_sensitivity(r["diff"], r["fail"], r["sensitivity"])
                 chaotic += r["within_noise"]
                 noise_held += not breaks(r["noise"])
