@@ -215,7 +215,6 @@ def _links_equivalents() -> dict:
     zips = ("starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]",
             "ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]",
             "return [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))",
-            "flows = [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))",
             "for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):",
             "return list(zip(starts, ends, strict=True))",
             "for (u, v), load, rate in zip(links, loads, rates, strict=True):",
@@ -227,10 +226,7 @@ def _links_equivalents() -> dict:
     batches = ("records go to the Fabric in batches only to bound memory: flush() at the run's "
                "end hands over the rest in the same order, before anything reads them, and the "
                "record lists grow together (rec[0] and rec[1] have one length)")
-    twice = zips[:2]  # in expect and in phase
-    out = {(path, line, "True -> False", *nth): same_length
-           for line, *nth in [*((z, k) for z in twice for k in ("#1", "#2")),
-                              *((z,) for z in zips[2:])]}
+    out = {(path, line, "True -> False"): same_length for line in zips}
     out.update({
         (path, "if c.last_end > s and c.free_at(s) > s:", "> -> >=", "c.last_end > s"):
             "last_end = s: every known item ends by s, so free_at(s) <= s and the second test "

@@ -171,11 +171,36 @@ def test_own_flows_share_links_max_min_as_the_fabric_does(flows, stack):
     np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
-def test_the_link_load_an_observing_policy_sees_is_the_calendars_fifo_wait():
+def _two_nodes():
+    """A 2-node DGX H100 fabric (``ibgda``), its environment, and the line rate [B/s] of the
+    slowest link and lone rate of the rail-0 path ``n0/gpu0 → n1/gpu0``."""
     import topologies
 
     env = simpy.Environment()
     fabric = Fabric(env, topologies.build("dgx_h100", nodes=2), "ibgda")
+    _, lone, path, _ = fabric.message_route("n0/gpu0", "n1/gpu0")
+    return env, fabric, min(fabric.link_bandwidth[i] for i in path), lone
+
+
+def _live_view(msgs: list[tuple[str, str, float, float]], at: float):
+    """The oracle of the fast link view's expected flows: messages ``(src, dst, bytes,
+    issued_at)`` sent on a :func:`_two_nodes` Fabric in issue order, each at its time, the run
+    advanced to ``at`` [s]; returns the Fabric and the exact engine's ``FabricLoad`` on it."""
+    from simulator.policies.observed import FabricLoad
+
+    env, fab, _, _ = _two_nodes()
+    for src, dst, nbytes, issued_at in msgs:
+        if issued_at <= at:
+            if issued_at > env.now:
+                env.run(until=issued_at)
+            fab.transfer(src, dst, nbytes)
+    if at > env.now:
+        env.run(until=at)
+    return fab, FabricLoad(fab, lambda s, d: fab.message_route(s, d)[1])
+
+
+def test_the_link_load_an_observing_policy_sees_is_the_calendars_fifo_wait():
+    env, fabric, _, _ = _two_nodes()
     links = Links(env, fabric)
     src, dst = "n0/gpu0", "n1/gpu0"
     assert links.idle(src, dst, 0.0) and links.extra_time(src, dst, 1e9, 0.0) == 0.0
@@ -195,17 +220,6 @@ def test_the_link_load_an_observing_policy_sees_is_the_calendars_fifo_wait():
     later.one(src, dst, 1e8, 1e-3)
     assert later.idle(src, dst, 0.0) is True and later.extra_time(src, dst, 1e9, 0.0) == 0.0
     assert later.idle(src, dst, 1e-3) is False
-
-
-def _two_nodes():
-    """A 2-node DGX H100 fabric (``ibgda``), its environment, and the line rate [B/s] of the
-    slowest link and lone rate of the rail-0 path ``n0/gpu0 → n1/gpu0``."""
-    import topologies
-
-    env = simpy.Environment()
-    fabric = Fabric(env, topologies.build("dgx_h100", nodes=2), "ibgda")
-    _, lone, path, _ = fabric.message_route("n0/gpu0", "n1/gpu0")
-    return env, fabric, min(fabric.link_bandwidth[i] for i in path), lone
 
 
 def test_a_phases_bulk_messages_wait_for_other_steps_work_and_leave_their_own():
@@ -317,23 +331,8 @@ def test_flows_a_phase_expects_in_flight_are_priced_as_the_fabric_prices_its_liv
                                                                                          at):
     # the oracle: the same messages sent on the Fabric, and the exact engine's FabricLoad at
     # ``at`` (the max-min share one more flow would get there, against the path's lone rate)
-    import topologies
-    from simulator.policies.observed import FabricLoad
-
-    def fabric():
-        env = simpy.Environment()
-        return env, Fabric(env, topologies.build("dgx_h100", nodes=2), "ibgda")
-
-    env, fab = fabric()
-    for src, dst, nbytes, issued_at in msgs:  # in issue order, each sent at its time
-        if issued_at <= at:
-            if issued_at > env.now:
-                env.run(until=issued_at)
-            fab.transfer(src, dst, nbytes)
-    env.run(until=at)
-    live = FabricLoad(fab, lambda s, d: fab.message_route(s, d)[1])
-    env2, fab2 = fabric()
-    links = Links(env2, fab2)
+    fab, live = _live_view(msgs, at)
+    links = Links(*_two_nodes()[:2])
     pairs = [("n0/gpu0", "n1/gpu0"), ("n1/gpu0", "n0/gpu0"), ("n0/gpu3", "n1/gpu0"),
              ("n0/gpu1", "n1/gpu3"), ("n0/gpu5", "n0/gpu0"), ("n0/gpu0", "n0/gpu1"),
              ("n0/gpu4", "n1/gpu4")]
@@ -370,28 +369,15 @@ GPUS = ["n0/gpu0", "n0/gpu1", "n0/gpu4", "n1/gpu0", "n1/gpu1"]
 def test_the_expected_flows_view_is_the_fabrics_live_view(msgs, at, pair):
     # any few messages, any time, any path: the link view told of them prices a message as
     # the exact engine's FabricLoad does on a Fabric that carries them
-    import topologies
-    from simulator.policies.observed import FabricLoad
-
     msgs = sorted((m for m in msgs if m[0] != m[1]), key=lambda m: m[3])
     assume(msgs and pair[0] != pair[1])
-    env = simpy.Environment()
-    fab = Fabric(env, topologies.build("dgx_h100", nodes=2), "ibgda")
-    links = Links(simpy.Environment(), Fabric(simpy.Environment(),
-                                              topologies.build("dgx_h100", nodes=2), "ibgda"))
+    links = Links(*_two_nodes()[:2])
     links.expect(msgs)
     starts, ends, _ = links._expected
     # away from a flow's start or end (either side of an edge is right), and from a message
     # issued but not started (the Fabric holds its path from the issue; the price is the same)
     assume(all(abs(at - t) > 1e-7 for t in [*starts, *ends]))
-    for src, dst, nbytes, issued_at in msgs:
-        if issued_at <= at:
-            if issued_at > env.now:
-                env.run(until=issued_at)
-            fab.transfer(src, dst, nbytes)
-    if at > env.now:
-        env.run(until=at)
-    live = FabricLoad(fab, lambda s, d: fab.message_route(s, d)[1])
+    fab, live = _live_view(msgs, at)
     for nbytes in (1e3, 1e7):
         want = live.extra_time(*pair, nbytes, at)
         assert links.extra_time(*pair, nbytes, at) == pytest.approx(want, rel=1e-6, abs=1e-12)

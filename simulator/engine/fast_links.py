@@ -127,7 +127,7 @@ class Links:
         for c in r[3]:  # noqa: SIM110 (a loop, not all(generator): asked twice a round)
             if c.last_end > s and c.free_at(s) > s:
                 return False
-        return self._expected is None or not self._in_flight(r, at)
+        return self._expected is None or not self._near(r[6], self._in_flight(at))
 
     def extra_time(self, src: str, dst: str, nbytes: float, at: float) -> float:
         """How much longer ``nbytes`` [B] sent at ``at`` [s] take than on an idle path [s]: the
@@ -164,32 +164,30 @@ class Links:
         if not msgs:
             self._expected = None
             return
-        routes = [self.route(m[0], m[1]) for m in msgs]
-        starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]
-        if _disjoint(routes):
-            ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]
-        else:
-            ends = self._share(msgs, routes, starts)
+        routes, starts, ends = self._own_times(msgs)
         self._expected = (starts, ends, routes)
 
-    def _in_flight(self, r: tuple, at: float) -> list[int]:
-        """The expected flows in flight at ``at`` [s] that cross a link of route ``r``."""
-        starts, ends, routes = self._expected
-        links = r[6]
+    def _in_flight(self, at: float) -> list[int]:
+        """The expected flows in flight at ``at`` [s]."""
+        starts, ends, _ = self._expected
         return [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))
-                if s <= at < e and not links.isdisjoint(routes[i][6])]
+                if s <= at < e]
+
+    def _near(self, links: frozenset, flows: list[int]) -> list[int]:
+        """Of the expected ``flows``, those crossing one of ``links``."""
+        routes = self._expected[2]
+        return [i for i in flows if not links.isdisjoint(routes[i][6])]
 
     def _probe(self, r: tuple, at: float) -> float:
         """The max-min rate [B/s] a new flow on route ``r`` would get beside the expected flows
         in flight at ``at`` [s] that share a link with it or with one of those (flows further
         off, which could only free some of their rate, are left out)."""
-        near = self._in_flight(r, at)
+        active = self._in_flight(at)
+        near = self._near(r[6], active)
         if not near:
             return r[1]
-        starts, ends, routes = self._expected
-        reach = frozenset().union(*(routes[i][6] for i in near))
-        flows = [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))
-                 if s <= at < e and not reach.isdisjoint(routes[i][6])]
+        routes = self._expected[2]
+        flows = self._near(frozenset().union(*(routes[i][6] for i in near)), active)
         return probe_rate([routes[i][1] for i in flows], [routes[i][2] for i in flows], r[1],
                           r[2], self.line)
 
@@ -215,11 +213,7 @@ class Links:
             tags = [OTHER] * len(msgs)
         if len(msgs) == 1:
             return [self.one(*msgs[0], owner, fold, tags[0])]
-        routes = [self.route(m[0], m[1]) for m in msgs]
-        starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]
-        ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]
-        if not _disjoint(routes):  # the step's own messages share links: max-min among them
-            ends = self._share(msgs, routes, starts)
+        routes, starts, ends = self._own_times(msgs)
         small = self.SMALL_TIME
         for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):
             if m[2] / r[1] > small:
@@ -262,6 +256,18 @@ class Links:
         fabric.record_messages(sids, starts, ends, list(loads), [tag] * len(sids),
                                [x * share for x in loads])
         return end
+
+    def _own_times(self, msgs: list[tuple[str, str, float, float]]
+                   ) -> tuple[list[tuple], list[float], list[float]]:
+        """Routes, starts and ends [s] of messages ``(src, dst, bytes, issued_at)`` sent as one
+        phase, among themselves alone: each starts after its delay and, where they share links,
+        they share them max-min (:meth:`_share`); else each ends at its lone time."""
+        routes = [self.route(m[0], m[1]) for m in msgs]
+        starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]
+        ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]
+        if not _disjoint(routes):  # the messages share links: max-min among them
+            ends = self._share(msgs, routes, starts)
+        return routes, starts, ends
 
     def _share(self, msgs, routes, starts) -> list[float]:
         """Max-min ends [s] of one phase's own messages (memoized by the phase's shape); above
