@@ -43,6 +43,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import cliargs
 import simpy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,26 +120,28 @@ def one(args: tuple[str, int, int, int, str]) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--requests", default="1000,4000,12031",
+    ap.add_argument("--requests", default=[1000, 4000, 12031], type=cliargs.positive_ints,
                     help="comma-separated trace prefixes (12031 = the whole trace)")
-    ap.add_argument("--policies", default="route,fetch,adaptive")
+    ap.add_argument("--policies", default=["route", "fetch", "adaptive"],
+                    type=cliargs.policy_names)
     ap.add_argument("--layer-groups", type=int, default=0,
                     help="0 = every layer simulated (default); 8 = the fast target")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     ap.add_argument("--json", dest="json_path", default=None, help="also write results here")
-    ap.add_argument("--engine", default="exact", help="comma-separated: exact, fast")
+    ap.add_argument("--engine", default=["exact"], type=cliargs.names(("exact", "fast"), "engine"),
+                    help="comma-separated: exact, fast")
     ap.add_argument("--cluster", action="store_true", help="scenarios/cluster_1024.toml instead")
     ap.add_argument("--budget", type=float, default=600.0,
                     help="--cluster: wall seconds per policy before a run is stopped")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.cluster:
-        cluster(a.policies.split(","), a.budget, a.seed, a.json_path)
+        cluster(a.policies, a.budget, a.seed, a.json_path)
         return
-    runs = [(p, int(n), a.layer_groups, a.seed, e) for n in a.requests.split(",")
-            for p in a.policies.split(",") for e in a.engine.split(",")]
+    runs = [(p, n, a.layer_groups, a.seed, e) for n in a.requests for p in a.policies
+            for e in a.engine]
     print(f"raw SimPy (this process): {raw_simpy_rate():,.0f} events/s")
     hdr = (f"{'policy':<9}{'engine':>7}{'requests':>9}{'groups':>7}{'wall s':>9}{'events':>13}"
            f"{'events/s':>10}{'raw %':>7}{'tokens/s':>10}{'µs/tok':>8}{'floor s':>9}{'sim s':>9}{'whole s':>9}"

@@ -150,6 +150,13 @@ def compare(a_dir: Path, b_dir: Path, new_columns: bool = False) -> list[str]:
     return diffs
 
 
+def is_revision(rev: str) -> bool:
+    """``rev`` names a commit of the checkout at ``ROOT``."""
+    got = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet",
+                          f"{rev}^{{commit}}"], capture_output=True, check=False)
+    return got.returncode == 0
+
+
 def save_revision(rev: str, out_dir: Path, quick: bool, engine_mode: str = "exact") -> None:
     """Check ``rev`` out into a temporary worktree and save its records with this script."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -187,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.save is not None:
         save(args.save, args.quick, args.legacy_serving, args.engine)
         return 0
+    if args.base is not None and not is_revision(args.base):
+        ap.error(f"--base {args.base!r}: not a commit of {ROOT} (give a branch, tag or hash)")
+    if args.base is None and args.against is not None and not args.against.is_dir():
+        ap.error(f"--against {str(args.against)!r}: no such folder (make one with --save DIR)")
     with tempfile.TemporaryDirectory() as tmp:
         mine = Path(tmp) / "mine"
         if args.base is not None:

@@ -51,6 +51,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import cliargs
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -96,18 +98,28 @@ def suite(name: str, changes: tuple[str, ...] = ()):
             return Scenario.load(path)
         data = read_toml(path)
         for change in changes:
-            key, _, value = change.partition("=")
+            key, eq, value = change.partition("=")
             *parents, leaf = key.strip().split(".")
+            if not eq or not leaf or not all(parents):
+                raise ValueError(f"--set {change!r}: give KEY=VALUE, e.g. "
+                                 "workload.mixed.chat_rate=2.0")
+            try:
+                parsed = tomllib.loads(f"v = {value}")["v"]
+            except tomllib.TOMLDecodeError:
+                raise ValueError(f"--set {change!r}: {value!r} is not a TOML value (quote "
+                                 "strings: model.name='\"kimi-k2\"')") from None
             table = data
             for part in parents:
                 table = table.setdefault(part, {})
-            table[leaf] = tomllib.loads(f"v = {value}")["v"]
+                if not isinstance(table, dict):
+                    raise ValueError(f"--set {change!r}: {part!r} is not a table")
+            table[leaf] = parsed
         return Scenario.from_dict(data, source=f"{path} with {', '.join(changes)}",
                                   base=path.parent)
     if name not in SCENARIOS:
         raise SystemExit(f"unknown scenario {name!r}; known: {', '.join(SCENARIOS)}")
     if changes:
-        raise SystemExit(f"--set changes only {' and '.join(FILES)}, not {name!r}")
+        raise ValueError(f"--set changes only {' and '.join(FILES)}, not {name!r}")
     return _validate_fast().scenario(name)
 
 
@@ -299,8 +311,9 @@ def print_by_batch(results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
-    ap.add_argument("--policies", default=",".join(POLICIES))
+    ap.add_argument("--scenarios", default=list(SCENARIOS),
+                    type=cliargs.names(SCENARIOS, "scenario"))
+    ap.add_argument("--policies", default=list(POLICIES), type=cliargs.policy_names)
     ap.add_argument("--engine", default="fast", choices=(*ENGINES, "both"))
     ap.add_argument("--jobs", type=int, default=1, help="scenarios run at once (processes)")
     ap.add_argument("--out", type=Path, help="write every run's metrics to this CSV")
@@ -312,16 +325,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by-batch", action="store_true", help="also each policy's decode step "
                     "time at each batch size and that size's share of tokens (TBT p50 on a "
                     "closed-loop trace can sit at the edge between two batch sizes)")
-    ap.add_argument("--seeds", default=None, help="comma-separated seeds (default: each "
+    ap.add_argument("--seeds", default=None, type=cliargs.ints, help="comma-separated seeds (default: each "
                     "scenario's own): a row per (scenario, seed, engine), labelled name@seed")
     args = ap.parse_args(argv)
-    names = [s for s in args.scenarios.split(",") if s]
-    seeds = [None] if args.seeds is None else [int(x) for x in args.seeds.split(",") if x]
-    policies = tuple(p for p in args.policies.split(",") if p)
+    names = list(args.scenarios)
+    seeds = [None] if args.seeds is None else args.seeds
+    policies = tuple(args.policies)
     engines = ENGINES if args.engine == "both" else (args.engine,)
-    for n in names:
-        if n not in SCENARIOS:
-            ap.error(f"unknown scenario {n!r}; known: {', '.join(SCENARIOS)}")
+    if args.set and args.table is None:  # every change checked before any run starts
+        from simulator.errors import UserError
+
+        for n in names:
+            try:
+                suite(n, tuple(args.set))
+            except (ValueError, UserError) as e:
+                ap.exit(2, f"{ap.prog}: error: {e}\n")
     if args.table is not None:
         results = from_csv(args.table)
     else:  # run_scenario's arguments, one tuple per (scenario, seed)

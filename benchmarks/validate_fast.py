@@ -66,6 +66,7 @@ import sys
 import time
 from pathlib import Path
 
+import cliargs
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -337,23 +338,26 @@ def _fmt(x: float, bad: bool, mark: str = "!") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--only", default=None, help="comma-separated scenario names")
+    ap.add_argument("--only", default=None, type=cliargs.names([*SUITE, *EXTRA], "scenario"),
+                    help="comma-separated scenario names")
     ap.add_argument("--quick", action="store_true", help="agentic-4 only")
     ap.add_argument("--noise", action="store_true", help="also the exact engine's sensitivity")
     ap.add_argument("--nudges", type=int, default=1,
                     help="with --noise: this many nudged exact runs (1e-6, -1e-6, 2e-6, ...); "
                     "a break is chaos when no larger than the largest change they make")
-    ap.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
-    ap.add_argument("--seeds", default=None,
+    ap.add_argument("--policies", default=list(POLICIES),
+                    type=cliargs.policy_names,
+                    help="comma-separated policies")
+    ap.add_argument("--seeds", default=None, type=cliargs.ints,
                     help="comma-separated seeds (default: each scenario's own): a row per seed, "
                     "then the fast engine's mean over the seeds against the exact engine's")
     ap.add_argument("--json", dest="json_path", default=None)
     a = ap.parse_args(argv)
     if a.nudges < 1:
         ap.error("--nudges must be at least 1")
-    policies = tuple(p for p in a.policies.split(",") if p)
-    seeds = [None] if a.seeds is None else [int(x) for x in a.seeds.split(",") if x]
-    names = ["agentic-4"] if a.quick else (a.only.split(",") if a.only else list(SUITE))
+    policies = tuple(a.policies)
+    seeds = [None] if a.seeds is None else a.seeds
+    names = ["agentic-4"] if a.quick else (a.only or list(SUITE))
     head = "".join(f"{SHORT[m]:>9}" for m, _ in METRICS)
     print(f"{'scenario':<20}{'policy':<10}{head}{'exact s':>9}{'fast s':>8}{'×':>6}"
           f"{'home=':>7}{'stepΔ':>7}", flush=True)

@@ -26,6 +26,7 @@ composed layer within 10% at 1, 32, 128 and 512 tokens.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from dataclasses import replace
@@ -169,7 +170,8 @@ def without_llama70b_shapes(rows: dict[str, Rows]) -> dict[str, Rows]:
     return {**rows, "gemm": g.subset(keep), "elementwise": e.subset(keep_e)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     t0 = time.perf_counter()
     lines = ["| operator | GPU | rows | median | p90 | held out | LOSO median | LOSO p90 | "
              "targets |", "|---|---|---|---|---|---|---|---|---|"]

@@ -51,8 +51,25 @@ def test_set_changes_a_key_of_the_scenario_file():
     sc = va.suite("mixed_fleet", ("workload.mixed.chat_rate=2.0", 'stack="nccl"'))
     assert sc.stack == "nccl" and sc.workload.mixed_params()["chat_rate"] == 2.0
     assert va.suite("mixed_fleet").workload.mixed_params().get("chat_rate") is None
-    with pytest.raises(SystemExit, match="--set"):
+    with pytest.raises(ValueError, match="--set"):
         va.suite("agentic-4", ("stack=\"nccl\"",))
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    ("model.name=kimi-k2", "'kimi-k2' is not a TOML value"),  # an unquoted string
+    ("workload.mixed.chat_rate", "give KEY=VALUE"),
+    ("stack.x=1", "'stack' is not a table"),
+    ("workload.mixed.chat_rate=-1.0", "chat_rate"),  # the scenario's own check names the field
+])
+def test_a_bad_set_is_one_line_exit_2_before_any_run(change, says, capsys, monkeypatch):
+    va = script()
+    ran = []
+    monkeypatch.setattr(va, "run_scenario", lambda *a: ran.append(a) or [])
+    with pytest.raises(SystemExit) as exc:
+        va.main(["--scenarios", "mixed_fleet", "--policies", "fetch", "--set", change])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and not ran
+    assert says in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
 def test_the_verdict_tells_a_missed_target_from_an_unmeasured_one(tmp_path, capsys):

@@ -1,0 +1,75 @@
+"""The benchmark scripts' comma-separated arguments (``benchmarks/cliargs.py``): a bad list is
+one argparse error line with exit status 2, before any run starts."""
+
+import argparse
+
+import pytest
+from benchtools import benchmark
+
+
+def cliargs():
+    return benchmark("cliargs")
+
+
+def test_ints_parse_and_name_the_bad_value():
+    ca = cliargs()
+    assert ca.ints("0,1,,2") == [0, 1, 2]
+    assert ca.ints(" 3 ") == [3]
+    with pytest.raises(argparse.ArgumentTypeError, match=r"'0,x': give comma-separated"):
+        ca.ints("0,x")
+    with pytest.raises(argparse.ArgumentTypeError, match="at least one"):
+        ca.ints(",")
+    assert ca.positive_ints("1,12031") == [1, 12031]
+    with pytest.raises(argparse.ArgumentTypeError, match="at least 1"):
+        ca.positive_ints("5,0")
+
+
+def test_names_keep_order_and_reject_the_first_unknown():
+    parse = cliargs().names(("route", "fetch", "adaptive"), "policy")
+    assert parse("fetch, route") == ["fetch", "route"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown policy 'routee'; known: route"):
+        parse("route,routee,nope")
+    assert cliargs().policy_names("local,adaptive_live") == ["local", "adaptive_live"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown policy"):
+        cliargs().policy_names("fetch,teleport")
+
+
+@pytest.mark.parametrize(("script", "argv", "says"), [
+    ("bench_engine", ["--requests", "1x"], "argument --requests: '1x'"),
+    ("bench_engine", ["--requests", "10", "--engine", "turbo"], "unknown engine 'turbo'"),
+    ("bench_engine", ["--requests", "10", "--policies", "nosuch"], "unknown policy 'nosuch'"),
+    ("validate_fast", ["--only", "nosuch"], "unknown scenario 'nosuch'"),
+    ("validate_fast", ["--seeds", "0,x"], "argument --seeds: '0,x'"),
+    ("validate_adaptive", ["--scenarios", "agentic-4,nosuch"], "unknown scenario 'nosuch'"),
+    ("validate_adaptive", ["--policies", "fetch,routee"], "unknown policy 'routee'"),
+])
+def test_a_bad_list_exits_2_before_any_run(script, argv, says, capsys, monkeypatch):
+    mod = benchmark(script)
+    for name in ("one", "compare", "run_scenario", "raw_simpy_rate"):  # what would start work
+        if hasattr(mod, name):
+            monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(SystemExit) as exc:
+        mod.main(argv)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert says in err.splitlines()[-1] and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--base", "no-such-revision-xyz"], "--base 'no-such-revision-xyz': not a commit"),
+    (["--against", "/no/such/folder"], "--against '/no/such/folder': no such folder"),
+])
+def test_same_records_checks_its_revision_or_folder_first(argv, says, capsys, monkeypatch):
+    sr = benchmark("same_records")
+    monkeypatch.setattr(sr, "save", lambda *a, **k: pytest.fail("a run started"))
+    monkeypatch.setattr(sr, "save_revision", lambda *a, **k: pytest.fail("a run started"))
+    with pytest.raises(SystemExit) as exc:
+        sr.main(argv)
+    assert exc.value.code == 2 and says in capsys.readouterr().err
+    assert sr.is_revision("HEAD")
+
+
+def test_validate_kernels_rejects_arguments_it_does_not_take(capsys):
+    with pytest.raises(SystemExit) as exc:
+        benchmark("validate_kernels").main(["--nosuch"])
+    assert exc.value.code == 2 and "unrecognized arguments: --nosuch" in capsys.readouterr().err
