@@ -48,6 +48,17 @@ def test_dgx_h100_two_nodes_has_the_documented_parts():
     assert path_info(g, "n0/gpu5", "n0/host").nodes == ("n0/gpu5", "n0/pcie5", "n0/host")
 
 
+
+def test_dgx_h100_with_h200s_is_the_same_machine_with_141_gb_gpus():
+    g = topologies.build("dgx_h100", nodes=2, gpu="H200")
+    h100 = topologies.build("dgx_h100", nodes=2)
+    assert all(g.nodes[n]["gpu"] == "H200" for n in topologies.gpus(g))
+    assert gpu(g.nodes["n1/gpu3"]["gpu"]).hbm_bytes == 141e9
+    assert sorted(g.edges) == sorted(h100.edges)  # the same links
+    assert all(g.edges[e] == h100.edges[e] for e in g.edges)
+    with pytest.raises(topologies.TopologyError, match="gpu='H300': unknown GPU"):
+        topologies.build("dgx_h100", gpu="H300")
+
 def test_single_node_fat_tree_and_lamina_counts():
     g = topologies.build("single_node")
     assert kinds(g) == {"gpu": 8, "nvswitch": 1, "pcie_switch": 8, "host": 1}

@@ -174,6 +174,7 @@ def dgx_h100(
     nvlink: str = "nvlink4",
     nodes_per_su: int = SUPERPOD_SU_NODES,
     spines: int = 2,
+    gpu: str = "H100",
 ) -> nx.DiGraph:
     """DGX H100 machines (8 H100, one NIC per GPU behind a PCIe switch) on a rail-optimized fabric.
 
@@ -185,15 +186,18 @@ def dgx_h100(
         nvlink: catalog link of each GPU↔NVSwitch link.
         nodes_per_su: machines sharing one set of rail leaves (32 in the DGX SuperPOD).
         spines: spine switches joining all leaves.
+        gpu: GPU catalog name: ``"H200"`` gives a DGX H200, the same machine with 141 GB GPUs
+            (the same NVLink4, PCIe Gen5 and one 400G NIC per GPU: NVIDIA DGX H200 datasheet).
     """
     p = "dgx_h100"
     _check_count(p, "nodes", nodes)
+    _check_gpu(p, "gpu", gpu)
     _check_link(p, "nic", nic, ("ib", "roce", "ethernet"))
     _check_link(p, "pcie", pcie, ("pcie",))
     _check_link(p, "nvlink", nvlink, ("nvlink",))
     _check_fabric(p, oversubscription, nodes_per_su, spines)
     g = nx.DiGraph(name=p)
-    server_nics = [_add_server(g, m, DGX_GPUS, "H100", nvlink, pcie, nic) for m in range(nodes)]
+    server_nics = [_add_server(g, m, DGX_GPUS, gpu, nvlink, pcie, nic) for m in range(nodes)]
     _rail_fabric(g, server_nics, nic, oversubscription, nodes_per_su, spines)
     return g
 
