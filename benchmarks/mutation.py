@@ -100,7 +100,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                   "tests/test_policies_mutants.py",
                   "tests/test_engine_regret.py::test_a_real_run_reports_regret_and_choices"]),
     "fast": (["simulator/engine/fast_streams.py", "simulator/engine/fast_sharing.py",
-              "simulator/engine/fast_links.py"],
+              "simulator/engine/fast_links.py", "simulator/engine/fast_slots.py",
+              "simulator/engine/fast.py"],
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py"]),
 }
