@@ -49,6 +49,7 @@ import argparse
 import ast
 import contextlib
 import gc
+import importlib
 import io
 import os
 import shutil
@@ -1382,6 +1383,9 @@ def run_group(group: str, timeout: float, show: bool, limit: int | None,
     with contextlib.redirect_stdout(io.StringIO()):  # imports the test modules here, once,
         pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                      *tests])  # for every child to share
+    for mod in modules:  # and the group's modules, which a test may import only lazily (a
+        # module first imported in a child would run its own, unmutated functions)
+        importlib.import_module(mod.removesuffix(".py").replace("/", "."))
     results = {}
     for mod in modules:
         path = ROOT / mod
