@@ -73,6 +73,25 @@ def same_traffic(a, b) -> None:
     np.testing.assert_allclose(lb["bytes"].to_numpy(float), la["bytes"].to_numpy(float), rtol=1e-9)
 
 
+def same_gpus(a, b) -> None:
+    """Every GPU ran the same kernels (counted), busy as long, and holds the same blocks."""
+    exact_cols = [c for c in a.gpus.columns if c not in ("busy_time", "utilization",
+                                                          "copy_busy_time")]
+    pd.testing.assert_frame_equal(b.gpus[exact_cols], a.gpus[exact_cols])
+    for col in ("busy_time", "copy_busy_time"):
+        np.testing.assert_allclose(b.gpus[col], a.gpus[col], rtol=1e-9)
+
+
+def two_in_a_batch(blocks: int = 40, output: int = 12, repo: int | None = None):
+    """Two requests of one session (one home) arriving together, reading the same prompt
+    (a repository when ``repo`` is given): each layer's round carries a batch of two."""
+    ids = list(range(blocks))
+    return make_trace(arrival_at=[0.0, 0.0], input_tokens=[blocks * 64, blocks * 64 + 64],
+                      output_tokens=[output, output], block_ids=[ids, [*ids, 500]],
+                      block_tokens=64, session_id=[7, 7],
+                      **({} if repo is None else {"repo_id": [repo, repo]}))
+
+
 # -- known answers ---------------------------------------------------------------------------
 
 
@@ -93,19 +112,43 @@ def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, topo
     # the traffic by class (issue 16): the same bytes per class, in total and per link
     assert set(fast.extras["bytes_by_class"]) <= {"kv_route", "kv_fetch"}
     same_traffic(exact, fast)
+    same_gpus(exact, fast)
+
+
+@pytest.mark.parametrize("policy", ["route", "fetch", "local", "adaptive"])
+@pytest.mark.parametrize(("topology", "owner", "gpus"),
+                         [("single_node:gpus=2", 1, 2), ("dgx_h100:nodes=2", 12, 16)])
+def test_a_batch_of_two_alone_takes_the_exact_engines_time_bytes_and_kernels(policy, topology,
+                                                                             owner, gpus):
+    # one home decodes both requests in every step: each round carries two queries (its
+    # messages' sizes and its kernels scale with the batch), the home's own attention over the
+    # recent blocks runs beside the rounds
+    sc = small_scenario(topology, scheme="repo_affinity", layer_groups=0)
+    trace = two_in_a_batch(repo=repo_on(owner, gpus))
+    exact = run(sc, policy, trace=trace)
+    fast = run(sc, policy, trace=trace, engine="fast")
+    assert exact.iterations["batch"].max() == 2 and (exact.rounds["batch"] == 2).any()
+    same_steps(exact, fast)
+    same_traffic(exact, fast)
+    same_gpus(exact, fast)
 
 
 @pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
-@pytest.mark.parametrize("stack", ["ideal", "ibgda"])
-def test_a_lone_step_shares_its_own_messages_max_min_as_the_fabric_does(policy, stack):
-    # hashed placement spreads the context over all 16 GPUs: each layer's rounds to many owners
-    # leave the home's links at once and share them
-    sc = small_scenario("dgx_h100:nodes=2", scheme="hash", layer_groups=0, stack=stack)
+@pytest.mark.parametrize(("topology", "stack", "layer_groups", "owners"),
+                         [("dgx_h100:nodes=2", "ideal", 0, 5), ("dgx_h100:nodes=2", "ibgda", 0, 5),
+                          ("dgx_h100:nodes=2", "ibgda", 3, 5), ("single_node:gpus=3", "ibgda", 0, 2)])
+def test_a_lone_step_shares_its_own_messages_max_min_as_the_fabric_does(policy, topology, stack,
+                                                                        layer_groups, owners):
+    # hashed placement spreads the context over every GPU: each layer's rounds to several
+    # owners (on 3 GPUs: the two others) leave the home's links at once and share them
+    # (folded: each slot stands for its layers)
+    sc = small_scenario(topology, scheme="hash", layer_groups=layer_groups, stack=stack)
     trace = alone(blocks=300, output=6)
     exact = run(sc, policy, trace=trace)
     fast = run(sc, policy, trace=trace, engine="fast")
-    assert exact.rounds.groupby(["iteration", "layer"]).size().max() > 4
+    assert exact.rounds.groupby(["iteration", "layer"]).size().max() >= owners
     same_steps(exact, fast)
+    same_gpus(exact, fast)
 
 
 def test_one_simpy_event_per_decode_step():
@@ -399,23 +442,27 @@ def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():
 
 
 @pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
-@pytest.mark.parametrize("layer_groups", [0, 2])
-def test_host_dram_reads_are_the_exact_engines_copies(policy, layer_groups):
+@pytest.mark.parametrize(("layer_groups", "batch"), [(0, 1), (2, 1), (0, 2)])
+def test_host_dram_reads_are_the_exact_engines_copies(policy, layer_groups, batch):
     # as tests/test_engine_exact.py: B's prompt pushes A's blocks to host DRAM, C reads them back
-    # with one host→device copy per round on the home's copy engine (no fabric message)
+    # with one host→device copy per round on the home's copy engine (no fabric message); with
+    # batch 2, D (C's session, so C's home) reads them in the same steps: rounds of two queries
     block = 64 * 1152 * 61
     sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block,
                         layer_groups=layer_groups)
     a, b = list(range(45)), list(range(100, 145))
-    trace = make_trace(arrival_at=[0.0, 1.0, 2.0], input_tokens=[45 * 64, 45 * 64, 46 * 64],
-                       output_tokens=[2, 2, 6], block_ids=[a, b, a + [999]], block_tokens=64)
+    readers = [a + [999], a + [998]][:batch]
+    trace = make_trace(arrival_at=[0.0, 1.0, *[2.0] * batch],
+                       input_tokens=[45 * 64, 45 * 64, *[46 * 64] * batch],
+                       output_tokens=[2, 2, *[6] * batch], block_ids=[a, b, *readers],
+                       block_tokens=64, session_id=[0, 1, *[2] * batch])
     exact = run(sc, policy, trace=trace)
     fast = run(sc, policy, trace=trace, engine="fast")
     host = fast.rounds[fast.rounds["owner"].astype(str) == "n0/host"]
     assert len(host) and (host["probe_time"] == 0).all()
+    assert host["batch"].max() == batch
     same_steps(exact, fast)
-    np.testing.assert_allclose(fast.gpus["copy_busy_time"], exact.gpus["copy_busy_time"],
-                               rtol=1e-9)
+    same_gpus(exact, fast)  # the copy engines' busy time too
 
 
 # -- properties of every run -----------------------------------------------------------------

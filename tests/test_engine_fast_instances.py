@@ -59,6 +59,7 @@ def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, extr
     np.testing.assert_allclose(sim_f, cf_f, rtol=1e-9, atol=1e-15)  # alone: the closed form
     # every kernel on every stream: the shared experts, the experts, the adds, the rounds'
     np.testing.assert_allclose(fast.gpus["busy_time"], exact.gpus["busy_time"], rtol=1e-9)
+    np.testing.assert_array_equal(fast.gpus["kernels"], exact.gpus["kernels"])
     same_traffic(exact, fast)
 
 

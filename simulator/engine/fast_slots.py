@@ -50,8 +50,8 @@ class _Round:
         self.option, self.owner, self.code, self.cf = option, owner, code, cf
         self.probe = self.transfer = self.compute = self.ret = self.merge = 0.0
         self.nbytes = 0.0
-        self.end = 0.0
-        self.home = 0  # which of the homes composed together (SlotComposer.slots)
+        # ``end`` (when the round's last kernel ends [s]) and ``home`` (which of the homes
+        # composed together, SlotComposer.slots) are set by the composer: unset, a read fails
 
 
 class SlotComposer:
