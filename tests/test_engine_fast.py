@@ -117,17 +117,22 @@ def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, topo
 
 @pytest.mark.parametrize("policy", ["route", "fetch", "local", "adaptive"])
 @pytest.mark.parametrize(("topology", "owner", "gpus"),
-                         [("single_node:gpus=2", 1, 2), ("dgx_h100:nodes=2", 12, 16)])
+                         [("single_node:gpus=2", 1, 2), ("dgx_h100:nodes=2", 12, 16),
+                          ("single_node:gpus=3", None, 3)])
 def test_a_batch_of_two_alone_takes_the_exact_engines_time_bytes_and_kernels(policy, topology,
                                                                              owner, gpus):
     # one home decodes both requests in every step: each round carries two queries (its
     # messages' sizes and its kernels scale with the batch), the home's own attention over the
-    # recent blocks runs beside the rounds
-    sc = small_scenario(topology, scheme="repo_affinity", layer_groups=0)
-    trace = two_in_a_batch(repo=repo_on(owner, gpus))
+    # recent blocks runs beside the rounds. Without an owner, the prompt is hashed over the
+    # 3 GPUs: each slot's rounds go to the two others at once
+    scheme = "hash" if owner is None else "repo_affinity"
+    sc = small_scenario(topology, scheme=scheme, layer_groups=0)
+    trace = two_in_a_batch(repo=None if owner is None else repo_on(owner, gpus))
     exact = run(sc, policy, trace=trace)
     fast = run(sc, policy, trace=trace, engine="fast")
     assert exact.iterations["batch"].max() == 2 and (exact.rounds["batch"] == 2).any()
+    if owner is None:
+        assert exact.rounds.groupby(["iteration", "layer"]).size().max() == 2
     same_steps(exact, fast)
     same_traffic(exact, fast)
     same_gpus(exact, fast)
@@ -442,14 +447,17 @@ def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():
 
 
 @pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
-@pytest.mark.parametrize(("layer_groups", "batch"), [(0, 1), (2, 1), (0, 2)])
-def test_host_dram_reads_are_the_exact_engines_copies(policy, layer_groups, batch):
+@pytest.mark.parametrize(("layer_groups", "batch", "scheme"),
+                         [(0, 1, "first_writer"), (2, 1, "first_writer"), (0, 2, "first_writer"),
+                          (0, 2, "hash")])
+def test_host_dram_reads_are_the_exact_engines_copies(policy, layer_groups, batch, scheme):
     # as tests/test_engine_exact.py: B's prompt pushes A's blocks to host DRAM, C reads them back
     # with one host→device copy per round on the home's copy engine (no fabric message); with
-    # batch 2, D (C's session, so C's home) reads them in the same steps: rounds of two queries
+    # batch 2, D (C's session, so C's home) reads them in the same steps: rounds of two queries.
+    # Hashed, A's blocks are on both GPUs: slots read from the host and the other GPU at once
     block = 64 * 1152 * 61
     sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block,
-                        layer_groups=layer_groups)
+                        layer_groups=layer_groups, scheme=scheme)
     a, b = list(range(45)), list(range(100, 145))
     readers = [a + [999], a + [998]][:batch]
     trace = make_trace(arrival_at=[0.0, 1.0, *[2.0] * batch],
@@ -461,6 +469,9 @@ def test_host_dram_reads_are_the_exact_engines_copies(policy, layer_groups, batc
     host = fast.rounds[fast.rounds["owner"].astype(str) == "n0/host"]
     assert len(host) and (host["probe_time"] == 0).all()
     assert host["batch"].max() == batch
+    if scheme == "hash":
+        slots = exact.rounds.groupby(["iteration", "layer"])["owner"]
+        assert slots.apply(lambda o: len(o) > 1 and (o.astype(str) == "n0/host").any()).any()
     same_steps(exact, fast)
     same_gpus(exact, fast)  # the copy engines' busy time too
 
