@@ -280,6 +280,51 @@ def _of_module(path: str, entries: tuple[tuple[str, str, str], ...]) -> dict:
 #: expression's source]) → why no test can tell them from the original. Keyed by the line's
 #: text, not its number, so that edits elsewhere in the module keep them listed; the optional
 #: fourth part picks one of several mutants with the same description on that line.
+def _slots_equivalents() -> dict:
+    """Equivalent mutants of ``simulator/engine/fast_slots.py``."""
+    path = "simulator/engine/fast_slots.py"
+    no_fetch_above = ("a fetch round's holder code is a GPU (< G) or a host tier (G .. 2G - 1): "
+                      "dropped blocks (2G and up) are recomputed (exact._Run._group forces "
+                      "local), so the upper bound is never reached")
+    order = ("the order field only breaks ties among one home's kernels (heap key: issued, "
+             "home, order): shifting or spacing it keeps their order")
+    sentinel = ("a home's sentinel (rd None) is queued when it has no kernel left in the queue: "
+                "its order field breaks no tie and its duration is not read")
+    host = "elif rd.option == \"fetch\" and run.G <= rd.code < 2 * run.G:"
+    out = {
+        (path, host, "< -> <="): no_fetch_above,
+        (path, host, "2 -> 3"): no_fetch_above,
+        (path, "elif run.G <= rd.code < 2 * run.G:", "< -> <="): no_fetch_above,
+        (path, "elif run.G <= rd.code < 2 * run.G:", "2 -> 3"): no_fetch_above,
+        (path, "for rd, t0 in zip(remote, starts, strict=True):", "True -> False"):
+            "starts is built from remote: their lengths agree",
+        (path, "tags), strict=True):", "True -> False"):
+            "the second messages, the phase's answers to them and remote have one length",
+        (path, "seen = [0] * len(homes)", "0 -> 1"): order,
+        (path, "seen[rd.home] += 1", "1 -> 2"): order,
+        (path, "ends: list[float] = [done.get(h, 0.0) for h in range(len(homes))]", "0.0 -> 1.0"):
+            "a home not in done has a kernel or a sentinel queued, and its sentinel writes "
+            "its end: the default is always overwritten",
+        (path, "if c.end > release[h]:", "> -> >="): _EQUAL_SAME,
+        (path, "if issued > release[h]:", "> -> >="): _EQUAL_SAME,
+        (path, "memo[(g, k, s, b, per, distinct)] = option",
+         "delete `memo[(g, k, s, b, per, distinct)] = option`"):
+            "a memo of a pure policy's answers: without the store the policy is asked again "
+            "and answers the same",
+        (path, "end = engine.free_at = (at if at > engine.free_at else engine.free_at) + "
+         "duration", "> -> >="): _EQUAL_SAME,
+    }
+    for line in ("queue += [(release[h], h, -1, 0.0, None) for h in range(len(homes))",
+                 "heapq.heappush(queue, (last, h, -1, 0.0, None))"):
+        for desc in ("-x -> x", "1 -> 2", "0.0 -> 1.0"):
+            out[(path, line, desc)] = sentinel
+    unread = ("the copy engines' kernel counts are neither reported (results give their busy "
+              "time) nor read")
+    for desc in ("+= -> -=", "delete `engine.kernels_run += 1`", "1 -> 2"):
+        out[(path, "engine.kernels_run += 1", desc)] = unread
+    return out
+
+
 EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/fileio.py", "mask = os.umask(0)", "0 -> 1"):
         "_umask sets any temporary mask to read the current one, then restores it",
@@ -998,6 +1043,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "> -> >="):
         "c = 0: no unfrozen flow crosses the link, so it freezes none",
     **_links_equivalents(),
+    **_slots_equivalents(),
 }
 
 

@@ -138,6 +138,65 @@ def test_a_batch_of_two_alone_takes_the_exact_engines_time_bytes_and_kernels(pol
     same_gpus(exact, fast)
 
 
+@pytest.mark.parametrize("policy", ["adaptive", "adaptive_static"])
+@pytest.mark.parametrize("owner", [None, 1])
+def test_the_policy_is_asked_the_exact_engines_questions(policy, owner, monkeypatch):
+    # a batch of two alone: every round's question (home, owner, slot, queries, blocks per
+    # query, distinct blocks, time) is the one the exact engine asks (a pure policy's answer
+    # is remembered per question on the fast engine: each distinct question asked once)
+    from simulator.engine.exact import _Run
+
+    asked: dict[str, list] = {"exact": [], "fast": []}
+    ask = _Run._ask
+
+    def spy(self, rnd):
+        asked[getattr(self, "engine_name", "exact")].append(tuple(rnd))
+        return ask(self, rnd)
+
+    monkeypatch.setattr(_Run, "_ask", spy)
+    scheme = "hash" if owner is None else "repo_affinity"
+    sc = small_scenario("single_node:gpus=3", scheme=scheme, layer_groups=0)
+    trace = two_in_a_batch(repo=None if owner is None else repo_on(owner, 3))
+    for engine in ("exact", "fast"):
+        run(sc, policy, trace=trace, engine=engine)
+    assert len(asked["exact"]) > 20 and any(q[3] == 2 for q in asked["exact"])
+    exact, fast = sorted(asked["exact"]), sorted(asked["fast"])
+    if policy == "adaptive_static":  # pure: the fast engine asks each question once (memo)
+        assert {q[:6] for q in fast} == {q[:6] for q in exact}
+        return
+    assert [q[:6] for q in fast] == [q[:6] for q in exact]
+    np.testing.assert_allclose([q[6] for q in fast], [q[6] for q in exact], rtol=1e-9)
+
+
+def test_a_decided_rounds_messages_are_its_two_closed_form_messages():
+    # what a joined micro-batch's policy is told is in flight (Links.expect): each decided
+    # round's first message at its home's start and its second where the closed form issues it
+    # — route: the answer when the owner's attention ends; fetch: the blocks when the request
+    # is in — with the bytes a round of ``b`` queries sends
+    from types import SimpleNamespace
+
+    from simulator.engine.fast import FastRun
+    from simulator.engine.fast_slots import _Round
+    from simulator.policies import get
+
+    sc = small_scenario("dgx_h100:nodes=2", layer_groups=0)
+    r = FastRun(sc, get("adaptive"), 0, alone(), None)
+    cf = SimpleNamespace(probe=1e-5, transfer=2e-5, compute=3e-5)
+    homes = [(0, [], 0, 0, 0.0, 0.5), (3, [], 0, 0, 0.0, 0.75)]
+    route = _Round(12, 2, None, 60, 40, "route", r.names[12], 12, cf)
+    fetch = _Round(9, 2, None, 60, 40, "fetch", r.names[9], 9, cf)
+    route.home, fetch.home = 1, 0
+    q, a = r.costs.route_payload(2)
+    assert q > 0 and a > 0 and q != a
+    req, kv = r.cm.request_bytes(30, 2), r.cm.fetch_bytes(30, 2)  # 60 blocks / 2 queries
+    assert kv > req > 0 and r.cm.request_bytes(120, 2) != req
+    got = r.compose._decided_messages([route, fetch], homes)
+    assert got == [(r.names[3], r.names[12], q, 0.75),
+                   (r.names[12], r.names[3], a, 0.75 + 1e-5 + 2e-5 + 3e-5),
+                   (r.names[0], r.names[9], req, 0.5),
+                   (r.names[9], r.names[0], kv, 0.5 + 1e-5)]
+
+
 @pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
 @pytest.mark.parametrize(("topology", "stack", "layer_groups", "owners"),
                          [("dgx_h100:nodes=2", "ideal", 0, 5), ("dgx_h100:nodes=2", "ibgda", 0, 5),
