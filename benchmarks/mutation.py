@@ -305,6 +305,11 @@ def _slots_equivalents() -> dict:
         (path, "ends: list[float] = [done.get(h, 0.0) for h in range(len(homes))]", "0.0 -> 1.0"):
             "a home not in done has a kernel or a sentinel queued, and its sentinel writes "
             "its end: the default is always overwritten",
+        (path, "kernels.append((arrived, len(remote) - mine + i, rd.cf.compute + rd.cf.merge,",
+         "- -> +"):
+            "len(remote) - mine is the home's remote rounds so far, whose order fields are 0 .. "
+            "that - 1: len(remote) + mine + i is above them too and rises with i, so every tie "
+            "is broken as before",
         (path, "if c.end > release[h]:", "> -> >="): _EQUAL_SAME,
         (path, "if issued > release[h]:", "> -> >="): _EQUAL_SAME,
         (path, "memo[(g, k, s, b, per, distinct)] = option",
