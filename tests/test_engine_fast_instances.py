@@ -281,6 +281,7 @@ def test_a_joined_micro_batch_decides_beside_the_earlier_ones_flows(monkeypatch)
     sc = scenario(extra="two_batch_overlap = true\n" + HASHED)
     tr = trace(32, inp=64 * 200, out=[3, 8, 5], shared=64 * 100)
     r = FastRun(sc, get("adaptive"), 0, tr, None)
+    assert r.observed.links is r.links  # the policy prices the calendars, not the idle Fabric
     r.execute()
     calls = [i for i, (kind, msgs) in enumerate(told) if kind == "expect" and msgs]
     assert len(calls) >= 3
