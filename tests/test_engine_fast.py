@@ -17,6 +17,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from simulator import run
+from simulator.engine.fast import check_engine
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_sharing import max_min_finish
 from simulator.engine.fast_streams import Calendar
@@ -107,6 +108,7 @@ def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, topo
     fast = run(sc, policy, trace=trace, engine="fast")
     assert fast.summary["engine"] == "fast" and exact.summary["engine"] == "exact"
     same_steps(exact, fast)
+    assert fast.extras["pushed_steps"] == 0  # alone: no other step's work pushes its kernels
     for key in ("ttft_p50", "tbt_p50", "tbt_p99", "bytes_moved", "sim_time"):
         assert fast.summary[key] == pytest.approx(exact.summary[key], rel=1e-6)
     # the traffic by class (issue 16): the same bytes per class, in total and per link
@@ -594,6 +596,7 @@ def test_the_scenario_chooses_the_engine_and_a_bad_mode_is_named():
             "engine": {"layer_groups": 2, "mode": "fast"}}
     sc = Scenario.from_dict(data)
     assert sc.engine.mode == "fast"
+    assert check_engine("fast") == "fast" and check_engine("exact") == "exact"
     res = run(sc, "route", trace=alone(repo=repo_on(1, 2), output=3))
     assert res.summary["engine"] == "fast"
     assert run(sc, "route", trace=alone(output=3), engine="exact").summary["engine"] == "exact"
