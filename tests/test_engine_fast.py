@@ -579,6 +579,17 @@ def test_what_the_fast_engine_does_not_support_runs_on_the_exact_one_and_says_so
     assert why in res.summary["engine_fallback"]
 
 
+def test_a_policy_with_a_decode_loop_of_its_own_is_named_as_unsupported():
+    from types import SimpleNamespace
+
+    from simulator.engine.fast import unsupported
+
+    mine = SimpleNamespace(name="mine", loop="mine", needs_live_rates=False)
+    assert unsupported(mine) == "policy 'mine' runs its own decode loop (no fast mode yet)"
+    for loop in (None, "homogeneous", "disaggregated"):  # the pool loops have fast modes
+        assert unsupported(SimpleNamespace(name="p", loop=loop, needs_live_rates=False)) is None
+
+
 def test_both_pool_loops_run_their_own_fast_modes():
     sc = Scenario.load(ROOT / "scenarios" / "lamina_llama3_70b.toml")
     sc = sc.with_changes(engine=sc.engine.__class__(max_batch=sc.engine.max_batch,
