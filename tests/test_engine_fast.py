@@ -579,6 +579,27 @@ def test_what_the_fast_engine_does_not_support_runs_on_the_exact_one_and_says_so
     assert why in res.summary["engine_fallback"]
 
 
+def test_a_pushed_step_takes_its_debt_over_at_its_next_slot_or_waits_it_out_at_its_end():
+    # a debt is how far later-composed work pushed a running step's items back [s]: the next
+    # slot with rounds starts that much later (and the debt is settled), or, after the last
+    # one, the step waits it out with one more event (counted in pushed_steps)
+    from simulator.engine.fast import FastRun
+    from simulator.policies import get
+
+    r = FastRun(small_scenario("single_node:gpus=2", layer_groups=0), get("route"), 0,
+                alone(), None)
+    r.debt[1] = 0.25e-3
+    start = r._slot_start(1, 0.01, False)  # no event is due before 0.01: no event of its own
+    with pytest.raises(StopIteration) as done:
+        next(start)
+    assert done.value.value == 0.01 + 0.25e-3 and r.debt[1] == 0.0
+    r.debt[0] = 0.5e-3
+    waits = list(r._pay_debt(0))
+    assert len(waits) == 1 and waits[0]._delay == 0.5e-3
+    assert r.debt[0] == 0.0 and r.pushed_steps == 1
+    assert list(r._pay_debt(0)) == [] and r.pushed_steps == 1  # no debt: no event
+
+
 def test_a_policy_with_a_decode_loop_of_its_own_is_named_as_unsupported():
     from types import SimpleNamespace
 
