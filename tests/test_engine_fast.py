@@ -99,7 +99,7 @@ def two_in_a_batch(blocks: int = 40, output: int = 12, repo: int | None = None):
 @pytest.mark.parametrize("policy", ["route", "fetch", "local", "adaptive"])
 @pytest.mark.parametrize(("topology", "owner", "gpus"),
                          [("single_node:gpus=2", 1, 2), ("dgx_h100:nodes=2", 12, 16)])
-@pytest.mark.parametrize("layer_groups", [0, 3])
+@pytest.mark.parametrize("layer_groups", [0, 3, 20])  # 20: slots of 3 or 4 layers, summed as arrays
 def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, topology, owner,
                                                                     gpus, layer_groups):
     sc = small_scenario(topology, scheme="repo_affinity", layer_groups=layer_groups)
@@ -598,6 +598,25 @@ def test_a_pushed_step_takes_its_debt_over_at_its_next_slot_or_waits_it_out_at_i
     assert len(waits) == 1 and waits[0]._delay == 0.5e-3
     assert r.debt[0] == 0.0 and r.pushed_steps == 1
     assert list(r._pay_debt(0)) == [] and r.pushed_steps == 1  # no debt: no event
+
+
+def test_the_home_attention_table_grows_and_holds_the_cost_models_times():
+    # per GPU, the home's own attention [s] by (local blocks, queries): filled from the cost
+    # model as pairs appear, grown when a larger one does (the edge: exactly its old size)
+    from simulator.engine.fast import FastRun
+    from simulator.policies import get
+
+    r = FastRun(small_scenario("single_node:gpus=2", layer_groups=0), get("fetch"), 0,
+                alone(), None)
+    name = r.names[1]
+    shapes = []
+    for n, q in ([3, 10, 0], [1, 2, 0]), ([64, 5], [2, 1]), ([7, 9], [4, 1]), ([200], [1]):
+        got = r._attention_table(1, np.array(n), np.array(q))
+        want = [r.costs.attention(name, b, k) if b else 0.0 for b, k in zip(n, q, strict=True)]
+        assert got.tolist() == want
+        shapes.append(r._attn_tables[1].shape)
+    # 64 rows and 4 columns at first; 64 blocks, then 4 queries, then 200 blocks grow it
+    assert shapes == [(64, 4), (65, 4), (65, 5), (201, 5)] and r._attn_tables[0] is None
 
 
 def test_a_policy_with_a_decode_loop_of_its_own_is_named_as_unsupported():
