@@ -330,6 +330,37 @@ def _slots_equivalents() -> dict:
     return out
 
 
+def _fast_equivalents() -> dict:
+    """Equivalent mutants of ``simulator/engine/fast.py``."""
+    path = "simulator/engine/fast.py"
+    no_debt = ("a step starts with no debt: each step's debt is settled at a slot start or "
+               "waited out at its end, and only a running step's items can be pushed (no item "
+               "is issued before now, and a push moves items issued after the pushing one) — "
+               "so clearing it at a step's start, or its first value, changes nothing")
+    empty = ("an empty run of slots adds 0.0 to the time and counts no busy time and no "
+             "kernel; the stream's last end it may raise to that time is only this GPU's "
+             "(a policy that never routes), and no later reading of it changes")
+    return {
+        (path, "self.debt = [0.0] * self.G", "0.0 -> 1.0"): no_debt,
+        (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#1"): no_debt,
+        (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#3"): no_debt,
+        (path, "q_arr = (n_arr > 0).astype(n_arr.dtype)", "> -> >="):
+            "a slot's query count is read only where it has local blocks: the attention "
+            "table's row 0 is 0.0 for every count, and _own_quiet and the composer test the "
+            "block count first",
+        (path, "if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,",
+         "> -> >="): empty,
+        (path, "if s > prev:", "> -> >="): empty,
+        (path, "bigger[: table.shape[0], : table.shape[1]] = table",
+         "delete `bigger[: table.shape[0], : table.shape[1]] = table`"):
+            "the table is a memo of the cost model: entries not copied over are filled again "
+            "with the same values",
+        (path, "for n, q in set(zip(n_arr[missing].tolist(), q_arr[missing].tolist(), "
+         "strict=True)):", "True -> False"):
+            "both lists are the same mask's entries of arrays of one length",
+    }
+
+
 EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/fileio.py", "mask = os.umask(0)", "0 -> 1"):
         "_umask sets any temporary mask to read the current one, then restores it",
@@ -1049,6 +1080,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "c = 0: no unfrozen flow crosses the link, so it freezes none",
     **_links_equivalents(),
     **_slots_equivalents(),
+    **_fast_equivalents(),
 }
 
 
