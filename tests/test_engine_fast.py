@@ -507,6 +507,29 @@ def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():
     assert run(sc, "route", trace=trace, engine="fast").summary["copy_hit_rate"] == 0.0
 
 
+@pytest.mark.parametrize("room", [60.5, 90.5])
+def test_a_full_hbm_keeps_what_the_exact_engine_keeps_in_lru_order(room):
+    # C reads repository R from the other GPU and keeps copies at home; E (C's session) reads
+    # R2 beside it and leaves; B's prompt then needs room on the full home: which blocks and
+    # copies leave follows when each was last used — every step marks its selected blocks
+    # used (touch), so C's copies, read at every step, outlast E's
+    block = 64 * 1152 * 61
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - room * block,
+                        layer_groups=0, scheme="repo_affinity")
+    r1, r2 = [r for r in range(100) if int(stable_hash(np.array([r]))[0] % np.uint64(2)) == 1][:2]
+    trace = make_trace(arrival_at=[0.0, 0.3, 1.0], input_tokens=[45 * 64, 45 * 64, 30 * 64],
+                       output_tokens=[80, 8, 2],
+                       block_ids=[list(range(45)), list(range(300, 345)), list(range(600, 630))],
+                       block_tokens=64, session_id=[1, 1, 1], repo_id=[r1, r2, repo_on(0, 2)])
+    exact = run(sc, "fetch", trace=trace)
+    fast = run(sc, "fetch", trace=trace, engine="fast")
+    home = exact.gpus.iloc[0]
+    assert home["owned_blocks"] + home["copy_blocks"] == home["capacity_blocks"]  # full
+    assert exact.extras["copies_evicted"] + exact.extras["demoted"] > 0
+    same_steps(exact, fast)
+    same_gpus(exact, fast)
+
+
 @pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
 @pytest.mark.parametrize(("layer_groups", "batch", "scheme"),
                          [(0, 1, "first_writer"), (2, 1, "first_writer"), (0, 2, "first_writer"),
