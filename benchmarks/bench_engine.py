@@ -121,6 +121,8 @@ def one(args: tuple[str, int, int, int, str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from simulator.engine.fast import ENGINES
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", default=[1000, 4000, 12031], type=cliargs.positive_ints,
                     help="comma-separated trace prefixes (12031 = the whole trace)")
@@ -131,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel processes")
     ap.add_argument("--json", dest="json_path", default=None, help="also write results here")
-    ap.add_argument("--engine", default=["exact"], type=cliargs.names(("exact", "fast"), "engine"),
-                    help="comma-separated: exact, fast")
+    ap.add_argument("--engine", default=["exact"], type=cliargs.names(ENGINES, "engine"),
+                    help=f"comma-separated: {', '.join(ENGINES)}")
     ap.add_argument("--cluster", action="store_true", help="scenarios/cluster_1024.toml instead")
     ap.add_argument("--budget", type=float, default=600.0,
                     help="--cluster: wall seconds per policy before a run is stopped")

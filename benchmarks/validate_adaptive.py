@@ -325,20 +325,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--by-batch", action="store_true", help="also each policy's decode step "
                     "time at each batch size and that size's share of tokens (TBT p50 on a "
                     "closed-loop trace can sit at the edge between two batch sizes)")
-    ap.add_argument("--seeds", default=None, type=cliargs.ints, help="comma-separated seeds (default: each "
-                    "scenario's own): a row per (scenario, seed, engine), labelled name@seed")
+    ap.add_argument("--seeds", default=None, type=cliargs.ints,
+                    help="comma-separated seeds (default: each scenario's own): a row per "
+                    "(scenario, seed, engine), labelled name@seed")
     args = ap.parse_args(argv)
     names = list(args.scenarios)
     seeds = [None] if args.seeds is None else args.seeds
     policies = tuple(args.policies)
     engines = ENGINES if args.engine == "both" else (args.engine,)
     if args.set and args.table is None:  # every change checked before any run starts
-        from simulator.errors import UserError
-
         for n in names:
             try:
                 suite(n, tuple(args.set))
-            except (ValueError, UserError) as e:
+            except ValueError as e:  # the scenario's own UserError is one
                 ap.exit(2, f"{ap.prog}: error: {e}\n")
     if args.table is not None:
         results = from_csv(args.table)

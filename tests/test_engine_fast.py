@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -17,13 +18,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from simulator import run
-from simulator.engine.fast import check_engine
+from simulator.engine.fast import FastRun, check_engine, unsupported
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_sharing import max_min_finish
+from simulator.engine.fast_slots import _Round
 from simulator.engine.fast_streams import Calendar
 from simulator.errors import UserError
 from simulator.kvcache import stable_hash
 from simulator.network import Fabric
+from simulator.policies import get
 from simulator.scenario import Scenario
 from simulator.testing.invariants import check_run, small_cases, small_scenario
 from workloads.schema import make_trace
@@ -91,6 +94,11 @@ def two_in_a_batch(blocks: int = 40, output: int = 12, repo: int | None = None):
                       output_tokens=[output, output], block_ids=[ids, [*ids, 500]],
                       block_tokens=64, session_id=[7, 7],
                       **({} if repo is None else {"repo_id": [repo, repo]}))
+
+
+def unstarted(policy: str, topology: str = "single_node:gpus=2") -> FastRun:
+    """A fast-engine run of one request alone, built but not executed (its parts probed)."""
+    return FastRun(small_scenario(topology, layer_groups=0), get(policy), 0, alone(), None)
 
 
 # -- known answers ---------------------------------------------------------------------------
@@ -175,14 +183,7 @@ def test_a_decided_rounds_messages_are_its_two_closed_form_messages():
     # round's first message at its home's start and its second where the closed form issues it
     # — route: the answer when the owner's attention ends; fetch: the blocks when the request
     # is in — with the bytes a round of ``b`` queries sends
-    from types import SimpleNamespace
-
-    from simulator.engine.fast import FastRun
-    from simulator.engine.fast_slots import _Round
-    from simulator.policies import get
-
-    sc = small_scenario("dgx_h100:nodes=2", layer_groups=0)
-    r = FastRun(sc, get("adaptive"), 0, alone(), None)
+    r = unstarted("adaptive", "dgx_h100:nodes=2")
     cf = SimpleNamespace(probe=1e-5, transfer=2e-5, compute=3e-5)
     homes = [(0, [], 0, 0, 0.0, 0.5), (3, [], 0, 0, 0.0, 0.75)]
     route = _Round(12, 2, None, 60, 40, "route", r.names[12], 12, cf)
@@ -606,11 +607,7 @@ def test_a_pushed_step_takes_its_debt_over_at_its_next_slot_or_waits_it_out_at_i
     # a debt is how far later-composed work pushed a running step's items back [s]: the next
     # slot with rounds starts that much later (and the debt is settled), or, after the last
     # one, the step waits it out with one more event (counted in pushed_steps)
-    from simulator.engine.fast import FastRun
-    from simulator.policies import get
-
-    r = FastRun(small_scenario("single_node:gpus=2", layer_groups=0), get("route"), 0,
-                alone(), None)
+    r = unstarted("route")
     r.debt[1] = 0.25e-3
     start = r._slot_start(1, 0.01, False)  # no event is due before 0.01: no event of its own
     with pytest.raises(StopIteration) as done:
@@ -626,11 +623,7 @@ def test_a_pushed_step_takes_its_debt_over_at_its_next_slot_or_waits_it_out_at_i
 def test_the_home_attention_table_grows_and_holds_the_cost_models_times():
     # per GPU, the home's own attention [s] by (local blocks, queries): filled from the cost
     # model as pairs appear, grown when a larger one does (the edge: exactly its old size)
-    from simulator.engine.fast import FastRun
-    from simulator.policies import get
-
-    r = FastRun(small_scenario("single_node:gpus=2", layer_groups=0), get("fetch"), 0,
-                alone(), None)
+    r = unstarted("fetch")
     name = r.names[1]
     shapes = []
     for n, q in ([3, 10, 0], [1, 2, 0]), ([64, 5], [2, 1]), ([7, 9], [4, 1]), ([200], [1]):
@@ -643,10 +636,6 @@ def test_the_home_attention_table_grows_and_holds_the_cost_models_times():
 
 
 def test_a_policy_with_a_decode_loop_of_its_own_is_named_as_unsupported():
-    from types import SimpleNamespace
-
-    from simulator.engine.fast import unsupported
-
     mine = SimpleNamespace(name="mine", loop="mine", needs_live_rates=False)
     assert unsupported(mine) == "policy 'mine' runs its own decode loop (no fast mode yet)"
     for loop in (None, "homogeneous", "disaggregated"):  # the pool loops have fast modes
@@ -761,8 +750,6 @@ def test_a_quantile_break_inside_the_exact_runs_own_band_is_told_apart():
     # a TBT bimodal in the batch size (43 ms and 55 ms steps, half each): the median sits on
     # the jump, so a fast value of 54 ms breaks the 5 % contract yet lies between the exact
     # run's 48th and 52nd percentiles; 70 ms does not; throughput has no band
-    from types import SimpleNamespace
-
     validate_fast = benchmark("validate_fast")
     start = np.arange(100.0)
     dur = np.r_[np.full(50, 0.043), np.full(50, 0.055)]

@@ -151,7 +151,6 @@ class FastRun(_Run):
         self.links = Links(self.env, self.fabric, self.debt)
         if self.observed is not None:  # an observing policy sees the link calendars' load
             self.observed.links = self.links
-        # (the exact engine's chain_slots is not read: _decode composes every slot at once)
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
         self.chain_quiet = "route" not in policy.options
