@@ -9,11 +9,15 @@ Target: ≥ 1 million selected blocks per second (DSA, batch 64). Each case warm
 runs for at least ``--seconds`` (default 2 s); the best of three runs is reported.
 
 Last, the engine's own call (:mod:`simulator.engine.locate`): one query sampled for 16 decode steps ×
-8 layer slots at once (``layer_groups = 8``), at Mooncake-like contexts; printed as wall time
-per decode token — the figure to hold against the engine's per-token budget (60 s for the
-whole Mooncake trace's 4.12 M decode tokens is 14.6 µs a token).
+8 layer slots at once (``layer_groups = 8``) and × 61 (every layer), at Mooncake-like contexts;
+printed as wall time per decode token — the figure to hold against the engine's per-token budget
+(60 s for the whole Mooncake trace's 4.12 M decode tokens is 14.6 µs a token).
 
-    .venv/bin/python benchmarks/bench_sparse.py            # ~20 s
+Every case is also run, in the same process, with the array code the compiled kernels replaced
+(:class:`simulator.testing.sparse_reference.ArraySelector`: the same draws, the same
+selections), and the ratio printed: this machine's speed varies, the ratio less.
+
+    .venv/bin/python benchmarks/bench_sparse.py            # ~1 min
     .venv/bin/python benchmarks/bench_sparse.py --json     # one JSON object on stdout
 """
 
@@ -25,6 +29,7 @@ import time
 
 import numpy as np
 
+from simulator.testing.sparse_reference import array_selector
 from workloads.focus import draw_focus
 from workloads.sparse import SparseSelector
 
@@ -58,11 +63,14 @@ def measure(selector: SparseSelector, contexts: np.ndarray, seconds: float, seed
 
 
 def engine_time_per_token(context_blocks: int, seconds: float, steps: int = 16, slots: int = 8,
-                          seed: int = 0) -> float:
+                          seed: int = 0, arrays: bool = False) -> float:
     """Wall time [s] per decode token of the engine's sampling call (one query, ``steps`` ×
-    ``slots`` layer rows per call), best of three runs of at least ``seconds``."""
+    ``slots`` layer rows per call), best of three runs of at least ``seconds``; ``arrays``:
+    with the array code in place of the kernels."""
     rng = np.random.default_rng(seed)
     sel = SparseSelector("dsa")
+    if arrays:
+        sel = array_selector(sel)
     focus = draw_focus(rng, context_blocks - 8, 4, 16)[None, :]
     args = (np.array([context_blocks]), steps * slots)
     kw = {"focus": focus, "popular_blocks": np.array([context_blocks // 2])}
@@ -93,17 +101,27 @@ def main() -> None:
         f"dsa, 256k context, batch 1 x {LAYERS} layers": (SparseSelector("dsa"), full[:1]),
     }
     results = {name: measure(sel, ctx, args.seconds) for name, (sel, ctx) in cases.items()}
+    baseline = {name: measure(array_selector(sel), ctx, args.seconds)
+                for name, (sel, ctx) in cases.items()}
     headline = results[next(iter(results))]
-    per_token = {n: engine_time_per_token(n, args.seconds) for n in (100, 300, 1000)}
+    calls = [(n, slots) for slots in (8, LAYERS) for n in (100, 300, 1000)]
+    per_token = {f"{n}-block context, 16 steps x {slots} slots":
+                 (engine_time_per_token(n, args.seconds, slots=slots),
+                  engine_time_per_token(n, args.seconds, slots=slots, arrays=True))
+                 for n, slots in calls}
     if args.json:
-        print(json.dumps({"blocks_per_s": results, "target": TARGET,
-                          "meets_target": headline >= TARGET,
-                          "engine_time_per_token": per_token}))
+        print(json.dumps({"blocks_per_s": results, "array_code_blocks_per_s": baseline,
+                          "target": TARGET, "meets_target": headline >= TARGET,
+                          "engine_time_per_token": {k: v[0] for k, v in per_token.items()},
+                          "array_code_time_per_token": {k: v[1] for k, v in per_token.items()}}))
         return
+    print(f"{'case':<52} {'kernels':>9} {'arrays':>9} {'ratio':>6}")
     for name, rate in results.items():
-        print(f"{name:<48} {rate / 1e6:8.2f} M selected blocks/s")
-    for n, t in per_token.items():
-        print(f"engine call, {n:>4}-block context, 16 steps x 8 slots {t * 1e6:8.1f} µs per token")
+        print(f"{name:<52} {rate / 1e6:7.2f} M {baseline[name] / 1e6:7.2f} M "
+              f"{rate / baseline[name]:5.2f}x   selected blocks/s")
+    for name, (t, t_arrays) in per_token.items():
+        print(f"engine call, {name:<39} {t * 1e6:7.1f}   {t_arrays * 1e6:7.1f}   "
+              f"{t_arrays / t:5.2f}x  µs per token")
     verdict = "meets" if headline >= TARGET else "MISSES"
     print(f"headline (first line) {headline / 1e6:.2f} M/s {verdict} the 1 M/s target")
 

@@ -37,6 +37,8 @@ group's tests are first run once with a tracer that records which tests enter wh
 profile (derandomized: the same examples every run); a child past its time limit counts as
 killed (the mutant made the tests hang), as mutmut counts it. Code that runs only in other
 processes (a sweep's spawned workers) is reached by no test here: its tests call it in-process.
+Numba kernels (:data:`COMPILED`) are mutated as Python: a run that scores them sets
+``NUMBA_DISABLE_JIT=1``, so their functions are the plain code a mutant replaces.
 
 Equivalent mutants (no test could tell them from the original) are listed in :data:`EQUIVALENT`
 with the reason, and excluded from the score; ``score --equivalents`` prints them as a table
@@ -69,6 +71,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # -- what is mutated, and the tests that guard it ----------------------------------------------
 
+#: Modules of numba kernels: scored with ``NUMBA_DISABLE_JIT=1`` (their functions then run as
+#: the Python code a mutant replaces; compiled, a mutant would not run, and numba's cache would
+#: keep it). Score them in a run of their own: the other groups' tests run slower without JIT.
+COMPILED = frozenset({"workloads/sparse_kernels.py"})
+
 #: group → (modules, tests). Each group's tests are the files that exercise its modules directly
 #: (fast ones: a mutant runs them all when it survives).
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
@@ -87,7 +94,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
                   ["tests/test_engine_admission.py", "tests/test_engine_scheduler.py",
                    "tests/test_promises.py"]),
-    "sparse": (["workloads/sparse.py"], ["tests/test_workloads_sparse.py"]),
+    "sparse": (["workloads/sparse.py", "workloads/sparse_kernels.py"],
+               ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
                "simulator/sweep/executor.py", "simulator/sweep/check.py"],
@@ -645,16 +653,8 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("workloads/sparse.py",
      "recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)", "1 -> 2"):
         "every sampled row has the whole window: the fill is never used",
-    ("workloads/sparse.py", "u = rng.random((3, len(qi)))", "3 -> 4"):
-        "a row of random numbers more, never used (the stream is consumed differently, which "
-        "no promise fixes)",
     ("workloads/sparse.py", "if p_pop > 0:", "> -> >=", "#1"):
         "(oversampled) with popular_fraction 0 no draw is popular (comp < 0 never holds)",
-    ("workloads/sparse.py", "use = ((comp < p_pop) & (regions[q] > 0)).nonzero()[0]",
-     "< -> <="):
-        "comp = p_pop has probability 0",
-    ("workloads/sparse.py", "rank = np.minimum(rank, rmod - 1)", "- -> +"):
-        "u < 1, so searchsorted(cdf, u * cdf[r - 1], 'right') <= r - 1: the cap never binds",
     ("simulator/network/fabric.py", 'bw, lat = data.get("bandwidth"), data.get("latency", 0.0)',
      "0.0 -> 1.0"):
         "the latency is only validated here (a default of 1 s is valid); the paths read it "
@@ -942,38 +942,9 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("workloads/sparse.py", "cdf.flags.writeable = pmf.flags.writeable = False",
      "False -> True"):
         "a guard on the cached arrays: no code writes them",
-    ("workloads/sparse.py", "cb = max((m - 1).bit_length(), 1)", "- -> +"):
-        "more bits for the column index than needed: the same order and the same values",
-    ("workloads/sparse.py", "cb = max((m - 1).bit_length(), 1)", "1 -> 2"):
-        "more bits for the column index than needed: the same order and the same values",
-    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
-     "else np.int64", "<= -> <"):
-        "64-bit keys where 32 would do: the same order",
-    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
-     "else np.int64", "** -> *"):
-        "64-bit keys (almost) always: the same order",
-    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
-     "else np.int64", "0 -> 1"):
-        "initial only counts for an empty array, which has no keys",
-    ("workloads/sparse.py", "dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 "
-     "else np.int64", "31 -> 32"):
-        "keys below 2**32 wrap in 32 bits but stay distinct, equal where equal and ordered "
-        "within a value by column: the same first distinct values",
-    ("workloads/sparse.py", "got[good] = rows[good][chosen[good]].reshape(-1, k)", "1 -> 2"):
-        "numpy reads any negative size in reshape as 'the rest'",
-    ("workloads/sparse.py", "rows = fresh.reshape(-1, m)", "1 -> 2"):
-        "numpy reads any negative size in reshape as 'the rest'",
-    ("workloads/sparse.py", "rows = cand[_last_renewal(renew)].reshape(-1, m)", "1 -> 2"):
-        "numpy reads any negative size in reshape as 'the rest'",
     ("workloads/sparse.py", "m = int(np.ceil(k * self.oversample)) + 4", "* -> /"):
         "fewer candidate slots: rows short of k distinct go to the exact sampler of the same "
         "law",
-    ("workloads/sparse.py", "use = ((comp >= p_pop) & (comp < p_pop + self.focus_fraction))"
-     ".nonzero()[0]", ">= -> >"):
-        "comp = p_pop has probability 0",
-    ("workloads/sparse.py", "use = ((comp >= p_pop) & (comp < p_pop + self.focus_fraction))"
-     ".nonzero()[0]", "< -> <="):
-        "comp = p_pop + focus_fraction has probability 0",
     ("simulator/sweep/spec.py", 'return "unknown"', "return X -> None"):
         "an uninstalled tree: any constant serves as its version in the key",
     ("simulator/sweep/spec.py", "raw = [dict(zip(keys, combo, strict=True)) for combo in combos]",
@@ -1626,6 +1597,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [g for g in groups if g not in GROUPS]
     if unknown:
         ap.error(f"unknown group {unknown[0]!r}: give some of {', '.join(GROUPS)}")
+    if a.cmd == "score" and any(m in COMPILED for g in groups for m in GROUPS[g][0]
+                                if not a.module or any(o in m for o in a.module)):
+        # a mutant replaces a function's code: numba's kernels must run as that code (before
+        # numba is first imported, which reads this)
+        os.environ["NUMBA_DISABLE_JIT"] = "1"
     if a.equivalents:
         print("| module | line | mutation | why no test can tell |\n|---|---|---|---|")
         for key, why in EQUIVALENT.items():

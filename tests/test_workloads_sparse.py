@@ -1,4 +1,7 @@
-"""Sparse selection: known counts, locality knobs, invariants, and an oracle for the sampler."""
+"""Sparse selection: known counts, locality knobs, invariants, and an oracle for the sampler.
+
+The compiled kernels (:mod:`workloads.sparse_kernels`) are held to the array code they replaced
+(:mod:`simulator.testing.sparse_reference`) bit for bit: the same draws, the same selections."""
 
 import math
 
@@ -7,14 +10,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from simulator.testing import sparse_reference as reference
+from simulator.testing.sparse_reference import first_distinct as _first_distinct
+from simulator.testing.sparse_reference import last_renewal as _last_renewal
 from simulator.testing.traces import sparse_selectors
 from workloads.focus import draw_focus
-from workloads.sparse import (
-    _PRIME,
-    SparseSelector,
-    _first_distinct,
-    _last_renewal,
-)
+from workloads.sparse import _PRIME, SparseSelector
+from workloads.sparse_kernels import gumbel_keys
 
 CTX_256K = 262_144 // 64  # a 256k-token context in 64-token blocks
 
@@ -335,3 +337,102 @@ def test_first_distinct_keeps_values_that_need_64_bit_keys():
     rows = np.array([[2**30 + 5, 3, 2**30 + 5], [2**40, 2**41, 7]], np.int64)
     got, ok = _first_distinct(rows, 2)
     assert got.tolist() == [[2**30 + 5, 3], [2**40, 2**41]] and ok.tolist() == [True, True]
+
+
+# -- the compiled kernels against the array code they replaced, bit for bit --------------------
+
+
+def _queries(data, sel: SparseSelector, focus: bool):
+    """Random older-block counts, repository lengths and focus sets for a few queries."""
+    k = sel.sampled_per_layer
+    qn = data.draw(st.integers(1, 4))
+    avail = np.array(data.draw(st.lists(st.integers(k + 1, 40 * k), min_size=qn, max_size=qn)))
+    pop = np.array([data.draw(st.integers(0, int(a))) for a in avail])
+    foc = None
+    if focus:
+        width = data.draw(st.integers(1, 12))
+        foc = np.array(data.draw(st.lists(st.lists(st.integers(-1, int(avail.max()) - 1),
+                                                   min_size=width, max_size=width),
+                                          min_size=qn, max_size=qn)))
+        foc = np.where(foc < avail[:, None], foc, -1)
+    return avail, pop, foc
+
+
+@given(sel=sparse_selectors(kinds=("dsa", "nsa")), data=st.data(), layers=st.integers(1, 40),
+       focus=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_the_oversampled_kernel_gives_the_array_codes_picks_from_the_same_draws(sel, data, layers,
+                                                                              focus, seed):
+    avail, pop, foc = _queries(data, sel, focus)
+    k = sel.sampled_per_layer
+    rng_new, rng_old = np.random.default_rng(seed), np.random.default_rng(seed)
+    got, ok = sel._oversampled(rng_new, avail, pop, foc, layers, k)
+    want, want_ok = reference.oversampled(sel, rng_old, avail, pop, foc, layers, k)
+    assert rng_new.bit_generator.state == rng_old.bit_generator.state  # the same draws
+    assert ok.tolist() == want_ok.tolist()
+    # the array code's rows are in draw order, the kernel's too; the selector sorts them
+    assert np.array_equal(got[ok], want[want_ok])
+
+
+@given(sel=sparse_selectors(kinds=("dsa", "nsa")), data=st.data(), layers=st.integers(1, 40),
+       focus=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_the_gumbel_kernel_gives_the_array_codes_keys_from_the_same_draws(sel, data, layers,
+                                                                        focus, seed):
+    avail, pop, foc = _queries(data, sel, focus)
+    logw, valid = sel._log_weights(avail, pop, foc)
+    k = min(sel.sampled_per_layer, int(avail.min()))
+    rng_new, rng_old = np.random.default_rng(seed), np.random.default_rng(seed)
+    uniforms = rng_new.random((len(avail), layers, logw.shape[1]))
+    renew = sel._renew_mask(rng_new, uniforms.shape)
+    keys = gumbel_keys(logw, valid, uniforms, np.zeros((0, 0, 0), bool) if renew is None
+                       else renew)
+    want = reference.gumbel_keys(sel, rng_old, logw, valid, layers)
+    assert rng_new.bit_generator.state == rng_old.bit_generator.state
+    assert np.array_equal(keys, want)  # every float, infinities included
+    rng_new, rng_old = np.random.default_rng(seed), np.random.default_rng(seed)
+    assert np.array_equal(np.sort(sel._gumbel_top(rng_new, logw, valid, layers, k), axis=2),
+                          np.sort(reference.gumbel_top(sel, rng_old, logw, valid, layers, k),
+                                  axis=2))
+
+
+def test_the_gumbel_kernels_noise_is_numpys_gumbel_to_the_bit():
+    uniforms = np.random.default_rng(5).random((1, 1, 200_000))
+    logw = np.zeros((1, 200_000))
+    keys = gumbel_keys(logw, np.ones((1, 200_000), bool), uniforms, np.zeros((0, 0, 0), bool))
+    assert np.array_equal(-keys[0, 0], np.random.default_rng(5).gumbel(size=200_000))
+
+
+def test_a_row_short_of_weighted_blocks_gets_the_fill_keys():
+    # -inf weight: 1e300 for a valid block, +inf for padding; a finite weight: −(logw + noise)
+    logw = np.array([[0.0, -np.inf, -np.inf]])
+    valid = np.array([[True, True, False]])
+    uniforms = np.full((1, 2, 3), 0.5)
+    keys = gumbel_keys(logw, valid, uniforms, np.zeros((0, 0, 0), bool))
+    noise = -math.log(-math.log(0.5))
+    assert keys[0, :, 0].tolist() == [-noise, -noise]
+    assert keys[0, :, 1].tolist() == [1e300, 1e300] and np.isinf(keys[0, :, 2]).all()
+
+
+def test_persisting_noise_is_the_last_renewing_layers():
+    uniforms = np.array([[[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]]])  # (1 query, 3 layers, 2 blocks)
+    renew = np.array([[[True, True], [False, True], [True, False]]])
+    keys = gumbel_keys(np.zeros((1, 2)), np.ones((1, 2), bool), uniforms, renew)
+    g = [-math.log(-math.log(1.0 - u)) for u in (0.1, 0.2, 0.4, 0.5)]
+    assert keys[0, :, 0].tolist() == [-g[0], -g[0], -g[3]]
+    assert keys[0, :, 1].tolist() == [-g[1], -g[2], -g[2]]
+
+
+@given(sel=sparse_selectors(), ctx=st.lists(st.integers(1, 3000), min_size=1, max_size=5),
+       layers=st.integers(1, 20), seed=st.integers(0, 2**32 - 1), with_focus=st.booleans())
+def test_a_whole_batch_is_the_array_codes_selection(sel, ctx, layers, seed, with_focus):
+    """The selector with its kernels against the selector with the array code in their place
+    (the fallback of rows short of k distinct candidates included)."""
+    rng = np.random.default_rng(seed)
+    ctx = np.array(ctx)
+    focus = None
+    if with_focus:
+        focus = np.stack([np.resize(draw_focus(rng, n, 2, 8), 16) for n in ctx])
+    got = sel.select_batch(np.random.default_rng(seed), ctx, layers, focus=focus,
+                           popular_blocks=ctx // 2)
+    want = reference.array_selector(sel).select_batch(np.random.default_rng(seed), ctx, layers, focus=focus,
+                            popular_blocks=ctx // 2)
+    assert np.array_equal(got.indices, want.indices)

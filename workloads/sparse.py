@@ -45,11 +45,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from workloads.sparse_kernels import PRIME, gumbel_keys, oversampled_picks
+
 KINDS = ("dense", "dsa", "nsa")
 
 #: Multiplier of the rank → region bijection; prime, larger than any region count we meet
 #: (Knuth's multiplicative-hash constant).
-_PRIME = 2654435761
+_PRIME = PRIME
+
+#: The exact path's renewal mask when every layer draws its own noise.
+_NO_MASK = np.zeros((0, 0, 0), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -233,53 +238,32 @@ class SparseSelector:
         return Selection(out, counts)
 
     def _oversampled(self, rng, avail, pop, foc, n_layers: int, k: int):
-        """Fast path: draw with replacement, dedupe in draw order, keep the first k."""
+        """Fast path: draw with replacement, dedupe in draw order, keep the first k
+        (:func:`workloads.sparse_kernels.oversampled_picks` after the draws)."""
         qn = len(avail)
-        one = qn == 1  # the common case: index per-query arrays by broadcasting, not gathers
         m = int(np.ceil(k * self.oversample)) + 4
         shape = (qn, n_layers, m)
         # which slots draw afresh (the rest keep the previous layer's draw): draw only those
         renew = self._renew_mask(rng, shape)
-        qi = (np.zeros(np.count_nonzero(renew), np.int64) if one and renew is not None else
-              np.repeat(np.arange(qn), n_layers * m if renew is None else  # each draw's query
-                        np.count_nonzero(renew.reshape(qn, -1), axis=1)))
-        u = rng.random((3, len(qi)))
-        comp = u[0]
-        fresh = (u[1] * (avail if one else avail[qi])).astype(np.int64)  # uniform draws
-        p_pop = self.popular_fraction
-        if p_pop > 0:
-            rb = self.region_blocks
-            regions = -(-pop // rb)
-            q = slice(None) if one else qi  # one query: its (1,) arrays broadcast, no gathers
-            use = ((comp < p_pop) & (regions[q] > 0)).nonzero()[0]
-            q = q if one else qi[use]
-            rmod = np.maximum(regions, 1)[q]
-            if len(use):
-                cdf = _zipf(self.zipf_s, int(regions.max()))[0]
-                rank = np.searchsorted(cdf, u[1, use] * cdf[rmod - 1], side="right")
-                rank = np.minimum(rank, rmod - 1)
-                region = (rank * (_PRIME % rmod) + self.salt % rmod) % rmod
-                start = region * rb
-                length = np.minimum(rb, pop[q] - start)
-                fresh[use] = start + (u[2, use] * length).astype(np.int64)
-        if foc is not None:
-            use = ((comp >= p_pop) & (comp < p_pop + self.focus_fraction)).nonzero()[0]
-            col = (u[2, use] * foc.shape[1]).astype(np.int64)
-            fv = foc[0][col] if one else foc[qi[use], col]
-            ok = fv >= 0
-            fresh[use[ok]] = fv[ok]
         if renew is None:
-            rows = fresh.reshape(-1, m)
-        else:  # each slot takes the draw of its last renewing layer (flat index, forward-filled)
-            cand = np.empty(qn * n_layers * m, dtype=np.int64)
-            np.place(cand, renew.ravel(), fresh)
-            rows = cand[_last_renewal(renew)].reshape(-1, m)
-        got, ok_rows = _first_distinct(rows, k)
-        ok_q = ok_rows.reshape(qn, n_layers).all(axis=1)
-        return got.reshape(qn, n_layers, k), ok_q
+            renew = np.ones(shape, dtype=bool)
+        u = rng.random((3, np.count_nonzero(renew)))
+        p_pop = self.popular_fraction
+        regions = -(-pop // self.region_blocks)
+        cdf = _zipf(self.zipf_s, max(int(regions.max()), 1))[0]
+        if foc is None:
+            foc = np.empty((qn, 0), dtype=np.int64)
+        return oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop,
+                                 p_pop + self.focus_fraction, self.region_blocks, self.salt, k)
 
     def _gumbel(self, rng, avail, pop, foc, n_layers: int, k: int) -> np.ndarray:
         """Exact path: top k of log(weight) + Gumbel noise over each query's older blocks."""
+        logw, valid = self._log_weights(avail, pop, foc)
+        return self._gumbel_top(rng, logw, valid, n_layers, k)
+
+    def _log_weights(self, avail, pop, foc) -> tuple[np.ndarray, np.ndarray]:
+        """Each query's log mixture weight per older block, ``(Q, max avail)`` (−inf: none),
+        and which entries are older blocks of the query."""
         qn = len(avail)
         amax = int(avail.max())
         pos = np.arange(amax, dtype=np.int64)[None, :]
@@ -324,13 +308,20 @@ class SparseSelector:
         with np.errstate(divide="ignore"):
             logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, weight, 1.0)),
                             -np.inf)
-        noise = self._persist(rng, rng.gumbel(size=(qn, n_layers, amax)))
-        keys = np.add(logw[:, None, :], noise, out=noise)  # noise is a fresh array: reused
-        # a row with fewer than k positive weights: fill with the remaining valid blocks
-        finite = np.isfinite(keys)
-        if not finite.all():
-            keys = np.where(finite, keys, np.where(valid[:, None, :], -1e300, -np.inf))
-        top = np.argpartition(np.negative(keys, out=keys), k - 1, axis=2)[:, :, :k]
+        return logw, valid
+
+    def _gumbel_top(self, rng, logw: np.ndarray, valid: np.ndarray, n_layers: int,
+                    k: int) -> np.ndarray:
+        """The top k of ``logw`` + Gumbel noise per layer (noise persisting across layers with
+        the layer correlation), ``(Q, n_layers, k)`` older-block indices, unsorted."""
+        qn, amax = logw.shape
+        # the doubles rng.gumbel would draw, turned into noise only where the mask keeps them
+        uniforms = rng.random((qn, n_layers, amax))
+        renew = self._renew_mask(rng, uniforms.shape)
+        # negated keys; a row with fewer than k positive weights is filled with the remaining
+        # valid blocks
+        keys = gumbel_keys(logw, valid, uniforms, _NO_MASK if renew is None else renew)
+        top = np.argpartition(keys, k - 1, axis=2)[:, :, :k]
         return top.astype(np.int64)
 
     def _renew_mask(self, rng, shape) -> np.ndarray | None:
@@ -343,13 +334,6 @@ class SparseSelector:
         renew[:, 0, :] = True
         return renew
 
-    def _persist(self, rng, fresh: np.ndarray) -> np.ndarray:
-        """Layer correlation: each slot keeps the previous layer's value with prob. ρ."""
-        renew = self._renew_mask(rng, fresh.shape)
-        if renew is None:
-            return fresh
-        return fresh.ravel()[_last_renewal(renew)]
-
 
 @functools.lru_cache(maxsize=256, typed=True)
 def _zipf(s: float, regions: int) -> tuple[np.ndarray, np.ndarray]:
@@ -358,36 +342,3 @@ def _zipf(s: float, regions: int) -> tuple[np.ndarray, np.ndarray]:
     pmf = np.diff(cdf, prepend=0.0)
     cdf.flags.writeable = pmf.flags.writeable = False
     return cdf, pmf
-
-
-def _first_distinct(rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's first ``k`` distinct values in column order, ``(R, k)`` (zeros for rows with
-    fewer), and which rows had ``k``; values are non-negative ints."""
-    R, m = rows.shape  # sort each row by (value, column), packed in one integer key
-    cb = max((m - 1).bit_length(), 1)
-    dt = np.int32 if (int(rows.max(initial=0)) + 1) << cb <= 2**31 else np.int64
-    key = rows.astype(dt) << cb
-    key |= np.arange(m, dtype=dt)
-    key.sort(axis=1)
-    val = key >> cb
-    first = np.empty((R, m), dtype=bool)
-    first[:, 0] = True
-    np.not_equal(val[:, 1:], val[:, :-1], out=first[:, 1:])
-    pos = (key & ((1 << cb) - 1)) + np.arange(0, R * m, m)[:, None]
-    keep = np.empty((R, m), dtype=bool)
-    keep.ravel()[pos] = first  # pos: a permutation of the row's slots
-    rank_kept = np.cumsum(keep, axis=1)
-    chosen = keep & (rank_kept <= k)
-    ok_rows = rank_kept[:, -1] >= k
-    good = slice(None) if ok_rows.all() else np.flatnonzero(ok_rows)
-    got = np.zeros((R, k), dtype=np.int64)
-    got[good] = rows[good][chosen[good]].reshape(-1, k)
-    return got, ok_rows
-
-
-def _last_renewal(renew: np.ndarray) -> np.ndarray:
-    """Per slot of a ``(Q, layers, M)`` renewal mask (layer 0 all True): its last renewal's
-    flat index."""
-    src = np.where(renew, np.arange(renew.size).reshape(renew.shape), 0)
-    np.maximum.accumulate(src, axis=1, out=src)
-    return src
