@@ -76,33 +76,44 @@ def oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop, p_mix, region_block
             amax = avail[q] + 1
     seen = np.full(amax, -1, np.int64)  # the row that last kept each block value
     cur = np.zeros(m, np.int64)
+    fresh = np.zeros(u.shape[1] + 1, np.int64)  # each renewal's draw (+ one never kept)
     f_width = foc.shape[1]
-    t = 0  # the next renewing slot's uniforms
+    t0 = 0  # the query's first renewal
     stamp = 0
     for q in range(qn):
+        t1 = t0  # past its last
+        for layer in range(n_layers):
+            for j in range(m):
+                t1 += renew[q, layer, j]
+        # the query's draws, one after another (each a mixture component by its first uniform)
         a = avail[q]
         rb_q = (pop[q] + region_blocks - 1) // region_blocks  # the repository's regions
         prime_mod = PRIME % rb_q if rb_q > 0 else 0
         salt_mod = salt % rb_q if rb_q > 0 else 0
+        for t in range(t0, t1):
+            comp = u[0, t]
+            v = np.int64(u[1, t] * a)
+            if p_pop > 0 and comp < p_pop and rb_q > 0:
+                rank = _search_right(cdf, u[1, t] * cdf[rb_q - 1])
+                if rank > rb_q - 1:
+                    rank = rb_q - 1
+                start = ((rank * prime_mod + salt_mod) % rb_q) * region_blocks
+                length = min(region_blocks, pop[q] - start)
+                v = start + np.int64(u[2, t] * length)
+            elif f_width > 0 and p_pop <= comp < p_mix:
+                fv = foc[q, np.int64(u[2, t] * f_width)]
+                if fv >= 0:
+                    v = fv
+            fresh[t] = v
+        # each slot takes the next draw where it renews, else keeps its own (a select, not a
+        # branch: the mask is random); then the layer's first k distinct
+        t = t0
         for layer in range(n_layers):
             for j in range(m):
-                if not renew[q, layer, j]:
-                    continue
-                comp = u[0, t]
-                v = np.int64(u[1, t] * a)
-                if p_pop > 0 and comp < p_pop and rb_q > 0:
-                    rank = _search_right(cdf, u[1, t] * cdf[rb_q - 1])
-                    if rank > rb_q - 1:
-                        rank = rb_q - 1
-                    start = ((rank * prime_mod + salt_mod) % rb_q) * region_blocks
-                    length = min(region_blocks, pop[q] - start)
-                    v = start + np.int64(u[2, t] * length)
-                elif f_width > 0 and p_pop <= comp < p_mix:
-                    fv = foc[q, np.int64(u[2, t] * f_width)]
-                    if fv >= 0:
-                        v = fv
-                cur[j] = v
-                t += 1
+                r = renew[q, layer, j]
+                f = fresh[t]
+                cur[j] = f if r else cur[j]
+                t += r
             got = 0
             for j in range(m):
                 v = cur[j]
@@ -115,6 +126,7 @@ def oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop, p_mix, region_block
             stamp += 1
             if got < k:
                 ok[q] = False
+        t0 = t1
     return picks, ok
 
 
