@@ -436,3 +436,44 @@ def test_a_whole_batch_is_the_array_codes_selection(sel, ctx, layers, seed, with
     want = reference.array_selector(sel).select_batch(np.random.default_rng(seed), ctx, layers, focus=focus,
                             popular_blocks=ctx // 2)
     assert np.array_equal(got.indices, want.indices)
+
+
+def mixture_weights(sel, avail, pop, focus):
+    """The exact path's weight of each older block, the obvious way, with its edge rules: no
+    repository (pop = 0) spreads the popular share uniformly, as does a focus set with no
+    valid entry; negative focus entries are padding; no focus set at all: no focus share."""
+    p_foc = sel.focus_fraction if focus is not None else 0.0
+    w = np.full(avail, (1 - sel.popular_fraction - p_foc) / avail)
+    regions = -(-pop // sel.region_blocks)
+    if regions == 0:
+        w += sel.popular_fraction / avail
+    else:
+        zipf = np.arange(1, regions + 1) ** -sel.zipf_s
+        zipf /= zipf.sum()
+        for rank in range(regions):
+            region = (rank * _PRIME + sel.salt) % regions
+            blocks = np.arange(region * sel.region_blocks,
+                               min((region + 1) * sel.region_blocks, pop))
+            w[blocks] += sel.popular_fraction * zipf[rank] / len(blocks)
+    if focus is not None:
+        entries = [int(b) for b in focus if b >= 0]
+        if not entries:
+            w += p_foc / avail
+        for b in entries:
+            w[b] += p_foc / len(entries)
+    return w
+
+
+@given(sel=sparse_selectors(kinds=("dsa",)), data=st.data(), focus=st.booleans())
+def test_the_exact_paths_weights_are_the_mixtures_for_every_query_of_a_batch(sel, data, focus):
+    avail, pop, foc = _queries(data, sel, focus)
+    if focus and data.draw(st.booleans()):
+        foc[0] = -1  # a query whose focus set has no valid entry
+    logw, valid = sel._log_weights(avail, pop, foc)
+    assert logw.shape == valid.shape == (len(avail), avail.max())
+    for q, a in enumerate(avail.tolist()):
+        want = mixture_weights(sel, a, int(pop[q]), None if foc is None else foc[q])
+        assert valid[q].tolist() == [True] * a + [False] * (avail.max() - a)
+        assert np.allclose(np.exp(logw[q, :a]), want, rtol=1e-9, atol=0)
+        assert (logw[q, :a][want == 0] == -np.inf).all()
+        assert (logw[q, a:] == -np.inf).all()

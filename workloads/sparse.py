@@ -281,13 +281,17 @@ class SparseSelector:
             region_of_rank = (rank * (_PRIME % rmod) + self.salt % rmod) % rmod
             mass = np.where(rank < regions[:, None],
                             pmf[None, :] / cdf[np.maximum(regions, 1) - 1][:, None], 0.0)
-            region_mass = np.zeros((qn, rmax))
+            region_mass = np.zeros((qn, rmax + 1))  # + a column for ranks past a query's own
             blk_region = np.minimum(pos // rb, rmax - 1)
             if qn == 1:  # the same fancy assignment and gather, without the along-axis setup
-                region_mass[0, region_of_rank[0]] = mass[0]
+                region_mass[0, region_of_rank[0]] = mass[0]  # (its ranks are its regions)
                 blk_mass = region_mass[0][blk_region]
             else:
-                np.put_along_axis(region_mass, region_of_rank, mass, axis=1)
+                # a query with fewer regions than the batch's most: its ranks past its own
+                # (mass 0) would wrap onto its regions and overwrite their mass
+                np.put_along_axis(region_mass,
+                                  np.where(rank < regions[:, None], region_of_rank, rmax), mass,
+                                  axis=1)
                 blk_mass = np.take_along_axis(
                     region_mass, np.broadcast_to(blk_region, (qn, amax)), axis=1)
             length = np.minimum(rb, pop[:, None] - blk_region * rb)
