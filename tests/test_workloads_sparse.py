@@ -477,3 +477,17 @@ def test_the_exact_paths_weights_are_the_mixtures_for_every_query_of_a_batch(sel
         assert np.allclose(np.exp(logw[q, :a]), want, rtol=1e-9, atol=0)
         assert (logw[q, :a][want == 0] == -np.inf).all()
         assert (logw[q, a:] == -np.inf).all()
+
+
+def test_a_query_without_a_repository_draws_no_popular_block_in_either_code():
+    # pop = 0: no region to draw from, so a "popular" draw stays uniform (the kernel must not
+    # take a region modulo 0), beside a query that has one
+    sel = SparseSelector(popular_fraction=0.6, focus_fraction=0.2, layer_correlation=0.5)
+    avail, pop = np.array([300, 500]), np.array([0, 320])
+    foc = np.array([[3, 9, -1], [-1, -1, -1]])
+    for seed in range(3):
+        got, ok = sel._oversampled(np.random.default_rng(seed), avail, pop, foc, 12, 32)
+        want, want_ok = reference.oversampled(sel, np.random.default_rng(seed), avail, pop, foc,
+                                              12, 32)
+        assert ok.tolist() == want_ok.tolist() == [True, True]
+        assert np.array_equal(got, want)
