@@ -491,3 +491,14 @@ def test_a_query_without_a_repository_draws_no_popular_block_in_either_code():
                                               12, 32)
         assert ok.tolist() == want_ok.tolist() == [True, True]
         assert np.array_equal(got, want)
+
+
+def test_a_batch_whose_later_query_has_more_older_blocks_keeps_them_all_apart():
+    # the kernel's stamp array must cover the batch's largest context, wherever it is
+    sel = SparseSelector(popular_fraction=0.0, focus_fraction=0.0, layer_correlation=0.3)
+    avail, pop = np.array([100, 102, 40, 400]), np.array([0, 0, 0, 0])
+    got, ok = sel._oversampled(np.random.default_rng(4), avail, pop, None, 30, 32)
+    want, want_ok = reference.oversampled(sel, np.random.default_rng(4), avail, pop, None, 30, 32)
+    assert ok.tolist() == want_ok.tolist()
+    assert np.array_equal(got[ok], want[want_ok])
+    assert got[3].max() >= 390  # the last query's blocks reach its end

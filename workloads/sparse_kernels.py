@@ -70,13 +70,11 @@ def oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop, p_mix, region_block
     qn, n_layers, m = renew.shape
     picks = np.zeros((qn, n_layers, k), np.int64)
     ok = np.ones(qn, np.bool_)
-    amax = 1
-    for q in range(qn):
-        if avail[q] + 1 > amax:
-            amax = avail[q] + 1
-    seen = np.full(amax, -1, np.int64)  # the row that last kept each block value
+    # the row that last kept each block value (values are < avail; + 1: u·avail rounded up)
+    seen = np.full(avail.max() + 1, -1, np.int64)
     cur = np.zeros(m, np.int64)
-    fresh = np.zeros(u.shape[1] + 1, np.int64)  # each renewal's draw (+ one never kept)
+    n_draws = u.shape[1]
+    fresh = np.zeros(n_draws + 1, np.int64)  # each renewal's draw (+ one never kept)
     f_width = foc.shape[1]
     t0 = 0  # the query's first renewal
     stamp = 0
