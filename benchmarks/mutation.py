@@ -653,8 +653,72 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("workloads/sparse.py",
      "recent = np.where(np.arange(w)[None, :] < r[sampled][:, None], recent, -1)", "1 -> 2"):
         "every sampled row has the whole window: the fill is never used",
-    ("workloads/sparse.py", "if p_pop > 0:", "> -> >=", "#1"):
-        "(oversampled) with popular_fraction 0 no draw is popular (comp < 0 never holds)",
+    ("workloads/sparse.py", "if p_pop > 0:", "> -> >="):
+        "(exact path's weights) with popular_fraction 0 the popular block adds 0 × finite "
+        "weights",
+    ("workloads/sparse.py", "foc = np.where((foc >= 0) & (foc < avail_s[:, None]), foc, -1)",
+     "1 -> 2"):
+        "any negative focus entry is padding",
+    ("workloads/sparse.py", "cdf = _zipf(self.zipf_s, max(int(regions.max()), 1))[0]",
+     "1 -> 2"):
+        "with at most one region the search over two cumulative weights still returns rank "
+        "0 (u · cdf[0] < cdf[0])",
+    ("workloads/sparse.py", "weight = np.where(valid, (1.0 - p_pop - p_foc) / "
+     "np.maximum(avail, 1)[:, None], 0.0)", "1 -> 2"):
+        "the exact path's rows have more older blocks than k >= 1: avail >= 2",
+    ("workloads/sparse.py", "mass = np.where(rank < regions[:, None],", "< -> <="):
+        "a rank at the query's region count goes to the discarded column (a batch) or does "
+        "not exist (one query: its ranks stop there)",
+    ("workloads/sparse.py", "pmf[None, :] / cdf[np.maximum(regions, 1) - 1][:, None], 0.0)",
+     "0.0 -> 1.0"):
+        "ranks past the query's own go to the discarded column (a batch) or do not exist "
+        "(one query)",
+    ("workloads/sparse_kernels.py", "elif f_width > 0 and p_pop <= comp < p_mix:", "< -> <="):
+        "comp = popular + focus share has probability 0",
+    ("workloads/sparse_kernels.py", "elif f_width > 0 and p_pop <= comp < p_mix:", "<= -> <"):
+        "comp = popular share has probability 0",
+    ("workloads/sparse_kernels.py", "if p_pop > 0 and comp < p_pop and rb_q > 0:", "< -> <="):
+        "comp = popular share has probability 0",
+    ("workloads/sparse_kernels.py", "if p_pop > 0 and comp < p_pop and rb_q > 0:", "> -> >=",
+     "p_pop > 0"):
+        "with popular_fraction 0, comp < 0 never holds either",
+    ("workloads/sparse_kernels.py", "stamp = 0", "0 -> 1"):
+        "stamps starting at 1: never the initial -1 either",
+    ("workloads/sparse_kernels.py", "if cdf[mid] <= x:", "<= -> <"):
+        "x = u · cdf[r - 1] equal to a cumulative weight has probability 0",
+    ("workloads/sparse_kernels.py", "if rank > rb_q - 1:", "- -> +"):
+        "u < 1, so the search returns at most r - 1: the cap never binds",
+    ("workloads/sparse_kernels.py", "if rank > rb_q - 1:", "1 -> 2"):
+        "u < 1, so the search returns at most r - 1: the cap never binds",
+    ("workloads/sparse_kernels.py", "if rank > rb_q - 1:", "> -> >="):
+        "capping r - 1 at r - 1",
+    ("workloads/sparse_kernels.py", "rank = rb_q - 1", "- -> +"):
+        "the cap never binds (u < 1)",
+    ("workloads/sparse_kernels.py", "rank = rb_q - 1", "1 -> 2"):
+        "the cap never binds (u < 1)",
+    ("workloads/sparse_kernels.py", "prime_mod = PRIME % rb_q if rb_q > 0 else 0", "0 -> 1"):
+        "rb_q > 1: PRIME % 1 is 0 anyway; else 1: a query without regions draws nothing "
+        "popular",
+    ("workloads/sparse_kernels.py", "salt_mod = salt % rb_q if rb_q > 0 else 0", "0 -> 1"):
+        "rb_q > 1: salt % 1 is 0 anyway; else 1: a query without regions draws nothing "
+        "popular",
+    ("workloads/sparse_kernels.py", "prime_mod = PRIME % rb_q if rb_q > 0 else 0", "> -> >="):
+        "as Python (NUMBA_DISABLE_JIT) numpy's int64 % 0 is 0 with a warning and unused; "
+        "compiled, numba raises ZeroDivisionError and the sparse tests fail",
+    ("workloads/sparse_kernels.py", "salt_mod = salt % rb_q if rb_q > 0 else 0", "> -> >="):
+        "as Python (NUMBA_DISABLE_JIT) numpy's int64 % 0 is 0 with a warning and unused; "
+        "compiled, numba raises ZeroDivisionError and the sparse tests fail",
+    ("workloads/sparse_kernels.py", "seen = np.full(avail.max() + 1, -1, np.int64)", "1 -> 2"):
+        "a larger stamp array, or an initial stamp of -2: never a row's stamp (>= 0)",
+    ("workloads/sparse_kernels.py", "fresh = np.zeros(n_draws + 1, np.int64)  # each renewal's "
+     "draw (+ one never kept)", "1 -> 2"):
+        "one more entry that is never kept",
+    ("workloads/sparse_kernels.py", "stamp += 1", "1 -> 2"):
+        "stamps need only differ from row to row and from the initial -1",
+    ("workloads/sparse_kernels.py", "persist = renew.size > 0", "0 -> 1"):
+        "a mask, when given, has at least two layers and one block: size >= 2",
+    ("workloads/sparse_kernels.py", "cur = 0.0", "0.0 -> 1.0"):
+        "layer 0 always draws afresh: the initial value is never read",
     ("simulator/network/fabric.py", 'bw, lat = data.get("bandwidth"), data.get("latency", 0.0)',
      "0.0 -> 1.0"):
         "the latency is only validated here (a default of 1 s is valid); the paths read it "
@@ -924,12 +988,37 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "True -> False"):
         "joining a class, right after it is made, marks it dirty; the probe's class is never "
         "read for it",
-    ("workloads/sparse.py", "logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, "
-     "weight, 1.0)),", "1.0 -> 2.0"):
+    ("workloads/sparse.py", "logw = np.where(positive, np.log(np.where(positive, weight, 1.0)), "
+     "-np.inf)", "1.0 -> 2.0"):
         "the placeholder under log() for zero weights, whose log the outer where discards",
-    ("workloads/sparse.py", "-np.inf)", "-x -> x"):
-        "non-finite keys are replaced in the fill step below (-1e300 for an older block, "
-        "-inf otherwise), whatever their sign",
+    ("workloads/sparse.py", "logw = np.where(positive, np.log(np.where(positive, weight, 1.0)), "
+     "-np.inf)", "-x -> x"):
+        "non-finite keys are replaced in the fill step below (1e300 for an older block, inf "
+        "otherwise), whatever their sign",
+    ("workloads/sparse.py", "region_mass = np.zeros((qn, rmax + 1))  # + a column for ranks past "
+     "a query's own", "1 -> 2"):
+        "one more discarded column",
+    ("workloads/sparse.py", "weight += p_pop * np.where(no_pop[:, None], valid / "
+     "np.maximum(avail, 1)[:, None],", "1 -> 2"):
+        "the exact path's rows have more older blocks than k >= 1: avail >= 2",
+    ("workloads/sparse.py", "fmass = np.zeros((qn, amax + 1))", "1 -> 2"):
+        "one more column for padding focus entries, never read",
+    ("workloads/sparse.py", "contrib = np.where(f_ok, p_foc / np.maximum(nf, 1)[:, None], 0.0)",
+     "1 -> 2"):
+        "with no valid focus entry (nf = 0) every contribution is the 0.0 branch",
+    ("workloads/sparse.py", "contrib = np.where(f_ok, p_foc / np.maximum(nf, 1)[:, None], 0.0)",
+     "0.0 -> 1.0"):
+        "padding focus entries add to the discarded column amax",
+    ("workloads/sparse.py", "weight += np.where((nf == 0)[:, None], p_foc * valid / "
+     "np.maximum(avail, 1)[:, None],", "* -> /"):
+        "p_foc / True = p_foc at older blocks; padding (p_foc / False = inf) is masked out of "
+        "the log weights by valid",
+    ("workloads/sparse.py", "weight += np.where((nf == 0)[:, None], p_foc * valid / "
+     "np.maximum(avail, 1)[:, None],", "1 -> 2"):
+        "the exact path's rows have more older blocks than k >= 1: avail >= 2",
+    ("workloads/sparse.py", "if rho <= 0 or shape[1] < 2:", "1 -> 2"):
+        "shape[2] < 2 never holds: a mask of one layer is drawn, all renewals (layer 0); only "
+        "the random stream is consumed differently, which no promise fixes",
     ("workloads/sparse.py", "weight = np.where(valid, (1.0 - p_pop - p_foc) / "
      "np.maximum(avail, 1)[:, None], 0.0)", "0.0 -> 1.0"):
         "positions past a row's older blocks get -inf keys (valid is false) whatever their "

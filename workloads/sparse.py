@@ -309,9 +309,8 @@ class SparseSelector:
             fm = fmass[:, :amax]
             weight += np.where((nf == 0)[:, None], p_foc * valid / np.maximum(avail, 1)[:, None],
                                fm)
-        with np.errstate(divide="ignore"):
-            logw = np.where(valid & (weight > 0), np.log(np.where(weight > 0, weight, 1.0)),
-                            -np.inf)
+        positive = valid & (weight > 0)
+        logw = np.where(positive, np.log(np.where(positive, weight, 1.0)), -np.inf)
         return logw, valid
 
     def _gumbel_top(self, rng, logw: np.ndarray, valid: np.ndarray, n_layers: int,
