@@ -995,6 +995,8 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "-np.inf)", "-x -> x"):
         "non-finite keys are replaced in the fill step below (1e300 for an older block, inf "
         "otherwise), whatever their sign",
+    ("workloads/sparse.py", "positive = valid & (weight > 0)", "> -> >="):
+        "a zero weight then takes log(0) = -inf: the key it had",
     ("workloads/sparse.py", "region_mass = np.zeros((qn, rmax + 1))  # + a column for ranks past "
      "a query's own", "1 -> 2"):
         "one more discarded column",
