@@ -123,19 +123,29 @@ def test_selections_stay_in_context_and_include_the_recent_window(sel, ctx, laye
         assert (out.indices[q, :, out.counts[q]:] == -1).all()
 
 
-def oracle_weights(sel, avail, pop, focus):
-    """The mixture weight of each older block, computed the obvious way."""
-    w = np.full(avail, (1 - sel.popular_fraction - sel.focus_fraction) / avail)
+def mixture_weights(sel, avail, pop, focus):
+    """The exact path's weight of each older block, the obvious way, with its edge rules: no
+    repository (pop = 0) spreads the popular share uniformly, as does a focus set with no
+    valid entry; negative focus entries are padding; no focus set at all: no focus share."""
+    p_foc = sel.focus_fraction if focus is not None else 0.0
+    w = np.full(avail, (1 - sel.popular_fraction - p_foc) / avail)
     regions = -(-pop // sel.region_blocks)
-    zipf = np.arange(1, regions + 1) ** -sel.zipf_s
-    zipf /= zipf.sum()
-    for rank in range(regions):
-        region = (rank * _PRIME + sel.salt) % regions
-        blocks = np.arange(region * sel.region_blocks,
-                           min((region + 1) * sel.region_blocks, pop))
-        w[blocks] += sel.popular_fraction * zipf[rank] / len(blocks)
-    for b in focus:
-        w[b] += sel.focus_fraction / len(focus)
+    if regions == 0:
+        w += sel.popular_fraction / avail
+    else:
+        zipf = np.arange(1, regions + 1) ** -sel.zipf_s
+        zipf /= zipf.sum()
+        for rank in range(regions):
+            region = (rank * _PRIME + sel.salt) % regions
+            blocks = np.arange(region * sel.region_blocks,
+                               min((region + 1) * sel.region_blocks, pop))
+            w[blocks] += sel.popular_fraction * zipf[rank] / len(blocks)
+    if focus is not None:
+        entries = [int(b) for b in focus if b >= 0]
+        if not entries:
+            w += p_foc / avail
+        for b in entries:
+            w[b] += p_foc / len(entries)
     return w
 
 
@@ -153,7 +163,7 @@ def test_inclusion_frequencies_match_sampling_without_replacement(avail):
     for _ in range(reps):
         picks = sel.select(rng, n, layers, focus=focus, popular_blocks=pop)[:, :-1]
         counts += np.bincount(picks.ravel(), minlength=avail)
-    w = oracle_weights(sel, avail, pop, focus)
+    w = mixture_weights(sel, avail, pop, focus)
     ref = np.zeros(avail)
     orng = np.random.default_rng(12)
     for _ in range(reps * layers):
@@ -436,32 +446,6 @@ def test_a_whole_batch_is_the_array_codes_selection(sel, ctx, layers, seed, with
     want = reference.array_selector(sel).select_batch(np.random.default_rng(seed), ctx, layers, focus=focus,
                             popular_blocks=ctx // 2)
     assert np.array_equal(got.indices, want.indices)
-
-
-def mixture_weights(sel, avail, pop, focus):
-    """The exact path's weight of each older block, the obvious way, with its edge rules: no
-    repository (pop = 0) spreads the popular share uniformly, as does a focus set with no
-    valid entry; negative focus entries are padding; no focus set at all: no focus share."""
-    p_foc = sel.focus_fraction if focus is not None else 0.0
-    w = np.full(avail, (1 - sel.popular_fraction - p_foc) / avail)
-    regions = -(-pop // sel.region_blocks)
-    if regions == 0:
-        w += sel.popular_fraction / avail
-    else:
-        zipf = np.arange(1, regions + 1) ** -sel.zipf_s
-        zipf /= zipf.sum()
-        for rank in range(regions):
-            region = (rank * _PRIME + sel.salt) % regions
-            blocks = np.arange(region * sel.region_blocks,
-                               min((region + 1) * sel.region_blocks, pop))
-            w[blocks] += sel.popular_fraction * zipf[rank] / len(blocks)
-    if focus is not None:
-        entries = [int(b) for b in focus if b >= 0]
-        if not entries:
-            w += p_foc / avail
-        for b in entries:
-            w[b] += p_foc / len(entries)
-    return w
 
 
 @given(sel=sparse_selectors(kinds=("dsa",)), data=st.data(), focus=st.booleans())
