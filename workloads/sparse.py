@@ -36,6 +36,10 @@ draw order, the first k kept. When the older blocks are few (≤ 4k) or a row fi
 distinct candidates, the row instead takes the top k of ``log(weight) + Gumbel`` noise over all
 its older blocks (exact weighted sampling without replacement), with the same mixture weights and
 the same slot-copy correlation. Rows come back sorted ascending.
+
+The random numbers are drawn here with numpy; the work between them runs in numba kernels
+(:mod:`workloads.sparse_kernels`), which compute what the array code did to the bit (the tests
+hold them to it: :mod:`simulator.testing.sparse_reference`).
 """
 
 from __future__ import annotations
