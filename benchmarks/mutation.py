@@ -369,6 +369,43 @@ def _fast_equivalents() -> dict:
     }
 
 
+def _kernels_equivalents() -> dict:
+    """Equivalent mutants of ``workloads/sparse_kernels.py`` (mutated as Python: COMPILED)."""
+    path = "workloads/sparse_kernels.py"
+    draws = "p_pop <= comp < p_mix"
+    as_python = ("as Python (NUMBA_DISABLE_JIT) numpy's int64 % 0 is 0 with a warning and "
+                 "unused; compiled, numba raises ZeroDivisionError and the sparse tests fail")
+    no_regions = ("{} % 1 is 0 anyway (rb_q > 1); a query without regions draws nothing "
+                  "popular (else 1)")
+    return {
+        (path, f"elif f_width > 0 and {draws}:", "< -> <="):
+            "comp = popular + focus share has probability 0",
+        (path, f"elif f_width > 0 and {draws}:", "<= -> <"): "comp = popular share has probability 0",
+        (path, "if p_pop > 0 and comp < p_pop and rb_q > 0:", "< -> <="):
+            "comp = popular share has probability 0",
+        (path, "if p_pop > 0 and comp < p_pop and rb_q > 0:", "> -> >=", "p_pop > 0"):
+            "with popular_fraction 0, comp < 0 never holds either",
+        (path, "if cdf[mid] <= x:", "<= -> <"):
+            "x = u · cdf[r - 1] equal to a cumulative weight has probability 0",
+        (path, "prime_mod = PRIME % rb_q if rb_q > 0 else 0", "0 -> 1"):
+            no_regions.format("PRIME"),
+        (path, "salt_mod = salt % rb_q if rb_q > 0 else 0", "0 -> 1"): no_regions.format("salt"),
+        (path, "prime_mod = PRIME % rb_q if rb_q > 0 else 0", "> -> >="): as_python,
+        (path, "salt_mod = salt % rb_q if rb_q > 0 else 0", "> -> >="): as_python,
+        (path, "seen = np.full(avail.max() + 1, -1, np.int64)", "1 -> 2"):
+            "a larger stamp array, or an initial stamp of -2: never a row's stamp (>= 0)",
+        (path, "fresh = np.zeros(n_draws + 1, np.int64)  # each renewal's draw (+ one never kept)",
+         "1 -> 2"): "one more entry that is never kept",
+        (path, "stamp = 0", "0 -> 1"): "stamps starting at 1: never the initial -1 either",
+        (path, "stamp += 1", "1 -> 2"):
+            "stamps need only differ from row to row and from the initial -1",
+        (path, "persist = renew.size > 0", "0 -> 1"):
+            "a mask, when given, has at least two layers and one block: size >= 2",
+        (path, "cur = 0.0", "0.0 -> 1.0"):
+            "layer 0 always draws afresh: the initial value is never read",
+    }
+
+
 EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/fileio.py", "mask = os.umask(0)", "0 -> 1"):
         "_umask sets any temporary mask to read the current one, then restores it",
@@ -673,52 +710,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "0.0 -> 1.0"):
         "ranks past the query's own go to the discarded column (a batch) or do not exist "
         "(one query)",
-    ("workloads/sparse_kernels.py", "elif f_width > 0 and p_pop <= comp < p_mix:", "< -> <="):
-        "comp = popular + focus share has probability 0",
-    ("workloads/sparse_kernels.py", "elif f_width > 0 and p_pop <= comp < p_mix:", "<= -> <"):
-        "comp = popular share has probability 0",
-    ("workloads/sparse_kernels.py", "if p_pop > 0 and comp < p_pop and rb_q > 0:", "< -> <="):
-        "comp = popular share has probability 0",
-    ("workloads/sparse_kernels.py", "if p_pop > 0 and comp < p_pop and rb_q > 0:", "> -> >=",
-     "p_pop > 0"):
-        "with popular_fraction 0, comp < 0 never holds either",
-    ("workloads/sparse_kernels.py", "stamp = 0", "0 -> 1"):
-        "stamps starting at 1: never the initial -1 either",
-    ("workloads/sparse_kernels.py", "if cdf[mid] <= x:", "<= -> <"):
-        "x = u · cdf[r - 1] equal to a cumulative weight has probability 0",
-    ("workloads/sparse_kernels.py", "if rank > rb_q - 1:", "- -> +"):
-        "u < 1, so the search returns at most r - 1: the cap never binds",
-    ("workloads/sparse_kernels.py", "if rank > rb_q - 1:", "1 -> 2"):
-        "u < 1, so the search returns at most r - 1: the cap never binds",
-    ("workloads/sparse_kernels.py", "if rank > rb_q - 1:", "> -> >="):
-        "capping r - 1 at r - 1",
-    ("workloads/sparse_kernels.py", "rank = rb_q - 1", "- -> +"):
-        "the cap never binds (u < 1)",
-    ("workloads/sparse_kernels.py", "rank = rb_q - 1", "1 -> 2"):
-        "the cap never binds (u < 1)",
-    ("workloads/sparse_kernels.py", "prime_mod = PRIME % rb_q if rb_q > 0 else 0", "0 -> 1"):
-        "rb_q > 1: PRIME % 1 is 0 anyway; else 1: a query without regions draws nothing "
-        "popular",
-    ("workloads/sparse_kernels.py", "salt_mod = salt % rb_q if rb_q > 0 else 0", "0 -> 1"):
-        "rb_q > 1: salt % 1 is 0 anyway; else 1: a query without regions draws nothing "
-        "popular",
-    ("workloads/sparse_kernels.py", "prime_mod = PRIME % rb_q if rb_q > 0 else 0", "> -> >="):
-        "as Python (NUMBA_DISABLE_JIT) numpy's int64 % 0 is 0 with a warning and unused; "
-        "compiled, numba raises ZeroDivisionError and the sparse tests fail",
-    ("workloads/sparse_kernels.py", "salt_mod = salt % rb_q if rb_q > 0 else 0", "> -> >="):
-        "as Python (NUMBA_DISABLE_JIT) numpy's int64 % 0 is 0 with a warning and unused; "
-        "compiled, numba raises ZeroDivisionError and the sparse tests fail",
-    ("workloads/sparse_kernels.py", "seen = np.full(avail.max() + 1, -1, np.int64)", "1 -> 2"):
-        "a larger stamp array, or an initial stamp of -2: never a row's stamp (>= 0)",
-    ("workloads/sparse_kernels.py", "fresh = np.zeros(n_draws + 1, np.int64)  # each renewal's "
-     "draw (+ one never kept)", "1 -> 2"):
-        "one more entry that is never kept",
-    ("workloads/sparse_kernels.py", "stamp += 1", "1 -> 2"):
-        "stamps need only differ from row to row and from the initial -1",
-    ("workloads/sparse_kernels.py", "persist = renew.size > 0", "0 -> 1"):
-        "a mask, when given, has at least two layers and one block: size >= 2",
-    ("workloads/sparse_kernels.py", "cur = 0.0", "0.0 -> 1.0"):
-        "layer 0 always draws afresh: the initial value is never read",
     ("simulator/network/fabric.py", 'bw, lat = data.get("bandwidth"), data.get("latency", 0.0)',
      "0.0 -> 1.0"):
         "the latency is only validated here (a default of 1 s is valid); the paths read it "
@@ -1143,6 +1134,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_links_equivalents(),
     **_slots_equivalents(),
     **_fast_equivalents(),
+    **_kernels_equivalents(),
 }
 
 

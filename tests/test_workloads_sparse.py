@@ -15,8 +15,8 @@ from simulator.testing.sparse_reference import first_distinct as _first_distinct
 from simulator.testing.sparse_reference import last_renewal as _last_renewal
 from simulator.testing.traces import sparse_selectors
 from workloads.focus import draw_focus
-from workloads.sparse import _PRIME, SparseSelector
-from workloads.sparse_kernels import gumbel_keys
+from workloads.sparse import SparseSelector
+from workloads.sparse_kernels import NO_MASK, PRIME, gumbel_keys
 
 CTX_256K = 262_144 // 64  # a 256k-token context in 64-token blocks
 
@@ -81,7 +81,7 @@ def test_zipf_popularity_concentrates_on_the_hot_region(zipf_s, popular):
     if popular == 1.0:
         assert picks.max() < 512  # popular draws stay within the repository part
     regions = np.bincount((picks // 16).ravel(), minlength=32)
-    hottest = (0 * _PRIME + 5) % 32  # rank 0 maps to region salt mod R
+    hottest = (0 * PRIME + 5) % 32  # rank 0 maps to region salt mod R
     assert regions.argmax() == hottest
 
 
@@ -136,7 +136,7 @@ def mixture_weights(sel, avail, pop, focus):
         zipf = np.arange(1, regions + 1) ** -sel.zipf_s
         zipf /= zipf.sum()
         for rank in range(regions):
-            region = (rank * _PRIME + sel.salt) % regions
+            region = (rank * PRIME + sel.salt) % regions
             blocks = np.arange(region * sel.region_blocks,
                                min((region + 1) * sel.region_blocks, pop))
             w[blocks] += sel.popular_fraction * zipf[rank] / len(blocks)
@@ -393,8 +393,7 @@ def test_the_gumbel_kernel_gives_the_array_codes_keys_from_the_same_draws(sel, d
     rng_new, rng_old = np.random.default_rng(seed), np.random.default_rng(seed)
     uniforms = rng_new.random((len(avail), layers, logw.shape[1]))
     renew = sel._renew_mask(rng_new, uniforms.shape)
-    keys = gumbel_keys(logw, valid, uniforms, np.zeros((0, 0, 0), bool) if renew is None
-                       else renew)
+    keys = gumbel_keys(logw, valid, uniforms, NO_MASK if renew is None else renew)
     want = reference.gumbel_keys(sel, rng_old, logw, valid, layers)
     assert rng_new.bit_generator.state == rng_old.bit_generator.state
     assert np.array_equal(keys, want)  # every float, infinities included
@@ -407,7 +406,7 @@ def test_the_gumbel_kernel_gives_the_array_codes_keys_from_the_same_draws(sel, d
 def test_the_gumbel_kernels_noise_is_numpys_gumbel_to_the_bit():
     uniforms = np.random.default_rng(5).random((1, 1, 200_000))
     logw = np.zeros((1, 200_000))
-    keys = gumbel_keys(logw, np.ones((1, 200_000), bool), uniforms, np.zeros((0, 0, 0), bool))
+    keys = gumbel_keys(logw, np.ones((1, 200_000), bool), uniforms, NO_MASK)
     assert np.array_equal(-keys[0, 0], np.random.default_rng(5).gumbel(size=200_000))
 
 
@@ -416,7 +415,7 @@ def test_a_row_short_of_weighted_blocks_gets_the_fill_keys():
     logw = np.array([[0.0, -np.inf, -np.inf]])
     valid = np.array([[True, True, False]])
     uniforms = np.full((1, 2, 3), 0.5)
-    keys = gumbel_keys(logw, valid, uniforms, np.zeros((0, 0, 0), bool))
+    keys = gumbel_keys(logw, valid, uniforms, NO_MASK)
     noise = -math.log(-math.log(0.5))
     assert keys[0, :, 0].tolist() == [-noise, -noise]
     assert keys[0, :, 1].tolist() == [1e300, 1e300] and np.isinf(keys[0, :, 2]).all()

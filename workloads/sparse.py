@@ -49,16 +49,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.sparse_kernels import PRIME, gumbel_keys, oversampled_picks
+from workloads.sparse_kernels import NO_MASK, PRIME, gumbel_keys, oversampled_picks
 
 KINDS = ("dense", "dsa", "nsa")
-
-#: Multiplier of the rank → region bijection; prime, larger than any region count we meet
-#: (Knuth's multiplicative-hash constant).
-_PRIME = PRIME
-
-#: The exact path's renewal mask when every layer draws its own noise.
-_NO_MASK = np.zeros((0, 0, 0), dtype=bool)
 
 
 @dataclass(frozen=True)
@@ -282,7 +275,7 @@ class SparseSelector:
             cdf, pmf = _zipf(self.zipf_s, rmax)
             rank = np.arange(rmax, dtype=np.int64)[None, :]
             rmod = np.maximum(regions, 1)[:, None]
-            region_of_rank = (rank * (_PRIME % rmod) + self.salt % rmod) % rmod
+            region_of_rank = (rank * (PRIME % rmod) + self.salt % rmod) % rmod
             mass = np.where(rank < regions[:, None],
                             pmf[None, :] / cdf[np.maximum(regions, 1) - 1][:, None], 0.0)
             region_mass = np.zeros((qn, rmax + 1))  # + a column for ranks past a query's own
@@ -327,7 +320,7 @@ class SparseSelector:
         renew = self._renew_mask(rng, uniforms.shape)
         # negated keys; a row with fewer than k positive weights is filled with the remaining
         # valid blocks
-        keys = gumbel_keys(logw, valid, uniforms, _NO_MASK if renew is None else renew)
+        keys = gumbel_keys(logw, valid, uniforms, NO_MASK if renew is None else renew)
         top = np.argpartition(keys, k - 1, axis=2)[:, :, :k]
         return top.astype(np.int64)
 

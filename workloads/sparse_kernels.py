@@ -29,8 +29,12 @@ import math
 import numba
 import numpy as np
 
-#: Multiplier of the rank → region bijection (the same constant as :mod:`workloads.sparse`).
+#: Multiplier of the rank → region bijection of :mod:`workloads.sparse`; prime, larger than any
+#: region count we meet (Knuth's multiplicative-hash constant).
 PRIME = 2654435761
+
+#: :func:`gumbel_keys`' renewal mask when every layer draws its own noise (an empty array).
+NO_MASK = np.zeros((0, 0, 0), dtype=np.bool_)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -92,9 +96,8 @@ def oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop, p_mix, region_block
             comp = u[0, t]
             v = np.int64(u[1, t] * a)
             if p_pop > 0 and comp < p_pop and rb_q > 0:
+                # u < 1, so the rank is below rb_q (the array code's cap never bound)
                 rank = _search_right(cdf, u[1, t] * cdf[rb_q - 1])
-                if rank > rb_q - 1:
-                    rank = rb_q - 1
                 start = ((rank * prime_mod + salt_mod) % rb_q) * region_blocks
                 length = min(region_blocks, pop[q] - start)
                 v = start + np.int64(u[2, t] * length)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from workloads.sparse import _PRIME, SparseSelector, _zipf
+from workloads.sparse import SparseSelector, _zipf
+from workloads.sparse_kernels import PRIME
 
 __all__ = ["ArraySelector", "array_selector", "first_distinct", "gumbel_keys", "gumbel_top",
            "last_renewal", "oversampled"]
@@ -60,7 +61,7 @@ def oversampled(sel, rng, avail, pop, foc, n_layers: int, k: int):
             cdf = _zipf(sel.zipf_s, int(regions.max()))[0]
             rank = np.searchsorted(cdf, u[1, use] * cdf[rmod - 1], side="right")
             rank = np.minimum(rank, rmod - 1)
-            region = (rank * (_PRIME % rmod) + sel.salt % rmod) % rmod
+            region = (rank * (PRIME % rmod) + sel.salt % rmod) % rmod
             start = region * rb
             length = np.minimum(rb, pop[q] - start)
             fresh[use] = start + (u[2, use] * length).astype(np.int64)
