@@ -113,6 +113,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               "simulator/engine/fast.py"],
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py"]),
+    # a decode step's data and costs, shared by both engines: selections and block locations
+    # (StepData), the memoized per-step costs, the GPUs' copy store
+    "steps": (["simulator/engine/locate.py", "simulator/engine/stepcosts.py",
+               "simulator/kvcache/copystore.py"],
+              ["tests/test_engine_steps.py", "tests/test_kvcache_copystore.py",
+               "tests/test_engine_exact.py", "tests/test_engine_fast.py",
+               "tests/test_workloads_selections.py", "tests/test_promises.py"]),
 }
 
 
