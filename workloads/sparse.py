@@ -25,9 +25,11 @@ choices, not measurements):
    hot is a fixed pseudo-random bijection of ranks to regions, ``(rank · P + salt) mod R`` with
    the prime P = 2654435761 > R, so every query over the same repository (same ``salt`` and
    size) agrees on the hot files.
-3. **Focus** — with probability ``focus_fraction`` a draw picks a block of the query's focus set
-   (the files its agent is working on; :func:`workloads.focus.draw_focus` /
-   :func:`~workloads.focus.drift_focus` make one and let it drift between turns). Otherwise a draw is uniform over the older blocks.
+3. **Focus** — with probability ``focus_fraction`` a draw picks one of the query's focus set's
+   entries that is an older block, uniformly (the files its agent is working on;
+   :func:`workloads.focus.draw_focus` / :func:`~workloads.focus.drift_focus` make one and let
+   it drift between turns); a query whose focus set has no such entry draws uniformly instead.
+   Otherwise a draw is uniform over the older blocks.
 4. **Layer correlation** — each candidate slot keeps its previous layer's draw with probability
    ``layer_correlation`` (else draws afresh), so adjacent layers overlap, as indexer picks do.
 
@@ -248,9 +250,8 @@ class SparseSelector:
         p_pop = self.popular_fraction
         regions = -(-pop // self.region_blocks)
         cdf = _zipf(self.zipf_s, max(int(regions.max()), 1))[0]
-        if foc is None:
-            foc = np.empty((qn, 0), dtype=np.int64)
-        return oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop,
+        foc, nf = focus_entries(qn, foc)
+        return oversampled_picks(renew, u, avail, pop, foc, nf, cdf, p_pop,
                                  p_pop + self.focus_fraction, self.region_blocks, self.salt, k)
 
     def _gumbel(self, rng, avail, pop, foc, n_layers: int, k: int) -> np.ndarray:
@@ -333,6 +334,20 @@ class SparseSelector:
         renew = rng.random(shape) >= rho
         renew[:, 0, :] = True
         return renew
+
+
+def focus_entries(qn: int, foc: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Each query's valid focus entries (≥ 0) moved to the front of its row, in order, and
+    their count per query: a focus draw picks one of a query's *own* entries, whatever padding
+    its row carries (a batch pads every row to its widest focus set) — as the exact path's
+    weights spread the focus share over the valid entries alone."""
+    if foc is None:
+        return np.empty((qn, 0), dtype=np.int64), np.zeros(qn, dtype=np.int64)
+    ok = foc >= 0
+    nf = np.count_nonzero(ok, axis=1).astype(np.int64)
+    if nf.sum() < foc.size:  # padding or ignored entries: valid ones first (a stable sort)
+        foc = np.take_along_axis(foc, np.argsort(~ok, axis=1, kind="stable"), axis=1)
+    return foc, nf
 
 
 @functools.lru_cache(maxsize=256, typed=True)

@@ -51,7 +51,7 @@ def _search_right(cdf: np.ndarray, x: float) -> int:
 
 
 @numba.njit(cache=True, nogil=True)
-def oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop, p_mix, region_blocks, salt, k):
+def oversampled_picks(renew, u, avail, pop, foc, nf, cdf, p_pop, p_mix, region_blocks, salt, k):
     """The oversampled path's picks (see the module docstring).
 
     Args:
@@ -60,7 +60,10 @@ def oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop, p_mix, region_block
         u: float64 ``(3, R)``: three uniforms per renewing slot, in the mask's C order.
         avail, pop: int64 ``(Q,)``: each query's older blocks and its repository's length
             (≤ ``avail``) [blocks].
-        foc: int64 ``(Q, F)``: focus blocks, −1 where none (``F = 0``: no focus draws).
+        foc: int64 ``(Q, F)``: each query's focus blocks first (its ``nf[q]`` valid entries,
+            in order), then padding.
+        nf: int64 ``(Q,)``: each query's valid focus entries (0: its focus draws are
+            uniform).
         cdf: the cumulative Zipf weights of ranks ``1..max regions``.
         p_pop, p_mix: the popular share and the popular + focus share of draws.
         region_blocks: blocks per popularity region; salt: which regions are hot.
@@ -79,7 +82,6 @@ def oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop, p_mix, region_block
     cur = np.zeros(m, np.int64)
     n_draws = u.shape[1]
     fresh = np.zeros(n_draws + 1, np.int64)  # each renewal's draw (+ one never kept)
-    f_width = foc.shape[1]
     t0 = 0  # the query's first renewal
     stamp = 0
     for q in range(qn):
@@ -101,10 +103,8 @@ def oversampled_picks(renew, u, avail, pop, foc, cdf, p_pop, p_mix, region_block
                 start = ((rank * prime_mod + salt_mod) % rb_q) * region_blocks
                 length = min(region_blocks, pop[q] - start)
                 v = start + np.int64(u[2, t] * length)
-            elif f_width > 0 and p_pop <= comp < p_mix:
-                fv = foc[q, np.int64(u[2, t] * f_width)]
-                if fv >= 0:
-                    v = fv
+            elif p_pop <= comp < p_mix and nf[q] > 0:  # one of the query's own entries
+                v = foc[q, np.int64(u[2, t] * nf[q])]
             fresh[t] = v
         # each slot takes the next draw where it renews, else keeps its own (a select, not a
         # branch: the mask is random); then the layer's first k distinct

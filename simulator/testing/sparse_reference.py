@@ -65,12 +65,15 @@ def oversampled(sel, rng, avail, pop, foc, n_layers: int, k: int):
             start = region * rb
             length = np.minimum(rb, pop[q] - start)
             fresh[use] = start + (u[2, use] * length).astype(np.int64)
-    if foc is not None:
+    if foc is not None:  # one of the query's own (valid) entries, uniformly
+        own = [row[row >= 0] for row in foc]
+        nf = np.array([len(row) for row in own], np.int64)
         use = ((comp >= p_pop) & (comp < p_pop + sel.focus_fraction)).nonzero()[0]
-        col = (u[2, use] * foc.shape[1]).astype(np.int64)
-        fv = foc[0][col] if one else foc[qi[use], col]
-        ok = fv >= 0
-        fresh[use[ok]] = fv[ok]
+        q = np.zeros(len(use), np.int64) if one else qi[use]
+        has = nf[q] > 0  # none valid: the draw stays uniform
+        use, q = use[has], q[has]
+        col = (u[2, use] * nf[q]).astype(np.int64)
+        fresh[use] = [own[i][c] for i, c in zip(q.tolist(), col.tolist(), strict=True)]
     if renew is None:
         rows = fresh.reshape(-1, m)
     else:  # each slot takes the draw of its last renewing layer (flat index, forward-filled)
