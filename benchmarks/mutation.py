@@ -379,15 +379,14 @@ def _fast_equivalents() -> dict:
 def _kernels_equivalents() -> dict:
     """Equivalent mutants of ``workloads/sparse_kernels.py`` (mutated as Python: COMPILED)."""
     path = "workloads/sparse_kernels.py"
-    draws = "p_pop <= comp < p_mix"
+    focus = "p_pop <= comp < p_mix and nf[q] > 0:  # one of the query's own entries"
     as_python = ("as Python (NUMBA_DISABLE_JIT) numpy's int64 % 0 is 0 with a warning and "
                  "unused; compiled, numba raises ZeroDivisionError and the sparse tests fail")
     no_regions = ("{} % 1 is 0 anyway (rb_q > 1); a query without regions draws nothing "
                   "popular (else 1)")
     return {
-        (path, f"elif f_width > 0 and {draws}:", "< -> <="):
-            "comp = popular + focus share has probability 0",
-        (path, f"elif f_width > 0 and {draws}:", "<= -> <"): "comp = popular share has probability 0",
+        (path, f"elif {focus}", "< -> <="): "comp = popular + focus share has probability 0",
+        (path, f"elif {focus}", "<= -> <"): "comp = popular share has probability 0",
         (path, "if p_pop > 0 and comp < p_pop and rb_q > 0:", "< -> <="):
             "comp = popular share has probability 0",
         (path, "if p_pop > 0 and comp < p_pop and rb_q > 0:", "> -> >=", "p_pop > 0"):
