@@ -170,15 +170,13 @@ PLANTED: tuple[Planted, ...] = (
             "workloads/sparse.py",
             "        return -(-tokens // self.block_tokens)", "        return tokens // self.block_tokens",
             ("tests/test_oracle.py::test_window_and_block_counts_at_sizes_that_do_not_divide",)),
-    Planted("uniform block draws never reach the last block",
-            "workloads/sparse.py",
-            "        fresh = (u[1] * (avail if one else avail[qi])).astype(np.int64)",
-            "        fresh = (u[1] * ((avail if one else avail[qi]) - 1)).astype(np.int64)",
+    Planted("uniform block draws never reach the last block",  # since stop 37: the kernel
+            "workloads/sparse_kernels.py",
+            "            v = np.int64(u[1, t] * a)\n", "            v = np.int64(u[1, t] * (a - 1))\n",
             ("tests/test_promises.py::test_uniform_draws_are_uniform_over_every_older_block",)),
     Planted("uniform block draws cover only half the range",
-            "workloads/sparse.py",
-            "        fresh = (u[1] * (avail if one else avail[qi])).astype(np.int64)",
-            "        fresh = (u[1] * ((avail if one else avail[qi]) // 2)).astype(np.int64)",
+            "workloads/sparse_kernels.py",
+            "            v = np.int64(u[1, t] * a)\n", "            v = np.int64(u[1, t] * (a // 2))\n",
             ("tests/test_promises.py::test_uniform_draws_are_uniform_over_every_older_block",)),
     Planted("atomic write's temporary file on another filesystem",
             "simulator/fileio.py",
@@ -190,8 +188,9 @@ PLANTED: tuple[Planted, ...] = (
             ("tests/test_promises.py::test_different_seeds_give_different_records",)),
     Planted("copy eviction ordered by the wrong clock (the owner's, not the holder's)",
             "simulator/kvcache/eviction.py",
-            "        victims = least_recent(held, d.copy_used_at(gpu, held), take)",
-            "        victims = least_recent(held, d.used_at[held], take)",
+            # since stop 31: copies and owned blocks in one LRU order
+            "        used = np.concatenate((d.copy_used_at(gpu, held), d.used_at[mine]))",
+            "        used = np.concatenate((d.used_at[held], d.used_at[mine]))",
             ("tests/test_promises.py::test_copies_are_evicted_by_the_holding_gpus_clock",)),
 )
 
