@@ -101,9 +101,9 @@ def located_steps(draw):
         d.tier[idx[i]] = t
         if t == DROPPED:
             d.base[idx[i]] = UNPLACED
+    slots = st.integers(0, S - 1) | st.sampled_from([x for x in (63, 64, 65, 69) if x < S] or [0])
     for gpu, blk, slot in draw(st.lists(st.tuples(st.integers(0, gpus - 1),
-                                                  st.integers(0, n - 1), st.integers(0, S - 1)),
-                                        max_size=40)):
+                                                  st.integers(0, n - 1), slots), max_size=40)):
         d.add_copies(gpu, idx[blk : blk + 1], slot, now=1.0)
     B, W = draw(st.integers(1, 3)), draw(st.integers(1, 6))
     dense = np.array(draw(st.lists(st.sampled_from(idx.tolist()), min_size=B * S * W,
@@ -168,6 +168,23 @@ def test_locate_on_a_large_cluster_whose_group_keys_pass_16_bits(batch):
     # some slot's group has a sort key (slot · 3G + holder key) past int16
     assert any(s * 3 * gpus + k >= 2**15 for s, slot in enumerate(want_groups)
                for k, _, _ in slot)
+
+
+@pytest.mark.parametrize("slots", [64, 70, 130])
+def test_a_copy_is_found_in_its_own_layer_slot_only_across_bitmap_words(slots):
+    # slot s lives in word s // 64, bit s % 64: a copy kept in one slot makes that slot local
+    # and no other, on either side of a word's edge
+    d = directory(2, 1, 1, slots)
+    blk = d.intern([5])
+    d.place(blk, writer=1, now=0.0)
+    dense = np.full((1, slots, 1), blk[0])
+    valid = np.ones((1, slots, 1), bool)
+    for s in sorted({0, 1, 62, 63, 64, 65, 66, 127, 128, slots - 1} & set(range(slots))):
+        d.add_copies(0, blk, s, now=1.0)
+        local = step_data(d).locate(0, dense, valid)[0]
+        assert local[0, :, 0].nonzero()[0].tolist() == [s]
+        d.copy_store.clear(0, blk)
+        d.copies[0] -= 1
 
 
 def test_locate_known_answer():
@@ -320,18 +337,23 @@ def test_a_replayed_selection_replaces_the_sampled_one_where_recorded():
     contexts = [d.intern(np.arange(1000 * i, 1000 * i + 20)) for i in range(2)]
     req = requests_of(contexts, [10, 10], [[], []])
     keys = [7001, 7002, 7003, 7004, 7005, 7006, 7007]  # wider than any sampled row
-    replay = Replay({(501, 0, 1): keys})  # request 1's first step, layer slot 1 (layer 1)
+    short = [7010, 7011]  # narrower than the sampled row it replaces
+    # request 1's first step, layer slot 1 (layer 1); request 0's, slot 0
+    replay = Replay({(501, 0, 1): keys, (500, 0, 0): short})
     steps = step_data(d, req, SEL, [np.random.default_rng(2)], replay, S=2)
     dense, ok = steps.select(0, [0, 1])
     sampled = [req.sel_cache[r] for r in (0, 1)]
     assert dense.shape[2] == max(len(keys), sampled[0][3].shape[2], sampled[1][3].shape[2])
-    assert dense[1, 1, : len(keys)].tolist() == d.find(keys).tolist()
-    assert ok[1, 1, : len(keys)].all() and not ok[1, 1, len(keys):].any()
-    for r, s in ((0, 0), (0, 1), (1, 0)):  # not recorded: the sample, padded
+    for (r, s), got in (((1, 1), keys), ((0, 0), short)):  # recorded: the recording, padded
+        assert dense[r, s, : len(got)].tolist() == d.find(got).tolist()
+        assert ok[r, s, : len(got)].all() and not ok[r, s, len(got):].any()
+        assert not dense[r, s, len(got):].any()  # padding → 0, as a sample's
+    assert sampled[0][3].shape[2] > len(short)
+    for r, s in ((0, 1), (1, 0)):  # not recorded: the sample, padded
         w = sampled[r][3].shape[2]
         assert np.array_equal(dense[r, s, :w], sampled[r][3][0, s])
         assert np.array_equal(ok[r, s, :w], sampled[r][4][0, s])
-        assert not ok[r, s, w:].any()
+        assert not ok[r, s, w:].any() and not dense[r, s, w:].any()
 
 
 # -- memoized costs --------------------------------------------------------------------------
