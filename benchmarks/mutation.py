@@ -412,6 +412,37 @@ def _kernels_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    # -- simulator/engine/locate.py (stop 38) ----------------------------------------------
+    ("simulator/engine/locate.py", "width = max(c[3].shape[2] for c in cached)", "3 -> 4"):
+        "a sample's valid mask (c[4]) has the shape of its blocks (c[3])",
+    ("simulator/engine/locate.py", "w = c[3].shape[2]", "3 -> 4"):
+        "a sample's valid mask (c[4]) has the shape of its blocks (c[3])",
+    ("simulator/engine/locate.py",
+     "for k, (r, c) in enumerate(zip(reqs, cached, strict=True)):", "True -> False"):
+        "cached holds one entry per request of reqs",
+    ("simulator/engine/locate.py", "return False", "return X -> None"):
+        "the caller only tests the answer's truth: None is false as False is",
+    ("simulator/engine/locate.py", "fw = max([len(req.focus[r]) for r in reqs] + [1])",
+     "1 -> 2"): "a wider focus row is more padding, which the selector ignores (stop 38)",
+    ("simulator/engine/locate.py", "focus = np.full((len(reqs), fw), -1, np.int64)", "1 -> 2"):
+        "-2 is padding too: the selector ignores every negative entry",
+    ("simulator/engine/locate.py",
+     "pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)", "1 -> 2"):
+        "numpy's reshape infers the size given as any negative number, -2 as -1",
+    ("simulator/engine/locate.py",
+     "if self.observed is not None and T > 1:  # stability: slot 0, step to next step",
+     "> -> >="): "T is SELECTION_STEPS = 16",
+    ("simulator/engine/locate.py",
+     "if self.observed is not None and T > 1:  # stability: slot 0, step to next step",
+     "1 -> 2"): "T is SELECTION_STEPS = 16",
+    ("simulator/engine/locate.py",
+     "bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)", "== -> !="):
+        "a step of at most 64 slots has every slot in word 0, so word 0 and the slots' words "
+        "read the same bits; a directory of one word never serves a step of more slots",
+    ("simulator/engine/locate.py",
+     "bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)", "and -> or"):
+        "a step of at most 64 slots has every slot in word 0, so word 0 and the slots' words "
+        "read the same bits; a directory of one word never serves a step of more slots",
     ("simulator/fileio.py", "mask = os.umask(0)", "0 -> 1"):
         "_umask sets any temporary mask to read the current one, then restores it",
     ("simulator/fileio.py", "if len(df) <= rows:", "<= -> <"):

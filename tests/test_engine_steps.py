@@ -289,8 +289,10 @@ def test_a_sample_serves_its_steps_then_is_drawn_again():
     ctx = d.intern(np.arange(30))
     req = requests_of([ctx], [10], [[]])
     steps = step_data(d, req, SEL, [np.random.default_rng(5)], S=2)
-    first, _ = steps.select(0, [0])
+    first, first_ok = steps.select(0, [0])
     sample = req.sel_cache[0]
+    # the sample is handed out as views: read-only, so no step can change another's
+    assert not first.flags.writeable and not first_ok.flags.writeable
     for step in range(2, SELECTION_STEPS + 1):  # the same sample, row after row
         req.gen[0] = step
         got, _ = steps.select(0, [0])
@@ -320,6 +322,13 @@ def test_stability_counts_slot_zeros_blocks_selected_again_at_the_next_step():
     again = sum(int(a[t, j] >= 0 and a[t, j] in b[t]) for t in range(len(a))
                 for j in range(a.shape[1]))
     assert calls == [(n, again)] and 0 < again < n
+    # a context of 6 blocks, one of them no block (-1): all selected at every step, block 0
+    # among them — the 5 real ones counted, each selected again at the next step
+    small = requests_of([np.array([0, 1, -1, 3, 4, 5])], [3], [[]])
+    steps = step_data(d, small, SEL, [np.random.default_rng(1)], S=2)
+    steps.observed = SimpleNamespace(selections=lambda n, again: calls.append((n, again)))
+    steps.select(0, [0])
+    assert calls[-1] == (5 * (SELECTION_STEPS - 1), 5 * (SELECTION_STEPS - 1))
 
 
 class Replay:

@@ -77,8 +77,9 @@ class StepData:
         valid = np.zeros((len(reqs), self.S, width), bool)
         for k, (r, c) in enumerate(zip(reqs, cached, strict=True)):
             i = int(gen[r]) - 1 - c[1]
-            dense[k, :, : c[3].shape[2]] = c[3][i]
-            valid[k, :, : c[3].shape[2]] = c[4][i]
+            w = c[3].shape[2]
+            dense[k, :, :w] = c[3][i]
+            valid[k, :, :w] = c[4][i]
         if self.replay is not None:
             dense, valid = self._apply_replay(reqs, dense, valid)
         return dense, valid
