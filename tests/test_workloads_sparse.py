@@ -547,3 +547,20 @@ def test_the_exact_paths_top_k_are_the_k_smallest_keys():
         keys = reference.gumbel_keys(sel, np.random.default_rng(seed), logw, valid, 8)
         assert np.array_equal(np.sort(top, axis=2), np.sort(np.argsort(keys, axis=2)[:, :, :k],
                                                               axis=2))
+
+
+@pytest.mark.parametrize("blocks", [4096, 40])  # the oversampling path, the exact path
+def test_without_layer_correlation_no_renewal_mask_is_drawn(blocks):
+    # every slot draws afresh at every layer: the stream gives exactly the draws the picks use
+    # (oversampling: 3 uniforms per candidate slot; exact: one per older block and layer)
+    sel = SparseSelector(layer_correlation=0.0, popular_fraction=0.0, focus_fraction=0.0,
+                         recent_tokens=64)
+    rng, twin = np.random.default_rng(1), np.random.default_rng(1)
+    layers = 3
+    sel.select_batch(rng, [blocks], layers)
+    avail = blocks - sel.window_blocks
+    if avail > 4 * sel.sampled_per_layer:
+        twin.random((3, layers * (int(np.ceil(sel.sampled_per_layer * sel.oversample)) + 4)))
+    else:
+        twin.random((1, layers, avail))
+    assert rng.random() == twin.random()
