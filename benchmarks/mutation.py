@@ -412,6 +412,13 @@ def _kernels_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    # -- workloads/sparse.py: focus_entries (stop 38) -----------------------------------------
+    ("workloads/sparse.py",
+     "return np.empty((qn, 0), dtype=np.int64), np.zeros(qn, dtype=np.int64)", "0 -> 1"):
+        "with every count 0 the focus array is never read: its width does not matter",
+    ("workloads/sparse.py",
+     "if nf.sum() < foc.size:  # padding or ignored entries: valid ones first (a stable sort)",
+     "< -> <="): "a stable sort of rows whose entries are all valid leaves them as they are",
     # -- simulator/engine/locate.py (stop 38) ----------------------------------------------
     ("simulator/engine/locate.py", "width = max(c[3].shape[2] for c in cached)", "3 -> 4"):
         "a sample's valid mask (c[4]) has the shape of its blocks (c[3])",
