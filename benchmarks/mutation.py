@@ -411,45 +411,44 @@ def _kernels_equivalents() -> dict:
     }
 
 
+def _steps_equivalents() -> dict:
+    """Equivalent mutants of the steps group's ``locate.py`` and of the selector's
+    ``focus_entries`` (stop 38)."""
+    path = "simulator/engine/locate.py"
+    same_shape = "a sample's valid mask (c[4]) has the shape of its blocks (c[3])"
+    bits = "bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)"
+    one_word = ("a step of at most 64 slots has every slot in word 0, so word 0 and the slots' "
+                "words read the same bits; a directory of one word never serves a step of more "
+                "slots")
+    stability = "if self.observed is not None and T > 1:  # stability: slot 0, step to next step"
+    out = {
+        ("workloads/sparse.py",
+         "return np.empty((qn, 0), dtype=np.int64), np.zeros(qn, dtype=np.int64)", "0 -> 1"):
+            "with every count 0 the focus array is never read: its width does not matter",
+        ("workloads/sparse.py",
+         "if nf.sum() < foc.size:  # padding or ignored entries: valid ones first (a stable sort)",
+         "< -> <="): "a stable sort of rows whose entries are all valid leaves them as they are",
+        (path, "width = max(c[3].shape[2] for c in cached)", "3 -> 4"): same_shape,
+        (path, "w = c[3].shape[2]", "3 -> 4"): same_shape,
+        (path, "for k, (r, c) in enumerate(zip(reqs, cached, strict=True)):", "True -> False"):
+            "cached holds one entry per request of reqs",
+        (path, "return False", "return X -> None"):
+            "the caller only tests the answer's truth: None is false as False is",
+        (path, "fw = max([len(req.focus[r]) for r in reqs] + [1])", "1 -> 2"):
+            "a wider focus row is more padding, which the selector ignores (stop 38)",
+        (path, "focus = np.full((len(reqs), fw), -1, np.int64)", "1 -> 2"):
+            "-2 is padding too: the selector ignores every negative entry",
+        (path, "pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)", "1 -> 2"):
+            "numpy's reshape infers the size given as any negative number, -2 as -1",
+        (path, stability, "> -> >="): "T is SELECTION_STEPS = 16",
+        (path, stability, "1 -> 2"): "T is SELECTION_STEPS = 16",
+    }
+    for m in ("== -> !=", "and -> or", "1 -> 2", "<= -> <", "64 -> 65"):
+        out[(path, bits, m)] = one_word
+    return out
+
+
 EQUIVALENT: dict[tuple[str, ...], str] = {
-    # -- workloads/sparse.py: focus_entries (stop 38) -----------------------------------------
-    ("workloads/sparse.py",
-     "return np.empty((qn, 0), dtype=np.int64), np.zeros(qn, dtype=np.int64)", "0 -> 1"):
-        "with every count 0 the focus array is never read: its width does not matter",
-    ("workloads/sparse.py",
-     "if nf.sum() < foc.size:  # padding or ignored entries: valid ones first (a stable sort)",
-     "< -> <="): "a stable sort of rows whose entries are all valid leaves them as they are",
-    # -- simulator/engine/locate.py (stop 38) ----------------------------------------------
-    ("simulator/engine/locate.py", "width = max(c[3].shape[2] for c in cached)", "3 -> 4"):
-        "a sample's valid mask (c[4]) has the shape of its blocks (c[3])",
-    ("simulator/engine/locate.py", "w = c[3].shape[2]", "3 -> 4"):
-        "a sample's valid mask (c[4]) has the shape of its blocks (c[3])",
-    ("simulator/engine/locate.py",
-     "for k, (r, c) in enumerate(zip(reqs, cached, strict=True)):", "True -> False"):
-        "cached holds one entry per request of reqs",
-    ("simulator/engine/locate.py", "return False", "return X -> None"):
-        "the caller only tests the answer's truth: None is false as False is",
-    ("simulator/engine/locate.py", "fw = max([len(req.focus[r]) for r in reqs] + [1])",
-     "1 -> 2"): "a wider focus row is more padding, which the selector ignores (stop 38)",
-    ("simulator/engine/locate.py", "focus = np.full((len(reqs), fw), -1, np.int64)", "1 -> 2"):
-        "-2 is padding too: the selector ignores every negative entry",
-    ("simulator/engine/locate.py",
-     "pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)", "1 -> 2"):
-        "numpy's reshape infers the size given as any negative number, -2 as -1",
-    ("simulator/engine/locate.py",
-     "if self.observed is not None and T > 1:  # stability: slot 0, step to next step",
-     "> -> >="): "T is SELECTION_STEPS = 16",
-    ("simulator/engine/locate.py",
-     "if self.observed is not None and T > 1:  # stability: slot 0, step to next step",
-     "1 -> 2"): "T is SELECTION_STEPS = 16",
-    ("simulator/engine/locate.py",
-     "bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)", "== -> !="):
-        "a step of at most 64 slots has every slot in word 0, so word 0 and the slots' words "
-        "read the same bits; a directory of one word never serves a step of more slots",
-    ("simulator/engine/locate.py",
-     "bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)", "and -> or"):
-        "a step of at most 64 slots has every slot in word 0, so word 0 and the slots' words "
-        "read the same bits; a directory of one word never serves a step of more slots",
     ("simulator/fileio.py", "mask = os.umask(0)", "0 -> 1"):
         "_umask sets any temporary mask to read the current one, then restores it",
     ("simulator/fileio.py", "if len(df) <= rows:", "<= -> <"):
@@ -1178,6 +1177,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_slots_equivalents(),
     **_fast_equivalents(),
     **_kernels_equivalents(),
+    **_steps_equivalents(),
 }
 
 
