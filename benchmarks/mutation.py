@@ -445,6 +445,14 @@ def _steps_equivalents() -> dict:
     }
     for m in ("== -> !=", "and -> or", "1 -> 2", "<= -> <", "64 -> 65"):
         out[(path, bits, m)] = one_word
+    int16 = ('order = (sk.astype(np.int16) if 3 * G * S < 32768 else sk).argsort(kind="stable")')
+    for m in ("3 -> 4", "< -> <=", "32768 -> 32769"):
+        out[(path, int16, m)] = ("the same stable order: the keys (< 3·G·S) still fit int16 "
+                                 "where the bound lets them be cast, or are sorted as int64")
+    out[(path, "for head, a, b, n_q in zip(heads, starts, ends, nq, strict=True):",
+         "True -> False")] = "heads, starts, ends and nq have one entry per group"
+    out[("simulator/engine/stepcosts.py", "if len(self._indexer_cache) > 100_000:",
+         "> -> >=")] = "the memo is cleared one entry earlier: the same answers"
     return out
 
 
