@@ -451,8 +451,14 @@ def _steps_equivalents() -> dict:
                                  "where the bound lets them be cast, or are sorted as int64")
     out[(path, "for head, a, b, n_q in zip(heads, starts, ends, nq, strict=True):",
          "True -> False")] = "heads, starts, ends and nq have one entry per group"
-    out[("simulator/engine/stepcosts.py", "if len(self._indexer_cache) > 100_000:",
-         "> -> >=")] = "the memo is cleared one entry earlier: the same answers"
+    costs = "simulator/engine/stepcosts.py"
+    memo = "a memo not kept (or kept longer) changes the time a run takes, not its answers"
+    for key in (("if len(self._indexer_cache) > 100_000:", "> -> >="),
+                ("if len(self._indexer_cache) > 100_000:", "100000 -> 100001"),
+                ("self._indexer_cache.clear()", "delete `self._indexer_cache.clear()`"),
+                ("self.attn_cache[key] = t", "delete `self.attn_cache[key] = t`"),
+                ("self.cf_cache[key] = cf", "delete `self.cf_cache[key] = cf`")):
+        out[(costs, *key)] = memo
     return out
 
 
