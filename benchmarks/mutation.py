@@ -459,6 +459,12 @@ def _steps_equivalents() -> dict:
                 ("self.attn_cache[key] = t", "delete `self.attn_cache[key] = t`"),
                 ("self.cf_cache[key] = cf", "delete `self.cf_cache[key] = cf`")):
         out[(costs, *key)] = memo
+    store = "simulator/kvcache/copystore.py"
+    layout = ("where the store turns paged (or re-lays a size it has): the layout, not a value; "
+              "every read equals the dense table's (test_kvcache_copystore.py)")
+    size = "if self.n_gpus * need * PAGE * (8 * self.words + 8) <= DENSE_BYTES:"
+    for key in (("if need <= have:", "<= -> <"), (size, "<= -> <"), (size, "8 -> 9")):
+        out[(store, *key)] = layout
     return out
 
 
