@@ -78,3 +78,22 @@ def test_a_gpu_gets_pages_only_where_it_keeps_copies():
     # the dense table would hold 1,024 × 524,288 × 16 B = 8.6 GB; the store holds 37.7 MB
     assert store.nbytes < 0.05e9
     assert store.bits.shape[0] >= store.n_pool * PAGE
+
+
+def test_a_dense_store_keeps_every_gpus_copies_when_it_grows():
+    # the dense layout lays GPU after GPU: growing it moves each GPU's rows to a new place,
+    # with their bits and last uses
+    with mock.patch.object(copystore, "DENSE_BYTES", 1e12):
+        store = CopyStore(GPUS, WORDS, PAGE)
+        assert store.stride == 1
+        for g in range(GPUS):
+            r = store.alloc(g, np.array([g, PAGE - 1]))
+            store.used_at[r] = 10.0 + g
+            store.bits[r, g % WORDS] |= np.uint64(1 << (g + 3))
+        store.grow(3 * PAGE)
+        assert store.stride == 3
+        for g in range(GPUS):
+            blocks = np.array([g, PAGE - 1])
+            assert store.word(g, blocks, g % WORDS).tolist() == [1 << (g + 3)] * 2
+            assert store.last_used(g, blocks).tolist() == [10.0 + g] * 2
+            assert not store.any(g, np.array([PAGE, 3 * PAGE - 1])).any()
