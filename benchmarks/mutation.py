@@ -465,6 +465,10 @@ def _steps_equivalents() -> dict:
     size = "if self.n_gpus * need * PAGE * (8 * self.words + 8) <= DENSE_BYTES:"
     for key in (("if need <= have:", "<= -> <"), (size, "<= -> <"), (size, "8 -> 9")):
         out[(store, *key)] = layout
+    for m in ("delete `self.n_pool = 1 + G * pages`", "+ -> -"):
+        out[(store, "self.n_pool = 1 + G * pages", m)] = (
+            "the dense layout never reads n_pool (alloc returns before it), and turning paged "
+            "sets it anew")
     return out
 
 
