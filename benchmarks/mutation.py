@@ -412,64 +412,69 @@ def _kernels_equivalents() -> dict:
 
 
 def _steps_equivalents() -> dict:
-    """Equivalent mutants of the steps group's ``locate.py`` and of the selector's
-    ``focus_entries`` (stop 38)."""
+    """Equivalent mutants of the steps group (``locate.py``, ``stepcosts.py``,
+    ``copystore.py``) and of the selector's ``focus_entries`` (stop 38)."""
     path = "simulator/engine/locate.py"
     same_shape = "a sample's valid mask (c[4]) has the shape of its blocks (c[3])"
     bits = "bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)"
     one_word = ("a step of at most 64 slots has every slot in word 0, so word 0 and the slots' "
                 "words read the same bits; a directory of one word never serves a step of more "
                 "slots")
+    int16 = 'order = (sk.astype(np.int16) if 3 * G * S < 32768 else sk).argsort(kind="stable")'
+    fits = ("the same stable order: the keys (< 3·G·S) still fit int16 where the bound lets "
+            "them be cast, or are sorted as int64")
     stability = "if self.observed is not None and T > 1:  # stability: slot 0, step to next step"
-    out = {
-        ("workloads/sparse.py",
-         "return np.empty((qn, 0), dtype=np.int64), np.zeros(qn, dtype=np.int64)", "0 -> 1"):
-            "with every count 0 the focus array is never read: its width does not matter",
-        ("workloads/sparse.py",
-         "if nf.sum() < foc.size:  # padding or ignored entries: valid ones first (a stable sort)",
-         "< -> <="): "a stable sort of rows whose entries are all valid leaves them as they are",
-        (path, "width = max(c[3].shape[2] for c in cached)", "3 -> 4"): same_shape,
-        (path, "w = c[3].shape[2]", "3 -> 4"): same_shape,
-        (path, "for k, (r, c) in enumerate(zip(reqs, cached, strict=True)):", "True -> False"):
-            "cached holds one entry per request of reqs",
-        (path, "return False", "return X -> None"):
-            "the caller only tests the answer's truth: None is false as False is",
-        (path, "fw = max([len(req.focus[r]) for r in reqs] + [1])", "1 -> 2"):
-            "a wider focus row is more padding, which the selector ignores (stop 38)",
-        (path, "focus = np.full((len(reqs), fw), -1, np.int64)", "1 -> 2"):
-            "-2 is padding too: the selector ignores every negative entry",
-        (path, "pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)", "1 -> 2"):
-            "numpy's reshape infers the size given as any negative number, -2 as -1",
-        (path, stability, "> -> >="): "T is SELECTION_STEPS = 16",
-        (path, stability, "1 -> 2"): "T is SELECTION_STEPS = 16",
-    }
-    for m in ("== -> !=", "and -> or", "1 -> 2", "<= -> <", "64 -> 65"):
-        out[(path, bits, m)] = one_word
-    int16 = ('order = (sk.astype(np.int16) if 3 * G * S < 32768 else sk).argsort(kind="stable")')
-    for m in ("3 -> 4", "< -> <=", "32768 -> 32769"):
-        out[(path, int16, m)] = ("the same stable order: the keys (< 3·G·S) still fit int16 "
-                                 "where the bound lets them be cast, or are sorted as int64")
-    out[(path, "for head, a, b, n_q in zip(heads, starts, ends, nq, strict=True):",
-         "True -> False")] = "heads, starts, ends and nq have one entry per group"
-    costs = "simulator/engine/stepcosts.py"
     memo = "a memo not kept (or kept longer) changes the time a run takes, not its answers"
-    for key in (("if len(self._indexer_cache) > 100_000:", "> -> >="),
-                ("if len(self._indexer_cache) > 100_000:", "100000 -> 100001"),
-                ("self._indexer_cache.clear()", "delete `self._indexer_cache.clear()`"),
-                ("self.attn_cache[key] = t", "delete `self.attn_cache[key] = t`"),
-                ("self.cf_cache[key] = cf", "delete `self.cf_cache[key] = cf`")):
-        out[(costs, *key)] = memo
-    store = "simulator/kvcache/copystore.py"
+    memo_bound = "if len(self._indexer_cache) > 100_000:"
     layout = ("where the store turns paged (or re-lays a size it has): the layout, not a value; "
               "every read equals the dense table's (test_kvcache_copystore.py)")
     size = "if self.n_gpus * need * PAGE * (8 * self.words + 8) <= DENSE_BYTES:"
-    for key in (("if need <= have:", "<= -> <"), (size, "<= -> <"), (size, "8 -> 9")):
-        out[(store, *key)] = layout
-    for m in ("delete `self.n_pool = 1 + G * pages`", "+ -> -"):
-        out[(store, "self.n_pool = 1 + G * pages", m)] = (
-            "the dense layout never reads n_pool (alloc returns before it), and turning paged "
-            "sets it anew")
-    return out
+    n_pool = ("the dense layout never reads n_pool (alloc returns before it), and turning paged "
+              "sets it anew")
+    return {
+        **_of_module("workloads/sparse.py", (
+            ("return np.empty((qn, 0), dtype=np.int64), np.zeros(qn, dtype=np.int64)", "0 -> 1",
+             "with every count 0 the focus array is never read: its width does not matter"),
+            ("if nf.sum() < foc.size:  # padding or ignored entries: valid ones first (a stable "
+             "sort)", "< -> <=",
+             "a stable sort of rows whose entries are all valid leaves them as they are"),
+        )),
+        **_of_module(path, (
+            ("width = max(c[3].shape[2] for c in cached)", "3 -> 4", same_shape),
+            ("w = c[3].shape[2]", "3 -> 4", same_shape),
+            ("for k, (r, c) in enumerate(zip(reqs, cached, strict=True)):", "True -> False",
+             "cached holds one entry per request of reqs"),
+            ("return False", "return X -> None",
+             "the caller only tests the answer's truth: None is false as False is"),
+            ("fw = max([len(req.focus[r]) for r in reqs] + [1])", "1 -> 2",
+             "a wider focus row is more padding, which the selector ignores (stop 38)"),
+            ("focus = np.full((len(reqs), fw), -1, np.int64)", "1 -> 2",
+             "-2 is padding too: the selector ignores every negative entry"),
+            ("pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)", "1 -> 2",
+             "numpy's reshape infers the size given as any negative number, -2 as -1"),
+            (stability, "> -> >=", "T is SELECTION_STEPS = 16"),
+            (stability, "1 -> 2", "T is SELECTION_STEPS = 16"),
+            ("for head, a, b, n_q in zip(heads, starts, ends, nq, strict=True):",
+             "True -> False", "heads, starts, ends and nq have one entry per group"),
+            *((bits, m, one_word) for m in ("== -> !=", "and -> or", "1 -> 2", "<= -> <",
+                                            "64 -> 65")),
+            *((int16, m, fits) for m in ("3 -> 4", "< -> <=", "32768 -> 32769")),
+        )),
+        **_of_module("simulator/engine/stepcosts.py", (
+            (memo_bound, "> -> >=", memo),
+            (memo_bound, "100000 -> 100001", memo),
+            ("self._indexer_cache.clear()", "delete `self._indexer_cache.clear()`", memo),
+            ("self.attn_cache[key] = t", "delete `self.attn_cache[key] = t`", memo),
+            ("self.cf_cache[key] = cf", "delete `self.cf_cache[key] = cf`", memo),
+        )),
+        **_of_module("simulator/kvcache/copystore.py", (
+            ("if need <= have:", "<= -> <", layout),
+            (size, "<= -> <", layout),
+            (size, "8 -> 9", layout),
+            ("self.n_pool = 1 + G * pages", "delete `self.n_pool = 1 + G * pages`", n_pool),
+            ("self.n_pool = 1 + G * pages", "+ -> -", n_pool),
+        )),
+    }
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {

@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_kvcache_directory import make
 
 from simulator import hardware
 from simulator.engine.exact import _Run
 from simulator.engine.locate import SELECTION_STEPS, StepData
 from simulator.engine.stepcosts import StepCosts
-from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED, BlockDirectory, DirectoryConfig
+from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED, BlockDirectory
 from simulator.policies import get as get_policy
 from simulator.testing.invariants import small_scenario
 from workloads.schema import make_trace
@@ -32,12 +33,9 @@ from workloads.sparse import SparseSelector
 
 
 def directory(gpus: int, per_machine: int, replicas: int, slots: int) -> BlockDirectory:
-    machine = tuple(i // per_machine for i in range(gpus))
-    dist = tuple(tuple(0.0 if a == b else (1e-6 if machine[a] == machine[b] else 1e-5)
-                       for b in range(gpus)) for a in range(gpus))
-    scheme = "replicate" if replicas > 1 else "first_writer"
-    return BlockDirectory(DirectoryConfig(scheme, replicas, (10_000,) * gpus, 0, machine, dist,
-                                          slots))
+    """The directory tests' directory (``make``), roomy enough that no copy is evicted."""
+    return make("replicate" if replicas > 1 else "first_writer", replicas, 10_000, gpus,
+                per_machine, 0, slots)
 
 
 def oracle_locate(d: BlockDirectory, g: int, dense: np.ndarray, valid: np.ndarray):
