@@ -230,7 +230,6 @@ def _links_equivalents() -> dict:
                    "their lengths agree")
     zips = ("starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]",
             "ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]",
-            "return [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))",
             "for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):",
             "return list(zip(starts, ends, strict=True))",
             "for (u, v), load, rate in zip(links, loads, rates, strict=True):",
@@ -252,9 +251,7 @@ def _links_equivalents() -> dict:
             "together: both empty or neither",
         (path, "wait = max(c.free_at(s) for c in r[3]) - s if r[3] else 0.0", "0.0 -> 1.0"):
             "a message's route crosses at least one link (src != dst): the else is never taken",
-        (path, "if wait > 0.0:", "> -> >="): "wait = 0: extra is 0.0 either way",
-        (path, "if rate < r[1]:", "< -> <="): "rate = r[1]: it adds nbytes / r[1] - nbytes / "
-                                              "r[1] = 0.0",
+        (path, "if wait > 0.0:", "> -> >="): "wait = 0: it returns 0.0 either way",
         (path, "return f if f > e else e", "> -> >="): _EQUAL_SAME,
         (path, "if e > end:", "> -> >="): _EQUAL_SAME,
         (path, "t0 = min(starts)", "min -> max"):

@@ -14,14 +14,13 @@ import pandas as pd
 import pytest
 import simpy
 from benchtools import benchmark
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import run
 from simulator.engine.fast import FastRun, check_engine, unsupported
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_sharing import max_min_finish
-from simulator.engine.fast_slots import _Round
 from simulator.engine.fast_streams import Calendar
 from simulator.errors import UserError
 from simulator.kvcache import stable_hash
@@ -178,28 +177,6 @@ def test_the_policy_is_asked_the_exact_engines_questions(policy, owner, monkeypa
     np.testing.assert_allclose([q[6] for q in fast], [q[6] for q in exact], rtol=1e-9)
 
 
-def test_a_decided_rounds_messages_are_its_two_closed_form_messages():
-    # what a joined micro-batch's policy is told is in flight (Links.expect): each decided
-    # round's first message at its home's start and its second where the closed form issues it
-    # — route: the answer when the owner's attention ends; fetch: the blocks when the request
-    # is in — with the bytes a round of ``b`` queries sends
-    r = unstarted("adaptive", "dgx_h100:nodes=2")
-    cf = SimpleNamespace(probe=1e-5, transfer=2e-5, compute=3e-5)
-    homes = [(0, [], 0, 0, 0.0, 0.5), (3, [], 0, 0, 0.0, 0.75)]
-    route = _Round(12, 2, None, 60, 40, "route", r.names[12], 12, cf)
-    fetch = _Round(9, 2, None, 60, 40, "fetch", r.names[9], 9, cf)
-    route.home, fetch.home = 1, 0
-    q, a = r.costs.route_payload(2)
-    assert q > 0 and a > 0 and q != a
-    req, kv = r.cm.request_bytes(30, 2), r.cm.fetch_bytes(30, 2)  # 60 blocks / 2 queries
-    assert kv > req > 0 and r.cm.request_bytes(120, 2) != req
-    got = r.compose._decided_messages([route, fetch], homes)
-    assert got == [(r.names[3], r.names[12], q, 0.75),
-                   (r.names[12], r.names[3], a, 0.75 + 1e-5 + 2e-5 + 3e-5),
-                   (r.names[0], r.names[9], req, 0.5),
-                   (r.names[9], r.names[0], kv, 0.5 + 1e-5)]
-
-
 @pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
 @pytest.mark.parametrize(("topology", "stack", "layer_groups", "owners"),
                          [("dgx_h100:nodes=2", "ideal", 0, 5), ("dgx_h100:nodes=2", "ibgda", 0, 5),
@@ -290,23 +267,6 @@ def _two_nodes():
     fabric = Fabric(env, topologies.build("dgx_h100", nodes=2), "ibgda")
     _, lone, path, _ = fabric.message_route("n0/gpu0", "n1/gpu0")
     return env, fabric, min(fabric.link_bandwidth[i] for i in path), lone
-
-
-def _live_view(msgs: list[tuple[str, str, float, float]], at: float):
-    """The oracle of the fast link view's expected flows: messages ``(src, dst, bytes,
-    issued_at)`` sent on a :func:`_two_nodes` Fabric in issue order, each at its time, the run
-    advanced to ``at`` [s]; returns the Fabric and the exact engine's ``FabricLoad`` on it."""
-    from simulator.policies.observed import FabricLoad
-
-    env, fab, _, _ = _two_nodes()
-    for src, dst, nbytes, issued_at in msgs:
-        if issued_at <= at:
-            if issued_at > env.now:
-                env.run(until=issued_at)
-            fab.transfer(src, dst, nbytes)
-    if at > env.now:
-        env.run(until=at)
-    return fab, FabricLoad(fab, lambda s, d: fab.message_route(s, d)[1])
 
 
 def test_the_link_load_an_observing_policy_sees_is_the_calendars_fifo_wait():
@@ -420,79 +380,6 @@ def test_an_aggregate_counts_one_message_per_link():
     hops = list(fabric.path("n0/gpu0", "n1/gpu0").edges)
     links.aggregate(hops, [1e6] * len(hops), [1e11] * len(hops), 0.0)
     assert links.messages == len(hops) > 1
-
-
-#: messages ``(src, dst, bytes, issued_at)`` in flight together: two on one path, one sharing
-#: its destination's NIC, one inside node 0 and one issued later
-EXPECTED = [("n0/gpu0", "n1/gpu0", 1e8, 0.0), ("n0/gpu0", "n1/gpu0", 5e7, 0.0),
-            ("n0/gpu1", "n1/gpu0", 2e8, 0.0), ("n0/gpu2", "n0/gpu0", 1e9, 0.0),
-            ("n0/gpu4", "n1/gpu4", 1e8, 1e-3)]
-
-
-#: one message alone (its lone end 2.2 ms after its start)
-ALONE = [("n0/gpu4", "n1/gpu4", 1e8, 0.0)]
-
-
-@pytest.mark.parametrize(("msgs", "at"), [
-    (EXPECTED, 2e-5), (EXPECTED, 2e-3), (EXPECTED, 4e-3), (EXPECTED, 6e-3),  # five to one
-    (EXPECTED, 1.005e-3),  # the fifth issued, not started (its overhead and latency)
-    (ALONE, 1e-3), (ALONE, 2.3e-3)])  # alone: in flight, then done
-def test_flows_a_phase_expects_in_flight_are_priced_as_the_fabric_prices_its_live_flows(msgs,
-                                                                                         at):
-    # the oracle: the same messages sent on the Fabric, and the exact engine's FabricLoad at
-    # ``at`` (the max-min share one more flow would get there, against the path's lone rate)
-    fab, live = _live_view(msgs, at)
-    links = Links(*_two_nodes()[:2])
-    pairs = [("n0/gpu0", "n1/gpu0"), ("n1/gpu0", "n0/gpu0"), ("n0/gpu3", "n1/gpu0"),
-             ("n0/gpu1", "n1/gpu3"), ("n0/gpu5", "n0/gpu0"), ("n0/gpu0", "n0/gpu1"),
-             ("n0/gpu4", "n1/gpu4")]
-    assert all(links.idle(s, d, at) and links.extra_time(s, d, 1e6, at) == 0.0
-               for s, d in pairs)
-    links.expect(EXPECTED[2:3] if msgs is EXPECTED else EXPECTED)  # asked, then replaced
-    assert [links.extra_time(s, d, 1e6, at) for s, d in pairs]
-    links.expect(msgs)
-    busy = 0
-    for src, dst in pairs:
-        # the Fabric holds a path from a message's issue, before its flow starts: compared
-        # once the flows issued by ``at`` have started
-        if not 1e-3 <= at < 1.0159e-3:
-            assert links.idle(src, dst, at) == fab.idle(src, dst), (src, dst)
-        for nbytes in (100.0, 1e6):  # a µs-scale message is priced too, as on the Fabric
-            want = live.extra_time(src, dst, nbytes, at)
-            assert links.extra_time(src, dst, nbytes, at) == pytest.approx(want, rel=1e-9)
-            busy += want > 0
-    # the oracle saw flows in flight on some of these paths, or on none once they are done
-    assert (busy > 0) == (at < 2.2e-3 or msgs is EXPECTED)
-    links.expect(None)
-    assert all(links.idle(s, d, at) and links.extra_time(s, d, 1e6, at) == 0.0
-               for s, d in pairs)
-
-
-GPUS = ["n0/gpu0", "n0/gpu1", "n0/gpu4", "n1/gpu0", "n1/gpu1"]
-
-
-@settings(max_examples=100, deadline=None)
-@given(msgs=st.lists(st.tuples(st.sampled_from(GPUS), st.sampled_from(GPUS),
-                               st.floats(1e5, 3e8), st.floats(0.0, 3e-3)),
-                     min_size=1, max_size=6),
-       at=st.floats(0.0, 1e-2), pair=st.tuples(st.sampled_from(GPUS), st.sampled_from(GPUS)))
-def test_the_expected_flows_view_is_the_fabrics_live_view(msgs, at, pair):
-    # any few messages, any time, any path: the link view told of them prices a message as
-    # the exact engine's FabricLoad does on a Fabric that carries them
-    msgs = sorted((m for m in msgs if m[0] != m[1]), key=lambda m: m[3])
-    assume(msgs and pair[0] != pair[1])
-    links = Links(*_two_nodes()[:2])
-    links.expect(msgs)
-    starts, ends, _ = links._expected
-    # away from a flow's start or end (either side of an edge is right), and from a message
-    # issued but not started (the Fabric holds its path from the issue; the price is the same)
-    assume(all(abs(at - t) > 1e-7 for t in [*starts, *ends]))
-    fab, live = _live_view(msgs, at)
-    for nbytes in (1e3, 1e7):
-        want = live.extra_time(*pair, nbytes, at)
-        assert links.extra_time(*pair, nbytes, at) == pytest.approx(want, rel=1e-6, abs=1e-12)
-    if not any(m[3] <= at < s for m, s in zip(msgs, starts, strict=True)):
-        assert links.idle(*pair, at) == fab.idle(*pair)
 
 
 def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():

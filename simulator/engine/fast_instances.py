@@ -29,16 +29,22 @@ locations, policy questions, MoE routing stream and records (it *is* an ``Instan
   against other traffic the link and stream calendars serve it FIFO, as they do rounds;
 - **folding**: the slot's time, MoE included, repeats for the layers it stands for; after the
   last slot each rank's final norm and LM head;
-- **two-batch overlap**: the micro-batches' phases (a slot's attention, its MoE layer) are
-  composed in the order of their start times over the same calendars, so one's all-to-all
-  overlaps the other's attention as far as the calendars allow; a micro-batch starting a slot's
-  attention while the other's is expected to run (within the other's last attention time) joins
-  it as one phase, each from its own start.
+- **two-batch overlap**: the exact engine's two-stage pipeline — per slot the first
+  micro-batch's attention from its start, the second's from when the first's is done, then each
+  one's MoE layer (composed after both attentions: the second's kernels, issued when the first's
+  attention ends, queue before the first's experts, as on the exact engine); a folded slot
+  starts both from the later one's end and ends both after the later start plus its layers
+  times the longer of their simulated layers.
 
 What differs from the exact engine, beyond the fast engine's own approximations (FIFO calendars
 for other steps' work, pushes charged as a debt — here the largest over the instance's ranks,
 waited out at the step's end):
 
+- the first micro-batch's all-to-all is composed after the second's attention, so on the FIFO
+  link calendars it waits for the second's messages, where the exact engine starts its dispatch
+  first and the Fabric shares the links max-min; on ``deepseek_v32_ep`` the fast engine's route
+  steps are ~4 % longer and its first, cold fetch step 21 % longer (docs/performance.md,
+  *Stop 39*);
 - the MoE routing draws come from the same stream in a different order across instances (an
   instance composes all its layers before the next instance's step), so with more than one
   instance the routing is equal in distribution, not draw for draw;
@@ -51,8 +57,6 @@ waited out at the step's end):
 """
 
 from __future__ import annotations
-
-import heapq
 
 import numpy as np
 
@@ -72,64 +76,52 @@ class FastInstanceLoop(InstanceLoop):
         for g in ranks:
             run.debt[g] = 0.0
         lanes, work, logits = self._parts(plans, iteration)
-        start = env.now
-        end = start
-        # the micro-batches' phases in start-time order: (at, lane, phase) — phase 2s is slot
-        # s's attention, 2s + 1 its MoE layer and folding
-        heap = [(start, k, 0) for k, parts in enumerate(lanes) if any(p["tokens"] for p in parts)]
-        slot_start = [start] * len(lanes)
-        span = [0.0] * len(lanes)  # how long each micro-batch's last attention took [s]
-        wait = run.observed is not None or (self.prefill and self.d.handoff is not None)
-        while heap:
-            at, k, phase = heapq.heappop(heap)
-            s, closing = divmod(phase, 2)
-            if wait and at > env.now:
-                # an observing policy decides at the slot's start; a prefill instance posts
-                # its KV as the slot's layers end (both on the exact engine's clock)
-                yield env.timeout(at - env.now)
-            if phase < 0:  # a prefill slot's last layer ended: its KV leaves
-                for p in lanes[k]:
-                    if p["chunks"]:
-                        self.d.handoff.computed(p["gpu"], p["chunks"], -1 - phase, 1)
-                continue
-            if not closing:
-                # another micro-batch starting this slot's attention while this one's is
-                # expected to run (as long as its last) joins it: one phase, each from its start
-                together = {k: at}
-                for item in heap:
-                    if item[2] == phase and item[0] <= at + span[k]:
-                        together[item[1]] = item[0]
-                if len(together) > 1:
-                    heap = [x for x in heap if not (x[2] == phase and x[1] in together)]
-                    heapq.heapify(heap)
-                parts = [p for j in together for p in lanes[j]]
-                ends = self._attend_at(parts, [together[p["lane"]] for p in parts], s,
-                                       self.d.is_moe[s], iteration)
-                for j, t in together.items():
-                    slot_start[j] = t
-                    ready = max((e for p, e in zip(parts, ends, strict=True)
-                                 if p["lane"] == j), default=t)
-                    span[j] = ready - t
-                    heapq.heappush(heap, (ready, j, phase + 1))
-                continue
+        live = [k for k, parts in enumerate(lanes) if any(p["tokens"] for p in parts)]
+        posting = self.prefill and self.d.handoff is not None
+        # an observing policy decides at the slot's start; a prefill instance posts its KV as
+        # the slot's layers end (both on the exact engine's clock)
+        wait = run.observed is not None or posting
+        nxt = dict.fromkeys(live, env.now)  # when each micro-batch starts its next slot [s]
+        for s in range(run.S if live else 0):
+            moe = self.d.is_moe[s]
             layers = run.slot_layers_list[s]
-            done = at
-            if self.d.is_moe[s] and self.ep is not None:
-                done = self._moe_at(k, lanes[k], s, layers, iteration, at)
-            posting = self.prefill and self.d.handoff is not None
+            if len(live) == 2 and layers > 1:  # a folded slot: both from the later one's end
+                nxt = dict.fromkeys(live, max(nxt.values()))
+            start: dict[int, float] = {}
+            done: dict[int, float] = {}
+            for k in live:  # the second micro-batch's attention once the first's is done
+                at = nxt[k] if not done else max(nxt[k], done[live[0]])
+                if wait and at > env.now:
+                    yield env.timeout(at - env.now)
+                ends = self._attend_at(lanes[k], [at] * len(lanes[k]), s, moe, iteration)
+                start[k], done[k] = at, max(ends, default=at)
+            if moe and self.ep is not None:  # after both attentions: the second's kernels
+                for k in live:  # are queued before the first's experts, as they are issued
+                    done[k] = self._moe_at(k, lanes[k], s, layers, iteration, done[k])
             if posting:  # the slot's first layers' KV (all but the last of a folded slot)
-                if done > env.now:
-                    yield env.timeout(done - env.now)
-                for p in lanes[k]:
-                    if p["chunks"]:
-                        self.d.handoff.computed(p["gpu"], p["chunks"], s, max(layers - 1, 1))
-            nxt = done + (done - slot_start[k]) * (layers - 1)
-            if posting and layers > 1:
-                heapq.heappush(heap, (nxt, k, -1 - s))  # before the next slot starts
-            if s + 1 < run.S:
-                heapq.heappush(heap, (nxt, k, phase + 1))
-            elif nxt > end:
-                end = nxt
+                for k in sorted(live, key=lambda k: (done[k], k)):
+                    if done[k] > env.now:
+                        yield env.timeout(done[k] - env.now)
+                    for p in lanes[k]:
+                        if p["chunks"]:
+                            self.d.handoff.computed(p["gpu"], p["chunks"], s,
+                                                    max(layers - 1, 1))
+            if len(live) == 1:
+                k = live[0]
+                nxt[k] = done[k] + (done[k] - start[k]) * (layers - 1)
+            elif layers > 1:  # both end together: the later start plus the longer layers
+                period = max(done[k] - start[k] for k in live)
+                nxt = dict.fromkeys(live, max(start.values()) + period * layers)
+            else:
+                nxt = done
+            if posting and layers > 1:  # the last layer's, when it ends
+                for k in sorted(live, key=lambda k: (nxt[k], k)):
+                    if nxt[k] > env.now:
+                        yield env.timeout(nxt[k] - env.now)
+                    for p in lanes[k]:
+                        if p["chunks"]:
+                            self.d.handoff.computed(p["gpu"], p["chunks"], s, 1)
+        end = max(nxt.values(), default=env.now)
         finish = end
         for i, g in enumerate(ranks):
             tokens = sum(p["tokens"] for p in (lane[i] for lane in lanes))

@@ -31,11 +31,9 @@ fetch requests, then the answers or blocks) — without events:
    next to the per-message overhead and latency that dominate such messages.
 4. **What an observing policy sees** (``idle``, ``extra_time``: the
    :class:`~simulator.policies.observed.LinkLoad` ``adaptive`` reads): the calendars' FIFO wait
-   for a bulk message, and, while a phase is being decided, the flows of its rounds decided at
-   an earlier start (a deployment's micro-batch joined to the other one's phase): the exact
-   engine's policy finds those on the Fabric, so :meth:`Links.expect` times them as the phase's
-   own and the max-min share one more flow would get beside those in flight prices any message
-   on their links — as ``FabricLoad`` does, the oracle of its test.
+   for a bulk message. The homes of a phase all start at once (one GPU's step, or an
+   instance's ranks and both micro-batches), so no policy decides beside flows of its own
+   phase already in flight.
 
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
 ``links``, ``link_timeline``, the records by traffic class and the fabric's byte counters hold
@@ -47,7 +45,6 @@ from __future__ import annotations
 from simulator.engine.fast_sharing import (
     batched_max_min_finish,
     max_min_finish,
-    probe_rate,
     shared_finish,
 )
 from simulator.engine.fast_streams import Calendar, reserve_each
@@ -82,8 +79,6 @@ class Links:
         self._routes: dict[tuple[str, str], tuple] = {}
         self._link_ids: dict[tuple[str, str], tuple[int, int]] = {}
         self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
-        self._expected: tuple | None = None  # a phase's flows expected in flight (expect)
-        self._probed: dict[tuple[str, str, float], float] = {}
         self.contended = 0  # messages timed against other steps' traffic
         self.messages = 0
         self._rec: tuple[list, list, list, list, list] = ([], [], [], [], [])
@@ -118,8 +113,8 @@ class Links:
     # -- the load a policy sees (simulator.policies.observed.LinkLoad) -------------------------
 
     def idle(self, src: str, dst: str, at: float) -> bool:
-        """No work known on the path's links that a message sent at ``at`` [s] would wait for,
-        and no expected flow (:meth:`expect`) on them at ``at``."""
+        """No work known on the path's links that a message sent at ``at`` [s] would wait
+        for."""
         r = self._routes.get((src, dst))
         if r is None:
             r = self.route(src, dst)
@@ -127,69 +122,19 @@ class Links:
         for c in r[3]:  # noqa: SIM110 (a loop, not all(generator): asked twice a round)
             if c.last_end > s and c.free_at(s) > s:
                 return False
-        return self._expected is None or not self._near(r[6], self._in_flight(at))
+        return True
 
     def extra_time(self, src: str, dst: str, nbytes: float, at: float) -> float:
         """How much longer ``nbytes`` [B] sent at ``at`` [s] take than on an idle path [s]: the
         FIFO wait for work already issued on the path's busiest link (0 for a small message,
-        which waits for no one there), plus, beside the flows expected in flight at ``at``
-        (:meth:`expect`), ``nbytes`` at the max-min share one more flow would get among them
-        against its lone rate — as the exact engine's ``FabricLoad`` prices the live flows."""
+        which waits for no one there)."""
         r = self.route(src, dst)
-        extra = 0.0
         if nbytes / r[1] > self.SMALL_TIME:
             s = at + r[0]
             wait = max(c.free_at(s) for c in r[3]) - s if r[3] else 0.0
             if wait > 0.0:
-                extra = wait
-        if self._expected is not None:
-            key = (src, dst, at)
-            rate = self._probed.get(key)
-            if rate is None:
-                rate = self._probed[key] = self._probe(r, at)
-            if rate < r[1]:
-                extra += nbytes / rate - nbytes / r[1]
-        return extra
-
-    # -- a phase's own flows, for a policy deciding while they are in flight -----------------
-
-    def expect(self, msgs: list[tuple[str, str, float, float]] | None) -> None:
-        """Messages ``(src, dst, bytes, issued_at)`` of the phase being composed that the rest of
-        it would find in flight (None: none). A deployment's micro-batches joined into one
-        phase decide at their own starts; on the exact engine the later one's policy sees the
-        earlier one's flows on the Fabric. Their flows are timed here as the phase's own
-        (max-min among them from start = issue + delay) and :meth:`idle` and
-        :meth:`extra_time` count those in flight at the time asked until the next call."""
-        self._probed = {}
-        if not msgs:
-            self._expected = None
-            return
-        routes, starts, ends = self._own_times(msgs)
-        self._expected = (starts, ends, routes)
-
-    def _in_flight(self, at: float) -> list[int]:
-        """The expected flows in flight at ``at`` [s]."""
-        starts, ends, _ = self._expected
-        return [i for i, (s, e) in enumerate(zip(starts, ends, strict=True))
-                if s <= at < e]
-
-    def _near(self, links: frozenset, flows: list[int]) -> list[int]:
-        """Of the expected ``flows``, those crossing one of ``links``."""
-        routes = self._expected[2]
-        return [i for i in flows if not links.isdisjoint(routes[i][6])]
-
-    def _probe(self, r: tuple, at: float) -> float:
-        """The max-min rate [B/s] a new flow on route ``r`` would get beside the expected flows
-        in flight at ``at`` [s] that share a link with it or with one of those (flows further
-        off, which could only free some of their rate, are left out)."""
-        active = self._in_flight(at)
-        near = self._near(r[6], active)
-        if not near:
-            return r[1]
-        routes = self._expected[2]
-        flows = self._near(frozenset().union(*(routes[i][6] for i in near)), active)
-        return probe_rate([routes[i][1] for i in flows], [routes[i][2] for i in flows], r[1],
-                          r[2], self.line)
+                return wait
+        return 0.0
 
     def _bulk(self, r: tuple, s: float, e: float, nbytes: float, owner: int,
               fold: int) -> float:

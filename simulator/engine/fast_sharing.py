@@ -14,10 +14,7 @@ as the :class:`~simulator.network.Fabric` would, and these pure functions say wh
   a message's duration (docs/performance.md);
 - :func:`shared_finish` — for phases of many µs-scale messages: each link an egalitarian
   processor-sharing server timed alone, a flow ending at its worst link's answer (errs late
-  where other links hold a flow back);
-- :func:`probe_rate` — the rate one more flow would get beside given flows (what an observing
-  policy is told of a phase's flows in flight, :meth:`Links.expect
-  <simulator.engine.fast_links.Links.expect>`).
+  where other links hold a flow back).
 
 Nothing here knows routes, calendars or records; :class:`~simulator.engine.fast_links.Links`
 chooses which to call (and memoizes by the phase's shape).
@@ -176,15 +173,6 @@ def shared_finish(starts: list[float], nbytes: list[float], caps: list[float],
                 if t > end[i]:
                     end[i] = t
     return end[:n]
-
-
-def probe_rate(caps: list[float], links: list[tuple[int, ...]], cap: float,
-               path: tuple[int, ...], line: list[float]) -> float:
-    """The max-min rate [B/s] one more flow (cap ``cap``, links ``path``) would get beside
-    flows of caps ``caps`` on links ``links`` (progressive filling with it included, as
-    :meth:`Fabric.fair_share <simulator.network.Fabric.fair_share>` probes the live flows)."""
-    n = len(caps)
-    return _fill(list(range(n + 1)), [*caps, cap], [*links, path], line)[n]
 
 
 def _fill(active: list[int], caps: list[float], links: list[tuple[int, ...]],

@@ -135,13 +135,11 @@ class SlotComposer:
     def slots(self, homes: list[tuple], s: int, iteration: int) -> list[float]:
         """Compose layer slot ``s`` of the steps of ``homes`` — ``(gpu, groups, local blocks,
         local queries, projections + FFN [s], slot start [s])`` each: one GPU's step, or the
-        ranks of a deployment's instance (its micro-batches' too when they overlap), whose
+        ranks of a deployment's instance (both micro-batches' with two-batch overlap), whose
         messages at each stage form one phase (sharing links max-min, :meth:`Links.phase`);
         returns when each home's slot (its first layer) ends [s]. Homes are taken in order —
         each asks its rounds, then queues its own kernels — as the exact engine's ranks issue
-        theirs at their start; an observing policy asked for a home of a later start (a joined
-        micro-batch) is told of the earlier starts' rounds in flight (:meth:`Links.expect
-        <simulator.engine.fast_links.Links.expect>`)."""
+        theirs at their start."""
         run = self.run
         layers = run.slot_layers_list[s]
         cal_of = run.cal
@@ -151,10 +149,6 @@ class SlotComposer:
         home_kernels: list[list] = []  # per home: (issued at, order, duration, round)
         copies: list[list] = []  # per home: its fetch and recompute rounds (they leave copies)
         done: dict[int, float] = {}  # homes with nothing to exchange: their slot's end
-        # an observing policy of a home starting later (a joined micro-batch) decides beside
-        # the earlier homes' flows, as on the exact engine (Links.expect)
-        watch = run.observed is not None and run.observed.links is not None
-        seen_t0 = homes[0][5]
         for h, (g, slot_groups, n_loc, q_loc, na_layer, t0) in enumerate(homes):
             cal = cal_of[g]
             if not slot_groups:  # attention, then projections + FFN: back to back, in order
@@ -163,11 +157,6 @@ class SlotComposer:
                 home_kernels.append([])
                 copies.append([])
                 continue
-            if watch and t0 > seen_t0:  # the first home of a later start: what it finds
-                seen_t0 = t0
-                earlier = [rd for rd in remote if homes[rd.home][5] < t0]
-                if earlier:
-                    run.links.expect(self._decided_messages(earlier, homes))
             host = []  # fetches from host DRAM: copies on the home's copy engine
             mine = len(remote)
             copies.append([])
@@ -196,8 +185,6 @@ class SlotComposer:
                 kernels.append((arrived, len(remote) - mine + i, rd.cf.compute + rd.cf.merge,
                                 rd))
             home_kernels.append(kernels)
-        if watch:
-            run.links.expect(None)
         if remote:
             starts = [homes[rd.home][5] for rd in remote]
             links = run.links
@@ -286,26 +273,6 @@ class SlotComposer:
                     rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge,
                     cf.total))
         return ends
-
-    def _decided_messages(self, remote: list[_Round], homes: list[tuple]) -> list[tuple]:
-        """The messages of rounds decided so far, ``(src, dst, bytes, issued_at)``: each
-        round's first message at its home's start, its second where the closed form issues it
-        (fetch: when the request is in; route: when the owner's attention ends)."""
-        run = self.run
-        names = run.names
-        msgs = []
-        for rd in remote:
-            name, t0 = names[homes[rd.home][0]], homes[rd.home][5]
-            cf = rd.cf
-            if rd.option == "route":
-                q, r = run.costs.route_payload(rd.b)
-                msgs.append((name, rd.owner, q, t0))
-                msgs.append((rd.owner, name, r, t0 + cf.probe + cf.transfer + cf.compute))
-            else:
-                msgs.append((name, rd.owner, run.cm.request_bytes(rd.n_blocks / rd.b, rd.b), t0))
-                msgs.append((rd.owner, name, run.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b),
-                             t0 + cf.probe))
-        return msgs
 
     def _round(self, g: int, s: int, grp, t0: float) -> _Round:
         """The policy's option for one group (forced for host / dropped blocks), as the exact

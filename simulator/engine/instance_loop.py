@@ -22,9 +22,16 @@ schedulers, selections, streams, rounds) through ``run``:
   projections. The slot's time then repeats for the layers it stands for (folding, as the engine
   does). After the last slot, each rank's final norm and LM head.
 - **two-batch overlap** (``two_batch_overlap``): each rank's decodes are split in two
-  micro-batches (alternate requests; chunks to the lighter one) that run the slots as two
-  processes over the same streams and links — one's all-to-all in flight while the other
-  computes.
+  micro-batches (alternate requests; chunks to the lighter one) that run the slots as a
+  two-stage pipeline over the same streams and links: the second micro-batch's attention of a
+  slot starts once the first's is done (the GPU is handed over at the communication point, as
+  vLLM's dual-batch overlap and SGLang's two-batch overlap do), so one's all-to-all is in flight
+  while the other computes. A folded slot plays one layer of that pipeline and ends both
+  micro-batches together, after the later one's start plus the slot's layers times the longer
+  of their simulated layers: in a pipeline both advance a layer per period. (Folded micro-batch
+  by micro-batch instead, a second micro-batch that happened to play its layer after the first
+  had finished repeated an uncontended layer: steps came out 21–33 % shorter than with every
+  layer simulated; docs/accuracy.md, *Layer folding with two-batch overlap*.)
 - **prefill instances** post each chunk's KV to the hand-off slot by slot (the slot's first
   layers when its first layer ends, the last layer's when it ends) and hand a finished prompt
   to it instead of decoding.
@@ -150,8 +157,11 @@ class InstanceLoop:
         run = self.run
         env = run.env
         lanes, work, logits = self._parts(plans, iteration)
-        procs = [env.process(self._lane(lane, parts, iteration))
-                 for lane, parts in enumerate(lanes) if any(p["tokens"] for p in parts)]
+        live = [(lane, parts) for lane, parts in enumerate(lanes)
+                if any(p["tokens"] for p in parts)]
+        pair = _Pipeline(env, run.S) if len(live) == 2 else None
+        procs = [env.process(self._lane(lane, parts, iteration, pair, order))
+                 for order, (lane, parts) in enumerate(live)]
         if procs:
             yield env.all_of(procs)
         end = env.now
@@ -211,31 +221,39 @@ class InstanceLoop:
             parts.append(part)
         return parts
 
-    def _lane(self, lane: int, parts: list[dict], iteration: int):
-        """One micro-batch of every rank through every slot."""
+    def _lane(self, lane: int, parts: list[dict], iteration: int, pair: _Pipeline | None,
+              order: int):
+        """One micro-batch of every rank through every slot (``order``: its place in the
+        two-stage ``pair``, if there is one)."""
         run = self.run
         env = run.env
         d = self.d
+        post = self.prefill and d.handoff is not None
         for s in range(run.S):
-            t0 = env.now
             moe = d.is_moe[s]
             layers = run.slot_layers_list[s]
-            ready = []
-            for p in parts:
-                if p["tokens"]:
-                    ready.append(self._attend(p, s, moe, iteration))
+            if pair is not None and order == 1:
+                yield pair.gate[s]  # the first micro-batch's attention of the slot is done
+            t0 = env.now
+            ready = [self._attend(p, s, moe, iteration) for p in parts if p["tokens"]]
             if ready:
                 yield env.all_of(ready)
+            if pair is not None and order == 0:
+                pair.gate[s].succeed()
             if moe and self.ep is not None:
                 yield from self._moe(lane, parts, s, layers, iteration)
-            post = self.prefill and d.handoff is not None
             if post:  # the slot's first layers' KV (all but the last of a folded slot)
                 for p in parts:
                     if p["chunks"]:
                         d.handoff.computed(p["gpu"], p["chunks"], s, max(layers - 1, 1))
             end = env.now
-            if layers > 1 and end > t0:
-                yield env.timeout((end - t0) * (layers - 1))
+            if pair is None:
+                if layers > 1 and end > t0:
+                    yield env.timeout((end - t0) * (layers - 1))
+            elif layers > 1:  # both end together: the later start plus the longer layers
+                start, period = yield from pair.fold(s, t0, end - t0)
+                if start + period * layers > env.now:
+                    yield env.timeout(start + period * layers - env.now)
             if post and layers > 1:  # the last layer's, when it ends
                 for p in parts:
                     if p["chunks"]:
@@ -292,3 +310,25 @@ class InstanceLoop:
             int(plan.rows.max()) if R else 0, plan.dispatch_bytes, plan.combine_bytes, t0,
             *phases, cf.dispatch, cf.experts, cf.combine, cf.post))
 
+
+class _Pipeline:
+    """Two micro-batches' meeting points in one step: per slot, when the first one's attention
+    is done (``gate``, which the second one's waits for), and each one's simulated layer [s],
+    whose longer one is the slot's period for both."""
+
+    def __init__(self, env, slots: int) -> None:
+        self.gate = [env.event() for _ in range(slots)]
+        self._layer: list[list[tuple[float, float]]] = [[] for _ in range(slots)]
+        self._both = [env.event() for _ in range(slots)]
+
+    def fold(self, s: int, started_at: float, layer_time: float):
+        """A micro-batch started slot ``s``'s simulated layer at ``started_at`` [s] and took
+        ``layer_time`` [s]: wait for the other one's, then return the later start and the
+        longer layer ``(start [s], period [s])`` (a generator: ``yield from``)."""
+        seen = self._layer[s]
+        seen.append((started_at, layer_time))
+        if len(seen) < 2:
+            yield self._both[s]
+        else:
+            self._both[s].succeed()
+        return max(a for a, _ in seen), max(t for _, t in seen)
