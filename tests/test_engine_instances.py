@@ -216,6 +216,45 @@ def test_two_micro_batches_fold_with_the_time_of_every_layer_simulated():
     assert step["fast", 0] == pytest.approx(step["exact", 0], rel=0.08)
 
 
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+@pytest.mark.parametrize("groups", [4, 40])  # 40: slots of 1 and 2 layers in turn
+def test_two_micro_batches_run_as_a_pipeline_and_fold_with_the_longer_layer(engine, groups):
+    # from the records: each micro-batch's slot starts when its rounds do, its simulated layer
+    # ends with its MoE layer. The second's attention starts when the first's ends (the first's
+    # MoE start); after a folded slot both start the next at the later start plus the layers
+    # times the longer layer; after a slot of one layer each goes on from its own end
+    import dataclasses
+
+    sc = scenario(extra="two_batch_overlap = true\nexternal_prefill = true")
+    sc = sc.with_changes(engine=dataclasses.replace(sc.engine, layer_groups=groups))
+    res = run(sc, "route", trace=trace(32, inp=64 * 200, out=3, shared=64 * 100),
+              engine=engine)
+    m = res.extras["moe"]
+    m = m.assign(end=m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
+                                           "post_time"]].sum(axis=1)).set_index(
+        ["iteration", "layer", "lane"])
+    starts = res.rounds.groupby(["iteration", "layer"])["started_at"].unique()
+    checked = {"folded": 0, "one layer": 0}
+    for (it, s), t in starts.items():
+        if (it, s + 1) not in starts.index or s == 0:  # the dense slot has no MoE record
+            continue
+        t0, t1 = sorted(t)
+        nxt0, nxt1 = sorted(starts[it, s + 1])
+        end0, end1 = m.loc[(it, s, 0), "end"], m.loc[(it, s, 1), "end"]
+        gate = m.loc[(it, s + 1, 0), "started_at"]  # the first's next attention is done
+        layers = int(m.loc[(it, s, 0), "layers"])
+        if layers > 1:
+            want = t1 + layers * max(end0 - t0, end1 - t1)
+            assert nxt0 == pytest.approx(want, rel=1e-9)
+            assert nxt1 == pytest.approx(gate, rel=1e-12)
+            checked["folded"] += 1
+        else:
+            assert nxt0 == pytest.approx(end0, rel=1e-12)
+            assert nxt1 == pytest.approx(max(end1, gate), rel=1e-12)
+            checked["one layer"] += 1
+    assert checked["folded"] > 0 and (checked["one layer"] > 0) == (groups == 40)
+
+
 def test_bytes_are_conserved_per_class_and_every_request_is_accounted_for():
     sc = scenario(extra="two_batch_overlap = true")
     tr = trace(40, inp=1200, out=[3, 20, 7, 11], shared=640, gap=0.002)

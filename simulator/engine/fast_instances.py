@@ -33,8 +33,7 @@ locations, policy questions, MoE routing stream and records (it *is* an ``Instan
   micro-batch's attention from its start, the second's from when the first's is done, then each
   one's MoE layer (composed after both attentions: the second's kernels, issued when the first's
   attention ends, queue before the first's experts, as on the exact engine); a folded slot
-  starts both from the later one's end and ends both after the later start plus its layers
-  times the longer of their simulated layers.
+  ends both after the later start plus its layers times the longer of their simulated layers.
 
 What differs from the exact engine, beyond the fast engine's own approximations (FIFO calendars
 for other steps' work, pushes charged as a debt — here the largest over the instance's ranks,
@@ -85,8 +84,6 @@ class FastInstanceLoop(InstanceLoop):
         for s in range(run.S if live else 0):
             moe = self.d.is_moe[s]
             layers = run.slot_layers_list[s]
-            if len(live) == 2 and layers > 1:  # a folded slot: both from the later one's end
-                nxt = dict.fromkeys(live, max(nxt.values()))
             start: dict[int, float] = {}
             done: dict[int, float] = {}
             for k in live:  # the second micro-batch's attention once the first's is done
