@@ -195,7 +195,7 @@ def test_two_micro_batches_fold_with_the_time_of_every_layer_simulated():
     # first's all-to-all and experts) and repeats its longer layer for both, so 4 layer groups
     # give the steps of every layer simulated; folded micro-batch by micro-batch (each with its
     # own first layer, the second playing after the first had finished) they came out 33 %
-    # shorter on the exact engine and 24 % on the fast one
+    # shorter on the exact engine and 24 % on the fast one, each against itself unfolded
     import dataclasses
 
     sc = scenario(extra="two_batch_overlap = true\nexternal_prefill = true")
@@ -212,7 +212,9 @@ def test_two_micro_batches_fold_with_the_time_of_every_layer_simulated():
             it = it[(it["prefill_tokens"] == 0) & (it["batch"] == 2)]
             step[engine, groups] = float((it["finished_at"] - it["started_at"]).mean())
     assert step["exact", 4] == pytest.approx(step["exact", 0], rel=0.03)
-    assert step["fast", 4] == pytest.approx(step["exact", 0], rel=0.03)
+    assert step["fast", 4] == pytest.approx(step["fast", 0], rel=0.05)
+    # the fast engine against the exact one: the contract's bound at p50
+    assert step["fast", 4] == pytest.approx(step["exact", 4], rel=0.05)
     assert step["fast", 0] == pytest.approx(step["exact", 0], rel=0.08)
 
 

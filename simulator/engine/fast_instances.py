@@ -30,20 +30,20 @@ locations, policy questions, MoE routing stream and records (it *is* an ``Instan
 - **folding**: the slot's time, MoE included, repeats for the layers it stands for; after the
   last slot each rank's final norm and LM head;
 - **two-batch overlap**: the exact engine's two-stage pipeline — per slot the first
-  micro-batch's attention from its start, the second's from when the first's is done, then each
-  one's MoE layer (composed after both attentions: the second's kernels, issued when the first's
-  attention ends, queue before the first's experts, as on the exact engine); a folded slot
-  ends both after the later start plus its layers times the longer of their simulated layers.
+  micro-batch's attention from its start and its shared experts and dispatch, then the second's
+  attention from when the first's is done and its shared experts and dispatch, then each one's
+  experts, combine and add (behind the second's kernels on the streams, as on the exact engine,
+  where they are issued when the first's attention ends); a folded slot ends both after the
+  later start plus its layers times the longer of their simulated layers.
 
 What differs from the exact engine, beyond the fast engine's own approximations (FIFO calendars
 for other steps' work, pushes charged as a debt — here the largest over the instance's ranks,
 waited out at the step's end):
 
-- the first micro-batch's all-to-all is composed after the second's attention, so on the FIFO
-  link calendars it waits for the second's messages, where the exact engine starts its dispatch
-  first and the Fabric shares the links max-min; on ``deepseek_v32_ep`` the fast engine's route
-  steps are ~4 % longer and its first, cold fetch step 21 % longer (docs/performance.md,
-  *Stop 39*);
+- the first micro-batch's combine is composed after the second's attention, so on the FIFO
+  link calendars it waits for the second's messages, where the Fabric shares the links
+  max-min; on ``deepseek_v32_ep`` the first, cold fetch step is 20 % longer than on the exact
+  engine (docs/performance.md, *Stop 39*);
 - the MoE routing draws come from the same stream in a different order across instances (an
   instance composes all its layers before the next instance's step), so with more than one
   instance the routing is equal in distribution, not draw for draw;
@@ -86,15 +86,21 @@ class FastInstanceLoop(InstanceLoop):
             layers = run.slot_layers_list[s]
             start: dict[int, float] = {}
             done: dict[int, float] = {}
+            layer = {}  # each micro-batch's MoE layer (a generator: _moe_at)
             for k in live:  # the second micro-batch's attention once the first's is done
                 at = nxt[k] if not done else max(nxt[k], done[live[0]])
                 if wait and at > env.now:
                     yield env.timeout(at - env.now)
                 ends = self._attend_at(lanes[k], [at] * len(lanes[k]), s, moe, iteration)
                 start[k], done[k] = at, max(ends, default=at)
-            if moe and self.ep is not None:  # after both attentions: the second's kernels
-                for k in live:  # are queued before the first's experts, as they are issued
-                    done[k] = self._moe_at(k, lanes[k], s, layers, iteration, done[k])
+                if moe and self.ep is not None:
+                    # its shared experts and dispatch now, before the next micro-batch's
+                    # attention (the exact engine starts them first); its experts, combine
+                    # and add after it, behind the kernels that attention queues
+                    layer[k] = self._moe_at(k, lanes[k], s, layers, iteration, done[k])
+                    next(layer[k])
+            for k, rest in layer.items():
+                done[k] = _finish(rest)
             if posting:  # the slot's first layers' KV (all but the last of a folded slot)
                 for k in sorted(live, key=lambda k: (done[k], k)):
                     if done[k] > env.now:
@@ -163,10 +169,11 @@ class FastInstanceLoop(InstanceLoop):
         return ends
 
     def _moe_at(self, lane: int, parts: list[dict], s: int, layers: int, iteration: int,
-                t0: float) -> float:
+                t0: float):
         """The slot's MoE layer over every rank from ``t0`` [s] (the last rank ready), on the
-        calendars in the closed form's order; recorded with its closed form; returns its end
-        [s]."""
+        calendars in the closed form's order; recorded with its closed form. A generator: it
+        yields once the shared experts and the dispatch are composed, then composes the rest
+        and returns the layer's end [s] (:func:`_finish`)."""
         ranks = self.ranks
         tokens, plan, shared_a, post_a = self._moe_plan(parts)
         shared, post = shared_a.tolist(), post_a.tolist()
@@ -176,6 +183,7 @@ class FastInstanceLoop(InstanceLoop):
             if shared[r] > 0:
                 cal[g].reserve(t0, shared[r], g, layers)
         t1 = self._exchange(plan.dispatch, "dispatch", t0, lead, layers)
+        yield t1
         t2 = t1
         for g, x in zip(ranks, plan.expert_time.tolist(), strict=True):
             if x > 0:
@@ -211,3 +219,12 @@ class FastInstanceLoop(InstanceLoop):
         return self.run.links.aggregate(links, loads[busy].tolist(), ep.rate[busy].tolist(),
                                         t0 + fixed, lead, layers, tag,
                                         float(np.asarray(pairs).sum()))
+
+
+def _finish(steps) -> float:
+    """Run generator ``steps`` to its end; returns its return value."""
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        return stop.value
