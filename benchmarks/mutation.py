@@ -113,6 +113,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               "simulator/engine/fast.py"],
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py"]),
+    # a deployment's instance loops on both engines (two-batch overlap's pipeline and fold)
+    "instances": (["simulator/engine/instance_loop.py", "simulator/engine/fast_instances.py"],
+                  ["tests/test_engine_instances.py", "tests/test_engine_fast_instances.py"]),
     # a decode step's data and costs, shared by both engines: selections and block locations
     # (StepData), the memoized per-step costs, the GPUs' copy store
     "steps": (["simulator/engine/locate.py", "simulator/engine/stepcosts.py",
