@@ -41,7 +41,7 @@ kind = "trace"
 trace = "unused.parquet"
 [engine]
 max_batch = 16
-layer_groups = 4
+layer_groups = {groups}
 [deployment]
 attention_dp = 16
 redundant_experts = 16
@@ -49,9 +49,10 @@ redundant_experts = 16
 """
 
 
-def scenario(nodes=2, selection="dsa", extra="") -> Scenario:
+def scenario(nodes=2, selection="dsa", extra="", groups=4) -> Scenario:
     return Scenario.from_dict(__import__("tomllib").loads(
-        BASE.format(nodes=nodes, selection=selection, extra=extra)), source="ep.toml")
+        BASE.format(nodes=nodes, selection=selection, extra=extra, groups=groups)),
+        source="ep.toml")
 
 
 def trace(n, inp=640, out=3, shared=0, gap=0.0):
@@ -188,6 +189,14 @@ layerwise = {layerwise}
             assert (kv["messages"] == 8).all()
 
 
+def two_micro_batches_routing_to_one_owner(groups: int, engine: str, out: int):
+    """A route run of 32 requests on 16 ranks (two micro-batches of one on each), every query
+    routed to the rank holding their 100-block prefix, at ``layer_groups = groups``."""
+    sc = scenario(extra="two_batch_overlap = true\nexternal_prefill = true", groups=groups)
+    return run(sc, "route", trace=trace(32, inp=64 * 200, out=out, shared=64 * 100),
+               engine=engine)
+
+
 def test_two_micro_batches_fold_with_the_time_of_every_layer_simulated():
     # two micro-batches of one request on each of 16 ranks, every query routed to the rank
     # holding a 100-block prefix: at every layer the two contend for its stream. A folded slot
@@ -196,15 +205,10 @@ def test_two_micro_batches_fold_with_the_time_of_every_layer_simulated():
     # give the steps of every layer simulated; folded micro-batch by micro-batch (each with its
     # own first layer, the second playing after the first had finished) they came out 33 %
     # shorter on the exact engine and 24 % on the fast one, each against itself unfolded
-    import dataclasses
-
-    sc = scenario(extra="two_batch_overlap = true\nexternal_prefill = true")
-    tr = trace(32, inp=64 * 200, out=4, shared=64 * 100)
     step = {}
     for engine in ("exact", "fast"):
         for groups in (0, 4):
-            res = run(sc.with_changes(engine=dataclasses.replace(sc.engine, layer_groups=groups)),
-                      "route", trace=tr, engine=engine)
+            res = two_micro_batches_routing_to_one_owner(groups, engine, out=4)
             r = res.rounds
             assert (r["owner"] == r["owner"].iloc[0]).all()
             assert set(res.extras["moe"]["lane"]) == {0, 1}
@@ -225,12 +229,7 @@ def test_two_micro_batches_run_as_a_pipeline_and_fold_with_the_longer_layer(engi
     # ends with its MoE layer. The second's attention starts when the first's ends (the first's
     # MoE start); after a folded slot both start the next at the later start plus the layers
     # times the longer layer; after a slot of one layer each goes on from its own end
-    import dataclasses
-
-    sc = scenario(extra="two_batch_overlap = true\nexternal_prefill = true")
-    sc = sc.with_changes(engine=dataclasses.replace(sc.engine, layer_groups=groups))
-    res = run(sc, "route", trace=trace(32, inp=64 * 200, out=3, shared=64 * 100),
-              engine=engine)
+    res = two_micro_batches_routing_to_one_owner(groups, engine, out=3)
     m = res.extras["moe"]
     m = m.assign(end=m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
                                            "post_time"]].sum(axis=1)).set_index(

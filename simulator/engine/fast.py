@@ -52,8 +52,8 @@ start of each layer slot that has rounds (one event per such slot, not per step)
 decides knowing every kernel and message issued by then, as on the exact engine: the owner's
 load is the stream calendar's work issued by the round's start, the links' load the link
 calendars' (:meth:`~simulator.engine.fast_links.Links.extra_time`: the FIFO wait, where the
-exact engine re-prices at the live max-min share). A copy a round makes is counted when its slot is composed, as it is entered in the
-directory.
+exact engine re-prices at the live max-min share). A copy a round makes is counted when its
+slot is composed, as it is entered in the directory.
 
 What it does not support falls back to the exact engine, counted in the summary
 (``engine_fallback``): ``exact_streams`` (the SimPy-resource streams are the exact engine's

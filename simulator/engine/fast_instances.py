@@ -87,12 +87,13 @@ class FastInstanceLoop(InstanceLoop):
             start: dict[int, float] = {}
             done: dict[int, float] = {}
             layer = {}  # each micro-batch's MoE layer (a generator: _moe_at)
-            for k in live:  # the second micro-batch's attention once the first's is done
-                at = nxt[k] if not done else max(nxt[k], done[live[0]])
+            for order, k in enumerate(live):
+                # the second micro-batch's attention once the first's is done
+                at = nxt[k] if order == 0 else max(nxt[k], done[live[0]])
                 if wait and at > env.now:
                     yield env.timeout(at - env.now)
-                ends = self._attend_at(lanes[k], [at] * len(lanes[k]), s, moe, iteration)
-                start[k], done[k] = at, max(ends, default=at)
+                start[k] = at
+                done[k] = self._attend_at(lanes[k], at, s, moe, iteration)
                 if moe and self.ep is not None:
                     # its shared experts and dispatch now, before the next micro-batch's
                     # attention (the exact engine starts them first); its experts, combine
@@ -100,7 +101,7 @@ class FastInstanceLoop(InstanceLoop):
                     layer[k] = self._moe_at(k, lanes[k], s, layers, iteration, done[k])
                     next(layer[k])
             for k, rest in layer.items():
-                done[k] = _finish(rest)
+                done[k] = next(rest)
             if posting:  # the slot's first layers' KV (all but the last of a folded slot)
                 for k in sorted(live, key=lambda k: (done[k], k)):
                     if done[k] > env.now:
@@ -142,17 +143,16 @@ class FastInstanceLoop(InstanceLoop):
             yield env.timeout(debt)
         return work
 
-    def _attend_at(self, parts: list[dict], starts: list[float], s: int, moe: bool,
-                   iteration: int) -> list[float]:
-        """Every part's attention of slot ``s`` from its start [s] (home blocks, rounds,
-        chunks) and the layer's projections (with a dense slot's FFN); returns when each part
-        is done [s] (its start for one without tokens). The parts' rounds are composed together
-        (:meth:`SlotComposer.slots <simulator.engine.fast_slots.SlotComposer.slots>`): their
-        messages at each stage are one phase."""
-        ends = list(starts)
+    def _attend_at(self, parts: list[dict], at: float, s: int, moe: bool,
+                   iteration: int) -> float:
+        """One micro-batch's attention of slot ``s`` on every rank from ``at`` [s] (home
+        blocks, rounds, chunks) and the layer's projections (with a dense slot's FFN); returns
+        when the last rank is done [s] (``at`` if none has tokens). The ranks' rounds are
+        composed together (:meth:`SlotComposer.slots
+        <simulator.engine.fast_slots.SlotComposer.slots>`): their messages at each stage are one
+        phase."""
         homes = []
-        which = []
-        for x, p in enumerate(parts):
+        for p in parts:
             m = p["tokens"]
             if not m:
                 continue
@@ -160,20 +160,17 @@ class FastInstanceLoop(InstanceLoop):
             pre = rk.pre_time(m) + rk.ffn_time(m, moe) + p["chunk_attention"] + p["indexer"]
             homes.append((p["gpu"], p["groups"][s] if p["groups"] is not None else [],
                           p["n_local"][s] if p["n_local"] is not None else 0,
-                          p["q_local"][s] if p["q_local"] is not None else 0, pre,
-                          starts[x]))
-            which.append(x)
-        if homes:
-            for x, e in zip(which, self.run.compose.slots(homes, s, iteration), strict=True):
-                ends[x] = e
-        return ends
+                          p["q_local"][s] if p["q_local"] is not None else 0, pre, at))
+        if not homes:
+            return at
+        return max(at, *self.run.compose.slots(homes, s, iteration))
 
     def _moe_at(self, lane: int, parts: list[dict], s: int, layers: int, iteration: int,
                 t0: float):
         """The slot's MoE layer over every rank from ``t0`` [s] (the last rank ready), on the
-        calendars in the closed form's order; recorded with its closed form. A generator: it
-        yields once the shared experts and the dispatch are composed, then composes the rest
-        and returns the layer's end [s] (:func:`_finish`)."""
+        calendars in the closed form's order; recorded with its closed form. A generator of
+        two steps: the first composes the shared experts and the dispatch (and yields the
+        dispatch's end [s]), the second the rest (and yields the layer's end [s])."""
         ranks = self.ranks
         tokens, plan, shared_a, post_a = self._moe_plan(parts)
         shared, post = shared_a.tolist(), post_a.tolist()
@@ -199,7 +196,7 @@ class FastInstanceLoop(InstanceLoop):
                     t4 = e
         self._moe_record(lane, iteration, s, layers, tokens, plan, shared_a, post_a, t0,
                          (t1 - t0, t2 - t1, t3 - t2, t4 - t3))
-        return t4
+        yield t4
 
     def _exchange(self, pairs: np.ndarray, direction: str, t0: float, lead: int,
                   layers: int) -> float:
@@ -220,11 +217,3 @@ class FastInstanceLoop(InstanceLoop):
                                         t0 + fixed, lead, layers, tag,
                                         float(np.asarray(pairs).sum()))
 
-
-def _finish(steps) -> float:
-    """Run generator ``steps`` to its end; returns its return value."""
-    try:
-        while True:
-            next(steps)
-    except StopIteration as stop:
-        return stop.value

@@ -31,9 +31,9 @@ fetch requests, then the answers or blocks) — without events:
    next to the per-message overhead and latency that dominate such messages.
 4. **What an observing policy sees** (``idle``, ``extra_time``: the
    :class:`~simulator.policies.observed.LinkLoad` ``adaptive`` reads): the calendars' FIFO wait
-   for a bulk message. The homes of a phase all start at once (one GPU's step, or an
-   instance's ranks and both micro-batches), so no policy decides beside flows of its own
-   phase already in flight.
+   for a bulk message. The homes of a phase all start at once (one GPU's step, or one
+   micro-batch of an instance's ranks), so no policy decides beside flows of its own phase
+   already in flight.
 
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
 ``links``, ``link_timeline``, the records by traffic class and the fabric's byte counters hold

@@ -135,7 +135,7 @@ class SlotComposer:
     def slots(self, homes: list[tuple], s: int, iteration: int) -> list[float]:
         """Compose layer slot ``s`` of the steps of ``homes`` — ``(gpu, groups, local blocks,
         local queries, projections + FFN [s], slot start [s])`` each: one GPU's step, or the
-        ranks of a deployment's instance (both micro-batches' with two-batch overlap), whose
+        ranks of a deployment's instance (one micro-batch at a time), whose
         messages at each stage form one phase (sharing links max-min, :meth:`Links.phase`);
         returns when each home's slot (its first layer) ends [s]. Homes are taken in order —
         each asks its rounds, then queues its own kernels — as the exact engine's ranks issue
