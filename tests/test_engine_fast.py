@@ -124,6 +124,31 @@ def test_a_request_alone_takes_the_exact_engines_time_at_every_step(policy, topo
     same_gpus(exact, fast)
 
 
+@pytest.mark.parametrize("policy", ["route", "fetch"])
+@pytest.mark.parametrize("fraction", [0.05, 0.37, 0.9])
+def test_a_run_cut_inside_a_step_holds_the_exact_engines_records_at_its_end(policy, fraction):
+    # the clock stops inside a decode step (``duration``). The fast engine composed the step's
+    # rounds and messages ahead of the clock; the records hold what the exact engine's hold
+    # when its clock stops there: the rounds that ended before, the messages delivered by
+    # then, and those still on the wire counted as sent only
+    sc = small_scenario("dgx_h100:nodes=2", scheme="repo_affinity", layer_groups=0)
+    trace = alone(repo=repo_on(12, 16), output=20)
+    step = run(sc, policy, trace=trace).iterations.iloc[5]
+    cut = float(step["started_at"] + fraction * (step["finished_at"] - step["started_at"]))
+    sc = small_scenario("dgx_h100:nodes=2", scheme="repo_affinity", layer_groups=0,
+                        duration=cut)
+    exact = run(sc, policy, trace=trace)
+    fast = run(sc, policy, trace=trace, engine="fast")
+    for res in (exact, fast):
+        r = res.rounds
+        assert ((r["started_at"] + r["sim_time"]) < cut).all()
+    assert len(fast.rounds) == len(exact.rounds) > 0
+    same_steps(exact, fast)
+    assert fast.summary["bytes_moved"] == pytest.approx(exact.summary["bytes_moved"], rel=1e-9)
+    assert fast.fabric_bytes == pytest.approx(exact.fabric_bytes, rel=1e-9)
+    same_traffic(exact, fast)  # bytes sent per class (delivered or not) and per link
+
+
 @pytest.mark.parametrize("policy", ["route", "fetch", "local", "adaptive"])
 @pytest.mark.parametrize(("topology", "owner", "gpus"),
                          [("single_node:gpus=2", 1, 2), ("dgx_h100:nodes=2", 12, 16),
@@ -380,6 +405,34 @@ def test_an_aggregate_counts_one_message_per_link():
     hops = list(fabric.path("n0/gpu0", "n1/gpu0").edges)
     links.aggregate(hops, [1e6] * len(hops), [1e11] * len(hops), 0.0)
     assert links.messages == len(hops) > 1
+
+
+def test_messages_on_the_wire_when_the_clock_stops_count_as_sent_only():
+    # a run cut at ``until``: a message delivered before counts as sent and delivered, one
+    # still on the wire as sent only (an aggregate: its share of the payload in its class),
+    # one issued after it not at all — what the Fabric holds when its clock stops there
+    from simulator.network.traffic import MOE_DISPATCH
+
+    env, fabric, _, lone = _two_nodes()
+    until = 1e-3
+    links = Links(env, fabric, until=until)
+    hops = list(fabric.path("n0/gpu0", "n1/gpu0").edges)
+    rates = [1e9] * len(hops)  # 1 GB/s: a load of L bytes ends L ns after its start
+    loads = [float(1e5 * (i + 1)) for i in range(len(hops))]  # 0.1, 0.2, … ms
+    start = until - 1.5e-4  # the first link's load ends before until, the others after
+    links.aggregate(hops, loads, rates, start, tag=MOE_DISPATCH, payload=1e5)
+    links.aggregate(hops, loads, rates, until, tag=MOE_DISPATCH, payload=1e5)  # after: none
+    links.one("n0/gpu0", "n1/gpu0", 1e9, 0.0)  # 1 GB issued at 0: still on the wire
+    links.one("n0/gpu0", "n1/gpu0", 1e3, 0.0)  # delivered
+    links.one("n0/gpu0", "n1/gpu0", 1e3, until)  # issued at the stop: none
+    links.flush()
+    share = 1e5 / sum(loads)
+    assert links.messages == 2  # the first link's load and the small message
+    assert fabric.bytes_delivered == pytest.approx(loads[0] + 1e3)
+    assert fabric.bytes_sent == pytest.approx(sum(loads) + 1e9 + 1e3)
+    assert fabric.sent_by_class[MOE_DISPATCH] == pytest.approx(1e5)
+    assert fabric.delivered_by_class[MOE_DISPATCH] == pytest.approx(loads[0] * share)
+    assert 1e9 / lone > until  # the large message could not have arrived by then
 
 
 def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():

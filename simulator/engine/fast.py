@@ -145,7 +145,9 @@ class FastRun(_Run):
         self.pushed_steps = 0
         self.streams = [FastStream(self.env, self.debt, g) for g in range(self.G)]
         self.cal = [s.cal for s in self.streams]
-        self.links = Links(self.env, self.fabric, self.debt)
+        until = scenario.engine.duration
+        self.links = Links(self.env, self.fabric, self.debt,
+                           float("inf") if until is None else until)
         if self.observed is not None:  # an observing policy sees the link calendars' load
             self.observed.links = self.links
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots

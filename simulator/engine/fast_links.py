@@ -38,6 +38,10 @@ fetch requests, then the answers or blocks) — without events:
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
 ``links``, ``link_timeline``, the records by traffic class and the fabric's byte counters hold
 the fast engine's traffic too (overlapping messages on a link may count its busy time twice).
+A run cut at its duration (``until``) holds what the Fabric would hold when its clock stops
+there: a step is composed ahead of the clock, so a message that ends at or after ``until`` is
+counted as sent only (:meth:`Fabric.record_sent`) if it was issued before, and not at all if
+it was issued later.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ class Links:
     Args:
         env: the run's environment (periods before now are dropped).
         fabric: the run's :class:`~simulator.network.Fabric` (routes, line rates, accounting).
+        debts: per GPU, its running step's debt (:mod:`simulator.engine.fast_streams`).
+        until: when the run's clock stops [s] (its duration; ``inf``: when the work does).
     """
 
     #: Message records kept before they go to the Fabric's link accounting at once.
@@ -72,8 +78,10 @@ class Links:
     #: instance, whose ranks' messages form one phase, reaches it.
     EXACT_SHARE = 48
 
-    def __init__(self, env, fabric, debts: list[float] | None = None) -> None:
+    def __init__(self, env, fabric, debts: list[float] | None = None,
+                 until: float = float("inf")) -> None:
         self.fabric = fabric
+        self.until = until
         self.line = fabric.link_bandwidth
         self.cal = [Calendar(env, debts) for _ in self.line]
         self._routes: dict[tuple[str, str], tuple] = {}
@@ -107,7 +115,7 @@ class Links:
         e = s + wire
         if wire > self.SMALL_TIME:
             e = self._bulk(r, s, e, nbytes, owner, fold)
-        self._record(r[5], s, e, nbytes, tag)
+        self._record(r[5], s, e, nbytes, tag, issued_at)
         return s, e
 
     # -- the load a policy sees (simulator.policies.observed.LinkLoad) -------------------------
@@ -163,7 +171,7 @@ class Links:
         for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):
             if m[2] / r[1] > small:
                 ends[i] = self._bulk(r, starts[i], ends[i], m[2], owner, fold)
-            self._record(r[5], starts[i], ends[i], m[2], tags[i])
+            self._record(r[5], starts[i], ends[i], m[2], tags[i], m[3])
         return list(zip(starts, ends, strict=True))
 
     def aggregate(self, links: list[tuple[str, str]], loads: list[float],
@@ -180,7 +188,8 @@ class Links:
         fabric = self.fabric
         share = 1.0 if payload is None else payload / float(sum(loads))
         end = start_at
-        sids, starts, ends = [], [], []
+        until = self.until
+        sids, starts, ends, carried = [], [], [], []
         for (u, v), load, rate in zip(links, loads, rates, strict=True):
             key = (u, v)
             lr = self._link_ids.get(key)
@@ -194,12 +203,18 @@ class Links:
                 e = f
             if e > end:
                 end = e
+            if e >= until:  # still on the wire when the clock stops
+                if start_at < until:
+                    fabric.record_sent(load, tag, load * share)
+                continue
             sids.append(sid)
             starts.append(start_at)
             ends.append(e)
+            carried.append(load)
         self.messages += len(sids)
-        fabric.record_messages(sids, starts, ends, list(loads), [tag] * len(sids),
-                               [x * share for x in loads])
+        if sids:
+            fabric.record_messages(sids, starts, ends, carried, [tag] * len(sids),
+                                   [x * share for x in carried])
         return end
 
     def _own_times(self, msgs: list[tuple[str, str, float, float]]
@@ -235,7 +250,14 @@ class Links:
             got = self._shared[key] = tuple(e - t0 for e in ends)
         return [t0 + x for x in got]
 
-    def _record(self, sid: int, s: float, e: float, nbytes: float, tag: int) -> None:
+    def _record(self, sid: int, s: float, e: float, nbytes: float, tag: int,
+                issued_at: float) -> None:
+        """Keep one message's record (route id, start, end [s], bytes, class) for the Fabric;
+        one still on the wire when the clock stops counts as sent only, if issued by then."""
+        if e >= self.until:
+            if issued_at < self.until:
+                self.fabric.record_sent(nbytes, tag)
+            return
         rec = self._rec
         rec[0].append(sid)
         rec[1].append(s)

@@ -184,18 +184,27 @@ class Deployed:
     def extras(self) -> dict:
         """What a run's result carries for the deployment: the layout, the ``moe`` and
         ``kv_transfers`` records, and the decode pool's GPU count."""
-        moe = pd.DataFrame(self.moe_rows, columns=list(MOE_COLUMNS))
+        moe = pd.DataFrame(self._moe_ended(), columns=list(MOE_COLUMNS))
         transfers = pd.DataFrame(self.handoff.records if self.handoff else [],
                                  columns=list(TRANSFER_COLUMNS))
         return {"deployment": self.layout.as_dict(), "moe": moe, "kv_transfers": transfers,
                 "decode_gpus": len(self.homes)}
+
+    def _moe_ended(self) -> list[tuple]:
+        """The ``moe`` records of layers that ended before the run's clock stopped (the fast
+        engine composes a step's layers ahead of the clock; the exact engine records each as
+        it ends)."""
+        until = self.run.sc.engine.duration
+        if until is None:
+            return self.moe_rows
+        return [r for r in self.moe_rows if r[11] + r[12] + r[13] + r[14] + r[15] < until]
 
     def summary(self) -> dict:
         """Headline figures of the deployment: the MoE layers' closed-form error (relative, over
         the exchange phases), the transfers' times (first post to last arrival) and waits (the
         prompt's end to the last arrival: the transfer's share of TTFT) [s]."""
         out: dict = {"decode_gpus": len(self.homes)}
-        rows = self.moe_rows
+        rows = self._moe_ended()
         if rows:
             m = np.array([r[12:20] for r in rows], float)
             sim, cf = m[:, :4].sum(axis=1), m[:, 4:].sum(axis=1)

@@ -60,6 +60,16 @@ def _table(rows, columns) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=list(columns))
 
 
+def ended_before(rounds: pd.DataFrame, until: float | None) -> pd.DataFrame:
+    """The rounds of a run cut at ``until`` [s] (its duration; None: not cut) that ended before
+    the clock stopped. The exact engine records a round as it ends, so it holds no other; the
+    fast engine composes a whole decode step ahead of the clock, and keeps only these."""
+    if until is None or not len(rounds):
+        return rounds
+    ended = (rounds["started_at"].to_numpy() + rounds["sim_time"].to_numpy()) < until
+    return rounds if ended.all() else rounds[ended].reset_index(drop=True)
+
+
 def requests_frame(rows: list[tuple]) -> pd.DataFrame:
     """The ``requests`` table from engine tuples (order of :data:`REQUEST_COLUMNS`)."""
     df = pd.DataFrame.from_records(rows, columns=list(REQUEST_COLUMNS))

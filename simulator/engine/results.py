@@ -45,7 +45,9 @@ def collect(run, wall: float, events: int) -> Result:
         req.out.tolist(), req.gen.tolist(), req.reused.tolist(), req.prefilled.tolist(),
         completed.tolist(), req.reason, strict=True))
     requests = records.requests_frame(req_rows)
-    rounds = records.rounds_frame(run.rounds, run.names, run.names + run.hosts)
+    rounds = records.ended_before(records.rounds_frame(run.rounds, run.names,
+                                                       run.names + run.hosts),
+                                  run.sc.engine.duration)
     iterations = records.iterations_frame(run.iters, run.names)
     links = run.fabric.links_frame()
     now = run.env.now

@@ -312,10 +312,12 @@ class Fabric:
         self._accounts.record_messages(route_ids, started_at, finished_at, nbytes, tags,
                                        counted, totals)
 
-    def record_sent(self, nbytes: float, tag: int = OTHER) -> None:
+    def record_sent(self, nbytes: float, tag: int = OTHER, counted: float | None = None) -> None:
         """Account ``nbytes`` [B] of class ``tag`` sent by an engine that timed them itself and
-        whose delivery lies beyond the run's end (counted as sent, not delivered)."""
-        self._accounts.record_sent(nbytes, tag)
+        whose delivery lies beyond the run's end (counted as sent, not delivered). ``counted``
+        [B]: what the per-class counter adds instead (an aggregate's share of the payload, as
+        :meth:`record_messages`' ``counted``; None: ``nbytes``)."""
+        self._accounts.record_sent(nbytes, tag, counted)
 
     # -- introspection -------------------------------------------------------------------------
 
