@@ -10,7 +10,13 @@ from __future__ import annotations
 import simpy
 
 from simulator.engine.fast_sharing import batched_max_min_finish, max_min_finish
-from simulator.engine.fast_streams import _PRUNE, Calendar, FastStream, reserve_each
+from simulator.engine.fast_streams import (
+    _PRUNE,
+    Calendar,
+    FastStream,
+    processor_sharing_end,
+    reserve_each,
+)
 
 INF = float("inf")
 
@@ -332,3 +338,23 @@ def test_the_batch_takes_flows_due_within_a_relative_1e_12_of_its_step():
     # (catches a tolerance of 2e-12)
     assert batched_max_min_finish([0.0, 0.0], [big, big + 1.5], UNCAPPED, ONE_LINK, [2.0],
                                   tolerance=0.0) == [big, big + 0.75]
+
+
+def test_processor_sharing_ends_by_hand():
+    # (the share a fast-engine all-to-all gets on a link with known work: on one link the
+    # Fabric's max-min among uncapped flows; held to the Fabric in test_engine_fast_instances)
+    # a job of 2 arriving at 1 beside one of 10 arrived at 0: it gets half the server, so it
+    # needs 4 → 5
+    assert processor_sharing_end([0.0], [10.0], 1.0, 2.0) == 5.0
+    # a third of 10 arrives at 2: from then a third each, 1.5 left at 1/3 → 6.5
+    assert processor_sharing_end([0.0, 2.0], [10.0, 10.0], 1.0, 2.0) == 6.5
+    # a job done before it arrives, and one arriving after it ends, take nothing
+    assert processor_sharing_end([0.0, 9.0], [1.0, 5.0], 5.0, 2.0) == 7.0
+    # a short job present: 1 left of it at 1, shared until it ends at 3, then alone → 4
+    assert processor_sharing_end([0.0], [2.0], 1.0, 2.0) == 4.0
+    # three equal jobs at once: all end together
+    assert processor_sharing_end([0.0, 0.0], [3.0, 3.0], 0.0, 3.0) == 9.0
+    cal = Calendar(simpy.Environment())
+    cal.reserve(0.0, 10.0)
+    assert cal.shared_end(1.0, 2.0) == 5.0
+    assert cal.items == 1  # reserves nothing

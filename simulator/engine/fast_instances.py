@@ -26,24 +26,30 @@ locations, policy questions, MoE routing stream and records (it *is* an ``Instan
   (:meth:`~simulator.engine.fast_links.Links.aggregate`) after the exchange's fixed time; routed
   experts at each rank's own rows; the combine once the slowest rank is done; each rank's add.
   Alone on idle links and streams each phase is the closed form's time (to float rounding);
-  against other traffic the link and stream calendars serve it FIFO, as they do rounds;
+  against other traffic the stream calendars serve it FIFO, as they do rounds, and on a link
+  with known work an aggregate ends with its processor share of the link among that work's
+  flows where that is sooner than FIFO behind it (the Fabric's max-min on one link);
 - **folding**: the slot's time, MoE included, repeats for the layers it stands for; after the
   last slot each rank's final norm and LM head;
 - **two-batch overlap**: the exact engine's two-stage pipeline — per slot the first
-  micro-batch's attention from its start and its shared experts and dispatch, then the second's
-  attention from when the first's is done and its shared experts and dispatch, then each one's
-  experts, combine and add (behind the second's kernels on the streams, as on the exact engine,
-  where they are issued when the first's attention ends); a folded slot ends both after the
-  later start plus its layers times the longer of their simulated layers.
+  micro-batch's attention from its start and its shared experts; the second's attention from
+  when the first's is done; then the first one's dispatch, which starts with that attention
+  and shares the links with its messages (composed after them, it sees their work on the
+  calendars); the second's shared experts and dispatch; then each one's experts, combine and
+  add (behind the second's kernels on the streams, as on the exact engine, where they are
+  issued when the first's attention ends); a folded slot ends both after the later start plus
+  its layers times the longer of their simulated layers.
 
 What differs from the exact engine, beyond the fast engine's own approximations (FIFO calendars
 for other steps' work, pushes charged as a debt — here the largest over the instance's ranks,
 waited out at the step's end):
 
-- the first micro-batch's combine is composed after the second's attention, so on the FIFO
-  link calendars it waits for the second's messages, where the Fabric shares the links
-  max-min; on ``deepseek_v32_ep`` the first, cold fetch step is 20 % longer than on the exact
-  engine (docs/performance.md, *Stop 39*);
+- an all-to-all's share of a link counts the work known there when it is composed, at line
+  rate and from each item's issue, while the Fabric's flows are capped at their stack's
+  efficiency and a flow composed later does not slow it; the work it shares with is not slowed
+  by it either (the calendars stay FIFO, the bytes at line rate). On ``deepseek_v32_ep`` the
+  first, cold step's MoE phases are the exact engine's within 3 % (docs/performance.md,
+  *Stop 40*);
 - the MoE routing draws come from the same stream in a different order across instances (an
   instance composes all its layers before the next instance's step), so with more than one
   instance the routing is equal in distribution, not draw for draw;
@@ -87,6 +93,7 @@ class FastInstanceLoop(InstanceLoop):
             start: dict[int, float] = {}
             done: dict[int, float] = {}
             layer = {}  # each micro-batch's MoE layer (a generator: _moe_at)
+            dispatch = None  # a MoE layer whose dispatch waits for the next attention
             for order, k in enumerate(live):
                 # the second micro-batch's attention once the first's is done
                 at = nxt[k] if order == 0 else max(nxt[k], done[live[0]])
@@ -94,12 +101,17 @@ class FastInstanceLoop(InstanceLoop):
                     yield env.timeout(at - env.now)
                 start[k] = at
                 done[k] = self._attend_at(lanes[k], at, s, moe, iteration)
+                if dispatch is not None:  # the first one's dispatch, beside this attention's
+                    next(dispatch)  # messages (they start together; the links share them)
                 if moe and self.ep is not None:
-                    # its shared experts and dispatch now, before the next micro-batch's
-                    # attention (the exact engine starts them first); its experts, combine
-                    # and add after it, behind the kernels that attention queues
-                    layer[k] = self._moe_at(k, lanes[k], s, layers, iteration, done[k])
-                    next(layer[k])
+                    # its shared experts now, before the next micro-batch's attention (the
+                    # exact engine issues them first); its experts, combine and add after it,
+                    # behind the kernels that attention queues
+                    layer[k] = dispatch = self._moe_at(k, lanes[k], s, layers, iteration,
+                                                       done[k])
+                    next(dispatch)
+            if dispatch is not None:
+                next(dispatch)
             for k, rest in layer.items():
                 done[k] = next(rest)
             if posting:  # the slot's first layers' KV (all but the last of a folded slot)
@@ -169,8 +181,8 @@ class FastInstanceLoop(InstanceLoop):
                 t0: float):
         """The slot's MoE layer over every rank from ``t0`` [s] (the last rank ready), on the
         calendars in the closed form's order; recorded with its closed form. A generator of
-        two steps: the first composes the shared experts and the dispatch (and yields the
-        dispatch's end [s]), the second the rest (and yields the layer's end [s])."""
+        three steps: the shared experts (yields ``t0``), the dispatch (yields its end [s]),
+        the rest (yields the layer's end [s])."""
         ranks = self.ranks
         tokens, plan, shared_a, post_a = self._moe_plan(parts)
         shared, post = shared_a.tolist(), post_a.tolist()
@@ -179,6 +191,7 @@ class FastInstanceLoop(InstanceLoop):
         for r, g in enumerate(ranks):
             if shared[r] > 0:
                 cal[g].reserve(t0, shared[r], g, layers)
+        yield t0
         t1 = self._exchange(plan.dispatch, "dispatch", t0, lead, layers)
         yield t1
         t2 = t1

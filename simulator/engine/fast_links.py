@@ -28,7 +28,9 @@ fetch requests, then the answers or blocks) — without events:
    answer, a fetch request: a few µs of wire time) is neither delayed by nor delays other
    steps' traffic: under max-min sharing a message of wire time ``w`` among ``n`` flows is
    slowed by at most ``(n − 1)·w`` and slows each of the others by at most ``w``, which is small
-   next to the per-message overhead and latency that dominate such messages.
+   next to the per-message overhead and latency that dominate such messages. An expert-parallel
+   all-to-all's aggregate on a link with known work ends with its processor share of that
+   work where this is sooner than FIFO (:meth:`Links.aggregate`).
 4. **What an observing policy sees** (``idle``, ``extra_time``: the
    :class:`~simulator.policies.observed.LinkLoad` ``adaptive`` reads): the calendars' FIFO wait
    for a bulk message. The homes of a phase all start at once (one GPU's step, or one
@@ -53,6 +55,8 @@ from simulator.engine.fast_sharing import (
 )
 from simulator.engine.fast_streams import Calendar, reserve_each
 from simulator.network.traffic import OTHER
+
+_INF = float("inf")
 
 
 class Links:
@@ -181,10 +185,15 @@ class Links:
         loads, as :meth:`Fabric.transfer_link <simulator.network.Fabric.transfer_link>`):
         ``loads[i]`` [B] on ``links[i]`` from ``start_at`` [s], at most ``rates[i]`` [B/s];
         returns when the last ends [s]. Each puts ``bytes / line rate`` of work on its link's
-        calendar and ends when that link has carried it FIFO, never before its capped lone
-        time — alone on idle links, ``start_at + max(load / rate)``, the closed form. The
-        payload (default the loads' sum) counts once in the per-class counters, spread over
-        the links in proportion to their loads."""
+        calendar. Alone on idle links it ends at ``start_at + load / rate``, the closed form.
+        With work known on its link at its start, it ends with its processor share of the link
+        among the known items from their issue
+        (:meth:`~simulator.engine.fast_streams.Calendar.shared_end`: on one link, the Fabric's
+        max-min among uncapped flows) or FIFO behind that work, whichever is sooner, never
+        before its capped lone time. An all-to-all is µs-scale traffic that a bulk message's
+        FIFO queue would hold back by all of that message, where the Fabric gives it its share
+        at once. The payload (default the loads' sum) counts once in the per-class counters,
+        spread over the links in proportion to their loads."""
         fabric = self.fabric
         share = 1.0 if payload is None else payload / float(sum(loads))
         end = start_at
@@ -197,10 +206,19 @@ class Links:
                 lr = self._link_ids[key] = fabric.link_route(u, v)
             i, sid = lr
             e = start_at + load / rate
-            f = self.cal[i].reserve(start_at, load / self.line[i], owner, fold)
+            cal = self.cal[i]
+            wire = load / self.line[i]
+            # work known on the link at the start: the load's share of it among that work's
+            # flows (processor sharing), if sooner than its end FIFO behind it
+            shared = cal.shared_end(start_at, wire) if cal.free_at(start_at) > start_at \
+                else _INF
+            f = cal.reserve(start_at, wire, owner, fold)
             if f > e:
                 self.contended += 1
-                e = f
+                if shared < f:
+                    f = shared
+                if f > e:
+                    e = f
             if e > end:
                 end = e
             if e >= until:  # still on the wire when the clock stops

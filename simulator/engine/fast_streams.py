@@ -37,6 +37,7 @@ issued in the past), keeping the lists short.
 from __future__ import annotations
 
 from bisect import bisect_right
+from heapq import heappop, heappush
 
 import simpy
 
@@ -69,6 +70,13 @@ class Calendar:
         """When the work issued at or before ``at`` [s] is done (``-inf`` if none is known)."""
         i = bisect_right(self.at, at)
         return self.end[i - 1] if i else -_INF
+
+    def shared_end(self, at: float, duration: float) -> float:
+        """When an item of ``duration`` [s] issued at ``at`` [s] would end if the server were
+        shared equally among the known items from their issue (processor sharing) instead of
+        serving them FIFO [s] (:func:`processor_sharing_end`; items cut off the front are not
+        counted). Reserves nothing."""
+        return processor_sharing_end(self.at, self.dur, at, duration)
 
     def idle(self, start: float, end: float) -> bool:
         """No known work runs in ``[start, end)`` [s]."""
@@ -214,6 +222,35 @@ class Calendar:
             elif start < now:
                 busy += now - start
         return busy
+
+
+def processor_sharing_end(ats: list[float], durs: list[float], at: float,
+                          duration: float) -> float:
+    """When a job of ``duration`` [s] of work issued at ``at`` [s] ends on a unit-rate server
+    shared equally among the jobs present (egalitarian processor sharing: on one link, the
+    Fabric's max-min shares of uncapped flows), with jobs of ``durs`` [s] issued at ``ats``
+    [s] (ascending). The new job goes after those issued at the same time."""
+    k = bisect_right(ats, at)
+    arrivals = [*zip(ats[:k], durs[:k], strict=True), (at, duration),
+                *zip(ats[k:], durs[k:], strict=True)]
+    heap: list[tuple[float, int]] = []  # (service at which a present job is done, index)
+    served = 0.0  # service each present job has received since the first arrival
+    now = arrivals[0][0]
+    i, n = 0, len(arrivals)
+    while True:
+        nxt = arrivals[i][0] if i < n else _INF
+        done = now + (heap[0][0] - served) * len(heap) if heap else _INF
+        if nxt <= done:  # an arrival: the present jobs' shares shrink from then on
+            if heap:
+                served += (nxt - now) / len(heap)
+            now = nxt
+            heappush(heap, (served + arrivals[i][1], i))
+            i += 1
+        else:  # the job with the least work left is done
+            served, j = heappop(heap)
+            now = done
+            if j == k:
+                return now
 
 
 def reserve_each(cals, at: float, until: float, nbytes: float, spbs, owner: int,
