@@ -197,8 +197,19 @@ class FastRun(_Run):
             if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
                 # no item
                 at = self._own_quiet(g, prev, s, n_local, q_local, na_layer, at)
-            elif s > prev:  # quiet slots: attention, then projections + FFN, back to back as
-                # one item each
+            elif s > prev and not self.chain_quiet:
+                # quiet slots on a stream other GPUs' routed kernels share: each composed at its
+                # start, after the events due before it and later by the debt the step's
+                # earlier items ran up, as a slot with rounds is — on the exact engine a slot
+                # starts when the one before ends, so a routed kernel that pushed one moves
+                # the rest of the step
+                for q in range(prev, s):
+                    at = yield from self._slot_start(g, at, False)
+                    e = cal.reserve(at, attn[q] + na_layer, g, slot_layers[q],
+                                    2 if attn[q] else 1)
+                    at = e + (e - at) * (slot_layers[q] - 1)
+            elif s > prev:  # quiet slots no other GPU's kernel can join: attention, then
+                # projections + FFN, back to back as one item each, chained at once
                 at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,
                                [2 if a else 1 for a in attn[prev:s]])
             if s < self.S:
