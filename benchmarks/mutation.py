@@ -365,6 +365,20 @@ def _fast_equivalents() -> dict:
         (path, "if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,",
          "> -> >="): empty,
         (path, "if s > prev:", "> -> >="): empty,
+        (path, "elif s > prev and not self.chain_quiet:", "> -> >="):
+            "s = prev: the loop over range(prev, s) is empty, so the branch does nothing, as "
+            "skipping it does",
+        (path, "elif s > prev and not self.chain_quiet:", "and -> or"):
+            "it then also takes a policy that never routes (or an empty run of slots): one "
+            "reserve per quiet slot gives the chain's items and floats, and with no other GPU's "
+            "kernel on the stream there is no debt and no event changes a value",
+        (path, "at = yield from self._slot_start(g, at, False)", "False -> True", "#1"):
+            "observing makes the slot wait for its start even when no event is due before it: "
+            "nothing happens in between, so the slot is composed with the same values",
+        (path, "2 if attn[q] else 1)", "1 -> 2"):
+            "a slot with nothing to exchange holds its selected blocks at home (every query "
+            "selects at least one block), so its attention is positive and the else is not "
+            "reached",
         (path, "bigger[: table.shape[0], : table.shape[1]] = table",
          "delete `bigger[: table.shape[0], : table.shape[1]] = table`"):
             "the table is a memo of the cost model: entries not copied over are filled again "
@@ -1172,6 +1186,28 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "(fast_links.Links.route): their lengths agree",
     ("simulator/engine/fast_streams.py", "elif start < now:", "< -> <="):
         "start = now: it adds now - start = 0",
+    ("simulator/engine/fast_streams.py",
+     "arrivals = [*zip(ats[:k], durs[:k], strict=True), (at, duration),", "True -> False"):
+        "a calendar's issue times and durations are kept in step (every insertion, append and "
+        "cut touches both): their lengths agree",
+    ("simulator/engine/fast_streams.py", "*zip(ats[k:], durs[k:], strict=True)]",
+     "True -> False"):
+        "a calendar's issue times and durations are kept in step (every insertion, append and "
+        "cut touches both): their lengths agree",
+    ("simulator/engine/fast_streams.py",
+     "served = 0.0  # service each present job has received since the first arrival",
+     "0.0 -> 1.0"):
+        "served is an offset: every heap entry is served + a job's work, a pop sets served to "
+        "the entry, and a finish is now + (entry - served) x jobs: a constant cancels (up to "
+        "float rounding)",
+    ("simulator/engine/fast_streams.py", "now = arrivals[0][0]", "0 -> 1"):
+        "now is set by the first arrival before it is read (the heap is empty then), so its "
+        "starting value is never used; a calendar asked for a share holds work, so there are "
+        "at least two arrivals",
+    ("simulator/engine/fast_streams.py",
+     "if nxt <= done:  # an arrival: the present jobs' shares shrink from then on", "<= -> <"):
+        "an arrival at the instant a job ends: the ended job has no work left, so taking the "
+        "arrival or the end first gives every job the same shares from then on",
     ("simulator/engine/fast_sharing.py", "finish = [0.0] * n", "0.0 -> 1.0"): _EVERY_FINISH,
     ("simulator/engine/fast_sharing.py", "left, finish = list(nbytes), [0.0] * n",
      "0.0 -> 1.0"): _EVERY_FINISH,
