@@ -36,13 +36,21 @@ the tests hold it to 1e-6):
   of its own only when another is due first), and starts later by the debt its earlier slots
   ran up, so its rounds meet the owners' queues where the push put them — behind the next
   layer of an owner's prefill, say, as on the exact engine (stop 32; until then the push was
-  only added at the step's end, and the later slots kept their composed times). A debt run up
+  only added at the step's end, and the later slots kept their composed times). Under a policy
+  that routes, a slot with nothing to exchange is composed the same way (stop 40): pushed by a
+  routed query, an owner's slot moves its later slots, where a chain composed at the step's
+  start kept them in place and the next query met a kernel the exact engine had moved. A debt run up
   after the last slot with rounds is waited out at the step's end (a second SimPy event,
   counted in ``extras["pushed_steps"]``). A step on a stream only its own GPU uses (the vector
   path of ``fetch`` and ``local``) is composed at once and pays its links' debts at its end;
 - **links**: a step's own concurrent messages share links max-min fairly, as in the Fabric;
   against other steps' traffic a message is served FIFO on each link's work calendar (bytes
-  conserved at the line rate) instead of max-min fair sharing, with the same debts;
+  conserved at the line rate) instead of max-min fair sharing, with the same debts (a
+  deployment's all-to-all takes its processor share of a busy link instead, where sooner:
+  :meth:`~simulator.engine.fast_links.Links.aggregate`);
+- **the end of a run cut at its duration**: steps composed past the cut leave only what ended
+  before it in the records (rounds, MoE layers, messages; a message on the wire counts as
+  sent), as the exact engine's records hold;
 - a copy a round fetches is entered in the directory when its step is composed (stamped with
   the round's end); only the home's own later steps read it, so no step sees it early.
 
