@@ -256,6 +256,12 @@ def _links_equivalents() -> dict:
             "a message's route crosses at least one link (src != dst): the else is never taken",
         (path, "if wait > 0.0:", "> -> >="): "wait = 0: it returns 0.0 either way",
         (path, "return f if f > e else e", "> -> >="): _EQUAL_SAME,
+        (path, "if shared < f:", "< -> <="): _EQUAL_SAME,
+        (path, "if f > e:", "> -> >=", "#2"): _EQUAL_SAME,
+        (path, "shared = cal.shared_end(start_at, wire) if cal.free_at(start_at) > start_at \\",
+         "> -> >="):
+            "work that ends at the aggregate's start: its share then is its time alone, "
+            "start + wire, which is also its FIFO end, so the same end either way",
         (path, "if e > end:", "> -> >="): _EQUAL_SAME,
         (path, "t0 = min(starts)", "min -> max"):
             "t0 is only a common reference: the key holds starts relative to it and the answer "

@@ -428,11 +428,21 @@ def test_messages_on_the_wire_when_the_clock_stops_count_as_sent_only():
     links.flush()
     share = 1e5 / sum(loads)
     assert links.messages == 2  # the first link's load and the small message
-    assert fabric.bytes_delivered == pytest.approx(loads[0] + 1e3)
-    assert fabric.bytes_sent == pytest.approx(sum(loads) + 1e9 + 1e3)
-    assert fabric.sent_by_class[MOE_DISPATCH] == pytest.approx(1e5)
-    assert fabric.delivered_by_class[MOE_DISPATCH] == pytest.approx(loads[0] * share)
+    assert fabric.bytes_delivered == pytest.approx(loads[0] + 1e3, rel=1e-12)
+    assert fabric.bytes_sent == pytest.approx(sum(loads) + 1e9 + 1e3, rel=1e-12)
+    assert fabric.sent_by_class[MOE_DISPATCH] == pytest.approx(1e5, rel=1e-12)
+    assert fabric.delivered_by_class[MOE_DISPATCH] == pytest.approx(loads[0] * share,
+                                                                    rel=1e-12)
     assert 1e9 / lone > until  # the large message could not have arrived by then
+    # a message that ends exactly at the stop is still on the wire (the Fabric's clock stops
+    # before it is delivered): sent only
+    env, fabric, _, _ = _two_nodes()
+    ends_at = Links(env, fabric).one("n0/gpu0", "n1/gpu0", 5e6, 1e-4)[1]
+    env, fabric, _, _ = _two_nodes()
+    links = Links(env, fabric, until=ends_at)
+    assert links.one("n0/gpu0", "n1/gpu0", 5e6, 1e-4)[1] == ends_at
+    links.flush()
+    assert links.messages == 0 and fabric.bytes_delivered == 0.0 and fabric.bytes_sent == 5e6
 
 
 def test_copies_and_copy_hits_are_the_exact_engines_for_a_request_alone():

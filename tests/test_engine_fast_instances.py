@@ -229,6 +229,25 @@ def test_an_aggregate_behind_known_work_ends_with_its_max_min_share_as_on_the_fa
     assert end >= start + load / line * (1 - 1e-12)
 
 
+def test_an_aggregate_ending_as_the_clock_stops_is_sent_not_delivered():
+    # the Fabric's clock stops before a flow that ends at that instant is delivered; an
+    # uncapped aggregate alone on an idle link is its closed form, not contended
+    g = topologies.build("dgx_h100", nodes=2)
+    env = simpy.Environment()
+    fabric = Fabric(env, g, "ibgda")
+    links = Links(env, fabric, [0.0] * 16, until=1e-3)
+    u, v = next(iter(g.edges))
+    line = fabric.link_bandwidth[fabric.link_route(u, v)[0]]
+    load = 1e-3 * line
+    assert load / line == 1e-3  # it ends at the stop exactly
+    assert links.aggregate([(u, v)], [load], [line], 0.0, tag=MOE_DISPATCH) == 1e-3
+    assert links.contended == 0
+    links.flush()
+    assert links.messages == 0
+    assert fabric.bytes_sent == load and fabric.bytes_delivered == 0.0
+    assert fabric.sent_by_class[MOE_DISPATCH] == load
+
+
 @pytest.mark.parametrize("policy", ["route", "fetch"])
 def test_deepseeks_decode_unit_times_its_cold_steps_first_moe_layer_as_the_exact_engine(policy):
     # DeepSeek's EP144 decode unit (the suite's ``deepseek-ep``: 1,152 requests, two-batch
