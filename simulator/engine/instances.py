@@ -197,7 +197,9 @@ class Deployed:
         until = self.run.sc.engine.duration
         if until is None:
             return self.moe_rows
-        return [r for r in self.moe_rows if r[11] + r[12] + r[13] + r[14] + r[15] < until]
+        t0, d, x, c, p = (MOE_COLUMNS.index(name) for name in (
+            "started_at", "dispatch_time", "expert_time", "combine_time", "post_time"))
+        return [r for r in self.moe_rows if r[t0] + r[d] + r[x] + r[c] + r[p] < until]
 
     def summary(self) -> dict:
         """Headline figures of the deployment: the MoE layers' closed-form error (relative, over
