@@ -51,10 +51,13 @@ def test_a_routed_decode_meeting_the_owners_prefill_takes_the_exact_engines_time
     np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-def hot_owner_cases(rng: np.random.Generator, gpus: int, cases: int):
+def hot_owner_cases(rng: np.random.Generator, gpus: int, cases: int,
+                    private_blocks: tuple[int, int] = (100, 300),
+                    private_output: tuple[int, int] | None = None, private_on_owner=False):
     """Random small traces on ``gpus`` GPUs: six requests in 0.6 s, each a reader of one
-    repository on GPU 1 (20–60 tokens out) or a long private prompt (100–300 blocks) that
-    some GPU, often the owner, prefills while the readers route to it."""
+    repository on GPU 1 (20–60 tokens out) or a private prompt of ``private_blocks`` blocks
+    (2 tokens out, or a number drawn from ``private_output``) that some GPU, often the owner,
+    prefills while the readers route to it — placed on GPU 1 too with ``private_on_owner``."""
     repo = repo_on(1, gpus)
     for _ in range(cases):
         arrivals = np.sort(rng.uniform(0.0, 0.6, 6))
@@ -67,11 +70,11 @@ def hot_owner_cases(rng: np.random.Generator, gpus: int, cases: int):
                 blocks.append(list(range(40)))
                 repos.append(repo)
             else:
-                n = int(rng.integers(100, 300))
+                n = int(rng.integers(*private_blocks))
                 inp.append(n * 64)
-                out.append(2)
+                out.append(2 if private_output is None else int(rng.integers(*private_output)))
                 blocks.append(list(range(1000 * (i + 1), 1000 * (i + 1) + n)))
-                repos.append(repo + 7 + i)
+                repos.append(repo if private_on_owner else repo + 7 + i)
         yield make_trace(arrival_at=arrivals.tolist(), input_tokens=inp, output_tokens=out,
                          block_ids=blocks, block_tokens=64, repo_id=repos)
 
@@ -95,30 +98,6 @@ def test_steps_that_collide_at_a_hot_owner_stay_within_a_fraction_of_a_percent()
     assert same >= 20  # most cases: every step the exact engine's
 
 
-def owners_decoding_their_own_prompts(rng: np.random.Generator, gpus: int, cases: int):
-    """Random small traces on ``gpus`` GPUs: six requests in 0.6 s decoding 20–60 tokens each,
-    a reader of one repository on GPU 1 or a prompt of its own (20–100 blocks) placed on GPU 1
-    too — whose home, often GPU 1, then decodes with nothing to exchange in its layer slots
-    while the readers' queries queue on its stream."""
-    repo = repo_on(1, gpus)
-    for _ in range(cases):
-        arrivals = np.sort(rng.uniform(0.0, 0.6, 6))
-        arrivals[0] = 0.0
-        inp, out, blocks = [], [], []
-        for i in range(6):
-            if rng.random() < 0.6:  # a reader
-                inp.append(40 * 64)
-                out.append(int(rng.integers(20, 60)))
-                blocks.append(list(range(40)))
-            else:
-                n = int(rng.integers(20, 100))
-                inp.append(n * 64)
-                out.append(int(rng.integers(20, 60)))
-                blocks.append(list(range(1000 * (i + 1), 1000 * (i + 1) + n)))
-        yield make_trace(arrival_at=arrivals.tolist(), input_tokens=inp, output_tokens=out,
-                         block_ids=blocks, block_tokens=64, repo_id=[repo] * 6)
-
-
 def test_an_owners_quiet_slots_move_with_the_routed_kernels_that_push_them():
     """60 random cases on 4 GPUs (seeds 1 and 2): each run's total step time within 0.6 % of
     the exact engine's, and within 0.10 % on average per seed. Measured on seeds 1–6 (30 cases
@@ -128,7 +107,10 @@ def test_an_owners_quiet_slots_move_with_the_routed_kernels_that_push_them():
     sc = small_scenario("single_node:gpus=4", scheme="repo_affinity", layer_groups=3)
     for seed in (1, 2):
         errors = []
-        for trace in owners_decoding_their_own_prompts(np.random.default_rng(seed), 4, 30):
+        # owners decoding prompts of their own (slots with nothing to exchange) while the
+        # readers' queries queue on their streams
+        for trace in hot_owner_cases(np.random.default_rng(seed), 4, 30, (20, 100), (20, 60),
+                                     private_on_owner=True):
             want = step_times(run(sc, "route", trace=trace))
             got = step_times(run(sc, "route", trace=trace, engine="fast"))
             assert len(got) == len(want)

@@ -157,10 +157,10 @@ def test_processor_sharing_across_links_bounds_a_phase_as_max_min_does(seed, n):
     assert (ps >= np.array(nbytes) / lone_rate * (1 - 1e-12)).all()
 
 
-def links_on(graph):
+def links_on(graph, until: float = float("inf")):
     env = simpy.Environment()
     fabric = Fabric(env, graph, "ibgda")
-    return env, fabric, Links(env, fabric, [0.0] * 16)
+    return env, fabric, Links(env, fabric, [0.0] * 16, until)
 
 
 def test_aggregates_alone_take_the_closed_form_and_together_share_a_link_fifo():
@@ -233,9 +233,7 @@ def test_an_aggregate_ending_as_the_clock_stops_is_sent_not_delivered():
     # the Fabric's clock stops before a flow that ends at that instant is delivered; an
     # uncapped aggregate alone on an idle link is its closed form, not contended
     g = topologies.build("dgx_h100", nodes=2)
-    env = simpy.Environment()
-    fabric = Fabric(env, g, "ibgda")
-    links = Links(env, fabric, [0.0] * 16, until=1e-3)
+    env, fabric, links = links_on(g, until=1e-3)
     u, v = next(iter(g.edges))
     line = fabric.link_bandwidth[fabric.link_route(u, v)[0]]
     load = 1e-3 * line

@@ -213,9 +213,8 @@ class FastRun(_Run):
                 # the rest of the step
                 for q in range(prev, s):
                     at = yield from self._slot_start(g, at, False)
-                    e = cal.reserve(at, attn[q] + na_layer, g, slot_layers[q],
-                                    2 if attn[q] else 1)
-                    at = e + (e - at) * (slot_layers[q] - 1)
+                    at = cal.chain(at, [attn[q] + na_layer], slot_layers[q:q + 1], g,
+                                   [2 if attn[q] else 1])
             elif s > prev:  # quiet slots no other GPU's kernel can join: attention, then
                 # projections + FFN, back to back as one item each, chained at once
                 at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,

@@ -115,28 +115,14 @@ class FastInstanceLoop(InstanceLoop):
             for k, rest in layer.items():
                 done[k] = next(rest)
             if posting:  # the slot's first layers' KV (all but the last of a folded slot)
-                for k in sorted(live, key=lambda k: (done[k], k)):
-                    if done[k] > env.now:
-                        yield env.timeout(done[k] - env.now)
-                    for p in lanes[k]:
-                        if p["chunks"]:
-                            self.d.handoff.computed(p["gpu"], p["chunks"], s,
-                                                    max(layers - 1, 1))
-            if len(live) == 1:
-                k = live[0]
-                nxt[k] = done[k] + (done[k] - start[k]) * (layers - 1)
-            elif layers > 1:  # both end together: the later start plus the longer layers
-                period = max(done[k] - start[k] for k in live)
+                yield from self._post_at(lanes, done, s, max(layers - 1, 1))
+            if len(live) == 2 and layers > 1:  # both end together: the later start plus the
+                period = max(done[k] - start[k] for k in live)  # longer layers
                 nxt = dict.fromkeys(live, max(start.values()) + period * layers)
             else:
-                nxt = done
+                nxt = {k: done[k] + (done[k] - start[k]) * (layers - 1) for k in live}
             if posting and layers > 1:  # the last layer's, when it ends
-                for k in sorted(live, key=lambda k: (nxt[k], k)):
-                    if nxt[k] > env.now:
-                        yield env.timeout(nxt[k] - env.now)
-                    for p in lanes[k]:
-                        if p["chunks"]:
-                            self.d.handoff.computed(p["gpu"], p["chunks"], s, 1)
+                yield from self._post_at(lanes, nxt, s, 1)
         end = max(nxt.values(), default=env.now)
         finish = end
         for i, g in enumerate(ranks):
@@ -154,6 +140,15 @@ class FastInstanceLoop(InstanceLoop):
                 run.debt[g] = 0.0
             yield env.timeout(debt)
         return work
+
+    def _post_at(self, lanes: list[list[dict]], ends: dict[int, float], s: int, layers: int):
+        """Post each micro-batch's KV of ``layers`` layers of slot ``s`` when it ends (``ends``
+        [s] by micro-batch, in that order; a generator)."""
+        env = self.run.env
+        for k in sorted(ends, key=lambda k: (ends[k], k)):
+            if ends[k] > env.now:
+                yield env.timeout(ends[k] - env.now)
+            self._post(lanes[k], s, layers)
 
     def _attend_at(self, parts: list[dict], at: float, s: int, moe: bool,
                    iteration: int) -> float:
@@ -229,4 +224,3 @@ class FastInstanceLoop(InstanceLoop):
         return self.run.links.aggregate(links, loads[busy].tolist(), ep.rate[busy].tolist(),
                                         t0 + fixed, lead, layers, tag,
                                         float(np.asarray(pairs).sum()))
-
