@@ -74,7 +74,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Modules of numba kernels: scored with ``NUMBA_DISABLE_JIT=1`` (their functions then run as
 #: the Python code a mutant replaces; compiled, a mutant would not run, and numba's cache would
 #: keep it). Score them in a run of their own: the other groups' tests run slower without JIT.
-COMPILED = frozenset({"workloads/sparse_kernels.py"})
+COMPILED = frozenset({"workloads/sparse_kernels.py", "simulator/engine/locate_kernels.py"})
 
 #: group → (modules, tests). Each group's tests are the files that exercise its modules directly
 #: (fast ones: a mutant runs them all when it survives).
@@ -118,8 +118,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                   ["tests/test_engine_instances.py", "tests/test_engine_fast_instances.py"]),
     # a decode step's data and costs, shared by both engines: selections and block locations
     # (StepData), the memoized per-step costs, the GPUs' copy store
-    "steps": (["simulator/engine/locate.py", "simulator/engine/stepcosts.py",
-               "simulator/kvcache/copystore.py"],
+    "steps": (["simulator/engine/locate.py", "simulator/engine/locate_kernels.py",
+               "simulator/engine/stepcosts.py", "simulator/kvcache/copystore.py"],
               ["tests/test_engine_steps.py", "tests/test_kvcache_copystore.py",
                "tests/test_engine_exact.py", "tests/test_engine_fast.py",
                "tests/test_workloads_selections.py", "tests/test_promises.py"]),
@@ -432,17 +432,10 @@ def _kernels_equivalents() -> dict:
 
 
 def _steps_equivalents() -> dict:
-    """Equivalent mutants of the steps group (``locate.py``, ``stepcosts.py``,
-    ``copystore.py``) and of the selector's ``focus_entries`` (stop 38)."""
+    """Equivalent mutants of the steps group (``locate.py``, ``locate_kernels.py``,
+    ``stepcosts.py``, ``copystore.py``) and of the selector's ``focus_entries`` (stop 38)."""
     path = "simulator/engine/locate.py"
     same_shape = "a sample's valid mask (c[4]) has the shape of its blocks (c[3])"
-    bits = "bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)"
-    one_word = ("a step of at most 64 slots has every slot in word 0, so word 0 and the slots' "
-                "words read the same bits; a directory of one word never serves a step of more "
-                "slots")
-    int16 = 'order = (sk.astype(np.int16) if 3 * G * S < 32768 else sk).argsort(kind="stable")'
-    fits = ("the same stable order: the keys (< 3·G·S) still fit int16 where the bound lets "
-            "them be cast, or are sorted as int64")
     stability = "if self.observed is not None and T > 1:  # stability: slot 0, step to next step"
     memo = "a memo not kept (or kept longer) changes the time a run takes, not its answers"
     memo_bound = "if len(self._indexer_cache) > 100_000:"
@@ -474,11 +467,8 @@ def _steps_equivalents() -> dict:
              "numpy's reshape infers the size given as any negative number, -2 as -1"),
             (stability, "> -> >=", "T is SELECTION_STEPS = 16"),
             (stability, "1 -> 2", "T is SELECTION_STEPS = 16"),
-            ("for head, a, b, n_q in zip(heads, starts, ends, nq, strict=True):",
+            ("for head, a, b, n_q in zip(heads.tolist(), starts, ends, nq.tolist(), strict=True):",
              "True -> False", "heads, starts, ends and nq have one entry per group"),
-            *((bits, m, one_word) for m in ("== -> !=", "and -> or", "1 -> 2", "<= -> <",
-                                            "64 -> 65")),
-            *((int16, m, fits) for m in ("3 -> 4", "< -> <=", "32768 -> 32769")),
         )),
         **_of_module("simulator/engine/stepcosts.py", (
             (memo_bound, "> -> >=", memo),

@@ -1,7 +1,7 @@
 """A decode step's data and costs, shared by both engines: held to oracles written out here.
 
 :class:`~simulator.engine.locate.StepData` turns a step's selections into block locations and
-holder groups with a dozen array passes; the oracle below walks the selected blocks one by one
+holder groups in one compiled pass; the oracle below walks the selected blocks one by one
 through the directory's public questions (``nearest``, ``tier``, ``has_copy``). Its selection
 cache is held to the selector called directly on a copy of the same random stream, and a batch
 to its queries side by side. :class:`~simulator.engine.stepcosts.StepCosts` is held to the

@@ -4,14 +4,15 @@
 sampled :data:`SELECTION_STEPS` decode steps of a query at a time (vectorized over the batch by
 :class:`workloads.sparse.SparseSelector`), or replayed from a recorded selection trace; the
 locations of all selected blocks of a step, for every simulated layer at once, come from one
-vectorized lookup in the :class:`~simulator.kvcache.directory.BlockDirectory`, grouped by holder
-(GPU, host DRAM of a machine, or dropped → recompute)."""
+compiled pass over the :class:`~simulator.kvcache.directory.BlockDirectory`'s arrays, grouped by
+holder (GPU, host DRAM of a machine, or dropped → recompute;
+:mod:`simulator.engine.locate_kernels`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from simulator import kvcache
+from simulator.engine.locate_kernels import group_order, locate_pass
 
 #: Decode steps whose selections are sampled together for one query.
 SELECTION_STEPS = 16
@@ -155,62 +156,35 @@ class StepData:
 
     def locate(self, g: int, dense: np.ndarray, valid: np.ndarray):
         """Local mask ``(B, S, W)`` and, per slot, the groups of non-local blocks: one
-        ``(key, batch, members)`` per holder GPU / host / recompute, keys ascending."""
+        ``(key, batch, members)`` per holder GPU / host / recompute, keys ascending (the members
+        in flat order); one compiled pass (:mod:`simulator.engine.locate_kernels`)."""
         d = self.dir
         B, S, W = dense.shape
         G = self.G
         flat = dense.ravel()
-        vflat = valid.ravel()
         try:
             word, bit, slot_key = self._flat_slot_cache[(B, S, W)]
         except KeyError:
             word, bit, slot_key = self._flat_slots(B, S, W)
-        holder = d.base[flat] if d.k == 1 else d.nearest(flat, g)
-        tier = d.tier[flat]
-        bits = d.copy_store.word(g, flat, 0 if d.words == 1 and S <= 64 else word)
-        own = (holder == g) & (tier == kvcache.HBM)
-        local = own | (bits & bit).astype(bool)
-        local &= vflat
-        if self.observed is not None:  # selections away from home and copies' uses, per owner
-            away = vflat & (tier == kvcache.HBM) & (holder != g)
-            self.away = np.bincount(holder[away], minlength=G)[:G]
-            self.owner_copy_hits = np.bincount(holder[away & (bits & bit).astype(bool)],
-                                               minlength=G)[:G]
+        store = d.copy_store
+        observe = self.observed is not None
+        replicas = d.k > 1  # then each element's nearest holder, else each block's one
+        local, own_valid, keys, blocks, pos, away, hits = locate_pass(
+            flat, valid.ravel(), d.nearest(flat, g) if replicas else d.base, replicas, d.tier,
+            store.bits, store.rows(g, flat), word, bit, slot_key, g, G, self.machine_arr,
+            observe)
+        if observe:  # selections away from home and copies' uses, per owner
+            self.away, self.owner_copy_hits = away, hits
         groups: list[list] = [[] for _ in range(S)]
-        p = (vflat ^ local).nonzero()[0]  # valid and not local (local implies valid)
         # copy hits: selected blocks the home does not hold itself but keeps a copy of
-        self.copy_hits += int(np.count_nonzero(local)) - int(np.count_nonzero(own & vflat))
-        self.copy_misses += len(p)
-        if len(p) == 0:
+        self.copy_hits += int(np.count_nonzero(local)) - own_valid
+        self.copy_misses += len(keys)
+        if len(keys) == 0:
             return local.reshape(B, S, W), groups
-        idx = flat[p]
-        key = holder[p]
-        t = tier[p]
-        if np.count_nonzero(t):  # group key: holder GPU (HBM) | G + machine (host DRAM) | 2G (dropped)
-            key = np.where(t == kvcache.HBM, key,
-                           np.where(t == kvcache.HOST, G + self.machine_arr[np.maximum(key, 0)],
-                                    2 * G))
-        sk = slot_key[p] + key
-        if B == 1:  # one query: every group has one, and the order is by key alone
-            # a stable sort (radix for 16-bit keys; ties keep the element order)
-            order = (sk.astype(np.int16) if 3 * G * S < 32768 else sk).argsort(kind="stable")
-            sk, idx = sk[order], idx[order]
-            cut = (sk[1:] != sk[:-1]).nonzero()[0] + 1
-            starts = [0, *cut.tolist()]
-            ends = [*starts[1:], len(sk)]
-            nq = [1] * len(starts)
-        else:
-            qi = p // (S * W)
-            order = np.lexsort((qi, sk))
-            sk, qi, idx = sk[order], qi[order], idx[order]
-            cut = np.flatnonzero(np.diff(sk)) + 1
-            starts = np.concatenate(([0], cut)).tolist()
-            ends = np.concatenate((cut, [len(sk)])).tolist()
-            new_q = np.ones(len(qi), bool)
-            new_q[1:] = (qi[1:] != qi[:-1]) | (sk[1:] != sk[:-1])
-            nq = np.add.reduceat(new_q, starts).tolist()
-        heads = sk[starts].tolist()
-        for head, a, b, n_q in zip(heads, starts, ends, nq, strict=True):
+        idx, heads, starts, nq = group_order(keys, blocks, pos, S * W if B > 1 else 0)
+        starts = starts.tolist()
+        ends = [*starts[1:], len(idx)]
+        for head, a, b, n_q in zip(heads.tolist(), starts, ends, nq.tolist(), strict=True):
             slot, k = divmod(head, 3 * G)
             groups[slot].append((k, n_q, idx[a:b]))
         return local.reshape(B, S, W), groups
