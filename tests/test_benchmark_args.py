@@ -73,3 +73,20 @@ def test_validate_kernels_rejects_arguments_it_does_not_take(capsys):
     with pytest.raises(SystemExit) as exc:
         benchmark("validate_kernels").main(["--nosuch"])
     assert exc.value.code == 2 and "unrecognized arguments: --nosuch" in capsys.readouterr().err
+
+
+def test_bench_locate_checks_its_seconds_and_that_both_lookups_agree(capsys, monkeypatch):
+    bl = benchmark("bench_locate")
+    with monkeypatch.context() as m:
+        m.setattr(bl, "directory", lambda *a, **k: pytest.fail("a run started"))
+        with pytest.raises(SystemExit) as exc:
+            bl.main(["--seconds", "0"])
+    assert exc.value.code == 2 and "give a positive number" in capsys.readouterr().err
+    bl.main(["--seconds", "0.001", "--json"])  # each case checks the two agree before timing
+    got = __import__("json").loads(capsys.readouterr().out)
+    assert len(got) == len(bl.SHAPES) and all(v["ratio"] > 0 for v in got.values())
+    # a lookup that differs stops the benchmark with a line naming the case
+    monkeypatch.setattr(bl, "array_locate", lambda steps, g, dense, valid: (
+        ~bl.StepData.locate(steps, g, dense, valid)[0], []))
+    with pytest.raises(SystemExit, match="differs from the array code for 1 query x 61 slots"):
+        bl.main(["--seconds", "0.001"])

@@ -1,7 +1,8 @@
 """A decode step's data and costs, shared by both engines: held to oracles written out here.
 
 :class:`~simulator.engine.locate.StepData` turns a step's selections into block locations and
-holder groups in one compiled pass; the oracle below walks the selected blocks one by one
+holder groups in one compiled pass (the array code it replaced is kept as a second reference,
+:mod:`simulator.testing.locate_reference`); the oracle below walks the selected blocks one by one
 through the directory's public questions (``nearest``, ``tier``, ``has_copy``). Its selection
 cache is held to the selector called directly on a copy of the same random stream, and a batch
 to its queries side by side. :class:`~simulator.engine.stepcosts.StepCosts` is held to the
@@ -26,6 +27,7 @@ from simulator.engine.stepcosts import StepCosts
 from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED, BlockDirectory
 from simulator.policies import get as get_policy
 from simulator.testing.invariants import small_scenario
+from simulator.testing.locate_reference import array_locate
 from workloads.schema import make_trace
 from workloads.sparse import SparseSelector
 
@@ -140,6 +142,17 @@ def test_locate_is_the_directory_asked_block_by_block(case, observe):
     again = steps.locate(g, dense, valid)  # the counters add up, step after step
     assert np.array_equal(again[0], local)
     assert (steps.copy_hits, steps.copy_misses) == (2 * hits, 2 * misses)
+    # the array code the compiled pass replaced (bench_locate's baseline) answers alike
+    ref = step_data(d)
+    ref.observed = steps.observed
+    ref_local, ref_groups = array_locate(ref, g, dense, valid)
+    assert np.array_equal(ref_local, want_local)
+    assert [[(int(k), int(nq), np.asarray(m).tolist()) for k, nq, m in slot]
+            for slot in ref_groups] == want_groups
+    assert (ref.copy_hits, ref.copy_misses) == (hits, misses)
+    if observe:
+        assert (ref.away.tolist(), ref.owner_copy_hits.tolist()) == (away.tolist(),
+                                                                     copy_hits.tolist())
 
 
 @pytest.mark.parametrize("batch", [1, 2])

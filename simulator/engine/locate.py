@@ -181,7 +181,8 @@ class StepData:
         self.copy_misses += len(keys)
         if len(keys) == 0:
             return local.reshape(B, S, W), groups
-        idx, heads, starts, nq = group_order(keys, blocks, pos, S * W if B > 1 else 0)
+        idx, heads, starts, nq = group_order(keys, blocks, pos, S * W if B > 1 else 0,
+                                             S * 3 * G)
         starts = starts.tolist()
         ends = [*starts[1:], len(idx)]
         for head, a, b, n_q in zip(heads.tolist(), starts, ends, nq.tolist(), strict=True):

@@ -2,9 +2,11 @@
 
 A step's selections, flattened over (query, slot, candidate), are looked up in the
 :class:`~simulator.kvcache.directory.BlockDirectory` — holder, tier, the home's copy bits — and
-the blocks not at home are grouped by (slot, holder key). The array version of that took about
-twenty numpy calls on arrays of a few hundred to a few thousand elements, each paying its fixed
-cost; :func:`locate_pass` does the same in one pass, and :func:`group_order` sorts and cuts the
+the blocks not at home are grouped by (slot, holder key). The array code this replaced (kept as
+the tests' reference and the benchmark's baseline, :mod:`simulator.testing.locate_reference`)
+took about twenty numpy calls on arrays of a few hundred to a few thousand elements, each paying
+its fixed cost, and sorted the blocks away from home with ``argsort``/``lexsort``.
+:func:`locate_pass` does the lookup in one pass, and :func:`group_order` sorts and cuts the
 blocks away from home into groups:
 
 - an element is **local** where it is valid and the home holds the block in its HBM or keeps a
@@ -12,13 +14,16 @@ blocks away from home into groups:
 - a valid element that is not local gets the **group key** of its holder: the holder GPU (HBM),
   ``G`` + the holder's machine (host DRAM) or ``2G`` (dropped: recompute), plus its slot ×
   ``3G``;
-- groups come in ascending key order, and within a group its elements in their flat order
-  (a stable sort: the array version's radix argsort for one query, ``lexsort`` by key then
-  query for a batch, which is the same order because the flat order is by query first);
+- groups come in ascending key order, and within a group its elements in their flat order: a
+  stable sort, counting by key (keys are below slots × 3G; a comparison sort only where the
+  keys far outnumber the elements). The array code's order was the same: a stable argsort for
+  one query, ``lexsort`` by key then query for a batch, which is the flat order within a key
+  because the flat order is by query first;
 - with a batch, each group counts its distinct queries.
 
-The tests hold the results to an oracle that asks the directory block by block, on random
-directories (``tests/test_engine_steps.py``).
+The tests hold the results to an oracle that asks the directory block by block, and to the
+array code, on random directories (``tests/test_engine_steps.py``);
+``benchmarks/bench_locate.py`` times the two.
 """
 
 from __future__ import annotations
@@ -94,20 +99,33 @@ def locate_pass(flat, vflat, holder, per_element, tier, bits, rows, word, bit, s
 
 
 @numba.njit(cache=True, nogil=True)
-def group_order(keys, blocks, pos, per_query):
+def group_order(keys, blocks, pos, per_query, n_keys):
     """The elements away from home sorted into groups (see the module docstring).
 
     Args:
         keys, blocks, pos: each element's group key, block and flat position, in flat order.
         per_query: elements per query in the flat order (its query is ``pos // per_query``),
             or 0 for a step of one query.
+        n_keys: the keys' bound (every key is below it: slots × 3G).
 
     Returns:
         ``(blocks, heads, starts, queries)``: the blocks in group order; each group's key, its
         first position and (with ``query``) its distinct queries — one per group otherwise.
     """
-    order = np.argsort(keys, kind="mergesort")  # stable: ties keep the flat order
-    n = len(order)
+    n = len(keys)
+    if n_keys <= 4 * n + 4096:  # a counting sort (stable: ties keep the flat order)
+        first = np.zeros(n_keys + 1, np.int64)  # then: where each key's elements start
+        for i in range(n):
+            first[keys[i] + 1] += 1
+        for key in range(n_keys):
+            first[key + 1] += first[key]
+        order = np.empty(n, np.int64)
+        for i in range(n):
+            key = keys[i]
+            order[first[key]] = i
+            first[key] += 1
+    else:  # many keys for few elements (a large cluster with every layer): a stable sort
+        order = np.argsort(keys, kind="mergesort")
     out = np.empty(n, np.int64)
     heads = np.empty(n, np.int64)
     starts = np.empty(n, np.int64)
