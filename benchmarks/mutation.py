@@ -438,6 +438,11 @@ def _steps_equivalents() -> dict:
     same_shape = "a sample's valid mask (c[4]) has the shape of its blocks (c[3])"
     stability = "if self.observed is not None and T > 1:  # stability: slot 0, step to next step"
     memo = "a memo not kept (or kept longer) changes the time a run takes, not its answers"
+    sort_choice = "if n_keys <= 4 * n + 4096:  # a counting sort (stable: ties keep the flat order)"
+    either_sort = ("the counting sort and the stable comparison sort give the same order: the "
+                   "bound only picks the faster")
+    first_read = ("the previous key and query are read only from the second element on, after "
+                  "the first set them")
     memo_bound = "if len(self._indexer_cache) > 100_000:"
     layout = ("where the store turns paged (or re-lays a size it has): the layout, not a value; "
               "every read equals the dense table's (test_kvcache_copystore.py)")
@@ -469,6 +474,21 @@ def _steps_equivalents() -> dict:
             (stability, "1 -> 2", "T is SELECTION_STEPS = 16"),
             ("for head, a, b, n_q in zip(heads.tolist(), starts, ends, nq.tolist(), strict=True):",
              "True -> False", "heads, starts, ends and nq have one entry per group"),
+        )),
+        **_of_module("simulator/engine/locate_kernels.py", (
+            ("k = n_gpus + machine[h if h > 0 else 0]", "> -> >=",
+             "a holder of 0 reads machine[0] on either side of the choice"),
+            *((sort_choice, m, either_sort) for m in ("<= -> <", "* -> /", "+ -> -", "4 -> 5",
+                                                      "4096 -> 4097")),
+            ("first = np.zeros(n_keys + 1, np.int64)  # then: where each key's elements start",
+             "1 -> 2", "the counting sort never reads past entry n_keys: one more is unused"),
+            ("batch = per_query > 0", "> -> >=",
+             "with one query every element's query is 0 (pos // 0 is 0 as Python, with a "
+             "warning), so no group counts a second"),
+            ("prev_key = -1", "-x -> x", first_read), ("prev_key = -1", "1 -> 2", first_read),
+            ("prev_q = -1", "-x -> x", first_read), ("prev_q = -1", "1 -> 2", first_read),
+            ("q = pos[i] // per_query if batch else 0", "0 -> 1",
+             "without a batch the query is never compared (only `batch and q != prev_q`)"),
         )),
         **_of_module("simulator/engine/stepcosts.py", (
             (memo_bound, "> -> >=", memo),

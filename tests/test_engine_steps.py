@@ -210,9 +210,15 @@ def test_locate_known_answer():
     d.add_copies(0, np.array([c]), 1, now=0.0)
     dense = np.array([[[a, b, c, dd, e], [c, b, e, b, 0]]])
     valid = np.array([[[True] * 5, [True, True, True, True, False]]])
-    local, groups = step_data(d).locate(0, dense, valid)
+    steps = step_data(d)
+    steps.observed = object()  # only its presence matters to locate
+    local, groups = steps.locate(0, dense, valid)
     assert local.tolist() == [[[True, False, False, False, False],
                                [True, False, False, False, False]]]
+    # per holder: selections in its HBM away from home (b three times, c twice; d is on the
+    # host, e nowhere), and those a copy at home served (c in slot 1)
+    assert steps.away.tolist() == [0, 3, 2, 0]
+    assert steps.owner_copy_hits.tolist() == [0, 0, 1, 0]
     # keys: holder GPU, 4 + machine for the host tier, 8 for a recompute; ascending
     assert [[(k, n, m.tolist()) for k, n, m in s] for s in groups] == [
         [(1, 1, [b]), (2, 1, [c]), (5, 1, [dd]), (8, 1, [e])],
