@@ -169,7 +169,7 @@ class StepData:
         store = d.copy_store
         observe = self.observed is not None
         replicas = d.k > 1  # then each element's nearest holder, else each block's one
-        local, own_valid, keys, blocks, pos, away, hits = locate_pass(
+        local, copied, keys, blocks, pos, away, hits = locate_pass(
             flat, valid.ravel(), d.nearest(flat, g) if replicas else d.base, replicas, d.tier,
             store.bits, store.rows(g, flat), word, bit, slot_key, g, G, self.machine_arr,
             observe)
@@ -177,7 +177,7 @@ class StepData:
             self.away, self.owner_copy_hits = away, hits
         groups: list[list] = [[] for _ in range(S)]
         # copy hits: selected blocks the home does not hold itself but keeps a copy of
-        self.copy_hits += int(np.count_nonzero(local)) - own_valid
+        self.copy_hits += copied
         self.copy_misses += len(keys)
         if len(keys) == 0:
             return local.reshape(B, S, W), groups

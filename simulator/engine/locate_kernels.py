@@ -31,7 +31,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-HBM, HOST = 0, 1  # simulator.kvcache.tiers (kept numeric here for the compiled code)
+from simulator.kvcache.tiers import HBM, HOST  # module globals: numba compiles them in
 
 
 @numba.njit(cache=True, nogil=True)
@@ -53,8 +53,8 @@ def locate_pass(flat, vflat, holder, per_element, tier, bits, rows, word, bit, s
             those of them served by a copy at home.
 
     Returns:
-        ``(local, own_valid, keys, blocks, positions, away, copy_hits)``: the local mask; how
-        many valid elements the home holds itself; the group key, block and flat position of
+        ``(local, copied, keys, blocks, positions, away, copy_hits)``: the local mask; how
+        many valid elements are local by a copy at home (not held there); the group key, block and flat position of
         each valid element not local, in flat order; the two per-GPU counts (zeros without
         ``observe``).
     """
@@ -65,7 +65,7 @@ def locate_pass(flat, vflat, holder, per_element, tier, bits, rows, word, bit, s
     pos = np.empty(n, np.int64)
     away = np.zeros(n_gpus, np.int64)
     hits = np.zeros(n_gpus, np.int64)
-    own_valid = 0
+    copied_local = 0
     m = 0
     for i in range(n):
         if not vflat[i]:
@@ -76,7 +76,6 @@ def locate_pass(flat, vflat, holder, per_element, tier, bits, rows, word, bit, s
         copied = (bits[rows[i], word[i]] & bit[i]) != 0
         if h == g and t == HBM:
             local[i] = True
-            own_valid += 1
             continue
         if observe and t == HBM:
             away[h] += 1
@@ -84,6 +83,7 @@ def locate_pass(flat, vflat, holder, per_element, tier, bits, rows, word, bit, s
                 hits[h] += 1
         if copied:
             local[i] = True
+            copied_local += 1
             continue
         if t == HBM:
             k = h
@@ -95,7 +95,7 @@ def locate_pass(flat, vflat, holder, per_element, tier, bits, rows, word, bit, s
         blocks[m] = b
         pos[m] = i
         m += 1
-    return local, own_valid, keys[:m], blocks[:m], pos[:m], away, hits
+    return local, copied_local, keys[:m], blocks[:m], pos[:m], away, hits
 
 
 @numba.njit(cache=True, nogil=True)
