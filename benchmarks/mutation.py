@@ -116,6 +116,27 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # a deployment's instance loops on both engines (two-batch overlap's pipeline and fold)
     "instances": (["simulator/engine/instance_loop.py", "simulator/engine/fast_instances.py"],
                   ["tests/test_engine_instances.py", "tests/test_engine_fast_instances.py"]),
+    # the exact engine's rounds (route / fetch / local replayed as callbacks) and the regret
+    # report every comparison of policies carries (issue 18)
+    "rounds": (["simulator/engine/rounds.py", "simulator/engine/regret.py"],
+               ["tests/test_engine_exact.py", "tests/test_oracle.py",
+                "tests/test_engine_regret.py",
+                "tests/test_policies_adaptive.py::test_the_engine_counts_copies_and_their_uses_exactly"]),
+    # the exact engine's serving parts around the rounds: prefill→decode KV hand-off, an MoE
+    # layer's all-to-all, span reuse, the clock that cuts a run at its duration
+    "serving": (["simulator/engine/kvtransfer.py", "simulator/engine/exchange.py",
+                 "simulator/engine/reuse.py", "simulator/engine/clock.py"],
+                ["tests/test_deployment.py", "tests/test_engine_kvtransfer.py",
+                 "tests/test_engine_instances.py",
+                 "tests/test_engine_reuse.py", "tests/test_engine_clock.py",
+                 "tests/test_engine_fast_instances.py"]),
+    # the exact engine's run and a GPU's serving loop around the rounds: arrivals, per-request
+    # state, the decode step's layers and the records (stop 42)
+    "loop": (["simulator/engine/exact.py", "simulator/engine/gpu_loop.py",
+              "simulator/engine/arrivals.py", "simulator/engine/requests.py"],
+             ["tests/test_engine_exact.py", "tests/test_promises.py",
+              "tests/test_engine_scheduler.py", "tests/test_engine_clock.py",
+              "tests/test_policies_adaptive.py"]),
     # a decode step's data and costs, shared by both engines: selections and block locations
     # (StepData), the memoized per-step costs, the GPUs' copy store
     "steps": (["simulator/engine/locate.py", "simulator/engine/locate_kernels.py",
@@ -428,6 +449,69 @@ def _kernels_equivalents() -> dict:
             "a mask, when given, has at least two layers and one block: size >= 2",
         (path, "cur = 0.0", "0.0 -> 1.0"):
             "layer 0 always draws afresh: the initial value is never read",
+    }
+
+
+def _rounds_equivalents() -> dict:
+    """Equivalent mutants of the rounds group (``rounds.py``, ``regret.py``; stop 42)."""
+    host = 'elif self.option == "fetch" and run.G <= self.code < 2 * run.G:'
+    no_fetch_above = ("a fetch round's holder code is a GPU (< G) or a host tier (G .. 2G - 1): "
+                      "dropped blocks are recomputed at home with the home's code "
+                      "(exact._Run._group), so the upper bound is never reached")
+    return {
+        **_of_module("simulator/engine/rounds.py", (
+            (host, "< -> <=", no_fetch_above),
+            (host, "2 -> 3", no_fetch_above),
+        )),
+        **_of_module("simulator/engine/regret.py", (
+            ("w = end_at / bins if end_at > 0 else 0.0", "> -> >=",
+             "a run that ended at 0: 0 / bins is 0.0 as well (no run ends before 0)"),
+            ('out["choices"] = {p: choices_over_time(r.rounds, float(r.summary.get("sim_time", '
+             '0.0)))', "0.0 -> 1.0",
+             "every Result's summary holds sim_time: the default is never used"),
+        )),
+    }
+
+
+def _serving_equivalents() -> dict:
+    """Equivalent mutants of the serving group (``kvtransfer.py``, ``exchange.py``,
+    ``reuse.py``, ``clock.py``; stop 42)."""
+    flops = "flops = 3.0 * tokens * (rot / arch.bytes_per_element) * arch.layers"
+    bound = ("the rotary pass reads and writes 4 B per 3 FLOPs (0.75 FLOP/B; at most 3 FLOP/B "
+             "doubled or quadrupled, less divided), far below every catalogue GPU's ridge point "
+             "(the lowest, the H20's, ~28 FLOP/B at the kernel model's efficiencies): its "
+             "FLOPs never set its time")
+    zero_wait = ("end == now: a timeout of 0 resumes the layer at the same time, in the same "
+                 "order (the process is the only waiter on it)")
+    return {
+        **_of_module("simulator/engine/kvtransfer.py", (
+            ("release = (free if free > now else now) + self.overhead_time", "> -> >=",
+             "free == now: the same release either way"),
+            ("self.prefill_of = np.full(n, -1, np.int64)", "-x -> x",
+             "deliver sets a request's prefill GPU before anything reads it"),
+            ("self.prefill_of = np.full(n, -1, np.int64)", "1 -> 2",
+             "deliver sets a request's prefill GPU before anything reads it"),
+            ("if nbytes <= 0:", "0 -> 1",
+             "a post carries whole tokens' KV over at least one layer: never more than 0 and "
+             "at most 1 byte (a token's KV in a layer is over 500 B in every catalogue model)"),
+        )),
+        **_of_module("simulator/engine/exchange.py", (
+            ("busy = np.flatnonzero(loads > 0).tolist()", "0 -> 1",
+             "a loaded link carries whole tokens' hidden states (kilobytes): never 0 < load ≤ 1"),
+            ("if e > end:", "> -> >=", "e == end: end takes the same value"),
+        )),
+        **{("simulator/engine/exchange.py", "if end > env.now:", "> -> >=", k): zero_wait
+           for k in ("#1", "#2")},
+        **_of_module("simulator/engine/reuse.py", (
+            (flops, "* -> /", bound),
+            (flops, "3.0 -> 6.0", bound),
+            (flops, "/ -> *", bound),
+        )),
+        **_of_module("simulator/engine/clock.py", (
+            ("while peek() < next_at:", "< -> <=",
+             "events due exactly at a tick run before its report instead of after it: the same "
+             "events in the same order, the same reports"),
+        )),
     }
 
 
@@ -1259,6 +1343,8 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_fast_equivalents(),
     **_kernels_equivalents(),
     **_steps_equivalents(),
+    **_rounds_equivalents(),
+    **_serving_equivalents(),
 }
 
 

@@ -42,10 +42,11 @@ def test_names_keep_order_and_reject_the_first_unknown():
     ("validate_fast", ["--seeds", "0,x"], "argument --seeds: '0,x'"),
     ("validate_adaptive", ["--scenarios", "agentic-4,nosuch"], "unknown scenario 'nosuch'"),
     ("validate_adaptive", ["--policies", "fetch,routee"], "unknown policy 'routee'"),
+    ("route_bounds", ["--scenarios", "mixed_fleet,nosuch"], "unknown scenario 'nosuch'"),
 ])
 def test_a_bad_list_exits_2_before_any_run(script, argv, says, capsys, monkeypatch):
     mod = benchmark(script)
-    for name in ("one", "compare", "run_scenario", "raw_simpy_rate"):  # what would start work
+    for name in ("one", "compare", "run_scenario", "raw_simpy_rate", "measure"):  # what would start work
         if hasattr(mod, name):
             monkeypatch.setattr(mod, name, lambda *a, **k: pytest.fail("a run started"))
     with pytest.raises(SystemExit) as exc:

@@ -45,7 +45,10 @@ def test_the_clock_runs_the_same_events_as_env_run_and_reports_time_reached(gaps
     assert next(a._eid) == next(b._eid)  # the same event count (the stop event included)
     assert seen[-1][:2] == (duration, duration)
     done = [s[0] for s in seen]
-    assert done == sorted(done) and len(seen) <= TICKS + 2
+    assert done == sorted(done) and TICKS <= len(seen) <= TICKS + 2
+    # a report at each tick of the duration (not the duration at once), then the end
+    ticks = [min(duration / TICKS * (i + 1), duration) for i in range(len(seen) - 1)]
+    assert done[:-1] == pytest.approx(ticks, rel=1e-9)
     # each report comes when the clock has reached it: no event before it is left to run
     assert all(clock <= reached + 1e-9 for reached, _, clock in seen)
 
@@ -56,6 +59,20 @@ def test_without_a_duration_or_a_callback_it_is_env_run():
     world(env, log, [[1.0, 2.0]])
     run_clock(env, None, lambda *_: pytest.fail("no duration: no time reports"))
     assert log == [(1.0, 0), (3.0, 0)] and env.now == 3.0
+
+
+def test_a_clock_started_late_stops_at_its_duration_and_refuses_one_not_ahead():
+    env = simpy.Environment()
+    log: list = []
+    world(env, log, [[1.0, 1.0, 1.0]])
+    env.run(until=0.5)
+    for duration in (0.5, 0.25):  # at the present, and in the past
+        with pytest.raises(ValueError, match="greater than the current time"):
+            run_clock(env, duration, lambda *_: None)
+    assert env.now == 0.5
+    seen: list = []
+    run_clock(env, 2.5, lambda now, total: seen.append(now))  # 2.5 s from 0, not from 0.5
+    assert env.now == 2.5 and seen[-1] == 2.5 and log == [(1.0, 0), (2.0, 0)]
 
 
 def trace3() -> pd.DataFrame:

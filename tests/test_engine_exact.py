@@ -362,6 +362,35 @@ def test_blocks_spilled_to_host_dram_are_fetched_over_pcie():
     assert res.gpus["copy_busy_time"].sum() > first["transfer_time"]
 
 
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_batched_fetch_moves_each_selected_block_once(engine):
+    # A round's ``blocks`` counts every query's selected blocks; the KV it moves is those blocks
+    # (plus an 8-byte name each in the request to a GPU), whatever the batch. Over the fabric:
+    # requests 0 and 2 share home n0/gpu0 and read the repository on n0/gpu1 together.
+    kv = 1152.0  # a DeepSeek-V3.2 token's KV in one layer [B] (576 bf16 latent elements)
+    sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=0)
+    repo = repo_on(1, 2)
+    trace = make_trace(arrival_at=[0.0] * 3, input_tokens=[40 * 64] * 3,
+                       output_tokens=[6] * 3, block_ids=[list(range(40))] * 3,
+                       block_tokens=64, repo_id=[repo] * 3)
+    rd = run(sc, "fetch", trace=trace, engine=engine).rounds
+    assert (rd["batch"] == 2).sum() > 0
+    np.testing.assert_allclose(rd["bytes"], rd["blocks"] * (64 * kv + 8.0), rtol=1e-12)
+    # From host DRAM (one host→device copy, no request): A's blocks demoted by B, then read by
+    # C, D and E at once; C and E share a home.
+    block = 64 * 1152 * 61
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block)
+    a, b = list(range(45)), list(range(100, 145))
+    ids = [a, b, a + [999], a + [998], a + [997]]
+    trace = make_trace(arrival_at=[0.0, 1.0, 2.0, 2.0, 2.0],
+                       input_tokens=[len(x) * 64 for x in ids],
+                       output_tokens=[2, 2, 6, 6, 6], block_ids=ids, block_tokens=64)
+    rd = run(sc, "route", trace=trace, engine=engine).rounds
+    host = rd[rd["owner"].astype(str) == "n0/host"]
+    assert (host["batch"] == 2).sum() > 0
+    np.testing.assert_allclose(host["bytes"], host["blocks"] * 64 * kv, rtol=1e-12)
+
+
 def test_a_model_too_big_for_the_gpus_is_a_user_error_before_the_first_event():
     from simulator.errors import UserError
 

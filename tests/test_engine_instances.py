@@ -70,6 +70,24 @@ def trace(n, inp=640, out=3, shared=0, gap=0.0):
                       block_tokens=64)
 
 
+def test_an_exchange_that_stays_on_its_ranks_takes_its_fixed_time_and_moves_nothing():
+    g = topologies.build("dgx_h100", nodes=2)
+    names = list(topologies.gpus(g))
+    rk = RankKernels(default_kernels(), hardware.gpu("H100"), ARCH)
+    probs = popularity("zipf", ARCH.experts, np.random.default_rng(1), 1.0)
+    ep = moe.ExpertParallel(names, g, ARCH, probs, 17, "low_latency", [rk] * 16,
+                            paths_among(g, names))
+    pairs = np.diag(np.full(16, 1e6))  # every rank's tokens to its own experts
+    assert not ep.loads(pairs).any()
+    for on_fabric in (True, False):
+        env = simpy.Environment()
+        fabric = Fabric(env, g, "ibgda")
+        replay = MoEReplay(env, fabric, ep, [Stream(env) for _ in names], on_fabric)
+        env.run(replay.exchange(pairs, "dispatch"))
+        assert env.now == ep.fixed_time(pairs, "dispatch")
+        assert sum(fabric.sent_by_class) == 0.0
+
+
 def test_dense_layers_get_a_slot_of_their_own():
     b = fold_slots(61, 3, 4)
     assert b[0] == 0 and b[1] == 3 and b[-1] == 61 and len(b) == 5
@@ -109,6 +127,11 @@ def test_an_ep_layer_alone_equals_its_closed_form(mode):
             assert fabric.sent_by_class[TRAFFIC_CLASSES.index("moe_dispatch")] == pytest.approx(
                 plan.dispatch_bytes)
             assert fabric.delivered_by_class == pytest.approx(fabric.sent_by_class)
+        # a kernel on a rank only where it has work: shared experts, routed experts, the add
+        work = (shared > 0).astype(int) + (plan.expert_time > 0) + (post > 0)
+        assert [s.kernels_run for s in streams] == work.tolist()
+        # ranks without tokens of their own run only the experts other ranks' tokens reach
+        assert sorted(set(work.tolist())) == [1, 3]
 
 
 def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer():

@@ -48,6 +48,22 @@ def test_without_a_static_policy_or_a_metric_there_is_nothing_to_compare():
     assert math.isnan(rep["policies"]["adaptive"]["tbt_p50"])
 
 
+def test_a_metric_that_is_not_finite_or_a_best_of_zero_has_no_regret():
+    # a policy whose metric is infinite or missing is not ranked against the best (NaN, not
+    # ±inf); a best throughput of 0 leaves nothing to divide by
+    runs = {"route": summary(1.0, math.inf, 0.0), "fetch": summary(2.0, 4.0, 0.0),
+            "adaptive": summary(math.inf, None, 5.0)}
+    rep = regret(runs)
+    assert rep["baseline"] == {"tbt_p50": "route", "tbt_p99": "fetch",
+                               "throughput_tokens_per_s": "route"}
+    got = rep["policies"]
+    assert got["fetch"]["tbt_p50"] == pytest.approx(1.0) and got["fetch"]["tbt_p99"] == 0.0
+    assert math.isnan(got["route"]["tbt_p99"])  # inf against a finite best
+    assert math.isnan(got["adaptive"]["tbt_p50"]) and math.isnan(got["adaptive"]["tbt_p99"])
+    for p in runs:  # the best throughput is 0
+        assert math.isnan(got[p]["throughput_tokens_per_s"])
+
+
 def test_choices_over_time_counts_only_the_rounds_a_policy_decided():
     rounds = pd.DataFrame({
         "started_at": [0.5, 1.5, 1.6, 9.9, 5.0, 5.1],
@@ -60,6 +76,21 @@ def test_choices_over_time_counts_only_the_rounds_a_policy_decided():
     assert c["rounds"] == [3, 0, 0, 0, 1]
     assert c["route"][0] == pytest.approx(1 / 3) and c["fetch"][0] == pytest.approx(2 / 3)
     assert c["local"][4] == 1.0 and math.isnan(c["route"][2])
+
+
+def test_choices_over_a_short_run_and_at_its_very_end():
+    # a run of 40 ms in 4 spans of 10 ms; a round that starts at the run's last instant counts
+    # in the last span, not past it
+    rounds = pd.DataFrame({"started_at": [0.001, 0.015, 0.039, 0.04], "src": ["a"] * 4,
+                           "owner": ["b"] * 4, "option": ["route", "fetch", "fetch", "local"]})
+    c = choices_over_time(rounds, end_at=0.04, bins=4)
+    assert c["bin_time"] == pytest.approx(0.01)
+    assert c["start_at"] == pytest.approx([0.0, 0.01, 0.02, 0.03])
+    assert c["rounds"] == [1, 1, 0, 2]
+    assert c["fetch"][3] == 0.5 and c["local"][3] == 0.5 and c["route"][0] == 1.0
+    # a run that ended at 0 (nothing simulated): every round in the first span, spans of 0 s
+    c = choices_over_time(rounds, end_at=0.0, bins=4)
+    assert c["bin_time"] == 0.0 and c["start_at"] == [0.0] * 4 and c["rounds"] == [4, 0, 0, 0]
 
 
 def test_a_real_run_reports_regret_and_choices():

@@ -7,9 +7,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import Scenario, hardware, run
-from simulator.engine.reuse import plan, rotary_bytes_per_token, rotary_time, span_mask
+from simulator.engine.reuse import (
+    _repeats,
+    plan,
+    rotary_bytes_per_token,
+    rotary_time,
+    span_mask,
+)
 from simulator.gpu.kernels import KernelModel
-from simulator.models import model
+from simulator.gpu.profiled import default_kernels
+from simulator.models import Architecture, model
 from simulator.runner import compare_reuse
 from simulator.testing.invariants import check_run
 from simulator.testing.traces import request_traces
@@ -110,6 +117,39 @@ def test_the_rotary_pass_is_a_memory_bound_read_and_write_of_the_rotary_keys():
     assert rotary_time(km, h100, arch, 0) == 0.0
     # two orders of magnitude cheaper than prefilling the same tokens
     assert rotary_time(km, h100, arch, tokens) < 0.01 * km.prefill_time(h100, arch, tokens)
+    # shared by 4 GPUs: each moves a quarter of the bytes; one token is not nothing
+    for gpus in (4, 64):  # still memory-bound when the FLOPs are shared as the bytes are
+        assert rotary_time(km, h100, arch, tokens, gpus=gpus) == pytest.approx(
+            32 * km.launch_time + nbytes / gpus / (h100.hbm_bandwidth * km.copy_efficiency),
+            rel=1e-12)
+    assert rotary_time(km, h100, arch, 1) == pytest.approx(
+        32 * km.launch_time + 2 * 2048 * 32 / (h100.hbm_bandwidth * km.copy_efficiency),
+        rel=1e-12)
+
+
+def test_with_a_profile_the_rotary_pass_is_the_measured_copy_of_the_rotary_keys():
+    # the engine's kernel times come from profiles: the pass is their device copy of each
+    # GPU's share of the rotary keys (read + write), one copy per layer
+    pk, h100, arch = default_kernels(), hardware.gpu("H100"), model("deepseek-v3.2")
+    tokens, gpus = 8_000, 2
+    want = pk.copy_time(h100, tokens * 128 * 61 / gpus, kernels=61)
+    assert rotary_time(pk, h100, arch, tokens, gpus=gpus) == pytest.approx(want, rel=1e-12)
+    assert rotary_time(pk, h100, arch, tokens, gpus=1) > want
+    assert rotary_time(pk, h100, arch, 0) == 0.0
+
+
+def test_a_custom_model_rotates_half_of_its_cached_bytes():
+    arch = Architecture.custom("c", 10, routed_payload_bytes=1000.0, moved_bytes_per_token=600.0)
+    assert rotary_bytes_per_token(arch) == 300.0
+
+
+def test_span_mask_marks_every_span_and_repeats_of_nothing_are_nothing():
+    # three spans, one of them past the prompt's end (clipped), one empty
+    mask = span_mask(np.array([0, 2, 5, 7, 3, 3, 9, 20]), 10)
+    assert mask.tolist() == [True, True, False, False, False, True, True, False, False, True]
+    assert _repeats(np.array([], dtype=np.int64)).tolist() == []
+    assert _repeats(np.array([4, 2, 4, 4, 2, 7])).tolist() == [False, False, True, True, True,
+                                                               False]
 
 
 # -- the engine ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import topologies
 from simulator import run
 from simulator.costmodel import CostModel
 from simulator.costmodel.loaded import LoadedCosts
+from simulator.kvcache import stable_hash
 from simulator.network import Fabric
 from simulator.policies import Observed, PolicyContext, Round, get
 from simulator.policies.adaptive import (
@@ -216,16 +217,20 @@ class ObservedFetch(Fetch):
         return "fetch"
 
 
+@pytest.mark.parametrize("home", [0, 1])
 @pytest.mark.parametrize("engine", ["exact", "fast"])
-def test_the_engine_counts_copies_and_their_uses_exactly(engine):
+def test_the_engine_counts_copies_and_their_uses_exactly(engine, home):
     # one query reading its whole context each step (dense selection), half of its blocks on
     # the other GPU: the first step fetches each remote block once per layer slot, every later
-    # step uses those copies instead of a round
-    sc = small_scenario("single_node:gpus=2", scheme="hash", layer_groups=2)
+    # step uses those copies instead of a round. Homed on GPU 0 (least loaded) or on GPU 1 (its
+    # repository's GPU), so that the blocks' owner is GPU 1 or GPU 0
+    rule = ("least_loaded", "repo_affinity")[home]
+    sc = small_scenario("single_node:gpus=2", scheme="hash", layer_groups=2, home=rule)
     sc = sc.with_changes(model=type(sc.model)(name="deepseek-v3.2", selection="dense"))
     out = 6
+    repo = next(r for r in range(100) if int(stable_hash(np.array([r]))[0] % np.uint64(2)) == 1)
     trace = make_trace(arrival_at=[0.0], input_tokens=[40 * 64], output_tokens=[out],
-                       block_ids=[list(range(40))], block_tokens=64)
+                       block_ids=[list(range(40))], block_tokens=64, repo_id=[repo])
     pol = ObservedFetch()
     pol.seen.clear()
     res = run(sc, pol, trace=trace, engine=engine)
@@ -234,6 +239,7 @@ def test_the_engine_counts_copies_and_their_uses_exactly(engine):
     rounds = res.rounds
     assert set(rounds["option"].astype(str)) == {"fetch"}
     assert set(rounds["iteration"]) == {1}  # the first decode step fetches, no later one
+    assert str(rounds["src"].iloc[0]) == f"n0/gpu{home}"
     home, owner = obs.pair(str(rounds["src"].iloc[0]), str(rounds["owner"].iloc[0]))
     copies = float(rounds["distinct_blocks"].sum())  # per (block, slot)
     assert obs.copies[home, owner] == copies

@@ -151,7 +151,7 @@ class Deployed:
             self.handoff = Handoff(run, self.layout.gpus_of("prefill"),
                                    TransferEngine(run.env, run.fabric, t.bandwidth,
                                                   t.message_overhead_time),
-                                   t.layerwise, run.slot_layers_list)
+                                   t.layerwise)
 
     def start(self) -> None:
         """Start every instance's loop (and send arrivals to the prefill pool, if any)."""

@@ -66,16 +66,14 @@ class Handoff:
         prefill_gpus: GPU indices of the prefill pool.
         engine: the :class:`TransferEngine`.
         layerwise: post each slot's KV as its layers finish.
-        slot_layers: real layers each simulated slot stands for.
     """
 
-    def __init__(self, run, prefill_gpus: list[int], engine: TransferEngine, layerwise: bool,
-                 slot_layers: list[int]) -> None:
+    def __init__(self, run, prefill_gpus: list[int], engine: TransferEngine,
+                 layerwise: bool) -> None:
         self.run = run
         self.prefill_gpus = list(prefill_gpus)
         self.engine = engine
         self.layerwise = layerwise
-        self.slot_layers = slot_layers
         n = run.req.n
         self.prefill_of = np.full(n, -1, np.int64)
         self.sent = np.zeros(n)  # bytes posted so far
@@ -99,14 +97,11 @@ class Handoff:
         if w is not None and not w.triggered:
             w.succeed()
 
-    def computed(self, g: int, chunks: list[tuple[int, int]], s: int,
-                 layers: int | None = None) -> None:
+    def computed(self, g: int, chunks: list[tuple[int, int]], s: int, layers: int) -> None:
         """Slot ``s`` of prefill GPU ``g``'s step computed ``chunks`` ((request, tokens)) for
-        ``layers`` of its layers (default all): post their KV (layer-wise only)."""
+        ``layers`` of its layers: post their KV (layer-wise only)."""
         if not self.layerwise:
             return
-        if layers is None:
-            layers = self.slot_layers[s]
         for r, tokens in chunks:
             self._post(g, r, tokens * self.run.arch.kv_bytes_per_token * layers)
 

@@ -162,9 +162,8 @@ def rotary_bytes_per_token(arch: Architecture) -> float:
     """Bytes of cached key per token per layer that carry the rotary embedding [B]."""
     if arch.attention in ("mla", "mla_dsa"):
         return MLA_ROPE_DIM * arch.bytes_per_element  # bf16 in both KV layouts
-    if arch.attention in ("gqa", "mha"):
-        return arch.kv_bytes_per_token / 2.0  # K of K + V, the whole head rotated
-    return arch.kv_bytes_per_token / 2.0  # custom: assumed half
+    # GQA / MHA: K of K + V, the whole head rotated; a custom model: assumed half as well
+    return arch.kv_bytes_per_token / 2.0
 
 
 def rotary_time(kernels: KernelModel, spec: GPUSpec, arch: Architecture, tokens: float,
