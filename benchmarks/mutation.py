@@ -136,7 +136,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               "simulator/engine/arrivals.py", "simulator/engine/requests.py"],
              ["tests/test_engine_exact.py", "tests/test_promises.py",
               "tests/test_engine_scheduler.py", "tests/test_engine_clock.py",
-              "tests/test_policies_adaptive.py"]),
+              "tests/test_policies_adaptive.py", "tests/test_engine_arrivals.py",
+              "tests/test_engine_admission.py"]),
     # a decode step's data and costs, shared by both engines: selections and block locations
     # (StepData), the memoized per-step costs, the GPUs' copy store
     "steps": (["simulator/engine/locate.py", "simulator/engine/locate_kernels.py",
@@ -512,6 +513,47 @@ def _serving_equivalents() -> dict:
              "events due exactly at a tick run before its report instead of after it: the same "
              "events in the same order, the same reports"),
         )),
+    }
+
+
+def _loop_equivalents() -> dict:
+    """Equivalent mutants of the loop group (``exact.py``, ``gpu_loop.py``, ``arrivals.py``,
+    ``requests.py``; stop 42)."""
+    exact, loop = "simulator/engine/exact.py", "simulator/engine/gpu_loop.py"
+    columns = "the record columns' names and dtypes are two tuples of one length (records.py)"
+    distinct = ("distinct = n_blocks if b == 1 else len(set(members.tolist())) if n_blocks <= 256 "
+                "\\")
+    counted = "a set and np.unique count the same distinct blocks: the bound picks the faster"
+    woken = ("a waker succeeds wake[g] only while it is untriggered: a triggered event left "
+             "there is never touched")
+    return {
+        (exact, "strict=True)]", "True -> False"):
+            "the GPUs' names and specs come from one list: their lengths agree",
+        (exact, "strict=True)))", "True -> False", "#1"): columns,
+        (exact, "strict=True)))", "True -> False", "#2"): columns,
+        (exact, distinct, "<= -> <"): counted,
+        (exact, distinct, "256 -> 257"): counted,
+        (loop, "wake[g] = None", "delete `wake[g] = None`", "#1"): woken,
+        (loop, "wake[g] = None", "delete `wake[g] = None`", "#2"): woken,
+        (loop, "continue", "delete `continue`", "#1"):
+            "a GPU is woken by an arrival in its queue: the step that follows is the one the "
+            "loop's next turn would run",
+        **{(loop, line, f"delete `{line}`"): "packing or spilling records changes where they "
+           "are kept, not what they hold (test_records_moved_to_temporary_files_change_no_result)"
+           for line in ("run.rounds.maybe_pack()", "run.iters.maybe_pack()",
+                        "run.fabric.spill_records()")},
+        (loop, "run.dir.check()", "delete `run.dir.check()`"):
+            "an invariant check (check_invariants): a run that holds them gives the same answers "
+            "without it",
+        ("simulator/engine/arrivals.py",
+         'after_id = trace["after_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
+            "a missing after_id is any negative id: every reader tests >= 0 and no row has it",
+        ("simulator/engine/arrivals.py", "if dt > 0:", "> -> >="):
+            "dt = 0: a timeout of 0 lets the request in at the same time, in the same order",
+        ("simulator/engine/requests.py",
+         "elif not state.reason[r] and (np.isnan(state.finish_at[r])", "or -> and"):
+            "an entered request without a reason has a finish time exactly when it made all "
+            "its tokens: either test alone decides",
     }
 
 
@@ -1345,6 +1387,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_steps_equivalents(),
     **_rounds_equivalents(),
     **_serving_equivalents(),
+    **_loop_equivalents(),
 }
 
 

@@ -8,7 +8,7 @@ import pytest
 import simpy
 
 from simulator import run
-from simulator.engine.arrivals import Arrivals
+from simulator.engine.arrivals import Arrivals, follows_of
 from simulator.engine.records import capacity_window
 from simulator.testing.invariants import check_run, small_scenario
 from workloads.schema import make_trace
@@ -117,6 +117,22 @@ def test_a_follower_enters_its_gap_after_the_request_it_follows_finishes_not_at_
     assert log == [(0, 0.0), (3, 3.0), (1, 10.5), (2, 14.5)]
     assert arrival.tolist() == [0.0, 10.5, 14.5, 3.0]
     assert entry.entered.all()
+
+
+def test_follows_of_reads_who_follows_whom_from_the_trace():
+    # request ids start at 0: a trace whose only follower follows request 0 has followers
+    trace = pd.DataFrame({"request_id": [0, 1, 2], "after_id": pd.array([None, 0, None],
+                                                                        dtype="Int64"),
+                          "after_time": [0.0, 0.25, 0.0]})
+    after, gap = follows_of(trace)
+    assert after.tolist() == [-1, 0, -1] and gap.tolist() == [0.0, 0.25, 0.0]
+    # a follower of a request outside the trace (cut by max_requests) follows nobody
+    trace["after_id"] = pd.array([None, 7, 1], dtype="Int64")
+    after, gap = follows_of(trace)
+    assert after.tolist() == [-1, -1, 1] and gap.tolist() == [0.0, 0.0, 0.0]
+    trace["after_id"] = pd.array([None, None, None], dtype="Int64")
+    assert follows_of(trace) is None
+    assert follows_of(trace.drop(columns=["after_id", "after_time"])) is None
 
 
 def test_a_follower_of_a_request_that_never_finishes_never_enters():

@@ -252,6 +252,12 @@ def test_the_engine_counts_copies_and_their_uses_exactly(engine, home):
     assert obs.stability() == 1.0  # the same blocks every step
     assert obs.steps[home] == decode_steps
     assert (obs.queries == 0).all()  # every GPU went idle at the end: no batch to delay
+    # the last step's view: every block of the context selected (dense), one token left to
+    # make, and the home's free KV room and copies as its final counts
+    g = res.gpus.set_index(res.gpus["gpu"].astype(str)).loc[str(rounds["src"].iloc[0])]
+    assert obs.select_share[home] == 1.0 and obs.remaining_tokens[home] == 1.0
+    assert obs.copy_room[home] == g["capacity_blocks"] - g["owned_blocks"] > 0
+    assert obs.copies_held[home] == g["copy_blocks"] > 0
 
 
 @settings(max_examples=6)
