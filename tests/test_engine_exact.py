@@ -555,6 +555,70 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
         rel=1e-12)
 
 
+def test_without_a_host_tier_blocks_pushed_out_of_hbm_are_dropped():
+    # the case above with host_tier = false: B's prompt drops A's blocks instead of demoting
+    # them, nothing crosses PCIe, and C prefills A's prefix again
+    block = 64 * 1152 * 61
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block,
+                        host_tier=False)
+    a, b = list(range(45)), list(range(100, 145))
+    trace = make_trace(arrival_at=[0.0, 1.0, 2.0], input_tokens=[45 * 64, 45 * 64, 46 * 64],
+                       output_tokens=[2, 2, 6], block_ids=[a, b, a + [999]], block_tokens=64)
+    res = run(sc, "route", trace=trace, check_invariants=True)
+    check_run(res, trace)
+    assert res.extras["demoted"] == 0 and res.extras["dropped"] >= 40
+    assert (res.gpus["copy_busy_time"] == 0).all() and len(res.rounds) == 0
+    assert res.requests["reused_blocks"].tolist() == [0, 0, 0]
+
+
+def test_without_chunked_prefill_a_prompt_is_one_prefill_then_its_decodes():
+    # vLLM's earlier loop: a step prefills whole prompts (the model's prefill of the prompt on
+    # the instance's GPUs) before any decode; the record's prefill time is that step
+    from simulator import hardware
+    from simulator.gpu.calibration import run_kernels
+    from simulator.models import model
+
+    sc = small_scenario("single_node:gpus=2", layer_groups=2,
+                        serving={"chunked_prefill": False})
+    trace = make_trace(arrival_at=[0.0, 1.0], input_tokens=[20 * 64, 10 * 64],
+                       output_tokens=[4, 3], block_ids=[list(range(20)), list(range(50, 60))],
+                       block_tokens=64)
+    res = run(sc, "route", trace=trace)
+    it = res.iterations
+    kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
+    arch, spec = model("deepseek-v3.2"), hardware.gpu("H100")
+    first = it[it["prefill_time"] > 0]
+    assert first["started_at"].tolist() == [0.0, 1.0]  # B arrived after A had finished
+    want = [sc.serving.overhead_time() + kernels.prefill_time(spec, arch, tokens, gpus=2)
+            for tokens in (1280, 640)]
+    np.testing.assert_allclose(first["finished_at"] - first["started_at"], want, rtol=1e-12)
+    np.testing.assert_allclose(first["prefill_time"], want, rtol=1e-12)
+    assert (it.loc[it["prefill_time"] == 0, "batch"] == 1).all()
+
+
+def test_a_replicated_block_is_read_from_its_nearest_replica():
+    # replicate:4 on 2 DGX nodes: block b lives on GPUs h, h+1, h+2, h+3 (mod 16), h its
+    # stable hash mod 16. The home, n1/gpu1 (GPU 9), holds h = 6..9 itself; of the others,
+    # only h ≤ 4 has every replica on node 0. h = 5 (GPUs 5–8) must be read from GPU 8 over
+    # NVLink, not from its first replica, GPU 5, across the nodes. Dense selection: every step
+    # reads every block in each of its 4 slots; 2 decode steps.
+    sc = small_scenario("dgx_h100:nodes=2", scheme="replicate:4", layer_groups=4,
+                        home="repo_affinity")
+    sc = sc.with_changes(model=type(sc.model)(name="deepseek-v3.2", selection="dense"))
+    trace = make_trace(arrival_at=[0.0], input_tokens=[64 * 64], output_tokens=[3],
+                       block_ids=[list(range(64))], block_tokens=64, repo_id=[repo_on(9, 16)])
+    res = run(sc, "route", trace=trace)
+    assert res.requests["home"].tolist() == ["n1/gpu1"]
+    h = (stable_hash(np.arange(64)) % np.uint64(16)).astype(int)
+    far, near = int((h <= 4).sum()), int((~np.isin(h, [6, 7, 8, 9]) & (h > 4)).sum())
+    assert (h == 5).sum() > 0 and near > 0
+    rd = res.rounds
+    node = rd["owner"].astype(str).str[:2]
+    reads = 4 * rd["iteration"].nunique()  # slots × decode steps
+    assert rd.loc[node == "n0", "blocks"].sum() == far * reads
+    assert rd.loc[node == "n1", "blocks"].sum() == near * reads
+
+
 def test_a_model_too_big_for_the_gpus_is_a_user_error_before_the_first_event():
     from simulator.errors import UserError
 
