@@ -115,14 +115,14 @@ class FastInstanceLoop(InstanceLoop):
             for k, rest in layer.items():
                 done[k] = next(rest)
             if posting:  # the slot's first layers' KV (all but the last of a folded slot)
-                yield from self._post_at(lanes, done, s, max(layers - 1, 1))
+                yield from self._post_at(lanes, done, max(layers - 1, 1))
             if len(live) == 2 and layers > 1:  # both end together: the later start plus the
                 period = max(done[k] - start[k] for k in live)  # longer layers
                 nxt = dict.fromkeys(live, max(start.values()) + period * layers)
             else:
                 nxt = {k: done[k] + (done[k] - start[k]) * (layers - 1) for k in live}
             if posting and layers > 1:  # the last layer's, when it ends
-                yield from self._post_at(lanes, nxt, s, 1)
+                yield from self._post_at(lanes, nxt, 1)
         end = max(nxt.values(), default=env.now)
         finish = end
         for i, g in enumerate(ranks):
@@ -141,14 +141,14 @@ class FastInstanceLoop(InstanceLoop):
             yield env.timeout(debt)
         return work
 
-    def _post_at(self, lanes: list[list[dict]], ends: dict[int, float], s: int, layers: int):
-        """Post each micro-batch's KV of ``layers`` layers of slot ``s`` when it ends (``ends``
-        [s] by micro-batch, in that order; a generator)."""
+    def _post_at(self, lanes: list[list[dict]], ends: dict[int, float], layers: int):
+        """Post each micro-batch's KV of ``layers`` layers (of a layer slot) when it ends
+        (``ends`` [s] by micro-batch, in that order; a generator)."""
         env = self.run.env
         for k in sorted(ends, key=lambda k: (ends[k], k)):
             if ends[k] > env.now:
                 yield env.timeout(ends[k] - env.now)
-            self._post(lanes[k], s, layers)
+            self._post(lanes[k], layers)
 
     def _attend_at(self, parts: list[dict], at: float, s: int, moe: bool,
                    iteration: int) -> float:

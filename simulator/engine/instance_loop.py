@@ -243,7 +243,7 @@ class InstanceLoop:
             if moe and self.ep is not None:
                 yield from self._moe(lane, parts, s, layers, iteration)
             if post:  # the slot's first layers' KV (all but the last of a folded slot)
-                self._post(parts, s, max(layers - 1, 1))
+                self._post(parts, max(layers - 1, 1))
             end = env.now
             if pair is None:
                 if layers > 1 and end > t0:
@@ -253,14 +253,14 @@ class InstanceLoop:
                 if start + period * layers > env.now:
                     yield env.timeout(start + period * layers - env.now)
             if post and layers > 1:  # the last layer's, when it ends
-                self._post(parts, s, 1)
+                self._post(parts, 1)
 
-    def _post(self, parts: list[dict], s: int, layers: int) -> None:
-        """Hand the KV of ``layers`` layers of slot ``s`` of the micro-batch ``parts``' prefill
-        chunks to the transfer engine (a prefill instance)."""
+    def _post(self, parts: list[dict], layers: int) -> None:
+        """Hand the KV of ``layers`` layers (of a layer slot) of the micro-batch ``parts``'
+        prefill chunks to the transfer engine (a prefill instance)."""
         for p in parts:
             if p["chunks"]:
-                self.d.handoff.computed(p["gpu"], p["chunks"], s, layers)
+                self.d.handoff.computed(p["gpu"], p["chunks"], layers)
 
     def _attend(self, p: dict, s: int, moe: bool, iteration: int):
         """Rank ``p``'s attention of slot ``s`` (home blocks, rounds, chunks) and the layer's

@@ -97,9 +97,9 @@ class Handoff:
         if w is not None and not w.triggered:
             w.succeed()
 
-    def computed(self, g: int, chunks: list[tuple[int, int]], s: int, layers: int) -> None:
-        """Slot ``s`` of prefill GPU ``g``'s step computed ``chunks`` ((request, tokens)) for
-        ``layers`` of its layers: post their KV (layer-wise only)."""
+    def computed(self, g: int, chunks: list[tuple[int, int]], layers: int) -> None:
+        """Prefill GPU ``g``'s step computed ``chunks`` ((request, tokens)) for ``layers`` layers
+        (of a layer slot): post their KV (layer-wise only)."""
         if not self.layerwise:
             return
         for r, tokens in chunks:
