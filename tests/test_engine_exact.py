@@ -16,17 +16,13 @@ from simulator.testing.invariants import (
     check_bytes,
     check_closed_form_exact,
     check_run,
+    repo_on,
+    scenario_costs,
     small_cases,
     small_scenario,
 )
 from simulator.testing.profiles import examples
 from workloads.schema import make_trace
-
-
-def repo_on(owner: int, gpus: int) -> int:
-    """The smallest repository id whose blocks `repo_affinity` puts on GPU ``owner``."""
-    return next(r for r in range(10_000) if int(stable_hash(np.array([r]))[0] % np.uint64(gpus))
-                == owner)
 
 
 def one_query(repo: int, blocks: int = 40, output: int = 12, arrival: float = 0.0):
@@ -336,13 +332,26 @@ def test_a_recorded_selection_trace_is_replayed_verbatim(tmp_path):
     assert (res.rounds["blocks"] == 2).all() and len(res.rounds) == 3 * 61
 
 
-def test_blocks_spilled_to_host_dram_are_fetched_over_pcie():
-    # 50 blocks of KV room per GPU (a DeepSeek-V3.2 block is 64 × 1,152 B × 61 = 4.5 MB)
-    block = 64 * 1152 * 61
-    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block)
+#: A DeepSeek-V3.2 KV block: 64 tokens × 1,152 B × 61 layers = 4.5 MB.
+BLOCK = 64 * 1152 * 61
+
+
+def spill_case(readers: int = 1, host_tier: bool = True):
+    """``(scenario, trace)``: two GPUs with KV room for 50 blocks each; A (45 blocks) at 0 s,
+    then B (45 others) at 1 s, whose prompt pushes A's blocks out of HBM, then ``readers``
+    requests at 2 s reading A's prefix and one block of their own."""
+    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * BLOCK,
+                        host_tier=host_tier)
     a, b = list(range(45)), list(range(100, 145))
-    trace = make_trace(arrival_at=[0.0, 1.0, 2.0], input_tokens=[45 * 64, 45 * 64, 46 * 64],
-                       output_tokens=[2, 2, 6], block_ids=[a, b, a + [999]], block_tokens=64)
+    ids = [a, b] + [a + [999 - i] for i in range(readers)]
+    trace = make_trace(arrival_at=[0.0, 1.0] + [2.0] * readers,
+                       input_tokens=[len(x) * 64 for x in ids],
+                       output_tokens=[2, 2] + [6] * readers, block_ids=ids, block_tokens=64)
+    return sc, trace
+
+
+def test_blocks_spilled_to_host_dram_are_fetched_over_pcie():
+    sc, trace = spill_case()
     res = run(sc, "route", trace=trace, check_invariants=True)
     check_run(res, trace)
     # B's prompt pushed A's blocks to host DRAM; C reuses them from there: fetched over PCIe
@@ -366,7 +375,7 @@ def test_blocks_spilled_to_host_dram_are_fetched_over_pcie():
     reads = host.groupby(host["src"].astype(str))["transfer_time"].sum()
     assert set(reads.index) == {"n0/gpu0"} and busy["n0/gpu1"] == 0.0
     d2h = busy["n0/gpu0"] - reads["n0/gpu0"]
-    one_copy = host_copy_time().time("d2h", res.extras["demoted"] * block)
+    one_copy = host_copy_time().time("d2h", res.extras["demoted"] * BLOCK)
     assert one_copy <= d2h <= 1.02 * one_copy
 
 
@@ -412,13 +421,7 @@ def test_a_batched_fetch_moves_each_selected_block_once(engine):
     assert 0 < res.summary["wall_time"] < 600
     # From host DRAM (one host→device copy, no request): A's blocks demoted by B, then read by
     # C, D and E at once; C and E share a home.
-    block = 64 * 1152 * 61
-    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block)
-    a, b = list(range(45)), list(range(100, 145))
-    ids = [a, b, a + [999], a + [998], a + [997]]
-    trace = make_trace(arrival_at=[0.0, 1.0, 2.0, 2.0, 2.0],
-                       input_tokens=[len(x) * 64 for x in ids],
-                       output_tokens=[2, 2, 6, 6, 6], block_ids=ids, block_tokens=64)
+    sc, trace = spill_case(readers=3)
     rd = run(sc, "route", trace=trace, engine=engine).rounds
     host = rd[rd["owner"].astype(str) == "n0/host"]
     assert (host["batch"] == 2).sum() > 0
@@ -482,8 +485,6 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
     # token 1) indexes 1,280 + i tokens and attends the blocks opened so far: the prompt's 20,
     # then 21 once the first generated token opened one.
     from simulator import hardware
-    from simulator.costmodel import CostModel
-    from simulator.gpu.calibration import run_kernels
     from simulator.models import model
 
     sc = small_scenario("single_node:gpus=2", layer_groups=2)
@@ -494,9 +495,7 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
     it = res.iterations
     steps = (it["finished_at"] - it["started_at"]).to_numpy()[1:]
     arch, spec = model("deepseek-v3.2"), hardware.gpu("H100")
-    kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
-    cm = CostModel(arch, sc.topology.build(), sc.stack, kernels=kernels, block_tokens=64,
-                   instance_gpus=2)
+    kernels, cm = scenario_costs(sc)
     rest = kernels.non_attention_time(spec, arch, 1, gpus=2, logits=1) / 61
     want = [sc.serving.overhead_time()
             + 61 * (cm.attention_time("n0/gpu0", 20 if i == 1 else 21, 1) + rest
@@ -558,12 +557,7 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
 def test_without_a_host_tier_blocks_pushed_out_of_hbm_are_dropped():
     # the case above with host_tier = false: B's prompt drops A's blocks instead of demoting
     # them, nothing crosses PCIe, and C prefills A's prefix again
-    block = 64 * 1152 * 61
-    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * block,
-                        host_tier=False)
-    a, b = list(range(45)), list(range(100, 145))
-    trace = make_trace(arrival_at=[0.0, 1.0, 2.0], input_tokens=[45 * 64, 45 * 64, 46 * 64],
-                       output_tokens=[2, 2, 6], block_ids=[a, b, a + [999]], block_tokens=64)
+    sc, trace = spill_case(host_tier=False)
     res = run(sc, "route", trace=trace, check_invariants=True)
     check_run(res, trace)
     assert res.extras["demoted"] == 0 and res.extras["dropped"] >= 40
@@ -575,7 +569,6 @@ def test_without_chunked_prefill_a_prompt_is_one_prefill_then_its_decodes():
     # vLLM's earlier loop: a step prefills whole prompts (the model's prefill of the prompt on
     # the instance's GPUs) before any decode; the record's prefill time is that step
     from simulator import hardware
-    from simulator.gpu.calibration import run_kernels
     from simulator.models import model
 
     sc = small_scenario("single_node:gpus=2", layer_groups=2,
@@ -585,7 +578,7 @@ def test_without_chunked_prefill_a_prompt_is_one_prefill_then_its_decodes():
                        block_tokens=64)
     res = run(sc, "route", trace=trace)
     it = res.iterations
-    kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
+    kernels = scenario_costs(sc)[0]
     arch, spec = model("deepseek-v3.2"), hardware.gpu("H100")
     first = it[it["prefill_time"] > 0]
     assert first["started_at"].tolist() == [0.0, 1.0]  # B arrived after A had finished

@@ -27,18 +27,12 @@ from simulator.kvcache import stable_hash
 from simulator.network import Fabric
 from simulator.policies import get
 from simulator.scenario import Scenario
-from simulator.testing.invariants import check_run, small_cases, small_scenario
+from simulator.testing.invariants import check_run, repo_on, small_cases, small_scenario
 from workloads.schema import make_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ["probe_time", "transfer_time", "compute_time", "return_time", "merge_time",
           "sim_time", "bytes"]
-
-
-def repo_on(owner: int, gpus: int) -> int:
-    """The smallest repository id whose blocks `repo_affinity` puts on GPU ``owner``."""
-    return next(r for r in range(10_000) if int(stable_hash(np.array([r]))[0] % np.uint64(gpus))
-                == owner)
 
 
 def alone(blocks: int = 40, output: int = 12, repo: int | None = None):

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_engine_fast import repo_on
 
 from simulator import run
-from simulator.testing.invariants import small_scenario
+from simulator.testing.invariants import repo_on, small_scenario
 from workloads.schema import make_trace
 
 

@@ -52,9 +52,14 @@ def test_the_transfer_engine_paces_each_source_nic_fifo():
     assert {p[4] for p in fabric.posted} == {PD_TRANSFER}
 
 
+def pd_scenario(layerwise: str = "false", placement: str = ""):
+    """Four DGX nodes: a prefill instance of 16 ranks on n0–n1, a decode instance on n2–n3."""
+    return scenario(nodes=4, extra=PD.format(layerwise=layerwise) + placement)
+
+
 def pd_run(layerwise: str = "false", n: int = 4, gap: float = 0.0, placement: str = ""):
-    sc = scenario(nodes=4, extra=PD.format(layerwise=layerwise) + placement)
-    return run(sc, "route", trace=trace(n, inp=1500, out=3, gap=gap))
+    return run(pd_scenario(layerwise, placement), "route",
+               trace=trace(n, inp=1500, out=3, gap=gap))
 
 
 @pytest.mark.parametrize(("layerwise", "messages"), [("false", 1), ("true", 8)])
@@ -69,7 +74,7 @@ def test_a_prompts_kv_is_its_tokens_times_the_bytes_per_token_and_layer(layerwis
     assert res.extras["bytes_by_class"]["pd_transfer"] == pytest.approx(kv["bytes"].sum(),
                                                                        rel=1e-12)
     if layerwise == "false":  # one message, alone on its path: posting cost + the message
-        spec = scenario(nodes=4, extra=PD.format(layerwise="false")).deployment.transfer
+        spec = pd_scenario().deployment.transfer
         one = kv.iloc[0]
         assert one["cf_transfer_time"] > spec.message_overhead_time + one["bytes"] / 400e9
         assert one["transfer_time"] == pytest.approx(one["cf_transfer_time"], rel=1e-9)
@@ -118,7 +123,7 @@ def test_a_request_decoding_on_a_gpu_counts_toward_its_load_after_the_hand_off()
     # A and B decode for over a second on the pool's first two GPUs; C arrives while they do
     # and goes to the third (its KV on its way no longer counts for A's and B's GPUs, the
     # requests themselves do)
-    sc = scenario(nodes=4, extra=PD.format(layerwise="false"))
+    sc = pd_scenario()
     tr = make_trace(arrival_at=[0.0, 0.0, 0.25], input_tokens=[1500] * 3,
                     output_tokens=[60, 60, 3], block_ids=[list(range(24)),
                                                          list(range(100, 124)),
@@ -133,7 +138,7 @@ def test_a_request_decoding_on_a_gpu_counts_toward_its_load_after_the_hand_off()
 def test_a_prompt_held_whole_on_its_decode_gpu_moves_nothing():
     # the same 24-block prompt again after the first finished: its KV is on the decode GPU
     # already, so no message is posted and the transfer takes no time, alone or not
-    sc = scenario(nodes=4, extra=PD.format(layerwise="false"))
+    sc = pd_scenario()
     tr = make_trace(arrival_at=[0.0, 2.0], input_tokens=[1536] * 2, output_tokens=[3, 3],
                     block_ids=[list(range(24))] * 2, block_tokens=64)
     res = run(sc, "route", trace=tr)

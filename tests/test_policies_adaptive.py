@@ -14,7 +14,6 @@ import topologies
 from simulator import run
 from simulator.costmodel import CostModel
 from simulator.costmodel.loaded import LoadedCosts
-from simulator.kvcache import stable_hash
 from simulator.network import Fabric
 from simulator.policies import Observed, PolicyContext, Round, get
 from simulator.policies.adaptive import (
@@ -27,7 +26,7 @@ from simulator.policies.adaptive import (
 )
 from simulator.policies.fetch import Fetch
 from simulator.policies.observed import WINDOW, FabricLoad
-from simulator.testing.invariants import check_run, small_cases, small_scenario
+from simulator.testing.invariants import check_run, repo_on, small_cases, small_scenario
 from workloads.schema import make_trace
 
 G = topologies.build("dgx_h100", nodes=2)
@@ -228,9 +227,8 @@ def test_the_engine_counts_copies_and_their_uses_exactly(engine, home):
     sc = small_scenario("single_node:gpus=2", scheme="hash", layer_groups=2, home=rule)
     sc = sc.with_changes(model=type(sc.model)(name="deepseek-v3.2", selection="dense"))
     out = 6
-    repo = next(r for r in range(100) if int(stable_hash(np.array([r]))[0] % np.uint64(2)) == 1)
     trace = make_trace(arrival_at=[0.0], input_tokens=[40 * 64], output_tokens=[out],
-                       block_ids=[list(range(40))], block_tokens=64, repo_id=[repo])
+                       block_ids=[list(range(40))], block_tokens=64, repo_id=[repo_on(1, 2)])
     pol = ObservedFetch()
     pol.seen.clear()
     res = run(sc, pol, trace=trace, engine=engine)

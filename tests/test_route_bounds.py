@@ -8,19 +8,9 @@ import pytest
 from benchtools import benchmark
 
 from simulator import run
-from simulator.costmodel import CostModel
 from simulator.engine.rounds import RoundReplay
-from simulator.gpu.calibration import run_kernels
-from simulator.kvcache import stable_hash
-from simulator.models import model as lookup_model
-from simulator.testing.invariants import small_scenario
+from simulator.testing.invariants import repo_on, scenario_costs, small_scenario
 from workloads.schema import make_trace
-
-
-def repo_on(owner: int, gpus: int) -> int:
-    """The smallest repository id whose blocks `repo_affinity` puts on GPU ``owner``."""
-    return next(r for r in range(10_000) if int(stable_hash(np.array([r]))[0] % np.uint64(gpus))
-                == owner)
 
 
 def two_readers():
@@ -71,9 +61,7 @@ def test_fifo_waits_behind_the_owner_and_no_wait_does_not(runs):
 def test_batched_charges_the_marginal_kernel(runs):
     rb = benchmark("route_bounds")
     sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=0)
-    cm = CostModel(lookup_model(sc.model.name), sc.topology.build(), sc.stack,
-                   kernels=run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs),
-                   block_tokens=sc.placement.block_tokens)
+    cm = scenario_costs(sc)[1]
     rd = runs["both"][0]  # no wait: compute_time is the batched kernel alone
     per = (rd["blocks"] / rd["batch"]).to_numpy()
     want = [cm.attention_time(str(o), n, b + rb.BATCH_REF)

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
+from simulator.kvcache import stable_hash
 from simulator.scenario import Scenario
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "check_ordering",
     "check_rounds",
     "check_run",
+    "repo_on",
+    "scenario_costs",
     "small_cases",
     "small_scenario",
 ]
@@ -139,6 +142,27 @@ def small_scenario(topology: str = "single_node:gpus=2", *, scheme: str = "first
         "engine": {"max_batch": max_batch, "layer_groups": layer_groups, **engine},
         "serving": serving or {},
     })
+
+
+def repo_on(owner: int, gpus: int) -> int:
+    """The smallest repository id whose blocks ``repo_affinity`` puts on GPU ``owner`` of
+    ``gpus`` (the placement's stable hash)."""
+    return int(np.flatnonzero(stable_hash(np.arange(10_000)) % np.uint64(gpus) == owner)[0])
+
+
+def scenario_costs(scenario: Scenario) -> tuple:
+    """``(kernel times, CostModel)`` as the decode-loop engine builds them for ``scenario``
+    (its calibration, CUDA graphs, block size and GPUs), for composing a step's time by hand."""
+    import topologies
+    from simulator.costmodel import CostModel
+    from simulator.gpu.calibration import run_kernels
+    from simulator.models import model
+
+    kernels = run_kernels(scenario.calibration_dict(), cuda_graphs=scenario.serving.cuda_graphs)
+    graph = scenario.topology.build()
+    return kernels, CostModel(model(scenario.model.name), graph, scenario.stack, kernels=kernels,
+                              block_tokens=scenario.placement.block_tokens,
+                              instance_gpus=len(list(topologies.gpus(graph))))
 
 
 @st.composite
