@@ -115,7 +115,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py"]),
     # a deployment's instance loops on both engines (two-batch overlap's pipeline and fold)
     "instances": (["simulator/engine/instance_loop.py", "simulator/engine/fast_instances.py"],
-                  ["tests/test_engine_instances.py", "tests/test_engine_fast_instances.py"]),
+                  ["tests/test_engine_instances.py", "tests/test_engine_fast_instances.py",
+                   "tests/test_engine_kvtransfer.py"]),
     # the exact engine's rounds (route / fetch / local replayed as callbacks) and the regret
     # report every comparison of policies carries (issue 18)
     "rounds": (["simulator/engine/rounds.py", "simulator/engine/regret.py"],
@@ -137,7 +138,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              ["tests/test_engine_exact.py", "tests/test_promises.py",
               "tests/test_engine_scheduler.py", "tests/test_engine_clock.py",
               "tests/test_policies_adaptive.py", "tests/test_engine_arrivals.py",
-              "tests/test_engine_admission.py"]),
+              "tests/test_engine_admission.py", "tests/test_engine_instances.py",
+              "tests/test_engine_reuse.py"]),
     # a decode step's data and costs, shared by both engines: selections and block locations
     # (StepData), the memoized per-step costs, the GPUs' copy store
     "steps": (["simulator/engine/locate.py", "simulator/engine/locate_kernels.py",
@@ -518,8 +520,9 @@ def _serving_equivalents() -> dict:
 
 def _loop_equivalents() -> dict:
     """Equivalent mutants of the loop group (``exact.py``, ``gpu_loop.py``, ``arrivals.py``,
-    ``requests.py``; stop 42)."""
+    ``requests.py``; stop 42), and of the instances group's loop (stop 43)."""
     exact, loop = "simulator/engine/exact.py", "simulator/engine/gpu_loop.py"
+    instances = "simulator/engine/instance_loop.py"  # its loop is gpu_loop's, per instance
     columns = "the record columns' names and dtypes are two tuples of one length (records.py)"
     distinct = ("distinct = n_blocks if b == 1 else len(set(members.tolist())) if n_blocks <= 256 "
                 "\\")
@@ -533,6 +536,16 @@ def _loop_equivalents() -> dict:
         (exact, "strict=True)))", "True -> False", "#2"): columns,
         (exact, distinct, "<= -> <"): counted,
         (exact, distinct, "256 -> 257"): counted,
+        (exact, "host_cap = int(pl.host_capacity // self.block_bytes) if pl.host_tier and "
+                "has_host else 0", "// -> /"):
+            "both positive: int() truncates the quotient as // floors it (they differ only if "
+            "a capacity a few ulps under a whole number of blocks rounds up; none is)",
+        (exact, "self.deploy.setup(root.spawn(1)[0])  # the MoE routing stream", "1 -> 2"):
+            "a generator numbers its children in order: spawn(2)[0] is spawn(1)[0], and the "
+            "run spawns nothing from root after it",
+        (exact, "RoundReplay(self, pending, g, k if k < G else -1, owner, code, option, b, "
+                "n_blocks,", "1 -> 2"):
+            "a host round's holder is any negative number: the replay tests k >= 0",
         (loop, "wake[g] = None", "delete `wake[g] = None`", "#1"): woken,
         (loop, "wake[g] = None", "delete `wake[g] = None`", "#2"): woken,
         (loop, "continue", "delete `continue`", "#1"):
@@ -542,9 +555,20 @@ def _loop_equivalents() -> dict:
            "are kept, not what they hold (test_records_moved_to_temporary_files_change_no_result)"
            for line in ("run.rounds.maybe_pack()", "run.iters.maybe_pack()",
                         "run.fabric.spill_records()")},
-        (loop, "run.dir.check()", "delete `run.dir.check()`"):
-            "an invariant check (check_invariants): a run that holds them gives the same answers "
-            "without it",
+        **{(path, "run.dir.check()", "delete `run.dir.check()`"):
+           "an invariant check (check_invariants): a run that holds them gives the same answers "
+           "without it" for path in (loop, instances)},
+        (instances, "req.wake[g] = None", "delete `req.wake[g] = None`"): woken,
+        (instances, "continue", "delete `continue`", "#1"):
+            "an instance sleeps until a request reaches one of its ranks: the step that follows "
+            "is the one the loop's next turn would run",
+        **{(instances, line, mutation): "a list of one value per rank, every element of which "
+           "the loop below sets before it is read" for line, mutation in (
+               ("work = [0.0] * R", "0.0 -> 1.0"), ("logits = [0] * R", "0 -> 1"))},
+        **{(instances, line, f"delete `{line}`"): "packing or spilling records changes where "
+           "they are kept, not what they hold (test_records_moved_to_temporary_files_change_no_"
+           "result)" for line in ("run.rounds.maybe_pack()", "run.iters.maybe_pack()",
+                                  "run.fabric.spill_records()")},
         ("simulator/engine/arrivals.py",
          'after_id = trace["after_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
             "a missing after_id is any negative id: every reader tests >= 0 and no row has it",

@@ -281,14 +281,17 @@ def test_kernels_queued_ahead_count_as_busy_only_once_they_run():
 # -- oracles -----------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("policy", ["route", "fetch"])
 @settings(max_examples=examples(5))
 @given(case=small_cases(max_requests=4))
-def test_fast_streams_equal_simpy_resource_streams(case):
+def test_fast_streams_equal_simpy_resource_streams(policy, case):
     # The engine's closed-form FIFO stream against simulator.gpu.GPU.run (a SimPy resource and
-    # a process per kernel): the same schedule, so the same records.
+    # a process per kernel): the same schedule, so the same records. A policy that never
+    # routes also chains its quiet layer slots without events (Stream.quiet_layer); the
+    # resource streams run every slot as events
     sc, trace = case
-    fast = run(sc, "route", trace=trace)
-    slow = run(sc, "route", trace=trace, exact_streams=True)
+    fast = run(sc, policy, trace=trace)
+    slow = run(sc, policy, trace=trace, exact_streams=True)
     pd.testing.assert_frame_equal(fast.requests, slow.requests)
     # a fast route round is recorded when its merge is queued, a slow one when it ends: the
     # same rounds, recorded in another order; (src, iteration, layer, owner) names a round
@@ -348,6 +351,27 @@ def spill_case(readers: int = 1, host_tier: bool = True):
                        input_tokens=[len(x) * 64 for x in ids],
                        output_tokens=[2, 2] + [6] * readers, block_ids=ids, block_tokens=64)
     return sc, trace
+
+
+class _ObservingFetch(Fetch):
+    """``fetch`` that asks the engine for observations (what an adaptive policy reads)."""
+
+    name = "observing_fetch"
+    observes = True
+
+
+def test_a_read_from_host_dram_is_not_counted_as_a_copy_of_a_gpus_blocks(monkeypatch):
+    # what an observing policy is told: the copies it made of a GPU's blocks, per (home,
+    # owner). C's reads of A's prefix come back from the host tier (forced fetches, no GPU's
+    # blocks): none of them is counted, on the host of machine 0 (holder code G) as elsewhere
+    from simulator.policies.observed import Observed
+
+    counted = []
+    monkeypatch.setattr(Observed, "copied", lambda self, *a: counted.append(a))
+    sc, trace = spill_case()
+    res = run(sc, _ObservingFetch(), trace=trace)
+    assert (res.rounds["owner"].astype(str) == "n0/host").all() and len(res.rounds)
+    assert counted == []
 
 
 def test_blocks_spilled_to_host_dram_are_fetched_over_pcie():
@@ -476,6 +500,50 @@ def test_without_weights_per_gpu_each_gpu_holds_its_share_of_the_models_weights(
     with pytest.raises(UserError, match=r"'placement.weights_per_gpu': no GPU has room for a "
                        r"single KV block \(83.88 GB of weights per GPU, reserve 10%\)"):
         run(default_weights("single_node:gpus=8"), "route", trace=trace)
+
+
+def test_a_mixed_cluster_runs_where_one_kind_of_gpu_has_no_room_for_kv():
+    # one H100 (80 GB) and one H20 (96 GB), 85 GB of weights each: the H100 holds no KV block,
+    # the H20 holds some. The run goes on (the refusal is for a cluster where no GPU has room):
+    # the request homed on the H100 ends too large, the one on the H20 completes
+    sc = small_scenario("lamina_h100_h20:gpus_per_node=1", weights_per_gpu=85e9)
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[300, 300], output_tokens=[4, 4],
+                       block_ids=[[0, 1, 2, 3, 4], [10, 11, 12, 13, 14]], block_tokens=64)
+    res = run(sc, "fetch", trace=trace)
+    caps = res.gpus.set_index(res.gpus["gpu"].astype(str))["capacity_blocks"]
+    assert caps["n0/gpu0"] == 0 and caps["n1/gpu0"] > 0
+    reqs = res.requests.set_index(res.requests["home"].astype(str))
+    assert not reqs.loc["n0/gpu0", "completed"] and reqs.loc["n0/gpu0", "reason"] == TOO_LARGE
+    assert reqs.loc["n1/gpu0", "completed"] and reqs.loc["n1/gpu0", "tokens_generated"] == 4
+
+
+class _Declares(Fetch):
+    """``fetch`` declaring ``options`` and answering ``answer`` (checks of a policy's options)."""
+
+    name = "declares"
+
+    def __init__(self, options: tuple, answer: str = "fetch") -> None:
+        self.options = options
+        self.answer = answer
+
+    def choose(self, ctx, rnd):
+        return self.answer
+
+
+def test_a_policys_options_are_checked_before_the_run_and_at_each_answer():
+    sc = small_scenario("single_node:gpus=2", scheme="hash")
+    trace = make_trace(arrival_at=[0.0], input_tokens=[640], output_tokens=[3],
+                       block_ids=[list(range(10))], block_tokens=64)
+    with pytest.raises(ValueError, match=r"policy 'declares': options must be some of "
+                       r"route, fetch, local, got \('teleport',\)"):
+        run(sc, _Declares(("teleport",)), trace=trace)
+    with pytest.raises(ValueError, match=r"options must be some of .*, got \(\)"):
+        run(sc, _Declares(()), trace=trace)
+    # declared fetch only, answered route: refused at the first round, naming both
+    with pytest.raises(ValueError, match=r"policy 'declares' returned 'route'; it may return "
+                       r"fetch \(its ``options``\)"):
+        run(sc, _Declares(("fetch",), "route"), trace=trace)
+    assert len(run(sc, _Declares(("fetch",)), trace=trace).rounds) > 0  # and this one runs
 
 
 def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():

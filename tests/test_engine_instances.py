@@ -360,3 +360,44 @@ def test_external_prefill_admits_prefilled_prompts_without_computing_them():
     # prefill of 1,500 tokens
     first = it.groupby("iteration")["finished_at"].first().iloc[0]
     assert (req["first_token_at"] <= first + 1e-12).all()
+
+
+def test_without_weights_per_gpu_each_rank_holds_its_pools_weights_and_its_experts():
+    # EP16 with 16 redundant experts: each rank holds the non-expert weights and 17 experts of
+    # each of the 58 MoE layers (fp8: a byte per parameter), not a sixteenth of the model
+    expert = 3 * 7168 * 2048
+    weights = 671e9 - 58 * 256 * expert + 17 * 58 * expert  # 60.51 GB
+    block_bytes = 64 * 1152 * 61
+    want = int((80e9 * 0.9 - weights) // block_bytes)
+    sc = scenario(nodes=2)
+    assert sc.placement.weights_per_gpu is None
+    res = run(sc, "route", trace=trace(1))
+    assert want == 2_553 and (res.gpus["capacity_blocks"] == want).all()
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_request_too_large_for_its_rank_is_rejected_and_the_others_served(engine):
+    # each rank has KV room for 2,553 blocks (above); a prompt of 2,600 blocks cannot fit its
+    # rank even alone: it ends too large, and the two requests beside it are served
+    from simulator.engine import TOO_LARGE
+
+    big = 2_600 * 64
+    tr = make_trace(arrival_at=[0.0, 0.0, 0.0], input_tokens=[640, big, 640],
+                    output_tokens=[3, 3, 3], block_tokens=64,
+                    block_ids=[np.arange(10) + 1, np.arange(2_600) + 100_000,
+                               np.arange(10) + 200_000])
+    res = run(scenario(nodes=2), "route", trace=tr, engine=engine)
+    assert res.summary["engine"] == engine
+    r = res.requests
+    assert r["completed"].tolist() == [True, False, True]
+    assert r["reason"][1] == TOO_LARGE and r["tokens_generated"].tolist() == [3, 0, 3]
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_ranks_kv_grows_with_every_token_its_request_makes(engine):
+    # a prompt of 640 tokens (10 blocks) making 70 tokens: its context ends at 710 tokens,
+    # 12 blocks held on its rank, and nothing anywhere else
+    res = run(scenario(nodes=2), "route", trace=trace(1, inp=640, out=70), engine=engine)
+    owned = res.gpus.set_index(res.gpus["gpu"].astype(str))["owned_blocks"]
+    home = str(res.requests["home"][0])
+    assert owned[home] == 12 and owned.sum() == 12

@@ -155,7 +155,7 @@ def test_span_mask_marks_every_span_and_repeats_of_nothing_are_nothing():
 # -- the engine ------------------------------------------------------------------------------
 
 
-def one_gpu(reuse: str) -> Scenario:
+def one_gpu(reuse: str, chunked: bool = False) -> Scenario:
     return Scenario.from_dict({
         "name": "one", "stack": "ideal", "policies": ["local"],
         "topology": {"spec": "single_node:gpus=1"},
@@ -165,7 +165,7 @@ def one_gpu(reuse: str) -> Scenario:
         "engine": {"max_batch": 16, "layer_groups": 1},
         # whole prompts, no host overhead: a TTFT is then its prefill kernel alone, at the
         # roofline's times this test computes by hand
-        "serving": {"chunked_prefill": False, "step_overhead_time": 0.0},
+        "serving": {"chunked_prefill": chunked, "step_overhead_time": 0.0},
         "calibration": {"profile": "roofline"}})
 
 
@@ -189,6 +189,26 @@ def test_a_moved_document_costs_its_rotary_pass_and_the_question_its_prefill():
                                          + rotary_time(km, h100, arch, 16 * 64), rel=1e-9)
     assert ttft["prefix"] == pytest.approx(km.prefill_time(h100, arch, 17 * 64), rel=1e-9)
     assert ttft["none"] == pytest.approx(km.prefill_time(h100, arch, 18 * 64), rel=1e-9)
+
+
+def test_a_chunk_pays_the_rotary_pass_of_the_span_blocks_it_reuses():
+    # chunked prefill: request 2 reuses request 1's two documents moved (a rotary pass over
+    # 16 blocks) and prefills its last block; request 3 repeats request 1's first 17 blocks
+    # in their order (reused as they are) and prefills its last block. Their one chunk is the
+    # same work over the same cached context but for the rotary pass
+    docs = [list(range(1, 9)), list(range(9, 17))]
+    trace = make_trace(arrival_at=[0.0, 10.0, 20.0], input_tokens=[18 * 64] * 3,
+                       output_tokens=[2] * 3, block_tokens=64,
+                       block_ids=[[0, *docs[0], *docs[1], 100], [0, *docs[1], *docs[0], 200],
+                                  [0, *docs[0], *docs[1], 300]],
+                       spans=[[1, 9, 9, 17]] * 3)
+    res = run(one_gpu("span", chunked=True), "local", trace=trace)
+    check_run(res, trace)
+    r = res.requests
+    assert r["reused_blocks"].tolist() == [0, 17, 17]
+    ttft = (r["first_token_at"] - r["arrival_at"]).to_numpy()
+    km, h100, arch = KernelModel(), hardware.gpu("H100"), model("llama-3.1-8b")
+    assert ttft[1] - ttft[2] == pytest.approx(rotary_time(km, h100, arch, 16 * 64), rel=1e-9)
 
 
 @settings(max_examples=10)

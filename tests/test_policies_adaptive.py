@@ -258,6 +258,54 @@ def test_the_engine_counts_copies_and_their_uses_exactly(engine, home):
     assert obs.copies_held[home] == g["copy_blocks"] > 0
 
 
+@pytest.fixture
+def observed_steps(monkeypatch) -> list:
+    """Every ``Observed.step`` the engine makes, as ``(home, queries, remaining_tokens,
+    select_share)`` (the step is still counted)."""
+    from simulator.policies.observed import Observed as Obs
+
+    seen = []
+    step = Obs.step
+
+    def record(self, home, hits, selected, queries, remaining_tokens, select_share, *rest):
+        seen.append((home, queries, remaining_tokens, select_share))
+        return step(self, home, hits, selected, queries, remaining_tokens, select_share, *rest)
+
+    monkeypatch.setattr(Obs, "step", record)
+    return seen
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_what_adaptive_observes_of_a_batch_of_two_short_requests(engine, observed_steps):
+    # two requests of 10 prompt tokens (a context under one block), 4 and 8 tokens to make,
+    # homed together (one repository) and read densely. Each decode step tells the policy the
+    # batch's mean tokens left and the share of its context a query selects: all of it
+    sc = small_scenario("single_node:gpus=2", scheme="hash", home="repo_affinity")
+    sc = sc.with_changes(model=type(sc.model)(name="deepseek-v3.2", selection="dense"))
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[10, 10], output_tokens=[4, 8],
+                       block_ids=[[0], [0]], block_tokens=64, repo_id=[repo_on(1, 2)] * 2)
+    run(sc, "adaptive", trace=trace, engine=engine)
+    # the prefill makes each request's first token; then three steps of both (3 + 7, 2 + 6,
+    # 1 + 5 tokens left), then four of the second alone
+    assert [(q, left) for _, q, left, _ in observed_steps] == [
+        (2, 5.0), (2, 4.0), (2, 3.0), (1, 4.0), (1, 3.0), (1, 2.0), (1, 1.0)]
+    assert {h for h, *_ in observed_steps} == {1}
+    assert {share for *_, share in observed_steps} == {1.0}
+
+
+@pytest.mark.parametrize("name", ["deepseek-v3", "deepseek-v3.2"])
+def test_a_model_without_a_top_k_read_under_dsa_selects_deepseek_v32s(name, observed_steps):
+    # DeepSeek-V3 has no indexer (topk_tokens None); read under DSA it selects V3.2's 2,048
+    # tokens: 32 blocks of 64 tokens, plus the recent window's 2 (128 tokens), of a context of
+    # 100 blocks (99 prompt blocks and the block its decoding opened)
+    sc = small_scenario("single_node:gpus=2", scheme="hash", model=name, weights_per_gpu=20e9)
+    sc = sc.with_changes(model=type(sc.model)(name=name, selection="dsa"))
+    trace = make_trace(arrival_at=[0.0], input_tokens=[99 * 64], output_tokens=[4],
+                       block_ids=[list(range(99))], block_tokens=64)
+    run(sc, "adaptive", trace=trace)
+    assert [share for *_, share in observed_steps] == [pytest.approx(0.34)] * 3
+
+
 @settings(max_examples=6)
 @given(case=small_cases())
 def test_adaptive_keeps_every_invariant(case):
