@@ -551,8 +551,9 @@ def _loop_equivalents() -> dict:
         (loop, "continue", "delete `continue`", "#1"):
             "a GPU is woken by an arrival in its queue: the step that follows is the one the "
             "loop's next turn would run",
-        **{(loop, line, f"delete `{line}`"): "packing or spilling records changes where they "
+        **{(path, line, f"delete `{line}`"): "packing or spilling records changes where they "
            "are kept, not what they hold (test_records_moved_to_temporary_files_change_no_result)"
+           for path in (loop, instances)
            for line in ("run.rounds.maybe_pack()", "run.iters.maybe_pack()",
                         "run.fabric.spill_records()")},
         **{(path, "run.dir.check()", "delete `run.dir.check()`"):
@@ -565,10 +566,6 @@ def _loop_equivalents() -> dict:
         **{(instances, line, mutation): "a list of one value per rank, every element of which "
            "the loop below sets before it is read" for line, mutation in (
                ("work = [0.0] * R", "0.0 -> 1.0"), ("logits = [0] * R", "0 -> 1"))},
-        **{(instances, line, f"delete `{line}`"): "packing or spilling records changes where "
-           "they are kept, not what they hold (test_records_moved_to_temporary_files_change_no_"
-           "result)" for line in ("run.rounds.maybe_pack()", "run.iters.maybe_pack()",
-                                  "run.fabric.spill_records()")},
         ("simulator/engine/arrivals.py",
          'after_id = trace["after_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
             "a missing after_id is any negative id: every reader tests >= 0 and no row has it",

@@ -353,23 +353,16 @@ def spill_case(readers: int = 1, host_tier: bool = True):
     return sc, trace
 
 
-class _ObservingFetch(Fetch):
-    """``fetch`` that asks the engine for observations (what an adaptive policy reads)."""
-
-    name = "observing_fetch"
-    observes = True
-
-
 def test_a_read_from_host_dram_is_not_counted_as_a_copy_of_a_gpus_blocks(monkeypatch):
-    # what an observing policy is told: the copies it made of a GPU's blocks, per (home,
-    # owner). C's reads of A's prefix come back from the host tier (forced fetches, no GPU's
+    # what an observing policy (adaptive) is told: the copies it made of a GPU's blocks, per
+    # (home, owner). C's reads of A's prefix come back from the host tier (forced fetches, no GPU's
     # blocks): none of them is counted, on the host of machine 0 (holder code G) as elsewhere
     from simulator.policies.observed import Observed
 
     counted = []
     monkeypatch.setattr(Observed, "copied", lambda self, *a: counted.append(a))
     sc, trace = spill_case()
-    res = run(sc, _ObservingFetch(), trace=trace)
+    res = run(sc, "adaptive", trace=trace)
     assert (res.rounds["owner"].astype(str) == "n0/host").all() and len(res.rounds)
     assert counted == []
 

@@ -15,6 +15,7 @@ from simulator import Scenario, hardware, run
 from simulator.costmodel import moe
 from simulator.costmodel.experts import popularity
 from simulator.costmodel.rank_kernels import RankKernels
+from simulator.engine import TOO_LARGE
 from simulator.engine.exchange import MoEReplay
 from simulator.engine.instances import fold_slots
 from simulator.engine.scheduler import default_step_overhead_time
@@ -379,8 +380,6 @@ def test_without_weights_per_gpu_each_rank_holds_its_pools_weights_and_its_exper
 def test_a_request_too_large_for_its_rank_is_rejected_and_the_others_served(engine):
     # each rank has KV room for 2,553 blocks (above); a prompt of 2,600 blocks cannot fit its
     # rank even alone: it ends too large, and the two requests beside it are served
-    from simulator.engine import TOO_LARGE
-
     big = 2_600 * 64
     tr = make_trace(arrival_at=[0.0, 0.0, 0.0], input_tokens=[640, big, 640],
                     output_tokens=[3, 3, 3], block_tokens=64,
