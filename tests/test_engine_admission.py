@@ -22,9 +22,10 @@ BT = 64
 
 def admission(cap: int, prompts, inputs, outputs, kv_allocation: str = "reserve", *,
               gpus: int = 1, reuse: str = "prefix", home: str = "least_loaded", repo=None,
-              sessions=None, spans=None, rotary_time=None, progress=None) -> Admission:
+              sessions=None, spans=None, rotary_time=None, progress=None,
+              homes=None) -> Admission:
     """A real :class:`Admission`: ``gpus`` GPUs of ``cap`` KV blocks each, nothing cached;
-    ``prompts`` are the requests' block ids."""
+    ``prompts`` are the requests' block ids; ``homes`` the GPUs that decode (default all)."""
     d = BlockDirectory(DirectoryConfig("first_writer", gpus, (cap,) * gpus, 0, (0,) * gpus,
                                        tuple((0.0,) * gpus for _ in range(gpus)), 1))
     trace = make_trace(arrival_at=[0.0] * len(inputs), input_tokens=list(inputs),
@@ -35,7 +36,7 @@ def admission(cap: int, prompts, inputs, outputs, kv_allocation: str = "reserve"
                      serving=ServingSpec(kv_allocation=kv_allocation), max_num_seqs=8,
                      prefill_time=lambda g, t: 1e-6 * t, region_blocks=8,
                      focus_rng=np.random.default_rng(0), progress=progress,
-                     rotary_time=rotary_time)
+                     rotary_time=rotary_time, homes=homes)
 
 
 def start(a: Admission, r: int, g: int = 0) -> int:
@@ -181,7 +182,8 @@ def test_generated_tokens_past_the_last_block_add_a_home_owned_block():
 def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blocks_too():
     # 150 prompt tokens (3 blocks) + 43 generated = 193 tokens: a 4th, generated block (and a
     # 5th at 257). Preempted then re-admitted, all 5 blocks are still held, computed after this
-    # same prefix: nothing to compute, nothing prefilled again
+    # same prefix: only the last block is computed again, for the token it gives (a page,
+    # charged whole as every recomputed page is; reuse.plan's gives_token)
     a = admission(10, [[1, 2, 3]], [150], [200], "on_demand")
     kv = a.sched[0].kv
     start(a, 0)
@@ -192,13 +194,42 @@ def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blo
     a.grow_context(0, 0)
     assert len(a.ctx_idx[0]) == 5
     kv.release(0)
-    assert kv.admit(0) == 0
+    assert kv.admit(0) == 64
     a.admitted(0)
-    assert (a.admissions[0], a.prefilled[0], a.reused[0]) == (2, 3, 0)
+    assert (a.admissions[0], a.prefilled[0], a.reused[0]) == (2, 4, 0)
     # had another request's different prefix computed them, they would be recomputed
     b = admission(10, [[1, 2], [7, 2]], [100, 100], [40, 40], "on_demand")
     start(b, 0)
     assert b.sched[0].kv.admit(1) == 100  # block 2 is held, but after prefix [1], not [7]
+
+
+def test_kv_that_arrived_computed_gives_its_token_without_computing_but_a_recompute_does():
+    # r0's 3 blocks were computed elsewhere and placed on GPU 0 (a hand-off,
+    # external_prefill): its admission there computes nothing and its first token comes with
+    # the step. Preempted, it is re-admitted with its context still held: that recompute
+    # gives the next token itself, so it computes its last block (reuse.plan's gives_token)
+    a = admission(10, [[1, 2, 3]], [192], [20], "on_demand")
+    kv = a.sched[0].kv
+    a.ctx_idx[0] = a.context(0)
+    a.reuse_plan(0, a.ctx_idx[0])  # the prompt's prefix hashes, as the hand-off takes them
+    a.place_computed(0, 0)
+    assert a.dir.known(a.ctx_idx[0]).all()
+    assert start(a, 0) == 0
+    assert (a.reused[0], a.prefilled[0]) == (3, 0)
+    kv.release(0)
+    assert kv.admit(0) == 64
+    a.admitted(0)
+    assert (a.admissions[0], a.prefilled[0]) == (2, 1)
+
+
+def test_a_prefill_pools_gpu_gives_no_token_so_a_prompt_held_in_full_computes_nothing():
+    # GPU 1 decodes (the homes); GPU 0 is a prefill pool's: a prompt held there in full is
+    # handed off as it is, while on GPU 1 it computes its last block for its first token
+    for g, tokens in ((0, 0), (1, 64)):
+        a = admission(10, [[1, 2, 3], [1, 2, 3]], [192, 192], [5, 5], "on_demand", gpus=2,
+                      homes=[1])
+        start(a, 0, g)
+        assert a.sched[g].kv.admit(1) == tokens
 
 
 def test_least_loaded_counts_running_and_queued_requests_and_sessions_keep_their_home():

@@ -79,6 +79,20 @@ def test_no_reuse_recomputes_everything():
         plan([T], np.arange(1), None, "lru")
 
 
+def test_a_prompt_held_in_full_recomputes_its_last_block_when_it_gives_a_token():
+    ids = np.arange(3)
+    assert classes(plan([T, T, T], ids, None, "prefix", gives_token=True)) == "aac"
+    assert classes(plan([T, T, T], ids, None, "prefix")) == "aaa"  # its KV arrived computed
+    sp = span_mask(np.array([1, 3]), 3)
+    p = plan([T, T, T], ids, sp, "span", same_prefix=[T, F, F], gives_token=True)
+    assert classes(p) == "arc" and p.rotary_tokens(64) == 64  # the last block leaves the pass
+    # something else is computed already: the token comes with it, nothing changes
+    assert classes(plan([T, F, T], ids, sp, "span", same_prefix=[T, F, F],
+                        gives_token=True)) == "acr"
+    assert classes(plan([T, T, T], ids, None, "none", gives_token=True)) == "ccc"
+    assert classes(plan([], ids[:0], None, "prefix", gives_token=True)) == ""
+
+
 @given(st.lists(st.tuples(st.booleans(), st.booleans(), st.booleans(), st.integers(0, 6)),
                 min_size=1, max_size=30), st.integers(1, 64))
 def test_span_never_computes_more_than_prefix_which_never_computes_more_than_none(rows, last):
@@ -97,6 +111,16 @@ def test_span_never_computes_more_than_prefix_which_never_computes_more_than_non
     assert not (plans["prefix"].as_is & ~plans["span"].as_is).any()
     assert not (extra & ~(known & same & ~in_span)).any()
     assert not (plans["span"].rotary & ~in_span).any()
+    # a prefill that gives a token computes at least the last block; it changes only that
+    # block, and only where nothing else is computed
+    for r, p in plans.items():
+        t = plan(known, ids, in_span, r, same_prefix=same & known, gives_token=True)
+        assert t.recompute.any()
+        changed = np.flatnonzero(t.recompute != p.recompute)
+        assert list(changed) in ([], [len(rows) - 1])
+        assert not len(changed) or not p.recompute.any()
+        assert (t.as_is | t.rotary | t.recompute).all()
+        assert (t.as_is <= p.as_is).all() and (t.rotary <= p.rotary).all()
 
 
 # -- the rotary pass -------------------------------------------------------------------------
@@ -211,6 +235,32 @@ def test_a_chunk_pays_the_rotary_pass_of_the_span_blocks_it_reuses():
     assert ttft[1] - ttft[2] == pytest.approx(rotary_time(km, h100, arch, 16 * 64), rel=1e-9)
 
 
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_prompt_held_in_full_computes_its_last_block_for_its_first_token(engine):
+    # r1 repeats r0's five blocks, long after r0 finished: held in full. The last prompt
+    # token's logits give the first token, so r1 computes its last block (vLLM v1 caps a
+    # prefix-cache hit at num_tokens - 1 in whole blocks): whole prompts, no host overhead, its
+    # TTFT is the prefill of 64 tokens, as for r2, whose fifth block is new
+    trace = make_trace(arrival_at=[0.0, 10.0, 20.0], input_tokens=[5 * 64] * 3,
+                       output_tokens=[2] * 3, block_tokens=64,
+                       block_ids=[[0, 1, 2, 3, 4], [0, 1, 2, 3, 4], [0, 1, 2, 3, 9]])
+    res = run(one_gpu("prefix"), "local", trace=trace, engine=engine)
+    check_run(res, trace)
+    r = res.requests
+    assert r["reused_blocks"].tolist() == [0, 4, 4]
+    assert r["prefilled_blocks"].tolist() == [5, 1, 1]
+    ttft = (r["first_token_at"] - r["arrival_at"]).to_numpy()
+    km, h100, arch = KernelModel(), hardware.gpu("H100"), model("llama-3.1-8b")
+    assert ttft[1:] == pytest.approx([km.prefill_time(h100, arch, 64)] * 2, rel=1e-9)
+    # chunked: the chunk attends the 256 cached tokens too; the same work for r1 and r2
+    res = run(one_gpu("prefix", chunked=True), "local", trace=trace, engine=engine)
+    r = res.requests
+    ttft = (r["first_token_at"] - r["arrival_at"]).to_numpy()
+    assert r["prefilled_blocks"].tolist() == [5, 1, 1]
+    assert ttft[1] == pytest.approx(ttft[2], rel=1e-9)
+    assert ttft[1] > km.prefill_time(h100, arch, 64)
+
+
 @settings(max_examples=10)
 @given(request_traces(max_requests=8, max_blocks=16, vocab=30, block_tokens=st.just(64)))
 def test_span_never_prefills_more_pages_than_prefix_on_the_same_trace(trace):
@@ -277,31 +327,33 @@ def test_the_judge_reuses_every_generated_answer_under_span_and_the_first_under_
 
 
 def test_a_span_block_reused_in_place_leaves_no_version_for_a_prompt_without_the_span():
-    # r0 = [1, 0] computes block 0 after prefix [1]. r1 = [0] with block 0 in a span: under
+    # r0 = [1, 0] computes block 0 after prefix [1]. r1 = [0, 5] with block 0 in a span: under
     # span it reuses r0's block in place after the rotary pass (no new page); under prefix it
-    # recomputes it, keeping a version. r2 and r3 = [0] (no span), admitted together: under
-    # prefix both reuse r1's version; under span neither version exists yet, so both compute
-    # it. So span can compute more than prefix when requests are admitted together
-    trace = make_trace(arrival_at=[0.0, 1000.0, 2000.0, 2000.0], input_tokens=[65, 1, 1, 1],
+    # recomputes it, keeping a version. r2 = [0, 6] and r3 = [0, 7] (no span), admitted
+    # together: under prefix both reuse r1's version; under span neither version exists yet,
+    # so both compute it. So span can compute more than prefix when requests are admitted
+    # together. (Every prompt ends in a new block: a prompt held in full recomputes its last.)
+    trace = make_trace(arrival_at=[0.0, 1000.0, 2000.0, 2000.0], input_tokens=[128] * 4,
                        output_tokens=[1, 1, 1, 1], block_tokens=64,
-                       block_ids=[[1, 0], [0], [0], [0]], spans=[[], [0, 1], [], []])
+                       block_ids=[[1, 0], [0, 5], [0, 6], [0, 7]], spans=[[], [0, 1], [], []])
     got = {rule: run(one_gpu(rule), "local", trace=trace).requests["prefilled_blocks"].tolist()
            for rule in ("span", "prefix")}
-    assert got == {"span": [2, 0, 1, 1], "prefix": [2, 1, 0, 0]}
+    assert got == {"span": [2, 1, 2, 2], "prefix": [2, 2, 1, 1]}
 
 
 def test_span_may_defer_a_page_prefix_recomputes_to_a_later_prompt():
-    # r0 = [1, 0]; r1 = [0, 0] with its first block in a span; r2 = [0, 0]; 65 tokens each,
-    # one after another. prefix: r1 recomputes both blocks (65 tokens: the whole prompt,
-    # capped at its length), r2 reuses them. span: r1 reuses its first block in place and
-    # recomputes the second (a whole page, 64 tokens); r2 has no span, so it recomputes the
-    # first (64) and reuses r1's second. The same pages (2 and 2), more tokens (128 and 65)
-    trace = make_trace(arrival_at=[0.0, 1000.0, 2000.0], input_tokens=[65, 65, 65],
+    # r0 = [1, 0]; r1 = [0, 0] with its first block in a span (65 tokens); r2 = [0, 0, 9] (129
+    # tokens), one after another. prefix: r1 recomputes both blocks (65 tokens: the whole
+    # prompt, capped at its length), r2 reuses them and computes its third (64). span: r1
+    # reuses its first block in place and recomputes the second (a whole page, 64 tokens); r2
+    # has no span, so it recomputes the first, reuses r1's second and computes its third
+    # (128). The same pages (3 and 3), more tokens (192 and 129)
+    trace = make_trace(arrival_at=[0.0, 1000.0, 2000.0], input_tokens=[65, 65, 129],
                        output_tokens=[1, 1, 1], block_tokens=64,
-                       block_ids=[[1, 0], [0, 0], [0, 0]], spans=[[], [0, 1], []])
+                       block_ids=[[1, 0], [0, 0], [0, 0, 9]], spans=[[], [0, 1], []])
     got = {rule: run(one_gpu(rule), "local", trace=trace).requests["prefilled_blocks"].tolist()
            for rule in ("span", "prefix")}
-    assert got == {"span": [2, 1, 1], "prefix": [2, 2, 0]}
+    assert got == {"span": [2, 1, 2], "prefix": [2, 2, 1]}
 
 
 def test_agentic_sessions_run_under_every_rule_and_every_request_is_accounted_for():

@@ -52,7 +52,7 @@ class GPUBlocks:
     def admit(self, r: int) -> int | None:
         a = self.adm
         idx = a.ctx_idx[r] if a.ctx_idx[r] is not None else a.context(r)
-        plan = a.reuse_plan(r, idx)
+        plan = a.reuse_plan(r, idx, a.gives_token(self.g, r))
         n_reused = int(plan.reused.sum())
         if self.reserve:
             need = a.need_blocks(r) - n_reused
@@ -149,6 +149,9 @@ class Admission:
         # (reused, missing, rotary) blocks at admission
         self.start_blocks: dict[int, tuple[int, int, int]] = {}
         self.rotary = np.zeros(n, np.int64)  # reused span blocks awaiting their rotary pass
+        # whose KV arrived computed elsewhere (a PD hand-off, external prefill): its next
+        # admission gives its first token without computing (reuse.plan's gives_token)
+        self.arrived_computed = np.zeros(n, bool)
         # per directory block: the prefix hash its held KV was computed after (0: none yet);
         # per request: its context's prefix hashes (admission to placement), and the last one
         self.computed_after = np.zeros(0, np.uint64)
@@ -168,6 +171,8 @@ class Admission:
         self.wake: list[simpy.Event | None] = [None] * self.G
         self.homes = list(range(self.G)) if homes is None else list(homes)
         self._homes = np.array(self.homes, np.int64)
+        self._decodes = np.zeros(self.G, bool)  # GPUs that give tokens (not a prefill pool's)
+        self._decodes[self._homes] = True
         self._running = [s.running for s in self.sched]  # each scheduler's list, kept
         self.inbound = np.zeros(self.G, np.int64)  # requests on their way to a home (PD)
         self.entry = Arrivals(env, self.arrival, concurrency, self._deliver, self.follows)
@@ -216,6 +221,7 @@ class Admission:
         self.prefilled[r] += missing
         self.rotary[r] = rotary
         self.admissions[r] += 1
+        self.arrived_computed[r] = False  # a recompute after preemption gives its own token
 
     def context(self, r: int) -> np.ndarray:
         """Request ``r``'s prompt blocks as directory indices (its first admission). A held
@@ -245,9 +251,11 @@ class Admission:
         idx[other] = self.dir.intern(keys)
         return idx
 
-    def reuse_plan(self, r: int, idx: np.ndarray) -> reuse_rules.ReusePlan:
+    def reuse_plan(self, r: int, idx: np.ndarray,
+                   gives_token: bool = False) -> reuse_rules.ReusePlan:
         """Which of request ``r``'s context blocks (directory indices ``idx``: its prompt, and
-        after a preemption the blocks it generated) are reused (:mod:`simulator.engine.reuse`)."""
+        after a preemption the blocks it generated) are reused (:mod:`simulator.engine.reuse`);
+        ``gives_token``: the admission samples a token (:meth:`gives_token`)."""
         from workloads.spans import extend_prefix_hash, row_prefix_hashes
 
         h = self.prompt_hash.get(r)
@@ -262,7 +270,14 @@ class Admission:
         in_span = (reuse_rules.span_mask(self.spans[r], len(idx))
                    if self.reuse_rule == "span" else None)
         return reuse_rules.plan(self.dir.known(idx), idx, in_span, self.reuse_rule,
-                                same_prefix=self.computed_after[idx] == h)
+                                same_prefix=self.computed_after[idx] == h,
+                                gives_token=gives_token)
+
+    def gives_token(self, g: int, r: int) -> bool:
+        """Whether admitting ``r`` on GPU ``g`` samples its next token, and so computes at least
+        its context's last block (:func:`simulator.engine.reuse.plan`): not on a prefill pool's
+        GPU, nor where ``r``'s KV arrived computed (a hand-off, ``external_prefill``)."""
+        return bool(self._decodes[g]) and not self.arrived_computed[r]
 
     def _hash_room(self) -> None:
         """Grow ``computed_after`` to cover every directory block."""
@@ -337,6 +352,7 @@ class Admission:
         instance that admits ``r`` does (:mod:`simulator.engine.kvtransfer`)."""
         missing = np.flatnonzero(~self.dir.known(self.ctx_idx[r]))
         self._place(g, r, missing, self.prompt_hash.pop(r), scheme="first_writer")
+        self.arrived_computed[r] = True
 
     def grow_context(self, g: int, r: int) -> None:
         """Add a home-owned block when the generated tokens spill past the context's last one."""

@@ -21,6 +21,14 @@ commutative spans and the reuse rule, :func:`plan` sorts every block into one of
   version this session computed on an earlier turn, :meth:`simulator.engine.admission.
   Admission.context`), which is used as is wherever it sits.
 
+**A prefill that gives a token computes at least its last block** (``gives_token``): the
+sampled token needs the last prompt token's logits, so a prompt held in full recomputes its
+last block (into a page of its own; the held one stays). vLLM v1 caps a prefix-cache hit at
+``num_tokens − 1`` tokens in whole blocks (``KVCacheManager.get_computed_blocks``,
+vllm/v1/core/kv_cache_manager.py), so a full hit recomputes the whole last block there too.
+Not so where the KV arrives computed with its token (a prefill→decode hand-off,
+``external_prefill``): that admission computes nothing.
+
 ``prefix`` has no rotary class; ``none`` recomputes every block. Both reuse classes reuse the
 held KV in memory (no new pages); recomputed pages are prefilled whole — spans are laid out
 page-aligned, so a recomputed page costs ``block_tokens`` tokens even when its content ends
@@ -108,7 +116,7 @@ def _repeats(ids: np.ndarray) -> np.ndarray:
 
 
 def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: str,
-         same_prefix: np.ndarray | None = None) -> ReusePlan:
+         same_prefix: np.ndarray | None = None, *, gives_token: bool = False) -> ReusePlan:
     """Sort a prompt's blocks into as-is / rotary / recompute (see the module docstring).
 
     Args:
@@ -119,6 +127,7 @@ def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: s
         same_prefix: per block, whether its held KV was computed after this prompt's prefix;
             None = assume so for every held block whose id does not repeat an earlier one of
             this prompt (the trace-level view, where ids encode their prefix).
+        gives_token: the prefill samples a token, so it computes at least the last block.
     """
     known = np.asarray(known, dtype=bool)
     n = len(known)
@@ -139,6 +148,8 @@ def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: s
         if same_prefix is not None:  # outside the spans, a held block computed after this
             # very prefix is the right KV wherever it sits (its version, engine.admission)
             as_is[lead:] = (ok & ~inside)[lead:]
+    if gives_token and n and (as_is[-1] or rotary[-1]) and (as_is | rotary).all():
+        as_is[-1] = rotary[-1] = False  # held in full: the last block gives the token
     return ReusePlan(as_is, rotary, ~(as_is | rotary))
 
 

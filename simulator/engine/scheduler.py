@@ -22,8 +22,10 @@ A step, in this order (the ``[serving]`` scenario section, :class:`ServingSpec`,
    budget lasts, fewer than ``max_num_seqs`` run and the pool admits them (:meth:`KVPool.admit`:
    a request that cannot fit even alone is *rejected*; one that does not fit now waits, and so
    does everyone behind it).
-   A request with nothing to compute (its prompt all cached, or arrived prefilled) takes one
-   token of the budget: its next token comes with this step, and it decodes in the next.
+   A request with nothing to compute (its KV arrived computed: a prefill→decode hand-off,
+   ``external_prefill``; a prompt held in full still computes its last block,
+   :func:`simulator.engine.reuse.plan`) takes one token of the budget: its next token comes
+   with this step, and it decodes in the next.
 
 A request whose last prompt chunk is in a step gets its first token at the step's end
 (``prompt_done``); a preempted request recomputes its prompt and the tokens it had generated
