@@ -135,8 +135,11 @@ def test_an_ep_layer_alone_equals_its_closed_form(mode):
         assert sorted(set(work.tolist())) == [1, 3]
 
 
-def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer():
-    sc = scenario(selection="dense")
+@pytest.mark.parametrize("selection", ["dense", "dsa"])
+def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer(selection):
+    # under DSA the step also runs the indexer over the query's context each layer: 641
+    # tokens (the prompt and the first token); its top-k reads all 10 blocks, as dense does
+    sc = scenario(selection=selection)
     res = run(sc, "route", trace=trace(1, inp=640, out=3))
     it = res.iterations
     assert list(it["batch"]) == [0, 1, 1]  # prefill, then two decode steps
@@ -159,6 +162,8 @@ def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer():
         layers = int(bounds[s + 1] - bounds[s])
         moe_s = s > 0
         per = attn + rk.pre_time(1) + rk.ffn_time(1, moe_s)
+        if selection == "dsa":
+            per += default_kernels().indexer_time(hardware.gpu("H100"), ARCH, 1, 641.0)
         if moe_s:
             row = layer_moe.loc[s]
             per += row.cf_dispatch_time + row.cf_expert_time + row.cf_combine_time + \
@@ -400,3 +405,68 @@ def test_a_ranks_kv_grows_with_every_token_its_request_makes(engine):
     owned = res.gpus.set_index(res.gpus["gpu"].astype(str))["owned_blocks"]
     home = str(res.requests["home"][0])
     assert owned[home] == 12 and owned.sum() == 12
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_ranks_prefill_chunks_attend_the_context_computed_before_them(engine):
+    # a 640-token prompt under a 256-token budget: chunks of 256, 256 and 128 tokens, each
+    # attending the tokens before it (0, 256, 512). A deployment's iteration records each
+    # step's chunk attention, all layers: the kernel model's, worked out here
+    sc = scenario(extra="[serving]\nmax_num_batched_tokens = 256")
+    res = run(sc, "route", trace=trace(1, inp=640, out=2), engine=engine)
+    it = res.iterations
+    home = str(res.requests["home"][0])
+    mine = it[it["gpu"].astype(str) == home].sort_values("iteration")
+    assert mine["prefill_tokens"].tolist()[:3] == [256, 256, 128]
+    km, h100 = default_kernels(), hardware.gpu("H100")
+    want = [km.prefill_attention_time(h100, ARCH, c, cached)
+            for c, cached in ((256, 0), (256, 256), (128, 512))]
+    assert mine["prefill_time"].tolist()[:3] == pytest.approx(want, rel=1e-9)
+    assert want[0] < want[1] < want[2] * 2  # the cached context is what differs
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_with_two_micro_batches_a_chunk_joins_the_lighter_one(engine):
+    # one session (one rank): three requests decode, split 2 / 1 over the micro-batches; a
+    # fourth's prompt arrives and its chunk (the 256-token budget less the 3 decode tokens)
+    # joins micro-batch 1, the one with fewer tokens
+    sc = scenario(extra="two_batch_overlap = true\n[serving]\nmax_num_batched_tokens = 256")
+    tr = make_trace(arrival_at=[0.0, 0.0, 0.0, 1.0], input_tokens=[64, 64, 64, 1280],
+                    output_tokens=[200, 200, 200, 2], block_tokens=64,
+                    block_ids=[[1], [2], [3], list(range(100, 120))], session_id=[0] * 4)
+    res = run(sc, "route", trace=tr, engine=engine)
+    assert res.requests["home"].nunique() == 1
+    m = res.extras["moe"]
+    last = m[m["layer"] == m["layer"].max()]
+
+    def lanes(iteration):
+        step = last[last["iteration"] == iteration]
+        return dict(zip(step["lane"], step["tokens"], strict=True))
+
+    # the three 64-token prompts first: to 0 (a tie), 1, then 0 again (64 against 64 + 0)
+    assert lanes(last["iteration"].min()) == {0: 128, 1: 64}
+    later = last[(last["started_at"] >= 1.0) & (last["tokens"] > 3)]
+    assert lanes(later["iteration"].min()) == {0: 2, 1: 1 + 253}
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_ranks_chunk_pays_the_rotary_pass_of_the_span_blocks_it_reuses(engine):
+    # span reuse on a rank: the second request reads the first's two documents in the other
+    # order, so 16 blocks take the rotary pass and its last block is prefilled after 17
+    # reused ones; its step's chunk attention is that block's and the pass
+    from simulator.engine.reuse import rotary_time
+
+    docs = [list(range(1, 9)), list(range(9, 17))]
+    sc = scenario(extra='[placement]\nreuse = "span"')
+    tr = make_trace(arrival_at=[0.0, 5.0], input_tokens=[18 * 64] * 2, output_tokens=[2, 2],
+                    block_tokens=64, session_id=[0, 0], spans=[[1, 9, 9, 17]] * 2,
+                    block_ids=[[0, *docs[0], *docs[1], 100], [0, *docs[1], *docs[0], 200]])
+    res = run(sc, "route", trace=tr, engine=engine)
+    assert res.requests["reused_blocks"].tolist() == [0, 17]
+    it = res.iterations
+    second = it[(it["started_at"] >= 5.0) & (it["prefill_tokens"] > 0)]
+    assert second["prefill_tokens"].tolist() == [64]
+    km, h100 = default_kernels(), hardware.gpu("H100")
+    want = (km.prefill_attention_time(h100, ARCH, 64, 17 * 64)
+            + rotary_time(km, h100, ARCH, 16 * 64))
+    assert second["prefill_time"].iloc[0] == pytest.approx(want, rel=1e-9)

@@ -213,8 +213,10 @@ class _Run:
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
             progress=requests_progress(progress, scenario.engine.duration),
             concurrency=scenario.workload.concurrency,
+            # a [deployment]'s rank re-ropes its own reused keys, as it attends its own
+            # chunks (instance_loop: one GPU); without one, a GPU's share of the instance
             rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g], arch, tokens,
-                                                      gpus=G),
+                                                      gpus=1 if self.deploy else G),
             homes=self.deploy.homes if self.deploy is not None else None)
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)
