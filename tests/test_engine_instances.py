@@ -135,11 +135,12 @@ def test_an_ep_layer_alone_equals_its_closed_form(mode):
         assert sorted(set(work.tolist())) == [1, 3]
 
 
-@pytest.mark.parametrize("selection", ["dense", "dsa"])
-def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer(selection):
+@pytest.mark.parametrize(("selection", "groups"), [("dense", 4), ("dsa", 4), ("dense", 40)])
+def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer(selection, groups):
     # under DSA the step also runs the indexer over the query's context each layer: 641
-    # tokens (the prompt and the first token); its top-k reads all 10 blocks, as dense does
-    sc = scenario(selection=selection)
+    # tokens (the prompt and the first token); its top-k reads all 10 blocks, as dense does.
+    # 40 groups: MoE slots of one and two layers in turn
+    sc = scenario(selection=selection, groups=groups)
     res = run(sc, "route", trace=trace(1, inp=640, out=3))
     it = res.iterations
     assert list(it["batch"]) == [0, 1, 1]  # prefill, then two decode steps
@@ -155,10 +156,10 @@ def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer(selec
     cm = CostModel(ARCH, g, "ibgda")
     home = res.requests["home"].iloc[0]
     attn = cm.attention_time(home, 10, 1)  # 640 tokens: 10 blocks, all selected (dense)
-    bounds = fold_slots(61, 3, 4)
+    bounds = fold_slots(61, 3, groups)
     layer_moe = m[m["iteration"] == 1].set_index("layer")
     expect = default_step_overhead_time(True)
-    for s in range(4):
+    for s in range(len(bounds) - 1):
         layers = int(bounds[s + 1] - bounds[s])
         moe_s = s > 0
         per = attn + rk.pre_time(1) + rk.ffn_time(1, moe_s)

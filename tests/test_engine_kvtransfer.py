@@ -52,24 +52,30 @@ def test_the_transfer_engine_paces_each_source_nic_fifo():
     assert {p[4] for p in fabric.posted} == {PD_TRANSFER}
 
 
-def pd_scenario(layerwise: str = "false", placement: str = ""):
+def pd_scenario(layerwise: str = "false", placement: str = "", groups: int = 4):
     """Four DGX nodes: a prefill instance of 16 ranks on n0–n1, a decode instance on n2–n3."""
-    return scenario(nodes=4, extra=PD.format(layerwise=layerwise) + placement)
+    return scenario(nodes=4, extra=PD.format(layerwise=layerwise) + placement, groups=groups)
 
 
-def pd_run(layerwise: str = "false", n: int = 4, gap: float = 0.0, placement: str = ""):
-    return run(pd_scenario(layerwise, placement), "route",
+def pd_run(layerwise: str = "false", n: int = 4, gap: float = 0.0, placement: str = "",
+           groups: int = 4):
+    return run(pd_scenario(layerwise, placement, groups), "route",
                trace=trace(n, inp=1500, out=3, gap=gap))
 
 
-@pytest.mark.parametrize(("layerwise", "messages"), [("false", 1), ("true", 8)])
-def test_a_prompts_kv_is_its_tokens_times_the_bytes_per_token_and_layer(layerwise, messages):
-    res = pd_run(layerwise)
+@pytest.mark.parametrize(("layerwise", "groups", "messages"),
+                         [("false", 4, 1), ("true", 4, 8), ("true", 40, 60)])
+def test_a_prompts_kv_is_its_tokens_times_the_bytes_per_token_and_layer(layerwise, groups,
+                                                                        messages):
+    # 40 groups: the three dense layers' slot, then MoE slots of one and two layers in turn
+    # (20 of each): two messages for a folded slot, one for a slot of one layer
+    res = pd_run(layerwise, groups=groups)
     kv = res.extras["kv_transfers"]
     assert res.summary["completed"] == 4 == len(kv)
     # nothing reused: every prompt token's KV in every layer moves once
     assert (kv["bytes"] == 1500 * ARCH.kv_bytes_per_token * ARCH.layers).all()
-    # layer-wise: per simulated slot (4 here), its first layers' KV and then its last layer's
+    # layer-wise: per simulated slot, its first layers' KV and then its last layer's (one
+    # message for a one-layer slot)
     assert (kv["messages"] == messages).all()
     assert res.extras["bytes_by_class"]["pd_transfer"] == pytest.approx(kv["bytes"].sum(),
                                                                        rel=1e-12)
