@@ -563,6 +563,9 @@ def _loop_equivalents() -> dict:
         (instances, "continue", "delete `continue`", "#1"):
             "an instance sleeps until a request reaches one of its ranks: the step that follows "
             "is the one the loop's next turn would run",
+        (instances, "int(plan.rows.max()) if R else 0, plan.dispatch_bytes, plan.combine_bytes, "
+                    "t0,", "0 -> 1"):
+            "an instance has at least one rank (R >= 1): the else is never taken",
         **{(instances, line, mutation): "a list of one value per rank, every element of which "
            "the loop below sets before it is read" for line, mutation in (
                ("work = [0.0] * R", "0.0 -> 1.0"), ("logits = [0] * R", "0 -> 1"))},
