@@ -423,7 +423,7 @@ def test_a_ranks_prefill_chunks_attend_the_context_computed_before_them(engine):
     want = [km.prefill_attention_time(h100, ARCH, c, cached)
             for c, cached in ((256, 0), (256, 256), (128, 512))]
     assert mine["prefill_time"].tolist()[:3] == pytest.approx(want, rel=1e-9)
-    assert want[0] < want[1] < want[2] * 2  # the cached context is what differs
+    assert want[0] < want[1]  # the same chunk, after 256 cached tokens: more to attend
 
 
 @pytest.mark.parametrize("engine", ["exact", "fast"])

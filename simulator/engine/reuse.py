@@ -26,8 +26,10 @@ sampled token needs the last prompt token's logits, so a prompt held in full rec
 last block (into a page of its own; the held one stays). vLLM v1 caps a prefix-cache hit at
 ``num_tokens − 1`` tokens in whole blocks (``KVCacheManager.get_computed_blocks``,
 vllm/v1/core/kv_cache_manager.py), so a full hit recomputes the whole last block there too.
-Not so where the KV arrives computed with its token (a prefill→decode hand-off,
-``external_prefill``): that admission computes nothing.
+Not so where the KV arrives computed (a prefill→decode hand-off, ``external_prefill``): that
+admission gives the token without computing; nor on a prefill pool's GPU, which hands its KV
+off and gives no token in kvfabric's model (:meth:`simulator.engine.admission.Admission.
+gives_token`).
 
 ``prefix`` has no rotary class; ``none`` recomputes every block. Both reuse classes reuse the
 held KV in memory (no new pages); recomputed pages are prefilled whole — spans are laid out
@@ -148,7 +150,7 @@ def plan(known: np.ndarray, ids: np.ndarray, in_span: np.ndarray | None, rule: s
         if same_prefix is not None:  # outside the spans, a held block computed after this
             # very prefix is the right KV wherever it sits (its version, engine.admission)
             as_is[lead:] = (ok & ~inside)[lead:]
-    if gives_token and n and (as_is[-1] or rotary[-1]) and (as_is | rotary).all():
+    if gives_token and n and (as_is | rotary).all():
         as_is[-1] = rotary[-1] = False  # held in full: the last block gives the token
     return ReusePlan(as_is, rotary, ~(as_is | rotary))
 
