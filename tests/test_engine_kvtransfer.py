@@ -58,18 +58,20 @@ def pd_scenario(layerwise: str = "false", placement: str = "", groups: int = 4):
 
 
 def pd_run(layerwise: str = "false", n: int = 4, gap: float = 0.0, placement: str = "",
-           groups: int = 4):
+           groups: int = 4, engine: str = "exact"):
     return run(pd_scenario(layerwise, placement, groups), "route",
-               trace=trace(n, inp=1500, out=3, gap=gap))
+               trace=trace(n, inp=1500, out=3, gap=gap), engine=engine)
 
 
+@pytest.mark.parametrize("engine", ["exact", "fast"])
 @pytest.mark.parametrize(("layerwise", "groups", "messages"),
                          [("false", 4, 1), ("true", 4, 8), ("true", 40, 60)])
 def test_a_prompts_kv_is_its_tokens_times_the_bytes_per_token_and_layer(layerwise, groups,
-                                                                        messages):
+                                                                        messages, engine):
     # 40 groups: the three dense layers' slot, then MoE slots of one and two layers in turn
-    # (20 of each): two messages for a folded slot, one for a slot of one layer
-    res = pd_run(layerwise, groups=groups)
+    # (20 of each): two messages for a folded slot, one for a slot of one layer. The fast
+    # engine posts the same messages (its own composition of the slots)
+    res = pd_run(layerwise, groups=groups, engine=engine)
     kv = res.extras["kv_transfers"]
     assert res.summary["completed"] == 4 == len(kv)
     # nothing reused: every prompt token's KV in every layer moves once
