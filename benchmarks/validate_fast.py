@@ -247,6 +247,7 @@ def compare(sc, policies=POLICIES, *, noise: bool | int = False,
     many exact runs with the per-step overhead nudged (:func:`nudge`) to add (True: one); the
     first is ``noise``, all are ``nudges``, their :func:`sensitivity` is ``sensitivity``."""
     from simulator.runner import load_trace, run
+    from simulator.testing.invariants import nudged
 
     seed = sc.seed if seed is None else seed
     trace = load_trace(sc, seed)
@@ -269,10 +270,7 @@ def compare(sc, policies=POLICIES, *, noise: bool | int = False,
                "step_diff": step_time_diff(ex_res.iterations, fa_res.iterations)}
         row["nudges"] = []
         for k in range(int(noise)):
-            over = sc.serving.overhead_time() * (1 + nudge(k))
-            pert = sc.with_changes(serving=dataclasses.replace(sc.serving,
-                                                               step_overhead_time=over))
-            ns_res = run(pert, p, seed, trace=trace, engine="exact")
+            ns_res = run(nudged(sc, nudge(k)), p, seed, trace=trace, engine="exact")
             ns = ns_res.summary
             row["nudges"].append({m: rel(ex[m], ns[m]) for m, _ in METRICS})
             if k == 0:

@@ -14,13 +14,11 @@ exact engine (the reference, not the code under test)."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from simulator import run
-from simulator.testing.invariants import repo_on, small_scenario
+from simulator.testing.invariants import nudged, repo_on, small_scenario
 from workloads.schema import make_trace
 
 
@@ -84,13 +82,8 @@ def exact_sensitivity(sc, trace, want: float) -> float:
     """How far the exact engine's own total step time moves (relative to ``want`` [s]) when
     its per-step host overhead is nudged by ±1e-6 of itself: the chaos of a case whose
     interleavings at the owner hang on a hair."""
-    moved = []
-    for k in (1e-6, -1e-6):
-        over = sc.serving.overhead_time() * (1 + k)
-        nudged = sc.with_changes(serving=dataclasses.replace(sc.serving,
-                                                             step_overhead_time=over))
-        moved.append(abs(step_times(run(nudged, "route", trace=trace)).sum() / want - 1.0))
-    return max(moved)
+    return max(abs(step_times(run(nudged(sc, k), "route", trace=trace)).sum() / want - 1.0)
+               for k in (1e-6, -1e-6))
 
 
 def within(sc, trace, want: np.ndarray, got: np.ndarray, bound: float) -> float:

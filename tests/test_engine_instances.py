@@ -18,6 +18,7 @@ from simulator.costmodel.rank_kernels import RankKernels
 from simulator.engine import TOO_LARGE
 from simulator.engine.exchange import MoEReplay
 from simulator.engine.instances import fold_slots
+from simulator.engine.reuse import rotary_time
 from simulator.engine.scheduler import default_step_overhead_time
 from simulator.gpu.profiled import default_kernels
 from simulator.gpu.streams import Stream
@@ -159,12 +160,12 @@ def test_a_lone_decode_step_equals_the_closed_form_composed_layer_by_layer(selec
     bounds = fold_slots(61, 3, groups)
     layer_moe = m[m["iteration"] == 1].set_index("layer")
     expect = default_step_overhead_time(True)
+    indexer = (default_kernels().indexer_time(hardware.gpu("H100"), ARCH, 1, 641.0)
+               if selection == "dsa" else 0.0)
     for s in range(len(bounds) - 1):
         layers = int(bounds[s + 1] - bounds[s])
         moe_s = s > 0
-        per = attn + rk.pre_time(1) + rk.ffn_time(1, moe_s)
-        if selection == "dsa":
-            per += default_kernels().indexer_time(hardware.gpu("H100"), ARCH, 1, 641.0)
+        per = attn + rk.pre_time(1) + rk.ffn_time(1, moe_s) + indexer
         if moe_s:
             row = layer_moe.loc[s]
             per += row.cf_dispatch_time + row.cf_expert_time + row.cf_combine_time + \
@@ -455,8 +456,6 @@ def test_a_ranks_chunk_pays_the_rotary_pass_of_the_span_blocks_it_reuses(engine)
     # span reuse on a rank: the second request reads the first's two documents in the other
     # order, so 16 blocks take the rotary pass and its last block is prefilled after 17
     # reused ones; its step's chunk attention is that block's and the pass
-    from simulator.engine.reuse import rotary_time
-
     docs = [list(range(1, 9)), list(range(9, 17))]
     sc = scenario(extra='[placement]\nreuse = "span"')
     tr = make_trace(arrival_at=[0.0, 5.0], input_tokens=[18 * 64] * 2, output_tokens=[2, 2],

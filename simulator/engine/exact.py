@@ -205,6 +205,10 @@ class _Run:
         self.chain_slots = "route" not in policy.options and not exact_streams
         arch, G = self.arch, self.G
         self.serving = scenario.serving
+        # GPUs a home's prompt work splits over (chunk attention, the rotary pass): a
+        # [deployment]'s rank does its own on one GPU; without one, a GPU is its share of the
+        # model-parallel instance the run stands for
+        self.attention_gpus = 1 if self.deploy is not None else G
         self.req = Admission(
             self.env, trace, self.dir, n_gpus=G, placement=pl, serving=self.serving,
             max_num_seqs=self.serving.seqs(scenario.engine.max_batch),
@@ -213,10 +217,8 @@ class _Run:
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
             progress=requests_progress(progress, scenario.engine.duration),
             concurrency=scenario.workload.concurrency,
-            # a [deployment]'s rank re-ropes its own reused keys, as it attends its own
-            # chunks (instance_loop: one GPU); without one, a GPU's share of the instance
             rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g], arch, tokens,
-                                                      gpus=1 if self.deploy else G),
+                                                      gpus=self.attention_gpus),
             homes=self.deploy.homes if self.deploy is not None else None)
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)

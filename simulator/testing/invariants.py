@@ -28,6 +28,8 @@ directory after every iteration (HBM blocks per GPU ≤ capacity, bookkeeping co
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
@@ -142,6 +144,15 @@ def small_scenario(topology: str = "single_node:gpus=2", *, scheme: str = "first
         "engine": {"max_batch": max_batch, "layer_groups": layer_groups, **engine},
         "serving": serving or {},
     })
+
+
+def nudged(scenario: Scenario, rel: float) -> Scenario:
+    """``scenario`` with its per-step host overhead moved by ``rel`` of itself: run on the exact
+    engine, how far its answers move is the engine's own sensitivity to a hair (chaos), the
+    yardstick for the fast engine's differences (``benchmarks/validate_fast.py --noise``)."""
+    over = scenario.serving.overhead_time() * (1 + rel)
+    return scenario.with_changes(serving=dataclasses.replace(scenario.serving,
+                                                             step_overhead_time=over))
 
 
 def repo_on(owner: int, gpus: int) -> int:
