@@ -4,6 +4,7 @@ are conserved per traffic class, every request is accounted for, and the same se
 result."""
 
 import dataclasses
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,8 @@ from simulator.costmodel.experts import popularity
 from simulator.costmodel.rank_kernels import RankKernels
 from simulator.engine import TOO_LARGE
 from simulator.engine.exchange import MoEReplay
+from simulator.engine.fast_instances import FastInstanceLoop
+from simulator.engine.fast_links import Links
 from simulator.engine.instances import fold_slots
 from simulator.engine.reuse import rotary_time
 from simulator.engine.scheduler import default_step_overhead_time
@@ -72,13 +75,19 @@ def trace(n, inp=640, out=3, shared=0, gap=0.0):
                       block_tokens=64)
 
 
-def test_an_exchange_that_stays_on_its_ranks_takes_its_fixed_time_and_moves_nothing():
+def ep_group():
+    """An EP16 group of DeepSeek-V3.2 on 2 × DGX H100 (Zipf popularity, low-latency kernels):
+    the topology, its GPU names and the group."""
     g = topologies.build("dgx_h100", nodes=2)
     names = list(topologies.gpus(g))
     rk = RankKernels(default_kernels(), hardware.gpu("H100"), ARCH)
     probs = popularity("zipf", ARCH.experts, np.random.default_rng(1), 1.0)
-    ep = moe.ExpertParallel(names, g, ARCH, probs, 17, "low_latency", [rk] * 16,
-                            paths_among(g, names))
+    return g, names, moe.ExpertParallel(names, g, ARCH, probs, 17, "low_latency", [rk] * 16,
+                                        paths_among(g, names))
+
+
+def test_an_exchange_that_stays_on_its_ranks_takes_its_fixed_time_and_moves_nothing():
+    g, names, ep = ep_group()
     pairs = np.diag(np.full(16, 1e6))  # every rank's tokens to its own experts
     assert not ep.loads(pairs).any()
     for on_fabric in (True, False):
@@ -88,6 +97,32 @@ def test_an_exchange_that_stays_on_its_ranks_takes_its_fixed_time_and_moves_noth
         env.run(replay.exchange(pairs, "dispatch"))
         assert env.now == ep.fixed_time(pairs, "dispatch")
         assert sum(fabric.sent_by_class) == 0.0
+
+
+@pytest.mark.parametrize("on_fabric", [True, False])
+@pytest.mark.parametrize("spread", [False, True])
+def test_the_fast_engines_exchange_on_idle_links_takes_the_exact_replays_time(on_fabric, spread):
+    # one all-to-all alone on idle links, from 0.25 s: the fast engine's aggregates per link
+    # (or, off the fabric, the closed form's slowest link) end when the exact engine's flows
+    # on the Fabric do; an exchange that stays on its ranks takes its fixed time on both
+    g, names, ep = ep_group()
+    rng = np.random.default_rng(7)
+    pairs = (rng.uniform(1e5, 1e6, (16, 16)) if spread else np.diag(np.full(16, 1e6)))
+    assert ep.loads(pairs).any() == spread
+    env = simpy.Environment()
+    fabric = Fabric(env, g, "ibgda")
+    replay = MoEReplay(env, fabric, ep, [Stream(env) for _ in names], on_fabric)
+    env.run(0.25)
+    env.run(replay.exchange(pairs, "dispatch"))
+    exact = env.now
+    env = simpy.Environment()
+    fabric = Fabric(env, g, "ibgda")
+    loop = SimpleNamespace(ep=ep, d=SimpleNamespace(spec=SimpleNamespace(moe_on_fabric=on_fabric)),
+                           run=SimpleNamespace(links=Links(env, fabric, [0.0] * 16)))
+    fast = FastInstanceLoop._exchange(loop, pairs, "dispatch", 0.25, 0, 1)
+    assert fast == pytest.approx(exact, rel=1e-9)
+    if not spread:
+        assert fast == 0.25 + ep.fixed_time(pairs, "dispatch")
 
 
 def test_dense_layers_get_a_slot_of_their_own():
@@ -470,3 +505,73 @@ def test_a_ranks_chunk_pays_the_rotary_pass_of_the_span_blocks_it_reuses(engine)
     want = (km.prefill_attention_time(h100, ARCH, 64, 17 * 64)
             + rotary_time(km, h100, ARCH, 16 * 64))
     assert second["prefill_time"].iloc[0] == pytest.approx(want, rel=1e-9)
+
+
+def _last_layer_ends(res) -> pd.Series:
+    """Each step's end of its last simulated MoE layer (the later micro-batch's) [s]."""
+    m = res.extras["moe"]
+    ends = m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
+                                "post_time"]].sum(axis=1)
+    return ends[m["layer"] == m["layer"].max()].groupby(m["iteration"]).max()
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_step_of_two_micro_batches_ends_after_the_later_ones_last_layer_and_lm_head(engine):
+    # two micro-batches of one request on each of 16 ranks, no query routed (each context is
+    # its own rank's), every layer simulated: the two end their last MoE layer apart, and the
+    # step ends when the later one has, plus each rank's final norm and LM head over its two
+    # rows. No kernel of the step is pushed by one composed after it on the fast engine
+    sc = scenario(extra="two_batch_overlap = true\nexternal_prefill = true", groups=40)
+    res = run(sc, "route", trace=trace(32, inp=64 * 200, out=3), engine=engine)
+    assert len(res.rounds) == 0
+    m = res.extras["moe"]
+    m = m[m["layer"] == m["layer"].max()]
+    lane_ends = m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
+                                     "post_time"]].sum(axis=1)
+    apart = lane_ends.groupby(m["iteration"]).agg(lambda t: t.max() - t.min())
+    assert (apart > 1e-6).all()  # the lanes' last layers do not end together
+    ends = _last_layer_ends(res)
+    finished = res.iterations.groupby("iteration")["finished_at"].max().loc[ends.index]
+    final = RankKernels(default_kernels(), hardware.gpu("H100"), ARCH).step_time(2, 2)
+    assert len(ends) == 2
+    assert finished.to_numpy() == pytest.approx((ends + final).to_numpy(), rel=1e-12)
+    assert res.extras.get("pushed_steps", 0) == 0
+
+
+def test_a_fast_instance_step_pushed_by_its_own_later_composed_kernels_waits_the_push():
+    # the fast engine composes a step micro-batch by micro-batch: with every query routed to
+    # the rank holding the shared prefix, the second micro-batch's routed kernels, composed
+    # after the owner's own kernels of the first, are issued before some of them and push them
+    # back on the owner's calendar. The step does not recompute what followed; it waits the
+    # largest such push over its ranks at its end, and counts itself pushed. The exact engine
+    # plays the same kernels in issue order and ends at the last layer plus the LM head. A
+    # second wave of requests, each reading only its own context, arrives after the first has
+    # finished: its steps route nothing, are pushed by nothing, and wait nothing
+    sc = scenario(extra="two_batch_overlap = true\nexternal_prefill = true", groups=40)
+    first = trace(32, inp=64 * 200, out=3, shared=64 * 100)
+    second = trace(32, inp=64 * 200, out=3)
+    tr = pd.concat([first, second.assign(arrival_at=second["arrival_at"] + 1.0,
+                                         request_id=second["request_id"] + 32,
+                                         block_ids=second["block_ids"].map(lambda b: b + 10**6))],
+                   ignore_index=True)
+    rk = RankKernels(default_kernels(), hardware.gpu("H100"), ARCH)
+    late, pushed = {}, {}
+    for engine in ("exact", "fast"):
+        res = run(sc, "route", trace=tr, engine=engine)
+        ends = _last_layer_ends(res)
+        it = res.iterations.set_index("iteration")
+        final = it["batch"].map(lambda b: rk.step_time(b, b) if b else 0.0)
+        final = final.groupby(level=0).max()
+        finished = it.groupby(level=0)["finished_at"].max()
+        late[engine] = (finished - ends - final).loc[ends.index]
+        pushed[engine] = res.extras.get("pushed_steps", 0)
+        routed = res.rounds.groupby("iteration").size().reindex(ends.index, fill_value=0)
+        assert (routed.iloc[:2] > 0).all() and (routed.iloc[2:] == 0).all()
+        assert len(ends) == 4
+    assert late["exact"].to_numpy() == pytest.approx(np.zeros(4), abs=1e-12)
+    # the first wave's two decode steps are pushed and wait at least one routed kernel's time
+    # (14 µs) each, a small part of their step; the second wave's wait nothing
+    assert pushed["fast"] == 2
+    step = float(ends.iloc[1] - ends.iloc[0])  # a decode step of the first wave [s]
+    assert (late["fast"].iloc[:2] > 14e-6).all() and (late["fast"].iloc[:2] < 0.04 * step).all()
+    assert late["fast"].iloc[2:].to_numpy() == pytest.approx([0.0, 0.0], abs=1e-12)

@@ -78,7 +78,7 @@ class FastInstanceLoop(InstanceLoop):
         run = self.run
         env = run.env
         ranks = self.ranks
-        for g in ranks:
+        for g in ranks:  # the only reset: no push reaches a step's kernels once it has ended
             run.debt[g] = 0.0
         lanes, work, logits = self._parts(plans, iteration)
         live = [k for k, parts in enumerate(lanes) if any(p["tokens"] for p in parts)]
@@ -136,8 +136,6 @@ class FastInstanceLoop(InstanceLoop):
         debt = max(run.debt[g] for g in ranks)
         if debt > 0.0:  # a kernel or flow of this step was pushed back by a later-composed one
             run.pushed_steps += 1
-            for g in ranks:
-                run.debt[g] = 0.0
             yield env.timeout(debt)
         return work
 
