@@ -54,3 +54,28 @@ def test_contention_can_flip_the_verdict(cm):
     assert (df[df.concurrency == 1]["error"].abs() < 1e-9).all()
     # Under load the owner's compute stream serializes the routed rounds: route slows more.
     assert loaded["route"] / alone["route"] > loaded["fetch"] / alone["fetch"]
+
+
+def test_rounds_without_a_message_or_a_block_are_the_closed_forms(cm):
+    # a home routing to itself sends nothing (no probe, no transfer); a fetch of no block moves
+    # nothing: the replay runs only their kernels, as the closed form charges them
+    (route,) = concurrent_rounds(cm, "route", [("n0/gpu0", "n0/gpu0")], 8, batch=2)
+    cf = cm.route("n0/gpu0", "n0/gpu0", 8, 2)
+    assert route.probe == 0.0 == cf.probe and route.transfer == cf.transfer == 0.0
+    assert route.total == pytest.approx(cf.total, rel=1e-9)
+    (fetch,) = concurrent_rounds(cm, "fetch", [("n0/gpu0", "n1/gpu0")], 0)
+    assert fetch.probe == fetch.transfer == fetch.compute == 0.0
+    assert fetch.total == pytest.approx(cm.merge_time("n0/gpu0", 1), rel=1e-12)
+
+
+def test_the_frame_holds_the_first_pairs_closed_form_and_the_mean_of_the_replays(cm):
+    # an intra-node pair first, a cross-node one second: "alone" is the first pair's round,
+    # "simulated" the mean over the C rounds replayed together
+    pairs = [("n0/gpu0", "n0/gpu1"), ("n0/gpu2", "n1/gpu3")]
+    df = contention_frame(cm, pairs, blocks=[16], concurrency=[2], options=("route",))
+    row = df.iloc[0]
+    assert row["closed_form_time"] == cm.route("n0/gpu0", "n0/gpu1", 16, 1).total
+    assert cm.route("n0/gpu2", "n1/gpu3", 16, 1).total > row["closed_form_time"]
+    sims = concurrent_rounds(cm, "route", pairs, 16)
+    assert row["simulated_time"] == pytest.approx((sims[0].total + sims[1].total) / 2, rel=1e-12)
+    assert row["error"] == pytest.approx(row["simulated_time"] / row["closed_form_time"] - 1)

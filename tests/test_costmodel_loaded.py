@@ -138,3 +138,82 @@ def test_copy_step_is_step_time_and_the_round_its_steps_pay(k, b, owner, reuse, 
     lo, w = math.floor(x), x - math.floor(x)
     a, c = LC.phases(option, HOME, owner, lo, b), LC.phases(option, HOME, owner, lo + 1, b)
     assert p.compute == pytest.approx(a.compute + w * (c.compute - a.compute), rel=1e-12)
+
+
+def _phases(option, owner, per_query, b):
+    p = CM.option(option, HOME, owner, per_query, b)
+    return (p.probe, p.transfer, p.compute, p.ret, p.merge)
+
+
+@given(st.floats(0.3, 200.0), batches, owners, st.sampled_from(OPTIONS))
+def test_a_fractional_round_is_every_phase_of_the_closed_form_interpolated(k, b, owner, option):
+    # between the integer numbers of blocks a round moves in all, each of the five phases is
+    # the closed form's, linear in the blocks (at least one block in all)
+    x = max(k * b, 1.0)
+    lo, w = math.floor(x), x - math.floor(x)
+    below, above = _phases(option, owner, lo / b, b), _phases(option, owner, (lo + 1) / b, b)
+    p = LC.at(option, HOME, owner, k, b)
+    got = (p.probe, p.transfer, p.compute, p.ret, p.merge)
+    want = tuple(u + w * (v - u) for u, v in zip(below, above, strict=True))
+    assert got == pytest.approx(want, rel=1e-12, abs=1e-18)
+    if option == "route":  # its answer and merge do not grow with the blocks: both nonzero
+        assert below[3] > 0 and below[4] > 0
+
+
+@given(blocks, batches, owners, st.floats(0.0, 1e-2), st.floats(0.0, 1e-2),
+       st.floats(1e-6, 1e-3), st.floats(0.0, 8.0))
+def test_route_under_load_pays_each_wait_once_and_the_slow_path_before_the_home_kernel(
+        k, b, owner, owner_busy, home_busy, slow, stall):
+    # the query waits for the owner's queue after its message; the answer comes back slowed
+    # by the busy path; the home's merge waits for the home's queue from then on; the owner's
+    # own queries wait the routed kernel ``stall`` times
+    r = CM.route(HOME, owner, k, b)
+    owner_wait = max(0.0, owner_busy - (r.probe + r.transfer))
+    answered = r.probe + r.transfer + owner_wait + r.compute + r.ret + slow
+    expect = (r.probe + r.transfer + r.compute + r.ret + r.merge + owner_wait + slow
+              + max(0.0, home_busy - answered) + stall * r.compute)
+    got = LC.step_time("route", HOME, owner, k, b, 1.0, owner_busy, home_busy, slow, stall)
+    assert got == pytest.approx(expect, rel=1e-12)
+
+
+@given(st.integers(2, 256), batches, owners, st.floats(1.5, 50.0), st.floats(0.0, 1e-2),
+       st.floats(1e-6, 1e-3), st.sampled_from(["fetch", "local"]))
+def test_a_copying_step_pays_the_slow_path_for_the_new_blocks_only(k, b, owner, reuse,
+                                                                   home_busy, slow, option):
+    # ``slow`` is the extra time of a whole round's bytes (k blocks per query) on the busy
+    # path; a step with copies used ``reuse`` times moves only the new blocks, so it pays that
+    # share of it, on the steps that need a round
+    n = k * b
+    chance = 1.0 - (1.0 - 1.0 / reuse) ** n
+    new = k / (reuse * chance)
+    assert new < k  # more than one block selected, each copy used more than once
+    x = max(new * b, 1.0)
+    lo, w = math.floor(x), x - math.floor(x)
+    ph = [u + w * (v - u) for u, v in zip(_phases(option, owner, lo / b, b),
+                                          _phases(option, owner, (lo + 1) / b, b), strict=True)]
+    extra = slow * new / k
+    expect = chance * (sum(ph) + extra + max(0.0, home_busy - (ph[0] + ph[1] + extra)))
+    step, total = LC.copy_step(option, HOME, owner, k, b, reuse, home_busy, slow)
+    assert step == pytest.approx(expect, rel=1e-9)
+    assert total == pytest.approx(sum(ph), rel=1e-12)
+
+
+def test_under_one_new_block_a_step_pays_at_most_the_whole_rounds_slow_down():
+    # half a block selected per step on average, copies used twice: a round one step in
+    # 1 − 2^-0.5 of steps (under 1/R), carrying 0.5 / (2 · 0.293) = 0.85 of a block's worth per
+    # query — more than selected — yet never more of the slow-down than the whole round's
+    chance, new = LC.round_blocks(0.5, 1, 2.0)
+    assert chance == pytest.approx(1 - 2**-0.5) and new > 0.5
+    slow = 1e-3
+    f = CM.fetch(HOME, REMOTE, 1, 1)
+    step, _ = LC.copy_step("fetch", HOME, REMOTE, 0.5, 1, 2.0, 0.0, slow)
+    assert step == pytest.approx(chance * (f.total + slow), rel=1e-12)
+
+
+@pytest.mark.parametrize("option", ["fetch", "local"])
+def test_a_step_that_selects_nothing_needs_no_round(option):
+    assert LC.round_blocks(0.0, 4, 3.0) == (0.0, 0.0)
+    step, total = LC.copy_step(option, HOME, REMOTE, 0.0, 4, 3.0, 1e-3, 1e-3)
+    assert step == 0.0
+    assert total == pytest.approx(CM.option(option, HOME, REMOTE, 1 / 4, 4).total, rel=1e-12)
+    assert LC.step_time(option, HOME, REMOTE, 0.0, 4, 3.0, 0.0, 1e-3, 1e-3) == 0.0

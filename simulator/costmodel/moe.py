@@ -228,7 +228,8 @@ class ExpertParallel:
         cuts = np.flatnonzero(np.diff(lk)) + 1
         keys: dict[bytes, int] = {}
         keep = np.zeros(len(all_links), bool)
-        for i, members in zip(lk[np.r_[0, cuts]].tolist(), np.split(pr, cuts), strict=True):
+        firsts = lk[np.r_[0, cuts]].tolist() if len(lk) else []  # a one-rank group: no links
+        for i, members in zip(firsts, np.split(pr, cuts) if firsts else [], strict=True):
             j = keys.get(members.tobytes())
             if j is None:
                 keys[members.tobytes()] = i
