@@ -206,3 +206,61 @@ def test_the_crossover_search_works_with_a_profiled_kernel_model():
     route = cm.route("n0/gpu0", "n1/gpu0", k, 8).total
     fetch = cm.fetch("n0/gpu0", "n1/gpu0", k, 8).total
     assert math.isclose(route, fetch, rel_tol=1e-6)
+
+
+def test_an_mla_chunks_attention_is_its_decompression_attention_and_indexer(vidur):
+    # DeepSeek-V3.2's prefill chunk of 512 tokens after 1,536: the kv_b GEMM decompresses the
+    # whole context (2,048 rows of 128 × (128 + 128) from the 512-wide latent, bf16), the
+    # attention runs 192-wide query/key heads (128 + 64 RoPE) and 128-wide values over at most
+    # the 2,048 top-k keys, and DSA's indexer scores the chunk; three kernels (two for the
+    # indexer), every layer
+    pk = ProfiledKernels({"H100": vidur})
+    ds = model("deepseek-v3.2")
+    lam = vidur.launch_cost.graph_time
+    per_layer = (t(vidur.gemm(2048, 128 * (128 + 128), 512, "bf16"))
+                 + t(vidur.prefill_attention(512, 1536, 128, 128, 192, 128, topk=2048))
+                 + t(vidur.indexer_prefill(512, 1536, 64, 128)))
+    got = pk.prefill_attention_time(H100, ds, 512, 1536)
+    assert got == pytest.approx(61 * per_layer + 61 * 4 * lam, rel=1e-12)
+    # without DSA (Kimi K2's MLA): no indexer, two kernels per layer, all keys attended
+    kimi = model("kimi-k2")
+    per_layer = (t(vidur.gemm(2048, 64 * (128 + 128), 512, "bf16"))
+                 + t(vidur.prefill_attention(512, 1536, 64, 64, 192, 128)))
+    assert pk.prefill_attention_time(H100, kimi, 512, 1536) == pytest.approx(
+        kimi.layers * (per_layer + 2 * lam), rel=1e-12)
+    # a chunk of nothing costs nothing; one token, something
+    assert pk.prefill_attention_time(H100, ds, 0, 1536) == 0.0
+    assert pk.prefill_attention_time(H100, ds, 1, 0) > 0.0
+
+
+def test_every_time_is_zero_for_no_work_and_positive_for_the_least(vidur):
+    pk = ProfiledKernels({"H100": vidur})
+    ds, llama = model("deepseek-v3.2"), model("llama-3-70b")
+    zero = [pk.attention_time(H100, llama, 1, 0), pk.attention_time(H100, llama, 0, 8),
+            pk.merge_time(H100, ds, 0, 2), pk.gather_time(H100, 0.0),
+            pk.copy_time(H100, 0.0), pk.indexer_time(H100, ds, 0, 8),
+            pk.indexer_time(H100, ds, 8, 0), pk.non_attention_time(H100, ds, 0),
+            pk.prefill_time(H100, ds, 0), pk.prefill_time(H100, ds, 64, sequences=0),
+            pk.allgather_time(H100, 0.0, 8)]
+    assert zero == [0.0] * len(zero)
+    least = [pk.attention_time(H100, llama, 1, 1), pk.merge_time(H100, ds, 1, 2),
+             pk.gather_time(H100, 1.0), pk.copy_time(H100, 1.0), pk.indexer_time(H100, ds, 1, 1),
+             pk.non_attention_time(H100, ds, 1), pk.prefill_time(H100, ds, 1),
+             pk.allgather_time(H100, 1.0, 2)]
+    assert all(x > 0 for x in least)
+    # a copy in k launches: k copies of a k-th of the bytes, each launched
+    lam = vidur.launch_cost.graph_time
+    assert pk.copy_time(H100, 8e6, kernels=4) == pytest.approx(4 * t(vidur.copy(2e6)) + 4 * lam)
+
+
+def test_eager_launches_overlap_the_gpu_time(vidur):
+    # without CUDA graphs the host enqueues each kernel: a part takes the longer of its GPU
+    # time and its launches, not their sum
+    eager = ProfiledKernels({"H100": vidur}, cuda_graphs=False)
+    p = eager.profile(H100)
+    assert not p.cuda_graphs
+    ds = model("deepseek-v3.2")
+    gpu = t(p.merge(16, 128, 512, 2))
+    assert eager.merge_time(H100, ds, 16, 2) == max(gpu, float(p.launch(1).time))
+    kernels = 4.0
+    assert eager.launch_overhead_time(kernels, H100) == float(p.launch(kernels).time)

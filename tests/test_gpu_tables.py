@@ -116,3 +116,41 @@ def test_a_csv_missing_a_column_names_the_file_and_column(tmp_path):
     (tmp_path / "gemm.csv").write_text("model,op,m,n\nx,qkv,1,2\n")
     with pytest.raises(UserError, match=r"gemm.csv: missing column\(s\) dtype, k, time_s"):
         load_rows(str(tmp_path), "t")
+
+
+@pytest.mark.parametrize("op", ["gemm", "attention", "copy", "indexer", "prefill_attention"])
+def test_one_point_lookups_are_the_array_lookups(h200, op):
+    # lookup_one (a decode step's hot path, floats instead of arrays) gives the array lookup's
+    # time and source at every point: measured rows, between them, on a grid line, beyond
+    # either end and at 0 (None where the array gives NaN)
+    table = Table(h200[op])
+    rng = np.random.default_rng(len(op))
+    checked = 0
+    for key, (axes, _, _) in list(table._grids.items())[:12]:
+        values = [np.exp(a) for a in axes]
+        for _ in range(80):
+            point = []
+            for v in values:
+                kind = rng.integers(5)
+                if kind == 0:  # a measured coordinate
+                    x = float(rng.choice(v))
+                elif kind == 1 and v.size > 1:  # between two
+                    i = int(rng.integers(v.size - 1))
+                    x = float(v[i] + rng.random() * (v[i + 1] - v[i]))
+                elif kind == 2:  # beyond the ends
+                    x = float(v[0] / 2 if rng.random() < 0.5 else v[-1] * 2)
+                elif kind == 3:
+                    x = 0.0
+                else:
+                    x = float(np.exp(rng.uniform(np.log(v[0]), np.log(v[-1]) + 1e-12)))
+                point.append(x)
+            t, src = table.lookup(key, *[[x] for x in point])
+            one = table.lookup_one(key, tuple(point))
+            if np.isnan(t[0]):
+                assert one is None
+            else:
+                assert one is not None and one[0] == pytest.approx(float(t[0]), rel=1e-12)
+                assert one[1] == src[0]
+                checked += 1
+    assert checked >= 10  # points inside the grid were among them
+    assert table.lookup_one(("no such", "shape"), (1.0,) * len(table.rows.coords)) is None
