@@ -84,7 +84,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "simulator/network/accounts.py", "simulator/network/flows.py"],
                ["tests/test_network_fabric.py", "tests/test_network_traffic.py",
                 "tests/test_oracle.py"]),
-    "closed_form": (["simulator/costmodel/closed_form.py"],
+    "closed_form": (["simulator/costmodel/closed_form.py", "simulator/costmodel/crossover.py"],
                     ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
                      "tests/test_costmodel_crossover.py"]),
     "kvcache": (["simulator/kvcache/directory.py", "simulator/kvcache/eviction.py",
@@ -94,6 +94,29 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
                   ["tests/test_engine_admission.py", "tests/test_engine_scheduler.py",
                    "tests/test_promises.py"]),
+    # the closed forms around closed_form.py: adaptive's predicate under load, the MoE layer
+    # and its all-to-all (DeepEP), link contention, transfers, expert popularity (stop 45)
+    "costmodel": (["simulator/costmodel/loaded.py", "simulator/costmodel/moe.py",
+                   "simulator/costmodel/deepep.py", "simulator/costmodel/contention.py",
+                   "simulator/costmodel/transfer.py", "simulator/costmodel/experts.py",
+                   "simulator/costmodel/rank_kernels.py", "simulator/costmodel/maps.py"],
+                  ["tests/test_costmodel_loaded.py", "tests/test_costmodel_moe.py",
+                   "tests/test_costmodel_deepep.py", "tests/test_costmodel_contention.py",
+                   "tests/test_costmodel_transfer.py", "tests/test_costmodel_experts.py",
+                   "tests/test_costmodel_rank_kernels.py", "tests/test_costmodel_maps.py",
+                   "tests/test_policies_adaptive.py",
+                   "tests/test_deployment.py"]),
+    # the kernel model: operator formulas, measured tables, profiles, layers, the roofline
+    # (stop 45)
+    "gpu": (["simulator/gpu/operators.py", "simulator/gpu/tables.py",
+             "simulator/gpu/profile.py", "simulator/gpu/profiled.py",
+             "simulator/gpu/layers.py", "simulator/gpu/kernels.py",
+             "simulator/gpu/fitting.py", "simulator/gpu/calibration.py",
+             "simulator/gpu/copyengines.py", "simulator/gpu/runtime.py"],
+            ["tests/test_gpu_calibration.py", "tests/test_gpu_copyengines.py",
+             "tests/test_gpu_kernels.py", "tests/test_gpu_layers.py", "tests/test_gpu_profile.py",
+             "tests/test_gpu_runtime.py", "tests/test_gpu_tables.py", "tests/test_cli_kernel.py",
+             "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py"]),
     "sparse": (["workloads/sparse.py", "workloads/sparse_kernels.py"],
                ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
@@ -518,11 +541,107 @@ def _serving_equivalents() -> dict:
     }
 
 
+def _costmodel_equivalents() -> dict:
+    """Equivalent mutants of the costmodel group (stop 45)."""
+    loaded = "simulator/costmodel/loaded.py"
+    contention = "simulator/costmodel/contention.py"
+    moe = "simulator/costmodel/moe.py"
+    experts = "simulator/costmodel/experts.py"
+    deepep = "simulator/costmodel/deepep.py"
+    crossover = "simulator/costmodel/crossover.py"
+    checked = ("the closed form's route and fetch, which every search asks before it answers, "
+               "call check_round too: the same inputs are refused with the same message")
+    rank_kernels = "simulator/costmodel/rank_kernels.py"
+    filled = ("every slot is filled (ranks x slots items for ranks x slots slots): the initial "
+              "value is never read")
+    unread_index = ("a left-out link's index is never read (the kept pairs select only kept "
+                    "links)")
+    own_node = ("a crossing to the token's own node is a hop from the rank to itself (its relay "
+                "there is itself), and the hops' diagonal is zeroed after")
+    more_links = ("it only keeps more links (groups of pairs no longer match, or a dropped "
+                  "link's twin is compared again): a link whose pairs all cross a slower one is "
+                  "never the maximum, so keeping it changes no exchange time")
+    starts = "every replayed round starts at t = 0 (its docstring): start is 0, so -start is +start"
+    flat = ("a round's answer and merge do not grow with its blocks (closed_form.py: the answer "
+            "message and the merge are sized by the batch): b - a is 0, so a +/- w*0 is a")
+    return {
+        (loaded, "if reuse == 1.0 or selected <= 0:", "<= -> <"):
+            "selected = 0 with R > 1: -expm1(0 * log1p(-1/R)) is -0.0, equal to the 0.0 the "
+            "branch returns",
+        (loaded, "if w <= 0:", "<= -> <"):
+            "w = 0: the interpolation a + 0*(b - a) is a, every phase being finite",
+        (loaded, "a[3] + w * (b[3] - a[3]), a[4] + w * (b[4] - a[4]))", "+ -> -",
+         "a[3] + w * (b[3] - a[3])"): flat,
+        (loaded, "a[3] + w * (b[3] - a[3]), a[4] + w * (b[4] - a[4]))", "+ -> -",
+         "a[4] + w * (b[4] - a[4])"): flat,
+        (loaded, "total = p[0] + p[1] + p[2] + p[3] + p[4]", "+ -> -",
+         "p[0] + p[1] + p[2] + p[3]"):
+            "copy_step prices fetch and local only, whose answer phase (p[3]) is 0 "
+            "(closed_form.py: ret=0.0): +0 and -0 give the same sum",
+        (moe, "self.arch = arch", "delete `self.arch = arch`"):
+            "nothing reads ExpertParallel.arch (its methods use the model's figures they copied)",
+        (moe, "cuts = np.flatnonzero(np.diff(lk)) + 1", "1 -> 2"): more_links,
+        (moe, "for i, members in zip(firsts, np.split(pr, cuts) if firsts else [], strict=True):",
+         "True -> False"): "np.split gives one group per first link: the lengths agree",
+        (moe, "elif bw_all[i] < bw_all[j]:", "< -> <="):
+            "two links of one pair set and one line rate: either is the bottleneck the other is",
+        (moe, "keys[members.tobytes()] = i", "delete `keys[members.tobytes()] = i`", "#2"):
+            more_links,
+        (moe, "index = np.full(len(all_links), -1, np.int64)", "-x -> x"): unread_index,
+        (moe, "index = np.full(len(all_links), -1, np.int64)", "1 -> 2"): unread_index,
+        (moe, "self.links = [e for e, k in zip(all_links, keep, strict=True) if k]",
+         "True -> False"): "keep has one flag per link: the lengths agree",
+        (moe, "per_slot = np.bincount(r.slot.ravel(), minlength=R * self.slots) / n", "/ -> *"):
+            "_aggregate normalizes per_slot before it uses it: any positive scale gives the same p",
+        (moe, "cross[np.arange(R), self.node] = 0",
+         "delete `cross[np.arange(R), self.node] = 0`"): own_node,
+        (moe, "cross[np.arange(R), self.node] = 0", "0 -> 1"): own_node,
+        (experts, "w = 1.0 / np.arange(1, experts + 1, dtype=float) ** zipf_exponent",
+         "1.0 -> 2.0"): "the weights are normalized: a common factor cancels",
+        (deepep, "if ep <= 8:", "8 -> 9"):
+            "the table has no EP between 8 and 16: <= 9 skips the same row (EP 8)",
+        (moe, "used = np.asarray(pairs) > 0", "0 -> 1"):
+            "a pair that carries traffic carries whole tokens (thousands of bytes): no pair "
+            "carries more than 0 and at most 1 byte",
+        (experts, "out = np.full((ranks, slots), -1, np.int64)", "-x -> x"): filled,
+        (experts, "out = np.full((ranks, slots), -1, np.int64)", "1 -> 2"): filled,
+        **{(experts, "m = max(2 * k, k + 4)", m): "the draws per token per pass: any m >= k "
+           "(all of these) gives the same law, draws with repeats skipped, in more or fewer "
+           "passes" for m in ("max -> min", "* -> /", "2 -> 3", "+ -> -", "4 -> 5")},
+        (experts, "u = rng.random((len(todo), m)) * cdf[-1]", "* -> /"):
+            "the popularity is normalized (cdf[-1] is 1): u * 1 is u / 1",
+        (experts, 'draws = np.minimum(np.searchsorted(cdf, u, side="right"), E - 1)', "- -> +"):
+            "u < cdf[-1], so searchsorted returns at most E - 1: the clamp never binds",
+        (experts, "out[todo[rows]] = draws[rows][take].reshape(-1, k)", "1 -> 2"):
+            "numpy takes any negative size as the unknown one: reshape(-2, k) is reshape(-1, k)",
+        **{(rank_kernels, line, f"delete `{line}`"): "nothing reads the attribute (the "
+           "profile is taken once in the constructor)"
+           for line in ("self.kernels = kernels", "self.spec = spec")},
+        **{(rank_kernels, "self._cache[key] = got", "delete `self._cache[key] = got`", k):
+           "a memo: the time is computed again, the same" for k in ("#1", "#2")},
+        (rank_kernels, "if n <= 0:", "<= -> <"): "no kernel: the launch of 0 kernels is 0 s",
+        (rank_kernels, "if tokens <= 0:", "<= -> <"):
+            "no token: decode_ops gives no kernel, so the part is 0 s either way",
+        **{(crossover, "check_round(1.0, batch, reuse)", m): checked
+           for m in ("delete `check_round(1.0, batch, reuse)`", "1.0 -> 2.0")},
+        **{(crossover, "check_round(blocks, batch, reuse)",
+            "delete `check_round(blocks, batch, reuse)`", k): checked for k in ("#1", "#2")},
+        (contention, "return value", "return X -> None"):
+            "no caller reads what timed() returns (the route's message record is read from "
+            "its own yield)",
+        (contention, 'out["probe"] = rec.started_at - start if src != dst else 0.0', "- -> +",
+         "rec.started_at - start"): starts,
+        (contention, 'out["transfer"] = env.now - start - out["probe"]', "- -> +",
+         "env.now - start"): starts,
+    }
+
+
 def _loop_equivalents() -> dict:
     """Equivalent mutants of the loop group (``exact.py``, ``gpu_loop.py``, ``arrivals.py``,
     ``requests.py``; stop 42), and of the instances group's loop (stop 43)."""
     exact, loop = "simulator/engine/exact.py", "simulator/engine/gpu_loop.py"
     instances = "simulator/engine/instance_loop.py"  # its loop is gpu_loop's, per instance
+    fast_instances = "simulator/engine/fast_instances.py"
     columns = "the record columns' names and dtypes are two tuples of one length (records.py)"
     distinct = ("distinct = n_blocks if b == 1 else len(set(members.tolist())) if n_blocks <= 256 "
                 "\\")
@@ -560,6 +679,16 @@ def _loop_equivalents() -> dict:
            "an invariant check (check_invariants): a run that holds them gives the same answers "
            "without it" for path in (loop, instances)},
         (instances, "req.wake[g] = None", "delete `req.wake[g] = None`"): woken,
+        (fast_instances, "for s in range(run.S if live else 0):", "0 -> 1"):
+            "with no micro-batch live a slot's turn composes, waits for and posts nothing: one "
+            "such turn or none gives the same step",
+        (fast_instances, "return at", "return X -> None"):
+            "_attend_at is asked only for a live micro-batch, which has a rank with tokens: "
+            "homes is never empty",
+        (fast_instances, "for g, x in zip(ranks, plan.expert_time.tolist(), strict=True):",
+         "True -> False"): "the MoE plan has one expert time per rank: the lengths agree",
+        **{(fast_instances, f"if e > {v}:", "> -> >="): f"e = {v}: it sets {v} to the value it "
+           "has (a running maximum)" for v in ("finish", "t2", "t4")},
         (instances, "continue", "delete `continue`", "#1"):
             "an instance sleeps until a request reaches one of its ranks: the step that follows "
             "is the one the loop's next turn would run",
@@ -1412,6 +1541,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_rounds_equivalents(),
     **_serving_equivalents(),
     **_loop_equivalents(),
+    **_costmodel_equivalents(),
 }
 
 
