@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import topologies
 from simulator.costmodel import CostModel
 from simulator.costmodel.crossover import CrossoverSearch
+from simulator.errors import UserError
 from simulator.gpu import KernelModel
 from simulator.hardware import STACKS
 from simulator.units import GBps
@@ -147,8 +148,6 @@ def test_bandwidth_and_probe_crossovers_with_reused_copies():
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"batch": 0}, "batch=0"), ({"reuse": 0.5}, "reuse=0.5"), ({"blocks": -1.0}, "blocks=-1")])
 def test_a_crossover_of_an_impossible_round_is_refused(over, kwargs, message):
-    from simulator.errors import UserError
-
     cm = CostModel("deepseek-v3.2", G, "ibgda", kernels=KernelModel())
     args = {"blocks": 4.0, **kwargs} if over != "blocks" else dict(kwargs)
     if over == "blocks" and "blocks" in kwargs:

@@ -1,9 +1,11 @@
 """One EP rank's kernels from the kernel profile."""
 
+import dataclasses
+
 import pytest
 
 from simulator import hardware
-from simulator.costmodel.rank_kernels import RankKernels
+from simulator.costmodel.rank_kernels import RankKernels, expert_layers
 from simulator.gpu.layers import decode_ops
 from simulator.gpu.profiled import default_kernels, profiled_kernels
 from simulator.models import model
@@ -82,8 +84,6 @@ def test_each_part_is_the_profiles_kernels_of_its_kind_with_their_launches(graph
 
 
 def test_a_bf16_models_experts_run_bf16_gemms_and_a_model_without_experts_no_router():
-    import dataclasses
-
     spec = hardware.gpu("H100")
     k = default_kernels()
     profile = k.profile(spec)
@@ -101,8 +101,6 @@ def test_a_bf16_models_experts_run_bf16_gemms_and_a_model_without_experts_no_rou
 
 
 def test_a_rank_of_a_model_given_more_dense_layers_and_the_moe_layers_left():
-    from simulator.costmodel.rank_kernels import expert_layers
-
     rk = RankKernels(default_kernels(), hardware.gpu("H100"), ARCH, dense_layers=5)
     assert rk.arch.dense_layers == 5 and ARCH.dense_layers == 3
     assert RankKernels(default_kernels(), hardware.gpu("H100"), ARCH, dense_layers=3).arch is ARCH

@@ -2,7 +2,8 @@
 
 import pytest
 
-from simulator.costmodel.transfer import transfer_time
+from simulator.costmodel.transfer import kv_bytes, transfer_time
+from simulator.models import model
 
 
 def test_transfer_engine_closed_form_paces_messages_per_nic():
@@ -17,9 +18,6 @@ def test_transfer_engine_closed_form_paces_messages_per_nic():
 
 
 def test_kv_bytes_of_a_prompt():
-    from simulator.costmodel.transfer import kv_bytes
-    from simulator.models import model
-
     # DeepSeek-V3.2's MLA cache: 1,152 B per token and layer (512 latent + 64 RoPE elements,
     # bf16); a 1,000-token prompt over 61 layers, over one layer, and halves and quarters
     arch = model("deepseek-v3.2")
