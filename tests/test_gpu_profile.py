@@ -215,3 +215,36 @@ def test_timings_broadcast_their_inputs():
     with pytest.raises(UserError, match="elementwise kind 'softmax'"):
         p.elementwise("softmax", 1, 1)
     assert dataclasses.is_dataclass(t)
+
+
+PA = dict(t0=5e-6, sh=1.0, pc=16.0, elo=0.3, ehi=0.9, Ls=1024.0, r1=0.01)
+
+
+@pytest.mark.parametrize("as_floats", [True, False])
+def test_the_decode_attention_model_at_hand_computed_points(as_floats):
+    # GQA decode on an H100 (3.35 TB/s; FlashMLA's dense 660 TFLOP/s), bf16 KV, head dim 128.
+    # Python floats take the scalar path, arrays the array path: the same values.
+    #   b=1, L=8192, 64 q / 8 kv heads: bytes 2·8192·8·128·2 + 2·64·128·2 = 33,587,200;
+    #   parallelism b·hk = 8: η = 0.3 + 0.6/(1 + 8/16) = 0.7; splits min(132/8, 8192/1024) = 8;
+    #   rate = 1/(1/(8·8·0.01·β) + 1/(0.7β)) = 1.12 TB/s → 29.9886 µs; FLOPs 0.4067 µs;
+    #   t = 5 µs + smax₄ = 34.98857 µs
+    #   b=64, L=4096, 128 q / 1 kv heads: bytes 138,412,032, parallelism 64: η = 0.42,
+    #   splits 132/64 = 2.0625, rate 1.067379 TB/s → 129.6746 µs; FLOPs 4·64·4096·128·128 at
+    #   660 TFLOP/s = 26.0301 µs, which the smooth maximum adds 0.05 µs of: t = 134.72725 µs
+    def f(*shape):
+        args = [float(x) for x in shape] if as_floats else [np.array([x], float) for x in shape]
+        return float(np.asarray(ops.decode_attention(PA, hardware.gpu("H100"), *args)).ravel()[0])
+
+    assert f(1, 8192, 64, 8, 128) == pytest.approx(34.988571682e-6, rel=1e-9)
+    assert f(64, 4096, 128, 1, 128) == pytest.approx(134.727247374e-6, rel=1e-9)
+
+
+def test_an_rdma_all_reduce_at_a_hand_computed_point():
+    # over RDMA the all-reduce takes the send/recv fit's floor and efficiency and the per-rank
+    # step of the NVLink fit: 1 MiB over 8 ranks, 20 + 7·1 µs + 1.75 · 2^20 / (50e9 · 0.7)
+    p = dict(ar_t0=9e-6, ar_c=1e-6, ar_e=0.8, ar_r0=0.5, sr_nvlink_t0=5e-6, sr_nvlink_e=0.8,
+             sr_rdma_t0=20e-6, sr_rdma_e=0.7)
+    h100 = hardware.gpu("H100")
+    assert ops.collective(p, h100, "allreduce", 2**20, 8, "rdma") == pytest.approx(79.4288e-6,
+                                                                                   rel=1e-9)
+    assert ops.collective(p, h100, "sendrecv", 1e6, 1, "rdma") == 0.0
