@@ -583,8 +583,9 @@ def _costmodel_equivalents() -> dict:
         (moe, "self.arch = arch", "delete `self.arch = arch`"):
             "nothing reads ExpertParallel.arch (its methods use the model's figures they copied)",
         (moe, "cuts = np.flatnonzero(np.diff(lk)) + 1", "1 -> 2"): more_links,
-        (moe, "for i, members in zip(firsts, np.split(pr, cuts) if firsts else [], strict=True):",
-         "True -> False"): "np.split gives one group per first link: the lengths agree",
+        (moe, "for i, members in zip(lk[np.r_[0, cuts]].tolist(), np.split(pr, cuts), "
+              "strict=True):", "True -> False"):
+            "np.split gives one group per first link: the lengths agree",
         (moe, "elif bw_all[i] < bw_all[j]:", "< -> <="):
             "two links of one pair set and one line rate: either is the bottleneck the other is",
         (moe, "keys[members.tobytes()] = i", "delete `keys[members.tobytes()] = i`", "#2"):

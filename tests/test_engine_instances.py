@@ -75,6 +75,12 @@ def trace(n, inp=640, out=3, shared=0, gap=0.0):
                       block_tokens=64)
 
 
+def moe_ends(m: pd.DataFrame) -> pd.Series:
+    """When each MoE record's layer ends: its start plus its four phases [s]."""
+    return m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
+                                "post_time"]].sum(axis=1)
+
+
 def ep_group():
     """An EP16 group of DeepSeek-V3.2 on 2 × DGX H100 (Zipf popularity, low-latency kernels):
     the topology, its GPU names and the group."""
@@ -305,9 +311,7 @@ def test_a_deployment_cut_inside_a_step_records_what_ended_before_the_clock_stop
         res = run(sc, "route", trace=tr, engine=engine)
         r, m = res.rounds, res.extras["moe"]
         assert ((r["started_at"] + r["sim_time"]) < cut).all()
-        ends = m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
-                                    "post_time"]].sum(axis=1)
-        assert len(m) and (ends < cut).all()
+        assert len(m) and (moe_ends(m) < cut).all()
         assert res.summary["moe_layers"] == len(m)
         sent = res.extras["bytes_by_class"]  # sent, delivered or not
         got[engine] = (len(r), res.summary["bytes_moved"], len(m), res.fabric_bytes,
@@ -324,9 +328,7 @@ def test_two_micro_batches_run_as_a_pipeline_and_fold_with_the_longer_layer(engi
     # times the longer layer; after a slot of one layer each goes on from its own end
     res = two_micro_batches_routing_to_one_owner(groups, engine, out=3)
     m = res.extras["moe"]
-    m = m.assign(end=m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
-                                           "post_time"]].sum(axis=1)).set_index(
-        ["iteration", "layer", "lane"])
+    m = m.assign(end=moe_ends(m)).set_index(["iteration", "layer", "lane"])
     starts = res.rounds.groupby(["iteration", "layer"])["started_at"].unique()
     checked = {"folded": 0, "one layer": 0}
     for (it, s), t in starts.items():
@@ -510,9 +512,7 @@ def test_a_ranks_chunk_pays_the_rotary_pass_of_the_span_blocks_it_reuses(engine)
 def _last_layer_ends(res) -> pd.Series:
     """Each step's end of its last simulated MoE layer (the later micro-batch's) [s]."""
     m = res.extras["moe"]
-    ends = m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
-                                "post_time"]].sum(axis=1)
-    return ends[m["layer"] == m["layer"].max()].groupby(m["iteration"]).max()
+    return moe_ends(m)[m["layer"] == m["layer"].max()].groupby(m["iteration"]).max()
 
 
 @pytest.mark.parametrize("engine", ["exact", "fast"])
@@ -526,9 +526,7 @@ def test_a_step_of_two_micro_batches_ends_after_the_later_ones_last_layer_and_lm
     assert len(res.rounds) == 0
     m = res.extras["moe"]
     m = m[m["layer"] == m["layer"].max()]
-    lane_ends = m["started_at"] + m[["dispatch_time", "expert_time", "combine_time",
-                                     "post_time"]].sum(axis=1)
-    apart = lane_ends.groupby(m["iteration"]).agg(lambda t: t.max() - t.min())
+    apart = moe_ends(m).groupby(m["iteration"]).agg(lambda t: t.max() - t.min())
     assert (apart > 1e-6).all()  # the lanes' last layers do not end together
     ends = _last_layer_ends(res)
     finished = res.iterations.groupby("iteration")["finished_at"].max().loc[ends.index]

@@ -228,15 +228,15 @@ class ExpertParallel:
         cuts = np.flatnonzero(np.diff(lk)) + 1
         keys: dict[bytes, int] = {}
         keep = np.zeros(len(all_links), bool)
-        firsts = lk[np.r_[0, cuts]].tolist() if len(lk) else []  # a one-rank group: no links
-        for i, members in zip(firsts, np.split(pr, cuts) if firsts else [], strict=True):
-            j = keys.get(members.tobytes())
-            if j is None:
-                keys[members.tobytes()] = i
-                keep[i] = True
-            elif bw_all[i] < bw_all[j]:
-                keep[j], keep[i] = False, True
-                keys[members.tobytes()] = i
+        if len(lk):  # a one-rank group has no pairs, so no links
+            for i, members in zip(lk[np.r_[0, cuts]].tolist(), np.split(pr, cuts), strict=True):
+                j = keys.get(members.tobytes())
+                if j is None:
+                    keys[members.tobytes()] = i
+                    keep[i] = True
+                elif bw_all[i] < bw_all[j]:
+                    keep[j], keep[i] = False, True
+                    keys[members.tobytes()] = i
         index = np.full(len(all_links), -1, np.int64)
         index[keep] = np.arange(int(keep.sum()))
         sel = keep[link_of]
