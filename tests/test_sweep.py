@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from simulator.errors import UserError
-from simulator.sweep import Sweep, execute, point_id
+from simulator.sweep import Sweep, execute, executor, point_id
 
 
 def predict_sweep(**grid) -> Sweep:
@@ -273,7 +273,6 @@ def test_the_workers_are_the_cpus_or_as_given_but_no_more_than_the_points_to_do(
     # the number of workers is how many points share this machine's memory in the check
     import os
 
-    from simulator.sweep import executor
 
     shared_by = []
 
@@ -306,7 +305,6 @@ def test_each_backend_runs_the_points_its_own_way_with_the_same_results(tmp_path
                                                                         capsys):
     # the backends' runners replaced by one that computes each point here: which one runs,
     # with how many workers and which scheduler, and what the sweep makes of their outcomes
-    from simulator.sweep import executor
     from simulator.sweep.points import run_point
 
     used = []
@@ -340,7 +338,6 @@ def test_ctrl_c_keeps_the_finished_points_ends_the_workers_and_failures_come_in_
         tmp_path, monkeypatch):
     # the local runner replaced by one that computes each point here, last point first (as
     # workers may finish), and notes when it is ended
-    from simulator.sweep import executor
     from simulator.sweep.points import run_point
 
     ended = []
@@ -369,3 +366,19 @@ def test_ctrl_c_keeps_the_finished_points_ends_the_workers_and_failures_come_in_
         execute(predict_sweep(), out, "local", progress=False, on_point=stop)
     assert (err.value.finished, err.value.total) == (5, 6)  # 4 resumed + 1 computed
     assert ended == [2]  # the runner was ended before the sweep returned
+
+
+def test_an_interrupt_just_after_a_point_is_written_counts_that_point(tmp_path, monkeypatch):
+    # Ctrl-C between the atomic rename of a point's file and the client's count of it: the
+    # message must name what is kept on disk (a CI run once said "0 of 48" with one file kept)
+    written = executor.write_parquet
+
+    def write_then_interrupt(df, target):
+        written(df, target)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executor, "write_parquet", write_then_interrupt)
+    with pytest.raises(executor.Interrupted) as err:
+        execute(predict_sweep(), tmp_path, "local", workers=1, progress=False)
+    assert (err.value.finished, err.value.total) == (1, 6)
+    assert len(list((tmp_path / "points").glob("*.parquet"))) == 1

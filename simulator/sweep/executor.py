@@ -199,7 +199,10 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
                     on_point(point, outcome)
                 bar.advance(task)
         except KeyboardInterrupt:
-            raise Interrupted(result.resumed + result.computed, len(points), out) from None
+            # counted on disk, not by ``computed``: Ctrl-C can land after a point's file is
+            # renamed into place and before the count is raised
+            kept = sum(point_file(points_dir, p).exists() for p in points)
+            raise Interrupted(kept, len(points), out) from None
         finally:
             stream.close()  # ends the workers now, not when the generator is collected
 
