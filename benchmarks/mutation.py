@@ -639,6 +639,17 @@ def _costmodel_equivalents() -> dict:
     }
 
 
+def _gpu_equivalents() -> dict:
+    """Equivalent mutants of the gpu group (the kernel model; stop 46)."""
+    kernels = "simulator/gpu/kernels.py"
+    return {
+        (kernels, "if logits is not None and logits < batch:", "< -> <="):
+            "logits == batch: the head's FLOPs of batch - logits = 0 rows are taken off",
+        (kernels, "if topk is None or n <= topk:", "<= -> <"):
+            "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2",
+    }
+
+
 def _loop_equivalents() -> dict:
     """Equivalent mutants of the loop group (``exact.py``, ``gpu_loop.py``, ``arrivals.py``,
     ``requests.py``; stop 42), and of the instances group's loop (stop 43)."""
@@ -1545,6 +1556,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_serving_equivalents(),
     **_loop_equivalents(),
     **_costmodel_equivalents(),
+    **_gpu_equivalents(),
 }
 
 
