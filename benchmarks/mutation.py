@@ -115,7 +115,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "simulator/gpu/copyengines.py", "simulator/gpu/runtime.py"],
             ["tests/test_gpu_calibration.py", "tests/test_gpu_copyengines.py",
              "tests/test_gpu_kernels.py", "tests/test_gpu_layers.py", "tests/test_gpu_profile.py",
-             "tests/test_gpu_runtime.py", "tests/test_gpu_tables.py", "tests/test_cli_kernel.py",
+             "tests/test_gpu_runtime.py", "tests/test_gpu_tables.py",
+             "tests/test_gpu_tables_loaders.py", "tests/test_gpu_fitting.py",
+             "tests/test_gpu_layer_shapes.py", "tests/test_gpu_profile_answers.py",
+             "tests/test_gpu_profiled_edges.py",
+             "tests/test_cli_kernel.py",
              "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py",
              # the roofline's hand-checkable figures are the closed form's (KernelModel)
              "tests/test_costmodel_closed_form.py", "tests/test_oracle.py"]),
@@ -641,12 +645,133 @@ def _costmodel_equivalents() -> dict:
 
 def _gpu_equivalents() -> dict:
     """Equivalent mutants of the gpu group (the kernel model; stop 46)."""
-    kernels = "simulator/gpu/kernels.py"
+    kernels, tables = "simulator/gpu/kernels.py", "simulator/gpu/tables.py"
+    hit_weight = ("on a hit the low and high index are the same row, so the weight between "
+                  "them does not change the value or the source")
+    inside = ("x equal to an axis end is a hit (the hit wins), and between rows the span is "
+              "> 0 by construction (distinct sorted axis values)")
+    masked = "span = 0 only where the result is masked (outside or a hit)"
+    fitting = "simulator/gpu/fitting.py"
+    pd_solve = ("unreachable: a = JᵀJ (positive semi-definite) + a positive diagonal "
+                "(damping·(diag + 1e-12) > 0) is positive definite, so solve never raises")
+    copies = "simulator/gpu/copyengines.py"
+    profile, layers = "simulator/gpu/profile.py", "simulator/gpu/layers.py"
+    operators, calibration = "simulator/gpu/operators.py", "simulator/gpu/calibration.py"
+    profiled = "simulator/gpu/profiled.py"
+    two_paths = ("takes the other of the float and the array path, which give the same value "
+                 "(held by test_the_decode_attention_model_at_hand_computed_points on both); "
+                 "callers pass all floats or all arrays")
     return {
+        (copies, "if nbytes <= np.exp(x[0]):", "<= -> <"):
+            "at the first row's size the interpolation gives that row's time",
+        (copies, "if nbytes >= np.exp(x[-1]):", ">= -> >"):
+            "at the last row's size the interpolation gives that row's time (and the tail adds 0)",
+        **{(fitting, line, "True -> False"): "names and the parameter vector have one entry "
+           "per searched parameter" for line in (
+               "p = {**fixed, **{n: float(np.exp(v)) for n, v in zip(names, t, strict=True)}}",
+               "return {**fixed, **{n: float(np.exp(v)) for n, v in zip(names, theta, "
+               "strict=True)}}")},
+        (fitting, "return robust * np.sign(r) * np.sqrt(2.0 * (np.sqrt(1.0 + (r / robust) ** 2) "
+         "- 1.0))", "2.0 -> 4.0"):
+            "scales every row's cost by 2: the same minimizer, and the stopping test is "
+            "relative to the cost",
+        **{(fitting, "damping *= 10.0", m, "#1"): pd_solve
+           for m in ("*= -> /=", "10.0 -> 20.0", "delete `damping *= 10.0`")},
+        (fitting, "continue", "delete `continue`"): pd_solve,
+        **{(profile, line, f"delete `{line}`"): "a memo: computed again on the next call, "
+           "the same" for line in ("out._tables = self._tables", "self._sources[op] = got")},
+        (profile, 'stacked = np.array(["|".join(map(str, t)) for t in zip(*keys, strict=True)])',
+         "True -> False"): "the keys are broadcast to one shape: equal lengths",
+        (profile, 'src = "extrapolated: " + src.split(": ", 1)[-1] + \\', "-x -> x"):
+            "split at most once: two parts, so [1] is [-1] (every launch source has a kind "
+            "before its colon)",
+        (profile, "tri = np.where(full > 0, c * (c + 1.0) / 2.0 / np.where(full > 0, full, 1.0), "
+         "0.0)", "> -> >="):
+            "full = cP + c(c+1)/2 is 0 only when c = 0, where the triangle c(c+1)/2 is 0 too "
+            "(the 0/0 of the inner one is masked by the outer)",
+        (profile, "return np.where(n <= k, n * (n + 1.0) / 2.0, k * (k + 1.0) / 2.0 + (n - k) * "
+         "k)", "<= -> <"): "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2",
+        (profile, "return pairs, np.where(pairs > 0, np.minimum(tri, 1.0), 0.0)", "> -> >="):
+            "pairs = 0 only when no token is new, where the triangle share is 0 as well",
+        (profile, "return v", "return X -> None"):
+            "unreachable: every key reaches _plain as a numpy scalar (an element of an array)",
+        **{(operators, line, m): two_paths for line, m in (
+            ("return v if type(v) is float else np.asarray(v, float)", "is -> is not"),
+            ("if type(a) is float and type(b) is float:", "is -> is not"),
+            ("if type(a) is float and type(b) is float:", "and -> or"),
+            ("scalar = type(batch) is float and type(context) is float and type(q_heads) is "
+             "float \\", "is -> is not"),
+            ("scalar = type(batch) is float and type(context) is float and type(q_heads) is "
+             "float \\", "and -> or"),
+            ("and type(kv_heads) is float and type(head_dim) is float", "is -> is not"))},
+        (operators, 'out[sel] = collective(p, spec, "sendrecv", r.data["bytes"][sel], 2.0, '
+         'fabric)', "2.0 -> 4.0"):
+            "a send/recv's model reads the rank count only as > 1 (two ranks or four alike)",
+        (calibration, "for col, cell in zip(header, row, strict=True):", "True -> False"):
+            "the row's length was checked against the header's just above",
+        (calibration, "w = 1.0 / m.seconds", "1.0 -> 2.0"):
+            "every row's weight doubled: the same least-squares line",
+        **{(profiled, line, m): "a cache's size: a miss computes the same value" for line, m in (
+            ("self._ops = lru_cache(maxsize=4096)(self._decode_ops)", "4096 -> 4097"),
+            ("self._collectives = lru_cache(maxsize=1 << 16)(self._collective_time)", "1 -> 2"),
+            ("self._collectives = lru_cache(maxsize=1 << 16)(self._collective_time)",
+             "16 -> 17"))},
+        (profiled, "if batch <= 0:", "<= -> <"):
+            "no token: decode_ops gives no kernel (callers' logits never exceed the batch), so "
+            "the time and the launches are 0 either way",
+        **{(profiled, "if tokens <= 0 or sequences <= 0:", m): "no token or no sequence: the "
+           "step's kernels and the attention are 0 s each, and so is their sum"
+           for m in ("<= -> <", "or -> and")},
+        (layers, "return rows, max(active, 1e-12)", "1e-12 -> 2e-12"):
+            "the floor binds only at 0 tokens, where no routed GEMM is issued (m <= 0)",
         (kernels, "if logits is not None and logits < batch:", "< -> <="):
             "logits == batch: the head's FLOPs of batch - logits = 0 rows are taken off",
         (kernels, "if topk is None or n <= topk:", "<= -> <"):
             "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2",
+        **{(tables, line, "True -> False"): "zips of equal lengths by construction (the "
+           "columns of one Rows; a grid's cells and their groups)" for line in (
+               'joined = np.array(["|".join(v) for v in zip(*cols, strict=True)])',
+               "pos = tuple(np.searchsorted(a, v) for a, v in zip(axes, vals, strict=True))",
+               "for cell, group in zip(cells, np.split(order, starts[1:]), strict=True):",
+               "strict=True)]")},
+        (tables, "if not c > 0.0:  # log 0 = -inf and log of a negative (or NaN): never "
+         "covered", "> -> >="):
+            "c = 0: log 0 = -inf lies below every axis, so the lookup gives None all the same "
+            "(after numpy's divide warning)",
+        **{(tables, line, "1 -> 2"): "the sentinel -2 is a miss as -1 is: only near >= 0 is "
+           "read" for line in (
+               "near = i if abs(a[i] - x) <= 1e-9 else below if abs(a[below] - x) <= 1e-9 "
+               "else -1", "np.where(np.abs(a[below] - x) <= 1e-9, below, -1))")},
+        (tables, "w = 0.0", "0.0 -> 1.0"): hit_weight,
+        (tables, "w = np.where(hit, 0.0, np.where(inside & (span > 0), (x - a[low]) / safe, "
+         "np.nan))", "0.0 -> 1.0"): hit_weight,
+        **{(tables, "elif a[0] < x < a[-1] and span > 0:", m): inside
+           for m in ("< -> <=", "> -> >=")},
+        **{(tables, "inside = (x > a[0]) & (x < a[-1])", m): inside
+           for m in ("> -> >=", "< -> <=")},
+        (tables, "safe = np.where(span > 0, span, 1.0)", "> -> >="): masked,
+        (tables, "safe = np.where(span > 0, span, 1.0)", "1.0 -> 2.0"): masked,
+        (tables, "w = np.where(hit, 0.0, np.where(inside & (span > 0), (x - a[low]) / safe, "
+         "np.nan))", "> -> >="): inside,
+        (tables, "for corner in range(2 ** len(axes)):", "** -> *", "#2"):
+            "2 ** n == 2 * n for the one or two coordinates a table has; the array lookup "
+            "cannot take a table of none (lookup_one can, and its mutant is killed)",
+        **{(tables, line, "or -> and"): "the all-low corner always weighs > 0 (a weight is 1 on "
+           "a hit and 1 - w > 0 between rows), so a finite value means it was measured and "
+           "has a source" for line in (
+               'return float(np.exp(val)), "interpolated: " + _file_of(first or last)',
+               'src[ok] = ["interpolated: " + _file_of(a or b) for a, b in zip(first, last,')},
+        **{(tables, line, "> -> >="): "a corner weighs 0 only on a hit, where low and high "
+           "are the same cell as the corner weighing 1: adding 0 × its (finite) value changes "
+           "nothing" for line in ("if weight > 0:",
+                                  "val = np.where(weight > 0, val + weight * v, val)")},
+        (tables, "i = np.clip(np.searchsorted(a, x), 0, a.size - 1)", "0 -> 1"):
+            "i = 0 only when x <= a[0]: an exact hit (found through below = 0 as well) or "
+            "outside the axis (NaN either way)",
+        **{(tables, line, "0 -> 1"): "the list holds a dict per operator (four GEMMs, five "
+           "elementwise kernels per file), all with the same keys" for line in (
+               "g = {k: np.concatenate([np.asarray(x[k]) for x in gemm]) for k in gemm[0]}",
+               "e = {k: np.concatenate([np.asarray(x[k]) for x in elem]) for k in elem[0]}")},
     }
 
 

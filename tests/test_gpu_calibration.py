@@ -145,3 +145,51 @@ def test_a_run_takes_kernel_fields_from_the_top_level_or_the_kernels_table():
     assert (km.launch_time, km.memory_efficiency) == (5e-6, 0.8)
     # roofline coefficients select the roofline; nothing at all selects the measured profiles
     assert not isinstance(cal.run_kernels({}), KernelModel)
+
+
+def _fit(intercept: float, slope: float, fitted=(10.0, 4.0), residuals=(3e-6, -4e-6)):
+    return cal.Fit("pingpong", intercept, slope, np.array(fitted), np.array(residuals))
+
+
+def test_a_fits_residual_figures_by_hand():
+    fit = _fit(1e-6, 1e-10, fitted=(10.0, 4.0), residuals=(3.0, -2.0))
+    assert fit.rms_residual == pytest.approx(np.sqrt((9 + 4) / 2), rel=1e-12)
+    assert fit.max_relative_residual == pytest.approx(0.5, rel=1e-12)  # 2 of 4, not 3 of 10
+
+
+def test_coefficient_tables_hold_their_inputs_and_clamp_efficiencies_at_one():
+    # 1e-10 s per byte is 10 GB/s; a line of 8 GB/s is then exceeded: efficiency 1, not 1.25
+    fab = cal.fabric_coefficients(_fit(5e-6, 1e-10), line_rate=8e9, path_latency_time=2e-6)
+    assert fab == {"message_fixed_time": 5e-6, "rate": pytest.approx(1e10, rel=1e-12),
+                   "rms_residual_time": pytest.approx(np.sqrt(12.5) * 1e-6),
+                   "path_latency_time": 2e-6, "overhead_time": pytest.approx(3e-6),
+                   "line_rate": 8e9, "efficiency": 1.0}
+    # 2e-9 s per token is 500 M tokens/s; × 1,000 B per token = 500 GB/s > a 400 GB/s HBM
+    k = cal.kernel_coefficients(_fit(3e-6, 2e-9), bytes_per_token=1000.0, hbm_bandwidth=4e11)
+    assert k == {"launch_time": 3e-6, "token_rate": pytest.approx(5e8, rel=1e-12),
+                 "rms_residual_time": pytest.approx(np.sqrt(12.5) * 1e-6),
+                 "bytes_per_token": 1000.0, "effective_bandwidth": pytest.approx(5e11, rel=1e-12),
+                 "hbm_bandwidth": 4e11, "memory_efficiency": 1.0}
+
+
+def test_a_flat_fit_is_refused_not_divided_by_zero():
+    with pytest.raises(UserError, match="ping-pong fit: time does not grow"):
+        cal.fabric_coefficients(_fit(1e-6, 0.0))
+    with pytest.raises(UserError, match="kernel fit: time does not grow"):
+        cal.kernel_coefficients(_fit(1e-6, 0.0))
+
+
+def test_sizes_of_zero_and_below_one_byte_are_read_and_the_messages_say_what_is_needed(tmp_path):
+    f = tmp_path / "m.csv"
+    f.write_text("bytes,seconds\n0,2e-6\n0.5,3e-6\n")
+    assert cal.read_csv(f).x.tolist() == [0.0, 0.5]
+    f.write_text("bytes,seconds\n-1,2e-6\n5,3e-6\n")
+    with pytest.raises(UserError, match=r"-1 must be a finite number >= 0$"):
+        cal.read_csv(f)
+    f.write_text("bytes,seconds\n1,0\n5,3e-6\n")
+    with pytest.raises(UserError, match=r"0 must be a finite number > 0$"):
+        cal.read_csv(f)
+    f.write_text("size,time\n1,2\n")
+    with pytest.raises(UserError, match="use 'bytes,seconds' or 'bytes,rtt_seconds' or "
+                                        "'batch,tokens,seconds'"):
+        cal.read_csv(f)

@@ -96,3 +96,45 @@ def test_a_table_of_other_measurements_is_read_as_given(tmp_path):
                  "d2h,1000,2e-5\nd2h,1000000,2e-4\n")
     m = HostCopyTime(p)
     assert m.time("h2d", 1000) == pytest.approx(1e-5) and m.time("d2h", 1e6) == pytest.approx(2e-4)
+
+
+def test_a_table_given_out_of_order_is_sorted_raised_and_extended(tmp_path):
+    # rows out of size order, and a 4 kB h2d copy measured faster than the 1 kB one: the table
+    # is sorted by size, a larger copy is never faster (running maximum), and past the last row
+    # the rest goes at the last two rows' rate
+    p = tmp_path / "pcie.csv"
+    p.write_text("direction,bytes,time_s\n"
+                 "h2d,1000000,1e-4\nh2d,1000,2e-5\nh2d,4000,1.5e-5\nh2d,100000,3e-5\n"
+                 "d2h,100000,4e-5\nd2h,1000,1e-5\nd2h,1000000,2.2e-4\n")
+    m = HostCopyTime(p)
+    assert m.path == str(p)
+    assert m.time("h2d", 4000) == pytest.approx(2e-5, rel=1e-12)  # raised to the 1 kB time
+    # between 4 kB (2e-5, raised) and 100 kB (3e-5), log-log: at 20 kB
+    w = np.log(20_000 / 4000) / np.log(100_000 / 4000)
+    want = np.exp((1 - w) * np.log(2e-5) + w * np.log(3e-5))
+    assert m.time("h2d", 20_000) == pytest.approx(want, rel=1e-12)
+    # between the first two rows (d2h: 1 kB, 100 kB) and the last two (h2d: 100 kB, 1 MB),
+    # log-log as well
+    for d, x, (x0, t0), (x1, t1) in (("d2h", 10_000, (1000, 1e-5), (100_000, 4e-5)),
+                                     ("h2d", 300_000, (100_000, 3e-5), (1e6, 1e-4))):
+        w = np.log(x / x0) / np.log(x1 / x0)
+        assert m.time(d, x) == pytest.approx(np.exp((1 - w) * np.log(t0) + w * np.log(t1)),
+                                             rel=1e-12)
+    # beyond 1 MB at the rate of the last two rows: 900 kB in 70 µs (h2d), in 180 µs (d2h)
+    assert m.time("h2d", 2e6) == pytest.approx(1e-4 + 1e6 * 70e-6 / 900e3, rel=1e-12)
+    assert m.time("d2h", 2e6) == pytest.approx(2.2e-4 + 1e6 * 180e-6 / 900e3, rel=1e-12)
+    # below the smallest row: that row's time; half a byte is still a copy
+    assert m.time("h2d", 500) == pytest.approx(2e-5, rel=1e-12)
+    assert m.time("d2h", 0.5) == pytest.approx(1e-5, rel=1e-12)
+    assert m.time("d2h", 0.0) == 0.0
+    # a link at twice the rate halves the part beyond the smallest copy's time (d2h: 1e-5)
+    assert m.time("d2h", 1e6, link_bandwidth=GBps(128)) == pytest.approx(
+        1e-5 + (2.2e-4 - 1e-5) / 2, rel=1e-12)
+
+
+def test_each_direction_has_its_own_engine():
+    env = simpy.Environment()
+    ce = CopyEngines(env)
+    ce.issue("h2d", 3.0)
+    ce.issue("d2h", 1.0)
+    assert (ce.h2d.free_at, ce.d2h.free_at) == (3.0, 1.0)

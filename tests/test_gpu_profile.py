@@ -248,3 +248,38 @@ def test_an_rdma_all_reduce_at_a_hand_computed_point():
     assert ops.collective(p, h100, "allreduce", 2**20, 8, "rdma") == pytest.approx(79.4288e-6,
                                                                                    rel=1e-9)
     assert ops.collective(p, h100, "sendrecv", 1e6, 1, "rdma") == 0.0
+
+
+#: GPUs where one roofline term vanishes beside the other: memory-bound (1 GB/s, 1e30 FLOP/s)
+#: and compute-bound (1e30 B/s, 1 GFLOP/s); the smooth maximum then is the larger term exactly.
+MEM_BOUND = GPUSpec("membound", hbm_bytes=1.0, hbm_bandwidth=1e9, peak_flops=1e30,
+                    nvlink_bandwidth=1.0)
+CMP_BOUND = GPUSpec("cmpbound", hbm_bytes=1.0, hbm_bandwidth=1e30, peak_flops=1e9,
+                    nvlink_bandwidth=1.0)
+PREFILL = {"t0": 1e-6, "ec": 0.8, "L0": 100.0, "c0": 4.0, "kc": 0.5}
+
+
+def test_a_prefill_chunks_bytes_and_its_compute_efficiency_by_hand():
+    # 256 new tokens over 40,000 pairs, half of them causal, reading 2,000 keys; 8 query heads
+    # over 1 KV head, 128-wide Q/K and V
+    c, pairs, tri, ctx, hq, hk, d = 256.0, 40_000.0, 0.5, 2000.0, 8.0, 1.0, 128.0
+    # bytes: the chunk's Q and O rows and the context's K and V, bf16, at 90 % of the bandwidth
+    nbytes = c * hq * (d + d) * 2 + ctx * hk * (d + d) * 2
+    t = ops.prefill_attention(PREFILL, MEM_BOUND, c, pairs, tri, ctx, hq, hk, d, d)
+    assert float(t) == pytest.approx(1e-6 + nbytes / (1e9 * 0.9), rel=1e-12)
+    # FLOPs 2·8·256·40,000; efficiency 0.8 / (1 + 100/156.25) / (1 + 4/16) × (1 − 0.5·0.5)
+    # (mean keys per query 40,000/256; 2 row tiles of 128 × 8 heads = 16 CTAs)
+    ec = 0.8 / (1 + 100 / 156.25) / (1 + 4 / 16) * 0.75
+    t = ops.prefill_attention(PREFILL, CMP_BOUND, c, pairs, tri, ctx, hq, hk, d, d)
+    assert float(t) == pytest.approx(1e-6 + 2 * 8 * 256 * 40_000 / (1e9 * ec), rel=1e-12)
+
+
+def test_merge_and_indexer_scores_by_hand():
+    # merge of 2 partials of 2 × 16 rows of 512: each row 1,024 B + a 4 B LSE, read twice and
+    # written once, at half of 1 GB/s
+    t = ops.merge({"t0": 1e-6, "e": 0.5}, MEM_BOUND, 2, 16, 512, 2)
+    assert float(t) == pytest.approx(1e-6 + 3 * 2 * 16 * 1028 / 0.5e9, rel=1e-12)
+    # indexer scores: 2·B·L·H·D FLOPs at the dense FlashMLA efficiency
+    t = ops.indexer_scores({"t0": 0.0, "s": 4.0}, CMP_BOUND, 3, 1000, 64, 128)
+    assert float(t) == pytest.approx(2 * 3 * 1000 * 64 * 128 / (1e9 * ops.FLASHMLA_DENSE),
+                                     rel=1e-12)

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from simulator.gpu import GPU, HBMFullError, KernelModel
 from simulator.hardware import GPUSpec
+from simulator.models import Architecture
 from simulator.units import TFLOPS, TBps, ms, us
 
 #: A round-numbered GPU for hand-checked answers: 1 TB/s, 100 TFLOP/s.
@@ -106,3 +107,40 @@ def test_capacity_is_never_exceeded(ops):
             g.release(held.pop())
         assert 0 <= g.used_bytes <= g.hbm_bytes
         assert g.free_bytes == pytest.approx(g.hbm_bytes - sum(held))
+
+
+def test_a_gpus_kernel_times_are_its_kernel_models_on_its_spec():
+    arch = Architecture.custom("toy", 10, 500.0, 1000.0, return_bytes=200.0)
+    g = GPU(simpy.Environment(), "n0/gpu0", TOY, EXACT)
+    # 4 × 250 × 1,000 B + 4 × 500 B at 1 TB/s, after EXACT's 2 µs launch (the default model
+    # would add 3 µs and run at 3,000 of 3,350 GB/s)
+    assert g.attention_time(arch, 4, 250) == pytest.approx(us(2) + 1.002e6 / 1e12, rel=1e-12)
+    assert g.merge_time(arch, 8) == pytest.approx(us(2) + 4800 / 1e12, rel=1e-12)
+    assert g.merge_time(arch, 8, partials=3) == EXACT.merge_time(TOY, arch, 8, 3)
+    assert GPU(simpy.Environment(), "n0/gpu1", TOY).kernels == KernelModel()
+
+
+def test_utilization_is_busy_over_elapsed_and_zero_at_the_start():
+    env = simpy.Environment()
+    g = GPU(env, "n0/gpu0", TOY)
+    assert g.utilization() == 0.0
+    g.run(0.25)
+    env.run(until=0.5)
+    assert g.utilization() == pytest.approx(0.5)
+
+
+def test_releasing_more_than_was_reserved_is_refused():
+    g = GPU(simpy.Environment(), "n0/gpu0", TOY)
+    g.reserve(100.0)
+    with pytest.raises(ValueError, match="cannot release 150.0 B, 100.0 B reserved"):
+        g.release(150.0)
+    with pytest.raises(ValueError, match="cannot release -1"):
+        g.release(-1.0)
+    assert g.used_bytes == 100.0
+
+
+def test_reserving_and_releasing_nothing_is_allowed():
+    g = GPU(simpy.Environment(), "n0/gpu0", TOY)
+    g.reserve(0.0)
+    g.release(0.0)
+    assert g.used_bytes == 0.0

@@ -281,8 +281,9 @@ class KernelProfile:
         c, P, hq, hk, dq, dv = np.broadcast_arrays(
             *(np.asarray(v, float) for v in (new, cached, q_heads, kv_heads, qk_dim, v_dim)))
         pairs, tri = causal_pairs(c, P, topk)
-        t = ops.prefill_attention(self.fit("prefill_attention").params, self.gpu, c, pairs, tri,
-                                  P + c, hq, hk, dq, dv)
+        with np.errstate(divide="ignore", invalid="ignore"):  # no new token: 0/0, masked below
+            t = ops.prefill_attention(self.fit("prefill_attention").params, self.gpu, c, pairs,
+                                      tri, P + c, hq, hk, dq, dv)
         t = np.where(c > 0, t, 0.0)
         use = (P == 0) & (dq == dv) & (topk is None) & (c > 0)
         return self._answer("prefill_attention", t, self._table("prefill_attention",
