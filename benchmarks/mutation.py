@@ -716,6 +716,9 @@ def _gpu_equivalents() -> dict:
             ("self._collectives = lru_cache(maxsize=1 << 16)(self._collective_time)", "1 -> 2"),
             ("self._collectives = lru_cache(maxsize=1 << 16)(self._collective_time)",
              "16 -> 17"))},
+        (profiled, 'd = layers.head_dim(arch) if arch.attention in ("gqa", "mha") else \\',
+         "in -> not in"): "head_dim() falls back to the same query row over the element size, "
+                          "and every catalog GQA model's head width is exactly that",
         (profiled, "if batch <= 0:", "<= -> <"):
             "no token: decode_ops gives no kernel (callers' logits never exceed the batch), so "
             "the time and the launches are 0 either way",

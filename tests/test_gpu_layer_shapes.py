@@ -152,6 +152,7 @@ def test_no_token_no_kernel_and_a_fraction_of_a_token_still_runs_them():
     names, calls = _ops(v32, 1, gpus=2)
     assert len(names) == len(_ops(v32, 2, gpus=2)[0])
     assert calls[0] == ("rmsnorm", 0.5, float(v32.hidden_size))
+    assert calls[1] == ("gemm", 0.5, float(v32.q_lora_rank), float(v32.hidden_size), "fp8", 1.0)
     # a generic layer of a single weight element per GPU and layer is one 1 × 1 GEMM
     one = Architecture.custom("toy", 4, 500.0, 100.0, weight_bytes=8.0)
     assert _ops(one, 5)[1] == [("gemm", 5.0, 1.0, 1.0, "bf16", 1.0)]

@@ -42,6 +42,13 @@ def test_paged_kv_attention_is_the_measured_paged_row_at_its_page_size():
     assert str(pk32.profile(h200).attention(1, 2048, 64, 8, 128, paged=True,
                                             page_tokens=32).source).startswith("fitted: ")
     assert pk32.attention_time(h200, LLAMA, 1, 2048) == pytest.approx(want + launch, rel=1e-12)
+    # on an H100 (no table: the model) paged KV is the paged model, not the contiguous one
+    paged100 = ProfiledKernels(paged_kv=True)
+    p100 = paged100.profile(H100)
+    want = float(p100.attention(1, 2048, 64, 8, 128, paged=True, page_tokens=16).time)
+    assert paged100.attention_time(H100, LLAMA, 1, 2048) == pytest.approx(
+        want + _launch(paged100, 1), rel=1e-12)
+    assert want > float(p100.attention(1, 2048, 64, 8, 128).time)
     # contiguous KV: the dense rows (not the paged ones)
     dense = float(ProfiledKernels().profile(h200).attention(1, 2048, 64, 8, 128).time)
     assert ProfiledKernels().attention_time(h200, LLAMA, 1, 2048) == pytest.approx(
