@@ -2,11 +2,17 @@
 and one by one, the shapes a table may not answer, the causal pairs of a prefill chunk, and
 the sources each answer names. Expected values are the CSV rows themselves or worked by hand."""
 
+import csv
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from simulator import hardware
-from simulator.gpu.profile import _ratios, causal_pairs
+from simulator.gpu import operators as ops
+from simulator.gpu.operators import FLASHMLA_DENSE, FLASHMLA_MEMORY, FLASHMLA_SPARSE, REFERENCE_SMS
+from simulator.gpu.profile import KernelProfile, _ratios, causal_pairs
+from simulator.gpu.profiled import ProfiledKernels
 from simulator.gpu.profiles import calibration_dir, load_profile
 from simulator.gpu.tables import load_rows
 from simulator.models import model
@@ -129,8 +135,6 @@ def test_launch_sources_on_a_gpu_it_was_not_measured_on():
 
 def _dense_contexts(q_heads: int, variant: str) -> list[float]:
     """The contexts h200/attn_decode.csv measured for ``q_heads`` heads (read here with csv)."""
-    import csv
-
     with open(calibration_dir() / "h200" / "attn_decode.csv", newline="") as f:
         return sorted({float(r["context"]) for r in csv.DictReader(f)
                        if r["variant"] == variant and int(r["q_heads"]) == q_heads})
@@ -138,9 +142,6 @@ def _dense_contexts(q_heads: int, variant: str) -> list[float]:
 
 @pytest.mark.parametrize("paged", [False, True])
 def test_gqa_breakpoints_are_the_split_bounds_and_the_measured_contexts(paged):
-    from simulator.gpu.operators import REFERENCE_SMS
-    from simulator.gpu.profiled import ProfiledKernels
-
     llama = model("llama-3-70b")  # 64 query heads over 8 KV heads
     h200_spec, h100_spec = hardware.gpu("H200"), hardware.gpu("H100")
     pk = ProfiledKernels(paged_kv=paged)
@@ -161,9 +162,6 @@ def test_gqa_breakpoints_are_the_split_bounds_and_the_measured_contexts(paged):
 
 
 def test_an_mla_knee_is_where_its_memory_and_compute_times_meet():
-    from simulator.gpu.operators import FLASHMLA_DENSE, FLASHMLA_MEMORY, FLASHMLA_SPARSE
-    from simulator.gpu.profiled import ProfiledKernels
-
     h100 = hardware.gpu("H100")
     pk = ProfiledKernels()
     for name, eff in (("deepseek-v3.2", FLASHMLA_SPARSE), ("deepseek-v3", FLASHMLA_DENSE)):
@@ -183,8 +181,6 @@ def test_an_mla_knee_is_where_its_memory_and_compute_times_meet():
 
 
 def test_a_later_prefill_chunk_is_the_model_over_its_whole_context(h200):
-    from simulator.gpu import operators as ops
-
     # 512 new tokens after 1,024 cached, 8 heads over 1 KV head of 128: pairs 512·1024 +
     # 512·513/2 = 655,616, 131,328 of them (about a fifth) under the triangle; the keys read are
     # all 1,536 tokens'
@@ -196,10 +192,6 @@ def test_a_later_prefill_chunk_is_the_model_over_its_whole_context(h200):
 
 
 def test_the_first_folder_holding_an_operators_rows_answers(h200, tmp_path):
-    from dataclasses import replace
-
-    from simulator.gpu.profile import KernelProfile
-
     # a second folder whose one GEMM row (n = 2560, k = 8192, m = 1) took 1 ms
     (tmp_path / "gemm.csv").write_text("model,op,dtype,m,n,k,time_s\nx,qkv,bf16,1,2560,8192,1e-3\n")
     cal = str(calibration_dir() / "h200")

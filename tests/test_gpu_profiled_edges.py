@@ -18,7 +18,7 @@ from simulator.gpu.profiled import (
     profiled_kernels,
 )
 from simulator.gpu.profiles import load_profile
-from simulator.models import model
+from simulator.models import Architecture, model
 
 H100 = hardware.gpu("H100")
 LLAMA = model("llama-3-70b")  # 64 query heads over 8 KV heads of 128
@@ -111,7 +111,7 @@ def test_gqa_prefill_splits_heads_over_gpus_and_a_generic_model_does_not():
         want + _launch(pk, LLAMA.layers), rel=1e-12)
     # a model without layer dimensions keeps its one head on every GPU, 1,000 B of query row
     # per head = 500 bf16 elements wide
-    toy = model("llama-3-70b").custom("toy", 2, 1500.0, 100.0, return_bytes=500.0)
+    toy = Architecture.custom("toy", 2, 1500.0, 100.0, return_bytes=500.0)
     want = float(p.prefill_attention(200.0, 0.0, 1.0, 1.0, 500.0).time) * 2
     assert pk.prefill_attention_time(H100, toy, 200, 0, gpus=4) == pytest.approx(
         want + _launch(pk, 2), rel=1e-12)
