@@ -123,6 +123,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py",
              # the roofline's hand-checkable figures are the closed form's (KernelModel)
              "tests/test_costmodel_closed_form.py", "tests/test_oracle.py"]),
+    "basics": (["simulator/network/paths.py", "simulator/models.py", "simulator/units.py",
+                "simulator/gpu/streams.py"],
+               ["tests/test_network_paths.py", "tests/test_models.py", "tests/test_units.py",
+                "tests/test_hot_paths.py", "tests/test_gpu_copyengines.py",
+                "tests/test_gpu_streams.py"]),
     "sparse": (["workloads/sparse.py", "workloads/sparse_kernels.py"],
                ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
@@ -775,6 +780,65 @@ def _gpu_equivalents() -> dict:
            "elementwise kernels per file), all with the same keys" for line in (
                "g = {k: np.concatenate([np.asarray(x[k]) for x in gemm]) for k in gemm[0]}",
                "e = {k: np.concatenate([np.asarray(x[k]) for x in elem]) for k in elem[0]}")},
+    }
+
+
+def _basics_equivalents() -> dict:
+    """Equivalent mutants of the basics group (paths, models, units, streams; stop 46)."""
+    paths, streams = "simulator/network/paths.py", "simulator/gpu/streams.py"
+    models = "simulator/models.py"
+    first_pop = ("Dijkstra's pruning and tie-break only: a node's distance is set at its first "
+                 "pop, which is its least cost whatever else was pushed or in which order")
+    return {
+        **{(paths, line, m): first_pop for line, m in (
+            ("seen[src] = 0.0", "delete `seen[src] = 0.0`"), ("seen[src] = 0.0", "0.0 -> 1.0"),
+            ("count = 0", "0 -> 1"), ("fringe = [(0.0, 0, src)]", "0 -> 1"),
+            ("if du < seen[u]:", "< -> <="), ("seen[u] = du", "delete `seen[u] = du`"),
+            ("count += 1", "+= -> -="), ("count += 1", "1 -> 2"),
+            ("count += 1", "delete `count += 1`"))},
+        (paths, "continue", "delete `continue`", "#2"):
+            "a node already done is pushed again and skipped when popped (done[v])",
+        (paths, "if self.ecmp or src == dst:", "== -> !="):
+            "without ECMP both ways find the same path (the cache's own test), and a node to "
+            "itself is [node] either way",
+        (paths, "if ecmp and len(paths) > 1:", "> -> >="):
+            "one path: sorted, the hash picks index 0, the path itself",
+        (streams, "start = self.free_at if self.free_at > now else now", "> -> >="):
+            "free_at == now: either is the start",
+        (streams, "start = free if free > at else at", "> -> >="): "free == at: either",
+        (streams, "if at > free and at > now:  # the stream idles until then", "> -> >="):
+            "at == free: a span of no length, which adds nothing to the busy time",
+        (models, "weight_bytes=total_params * 1.0, active_params=active_params,", "* -> /",
+         "total_params * 1.0"): "×1 and ÷1 alike",
+        (models, "kv_bytes_per_token_fp8=2 * kv_heads * head_dim * 1.0,", "* -> /",
+         "2 * kv_heads * head_dim * 1.0"): "×1 and ÷1 alike",
+        (models, "head_dim = hidden // q_heads", "// -> /"):
+            "the builder's only callers are the catalog's entries, whose hidden sizes are "
+            "multiples of their head counts: the same value (as a float)",
+        (streams, "if ahead <= 0.0:", "<= -> <"):
+            "nothing ahead: every recorded span ends by now and adds 0",
+        (streams, "if at > free and at > now:  # the stream idles until then", "and -> or"):
+            "at >= now always (the caller's contract), so the mutant adds only spans that end "
+            "before they start (at <= free), which add 0",
+        **{(streams, line, "> -> >="): "a span starting exactly now either way"
+           for line in ("self.gaps.append((free if free > now else now, at))",
+                        "self.gaps.append(_ChainSpans(self.free_at if self.free_at > now else "
+                        "now, times))",
+                        "self.free_at = (self.free_at if self.free_at > now else now) + "
+                        "duration")},
+        (streams, "if at > self.free:", "> -> >="): "at == free: a span of no length",
+        (streams, "idle = starts > before", "> -> >="):
+            "a kernel starting as the last ends: a span of no length",
+        (streams, "yield from zip(before[idle].tolist(), starts[idle].tolist(), strict=True)",
+         "True -> False"): "both come from one mask over arrays of one length",
+        **{(streams, line, m): "a span ending exactly now adds 0 whether it is kept or dropped"
+           for line, m in (
+               ("if gaps and _last_end(gaps[0]) <= now:", "<= -> <"),
+               ("if _last_end(gaps[-1]) <= now:  # all of them (the usual case: a chain per "
+                "step)", "<= -> <"),
+               ("gaps[:] = [x for x in gaps if _last_end(x) > now]", "> -> >="))},
+        (streams, "if factor > 1:", "> -> >="):
+            "factor 1: a wait of (now − t0)·0 = 0 s, the same time",
     }
 
 
@@ -1685,6 +1749,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_loop_equivalents(),
     **_costmodel_equivalents(),
     **_gpu_equivalents(),
+    **_basics_equivalents(),
 }
 
 

@@ -1,11 +1,13 @@
 """Architectures: the catalog reproduces REFERENCE.md, lookups fail clearly, two coefficients suffice."""
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from simulator.errors import UserError
-from simulator.models import MODELS, Architecture, UnknownModelError, model
+from simulator.models import MODELS, Architecture, UnknownModelError, _dense, _mla, model
 from tests.strategies import architectures
 
 # -- known answers (REFERENCE.md "Attention architectures") ----------------------------------
@@ -110,3 +112,73 @@ def test_custom_round_trips_its_coefficients(layers, payload, moved):
     assert arch.routed_payload_bytes() == pytest.approx(payload)
     assert arch.moved_bytes_per_token == moved
     assert arch.layers == layers
+
+
+# -- the builders, called here (the catalog is built at import, out of a mutant's reach) --------
+
+
+def test_the_mla_builder_by_its_published_figures():
+    arch = _mla("m", 61, 128, 7168, 671e9, 37e9, 2048, 64, q_lora_rank=1536)
+    # latent 512 + RoPE 64 in bf16: 1,152 B; FlashMLA's fp8 layout 512 + 16 + 128 = 656 B
+    assert (arch.kv_bytes_per_token_bf16, arch.kv_bytes_per_token_fp8) == (1152.0, 656.0)
+    # query row 576 × 2 B per head; returned 512 × 2 B + a 4 B LSE
+    assert (arch.query_bytes_per_head, arch.return_bytes_per_head) == (1152.0, 1028.0)
+    assert arch.attention_flops_per_token == 2.0 * (576 + 512) * 128
+    # fp8 checkpoint: 1 B per parameter; 2 FLOPs per active parameter per token
+    assert (arch.weight_bytes, arch.weight_bytes_per_param) == (671e9, 1.0)
+    assert arch.non_attention_flops_per_token == 2.0 * 37e9
+    assert (arch.attention, arch.kv_heads, arch.bytes_per_element) == ("mla_dsa", 1, 2.0)
+    assert (arch.topk_tokens, arch.indexer_heads, arch.indexer_head_dim) == (2048, 64, 128)
+    assert (arch.kv_lora_rank, arch.qk_rope_head_dim, arch.q_lora_rank) == (512, 64, 1536)
+    dense = _mla("d", 61, 64, 7168, 1e12, 32e9, None, 0)
+    assert (dense.attention, dense.indexer_head_dim, dense.topk_tokens) == ("mla", 0, None)
+
+
+def test_the_dense_builder_by_its_published_figures():
+    # Llama-3-70B: 64 query heads of 128 over 8 KV heads, hidden 8192, 141 GB of bf16 weights
+    arch = _dense("l", 80, 64, 8, 8192, 141e9, "gqa", intermediate_size=28672)
+    assert arch.head_dim == 128
+    assert (arch.kv_bytes_per_token_bf16, arch.kv_bytes_per_token_fp8) == (4096.0, 2048.0)
+    assert (arch.query_bytes_per_head, arch.return_bytes_per_head) == (256.0, 260.0)
+    assert arch.attention_flops_per_token == 2.0 * 256 * 64
+    assert arch.active_params == 70.5e9 and arch.non_attention_flops_per_token == 141e9
+    assert (arch.weight_bytes, arch.bytes_per_element, arch.intermediate_size) == (
+        141e9, 2.0, 28672)
+    # LLaMA-33B's 52 heads of 128 in 6,656
+    assert _dense("s", 60, 52, 52, 6656, 65e9, "mha").head_dim == 128
+
+
+def test_bounds_an_architecture_checks():
+    base = model("llama-3-70b")
+    for field in ("kv_bytes_per_token_bf16", "kv_bytes_per_token_fp8"):
+        with pytest.raises(ValueError, match=field):
+            replace(base, **{field: 0.0})
+    for field in ("topk_tokens", "max_context_tokens"):
+        assert getattr(replace(base, **{field: 1}), field) == 1
+        with pytest.raises(ValueError, match=field):
+            replace(base, **{field: 0})
+
+
+def test_weights_and_parameters_at_their_edges():
+    base = model("llama-3-70b")
+    # no bytes per parameter: no parameter count, and the active weights are all the weights
+    none = replace(base, weight_bytes_per_param=0.0)
+    assert none.total_params == 0.0 and none.active_weight_bytes == none.weight_bytes
+    # half a parameter in all (1 B at 2 B each), a quarter active: half the bytes are active
+    tiny = replace(base, weight_bytes=1.0, active_params=0.25)
+    assert tiny.total_params == 0.5 and tiny.active_weight_bytes == 0.5
+    assert model(base) is base
+
+
+def test_a_custom_architectures_fixed_fields_and_edges():
+    arch = Architecture.custom("c", 3, 1000.0, 100.0, weight_bytes=8e9)
+    assert arch.return_bytes() == 500.0  # half the payload by default
+    assert (arch.query_heads, arch.kv_heads, arch.hidden_size, arch.bytes_per_element) == (
+        1, 1, 0, 2.0)
+    assert arch.active_params == 4e9 and arch.active_weight_bytes == 8e9
+    for ret in (0.0, 1000.0):  # the payload may be all query or all return
+        assert Architecture.custom("c", 3, 1000.0, 100.0, return_bytes=ret).return_bytes() == ret
+    with pytest.raises(UserError, match="moved_bytes_per_token must be > 0"):
+        Architecture.custom("c", 3, 1000.0, 0.0)
+    with pytest.raises(UserError, match="return_bytes must be in"):
+        Architecture.custom("c", 3, 1000.0, 100.0, return_bytes=1000.5)

@@ -14,7 +14,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import topologies
-from simulator.network.paths import NoPathError, PathCache, PathInfo, gpu_path, path_info
+from simulator.network.paths import (
+    MAX_EQUAL_COST_PATHS,
+    NoPathError,
+    PathCache,
+    PathInfo,
+    _equal_cost_paths,
+    gpu_path,
+    path_info,
+    paths_among,
+)
 
 US = 1e-6
 
@@ -211,3 +220,66 @@ def test_path_choice_matches_brute_force(g):
             alt = path_info(g, src, dst, ecmp=True)
             assert alt.latency_time == pytest.approx(info.latency_time, abs=1e-15)
             assert alt.hops == info.hops
+
+
+# -- many pairs at once, a primed cache, edges without a latency, the ECMP cap -------------------
+
+@given(small_graphs())
+def test_paths_among_is_path_info_pair_by_pair(g):
+    nodes = sorted(g.nodes)
+    reachable = [(s, d) for s in nodes for d in nodes if s != d and nx.has_path(g, s, d)]
+    if len(reachable) < len(nodes) * (len(nodes) - 1):
+        with pytest.raises(NoPathError):
+            paths_among(g, nodes)
+        return
+    got = paths_among(g, nodes)
+    assert set(got) == set(reachable)
+    for (s, d), info in got.items():
+        assert info == path_info(g, s, d), (s, d)
+
+
+def test_paths_among_a_preset_and_a_primed_cache():
+    g = topologies.build("dgx_h100", nodes=2)
+    ends = sorted(topologies.gpus(g))[::5]
+    got = paths_among(g, ends)
+    assert len(got) == len(ends) * (len(ends) - 1)
+    cache = PathCache(g)
+    cache.prime(got)
+    for key, info in got.items():
+        assert cache(*key) is info  # taken as given, not computed again
+        assert info == path_info(g, *key)
+    # with ECMP a primed path is ignored: every pair is chosen among its equal-cost paths
+    fake = PathInfo(("x",), (), 0.0, 1.0, False)
+    ecmp = PathCache(g, ecmp=True)
+    ecmp.prime({(ends[0], ends[1]): fake})
+    assert ecmp(ends[0], ends[1]) == path_info(g, ends[0], ends[1], ecmp=True)
+
+
+def test_an_edge_without_a_latency_costs_none():
+    g = diamond(top=1 * US, bottom=2 * US)
+    for u, v in (("a", "x"), ("x", "b")):
+        del g.edges[u, v]["latency"]
+    # a → x → b now has no latency at all: it wins, with 0 s summed
+    info = path_info(g, "a", "b")
+    assert info.nodes == ("a", "x", "b") and info.latency_time == 0.0
+    assert PathCache(g)("a", "b") == info
+    assert paths_among(g, ["a", "b"])[("a", "b")] == info
+    # and it has no equal-cost rival for ECMP (named so that the hash would take the second)
+    h = nx.relabel_nodes(g, {"a": "src", "b": "dst"})
+    assert gpu_path(h, "src", "dst", ecmp=True) == ["src", "x", "dst"]
+
+
+def test_ecmp_over_two_paths_uses_the_hash_and_a_cache_with_ecmp_does_too():
+    # a diamond of equal arms from "src" to "dst": crc32("src->dst") is odd, so ECMP takes the
+    # second of the two sorted paths (via y), where the plain rule takes the first (via x)
+    g = nx.relabel_nodes(diamond(top=1 * US, bottom=1 * US), {"a": "src", "b": "dst"})
+    assert zlib.crc32(b"src->dst") % 2 == 1
+    assert gpu_path(g, "src", "dst") == ["src", "x", "dst"]
+    assert gpu_path(g, "src", "dst", ecmp=True) == ["src", "y", "dst"]
+    assert PathCache(g, ecmp=True)("src", "dst").nodes == ("src", "y", "dst")
+    assert PathCache(g)("src", "dst").nodes == ("src", "x", "dst")
+
+
+def test_ecmp_chooses_among_at_most_256_equal_paths():
+    g = two_tier(spines=300)
+    assert len(_equal_cost_paths(g, "g0", "g2")) == MAX_EQUAL_COST_PATHS == 256

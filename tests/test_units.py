@@ -43,3 +43,37 @@ def test_unknown_names_get_a_clear_error():
         hardware.gpu("H9000")
     with pytest.raises(UserError, match="network stack"):
         hardware.stack("tcp")
+
+
+@pytest.mark.parametrize("fn, factor", [
+    (units.KB, 1e3), (units.MB, 1e6), (units.GB, 1e9), (units.TB, 1e12), (units.KiB, 1024.0),
+    (units.MiB, 1024.0 ** 2), (units.GiB, 1024.0 ** 3), (units.GBps, 1e9), (units.TBps, 1e12),
+    (units.Gbps, 1e9 / 8), (units.TFLOPS, 1e12), (units.PFLOPS, 1e15), (units.ns, 1e-9),
+    (units.us, 1e-6), (units.ms, 1e-3)])
+def test_every_conversion_into_si_by_its_factor(fn, factor):
+    assert fn(2.5) == pytest.approx(2.5 * factor, rel=1e-15)
+    assert type(fn(2)) is float
+
+
+def test_conversions_out_of_si():
+    assert units.to_us(2.5e-6) == pytest.approx(2.5, rel=1e-15)
+    assert units.to_ms(2.5e-3) == pytest.approx(2.5, rel=1e-15)
+    assert units.to_GBps(2.5e9) == pytest.approx(2.5, rel=1e-15)
+
+
+@pytest.mark.parametrize("seconds, text", [
+    (0.0, "0 s"), (5e-10, "0.5 ns"), (-5e-10, "-0.5 ns"), (1e-6, "1 µs"), (2.5e-6, "2.5 µs"),
+    (1e-3, "1 ms"), (0.5, "500 ms"), (1.0, "1 s"), (1.5, "1.5 s"), (125.0, "125 s")])
+def test_durations_are_shown_in_the_unit_they_reach(seconds, text):
+    assert units.fmt_time(seconds) == text
+
+
+@pytest.mark.parametrize("nbytes, text", [
+    (0, "0 B"), (999, "999 B"), (1000, "1 KB"), (1e6, "1 MB"), (2.5e9, "2.5 GB"),
+    (1e12, "1 TB"), (-2e6, "-2 MB")])
+def test_sizes_are_shown_in_the_decimal_unit_they_reach(nbytes, text):
+    assert units.fmt_bytes(nbytes) == text
+
+
+def test_rates_are_shown_in_gigabytes_per_second():
+    assert units.fmt_rate(45.7e9) == "45.7 GB/s"
