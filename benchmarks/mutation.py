@@ -648,21 +648,24 @@ def _costmodel_equivalents() -> dict:
     }
 
 
+#: Σ_{i≤n} min(i, k) at n == k: both branches of its closed form agree.
+_AT_K = "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2"
+
+
 def _gpu_equivalents() -> dict:
     """Equivalent mutants of the gpu group (the kernel model; stop 46)."""
     kernels, tables = "simulator/gpu/kernels.py", "simulator/gpu/tables.py"
+    fitting, copies = "simulator/gpu/fitting.py", "simulator/gpu/copyengines.py"
+    profile, layers = "simulator/gpu/profile.py", "simulator/gpu/layers.py"
+    operators, calibration = "simulator/gpu/operators.py", "simulator/gpu/calibration.py"
+    profiled = "simulator/gpu/profiled.py"
     hit_weight = ("on a hit the low and high index are the same row, so the weight between "
                   "them does not change the value or the source")
     inside = ("x equal to an axis end is a hit (the hit wins), and between rows the span is "
               "> 0 by construction (distinct sorted axis values)")
     masked = "span = 0 only where the result is masked (outside or a hit)"
-    fitting = "simulator/gpu/fitting.py"
     pd_solve = ("unreachable: a = JᵀJ (positive semi-definite) + a positive diagonal "
                 "(damping·(diag + 1e-12) > 0) is positive definite, so solve never raises")
-    copies = "simulator/gpu/copyengines.py"
-    profile, layers = "simulator/gpu/profile.py", "simulator/gpu/layers.py"
-    operators, calibration = "simulator/gpu/operators.py", "simulator/gpu/calibration.py"
-    profiled = "simulator/gpu/profiled.py"
     two_paths = ("takes the other of the float and the array path, which give the same value "
                  "(held by test_the_decode_attention_model_at_hand_computed_points on both); "
                  "callers pass all floats or all arrays")
@@ -695,7 +698,7 @@ def _gpu_equivalents() -> dict:
             "full = cP + c(c+1)/2 is 0 only when c = 0, where the triangle c(c+1)/2 is 0 too "
             "(the 0/0 of the inner one is masked by the outer)",
         (profile, "return np.where(n <= k, n * (n + 1.0) / 2.0, k * (k + 1.0) / 2.0 + (n - k) * "
-         "k)", "<= -> <"): "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2",
+         "k)", "<= -> <"): _AT_K,
         (profile, "return pairs, np.where(pairs > 0, np.minimum(tri, 1.0), 0.0)", "> -> >="):
             "pairs = 0 only when no token is new, where the triangle share is 0 as well",
         (profile, "return v", "return X -> None"):
@@ -734,8 +737,7 @@ def _gpu_equivalents() -> dict:
             "the floor binds only at 0 tokens, where no routed GEMM is issued (m <= 0)",
         (kernels, "if logits is not None and logits < batch:", "< -> <="):
             "logits == batch: the head's FLOPs of batch - logits = 0 rows are taken off",
-        (kernels, "if topk is None or n <= topk:", "<= -> <"):
-            "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2",
+        (kernels, "if topk is None or n <= topk:", "<= -> <"): _AT_K,
         **{(tables, line, "True -> False"): "zips of equal lengths by construction (the "
            "columns of one Rows; a grid's cells and their groups)" for line in (
                'joined = np.array(["|".join(v) for v in zip(*cols, strict=True)])',
@@ -808,10 +810,11 @@ def _basics_equivalents() -> dict:
         (streams, "start = free if free > at else at", "> -> >="): "free == at: either",
         (streams, "if at > free and at > now:  # the stream idles until then", "> -> >="):
             "at == free: a span of no length, which adds nothing to the busy time",
-        (models, "weight_bytes=total_params * 1.0, active_params=active_params,", "* -> /",
-         "total_params * 1.0"): "×1 and ÷1 alike",
-        (models, "kv_bytes_per_token_fp8=2 * kv_heads * head_dim * 1.0,", "* -> /",
-         "2 * kv_heads * head_dim * 1.0"): "×1 and ÷1 alike",
+        **{(models, line, "* -> /", node): "×1 and ÷1 alike" for line, node in (
+            ("weight_bytes=total_params * 1.0, active_params=active_params,",
+             "total_params * 1.0"),
+            ("kv_bytes_per_token_fp8=2 * kv_heads * head_dim * 1.0,",
+             "2 * kv_heads * head_dim * 1.0"))},
         (models, "head_dim = hidden // q_heads", "// -> /"):
             "the builder's only callers are the catalog's entries, whose hidden sizes are "
             "multiples of their head counts: the same value (as a float)",

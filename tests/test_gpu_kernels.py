@@ -91,15 +91,9 @@ SLOW = GPUSpec("slow", hbm_bytes=1000.0, hbm_bandwidth=TBps(1), peak_flops=1e3,
                nvlink_bandwidth=TBps(1))
 
 
-def _exact() -> KernelModel:
-    # built inside each test (not only at import), so the mutation tool sees the test reach it
-    return KernelModel(launch_time=us(2), memory_efficiency=1.0, compute_efficiency=1.0,
-                       sparse_compute_efficiency=0.5, copy_efficiency=0.5, splice_time=ms(6))
-
-
 def test_the_constructor_takes_its_bounds_and_refuses_what_lies_outside():
     KernelModel(launch_time=0.0, splice_time=0.0)  # zero overheads are allowed
-    assert _exact().memory_efficiency == 1.0  # an efficiency of exactly 1 is allowed
+    assert KernelModel(memory_efficiency=1.0).memory_efficiency == 1.0  # 1 is allowed
     with pytest.raises(ValueError, match="launch_time"):
         KernelModel(launch_time=-1e-9)
     with pytest.raises(ValueError, match="splice_time"):
@@ -112,7 +106,7 @@ def test_the_constructor_takes_its_bounds_and_refuses_what_lies_outside():
 
 
 def test_one_query_over_one_token_and_the_empty_kernels():
-    k = _exact()
+    k = EXACT
     arch = Architecture.custom("toy", 10, 500.0, 1000.0, return_bytes=200.0)
     # 1 × 1 × 1,000 B of KV + 500 B of rows at 1 TB/s
     assert k.attention_time(TOY, arch, 1, 1) == pytest.approx(us(2) + 1500 / 1e12, rel=1e-12)
@@ -129,12 +123,12 @@ def test_merge_is_compute_bound_where_flops_are_dear():
     # 2 partials × 8 queries × 200 B rows / 2 B per element × 3 FLOPs = 4,800 FLOP at 1 kFLOP/s;
     # bytes (4,800 B at 1 TB/s) are negligible
     arch = Architecture.custom("toy", 10, 500.0, 1000.0, return_bytes=200.0)
-    assert _exact().merge_time(SLOW, arch, batch=8) == pytest.approx(us(2) + 4.8, rel=1e-12)
-    assert _exact().merge_time(SLOW, arch, batch=8, partials=3) == pytest.approx(us(2) + 7.2)
+    assert EXACT.merge_time(SLOW, arch, batch=8) == pytest.approx(us(2) + 4.8, rel=1e-12)
+    assert EXACT.merge_time(SLOW, arch, batch=8, partials=3) == pytest.approx(us(2) + 7.2)
 
 
 def test_gather_and_copy_do_no_flops_and_pay_their_launches():
-    k = _exact()
+    k = EXACT
     # one byte: read + write 2 B at half of 1 TB/s; not a FLOP (1 ms on SLOW)
     assert k.gather_time(SLOW, 1.0) == pytest.approx(us(2) + 4e-12, rel=1e-12)
     # 1 MB in 3 kernels: three launches + 2 MB at 0.5 TB/s = 4 µs
@@ -146,14 +140,14 @@ def test_prefill_of_one_token_and_of_one_sequence():
     arch = Architecture.custom("toy", 2, 500.0, 100.0, weight_bytes=1e9,
                                non_attention_flops_per_token=1e12)
     # 1 token: 1e12 FLOP at 1e14 = 10 ms (memory 1 ms); two launches
-    assert _exact().prefill_time(TOY, arch, 1) == pytest.approx(2 * us(2) + 0.01, rel=1e-12)
+    assert EXACT.prefill_time(TOY, arch, 1) == pytest.approx(2 * us(2) + 0.01, rel=1e-12)
     # 2 sequences of 10 tokens: twice the FLOPs of one
-    assert _exact().prefill_time(TOY, arch, 10, sequences=2) == pytest.approx(
+    assert EXACT.prefill_time(TOY, arch, 10, sequences=2) == pytest.approx(
         2 * us(2) + 0.2, rel=1e-12)
 
 
 def test_a_prefill_chunks_attention_known_answers():
-    k = _exact()
+    k = EXACT
     # 3 new tokens after 2 cached, dense: pairs Σ_{i=3..5} i = 12; bytes per layer (2 + 2·3)·kv
     mem = Architecture.custom("toy", 4, 500.0, 1e6)  # memory-bound: no attention FLOPs
     # 4 layers × 8 tokens × 1 MB = 32 MB at 1 TB/s = 32 µs, split over 2 GPUs; 4 launches
@@ -178,7 +172,7 @@ def _with_head(arch: Architecture, vocab: int, hidden: int) -> Architecture:
 
 
 def test_non_attention_known_answers_with_fewer_logits_and_more_gpus():
-    k = _exact()
+    k = EXACT
     base = Architecture.custom("toy", 2, 500.0, 100.0, weight_bytes=1e9,
                                non_attention_flops_per_token=1e12)
     arch = _with_head(base, vocab=1000, hidden=1000)  # the head: 2e6 FLOP per row
@@ -205,7 +199,7 @@ def test_non_attention_known_answers_with_fewer_logits_and_more_gpus():
 
 
 def test_the_dsa_indexer_known_answers():
-    k = _exact()
+    k = EXACT
     base = Architecture.custom("toy", 4, 500.0, 100.0, topk_tokens=64)
     arch = dataclasses.replace(base, indexer_heads=2, indexer_head_dim=4)  # 2 B per element
     # 3 queries over 10 keys: 2 × 3 × 10 × 2 × 4 = 480 FLOP at 1 kFLOP/s (bytes: 10·8 + 3·16)
@@ -220,7 +214,7 @@ def test_the_dsa_indexer_known_answers():
 
 
 def test_collectives_known_answers():
-    k = _exact()
+    k = EXACT
     nv = TOY.nvlink_bandwidth  # 1 GB/s
     assert k.alltoall_time(TOY, 4e6, 4) == pytest.approx(us(2) + 0.75 * 4e6 / nv, rel=1e-12)
     assert k.allgather_time(TOY, 4e6, 4) == pytest.approx(us(2) + 0.75 * 4e6 / nv, rel=1e-12)
@@ -232,7 +226,7 @@ def test_collectives_known_answers():
 
 
 def test_attention_breakpoints_known_answers():
-    k = _exact()
+    k = EXACT
     # 1 query, 1,000 B of KV per token and 5,000 B of rows at 1 TB/s against 2e5 FLOP per
     # token at 100 TFLOP/s: memory (T·1000 + 5000)/1e12, compute T·2e5/1e14 meet at T = 5
     arch = Architecture.custom("toy", 10, 5000.0, 1000.0, attention_flops_per_token=2e5)

@@ -14,15 +14,11 @@ from simulator.gpu.streams import GPUStream, Stream
 from simulator.hardware import gpu
 
 
-def _at(env: simpy.Environment, t: float) -> None:
-    env.run(until=t)
-
-
 def test_kernels_queue_behind_each_other_and_start_now_on_an_idle_stream():
     env = simpy.Environment()
     s = Stream(env)
     assert s.issue(2.0) == 2.0 and s.issue(1.0) == 3.0  # the second waits for the first
-    _at(env, 5.0)
+    env.run(until=5.0)
     assert s.issue(1.0) == 6.0  # idle since 3: starts now
     assert (s.kernels_run, s.busy) == (3, 4.0)
 
@@ -38,11 +34,11 @@ def test_a_quiet_layer_idles_until_its_start_and_folds_its_layers():
     assert s.quiet_layer(4.0, 0.0, 1.0, 1) == 6.0
     assert s.kernels_run == 4
     # busy time read in the idle span 1–3 and in the layer
-    _at(env, 2.0)
+    env.run(until=2.0)
     assert s.busy_time == pytest.approx(1.0)  # the span 1–3 is idle, not busy
-    _at(env, 4.0)
+    env.run(until=4.0)
     assert s.busy_time == pytest.approx(2.0)  # 1 + the layer's first second
-    _at(env, 7.0)
+    env.run(until=7.0)
     assert s.busy_time == pytest.approx(4.0)  # everything, nothing ahead
 
 
@@ -55,7 +51,7 @@ def test_a_chain_returns_its_cumulative_times_and_its_waits_are_idle():
     assert times.tolist() == [1.0, 2.0, 2.25, 4.25, 4.25, 4.75, 5.75]
     assert (s.free_at, s.kernels_run, s.busy) == (4.75, 4, 4.0)
     for t, busy in ((0.75, 0.5), (1.5, 1.0), (2.1, 1.5), (2.5, 1.75), (4.5, 3.75)):
-        _at(env, t)
+        env.run(until=t)
         assert s.busy_time == pytest.approx(busy), t
     # an empty chain is its start alone and changes nothing
     assert s.chain(6.0, np.array([]), np.array([])).tolist() == [6.0]
@@ -74,7 +70,7 @@ def test_many_chains_and_layers_keep_busy_time_exact():
         s.chain(start, np.array([0.25, 0.25]), np.array([0.25, 0.0]))
         s.quiet_layer(start + 1.0, 0.0, 0.25, 1)
         ran += 0.75
-        _at(env, start + 1.25)
+        env.run(until=start + 1.25)
         assert s.busy_time == pytest.approx(ran), i
     assert len(s.gaps) <= 2  # not one per chain and layer ever issued
 
@@ -88,7 +84,7 @@ def test_events_fire_at_the_kernels_end_and_after_the_folded_layers():
         value = yield event
         fired[name] = (env.now, value)
 
-    _at(env, 10.0)  # issued at 10, not at 0: the delays count from now
+    env.run(until=10.0)  # issued at 10, not at 0: the delays count from now
     env.process(wait("run", s.run(2.0)))  # ends at 12
     env.process(wait("after", s.after(1.0, 10.5, 3)))  # ends at 13; + (13 − 10.5)·2 = 18
     pending = env.event()
@@ -104,7 +100,7 @@ def test_spans_are_dropped_only_once_they_have_ended():
     env = simpy.Environment()
     s = Stream(env)
     s.chain(0.0, np.array([1.0, 1.0, 1.0]), np.array([0.0, 1.0, 0.0]))
-    _at(env, 2.5)
+    env.run(until=2.5)
     s.quiet_layer(5.0, 0.0, 0.5, 1)
     assert s.busy_time == pytest.approx(2.0)  # kernels 0–1 and 1–2 ran; 2–2.5 is idle
     assert len(s.gaps) == 2
@@ -120,7 +116,7 @@ def test_spans_long_past_do_not_pile_up(kind):
             s.quiet_layer(start, 0.0, 0.5, 1)
         else:
             s.chain(start, np.array([0.25, 0.25]), np.array([0.25, 0.0]))
-        _at(env, start + 1.0)
+        env.run(until=start + 1.0)
         assert s.busy_time == pytest.approx(0.5 * (i + 1))
     assert len(s.gaps) == 1  # the last one only
 
@@ -157,7 +153,7 @@ def test_a_prune_keeps_the_spans_still_ahead_and_drops_the_rest():
     s = Stream(env)
     s.quiet_layer(1.0, 0.0, 0.5, 1)  # idle 0–1, runs 1–1.5
     s.quiet_layer(3.0, 0.0, 0.5, 1)  # idle 1.5–3, runs 3–3.5
-    _at(env, 2.0)
+    env.run(until=2.0)
     s.quiet_layer(5.0, 0.0, 0.5, 1)  # at 2: the span 0–1 has ended, 1.5–3 has not
     assert s.gaps == [(1.5, 3.0), (3.5, 5.0)]
     assert s.busy_time == pytest.approx(0.5)
