@@ -128,6 +128,25 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                ["tests/test_network_paths.py", "tests/test_models.py", "tests/test_units.py",
                 "tests/test_hot_paths.py", "tests/test_gpu_copyengines.py",
                 "tests/test_gpu_streams.py"]),
+    # what a user hands the tool: scenario files and request traces, validated before any
+    # work (stop 47)
+    "inputs": (["simulator/scenario/validate.py", "simulator/scenario/sections.py",
+                "simulator/scenario/compose.py", "workloads/schema.py", "workloads/loaders.py"],
+               ["tests/test_scenario.py", "tests/test_scenario_fields.py",
+                "tests/test_workloads_schema.py", "tests/test_workloads_schema_forms.py",
+                "tests/test_workloads_loaders.py", "tests/test_workloads_loaders_paths.py",
+                "tests/test_bad_input.py", "tests/test_scenario_kernel_profile.py",
+                "tests/test_context_window.py"]),
+    # what a run hands back: the records' tables and summary, their typed columns, the links'
+    # accounting and timeline (stop 47)
+    "records": (["simulator/engine/records.py", "simulator/engine/columns.py",
+                 "simulator/engine/results.py", "simulator/network/linkstats.py"],
+                ["tests/test_engine_records.py", "tests/test_network_linkstats.py",
+                 "tests/test_engine_columns.py",
+                 "tests/test_network_fabric.py",
+                 "tests/test_network_traffic.py", "tests/test_engine_exact.py",
+                 "tests/test_oracle.py", "tests/test_hot_paths.py", "tests/test_spill.py",
+                 "tests/test_engine_instances.py"]),
     "sparse": (["workloads/sparse.py", "workloads/sparse_kernels.py"],
                ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
@@ -842,6 +861,102 @@ def _basics_equivalents() -> dict:
                ("gaps[:] = [x for x in gaps if _last_end(x) > now]", "> -> >="))},
         (streams, "if factor > 1:", "> -> >="):
             "factor 1: a wait of (now − t0)·0 = 0 s, the same time",
+    }
+
+
+def _inputs_equivalents() -> dict:
+    """Equivalent mutants of the inputs group (scenario files and traces; stop 47)."""
+    validate = "simulator/scenario/validate.py"
+    schema, loaders = "workloads/schema.py", "workloads/loaders.py"
+    block = ("a generator's table is built with the placement's block size only to be checked, "
+             "and none of its checks reads the block size but its own `block_tokens > 0` "
+             "(a bad placement value is refused where it is written)")
+    falsy = "the caller tests the answer for truth: None is falsy, as False is"
+    copy = "a copy or not of an array nobody writes to: the same values"
+    null_stand_in = "null entries are masked out before the value standing in for them is read"
+    return {
+        **{(validate, 'bt = placement.get("block_tokens", 64) if isinstance(placement, Mapping) '
+            "else 64", "64 -> 65"): block},
+        **{(validate, "bt = bt if isinstance(bt, int) and not isinstance(bt, bool) and bt >= 1 "
+            "else 64", m): block for m in ("not x -> x", ">= -> >", "1 -> 2", "64 -> 65")},
+        (validate, "name = next((f for f in sorted(fields, key=len, reverse=True)",
+         "True -> False"):
+            "no field name of either generator (AgenticParams, MixedFleetParams) is a prefix of "
+            "another: the first match is the only one in either order",
+        (schema, "return cls(offsets, values.astype(np.int64, copy=False))", "False -> True"):
+            copy,
+        (schema, "out.append(arr.astype(np.int64, copy=False))", "False -> True"): copy,
+        (schema, 'return pd.Series(pd.array([pd.NA] * n, dtype="Int64"))', "return X -> None"):
+            "a column of None is all null, and validate casts it to Int64 as it does this one",
+        **{(schema, "ok = np.isin(parent.to_numpy(dtype=np.int64, na_value=-1), rid)", m):
+           null_stand_in for m in ("-x -> x", "1 -> 2")},
+        (schema, 'after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
+            "a null after_id stands in as -2 instead of -1: negative either way, not followed",
+        (schema, 'for r, (sp, nb) in enumerate(zip(df["spans"], need, strict=True)):',
+         "True -> False"): "one of each per row: equal lengths by construction",
+        (schema, "return False", "return X -> None"): falsy,
+        (schema, "table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)",
+         "False -> True"):
+            "validate gives a RangeIndex, which pyarrow keeps as metadata (no column), and "
+            "reading validates and resets the index again",
+        **{(loaders, "return False", "return X -> None", f"#{k}"): falsy for k in range(1, 8)},
+        (loaders, 'raw = pd.read_csv(path, compression="infer", dtype=str, '
+         "keep_default_na=False)", "False -> True"):
+            "a field read as NaN instead of its text fails the vectorized checks as that text "
+            "does, and the file goes line by line either way",
+        (loaders, "if not row[0].strip()[:1].isdigit():", "1 -> 2"):
+            "an ISO 8601 date starts with a four-digit year: one digit or two decide alike "
+            "(and a lone digit is refused by to_datetime itself)",
+        (loaders, 'raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time")', "0 -> 1"):
+            "unreachable: to_datetime raises, not returns NaT, for a text that starts with a "
+            "digit and is no date (the branch is a guard)",
+        (loaders, "for name, text in zip(_AZURE_FIELDS[1:], row[1:], strict=True):",
+         "True -> False"): "the row has three fields (checked just before): two and two",
+    }
+
+
+def _records_equivalents() -> dict:
+    """Equivalent mutants of the records group (tables, summary, link accounting; stop 47)."""
+    records, columns = "simulator/engine/records.py", "simulator/engine/columns.py"
+    links = "simulator/network/linkstats.py"
+    same_lengths = "columns of one table: equal lengths by construction"
+    return {
+        (records, "return float(v[min(i, len(v) - 1)])", "- -> +"):
+            "q <= 1: q·cum[-1] <= cum[-1], so the search stops inside the array already",
+        (records, "if len(requests) == 0:", "0 -> 1"):
+            "one request: its finish is after its own arrival, the last entry, so the window "
+            "never opens (NaN either way)",
+        (records, 'fin = iterations["finished_at"].to_numpy(float) if len(iterations) else '
+         "np.zeros(0)", "0 -> 1"): "without iterations fin is not read (their tokens are 0)",
+        (columns, "return len(self.rows) + len(self.cols[0])", "0 -> 1"): same_lengths,
+        (columns, "for field, col, codes in zip(self._record.names, self.cols, self.codes, "
+         "strict=True):", "True -> False"): same_lengths,
+        (columns, "for name, col, codes in zip(self.names, self.cols, self.codes, strict=True):",
+         "True -> False"): same_lengths,
+        (columns, "return pd.DataFrame(data, copy=False)", "False -> True"):
+            "a copy or not of the columns' arrays: the same table",
+        ("simulator/engine/results.py", "completed.tolist(), req.reason, strict=True))",
+         "True -> False"): same_lengths,
+        ("simulator/engine/results.py", '"class_timeline": (fabric.class_timeline(max(now / '
+         '100.0, 1e-6)) if now > 0', "> -> >="):
+            "a run of no time: the class timeline is an empty frame either way (with its column "
+            "names or without)",
+        (links, "self.acc_at = [0.0] * n  # when each link's bytes/busy were last brought up "
+         "to date [s]", "0.0 -> 1.0"):
+            "read only once the link's load changed, which sets it; until then its load is 0 "
+            "and adds nothing over any span",
+        (links, "if dt > 0.0:", "> -> >="): "dt = 0: adds 0 bytes and 0 s",
+        (links, "rows = len(cols[0])", "0 -> 1"): same_lengths,
+        (links, "np.maximum(i, 0, out=i)", "delete `np.maximum(i, 0, out=i)`"):
+            "times are >= 0: a start's bin (side right) is never below 0, and an end at 0 gives "
+            "−1 only for a record inside the first bin, which the one-bin sum takes by its start",
+        (links, "strict=True):", "True -> False"):
+            "the links and their starts come from one np.unique: equal lengths",
+        **{(links, "if x.size < 2 or not bool((x[1:] >= x[:-1]).all()):", m):
+           "which of two searches answers: np.searchsorted gives what the sorted pass gives "
+           "(the module's tests hold the two equal)" for m in ("< -> <=", "2 -> 3", ">= -> >")},
+        (links, "counts = np.bincount(at, minlength=x.size + 1)[:x.size]  # edges placed at "
+         "each record", "1 -> 2"): "a longer count is cut to x.size all the same",
     }
 
 
@@ -1753,6 +1868,8 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_costmodel_equivalents(),
     **_gpu_equivalents(),
     **_basics_equivalents(),
+    **_inputs_equivalents(),
+    **_records_equivalents(),
 }
 
 

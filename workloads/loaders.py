@@ -129,7 +129,7 @@ def load_mooncake(path: str | os.PathLike, *, skip_bad: bool = False) -> pd.Data
     raw = None
     try:
         raw = pd.read_json(path, lines=True, dtype=False, compression="infer")
-    except ValueError:
+    except (ValueError, TypeError):  # TypeError: a line that is a JSON array, not an object
         raw = None
     if raw is not None and _mooncake_frame_ok(raw):
         ts = raw["timestamp"].to_numpy(np.float64)
@@ -163,12 +163,13 @@ def _mooncake_frame_ok(raw: pd.DataFrame) -> bool:
     lengths = np.fromiter((len(h) for h in ids), dtype=np.int64, count=len(ids))
     if not (lengths == -(-inp.astype(np.int64) // MOONCAKE_BLOCK_TOKENS)).all():
         return False
-    try:
-        flat = np.fromiter((x for h in ids for x in h), dtype=np.float64, count=int(lengths.sum()))
-    except (TypeError, ValueError, OverflowError):
+    # np.fromiter would silently take a boolean as 0 or 1: only ints (JSON integers) pass —
+    # below 2**64, or read_json would have failed — and only those exact as doubles (the slow
+    # path keeps any id in [0, 2**63) exactly)
+    if not all(type(x) is int for h in ids for x in h):
         return False
-    # np.fromiter would silently accept floats and booleans: require whole, exact, >= 0 values
-    return bool(((flat >= 0) & (flat == np.round(flat)) & (flat < 2.0**53)).all())
+    flat = np.fromiter((x for h in ids for x in h), dtype=np.float64, count=int(lengths.sum()))
+    return bool(((flat >= 0) & (flat < 2.0**53)).all())
 
 
 def _mooncake_line(line: str) -> tuple[float, int, int, list[int]]:
@@ -191,9 +192,9 @@ def _mooncake_line(line: str) -> tuple[float, int, int, list[int]]:
             raise ValueError(f"{f!r} {v!r} is not a positive integer")
     ids = obj["hash_ids"]
     if not isinstance(ids, list) or not all(
-        isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in ids
+        isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**63 for x in ids
     ):
-        raise ValueError("'hash_ids' is not a list of non-negative integers")
+        raise ValueError("'hash_ids' is not a list of non-negative integers below 2**63")
     need = -(-obj["input_length"] // MOONCAKE_BLOCK_TOKENS)
     if len(ids) != need:
         raise ValueError(

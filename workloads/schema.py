@@ -226,6 +226,11 @@ def _nullable(values, n: int) -> pd.Series:
     return pd.Series(pd.arrays.IntegerArray(arr, arr < 0))
 
 
+def _shown(value) -> str:
+    """A cell as a user wrote it: ``4.5``, ``'x'``, ``nan`` (not numpy's ``np.float64(4.5)``)."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
+
+
 def _fail(source: str, column: str, row: int | None, problem: str, fix: str) -> UserError:
     where = f"{source}: column '{column}'" + (f", row {row}" if row is not None else "")
     return UserError(f"{where}: {problem}; {fix}")
@@ -262,7 +267,8 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
     arrival = pd.to_numeric(df["arrival_at"], errors="coerce").to_numpy(np.float64)
     bad = np.flatnonzero(~np.isfinite(arrival) | (arrival < 0))
     if len(bad):
-        raise _fail(source, "arrival_at", int(bad[0]), f"{df['arrival_at'].iloc[bad[0]]!r} is "
+        raise _fail(source, "arrival_at", int(bad[0]),
+                    f"{_shown(df['arrival_at'].iloc[bad[0]])} is "
                     "not a finite time >= 0", "give seconds from the trace start")
     bad = np.flatnonzero(np.diff(arrival) < 0)
     if len(bad):
@@ -319,7 +325,8 @@ def _check_after(df: pd.DataFrame, rid: np.ndarray, source: str) -> None:
     gap = pd.to_numeric(df["after_time"], errors="coerce").to_numpy(np.float64)
     bad = np.flatnonzero(~np.isfinite(gap) | (gap < 0))
     if len(bad):
-        raise _fail(source, "after_time", int(bad[0]), f"{df['after_time'].iloc[bad[0]]!r} is "
+        raise _fail(source, "after_time", int(bad[0]),
+                    f"{_shown(df['after_time'].iloc[bad[0]])} is "
                     "not a finite time >= 0", "give seconds after the followed request finishes")
     df["after_time"] = gap
     after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)
@@ -351,7 +358,7 @@ def _int_column(col: pd.Series, source: str, name: str) -> np.ndarray:
     arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
     bad = np.flatnonzero(~np.isfinite(arr) | (arr != np.round(arr)))
     if len(bad):
-        raise _fail(source, name, int(bad[0]), f"{col.iloc[bad[0]]!r} is not an integer",
+        raise _fail(source, name, int(bad[0]), f"{_shown(col.iloc[bad[0]])} is not an integer",
                     "give whole numbers")
     return values.to_numpy().astype(np.int64)
 
@@ -412,13 +419,7 @@ def read_trace(path: str | os.PathLike) -> pd.DataFrame:
         if isinstance(exc, FileNotFoundError):
             raise
         raise UserError(f"{path}: not a readable Parquet trace ({exc})") from None
-    for col in _LIST_COLUMNS:
-        if col in df.columns:
-            df[col] = pd.Series(
-                [_EMPTY if v is None else np.asarray(v, dtype=np.int64) for v in df[col]],
-                dtype=object,
-            )
-    return validate(df, source=str(path))
+    return validate(df, source=str(path))  # list cells: arrays, or None for null (both taken)
 
 
 __all__ = [

@@ -157,7 +157,8 @@ class LinkStats:
         for names in (("lo_route", "lo_tag", "lo_start", "lo_end", "lo_bytes"),
                       ("sh_route", "sh_tag", "sh_start", "sh_end", "sh_bytes")):
             cols = [self._column(n) for n in names]
-            for a in range(0, len(cols[0]), PIECE_ROWS):
+            rows = len(cols[0])
+            for a in range(0, rows, PIECE_ROWS):
                 b = a + PIECE_ROWS
                 yield tuple(c[a:b] for c in cols)
 

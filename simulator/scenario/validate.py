@@ -39,19 +39,29 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not valid TOML ({exc}); fix the syntax at that line") from None
 
 
+class _Table(tuple):
+    """A frozen TOML table: its ``(key, value)`` pairs sorted by key. A tuple (hashable, equal
+    to the plain tuple of its pairs) of its own type, so that thawing tells a table from an
+    array whose items happen to be ``[name, value]`` pairs."""
+
+    __slots__ = ()
+
+
 def _freeze(value: Any) -> Any:
+    """Tables → :class:`_Table`, arrays → tuples, at every depth; scalars as they are."""
     if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+        return _Table(sorted((str(k), _freeze(v)) for k, v in value.items()))
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
     return value
 
 
 def _thaw(value: Any) -> Any:
-    if isinstance(value, tuple) and value and all(
-        isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str) for x in value
-    ):
+    """What :func:`_freeze` froze, with tables as dicts again (arrays stay tuples)."""
+    if isinstance(value, _Table):
         return {k: _thaw(v) for k, v in value}
+    if isinstance(value, tuple):
+        return tuple(_thaw(v) for v in value)
     return value
 
 

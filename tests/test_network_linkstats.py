@@ -1,0 +1,198 @@
+"""Link accounting by hand (:class:`simulator.network.linkstats.LinkStats`): a link's bytes and
+busy time from its load changes, lone flows spread over their routes' links, bytes by traffic
+class, the timelines' bins and utilizations, records moved on to temporary columns (spilled)
+changing nothing — on three links with round figures, without a fabric in between."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from simulator.network import linkstats
+from simulator.network.linkstats import LinkStats
+from simulator.network.traffic import TRAFFIC_CLASSES
+
+EDGES = [("a", "b"), ("b", "c"), ("c", "a")]
+KINDS = ["nvlink", "nvlink", "pcie"]
+CAP = [100.0, 100.0, 10.0]  # [B/s]
+
+
+def stats() -> LinkStats:
+    return LinkStats(EDGES, KINDS, CAP)
+
+
+def loads(s: LinkStats, now: float, **load_of) -> None:
+    """Set links' loads at ``now`` (``l0=40.0``: link 0 carries 40 B/s from then on)."""
+    res = [c - load_of.get(f"l{i}", s.load[i]) for i, c in enumerate(CAP)]
+    s.update(range(len(EDGES)), res, now)
+
+
+def test_bytes_and_busy_time_follow_the_load_changes():
+    s = stats()
+    loads(s, 1.0, l0=40.0)
+    loads(s, 3.0, l0=0.5, l1=20.0)  # a load below 1 B/s still counts
+    loads(s, 5.0, l0=0.0)
+    f = s.frame(6.0).set_index("src")
+    assert f.loc["a", "bytes"] == pytest.approx(40 * 2 + 0.5 * 2)
+    assert f.loc["a", "busy_time"] == pytest.approx(4.0)
+    # link 1 is still loaded at the end: its last load holds until now
+    assert f.loc["b", "bytes"] == pytest.approx(20 * 3) and f.loc["b", "busy_time"] == 3.0
+    assert f.loc["c", "bytes"] == 0.0 and f.loc["c", "busy_time"] == 0.0
+    assert f.loc["a", "utilization"] == pytest.approx(81 / (100 * 6.0))
+    assert s.frame(0.0)["utilization"].tolist() == [0.0, 0.0, 0.0]
+    assert s.tl_link.tolist() == [0, 0, 1, 0]  # only the changes are recorded
+    tl = s.timeline(0.5, 6.0)
+    a = tl[tl["src"] == "a"]
+    assert a["bytes"].tolist()[:4] == pytest.approx([0, 0, 20, 20])
+    assert a["utilization"].tolist()[:4] == pytest.approx([0, 0, 0.4, 0.4])  # 20 B / (100 × 0.5)
+    # link b: loaded from 3 s to the end, past its last change point
+    assert tl[tl["src"] == "b"]["bytes"].tolist() == pytest.approx([0] * 6 + [10] * 6)
+
+
+def test_a_link_still_loaded_below_one_byte_a_second_at_the_end_is_busy():
+    s = stats()
+    loads(s, 1.0, l2=0.25)
+    f = s.frame(3.0).set_index("src")
+    assert f.loc["c", "busy_time"] == 2.0 and f.loc["c", "bytes"] == pytest.approx(0.5)
+
+
+def test_lone_flows_count_on_every_link_of_their_route():
+    s = stats()
+    r01, r2 = s.route((0, 1)), s.route((2,))
+    assert s.route((0, 1)) == r01 and (r01, r2) == (0, 1)  # registered once
+    s.interval(r01, 1.0, 2.0, 50.0)
+    s.interval(r2, 0.0, 4.0, 8.0, tag=1)
+    loads(s, 2.0, l0=10.0)  # a class on link 0 after the lone flow: the two parts add
+    f = s.frame(4.0)
+    assert f["bytes"].tolist() == pytest.approx([50 + 20, 50, 8])
+    assert f["busy_time"].tolist() == pytest.approx([1 + 2, 1, 4])
+
+
+def test_many_intervals_at_once_are_the_same_records_as_one_by_one():
+    one, many = stats(), stats()
+    for s in (one, many):
+        s.route((0,))
+        s.route((1, 2))
+    rows = [(0, 0.0, 1.0, 5.0, 0), (1, 0.5, 2.0, 3.0, 1), (0, 1.0, 1.5, 2.0, 2)]
+    for r in rows:
+        one.interval(*r)
+    cols = [np.array(c) for c in zip(*rows, strict=True)]
+    many.intervals(*cols)
+    many.intervals([0], [2.0], [3.0], [1.0], [0])  # sequences too
+    one.interval(0, 2.0, 3.0, 1.0, 0)
+    for name in ("lo_route", "lo_start", "lo_end", "lo_bytes", "lo_tag"):
+        assert getattr(one, name).tolist() == getattr(many, name).tolist(), name
+
+
+def test_bytes_by_class_spread_over_the_routes_links():
+    s = stats()
+    r = s.route((0, 2))
+    s.interval(r, 0.0, 1.0, 6.0, tag=0)
+    s.interval(r, 1.0, 2.0, 0.5, tag=1)  # half a byte is still listed
+    s.shared(s.route((1,)), 2, 0.0, 2.0, 4.0)
+    got = s.by_class()
+    want = pd.DataFrame([("a", "b", "nvlink", TRAFFIC_CLASSES[0], 6.0),
+                         ("a", "b", "nvlink", TRAFFIC_CLASSES[1], 0.5),
+                         ("b", "c", "nvlink", TRAFFIC_CLASSES[2], 4.0),
+                         ("c", "a", "pcie", TRAFFIC_CLASSES[0], 6.0),
+                         ("c", "a", "pcie", TRAFFIC_CLASSES[1], 0.5)],
+                        columns=["src", "dst", "kind", "traffic_class", "bytes"])
+    pd.testing.assert_frame_equal(got, want)
+
+
+def test_the_class_timeline_bins_bytes_and_utilization_per_kind():
+    s = stats()
+    r = s.route((0, 2))
+    s.interval(r, 0.5, 1.5, 10.0, tag=0)  # straddles the edge at 1: half in each of two bins
+    tl = s.class_timeline(0.5, 2.0)
+    assert tl.index.tolist() == list(range(len(tl)))
+    nv = tl[tl["kind"] == "nvlink"]
+    assert nv["start_at"].tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert nv["end_at"].tolist() == [0.5, 1.0, 1.5, 2.0]
+    assert nv["bytes"].tolist() == pytest.approx([0.0, 5.0, 5.0, 0.0])
+    # utilization: bytes over the kind's summed line rate (two nvlinks: 200 B/s) × 0.5 s
+    assert nv["utilization"].tolist() == pytest.approx([0, 5 / 100, 5 / 100, 0])
+    pc = tl[tl["kind"] == "pcie"]
+    assert pc["utilization"].tolist() == pytest.approx([0, 5 / 5, 5 / 5, 0])
+    assert set(tl["traffic_class"]) == {TRAFFIC_CLASSES[0]}
+    assert stats().class_timeline(1.0, 2.0).empty
+
+
+def test_a_timeline_of_a_run_of_no_time_is_one_empty_bin():
+    s = stats()
+    s.interval(s.route((0,)), 0.0, 0.0, 5.0)  # bytes at the instant 0: a bin of no length
+    tl = s.timeline(1.0, 0.0)
+    assert tl["start_at"].tolist() == [0.0] * 3 and tl["end_at"].tolist() == [0.0] * 3
+    assert tl["bytes"].tolist() == [5.0, 0.0, 0.0]
+    assert tl["utilization"].tolist() == [0.0] * 3  # not 5 B over 0 s
+    ct = s.class_timeline(1.0, 0.0)
+    assert ct["bytes"].tolist() == [5.0] and ct["utilization"].tolist() == [0.0]
+
+
+def test_spilling_moves_records_on_once_a_column_is_long_and_changes_nothing(monkeypatch):
+    monkeypatch.setattr(linkstats, "PIECE_ROWS", 2)  # totals over pieces of two records
+    kept, moved = stats(), stats()
+    for s in (kept, moved):
+        r = s.route((0, 1))
+        for k in range(5):
+            s.interval(r, float(k), k + 0.5, 1.0 + k, tag=k % 2)
+    loads(kept, 1.0, l2=5.0)
+    loads(moved, 1.0, l2=5.0)
+    moved.spill(rows=6)  # no column holds 6 records yet: nothing moves
+    assert moved._spills is None
+    moved.spill(rows=5)  # the lone flows' columns do
+    assert moved._spills is not None and len(moved.lo_route) == 0
+    for s in (kept, moved):  # records after the spill join those moved on
+        s.interval(s.route((0, 1)), 6.0, 7.0, 100.0)
+        loads(s, 7.0, l2=0.0)
+    pd.testing.assert_frame_equal(moved.frame(8.0), kept.frame(8.0))
+    pd.testing.assert_frame_equal(moved.by_class(), kept.by_class())
+    pd.testing.assert_frame_equal(moved.timeline(1.0, 8.0), kept.timeline(1.0, 8.0))
+    assert kept.frame(8.0)["bytes"].tolist() == pytest.approx([115, 115, 30])
+
+
+@pytest.mark.parametrize("piece_rows", [2, 3, 1 << 20])
+def test_a_links_timeline_carries_its_bytes_across_pieces_of_records(monkeypatch, piece_rows):
+    # the change points are taken PIECE_ROWS at a time: a link's bytes so far, its last time
+    # and load carry over from one piece to the next
+    monkeypatch.setattr(linkstats, "PIECE_ROWS", piece_rows)
+    s = stats()
+    for t, l0 in ((1.0, 10.0), (2.0, 30.0), (3.0, 0.0), (4.0, 20.0), (6.0, 0.0)):
+        loads(s, t, l0=l0, l1=l0 / 2)
+    tl = s.timeline(1.0, 7.0)
+    assert tl[tl["src"] == "a"]["bytes"].tolist() == pytest.approx([0, 10, 30, 0, 20, 20, 0])
+    assert tl[tl["src"] == "b"]["bytes"].tolist() == pytest.approx([0, 5, 15, 0, 10, 10, 0])
+    assert tl[tl["src"] == "a"]["utilization"].tolist() == pytest.approx(
+        [0, 0.1, 0.3, 0, 0.2, 0.2, 0])
+    assert (tl[tl["src"] == "c"]["bytes"] == 0).all()
+
+
+def test_a_flow_at_the_runs_last_instant_or_past_it_counts_in_the_last_bin():
+    s = stats()
+    r = s.route((0,))
+    s.interval(r, 2.0, 2.0, 4.0)   # no length, at the end
+    s.interval(r, 1.5, 3.0, 30.0)  # reserved past the instant the timeline is drawn at
+    s.interval(r, 0.25, 0.75, 2.0)
+    tl = s.timeline(1.0, 2.0)
+    assert tl[tl["src"] == "a"]["bytes"].tolist() == pytest.approx([2.0, 34.0])
+    assert (tl[tl["src"] != "a"]["bytes"] == 0).all()
+
+
+@pytest.mark.parametrize("column", ["tl_link", "lo_route", "sh_route"])
+def test_any_one_column_at_the_limit_moves_the_records_on(column):
+    s = stats()
+    r = s.route((0,))
+    for k in range(3):
+        if column == "tl_link":
+            loads(s, float(k + 1), l0=float(k + 1))
+        elif column == "lo_route":
+            s.interval(r, float(k), k + 0.5, 1.0)
+        else:
+            s.shared(r, 1, float(k), k + 0.5, 1.0)
+    before = s.frame(4.0)
+    s.spill(rows=4)
+    assert s._spills is None and len(getattr(s, column)) == 3
+    s.spill(rows=3)
+    assert s._spills is not None and len(getattr(s, column)) == 0
+    pd.testing.assert_frame_equal(s.frame(4.0), before)
