@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 
+from simulator import run
 from simulator.engine.columns import Columns
 from simulator.engine.records import (
     ITERATION_COLUMNS,
@@ -28,6 +29,8 @@ from simulator.engine.records import (
     tbt_samples,
     weighted_quantile,
 )
+from simulator.testing.invariants import repo_on, small_scenario
+from workloads.schema import make_trace
 
 GPUS = ["g0", "g1", "g2"]
 
@@ -176,7 +179,7 @@ def test_a_capacity_windows_edges():
     assert all(math.isnan(x) for x in capacity_window(req, it, 1))
 
 
-def test_the_summary_of_a_small_run(tmp_path):
+def test_the_summary_of_a_small_run():
     req = requests_frame([request_row(0, 0.0, 1.0, 3.0, tokens=4),
                           request_row(1, 1.0, 3.0, 5.0, tokens=6),
                           request_row(2, 2.0, 0.0, 0.0, tokens=1, completed=False)])
@@ -251,10 +254,6 @@ def test_a_degenerate_run_says_what_a_reader_should_know(summary, pool_loop, not
 
 
 def test_a_runs_gpu_table_and_link_timeline_are_over_its_simulated_time():
-    from simulator import run
-    from simulator.testing.invariants import repo_on, small_scenario
-    from workloads.schema import make_trace
-
     # one request whose prompt lives on GPU 1, served on GPU 0: a short run (< 1 s)
     sc = small_scenario(scheme="repo_affinity", home="least_loaded")
     trace = make_trace(arrival_at=[0.0], input_tokens=[40 * 64], output_tokens=[6],
@@ -281,10 +280,6 @@ def test_a_runs_gpu_table_and_link_timeline_are_over_its_simulated_time():
 
 
 def test_a_run_of_no_request_has_no_timeline():
-    from simulator import run
-    from simulator.testing.invariants import small_scenario
-    from workloads.schema import make_trace
-
     empty = make_trace(arrival_at=[], input_tokens=[], output_tokens=[], block_ids=[],
                        block_tokens=64)
     res = run(small_scenario(), "route", trace=empty)
