@@ -35,27 +35,29 @@ from workloads.schema import make_trace
 GPUS = ["g0", "g1", "g2"]
 
 
+def row(columns: tuple[str, ...], **fields) -> tuple:
+    """One engine tuple of ``columns``: ``fields`` set, the rest 0."""
+    values = dict.fromkeys(columns, 0)
+    values.update(fields)
+    return tuple(values[c] for c in columns)
+
+
 def round_row(option="route", src=0, owner=1, started_at=0.0, sim_time=1.0, cf_time=1.0):
     """One ``rounds`` tuple: the fields a test reads set, the rest 0."""
-    row = dict.fromkeys(ROUND_COLUMNS, 0)
-    row.update(option=option, src=src, owner=owner, started_at=started_at, sim_time=sim_time,
-               cf_time=cf_time)
-    return tuple(row[c] for c in ROUND_COLUMNS)
+    return row(ROUND_COLUMNS, option=option, src=src, owner=owner, started_at=started_at,
+               sim_time=sim_time, cf_time=cf_time)
 
 
 def iteration_row(gpu=0, started_at=0.0, finished_at=1.0, tokens=1):
-    row = dict.fromkeys(ITERATION_COLUMNS, 0)
-    row.update(gpu=gpu, started_at=started_at, finished_at=finished_at, tokens=tokens)
-    return tuple(row[c] for c in ITERATION_COLUMNS)
+    return row(ITERATION_COLUMNS, gpu=gpu, started_at=started_at, finished_at=finished_at,
+               tokens=tokens)
 
 
 def request_row(rid, arrival_at=0.0, first_token_at=1.0, finished_at=2.0, tokens=3,
                 completed=True):
-    row = dict.fromkeys(REQUEST_COLUMNS, 0)
-    row.update(request_id=rid, session_id=rid, arrival_at=arrival_at,
+    return row(REQUEST_COLUMNS, request_id=rid, session_id=rid, arrival_at=arrival_at,
                first_token_at=first_token_at, finished_at=finished_at, tokens_generated=tokens,
                completed=completed, reason="" if completed else "not finished")
-    return tuple(row[c] for c in REQUEST_COLUMNS)
 
 
 def test_requests_come_back_in_request_order_with_a_fresh_index():

@@ -1,6 +1,5 @@
 """Loaders: every shipped trace loads and matches its README; bad lines are named or skipped."""
 
-import gzip
 import json
 
 import numpy as np
@@ -8,6 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tracetools import write_lines
 
 import workloads
 from simulator.errors import UserError
@@ -76,12 +76,6 @@ def test_azure_known_first_record(shipped_traces):
     df = shipped_traces["azure_llm_2023_code"]
     assert df["input_tokens"].iloc[:3].tolist() == [4808, 3180, 110]
     assert df["arrival_at"].iloc[1] == pytest.approx(0.052, abs=1e-9)  # 04.0319600 - 03.9799600
-
-
-def write_lines(path, lines):
-    data = ("\n".join(lines) + "\n").encode()
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
 
 
 GOOD = '{"timestamp": 0, "input_length": 600, "output_length": 3, "hash_ids": [0, 1]}'

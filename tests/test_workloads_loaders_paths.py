@@ -5,24 +5,18 @@ counted). The fast path's checks are what keep a bad value from reaching the tra
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
 
 import pandas as pd
 import pytest
+from tracetools import write_lines
 
 import workloads
 from simulator.errors import UserError
 from workloads import loaders
 from workloads.loaders import load_azure, load_mooncake
 from workloads.schema import write_trace
-
-
-def write_lines(path, lines: list[str]):
-    data = ("\n".join(lines) + "\n").encode()
-    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
-    return path
 
 
 def mooncake(ts=0, inp=600, out=3, ids=(0, 1), **extra) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import itertools
 import json
 import math
 import os
@@ -163,12 +164,13 @@ def _mooncake_frame_ok(raw: pd.DataFrame) -> bool:
     lengths = np.fromiter((len(h) for h in ids), dtype=np.int64, count=len(ids))
     if not (lengths == -(-inp.astype(np.int64) // MOONCAKE_BLOCK_TOKENS)).all():
         return False
-    # np.fromiter would silently take a boolean as 0 or 1: only ints (JSON integers) pass —
-    # below 2**64, or read_json would have failed — and only those exact as doubles (the slow
-    # path keeps any id in [0, 2**63) exactly)
-    if not all(type(x) is int for h in ids for x in h):
+    # numpy would silently take a boolean as 0 or 1: only ints (JSON integers) pass — below
+    # 2**64, or read_json would have failed — and only those exact as doubles (the slow path
+    # keeps any id in [0, 2**63) exactly); one flattening, checked and converted in C
+    flat_ids = list(itertools.chain.from_iterable(ids))
+    if not set(map(type, flat_ids)) <= {int}:
         return False
-    flat = np.fromiter((x for h in ids for x in h), dtype=np.float64, count=int(lengths.sum()))
+    flat = np.array(flat_ids, dtype=np.float64)
     return bool(((flat >= 0) & (flat < 2.0**53)).all())
 
 
