@@ -149,6 +149,31 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "sparse": (["workloads/sparse.py", "workloads/sparse_kernels.py"],
                ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
+    # the disaggregated pools: the homogeneous and Lamina loops, their plans and specs (stop 48)
+    "pools": (["simulator/disaggregation/pools.py", "simulator/disaggregation/homogeneous.py",
+               "simulator/disaggregation/lamina.py", "simulator/disaggregation/lamina_fast.py",
+               "simulator/disaggregation/lamina_plan.py", "simulator/disaggregation/spec.py",
+               "simulator/disaggregation/staggered.py",
+               "simulator/disaggregation/attention_pool.py",
+               "simulator/disaggregation/compare.py"],
+              ["tests/test_disaggregation.py", "tests/test_disaggregation_fast.py",
+               "tests/test_lamina_fast.py", "tests/test_engine_clock.py"]),
+    # the synthetic workloads (agentic sub-agents, sessions, a mixed fleet, nested and RAG
+    # prompts, spans and focus sets) and the engine's reading of a trace (stop 48)
+    "workloads": (["workloads/agentic.py", "workloads/sessions.py", "workloads/mixed.py",
+                   "workloads/nested.py", "workloads/rag.py", "workloads/spans.py",
+                   "workloads/focus.py", "workloads/blocks.py", "workloads/context.py",
+                   "workloads/selections.py", "workloads/stats.py", "workloads/presets.py",
+                   "simulator/engine/trace.py"],
+                  ["tests/test_workloads_agentic.py", "tests/test_workloads_sessions.py",
+                   "tests/test_workloads_mixed.py", "tests/test_workloads_nested.py",
+                   "tests/test_workloads_spans.py", "tests/test_workloads_focus.py",
+                   "tests/test_workloads_blocks.py", "tests/test_workloads_selections.py",
+                   "tests/test_workloads_cli_trace.py", "tests/test_context_window.py",
+                   "tests/test_engine_arrivals.py", "tests/test_engine_reuse.py",
+                   "tests/test_workloads_sizes.py", "tests/test_workloads_context.py",
+                   "tests/test_workloads_rag.py", "tests/test_workloads_stats.py",
+                   "tests/test_engine_trace.py"]),
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
                "simulator/sweep/executor.py", "simulator/sweep/check.py"],
               ["tests/test_sweep_spec.py", "tests/test_sweep.py"]),
@@ -860,6 +885,153 @@ def _basics_equivalents() -> dict:
                ("gaps[:] = [x for x in gaps if _last_end(x) > now]", "> -> >="))},
         (streams, "if factor > 1:", "> -> >="):
             "factor 1: a wait of (now − t0)·0 = 0 s, the same time",
+    }
+
+
+def _workloads_equivalents() -> dict:
+    """Equivalent mutants of the workloads group (the synthetic generators; stop 48)."""
+    agentic = "workloads/agentic.py"
+    n_draw = ("n_draw = int(expected + 10 * np.sqrt(expected + 1) * max(1.0, p.burst_cv) "
+              "+ 16)")
+    batch = ("the size of a batch of gap draws: the loop draws batch after batch until one "
+             "passes the window's end, so any positive size gives the same arrivals (only the "
+             "stream's later draws move)")
+    more = ("the loop then draws one more batch before it stops, or stops one batch later, "
+            "which adds no arrival inside the window (only the stream's later draws move)")
+    none = "a negative id means none: the schema and the remapping read -2 as they read -1"
+    nested, sessions, spans = ("workloads/nested.py", "workloads/sessions.py",
+                               "workloads/spans.py")
+    return {
+        **{(sessions, line, "1 -> 2"): none
+           for line in ("parent = -1", "parent = np.where(parent >= 0, new_id[np.maximum(parent, "
+                        "0)], -1)")},
+        **{("workloads/mixed.py", line, "1 -> 2"): none for line in (
+            '-1 if pd.isna(parent) else int(parent), int(a["input_tokens"].iloc[i]),',
+            'parts.append((at, key, -1, inp, out, blocks, -1, np.zeros(0, np.int64), "private", '
+            "-1))",
+            'parts.append((float(at), ("c", i), -1, tokens, out, blocks, -1, np.zeros(0, '
+            "np.int64),", '"chat", -1))',
+            "parent_id=[new_index[r[2]] if r[2] >= 0 else -1 for r in rows],")},
+        ("workloads/mixed.py", "duration_time=self.duration_time, task_rate=max(self.task_rate, "
+         "1e-9), n_repos=1,", "1e-09 -> 2e-09"):
+            "a positive stand-in for a rate of 0, where the sub-agent generator is not run",
+        ("workloads/mixed.py", "repo_min_tokens=min(self.repo_tokens, 100_000), "
+         "subagents=self.subagents,", "100000 -> 100001"):
+            "a floor on repository sizes that only bounds a spread, and the fleet's repository "
+            "has none",
+        ("workloads/mixed.py", "if p.task_rate > 0:", "> -> >="):
+            "at a rate of 0 the generator runs at its stand-in of 1e-9 tasks a second and draws "
+            "none (from its own stream): the same trace",
+        **{(path, line, "// -> /"):
+           "np.arange up to a fractional end counts to its ceiling: the same ids, and the next "
+           "id moves by their count"
+           for path, line in [
+               ("workloads/rag.py", "q_ids = np.arange(next_id, next_id + -(-q // bt), "
+                "dtype=np.int64)"),
+               ("workloads/mixed.py", "ids = np.arange(next_id, next_id + -(-tokens // bt), "
+                "dtype=np.int64)"),
+               ("workloads/mixed.py", "blocks = np.arange(next_id, next_id + -(-tokens // bt), "
+                "dtype=np.int64)")]},
+        ("workloads/mixed.py", 'pr["output"], pr["blocks"], strict=True):', "True -> False"):
+            "five columns of one population's rows: equal lengths by construction",
+        (sessions, "len(self.files) - 1))", "- -> +"):
+            "the cap never binds: cum ends at exactly 1.0 and a uniform draw is below 1, so the "
+            "search gives at most the last file",
+        **{("simulator/engine/trace.py", line, d): (
+            "which child stream of the seed a generator draws from: one kind of workload runs "
+            "in a run, so another key gives a trace of the same law")
+           for line, d in [("df = (generate_agentic(np.random.default_rng([seed, 1]), p)",
+                            "1 -> 2"),
+                           ("else generate_sessions(np.random.default_rng([seed, 2]), p))",
+                            "2 -> 3"),
+                           ("return generate(np.random.default_rng([seed, 3]), p)", "3 -> 4"),
+                           ("return generate_mixed_fleet(np.random.default_rng([seed, 4]), p)",
+                            "4 -> 5")]},
+        ("workloads/selections.py", "fwidth = max([len(q[4]) for q in queries] + [1])",
+         "1 -> 2", "1"): "a wider focus array is more padding (-1), which the selector ignores",
+        ("workloads/selections.py", "focus = np.full((len(chunk), fwidth), -1, dtype=np.int64)",
+         "1 -> 2"): "padding of -2 instead of -1: negative either way, which the selector ignores",
+        ("workloads/selections.py", "table = pa.Table.from_pandas(df[list(SELECTION_COLUMNS)], "
+         "schema=schema, preserve_index=False)", "False -> True"):
+            "an index written along comes back as the frame's index, and nothing that reads a "
+            "selection trace reads its index (rows are named by position)",
+        ("workloads/selections.py", "for row, (r, s, ids) in enumerate(zip(rids, steps, "
+         'sel["block_ids"], strict=True)):', "True -> False"):
+            "three columns of one frame: equal lengths by construction",
+        ("workloads/selections.py", "inside = (j < len(ctx)) & (ctx[np.minimum(j, len(ctx) - 1)] "
+         "== ids)", "< -> <="):
+            "j == len(ctx) means the id is past the context's last (largest) id, so the "
+            "comparison with that last id is false either way",
+        ("workloads/selections.py", "contexts[key] = ctx", "delete `contexts[key] = ctx`"):
+            "a memo of one request step's context: without it the same context is computed "
+            "again",
+        **{("workloads/selections.py", line, "True -> False"):
+           "three columns of one frame, and keys made from that frame: equal lengths"
+           for line in ('df["layer"].to_numpy().tolist(), strict=True)',
+                        "strict=True)})")},
+        ("workloads/stats.py", 'turns = int(df.groupby(["session_id", "turn_id"]).ngroups) if '
+         "turn_known else 0", "0 -> 1"):
+            "the turn count is read only where the turns are known",
+        ("workloads/selections.py", "if n <= have:", "<= -> <"):
+            "n == have: the prompt's first n blocks, or the prompt and no generated block: "
+            "the same ids",
+        **{("workloads/blocks.py", line, "1 -> 2"):
+           "a trace of no request: the ratio is never applied"
+           for line in ("ratio = ratios.pop() if ratios else 1",
+                        "ratio = block_ratio(int(bt[0]), engine_block_tokens) if len(df) else 1")},
+        ("workloads/blocks.py", "strict=True)],", "True -> False"):
+            "one spans cell and one count per request: equal lengths by construction",
+        ("workloads/focus.py", "total = -(-available_blocks // region_blocks)", "// -> /",
+         "#2"):
+            "drift_focus's region count as a float (62.5 for 62 whole regions and a part) "
+            "bounds the integer regions and makes arange(total) exactly as its ceiling does",
+        ("workloads/focus.py", "if total <= 0:", "<= -> <"):
+            "total is a ceiling of a count, never below 0; at 0, choosing 0 of 0 regions gives "
+            "the same empty set without a draw",
+        ("workloads/focus.py", "move = np.flatnonzero(rng.random(len(regions)) < drift)",
+         "< -> <="): "a uniform draw equal to the drift share: probability 0 (2⁻⁵³ at 0)",
+        **{(sessions, line, "< -> <="):
+           "a uniform draw equal to the share: probability 0 (2⁻⁵³ at a share of 0)"
+           for line in ("spawn = main and rng.random() < p.spawn_fraction",
+                        "if u < p.read_fraction:",
+                        "elif u < p.read_fraction + p.edit_fraction:")},
+        (spans, "base = blocks.offsets[srow[0::2]]", "0 -> 1"):
+            "a span's end sits in its start's row: the rows of the ends are the rows of the "
+            "starts",
+        (sessions, "for b in range(batches + 1):", "1 -> 2"):
+            "the loop returns at its last batch (b == batches): a longer range is never reached",
+        (spans, "p = np.full(max(n, 1), np.uint64(base), dtype=np.uint64)", "1 -> 2"):
+            "a power past the longest row's is never read",
+        (spans, "p[0] = 1", "delete `p[0] = 1`"):
+            "the powers then start at B and B⁻¹ instead of 1: every term is scaled by B⁻¹ and "
+            "the prefix sum by B, which cancel modulo 2^64",
+        **{(path, "while t < p.duration_time:", "< -> <="):
+           "an arrival exactly at the window's end: a continuous draw lands there with "
+           "probability 0" for path in (nested, sessions, "workloads/rag.py")},
+        (nested, "rows.append(dict(at=t, query=query, parent=-1, blocks=prompt, answers=None,",
+         "1 -> 2"): none,
+        (nested, 'parent_id=np.asarray([new_id[rows[i]["parent"]] if rows[i]["parent"] >= 0 '
+         "else -1", "1 -> 2"): none,
+        (agentic, "expected = p.task_rate * p.duration_time", "* -> /"): batch,
+        **{(agentic, n_draw, d, node): batch for d, node in [
+            ("* -> /", "10 * np.sqrt(expected + 1)"),
+            ("* -> /", "10 * np.sqrt(expected + 1) * max(1.0, p.burst_cv)"),
+            ("10 -> 11", "10"), ("1 -> 2", "1"), ("max -> min", "max(1.0, p.burst_cv)"),
+            ("1.0 -> 2.0", "1.0"), ("16 -> 17", "16")]},
+        **{(agentic, "if t[-1] >= p.duration_time:", d): more
+           for d in (">= -> >", "-x -> x", "1 -> 2")},
+        (agentic, "after=-1, gap=0.0):", "1 -> 2"): none,
+        (agentic, "root = emit(task_at, session, -1, plan_tokens, ids.take(-(-plan_tokens // "
+         "bt)),", "1 -> 2", "1"): none,
+        (agentic, "parent = np.where(parent >= 0, new_id[np.maximum(parent, 0)], -1)",
+         "1 -> 2"): none,
+        (agentic, 'follows = {"after_id": np.where(after >= 0, new_id[np.maximum(after, 0)], '
+         "-1)[order],", "1 -> 2"): none,
+        **{(agentic, line, d): (
+            "the last turn's loop then goes on to draw a tool result and a think time that no "
+            "request uses, and takes fresh block ids no request reads: the same trace up to "
+            "the labels of later fresh ids and the stream's later draws")
+           for line, d in [("if turn == turns - 1:", "- -> +"), ("break", "delete `break`")]},
     }
 
 
@@ -1869,6 +2041,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_basics_equivalents(),
     **_inputs_equivalents(),
     **_records_equivalents(),
+    **_workloads_equivalents(),
 }
 
 

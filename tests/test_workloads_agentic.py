@@ -149,3 +149,181 @@ def test_any_generated_fleet_is_a_valid_trace(seed, subagents, order, arrival, b
     assert [len(b) for b in df["block_ids"]] == blocks_needed(df["input_tokens"], bt).tolist()
     for _, rows in df.groupby("repo_id").groups.items():
         assert len({tuple(sorted(repo_part(df, i))) for i in rows}) == 1
+
+
+class _FixedGaps:
+    """A stand-in random stream: every gap is ``gap``; it records each call's arguments."""
+
+    def __init__(self, gap: float) -> None:
+        self.gap = gap
+        self.calls: list[tuple] = []
+
+    def exponential(self, scale, size):
+        self.calls.append(("exponential", scale, size))
+        return np.full(size, self.gap)
+
+    def gamma(self, shape, scale, size):
+        self.calls.append(("gamma", shape, scale, size))
+        return np.full(size, self.gap)
+
+
+@pytest.mark.parametrize("kind", ["poisson", "bursty"])
+def test_task_arrivals_stitch_batches_of_gaps_from_time_zero(kind):
+    # gaps of 0.25 s (exact in binary) from t = 0, well past one batch of draws (sized for
+    # ~1,000 arrivals of mean gap 1 s): every arrival is 0.25 k, k = 1 … 3,999, none at or
+    # past the window's end, each batch continuing where the last ended
+    rng = _FixedGaps(0.25)
+    p = AgenticParams(duration_time=1_000.0, task_rate=1.0, arrival=kind, burst_cv=3.0)
+    got = task_arrivals(rng, p)
+    np.testing.assert_array_equal(got, 0.25 * np.arange(1, 4_000))
+    assert len(rng.calls) > 1  # the premise: more than one batch
+
+
+def test_task_arrivals_draw_gaps_of_mean_one_over_the_rate_and_the_asked_spread():
+    p = AgenticParams(duration_time=100.0, task_rate=4.0, arrival="poisson")
+    rng = _FixedGaps(1.0)
+    task_arrivals(rng, p)
+    assert rng.calls[0][:2] == ("exponential", 0.25)
+    # gamma(shape k, scale θ): mean k θ = 1 / rate, coefficient of variation 1 / √k = burst_cv
+    rng = _FixedGaps(1.0)
+    task_arrivals(rng, AgenticParams(duration_time=100.0, task_rate=4.0, arrival="bursty",
+                                     burst_cv=2.0))
+    kind, shape, scale, _ = rng.calls[0]
+    assert kind == "gamma"
+    assert shape == pytest.approx(0.25) and shape * scale == pytest.approx(0.25)
+
+
+def test_poisson_task_arrivals_are_uniform_over_the_window():
+    # a Poisson process on [0, D): its count is Poisson(rate · D) and, given the count, the
+    # times are uniform on the window — from 0, not from the first second
+    p = AgenticParams(duration_time=5.0, task_rate=20.0)
+    rng = np.random.default_rng(3)
+    runs = [task_arrivals(rng, p) for _ in range(400)]
+    counts = np.array([len(r) for r in runs])
+    assert counts.mean() == pytest.approx(100.0, rel=0.02)
+    times = np.concatenate(runs)
+    assert times.min() >= 0.0 and times.max() < 5.0
+    assert np.all(np.diff(runs[0]) > 0)
+    # the share of arrivals in each second is 1/5 (40,000 arrivals: σ ≈ 0.002)
+    share = np.bincount(times.astype(np.int64), minlength=5) / len(times)
+    np.testing.assert_allclose(share, 0.2, atol=0.01)
+
+
+def test_every_prompt_begins_with_the_system_prompt_the_first_ids():
+    # 256 system tokens → 4 blocks of 64, ids 0–3 (ids are counted from 0), in every prompt;
+    # the repositories' blocks follow, then private ids never seen before in the trace
+    df = generate_agentic(np.random.default_rng(4), AgenticParams(**SMALL))
+    assert df.attrs["system_blocks"] == 4
+    for ids in df["block_ids"]:
+        np.testing.assert_array_equal(ids[:4], np.arange(4))
+    repo_total = sum(df.attrs["repo_blocks"])
+    repo = np.concatenate([repo_part(df, i) for i in range(len(df))])
+    assert repo.min() >= 4 and repo.max() < 4 + repo_total
+    private = np.concatenate([ids[df["spans"].iloc[i][-1]:] for i, ids in
+                              enumerate(df["block_ids"])])
+    assert private.min() >= 4 + repo_total
+    # a plan's private blocks are its own: no other task's plan reads them
+    plans = df.index[df["parent_id"].isna()]
+    own = [set(df["block_ids"].iloc[i][df["spans"].iloc[i][-1]:].tolist()) for i in plans]
+    assert all(not (a & b) for k, a in enumerate(own) for b in own[k + 1:])
+
+
+def test_a_system_prompt_is_padded_to_whole_blocks_and_may_be_empty():
+    # 200 tokens → 4 blocks of 64 (the prompt counts the 256 padded tokens); none → none
+    for tokens, blocks in [(200, 4), (0, 0)]:
+        df = generate_agentic(np.random.default_rng(4),
+                              AgenticParams(**{**SMALL, "system_tokens": tokens}))
+        assert df.attrs["system_blocks"] == blocks
+        first = df["spans"].iloc[0][0]  # the repository's first file starts after it
+        assert first == blocks
+        row = df.iloc[0]
+        private = len(row["block_ids"]) - row["spans"][-1]  # the plan's own blocks
+        # the padded system prompt, the 8,192-token repository, a partly filled last block
+        assert 64 * (blocks + 128 + private - 1) < row["input_tokens"]
+        assert row["input_tokens"] <= 64 * (blocks + 128 + private)
+
+
+def test_repository_sizes_are_exact_without_spread_and_clipped_with_it():
+    # no spread: every repository is repo_tokens, even below repo_min_tokens (100k)
+    df = generate_agentic(np.random.default_rng(0), AgenticParams(
+        duration_time=30.0, repo_tokens=8_192, repo_size_sigma=0.0, n_repos=3))
+    assert df.attrs["repo_blocks"] == [128, 128, 128]
+    # a wide spread: every size inside [100k, 1M] tokens, some of them at the bounds
+    df = generate_agentic(np.random.default_rng(0), AgenticParams(
+        duration_time=30.0, repo_size_sigma=1.5, n_repos=200))
+    sizes = np.array(df.attrs["repo_blocks"])
+    lo, hi = -(-100_000 // 64), -(-1_000_000 // 64)
+    assert sizes.min() == lo and sizes.max() == hi and ((sizes > lo) & (sizes < hi)).any()
+
+
+def test_tasks_pick_repositories_by_zipf_and_files_have_the_asked_size():
+    p = AgenticParams(duration_time=4_000.0, task_rate=0.5, n_repos=4, repo_zipf_s=1.0,
+                      repo_tokens=65_536, repo_size_sigma=0.0, repo_min_tokens=1,
+                      file_tokens=1_024, subagents=1, turns_mean=1.0, system_tokens=0,
+                      task_tokens=64)
+    df = generate_agentic(np.random.default_rng(2), p)
+    plans = df[df["parent_id"].isna()]
+    assert len(plans) == pytest.approx(2_000, rel=0.1)
+    # Zipf(1) over 4 ranks: 1, 1/2, 1/3, 1/4 over H₄ = 25/12 → 0.48, 0.24, 0.16, 0.12
+    share = np.bincount(plans["repo_id"].to_numpy(np.int64), minlength=4) / len(plans)
+    np.testing.assert_allclose(share, np.array([12, 6, 4, 3]) / 25, atol=0.03)
+    # files (spans) of lognormal size, mean 1,024 tokens = 16 blocks, log-space σ = 1, so
+    # median 16 e^(−1/2) ≈ 9.7 blocks (the last file of a repository is cut at its end;
+    # whole blocks, at least one)
+    lens = np.concatenate([np.diff(sp.reshape(-1, 2), axis=1).ravel()[:-1]
+                           for sp in plans.drop_duplicates("repo_id")["spans"]])
+    assert lens.min() >= 1 and len(lens) > 50
+    assert lens.mean() == pytest.approx(16.0, rel=0.15)
+    assert np.median(lens) == pytest.approx(16.0 * np.exp(-0.5), rel=0.2)  # median e^(μ)
+
+
+def test_a_fleet_without_spread_places_every_turn_and_grows_every_context_exactly():
+    # no length spread, no spawn stagger, no think time: a sub-agent starts when its plan's
+    # output is done (400 tokens × 20 ms), each turn 400 × 20 ms after the previous, and its
+    # private context grows by output + tool tokens a turn (a tool mean below one token
+    # reads as one token; none reads as none)
+    for tool, grown in [(1_500.0, 1_900), (0.5, 401), (0.0, 400)]:
+        p = AgenticParams(**{**SMALL, "length_sigma": 0.0, "spawn_time_mean": 0.0,
+                             "think_time_mean": 0.0, "tool_tokens_mean": tool,
+                             "output_tokens_mean": 400.0, "task_tokens": 1_000})
+        df = generate_agentic(np.random.default_rng(5), p)
+        shared = 256 + 8_192  # system prompt and repository [tokens]
+        for _, agent in df[df["parent_id"].notna()].groupby("session_id"):
+            plan = df.iloc[int(agent["parent_id"].iloc[0])]
+            at = agent["arrival_at"].to_numpy()
+            assert at[0] == plan["arrival_at"] + 400 * 0.02
+            np.testing.assert_allclose(np.diff(at), 400 * 0.02, rtol=1e-12)
+            private = agent["input_tokens"].to_numpy() - shared
+            np.testing.assert_array_equal(private, 1_000 + grown * np.arange(len(agent)))
+        # each private part is its tokens in whole blocks, the last one partly filled
+        for ids, spans, tokens in zip(df["block_ids"], df["spans"], df["input_tokens"],
+                                      strict=True):
+            assert len(ids) - spans[-1] == -(-(tokens - shared) // 64)
+
+
+def test_sessions_are_numbered_densely_and_the_parameters_ride_along():
+    p = AgenticParams(**SMALL)
+    df = generate_agentic(np.random.default_rng(6), p)
+    sessions = df["session_id"].to_numpy()
+    assert set(sessions.tolist()) == set(range(sessions.max() + 1))
+    plans = df["parent_id"].isna().sum()
+    assert sessions.max() + 1 == plans * (1 + p.subagents)  # one per plan and per agent
+    assert df.attrs["params"] == p.to_dict()
+    assert AgenticParams(**df.attrs["params"]) == p
+
+
+def test_a_repository_of_one_size_is_allowed():
+    p = AgenticParams(repo_min_tokens=50_000, repo_max_tokens=50_000, repo_tokens=50_000)
+    assert p.repo_min_tokens == p.repo_max_tokens
+    with pytest.raises(ValueError, match="repo_min_tokens"):
+        AgenticParams(repo_min_tokens=50_001, repo_max_tokens=50_000)
+
+
+@pytest.mark.parametrize("kind", ["poisson", "bursty"])
+def test_a_window_expecting_almost_no_task_draws_a_few_or_none(kind):
+    # 0.1 tasks expected, gaps of little spread (a gamma of shape 4 rarely ends a gap before
+    # 10 s): a batch of draws still has to be drawn
+    p = AgenticParams(duration_time=10.0, task_rate=0.01, arrival=kind, burst_cv=0.5)
+    counts = [len(task_arrivals(np.random.default_rng(s), p)) for s in range(200)]
+    assert sum(counts) < 60 and min(counts) == 0  # Poisson: ~20 tasks over 200 windows
+    assert kind == "bursty" or sum(counts) > 0

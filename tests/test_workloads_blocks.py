@@ -6,7 +6,7 @@ from hypothesis import given
 
 from simulator.errors import UserError
 from simulator.testing.traces import request_traces
-from workloads.blocks import refine_block_ids, refine_trace
+from workloads.blocks import block_ratio, refine_block_ids, refine_trace
 from workloads.schema import make_trace
 from workloads.spans import hit_rates
 
@@ -50,3 +50,38 @@ def test_refinement_preserves_hit_rates_per_token_block(df):
     parents = np.concatenate(df["block_ids"].tolist())
     ratio = int(df["block_tokens"].iloc[0]) // 16
     assert set(np.unique(ids // ratio)) <= set(np.unique(parents))
+
+
+def test_a_block_size_of_zero_is_a_user_error_either_way():
+    for trace, engine in [(64, 0), (0, 64), (-512, 64), (512, -64)]:
+        with pytest.raises(UserError, match="block sizes must be > 0"):
+            block_ratio(trace, engine)
+    assert block_ratio(512, 64) == 8 and block_ratio(64, 64) == 1
+
+
+def test_refining_splits_each_trace_block_into_its_engine_blocks_in_order():
+    from workloads.blocks import refine_flat
+    from workloads.schema import FlatBlocks
+
+    flat = FlatBlocks(np.array([0, 3, 4]), np.array([10, 20, 30, 7]))
+    # 128-token trace blocks into 64-token pages: 2 each; the first prompt's 300 tokens need
+    # 5 pages (its third block half used), the second's 64 one page
+    got = refine_flat(flat, [300, 64], 128, 64)
+    assert [x.tolist() for x in got.to_lists()] == [[20, 21, 40, 41, 60], [14]]
+    with pytest.raises(UserError, match="block_tokens differs"):
+        refine_flat(flat, [300, 64], np.array([128, 256]), 64)
+    assert block_ratio(1, 1) == 1 and block_ratio(64, 1) == 64
+
+
+@pytest.mark.parametrize("ratio", [8, 3])
+def test_the_largest_block_id_that_refines_without_overflow(ratio):
+    from workloads.blocks import refine_flat
+    from workloads.schema import FlatBlocks
+
+    limit = (2**63 - ratio) // ratio  # limit · ratio + ratio − 1 = 2^63 − 1 at most
+    got = refine_flat(FlatBlocks(np.array([0, 1]), np.array([limit])), [64 * ratio],
+                      64 * ratio, 64)
+    assert got.values.max() == limit * ratio + ratio - 1 <= 2**63 - 1
+    with pytest.raises(UserError, match=f"max id must be <= {limit}"):
+        refine_flat(FlatBlocks(np.array([0, 1]), np.array([limit + 1])), [64 * ratio],
+                    64 * ratio, 64)

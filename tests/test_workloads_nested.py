@@ -1,6 +1,7 @@
 """Nested generation: n inner answers feeding a judge as commuting spans; temperature 0."""
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,3 +75,50 @@ def test_bad_parameters_are_rejected():
         NestedParams(candidates=0)
     with pytest.raises(ValueError, match="temperature"):
         NestedParams(temperature=-1.0)
+
+
+def test_a_query_of_fixed_lengths_is_laid_out_and_placed_exactly():
+    # 200 system tokens → 4 blocks; a 100-token task → 2 blocks; 3 answers of 130 tokens
+    # (3 pages each); a 100-token judge question → 2 blocks, its last one 36 tokens full
+    p = NestedParams(candidates=3, temperature=0.7, system_tokens=200, task_tokens=100,
+                     answer_tokens=130, judge_tokens=100, length_sigma=0.0, duration_time=40.0)
+    df = generate_nested(np.random.default_rng(3), p)
+    assert len(judges(df)) > 2
+    for _, j in judges(df).iterrows():
+        inner = df[(df["session_id"] == j["session_id"]) & (df["spans"].map(len) == 0)]
+        assert inner["parent_id"].isna().all()  # the inner calls are roots
+        assert j["parent_id"] == inner["request_id"].max()  # the judge follows the last
+        assert (inner["input_tokens"] == 6 * 64).all()
+        np.testing.assert_array_equal(inner["block_ids"].iloc[0][:4], np.arange(4))
+        # the judge: the inner prompt, three answers of 3 pages, a 2-block question
+        assert len(j["block_ids"]) == 6 + 9 + 2
+        assert j["input_tokens"] == 16 * 64 + 36
+        # placed when the longest answer is done: overhead + 130 tokens × 20 ms
+        assert j["arrival_at"] == inner["arrival_at"].iloc[0] + 0.5 + 130 * 0.02
+
+
+def test_a_single_candidate_judge_follows_the_very_first_call():
+    df = generate_nested(np.random.default_rng(0), NestedParams(candidates=1))
+    first = df[df["session_id"] == 0]
+    assert pd.isna(first["parent_id"].iloc[0]) and first["request_id"].iloc[0] == 0
+    assert first["parent_id"].iloc[1] == 0
+
+
+def test_queries_arrive_at_the_asked_rate_and_are_numbered_densely():
+    p = NestedParams(duration_time=2_000.0, request_rate=0.5, candidates=1)
+    df = generate_nested(np.random.default_rng(4), p)
+    sessions = df["session_id"].to_numpy()
+    assert set(sessions.tolist()) == set(range(sessions.max() + 1))
+    assert sessions.max() + 1 == pytest.approx(1_000, rel=0.1)  # Poisson: σ ≈ 3 %
+    roots = df.loc[df["parent_id"].isna(), "arrival_at"].to_numpy()
+    assert roots.min() < 20.0 and roots.max() > 1_980.0  # from the window's start to its end
+    assert df.attrs["params"] == p.to_dict() and NestedParams(**p.to_dict()) == p
+
+
+def test_the_first_query_arrives_after_a_gap_of_mean_one_over_the_rate():
+    # a Poisson process from t = 0: its first arrival is exponential of mean 1 / rate = 2 s
+    # (200 traces: ±7 %)
+    p = NestedParams(duration_time=20.0, request_rate=0.5, candidates=1)
+    first = [generate_nested(np.random.default_rng(s), p)["arrival_at"].iloc[0]
+             for s in range(200)]
+    assert np.mean(first) == pytest.approx(2.0, rel=0.25)

@@ -15,6 +15,7 @@ from workloads.selections import (
     context_block_ids,
     generate_selections,
     generated_block_id,
+    popular_extent,
     read_selections,
     validate_selections,
     write_selections,
@@ -128,3 +129,94 @@ def test_selections_are_in_context_and_include_the_recent_window(df, seed, kind)
         window = ctx[-sel.window_blocks:] if kind != "dense" else ctx
         assert np.isin(window, ids).all()
         assert len(ids) == sel.counts(len(ctx))
+
+
+def test_generated_block_ids_follow_the_documented_formula():
+    # -(request_id · 2^24 + j) - 1: negative (prompt ids are not), unique per (request, j),
+    # the format recorded selection traces carry
+    from workloads.selections import generated_block_id
+
+    assert int(generated_block_id(0, 0)) == -1 and int(generated_block_id(0, 5)) == -6
+    assert int(generated_block_id(1, 0)) == -(2**24) - 1
+    np.testing.assert_array_equal(generated_block_id(np.array([2, 3]), np.array([7, 0])),
+                                  [-(2 * 2**24 + 7) - 1, -(3 * 2**24) - 1])
+
+
+def test_the_popular_extent_ends_with_the_last_span():
+    assert popular_extent(np.array([2, 5, 7, 9]), 20) == 9
+    assert popular_extent(np.zeros(0, dtype=np.int64), 20) == 20
+
+
+def test_a_selection_file_keeps_its_block_size_and_is_checked_when_read(tmp_path, fleet, picked):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # the block size rides in the file's metadata
+    path = write_selections(picked, tmp_path / "s16.parquet", block_tokens=16)
+    assert read_selections(path).attrs["block_tokens"] == 16
+    assert read_selections(path, block_tokens=32).attrs["block_tokens"] == 32
+    # with the request trace, a selection outside its context is named when read
+    bad = edited(picked, 2, block_ids=np.array([123_456_789]))
+    path = write_selections(bad, tmp_path / "bad.parquet")
+    assert len(read_selections(path)) == len(picked)  # without the trace: read as it is
+    with pytest.raises(UserError, match="bad.parquet: row 2 .*block 123456789"):
+        read_selections(path, fleet)
+    # a file without a column, and a null list of blocks (read as no block)
+    table = pa.table({"request_id": [0], "step": [0], "block_ids": [[1, 2]]})
+    pq.write_table(table, tmp_path / "nolayer.parquet")
+    with pytest.raises(UserError, match="nolayer.parquet: column 'layer' missing"):
+        read_selections(tmp_path / "nolayer.parquet")
+    table = pa.table({"request_id": [0, 0], "step": [0, 0], "layer": [0, 1],
+                      "block_ids": pa.array([[3], None], pa.list_(pa.int64()))})
+    pq.write_table(table, tmp_path / "null.parquet")
+    got = read_selections(tmp_path / "null.parquet")["block_ids"]
+    assert got.iloc[0].tolist() == [3] and got.iloc[1].dtype == np.int64
+    assert len(got.iloc[1]) == 0
+
+
+def test_a_selection_frame_is_checked_column_by_column_and_step_by_step(fleet, picked):
+    with pytest.raises(UserError, match="sel: column 'step' missing"):
+        validate_selections(picked.drop(columns=["step"]), fleet, source="sel")
+    for col in ("step", "layer"):
+        with pytest.raises(UserError, match=f"sel: column '{col}', row 2: negative value"):
+            validate_selections(edited(picked, 2, **{col: -1}), fleet, source="sel")
+    # a step equal to the request's output is past its last token
+    r = int(picked["request_id"].iloc[0])
+    out = int(fleet.loc[fleet["request_id"] == r, "output_tokens"].iloc[0])
+    with pytest.raises(UserError, match=f"step {out} but request {r} generates only {out} "
+                                        f"tokens \\(steps 0..{out - 1}\\)"):
+        validate_selections(edited(picked, 0, step=out), fleet)
+
+
+def test_generated_selections_carry_the_block_size_and_report_progress(fleet):
+    calls = []
+    df = generate_selections(np.random.default_rng(2), fleet, n_layers=2, steps=2,
+                             max_requests=7, batch=4, progress=lambda d, t: calls.append((d, t)))
+    n = sum(min(2, o) for o in fleet["output_tokens"].iloc[:7])
+    assert calls == [(min(k, n), n) for k in range(4, n + 4, 4)]
+    assert df.attrs["block_tokens"] == 64
+
+
+
+def test_a_session_keeps_its_focus_regions_from_request_to_request():
+    # every draw from the focus set (four regions of 16 blocks: more than the 32 a layer
+    # takes, so it never fills up with others) and no drift: all selections of one agent's
+    # requests, past the recent window, fall in the same four regions
+    fleet = generate_agentic(np.random.default_rng(0), AgenticParams(
+        duration_time=200.0, task_rate=0.05, n_repos=1, repo_tokens=16_384,
+        repo_size_sigma=0.0, repo_min_tokens=1, subagents=3, turns_mean=3.0,
+        system_tokens=256))
+    sel = SparseSelector(popular_fraction=0.0, focus_fraction=1.0)
+    df = generate_selections(np.random.default_rng(4), fleet, sel, n_layers=2, steps=1,
+                             max_requests=None, focus_regions=4, focus_drift=0.0)
+    regions: dict[int, set] = {}
+    for rid, ids in zip(df["request_id"], df["block_ids"], strict=True):
+        row = fleet.iloc[int(rid)]
+        ctx = context_block_ids(row["block_ids"], int(row["input_tokens"]), 0, int(rid))
+        pos = np.flatnonzero(np.isin(ctx, ids))
+        old = pos[pos < len(ctx) - 2]  # the recent window is always selected
+        regions.setdefault(int(row["session_id"]), set()).update((old // 16).tolist())
+    many = [s for s, r in regions.items() if len(r) > 0]
+    agents = fleet.groupby("session_id").size()
+    assert (agents[many] > 1).sum() > 5  # sessions of several requests were checked
+    assert all(len(r) <= 4 for r in regions.values())

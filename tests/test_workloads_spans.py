@@ -89,3 +89,47 @@ def test_rag_documents_are_spans_with_stable_ids():
             doc = tuple(ids[a:b])
             docs.setdefault(doc[0], doc)
             assert docs[doc[0]] == doc  # a document always has the same blocks
+
+
+def test_the_mix_is_splitmix64_and_prefix_hashes_its_polynomial():
+    from workloads.spans import _BASE, _mix, extend_prefix_hash, row_prefix_hashes
+
+    # SplitMix64 (Vigna) seeded with 0 gives 0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4,
+    # 0x06C45D188009454F: its finalizer of the state after 1, 2, 3 golden-ratio steps
+    g = 0x9E3779B97F4A7C15
+    states = np.array([0, g, 2 * g % 2**64], dtype=np.uint64)
+    assert [int(v) for v in _mix(states)] == [0xE220A8397B1DCDAF, 0x6E789E6AA1B965F4,
+                                             0x06C45D188009454F]
+    # H_j = H_{j−1} · B + mix(x_j) mod 2^64, in Python integers
+    ids = [5, 0, 17, 5, 3]
+    want, h = [], 0
+    for x in ids:
+        h = (h * _BASE + int(_mix(np.array([x]))[0])) % 2**64
+        want.append(h)
+    assert [int(v) for v in row_prefix_hashes(np.array(ids))] == want
+    assert [int(v) for v in extend_prefix_hash(want[1], ids[2:])] == want[2:]
+    two = FlatBlocks(np.array([0, 2, 5]), np.array([9, 4, *ids[:3]]))
+    assert [int(v) for v in prefix_hashes(two)][2:] == want[:3]  # each row on its own
+
+
+def test_hashes_and_earlier_rows_of_no_block_and_of_one():
+    from workloads.spans import _mix, seen_in_earlier_row
+
+    empty = FlatBlocks(np.array([0]), np.zeros(0, dtype=np.int64))
+    assert prefix_hashes(empty).dtype == np.uint64 and len(prefix_hashes(empty)) == 0
+    one = FlatBlocks(np.array([0, 1]), np.array([7]))
+    assert [int(v) for v in prefix_hashes(one)] == [int(_mix(np.array([7]))[0])]
+    got = seen_in_earlier_row(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int64))
+    assert got.dtype == bool and len(got) == 0
+    np.testing.assert_array_equal(seen_in_earlier_row(np.array([3]), np.array([0])), [False])
+    np.testing.assert_array_equal(
+        seen_in_earlier_row(np.array([3, 3, 4, 3, 4]), np.array([0, 0, 1, 1, 1])),
+        [False, False, False, True, False])
+
+
+def test_a_trace_without_blocks_has_no_hits():
+    df = make_trace(arrival_at=[], input_tokens=[], output_tokens=[], block_ids=[],
+                    block_tokens=64)  # a request has a block at least: a trace of none
+    assert hit_rates(df) == {"block_refs": 0, "prefix_hit_fraction": 0.0,
+                             "span_hit_fraction": 0.0, "reuse_fraction": 0.0,
+                             "span_fraction": 0.0}

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from workloads.context import BlockIds, lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 
 
@@ -139,17 +140,24 @@ class AgenticParams:
 
         ``task_rate × duration_time`` tasks of one plan and ``subagents × turns_mean`` turns;
         each prompt reads the system prompt, a repository and a private context growing by
-        ``output + tool`` tokens a turn. The repositories' own blocks count as references too.
+        ``output + tool`` tokens a turn (tests/test_workloads_sizes.py holds this to the mean
+        of generated traces). The repositories' own blocks count as references too.
         For refusing a workload that cannot fit in memory, not for statistics.
         """
-        requests = self.task_rate * self.duration_time * (1.0 + self.subagents * self.turns_mean)
+        bt = self.block_tokens
+        tasks = self.task_rate * self.duration_time
+        turns = tasks * self.subagents * self.turns_mean  # the sub-agents' requests
+        requests = tasks + turns
         repo = float(self.repo_tokens)
         if self.repo_size_sigma > 0:
             repo = min(max(repo, self.repo_min_tokens), self.repo_max_tokens)
-        private = self.task_tokens + (self.turns_mean - 1.0) / 2.0 * (
-            self.output_tokens_mean + self.tool_tokens_mean)
-        per_request = (self.system_tokens + repo + private) / self.block_tokens
-        return requests, requests * per_request + self.n_repos * repo / self.block_tokens
+        shared = -(-self.system_tokens // bt) + repo / bt  # blocks every prompt reads
+        # a private part: the instruction (rounded up to whole blocks: + 0.5 on average), and
+        # on a sub-agent's turn t (0, 1, …) t turns of output and tool results; over geometric
+        # turns of mean μ a turn's mean t is E[T(T − 1) / 2] / E[T] = μ − 1
+        grown = (self.turns_mean - 1.0) * (self.output_tokens_mean + self.tool_tokens_mean)
+        private = requests * (self.task_tokens / bt + 0.5) + turns * grown / bt
+        return requests, requests * shared + private + self.n_repos * repo / bt
 
 
 def task_arrivals(rng: np.random.Generator, p: AgenticParams) -> np.ndarray:
@@ -171,28 +179,6 @@ def task_arrivals(rng: np.random.Generator, p: AgenticParams) -> np.ndarray:
         start = float(t[-1])
 
 
-def _lognormal(rng, mean: float, sigma: float, size=None):
-    if sigma == 0:
-        return np.full(size, float(mean)) if size is not None else float(mean)
-    return rng.lognormal(np.log(mean) - sigma**2 / 2, sigma, size=size)
-
-
-def _positive_int(x) -> np.ndarray:
-    return np.maximum(np.rint(x).astype(np.int64), 1)
-
-
-class _Ids:
-    """Fresh block ids, counted from a start (ids are never reused)."""
-
-    def __init__(self) -> None:
-        self.next = 0
-
-    def take(self, count: int) -> np.ndarray:
-        out = np.arange(self.next, self.next + count, dtype=np.int64)
-        self.next += count
-        return out
-
-
 def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = None,
                      ) -> pd.DataFrame:
     """A request trace of the agentic coding fleet described by ``params`` (see module doc).
@@ -202,18 +188,18 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
     """
     p = params or AgenticParams()
     bt = p.block_tokens
-    ids = _Ids()
+    ids = BlockIds()
     sys_blocks = ids.take(-(-p.system_tokens // bt)) if p.system_tokens else ids.take(0)
     sys_tokens = len(sys_blocks) * bt  # the system prompt is padded to whole blocks
 
-    sizes = _lognormal(rng, p.repo_tokens, p.repo_size_sigma, size=p.n_repos)
+    sizes = lognormal(rng, p.repo_tokens, p.repo_size_sigma, size=p.n_repos)
     if p.repo_size_sigma > 0:
         sizes = np.clip(sizes, p.repo_min_tokens, p.repo_max_tokens)
     repo_blocks_n = -(-np.rint(sizes).astype(np.int64) // bt)
     repos = []  # per repo: list of per-file block-id arrays
     for nb in repo_blocks_n:
         blocks = ids.take(int(nb))
-        lens = _positive_int(_lognormal(rng, p.file_tokens / bt, 1.0, size=int(nb)))
+        lens = positive_int(lognormal(rng, p.file_tokens / bt, 1.0, size=int(nb)))
         cuts = np.cumsum(lens)
         cuts = cuts[cuts < nb]
         repos.append(np.split(blocks, cuts))
@@ -233,7 +219,7 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
         block_rows.append(np.concatenate(layout))
         lens = np.array([len(f) for f in files], dtype=np.int64)
         starts = len(sys_blocks) + np.concatenate([[0], np.cumsum(lens)[:-1]])
-        span_rows.append(np.stack([starts, starts + lens], axis=1).reshape(-1))
+        span_rows.append(np.stack([starts, starts + lens], axis=1).ravel())
         rows["arrival_at"].append(at)
         rows["session_id"].append(sess)
         rows["parent_id"].append(parent)
@@ -247,8 +233,8 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
     for task_at in task_arrivals(rng, p):
         repo = int(rng.choice(p.n_repos, p=weights))
         files = repos[repo]
-        plan_tokens = int(_positive_int(_lognormal(rng, p.task_tokens, p.length_sigma)))
-        plan_out = int(_positive_int(_lognormal(rng, p.output_tokens_mean, p.length_sigma)))
+        plan_tokens = int(positive_int(lognormal(rng, p.task_tokens, p.length_sigma)))
+        plan_out = int(positive_int(lognormal(rng, p.output_tokens_mean, p.length_sigma)))
         root = emit(task_at, session, -1, plan_tokens, ids.take(-(-plan_tokens // bt)),
                     plan_out, repo, files)
         session += 1
@@ -260,17 +246,17 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
             gap = rng.exponential(p.spawn_time_mean) if p.spawn_time_mean else 0.0
             at, after = ready_at + gap, root
             turns = int(rng.geometric(1.0 / p.turns_mean))
-            private = int(_positive_int(_lognormal(rng, p.task_tokens, p.length_sigma)))
+            private = int(positive_int(lognormal(rng, p.task_tokens, p.length_sigma)))
             private_ids = ids.take(-(-private // bt))
             for turn in range(turns):
-                out = int(_positive_int(_lognormal(rng, p.output_tokens_mean, p.length_sigma)))
+                out = int(positive_int(lognormal(rng, p.output_tokens_mean, p.length_sigma)))
                 after = emit(at, session, root, private, private_ids, out, repo, agent_files,
                              after, gap)
                 if turn == turns - 1:
                     break
-                tool = int(_positive_int(_lognormal(rng, max(p.tool_tokens_mean, 1.0),
+                tool = int(positive_int(lognormal(rng, max(p.tool_tokens_mean, 1.0),
                                                     p.length_sigma))) if p.tool_tokens_mean else 0
-                think = (_lognormal(rng, p.think_time_mean, p.think_time_sigma)
+                think = (lognormal(rng, p.think_time_mean, p.think_time_sigma)
                          if p.think_time_mean else 0.0)
                 at, gap = at + out * p.decode_time_per_token + think, think
                 kept = private // bt  # full blocks of this turn's private context keep their ids

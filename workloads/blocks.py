@@ -52,9 +52,11 @@ def refine_flat(
         raise UserError("block_tokens differs between requests; refine one block size at a time")
     ratio = ratios.pop() if ratios else 1
     inp = np.asarray(input_tokens, dtype=np.int64)
-    if len(blocks.values) and blocks.values.max() >= np.iinfo(np.int64).max // ratio:
-        raise UserError("block ids too large to refine without overflow (max id must be < 2^63 / "
-                        f"{ratio})")
+    # the largest engine id, id · ratio + ratio − 1, must fit in an int64
+    limit = (np.iinfo(np.int64).max - ratio + 1) // ratio
+    if len(blocks.values) and blocks.values.max() > limit:
+        raise UserError(f"block ids too large to refine without overflow (max id must be <= "
+                        f"{limit}: (2^63 - {ratio}) / {ratio})")
     counts = blocks_needed(inp, engine_block_tokens)
     if (counts > blocks.lengths() * ratio).any():
         raise UserError("a request has fewer trace blocks than its input_tokens need")

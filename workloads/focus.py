@@ -41,5 +41,5 @@ def drift_focus(rng: np.random.Generator, focus: np.ndarray, available_blocks: i
 
 
 def _region_blocks(regions: np.ndarray, available_blocks: int, region_blocks: int) -> np.ndarray:
-    blocks = (regions[:, None] * region_blocks + np.arange(region_blocks)[None, :]).reshape(-1)
+    blocks = (regions[:, None] * region_blocks + np.arange(region_blocks)[None, :]).ravel()
     return blocks[blocks < available_blocks].astype(np.int64)

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from workloads.context import lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 
 #: lognormal sigma of question and answer lengths (a modelling choice: a long right tail).
@@ -79,9 +80,7 @@ def generate_rag(rng: np.random.Generator, params: RagParams | None = None) -> p
     bt = p.block_tokens
     n_sys = -(-p.system_tokens // bt)
     sys_blocks = np.arange(n_sys, dtype=np.int64)
-    sigma = p.doc_sigma
-    sizes = rng.lognormal(np.log(p.doc_tokens / bt) - sigma**2 / 2, sigma, size=p.n_documents)
-    doc_len = np.maximum(np.rint(sizes).astype(np.int64), 1)
+    doc_len = positive_int(lognormal(rng, p.doc_tokens / bt, p.doc_sigma, size=p.n_documents))
     doc_start = n_sys + np.concatenate([[0], np.cumsum(doc_len)[:-1]])
     next_id = int(n_sys + doc_len.sum())
     weights = np.arange(1, p.n_documents + 1, dtype=np.float64) ** -p.doc_zipf_s
@@ -98,16 +97,15 @@ def generate_rag(rng: np.random.Generator, params: RagParams | None = None) -> p
         docs = popularity[rng.choice(p.n_documents, size=p.docs_per_request, replace=False,
                                      p=weights)]
         docs = rng.permutation(docs) if p.permute else np.sort(docs)
-        q = max(int(round(rng.lognormal(np.log(p.question_tokens) - _SIGMA**2 / 2, _SIGMA))), 1)
+        q = int(positive_int(lognormal(rng, p.question_tokens, _SIGMA)))
         q_ids = np.arange(next_id, next_id + -(-q // bt), dtype=np.int64)
         next_id += len(q_ids)
         parts = [sys_blocks] + [np.arange(doc_start[d], doc_start[d] + doc_len[d]) for d in docs]
         blocks.append(np.concatenate(parts + [q_ids]))
         starts = n_sys + np.concatenate([[0], np.cumsum(doc_len[docs])[:-1]])
-        spans.append(np.stack([starts, starts + doc_len[docs]], axis=1).reshape(-1))
+        spans.append(np.stack([starts, starts + doc_len[docs]], axis=1).ravel())
         inputs.append(n_sys * bt + int(doc_len[docs].sum()) * bt + q)
-        out = rng.lognormal(np.log(p.output_tokens_mean) - _SIGMA**2 / 2, _SIGMA)
-        outputs.append(max(int(round(out)), 1))
+        outputs.append(int(positive_int(lognormal(rng, p.output_tokens_mean, _SIGMA))))
     df = make_trace(arrival_at=np.asarray(arrivals), input_tokens=inputs, output_tokens=outputs,
                     block_ids=FlatBlocks.from_lists(blocks), block_tokens=bt, spans=spans,
                     source="rag generator")

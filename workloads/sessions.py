@@ -160,14 +160,15 @@ class _Repo:
     def __init__(self, rng: np.random.Generator, ids: BlockIds, p: SessionParams,
                  size_tokens: float) -> None:
         bt = p.block_tokens
-        instr = int(positive_int(lognormal(rng, p.instructions_tokens, p.length_sigma)))
-        self.instructions = ids.take(_blocks(instr, bt)) if p.instructions_tokens else ids.take(0)
+        instr = int(positive_int(lognormal(rng, p.instructions_tokens, p.length_sigma))) \
+            if p.instructions_tokens else 0  # none: no draw (log 0 would warn)
+        self.instructions = ids.take(_blocks(instr, bt))
         nb = max(_blocks(size_tokens, bt), 1)
         lens = positive_int(lognormal(rng, p.file_tokens / bt, p.file_sigma, size=nb))
         cuts = np.cumsum(lens)
         blocks = ids.take(nb)
         self.files = np.split(blocks, cuts[cuts < nb])
-        w = np.arange(1, len(self.files) + 1, dtype=np.float64) ** -p.file_zipf_s
+        w = (np.arange(len(self.files)) + 1.0) ** -p.file_zipf_s  # ranks 1, 2, …
         self.cum = np.cumsum(w[rng.permutation(len(self.files))])
         self.cum /= self.cum[-1]
 
@@ -213,7 +214,8 @@ class _Session:
             ctx.add_private(g.length(p.user_tokens_mean))
             batches = int(rng.geometric(1.0 / (p.batches_mean + 1.0))) - 1
             at, ctx, cid, parent, _ = self._loop(ctx, cid, parent, at, turn, batches, True)
-            at += float(lognormal(rng, p.think_time_mean, p.think_time_sigma))
+            if p.think_time_mean:  # none: no draw (log 0 would warn)
+                at += float(lognormal(rng, p.think_time_mean, p.think_time_sigma))
 
     def _fresh(self, main: bool) -> Context:
         g = self.g
@@ -288,8 +290,9 @@ class _Session:
                 ctx.add_private(g.length(p.edit_tokens_mean))
             else:
                 ctx.add_private(g.length(p.tool_tokens_mean))
-        times = lognormal(rng, p.tool_time_mean, p.tool_time_sigma, size=n)
-        return at + float(np.max(times)) if p.tool_time_mean else at
+        if not p.tool_time_mean:  # instant tools: no draw (log 0 would warn)
+            return at
+        return at + float(np.max(lognormal(rng, p.tool_time_mean, p.tool_time_sigma, size=n)))
 
 
 class _Generator:
