@@ -21,7 +21,8 @@ def _refs(df) -> int:
 
 
 def _agentic_per_task(p: AgenticParams, seeds: int) -> tuple[float, float]:
-    """Requests and prompt block references per task, pooled over ``seeds`` traces."""
+    """Requests and prompt block references per task, pooled over ``seeds`` traces (of
+    repositories without spread: each exactly ``repo_tokens``)."""
     tasks = requests = refs = 0
     for seed in range(seeds):
         df = generate_agentic(np.random.default_rng(seed), p)

@@ -146,8 +146,8 @@ class AgenticParams:
         """
         bt = self.block_tokens
         tasks = self.task_rate * self.duration_time
-        turns = tasks * self.subagents * self.turns_mean  # the sub-agents' requests
-        requests = tasks + turns
+        agent_requests = tasks * self.subagents * self.turns_mean  # one a sub-agent turn
+        requests = tasks + agent_requests
         repo = float(self.repo_tokens)
         if self.repo_size_sigma > 0:
             repo = min(max(repo, self.repo_min_tokens), self.repo_max_tokens)
@@ -156,7 +156,7 @@ class AgenticParams:
         # on a sub-agent's turn t (0, 1, …) t turns of output and tool results; over geometric
         # turns of mean μ a turn's mean t is E[T(T − 1) / 2] / E[T] = μ − 1
         grown = (self.turns_mean - 1.0) * (self.output_tokens_mean + self.tool_tokens_mean)
-        private = requests * (self.task_tokens / bt + 0.5) + turns * grown / bt
+        private = requests * (self.task_tokens / bt + 0.5) + agent_requests * grown / bt
         return requests, requests * shared + private + self.n_repos * repo / bt
 
 
@@ -255,7 +255,7 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
                 if turn == turns - 1:
                     break
                 tool = int(positive_int(lognormal(rng, max(p.tool_tokens_mean, 1.0),
-                                                    p.length_sigma))) if p.tool_tokens_mean else 0
+                                                  p.length_sigma))) if p.tool_tokens_mean else 0
                 think = (lognormal(rng, p.think_time_mean, p.think_time_sigma)
                          if p.think_time_mean else 0.0)
                 at, gap = at + out * p.decode_time_per_token + think, think
