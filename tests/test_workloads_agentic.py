@@ -327,3 +327,14 @@ def test_a_window_expecting_almost_no_task_draws_a_few_or_none(kind):
     counts = [len(task_arrivals(np.random.default_rng(s), p)) for s in range(200)]
     assert sum(counts) < 60 and min(counts) == 0  # Poisson: ~20 tasks over 200 windows
     assert kind == "bursty" or sum(counts) > 0
+
+
+def test_repository_sizes_have_the_asked_mean():
+    # repo_tokens is the lognormal's mean (as every length's), not its median: 2,000
+    # repositories of mean 64,000 tokens (1,000 blocks), σ = 0.5, bounds that never bind
+    p = AgenticParams(duration_time=1.0, n_repos=2_000, repo_tokens=64_000,
+                      repo_size_sigma=0.5, repo_min_tokens=1, repo_max_tokens=10**9,
+                      file_tokens=64_000)
+    sizes = np.array(generate_agentic(np.random.default_rng(1), p).attrs["repo_blocks"])
+    assert sizes.mean() == pytest.approx(1_000, rel=0.03)
+    assert np.median(sizes) == pytest.approx(1_000 * np.exp(-0.125), rel=0.04)

@@ -47,7 +47,7 @@ class AgenticParams:
         n_repos: repositories (4: one team's services).
         repo_zipf_s: Zipf exponent of repository popularity (1.0: one repo gets ~half the
             tasks, as a team's main codebase does).
-        repo_tokens: median repository size [tokens] (256 Ki = 262,144: a mid-sized codebase
+        repo_tokens: mean repository size [tokens] (256 Ki = 262,144: a mid-sized codebase
             packed into context; the issue's range is ~100k-1M tokens; the engine's default
             scenario uses exactly this with 32 sub-agents).
         repo_size_sigma: lognormal spread of repository sizes (0.5), clipped to

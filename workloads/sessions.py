@@ -77,7 +77,7 @@ class SessionParams:
         compact_tokens: a context longer than this is compacted before the next call [tokens].
         length_sigma: lognormal sigma of all lengths above.
         n_repos, repo_zipf_s: repositories and the Zipf exponent of their popularity.
-        repo_tokens, repo_size_sigma: median repository size [tokens] and lognormal spread.
+        repo_tokens, repo_size_sigma: mean repository size [tokens] and lognormal spread.
         file_tokens, file_sigma: mean file size [tokens] and lognormal spread (files are whole
             blocks, so they can be shared as pages).
         file_zipf_s: Zipf exponent of which files get read (a few central files, a long tail).
