@@ -258,6 +258,7 @@ def test_a_repository_is_whole_files_picked_by_a_permuted_zipf_law():
     np.testing.assert_allclose(picks, prob, atol=0.006)
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a mean of 0 draws nothing
 def test_a_repository_without_instructions_and_of_one_block():
     from workloads.sessions import _Repo
 
@@ -322,6 +323,7 @@ def test_a_context_of_exactly_the_compaction_threshold_is_not_compacted():
     assert (df.loc[~summaries, "input_tokens"] == 492).any()
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # a mean of 0 draws nothing
 def test_a_session_grows_its_context_and_its_clock_call_by_call():
     # no tool time, no think time: a call starts when the previous one's output is done
     # (1 s overhead + 20 ms a token: 2 s after an answer of 50, 2.28 s after a summary of 64);
