@@ -899,12 +899,14 @@ def _workloads_equivalents() -> dict:
     more = ("the loop then draws one more batch before it stops, or stops one batch later, "
             "which adds no arrival inside the window (only the stream's later draws move)")
     none = "a negative id means none: the schema and the remapping read -2 as they read -1"
+    share = "a uniform draw equal to the share: probability 0 (2⁻⁵³ at a share of 0)"
+    strict = "columns of one frame (or keys made from them): equal lengths by construction"
+    remap = "parent = np.where(parent >= 0, new_id[np.maximum(parent, 0)], -1)"
     nested, sessions, spans = ("workloads/nested.py", "workloads/sessions.py",
                                "workloads/spans.py")
     return {
-        **{(sessions, line, "1 -> 2"): none
-           for line in ("parent = -1", "parent = np.where(parent >= 0, new_id[np.maximum(parent, "
-                        "0)], -1)")},
+        (sessions, "parent = -1", "1 -> 2"): none,
+        **{(path, remap, "1 -> 2"): none for path in (agentic, sessions)},
         **{("workloads/mixed.py", line, "1 -> 2"): none for line in (
             '-1 if pd.isna(parent) else int(parent), int(a["input_tokens"].iloc[i]),',
             'parts.append((at, key, -1, inp, out, blocks, -1, np.zeros(0, np.int64), "private", '
@@ -932,8 +934,13 @@ def _workloads_equivalents() -> dict:
                 "dtype=np.int64)"),
                ("workloads/mixed.py", "blocks = np.arange(next_id, next_id + -(-tokens // bt), "
                 "dtype=np.int64)")]},
-        ("workloads/mixed.py", 'pr["output"], pr["blocks"], strict=True):', "True -> False"):
-            "five columns of one population's rows: equal lengths by construction",
+        **{(path, line, "True -> False"): strict for path, line in [
+            ("workloads/mixed.py", 'pr["output"], pr["blocks"], strict=True):'),
+            ("workloads/selections.py", "for row, (r, s, ids) in enumerate(zip(rids, steps, "
+             'sel["block_ids"], strict=True)):'),
+            ("workloads/selections.py", 'df["layer"].to_numpy().tolist(), strict=True)'),
+            ("workloads/selections.py", "strict=True)})"),
+            ("workloads/blocks.py", "strict=True)],")]},
         (sessions, "len(self.files) - 1))", "- -> +"):
             "the cap never binds: cum ends at exactly 1.0 and a uniform draw is below 1, so the "
             "search gives at most the last file",
@@ -955,9 +962,6 @@ def _workloads_equivalents() -> dict:
          "schema=schema, preserve_index=False)", "False -> True"):
             "an index written along comes back as the frame's index, and nothing that reads a "
             "selection trace reads its index (rows are named by position)",
-        ("workloads/selections.py", "for row, (r, s, ids) in enumerate(zip(rids, steps, "
-         'sel["block_ids"], strict=True)):', "True -> False"):
-            "three columns of one frame: equal lengths by construction",
         ("workloads/selections.py", "inside = (j < len(ctx)) & (ctx[np.minimum(j, len(ctx) - 1)] "
          "== ids)", "< -> <="):
             "j == len(ctx) means the id is past the context's last (largest) id, so the "
@@ -965,10 +969,6 @@ def _workloads_equivalents() -> dict:
         ("workloads/selections.py", "contexts[key] = ctx", "delete `contexts[key] = ctx`"):
             "a memo of one request step's context: without it the same context is computed "
             "again",
-        **{("workloads/selections.py", line, "True -> False"):
-           "three columns of one frame, and keys made from that frame: equal lengths"
-           for line in ('df["layer"].to_numpy().tolist(), strict=True)',
-                        "strict=True)})")},
         ("workloads/stats.py", 'turns = int(df.groupby(["session_id", "turn_id"]).ngroups) if '
          "turn_known else 0", "0 -> 1"):
             "the turn count is read only where the turns are known",
@@ -979,8 +979,6 @@ def _workloads_equivalents() -> dict:
            "a trace of no request: the ratio is never applied"
            for line in ("ratio = ratios.pop() if ratios else 1",
                         "ratio = block_ratio(int(bt[0]), engine_block_tokens) if len(df) else 1")},
-        ("workloads/blocks.py", "strict=True)],", "True -> False"):
-            "one spans cell and one count per request: equal lengths by construction",
         ("workloads/focus.py", "total = -(-available_blocks // region_blocks)", "// -> /",
          "#2"):
             "drift_focus's region count as a float (62.5 for 62 whole regions and a part) "
@@ -988,13 +986,11 @@ def _workloads_equivalents() -> dict:
         ("workloads/focus.py", "if total <= 0:", "<= -> <"):
             "total is a ceiling of a count, never below 0; at 0, choosing 0 of 0 regions gives "
             "the same empty set without a draw",
-        ("workloads/focus.py", "move = np.flatnonzero(rng.random(len(regions)) < drift)",
-         "< -> <="): "a uniform draw equal to the drift share: probability 0 (2⁻⁵³ at 0)",
-        **{(sessions, line, "< -> <="):
-           "a uniform draw equal to the share: probability 0 (2⁻⁵³ at a share of 0)"
-           for line in ("spawn = main and rng.random() < p.spawn_fraction",
-                        "if u < p.read_fraction:",
-                        "elif u < p.read_fraction + p.edit_fraction:")},
+        **{(path, line, "< -> <="): share for path, line in [
+            ("workloads/focus.py", "move = np.flatnonzero(rng.random(len(regions)) < drift)"),
+            (sessions, "spawn = main and rng.random() < p.spawn_fraction"),
+            (sessions, "if u < p.read_fraction:"),
+            (sessions, "elif u < p.read_fraction + p.edit_fraction:")]},
         (spans, "base = blocks.offsets[srow[0::2]]", "0 -> 1"):
             "a span's end sits in its start's row: the rows of the ends are the rows of the "
             "starts",
@@ -1023,8 +1019,6 @@ def _workloads_equivalents() -> dict:
         (agentic, "after=-1, gap=0.0):", "1 -> 2"): none,
         (agentic, "root = emit(task_at, session, -1, plan_tokens, ids.take(-(-plan_tokens // "
          "bt)),", "1 -> 2", "1"): none,
-        (agentic, "parent = np.where(parent >= 0, new_id[np.maximum(parent, 0)], -1)",
-         "1 -> 2"): none,
         (agentic, 'follows = {"after_id": np.where(after >= 0, new_id[np.maximum(after, 0)], '
          "-1)[order],", "1 -> 2"): none,
         **{(agentic, line, d): (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workloads.context import BlockIds, Context, lognormal, positive_int
+from workloads.context import BlockIds, Context, length, lognormal, positive_int
 
 
 @pytest.mark.parametrize("mean, sigma", [(5.0, 0.8), (400.0, 0.5), (3.0, 1.0)])
@@ -23,6 +23,22 @@ def test_lognormal_without_spread_is_the_mean_itself():
     assert lognormal(np.random.default_rng(0), 7.5, 0.0) == 7.5
     np.testing.assert_array_equal(lognormal(np.random.default_rng(0), 7.5, 0.0, size=3),
                                   [7.5, 7.5, 7.5])
+
+
+def test_a_mean_of_zero_is_nothing_drawn_from_nothing():
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    assert lognormal(rng, 0.0, 1.0) == 0.0
+    np.testing.assert_array_equal(lognormal(rng, 0.0, 1.0, size=2), [0.0, 0.0])
+    assert rng.bit_generator.state == state  # no draw: the stream is where it was
+
+
+def test_a_length_is_a_lognormal_rounded_to_a_whole_token_of_at_least_one():
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    got = [length(a, 40.0, 0.8) for _ in range(50)]
+    want = [int(positive_int(lognormal(b, 40.0, 0.8))) for _ in range(50)]
+    assert got == want and all(type(x) is int for x in got)
+    assert length(a, 0.2, 0.0) == 1 and length(a, 7.4, 0.0) == 7
 
 
 def test_positive_int_rounds_to_nearest_and_floors_at_one():

@@ -19,6 +19,11 @@ SMALL = MixedFleetParams(duration_time=30.0, subagents=4, task_rate=0.1, repo_to
                          private_rate=0.3, private_tokens=8192, chat_rate=1.0)
 
 
+def _population(df, name):
+    """The rows of one population (``"subagent"``, ``"private"``, ``"chat"``)."""
+    return df[np.array(df.attrs["population"]) == name]
+
+
 def test_three_populations_in_time_order_with_disjoint_blocks():
     df = generate_mixed_fleet(np.random.default_rng(1), SMALL)
     validate(df)
@@ -43,7 +48,7 @@ def test_three_populations_in_time_order_with_disjoint_blocks():
 def test_a_private_session_extends_its_document_turn_after_turn_on_any_gpu():
     p = MixedFleetParams(**{**SMALL.to_dict(), "private_turns_mean": 4.0})
     df = generate_mixed_fleet(np.random.default_rng(2), p)
-    private = df[np.array(df.attrs["population"]) == "private"]
+    private = _population(df, "private")
     # without affinity every turn is a session of its own (the balancer places it) …
     assert private["session_id"].is_unique
     # … while its prompt extends the previous turn's: the earlier full blocks are kept
@@ -58,7 +63,7 @@ def test_a_private_session_extends_its_document_turn_after_turn_on_any_gpu():
     # with affinity the turns of a session share one id (one home)
     q = MixedFleetParams(**{**p.to_dict(), "private_affinity": True})
     dq = generate_mixed_fleet(np.random.default_rng(2), q)
-    assert not dq[np.array(dq.attrs["population"]) == "private"]["session_id"].is_unique
+    assert not _population(dq, "private")["session_id"].is_unique
 
 
 def test_same_seed_same_trace_and_populations_can_be_switched_off():
@@ -87,10 +92,6 @@ def test_the_shipped_scenario_loads_and_a_bad_field_is_named(tmp_path):
     with pytest.raises(UserError, match="workload.mixed.private_rate"):
         Scenario.load(bad)
 
-
-
-def _population(df, name):
-    return df[np.array(df.attrs["population"]) == name]
 
 
 def test_private_turns_and_chats_of_fixed_lengths_are_laid_out_and_placed_exactly():

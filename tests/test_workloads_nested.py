@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tracetools import spans_of
 
 from workloads.nested import NestedParams, generate_nested
 from workloads.schema import blocks_needed
@@ -16,8 +17,7 @@ def judges(df):
 
 
 def answer_spans(row):
-    sp = row["spans"]
-    return [tuple(row["block_ids"][a:b]) for a, b in zip(sp[0::2], sp[1::2], strict=True)]
+    return [tuple(s) for s in spans_of(row)]
 
 
 def test_temperature_zero_gives_identical_candidates():

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tracetools import spans_of
 
 from simulator.errors import UserError
 from workloads.context import BlockIds, Context
@@ -368,11 +369,6 @@ def test_a_sub_agent_reads_its_task_and_loops_over_its_mean_batches():
         np.testing.assert_array_equal(np.diff(ctx["input_tokens"].to_numpy()), 50 * (k + 1))
 
 
-def _spans_of(row) -> list[np.ndarray]:
-    sp = row["spans"]
-    return [row["block_ids"][a:b] for a, b in zip(sp[0::2], sp[1::2], strict=True)]
-
-
 def test_tool_calls_read_files_edit_them_or_return_private_text():
     # ids: system prompts 0–2, instructions 3, the repository's files 4–103 (6,400 tokens)
     base = {**FIXED, "spawn_fraction": 0.0, "compact_tokens": 10**6, "batches_mean": 8.0,
@@ -389,17 +385,17 @@ def test_tool_calls_read_files_edit_them_or_return_private_text():
     for _, ctx in reads.groupby("context_id"):
         before = np.concatenate([[0], np.cumsum(ctx["tool_calls"].to_numpy())[:-1]])
         assert [len(row["spans"]) // 2 for _, row in ctx.iterrows()] == before.tolist()
-        for span in _spans_of(ctx.iloc[-1]):
+        for span in spans_of(ctx.iloc[-1]):
             assert span.min() >= 4 and span.max() < 104
     # half read, half edit: a file read after this session edited it is a version of its
     # own (fresh ids), read again unchanged until the next edit
     mixed = generate_sessions(np.random.default_rng(6), SessionParams(
         **{**base, "read_fraction": 0.5, "edit_fraction": 0.5}))
-    versions = [s for _, row in mixed.iterrows() for s in _spans_of(row) if s.min() >= 104]
+    versions = [s for _, row in mixed.iterrows() for s in spans_of(row) if s.min() >= 104]
     assert versions and all(s.max() < 104 or s.min() >= 104 for _, row in mixed.iterrows()
-                            for s in _spans_of(row))
+                            for s in spans_of(row))
     final = mixed.groupby("context_id").tail(1)
-    spans = [tuple(s) for _, row in final.iterrows() for s in _spans_of(row)]
+    spans = [tuple(s) for _, row in final.iterrows() for s in spans_of(row)]
     assert len(set(spans)) < len(spans)  # some version (or file) read twice: the same ids
 
 

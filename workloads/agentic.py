@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from workloads.context import BlockIds, lognormal, positive_int
+from workloads.context import BlockIds, length, lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 
 
@@ -233,8 +233,8 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
     for task_at in task_arrivals(rng, p):
         repo = int(rng.choice(p.n_repos, p=weights))
         files = repos[repo]
-        plan_tokens = int(positive_int(lognormal(rng, p.task_tokens, p.length_sigma)))
-        plan_out = int(positive_int(lognormal(rng, p.output_tokens_mean, p.length_sigma)))
+        plan_tokens = length(rng, p.task_tokens, p.length_sigma)
+        plan_out = length(rng, p.output_tokens_mean, p.length_sigma)
         root = emit(task_at, session, -1, plan_tokens, ids.take(-(-plan_tokens // bt)),
                     plan_out, repo, files)
         session += 1
@@ -246,18 +246,17 @@ def generate_agentic(rng: np.random.Generator, params: AgenticParams | None = No
             gap = rng.exponential(p.spawn_time_mean) if p.spawn_time_mean else 0.0
             at, after = ready_at + gap, root
             turns = int(rng.geometric(1.0 / p.turns_mean))
-            private = int(positive_int(lognormal(rng, p.task_tokens, p.length_sigma)))
+            private = length(rng, p.task_tokens, p.length_sigma)
             private_ids = ids.take(-(-private // bt))
             for turn in range(turns):
-                out = int(positive_int(lognormal(rng, p.output_tokens_mean, p.length_sigma)))
+                out = length(rng, p.output_tokens_mean, p.length_sigma)
                 after = emit(at, session, root, private, private_ids, out, repo, agent_files,
                              after, gap)
                 if turn == turns - 1:
                     break
-                tool = int(positive_int(lognormal(rng, max(p.tool_tokens_mean, 1.0),
-                                                  p.length_sigma))) if p.tool_tokens_mean else 0
-                think = (lognormal(rng, p.think_time_mean, p.think_time_sigma)
-                         if p.think_time_mean else 0.0)
+                tool = (length(rng, max(p.tool_tokens_mean, 1.0), p.length_sigma)
+                        if p.tool_tokens_mean else 0)
+                think = lognormal(rng, p.think_time_mean, p.think_time_sigma)  # 0: none
                 at, gap = at + out * p.decode_time_per_token + think, think
                 kept = private // bt  # full blocks of this turn's private context keep their ids
                 private += out + tool

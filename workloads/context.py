@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["BlockIds", "Context", "lognormal", "positive_int"]
+__all__ = ["BlockIds", "Context", "length", "lognormal", "positive_int"]
 
 
 class BlockIds:
@@ -42,8 +42,10 @@ class BlockIds:
 
 
 def lognormal(rng: np.random.Generator, mean: float, sigma: float, size=None):
-    """Lognormal draws with the given *mean* (not median) and log-space ``sigma``."""
-    if sigma == 0:
+    """Lognormal draws with the given *mean* (not median) and log-space ``sigma``; without
+    spread, or of mean 0 (nothing: a tool that takes no time), the mean itself, drawn from
+    nothing."""
+    if sigma == 0 or mean == 0:
         return np.full(size, float(mean)) if size is not None else float(mean)
     return rng.lognormal(np.log(mean) - sigma**2 / 2, sigma, size=size)
 
@@ -51,6 +53,11 @@ def lognormal(rng: np.random.Generator, mean: float, sigma: float, size=None):
 def positive_int(x) -> np.ndarray:
     """Round to int64, at least 1."""
     return np.maximum(np.rint(x).astype(np.int64), 1)
+
+
+def length(rng: np.random.Generator, mean: float, sigma: float) -> int:
+    """One length of the given mean [tokens]: lognormal, rounded, at least 1."""
+    return int(positive_int(lognormal(rng, mean, sigma)))
 
 
 class Context:

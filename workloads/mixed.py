@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from workloads.agentic import AgenticParams, generate_agentic, task_arrivals
-from workloads.context import lognormal, positive_int
+from workloads.context import length
 from workloads.schema import FlatBlocks, make_trace
 
 
@@ -128,11 +128,6 @@ class MixedFleetParams:
                 a_refs + p_refs + c_req * (self.chat_tokens_mean / bt + 0.5))
 
 
-def _length(rng: np.random.Generator, mean: float, sigma: float) -> int:
-    """A length of the given mean [tokens]: lognormal, rounded, at least 1."""
-    return int(positive_int(lognormal(rng, mean, sigma)))
-
-
 def _poisson_times(rng: np.random.Generator, rate: float, duration: float) -> np.ndarray:
     if rate <= 0:
         return np.zeros(0)
@@ -146,18 +141,18 @@ def _private(rng: np.random.Generator, p: MixedFleetParams, first_id: int) -> di
                                              "blocks")}
     next_id = first_id
     for s, start in enumerate(_poisson_times(rng, p.private_rate, p.duration_time)):
-        tokens = _length(rng, p.private_tokens, sig)
+        tokens = length(rng, p.private_tokens, sig)
         ids = np.arange(next_id, next_id + -(-tokens // bt), dtype=np.int64)
         next_id += len(ids)
         at = float(start)
         for turn in range(int(rng.geometric(1.0 / p.private_turns_mean))):
-            out = _length(rng, p.private_output_tokens_mean, sig)
+            out = length(rng, p.private_output_tokens_mean, sig)
             rows["arrival_at"].append(at)
             rows["session"].append((s, turn))
             rows["input"].append(tokens)
             rows["output"].append(out)
             rows["blocks"].append(ids)
-            user = _length(rng, p.private_user_tokens_mean, sig) \
+            user = length(rng, p.private_user_tokens_mean, sig) \
                 if p.private_user_tokens_mean else 0
             think = (rng.exponential(p.private_think_time_mean)
                      if p.private_think_time_mean else 0.0)
@@ -201,8 +196,8 @@ def generate_mixed_fleet(rng: np.random.Generator,
         parts.append((at, key, -1, inp, out, blocks, -1, np.zeros(0, np.int64), "private", -1))
     next_id = pr["next_id"]
     for i, at in enumerate(_poisson_times(chat_rng, p.chat_rate, p.duration_time)):
-        tokens = _length(chat_rng, p.chat_tokens_mean, p.length_sigma)
-        out = _length(chat_rng, p.chat_output_tokens_mean, p.length_sigma)
+        tokens = length(chat_rng, p.chat_tokens_mean, p.length_sigma)
+        out = length(chat_rng, p.chat_output_tokens_mean, p.length_sigma)
         blocks = np.arange(next_id, next_id + -(-tokens // bt), dtype=np.int64)
         next_id += len(blocks)
         parts.append((float(at), ("c", i), -1, tokens, out, blocks, -1, np.zeros(0, np.int64),

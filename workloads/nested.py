@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from workloads.context import BlockIds, lognormal, positive_int
+from workloads.context import BlockIds, length, lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 from workloads.selections import generated_block_id
 
@@ -101,7 +101,7 @@ def generate_nested(rng: np.random.Generator, params: NestedParams | None = None
     t = rng.exponential(1.0 / p.request_rate)
     query = 0
     while t < p.duration_time:
-        task_len = int(positive_int(lognormal(rng, p.task_tokens, p.length_sigma)))
+        task_len = length(rng, p.task_tokens, p.length_sigma)
         prompt = np.concatenate([system, ids.take(-(-task_len // bt))])
         if p.temperature == 0:
             answers = np.full(p.candidates, positive_int(lognormal(rng, p.answer_tokens,
@@ -137,8 +137,8 @@ def generate_nested(rng: np.random.Generator, params: NestedParams | None = None
             continue
         parts, cuts = [r["blocks"]], []
         pos = len(r["blocks"])
-        for inner, length in r["answers"]:
-            nb = -(-length // bt)
+        for inner, answer in r["answers"]:
+            nb = -(-answer // bt)
             if p.reuse_generated:
                 span = generated_block_id(new_id[inner], np.arange(len(r["blocks"]),
                                                                     len(r["blocks"]) + nb))

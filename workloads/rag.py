@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from workloads.context import lognormal, positive_int
+from workloads.context import length, lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 
 #: lognormal sigma of question and answer lengths (a modelling choice: a long right tail).
@@ -97,7 +97,7 @@ def generate_rag(rng: np.random.Generator, params: RagParams | None = None) -> p
         docs = popularity[rng.choice(p.n_documents, size=p.docs_per_request, replace=False,
                                      p=weights)]
         docs = rng.permutation(docs) if p.permute else np.sort(docs)
-        q = int(positive_int(lognormal(rng, p.question_tokens, _SIGMA)))
+        q = length(rng, p.question_tokens, _SIGMA)
         q_ids = np.arange(next_id, next_id + -(-q // bt), dtype=np.int64)
         next_id += len(q_ids)
         parts = [sys_blocks] + [np.arange(doc_start[d], doc_start[d] + doc_len[d]) for d in docs]
@@ -105,7 +105,7 @@ def generate_rag(rng: np.random.Generator, params: RagParams | None = None) -> p
         starts = n_sys + np.concatenate([[0], np.cumsum(doc_len[docs])[:-1]])
         spans.append(np.stack([starts, starts + doc_len[docs]], axis=1).ravel())
         inputs.append(n_sys * bt + int(doc_len[docs].sum()) * bt + q)
-        outputs.append(int(positive_int(lognormal(rng, p.output_tokens_mean, _SIGMA))))
+        outputs.append(length(rng, p.output_tokens_mean, _SIGMA))
     df = make_trace(arrival_at=np.asarray(arrivals), input_tokens=inputs, output_tokens=outputs,
                     block_ids=FlatBlocks.from_lists(blocks), block_tokens=bt, spans=spans,
                     source="rag generator")

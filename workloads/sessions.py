@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from workloads.context import BlockIds, Context, lognormal, positive_int
+from workloads.context import BlockIds, Context, length, lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 
 __all__ = ["SessionParams", "generate_sessions"]
@@ -160,8 +160,8 @@ class _Repo:
     def __init__(self, rng: np.random.Generator, ids: BlockIds, p: SessionParams,
                  size_tokens: float) -> None:
         bt = p.block_tokens
-        instr = int(positive_int(lognormal(rng, p.instructions_tokens, p.length_sigma))) \
-            if p.instructions_tokens else 0  # none: no draw (log 0 would warn)
+        # none: no block (a length is at least one token)
+        instr = length(rng, p.instructions_tokens, p.length_sigma) if p.instructions_tokens else 0
         self.instructions = ids.take(_blocks(instr, bt))
         nb = max(_blocks(size_tokens, bt), 1)
         lens = positive_int(lognormal(rng, p.file_tokens / bt, p.file_sigma, size=nb))
@@ -214,8 +214,7 @@ class _Session:
             ctx.add_private(g.length(p.user_tokens_mean))
             batches = int(rng.geometric(1.0 / (p.batches_mean + 1.0))) - 1
             at, ctx, cid, parent, _ = self._loop(ctx, cid, parent, at, turn, batches, True)
-            if p.think_time_mean:  # none: no draw (log 0 would warn)
-                at += float(lognormal(rng, p.think_time_mean, p.think_time_sigma))
+            at += float(lognormal(rng, p.think_time_mean, p.think_time_sigma))
 
     def _fresh(self, main: bool) -> Context:
         g = self.g
@@ -290,8 +289,6 @@ class _Session:
                 ctx.add_private(g.length(p.edit_tokens_mean))
             else:
                 ctx.add_private(g.length(p.tool_tokens_mean))
-        if not p.tool_time_mean:  # instant tools: no draw (log 0 would warn)
-            return at
         return at + float(np.max(lognormal(rng, p.tool_time_mean, p.tool_time_sigma, size=n)))
 
 
@@ -316,7 +313,7 @@ class _Generator:
         return self.contexts - 1
 
     def length(self, mean: float) -> int:
-        return int(positive_int(lognormal(self.rng, mean, self.p.length_sigma))) if mean else 0
+        return length(self.rng, mean, self.p.length_sigma) if mean else 0
 
     def call_time(self, out: int) -> float:
         return self.p.call_overhead_time + out * self.p.decode_time_per_token
