@@ -224,6 +224,21 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               ["tests/test_engine_steps.py", "tests/test_kvcache_copystore.py",
                "tests/test_engine_exact.py", "tests/test_engine_fast.py",
                "tests/test_workloads_selections.py", "tests/test_promises.py"]),
+    # a mixture-of-experts deployment: the [deployment] section, its instances on the GPUs,
+    # the weights they hold, and the engine's per-instance state
+    "deployment": (["simulator/deployment/spec.py", "simulator/deployment/layout.py",
+                    "simulator/deployment/weights.py", "simulator/engine/instances.py"],
+                   ["tests/test_deployment.py", "tests/test_engine_instances.py",
+                    "tests/test_engine_kvtransfer.py", "tests/test_scenario.py",
+                    "tests/test_bad_input.py", "tests/test_deployment_spec.py",
+                    "tests/test_deployment_layout.py"]),
+    # the hardware catalogue and the kernel profiles built from measurements
+    "hardware": (["simulator/hardware.py", "simulator/gpu/profiles.py", "simulator/spill.py"],
+                 ["tests/test_topologies.py", "tests/test_gpu_profile.py",
+                  "tests/test_gpu_calibration.py", "tests/test_cli_kernel.py",
+                  "tests/test_gpu_profile_answers.py", "tests/test_spill.py",
+                  "tests/test_units.py", "tests/test_cli_topology.py",
+                  "tests/test_hardware.py"]),
 }
 
 
@@ -885,6 +900,52 @@ def _basics_equivalents() -> dict:
                ("gaps[:] = [x for x in gaps if _last_end(x) > now]", "> -> >="))},
         (streams, "if factor > 1:", "> -> >="):
             "factor 1: a wait of (now − t0)·0 = 0 s, the same time",
+    }
+
+
+def _hardware_equivalents() -> dict:
+    """Equivalent mutants of the hardware group (the catalogue, the kernel profiles, the
+    spilled record columns; stop 49)."""
+    profiles, spill = "simulator/gpu/profiles.py", "simulator/spill.py"
+    same_flops = ("the H100 and the H200, the two measured GPUs, have the same peak FLOP/s, so "
+                  "the compute term of the distance is the same for both and the comparison "
+                  "is decided by the bandwidth term alone")
+    return {
+        (profiles, "return abs(np.log(spec.hbm_bandwidth / base.hbm_bandwidth)) + \\",
+         "+ -> -"): same_flops,
+        (profiles, "abs(np.log(spec.peak_flops / base.peak_flops))", "/ -> *"): same_flops,
+        (profiles, 'name = "h100-vidur" if distance(h100) <= distance(h200) else "h200"',
+         "<= -> <"):
+            "a tie needs a bandwidth whose log ratios to the H100's and the H200's are equal to "
+            "the bit; none of the 4,000 floats around √(3.35 · 4.8) TB/s gives one (checked)",
+        (profiles, 'if both is None or not {"t0", "t1"} <= params.keys():', "<= -> <"):
+            "the indexer's fitted parameters always hold s, ek, g and c besides t0 and t1, so "
+            "{t0, t1} is a proper subset whenever it is a subset",
+        (spill, "self._file.seek(0, 2)", "delete `self._file.seek(0, 2)`"):
+            "only writes move the file's position, and they leave it at the end (np.memmap "
+            "seeks to the end too, to size the file)",
+        (spill, "self._file.flush()", "delete `self._file.flush()`"):
+            "np.memmap seeks the file to its end to size it, which flushes the write buffer "
+            "before the map is made",
+        (spill, "if len(self._chunks) > 1:", "> -> >="):
+            "concatenating a single chunk gives an equal array (a copy of it)",
+    }
+
+
+def _deployment_equivalents() -> dict:
+    """Equivalent mutants of the deployment group (stop 49)."""
+    inst = "simulator/engine/instances.py"
+    memo = ("a cache of the paths between the instance's GPUs: without it the fabric and the "
+            "cost model find the same paths on demand (paths_among follows gpu_path's rule)")
+    return {
+        (inst, "self.rng = None  # the MoE routing stream, spawned by the run",
+         "delete `self.rng = None`"):
+            "setup() sets the stream before anything reads it (the run calls it before the "
+            "first event)",
+        (inst, "run.fabric.paths.prime(paths)", "delete `run.fabric.paths.prime(paths)`"): memo,
+        (inst, "run.cm._paths.prime(paths)", "delete `run.cm._paths.prime(paths)`"): memo,
+        (inst, "m = np.array([r[12:20] for r in rows], float)", "20 -> 21"):
+            "a moe record has 20 columns: r[12:21] is r[12:20]",
     }
 
 
@@ -2036,6 +2097,8 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_inputs_equivalents(),
     **_records_equivalents(),
     **_workloads_equivalents(),
+    **_hardware_equivalents(),
+    **_deployment_equivalents(),
 }
 
 

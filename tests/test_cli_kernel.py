@@ -140,6 +140,13 @@ def test_calibrate_dir_rebuilds_the_shipped_profile(capsys, tmp_path, folder, na
         assert got["rows"] == entry["rows"]
         assert got["median_error"] == pytest.approx(entry["median_error"], abs=1e-4)
         assert got["p90_error"] == pytest.approx(entry["p90_error"], abs=1e-4)
+    # the launch costs (measured on the H200, borrowed by the H100's), the head
+    assert built["launch"] == shipped["launch"]
+    for key in ("name", "gpu", "cuda_graphs"):
+        assert built["profile"][key] == shipped["profile"][key]
+    folder_path = calibration_dir() / folder
+    assert built["profile"]["description"] == (f"{shipped['profile']['gpu']}: fitted on "
+                                               f"{folder_path}")
     assert json.loads(stdout)["output"] == str(out)
 
 

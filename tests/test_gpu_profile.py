@@ -11,10 +11,13 @@ from simulator.errors import UserError
 from simulator.gpu import operators as ops
 from simulator.gpu.profiles import (
     DEFAULT_PROFILES,
+    calibration_dir,
     default_profile,
+    fit_operator,
     load_profile,
     profile_names,
 )
+from simulator.gpu.tables import load_rows, profile_label
 from simulator.hardware import GPUSpec
 
 H200 = hardware.gpu("H200")
@@ -162,6 +165,40 @@ def test_an_unknown_gpu_gets_the_nearest_measured_profile():
     assert default_profile(fast).name == "h200"
 
 
+def test_a_catalog_gpu_named_in_lower_case_gets_its_own_profile():
+    # the H20 is nearer the H100's bandwidth than the H200's: the nearest measured profile
+    # would be h100-vidur, its own is h20
+    h20 = dataclasses.replace(hardware.gpu("H20"), name="h20")
+    assert default_profile(h20).name == "h20"
+
+
+def test_a_profile_without_a_cuda_graph_flag_replays_graphs(tmp_path):
+    p = tmp_path / "p.toml"
+    p.write_text('[profile]\nname = "p"\ngpu = "H200"\nbase = "h200"\n')
+    got = load_profile(str(p))
+    assert got.cuda_graphs is True
+    assert float(got.launch(10)) == float(load_profile("h200").launch(10))
+
+
+@pytest.mark.parametrize("head", ['gpu = "H200"', 'name = "p"', ""])
+def test_a_profile_head_without_name_or_gpu_is_refused(tmp_path, head):
+    p = tmp_path / "p.toml"
+    p.write_text(f"[profile]\n{head}\n")
+    with pytest.raises(UserError, match="missing \\[profile\\] with name and gpu"):
+        load_profile(str(p))
+
+
+@pytest.mark.parametrize("drop", ["indexer", "indexer_topk"])
+def test_the_indexer_is_fitted_only_from_its_parts_and_the_whole_pass(drop):
+    # the whole pass's rows hold the fit to what it predicts; without them, or without the
+    # top-k part, the profile takes the indexer from the one that measured it
+    folder = calibration_dir() / "h200"
+    rows = dict(load_rows(str(folder.resolve()), profile_label(folder)))
+    assert fit_operator("indexer", rows, H200) is not None
+    del rows[drop]
+    assert fit_operator("indexer", rows, H200) is None
+
+
 def test_launch_costs_follow_the_cuda_graph_flag():
     p = load_profile("h200")
     # h200/launch.csv: tiny_add_1elem, 1.10195 µs per graph node, 10.3988 µs eager enqueue
@@ -283,3 +320,21 @@ def test_merge_and_indexer_scores_by_hand():
     t = ops.indexer_scores({"t0": 0.0, "s": 4.0}, CMP_BOUND, 3, 1000, 64, 128)
     assert float(t) == pytest.approx(2 * 3 * 1000 * 64 * 128 / (1e9 * ops.FLASHMLA_DENSE),
                                      rel=1e-12)
+
+
+def test_an_installed_copy_reads_the_profiles_where_the_package_puts_them(tmp_path,
+                                                                         monkeypatch):
+    # outside a checkout (no calibration/profiles beside the package) the profiles are the
+    # ones pyproject's data-files install under <prefix>/share/kvfabric/calibration
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    from simulator.gpu import profiles
+
+    monkeypatch.setattr(profiles, "__file__", str(tmp_path / "site" / "simulator" / "gpu" / "x.py"))
+    monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
+    assert calibration_dir() == tmp_path / "venv" / "share" / "kvfabric" / "calibration"
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    data_files = pyproject["tool"]["setuptools"]["data-files"]
+    assert data_files["share/kvfabric/calibration/profiles"] == ["calibration/profiles/*.toml"]

@@ -44,3 +44,34 @@ def test_any_chunking_and_threshold_give_the_concatenation(chunks, spill_bytes):
         seen += c
         assert len(s) == len(seen)
         assert s.array().tolist() == seen  # reading midway changes nothing
+
+
+def test_the_column_spills_once_its_bytes_pass_the_threshold_not_at_it():
+    s = Spill(np.float64, spill_bytes=16)
+    s.add([1.0, 2.0])  # 16 bytes: at the threshold, still in memory
+    assert not s.spilled
+    s.add([3.0])
+    assert s.spilled and s.array().tolist() == [1.0, 2.0, 3.0]
+
+
+def test_one_byte_values_are_counted_one_each_before_and_after_a_spill():
+    # the length counts bytes held / item size: with 1-byte items a byte too many is a value
+    held, spilled = Spill(np.int8), Spill(np.int8, spill_bytes=0)
+    for s in (held, spilled):
+        s.add([1, 2, 3])
+        assert len(s) == 3
+    assert spilled.spilled and not held.spilled
+    spilled.add([4])
+    assert len(spilled) == 4 and spilled.array().tolist() == [1, 2, 3, 4]
+
+
+def test_the_file_closes_with_the_column():
+    import gc
+
+    s = Spill(np.int32, spill_bytes=0)
+    s.add([1])
+    f = s._file
+    assert f is not None and not f.closed
+    del s
+    gc.collect()
+    assert f.closed

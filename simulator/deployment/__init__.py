@@ -13,7 +13,7 @@ and closed form in :mod:`simulator.costmodel.moe`, the KV transfer's closed form
 
 May import: ``units``, ``errors``, ``hardware``, ``models``. Exports :class:`DeploymentSpec`,
 :class:`PoolSpec`, :class:`TransferSpec`, :func:`validate_deployment`, :func:`check_against`,
-:func:`spec_of`, :class:`Layout`, :func:`build_layout`, :func:`weights_per_gpu`.
+:class:`Layout`, :func:`build_layout`, :func:`weights_per_gpu`.
 """
 
 from simulator.deployment.layout import Instance, Layout, build_layout
@@ -22,10 +22,9 @@ from simulator.deployment.spec import (
     PoolSpec,
     TransferSpec,
     check_against,
-    spec_of,
     validate_deployment,
 )
 from simulator.deployment.weights import weights_per_gpu
 
 __all__ = ["DeploymentSpec", "Instance", "Layout", "PoolSpec", "TransferSpec", "build_layout",
-           "check_against", "spec_of", "validate_deployment", "weights_per_gpu"]
+           "check_against", "validate_deployment", "weights_per_gpu"]

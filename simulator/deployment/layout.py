@@ -3,9 +3,11 @@
 :func:`build_layout` assigns the topology's GPUs (in ``topologies.gpus`` order) to the pools:
 the prefill pool first, then the decode instances, each instance a run of consecutive GPUs of
 the pool's kind (so an 8-GPU-per-node topology puts an instance of 16 ranks on two whole
-nodes); GPUs left over stay idle. :class:`Layout` answers what the engine and the CLI ask: the
-instances of a pool, the role of a GPU, the homes requests may decode on, and a printable
-description (:meth:`Layout.describe`, :meth:`Layout.as_dict`).
+nodes); GPUs left over stay idle. The rule is :func:`~simulator.deployment.spec.take_gpus`'s,
+which :func:`~simulator.deployment.spec.check_against` applies before any run, naming the
+field at fault where the pools do not fit. :class:`Layout` answers what the engine and the CLI
+ask: the instances of a pool, the homes requests may decode on, and a printable description
+(:meth:`Layout.describe`, :meth:`Layout.as_dict`).
 
 The weights each GPU holds are :mod:`simulator.deployment.weights`'s.
 """
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.deployment.spec import DeploymentSpec, PoolSpec
+from simulator.deployment.spec import DeploymentSpec, PoolSpec, take_gpus
 
 
 @dataclass(frozen=True)
@@ -55,10 +57,6 @@ class Layout:
         """True with a separate prefill pool."""
         return bool(self.pool("prefill"))
 
-    def instance_of(self) -> dict[int, Instance]:
-        """GPU index → its instance (idle GPUs absent)."""
-        return {g: inst for inst in self.instances for g in inst.gpus}
-
     def describe(self, arch=None) -> list[str]:
         """Lines for a terminal: one per instance (its GPUs, ranks, experts), then idle GPUs."""
         out = []
@@ -96,18 +94,13 @@ def build_layout(spec: DeploymentSpec, names: list[str], kinds: list[str]) -> La
     """Assign GPUs ``names`` (catalog kinds ``kinds``, topology order) to the pools of ``spec``
     (see the module docstring); pools must fit (:func:`~simulator.deployment.spec.check_against`
     says so with the field at fault)."""
-    free = list(range(len(names)))
     instances = []
+    taken = take_gpus(spec, kinds)
     for pool_name, pool in spec.pools():
-        kind = (pool.gpu or "").upper()
-        mine = [g for g in free if not kind or kinds[g].upper() == kind]
-        need = pool.gpus
-        if len(mine) < need:
-            raise ValueError(f"{pool_name} pool needs {need} GPUs, {len(mine)} are free")
-        take = mine[:need]
+        take = taken[pool_name]
         for i in range(pool.instances):
             part = take[i * pool.instance_gpus: (i + 1) * pool.instance_gpus]
             instances.append(Instance(pool_name, i, tuple(part), pool))
-        taken = set(take)
-        free = [g for g in free if g not in taken]
-    return Layout(tuple(names), tuple(instances), tuple(free))
+    busy = {g for gpus in taken.values() for g in gpus}
+    return Layout(tuple(names), tuple(instances),
+                  tuple(g for g in range(len(names)) if g not in busy))

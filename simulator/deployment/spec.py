@@ -39,8 +39,9 @@ consecutive GPUs; GPUs left over stay idle (:mod:`simulator.deployment.layout`).
 
 :func:`validate_deployment` checks the raw TOML mapping field by field; every error is one
 :class:`~simulator.errors.UserError` ``"file: field 'deployment.x': …"`` naming the fix. What
-needs the model and the topology (expert counts, enough GPUs) is :func:`check_against`'s, run
-before the first event.
+needs the model and the topology (expert counts, enough GPUs of each kind, a layout the pools
+fit — a prefill pool of any kind must leave the decode pool's kind enough GPUs —, the weights
+on each kind of GPU a pool is laid on) is :func:`check_against`'s, run before the first event.
 """
 
 from __future__ import annotations
@@ -311,6 +312,32 @@ def _pool(sec: Mapping, prefix: str, default_kernels: str, fail) -> PoolSpec:
     return pool
 
 
+class PoolsDoNotFit(ValueError):
+    """Pool ``pool`` needs ``need`` GPUs (of its kind) and finds ``free`` left by the pools
+    before it."""
+
+    def __init__(self, pool: str, need: int, free: int) -> None:
+        super().__init__(f"{pool} pool needs {need} GPUs, {free} are free")
+        self.pool, self.need, self.free = pool, need, free
+
+
+def take_gpus(spec: DeploymentSpec, kinds: list[str]) -> dict[str, list[int]]:
+    """The GPUs (indices into ``kinds``, the topology's GPU kinds in order) each pool takes: the
+    pools in :meth:`DeploymentSpec.pools` order, each the first free GPUs of its kind (any kind
+    without one); :class:`PoolsDoNotFit` for the first pool short of GPUs."""
+    free = list(range(len(kinds)))
+    taken: dict[str, list[int]] = {}
+    for name, pool in spec.pools():
+        kind = (pool.gpu or "").upper()
+        mine = [g for g in free if not kind or kinds[g].upper() == kind]
+        if len(mine) < pool.gpus:
+            raise PoolsDoNotFit(name, pool.gpus, len(mine))
+        taken[name] = mine[: pool.gpus]
+        chosen = set(taken[name])
+        free = [g for g in free if g not in chosen]
+    return taken
+
+
 def check_against(spec: DeploymentSpec, arch, gpu_kinds: list[str],
                   source: str = "<dict>", reserve_fraction: float = 0.1) -> None:
     """Checks that need the model and the topology; a :class:`UserError` naming the field.
@@ -374,11 +401,22 @@ def check_against(spec: DeploymentSpec, arch, gpu_kinds: list[str],
                        f"the pools need {need[kind] if kind else sum(need.values())} {what}, "
                        f"the topology has {have}; lower instances or attention_dp, or use a "
                        "larger topology")
-    for name, pool in spec.pools():
+    # enough GPUs of each kind, and yet a prefill pool of any kind, laid out first, may take
+    # those the decode pool's kind needs: lay the pools out as the engine will
+    try:
+        taken = take_gpus(spec, gpu_kinds)
+    except PoolsDoNotFit as exc:  # only a prefill pool of any kind leaves a kind short
+        kind = spec.decode.gpu
+        n_kind = upper[: spec.prefill.gpus].count(str(kind).upper())
+        raise fail("prefill.gpu", f"the prefill pool (of any kind) takes the topology's first "
+                   f"{spec.prefill.gpus} GPUs, {n_kind} of them {kind}s, and leaves the decode "
+                   f"pool {exc.free} of the {exc.need} {kind} GPUs it needs; give the prefill "
+                   f"pool a GPU kind (gpu = \"...\") or list the {kind}s last in the "
+                   "topology") from None
+    for name, pool in spec.pools():  # the weights on each kind of GPU the pool is laid on
         prefix = "" if name == "decode" else "prefill."
-        kinds = [pool.gpu] if pool.gpu else sorted(set(gpu_kinds))
         weights = weights_per_gpu(arch, pool, spec.dense_layers)
-        for kind in kinds:
+        for kind in sorted({gpu_kinds[g] for g in taken[name]}):
             usable = hardware.gpu(kind).hbm_bytes * (1 - reserve_fraction)
             if weights >= usable and not arch.experts:
                 raise fail(prefix + "attention_tp", f"model {arch.name!r} "
@@ -390,8 +428,3 @@ def check_against(spec: DeploymentSpec, arch, gpu_kinds: list[str],
                            f"GB of {arch.name!r}'s weights (its routed experts and the rest), "
                            f"more than a {kind}'s {usable / 1e9:.1f} GB usable; spread the "
                            f"experts over more GPUs (raise {prefix}attention_dp)")
-
-
-def spec_of(scenario) -> DeploymentSpec | None:
-    """The scenario's ``[deployment]`` section, or None when it has none."""
-    return getattr(scenario, "deployment", None)

@@ -53,12 +53,14 @@ MOE_COLUMNS = ("pool", "instance", "lane", "iteration", "layer", "layers", "rank
 
 def fold_slots(layers: int, dense: int, groups: int) -> np.ndarray:
     """Slot boundaries (``S + 1`` layer indices): every layer its own slot (``groups`` 0 or
-    ≥ layers), else ``groups`` slots of which the dense layers form the first."""
+    ≥ layers), else ``groups`` slots of near-equal size of which the dense layers form the
+    first — at least one MoE slot, and no more MoE slots than MoE layers (a slot stands for
+    one layer or more)."""
     if groups <= 0 or groups >= layers:
         return np.arange(layers + 1)
     if 0 < dense < layers:
-        groups = max(groups, 2)
-        rest = np.linspace(dense, layers, groups).round().astype(int)
+        moe = min(max(groups - 1, 1), layers - dense)
+        rest = np.linspace(dense, layers, moe + 1).round().astype(int)
         return np.concatenate(([0], rest))
     return np.linspace(0, layers, groups + 1).round().astype(int)
 
@@ -77,9 +79,8 @@ class Deployed:
         if not all(s.predicts for s in run.streams):
             raise ValueError("a [deployment] needs the closed-form streams (exact_streams=False)")
         self.layout = build_layout(spec, run.names, kinds)
+        # the first MoE layer (a model without experts has none: every slot dense, below)
         self.dense = arch.dense_layers if spec.dense_layers is None else spec.dense_layers
-        if not arch.experts:
-            self.dense = arch.layers
         bounds = fold_slots(arch.layers, self.dense if arch.experts else 0,
                             run.sc.engine.layer_groups)
         self.bounds = bounds
@@ -117,7 +118,6 @@ class Deployed:
         probs = None
         if arch.experts:
             probs = popularity(self.spec.popularity, arch.experts, rng, self.spec.zipf_exponent)
-        self.probs = probs
         S, slot_layers, slot_first = self.slots()
         self.is_moe = [bool(arch.experts) and int(f) >= self.dense for f in slot_first]
         rank_kernels: dict[str, RankKernels] = {}
@@ -132,8 +132,8 @@ class Deployed:
                                                           self.spec.dense_layers)
                 rks.append(rank_kernels[spec.name])
             ep = None
-            if arch.experts and any(self.is_moe):
-                paths = paths_among(run.graph, names) if len(names) > 1 else {}
+            if any(self.is_moe):  # a model with experts (they are in some slot)
+                paths = paths_among(run.graph, names)  # {} for one GPU
                 run.fabric.paths.prime(paths)
                 run.cm._paths.prime(paths)
                 per = inst.spec.experts_per_rank or \

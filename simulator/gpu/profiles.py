@@ -39,7 +39,7 @@ from simulator.fileio import write_text
 from simulator.gpu.fitting import ROBUST_SCALE, error_summary, fit_relative
 from simulator.gpu.operators import FITS, indexer
 from simulator.gpu.profile import KernelProfile, LaunchCost, OperatorFit
-from simulator.gpu.tables import Rows, layout_of, load_rows, profile_label
+from simulator.gpu.tables import Rows, load_rows, profile_label
 from simulator.hardware import GPUSpec
 
 #: The profile each catalog GPU uses when a scenario asks for measured profiles.
@@ -91,7 +91,7 @@ def load_profile(name: str) -> KernelProfile:
 
 def default_profile(spec: GPUSpec) -> KernelProfile:
     """The shipped profile of ``spec``'s GPU, or the nearest measured one extrapolated to it."""
-    name = DEFAULT_PROFILES.get(spec.name.upper()) or DEFAULT_PROFILES.get(spec.name)
+    name = DEFAULT_PROFILES.get(spec.name.upper())  # the catalog's names are upper case
     if name is None:
         h100, h200 = hardware.gpu("H100"), hardware.gpu("H200")
 
@@ -209,11 +209,12 @@ def launch_entry(rows: dict[str, Rows], spec: GPUSpec) -> dict | None:
             return None
         found.append((float(r.time[sel[0]]), str(r.source[sel[0]])))
     (eager, src_e), (graph, src_g) = found
-    file, line_e = src_e.split(" line ")
-    line_g = src_g.split(" line ")[-1]
+    file, line_e = src_e.split(" line ")  # sources read "<label>/<file> line <n>"
+    _, line_g = src_g.split(" line ")
+    (op, eager_how), (_, graph_how) = LAUNCH_ROWS  # one kernel, two ways of launching it
     return {"eager_time": eager, "graph_time": graph, "measured_on": spec.name,
-            "source": f"measured: {file} lines {line_e} and {line_g} ({LAUNCH_ROWS[0][0]}: "
-                      f"{LAUNCH_ROWS[0][1]}, {LAUNCH_ROWS[1][1]})"}
+            "source": f"measured: {file} lines {line_e} and {line_g} ({op}: {eager_how}, "
+                      f"{graph_how})"}
 
 
 def build_profile(folders: list[Path], spec: GPUSpec, name: str, output: Path,
@@ -227,7 +228,6 @@ def build_profile(folders: list[Path], spec: GPUSpec, name: str, output: Path,
     for folder in folders:
         if not folder.is_dir():
             raise UserError(f"{folder}: not a folder of measurements")
-        layout_of(folder)
         for op, r in load_rows(str(folder.resolve()), profile_label(folder)).items():
             rows.setdefault(op, r)
     here = output.resolve().parent
