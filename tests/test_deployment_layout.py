@@ -1,9 +1,12 @@
-"""A deployment's shape: the layers folded into simulated slots, the layout as a user reads it,
-the weights and KV room of each GPU — idle ones included."""
+"""A deployment's shape and what the engine makes of it: the layers folded into simulated slots,
+the layout as a user reads it, the weights and KV room of each GPU (idle ones included), which
+ranks step in lockstep, prefilled prompts' homes, the engine's own check of the section, and the
+deployment's summary worked out by hand."""
 
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 import warnings
 from types import SimpleNamespace
 
@@ -11,10 +14,13 @@ import numpy as np
 import pytest
 from test_engine_instances import scenario, trace
 
-from simulator import run
+from simulator import Scenario, run
 from simulator.deployment import PoolSpec, build_layout, validate_deployment, weights_per_gpu
+from simulator.engine.exact import _Run, simulate
 from simulator.engine.instances import Deployed, fold_slots
+from simulator.errors import UserError
 from simulator.models import model
+from simulator.policies import get as get_policy
 
 V32 = model("deepseek-v3.2")
 LLAMA = model("llama-3-70b")
@@ -150,10 +156,6 @@ def test_prefilled_prompts_decode_on_the_decode_pools_ranks_whatever_the_reuse_r
 
 
 def test_the_engine_checks_a_deployment_itself_when_called_without_the_runner():
-    from simulator.engine.exact import simulate
-    from simulator.errors import UserError
-    from simulator.policies import get as get_policy
-
     sc = scenario(nodes=1)  # an EP16 instance on 8 GPUs
     with pytest.raises(UserError, match="field 'deployment.instances'"):
         simulate(sc, get_policy("route"), 0, trace(1))
@@ -183,10 +185,6 @@ instances = {instances}
 
 
 def dense_scenario(dp: int = 8, instances: int = 1):
-    import tomllib
-
-    from simulator import Scenario
-
     return Scenario.from_dict(tomllib.loads(DENSE.format(dp=dp, instances=instances)),
                               source="dense.toml")
 
@@ -204,16 +202,10 @@ def test_ranks_of_one_instance_step_in_lockstep_and_a_lone_rank_does_not(dp, ins
                                                                           lockstep):
     # what adaptive reads of an owner's load: a rank stepping with others is paced by its
     # instance (Observed.lockstep), a one-GPU instance by its own batch
-    from simulator.engine.exact import _Run
-    from simulator.policies import get as get_policy
-
     r = _Run(dense_scenario(dp, instances), get_policy("adaptive"), 0, trace(1), None)
     assert r.observed.lockstep.tolist() == [lockstep] * 8
 
 
 def test_idle_gpus_do_not_step_in_lockstep():
-    from simulator.engine.exact import _Run
-    from simulator.policies import get as get_policy
-
     r = _Run(scenario(nodes=3), get_policy("adaptive"), 0, trace(1), None)
     assert r.observed.lockstep.tolist() == [True] * 16 + [False] * 8

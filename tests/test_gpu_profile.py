@@ -2,6 +2,9 @@
 datasheet ratios, profile files and their references."""
 
 import dataclasses
+import sys
+import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ import pytest
 from simulator import hardware
 from simulator.errors import UserError
 from simulator.gpu import operators as ops
+from simulator.gpu import profiles
 from simulator.gpu.profiles import (
     DEFAULT_PROFILES,
     calibration_dir,
@@ -326,12 +330,6 @@ def test_an_installed_copy_reads_the_profiles_where_the_package_puts_them(tmp_pa
                                                                          monkeypatch):
     # outside a checkout (no calibration/profiles beside the package) the profiles are the
     # ones pyproject's data-files install under <prefix>/share/kvfabric/calibration
-    import sys
-    import tomllib
-    from pathlib import Path
-
-    from simulator.gpu import profiles
-
     monkeypatch.setattr(profiles, "__file__", str(tmp_path / "site" / "simulator" / "gpu" / "x.py"))
     monkeypatch.setattr(sys, "prefix", str(tmp_path / "venv"))
     assert calibration_dir() == tmp_path / "venv" / "share" / "kvfabric" / "calibration"

@@ -1,5 +1,7 @@
 """Spill: a column that moves to a temporary file once long comes back whole and in order."""
 
+import gc
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -66,8 +68,6 @@ def test_one_byte_values_are_counted_one_each_before_and_after_a_spill():
 
 
 def test_the_file_closes_with_the_column():
-    import gc
-
     s = Spill(np.int32, spill_bytes=0)
     s.add([1])
     f = s._file
