@@ -26,7 +26,7 @@ from simulator.disaggregation import (
     stack_study,
 )
 from simulator.disaggregation.homogeneous import simulate_homogeneous
-from simulator.disaggregation.lamina import simulate_disaggregated
+from simulator.disaggregation.lamina import _Lamina, simulate_disaggregated
 from simulator.disaggregation.pools import head_shard
 from simulator.disaggregation.spec import (
     DisaggregationSpec,
@@ -277,6 +277,24 @@ def test_model_that_does_not_fit_the_model_pool_is_refused():
         simulate(scenario(), "disaggregated", spec=DisaggregationSpec(model_gpus=1,
                                                                       micro_batches=2),
                  trace=trace([100], [2]))
+
+
+def test_a_model_pool_and_an_attention_pool_of_one_kind_share_no_gpu():
+    # Llama-3-70B on 2 H100 model workers and 4 H100 attention workers: 6 H100s, not 4
+    arch = model("llama-3-70b")
+    spec = DisaggregationSpec(model_gpus=2, attention_gpus=4, micro_batches=2,
+                              attention_gpu="H100")
+    with pytest.raises(UserError, match=r"'disaggregation.attention_gpus': 4 H100 GPUs asked, "
+                                        r"2 of the topology's 4 are left after the model pool's "
+                                        r"2 \(the pools share no GPU\)"):
+        check_against(spec, arch, ["H100"] * 4 + ["H20"] * 4, 0.1, "x.toml")
+    check_against(spec, arch, ["H100"] * 6, 0.1, "x.toml")
+    # laid out: the model workers first, the attention workers on the next H100s
+    sc = dataclasses.replace(scenario(), topology=dataclasses.replace(
+        scenario().topology, spec="lamina_h100_h20:h100_nodes=2,h20_nodes=1,gpus_per_node=4"))
+    run_ = _Lamina(sc, spec, 0, trace([100], [2]), None, None)
+    assert run_.model_names == ["n0/gpu0", "n0/gpu1"]
+    assert run_.att_names == ["n0/gpu2", "n0/gpu3", "n1/gpu0", "n1/gpu1"]
 
 
 def test_policies_name_their_loop_and_are_never_asked_per_round():

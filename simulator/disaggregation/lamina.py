@@ -127,7 +127,8 @@ class _Lamina(PoolRun):
         super().__init__(sc, spec, seed, trace, graph, progress, arch)
         arch, reserve = self.arch, self.reserve
         self.model_names = self.gpus_of(spec.model_gpu, spec.model_gpus)
-        self.att_names = self.gpus_of(spec.attention_gpu, spec.attention_gpus)
+        self.att_names = self.gpus_of(spec.attention_gpu, spec.attention_gpus,
+                                      taken=self.model_names)
         self.mspec = hardware.gpu(spec.model_gpu)
         self.aspec = hardware.gpu(spec.attention_gpu)
         K, s = spec.slices, spec.slice_gpus

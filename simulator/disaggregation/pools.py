@@ -397,10 +397,12 @@ class PoolRun:
         this one)."""
         return max(0, self.prompt_work(r) - sched.prefill_left.get(r, 0) - chunk)
 
-    def gpus_of(self, kind: str, count: int) -> list[str]:
-        """The first ``count`` GPUs of catalog ``kind`` in the topology's natural order."""
+    def gpus_of(self, kind: str, count: int, taken: list[str] = ()) -> list[str]:
+        """The first ``count`` GPUs of catalog ``kind`` in the topology's natural order, past
+        those ``taken`` by another pool (a model pool and an attention pool of one kind share
+        no GPU)."""
         return [x for x, k in zip(self._names, self._kinds, strict=True)
-                if k.upper() == kind.upper()][:count]
+                if k.upper() == kind.upper() and x not in taken][:count]
 
     def _wake(self) -> None:
         waiters, self.waiters = self.waiters, []

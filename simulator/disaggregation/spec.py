@@ -23,7 +23,8 @@ ordinary scenario::
 
 :func:`validate_disaggregation` checks the raw TOML mapping field by field; every error is a
 :class:`~simulator.errors.UserError` naming ``file: field 'disaggregation.x'`` and the fix. Checks
-that need the model and the topology (weights fit the model pool, enough GPUs of each kind) are
+that need the model and the topology (weights fit the model pool, enough GPUs of each kind —
+a model pool and an attention pool of one kind take disjoint GPUs, so they need the sum) are
 :func:`check_against`'s, run before the first event.
 """
 
@@ -209,11 +210,16 @@ def check_against(spec: DisaggregationSpec, arch, gpu_kinds: list[str], reserve_
     else:
         pools = (("model_gpus", spec.model_gpu, spec.model_gpus),
                  ("attention_gpus", spec.attention_gpu, spec.attention_gpus))
+    used: dict[str, int] = {}  # per kind, by the pools before: pools share no GPU
     for key, kind, count in pools:
-        have = upper.count(kind.upper())
-        if have < count:
-            raise fail(key, f"{count} {kind} GPUs asked, the topology has {have}; use a "
-                       f"topology with more {kind} GPUs or lower {key}")
+        have, before = upper.count(kind.upper()), used.get(kind.upper(), 0)
+        if have - before < count:
+            where = f"the topology has {have}" if not before else (
+                f"{have - before} of the topology's {have} are left after the model pool's "
+                f"{before} (the pools share no GPU)")
+            raise fail(key, f"{count} {kind} GPUs asked, {where}; use a topology with more "
+                       f"{kind} GPUs or lower {key}")
+        used[kind.upper()] = before + count
     if baseline:
         g = hardware.gpu(spec.baseline_gpu)
         usable = spec.baseline_tp * g.hbm_bytes * (1 - reserve_fraction)
