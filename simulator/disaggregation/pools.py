@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from itertools import accumulate, repeat
 from typing import Any
 
@@ -397,7 +397,7 @@ class PoolRun:
         this one)."""
         return max(0, self.prompt_work(r) - sched.prefill_left.get(r, 0) - chunk)
 
-    def gpus_of(self, kind: str, count: int, taken: list[str] = ()) -> list[str]:
+    def gpus_of(self, kind: str, count: int, taken: Collection[str] = ()) -> list[str]:
         """The first ``count`` GPUs of catalog ``kind`` in the topology's natural order, past
         those ``taken`` by another pool (a model pool and an attention pool of one kind share
         no GPU)."""
