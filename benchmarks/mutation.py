@@ -985,16 +985,6 @@ def _workloads_equivalents() -> dict:
         ("workloads/mixed.py", "if p.task_rate > 0:", "> -> >="):
             "at a rate of 0 the generator runs at its stand-in of 1e-9 tasks a second and draws "
             "none (from its own stream): the same trace",
-        **{(path, line, "// -> /"):
-           "np.arange up to a fractional end counts to its ceiling: the same ids, and the next "
-           "id moves by their count"
-           for path, line in [
-               ("workloads/rag.py", "q_ids = np.arange(next_id, next_id + -(-q // bt), "
-                "dtype=np.int64)"),
-               ("workloads/mixed.py", "ids = np.arange(next_id, next_id + -(-tokens // bt), "
-                "dtype=np.int64)"),
-               ("workloads/mixed.py", "blocks = np.arange(next_id, next_id + -(-tokens // bt), "
-                "dtype=np.int64)")]},
         **{(path, line, "True -> False"): strict for path, line in [
             ("workloads/mixed.py", 'pr["output"], pr["blocks"], strict=True):'),
             ("workloads/selections.py", "for row, (r, s, ids) in enumerate(zip(rids, steps, "

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from workloads.agentic import AgenticParams, generate_agentic, task_arrivals
-from workloads.context import length
+from workloads.context import BlockIds, length
 from workloads.schema import FlatBlocks, make_trace
 
 
@@ -134,16 +134,14 @@ def _poisson_times(rng: np.random.Generator, rate: float, duration: float) -> np
     return task_arrivals(rng, AgenticParams(duration_time=duration, task_rate=rate))
 
 
-def _private(rng: np.random.Generator, p: MixedFleetParams, first_id: int) -> dict:
-    """The private sessions' rows (block ids from ``first_id``)."""
+def _private(rng: np.random.Generator, p: MixedFleetParams, fresh_ids: BlockIds) -> dict:
+    """The private sessions' rows (block ids from ``fresh_ids``)."""
     bt, sig = p.block_tokens, p.length_sigma
     rows: dict[str, list] = {k: [] for k in ("arrival_at", "session", "input", "output",
                                              "blocks")}
-    next_id = first_id
     for s, start in enumerate(_poisson_times(rng, p.private_rate, p.duration_time)):
         tokens = length(rng, p.private_tokens, sig)
-        ids = np.arange(next_id, next_id + -(-tokens // bt), dtype=np.int64)
-        next_id += len(ids)
+        ids = fresh_ids.take(-(-tokens // bt))
         at = float(start)
         for turn in range(int(rng.geometric(1.0 / p.private_turns_mean))):
             out = length(rng, p.private_output_tokens_mean, sig)
@@ -159,10 +157,7 @@ def _private(rng: np.random.Generator, p: MixedFleetParams, first_id: int) -> di
             at += out * p.decode_time_per_token + think
             kept = tokens // bt  # full blocks keep their ids: the next turn extends this prompt
             tokens += out + user
-            fresh = -(-tokens // bt) - kept
-            ids = np.concatenate([ids[:kept], np.arange(next_id, next_id + fresh, dtype=np.int64)])
-            next_id += fresh
-    rows["next_id"] = next_id
+            ids = np.concatenate([ids[:kept], fresh_ids.take(-(-tokens // bt) - kept)])
     return rows
 
 
@@ -189,17 +184,16 @@ def generate_mixed_fleet(rng: np.random.Generator,
         first = int(max((int(x.max()) for x in ids if len(x)), default=-1)) + 1
     else:
         first = 0
-    pr = _private(private_rng, p, first)
+    fresh_ids = BlockIds(first)  # private sessions', then chats' blocks
+    pr = _private(private_rng, p, fresh_ids)
     for at, (s, turn), inp, out, blocks in zip(pr["arrival_at"], pr["session"], pr["input"],
                                                pr["output"], pr["blocks"], strict=True):
         key = ("p", s) if p.private_affinity else ("p", s, turn)
         parts.append((at, key, -1, inp, out, blocks, -1, np.zeros(0, np.int64), "private", -1))
-    next_id = pr["next_id"]
     for i, at in enumerate(_poisson_times(chat_rng, p.chat_rate, p.duration_time)):
         tokens = length(chat_rng, p.chat_tokens_mean, p.length_sigma)
         out = length(chat_rng, p.chat_output_tokens_mean, p.length_sigma)
-        blocks = np.arange(next_id, next_id + -(-tokens // bt), dtype=np.int64)
-        next_id += len(blocks)
+        blocks = fresh_ids.take(-(-tokens // bt))
         parts.append((float(at), ("c", i), -1, tokens, out, blocks, -1, np.zeros(0, np.int64),
                       "chat", -1))
     order = sorted(range(len(parts)), key=lambda k: (parts[k][0], k))

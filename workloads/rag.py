@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from workloads.context import length, lognormal, positive_int
+from workloads.context import BlockIds, length, lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 
 #: lognormal sigma of question and answer lengths (a modelling choice: a long right tail).
@@ -82,7 +82,7 @@ def generate_rag(rng: np.random.Generator, params: RagParams | None = None) -> p
     sys_blocks = np.arange(n_sys, dtype=np.int64)
     doc_len = positive_int(lognormal(rng, p.doc_tokens / bt, p.doc_sigma, size=p.n_documents))
     doc_start = n_sys + np.concatenate([[0], np.cumsum(doc_len)[:-1]])
-    next_id = int(n_sys + doc_len.sum())
+    fresh_ids = BlockIds(n_sys + doc_len.sum())  # the questions' blocks, after the documents
     weights = np.arange(1, p.n_documents + 1, dtype=np.float64) ** -p.doc_zipf_s
     weights /= weights.sum()
     popularity = rng.permutation(p.n_documents)  # which documents are the popular ones
@@ -98,8 +98,7 @@ def generate_rag(rng: np.random.Generator, params: RagParams | None = None) -> p
                                      p=weights)]
         docs = rng.permutation(docs) if p.permute else np.sort(docs)
         q = length(rng, p.question_tokens, _SIGMA)
-        q_ids = np.arange(next_id, next_id + -(-q // bt), dtype=np.int64)
-        next_id += len(q_ids)
+        q_ids = fresh_ids.take(-(-q // bt))
         parts = [sys_blocks] + [np.arange(doc_start[d], doc_start[d] + doc_len[d]) for d in docs]
         blocks.append(np.concatenate(parts + [q_ids]))
         starts = n_sys + np.concatenate([[0], np.cumsum(doc_len[docs])[:-1]])
