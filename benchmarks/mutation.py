@@ -696,6 +696,14 @@ def _costmodel_equivalents() -> dict:
            for m in ("delete `check_round(1.0, batch, reuse)`", "1.0 -> 2.0")},
         **{(crossover, "check_round(blocks, batch, reuse)",
             "delete `check_round(blocks, batch, reuse)`", k): checked for k in ("#1", "#2")},
+        (crossover, "return 0.0, 0", "0.0 -> 1.0"):
+            "at the home's own GPU both options get the same bytes: the bandwidth search reads "
+            "only their difference, the probe search only the message counts",
+        **{(crossover, "return x, 2 if blocks > 0 else 0", m):
+           "with no block fetch only merges while route also sends its query and result, so "
+           "D0 < 0; one or two fetch messages more leave the probe slope negative or zero, "
+           "and p = D0 / (n_r - n_f / R) < 0 (or no slope): no crossover either way"
+           for m in ("> -> >=", "0 -> 1")},
         (contention, "return value", "return X -> None"):
             "no caller reads what timed() returns (the route's message record is read from "
             "its own yield)",

@@ -41,6 +41,13 @@ def test_block_tokens_and_batch_change_the_answer(capsys):
     assert batched["route"]["transfer"] == pytest.approx(4 * base["route"]["transfer"])
 
 
+
+def test_at_the_homes_own_gpu_there_is_no_crossover(capsys):
+    # route and fetch are the same local work there: it printed "blocks": 1.48e18
+    out = json.loads(run(capsys, "--model", "llama-33b", "--src", "n0/gpu0", "--dst", "n0/gpu0",
+                         "--blocks", "4", "--json"))
+    assert out["crossover"] == {"blocks": None, "bandwidth": None, "probe": None}
+
 def test_table_shows_phases_decision_and_crossover(capsys):
     text = run(capsys, "--blocks", "32", "--model", "glm-5")
     for word in ("probe", "transfer", "compute", "return", "merge", "total", "all 78 layers",

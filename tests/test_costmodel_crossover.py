@@ -11,6 +11,7 @@ from simulator.costmodel.crossover import CrossoverSearch
 from simulator.errors import UserError
 from simulator.gpu import KernelModel
 from simulator.hardware import STACKS
+from simulator.models import MODELS
 from simulator.units import GBps
 from tests.strategies import architectures, two_node_graph
 
@@ -182,3 +183,192 @@ def test_a_home_and_owner_of_two_kinds_have_two_kinks_and_each_piece_is_searched
     assert d(k * 0.99) < 0 < d(k * 1.01)
     below = [x for x in (0.1, 0.2, *kinks, 1.0, 2.0, 8.0, 30.0) if x < k * 0.99]
     assert all(d(x) < 0 for x in below) and below
+
+
+def first_root(d, lo: float = 1e-3, hi: float = 1e6, points: int = 600) -> float | None:
+    """The oracle: D's first sign change on a log grid of block counts, bisected to its end."""
+    grid = [lo * (hi / lo) ** (i / (points - 1)) for i in range(points)]
+    prev_x, prev_d = grid[0], d(grid[0])
+    for x in grid[1:]:
+        dx = d(x)
+        if prev_d != 0 and (dx > 0) != (prev_d > 0) and dx != 0 or prev_d != 0 and dx == 0:
+            a, b = prev_x, x
+            for _ in range(200):
+                m = 0.5 * (a + b)
+                if d(m) == 0 or (d(m) > 0) != (prev_d > 0):
+                    b = m
+                else:
+                    a = m
+            return 0.5 * (a + b)
+        prev_x, prev_d = x, dx
+    return None
+
+
+LAMINA = topologies.build("lamina_h100_h20", gpus_per_node=2)
+
+
+@pytest.mark.parametrize("kernels", ["profile", "roofline"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_the_block_crossover_is_the_first_root_a_brute_force_search_finds(model, kernels):
+    # an independent oracle: D = fetch − route on a fine log grid, its first sign change
+    # bisected. Over every catalogue model and both KV dtypes, the machine's own NVSwitch,
+    # the network, an H100 home with an H20 owner (two kinks) and the home's own GPU (where
+    # route and fetch are the same local work: no crossover; the search answered 1.5e18 blocks
+    # there, and 1e-12 where fetch's launch made D a constant 37.5 µs), batches 1 / 8 / 64,
+    # copies used once and 4 times. Roots from 0.03 blocks (GLM-5 over the network) up
+    found = 0
+    for dtype in ("bf16", "fp8"):
+        arch = MODELS[model].with_kv_dtype(dtype)
+        for graph, src, dst in ((G, HOME, PEER), (G, HOME, REMOTE), (G, HOME, HOME),
+                                (LAMINA, "n0/gpu0", "n1/gpu0")):
+            cm = CostModel(arch, graph, "ibgda",
+                           **({"kernels": KernelModel()} if kernels == "roofline" else {}))
+            for batch in (1, 8, 64):
+                for reuse in (1.0, 4.0):
+                    def d(x, cm=cm, src=src, dst=dst, batch=batch, reuse=reuse):
+                        return (cm.fetch(src, dst, x, batch, reuse=reuse).total
+                                - cm.route(src, dst, x, batch, reuse=reuse).total)
+
+                    k = cm.crossover(src, dst, batch=batch, reuse=reuse)
+                    want = first_root(d)
+                    assert (k is None) == (want is None), (dtype, src, dst, batch, reuse, k, want)
+                    if k is not None:
+                        found += 1
+                        assert k == pytest.approx(want, rel=1e-6), (dtype, src, dst, batch, reuse)
+    assert found >= 4
+
+
+@pytest.mark.parametrize("kernels", ["profile", "roofline"])
+@pytest.mark.parametrize("model", ["llama-65b", "llama-33b", "deepseek-v3.2"])
+def test_at_the_homes_own_gpu_nothing_crosses(model, kernels):
+    # no message either way: neither the block count, the line rate nor the latency flips the
+    # choice (llama-65b in fp8 with the roofline makes fetch a constant 37.5 µs dearer there:
+    # a bandwidth "crossover" of 0 B/s is none)
+    cm = CostModel(MODELS[model].with_kv_dtype("fp8"), G, "ibgda",
+                   **({"kernels": KernelModel()} if kernels == "roofline" else {}))
+    for batch in (1, 8):
+        assert cm.crossover(HOME, HOME, batch=batch) is None
+        assert cm.crossover(HOME, HOME, "bandwidth", blocks=4, batch=batch) is None
+        assert cm.crossover(HOME, HOME, "probe", blocks=4, batch=batch, reuse=2.0) is None
+
+
+def test_a_round_of_no_blocks_has_no_probe_crossover():
+    # with no block selected fetch sends nothing and only merges, while route still sends its
+    # query and its result: fetch is the cheaper at every latency (D = D0 − 2p with D0 < 0)
+    for model in sorted(MODELS):
+        cm = CostModel(model, G, "ibgda", kernels=KernelModel())
+        for owner in (PEER, REMOTE):
+            free = cm.replace(message_fixed_time=0.0)
+            assert free.fetch(HOME, owner, 0).total < free.route(HOME, owner, 0).total
+            assert cm.crossover(HOME, owner, "probe", blocks=0) is None
+
+
+@given(architectures(), st.integers(0, 4096), st.integers(1, 32), st.floats(1.0, 64.0),
+       st.sampled_from([(HOME, PEER), (HOME, REMOTE)]), stacks)
+def test_the_latency_flips_the_choice_at_the_probe_crossover_and_nowhere_else(
+        arch, blocks, batch, reuse, pair, stack):
+    cm = CostModel(arch, G, stack)
+    p = cm.crossover(*pair, "probe", blocks=blocks, batch=batch, reuse=reuse)
+
+    def fetch_dearer(latency):
+        at = cm.replace(message_fixed_time=latency)
+        return (at.fetch(*pair, blocks, batch, reuse=reuse).total
+                > at.route(*pair, blocks, batch, reuse=reuse).total)
+
+    if p is None:
+        assert len({fetch_dearer(x) for x in (0.0, 1e-6, 1e-4, 1e-2, 1.0)}) == 1
+    else:
+        assert p >= 0
+        assert len({fetch_dearer(x) for x in (0.0, 1e-6, 1e-4, 1e-2, 1.0) if x < p / 1.01}) <= 1
+        assert len({fetch_dearer(x) for x in (1e-6, 1e-4, 1e-2, 1.0) if x > p * 1.01}) <= 1
+        if 0 < p < 1.0:  # (past a second of latency the totals' rounding hides a µs of D)
+            assert fetch_dearer(p * 0.5) != fetch_dearer(p * 2.0)
+
+
+@pytest.mark.parametrize("model", ["deepseek-v3.2", "glm-5", "llama-3-70b"])
+@pytest.mark.parametrize(("graph", "owner"), [(G, REMOTE), (G, PEER), (LAMINA, "n1/gpu0")])
+@pytest.mark.parametrize("reuse", [1.0, 4.0])
+def test_a_roofline_crossover_is_read_off_its_piece_without_a_secant_step(model, graph, owner,
+                                                                          reuse):
+    # the module's design: with the roofline, D is affine between the kinks, so two points
+    # inside a piece give its root exactly. The search prices D at two points of each piece it
+    # looks at and once more at the root it found; a point outside the piece (across a kink)
+    # would need secant steps, each one more pricing
+    cm = CostModel(model, graph, "ibgda", kernels=KernelModel())
+    home = "n0/gpu0"
+    calls = []
+    fetch = cm.fetch
+    cm.fetch = lambda *a, **kw: calls.append(a[2]) or fetch(*a, **kw)
+    kinks = sorted(set(CrossoverSearch(cm)._kinks((home, owner), 1, None)))
+    k = cm.crossover(home, owner, reuse=reuse)
+    if k is None:
+        assert len(calls) == 2 * (len(kinks) + 1)
+        return
+    pieces = [0.0, *kinks, float("inf")]
+    piece = next(i for i in range(len(pieces) - 1) if pieces[i] < k <= pieces[i + 1])
+    assert len(calls) == 2 * (piece + 1) + 1
+    # the two points of each piece lie inside it, and the last pricing is at the root
+    for i in range(piece + 1):
+        lo, hi = pieces[i], pieces[i + 1]
+        assert all(lo < x < hi for x in calls[2 * i:2 * i + 2])
+    assert calls[-1] == k
+
+
+class OddBreakpoints(KernelModel):
+    """The roofline with breakpoints a custom kernel model might report: none of them real."""
+
+    def attention_breakpoints(self, spec, arch, batch, heads=None):
+        return [0.0, -64.0, float("inf"), float("nan"), *super().attention_breakpoints(
+            spec, arch, batch, heads)]
+
+
+@pytest.mark.parametrize("reuse", [1.0, 4.0])
+def test_breakpoints_at_zero_below_it_or_infinite_are_not_kinks(reuse):
+    plain = CostModel("deepseek-v3.2", G, "ibgda", kernels=KernelModel())
+    odd = CostModel("deepseek-v3.2", G, "ibgda", kernels=OddBreakpoints())
+    assert CrossoverSearch(odd)._kinks((HOME, REMOTE), 1, None) == CrossoverSearch(
+        plain)._kinks((HOME, REMOTE), 1, None)
+    assert odd.crossover(HOME, REMOTE, reuse=reuse) == plain.crossover(HOME, REMOTE, reuse=reuse)
+
+
+def test_a_search_across_two_close_kinks_still_takes_its_points_inside_each_piece():
+    # an H100 home and an H200 owner: the same peak FLOP/s, more HBM bandwidth on the H200, so
+    # their attention rooflines kink within a factor of five of each other; a middle piece
+    # that short is where points taken from the piece's length off its start leave it
+    graph = G.copy()
+    for gpu in ("n1/gpu0", "n1/gpu1"):
+        graph.nodes[gpu]["gpu"] = "H200"
+    cm = CostModel("deepseek-v3.2", graph, "ibgda", kernels=KernelModel())
+    kinks = sorted(set(CrossoverSearch(cm)._kinks((HOME, REMOTE), 1, None)))
+    assert len(kinks) == 2 and kinks[1] < 5 * kinks[0]
+    calls = []
+    fetch = cm.fetch
+    cm.fetch = lambda *a, **kw: calls.append(a[2]) or fetch(*a, **kw)
+    k = cm.crossover(HOME, REMOTE, reuse=4.0)
+    assert k > kinks[1]  # found in the last piece, after searching the two before it
+    assert len(calls) == 2 * 3 + 1
+    assert kinks[0] < calls[2] < calls[3] < kinks[1]
+
+
+class SteppedGather(KernelModel):
+    """The roofline's gather plus 100 µs from 1.85 DeepSeek-V3.2 blocks (136,397 B) on: a cost
+    that jumps (at a breakpoint the model does not report)."""
+
+    def gather_time(self, spec, nbytes):
+        return super().gather_time(spec, nbytes) + (100e-6 if nbytes >= 136_397 else 0.0)
+
+
+def test_where_fetch_jumps_past_route_no_block_count_makes_them_equal():
+    # fetch is the cheaper below 1.87 blocks (the written formula's case); its gather jumps by
+    # 100 µs at 1.85 blocks, past route, and fetch stays the dearer from there on. D changes
+    # sign there without a root: the secant steps close in on the jump, where D is still
+    # −0.1 µs on one side and +100 µs on the other, reach no root, and the search says so
+    # instead of answering a point where route and fetch differ
+    cm = CostModel("deepseek-v3.2", G, "ibgda", kernels=SteppedGather(), layout="scattered")
+
+    def d(x):
+        return cm.fetch(HOME, REMOTE, x).total - cm.route(HOME, REMOTE, x).total
+
+    assert -1e-6 < d(1.8499) < 0 < d(1.8501)
+    assert all(d(x) > 0 for x in (1.87, 2.0, 4.0, 8.0, 64.0, 4096.0))
+    assert cm.crossover(HOME, REMOTE) is None

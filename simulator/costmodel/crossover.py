@@ -9,7 +9,10 @@ Crossovers in closed form, of ``D = fetch.total − route.total`` (notation of
   ``attention_breakpoints``). Between consecutive kinks D is affine, ``D = d0 + d1·K``, so the
   crossover is ``K* = −d0/d1`` in the piece that contains it (d0, d1 read off the piece exactly).
   A kernel model whose attention time curves between its breakpoints (a measured profile) gets
-  secant steps from that guess until D vanishes. With R = 1, the same GPU model at both ends (the
+  secant steps from that guess until D vanishes. The answer is a root (``|D|`` at most
+  :data:`ROUNDING` of the larger total) or None: a piece where D is flat to that rounding has
+  none (at the home's own GPU route and fetch are the same local work), nor has a sign change
+  by a jump the kernel model does not report as a breakpoint. With R = 1, the same GPU model at both ends (the
   attention terms cancel) and scattered blocks, ``D = 0`` gives::
 
       K* = (B·(q + r)/(η·W) − λ) / (B·(8 + bt·kv)/(η·W) + 2·B·bt·kv/(β·c))
@@ -31,6 +34,9 @@ import math
 from simulator.errors import UserError
 
 CROSSOVER_VARIABLES: tuple[str, ...] = ("blocks", "bandwidth", "probe")
+ROUNDING = 1e-9
+"""A difference of route's and fetch's totals at most this fraction of the larger is rounding
+noise: zero, for the block search's flat pieces and for its roots."""
 
 
 class CrossoverSearch:
@@ -69,8 +75,15 @@ class CrossoverSearch:
     @staticmethod
     def _diff(cm, src, dst, blocks, batch, heads, reuse) -> float:
         """``fetch.total − route.total`` of one round under ``cm`` [s]."""
-        return (cm.fetch(src, dst, blocks, batch, heads, reuse).total
-                - cm.route(src, dst, blocks, batch, heads, reuse).total)
+        return CrossoverSearch._gap(cm, src, dst, blocks, batch, heads, reuse)[0]
+
+    @staticmethod
+    def _gap(cm, src, dst, blocks, batch, heads, reuse) -> tuple[float, float]:
+        """(``fetch.total − route.total``, the larger of the two) of one round under ``cm``
+        [s]: the difference, and the size rounding errors in it are measured against."""
+        f = cm.fetch(src, dst, blocks, batch, heads, reuse).total
+        r = cm.route(src, dst, blocks, batch, heads, reuse).total
+        return f - r, max(f, r)
 
     def _kinks(self, nodes: tuple[str, ...], batch: float, heads: int | None) -> list[float]:
         """Block counts > 0 where an attention time changes slope (the kernel model's
@@ -94,30 +107,32 @@ class CrossoverSearch:
             # D is affine on (lo, hi): two interior points determine it exactly.
             span = (hi - lo) if math.isfinite(hi) else max(1.0, lo)
             x1, x2 = lo + span / 3.0, lo + 2.0 * span / 3.0
-            d1 = self._diff(self.cm, src, dst, x1, batch, heads, reuse)
-            d2 = self._diff(self.cm, src, dst, x2, batch, heads, reuse)
-            slope = (d2 - d1) / (x2 - x1)
-            if slope == 0:
+            d1, size1 = self._gap(self.cm, src, dst, x1, batch, heads, reuse)
+            d2, size2 = self._gap(self.cm, src, dst, x2, batch, heads, reuse)
+            if abs(d2 - d1) <= ROUNDING * max(size1, size2):
+                # flat to rounding (at the home's own GPU route and fetch are the same
+                # local work, and D is a constant or zero): no block count flips the choice
                 continue
+            slope = (d2 - d1) / (x2 - x1)
             k = x1 - d1 / slope
-            if lo < k <= hi or (lo == 0 and 0 < k <= hi):
-                return self._refine(src, dst, batch, heads, reuse, k, x1, d1, hi,
-                                    abs(d1) + abs(d2))
+            if lo < k <= hi:
+                k = self._refine(src, dst, batch, heads, reuse, k, x1, d1, hi)
+                if k is not None:
+                    return k
         return None
 
-    def _refine(self, src, dst, batch, heads, reuse, k, x_prev, d_prev, hi, scale) -> float:
+    def _refine(self, src, dst, batch, heads, reuse, k, x_prev, d_prev, hi) -> float | None:
         """``k`` if ``D(k)`` is zero to rounding (an affine piece, as with a roofline), else
         secant steps from it — kernel models with curved attention times (measured profiles)
-        make D bend between breakpoints."""
-        d = self._diff(self.cm, src, dst, k, batch, heads, reuse)
-        tol = 1e-9 * max(scale, 1e-30)
+        make D bend between breakpoints; None if they do not reach a root."""
+        d, size = self._gap(self.cm, src, dst, k, batch, heads, reuse)
         for _ in range(60):
-            if abs(d) <= tol or d == d_prev:
+            if abs(d) <= ROUNDING * size or d == d_prev:
                 break
             k, x_prev, d_prev = k - d * (k - x_prev) / (d - d_prev), k, d
             k = min(max(k, 1e-12), hi)
-            d = self._diff(self.cm, src, dst, k, batch, heads, reuse)
-        return k
+            d, size = self._gap(self.cm, src, dst, k, batch, heads, reuse)
+        return k if abs(d) <= ROUNDING * size else None
 
     def _wire_split(self, option: str, src, dst, blocks, batch, heads, reuse) -> tuple[float, int]:
         """(Σ bytes/η over the option's messages [B], number of messages) for one round."""
