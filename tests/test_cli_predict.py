@@ -42,12 +42,6 @@ def test_block_tokens_and_batch_change_the_answer(capsys):
 
 
 
-def test_at_the_homes_own_gpu_there_is_no_crossover(capsys):
-    # route and fetch are the same local work there: it printed "blocks": 1.48e18
-    out = json.loads(run(capsys, "--model", "llama-33b", "--src", "n0/gpu0", "--dst", "n0/gpu0",
-                         "--blocks", "4", "--json"))
-    assert out["crossover"] == {"blocks": None, "bandwidth": None, "probe": None}
-
 def test_table_shows_phases_decision_and_crossover(capsys):
     text = run(capsys, "--blocks", "32", "--model", "glm-5")
     for word in ("probe", "transfer", "compute", "return", "merge", "total", "all 78 layers",
@@ -95,6 +89,10 @@ def test_topology_file_is_accepted(capsys, tmp_path):
         (["--sweep", "batch=1:4"], "--sweep"),
         (["--blocks", "4", "--plot", "x.png"], "--plot"),
         (["--blocks", "-1"], "--blocks -1"),
+        # the home's own GPU: nothing to route or fetch (the crossover search answered 1.5e18
+        # blocks there, and the table priced a fetch of blocks already in place)
+        (["--src", "n0/gpu3", "--dst", "n0/gpu3", "--blocks", "4"],
+         "--dst 'n0/gpu3': the home's own GPU"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(capsys, args, message):

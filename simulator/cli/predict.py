@@ -124,6 +124,10 @@ def predict(model_name, topology_spec, src, dst, blocks, block_tokens, batch, he
     g = _load_topology(topology_spec)
     _check_gpu(g, src, "--src")
     _check_gpu(g, dst, "--dst")
+    if src == dst:
+        raise UserError(f"--dst {dst!r}: the home's own GPU (--src); a round reads blocks on "
+                        "another GPU, so route and fetch need an owner elsewhere: give another "
+                        "GPU as --dst")
     from simulator.gpu.calibration import run_kernels
 
     try:
