@@ -157,7 +157,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "simulator/disaggregation/attention_pool.py",
                "simulator/disaggregation/compare.py"],
               ["tests/test_disaggregation.py", "tests/test_disaggregation_fast.py",
-               "tests/test_lamina_fast.py", "tests/test_engine_clock.py"]),
+               "tests/test_lamina_fast.py", "tests/test_engine_clock.py",
+               "tests/test_disaggregation_staggered.py"]),
     # the synthetic workloads (agentic sub-agents, sessions, a mixed fleet, nested and RAG
     # prompts, spans and focus sets) and the engine's reading of a trace (stop 48)
     "workloads": (["workloads/agentic.py", "workloads/sessions.py", "workloads/mixed.py",
@@ -716,6 +717,16 @@ def _costmodel_equivalents() -> dict:
 
 #: Σ_{i≤n} min(i, k) at n == k: both branches of its closed form agree.
 _AT_K = "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2"
+
+
+def _pools_equivalents() -> dict:
+    """Equivalent mutants of the pools group (stop 50: the staggered schedule's closed form)."""
+    staggered = "simulator/disaggregation/staggered.py"
+    return {
+        (staggered, "if early_q and p.q.sum() > 0:", "> -> >="):
+            "no query bytes means no decode on any attention GPU, so t_a is 0: the early-Q "
+            "chain's 0 + max(0, send(K/V)) is the other branch's send(K/V) + 0",
+    }
 
 
 def _gpu_equivalents() -> dict:
@@ -2097,6 +2108,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_workloads_equivalents(),
     **_hardware_equivalents(),
     **_deployment_equivalents(),
+    **_pools_equivalents(),
 }
 
 
