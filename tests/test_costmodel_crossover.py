@@ -191,7 +191,7 @@ def first_root(d, lo: float = 1e-3, hi: float = 1e6, points: int = 600) -> float
     prev_x, prev_d = grid[0], d(grid[0])
     for x in grid[1:]:
         dx = d(x)
-        if prev_d != 0 and (dx > 0) != (prev_d > 0) and dx != 0 or prev_d != 0 and dx == 0:
+        if prev_d != 0 and (dx == 0 or (dx > 0) != (prev_d > 0)):
             a, b = prev_x, x
             for _ in range(200):
                 m = 0.5 * (a + b)
@@ -215,7 +215,8 @@ def test_the_block_crossover_is_the_first_root_a_brute_force_search_finds(model,
     # the network, an H100 home with an H20 owner (two kinks) and the home's own GPU (where
     # route and fetch are the same local work: no crossover; the search answered 1.5e18 blocks
     # there, and 1e-12 where fetch's launch made D a constant 37.5 µs), batches 1 / 8 / 64,
-    # copies used once and 4 times. Roots from 0.03 blocks (GLM-5 over the network) up
+    # copies used once and 4 times; the roots found lie from 0.03 blocks (GLM-5 over the
+    # network) up
     found = 0
     for dtype in ("bf16", "fp8"):
         arch = MODELS[model].with_kv_dtype(dtype)

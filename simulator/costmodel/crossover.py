@@ -12,8 +12,8 @@ Crossovers in closed form, of ``D = fetch.total − route.total`` (notation of
   secant steps from that guess until D vanishes. The answer is a root (``|D|`` at most
   :data:`ROUNDING` of the larger total) or None: a piece where D is flat to that rounding has
   none (at the home's own GPU route and fetch are the same local work), nor has a sign change
-  by a jump the kernel model does not report as a breakpoint. With R = 1, the same GPU model at both ends (the
-  attention terms cancel) and scattered blocks, ``D = 0`` gives::
+  by a jump the kernel model does not report as a breakpoint. With R = 1, the same GPU model
+  at both ends (the attention terms cancel) and scattered blocks, ``D = 0`` gives::
 
       K* = (B·(q + r)/(η·W) − λ) / (B·(8 + bt·kv)/(η·W) + 2·B·bt·kv/(β·c))
 
