@@ -195,7 +195,8 @@ def first_root(d, lo: float = 1e-3, hi: float = 1e6, points: int = 600) -> float
             a, b = prev_x, x
             for _ in range(200):
                 m = 0.5 * (a + b)
-                if d(m) == 0 or (d(m) > 0) != (prev_d > 0):
+                dm = d(m)
+                if dm == 0 or (dm > 0) != (prev_d > 0):
                     b = m
                 else:
                     a = m
@@ -286,6 +287,15 @@ def test_the_latency_flips_the_choice_at_the_probe_crossover_and_nowhere_else(
             assert fetch_dearer(p * 0.5) != fetch_dearer(p * 2.0)
 
 
+def block_counts_priced(cm: CostModel) -> list[float]:
+    """The block counts at which ``cm`` prices a fetch from now on, in order (a list that
+    fills as the search runs)."""
+    calls: list[float] = []
+    fetch = cm.fetch
+    cm.fetch = lambda *a, **kw: calls.append(a[2]) or fetch(*a, **kw)
+    return calls
+
+
 @pytest.mark.parametrize("model", ["deepseek-v3.2", "glm-5", "llama-3-70b"])
 @pytest.mark.parametrize(("graph", "owner"), [(G, REMOTE), (G, PEER), (LAMINA, "n1/gpu0")])
 @pytest.mark.parametrize("reuse", [1.0, 4.0])
@@ -297,9 +307,7 @@ def test_a_roofline_crossover_is_read_off_its_piece_without_a_secant_step(model,
     # would need secant steps, each one more pricing
     cm = CostModel(model, graph, "ibgda", kernels=KernelModel())
     home = "n0/gpu0"
-    calls = []
-    fetch = cm.fetch
-    cm.fetch = lambda *a, **kw: calls.append(a[2]) or fetch(*a, **kw)
+    calls = block_counts_priced(cm)
     kinks = sorted(set(CrossoverSearch(cm)._kinks((home, owner), 1, None)))
     k = cm.crossover(home, owner, reuse=reuse)
     if k is None:
@@ -342,9 +350,7 @@ def test_a_search_across_two_close_kinks_still_takes_its_points_inside_each_piec
     cm = CostModel("deepseek-v3.2", graph, "ibgda", kernels=KernelModel())
     kinks = sorted(set(CrossoverSearch(cm)._kinks((HOME, REMOTE), 1, None)))
     assert len(kinks) == 2 and kinks[1] < 5 * kinks[0]
-    calls = []
-    fetch = cm.fetch
-    cm.fetch = lambda *a, **kw: calls.append(a[2]) or fetch(*a, **kw)
+    calls = block_counts_priced(cm)
     k = cm.crossover(HOME, REMOTE, reuse=4.0)
     assert k > kinks[1]  # found in the last piece, after searching the two before it
     assert len(calls) == 2 * 3 + 1

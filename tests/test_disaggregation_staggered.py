@@ -4,7 +4,10 @@ what share of its bytes, and the busiest NIC those flows load (``disaggregation/
 import numpy as np
 import pytest
 
+from simulator.disaggregation.lamina import simulate_disaggregated
+from simulator.disaggregation.spec import DisaggregationSpec
 from simulator.disaggregation.staggered import busiest_nic, round_robin_flows
+from tests.test_disaggregation import scenario, small, trace
 
 
 def test_round_robin_pairs_every_attention_gpu_and_shares_its_bytes_among_its_flows():
@@ -55,10 +58,6 @@ def test_a_lone_request_on_a_real_network_takes_the_closed_forms_time(model_gpus
     # KV and returns nothing — is the simulated iteration to rounding, on the ideal network's
     # test (test_disaggregation.py) and here on NCCL over InfiniBand alike; with the 4 layers
     # folded into 2 slots of 2, each slot's chain pays one round-trip latency more per layer
-    from simulator.disaggregation.lamina import simulate_disaggregated
-    from simulator.disaggregation.spec import DisaggregationSpec
-    from tests.test_disaggregation import scenario, small, trace
-
     spec = DisaggregationSpec(model_gpus=model_gpus, attention_gpus=1,
                               micro_batches=micro_batches, early_q=early_q, prefill=prefill)
     res = simulate_disaggregated(scenario(stack="nccl", serving={"step_overhead_time": 0.0},

@@ -73,11 +73,6 @@ class CrossoverSearch:
         return self._crossover_probe(src, dst, blocks, batch, heads, reuse)
 
     @staticmethod
-    def _diff(cm, src, dst, blocks, batch, heads, reuse) -> float:
-        """``fetch.total − route.total`` of one round under ``cm`` [s]."""
-        return CrossoverSearch._gap(cm, src, dst, blocks, batch, heads, reuse)[0]
-
-    @staticmethod
     def _gap(cm, src, dst, blocks, batch, heads, reuse) -> tuple[float, float]:
         """(``fetch.total − route.total``, the larger of the two) of one round under ``cm``
         [s]: the difference, and the size rounding errors in it are measured against."""
@@ -163,7 +158,7 @@ class CrossoverSearch:
     def _crossover_probe(self, src, dst, blocks, batch, heads, reuse) -> float | None:
         check_round(blocks, batch, reuse)
         base = self.cm.replace(message_fixed_time=0.0)
-        d0 = self._diff(base, src, dst, blocks, batch, heads, reuse)
+        d0, _ = self._gap(base, src, dst, blocks, batch, heads, reuse)
         _, n_r = self._wire_split("route", src, dst, blocks, batch, heads, reuse)
         _, n_f = self._wire_split("fetch", src, dst, blocks, batch, heads, reuse)
         slope = n_f / reuse - n_r
