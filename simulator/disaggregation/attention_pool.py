@@ -10,8 +10,10 @@ with the attention GPUs' capacities kept apart:
   every attention GPU in proportion to its heads (``share``); a request fits when every GPU has
   room for its share;
 - **split by requests** (``"requests"``, data-parallel attention, as MLA needs): a request's
-  bytes all go to the GPU with the most free memory when it is first admitted (``att_of``, which
-  the run's plans read to give each GPU its own requests' attention), and stay there.
+  bytes all go to the GPU with the most free memory when it is admitted (``att_of``, which the
+  run's plans read to give each GPU its own requests' attention), and stay there while it holds
+  them. A request that gives them all back (preempted, or its first chunk did not fit) is placed
+  anew when it is admitted again: its KV is gone, and a recompute may land on any GPU.
 
 Per-GPU use and peak are kept for the run's records (``kv_peak_bytes``). Growth is placed one
 request at a time (``grow_each = None``), since each may land on another GPU.
@@ -27,7 +29,7 @@ from simulator.disaggregation.pools import BytePool
 class AttentionPool(BytePool):
     """The attention workers' HBM as one KV pool: each request's bytes split by KV heads over
     every attention GPU (``share``), or (``requests`` split) all on the GPU with the most free
-    memory when it is admitted."""
+    memory when it is admitted (again after a release)."""
 
     def __init__(self, reqs, per_token: float, cap: np.ndarray, reserve: bool, prefill_tokens,
                  share: np.ndarray, by_heads: bool) -> None:
@@ -72,3 +74,7 @@ class AttentionPool(BytePool):
         else:
             self.used[self.att_of[r]] -= nbytes
         np.maximum(self.used, 0.0, out=self.used)
+
+    def release(self, r: int) -> None:
+        super().release(r)
+        self.att_of[r] = -1  # nothing of r is held: its next admission places it anew
