@@ -159,7 +159,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               ["tests/test_disaggregation.py", "tests/test_disaggregation_fast.py",
                "tests/test_lamina_fast.py", "tests/test_engine_clock.py",
                "tests/test_disaggregation_staggered.py",
-               "tests/test_disaggregation_attention_pool.py"]),
+               "tests/test_disaggregation_attention_pool.py",
+               "tests/test_disaggregation_plan.py"]),
     # the synthetic workloads (agentic sub-agents, sessions, a mixed fleet, nested and RAG
     # prompts, spans and focus sets) and the engine's reading of a trace (stop 48)
     "workloads": (["workloads/agentic.py", "workloads/sessions.py", "workloads/mixed.py",

@@ -159,6 +159,40 @@ def test_ideal_network_iterations_follow_the_staggered_schedule(case):
         assert res.summary["model_pool_idle"] < 0.05 < res.summary["attention_pool_idle"]
 
 
+@pytest.mark.parametrize("chunked", [True, False])
+def test_a_lone_request_prefilled_on_the_model_pool_takes_the_kernels_time(chunked):
+    """Local prefill, one request, an ideal network: each iteration is the model slice's work
+    and the attention GPU's, worked out here from the roofline kernel model. Chunked, the
+    1,500-token prompt takes two steps under a 1,024-token budget — the projections and FFN of
+    the chunk's tokens with the LM head for none of them, then for the last one, plus the
+    chunk's attention over what came before; whole, one step of the prompt's prefill. Then
+    decode steps of one token over a context one longer each time."""
+    arch = small("llama-3-70b", 4)
+    spec = DisaggregationSpec(micro_batches=3, attention_gpus=1, prefill="local")
+    serving = {"step_overhead_time": 0.0, "max_num_batched_tokens": 1024,
+               "chunked_prefill": chunked}
+    sc = scenario(serving=serving).with_changes(calibration=(("profile", "roofline"),))
+    res = simulate_disaggregated(sc, trace=trace([1500], [4]), spec=spec, arch=arch,
+                                 graph=ideal_graph())
+    km, h100, h20 = KernelModel(), gpu("H100"), gpu("H20")
+    if chunked:
+        prefill = [km.non_attention_time(h100, arch, 1024, logits=0)
+                   + km.prefill_attention_time(h100, arch, 1024, 0),
+                   km.non_attention_time(h100, arch, 476, logits=1)
+                   + km.prefill_attention_time(h100, arch, 476, 1024)]
+    else:
+        prefill = [km.prefill_time(h100, arch, 1500)]
+    decode = [km.non_attention_time(h100, arch, 1)
+              + arch.layers * km.attention_time(h20, head_shard(arch, 8), 1, 1500 + k)
+              for k in (1, 2, 3)]  # the prefill gave the first token
+    it = res.iterations
+    took = (it["finished_at"] - it["started_at"]).to_numpy()
+    np.testing.assert_allclose(took, prefill + decode, rtol=1e-9)
+    np.testing.assert_allclose(it["prefill_time"], prefill + [0.0] * 3, rtol=1e-9)
+    np.testing.assert_allclose(it["cf_time"], took, rtol=1e-9)
+    assert it["prefill_tokens"].tolist() == ([1024, 476] if chunked else [1500]) + [0] * 3
+
+
 # -- properties ------------------------------------------------------------------------------
 
 requests = st.lists(st.tuples(st.integers(1, 60_000), st.integers(1, 12), st.floats(0, 0.2)),

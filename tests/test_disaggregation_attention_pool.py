@@ -63,8 +63,17 @@ def test_by_heads_every_gpu_holds_its_share_and_each_must_have_room():
     assert not p.grow(0, 54) and p.grow(0, 53)  # GPU 0's 40 bytes bound: 53 × 0.75 = 39.75
     assert p.used == pytest.approx([99.75, 33.25])
     assert p.att_of[0] == -1  # no placement by request
-    p.release(0)
+    assert p.admit(1) == 10 and not p.grow(1, 1) and p.used == pytest.approx([99.75, 33.25])
+    p.release(0)  # r1's room comes back on every GPU
     assert p.used.tolist() == [0, 0] and p.peak == pytest.approx([99.75, 33.25])
+    assert p.grow(1, 40) and p.admit(0) == 10 and p.grow(0, 8)
+    assert p.used.tolist() == [36, 12]
+    p.release(1)
+    assert p.used.tolist() == [6, 2]  # r0's 8 bytes by share: r1 gave its 40 back
+    even = pool(requests([10], [5]), [100, 60], by_heads=True, share=[0.5, 0.5])
+    assert even.admit(0) == 10 and even.grow(0, 119)
+    assert not even.grow(0, 2) and even.grow(0, 1)  # fills GPU 1 to its last byte
+    assert even.used.tolist() == [60, 60] and not even.grow(0, 1)
 
 
 def test_a_request_fits_alone_if_some_gpu_could_hold_it_by_requests_or_every_share_by_heads():
@@ -77,7 +86,7 @@ def test_a_request_fits_alone_if_some_gpu_could_hold_it_by_requests_or_every_sha
     assert pool(reqs, [90, 50]).admit(1) is None  # 91 bytes fit no one GPU: rejected
 
 
-OPS = st.lists(st.tuples(st.sampled_from(["admit", "grow", "release"]), st.integers(0, 5),
+OPS = st.lists(st.tuples(st.sampled_from(["admit", "grow", "release"]), st.integers(0, 2),
                          st.integers(1, 40)), max_size=60)
 
 
@@ -107,3 +116,27 @@ def test_each_gpu_holds_exactly_the_bytes_of_the_requests_placed_on_it(ops, caps
             assert p.used[w] <= caps[w] and p.peak[w] >= p.used[w]
         for x in range(reqs.n):
             assert int(p.att_of[x]) == (held[x][0] if x in held else -1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(OPS, st.sampled_from([[1.0], [0.5, 0.5], [0.75, 0.25], [0.5, 0.25, 0.25]]),
+       st.integers(30, 120))
+def test_by_heads_each_gpu_holds_its_share_of_every_request_held(ops, share, cap):
+    reqs = requests([5] * 6, [25] * 6)
+    caps = [cap * s for s in share]  # every GPU has room for the same tokens: cap
+    p = pool(reqs, caps, by_heads=True, share=share)
+    held = {}  # the ledger: request → bytes
+    for op, r, n in ops:
+        if op == "admit" and r not in held:
+            assert p.admit(r) == 5
+            held[r] = 0
+        elif op == "grow" and r in held:
+            fits = sum(held.values()) + n <= cap  # shares of quarters: exact in binary
+            assert p.grow(r, n) == fits
+            if fits:
+                held[r] += n
+        elif op == "release" and r in held:
+            p.release(r)
+            del held[r]
+        assert p.used.tolist() == [s * sum(held.values()) for s in share]
+        assert (p.att_of == -1).all()

@@ -9,7 +9,7 @@ MoE layer. One routed expert of one layer has ``3 × hidden × expert_intermedia
 from __future__ import annotations
 
 
-def expert_params(arch, dense_layers: int | None = None) -> float:
+def expert_params(arch) -> float:
     """Parameters of one routed expert in one layer: gate, up and down projections."""
     return 3.0 * arch.hidden_size * arch.expert_intermediate_size
 

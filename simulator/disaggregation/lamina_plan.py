@@ -61,7 +61,10 @@ class IterationPlanner:
         decoding = step.decode
         chunked = run.serving.chunked_prefill
         tokens = len(decoding) + (step.prefill_tokens if chunked else 0)
+        admitted = [x for x, _ in step.chunks]
         samples = len(decoding) + len(step.prompt_done)  # rows the LM head computes
+        if not chunked:  # a whole prompt's prefill_time computes its own row
+            samples -= len(set(admitted) & set(step.prompt_done))
         na = km.non_attention_time(run.mspec, arch, tokens, gpus=s, logits=samples) / L
         pre = 0.0
         if chunked:
@@ -75,7 +78,6 @@ class IterationPlanner:
                             for _, c in step.chunks))
         dec = np.asarray(decoding, np.int64)
         ctx = attended_tokens(arch, r.inp[dec] + r.gen[dec])
-        admitted = [x for x, _ in step.chunks]
         prompt_kv = np.array([c for _, c in step.chunks], float) * arch.kv_bytes_per_token
         t_att, batch = np.zeros(b), np.zeros(b)
         q, kv, ret = np.zeros(b), np.zeros(b), np.zeros(b)
