@@ -160,7 +160,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "tests/test_lamina_fast.py", "tests/test_engine_clock.py",
                "tests/test_disaggregation_staggered.py",
                "tests/test_disaggregation_attention_pool.py",
-               "tests/test_disaggregation_plan.py"]),
+               "tests/test_disaggregation_plan.py",
+               "tests/test_disaggregation_homogeneous.py"]),
     # the synthetic workloads (agentic sub-agents, sessions, a mixed fleet, nested and RAG
     # prompts, spans and focus sets) and the engine's reading of a trace (stop 48)
     "workloads": (["workloads/agentic.py", "workloads/sessions.py", "workloads/mixed.py",
@@ -722,12 +723,18 @@ _AT_K = "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2"
 
 
 def _pools_equivalents() -> dict:
-    """Equivalent mutants of the pools group (stop 50: the staggered schedule's closed form)."""
+    """Equivalent mutants of the pools group (stop 50: the staggered schedule's closed form;
+    stop 51: the iteration plan)."""
     staggered = "simulator/disaggregation/staggered.py"
+    plan = "simulator/disaggregation/lamina_plan.py"
     return {
         (staggered, "if early_q and p.q.sum() > 0:", "> -> >="):
             "no query bytes means no decode on any attention GPU, so t_a is 0: the early-Q "
             "chain's 0 + max(0, send(K/V)) is the other branch's send(K/V) + 0",
+        **{(plan, "key = (int(run.m[s]), s % run.K, ((s + 1) % len(run.m)) % run.K)",
+            "% -> *", node): "a finer cache key (distinct for every slot, or every next "
+           "slot): a slot kind is priced once more, never with another kind's times"
+           for node in ("s % run.K", "((s + 1) % len(run.m)) % run.K")},
     }
 
 

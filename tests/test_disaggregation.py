@@ -159,35 +159,48 @@ def test_ideal_network_iterations_follow_the_staggered_schedule(case):
         assert res.summary["model_pool_idle"] < 0.05 < res.summary["attention_pool_idle"]
 
 
+@pytest.mark.parametrize("slice_gpus", [1, 2])
 @pytest.mark.parametrize("chunked", [True, False])
-def test_a_lone_request_prefilled_on_the_model_pool_takes_the_kernels_time(chunked):
+def test_a_lone_request_prefilled_on_the_model_pool_takes_the_kernels_time(chunked, slice_gpus):
     """Local prefill, one request, an ideal network: each iteration is the model slice's work
     and the attention GPU's, worked out here from the roofline kernel model. Chunked, the
     1,500-token prompt takes two steps under a 1,024-token budget — the projections and FFN of
     the chunk's tokens with the LM head for none of them, then for the last one, plus the
     chunk's attention over what came before; whole, one step of the prompt's prefill. Then
-    decode steps of one token over a context one longer each time."""
+    decode steps of one token over a context one longer each time. A slice of two GPUs (n = 2)
+    splits the model work and adds two all-reduces of the step's hidden states per layer at
+    their measured time (the ideal network's wire time is nothing)."""
     arch = small("llama-3-70b", 4)
-    spec = DisaggregationSpec(micro_batches=3, attention_gpus=1, prefill="local")
+    spec = DisaggregationSpec(micro_batches=3 if slice_gpus == 1 else 2, attention_gpus=1,
+                              prefill="local")
     serving = {"step_overhead_time": 0.0, "max_num_batched_tokens": 1024,
                "chunked_prefill": chunked}
     sc = scenario(serving=serving).with_changes(calibration=(("profile", "roofline"),))
     res = simulate_disaggregated(sc, trace=trace([1500], [4]), spec=spec, arch=arch,
                                  graph=ideal_graph())
-    km, h100, h20 = KernelModel(), gpu("H100"), gpu("H20")
+    km, h100, h20, s = KernelModel(), gpu("H100"), gpu("H20"), slice_gpus
+
+    def allreduces(tokens: int) -> float:  # a step's, all layers
+        if s == 1:
+            return 0.0
+        x = tokens * arch.bytes_per_element * arch.hidden_size
+        return 2 * arch.layers * km.allreduce_time(h100, x, s, "nvlink")
+
     if chunked:
-        prefill = [km.non_attention_time(h100, arch, 1024, logits=0)
-                   + km.prefill_attention_time(h100, arch, 1024, 0),
-                   km.non_attention_time(h100, arch, 476, logits=1)
-                   + km.prefill_attention_time(h100, arch, 476, 1024)]
+        prefill = [km.non_attention_time(h100, arch, 1024, gpus=s, logits=0)
+                   + km.prefill_attention_time(h100, arch, 1024, 0, gpus=s),
+                   km.non_attention_time(h100, arch, 476, gpus=s, logits=1)
+                   + km.prefill_attention_time(h100, arch, 476, 1024, gpus=s)]
+        first = [prefill[0] + allreduces(1024), prefill[1] + allreduces(476)]
     else:
-        prefill = [km.prefill_time(h100, arch, 1500)]
-    decode = [km.non_attention_time(h100, arch, 1)
+        prefill = [km.prefill_time(h100, arch, 1500, gpus=s)]
+        first = [prefill[0] + allreduces(1500)]
+    decode = [km.non_attention_time(h100, arch, 1, gpus=s) + allreduces(1)
               + arch.layers * km.attention_time(h20, head_shard(arch, 8), 1, 1500 + k)
               for k in (1, 2, 3)]  # the prefill gave the first token
     it = res.iterations
     took = (it["finished_at"] - it["started_at"]).to_numpy()
-    np.testing.assert_allclose(took, prefill + decode, rtol=1e-9)
+    np.testing.assert_allclose(took, first + decode, rtol=1e-9)
     np.testing.assert_allclose(it["prefill_time"], prefill + [0.0] * 3, rtol=1e-9)
     np.testing.assert_allclose(it["cf_time"], took, rtol=1e-9)
     assert it["prefill_tokens"].tolist() == ([1024, 476] if chunked else [1500]) + [0] * 3

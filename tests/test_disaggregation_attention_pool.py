@@ -86,6 +86,15 @@ def test_a_request_fits_alone_if_some_gpu_could_hold_it_by_requests_or_every_sha
     assert pool(reqs, [90, 50]).admit(1) is None  # 91 bytes fit no one GPU: rejected
 
 
+def test_what_a_release_gives_back_never_leaves_a_gpu_below_nothing():
+    # three growths of 7 by thirds add up to a hair more than 21 × (1/3, 2/3): what is given
+    # back would leave -8.9e-16 and -1.8e-15 bytes; the pool holds nothing, not less
+    p = pool(requests([10], [30]), [100, 100], by_heads=True, share=[1 / 3, 2 / 3])
+    assert p.admit(0) == 10 and all(p.grow(0, 7) for _ in range(3))
+    p.release(0)
+    assert p.used.tolist() == [0.0, 0.0]
+
+
 OPS = st.lists(st.tuples(st.sampled_from(["admit", "grow", "release"]), st.integers(0, 2),
                          st.integers(1, 40)), max_size=60)
 

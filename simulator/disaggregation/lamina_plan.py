@@ -66,7 +66,6 @@ class IterationPlanner:
         if not chunked:  # a whole prompt's prefill_time computes its own row
             samples -= len(set(admitted) & set(step.prompt_done))
         na = km.non_attention_time(run.mspec, arch, tokens, gpus=s, logits=samples) / L
-        pre = 0.0
         if chunked:
             pre = sum(km.prefill_attention_time(run.mspec, arch, c, run.cached(sched, x, c),
                                                 gpus=s) for x, c in step.chunks)
