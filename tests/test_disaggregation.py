@@ -267,6 +267,54 @@ def test_homogeneous_iterations_equal_their_closed_form_when_uncontended():
     assert set(res2.gpus["pool"]) == {"replica0", "replica1"}
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_lone_request_on_a_homogeneous_replica_takes_the_kernels_time(fast):
+    """One request (1,500 prompt tokens prefilled here, 4 tokens) arriving at 0.25 s on the
+    first of two TP-2 replicas, an ideal network, the roofline: its prefill step and three decode
+    steps are the replica's kernels (half the model and four of Llama-3's eight KV heads per GPU)
+    and two all-reduces of the step's hidden states per layer at their measured time; the
+    records say where, when and how busy — both loops."""
+    arch = small("llama-3-70b", 4)
+    sc = scenario(serving={"step_overhead_time": 0.0}).with_changes(
+        calibration=(("profile", "roofline"),))
+    spec = DisaggregationSpec(baseline_tp=2, prefill="local")
+    res = simulate_homogeneous(sc, trace=trace([1500], [4], arrival=[0.25]), spec=spec,
+                               arch=arch, graph=ideal_graph(), fast=fast)
+    km, h100, L = KernelModel(), gpu("H100"), arch.layers
+    hidden = arch.bytes_per_element * arch.hidden_size
+
+    def allreduces(tokens: int) -> float:  # a step's, all layers
+        return 2 * L * km.allreduce_time(h100, tokens * hidden, 2, "nvlink")
+
+    kernels = [km.non_attention_time(h100, arch, 1500, gpus=2, logits=1)
+               + km.prefill_attention_time(h100, arch, 1500, 0, gpus=2)]
+    kernels += [km.non_attention_time(h100, arch, 1, gpus=2)
+                + L * km.attention_time(h100, head_shard(arch, 4), 1, 1500 + k)
+                for k in (1, 2, 3)]
+    took = np.array(kernels) + [allreduces(1500), allreduces(1), allreduces(1), allreduces(1)]
+    it = res.iterations
+    assert it["iteration"].tolist() == [0, 1, 2, 3]
+    np.testing.assert_allclose(it["started_at"], 0.25 + np.concatenate([[0], np.cumsum(took)[:-1]]),
+                               rtol=1e-12)
+    np.testing.assert_allclose(it["finished_at"], 0.25 + np.cumsum(took), rtol=1e-12)
+    np.testing.assert_allclose(it["cf_time"], took, rtol=1e-9)
+    req = res.requests.iloc[0]
+    assert req["home"] == res.gpus["gpu"].iloc[0] and req["tokens_generated"] == 4
+    assert req["first_token_at"] == pytest.approx(0.25 + took[0], rel=1e-12)
+    end = 0.25 + took.sum()
+    assert req["finished_at"] == pytest.approx(end, rel=1e-12)
+    busy = sum(kernels)  # the replica's stream; all-reduces run on the fabric
+    g = res.gpus
+    np.testing.assert_allclose(g["busy_time"], [busy, busy, 0, 0], rtol=1e-12)
+    np.testing.assert_allclose(g["utilization"], [busy / end, busy / end, 0, 0], rtol=1e-12)
+    s = res.summary
+    # idle over the time since the first step started (0.25 s), over both replicas' GPUs
+    assert s["model_pool_idle"] == pytest.approx(1 - 2 * busy / (4 * took.sum()), rel=1e-12)
+    assert s["kv_capacity_bytes"] == pytest.approx(2 * g["kv_capacity_bytes"].iloc[0] * 2,
+                                                   rel=1e-12)  # 2 replicas of 2 GPUs
+    assert s["replicas"] == 2 and s["preemptions"] == 0
+
+
 def test_network_stack_costs_tbt_and_throughput():
     """With a fast model pool (4 H100, ping-pong) a micro-batch's own chain — model, send,
     attention, return — is the bottleneck, so NCCL's 66.6 µs round trip (vs IBGDA's 33 µs)
