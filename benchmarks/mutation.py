@@ -161,7 +161,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "tests/test_disaggregation_staggered.py",
                "tests/test_disaggregation_attention_pool.py",
                "tests/test_disaggregation_plan.py",
-               "tests/test_disaggregation_homogeneous.py"]),
+               "tests/test_disaggregation_homogeneous.py",
+               "tests/test_disaggregation_pools.py"]),
     # the synthetic workloads (agentic sub-agents, sessions, a mixed fleet, nested and RAG
     # prompts, spans and focus sets) and the engine's reading of a trace (stop 48)
     "workloads": (["workloads/agentic.py", "workloads/sessions.py", "workloads/mixed.py",

@@ -85,14 +85,16 @@ def test_one_replica_open_loop_equals_the_exact_loop():
     assert_same(exact, fast)
 
 
-def test_a_run_cut_by_its_duration_mid_step_keeps_what_the_exact_loop_kept():
+@pytest.mark.parametrize("duration", [0.9, 0.904, 0.908, 0.912, 0.916])
+def test_a_run_cut_by_its_duration_mid_step_keeps_what_the_exact_loop_kept(duration):
     # the last step is composed past the end: only the kernels issued, the bytes sent and the
-    # messages delivered before the cut count, as in the exact loop stopped there
+    # messages delivered before the cut count, as in the exact loop stopped there — the cut
+    # in one slot or another of the step, or in its ring
     sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
                   tp=4, gpus=4)
-    sc = sc.with_changes(engine=dataclasses.replace(sc.engine, duration=0.9))
+    sc = sc.with_changes(engine=dataclasses.replace(sc.engine, duration=duration))
     exact, fast = both(sc, trace(40))
-    assert exact.summary["sim_time"] == 0.9 and exact.summary["completed"] < 40
+    assert exact.summary["sim_time"] == duration and exact.summary["completed"] < 40
     assert_same(exact, fast)
 
 

@@ -1,0 +1,86 @@
+"""The pool loops' shared parts (simulator/disaggregation/pools.py) with known answers: a GPU's
+share of the KV heads, the layer folding, the served architecture, the per-request state."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from simulator.disaggregation.pools import (
+    Requests,
+    fold_layers,
+    head_shard,
+    served_arch,
+    split_heads,
+)
+from simulator.models import model
+from simulator.scenario import Scenario
+from workloads import make_trace
+
+
+def test_a_shard_of_kv_heads_carries_its_share_of_the_query_heads_bytes_and_flops():
+    a = model("llama-3-70b")  # 64 query heads, 8 KV heads
+    s = head_shard(a, 2)
+    assert (s.query_heads, s.kv_heads) == (16, 2)
+    assert s.kv_bytes_per_token_bf16 == a.kv_bytes_per_token_bf16 / 4
+    assert s.kv_bytes_per_token_fp8 == a.kv_bytes_per_token_fp8 / 4
+    assert s.attention_flops_per_token == a.attention_flops_per_token / 4
+    assert s.layers == a.layers and s.hidden_size == a.hidden_size
+    # a shard whose query heads would round to none keeps one
+    few = dataclasses.replace(a, query_heads=4)  # 4 query heads over 8 KV heads
+    assert head_shard(few, 1).query_heads == 1 and head_shard(few, 4).query_heads == 2
+
+
+def test_kv_heads_split_as_evenly_as_possible_larger_shares_first():
+    assert split_heads(8, 3) == [3, 3, 2]
+    assert split_heads(8, 8) == [1] * 8
+    assert split_heads(7, 2) == [4, 3]
+
+
+@pytest.mark.parametrize("layers, groups, multiple, expect", [
+    (80, 0, 1, [1] * 80),  # every layer
+    (80, 80, 1, [1] * 80),
+    (80, 200, 1, [1] * 80),
+    (80, 1, 1, [80]),  # one slot stands for all
+    (80, 4, 1, [20] * 4),
+    (80, 4, 2, [20] * 4),  # already a multiple of the slices
+    (80, 3, 2, [20] * 4),  # 3 slots rounded to 4 for two slices
+    (61, 1, 2, [30, 31]),  # at least one slot per slice
+    (61, 5, 3, [10, 10, 10, 11, 10, 10]),  # 30.5 rounds to even
+    (5, 4, 3, [2, 1, 2]),
+])
+def test_folded_slots_cover_every_layer_in_a_multiple_of_the_slices(layers, groups, multiple,
+                                                                    expect):
+    got = fold_layers(layers, groups, multiple)
+    assert got.tolist() == expect and got.sum() == layers
+
+
+def scenario(name: str, selection: str) -> Scenario:
+    return Scenario.from_dict({"model": {"name": name, "selection": selection},
+                               "topology": {"spec": "lamina_h100_h20:h100_nodes=1,h20_nodes=1"},
+                               "workload": {"kind": "trace", "trace": "azure_llm_2023_code"}})
+
+
+def test_a_sparse_model_run_dense_attends_its_whole_context():
+    v32 = model("deepseek-v3.2")
+    assert v32.sparse and v32.attention == "mla_dsa"
+    dense = served_arch(scenario("deepseek-v3.2", "dense"))
+    assert not dense.sparse and dense.topk_tokens is None and dense.attention == "mla"
+    assert served_arch(scenario("deepseek-v3.2", "dsa")) == v32
+    other = model("llama-3-70b")
+    assert served_arch(scenario("deepseek-v3.2", "dense"), arch=other) is other
+
+
+def test_each_finish_is_counted_and_told():
+    tr = make_trace(arrival_at=[0.0, 0.1, 0.2], input_tokens=[10, 20, 30],
+                    output_tokens=[1, 2, 3], block_ids=[np.arange(1)] * 3)
+    told, heard = [], []
+    req = Requests(tr, lambda done, n: told.append((done, n)))
+    req.on_finish = heard.append
+    req.finish(1, 0.5)
+    req.finish(0, 0.7, "too large")
+    assert req.finished == 2 and told == [(1, 3), (2, 3)] and heard == [1, 0]
+    assert req.finish_at[[0, 1]].tolist() == [0.7, 0.5] and req.reason[0] == "too large"
+    assert req.home == ["", "", ""] and not req.entered.any()
