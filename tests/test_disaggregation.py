@@ -300,6 +300,8 @@ def test_a_lone_request_on_a_homogeneous_replica_takes_the_kernels_time(fast):
     np.testing.assert_allclose(it["cf_time"], took, rtol=1e-9)
     req = res.requests.iloc[0]
     assert req["home"] == res.gpus["gpu"].iloc[0] and req["tokens_generated"] == 4
+    bt = sc.placement.block_tokens
+    assert (req["prefilled_blocks"], req["reused_blocks"]) == (-(-1500 // bt), 0)
     assert req["first_token_at"] == pytest.approx(0.25 + took[0], rel=1e-12)
     end = 0.25 + took.sum()
     assert req["finished_at"] == pytest.approx(end, rel=1e-12)
@@ -313,6 +315,10 @@ def test_a_lone_request_on_a_homogeneous_replica_takes_the_kernels_time(fast):
     assert s["kv_capacity_bytes"] == pytest.approx(2 * g["kv_capacity_bytes"].iloc[0] * 2,
                                                    rel=1e-12)  # 2 replicas of 2 GPUs
     assert s["replicas"] == 2 and s["preemptions"] == 0
+    # the links' timeline in 100 bins of the run's length, the last ending with it
+    bins = np.sort(res.link_timeline["end_at"].unique())
+    assert len(bins) == 100 and bins[-1] == pytest.approx(end, rel=1e-12)
+    assert bins[0] == pytest.approx(end / 100, rel=1e-9)
 
 
 def test_network_stack_costs_tbt_and_throughput():
