@@ -728,6 +728,7 @@ def _pools_equivalents() -> dict:
     stop 51: the iteration plan)."""
     staggered = "simulator/disaggregation/staggered.py"
     plan = "simulator/disaggregation/lamina_plan.py"
+    pools = "simulator/disaggregation/pools.py"
     return {
         (staggered, "if early_q and p.q.sum() > 0:", "> -> >="):
             "no query bytes means no decode on any attention GPU, so t_a is 0: the early-Q "
@@ -736,6 +737,9 @@ def _pools_equivalents() -> dict:
             "% -> *", node): "a finer cache key (distinct for every slot, or every next "
            "slot): a slot kind is priced once more, never with another kind's times"
            for node in ("s % run.K", "((s + 1) % len(run.m)) % run.K")},
+        (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
+            "every column is built with one entry per request (n), so zip never meets "
+            "columns of different lengths",
     }
 
 

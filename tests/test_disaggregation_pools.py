@@ -42,6 +42,7 @@ def test_kv_heads_split_as_evenly_as_possible_larger_shares_first():
 @pytest.mark.parametrize("layers, groups, multiple, expect", [
     (80, 0, 1, [1] * 80),  # every layer
     (80, 80, 1, [1] * 80),
+    (61, 61, 2, [1] * 61),  # as many groups as layers: every layer, whatever the slices
     (80, 200, 1, [1] * 80),
     (80, 1, 1, [80]),  # one slot stands for all
     (80, 4, 1, [20] * 4),
