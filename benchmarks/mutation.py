@@ -729,6 +729,10 @@ def _pools_equivalents() -> dict:
     staggered = "simulator/disaggregation/staggered.py"
     plan = "simulator/disaggregation/lamina_plan.py"
     pools = "simulator/disaggregation/pools.py"
+    homog = "simulator/disaggregation/homogeneous.py"
+    cache = "a memo of a pure function (kept, cleared or not): the same values, computed again"
+    deferred = ("the deferred ring records reach the Fabric at the run's end instead (or one "
+                "step later), in the same order: nothing reads them in between")
     return {
         (staggered, "if early_q and p.q.sum() > 0:", "> -> >="):
             "no query bytes means no decode on any attention GPU, so t_a is 0: the early-Q "
@@ -737,6 +741,23 @@ def _pools_equivalents() -> dict:
             "% -> *", node): "a finer cache key (distinct for every slot, or every next "
            "slot): a slot kind is priced once more, never with another kind's times"
            for node in ("s % run.K", "((s + 1) % len(run.m)) % run.K")},
+        **{(homog, "if len(self._rest) > 1 << 16:", d): cache
+           for d in ("> -> >=", "1 -> 2", "16 -> 17")},
+        (homog, "self._rest.clear()", "delete `self._rest.clear()`"): cache,
+        (homog, "self._rest[key] = got", "delete `self._rest[key] = got`"): cache,
+        **{(homog, "if len(shapes) > 4096:", d): cache for d in ("> -> >=", "4096 -> 4097")},
+        (homog, "shapes.clear()", "delete `shapes.clear()`"): cache,
+        (homog, "if len(self._pending) >= DEFERRED_STEPS:", ">= -> >"): deferred,
+        (homog, "self._flush()", "delete `self._flush()`", "#2"): deferred,
+        (homog, "sent = [r[3] for r in rows for _ in r[0]]", "0 -> 1"):
+            "r[1] (the hops' start offsets) has one entry per hop, as r[0] (their route ids)",
+        **{(homog, line, "1 -> 2"): "numpy 2.4 takes any negative size as the one it works "
+           "out (reshape(n, -2) is reshape(n, -1))" for line in (
+               "sid=np.array(sids, np.int32).reshape(len(rows), -1),",
+               "end=np.array([r[2] for r in rows]).reshape(len(rows), -1),",
+               "sent=np.array(sent, float).reshape(len(rows), -1),")},
+        (homog, "return False", "return X -> None"):
+            "its one caller reads it as `not rings_unshared(...)`: None and False alike",
         (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
             "every column is built with one entry per request (n), so zip never meets "
             "columns of different lengths",

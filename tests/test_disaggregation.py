@@ -315,6 +315,11 @@ def test_a_lone_request_on_a_homogeneous_replica_takes_the_kernels_time(fast):
     assert s["kv_capacity_bytes"] == pytest.approx(2 * g["kv_capacity_bytes"].iloc[0] * 2,
                                                    rel=1e-12)  # 2 replicas of 2 GPUs
     assert s["replicas"] == 2 and s["preemptions"] == 0
+    assert (s["policy"], s["seed"]) == ("homogeneous", sc.seed)
+    assert s["mean_batch"] == pytest.approx(took[1:].sum() / took.sum(), rel=1e-12)
+    assert s["tokens_per_s_per_dollar_hour"] == pytest.approx(
+        s["throughput_tokens_per_s"] / s["cost_per_hour"], rel=1e-12)
+    assert s["cost_per_hour"] == pytest.approx(4 * 11.06)
     # the links' timeline in 100 bins of the run's length, the last ending with it
     bins = np.sort(res.link_timeline["end_at"].unique())
     assert len(bins) == 100 and bins[-1] == pytest.approx(end, rel=1e-12)

@@ -6,12 +6,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from simulator.disaggregation.pools import (
     Requests,
     fold_layers,
     head_shard,
+    idle_fraction,
+    mean_batch,
     served_arch,
     split_heads,
 )
@@ -85,3 +88,21 @@ def test_each_finish_is_counted_and_told():
     assert req.finished == 2 and told == [(1, 3), (2, 3)] and heard == [1, 0]
     assert req.finish_at[[0, 1]].tolist() == [0.7, 0.5] and req.reason[0] == "too large"
     assert req.home == ["", "", ""] and not req.entered.any()
+
+
+def iterations(rows) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["started_at", "finished_at", "batch"], dtype=float)
+
+
+def test_the_mean_batch_weights_each_step_by_its_length_over_the_whole_span():
+    # steps of 2 (1 s) and 4 (3 s) requests on one unit, 1 request (2 s) on another, over 5 s
+    it = iterations([(0.0, 1.0, 2), (1.0, 4.0, 4), (3.0, 5.0, 1)])
+    assert mean_batch(it) == (2 * 1 + 4 * 3 + 1 * 2) / 5
+    assert mean_batch(iterations([])) == 0.0
+    assert mean_batch(iterations([(2.0, 2.0, 3)])) == 0.0  # no time passed
+
+
+def test_the_idle_share_is_what_the_gpus_did_not_use_of_the_span():
+    assert idle_fraction([1.0, 0.0], 4.0) == 1 - 1 / 8
+    assert idle_fraction([3.0], 2.0) == 0.0  # never below nothing
+    assert idle_fraction([], 4.0) == 0.0 and idle_fraction([1.0], 0.0) == 0.0
