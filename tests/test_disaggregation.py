@@ -316,6 +316,10 @@ def test_a_lone_request_on_a_homogeneous_replica_takes_the_kernels_time(fast):
                                                    rel=1e-12)  # 2 replicas of 2 GPUs
     assert s["replicas"] == 2 and s["preemptions"] == 0
     assert (s["policy"], s["seed"]) == ("homogeneous", sc.seed)
+    # each of the 2 GPUs sends (t - 1) / t of each all-reduce's buffer twice (reduce-scatter,
+    # all-gather), 2 all-reduces a layer, of the 1,500 + 3 tokens' hidden states
+    assert res.extras["bytes_by_class"]["tp_collective"] == pytest.approx(
+        2 * (2 * L * 2 * (1 / 2) * 1503 * hidden), rel=1e-12)
     assert s["mean_batch"] == pytest.approx(took[1:].sum() / took.sum(), rel=1e-12)
     assert s["tokens_per_s_per_dollar_hour"] == pytest.approx(
         s["throughput_tokens_per_s"] / s["cost_per_hour"], rel=1e-12)

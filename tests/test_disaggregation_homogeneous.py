@@ -134,3 +134,28 @@ def test_a_replicas_ring_takes_the_measured_all_reduce():
     km, g = run.kernels, run.gspec
     for nbytes in (16_384.0, 2.0**20, 3e7):
         assert run.rings[0].measured(nbytes) == km.allreduce_time(g, nbytes, 4, "nvlink")
+
+
+@pytest.mark.parametrize("layers, nbytes", [(20.0, 3e6), (1.0, 16_384.0), (5.0, 2.0**24)])
+def test_a_ring_all_reduce_sends_its_bytes_in_its_steps_at_least_at_the_measured_time(layers,
+                                                                                       nbytes):
+    # TP 4 on one node over NCCL: 2 all-reduces a layer, each 2 (t - 1) steps sending
+    # (t - 1) / t of the buffer per GPU; the wire time is the slowest hop's transfer plus each
+    # further step's message time, stretched to the measured all-reduces when they take longer
+    run = baseline(stack="nccl")
+    ring, fab, t = run.rings[0], run.fabric, 4
+    gpus = run.groups[0]
+    hops = [(gpus[i], gpus[(i + 1) % t]) for i in range(t)]
+    sent = 2 * layers * 2 * (t - 1) / t * nbytes
+    steps = 2 * layers * 2 * (t - 1)
+    msg0 = max(fab.message_time(a, c, 0) for a, c in hops)
+    assert msg0 > 0
+    assert ring.plan(layers, nbytes) == pytest.approx((sent, (steps - 1) * msg0), rel=1e-12)
+    wire = max(fab.message_time(a, c, sent) for a, c in hops) + (steps - 1) * msg0
+    assert ring.wire_time(layers, nbytes) == pytest.approx(wire, rel=1e-12)
+    measured = 2 * layers * run.kernels.allreduce_time(run.gspec, nbytes, t, "nvlink")
+    assert ring.time(layers, nbytes) == pytest.approx(max(wire, measured), rel=1e-12)
+    assert ring.protocol_time(layers, nbytes) == pytest.approx(max(0.0, measured - wire),
+                                                              rel=1e-9, abs=1e-15)
+    assert ring.wire_time(layers, 0.0) == ring.time(layers, 0.0) == 0.0
+    assert ring.fabric_of(run.graph, gpus) == "nvlink"
