@@ -2,12 +2,10 @@
 the kernel model: a tensor-parallel replica's projections and FFN with the LM head's rows, the
 prefill chunks' attention after what came before (or whole prompts), the decodes' attention on
 the slowest shard of KV heads or, for MLA, data-parallel over the group with the DSA indexer; the
-KV a replica holds; its request cap; its ring's measured all-reduce."""
+KV a replica holds; its request cap; its ring all-reduce's bytes, steps and measured time."""
 
 from __future__ import annotations
 
-import tomllib
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,31 +14,14 @@ import pytest
 from simulator.disaggregation import spec_of
 from simulator.disaggregation.homogeneous import _Homogeneous
 from simulator.disaggregation.pools import head_shard
-from simulator.scenario import Scenario
-from simulator.sweep.spec import set_dotted
-from workloads import make_trace
-
-ROOT = Path(__file__).resolve().parents[1]
-INP = np.array([800, 1800, 2800, 3800, 4800, 5800])
+from tests.test_disaggregation_plan import shipped, step
 
 
 def baseline(name: str = "lamina_llama3_70b", **dotted) -> _Homogeneous:
-    """A shipped Lamina scenario's baseline run, built and not started, over six requests of
-    800-5,800 prompt tokens (prompts computed here)."""
-    data = tomllib.loads((ROOT / "scenarios" / f"{name}.toml").read_text())
-    set_dotted(data, "disaggregation.prefill", "local")
-    for key, value in dotted.items():
-        set_dotted(data, key.replace("__", "."), value)
-    sc = Scenario.from_dict(data, source=name, base=ROOT / "scenarios")
-    tr = make_trace(arrival_at=np.zeros(6), input_tokens=INP, output_tokens=[50] * 6,
-                    block_ids=[np.arange(-(-int(x) // 512)) + 10_000 * i
-                               for i, x in enumerate(INP)])
+    """A shipped Lamina scenario's baseline run over six requests of 800-5,800 prompt tokens
+    (prompts computed here), built and not started."""
+    sc, tr = shipped(name, disaggregation__prefill="local", **dotted)
     return _Homogeneous(sc, spec_of(sc), sc.seed, tr, None, None, None)
-
-
-def step(decode, chunks, prompt_done):
-    return SimpleNamespace(decode=decode, chunks=chunks, prompt_done=prompt_done,
-                           prefill_tokens=sum(c for _, c in chunks))
 
 
 def free_per_gpu(run) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from simulator.disaggregation import spec_of
@@ -25,9 +26,9 @@ from workloads import make_trace
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def lamina(name: str, arch=None, **dotted) -> _Lamina:
-    """A shipped Lamina scenario's run (serving ``arch`` if given), built and not started, over
-    six requests of 800-5,800 prompt tokens."""
+def shipped(name: str, **dotted) -> tuple[Scenario, pd.DataFrame]:
+    """A shipped Lamina scenario with dotted fields changed, and six requests of 800-5,800
+    prompt tokens arriving at once."""
     data = tomllib.loads((ROOT / "scenarios" / f"{name}.toml").read_text())
     for key, value in dotted.items():
         set_dotted(data, key.replace("__", "."), value)
@@ -36,6 +37,12 @@ def lamina(name: str, arch=None, **dotted) -> _Lamina:
     tr = make_trace(arrival_at=np.zeros(6), input_tokens=inp, output_tokens=[50] * 6,
                     block_ids=[np.arange(-(-int(x) // 512)) + 10_000 * i
                                for i, x in enumerate(inp)])
+    return sc, tr
+
+
+def lamina(name: str, arch=None, **dotted) -> _Lamina:
+    """:func:`shipped`'s Lamina run (serving ``arch`` if given), built and not started."""
+    sc, tr = shipped(name, **dotted)
     return _Lamina(sc, spec_of(sc), sc.seed, tr, None, None, arch)
 
 
