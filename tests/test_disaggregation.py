@@ -88,6 +88,16 @@ def ideal_graph(topo: str = TOPO):
     return g
 
 
+def step_allreduces(km, arch, tokens: int, gpus: int) -> float:
+    """A tensor-parallel group's two all-reduces per layer of ``tokens`` tokens' hidden states
+    on one H100 node, all layers, at their measured time [s] (none on one GPU; the ideal
+    network's wire time is nothing)."""
+    if gpus == 1:
+        return 0.0
+    nbytes = tokens * arch.bytes_per_element * arch.hidden_size
+    return 2 * arch.layers * km.allreduce_time(gpu("H100"), nbytes, gpus, "nvlink")
+
+
 # -- known answers -----------------------------------------------------------------------------
 
 def test_per_layer_bytes_follow_lamina_formula():
@@ -179,23 +189,17 @@ def test_a_lone_request_prefilled_on_the_model_pool_takes_the_kernels_time(chunk
     res = simulate_disaggregated(sc, trace=trace([1500], [4]), spec=spec, arch=arch,
                                  graph=ideal_graph())
     km, h100, h20, s = KernelModel(), gpu("H100"), gpu("H20"), slice_gpus
-
-    def allreduces(tokens: int) -> float:  # a step's, all layers
-        if s == 1:
-            return 0.0
-        x = tokens * arch.bytes_per_element * arch.hidden_size
-        return 2 * arch.layers * km.allreduce_time(h100, x, s, "nvlink")
-
     if chunked:
         prefill = [km.non_attention_time(h100, arch, 1024, gpus=s, logits=0)
                    + km.prefill_attention_time(h100, arch, 1024, 0, gpus=s),
                    km.non_attention_time(h100, arch, 476, gpus=s, logits=1)
                    + km.prefill_attention_time(h100, arch, 476, 1024, gpus=s)]
-        first = [prefill[0] + allreduces(1024), prefill[1] + allreduces(476)]
+        first = [prefill[0] + step_allreduces(km, arch, 1024, s),
+                 prefill[1] + step_allreduces(km, arch, 476, s)]
     else:
         prefill = [km.prefill_time(h100, arch, 1500, gpus=s)]
-        first = [prefill[0] + allreduces(1500)]
-    decode = [km.non_attention_time(h100, arch, 1, gpus=s) + allreduces(1)
+        first = [prefill[0] + step_allreduces(km, arch, 1500, s)]
+    decode = [km.non_attention_time(h100, arch, 1, gpus=s) + step_allreduces(km, arch, 1, s)
               + arch.layers * km.attention_time(h20, head_shard(arch, 8), 1, 1500 + k)
               for k in (1, 2, 3)]  # the prefill gave the first token
     it = res.iterations
@@ -282,16 +286,12 @@ def test_a_lone_request_on_a_homogeneous_replica_takes_the_kernels_time(fast):
                                arch=arch, graph=ideal_graph(), fast=fast)
     km, h100, L = KernelModel(), gpu("H100"), arch.layers
     hidden = arch.bytes_per_element * arch.hidden_size
-
-    def allreduces(tokens: int) -> float:  # a step's, all layers
-        return 2 * L * km.allreduce_time(h100, tokens * hidden, 2, "nvlink")
-
     kernels = [km.non_attention_time(h100, arch, 1500, gpus=2, logits=1)
                + km.prefill_attention_time(h100, arch, 1500, 0, gpus=2)]
     kernels += [km.non_attention_time(h100, arch, 1, gpus=2)
                 + L * km.attention_time(h100, head_shard(arch, 4), 1, 1500 + k)
                 for k in (1, 2, 3)]
-    took = np.array(kernels) + [allreduces(1500), allreduces(1), allreduces(1), allreduces(1)]
+    took = np.array(kernels) + [step_allreduces(km, arch, n, 2) for n in (1500, 1, 1, 1)]
     it = res.iterations
     assert it["iteration"].tolist() == [0, 1, 2, 3]
     np.testing.assert_allclose(it["started_at"], 0.25 + np.concatenate([[0], np.cumsum(took)[:-1]]),
