@@ -162,7 +162,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "tests/test_disaggregation_attention_pool.py",
                "tests/test_disaggregation_plan.py",
                "tests/test_disaggregation_homogeneous.py",
-               "tests/test_disaggregation_pools.py"]),
+               "tests/test_disaggregation_pools.py",
+               "tests/test_disaggregation_lamina.py",
+               "tests/test_disaggregation_compare.py"]),
     # the synthetic workloads (agentic sub-agents, sessions, a mixed fleet, nested and RAG
     # prompts, spans and focus sets) and the engine's reading of a trace (stop 48)
     "workloads": (["workloads/agentic.py", "workloads/sessions.py", "workloads/mixed.py",
@@ -725,11 +727,22 @@ _AT_K = "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2"
 
 def _pools_equivalents() -> dict:
     """Equivalent mutants of the pools group (stop 50: the staggered schedule's closed form;
-    stop 51: the iteration plan)."""
+    stop 51: the iteration plan; stop 52: Lamina's loop)."""
     staggered = "simulator/disaggregation/staggered.py"
     plan = "simulator/disaggregation/lamina_plan.py"
     pools = "simulator/disaggregation/pools.py"
     homog = "simulator/disaggregation/homogeneous.py"
+    lamina = "simulator/disaggregation/lamina.py"
+    lfast = "simulator/disaggregation/lamina_fast.py"
+    nonzero_bytes = ("the bytes a stage sends to or from a GPU are 0 or at least a token's "
+                     "share of a hidden state (kilobytes): > 0 and > 1 agree")
+    no_query = ("no query bytes means no decode on any attention GPU (no attention kernel, "
+                "no answer): the prompts' KV goes in the second stage instead of the first, "
+                "with nothing between them — the same transfers from the same instant")
+    own_phases = ("a micro-batch issues a phase only after its previous one ended (its stages "
+                  "follow one another; a later end is waited out as its debt), so its own open "
+                  "phases are never in flight at a new phase's start: the count of them only "
+                  "skips a search that would find nothing")
     cache = "a memo of a pure function (kept, cleared or not): the same values, computed again"
     deferred = ("the deferred ring records reach the Fabric at the run's end instead (or one "
                 "step later), in the same order: nothing reads them in between")
@@ -761,6 +774,75 @@ def _pools_equivalents() -> dict:
         (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
             "every column is built with one entry per request (n), so zip never meets "
             "columns of different lengths",
+        # stop 52: the byte pool and the set-up (pools.py from line 241), Lamina's loop
+        (pools, "return ((), np.zeros(0), np.zeros(0), 0.0, 0.0)", "0 -> 1"):
+            "a ring of one GPU has no hop: its start and end offsets are read only per hop "
+            "(the loop skips a shape whose `sid` is empty), so their length does not matter",
+        (pools, "return [x for x, k in zip(self._names, self._kinds, strict=True)",
+         "True -> False"): "the kinds are read from the graph for each of its GPU names, "
+        "one for one",
+        (pools, "if self.used > self.peak:", "> -> >="):
+            "at equality the peak is set to the value it has",
+        **{(lfast, "key = tuple((r[3], b, d) for r, b, d in zip(routes, nbytes, delays, "
+            "strict=True))", d): "a memo key of the route's link set instead of its id, or "
+           "zip without its length check over lists built one per message: a route's links "
+           "fix its rate, and the delays and bytes are in the key" for d in ("3 -> 4",
+                                                                             "True -> False")},
+        **{(lfast, "if len(self._memo) > 100_000:", d): cache
+           for d in ("> -> >=", "100000 -> 100001")},
+        (lfast, "self._memo.clear()", "delete `self._memo.clear()`"): cache,
+        **{(lfast, line, "True -> False"): "zip over lists built one per message of the phase"
+           for line in ("[b / c for b, c in zip(nbytes, caps, strict=True)], linkset, own)",
+                        "ends = [s + w for s, w in zip(starts, wires, strict=True)]")},
+        **{(lfast, "self._late = 0.0", d, "#2"): "close runs once, at the run's end: "
+           "nothing reads the count after it" for d in ("delete `self._late = 0.0`",
+                                                        "0.0 -> 1.0")},
+        **{(lfast, line, "0 -> 1"): nonzero_bytes for line in (
+            "msgs = [(a, names[i], m * x[i] * f) for a, i, f in flows if x[i] > 0]",
+            "msgs = [(names[i], b, m * x[i] * f) for i, b, f in flows if x[i] > 0]",
+            "early = self.early_q and p.q.sum() > 0")},
+        (lfast, "early = self.early_q and p.q.sum() > 0", "> -> >="): no_query,
+        (lfast, "for w, cal in zip(work, self.att_streams, strict=True):", "True -> False"):
+            "one work entry per attention GPU, as one stream per attention GPU",
+        **{(lfast, "if e > t2:", "> -> >=", k): "at equality the latest end is set to the "
+           "value it has" for k in ("#1", "#2")},
+        **{(lfast, line, d): "at equality nothing moves: the phase's last end is the one it "
+           "had, so what it pushes is 0 and no debt (never below 0) rises" for line, d in (
+               ("moved = False", "False -> True"), ("if new > old:", "> -> >="),
+               ("if pushed > debts[p.owner]:", "> -> >="))},
+        (lfast, "if self.open and self.open[0].last <= now:", "<= -> <"):
+            "a phase that ends at this instant is retired at the next call instead: "
+            "`_touching` keeps only phases in flight after the new phase's first start (not "
+            "before now), and the phase's records are the same whenever it is retired",
+        **{(lfast, line, d): own_phases for line, d in (
+            ("group = (self._touching(linkset, min(starts)) if len(self.open) > "
+             "self.mine[owner]", "> -> >="),
+            ("self.mine[owner] += 1", "+= -> -="),
+            ("self.mine[owner] += 1", "delete `self.mine[owner] += 1`"),
+            ("mine[p.owner] -= 1", "1 -> 2"))},
+        **{(lfast, *key): "the phases' records reach the Fabric's link accounting at a later "
+           "flush or at the run's end (close flushes), in the same order; nothing reads them "
+           "before, and the record lists grow together (one entry per message each)"
+           for key in (("if len(self._rec[0]) >= _FLUSH:", ">= -> >"),
+                       ("if len(self._rec[0]) >= _FLUSH:", "0 -> 1"),
+                       ("self._flush()", "delete `self._flush()`", "#1"),
+                       ("if self._rec[0]:", "0 -> 1"))},
+        (lfast, "for sid, s, e, x in zip(p.sids, p.starts, p.ends, p.nbytes, strict=True):",
+         "True -> False"): "a phase's lists hold one entry per message each",
+        (lamina, 'self.tp_slices = arch.attention in ("gqa", "mha") and s > 1', "> -> >="):
+            "a slice of one GPU has a ring of one: its all-reduces take no time and send "
+            "nothing (Ring's guards), whatever bytes the plan gives them",
+        **{(lamina, "seqs = self.serving.max_num_seqs or 1 << 30", d): "no run holds 2^30 "
+           "requests: the cap binds neither way" for d in ("1 -> 2", "30 -> 31")},
+        (lamina, "early = self.spec.early_q and p.q.sum() > 0", "> -> >="): no_query,
+        **{(lamina, line, "0 -> 1"): nonzero_bytes for line in (
+               "early = self.spec.early_q and p.q.sum() > 0",
+               "evs = [fab.transfer(x, names[i], m * first[i] * f) for x, i, f in out if "
+               "first[i] > 0]",
+               "evs += [fab.transfer(x, names[i], m * second[i] * f) for x, i, f in out if "
+               "second[i] > 0]",
+               "evs = [fab.transfer(names[i], y, m * p.ret[i] * f) for i, y, f in back if "
+               "p.ret[i] > 0]")},
     }
 
 

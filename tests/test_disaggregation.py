@@ -330,6 +330,28 @@ def test_a_lone_request_on_a_homogeneous_replica_takes_the_kernels_time(fast):
     assert bins[0] == pytest.approx(end / 100, rel=1e-9)
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_a_lone_request_on_a_replica_of_one_gpu_takes_its_kernels_time_and_no_ring(fast):
+    """TP 1: one GPU holds the whole model and all eight KV heads; a step is its kernels, with
+    no all-reduce to wait for and no collective bytes — both loops."""
+    arch = small("llama-3-70b", 4)
+    sc = scenario(serving={"step_overhead_time": 0.0}).with_changes(
+        calibration=(("profile", "roofline"),))
+    spec = DisaggregationSpec(baseline_tp=1, prefill="local")
+    res = simulate_homogeneous(sc, trace=trace([1500], [3]), spec=spec, arch=arch,
+                               graph=ideal_graph(), fast=fast)
+    km, h100, L = KernelModel(), gpu("H100"), arch.layers
+    took = [km.non_attention_time(h100, arch, 1500, gpus=1, logits=1)
+            + km.prefill_attention_time(h100, arch, 1500, 0, gpus=1)]
+    took += [km.non_attention_time(h100, arch, 1, gpus=1)
+             + L * km.attention_time(h100, arch, 1, 1500 + k) for k in (1, 2)]
+    it = res.iterations
+    np.testing.assert_allclose(it["finished_at"] - it["started_at"], took, rtol=1e-12)
+    np.testing.assert_allclose(it["cf_time"], took, rtol=1e-9)
+    assert res.extras["bytes_by_class"].get("tp_collective", 0.0) == 0.0
+    assert res.summary["replicas"] == 4
+
+
 def test_network_stack_costs_tbt_and_throughput():
     """With a fast model pool (4 H100, ping-pong) a micro-batch's own chain — model, send,
     attention, return — is the bottleneck, so NCCL's 66.6 µs round trip (vs IBGDA's 33 µs)
@@ -340,7 +362,8 @@ def test_network_stack_costs_tbt_and_throughput():
                      arch=small("llama-3-70b", 16))
     assert df.loc["nccl", "tbt_p50"] > df.loc["ibgda", "tbt_p50"]
     assert df.loc["nccl", "throughput_ratio"] < 1.0 == df.loc["ibgda", "throughput_ratio"]
-    assert df.loc["nccl", "tbt_p50_delta"] > 0
+    assert df.loc["nccl", "tbt_p50_delta"] == df.loc["nccl", "tbt_p50"] - df.loc["ibgda", "tbt_p50"]
+    assert df.loc["ibgda", "tbt_p50_delta"] == 0.0
 
 
 def test_sending_q_first_hides_the_kv_transfer():
@@ -370,6 +393,55 @@ def test_sending_q_first_hides_the_kv_transfer():
 def test_bad_section_names_the_field(raw, field):
     with pytest.raises(UserError, match=f"lamina.toml: field '{field}'"):
         validate_disaggregation(raw, "lamina.toml")
+
+
+def test_a_section_at_its_lower_bounds_or_left_out_is_valid():
+    assert validate_disaggregation(None) == DisaggregationSpec()
+    low = {"model_gpus": 1, "attention_gpus": 1, "micro_batches": 2, "baseline_gpus": 1,
+           "baseline_tp": 1, "max_batch": 0, "baseline_max_batch": 0, "early_q": False}
+    assert validate_disaggregation(low, "x.toml") == DisaggregationSpec(**low)
+
+
+@pytest.mark.parametrize("baseline", [False, True])
+def test_weights_may_fill_a_model_slice_but_must_leave_a_baseline_replica_room_for_kv(baseline):
+    """A replica (a model slice of 2 H100s, or a baseline TP-2 group) keeps 10 % of each
+    GPU's HBM free (activations, workspace). A model slice holds no KV (the attention pool
+    does), so its weights may fill the other 90 %; a baseline replica's KV shares its GPUs, so
+    weights that fill them are refused there."""
+    usable = 2 * gpu("H100").hbm_bytes * 0.9
+    spec = DisaggregationSpec(model_gpus=2, micro_batches=2, baseline_gpus=2, baseline_tp=2)
+    kinds = ["H100"] * 4 + ["H20"] * 4
+    key = "baseline_tp" if baseline else "model_gpus"
+    for weights in (usable * (1 - 1e-9), usable, usable * 1.01):
+        arch = dataclasses.replace(model("llama-3-70b"), weight_bytes=weights)
+        if weights < usable or (weights == usable and not baseline):
+            check_against(spec, arch, kinds, 0.1, "x.toml", baseline=baseline)
+        else:
+            with pytest.raises(UserError, match=f"'disaggregation.{key}'.*does not fit 2 × "
+                                                f"H100 \\({usable / 1e9:.1f} GB usable\\)"):
+                check_against(spec, arch, kinds, 0.1, "x.toml", baseline=baseline)
+
+
+@pytest.mark.parametrize("spec, reserve, baseline, want", [
+    # one slice of one H100 keeping half its HBM free: 40 GB usable, about 137.5 / 40 → 4 GPUs
+    (DisaggregationSpec(model_gpus=1, micro_batches=2), 0.5, False,
+     "field 'disaggregation.model_gpus': model 'llama-3-70b' (137.5 GB of weights) does not "
+     "fit 1 × H100 (40.0 GB usable); raise model_gpus to about 4 or more"),
+    # two slices of one H100 each, 10 % kept free: 72 GB usable, about 2 GPUs a slice
+    (DisaggregationSpec(model_gpus=2, micro_batches=3), 0.1, False,
+     "field 'disaggregation.micro_batches': model 'llama-3-70b' (137.5 GB of weights) does not "
+     "fit 1 × H100 (72.0 GB usable); raise each slice's GPUs, model_gpus / (n − 1), to about 2 "
+     "or more"),
+    (DisaggregationSpec(baseline_tp=1), 0.5, True,
+     "field 'disaggregation.baseline_tp': model 'llama-3-70b' (137.5 GB of weights) does not "
+     "fit 1 × H100 (40.0 GB usable); raise baseline_tp to about 4 or more"),
+])
+def test_a_model_too_large_for_a_replica_is_told_how_many_gpus_it_needs(spec, reserve,
+                                                                          baseline, want):
+    with pytest.raises(UserError) as err:
+        check_against(spec, model("llama-3-70b"), ["H100"] * 4 + ["H20"] * 4, reserve,
+                      "x.toml", baseline=baseline)
+    assert str(err.value) == "x.toml: " + want
 
 
 def test_model_that_does_not_fit_the_model_pool_is_refused():

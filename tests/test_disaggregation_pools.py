@@ -1,5 +1,6 @@
 """The pool loops' shared parts (simulator/disaggregation/pools.py) with known answers: a GPU's
-share of the KV heads, the layer folding, the served architecture, the per-request state."""
+share of the KV heads, the layer folding, the served architecture, the per-request state, the byte pool's
+ledger, a ring's fabric."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pandas as pd
 import pytest
 
 from simulator.disaggregation.pools import (
+    BytePool,
     Requests,
+    Ring,
     fold_layers,
     head_shard,
     idle_fraction,
@@ -106,3 +109,59 @@ def test_the_idle_share_is_what_the_gpus_did_not_use_of_the_span():
     assert idle_fraction([1.0, 0.0], 4.0) == 1 - 1 / 8
     assert idle_fraction([3.0], 2.0) == 0.0  # never below nothing
     assert idle_fraction([], 4.0) == 0.0 and idle_fraction([1.0], 0.0) == 0.0
+
+
+# -- the byte pool -------------------------------------------------------------------------------
+
+def byte_pool(capacity: float, reserve: bool, computes: int = 0) -> BytePool:
+    """A pool of ``capacity`` bytes at 10 B a token over three requests of 10, 20 and 30 prompt
+    tokens and 1, 2 and 3 output tokens; ``computes`` prompt tokens to compute at admission."""
+    tr = make_trace(arrival_at=[0.0, 0.1, 0.2], input_tokens=[10, 20, 30],
+                    output_tokens=[1, 2, 3], block_ids=[np.arange(1)] * 3)
+    return BytePool(Requests(tr, None), 10.0, capacity, reserve, lambda r: computes)
+
+
+def test_a_byte_pool_fills_to_its_capacity_exactly_and_keeps_its_peak():
+    pool = byte_pool(400.0, reserve=False)
+    assert (pool.used, pool.peak) == (0.0, 0.0)
+    assert pool.admit(0) == 0 and pool.used == 100.0  # a prefilled prompt: its 10 tokens
+    assert pool.admit(1) == 0 and pool.used == 300.0
+    assert pool.admit(2) == -1 and pool.used == 300.0  # 300 more do not fit: wait
+    assert pool.grow(0, 10) and pool.used == 400.0 == pool.peak  # up to capacity: fits
+    assert not pool.can_fit(1, 1e-9) and not pool.grow(1, 1)
+    pool.release(0)
+    assert (pool.used, pool.peak, pool.held) == (200.0, 400.0, {1: 200.0})
+    pool.release(0)  # nothing held: nothing given back
+    assert pool.used == 200.0
+    pool.give(1, 500.0)  # never below empty
+    assert pool.used == 0.0
+
+
+def test_a_request_larger_than_the_whole_pool_is_refused_and_one_that_fills_it_is_not():
+    pool = byte_pool(330.0, reserve=True)  # request 2 needs (30 + 3) × 10 = 330 B
+    assert pool.fits_alone(2, 330.0) and not pool.fits_alone(2, 330.1)
+    assert pool.admit(2) == 0 and pool.used == 330.0  # reserved: prompt and output at once
+    assert pool.grow(2, 3) and pool.used == 330.0  # nothing grows under a reservation
+    small = byte_pool(329.0, reserve=True)
+    assert small.admit(2) is None and small.used == 0.0
+
+
+def test_a_prompt_computed_here_takes_only_what_was_computed_before_at_admission():
+    pool = byte_pool(1000.0, reserve=False, computes=25)
+    pool.req.gen[2] = 5  # 30 prompt + 5 generated before a preemption; 25 to compute again
+    assert pool.admit(2) == 25 and pool.used == 100.0 and pool.held == {2: 100.0}
+
+
+def test_growing_each_stops_at_the_first_request_that_does_not_fit():
+    pool = byte_pool(325.0, reserve=False)
+    pool.admit(0), pool.admit(1)  # 300 B
+    assert pool.grow_each([1, 0, 1, 0]) == 2  # 310, 320; the third (330) would not fit
+    assert pool.used == 320.0 == pool.peak and pool.held == {0: 110.0, 1: 210.0}
+    assert pool.grow_each([]) == 0 and pool.used == 320.0
+    assert byte_pool(0.0, reserve=True).grow_each([0, 1]) == 2
+
+
+def test_a_group_on_one_node_all_reduces_over_nvlink_else_over_rdma():
+    assert Ring.fabric_of(None, ["n0/gpu0", "n0/gpu3"]) == "nvlink"
+    assert Ring.fabric_of(None, ["n0/gpu0"]) == "nvlink"
+    assert Ring.fabric_of(None, ["n0/gpu0", "n1/gpu0"]) == "rdma"

@@ -16,9 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import simpy
 
 from simulator.disaggregation import spec_of
 from simulator.disaggregation.lamina import _Lamina
+from simulator.disaggregation.lamina_fast import CalendarStream, PhaseLinks
 from simulator.runner import load_trace, run
 from simulator.scenario import Scenario
 from simulator.sweep.spec import set_dotted
@@ -184,8 +186,132 @@ def test_a_loaded_closed_loop_with_shared_links_holds_the_engine_contract():
     assert np.nanmax(np.abs(y - x) / np.maximum(np.abs(x), 1e-30)) < 1e-3  # measured 2.5e-4
 
 
+A, B, FAR2 = "n0/gpu0", "n0/gpu1", "n1/gpu1"
+
+
+def unstarted() -> _Lamina:
+    """A Lamina run's fabric and clock (ibgda), not started."""
+    sc = scenario(stack="ibgda")
+    return _Lamina(sc, spec_of(sc), sc.seed, trace(1), None, None, None)
+
+
+def fabric_ends(messages, until: float = float("inf")) -> tuple[_Lamina, dict[str, float]]:
+    """Each message ``(name, src, dst, bytes, issued at [s])`` sent as events on an
+    :func:`unstarted` run's Fabric until ``until`` [s]: that run, and when each arrived [s]."""
+    oracle = unstarted()
+    env, ends = oracle.env, {}
+
+    def send(name, src, dst, nbytes, t):
+        yield env.timeout(t)
+        yield oracle.fabric.transfer(src, dst, nbytes)
+        ends[name] = env.now
+
+    for args in messages:
+        env.process(send(*args))
+    env.run(until=None if until == float("inf") else until)
+    return oracle, ends
+
+
+def test_a_phase_shares_a_link_with_one_that_ends_before_its_later_messages_start():
+    """Micro-batch 0 sends 20 MB over the NVLink n0/gpu0 → n0/gpu1; micro-batch 1 then 2 MB
+    over the same NVLink and 2 MB over RDMA to n1/gpu0, issued so that the first message ends
+    after its NVLink message starts (3 µs after the issue) and before its RDMA message does
+    (16.5 µs after): the two NVLink messages share the link while both are in flight, as on
+    the Fabric."""
+    run = unstarted()
+    fab, far = run.fabric, "n1/gpu0"
+    alone = fab.message_time(A, B, 20e6)
+    at = alone - (fab.message_time(A, B, 0) + fab.message_time(A, far, 0)) / 2
+    links = PhaseLinks(run.env, fab, [0.0, 0.0], float("inf"))
+    links.phase(links.shape([(A, B, 20e6)]), 0.0, 0)
+    links.phase(links.shape([(A, B, 2e6), (A, far, 2e6)]), at, 1)
+    _, ends = fabric_ends([("A", A, B, 20e6, 0.0), ("B0", A, B, 2e6, at),
+                           ("B1", A, far, 2e6, at)])
+    first, second = links.open
+    assert first.ends == pytest.approx([ends["A"]], rel=1e-12) and ends["A"] > alone
+    assert second.ends == pytest.approx([ends["B0"], ends["B1"]], rel=1e-12)
+    assert links.debts == pytest.approx([ends["A"] - alone, 0.0], rel=1e-12)
+
+
+def three_phases(late_dst: str, until: float = float("inf")):
+    """Three micro-batches' phases on a node of 4 H100s and one of 4 H20s (rail-optimized),
+    timed by :class:`PhaseLinks` (ibgda): micro-batch 2 sends 4 MB n0/gpu1 → n1/gpu1,
+    micro-batch 0 then 20 MB over the NVLink n0/gpu0 → n0/gpu1 and 4 MB n0/gpu0 → n1/gpu1
+    (over n0/gpu1's NIC, beside micro-batch 2's message), and micro-batch 1, later, 2 MB over
+    the same NVLink and 2 MB to ``late_dst``, issued so that micro-batch 0's NVLink message
+    ends after micro-batch 1's starts (3 µs after its issue) and before its RDMA message does
+    (16.5 µs after). Returns the phase links, their phases (2, 0, 1), micro-batch 0's and 2's
+    ends before micro-batch 1's phase, its issue time [s], and the same messages sent as
+    events on a second run's Fabric until ``until`` (that run, and each message's end)."""
+    run = unstarted()
+    fab = run.fabric
+    links = PhaseLinks(run.env, fab, [0.0, 0.0, 0.0], until)
+    links.phase(links.shape([(B, FAR2, 4e6)]), 0.0, 2)
+    links.phase(links.shape([(A, B, 20e6), (A, FAR2, 4e6)]), 0.0, 0)
+    before = [*links.open[1].ends, *links.open[0].ends]
+    at = links.open[1].ends[0] - (fab.message_time(A, B, 0)
+                                  + fab.message_time(A, late_dst, 0)) / 2
+    links.phase(links.shape([(A, B, 2e6), (A, late_dst, 2e6)]), at, 1)
+    oracle, ends = fabric_ends([("C", B, FAR2, 4e6, 0.0), ("A0", A, B, 20e6, 0.0),
+                                ("A1", A, FAR2, 4e6, 0.0), ("B0", A, B, 2e6, at),
+                                ("B1", A, late_dst, 2e6, at)], until)
+    return links, run, list(links.open), before, oracle, ends
+
+
+@pytest.mark.parametrize("late_dst", ["n1/gpu0", "n1/gpu1"])
+def test_phases_in_flight_together_end_when_the_fabric_says(late_dst):
+    """:func:`three_phases`: the NVLink messages of micro-batches 0 and 1 share the link while
+    both are in flight. To n1/gpu0 micro-batch 1's RDMA message shares no link with micro-batch
+    2's, which still belongs to the group through micro-batch 0's; to n1/gpu1 it shares micro-
+    batch 0's and 2's path and pushes both back. Every message ends when the Fabric, sending the
+    same messages as events, says; a phase pushed back charges its micro-batch; the links carry
+    the Fabric's bytes."""
+    links, run, (c, first, second), before, oracle, ends = three_phases(late_dst)
+    assert c.ends == pytest.approx([ends["C"]], rel=1e-12)
+    assert first.ends == pytest.approx([ends["A0"], ends["A1"]], rel=1e-12)
+    assert second.ends == pytest.approx([ends["B0"], ends["B1"]], rel=1e-12)
+    assert ends["A0"] > before[0]  # micro-batch 1's NVLink message slowed micro-batch 0's
+    assert [c.last, first.last] == [max(c.ends), max(first.ends)]
+    assert links.debts[1] == 0.0 and links.debts[2] > 0.0  # 0's phase pushed 2's back
+    if late_dst == "n1/gpu1":  # and 1's pushed both back (the last message of each)
+        assert ends["A1"] > before[1] and ends["C"] > before[2]
+        assert links.debts[0] == pytest.approx(ends["A1"] - before[1], rel=1e-12)
+    else:
+        assert (ends["A1"], ends["C"]) == (before[1], before[2]) and links.debts[0] == 0.0
+    assert links.shared == 2
+    links.close()
+    assert links.open == []
+    got, want = run.fabric.links_frame(), oracle.fabric.links_frame()
+    assert got[["src", "dst"]].values.tolist() == want[["src", "dst"]].values.tolist()
+    np.testing.assert_allclose(got["bytes"], want["bytes"], rtol=1e-12, atol=1e-6)
+    assert list(run.fabric.delivered_by_class) == list(oracle.fabric.delivered_by_class)
+    assert run.fabric.delivered_by_class[0] == 32e6
+
+
+def test_phases_cut_by_the_runs_end_count_what_was_sent_and_what_arrived():
+    """:func:`three_phases` cut at 120 µs: every message was issued by then (32 MB sent), and
+    the 20 and 2 MB NVLink messages had arrived (22 MB delivered) — as the Fabric counts."""
+    links, run, _, _, oracle, ends = three_phases("n1/gpu1", until=1.2e-4)
+    links.close()
+    assert sorted(ends) == ["A0", "B0"]
+    assert list(run.fabric.sent_by_class) == list(oracle.fabric.sent_by_class)
+    assert list(run.fabric.delivered_by_class) == list(oracle.fabric.delivered_by_class)
+    assert (run.fabric.sent_by_class[0], run.fabric.delivered_by_class[0]) == (32e6, 22e6)
+
+
 def test_runner_reports_the_fast_engine_for_lamina():
     sc = scenario()
     sc = sc.with_changes(engine=dataclasses.replace(sc.engine, mode="fast"))
     res = run(sc, "disaggregated", trace=trace(3))
     assert res.summary["engine"] == "fast" and "engine_fallback" not in res.summary
+
+
+def test_a_calendar_stream_counts_the_kernels_issued_before_the_runs_end():
+    env = simpy.Environment()
+    stream = CalendarStream(env, [0.0], until=1.0)
+    for at in (0.0, 0.5, 1.5):  # 0.2 s each; the last issued after the run's end
+        stream.cal.reserve(at, 0.2, owner=0)
+    assert stream.kernels_run == 2
+    assert stream.busy_time == 0.0  # nothing has run at time 0
+    env.run(until=0.6)
+    assert stream.busy_time == pytest.approx(0.2 + 0.1, rel=1e-12)  # the second half-run

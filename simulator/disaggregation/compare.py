@@ -71,13 +71,14 @@ def comparison_frame(results: Mapping[str, Any]) -> pd.DataFrame:
 
 def comparison_table(results: Mapping[str, Any], title: str = "disaggregated vs homogeneous"):
     """A ``rich.table.Table`` of :func:`comparison_frame` (SI converted for display)."""
+    from rich.markup import escape
     from rich.table import Table
 
     df = comparison_frame(results)
     table = Table(title=title)
     table.add_column("policy")
     for _, label, _, _ in _TABLE_COLUMNS:
-        table.add_column(label, justify="right")
+        table.add_column(escape(label), justify="right")  # "[ms]" is no markup tag
     for name, row in df.iterrows():
         ratio = str(name).startswith("ratio")
         cells = []

@@ -373,8 +373,7 @@ class PoolRun:
         self.kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
         self.fabric = Fabric(self.env, self.graph, sc.stack)
         self.progress = progress  # for run_clock
-        self.req = r = Requests(trace, requests_progress(progress, sc.engine.duration))
-        self.need = (r.inp + r.out).astype(float) * arch.kv_bytes_per_token * arch.layers
+        self.req = Requests(trace, requests_progress(progress, sc.engine.duration))
         self.queue: deque[int] = deque()
         self.waiters: list[simpy.Event] = []
         self.iters: list[tuple] = []
