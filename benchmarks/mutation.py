@@ -774,7 +774,8 @@ def _pools_equivalents() -> dict:
         (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
             "every column is built with one entry per request (n), so zip never meets "
             "columns of different lengths",
-        # stop 52: the byte pool and the set-up (pools.py from line 241), Lamina's loop
+        # stop 52: the byte pool and the set-up (pools.py from line 241), Lamina's loop and
+        # its fast mode
         (pools, "return ((), np.zeros(0), np.zeros(0), 0.0, 0.0)", "0 -> 1"):
             "a ring of one GPU has no hop: its start and end offsets are read only per hop "
             "(the loop skips a shape whose `sid` is empty), so their length does not matter",
