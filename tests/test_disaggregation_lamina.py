@@ -25,6 +25,14 @@ from simulator.models import model
 LLAMA = "lamina_llama3_70b"  # Llama-3-70B: 8 KV heads; 2 H100s and 4 H20s, two micro-batches
 
 
+def ideal_run(spec: DisaggregationSpec, tr, serving: dict | None = None):
+    """Llama-3-70B cut to 4 layers on Lamina's pools over an ideal network, with the roofline
+    kernels: ``tr`` run under ``spec``."""
+    sc = scenario(serving=serving).with_changes(calibration=(("profile", "roofline"),))
+    return simulate_disaggregated(sc, trace=tr, spec=spec, arch=small("llama-3-70b", 4),
+                                  graph=ideal_graph())
+
+
 def test_eight_kv_heads_split_over_eight_attention_gpus_one_head_each():
     run = lamina(LLAMA, topology__spec="lamina_h100_h20:h100_nodes=1,h20_nodes=2,"
                  "gpus_per_node=4", disaggregation__attention_gpus=8)
@@ -37,8 +45,8 @@ def test_the_pools_round_trip_is_the_two_paths_latency_and_the_stacks_overhead()
     # one model GPU to the first attention GPU and back, a message of no bytes each way
     run = lamina(LLAMA)
     fab, src, dst = run.fabric, run.model_names[0], run.att_names[0]
-    way = [fab.stack.overhead_time(fab.paths(a, b).inter_node) + fab.paths(a, b).latency_time
-           for a, b in ((src, dst), (dst, src))]
+    paths = [fab.paths(src, dst), fab.paths(dst, src)]
+    way = [fab.stack.overhead_time(p.inter_node) + p.latency_time for p in paths]
     assert way[0] > 0
     assert run.rt0 == pytest.approx(sum(way), rel=1e-12)
 
@@ -79,19 +87,14 @@ def test_each_request_is_served_where_its_kv_is_and_iterations_count_from_zero(s
         assert rows["iteration"].tolist() == list(range(len(rows)))
 
 
-
 def test_an_idle_micro_batch_wakes_for_an_arrival_and_drops_its_plan_when_idle_again():
     """Request 0 (20 tokens) starts on micro-batch 0 alone; micro-batch 1, with nothing to
     take, sleeps until request 1 (3 tokens) arrives at 20 ms and serves it at once. Once
     request 1 is done micro-batch 1 sleeps again and leaves the closed form: on an ideal
     network the prediction of micro-batch 0's iterations (with the step's 1 ms host overhead)
     is then its simulated time again."""
-    arch = small("llama-3-70b", 4)
-    spec = DisaggregationSpec(micro_batches=2, attention_gpus=1)
-    sc = scenario(serving={"step_overhead_time": 1e-3}).with_changes(
-        calibration=(("profile", "roofline"),))
-    res = simulate_disaggregated(sc, trace=trace([1500, 700], [20, 3], [0.0, 0.02]), spec=spec,
-                                 arch=arch, graph=ideal_graph())
+    res = ideal_run(DisaggregationSpec(micro_batches=2, attention_gpus=1),
+                    trace([1500, 700], [20, 3], [0.0, 0.02]), {"step_overhead_time": 1e-3})
     it = res.iterations
     mb0, mb1 = (it[it["gpu"] == f"microbatch{j}"] for j in (0, 1))
     assert mb1["started_at"].iloc[0] == 0.02 and res.requests["admitted_at"].tolist() == [0, 0.02]
@@ -108,11 +111,8 @@ def test_a_finish_wakes_the_micro_batch_that_may_take_the_next_request():
     and sleeps. When request 0 (3 tokens) finishes, micro-batch 0 already runs more than its
     share (2 of the 4 left), so micro-batch 1, woken by the finish, takes request 3 then,
     and request 4 when request 3 is done — not when 1 and 2 (20 tokens) are."""
-    arch = small("llama-3-70b", 4)
-    spec = DisaggregationSpec(micro_batches=2, attention_gpus=1, max_batch=3)
-    sc = scenario().with_changes(calibration=(("profile", "roofline"),))
-    res = simulate_disaggregated(sc, trace=trace([1000] * 5, [3, 20, 20, 5, 5]), spec=spec,
-                                 arch=arch, graph=ideal_graph())
+    res = ideal_run(DisaggregationSpec(micro_batches=2, attention_gpus=1, max_batch=3),
+                    trace([1000] * 5, [3, 20, 20, 5, 5]))
     r = res.requests
     done = r["finished_at"].to_numpy()
     np.testing.assert_array_equal(r["admitted_at"], [0, 0, 0, done[0], done[3]])
@@ -126,12 +126,9 @@ def test_the_pools_idle_share_counts_from_the_first_iteration_and_the_run_times_
     """A lone request arriving at 0.25 s: each pool's idle share is its GPUs' idle time from
     the first iteration's start (not from 0, nor from its end) to the run's end; each GPU's
     utilization is its busy share of the whole run."""
-    arch = small("llama-3-70b", 4)
-    spec = DisaggregationSpec(micro_batches=2, attention_gpus=2)
-    sc = scenario().with_changes(calibration=(("profile", "roofline"),))
     t0 = time.perf_counter()
-    res = simulate_disaggregated(sc, trace=trace([1000], [8], [0.25]), spec=spec, arch=arch,
-                                 graph=ideal_graph())
+    res = ideal_run(DisaggregationSpec(micro_batches=2, attention_gpus=2),
+                    trace([1000], [8], [0.25]))
     took = time.perf_counter() - t0
     it, g, s = res.iterations, res.gpus, res.summary
     assert it["started_at"].min() == 0.25
@@ -142,7 +139,7 @@ def test_the_pools_idle_share_counts_from_the_first_iteration_and_the_run_times_
         assert s[f"{pool}_pool_idle"] == pytest.approx(1 - busy.sum() / (len(busy) * span),
                                                         rel=1e-12)
     end = it["finished_at"].max()
-    cap = gpu("H20").hbm_bytes * (1 - sc.placement.reserve_fraction)  # the KV is all H20s'
+    cap = gpu("H20").hbm_bytes * (1 - scenario().placement.reserve_fraction)  # all H20s'
     assert g["kv_capacity_bytes"].tolist() == [0.0] * 2 + [cap] * 2
     np.testing.assert_allclose(g["utilization"], g["busy_time"] / end, rtol=1e-12)
     assert 0 < s["wall_time"] <= took

@@ -1,6 +1,6 @@
 """The pool loops' shared parts (simulator/disaggregation/pools.py) with known answers: a GPU's
-share of the KV heads, the layer folding, the served architecture, the per-request state, the byte pool's
-ledger, a ring's fabric."""
+share of the KV heads, the layer folding, the served architecture, the per-request state, the
+byte pool's ledger, a ring's fabric."""
 
 from __future__ import annotations
 
@@ -154,7 +154,8 @@ def test_a_prompt_computed_here_takes_only_what_was_computed_before_at_admission
 
 def test_growing_each_stops_at_the_first_request_that_does_not_fit():
     pool = byte_pool(325.0, reserve=False)
-    pool.admit(0), pool.admit(1)  # 300 B
+    pool.admit(0)
+    pool.admit(1)  # 300 B
     assert pool.grow_each([1, 0, 1, 0]) == 2  # 310, 320; the third (330) would not fit
     assert pool.used == 320.0 == pool.peak and pool.held == {0: 110.0, 1: 210.0}
     assert pool.grow_each([]) == 0 and pool.used == 320.0
