@@ -239,6 +239,16 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                     "tests/test_engine_kvtransfer.py", "tests/test_scenario.py",
                     "tests/test_bad_input.py", "tests/test_deployment_spec.py",
                     "tests/test_deployment_layout.py"]),
+    # the one entry above both engines: which engine runs a policy and why it falls back, the
+    # checks that refuse a scenario before any work, the context window's count, reuse rules
+    # compared (stop 53)
+    "runner": (["simulator/runner.py", "simulator/network/traffic.py"],
+               ["tests/test_runner.py", "tests/test_context_window.py",
+                "tests/test_engine_reuse.py", "tests/test_scenario.py",
+                "tests/test_bad_input.py", "tests/test_workloads_mixed.py",
+                "tests/test_deployment.py", "tests/test_disaggregation_fast.py",
+                "tests/test_engine_records.py", "tests/test_network_traffic.py",
+                "tests/test_engine_fast.py"]),
     # the hardware catalogue and the kernel profiles built from measurements
     "hardware": (["simulator/hardware.py", "simulator/gpu/profiles.py", "simulator/spill.py"],
                  ["tests/test_topologies.py", "tests/test_gpu_profile.py",
@@ -769,6 +779,11 @@ def _pools_equivalents() -> dict:
                "sid=np.array(sids, np.int32).reshape(len(rows), -1),",
                "end=np.array([r[2] for r in rows]).reshape(len(rows), -1),",
                "sent=np.array(sent, float).reshape(len(rows), -1),")},
+        (homog, "self._wake()", "delete `self._wake()`", "#2"): "a replica waits only when "
+        "it can admit nothing: the queue is empty or its head does not fit the replica's own "
+        "KV; a finish on another replica changes neither (a request the closed loop then "
+        "lets in arrives through `_deliver`, which wakes the replicas), so the woken replica "
+        "would find nothing and wait again",
         (homog, "return False", "return X -> None"):
             "its one caller reads it as `not rings_unshared(...)`: None and False alike",
         (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
@@ -830,6 +845,22 @@ def _pools_equivalents() -> dict:
                        ("if self._rec[0]:", "0 -> 1"))},
         (lfast, "for sid, s, e, x in zip(p.sids, p.starts, p.ends, p.nbytes, strict=True):",
          "True -> False"): "a phase's lists hold one entry per message each",
+        # stop 53: the fast mode's slots and push-backs
+        (lfast, "if m > 1:", "> -> >="): "an unfolded slot adds (1 - 1) x rt0, 0.0: the "
+        "same end",
+        (lfast, "comp.settle(j)", "delete `comp.settle(j)`"): "no debt is left at an "
+        "iteration's start: the one before waits until a settle finds none, and by then "
+        "every item of the micro-batch has ended, so nothing issued later can push it back "
+        "(a calendar pushes only items issued after the newcomer, a phase only one still in "
+        "flight)",
+        **{(lfast, "kind = (m, k, ((s + 1) % slots) % K)", d, node): "a cache key "
+           "that still keeps apart the slots whose outputs go to different slices: only the "
+           "last slot sends them elsewhere than the slice after its own (to slice 0), and "
+           "((s + 1) % slots) x K is distinct for every slot, while the slice two ahead "
+           "(slice 1 for the last slot, k + 2 for the others of its slice) matches the last "
+           "slot's peers only when slots % K == 0, where its outputs go where theirs do; a "
+           "slot kind is composed once more, never with another kind's phases"
+           for d, node in (("% -> *", "((s + 1) % slots) % K"), ("1 -> 2", "1"))},
         (lamina, 'self.tp_slices = arch.attention in ("gqa", "mha") and s > 1', "> -> >="):
             "a slice of one GPU has a ring of one: its all-reduces take no time and send "
             "nothing (Ring's guards), whatever bytes the plan gives them",

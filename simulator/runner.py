@@ -126,14 +126,14 @@ def engine_mode(scenario, engine: str | None = None) -> str:
     return check_engine(getattr(scenario.engine, "mode", "exact") if engine is None else engine)
 
 
-def memory_bytes() -> float:
+def memory_bytes(cgroup_file: str = "/sys/fs/cgroup/memory.max") -> float:
     """This machine's memory available to the process [B]: physical memory, or a smaller
-    cgroup (container) limit."""
+    cgroup (v2, a container's) limit read from ``cgroup_file`` ("max": none)."""
     import os
 
     total = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     try:
-        with open("/sys/fs/cgroup/memory.max") as f:
+        with open(cgroup_file) as f:
             limit = f.read().strip()
         if limit.isdigit():
             total = min(total, float(limit))

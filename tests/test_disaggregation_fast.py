@@ -243,3 +243,50 @@ def test_ring_records_handed_over_in_batches_equal_one_call_per_step(monkeypatch
                           sort_keys=True, default=str)
 
     assert summary(batched) == summary(single)
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_a_request_preempted_on_one_replica_is_taken_at_once_by_an_idle_one(mode):
+    # two TP-2 replicas of Llama-3-70B with 6.5 GB of KV each (~19,800 tokens); three prompts of
+    # 6,000 tokens arrive together and replica 0 admits all three before replica 1 looks, so
+    # replica 1 waits, idle. Growing by a token a step, replica 0 runs out in its 614th step
+    # and preempts one: replica 1 takes it at that instant (the preempting step wakes the idle
+    # replicas), recomputes it and finishes it there.
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
+                  tp=2, gpus=4, mode=mode)
+    tr = make_trace(arrival_at=np.zeros(3), input_tokens=np.full(3, 6000),
+                    output_tokens=np.full(3, 2000),
+                    block_ids=[np.arange(12, dtype=np.int64) + 100 * i for i in range(3)])
+    res = run(sc, "homogeneous", trace=tr)
+    assert res.summary["engine"] == mode
+    it = res.iterations
+    preempting = it[it["preempted"] > 0]
+    assert preempting["gpu"].tolist() == ["replica0"] and preempting["iteration"].tolist() == [613]
+    second = it[it["gpu"] == "replica1"]
+    assert second["started_at"].min() == preempting["started_at"].iloc[0]
+    assert res.requests["home"].tolist() == ["n0/gpu0", "n0/gpu0", "n0/gpu2"]
+    assert res.requests["completed"].all()
+
+
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+@pytest.mark.parametrize("arrival", [0.0, 0.5])
+def test_a_run_whose_one_request_fits_no_replica_runs_no_step(mode, arrival):
+    # 19,000 + 2,000 tokens of Llama-3-70B KV need more than a TP-2 replica's ~19,800 tokens:
+    # refused when it arrives; no step runs, so no GPU worked: utilization 0, and the pool
+    # idled the whole run (a run of no time: nothing to be idle over)
+    import time
+
+    sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
+                  tp=2, gpus=2, mode=mode)
+    tr = make_trace(arrival_at=np.full(1, arrival), input_tokens=np.full(1, 19_000),
+                    output_tokens=np.full(1, 2_000), block_ids=[np.arange(38, dtype=np.int64)])
+    t0 = time.perf_counter()
+    res = run(sc, "homogeneous", trace=tr)
+    took = time.perf_counter() - t0
+    req = res.requests.iloc[0]
+    assert not req["completed"] and req["reason"].startswith("its KV does not fit a replica")
+    assert len(res.iterations) == 0
+    assert res.summary["sim_time"] == arrival
+    assert res.gpus["utilization"].tolist() == [0.0, 0.0]
+    assert res.summary["model_pool_idle"] == (1.0 if arrival else 0.0)
+    assert 0.0 < res.summary["wall_time"] <= took

@@ -77,22 +77,30 @@ def assert_same(exact, fast, rtol: float = 1e-9) -> None:
     check_ordering(fast)
 
 
-@pytest.mark.parametrize(("name", "split", "early_q"), [
-    ("lamina_llama3_70b", "heads", True),     # GQA: 8 KV heads over 4 H20, TP-2 slice
-    ("lamina_llama3_70b", "heads", False),
-    ("lamina_llama3_70b", "requests", True),
-    ("lamina_deepseek_v32", "requests", True),  # MLA + DSA: data-parallel attention
-    ("lamina_deepseek_v32", "requests", False),
+@pytest.mark.parametrize(("name", "split", "early_q", "dotted"), [
+    ("lamina_llama3_70b", "heads", True, {}),     # GQA: 8 KV heads over 4 H20, TP-2 slice
+    ("lamina_llama3_70b", "heads", False, {}),
+    ("lamina_llama3_70b", "requests", True, {}),
+    # slots of two folded layers: one more hop each way per slot
+    ("lamina_llama3_70b", "heads", True, {"engine__layer_groups": 40}),
+    # three slices under 80 layers: the last slot's outputs go to the first slice, where the
+    # other slots of its slice send them to the next
+    ("lamina_llama3_70b", "heads", True, {"topology__spec": EIGHT,
+                                          "disaggregation__model_gpus": 6,
+                                          "disaggregation__micro_batches": 4}),
+    ("lamina_deepseek_v32", "requests", True, {}),  # MLA + DSA: data-parallel attention
+    ("lamina_deepseek_v32", "requests", False, {}),
 ])
 def test_one_request_alone_equals_the_exact_loop_in_one_event_per_iteration(name, split,
-                                                                            early_q):
+                                                                            early_q, dotted):
     sc = scenario(name, disaggregation__attention_split=split,
-                  disaggregation__early_q=early_q, engine__layer_groups=0)
+                  disaggregation__early_q=early_q, **{"engine__layer_groups": 0, **dotted})
     exact, fast = both(sc, trace(1, seed=2))
     assert exact.summary["completed"] == 1
     assert_same(exact, fast, rtol=1e-9)
-    # alone, an iteration is composed whole: one timeout each (plus arrival and wake-up)
-    assert fast.summary["events"] <= len(fast.iterations) + 8
+    # alone, an iteration is composed whole: one timeout each (plus the arrivals' and each
+    # micro-batch's start and wake-up)
+    assert fast.summary["events"] <= len(fast.iterations) + 4 + 2 * spec_of(sc).micro_batches
     assert exact.summary["events"] > 50 * len(exact.iterations)
 
 
@@ -315,3 +323,66 @@ def test_a_calendar_stream_counts_the_kernels_issued_before_the_runs_end():
     assert stream.busy_time == 0.0  # nothing has run at time 0
     env.run(until=0.6)
     assert stream.busy_time == pytest.approx(0.2 + 0.1, rel=1e-12)  # the second half-run
+
+
+def lone_run(fast: bool, flow_at: float | None = None, nbytes: float = 1e6):
+    """One request of 1,000 prompt tokens and 3 output tokens on :func:`scenario` (four slots of
+    20 layers: two decode iterations after its first token), run on the exact loop or the fast
+    mode, with a ``nbytes`` message n1/gpu0 → n0/gpu0 (an attention GPU to the model slice: the
+    path of the outputs' return) issued at ``flow_at`` [s] if given — on the exact loop a
+    Fabric transfer, in the fast mode a phase of another micro-batch (1; the request runs on
+    micro-batch 0). Returns the run (not executed before: executed here), its result and the
+    fast mode's phases in issue order (empty on the exact loop)."""
+    sc = scenario()
+    tr = make_trace(arrival_at=np.zeros(1), input_tokens=np.array([1000]),
+                    output_tokens=np.array([3]), block_ids=[np.arange(2, dtype=np.int64)])
+    loop = _Lamina(sc, spec_of(sc), sc.seed, tr, None, None, None, fast=fast)
+    env, phases = loop.env, []
+    if fast:
+        links = loop.composer.links
+        timed = links.phase
+
+        def phase(shape, at, owner):  # the phase objects, read after the run (pushed ends)
+            end = timed(shape, at, owner)
+            phases.append(links.open[-1])
+            return end
+
+        links.phase = phase
+
+    def flow():
+        yield env.timeout(flow_at)
+        if fast:
+            links.phase(links.shape([("n1/gpu0", "n0/gpu0", nbytes)]), env.now, 1)
+        else:
+            yield loop.fabric.transfer("n1/gpu0", "n0/gpu0", nbytes)
+
+    if flow_at is not None:
+        env.process(flow())
+    return loop, loop.execute(), [p for p in phases if p.owner == 0]
+
+
+@pytest.mark.parametrize("returning", [5, 11])
+def test_a_phase_pushed_back_in_flight_delays_what_follows_as_on_the_fabric(returning):
+    """A message issued 3 µs into the outputs' return of the second slot (phase 5: each slot
+    sends the query, then K/V, then the outputs back) or of the last slot of the first decode
+    iteration (phase 11) shares their link and pushes them back while the micro-batch waits
+    for them (for the next slot's start, or for its iteration's end). The next slot's slice
+    segment is issued when the pushed outputs arrive (plus the folded layers' hops), and the
+    request's times are the exact loop's, with the same message on the Fabric, to rounding."""
+    alone_loop, alone, phases = lone_run(True)
+    back = phases[returning]
+    at = back.issued_at + 3e-6
+    exact_loop, exact, _ = lone_run(False, at)
+    loop, fast, pushed = lone_run(True, at)
+    assert loop.composer.pushed == 1 and pushed[returning].last > back.last
+    cols = ["first_token_at", "finished_at"]
+    np.testing.assert_allclose(fast.requests[cols].to_numpy(float),
+                               exact.requests[cols].to_numpy(float), rtol=1e-12)
+    assert fast.requests["finished_at"][0] > alone.requests["finished_at"][0]
+    np.testing.assert_allclose([row[3] for row in loop.iters],
+                               [row[3] for row in exact_loop.iters], rtol=1e-12)
+    assert [row[3] for row in loop.iters] != [row[3] for row in alone_loop.iters]
+    slot = returning // 3 + 1
+    if slot % 4:  # the next slot's segment, issued when the outputs arrived
+        starts = loop.composer.slice_streams[0].cal.at[4:]  # after the prompt's iteration
+        assert starts[slot] == pytest.approx(pushed[returning].last + 19 * loop.rt0, rel=1e-12)
