@@ -249,6 +249,15 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "tests/test_deployment.py", "tests/test_disaggregation_fast.py",
                 "tests/test_engine_records.py", "tests/test_network_traffic.py",
                 "tests/test_engine_fast.py"]),
+    # what `kvfabric run` shows and writes: its output folder (staged, swapped in), the
+    # tables that fit the terminal, the regret tables and the result files (stop 53)
+    "cli": (["simulator/cli/output.py", "simulator/cli/tables.py",
+             "simulator/cli/regret_tables.py", "simulator/cli/results.py"],
+            ["tests/test_cli_output.py", "tests/test_cli_tables.py",
+             "tests/test_cli_regret_tables.py", "tests/test_cli_results.py",
+             "tests/test_fileio.py", "tests/test_engine_regret.py",
+             "tests/test_context_window.py", "tests/test_bad_input.py",
+             "tests/test_cli_run.py"]),
     # the hardware catalogue and the kernel profiles built from measurements
     "hardware": (["simulator/hardware.py", "simulator/gpu/profiles.py", "simulator/spill.py"],
                  ["tests/test_topologies.py", "tests/test_gpu_profile.py",
@@ -875,6 +884,37 @@ def _pools_equivalents() -> dict:
                "second[i] > 0]",
                "evs = [fab.transfer(names[i], y, m * p.ret[i] * f) for i, y, f in back if "
                "p.ret[i] > 0]")},
+    }
+
+
+def _cli_equivalents() -> dict:
+    """Equivalent mutants of the cli group (stop 53: what `kvfabric run` shows and writes)."""
+    output = "simulator/cli/output.py"
+    tables = "simulator/cli/tables.py"
+    return {
+        (output, "self.target.rmdir()", "delete `self.target.rmdir()`"):
+            "on POSIX, rename(2) replaces an empty directory: os.replace moves the staging "
+            "folder onto the empty target as onto none (the rmdir is for other systems)",
+        (output, "shutil.rmtree(old, ignore_errors=True)", "True -> False"):
+            "the aside folder is the run's own, made a moment before to hold the old result: "
+            "removing it meets no error that a test can cause without faking the filesystem "
+            "(root, as here, is not stopped by permissions)",
+        (tables, "return console.measure(table, options=console.options.update(width=10_000)"
+         ").maximum", "10000 -> 10001"): "any measuring width past every table's natural "
+        "width gives that natural width",
+        ("simulator/cli/results.py", "frames = [f for f in frames if len(f)] or frames[:1]",
+         "1 -> 2"): "an empty frame is kept only while none is kept yet, so when every frame "
+        "is empty there is exactly one: frames[:2] is frames[:1]",
+        ("simulator/cli/results.py", "written.append(write_parquet(pd.concat(frames, "
+         "ignore_index=True),", "True -> False"): "write_parquet writes no index "
+        "(preserve_index=False, index=False): the rows and columns are the same",
+        (tables, "color_system=None, force_terminal=False)", "False -> True"): "with no "
+        "colour system a console forced to act as a terminal prints a table in the same "
+        "characters (checked: a three-policy table, byte for byte); a table has no cursor "
+        "moves or live updates",
+        (tables, "per = max(1, n)", "1 -> 2"): "n >= 1 past the wide table's test, and "
+        "vertical(t, 0, 2) of one row is vertical(t, 0, 1): one table of that row either way "
+        "(and no table for no row)",
     }
 
 
@@ -2258,6 +2298,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_hardware_equivalents(),
     **_deployment_equivalents(),
     **_pools_equivalents(),
+    **_cli_equivalents(),
 }
 
 

@@ -74,7 +74,7 @@ def version() -> str:
 
     try:
         return dist_version("kvfabric")
-    except PackageNotFoundError:  # pragma: no cover - the package is installed to run the CLI
+    except PackageNotFoundError:  # run from a source tree that was not installed
         return "unknown"
 
 
