@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.cli.run import _table
-from simulator.cli.tables import layouts, print_table
+from simulator.cli.tables import _fold, _natural_width, layouts, print_table, vertical
 
 SUMMARY = {"requests": 233, "completed": 233, "ttft_p50": 0.01416, "ttft_p99": 2.799,
            "tbt_p50": 0.001824, "tbt_p99": 0.006248, "throughput_tokens_per_s": 302.1,
@@ -65,19 +65,15 @@ def test_the_layout_is_chosen_by_width():
     assert len(layouts(console, table(5))) >= 1
     assert layouts(Console(file=io.StringIO(), width=300, force_terminal=True),
                    table(5))[0].row_count == 5
-    vertical = layouts(console, table(3))
-    assert len(vertical) == 1 and vertical[0].row_count == 11  # the eleven metrics
+    on_side = layouts(console, table(3))
+    assert len(on_side) == 1 and on_side[0].row_count == 11  # the eleven metrics
 
 
 def _widths(console: Console, t) -> list[int]:
-    from simulator.cli.tables import _natural_width, vertical
-
     return [_natural_width(console, vertical(t, 0, per)) for per in range(1, t.row_count + 1)]
 
 
 def test_vertical_picks_the_rows_asked_for_and_keeps_title_and_caption():
-    from simulator.cli.tables import vertical
-
     t = table(5)
     for first, count, picked in ((0, None, POLICIES), (1, 2, POLICIES[1:3]),
                                  (3, 9, POLICIES[3:]), (5, None, ())):
@@ -96,8 +92,6 @@ def test_vertical_picks_the_rows_asked_for_and_keeps_title_and_caption():
 
 
 def test_a_vertical_table_has_no_lines_between_its_rows_and_wraps_no_cell():
-    from simulator.cli.tables import vertical
-
     out = io.StringIO()
     Console(file=out, width=200, color_system=None).print(vertical(table(2)))
     lines = out.getvalue().splitlines()
@@ -109,8 +103,6 @@ def test_a_vertical_table_has_no_lines_between_its_rows_and_wraps_no_cell():
 
 
 def test_a_long_row_name_is_folded_into_a_header_of_several_lines():
-    from simulator.cli.tables import _fold
-
     assert _fold("policy (ab/cd)xy") == "policy (ab/cd)xy"  # up to 16 characters: as it is
     assert _fold("disaggregated (a/b)") == "disaggregated\n(a/\nb)"
     assert _fold("ratio (a/b)", width=8) == "ratio\n(a/\nb)"
@@ -120,8 +112,6 @@ def test_a_long_row_name_is_folded_into_a_header_of_several_lines():
 def test_a_terminal_exactly_as_wide_as_a_layout_gets_that_layout(per):
     # the widest vertical table of `per` policies that fits is used, at equality too; the
     # policies are split into tables of that many
-    from simulator.cli.tables import _natural_width
-
     probe = Console(file=io.StringIO(), width=80, force_terminal=True)
     t = table(5)
     width = _widths(probe, t)[per - 1]

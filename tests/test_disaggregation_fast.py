@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 
 import numpy as np
 import pandas as pd
@@ -274,8 +275,6 @@ def test_a_run_whose_one_request_fits_no_replica_runs_no_step(mode, arrival):
     # 19,000 + 2,000 tokens of Llama-3-70B KV need more than a TP-2 replica's ~19,800 tokens:
     # refused when it arrives; no step runs, so no GPU worked: utilization 0, and the pool
     # idled the whole run (a run of no time: nothing to be idle over)
-    import time
-
     sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
                   tp=2, gpus=2, mode=mode)
     tr = make_trace(arrival_at=np.full(1, arrival), input_tokens=np.full(1, 19_000),

@@ -331,8 +331,9 @@ def lone_run(fast: bool, flow_at: float | None = None, nbytes: float = 1e6):
     mode, with a ``nbytes`` message n1/gpu0 → n0/gpu0 (an attention GPU to the model slice: the
     path of the outputs' return) issued at ``flow_at`` [s] if given — on the exact loop a
     Fabric transfer, in the fast mode a phase of another micro-batch (1; the request runs on
-    micro-batch 0). Returns the run (not executed before: executed here), its result and the
-    fast mode's phases in issue order (empty on the exact loop)."""
+    micro-batch 0). Returns the executed run, its result and, in the fast mode, micro-batch
+    0's phases in issue order (their ends as pushed by the end of the run; empty on the exact
+    loop)."""
     sc = scenario()
     tr = make_trace(arrival_at=np.zeros(1), input_tokens=np.array([1000]),
                     output_tokens=np.array([3]), block_ids=[np.arange(2, dtype=np.int64)])
@@ -370,6 +371,7 @@ def test_a_phase_pushed_back_in_flight_delays_what_follows_as_on_the_fabric(retu
     segment is issued when the pushed outputs arrive (plus the folded layers' hops), and the
     request's times are the exact loop's, with the same message on the Fabric, to rounding."""
     alone_loop, alone, phases = lone_run(True)
+    assert len(phases) == 2 * 4 * 3  # two iterations of four slots, three phases each
     back = phases[returning]
     at = back.issued_at + 3e-6
     exact_loop, exact, _ = lone_run(False, at)
@@ -384,5 +386,6 @@ def test_a_phase_pushed_back_in_flight_delays_what_follows_as_on_the_fabric(retu
     assert [row[3] for row in loop.iters] != [row[3] for row in alone_loop.iters]
     slot = returning // 3 + 1
     if slot % 4:  # the next slot's segment, issued when the outputs arrived
-        starts = loop.composer.slice_streams[0].cal.at[4:]  # after the prompt's iteration
-        assert starts[slot] == pytest.approx(pushed[returning].last + 19 * loop.rt0, rel=1e-12)
+        starts = loop.composer.slice_streams[0].cal.at[4:]  # past the prompt's four slots
+        folded = (20 - 1) * loop.rt0  # a slot of 20 layers pays 19 more round trips' latency
+        assert starts[slot] == pytest.approx(pushed[returning].last + folded, rel=1e-12)

@@ -12,12 +12,17 @@ import dataclasses
 import os
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from simulator import runner
 from simulator.errors import UserError
 from simulator.runner import check, memory_bytes
 from simulator.scenario import Scenario
+from simulator.units import fmt_bytes
+from workloads import make_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +51,7 @@ def test_memory_is_the_machines_or_a_smaller_container_limit(tmp_path):
 
 
 def test_a_preset_cluster_too_large_for_memory_is_refused_by_its_node_count():
-    sc = mooncake()  # 2 nodes: 2 × 200 kB of graph and link state by the runner's bound
+    sc = mooncake()  # 2 nodes: 2 × 200 KB of graph and link state by the runner's bound
     with pytest.raises(UserError) as err:
         check(sc, ("fetch",), memory=3.99e5)
     assert str(err.value) == (f"{sc.source}: field 'topology.nodes': 2 nodes need about "
@@ -105,8 +110,6 @@ def test_a_generated_workload_too_large_for_memory_names_its_size_and_what_to_lo
     need = size[0] * runner.REQUEST_BYTES + size[1] * runner.BLOCK_REF_BYTES
     with pytest.raises(UserError) as err:
         runner._check_generated_size("s.toml", "agentic", size, need * 0.999, "subagents (8)")
-    from simulator.units import fmt_bytes
-
     assert str(err.value) == (f"s.toml: field 'workload.agentic': {counts} need about "
                               f"{fmt_bytes(need)} of memory, more than this machine's "
                               f"{fmt_bytes(need * 0.999)}; lower workload.agentic.subagents (8)")
@@ -118,8 +121,6 @@ def refused_for_size(sc: Scenario, kind: str, size: tuple[float, float], lower: 
     (requests, block references) needs — the whole message, ``lower`` naming the fields after
     ``workload.<kind>.`` — and passes it at that memory (above two preset nodes' bound: that
     check comes first)."""
-    from simulator.units import fmt_bytes
-
     requests, refs = size
     need = requests * runner.REQUEST_BYTES + refs * runner.BLOCK_REF_BYTES
     short = need * 0.999
@@ -168,7 +169,7 @@ def test_kv_room_is_one_whole_block_after_weights_and_reserve():
 
 
 def test_one_gpu_kind_with_room_is_enough():
-    # 75 GB of weights fill an H100's 72 usable GB but leave an H20 (96 GB) 11.4: the H20s
+    # 75 GB of weights fill an H100's 72 usable GB but leave 11.4 of an H20's 86.4: the H20s
     # hold the KV, so the cluster can run
     sc = mooncake(spec="lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4")
     assert len(check(_with_weights(sc, 75e9), ("fetch",))) > 0
@@ -182,9 +183,6 @@ def _with_selections(path: Path) -> Scenario:
 
 
 def test_a_selection_trace_is_checked_for_its_file_format_and_columns(tmp_path):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     where = "mooncake_conversation.toml: field 'workload.selections'"
     path = tmp_path / "sel.parquet"
     with pytest.raises(UserError) as err:
@@ -211,10 +209,6 @@ def test_compare_reuse_tabulates_each_rules_run_of_one_trace():
     # blocks, the second arriving once the first is done: under prefix and span reuse it reuses
     # those two and recomputes its last page (a recomputed page costs a whole block, capped at
     # the prompt: engine.reuse), under none it computes all 150 tokens again
-    import numpy as np
-
-    from workloads import make_trace
-
     sc = mooncake(nodes=1)
     assert sc.placement.block_tokens == 64
     tr = make_trace(arrival_at=np.array([0.0, 1.0]), input_tokens=np.array([150, 150]),
