@@ -20,20 +20,23 @@ import pytest
 from simulator.cli import results as files
 from simulator.runner import run
 from simulator.scenario import Scenario
+from tests.tracetools import two_prompts_sharing_a_prefix
 from workloads import make_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "mooncake_conversation.toml"
 
 
+def one_node() -> Scenario:
+    """The Mooncake replay's scenario (DeepSeek-V3.2, 64-token blocks) on one DGX H100."""
+    sc = Scenario.load(SCENARIO)
+    return sc.with_changes(topology=dataclasses.replace(sc.topology, nodes=1))
+
+
 @pytest.fixture(scope="module")
 def two_runs():
     """route (exact engine) and fetch (fast engine) over two 150-token prompts on one node."""
-    sc = Scenario.load(SCENARIO)
-    sc = sc.with_changes(topology=dataclasses.replace(sc.topology, nodes=1))
-    tr = make_trace(arrival_at=np.array([0.0, 1.0]), input_tokens=np.array([150, 150]),
-                    output_tokens=np.array([4, 4]),
-                    block_ids=[np.array([1, 2, 3]), np.array([1, 2, 4])], block_tokens=64)
+    sc, tr = one_node(), two_prompts_sharing_a_prefix()
     return sc, {"route": run(sc, "route", trace=tr, engine="exact"),
                 "fetch": run(sc, "fetch", trace=tr, engine="fast")}
 
@@ -86,8 +89,7 @@ def test_the_summary_holds_each_policys_figures_and_the_regret(two_runs, tmp_pat
 
 
 def test_a_single_policy_has_no_regret_and_an_empty_run_still_writes_every_table(tmp_path):
-    sc = Scenario.load(SCENARIO)
-    sc = sc.with_changes(topology=dataclasses.replace(sc.topology, nodes=1))
+    sc = one_node()
     empty = make_trace(arrival_at=np.zeros(0), input_tokens=np.zeros(0, np.int64),
                        output_tokens=np.zeros(0, np.int64), block_ids=[], block_tokens=64)
     res = run(sc, "fetch", trace=empty)

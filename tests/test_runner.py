@@ -12,7 +12,6 @@ import dataclasses
 import os
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,7 +21,7 @@ from simulator.errors import UserError
 from simulator.runner import check, memory_bytes
 from simulator.scenario import Scenario
 from simulator.units import fmt_bytes
-from workloads import make_trace
+from tests.tracetools import two_prompts_sharing_a_prefix
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -211,9 +210,7 @@ def test_compare_reuse_tabulates_each_rules_run_of_one_trace():
     # the prompt: engine.reuse), under none it computes all 150 tokens again
     sc = mooncake(nodes=1)
     assert sc.placement.block_tokens == 64
-    tr = make_trace(arrival_at=np.array([0.0, 1.0]), input_tokens=np.array([150, 150]),
-                    output_tokens=np.array([4, 4]),
-                    block_ids=[np.array([1, 2, 3]), np.array([1, 2, 4])], block_tokens=64)
+    tr = two_prompts_sharing_a_prefix()
     table = runner.compare_reuse(sc, "fetch", trace=tr)
     assert table["rule"].tolist() == ["prefix", "span", "none"]
     assert table["requests"].tolist() == [2, 2, 2] and table["completed"].tolist() == [2, 2, 2]
