@@ -56,14 +56,15 @@ def _bulk(arrays, log: bool) -> tuple[float, float, int]:
     v = np.concatenate([np.asarray(a, float).ravel() for a in arrays]) if arrays else np.zeros(0)
     v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
     if len(v) == 0:
-        return 0.0, 1.0, 0
+        return (1.0, 10.0, 0) if log else (0.0, 1.0, 0)
     lo, hi = np.quantile(v, BULK[0]), np.quantile(v, BULK[1])
-    outside = int(((v < lo) | (v > hi)).sum())
     if log:
         pad = (hi / lo) ** 0.05 if hi > lo else 2.0
-        return lo / pad, hi * pad, outside
-    pad = 0.05 * (hi - lo) if hi > lo else max(abs(lo), 1.0) * 0.05
-    return lo - pad, hi + pad, outside
+        lo, hi = lo / pad, hi * pad
+    else:
+        pad = 0.05 * (hi - lo) if hi > lo else max(abs(lo), 1.0) * 0.05
+        lo, hi = lo - pad, hi + pad
+    return lo, hi, int(((v < lo) | (v > hi)).sum())
 
 
 def _log_ticks(axis) -> None:

@@ -191,3 +191,20 @@ def test_a_shipped_scenario_is_found_by_name_from_any_folder(tmp_path, monkeypat
     check(Scenario.load(resolve_scenario("mooncake_conversation")))  # its trace, by name too
     (tmp_path / "lamina_llama3_70b.toml").write_text("# mine")
     assert resolve_scenario("lamina_llama3_70b.toml") == Path("lamina_llama3_70b.toml")
+
+
+def test_a_run_of_one_token_requests_writes_its_results(tmp_path, capsys):
+    """No request has a second token, so there is no TBT to plot: the latency plot draws TTFT
+    on an empty log axis instead of failing after the run (a log axis cannot start at 0)."""
+    write_trace(make_trace(arrival_at=[0.0, 0.01], input_tokens=[3000, 3500],
+                           output_tokens=[1, 1], block_ids=[list(range(47)), list(range(55))],
+                           block_tokens=64), tmp_path / "tiny.parquet")
+    (tmp_path / "tiny.toml").write_text(SCENARIO)
+    out_dir = tmp_path / "out"
+    code, out, err = call(["run", str(tmp_path / "tiny.toml"), "--json", "--out", str(out_dir)],
+                          capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    for summary in data["policies"].values():
+        assert summary["completed"] == 2 and summary["tbt_p50"] is None
+    assert (out_dir / "latency_cdf.png").is_file() and (out_dir / "summary.json").is_file()

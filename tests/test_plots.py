@@ -123,3 +123,23 @@ def test_readable_log_ticks_over_less_than_a_decade(results):
     fig.canvas.draw()
     labels = [t.get_text() for t in fig.axes[1].get_xticklabels() if t.get_text()]
     assert labels and all("times" not in x and "^" not in x for x in labels)
+
+
+def test_an_axis_without_values_is_a_valid_one():
+    assert plots._bulk([], log=True) == (1.0, 10.0, 0)  # a log axis cannot reach 0
+    assert plots._bulk([np.array([0.0, -1.0, np.nan])], log=True) == (1.0, 10.0, 0)
+    assert plots._bulk([np.array([np.inf])], log=False) == (0.0, 1.0, 0)
+
+
+def test_values_outside_are_counted_against_the_padded_limits():
+    # 1,000 values spread over [1, 1000] (evenly on the axis's scale): the 0.5 % and 99.5 %
+    # quantiles cut about five off each end, but the padding takes them back in; only the two
+    # far ones lie outside
+    v = np.concatenate([np.geomspace(1.0, 1000.0, 1000), [1e-6, 1e9]])
+    lo, hi, outside = plots._bulk([v], log=True)
+    assert lo < 1.0 and hi > 1000.0 and outside == 2
+    lo, hi, outside = plots._bulk([np.linspace(1.0, 1000.0, 1000), [-1e6, 1e6]], log=False)
+    assert lo < 1.0 and hi > 1000.0 and outside == 2
+    # one value repeated: padded on both sides, nothing outside
+    assert plots._bulk([np.full(5, 4.0)], log=True) == (2.0, 8.0, 0)
+    assert plots._bulk([np.full(5, 4.0)], log=False) == pytest.approx((3.8, 4.2, 0))

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 import tomli_w
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from simulator.errors import UserError
@@ -93,13 +94,13 @@ def calibrate(files, output, model_name, gpu_name, line_rate, path_latency, as_j
     console = Console()
     for m, fit in fits:
         _print_fit(console, m, fit, result["fabric" if m.kind == "pingpong" else "kernels"])
-    console.print(f"written: {output}")
+    console.print(f"written: {output}", markup=False)
 
 
 def _print_fit(console: Console, m: cal.Measurements, fit: cal.Fit, coeffs: dict) -> None:
-    table = Table(title=f"{m.path}: {m.kind} rows, fit and residuals")
+    table = Table(title=escape(f"{m.path}: {m.kind} rows, fit and residuals"))
     for col in (*m.columns, "fitted", "residual", "relative"):
-        table.add_column(col, justify="right")
+        table.add_column(escape(col), justify="right")
     for inputs, fitted, res in zip(m.inputs, fit.fitted, fit.residuals, strict=True):
         shown = [f"{v:g}" for v in inputs]
         if m.columns[-1] == "rtt_seconds":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from simulator import hardware
@@ -199,8 +200,8 @@ def _list(as_json: bool) -> None:
                 if o["profile"] == r["name"] and "median_error" in o]
         other = sorted({f"{o['profile']}" for o in r["operators"].values()
                         if o["profile"] != r["name"]})
-        table.add_row(r["name"], r["gpu"], "yes" if r["cuda_graphs"] else "no",
-                      ", ".join(here) or "—", ", ".join(other) or "—")
+        table.add_row(escape(r["name"]), r["gpu"], "yes" if r["cuda_graphs"] else "no",
+                      ", ".join(here) or "—", escape(", ".join(other)) or "—")
     Console().print(table)
     click.echo("(in brackets: the fit's median relative error over the measured rows)")
 
@@ -223,12 +224,12 @@ def calibrate_folders(folders: tuple[str, ...], output: str, gpu_name: str | Non
     if as_json:
         click.echo(json.dumps({"output": str(out), **data}, indent=2))
         return
-    table = Table(title=f"kernel profile {out.stem!r} for {spec.name}: fitted operators")
+    table = Table(title=escape(f"kernel profile {out.stem!r} for {spec.name}: fitted operators"))
     for col in ("operator", "rows", "median error", "p90 error", "or taken from"):
         table.add_column(col, justify="right")
     for op, e in data["operators"].items():
         if "from" in e:
-            table.add_row(op, "", "", "", e["from"])
+            table.add_row(op, "", "", "", escape(e["from"]))
         else:
             table.add_row(op, str(e["rows"]), f"{e['median_error']:.1%}",
                           f"{e['p90_error']:.1%}", "")

@@ -62,7 +62,9 @@ def cli(ctx: click.Context) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning user errors into one clean line."""
     try:
-        cli.main(args=argv, prog_name="kvfabric", standalone_mode=False)
+        # Outside standalone mode click returns ctx.exit(code)'s code instead of raising it;
+        # every command returns None, so an int here is an exit status to pass on.
+        code = cli.main(args=argv, prog_name="kvfabric", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
@@ -83,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         else:  # FileNotFoundError("path") and the like: the message is the file
             click.echo(f"error: {exc}: {type(exc).__name__}", err=True)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

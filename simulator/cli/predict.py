@@ -13,6 +13,7 @@ import math
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from simulator.costmodel import OPTIONS, CostModel
@@ -178,10 +179,10 @@ def predict(model_name, topology_spec, src, dst, blocks, block_tokens, batch, he
 
 
 def _print(console: Console, cm: CostModel, out: dict) -> None:
-    console.print(f"[bold]{out['model']}[/bold] on {out['topology']} ({out['stack']} stack): "
-                  f"{out['src']} (home) ↔ {out['dst']} (owner), batch {out['batch']}, "
-                  f"{out['block_tokens']}-token blocks, reuse {out['reuse']:g}, "
-                  f"{out['layout']} fetch")
+    console.print(f"[bold]{escape(out['model'])}[/bold] " + escape(
+        f"on {out['topology']} ({out['stack']} stack): "
+        f"{out['src']} (home) ↔ {out['dst']} (owner), batch {out['batch']}, "
+        f"{out['block_tokens']}-token blocks, reuse {out['reuse']:g}, {out['layout']} fetch"))
     p = cm.path(out["src"], out["dst"]) if out["src"] != out["dst"] else None
     if p is not None:
         console.print(f"path: {p.hops} hops, latency {fmt_time(p.latency_time)}, bottleneck "
@@ -228,7 +229,7 @@ def _print(console: Console, cm: CostModel, out: dict) -> None:
                           row["decision"])
         console.print(table)
         if "plot" in out:
-            console.print(f"plot written to {out['plot']}")
+            console.print(f"plot written to {out['plot']}", markup=False)
 
 
 def _plot(cm: CostModel, src: str, dst: str, rng: tuple[float, float], kw: dict,

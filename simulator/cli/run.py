@@ -145,6 +145,7 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
         no_write, engine, jobs) -> None:
     """Run SCENARIO (a .toml file or a shipped name) for one or more policies and compare."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.cli.output import ResultFolder
@@ -170,7 +171,7 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     err = Console(stderr=True)
     if layout is not None:
         for line in layout["lines"]:
-            err.print(f"deployment: {line}", highlight=False, soft_wrap=True)
+            err.print(f"deployment: {line}", highlight=False, soft_wrap=True, markup=False)
     if scenario.engine.duration is None:  # the run ends with its requests: count them
         cols = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("requests"), TimeElapsedColumn())
@@ -181,7 +182,8 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     try:
         trace = load_trace(scenario, seed, skip_bad=skip_bad)  # a bad line: before any bar
         with Progress(*cols, console=err, transient=False) as bar:
-            tasks = {p: bar.add_task(p, total=scenario.engine.duration) for p in policies}
+            tasks = {p: bar.add_task(escape(p), total=scenario.engine.duration)
+                     for p in policies}
 
             def progress(policy, done, total):
                 bar.update(tasks[policy], completed=done, total=total)
@@ -255,25 +257,26 @@ def _report(results, name, seed, target, written, skipped, as_json, err,
     if len(lamina) == 2:
         print_table(con, comparison_table(lamina))
     for line in note_lines(run_notes, list(results)):
-        err.print(line, highlight=False, soft_wrap=True)
+        err.print(line, highlight=False, soft_wrap=True, markup=False)
     for file, reason in skipped.items():
-        err.print(f"skipped {file}: {reason}", highlight=False, soft_wrap=True)
+        err.print(f"skipped {file}: {reason}", highlight=False, soft_wrap=True, markup=False)
     for p, r in results.items():
         if "engine_fallback" in r.summary:
             err.print(f"{p}: ran on the exact engine ({r.summary['engine_fallback']})",
-                      highlight=False, soft_wrap=True)
+                      highlight=False, soft_wrap=True, markup=False)
     if written:
         err.print(f"wrote {len(written) + 1} files to {target}/", highlight=False,
-                  soft_wrap=True)
+                  soft_wrap=True, markup=False)
 
 
 def _table(name: str, seed: int, results: dict):
+    from rich.markup import escape
     from rich.table import Table
 
     from simulator.units import fmt_bytes, fmt_time
 
     engines = sorted({r.summary.get("engine", "exact") for r in results.values()})
-    t = Table(title=f"{name} (seed {seed}, {' + '.join(engines)} engine)",
+    t = Table(title=f"{escape(name)} (seed {seed}, {' + '.join(engines)} engine)",
               caption="cf err: |simulated − closed form| / closed form per round; the closed "
                       "form prices an idle owner and idle links, so queueing makes it large")
     for col in ("policy", "done", "TTFT p50", "TTFT p99", "TBT p50", "TBT p99", "tokens/s",
@@ -288,9 +291,9 @@ def _table(name: str, seed: int, results: dict):
 
     for p, r in results.items():
         s = r.summary
-        t.add_row(p, f"{s['completed']}/{s['requests']}", tm(s["ttft_p50"]), tm(s["ttft_p99"]),
-                  tm(s["tbt_p50"]), tm(s["tbt_p99"]), f"{s['throughput_tokens_per_s']:.4g}",
-                  fmt_bytes(s["bytes_moved"]), pct(s["closed_form_error_p50"]),
+        t.add_row(escape(p), f"{s['completed']}/{s['requests']}", tm(s["ttft_p50"]),
+                  tm(s["ttft_p99"]), tm(s["tbt_p50"]), tm(s["tbt_p99"]),
+                  f"{s['throughput_tokens_per_s']:.4g}", fmt_bytes(s["bytes_moved"]), pct(s["closed_form_error_p50"]),
                   pct(s["closed_form_error_p99"]), f"{s['wall_time']:.1f} s",
                   f"{s['events']:,}")
     return t

@@ -87,15 +87,16 @@ def sweep(sweep_file: str, backend: str, scheduler: str | None, workers: int | N
 
 def _print(spec: Sweep, res, summary: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     from simulator.cli.tables import print_table
 
     console = Console()
     stale = f" ({res.stale} recomputed: their inputs changed)" if res.stale else ""
-    console.print(f"[bold]{spec.name}[/]: {summary['points']} points — {res.computed} computed"
-                  f"{stale}, {res.resumed} already done, {len(res.failures)} failed → "
-                  f"{summary['results']}", soft_wrap=True)
+    console.print(f"[bold]{escape(spec.name)}[/]: " + escape(
+        f"{summary['points']} points — {res.computed} computed{stale}, {res.resumed} already "
+        f"done, {len(res.failures)} failed → {summary['results']}"), soft_wrap=True)
     err = Console(stderr=True)
     if len(res.results):
         table = Table()
@@ -104,16 +105,18 @@ def _print(spec: Sweep, res, summary: dict) -> None:
                 if c in res.results.columns]
         shown = res.results[list(dict.fromkeys(cols))].head(20)
         for col in shown.columns:
-            table.add_column(str(col), no_wrap=True)
+            table.add_column(escape(str(col)), no_wrap=True)
         for row in shown.itertuples(index=False):
-            table.add_row(*(_cell(col, v) for col, v in zip(shown.columns, row, strict=True)))
+            table.add_row(*(escape(_cell(col, v))
+                            for col, v in zip(shown.columns, row, strict=True)))
         print_table(console, table)
         if len(res.results) > 20:
-            console.print(f"… {len(res.results) - 20} more rows in {summary['results']}")
+            console.print(f"… {len(res.results) - 20} more rows in {summary['results']}",
+                          markup=False)
         if "note" in res.results.columns:
             for row in res.results[res.results["note"].fillna("") != ""].itertuples():
                 err.print(f"note: point {row.point}: {row.note}", highlight=False,
-                          soft_wrap=True)
+                          soft_wrap=True, markup=False)
     for f in res.failures:
         err.print(f"failed point {f['point']} {f['params']}: {f['error']}", highlight=False,
                   soft_wrap=True, markup=False)

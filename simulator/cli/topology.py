@@ -12,6 +12,7 @@ import json
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from simulator.units import fmt_rate, fmt_time
@@ -28,26 +29,27 @@ def _rate(value: float | None) -> str:
 
 def _print_summary(console: Console, s: dict) -> None:
     console.print(
-        f"[bold]{s['name']}[/bold]: {s['nodes']} nodes, {s['edges']} directed edges, "
+        f"[bold]{escape(s['name'])}[/bold]: {s['nodes']} nodes, {s['edges']} directed edges, "
         f"{s['gpu_count']} GPUs"
     )
     gpus = Table(title="GPUs by kind")
     gpus.add_column("GPU")
     gpus.add_column("count", justify="right")
     for model, n in s["gpus"].items():
-        gpus.add_row(model, str(n))
+        gpus.add_row(escape(model), str(n))
     console.print(gpus)
     nodes = Table(title="Nodes by kind")
     nodes.add_column("kind")
     nodes.add_column("count", justify="right")
     for kind, n in s["node_kinds"].items():
-        nodes.add_row(kind, str(n))
+        nodes.add_row(escape(kind), str(n))
     console.print(nodes)
     links = Table(title="Links by kind and bandwidth (full duplex, counted once)")
     for col in ("kind", "catalog link", "bandwidth each way", "count"):
         links.add_column(col, justify="right" if col == "count" else "left")
     for row in s["links"]:
-        links.add_row(row["kind"], row["link"] or "-", fmt_rate(row["bandwidth"]), str(row["count"]))
+        links.add_row(escape(row["kind"]), escape(row["link"] or "-"), fmt_rate(row["bandwidth"]),
+                      str(row["count"]))
     console.print(links)
     a, b = s["bisection_halves"]
     console.print(
@@ -57,19 +59,19 @@ def _print_summary(console: Console, s: dict) -> None:
 
 
 def _print_path(console: Console, p: dict) -> None:
-    table = Table(title=f"Path {p['src']} -> {p['dst']}")
+    table = Table(title=escape(f"Path {p['src']} -> {p['dst']}"))
     for col in ("#", "from", "to", "kind", "link", "bandwidth", "latency"):
         table.add_column(col)
     for i, h in enumerate(p["hops"], 1):
-        table.add_row(str(i), h["src"], h["dst"], h["kind"], h["link"] or "-",
+        table.add_row(str(i), *(escape(x) for x in (h["src"], h["dst"], h["kind"], h["link"] or "-")),
                       fmt_rate(h["bandwidth"]), fmt_time(h["latency"]))
     console.print(table)
     neck = p["bottleneck"]
     where = f" ({neck['src']} -> {neck['dst']}, {neck['kind']})" if neck else ""
     console.print(
-        f"{len(p['hops'])} hops, summed latency {fmt_time(p['latency_time'])}, "
+        escape(f"{len(p['hops'])} hops, summed latency {fmt_time(p['latency_time'])}, "
         f"bottleneck {_rate(p['bottleneck_bandwidth'])}{where}, "
-        f"{'crosses a NIC' if p['inter_node'] else 'stays inside a machine'}"
+        f"{'crosses a NIC' if p['inter_node'] else 'stays inside a machine'}")
     )
 
 
@@ -117,11 +119,11 @@ def show(spec: str, path: tuple[str, str] | None, output: str | None, scenario_f
     if path:
         _print_path(console, summary["path"])
     if layout is not None:
-        console.print(f"[bold]deployment[/bold] of {layout['scenario']}:")
+        console.print(f"[bold]deployment[/bold] of {escape(str(layout['scenario']))}:")
         for line in layout["lines"]:
-            console.print(f"  {line}", highlight=False, soft_wrap=True)
+            console.print(f"  {line}", highlight=False, soft_wrap=True, markup=False)
     if output:
-        console.print(f"wrote {summary['figure']}")
+        console.print(f"wrote {summary['figure']}", markup=False)
 
 
 def _deployment(scenario_file: str, graph) -> dict:

@@ -180,10 +180,11 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
 
     stream = (_iter_local(todo, sweep, workers) if backend == "local" else
               _iter_dask(todo, sweep, workers, scheduler))
+    from rich.markup import escape
     from rich.progress import Progress
 
     with Progress(disable=not progress or not todo, transient=False) as bar:
-        task = bar.add_task(f"sweep {sweep.name} ({backend}, {workers} workers)",
+        task = bar.add_task(escape(f"sweep {sweep.name} ({backend}, {workers} workers)"),
                             total=len(todo))
         try:
             for point, outcome in (stream if todo else ()):

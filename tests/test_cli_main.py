@@ -1,0 +1,78 @@
+"""The ``kvfabric`` entry point: every way a command can end becomes the right exit status and,
+for errors, one line on stderr. Commands are registered here for the test through
+:data:`simulator.cli.main.COMMANDS`, the one place the real ones are."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+import pytest
+from clitools import run_main
+
+from simulator.errors import UserError
+
+#: the module, not the function simulator.cli.main that shadows it on the package
+main_module = importlib.import_module("simulator.cli.main")
+
+
+@click.command("ends")
+@click.argument("how")
+def ends(how: str) -> None:
+    """End the way HOW names."""
+    ctx = click.get_current_context()
+    if how == "exit3":
+        ctx.exit(3)
+    if how == "exit0":
+        ctx.exit(0)
+    if how == "abort":
+        raise click.Abort()
+    if how == "user":
+        raise UserError("scenario.toml: field 'seed': give an integer")
+    if how == "missing":
+        open("/nonexistent/kvfabric/file.toml")  # noqa: SIM115 - raises with a filename
+    if how == "missing-no-name":
+        raise FileNotFoundError("trace.parquet")
+    if how == "click":
+        raise click.ClickException("a click error")
+    click.echo("done")
+
+
+@pytest.fixture(autouse=True)
+def registered(monkeypatch):
+    monkeypatch.setitem(main_module.COMMANDS, "ends", (__name__, "ends", "Ends as asked."))
+
+
+@pytest.mark.parametrize(("how", "code"), [("exit3", 3), ("exit0", 0), ("plain", 0)])
+def test_the_exit_status_a_command_asks_for_is_the_process_status(how, code, capsys):
+    status, out, err = run_main(["ends", how], capsys)
+    assert status == code and err == ""
+    assert out == ("done\n" if how == "plain" else "")
+
+
+@pytest.mark.parametrize(("how", "code", "line"), [
+    ("abort", 130, "aborted"),
+    ("user", 2, "error: scenario.toml: field 'seed': give an integer"),
+    ("missing", 2, "error: /nonexistent/kvfabric/file.toml: No such file or directory"),
+    ("missing-no-name", 2, "error: trace.parquet: FileNotFoundError"),
+    ("click", 1, "Error: a click error"),
+])
+def test_errors_end_with_one_line_and_their_status(how, code, line, capsys):
+    status, out, err = run_main(["ends", how], capsys)
+    assert (status, out, err) == (code, "", line + "\n")
+
+
+def test_a_usage_error_names_the_help_to_read(capsys):
+    status, out, err = run_main(["ends"], capsys)
+    assert status == 2 and out == ""
+    assert err.startswith("error: Missing argument 'HOW'.")
+    assert err.endswith("(see 'kvfabric ends --help')\n") and err.count("\n") == 1
+    status, _, err = run_main(["no-such-command"], capsys)
+    assert status == 2 and err.endswith("(see 'kvfabric --help')\n")
+
+
+def test_help_and_version_exit_zero(capsys):
+    status, out, _ = run_main(["--help"], capsys)
+    assert status == 0 and "ends" in out and "Ends as asked." in out
+    status, out, _ = run_main(["--version"], capsys)
+    assert status == 0 and out.startswith("kvfabric, version ")

@@ -1,0 +1,121 @@
+"""User text is printed as written: rich reads ``[...]`` as markup, so a path, scenario, sweep or
+file name with brackets in it was mangled (``res[x]`` printed as ``res``) or, with ``[/x]``,
+stopped the command with a MarkupError traceback after its work was done."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from clitools import run_main
+
+from workloads.schema import make_trace, write_trace
+
+#: A name rich would read as a tag that is closed without being opened (a MarkupError), and
+#: one it would read as a style to apply (and drop from the text).
+BAD = ("run[/x]", "res[bold]")
+
+SCENARIO = """
+name = "{name}"
+seed = 1
+policies = ["route", "fetch"]
+[topology]
+spec = "single_node:gpus=2"
+[model]
+name = "deepseek-v3.2"
+[workload]
+kind = "trace"
+trace = "tiny.parquet"
+[placement]
+scheme = "hash"
+weights_per_gpu = 40e9
+[engine]
+max_batch = 4
+layer_groups = 2
+"""
+
+
+def flat(text: str) -> str:
+    """``text`` without whitespace: rich wraps long titles and lines at the terminal width."""
+    return "".join(text.split())
+
+
+def scenario(folder, name: str):
+    write_trace(make_trace(arrival_at=[0.0, 0.01], input_tokens=[3000, 3500],
+                           output_tokens=[3, 2], block_ids=[list(range(47)), list(range(55))],
+                           block_tokens=64), folder / "tiny.parquet")
+    path = folder / "tiny.toml"
+    path.write_text(SCENARIO.format(name=name))
+    return path
+
+
+@pytest.mark.parametrize("text", BAD)
+def test_run_prints_the_scenario_name_and_output_folder_as_given(text, tmp_path, capsys,
+                                                                 monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    out = tmp_path / text
+    code, stdout, stderr = run_main(["run", str(scenario(tmp_path, text)), "--out", str(out)],
+                                    capsys)
+    assert code == 0, stderr
+    assert f"{text} (seed 1," in stdout  # the table's title
+    assert f"files to {out}/" in stderr
+    assert (out / "summary.json").is_file()
+
+
+def test_topology_show_prints_the_file_and_figure_names_as_given(tmp_path, capsys):
+    figure = tmp_path / "fig[/x].png"  # the file x].png in the folder fig[
+    figure.parent.mkdir()
+    code, out, err = run_main(["topology", "show", "single_node:gpus=2", "-o", str(figure)],
+                              capsys)
+    assert code == 0, err
+    assert flat(f"wrote {figure}") in flat(out)
+    assert figure.is_file()
+
+
+def test_predict_prints_the_plot_name_as_given(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    plot = tmp_path / "sweep[/x].png"
+    plot.parent.mkdir()
+    code, out, err = run_main(["predict", "--model", "deepseek-v3.2", "--topology",
+                               "single_node:gpus=2", "--src", "n0/gpu0", "--dst", "n0/gpu1",
+                               "--sweep", "blocks=1:64", "--plot", str(plot)], capsys)
+    assert code == 0, err
+    assert flat(f"plot written to {plot}") in flat(out)
+    assert plot.is_file()
+
+
+def test_calibrate_prints_the_csv_and_output_names_as_given(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    csv = tmp_path / "ping[/x].csv"
+    csv.parent.mkdir()
+    csv.write_text("bytes,rtt_seconds\n" + "".join(
+        f"{b},{2 * (5e-6 + b / 40e9):.9g}\n" for b in (1e3, 1e5, 1e6, 1e7)))
+    output = tmp_path / "fabric[bold].toml"
+    code, out, err = run_main(["calibrate", str(csv), "-o", str(output)], capsys)
+    assert code == 0, err
+    assert flat(f"{csv}: pingpong rows") in flat(out)
+    assert flat(f"written: {output}") in flat(out)
+    assert output.is_file()
+
+
+def test_sweep_prints_its_name_and_results_path_as_given(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text('[sweep]\nname = "grid[/x]"\nkind = "predict"\nseed = 1\n'
+                     '[grid]\nblocks = [8, 64]\n'
+                     '[base]\nmodel = "deepseek-v3.2"\ntopology = "dgx_h100:nodes=2"\n')
+    code, out, err = run_main(["sweep", str(sweep), "--out", str(tmp_path / "s[bold]"),
+                               "--workers", "1"], capsys)
+    assert code == 0, err
+    assert out.startswith("sweep grid[/x] (local, 1 workers)")  # the progress bar
+    assert "\ngrid[/x]: 2 points" in out
+    assert flat(str(tmp_path / "s[bold]" / "results.parquet")) in flat(out)
+
+
+def test_json_output_is_untouched_by_markup(tmp_path, capsys):
+    out = tmp_path / BAD[1]
+    code, stdout, _ = run_main(["run", str(scenario(tmp_path, BAD[0])), "--out", str(out),
+                                "--json"], capsys)
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["scenario"] == BAD[0] and data["out"] == str(out)
