@@ -166,3 +166,90 @@ def test_a_group_on_one_node_all_reduces_over_nvlink_else_over_rdma():
     assert Ring.fabric_of(None, ["n0/gpu0", "n0/gpu3"]) == "nvlink"
     assert Ring.fabric_of(None, ["n0/gpu0"]) == "nvlink"
     assert Ring.fabric_of(None, ["n0/gpu0", "n1/gpu0"]) == "rdma"
+
+
+# -- the ring all-reduce (Ring) on a real Fabric -------------------------------------------------
+
+RING = ["n0/gpu0", "n0/gpu1", "n1/gpu0", "n1/gpu1"]  # two NVLink hops and two that leave a node
+
+
+def _fabric():
+    import simpy
+
+    import topologies
+    from simulator.network.fabric import Fabric
+
+    env = simpy.Environment()
+    return env, Fabric(env, topologies.parse_spec("dgx_h100:nodes=2"), "nccl")
+
+
+def test_a_ring_sends_to_the_next_gpu_and_waits_its_slowest_hop_per_step():
+    _, fab = _fabric()
+    ring = Ring(fab, RING)
+    assert ring.t == 4
+    assert ring.hops == [("n0/gpu0", "n0/gpu1"), ("n0/gpu1", "n1/gpu0"),
+                         ("n1/gpu0", "n1/gpu1"), ("n1/gpu1", "n0/gpu0")]
+    nvlink, rdma = fab.message_time("n0/gpu0", "n0/gpu1", 0), fab.message_time(
+        "n0/gpu1", "n1/gpu0", 0)
+    assert rdma > nvlink > 0 and ring.msg0 == rdma  # a step waits for the node-leaving hop
+    # 3 layers' two all-reduces of X bytes: each GPU sends 2·3·2·(4−1)/4·X = 9X in 36 steps
+    X = 1e6
+    sent, extra = ring.plan(3, X)
+    assert sent == pytest.approx(9 * X, rel=1e-15) and extra == pytest.approx(35 * rdma)
+    slowest = max(fab.message_time(a, b, 9 * X) for a, b in ring.hops)
+    assert slowest == fab.message_time("n0/gpu1", "n1/gpu0", 9 * X)
+    assert ring.wire_time(3, X) == pytest.approx(slowest + 35 * rdma, rel=1e-12)
+    assert ring.time(3, X) == ring.wire_time(3, X)  # nothing measured: the wire's time
+
+
+def test_the_measured_all_reduce_time_is_waited_out_when_it_exceeds_the_wire():
+    _, fab = _fabric()
+    wire = Ring(fab, RING).wire_time(2, 4e6)
+    slow = Ring(fab, RING, measured=lambda nbytes: wire)  # one all-reduce: the wire's 4 ×
+    assert slow.protocol_time(2, 4e6) == pytest.approx(3 * wire)
+    assert slow.time(2, 4e6) == pytest.approx(2 * 2 * wire)  # 2 layers × 2 all-reduces
+    fast = Ring(fab, RING, measured=lambda nbytes: wire / 100)  # faster than the wire: ignored
+    assert fast.protocol_time(2, 4e6) == 0.0 and fast.time(2, 4e6) == wire
+
+
+@pytest.mark.parametrize("gpus", [["n0/gpu0"], []])
+def test_a_ring_of_one_gpu_or_none_costs_nothing(gpus):
+    env, fab = _fabric()
+    ring = Ring(fab, gpus, measured=lambda nbytes: 1.0)
+    assert ring.msg0 == 0.0
+    assert ring.wire_time(5, 1e6) == ring.protocol_time(5, 1e6) == ring.time(5, 1e6) == 0.0
+    assert ring.shape(5, 1e6)[3:] == (0.0, 0.0)
+    env.process(ring.run(env, 5, 1e6))
+    env.run()
+    assert env.now == 0.0
+
+
+def test_no_bytes_cost_nothing_and_one_byte_costs_the_messages():
+    env, fab = _fabric()
+    ring = Ring(fab, RING, measured=lambda nbytes: 1.0)
+    assert ring.time(1, 0) == 0.0 and ring.shape(1, 0)[0] == ()
+    one = Ring(fab, RING)
+    # one layer's two all-reduces of 1 B: 3 B each way in 12 steps
+    assert one.time(1, 1) == pytest.approx(fab.message_time("n0/gpu1", "n1/gpu0", 3.0)
+                                           + 11 * one.msg0, rel=1e-12)
+
+
+@pytest.mark.parametrize("measured", [None, 3e-4])
+@pytest.mark.parametrize("gpus", [["n0/gpu0", "n1/gpu0"], ["n0/gpu0", "n0/gpu1", "n0/gpu2"]])
+def test_a_ring_alone_on_the_fabric_takes_its_time_and_its_shape(gpus, measured):
+    # rings whose hops share no link (one rail across nodes, or NVLink inside one): the
+    # fabric's time is the uncontended one, and with a measured time above the wire's, that
+    env, fab = _fabric()
+    ring = Ring(fab, gpus, measured=None if measured is None else (lambda nbytes: measured))
+    expected = ring.time(2, 2e6)
+    if measured is not None:
+        assert expected == pytest.approx(4 * measured, rel=1e-12)
+    env.process(ring.run(env, 2, 2e6))
+    env.run()
+    assert env.now == pytest.approx(expected, rel=1e-9)
+    sids, starts, ends, sent, total = ring.shape(2, 2e6)
+    assert len(sids) == len(gpus) and sent == ring.plan(2, 2e6)[0]
+    assert total == pytest.approx(expected, rel=1e-9)
+    for (a, b), s, e in zip(ring.hops, starts, ends, strict=True):
+        assert e == pytest.approx(fab.message_time(a, b, sent), rel=1e-12)
+        assert s == fab.message_route(a, b)[0]

@@ -97,3 +97,60 @@ def test_a_dense_store_keeps_every_gpus_copies_when_it_grows():
             assert store.word(g, blocks, g % WORDS).tolist() == [1 << (g + 3)] * 2
             assert store.last_used(g, blocks).tolist() == [10.0 + g] * 2
             assert not store.any(g, np.array([PAGE, 3 * PAGE - 1])).any()
+
+
+def test_turning_paged_keeps_only_the_pages_with_copies_gpu_by_gpu():
+    # dense for up to two pages of blocks; growing to three turns the store paged
+    with mock.patch.object(copystore, "DENSE_BYTES", GPUS * 2 * PAGE * (8 * WORDS + 8)):
+        store = CopyStore(GPUS, WORDS, 2 * PAGE)
+        assert store.stride == 2 and store.base == [PAGE, 3 * PAGE, 5 * PAGE]
+        # GPU 0 holds copies in pages 1 and 0 (written in that order), GPU 1 none (only a last
+        # use, which is not a copy), GPU 2 one in page 1; GPU 0's page 1 copy is cleared again
+        # in one of its blocks but kept in another
+        held = {(0, 5): (1, 11.0), (0, PAGE + 7): (2, 12.0), (0, PAGE + 8): (0, 0.0),
+                (2, 2 * PAGE - 1): (1 << 63, 13.0)}
+        for (g, i), (bit, now) in held.items():
+            r = store.alloc(g, np.array([i]))
+            store.bits[r, 1] |= np.uint64(bit)
+            store.used_at[r] = now
+        store.touch(1, np.array([3]), 14.0)
+        store.grow(3 * PAGE)
+        assert store.stride == 0 and store.base == []
+        assert store.n_pool == 1 + 3  # the zero page, GPU 0's pages 0 and 1, GPU 2's page 1
+        assert store.offset.shape == (GPUS, 3)
+        # pool pages in order: GPU 0 page 0, GPU 0 page 1, GPU 2 page 1; the rest the zero page
+        assert store.offset.tolist() == [[PAGE, PAGE, -2 * PAGE], [0, -PAGE, -2 * PAGE],
+                                         [0, 2 * PAGE, -2 * PAGE]]
+        for (g, i), (bit, now) in held.items():
+            row = store.rows(g, np.array([i]))
+            assert store.bits[row, 1].tolist() == [bit] and store.bits[row, 0].tolist() == [0]
+            if bit:
+                assert store.last_used(g, np.array([i])).tolist() == [now]
+        assert not store.any(1, np.arange(3 * PAGE)).any()
+        assert [store.count(g) for g in range(GPUS)] == [2, 0, 1]
+        assert not store.bits[:PAGE].any() and not store.used_at[:PAGE].any()
+        # the pool has room for twice the pages kept; a new page goes after the kept ones
+        assert len(store.bits) == len(store.used_at) == PAGE * (1 + 2 * 3)
+        assert store.alloc(1, np.array([2 * PAGE + 4])).tolist() == [4 * PAGE + 4]
+        assert store.n_pool == 5
+
+
+def test_pages_allocated_at_once_come_in_page_order_and_the_pool_doubles():
+    store = CopyStore(2, 1, 64 * PAGE)  # 64 pages × 2 GPUs: dense would be small, so force
+    store._to_paged()  # paged: no page kept, pool of the zero page and room for two
+    assert store.n_pool == 1 and len(store.bits) == 3 * PAGE
+    first = store.alloc(0, np.array([1]))
+    store.bits[first, 0] = np.uint64(9)
+    store.used_at[first] = 3.0
+    # five new pages in one call, named out of order and twice over
+    idx = np.array([40 * PAGE + 2, 7 * PAGE, 3 * PAGE + 1, 40 * PAGE + 3, 9 * PAGE,
+                    12 * PAGE + 5])
+    rows = store.alloc(0, idx)
+    assert store.n_pool == 1 + 1 + 5
+    # ascending pages get ascending pool pages after the one already held
+    assert rows.tolist() == [6 * PAGE + 2, 3 * PAGE, 2 * PAGE + 1, 6 * PAGE + 3, 4 * PAGE,
+                             5 * PAGE + 5]
+    assert len(store.bits) == len(store.used_at) == 7 * PAGE  # max(needed, 2 × 3 pages)
+    assert store.bits[first, 0].tolist() == [9] and store.used_at[first].tolist() == [3.0]
+    assert store.nbytes == store.offset.nbytes + 7 * PAGE * 8 + 7 * PAGE * 8
+    assert store.rows(1, idx).tolist() == (idx % PAGE).tolist()  # the zero page

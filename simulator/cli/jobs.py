@@ -60,7 +60,11 @@ def _worker_run(scenario, policy, seed, trace, engine):
     def cb(done, total):
         _QUEUE.put((policy, done, total))
 
-    return run(scenario, policy, seed, trace=trace, progress=cb, engine=engine)
+    result = run(scenario, policy, seed, trace=trace, progress=cb, engine=engine)
+    # behind the run's last progress on the same queue: the parent waits for it, so no
+    # progress is lost to the queue's feeder thread when the result comes back first
+    _QUEUE.put((policy, None, None))
+    return result
 
 
 def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) -> dict:
@@ -71,13 +75,16 @@ def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) 
 
     ctx = get_context("spawn")
     q = ctx.Queue()
+    ended: set[str] = set()  # runs whose last progress has arrived
 
     def drain(timeout: float) -> None:
         try:
             while True:
-                item = q.get(timeout=timeout)
-                if progress is not None:
-                    progress(*item)
+                policy, done, total = q.get(timeout=timeout)
+                if done is None:
+                    ended.add(policy)
+                elif progress is not None:
+                    progress(policy, done, total)
                 timeout = 0.0
         except queues.Empty:
             pass
@@ -93,7 +100,10 @@ def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) 
             for f in finished:
                 if f.exception() is not None:  # a run failed: stop the others now
                     raise f.exception()
-        drain(0.0)
+        for _ in range(50):  # the runs' last progress: sent before their results, so at once
+            if len(ended) == len(policies):
+                break
+            drain(0.1)
         done = {futures[f]: f.result() for f in futures}
     except BaseException:
         # Ctrl-C or a failed run: stop the other runs now (the workers ignore SIGINT, and the
