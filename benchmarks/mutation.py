@@ -258,6 +258,15 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "tests/test_fileio.py", "tests/test_engine_regret.py",
              "tests/test_context_window.py", "tests/test_bad_input.py",
              "tests/test_cli_run.py"]),
+    # the command line's entry and `kvfabric run` itself: the exit status and one-line errors
+    # of every command, running policies at once in spawned processes, what run prints
+    "cli_run": (["simulator/cli/main.py", "simulator/cli/jobs.py", "simulator/cli/run.py"],
+                ["tests/test_cli_main.py", "tests/test_cli_jobs.py", "tests/test_cli_markup.py",
+                 "tests/test_cli_run.py", "tests/test_bad_input.py"]),
+    # the figures of a run: the numbers each line, bar and stack draws, the axes, the skips
+    "plots": (["simulator/plots.py"],
+              ["tests/test_plots.py", "tests/test_plots_values.py",
+               "tests/test_costmodel_maps.py"]),
     # the hardware catalogue and the kernel profiles built from measurements
     "hardware": (["simulator/hardware.py", "simulator/gpu/profiles.py", "simulator/spill.py"],
                  ["tests/test_topologies.py", "tests/test_gpu_profile.py",
@@ -1530,11 +1539,31 @@ def _steps_equivalents() -> dict:
             (size, "8 -> 9", layout),
             ("self.n_pool = 1 + G * pages", "delete `self.n_pool = 1 + G * pages`", n_pool),
             ("self.n_pool = 1 + G * pages", "+ -> -", n_pool),
+            ("self.n_pool = 1 + G * pages", "1 -> 2", n_pool),
+            ("self.n_pool = 1 + G * pages", "* -> /", n_pool),
+            ("r = first[first > 0][:, None] + np.arange(PAGE)", "> -> >=",
+             "an absent page's first row is 0, the zero page's, whose bits are never set: "
+             "scanning it adds no block to the count"),
+            ("r = first[first > 0][:, None] + np.arange(PAGE)", "0 -> 1",
+             "a page's first row is a multiple of PAGE (0 for the zero page), never 1"),
+            ("return self.bits[:, w][r] if type(w) is int or np.ndim(w) == 0 else self.bits[r, w]",
+             "or -> and", "a plain int has no dimension either, and a numpy scalar word read "
+             "either way gives the same values: the two branches differ only in speed"),
         )),
     }
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("simulator/plots.py", "continue", "delete `continue`", "#1"):
+        "a policy without samples is already in the legend; without the `continue` its empty "
+        "series is pooled (no values), registered for `(= other)` (only another empty one "
+        "could equal it, and that one takes this branch too) and passed to _cdf, which draws "
+        "nothing for no values",
+    ("simulator/plots.py", 'tokens = max(float(res.summary.get("decode_tokens", 0.0)), 1.0)',
+     "0.0 -> 1.0"): "a summary without decode_tokens counts one token either way (the floor)",
+    ("simulator/plots.py", "data = np.array(rows) * 1e6 if rows else np.zeros((0, len(PHASES)))",
+     "0 -> 1"): "with no rows there are no labels: x and the bottoms are empty, and a bar row "
+                "broadcast against them draws no bar",
     ("simulator/fileio.py", "mask = os.umask(0)", "0 -> 1"):
         "_umask sets any temporary mask to read the current one, then restores it",
     ("simulator/fileio.py", "if len(df) <= rows:", "<= -> <"):

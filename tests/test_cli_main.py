@@ -76,3 +76,29 @@ def test_help_and_version_exit_zero(capsys):
     assert status == 0 and "ends" in out and "Ends as asked." in out
     status, out, _ = run_main(["--version"], capsys)
     assert status == 0 and out.startswith("kvfabric, version ")
+
+
+def test_a_command_that_ends_well_returns_from_main(capsys):
+    assert main_module.main(["ends", "plain"]) is None
+    assert main_module.main(["ends", "exit0"]) is None  # ctx.exit(0): no SystemExit either
+    assert capsys.readouterr().out == "done\n"
+
+
+@click.command("run")
+def run_stand_in() -> None:
+    """Stand in for kvfabric run."""
+    click.echo("the run stand-in")
+
+
+@click.command("demo")
+def demo_stand_in() -> None:
+    """Stand in for kvfabric demo."""
+    click.echo("the demo stand-in")
+
+
+def test_kvfabric_alone_runs_the_default_run_or_else_the_demo(monkeypatch, capsys):
+    monkeypatch.setitem(main_module.COMMANDS, "run", (__name__, "run_stand_in", "Stand-in."))
+    monkeypatch.setitem(main_module.COMMANDS, "demo", (__name__, "demo_stand_in", "Stand-in."))
+    assert run_main([], capsys) == (0, "the run stand-in\n", "")
+    monkeypatch.delitem(main_module.COMMANDS, "run")
+    assert run_main([], capsys) == (0, "the demo stand-in\n", "")

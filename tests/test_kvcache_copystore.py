@@ -137,20 +137,24 @@ def test_turning_paged_keeps_only_the_pages_with_copies_gpu_by_gpu():
 
 def test_pages_allocated_at_once_come_in_page_order_and_the_pool_doubles():
     store = CopyStore(2, 1, 64 * PAGE)  # 64 pages × 2 GPUs: dense would be small, so force
-    store._to_paged()  # paged: no page kept, pool of the zero page and room for two
-    assert store.n_pool == 1 and len(store.bits) == 3 * PAGE
+    store._to_paged()  # paged: no page kept, a pool of the zero page and room for two
+    assert store.n_pool == 1 and len(store.bits) == len(store.used_at) == 3 * PAGE
     first = store.alloc(0, np.array([1]))
     store.bits[first, 0] = np.uint64(9)
     store.used_at[first] = 3.0
-    # five new pages in one call, named out of order and twice over
-    idx = np.array([40 * PAGE + 2, 7 * PAGE, 3 * PAGE + 1, 40 * PAGE + 3, 9 * PAGE,
-                    12 * PAGE + 5])
+    assert store.alloc(0, np.array([20 * PAGE])).tolist() == [2 * PAGE]
+    assert store.n_pool == 3 and len(store.bits) == 3 * PAGE  # full, not past it: kept
+    assert store.alloc(0, np.array([21 * PAGE])).tolist() == [3 * PAGE]
+    assert len(store.bits) == len(store.used_at) == 6 * PAGE  # past it: doubled
+    # nine new pages in one call, named out of order and one twice: more than doubling holds
+    pages = np.array([40, 7, 3, 40, 9, 12, 30, 31, 32, 33])
+    idx = pages * PAGE + np.arange(len(pages))
     rows = store.alloc(0, idx)
-    assert store.n_pool == 1 + 1 + 5
-    # ascending pages get ascending pool pages after the one already held
-    assert rows.tolist() == [6 * PAGE + 2, 3 * PAGE, 2 * PAGE + 1, 6 * PAGE + 3, 4 * PAGE,
-                             5 * PAGE + 5]
-    assert len(store.bits) == len(store.used_at) == 7 * PAGE  # max(needed, 2 × 3 pages)
+    assert store.n_pool == 4 + 9
+    # ascending pages get ascending pool pages after the three already held
+    rank = {p: 4 + i for i, p in enumerate(sorted(set(pages.tolist())))}
+    assert rows.tolist() == [rank[p] * PAGE + i for i, p in enumerate(pages.tolist())]
+    assert len(store.bits) == len(store.used_at) == 13 * PAGE  # what the pages need
     assert store.bits[first, 0].tolist() == [9] and store.used_at[first].tolist() == [3.0]
-    assert store.nbytes == store.offset.nbytes + 7 * PAGE * 8 + 7 * PAGE * 8
+    assert store.nbytes == store.offset.nbytes + 13 * PAGE * 8 + 13 * PAGE * 8
     assert store.rows(1, idx).tolist() == (idx % PAGE).tolist()  # the zero page

@@ -92,9 +92,9 @@ class CopyStore:
         k = len(gs)
         new_bits = np.zeros((PAGE * (1 + max(k, 1) * 2), w), np.uint64)
         new_used = np.zeros(len(new_bits))
-        new_bits[PAGE : PAGE * (1 + k)] = bits[gs, ps].reshape(-1, w)
+        new_bits[PAGE : PAGE * (1 + k)] = bits[gs, ps].reshape(k * PAGE, w)
         new_used[PAGE : PAGE * (1 + k)] = \
-            self.used_at[PAGE:].reshape(G, pages, PAGE)[gs, ps].reshape(-1)
+            self.used_at[PAGE:].reshape(G, pages, PAGE)[gs, ps].reshape(k * PAGE)
         self.offset = np.repeat(-np.arange(pages, dtype=np.int64)[None, :] * PAGE, G, axis=0)
         self.offset[gs, ps] = (1 + np.arange(k) - ps) * PAGE
         self.bits, self.used_at, self.n_pool, self.stride, self.base = \
