@@ -1554,6 +1554,9 @@ def _steps_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("simulator/cli/jobs.py", "min(jobs, len(policies)))", "min -> max"):
+        "a process pool started with spawn starts a worker only for a task that finds none "
+        "idle, so a larger cap than the policies starts no more processes (one per policy)",
     ("simulator/plots.py", "continue", "delete `continue`", "#1"):
         "a policy without samples is already in the legend; without the `continue` its empty "
         "series is pooled (no values), registered for `(= other)` (only another empty one "

@@ -5,42 +5,17 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import pytest
+from clitools import small_scenario
 
 from simulator.cli import jobs
 from simulator.errors import UserError
 from simulator.scenario import Scenario
-from workloads.schema import make_trace, write_trace
-
-SCENARIO = """
-name = "tiny"
-seed = 1
-[topology]
-spec = "single_node:gpus=2"
-[model]
-name = "deepseek-v3.2"
-[workload]
-kind = "trace"
-trace = "tiny.parquet"
-[placement]
-scheme = "hash"
-weights_per_gpu = 40e9
-[engine]
-max_batch = 4
-layer_groups = 2
-"""
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("jobs")
-    n = 5
-    write_trace(make_trace(arrival_at=list(np.arange(n) * 0.01), input_tokens=[3000] * n,
-                           output_tokens=[3] * n, block_ids=[list(range(47))] * n,
-                           block_tokens=64), tmp / "tiny.parquet")
-    (tmp / "tiny.toml").write_text(SCENARIO)
-    return Scenario.load(tmp / "tiny.toml")
+    return Scenario.load(small_scenario(tmp_path_factory.mktemp("jobs"), requests=5))
 
 
 @pytest.mark.parametrize("n_jobs", [1, 2])
@@ -62,11 +37,28 @@ def test_a_run_that_fails_in_a_worker_raises_its_error_here(tiny):
         jobs.run_policies(tiny, ["route", "no-such-policy"], 1, jobs=2)
 
 
+def test_a_failed_run_stops_the_others_at_once(tiny, tmp_path):
+    """The other run would take minutes (20,000 requests): its worker is ended, not waited
+    for, and no worker process is left behind."""
+    import multiprocessing
+    import time
+
+    long = Scenario.load(small_scenario(tmp_path, requests=20_000, output_tokens=200,
+                                        gap=1e-4))
+    t0 = time.perf_counter()
+    with pytest.raises(UserError, match="no-such-policy"):
+        jobs.run_policies(long, ["route", "no-such-policy"], 1, jobs=2)
+    assert multiprocessing.active_children() == []
+    assert time.perf_counter() - t0 < 60.0
+
+
 @pytest.mark.parametrize(("cpus", "policies", "expected"), [
     (1, 5, 2), (1, 1, 1), (1, 0, 1), (3, 4, 4), (3, 9, 6), (8, 3, 3)])
 def test_by_default_every_policy_runs_at_once_up_to_two_per_cpu(monkeypatch, cpus, policies,
                                                                   expected):
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    # the CPUs this process (pid 0) may use
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus if pid == 0 else 64)),
+                        raising=False)
     assert jobs.default_jobs([f"p{i}" for i in range(policies)]) == expected
 
 
@@ -89,3 +81,23 @@ def test_a_worker_ends_its_progress_with_a_marker_after_the_last_request(tiny, m
     assert res.summary["completed"] == 5
     assert jobs._QUEUE[-2:] == [("route", 5, 5), ("route", None, None)]
     assert all(p == "route" and d is not None for p, d, _ in jobs._QUEUE[:-1])
+
+
+@pytest.mark.parametrize(("policies", "n_jobs"), [(["route", "fetch"], 1), (["route"], 4)])
+def test_one_job_or_one_policy_runs_here_one_after_another(tiny, monkeypatch, policies, n_jobs):
+    """No process is spawned (the help's promise for --jobs 1): the runs are this process's
+    own calls, in the order asked for, each with the trace loaded once here."""
+    import simulator.runner as runner
+
+    calls = []
+    monkeypatch.setattr(runner, "load_trace", lambda sc, seed, skip_bad=False: "the trace")
+    monkeypatch.setattr(runner, "run", lambda sc, p, seed, **kw: calls.append((p, kw)) or p)
+    seen = []
+    out = jobs.run_policies(tiny, policies, 7, lambda *a: seen.append(a), jobs=n_jobs,
+                            engine="fast")
+    assert out == {p: p for p in policies}
+    assert [p for p, _ in calls] == policies
+    for _, kw in calls:
+        assert kw["trace"] == "the trace" and kw["engine"] == "fast"
+        kw["progress"](1, 2)  # each run's progress is told apart by its policy
+    assert seen == [(p, 1, 2) for p in policies]

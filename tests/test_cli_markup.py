@@ -7,33 +7,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from clitools import run_main
-
-from workloads.schema import make_trace, write_trace
+from clitools import run_main, small_scenario
 
 #: A name rich would read as a tag that is closed without being opened (a MarkupError), and
 #: one it would read as a style to apply (and drop from the text).
 BAD = ("run[/x]", "res[bold]")
-
-SCENARIO = """
-name = "{name}"
-seed = 1
-policies = ["route", "fetch"]
-[topology]
-spec = "single_node:gpus=2"
-[model]
-name = "deepseek-v3.2"
-[workload]
-kind = "trace"
-trace = "tiny.parquet"
-[placement]
-scheme = "hash"
-weights_per_gpu = 40e9
-[engine]
-max_batch = 4
-layer_groups = 2
-"""
-
 
 def flat(text: str) -> str:
     """``text`` without whitespace: rich wraps long titles and lines at the terminal width."""
@@ -41,12 +19,7 @@ def flat(text: str) -> str:
 
 
 def scenario(folder, name: str):
-    write_trace(make_trace(arrival_at=[0.0, 0.01], input_tokens=[3000, 3500],
-                           output_tokens=[3, 2], block_ids=[list(range(47)), list(range(55))],
-                           block_tokens=64), folder / "tiny.parquet")
-    path = folder / "tiny.toml"
-    path.write_text(SCENARIO.format(name=name))
-    return path
+    return small_scenario(folder, name=name, policies=["route", "fetch"])
 
 
 @pytest.mark.parametrize("text", BAD)
@@ -107,8 +80,8 @@ def test_sweep_prints_its_name_and_results_path_as_given(tmp_path, capsys, monke
     code, out, err = run_main(["sweep", str(sweep), "--out", str(tmp_path / "s[bold]"),
                                "--workers", "1"], capsys)
     assert code == 0, err
-    assert out.startswith("sweep grid[/x] (local, 1 workers)")  # the progress bar
-    assert "\ngrid[/x]: 2 points" in out
+    assert err.startswith("sweep grid[/x] (local, 1 workers)")  # the progress bar
+    assert out.startswith("grid[/x]: 2 points")
     assert flat(str(tmp_path / "s[bold]" / "results.parquet")) in flat(out)
 
 

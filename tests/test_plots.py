@@ -9,27 +9,12 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from clitools import SMALL
 
 from simulator import Scenario, plots, run
 from workloads.schema import make_trace, write_trace
 
-SCENARIO = """
-name = "tiny"
-seed = 1
-[topology]
-spec = "single_node:gpus=2"
-[model]
-name = "deepseek-v3.2"
-[workload]
-kind = "trace"
-trace = "tiny.parquet"
-[placement]
-scheme = "hash"
-weights_per_gpu = 40e9
-[engine]
-max_batch = 4
-layer_groups = 2
-"""
+SCENARIO = SMALL.format(name="tiny", policies="")
 
 
 @pytest.fixture(scope="module")

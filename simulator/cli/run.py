@@ -293,7 +293,7 @@ def _table(name: str, seed: int, results: dict):
         s = r.summary
         t.add_row(escape(p), f"{s['completed']}/{s['requests']}", tm(s["ttft_p50"]),
                   tm(s["ttft_p99"]), tm(s["tbt_p50"]), tm(s["tbt_p99"]),
-                  f"{s['throughput_tokens_per_s']:.4g}", fmt_bytes(s["bytes_moved"]), pct(s["closed_form_error_p50"]),
-                  pct(s["closed_form_error_p99"]), f"{s['wall_time']:.1f} s",
-                  f"{s['events']:,}")
+                  f"{s['throughput_tokens_per_s']:.4g}", fmt_bytes(s["bytes_moved"]),
+                  pct(s["closed_form_error_p50"]), pct(s["closed_form_error_p99"]),
+                  f"{s['wall_time']:.1f} s", f"{s['events']:,}")
     return t

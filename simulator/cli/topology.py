@@ -63,16 +63,16 @@ def _print_path(console: Console, p: dict) -> None:
     for col in ("#", "from", "to", "kind", "link", "bandwidth", "latency"):
         table.add_column(col)
     for i, h in enumerate(p["hops"], 1):
-        table.add_row(str(i), *(escape(x) for x in (h["src"], h["dst"], h["kind"], h["link"] or "-")),
-                      fmt_rate(h["bandwidth"]), fmt_time(h["latency"]))
+        names = (h["src"], h["dst"], h["kind"], h["link"] or "-")
+        table.add_row(str(i), *map(escape, names), fmt_rate(h["bandwidth"]),
+                      fmt_time(h["latency"]))
     console.print(table)
     neck = p["bottleneck"]
     where = f" ({neck['src']} -> {neck['dst']}, {neck['kind']})" if neck else ""
-    console.print(
-        escape(f"{len(p['hops'])} hops, summed latency {fmt_time(p['latency_time'])}, "
+    console.print(escape(
+        f"{len(p['hops'])} hops, summed latency {fmt_time(p['latency_time'])}, "
         f"bottleneck {_rate(p['bottleneck_bandwidth'])}{where}, "
-        f"{'crosses a NIC' if p['inter_node'] else 'stays inside a machine'}")
-    )
+        f"{'crosses a NIC' if p['inter_node'] else 'stays inside a machine'}"))
 
 
 @topology.command("show")

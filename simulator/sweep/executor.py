@@ -180,10 +180,13 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
 
     stream = (_iter_local(todo, sweep, workers) if backend == "local" else
               _iter_dask(todo, sweep, workers, scheduler))
+    from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress
 
-    with Progress(disable=not progress or not todo, transient=False) as bar:
+    # on stderr, like kvfabric run's bars: stdout holds the results table alone
+    with Progress(disable=not progress or not todo, transient=False,
+                  console=Console(stderr=True)) as bar:
         task = bar.add_task(escape(f"sweep {sweep.name} ({backend}, {workers} workers)"),
                             total=len(todo))
         try:
