@@ -232,6 +232,20 @@ def test_no_bytes_cost_nothing_and_one_byte_costs_the_messages():
     # one layer's two all-reduces of 1 B: 3 B each way in 12 steps
     assert one.time(1, 1) == pytest.approx(fab.message_time("n0/gpu1", "n1/gpu0", 3.0)
                                            + 11 * one.msg0, rel=1e-12)
+    # one byte is an all-reduce like any other: the measured time, on the fabric too
+    assert ring.time(1, 1) == 2.0 and len(ring.shape(1, 1)[0]) == 4
+    env.process(ring.run(env, 1, 1))
+    env.run()
+    assert env.now == pytest.approx(2.0, rel=1e-9)
+
+
+def test_a_ring_of_two_gpus_waits_its_messages_too():
+    _, fab = _fabric()
+    pair = Ring(fab, ["n0/gpu0", "n1/gpu0"])
+    assert pair.hops == [("n0/gpu0", "n1/gpu0"), ("n1/gpu0", "n0/gpu0")]
+    assert pair.msg0 == fab.message_time("n0/gpu0", "n1/gpu0", 0) > 0
+    # one layer: 2 all-reduces × 2 (t − 1) = 4 steps, each GPU sending 2 · 2 · 1/2 · X = 2X
+    assert pair.plan(1, 1e6) == pytest.approx((2e6, 3 * pair.msg0), rel=1e-12)
 
 
 @pytest.mark.parametrize("measured", [None, 3e-4])
