@@ -22,11 +22,12 @@ def run_main(argv: list[str], capsys, warnings_as_errors: bool = False) -> tuple
     return code, out, err
 
 
-#: A two-GPU DeepSeek-V3.2 scenario over ``tiny.parquet`` beside it (see :func:`small_scenario`).
+#: A two-GPU DeepSeek-V3.2 scenario over ``tiny.parquet`` beside it (see :func:`small_scenario`);
+#: ``top`` holds further top-level lines (policies, stack).
 SMALL = """
 name = "{name}"
 seed = 1
-{policies}
+{top}
 [topology]
 spec = "single_node:gpus=2"
 [model]
@@ -58,5 +59,5 @@ def small_scenario(folder, requests: int = 2, output_tokens: int = 3, name: str 
     listed = "" if policies is None else "policies = [" + ", ".join(
         f'"{p}"' for p in policies) + "]"
     path = folder / "tiny.toml"
-    path.write_text(SMALL.format(name=name, policies=listed))
+    path.write_text(SMALL.format(name=name, top=listed))
     return path

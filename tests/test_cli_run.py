@@ -8,35 +8,12 @@ import re
 
 import pandas as pd
 import pytest
-from clitools import run_main
+from clitools import SMALL, run_main
 
 from simulator.cli import main
 from workloads.schema import make_trace, write_trace
 
-SCENARIO = """
-name = "tiny"
-seed = 1
-stack = "ibgda"
-policies = ["route", "fetch"]
-
-[topology]
-spec = "single_node:gpus=2"
-
-[model]
-name = "deepseek-v3.2"
-
-[workload]
-kind = "trace"
-trace = "tiny.parquet"
-
-[placement]
-scheme = "hash"
-weights_per_gpu = 40e9
-
-[engine]
-max_batch = 4
-layer_groups = 2
-"""
+SCENARIO = SMALL.format(name="tiny", top='stack = "ibgda"\npolicies = ["route", "fetch"]')
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from clitools import SMALL
 from simulator import Scenario, plots, run
 from workloads.schema import make_trace, write_trace
 
-SCENARIO = SMALL.format(name="tiny", policies="")
+SCENARIO = SMALL.format(name="tiny", top="")
 
 
 @pytest.fixture(scope="module")

@@ -168,10 +168,10 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     # a folder the user named is replaced only when asked; the default one always is
     folder = None if no_write else ResultFolder.open(target, overwrite=overwrite or not out_dir)
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, markup=False)  # notes, paths and names print as written
     if layout is not None:
         for line in layout["lines"]:
-            err.print(f"deployment: {line}", highlight=False, soft_wrap=True, markup=False)
+            err.print(f"deployment: {line}", highlight=False, soft_wrap=True)
     if scenario.engine.duration is None:  # the run ends with its requests: count them
         cols = (TextColumn("{task.description:<14}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("requests"), TimeElapsedColumn())
@@ -257,16 +257,16 @@ def _report(results, name, seed, target, written, skipped, as_json, err,
     if len(lamina) == 2:
         print_table(con, comparison_table(lamina))
     for line in note_lines(run_notes, list(results)):
-        err.print(line, highlight=False, soft_wrap=True, markup=False)
+        err.print(line, highlight=False, soft_wrap=True)
     for file, reason in skipped.items():
-        err.print(f"skipped {file}: {reason}", highlight=False, soft_wrap=True, markup=False)
+        err.print(f"skipped {file}: {reason}", highlight=False, soft_wrap=True)
     for p, r in results.items():
         if "engine_fallback" in r.summary:
             err.print(f"{p}: ran on the exact engine ({r.summary['engine_fallback']})",
-                      highlight=False, soft_wrap=True, markup=False)
+                      highlight=False, soft_wrap=True)
     if written:
         err.print(f"wrote {len(written) + 1} files to {target}/", highlight=False,
-                  soft_wrap=True, markup=False)
+                  soft_wrap=True)
 
 
 def _table(name: str, seed: int, results: dict):

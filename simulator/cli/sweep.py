@@ -97,7 +97,7 @@ def _print(spec: Sweep, res, summary: dict) -> None:
     console.print(f"[bold]{escape(spec.name)}[/]: " + escape(
         f"{summary['points']} points — {res.computed} computed{stale}, {res.resumed} already "
         f"done, {len(res.failures)} failed → {summary['results']}"), soft_wrap=True)
-    err = Console(stderr=True)
+    err = Console(stderr=True, markup=False)  # notes and errors print as written
     if len(res.results):
         table = Table()
         params = [k for k, _ in spec.grid] + [k for k, _ in spec.random]
@@ -116,7 +116,7 @@ def _print(spec: Sweep, res, summary: dict) -> None:
         if "note" in res.results.columns:
             for row in res.results[res.results["note"].fillna("") != ""].itertuples():
                 err.print(f"note: point {row.point}: {row.note}", highlight=False,
-                          soft_wrap=True, markup=False)
+                          soft_wrap=True)
     for f in res.failures:
         err.print(f"failed point {f['point']} {f['params']}: {f['error']}", highlight=False,
-                  soft_wrap=True, markup=False)
+                  soft_wrap=True)
