@@ -267,3 +267,71 @@ def test_a_ring_alone_on_the_fabric_takes_its_time_and_its_shape(gpus, measured)
     for (a, b), s, e in zip(ring.hops, starts, ends, strict=True):
         assert e == pytest.approx(fab.message_time(a, b, sent), rel=1e-12)
         assert s == fab.message_route(a, b)[0]
+
+
+# -- a pool loop's result (build_result) ---------------------------------------------------------
+
+def _built(now: float, iters: list[tuple], cost_per_hour: float, bins: list | None = None):
+    """build_result over two finished requests on a real (idle) Fabric at ``now`` [s]; the bin
+    widths the Fabric's link timeline is asked for go to ``bins``."""
+    from simulator.disaggregation.pools import build_result
+
+    env, fabric = _fabric()
+    if now > 0:
+        env.run(until=now)
+    tr = make_trace(arrival_at=[0.0, 0.0], input_tokens=[64, 64], output_tokens=[2, 2],
+                    block_ids=[np.arange(1)] * 2)
+    reqs = Requests(tr, None)
+    for r in range(2):
+        reqs.first_at[r] = now / 2
+        reqs.gen[r] = 2
+        reqs.finish(r, now)
+    if bins is not None:
+        timeline = fabric.link_timeline
+        fabric.link_timeline = lambda width: bins.append(width) or timeline(width)
+    gpus = pd.DataFrame({"gpu": ["u0"], "busy_time": [now]})
+    return build_result("homogeneous", 3, env, fabric, reqs, 64, iters, ["u0"], gpus,
+                        cost_per_hour, 1.0, {"note": "x"})
+
+
+def _step(started_at: float, finished_at: float, cf_time: float) -> tuple:
+    # gpu, iteration, started_at, finished_at, batch, prefill_time, tokens, prefill_tokens,
+    # preempted, then the closed form's predicted time
+    return (0, 0, started_at, finished_at, 2, 0.0, 2, 0, 0, cf_time)
+
+
+def test_the_closed_form_error_is_relative_to_the_prediction_over_predicted_steps():
+    # steps of 3, 6 and 5 s predicted at 2, 4 and 10 s: errors 0.5, 0.5 and 0.5; a step without
+    # a finite positive prediction is left out
+    steps = [_step(0.0, 3.0, 2.0), _step(3.0, 9.0, 4.0), _step(9.0, 14.0, 10.0),
+             _step(14.0, 15.0, 0.0), _step(15.0, 16.0, float("nan"))]
+    s = _built(16.0, steps, 2.0).summary
+    assert s["closed_form_error_p50"] == pytest.approx(0.5, rel=1e-12)
+    assert s["closed_form_error_p99"] == pytest.approx(0.5, rel=1e-12)
+    s = _built(16.0, [_step(0.0, 1.0, 4.0)], 2.0).summary  # 1 s against 4: 0.75 (not 12)
+    assert s["closed_form_error_p50"] == pytest.approx(0.75, rel=1e-12)
+    assert np.isnan(_built(16.0, [_step(0.0, 1.0, 0.0)], 2.0).summary["closed_form_error_p50"])
+
+
+@pytest.mark.parametrize("cost, expect", [(2.0, 0.5), (0.5, 2.0), (0.0, 0.0)])
+def test_tokens_per_dollar_hour_is_throughput_over_the_hourly_cost_and_0_without_one(cost,
+                                                                                      expect):
+    s = _built(4.0, [_step(0.0, 4.0, 4.0)], cost).summary
+    tput = s["throughput_tokens_per_s"]  # 4 tokens over 4 s
+    assert tput == pytest.approx(1.0, rel=1e-12)
+    assert s["tokens_per_s_per_dollar_hour"] == pytest.approx(expect * tput, rel=1e-12)
+    assert s["cost_per_hour"] == cost and s["note"] == "x" and s["seed"] == 3
+
+
+@pytest.mark.parametrize("now, width", [(50.0, 0.5), (5e-5, 1e-6), (1e-3, 1e-5)])
+def test_the_link_timeline_has_a_hundredth_of_the_run_per_bin_and_at_least_a_microsecond(
+        now, width):
+    bins = []
+    _built(now, [_step(0.0, now, now)], 1.0, bins)
+    assert bins == [pytest.approx(width, rel=1e-12)]
+
+
+def test_a_run_that_took_no_time_has_no_link_timeline():
+    bins = []
+    result = _built(0.0, [], 1.0, bins)
+    assert bins == [] and result.link_timeline.empty

@@ -149,7 +149,7 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.cli.output import ResultFolder
-    from simulator.runner import check, engine_mode, load_trace
+    from simulator.runner import check, load_trace
     from simulator.scenario import Scenario
 
     path = resolve_scenario(scenario_path)
@@ -162,7 +162,6 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
         raise UserError(f"--jobs {jobs}: give an integer >= 1")
     jobs = default_jobs(policies) if jobs is None else jobs
     target = Path(out_dir) if out_dir else Path("kvfabric_out") / scenario.name
-    engine_mode(scenario, engine)  # a bad engine for this scenario: before anything runs
     graph = check(scenario, policies)
     layout = deployment_layout(scenario, graph)
     # a folder the user named is replaced only when asked; the default one always is
