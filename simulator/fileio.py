@@ -14,6 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 
+def folder_name_ok(name: str) -> bool:
+    """Whether ``name`` can name one output folder inside another: not empty, not ``.`` or
+    ``..``, no path separator and no NUL (a scenario's or sweep's name becomes its default
+    folder, which a run replaces: an empty name would replace the parent, ``a/../../b`` a
+    folder outside it)."""
+    return (bool(name) and name not in (".", "..")
+            and not any(c in name for c in ("/", "\\", "\0")))
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path in ``target``'s folder; on success rename it onto ``target``.

@@ -196,11 +196,33 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
             graph = topo.build()
         except UserError as exc:
             raise UserError(f"{src}: field 'topology': {exc}") from None
-    if any(get_policy(p).loop is None for p in (policies or scenario.policies)):
+    loops = {get_policy(p).loop for p in (policies or scenario.policies)}
+    if None in loops:
         _check_kv_room(scenario, graph)
         if getattr(scenario, "deployment", None) is not None:
             _check_deployment(scenario, graph)
+    for loop in sorted(loops & {"disaggregated", "homogeneous"}):
+        _check_pools(scenario, graph, baseline=loop == "homogeneous")
     return graph
+
+
+def _check_pools(scenario, graph, *, baseline: bool) -> None:
+    """The pool loops' GPUs and weights (:func:`simulator.disaggregation.spec.check_against`),
+    before any work; a scenario without a ``[disaggregation]`` section is told that its
+    defaults were checked."""
+    import topologies
+    from simulator.disaggregation.pools import served_arch
+    from simulator.disaggregation.spec import check_against, spec_of
+
+    kinds = [str(graph.nodes[n].get("gpu", "H100")) for n in topologies.gpus(graph)]
+    try:
+        check_against(spec_of(scenario), served_arch(scenario), kinds,
+                      scenario.placement.reserve_fraction, scenario.source, baseline=baseline)
+    except UserError as exc:
+        if getattr(scenario, "disaggregation", None) is not None:
+            raise
+        raise UserError(f"{exc} (the scenario has no [disaggregation] section: these are its "
+                        "defaults; add one)") from None
 
 
 def _check_generated_size(src: str, kind: str, size: tuple[float, float], limit: float,

@@ -9,6 +9,7 @@ an empty or degenerate run is a complete result, and Ctrl-C stops a sweep within
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -70,6 +71,12 @@ kind = "nvlink"
 latency = 1e-6
 """
 CSV = "batch,tokens,seconds\n1,1024,1.0e-5\n2,1024,1.5e-5\n4,1024,2.4e-5\n"
+AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,374,44\n"
+# an H200 GEMM table (calibration/h200/gemm.csv's columns), its second row's dtype and time open
+GEMM = ("model,op,dtype,m,n,k,time_s\n"
+        "l,qkv,bf16,1,10240,8192,4.5e-05\n"
+        "l,qkv,%s,8,10240,8192,%s\n"
+        "l,qkv,bf16,64,10240,8192,5.1e-05\n")
 
 
 def tiny(old: str = "", new: str = "", trace: str = TRACE) -> dict[str, str | bytes]:
@@ -193,7 +200,20 @@ CASES: list[Case] = [
          ("tiny.toml", "'deployment.attention_dp'", "GB"), deploy("attention_dp = 2")),
     Case("run-deployment-tensor-parallel-attention", ["run", "tiny.toml"],
          ("tiny.toml", "'deployment.attention_tp'"), deploy("attention_tp = 2")),
+    # -- run: the result folder its name makes (the default folder is replaced unasked) ----------
+    Case("run-empty-name", ["run", "tiny.toml"], ("tiny.toml", "'name'", "result folder"),
+         tiny('name = "tiny"', 'name = ""')),
+    Case("run-name-leaves-the-folder", ["run", "tiny.toml"], ("tiny.toml", "'name'", "'/'"),
+         tiny('name = "tiny"', 'name = "a/../../b"')),
+    Case("run-name-dot-dot", ["run", "tiny.toml"], ("tiny.toml", "'name'"),
+         tiny('name = "tiny"', 'name = ".."')),
+    Case("run-out-empty", ["run", "tiny.toml", "--out", ""], ("--out",), tiny()),
+    Case("run-pool-policy-without-its-gpus", ["run", "tiny.toml", "--policy", "disaggregated"],
+         ("tiny.toml", "'disaggregation.attention_gpus'", "no [disaggregation] section"), tiny()),
     # -- run: the trace it reads -----------------------------------------------------------------
+    Case("run-trace-not-beside-the-scenario", ["run", "sub/tiny.toml"],
+         ("sub/t.jsonl", "no such file"),  # not the working folder's t.jsonl
+         {"sub/tiny.toml": TINY, "t.jsonl": TRACE}),
     Case("run-trace-missing", ["run", "tiny.toml"], ("t2.jsonl", "no such file"),
          tiny('trace = "t.jsonl"', 'trace = "t2.jsonl"')),
     Case("run-trace-bad-line", ["run", "tiny.toml"], ("t.jsonl:2", "--skip-bad"),
@@ -226,6 +246,14 @@ CASES: list[Case] = [
          ("--out o", "not a kvfabric result"), {**tiny(), "o/notes.txt": "mine"}),
     # -- sweep -----------------------------------------------------------------------------------
     Case("sweep-missing-file", ["sweep", "nope.toml"], ("nope.toml", "not found")),
+    Case("sweep-name-leaves-the-folder", ["sweep", "s.toml"], ("s.toml", "'sweep.name'", "'/'"),
+         {**tiny(), "s.toml": SWEEP.replace('name = "s"', 'name = "../../escape"')
+          + '"engine.max_batch" = [2]\n'}),
+    Case("sweep-empty-name", ["sweep", "s.toml"], ("s.toml", "'sweep.name'"),
+         {**tiny(), "s.toml": SWEEP.replace('name = "s"', 'name = ""')
+          + '"engine.max_batch" = [2]\n'}),
+    Case("sweep-grid-value-twice", ["sweep", "s.toml"], ("s.toml", "'grid.policy'", "twice"),
+         sweep('policy = ["route", "fetch", "route"]\n')),
     Case("sweep-malformed-toml", ["sweep", "s.toml"], ("s.toml", "not valid TOML"),
          {"s.toml": "[sweep\n"}),
     Case("sweep-not-utf8", ["sweep", "s.toml"], ("s.toml", "not UTF-8"),
@@ -276,14 +304,38 @@ CASES: list[Case] = [
          {"t.txt": TRACE}),
     Case("trace-stats-not-parquet", ["trace", "stats", "t.parquet"], ("t.parquet", "Parquet"),
          {"t.parquet": "not parquet"}),
+    Case("trace-stats-not-gzip", ["trace", "stats", "t.jsonl.gz"], ("t.jsonl.gz", "gzip"),
+         {"t.jsonl.gz": TRACE}),
+    Case("trace-stats-gzip-cut-short", ["trace", "stats", "a.csv.gz"], ("a.csv.gz", "gzip"),
+         {"a.csv.gz": gzip.compress(AZURE.encode() * 20)[:60]}),
+    Case("trace-stats-mooncake-huge-output", ["trace", "stats", "t.jsonl"],
+         ("t.jsonl:1", "'output_length'", "100,000,000"),
+         {"t.jsonl": LINE.replace("4,", "99999999999999999999,") % (0, "1, 2, 3, 4, 5, 6")}),
+    Case("trace-stats-azure-huge-context", ["trace", "stats", "a.csv"],
+         ("a.csv:3", "ContextTokens", "100,000,000"),
+         {"a.csv": AZURE + "2023-11-16 18:15:48,9999999999999,4\n"}),
+    Case("trace-stats-azure-after-2262", ["trace", "stats", "a.csv"],
+         ("a.csv:3", "TIMESTAMP", "2262"), {"a.csv": AZURE + "3000-01-01,100,9\n"}),
     Case("trace-gen-bad-option", ["trace", "gen", "agentic", "--subagents", "0", "-o", "a.parquet"],
          ("--subagents",)),
+    Case("trace-gen-negative-seed", ["trace", "gen", "rag", "--seed", "-1", "-o", "a.parquet"],
+         ("--seed", "-1")),
+    Case("trace-gen-infinite-duration", ["trace", "gen", "rag", "--duration-time", "inf", "-o",
+                                         "a.parquet"], ("--duration-time", "finite")),
+    Case("trace-gen-infinite-param", ["trace", "gen", "agentic", "--preset", "copilot_2026",
+                                      "--param", "sessions=inf", "-o", "a.parquet"],
+         ("--param", "sessions=inf")),
+    Case("trace-gen-fractional-count", ["trace", "gen", "agentic", "--preset", "copilot_2026",
+                                        "--param", "sessions=2.7", "-o", "a.parquet"],
+         ("--param", "sessions=2.7")),
     Case("trace-gen-missing-folder", ["trace", "gen", "agentic", "-o", "d/a.parquet"],
          ("-o", "d/a.parquet")),
     Case("trace-convert-bad-suffix", ["trace", "convert", "t.jsonl", "-o", "t.csv"],
          ("-o", "t.csv", ".parquet"), {"t.jsonl": TRACE}),
     # -- topology --------------------------------------------------------------------------------
     Case("topology-unknown-preset", ["topology", "show", "dgx_z100"], ("dgx_z100",)),
+    Case("topology-parameter-twice", ["topology", "show", "dgx_h100:nodes=1,nodes=2"],
+         ("dgx_h100:nodes=1,nodes=2", "nodes is given twice")),
     Case("topology-zero-bandwidth", ["topology", "show", "two.toml"], ("two.toml", "bandwidth"),
          {"two.toml": TWO_GPUS + "bandwidth = 0.0\n"}),
     Case("topology-disconnected", ["topology", "show", "two.toml"], ("two.toml",),
@@ -309,6 +361,15 @@ CASES: list[Case] = [
          {"m.csv": CSV}),
     Case("calibrate-output-missing-folder", ["calibrate", "m.csv", "-o", "d/c.toml"],
          ("-o", "d/c.toml"), {"m.csv": CSV}),
+    # a folder of measurements (like calibration/h200/): the row at fault, by its line
+    Case("calibrate-folder-time-not-a-number", ["calibrate", "h", "--gpu", "H200"],
+         ("h/gemm.csv line 3", "time_s", "'abc'"), {"h/gemm.csv": GEMM % ("bf16", "abc")}),
+    Case("calibrate-folder-negative-time", ["calibrate", "h", "--gpu", "H200"],
+         ("h/gemm.csv line 3", "time_s", "-4.5e-05"), {"h/gemm.csv": GEMM % ("bf16", "-4.5e-05")}),
+    Case("calibrate-folder-time-nan", ["calibrate", "h", "--gpu", "H200"],
+         ("h/gemm.csv line 3", "time_s", "nan"), {"h/gemm.csv": GEMM % ("bf16", "nan")}),
+    Case("calibrate-folder-unknown-dtype", ["calibrate", "h", "--gpu", "H200"],
+         ("h/gemm.csv:3", "'fp4'"), {"h/gemm.csv": GEMM % ("fp4", "4.6e-05")}),
 ]
 
 

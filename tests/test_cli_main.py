@@ -33,6 +33,10 @@ def ends(how: str) -> None:
         open("/nonexistent/kvfabric/file.toml")  # noqa: SIM115 - raises with a filename
     if how == "missing-no-name":
         raise FileNotFoundError("trace.parquet")
+    if how == "too-long":
+        open("x" * 300 + ".toml")  # noqa: SIM115 - raises OSError (ENAMETOOLONG), not a subclass
+    if how == "memory":
+        raise MemoryError()
     if how == "click":
         raise click.ClickException("a click error")
     click.echo("done")
@@ -56,6 +60,9 @@ def test_the_exit_status_a_command_asks_for_is_the_process_status(how, code, cap
     ("missing", 2, "error: /nonexistent/kvfabric/file.toml: No such file or directory"),
     ("missing-no-name", 2, "error: trace.parquet: FileNotFoundError"),
     ("click", 1, "Error: a click error"),
+    ("too-long", 2, "error: " + "x" * 300 + ".toml: File name too long"),
+    ("memory", 2, "error: out of memory: the command asked for more than this machine has; "
+     "give smaller sizes (requests, rates, nodes, durations)"),
 ])
 def test_errors_end_with_one_line_and_their_status(how, code, line, capsys):
     status, out, err = run_main(["ends", how], capsys)
@@ -69,6 +76,14 @@ def test_a_usage_error_names_the_help_to_read(capsys):
     assert err.endswith("(see 'kvfabric ends --help')\n") and err.count("\n") == 1
     status, _, err = run_main(["no-such-command"], capsys)
     assert status == 2 and err.endswith("(see 'kvfabric --help')\n")
+
+
+def test_a_group_without_its_command_prints_its_help_as_help_does(capsys):
+    status, out, err = run_main(["trace"], capsys)
+    assert (status, err) == (0, "")
+    assert out.startswith("Usage: kvfabric trace [OPTIONS] COMMAND [ARGS]...")
+    assert "stats" in out and "convert" in out
+    assert out == run_main(["trace", "--help"], capsys)[1]
 
 
 def test_help_and_version_exit_zero(capsys):

@@ -10,8 +10,10 @@ import pytest
 from clitools import run_main, small_scenario
 
 #: A name rich would read as a tag that is closed without being opened (a MarkupError), and
-#: one it would read as a style to apply (and drop from the text).
+#: one it would read as a style to apply (and drop from the text). A scenario's or sweep's name
+#: cannot hold a '/' (it names a folder), so only the second kind.
 BAD = ("run[/x]", "res[bold]")
+NAMES = ("res[bold]", "run[red]x")
 
 def flat(text: str) -> str:
     """``text`` without whitespace: rich wraps long titles and lines at the terminal width."""
@@ -22,15 +24,15 @@ def scenario(folder, name: str):
     return small_scenario(folder, name=name, policies=["route", "fetch"])
 
 
-@pytest.mark.parametrize("text", BAD)
-def test_run_prints_the_scenario_name_and_output_folder_as_given(text, tmp_path, capsys,
+@pytest.mark.parametrize(("name", "text"), zip(NAMES, BAD, strict=True))
+def test_run_prints_the_scenario_name_and_output_folder_as_given(name, text, tmp_path, capsys,
                                                                  monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
     out = tmp_path / text
-    code, stdout, stderr = run_main(["run", str(scenario(tmp_path, text)), "--out", str(out)],
+    code, stdout, stderr = run_main(["run", str(scenario(tmp_path, name)), "--out", str(out)],
                                     capsys)
     assert code == 0, stderr
-    assert f"{text} (seed 1," in stdout  # the table's title
+    assert f"{name} (seed 1," in stdout  # the table's title
     assert f"files to {out}/" in stderr
     assert (out / "summary.json").is_file()
 
@@ -74,21 +76,21 @@ def test_calibrate_prints_the_csv_and_output_names_as_given(tmp_path, capsys, mo
 def test_sweep_prints_its_name_and_results_path_as_given(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("COLUMNS", "300")
     sweep = tmp_path / "sweep.toml"
-    sweep.write_text('[sweep]\nname = "grid[/x]"\nkind = "predict"\nseed = 1\n'
+    sweep.write_text('[sweep]\nname = "grid[bold]"\nkind = "predict"\nseed = 1\n'
                      '[grid]\nblocks = [8, 64]\n'
                      '[base]\nmodel = "deepseek-v3.2"\ntopology = "dgx_h100:nodes=2"\n')
     code, out, err = run_main(["sweep", str(sweep), "--out", str(tmp_path / "s[bold]"),
                                "--workers", "1"], capsys)
     assert code == 0, err
-    assert err.startswith("sweep grid[/x] (local, 1 workers)")  # the progress bar
-    assert out.startswith("grid[/x]: 2 points")
+    assert err.startswith("sweep grid[bold] (local, 1 workers)")  # the progress bar
+    assert out.startswith("grid[bold]: 2 points")
     assert flat(str(tmp_path / "s[bold]" / "results.parquet")) in flat(out)
 
 
 def test_json_output_is_untouched_by_markup(tmp_path, capsys):
-    out = tmp_path / BAD[1]
-    code, stdout, _ = run_main(["run", str(scenario(tmp_path, BAD[0])), "--out", str(out),
+    out = tmp_path / BAD[0]
+    code, stdout, _ = run_main(["run", str(scenario(tmp_path, NAMES[1])), "--out", str(out),
                                 "--json"], capsys)
     assert code == 0
     data = json.loads(stdout)
-    assert data["scenario"] == BAD[0] and data["out"] == str(out)
+    assert data["scenario"] == NAMES[1] and data["out"] == str(out)

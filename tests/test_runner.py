@@ -86,8 +86,18 @@ def test_no_gpu_with_room_for_a_kv_block_is_refused_with_the_field_to_change():
         f"{sc.source}: field 'placement.weights_per_gpu': no GPU has room for a single KV "
         "block (80 GB of weights per GPU, reserve 10%); use more GPUs, a smaller model, or set "
         "placement.weights_per_gpu / placement.reserve_fraction lower")
-    # a policy with a decode loop of its own (the pools) is not held to the per-GPU rule
-    assert len(check(sc, ("disaggregated",))) > 0
+    # a policy with a decode loop of its own (the pools) is held to its pools' rules instead,
+    # before any work: here, Lamina's attention pool of H20s that this cluster does not have
+    with pytest.raises(UserError, match="field 'disaggregation.attention_gpus': 4 H20 GPUs "
+                                        "asked, the topology has 0.* no .disaggregation. sec"):
+        check(sc, ("disaggregated",))
+    lamina = load("lamina_llama3_70b")
+    lamina = lamina.with_changes(placement=dataclasses.replace(lamina.placement,
+                                                               weights_per_gpu=80e9))
+    assert len(check(lamina, ("disaggregated", "homogeneous"))) > 0
+    with pytest.raises(UserError, match="field 'disaggregation.model_gpus': 40 H100 GPUs asked"):
+        check(lamina.with_changes(disaggregation=dataclasses.replace(
+            lamina.disaggregation, model_gpus=40)), ("disaggregated",))
 
 
 def test_run_checks_the_scenario_before_it_loads_the_trace(monkeypatch):

@@ -318,6 +318,7 @@ def test_each_backend_runs_the_points_its_own_way_with_the_same_results(tmp_path
 
     monkeypatch.setattr(executor, "_iter_local", runner("local"))
     monkeypatch.setattr(executor, "_iter_dask", runner("dask"))
+    monkeypatch.setattr(executor, "_connect", lambda address: f"client of {address}")
     a = execute(predict_sweep(), tmp_path / "a", "local", workers=2, progress=False)
     assert capsys.readouterr() == ("", "")  # no progress bar unless asked
     b = execute(predict_sweep(), tmp_path / "b", "dask", workers=3, scheduler="tcp://x:1")
@@ -326,7 +327,7 @@ def test_each_backend_runs_the_points_its_own_way_with_the_same_results(tmp_path
     out, bar = capsys.readouterr()
     assert out == ""
     assert "sweep t (dask, 3 workers)" in bar and "100%" in bar
-    assert used == [("local", 2, ()), ("dask", 3, ("tcp://x:1",))]
+    assert used == [("local", 2, ()), ("dask", 3, ("client of tcp://x:1",))]
     assert (a.computed, a.resumed, len(a.results)) == (6, 0, 18)
     pd.testing.assert_frame_equal(a.results, b.results)
     again = execute(predict_sweep(), tmp_path / "a", "local", workers=2)
@@ -334,6 +335,13 @@ def test_each_backend_runs_the_points_its_own_way_with_the_same_results(tmp_path
     assert capsys.readouterr().out == ""  # nothing to do: no bar
     with pytest.raises(UserError, match="--backend 'ray': give one of local, dask"):
         execute(predict_sweep(), tmp_path / "c", "ray", progress=False)
+
+
+def test_a_scheduler_address_that_does_not_parse_fails_before_anything_is_written(tmp_path):
+    with pytest.raises(UserError, match="--scheduler notanaddress: cannot connect"):
+        execute(predict_sweep(), tmp_path / "out", "dask", scheduler="notanaddress",
+                progress=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_keeps_the_finished_points_ends_the_workers_and_failures_come_in_point_order(

@@ -127,6 +127,57 @@ def test_a_clean_azure_file_is_read_whole(tmp_path, no_slow_path):
     assert df.attrs["skipped_lines"] == 0 and df.attrs["source"] == str(path)
 
 
+@pytest.mark.parametrize(("stamps", "fast", "arrivals"), [
+    (["2023-11-16T18:00:00Z", "2023-11-16T18:00:01.5Z"], True, [0.0, 1.5]),  # one zone: UTC
+    (["2023-11-16T18:00:00+05:00", "2023-11-16T18:00:01+05:00"], True, [0.0, 1.0]),
+    # zones that differ (or none beside one): line by line, each instant in UTC
+    (["2023-11-16T18:00:00+05:00", "2023-11-16T13:00:02Z"], False, [0.0, 2.0]),
+    (["2023-11-16 18:00:00", "2023-11-16T18:00:03Z"], False, [0.0, 3.0]),
+])
+def test_azure_time_zones_are_instants_whichever_path_reads_them(tmp_path, monkeypatch, stamps,
+                                                                 fast, arrivals):
+    calls = count_calls(monkeypatch, "_azure_slow")
+    path = write_lines(tmp_path / "t.csv", [AZURE_HEADER] + [f"{t},10,1" for t in stamps])
+    df = load_azure(path)
+    assert df["arrival_at"].tolist() == arrivals and calls == ([] if fast else [1])
+
+
+@pytest.mark.parametrize(("line", "problem"), [
+    ("2023-11-16 18:00:02,100000001,3", "ContextTokens 100,000,001 is more than 100,000,000"),
+    ("2023-11-16 18:00:02,10,99999999999999999999", "GeneratedTokens 99,999,999,999,999,999,999"),
+    ("2023-11-16 18:00:02,1e3,3", "ContextTokens '1e3' is not an integer"),  # as line by line
+    ("3000-01-01,10,3", "TIMESTAMP '3000-01-01' is not a date-time between 1677 and 2262"),
+])
+def test_azure_sizes_and_dates_past_the_bounds_are_named(tmp_path, line, problem):
+    path = write_lines(tmp_path / "t.csv", [AZURE_HEADER, "2023-11-16 18:00:00,100000000,1",
+                                            line])
+    with pytest.raises(UserError) as exc:
+        load_azure(path)
+    assert f"{path}:3: {problem}" in str(exc.value)
+    assert load_azure(path, skip_bad=True)["input_tokens"].tolist() == [100_000_000]
+
+
+@pytest.mark.parametrize("length", [100_000_001, 2**63 - 1, 10**20])
+def test_a_mooncake_length_past_the_bound_is_named(tmp_path, length):
+    path = write_lines(tmp_path / "t.jsonl", [mooncake(), mooncake(ts=1, out=length)])
+    with pytest.raises(UserError, match=rf"{path}:2: 'output_length' {length:,} is more than "
+                                        "100,000,000 tokens"):
+        load_mooncake(path)
+    path = write_lines(tmp_path / "t.jsonl", [mooncake(), mooncake(ts=1, out=100_000_000)])
+    assert load_mooncake(path)["output_tokens"].tolist() == [3, 100_000_000]
+
+
+def test_a_gz_file_that_is_not_gzip_or_is_cut_short_is_named(tmp_path):
+    import gzip
+
+    for name, body in (("t.jsonl.gz", (mooncake() + "\n").encode()),
+                       ("t.csv.gz", gzip.compress(f"{AZURE_HEADER}\n".encode() * 50)[:40])):
+        path = tmp_path / name
+        path.write_bytes(body)
+        with pytest.raises(UserError, match=rf"{path}: not a complete gzip file"):
+            workloads.load(path)
+
+
 def test_an_azure_file_of_its_header_alone_is_an_empty_trace(tmp_path):
     df = load_azure(write_lines(tmp_path / "t.csv", [AZURE_HEADER]))
     assert len(df) == 0 and df.attrs["skipped_lines"] == 0

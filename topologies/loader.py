@@ -287,5 +287,8 @@ def parse_spec(spec: str | os.PathLike) -> nx.DiGraph:
                 f"topology spec {text!r}: {item!r} is not key=value; "
                 "write e.g. dgx_h100:nodes=4,oversubscription=2"
             )
+        if key.strip() in params:
+            raise TopologyError(f"topology spec {text!r}: {key.strip()} is given twice; give "
+                                "each parameter once")
         params[key.strip()] = _parse_value(value)
     return build(name.strip(), **params)

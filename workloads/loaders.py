@@ -22,12 +22,14 @@ file name (or a shipped name such as ``"mooncake_conversation"``).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import itertools
 import json
 import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +40,11 @@ from workloads.schema import FlatBlocks, make_trace, read_trace
 
 #: Block size of Mooncake's ``hash_ids`` [tokens] (Mooncake FAST25-release/traces README).
 MOONCAKE_BLOCK_TOKENS = 512
+
+#: The most prompt or output tokens one request may have: ten times the longest context window
+#: any model offers (Llama 4 Scout's 10 M tokens). A count above it is a corrupt line, not a
+#: request, and would otherwise overflow int64 or ask for terabytes of block ids.
+MAX_REQUEST_TOKENS = 100_000_000
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
@@ -105,6 +112,16 @@ def load(path_or_name: str | os.PathLike, *, skip_bad: bool = False,
     return df
 
 
+@contextlib.contextmanager
+def _gzip_errors(path: Path):
+    """A ``.gz`` file that is not gzip, or is cut short, as one user error naming it."""
+    try:
+        yield
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise UserError(f"{path}: not a complete gzip file ({exc or type(exc).__name__}); "
+                        "unpack it again, or drop the .gz suffix if it is plain text") from None
+
+
 def _text_lines(path: Path, skip_bad: bool, skipped: list[int]):
     """The file's lines as text, decoded one by one so that a line that is not UTF-8 is named
     (``FILE:LINE``) — or, with ``skip_bad``, counted in ``skipped[0]`` and yielded empty."""
@@ -127,6 +144,11 @@ _MOONCAKE_FIELDS = ("timestamp", "input_length", "output_length", "hash_ids")
 def load_mooncake(path: str | os.PathLike, *, skip_bad: bool = False) -> pd.DataFrame:
     """Load a Mooncake JSONL trace (plain or gzipped); see the module docstring."""
     path = Path(path)
+    with _gzip_errors(path):
+        return _load_mooncake(path, skip_bad)
+
+
+def _load_mooncake(path: Path, skip_bad: bool) -> pd.DataFrame:
     raw = None
     try:
         raw = pd.read_json(path, lines=True, dtype=False, compression="infer")
@@ -156,7 +178,8 @@ def _mooncake_frame_ok(raw: pd.DataFrame) -> bool:
     if not (np.isfinite(ts).all() and (ts >= 0).all()):
         return False
     if not ((inp > 0).all() and (out > 0).all() and (inp == np.round(inp)).all()
-            and (out == np.round(out)).all()):
+            and (out == np.round(out)).all() and (inp <= MAX_REQUEST_TOKENS).all()
+            and (out <= MAX_REQUEST_TOKENS).all()):
         return False
     ids = raw["hash_ids"]
     if not all(isinstance(h, list) for h in ids):
@@ -192,6 +215,8 @@ def _mooncake_line(line: str) -> tuple[float, int, int, list[int]]:
         v = obj[f]
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ValueError(f"{f!r} {v!r} is not a positive integer")
+        if v > MAX_REQUEST_TOKENS:
+            raise ValueError(f"{f!r} {v:,} is more than {MAX_REQUEST_TOKENS:,} tokens")
     ids = obj["hash_ids"]
     if not isinstance(ids, list) or not all(
         isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2**63 for x in ids
@@ -238,6 +263,11 @@ def load_azure(path: str | os.PathLike, *, skip_bad: bool = False,
     path = Path(path)
     if block_tokens <= 0:
         raise UserError(f"block_tokens must be > 0, got {block_tokens}")
+    with _gzip_errors(path):
+        return _load_azure(path, skip_bad, block_tokens)
+
+
+def _load_azure(path: Path, skip_bad: bool, block_tokens: int) -> pd.DataFrame:
     try:
         raw = pd.read_csv(path, compression="infer", dtype=str, keep_default_na=False)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
@@ -246,13 +276,20 @@ def load_azure(path: str | os.PathLike, *, skip_bad: bool = False,
     if raw is not None and tuple(raw.columns) == _AZURE_FIELDS:
         # a date must start with a digit (pandas would also accept words like "now")
         dated = raw["TIMESTAMP"].str.match(r"\s*\d")
-        at = pd.to_datetime(raw["TIMESTAMP"].where(dated, ""), format="ISO8601",
-                            errors="coerce")
-        inp = pd.to_numeric(raw["ContextTokens"], errors="coerce")
-        out = pd.to_numeric(raw["GeneratedTokens"], errors="coerce")
-        ok = at.notna() & (inp > 0) & (out > 0) & (inp % 1 == 0) & (out % 1 == 0)
-        if bool(ok.all()):
-            ns = at.to_numpy().astype("datetime64[ns]").astype(np.int64)
+        try:  # mixed time zones, or a date past 2262: line by line, where each is read or named
+            at = pd.to_datetime(raw["TIMESTAMP"].where(dated, ""), format="ISO8601",
+                                errors="coerce").dt.as_unit("ns")
+            if at.dt.tz is not None:  # one zone on every line: instants in UTC, as line by line
+                at = at.dt.tz_convert("UTC").dt.tz_localize(None)
+        except (ValueError, OverflowError, AttributeError):
+            at = None
+        # as the slow path reads them: integers written as such, within the bound
+        inp, out = (pd.to_numeric(raw[c].where(raw[c].str.fullmatch(r"\s*[+-]?\d+\s*"), ""),
+                                  errors="coerce") for c in _AZURE_FIELDS[1:])
+        ok = ((inp > 0) & (out > 0) & (inp <= MAX_REQUEST_TOKENS)
+              & (out <= MAX_REQUEST_TOKENS))
+        if at is not None and bool((ok & at.notna()).all()):
+            ns = at.to_numpy().astype(np.int64)
             fast = (ns, inp.to_numpy(np.int64), out.to_numpy(np.int64), 0)
     if fast is None:
         fast = _azure_slow(path, skip_bad)
@@ -287,9 +324,10 @@ def _azure_slow(path: Path, skip_bad: bool):
             try:
                 if not row[0].strip()[:1].isdigit():
                     raise ValueError
-                t = pd.to_datetime(row[0].strip(), format="ISO8601")
-            except (ValueError, TypeError):
-                raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time") from None
+                t = pd.to_datetime(row[0].strip(), format="ISO8601").as_unit("ns")
+            except (ValueError, TypeError, OverflowError, AttributeError):
+                raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time between 1677 and "
+                                 "2262") from None
             if t is pd.NaT:
                 raise ValueError(f"TIMESTAMP {row[0]!r} is not a date-time")
             vals = []
@@ -300,6 +338,8 @@ def _azure_slow(path: Path, skip_bad: bool):
                     raise ValueError(f"{name} {text!r} is not an integer") from None
                 if v <= 0:
                     raise ValueError(f"{name} {v} is not positive")
+                if v > MAX_REQUEST_TOKENS:
+                    raise ValueError(f"{name} {v:,} is more than {MAX_REQUEST_TOKENS:,} tokens")
                 vals.append(v)
         except ValueError as exc:
             _bad_line(path, lineno, exc, skip_bad)

@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # `kvfabric trace`: its help, as --help
+        click.echo(exc.format_message())
+        return
     except click.UsageError as exc:  # one line, like every user error, with where to look
         where = exc.ctx.command_path if exc.ctx is not None else "kvfabric"
         click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
@@ -78,12 +81,16 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
+    except OSError as exc:  # a path too long, a disk full, a file not there or not readable
         if exc.filename is not None:
             reason = exc.strerror or type(exc).__name__
             click.echo(f"error: {exc.filename}: {reason}", err=True)
         else:  # FileNotFoundError("path") and the like: the message is the file
             click.echo(f"error: {exc}: {type(exc).__name__}", err=True)
+        sys.exit(2)
+    except MemoryError:  # sizes the checks let through (a huge rate, a cluster of 1e9 nodes)
+        click.echo("error: out of memory: the command asked for more than this machine has; "
+                   "give smaller sizes (requests, rates, nodes, durations)", err=True)
         sys.exit(2)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -158,6 +158,8 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     seed = scenario.seed if seed is None else seed
     if seed < 0:
         raise UserError(f"--seed {seed}: give an integer >= 0")
+    if out_dir == "":
+        raise UserError("--out '': give a folder (or leave --out out for the default one)")
     if jobs is not None and jobs < 1:
         raise UserError(f"--jobs {jobs}: give an integer >= 1")
     jobs = default_jobs(policies) if jobs is None else jobs

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 
 import click
@@ -131,6 +132,9 @@ def _params_options(cls):
 
 def _build(cls, values: dict):
     given = {k: v for k, v in values.items() if v is not None}
+    for k, v in given.items():  # the generators' own checks take inf for a large number
+        if isinstance(v, float) and not math.isfinite(v):
+            raise UserError(f"--{k.replace('_', '-')} {v}: give a finite number (see --help)")
     try:
         return cls(**given)
     except ValueError as exc:
@@ -167,7 +171,8 @@ def _rag_params():
 
 @gen.command("agentic")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
-@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Random seed (an integer >= 0).")
 @click.option("--preset", default=None, help="Structured sessions fitted to published traffic "
               "(copilot_2026); its fields are changed with --param.")
 @click.option("--param", "session_params", multiple=True, metavar="KEY=VALUE",
@@ -206,10 +211,15 @@ def _gen_sessions(path: Path, seed: int, preset: str | None, pairs: tuple[str, .
             raise UserError(f"--param {pair}: give KEY=VALUE with KEY one of "
                             f"{', '.join(sorted(types))}")
         try:
-            values[key] = types[key](float(raw)) if types[key] is int else types[key](raw)
+            value = float(raw) if types[key] in (int, float) else types[key](raw)
+            if isinstance(value, float) and not (math.isfinite(value) and (
+                    types[key] is float or value.is_integer())):
+                raise ValueError
+            values[key] = types[key](value)
         except ValueError:
             raise UserError(f"--param {pair}: {raw!r} is not a valid {key} "
-                            f"({types[key].__name__})") from None
+                            f"({'a finite ' if types[key] is float else 'an '}"
+                            f"{types[key].__name__})") from None
     try:
         p = session_params(preset, **values)
     except ValueError as exc:
@@ -219,7 +229,8 @@ def _gen_sessions(path: Path, seed: int, preset: str | None, pairs: tuple[str, .
 
 @gen.command("rag")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
-@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Random seed (an integer >= 0).")
 @_params_options(_rag_params())
 def gen_rag(output: str, seed: int, **params) -> None:
     """RAG requests whose retrieved documents are permuted (options: RagParams fields)."""
@@ -238,7 +249,8 @@ def _nested_params():
 
 @gen.command("nested")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
-@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Random seed (an integer >= 0).")
 @_params_options(_nested_params())
 def gen_nested(output: str, seed: int, **params) -> None:
     """Best-of-n queries whose n answers feed a judge as commuting spans (NestedParams fields)."""
@@ -252,7 +264,8 @@ def gen_nested(output: str, seed: int, **params) -> None:
 @gen.command("selections")
 @click.argument("trace_file")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
-@click.option("--seed", default=0, show_default=True, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Random seed (an integer >= 0).")
 @click.option("--kind", type=click.Choice(["dsa", "nsa", "dense"]), default="dsa",
               show_default=True, help="Sparse attention kind.")
 @click.option("--top-k-tokens", default=2048, show_default=True, help="DSA top-k [tokens].")

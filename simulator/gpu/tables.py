@@ -244,9 +244,15 @@ def layout_of(folder: Path) -> str:
 def load_rows(folder: str, label: str) -> dict[str, Rows]:
     """Every operator's rows in ``folder``; ``label`` prefixes the sources (e.g. ``h200``)."""
     path = Path(folder)
-    if layout_of(path) == "vidur":
-        return _vidur_rows(path, label)
-    return _h200_rows(path, label)
+    try:
+        if layout_of(path) == "vidur":
+            return _vidur_rows(path, label)
+        return _h200_rows(path, label)
+    except UserError:
+        raise
+    except (ValueError, TypeError) as exc:  # a column of text where numbers belong, say
+        raise UserError(f"{path}: a measurement that is not a number ({exc}); fix the CSV "
+                        "files") from None
 
 
 def _read(path: Path) -> pd.DataFrame:
@@ -270,8 +276,20 @@ def _src(label: str, name: str, lines) -> np.ndarray:
 
 
 def _rows(keys, coords, data, time, source) -> Rows:
+    """Rows whose times and coordinates are numbers > 0; a :class:`UserError` naming the first
+    row that is not (its source: ``label/file line N``)."""
     data = {k: np.asarray(v) for k, v in data.items()}
-    return Rows(tuple(keys), tuple(coords), data, np.asarray(time, float), np.asarray(source))
+    source = np.asarray(source)
+    time = np.asarray(time)
+    for name, values in (("time_s", time), *((c, data[c]) for c in coords)):
+        x = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(float)
+        bad = np.flatnonzero(~(np.isfinite(x) & (x > 0)))
+        if len(bad):
+            v = values[bad[0]]
+            v = v.item() if isinstance(v, np.generic) else v  # 'nan', not np.float64(nan)
+            raise UserError(f"{source[bad[0]]}: {name} {v!r} is not a number > 0; fix the row "
+                            "or remove it")
+    return Rows(tuple(keys), tuple(coords), data, time.astype(float), source)
 
 
 def _h200_rows(path: Path, label: str) -> dict[str, Rows]:
@@ -280,7 +298,7 @@ def _h200_rows(path: Path, label: str) -> dict[str, Rows]:
     if f.is_file():
         d = _need(_read(f), f, ("dtype", "m", "n", "k", "time_s"))
         out["gemm"] = _rows(("n", "k", "dtype"), ("m",),
-                            {"m": d.m, "n": d.n, "k": d.k, "dtype": d.dtype.map(dtype_class)},
+                            {"m": d.m, "n": d.n, "k": d.k, "dtype": _dtypes(d, f)},
                             d.time_s, _src(label, f.name, d._line))
     f = path / "attn_decode.csv"
     if f.is_file():
@@ -344,6 +362,15 @@ def _h200_rows(path: Path, label: str) -> dict[str, Rows]:
         out["launch"] = _rows(("op", "method"), (), {"op": d.op, "method": d.method}, d.time_s,
                               _src(label, f.name, d._line))
     return out
+
+
+def _dtypes(d: pd.DataFrame, path: Path) -> pd.Series:
+    """The ``dtype`` column as its class (:func:`dtype_class`); an unknown one names its line."""
+    try:
+        return d.dtype.map(dtype_class)
+    except UserError as exc:
+        line = d._line[~d.dtype.isin(list(DTYPE_BYTES))].iloc[0]
+        raise UserError(f"{path}:{line}: {exc}") from None
 
 
 def _concat(a: Rows, b: Rows) -> Rows:

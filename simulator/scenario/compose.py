@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import UserError
+from simulator.fileio import folder_name_ok
 from simulator.scenario.sections import (
     STACK_NAMES,
     EngineSpec,
@@ -90,7 +91,9 @@ def _scenario(v: _Validator, data: Mapping[str, Any]) -> Scenario:
     if not isinstance(data, Mapping):
         raise UserError(f"{v.source}: a scenario must be a TOML table")
     v.unknown(data, "", top_known)
-    name = v.get(dict(data), "", "name", str, Path(v.source).stem)
+    name = v.get(dict(data), "", "name", str, Path(v.source).stem, check=folder_name_ok,
+                 hint="give a name without '/' or '\\', not empty, '.' or '..' (it names the "
+                 "result folder)")
     seed = v.get(dict(data), "", "seed", int, 0, check=lambda s: s >= 0,
                  hint="use an integer >= 0")
     stack = v.choice(dict(data), "", "stack", STACK_NAMES, "ibgda")

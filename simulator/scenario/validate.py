@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,13 @@ def _thaw(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_thaw(v) for v in value)
     return value
+
+
+def _shipped_traces() -> Collection[str]:
+    """The names of the shipped traces (:data:`workloads.loaders.SHIPPED`)."""
+    from workloads.loaders import SHIPPED
+
+    return SHIPPED
 
 
 class _Validator:
@@ -119,13 +126,16 @@ class _Validator:
             )
         return val
 
-    def path(self, value: str | None) -> str | None:
+    def path(self, value: str | None, names: Collection[str] = ()) -> str | None:
+        """A file ``value`` names: as given if absolute or one of ``names`` (shipped names)
+        with no such file beside the scenario, else relative to the scenario's folder — never
+        to the working folder, so a missing file is reported where it was looked for."""
         if value is None:
             return None
         p = Path(value)
-        if not p.is_absolute() and (self.base / p).exists():
-            return str(self.base / p)
-        return value
+        if p.is_absolute() or (value in names and not (self.base / p).exists()):
+            return value
+        return str(self.base / p)
 
     # -- sections --------------------------------------------------------------------------
 
@@ -252,7 +262,7 @@ class _Validator:
             self.mixed(mixed, data)
         return sections.WorkloadSpec(
             kind=kind,
-            trace=self.path(trace),
+            trace=self.path(trace, _shipped_traces()),
             agentic=_freeze(agentic),
             selections=self.path(self.get(sec, "workload", "selections", str, None)),
             time_scale=self.get(sec, "workload", "time_scale", float, 1.0,

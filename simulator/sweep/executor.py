@@ -105,22 +105,31 @@ def _iter_local(tasks: list[Point], sweep: Sweep, workers: int) -> Iterator[tupl
         pool.join()
 
 
+def _connect(scheduler: str):
+    """A Dask client of the scheduler at ``scheduler``; a :class:`UserError` naming it if
+    the address is malformed or nothing answers there (before anything is written)."""
+    from dask.distributed import Client
+
+    try:
+        return Client(scheduler, timeout=10)
+    except (OSError, ValueError, TypeError) as exc:
+        raise UserError(f"--scheduler {scheduler}: cannot connect ({exc}); start a scheduler "
+                        "there (tcp://host:8786) or drop --scheduler for a local cluster"
+                        ) from None
+
+
 def _iter_dask(tasks: list[Point], sweep: Sweep, workers: int,
-               scheduler: str | None) -> Iterator[tuple[Point, dict]]:
+               client) -> Iterator[tuple[Point, dict]]:
+    """``client``: a connected scheduler's (:func:`_connect`), or None for a LocalCluster of
+    ``workers`` processes, closed at the end."""
     from dask.distributed import Client, LocalCluster
     from dask.distributed import as_completed as dask_completed
 
     cluster = None
-    if scheduler is None:
+    if client is None:
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                dashboard_address=None)
         client = Client(cluster)
-    else:
-        try:
-            client = Client(scheduler, timeout=10)
-        except OSError as exc:
-            raise UserError(f"--scheduler {scheduler}: cannot connect ({exc}); start a "
-                            "scheduler there or drop --scheduler for a local cluster") from None
     futures = {}
     try:
         futures = {client.submit(run_point, sweep.kind, sweep.base, sweep.base_dir, p,
@@ -166,9 +175,12 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
     workers = max(1, min(workers, len(todo))) if todo else 1
     if check:
         check_points(sweep, parallel=workers)
+    client = _connect(scheduler) if backend == "dask" and scheduler and todo else None
     try:
         probe_folder(points_dir)
     except OSError as exc:
+        if client is not None:
+            client.close()
         raise UserError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose a "
                         "folder you can write") from None
     stale = 0
@@ -179,7 +191,7 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
     result = SweepResult(pd.DataFrame(), resumed=len(points) - len(todo), stale=stale, out=out)
 
     stream = (_iter_local(todo, sweep, workers) if backend == "local" else
-              _iter_dask(todo, sweep, workers, scheduler))
+              _iter_dask(todo, sweep, workers, client))
     from rich.console import Console
     from rich.markup import escape
     from rich.progress import Progress

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from simulator.errors import UserError
+from simulator.fileio import folder_name_ok
 
 KINDS = ("run", "predict")
 #: Fields a ``predict`` point may set (the :class:`~simulator.costmodel.CostModel` arguments).
@@ -139,6 +140,10 @@ class Sweep:
         bad = sorted(set(head) - {"name", "kind", "base", "seed", "samples"})
         if bad:
             raise fail(f"sweep.{bad[0]}", "unknown key; known: name, kind, base, seed, samples")
+        name = str(head.get("name", Path(source).stem))
+        if not folder_name_ok(name):
+            raise fail("sweep.name", f"invalid value {name!r}; give a name without '/' or "
+                       "'\\', not empty, '.' or '..' (it names the default result folder)")
         kind = head.get("kind", "run")
         if kind not in KINDS:
             raise fail("sweep.kind", f"{kind!r} is not one of {', '.join(KINDS)}")
@@ -174,6 +179,9 @@ class Sweep:
             values = grid_data[key]
             if not isinstance(values, list) or not values:
                 raise fail(f"grid.{key}", "give a non-empty list of values")
+            twice = [v for i, v in enumerate(values) if _digest(v) in map(_digest, values[:i])]
+            if twice:  # a point that would be run once and counted as two
+                raise fail(f"grid.{key}", f"lists {twice[0]!r} twice; give each value once")
             grid.append((key, tuple(values)))
 
         rnd = []
@@ -199,7 +207,7 @@ class Sweep:
                         where = ".".join(parts[: i + 1])
                         raise fail(f"grid.{key}", f"'{where}' is not a table in the base "
                                    "scenario; name a field inside a section")
-        return cls(name=str(head.get("name", Path(source).stem)), kind=kind, seed=seed,
+        return cls(name=name, kind=kind, seed=seed,
                    base=base, base_dir=str(base_dir), grid=tuple(grid), random=tuple(rnd),
                    samples=samples, source=source)
 
