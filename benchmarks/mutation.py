@@ -278,7 +278,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # parameters, TOML/YAML topology files, their checks, the summary and the drawing (stop 56)
     "topologies": (["topologies/__init__.py", "topologies/builders.py", "topologies/loader.py",
                     "topologies/validate.py", "topologies/summary.py", "topologies/draw.py"],
-                   ["tests/test_topologies.py", "tests/test_cli_topology.py",
+                   ["tests/test_topologies.py", "tests/test_topologies_known.py",
+                    "tests/test_cli_topology.py",
                     "tests/test_network_paths.py", "tests/test_hardware.py",
                     "tests/test_scenario.py"]),
 }
@@ -758,6 +759,52 @@ def _costmodel_equivalents() -> dict:
 
 #: Σ_{i≤n} min(i, k) at n == k: both branches of its closed form agree.
 _AT_K = "n == k: k(k+1)/2 + (n - k)k is n(n+1)/2"
+
+
+def _topologies_equivalents() -> dict:
+    """Equivalent mutants of the topologies group (stop 56)."""
+    builders = "topologies/builders.py"
+    draw = "topologies/draw.py"
+    uniform = ("every machine of a preset has the same GPUs and so the same NICs: a scalable "
+               "unit's rails are any machine's NIC count, and every rail index is below it")
+    return {
+        (draw, "default=1)", "1 -> 2"):
+            "the widest row of a graph with no nodes: 0.7 in for 1 or 2 nodes is below the "
+            "8-inch floor either way",
+        (draw, "FigureCanvasAgg(fig)", "delete `FigureCanvasAgg(fig)`"):
+            "a Figure made without a canvas gets matplotlib's base canvas, whose savefig "
+            "renders PNG, SVG and PDF through the same backends",
+        (draw, "for a, b, d in sorted(g.edges(data=True), key=lambda e: (natural_key(e[0]), "
+               "natural_key(e[1]))):", "1 -> 2"):
+            "the two directions of a link start at different nodes, so the first key alone "
+            "decides which is drawn; the second only orders one node's links among themselves "
+            "(the order they are drawn in, one over another without overlap)",
+        (builders, "rails = max(len(nics) for nics in unit)", "max -> min"): uniform,
+        (builders, "attached = [nics[r] for nics in unit if r < len(nics)]", "< -> <="):
+            uniform,
+        (builders, "_check_fabric(p, oversubscription, 1, spines)", "1 -> 2"):
+            "Lamina's testbed has one scalable unit of all its machines; the 1 stands in for "
+            "nodes_per_su only to be checked >= 1, which 2 also is",
+        (builders, 'g.graph["name"] = name', 'delete `g.graph["name"] = name`'):
+            "every builder names its graph after the preset it is registered as "
+            "(nx.DiGraph(name=p) with p the same name)",
+        ("topologies/loader.py",
+         'if text.endswith(".toml") or os.sep in text or "/" in text or Path(text).is_file():',
+         "or -> and"):
+            "on POSIX os.sep is '/': 'os.sep in text and \"/\" in text' is '\"/\" in text' "
+            "(the other or's are killed by a spec naming a file without .toml or '/')",
+        ("topologies/validate.py",
+         'return tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in parts)',
+         "0 -> 1"):
+            "the split by a captured digit run alternates text and digits, so a key's i-th "
+            "part is text in every name or digits in every name: the tag and the padding 0 "
+            "never decide an order",
+        ("topologies/validate.py",
+         'return tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in parts)',
+         "1 -> 2"):
+            "the split by a captured digit run alternates text and digits, so a key's i-th "
+            "part is text in every name or digits in every name: the tag never decides",
+    }
 
 
 def _pools_equivalents() -> dict:
@@ -2342,6 +2389,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_deployment_equivalents(),
     **_pools_equivalents(),
     **_cli_equivalents(),
+    **_topologies_equivalents(),
 }
 
 

@@ -71,6 +71,7 @@ kind = "nvlink"
 latency = 1e-6
 """
 CSV = "batch,tokens,seconds\n1,1024,1.0e-5\n2,1024,1.5e-5\n4,1024,2.4e-5\n"
+PING = "bytes,seconds\n1024,2.1e-6\n65536,3.4e-6\n1048576,2.3e-5\n"  # ping-pong: ~50 GB/s
 AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46,374,44\n"
 # an H200 GEMM table (calibration/h200/gemm.csv's columns), its second row's dtype and time open
 GEMM = ("model,op,dtype,m,n,k,time_s\n"
@@ -208,6 +209,10 @@ CASES: list[Case] = [
     Case("run-name-dot-dot", ["run", "tiny.toml"], ("tiny.toml", "'name'"),
          tiny('name = "tiny"', 'name = ".."')),
     Case("run-out-empty", ["run", "tiny.toml", "--out", ""], ("--out",), tiny()),
+    Case("run-a-folder", ["run", "d"], ("d: a folder, not a scenario file",), {"d/x.toml": TINY}),
+    Case("run-block-size-not-dividing-the-traces", ["run", "tiny.toml"],
+         ("tiny.toml", "'placement.block_tokens'", "does not divide the trace's 512-token"),
+         tiny('scheme = "hash"', 'scheme = "hash"\nblock_tokens = 100')),
     Case("run-pool-policy-without-its-gpus", ["run", "tiny.toml", "--policy", "disaggregated"],
          ("tiny.toml", "'disaggregation.attention_gpus'", "no [disaggregation] section"), tiny()),
     # -- run: the trace it reads -----------------------------------------------------------------
@@ -291,6 +296,16 @@ CASES: list[Case] = [
     Case("predict-unknown-topology", ["predict", "--topology", "torus:nodes=2", "--blocks", "8"],
          ("torus",)),
     Case("predict-not-a-number", ["predict", "--blocks", "many"], ("--blocks", "many")),
+    Case("predict-more-heads-than-the-model", ["predict", "--blocks", "8", "--heads", "1000"],
+         ("--heads 1000", "128 query heads")),
+    Case("predict-blocks-past-the-bound", ["predict", "--blocks", "1e300"],
+         ("--blocks", "1e+15")),
+    Case("predict-sweep-past-the-bound", ["predict", "--sweep", "blocks=1:1e300", "--json"],
+         ("--sweep", "1e+15")),
+    Case("kernel-fractional-count", ["kernel", "gemm", "--gpu", "H100", "--m", "1.5", "--n", "8",
+                                     "--k", "8"], ("--m 1.5", "integer")),
+    Case("kernel-size-past-the-bound", ["kernel", "gemm", "--gpu", "H100", "--m", "1e300", "--n",
+                                        "8", "--k", "8", "--json"], ("--m 1e300", "1e+15")),
     # -- trace -----------------------------------------------------------------------------------
     Case("trace-stats-empty-file", ["trace", "stats", "e.jsonl"], ("e.jsonl", "no requests"),
          {"e.jsonl": ""}),
@@ -318,6 +333,11 @@ CASES: list[Case] = [
          ("a.csv:3", "TIMESTAMP", "2262"), {"a.csv": AZURE + "3000-01-01,100,9\n"}),
     Case("trace-gen-bad-option", ["trace", "gen", "agentic", "--subagents", "0", "-o", "a.parquet"],
          ("--subagents",)),
+    Case("trace-stats-zero-block-tokens", ["trace", "stats", "a.csv", "--block-tokens", "0"],
+         ("--block-tokens",), {"a.csv": AZURE}),
+    Case("trace-gen-selections-zero-top-k", ["trace", "gen", "selections", "t.jsonl",
+                                             "--top-k-tokens", "0", "-o", "s.parquet"],
+         ("--top-k-tokens",), {"t.jsonl": TRACE}),
     Case("trace-gen-negative-seed", ["trace", "gen", "rag", "--seed", "-1", "-o", "a.parquet"],
          ("--seed", "-1")),
     Case("trace-gen-infinite-duration", ["trace", "gen", "rag", "--duration-time", "inf", "-o",
@@ -361,6 +381,14 @@ CASES: list[Case] = [
          {"m.csv": CSV}),
     Case("calibrate-output-missing-folder", ["calibrate", "m.csv", "-o", "d/c.toml"],
          ("-o", "d/c.toml"), {"m.csv": CSV}),
+    Case("calibrate-output-not-toml", ["calibrate", "m.csv", "-o", "c.txt"],
+         ("-o", "c.txt", ".toml"), {"m.csv": CSV}),
+    Case("calibrate-line-rate-below-the-rows", ["calibrate", "p.csv", "--line-rate", "1e-7"],
+         ("p.csv", "--line-rate 1e-07 GB/s", "faster than the wire"), {"p.csv": PING}),
+    Case("calibrate-path-latency-above-the-rows", ["calibrate", "p.csv", "--path-latency", "1e9"],
+         ("p.csv", "--path-latency", "fixed time"), {"p.csv": PING}),
+    Case("calibrate-time-falls-with-size", ["calibrate", "p.csv"], ("p.csv", "does not grow"),
+         {"p.csv": "bytes,seconds\n1024,3e-5\n65536,2e-5\n1048576,1e-5\n"}),
     # a folder of measurements (like calibration/h200/): the row at fault, by its line
     Case("calibrate-folder-time-not-a-number", ["calibrate", "h", "--gpu", "H200"],
          ("h/gemm.csv line 3", "time_s", "'abc'"), {"h/gemm.csv": GEMM % ("bf16", "abc")}),

@@ -158,12 +158,22 @@ def test_a_fits_residual_figures_by_hand():
 
 
 def test_coefficient_tables_hold_their_inputs_and_clamp_efficiencies_at_one():
-    # 1e-10 s per byte is 10 GB/s; a line of 8 GB/s is then exceeded: efficiency 1, not 1.25
-    fab = cal.fabric_coefficients(_fit(5e-6, 1e-10), line_rate=8e9, path_latency_time=2e-6)
+    # 1e-10 s per byte is 10 GB/s; a line of 9.6 GB/s is exceeded within a fit's scatter (5 %):
+    # efficiency 1, not 1.04
+    fab = cal.fabric_coefficients(_fit(5e-6, 1e-10), line_rate=9.6e9, path_latency_time=2e-6)
     assert fab == {"message_fixed_time": 5e-6, "rate": pytest.approx(1e10, rel=1e-12),
                    "rms_residual_time": pytest.approx(np.sqrt(12.5) * 1e-6),
                    "path_latency_time": 2e-6, "overhead_time": pytest.approx(3e-6),
-                   "line_rate": 8e9, "efficiency": 1.0}
+                   "line_rate": 9.6e9, "efficiency": 1.0}
+    # a path latency within 5 % above the fixed time: no overhead, not a negative one
+    assert cal.fabric_coefficients(_fit(5e-6, 1e-10),
+                                   path_latency_time=5.2e-6)["overhead_time"] == 0.0
+    # past the scatter the two figures contradict each other: refused, not clamped
+    with pytest.raises(UserError, match="--line-rate 9.5 GB/s: the rows move 10 GB/s"):
+        cal.fabric_coefficients(_fit(5e-6, 1e-10), line_rate=9.5e9)
+    with pytest.raises(UserError, match="--path-latency 5.3 µs: more than the measured fixed "
+                                        "time of a message \\(5 µs\\)"):
+        cal.fabric_coefficients(_fit(5e-6, 1e-10), path_latency_time=5.3e-6)
     # 2e-9 s per token is 500 M tokens/s; × 1,000 B per token = 500 GB/s > a 400 GB/s HBM
     k = cal.kernel_coefficients(_fit(3e-6, 2e-9), bytes_per_token=1000.0, hbm_bandwidth=4e11)
     assert k == {"launch_time": 3e-6, "token_rate": pytest.approx(5e8, rel=1e-12),

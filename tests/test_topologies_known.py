@@ -32,7 +32,7 @@ NDR = LINKS["ib_ndr"].bandwidth
     ("dgx_h100:oversubscription=0", "oversubscription"),
     ("dgx_h100:nodes_per_su=0", "nodes_per_su"),
     ("dgx_h100:spines=0", "spines"),
-    ("lamina_h100_h20:h100_nodes=-1", "h100_nodes"),
+    ("lamina_h100_h20:h100_nodes=-1,h20_nodes=2", "h100_nodes"),
     ("lamina_h100_h20:h20_nodes=-1", "h20_nodes"),
     ("lamina_h100_h20:h100_nodes=0,h20_nodes=0", "h100_nodes"),
     ("lamina_h100_h20:gpus_per_node=0", "gpus_per_node"),
@@ -63,6 +63,13 @@ def test_a_lamina_testbed_of_one_machine_builds(spec):
 def test_a_boolean_is_not_a_count(spec):
     with pytest.raises(TopologyError, match="must be of type int"):
         parse_spec(spec)
+
+
+def test_names_sort_by_their_numbers_and_a_superscript_is_text():
+    from topologies.validate import natural_key
+
+    names = ["n10/gpu0", "n2/gpu10", "n2/gpu9", "²", "n2/gpu9b"]
+    assert sorted(names, key=natural_key) == ["n2/gpu9", "n2/gpu9b", "n2/gpu10", "n10/gpu0", "²"]
 
 
 def test_values_in_a_spec_are_read_as_booleans_numbers_or_words():
@@ -158,6 +165,8 @@ def test_a_links_rate_and_latency_must_be_finite_numbers(tmp_path, body, words):
     ('links = "a-b"\n[[nodes]]\nname = "a"\nkind = "host"\n', "'links' must be an array"),
     ('[[nodes]]\nname = ""\nkind = "host"\n', "field 'name'"),
     ('[[nodes]]\nname = 5\nkind = "host"\n', "field 'name'"),
+    # a table where an array of tables belongs, even an empty one
+    ('[[nodes]]\nname = "a"\nkind = "gpu"\ngpu = "H100"\n[links]\n', "'links' must be an array"),
 ])
 def test_a_file_of_the_wrong_shape_is_named(tmp_path, text, words):
     path = tmp_path / "t.toml"
@@ -196,7 +205,29 @@ def test_writing_keeps_one_record_per_full_duplex_link_and_marks_one_way_edges()
     assert text.count("src = ") == 7 and text.count("directed = true") == 2
 
 
+def test_writing_leaves_catalog_figures_to_the_catalog_and_refuses_other_attributes():
+    from topologies.loader import to_toml
+
+    g = parse_spec("single_node:gpus=2")
+    text = to_toml(g)
+    assert "bandwidth" not in text and "latency" not in text and "kind = \"nvlink\"" not in text
+    g.edges["n0/gpu0", "n0/pcie0"]["color"] = "red"
+    with pytest.raises(TopologyError, match="attribute 'color' cannot be written"):
+        to_toml(g)
+
+
 # -- the summary ---------------------------------------------------------------------------------
+
+def test_link_groups_order_kinds_then_rates_then_catalog_names():
+    g = nx.DiGraph()  # one-way edges, in edge order: link "b", link "a", then a PCIe link
+    g.add_edge("a1", "a2", kind="nvlink", bandwidth=1e9, link="b")
+    g.add_edge("b1", "b2", kind="nvlink", bandwidth=1e9, link="a")
+    g.add_edge("c1", "c2", kind="pcie", bandwidth=2e9)  # no catalog name: ""
+    g.add_edge("d1", "d2", kind="ib", bandwidth=5e8, link="ib_ndr")
+    g.add_edge("e1", "e1", kind="ib", bandwidth=5e8, link="ib_ndr")  # a loop counts once
+    assert [(x["kind"], x["link"], x["count"]) for x in link_groups(g)] == [
+        ("ib", "ib_ndr", 2), ("nvlink", "a", 1), ("nvlink", "b", 1), ("pcie", "", 1)]
+
 
 def test_the_bisection_of_two_gpus_is_every_path_between_them():
     g = parse_spec("single_node:gpus=2")  # over the NVSwitch, and through PCIe and the host
@@ -222,3 +253,111 @@ def test_an_odd_number_of_gpus_splits_into_unequal_halves():
 def test_an_unknown_node_is_named_with_two_gpus_as_examples():
     with pytest.raises(TopologyError, match="GPU names look like n0/gpu0, n0/gpu1 "):
         path_report(parse_spec("single_node:gpus=4"), "n0/gpu0", "n9/gpu0")
+
+
+# -- the drawing ---------------------------------------------------------------------------------
+
+def test_layers_go_from_cores_down_to_hosts_and_spread_each_row_in_name_order():
+    from topologies.draw import layered_layout
+
+    pos = layered_layout(parse_spec("single_node:gpus=2"))
+    assert pos == {"n0/pcie0": (0.25, -4.0), "n0/pcie1": (0.75, -4.0),
+                   "n0/gpu0": (0.25, -5.0), "n0/gpu1": (0.75, -5.0),
+                   "n0/nvswitch": (0.5, -6.0), "n0/host": (0.5, -7.0)}
+    rows = {n: y for n, (_, y) in layered_layout(parse_spec("fat_tree:k=4")).items()}
+    assert rows["core0"] == 0.0 and rows["pod0/agg0"] == -1.0 and rows["pod0/edge0"] == -2.0
+    assert rows["n0/nic0"] == -3.0
+    g = nx.DiGraph()
+    g.add_node("s", kind="spine")  # no tier: a spine of tier 1
+    g.add_node("z", kind="router")  # an unknown kind: below every layer
+    assert layered_layout(g) == {"s": (0.5, -1.0), "z": (0.5, -8.0)}
+
+
+def _drawn(monkeypatch, tmp_path, spec, path=None) -> dict:
+    """What draw() hands matplotlib for ``spec`` (or a graph): edge lists by colour, node
+    colours in order, whether labels were drawn, the figure."""
+    import topologies.draw as draw
+
+    seen: dict = {"edges": {}, "labels": False}
+    monkeypatch.setattr(draw.nx, "draw_networkx_edges", lambda u, pos, edgelist, ax,
+                        edge_color, **kw: seen["edges"].setdefault(edge_color, []).extend(
+                            edgelist))
+    monkeypatch.setattr(draw.nx, "draw_networkx_nodes", lambda u, pos, ax, node_color, **kw:
+                        seen.update(nodes=list(zip(u.nodes, node_color, strict=True))))
+    monkeypatch.setattr(draw.nx, "draw_networkx_labels",
+                        lambda *a, **kw: seen.update(labels=True))
+    made = []
+
+    class Kept(draw.Figure):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            made.append(self)
+
+    monkeypatch.setattr(draw, "Figure", Kept)
+    g = parse_spec(spec) if isinstance(spec, str) else spec
+    out = draw.draw(g, tmp_path / "t.png", path)
+    assert out.is_file()
+    seen["figure"] = made[0]
+    seen["title"] = made[0].axes[0].get_title()
+    return seen
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")  # the edges are not drawn here
+def test_a_drawing_has_each_link_once_in_its_kinds_colour_and_the_path_in_red(monkeypatch,
+                                                                               tmp_path):
+    from topologies.draw import _EDGE_COLORS, _NODE_COLORS
+
+    g = parse_spec("single_node:gpus=2")
+    seen = _drawn(monkeypatch, tmp_path, "single_node:gpus=2",
+                  ["n0/gpu0", "n0/nvswitch", "n0/gpu1"])
+    nvlink = sorted(map(sorted, seen["edges"][_EDGE_COLORS["nvlink"]]))
+    assert nvlink == [["n0/gpu0", "n0/nvswitch"], ["n0/gpu1", "n0/nvswitch"]]
+    assert len(seen["edges"][_EDGE_COLORS["pcie"]]) == 4  # GPU–switch and switch–host, ×2
+    assert seen["edges"]["red"] == [("n0/gpu0", "n0/nvswitch"), ("n0/nvswitch", "n0/gpu1")]
+    assert seen["nodes"] == [(n, _NODE_COLORS[d["kind"]]) for n, d in g.nodes(data=True)]
+    assert seen["labels"] and seen["title"] == "single_node"
+    ax = seen["figure"].axes[0]
+    assert not ax.axison and ax.get_legend().get_title().get_text() == "links"
+    many = _drawn(monkeypatch, tmp_path, "dgx_h100:nodes=3")  # 88 nodes: no names
+    assert not many["labels"] and "red" not in many["edges"]
+    assert _drawn(monkeypatch, tmp_path, "single_node:gpus=2", ["n0/gpu0"])["edges"].get(
+        "red") is None  # a path of one node has no hop to draw
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")
+def test_a_drawing_is_as_wide_as_its_widest_row_between_8_and_40_inches(monkeypatch, tmp_path):
+    size = {spec: tuple(_drawn(monkeypatch, tmp_path, spec)["figure"].get_size_inches())
+            for spec in ("single_node:gpus=2", "dgx_h100:nodes=2", "fat_tree:k=8")}
+    # widest rows: 2 GPUs; 16 GPUs, NICs or PCIe switches (0.7 in each); 128 one-GPU machines
+    assert size == {"single_node:gpus=2": (8.0, 7.0), "dgx_h100:nodes=2": (pytest.approx(11.2),
+                    7.0), "fat_tree:k=8": (40.0, 7.0)}
+    assert _drawn(monkeypatch, tmp_path, "single_node:gpus=2")["figure"].dpi == 100
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")
+def test_names_are_drawn_up_to_64_nodes_and_a_path_of_one_hop_in_red(monkeypatch, tmp_path):
+    assert _drawn(monkeypatch, tmp_path, "single_node:gpus=31")["labels"]  # 64 nodes
+    assert not _drawn(monkeypatch, tmp_path, "single_node:gpus=32")["labels"]  # 66
+    hop = _drawn(monkeypatch, tmp_path, "single_node:gpus=2", ["n0/gpu0", "n0/nvswitch"])
+    assert hop["edges"]["red"] == [("n0/gpu0", "n0/nvswitch")]
+
+
+@pytest.mark.filterwarnings("ignore:No artists with labels")
+def test_a_link_whose_directions_differ_is_drawn_as_its_first_direction(monkeypatch, tmp_path):
+    from topologies.draw import _EDGE_COLORS
+
+    g = nx.DiGraph(name="odd")
+    g.add_node("n0/gpu0", kind="gpu")
+    g.add_node("n0/gpu1", kind="gpu")
+    g.add_edge("n0/gpu1", "n0/gpu0", kind="pcie", bandwidth=1e9, latency=0.0)
+    g.add_edge("n0/gpu0", "n0/gpu1", kind="nvlink", bandwidth=1e9, latency=0.0)
+    seen = _drawn(monkeypatch, tmp_path, g)  # gpu0 -> gpu1 comes first in name order
+    assert list(seen["edges"]) == [_EDGE_COLORS["nvlink"]] and seen["title"] == "odd"
+
+
+def test_a_drawing_needs_a_known_suffix_even_without_one(tmp_path):
+    from topologies.draw import draw
+
+    with pytest.raises(TopologyError, match="cannot draw to a suffix-less file; use one of "
+                                            ".png, .svg, .pdf"):
+        draw(parse_spec("single_node:gpus=2"), tmp_path / "t")

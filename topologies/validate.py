@@ -36,7 +36,7 @@ class TopologyError(UserError):
 def natural_key(name: str) -> tuple:
     """Sort key ordering embedded numbers by value: ``n2/gpu10`` after ``n2/gpu9``."""
     parts = _DIGITS.split(str(name))
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
+    return tuple((0, int(p), "") if p.isdecimal() else (1, 0, p) for p in parts)
 
 
 def gpus(g: nx.DiGraph) -> list[str]:

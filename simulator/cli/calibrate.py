@@ -46,7 +46,7 @@ def calibrate(files, output, model_name, gpu_name, line_rate, path_latency, as_j
     if any(Path(f).is_dir() for f in files):
         from simulator.cli.kernel import calibrate_folders
 
-        output_file(output, "-o")
+        output_file(output, "-o", (".toml",))
         given = click.get_current_context().get_parameter_source("gpu_name")
         return calibrate_folders(files, output, None if given.name == "DEFAULT" else gpu_name,
                                  as_json)
@@ -58,7 +58,7 @@ def calibrate(files, output, model_name, gpu_name, line_rate, path_latency, as_j
         spec = lookup_gpu(gpu_name)
     except UserError as exc:
         raise UserError(f"--gpu {gpu_name!r}: {exc}") from None
-    output_file(output, "-o")
+    output_file(output, "-o", (".toml",))
     if line_rate is not None and not line_rate > 0:
         raise UserError(f"--line-rate {line_rate}: give a positive rate in GB/s")
     if path_latency is not None and path_latency < 0:
@@ -71,15 +71,18 @@ def calibrate(files, output, model_name, gpu_name, line_rate, path_latency, as_j
         if section in result:
             raise UserError(f"{f}: a second {m.kind} file; give one file of each kind")
         fit = cal.fit_line(m)
-        if section == "fabric":
-            result["fabric"] = cal.fabric_coefficients(
-                fit, GBps(line_rate) if line_rate is not None else None,
-                us(path_latency) if path_latency is not None else None)
-        else:
-            result["kernels"] = cal.kernel_coefficients(fit, arch.kv_bytes_per_token,
-                                                        spec.hbm_bandwidth)
-            result["kernels"]["model"] = arch.name
-            result["kernels"]["gpu"] = spec.name
+        try:
+            if section == "fabric":
+                result["fabric"] = cal.fabric_coefficients(
+                    fit, GBps(line_rate) if line_rate is not None else None,
+                    us(path_latency) if path_latency is not None else None)
+            else:
+                result["kernels"] = cal.kernel_coefficients(fit, arch.kv_bytes_per_token,
+                                                            spec.hbm_bandwidth)
+                result["kernels"]["model"] = arch.name
+                result["kernels"]["gpu"] = spec.name
+        except UserError as exc:
+            raise UserError(f"{f}: {exc}") from None
         result[section]["source"] = str(f)
         fits.append((m, fit))
     header = ("# Written by `kvfabric calibrate` (SI units: seconds, bytes, bytes/s).\n"

@@ -99,6 +99,17 @@ def kernel(op, gpu_name, profile_name, dtype, paged, mla, fabric, cuda_graphs, a
     click.echo(f"  source: {src}")
 
 
+# the sizes reach kernel() as text in **raw, read by _Values: shown in --help as counts
+for _option in kernel.params:
+    if isinstance(_option, click.Option) and _option.name not in (
+            "gpu_name", "profile_name", "dtype", "paged", "mla", "fabric", "cuda_graphs",
+            "as_json"):
+        _option.metavar = "N"
+
+#: The largest value of a size option (see :class:`_Values`).
+LARGEST = 1e15
+
+
 class _Values:
     """The numeric options, each read on first use with a message naming it."""
 
@@ -116,8 +127,10 @@ class _Values:
             value = float(text)
         except ValueError:
             raise UserError(f"{flag} {text!r}: not a number") from None
-        if not math.isfinite(value) or value < minimum:
-            raise UserError(f"{flag} {text}: give a number >= {minimum:g}")
+        # every size is a count (tokens, heads, bytes, GPUs, kernels); past LARGEST the model's
+        # products overflow a double
+        if not (math.isfinite(value) and value.is_integer() and minimum <= value <= LARGEST):
+            raise UserError(f"{flag} {text}: give an integer >= {minimum:g} and <= {LARGEST:g}")
         return value
 
 

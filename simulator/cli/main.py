@@ -20,7 +20,8 @@ from simulator.errors import UserError
 #: command name → (module, attribute, one-line help). The only place a command is registered.
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "topology": ("simulator.cli.topology", "topology", "Inspect and draw cluster topologies."),
-    "demo": ("simulator.cli.demo", "demo", "Fabric demo: flows sharing links, live."),
+    "demo": ("simulator.cli.demo", "demo",
+             "Fabric demo: six transfers sharing links, against their lone times."),
     "run": ("simulator.cli.run", "run", "Run a scenario for one or more policies."),
     "predict": ("simulator.cli.predict", "predict", "Closed-form route/fetch/local cost of one round."),
     "calibrate": ("simulator.cli.calibrate", "calibrate", "Fit fabric and kernel coefficients from measurements."),
@@ -53,7 +54,9 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="kvfabric")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
-    """kvfabric: route the query, fetch the cache, or disaggregate attention?"""
+    """kvfabric: route the query, fetch the cache, or disaggregate attention?
+
+    Without a command, runs the default scenario (`kvfabric run`)."""
     if ctx.invoked_subcommand is None:
         default = "run" if "run" in COMMANDS else "demo"
         ctx.invoke(cli.get_command(ctx, default))

@@ -34,9 +34,9 @@ def parse_sweep(text: str) -> tuple[float, float]:
         lo, hi = float(lo_s), float(hi_s)
     except ValueError:
         lo = hi = math.nan
-    if var.strip() != "blocks" or not eq or not colon or not (0 < lo < hi < math.inf):
-        raise UserError(f"--sweep {text!r}: write blocks=LO:HI with 0 < LO < HI, "
-                        "e.g. --sweep blocks=1:4096")
+    if var.strip() != "blocks" or not eq or not colon or not (0 < lo < hi <= LARGEST):
+        raise UserError(f"--sweep {text!r}: write blocks=LO:HI with 0 < LO < HI <= "
+                        f"{LARGEST:g}, e.g. --sweep blocks=1:4096")
     return lo, hi
 
 
@@ -64,10 +64,16 @@ def _check_name(option: str, name: str, lookup) -> None:
         raise UserError(f"{option} {name!r}: {exc}") from None
 
 
+#: The largest size an option takes: far past any cluster, and small enough that no product
+#: of the model's sizes overflows a double (a time of inf or nan, invalid JSON).
+LARGEST = 1e15
+
+
 def _check_numbers(**values) -> None:
     for name, v in values.items():
-        if v is not None and not (math.isfinite(v) and v > 0):
-            raise UserError(f"--{name.replace('_', '-')} {v:g}: give a number > 0")
+        if v is not None and not (math.isfinite(v) and 0 < v <= LARGEST):
+            raise UserError(f"--{name.replace('_', '-')} {v:g}: give a number > 0 and <= "
+                            f"{LARGEST:g}")
 
 
 def _check_gpu(g, node: str, option: str) -> None:
@@ -121,6 +127,9 @@ def predict(model_name, topology_spec, src, dst, blocks, block_tokens, batch, he
 
         output_file(plot_file, "--plot", (".png", ".pdf", ".svg"))
     _check_name("--model", model_name, lookup_model)
+    if heads is not None and heads > lookup_model(model_name).query_heads:
+        raise UserError(f"--heads {heads}: {model_name} has {lookup_model(model_name).query_heads}"
+                        " query heads; give 1 to that many")
     _check_name("--stack", stack, lookup_stack)
     g = _load_topology(topology_spec)
     _check_gpu(g, src, "--src")

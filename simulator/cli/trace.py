@@ -51,7 +51,7 @@ def trace() -> None:
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) lines that do not parse.")
-@click.option("--block-tokens", default=512, show_default=True,
+@click.option("--block-tokens", default=512, show_default=True, type=click.IntRange(min=1),
               help="Block size for traces without blocks (Azure) [tokens].")
 def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
     """Summarize FILE: a Mooncake .jsonl[.gz], Azure .csv[.gz], our .parquet, or a shipped name."""
@@ -94,7 +94,7 @@ def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
 @click.argument("file")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) lines that do not parse.")
-@click.option("--block-tokens", default=512, show_default=True,
+@click.option("--block-tokens", default=512, show_default=True, type=click.IntRange(min=1),
               help="Block size for traces without blocks (Azure) [tokens].")
 def convert(file: str, output: str, skip_bad: bool, block_tokens: int) -> None:
     """Convert FILE (Mooncake, Azure, Parquet or a shipped name) to our Parquet schema."""
@@ -268,11 +268,15 @@ def gen_nested(output: str, seed: int, **params) -> None:
               help="Random seed (an integer >= 0).")
 @click.option("--kind", type=click.Choice(["dsa", "nsa", "dense"]), default="dsa",
               show_default=True, help="Sparse attention kind.")
-@click.option("--top-k-tokens", default=2048, show_default=True, help="DSA top-k [tokens].")
-@click.option("--block-tokens", default=64, show_default=True, help="Engine block [tokens].")
-@click.option("--layers", default=61, show_default=True, help="Layers per step.")
-@click.option("--steps", default=4, show_default=True, help="First decode steps per request.")
-@click.option("--max-requests", default=64, show_default=True,
+@click.option("--top-k-tokens", default=2048, show_default=True, type=click.IntRange(min=1),
+              help="DSA top-k [tokens].")
+@click.option("--block-tokens", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Engine block [tokens].")
+@click.option("--layers", default=61, show_default=True, type=click.IntRange(min=1),
+              help="Layers per step.")
+@click.option("--steps", default=4, show_default=True, type=click.IntRange(min=1),
+              help="First decode steps per request.")
+@click.option("--max-requests", default=64, show_default=True, type=click.IntRange(min=0),
               help="Requests to cover (0: all).")
 @click.option("--skip-bad", is_flag=True, help="Skip bad lines of TRACE_FILE.")
 def gen_selections(trace_file: str, output: str, seed: int, kind: str, top_k_tokens: int,

@@ -50,7 +50,10 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
         # (a closed loop ignores the trace's arrival times: every request may enter)
         df = df[df["arrival_at"] < scenario.engine.duration]
     if len(df) and int(df["block_tokens"].iloc[0]) != bt:
-        df = refine_trace(df, bt)
+        try:
+            df = refine_trace(df, bt)
+        except UserError as exc:
+            raise UserError(f"{scenario.source}: field 'placement.block_tokens': {exc}") from None
     return df.reset_index(drop=True)
 
 

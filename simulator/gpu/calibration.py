@@ -149,6 +149,12 @@ def fit_line(m: Measurements) -> Fit:
     return Fit(m.kind, float(intercept), float(slope), fitted, m.seconds - fitted)
 
 
+#: How far a fitted rate may pass the stated line rate, or the stated path latency the fitted
+#: fixed time, before the two are called inconsistent (a fit's own scatter: within it the
+#: efficiency is taken as 1 and the overhead as 0).
+FIT_SLACK = 0.05
+
+
 def fabric_coefficients(fit: Fit, line_rate: float | None = None,
                         path_latency_time: float | None = None) -> dict[str, float]:
     """The ``[fabric]`` table from a ping-pong fit (SI units; see the module docstring)."""
@@ -157,9 +163,17 @@ def fabric_coefficients(fit: Fit, line_rate: float | None = None,
     out = {"message_fixed_time": fit.intercept, "rate": 1.0 / fit.slope,
            "rms_residual_time": fit.rms_residual}
     if path_latency_time is not None:
+        if path_latency_time > fit.intercept * (1 + FIT_SLACK):
+            raise UserError(f"--path-latency {path_latency_time * 1e6:g} µs: more than the "
+                            f"measured fixed time of a message ({fit.intercept * 1e6:.3g} µs), "
+                            "which holds it; check the path's hops or the rows")
         out["path_latency_time"] = path_latency_time
         out["overhead_time"] = max(0.0, fit.intercept - path_latency_time)
     if line_rate is not None:
+        if out["rate"] > line_rate * (1 + FIT_SLACK):
+            raise UserError(f"--line-rate {line_rate / 1e9:g} GB/s: the rows move "
+                            f"{out['rate'] / 1e9:.3g} GB/s, faster than the wire; give the "
+                            "path's line rate in GB/s")
         out["line_rate"] = line_rate
         out["efficiency"] = min(1.0, out["rate"] / line_rate)
     return out

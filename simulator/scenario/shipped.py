@@ -24,6 +24,9 @@ def find(arg: str | Path, what: str = "scenario") -> Path:
     path = Path(arg)
     if path.is_file():
         return path
+    if path.is_dir():
+        raise UserError(f"{arg}: a folder, not a {what} file; pass a {what} .toml file or a "
+                        "shipped name")
     name = path.name[:-5] if path.name.endswith(".toml") else path.name
     shipped = shipped_dir() / f"{name}.toml"
     if path.parent == Path(".") and shipped.is_file():
