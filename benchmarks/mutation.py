@@ -119,7 +119,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "tests/test_gpu_tables_loaders.py", "tests/test_gpu_fitting.py",
              "tests/test_gpu_layer_shapes.py", "tests/test_gpu_profile_answers.py",
              "tests/test_gpu_profiled_edges.py",
-             "tests/test_cli_kernel.py",
+             "tests/test_cli_kernel.py", "tests/test_bad_input.py",
              "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py",
              # the roofline's hand-checkable figures are the closed form's (KernelModel)
              "tests/test_costmodel_closed_form.py", "tests/test_oracle.py"]),

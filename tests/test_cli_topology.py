@@ -45,7 +45,8 @@ def test_show_json_summarizes_the_graph(capsys):
     # 8 leaves × 2 NICs × 50 GB/s / oversubscription 2.
     assert s["bisection_bandwidth"] == pytest.approx(8 * 2 * LINKS["ib_ndr"].bandwidth / 2)
     nvlink = [row for row in s["links"] if row["kind"] == "nvlink"]
-    assert nvlink == [{"kind": "nvlink", "link": "nvlink4", "bandwidth": 450e9, "count": 32}]
+    assert nvlink == [{"kind": "nvlink", "link": "nvlink4", "bandwidth": 450e9, "one_way": False,
+                      "count": 32}]
 
 
 def test_show_path_reports_hops_latency_and_bottleneck(capsys):

@@ -5,12 +5,15 @@ each on rows small enough to work out here."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 
 from simulator import run
+from simulator.engine.admission import TOO_LARGE
+from simulator.engine.arrivals import NOT_ENTERED
 from simulator.engine.columns import Columns
 from simulator.engine.records import (
     ITERATION_COLUMNS,
@@ -29,6 +32,7 @@ from simulator.engine.records import (
     tbt_samples,
     weighted_quantile,
 )
+from simulator.engine.requests import NOT_FINISHED
 from simulator.testing.invariants import repo_on, small_scenario
 from workloads.schema import make_trace
 
@@ -248,6 +252,21 @@ def test_the_summary_of_nothing_is_empty_not_an_error():
     ({"requests": 4, "completed": 4, "rounds": 2, "requests_over_context": 1200,
       "max_context_tokens": 163840}, False,
      ["1,200 of the trace's requests need more than the model's 163,840-token context"]),
+    # cut by the duration (or never entered): the first note says so; refused: named
+    ({"requests": 4, "completed": 0, "rounds": 3, "unfinished": {NOT_FINISHED: 3,
+                                                                 NOT_ENTERED: 1}}, False,
+     ["none of the 4 requests completed before the run ended (engine.duration)"]),
+    ({"requests": 2, "completed": 0, "rounds": 3, "unfinished": {TOO_LARGE: 2}}, False,
+     ["none of the 2 requests completed: its", "2 of the 2 requests were not served: its KV "
+      "does not fit the home GPU's free HBM"]),
+    ({"requests": 3, "completed": 1, "rounds": 3, "unfinished": {TOO_LARGE: 1,
+                                                                 NOT_FINISHED: 1}}, False,
+     ["1 of the 3 requests were not served: its KV does not fit"]),
+    ({"requests": 3, "completed": 3, "rounds": 3, "tbt_p50": float("nan")}, False,
+     ["no request made a second token"]),
+    ({"requests": 3, "completed": 0, "rounds": 3, "tbt_p50": float("nan")}, False,
+     ["none of the 3 requests completed before"]),
+    ({"requests": 3, "completed": 3, "rounds": 3, "tbt_p50": 0.02}, False, []),
 ])
 def test_a_degenerate_run_says_what_a_reader_should_know(summary, pool_loop, notes):
     got = run_notes(summary, pool_loop=pool_loop)
@@ -288,3 +307,21 @@ def test_a_run_of_no_request_has_no_timeline():
     assert res.summary["sim_time"] == 0.0 and res.summary["requests"] == 0
     assert res.link_timeline.empty and res.extras["class_timeline"].empty
     assert (res.gpus["utilization"] == 0.0).all()
+
+
+def test_requests_refused_for_want_of_hbm_are_counted_by_reason_and_noted(tmp_path):
+    # two 3,000-token prompts (47 blocks of 64 tokens, 4.5 MB each over 61 layers: 212 MB)
+    # on 80 GB GPUs holding 71.9 GB of weights and a 10 % reserve: 0.1 GB left, neither fits
+    from clitools import small_scenario
+
+    from simulator import run
+    from simulator.scenario import Scenario
+
+    sc = Scenario.load(small_scenario(tmp_path))
+    sc = sc.with_changes(placement=dataclasses.replace(sc.placement, weights_per_gpu=71.9e9))
+    for engine in ("exact", "fast"):
+        s = run(sc, "route", engine=engine).summary
+        assert (s["requests"], s["completed"], s["unfinished"]) == (2, 0, {TOO_LARGE: 2})
+        notes = run_notes(s)
+        assert notes[0] == "none of the 2 requests completed: its latency metrics are empty"
+        assert notes[1].startswith(f"2 of the 2 requests were not served: {TOO_LARGE}")

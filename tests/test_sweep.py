@@ -225,6 +225,30 @@ def test_cli_reports_a_missing_file_without_a_traceback(capsys, tmp_path):
     assert "missing.toml" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_sweep_with_a_failed_point_exits_1_with_or_without_json(tmp_path, monkeypatch,
+                                                                   capsys, as_json):
+    # points computed here, the second failing as a worker reports it
+    from simulator.cli import main
+    from simulator.sweep.points import run_point
+
+    def run(tasks, sweep, workers):
+        for p in tasks:
+            yield p, ({"error": "UserError: boom", "detail": "boom"} if p.index == 1 else
+                      run_point(sweep.kind, sweep.base, sweep.base_dir, p, sweep.skip_bad))
+
+    monkeypatch.setattr(executor, "_iter_local", run)
+    (tmp_path / "p.toml").write_text("[sweep]\nkind = 'predict'\n[grid]\nblocks = [8, 16]\n")
+    argv = ["sweep", str(tmp_path / "p.toml"), "--out", str(tmp_path / "o")]
+    with pytest.raises(SystemExit) as exc:
+        main(argv + (["--json"] if as_json else []))
+    assert exc.value.code == 1
+    out = capsys.readouterr().out
+    if as_json:
+        summary = json.loads(out)
+        assert (summary["failed"], summary["computed"]) == (1, 1)
+
+
 def test_a_scenario_sweep_runs_the_engine_and_agrees_across_backends(tmp_path):
     from pathlib import Path
 

@@ -214,15 +214,38 @@ def test_the_base_section_is_merged_into_the_scenario_table_by_table():
     assert sw.base["model"] == "llama-3.1-8b" and sw.base["stack"] == {"name": "x"}
 
 
-def test_only_run_points_read_input_files():
+def test_input_files_are_the_local_files_a_point_reads():
     assert all(p.key for p in predict().points())
-    assert predict()._input_files({"blocks": 8}) == []
+    assert predict()._input_files({"blocks": 8}) == []  # a preset spec: no file
     sw = Sweep.from_dict({"sweep": {"kind": "run", "base": "mooncake_conversation.toml"},
                           "grid": {"stack": ["nccl"]}}, base_dir=SCENARIOS)
     # a trace given by name (the shipped one) is no file beside the scenario: nothing to read
     assert sw._input_files(sw.points()[0].as_dict) == []
     assert sw._input_files({"workload.trace": str(SCENARIOS / "agentic_repo.toml")}) == [
         str((SCENARIOS / "agentic_repo.toml").resolve())]
+
+
+def test_a_predict_points_topology_file_is_read_beside_the_sweep_and_keys_its_points(
+        tmp_path, monkeypatch):
+    import topologies
+
+    (tmp_path / "sub" / "t").mkdir(parents=True)
+    ring = tmp_path / "sub" / "t" / "two.toml"
+    topologies.dump(topologies.parse_spec("single_node:gpus=2"), ring)
+    data = {"sweep": {"kind": "predict"}, "base": {"src": "n0/gpu0", "dst": "n0/gpu1"},
+            "grid": {"topology": ["t/two.toml"], "blocks": [8]}}
+    monkeypatch.chdir(tmp_path)  # not the sweep's folder
+    sw = Sweep.from_dict(data, base_dir=tmp_path / "sub")
+    (point,) = sw.points()
+    assert sw._input_files(point.as_dict) == [str(ring.resolve())]
+    rows = run_point("predict", sw.base, sw.base_dir, point)["rows"]
+    assert [r["option"] for r in rows] == ["route", "fetch", "local"]
+    topologies.dump(topologies.parse_spec("single_node:gpus=2,nvlink=nvlink3"), ring)
+    assert sw.points()[0].key != point.key  # the file changed: the point is computed again
+    # a shipped preset file not beside the sweep is still found
+    sw = Sweep.from_dict({**data, "grid": {"topology": ["topologies/presets/single_node.toml"],
+                                           "blocks": [8]}}, base_dir=tmp_path / "sub")
+    assert "rows" in run_point("predict", sw.base, sw.base_dir, sw.points()[0])
 
 
 # -- one point, computed here -------------------------------------------------------------------

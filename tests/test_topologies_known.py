@@ -224,9 +224,14 @@ def test_link_groups_order_kinds_then_rates_then_catalog_names():
     g.add_edge("b1", "b2", kind="nvlink", bandwidth=1e9, link="a")
     g.add_edge("c1", "c2", kind="pcie", bandwidth=2e9)  # no catalog name: ""
     g.add_edge("d1", "d2", kind="ib", bandwidth=5e8, link="ib_ndr")
-    g.add_edge("e1", "e1", kind="ib", bandwidth=5e8, link="ib_ndr")  # a loop counts once
-    assert [(x["kind"], x["link"], x["count"]) for x in link_groups(g)] == [
-        ("ib", "ib_ndr", 2), ("nvlink", "a", 1), ("nvlink", "b", 1), ("pcie", "", 1)]
+    g.add_edge("e1", "e1", kind="ib", bandwidth=5e8, link="ib_ndr")  # its own reverse: once
+    assert [(x["kind"], x["link"], x["one_way"], x["count"]) for x in link_groups(g)] == [
+        ("ib", "ib_ndr", False, 1), ("ib", "ib_ndr", True, 1), ("nvlink", "a", True, 1),
+        ("nvlink", "b", True, 1), ("pcie", "", True, 1)]
+    g.add_edge("a2", "a1", kind="nvlink", bandwidth=1e9, link="b")  # a1–a2 now full duplex
+    g.add_edge("f1", "f1", kind="nvlink", bandwidth=1e9, link="a")
+    assert [(x["link"], x["one_way"], x["count"]) for x in link_groups(g)
+            if x["kind"] == "nvlink"] == [("a", False, 1), ("a", True, 1), ("b", False, 1)]
 
 
 def test_the_bisection_of_two_gpus_is_every_path_between_them():
@@ -355,9 +360,36 @@ def test_a_link_whose_directions_differ_is_drawn_as_its_first_direction(monkeypa
     assert list(seen["edges"]) == [_EDGE_COLORS["nvlink"]] and seen["title"] == "odd"
 
 
+def test_a_drawing_without_links_has_no_legend_and_no_warning(monkeypatch, tmp_path):
+    import warnings
+
+    g = nx.DiGraph(name="one")
+    g.add_node("n0/gpu0", kind="gpu", gpu="H100")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        seen = _drawn(monkeypatch, tmp_path, g)
+    assert seen["edges"] == {} and seen["figure"].axes[0].get_legend() is None
+
+
 def test_a_drawing_needs_a_known_suffix_even_without_one(tmp_path):
     from topologies.draw import draw
 
     with pytest.raises(TopologyError, match="cannot draw to a suffix-less file; use one of "
                                             ".png, .svg, .pdf"):
         draw(parse_spec("single_node:gpus=2"), tmp_path / "t")
+
+
+def test_topology_show_says_which_links_go_one_way(tmp_path, capsys, monkeypatch):
+    from clitools import run_main
+
+    monkeypatch.setenv("COLUMNS", "160")
+    ring = tmp_path / "ring.toml"
+    ring.write_text("".join(f'[[nodes]]\nname = "g{i}"\nkind = "gpu"\ngpu = "H100"\n'
+                            for i in range(3))
+                    + "".join(f'[[links]]\nsrc = "g{i}"\ndst = "g{(i + 1) % 3}"\n'
+                              f'link = "nvlink4"\ndirected = true\n' for i in range(3)))
+    code, out, _ = run_main(["topology", "show", str(ring)], capsys)
+    assert code == 0 and "direction" in out and "one way" in out and "each way" not in out
+    code, out, _ = run_main(["topology", "show", "single_node:gpus=2"], capsys)
+    flat = "".join(out.split())  # a table's title wraps at its width
+    assert code == 0 and "direction" not in out and "afull-duplexlinkcountedonce" in flat

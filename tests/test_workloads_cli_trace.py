@@ -39,6 +39,15 @@ def test_stats_text_of_an_azure_file(capsys):
     assert code == 0 and "8,819" in out and "mean 2,047.8" in out
 
 
+@pytest.mark.parametrize(("gap", "span"), [(5, "10 ms"), (600, "1.2 s"), (20_000, "40.0 s")])
+def test_stats_give_a_short_traces_span_in_its_unit(capsys, tmp_path, gap, span):
+    lines = [f'{{"timestamp": {i * gap}, "input_length": 10, "output_length": 2, '
+             f'"hash_ids": [{i}]}}' for i in range(3)]  # Mooncake times are in ms
+    (tmp_path / "t.jsonl").write_text("\n".join(lines) + "\n")
+    code, out, _ = run(capsys, "trace", "stats", str(tmp_path / "t.jsonl"))
+    assert code == 0 and f"3 over {span}\n" in out
+
+
 def test_generate_agentic_then_stats_then_selections(capsys, tmp_path):
     trace = tmp_path / "fleet.parquet"
     args = ["trace", "gen", "agentic", "--duration-time", "40", "--task-rate", "0.1",

@@ -163,8 +163,24 @@ def test_a_mooncake_length_past_the_bound_is_named(tmp_path, length):
     with pytest.raises(UserError, match=rf"{path}:2: 'output_length' {length:,} is more than "
                                         "100,000,000 tokens"):
         load_mooncake(path)
-    path = write_lines(tmp_path / "t.jsonl", [mooncake(), mooncake(ts=1, out=100_000_000)])
-    assert load_mooncake(path)["output_tokens"].tolist() == [3, 100_000_000]
+
+
+
+def test_lengths_at_the_bound_are_read_whole_and_line_by_line(tmp_path, monkeypatch):
+    big = 100_000_000
+    calls = count_calls(monkeypatch, "_mooncake_slow")
+    path = write_lines(tmp_path / "t.jsonl", [mooncake(), mooncake(ts=1, out=big),
+                                              mooncake(ts=2, inp=big, ids=range(-(-big // 512)))])
+    df = load_mooncake(path)
+    assert df["output_tokens"].tolist() == [3, big, 3] and calls == []
+    assert df["input_tokens"].tolist() == [600, 600, big]
+    path = write_lines(tmp_path / "t.jsonl", [mooncake(), mooncake(ts=1, out=big), "{"])
+    assert load_mooncake(path, skip_bad=True)["output_tokens"].tolist() == [3, big]
+    assert calls == [1]
+    calls = count_calls(monkeypatch, "_azure_slow")
+    path = write_lines(tmp_path / "t.csv", [AZURE_HEADER, f"2023-11-16 18:00:00,{big},{big}"])
+    df = load_azure(path)
+    assert (df["input_tokens"].tolist(), df["output_tokens"].tolist(), calls) == ([big], [big], [])
 
 
 def test_a_gz_file_that_is_not_gzip_or_is_cut_short_is_named(tmp_path):
@@ -174,7 +190,8 @@ def test_a_gz_file_that_is_not_gzip_or_is_cut_short_is_named(tmp_path):
                        ("t.csv.gz", gzip.compress(f"{AZURE_HEADER}\n".encode() * 50)[:40])):
         path = tmp_path / name
         path.write_bytes(body)
-        with pytest.raises(UserError, match=rf"{path}: not a complete gzip file"):
+        with pytest.raises(UserError, match=rf"{path}: not a complete gzip file \((Not a "
+                                            r"gzipped file|Compressed file ended)"):
             workloads.load(path)
 
 

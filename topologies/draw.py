@@ -76,9 +76,11 @@ def draw(g: nx.DiGraph, target: str | os.PathLike, path: list[str] | None = None
     for a, b, d in sorted(g.edges(data=True), key=lambda e: (natural_key(e[0]), natural_key(e[1]))):
         if not u.has_edge(a, b):
             u.add_edge(a, b, kind=d.get("kind"))
+    kinds = 0  # link kinds drawn: a legend only when there is one to show
     for kind, color in _EDGE_COLORS.items():
         edges = [(a, b) for a, b, d in u.edges(data=True) if d["kind"] == kind]
         if edges:
+            kinds += 1
             nx.draw_networkx_edges(u, pos, edgelist=edges, ax=ax, edge_color=color, width=0.8,
                                    alpha=0.7, label=kind)
     colors = [_NODE_COLORS.get(g.nodes[n].get("kind"), "#000000") for n in u.nodes]
@@ -89,7 +91,8 @@ def draw(g: nx.DiGraph, target: str | os.PathLike, path: list[str] | None = None
     if g.number_of_nodes() <= MAX_LABELLED_NODES:
         nx.draw_networkx_labels(u, pos, ax=ax, font_size=6)
     ax.set_title(str(g.graph.get("name", "topology")))
-    ax.legend(loc="upper right", fontsize=7, title="links")
+    if kinds:
+        ax.legend(loc="upper right", fontsize=7, title="links")
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format=fmt, bbox_inches="tight")
     return target

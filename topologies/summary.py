@@ -39,20 +39,22 @@ def bisection_bandwidth(g: nx.DiGraph) -> float | None:
 
 
 def link_groups(g: nx.DiGraph) -> list[dict]:
-    """Links grouped by (kind, catalog link, bandwidth [B/s]) with their ``count``.
+    """Links grouped by (kind, catalog link, bandwidth [B/s], ``one_way``) with their ``count``.
 
     A full-duplex link (two directed edges with equal attributes) counts once; a one-way edge
-    counts once too.
+    (no reverse, or a reverse that differs) counts once too, in a group of its own.
     """
     counts: Counter = Counter()
     for u, v in sorted(g.edges, key=_edge_order):
         d = g.edges[u, v]
-        if g.has_edge(v, u) and g.edges[v, u] == d and _edge_order((v, u)) < _edge_order((u, v)):
+        duplex = g.has_edge(v, u) and g.edges[v, u] == d
+        if duplex and _edge_order((v, u)) < _edge_order((u, v)):
             continue
-        counts[(d["kind"], d.get("link", ""), float(d["bandwidth"]))] += 1
+        counts[(d["kind"], d.get("link", ""), float(d["bandwidth"]), not duplex)] += 1
     return [
-        {"kind": k, "link": link, "bandwidth": bw, "count": n}
-        for (k, link, bw), n in sorted(counts.items(), key=lambda kv: (kv[0][0], -kv[0][2], kv[0][1]))
+        {"kind": k, "link": link, "bandwidth": bw, "one_way": one_way, "count": n}
+        for (k, link, bw, one_way), n in sorted(
+            counts.items(), key=lambda kv: (kv[0][0], -kv[0][2], kv[0][1], kv[0][3]))
     ]
 
 

@@ -79,9 +79,9 @@ def sweep(sweep_file: str, backend: str, scheduler: str | None, workers: int | N
                "failures": [{"params": f["params"], "error": f["error"]} for f in res.failures]}
     if as_json:
         click.echo(json.dumps(summary, default=str))
-        return
-    _print(spec, res, summary)
-    if res.failures:
+    else:
+        _print(spec, res, summary)
+    if res.failures:  # with --json too: a script reads the status before the JSON
         raise SystemExit(1)
 
 

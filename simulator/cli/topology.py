@@ -44,12 +44,15 @@ def _print_summary(console: Console, s: dict) -> None:
     for kind, n in s["node_kinds"].items():
         nodes.add_row(escape(kind), str(n))
     console.print(nodes)
-    links = Table(title="Links by kind and bandwidth (full duplex, counted once)")
-    for col in ("kind", "catalog link", "bandwidth each way", "count"):
+    one_way = any(row["one_way"] for row in s["links"])
+    links = Table(title="Links by kind and bandwidth (a full-duplex link counted once)")
+    for col in ("kind", "catalog link", "bandwidth", *(("direction",) if one_way else ()),
+                "count"):
         links.add_column(col, justify="right" if col == "count" else "left")
     for row in s["links"]:
+        way = ("one way" if row["one_way"] else "each way",) if one_way else ()
         links.add_row(escape(row["kind"]), escape(row["link"] or "-"), fmt_rate(row["bandwidth"]),
-                      str(row["count"]))
+                      *way, str(row["count"]))
     console.print(links)
     a, b = s["bisection_halves"]
     console.print(

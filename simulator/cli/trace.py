@@ -24,6 +24,7 @@ import click
 import numpy as np
 
 from simulator.errors import UserError
+from simulator.units import fmt_time
 
 
 def _out_path(output: str) -> Path:
@@ -68,7 +69,9 @@ def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
         click.echo(json.dumps(summary))
         return
     click.echo(f"{file}")
-    click.echo(f"  requests             {summary['requests']:,} over {summary['duration']:,.1f} s")
+    span = summary["duration"]  # under a second in µs or ms, not "0.0 s"
+    shown = f"{span:,.1f} s" if span >= 1 else fmt_time(span)
+    click.echo(f"  requests             {summary['requests']:,} over {shown}")
     click.echo(f"  block refs           {summary['block_refs']:,} "
                f"({summary['block_tokens']} tokens per block)")
     click.echo(f"  distinct blocks      {summary['distinct_blocks']:,}")

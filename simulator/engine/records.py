@@ -174,14 +174,29 @@ def run_notes(summary: dict, *, pool_loop: bool = False) -> list[str]:
         pool_loop: the run used a decode loop of its own (Lamina pools, homogeneous replicas),
             which exchanges whole batches and records no per-round rows.
     """
+    from simulator.engine.requests import NOT_ENTERED, NOT_FINISHED
+
     notes = []
     requests, completed = int(summary["requests"]), int(summary["completed"])
+    unfinished = summary.get("unfinished") or {}
+    refused = {r: n for r, n in unfinished.items() if r not in (NOT_FINISHED, NOT_ENTERED, "")}
     if requests == 0:
         notes.append("no requests entered the run (the workload is empty, or engine.duration / "
                      "engine.max_requests cut it to nothing): its latency metrics are empty")
-    elif completed == 0:
+    elif completed == 0 and not refused:
         notes.append(f"none of the {requests:,} requests completed before the run ended "
                      "(engine.duration): its latency metrics are empty")
+    elif completed == 0:
+        notes.append(f"none of the {requests:,} requests completed: its latency metrics are "
+                     "empty")
+    tbt = summary.get("tbt_p50")
+    if completed and tbt is not None and tbt != tbt:  # NaN: no gap between two tokens
+        notes.append("no request made a second token: there is no time between tokens (TBT "
+                     "is empty)")
+    for reason, n in refused.items():
+        notes.append(f"{n:,} of the {requests:,} requests were not served: {reason} (the "
+                     "requests table's reason column; more HBM for KV, or a shorter prompt, "
+                     "would serve them)")
     if requests and int(summary.get("rounds", 0)) == 0:
         notes.append("no per-round records: this policy's own decode loop exchanges whole "
                      "batches, not KV rounds" if pool_loop else
@@ -242,8 +257,17 @@ def summarize(
         "prefill_tokens": int(iterations["prefill_tokens"].sum()) if "prefill_tokens" in
         iterations else 0,
         "preemptions": int(iterations["preempted"].sum()) if "preempted" in iterations else 0,
+        "unfinished": _unfinished(requests),
         **_capacity(requests, iterations, concurrency),
     }
+
+
+def _unfinished(requests: pd.DataFrame) -> dict[str, int]:
+    """Requests that did not complete, counted by their reason (the requests table's)."""
+    if not len(requests) or "reason" not in requests:
+        return {}
+    reasons = requests.loc[~requests["completed"].to_numpy(bool), "reason"].astype(str)
+    return {str(k): int(v) for k, v in sorted(reasons.value_counts().items())}
 
 
 def _capacity(requests, iterations, concurrency: int | None) -> dict:

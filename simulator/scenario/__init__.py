@@ -42,8 +42,12 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
     [deployment] expert-parallel instances, prefill/decode pools and their KV transfer
                  (validated by :mod:`simulator.deployment.spec`)
 
-Relative paths (``include``, ``workload.trace``, ``workload.selections``, ``topology.file``) are
-resolved against the scenario file's folder.
+Relative paths (``include``, ``workload.trace``, ``workload.selections``, ``topology.file``, a
+``calibration.profile`` ending in ``.toml``) are resolved against the scenario file's folder, never
+the working folder (a file missing there is reported where it was looked for); a shipped trace's
+name (``"mooncake_conversation"``) stays a name unless such a file lies beside the scenario. The
+``name`` names the default result folder (``kvfabric_out/<name>``): it may not be empty, ``.``,
+``..`` or hold a path separator.
 
 The package:
 

@@ -20,6 +20,16 @@ REUSE_RULES = ("prefix", "span", "none")
 WORKLOAD_KINDS = ("agentic", "trace", "spans", "mixed")
 
 
+#: The longest ``[engine] duration`` [s] (116 days): far past any serving study, and short
+#: enough that a double still resolves nanoseconds at the end of the run (at 1e300 s the clock
+#: could not tell one decode step from the next, and the link tables overflowed).
+MAX_DURATION = 1e7
+
+#: The largest ``[workload] time_scale``: a day of trace stretched to three years, still with
+#: sub-microsecond resolution in its arrival times.
+MAX_TIME_SCALE = 1e3
+
+
 @dataclass(frozen=True)
 class TopologySpec:
     """Which cluster: a preset builder with a node count, a spec string, or a topology file."""

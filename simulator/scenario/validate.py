@@ -266,7 +266,9 @@ class _Validator:
             agentic=_freeze(agentic),
             selections=self.path(self.get(sec, "workload", "selections", str, None)),
             time_scale=self.get(sec, "workload", "time_scale", float, 1.0,
-                                check=lambda x: x > 0, hint="use a factor > 0"),
+                                check=lambda x: 0 < x <= sections.MAX_TIME_SCALE,
+                                hint="use a factor > 0 and <= "
+                                     f"{sections.MAX_TIME_SCALE:g}"),
             concurrency=self.get(sec, "workload", "concurrency", int, None,
                                  check=lambda n: n >= 1,
                                  hint="use a number of outstanding requests >= 1"),
@@ -364,8 +366,10 @@ class _Validator:
                                hint="use a batch size >= 1"),
             layer_groups=self.get(sec, "engine", "layer_groups", int, 0, check=lambda g: g >= 0,
                                   hint="use 0 (every layer) or a group count >= 1"),
-            duration=self.get(sec, "engine", "duration", float, None, check=lambda d: d > 0,
-                              hint="use simulated seconds > 0"),
+            duration=self.get(sec, "engine", "duration", float, None,
+                              check=lambda d: 0 < d <= sections.MAX_DURATION,
+                              hint="use simulated seconds > 0 and <= "
+                                   f"{sections.MAX_DURATION:g} (116 days)"),
             max_requests=self.get(sec, "engine", "max_requests", int, None,
                                   check=lambda n: n >= 1, hint="use a count >= 1"),
             mode=self.choice(sec, "engine", "mode", sections.ENGINE_MODES, "exact"),

@@ -23,7 +23,11 @@ import math
 from typing import Any
 
 from simulator.errors import UserError
-from simulator.sweep.spec import PREDICT_DEFAULTS, PREDICT_FIELDS, Point, Sweep
+from simulator.sweep.spec import PREDICT_DEFAULTS, PREDICT_FIELDS, Point, Sweep, topology_spec
+
+#: The largest size a predict point takes (as ``kvfabric predict``'s options): past it the
+#: closed form's products overflow a double.
+LARGEST = 1e15
 
 
 def _where(sweep: Sweep, point: Point) -> str:
@@ -44,10 +48,11 @@ def _check_run(sweep: Sweep, parallel: int) -> None:
     from simulator.policies import POLICIES
     from simulator.runner import MEMORY_SHARE, check, memory_bytes
     from simulator.scenario import Scenario
+    from workloads.blocks import block_ratio
 
     memory = MEMORY_SHARE * memory_bytes() / parallel
     seen: set[str] = set()
-    traces: set[str] = set()
+    traces: dict[str, int] = {}  # each distinct trace file: its block size [tokens]
     for point in sweep.points():
         where = _where(sweep, point)
         params = point.as_dict
@@ -69,14 +74,20 @@ def _check_run(sweep: Sweep, parallel: int) -> None:
         if w.kind == "trace" and w.trace not in traces:
             from workloads import load
 
-            load(w.trace, skip_bad=sweep.skip_bad)
-            traces.add(w.trace)
+            df = load(w.trace, skip_bad=sweep.skip_bad)
+            traces[w.trace] = int(df["block_tokens"].iloc[0]) if len(df) else 0
+        if w.kind == "trace" and traces[w.trace]:
+            try:  # as the run refines the trace's blocks into the engine's
+                block_ratio(traces[w.trace], scenario.placement.block_tokens)
+            except UserError as exc:
+                raise UserError(f"{where}: field 'placement.block_tokens': {exc}") from None
 
 
 def _check_predict(sweep: Sweep) -> None:
     import topologies
     from simulator import hardware
     from simulator.models import model as lookup_model
+    from simulator.sweep.points import predict_model
 
     graphs: dict[str, Any] = {}
     for point in sweep.points():
@@ -89,7 +100,7 @@ def _check_predict(sweep: Sweep) -> None:
         try:
             lookup_model(args["model"])
             hardware.stack(args["stack"])
-            spec = str(args["topology"])
+            spec = topology_spec(str(args["topology"]), sweep.base_dir)
             if spec not in graphs:
                 graphs[spec] = topologies.parse_spec(spec)
             g = graphs[spec]
@@ -97,12 +108,19 @@ def _check_predict(sweep: Sweep) -> None:
                 node = args[end]
                 if node not in g or g.nodes[node].get("kind", "gpu") != "gpu":
                     raise UserError(f"field {end!r}: {node!r} is not a GPU of {spec}")
+            if args["src"] == args["dst"]:
+                raise UserError(f"field 'dst': {args['dst']!r} is the home's own GPU (src); a "
+                                "round reads blocks on another GPU")
             for name in ("blocks", "batch", "reuse", "block_tokens", "bandwidth"):
                 v = args.get(name)
                 if v is None and name == "bandwidth":
                     continue
                 if isinstance(v, bool) or not isinstance(v, int | float) or not (
-                        math.isfinite(v) and v > 0):
-                    raise UserError(f"field {name!r}: {v!r} is not a number > 0")
+                        math.isfinite(v) and 0 < v <= LARGEST):
+                    raise UserError(f"field {name!r}: {v!r} is not a number > 0 and <= "
+                                    f"{LARGEST:g}")
+                if name in ("batch", "block_tokens") and not float(v).is_integer():
+                    raise UserError(f"field {name!r}: {v!r} is not a whole number")
+            predict_model(args, g)  # what the closed form itself refuses (a dtype, a reuse < 1)
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None

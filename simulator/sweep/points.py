@@ -14,24 +14,37 @@ from collections.abc import Mapping
 from typing import Any
 
 from simulator.errors import UserError
-from simulator.sweep.spec import PREDICT_DEFAULTS, PREDICT_FIELDS, Point, set_dotted
+from simulator.sweep.spec import (
+    PREDICT_DEFAULTS,
+    PREDICT_FIELDS,
+    Point,
+    set_dotted,
+    topology_spec,
+)
 
 
-def _predict(base: Mapping[str, Any], params: Mapping[str, Any], seed: int) -> list[dict]:
+def predict_model(args: Mapping[str, Any], graph):
+    """The point's :class:`~simulator.costmodel.CostModel` and its comparison of one round."""
+    from simulator.costmodel import CostModel
+
+    extra = {k: args[k] for k in ("layout", "kv_dtype", "bandwidth") if k in args}
+    cm = CostModel(args["model"], graph, args["stack"], block_tokens=int(args["block_tokens"]),
+                   **extra)
+    return cm.compare(args["src"], args["dst"], float(args["blocks"]), float(args["batch"]),
+                      reuse=float(args["reuse"]))
+
+
+def _predict(base: Mapping[str, Any], params: Mapping[str, Any], seed: int,
+             base_dir: str = ".") -> list[dict]:
     """Closed-form costs of one round for every option (one record per option)."""
     import topologies
-    from simulator.costmodel import CostModel
 
     args = {**PREDICT_DEFAULTS, **base, **params}
     unknown = set(args) - set(PREDICT_FIELDS)
     if unknown:
         raise UserError(f"predict sweep: unknown field {sorted(unknown)[0]!r}")
-    g = topologies.parse_spec(str(args["topology"]))
-    extra = {k: args[k] for k in ("layout", "kv_dtype", "bandwidth") if k in args}
-    cm = CostModel(args["model"], g, args["stack"], block_tokens=int(args["block_tokens"]),
-                   **extra)
-    cmp = cm.compare(args["src"], args["dst"], float(args["blocks"]), float(args["batch"]),
-                     reuse=float(args["reuse"]))
+    g = topologies.parse_spec(topology_spec(str(args["topology"]), base_dir))
+    cmp = predict_model(args, g)
     rows = []
     for option in ("route", "fetch", "local"):
         phases = cmp.option(option)
@@ -83,7 +96,7 @@ def run_point(kind: str, base: Mapping[str, Any], base_dir: str, point: Point,
     try:
         params = point.as_dict
         if kind == "predict":
-            rows = _predict(base, params, point.seed)
+            rows = _predict(base, params, point.seed, base_dir)
         else:
             rows = _run(base, params, point.seed, base_dir, skip_bad)
         return {"rows": rows}

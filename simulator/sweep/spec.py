@@ -252,9 +252,12 @@ class Sweep:
         return data
 
     def _input_files(self, params: Mapping[str, Any]) -> list[str]:
-        """Local files a ``run`` point's scenario reads (resolved like the scenario does)."""
+        """Local files a point reads: a ``run`` point's scenario's (resolved like the scenario
+        does), a ``predict`` point's topology file."""
         if self.kind != "run":
-            return []
+            topo = {**PREDICT_DEFAULTS, **self.base, **params}.get("topology")
+            p = Path(topology_spec(str(topo), self.base_dir))
+            return [str(p.resolve())] if p.suffix == ".toml" and p.is_file() else []
         data = self.scenario_data(params)
         refs = [data.get("include"), _get(data, "topology", "file"),
                 _get(data, "workload", "trace"), _get(data, "workload", "selections")]
@@ -265,6 +268,19 @@ class Sweep:
                 if p.is_file():
                     out.append(str(p.resolve()))
         return out
+
+
+def topology_spec(spec: str, base_dir: str | Path) -> str:
+    """A predict point's ``topology``: a preset spec as given; a file path relative to the
+    sweep's folder (``base_dir``), as a run point's files are — but a shipped preset file
+    (``topologies/presets/…``) not found there stays as given, for the loader to find."""
+    p = Path(spec)
+    if not (spec.endswith(".toml") or "/" in spec or (Path(base_dir) / p).is_file()):
+        return spec  # NAME[:key=value,…]
+    if p.is_absolute() or ((not (Path(base_dir) / p).exists())
+                           and p.parts[:2] == ("topologies", "presets")):
+        return spec
+    return str(Path(base_dir) / p)
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
