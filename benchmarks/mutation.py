@@ -183,7 +183,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                    "tests/test_engine_trace.py"]),
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
                "simulator/sweep/executor.py", "simulator/sweep/check.py"],
-              ["tests/test_sweep_spec.py", "tests/test_sweep.py"]),
+              ["tests/test_sweep_spec.py", "tests/test_sweep.py", "tests/test_bad_input.py"]),
     # test_engine_regret.py: only its run of adaptive (its CLI test, ~17 s, checks the report)
     "policies": (["simulator/policies/adaptive.py", "simulator/policies/observed.py",
                   "simulator/policies/base.py", "simulator/policies/__init__.py",
@@ -1724,8 +1724,8 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "a remote scheduler's client closed when the output folder cannot be written: no test "
         "starts a scheduler",
     ("simulator/sweep/executor.py", "if client is not None:", "is not -> is"):
-        "a remote scheduler's client closed when the output folder cannot be written: no test "
-        "starts a scheduler",
+        "there is a client here only when --scheduler named one (a remote scheduler, which no "
+        "test starts); none is closed otherwise",
     ("simulator/sweep/executor.py", "if cluster is not None:", "is not -> is"):
         "cleanup of the local cluster: the results are gathered already",
     ("simulator/sweep/executor.py", "cluster.close()", "delete `cluster.close()`"):

@@ -414,6 +414,8 @@ CASES: list[Case] = [
          ("h/gemm.csv line 3", "time_s", "'abc'"), {"h/gemm.csv": GEMM % ("bf16", "abc")}),
     Case("calibrate-folder-negative-time", ["calibrate", "h", "--gpu", "H200"],
          ("h/gemm.csv line 3", "time_s", "-4.5e-05"), {"h/gemm.csv": GEMM % ("bf16", "-4.5e-05")}),
+    Case("calibrate-folder-zero-time", ["calibrate", "h", "--gpu", "H200"],
+         ("h/gemm.csv line 3", "time_s", "0.0"), {"h/gemm.csv": GEMM % ("bf16", "0.0")}),
     Case("calibrate-folder-time-nan", ["calibrate", "h", "--gpu", "H200"],
          ("h/gemm.csv line 3", "time_s", "nan"), {"h/gemm.csv": GEMM % ("bf16", "nan")}),
     Case("calibrate-folder-unknown-dtype", ["calibrate", "h", "--gpu", "H200"],

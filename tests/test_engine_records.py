@@ -237,9 +237,15 @@ def test_the_summary_of_nothing_is_empty_not_an_error():
     s = summarize(req, rounds_frame([], GPUS), iterations_frame([], GPUS), sim_time=0.0,
                   wall_time=0.0, events=0, bytes_moved=0.0)
     assert (s["requests"], s["completed"], s["decode_tokens"], s["options"]) == (0, 0, 0.0, {})
+    assert s["unfinished"] == {}
     assert s["throughput_tokens_per_s"] == 0.0 and (s["prefill_tokens"], s["preemptions"]) == (0, 0)
     for k in ("ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "tbt_mean", "closed_form_error_p50"):
         assert math.isnan(s[k]), k
+    req = requests_frame([request_row(0), request_row(1, completed=False),
+                          request_row(2, completed=False)])
+    s = summarize(req, rounds_frame([], GPUS), iterations_frame([], GPUS), sim_time=1.0,
+                  wall_time=0.0, events=0, bytes_moved=0.0)
+    assert s["unfinished"] == {"not finished": 2}  # the completed one is not counted
 
 
 @pytest.mark.parametrize(("summary", "pool_loop", "notes"), [

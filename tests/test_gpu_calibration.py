@@ -168,6 +168,12 @@ def test_coefficient_tables_hold_their_inputs_and_clamp_efficiencies_at_one():
     # a path latency within 5 % above the fixed time: no overhead, not a negative one
     assert cal.fabric_coefficients(_fit(5e-6, 1e-10),
                                    path_latency_time=5.2e-6)["overhead_time"] == 0.0
+    # exactly at the scatter's edge: still taken (efficiency 1, no overhead)
+    rate = 1.0 / 1e-10
+    edge = cal.fabric_coefficients(_fit(5e-6, 1e-10), line_rate=rate / 1.05,
+                                   path_latency_time=5e-6 * (1 + cal.FIT_SLACK))
+    assert edge["rate"] == (rate / 1.05) * (1 + cal.FIT_SLACK)  # the edge, to the bit
+    assert (edge["efficiency"], edge["overhead_time"]) == (1.0, 0.0)
     # past the scatter the two figures contradict each other: refused, not clamped
     with pytest.raises(UserError, match="--line-rate 9.5 GB/s: the rows move 10 GB/s"):
         cal.fabric_coefficients(_fit(5e-6, 1e-10), line_rate=9.5e9)

@@ -342,7 +342,9 @@ def test_each_backend_runs_the_points_its_own_way_with_the_same_results(tmp_path
 
     monkeypatch.setattr(executor, "_iter_local", runner("local"))
     monkeypatch.setattr(executor, "_iter_dask", runner("dask"))
-    monkeypatch.setattr(executor, "_connect", lambda address: f"client of {address}")
+    connected = []  # a scheduler is connected to only when one is named
+    monkeypatch.setattr(executor, "_connect",
+                        lambda address: connected.append(address) or f"client of {address}")
     a = execute(predict_sweep(), tmp_path / "a", "local", workers=2, progress=False)
     assert capsys.readouterr() == ("", "")  # no progress bar unless asked
     b = execute(predict_sweep(), tmp_path / "b", "dask", workers=3, scheduler="tcp://x:1")
@@ -352,10 +354,13 @@ def test_each_backend_runs_the_points_its_own_way_with_the_same_results(tmp_path
     assert out == ""
     assert "sweep t (dask, 3 workers)" in bar and "100%" in bar
     assert used == [("local", 2, ()), ("dask", 3, ("client of tcp://x:1",))]
+    # Dask without a scheduler starts a local cluster of its own: nothing to connect to
+    execute(predict_sweep(), tmp_path / "d", "dask", workers=1, progress=False)
+    assert used[-1] == ("dask", 1, (None,)) and connected == ["tcp://x:1"]
     assert (a.computed, a.resumed, len(a.results)) == (6, 0, 18)
     pd.testing.assert_frame_equal(a.results, b.results)
     again = execute(predict_sweep(), tmp_path / "a", "local", workers=2)
-    assert (again.computed, again.resumed) == (0, 6) and len(used) == 2
+    assert (again.computed, again.resumed) == (0, 6) and len(used) == 3
     assert capsys.readouterr().out == ""  # nothing to do: no bar
     with pytest.raises(UserError, match="--backend 'ray': give one of local, dask"):
         execute(predict_sweep(), tmp_path / "c", "ray", progress=False)

@@ -242,6 +242,12 @@ def test_a_predict_points_topology_file_is_read_beside_the_sweep_and_keys_its_po
     assert [r["option"] for r in rows] == ["route", "fetch", "local"]
     topologies.dump(topologies.parse_spec("single_node:gpus=2,nvlink=nvlink3"), ring)
     assert sw.points()[0].key != point.key  # the file changed: the point is computed again
+    # a file in the working folder but not beside the sweep is not read
+    topologies.dump(topologies.parse_spec("single_node:gpus=2"), tmp_path / "here.toml")
+    sw = Sweep.from_dict({**data, "grid": {"topology": ["here.toml"], "blocks": [8]}},
+                         base_dir=tmp_path / "sub")
+    got = run_point("predict", sw.base, sw.base_dir, sw.points()[0])
+    assert str(tmp_path / "sub" / "here.toml") in got["error"] and "not found" in got["error"]
     # a shipped preset file not beside the sweep is still found
     sw = Sweep.from_dict({**data, "grid": {"topology": ["topologies/presets/single_node.toml"],
                                            "blocks": [8]}}, base_dir=tmp_path / "sub")
@@ -414,6 +420,27 @@ def test_predict_points_with_allowed_values_pass_the_check():
     assert "n0/nic0" in g and g.nodes["n0/nic0"].get("kind") != "gpu"  # the refusal above
     check_points(predict(grid={"blocks": [0.5, 8], "bandwidth": [1e9], "src": ["n0/gpu7"],
                                "dst": ["n0/gpu1"]}, base={"topology": "dgx_h100"}))
+    # at the bounds: a size of 1e15, a whole batch and block written as floats
+    check_points(predict(grid={"blocks": [1e15], "batch": [2.0], "block_tokens": [64.0]},
+                         base={"topology": "dgx_h100"}))
+
+
+def test_a_run_sweep_over_a_trace_of_one_request_passes_the_check(tiny_run):
+    from simulator.sweep.check import check_points
+
+    # the trace's block size is read from its one row; 64 divides its 512-token blocks
+    check_points(_run_sweep({"placement.block_tokens": [64]}, base="s.toml",
+                            base_dir=tiny_run))
+
+
+def test_a_run_sweep_over_an_empty_trace_passes_the_check(tmp_path):
+    from simulator.sweep.check import check_points
+
+    # no row to read a block size from: nothing to divide (an empty run is a result)
+    text = (SCENARIOS / "mooncake_conversation.toml").read_text()
+    (tmp_path / "s.toml").write_text(text.replace('"mooncake_conversation"', '"none.jsonl"'))
+    (tmp_path / "none.jsonl").write_text("")
+    check_points(_run_sweep({"placement.block_tokens": [64]}, base="s.toml", base_dir=tmp_path))
 
 
 def _run_sweep(grid: dict, base: str = "agentic_repo.toml", base_dir: Path = SCENARIOS,

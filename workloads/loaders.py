@@ -42,8 +42,9 @@ from workloads.schema import FlatBlocks, make_trace, read_trace
 MOONCAKE_BLOCK_TOKENS = 512
 
 #: The most prompt or output tokens one request may have: ten times the longest context window
-#: any model offers (Llama 4 Scout's 10 M tokens). A count above it is a corrupt line, not a
-#: request, and would otherwise overflow int64 or ask for terabytes of block ids.
+#: any model offers (Llama 4 Scout's 10 M tokens: Meta, "The Llama 4 herd", April 2025). A
+#: count above it is a corrupt line, not a request, and would otherwise overflow int64 or ask
+#: for terabytes of block ids.
 MAX_REQUEST_TOKENS = 100_000_000
 
 DATA_DIR = Path(__file__).resolve().parent / "data"

@@ -218,10 +218,13 @@ def summarize(
 ) -> dict:
     """Headline metrics of one run (DESIGN.md ``run --json`` keys, SI units, plus a few extras).
 
-    ``throughput_tokens_per_s`` is generated tokens per simulated second; ``bytes_moved`` the
+    ``throughput_tokens_per_s`` is generated tokens per simulated second of the run
+    (``sim_time``: to its last event, or the whole ``[engine] duration`` when one is set, an
+    idle tail included — a window's throughput, not a busy span's); ``bytes_moved`` the
     bytes the fabric carried; ``closed_form_error_*`` the relative error of the formula against
-    the simulated rounds. A closed loop (``concurrency``) adds ``capacity_tokens_per_s`` and
-    ``capacity_window`` (:func:`capacity_window`).
+    the simulated rounds; ``unfinished`` the requests that did not complete, by reason (cut by
+    the duration, never entered, refused for want of HBM). A closed loop (``concurrency``) adds
+    ``capacity_tokens_per_s`` and ``capacity_window`` (:func:`capacity_window`).
     """
     done = requests[requests["completed"]] if len(requests) else requests
     ttft = (done["first_token_at"] - done["arrival_at"]).to_numpy(float) if len(done) else []
@@ -264,8 +267,6 @@ def summarize(
 
 def _unfinished(requests: pd.DataFrame) -> dict[str, int]:
     """Requests that did not complete, counted by their reason (the requests table's)."""
-    if not len(requests) or "reason" not in requests:
-        return {}
     reasons = requests.loc[~requests["completed"].to_numpy(bool), "reason"].astype(str)
     return {str(k): int(v) for k, v in sorted(reasons.value_counts().items())}
 

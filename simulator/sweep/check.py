@@ -85,8 +85,6 @@ def _check_run(sweep: Sweep, parallel: int) -> None:
 
 def _check_predict(sweep: Sweep) -> None:
     import topologies
-    from simulator import hardware
-    from simulator.models import model as lookup_model
     from simulator.sweep.points import predict_model
 
     graphs: dict[str, Any] = {}
@@ -97,9 +95,7 @@ def _check_predict(sweep: Sweep) -> None:
         if unknown:
             raise UserError(f"{where}: field {unknown[0]!r}: not a kind = \"predict\" field; "
                             f"known: {', '.join(PREDICT_FIELDS)}")
-        try:
-            lookup_model(args["model"])
-            hardware.stack(args["stack"])
+        try:  # the model and the stack: predict_model below
             spec = topology_spec(str(args["topology"]), sweep.base_dir)
             if spec not in graphs:
                 graphs[spec] = topologies.parse_spec(spec)
@@ -121,6 +117,8 @@ def _check_predict(sweep: Sweep) -> None:
                                     f"{LARGEST:g}")
                 if name in ("batch", "block_tokens") and not float(v).is_integer():
                     raise UserError(f"field {name!r}: {v!r} is not a whole number")
-            predict_model(args, g)  # what the closed form itself refuses (a dtype, a reuse < 1)
+            # what the closed form itself refuses: a model, stack, dtype or layout it does not
+            # know, a reuse below 1
+            predict_model(args, g)
         except UserError as exc:
             raise UserError(f"{where}: {exc}") from None
