@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
 import click
@@ -140,12 +141,11 @@ def _build(cls, values: dict):
             raise UserError(f"--{k.replace('_', '-')} {v}: give a finite number (see --help)")
     try:
         return cls(**given)
-    except ValueError as exc:
-        msg = str(exc)
-        for f in sorted(dataclasses.fields(cls), key=lambda f: -len(f.name)):
-            if msg.startswith(f.name):
-                msg = "--" + f.name.replace("_", "-") + msg[len(f.name):]
-                break
+    except ValueError as exc:  # the generator names its fields: name the options instead
+        names = "|".join(sorted((re.escape(f.name) for f in dataclasses.fields(cls)),
+                                key=len, reverse=True))
+        msg = re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"),
+                     str(exc))
         raise UserError(f"bad option: {msg} (see --help)") from None
 
 
