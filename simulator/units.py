@@ -10,6 +10,12 @@ Network rates in bits per second (Gbps) are divided by 8 to give bytes per secon
 
 from __future__ import annotations
 
+#: The largest size (a count of tokens, blocks, heads, bytes, GPUs) the edges accept from a
+#: user (`kvfabric kernel`, `predict`, predict sweeps): far past any cluster, and small enough
+#: that products of a few such sizes stay finite in a double (no time of inf or nan, no
+#: invalid JSON).
+LARGEST_SIZE = 1e15
+
 # -- bytes -----------------------------------------------------------------------------------
 
 def KB(x: float) -> float:

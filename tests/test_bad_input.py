@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from clitools import run_main
+from clitools import SMALL, run_main
 
 from simulator.cli import main
 
@@ -28,24 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = (ROOT / "scenarios" / "agentic_repo.toml").read_text()
 LAMINA = (ROOT / "scenarios" / "lamina_llama3_70b.toml").read_text()
 
-TINY = """
-name = "tiny"
-seed = 1
-policies = ["route", "fetch"]
-[topology]
-spec = "single_node:gpus=2"
-[model]
-name = "deepseek-v3.2"
-[workload]
-kind = "trace"
-trace = "t.jsonl"
-[placement]
-scheme = "hash"
-weights_per_gpu = 40e9
-[engine]
-max_batch = 4
-layer_groups = 2
-"""
+#: tests/clitools.SMALL over a three-line Mooncake trace ``t.jsonl``, routing and fetching.
+TINY = SMALL.format(name="tiny", top='policies = ["route", "fetch"]').replace(
+    'trace = "tiny.parquet"', 'trace = "t.jsonl"')
 LINE = '{"timestamp": %d, "input_length": 3000, "output_length": 4, "hash_ids": [%s]}\n'
 TRACE = "".join(LINE % (i * 10, ", ".join(str(100 * i + b) for b in range(6))) for i in range(3))
 SWEEP = """

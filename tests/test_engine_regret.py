@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 import pytest
+from clitools import SMALL
 
 from simulator import run
 from simulator.cli import main
@@ -110,30 +111,10 @@ def test_a_real_run_reports_regret_and_choices():
     assert sum(c["rounds"]) == len(decided)
 
 
-SCENARIO = """
-name = "tiny"
-seed = 1
-stack = "ibgda"
-policies = ["route", "fetch", "adaptive"]
-
-[topology]
-spec = "dgx_h100:nodes=2"
-
-[model]
-name = "deepseek-v3.2"
-
-[workload]
-kind = "trace"
-trace = "tiny.parquet"
-
-[placement]
-scheme = "hash"
-weights_per_gpu = 40e9
-
-[engine]
-max_batch = 4
-layer_groups = 2
-"""
+#: tests/clitools.SMALL on two DGX H100 nodes, comparing three policies.
+SCENARIO = SMALL.format(
+    name="tiny", top='stack = "ibgda"\npolicies = ["route", "fetch", "adaptive"]').replace(
+    'spec = "single_node:gpus=2"', 'spec = "dgx_h100:nodes=2"')
 
 
 def test_kvfabric_run_prints_and_writes_the_regret(tmp_path, capsys):

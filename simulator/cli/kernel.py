@@ -11,6 +11,7 @@ runs.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from pathlib import Path
@@ -31,7 +32,7 @@ from simulator.gpu.profiles import (
     profile_names,
     write_profile,
 )
-from simulator.units import fmt_time
+from simulator.units import LARGEST_SIZE, fmt_time
 
 OPS = ("gemm", "attention", "prefill", "copy", "gather", "merge", "indexer", "allreduce",
        "allgather", "alltoall", "sendrecv", "launch", "list")
@@ -99,15 +100,10 @@ def kernel(op, gpu_name, profile_name, dtype, paged, mla, fabric, cuda_graphs, a
     click.echo(f"  source: {src}")
 
 
-# the sizes reach kernel() as text in **raw, read by _Values: shown in --help as counts
+# the sizes are the options kernel() takes in **raw (text, read by _Values): shown as counts
 for _option in kernel.params:
-    if isinstance(_option, click.Option) and _option.name not in (
-            "gpu_name", "profile_name", "dtype", "paged", "mla", "fabric", "cuda_graphs",
-            "as_json"):
+    if _option.name not in inspect.signature(kernel.callback).parameters:
         _option.metavar = "N"
-
-#: The largest value of a size option (see :class:`_Values`).
-LARGEST = 1e15
 
 
 class _Values:
@@ -127,10 +123,10 @@ class _Values:
             value = float(text)
         except ValueError:
             raise UserError(f"{flag} {text!r}: not a number") from None
-        # every size is a count (tokens, heads, bytes, GPUs, kernels); past LARGEST the model's
-        # products overflow a double
-        if not (math.isfinite(value) and value.is_integer() and minimum <= value <= LARGEST):
-            raise UserError(f"{flag} {text}: give an integer >= {minimum:g} and <= {LARGEST:g}")
+        # every size is a count (tokens, heads, bytes, GPUs, kernels)
+        if not (math.isfinite(value) and value.is_integer() and minimum <= value <= LARGEST_SIZE):
+            raise UserError(f"{flag} {text}: give an integer >= {minimum:g} and <= "
+                            f"{LARGEST_SIZE:g}")
         return value
 
 

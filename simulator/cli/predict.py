@@ -20,7 +20,7 @@ from simulator.costmodel import OPTIONS, CostModel
 from simulator.errors import UserError
 from simulator.hardware import stack as lookup_stack
 from simulator.models import model as lookup_model
-from simulator.units import fmt_rate, fmt_time, to_us
+from simulator.units import LARGEST_SIZE, fmt_rate, fmt_time, to_us
 
 PHASE_ROWS = (("probe", "probe"), ("transfer", "transfer"), ("compute", "compute"),
               ("ret", "return"), ("merge", "merge"))
@@ -34,9 +34,9 @@ def parse_sweep(text: str) -> tuple[float, float]:
         lo, hi = float(lo_s), float(hi_s)
     except ValueError:
         lo = hi = math.nan
-    if var.strip() != "blocks" or not eq or not colon or not (0 < lo < hi <= LARGEST):
+    if var.strip() != "blocks" or not eq or not colon or not (0 < lo < hi <= LARGEST_SIZE):
         raise UserError(f"--sweep {text!r}: write blocks=LO:HI with 0 < LO < HI <= "
-                        f"{LARGEST:g}, e.g. --sweep blocks=1:4096")
+                        f"{LARGEST_SIZE:g}, e.g. --sweep blocks=1:4096")
     return lo, hi
 
 
@@ -64,16 +64,11 @@ def _check_name(option: str, name: str, lookup) -> None:
         raise UserError(f"{option} {name!r}: {exc}") from None
 
 
-#: The largest size an option takes: far past any cluster, and small enough that no product
-#: of the model's sizes overflows a double (a time of inf or nan, invalid JSON).
-LARGEST = 1e15
-
-
 def _check_numbers(**values) -> None:
     for name, v in values.items():
-        if v is not None and not (math.isfinite(v) and 0 < v <= LARGEST):
+        if v is not None and not (math.isfinite(v) and 0 < v <= LARGEST_SIZE):
             raise UserError(f"--{name.replace('_', '-')} {v:g}: give a number > 0 and <= "
-                            f"{LARGEST:g}")
+                            f"{LARGEST_SIZE:g}")
 
 
 def _check_gpu(g, node: str, option: str) -> None:
@@ -127,9 +122,10 @@ def predict(model_name, topology_spec, src, dst, blocks, block_tokens, batch, he
 
         output_file(plot_file, "--plot", (".png", ".pdf", ".svg"))
     _check_name("--model", model_name, lookup_model)
-    if heads is not None and heads > lookup_model(model_name).query_heads:
-        raise UserError(f"--heads {heads}: {model_name} has {lookup_model(model_name).query_heads}"
-                        " query heads; give 1 to that many")
+    query_heads = lookup_model(model_name).query_heads
+    if heads is not None and heads > query_heads:
+        raise UserError(f"--heads {heads}: {model_name} has {query_heads} query heads; give 1 "
+                        "to that many")
     _check_name("--stack", stack, lookup_stack)
     g = _load_topology(topology_spec)
     _check_gpu(g, src, "--src")

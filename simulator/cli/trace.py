@@ -27,6 +27,13 @@ import numpy as np
 from simulator.errors import UserError
 from simulator.units import fmt_time
 
+#: The options several commands share.
+_SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
+                     help="Random seed (an integer >= 0).")
+_BLOCK_TOKENS = click.option("--block-tokens", default=512, show_default=True,
+                             type=click.IntRange(min=1),
+                             help="Block size for traces without blocks (Azure) [tokens].")
+
 
 def _out_path(output: str) -> Path:
     from simulator.cli.output import output_file
@@ -53,8 +60,7 @@ def trace() -> None:
 @click.argument("file")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) lines that do not parse.")
-@click.option("--block-tokens", default=512, show_default=True, type=click.IntRange(min=1),
-              help="Block size for traces without blocks (Azure) [tokens].")
+@_BLOCK_TOKENS
 def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
     """Summarize FILE: a Mooncake .jsonl[.gz], Azure .csv[.gz], our .parquet, or a shipped name."""
     from workloads.stats import trace_stats
@@ -98,8 +104,7 @@ def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
 @click.argument("file")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
 @click.option("--skip-bad", is_flag=True, help="Skip (and count) lines that do not parse.")
-@click.option("--block-tokens", default=512, show_default=True, type=click.IntRange(min=1),
-              help="Block size for traces without blocks (Azure) [tokens].")
+@_BLOCK_TOKENS
 def convert(file: str, output: str, skip_bad: bool, block_tokens: int) -> None:
     """Convert FILE (Mooncake, Azure, Parquet or a shipped name) to our Parquet schema."""
     from workloads.schema import write_trace
@@ -174,8 +179,7 @@ def _rag_params():
 
 @gen.command("agentic")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Random seed (an integer >= 0).")
+@_SEED
 @click.option("--preset", default=None, help="Structured sessions fitted to published traffic "
               "(copilot_2026); its fields are changed with --param.")
 @click.option("--param", "session_params", multiple=True, metavar="KEY=VALUE",
@@ -232,8 +236,7 @@ def _gen_sessions(path: Path, seed: int, preset: str | None, pairs: tuple[str, .
 
 @gen.command("rag")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Random seed (an integer >= 0).")
+@_SEED
 @_params_options(_rag_params())
 def gen_rag(output: str, seed: int, **params) -> None:
     """RAG requests whose retrieved documents are permuted (options: RagParams fields)."""
@@ -252,8 +255,7 @@ def _nested_params():
 
 @gen.command("nested")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Random seed (an integer >= 0).")
+@_SEED
 @_params_options(_nested_params())
 def gen_nested(output: str, seed: int, **params) -> None:
     """Best-of-n queries whose n answers feed a judge as commuting spans (NestedParams fields)."""
@@ -267,8 +269,7 @@ def gen_nested(output: str, seed: int, **params) -> None:
 @gen.command("selections")
 @click.argument("trace_file")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
-@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
-              help="Random seed (an integer >= 0).")
+@_SEED
 @click.option("--kind", type=click.Choice(["dsa", "nsa", "dense"]), default="dsa",
               show_default=True, help="Sparse attention kind.")
 @click.option("--top-k-tokens", default=2048, show_default=True, type=click.IntRange(min=1),

@@ -189,8 +189,7 @@ def run_notes(summary: dict, *, pool_loop: bool = False) -> list[str]:
     elif completed == 0:
         notes.append(f"none of the {requests:,} requests completed: its latency metrics are "
                      "empty")
-    tbt = summary.get("tbt_p50")
-    if completed and tbt is not None and tbt != tbt:  # NaN: no gap between two tokens
+    if completed and np.isnan(summary.get("tbt_p50", 0.0)):  # no gap between two tokens
         notes.append("no request made a second token: there is no time between tokens (TBT "
                      "is empty)")
     for reason, n in refused.items():

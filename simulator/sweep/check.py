@@ -24,10 +24,7 @@ from typing import Any
 
 from simulator.errors import UserError
 from simulator.sweep.spec import PREDICT_DEFAULTS, PREDICT_FIELDS, Point, Sweep, topology_spec
-
-#: The largest size a predict point takes (as ``kvfabric predict``'s options): past it the
-#: closed form's products overflow a double.
-LARGEST = 1e15
+from simulator.units import LARGEST_SIZE
 
 
 def _where(sweep: Sweep, point: Point) -> str:
@@ -112,9 +109,9 @@ def _check_predict(sweep: Sweep) -> None:
                 if v is None and name == "bandwidth":
                     continue
                 if isinstance(v, bool) or not isinstance(v, int | float) or not (
-                        math.isfinite(v) and 0 < v <= LARGEST):
+                        math.isfinite(v) and 0 < v <= LARGEST_SIZE):
                     raise UserError(f"field {name!r}: {v!r} is not a number > 0 and <= "
-                                    f"{LARGEST:g}")
+                                    f"{LARGEST_SIZE:g}")
                 if name in ("batch", "block_tokens") and not float(v).is_integer():
                     raise UserError(f"field {name!r}: {v!r} is not a whole number")
             # what the closed form itself refuses: a model, stack, dtype or layout it does not
