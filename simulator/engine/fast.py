@@ -10,7 +10,11 @@ its ``_Run``) with a different way of advancing time:
   :class:`~simulator.engine.admission.Admission` objects — admission, chunked prefill, preemption,
   growth and retirement are the same code), the same KV directory and copies, the same
   selections and block locations (:class:`~simulator.engine.locate.StepData`, the same random
-  streams), the same policy asked the same question per (home, owner, layer slot) with the same
+  streams) — except that a query whose whole context is local to its home is not drawn (its
+  step is the same for every draw; its copy hits are estimated and its blocks' last uses kept
+  more coarsely: :mod:`simulator.engine.locate`, ``count_local_contexts``), so from the first
+  such step on a GPU its draws, and the run's records, are no longer the exact engine's draw
+  for draw — the same policy asked the same question per (home, owner, layer slot) with the same
   :class:`~simulator.policies.Round`, the same closed-form phases (:class:`CostModel` over the
   run's kernel-time object ``self.kernels``), the same records and :class:`Result`;
 - **time**: a decode step's layers are composed at the step's start — per layer slot, the rounds'
@@ -24,7 +28,8 @@ its ``_Run``) with a different way of advancing time:
 
 What is approximated, and only under contention between steps of different GPUs (a lone request,
 or steps that do not overlap on a stream or link, get the exact engine's times to float rounding;
-the tests hold it to 1e-6):
+the tests hold it to 1e-6) or under HBM pressure (which blocks a full HBM gives up first follows
+last uses, which a local context keeps more coarsely — above):
 
 - **owner and home streams**: FIFO in issue order over every kernel known when a step is
   composed (:class:`~simulator.engine.fast_streams.Calendar`). A step's times are fixed when it
@@ -140,6 +145,10 @@ class FastRun(_Run):
     the module docstring). Not reusable: build, ``execute`` once."""
 
     engine_name = "fast"
+    #: Contexts wholly local to their home are not drawn (:mod:`simulator.engine.locate`). Off,
+    #: the fast engine draws every selection as the exact engine does, draw for draw — how the
+    #: tests that compare the engines step for step under HBM pressure isolate the timing.
+    count_local_contexts = True
     #: A ``[deployment]``'s instances step on the fast engine's calendars too.
     instance_loop = FastInstanceLoop
 
@@ -163,6 +172,11 @@ class FastRun(_Run):
         self.chain_quiet = "route" not in policy.options
         self._attn_tables: list[np.ndarray | None] = [None] * self.G
         self.compose = SlotComposer(self)  # the slots with rounds
+        self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
+        # contexts wholly local are not drawn (simulator/engine/locate.py), where what the
+        # draws feed besides the step can be counted without them
+        self.steps.local_counts = (self.count_local_contexts and self.observed is None
+                                   and self.replay is None and self.dir.k == 1)
 
     # -- one decode step -----------------------------------------------------------------------
 
@@ -173,19 +187,27 @@ class FastRun(_Run):
         rounds (:meth:`_slot_start`) or a debt is left to wait out (:meth:`_pay_debt`)."""
         env = self.env
         self.debt[g] = 0.0
-        dense, valid = self.steps.select(g, reqs)
-        self.dir.touch(g, dense[valid], env.now)
+        colocated = self.policy.colocated
+        drawn, dense, valid, n_quiet, q_quiet = self.steps.select_split(g, reqs, colocated)
         if na_layer is None:
             na_layer = self.costs.na(g, len(reqs))
-        local, groups = self.steps.locate_for(g, dense, valid, self.policy.colocated)
-        if self.observed is not None:
-            self._observe(g, reqs, valid)
-        if len(reqs) == 1:  # one query: its local blocks per slot, and whether any
-            n_arr = local[0].sum(axis=1)
-            q_arr = (n_arr > 0).astype(n_arr.dtype)
+        if not drawn:  # every query's context local: its count in every slot (locate.py)
+            groups = self._no_groups
+            n_arr = np.full(self.S, n_quiet, np.int64)
+            q_arr = np.full(self.S, q_quiet, np.int64)
         else:
-            n_arr = local.sum(axis=(0, 2))
-            q_arr = local.any(axis=2).sum(axis=0)
+            self.dir.touch(g, dense[valid], env.now)
+            local, groups = self.steps.locate_for(g, dense, valid, colocated)
+            if self.observed is not None:
+                self._observe(g, reqs, valid)
+            if len(drawn) == 1:  # one query: its local blocks per slot, and whether any
+                n_arr = local[0].sum(axis=1)
+                q_arr = (n_arr > 0).astype(n_arr.dtype)
+            else:
+                n_arr = local.sum(axis=(0, 2))
+                q_arr = local.any(axis=2).sum(axis=0)
+            if q_quiet:
+                n_arr, q_arr = n_arr + n_quiet, q_arr + q_quiet
         at = start_at
         cal = self.cal[g]
         own_stream = self.chain_quiet and cal.last_end <= at

@@ -6,16 +6,48 @@ sampled :data:`SELECTION_STEPS` decode steps of a query at a time (vectorized ov
 locations of all selected blocks of a step, for every simulated layer at once, come from one
 compiled pass over the :class:`~simulator.kvcache.directory.BlockDirectory`'s arrays, grouped by
 holder (GPU, host DRAM of a machine, or dropped → recompute;
-:mod:`simulator.engine.locate_kernels`)."""
+:mod:`simulator.engine.locate_kernels`).
+
+**Local contexts are not drawn** (the fast engine, :meth:`StepData.select_split`). Which blocks a
+query picks changes its step only through where they are. When every block of its context is
+local to its home in every layer slot — held in the home's HBM, or copied there for that slot —
+every pick is local, and a slot's local blocks are the selector's count for the context, whatever
+is drawn: the step's time is the same for every draw. Such a query's selections are then not
+sampled. What the blocks' identities still feed is counted instead:
+
+- *copy hits* (the summary's ``copy_hit_rate``): per step, the layer slots times the mean picks
+  per layer that fall on blocks the home keeps only as copies, over a few layers drawn per
+  finding (at least 16, more where copies are rare: :data:`ESTIMATE_PICKS`; a sample draws
+  every slot of 16 steps). Every layer's picks
+  have the same law (a candidate slot keeps its previous layer's draw or draws afresh from the
+  same mixture), so this is an unbiased estimate of the count the drawn selections give; none is
+  drawn when the home owns the whole context;
+- *last uses* (LRU): drawn selections touch the picked blocks at every step. A local query
+  touches at every step the trailing blocks every layer picks (the recent window; a context no
+  larger than a selection, all of it) — as drawn selections do — and the blocks the finding's
+  few layers picked once, when it is made: the rest of the picks are not touched, a coarser
+  order, as issue 15 allows the fast engine.
+
+The finding holds while the context does not grow and its home loses nothing from HBM
+(``BlockDirectory.losses``), and for at most :data:`SELECTION_STEPS` steps, as a sample does. Not
+with a recorded selection trace, a replicated placement, or a policy that observes selections
+(``adaptive``: its stability estimate reads them). The exact engine draws every selection."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from simulator.engine.locate_kernels import group_order, locate_pass
+from simulator.kvcache.tiers import HBM
 
 #: Decode steps whose selections are sampled together for one query.
 SELECTION_STEPS = 16
+
+#: A local context's copy hits are estimated from enough layers' picks that about this many
+#: fall on its copies (at least :data:`SELECTION_STEPS` layers, at most a sample's): the
+#: estimate's relative error is then about 1/8 per finding, and where copies are rare in a
+#: context it draws as many layers as a sample, no noisier than the drawn count it replaces.
+ESTIMATE_PICKS = 64
 
 
 class StepData:
@@ -55,6 +87,15 @@ class StepData:
         # not (a round, a host fetch or a recompute) — the summary's ``copy_hit_rate``
         self.copy_hits = 0
         self.copy_misses = 0
+        #: the fast engine's choice: queries whose context is local are not drawn (module
+        #: docstring); set by the engine where that holds, never for the exact engine
+        self.local_counts = False
+        # per query found local: (step of the finding, context length, home's losses then,
+        # copy hits per step, home, blocks selected per slot, trailing blocks always selected)
+        self._local: dict[int, tuple] = {}
+        words = (self.S + 63) // 64
+        self._all_slots = np.array([(1 << min(64, self.S - 64 * w)) - 1 for w in range(words)],
+                                   np.uint64)
 
     def select(self, g: int, reqs: list[int]) -> tuple[np.ndarray, np.ndarray]:
         """Dense block indices ``(B, S, W)`` selected per query and slot, and the valid mask.
@@ -84,6 +125,81 @@ class StepData:
         if self.replay is not None:
             dense, valid = self._apply_replay(reqs, dense, valid)
         return dense, valid
+
+    def select_split(self, g: int, reqs: list[int], colocated: bool = False):
+        """:meth:`select` where local contexts are not drawn (module docstring).
+
+        Returns ``(drawn, dense, valid, n_local, q_local)``: the queries drawn, in batch order;
+        their selections as :meth:`select` gives them (``None`` if none is drawn); and, over
+        the queries not drawn, their local blocks in each slot (the same in every slot) and how
+        many of them there are.
+        ``colocated``: the policy treats every block as home (nothing to count as a copy hit).
+        """
+        if not self.local_counts:
+            dense, valid = self.select(g, reqs)
+            return reqs, dense, valid, 0, 0
+        req = self.req
+        gen = req.gen
+        found = self._local
+        drawn, hits, n_local, q_local = [], 0, 0, 0
+        now = req.env.now
+        for r in reqs:
+            f = found.get(r)
+            step = int(gen[r]) - 1
+            if (f is None or not 0 <= step - f[0] < SELECTION_STEPS or f[4] != g
+                    or f[1] != len(req.ctx_idx[r]) or f[2] != self.dir.losses[g]):
+                f = self._find_local(g, r, step, colocated)
+            if f is None:
+                drawn.append(r)
+            else:
+                hits += f[3]
+                n_local += f[5]
+                q_local += 1
+                self.dir.touch(g, req.ctx_idx[r][-f[6]:], now)
+        self.copy_hits += hits
+        if not drawn:
+            return drawn, None, None, n_local, q_local
+        dense, valid = self.select(g, drawn)
+        return drawn, dense, valid, n_local, q_local
+
+    def _find_local(self, g: int, r: int, step: int, colocated: bool):
+        """Query ``r``'s finding at ``step`` if every block of its context is local to its home
+        ``g`` in every slot (module docstring), else None (and nothing kept)."""
+        req, d = self.req, self.dir
+        idx = req.ctx_idx[r]
+        if len(idx) == 0 or idx.min() < 0:  # a hole is never a valid pick: drawn
+            self._local.pop(r, None)
+            return None
+        if colocated:
+            copies = idx[:0]
+        else:
+            copies = idx[(d.base[idx] != g) | (d.tier[idx] != HBM)]
+            if len(copies):
+                bits = d.copy_store.bits[d.copy_store.rows(g, copies)]
+                if not ((bits & self._all_slots) == self._all_slots).all():
+                    self._local.pop(r, None)
+                    return None
+        n = len(idx)
+        sel = self.selector
+        count = int(sel.counts(n))
+        # picks on copies per layer, were picks uniform: sets how many layers are drawn
+        spread = count * len(copies) / n
+        layers = SELECTION_STEPS
+        if spread:
+            layers = min(SELECTION_STEPS * self.S,
+                         max(layers, int(np.ceil(ESTIMATE_PICKS / spread))))
+        focus = np.full((1, max(len(req.focus[r]), 1)), -1, np.int64)
+        focus[0, : len(req.focus[r])] = req.focus[r]
+        picks = idx[sel.select_batch(self.sel_rngs[g], np.array([n]), layers, focus=focus,
+                                     popular_blocks=req.popular[[r]]).query(0)]
+        # copy hits per step: the slots × the mean picks per layer on blocks held as copies
+        hits = self.S * np.count_nonzero(np.isin(picks, copies)) / layers if spread else 0.0
+        d.touch(g, picks.ravel(), req.env.now)
+        # the trailing blocks every layer picks (all of a context no larger than a selection)
+        every = n if sel.kind == "dense" or n - min(n, sel.window_blocks) <= \
+            sel.sampled_per_layer else min(n, sel.window_blocks)
+        f = self._local[r] = (step, n, int(d.losses[g]), hits, g, count, every)
+        return f
 
     def _cached(self, r: int) -> bool:
         req = self.req

@@ -124,6 +124,10 @@ class BlockDirectory:
         self.demoted = 0
         self.dropped = 0
         self.copies_evicted = 0
+        #: per GPU, bumped whenever it loses a block from its HBM (a copy evicted, an owned block
+        #: demoted or dropped): a context found wholly local stays so while this is unchanged
+        #: and the context does not grow (:meth:`StepData.select_split`)
+        self.losses = np.zeros(self.n_gpus, np.int64)
         self.eviction = Eviction(self)  # makes room: LRU copies, then demotions, host drops
         # called as on_demote(gpu, blocks) when ``gpu`` moves blocks to its host tier (the
         # engine charges the device→host copy); None: nothing to charge

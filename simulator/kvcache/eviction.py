@@ -82,6 +82,7 @@ class Eviction:
         chosen = least_recent(key, used, min(count, len(key)))
         copies, owned = chosen[chosen < d.n], chosen[chosen >= d.n] - d.n
         if len(copies):
+            d.losses[gpu] += 1
             d.copy_store.clear(gpu, copies)
             d.copies[gpu] -= len(copies)
             d.copies_evicted += len(copies)
@@ -107,6 +108,7 @@ class Eviction:
         what it cannot take."""
         d = self.d
         holders = d.holders(victims)
+        d.losses[np.unique(holders)] += 1
         for j in range(d.k):
             np.subtract.at(d.owned, holders[:, j], 1)
         machine = d.machine_of[d.base[victims]]

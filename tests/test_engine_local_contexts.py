@@ -1,0 +1,311 @@
+"""The fast engine does not draw a context wholly local to its home (simulator/engine/locate.py).
+
+Held here: the finding is the directory asked block by block for every slot (the oracle of
+``test_engine_steps``); a local query counts the selector's count in every slot and draws nothing
+when its home owns the whole context; its copy hits are the slots times one layer's picks on
+copies, whose mean is the drawn steps' mean; a finding lapses when the home loses HBM, when the
+context grows and after a sample's steps; the directory's losses count exactly the losses; and
+the engine uses it where it may and not where it may not.
+"""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_engine_steps import SEL, directory, oracle_locate, requests_of, step_data
+
+import workloads.sparse
+from simulator import run
+from simulator.engine.fast import FastRun
+from simulator.engine.locate import SELECTION_STEPS
+from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED
+from simulator.testing.invariants import repo_on, small_scenario
+from workloads.schema import make_trace
+
+
+def local_steps(d, contexts, S, seed=0, popular=None, focus=None, now=7.0):
+    """StepData over ``contexts`` on directory ``d`` with local contexts not drawn."""
+    req = requests_of(contexts, popular or [max(1, len(c) // 2) for c in contexts],
+                      focus or [[] for _ in contexts])
+    req.env = SimpleNamespace(now=now)
+    steps = step_data(d, req, SEL, [np.random.default_rng(seed)] * d.n_gpus, S=S)
+    steps.local_counts = True
+    return steps, req
+
+
+@st.composite
+def directories(draw):
+    """A directory with one holder per block, blocks on GPUs, the host tier or dropped, copies
+    in some slots (two bitmap words at 70 slots); a home and a context of its blocks."""
+    gpus = draw(st.integers(2, 4))
+    S = draw(st.sampled_from([1, 3, 70]))
+    d = directory(gpus, draw(st.integers(1, 2)), 1, S)
+    n = draw(st.integers(1, 20))
+    idx = d.intern(np.arange(100, 100 + n))
+    g = draw(st.integers(0, gpus - 1))
+    for i in range(n):  # mostly the home's, so that wholly local contexts are common
+        d.place(idx[i : i + 1], writer=draw(st.sampled_from([g, g, g, (g + 1) % gpus])), now=0.0)
+        t = draw(st.sampled_from([HBM, HBM, HBM, HOST, DROPPED]))
+        d.tier[idx[i]] = t
+        if t == DROPPED:
+            d.base[idx[i]] = UNPLACED
+    whole = draw(st.lists(st.integers(0, n - 1), max_size=n))  # copied in every slot
+    for b in whole:
+        for s in range(S):
+            d.add_copies(g, idx[b : b + 1], s, now=1.0)
+    for b, s in draw(st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, S - 1)),
+                              max_size=6)):  # copied in one slot
+        d.add_copies(g, idx[b : b + 1], s, now=1.0)
+    return d, g, idx, S
+
+
+@settings(max_examples=200, deadline=None)
+@given(directories())
+def test_a_context_is_found_local_exactly_when_every_block_is_local_in_every_slot(case):
+    d, g, idx, S = case
+    steps, _ = local_steps(d, [idx], S)
+    dense = np.broadcast_to(idx, (1, S, len(idx))).copy()  # every block, in every slot
+    want_local = oracle_locate(d, g, dense, np.ones(dense.shape, bool))[0].all()
+    found = steps._find_local(g, 0, 0, False)
+    assert (found is not None) == want_local
+    # under a colocated policy every block is home: always found, nothing counts as a copy hit
+    assert steps._find_local(g, 0, 0, True)[3] == 0
+
+
+def test_a_context_the_home_owns_counts_the_selectors_count_and_no_copy_hit():
+    d = directory(2, 1, 1, 3)
+    ctx = d.intern(np.arange(40))  # 40 blocks: past the 4 sampled + 2 recent, so sampled
+    d.place(ctx, writer=0, now=0.0)
+    steps, req = local_steps(d, [ctx], 3, seed=4, popular=[30], focus=[[7]], now=7.0)
+    twin = copy.deepcopy(steps.sel_rngs[0])
+    drawn, dense, valid, n_local, q_local = steps.select_split(0, [0])
+    assert drawn == [] and dense is None and valid is None
+    assert (n_local, q_local) == (int(SEL.counts(40)), 1) == (6, 1)
+    assert steps.copy_hits == 0 and steps.copy_misses == 0
+    # touched: what SELECTION_STEPS layers pick (drawn once, for the finding) and the recent
+    # window, which every layer picks; nothing else
+    picks = SEL.select_batch(twin, np.array([40]), SELECTION_STEPS, focus=np.array([[7]]),
+                             popular_blocks=np.array([30])).query(0)
+    assert steps.sel_rngs[0].random() == twin.random()  # those draws and no more
+    want = np.zeros(40, bool)
+    want[picks.ravel()] = True
+    want[38:] = True
+    assert np.array_equal(d.used_at[ctx] == 7.0, want) and not want.all()
+    steps.req.env.now = 8.0
+    req.gen[0] = 2  # the next step: the recent window again, nothing drawn
+    assert steps.select_split(0, [0])[0] == []
+    assert (d.used_at[ctx[38:]] == 8.0).all() and (d.used_at[ctx[:38]] < 8.0).all()
+    assert steps.sel_rngs[0].random() == twin.random()
+    # drawn as before where local contexts are drawn (the exact engine, an observing policy)
+    steps.local_counts = False
+    drawn, dense, valid, n_local, q_local = steps.select_split(0, [0])
+    assert drawn == [0] and dense.shape == (1, 3, 6) and valid.all() and n_local == 0
+
+
+def test_a_context_no_larger_than_a_selection_is_touched_whole_at_every_step():
+    d = directory(2, 1, 1, 2)
+    ctx = d.intern(np.arange(6))  # 4 sampled + 2 recent: every block in every layer
+    d.place(ctx, writer=0, now=0.0)
+    steps, req = local_steps(d, [ctx], 2, now=3.0)
+    for step, now in ((1, 3.0), (2, 4.5)):
+        req.gen[0], steps.req.env.now = step, now
+        assert steps.select_split(0, [0])[0] == []
+        assert (d.used_at[ctx] == now).all()
+
+
+def test_copy_hits_are_the_slots_times_the_mean_picks_per_layer_on_copies_at_every_step(
+        samples):
+    S = 3
+    d = directory(2, 1, 1, S)
+    ctx = d.intern(np.arange(40))
+    d.place(ctx[:20], writer=1, now=0.0)  # GPU 1 owns the first 20, copied at home in all slots
+    d.place(ctx[20:], writer=0, now=0.0)
+    for s in range(S):
+        d.add_copies(0, ctx[:20], s, now=1.0)
+    steps, req = local_steps(d, [ctx], S, seed=9, popular=[30], focus=[[2, 5, 33]])
+    twin = copy.deepcopy(steps.sel_rngs[0])
+    steps.select_split(0, [0])
+    # 6 picks per layer, half the context copies: 3 per layer were picks uniform, so
+    # ceil(64 / 3) = 22 layers drawn (at least 16, at most a sample's 16 × 3)
+    assert samples == [22]
+    pick = SEL.select_batch(twin, np.array([40]), 22, focus=np.array([[2, 5, 33]]),
+                            popular_blocks=np.array([30])).query(0)
+    per_step = S * int((pick < 20).sum()) / 22  # positions 0-19 are the copies
+    assert steps.copy_hits == pytest.approx(per_step) and per_step > 0
+    for step in (2, 3):  # the same finding's later steps add as many, and draw nothing
+        req.gen[0] = step
+        assert steps.select_split(0, [0])[0] == []
+        assert steps.copy_hits == pytest.approx(step * per_step)
+    assert steps.sel_rngs[0].random() == twin.random()
+    assert samples == [22, 22]  # the finding's draw and this test's twin of it: no more
+
+
+def test_where_copies_are_rare_a_finding_draws_as_many_layers_as_a_sample(samples):
+    S = 3
+    d = directory(2, 1, 1, S)
+    ctx = d.intern(np.arange(40))
+    d.place(ctx[:1], writer=1, now=0.0)  # one copy among 40 blocks: 0.15 picks per layer
+    d.place(ctx[1:], writer=0, now=0.0)
+    for s in range(S):
+        d.add_copies(0, ctx[:1], s, now=1.0)
+    steps, _ = local_steps(d, [ctx], S)
+    assert steps.select_split(0, [0])[0] == []
+    assert samples == [SELECTION_STEPS * S]
+
+
+def test_a_finding_lapses_when_the_home_loses_hbm_the_context_grows_or_its_steps_are_done():
+    S = 2
+    d = directory(2, 1, 1, S)
+    ctx = d.intern(np.arange(10))
+    d.place(ctx, writer=1, now=0.0)
+    for s in range(S):
+        d.add_copies(0, ctx, s, now=1.0)
+    steps, req = local_steps(d, [ctx], S, now=2.0)
+    assert steps.select_split(0, [0])[0] == []
+    first = steps._local[0]
+    req.gen[0] = SELECTION_STEPS  # the sample's last step: the same finding
+    assert steps.select_split(0, [0])[0] == [] and steps._local[0] is first
+    req.gen[0] = SELECTION_STEPS + 1  # past it: found again, from this step
+    steps.select_split(0, [0])
+    assert steps._local[0] is not first and steps._local[0][0] == SELECTION_STEPS
+    again = steps._local[0]
+    grown = np.append(ctx, d.intern([500]))
+    d.place(grown[-1:], writer=0, now=3.0)  # a generated block at home: still local
+    req.ctx_idx[0] = grown
+    assert steps.select_split(0, [0])[0] == [] and steps._local[0] is not again
+    assert steps._local[0][1] == 11
+    d.eviction.evict_lru(0, 1)  # the home evicts one copy: the context is drawn
+    assert steps.select_split(0, [0])[0] == [0]
+    assert 0 not in steps._local
+    # the same step on another home (a preempted request re-admitted elsewhere) is found anew
+    steps2, req2 = local_steps(d, [grown[-1:]], S)
+    assert steps2.select_split(0, [0])[0] == []
+    assert steps2._local[0][4] == 0
+    assert steps2.select_split(1, [0])[0] == [0]  # GPU 1 holds no copy of GPU 0's block
+
+
+def test_a_batch_adds_its_local_queries_counts_to_the_drawn_ones():
+    S = 2
+    d = directory(2, 1, 1, S)
+    a, b, c = (d.intern(np.arange(1000 * i, 1000 * i + n)) for i, n in ((1, 30), (2, 3), (3, 8)))
+    d.place(a, writer=0, now=0.0)
+    d.place(b, writer=0, now=0.0)
+    d.place(c, writer=1, now=0.0)  # c is GPU 1's and not copied: drawn
+    steps, _ = local_steps(d, [a, b, c], S)
+    drawn, dense, valid, n_local, q_local = steps.select_split(0, [0, 1, 2])
+    assert drawn == [2] and dense.shape[0] == 1
+    assert (n_local, q_local) == (int(SEL.counts(30) + SEL.counts(3)), 2) == (9, 2)
+
+
+def test_the_estimate_has_the_mean_of_the_copy_hits_the_drawn_selections_count():
+    # the one-layer estimate against the drawn steps' counts (the compiled pass), over many
+    # draws: a context with a popular region, a focus set and copies in a few places
+    S = 4
+    d = directory(2, 1, 1, S)
+    ctx = d.intern(np.arange(60))
+    copies = ctx[np.arange(60) % 3 == 0]
+    d.place(copies, writer=1, now=0.0)
+    d.place(ctx[np.arange(60) % 3 != 0], writer=0, now=0.0)
+    for s in range(S):
+        d.add_copies(0, copies, s, now=1.0)
+    estimate, drawn = [], []
+    for seed in range(300):
+        steps, req = local_steps(d, [ctx], S, seed=seed, popular=[40], focus=[[3, 9, 12, 30]])
+        steps.select_split(0, [0])
+        estimate.append(steps.copy_hits)
+    for seed in range(40):
+        steps, req = local_steps(d, [ctx], S, seed=seed, popular=[40], focus=[[3, 9, 12, 30]])
+        steps.local_counts = False
+        for step in range(1, SELECTION_STEPS + 1):
+            req.gen[0] = step
+            before = steps.copy_hits
+            _, dense, valid, _, _ = steps.select_split(0, [0])
+            steps.locate(0, dense, valid)
+            drawn.append(steps.copy_hits - before)
+    est, got = np.array(estimate, float), np.array(drawn, float)
+    # steps of one sample are correlated: the standard error over samples, not steps
+    per_sample = got.reshape(40, SELECTION_STEPS).mean(axis=1)
+    se = np.hypot(est.std() / np.sqrt(len(est)), per_sample.std() / np.sqrt(len(per_sample)))
+    assert abs(est.mean() - got.mean()) < 4 * se
+    assert 0 < got.mean() < S * 6  # some, not all, picks are copies
+
+
+def test_the_directory_counts_a_homes_losses_and_nothing_else():
+    d = directory(2, 1, 1, 2)
+    ctx = d.intern(np.arange(6))
+    d.place(ctx[:3], writer=0, now=0.0)
+    d.place(ctx[3:], writer=1, now=0.0)
+    d.add_copies(0, ctx[3:], 0, now=1.0)  # gains: none counted
+    assert d.losses.tolist() == [0, 0]
+    d.eviction.evict_lru(0, 1)  # one of GPU 0's copies or unpinned blocks
+    assert d.losses.tolist() == [1, 0]
+    d.pin(ctx[:3])
+    d.eviction.demote(1, 1)  # an owned block of GPU 1 to the host tier
+    assert d.losses.tolist() == [1, 1]
+    d.promote(ctx[3:], now=2.0)  # back in HBM: a gain
+    assert d.losses.tolist() == [1, 1]
+    assert d.eviction.evict_lru(1, 0) == 0 and d.losses.tolist() == [1, 1]  # nothing freed
+
+
+# -- in the engine ----------------------------------------------------------------------------
+
+
+def two_readers(output: int = 40):
+    """A and B read a 6-block repository that GPU 1 owns, B after A, with a block of its own:
+    short contexts, every block selected in every slot."""
+    blocks = list(range(6))
+    return make_trace(arrival_at=[0.0, 0.5], input_tokens=[6 * 64, 7 * 64],
+                      output_tokens=[output, output], block_ids=[blocks, blocks + [77]],
+                      block_tokens=64, session_id=[0, 1], repo_id=[repo_on(1, 2)] * 2)
+
+
+@pytest.fixture
+def samples(monkeypatch):
+    """The layers of each of the selector's draws, call by call."""
+    drawn = []
+    real = workloads.sparse.SparseSelector.select_batch
+
+    def spy(self, rng, context_blocks, n_layers, **kw):
+        drawn.append(n_layers)
+        return real(self, rng, context_blocks, n_layers, **kw)
+
+    monkeypatch.setattr(workloads.sparse.SparseSelector, "select_batch", spy)
+    return drawn
+
+
+@pytest.mark.parametrize("policy", ["fetch", "route", "local", "colocated"])
+def test_short_contexts_give_the_same_run_drawn_or_not(policy, monkeypatch, samples):
+    # every block selected in every slot, so the draws are the contexts: the fast run with
+    # local contexts counted is the one that draws them, copy hits and steps alike
+    sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
+    counted = run(sc, policy, trace=two_readers(), engine="fast")
+    n_counted = sum(samples)
+    samples.clear()
+    monkeypatch.setattr(FastRun, "count_local_contexts", False)
+    every = run(sc, policy, trace=two_readers(), engine="fast")
+    assert n_counted < sum(samples)  # fewer layers drawn
+    for table in ("iterations", "rounds", "requests"):
+        a, b = getattr(counted, table), getattr(every, table)
+        assert a.shape == b.shape
+        assert np.allclose(a.select_dtypes("number").to_numpy(float),
+                           b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)
+    hit = counted.summary["copy_hit_rate"]
+    assert hit == every.summary["copy_hit_rate"] or (np.isnan(hit) and policy != "fetch")
+    assert (counted.requests["home"].astype(str) != "n0/gpu1").any()  # a reader away
+    if policy == "fetch":
+        assert 0 < hit < 1  # the first step fetches, the later steps hit the copies
+
+
+def test_an_observing_policy_draws_every_selection(samples):
+    sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
+    run(sc, "adaptive", trace=two_readers(), engine="fast")
+    assert set(samples) == {SELECTION_STEPS * 61}  # whole samples of every layer, only
+    drawn_adaptive = sum(samples)
+    samples.clear()
+    run(sc, "fetch", trace=two_readers(), engine="fast")
+    assert sum(samples) < drawn_adaptive / 2
