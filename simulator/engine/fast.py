@@ -173,6 +173,7 @@ class FastRun(_Run):
         self._attn_tables: list[np.ndarray | None] = [None] * self.G
         self.compose = SlotComposer(self)  # the slots with rounds
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
+        self.layers = int(self.slot_layers.sum())  # the real layers the slots stand for
         # contexts wholly local are not drawn (simulator/engine/locate.py), where what the
         # draws feed besides the step can be counted without them
         self.steps.local_counts = (self.count_local_contexts and self.observed is None
@@ -191,6 +192,12 @@ class FastRun(_Run):
         drawn, dense, valid, n_quiet, q_quiet = self.steps.select_split(g, reqs, colocated)
         if na_layer is None:
             na_layer = self.costs.na(g, len(reqs))
+        if not drawn and self.chain_quiet and self.cal[g].last_end <= start_at \
+                and self.observed is None:
+            # every context local, on a stream only this GPU uses: every slot alike
+            at = self._uniform_quiet(g, n_quiet, q_quiet, na_layer, start_at)
+            yield env.timeout(at - env.now)
+            return
         if not drawn:  # every query's context local: its count in every slot (locate.py)
             groups = self._no_groups
             n_arr = np.full(self.S, n_quiet, np.int64)
@@ -296,6 +303,16 @@ class FastRun(_Run):
         # the slots' ends never decrease: the last is the latest
         self.cal[g].account_each(busy, kernels, end)
         return at
+
+    def _uniform_quiet(self, g: int, n_local: int, q_local: int, na_layer: float,
+                       at: float) -> float:
+        """A step from ``at`` [s] whose every slot is the same — ``n_local`` local blocks of
+        ``q_local`` queries, nothing to exchange — on a stream only GPU ``g`` uses: what
+        :meth:`_quiet_stretches` sums over the slots, as one product; returns its end [s]."""
+        a = self.costs.attention(self.names[g], n_local, q_local) if n_local else 0.0
+        busy = a + na_layer
+        self.cal[g].account(busy * self.S, (2 if a else 1) * self.S, at + busy * self.layers)
+        return at + busy * self.layers
 
     def _pay_debt(self, g: int):
         """Wait out GPU ``g``'s debt, if a later-computed kernel pushed its running step back
