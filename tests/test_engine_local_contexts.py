@@ -22,7 +22,7 @@ from test_engine_steps import SEL, directory, oracle_locate, requests_of, step_d
 import workloads.sparse
 from simulator import run
 from simulator.engine.fast import FastRun
-from simulator.engine.locate import SELECTION_STEPS
+from simulator.engine.locate import LOCAL_STEPS, SELECTION_STEPS
 from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED
 from simulator.testing.invariants import repo_on, small_scenario
 from workloads.schema import make_trace
@@ -168,11 +168,11 @@ def test_a_finding_lapses_when_the_home_loses_hbm_the_context_grows_or_its_steps
     steps, req = local_steps(d, [ctx], S, now=2.0)
     assert steps.select_split(0, [0])[0] == []
     first = steps._local[0]
-    req.gen[0] = SELECTION_STEPS  # the sample's last step: the same finding
+    req.gen[0] = LOCAL_STEPS  # the finding's last step: the same finding
     assert steps.select_split(0, [0])[0] == [] and steps._local[0] is first
-    req.gen[0] = SELECTION_STEPS + 1  # past it: found again, from this step
+    req.gen[0] = LOCAL_STEPS + 1  # past it: found again, from this step
     steps.select_split(0, [0])
-    assert steps._local[0] is not first and steps._local[0][0] == SELECTION_STEPS
+    assert steps._local[0] is not first and steps._local[0][0] == LOCAL_STEPS
     again = steps._local[0]
     grown = np.append(ctx, d.intern([500]))
     d.place(grown[-1:], writer=0, now=3.0)  # a generated block at home: still local

@@ -29,7 +29,7 @@ sampled. What the blocks' identities still feed is counted instead:
   order, as issue 15 allows the fast engine.
 
 The finding holds while the context does not grow and its home loses nothing from HBM
-(``BlockDirectory.losses``), and for at most :data:`SELECTION_STEPS` steps, as a sample does. Not
+(``BlockDirectory.losses``), and for at most :data:`LOCAL_STEPS` steps. Not
 with a recorded selection trace, a replicated placement, or a policy that observes selections
 (``adaptive``: its stability estimate reads them). The exact engine draws every selection."""
 
@@ -42,6 +42,11 @@ from simulator.kvcache.tiers import HBM
 
 #: Decode steps whose selections are sampled together for one query.
 SELECTION_STEPS = 16
+
+#: Decode steps a finding that a context is local serves at most (it lapses sooner when the
+#: context grows, at the next block, or its home loses HBM): the blocks its draw picked are
+#: touched once per finding.
+LOCAL_STEPS = 64
 
 #: A local context's copy hits are estimated from enough layers' picks that about this many
 #: fall on its copies (at least :data:`SELECTION_STEPS` layers, at most a sample's): the
@@ -146,7 +151,7 @@ class StepData:
         for r in reqs:
             f = found.get(r)
             step = int(gen[r]) - 1
-            if (f is None or not 0 <= step - f[0] < SELECTION_STEPS or f[4] != g
+            if (f is None or not 0 <= step - f[0] < LOCAL_STEPS or f[4] != g
                     or f[1] != len(req.ctx_idx[r]) or f[2] != self.dir.losses[g]):
                 f = self._find_local(g, r, step, colocated)
             if f is None:
