@@ -118,8 +118,9 @@ def test_a_context_no_larger_than_a_selection_is_touched_whole_at_every_step():
         assert (d.used_at[ctx] == now).all()
 
 
+@pytest.mark.parametrize("focus", [[2, 5, 33], []])
 def test_copy_hits_are_the_slots_times_the_mean_picks_per_layer_on_copies_at_every_step(
-        samples):
+        samples, focus):
     S = 3
     d = directory(2, 1, 1, S)
     ctx = d.intern(np.arange(40))
@@ -127,13 +128,13 @@ def test_copy_hits_are_the_slots_times_the_mean_picks_per_layer_on_copies_at_eve
     d.place(ctx[20:], writer=0, now=0.0)
     for s in range(S):
         d.add_copies(0, ctx[:20], s, now=1.0)
-    steps, req = local_steps(d, [ctx], S, seed=9, popular=[30], focus=[[2, 5, 33]])
+    steps, req = local_steps(d, [ctx], S, seed=9, popular=[30], focus=[focus])
     twin = copy.deepcopy(steps.sel_rngs[0])
     steps.select_split(0, [0])
     # 6 picks per layer, half the context copies: 3 per layer were picks uniform, so
     # ceil(64 / 3) = 22 layers drawn (at least 16, at most a sample's 16 × 3)
     assert samples == [22]
-    pick = SEL.select_batch(twin, np.array([40]), 22, focus=np.array([[2, 5, 33]]),
+    pick = SEL.select_batch(twin, np.array([40]), 22, focus=np.array([focus or [-1]]),
                             popular_blocks=np.array([30])).query(0)
     per_step = S * int((pick < 20).sum()) / 22  # positions 0-19 are the copies
     assert steps.copy_hits == pytest.approx(per_step) and per_step > 0
@@ -168,11 +169,18 @@ def test_a_finding_lapses_when_the_home_loses_hbm_the_context_grows_or_its_steps
     steps, req = local_steps(d, [ctx], S, now=2.0)
     assert steps.select_split(0, [0])[0] == []
     first = steps._local[0]
+    assert steps.select_split(0, [0])[0] == [] and steps._local[0] is first  # the same step
     req.gen[0] = LOCAL_STEPS  # the finding's last step: the same finding
     assert steps.select_split(0, [0])[0] == [] and steps._local[0] is first
     req.gen[0] = LOCAL_STEPS + 1  # past it: found again, from this step
     steps.select_split(0, [0])
     assert steps._local[0] is not first and steps._local[0][0] == LOCAL_STEPS
+    again = steps._local[0]
+    req.gen[0] = LOCAL_STEPS + 2  # the new finding serves the next step
+    assert steps.select_split(0, [0])[0] == [] and steps._local[0] is again
+    req.gen[0] = LOCAL_STEPS  # a step before it (decoding again after a preemption): anew
+    steps.select_split(0, [0])
+    assert steps._local[0] is not again and steps._local[0][0] == LOCAL_STEPS - 1
     again = steps._local[0]
     grown = np.append(ctx, d.intern([500]))
     d.place(grown[-1:], writer=0, now=3.0)  # a generated block at home: still local
@@ -187,6 +195,14 @@ def test_a_finding_lapses_when_the_home_loses_hbm_the_context_grows_or_its_steps
     assert steps2.select_split(0, [0])[0] == []
     assert steps2._local[0][4] == 0
     assert steps2.select_split(1, [0])[0] == [0]  # GPU 1 holds no copy of GPU 0's block
+
+
+def test_a_context_with_a_hole_is_drawn():
+    d = directory(2, 1, 1, 2)
+    ctx = d.intern(np.arange(8))
+    d.place(ctx, writer=0, now=0.0)
+    steps, _ = local_steps(d, [np.where(np.arange(8) == 3, -1, ctx)], 2)
+    assert steps.select_split(0, [0])[0] == [0] and 0 not in steps._local
 
 
 def test_a_batch_adds_its_local_queries_counts_to_the_drawn_ones():
@@ -242,14 +258,17 @@ def test_the_directory_counts_a_homes_losses_and_nothing_else():
     d.place(ctx[3:], writer=1, now=0.0)
     d.add_copies(0, ctx[3:], 0, now=1.0)  # gains: none counted
     assert d.losses.tolist() == [0, 0]
-    d.eviction.evict_lru(0, 1)  # one of GPU 0's copies or unpinned blocks
-    assert d.losses.tolist() == [1, 0]
+    d.touch(0, ctx[:3], now=5.0)  # GPU 0's own blocks used since: its copies go first
+    d.eviction.evict_lru(0, 1)
+    assert d.copies[0] == 2 and d.losses.tolist() == [1, 0]  # a copy evicted
+    d.eviction.evict_lru(0, 3)  # the other two copies and an owned block, in one call
+    assert d.copies[0] == 0 and d.losses.tolist() == [3, 0]  # once per kind of loss
     d.pin(ctx[:3])
     d.eviction.demote(1, 1)  # an owned block of GPU 1 to the host tier
-    assert d.losses.tolist() == [1, 1]
+    assert d.losses.tolist() == [3, 1]
     d.promote(ctx[3:], now=2.0)  # back in HBM: a gain
-    assert d.losses.tolist() == [1, 1]
-    assert d.eviction.evict_lru(1, 0) == 0 and d.losses.tolist() == [1, 1]  # nothing freed
+    assert d.losses.tolist() == [3, 1]
+    assert d.eviction.evict_lru(1, 0) == 0 and d.losses.tolist() == [3, 1]  # nothing freed
 
 
 # -- in the engine ----------------------------------------------------------------------------

@@ -171,9 +171,9 @@ class StepData:
         """Query ``r``'s finding at ``step`` if every block of its context is local to its home
         ``g`` in every slot (module docstring), else None (and nothing kept)."""
         req, d = self.req, self.dir
+        self._local.pop(r, None)
         idx = req.ctx_idx[r]
-        if len(idx) == 0 or idx.min() < 0:  # a hole is never a valid pick: drawn
-            self._local.pop(r, None)
+        if idx.min() < 0:  # a hole (no block) is never a valid pick: drawn
             return None
         if colocated:
             copies = idx[:0]
@@ -182,7 +182,6 @@ class StepData:
             if len(copies):
                 bits = d.copy_store.bits[d.copy_store.rows(g, copies)]
                 if not ((bits & self._all_slots) == self._all_slots).all():
-                    self._local.pop(r, None)
                     return None
         n = len(idx)
         sel = self.selector
@@ -193,8 +192,8 @@ class StepData:
         if spread:
             layers = min(SELECTION_STEPS * self.S,
                          max(layers, int(np.ceil(ESTIMATE_PICKS / spread))))
-        focus = np.full((1, max(len(req.focus[r]), 1)), -1, np.int64)
-        focus[0, : len(req.focus[r])] = req.focus[r]
+        f = req.focus[r]
+        focus = np.array([f if len(f) else [-1]], np.int64)  # no focus set: -1, ignored
         picks = idx[sel.select_batch(self.sel_rngs[g], np.array([n]), layers, focus=focus,
                                      popular_blocks=req.popular[[r]]).query(0)]
         # copy hits per step: the slots × the mean picks per layer on blocks held as copies
