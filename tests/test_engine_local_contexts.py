@@ -320,6 +320,27 @@ def test_short_contexts_give_the_same_run_drawn_or_not(policy, monkeypatch, samp
         assert 0 < hit < 1  # the first step fetches, the later steps hit the copies
 
 
+@pytest.mark.parametrize("policy", ["route", "fetch"])
+def test_a_batch_of_a_drawn_and_a_local_query_is_the_run_that_draws_both(policy, monkeypatch):
+    # one home, one batch: A reads a repository GPU 1 owns (drawn while it is away: under
+    # route always), B its own 5 blocks (local from its first step); every block picked
+    sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
+    repo = repo_on(1, 2)
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[6 * 64, 5 * 64],
+                       output_tokens=[30, 30], block_ids=[list(range(6)), [70, 71, 72, 73, 74]],
+                       block_tokens=64, session_id=[3, 3], repo_id=[repo, -1])
+    counted = run(sc, policy, trace=trace, engine="fast")
+    monkeypatch.setattr(FastRun, "count_local_contexts", False)
+    every = run(sc, policy, trace=trace, engine="fast")
+    assert (counted.requests["home"].astype(str) == "n0/gpu0").all() and len(counted.rounds)
+    assert (counted.iterations["batch"] == 2).sum() > 10  # steps of both queries
+    for table in ("iterations", "rounds", "requests"):
+        a, b = getattr(counted, table), getattr(every, table)
+        assert a.shape == b.shape
+        assert np.allclose(a.select_dtypes("number").to_numpy(float),
+                           b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)
+
+
 def test_an_observing_policy_draws_every_selection(samples):
     sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
     run(sc, "adaptive", trace=two_readers(), engine="fast")

@@ -192,9 +192,9 @@ class FastRun(_Run):
         drawn, dense, valid, n_quiet, q_quiet = self.steps.select_split(g, reqs, colocated)
         if na_layer is None:
             na_layer = self.costs.na(g, len(reqs))
-        if not drawn and self.chain_quiet and self.cal[g].last_end <= start_at \
-                and self.observed is None:
-            # every context local, on a stream only this GPU uses: every slot alike
+        if not drawn and self.chain_quiet and self.cal[g].last_end <= start_at:
+            # every context local (never for an observing policy: it draws every selection),
+            # on a stream only this GPU uses: every slot alike
             at = self._uniform_quiet(g, n_quiet, q_quiet, na_layer, start_at)
             yield env.timeout(at - env.now)
             return
@@ -309,10 +309,12 @@ class FastRun(_Run):
         """A step from ``at`` [s] whose every slot is the same — ``n_local`` local blocks of
         ``q_local`` queries, nothing to exchange — on a stream only GPU ``g`` uses: what
         :meth:`_quiet_stretches` sums over the slots, as one product; returns its end [s]."""
-        a = self.costs.attention(self.names[g], n_local, q_local) if n_local else 0.0
-        busy = a + na_layer
-        self.cal[g].account(busy * self.S, (2 if a else 1) * self.S, at + busy * self.layers)
-        return at + busy * self.layers
+        # a local query reads at least one block: every slot runs its attention kernel and
+        # then its projections + FFN
+        busy = self.costs.attention(self.names[g], n_local, q_local) + na_layer
+        end = at + busy * self.layers
+        self.cal[g].account(busy * self.S, 2 * self.S, end)
+        return end
 
     def _pay_debt(self, g: int):
         """Wait out GPU ``g``'s debt, if a later-computed kernel pushed its running step back
