@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_engine_steps import SEL, directory, oracle_locate, requests_of, step_data
+from test_kvcache_directory import make
 
 import workloads.sparse
 from simulator import run
@@ -195,6 +196,61 @@ def test_a_finding_lapses_when_the_home_loses_hbm_the_context_grows_or_its_steps
     assert steps2.select_split(0, [0])[0] == []
     assert steps2._local[0][4] == 0
     assert steps2.select_split(1, [0])[0] == [0]  # GPU 1 holds no copy of GPU 0's block
+
+
+def test_a_context_not_local_is_checked_again_only_once_its_home_gained_enough():
+    S = 2
+    d = directory(2, 1, 1, S)
+    ctx = d.intern(np.arange(8))
+    d.place(ctx[:4], writer=0, now=0.0)
+    d.place(ctx[4:], writer=1, now=0.0)
+    d.add_copies(0, ctx[4:], 0, now=1.0)  # GPU 1's 4 blocks copied at home in slot 0 only
+    steps, req = local_steps(d, [ctx], S)
+    assert steps.select_split(0, [0])[0] == [0]
+    assert steps._away[0] == (0, int(d.gains[0]) + 4)  # 4 blocks short
+    # slot 1's bits set behind the directory's back (no gain counted): not checked again
+    store = d.copy_store
+    store.bits[store.rows(0, ctx[4:]), 0] |= np.uint64(0b10)
+    req.gen[0] = 2
+    assert steps.select_split(0, [0])[0] == [0]
+    d.add_copies(0, ctx[4:7], 1, now=2.0)  # 3 gains: fewer than the 4 it lacked
+    req.gen[0] = 3
+    assert steps.select_split(0, [0])[0] == [0]
+    d.add_copies(0, ctx[7:], 1, now=2.0)  # the 4th: checked again, now local
+    req.gen[0] = 4
+    assert steps.select_split(0, [0])[0] == []
+    # a gain on another GPU is not one of the home's
+    before = int(d.gains[0])
+    d.add_copies(1, ctx[:1], 0, now=4.0)
+    assert int(d.gains[0]) == before
+    # found not local on GPU 0, the same query on GPU 1, which owns all its blocks: checked
+    theirs, _ = local_steps(d, [ctx[4:]], S)
+    d.eviction.evict_lru(0, 8)  # GPU 0 keeps no copy of them
+    assert theirs.select_split(0, [0])[0] == [0] and theirs.select_split(1, [0])[0] == []
+    # a hole is never local: never checked again
+    holed, _ = local_steps(d, [np.where(np.arange(8) == 3, -1, ctx)], S)
+    assert holed.select_split(0, [0])[0] == [0] and holed._away[0] == (0, np.inf)
+
+
+def test_the_directory_counts_a_homes_gains_in_blocks():
+    d = make("first_writer", 1, 10_000, 2, 1, host=100, slots=2)  # with a host tier
+    ctx = d.intern(np.arange(6))
+    d.place(ctx[:3], writer=0, now=0.0)  # 3 owned blocks placed
+    assert d.gains.tolist() == [3, 0]
+    d.place(ctx[3:], writer=1, now=0.0)
+    assert d.gains.tolist() == [3, 3]
+    d.add_copies(0, ctx[3:5], 1, now=1.0)  # a slot copied of 2 blocks
+    assert d.gains.tolist() == [5, 3]
+    d.add_copies(0, ctx[:3], 1, now=1.0)  # of blocks it holds: no copy, no gain
+    assert d.gains.tolist() == [5, 3]
+    d.touch(0, ctx, now=2.0)
+    d.eviction.evict_lru(1, 1)  # a loss is not a gain
+    assert d.gains.tolist() == [5, 3]
+    d.pin(ctx[3:])
+    d.eviction.demote(1, 3)
+    assert (d.tier[ctx[3:]] == HOST).all() and d.gains.tolist() == [5, 3]
+    d.promote(ctx[3:], now=3.0)  # 3 blocks back in GPU 1's HBM: its gains
+    assert d.gains.tolist() == [5, 6]
 
 
 def test_a_context_with_a_hole_is_drawn():

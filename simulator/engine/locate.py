@@ -29,7 +29,10 @@ sampled. What the blocks' identities still feed is counted instead:
   order, as issue 15 allows the fast engine.
 
 The finding holds while the context does not grow and its home loses nothing from HBM
-(``BlockDirectory.losses``), and for at most :data:`LOCAL_STEPS` steps. Not
+(``BlockDirectory.losses``), and for at most :data:`LOCAL_STEPS` steps. A context found *not*
+wholly local, with m blocks not local in some slot, is not checked again until its home has
+gained m blocks in HBM or copied slots (``BlockDirectory.gains``): nothing else can make it
+local, and each gain completes at most one block. Not
 with a recorded selection trace, a replicated placement, or a policy that observes selections
 (``adaptive``: its stability estimate reads them). The exact engine draws every selection."""
 
@@ -98,6 +101,8 @@ class StepData:
         # per query found local: (step of the finding, context length, home's losses then,
         # copy hits per step, home, blocks selected per slot, trailing blocks always selected)
         self._local: dict[int, tuple] = {}
+        # per query found not wholly local: (its home, the home's gains by which it may be)
+        self._away: dict[int, tuple[int, float]] = {}
         words = (self.S + 63) // 64
         self._all_slots = np.array([(1 << min(64, self.S - 64 * w)) - 1 for w in range(words)],
                                    np.uint64)
@@ -148,12 +153,16 @@ class StepData:
         found = self._local
         drawn, hits, n_local, q_local = [], 0, 0, 0
         now = req.env.now
+        gains = self.dir.gains[g]
         for r in reqs:
             f = found.get(r)
             step = int(gen[r]) - 1
             if (f is None or not 0 <= step - f[0] < LOCAL_STEPS or f[4] != g
                     or f[1] != len(req.ctx_idx[r]) or f[2] != self.dir.losses[g]):
-                f = self._find_local(g, r, step, colocated)
+                a = self._away.get(r)
+                # not local when last found so, until its home has gained enough blocks
+                local = a is None or a[0] != g or gains >= a[1]
+                f = self._find_local(g, r, step, colocated) if local else None
             if f is None:
                 drawn.append(r)
             else:
@@ -173,7 +182,8 @@ class StepData:
         req, d = self.req, self.dir
         self._local.pop(r, None)
         idx = req.ctx_idx[r]
-        if idx.min() < 0:  # a hole (no block) is never a valid pick: drawn
+        if idx.min() < 0:  # a hole (no block) is never a valid pick: drawn, never local
+            self._away[r] = (g, np.inf)
             return None
         if colocated:
             copies = idx[:0]
@@ -181,7 +191,10 @@ class StepData:
             copies = idx[(d.base[idx] != g) | (d.tier[idx] != HBM)]
             if len(copies):
                 bits = d.copy_store.bits[d.copy_store.rows(g, copies)]
-                if not ((bits & self._all_slots) == self._all_slots).all():
+                short = np.count_nonzero(((bits & self._all_slots) != self._all_slots)
+                                         .any(axis=1))
+                if short:  # each gain of the home makes at most one block local in all
+                    self._away[r] = (g, int(d.gains[g]) + short)
                     return None
         n = len(idx)
         sel = self.selector

@@ -128,6 +128,10 @@ class BlockDirectory:
         #: demoted or dropped): a context found wholly local stays so while this is unchanged
         #: and the context does not grow (:meth:`StepData.select_split`)
         self.losses = np.zeros(self.n_gpus, np.int64)
+        #: per GPU, how many blocks it has gained in its HBM or had a copied layer slot added to
+        #: (an upper bound on the blocks that became local to it in every slot): a context found
+        #: with m blocks not local stays not local until this grows by m
+        self.gains = np.zeros(self.n_gpus, np.int64)
         self.eviction = Eviction(self)  # makes room: LRU copies, then demotions, host drops
         # called as on_demote(gpu, blocks) when ``gpu`` moves blocks to its host tier (the
         # engine charges the device→host copy); None: nothing to charge
@@ -304,6 +308,7 @@ class BlockDirectory:
                 mine = idx[holders[:, j] == gpu]
                 self._drop_copies(gpu, mine)
                 self.owned[gpu] += len(mine)
+                self.gains[gpu] += len(mine)
                 self.hbm_lists.add(gpu, mine, self.in_hbm_of(gpu))
         for gpu in np.unique(holders).tolist():
             self.eviction.make_room(int(gpu), 0, now)
@@ -343,6 +348,7 @@ class BlockDirectory:
         keep = r if fit == n_new else np.concatenate([r[~new_block], r[new_block][:fit]])
         col = store.bits[:, w]
         col[keep] |= np.uint64(1 << b)
+        self.gains[gpu] += len(keep)
         if fit:
             self.copy_lists.add(gpu, idx[new_block][:fit], self.has_copy_of(gpu))
         self.copies[gpu] += fit
@@ -369,6 +375,7 @@ class BlockDirectory:
             # a holder may have copied its own block while it sat on the host: it needs no copy
             # of a block it holds again (as place() drops them)
             self._drop_copies(gpu, mine)
+            self.gains[gpu] += len(mine)
             self.hbm_lists.add(gpu, mine, self.in_hbm_of(gpu))
         for gpu in gpus:
             self.eviction.make_room(gpu, 0, now)
