@@ -564,3 +564,16 @@ def test_without_layer_correlation_no_renewal_mask_is_drawn(blocks):
     else:
         twin.random((1, layers, avail))
     assert rng.random() == twin.random()
+
+
+@pytest.mark.parametrize("kind", ["dsa", "nsa", "dense"])
+def test_the_blocks_always_picked_are_in_every_layers_selection(kind):
+    sel = SparseSelector(kind=kind, top_k_tokens=256, block_tokens=64, recent_tokens=128)
+    rng = np.random.default_rng(7)
+    for n in range(1, 60):
+        every = int(sel.always_picked(n))
+        rows = sel.select_batch(rng, np.array([n]), 12).query(0)
+        tail = np.arange(n - every, n)
+        assert all(np.isin(tail, row).all() for row in rows), (kind, n)
+    if kind == "dsa":  # 4 sampled + 2 recent: a context of 6 is picked whole, of 7 not
+        assert sel.always_picked(np.array([1, 6, 7, 40])).tolist() == [1, 6, 2, 2]

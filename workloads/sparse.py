@@ -160,6 +160,16 @@ class SparseSelector:
             return n.copy()
         return np.minimum(n, self.window_blocks + self.sampled_per_layer)
 
+    def always_picked(self, context_blocks) -> np.ndarray:
+        """Trailing blocks every layer selects for contexts of ``context_blocks`` blocks (int64
+        array): all of a context no larger than a selection (any context, dense), else the
+        recent window."""
+        n = np.asarray(context_blocks, dtype=np.int64)
+        if self.kind == "dense":
+            return n.copy()
+        r = np.minimum(n, self.window_blocks)
+        return np.where(n - r <= self.sampled_per_layer, n, r)
+
     # -- sampling ----------------------------------------------------------------------------
 
     def select(self, rng: np.random.Generator, context_blocks: int, n_layers: int,

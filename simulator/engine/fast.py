@@ -173,7 +173,6 @@ class FastRun(_Run):
         self._attn_tables: list[np.ndarray | None] = [None] * self.G
         self.compose = SlotComposer(self)  # the slots with rounds
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
-        self.layers = int(self.slot_layers.sum())  # the real layers the slots stand for
         # contexts wholly local are not drawn (simulator/engine/locate.py), where what the
         # draws feed besides the step can be counted without them
         self.steps.local_counts = (self.count_local_contexts and self.observed is None
@@ -312,7 +311,7 @@ class FastRun(_Run):
         # a local query reads at least one block: every slot runs its attention kernel and
         # then its projections + FFN
         busy = self.costs.attention(self.names[g], n_local, q_local) + na_layer
-        end = at + busy * self.layers
+        end = at + busy * self.arch.layers  # the slots stand for every layer
         self.cal[g].account(busy * self.S, 2 * self.S, end)
         return end
 

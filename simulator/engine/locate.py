@@ -38,6 +38,8 @@ with a recorded selection trace, a replicated placement, or a policy that observ
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from simulator.engine.locate_kernels import group_order, locate_pass
@@ -56,6 +58,18 @@ LOCAL_STEPS = 64
 #: estimate's relative error is then about 1/8 per finding, and where copies are rare in a
 #: context it draws as many layers as a sample, no noisier than the drawn count it replaces.
 ESTIMATE_PICKS = 64
+
+
+class _Local(NamedTuple):
+    """A finding that a query's context is local to its home (module docstring)."""
+
+    step: int  #: the decode step it was made at
+    blocks: int  #: the context's length then [blocks]
+    losses: int  #: the home's ``BlockDirectory.losses`` then
+    hits: float  #: copy hits per step (estimated)
+    home: int  #: the GPU it was made on
+    count: int  #: blocks selected per slot
+    every: int  #: trailing blocks every layer selects
 
 
 class StepData:
@@ -98,9 +112,7 @@ class StepData:
         #: the fast engine's choice: queries whose context is local are not drawn (module
         #: docstring); set by the engine where that holds, never for the exact engine
         self.local_counts = False
-        # per query found local: (step of the finding, context length, home's losses then,
-        # copy hits per step, home, blocks selected per slot, trailing blocks always selected)
-        self._local: dict[int, tuple] = {}
+        self._local: dict[int, _Local] = {}  # per query found local
         # per query found not wholly local: (its home, the home's gains by which it may be)
         self._away: dict[int, tuple[int, float]] = {}
         words = (self.S + 63) // 64
@@ -157,8 +169,8 @@ class StepData:
         for r in reqs:
             f = found.get(r)
             step = int(gen[r]) - 1
-            if (f is None or not 0 <= step - f[0] < LOCAL_STEPS or f[4] != g
-                    or f[1] != len(req.ctx_idx[r]) or f[2] != self.dir.losses[g]):
+            if (f is None or not 0 <= step - f.step < LOCAL_STEPS or f.home != g
+                    or f.blocks != len(req.ctx_idx[r]) or f.losses != self.dir.losses[g]):
                 a = self._away.get(r)
                 # not local when last found so, until its home has gained enough blocks
                 local = a is None or a[0] != g or gains >= a[1]
@@ -166,10 +178,10 @@ class StepData:
             if f is None:
                 drawn.append(r)
             else:
-                hits += f[3]
-                n_local += f[5]
+                hits += f.hits
+                n_local += f.count
                 q_local += 1
-                self.dir.touch(g, req.ctx_idx[r][-f[6]:], now)
+                self.dir.touch(g, req.ctx_idx[r][-f.every:], now)
         self.copy_hits += hits
         if not drawn:
             return drawn, None, None, n_local, q_local
@@ -212,10 +224,8 @@ class StepData:
         # copy hits per step: the slots × the mean picks per layer on blocks held as copies
         hits = self.S * np.count_nonzero(np.isin(picks, copies)) / layers if spread else 0.0
         d.touch(g, picks.ravel(), req.env.now)
-        # the trailing blocks every layer picks (all of a context no larger than a selection)
-        every = n if sel.kind == "dense" or n - min(n, sel.window_blocks) <= \
-            sel.sampled_per_layer else min(n, sel.window_blocks)
-        f = self._local[r] = (step, n, int(d.losses[g]), hits, g, count, every)
+        f = self._local[r] = _Local(step, n, int(d.losses[g]), hits, g, count,
+                                    int(sel.always_picked(n)))
         return f
 
     def _cached(self, r: int) -> bool:
