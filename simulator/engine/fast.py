@@ -163,8 +163,10 @@ class FastRun(_Run):
         self.streams = [FastStream(self.env, self.debt, g) for g in range(self.G)]
         self.cal = [s.cal for s in self.streams]
         until = scenario.engine.duration
+        # a deployment's all-to-all loads single links: every link keeps its calendar there
         self.links = Links(self.env, self.fabric, self.debt,
-                           float("inf") if until is None else until)
+                           float("inf") if until is None else until,
+                           endpoints=self.names if self.deploy is None else None)
         if self.observed is not None:  # an observing policy sees the link calendars' load
             self.observed.links = self.links
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots

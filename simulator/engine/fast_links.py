@@ -37,6 +37,20 @@ fetch requests, then the answers or blocks) — without events:
    micro-batch of an instance's ranks), so no policy decides beside flows of its own phase
    already in flight.
 
+5. **Links that never decide a time** (``dominated``): a link ``A`` whose every message also
+   crosses a link ``B`` no faster than ``A`` (every route through ``A`` goes through ``B``) keeps
+   no calendar. Fed a subset of ``B``'s messages, each with no more work, ``A``'s FIFO queue is
+   never longer than ``B``'s: each message ends on ``A`` no later than on ``B`` and is pushed
+   back there no more than on ``B`` (an earlier message adds less work, and ``A`` idles at
+   least as long between), and ``A`` is idle wherever ``B`` is (the workload is monotone in the
+   arrivals and their sizes, and rounding is monotone too). So a message's end, whether it was
+   alone, what an observing policy reads and the debts charged are the same without ``A``'s
+   calendar (:func:`dominated_links`; tested). On a DGX pair, an inter-node message's PCIe hops
+   (64 GB/s, behind a 50 GB/s NIC carrying exactly their traffic) are dropped: four calendars
+   of eight. Found among the routes between the run's GPUs, where there are at most
+   :attr:`Links.DOMINANCE_PAIRS` of them (a 1,024-GPU fat tree keeps every calendar), and not
+   for a deployment, whose all-to-all loads single links (:meth:`Links.aggregate`).
+
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
 ``links``, ``link_timeline``, the records by traffic class and the fabric's byte counters hold
 the fast engine's traffic too (overlapping messages on a link may count its busy time twice).
@@ -82,28 +96,40 @@ class Links:
     #: instance, whose ranks' messages form one phase, reaches it.
     EXACT_SHARE = 48
 
+    #: Routes between the GPUs (ordered pairs) at most this many for the links no message's
+    #: time depends on to be looked for (:func:`dominated_links`; each pair is routed once).
+    DOMINANCE_PAIRS = 20_000
+
     def __init__(self, env, fabric, debts: list[float] | None = None,
-                 until: float = float("inf")) -> None:
+                 until: float = float("inf"), endpoints: list[str] | None = None) -> None:
         self.fabric = fabric
         self.until = until
         self.line = fabric.link_bandwidth
         self.cal = [Calendar(env, debts) for _ in self.line]
+        # links that keep no calendar: ``endpoints`` are every end a message can have (None:
+        # unknown, or single links loaded directly — every link keeps its calendar)
+        pairs = 0 if endpoints is None else len(endpoints) * (len(endpoints) - 1)
+        self.dominated: frozenset[int] = (
+            dominated_links(fabric, endpoints) if endpoints and pairs <= self.DOMINANCE_PAIRS
+            else frozenset())
         self._routes: dict[tuple[str, str], tuple] = {}
         self._link_ids: dict[tuple[str, str], tuple[int, int]] = {}
         self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
         self.contended = 0  # messages timed against other steps' traffic
         self.messages = 0
-        self._rec: tuple[list, list, list, list, list] = ([], [], [], [], [])
+        self._rec: list[tuple] = []  # (route id, start, end, bytes, class) per message
 
     def route(self, src: str, dst: str) -> tuple:
-        """``(delay [s], lone rate [B/s], links, their calendars, seconds per byte on each,
-        route id, links as a set, (src, dst))`` of messages from ``src`` to ``dst`` (cached)."""
+        """``(delay [s], lone rate [B/s], links, the calendars of those not dominated, seconds per
+        byte on each of those, route id, links as a set, (src, dst))`` of messages from ``src``
+        to ``dst`` (cached)."""
         r = self._routes.get((src, dst))
         if r is None:
             delay, rate, links, sid = self.fabric.message_route(src, dst)
+            timed = [i for i in links if i not in self.dominated]  # links keeping a calendar
             r = self._routes[(src, dst)] = (delay, rate, links,
-                                            tuple(self.cal[i] for i in links),
-                                            tuple(1.0 / self.line[i] for i in links), sid,
+                                            tuple(self.cal[i] for i in timed),
+                                            tuple(1.0 / self.line[i] for i in timed), sid,
                                             frozenset(links), (src, dst))
         return r
 
@@ -277,22 +303,42 @@ class Links:
                 self.fabric.record_sent(nbytes, tag)
             return
         rec = self._rec
-        rec[0].append(sid)
-        rec[1].append(s)
-        rec[2].append(e)
-        rec[3].append(nbytes)
-        rec[4].append(tag)
-        if len(rec[0]) >= self.FLUSH:
+        rec.append((sid, s, e, nbytes, tag))
+        if len(rec) >= self.FLUSH:
             self.flush()
 
     def flush(self) -> None:
         """Hand the kept message records to the Fabric's link accounting."""
         rec = self._rec
-        self.messages += len(rec[0])
-        if rec[0]:
-            self.fabric.record_messages(*rec)
-            for x in rec:
-                x.clear()
+        self.messages += len(rec)
+        if rec:
+            self.fabric.record_messages(*zip(*rec, strict=True))
+            rec.clear()
+
+
+def dominated_links(fabric, endpoints: list[str]) -> frozenset[int]:
+    """The links no message's time depends on, among messages between ``endpoints`` (see the
+    module docstring): each link ``A`` such that another link ``B`` carries every route between
+    the endpoints that ``A`` carries, at a line rate no higher than ``A``'s. Of links carrying
+    the same routes at the same rate, all but the one of lowest index."""
+    line = fabric.link_bandwidth
+    users: dict[int, set[int]] = {}  # link -> the routes (by number) through it
+    routes = []
+    for a in endpoints:
+        for b in endpoints:
+            if a != b:
+                links = fabric.message_route(a, b)[2]
+                for i in links:
+                    users.setdefault(i, set()).add(len(routes))
+                routes.append(links)
+    out = set()
+    for i, mine in users.items():
+        for j in routes[next(iter(mine))]:  # a dominating link is on every route through i
+            if j != i and line[j] <= line[i] and mine <= users[j] and (
+                    line[j] < line[i] or len(users[j]) > len(mine) or j < i):
+                out.add(i)
+                break
+    return frozenset(out)
 
 
 def _disjoint(routes) -> bool:

@@ -258,13 +258,31 @@ def reserve_each(cals, at: float, until: float, nbytes: float, spbs, owner: int,
     """``cal.reserve(at, nbytes · spb, owner, fold)`` on each calendar of ``cals`` (distinct;
     ``spbs``: seconds per byte on each); returns the latest end [s] and whether every calendar
     was idle in ``[at, until)`` before (:meth:`Calendar.idle`; each checked before its own
-    reservation, which no other calendar's touches)."""
+    reservation, which no other calendar's touches). A calendar whose known work ends by
+    ``at`` is idle then and takes the item after all its others: that case of
+    :meth:`Calendar.reserve` is made here, without the two calls."""
     last = -_INF
     alone = True
     for c, spb in zip(cals, spbs, strict=True):
-        if alone and not c.idle(at, until):
-            alone = False
-        e = c.reserve(at, nbytes * spb, owner, fold)
+        d = nbytes * spb
+        if c.last_end <= at:  # idle, and after every known item: reserve's common case here
+            at_l = c.at
+            if len(at_l) > _PRUNE and c.end[0] <= c.env._now:
+                c._prune()
+            c.items += 1
+            e = at + d
+            at_l.append(at)
+            c.dur.append(d)
+            c.end.append(e)
+            c.end0.append(e)
+            c.own.append(owner)
+            c.fold.append(fold)
+            if e > c.last_end:
+                c.last_end = e
+        else:
+            if alone and not c.idle(at, until):
+                alone = False
+            e = c.reserve(at, d, owner, fold)
         if e > last:
             last = e
     return last, alone
