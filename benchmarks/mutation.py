@@ -197,7 +197,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               "simulator/engine/fast.py"],
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py",
-              "tests/test_engine_local_contexts.py"]),
+              "tests/test_engine_local_contexts.py", "tests/test_engine_fast_dominated.py"]),
     # a deployment's instance loops on both engines (two-batch overlap's pipeline and fold)
     "instances": (["simulator/engine/instance_loop.py", "simulator/engine/fast_instances.py"],
                   ["tests/test_engine_instances.py", "tests/test_engine_fast_instances.py",
@@ -403,8 +403,7 @@ def _links_equivalents() -> dict:
     memory = ("a memory bound: the memo of phase shapes is emptied at 100,000 shapes; its "
               "answers are the same whether or when it is")
     batches = ("records go to the Fabric in batches only to bound memory: flush() at the run's "
-               "end hands over the rest in the same order, before anything reads them, and the "
-               "record lists grow together (rec[0] and rec[1] have one length)")
+               "end hands over the rest in the same order, before anything reads them")
     out = {(path, line, "True -> False"): same_length for line in zips}
     out.update({
         (path, "if c.last_end > s and c.free_at(s) > s:", "> -> >=", "c.last_end > s"):
@@ -430,11 +429,10 @@ def _links_equivalents() -> dict:
         (path, "if len(self._shared) > 100_000:", "> -> >="): memory,
         (path, "if len(self._shared) > 100_000:", "100000 -> 100001"): memory,
         (path, "self._shared.clear()", "delete `self._shared.clear()`"): memory,
-        (path, "if len(rec[0]) >= self.FLUSH:", ">= -> >"): batches,
-        (path, "if len(rec[0]) >= self.FLUSH:", "0 -> 1"): batches,
+        (path, "if len(rec) >= self.FLUSH:", ">= -> >"): batches,
+        (path, "self.fabric.record_messages(*zip(*rec, strict=True))", "True -> False"):
+            "every record is one tuple of five fields: the five columns have one length",
         (path, "self.flush()", "delete `self.flush()`"): batches,
-        (path, "self.messages += len(rec[0])", "0 -> 1"): batches,
-        (path, "if rec[0]:", "0 -> 1"): batches,
         (path, "return False", "return X -> None", "#2"):
             "_disjoint's answer is only tested for truth (if not _disjoint(...)): None is false",
     })
@@ -2296,6 +2294,12 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "if not n or at >= at_l[-1]:  # the common case: issued after everything known", ">= -> >"):
         "an item issued at the last known issue time then goes through _insert, which puts it "
         "last (bisect_right) with the same end and pushes nothing",
+    ("simulator/engine/fast_streams.py",
+     "if c.last_end <= at:  # idle, and after every known item: reserve's common case here",
+     "<= -> <"):
+        "a link whose known work ends exactly at the message's start then goes through idle() "
+        "and reserve(): idle (every item ends by it), and reserve's common case makes the same "
+        "item, counter, cut and end",
     ("simulator/engine/fast_streams.py",
      "if n and at < at_l[-1]:  # items known after the first: one reserve each", "< -> <="):
         "a chain issued at the last known issue time then takes one reserve per item, each "

@@ -7,7 +7,10 @@ docs/mutation.md)."""
 
 from __future__ import annotations
 
+import pytest
 import simpy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator.engine.fast_sharing import batched_max_min_finish, max_min_finish
 from simulator.engine.fast_streams import (
@@ -143,15 +146,25 @@ def test_a_settled_debt_is_not_charged_again_by_a_push_an_idle_gap_absorbs():
 # -- pruning: items ended before now are cut off the front ---------------------------------
 
 
-def test_reserve_cuts_the_ended_front_once_more_than_prune_items_are_known():
+def _reserve(cal: Calendar, at: float, duration: float) -> None:
+    cal.reserve(at, duration)
+
+
+def _reserve_each(cal: Calendar, at: float, duration: float) -> None:
+    # the message shortcut: the link is idle at ``at`` and the item goes after all others
+    reserve_each([cal], at, at + duration, duration, [1.0], -1, 1)
+
+
+@pytest.mark.parametrize("reserve", [_reserve, _reserve_each])
+def test_reserve_cuts_the_ended_front_once_more_than_prune_items_are_known(reserve):
     assert _PRUNE == 64
     cal = Calendar(simpy.Environment())
     ended_items(cal, 64)
-    cal.reserve(70.0, 0.5)  # 64 known: not more than _PRUNE, nothing cut (catches `>=`)
+    reserve(cal, 70.0, 0.5)  # 64 known: not more than _PRUNE, nothing cut (catches `>=`)
     assert len(cal.at) == 65 and cal.done_busy == 0.0
     # 65 known and the first ended exactly now: it is cut (catches `<` for `<=`, `end_l[1]`
     # for `end_l[0]`, the prune deleted, and its work subtracted from done_busy)
-    cal.reserve(71.0, 0.5)
+    reserve(cal, 71.0, 0.5)
     assert len(cal.at) == 65 and cal.at[0] == 1.0 and cal.done_busy == 0.5
     assert cal.busy_until(0.5) == 0.5  # the cut item still counts
     assert cal.busy_until(INF) == 33.0 and cal.items == 66
@@ -262,6 +275,37 @@ def test_reserve_each_returns_the_latest_end_and_whether_every_link_was_idle():
     # a busy first link: not alone, whatever the others
     c = Calendar(simpy.Environment(), debts)
     assert reserve_each((a, c), 2.5, 3.0, 1024.0, (2.0**-11, 2.0**-11), 0, 1) == (3.5, False)
+
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.tuples(st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True),
+                          st.integers(0, 40), st.integers(1, 64), st.integers(0, 2),
+                          st.sampled_from([1, 1, 4]), st.integers(0, 6)),
+                min_size=1, max_size=150))
+def test_reserve_each_leaves_every_calendar_as_one_reserve_per_calendar_would(messages):
+    # messages (links, issued at [¼ s], bytes, owner, fold, how far the clock moves first),
+    # on three links whose calendars grow past _PRUNE and get cut: the idle-link shortcut and
+    # the general path, against one reserve and one idle check per link (catches any field of
+    # the shortcut's item, its counter, its cut of the ended front or its end left out)
+    envs = [simpy.Environment(), simpy.Environment()]
+    debts = [[0.0] * 3, [0.0] * 3]
+    fast = [Calendar(envs[0], debts[0]) for _ in range(3)]
+    slow = [Calendar(envs[1], debts[1]) for _ in range(3)]
+    spb = (2.0**-6, 2.0**-5, 2.0**-4)
+    for links, at, nbytes, owner, fold, advance in messages:
+        for env in envs:  # the clock moves on (never past a message's issue)
+            env._now += advance * 0.125
+        at = max(envs[0].now, at * 0.25)
+        until = at + 1.0
+        got = reserve_each([fast[i] for i in links], at, until, float(nbytes),
+                           [spb[i] for i in links], owner, fold)
+        alone, last = True, -INF
+        for i in links:
+            alone = alone and slow[i].idle(at, until)
+            last = max(last, slow[i].reserve(at, nbytes * spb[i], owner, fold))
+        assert got == (last, alone)
+        assert [state(c) for c in fast] == [state(c) for c in slow] and debts[0] == debts[1]
 
 
 # -- fast_sharing: the closed-form sharing of a phase's own flows ------------------------------

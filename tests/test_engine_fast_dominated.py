@@ -68,6 +68,9 @@ def test_links_keeps_every_calendar_when_the_endpoints_are_unknown_or_too_many(m
     env, fabric = _fabric()
     assert Links(env, fabric).dominated == frozenset()
     assert len(Links(env, fabric, endpoints=GPUS).dominated) == 64
+    # 16 GPUs: 240 ordered pairs, looked for up to the limit and not past it
+    monkeypatch.setattr(Links, "DOMINANCE_PAIRS", 16 * 15)
+    assert len(Links(env, fabric, endpoints=GPUS).dominated) == 64
     monkeypatch.setattr(Links, "DOMINANCE_PAIRS", 16 * 15 - 1)
     assert Links(env, fabric, endpoints=GPUS).dominated == frozenset()
 

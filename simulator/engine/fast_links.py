@@ -108,10 +108,9 @@ class Links:
         self.cal = [Calendar(env, debts) for _ in self.line]
         # links that keep no calendar: ``endpoints`` are every end a message can have (None:
         # unknown, or single links loaded directly — every link keeps its calendar)
-        pairs = 0 if endpoints is None else len(endpoints) * (len(endpoints) - 1)
-        self.dominated: frozenset[int] = (
-            dominated_links(fabric, endpoints) if endpoints and pairs <= self.DOMINANCE_PAIRS
-            else frozenset())
+        self.dominated: frozenset[int] = frozenset()
+        if endpoints and len(endpoints) * (len(endpoints) - 1) <= self.DOMINANCE_PAIRS:
+            self.dominated = dominated_links(fabric, endpoints)
         self._routes: dict[tuple[str, str], tuple] = {}
         self._link_ids: dict[tuple[str, str], tuple[int, int]] = {}
         self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
@@ -331,14 +330,13 @@ def dominated_links(fabric, endpoints: list[str]) -> frozenset[int]:
                 for i in links:
                     users.setdefault(i, set()).add(len(routes))
                 routes.append(links)
-    out = set()
-    for i, mine in users.items():
-        for j in routes[next(iter(mine))]:  # a dominating link is on every route through i
-            if j != i and line[j] <= line[i] and mine <= users[j] and (
-                    line[j] < line[i] or len(users[j]) > len(mine) or j < i):
-                out.add(i)
-                break
-    return frozenset(out)
+    # a dominating link is on every route through the link: on the first, say (a link is not
+    # its own: the same routes at the same rate, and not of lower index)
+    return frozenset(
+        i for i, mine in users.items()
+        if any(line[j] <= line[i] and mine <= users[j]
+               and (line[j] < line[i] or len(users[j]) > len(mine) or j < i)
+               for j in routes[next(iter(mine))]))
 
 
 def _disjoint(routes) -> bool:

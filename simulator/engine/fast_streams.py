@@ -277,8 +277,7 @@ def reserve_each(cals, at: float, until: float, nbytes: float, spbs, owner: int,
             c.end0.append(e)
             c.own.append(owner)
             c.fold.append(fold)
-            if e > c.last_end:
-                c.last_end = e
+            c.last_end = e  # no sooner than the last end: at or after it, plus the work
         else:
             if alone and not c.idle(at, until):
                 alone = False
