@@ -24,7 +24,7 @@ def scenario(folder, name: str):
     return small_scenario(folder, name=name, policies=["route", "fetch"])
 
 
-@pytest.mark.parametrize(("name", "text"), zip(NAMES, BAD, strict=True))
+@pytest.mark.parametrize(("name", "text"), list(zip(NAMES, BAD, strict=True)))
 def test_run_prints_the_scenario_name_and_output_folder_as_given(name, text, tmp_path, capsys,
                                                                  monkeypatch):
     monkeypatch.setenv("COLUMNS", "200")
