@@ -243,8 +243,10 @@ class FastRun(_Run):
                 # the rest of the step
                 for q in range(prev, s):
                     at = yield from self._slot_start(g, at, False)
-                    at = cal.chain(at, [attn[q] + na_layer], slot_layers[q:q + 1], g,
-                                   [2 if attn[q] else 1])
+                    # one item: what cal.chain makes of it (its folded layers after it)
+                    a, fold = attn[q], slot_layers[q]
+                    end = cal.reserve(at, a + na_layer, g, fold, 2 if a else 1)
+                    at = end + (end - at) * (fold - 1)
             elif s > prev:  # quiet slots no other GPU's kernel can join: attention, then
                 # projections + FFN, back to back as one item each, chained at once
                 at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,
