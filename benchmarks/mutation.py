@@ -540,7 +540,7 @@ def _fast_equivalents() -> dict:
         (path, "at = yield from self._slot_start(g, at, False)", "False -> True", "#1"):
             "observing makes the slot wait for its start even when no event is due before it: "
             "nothing happens in between, so the slot is composed with the same values",
-        (path, "[2 if attn[q] else 1])", "1 -> 2"):
+        (path, "end = cal.reserve(at, a + na_layer, g, fold, 2 if a else 1)", "1 -> 2"):
             "a slot with nothing to exchange holds its selected blocks at home (every query "
             "selects at least one block), so its attention is positive and the else is not "
             "reached",
