@@ -108,12 +108,23 @@ def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) 
     except BaseException:
         # Ctrl-C or a failed run: stop the other runs now (the workers ignore SIGINT, and the
         # executor's exit hook would otherwise wait for them to finish)
-        workers = list((getattr(pool, "_processes", None) or {}).values())
+        # the executor's worker table and manager thread, held before shutdown drops them:
+        # the thread may still start a worker as it winds down; once it has stopped, every
+        # worker in the table is ended too
+        table = getattr(pool, "_processes", None) or {}
+        manager = getattr(pool, "_executor_manager_thread", None)
+        workers = list(table.values())
         for proc in workers:
             proc.terminate()
         pool.shutdown(wait=False, cancel_futures=True)
-        for proc in workers:
+        if manager is not None:
+            manager.join(timeout=5)
+        for proc in {*workers, *table.values()}:
+            proc.terminate()
             proc.join(timeout=5)
+            if proc.is_alive():  # SIGTERM not acted on in time (a loaded machine): SIGKILL
+                proc.kill()
+                proc.join(timeout=5)
         raise
     pool.shutdown()
     return {p: done[p] for p in policies}
