@@ -2295,12 +2295,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "an item issued at the last known issue time then goes through _insert, which puts it "
         "last (bisect_right) with the same end and pushes nothing",
     ("simulator/engine/fast_streams.py",
-     "if c.last_end <= at:  # idle, and after every known item: reserve's common case here",
-     "<= -> <"):
-        "a link whose known work ends exactly at the message's start then goes through idle() "
-        "and reserve(): idle (every item ends by it), and reserve's common case makes the same "
-        "item, counter, cut and end",
-    ("simulator/engine/fast_streams.py",
      "if n and at < at_l[-1]:  # items known after the first: one reserve each", "< -> <="):
         "a chain issued at the last known issue time then takes one reserve per item, each "
         "reserve's common case: the same items and floats, and the one cut on the way takes the "

@@ -151,7 +151,7 @@ def _reserve(cal: Calendar, at: float, duration: float) -> None:
 
 
 def _reserve_each(cal: Calendar, at: float, duration: float) -> None:
-    # the message shortcut: the link is idle at ``at`` and the item goes after all others
+    # a message on one link, idle at ``at``: the item goes after all others
     reserve_each([cal], at, at + duration, duration, [1.0], -1, 1)
 
 
@@ -285,9 +285,9 @@ def test_reserve_each_returns_the_latest_end_and_whether_every_link_was_idle():
                 min_size=1, max_size=150))
 def test_reserve_each_leaves_every_calendar_as_one_reserve_per_calendar_would(messages):
     # messages (links, issued at [¼ s], bytes, owner, fold, how far the clock moves first),
-    # on three links whose calendars grow past _PRUNE and get cut: the idle-link shortcut and
-    # the general path, against one reserve and one idle check per link (catches any field of
-    # the shortcut's item, its counter, its cut of the ended front or its end left out)
+    # on three links whose calendars grow past _PRUNE and get cut, idle and busy, against one
+    # reserve and one idle check per link (catches any part of an item, its counter, the cut of
+    # the ended front or the end left out of a faster path through reserve_each)
     envs = [simpy.Environment(), simpy.Environment()]
     debts = [[0.0] * 3, [0.0] * 3]
     fast = [Calendar(envs[0], debts[0]) for _ in range(3)]

@@ -258,30 +258,13 @@ def reserve_each(cals, at: float, until: float, nbytes: float, spbs, owner: int,
     """``cal.reserve(at, nbytes · spb, owner, fold)`` on each calendar of ``cals`` (distinct;
     ``spbs``: seconds per byte on each); returns the latest end [s] and whether every calendar
     was idle in ``[at, until)`` before (:meth:`Calendar.idle`; each checked before its own
-    reservation, which no other calendar's touches). A calendar whose known work ends by
-    ``at`` is idle then and takes the item after all its others: that case of
-    :meth:`Calendar.reserve` is made here, without the two calls."""
+    reservation, which no other calendar's touches)."""
     last = -_INF
     alone = True
     for c, spb in zip(cals, spbs, strict=True):
-        d = nbytes * spb
-        if c.last_end <= at:  # idle, and after every known item: reserve's common case here
-            at_l = c.at
-            if len(at_l) > _PRUNE and c.end[0] <= c.env._now:
-                c._prune()
-            c.items += 1
-            e = at + d
-            at_l.append(at)
-            c.dur.append(d)
-            c.end.append(e)
-            c.end0.append(e)
-            c.own.append(owner)
-            c.fold.append(fold)
-            c.last_end = e  # no sooner than the last end: at or after it, plus the work
-        else:
-            if alone and not c.idle(at, until):
-                alone = False
-            e = c.reserve(at, d, owner, fold)
+        if alone and not c.idle(at, until):
+            alone = False
+        e = c.reserve(at, nbytes * spb, owner, fold)
         if e > last:
             last = e
     return last, alone
