@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
@@ -611,6 +613,107 @@ def test_add_copies_kept_counts_what_has_copy_reads_after_the_call(ops, scheme, 
             assert kept == int(np.count_nonzero(d.has_copy(gpu, np.unique(idx), slot)))
         assert np.array_equal(d.copies, twin.copies)
         d.check()
+
+
+def _copy_state(d) -> list:
+    """Everything a copy can change in a directory: holders, tiers, counters, the copy store's
+    bits and last uses (whole pool), and the copy lists' live entries per GPU."""
+    store = d.copy_store
+    state = [d.base[: d.n], d.tier[: d.n], d.used_at[: d.n], d.owned, d.copies, d.host_used,
+             d.gains, d.demoted, d.dropped, d.copies_evicted, store.offset, store.n_pool,
+             store.bits, store.used_at]
+    every = np.arange(d.n)
+    for gpu in range(d.n_gpus):
+        state.append(d.copy_lists.live(gpu, d.has_copy_of(gpu)))
+        state.append(d.hbm_lists.live(gpu, d.in_hbm_of(gpu)))
+        state += [d.has_copy(gpu, every, slot) for slot in range(d.cfg.layer_slots)]
+    return state
+
+
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["place", "copy", "copy", "copy", "touch", "promote"]),
+            st.lists(st.integers(0, 12), min_size=1, max_size=4),  # copied again often
+            st.integers(0, 3),
+            st.integers(0, 69),  # slots past 63 take the second word
+        ),
+        max_size=40,
+    ),
+    scheme=st.sampled_from(["first_writer", "hash", "replicate"]),
+    cap=st.integers(0, 12),
+    host=st.integers(0, 6),
+    paged=st.booleans(),
+)
+def test_the_compiled_copy_pass_leaves_the_state_the_array_code_leaves(ops, scheme, cap, host,
+                                                                       paged):
+    # add_copies_kept takes a round whose blocks are all copied already through a compiled pass
+    # (simulator/kvcache/copy_kernels.py); a twin directory runs the array code alone. After
+    # every operation the two agree on every return value and every piece of state: held,
+    # host-tier, dropped and repeated blocks, eviction under tight capacity, both words of
+    # copy bits, dense and paged stores
+    from simulator.kvcache import copystore
+
+    with mock.patch.object(copystore, "DENSE_BYTES", 0 if paged else copystore.DENSE_BYTES):
+        d = make(scheme, replicas=2, cap=cap, gpus=4, host=host, slots=70)
+        twin = make(scheme, replicas=2, cap=cap, gpus=4, host=host, slots=70)
+    assert (d.copy_store.stride == 0) == paged
+    for t, (op, keys, gpu, slot) in enumerate(ops):
+        got = []
+        for x, array_code in ((d, False), (twin, True)):
+            idx = x.intern(keys)
+            if op == "place":
+                x.place(np.unique(idx[~x.known(idx)]), writer=gpu, now=float(t), repo=gpu)
+            elif op == "touch":
+                x.touch(gpu, idx, now=float(t))
+            elif op == "promote":
+                x.promote(idx, now=float(t))
+            elif array_code:
+                with mock.patch("simulator.kvcache.directory.keep_copied", return_value=-1):
+                    got.append(x.add_copies_kept(gpu, idx, slot, now=float(t)))
+            else:
+                got.append(x.add_copies_kept(gpu, idx, slot, now=float(t)))
+        assert got[:1] == got[1:]
+        for a, b in zip(_copy_state(d), _copy_state(twin), strict=True):
+            assert np.array_equal(a, b)
+        d.check()
+
+
+def test_the_compiled_copy_pass_is_taken_and_declines_a_new_block():
+    # a block copied in slot 0 gets slot 1 through the compiled pass; a block with no copy yet
+    # (or only on another GPU) is left to the array code, which makes it
+    from simulator.kvcache import copy_kernels
+
+    d = make("first_writer", cap=100, host=10, slots=4)
+    idx = d.intern([1, 2, 3])
+    d.place(idx, writer=1, now=0.0)
+    d.add_copies(0, idx[:2], 0, now=1.0)
+    d.add_copies(2, idx[2:], 0, now=1.0)
+    store = d.copy_store
+    off = store.offset[0]
+    args = (d.base, d.tier, off, store.bits, store.used_at, 0, np.uint64(1 << 1), 2.0)
+    assert copy_kernels.keep_copied(np.array([1, 0, 1]), 0, *args) == 2  # a repeat once
+    assert d.has_copy(0, idx, 1).tolist() == [True, True, False]
+    assert d.has_copy(0, idx, 0).tolist() == [True, True, False]  # slot 0's bits kept
+    assert store.used_at[idx[:2] + off[0]].tolist() == [2.0, 2.0]
+    bits = store.bits.copy()
+    assert copy_kernels.keep_copied(np.array([0, 2]), 0, *args[:-1], 3.0) == -1  # block 2
+    assert np.array_equal(bits, store.bits)  # nothing written
+    assert store.used_at[idx[0] + off[0]] == 2.0
+    assert copy_kernels.keep_copied(np.array([0, 2]), 1, *args) == 0  # GPU 1 holds them
+    # through the directory: the pass answers a round of copied blocks, the array code the rest
+    answers = []
+
+    def spy(*a):
+        answers.append(copy_kernels.keep_copied(*a))
+        return answers[-1]
+
+    with mock.patch("simulator.kvcache.directory.keep_copied", spy):
+        assert d.add_copies_kept(0, idx[:2], 3, now=4.0) == (0, 2)
+        assert d.add_copies_kept(0, idx, 3, now=5.0) == (1, 3)
+    assert answers == [2, -1]
+    assert d.has_copy(0, idx, 3).all()
+    d.check()
 
 
 def test_add_copies_kept_leaves_out_a_block_the_gpu_holds_itself():

@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.kvcache.blocklists import BlockLists
+from simulator.kvcache.copy_kernels import keep_copied
 from simulator.kvcache.copystore import CopyStore
 from simulator.kvcache.eviction import Eviction
 from simulator.kvcache.tiers import DROPPED, HBM, HOST, UNPLACED
@@ -324,7 +325,16 @@ class BlockDirectory:
         """:meth:`add_copies`, and how many of the distinct blocks of ``idx`` ``gpu`` then keeps
         a copy of in ``slot`` (what :meth:`has_copy` counts after the call, without reading
         them again): ``(new block copies, distinct blocks with the slot's copy)``."""
-        idx = np.sort(np.asarray(idx, np.int64).ravel())  # np.unique, with less overhead
+        idx = np.asarray(idx, np.int64).ravel()
+        w, b = divmod(slot, 64)
+        store = self.copy_store
+        if self.k == 1:  # the common case, every block already copied: compiled
+            kept = keep_copied(idx, gpu, self.base, self.tier, store.offset[gpu], store.bits,
+                               store.used_at, w, np.uint64(1 << b), now)
+            if kept >= 0:
+                self.gains[gpu] += kept
+                return 0, kept
+        idx = np.sort(idx)  # np.unique, with less overhead
         if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):
             idx = idx[np.concatenate(([True], ~dup))]
         if self.k == 1:  # one holder per block: its base
@@ -335,8 +345,6 @@ class BlockDirectory:
             idx = idx[~held]  # a GPU needs no copy of a block it holds itself, and has none
         if len(idx) == 0:
             return 0, 0
-        w, b = divmod(slot, 64)
-        store = self.copy_store
         r = store.alloc(gpu, idx)  # pool rows of gpu's entries, in idx's order
         new_block = ~store.held(r)
         store.used_at[r] = now
