@@ -74,7 +74,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Modules of numba kernels: scored with ``NUMBA_DISABLE_JIT=1`` (their functions then run as
 #: the Python code a mutant replaces; compiled, a mutant would not run, and numba's cache would
 #: keep it). Score them in a run of their own: the other groups' tests run slower without JIT.
-COMPILED = frozenset({"workloads/sparse_kernels.py", "simulator/engine/locate_kernels.py"})
+COMPILED = frozenset({"workloads/sparse_kernels.py", "simulator/engine/locate_kernels.py",
+                      "simulator/kvcache/copy_kernels.py"})
 
 #: group → (modules, tests). Each group's tests are the files that exercise its modules directly
 #: (fast ones: a mutant runs them all when it survives).
@@ -88,7 +89,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                     ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
                      "tests/test_costmodel_crossover.py"]),
     "kvcache": (["simulator/kvcache/directory.py", "simulator/kvcache/eviction.py",
-                 "simulator/kvcache/blocklists.py"],
+                 "simulator/kvcache/blocklists.py", "simulator/kvcache/copy_kernels.py"],
                 ["tests/test_kvcache_directory.py", "tests/test_kvcache_eviction.py",
                  "tests/test_kvcache_blocklists.py", "tests/test_engine_local_contexts.py"]),
     "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
@@ -1788,6 +1789,14 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "it just placed or promoted",
     ("simulator/kvcache/eviction.py", "return 0", "0 -> 1"):
         "(demote with no HBM blocks) unreachable, as above",
+    ("simulator/kvcache/directory.py", "if kept >= 0:", ">= -> >"):
+        "(add_copies_kept) a pass that found no block to copy wrote nothing: the array code "
+        "then finds none either and returns (0, 0) unchanged",
+    ("simulator/kvcache/directory.py", "if kept >= 0:", "0 -> 1"):
+        "(add_copies_kept) as `>= -> >`: only a pass of no blocks goes to the array code",
+    ("simulator/kvcache/copy_kernels.py", "break", "delete `break`"):
+        "(keep_copies) the scan of the entry's words goes on after a non-zero one: `copied` "
+        "stays True, the same answer with more work",
     ("simulator/kvcache/directory.py",
      "self.n_machines = int(self.machine_of.max()) + 1 if self.n_gpus else 0", "1 -> 2"):
         "one machine more than any GPU names: nothing is ever put on its host tier",

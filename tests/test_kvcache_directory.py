@@ -644,20 +644,24 @@ def _copy_state(d) -> list:
     cap=st.integers(0, 12),
     host=st.integers(0, 6),
     paged=st.booleans(),
+    short_lists=st.booleans(),
 )
 def test_the_compiled_copy_pass_leaves_the_state_the_array_code_leaves(ops, scheme, cap, host,
-                                                                       paged):
-    # add_copies_kept takes a round whose blocks are all copied already through a compiled pass
+                                                                       paged, short_lists):
+    # add_copies_kept takes a round that needs no room made through a compiled pass
     # (simulator/kvcache/copy_kernels.py); a twin directory runs the array code alone. After
     # every operation the two agree on every return value and every piece of state: held,
     # host-tier, dropped and repeated blocks, eviction under tight capacity, both words of
-    # copy bits, dense and paged stores
+    # copy bits, dense and paged stores, copy lists that fill
     from simulator.kvcache import copystore
 
     with mock.patch.object(copystore, "DENSE_BYTES", 0 if paged else copystore.DENSE_BYTES):
         d = make(scheme, replicas=2, cap=cap, gpus=4, host=host, slots=70)
         twin = make(scheme, replicas=2, cap=cap, gpus=4, host=host, slots=70)
     assert (d.copy_store.stride == 0) == paged
+    if short_lists:  # copy lists of room for 4 entries: pruned and grown as they fill
+        for x in (d, twin):
+            x.copy_lists._buf = [np.zeros(4, np.int64) for _ in range(4)]
     for t, (op, keys, gpu, slot) in enumerate(ops):
         got = []
         for x, array_code in ((d, False), (twin, True)):
@@ -669,7 +673,8 @@ def test_the_compiled_copy_pass_leaves_the_state_the_array_code_leaves(ops, sche
             elif op == "promote":
                 x.promote(idx, now=float(t))
             elif array_code:
-                with mock.patch("simulator.kvcache.directory.keep_copied", return_value=-1):
+                with mock.patch("simulator.kvcache.directory.keep_copies",
+                                return_value=(-1, 0)):
                     got.append(x.add_copies_kept(gpu, idx, slot, now=float(t)))
             else:
                 got.append(x.add_copies_kept(gpu, idx, slot, now=float(t)))
@@ -679,40 +684,57 @@ def test_the_compiled_copy_pass_leaves_the_state_the_array_code_leaves(ops, sche
         d.check()
 
 
-def test_the_compiled_copy_pass_is_taken_and_declines_a_new_block():
-    # a block copied in slot 0 gets slot 1 through the compiled pass; a block with no copy yet
-    # (or only on another GPU) is left to the array code, which makes it
+def _spied(d, calls):
+    """``d.add_copies_kept`` of each call, with what the compiled pass answered for each."""
     from simulator.kvcache import copy_kernels
 
-    d = make("first_writer", cap=100, host=10, slots=4)
-    idx = d.intern([1, 2, 3])
-    d.place(idx, writer=1, now=0.0)
-    d.add_copies(0, idx[:2], 0, now=1.0)
-    d.add_copies(2, idx[2:], 0, now=1.0)
-    store = d.copy_store
-    off = store.offset[0]
-    args = (d.base, d.tier, off, store.bits, store.used_at, 0, np.uint64(1 << 1), 2.0)
-    assert copy_kernels.keep_copied(np.array([1, 0, 1]), 0, *args) == 2  # a repeat once
-    assert d.has_copy(0, idx, 1).tolist() == [True, True, False]
-    assert d.has_copy(0, idx, 0).tolist() == [True, True, False]  # slot 0's bits kept
-    assert store.used_at[idx[:2] + off[0]].tolist() == [2.0, 2.0]
-    bits = store.bits.copy()
-    assert copy_kernels.keep_copied(np.array([0, 2]), 0, *args[:-1], 3.0) == -1  # block 2
-    assert np.array_equal(bits, store.bits)  # nothing written
-    assert store.used_at[idx[0] + off[0]] == 2.0
-    assert copy_kernels.keep_copied(np.array([0, 2]), 1, *args) == 0  # GPU 1 holds them
-    # through the directory: the pass answers a round of copied blocks, the array code the rest
-    answers = []
+    answers, got = [], []
 
     def spy(*a):
-        answers.append(copy_kernels.keep_copied(*a))
+        answers.append(copy_kernels.keep_copies(*a))
         return answers[-1]
 
-    with mock.patch("simulator.kvcache.directory.keep_copied", spy):
-        assert d.add_copies_kept(0, idx[:2], 3, now=4.0) == (0, 2)
-        assert d.add_copies_kept(0, idx, 3, now=5.0) == (1, 3)
-    assert answers == [2, -1]
-    assert d.has_copy(0, idx, 3).all()
+    with mock.patch("simulator.kvcache.directory.keep_copies", spy):
+        for gpu, blocks, slot, now in calls:
+            got.append(d.add_copies_kept(gpu, blocks, slot, now))
+    return got, answers
+
+
+def test_the_compiled_copy_pass_makes_the_copies_that_fit_and_leaves_the_rest():
+    # GPU 0 has room for 3 blocks. Two new copies fit (a repeat counted once); slot 1 of them
+    # sets a bit beside slot 0's; two more new ones do not fit beside them (eviction: the
+    # array code); GPU 1 holds every block itself (no copy)
+    d = make("first_writer", cap=(3, 10, 10, 10), host=10, slots=4)
+    idx = d.intern([1, 2, 3, 4])
+    d.place(idx, writer=1, now=0.0)
+    got, answers = _spied(d, [(0, idx[[0, 1, 0]], 0, 1.0), (0, idx[:2], 1, 2.0)])
+    assert answers == [(2, 2), (2, 0)] and got == [(2, 2), (0, 2)]
+    assert d.has_copy(0, idx, 0).tolist() == [True, True, False, False]  # slot 0's bits kept
+    assert d.has_copy(0, idx, 1).tolist() == [True, True, False, False]
+    store = d.copy_store
+    assert store.used_at[store.rows(0, idx[:2])].tolist() == [2.0, 2.0]
+    d.check()  # the copy lists hold what a scan finds
+    got, answers = _spied(d, [(0, idx[1:], 1, 3.0), (1, idx, 0, 4.0)])
+    assert answers == [(-1, 0), (0, 0)]
+    assert got == [(2, 3), (0, 0)]  # block 1 (the oldest, not in the round) evicted for them
+    assert d.copies.tolist() == [3, 0, 0, 0] and d.copies_evicted == 1
+    d.check()
+
+
+def test_the_compiled_copy_pass_leaves_a_page_to_allocate_and_a_full_list_to_the_array_code():
+    from simulator.kvcache import copystore
+
+    with mock.patch.object(copystore, "DENSE_BYTES", 0):
+        d = make("first_writer", cap=100, host=10, slots=4)
+    assert d.copy_store.stride == 0  # paged
+    idx = d.intern([1, 2, 3, 4, 5])
+    d.place(idx, writer=1, now=0.0)
+    d.copy_lists._buf[0] = np.zeros(3, np.int64)  # room for three entries
+    got, answers = _spied(d, [(0, idx[:1], 0, 1.0), (0, idx[1:3], 0, 2.0),
+                              (0, idx[3:], 0, 3.0)])
+    assert answers == [(-1, 0), (2, 2), (-1, 0)]  # no page yet; then the list is full
+    assert got == [(1, 1), (2, 2), (2, 2)]
+    assert d.copies.tolist() == [5, 0, 0, 0]
     d.check()
 
 

@@ -50,6 +50,15 @@ class BlockLists:
         buf[n: n + k] = blocks
         self._n[key] = n + k
 
+    def tail(self, key: int) -> tuple[np.ndarray, int]:
+        """``key``'s buffer and how many entries it lists: blocks that enter the set may be
+        written behind them, up to the buffer's end, and counted with :meth:`appended`."""
+        return self._buf[key], self._n[key]
+
+    def appended(self, key: int, k: int) -> None:
+        """``k`` blocks were written behind ``key``'s entries (:meth:`tail`): list them."""
+        self._n[key] += k
+
     def live(self, key: int, is_live: Predicate) -> np.ndarray:
         """The blocks in ``key``'s set, ascending; also prunes the list to them."""
         listed = self._buf[key][: self._n[key]]

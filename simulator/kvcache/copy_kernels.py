@@ -1,28 +1,33 @@
 """Compiled common case of :meth:`BlockDirectory.add_copies_kept
-<simulator.kvcache.directory.BlockDirectory.add_copies_kept>`: a round's blocks already copied.
+<simulator.kvcache.directory.BlockDirectory.add_copies_kept>`: copies that need no eviction.
 
 A fetch or recompute round enters the layer-slot copies it made on its home
-(``add_copies_kept``). On the Mooncake trace under ``fetch`` with every layer simulated, 95 % of
-those calls bring no *new* block copy: every block the home does not hold already has a copy of
-some other slot there (a block is fetched slot by slot), and the call only sets the slot's bit and
-the copies' last use. The array code does that in about thirty numpy calls on arrays of one to
-twenty blocks, each paying its fixed cost; :func:`keep_copied` does it in one pass:
+(``add_copies_kept``). Mostly that needs no room made: on the Mooncake trace under ``fetch`` with
+every layer simulated, 95 % of the calls bring no new block copy at all (every block the home
+does not hold already has a copy of some other slot there: a block is fetched slot by slot), and
+in the default scenario most of the rest fit in the home's free HBM. The array code does such a
+call in about thirty numpy calls on arrays of one to twenty blocks, each paying its fixed cost;
+:func:`keep_copies` does it in one pass:
 
 - the blocks are taken distinct, in ascending order (as ``np.unique``);
 - a block the GPU holds itself in HBM is left out (a GPU keeps no copy of its own block);
-- if any other block has no copy of any slot on the GPU — a new block copy, which may need room
-  made by eviction — nothing is written and ``-1`` is returned: the caller runs the array code;
-- otherwise each block's entry gets the slot's bit and ``now`` as its last use, and the number of
-  blocks is returned (those the GPU then keeps a copy of in the slot).
+- a block without a copy of any slot on the GPU is a *new* block copy;
+- if a block's entry lies in a page the GPU has not got (a paged store), more new copies than the
+  GPU has free blocks (eviction), or more than its copy list has room behind its entries (the
+  list would be pruned and grown), nothing is written and ``-1`` is returned: the caller runs the
+  array code;
+- otherwise each block's entry gets the slot's bit and ``now`` as its last use, the new blocks
+  are written behind the GPU's copy list, ascending, and the numbers of blocks and of new ones are
+  returned — what the array code does when the room is there, in the same order.
 
 A row of a GPU's entry is ``block + offset[gpu, block >> SHIFT]`` in either of the
-:class:`~simulator.kvcache.copystore.CopyStore`'s layouts (dense: every page there; paged: an
-absent page maps to the zero page, whose bits are never set, so it reads as no copy and takes the
-array code). Only for directories of one holder per block (``k == 1``).
+:class:`~simulator.kvcache.copystore.CopyStore`'s layouts; a page is there where that row of the
+page's first block is not 0 (an absent page maps to the zero page). Only for directories of one
+holder per block (``k == 1``).
 
 ``tests/test_kvcache_directory.py`` holds the directory with this pass to the same directory
 with the array code alone, state for state, over random operations (dense and paged stores,
-eviction under tight capacity, host-tier and held blocks, repeats).
+eviction under tight capacity, host-tier and held blocks, repeats, full copy lists).
 """
 
 from __future__ import annotations
@@ -35,32 +40,44 @@ from simulator.kvcache.tiers import HBM
 
 
 @numba.njit(cache=True, nogil=True)
-def keep_copied(idx, gpu, base, tier, offset, bits, used_at, word, bit, now):
+def keep_copies(idx, gpu, base, tier, offset, bits, used_at, word, bit, now, free, listed,
+                n_listed):
     """Set slot bit ``bit`` of word ``word`` and the last use ``now`` [s] on GPU ``gpu``'s copy
     entries of the distinct blocks ``idx`` it does not hold (``base``/``tier``: each block's
-    holder and tier; ``offset``: the GPU's row of the store's offsets) if it keeps a copy of
-    every one of them; returns their number, or ``-1`` (nothing written) if one has no copy."""
+    holder and tier; ``offset``: the GPU's row of the store's offsets), and append the new block
+    copies to its copy list ``listed`` (``n_listed`` entries), where their pages are there, at
+    most ``free`` are new and the list has room; returns ``(blocks, new blocks)``, or
+    ``(-1, 0)`` with nothing written (see the module docstring)."""
     order = np.sort(idx)
     rows = np.empty(len(order), np.int64)
-    k = 0
+    fresh = np.empty(len(order), np.int64)
+    k = m = 0
     for j in range(len(order)):
         i = order[j]
         if j and i == order[j - 1]:  # a repeat: counted once
             continue
         if base[i] == gpu and tier[i] == HBM:  # its own block: no copy
             continue
-        r = i + offset[i >> SHIFT]
+        page = i >> SHIFT
+        if offset[page] + (page << SHIFT) == 0:  # a page the GPU has not got: allocated there
+            return -1, 0
+        r = i + offset[page]
         copied = False
         for w in range(bits.shape[1]):
             if bits[r, w] != 0:
                 copied = True
                 break
-        if not copied:  # a new block copy: the array code makes room for it
-            return -1
+        if not copied:
+            fresh[m] = i
+            m += 1
         rows[k] = r
         k += 1
+    if m and (m > free or n_listed + m > len(listed)):  # eviction, or the list to grow
+        return -1, 0
     for j in range(k):
         r = rows[j]
         used_at[r] = now
         bits[r, word] |= bit
-    return k
+    for j in range(m):
+        listed[n_listed + j] = fresh[j]
+    return k, m

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from simulator.kvcache.blocklists import BlockLists
-from simulator.kvcache.copy_kernels import keep_copied
+from simulator.kvcache.copy_kernels import keep_copies
 from simulator.kvcache.copystore import CopyStore
 from simulator.kvcache.eviction import Eviction
 from simulator.kvcache.tiers import DROPPED, HBM, HOST, UNPLACED
@@ -328,12 +328,18 @@ class BlockDirectory:
         idx = np.asarray(idx, np.int64).ravel()
         w, b = divmod(slot, 64)
         store = self.copy_store
-        if self.k == 1:  # the common case, every block already copied: compiled
-            kept = keep_copied(idx, gpu, self.base, self.tier, store.offset[gpu], store.bits,
-                               store.used_at, w, np.uint64(1 << b), now)
+        if self.k == 1:  # the common case, no room to make: compiled (copy_kernels.py)
+            listed, n_listed = self.copy_lists.tail(gpu)
+            kept, made = keep_copies(idx, gpu, self.base, self.tier, store.offset[gpu],
+                                     store.bits, store.used_at, w, np.uint64(1 << b), now,
+                                     int(self.capacity[gpu] - self.owned[gpu]
+                                         - self.copies[gpu]), listed, n_listed)
             if kept >= 0:
                 self.gains[gpu] += kept
-                return 0, kept
+                if made:
+                    self.copy_lists.appended(gpu, made)
+                    self.copies[gpu] += made
+                return made, kept
         idx = np.sort(idx)  # np.unique, with less overhead
         if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):
             idx = idx[np.concatenate(([True], ~dup))]
