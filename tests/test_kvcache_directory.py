@@ -17,6 +17,7 @@ from simulator.kvcache import (
     capacity_blocks,
     stable_hash,
 )
+from simulator.kvcache.copystore import PAGE
 from simulator.units import GB, MB
 
 
@@ -735,6 +736,13 @@ def test_the_compiled_copy_pass_leaves_a_page_to_allocate_and_a_full_list_to_the
     assert answers == [(-1, 0), (2, 2), (-1, 0)]  # no page yet; then the list is full
     assert got == [(1, 1), (2, 2), (2, 2)]
     assert d.copies.tolist() == [5, 0, 0, 0]
+    d.check()
+    # a block in the second page of block indices: that page is not GPU 0's yet
+    far = d.intern(list(range(100, 100 + PAGE)))[-2:]
+    d.place(far, writer=1, now=4.0)
+    got, answers = _spied(d, [(0, far, 0, 5.0), (0, far, 1, 6.0)])
+    assert answers == [(-1, 0), (2, 0)] and got == [(2, 2), (0, 2)]
+    assert d.copy_store.bits[:PAGE].sum() == 0  # the zero page stays clear
     d.check()
 
 
