@@ -1796,11 +1796,9 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "(add_copies_kept) as `>= -> >`: only a pass of no blocks goes to the array code",
     ("simulator/kvcache/copy_kernels.py",
      "if m and (m > free or n_listed + m > len(listed)):  # eviction, or the list to grow",
-     "> -> >="):
-        "(keep_copies, either comparison) new copies that exactly fill the free blocks, or the "
-        "list's room, go to the array code, whose make_room_for_copies then makes none and "
-        "returns them all, and whose BlockLists.add writes them behind the list as they fit: "
-        "the same state",
+     "> -> >=", "m > free"):
+        "(keep_copies) new copies that exactly fill the free blocks go to the array code, "
+        "whose make_room_for_copies then makes none and returns them all: the same state",
     ("simulator/kvcache/copy_kernels.py", "break", "delete `break`"):
         "(keep_copies) the scan of the entry's words goes on after a non-zero one: `copied` "
         "stays True, the same answer with more work",
