@@ -339,6 +339,50 @@ def test_each_flow_gets_its_own_cap_and_the_whole_residual_of_its_link():
                           [2 * big + 3.0]) == [2.0, 1.0]
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    flows=st.lists(
+        st.tuples(
+            st.sampled_from([0.0, 0.0, 1e-6, 2.5e-6, 1.0]),  # ties and staggered starts
+            st.one_of(st.floats(1.0, 1e9), st.sampled_from([1e3, 1e6, 147456.0])),
+            st.sampled_from([1e30, 5e10, 2.5e10, 4.5e11, 1e9]),  # uncapped, NIC-, NVLink-like
+            st.lists(st.integers(0, 5), min_size=1, max_size=3, unique=True),
+        ),
+        min_size=1,
+        max_size=8,
+    ),
+    line=st.lists(st.sampled_from([5e10, 6.4e10, 4.5e11, 1e9, 2.0]), min_size=6, max_size=6),
+    as_array=st.booleans(),
+)
+def test_the_compiled_filling_gives_the_python_fillings_floats(flows, line, as_array):
+    # max_min_finish runs a compiled kernel (simulator/engine/sharing_kernels.py); the Python it
+    # replaced is kept as the reference. Every end is the same float: ties, flows that start
+    # while others run, caps and links that bind, links shared by some flows and not others
+    import numpy as np
+
+    from simulator.testing.sharing_reference import python_max_min_finish
+
+    starts = [f[0] for f in flows]
+    nbytes = [f[1] for f in flows]
+    caps = [f[2] for f in flows]
+    links = [tuple(f[3]) for f in flows]
+    want = python_max_min_finish(starts, nbytes, caps, links, line)
+    got = max_min_finish(starts, nbytes, caps, links, np.array(line) if as_array else line)
+    assert got == want
+
+
+def test_the_compiled_filling_numbers_the_phases_links_and_orders_its_flows():
+    # link 7 of a fabric of 9 (at 2 B/s) carries both flows, link 3 (8 B/s) only flow 0,
+    # which is listed first but starts 1 s later: flow 1 runs alone at 2 B/s for 1 s (2 of its
+    # 4 B), then both at 1 B/s: flow 0's 1 B ends at 2 s; flow 1's last 1 B goes alone at
+    # 2 B/s and ends at 2.5 s. An empty phase has no ends
+    line = [1.0] * 9
+    line[7] = 2.0
+    line[3] = 8.0
+    assert max_min_finish([1.0, 0.0], [1.0, 4.0], UNCAPPED, [(3, 7), (7,)], line) == [2.0, 2.5]
+    assert max_min_finish([], [], [], [], line) == []
+
+
 def test_batched_filling_lets_a_flow_join_early_within_the_tolerance_of_its_lone_time():
     # one 0.5 B/s link, flows capped at 0.5 B/s. B starts at 1 s with 1.5 B (3 s alone): with a
     # tolerance of 0.5 it joins at 0 s, 0.5 x 3 s before its start, and the two share the link

@@ -24,6 +24,10 @@ from __future__ import annotations
 
 from heapq import heappop, heappush
 
+import numpy as np
+
+from simulator.engine.sharing_kernels import max_min_kernel
+
 _INF = float("inf")
 
 
@@ -38,46 +42,26 @@ def _admit(times: list[float], order: list[int], k: int, t: float, active: list[
 
 
 def max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],
-                   links: list[tuple[int, ...]], line: list[float]) -> list[float]:
+                   links: list[tuple[int, ...]], line) -> list[float]:
     """When each of a few flows ends [s] under max-min fair sharing with per-flow caps.
 
     Flow ``i`` starts at ``starts[i]`` [s] with ``nbytes[i]`` [B], at most ``caps[i]`` [B/s],
-    over ``links[i]`` (indices into ``line``, line rates [B/s]). Rates are re-filled at every
-    start and completion (progressive filling: the common level of the unfrozen flows rises to
-    the next saturating link or cap), as the Fabric does.
+    over ``links[i]`` (indices into ``line``, line rates [B/s]: a float array, or a list).
+    Rates are re-filled at every start and completion (progressive filling: the common level of
+    the unfrozen flows rises to the next saturating link or cap), as the Fabric does — in the
+    compiled :func:`~simulator.engine.sharing_kernels.max_min_kernel`, the same floats as the
+    Python it replaced (:mod:`simulator.testing.sharing_reference`).
     """
     n = len(starts)
-    order = sorted(range(n), key=lambda i: (starts[i], i))
-    left = list(nbytes)
-    finish = [0.0] * n
-    active: list[int] = []
-    k = 0  # next flow to start, in ``order``
-    t = starts[order[0]] if n else 0.0
-    while k < n or active:
-        k = _admit(starts, order, k, t, active)
-        if not active:
-            t = starts[order[k]]
-            continue
-        rate = _fill(active, caps, links, line)
-        step = min(left[i] / rate[i] for i in active)
-        nxt = starts[order[k]] if k < n else _INF
-        if t + step <= nxt:
-            t_new = t + step
-            still = []
-            for i in active:
-                left[i] -= rate[i] * step
-                if left[i] <= 1e-9 * nbytes[i]:
-                    finish[i] = t_new
-                else:
-                    still.append(i)
-            active = still
-            t = t_new
-        else:
-            dt = nxt - t
-            for i in active:
-                left[i] -= rate[i] * dt
-            t = nxt
-    return finish
+    if not n:
+        return []
+    width = [len(p) for p in links]
+    padded = np.zeros((n, max(width)), np.int64)
+    for i, p in enumerate(links):
+        padded[i, : width[i]] = p
+    return max_min_kernel(np.asarray(starts, float), np.asarray(nbytes, float),
+                          np.asarray(caps, float), padded, np.asarray(width, np.int64),
+                          np.asarray(line, float)).tolist()
 
 
 def batched_max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],
