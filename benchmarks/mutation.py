@@ -75,7 +75,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the Python code a mutant replaces; compiled, a mutant would not run, and numba's cache would
 #: keep it). Score them in a run of their own: the other groups' tests run slower without JIT.
 COMPILED = frozenset({"workloads/sparse_kernels.py", "simulator/engine/locate_kernels.py",
-                      "simulator/kvcache/copy_kernels.py"})
+                      "simulator/kvcache/copy_kernels.py", "simulator/engine/sharing_kernels.py"})
 
 #: group → (modules, tests). Each group's tests are the files that exercise its modules directly
 #: (fast ones: a mutant runs them all when it survives).
@@ -194,6 +194,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                   "tests/test_policies_mutants.py",
                   "tests/test_engine_regret.py::test_a_real_run_reports_regret_and_choices"]),
     "fast": (["simulator/engine/fast_streams.py", "simulator/engine/fast_sharing.py",
+              "simulator/engine/sharing_kernels.py",
               "simulator/engine/fast_links.py", "simulator/engine/fast_slots.py",
               "simulator/engine/fast.py"],
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
@@ -2357,11 +2358,8 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "if nxt <= done:  # an arrival: the present jobs' shares shrink from then on", "<= -> <"):
         "an arrival at the instant a job ends: the ended job has no work left, so taking the "
         "arrival or the end first gives every job the same shares from then on",
-    ("simulator/engine/fast_sharing.py", "finish = [0.0] * n", "0.0 -> 1.0"): _EVERY_FINISH,
     ("simulator/engine/fast_sharing.py", "left, finish = list(nbytes), [0.0] * n",
      "0.0 -> 1.0"): _EVERY_FINISH,
-    ("simulator/engine/fast_sharing.py", "t = starts[order[0]] if n else 0.0", "0.0 -> 1.0"):
-        _NO_FLOWS,
     ("simulator/engine/fast_sharing.py", "t, k = (starts[order[0]] if n else 0.0), 0",
      "0.0 -> 1.0"): _NO_FLOWS,
     ("simulator/engine/fast_sharing.py",
@@ -2375,7 +2373,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/fast_sharing.py", "finish[i] = t + d if t + d > lone else lone",
      "> -> >="): _EQUAL_SAME,
     ("simulator/engine/fast_sharing.py", "if t > end[i]:", "> -> >="): _EQUAL_SAME,
-    ("simulator/engine/fast_sharing.py", "continue", "delete `continue`", "#3"):
+    ("simulator/engine/fast_sharing.py", "continue", "delete `continue`", "#2"):
         "(shared_finish, a link with one flow) a flow alone on a link ends there at its start + "
         "bytes / line rate, never after its lone time: its cap (a route's lone rate, "
         "fast_links) is at most its links' line rates",
