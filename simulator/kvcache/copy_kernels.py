@@ -40,14 +40,19 @@ from simulator.kvcache.tiers import HBM
 
 
 @numba.njit(cache=True, nogil=True)
-def keep_copies(idx, gpu, base, tier, offset, bits, used_at, word, bit, now, free, listed,
-                n_listed):
-    """Set slot bit ``bit`` of word ``word`` and the last use ``now`` [s] on GPU ``gpu``'s copy
-    entries of the distinct blocks ``idx`` it does not hold (``base``/``tier``: each block's
-    holder and tier; ``offset``: the GPU's row of the store's offsets), and append the new block
-    copies to its copy list ``listed`` (``n_listed`` entries), where their pages are there, at
-    most ``free`` are new and the list has room; returns ``(blocks, new blocks)``, or
-    ``(-1, 0)`` with nothing written (see the module docstring)."""
+def keep_copies(idx, gpu, slot, now, base, tier, offsets, bits, used_at, capacity, owned,
+                copies, gains, listed, n_listed):
+    """Set layer slot ``slot``'s bit and the last use ``now`` [s] on GPU ``gpu``'s copy entries
+    of the distinct blocks ``idx`` it does not hold (``base``/``tier``: each block's holder and
+    tier; ``offsets``: the store's rows), append the new block copies to its copy list
+    ``listed`` (``n_listed`` entries) and count them (``copies``, and every block in ``gains``),
+    where their pages are there, the GPU has room for them (``capacity − owned − copies``) and
+    the list has room; returns ``(blocks, new blocks)``, or ``(-1, 0)`` with nothing written
+    (see the module docstring)."""
+    offset = offsets[gpu]
+    word = slot // 64
+    bit = np.uint64(1) << np.uint64(slot % 64)
+    free = capacity[gpu] - owned[gpu] - copies[gpu]
     order = np.sort(idx)
     rows = np.empty(len(order), np.int64)
     fresh = np.empty(len(order), np.int64)
@@ -80,4 +85,6 @@ def keep_copies(idx, gpu, base, tier, offset, bits, used_at, word, bit, now, fre
         bits[r, word] |= bit
     for j in range(m):
         listed[n_listed + j] = fresh[j]
+    copies[gpu] += m
+    gains[gpu] += k
     return k, m

@@ -326,20 +326,17 @@ class BlockDirectory:
         a copy of in ``slot`` (what :meth:`has_copy` counts after the call, without reading
         them again): ``(new block copies, distinct blocks with the slot's copy)``."""
         idx = np.asarray(idx, np.int64).ravel()
-        w, b = divmod(slot, 64)
         store = self.copy_store
         if self.k == 1:  # the common case, no room to make: compiled (copy_kernels.py)
             listed, n_listed = self.copy_lists.tail(gpu)
-            kept, made = keep_copies(idx, gpu, self.base, self.tier, store.offset[gpu],
-                                     store.bits, store.used_at, w, np.uint64(1 << b), now,
-                                     int(self.capacity[gpu] - self.owned[gpu]
-                                         - self.copies[gpu]), listed, n_listed)
+            kept, made = keep_copies(idx, gpu, slot, now, self.base, self.tier, store.offset,
+                                     store.bits, store.used_at, self.capacity, self.owned,
+                                     self.copies, self.gains, listed, n_listed)
             if kept >= 0:
-                self.gains[gpu] += kept
                 if made:
                     self.copy_lists.appended(gpu, made)
-                    self.copies[gpu] += made
                 return made, kept
+        w, b = divmod(slot, 64)
         idx = np.sort(idx)  # np.unique, with less overhead
         if len(idx) > 1 and np.count_nonzero(dup := idx[1:] == idx[:-1]):
             idx = idx[np.concatenate(([True], ~dup))]
