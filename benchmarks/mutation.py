@@ -1800,6 +1800,14 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "> -> >=", "m > free"):
         "(keep_copies) new copies that exactly fill the free blocks go to the array code, "
         "whose make_room_for_copies then makes none and returns them all: the same state",
+    ("simulator/engine/sharing_kernels.py", "continue", "delete `continue`"):
+        "(max_min_kernel, no flow active yet) without it the filling runs over no flow, the "
+        "step is infinite, and the clock moves to the next start as the `continue` does",
+    ("simulator/engine/sharing_kernels.py",
+     "while b >= 0 and starts[order[b]] > starts[i]:", "> -> >="):
+        "(the start order) flows with equal starts then start in the other order: the same "
+        "instant, and a filling's sums, products and minima are per flow and per link, so "
+        "their order among them changes no float",
     ("simulator/kvcache/copy_kernels.py", "break", "delete `break`"):
         "(keep_copies) the scan of the entry's words goes on after a non-zero one: `copied` "
         "stays True, the same answer with more work",

@@ -2,9 +2,11 @@
 
 A phase of a few flows that share links — a home's routed queries or fetch requests to several
 owners over its own NVLink, the answers coming back — is timed by progressive filling, re-filled
-at every start and completion. In Python that took ~60 µs a phase (dicts and sets per filling),
-and it runs for every phase whose shape has not been seen (the answers of a routed slot start at
-the owners' kernel ends, which rarely repeat): 8 % of the default scenario's wall under `route`.
+at every start and completion. It runs for every phase whose shape has not been seen (the answers
+of a routed slot start at the owners' kernel ends, which seldom repeat: 17 % of the default
+scenario's phases under `route`). In Python, with dicts and sets per filling, a phase of two
+flows with staggered starts took 12.3 µs, of eight 101 µs, of sixteen 317 µs; compiled, 5.2, 8.8
+and 15.7 µs (`timeit`, docs/performance.md, *Stop 59*).
 
 :func:`max_min_kernel` is that algorithm on arrays, operation for operation — the same sums,
 products, quotients and comparisons on the same values, so the same floats (IEEE arithmetic with
@@ -33,11 +35,9 @@ def max_min_kernel(starts, nbytes, caps, links, width, line):
     """When each flow ends [s] under max-min sharing with per-flow caps, re-filled at every
     start and completion (see the module docstring). Flow ``i`` starts at ``starts[i]`` [s]
     with ``nbytes[i]`` [B], at most ``caps[i]`` [B/s], over links ``links[i, :width[i]]``
-    (indices into ``line``, line rates [B/s])."""
+    (indices into ``line``, line rates [B/s]). At least one flow."""
     n = len(starts)
     finish = np.zeros(n)
-    if n == 0:
-        return finish
     # the phase's links, numbered in order of first use
     ids = np.empty(n * links.shape[1], np.int64)
     m = 0
@@ -67,8 +67,9 @@ def max_min_kernel(starts, nbytes, caps, links, width, line):
     left = nbytes.copy()
     rate = np.zeros(n)
     res = np.empty(m)
+    # unfrozen active flows per link: 0 between fillings (a flow counted on its links is taken
+    # off them when it freezes, and a filling ends when every flow has frozen)
     cnt = np.zeros(m, np.int64)
-    used = np.zeros(m, np.bool_)
     free = np.zeros(n, np.bool_)
     frozen = np.zeros(n, np.bool_)
     active = np.empty(n, np.int64)
@@ -83,16 +84,13 @@ def max_min_kernel(starts, nbytes, caps, links, width, line):
         if na == 0:
             t = starts[order[k]]
             continue
-        # progressive filling of the active flows' rates
-        for j in range(m):
-            used[j] = False
-            cnt[j] = 0
+        # progressive filling of the active flows' rates (a link without an unfrozen flow,
+        # cnt 0, takes no part)
         for a in range(na):
             i = active[a]
             for w in range(width[i]):
                 j = local[i, w]
                 res[j] = rates_line[j]
-                used[j] = True
                 cnt[j] += 1
             rate[i] = 0.0
             free[i] = True
@@ -100,7 +98,7 @@ def max_min_kernel(starts, nbytes, caps, links, width, line):
         while n_free:
             inc = np.inf
             for j in range(m):
-                if used[j] and cnt[j] > 0:
+                if cnt[j] > 0:
                     v = res[j] / cnt[j]
                     if v < inc:
                         inc = v
@@ -118,10 +116,10 @@ def max_min_kernel(starts, nbytes, caps, links, width, line):
                     if caps[i] - rate[i] <= 1e-12 * caps[i]:
                         frozen[i] = True
             for j in range(m):
-                if used[j] and cnt[j] > 0:
+                if cnt[j] > 0:
                     res[j] -= inc * cnt[j]
             for j in range(m):
-                if used[j] and cnt[j] > 0 and res[j] <= 1e-12 * rates_line[j]:
+                if cnt[j] > 0 and res[j] <= 1e-12 * rates_line[j]:
                     for a in range(na):
                         i = active[a]
                         if free[i]:
