@@ -1800,6 +1800,10 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
      "> -> >=", "m > free"):
         "(keep_copies) new copies that exactly fill the free blocks go to the array code, "
         "whose make_room_for_copies then makes none and returns them all: the same state",
+    **{("simulator/engine/sharing_kernels.py", line, "< -> <=", nth):
+       "(max_min_kernel, a running minimum) a value equal to the least so far replaces it with "
+       "itself: the same minimum"
+       for line, nth in (("if v < inc:", "#1"), ("if v < inc:", "#2"), ("if v < step:", "#1"))},
     ("simulator/engine/sharing_kernels.py", "continue", "delete `continue`"):
         "(max_min_kernel, no flow active yet) without it the filling runs over no flow, the "
         "step is infinite, and the clock moves to the next start as the `continue` does",
