@@ -1804,6 +1804,9 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
        "(max_min_kernel, a running minimum) a value equal to the least so far replaces it with "
        "itself: the same minimum"
        for line, nth in (("if v < inc:", "#1"), ("if v < inc:", "#2"), ("if v < step:", "#1"))},
+    ("simulator/engine/sharing_kernels.py", "if cnt[j] > 0:", "> -> >=", "#2"):
+        "(max_min_kernel) a link without an unfrozen flow has its residual lowered by "
+        "inc x 0: the same residual, and it is read only while its count is positive",
     ("simulator/engine/sharing_kernels.py", "continue", "delete `continue`"):
         "(max_min_kernel, no flow active yet) without it the filling runs over no flow, the "
         "step is infinite, and the clock moves to the next start as the `continue` does",

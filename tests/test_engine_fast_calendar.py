@@ -383,6 +383,16 @@ def test_the_compiled_filling_numbers_the_phases_links_and_orders_its_flows():
     assert max_min_finish([], [], [], [], line) == []
 
 
+def test_a_flow_within_the_cap_tolerance_of_its_cap_is_frozen_there():
+    # flow 1's cap (1e12 - 1 B/s) sets the level both flows rise to; flow 0 is then 1 B/s short
+    # of its cap of 1e12 B/s, exactly 1e-12 of it (the tolerance, inclusive): frozen there, it
+    # runs at 1e12 - 1 B/s until it ends at 1e12 / (1e12 - 1) s; if not frozen, it would be
+    # filled to its cap and end at 1 s (catches `<` for `<=` and `1e-12 / caps` for
+    # `1e-12 * caps`)
+    assert max_min_finish([0.0, 0.0], [1e12, 2e12], [1e12, 1e12 - 1.0], [(0,), (0,)],
+                          [1e30]) == [1e12 / (1e12 - 1.0), 2e12 / (1e12 - 1.0)]
+
+
 def test_batched_filling_lets_a_flow_join_early_within_the_tolerance_of_its_lone_time():
     # one 0.5 B/s link, flows capped at 0.5 B/s. B starts at 1 s with 1.5 B (3 s alone): with a
     # tolerance of 0.5 it joins at 0 s, 0.5 x 3 s before its start, and the two share the link
