@@ -1807,6 +1807,10 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/sharing_kernels.py", "if cnt[j] > 0:", "> -> >=", "#2"):
         "(max_min_kernel) a link without an unfrozen flow has its residual lowered by "
         "inc x 0: the same residual, and it is read only while its count is positive",
+    ("simulator/engine/sharing_kernels.py",
+     "if cnt[j] > 0 and res[j] <= 1e-12 * rates_line[j]:", "> -> >="):
+        "(max_min_kernel) a saturated link without an unfrozen flow freezes no flow: every "
+        "free flow on it would count there",
     ("simulator/engine/sharing_kernels.py", "continue", "delete `continue`"):
         "(max_min_kernel, no flow active yet) without it the filling runs over no flow, the "
         "step is infinite, and the clock moves to the next start as the `continue` does",

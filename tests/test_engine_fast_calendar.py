@@ -393,6 +393,17 @@ def test_a_flow_within_the_cap_tolerance_of_its_cap_is_frozen_there():
                           [1e30]) == [1e12 / (1e12 - 1.0), 2e12 / (1e12 - 1.0)]
 
 
+def test_a_link_left_within_the_tolerance_of_its_line_rate_freezes_its_flows():
+    # a 1e12 B/s link: flow 0's cap (499,999,999,999.5 B/s) sets the level; the link is left
+    # with 1 B/s, exactly 1e-12 of its line rate (the tolerance, inclusive): saturated, flow 1
+    # is frozen at the level too, until flow 0 ends at 1 s and it has the link alone; filled on
+    # by the last 1 B/s, it would end 1e-12 s earlier (catches `<` for `<=` and
+    # `1e-12 / line` for `1e-12 * line`)
+    c = 499_999_999_999.5
+    assert max_min_finish([0.0, 0.0], [c, 2e12], [c, 1e30], [(0,), (0,)],
+                          [1e12]) == [1.0, 1.0 + (2e12 - c) / 1e12]
+
+
 def test_batched_filling_lets_a_flow_join_early_within_the_tolerance_of_its_lone_time():
     # one 0.5 B/s link, flows capped at 0.5 B/s. B starts at 1 s with 1.5 B (3 s alone): with a
     # tolerance of 0.5 it joins at 0 s, 0.5 x 3 s before its start, and the two share the link
