@@ -584,6 +584,16 @@ def test_a_host_short_of_room_drops_just_enough_of_its_oldest_blocks():
     d.check()
 
 
+def _apply(d, op: str, idx, gpu: int, now: float) -> None:
+    """One random operation other than a copy on directory ``d``."""
+    if op == "place":
+        d.place(np.unique(idx[~d.known(idx)]), writer=gpu, now=now, repo=gpu)
+    elif op == "touch":
+        d.touch(gpu, idx, now=now)
+    elif op == "promote":
+        d.promote(idx, now=now)
+
+
 @given(
     ops=ops,
     scheme=st.sampled_from(["first_writer", "hash", "replicate"]),
@@ -600,13 +610,7 @@ def test_add_copies_kept_counts_what_has_copy_reads_after_the_call(ops, scheme, 
     twin = make(scheme, replicas=replicas, cap=cap, gpus=4, host=host)  # plain add_copies
     for t, (op, keys, gpu, slot) in enumerate(ops):
         for x in (d, twin):
-            idx = x.intern(keys)
-            if op == "place":
-                x.place(np.unique(idx[~x.known(idx)]), writer=gpu, now=float(t), repo=gpu)
-            elif op == "touch":
-                x.touch(gpu, idx, now=float(t))
-            elif op == "promote":
-                x.promote(idx, now=float(t))
+            _apply(x, op, x.intern(keys), gpu, float(t))
         if op == "copy":
             idx = d.intern(keys)
             made, kept = d.add_copies_kept(gpu, idx, slot, now=float(t))
@@ -667,12 +671,8 @@ def test_the_compiled_copy_pass_leaves_the_state_the_array_code_leaves(ops, sche
         got = []
         for x, array_code in ((d, False), (twin, True)):
             idx = x.intern(keys)
-            if op == "place":
-                x.place(np.unique(idx[~x.known(idx)]), writer=gpu, now=float(t), repo=gpu)
-            elif op == "touch":
-                x.touch(gpu, idx, now=float(t))
-            elif op == "promote":
-                x.promote(idx, now=float(t))
+            if op != "copy":
+                _apply(x, op, idx, gpu, float(t))
             elif array_code:
                 with mock.patch("simulator.kvcache.directory.keep_copies",
                                 return_value=(-1, 0)):
