@@ -94,7 +94,8 @@ class PhaseLinks:
 
     def __init__(self, env, fabric, debts: list[float], until: float) -> None:
         self.env, self.fabric = env, fabric
-        self.line = fabric.link_bandwidth
+        # line rates [B/s], an array: the compiled filling reads them without a conversion
+        self._line_rates = np.asarray(fabric.link_bandwidth, float)
         self.debts = debts
         self.until = until
         self.open: list[_Phase] = []
@@ -130,7 +131,7 @@ class PhaseLinks:
             if own is None:
                 if len(self._memo) > 100_000:
                     self._memo.clear()
-                own = self._memo[key] = max_min_finish(delays, nbytes, caps, links, self.line)
+                own = self._memo[key] = max_min_finish(delays, nbytes, caps, links, self._line_rates)
         return (delays, nbytes, caps, links, [r[3] for r in routes],
                 [b / c for b, c in zip(nbytes, caps, strict=True)], linkset, own)
 
@@ -187,7 +188,7 @@ class PhaseLinks:
             b += p.nbytes
             c += p.caps
             lk += p.links
-        ends = max_min_finish(s, b, c, lk, self.line)
+        ends = max_min_finish(s, b, c, lk, self._line_rates)
         k = n
         debts = self.debts
         for p in group:

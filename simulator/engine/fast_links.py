@@ -62,6 +62,8 @@ it was issued later.
 
 from __future__ import annotations
 
+import numpy as np
+
 from simulator.engine.fast_sharing import (
     batched_max_min_finish,
     max_min_finish,
@@ -105,6 +107,8 @@ class Links:
         self.fabric = fabric
         self.until = until
         self.line = fabric.link_bandwidth
+        # the same rates as an array: the compiled filling reads them without a conversion
+        self._line_rates = np.asarray(self.line, float)
         self.cal = [Calendar(env, debts) for _ in self.line]
         # links that keep no calendar: ``endpoints`` are every end a message can have (None:
         # unknown, or single links loaded directly — every link keeps its calendar)
@@ -289,7 +293,7 @@ class Links:
             if len(self._shared) > 100_000:
                 self._shared.clear()
             ends = max_min_finish(starts, [m[2] for m in msgs], [r[1] for r in routes],
-                                  [r[2] for r in routes], self.line)
+                                  [r[2] for r in routes], self._line_rates)
             got = self._shared[key] = tuple(e - t0 for e in ends)
         return [t0 + x for x in got]
 

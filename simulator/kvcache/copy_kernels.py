@@ -14,8 +14,8 @@ call in about thirty numpy calls on arrays of one to twenty blocks, each paying 
 - a block without a copy of any slot on the GPU is a *new* block copy;
 - if a block's entry lies in a page the GPU has not got (a paged store), more new copies than the
   GPU has free blocks (eviction), or more than its copy list has room behind its entries (the
-  list would be pruned and grown), nothing is written and ``-1`` is returned: the caller runs the
-  array code;
+  list would be pruned and grown), nothing is written and ``(-1, 0)`` is returned: the caller
+  runs the array code;
 - otherwise each block's entry gets the slot's bit and ``now`` as its last use, the new blocks
   are written behind the GPU's copy list, ascending, and the numbers of blocks and of new ones are
   returned — what the array code does when the room is there, in the same order.
