@@ -148,7 +148,13 @@ class Links:
         e = s + wire
         if wire > self.SMALL_TIME:
             e = self._bulk(r, s, e, nbytes, owner, fold)
-        self._record(r[5], s, e, nbytes, tag, issued_at)
+        if e < self.until:  # _record's common case, inline
+            rec = self._rec
+            rec.append((r[5], s, e, nbytes, tag))
+            if len(rec) >= self.FLUSH:
+                self.flush()
+        else:
+            self._record(r[5], s, e, nbytes, tag, issued_at)
         return s, e
 
     # -- the load a policy sees (simulator.policies.observed.LinkLoad) -------------------------

@@ -24,7 +24,7 @@ queue in arrival order, and the homes' last kernels are reserved in issue order.
 recorded as the exact engine records it, beside its closed form.
 
 A fetch or recompute round's copies are entered in the directory when the slot is composed,
-stamped with the round's end (:meth:`SlotComposer._keep_copies`; an observing policy counts
+stamped with the round's end (:meth:`SlotComposer._keep`; an observing policy counts
 them then). A *pure* policy's answer depends on the round alone, not on when it is asked, so it
 is memoized per round shape (``choices``).
 """
@@ -80,54 +80,57 @@ class SlotComposer:
         layers = run.slot_layers_list[s]
         name = run.names[g]
         links = run.links
-        if len(slot_groups) == 1:  # the common case, without the general bookkeeping
-            rd = self._round(g, s, slot_groups[0], t0)
-            cf = rd.cf
-            if rd.option == "route":
-                q, r = run.costs.route_payload(rd.b)
-                rd.nbytes = q + r
-                started, arrived = links.one(name, rd.owner, q, t0, g, layers, KV_ROUTE)
-                end_c = run.cal[rd.k].reserve(arrived, cf.compute, g, layers)
+        if len(slot_groups) == 1:  # the common case, without the general bookkeeping: the
+            # round in locals, not a _Round
+            k, b, members = slot_groups[0]
+            n_blocks, distinct, option, owner, code, cf = self._choose(g, s, k, b, members, t0)
+            probe = transfer = ret = 0.0
+            if option == "route":
+                q, r = run.costs.route_payload(b)
+                nbytes = q + r
+                started, arrived = links.one(name, owner, q, t0, g, layers, KV_ROUTE)
+                end_c = run.cal[k].reserve(arrived, cf.compute, g, layers)
                 if n_loc:
                     cal.reserve(t0, run.costs.attention(name, n_loc, q_loc), g, layers)
-                back = links.one(rd.owner, name, r, end_c, g, layers, KV_ROUTE)[1]
-                rd.end = cal.reserve(back, cf.merge, g, layers)
-                rd.probe, rd.transfer = started - t0, arrived - started
-                rd.compute, rd.ret, rd.merge = end_c - arrived, back - end_c, rd.end - back
+                back = links.one(owner, name, r, end_c, g, layers, KV_ROUTE)[1]
+                rd_end = cal.reserve(back, cf.merge, g, layers)
+                probe, transfer = started - t0, arrived - started
+                compute, ret, merge = end_c - arrived, back - end_c, rd_end - back
                 release = back
-            elif rd.option == "fetch" and run.G <= rd.code < 2 * run.G:
-                # from host DRAM: a host→device copy on the home's copy engine, as the exact one
-                rd.nbytes = run.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
-                if n_loc:
-                    cal.reserve(t0, run.costs.attention(name, n_loc, q_loc), g, layers)
-                arrived = self._host_copy(g, t0, cf.transfer)
-                rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
-                rd.probe, rd.transfer = 0.0, arrived - t0
-                rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
-                self._keep_copies(g, s, rd)
-            elif rd.option == "fetch":
-                req = run.cm.request_bytes(rd.n_blocks / rd.b, rd.b)
-                kv = run.cm.fetch_bytes(rd.n_blocks / rd.b, rd.b)
-                rd.nbytes = req + kv
-                asked = links.one(name, rd.owner, req, t0, g, layers, KV_FETCH)[1]
-                if n_loc:
-                    cal.reserve(t0, run.costs.attention(name, n_loc, q_loc), g, layers)
-                arrived = links.one(rd.owner, name, kv, asked, g, layers, KV_FETCH)[1]
-                rd.end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
-                rd.probe, rd.transfer = asked - t0, arrived - asked
-                rd.compute, rd.merge = rd.end - arrived - cf.merge, cf.merge
-                self._keep_copies(g, s, rd)
             else:
-                rd.end = release = cal.reserve(t0, cf.compute + cf.merge, g, layers)
-                if n_loc:
-                    cal.reserve(t0, run.costs.attention(name, n_loc, q_loc), g, layers)
-                rd.compute, rd.merge = rd.end - t0 - cf.merge, cf.merge
-                self._keep_copies(g, s, rd)
+                if option == "local":
+                    nbytes = 0.0
+                    rd_end = release = cal.reserve(t0, cf.compute + cf.merge, g, layers)
+                    if n_loc:
+                        cal.reserve(t0, run.costs.attention(name, n_loc, q_loc), g, layers)
+                    compute = rd_end - t0 - cf.merge
+                else:
+                    if run.G <= code < 2 * run.G:
+                        # from host DRAM: a host→device copy on the home's copy engine, as the
+                        # exact one
+                        nbytes = run.cm.fetch_bytes(n_blocks / b, b)
+                        if n_loc:
+                            cal.reserve(t0, run.costs.attention(name, n_loc, q_loc), g, layers)
+                        arrived = self._host_copy(g, t0, cf.transfer)
+                        asked = t0
+                    else:
+                        req = run.cm.request_bytes(n_blocks / b, b)
+                        kv = run.cm.fetch_bytes(n_blocks / b, b)
+                        nbytes = req + kv
+                        asked = links.one(name, owner, req, t0, g, layers, KV_FETCH)[1]
+                        if n_loc:
+                            cal.reserve(t0, run.costs.attention(name, n_loc, q_loc), g, layers)
+                        arrived = links.one(owner, name, kv, asked, g, layers, KV_FETCH)[1]
+                    rd_end = release = cal.reserve(arrived, cf.compute + cf.merge, g, layers)
+                    probe, transfer = asked - t0, arrived - asked
+                    compute = rd_end - arrived - cf.merge
+                merge = cf.merge
+                self._keep(g, s, k, members, rd_end)
             end = cal.reserve(release, na_layer, g, layers)
             run.rounds.append((
-                iteration, s, layers, g, rd.code, rd.option, rd.b, rd.n_blocks, rd.distinct,
-                rd.nbytes, t0, rd.probe, rd.transfer, rd.compute, rd.ret, rd.merge,
-                rd.end - t0, cf.probe, cf.transfer, cf.compute, cf.ret, cf.merge, cf.total))
+                iteration, s, layers, g, code, option, b, n_blocks, distinct, nbytes, t0, probe,
+                transfer, compute, ret, merge, rd_end - t0, cf.probe, cf.transfer, cf.compute,
+                cf.ret, cf.merge, cf.total))
             return end + (end - t0) * (layers - 1)
         end = self.slots([(g, slot_groups, n_loc, q_loc, na_layer, t0)], s, iteration)[0]
         return end + (end - t0) * (layers - 1)
@@ -275,10 +278,16 @@ class SlotComposer:
         return ends
 
     def _round(self, g: int, s: int, grp, t0: float) -> _Round:
-        """The policy's option for one group (forced for host / dropped blocks), as the exact
-        engine's ``_start_round`` asks it."""
-        run = self.run
+        """The round of one group of a slot composed with others (:meth:`_choose`)."""
         k, b, members = grp
+        return _Round(k, b, members, *self._choose(g, s, k, b, members, t0))
+
+    def _choose(self, g: int, s: int, k: int, b: int, members, t0: float) -> tuple:
+        """``(blocks, distinct blocks, option, owner name, holder code, closed form)`` of the
+        group of holder ``k``, ``b`` queries and blocks ``members`` of GPU ``g``'s slot ``s``
+        started at ``t0`` [s]: the policy's option (forced for host / dropped blocks), as the
+        exact engine's ``_start_round`` asks it."""
+        run = self.run
         n_blocks, distinct, owner, option, code = run._group(g, k, b, members)
         if option is None:
             per = math.ceil(n_blocks / b)
@@ -292,16 +301,20 @@ class SlotComposer:
         cf = run.costs.cf_cache.get((option, g, code, n_blocks, b))
         if cf is None:
             cf = run.costs.closed_form(option, g, code, owner, n_blocks, b)
-        return _Round(k, b, members, n_blocks, distinct, option, owner, code, cf)
+        return n_blocks, distinct, option, owner, code, cf
 
     def _keep_copies(self, g: int, s: int, rd: _Round) -> None:
-        """Enter the copies a fetch or recompute round made on GPU ``g`` (slot ``s``); an
-        observing policy counts those of a GPU's blocks it chose to copy (as the exact engine's
-        round does at its end)."""
+        """:meth:`_keep` of round ``rd``'s copies."""
+        self._keep(g, s, rd.k, rd.members, rd.end)
+
+    def _keep(self, g: int, s: int, k: int, members, end: float) -> None:
+        """Enter the copies a fetch or recompute round of holder ``k`` over blocks ``members``
+        made on GPU ``g`` (slot ``s``), stamped ``end`` [s]; an observing policy counts those of
+        a GPU's blocks it chose to copy (as the exact engine's round does at its end)."""
         run = self.run
-        kept = run.dir.add_copies_kept(g, rd.members, s, rd.end)[1]  # per (block, slot)
-        if run.observed is not None and rd.k < run.G:
-            run.observed.copied(g, rd.k, kept)
+        kept = run.dir.add_copies_kept(g, members, s, end)[1]  # per (block, slot)
+        if run.observed is not None and k < run.G:
+            run.observed.copied(g, k, kept)
 
     def _host_copy(self, g: int, at: float, duration: float) -> float:
         """A host→device copy of ``duration`` [s] issued at ``at`` on GPU ``g``'s copy engine
