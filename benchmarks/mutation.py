@@ -431,10 +431,10 @@ def _links_equivalents() -> dict:
         (path, "if len(self._shared) > 100_000:", "> -> >="): memory,
         (path, "if len(self._shared) > 100_000:", "100000 -> 100001"): memory,
         (path, "self._shared.clear()", "delete `self._shared.clear()`"): memory,
-        (path, "if len(rec) >= self.FLUSH:", ">= -> >"): batches,
+        **{(path, "if len(rec) >= self.FLUSH:", ">= -> >", k): batches for k in ("#1", "#2")},
         (path, "self.fabric.record_messages(*zip(*rec, strict=True))", "True -> False"):
             "every record is one tuple of five fields: the five columns have one length",
-        (path, "self.flush()", "delete `self.flush()`"): batches,
+        **{(path, "self.flush()", "delete `self.flush()`", k): batches for k in ("#1", "#2")},
         (path, "return False", "return X -> None", "#2"):
             "_disjoint's answer is only tested for truth (if not _disjoint(...)): None is false",
     })
@@ -471,7 +471,7 @@ def _slots_equivalents() -> dict:
              "home, order): shifting or spacing it keeps their order")
     sentinel = ("a home's sentinel (rd None) is queued when it has no kernel left in the queue: "
                 "its order field breaks no tie and its duration is not read")
-    host = "elif rd.option == \"fetch\" and run.G <= rd.code < 2 * run.G:"
+    host = "if run.G <= code < 2 * run.G:"
     out = {
         (path, host, "< -> <="): no_fetch_above,
         (path, host, "2 -> 3"): no_fetch_above,

@@ -1,6 +1,10 @@
-"""A duration-limited run reports progress in simulated time, and reporting changes nothing."""
+"""A duration-limited run reports progress in simulated time, and reporting changes nothing; a
+clock runs with fewer garbage collections and puts the collector back as it was."""
 
 from __future__ import annotations
+
+import gc
+import threading
 
 import numpy as np
 import pandas as pd
@@ -13,7 +17,7 @@ from simulator import run
 from simulator.disaggregation.homogeneous import simulate_homogeneous
 from simulator.disaggregation.lamina import simulate_disaggregated
 from simulator.disaggregation.spec import DisaggregationSpec
-from simulator.engine.clock import TICKS, run_clock
+from simulator.engine.clock import TICKS, YOUNG_THRESHOLD, fewer_collections, run_clock
 from simulator.scenario import Scenario
 from simulator.testing.invariants import small_scenario
 from workloads.schema import make_trace
@@ -130,3 +134,93 @@ def test_the_pool_loops_report_simulated_time_under_a_duration(loop, spec):
     told = loop(sc, spec=spec, trace=tr, progress=lambda done, total: seen.append((done, total)))
     pd.testing.assert_frame_equal(quiet.requests, told.requests)
     assert seen[-1] == (0.2, 0.2) and all(t == 0.2 for _, t in seen)
+
+
+# -- fewer garbage collections while a clock runs ---------------------------------------------
+
+
+@pytest.fixture
+def thresholds():
+    """The collector's thresholds, put back after the test whatever it did."""
+    saved = gc.get_threshold()
+    yield saved
+    gc.set_threshold(*saved)
+
+
+def _seen_threshold(env: simpy.Environment, seen: list) -> None:
+    def proc():
+        yield env.timeout(1.0)
+        seen.append(gc.get_threshold())
+    env.process(proc())
+
+
+@pytest.mark.parametrize(("duration", "progress"), [(None, None), (5.0, None),
+                                                    (5.0, lambda now, d: None)])
+def test_a_clock_raises_the_young_threshold_while_it_runs_and_restores_it(
+        thresholds, duration, progress):
+    gc.set_threshold(700, 11, 12)
+    env, seen = simpy.Environment(), []
+    _seen_threshold(env, seen)
+    run_clock(env, duration, progress)
+    assert seen == [(YOUNG_THRESHOLD, 11, 12)]
+    assert gc.get_threshold() == (700, 11, 12)
+
+
+def test_a_failing_run_restores_the_thresholds(thresholds):
+    gc.set_threshold(700, 10, 10)
+    env = simpy.Environment()
+
+    def boom():
+        yield env.timeout(1.0)
+        raise RuntimeError("boom")
+    env.process(boom())
+    with pytest.raises(RuntimeError, match="boom"):
+        run_clock(env, None)
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+@pytest.mark.parametrize("young", [0, YOUNG_THRESHOLD + 1])
+def test_a_collector_turned_off_or_set_higher_is_left_alone(thresholds, young):
+    gc.set_threshold(young, 10, 10)
+    env, seen = simpy.Environment(), []
+    _seen_threshold(env, seen)
+    run_clock(env, None)
+    assert seen == [(young, 10, 10)]
+    assert gc.get_threshold() == (young, 10, 10)
+
+
+def test_nested_blocks_restore_only_when_the_last_one_leaves(thresholds):
+    gc.set_threshold(700, 10, 10)
+    with fewer_collections():
+        with fewer_collections():
+            assert gc.get_threshold()[0] == YOUNG_THRESHOLD
+        assert gc.get_threshold()[0] == YOUNG_THRESHOLD  # the outer block still runs
+    assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_concurrent_clocks_in_threads_leave_the_thresholds_as_they_were(thresholds):
+    # the first in leaves first: the one still running keeps the raised threshold, and the
+    # thresholds come back only when it leaves too
+    gc.set_threshold(700, 10, 10)
+    first_in, second_in, first_out = (threading.Event() for _ in range(3))
+    seen = []
+
+    def first():
+        with fewer_collections():
+            first_in.set()
+            second_in.wait(timeout=10)
+        first_out.set()
+
+    def second():
+        first_in.wait(timeout=10)
+        with fewer_collections():
+            second_in.set()
+            first_out.wait(timeout=10)
+            seen.append(gc.get_threshold()[0])
+    threads = [threading.Thread(target=f) for f in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert seen == [YOUNG_THRESHOLD]
+    assert gc.get_threshold() == (700, 10, 10)
