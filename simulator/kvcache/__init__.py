@@ -5,6 +5,8 @@
 - :mod:`~simulator.kvcache.eviction` — :class:`Eviction`, the part the directory holds to make
   room (LRU copies, demotions to the host tier, host drops);
 - :mod:`~simulator.kvcache.blocklists` — per-GPU / per-machine block lists (no scans);
+- :mod:`~simulator.kvcache.host_order` — per machine, a heap of its host-tier blocks' last uses:
+  a full host's least recently used blocks without a scan;
 - :mod:`~simulator.kvcache.copystore` — :class:`CopyStore`, each GPU's copies per layer slot and
   their last uses (dense while small; paged on large clusters, where a GPU gets a page of the
   block index space only where it keeps copies);

@@ -45,6 +45,7 @@ from simulator.kvcache.blocklists import BlockLists
 from simulator.kvcache.copy_kernels import keep_copies
 from simulator.kvcache.copystore import CopyStore
 from simulator.kvcache.eviction import Eviction
+from simulator.kvcache.host_order import HostOrder
 from simulator.kvcache.tiers import DROPPED, HBM, HOST, UNPLACED
 
 __all__ = ["BlockDirectory", "DirectoryConfig", "capacity_blocks", "stable_hash"]
@@ -122,6 +123,11 @@ class BlockDirectory:
         self.owned = np.zeros(self.n_gpus, np.int64)  # HBM blocks held as owner/replica
         self.copies = np.zeros(self.n_gpus, np.int64)  # blocks with ≥ 1 copied layer slice
         self.host_used = np.zeros(self.n_machines, np.int64)
+        # per machine, its host-tier blocks in LRU order (host_order.py): valid while every last
+        # use is written in time order (``ordered``; ``latest_use`` the latest written [s])
+        self.host_order = HostOrder(self.n_machines)
+        self.ordered = True
+        self.latest_use = -np.inf
         self.demoted = 0
         self.dropped = 0
         self.copies_evicted = 0
@@ -245,8 +251,17 @@ class BlockDirectory:
 
     def touch(self, gpu: int, idx: np.ndarray, now: float) -> None:
         """Record an access at ``now`` [s] (LRU) to owned blocks and to ``gpu``'s copies."""
+        self._written_at(now)
         self.used_at[idx] = now
         self.copy_store.touch(gpu, idx, now)
+
+    def _written_at(self, now: float) -> None:
+        """Last uses are written at ``now`` [s]: out of time order, the host tiers' LRU heaps
+        no longer hold (:mod:`simulator.kvcache.host_order`) and the scan takes over."""
+        if now < self.latest_use:
+            self.ordered = False
+        else:
+            self.latest_use = now
 
     def pin(self, idx: np.ndarray) -> None:
         """A request starts using these blocks: they may not be demoted until unpinned."""
@@ -301,6 +316,7 @@ class BlockDirectory:
             raise ValueError(f"unknown placement scheme {scheme!r}")
         self.base[idx] = base
         self.tier[idx] = HBM
+        self._written_at(now)
         self.used_at[idx] = now
         # a GPU that now owns a block no longer needs a copy of it
         holders = self.holders(idx)
@@ -376,6 +392,7 @@ class BlockDirectory:
         machine = self.machine_of[self.base[idx]]
         np.subtract.at(self.host_used, machine, 1)
         self.tier[idx] = HBM
+        self._written_at(now)
         self.used_at[idx] = now
         holders = self.holders(idx)
         for j in range(self.k):
@@ -412,8 +429,14 @@ class BlockDirectory:
             assert not self.copy_store.any(gpu, mine).any(), ("copy of a held block", gpu)
         for m in range(self.n_machines):
             live = self.on_host_of(m)
-            assert np.array_equal(self.host_lists.live(m, live),
-                                  np.flatnonzero(live(every))), m
+            on_host = np.flatnonzero(live(every))
+            assert np.array_equal(self.host_lists.live(m, live), on_host), m
+            if self.ordered:  # each host block has an entry at most its last use (host_order)
+                least: dict[int, float] = {}
+                for u, b in self.host_order.heaps[m]:
+                    least[b] = min(u, least.get(b, np.inf))
+                for b in on_host.tolist():
+                    assert least.get(b, np.inf) <= self.used_at[b], ("host order", m, b)
         assert np.array_equal(copies, self.copies), (copies, self.copies)
         assert np.all(self.owned + self.copies <= self.capacity), "HBM capacity exceeded"
         assert np.all(self.host_used <= self.cfg.host_capacity_blocks)

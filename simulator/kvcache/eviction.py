@@ -9,8 +9,10 @@ block), an owned block is demoted to its machine's host tier (which drops its le
 blocks when full). Only then are pinned blocks demoted (a placement or promotion only; a new copy
 never displaces a block a running request holds). All of it down to a low watermark. The
 candidates come from :class:`~simulator.kvcache.blocklists.BlockLists` (a GPU's copies, its HBM
-blocks, a host's blocks), never from a scan of every block; every order breaks ties by block
-index, a copy before an owned block of the same last use."""
+blocks, a host's blocks), never from a scan of every block; a full host's least recently used
+blocks come off a heap of its blocks' last uses (:mod:`simulator.kvcache.host_order`), not from
+a scan of the host. Every order breaks ties by block index, a copy before an owned block of the
+same last use."""
 
 from __future__ import annotations
 
@@ -119,6 +121,8 @@ class Eviction:
                 d.on_demote(gpu, room)
             d.tier[vm[:room]] = HOST
             d.host_lists.add(int(m), vm[:room], d.on_host_of(int(m)))
+            if d.ordered:
+                d.host_order.add(int(m), vm[:room], d.used_at)
             d.host_used[m] += room
             d.tier[vm[room:]] = DROPPED
             d.base[vm[room:]] = UNPLACED
@@ -134,15 +138,31 @@ class Eviction:
         if free >= want:
             return want
         # drop the host's least recently used blocks to make room
-        on_host = d.host_lists.live(machine, d.on_host_of(machine))
-        need = min(want - max(free, 0), len(on_host))
+        v = self._host_least_recent(machine, want - max(free, 0))
+        need = len(v)
         if need > 0:
-            v = least_recent(on_host, d.used_at[on_host], need)
             d.tier[v] = DROPPED
             d.base[v] = UNPLACED
             d.host_used[machine] -= need
             d.dropped += need
         return min(want, cap - int(d.host_used[machine]))
+
+    def _host_least_recent(self, machine: int, count: int) -> np.ndarray:
+        """Up to ``count`` of ``machine``'s host-tier blocks, least recently used first (ties:
+        lower index): from the machine's LRU heap while last uses are written in time order
+        (:mod:`simulator.kvcache.host_order`), else by a scan of its blocks."""
+        d = self.d
+        if not d.ordered:
+            on_host = d.host_lists.live(machine, d.on_host_of(machine))
+            return least_recent(on_host, d.used_at[on_host], min(count, len(on_host)))
+        order = d.host_order
+        if order.oversized(machine, int(d.host_used[machine])):
+            order.rebuild(machine, d.host_lists.live(machine, d.on_host_of(machine)), d.used_at)
+        tier, base, machine_of = d.tier, d.base, d.machine_of
+
+        def on_host(b: int) -> bool:
+            return tier[b] == HOST and machine_of[base[b]] == machine
+        return np.array(order.least_recent(machine, count, d.used_at, on_host), np.int64)
 
     def make_room_for_copies(self, gpu: int, want: int, keep: np.ndarray) -> int:
         """Free HBM (:meth:`evict_lru`: copies, never those in ``keep``, ascending, and unpinned
