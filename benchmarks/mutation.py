@@ -89,9 +89,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                     ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
                      "tests/test_costmodel_crossover.py"]),
     "kvcache": (["simulator/kvcache/directory.py", "simulator/kvcache/eviction.py",
-                 "simulator/kvcache/blocklists.py", "simulator/kvcache/copy_kernels.py"],
+                 "simulator/kvcache/blocklists.py", "simulator/kvcache/copy_kernels.py",
+                 "simulator/kvcache/host_order.py"],
                 ["tests/test_kvcache_directory.py", "tests/test_kvcache_eviction.py",
-                 "tests/test_kvcache_blocklists.py", "tests/test_engine_local_contexts.py"]),
+                 "tests/test_kvcache_blocklists.py", "tests/test_engine_local_contexts.py",
+                 "tests/test_kvcache_host_order.py"]),
     "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
                   ["tests/test_engine_admission.py", "tests/test_engine_scheduler.py",
                    "tests/test_promises.py"]),
@@ -408,6 +410,9 @@ def _links_equivalents() -> dict:
                "end hands over the rest in the same order, before anything reads them")
     out = {(path, line, "True -> False"): same_length for line in zips}
     out.update({
+        (path, "self._record(r[5], s, e, nbytes, tag, issued_at)", "5 -> 6"):
+            "(one) this call is made only for a message that ends at or after the cut, which "
+            "_record counts as sent by its bytes and class alone: the route id is not read",
         (path, "if c.last_end > s and c.free_at(s) > s:", "> -> >=", "c.last_end > s"):
             "last_end = s: every known item ends by s, so free_at(s) <= s and the second test "
             "fails: idle either way",
@@ -1819,6 +1824,20 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "(the start order) flows with equal starts then start in the other order: the same "
         "instant, and a filling's sums, products and minima are per flow and per link, so "
         "their order among them changes no float",
+    **{("simulator/kvcache/host_order.py", line, "True -> False"):
+       "(HostOrder) both lists are built from the same blocks: their lengths agree"
+       for line in ("for u, b in zip(used_at[blocks].tolist(), blocks.tolist(), strict=True):",
+                    "heap = list(zip(used_at[blocks].tolist(), blocks.tolist(), strict=True))")},
+    **{("simulator/kvcache/host_order.py",
+        "return len(self.heaps[machine]) > REBUILD_FACTOR * on_host + REBUILD_SLACK", desc):
+       "(HostOrder.oversized) when a heap is rebuilt only bounds its memory: a rebuilt heap "
+       "holds an up-to-date entry for exactly the host's blocks, so the drops are the same "
+       "whenever it is rebuilt"
+       for desc in ("> -> >=", "+ -> -")},
+    ("simulator/engine/clock.py", "if young and young < YOUNG_THRESHOLD:  # 0: the collector is off",
+     "< -> <="):
+        "(fewer_collections) a young threshold already at YOUNG_THRESHOLD is set to the same "
+        "value: the same thresholds",
     ("simulator/kvcache/copy_kernels.py", "break", "delete `break`"):
         "(keep_copies) the scan of the entry's words goes on after a non-zero one: `copied` "
         "stays True, the same answer with more work",

@@ -154,16 +154,17 @@ def _seen_threshold(env: simpy.Environment, seen: list) -> None:
     env.process(proc())
 
 
-@pytest.mark.parametrize(("duration", "progress"), [(None, None), (5.0, None),
-                                                    (5.0, lambda now, d: None)])
+@pytest.mark.parametrize(("duration", "progress", "young"), [
+    (None, None, 700), (5.0, None, 700), (5.0, lambda now, d: None, 700),
+    (None, None, 1), (None, None, YOUNG_THRESHOLD - 1)])
 def test_a_clock_raises_the_young_threshold_while_it_runs_and_restores_it(
-        thresholds, duration, progress):
-    gc.set_threshold(700, 11, 12)
+        thresholds, duration, progress, young):
+    gc.set_threshold(young, 11, 12)
     env, seen = simpy.Environment(), []
     _seen_threshold(env, seen)
     run_clock(env, duration, progress)
     assert seen == [(YOUNG_THRESHOLD, 11, 12)]
-    assert gc.get_threshold() == (700, 11, 12)
+    assert gc.get_threshold() == (young, 11, 12)
 
 
 def test_a_failing_run_restores_the_thresholds(thresholds):

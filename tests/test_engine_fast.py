@@ -765,3 +765,18 @@ def test_the_mean_over_seeds_is_of_the_means_for_the_fast_engine_and_for_the_noi
     noise = validate_fast.mean_over_seeds(per_seed, "noise_summary")["route"]
     assert all(fast[m] == pytest.approx(1.0) for m in metrics)
     assert all(noise[m] == pytest.approx(0.0) for m in metrics)
+
+
+def test_a_message_of_the_small_time_leaves_no_work_and_one_just_longer_does():
+    # the boundary between a small message (no calendar work) and a bulk one is inclusive:
+    # bytes that take exactly SMALL_TIME on the path alone leave the links idle
+    env, fabric, _, lone = _two_nodes()
+    src, dst = "n0/gpu0", "n1/gpu0"
+    nbytes = Links.SMALL_TIME * lone
+    assert nbytes / lone == Links.SMALL_TIME
+    links = Links(env, fabric)
+    links.one(src, dst, nbytes, 0.0)
+    assert links.idle(src, dst, 0.0)
+    longer = Links(env, fabric)
+    longer.one(src, dst, nbytes * (1 + 1e-9), 0.0)
+    assert not longer.idle(src, dst, 0.0)

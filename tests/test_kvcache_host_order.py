@@ -140,6 +140,14 @@ def test_a_block_entered_twice_is_taken_once():
     assert order.heaps[0] == []
 
 
+def test_a_rebuilt_heap_orders_its_blocks_by_last_use():
+    # the host's list is by block index; the heap built from it, by last use
+    order = HostOrder(1)
+    used_at = np.array([3.0, 2.0, 1.0, 2.0])
+    order.rebuild(0, np.array([0, 1, 2, 3]), used_at)
+    assert order.least_recent(0, 4, used_at, lambda b: True) == [2, 1, 3, 0]
+
+
 def test_a_heap_grown_past_its_host_is_rebuilt():
     # with no slack, a heap holding more than twice its host's blocks is rebuilt from the
     # host's list before the next drop: stale entries go, and the drops are the same

@@ -54,7 +54,8 @@ def fewer_collections() -> Iterator[None]:
     with _lock:
         if not _entered:
             _saved = gc.get_threshold()
-            if 0 < _saved[0] < YOUNG_THRESHOLD:
+            young = _saved[0]
+            if young and young < YOUNG_THRESHOLD:  # 0: the collector is off
                 gc.set_threshold(YOUNG_THRESHOLD, *_saved[1:])
         _entered += 1
     try:
