@@ -8,7 +8,7 @@ from unittest import mock
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_kvcache_directory import make
+from test_kvcache_directory import _copy_state, make
 
 from simulator.kvcache import DROPPED, HBM, HOST
 from simulator.kvcache import host_order as host_order_module
@@ -16,17 +16,10 @@ from simulator.kvcache.host_order import HostOrder
 
 
 def _state(d) -> list:
-    """Everything eviction can change: holders, tiers, last uses, counters, the lists' live
-    entries per GPU and per machine."""
-    state = [d.base[: d.n], d.tier[: d.n], d.used_at[: d.n], d.owned, d.copies, d.host_used,
-             d.demoted, d.dropped, d.copies_evicted, d.losses, d.copy_store.bits,
-             d.copy_store.used_at]
-    for gpu in range(d.n_gpus):
-        state.append(d.copy_lists.live(gpu, d.has_copy_of(gpu)))
-        state.append(d.hbm_lists.live(gpu, d.in_hbm_of(gpu)))
-    for m in range(d.n_machines):
-        state.append(d.host_lists.live(m, d.on_host_of(m)))
-    return state
+    """Everything a copy can change (:func:`_copy_state`), and what eviction changes besides:
+    the losses per GPU and the host tiers' live blocks."""
+    return [*_copy_state(d), d.losses,
+            *(d.host_lists.live(m, d.on_host_of(m)) for m in range(d.n_machines))]
 
 
 @settings(max_examples=150, deadline=None)

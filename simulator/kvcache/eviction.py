@@ -158,11 +158,8 @@ class Eviction:
         order = d.host_order
         if order.oversized(machine, int(d.host_used[machine])):
             order.rebuild(machine, d.host_lists.live(machine, d.on_host_of(machine)), d.used_at)
-        tier, base, machine_of = d.tier, d.base, d.machine_of
-
-        def on_host(b: int) -> bool:
-            return tier[b] == HOST and machine_of[base[b]] == machine
-        return np.array(order.least_recent(machine, count, d.used_at, on_host), np.int64)
+        return np.array(order.least_recent(machine, count, d.used_at, d.on_host_of(machine)),
+                        np.int64)
 
     def make_room_for_copies(self, gpu: int, want: int, keep: np.ndarray) -> int:
         """Free HBM (:meth:`evict_lru`: copies, never those in ``keep``, ascending, and unpinned
