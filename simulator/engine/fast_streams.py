@@ -51,7 +51,7 @@ class Calendar:
     module docstring). Times and durations in seconds."""
 
     __slots__ = ("env", "at", "dur", "end", "end0", "own", "fold", "debts", "done_busy",
-                 "items", "last_end")
+                 "cut_busy", "items", "last_end")
 
     def __init__(self, env: simpy.Environment, debts: list[float] | None = None) -> None:
         self.env = env
@@ -62,7 +62,10 @@ class Calendar:
         self.own: list[int] = []  # the GPU whose step issued each item (-1: none)
         self.fold: list[int] = []  # how many times a delay of the item delays its step
         self.debts = debts  # per GPU: the most an item of its running step was pushed back [s]
-        self.done_busy = 0.0  # work of items cut off the front [s]
+        self.done_busy = 0.0  # work counted without an item (account) [s]
+        # work of the items cut off the front, added one by one in issue order: the same sum
+        # however the cuts fall (when a reserve prunes depends on the clock it is made at) [s]
+        self.cut_busy = 0.0
         self.items = 0
         self.last_end = 0.0  # when the last known item ends [s] (0: idle)
 
@@ -209,19 +212,23 @@ class Calendar:
         now = self.env._now
         k = bisect_right(self.end, now)
         if k:
-            self.done_busy += sum(self.dur[:k])
+            cut = self.cut_busy
+            for d in self.dur[:k]:
+                cut += d
+            self.cut_busy = cut
             del self.at[:k], self.dur[:k], self.end[:k], self.end0[:k], self.own[:k], self.fold[:k]
 
     def busy_until(self, now: float) -> float:
-        """Work done by ``now`` [s] (items still running count up to now)."""
-        busy = self.done_busy
+        """Work done by ``now`` [s] (items still running count up to now): the items' work
+        added one by one in issue order, then the work counted without items."""
+        busy = self.cut_busy
         for d, e in zip(self.dur, self.end, strict=True):
             start = e - d
             if e <= now:
                 busy += d
             elif start < now:
                 busy += now - start
-        return busy
+        return self.done_busy + busy
 
 
 def processor_sharing_end(ats: list[float], durs: list[float], at: float,
