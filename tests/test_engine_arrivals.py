@@ -195,3 +195,63 @@ def test_a_closed_loop_over_a_causal_trace_is_refused_before_any_work(tmp_path):
                                                         concurrency=2))
     with pytest.raises(UserError, match="concurrency = 2 .*after_id"):
         load_trace(sc, 0)
+
+
+# -- when the next request can enter (next_entry_at: what composing ahead reads) ------------------
+
+
+def _watch(env, entry, times):
+    """The lower bound ``entry`` gives at each of ``times`` [s] (a process reading it)."""
+    seen = []
+
+    def watch():
+        for t in times:
+            yield env.timeout(t - env.now)
+            seen.append(entry.next_entry_at())
+
+    env.process(watch())
+    return seen
+
+
+def test_the_next_entry_of_an_open_loop_is_its_next_trace_time_then_none():
+    env = simpy.Environment()
+    entry = Arrivals(env, np.array([0.0, 1.0, 1.0, 3.5]), None, lambda r: None)
+    assert entry.next_entry_at() == -np.inf  # not started: anything may enter now
+    seen = _watch(env, entry, [0.5, 1.5, 3.0, 4.0])
+    env.process(entry.process())
+    env.run()
+    assert seen == [1.0, 3.5, 3.5, np.inf]
+
+
+def test_a_followers_entry_counts_from_when_the_request_it_follows_finishes():
+    env = simpy.Environment()
+
+    def serve(r):
+        yield env.timeout([2.0, 1.0, 1.0][r])
+        entry.finished(r)
+
+    # 1 follows 0 by 0.5 s (enters at 2.5), 2 follows 0 by 0.25 s (2.25); nothing else after 0
+    entry = Arrivals(env, np.array([0.0, 9.0, 9.0]), None, lambda r: env.process(serve(r)),
+                     (np.array([-1, 0, 0]), np.array([0.0, 0.5, 0.25])))
+    seen = _watch(env, entry, [1.0, 2.1, 2.4, 2.6])
+    env.process(entry.process())
+    env.run()
+    # at 1 nobody can enter before 0 finishes (the open loop is done); then the heap's earliest
+    assert seen == [np.inf, 2.25, 2.5, np.inf]
+    assert entry.arrival.tolist() == [0.0, 2.5, 2.25]
+
+
+def test_a_closed_loop_can_let_one_in_now_only_while_it_has_room_it_has_not_used():
+    env = simpy.Environment()
+    entry = Arrivals(env, np.zeros(3), 1, lambda r: None)
+    assert entry.next_entry_at() == 0.0  # not started: the first enters now
+    env.process(entry.process())
+    env.run()
+    assert entry.next_entry_at() == np.inf  # full: only a finish makes room
+    entry.finished()
+    assert entry.next_entry_at() == 0.0  # room made, not used yet
+    env.run()
+    assert entry.next_entry_at() == np.inf
+    entry.finished()
+    env.run()
+    assert entry.next_entry_at() == np.inf  # every request in: none will enter

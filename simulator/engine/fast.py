@@ -44,9 +44,11 @@ last uses, which a local context keeps more coarsely — above):
   only added at the step's end, and the later slots kept their composed times). Under a policy
   that routes, a slot with nothing to exchange is composed the same way (stop 40): pushed by a
   routed query, an owner's slot moves its later slots, where a chain composed at the step's
-  start kept them in place and the next query met a kernel the exact engine had moved. A debt run up
-  after the last slot with rounds is waited out at the step's end (a second SimPy event,
-  counted in ``extras["pushed_steps"]``). A step on a stream only its own GPU uses (the vector
+  start kept them in place and the next query met a kernel the exact engine had moved — unless
+  nothing due before it can reach it, when it is composed at once, with the same records
+  (:mod:`simulator.engine.fast_ahead`; the GPUs' events at one instant come in GPU order,
+  however they were scheduled). A debt run up after the last slot with rounds is waited out
+  at the step's end (a second SimPy event, counted in ``extras["pushed_steps"]``). A step on a stream only its own GPU uses (the vector
   path of ``fetch`` and ``local``) is composed at once and pays its links' debts at its end;
 - **links**: a step's own concurrent messages share links max-min fairly, as in the Fabric;
   against other steps' traffic a message is served FIFO on each link's work calendar (bytes
@@ -87,6 +89,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.engine.exact import _Run
+from simulator.engine.fast_ahead import GpuTimeout, Lookahead
 from simulator.engine.fast_instances import FastInstanceLoop
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_slots import SlotComposer
@@ -151,6 +154,9 @@ class FastRun(_Run):
     count_local_contexts = True
     #: A ``[deployment]``'s instances step on the fast engine's calendars too.
     instance_loop = FastInstanceLoop
+    #: Quiet slots composed ahead of the events that cannot reach them (fast_ahead.py); off,
+    #: each waits for every event due before it — the same records, more events.
+    look_ahead = True
 
     def __init__(self, scenario, policy: Policy, seed: int, trace: pd.DataFrame,
                  progress: Callable[[int, int], None] | None, *, topology=None,
@@ -172,6 +178,10 @@ class FastRun(_Run):
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
         self.chain_quiet = "route" not in policy.options
+        # quiet slots composed ahead of the events that cannot reach them (fast_ahead.py)
+        self.ahead = Lookahead(self.env, self.G, not self.chain_quiet,
+                               float("inf") if until is None else until, self.req.entry,
+                               self.req.wake, on=self.look_ahead and self.deploy is None)
         self._attn_tables: list[np.ndarray | None] = [None] * self.G
         self.compose = SlotComposer(self)  # the slots with rounds
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
@@ -197,7 +207,7 @@ class FastRun(_Run):
             # every context local (never for an observing policy: it draws every selection),
             # on a stream only this GPU uses: every slot alike
             at = self._uniform_quiet(g, n_quiet, q_quiet, na_layer, start_at)
-            yield env.timeout(at - env.now)
+            yield GpuTimeout(env, at - env.now, g)
             return
         if not drawn:  # every query's context local: its count in every slot (locate.py)
             groups = self._no_groups
@@ -224,25 +234,32 @@ class FastRun(_Run):
             # no kernel but this GPU's own can be on its stream: the layers with nothing to
             # exchange are summed as arrays, without calendar items
             at = self._quiet_stretches(g, iteration, groups, n_arr, q_arr, na_layer, at)
-            yield env.timeout(at - env.now)
+            yield GpuTimeout(env, at - env.now, g)
             return
         n_local, q_local = n_arr.tolist(), q_arr.tolist()
         slot_layers = self.slot_layers_list
+        rounds = [i for i, grp in enumerate(groups) if grp]
+        ahead = self.ahead
         if not own_stream:  # every slot's items on the calendar: the quiet ones' sizes at once
-            attn = self._attention_table(g, n_arr, q_arr).tolist()
+            attn_arr = self._attention_table(g, n_arr, q_arr)
+            attn = attn_arr.tolist()
+            if ahead.routes:  # the least time to its next slot with rounds, for other GPUs
+                ahead.plan(g, at, attn_arr + na_layer, na_layer, self.slot_layers, rounds)
         prev = 0
-        for s in [*(i for i, grp in enumerate(groups) if grp), self.S]:
+        for s in [*rounds, self.S]:
             if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
                 # no item
                 at = self._own_quiet(g, prev, s, n_local, q_local, na_layer, at)
             elif s > prev and not self.chain_quiet:
-                # quiet slots on a stream other GPUs' routed kernels share: each composed at its
-                # start, after the events due before it and later by the debt the step's
-                # earlier items ran up, as a slot with rounds is — on the exact engine a slot
-                # starts when the one before ends, so a routed kernel that pushed one moves
-                # the rest of the step
+                # quiet slots on a stream other GPUs' routed kernels share: each composed after
+                # the events due before it (or ahead, where none can reach it: fast_ahead.py),
+                # later by the debt the step ran up — a routed kernel that pushed one moves the
+                # rest of the step, as on the exact engine
+                bound = ahead.bound(g)
                 for q in range(prev, s):
-                    at = yield from self._slot_start(g, at, False)
+                    if not (at < bound and self.debt[g] <= 0.0):
+                        at = yield from self._slot_start(g, at, False)
+                        bound = ahead.bound(g)
                     # one item: what cal.chain makes of it (its folded layers after it)
                     a, fold = attn[q], slot_layers[q]
                     end = cal.reserve(at, a + na_layer, g, fold, 2 if a else 1)
@@ -255,8 +272,10 @@ class FastRun(_Run):
                 at = yield from self._slot_start(g, at, observing)
                 at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
                                        na_layer, at)
+                if ahead.routes:
+                    ahead.rounds_done(g, s, at)
             prev = s + 1
-        yield env.timeout(at - env.now)
+        yield GpuTimeout(env, at - env.now, g)
         yield from self._pay_debt(g)
 
     def _slot_start(self, g: int, at: float, observing: bool):
@@ -270,7 +289,7 @@ class FastRun(_Run):
         env = self.env
         while True:
             if at > env.now and (observing or env.peek() <= at):
-                yield env.timeout(at - env.now)
+                yield GpuTimeout(env, at - env.now, g)
             pushed = self.debt[g]
             if pushed <= 0.0:
                 return at
@@ -325,7 +344,7 @@ class FastRun(_Run):
         if self.debt[g] > 0.0:
             self.pushed_steps += 1
             debt, self.debt[g] = self.debt[g], 0.0
-            yield self.env.timeout(debt)
+            yield GpuTimeout(self.env, debt, g)
 
     def _prefill_layers(self, g: int, layer_time: float):
         """The exact engine's prefill-only step on GPU ``g``'s calendar, layer slot by slot:
@@ -337,11 +356,15 @@ class FastRun(_Run):
         self.debt[g] = 0.0
         cal = self.cal[g]
         at = env.now
+        self.ahead.prefill(g, at, layer_time * sum(self.slot_layers_list))
+        bound = self.ahead.bound(g)  # composed at once as far as no event can reach it
         for layers in self.slot_layers_list:
-            at = yield from self._slot_start(g, at, False)
+            if not (at < bound and self.debt[g] <= 0.0):
+                at = yield from self._slot_start(g, at, False)
+                bound = self.ahead.bound(g)
             end = cal.reserve(at, layer_time, g, layers)
             at = end + (end - at) * (layers - 1)
-        yield env.timeout(at - env.now)
+        yield GpuTimeout(env, at - env.now, g)
         yield from self._pay_debt(g)
 
     def _quiet_stretches(self, g: int, iteration: int, groups: list, n_arr: np.ndarray,
