@@ -143,12 +143,19 @@ def lookahead(n: int = 3, routes: bool = True, until: float = INF, entry: float 
     return Lookahead(env, n, routes, until, _Entry(entry), wake or [None] * n)
 
 
+def ends(la: Lookahead, *at: float) -> None:
+    """Each GPU in a step without rounds that ends no earlier than ``at[h]`` [s]."""
+    for h, t in enumerate(at):
+        la._rounds[h] = []
+        la._publish(h, 0, 0.0, t, t)
+
+
 def test_a_gpu_may_compose_ahead_until_another_may_route_a_request_arrives_or_the_run_ends():
     la = lookahead()
-    la.route_at[:] = [5.0, 7.0, 6.0]
+    ends(la, 5.0, 7.0, 6.0)
     assert la.bound(0) == 6.0  # the earliest other GPU's (its own 5.0 does not count)
     assert la.bound(2) == 5.0
-    la.route_at[1] = 2.0
+    ends(la, 5.0, 2.0, 6.0)
     assert la.bound(0) == 2.0
     assert lookahead(entry=1.5).bound(0) == -INF  # others unpublished: bounded by now
     la.entry.at = 1.5
@@ -168,17 +175,17 @@ def test_a_waiting_gpu_counts_only_once_a_request_woke_it():
     env = simpy.Environment()
     wake = [None, env.event(), None]
     la = Lookahead(env, 3, True, INF, _Entry(INF), wake)
-    la.route_at[:] = [-INF, -INF, 4.0]
+    ends(la, -INF, -INF, 4.0)
     assert la.bound(0) == 4.0  # GPU 1 waits: its stale bound does not count
     wake[1].succeed()
     assert la.bound(0) == -INF  # woken, not yet run: it may route now
-    la.route_at[0] = 6.0
+    ends(la, 6.0, -INF, 4.0)
     assert la.bound(1) == 4.0  # its own wake is not another's
 
 
 def test_a_gpu_with_items_elsewhere_not_yet_issued_waits_for_them():
     la = lookahead()
-    la.route_at[:] = [INF, INF, INF]
+    ends(la, INF, INF, INF)
     la.foreign_at[0] = 0.5
     assert la.bound(0) == -INF and la.bound(1) == INF
     la.env.run(until=0.5)  # issued by now: can no longer be pushed back
@@ -187,13 +194,18 @@ def test_a_gpu_with_items_elsewhere_not_yet_issued_waits_for_them():
                      [None] * 600).bound(0) == -INF  # too many GPUs to look
 
 
+def holders(*slots) -> list:
+    """A step's holder groups per slot: ``(holder, queries, blocks)`` for each holder named."""
+    return [[(k, 1, None) for k in ks] for ks in slots]
+
+
 def test_a_step_publishes_the_least_start_of_its_next_slot_with_rounds():
     import numpy as np
 
     la = lookahead()
     quiet = np.array([1.0, 2.0, 4.0, 8.0])  # attention + projections + FFN per slot [s]
     folds = np.array([1, 2, 1, 3])
-    la.plan(0, 10.0, quiet, 0.5, folds, [2])
+    la.plan(0, 10.0, quiet, 0.5, folds, [2], holders([], [], [1], []))
     # slots 0 and 1 (1·1 + 2·2 = 5 s) before slot 2: 15 s less the margins
     assert la.route_at[0] == pytest.approx(15.0 - 1e-6, abs=1e-8) and la.route_at[0] < 15.0
     la.rounds_done(0, 2, 13.0)
@@ -201,18 +213,19 @@ def test_a_step_publishes_the_least_start_of_its_next_slot_with_rounds():
     # 13 + 8·3 = 37 s
     assert la.route_at[0] == pytest.approx(37.0 - 1e-6, abs=1e-7) and la.route_at[0] < 37.0
     assert la.foreign_at[0] == 13.0
-    la.plan(1, 0.0, quiet, 0.5, folds, [1, 3])
+    la.plan(1, 0.0, quiet, 0.5, folds, [1, 3], holders([], [2], [], [0]))
     assert la.route_at[1] == pytest.approx(1.0 - 1e-6, abs=1e-9)
     la.rounds_done(1, 1, 2.0)  # slot 2 (4 s) before slot 3
     assert la.route_at[1] == pytest.approx(6.0 - 1e-6, abs=1e-8)
-    la.plan(2, 3.0, quiet, 0.5, folds, [0, 1, 2, 3])  # every slot has rounds: the next one's
+    la.plan(2, 3.0, quiet, 0.5, folds, [0, 1, 2, 3],  # every slot has rounds: the next one's
+            holders([0], [1], [0], [1]))
     assert la.route_at[2] == 3.0 - 1e-6
     la.rounds_done(2, 0, 3.5)
     assert la.route_at[2] == 3.5 - 1e-6
     la.prefill(2, 1.0, 2.0)
     assert la.route_at[2] == pytest.approx(3.0 - 1e-6, abs=1e-8) and la.route_at[2] < 3.0
     off = lookahead(routes=False)
-    off.plan(0, 10.0, quiet, 0.5, folds, [2])
+    off.plan(0, 10.0, quiet, 0.5, folds, [2], holders([], [], [1], []))
     off.prefill(0, 10.0, 1.0)
     assert off.route_at[0] == -INF  # nothing published where no GPU routes
 
@@ -236,3 +249,31 @@ def test_simultaneous_gpu_events_come_in_gpu_order_after_the_others_however_sche
     assert order == ["gpu 1 earlier", "plain", "gpu 0", "gpu 2"]
     with pytest.raises(ValueError):
         GpuTimeout(env, -1.0, 0)
+
+
+def test_a_gpu_is_bounded_only_by_the_slots_that_reach_it_and_the_others_step_ends():
+    import numpy as np
+
+    la = lookahead(n=3)
+    quiet = np.array([1.0, 1.0, 1.0, 1.0])
+    folds = np.array([1, 1, 1, 1])
+    # GPU 1: rounds with holder 2 at slot 1, with holders 0 and 2 at slot 3; its end at 4 s
+    la.plan(1, 0.0, quiet, 0.5, folds, [1, 3], holders([], [2], [], [0, 2]))
+    la.plan(0, 0.0, quiet, 0.5, folds, [], holders([], [], [], []))  # GPU 0: quiet to 4 s
+    la.plan(2, 0.0, quiet, 0.5, folds, [], holders([], [], [], []))
+    assert la.route_at[1] == pytest.approx(1.0 - 1e-6, abs=1e-8)
+    # for GPU 2, GPU 1's slot 1 (it holds a group there); for GPU 0, its slot 3 (2.5 s: the
+    # slot with rounds before it takes at least 0.5 s), not slot 1
+    assert la.bound(2) == pytest.approx(1.0 - 1e-6, abs=1e-8)
+    assert la.bound(0) == pytest.approx(2.5 - 1e-6, abs=1e-8)
+    la.rounds_done(1, 1, 1.25)
+    la.env.run(until=1.25)
+    assert la.bound(2) == pytest.approx(2.25 - 1e-6, abs=1e-8)  # now slot 3, after slot 2
+    la.rounds_done(1, 3, 3.5)
+    la.env.run(until=3.5)
+    # no slot with rounds left: its end (its next step may reach anyone), and GPU 2's own end
+    assert la.bound(0) == pytest.approx(3.5 - 1e-6, abs=1e-8)
+    la.plan(1, 4.0, quiet, 0.5, folds, [0], holders([1], [], [], []))  # reaches only itself
+    assert la.bound(0) == pytest.approx(4.0 - 1e-6, abs=1e-8)  # GPU 2's end (0 + 4 s)
+    la.prefill(2, 3.5, 10.0)
+    assert la.bound(0) == pytest.approx(7.5 - 1e-6, abs=1e-7)  # GPU 1's end (4 + 0.5 + 3)

@@ -489,3 +489,35 @@ def test_a_calendar_s_busy_time_does_not_depend_on_when_it_cut_its_front():
     for d in durations:
         total += d
     assert busy[0] == 0.3 + total
+
+
+# -- chain_until: the leading items issued before a time ------------------------------------------
+
+
+@pytest.mark.parametrize("known", [0, 3, 70])
+@pytest.mark.parametrize("until", [0.0, 0.5, 1.5, 2.0, 3.25, INF])
+def test_chain_until_reserves_the_leading_items_issued_before_its_bound_as_reserves_would(
+        known, until):
+    # items issued at 0, 1.5, 2.0 (folded) and 3.25; ``known`` items already there, ended by
+    # now (70: a prune on the way); 3 of them end after the chain's start (one reserve each)
+    def prepare(cal):
+        if known == 70:
+            ended_items(cal, 70)
+        for k in range(known if known != 70 else 0):
+            cal.reserve(float(k), 0.25, 1)
+
+    busy, folds, kernels = [0.5, 0.25, 0.25, 1.0], [3, 2, 5, 1], [2, 1, 2, 1]
+    start = 0.0 if known != 70 else 100.0
+    a, b, da, db = twins(prepare)
+    bound = until + (start if until != INF else 0.0)
+    at, k = a.chain_until(start, busy, folds, 0, kernels, bound)
+    assert reserved_one_by_one(b, start, busy[:k], folds[:k], 0, kernels[:k]) == at
+    assert state(a) == state(b) and da == db
+    # every item reserved is issued before the bound; it stops only at one that is not
+    mine = [t for t, o in zip(a.at, a.own, strict=True) if o == 0]
+    assert len(mine) == k and all(t < bound for t in mine)
+    assert k == 4 or at >= bound
+    if known != 3:  # unobstructed: issued at 0, 1.5, 2.0 and 3.25 s after the start
+        issued = [start + x for x in (0.0, 1.5, 2.0, 3.25)]
+        assert k == sum(t < bound for t in issued)
+        assert at == [*issued, start + 4.25][k]

@@ -89,7 +89,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.engine.exact import _Run
-from simulator.engine.fast_ahead import GpuTimeout, Lookahead
+from simulator.engine.fast_ahead import GpuTimeout, Lookahead, quiet_slots
 from simulator.engine.fast_instances import FastInstanceLoop
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_slots import SlotComposer
@@ -243,8 +243,11 @@ class FastRun(_Run):
         if not own_stream:  # every slot's items on the calendar: the quiet ones' sizes at once
             attn_arr = self._attention_table(g, n_arr, q_arr)
             attn = attn_arr.tolist()
+            busy = [a + na_layer for a in attn]  # each quiet slot's one item [s]
+            kernels = [2 if a else 1 for a in attn]
             if ahead.routes:  # the least time to its next slot with rounds, for other GPUs
-                ahead.plan(g, at, attn_arr + na_layer, na_layer, self.slot_layers, rounds)
+                ahead.plan(g, at, attn_arr + na_layer, na_layer, self.slot_layers, rounds,
+                           groups)
         prev = 0
         for s in [*rounds, self.S]:
             if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
@@ -255,19 +258,10 @@ class FastRun(_Run):
                 # the events due before it (or ahead, where none can reach it: fast_ahead.py),
                 # later by the debt the step ran up — a routed kernel that pushed one moves the
                 # rest of the step, as on the exact engine
-                bound = ahead.bound(g)
-                for q in range(prev, s):
-                    if not (at < bound and self.debt[g] <= 0.0):
-                        at = yield from self._slot_start(g, at, False)
-                        bound = ahead.bound(g)
-                    # one item: what cal.chain makes of it (its folded layers after it)
-                    a, fold = attn[q], slot_layers[q]
-                    end = cal.reserve(at, a + na_layer, g, fold, 2 if a else 1)
-                    at = end + (end - at) * (fold - 1)
+                at = yield from quiet_slots(self, g, at, busy, slot_layers, kernels, prev, s)
             elif s > prev:  # quiet slots no other GPU's kernel can join: attention, then
                 # projections + FFN, back to back as one item each, chained at once
-                at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,
-                               [2 if a else 1 for a in attn[prev:s]])
+                at = cal.chain(at, busy[prev:s], slot_layers[prev:s], g, kernels[prev:s])
             if s < self.S:
                 at = yield from self._slot_start(g, at, observing)
                 at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
@@ -354,16 +348,11 @@ class FastRun(_Run):
         end, a second for a debt the last slot ran up."""
         env = self.env
         self.debt[g] = 0.0
-        cal = self.cal[g]
         at = env.now
-        self.ahead.prefill(g, at, layer_time * sum(self.slot_layers_list))
-        bound = self.ahead.bound(g)  # composed at once as far as no event can reach it
-        for layers in self.slot_layers_list:
-            if not (at < bound and self.debt[g] <= 0.0):
-                at = yield from self._slot_start(g, at, False)
-                bound = self.ahead.bound(g)
-            end = cal.reserve(at, layer_time, g, layers)
-            at = end + (end - at) * (layers - 1)
+        folds = self.slot_layers_list
+        self.ahead.prefill(g, at, layer_time * sum(folds))
+        at = yield from quiet_slots(self, g, at, [layer_time] * self.S, folds, [1] * self.S, 0,
+                                    self.S)
         yield GpuTimeout(env, at - env.now, g)
         yield from self._pay_debt(g)
 

@@ -77,30 +77,31 @@ class Lookahead:
 
     def __init__(self, env, n_gpus: int, routes: bool, until: float, entry, wake: list,
                  on: bool = True) -> None:
-        self.env = env
-        self.G = n_gpus
-        self.routes = routes
-        self.until = until
-        self.entry = entry
-        self.wake = wake
+        self.env, self.G, self.routes, self.until = env, n_gpus, routes, until
+        self.entry, self.wake = entry, wake
         self.on = on and n_gpus <= MAX_GPUS
         #: per GPU: a lower bound on the planned start of its next slot with rounds [s]
         #: (-inf until it publishes one: a GPU between steps is bounded by now)
         self.route_at = [-_INF] * n_gpus
         #: per GPU: by when every item its step's rounds put elsewhere is issued [s]
         self.foreign_at = [0.0] * n_gpus
-        # per GPU, its step's: least time of the slots before each slot [s] (None: every slot
-        # has rounds), and its slots with rounds, in order
-        self._before: list[list[float] | None] = [None] * n_gpus
+        # per GPU, its step's: slots with rounds (in order) and holder groups per slot; the
+        # next of those slots not composed yet; the slot it composes next and when that starts
+        # [s]; the least time of the slots before each slot [s] (None: every slot has rounds);
+        # a lower bound on its end [s]
         self._rounds: list[list[int]] = [[] for _ in range(n_gpus)]
+        self._groups: list[list] = [[] for _ in range(n_gpus)]
+        self._pos = [0] * n_gpus
+        self._slot = [0] * n_gpus
+        self._at = [-_INF] * n_gpus
+        self._before: list[list[float] | None] = [None] * n_gpus
+        self._end_at = [-_INF] * n_gpus
 
     def bound(self, g: int) -> float:
         """Until when [s] GPU ``g`` may compose its next quiet slots now: ``-inf`` where it
         may not (its own items elsewhere can still be pushed back, or a GPU woken by an entry
         has not run yet)."""
-        env = self.env
-        now = env.now
-        if not self.on or self.foreign_at[g] > now:
+        if not self.on or self.foreign_at[g] > self.env._now:
             return -_INF
         t = self.until
         if not self.routes:
@@ -108,61 +109,118 @@ class Lookahead:
         e = self.entry.next_entry_at()
         if e < t:
             t = e
-        wake, route_at = self.wake, self.route_at
+        wake, route_at, pos, rounds = self.wake, self.route_at, self._pos, self._rounds
         for h in range(self.G):
-            if h == g:
-                continue
             w = wake[h]
             if w is not None:  # waiting for a request: nothing before one enters
-                if w.triggered:  # one has: it runs now
+                if w.triggered and h != g:  # one has, not yet run: it may route now
                     return -_INF
                 continue
-            if route_at[h] < t:
-                t = route_at[h]
+            x = route_at[h]
+            if x < t and h != g:  # a slot with rounds before t: the first to reach g (none
+                # left: its end, where its next step may)
+                t = self._reach(h, g, t) if pos[h] < len(rounds[h]) else x
         return t
 
+    def _reach(self, h: int, g: int, t: float) -> float:
+        """The least start [s] of GPU ``h``'s next slot that may put a kernel on GPU ``g``'s
+        stream or read it — a slot with a group ``g`` holds, else (its next step's may) its
+        step's end — if before ``t`` [s], else ``t``."""
+        before, at, first = self._before[h], self._at[h], self._slot[h]
+        groups = self._groups[h]
+        rounds = self._rounds[h]
+        for i in range(self._pos[h], len(rounds)):
+            r = rounds[i]
+            lb = at - _ABS if before is None else at + (before[r] - before[first]) - _ABS
+            if lb >= t:
+                return t
+            for grp in groups[r]:
+                if grp[0] == g:
+                    return lb
+        end = self._end_at[h]
+        return end if end < t else t
+
     def plan(self, g: int, start_at: float, quiet_time: np.ndarray, rounds_time: float,
-             slot_layers: np.ndarray, rounds: list[int]) -> None:
+             slot_layers: np.ndarray, rounds: list[int], groups: list) -> None:
         """GPU ``g``'s decode step starts at ``start_at`` [s]: each slot takes at least
         ``quiet_time`` [s] (its attention and projections + FFN) or, with rounds (the slots
-        ``rounds``, in order), ``rounds_time`` [s], times its folding ``slot_layers``; publish
-        the bound on its first slot with rounds (the step's end if none)."""
+        ``rounds``, in order; ``groups``: each slot's holder groups), ``rounds_time`` [s],
+        times its folding ``slot_layers``; publish the bounds on its slots with rounds and its
+        end."""
         if not self.routes:
             return
-        self._rounds[g] = rounds
+        self._rounds[g], self._groups[g], self._pos[g] = rounds, groups, 0
         if len(rounds) == len(slot_layers):  # every slot has rounds: each bounds the next
             self._before[g] = None
-            self.route_at[g] = start_at - _ABS
+            self._publish(g, 0, start_at, start_at - _ABS, start_at - _ABS)
             return
         span = quiet_time * slot_layers
-        if rounds:
-            span[rounds] = rounds_time * slot_layers[rounds]
+        if not rounds:  # only its end is asked for
+            self._before[g] = None
+            end = start_at + float(span.sum()) * (1.0 - _REL) - _ABS
+            self._publish(g, 0, start_at, end, end)
+            return
+        span[rounds] = rounds_time * slot_layers[rounds]
         before = np.zeros(len(span) + 1)
         np.cumsum(span, out=before[1:])
         before = self._before[g] = (before * (1.0 - _REL)).tolist()
-        self.route_at[g] = start_at + before[rounds[0] if rounds else len(span)] - _ABS
+        self._publish(g, 0, start_at, start_at + before[rounds[0]] - _ABS,
+                      start_at + before[-1] - _ABS)
 
     def rounds_done(self, g: int, s: int, next_at: float) -> None:
         """GPU ``g`` composed its slot ``s`` with rounds; the next slot starts at ``next_at``
-        [s] (every item of the slot's rounds is issued by then): publish the bound on its next
-        slot with rounds (the step's end if none)."""
+        [s] (every item of the slot's rounds is issued by then): publish the bounds on its
+        later slots with rounds and its end."""
         self.foreign_at[g] = next_at
         if not self.routes:
             return
+        rounds = self._rounds[g]
+        i = self._pos[g] = bisect_right(rounds, s)
         before = self._before[g]
         if before is None:  # the next slot has rounds too
-            self.route_at[g] = next_at - _ABS
+            self._publish(g, s + 1, next_at, next_at - _ABS, next_at - _ABS)
             return
-        rounds = self._rounds[g]
-        i = bisect_right(rounds, s)
         nxt = rounds[i] if i < len(rounds) else len(before) - 1
-        self.route_at[g] = next_at + (before[nxt] - before[s + 1]) - _ABS
+        base = next_at - before[s + 1] - _ABS
+        self._publish(g, s + 1, next_at, base + before[nxt], base + before[-1])
 
     def prefill(self, g: int, start_at: float, step_time: float) -> None:
         """GPU ``g`` runs a prefill-only step of at least ``step_time`` [s] from ``start_at``
         [s] (no rounds): publish its end as the bound."""
         if self.routes:
-            self.route_at[g] = start_at + step_time * (1.0 - _REL) - _ABS
+            self._rounds[g], self._pos[g] = [], 0
+            end = start_at + step_time * (1.0 - _REL) - _ABS
+            self._publish(g, 0, start_at, end, end)
+
+    def _publish(self, g: int, slot: int, at: float, route_at: float, end_at: float) -> None:
+        self._slot[g], self._at[g] = slot, at
+        self.route_at[g], self._end_at[g] = route_at, end_at
+
+
+def quiet_slots(run, g: int, at: float, busy: list[float], folds: list[int],
+                kernels: list[int], first: int, stop: int):
+    """Slots ``first`` to ``stop - 1`` of GPU ``g``'s step in fast-engine run ``run`` from
+    ``at`` [s], each one item of ``busy`` [s] (``kernels``, folding ``folds``), on a stream
+    other GPUs' routed kernels may share: composed at once as far as nothing due before them can
+    reach them (``run.ahead``), else each after the events due before it (``run._slot_start``);
+    a generator, returning when the next slot starts [s]."""
+    env, cal, ahead, debt = run.env, run.cal[g], run.ahead, run.debt
+    bound = ahead.bound(g)
+    q = first
+    while q < stop:
+        if at < bound and debt[g] <= 0.0:  # those starting before the bound, at once
+            at, k = cal.chain_until(at, busy[q:stop], folds[q:stop], g, kernels[q:stop], bound)
+            q += k
+            continue
+        was = env._now
+        at = yield from run._slot_start(g, at, False)
+        if env._now != was:  # others ran: their bounds moved
+            bound = ahead.bound(g)
+        # one item: what cal.chain makes of it (its folded layers after it)
+        end = cal.reserve(at, busy[q], g, folds[q], kernels[q])
+        at = end + (end - at) * (folds[q] - 1)
+        q += 1
+    return at
 
 
 class GpuTimeout(Timeout):

@@ -156,38 +156,53 @@ class Calendar:
         last one's are [s]. The same items and times as one :meth:`reserve` per item (items of
         positive duration, as every step's are: one of 0 s issued at now could be cut by a later
         reserve's pruning and is kept here; the counters and times are the same either way)."""
+        return self.chain_until(at, busy, folds, owner, kernels, _INF)[0]
+
+    def chain_until(self, at: float, busy: list[float], folds: list[int], owner: int,
+                    kernels: list[int], until: float) -> tuple[float, int]:
+        """:meth:`chain` of the leading items issued before ``until`` [s]: ``(when the next
+        item would be issued [s], how many were reserved)``."""
         at_l, end_l = self.at, self.end
         n = len(at_l)
         if n and at < at_l[-1]:  # items known after the first: one reserve each
-            for d, fold, k in zip(busy, folds, kernels, strict=True):
-                e = self.reserve(at, d, owner, fold, k)
+            k = 0
+            for d, fold, kk in zip(busy, folds, kernels, strict=True):
+                if at >= until:
+                    break
+                e = self.reserve(at, d, owner, fold, kk)
                 at = e + (e - at) * (fold - 1)
-            return at
+                k += 1
+            return at, k
         # every item goes after everything known: reserve's common case for each, computed
         # here and appended at once. The one prune reserve would make on the way (the front
         # ended, the calendar grown past _PRUNE) cuts the same items (the new ones end after
-        # now), so it is made first.
-        if n and end_l[0] <= self.env._now and n + len(busy) - 1 > _PRUNE:
-            self._prune()
+        # now) and leaves the times alone (an item cut ended by now, before ``at``)
         prev = end_l[-1] if at_l else -_INF
         ats, ends = [], []
         for d, fold in zip(busy, folds, strict=True):
+            if at >= until:
+                break
             e = (prev if prev > at else at) + d
             ats.append(at)
             ends.append(e)
             prev = e
             at = e + (e - at) * (fold - 1)
-        if ends:
+        k = len(ends)
+        if k:
+            if n and end_l[0] <= self.env._now and n + k - 1 > _PRUNE:
+                self._prune()
+            if k < len(busy):
+                busy, folds, kernels = busy[:k], folds[:k], kernels[:k]
             self.items += sum(kernels)
             at_l.extend(ats)
             self.dur.extend(busy)
             end_l.extend(ends)
             self.end0.extend(ends)
-            self.own.extend([owner] * len(ends))
+            self.own.extend([owner] * k)
             self.fold.extend(folds)
             if prev > self.last_end:
                 self.last_end = prev
-        return at
+        return at, k
 
     def account_each(self, busy: list[float], kernels: int, end: float) -> None:
         """:meth:`account` of several items at once: ``busy`` [s] each (added one by one, in
