@@ -181,7 +181,8 @@ class FastRun(_Run):
         # quiet slots composed ahead of the events that cannot reach them (fast_ahead.py)
         self.ahead = Lookahead(self.env, self.G, not self.chain_quiet,
                                float("inf") if until is None else until, self.req.entry,
-                               self.req.wake, on=self.look_ahead and self.deploy is None)
+                               self.req.wake, on=self.look_ahead and self.deploy is None,
+                               slots=self.S)
         self._attn_tables: list[np.ndarray | None] = [None] * self.G
         self.compose = SlotComposer(self)  # the slots with rounds
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
@@ -245,7 +246,7 @@ class FastRun(_Run):
             attn = attn_arr.tolist()
             busy = [a + na_layer for a in attn]  # each quiet slot's one item [s]
             kernels = [2 if a else 1 for a in attn]
-            if ahead.routes:  # the least time to its next slot with rounds, for other GPUs
+            if ahead.publish:  # the least time to its next slot with rounds, for other GPUs
                 ahead.plan(g, at, attn_arr + na_layer, na_layer, self.slot_layers, rounds,
                            groups)
         prev = 0
@@ -266,7 +267,7 @@ class FastRun(_Run):
                 at = yield from self._slot_start(g, at, observing)
                 at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
                                        na_layer, at)
-                if ahead.routes:
+                if ahead.publish:
                     ahead.rounds_done(g, s, at)
             prev = s + 1
         yield GpuTimeout(env, at - env.now, g)

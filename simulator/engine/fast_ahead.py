@@ -60,6 +60,9 @@ _REL, _ABS = 1e-9, 1e-6
 #: Above this many GPUs the bound (a pass over every GPU) is not looked for: a large cluster's
 #: earliest bound is nearly always now.
 MAX_GPUS = 256
+#: Under a policy that routes, steps of fewer layer slots than this publish no bounds and
+#: compose no quiet slot ahead: their few slots' events cost less than the bookkeeping.
+MIN_SLOTS = 16
 
 
 class Lookahead:
@@ -73,13 +76,18 @@ class Lookahead:
         entry: the run's :class:`~simulator.engine.arrivals.Arrivals`.
         wake: the serving loops' wake events, per GPU (``None``: the loop is not waiting).
         on: whether to look ahead at all (off: every bound is ``-inf``).
+        slots: the layer slots of a step (fewer than :data:`MIN_SLOTS`: under a policy that
+            routes, no bounds are published and every bound is ``-inf``).
     """
 
     def __init__(self, env, n_gpus: int, routes: bool, until: float, entry, wake: list,
-                 on: bool = True) -> None:
+                 on: bool = True, slots: int = MIN_SLOTS) -> None:
         self.env, self.G, self.routes, self.until = env, n_gpus, routes, until
         self.entry, self.wake = entry, wake
-        self.on = on and n_gpus <= MAX_GPUS
+        self.on = on
+        # under a policy that routes, each GPU publishes its bounds — bookkeeping a step of few
+        # slots (folded layers) or a large cluster does not pay back (docs/performance.md)
+        self.publish = on and routes and slots >= MIN_SLOTS and n_gpus <= MAX_GPUS
         #: per GPU: a lower bound on the planned start of its next slot with rounds [s]
         #: (-inf until it publishes one: a GPU between steps is bounded by now)
         self.route_at = [-_INF] * n_gpus
@@ -106,6 +114,8 @@ class Lookahead:
         t = self.until
         if not self.routes:
             return t
+        if not self.publish:
+            return -_INF
         e = self.entry.next_entry_at()
         if e < t:
             t = e
@@ -147,7 +157,7 @@ class Lookahead:
         ``rounds``, in order; ``groups``: each slot's holder groups), ``rounds_time`` [s],
         times its folding ``slot_layers``; publish the bounds on its slots with rounds and its
         end."""
-        if not self.routes:
+        if not self.publish:
             return
         self._rounds[g], self._groups[g], self._pos[g] = rounds, groups, 0
         if len(rounds) == len(slot_layers):  # every slot has rounds: each bounds the next
@@ -172,7 +182,7 @@ class Lookahead:
         [s] (every item of the slot's rounds is issued by then): publish the bounds on its
         later slots with rounds and its end."""
         self.foreign_at[g] = next_at
-        if not self.routes:
+        if not self.publish:
             return
         rounds = self._rounds[g]
         i = self._pos[g] = bisect_right(rounds, s)
@@ -187,7 +197,7 @@ class Lookahead:
     def prefill(self, g: int, start_at: float, step_time: float) -> None:
         """GPU ``g`` runs a prefill-only step of at least ``step_time`` [s] from ``start_at``
         [s] (no rounds): publish its end as the bound."""
-        if self.routes:
+        if self.publish:
             self._rounds[g], self._pos[g] = [], 0
             end = start_at + step_time * (1.0 - _REL) - _ABS
             self._publish(g, 0, start_at, end, end)
