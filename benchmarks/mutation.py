@@ -198,9 +198,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "fast": (["simulator/engine/fast_streams.py", "simulator/engine/fast_sharing.py",
               "simulator/engine/sharing_kernels.py",
               "simulator/engine/fast_links.py", "simulator/engine/fast_slots.py",
-              "simulator/engine/fast.py", "simulator/engine/fast_ahead.py"],
-             ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast_ahead.py",
-              "tests/test_engine_fast.py",
+              "simulator/engine/fast.py"],
+             ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py",
               "tests/test_engine_local_contexts.py", "tests/test_engine_fast_dominated.py"]),
     # a deployment's instance loops on both engines (two-batch overlap's pipeline and fold)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from heapq import heappop, heappush
 
 import numpy as np
 import pandas as pd
@@ -83,11 +82,6 @@ class Arrivals:
         self.entered = np.zeros(len(arrival), bool)
         self.after = self.gap = None
         self.followers: dict[int, list[int]] = {}
-        # the next trace time the open loop lets a request in (-inf: not started; inf: done)
-        # and the entry times of followers waiting out their gaps (a heap): next_entry_at
-        self._next_at = -float("inf")
-        self._gaps: list[float] = []
-        self._done = False  # the process has let every request in that it will
         if follows is not None:
             if concurrency is not None:
                 raise ValueError("a closed loop cannot keep requests that follow others")
@@ -100,26 +94,6 @@ class Arrivals:
         self.entered[r] = True
         self.deliver(r)
 
-    def _follow(self, r: int, _event=None) -> None:
-        """Follower ``r``'s gap is over: it enters (its entry time leaves the heap)."""
-        heappop(self._gaps)
-        self._enter(r)
-
-    def next_entry_at(self) -> float:
-        """A lower bound on when the next request enters [s]: ``now`` where one may enter at
-        once (the process has not started, or a closed loop has room it has not used yet),
-        ``inf`` where none will unless a request finishes first. Reading it changes nothing."""
-        now = self.env.now
-        if self.concurrency is not None:
-            room = self._room
-            if self._done:
-                return float("inf")
-            return now if room is None or room.triggered else float("inf")
-        t = self._next_at
-        if self._gaps and self._gaps[0] < t:
-            t = self._gaps[0]
-        return t
-
     def process(self):
         """The SimPy process that lets requests in."""
         env = self.env
@@ -131,12 +105,10 @@ class Arrivals:
                     continue  # it enters when the request it follows finishes
                 dt = self.arrival[r] - env.now
                 if dt > 0:
-                    self._next_at = env.now + dt  # the timeout's time, as SimPy adds it
                     yield env.timeout(dt)
                 # the clock reaches ``now + dt``, which can differ from the trace time by an
                 # ulp: the request enters on the one clock, so the record says when
                 self._enter(r)
-            self._next_at = float("inf")
             return
         for r in range(n):
             while self.outstanding >= self.concurrency:
@@ -144,16 +116,13 @@ class Arrivals:
                 yield self._room
             self.outstanding += 1
             self._enter(r)
-        self._done = True
 
     def finished(self, r: int = -1) -> None:
         """Request ``r`` left the run (completed, rejected or cut off): the requests that
         follow it enter after their gaps (always through an event, never inside the caller);
         in a closed loop, the next one may enter."""
         for d in self.followers.pop(r, ()):
-            gap = float(self.gap[d])
-            heappush(self._gaps, self.env.now + gap)
-            self.env.timeout(gap).callbacks.append(partial(self._follow, d))
+            self.env.timeout(float(self.gap[d])).callbacks.append(partial(self._enter, d))
         if self.concurrency is None:
             return
         self.outstanding -= 1

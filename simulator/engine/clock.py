@@ -28,9 +28,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import simpy
-from simpy.core import URGENT, StopSimulation
+from simpy.core import NORMAL, URGENT, StopSimulation
+from simpy.events import Timeout
 
-__all__ = ["run_clock", "requests_progress", "fewer_collections", "TICKS", "YOUNG_THRESHOLD"]
+__all__ = ["run_clock", "requests_progress", "fewer_collections", "TICKS", "YOUNG_THRESHOLD",
+           "GpuTimeout"]
 
 #: Progress calls over a duration-limited run.
 TICKS = 200
@@ -106,3 +108,21 @@ def _run(env: simpy.Environment, duration: float | None,
             next_at += tick
     except StopSimulation:  # the stop event is in the queue until its time: never empty
         progress(duration, duration)
+
+
+class GpuTimeout(Timeout):
+    """A timeout of GPU ``gpu``'s loop that, among the events due at one instant, comes after
+    every other kind and after those of lower-numbered GPUs: its place there does not depend on
+    when it was scheduled (SimPy breaks such ties by scheduling order), so a loop may compose
+    its work at once, scheduling its next event earlier than an event per layer would, without
+    moving what comes first at a tie. The fast engine's loops wait on these."""
+
+    def __init__(self, env: simpy.Environment, delay: float, gpu: int) -> None:
+        if delay < 0:
+            raise ValueError(f"negative delay {delay}")
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._delay = delay
+        self._ok = True
+        env.schedule(self, NORMAL + 1 + gpu, delay)

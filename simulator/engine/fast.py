@@ -44,12 +44,12 @@ last uses, which a local context keeps more coarsely — above):
   only added at the step's end, and the later slots kept their composed times). Under a policy
   that routes, a slot with nothing to exchange is composed the same way (stop 40): pushed by a
   routed query, an owner's slot moves its later slots, where a chain composed at the step's
-  start kept them in place and the next query met a kernel the exact engine had moved — unless
-  nothing due before it can reach it, when it is composed at once, with the same records
-  (:mod:`simulator.engine.fast_ahead`; the GPUs' events at one instant come in GPU order,
-  however they were scheduled). A debt run up after the last slot with rounds is waited out
-  at the step's end (a second SimPy event, counted in ``extras["pushed_steps"]``). A step on a stream only its own GPU uses (the vector
-  path of ``fetch`` and ``local``) is composed at once and pays its links' debts at its end;
+  start kept them in place and the next query met a kernel the exact engine had moved. A debt run up
+  after the last slot with rounds is waited out at the step's end (a second SimPy event,
+  counted in ``extras["pushed_steps"]``). The GPUs' events at one instant come in GPU order
+  (:class:`~simulator.engine.clock.GpuTimeout`), however they were scheduled. A step on a
+  stream only its own GPU uses (the vector path of ``fetch`` and ``local``, and their
+  prefill-only steps) is composed at once and pays its links' debts at its end;
 - **links**: a step's own concurrent messages share links max-min fairly, as in the Fabric;
   against other steps' traffic a message is served FIFO on each link's work calendar (bytes
   conserved at the line rate) instead of max-min fair sharing, with the same debts (a
@@ -88,8 +88,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from simulator.engine.clock import GpuTimeout
 from simulator.engine.exact import _Run
-from simulator.engine.fast_ahead import GpuTimeout, Lookahead, quiet_slots
 from simulator.engine.fast_instances import FastInstanceLoop
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_slots import SlotComposer
@@ -154,9 +154,9 @@ class FastRun(_Run):
     count_local_contexts = True
     #: A ``[deployment]``'s instances step on the fast engine's calendars too.
     instance_loop = FastInstanceLoop
-    #: Quiet slots composed ahead of the events that cannot reach them (fast_ahead.py); off,
-    #: each waits for every event due before it — the same records, more events.
-    look_ahead = True
+    #: Under a policy that never routes, a prefill-only step's layers are composed at once
+    #: (off: each waits for the events due before it — the same records, more events).
+    chain_prefill = True
 
     def __init__(self, scenario, policy: Policy, seed: int, trace: pd.DataFrame,
                  progress: Callable[[int, int], None] | None, *, topology=None,
@@ -178,11 +178,6 @@ class FastRun(_Run):
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
         self.chain_quiet = "route" not in policy.options
-        # quiet slots composed ahead of the events that cannot reach them (fast_ahead.py)
-        self.ahead = Lookahead(self.env, self.G, not self.chain_quiet,
-                               float("inf") if until is None else until, self.req.entry,
-                               self.req.wake, on=self.look_ahead and self.deploy is None,
-                               slots=self.S)
         self._attn_tables: list[np.ndarray | None] = [None] * self.G
         self.compose = SlotComposer(self)  # the slots with rounds
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
@@ -239,36 +234,33 @@ class FastRun(_Run):
             return
         n_local, q_local = n_arr.tolist(), q_arr.tolist()
         slot_layers = self.slot_layers_list
-        rounds = [i for i, grp in enumerate(groups) if grp]
-        ahead = self.ahead
         if not own_stream:  # every slot's items on the calendar: the quiet ones' sizes at once
-            attn_arr = self._attention_table(g, n_arr, q_arr)
-            attn = attn_arr.tolist()
-            busy = [a + na_layer for a in attn]  # each quiet slot's one item [s]
-            kernels = [2 if a else 1 for a in attn]
-            if ahead.publish:  # the least time to its next slot with rounds, for other GPUs
-                ahead.plan(g, at, attn_arr + na_layer, na_layer, self.slot_layers, rounds,
-                           groups)
+            attn = self._attention_table(g, n_arr, q_arr).tolist()
         prev = 0
-        for s in [*rounds, self.S]:
+        for s in [*(i for i, grp in enumerate(groups) if grp), self.S]:
             if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
                 # no item
                 at = self._own_quiet(g, prev, s, n_local, q_local, na_layer, at)
             elif s > prev and not self.chain_quiet:
-                # quiet slots on a stream other GPUs' routed kernels share: each composed after
-                # the events due before it (or ahead, where none can reach it: fast_ahead.py),
-                # later by the debt the step ran up — a routed kernel that pushed one moves the
-                # rest of the step, as on the exact engine
-                at = yield from quiet_slots(self, g, at, busy, slot_layers, kernels, prev, s)
+                # quiet slots on a stream other GPUs' routed kernels share: each composed at its
+                # start, after the events due before it and later by the debt the step's
+                # earlier items ran up, as a slot with rounds is — on the exact engine a slot
+                # starts when the one before ends, so a routed kernel that pushed one moves
+                # the rest of the step
+                for q in range(prev, s):
+                    at = yield from self._slot_start(g, at, False)
+                    # one item: what cal.chain makes of it (its folded layers after it)
+                    a, fold = attn[q], slot_layers[q]
+                    end = cal.reserve(at, a + na_layer, g, fold, 2 if a else 1)
+                    at = end + (end - at) * (fold - 1)
             elif s > prev:  # quiet slots no other GPU's kernel can join: attention, then
                 # projections + FFN, back to back as one item each, chained at once
-                at = cal.chain(at, busy[prev:s], slot_layers[prev:s], g, kernels[prev:s])
+                at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,
+                               [2 if a else 1 for a in attn[prev:s]])
             if s < self.S:
                 at = yield from self._slot_start(g, at, observing)
                 at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
                                        na_layer, at)
-                if ahead.publish:
-                    ahead.rounds_done(g, s, at)
             prev = s + 1
         yield GpuTimeout(env, at - env.now, g)
         yield from self._pay_debt(g)
@@ -349,11 +341,20 @@ class FastRun(_Run):
         end, a second for a debt the last slot ran up."""
         env = self.env
         self.debt[g] = 0.0
+        cal = self.cal[g]
         at = env.now
         folds = self.slot_layers_list
-        self.ahead.prefill(g, at, layer_time * sum(folds))
-        at = yield from quiet_slots(self, g, at, [layer_time] * self.S, folds, [1] * self.S, 0,
-                                    self.S)
+        first = 0
+        if self.chain_prefill and self.chain_quiet:
+            # no GPU routes, so no other kernel can reach this stream, and this step has no
+            # items elsewhere to be pushed back: no event due before a layer can change it —
+            # composed at once, up to the run's end (past it nothing is composed)
+            at, first = cal.chain_until(at, [layer_time] * self.S, folds, g, [1] * self.S,
+                                        self.links.until)
+        for layers in folds[first:]:
+            at = yield from self._slot_start(g, at, False)
+            end = cal.reserve(at, layer_time, g, layers)
+            at = end + (end - at) * (layers - 1)
         yield GpuTimeout(env, at - env.now, g)
         yield from self._pay_debt(g)
 
