@@ -2362,7 +2362,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
                           ("if end > self.last_end:", "#1"), ("if end > self.last_end:", "#2"),
                           ("if e > last:",))},
     ("simulator/engine/fast_streams.py",
-     "for d, fold, k in zip(busy, folds, kernels, strict=True):", "True -> False"): _ONE_STEP,
+     "for d, fold, kk in zip(busy, folds, kernels, strict=True):", "True -> False"): _ONE_STEP,
     ("simulator/engine/fast_streams.py", "for d, fold in zip(busy, folds, strict=True):",
      "True -> False"): _ONE_STEP,
     ("simulator/engine/fast_streams.py", "for d, e in zip(self.dur, self.end, strict=True):",
