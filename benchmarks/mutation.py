@@ -200,6 +200,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               "simulator/engine/fast_links.py", "simulator/engine/fast_slots.py",
               "simulator/engine/fast.py"],
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
+              "tests/test_engine_fast_prefill.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py",
               "tests/test_engine_local_contexts.py", "tests/test_engine_fast_dominated.py"]),
     # a deployment's instance loops on both engines (two-batch overlap's pipeline and fold)

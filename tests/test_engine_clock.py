@@ -17,7 +17,13 @@ from simulator import run
 from simulator.disaggregation.homogeneous import simulate_homogeneous
 from simulator.disaggregation.lamina import simulate_disaggregated
 from simulator.disaggregation.spec import DisaggregationSpec
-from simulator.engine.clock import TICKS, YOUNG_THRESHOLD, fewer_collections, run_clock
+from simulator.engine.clock import (
+    TICKS,
+    YOUNG_THRESHOLD,
+    GpuTimeout,
+    fewer_collections,
+    run_clock,
+)
 from simulator.scenario import Scenario
 from simulator.testing.invariants import small_scenario
 from workloads.schema import make_trace
@@ -225,3 +231,22 @@ def test_concurrent_clocks_in_threads_leave_the_thresholds_as_they_were(threshol
         t.join(timeout=10)
     assert seen == [YOUNG_THRESHOLD]
     assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_simultaneous_gpu_events_come_in_gpu_order_after_the_others_however_scheduled():
+    env = simpy.Environment()
+    order = []
+
+    def wait(name, event):
+        yield event
+        order.append(name)
+
+    env.process(wait("gpu 2", GpuTimeout(env, 1.0, 2)))
+    env.process(wait("gpu 0", GpuTimeout(env, 1.0, 0)))
+    env.process(wait("plain", env.timeout(1.0)))
+    env.process(wait("gpu 1 earlier", GpuTimeout(env, 0.5, 1)))
+    env.run()
+    assert order == ["gpu 1 earlier", "plain", "gpu 0", "gpu 2"]
+    assert env.now == 1.0
+    with pytest.raises(ValueError):
+        GpuTimeout(env, -1.0, 0)

@@ -1,15 +1,13 @@
 """A prefill-only step composed at once under a policy that never routes: the same records as
-one event per layer, bit for bit, with far fewer events; and the tie-break of the fast engine's
-own timeouts (simulator/engine/clock.py, GpuTimeout) that keeps simultaneous steps in order."""
+one event per layer, bit for bit, with far fewer events (the fast engine's own timeouts keep
+simultaneous steps in GPU order: tests/test_engine_clock.py)."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-import simpy
 
 from simulator import run
-from simulator.engine.clock import GpuTimeout
 from simulator.engine.fast import FastRun
 from simulator.scenario import EngineSpec
 from simulator.testing.invariants import small_scenario
@@ -77,22 +75,3 @@ def test_a_policy_that_routes_keeps_a_prefill_layer_by_layer(monkeypatch):
     layered, at_once = runs(monkeypatch, sc, prompts(4), "route")
     same_records(layered, at_once)
     assert at_once.summary["events"] == layered.summary["events"]
-
-
-def test_simultaneous_gpu_events_come_in_gpu_order_after_the_others_however_scheduled():
-    env = simpy.Environment()
-    order = []
-
-    def wait(name, event):
-        yield event
-        order.append(name)
-
-    env.process(wait("gpu 2", GpuTimeout(env, 1.0, 2)))
-    env.process(wait("gpu 0", GpuTimeout(env, 1.0, 0)))
-    env.process(wait("plain", env.timeout(1.0)))
-    env.process(wait("gpu 1 earlier", GpuTimeout(env, 0.5, 1)))
-    env.run()
-    assert order == ["gpu 1 earlier", "plain", "gpu 0", "gpu 2"]
-    assert env.now == 1.0
-    with pytest.raises(ValueError):
-        GpuTimeout(env, -1.0, 0)
