@@ -2364,6 +2364,12 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
                           ("if e > last:",))},
     ("simulator/engine/fast_streams.py",
      "for d, fold, kk in zip(busy, folds, kernels, strict=True):", "True -> False"): _ONE_STEP,
+    ("simulator/engine/clock.py", "env.schedule(self, NORMAL + 1 + gpu, delay)", "1 -> 2"):
+        "(GpuTimeout) any offset above NORMAL keeps the GPUs' timeouts after every other kind "
+        "at a tie and in GPU order among themselves",
+    ("simulator/engine/fast_streams.py", "if k < len(busy):", "< -> <="):
+        "(Calendar.chain_until) with every item reserved, the slices are the whole lists: "
+        "equal lists, copied",
     ("simulator/engine/fast_streams.py", "for d, fold in zip(busy, folds, strict=True):",
      "True -> False"): _ONE_STEP,
     ("simulator/engine/fast_streams.py", "for d, e in zip(self.dur, self.end, strict=True):",

@@ -250,3 +250,23 @@ def test_simultaneous_gpu_events_come_in_gpu_order_after_the_others_however_sche
     assert env.now == 1.0
     with pytest.raises(ValueError):
         GpuTimeout(env, -1.0, 0)
+
+
+def test_a_gpu_timeout_is_a_timeout_as_simpy_makes_it():
+    env = simpy.Environment()
+    env.run(until=2.0)
+    now = GpuTimeout(env, 0.0, 3)  # a zero delay is a timeout at now, not an error
+    later = GpuTimeout(env, 0.5, 0)
+    assert now.env is env and later.env is env
+    assert repr(later).startswith("<GpuTimeout(0.5)") and later.triggered and later.ok
+    seen = []
+
+    def wait():
+        for event in (now, later):
+            value = yield event
+            seen.append((env.now, value))
+
+    env.process(wait())
+    env.run()
+    assert seen == [(2.0, None), (2.5, None)]
+    assert now.value is None and later.value is None
