@@ -338,7 +338,8 @@ class FastRun(_Run):
         each slot composed as a slot with rounds is (:meth:`_slot_start`: after the events
         due before it, later by what pushed the earlier slots back), so a routed kernel that
         delays one layer delays the layers after it, as on the exact engine; one event at the
-        end, a second for a debt the last slot ran up."""
+        end, a second for a debt the last slot ran up. Under a policy that never routes the
+        layers are chained at once (the same items: ``chain_prefill``)."""
         env = self.env
         self.debt[g] = 0.0
         cal = self.cal[g]
