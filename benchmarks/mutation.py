@@ -198,7 +198,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "fast": (["simulator/engine/fast_streams.py", "simulator/engine/fast_sharing.py",
               "simulator/engine/sharing_kernels.py",
               "simulator/engine/fast_links.py", "simulator/engine/fast_slots.py",
-              "simulator/engine/fast.py"],
+              "simulator/engine/fast.py", "simulator/engine/fast_quiet.py"],
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
               "tests/test_engine_fast_prefill.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py",
@@ -518,8 +518,9 @@ def _slots_equivalents() -> dict:
 
 
 def _fast_equivalents() -> dict:
-    """Equivalent mutants of ``simulator/engine/fast.py``."""
+    """Equivalent mutants of ``simulator/engine/fast.py`` and ``fast_quiet.py``."""
     path = "simulator/engine/fast.py"
+    quiet = "simulator/engine/fast_quiet.py"
     no_debt = ("a step starts with no debt: each step's debt is settled at a slot start or "
                "waited out at its end, and only a running step's items can be pushed (no item "
                "is issued before now, and a push moves items issued after the pushing one) — "
@@ -533,11 +534,11 @@ def _fast_equivalents() -> dict:
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#3"): no_debt,
         (path, "q_arr = (n_arr > 0).astype(n_arr.dtype)", "> -> >="):
             "a slot's query count is read only where it has local blocks: the attention "
-            "table's row 0 is 0.0 for every count, and _own_quiet and the composer test the "
+            "table's row 0 is 0.0 for every count, and QuietSlots.run_slots and the composer test the "
             "block count first",
         (path, "if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,",
          "> -> >="): empty,
-        (path, "if s > prev:", "> -> >="): empty,
+        (quiet, "if s > prev:", "> -> >="): empty,
         (path, "elif s > prev and not self.chain_quiet:", "> -> >="):
             "s = prev: the loop over range(prev, s) is empty, so the branch does nothing, as "
             "skipping it does",
@@ -552,11 +553,11 @@ def _fast_equivalents() -> dict:
             "a slot with nothing to exchange holds its selected blocks at home (every query "
             "selects at least one block), so its attention is positive and the else is not "
             "reached",
-        (path, "bigger[: table.shape[0], : table.shape[1]] = table",
+        (quiet, "bigger[: table.shape[0], : table.shape[1]] = table",
          "delete `bigger[: table.shape[0], : table.shape[1]] = table`"):
             "the table is a memo of the cost model: entries not copied over are filled again "
             "with the same values",
-        (path, "for n, q in set(zip(n_arr[missing].tolist(), q_arr[missing].tolist(), "
+        (quiet, "for n, q in set(zip(n_arr[missing].tolist(), q_arr[missing].tolist(), "
          "strict=True)):", "True -> False"):
             "both lists are the same mask's entries of arrays of one length",
     }

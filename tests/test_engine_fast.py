@@ -581,12 +581,12 @@ def test_the_home_attention_table_grows_and_holds_the_cost_models_times():
     name = r.names[1]
     shapes = []
     for n, q in ([3, 10, 0], [1, 2, 0]), ([64, 5], [2, 1]), ([7, 9], [4, 1]), ([200], [1]):
-        got = r._attention_table(1, np.array(n), np.array(q))
+        got = r.quiet.attention_table(1, np.array(n), np.array(q))
         want = [r.costs.attention(name, b, k) if b else 0.0 for b, k in zip(n, q, strict=True)]
         assert got.tolist() == want
-        shapes.append(r._attn_tables[1].shape)
+        shapes.append(r.quiet.tables[1].shape)
     # 64 rows and 4 columns at first; 64 blocks, then 4 queries, then 200 blocks grow it
-    assert shapes == [(64, 4), (65, 4), (65, 5), (201, 5)] and r._attn_tables[0] is None
+    assert shapes == [(64, 4), (65, 4), (65, 5), (201, 5)] and r.quiet.tables[0] is None
 
 
 def test_a_policy_with_a_decode_loop_of_its_own_is_named_as_unsupported():

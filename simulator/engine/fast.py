@@ -23,8 +23,10 @@ its ``_Run``) with a different way of advancing time:
   the exact engine's order and sizes — and the step ends at one SimPy timeout (a slot with rounds
   waits for the events due before it starts, below). GPU streams are
   :class:`~simulator.engine.fast_streams.Calendar`\\ s that accept kernels issued at future times.
-  This module lays out the step (its quiet slots, the debts); a slot with rounds is composed by
-  the run's :class:`~simulator.engine.fast_slots.SlotComposer` (``compose``).
+  This module lays out the step (which slots wait for events, the debts); a slot with rounds
+  is composed by the run's :class:`~simulator.engine.fast_slots.SlotComposer` (``compose``),
+  and quiet slots on a stream only their GPU uses are counted by its
+  :class:`~simulator.engine.fast_quiet.QuietSlots` (``quiet``).
 
 What is approximated, and only under contention between steps of different GPUs (a lone request,
 or steps that do not overlap on a stream or link, get the exact engine's times to float rounding;
@@ -92,6 +94,7 @@ from simulator.engine.clock import GpuTimeout
 from simulator.engine.exact import _Run
 from simulator.engine.fast_instances import FastInstanceLoop
 from simulator.engine.fast_links import Links
+from simulator.engine.fast_quiet import QuietSlots
 from simulator.engine.fast_slots import SlotComposer
 from simulator.engine.fast_streams import FastStream
 from simulator.engine.results import Result
@@ -178,8 +181,8 @@ class FastRun(_Run):
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
         self.chain_quiet = "route" not in policy.options
-        self._attn_tables: list[np.ndarray | None] = [None] * self.G
         self.compose = SlotComposer(self)  # the slots with rounds
+        self.quiet = QuietSlots(self)  # quiet slots on a stream only their GPU uses
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
         # contexts wholly local are not drawn (simulator/engine/locate.py), where what the
         # draws feed besides the step can be counted without them
@@ -202,7 +205,7 @@ class FastRun(_Run):
         if not drawn and self.chain_quiet and self.cal[g].last_end <= start_at:
             # every context local (never for an observing policy: it draws every selection),
             # on a stream only this GPU uses: every slot alike
-            at = self._uniform_quiet(g, n_quiet, q_quiet, na_layer, start_at)
+            at = self.quiet.uniform(g, n_quiet, q_quiet, na_layer, start_at)
             yield GpuTimeout(env, at - env.now, g)
             return
         if not drawn:  # every query's context local: its count in every slot (locate.py)
@@ -229,18 +232,18 @@ class FastRun(_Run):
         if own_stream and self.S >= VECTOR_SLOTS and not observing:
             # no kernel but this GPU's own can be on its stream: the layers with nothing to
             # exchange are summed as arrays, without calendar items
-            at = self._quiet_stretches(g, iteration, groups, n_arr, q_arr, na_layer, at)
+            at = self.quiet.stretches(g, iteration, groups, n_arr, q_arr, na_layer, at)
             yield GpuTimeout(env, at - env.now, g)
             return
         n_local, q_local = n_arr.tolist(), q_arr.tolist()
         slot_layers = self.slot_layers_list
         if not own_stream:  # every slot's items on the calendar: the quiet ones' sizes at once
-            attn = self._attention_table(g, n_arr, q_arr).tolist()
+            attn = self.quiet.attention_table(g, n_arr, q_arr).tolist()
         prev = 0
         for s in [*(i for i, grp in enumerate(groups) if grp), self.S]:
             if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
                 # no item
-                at = self._own_quiet(g, prev, s, n_local, q_local, na_layer, at)
+                at = self.quiet.run_slots(g, prev, s, n_local, q_local, na_layer, at)
             elif s > prev and not self.chain_quiet:
                 # quiet slots on a stream other GPUs' routed kernels share: each composed at its
                 # start, after the events due before it and later by the debt the step's
@@ -285,46 +288,6 @@ class FastRun(_Run):
             self.debt[g] = 0.0
             at += pushed
 
-    def _own_quiet(self, g: int, first: int, stop: int, n_local: list[int],
-                   q_local: list[int], na_layer: float, at: float) -> float:
-        """Slots ``first`` to ``stop - 1`` (none with rounds) of a step from ``at`` [s] on a
-        stream only GPU ``g`` uses: each slot's attention and projections + FFN counted
-        (:meth:`~simulator.engine.fast_streams.Calendar.account_each`), no item kept; returns
-        when the last slot's folded layers end [s]."""
-        name = self.names[g]
-        costs = self.costs
-        attn = costs.attn_cache
-        slot_layers = self.slot_layers_list
-        busy, kernels = [], 0
-        end = at
-        for q in range(first, stop):
-            n = n_local[q]
-            if n:
-                a = attn.get((name, n, q_local[q]))
-                if a is None:
-                    a = costs.attention(name, n, q_local[q])
-            else:
-                a = 0.0
-            end = at + a + na_layer
-            busy.append(a + na_layer)
-            kernels += 2 if a else 1
-            at = end + (end - at) * (slot_layers[q] - 1)
-        # the slots' ends never decrease: the last is the latest
-        self.cal[g].account_each(busy, kernels, end)
-        return at
-
-    def _uniform_quiet(self, g: int, n_local: int, q_local: int, na_layer: float,
-                       at: float) -> float:
-        """A step from ``at`` [s] whose every slot is the same — ``n_local`` local blocks of
-        ``q_local`` queries, nothing to exchange — on a stream only GPU ``g`` uses: what
-        :meth:`_quiet_stretches` sums over the slots, as one product; returns its end [s]."""
-        # a local query reads at least one block: every slot runs its attention kernel and
-        # then its projections + FFN
-        busy = self.costs.attention(self.names[g], n_local, q_local) + na_layer
-        end = at + busy * self.arch.layers  # the slots stand for every layer
-        self.cal[g].account(busy * self.S, 2 * self.S, end)
-        return end
-
     def _pay_debt(self, g: int):
         """Wait out GPU ``g``'s debt, if a later-computed kernel pushed its running step back
         (a second event for that step only), and clear it."""
@@ -358,51 +321,6 @@ class FastRun(_Run):
             at = end + (end - at) * (layers - 1)
         yield GpuTimeout(env, at - env.now, g)
         yield from self._pay_debt(g)
-
-    def _quiet_stretches(self, g: int, iteration: int, groups: list, n_arr: np.ndarray,
-                         q_arr: np.ndarray, na_layer: float, at: float) -> float:
-        """A step on a stream only its own GPU uses: runs of slots with nothing to exchange as
-        arrays (each slot's attention + projections + FFN, times its folding), the slots with
-        rounds one by one; returns the step's end [s]."""
-        cal = self.cal[g]
-        attn = self._attention_table(g, n_arr, q_arr)
-        busy = attn + na_layer
-        span = busy * self.slot_layers
-        kernels = np.where(attn > 0, 2, 1)
-        S = len(groups)
-        prev = 0
-        for s in [*(i for i, grp in enumerate(groups) if grp), S]:
-            if s > prev:
-                at += float(span[prev:s].sum())
-                cal.account(float(busy[prev:s].sum()), int(kernels[prev:s].sum()), at)
-            if s < S:
-                at = self.compose.slot(g, s, iteration, groups[s], int(n_arr[s]),
-                                       int(q_arr[s]), na_layer, at)
-            prev = s + 1
-        return at
-
-    def _attention_table(self, g: int, n_arr: np.ndarray, q_arr: np.ndarray) -> np.ndarray:
-        """The home's own attention per slot [s] for ``n_arr`` local blocks of ``q_arr``
-        queries (0 where none), from a lookup table per GPU filled from the cost model as new
-        (blocks, queries) pairs appear."""
-        table = self._attn_tables[g]
-        n_max, q_max = int(n_arr.max()), int(q_arr.max())
-        if table is None or n_max >= table.shape[0] or q_max >= table.shape[1]:
-            shape = (max(n_max + 1, 64, 0 if table is None else table.shape[0]),
-                     max(q_max + 1, 4, 0 if table is None else table.shape[1]))
-            bigger = np.full(shape, np.nan)
-            bigger[0, :] = 0.0
-            if table is not None:
-                bigger[: table.shape[0], : table.shape[1]] = table
-            table = self._attn_tables[g] = bigger
-        attn = table[n_arr, q_arr]
-        missing = np.isnan(attn)
-        if missing.any():
-            name = self.names[g]
-            for n, q in set(zip(n_arr[missing].tolist(), q_arr[missing].tolist(), strict=True)):
-                table[n, q] = self.costs.attention(name, n, q)
-            attn = table[n_arr, q_arr]
-        return attn
 
     def _free_at(self, g: int, at: float) -> float:
         """When the work issued on GPU ``g``'s stream calendar by ``at`` [s] is done [s]."""
