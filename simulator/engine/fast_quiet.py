@@ -21,8 +21,9 @@ last end), with no calendar item, and the step's end is the sum of the slots' sp
 
 The home's attention per slot comes from the cost model through a lookup table per GPU
 (:meth:`QuietSlots.attention_table`), filled as new (blocks, queries) pairs appear. The
-floats are those one :meth:`~simulator.engine.fast_streams.Calendar.reserve` per slot gives
-(``tests/test_engine_fast.py``)."""
+times are those one :meth:`~simulator.engine.fast_streams.Calendar.reserve` per slot would
+give on a stream with nothing else on it: a lone request's steps take the exact engine's
+times through them (``tests/test_engine_fast.py``)."""
 
 from __future__ import annotations
 
