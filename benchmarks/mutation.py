@@ -553,8 +553,7 @@ def _fast_equivalents() -> dict:
             "a slot with nothing to exchange holds its selected blocks at home (every query "
             "selects at least one block), so its attention is positive and the else is not "
             "reached",
-        (quiet, "bigger[: table.shape[0], : table.shape[1]] = table",
-         "delete `bigger[: table.shape[0], : table.shape[1]] = table`"):
+        (quiet, "bigger[:rows, :cols] = table", "delete `bigger[:rows, :cols] = table`"):
             "the table is a memo of the cost model: entries not copied over are filled again "
             "with the same values",
         (quiet, "for n, q in set(zip(n_arr[missing].tolist(), q_arr[missing].tolist(), "

@@ -580,13 +580,48 @@ def test_the_home_attention_table_grows_and_holds_the_cost_models_times():
     r = unstarted("fetch")
     name = r.names[1]
     shapes = []
-    for n, q in ([3, 10, 0], [1, 2, 0]), ([64, 5], [2, 1]), ([7, 9], [4, 1]), ([200], [1]):
+    for n, q in (([3, 10, 0], [1, 2, 0]), ([64, 5], [2, 1]), ([7, 9], [4, 1]), ([200], [1]),
+                 ([199, 6], [4, 3])):
+        before = r.quiet.tables[1]
         got = r.quiet.attention_table(1, np.array(n), np.array(q))
         want = [r.costs.attention(name, b, k) if b else 0.0 for b, k in zip(n, q, strict=True)]
         assert got.tolist() == want
         shapes.append(r.quiet.tables[1].shape)
-    # 64 rows and 4 columns at first; 64 blocks, then 4 queries, then 200 blocks grow it
-    assert shapes == [(64, 4), (65, 4), (65, 5), (201, 5)] and r.quiet.tables[0] is None
+    # 64 rows and 4 columns at first; 64 blocks, then 4 queries, then 200 blocks grow it; a
+    # table that holds every pair asked is kept as it is (not built again)
+    assert shapes == [(64, 4), (65, 4), (65, 5), (201, 5), (201, 5)]
+    assert r.quiet.tables[1] is before and r.quiet.tables[0].shape == (0, 0)
+
+
+def test_quiet_slots_count_attention_then_projections_and_a_slot_without_blocks_one_kernel():
+    # a quiet slot on a stream only its GPU uses: the home's attention over its local blocks
+    # (none: no attention kernel), then projections + FFN; a slot of L layers takes that L
+    # times; only counted on the calendar (busy time, kernels, last end) — slot by slot
+    # (run_slots) and as arrays (stretches) alike
+    r = FastRun(small_scenario("single_node:gpus=2", layer_groups=3), get("fetch"), 0, alone(),
+                None)
+    name, na, t0 = r.names[1], 2e-4, 0.5
+    folds = r.slot_layers_list
+    assert len(folds) == 3 and max(folds) > 1
+    n, q = [0, 5, 2], [0, 1, 1]
+    want_at, want_busy, want_kernels, want_end = t0, 0.0, 0, None
+    for b, k, fold in zip(n, q, folds, strict=True):
+        a = r.costs.attention(name, b, k) if b else 0.0
+        want_end = want_at + a + na
+        want_busy += a + na
+        want_kernels += 2 if b else 1
+        want_at = want_at + (a + na) * fold
+    cal = r.cal[1]
+    got = r.quiet.run_slots(1, 0, 3, n, q, na, t0)
+    assert got == pytest.approx(want_at, rel=1e-12)
+    assert (cal.done_busy, cal.items) == (pytest.approx(want_busy, rel=1e-12), want_kernels)
+    assert cal.last_end == pytest.approx(want_end, rel=1e-12)
+    cal = r.cal[0]
+    got = r.quiet.stretches(0, 0, [(), (), ()], np.array(n), np.array(q), na, t0)
+    assert got == pytest.approx(want_at, rel=1e-12)
+    assert (cal.done_busy, cal.items) == (pytest.approx(want_busy, rel=1e-12), want_kernels)
+    assert cal.last_end == pytest.approx(want_at, rel=1e-12)  # the run's end: arrays keep no
+    # slot's own end
 
 
 def test_a_policy_with_a_decode_loop_of_its_own_is_named_as_unsupported():

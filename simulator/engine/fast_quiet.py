@@ -41,8 +41,8 @@ class QuietSlots:
     def __init__(self, run) -> None:
         self.run = run
         #: per GPU: the home's attention [s] by (local blocks, queries), NaN where not yet
-        #: asked (row 0: no block, 0.0); None until the GPU's first vector step
-        self.tables: list[np.ndarray | None] = [None] * run.G
+        #: asked (row 0: no block, 0.0); empty until the GPU's first vector step
+        self.tables: list[np.ndarray] = [np.empty((0, 0)) for _ in range(run.G)]
 
     def run_slots(self, g: int, first: int, stop: int, n_local: list[int], q_local: list[int],
                   na_layer: float, at: float) -> float:
@@ -114,13 +114,11 @@ class QuietSlots:
         (blocks, queries) pairs appear."""
         table = self.tables[g]
         n_max, q_max = int(n_arr.max()), int(q_arr.max())
-        if table is None or n_max >= table.shape[0] or q_max >= table.shape[1]:
-            shape = (max(n_max + 1, 64, 0 if table is None else table.shape[0]),
-                     max(q_max + 1, 4, 0 if table is None else table.shape[1]))
-            bigger = np.full(shape, np.nan)
+        rows, cols = table.shape
+        if n_max >= rows or q_max >= cols:  # grown (64 × 4 at first), what it held kept
+            bigger = np.full((max(n_max + 1, 64, rows), max(q_max + 1, 4, cols)), np.nan)
             bigger[0, :] = 0.0
-            if table is not None:
-                bigger[: table.shape[0], : table.shape[1]] = table
+            bigger[:rows, :cols] = table
             table = self.tables[g] = bigger
         attn = table[n_arr, q_arr]
         missing = np.isnan(attn)
