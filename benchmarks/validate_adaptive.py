@@ -18,6 +18,8 @@ each on both stacks where that suite has them) plus the default run and the mixe
 - ``host-32`` (``-nccl``) — 32 sub-agents with HBM for KV cut so the repository's owner demotes
   blocks to host DRAM and fetched copies are evicted;
 - ``mooncake-1000`` (``-nccl``) — the first 1,000 requests of the Mooncake conversation trace;
+- ``cluster-128`` — ``scenarios/cluster_128.toml``: ``cluster_1024``'s load per GPU on 128
+  GPUs (10 s of tasks of 100 sub-agents over 13 repositories; 60 simulated seconds, overloaded);
 - ``mixed_fleet`` — ``scenarios/mixed_fleet.toml``: sub-agents, private long-context sessions,
   short chats.
 
@@ -74,19 +76,20 @@ def _validate_fast():
 
 
 #: The default run first, then validate_fast's suite (which holds the default too since stop 33:
-#: listed once, so a whole-suite run makes it once), then mixed_fleet.
+#: listed once, so a whole-suite run makes it once), then cluster-128 and mixed_fleet.
 SCENARIOS: tuple[str, ...] = tuple(dict.fromkeys(("default", *_validate_fast().SUITE,
-                                                  "mixed_fleet")))
+                                                  "cluster-128", "mixed_fleet")))
 
 
 #: The scenarios read straight from a TOML file (``--set`` changes their keys).
-FILES: dict[str, str] = {"default": "agentic_cluster.toml", "mixed_fleet": "mixed_fleet.toml"}
+FILES: dict[str, str] = {"default": "agentic_cluster.toml", "cluster-128": "cluster_128.toml",
+                         "mixed_fleet": "mixed_fleet.toml"}
 
 
 def suite(name: str, changes: tuple[str, ...] = ()):
     """The validation scenario ``name`` (a :class:`~simulator.scenario.Scenario`), with
     ``changes`` (``"section.key=<TOML value>"``, e.g. ``workload.mixed.chat_rate=2.0`` or
-    ``stack="nccl"``) applied to its file's keys (``default`` and ``mixed_fleet`` only)."""
+    ``stack="nccl"``) applied to its file's keys (the scenarios of :data:`FILES` only)."""
     import tomllib
 
     from simulator import Scenario
@@ -318,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="scenarios run at once (processes)")
     ap.add_argument("--out", type=Path, help="write every run's metrics to this CSV")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="change a key of the default or mixed_fleet scenario file (TOML "
+                    help="change a key of the default, cluster-128 or mixed_fleet scenario file (TOML "
                     "value; repeatable), e.g. --set workload.mixed.chat_rate=2.0")
     ap.add_argument("--table", type=Path, help="print the table of a CSV written by --out "
                     "instead of running")
