@@ -285,6 +285,7 @@ def test_span_workload_fields_are_checked_when_the_trace_is_made():
     ("scenarios/mooncake_conversation.toml", 16, 16, 0),
     ("scenarios/copilot_agents.toml", 16, 16, 0),
     ("scenarios/agentic_cluster.toml", 64, 64, 0),
+    ("scenarios/cluster_128.toml", 128, 128, 0),  # EP128: 2 routed experts a GPU, as EP144's
     ("scenarios/cluster_1024.toml", 1024, 144, 32),  # as DeepSeek deploys decode (EP144)
 ])
 def test_a_moe_scenarios_gpus_hold_a_deployments_weights(path, gpus, ep, redundant):
