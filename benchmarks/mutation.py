@@ -534,8 +534,8 @@ def _fast_equivalents() -> dict:
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#3"): no_debt,
         (path, "q_arr = (n_arr > 0).astype(n_arr.dtype)", "> -> >="):
             "a slot's query count is read only where it has local blocks: the attention "
-            "table's row 0 is 0.0 for every count, and QuietSlots.run_slots and the composer test the "
-            "block count first",
+            "table's row 0 is 0.0 for every count, and QuietSlots.run_slots and the composer "
+            "test the block count first",
         (path, "if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,",
          "> -> >="): empty,
         (quiet, "if s > prev:", "> -> >="): empty,

@@ -321,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="scenarios run at once (processes)")
     ap.add_argument("--out", type=Path, help="write every run's metrics to this CSV")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="change a key of the default, cluster-128 or mixed_fleet scenario file (TOML "
-                    "value; repeatable), e.g. --set workload.mixed.chat_rate=2.0")
+                    help="change a key of the default, cluster-128 or mixed_fleet scenario "
+                    "file (TOML value; repeatable), e.g. --set workload.mixed.chat_rate=2.0")
     ap.add_argument("--table", type=Path, help="print the table of a CSV written by --out "
                     "instead of running")
     ap.add_argument("--by-batch", action="store_true", help="also each policy's decode step "

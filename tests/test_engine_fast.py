@@ -89,9 +89,11 @@ def two_in_a_batch(blocks: int = 40, output: int = 12, repo: int | None = None):
                       **({} if repo is None else {"repo_id": [repo, repo]}))
 
 
-def unstarted(policy: str, topology: str = "single_node:gpus=2") -> FastRun:
+def unstarted(policy: str, topology: str = "single_node:gpus=2",
+              layer_groups: int = 0) -> FastRun:
     """A fast-engine run of one request alone, built but not executed (its parts probed)."""
-    return FastRun(small_scenario(topology, layer_groups=0), get(policy), 0, alone(), None)
+    return FastRun(small_scenario(topology, layer_groups=layer_groups), get(policy), 0, alone(),
+                   None)
 
 
 # -- known answers ---------------------------------------------------------------------------
@@ -598,8 +600,7 @@ def test_quiet_slots_count_attention_then_projections_and_a_slot_without_blocks_
     # (none: no attention kernel), then projections + FFN; a slot of L layers takes that L
     # times; only counted on the calendar (busy time, kernels, last end) — slot by slot
     # (run_slots) and as arrays (stretches) alike
-    r = FastRun(small_scenario("single_node:gpus=2", layer_groups=3), get("fetch"), 0, alone(),
-                None)
+    r = unstarted("fetch", layer_groups=3)
     name, na, t0 = r.names[1], 2e-4, 0.5
     folds = r.slot_layers_list
     assert len(folds) == 3 and max(folds) > 1
@@ -616,8 +617,9 @@ def test_quiet_slots_count_attention_then_projections_and_a_slot_without_blocks_
     assert got == pytest.approx(want_at, rel=1e-12)
     assert (cal.done_busy, cal.items) == (pytest.approx(want_busy, rel=1e-12), want_kernels)
     assert cal.last_end == pytest.approx(want_end, rel=1e-12)
-    cal = r.cal[0]
-    got = r.quiet.stretches(0, 0, [(), (), ()], np.array(n), np.array(q), na, t0)
+    r = unstarted("fetch", layer_groups=3)  # the same GPU, its calendar untouched
+    cal = r.cal[1]
+    got = r.quiet.stretches(1, 0, [(), (), ()], np.array(n), np.array(q), na, t0)
     assert got == pytest.approx(want_at, rel=1e-12)
     assert (cal.done_busy, cal.items) == (pytest.approx(want_busy, rel=1e-12), want_kernels)
     assert cal.last_end == pytest.approx(want_at, rel=1e-12)  # the run's end: arrays keep no

@@ -11,8 +11,8 @@ start alone. They are then only counted on the calendar
 (:meth:`~simulator.engine.fast_streams.Calendar.account`, ``account_each``: busy time, kernels,
 last end), with no calendar item, and the step's end is the sum of the slots' spans:
 
-- :meth:`QuietSlots.run_slots` slot by slot, as floats (a step of few slots, or one whose slots with
-  rounds come between);
+- :meth:`QuietSlots.run_slots` slot by slot, as floats (a step of few slots, or one whose
+  slots with rounds come between);
 - :meth:`QuietSlots.stretches` the runs between slots with rounds as arrays (a step of
   :data:`~simulator.engine.fast.VECTOR_SLOTS` slots or more), the slots with rounds composed
   by the run's :class:`~simulator.engine.fast_slots.SlotComposer` in between;
