@@ -143,7 +143,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # what a run hands back: the records' tables and summary, their typed columns, the links'
     # accounting and timeline (stop 47)
     "records": (["simulator/engine/records.py", "simulator/engine/columns.py",
-                 "simulator/engine/results.py", "simulator/network/linkstats.py"],
+                 "simulator/engine/results.py", "simulator/network/linkstats.py",
+                 "simulator/network/binning.py"],
                 ["tests/test_engine_records.py", "tests/test_network_linkstats.py",
                  "tests/test_engine_columns.py", "tests/test_network_fabric.py",
                  "tests/test_network_traffic.py", "tests/test_engine_exact.py",
@@ -1076,10 +1077,9 @@ def _gpu_equivalents() -> dict:
             "logits == batch: the head's FLOPs of batch - logits = 0 rows are taken off",
         (kernels, "if topk is None or n <= topk:", "<= -> <"): _AT_K,
         **{(tables, line, "True -> False"): "zips of equal lengths by construction (the "
-           "columns of one Rows; a grid's cells and their groups)" for line in (
+           "columns of one Rows)" for line in (
                'joined = np.array(["|".join(v) for v in zip(*cols, strict=True)])',
                "pos = tuple(np.searchsorted(a, v) for a, v in zip(axes, vals, strict=True))",
-               "for cell, group in zip(cells, np.split(order, starts[1:]), strict=True):",
                "strict=True)]")},
         (tables, "if not c > 0.0:  # log 0 = -inf and log of a negative (or NaN): never "
          "covered", "> -> >="):
@@ -1413,7 +1413,7 @@ def _inputs_equivalents() -> dict:
 def _records_equivalents() -> dict:
     """Equivalent mutants of the records group (tables, summary, link accounting; stop 47)."""
     records, columns = "simulator/engine/records.py", "simulator/engine/columns.py"
-    links = "simulator/network/linkstats.py"
+    links, bins = "simulator/network/linkstats.py", "simulator/network/binning.py"
     same_lengths = "columns of one table: equal lengths by construction"
     return {
         (records, "return float(v[min(i, len(v) - 1)])", "- -> +"):
@@ -1441,16 +1441,15 @@ def _records_equivalents() -> dict:
             "read only once the link's load changed, which sets it; until then its load is 0 "
             "and adds nothing over any span",
         (links, "if dt > 0.0:", "> -> >="): "dt = 0: adds 0 bytes and 0 s",
-        (links, "rows = len(cols[0])", "0 -> 1"): same_lengths,
-        (links, "np.maximum(i, 0, out=i)", "delete `np.maximum(i, 0, out=i)`"):
+        (bins, "np.maximum(i, 0, out=i)", "delete `np.maximum(i, 0, out=i)`"):
             "times are >= 0: a start's bin (side right) is never below 0, and an end at 0 gives "
             "−1 only for a record inside the first bin, which the one-bin sum takes by its start",
         (links, "strict=True):", "True -> False"):
             "the links and their starts come from one np.unique: equal lengths",
-        **{(links, "if x.size < 2 or not bool((x[1:] >= x[:-1]).all()):", m):
+        **{(bins, "if x.size < 2 or not bool((x[1:] >= x[:-1]).all()):", m):
            "which of two searches answers: np.searchsorted gives what the sorted pass gives "
            "(the module's tests hold the two equal)" for m in ("< -> <=", "2 -> 3", ">= -> >")},
-        (links, "counts = np.bincount(at, minlength=x.size + 1)[:x.size]  # edges placed at "
+        (bins, "counts = np.bincount(at, minlength=x.size + 1)[:x.size]  # edges placed at "
          "each record", "1 -> 2"): "a longer count is cut to x.size all the same",
     }
 

@@ -222,7 +222,8 @@ def test_ring_records_handed_over_in_batches_equal_one_call_per_step(monkeypatch
     result = homogeneous.build_result
 
     def keep(policy, seed, env, fabric, *args, **kwargs):
-        kept.append([np.asarray(c).copy() for c in fabric._stats._lone()])
+        pieces = list(fabric._stats._pieces(("lo_route", "lo_start", "lo_end", "lo_bytes")))
+        kept.append([np.concatenate(c) for c in zip(*pieces, strict=True)])
         return result(policy, seed, env, fabric, *args, **kwargs)
 
     monkeypatch.setattr(homogeneous, "build_result", keep)

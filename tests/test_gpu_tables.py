@@ -4,10 +4,12 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simulator.errors import UserError
 from simulator.gpu.profiles import calibration_dir
-from simulator.gpu.tables import Rows, Table, load_rows, profile_label
+from simulator.gpu.tables import Rows, Table, _cell_medians, load_rows, profile_label
 
 CAL = calibration_dir()
 
@@ -90,6 +92,24 @@ def test_rows_measured_twice_at_one_shape_merge_to_their_median():
     t, src = Table(rows).lookup((1,), [10.0])
     assert t[0] == pytest.approx(2.0)
     assert src[0] == "measured: f line 2"
+
+
+def test_an_even_count_merges_to_the_mean_of_its_middle_two_and_each_cell_keeps_its_first_row():
+    # rows out of order over two cells: x = 10 (times 8, 2, 4, 6: median 5) and x = 20 (7)
+    rows = Rows(("k",), ("x",), {"k": np.ones(5, int),
+                                 "x": np.array([10.0, 20.0, 10.0, 10.0, 10.0])},
+                np.array([8.0, 7.0, 2.0, 4.0, 6.0]), np.array([f"f line {i}" for i in range(5)]))
+    t, src = Table(rows).lookup((1,), [10.0, 20.0])
+    assert t.tolist() == pytest.approx([5.0, 7.0])
+    assert src.tolist() == ["measured: f line 0", "measured: f line 1"]
+
+
+@given(st.lists(st.tuples(st.integers(0, 4), st.floats(1e-7, 1e3)), min_size=1, max_size=30))
+def test_cell_medians_are_numpys_median_of_each_cell_bit_for_bit(rows):
+    cell = np.array([c for c, _ in rows])
+    time = np.array([t for _, t in rows])
+    want = [float(np.median(time[cell == c])) for c in np.unique(cell)]
+    assert _cell_medians(cell, time).tolist() == want
 
 
 def test_vidur_rows_become_seconds_and_known_gemm_shapes(vidur):

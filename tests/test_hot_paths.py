@@ -118,9 +118,9 @@ def test_busy_time_reads_single_spans_and_chained_spans_together():
 def test_sorted_search_is_searchsorted(bin_time, now, data, side, sort):
     # records' times against a timeline's bin edges, ties on the edges included, sorted (the
     # linear path) or not (numpy's search)
-    from simulator.network.linkstats import _bin_edges, sorted_search
+    from simulator.network.binning import bin_edges, sorted_search
 
-    _, edges = _bin_edges("t", bin_time, now)
+    _, edges = bin_edges("t", bin_time, now)
     on_edges = data.draw(st.lists(st.sampled_from(edges.tolist()), max_size=20))
     x = np.array(data.draw(st.lists(st.floats(-1.0, 2 * now), max_size=60)) + on_edges)
     if sort:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from simulator.network import linkstats
 from simulator.network.linkstats import LinkStats
@@ -196,3 +198,72 @@ def test_any_one_column_at_the_limit_moves_the_records_on(column):
     s.spill(rows=3)
     assert s._spills is not None and len(getattr(s, column)) == 0
     pd.testing.assert_frame_equal(s.frame(4.0), before)
+
+
+ROUTE_LINKS = ((0,), (0, 1), (2,))
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.just("one"), st.integers(0, 2), st.floats(0.0, 9.0), st.floats(0.0, 2.0),
+              st.floats(0.0, 50.0), st.integers(0, 2)),
+    st.tuples(st.just("batch"), st.integers(1, 9), st.integers(0, 1 << 16)),
+    st.tuples(st.just("spill"), st.integers(0, 6))), max_size=12),
+    st.integers(1, 5), st.integers(1, 4))
+def test_records_handed_over_in_batches_held_or_moved_on_give_the_same_bits(
+        ops, piece_rows, bulk_rows):
+    # a twin takes every record one by one (the array columns); the other takes batches of at
+    # least BULK_ROWS as arrays (held as they are), moves records on to spill columns at random
+    # — the totals, bytes by class and both timelines are equal bit for bit, since pieces are
+    # cut at the same rows wherever the records are kept
+    import simulator.network.linkstats as ls
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ls, "PIECE_ROWS", piece_rows)
+        mp.setattr(ls, "BULK_ROWS", bulk_rows)
+        one_by_one, handed = stats(), stats()
+        for s in (one_by_one, handed):
+            for links in ROUTE_LINKS:
+                s.route(links)
+        for op in ops:
+            if op[0] == "one":
+                _, rid, start, length, nbytes, tag = op
+                for s in (one_by_one, handed):
+                    s.interval(rid, start, start + length, nbytes, tag)
+            elif op[0] == "batch":
+                _, n, seed = op
+                rng = np.random.default_rng(seed)
+                rid = rng.integers(0, 3, n).astype(np.int32)
+                start = np.sort(rng.uniform(0.0, 9.0, n))
+                end = start + rng.uniform(0.0, 2.0, n)
+                nbytes, tag = rng.uniform(0.0, 50.0, n), rng.integers(0, 3, n).astype(np.int8)
+                handed.intervals(rid, start, end, nbytes, tag)
+                for row in zip(rid.tolist(), start.tolist(), end.tolist(), nbytes.tolist(),
+                               tag.tolist(), strict=True):
+                    one_by_one.interval(*row)
+            else:
+                handed.spill(rows=op[1], spill_bytes=16)  # a file once past 16 B
+        assert any(op[0] == "batch" and op[1] >= bulk_rows for op in ops) or not handed._held
+        for got, want in ((handed.frame(11.0), one_by_one.frame(11.0)),
+                          (handed.by_class(), one_by_one.by_class()),
+                          (handed.timeline(1.5, 11.0), one_by_one.timeline(1.5, 11.0)),
+                          (handed.class_timeline(1.5, 11.0),
+                           one_by_one.class_timeline(1.5, 11.0))):
+            pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
+def test_a_batch_is_held_after_the_rows_before_it_and_moved_on_before_the_rows_after_it(
+        monkeypatch):
+    monkeypatch.setattr(linkstats, "BULK_ROWS", 2)
+    s = stats()
+    r = s.route((0,))
+    s.interval(r, 0.0, 1.0, 1.0)
+    s.intervals(np.array([r, r], np.int32), np.array([1.0, 2.0]), np.array([2.0, 3.0]),
+                np.array([2.0, 3.0]), np.zeros(2, np.int8))
+    assert len(s.lo_route) == 0 and [len(b[0]) for b in s._held] == [1, 2]
+    s.intervals([r], [3.0], [4.0], [4.0], [0])  # a list, or an array under BULK_ROWS: the
+    s.intervals(np.array([r], np.int32), np.array([4.0]), np.array([5.0]), np.array([5.0]),
+                np.zeros(1, np.int8))  # array columns
+    assert len(s.lo_route) == 2
+    s.spill(rows=5)  # five lone records in all: every one moves on, batches first
+    assert not s._held and len(s.lo_route) == 0
+    assert s._spills["lo_bytes"].array().tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
