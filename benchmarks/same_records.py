@@ -19,8 +19,11 @@ cell by cell, NaN equal to NaN, floats bit for bit:
         # (simulator.engine.scheduler.LEGACY) against a revision from before it; columns the
         # newer records add are left out of the comparison
 
-Prints one line per (case, policy, table) that differs, and a last line ``identical: N tables``
-or ``DIFFERENT: …``; exit status 1 when anything differs. Summary keys only this checkout has
+Prints one line per (case, policy, table) that differs — with the largest relative difference
+of its numeric cells where the tables have the same shape — and a last line ``identical: N
+tables`` or ``DIFFERENT: …``; exit status 1 when anything differs. ``--rtol X`` (for a change
+that only reorders float additions) counts a table whose cells all agree within ``X`` relative
+as ``close``, named on a line of its own, not as a difference. Summary keys only this checkout has
 (a key added since ``--base``, e.g. ``engine`` and ``copy_hit_rate``) are named on a ``note:``
 line and not compared; a key this checkout lost is a difference. ``--quick`` runs the Lamina cases only
 up to 300 requests (seconds instead of a minute).
@@ -108,9 +111,38 @@ def _same_value(a, b) -> bool:
     return a == b
 
 
-def compare(a_dir: Path, b_dir: Path, new_columns: bool = False) -> list[str]:
+def largest_relative_difference(x, y) -> float | None:
+    """The largest ``|x − y| / max(|x|, |y|)`` over two tables' numeric cells (0 where both are
+    0 or both NaN; inf where one is NaN); None where their shapes, columns or other cells
+    differ."""
+    import numpy as np
+    import pandas as pd
+
+    if x.shape != y.shape or list(x.columns) != list(y.columns):
+        return None
+    worst = 0.0
+    for col in x.columns:
+        a, b = x[col], y[col]
+        if not (pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b)) or \
+                pd.api.types.is_bool_dtype(a):
+            if not a.equals(b):
+                return None
+            continue
+        a, b = a.to_numpy(float), b.to_numpy(float)
+        both_nan = np.isnan(a) & np.isnan(b)
+        scale = np.maximum(np.abs(a), np.abs(b))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(both_nan | (a == b), 0.0, np.abs(a - b) / scale)
+        rel = np.where(np.isnan(rel), np.inf, rel)
+        worst = max(worst, float(rel.max(initial=0.0)))
+    return worst
+
+
+def compare(a_dir: Path, b_dir: Path, new_columns: bool = False,
+            rtol: float | None = None) -> list[str]:
     """Differences between two saved record folders (empty if identical); with
-    ``new_columns``, columns or summary keys only ``b_dir`` has are left out."""
+    ``new_columns``, columns or summary keys only ``b_dir`` has are left out; with ``rtol``,
+    tables whose numeric cells all agree within it are printed as close, not returned."""
     import pandas as pd
 
     diffs: list[str] = []
@@ -119,7 +151,7 @@ def compare(a_dir: Path, b_dir: Path, new_columns: bool = False) -> list[str]:
     runs_b = sorted(p.relative_to(b_dir) for p in b_dir.glob("*/*") if p.is_dir())
     if runs_a != runs_b:
         diffs.append(f"runs differ: {sorted(set(runs_a) ^ set(runs_b))}")
-    count = 0
+    count = close = 0
     for run_dir in runs_a:
         if run_dir not in runs_b:
             continue
@@ -133,7 +165,13 @@ def compare(a_dir: Path, b_dir: Path, new_columns: bool = False) -> list[str]:
                 pd.testing.assert_frame_equal(x, y, check_exact=True)
             except AssertionError as exc:
                 first = str(exc).strip().splitlines()[:3]
-                diffs.append(f"{run_dir}/{table}: {' | '.join(first)}")
+                worst = largest_relative_difference(x, y)
+                said = "" if worst is None else f" | largest relative difference {worst:.3g}"
+                if rtol is not None and worst is not None and worst <= rtol:
+                    close += 1
+                    print(f"close: {run_dir}/{table}{said}")
+                else:
+                    diffs.append(f"{run_dir}/{table}: {' | '.join(first)}{said}")
         sa = json.loads((a_dir / run_dir / "summary.json").read_text())
         sb = json.loads((b_dir / run_dir / "summary.json").read_text())
         count += 1
@@ -146,7 +184,7 @@ def compare(a_dir: Path, b_dir: Path, new_columns: bool = False) -> list[str]:
     if added:
         print(f"note: summary keys new in this checkout, not compared: {', '.join(sorted(added))}")
     if not diffs:
-        print(f"identical: {count} tables")
+        print(f"identical: {count - close} tables" + (f", close: {close}" if close else ""))
     return diffs
 
 
@@ -186,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="run this checkout under the serving loop from before chunked prefill")
     ap.add_argument("--engine", default="exact", choices=("exact", "fast"),
                     help="which engine's cases to run (see the module docstring)")
+    ap.add_argument("--rtol", type=float, help="count tables within this relative difference "
+                    "as close, not different")
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)  # the checkout to run from
     args = ap.parse_args(argv)
     global ROOT
@@ -208,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             ap.error("give --base REV, --against DIR or --save DIR")
         save(mine, args.quick, args.legacy_serving, args.engine)
-        diffs = compare(theirs, mine, new_columns=args.legacy_serving)
+        diffs = compare(theirs, mine, new_columns=args.legacy_serving, rtol=args.rtol)
     for d in diffs:
         print(d)
     if diffs:

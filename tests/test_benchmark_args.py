@@ -91,3 +91,38 @@ def test_bench_locate_checks_its_seconds_and_that_both_lookups_agree(capsys, mon
         ~bl.StepData.locate(steps, g, dense, valid)[0], []))
     with pytest.raises(SystemExit, match="differs from the array code for 1 query x 61 slots"):
         bl.main(["--seconds", "0.001"])
+
+
+def _saved(root, links: list[float], src: str = "a") -> None:
+    import json
+
+    import pandas as pd
+
+    sr = benchmark("same_records")
+    d = root / "case" / "fetch"
+    d.mkdir(parents=True)
+    for table in sr.TABLES:
+        frame = pd.DataFrame({"src": [src, "b"], "bytes": links}) if table == "links" else \
+            pd.DataFrame({"x": [1.0, float("nan")]})
+        frame.to_parquet(d / f"{table}.parquet")
+    (d / "summary.json").write_text(json.dumps({"tbt_p50": 0.5}))
+
+
+def test_same_records_names_the_largest_relative_difference_and_counts_close_tables(
+        tmp_path, capsys):
+    import pandas as pd
+
+    sr = benchmark("same_records")
+    _saved(tmp_path / "a", [3.0, 0.0])
+    _saved(tmp_path / "b", [3.0 * (1 + 4e-16), 0.0])  # one ulp or two: an addition reordered
+    _saved(tmp_path / "c", [3.0 * (1 + 4e-16), 0.0], src="z")  # a name differs too
+    diffs = sr.compare(tmp_path / "a", tmp_path / "b")
+    assert len(diffs) == 1 and diffs[0].startswith("case/fetch/links:")
+    assert "largest relative difference 4.44e-16" in diffs[0]
+    assert sr.compare(tmp_path / "a", tmp_path / "b", rtol=1e-15) == []
+    assert "close: case/fetch/links" in capsys.readouterr().out
+    assert sr.compare(tmp_path / "a", tmp_path / "b", rtol=1e-16) == diffs
+    named = sr.compare(tmp_path / "a", tmp_path / "c", rtol=1.0)  # no tolerance for names
+    assert len(named) == 1 and "largest relative difference" not in named[0]
+    nan_or_not = [pd.DataFrame({"x": [v, 1.0]}) for v in (float("nan"), 2.0)]
+    assert sr.largest_relative_difference(*nan_or_not) == float("inf")

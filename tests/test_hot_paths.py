@@ -187,3 +187,61 @@ def test_lookup_one_answers_measured_and_interpolated_points():
             point[0] = float(np.exp((a[0] + a[1]) / 2))
             kinds.add((table.lookup_one(key, tuple(point)) or (0, "none:"))[1].split(":")[0])
     assert {"measured", "interpolated"} <= kinds
+
+
+def _spread_one_by_one(key, start, end, nbytes, edges_at, nkeys):
+    """The oracle: each record's bytes over its bins by a loop, the one-bin records first."""
+    nbins = len(edges_at) - 1
+    out = np.zeros((nkeys, nbins))
+    first = np.clip(np.searchsorted(edges_at, start, "right") - 1, 0, nbins - 1)
+    last = np.clip(np.searchsorted(edges_at, end, "left") - 1, 0, nbins - 1)
+    for i in range(len(key)):  # within one bin: all its bytes there
+        if first[i] >= last[i]:
+            out[key[i], first[i]] += nbytes[i]
+    for i in range(len(key)):  # across bin edges: in proportion to the overlap
+        if first[i] < last[i]:
+            for b in range(first[i], last[i] + 1):
+                overlap = min(edges_at[b + 1], end[i]) - max(edges_at[b], start[i])
+                out[key[i], b] += nbytes[i] * overlap / (end[i] - start[i])
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.floats(0.0, 10.0), st.floats(0.0, 6.0),
+                          st.floats(0.0, 1e6)), max_size=40),
+       st.floats(0.3, 4.0), st.booleans())
+def test_spread_is_a_loop_over_the_records_bit_for_bit(rows, bin_time, sort):
+    # straddling records are spread as arrays (np.add.at): each cell gets the same additions
+    # in the same order as a loop over the records, bin after bin, gives it
+    from simulator.network.binning import bin_edges, spread
+
+    if sort:
+        rows = sorted(rows, key=lambda r: r[1])
+    key = np.array([r[0] for r in rows], np.int64)
+    start = np.array([r[1] for r in rows])
+    end = start + np.array([r[2] for r in rows])
+    nbytes = np.array([r[3] for r in rows])
+    _, edges = bin_edges("t", bin_time, 12.0)
+    got = spread(key, start, end, nbytes, edges, 4)
+    want = _spread_one_by_one(key, start, end, nbytes, edges, 4)
+    assert got.tolist() == want.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 5), min_size=1, max_size=4, unique=True), max_size=12),
+       st.sampled_from([(), (3,), (2, 4)]), st.integers(1, 9), st.integers(0, 2**32 - 1))
+def test_route_sums_spread_over_links_as_a_loop_over_the_routes_does(routes, rest, values, seed):
+    # np.add.at over (route, link) pairs in route order, a few values at a time: each link's
+    # sum is the loop's, bit for bit
+    from simulator.network import linkstats
+
+    s = linkstats.LinkStats([(f"u{i}", f"v{i}") for i in range(6)], ["nvlink"] * 6, [1.0] * 6)
+    for links in routes:
+        s.route(tuple(links))
+    per_route = np.random.default_rng(seed).uniform(0.0, 1e9, (len(s.routes), *rest))
+    want = np.zeros((6, *rest))
+    for rid, links in enumerate(s.routes):
+        want[list(links)] += per_route[rid]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(linkstats, "SPREAD_VALUES", values)
+        assert s._lone_per_link(per_route).tolist() == want.tolist()

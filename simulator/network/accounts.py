@@ -19,6 +19,7 @@ schedules an event.
 
 from __future__ import annotations
 
+import math
 from functools import reduce
 from operator import add
 
@@ -36,8 +37,9 @@ def fold_sum(start: float, values) -> float:
     Where every partial sum is an exact integer — ``start`` and the values non-negative
     integers and their sum below 2⁵³, as byte counts are — the order cannot change the result,
     and numpy adds an array at once; otherwise one Python addition after another."""
+    # (copysign: -0.0 is left to the additions, which keep its sign where numpy's sum would not)
     if isinstance(values, np.ndarray) and values.size and float(start).is_integer() \
-            and start >= 0.0:
+            and math.copysign(1.0, start) == 1.0:
         total = float(values.sum())
         if (start + total < _EXACT_INTEGERS and values.min() >= 0.0
                 and bool((values == np.floor(values)).all())):

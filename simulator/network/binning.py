@@ -26,10 +26,14 @@ def spread(key: np.ndarray, start: np.ndarray, end: np.ndarray, nbytes: np.ndarr
     # (bytes are >= 0: adding 0.0 leaves every sum as it was)
     out += np.bincount(key * nbins + first, np.where(one, nbytes, 0.0),
                        nkeys * nbins).reshape(nkeys, nbins)
-    for i in np.flatnonzero(~one).tolist():  # straddles a bin edge
-        lo, hi = edges_at[first[i]: last[i] + 1], edges_at[first[i] + 1: last[i] + 2]
-        overlap = np.minimum(hi, end[i]) - np.maximum(lo, start[i])
-        out[key[i], first[i]: last[i] + 1] += nbytes[i] * overlap / (end[i] - start[i])
+    cross = np.flatnonzero(~one)  # records that straddle a bin edge
+    if cross.size:  # each over its bins, record after record, bin after bin (np.add.at adds
+        # in that order: each cell's sum the one a loop over the records gives)
+        n = last[cross] - first[cross] + 1
+        rec = np.repeat(cross, n)
+        b = first[rec] + (np.arange(rec.size) - np.repeat(np.cumsum(n) - n, n))
+        overlap = np.minimum(edges_at[b + 1], end[rec]) - np.maximum(edges_at[b], start[rec])
+        np.add.at(out, (key[rec], b), nbytes[rec] * overlap / (end[rec] - start[rec]))
     return out
 
 

@@ -23,12 +23,17 @@ interval (exact for lone flows, an even spread for the shared part of the others
 Long runs: :meth:`LinkStats.spill`, called between iterations, moves the record columns into
 :class:`~simulator.spill.Spill` columns once they are long (a temporary file), and the totals
 and timeline are computed over the records in pieces of :data:`PIECE_ROWS` rows, so neither the
-records nor the arithmetic on them need memory in proportion to the run.
+records nor the arithmetic on them need memory in proportion to the run. A batch of records an
+engine timed itself (:meth:`LinkStats.intervals`, at least :data:`BULK_ROWS`) is held as the
+arrays it came in, between the moved-on rows and the ``array`` rows; the pieces are cut at the
+same rows wherever the records are kept, so where they are changes no sum.
 """
 
 from __future__ import annotations
 
+import math
 from array import array
+from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -42,6 +47,8 @@ SPILL_ROWS = 1 << 20
 #: A batch of :meth:`LinkStats.intervals` records this long is kept as it is (not copied into
 #: the ``array`` columns, which copy themselves whole each time they outgrow their allocation).
 BULK_ROWS = 1 << 15
+#: Values a route's sums are spread over its links at once (bounds the temporary array).
+SPREAD_VALUES = 1 << 20
 #: Records gone over at once for totals and the timeline: bounds the temporary arrays, and keeps
 #: them small — a fresh large temporary costs a page fault per page on every pass (measured:
 #: 1 << 16 rows made the timelines of 5.4 M records 2× faster than 1 << 22).
@@ -268,10 +275,18 @@ class LinkStats:
                 column.extend(values)
 
     def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
-        """Spread per-route sums (last axis: anything) over the routes' links."""
+        """Spread per-route sums (last axis: anything) over the routes' links: each link's sum
+        taken route after route, in route id order (``np.add.at`` over (route, link) pairs in
+        that order, :data:`SPREAD_VALUES` values at a time)."""
         out = np.zeros((len(self.edges),) + per_route.shape[1:])
-        for rid, links in enumerate(self.routes):
-            out[list(links)] += per_route[rid]
+        if not self.routes:
+            return out
+        lens = np.fromiter(map(len, self.routes), np.int64, len(self.routes))
+        rid = np.repeat(np.arange(len(self.routes)), lens)
+        link = np.fromiter(chain.from_iterable(self.routes), np.int64, rid.size)
+        step = max(1, SPREAD_VALUES // max(1, math.prod(per_route.shape[1:])))
+        for a in range(0, rid.size, step):
+            np.add.at(out, link[a:a + step], per_route[rid[a:a + step]])
         return out
 
     def frame(self, now: float) -> pd.DataFrame:
