@@ -15,17 +15,20 @@ from simulator.errors import UserError
 
 
 def spread(key: np.ndarray, start: np.ndarray, end: np.ndarray, nbytes: np.ndarray,
-            edges_at: np.ndarray, nkeys: int) -> np.ndarray:
+           edges_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Bytes per key per bin (bins between ``edges_at`` [s]): each record's ``nbytes`` split
-    over the bins its [start, end] overlaps in proportion to the overlap."""
+    over the bins its [start, end] overlaps in proportion to the overlap. Returns the keys that
+    occur (ascending) and their rows, (keys × bins): a caller adds them to its totals with
+    ``per[keys] += rows`` — the sums ``per += rows`` over every key would give (a key absent
+    adds 0.0), without an array over every key per call."""
     nbins = len(edges_at) - 1
-    out = np.zeros((nkeys, nbins))
+    keys, k = np.unique(key, return_inverse=True)
     first = bin_of(edges_at, start, "right")
     last = bin_of(edges_at, end, "left")
     one = first >= last  # within one bin (nearly all: flows are short); the others add 0 here
     # (bytes are >= 0: adding 0.0 leaves every sum as it was)
-    out += np.bincount(key * nbins + first, np.where(one, nbytes, 0.0),
-                       nkeys * nbins).reshape(nkeys, nbins)
+    out = np.bincount(k * nbins + first, np.where(one, nbytes, 0.0),
+                      keys.size * nbins).reshape(keys.size, nbins)
     cross = np.flatnonzero(~one)  # records that straddle a bin edge
     if cross.size:  # each over its bins, record after record, bin after bin (np.add.at adds
         # in that order: each cell's sum the one a loop over the records gives)
@@ -33,8 +36,8 @@ def spread(key: np.ndarray, start: np.ndarray, end: np.ndarray, nbytes: np.ndarr
         rec = np.repeat(cross, n)
         b = first[rec] + (np.arange(rec.size) - np.repeat(np.cumsum(n) - n, n))
         overlap = np.minimum(edges_at[b + 1], end[rec]) - np.maximum(edges_at[b], start[rec])
-        np.add.at(out, (key[rec], b), nbytes[rec] * overlap / (end[rec] - start[rec]))
-    return out
+        np.add.at(out, (k[rec], b), nbytes[rec] * overlap / (end[rec] - start[rec]))
+    return keys, out
 
 
 def bin_of(edges_at: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:

@@ -31,9 +31,7 @@ same rows wherever the records are kept, so where they are changes no sum.
 
 from __future__ import annotations
 
-import math
 from array import array
-from itertools import chain
 
 import numpy as np
 import pandas as pd
@@ -47,8 +45,6 @@ SPILL_ROWS = 1 << 20
 #: A batch of :meth:`LinkStats.intervals` records this long is kept as it is (not copied into
 #: the ``array`` columns, which copy themselves whole each time they outgrow their allocation).
 BULK_ROWS = 1 << 15
-#: Values a route's sums are spread over its links at once (bounds the temporary array).
-SPREAD_VALUES = 1 << 20
 #: Records gone over at once for totals and the timeline: bounds the temporary arrays, and keeps
 #: them small — a fresh large temporary costs a page fault per page on every pass (measured:
 #: 1 << 16 rows made the timelines of 5.4 M records 2× faster than 1 << 22).
@@ -228,7 +224,8 @@ class LinkStats:
         nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
         per = np.zeros((nr * nt, nbins))
         for rid, tag, start, end, nbytes in self._tagged():
-            per += spread(rid.astype(np.int64) * nt + tag, start, end, nbytes, edges_at, nr * nt)
+            keys, rows = spread(rid.astype(np.int64) * nt + tag, start, end, nbytes, edges_at)
+            per[keys] += rows
         per_link = self._lone_per_link(per.reshape(nr, nt, nbins))
         kinds = sorted(set(self.kinds))
         kind_arr = np.array(self.kinds)
@@ -275,18 +272,10 @@ class LinkStats:
                 column.extend(values)
 
     def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
-        """Spread per-route sums (last axis: anything) over the routes' links: each link's sum
-        taken route after route, in route id order (``np.add.at`` over (route, link) pairs in
-        that order, :data:`SPREAD_VALUES` values at a time)."""
+        """Spread per-route sums (last axis: anything) over the routes' links."""
         out = np.zeros((len(self.edges),) + per_route.shape[1:])
-        if not self.routes:
-            return out
-        lens = np.fromiter(map(len, self.routes), np.int64, len(self.routes))
-        rid = np.repeat(np.arange(len(self.routes)), lens)
-        link = np.fromiter(chain.from_iterable(self.routes), np.int64, rid.size)
-        step = max(1, SPREAD_VALUES // max(1, math.prod(per_route.shape[1:])))
-        for a in range(0, rid.size, step):
-            np.add.at(out, link[a:a + step], per_route[rid[a:a + step]])
+        for rid, links in enumerate(self.routes):
+            out[list(links)] += per_route[rid]
         return out
 
     def frame(self, now: float) -> pd.DataFrame:
@@ -372,6 +361,7 @@ class LinkStats:
         nbins, nr = len(edges_at) - 1, len(self.routes)
         per_route = np.zeros((nr, nbins))
         for rid, start, end, nbytes in self._pieces(_LONE[:4]):
-            per_route += spread(rid.astype(np.int64), start, end, nbytes, edges_at, nr)
+            keys, rows = spread(rid.astype(np.int64), start, end, nbytes, edges_at)
+            per_route[keys] += rows
         return self._lone_per_link(per_route)
 
