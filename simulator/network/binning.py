@@ -15,20 +15,27 @@ from simulator.errors import UserError
 
 
 def spread(key: np.ndarray, start: np.ndarray, end: np.ndarray, nbytes: np.ndarray,
-           edges_at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+           edges_at: np.ndarray, nkeys: int) -> tuple[np.ndarray | slice, np.ndarray]:
     """Bytes per key per bin (bins between ``edges_at`` [s]): each record's ``nbytes`` split
-    over the bins its [start, end] overlaps in proportion to the overlap. Returns the keys that
-    occur (ascending) and their rows, (keys × bins): a caller adds them to its totals with
-    ``per[keys] += rows`` — the sums ``per += rows`` over every key would give (a key absent
-    adds 0.0), without an array over every key per call."""
+    over the bins its [start, end] overlaps in proportion to the overlap (keys below
+    ``nkeys``). Returns the keys that occur (ascending; ``slice(None)``, every key, where rows
+    for all cost no more than the records) and their rows, (keys × bins). A caller adds them
+    to its totals with ``per[keys] += rows``: the sums ``per += rows`` over every key would
+    give (a key absent adds 0.0), without an array over every key per call."""
     nbins = len(edges_at) - 1
-    keys, k = np.unique(key, return_inverse=True)
+    if nkeys * nbins <= key.size:  # rows for every key cost no more than the records do
+        keys, k, nrows = slice(None), key, nkeys
+    else:
+        keys = np.flatnonzero(np.bincount(key, minlength=nkeys))
+        row = np.zeros(nkeys, np.int64)
+        row[keys] = np.arange(keys.size)
+        k, nrows = row[key], keys.size  # each record's row among the keys that occur
     first = bin_of(edges_at, start, "right")
     last = bin_of(edges_at, end, "left")
     one = first >= last  # within one bin (nearly all: flows are short); the others add 0 here
     # (bytes are >= 0: adding 0.0 leaves every sum as it was)
     out = np.bincount(k * nbins + first, np.where(one, nbytes, 0.0),
-                      keys.size * nbins).reshape(keys.size, nbins)
+                      nrows * nbins).reshape(nrows, nbins)
     cross = np.flatnonzero(~one)  # records that straddle a bin edge
     if cross.size:  # each over its bins, record after record, bin after bin (np.add.at adds
         # in that order: each cell's sum the one a loop over the records gives)

@@ -224,7 +224,8 @@ class LinkStats:
         nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
         per = np.zeros((nr * nt, nbins))
         for rid, tag, start, end, nbytes in self._tagged():
-            keys, rows = spread(rid.astype(np.int64) * nt + tag, start, end, nbytes, edges_at)
+            keys, rows = spread(rid.astype(np.int64) * nt + tag, start, end, nbytes, edges_at,
+                                nr * nt)
             per[keys] += rows
         per_link = self._lone_per_link(per.reshape(nr, nt, nbins))
         kinds = sorted(set(self.kinds))
@@ -361,7 +362,7 @@ class LinkStats:
         nbins, nr = len(edges_at) - 1, len(self.routes)
         per_route = np.zeros((nr, nbins))
         for rid, start, end, nbytes in self._pieces(_LONE[:4]):
-            keys, rows = spread(rid.astype(np.int64), start, end, nbytes, edges_at)
+            keys, rows = spread(rid.astype(np.int64), start, end, nbytes, edges_at, nr)
             per_route[keys] += rows
         return self._lone_per_link(per_route)
 
