@@ -84,7 +84,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "simulator/network/maxmin.py", "simulator/network/lone.py",
                 "simulator/network/accounts.py", "simulator/network/flows.py"],
                ["tests/test_network_fabric.py", "tests/test_network_traffic.py",
-                "tests/test_oracle.py"]),
+                "tests/test_oracle.py", "tests/test_hot_paths.py"]),
     "closed_form": (["simulator/costmodel/closed_form.py", "simulator/costmodel/crossover.py"],
                     ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
                      "tests/test_costmodel_crossover.py"]),
@@ -2211,11 +2211,10 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/shared.py", "c = FlowClass(-1, (src, dst), route, self.env.now)",
      "1 -> 2"):
         "the probe's class id need only differ from the real ones (>= 0)",
-    ("simulator/network/accounts.py", "and start >= 0.0:", ">= -> >"):
-        "fold_sum: a start of 0 then takes the one-addition-after-another path, which gives the "
-        "same sum where every partial sum is an exact integer",
-    ("simulator/network/accounts.py", "and start >= 0.0:", "0.0 -> 1.0"):
-        "fold_sum: a start of 0 then takes the one-addition-after-another path: the same sum",
+    ("simulator/network/accounts.py", "and math.copysign(1.0, start) == 1.0:", "1.0 -> 2.0",
+     "1.0"):
+        "fold_sum: either constant at 2.0 makes the sign test fail for every start, so every "
+        "sum takes the one-addition-after-another path, the definition: the same sum",
     ("simulator/network/accounts.py", _FOLD_AT_ONCE, "< -> <="):
         "fold_sum: non-negative partial sums up to 2**53 are exact; a rounded total of "
         "exactly 2**53 is reached one addition after another only at the last one: the same sum",

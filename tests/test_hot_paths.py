@@ -66,6 +66,15 @@ def test_fold_sum_is_one_addition_after_another(start, values):
     assert fold_sum(start, values) == want  # a list: the additions themselves
 
 
+def test_fold_sum_keeps_a_negative_zero_as_the_additions_do():
+    # numpy's sum of [-0.0] is 0.0 (it starts from +0.0); one addition after another keeps the
+    # sign: -0.0 + -0.0 = -0.0, and only an exact zero start of either sign is integral
+    for start, values, negative in ((-0.0, [-0.0], True), (-0.0, [-0.0, -0.0], True),
+                                    (0.0, [-0.0], False), (-0.0, [0.0], False)):
+        got = fold_sum(start, np.array(values))
+        assert got == 0.0 and bool(np.signbit(got)) is negative
+
+
 def test_fold_sum_keeps_order_where_integers_stop_being_exact():
     # past 2**53 a sum of integers depends on its order: the exact branch must not be taken
     start, values = 2.0 ** 53, np.array([1.0, 1.0, 2.0])
