@@ -1441,6 +1441,11 @@ def _records_equivalents() -> dict:
             "read only once the link's load changed, which sets it; until then its load is 0 "
             "and adds nothing over any span",
         (links, "if dt > 0.0:", "> -> >="): "dt = 0: adds 0 bytes and 0 s",
+        (bins, "if nkeys * nbins <= key.size:  # rows for every key cost no more than the "
+         "records do", "<= -> <"):
+            "which rows spread hands back (every key's or those that occur) is a cost choice: "
+            "the caller adds them at their keys, the same sums either way (test_spread_is_a_loop"
+            "_over_the_records_bit_for_bit holds both)",
         (bins, "np.maximum(i, 0, out=i)", "delete `np.maximum(i, 0, out=i)`"):
             "times are >= 0: a start's bin (side right) is never below 0, and an end at 0 gives "
             "−1 only for a record inside the first bin, which the one-bin sum takes by its start",

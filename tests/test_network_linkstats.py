@@ -267,3 +267,33 @@ def test_a_batch_is_held_after_the_rows_before_it_and_moved_on_before_the_rows_a
     s.spill(rows=5)  # five lone records in all: every one moves on, batches first
     assert not s._held and len(s.lo_route) == 0
     assert s._spills["lo_bytes"].array().tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+def test_bins_end_at_now_and_a_remainder_under_a_billionth_of_a_bin_joins_the_last():
+    from simulator.network.binning import bin_edges
+
+    # 3 bins and a hair: the hair (0.5e-9 of a bin, float noise in a run's end) joins bin 3,
+    # whose edge is pinned to now; 1.5e-9 of a bin is a fourth bin of its own
+    now, edges = bin_edges("t", 1.0, 3.0 + 0.5e-9)
+    assert edges.tolist() == [0.0, 1.0, 2.0, now] and now == 3.0 + 0.5e-9
+    now, edges = bin_edges("t", 1.0, 3.0 + 1.5e-9)
+    assert edges.tolist() == [0.0, 1.0, 2.0, 3.0, now]
+
+
+def test_records_are_read_in_whole_pieces_in_order_across_where_they_are_kept(monkeypatch):
+    # 3 records moved on, a held batch of 4, then 2 in the arrays: pieces of 4 rows cut across
+    # the three (4, 4, 1), every record once, in the order recorded
+    monkeypatch.setattr(linkstats, "PIECE_ROWS", 4)
+    monkeypatch.setattr(linkstats, "BULK_ROWS", 4)
+    s = stats()
+    r = s.route((0,))
+    for k in range(3):
+        s.interval(r, float(k), k + 0.5, float(k))
+    s.spill(rows=1)
+    n = np.arange(3.0, 7.0)
+    s.intervals(np.full(4, r, np.int32), n, n + 0.5, n, np.zeros(4, np.int8))
+    for k in (7, 8):
+        s.interval(r, float(k), k + 0.5, float(k))
+    pieces = list(s._pieces(("lo_start", "lo_bytes")))
+    assert [len(p[0]) for p in pieces] == [4, 4, 1]
+    assert np.concatenate([p[1] for p in pieces]).tolist() == [float(k) for k in range(9)]

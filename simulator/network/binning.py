@@ -74,7 +74,8 @@ def sorted_search(edges_at: np.ndarray, x: np.ndarray, side: str) -> np.ndarray:
 
 def bin_edges(what: str, bin_time: float, now: float) -> tuple[float, np.ndarray]:
     """``(now, bin edges [s])`` of bins of ``bin_time`` [s] over [0, now], the last one ending
-    at ``now``; a :class:`UserError` naming ``what`` for a bin length that is not > 0."""
+    at ``now`` (a remainder under 1e-9 of a bin, float noise, joins it); a :class:`UserError`
+    naming ``what`` for a bin length that is not > 0."""
     if not bin_time > 0:
         raise UserError(f"{what}: bin_time must be > 0 s, got {bin_time!r}")
     now = float(now)

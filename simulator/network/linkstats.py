@@ -130,7 +130,8 @@ class LinkStats:
         parts: list[tuple[np.ndarray, ...]] = []  # of the piece being filled
         have = 0
         for cols in segments:
-            n, a = len(cols[0]), 0
+            n = len(cols[0])
+            a = 0
             while a < n:
                 take = min(PIECE_ROWS - have, n - a)
                 part = tuple(c[a:a + take] for c in cols)
