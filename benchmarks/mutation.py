@@ -1441,6 +1441,19 @@ def _records_equivalents() -> dict:
             "read only once the link's load changed, which sets it; until then its load is 0 "
             "and adds nothing over any span",
         (links, "if dt > 0.0:", "> -> >="): "dt = 0: adds 0 bytes and 0 s",
+        (links, "lone = len(self.lo_route) + sum(len(b[0]) for b in self._held)", "0 -> 1"):
+            same_lengths + " (a held batch's five columns)",
+        (links, "for name, values in zip(_LONE, batch, strict=True):", "True -> False"):
+            same_lengths + " (a held batch has one column per name of _LONE)",
+        (links, "if names[0] in _LONE:", "0 -> 1"):
+            "the names of one call are all lone-flow columns or all shared-flow ones: the "
+            "second answers as the first",
+        (links, "n = len(cols[0])", "0 -> 1"): same_lengths + " (one segment's columns)",
+        **{(links, "yield tuple(np.concatenate(x) for x in zip(*parts, strict=True))",
+            "True -> False", k): same_lengths + " (each part has one column per name)"
+           for k in ("#1", "#2")},
+        (links, "zip(_LONE, (routes, starts, ends, nbytes, tags), strict=True)))",
+         "True -> False"): same_lengths + " (five names, five columns)",
         (bins, "if nkeys * nbins <= key.size:  # rows for every key cost no more than the "
          "records do", "<= -> <"):
             "which rows spread hands back (every key's or those that occur) is a cost choice: "

@@ -280,10 +280,13 @@ def test_bins_end_at_now_and_a_remainder_under_a_billionth_of_a_bin_joins_the_la
     assert edges.tolist() == [0.0, 1.0, 2.0, 3.0, now]
 
 
-def test_records_are_read_in_whole_pieces_in_order_across_where_they_are_kept(monkeypatch):
-    # 3 records moved on, a held batch of 4, then 2 in the arrays: pieces of 4 rows cut across
-    # the three (4, 4, 1), every record once, in the order recorded
-    monkeypatch.setattr(linkstats, "PIECE_ROWS", 4)
+@pytest.mark.parametrize(("piece", "sizes"), [(4, [4, 4, 1]), (5, [5, 4])])
+def test_records_are_read_in_whole_pieces_in_order_across_where_they_are_kept(monkeypatch, piece,
+                                                                             sizes):
+    # 3 records moved on, a held batch of 4, then 2 in the arrays: pieces cut across the three
+    # (of 4 rows: the last one the arrays' alone; of 5: the last one held rows and array rows),
+    # every record once, in the order recorded
+    monkeypatch.setattr(linkstats, "PIECE_ROWS", piece)
     monkeypatch.setattr(linkstats, "BULK_ROWS", 4)
     s = stats()
     r = s.route((0,))
@@ -295,5 +298,5 @@ def test_records_are_read_in_whole_pieces_in_order_across_where_they_are_kept(mo
     for k in (7, 8):
         s.interval(r, float(k), k + 0.5, float(k))
     pieces = list(s._pieces(("lo_start", "lo_bytes")))
-    assert [len(p[0]) for p in pieces] == [4, 4, 1]
+    assert [len(p[0]) for p in pieces] == sizes
     assert np.concatenate([p[1] for p in pieces]).tolist() == [float(k) for k in range(9)]

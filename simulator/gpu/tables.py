@@ -87,14 +87,13 @@ class Rows:
 
 def _cell_medians(cell: np.ndarray, time: np.ndarray) -> np.ndarray:
     """``np.median`` of ``time`` over the rows of each distinct ``cell``, cells in ascending
-    order — the same bits (the middle value; of two, their sum halved), for all cells at once."""
+    order — the same bits (the sum of the two middle values halved; of an odd count the middle
+    value twice, halved: itself exactly), for all cells at once."""
     order = np.lexsort((time, cell))
     x, c = time[order], cell[order]
     starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
     n = np.diff(np.r_[starts, c.size])
-    upper = x[starts + n // 2]
-    lower = x[starts + (n - 1) // 2]
-    return np.where(n % 2 == 1, upper, (lower + upper) / 2.0)
+    return (x[starts + (n - 1) // 2] + x[starts + n // 2]) / 2.0
 
 
 class Table:
