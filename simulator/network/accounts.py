@@ -78,7 +78,8 @@ class Accounts:
         :meth:`~simulator.network.fabric.Fabric.transfer_link`'s ``counted``). ``totals`` [B]:
         when the messages are several calls' worth, put end to end, each call's byte total (the
         run's totals grow by each in turn, as so many calls would add them; None: one call).
-        Schedules nothing."""
+        Schedules nothing. Numpy arrays may be kept as they are (a long batch is held, not
+        copied: :meth:`LinkStats.intervals`): the caller does not change them afterwards."""
         n = len(route_ids)
         if tags is None:
             tags = [OTHER] * n
