@@ -358,7 +358,8 @@ def test_link_records_moved_to_temporary_files_give_the_same_totals_and_timeline
     run_flows(plain, flows, probe_at=times, probe=lambda now: None)
     want = plain.links_frame(), plain.link_timeline(3e-4)  # all records in one piece
     # move every record to disk at each probe, and go over them a few rows at a time
-    with mock.patch.object(linkstats, "PIECE_ROWS", piece):
+    with mock.patch.object(linkstats, "PIECE_ROWS", piece), \
+            mock.patch.object(linkstats, "CHANGE_ROWS", piece):
         run_flows(spilled, flows, probe_at=times,
                   probe=lambda now: spilled._stats.spill(rows=1, spill_bytes=0))
         spilled._stats.spill(rows=1, spill_bytes=0)

@@ -156,9 +156,9 @@ def test_spilling_moves_records_on_once_a_column_is_long_and_changes_nothing(mon
 
 @pytest.mark.parametrize("piece_rows", [2, 3, 1 << 20])
 def test_a_links_timeline_carries_its_bytes_across_pieces_of_records(monkeypatch, piece_rows):
-    # the change points are taken PIECE_ROWS at a time: a link's bytes so far, its last time
+    # the change points are taken CHANGE_ROWS at a time: a link's bytes so far, its last time
     # and load carry over from one piece to the next
-    monkeypatch.setattr(linkstats, "PIECE_ROWS", piece_rows)
+    monkeypatch.setattr(linkstats, "CHANGE_ROWS", piece_rows)
     s = stats()
     for t, l0 in ((1.0, 10.0), (2.0, 30.0), (3.0, 0.0), (4.0, 20.0), (6.0, 0.0)):
         loads(s, t, l0=l0, l1=l0 / 2)
