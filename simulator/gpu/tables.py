@@ -121,10 +121,9 @@ class Table:
         flat = np.ravel_multi_index(pos, shape) if shape else np.zeros(idx.size, int)
         logt = np.full(int(np.prod(shape)), np.nan)
         src = np.full(logt.size, "", dtype=object)
-        order = np.argsort(flat, kind="stable")  # by cell, rows in file order
-        cells, starts = np.unique(flat[order], return_index=True)
+        cells, first = np.unique(flat, return_index=True)  # first: each cell's first row
         logt[cells] = np.log(_cell_medians(flat, r.time[idx]))
-        src[cells] = r.source[idx[order[starts]]]  # each cell's first row
+        src[cells] = r.source[idx[first]]
         return [np.log(a) for a in axes], logt.reshape(shape), src.reshape(shape)
 
     def lookup_one(self, key: tuple, coords: tuple[float, ...]) -> tuple[float, str] | None:

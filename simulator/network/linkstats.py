@@ -105,27 +105,24 @@ class LinkStats:
             for name, values in zip(_LONE, batch, strict=True):
                 self._spills[name].add(values)
         self._held = []
-        for name, dt in _COLUMNS.items():
-            a = getattr(self, name)
-            self._spills[name].add(np.frombuffer(a, dtype=dt).copy())
-            del a[:]  # in place: bound ``append`` methods stay valid
+        for name, values in zip(_COLUMNS, self._take(tuple(_COLUMNS)), strict=True):
+            self._spills[name].add(values)
 
-    def _column(self, name: str) -> np.ndarray:
-        """All records of one column (moved-on rows first, then the in-memory ones)."""
-        dt = _COLUMNS[name]
-        a = getattr(self, name)
-        if self._spills is None:
-            return np.frombuffer(a, dtype=dt)
-        sp = self._spills[name]
-        sp.add(np.frombuffer(a, dtype=dt).copy())
-        del a[:]
-        return sp.array()
+    def _take(self, names: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """The ``array`` rows of columns ``names``, copied out, the columns emptied (in place:
+        bound ``append`` methods stay valid)."""
+        out = tuple(np.frombuffer(getattr(self, n), dtype=_COLUMNS[n]).copy() for n in names)
+        for n in names:
+            del getattr(self, n)[:]
+        return out
 
-    def _pieces(self, names: tuple[str, ...]):
-        """The records of columns ``names`` (all lone-flow or all shared-flow ones) in order, as
-        tuples of :data:`PIECE_ROWS` rows (the last one shorter): the moved-on rows, the batches
-        held, then the ``array`` rows, read where they are. A piece is cut at the same rows
-        however the records were handed over or moved on, so neither changes a sum."""
+    def _pieces(self, names: tuple[str, ...], rows: int | None = None):
+        """The records of columns ``names`` (all lone-flow, all shared-flow or all change-point
+        ones) in order, as tuples of ``rows`` rows (default :data:`PIECE_ROWS`; the last one
+        shorter): the moved-on rows, the batches held, then the ``array`` rows, read where they
+        are. A piece is cut at the same rows however the records were handed over or moved on,
+        so neither changes a sum."""
+        size = PIECE_ROWS if rows is None else rows
         segments = []
         if self._spills is not None:
             segments.append([self._spills[n].array() for n in names])
@@ -138,15 +135,15 @@ class LinkStats:
             n = len(cols[0])
             a = 0
             while a < n:
-                take = min(PIECE_ROWS - have, n - a)
+                take = min(size - have, n - a)
                 part = tuple(c[a:a + take] for c in cols)
                 a += take
-                if take == PIECE_ROWS:  # a whole piece inside one segment: as it is
+                if take == size:  # a whole piece inside one segment: as it is
                     yield part
                     continue
                 parts.append(part)
                 have += take
-                if have == PIECE_ROWS:
+                if have == size:
                     yield tuple(np.concatenate(x) for x in zip(*parts, strict=True))
                     parts, have = [], 0
         if len(parts) == 1:
@@ -263,10 +260,7 @@ class LinkStats:
         kept as it is (the caller leaves them unchanged)."""
         if isinstance(routes, np.ndarray) and len(routes) >= BULK_ROWS:
             if len(self.lo_route):  # rows recorded before come first
-                self._held.append(tuple(np.frombuffer(getattr(self, n), dtype=_COLUMNS[n]).copy()
-                                        for n in _LONE))
-                for n in _LONE:
-                    del getattr(self, n)[:]
+                self._held.append(self._take(_LONE))
             self._held.append(tuple(np.ascontiguousarray(v, _COLUMNS[n]) for n, v in
                                     zip(_LONE, (routes, starts, ends, nbytes, tags), strict=True)))
             return
@@ -340,12 +334,10 @@ class LinkStats:
         nl = len(self.edges)
         cum = np.zeros((nl, len(edges_at)))
         last_at, last_load, last_b = np.zeros(nl), np.zeros(nl), np.zeros(nl)
-        link_all = self._column("tl_link")
-        at_all, load_all = self._column("tl_at"), self._column("tl_load")
-        for a in range(0, len(link_all), CHANGE_ROWS):
-            b = a + CHANGE_ROWS
-            order = np.argsort(link_all[a:b], kind="stable")  # by link, time order kept
-            link, at, load = link_all[a:b][order], at_all[a:b][order], load_all[a:b][order]
+        for piece_link, piece_at, piece_load in self._pieces(("tl_link", "tl_at", "tl_load"),
+                                                             CHANGE_ROWS):
+            order = np.argsort(piece_link, kind="stable")  # by link, time order kept
+            link, at, load = piece_link[order], piece_at[order], piece_load[order]
             links, starts = np.unique(link, return_index=True)
             for k, i, j in zip(links.tolist(), starts.tolist(), [*starts[1:].tolist(), len(link)],
                                strict=True):
