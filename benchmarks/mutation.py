@@ -1449,6 +1449,8 @@ def _records_equivalents() -> dict:
             "the names of one call are all lone-flow columns or all shared-flow ones: the "
             "second answers as the first",
         (links, "n = len(cols[0])", "0 -> 1"): same_lengths + " (one segment's columns)",
+        (links, "for name, values in zip(_COLUMNS, self._take(tuple(_COLUMNS)), strict=True):",
+         "True -> False"): same_lengths + " (_take gives one array per name)",
         **{(links, "yield tuple(np.concatenate(x) for x in zip(*parts, strict=True))",
             "True -> False", k): same_lengths + " (each part has one column per name)"
            for k in ("#1", "#2")},
