@@ -5,7 +5,9 @@ Held here: the finding is the directory asked block by block for every slot (the
 when its home owns the whole context; its copy hits are the slots times one layer's picks on
 copies, whose mean is the drawn steps' mean; a finding lapses when the home loses HBM, when the
 context grows and after a sample's steps; the directory's losses count exactly the losses; and
-the engine uses it where it may and not where it may not.
+the engine uses it where it may and not where it may not. For an observing policy
+(``adaptive``): its picks per holder have the drawn counts' mean, and where every block is
+picked the policy is told of each step what the run that draws every selection tells it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from simulator import run
 from simulator.engine.fast import FastRun
 from simulator.engine.locate import LOCAL_STEPS, SELECTION_STEPS
 from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED
+from simulator.policies.observed import Observed
 from simulator.testing.invariants import repo_on, small_scenario
 from workloads.schema import make_trace
 
@@ -307,6 +310,47 @@ def test_the_estimate_has_the_mean_of_the_copy_hits_the_drawn_selections_count()
     assert 0 < got.mean() < S * 6  # some, not all, picks are copies
 
 
+def test_the_picks_per_holder_an_observing_policy_is_told_have_the_drawn_counts_mean():
+    # a context of the home's blocks and copies of two other GPUs' blocks: the estimate per
+    # holder (``local_away``) against what the compiled pass counts per holder on drawn steps
+    S = 3
+    d = directory(3, 1, 1, S)
+    ctx = d.intern(np.arange(60))
+    of = np.arange(60) % 4  # 0: the home's; 1: GPU 1's; 2: GPU 2's; 3: on GPU 1's host
+    for gpu in (1, 2, 3):
+        d.place(ctx[of == gpu], writer={1: 1, 2: 2, 3: 1}[gpu], now=0.0)
+        for s in range(S):
+            d.add_copies(0, ctx[of == gpu], s, now=1.0)
+    d.tier[ctx[of == 3]] = HOST  # copied, but not in GPU 1's HBM: not away
+    d.place(ctx[of == 0], writer=0, now=0.0)
+    kw = dict(popular=[40], focus=[[3, 9, 12, 30]])
+    estimate, drawn = [], []
+    for seed in range(300):
+        steps, req = local_steps(d, [ctx], S, seed=seed, **kw)
+        steps.observed = SimpleNamespace(selections=lambda *a: None)  # observing
+        assert steps.select_split(0, [0])[0] == []
+        estimate.append(steps.local_away)
+        assert steps.copy_hits > steps.local_away.sum()  # the host's copies are hits too
+    for seed in range(40):
+        steps, req = local_steps(d, [ctx], S, seed=seed, **kw)
+        steps.observed = SimpleNamespace(selections=lambda *a: None)
+        steps.local_counts = False
+        for step in range(1, SELECTION_STEPS + 1):
+            req.gen[0] = step
+            _, dense, valid, _, _ = steps.select_split(0, [0])
+            steps.locate(0, dense, valid)
+            assert steps.away.tolist() == steps.owner_copy_hits.tolist()
+            drawn.append(steps.away.astype(float))
+    est, got = np.array(estimate), np.array(drawn)
+    assert (est[:, 0] == 0).all() and (got[:, 0] == 0).all()  # the home's own: not away
+    per_sample = got.reshape(40, SELECTION_STEPS, 3).mean(axis=1)
+    for gpu in (1, 2):
+        se = np.hypot(est[:, gpu].std() / np.sqrt(len(est)),
+                      per_sample[:, gpu].std() / np.sqrt(len(per_sample)))
+        assert abs(est[:, gpu].mean() - got[:, gpu].mean()) < 4 * se
+        assert 0 < got[:, gpu].mean() < S * 6
+
+
 def test_the_directory_counts_a_homes_losses_and_nothing_else():
     d = directory(2, 1, 1, 2)
     ctx = d.intern(np.arange(6))
@@ -353,17 +397,39 @@ def samples(monkeypatch):
     return drawn
 
 
-@pytest.mark.parametrize("policy", ["fetch", "route", "local", "colocated"])
-def test_short_contexts_give_the_same_run_drawn_or_not(policy, monkeypatch, samples):
+@pytest.fixture
+def observed_steps(monkeypatch):
+    """What an observing policy is told of each decode step, call by call."""
+    told = []
+    real = Observed.step
+
+    def spy(self, home, hits, selected, *rest):
+        told.append((home, None if hits is None else np.asarray(hits, float).tolist(),
+                     None if selected is None else np.asarray(selected, float).tolist(), *rest))
+        return real(self, home, hits, selected, *rest)
+
+    monkeypatch.setattr(Observed, "step", spy)
+    return told
+
+
+@pytest.mark.parametrize("policy", ["fetch", "route", "local", "colocated", "adaptive"])
+def test_short_contexts_give_the_same_run_drawn_or_not(policy, monkeypatch, samples,
+                                                       observed_steps):
     # every block selected in every slot, so the draws are the contexts: the fast run with
-    # local contexts counted is the one that draws them, copy hits and steps alike
+    # local contexts counted is the one that draws them, copy hits and steps alike — and what
+    # an observing policy is told of each step (picks per holder, copies used, share)
     sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
     counted = run(sc, policy, trace=two_readers(), engine="fast")
     n_counted = sum(samples)
+    told = observed_steps[:]
     samples.clear()
+    observed_steps.clear()
     monkeypatch.setattr(FastRun, "count_local_contexts", False)
     every = run(sc, policy, trace=two_readers(), engine="fast")
     assert n_counted < sum(samples)  # fewer layers drawn
+    assert told == observed_steps and bool(told) == (policy == "adaptive")
+    if told:  # copies used, seen for the steps not drawn too
+        assert sum(np.sum(t[1]) for t in told) > 0
     for table in ("iterations", "rounds", "requests"):
         a, b = getattr(counted, table), getattr(every, table)
         assert a.shape == b.shape
@@ -376,18 +442,23 @@ def test_short_contexts_give_the_same_run_drawn_or_not(policy, monkeypatch, samp
         assert 0 < hit < 1  # the first step fetches, the later steps hit the copies
 
 
-@pytest.mark.parametrize("policy", ["route", "fetch"])
-def test_a_batch_of_a_drawn_and_a_local_query_is_the_run_that_draws_both(policy, monkeypatch):
+@pytest.mark.parametrize("policy", ["route", "fetch", "adaptive"])
+def test_a_batch_of_a_drawn_and_a_local_query_is_the_run_that_draws_both(policy, monkeypatch,
+                                                                         observed_steps):
     # one home, one batch: A reads a repository GPU 1 owns (drawn while it is away: under
-    # route always), B its own 5 blocks (local from its first step); every block picked
+    # route always), B its own 5 blocks (local from its first step); every block picked —
+    # and an observing policy told the same of each step
     sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
     repo = repo_on(1, 2)
     trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[6 * 64, 5 * 64],
                        output_tokens=[30, 30], block_ids=[list(range(6)), [70, 71, 72, 73, 74]],
                        block_tokens=64, session_id=[3, 3], repo_id=[repo, -1])
     counted = run(sc, policy, trace=trace, engine="fast")
+    told = observed_steps[:]
+    observed_steps.clear()
     monkeypatch.setattr(FastRun, "count_local_contexts", False)
     every = run(sc, policy, trace=trace, engine="fast")
+    assert told == observed_steps and bool(told) == (policy == "adaptive")
     assert (counted.requests["home"].astype(str) == "n0/gpu0").all() and len(counted.rounds)
     assert (counted.iterations["batch"] == 2).sum() > 10  # steps of both queries
     for table in ("iterations", "rounds", "requests"):
@@ -397,11 +468,41 @@ def test_a_batch_of_a_drawn_and_a_local_query_is_the_run_that_draws_both(policy,
                            b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)
 
 
-def test_an_observing_policy_draws_every_selection(samples):
+def test_an_observing_policy_draws_fewer_selections_as_the_others_do(samples):
     sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
     run(sc, "adaptive", trace=two_readers(), engine="fast")
-    assert set(samples) == {SELECTION_STEPS * 61}  # whole samples of every layer, only
     drawn_adaptive = sum(samples)
+    assert SELECTION_STEPS in samples  # a finding's layers: a local context not drawn
     samples.clear()
-    run(sc, "fetch", trace=two_readers(), engine="fast")
-    assert sum(samples) < drawn_adaptive / 2
+    run(sc, "adaptive", trace=two_readers(), engine="exact")
+    assert set(samples) == {SELECTION_STEPS * 61}  # whole samples of every layer, only
+    assert drawn_adaptive < sum(samples) / 2
+
+
+def test_an_observing_policy_is_told_of_a_local_readers_copies_beside_a_drawn_query(
+        monkeypatch, observed_steps):
+    # one home: A reads repository X of GPU 1 and holds copies of it by the time B, reading
+    # repository Y of GPU 1, decodes beside it; A's steps are not drawn, B's are (while away):
+    # what adaptive is told of those steps — A's picks on GPU 1's blocks among them — is the
+    # run's that draws both (every block picked)
+    sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
+    repo = repo_on(1, 2)
+    trace = make_trace(arrival_at=[0.0, 0.5], input_tokens=[6 * 64, 6 * 64],
+                       output_tokens=[60, 30],
+                       block_ids=[list(range(6)), list(range(10, 16))],
+                       block_tokens=64, session_id=[3, 3], repo_id=[repo, repo])
+    counted = run(sc, "adaptive", trace=trace, engine="fast")
+    told = observed_steps[:]
+    observed_steps.clear()
+    monkeypatch.setattr(FastRun, "count_local_contexts", False)
+    every = run(sc, "adaptive", trace=trace, engine="fast")
+    assert told == observed_steps
+    assert (counted.requests["home"].astype(str) == "n0/gpu0").all()
+    # steps of both queries, with copies of GPU 1's blocks used
+    both = [t for t in told if t[3] == 2 and t[1] is not None and t[1][1] > 0]
+    assert len(both) > 5
+    for table in ("iterations", "rounds", "requests"):
+        a, b = getattr(counted, table), getattr(every, table)
+        assert a.shape == b.shape
+        assert np.allclose(a.select_dtypes("number").to_numpy(float),
+                           b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)

@@ -304,12 +304,17 @@ class _Run:
         issued so far; ``at`` is now)."""
         return self.streams[g].free_at
 
-    def _observe(self, g: int, reqs: list[int], valid: np.ndarray) -> None:
+    def _observe(self, g: int, reqs: list[int], valid: np.ndarray | None,
+                 picked: np.ndarray | None = None) -> None:
         """Tell an observing policy about GPU ``g``'s decode step (its ``Observed``): copies
-        used, tokens left, the share of its context a query selects per slot, KV room."""
+        used, tokens left, the share of its context a query selects per slot, KV room — the
+        share from the selections' ``valid`` mask, or from ``picked``, each query's selected
+        (block, slot) pairs."""
         req, d = self.req, self.dir
         context = np.maximum(-(-(req.inp[reqs] + req.gen[reqs]) // self.bt), 1)
-        share = float((valid.sum(axis=(1, 2)) / (self.S * context)).mean())
+        if picked is None:
+            picked = valid.sum(axis=(1, 2))
+        share = float((picked / (self.S * context)).mean())
         self.observed.step(g, self.steps.owner_copy_hits, self.steps.away, len(reqs),
                            int((req.out[reqs] - req.gen[reqs]).sum()) / len(reqs), share,
                            int(d.capacity[g] - d.owned[g]), int(d.copies[g]))

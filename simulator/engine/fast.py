@@ -64,7 +64,9 @@ last uses, which a local context keeps more coarsely — above):
   the round's end); only the home's own later steps read it, so no step sees it early.
 
 A policy that observes the run (``observes``: ``adaptive``) gets the same counters as on the
-exact engine (:class:`~simulator.policies.observed.Observed`). For it the engine advances to the
+exact engine (:class:`~simulator.policies.observed.Observed`) — for a query not drawn, its picks
+per holder estimated and its stability not counted (:mod:`simulator.engine.locate`; since stop
+64: until then such a policy's queries were all drawn). For it the engine advances to the
 start of each layer slot that has rounds (one event per such slot, not per step), so the policy
 decides knowing every kernel and message issued by then, as on the exact engine: the owner's
 load is the stream calendar's work issued by the round's start, the links' load the link
@@ -186,8 +188,8 @@ class FastRun(_Run):
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
         # contexts wholly local are not drawn (simulator/engine/locate.py), where what the
         # draws feed besides the step can be counted without them
-        self.steps.local_counts = (self.count_local_contexts and self.observed is None
-                                   and self.replay is None and self.dir.k == 1)
+        self.steps.local_counts = (self.count_local_contexts and self.replay is None
+                                   and self.dir.k == 1)
 
     # -- one decode step -----------------------------------------------------------------------
 
@@ -202,9 +204,11 @@ class FastRun(_Run):
         drawn, dense, valid, n_quiet, q_quiet = self.steps.select_split(g, reqs, colocated)
         if na_layer is None:
             na_layer = self.costs.na(g, len(reqs))
+        observing = self.observed is not None
+        if not drawn and observing:
+            self._observe_split(g, reqs, drawn, valid)
         if not drawn and self.chain_quiet and self.cal[g].last_end <= start_at:
-            # every context local (never for an observing policy: it draws every selection),
-            # on a stream only this GPU uses: every slot alike
+            # every context local, on a stream only this GPU uses: every slot alike
             at = self.quiet.uniform(g, n_quiet, q_quiet, na_layer, start_at)
             yield GpuTimeout(env, at - env.now, g)
             return
@@ -215,8 +219,8 @@ class FastRun(_Run):
         else:
             self.dir.touch(g, dense[valid], env.now)
             local, groups = self.steps.locate_for(g, dense, valid, colocated)
-            if self.observed is not None:
-                self._observe(g, reqs, valid)
+            if observing:
+                self._observe_split(g, reqs, drawn, valid)
             if len(drawn) == 1:  # one query: its local blocks per slot, and whether any
                 n_arr = local[0].sum(axis=1)
                 q_arr = (n_arr > 0).astype(n_arr.dtype)
@@ -228,7 +232,6 @@ class FastRun(_Run):
         at = start_at
         cal = self.cal[g]
         own_stream = self.chain_quiet and cal.last_end <= at
-        observing = self.observed is not None
         if own_stream and self.S >= VECTOR_SLOTS and not observing:
             # no kernel but this GPU's own can be on its stream: the layers with nothing to
             # exchange are summed as arrays, without calendar items
@@ -267,6 +270,28 @@ class FastRun(_Run):
             prev = s + 1
         yield GpuTimeout(env, at - env.now, g)
         yield from self._pay_debt(g)
+
+    def _observe_split(self, g: int, reqs: list[int], drawn: list[int],
+                       valid: np.ndarray | None) -> None:
+        """:meth:`_observe` of a step whose queries not in ``drawn`` were not drawn (their
+        contexts local: :mod:`simulator.engine.locate`): their picks per holder are the
+        findings' estimates (``StepData.local_away``), all of them copy hits, and their share
+        of the context the selector's count over it, as a drawn query's is."""
+        if len(drawn) == len(reqs):
+            self._observe(g, reqs, valid)
+            return
+        steps = self.steps
+        local_away = steps.local_away
+        if drawn:  # the drawn queries' counts, from the compiled pass, and the estimates
+            steps.away = steps.away + local_away
+            steps.owner_copy_hits = steps.owner_copy_hits + local_away
+        else:
+            steps.away, steps.owner_copy_hits = local_away, local_away.copy()
+        picked = np.array([0 if r in drawn else steps._local[r].count * self.S
+                           for r in reqs], np.int64)
+        if drawn:
+            picked[[i for i, r in enumerate(reqs) if r in drawn]] = valid.sum(axis=(1, 2))
+        self._observe(g, reqs, None, picked)
 
     def _slot_start(self, g: int, at: float, observing: bool):
         """When GPU ``g``'s next slot with rounds starts [s], planned for ``at`` [s]: the slot

@@ -32,9 +32,16 @@ The finding holds while the context does not grow and its home loses nothing fro
 (``BlockDirectory.losses``), and for at most :data:`LOCAL_STEPS` steps. A context found *not*
 wholly local, with m blocks not local in some slot, is not checked again until its home has
 gained m blocks in HBM or copied slots (``BlockDirectory.gains``): nothing else can make it
-local, and each gain completes at most one block. Not
-with a recorded selection trace, a replicated placement, or a policy that observes selections
-(``adaptive``: its stability estimate reads them). The exact engine draws every selection."""
+local, and each gain completes at most one block. Not with a recorded selection trace or a
+replicated placement. The exact engine draws every selection.
+
+A policy that observes the run (``adaptive``, :class:`~simulator.policies.observed.Observed`)
+reads three things of a step's selections. For a query not drawn: its picks on each other
+GPU's blocks per step (``away``; each one a copy hit, since the context is local) are the
+finding's layers' picks per holder, scaled as the copy hits are (``local_away``); its selected
+share of the context is the selector's count over the context, as drawn; and the stability
+counters (a block picked at one step and again at the next) get nothing from it — they are
+fed by the queries drawn, whose selections follow the same law."""
 
 from __future__ import annotations
 
@@ -70,6 +77,9 @@ class _Local(NamedTuple):
     home: int  #: the GPU it was made on
     count: int  #: blocks selected per slot
     every: int  #: trailing blocks every layer selects
+    #: for an observing policy: per holder GPU, picks per step on its blocks (all copied to
+    #: the home), estimated as ``hits`` is; None where there are none or nothing observes
+    away: np.ndarray | None = None
 
 
 class StepData:
@@ -105,6 +115,9 @@ class StepData:
         #: (``away``) and those of them served by a copy at home (``owner_copy_hits``)
         self.away: np.ndarray | None = None
         self.owner_copy_hits: np.ndarray | None = None
+        #: with ``observed`` and ``local_counts``: the part of ``away`` (all of it copy hits)
+        #: of the last :meth:`select_split`'s queries not drawn, estimated per holder GPU
+        self.local_away: np.ndarray | None = None
         # selected (block, slot) references the home does not hold: found among its copies, or
         # not (a round, a host fetch or a recompute) — the summary's ``copy_hit_rate``
         self.copy_hits = 0
@@ -164,6 +177,8 @@ class StepData:
         gen = req.gen
         found = self._local
         drawn, hits, n_local, q_local = [], 0, 0, 0
+        if self.observed is not None:  # the local queries' picks per holder, estimated
+            self.local_away = np.zeros(self.G)
         now = req.env.now
         gains = self.dir.gains[g]
         for r in reqs:
@@ -181,6 +196,8 @@ class StepData:
                 hits += f.hits
                 n_local += f.count
                 q_local += 1
+                if f.away is not None:
+                    self.local_away += f.away
                 self.dir.touch(g, req.ctx_idx[r][-f.every:], now)
         self.copy_hits += hits
         if not drawn:
@@ -223,9 +240,15 @@ class StepData:
                                      popular_blocks=req.popular[[r]]).query(0)]
         # copy hits per step: the slots × the mean picks per layer on blocks held as copies
         hits = self.S * np.count_nonzero(np.isin(picks, copies)) / layers if spread else 0.0
+        away = None
+        if spread and self.observed is not None:  # as the compiled pass counts them: picks
+            # on blocks in another GPU's HBM, per holder (all copied here)
+            held = d.base[picks[(d.tier[picks] == HBM) & (d.base[picks] != g)]]
+            if len(held):
+                away = np.bincount(held, minlength=self.G) * (self.S / layers)
         d.touch(g, picks.ravel(), req.env.now)
         f = self._local[r] = _Local(step, n, int(d.losses[g]), hits, g, count,
-                                    int(sel.always_picked(n)))
+                                    int(sel.always_picked(n)), away)
         return f
 
     def _cached(self, r: int) -> bool:
