@@ -351,6 +351,41 @@ def test_the_picks_per_holder_an_observing_policy_is_told_have_the_drawn_counts_
         assert 0 < got[:, gpu].mean() < S * 6
 
 
+def test_the_stability_a_local_query_tells_has_the_drawn_samples_mean():
+    # a finding's share of picks picked again S layers on, against what drawn samples tell
+    # ``Observed.selections`` (slot 0, step to next step), for a context with a popular region
+    # and a focus set; and, per step, a drawn sample's weight
+    S = 3
+    d = directory(2, 1, 1, S)
+    ctx = d.intern(np.arange(60))
+    d.place(ctx, writer=0, now=0.0)
+    kw = dict(popular=[40], focus=[[3, 9, 12, 30]])
+    told = []
+    observing = SimpleNamespace(selections=lambda a, b: told.append((a, b)))
+    found = []
+    for seed in range(200):
+        steps, req = local_steps(d, [ctx], S, seed=seed, **kw)
+        steps.observed = observing
+        assert steps.select_split(0, [0])[0] == []
+        picked, again = told.pop()
+        count = int(SEL.counts(60))
+        assert picked == pytest.approx(count * (SELECTION_STEPS - 1) / SELECTION_STEPS)
+        found.append(again / picked)
+        assert not told
+    for seed in range(200):
+        steps, req = local_steps(d, [ctx], S, seed=seed, **kw)
+        steps.observed = observing
+        steps.local_counts = False
+        steps.select_split(0, [0])  # one sample: SELECTION_STEPS steps
+    drawn = np.array(told, float)
+    assert len(drawn) == 200
+    share = drawn[:, 1] / drawn[:, 0]
+    est = np.array(found)
+    se = np.hypot(est.std() / np.sqrt(len(est)), share.std() / np.sqrt(len(share)))
+    assert abs(est.mean() - share.mean()) < 4 * se
+    assert 0.2 < share.mean() < 0.95  # some picks renewed, most kept
+
+
 def test_the_directory_counts_a_homes_losses_and_nothing_else():
     d = directory(2, 1, 1, 2)
     ctx = d.intern(np.arange(6))
@@ -472,7 +507,8 @@ def test_an_observing_policy_draws_fewer_selections_as_the_others_do(samples):
     sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
     run(sc, "adaptive", trace=two_readers(), engine="fast")
     drawn_adaptive = sum(samples)
-    assert SELECTION_STEPS in samples  # a finding's layers: a local context not drawn
+    # a finding's layers (a sample's step pairs, S layers apart): a local context not drawn
+    assert 61 + SELECTION_STEPS - 1 in samples
     samples.clear()
     run(sc, "adaptive", trace=two_readers(), engine="exact")
     assert set(samples) == {SELECTION_STEPS * 61}  # whole samples of every layer, only

@@ -157,8 +157,9 @@ class Observed:
         """``home`` has no request left to serve: no batch of its own (``queries`` 0)."""
         self.queries[home] = 0
 
-    def selections(self, selected: int, reselected: int) -> None:
-        """Of ``selected`` blocks picked at a step, ``reselected`` were picked at the next."""
+    def selections(self, selected: float, reselected: float) -> None:
+        """Of ``selected`` blocks picked at a step, ``reselected`` were picked at the next (an
+        estimate may count fractions)."""
         self.picked += selected
         self.picked_again += reselected
         if self.picked > SELECTION_WINDOW:
