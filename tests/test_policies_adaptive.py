@@ -216,6 +216,32 @@ class ObservedFetch(Fetch):
         return "fetch"
 
 
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_query_reading_its_whole_context_is_told_a_share_of_one_in_any_batch(engine,
+                                                                               monkeypatch):
+    # dense selection: every query selects every block of its context in every slot, so the
+    # share it is told is 1 whether it decodes alone or beside another — its context counted
+    # in whole blocks of its prompt and the tokens it generated (the first half of a block
+    # included); on the fast engine the contexts local after the first step are not drawn
+    told = []
+    real = Observed.step
+
+    def spy(self, home, hits, selected, queries, remaining, share, *rest):
+        told.append((queries, share))
+        return real(self, home, hits, selected, queries, remaining, share, *rest)
+
+    monkeypatch.setattr(Observed, "step", spy)
+    sc = small_scenario("single_node:gpus=2", scheme="hash", layer_groups=2)
+    sc = sc.with_changes(model=type(sc.model)(name="deepseek-v3.2", selection="dense"))
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[40 * 64 - 30, 21 * 64 + 5],
+                       output_tokens=[9, 40], block_ids=[list(range(40)), list(range(50, 72))],
+                       block_tokens=64, session_id=[1, 1], repo_id=[repo_on(1, 2), -1])
+    pol = ObservedFetch()
+    run(sc, pol, trace=trace, engine=engine)
+    assert {q for q, _ in told} == {1, 2}
+    assert all(share == 1.0 for _, share in told)
+
+
 @pytest.mark.parametrize("home", [0, 1])
 @pytest.mark.parametrize("engine", ["exact", "fast"])
 def test_the_engine_counts_copies_and_their_uses_exactly(engine, home):
