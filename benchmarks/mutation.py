@@ -533,7 +533,7 @@ def _fast_equivalents() -> dict:
         (path, "self.debt = [0.0] * self.G", "0.0 -> 1.0"): no_debt,
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#1"): no_debt,
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#3"): no_debt,
-        (path, "picked = np.array([0 if r in drawn else steps._local[r].count * self.S",
+        (path, "picked = np.array([0 if r in was_drawn else steps.local_count(r) * self.S",
          "0 -> 1"):
             "a drawn query's entry is a placeholder: the line after sets every drawn query's "
             "entry from its selections",

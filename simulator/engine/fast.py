@@ -287,10 +287,11 @@ class FastRun(_Run):
             steps.owner_copy_hits = steps.owner_copy_hits + local_away
         else:
             steps.away, steps.owner_copy_hits = local_away, local_away.copy()
-        picked = np.array([0 if r in drawn else steps._local[r].count * self.S
+        was_drawn = set(drawn)
+        picked = np.array([0 if r in was_drawn else steps.local_count(r) * self.S
                            for r in reqs], np.int64)
         if drawn:
-            picked[[i for i, r in enumerate(reqs) if r in drawn]] = valid.sum(axis=(1, 2))
+            picked[[i for i, r in enumerate(reqs) if r in was_drawn]] = valid.sum(axis=(1, 2))
         self._observe(g, reqs, None, picked)
 
     def _slot_start(self, g: int, at: float, observing: bool):

@@ -217,6 +217,11 @@ class StepData:
         dense, valid = self.select(g, drawn)
         return drawn, dense, valid, n_local, q_local
 
+    def local_count(self, r: int) -> int:
+        """Blocks query ``r`` selects per slot, by its finding that its context is local (for
+        a query :meth:`select_split` did not draw at its last call)."""
+        return self._local[r].count
+
     def _find_local(self, g: int, r: int, step: int, colocated: bool):
         """Query ``r``'s finding at ``step`` if every block of its context is local to its home
         ``g`` in every slot (module docstring), else None (and nothing kept)."""
