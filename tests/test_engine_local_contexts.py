@@ -27,6 +27,7 @@ from simulator import run
 from simulator.engine.fast import FastRun
 from simulator.engine.locate import LOCAL_STEPS, SELECTION_STEPS
 from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED
+from simulator.policies.colocated import Colocated
 from simulator.policies.observed import Observed
 from simulator.testing.invariants import repo_on, small_scenario
 from workloads.schema import make_trace
@@ -542,3 +543,40 @@ def test_an_observing_policy_is_told_of_a_local_readers_copies_beside_a_drawn_qu
         assert a.shape == b.shape
         assert np.allclose(a.select_dtypes("number").to_numpy(float),
                            b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)
+
+
+class _ObservedColocated(Colocated):
+    """``colocated`` that asks for observations (an observing policy that moves nothing)."""
+
+    name = "observed_colocated"
+    observes = True
+
+
+def test_an_observing_colocated_policy_is_told_nothing_away_from_home(observed_steps):
+    # every block counts as home: its contexts are all local, and nothing is away
+    sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[6 * 64, 6 * 64],
+                       output_tokens=[30, 30], block_ids=[list(range(6)), list(range(10, 16))],
+                       block_tokens=64, session_id=[3, 3], repo_id=[repo_on(1, 2)] * 2)
+    res = run(sc, _ObservedColocated(), trace=trace, engine="fast")
+    assert res.summary["completed"] == 2 and len(res.rounds) == 0
+    assert any(t[3] == 2 for t in observed_steps)
+    assert all(not any(t[1]) and not any(t[2]) for t in observed_steps)
+
+
+def test_a_drawn_query_of_a_colocated_policy_beside_a_local_one_is_told_nothing_away(
+        observed_steps):
+    # a query drawn under a colocated policy (a context with a hole is never found local)
+    # leaves nothing away from home (None): a local query beside it adds its estimate to none
+    sc = small_scenario("single_node:gpus=2", layer_groups=0, scheme="repo_affinity")
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[6 * 64, 3 * 64],
+                       output_tokens=[5, 5], block_ids=[list(range(6)), list(range(10, 13))],
+                       block_tokens=64)
+    fast = FastRun(sc, _ObservedColocated(), 0, trace, None)
+    fast.steps.away = fast.steps.owner_copy_hits = None  # as locate_for leaves them, colocated
+    fast.steps.local_away = np.zeros(fast.G)
+    fast.steps._local[1] = SimpleNamespace(count=3)  # query 1's finding: 3 blocks per slot
+    valid = np.ones((1, fast.S, 6), bool)  # query 0 drawn: its 6 blocks in every slot
+    fast._observe_split(0, [0, 1], [0], valid)
+    home, hits, selected, queries, _, share = observed_steps[-1][:6]
+    assert (home, hits, selected, queries, share) == (0, None, None, 2, 1.0)

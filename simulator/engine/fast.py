@@ -283,8 +283,9 @@ class FastRun(_Run):
         steps = self.steps
         local_away = steps.local_away
         if drawn:  # the drawn queries' counts, from the compiled pass, and the estimates
-            steps.away = steps.away + local_away
-            steps.owner_copy_hits = steps.owner_copy_hits + local_away
+            if steps.away is not None:  # (None: a colocated policy, nothing away from home)
+                steps.away = steps.away + local_away
+                steps.owner_copy_hits = steps.owner_copy_hits + local_away
         else:
             steps.away, steps.owner_copy_hits = local_away, local_away.copy()
         was_drawn = set(drawn)
