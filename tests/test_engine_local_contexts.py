@@ -419,6 +419,15 @@ def two_readers(output: int = 40):
                       block_tokens=64, session_id=[0, 1], repo_id=[repo_on(1, 2)] * 2)
 
 
+def assert_same_tables(counted, every):
+    """Two runs' iteration, round and request records agree (to 1e-12)."""
+    for table in ("iterations", "rounds", "requests"):
+        a, b = getattr(counted, table), getattr(every, table)
+        assert a.shape == b.shape
+        assert np.allclose(a.select_dtypes("number").to_numpy(float),
+                           b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)
+
+
 @pytest.fixture
 def samples(monkeypatch):
     """The layers of each of the selector's draws, call by call."""
@@ -466,11 +475,7 @@ def test_short_contexts_give_the_same_run_drawn_or_not(policy, monkeypatch, samp
     assert told == observed_steps and bool(told) == (policy == "adaptive")
     if told:  # copies used, seen for the steps not drawn too
         assert sum(np.sum(t[1]) for t in told) > 0
-    for table in ("iterations", "rounds", "requests"):
-        a, b = getattr(counted, table), getattr(every, table)
-        assert a.shape == b.shape
-        assert np.allclose(a.select_dtypes("number").to_numpy(float),
-                           b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)
+    assert_same_tables(counted, every)
     hit = counted.summary["copy_hit_rate"]
     assert hit == every.summary["copy_hit_rate"] or (np.isnan(hit) and policy != "fetch")
     assert (counted.requests["home"].astype(str) != "n0/gpu1").any()  # a reader away
@@ -497,11 +502,7 @@ def test_a_batch_of_a_drawn_and_a_local_query_is_the_run_that_draws_both(policy,
     assert told == observed_steps and bool(told) == (policy == "adaptive")
     assert (counted.requests["home"].astype(str) == "n0/gpu0").all() and len(counted.rounds)
     assert (counted.iterations["batch"] == 2).sum() > 10  # steps of both queries
-    for table in ("iterations", "rounds", "requests"):
-        a, b = getattr(counted, table), getattr(every, table)
-        assert a.shape == b.shape
-        assert np.allclose(a.select_dtypes("number").to_numpy(float),
-                           b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)
+    assert_same_tables(counted, every)
 
 
 def test_an_observing_policy_draws_fewer_selections_as_the_others_do(samples):
@@ -538,11 +539,7 @@ def test_an_observing_policy_is_told_of_a_local_readers_copies_beside_a_drawn_qu
     # steps of both queries, with copies of GPU 1's blocks used
     both = [t for t in told if t[3] == 2 and t[1] is not None and t[1][1] > 0]
     assert len(both) > 5
-    for table in ("iterations", "rounds", "requests"):
-        a, b = getattr(counted, table), getattr(every, table)
-        assert a.shape == b.shape
-        assert np.allclose(a.select_dtypes("number").to_numpy(float),
-                           b.select_dtypes("number").to_numpy(float), rtol=1e-12, equal_nan=True)
+    assert_same_tables(counted, every)
 
 
 class _ObservedColocated(Colocated):
