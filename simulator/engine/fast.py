@@ -65,10 +65,10 @@ last uses, which a local context keeps more coarsely — above):
 
 A policy that observes the run (``observes``: ``adaptive``) gets the same counters as on the
 exact engine (:class:`~simulator.policies.observed.Observed`) — for a query not drawn, its picks
-per holder estimated and its stability not counted (:mod:`simulator.engine.locate`; since stop
-64: until then such a policy's queries were all drawn). For it the engine advances to the
-start of each layer slot that has rounds (one event per such slot, not per step), so the policy
-decides knowing every kernel and message issued by then, as on the exact engine: the owner's
+per holder and its stability estimated from its finding's layers (:mod:`simulator.engine.locate`;
+since stop 64: until then such a policy's queries were all drawn). For it the engine advances to
+the start of each layer slot that has rounds (one event per such slot, not per step), so the
+policy decides knowing every kernel and message issued by then, as on the exact engine: the owner's
 load is the stream calendar's work issued by the round's start, the links' load the link
 calendars' (:meth:`~simulator.engine.fast_links.Links.extra_time`: the FIFO wait, where the
 exact engine re-prices at the live max-min share). A copy a round makes is counted when its
