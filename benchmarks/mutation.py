@@ -533,10 +533,6 @@ def _fast_equivalents() -> dict:
         (path, "self.debt = [0.0] * self.G", "0.0 -> 1.0"): no_debt,
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#1"): no_debt,
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#3"): no_debt,
-        (path, "picked = np.array([0 if r in was_drawn else steps.local_count(r) * self.S",
-         "0 -> 1"):
-            "a drawn query's entry is a placeholder: the line after sets every drawn query's "
-            "entry from its selections",
         (path, "q_arr = (n_arr > 0).astype(n_arr.dtype)", "> -> >="):
             "a slot's query count is read only where it has local blocks: the attention "
             "table's row 0 is 0.0 for every count, and QuietSlots.run_slots and the composer "
@@ -1595,9 +1591,6 @@ def _steps_equivalents() -> dict:
              "1 -> 2", "-2 is padding too: the selector ignores every negative entry"),
             (stability, "> -> >=", "T is SELECTION_STEPS = 16"),
             (stability, "1 -> 2", "T is SELECTION_STEPS = 16"),
-            ("away, stable = None, 0.0", "0.0 -> 1.0",
-             "a finding's stability is read only for an observing policy, for which it is "
-             "computed from the picks first; where nothing observes it stays unread"),
             ("for head, a, b, n_q in zip(heads.tolist(), starts, ends, nq.tolist(), strict=True):",
              "True -> False", "heads, starts, ends and nq have one entry per group"),
         )),

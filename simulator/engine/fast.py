@@ -286,13 +286,13 @@ class FastRun(_Run):
             if steps.away is not None:  # (None: a colocated policy, nothing away from home)
                 steps.away = steps.away + local_away
                 steps.owner_copy_hits = steps.owner_copy_hits + local_away
-        else:
-            steps.away, steps.owner_copy_hits = local_away, local_away.copy()
-        was_drawn = set(drawn)
-        picked = np.array([0 if r in was_drawn else steps.local_count(r) * self.S
+        else:  # (Observed.step copies what it keeps: one array serves as both)
+            steps.away = steps.owner_copy_hits = local_away
+        # each query's selected (block, slot) pairs: drawn, or its finding's count per slot
+        drawn_picks = {} if not drawn else dict(zip(drawn, valid.sum(axis=(1, 2)).tolist(),
+                                                    strict=True))
+        picked = np.array([drawn_picks[r] if r in drawn_picks else steps.local_count(r) * self.S
                            for r in reqs], np.int64)
-        if drawn:
-            picked[[i for i, r in enumerate(reqs) if r in was_drawn]] = valid.sum(axis=(1, 2))
         self._observe(g, reqs, None, picked)
 
     def _slot_start(self, g: int, at: float, observing: bool):

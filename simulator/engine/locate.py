@@ -84,9 +84,9 @@ class _Local(NamedTuple):
     #: for an observing policy: per holder GPU, picks per step on its blocks (all copied to
     #: the home), estimated as ``hits`` is; None where there are none or nothing observes
     away: np.ndarray | None = None
-    #: for an observing policy: the share of its picks a query picks again at its next step
-    #: (estimated from the finding's layers)
-    stable: float = 0.0
+    #: for an observing policy: what each step adds to the stability counters — (picks, picks
+    #: picked again at the next step), estimated from the finding's layers; else None
+    selections: tuple[float, float] | None = None
 
 
 class StepData:
@@ -207,9 +207,7 @@ class StepData:
                 if observed is not None:
                     if f.away is not None:
                         self.local_away += f.away
-                    # a drawn sample's T − 1 step pairs count for its T steps
-                    picked = f.count * (SELECTION_STEPS - 1) / SELECTION_STEPS
-                    observed.selections(picked, picked * f.stable)
+                    observed.selections(*f.selections)
                 self.dir.touch(g, req.ctx_idx[r][-f.every:], now)
         self.copy_hits += hits
         if not drawn:
@@ -260,7 +258,7 @@ class StepData:
                                      popular_blocks=req.popular[[r]]).query(0)]
         # copy hits per step: the slots × the mean picks per layer on blocks held as copies
         hits = self.S * np.count_nonzero(np.isin(picks, copies)) / layers if spread else 0.0
-        away, stable = None, 0.0
+        away = selections = None
         if observe:
             if spread:  # as the compiled pass counts them: picks on blocks in another GPU's
                 # HBM, per holder (all copied here)
@@ -271,9 +269,12 @@ class StepData:
             # and of the next give a drawn sample
             a, b = picks[: -self.S], picks[self.S :]
             stable = float((a[:, :, None] == b[:, None, :]).any(axis=2).mean())
+            # per step, a drawn sample's weight: its T − 1 step pairs count for its T steps
+            picked = count * (SELECTION_STEPS - 1) / SELECTION_STEPS
+            selections = (picked, picked * stable)
         d.touch(g, picks.ravel(), req.env.now)
         f = self._local[r] = _Local(step, n, int(d.losses[g]), hits, g, count,
-                                    int(sel.always_picked(n)), away, stable)
+                                    int(sel.always_picked(n)), away, selections)
         return f
 
     def _cached(self, r: int) -> bool:
