@@ -533,6 +533,8 @@ def _fast_equivalents() -> dict:
         (path, "self.debt = [0.0] * self.G", "0.0 -> 1.0"): no_debt,
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#1"): no_debt,
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#3"): no_debt,
+        (path, "drawn_picks = dict(zip(drawn, sums, strict=True))", "True -> False"):
+            "the drawn queries' selections have one row per drawn query",
         (path, "q_arr = (n_arr > 0).astype(n_arr.dtype)", "> -> >="):
             "a slot's query count is read only where it has local blocks: the attention "
             "table's row 0 is 0.0 for every count, and QuietSlots.run_slots and the composer "

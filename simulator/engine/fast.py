@@ -289,8 +289,8 @@ class FastRun(_Run):
         else:  # (Observed.step copies what it keeps: one array serves as both)
             steps.away = steps.owner_copy_hits = local_away
         # each query's selected (block, slot) pairs: drawn, or its finding's count per slot
-        drawn_picks = {} if not drawn else dict(zip(drawn, valid.sum(axis=(1, 2)).tolist(),
-                                                    strict=True))
+        sums = valid.sum(axis=(1, 2)).tolist() if drawn else []
+        drawn_picks = dict(zip(drawn, sums, strict=True))
         picked = np.array([drawn_picks[r] if r in drawn_picks else steps.local_count(r) * self.S
                            for r in reqs], np.int64)
         self._observe(g, reqs, None, picked)
