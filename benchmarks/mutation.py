@@ -186,8 +186,10 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                    "tests/test_workloads_rag.py", "tests/test_workloads_stats.py",
                    "tests/test_engine_trace.py"]),
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
-               "simulator/sweep/executor.py", "simulator/sweep/check.py"],
-              ["tests/test_sweep_spec.py", "tests/test_sweep.py", "tests/test_bad_input.py"]),
+               "simulator/sweep/executor.py", "simulator/sweep/check.py",
+               "simulator/sweep/local_pool.py"],
+              ["tests/test_sweep_spec.py", "tests/test_sweep.py", "tests/test_bad_input.py",
+               "tests/test_local_pool.py"]),
     # test_engine_regret.py: only its run of adaptive (its CLI test, ~17 s, checks the report)
     "policies": (["simulator/policies/adaptive.py", "simulator/policies/observed.py",
                   "simulator/policies/base.py", "simulator/policies/__init__.py",
@@ -1728,13 +1730,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/scheduler.py", "scheduled.add(r)", "delete `scheduled.add(r)`", "#2"):
         "(part 2) only the newest running request has prompt left, so no later part-2 victim "
         "choice or `r in scheduled` test meets it",
-    ("simulator/sweep/executor.py",
-     "for index, outcome in pool.imap_unordered(_run_task, work, chunksize=1):", "1 -> 2"):
-        "how many points a worker is handed at once: each point's result is the same",
-    ("simulator/sweep/executor.py", "pool.close()", "delete `pool.close()`"):
-        "the finally clause terminates and joins the pool anyway",
-    ("simulator/sweep/executor.py", "pool.join()", "delete `pool.join()`"):
-        "terminate() has ended the workers; join only waits for them to exit",
     ("simulator/sweep/executor.py",
      "cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,",
      "1 -> 2"):

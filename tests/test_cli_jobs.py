@@ -73,17 +73,19 @@ def test_without_an_affinity_call_the_cpu_count_is_used(monkeypatch):
     assert jobs.default_jobs(["a"] * 9) == 2
 
 
-def test_a_worker_ends_its_progress_with_a_marker_after_the_last_request(tiny, monkeypatch):
-    """The parent waits for the marker: a queue's items can arrive after the run's result."""
+def test_a_worker_posts_its_progress_and_answers_with_the_result_or_the_error(tiny):
+    posted = []
+    status, res = jobs._worker_run((tiny, "route", 1, None, None), posted.append)
+    assert status == "ok" and res.summary["completed"] == 5
+    assert posted[-1] == (5, 5) and [d for d, _ in posted] == sorted(d for d, _ in posted)
+    status, err = jobs._worker_run((tiny, "no-such-policy", 1, None, None), posted.append)
+    assert status == "error" and isinstance(err, UserError) and "no-such-policy" in str(err)
 
-    class Queue(list):
-        put = list.append
 
-    monkeypatch.setattr(jobs, "_QUEUE", Queue())
-    res = jobs._worker_run(tiny, "route", 1, None, None)
-    assert res.summary["completed"] == 5
-    assert jobs._QUEUE[-2:] == [("route", 5, 5), ("route", None, None)]
-    assert all(p == "route" and d is not None for p, d, _ in jobs._QUEUE[:-1])
+def test_a_run_whose_process_died_is_a_clear_error_naming_the_policy():
+    status, err = jobs._died(("scenario", "fetch", 0, None, None), -9)
+    assert status == "error" and isinstance(err, UserError)
+    assert "'fetch' was killed by signal 9" in str(err) and "--jobs 1" in str(err)
 
 
 @pytest.mark.parametrize(("policies", "n_jobs"), [(["route", "fetch"], 1), (["route"], 4)])

@@ -365,24 +365,14 @@ def test_another_installed_version_gives_other_keys(monkeypatch):
     assert [p.key for p in predict().points()] != before
 
 
-def test_a_worker_task_computes_its_point_and_workers_leave_ctrl_c_to_the_client():
-    import signal
-
-    from simulator.sweep.executor import _ignore_sigint, _run_task
+def test_a_worker_task_computes_its_point():
+    # that workers leave Ctrl-C to the client: tests/test_local_pool.py
+    from simulator.sweep.executor import _run_task
 
     sw = predict()
     (p,) = sw.points()
-    index, outcome = _run_task((sw.kind, sw.base, sw.base_dir, p, False))
-    assert index == p.index and [r["option"] for r in outcome["rows"]] == [
-        "route", "fetch", "local"]
-    before = signal.getsignal(signal.SIGINT)
-    try:
-        # from Python's own handler (a shell may start background jobs ignoring SIGINT)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        _ignore_sigint()
-        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
-    finally:
-        signal.signal(signal.SIGINT, before)
+    outcome = _run_task((sw.kind, sw.base, sw.base_dir, p, False))
+    assert [r["option"] for r in outcome["rows"]] == ["route", "fetch", "local"]
 
 
 # -- every point checked before any runs ------------------------------------------------------

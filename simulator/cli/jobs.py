@@ -2,8 +2,8 @@
 
 ``kvfabric run --jobs N`` (:mod:`simulator.cli.run`) runs up to ``N`` policies at once, each in a
 process of its own (a run is independent of the others: the same results as one after another);
-the workers' progress comes back to the parent on a queue, and Ctrl-C or a failed run stops the
-others at once.
+the workers' progress comes back to the parent on each worker's pipe, and Ctrl-C or a failed run
+stops the others at once.
 """
 
 from __future__ import annotations
@@ -43,88 +43,45 @@ def default_jobs(policies) -> int:
     return max(1, min(len(policies), 2 * (cpus or 1)))
 
 
-_QUEUE = None  # a worker's progress queue (set by _worker_init)
-
-
-def _worker_init(queue) -> None:
-    import signal
-
-    global _QUEUE
-    _QUEUE = queue
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-
-
-def _worker_run(scenario, policy, seed, trace, engine):
+def _worker_run(task: tuple, post) -> tuple[str, object]:
+    """One policy's run in a worker: ``("ok", Result)``, or ``("error", the exception)`` to
+    raise in the parent; progress goes back through ``post`` before the answer."""
     from simulator.runner import run
 
-    def cb(done, total):
-        _QUEUE.put((policy, done, total))
+    scenario, policy, seed, trace, engine = task
+    try:
+        return "ok", run(scenario, policy, seed, trace=trace, engine=engine,
+                         progress=lambda done, total: post((done, total)))
+    except Exception as exc:  # raised in the parent, which stops the other runs
+        return "error", exc
 
-    result = run(scenario, policy, seed, trace=trace, progress=cb, engine=engine)
-    # behind the run's last progress on the same queue: the parent waits for it, so no
-    # progress is lost to the queue's feeder thread when the result comes back first
-    _QUEUE.put((policy, None, None))
-    return result
+
+def _died(task: tuple, exit_code: int) -> tuple[str, object]:
+    from simulator.errors import UserError
+
+    how = f"killed by signal {-exit_code}" if exit_code < 0 else f"ended with code {exit_code}"
+    return "error", UserError(f"the run of policy {task[1]!r} was {how} (out of memory?); "
+                              "run fewer policies at once (--jobs 1)")
 
 
 def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) -> dict:
-    """:func:`run_policies` over ``jobs`` spawned processes; progress comes back on a queue."""
-    import queue as queues
-    from concurrent.futures import ProcessPoolExecutor, wait
-    from multiprocessing import get_context
+    """:func:`run_policies` over ``jobs`` spawned processes
+    (:func:`simulator.sweep.local_pool.run_unordered`); a failed run, or Ctrl-C, ends the
+    others at once."""
+    from simulator.sweep.local_pool import run_unordered
 
-    ctx = get_context("spawn")
-    q = ctx.Queue()
-    ended: set[str] = set()  # runs whose last progress has arrived
+    def report(task, message):
+        if progress is not None:
+            progress(task[1], *message)
 
-    def drain(timeout: float) -> None:
-        try:
-            while True:
-                policy, done, total = q.get(timeout=timeout)
-                if done is None:
-                    ended.add(policy)
-                elif progress is not None:
-                    progress(policy, done, total)
-                timeout = 0.0
-        except queues.Empty:
-            pass
-
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init, initargs=(q,))
+    tasks = [(scenario, p, seed, trace, engine) for p in policies]
+    done = {}
+    answers = run_unordered(_worker_run, tasks, jobs, _died, on_message=report)
     try:
-        futures = {pool.submit(_worker_run, scenario, p, seed, trace, engine): p
-                   for p in policies}
-        pending = set(futures)
-        while pending:
-            drain(0.2)
-            finished, pending = wait(pending, timeout=0)
-            for f in finished:
-                if f.exception() is not None:  # a run failed: stop the others now
-                    raise f.exception()
-        for _ in range(50):  # the runs' last progress: sent before their results, so at once
-            if len(ended) == len(policies):
-                break
-            drain(0.1)
-        done = {futures[f]: f.result() for f in futures}
-    except BaseException:
-        # Ctrl-C or a failed run: stop the other runs now (the workers ignore SIGINT, and the
-        # executor's exit hook would otherwise wait for them to finish)
-        # the executor's worker table and manager thread, held before shutdown drops them:
-        # the thread may still start a worker as it winds down; once it has stopped, every
-        # worker in the table is ended too
-        table = getattr(pool, "_processes", None) or {}
-        manager = getattr(pool, "_executor_manager_thread", None)
-        workers = list(table.values())
-        for proc in workers:
-            proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
-        if manager is not None:
-            manager.join(timeout=5)
-        for proc in {*workers, *table.values()}:
-            proc.terminate()
-            proc.join(timeout=5)
-            if proc.is_alive():  # SIGTERM not acted on in time (a loaded machine): SIGKILL
-                proc.kill()
-                proc.join(timeout=5)
-        raise
-    pool.shutdown()
+        for task, (status, value) in answers:
+            if status == "error":
+                raise value
+            done[task[1]] = value
+    finally:
+        answers.close()  # ends the other runs now
     return {p: done[p] for p in policies}

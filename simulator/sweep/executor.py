@@ -14,9 +14,11 @@ the others. At the end every point's records gather, in point order, into
 
 Ctrl-C (SIGINT) stops a sweep at once: queued points are cancelled and the workers ended (they
 ignore SIGINT themselves, so the client decides), finished points are kept, and
-:class:`Interrupted` says how many.
+:class:`Interrupted` says how many. A point whose worker process dies (killed, out of memory) is
+reported as failed like any other, and the sweep goes on.
 
-Backends: ``local`` (a spawn-context process pool; the default) and ``dask``
+Backends: ``local`` (spawned worker processes, :mod:`simulator.sweep.local_pool`; the default)
+and ``dask``
 (dask.distributed: a LocalCluster of ``workers`` single-threaded processes, or an existing
 scheduler at ``scheduler``).
 """
@@ -25,10 +27,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ import pandas as pd
 from simulator.errors import UserError
 from simulator.fileio import probe_folder, write_parquet, write_text
 from simulator.sweep.check import check_points
+from simulator.sweep.local_pool import run_unordered
 from simulator.sweep.points import run_point
 from simulator.sweep.spec import Point, Sweep
 
@@ -82,27 +83,24 @@ def _point_frame(point: Point, rows: list[dict]) -> pd.DataFrame:
     return df
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C reaches the whole process group; the client handles it."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _run_task(task: tuple) -> tuple[int, dict]:
+def _run_task(task: tuple) -> dict:
     kind, base, base_dir, point, skip_bad = task
-    return point.index, run_point(kind, base, base_dir, point, skip_bad)
+    return run_point(kind, base, base_dir, point, skip_bad)
+
+
+def _died(task: tuple, exit_code: int) -> dict:
+    """The outcome of a point whose worker process ended before answering."""
+    how = (f"was killed by signal {-exit_code}" if exit_code < 0 else
+           f"exited with code {exit_code}")
+    return {"error": f"WorkerDied: the process running this point {how}",
+            "detail": "the point's worker ended before returning (out of memory, or killed); "
+                      "run the point alone to see why"}
 
 
 def _iter_local(tasks: list[Point], sweep: Sweep, workers: int) -> Iterator[tuple[Point, dict]]:
-    by_index = {p.index: p for p in tasks}
-    pool = get_context("spawn").Pool(workers, initializer=_ignore_sigint)
-    try:
-        work = [(sweep.kind, sweep.base, sweep.base_dir, p, sweep.skip_bad) for p in tasks]
-        for index, outcome in pool.imap_unordered(_run_task, work, chunksize=1):
-            yield by_index[index], outcome
-        pool.close()
-    finally:
-        pool.terminate()  # cancels queued points and ends running ones (no-op when finished)
-        pool.join()
+    work = [(sweep.kind, sweep.base, sweep.base_dir, p, sweep.skip_bad) for p in tasks]
+    for task, outcome in run_unordered(_run_task, work, workers, _died):
+        yield task[3], outcome
 
 
 def _connect(scheduler: str):
