@@ -192,10 +192,15 @@ def twins(prepare) -> tuple[Calendar, Calendar, list[float], list[float]]:
     return out[0], out[2], out[1], out[3]
 
 
+def chain(cal: Calendar, *args) -> float:
+    """A whole run of items chained (nothing stops it): when the last one's layers are done."""
+    return cal.chain_until(*args, INF)[0]
+
+
 def test_chain_on_an_empty_calendar():
     cal = Calendar(simpy.Environment())
     # catches `n or at < at_l[-1]` (an index into an empty list)
-    assert cal.chain(0.0, [1.0], [1], 0, [1]) == 1.0
+    assert chain(cal, 0.0, [1.0], [1], 0, [1]) == 1.0
     assert cal.end == [1.0] and cal.last_end == 1.0
 
 
@@ -208,7 +213,7 @@ def test_chain_after_every_known_item_folds_each_items_layers():
     #   2 s: 1 s of work -> 3 s; fold 1 -> next at 3 s
     #   3 s: 0.5 s -> 3.5 s; fold 4 -> next at 3.5 + 0.5 x 3 = 5 s
     #   5 s: 0.25 s -> 5.25 s; fold 2 -> done at 5.5 s
-    assert a.chain(2.0, [1.0, 0.5, 0.25], [1, 4, 2], 0, [2, 1, 1]) == 5.5
+    assert chain(a, 2.0, [1.0, 0.5, 0.25], [1, 4, 2], 0, [2, 1, 1]) == 5.5
     assert a.at == [0.0, 2.0, 3.0, 5.0] and a.end == [1.0, 3.0, 3.5, 5.25] and a.end0 == a.end
     assert a.own == [1, 0, 0, 0] and a.fold == [1, 1, 4, 2]
     # the counters (catches the items' durations' and counts' updates deleted or subtracted, and the
@@ -230,7 +235,7 @@ def test_chain_among_known_items_reserves_each_and_charges_its_pushes():
     #   3.5 s: 2 s -> 5.5 s; fold 3 -> done at 5.5 + 2 x 2 = 9.5 s; it pushes GPU 1's 5 s item
     #   from 6 to 6.5 s
     # (catches each operator and constant of `at = e + (e - at) * (fold - 1)`, and None)
-    assert a.chain(0.5, [1.0, 2.0], [2, 3], 0, [2, 1]) == 9.5
+    assert chain(a, 0.5, [1.0, 2.0], [2, 3], 0, [2, 1]) == 9.5
     assert a.at == [0.0, 0.5, 3.5, 5.0] and a.end == [1.0, 2.0, 5.5, 6.5]
     assert a.end0 == [1.0, 2.0, 5.5, 6.0] and a.fold == [1, 2, 3, 1]
     assert debts_a == [0.0, 0.5] and a.items == 5 and a.last_end == 6.5
@@ -244,7 +249,7 @@ def test_chain_cuts_the_ended_front_where_its_last_reserve_would():
     # `>=` for `>`, and `n or ...` for `n and ...`)
     a, b, _, _ = twins(lambda cal: ended_items(cal, 60))
     busy, folds, kernels = [0.5] * 5, [1] * 5, [1] * 5
-    assert a.chain(100.0, busy, folds, 0, kernels) == 102.5
+    assert chain(a, 100.0, busy, folds, 0, kernels) == 102.5
     assert len(a.at) == 65 and a.cut_busy == 0.0
     reserved_one_by_one(b, 100.0, busy, folds, 0, kernels)
     assert state(a) == state(b)
@@ -252,7 +257,7 @@ def test_chain_cuts_the_ended_front_where_its_last_reserve_would():
     # (catches `<` for `<=`, `n - len(busy)`, `- 2`, and the prune deleted)
     a, b, _, _ = twins(lambda cal: ended_items(cal, 60))
     busy, folds, kernels = [0.5] * 6, [1] * 6, [1] * 6
-    assert a.chain(100.0, busy, folds, 0, kernels) == 103.0
+    assert chain(a, 100.0, busy, folds, 0, kernels) == 103.0
     assert len(a.at) == 65 and a.at[0] == 1.0 and a.cut_busy == 0.5
     reserved_one_by_one(b, 100.0, busy, folds, 0, kernels)
     assert state(a) == state(b)

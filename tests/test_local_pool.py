@@ -123,3 +123,14 @@ def test_a_chatty_task_s_messages_arrive_in_order_and_before_its_answer():
         # all of this task's messages came first (3000 fill the pipe: the client must read
         # them while the worker still runs)
         assert [m for t, m in seen if t == task] == list(range(1, task + 1))
+
+
+def test_no_more_workers_start_than_there_are_tasks():
+    running = []
+
+    def count_workers(task, message):
+        running.append(len(multiprocessing.active_children()))
+
+    gen = run_unordered(ready_then_sleep, [0.1], 4, died, on_message=count_workers)
+    assert answers(gen) == [(0.1, "slept")]
+    assert running == [1]

@@ -247,22 +247,20 @@ class FastRun(_Run):
             if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
                 # no item
                 at = self.quiet.run_slots(g, prev, s, n_local, q_local, na_layer, at)
-            elif s > prev and not self.chain_quiet:
+            elif s > prev:
                 # quiet slots on a stream other GPUs' routed kernels share: each composed at its
                 # start, after the events due before it and later by the debt the step's
                 # earlier items ran up, as a slot with rounds is — on the exact engine a slot
                 # starts when the one before ends, so a routed kernel that pushed one moves
-                # the rest of the step
+                # the rest of the step. (Under a policy that never routes, a stream still busy
+                # here would take the same path; no run or test was found to reach that case,
+                # stop 65, and its chained shortcut went.)
                 for q in range(prev, s):
                     at = yield from self._slot_start(g, at, False)
-                    # one item: what cal.chain makes of it (its folded layers after it)
+                    # one item: its folded layers after it
                     a, fold = attn[q], slot_layers[q]
                     end = cal.reserve(at, a + na_layer, g, fold, 2 if a else 1)
                     at = end + (end - at) * (fold - 1)
-            elif s > prev:  # quiet slots no other GPU's kernel can join: attention, then
-                # projections + FFN, back to back as one item each, chained at once
-                at = cal.chain(at, [a + na_layer for a in attn[prev:s]], slot_layers[prev:s], g,
-                               [2 if a else 1 for a in attn[prev:s]])
             if s < self.S:
                 at = yield from self._slot_start(g, at, observing)
                 at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],

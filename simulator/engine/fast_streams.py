@@ -26,7 +26,7 @@ contract).
 
 The same calendar serves links: a message puts ``bytes / line rate`` seconds of work on each link
 it crosses (see :mod:`simulator.engine.fast_links`; :func:`reserve_each` reserves on a path's
-links in one pass). :meth:`Calendar.chain` reserves a run of a step's quiet layer slots at once.
+links in one pass). :meth:`Calendar.chain_until` reserves a run of a prefill-only step's layers at once.
 Both give the very items and floats one :meth:`Calendar.reserve` per item would (the speed pass in
 docs/performance.md).
 
@@ -148,20 +148,16 @@ class Calendar:
             self.last_end = end_l[-1]
         return e
 
-    def chain(self, at: float, busy: list[float], folds: list[int], owner: int,
-              kernels: list[int]) -> float:
-        """:meth:`reserve` ``busy[i]`` [s] (``kernels[i]`` kernels, folding ``folds[i]``) for
-        ``owner``'s step, one after another from ``at`` [s]: item ``i + 1`` is issued when item
-        ``i``'s folded layers are done (its end + (end − issue)·(fold − 1)); returns when the
-        last one's are [s]. The same items and times as one :meth:`reserve` per item (items of
-        positive duration, as every step's are: one of 0 s issued at now could be cut by a later
-        reserve's pruning and is kept here; the counters and times are the same either way)."""
-        return self.chain_until(at, busy, folds, owner, kernels, _INF)[0]
-
     def chain_until(self, at: float, busy: list[float], folds: list[int], owner: int,
                     kernels: list[int], until: float) -> tuple[float, int]:
-        """:meth:`chain` of the leading items issued before ``until`` [s]: ``(when the next
-        item would be issued [s], how many were reserved)``."""
+        """:meth:`reserve` ``busy[i]`` [s] (``kernels[i]`` kernels, folding ``folds[i]``) for
+        ``owner``'s step, one after another from ``at`` [s], while they are issued before
+        ``until`` [s]: item ``i + 1`` is issued when item ``i``'s folded layers are done (its
+        end + (end − issue)·(fold − 1)). Returns ``(when the next item would be issued [s], how
+        many were reserved)``. The same items and times as one :meth:`reserve` per item (items
+        of positive duration, as every step's are: one of 0 s issued at now could be cut by a
+        later reserve's pruning and is kept here; the counters and times are the same either
+        way)."""
         at_l, end_l = self.at, self.end
         n = len(at_l)
         if n and at < at_l[-1]:  # items known after the first: one reserve each
