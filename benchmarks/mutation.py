@@ -544,13 +544,9 @@ def _fast_equivalents() -> dict:
         (path, "if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,",
          "> -> >="): empty,
         (quiet, "if s > prev:", "> -> >="): empty,
-        (path, "elif s > prev and not self.chain_quiet:", "> -> >="):
+        (path, "elif s > prev:", "> -> >="):
             "s = prev: the loop over range(prev, s) is empty, so the branch does nothing, as "
             "skipping it does",
-        (path, "elif s > prev and not self.chain_quiet:", "and -> or"):
-            "it then also takes a policy that never routes (or an empty run of slots): one "
-            "reserve per quiet slot gives the chain's items and floats, and with no other GPU's "
-            "kernel on the stream there is no debt and no event changes a value",
         (path, "at = yield from self._slot_start(g, at, False)", "False -> True", "#1"):
             "observing makes the slot wait for its start even when no event is due before it: "
             "nothing happens in between, so the slot is composed with the same values",
@@ -1730,6 +1726,20 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/scheduler.py", "scheduled.add(r)", "delete `scheduled.add(r)`", "#2"):
         "(part 2) only the newest running request has prompt left, so no later part-2 victim "
         "choice or `r in scheduled` test meets it",
+    ("simulator/sweep/local_pool.py",
+     "proc = ctx.Process(target=_serve, args=(child, run, chatty), daemon=True)",
+     "True -> False"):
+        "the pool's finally clause ends every worker it started, daemon or not; a worker left "
+        "by a client that died reads the end of its pipe and returns",
+    ("simulator/sweep/local_pool.py", "child.close()", "delete `child.close()`"):
+        "the parent's copy of the worker's end is closed when _start returns anyway (its last "
+        "reference dropped), so a dead worker's pipe still reads as ended",
+    ("simulator/sweep/local_pool.py", "conn.close()", "delete `conn.close()`", "#1"):
+        "a dead worker's pipe, dropped from the pool's tables on the next line: closed when its "
+        "last reference goes",
+    ("simulator/sweep/local_pool.py", "conn.close()", "delete `conn.close()`", "#2"):
+        "the pipes at the end: the worker is terminated next, and the pipe closed when its last "
+        "reference goes",
     ("simulator/sweep/executor.py",
      "cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,",
      "1 -> 2"):

@@ -100,7 +100,8 @@ def test_a_worker_ignores_ctrl_c_and_the_client_decides():
 
 
 @pytest.mark.parametrize(("code", "words"), [(-9, "killed by signal 9"),
-                                             (1, "exited with code 1")])
+                                             (1, "exited with code 1"),
+                                             (0, "exited with code 0")])
 def test_a_point_whose_worker_died_is_a_failure_naming_how(code, words):
     outcome = executor._died(("run", {}, ".", None, False), code)
     assert words in outcome["error"] and outcome["error"].startswith("WorkerDied")
