@@ -85,7 +85,7 @@ def test_a_worker_posts_its_progress_and_answers_with_the_result_or_the_error(ti
 def test_a_run_whose_process_died_is_a_clear_error_naming_the_policy():
     status, err = jobs._died(("scenario", "fetch", 0, None, None), -9)
     assert status == "error" and isinstance(err, UserError)
-    assert "'fetch' was killed by signal 9" in str(err) and "--jobs 1" in str(err)
+    assert "policy 'fetch' was killed by signal 9" in str(err) and "--jobs 1" in str(err)
 
 
 @pytest.mark.parametrize(("policies", "n_jobs"), [(["route", "fetch"], 1), (["route"], 4)])

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from simulator.sweep import executor
-from simulator.sweep.local_pool import run_unordered
+from simulator.sweep.local_pool import how_it_ended, run_unordered
 
 
 def answers(gen, timeout: float = 60.0, take: int | None = None) -> list:
@@ -99,10 +99,11 @@ def test_a_worker_ignores_ctrl_c_and_the_client_decides():
     assert answers(gen, timeout=30) == [(1.0, "slept")]
 
 
-@pytest.mark.parametrize(("code", "words"), [(-9, "killed by signal 9"),
+@pytest.mark.parametrize(("code", "words"), [(-9, "was killed by signal 9"),
                                              (1, "exited with code 1"),
                                              (0, "exited with code 0")])
 def test_a_point_whose_worker_died_is_a_failure_naming_how(code, words):
+    assert how_it_ended(code) == words
     outcome = executor._died(("run", {}, ".", None, False), code)
     assert words in outcome["error"] and outcome["error"].startswith("WorkerDied")
     assert "run the point alone" in outcome["detail"]

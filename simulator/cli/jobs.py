@@ -58,10 +58,11 @@ def _worker_run(task: tuple, post) -> tuple[str, object]:
 
 def _died(task: tuple, exit_code: int) -> tuple[str, object]:
     from simulator.errors import UserError
+    from simulator.sweep.local_pool import how_it_ended
 
-    how = f"killed by signal {-exit_code}" if exit_code < 0 else f"ended with code {exit_code}"
-    return "error", UserError(f"the run of policy {task[1]!r} was {how} (out of memory?); "
-                              "run fewer policies at once (--jobs 1)")
+    return "error", UserError(f"the process running policy {task[1]!r} "
+                              f"{how_it_ended(exit_code)} (out of memory?); run fewer "
+                              "policies at once (--jobs 1)")
 
 
 def _run_parallel(scenario, policies, seed, progress, trace, engine, jobs: int) -> dict:

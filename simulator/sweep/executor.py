@@ -37,7 +37,7 @@ import pandas as pd
 from simulator.errors import UserError
 from simulator.fileio import probe_folder, write_parquet, write_text
 from simulator.sweep.check import check_points
-from simulator.sweep.local_pool import run_unordered
+from simulator.sweep.local_pool import how_it_ended, run_unordered
 from simulator.sweep.points import run_point
 from simulator.sweep.spec import Point, Sweep
 
@@ -90,9 +90,7 @@ def _run_task(task: tuple) -> dict:
 
 def _died(task: tuple, exit_code: int) -> dict:
     """The outcome of a point whose worker process ended before answering."""
-    how = (f"was killed by signal {-exit_code}" if exit_code < 0 else
-           f"exited with code {exit_code}")
-    return {"error": f"WorkerDied: the process running this point {how}",
+    return {"error": f"WorkerDied: the process running this point {how_it_ended(exit_code)}",
             "detail": "the point's worker ended before returning (out of memory, or killed); "
                       "run the point alone to see why"}
 

@@ -41,6 +41,14 @@ def _serve(conn: Connection, run: Callable[..., Any], chatty: bool) -> None:
         conn.send((True, run(task, post) if chatty else run(task)))
 
 
+def how_it_ended(exit_code: int) -> str:
+    """How a worker process ended, for a message: "was killed by signal 9" (a negative exit
+    code) or "exited with code 1"."""
+    if exit_code < 0:
+        return f"was killed by signal {-exit_code}"
+    return f"exited with code {exit_code}"
+
+
 def _start(ctx, run: Callable[..., Any], chatty: bool):
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(child, run, chatty), daemon=True)
