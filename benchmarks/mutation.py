@@ -533,7 +533,20 @@ def _fast_equivalents() -> dict:
     empty = ("an empty run of slots adds 0.0 to the time and counts no busy time and no "
              "kernel; the stream's last end it may raise to that time is only this GPU's "
              "(a policy that never routes), and no later reading of it changes")
+    either = ("which of two paths composes a step that only this GPU's kernels can join: at the "
+              "edge (the stream's last item ending exactly at the start, a step of exactly "
+              "VECTOR_SLOTS slots) the per-slot loop gives the same items and floats as the "
+              "arrays, only slower")
     return {
+        (path, "if not drawn and self.chain_quiet and self.cal[g].last_end <= start_at:",
+         "<= -> <"): either,
+        (path, "own_stream = self.chain_quiet and cal.last_end <= at", "<= -> <"): either,
+        (path, "if own_stream and self.S >= VECTOR_SLOTS and not observing:", ">= -> >"):
+            either,
+        (path, "if own_stream and self.S >= VECTOR_SLOTS and not observing:", "not x -> x"):
+            "the arrays are then taken by an observing policy that never routes and refused to "
+            "the others (which take the per-slot loop: the same items and floats, slower); no "
+            "built-in policy both observes and never routes",
         (path, "self.debt = [0.0] * self.G", "0.0 -> 1.0"): no_debt,
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#1"): no_debt,
         (path, "self.debt[g] = 0.0", "delete `self.debt[g] = 0.0`", "#3"): no_debt,

@@ -216,6 +216,34 @@ def test_a_lone_step_shares_its_own_messages_max_min_as_the_fabric_does(policy, 
     same_gpus(exact, fast)
 
 
+def test_a_quiet_step_waits_for_the_kernels_another_gpu_routes_onto_its_stream():
+    # every layer (61 slots: the vector path's length): GPU 0 decodes a request whose
+    # repository it owns (no rounds: every slot quiet), GPU 1 one that reads the same
+    # repository and routes each layer's query onto GPU 0's stream. GPU 0's quiet slots must
+    # queue behind those kernels, as on the exact engine: its steps take longer than alone
+    # (caught: a quiet step summed as arrays on a stream other GPUs share)
+    sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=0)
+    repo = repo_on(0, 2)
+
+    def trace(n: int):
+        return make_trace(arrival_at=[0.0, 0.001][:n], input_tokens=[40 * 64] * n,
+                          output_tokens=[30] * n, block_ids=[list(range(40))] * n,
+                          block_tokens=64, repo_id=[repo] * n)
+
+    def gpu0_steps(res) -> np.ndarray:
+        it = res.iterations[res.iterations["gpu"] == "n0/gpu0"]
+        return (it["finished_at"] - it["started_at"]).to_numpy()
+
+    exact = run(sc, "route", trace=trace(2))
+    fast = run(sc, "route", trace=trace(2), engine="fast")
+    assert set(exact.rounds["src"].astype(str)) == {"n0/gpu1"}  # only GPU 1 routes
+    same_steps(exact, fast)
+    alone_steps = gpu0_steps(run(sc, "route", trace=trace(1), engine="fast"))
+    shared = gpu0_steps(fast)
+    assert len(shared) == len(alone_steps) == 30
+    assert shared[-20:].mean() > 1.01 * alone_steps[-20:].mean()
+
+
 def test_one_simpy_event_per_decode_step():
     sc = small_scenario("dgx_h100:nodes=2", scheme="repo_affinity", layer_groups=0)
     trace = alone(repo=repo_on(12, 16), output=40)
