@@ -292,8 +292,10 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                     "tests/test_cli_topology.py",
                     "tests/test_network_paths.py", "tests/test_hardware.py",
                     "tests/test_scenario.py"]),
-    # the invariant checks the property tests lean on, against runs broken on purpose (stop 65)
-    "testing": (["simulator/testing/invariants.py"], ["tests/test_testing_invariants.py"]),
+    # the checks the property tests lean on (a run's invariants, max-min fairness), against
+    # results broken on purpose (stop 65)
+    "testing": (["simulator/testing/invariants.py", "simulator/testing/fabric.py"],
+                ["tests/test_testing_invariants.py", "tests/test_testing_fabric.py"]),
 }
 
 
