@@ -129,3 +129,29 @@ def test_the_whole_suite_names_each_scenario_once_the_default_first():
     assert len(set(va.SCENARIOS)) == len(va.SCENARIOS)
     assert va.SCENARIOS[0] == "default" and va.SCENARIOS[-1] == "mixed_fleet"
     assert set(va.SCENARIOS) >= {"default", "mixed_fleet", *benchmark("validate_fast").SUITE}
+
+
+@pytest.mark.parametrize(("tbt", "thr", "within", "better"), [
+    (1.0, 100.0, True, False),  # level with fetch
+    (1.0199, 98.01, True, False),  # just under 2 % behind on both: target 1 holds
+    (1.021, 100.0, False, False),  # past it on TBT
+    (1.0, 97.9, False, False),  # past it on tokens/s
+    (0.95, 100.0, True, True),  # 5 % ahead on TBT, level on tokens/s: target 2
+    (0.951, 101.0, True, False),  # 4.9 % ahead: short of it
+    (0.94, 99.9, True, False),  # 6 % ahead on TBT but behind on tokens/s
+    (1.0, 105.0, True, True),  # 5 % ahead on tokens/s
+    (1.001, 110.0, True, False),  # ahead on tokens/s, behind on TBT
+])
+def test_targets_1_and_2_are_judged_against_the_best_static_policy(tbt, thr, within, better):
+    """fetch is the best static policy (TBT p50 1.0, 100 tokens/s; route behind on both);
+    adaptive's row is judged against it: within 2 % on both metrics (target 1), 5 % ahead on
+    one and not behind on the other (target 2)."""
+    va = script()
+    runs = {"route": {"tbt_p50": 1.5, "tbt_p99": 3.0, "throughput_tokens_per_s": 90.0},
+            "fetch": {"tbt_p50": 1.0, "tbt_p99": 2.0, "throughput_tokens_per_s": 100.0},
+            "adaptive": {"tbt_p50": tbt, "tbt_p99": 2.0, "throughput_tokens_per_s": thr}}
+    row = va.verdict({"scenario": "x", "engine": "fast", "requests": 10, "runs": runs})
+    assert (row["best_p50"], row["best_thr"]) == ("fetch", "fetch")
+    assert row["regret_p50"] == pytest.approx(tbt / 1.0 - 1)
+    assert row["regret_thr"] == pytest.approx(1 - thr / 100.0)
+    assert row["within"] is within and bool(row["better"]) is better
