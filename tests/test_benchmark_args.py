@@ -126,3 +126,27 @@ def test_same_records_names_the_largest_relative_difference_and_counts_close_tab
     assert len(named) == 1 and "largest relative difference" not in named[0]
     nan_or_not = [pd.DataFrame({"x": [v, 1.0]}) for v in (float("nan"), 2.0)]
     assert sr.largest_relative_difference(*nan_or_not) == float("inf")
+
+
+def test_same_records_tells_a_summary_or_a_run_that_differs(tmp_path, capsys):
+    import json
+
+    sr = benchmark("same_records")
+    _saved(tmp_path / "a", [3.0, 0.0])
+    _saved(tmp_path / "b", [3.0, 0.0])
+    assert sr.compare(tmp_path / "a", tmp_path / "b") == []
+    # every table and the summary counted
+    assert f"identical: {len(sr.TABLES) + 1} tables" in capsys.readouterr().out
+    summary = tmp_path / "b" / "case" / "fetch" / "summary.json"
+    summary.write_text(json.dumps({"tbt_p50": 0.5, "new_key": 1}))  # a key only b has: noted
+    assert sr.compare(tmp_path / "a", tmp_path / "b") == []
+    assert "not compared: new_key" in capsys.readouterr().out
+    summary.write_text(json.dumps({"tbt_p50": 0.5000001}))
+    (diff,) = sr.compare(tmp_path / "a", tmp_path / "b")
+    assert diff == "case/fetch/summary: tbt_p50: 0.5 vs 0.5000001"
+    summary.write_text(json.dumps({}))  # a key b lost is a difference
+    (diff,) = sr.compare(tmp_path / "a", tmp_path / "b")
+    assert diff == "case/fetch/summary: tbt_p50: 0.5 vs None"
+    _saved(tmp_path / "c", [3.0, 0.0])
+    (tmp_path / "c" / "case" / "fetch").rename(tmp_path / "c" / "case" / "route")
+    assert sr.compare(tmp_path / "a", tmp_path / "c")[0].startswith("runs differ:")
