@@ -244,6 +244,30 @@ def test_a_quiet_step_waits_for_the_kernels_another_gpu_routes_onto_its_stream()
     assert shared[-20:].mean() > 1.01 * alone_steps[-20:].mean()
 
 
+def test_two_gpus_whose_slots_start_at_the_same_instant_compose_them_in_the_exact_order():
+    # two identical requests at once on GPUs 0 and 1, both routing to GPU 2: their slots
+    # start at the same float instants, and which GPU's queries reach GPU 2's stream first
+    # is the order the events at that instant run in. Each GPU's steps must take what they
+    # take on the exact engine (caught: a slot composed before an event due at exactly its
+    # start, which hands GPU 1 the queue's head: each GPU's time moves by ~7e-4)
+    sc = small_scenario("single_node:gpus=3", scheme="repo_affinity", layer_groups=2)
+    repo = repo_on(2, 3)
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[40 * 64] * 2,
+                       output_tokens=[20] * 2, block_ids=[list(range(40))] * 2,
+                       block_tokens=64, repo_id=[repo] * 2)
+    exact = run(sc, "route", trace=trace)
+    fast = run(sc, "route", trace=trace, engine="fast")
+
+    def per_gpu(res) -> dict[str, float]:
+        it = res.iterations
+        return (it["finished_at"] - it["started_at"]).groupby(it["gpu"].astype(str)).sum()
+
+    e, f = per_gpu(exact), per_gpu(fast)
+    assert list(e.index) == list(f.index) == ["n0/gpu0", "n0/gpu1"]
+    assert e["n0/gpu0"] < e["n0/gpu1"]  # GPU 0's queries go first
+    np.testing.assert_allclose(f.to_numpy(), e.to_numpy(), rtol=1e-4)
+
+
 def test_one_simpy_event_per_decode_step():
     sc = small_scenario("dgx_h100:nodes=2", scheme="repo_affinity", layer_groups=0)
     trace = alone(repo=repo_on(12, 16), output=40)
