@@ -572,6 +572,43 @@ def test_ctrl_c_stops_a_sweep_within_two_seconds_and_keeps_finished_points(tmp_p
         os.killpg(proc.pid, 0)
 
 
+def test_ctrl_c_stops_policies_running_at_once_and_writes_nothing(tmp_path):
+    """``kvfabric run --jobs 2``: Ctrl-C while two policies run in their processes ends them
+    within two seconds, exit 130, "aborted", no output folder and no process left behind."""
+    from clitools import small_scenario
+
+    small_scenario(tmp_path, requests=20_000, output_tokens=200, gap=1e-4,
+                   policies=["route", "fetch", "local"])
+    proc = subprocess.Popen([sys.executable, "-m", "simulator.cli.main", "run", "tiny.toml",
+                             "--jobs", "2", "--out", "o"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, preexec_fn=_default_sigint)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 60
+    # the two runs' workers (and the resource tracker) have started, and had time to import
+    while len(children.read_text().split()) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    time.sleep(3.0)
+    assert proc.poll() is None  # 20,000 requests: still running
+    sent = time.monotonic()
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    latency = time.monotonic() - sent
+    assert latency < 2.0, f"{latency:.2f} s"
+    assert proc.returncode == 130 and "aborted" in err and "Traceback" not in err
+    assert not (tmp_path / "o").exists()
+    gone = time.monotonic() + 2
+    while time.monotonic() < gone:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)
+
+
 def test_the_default_folder_is_replaced_without_asking(tmp_path, monkeypatch, capsys):
     (tmp_path / "tiny.toml").write_text(TINY)
     (tmp_path / "t.jsonl").write_text(TRACE)
