@@ -416,6 +416,9 @@ def _links_equivalents() -> dict:
               "answers are the same whether or when it is")
     batches = ("records go to the Fabric in batches only to bound memory: flush() at the run's "
                "end hands over the rest in the same order, before anything reads them")
+    not_disjoint = ("The phase is then filled max-min although its routes share no link: each "
+                    "message alone on its links flows at its closed-form rate throughout, so "
+                    "it ends when the disjoint path says, up to rounding (slower)")
     out = {(path, line, "True -> False"): same_length for line in zips}
     out.update({
         (path, "self._record(r[5], s, e, nbytes, tag, issued_at)", "5 -> 6"):
@@ -450,6 +453,17 @@ def _links_equivalents() -> dict:
         **{(path, "self.flush()", "delete `self.flush()`", k): batches for k in ("#1", "#2")},
         (path, "return False", "return X -> None", "#2"):
             "_disjoint's answer is only tested for truth (if not _disjoint(...)): None is false",
+        # stop 65
+        **{(path, "return True", desc, "#2"): not_disjoint
+           for desc in ("return X -> None", "True -> False")},
+        (path, "seen: frozenset[int] = routes[0][6]", "0 -> 1"):
+            "a phase here has two messages or more (a lone one goes through Links.one): seeded "
+            "with the second route's links, the second is found to share them. " + not_disjoint,
+        (path, "key = tuple((r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, "
+               "strict=True))", "- -> +"):
+            "the memo's key stays one-to-one: two phases with equal s + t0 for every message "
+            "have the same earliest start (2 t0), so the same starts; shapes that differ only "
+            "by a shift in time no longer share an entry, and each is computed once more",
     })
     return out
 
