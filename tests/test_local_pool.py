@@ -57,11 +57,12 @@ def test_a_worker_that_dies_costs_its_task_only_and_is_replaced():
 
 
 def test_a_worker_killed_by_a_signal_is_reported_with_it():
+    before = set(multiprocessing.active_children())  # before the pool's worker starts
     gen = run_unordered(time.sleep, [30], 1, died)
 
     def kill_the_worker():
-        time.sleep(2)  # the worker has its task by now
-        for child in multiprocessing.active_children():
+        time.sleep(2)  # the worker has its task by now (or in its pipe: the same)
+        for child in set(multiprocessing.active_children()) - before:
             os.kill(child.pid, signal.SIGKILL)
 
     threading.Thread(target=kill_the_worker, daemon=True).start()
@@ -91,8 +92,10 @@ def ready_then_sleep(seconds: float, post) -> str:
 
 
 def test_a_worker_ignores_ctrl_c_and_the_client_decides():
+    before = set(multiprocessing.active_children())
+
     def interrupt_the_workers(task, message):
-        for child in multiprocessing.active_children():
+        for child in set(multiprocessing.active_children()) - before:
             os.kill(child.pid, signal.SIGINT)
 
     gen = run_unordered(ready_then_sleep, [1.0], 1, died, on_message=interrupt_the_workers)
@@ -128,10 +131,11 @@ def test_a_chatty_task_s_messages_arrive_in_order_and_before_its_answer():
 
 
 def test_no_more_workers_start_than_there_are_tasks():
+    before = set(multiprocessing.active_children())  # another test's, still exiting
     running = []
 
     def count_workers(task, message):
-        running.append(len(multiprocessing.active_children()))
+        running.append(len(set(multiprocessing.active_children()) - before))
 
     gen = run_unordered(ready_then_sleep, [0.1], 4, died, on_message=count_workers)
     assert answers(gen) == [(0.1, "slept")]
