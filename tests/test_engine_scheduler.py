@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -454,3 +455,46 @@ def test_requests_with_nothing_to_compute_take_a_token_of_the_budget_each():
     assert plans[0].admitted == [0] and plans[0].prompt_done == [0]
     assert all(p.tokens <= 1 for p in plans)
     assert [p.admitted for p in plans].count([1]) == 1
+
+
+# -- a step's prefill chunks, as the serving loop prices them (gpu_loop.chunk_work) -------------
+
+
+class _Kernels:
+    """Records each chunk's (new tokens, cached tokens) and prices it at 1 s per token."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, int]] = []
+
+    def prefill_attention_time(self, spec, arch, new_tokens, cached_tokens, gpus=1) -> float:
+        self.asked.append((new_tokens, cached_tokens))
+        return float(new_tokens + cached_tokens)
+
+
+def _chunk_run(prompt: int, generated: int):
+    kernels = _Kernels()
+    req = SimpleNamespace(inp=np.array([prompt]), gen=np.array([generated]),
+                          take_rotary=lambda g, r: 0.0)
+    run = SimpleNamespace(req=req, kernels=kernels, costs=SimpleNamespace(na=lambda *a: 0.0),
+                          gpus=[SimpleNamespace(spec="gpu")], arch=SimpleNamespace(layers=2),
+                          attention_gpus=1)
+    return run, kernels
+
+
+@pytest.mark.parametrize(("generated", "left_after", "chunk", "cached"), [
+    (0, 500, 256, 1000 - 756),  # a first prefill: the prompt's tokens before this chunk
+    (7, 500, 256, 1007 - 756),  # a recompute after preemption: its generated tokens too
+    (7, 0, 251, 1007 - 251),  # the recompute's last chunk
+])
+def test_a_chunk_attends_the_tokens_computed_before_it(generated, left_after, chunk, cached):
+    """A chunk of ``chunk`` tokens with ``left_after`` still to compute after it attends the
+    context before it: the prompt and (after a preemption) the generated tokens, less what is
+    left including this chunk."""
+    from simulator.engine.gpu_loop import chunk_work
+    from simulator.engine.scheduler import StepPlan
+
+    run, kernels = _chunk_run(1000, generated)
+    sched = SimpleNamespace(prefill_left={0: left_after} if left_after else {})
+    work, per_layer = chunk_work(run, 0, sched, StepPlan(chunks=[(0, chunk)]))
+    assert kernels.asked == [(chunk, cached)]
+    assert work == chunk + cached and per_layer == (chunk + cached) / 2
