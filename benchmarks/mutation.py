@@ -2481,6 +2481,15 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/fast_sharing.py", "t = starts[flows[0]]", "0 -> 1"):
         "t is set to the first arrival before it is read (with no flow present yet, the "
         "virtual time does not advance)",
+    ("simulator/engine/fast_sharing.py",
+     "v = 0.0  # bytes served to every flow present since the link's first start (virtual)",
+     "0.0 -> 1.0"):
+        "(stop 65) the virtual time is read only as differences (a departure's tag - v): an "
+        "offset common to v and every tag pushed after it cancels, up to rounding",
+    ("simulator/engine/fast_sharing.py", "if arrive <= leave:", "<= -> <"):
+        "(stop 65) an arrival and a departure at the same instant: taken first, the departure "
+        "sets v to its tag and the arrival then adds nothing; taken first, the arrival brings "
+        "v to that same tag. The same flows, tags and times either way, up to rounding",
     ("simulator/engine/fast_sharing.py", "if c > 0:", "> -> >="):
         "c = 0: it subtracts 0",
     ("simulator/engine/fast_sharing.py", "if c > 0 and res[link] <= 1e-12 * line[link]:",
