@@ -272,7 +272,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # of every command, running policies at once in spawned processes, what run prints
     "cli_run": (["simulator/cli/main.py", "simulator/cli/jobs.py", "simulator/cli/run.py"],
                 ["tests/test_cli_main.py", "tests/test_cli_jobs.py", "tests/test_cli_markup.py",
-                 "tests/test_cli_run.py", "tests/test_bad_input.py"]),
+                 "tests/test_cli_run.py", "tests/test_bad_input.py",
+                 "tests/test_context_window.py"]),  # the last: how run prints notes
     # the figures of a run: the numbers each line, bar and stack draws, the axes, the skips
     "plots": (["simulator/plots.py"],
               ["tests/test_plots.py", "tests/test_plots_values.py",
