@@ -185,3 +185,42 @@ def test_a_run_of_one_token_requests_writes_its_results(tmp_path, capsys):
     for summary in data["policies"].values():
         assert summary["completed"] == 2 and summary["tbt_p50"] is None
     assert (out_dir / "latency_cdf.png").is_file() and (out_dir / "summary.json").is_file()
+
+
+DEPLOYED = """
+name = "ep"
+seed = 3
+stack = "ibgda"
+policies = ["route"]
+[topology]
+spec = "dgx_h100:nodes=2"
+[model]
+name = "deepseek-v3.2"
+[workload]
+kind = "trace"
+trace = "t.parquet"
+[engine]
+max_batch = 16
+layer_groups = 4
+[deployment]
+attention_dp = 16
+redundant_experts = 16
+"""
+
+
+def test_a_deployment_s_layout_is_told_on_stderr_before_the_run(tmp_path, capsys):
+    """One line per instance, before the results: its GPUs, attention, experts and kernels
+    (DeepSeek-V3.2's 256 routed experts and 16 redundant over EP16: 17 per rank)."""
+    import numpy as np
+
+    write_trace(make_trace(arrival_at=[0.0, 0.01], input_tokens=[640, 640], output_tokens=[3, 3],
+                           block_ids=[np.arange(10), 10_000 + np.arange(10)], block_tokens=64),
+                tmp_path / "t.parquet")
+    (tmp_path / "ep.toml").write_text(DEPLOYED)
+    code, out, err = call(["run", str(tmp_path / "ep.toml"), "--no-write"], capsys)
+    assert code == 0, err
+    told = [line for line in err.splitlines() if line.startswith("deployment: ")]
+    assert told == ["deployment: decode instance 0: 16 GPUs n0/gpu0 … n1/gpu7, attention "
+                    "DP16 × TP1, EP16: 17 routed experts per rank (16 redundant) + 1 shared, "
+                    "low-latency kernels"]
+    assert "deployment:" not in out  # stdout holds the results alone
