@@ -47,6 +47,13 @@ def test_run_prints_the_design_json_keys_and_writes_records_and_plots(tiny, tmp_
         assert summary["requests"] == 3 and summary["completed"] == 3
     assert data["policies"]["colocated"]["bytes_moved"] == 0
     assert data["policies"]["route"]["bytes_moved"] > 0
+    # several policies: each one's regret against the best static policy of the run
+    assert set(data["regret"]["policies"]) == {"route", "fetch", "colocated"}
+    assert set(data["regret"]["baseline"].values()) <= {"route", "fetch", "colocated"}
+    for policies, compared in (("route", False), ("route,fetch", True)):  # one: nothing to
+        code, got, _ = call(["run", str(tiny), "--policy", policies, "--json", "--no-write"],
+                            capsys)  # compare; two: each against the better
+        assert code == 0 and ("regret" in json.loads(got)) is compared
     assert data["policies"]["colocated"]["bytes_by_class"] == {}
     assert set(data["policies"]["route"]["bytes_by_class"]) == {"kv_route"}
     assert set(data["policies"]["fetch"]["bytes_by_class"]) <= {"kv_fetch"}
