@@ -73,6 +73,11 @@ def test_run_prints_a_comparison_table(tiny, tmp_path, capsys):
     code, out, err = call(["run", str(tiny), "--no-write"], capsys)
     assert code == 0
     assert "route" in out and "fetch" in out and "TTFT" in out
+    # two static policies: their regret table; no adaptive policy: no table of its choices
+    assert "regret against the best static policy" in out
+    assert "options chosen over time" not in out
+    code, out, _ = call(["run", str(tiny), "--policy", "fetch,adaptive", "--no-write"], capsys)
+    assert code == 0 and "options chosen over time" in out  # adaptive's choices
     assert "cf err: |simulated − closed form| / closed form per round" in " ".join(out.split())
     assert "requests" in err  # the progress bars
 
@@ -231,3 +236,9 @@ def test_a_deployment_s_layout_is_told_on_stderr_before_the_run(tmp_path, capsys
                     "DP16 × TP1, EP16: 17 routed experts per rank (16 redundant) + 1 shared, "
                     "low-latency kernels"]
     assert "deployment:" not in out  # stdout holds the results alone
+    code, out, _ = call(["run", str(tmp_path / "ep.toml"), "--no-write", "--json"], capsys)
+    gpus = [f"n{n}/gpu{i}" for n in range(2) for i in range(8)]
+    assert json.loads(out)["deployment"] == {  # the layout as data, without its lines
+        "pools": {"decode": [{"gpus": gpus, "attention_dp": 16, "attention_tp": 1, "ep": 16,
+                              "moe_kernels": "low_latency", "two_batch_overlap": False}]},
+        "idle": []}
