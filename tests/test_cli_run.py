@@ -78,6 +78,9 @@ def test_run_prints_a_comparison_table(tiny, tmp_path, capsys):
     assert "options chosen over time" not in out
     code, out, _ = call(["run", str(tiny), "--policy", "fetch,adaptive", "--no-write"], capsys)
     assert code == 0 and "options chosen over time" in out  # adaptive's choices
+    code, out, err = call(["run", str(tiny), "--policy", "route,colocated", "--no-write"], capsys)
+    assert code == 0  # a policy's note, on stderr under its name
+    assert "note: colocated: no rounds: no KV crossed between GPUs" in err and "note:" not in out
     assert "cf err: |simulated − closed form| / closed form per round" in " ".join(out.split())
     assert "requests" in err  # the progress bars
 
