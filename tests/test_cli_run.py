@@ -245,3 +245,11 @@ def test_a_deployment_s_layout_is_told_on_stderr_before_the_run(tmp_path, capsys
         "pools": {"decode": [{"gpus": gpus, "attention_dp": 16, "attention_tp": 1, "ep": 16,
                               "moe_kernels": "low_latency", "two_batch_overlap": False}]},
         "idle": []}
+
+
+def test_run_tells_how_many_files_it_wrote_and_where(tiny, tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, _, err = call(["run", str(tiny), "--out", str(out_dir)], capsys)
+    assert code == 0
+    files = [p for p in out_dir.iterdir() if p.is_file()]
+    assert f"wrote {len(files)} files to {out_dir}/" in err.replace("\n", "")
