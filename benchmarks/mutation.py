@@ -273,7 +273,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "cli_run": (["simulator/cli/main.py", "simulator/cli/jobs.py", "simulator/cli/run.py"],
                 ["tests/test_cli_main.py", "tests/test_cli_jobs.py", "tests/test_cli_markup.py",
                  "tests/test_cli_run.py", "tests/test_bad_input.py",
-                 "tests/test_context_window.py"]),  # the last: how run prints notes
+                 # where run's notes, deployment layout and regret are tested too
+                 "tests/test_context_window.py", "tests/test_deployment.py",
+                 "tests/test_engine_regret.py"]),
     # the figures of a run: the numbers each line, bar and stack draws, the axes, the skips
     "plots": (["simulator/plots.py"],
               ["tests/test_plots.py", "tests/test_plots_values.py",

@@ -531,6 +531,20 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _assert_group_ends(pgid: int) -> None:
+    """No process is left in group ``pgid`` within 2 s (the resource tracker notices its
+    client's exit a moment later)."""
+    gone = time.monotonic() + 2
+    while time.monotonic() < gone:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+
+
 def test_ctrl_c_stops_a_sweep_within_two_seconds_and_keeps_finished_points(tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY)
     (tmp_path / "t.jsonl").write_text(TRACE)
@@ -561,15 +575,7 @@ def test_ctrl_c_stops_a_sweep_within_two_seconds_and_keeps_finished_points(tmp_p
     assert 1 <= kept < 48
     assert f"{kept} of 48 points finished" in err and "Traceback" not in err
     assert not (tmp_path / "o" / "results.parquet").exists()
-    gone = time.monotonic() + 2  # no worker left behind in its group (the resource tracker
-    while time.monotonic() < gone:  # notices its client's exit a moment later)
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(proc.pid, 0)
+    _assert_group_ends(proc.pid)
 
 
 def test_ctrl_c_stops_policies_running_at_once_and_writes_nothing(tmp_path):
@@ -598,15 +604,7 @@ def test_ctrl_c_stops_policies_running_at_once_and_writes_nothing(tmp_path):
     assert latency < 2.0, f"{latency:.2f} s"
     assert proc.returncode == 130 and "aborted" in err and "Traceback" not in err
     assert not (tmp_path / "o").exists()
-    gone = time.monotonic() + 2
-    while time.monotonic() < gone:
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.05)
-    with pytest.raises(ProcessLookupError):
-        os.killpg(proc.pid, 0)
+    _assert_group_ends(proc.pid)
 
 
 def test_the_default_folder_is_replaced_without_asking(tmp_path, monkeypatch, capsys):

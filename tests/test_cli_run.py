@@ -47,13 +47,6 @@ def test_run_prints_the_design_json_keys_and_writes_records_and_plots(tiny, tmp_
         assert summary["requests"] == 3 and summary["completed"] == 3
     assert data["policies"]["colocated"]["bytes_moved"] == 0
     assert data["policies"]["route"]["bytes_moved"] > 0
-    # several policies: each one's regret against the best static policy of the run
-    assert set(data["regret"]["policies"]) == {"route", "fetch", "colocated"}
-    assert set(data["regret"]["baseline"].values()) <= {"route", "fetch", "colocated"}
-    for policies, compared in (("route", False), ("route,fetch", True)):  # one: nothing to
-        code, got, _ = call(["run", str(tiny), "--policy", policies, "--json", "--no-write"],
-                            capsys)  # compare; two: each against the better
-        assert code == 0 and ("regret" in json.loads(got)) is compared
     assert data["policies"]["colocated"]["bytes_by_class"] == {}
     assert set(data["policies"]["route"]["bytes_by_class"]) == {"kv_route"}
     assert set(data["policies"]["fetch"]["bytes_by_class"]) <= {"kv_fetch"}
@@ -73,16 +66,11 @@ def test_run_prints_a_comparison_table(tiny, tmp_path, capsys):
     code, out, err = call(["run", str(tiny), "--no-write"], capsys)
     assert code == 0
     assert "route" in out and "fetch" in out and "TTFT" in out
-    # two static policies: their regret table; no adaptive policy: no table of its choices
-    assert "regret against the best static policy" in out
-    assert "options chosen over time" not in out
-    code, out, _ = call(["run", str(tiny), "--policy", "fetch,adaptive", "--no-write"], capsys)
-    assert code == 0 and "options chosen over time" in out  # adaptive's choices
+    assert "cf err: |simulated − closed form| / closed form per round" in " ".join(out.split())
+    assert "requests" in err  # the progress bars
     code, out, err = call(["run", str(tiny), "--policy", "route,colocated", "--no-write"], capsys)
     assert code == 0  # a policy's note, on stderr under its name
     assert "note: colocated: no rounds: no KV crossed between GPUs" in err and "note:" not in out
-    assert "cf err: |simulated − closed form| / closed form per round" in " ".join(out.split())
-    assert "requests" in err  # the progress bars
 
 
 def test_a_run_cut_at_a_duration_shows_simulated_seconds_reached(tiny, capsys):
@@ -200,51 +188,6 @@ def test_a_run_of_one_token_requests_writes_its_results(tmp_path, capsys):
     for summary in data["policies"].values():
         assert summary["completed"] == 2 and summary["tbt_p50"] is None
     assert (out_dir / "latency_cdf.png").is_file() and (out_dir / "summary.json").is_file()
-
-
-DEPLOYED = """
-name = "ep"
-seed = 3
-stack = "ibgda"
-policies = ["route"]
-[topology]
-spec = "dgx_h100:nodes=2"
-[model]
-name = "deepseek-v3.2"
-[workload]
-kind = "trace"
-trace = "t.parquet"
-[engine]
-max_batch = 16
-layer_groups = 4
-[deployment]
-attention_dp = 16
-redundant_experts = 16
-"""
-
-
-def test_a_deployment_s_layout_is_told_on_stderr_before_the_run(tmp_path, capsys):
-    """One line per instance, before the results: its GPUs, attention, experts and kernels
-    (DeepSeek-V3.2's 256 routed experts and 16 redundant over EP16: 17 per rank)."""
-    import numpy as np
-
-    write_trace(make_trace(arrival_at=[0.0, 0.01], input_tokens=[640, 640], output_tokens=[3, 3],
-                           block_ids=[np.arange(10), 10_000 + np.arange(10)], block_tokens=64),
-                tmp_path / "t.parquet")
-    (tmp_path / "ep.toml").write_text(DEPLOYED)
-    code, out, err = call(["run", str(tmp_path / "ep.toml"), "--no-write"], capsys)
-    assert code == 0, err
-    told = [line for line in err.splitlines() if line.startswith("deployment: ")]
-    assert told == ["deployment: decode instance 0: 16 GPUs n0/gpu0 … n1/gpu7, attention "
-                    "DP16 × TP1, EP16: 17 routed experts per rank (16 redundant) + 1 shared, "
-                    "low-latency kernels"]
-    assert "deployment:" not in out  # stdout holds the results alone
-    code, out, _ = call(["run", str(tmp_path / "ep.toml"), "--no-write", "--json"], capsys)
-    gpus = [f"n{n}/gpu{i}" for n in range(2) for i in range(8)]
-    assert json.loads(out)["deployment"] == {  # the layout as data, without its lines
-        "pools": {"decode": [{"gpus": gpus, "attention_dp": 16, "attention_tp": 1, "ep": 16,
-                              "moe_kernels": "low_latency", "two_batch_overlap": False}]},
-        "idle": []}
 
 
 def test_run_tells_how_many_files_it_wrote_and_where(tiny, tmp_path, capsys):

@@ -144,8 +144,20 @@ def test_topology_show_and_run_print_the_layout(tmp_path, capsys, monkeypatch):
     code, out, err = call(["run", "ep.toml", "--json", "--out", "o"], capsys)
     assert code == 0, err
     assert "deployment: decode instance 0: 16 GPUs" in err
+    # one line per instance on stderr, before the results: its GPUs, attention, experts and
+    # kernels (DeepSeek-V3.2's 256 routed experts and 16 redundant over EP16: 17 per rank)
+    told = [line for line in err.splitlines() if line.startswith("deployment: ")]
+    assert told == ["deployment: decode instance 0: 16 GPUs n0/gpu0 … n1/gpu7, attention "
+                    "DP16 × TP1, EP16: 17 routed experts per rank (16 redundant) + 1 shared, "
+                    "low-latency kernels"]
+    assert "deployment:" not in out  # stdout holds the results alone
     data = json.loads(out)
     assert data["deployment"]["pools"]["decode"][0]["ep"] == 16
+    gpus = [f"n{n}/gpu{i}" for n in range(2) for i in range(8)]
+    assert data["deployment"] == {  # the layout as data, without its lines
+        "pools": {"decode": [{"gpus": gpus, "attention_dp": 16, "attention_tp": 1, "ep": 16,
+                              "moe_kernels": "low_latency", "two_batch_overlap": False}]},
+        "idle": []}
     pol = data["policies"]["route"]
     assert pol["completed"] == 2 and pol["decode_gpus"] == 16 and pol["moe_layers"] > 0
     assert {"moe_dispatch", "moe_combine"} <= set(pol["bytes_by_class"])

@@ -138,6 +138,13 @@ def test_kvfabric_run_prints_and_writes_the_regret(tmp_path, capsys):
     # a single policy compares nothing: no regret
     call(["run", str(tmp_path / "tiny.toml"), "--no-write", "--policy", "adaptive", "--json"])
     assert "regret" not in json.loads(capsys.readouterr().out)
+    # two compare: their regret; two static ones: no table of choices
+    call(["run", str(tmp_path / "tiny.toml"), "--no-write", "--policy", "route,fetch", "--json"])
+    assert set(json.loads(capsys.readouterr().out)["regret"]["policies"]) == {"route", "fetch"}
+    call(["run", str(tmp_path / "tiny.toml"), "--no-write", "--policy", "route,fetch"])
+    text = capsys.readouterr().out
+    assert "regret against the best static policy" in text
+    assert "options chosen over time" not in text
 
 
 def call(argv) -> None:

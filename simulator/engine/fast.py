@@ -252,9 +252,8 @@ class FastRun(_Run):
                 # start, after the events due before it and later by the debt the step's
                 # earlier items ran up, as a slot with rounds is — on the exact engine a slot
                 # starts when the one before ends, so a routed kernel that pushed one moves
-                # the rest of the step. (Under a policy that never routes, a stream still busy
-                # here would take the same path; no run or test was found to reach that case,
-                # stop 65, and its chained shortcut went.)
+                # the rest of the step (also right for a stream still busy under a policy
+                # that never routes, which no run was found to reach)
                 for q in range(prev, s):
                     at = yield from self._slot_start(g, at, False)
                     # one item: its folded layers after it

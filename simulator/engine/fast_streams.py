@@ -26,9 +26,9 @@ contract).
 
 The same calendar serves links: a message puts ``bytes / line rate`` seconds of work on each link
 it crosses (see :mod:`simulator.engine.fast_links`; :func:`reserve_each` reserves on a path's
-links in one pass). :meth:`Calendar.chain_until` reserves a run of a prefill-only step's layers at once.
-Both give the very items and floats one :meth:`Calendar.reserve` per item would (the speed pass in
-docs/performance.md).
+links in one pass). :meth:`Calendar.chain_until` reserves a run of a prefill-only step's layers
+at once. Both give the very items and floats one :meth:`Calendar.reserve` per item would (the
+speed pass in docs/performance.md).
 
 Items that ended before the present are dropped from the front now and then (a new item is never
 issued in the past), keeping the lists short.
