@@ -295,6 +295,17 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                     "tests/test_cli_topology.py",
                     "tests/test_network_paths.py", "tests/test_hardware.py",
                     "tests/test_scenario.py"]),
+    # the other commands a user meets: trace generation and stats, predict and sweep, kernel
+    # and calibrate, topology, demo (stop 66)
+    "cli_tools": (["simulator/cli/trace.py", "simulator/cli/predict.py",
+                   "simulator/cli/kernel.py", "simulator/cli/topology.py",
+                   "simulator/cli/calibrate.py", "simulator/cli/sweep.py",
+                   "simulator/cli/demo.py"],
+                  ["tests/test_cli_kernel.py", "tests/test_cli_predict.py",
+                   "tests/test_cli_topology.py", "tests/test_workloads_cli_trace.py",
+                   "tests/test_cli_main.py", "tests/test_cli_markup.py",
+                   "tests/test_gpu_calibration.py", "tests/test_workloads_stats.py",
+                   "tests/test_bad_input.py", "tests/test_sweep.py"]),
     # the checks the property tests lean on (a run's invariants, max-min fairness), against
     # results broken on purpose (stop 65)
     "testing": (["simulator/testing/invariants.py", "simulator/testing/fabric.py"],
