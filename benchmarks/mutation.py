@@ -305,7 +305,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                    "tests/test_cli_topology.py", "tests/test_workloads_cli_trace.py",
                    "tests/test_cli_main.py", "tests/test_cli_markup.py",
                    "tests/test_gpu_calibration.py", "tests/test_workloads_stats.py",
-                   "tests/test_bad_input.py", "tests/test_sweep.py"]),
+                   "tests/test_bad_input.py", "tests/test_sweep.py",
+                   "tests/test_network_fabric.py"]),
     # the checks the property tests lean on (a run's invariants, max-min fairness), against
     # results broken on purpose (stop 65)
     "testing": (["simulator/testing/invariants.py", "simulator/testing/fabric.py"],
