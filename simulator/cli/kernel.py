@@ -179,13 +179,13 @@ def _evaluate(op: str, p: KernelProfile, v: _Values, *, dtype: str, paged: bool,
         return p.gather(shape["blocks"], shape["block_bytes"]), shape
     if op == "merge":
         shape = {"batch": v("batch", 1), "heads": v("q_heads", 128), "dim": v("head_dim", 512),
-                 "partials": v("partials", 2, minimum=2.0)}
+                 "partials": v("partials", minimum=2.0)}
         return p.merge(shape["batch"], shape["heads"], shape["dim"], shape["partials"]), shape
     if op == "indexer":
         shape = {"batch": v("batch"), "context": v("context"), "heads": v("q_heads", 64),
                  "dim": v("head_dim", 128)}
         return p.indexer(shape["batch"], shape["context"], shape["heads"], shape["dim"]), shape
-    shape = {"kernels": v("kernels", 1, minimum=0.0),
+    shape = {"kernels": v("kernels", minimum=0.0),
              "cuda_graphs": p.cuda_graphs}
     return p.launch(shape["kernels"]), shape
 
@@ -247,9 +247,9 @@ def calibrate_folders(folders: tuple[str, ...], output: str, gpu_name: str | Non
 
 
 def _gpu_from_name(folder: Path) -> hardware.GPUSpec:
-    name = folder.resolve().name.upper()
-    for kind in sorted(hardware.GPUS, key=len, reverse=True):
-        if kind.upper() in name.replace("-", "_").split("_") or name == kind.upper():
-            return hardware.GPUS[kind]
-    raise UserError(f"{folder}: which GPU measured it? give --gpu (one of "
-                    f"{', '.join(hardware.GPUS)})")
+    words = folder.resolve().name.upper().replace("-", "_").split("_")
+    named = [kind for kind in hardware.GPUS if kind.upper() in words]
+    if len(named) == 1:
+        return hardware.GPUS[named[0]]
+    which = f"it names {' and '.join(named)}" if named else "which GPU measured it?"
+    raise UserError(f"{folder}: {which}; give --gpu (one of {', '.join(hardware.GPUS)})")

@@ -26,6 +26,9 @@ import numpy as np
 
 from simulator.errors import UserError
 from simulator.units import fmt_time
+from workloads.agentic import AgenticParams
+from workloads.nested import NestedParams
+from workloads.rag import RagParams
 
 #: The options several commands share.
 _SEED = click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0),
@@ -67,7 +70,7 @@ def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
 
     df = _load(file, skip_bad, block_tokens)
     if not len(df):
-        skipped = df.attrs.get("skipped_lines", 0)
+        skipped = df.attrs["skipped_lines"]
         raise UserError(f"{file}: holds no requests" + (f" ({skipped} bad lines skipped)"
                                                          if skipped else "")
                         + "; nothing to summarize")
@@ -112,7 +115,7 @@ def convert(file: str, output: str, skip_bad: bool, block_tokens: int) -> None:
     path = _out_path(output)
     df = _load(file, skip_bad, block_tokens)
     write_trace(df, path)
-    skipped = df.attrs.get("skipped_lines", 0)
+    skipped = df.attrs["skipped_lines"]
     click.echo(f"wrote {len(df):,} requests to {path}" + (f" ({skipped} bad lines skipped)"
                                                            if skipped else ""))
 
@@ -147,8 +150,9 @@ def _build(cls, values: dict):
     try:
         return cls(**given)
     except ValueError as exc:  # the generator names its fields: name the options instead
-        names = "|".join(sorted((re.escape(f.name) for f in dataclasses.fields(cls)),
-                                key=len, reverse=True))
+        # field names are identifiers: between word boundaries no two can match at one place,
+        # so the alternatives' order does not matter
+        names = "|".join(re.escape(f.name) for f in dataclasses.fields(cls))
         msg = re.sub(rf"\b({names})\b", lambda m: "--" + m.group(1).replace("_", "-"),
                      str(exc))
         raise UserError(f"bad option: {msg} (see --help)") from None
@@ -165,18 +169,6 @@ def _write_generated(df, path: Path, what: str) -> None:
                f"{rates['span_hit_fraction']:.1%}) to {path}")
 
 
-def _agentic_params():
-    from workloads.agentic import AgenticParams
-
-    return AgenticParams
-
-
-def _rag_params():
-    from workloads.rag import RagParams
-
-    return RagParams
-
-
 @gen.command("agentic")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
 @_SEED
@@ -184,12 +176,12 @@ def _rag_params():
               "(copilot_2026); its fields are changed with --param.")
 @click.option("--param", "session_params", multiple=True, metavar="KEY=VALUE",
               help="With --preset: set a SessionParams field (repeatable), e.g. sessions=50.")
-@_params_options(_agentic_params())
+@_params_options(AgenticParams)
 def gen_agentic(output: str, seed: int, preset: str | None, session_params: tuple[str, ...],
                 **params) -> None:
     """Coding sub-agents over shared repositories (options: AgenticParams fields), or with
     --preset structured sessions → turns → calls → tool calls (workloads.sessions)."""
-    from workloads.agentic import AgenticParams, generate_agentic
+    from workloads.agentic import generate_agentic
 
     path = _out_path(output)
     if preset is not None or session_params:
@@ -237,29 +229,23 @@ def _gen_sessions(path: Path, seed: int, preset: str | None, pairs: tuple[str, .
 @gen.command("rag")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
 @_SEED
-@_params_options(_rag_params())
+@_params_options(RagParams)
 def gen_rag(output: str, seed: int, **params) -> None:
     """RAG requests whose retrieved documents are permuted (options: RagParams fields)."""
-    from workloads.rag import RagParams, generate_rag
+    from workloads.rag import generate_rag
 
     path = _out_path(output)
     p = _build(RagParams, params)
     _write_generated(generate_rag(np.random.default_rng(seed), p), path, "rag")
 
 
-def _nested_params():
-    from workloads.nested import NestedParams
-
-    return NestedParams
-
-
 @gen.command("nested")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
 @_SEED
-@_params_options(_nested_params())
+@_params_options(NestedParams)
 def gen_nested(output: str, seed: int, **params) -> None:
     """Best-of-n queries whose n answers feed a judge as commuting spans (NestedParams fields)."""
-    from workloads.nested import NestedParams, generate_nested
+    from workloads.nested import generate_nested
 
     path = _out_path(output)
     p = _build(NestedParams, params)
@@ -293,12 +279,7 @@ def gen_selections(trace_file: str, output: str, seed: int, kind: str, top_k_tok
     from workloads.selections import generate_selections, write_selections
     from workloads.sparse import SparseSelector
 
-    path = _out_path(output)
-    for name, value in (("--layers", layers), ("--steps", steps)):
-        if value < 1:
-            raise UserError(f"{name} must be >= 1, got {value}")
-    if max_requests < 0:
-        raise UserError(f"--max-requests must be >= 0, got {max_requests}")
+    path = _out_path(output)  # (the counts' ranges are click's: IntRange above)
     try:
         selector = SparseSelector(kind=kind, top_k_tokens=top_k_tokens, block_tokens=block_tokens)
     except ValueError as exc:
