@@ -188,11 +188,10 @@ def _print(console: Console, cm: CostModel, out: dict) -> None:
         f"on {out['topology']} ({out['stack']} stack): "
         f"{out['src']} (home) ↔ {out['dst']} (owner), batch {out['batch']}, "
         f"{out['block_tokens']}-token blocks, reuse {out['reuse']:g}, {out['layout']} fetch"))
-    p = cm.path(out["src"], out["dst"]) if out["src"] != out["dst"] else None
-    if p is not None:
-        console.print(f"path: {p.hops} hops, latency {fmt_time(p.latency_time)}, bottleneck "
-                      f"{fmt_rate(p.bottleneck_bandwidth)}, "
-                      f"{'inter-node' if p.inter_node else 'intra-node'}")
+    p = cm.path(out["src"], out["dst"])  # src != dst: predict refused the home's own GPU
+    console.print(f"path: {p.hops} hops, latency {fmt_time(p.latency_time)}, bottleneck "
+                  f"{fmt_rate(p.bottleneck_bandwidth)}, "
+                  f"{'inter-node' if p.inter_node else 'intra-node'}")
     if "decision" in out:
         table = Table(title=f"One layer's round, {out['blocks']:g} blocks per query [µs]")
         table.add_column("phase")
