@@ -379,3 +379,18 @@ def test_where_fetch_jumps_past_route_no_block_count_makes_them_equal():
     assert -1e-6 < d(1.8499) < 0 < d(1.8501)
     assert all(d(x) > 0 for x in (1.87, 2.0, 4.0, 8.0, 64.0, 4096.0))
     assert cm.crossover(HOME, REMOTE) is None
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+def test_at_the_homes_own_gpu_a_launch_free_gather_has_no_crossover(batch):
+    # a kernel model without launch time (KernelModel(launch_time=0), allowed: >= 0): at the
+    # home's own GPU route and fetch do the same local work but for fetch's install copy, so
+    # D = install(K) / reuse is 0 at zero blocks and positive at any block count. The search
+    # answered 4.3e-15 blocks for GLM-5 with copies used 4 times (its first piece's root
+    # extrapolated to 0 and landed just above it in rounding)
+    cm = CostModel("glm-5", G, "ibgda", kernels=KernelModel(launch_time=0.0))
+    for reuse in (1.0, 4.0):
+        assert all(cm.fetch(HOME, HOME, x, batch, reuse=reuse).total
+                   > cm.route(HOME, HOME, x, batch, reuse=reuse).total
+                   for x in (0.01, 1.0, 64.0, 4096.0))
+        assert cm.crossover(HOME, HOME, batch=batch, reuse=reuse) is None

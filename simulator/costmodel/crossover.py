@@ -110,7 +110,10 @@ class CrossoverSearch:
                 continue
             slope = (d2 - d1) / (x2 - x1)
             k = x1 - d1 / slope
-            if lo < k <= hi:
+            # a root within rounding of 0 blocks is no crossover: where both options cost the
+            # same at 0 blocks (D(0) = 0) and D keeps one sign past it, rounding puts k a
+            # hair above 0 (a launch-free kernel model at the home's own GPU)
+            if lo < k <= hi and k > ROUNDING * span:
                 k = self._refine(src, dst, batch, heads, reuse, k, x1, d1, hi)
                 if k is not None:
                     return k
