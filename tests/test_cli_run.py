@@ -68,6 +68,9 @@ def test_run_prints_a_comparison_table(tiny, tmp_path, capsys):
     assert "route" in out and "fetch" in out and "TTFT" in out
     assert "cf err: |simulated − closed form| / closed form per round" in " ".join(out.split())
     assert "requests" in err  # the progress bars
+    route = next(line for line in out.splitlines() if line.startswith("│ route"))
+    # route's rounds have a closed-form error: a percentage in both cf err cells
+    assert all(re.fullmatch(r" +[\d.]+% ", c) for c in route.strip("│").split("│")[8:10])
     code, out, err = call(["run", str(tiny), "--policy", "route,colocated", "--no-write"], capsys)
     assert code == 0  # a policy's note, on stderr under its name
     assert "note: colocated: no rounds: no KV crossed between GPUs" in err and "note:" not in out
@@ -196,3 +199,71 @@ def test_run_tells_how_many_files_it_wrote_and_where(tiny, tmp_path, capsys):
     assert code == 0
     files = [p for p in out_dir.iterdir() if p.is_file()]
     assert f"wrote {len(files)} files to {out_dir}/" in err.replace("\n", "")
+
+
+def _in_a_terminal(monkeypatch) -> None:
+    """Make rich take stdout and stderr for an 80-column colour terminal."""
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def _after_the_bar(err: str) -> list[str]:
+    """stderr's lines after the progress bar (once it shows the cursor again)."""
+    return err.split("\x1b[?25h")[-1].splitlines()
+
+
+def test_a_policy_the_fast_engine_cannot_run_is_named_with_why_on_one_plain_line(
+        tiny, monkeypatch, capsys):
+    from simulator.engine.fast import unsupported
+    from simulator.policies import get
+
+    why = unsupported(get("adaptive_live"))
+    _in_a_terminal(monkeypatch)
+    code, _, err = call(["run", str(tiny), "--policy", "fetch,adaptive_live", "--engine", "fast",
+                         "--no-write"], capsys)
+    assert code == 0
+    line = f"adaptive_live: ran on the exact engine ({why})"
+    assert len(line) > 80 and line in _after_the_bar(err)  # unwrapped, uncoloured
+    assert not any(x.startswith("fetch: ran on") for x in _after_the_bar(err))
+
+
+def test_plots_a_run_cannot_draw_are_named_with_why_on_one_plain_line(tiny, tmp_path,
+                                                                       monkeypatch, capsys):
+    # colocated reads every block at home: no rounds and no link traffic to draw
+    _in_a_terminal(monkeypatch)
+    out_dir = tmp_path / "a-folder-with-a-long-enough-name-to-need-more-than-eighty-columns"
+    code, _, err = call(["run", str(tiny), "--policy", "colocated", "--out", str(out_dir)],
+                        capsys)
+    assert code == 0
+    notes = [x for x in _after_the_bar(err) if x.startswith("note: ")]
+    assert notes == ["note: colocated: no rounds: no KV crossed between GPUs (the policy never "
+                     "routes or fetches, or every block a query needed was local), so the "
+                     "closed-form error is empty"]  # one line, uncoloured
+    lines = [x for x in _after_the_bar(err) if not x.startswith("note: ")]
+    rounds = "no rounds recorded (colocated exchanged no per-round KV)"
+    assert lines[:3] == [f"skipped phase_breakdown.png: {rounds}",
+                         "skipped link_utilization.png: no link carried traffic",
+                         f"skipped closed_form_scatter.png: {rounds}"]
+    files = [p for p in out_dir.iterdir() if p.is_file()]
+    assert lines[3:] == [f"wrote {len(files)} files to {out_dir}/"]
+    assert sorted(p.name for p in files if p.suffix == ".png") == ["latency_cdf.png"]
+
+
+def test_the_comparison_table_aligns_its_cells_and_dashes_what_a_run_lacks(tmp_path, capsys):
+    # one-token requests: no TBT, shown as a dash; names left, figures right
+    write_trace(make_trace(arrival_at=[0.0, 0.01], input_tokens=[3000, 3500],
+                           output_tokens=[1, 1], block_ids=[list(range(47)), list(range(55))],
+                           block_tokens=64), tmp_path / "tiny.parquet")
+    (tmp_path / "tiny.toml").write_text(SCENARIO)
+    code, out, _ = call(["run", str(tmp_path / "tiny.toml"), "--policy", "fetch", "--no-write"],
+                        capsys)
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("│ fetch"))
+    cells = row.strip("│").split("│")
+    assert cells[0] == " fetch  "  # "policy" is wider: the name on the left
+    assert cells[1] == "  2/2 "  # "done" is wider: the count on the right
+    assert [c.strip() for c in cells[4:6]] == ["—", "—"]  # TBT p50, p99
+    assert all(re.fullmatch(r" [\d.]+ (ms|s) ", c) for c in cells[2:4])  # TTFT p50, p99
+    assert [c.strip() for c in cells[8:10]] == ["—", "—"]  # no round: no closed-form error

@@ -141,11 +141,14 @@ def test_topology_show_and_run_print_the_layout(tmp_path, capsys, monkeypatch):
                          "--json"], capsys)
     data = json.loads(out)
     assert code == 0 and len(data["deployment"]["idle"]) == 8
+    for key, value in (("COLUMNS", "80"), ("FORCE_COLOR", "1"), ("TERM", "xterm-256color")):
+        monkeypatch.setenv(key, value)  # run's stderr an 80-column colour terminal
     code, out, err = call(["run", "ep.toml", "--json", "--out", "o"], capsys)
     assert code == 0, err
     assert "deployment: decode instance 0: 16 GPUs" in err
     # one line per instance on stderr, before the results: its GPUs, attention, experts and
-    # kernels (DeepSeek-V3.2's 256 routed experts and 16 redundant over EP16: 17 per rank)
+    # kernels (DeepSeek-V3.2's 256 routed experts and 16 redundant over EP16: 17 per rank),
+    # unwrapped and uncoloured
     told = [line for line in err.splitlines() if line.startswith("deployment: ")]
     assert told == ["deployment: decode instance 0: 16 GPUs n0/gpu0 … n1/gpu7, attention "
                     "DP16 × TP1, EP16: 17 routed experts per rank (16 redundant) + 1 shared, "

@@ -228,7 +228,7 @@ def _report(results, name, seed, target, written, skipped, as_json, err,
 
     lamina = {p: results[p] for p in LOOPS if p in results}
     run_notes = notes(results)
-    regret = regret_report(results) if len(results) > 1 else None
+    regret = regret_report(results)  # (None for one policy)
     if as_json:
         payload = {
             "scenario": name, "seed": seed,
