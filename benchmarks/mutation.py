@@ -87,7 +87,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "tests/test_oracle.py", "tests/test_hot_paths.py"]),
     "closed_form": (["simulator/costmodel/closed_form.py", "simulator/costmodel/crossover.py"],
                     ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
-                     "tests/test_costmodel_crossover.py"]),
+                     "tests/test_costmodel_crossover.py",
+                     "tests/test_costmodel_crossover_edges.py"]),
     "kvcache": (["simulator/kvcache/directory.py", "simulator/kvcache/eviction.py",
                  "simulator/kvcache/blocklists.py", "simulator/kvcache/copy_kernels.py",
                  "simulator/kvcache/host_order.py"],
@@ -121,7 +122,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "tests/test_gpu_runtime.py", "tests/test_gpu_tables.py",
              "tests/test_gpu_tables_loaders.py", "tests/test_gpu_fitting.py",
              "tests/test_gpu_layer_shapes.py", "tests/test_gpu_profile_answers.py",
-             "tests/test_gpu_profiled_edges.py",
+             "tests/test_gpu_profiled_edges.py", "tests/test_gpu_fitting_edges.py",
              "tests/test_cli_kernel.py", "tests/test_bad_input.py",
              "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py",
              # the roofline's hand-checkable figures are the closed form's (KernelModel)
@@ -209,7 +210,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # a deployment's instance loops on both engines (two-batch overlap's pipeline and fold)
     "instances": (["simulator/engine/instance_loop.py", "simulator/engine/fast_instances.py"],
                   ["tests/test_engine_instances.py", "tests/test_engine_fast_instances.py",
-                   "tests/test_engine_kvtransfer.py"]),
+                   "tests/test_engine_kvtransfer.py", "tests/test_engine_instances_edges.py"]),
     # the exact engine's rounds (route / fetch / local replayed as callbacks) and the regret
     # report every comparison of policies carries (issue 18)
     "rounds": (["simulator/engine/rounds.py", "simulator/engine/regret.py"],
@@ -232,7 +233,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               "tests/test_engine_scheduler.py", "tests/test_engine_clock.py",
               "tests/test_policies_adaptive.py", "tests/test_engine_arrivals.py",
               "tests/test_engine_admission.py", "tests/test_engine_instances.py",
-              "tests/test_engine_reuse.py"]),
+              "tests/test_engine_reuse.py", "tests/test_engine_gpu_loop_edges.py"]),
     # a decode step's data and costs, shared by both engines: selections and block locations
     # (StepData), the memoized per-step costs, the GPUs' copy store
     "steps": (["simulator/engine/locate.py", "simulator/engine/locate_kernels.py",
@@ -301,12 +302,15 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                    "simulator/cli/kernel.py", "simulator/cli/topology.py",
                    "simulator/cli/calibrate.py", "simulator/cli/sweep.py",
                    "simulator/cli/demo.py"],
-                  ["tests/test_cli_kernel.py", "tests/test_cli_predict.py",
+                  ["tests/test_cli_kernel.py", "tests/test_cli_kernel_output.py",
+                   "tests/test_cli_predict.py",
+                   "tests/test_cli_predict_output.py", "tests/test_cli_demo.py",
                    "tests/test_cli_topology.py", "tests/test_workloads_cli_trace.py",
                    "tests/test_cli_main.py", "tests/test_cli_markup.py",
                    "tests/test_gpu_calibration.py", "tests/test_workloads_stats.py",
                    "tests/test_bad_input.py", "tests/test_sweep.py",
-                   "tests/test_network_fabric.py"]),
+                   "tests/test_network_fabric.py", "tests/test_cli_trace_output.py",
+                   "tests/test_cli_topology_output.py", "tests/test_cli_sweep.py"]),
     # the checks the property tests lean on (a run's invariants, max-min fairness), against
     # results broken on purpose (stop 65)
     "testing": (["simulator/testing/invariants.py", "simulator/testing/fabric.py"],
@@ -1005,6 +1009,47 @@ def _pools_equivalents() -> dict:
     }
 
 
+def _cli_tools_equivalents() -> dict:
+    """Equivalent mutants of the cli_tools group (stop 66: trace, predict, kernel, topology,
+    calibrate, sweep and demo), and of `kvfabric run`'s comparison table (cli_run)."""
+    kernel = "simulator/cli/kernel.py"
+    calibrate = "simulator/cli/calibrate.py"
+    return {
+        (kernel, 'page_tokens=int(shape.get("page_tokens", 16)), topk=topk_arg), shape',
+         "16 -> 17"): "the default stands in only without --paged, and an unpaged "
+        "KernelProfile.attention does not read page_tokens",
+        (calibrate, "for inputs, fitted, res in zip(m.inputs, fit.fitted, fit.residuals, "
+         "strict=True):", "True -> False"): "fit_line builds fitted and residuals from the "
+        "very rows of m.inputs: the lengths always agree and strict never fires",
+        (calibrate, 'if m.columns[-1] == "rtt_seconds":', "-x -> x"): "a ping-pong header "
+        "has exactly two columns, so [1] is [-1]; a kernel header's [1] is 'tokens', which "
+        "matches neither",
+        ("simulator/cli/sweep.py", "for col, v in zip(shown.columns, row, strict=True)))",
+         "True -> False"): "a row of shown.itertuples(index=False) has exactly one field per "
+        "column: strict never fires",
+        ("simulator/cli/sweep.py", "table.add_column(escape(str(col)), no_wrap=True)",
+         "True -> False"): "print_table prints this table as it is only where its natural "
+        "width fits (a terminal) or at that width (piped), so nothing wraps; narrower, it "
+        "prints vertical() tables, whose columns set no_wrap of their own",
+        ("simulator/cli/run.py", 't.add_column(col, justify="left" if col == "policy" else '
+         '"right", no_wrap=True)', "True -> False"): "print_table prints the table as it is "
+        "only where its natural width fits (a terminal) or at that width (piped), so nothing "
+        "wraps; narrower, it prints vertical() tables, whose columns set no_wrap of their own",
+        ("simulator/cli/predict.py", "xs = np.geomspace(rng[0], rng[1], 200)", "200 -> 201"):
+            "one more point on the same smooth curves: no drawn difference",
+        **{("simulator/cli/predict.py", 'fmt = target.rsplit(".", 1)[-1].lower() if "." in '
+            'target else "png"', desc): "a name holding a '.' split once from the right has "
+            "two pieces: splitting twice leaves the same last piece, and [1] is [-1]"
+           for desc in ("1 -> 2", "-x -> x")},
+        ("simulator/cli/demo.py", 'links = links[links.bytes > 0].sort_values(["utilization", '
+         '"src", "dst"],', "0 -> 1"): "the story's smallest transfer is 1 MB: no link carries "
+        "more than 0 and at most 1 byte",
+        ("simulator/cli/demo.py", "console.width = 120  # piped: do not squeeze the tables to 80 "
+         "columns", "120 -> 121"): "the story's tables are at most 100 columns wide and do not "
+        "expand: 120 and 121 columns print the same",
+    }
+
+
 def _cli_equivalents() -> dict:
     """Equivalent mutants of the cli group (stop 53: what `kvfabric run` shows and writes)."""
     output = "simulator/cli/output.py"
@@ -1554,6 +1599,17 @@ def _loop_equivalents() -> dict:
         (loop, "continue", "delete `continue`", "#1"):
             "a GPU is woken by an arrival in its queue: the step that follows is the one the "
             "loop's next turn would run",
+        **{(loop, line, desc, k): "unreachable (stop 66, docs/mutation.md): a plan that ran "
+           "nothing rejected or preempted a request — without a [deployment] every admission "
+           "computes at least its last block, a running request decodes, computes a chunk or is "
+           "preempted, and with none running the queue's first is admitted or rejected"
+           for line, desc, k in (("wake[g] = env.event()", "delete `wake[g] = env.event()`",
+                                  "#2"), ("continue", "delete `continue`", "#3"))},
+        (loop, "if plan.chunks or plan.prompt_done:", "or -> and"): "without chunked prefill "
+        "every chunk is a whole prompt (chunks imply prompt_done), and every admission computes "
+        "at least its last block (prompt_done implies chunks): both mean plan.chunks",
+        (loop, "yield env.timeout(at - env.now)", "- -> +"): "unreachable: a step without "
+        "decodes has chunks, and both prefill paths end with at = env.now",
         **{(path, line, f"delete `{line}`"): "packing or spilling records changes where they "
            "are kept, not what they hold (test_records_moved_to_temporary_files_change_no_result)"
            for path in (loop, instances)
@@ -1573,6 +1629,14 @@ def _loop_equivalents() -> dict:
          "True -> False"): "the MoE plan has one expert time per rank: the lengths agree",
         **{(fast_instances, f"if e > {v}:", "> -> >="): f"e = {v}: it sets {v} to the value it "
            "has (a running maximum)" for v in ("finish", "t2", "t4")},
+        (instances, "if start + period * layers > env.now:", "> -> >="): "when fold returns, "
+        "now is the later lane's end, at most start + period, and a folded slot has layers >= 2 "
+        "and period > 0: the condition holds either way",
+        (fast_instances, 'p["q_local"][s] if p["q_local"] is not None else 0, pre, at))',
+         "0 -> 1"): "_prepare sets q_local and n_local together: where q_local is None n_local "
+        "is 0, and SlotComposer.slots reads the local queries only beside local blocks",
+        (fast_instances, "busy = np.flatnonzero(loads > 0)", "0 -> 1"): "a link's load is whole "
+        "tokens times one token's bytes (kilobytes): never between 0 and 1",
         (instances, "continue", "delete `continue`", "#1"):
             "an instance sleeps until a request reaches one of its ranks: the step that follows "
             "is the one the loop's next turn would run",
@@ -2528,6 +2592,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_deployment_equivalents(),
     **_pools_equivalents(),
     **_cli_equivalents(),
+    **_cli_tools_equivalents(),
     **_topologies_equivalents(),
 }
 

@@ -154,6 +154,9 @@ class Handoff:
                              float(start), float(self.prefilled_at[r]), now,
                              now - float(start), cf))
         req.queue[home].append(r)
-        w = req.wake[home]
-        if w is not None and not w.triggered:
-            w.succeed()
+        # the decode GPU has a request to take; the prefill GPU has room again (a prompt that
+        # did not fit there waits for it)
+        for gpu in (home, g):
+            w = req.wake[gpu]
+            if w is not None and not w.triggered:
+                w.succeed()
