@@ -138,6 +138,9 @@ def test_a_prefill_rank_whose_only_prompt_was_preempted_steps_again_at_once():
     mine = it[(it["gpu"].astype(str) == "n0/gpu0") & (it["started_at"] >= 0.48)]
     # two chunks, the preemption, then the 12 blocks not cached: five steps without a gap
     assert mine["prefill_tokens"].tolist() == [256] * 5
+    # the plan that only preempted has no row: its preemption is counted in the rank's next
+    assert mine["preempted"].tolist() == [0, 0, 1, 0, 0]
+    assert res.summary["preemptions"] == it["preempted"].sum() == 1
     assert mine["started_at"].iloc[0] == 0.48
     assert mine["started_at"].iloc[1:].tolist() == mine["finished_at"].iloc[:-1].tolist()
     assert mine["finished_at"].iloc[-1] == kv.loc[2, "prefilled_at"]
