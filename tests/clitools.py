@@ -61,3 +61,58 @@ def small_scenario(folder, requests: int = 2, output_tokens: int = 3, name: str 
     path = folder / "tiny.toml"
     path.write_text(SMALL.format(name=name, top=listed))
     return path
+
+
+def run_args(capsys, *argv: str) -> tuple[int, str, str]:
+    """:func:`run_main` with the arguments spread: ``run_args(capsys, "trace", "stats", …)``."""
+    return run_main(list(argv), capsys)
+
+
+def rich_tables(out: str) -> list[tuple[list[str], list[list[str]]]]:
+    """The rich tables in ``out``, in order: (header cells, body rows' cells), stripped."""
+    found = []
+    for line in out.splitlines():
+        if line.startswith("┏"):
+            found.append(([], []))
+        elif line.startswith("┃"):
+            found[-1][0].extend(c.strip() for c in line.strip("┃").split("┃"))
+        elif line.startswith("│"):
+            found[-1][1].append([c.strip() for c in line.strip("│").split("│")])
+    return found
+
+
+def refuse_points(monkeypatch, module) -> list[int]:
+    """Make ``module.check_points`` refuse every sweep before any point runs (``error:
+    checked``), recording how many workers each check was told will share the machine."""
+    from simulator.errors import UserError
+
+    shared_by = []
+
+    def check_points(sweep, parallel=1):
+        shared_by.append(parallel)
+        raise UserError("checked")  # nothing runs
+
+    monkeypatch.setattr(module, "check_points", check_points)
+    return shared_by
+
+
+#: A scenario of one ``[deployment]`` over the trace ``t.parquet`` beside it: ``name``, the
+#: topology ``spec``, the ``model`` and the ``deployment`` section's lines.
+DEPLOYED = """
+name = "{name}"
+seed = 1
+stack = "ibgda"
+policies = ["route"]
+[topology]
+spec = "{spec}"
+[model]
+name = "{model}"
+[workload]
+kind = "trace"
+trace = "t.parquet"
+[engine]
+max_batch = 8
+layer_groups = 2
+[deployment]
+{deployment}
+"""

@@ -11,9 +11,9 @@ import shutil
 import tomllib
 
 import pytest
+from clitools import run_args as run
 
 from simulator import hardware
-from simulator.cli import main
 from simulator.gpu import calibration as cal
 from simulator.gpu.profiles import calibration_dir, default_profile
 from simulator.models import model as lookup_model
@@ -21,17 +21,6 @@ from simulator.units import LARGEST_SIZE, GBps, fmt_rate, fmt_time, us
 
 LAMINA = calibration_dir() / "lamina_ibgda_roce400.csv"  # bytes,rtt_seconds rows
 FLASHMLA = calibration_dir() / "flashmla_h800_decode.csv"  # batch,tokens,seconds rows
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run ``kvfabric argv``; return (exit code, stdout, stderr)."""
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def kernel_json(capsys, *argv: str) -> dict:

@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-from clitools import SMALL, run_main
+from clitools import SMALL, refuse_points, rich_tables, run_main
 
 from simulator.cli.sweep import _cell
-from simulator.errors import UserError
 from simulator.sweep import executor
 
 #: A closed-form sweep of ``n`` points over ``blocks`` (its name, from the file, is ``p``).
@@ -40,19 +39,6 @@ def fake_points(monkeypatch, outcome) -> list:
 
 def rows(*dicts):
     return lambda p: {"rows": [dict(d) for d in dicts]}
-
-
-def tables(out: str) -> list[tuple[list[str], list[list[str]]]]:
-    """The rich tables in ``out``, in order: (header cells, body rows' cells), stripped."""
-    found = []
-    for line in out.splitlines():
-        if line.startswith("┏"):
-            found.append(([], []))
-        elif line.startswith("┃"):
-            found[-1][0].extend(c.strip() for c in line.strip("┃").split("┃"))
-        elif line.startswith("│"):
-            found[-1][1].append([c.strip() for c in line.strip("│").split("│")])
-    return found
 
 
 def test_cells_are_times_numbers_or_text():
@@ -89,7 +75,7 @@ def test_the_table_shows_each_row_formatted_and_the_first_line_counts_the_points
     for point, blocks in ((0, 8), (1, 16)):
         body += [[str(point), str(blocks), "route", "3", "1.5 ms", "1235", "2 s"],
                  [str(point), str(blocks), "fetch", "0", "—", "0", "250 ms"]]
-    assert tables(out) == [(header, body)]
+    assert rich_tables(out) == [(header, body)]
     assert len(lines) == 1 + 4 + 4  # the line, the table's top, header, rule, bottom, rows
     assert (out_dir / "results.parquet").is_file()
 
@@ -115,7 +101,7 @@ def test_the_table_shows_twenty_rows_and_says_how_many_more_are_in_the_file(
     code, out, err = run_main(["sweep", str(write_sweep(tmp_path, 1)), "--out", str(out_dir)],
                               capsys)
     assert code == 0, err
-    (header, body), = tables(out)
+    (header, body), = rich_tables(out)
     assert header == ["point", "blocks", "option", "completed"]
     assert body == [["0", "8", f"o{i}", str(i)] for i in range(20)]
     last = out.splitlines()[-1]
@@ -226,13 +212,7 @@ def test_the_points_are_checked_for_the_workers_that_will_share_the_machine(
 
     from simulator.sweep import check
 
-    shared_by = []
-
-    def check_points(sweep, parallel=1):
-        shared_by.append(parallel)
-        raise UserError("checked")  # nothing runs
-
-    monkeypatch.setattr(check, "check_points", check_points)
+    shared_by = refuse_points(monkeypatch, check)
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
     code, out, err = run_main(["sweep", str(write_sweep(tmp_path, 6)), "--out",
                                str(tmp_path / "o"), *argv], capsys)

@@ -5,21 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from clitools import run_args as run
 
 import topologies
-from simulator.cli import main
 from simulator.hardware import LINKS
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run ``kvfabric argv``; return (exit code, stdout, stderr)."""
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_list_names_every_preset_with_its_parameters(capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from clitools import run_main
+from clitools import DEPLOYED, rich_tables, run_main
 
 from simulator.hardware import LINKS
 from simulator.units import fmt_rate, fmt_time
@@ -30,42 +30,13 @@ latency = 1e-6
 """
 
 #: A dense model laid out on TWO's GPUs: one decode instance, attention DP2.
-SCENARIO = """
-name = "ep[red]x"
-seed = 1
-stack = "ibgda"
-policies = ["route"]
-[topology]
-spec = "two.toml"
-[model]
-name = "llama-3.1-8b"
-[workload]
-kind = "trace"
-trace = "t.parquet"
-[engine]
-max_batch = 8
-layer_groups = 2
-[deployment]
-attention_dp = 2
-"""
+SCENARIO = DEPLOYED.format(name="ep[red]x", spec="two.toml", model="llama-3.1-8b",
+                           deployment="attention_dp = 2")
 LAYOUT_LINE = "decode instance 0: 2 GPUs a[bold]/g0 … a[bold]/g1, attention DP2 × TP1"
 
 #: The keys of ``topology show --json`` without --path, -o or --deployment.
 SUMMARY_KEYS = {"name", "nodes", "edges", "node_kinds", "gpus", "gpu_count", "links",
                 "bisection_bandwidth", "bisection_halves"}
-
-
-def tables(out: str) -> list[tuple[list[str], list[list[str]]]]:
-    """The rich tables in ``out``, in order: (header cells, body rows' cells), stripped."""
-    found = []
-    for line in out.splitlines():
-        if line.startswith("┏"):
-            found.append(([], []))
-        elif line.startswith("┃"):
-            found[-1][0].extend(c.strip() for c in line.strip("┃").split("┃"))
-        elif line.startswith("│"):
-            found[-1][1].append([c.strip() for c in line.strip("│").split("│")])
-    return found
 
 
 @pytest.fixture
@@ -87,7 +58,7 @@ def test_show_prints_counts_tables_and_bisection_of_a_preset(capsys, wide):
     lines = out.splitlines()
     # 2 GPUs, an NVSwitch, a PCIe switch per GPU and a host; 6 full-duplex links
     assert lines[0] == "single_node: 6 nodes, 12 directed edges, 2 GPUs"
-    assert tables(out) == [
+    assert rich_tables(out) == [
         (["GPU", "count"], [["H100", "2"]]),
         (["kind", "count"], [["gpu", "2"], ["host", "1"], ["nvswitch", "1"],
                              ["pcie_switch", "2"]]),
@@ -118,7 +89,7 @@ def test_show_prints_each_hop_of_a_path_numbered_from_one(capsys, wide):
                                "n0/gpu1"], capsys)
     assert code == 0, err
     nv = (fmt_rate(LINKS["nvlink4"].bandwidth), fmt_time(LINKS["nvlink4"].latency))
-    assert tables(out)[-1] == (
+    assert rich_tables(out)[-1] == (
         ["#", "from", "to", "kind", "link", "bandwidth", "latency"],
         [["1", "n0/gpu0", "n0/nvswitch", "nvlink", "nvlink4", *nv],
          ["2", "n0/nvswitch", "n0/gpu1", "nvlink", "nvlink4", *nv]])
@@ -130,7 +101,7 @@ def test_a_link_without_a_catalog_name_shows_a_dash(capsys, wide, files):
     code, out, err = run_main(["topology", "show", "two.toml", "--path", "a[bold]/g0",
                                "a[bold]/g1"], capsys)
     assert code == 0, err
-    found = tables(out)
+    found = rich_tables(out)
     assert found[2] == (["kind", "catalog link", "bandwidth", "count"],
                         [["nvlink", "-", "100 GB/s", "1"]])
     assert found[3] == (["#", "from", "to", "kind", "link", "bandwidth", "latency"],
@@ -175,7 +146,7 @@ def test_list_prints_each_preset_with_its_parameters_and_first_docstring_line(ca
     monkeypatch.setenv("COLUMNS", "300")
     code, out, err = run_main(["topology", "list"], capsys)
     assert code == 0, err
-    header, rows = tables(out)[0]
+    header, rows = rich_tables(out)[0]
     assert header == ["preset", "parameters (defaults)", "description"]
     assert rows[0] == ["single_node", "gpus=8, gpu=H100, nvlink=nvlink4, pcie=pcie5",
                        "One machine: GPUs on one NVSwitch, a PCIe switch per GPU and a host; "

@@ -7,8 +7,8 @@ import dataclasses
 import click
 import pytest
 from click.testing import CliRunner
+from clitools import run_args as run
 
-from simulator.cli import main
 from simulator.cli.trace import _params_options
 from workloads.schema import read_trace
 from workloads.selections import read_selections
@@ -23,17 +23,6 @@ LINES = (
     '{"timestamp": 2500, "input_length": 600, "output_length": 30, "hash_ids": [3, 0]}',
     "not json",
 )
-
-
-def run(capsys, *args):
-    """Run the CLI in-process; return (exit code, stdout, stderr)."""
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from clitools import run_main
+from clitools import DEPLOYED, run_main
 
 from simulator.deployment import (
     DeploymentSpec,
@@ -103,25 +103,8 @@ def test_each_gpu_holds_the_shared_weights_and_its_own_experts():
     assert 20e9 < ep144 < 25e9 and 40e9 < ep32 < 45e9
 
 
-SCENARIO = """
-name = "ep"
-seed = 1
-stack = "ibgda"
-policies = ["route"]
-[topology]
-spec = "dgx_h100:nodes=2"
-[model]
-name = "deepseek-v3.2"
-[workload]
-kind = "trace"
-trace = "t.parquet"
-[engine]
-max_batch = 8
-layer_groups = 2
-[deployment]
-attention_dp = 16
-redundant_experts = 16
-"""
+SCENARIO = DEPLOYED.format(name="ep", spec="dgx_h100:nodes=2", model="deepseek-v3.2",
+                           deployment="attention_dp = 16\nredundant_experts = 16")
 
 
 def call(argv, capsys):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from clitools import refuse_points
 
 from simulator.errors import UserError
 from simulator.sweep import Sweep, execute, executor, point_id
@@ -298,13 +299,7 @@ def test_the_workers_are_the_cpus_or_as_given_but_no_more_than_the_points_to_do(
     import os
 
 
-    shared_by = []
-
-    def check_points(sweep, parallel=1):
-        shared_by.append(parallel)
-        raise UserError("checked")  # nothing runs
-
-    monkeypatch.setattr(executor, "check_points", check_points)
+    shared_by = refuse_points(monkeypatch, executor)
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
     sweep = predict_sweep()
     if resumed:
