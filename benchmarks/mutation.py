@@ -126,12 +126,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "tests/test_cli_kernel.py", "tests/test_bad_input.py",
              "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py",
              # the roofline's hand-checkable figures are the closed form's (KernelModel)
-             "tests/test_costmodel_closed_form.py", "tests/test_oracle.py"]),
+             "tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
+             "tests/test_gpu_runtime_edges.py"]),
     "basics": (["simulator/network/paths.py", "simulator/models.py", "simulator/units.py",
                 "simulator/gpu/streams.py"],
                ["tests/test_network_paths.py", "tests/test_models.py", "tests/test_units.py",
                 "tests/test_hot_paths.py", "tests/test_gpu_copyengines.py",
-                "tests/test_gpu_streams.py"]),
+                "tests/test_gpu_streams.py", "tests/test_network_paths_edges.py"]),
     # what a user hands the tool: scenario files and request traces, validated before any
     # work (stop 47)
     "inputs": (["simulator/scenario/validate.py", "simulator/scenario/sections.py",
@@ -150,7 +151,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                  "tests/test_engine_columns.py", "tests/test_network_fabric.py",
                  "tests/test_network_traffic.py", "tests/test_engine_exact.py",
                  "tests/test_oracle.py", "tests/test_hot_paths.py", "tests/test_spill.py",
-                 "tests/test_engine_instances.py"]),
+                 "tests/test_engine_instances.py",
+                 "tests/test_engine_results_edges.py"]),
     "sparse": (["workloads/sparse.py", "workloads/sparse_kernels.py"],
                ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
