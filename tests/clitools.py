@@ -116,3 +116,16 @@ layer_groups = 2
 [deployment]
 {deployment}
 """
+
+
+def colour_terminal(monkeypatch, columns: int = 80) -> None:
+    """Make rich take stdout and stderr for a colour terminal ``columns`` wide."""
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+def after_the_bar(err: str) -> list[str]:
+    """stderr's lines after a progress bar (once it shows the cursor again)."""
+    return err.split("\x1b[?25h")[-1].splitlines()

@@ -8,7 +8,7 @@ import re
 
 import pandas as pd
 import pytest
-from clitools import SMALL, run_main
+from clitools import SMALL, after_the_bar, colour_terminal, run_main
 
 from simulator.cli import main
 from workloads.schema import make_trace, write_trace
@@ -201,47 +201,34 @@ def test_run_tells_how_many_files_it_wrote_and_where(tiny, tmp_path, capsys):
     assert f"wrote {len(files)} files to {out_dir}/" in err.replace("\n", "")
 
 
-def _in_a_terminal(monkeypatch) -> None:
-    """Make rich take stdout and stderr for an 80-column colour terminal."""
-    monkeypatch.setenv("COLUMNS", "80")
-    monkeypatch.setenv("FORCE_COLOR", "1")
-    monkeypatch.setenv("TERM", "xterm-256color")
-    monkeypatch.delenv("NO_COLOR", raising=False)
-
-
-def _after_the_bar(err: str) -> list[str]:
-    """stderr's lines after the progress bar (once it shows the cursor again)."""
-    return err.split("\x1b[?25h")[-1].splitlines()
-
-
 def test_a_policy_the_fast_engine_cannot_run_is_named_with_why_on_one_plain_line(
         tiny, monkeypatch, capsys):
     from simulator.engine.fast import unsupported
     from simulator.policies import get
 
     why = unsupported(get("adaptive_live"))
-    _in_a_terminal(monkeypatch)
+    colour_terminal(monkeypatch)
     code, _, err = call(["run", str(tiny), "--policy", "fetch,adaptive_live", "--engine", "fast",
                          "--no-write"], capsys)
     assert code == 0
     line = f"adaptive_live: ran on the exact engine ({why})"
-    assert len(line) > 80 and line in _after_the_bar(err)  # unwrapped, uncoloured
-    assert not any(x.startswith("fetch: ran on") for x in _after_the_bar(err))
+    assert len(line) > 80 and line in after_the_bar(err)  # unwrapped, uncoloured
+    assert not any(x.startswith("fetch: ran on") for x in after_the_bar(err))
 
 
 def test_plots_a_run_cannot_draw_are_named_with_why_on_one_plain_line(tiny, tmp_path,
                                                                        monkeypatch, capsys):
     # colocated reads every block at home: no rounds and no link traffic to draw
-    _in_a_terminal(monkeypatch)
+    colour_terminal(monkeypatch)
     out_dir = tmp_path / "a-folder-with-a-long-enough-name-to-need-more-than-eighty-columns"
     code, _, err = call(["run", str(tiny), "--policy", "colocated", "--out", str(out_dir)],
                         capsys)
     assert code == 0
-    notes = [x for x in _after_the_bar(err) if x.startswith("note: ")]
+    notes = [x for x in after_the_bar(err) if x.startswith("note: ")]
     assert notes == ["note: colocated: no rounds: no KV crossed between GPUs (the policy never "
                      "routes or fetches, or every block a query needed was local), so the "
                      "closed-form error is empty"]  # one line, uncoloured
-    lines = [x for x in _after_the_bar(err) if not x.startswith("note: ")]
+    lines = [x for x in after_the_bar(err) if not x.startswith("note: ")]
     rounds = "no rounds recorded (colocated exchanged no per-round KV)"
     assert lines[:3] == [f"skipped phase_breakdown.png: {rounds}",
                          "skipped link_utilization.png: no link carried traffic",

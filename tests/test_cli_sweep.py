@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from clitools import SMALL, refuse_points, rich_tables, run_main
+from clitools import SMALL, after_the_bar, colour_terminal, refuse_points, rich_tables, run_main
 
 from simulator.cli.sweep import _cell
 from simulator.sweep import executor
@@ -148,10 +148,7 @@ def test_a_failed_point_prints_on_stderr_as_written_and_exits_1(tmp_path, monkey
 
 
 def test_notes_and_failures_are_not_coloured_in_a_terminal(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("COLUMNS", "200")
-    monkeypatch.setenv("FORCE_COLOR", "1")
-    monkeypatch.setenv("TERM", "xterm-256color")
-    monkeypatch.delenv("NO_COLOR", raising=False)
+    colour_terminal(monkeypatch, 200)
 
     def outcome(p):
         if p.index == 1:
@@ -163,9 +160,8 @@ def test_notes_and_failures_are_not_coloured_in_a_terminal(tmp_path, monkeypatch
     code, out, err = run_main(["sweep", str(write_sweep(tmp_path)), "--out",
                                str(tmp_path / "o")], capsys)
     assert code == 1
-    after_the_bar = err.split("\x1b[?25h")[-1]  # the cursor shown again
-    assert after_the_bar.splitlines() == ["note: point 0: 2 requests 'cut' at 0.5",
-                                          "failed point 1 {'blocks': 16}: ValueError: 12 'x' 3.5"]
+    assert after_the_bar(err) == ["note: point 0: 2 requests 'cut' at 0.5",
+                                  "failed point 1 {'blocks': 16}: ValueError: 12 'x' 3.5"]
 
 
 def test_without_out_the_results_go_to_out_sweep_name(tmp_path, monkeypatch, capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from clitools import DEPLOYED, rich_tables, run_main
+from clitools import DEPLOYED, colour_terminal, rich_tables, run_main
 
 from simulator.hardware import LINKS
 from simulator.units import fmt_rate, fmt_time
@@ -128,10 +128,7 @@ def test_json_has_the_deployment_only_when_asked(capsys, files):
 def test_deployment_lines_print_as_given_on_a_narrow_terminal(capsys, files, monkeypatch):
     # a terminal 40 columns wide, in colour: the layout's line is printed whole, its names'
     # brackets kept and nothing in it coloured
-    monkeypatch.setenv("COLUMNS", "40")
-    monkeypatch.setenv("FORCE_COLOR", "1")
-    monkeypatch.setenv("TERM", "xterm-256color")
-    monkeypatch.delenv("NO_COLOR", raising=False)
+    colour_terminal(monkeypatch, 40)
     code, out, err = run_main(["topology", "show", "two.toml", "--deployment", "ep.toml"],
                               capsys)
     assert code == 0, err

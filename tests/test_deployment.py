@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from clitools import DEPLOYED, run_main
+from clitools import DEPLOYED, colour_terminal, run_main
 
 from simulator.deployment import (
     DeploymentSpec,
@@ -124,8 +124,7 @@ def test_topology_show_and_run_print_the_layout(tmp_path, capsys, monkeypatch):
                          "--json"], capsys)
     data = json.loads(out)
     assert code == 0 and len(data["deployment"]["idle"]) == 8
-    for key, value in (("COLUMNS", "80"), ("FORCE_COLOR", "1"), ("TERM", "xterm-256color")):
-        monkeypatch.setenv(key, value)  # run's stderr an 80-column colour terminal
+    colour_terminal(monkeypatch)  # run's stderr an 80-column colour terminal
     code, out, err = call(["run", "ep.toml", "--json", "--out", "o"], capsys)
     assert code == 0, err
     assert "deployment: decode instance 0: 16 GPUs" in err

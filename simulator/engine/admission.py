@@ -203,6 +203,10 @@ class Admission:
         g = self.choose_home(r)
         self.home[r] = g
         self.queue[g].append(r)
+        self.wake_up(g)
+
+    def wake_up(self, g: int) -> None:
+        """Wake GPU ``g``'s loop if it sleeps (a request joined its queue, or KV room came free)."""
         w = self.wake[g]
         if w is not None and not w.triggered:
             w.succeed()

@@ -38,7 +38,6 @@ def gpu_loop(run, g: int):
     chunked = run.serving.chunked_prefill
     overhead = run.serving.overhead_time()
     iteration = 0
-    carried = 0  # preemptions of plans that ran nothing, counted with the GPU's next step
     while True:
         if not queue and not sched.running:
             if run.observed is not None:
@@ -57,7 +56,6 @@ def gpu_loop(run, g: int):
             if plan.rejected or plan.preempted:
                 # only rejections or preemptions happened: nothing ran, and the loop plans again
                 # at once — the preemptions join the next step's row (the same instant)
-                carried += len(plan.preempted)
                 continue
             # nothing fits until a running request finishes elsewhere in time: wait for one
             wake[g] = env.event()
@@ -108,8 +106,7 @@ def gpu_loop(run, g: int):
         if run.check_invariants:
             run.dir.check()
         run.iters.append((g, iteration, started, env.now, len(decoding), prefill_time,
-                          len(decoding), plan.prefill_tokens, len(plan.preempted) + carried))
-        carried = 0
+                          len(decoding), plan.prefill_tokens, sched.take_preempted()))
         iteration += 1
         run.rounds.maybe_pack()
         run.iters.maybe_pack()

@@ -76,7 +76,6 @@ class InstanceLoop:
         ranks = self.ranks
         overhead = run.serving.overhead_time()
         iteration = 0
-        carried = dict.fromkeys(ranks, 0)  # preemptions of a rank's plans that ran nothing
         while True:
             if not any(req.queue[g] or req.sched[g].running for g in ranks):
                 yield from self._sleep()
@@ -86,8 +85,6 @@ class InstanceLoop:
             again = False  # a rank rejected or preempted (and so admitted none): step again
             for g in ranks:
                 plan = req.sched[g].step(req.queue[g])
-                if not plan and not plan.prompt_done:  # no row of its own: the rank's next
-                    carried[g] += len(plan.preempted)  # row counts its preemptions
                 for r in plan.rejected:
                     req.reject(r)
                 for r in plan.admitted:
@@ -117,8 +114,7 @@ class InstanceLoop:
                 if plan or plan.prompt_done:
                     run.iters.append((g, iteration, started, env.now, len(plan.decode),
                                       work[i], len(plan.decode), plan.prefill_tokens,
-                                      len(plan.preempted) + carried[g]))
-                    carried[g] = 0
+                                      req.sched[g].take_preempted()))
             if run.check_invariants:
                 run.dir.check()
             iteration += 1

@@ -175,9 +175,7 @@ class Deployed:
         req.place_computed(home, r)
         req.home[r] = home
         req.queue[home].append(r)
-        w = req.wake[home]
-        if w is not None and not w.triggered:
-            w.succeed()
+        req.wake_up(home)
 
     # -- results -------------------------------------------------------------------------
 

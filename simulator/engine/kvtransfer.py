@@ -93,9 +93,7 @@ class Handoff:
         g = self.prefill_gpus[int(np.argmin(load))]
         self.prefill_of[r] = g
         req.queue[g].append(r)
-        w = req.wake[g]
-        if w is not None and not w.triggered:
-            w.succeed()
+        req.wake_up(g)
 
     def computed(self, g: int, chunks: list[tuple[int, int]], layers: int) -> None:
         """Prefill GPU ``g``'s step computed ``chunks`` ((request, tokens)) for ``layers`` layers
@@ -154,9 +152,5 @@ class Handoff:
                              float(start), float(self.prefilled_at[r]), now,
                              now - float(start), cf))
         req.queue[home].append(r)
-        # the decode GPU has a request to take; the prefill GPU has room again (a prompt that
-        # did not fit there waits for it)
-        for gpu in (home, g):
-            w = req.wake[gpu]
-            if w is not None and not w.triggered:
-                w.succeed()
+        req.wake_up(home)  # a request to take
+        req.wake_up(g)  # room again, for a prompt that did not fit there

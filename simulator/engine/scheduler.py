@@ -219,6 +219,7 @@ class Scheduler:
         self.running: list[int] = []
         self.prefill_left: dict[int, int] = {}  # running requests still computing their prompt
         self.preemptions = 0
+        self._recorded = 0  # preemptions a step's record has counted (take_preempted)
 
     def __len__(self) -> int:
         return len(self.running)
@@ -333,6 +334,13 @@ class Scheduler:
         waiting.appendleft(r)
         plan.preempted.append(r)
         self.preemptions += 1
+
+    def take_preempted(self) -> int:
+        """Preemptions since the last call: what the step being recorded counts. A plan that
+        only preempted runs nothing and has no record, so its preemptions join the next."""
+        n = self.preemptions - self._recorded
+        self._recorded = self.preemptions
+        return n
 
     def detach(self, r: int) -> None:
         """Request ``r`` leaves this instance but keeps its KV until ``kv.release(r)`` (a
