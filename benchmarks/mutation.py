@@ -97,7 +97,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                  "tests/test_kvcache_host_order.py"]),
     "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
                   ["tests/test_engine_admission.py", "tests/test_engine_scheduler.py",
-                   "tests/test_promises.py"]),
+                   "tests/test_promises.py", "tests/test_engine_gpu_loop_edges.py"]),
     # the closed forms around closed_form.py: adaptive's predicate under load, the MoE layer
     # and its all-to-all (DeepEP), link contention, transfers, expert popularity (stop 45)
     "costmodel": (["simulator/costmodel/loaded.py", "simulator/costmodel/moe.py",

@@ -339,3 +339,44 @@ def test_under_span_a_recomputed_block_leaves_a_version_and_a_rotated_one_none()
     assert start(a, 1) == 128 and a.reused[1] == 1 and a.rotary[1] == 1
     assert start(a, 2) == 64 and a.reused[2] == 2
     assert a.ctx_idx[2][2] == a.ctx_idx[1][2] and a.ctx_idx[2][1] != a.ctx_idx[1][1]
+
+
+def pages_after(kv, r: int, first: int, then: int) -> list[int]:
+    """The pages ``r`` holds after ``grow(first)`` (its prefill), and after each of ``then``
+    more tokens (``grow(1)`` each) — as the scheduler grows a request."""
+    assert kv.grow(r, first)
+    held = [int(kv.adm.held[r])]
+    for _ in range(then):
+        assert kv.grow(r, 1)
+        held.append(int(kv.adm.held[r]))
+    return held
+
+
+@pytest.mark.parametrize("case", ["nothing reused", "a prefix reused", "arrived computed"])
+def test_new_tokens_fill_the_last_pages_empty_slots_before_a_new_page(case):
+    # a 138-token prompt (blocks 1 2 3; its last page holds 10 tokens, 54 slots empty) and
+    # 80 outputs, on demand. Its own pages when computed: 3 (nothing reused), 2 (block 1
+    # reused; its two missing pages computed whole, 128 tokens charged) or 0 (its KV arrived
+    # computed: all 3 blocks held). Then the next 54 tokens fill the last page, and the 55th
+    # opens a page. Until stop 67 the charged 128 tokens counted as the pages' content, so the
+    # reused case opened its third page at its first token; and a context held in full took a
+    # page at its first token
+    a = admission(10, [[1], [1, 2, 3]], [64, 138], [1, 80], "on_demand")
+    kv = a.sched[0].kv
+    if case == "a prefix reused":
+        start(a, 0)
+        kv.release(0)
+    elif case == "arrived computed":
+        a.ctx_idx[1] = a.context(1)
+        a.reuse_plan(1, a.ctx_idx[1])
+        a.place_computed(0, 1)
+    compute, own = {"nothing reused": (138, 3), "a prefix reused": (128, 2),
+                    "arrived computed": (0, 0)}[case]
+    assert kv.admit(1) == compute
+    held = pages_after(kv, 1, compute, 55) if compute else [0] + pages_after(kv, 1, 1, 54)
+    assert held == [own] * 55 + [own + 1]
+    assert kv.reserved == own + 1
+    # done, its KV is 138 + 79 tokens: still those pages, the count admission checked (218
+    # tokens are 4 pages, less the reused blocks)
+    n_reused = a.start_blocks[1][0]
+    assert -(-(138 + 80) // BT) - n_reused == own + 1

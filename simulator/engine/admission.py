@@ -39,7 +39,11 @@ class GPUBlocks:
     blocks owned by running requests, out of the GPU's capacity (HBM − weights − reserve).
 
     ``reserve`` counts a request's whole prompt + output at admission (never preempts);
-    otherwise blocks are counted as tokens are computed (``ceil(own tokens / block_tokens)``).
+    otherwise blocks are counted as tokens are computed: the pages of the blocks its prefill
+    computes (whole pages: ``own tokens / block_tokens``), then a new page only once its new
+    tokens have filled the empty slots of its context's last page (``slack``). Admission asks
+    that the request fit alone when done, counted the same way, so a request alone never
+    preempts itself.
     """
 
     def __init__(self, adm: Admission, g: int, reserve: bool) -> None:
@@ -54,6 +58,10 @@ class GPUBlocks:
         idx = a.ctx_idx[r] if a.ctx_idx[r] is not None else a.context(r)
         plan = a.reuse_plan(r, idx, a.gives_token(self.g, r))
         n_reused = int(plan.reused.sum())
+        missing = len(idx) - n_reused
+        context = int(a.inp[r]) + int(a.gen[r])
+        # tokens to compute: the missing blocks' whole pages, at most the context
+        compute = min(missing * a.bt, context)
         if self.reserve:
             need = a.need_blocks(r) - n_reused
             if self.reserved + need > self.cap:
@@ -66,20 +74,21 @@ class GPUBlocks:
                 return None
             a.held[r] = 0
             a.own_tokens[r] = 0
+            # once computed it owns the missing blocks' pages, and its next tokens fill the
+            # empty slots of the context's last page before it needs a new one
+            a.slack[r] = compute - missing * a.bt + (-context) % a.bt
         a.ctx_idx[r] = idx
         a.dir.pin(idx)
-        missing = len(idx) - n_reused
         # counted by Admission.admitted if it starts
         a.start_blocks[r] = (n_reused, missing, int(plan.rotary.sum()))
-        # tokens to compute: the missing blocks' tokens, at most the context (prompt + output so far)
-        return min(missing * a.bt, int(a.inp[r]) + int(a.gen[r]))
+        return compute
 
     def grow(self, r: int, tokens: int) -> bool:
         if self.reserve:
             return True
         a = self.adm
         total = int(a.own_tokens[r]) + tokens
-        delta = -(-total // a.bt) - int(a.held[r])
+        delta = -(-max(total - int(a.slack[r]), 0) // a.bt) - int(a.held[r])
         if delta > 0:
             if self.reserved + delta > self.cap:
                 return False
@@ -144,7 +153,9 @@ class Admission:
         self.reused = np.zeros(n, np.int64)
         self.prefilled = np.zeros(n, np.int64)
         self.held = np.zeros(n, np.int64)  # KV blocks a running request owns on its home
-        self.own_tokens = np.zeros(n, np.int64)  # tokens those blocks hold (on-demand)
+        self.own_tokens = np.zeros(n, np.int64)  # tokens computed or decoded (on-demand)
+        # of those, the empty slots of a partial last page computed whole (GPUBlocks.admit)
+        self.slack = np.zeros(n, np.int64)
         self.admissions = np.zeros(n, np.int64)  # 1 + times preempted and re-admitted
         # (reused, missing, rotary) blocks at admission
         self.start_blocks: dict[int, tuple[int, int, int]] = {}

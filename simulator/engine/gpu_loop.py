@@ -55,7 +55,9 @@ def gpu_loop(run, g: int):
         if not plan and not plan.prompt_done:
             if plan.rejected or plan.preempted:
                 # only rejections or preemptions happened: nothing ran, and the loop plans again
-                # at once — the preemptions join the next step's row (the same instant)
+                # at once — the preemptions join the next step's row (the same instant). (A
+                # request that fits alone never preempts itself, so a plan that preempted has
+                # run another request, unless a KV pool holds more than its running requests)
                 continue
             # nothing fits until a running request finishes elsewhere in time: wait for one
             wake[g] = env.event()
