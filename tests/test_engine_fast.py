@@ -869,3 +869,19 @@ def test_a_message_of_the_small_time_leaves_no_work_and_one_just_longer_does():
     longer = Links(env, fabric)
     longer.one(src, dst, nbytes * (1 + 1e-9), 0.0)
     assert not longer.idle(src, dst, 0.0)
+
+
+def test_an_observing_policy_sees_the_fast_engines_link_calendars():
+    # adaptive prices a round's bulk bytes by the links' load. On the fast engine messages are
+    # not Fabric flows, so the load it reads must be the link calendars': 1 GB issued at 0 on
+    # gpu0 → gpu1 holds the NVLink port (450 GB/s a direction) for 2.22 ms, so a 10 MB message
+    # sent at 1 ms waits 1.22 ms for the rest — where the Fabric, which never saw it, calls
+    # the path idle
+    run = unstarted("adaptive")
+    links = run.observed.links
+    assert links.idle("n0/gpu0", "n0/gpu1", 1e-3)
+    run.links.one("n0/gpu0", "n0/gpu1", 1e9, 0.0)
+    assert not links.idle("n0/gpu0", "n0/gpu1", 1e-3)
+    wait = links.extra_time("n0/gpu0", "n0/gpu1", 1e7, 1e-3)
+    assert wait == pytest.approx(1e9 / 450e9 - 1e-3, rel=1e-9)
+    assert links.idle("n0/gpu1", "n0/gpu0", 1e-3)  # the other direction: no load

@@ -18,6 +18,7 @@ from simulator.testing.invariants import (
     check_ordering,
     check_rounds,
     check_run,
+    check_steps,
     repo_on,
     small_scenario,
 )
@@ -42,13 +43,15 @@ def good():
     return res, trace
 
 
-def broken(res, *, requests=None, rounds=None, summary=None, fabric_bytes=None):
+def broken(res, *, requests=None, rounds=None, summary=None, fabric_bytes=None,
+           iterations=None):
     """A copy of ``res`` with some of its parts replaced (``res`` itself untouched)."""
     return dataclasses.replace(
         res, requests=res.requests.copy() if requests is None else requests,
         rounds=res.rounds.copy() if rounds is None else rounds,
         summary=dict(res.summary) if summary is None else summary,
-        fabric_bytes=res.fabric_bytes if fabric_bytes is None else fabric_bytes)
+        fabric_bytes=res.fabric_bytes if fabric_bytes is None else fabric_bytes,
+        iterations=res.iterations.copy() if iterations is None else iterations)
 
 
 def completed_row(res) -> int:
@@ -279,6 +282,128 @@ def bad_conservation(res):
     return broken(res, requests=res.requests.iloc[1:])
 
 
+# -- steps ----------------------------------------------------------------------------------
+
+
+def test_the_good_runs_steps_hold_and_say_what_they_are(good):
+    # the two requests that complete run on a GPU each: a prefill step, then 5 and 3 decode
+    # steps of one token after their first
+    res, _ = good
+    it = res.iterations
+    check_steps(res, max_batch=1)
+    assert int(it["batch"].sum()) == (6 - 1) + (4 - 1) and int(it["batch"].max()) == 1
+    assert it.groupby(it["gpu"].astype(str)).size().to_dict() == {"n0/gpu0": 6, "n0/gpu1": 4}
+
+
+def gpu0_steps(res) -> tuple[int, int]:
+    """The rows of GPU 0's first and second steps."""
+    it = res.iterations
+    mine = it[it["gpu"].astype(str) == "n0/gpu0"].sort_values("iteration")
+    return int(mine.index[0]), int(mine.index[1])
+
+
+@pytest.mark.parametrize("how, match", [
+    ("repeat", "iterations repeat"),
+    ("backwards", "ends before it starts"),
+    ("overlap", "steps overlap"),
+    ("tokens", "tokens are not its decodes"),
+    ("empty", "decodes and prefills nothing"),
+    ("lost step", "tokens generated"),
+    ("gpu1 overlap", "steps overlap"),
+])
+def test_a_broken_step_record_is_caught(good, how, match):
+    res, _ = good
+    it = res.iterations.copy()
+    first, i = gpu0_steps(res)
+    if how == "repeat":
+        it.loc[i, "iteration"] = it.loc[first, "iteration"]
+    elif how == "backwards":
+        it.loc[i, "finished_at"] = it.loc[i, "started_at"] - 1e-6
+    elif how == "overlap":  # starts 1 ns before the step before it ends
+        it.loc[i, "started_at"] = it.loc[first, "finished_at"] - 1e-9
+    elif how == "tokens":
+        it.loc[i, "tokens"] += 1
+    elif how == "empty":
+        it.loc[i, ["batch", "tokens", "prefill_tokens"]] = 0
+    elif how == "gpu1 overlap":  # the other GPU's second step, as "overlap" on GPU 0's
+        mine = it[it["gpu"].astype(str) == "n0/gpu1"].sort_values("iteration").index
+        it.loc[mine[1], "started_at"] = it.loc[mine[0], "finished_at"] - 1e-9
+    else:  # a decode step missing from the records: its tokens came from nowhere
+        it = it[it["batch"] > 0].iloc[1:]
+    with pytest.raises(AssertionError, match=match):
+        check_steps(broken(res, iterations=it))
+
+
+def test_steps_that_touch_within_a_picosecond_do_not_overlap(good):
+    res, _ = good
+    it = res.iterations.copy()
+    first, i = gpu0_steps(res)
+    it.loc[i, "started_at"] = it.loc[first, "finished_at"] - 1e-13  # within the 1e-12 s
+    check_steps(broken(res, iterations=it))
+    # exactly back to back, with no tolerance; and a step of no length
+    it.loc[i, "started_at"] = it.loc[first, "finished_at"]
+    it.loc[i, "finished_at"] = it.loc[i, "started_at"]
+    check_steps(broken(res, iterations=it), tol=0.0)
+
+
+def test_a_prefill_of_one_token_is_a_step(good):
+    res, _ = good
+    it = res.iterations.copy()
+    first, _ = gpu0_steps(res)
+    assert it.loc[first, "batch"] == 0
+    it.loc[first, "prefill_tokens"] = 1
+    check_steps(broken(res, iterations=it))
+
+
+def test_a_batch_over_the_limit_is_caught_only_when_the_limit_is_given(good):
+    res, _ = good
+    check_steps(res)
+    check_steps(res, max_batch=1)
+    with pytest.raises(AssertionError, match="more than 0"):
+        check_steps(res, max_batch=0)
+
+
+def test_a_request_with_only_its_first_token_counts_it_as_a_first(good):
+    # the rejected request given one token, as if its prompt had completed and it had left:
+    # a first token, no decode — 8 decoded + 3 first = 11 generated
+    res, _ = good
+    req = res.requests.copy()
+    req.loc[~req["completed"], "tokens_generated"] = 1
+    check_steps(broken(res, requests=req))
+
+
+def test_a_token_missing_is_caught(good):
+    res, _ = good
+    req = res.requests.copy()
+    req.loc[completed_row(res), "tokens_generated"] -= 1
+    with pytest.raises(AssertionError, match="tokens generated"):
+        check_steps(broken(res, requests=req))
+
+
+def test_a_summary_without_preemptions_allows_no_extra_token(good):
+    res, _ = good
+    req = res.requests.copy()
+    req.loc[completed_row(res), "tokens_generated"] += 1
+    summary = {k: v for k, v in res.summary.items() if k != "preemptions"}
+    with pytest.raises(AssertionError, match="tokens generated"):
+        check_steps(broken(res, requests=req, summary=summary))
+
+
+def test_a_token_too_many_is_caught_unless_a_preemption_gave_it(good):
+    # a recompute after a preemption gives its token with the prompt, not from a decode step:
+    # the token count allows one more per preemption, and no more
+    res, _ = good
+    req = res.requests.copy()
+    req.loc[completed_row(res), "tokens_generated"] += 1
+    with pytest.raises(AssertionError, match="tokens generated"):
+        check_steps(broken(res, requests=req))
+    summary = dict(res.summary, preemptions=1)
+    check_steps(broken(res, requests=req, summary=summary))
+    req.loc[completed_row(res), "tokens_generated"] += 1
+    with pytest.raises(AssertionError, match="tokens generated"):
+        check_steps(broken(res, requests=req, summary=summary))
+
+
 def bad_ordering(res):
     req = res.requests.copy()
     i = completed_row(res)
@@ -296,7 +421,14 @@ def bad_rounds(res):
     return broken(res, rounds=rd)
 
 
-@pytest.mark.parametrize("breaking", [bad_conservation, bad_ordering, bad_bytes, bad_rounds])
+def bad_steps(res):
+    it = res.iterations.copy()
+    it.loc[gpu0_steps(res)[1], "tokens"] += 1
+    return broken(res, iterations=it)
+
+
+@pytest.mark.parametrize("breaking", [bad_conservation, bad_ordering, bad_bytes, bad_rounds,
+                                      bad_steps])
 def test_check_run_runs_every_check(good, breaking):
     res, trace = good
     with pytest.raises(AssertionError):

@@ -20,7 +20,10 @@ Checks (each raises ``AssertionError`` with what broke):
 - :func:`check_bytes` — bytes the rounds say they sent = bytes the fabric delivered;
 - :func:`check_closed_form_exact` — every round's simulated time equals the closed form
   (valid when nothing contends: one query at a time, one owner per layer);
-- :func:`check_rounds` — phase times are non-negative and add up to the round's time.
+- :func:`check_rounds` — phase times are non-negative and add up to the round's time;
+- :func:`check_steps` — each GPU runs one step at a time, in its iterations' order, none empty
+  and none over the batch limit, and every token generated was decoded by a step or came with
+  a prompt's completion (its first, or the one a recompute after a preemption gives).
 
 KV capacity is checked *during* a run: ``run(..., check_invariants=True)`` verifies the block
 directory after every iteration (HBM blocks per GPU ≤ capacity, bookkeeping consistent).
@@ -45,6 +48,7 @@ __all__ = [
     "check_ordering",
     "check_rounds",
     "check_run",
+    "check_steps",
     "repo_on",
     "scenario_costs",
     "small_cases",
@@ -112,12 +116,45 @@ def check_closed_form_exact(res, rel: float = 1e-6, first_step: bool = False) ->
     assert worst <= rel, f"closed form off by {worst:.3g} (relative) in an uncontended run"
 
 
+def check_steps(res, max_batch: int | None = None, tol: float = 1e-12) -> None:
+    """Per GPU, its steps in iteration order one after another (each starts when the one before
+    has ended, within ``tol`` [s], and ends no earlier than it starts), each decoding or
+    prefilling something, at most ``max_batch`` decodes (if given), one token per decode; over
+    the run, every token generated was decoded by a step or came with a prompt's completion:
+    decoded + first tokens ≤ generated ≤ that + preemptions (a recompute gives a token)."""
+    it = res.iterations
+    if len(it):
+        it = it.sort_values(["gpu", "iteration"], kind="stable")
+        gpu = it["gpu"].astype(str).to_numpy()
+        same = gpu[1:] == gpu[:-1]
+        assert (np.diff(it["iteration"].to_numpy())[same] > 0).all(), \
+            "a GPU's iterations repeat"
+        start, end = it["started_at"].to_numpy(), it["finished_at"].to_numpy()
+        assert (end >= start).all(), "a step ends before it starts"
+        assert (start[1:][same] >= end[:-1][same] - tol).all(), "a GPU's steps overlap"
+        batch = it["batch"].to_numpy()
+        assert (it["tokens"].to_numpy() == batch).all(), "a step's tokens are not its decodes"
+        assert ((batch > 0) | (it["prefill_tokens"].to_numpy() > 0)).all(), \
+            "a step decodes and prefills nothing"
+        if max_batch is not None:
+            assert (batch <= max_batch).all(), f"a step decodes more than {max_batch}"
+    req = res.requests
+    generated = int(req["tokens_generated"].sum())
+    decoded = int(res.iterations["batch"].sum())
+    first = int((req["tokens_generated"] > 0).sum())
+    preempted = int(res.summary.get("preemptions", 0))
+    assert decoded + first <= generated <= decoded + first + preempted, (
+        f"{generated} tokens generated, {decoded} decoded by steps and {first} first tokens "
+        f"(+ up to {preempted} after preemptions)")
+
+
 def check_run(res, trace: pd.DataFrame) -> None:
     """All the checks that hold for every run (not the uncontended-only one)."""
     check_conservation(res, trace)
     check_ordering(res)
     check_bytes(res)
     check_rounds(res)
+    check_steps(res)
 
 
 # -- strategies --------------------------------------------------------------------------------
