@@ -97,7 +97,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                  "tests/test_kvcache_host_order.py"]),
     "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
                   ["tests/test_engine_admission.py", "tests/test_engine_scheduler.py",
-                   "tests/test_promises.py", "tests/test_engine_gpu_loop_edges.py"]),
+                   "tests/test_promises.py", "tests/test_engine_gpu_loop_edges.py",
+                   "tests/test_engine_scheduler_edges.py"]),
     # the closed forms around closed_form.py: adaptive's predicate under load, the MoE layer
     # and its all-to-all (DeepEP), link contention, transfers, expert popularity (stop 45)
     "costmodel": (["simulator/costmodel/loaded.py", "simulator/costmodel/moe.py",
@@ -1838,6 +1839,16 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/scheduler.py", "scheduled.add(r)", "delete `scheduled.add(r)`", "#2"):
         "(part 2) only the newest running request has prompt left, so no later part-2 victim "
         "choice or `r in scheduled` test meets it",
+    ("simulator/engine/scheduler.py", "scheduled.update(dec[:k])",
+     "delete `scheduled.update(dec[:k])`"):
+        "(stop 67) a victim is the newest running request not yet scheduled: in part 1 dec[k] "
+        "and every later decode are unscheduled and newer than dec[:k], and in part 2 the only "
+        "request with prompt left is the newest, never in dec; part 3 does not read scheduled",
+    ("simulator/engine/scheduler.py", "scheduled.add(r)", "delete `scheduled.add(r)`", "#3"):
+        "(stop 67; part 3, an admission) scheduled is read only in parts 1 and 2",
+    ("simulator/engine/scheduler.py", "if take > 0:", "> -> >="):
+        "(stop 67; part 3) reached only with need > 0, where take == 0 has already left the "
+        "loop and _take never returns less than 0: take > 0 and take >= 0 agree",
     ("simulator/sweep/local_pool.py",
      "proc = ctx.Process(target=_serve, args=(child, run, chatty), daemon=True)",
      "True -> False"):

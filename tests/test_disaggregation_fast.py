@@ -20,7 +20,7 @@ from simulator.disaggregation.homogeneous import rings_unshared
 from simulator.disaggregation.pools import Ring
 from simulator.runner import run
 from simulator.scenario import Scenario
-from simulator.testing.invariants import check_ordering
+from simulator.testing.invariants import check_ordering, check_steps
 from workloads import make_trace
 
 
@@ -76,6 +76,8 @@ def assert_same(exact, fast) -> None:
     # one event per step (plus arrivals and wake-ups), where the exact loop has several per slot
     assert fast.summary["events"] < exact.summary["events"] / 4
     check_ordering(fast)
+    check_steps(exact)
+    check_steps(fast)
 
 
 def test_one_replica_open_loop_equals_the_exact_loop():

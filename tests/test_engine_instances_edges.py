@@ -15,6 +15,7 @@ from simulator import hardware, run
 from simulator.costmodel.rank_kernels import RankKernels
 from simulator.gpu.profiled import default_kernels
 from simulator.models import model
+from simulator.testing.invariants import check_steps
 from workloads.schema import make_trace
 
 ARCH = model("deepseek-v3.2")
@@ -107,6 +108,7 @@ def test_a_prompt_waiting_for_room_on_its_prefill_rank_is_woken_by_the_hand_off(
     # prompt was never computed
     res = tight_pd([0.0, 0.131], engine)
     assert res.requests["completed"].tolist() == [True, True]
+    check_steps(res)  # the ranks' steps one at a time, every token accounted for
     kv = res.extras["kv_transfers"].set_index("request_id")
     it = res.iterations
     second = it[(it["gpu"].astype(str) == kv.loc[1, "prefill_gpu"])

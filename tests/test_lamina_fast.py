@@ -24,7 +24,7 @@ from simulator.disaggregation.lamina_fast import CalendarStream, PhaseLinks
 from simulator.runner import load_trace, run
 from simulator.scenario import Scenario
 from simulator.sweep.spec import set_dotted
-from simulator.testing.invariants import check_ordering
+from simulator.testing.invariants import check_ordering, check_steps
 from workloads import make_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,6 +75,8 @@ def assert_same(exact, fast, rtol: float = 1e-9) -> None:
                 "attention_pool_idle", "completed"):
         assert fast.summary[key] == pytest.approx(exact.summary[key], rel=rtol, abs=0), key
     check_ordering(fast)
+    check_steps(exact)
+    check_steps(fast)
 
 
 @pytest.mark.parametrize(("name", "split", "early_q", "dotted"), [

@@ -307,7 +307,6 @@ def gpu0_steps(res) -> tuple[int, int]:
     ("backwards", "ends before it starts"),
     ("overlap", "steps overlap"),
     ("tokens", "tokens are not its decodes"),
-    ("empty", "decodes and prefills nothing"),
     ("lost step", "tokens generated"),
     ("gpu1 overlap", "steps overlap"),
 ])
@@ -323,8 +322,6 @@ def test_a_broken_step_record_is_caught(good, how, match):
         it.loc[i, "started_at"] = it.loc[first, "finished_at"] - 1e-9
     elif how == "tokens":
         it.loc[i, "tokens"] += 1
-    elif how == "empty":
-        it.loc[i, ["batch", "tokens", "prefill_tokens"]] = 0
     elif how == "gpu1 overlap":  # the other GPU's second step, as "overlap" on GPU 0's
         mine = it[it["gpu"].astype(str) == "n0/gpu1"].sort_values("iteration").index
         it.loc[mine[1], "started_at"] = it.loc[mine[0], "finished_at"] - 1e-9
@@ -344,15 +341,6 @@ def test_steps_that_touch_within_a_picosecond_do_not_overlap(good):
     it.loc[i, "started_at"] = it.loc[first, "finished_at"]
     it.loc[i, "finished_at"] = it.loc[i, "started_at"]
     check_steps(broken(res, iterations=it), tol=0.0)
-
-
-def test_a_prefill_of_one_token_is_a_step(good):
-    res, _ = good
-    it = res.iterations.copy()
-    first, _ = gpu0_steps(res)
-    assert it.loc[first, "batch"] == 0
-    it.loc[first, "prefill_tokens"] = 1
-    check_steps(broken(res, iterations=it))
 
 
 def test_a_batch_over_the_limit_is_caught_only_when_the_limit_is_given(good):
