@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import simpy
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator import run
 from simulator.costmodel import CostModel
@@ -16,6 +17,8 @@ from simulator.network import Fabric
 from simulator.policies import POLICIES, Policy, PolicyContext, Round, get, register
 from simulator.policies.adaptive import live_total
 from simulator.testing.invariants import check_run, small_cases, small_scenario
+from simulator.testing.profiles import examples
+from simulator.testing.traces import request_traces
 from workloads.schema import make_trace
 
 
@@ -175,3 +178,25 @@ def test_a_user_policy_keeps_every_invariant(case):
     rd = res.rounds[res.rounds["owner"].astype(str).str.contains("gpu")
                     & (res.rounds["src"].astype(str) != res.rounds["owner"].astype(str))]
     assert (rd["option"].astype(str) == np.where(rd["batch"] <= 2, "route", "fetch")).all()
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+@settings(max_examples=examples(10))
+@given(trace=request_traces(max_requests=6, max_blocks=16, vocab=30, block_tokens=st.just(64)),
+       weights=st.sampled_from([40e9, 71.1e9]), chunked=st.booleans())
+def test_on_one_gpu_every_policy_gives_the_same_run(engine, trace, weights, chunked):
+    # one GPU and no host tier: every block a query reads is on its home, so there is nothing
+    # to route, fetch or recompute, and the policy cannot change anything (tight KV included:
+    # 71.1 GB of weights leaves ~200 blocks). The exact engine's records are equal bit for bit;
+    # the fast engine composes a routing policy's step slot by slot and the others' as one
+    # product, equal to float rounding
+    sc = small_scenario("single_node:gpus=1", weights_per_gpu=weights, host_tier=False,
+                        mode=engine, serving={"chunked_prefill": chunked})
+    runs = {p: run(sc, p, trace=trace) for p in ("route", "fetch", "local", "adaptive")}
+    tol = {"check_exact": True} if engine == "exact" else {"rtol": 1e-12, "atol": 1e-15}
+    for p, res in runs.items():
+        assert not len(res.rounds)
+        pd.testing.assert_frame_equal(runs["route"].requests, res.requests, obj=p, **tol)
+        pd.testing.assert_frame_equal(
+            runs["route"].iterations.drop(columns=["engine"], errors="ignore"),
+            res.iterations.drop(columns=["engine"], errors="ignore"), obj=p, **tol)
