@@ -147,6 +147,29 @@ def test_reads_from_host_memory_are_not_fabric_bytes(good):
         check_bytes(broken(res, rounds=pd.concat([res.rounds, gpu], ignore_index=True)))
 
 
+def with_classes(res, by_class: dict, fabric_bytes: float):
+    return dataclasses.replace(broken(res, fabric_bytes=fabric_bytes),
+                               extras={**res.extras, "bytes_by_class": by_class})
+
+
+def test_beside_other_traffic_the_rounds_bytes_are_their_classes(good):
+    # a deployment's links also carry its all-to-all and KV hand-off: the fabric's total is
+    # no longer the rounds', which are then held to the bytes sent as kv_route and kv_fetch
+    res, _ = good
+    sent = float(res.rounds["bytes"].sum())
+    assert res.extras["bytes_by_class"] == {"kv_route": pytest.approx(sent, rel=1e-12)}
+    for other in ("moe_dispatch", "moe_combine", "pd_transfer", "tp_collective", "other"):
+        split = {"kv_route": sent / 4, "kv_fetch": 3 * sent / 4, other: 5e9}
+        check_bytes(with_classes(res, split, sent + 5e9))
+        short = {"kv_route": sent / 4, "kv_fetch": sent / 2, other: 5e9}
+        with pytest.raises(AssertionError, match="sent as kv_route and kv_fetch"):
+            check_bytes(with_classes(res, short, sent + 5e9))
+    # the rounds' own classes alone: the links' total is the yardstick
+    with pytest.raises(AssertionError, match="links"):
+        check_bytes(with_classes(res, {"kv_route": sent / 4, "kv_fetch": 3 * sent / 4},
+                                 sent + 5e9))
+
+
 def test_no_rounds_and_no_fabric_bytes_hold(good):
     res, _ = good
     check_bytes(broken(res, rounds=res.rounds.iloc[:0], fabric_bytes=0.0))
