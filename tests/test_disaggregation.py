@@ -12,9 +12,11 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_engine_causality import ended_before
 
 import topologies
 from simulator.disaggregation import (
@@ -41,6 +43,8 @@ from simulator.models import model
 from simulator.policies.disaggregated import Disaggregated
 from simulator.policies.homogeneous import Homogeneous
 from simulator.scenario import Scenario
+from simulator.testing.invariants import check_run
+from simulator.testing.profiles import examples
 from workloads import make_trace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -559,3 +563,45 @@ def test_a_request_too_large_for_any_pool_is_reported_not_run():
         assert r["completed"].tolist() == [True, False, True]
         assert "does not fit" in r.loc[1, "reason"]
         assert r.loc[1, "tokens_generated"] == 0
+
+
+@pytest.mark.parametrize("simulate", [simulate_homogeneous, simulate_disaggregated])
+def test_the_pool_loops_iterations_have_the_engines_column_types(simulate):
+    # one request at 0 s with its first token from the prefill: the loop's only step starts at
+    # 0, a whole number. Its records still say float seconds and int32 counts, the dtypes the
+    # decode-loop engine's iterations have — one schema for every run (sweeps concatenate and
+    # write them to one Parquet dataset). Until stop 67 such a table inferred int64 seconds
+    from simulator.engine.records import ITERATION_COLUMNS, ITERATION_DTYPES
+
+    res = simulate(scenario(), trace=trace([1], [1], [0.0]), arch=small("llama-65b", 4),
+                   spec=DisaggregationSpec(micro_batches=2, attention_gpus=2))
+    it = res.iterations
+    assert it["started_at"].tolist() == [0.0]
+    want = dict(zip(ITERATION_COLUMNS, ITERATION_DTYPES, strict=True))
+    del want["gpu"]  # a GPU's (or micro-batch's) name
+    assert {c: str(it[c].dtype) for c in want} == want
+
+
+@settings(max_examples=examples(8))
+@given(requests, st.sampled_from(["heads", "requests"]), st.integers(2, 3), st.booleans(),
+       st.sampled_from([None, 0.3]), st.sampled_from(["exact", "fast"]), st.booleans())
+def test_the_pool_loops_keep_every_invariant_and_are_causal(reqs, split, n, early_q, duration,
+                                                            mode, lamina):
+    # check_run's checks on both pool loops, cut or not, either mode; and without the last
+    # arrival, nothing that ended before it changes (no step, no request)
+    reqs = sorted(reqs, key=lambda x: x[2])  # trace() sorts the arrivals only
+    inp, out, at = (np.array(x) for x in zip(*reqs, strict=True))
+    engine = {"mode": mode} if duration is None else {"mode": mode, "duration": duration}
+    sc = scenario(**engine)
+    sc = sc.with_changes(placement=dataclasses.replace(sc.placement, reserve_fraction=0.9))
+    spec = DisaggregationSpec(micro_batches=n, attention_split=split, early_q=early_q,
+                              attention_gpus=2)
+    simulate = simulate_disaggregated if lamina else simulate_homogeneous
+    arch = small("llama-65b", 4)
+    res = simulate(sc, trace=trace(inp, out, at), spec=spec, arch=arch)
+    check_run(res, trace(inp, out, at))
+    if len(at) >= 2 and at[-1] > at[-2]:
+        part = simulate(sc, trace=trace(inp[:-1], out[:-1], at[:-1]), spec=spec, arch=arch)
+        a, b = ended_before(res, float(at[-1])), ended_before(part, float(at[-1]))
+        pd.testing.assert_frame_equal(a[0], b[0], check_exact=True)
+        pd.testing.assert_frame_equal(a[1], b[1], check_exact=True)

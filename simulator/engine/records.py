@@ -97,8 +97,12 @@ def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
 
 
 def iterations_frame(rows: list[tuple] | Columns, gpu_names: list[str]) -> pd.DataFrame:
-    """The ``iterations`` table from tuples or :class:`Columns`; ``gpu`` index becomes a name."""
+    """The ``iterations`` table from tuples or :class:`Columns`; ``gpu`` index becomes a name.
+    Tuples take the columns' dtypes (:data:`ITERATION_DTYPES`), as :class:`Columns` do, so a
+    time is a float even where every time of a run happens to be a whole number."""
     df = _table(rows, ITERATION_COLUMNS)
+    if not isinstance(rows, Columns):
+        df = df.astype(dict(zip(ITERATION_COLUMNS, ITERATION_DTYPES, strict=True)))
     codes = df["gpu"].to_numpy(dtype=np.int64) if len(df) else np.zeros(0, np.int64)
     df["gpu"] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(list(gpu_names)))
     return df
