@@ -566,12 +566,18 @@ def test_a_request_too_large_for_any_pool_is_reported_not_run():
 
 
 @pytest.mark.parametrize("simulate", [simulate_homogeneous, simulate_disaggregated])
-def test_the_pool_loops_iterations_have_the_engines_column_types(simulate):
+def test_the_pool_loops_records_have_the_engines_column_types(simulate):
     # one request at 0 s with its first token from the prefill: the loop's only step starts at
     # 0, a whole number. Its records still say float seconds and int32 counts, the dtypes the
     # decode-loop engine's iterations have — one schema for every run (sweeps concatenate and
-    # write them to one Parquet dataset). Until stop 67 such a table inferred int64 seconds
-    from simulator.engine.records import ITERATION_COLUMNS, ITERATION_DTYPES
+    # write them to one Parquet dataset). Until stop 67 such a table inferred int64 seconds,
+    # and the loop's empty rounds table had no types at all (object columns)
+    from simulator.engine.records import (
+        ITERATION_COLUMNS,
+        ITERATION_DTYPES,
+        ROUND_COLUMNS,
+        ROUND_DTYPES,
+    )
 
     res = simulate(scenario(), trace=trace([1], [1], [0.0]), arch=small("llama-65b", 4),
                    spec=DisaggregationSpec(micro_batches=2, attention_gpus=2))
@@ -580,6 +586,11 @@ def test_the_pool_loops_iterations_have_the_engines_column_types(simulate):
     want = dict(zip(ITERATION_COLUMNS, ITERATION_DTYPES, strict=True))
     del want["gpu"]  # a GPU's (or micro-batch's) name
     assert {c: str(it[c].dtype) for c in want} == want
+    rd = res.rounds
+    assert not len(rd)
+    want = {c: t for c, t in zip(ROUND_COLUMNS, ROUND_DTYPES, strict=True)
+            if c not in ("src", "owner", "option")}  # names (categories)
+    assert {c: str(rd[c].dtype) for c in want} == want
 
 
 @settings(max_examples=examples(8))

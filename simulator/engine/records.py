@@ -80,8 +80,11 @@ def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
                  owner_names: list[str] | None = None) -> pd.DataFrame:
     """The ``rounds`` table from tuples or :class:`Columns`; ``src``/``owner`` indices become
     names (categoricals). Owners may also be host-DRAM nodes (``owner_names`` extends
-    ``gpu_names``)."""
+    ``gpu_names``). Tuples take the columns' dtypes, as :class:`Columns` do (an empty table
+    too: a pool loop's, which has no rounds)."""
     df = _table(rows, ROUND_COLUMNS)
+    if not isinstance(rows, Columns):
+        df = df.astype(dict(zip(ROUND_COLUMNS, ROUND_DTYPES, strict=True)))
     names = {"src": list(gpu_names), "owner": list(owner_names or gpu_names)}
     for col in ("src", "owner"):
         codes = df[col].to_numpy() if len(df) else np.zeros(0, np.int64)  # int32 from Columns
