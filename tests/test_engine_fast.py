@@ -885,3 +885,19 @@ def test_an_observing_policy_sees_the_fast_engines_link_calendars():
     wait = links.extra_time("n0/gpu0", "n0/gpu1", 1e7, 1e-3)
     assert wait == pytest.approx(1e9 / 450e9 - 1e-3, rel=1e-9)
     assert links.idle("n0/gpu1", "n0/gpu0", 1e-3)  # the other direction: no load
+
+
+def test_a_deployments_links_all_keep_their_calendars():
+    # links that no message's time depends on keep no calendar (stop 58) — but a
+    # deployment's all-to-all loads single links directly, where its work must meet the KV
+    # messages that cross them: there every link keeps its calendar. On 2 DGX H100 nodes a
+    # run without a deployment drops some; the same nodes under an EP deployment, none
+    from test_engine_instances import scenario as ep_scenario
+    from test_engine_instances import trace as ep_trace
+
+    plain = FastRun(small_scenario("dgx_h100:nodes=2", mode="fast"), get("route"), 0,
+                    alone(), None)
+    assert plain.deploy is None and len(plain.links.dominated) > 0
+    deployed = FastRun(ep_scenario(nodes=2, selection="dense"), get("route"), 0, ep_trace(2),
+                       None)
+    assert deployed.deploy is not None and not deployed.links.dominated
