@@ -157,6 +157,10 @@ def test_a_preset_agentic_workload_checks_its_overrides_by_name():
         "kind": "agentic", "agentic": {"preset": "copilot_2026", "turns_mean": 0.5}})
     refused("workload.agentic.preset", "'nope' is not one of: copilot_2026",
             workload={"kind": "agentic", "agentic": {"preset": "nope"}})
+    # not a name at all (until stop 67 a list or a table raised TypeError: unhashable)
+    for preset in ([], {}, ["copilot_2026"], 1):
+        refused("workload.agentic.preset", f"{preset!r} is not one of: copilot_2026",
+                workload={"kind": "agentic", "agentic": {"preset": preset}})
     refused("workload.agentic", "must be a table", workload={"kind": "agentic", "agentic": 1})
 
 

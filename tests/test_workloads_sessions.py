@@ -176,6 +176,8 @@ def test_bad_parameters_and_presets_are_rejected():
         SessionParams(read_fraction=0.9, edit_fraction=0.2)
     with pytest.raises(ValueError, match="unknown"):
         session_params("copilot_1999")
+    with pytest.raises(ValueError, match=r"preset \[\] is unknown"):  # not a name: no TypeError
+        session_params([])
     with pytest.raises(ValueError, match="sesions"):
         session_params("copilot_2026", sesions=3)
 

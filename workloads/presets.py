@@ -56,7 +56,7 @@ TARGETS: dict[str, dict[str, float]] = {"copilot_2026": COPILOT_2026_TARGETS}
 def session_params(preset: str, **overrides) -> SessionParams:
     """The preset's parameters with some fields replaced; ``ValueError`` for an unknown
     preset or field (the message names them)."""
-    if preset not in PRESETS:
+    if not isinstance(preset, str) or preset not in PRESETS:
         raise ValueError(f"preset {preset!r} is unknown; known: {', '.join(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(SessionParams)}
     bad = sorted(set(overrides) - fields)

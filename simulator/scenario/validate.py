@@ -284,7 +284,7 @@ class _Validator:
             from workloads.sessions import SessionParams
 
             preset = params["preset"]
-            if preset not in PRESETS:
+            if not isinstance(preset, str) or preset not in PRESETS:
                 raise self.fail("workload.agentic.preset", f"{preset!r} is not one of: "
                                 f"{', '.join(PRESETS)}")
             fields = {f.name: type(f.default) for f in dataclasses.fields(SessionParams)}
