@@ -363,6 +363,8 @@ CASES: list[Case] = [
          ("-o", "t.csv", ".parquet"), {"t.jsonl": TRACE}),
     # -- topology --------------------------------------------------------------------------------
     Case("topology-unknown-preset", ["topology", "show", "dgx_z100"], ("dgx_z100",)),
+    Case("topology-too-many-gpus", ["topology", "show", "dgx_h100:nodes=1e6"],
+         ("dgx_h100", "nodes=1000000", "65,536")),
     Case("topology-parameter-twice", ["topology", "show", "dgx_h100:nodes=1,nodes=2"],
          ("dgx_h100:nodes=1,nodes=2", "nodes is given twice")),
     Case("topology-zero-bandwidth", ["topology", "show", "two.toml"], ("two.toml", "bandwidth"),

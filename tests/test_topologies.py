@@ -239,7 +239,15 @@ def test_each_validation_error_names_the_culprit_and_the_fix(mutate, words):
     ("torus", ["unknown topology preset 'torus'", "dgx_h100"]),
     ("dgx_h100:gpus=4", ["unknown parameter 'gpus'", "nodes (default 2)"]),
     ("dgx_h100:nodes=two", ["nodes='two'", "int"]),
-    ("dgx_h100:nodes=0", ["nodes=0", ">= 1"]),
+    ("dgx_h100:nodes=0", ["nodes=0", "from 1 to 65,536"]),
+    # past what this tool can build (stop 67: nodes=1e6 exhausted memory building the graph)
+    ("dgx_h100:nodes=1e6", ["nodes=1000000", "from 1 to 65,536"]),
+    ("dgx_h100:nodes=8193", ["nodes=8193", "builds 65,544 GPUs", "at most 65,536"]),
+    ("dgx_h100:spines=65537", ["spines=65537", "from 1 to 65,536"]),
+    ("single_node:gpus=65537", ["gpus=65537", "from 1 to 65,536"]),
+    ("fat_tree:k=66", ["k=66", "builds 71,874 GPUs"]),
+    ("lamina_h100_h20:h100_nodes=4096,h20_nodes=4097",
+     ["gpus_per_node=8", "builds 65,544 GPUs"]),
     ("dgx_h100:nic=ib_fast", ["nic='ib_fast'", "ib_ndr"]),
     ("dgx_h100:nic=pcie5", ["nic='pcie5'", "kind ib/roce/ethernet"]),
     ("dgx_h100:oversubscription=0", ["oversubscription=0.0", "> 0"]),
@@ -252,6 +260,19 @@ def test_bad_preset_specs_are_user_errors(spec, words):
         topologies.parse_spec(spec)
     for w in words:
         assert w in str(err.value)
+
+
+def test_a_count_of_exactly_the_limit_is_built():
+    # 65,536 machines per scalable unit (its limit) on one machine: a count, not GPUs
+    g = topologies.parse_spec("dgx_h100:nodes=1,nodes_per_su=65536")
+    assert g.graph["params"]["nodes_per_su"] == 65_536
+    assert sum(1 for _, d in g.nodes(data=True) if d.get("kind") == "gpu") == 8
+    # exactly 65,536 GPUs pass the check (8,192 DGX machines: not built here, ~10 s)
+    from topologies.builders import _check_gpus
+
+    _check_gpus("dgx_h100", "nodes", 8192, 8192 * 8)
+    with pytest.raises(UserError, match="builds 65,537 GPUs"):
+        _check_gpus("dgx_h100", "nodes", 8193, 65_537)
 
 
 # -- TOML files -------------------------------------------------------------------------------

@@ -40,6 +40,13 @@ SUPERPOD_SU_NODES = 32
 #: A DGX H100 holds 8 H100 SXM GPUs with one ConnectX-7 NDR NIC each (REFERENCE.md; DGX docs).
 DGX_GPUS = 8
 
+#: The most GPUs, and the most of any counted part (spines, machines per unit), a preset
+#: builds. A limit of this tool, not of the hardware: at 65,536 GPUs a DGX fabric's graph has
+#: ~0.2 M vertices and ~0.7 M links and takes ~10 s and ~1 GB to build, and a simulated minute
+#: of 1,024 GPUs already takes minutes (docs/performance.md). Past it a parameter such as
+#: ``nodes=1e6`` would exhaust memory building the graph; it is refused before any work.
+MAX_COUNT = 65_536
+
 
 def _add_link(g: nx.DiGraph, a: str, b: str, link: str, bandwidth: float | None = None) -> None:
     """Add the full-duplex catalog link ``link`` between ``a`` and ``b`` (two directed edges).
@@ -135,7 +142,13 @@ def _check_gpu(preset: str, param: str, name: str) -> None:
 
 
 def _check_count(preset: str, param: str, value: int, low: int = 1) -> None:
-    _need(value >= low, preset, param, value, f"must be an integer >= {low}")
+    _need(low <= value <= MAX_COUNT, preset, param, value,
+          f"must be an integer from {low} to {MAX_COUNT:,}")
+
+
+def _check_gpus(preset: str, param: str, value: object, gpus: int) -> None:
+    _need(gpus <= MAX_COUNT, preset, param, value,
+          f"builds {gpus:,} GPUs; a preset builds at most {MAX_COUNT:,}")
 
 
 def _check_fabric(preset: str, oversubscription: float, nodes_per_su: int, spines: int) -> None:
@@ -191,6 +204,7 @@ def dgx_h100(
     """
     p = "dgx_h100"
     _check_count(p, "nodes", nodes)
+    _check_gpus(p, "nodes", nodes, nodes * DGX_GPUS)
     _check_gpu(p, "gpu", gpu)
     _check_link(p, "nic", nic, ("ib", "roce", "ethernet"))
     _check_link(p, "pcie", pcie, ("pcie",))
@@ -231,6 +245,7 @@ def lamina_h100_h20(
     _check_count(p, "h20_nodes", h20_nodes, low=0)
     _need(h100_nodes + h20_nodes >= 1, p, "h100_nodes", h100_nodes, "need at least one machine")
     _check_count(p, "gpus_per_node", gpus_per_node)
+    _check_gpus(p, "gpus_per_node", gpus_per_node, (h100_nodes + h20_nodes) * gpus_per_node)
     _check_link(p, "nic", nic, ("ib", "roce", "ethernet"))
     _check_link(p, "pcie", pcie, ("pcie",))
     _check_fabric(p, oversubscription, 1, spines)
@@ -260,6 +275,7 @@ def fat_tree(k: int = 4, link: str = "ib_ndr", gpu: str = "H100", pcie: str = "p
     """
     p = "fat_tree"
     _need(k >= 2 and k % 2 == 0, p, "k", k, "must be an even integer >= 2")
+    _check_gpus(p, "k", k, k**3 // 4)
     _check_link(p, "link", link, ("ib", "roce", "ethernet"))
     _check_gpu(p, "gpu", gpu)
     _check_link(p, "pcie", pcie, ("pcie",))
