@@ -11,20 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_engine_causality import ended_before
 from test_engine_instances import scenario
+from test_engine_instances_edges import TIGHT_ROOM
+from test_engine_instances_edges import prefill_unit as pd_unit
 
 from simulator import run
 from simulator.testing.invariants import check_run
 from simulator.testing.profiles import examples
 from simulator.testing.traces import request_traces
-
-PD = """
-[deployment.prefill]
-attention_dp = 16
-[deployment.transfer]
-layerwise = {layerwise}
-"""
-#: 30 blocks of DeepSeek-V3.2's KV per GPU (as tests/test_engine_instances_edges.py's TIGHT)
-TIGHT = f"[placement]\nweights_per_gpu = {72e9 - 30.5 * 64 * 1152 * 61}\n"
 
 
 @settings(max_examples=examples(8))
@@ -34,8 +27,8 @@ TIGHT = f"[placement]\nweights_per_gpu = {72e9 - 30.5 * 64 * 1152 * 61}\n"
        engine=st.sampled_from(["exact", "fast"]))
 def test_a_deployments_run_keeps_every_invariant_and_is_causal(trace, prefill_unit, layerwise,
                                                               tight, chunk, policy, engine):
-    extra = PD.format(layerwise=str(layerwise).lower()) if prefill_unit else ""
-    extra += TIGHT if tight else ""
+    extra = pd_unit(layerwise) if prefill_unit else ""
+    extra += TIGHT_ROOM if tight else ""
     extra += f"[serving]\nmax_num_batched_tokens = {chunk}\n" if chunk else ""
     sc = scenario(nodes=4 if prefill_unit else 2, selection="dense", extra=extra)
     res = run(sc, policy, trace=trace, engine=engine)

@@ -51,16 +51,19 @@ def test_a_step_that_decodes_and_ends_a_prompt_runs_the_lm_head_over_both(engine
         last_layer_end(res, i) + lm_head, rel=1e-12)
 
 
+def prefill_unit(layerwise: bool) -> str:
+    """A ``[deployment]``'s EP prefill unit of 16 ranks, handing KV over whole or by layer."""
+    return ("\n[deployment.prefill]\nattention_dp = 16\n[deployment.transfer]\n"
+            f"layerwise = {str(layerwise).lower()}\n")
+
+
+#: every GPU holds 30 KV blocks of DeepSeek-V3.2 (weights_per_gpu leaves 30.5 blocks of the
+#: 72 GB after the reserve)
+TIGHT_ROOM = f"[placement]\nweights_per_gpu = {72e9 - 30.5 * 64 * 1152 * 61}\n"
+
 #: a 4-node PD deployment (16 prefill ranks on n0–n1, 16 decode ranks on n2–n3) whose every GPU
-#: holds 30 KV blocks (weights_per_gpu leaves 30.5 blocks of the 72 GB after the reserve)
-TIGHT = f"""
-[deployment.prefill]
-attention_dp = 16
-[deployment.transfer]
-layerwise = false
-[placement]
-weights_per_gpu = {72e9 - 30.5 * 64 * 1152 * 61}
-"""
+#: holds 30 KV blocks
+TIGHT = prefill_unit(False) + TIGHT_ROOM
 
 
 def tight_pd(arrivals: list[float], engine: str):

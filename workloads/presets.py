@@ -53,10 +53,15 @@ PRESETS: dict[str, SessionParams] = {"copilot_2026": SessionParams()}
 TARGETS: dict[str, dict[str, float]] = {"copilot_2026": COPILOT_2026_TARGETS}
 
 
+def is_preset(name: object) -> bool:
+    """Whether ``name`` names a preset (a list or a table from a scenario file does not)."""
+    return isinstance(name, str) and name in PRESETS
+
+
 def session_params(preset: str, **overrides) -> SessionParams:
     """The preset's parameters with some fields replaced; ``ValueError`` for an unknown
     preset or field (the message names them)."""
-    if not isinstance(preset, str) or preset not in PRESETS:
+    if not is_preset(preset):
         raise ValueError(f"preset {preset!r} is unknown; known: {', '.join(PRESETS)}")
     fields = {f.name for f in dataclasses.fields(SessionParams)}
     bad = sorted(set(overrides) - fields)

@@ -54,10 +54,14 @@ ITERATION_DTYPES: tuple[str, ...] = (
 )
 
 
-def _table(rows, columns) -> pd.DataFrame:
+def _table(rows, columns, dtypes) -> pd.DataFrame:
+    """The table of ``rows``: :class:`Columns` carry their dtypes; tuples take ``dtypes``, so
+    a table has the same column types in every run (a time stays a float where every time of
+    a run is a whole number; an empty table is typed too)."""
     if isinstance(rows, Columns):
         return rows.frame()
-    return pd.DataFrame.from_records(rows, columns=list(columns))
+    df = pd.DataFrame.from_records(rows, columns=list(columns))
+    return df.astype(dict(zip(columns, dtypes, strict=True)))
 
 
 def ended_before(rounds: pd.DataFrame, until: float | None) -> pd.DataFrame:
@@ -80,11 +84,8 @@ def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
                  owner_names: list[str] | None = None) -> pd.DataFrame:
     """The ``rounds`` table from tuples or :class:`Columns`; ``src``/``owner`` indices become
     names (categoricals). Owners may also be host-DRAM nodes (``owner_names`` extends
-    ``gpu_names``). Tuples take the columns' dtypes, as :class:`Columns` do (an empty table
-    too: a pool loop's, which has no rounds)."""
-    df = _table(rows, ROUND_COLUMNS)
-    if not isinstance(rows, Columns):
-        df = df.astype(dict(zip(ROUND_COLUMNS, ROUND_DTYPES, strict=True)))
+    ``gpu_names``)."""
+    df = _table(rows, ROUND_COLUMNS, ROUND_DTYPES)
     names = {"src": list(gpu_names), "owner": list(owner_names or gpu_names)}
     for col in ("src", "owner"):
         codes = df[col].to_numpy() if len(df) else np.zeros(0, np.int64)  # int32 from Columns
@@ -100,12 +101,8 @@ def rounds_frame(rows: list[tuple] | Columns, gpu_names: list[str],
 
 
 def iterations_frame(rows: list[tuple] | Columns, gpu_names: list[str]) -> pd.DataFrame:
-    """The ``iterations`` table from tuples or :class:`Columns`; ``gpu`` index becomes a name.
-    Tuples take the columns' dtypes (:data:`ITERATION_DTYPES`), as :class:`Columns` do, so a
-    time is a float even where every time of a run happens to be a whole number."""
-    df = _table(rows, ITERATION_COLUMNS)
-    if not isinstance(rows, Columns):
-        df = df.astype(dict(zip(ITERATION_COLUMNS, ITERATION_DTYPES, strict=True)))
+    """The ``iterations`` table from tuples or :class:`Columns`; ``gpu`` index becomes a name."""
+    df = _table(rows, ITERATION_COLUMNS, ITERATION_DTYPES)
     codes = df["gpu"].to_numpy(dtype=np.int64) if len(df) else np.zeros(0, np.int64)
     df["gpu"] = pd.Categorical.from_codes(codes, dtype=pd.CategoricalDtype(list(gpu_names)))
     return df

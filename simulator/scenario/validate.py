@@ -280,11 +280,11 @@ class _Validator:
         """Every ``[workload.agentic]`` key a generator field, of its type, in its range (the
         session generator's with a ``preset``, the simple generator's without)."""
         if "preset" in params:
-            from workloads.presets import PRESETS, session_params
+            from workloads.presets import PRESETS, is_preset, session_params
             from workloads.sessions import SessionParams
 
             preset = params["preset"]
-            if not isinstance(preset, str) or preset not in PRESETS:
+            if not is_preset(preset):
                 raise self.fail("workload.agentic.preset", f"{preset!r} is not one of: "
                                 f"{', '.join(PRESETS)}")
             fields = {f.name: type(f.default) for f in dataclasses.fields(SessionParams)}

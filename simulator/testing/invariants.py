@@ -41,6 +41,7 @@ import pandas as pd
 from hypothesis import strategies as st
 
 from simulator.kvcache import stable_hash
+from simulator.network.traffic import KV_FETCH, KV_ROUTE, TRAFFIC_CLASSES
 from simulator.scenario import Scenario
 
 __all__ = [
@@ -84,7 +85,7 @@ def check_ordering(res) -> None:
 
 #: The traffic classes of a run's rounds (the rest: a deployment's all-to-all and KV hand-off,
 #: the pool loops' collectives, a user's own transfers).
-ROUND_CLASSES = ("kv_route", "kv_fetch")
+ROUND_CLASSES = (TRAFFIC_CLASSES[KV_ROUTE], TRAFFIC_CLASSES[KV_FETCH])
 
 
 def check_bytes(res, rel: float = 1e-9) -> None:
