@@ -58,8 +58,8 @@ def test_a_cached_prefix_is_reused_and_only_the_rest_is_computed(kv_allocation):
     assert a.admitted_at[0] == 0.0 and a.first_at[0] == 0.0
     ids = d.intern([1, 2, 3])
     assert d.known(ids).all()
-    # r1 reuses blocks 1 and 2: it computes 2 blocks = 128 tokens (of its 250)
-    assert start(a, 1) == 128
+    # r1 reuses blocks 1 and 2: it computes block 4 whole and block 5's 58 tokens (of its 250)
+    assert start(a, 1) == 64 + 58
     assert (a.reused[1], a.prefilled[1]) == (2, 2)
     if kv_allocation == "reserve":
         # r0 reserves ceil(202 / 64) = 4 blocks; r1 ceil(260 / 64) = 5, less the 2 it reuses
@@ -80,7 +80,7 @@ def test_a_preempted_request_counts_its_tokens_afresh_and_keeps_its_whole_comput
     # on demand: 100 prompt tokens take 2 blocks (64 + 36 tokens). Preempted after computing
     # all 100 (not yet its first token), it keeps the one whole block its chunk filled (vLLM's
     # prefix cache keeps full blocks only): re-admitted, it reuses it and computes the second
-    # block's 64 tokens, counting 1 block of KV, not 2 more
+    # block's 36 tokens (not its empty slots), counting 1 block of KV, not 2 more
     a = admission(10, [[1, 2]], [100], [5], "on_demand")
     kv, d = a.sched[0].kv, a.dir
     assert kv.admit(0) == 100
@@ -90,9 +90,9 @@ def test_a_preempted_request_counts_its_tokens_afresh_and_keeps_its_whole_comput
     assert kv.reserved == 0
     assert list(d.known(d.intern([1, 2]))) == [True, False]
     assert list(d.pins[d.intern([1])]) == [0]  # placed, and unpinned with the rest
-    assert kv.admit(0) == 64
+    assert kv.admit(0) == 36
     a.admitted(0)
-    assert kv.grow(0, 64) and kv.reserved == 1
+    assert kv.grow(0, 36) and kv.reserved == 1
     assert a.admissions[0] == 2 and a.prefilled[0] == 3  # 2 blocks, then 1 again
     assert a.admitted_at[0] == 0.0
     # a chunk that filled no whole block leaves nothing: it starts over
@@ -182,8 +182,9 @@ def test_generated_tokens_past_the_last_block_add_a_home_owned_block():
 def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blocks_too():
     # 150 prompt tokens (3 blocks) + 43 generated = 193 tokens: a 4th, generated block (and a
     # 5th at 257). Preempted then re-admitted, all 5 blocks are still held, computed after this
-    # same prefix: only the last block is computed again, for the token it gives (a page,
-    # charged whole as every recomputed page is; reuse.plan's gives_token)
+    # same prefix: only the last block is computed again, for the token it gives (a page of
+    # its own: reuse.plan's gives_token). It holds one token, and only that token is computed,
+    # as vLLM computes what its prefix hit, capped at all tokens but the last, leaves
     a = admission(10, [[1, 2, 3]], [150], [200], "on_demand")
     kv = a.sched[0].kv
     start(a, 0)
@@ -194,7 +195,7 @@ def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blo
     a.grow_context(0, 0)
     assert len(a.ctx_idx[0]) == 5
     kv.release(0)
-    assert kv.admit(0) == 64
+    assert kv.admit(0) == 1
     a.admitted(0)
     assert (a.admissions[0], a.prefilled[0], a.reused[0]) == (2, 4, 0)
     # had another request's different prefix computed them, they would be recomputed
@@ -356,11 +357,11 @@ def pages_after(kv, r: int, first: int, then: int) -> list[int]:
 def test_new_tokens_fill_the_last_pages_empty_slots_before_a_new_page(case):
     # a 138-token prompt (blocks 1 2 3; its last page holds 10 tokens, 54 slots empty) and
     # 80 outputs, on demand. Its own pages when computed: 3 (nothing reused), 2 (block 1
-    # reused; its two missing pages computed whole, 128 tokens charged) or 0 (its KV arrived
+    # reused; its two missing pages computed, 74 tokens charged) or 0 (its KV arrived
     # computed: all 3 blocks held). Then the next 54 tokens fill the last page, and the 55th
-    # opens a page. Until stop 67 the charged 128 tokens counted as the pages' content, so the
-    # reused case opened its third page at its first token; and a context held in full took a
-    # page at its first token
+    # opens a page. Until stop 67 the 128 tokens then charged counted as the pages' content, so
+    # the reused case opened its third page at its first token; and a context held in full
+    # took a page at its first token. Until stop 68 the last page was charged whole
     a = admission(10, [[1], [1, 2, 3]], [64, 138], [1, 80], "on_demand")
     kv = a.sched[0].kv
     if case == "a prefix reused":
@@ -370,7 +371,7 @@ def test_new_tokens_fill_the_last_pages_empty_slots_before_a_new_page(case):
         a.ctx_idx[1] = a.context(1)
         a.reuse_plan(1, a.ctx_idx[1])
         a.place_computed(0, 1)
-    compute, own = {"nothing reused": (138, 3), "a prefix reused": (128, 2),
+    compute, own = {"nothing reused": (138, 3), "a prefix reused": (74, 2),
                     "arrived computed": (0, 0)}[case]
     assert kv.admit(1) == compute
     held = pages_after(kv, 1, compute, 55) if compute else [0] + pages_after(kv, 1, 1, 54)

@@ -54,8 +54,8 @@ def reuse_one_block(engine: str, b_output_tokens: int):
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_new_tokens_fill_the_last_page_before_a_new_one(engine):
-    # B computes its two missing pages whole (128 tokens: the room's two blocks), which hold
-    # its own 74 tokens; its next 54 fill the second page's empty slots. With 54 outputs its
+    # B computes its two missing pages (the room's two blocks): block 2 whole and block 3's
+    # 10 tokens, 74 in all; its next 54 fill the second page's empty slots. With 54 outputs its
     # KV is 74 + 53 tokens at most (the last token's KV is never computed): it decodes on its
     # two pages without a preemption. Until stop 67 its first decoded token counted as the
     # 129th of its pages and asked for a third block: alone on the GPU, B preempted itself and
@@ -67,7 +67,7 @@ def test_new_tokens_fill_the_last_page_before_a_new_one(engine):
     assert req["completed"].all() and req["tokens_generated"].tolist() == [1, 54]
     assert (req["reused_blocks"][1], req["prefilled_blocks"][1]) == (1, 2)
     it = res.iterations
-    assert it["prefill_tokens"].tolist() == [64, 128] + [0] * 53
+    assert it["prefill_tokens"].tolist() == [64, 74] + [0] * 53
     assert it["batch"].tolist() == [0, 0] + [1] * 53
     assert it["preempted"].sum() == 0 and res.summary["preemptions"] == 0
 

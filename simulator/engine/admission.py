@@ -60,8 +60,8 @@ class GPUBlocks:
         n_reused = int(plan.reused.sum())
         missing = len(idx) - n_reused
         context = int(a.inp[r]) + int(a.gen[r])
-        # tokens to compute: the missing blocks' whole pages, at most the context
-        compute = min(missing * a.bt, context)
+        # tokens to compute: the missing blocks' pages, the context's last only to its end
+        compute = plan.computed_tokens(context, a.bt)
         if self.reserve:
             need = a.need_blocks(r) - n_reused
             if self.reserved + need > self.cap:
@@ -80,7 +80,7 @@ class GPUBlocks:
         a.ctx_idx[r] = idx
         a.dir.pin(idx)
         # counted by Admission.admitted if it starts
-        a.start_blocks[r] = (n_reused, missing, int(plan.rotary.sum()))
+        a.start_blocks[r] = (n_reused, missing, int(plan.rotary.sum()), compute)
         return compute
 
     def grow(self, r: int, tokens: int) -> bool:
@@ -152,6 +152,7 @@ class Admission:
         self.home = np.full(n, -1, np.int64)
         self.reused = np.zeros(n, np.int64)
         self.prefilled = np.zeros(n, np.int64)
+        self.computed_tokens = np.zeros(n, np.int64)  # prompt tokens its admissions computed
         self.held = np.zeros(n, np.int64)  # KV blocks a running request owns on its home
         self.own_tokens = np.zeros(n, np.int64)  # tokens computed or decoded (on-demand)
         # of those, the empty slots of a partial last page computed whole (GPUBlocks.admit)
@@ -229,11 +230,12 @@ class Admission:
     def admitted(self, r: int) -> None:
         """The scheduler took ``r``: count its reused and prefilled blocks (its first admission
         sets ``admitted_at`` and ``reused_blocks``; a recompute adds to ``prefilled_blocks``)."""
-        n_reused, missing, rotary = self.start_blocks.pop(r)
+        n_reused, missing, rotary, compute = self.start_blocks.pop(r)
         if self.admissions[r] == 0:
             self.admitted_at[r] = self.env.now
             self.reused[r] = n_reused
         self.prefilled[r] += missing
+        self.computed_tokens[r] += compute
         self.rotary[r] = rotary
         self.admissions[r] += 1
         self.arrived_computed[r] = False  # a recompute after preemption gives its own token

@@ -105,7 +105,7 @@ class InstanceLoop:
                     req.grow_context(g, r)
                 for r in plan.prompt_done:
                     if self.prefill:
-                        computed = min(int(req.prefilled[r]) * req.bt, int(req.inp[r]))
+                        computed = min(int(req.computed_tokens[r]), int(req.inp[r]))
                         self.d.handoff.prefilled(g, r, computed)
                     else:
                         req.prompt_done(g, r)

@@ -34,9 +34,12 @@ gives_token`).
 ``prefix`` has no rotary class; ``none`` recomputes every block. Both reuse classes reuse the
 held KV in memory (no new pages); recomputed pages are prefilled whole — spans are laid out
 page-aligned, so a recomputed page costs ``block_tokens`` tokens even when its content ends
-early (the padding), capped at the prompt's length (a prompt recomputed whole costs its real
-length): ``computed_tokens = min(recompute_blocks × block_tokens, input_tokens)``, the rule the
-engine has always used for prefix reuse.
+early (the padding, which a trace counts in ``input_tokens``) — except the context's last
+block, which is partial and computes only its own tokens, as vLLM's prefill does (it schedules
+``num_tokens − num_computed_tokens``, not whole blocks): ``computed_tokens = recompute_blocks ×
+block_tokens − (the last block's empty slots if it is recomputed)``. Until stop 68 the engine
+charged that block whole too (up to ``block_tokens − 1`` tokens high), capping only a context
+recomputed whole at its length.
 
 Costs and their sources:
 
@@ -91,9 +94,14 @@ class ReusePlan:
         """Blocks whose held KV is used (as is or after the rotary pass)."""
         return self.as_is | self.rotary
 
-    def computed_tokens(self, input_tokens: int, block_tokens: int) -> int:
-        """Prefill tokens: recomputed pages whole, capped at the prompt's length [tokens]."""
-        return min(int(self.recompute.sum()) * block_tokens, int(input_tokens))
+    def computed_tokens(self, context_tokens: int, block_tokens: int) -> int:
+        """Prefill tokens: the recomputed blocks' tokens — every page whole, but the context's
+        last block only up to its last token (``context_tokens`` [tokens] long in all, in
+        ``len(plan)`` blocks of ``block_tokens``) [tokens]."""
+        tokens = int(self.recompute.sum()) * block_tokens
+        if tokens and self.recompute[-1]:  # its empty slots are not computed
+            tokens -= max(len(self.recompute) * block_tokens - int(context_tokens), 0)
+        return tokens
 
     def rotary_tokens(self, block_tokens: int) -> int:
         """Tokens whose keys take the rotary pass (whole pages) [tokens]."""
