@@ -262,6 +262,45 @@ def test_a_prompt_held_in_full_computes_its_last_block_for_its_first_token(engin
     assert ttft[1] > km.prefill_time(h100, arch, 64)
 
 
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_partial_last_block_computes_only_its_own_tokens(engine):
+    # r1 reuses r0's four whole blocks and ends 10 tokens into a fifth, new block: its prefill
+    # is those 10 tokens (vLLM schedules num_tokens - num_computed_tokens), not the page's 64.
+    # r2 is held in full and 10 tokens into its last block: it computes that block's 10 tokens
+    trace = make_trace(arrival_at=[0.0, 10.0, 20.0], input_tokens=[5 * 64, 4 * 64 + 10,
+                                                                    4 * 64 + 10],
+                       output_tokens=[2] * 3, block_tokens=64,
+                       block_ids=[[0, 1, 2, 3, 4], [0, 1, 2, 3, 9], [0, 1, 2, 3, 9]])
+    res = run(one_gpu("prefix"), "local", trace=trace, engine=engine)
+    check_run(res, trace)
+    r = res.requests
+    assert r["reused_blocks"].tolist() == [0, 4, 4]
+    assert r["prefilled_blocks"].tolist() == [5, 1, 1]
+    assert res.iterations["prefill_tokens"].sum() == 5 * 64 + 10 + 10
+    ttft = (r["first_token_at"] - r["arrival_at"]).to_numpy()
+    km, h100, arch = KernelModel(), hardware.gpu("H100"), model("llama-3.1-8b")
+    assert ttft[1:] == pytest.approx([km.prefill_time(h100, arch, 10)] * 2, rel=1e-9)
+
+
+@settings(max_examples=30, deadline=None)
+@given(request_traces(max_requests=8, max_blocks=16, vocab=30, block_tokens=st.just(64)),
+       st.sampled_from(["prefix", "none"]))
+def test_a_request_computes_its_prompt_less_the_whole_blocks_it_reuses(trace, rule):
+    # admitted one at a time and never preempted, a request's prefill is its prompt's tokens
+    # less those of the blocks it reuses: a reused block is always whole, since the last block
+    # is computed for the first token, and nothing else of the prompt is charged or skipped.
+    # (Not so under span reuse, where a prompt's last block may be reused out of place: a
+    # document that ends it, or a repeat of an earlier block; the known answers above)
+    order = np.argsort(np.argsort(trace["arrival_at"].to_numpy(), kind="stable"), kind="stable")
+    trace = trace.assign(arrival_at=order * 1000.0)
+    res = run(one_gpu(rule), "local", trace=trace)
+    check_run(res, trace)
+    r = res.requests
+    assert res.summary["preemptions"] == 0 and r["completed"].all()
+    expect = int((r["input_tokens"] - r["reused_blocks"] * 64).sum())
+    assert int(res.iterations["prefill_tokens"].sum()) == expect
+
+
 @settings(max_examples=10)
 @given(request_traces(max_requests=8, max_blocks=16, vocab=30, block_tokens=st.just(64)))
 def test_span_never_prefills_more_pages_than_prefix_on_the_same_trace(trace):
