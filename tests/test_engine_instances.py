@@ -252,6 +252,12 @@ layerwise = {layerwise}
         assert set(pre["gpu"].astype(str)) <= {f"n{i}/gpu{j}" for i in (0, 1) for j in range(8)}
         # the shared 512 tokens are computed once, then reused (not moved again)
         assert kv["bytes"].sum() < 12 * 1500 * ARCH.kv_bytes_per_token * ARCH.layers
+        # each request sends the KV of its prompt less the blocks it reused: the partial last
+        # block's 28 tokens, not its page (stop 68), posted layer by layer or at once alike
+        own = (merged["input_tokens"] - merged["reused_blocks"] * 64).to_numpy()
+        assert set(own) == {1500, 1500 - 512}
+        assert merged["bytes"].to_numpy() == pytest.approx(
+            own * ARCH.kv_bytes_per_token * ARCH.layers, rel=1e-12)
         if layerwise == "false":  # one message each, posted at once: alone it is the formula
             first = kv.iloc[0]
             assert first["messages"] == 1

@@ -216,15 +216,15 @@ def test_a_selection_trace_is_checked_for_its_file_format_and_columns(tmp_path):
 def test_compare_reuse_tabulates_each_rules_run_of_one_trace():
     # two prompts of 150 tokens (64-token blocks: 64 + 64 + 22) sharing their first two
     # blocks, the second arriving once the first is done: under prefix and span reuse it reuses
-    # those two and recomputes its last page (a recomputed page costs a whole block, capped at
-    # the prompt: engine.reuse), under none it computes all 150 tokens again
+    # those two and computes its last block's 22 tokens (engine.reuse: not the page's empty
+    # slots; until stop 68 a whole block), under none it computes all 150 tokens again
     sc = mooncake(nodes=1)
     assert sc.placement.block_tokens == 64
     tr = two_prompts_sharing_a_prefix()
     table = runner.compare_reuse(sc, "fetch", trace=tr)
     assert table["rule"].tolist() == ["prefix", "span", "none"]
     assert table["requests"].tolist() == [2, 2, 2] and table["completed"].tolist() == [2, 2, 2]
-    assert table["prefill_tokens"].tolist() == [150 + 64, 150 + 64, 150 + 150]
+    assert table["prefill_tokens"].tolist() == [150 + 22, 150 + 22, 150 + 150]
     assert table["reused_fraction"].tolist() == [2 / 6, 2 / 6, 0.0]
     for row in table.itertuples():
         sc_rule = sc.with_changes(placement=dataclasses.replace(sc.placement, reuse=row.rule))

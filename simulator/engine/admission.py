@@ -39,9 +39,10 @@ class GPUBlocks:
     blocks owned by running requests, out of the GPU's capacity (HBM − weights − reserve).
 
     ``reserve`` counts a request's whole prompt + output at admission (never preempts);
-    otherwise blocks are counted as tokens are computed: the pages of the blocks its prefill
-    computes (whole pages: ``own tokens / block_tokens``), then a new page only once its new
-    tokens have filled the empty slots of its context's last page (``slack``). Admission asks
+    otherwise blocks are counted as tokens are computed: a page for each block its prefill
+    computes (own tokens / block_tokens, rounded up: a partial last block computes only its
+    tokens), then a new page only once its new tokens have filled the empty slots of its
+    context's last page (a reused one's: ``slack``). Admission asks
     that the request fit alone when done, counted the same way, so a request alone never
     preempts itself.
     """
@@ -155,7 +156,8 @@ class Admission:
         self.computed_tokens = np.zeros(n, np.int64)  # prompt tokens its admissions computed
         self.held = np.zeros(n, np.int64)  # KV blocks a running request owns on its home
         self.own_tokens = np.zeros(n, np.int64)  # tokens computed or decoded (on-demand)
-        # of those, the empty slots of a partial last page computed whole (GPUBlocks.admit)
+        # empty slots of the context's last page that its next tokens fill before a new page:
+        # a partial last block it did not compute (reused), GPUBlocks.admit
         self.slack = np.zeros(n, np.int64)
         self.admissions = np.zeros(n, np.int64)  # 1 + times preempted and re-admitted
         # (reused, missing, rotary) blocks at admission
