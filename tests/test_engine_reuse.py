@@ -51,6 +51,16 @@ def test_span_reuses_held_span_blocks_after_the_boundary_and_recomputes_the_rest
     assert p.rotary_tokens(64) == 128
 
 
+def test_a_partial_last_block_reused_out_of_place_leaves_the_recomputed_pages_whole():
+    # [new block | a held document block that ends the prompt, 10 tokens]: the document is
+    # rotated, not computed, so the prefill is the first block's 64 tokens; the last block's
+    # empty slots are no concern of the recomputed pages
+    p = plan([F, T], np.arange(2), span_mask(np.array([1, 2]), 2), "span", gives_token=True)
+    assert classes(p) == "cr"
+    assert p.computed_tokens(64 + 10, 64) == 64
+    assert plan([F, T], np.arange(2), None, "none").computed_tokens(64 + 10, 64) == 74
+
+
 def test_past_a_break_span_uses_a_block_computed_after_this_very_prefix_as_is():
     # block 2 breaks the prefix (held, computed after another prefix) and is in a span:
     # rotary. Block 3, outside the span, is held as computed after this very prefix (the
