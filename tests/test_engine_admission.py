@@ -60,6 +60,7 @@ def test_a_cached_prefix_is_reused_and_only_the_rest_is_computed(kv_allocation):
     assert d.known(ids).all()
     # r1 reuses blocks 1 and 2: it computes block 4 whole and block 5's 58 tokens (of its 250)
     assert start(a, 1) == 64 + 58
+    assert a.computed_tokens.tolist() == [192, 122]  # what a PD hand-off sends
     assert (a.reused[1], a.prefilled[1]) == (2, 2)
     if kv_allocation == "reserve":
         # r0 reserves ceil(202 / 64) = 4 blocks; r1 ceil(260 / 64) = 5, less the 2 it reuses
@@ -94,6 +95,7 @@ def test_a_preempted_request_counts_its_tokens_afresh_and_keeps_its_whole_comput
     a.admitted(0)
     assert kv.grow(0, 36) and kv.reserved == 1
     assert a.admissions[0] == 2 and a.prefilled[0] == 3  # 2 blocks, then 1 again
+    assert a.computed_tokens[0] == 100 + 36  # each admission's tokens
     assert a.admitted_at[0] == 0.0
     # a chunk that filled no whole block leaves nothing: it starts over
     b = admission(10, [[1, 2]], [100], [5], "on_demand")
