@@ -246,48 +246,44 @@ def test_a_chunk_pays_the_rotary_pass_of_the_span_blocks_it_reuses():
     assert ttft[1] - ttft[2] == pytest.approx(rotary_time(km, h100, arch, 16 * 64), rel=1e-9)
 
 
-@pytest.mark.parametrize("engine", ["exact", "fast"])
-def test_a_prompt_held_in_full_computes_its_last_block_for_its_first_token(engine):
-    # r1 repeats r0's five blocks, long after r0 finished: held in full. The last prompt
-    # token's logits give the first token, so r1 computes its last block (vLLM v1 caps a
-    # prefix-cache hit at num_tokens - 1 in whole blocks): whole prompts, no host overhead, its
-    # TTFT is the prefill of 64 tokens, as for r2, whose fifth block is new
-    trace = make_trace(arrival_at=[0.0, 10.0, 20.0], input_tokens=[5 * 64] * 3,
+def four_blocks_reused(engine: str, last: int, chunked: bool = False):
+    """r0 computes blocks 0-4 (5 x 64 tokens); long after, r1 repeats blocks 0-3 and a fifth
+    of ``last`` tokens (r0's block 4 when it is whole, else a new one) and r2 the same with a
+    new fifth block. Both reuse four blocks and compute one; the run, checked."""
+    fifth = 4 if last == 64 else 9
+    trace = make_trace(arrival_at=[0.0, 10.0, 20.0],
+                       input_tokens=[5 * 64, 4 * 64 + last, 4 * 64 + last],
                        output_tokens=[2] * 3, block_tokens=64,
-                       block_ids=[[0, 1, 2, 3, 4], [0, 1, 2, 3, 4], [0, 1, 2, 3, 9]])
-    res = run(one_gpu("prefix"), "local", trace=trace, engine=engine)
+                       block_ids=[[0, 1, 2, 3, 4], [0, 1, 2, 3, fifth], [0, 1, 2, 3, 9]])
+    res = run(one_gpu("prefix", chunked=chunked), "local", trace=trace, engine=engine)
     check_run(res, trace)
     r = res.requests
     assert r["reused_blocks"].tolist() == [0, 4, 4]
     assert r["prefilled_blocks"].tolist() == [5, 1, 1]
-    ttft = (r["first_token_at"] - r["arrival_at"]).to_numpy()
+    return res, (r["first_token_at"] - r["arrival_at"]).to_numpy()
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_prompt_held_in_full_computes_its_last_block_for_its_first_token(engine):
+    # r1 repeats r0's five blocks: held in full. The last prompt token's logits give the first
+    # token, so r1 computes its last block (vLLM v1 caps a prefix-cache hit at num_tokens - 1
+    # in whole blocks): whole prompts, no host overhead, its TTFT is the prefill of 64 tokens,
+    # as for r2, whose fifth block is new
+    _, ttft = four_blocks_reused(engine, 64)
     km, h100, arch = KernelModel(), hardware.gpu("H100"), model("llama-3.1-8b")
     assert ttft[1:] == pytest.approx([km.prefill_time(h100, arch, 64)] * 2, rel=1e-9)
     # chunked: the chunk attends the 256 cached tokens too; the same work for r1 and r2
-    res = run(one_gpu("prefix", chunked=True), "local", trace=trace, engine=engine)
-    r = res.requests
-    ttft = (r["first_token_at"] - r["arrival_at"]).to_numpy()
-    assert r["prefilled_blocks"].tolist() == [5, 1, 1]
+    _, ttft = four_blocks_reused(engine, 64, chunked=True)
     assert ttft[1] == pytest.approx(ttft[2], rel=1e-9)
     assert ttft[1] > km.prefill_time(h100, arch, 64)
 
 
 @pytest.mark.parametrize("engine", ["exact", "fast"])
 def test_a_partial_last_block_computes_only_its_own_tokens(engine):
-    # r1 reuses r0's four whole blocks and ends 10 tokens into a fifth, new block: its prefill
-    # is those 10 tokens (vLLM schedules num_tokens - num_computed_tokens), not the page's 64.
-    # r2 is held in full and 10 tokens into its last block: it computes that block's 10 tokens
-    trace = make_trace(arrival_at=[0.0, 10.0, 20.0], input_tokens=[5 * 64, 4 * 64 + 10,
-                                                                    4 * 64 + 10],
-                       output_tokens=[2] * 3, block_tokens=64,
-                       block_ids=[[0, 1, 2, 3, 4], [0, 1, 2, 3, 9], [0, 1, 2, 3, 9]])
-    res = run(one_gpu("prefix"), "local", trace=trace, engine=engine)
-    check_run(res, trace)
-    r = res.requests
-    assert r["reused_blocks"].tolist() == [0, 4, 4]
-    assert r["prefilled_blocks"].tolist() == [5, 1, 1]
+    # r1 and r2 end 10 tokens into a fifth, new block: their prefill is those 10 tokens (vLLM
+    # schedules num_tokens - num_computed_tokens), not the page's 64 (until stop 68)
+    res, ttft = four_blocks_reused(engine, 10)
     assert res.iterations["prefill_tokens"].sum() == 5 * 64 + 10 + 10
-    ttft = (r["first_token_at"] - r["arrival_at"]).to_numpy()
     km, h100, arch = KernelModel(), hardware.gpu("H100"), model("llama-3.1-8b")
     assert ttft[1:] == pytest.approx([km.prefill_time(h100, arch, 10)] * 2, rel=1e-9)
 
