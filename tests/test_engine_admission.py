@@ -207,11 +207,12 @@ def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blo
 
 
 def test_kv_that_arrived_computed_gives_its_token_without_computing_but_a_recompute_does():
-    # r0's 3 blocks were computed elsewhere and placed on GPU 0 (a hand-off,
+    # r0's 3 blocks (150 tokens) were computed elsewhere and placed on GPU 0 (a hand-off,
     # external_prefill): its admission there computes nothing and its first token comes with
-    # the step. Preempted, it is re-admitted with its context still held: that recompute
-    # gives the next token itself, so it computes its last block (reuse.plan's gives_token)
-    a = admission(10, [[1, 2, 3]], [192], [20], "on_demand")
+    # the step. Preempted, it is re-admitted with its context (151 tokens) still held: that
+    # recompute gives the next token itself, so it computes its last block (reuse.plan's
+    # gives_token): its 22 prompt tokens and the first token
+    a = admission(10, [[1, 2, 3]], [150], [20], "on_demand")
     kv = a.sched[0].kv
     a.ctx_idx[0] = a.context(0)
     a.reuse_plan(0, a.ctx_idx[0])  # the prompt's prefix hashes, as the hand-off takes them
@@ -220,9 +221,32 @@ def test_kv_that_arrived_computed_gives_its_token_without_computing_but_a_recomp
     assert start(a, 0) == 0
     assert (a.reused[0], a.prefilled[0]) == (3, 0)
     kv.release(0)
-    assert kv.admit(0) == 64
+    assert kv.admit(0) == 22 + 1
     a.admitted(0)
     assert (a.admissions[0], a.prefilled[0]) == (2, 1)
+
+
+@pytest.mark.parametrize("arrived", [False, True])
+def test_a_first_token_past_the_last_block_is_all_a_recompute_computes(arrived):
+    # a 192-token prompt fills its 3 blocks; its first token is the 193rd, whose block comes
+    # at its next step (grow_context). Preempted before that step and re-admitted with its
+    # blocks held, it computes that one token, which gives the next (vLLM: the prefix hit is
+    # the 3 whole blocks, num_tokens - 1), not its third block again (64 tokens until stop
+    # 68). The token takes a page of its own, which the next 63 tokens fill
+    a = admission(10, [[1, 2, 3]], [192], [100], "on_demand")
+    kv = a.sched[0].kv
+    if arrived:
+        a.ctx_idx[0] = a.context(0)
+        a.reuse_plan(0, a.ctx_idx[0])
+        a.place_computed(0, 0)
+    assert start(a, 0) == (0 if arrived else 192) and a.gen[0] == 1
+    assert len(a.ctx_idx[0]) == 3 and a.dir.known(a.ctx_idx[0]).all()
+    kv.release(0)
+    assert kv.admit(0) == 1
+    a.admitted(0)
+    assert (a.admissions[0], a.prefilled[0], a.computed_tokens[0]) == (2, 0 if arrived else 3,
+                                                                       1 if arrived else 193)
+    assert pages_after(kv, 0, 1, 64) == [1] * 64 + [2]
 
 
 def test_a_prefill_pools_gpu_gives_no_token_so_a_prompt_held_in_full_computes_nothing():

@@ -165,3 +165,25 @@ def test_a_gpu_whose_last_plan_only_rejected_is_seen_idle(engine):
     assert res.requests["reason"][1] == TOO_LARGE
     assert res.iterations["batch"].tolist() == [0, 1, 1]
     assert r.observed is not None and r.observed.queries[0] == 0
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_prompt_preempted_at_its_first_decode_computes_one_token_again(engine):
+    # A (64 tokens, 60 outputs) and B (128 tokens, 2 outputs) fill a GPU with room for three
+    # blocks; both prompts end on a block boundary, so both first decodes need a page: B, the
+    # later admitted, is preempted. Its blocks stay held, and its first token (the 129th) has
+    # no block yet: re-admitted, it computes that one token for its second (vLLM: the prefix
+    # hit is B's two whole blocks). Until stop 68 it computed its second block again, 64 tokens
+    sc = small_scenario("single_node:gpus=1", weights_per_gpu=71.9825e9, layer_groups=1,
+                        mode=engine)
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[64, 128], output_tokens=[60, 2],
+                       block_ids=[[1], [2, 3]], block_tokens=64)
+    res = run(sc, "route", trace=trace, check_invariants=engine == "exact")
+    check_run(res, trace)
+    assert res.gpus["capacity_blocks"].tolist() == [3]
+    assert res.summary["preemptions"] == 1
+    it = res.iterations
+    assert it.loc[it["prefill_tokens"] > 0, "prefill_tokens"].tolist() == [64 + 128, 1]
+    req = res.requests
+    assert req["completed"].all() and req["tokens_generated"].tolist() == [60, 2]
+    assert req["prefilled_blocks"].tolist() == [1, 2]

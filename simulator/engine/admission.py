@@ -57,12 +57,16 @@ class GPUBlocks:
     def admit(self, r: int) -> int | None:
         a = self.adm
         idx = a.ctx_idx[r] if a.ctx_idx[r] is not None else a.context(r)
-        plan = a.reuse_plan(r, idx, a.gives_token(self.g, r))
+        context = int(a.inp[r]) + int(a.gen[r])
+        # a token past the context's blocks: its first token, sampled but not yet in a block
+        # (grow_context adds that at its next step), preempted before then. Computing it
+        # gives the next token, so the last block need not be computed again
+        spill = max(context - len(idx) * a.bt, 0)
+        plan = a.reuse_plan(r, idx, a.gives_token(self.g, r) and not spill)
         n_reused = int(plan.reused.sum())
         missing = len(idx) - n_reused
-        context = int(a.inp[r]) + int(a.gen[r])
         # tokens to compute: the missing blocks' pages, the context's last only to its end
-        compute = plan.computed_tokens(context, a.bt)
+        compute = plan.computed_tokens(context, a.bt) + spill
         if self.reserve:
             need = a.need_blocks(r) - n_reused
             if self.reserved + need > self.cap:
@@ -75,9 +79,10 @@ class GPUBlocks:
                 return None
             a.held[r] = 0
             a.own_tokens[r] = 0
-            # once computed it owns the missing blocks' pages, and its next tokens fill the
-            # empty slots of the context's last page before it needs a new one
-            a.slack[r] = compute - missing * a.bt + (-context) % a.bt
+            # once computed it owns the missing blocks' pages (and the spilled token's), and
+            # its next tokens fill the empty slots of the context's last page before it needs
+            # a new one
+            a.slack[r] = 0 if spill else compute - missing * a.bt + (-context) % a.bt
         a.ctx_idx[r] = idx
         a.dir.pin(idx)
         # counted by Admission.admitted if it starts
