@@ -73,6 +73,10 @@ def run(scenario, policy: str | Policy = "route", seed: int | None = None, *,
     if trace is None:
         check(scenario, (policy,), graph=topology)
         trace = load_trace(scenario, seed)
+    else:  # handed over as it is: what the engines rely on, checked before any work
+        from workloads.schema import check_order_and_ids
+
+        check_order_and_ids(trace)
     pol = get_policy(policy)
     fallback = None
     if mode == "fast":

@@ -231,3 +231,25 @@ def test_compare_reuse_tabulates_each_rules_run_of_one_trace():
         alone = runner.run(sc_rule, "fetch", trace=tr).summary
         assert (row.ttft_p50, row.ttft_p99) == (alone["ttft_p50"], alone["ttft_p99"])
     assert table["ttft_p50"].iloc[0] < table["ttft_p50"].iloc[2]  # reuse shortens a prefill
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_trace_handed_over_is_checked_for_what_the_engines_rely_on(engine, monkeypatch):
+    # run(trace=...) skips loading, and with it validation: rows out of arrival order entered
+    # late (an arrival at 0 recorded at 10 s), and a request id of 2^40 shared its generated
+    # blocks with request 0's (-(id · 2^24 + j) - 1 wraps in int64). Both are refused before
+    # any work, naming the row
+    from simulator.engine import exact, fast
+
+    def no_work(*_a, **_k):
+        raise AssertionError("the engine ran")
+
+    monkeypatch.setattr(exact, "simulate", no_work)
+    monkeypatch.setattr(fast, "simulate", no_work)
+    sc = mooncake(nodes=1)
+    tr = two_prompts_sharing_a_prefix()
+    late_first = tr.iloc[::-1].reset_index(drop=True)
+    with pytest.raises(UserError, match=r"column 'arrival_at', row 1: .*not sorted"):
+        runner.run(sc, "fetch", trace=late_first, engine=engine)
+    with pytest.raises(UserError, match=r"column 'request_id', row 1: 1099511627776 is outside"):
+        runner.run(sc, "fetch", trace=tr.assign(request_id=[0, 2**40]), engine=engine)

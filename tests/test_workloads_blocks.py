@@ -85,3 +85,19 @@ def test_the_largest_block_id_that_refines_without_overflow(ratio):
     with pytest.raises(UserError, match=f"max id must be <= {limit}"):
         refine_flat(FlatBlocks(np.array([0, 1]), np.array([limit + 1])), [64 * ratio],
                     64 * ratio, 64)
+
+
+@pytest.mark.parametrize("ratio", [8, 3])
+def test_the_smallest_block_id_that_refines_without_overflow(ratio):
+    # a negative id (a nested judge's prompt holds another request's generated blocks) splits
+    # into id · ratio + j; below -2^63 / ratio that would wrap round to a positive id
+    from workloads.blocks import refine_flat
+    from workloads.schema import FlatBlocks
+
+    low = -(2**63 // ratio)
+    got = refine_flat(FlatBlocks(np.array([0, 1]), np.array([low])), [64 * ratio], 64 * ratio,
+                      64)
+    assert got.values.min() == low * ratio >= -(2**63)
+    with pytest.raises(UserError, match=f"min id must be >= {low}"):
+        refine_flat(FlatBlocks(np.array([0, 1]), np.array([low - 1])), [64 * ratio],
+                    64 * ratio, 64)

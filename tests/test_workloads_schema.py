@@ -60,6 +60,9 @@ def test_blocks_needed_is_a_ceiling():
         (lambda d: d.assign(input_tokens=[1000, 0, 10]), "input_tokens", 1),
         (lambda d: d.assign(output_tokens=[5, 6, -1]), "output_tokens", 2),
         (lambda d: d.assign(request_id=[0, 1, 1]), "request_id", 2),
+        # an id names the blocks its generated tokens fill: -(id · 2^24 + j) - 1 must not wrap
+        (lambda d: d.assign(request_id=[0, -1, 2]), "request_id", 1),
+        (lambda d: d.assign(request_id=[0, 1, 2**39]), "request_id", 2),
         (lambda d: d.assign(input_tokens=[1000, 513, 600]), "block_ids", 2),
         (lambda d: d.assign(parent_id=pd.array([pd.NA, 7, 0], dtype="Int64")), "parent_id", 1),
         (lambda d: d.assign(spans=[np.array([1, 0]), np.zeros(0, int), np.zeros(0, int)]),
@@ -122,3 +125,17 @@ def test_generated_traces_satisfy_the_schema_and_round_trip(tmp_path_factory, df
     assert np.array_equal(flat_a.offsets, flat_b.offsets)
     assert np.array_equal(flat_a.values, flat_b.values)
     assert back["input_tokens"].tolist() == df["input_tokens"].tolist()
+
+
+def test_the_largest_request_id_keeps_generated_block_ids_apart():
+    from workloads.schema import MAX_REQUEST_ID
+    from workloads.selections import generated_block_id
+
+    validate(small_trace().assign(request_id=[0, 1, MAX_REQUEST_ID]))
+    ids = generated_block_id([MAX_REQUEST_ID, MAX_REQUEST_ID - 1, 0],
+                             [2**24 - 1, 2**24 - 1, 0])
+    assert (ids < 0).all() and len(set(ids.tolist())) == 3
+    assert ids[0] == -(MAX_REQUEST_ID * 2**24 + 2**24 - 1) - 1 >= -(2**63)
+    # one past it wraps: request 2^39's first generated block would be a positive id
+    with np.errstate(over="ignore"):
+        assert generated_block_id(MAX_REQUEST_ID + 1, 0) > 0

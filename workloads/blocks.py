@@ -52,11 +52,16 @@ def refine_flat(
         raise UserError("block_tokens differs between requests; refine one block size at a time")
     ratio = ratios.pop() if ratios else 1
     inp = np.asarray(input_tokens, dtype=np.int64)
-    # the largest engine id, id · ratio + ratio − 1, must fit in an int64
+    # the largest engine id, id · ratio + ratio − 1, and the smallest, id · ratio, must fit in
+    # an int64
     limit = (np.iinfo(np.int64).max - ratio + 1) // ratio
     if len(blocks.values) and blocks.values.max() > limit:
         raise UserError(f"block ids too large to refine without overflow (max id must be <= "
                         f"{limit}: (2^63 - {ratio}) / {ratio})")
+    low = -((1 << 63) // ratio)
+    if len(blocks.values) and blocks.values.min() < low:
+        raise UserError(f"block ids too small to refine without overflow (min id must be >= "
+                        f"{low}: -2^63 / {ratio})")
     counts = blocks_needed(inp, engine_block_tokens)
     if (counts > blocks.lengths() * ratio).any():
         raise UserError("a request has fewer trace blocks than its input_tokens need")

@@ -231,6 +231,29 @@ def _shown(value) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
+#: The largest request id: a request's id names the blocks its generated tokens fill
+#: (:func:`workloads.selections.generated_block_id`, ``-(id · 2^24 + j) − 1`` in int64), which
+#: stay distinct from every other request's only for ids in ``[0, 2^39)``.
+MAX_REQUEST_ID = (1 << 39) - 1
+
+
+def check_order_and_ids(df: pd.DataFrame, source: str = "trace") -> None:
+    """What the engines rely on in a trace handed to them as it is (not read through
+    :func:`validate`, which checks this too): rows in arrival order, and request ids in
+    ``[0, MAX_REQUEST_ID]``. Raises :class:`UserError` naming the first row at fault."""
+    arrival = np.asarray(df["arrival_at"], dtype=np.float64)
+    bad = np.flatnonzero(np.diff(arrival) < 0)
+    if len(bad):
+        raise _fail(source, "arrival_at", int(bad[0]) + 1, "arrival times are not sorted",
+                    "sort the trace by arrival_at")
+    rid = np.asarray(df["request_id"], dtype=np.int64)
+    bad = np.flatnonzero((rid < 0) | (rid > MAX_REQUEST_ID))
+    if len(bad):
+        raise _fail(source, "request_id", int(bad[0]), f"{rid[bad[0]]} is outside 0..2^39 - 1",
+                    "number the requests from 0 (an id also names the blocks its generated "
+                    "tokens fill)")
+
+
 def _fail(source: str, column: str, row: int | None, problem: str, fix: str) -> UserError:
     where = f"{source}: column '{column}'" + (f", row {row}" if row is not None else "")
     return UserError(f"{where}: {problem}; {fix}")
@@ -270,13 +293,10 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
         raise _fail(source, "arrival_at", int(bad[0]),
                     f"{_shown(df['arrival_at'].iloc[bad[0]])} is "
                     "not a finite time >= 0", "give seconds from the trace start")
-    bad = np.flatnonzero(np.diff(arrival) < 0)
-    if len(bad):
-        raise _fail(source, "arrival_at", int(bad[0]) + 1, "arrival times are not sorted",
-                    "sort the trace by arrival_at")
     df["arrival_at"] = arrival
     for col in _INT_COLUMNS:
         df[col] = _int_column(df[col], source, col)
+    check_order_and_ids(df, source)
     for col in ("input_tokens", "output_tokens", "block_tokens"):
         bad = np.flatnonzero(df[col].to_numpy() <= 0)
         if len(bad):
@@ -425,7 +445,9 @@ def read_trace(path: str | os.PathLike) -> pd.DataFrame:
 __all__ = [
     "COLUMNS",
     "FlatBlocks",
+    "MAX_REQUEST_ID",
     "blocks_needed",
+    "check_order_and_ids",
     "flat_blocks",
     "make_trace",
     "read_trace",

@@ -11,7 +11,9 @@ Context at a step. Engine blocks are ``block_tokens`` tokens (64 by default). At
 ``block_ids`` refined to engine blocks, :mod:`workloads.blocks`), then blocks of generated
 tokens, which have no id in the request trace and get the negative ids of
 :func:`generated_block_id` (``-(request_id · 2^24 + j) - 1`` for the request's j-th block), so
-they never collide with prompt ids (≥ 0) nor with another request's. Loading checks that every
+they never collide with non-negative trace ids nor with another request's: request ids are in
+``[0, 2^39)`` (:data:`workloads.schema.MAX_REQUEST_ID`, checked when a trace is read and when the
+engine is handed one), where the product fits an int64. Loading checks that every
 selected block belongs to that request's context at that step (:func:`validate_selections`).
 The engine replays rows it finds (:class:`SelectionReplay`) and samples the others.
 """
