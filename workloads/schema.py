@@ -8,7 +8,8 @@ generator in :mod:`workloads` returns a DataFrame with exactly these columns (in
 column           dtype                        meaning
 ===============  ===========================  ================================================
 ``arrival_at``   float64                      arrival time [s] from the trace start; sorted
-``request_id``   int64                        unique per row
+``request_id``   int64                        unique per row, in ``[0, 2^39)`` (it names the
+                                              blocks its generated tokens fill)
 ``session_id``   int64                        conversation / agent the request belongs to
                                               (traces without sessions: the request id)
 ``parent_id``    Int64 (nullable)             request that spawned this one (sub-agent
