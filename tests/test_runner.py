@@ -253,3 +253,8 @@ def test_a_trace_handed_over_is_checked_for_what_the_engines_rely_on(engine, mon
         runner.run(sc, "fetch", trace=late_first, engine=engine)
     with pytest.raises(UserError, match=r"column 'request_id', row 1: 1099511627776 is outside"):
         runner.run(sc, "fetch", trace=tr.assign(request_id=[0, 2**40]), engine=engine)
+    # a NaN arrival compares false with its neighbours: it entered at the previous one's time
+    with pytest.raises(UserError, match=r"column 'arrival_at', row 1: nan is not a finite"):
+        runner.run(sc, "fetch", trace=tr.assign(arrival_at=[0.0, float("nan")]), engine=engine)
+    with pytest.raises(UserError, match=r"column 'request_id', row 1: id 0 repeats"):
+        runner.run(sc, "fetch", trace=tr.assign(request_id=[0, 0]), engine=engine)

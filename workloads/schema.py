@@ -240,9 +240,14 @@ MAX_REQUEST_ID = (1 << 39) - 1
 
 def check_order_and_ids(df: pd.DataFrame, source: str = "trace") -> None:
     """What the engines rely on in a trace handed to them as it is (not read through
-    :func:`validate`, which checks this too): rows in arrival order, and request ids in
-    ``[0, MAX_REQUEST_ID]``. Raises :class:`UserError` naming the first row at fault."""
+    :func:`validate`, which checks this too): finite arrival times >= 0 in order, and unique
+    request ids in ``[0, MAX_REQUEST_ID]``. Raises :class:`UserError` naming the first row at
+    fault."""
     arrival = np.asarray(df["arrival_at"], dtype=np.float64)
+    bad = np.flatnonzero(~np.isfinite(arrival) | (arrival < 0))
+    if len(bad):
+        raise _fail(source, "arrival_at", int(bad[0]), f"{arrival[bad[0]]} is not a finite "
+                    "time >= 0", "give seconds from the trace start")
     bad = np.flatnonzero(np.diff(arrival) < 0)
     if len(bad):
         raise _fail(source, "arrival_at", int(bad[0]) + 1, "arrival times are not sorted",
@@ -253,6 +258,10 @@ def check_order_and_ids(df: pd.DataFrame, source: str = "trace") -> None:
         raise _fail(source, "request_id", int(bad[0]), f"{rid[bad[0]]} is outside 0..2^39 - 1",
                     "number the requests from 0 (an id also names the blocks its generated "
                     "tokens fill)")
+    dup = pd.Series(rid).duplicated().to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise _fail(source, "request_id", row, f"id {rid[row]} repeats", "ids must be unique")
 
 
 def _fail(source: str, column: str, row: int | None, problem: str, fix: str) -> UserError:
@@ -304,10 +313,6 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
             raise _fail(source, col, int(bad[0]), f"{df[col].iloc[bad[0]]} is not positive",
                         "lengths and block sizes must be > 0")
     rid = df["request_id"].to_numpy()
-    dup = pd.Series(rid).duplicated().to_numpy()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        raise _fail(source, "request_id", row, f"id {rid[row]} repeats", "ids must be unique")
     for col in _NULLABLE_COLUMNS:
         try:
             df[col] = df[col].astype("Int64")
