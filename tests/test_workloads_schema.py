@@ -139,3 +139,15 @@ def test_the_largest_request_id_keeps_generated_block_ids_apart():
     # one past it wraps: request 2^39's first generated block would be a positive id
     with np.errstate(over="ignore"):
         assert generated_block_id(MAX_REQUEST_ID + 1, 0) > 0
+
+
+def test_a_trace_handed_over_as_it_is_names_its_first_bad_row():
+    # what run(trace=...) checks without validate: the first bad row is named, with its value
+    from workloads.schema import check_order_and_ids
+
+    bad = small_trace().assign(arrival_at=[0.0, np.nan, -1.0])
+    with pytest.raises(UserError, match=r"column 'arrival_at', row 1: nan is not a finite"):
+        check_order_and_ids(bad, "t")
+    with pytest.raises(UserError, match=r"column 'request_id', row 1: id 5 repeats"):
+        check_order_and_ids(small_trace().assign(request_id=[5, 5, 5]), "t")
+    check_order_and_ids(small_trace(), "t")
