@@ -243,16 +243,33 @@ def check_order_and_ids(df: pd.DataFrame, source: str = "trace") -> None:
     :func:`validate`, which checks this too): finite arrival times >= 0 in order, and unique
     request ids in ``[0, MAX_REQUEST_ID]``. Raises :class:`UserError` naming the first row at
     fault."""
-    arrival = np.asarray(df["arrival_at"], dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(arrival) | (arrival < 0))
+    _arrivals(df, source)
+    _ids(np.asarray(df["request_id"], dtype=np.int64), source)
+
+
+def _times(df: pd.DataFrame, column: str, source: str, fix: str) -> np.ndarray:
+    """``df[column]`` as floats [s], each finite and >= 0, else ``UserError`` (``fix`` says
+    what to give) showing the value as written."""
+    t = pd.to_numeric(df[column], errors="coerce").to_numpy(np.float64)
+    bad = np.flatnonzero(~np.isfinite(t) | (t < 0))
     if len(bad):
-        raise _fail(source, "arrival_at", int(bad[0]), f"{arrival[bad[0]]} is not a finite "
-                    "time >= 0", "give seconds from the trace start")
+        raise _fail(source, column, int(bad[0]), f"{_shown(df[column].iloc[bad[0]])} is not "
+                    "a finite time >= 0", fix)
+    return t
+
+
+def _arrivals(df: pd.DataFrame, source: str) -> np.ndarray:
+    """``df``'s arrival times [s] as floats: finite, >= 0 and sorted, else ``UserError``."""
+    arrival = _times(df, "arrival_at", source, "give seconds from the trace start")
     bad = np.flatnonzero(np.diff(arrival) < 0)
     if len(bad):
         raise _fail(source, "arrival_at", int(bad[0]) + 1, "arrival times are not sorted",
                     "sort the trace by arrival_at")
-    rid = np.asarray(df["request_id"], dtype=np.int64)
+    return arrival
+
+
+def _ids(rid: np.ndarray, source: str) -> None:
+    """Request ids unique and in ``[0, MAX_REQUEST_ID]``, else ``UserError``."""
     bad = np.flatnonzero((rid < 0) | (rid > MAX_REQUEST_ID))
     if len(bad):
         raise _fail(source, "request_id", int(bad[0]), f"{rid[bad[0]]} is outside 0..2^39 - 1",
@@ -297,16 +314,10 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
     if extra:
         raise _fail(source, extra[0], None, "unknown column", f"use only {list(COLUMNS)}")
 
-    arrival = pd.to_numeric(df["arrival_at"], errors="coerce").to_numpy(np.float64)
-    bad = np.flatnonzero(~np.isfinite(arrival) | (arrival < 0))
-    if len(bad):
-        raise _fail(source, "arrival_at", int(bad[0]),
-                    f"{_shown(df['arrival_at'].iloc[bad[0]])} is "
-                    "not a finite time >= 0", "give seconds from the trace start")
-    df["arrival_at"] = arrival
+    df["arrival_at"] = _arrivals(df, source)
     for col in _INT_COLUMNS:
         df[col] = _int_column(df[col], source, col)
-    check_order_and_ids(df, source)
+    _ids(df["request_id"].to_numpy(), source)
     for col in ("input_tokens", "output_tokens", "block_tokens"):
         bad = np.flatnonzero(df[col].to_numpy() <= 0)
         if len(bad):
@@ -348,13 +359,8 @@ def validate(df: pd.DataFrame, source: str = "trace") -> pd.DataFrame:
 
 def _check_after(df: pd.DataFrame, rid: np.ndarray, source: str) -> None:
     """``after_id`` names an earlier row's request; ``after_time`` is a finite gap >= 0."""
-    gap = pd.to_numeric(df["after_time"], errors="coerce").to_numpy(np.float64)
-    bad = np.flatnonzero(~np.isfinite(gap) | (gap < 0))
-    if len(bad):
-        raise _fail(source, "after_time", int(bad[0]),
-                    f"{_shown(df['after_time'].iloc[bad[0]])} is "
-                    "not a finite time >= 0", "give seconds after the followed request finishes")
-    df["after_time"] = gap
+    df["after_time"] = _times(df, "after_time", source,
+                              "give seconds after the followed request finishes")
     after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)
     known = np.flatnonzero(after >= 0)
     if not len(known):

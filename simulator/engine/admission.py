@@ -79,10 +79,11 @@ class GPUBlocks:
                 return None
             a.held[r] = 0
             a.own_tokens[r] = 0
-            # once computed it owns the missing blocks' pages (and the spilled token's), and
-            # its next tokens fill the empty slots of the context's last page before it needs
-            # a new one
-            a.slack[r] = 0 if spill else compute - missing * a.bt + (-context) % a.bt
+            # once computed it owns the missing blocks' pages (and the spilled token's): its
+            # own tokens fill them as they are laid out. Only a partial last block it reused
+            # (did not compute) leaves empty slots its next tokens fill before a new page
+            reused_last = not spill and not plan.recompute[-1]
+            a.slack[r] = (-context) % a.bt if reused_last else 0
         a.ctx_idx[r] = idx
         a.dir.pin(idx)
         # counted by Admission.admitted if it starts
