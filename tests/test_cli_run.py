@@ -252,5 +252,5 @@ def test_the_comparison_table_aligns_its_cells_and_dashes_what_a_run_lacks(tmp_p
     assert cells[0] == " fetch  "  # "policy" is wider: the name on the left
     assert cells[1] == "  2/2 "  # "done" is wider: the count on the right
     assert [c.strip() for c in cells[4:6]] == ["—", "—"]  # TBT p50, p99
-    assert all(re.fullmatch(r" [\d.]+ (ms|s) ", c) for c in cells[2:4])  # TTFT p50, p99
+    assert all(re.fullmatch(r" +[\d.]+ (ms|s) ", c) for c in cells[2:4]), cells  # TTFT p50, p99
     assert [c.strip() for c in cells[8:10]] == ["—", "—"]  # no round: no closed-form error

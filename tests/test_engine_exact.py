@@ -21,6 +21,7 @@ from simulator.testing.invariants import (
     small_cases,
     small_scenario,
 )
+from simulator.testing.oracle import ep_rank_time
 from simulator.testing.profiles import examples
 from workloads.schema import make_trace
 
@@ -557,7 +558,9 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
     steps = (it["finished_at"] - it["started_at"]).to_numpy()[1:]
     arch, spec = model("deepseek-v3.2"), hardware.gpu("H100")
     kernels, cm = scenario_costs(sc)
-    rest = kernels.non_attention_time(spec, arch, 1, gpus=2, logits=1) / 61
+    # projections + FFN: one rank's of the run's 2 GPUs, each carrying one token, composed as
+    # a deployment's rank is
+    rest = ep_rank_time(kernels, spec, arch, 1, 1, 2) / 61
     want = [sc.serving.overhead_time()
             + 61 * (cm.attention_time("n0/gpu0", 20 if i == 1 else 21, 1) + rest
                     + kernels.indexer_time(spec, arch, 1, 1280.0 + i))
@@ -572,12 +575,12 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
         [w - 61 * kernels.indexer_time(spec, arch, 1, 1280.0 + i)
          for i, w in enumerate(want, start=1)], rtol=1e-12)
     # the prefill step before them: the overhead, projections + FFN for the prompt's 1,280
-    # tokens (one of them sampled), its causal attention over nothing cached
+    # tokens (one of them sampled) — all of them on this GPU, as the rank of an instance whose
+    # every rank prefills as much —, its causal attention over nothing cached
     prefill = it["finished_at"].iloc[0] - it["started_at"].iloc[0]
     assert prefill == pytest.approx(
-        sc.serving.overhead_time() + kernels.non_attention_time(spec, arch, 1280, gpus=2,
-                                                                logits=1)
-        + kernels.prefill_attention_time(spec, arch, 1280, 0, gpus=2), rel=1e-12)
+        sc.serving.overhead_time() + ep_rank_time(kernels, spec, arch, 1280, 1, 2)
+        + kernels.prefill_attention_time(spec, arch, 1280, 0), rel=1e-12)
     # the records: a prefill-only step's prefill time is the whole step, a decode step's none
     assert it["prefill_time"].iloc[0] == prefill and (it["prefill_time"].iloc[1:] == 0).all()
     # a 10,048-token prompt in chunks of the step's 8,192-token budget: the first samples
@@ -587,32 +590,32 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
     it = run(sc, "route", trace=trace).iterations
     chunks = (it["finished_at"] - it["started_at"]).to_numpy()[:2]
     want = [sc.serving.overhead_time()
-            + kernels.non_attention_time(spec, arch, tokens, gpus=2, logits=logits)
-            + kernels.prefill_attention_time(spec, arch, tokens, cached, gpus=2)
+            + ep_rank_time(kernels, spec, arch, tokens, logits, 2)
+            + kernels.prefill_attention_time(spec, arch, tokens, cached)
             for tokens, cached, logits in ((8192, 0, 0), (10_048 - 8192, 8192, 1))]
     np.testing.assert_allclose(chunks, want, rtol=1e-12)
     assert (it["batch"].iloc[:2] == 0).all() and (it["batch"].iloc[2:] == 1).all()
     np.testing.assert_array_equal(it["prefill_time"].iloc[:2], chunks)  # prefill-only steps
-    # a step that decodes A (its third decode) and prefills B's 640-token prompt whole: A's
-    # layers carry B's tokens through projections + FFN (two rows sampled: A's token and B's
-    # first) and B's causal attention; the record's prefill time is what B added
+    # a step that decodes A (its first decode: B arrives while A prefills) and prefills B's
+    # 640-token prompt whole: A's layers carry B's tokens through projections + FFN (two rows
+    # sampled: A's token and B's first) and B's causal attention; the record's prefill time is
+    # what B added
     sc = small_scenario("single_node:gpus=2", layer_groups=2, home="repo_affinity")
     repo = repo_on(0, 2)
     trace = make_trace(arrival_at=[0.0, 0.2], input_tokens=[20 * 64, 10 * 64],
                        output_tokens=[12, 2], block_ids=[list(range(20)), list(range(100, 110))],
                        block_tokens=64, repo_id=[repo, repo])
     it = run(sc, "route", trace=trace).iterations
-    mixed = it.iloc[3]
-    assert (mixed["batch"], it["batch"].iloc[4]) == (1, 2)
-    ffn = kernels.non_attention_time(spec, arch, 641, gpus=2, logits=2)
-    b_attention = kernels.prefill_attention_time(spec, arch, 640, 0, gpus=2)
+    mixed = it.iloc[1]
+    assert (mixed["batch"], mixed["prefill_tokens"], it["batch"].iloc[2]) == (1, 640, 2)
+    ffn = ep_rank_time(kernels, spec, arch, 641, 2, 2)
+    b_attention = kernels.prefill_attention_time(spec, arch, 640, 0)
     assert mixed["finished_at"] - mixed["started_at"] == pytest.approx(
         sc.serving.overhead_time() + ffn + b_attention
-        + 61 * (cm.attention_time("n0/gpu0", 21, 1)
-                + kernels.indexer_time(spec, arch, 1, 1283.0)), rel=1e-12)
+        + 61 * (cm.attention_time("n0/gpu0", 20, 1)  # its first decode: the prompt's 20
+                + kernels.indexer_time(spec, arch, 1, 1281.0)), rel=1e-12)
     assert mixed["prefill_time"] == pytest.approx(
-        ffn - kernels.non_attention_time(spec, arch, 1, gpus=2, logits=1) + b_attention,
-        rel=1e-12)
+        ffn - ep_rank_time(kernels, spec, arch, 1, 1, 2) + b_attention, rel=1e-12)
 
 
 def test_without_a_host_tier_blocks_pushed_out_of_hbm_are_dropped():
@@ -643,7 +646,10 @@ def test_without_chunked_prefill_a_prompt_is_one_prefill_then_its_decodes():
     arch, spec = model("deepseek-v3.2"), hardware.gpu("H100")
     first = it[it["prefill_time"] > 0]
     assert first["started_at"].tolist() == [0.0, 1.0]  # B arrived after A had finished
-    want = [sc.serving.overhead_time() + kernels.prefill_time(spec, arch, tokens, gpus=2)
+    # the whole prompt on this GPU (one sampled row), as a rank of the 2 whose every rank
+    # prefills as much, and its causal attention
+    want = [sc.serving.overhead_time() + ep_rank_time(kernels, spec, arch, tokens, 1, 2)
+            + kernels.prefill_attention_time(spec, arch, tokens, 0)
             for tokens in (1280, 640)]
     np.testing.assert_allclose(first["finished_at"] - first["started_at"], want, rtol=1e-12)
     np.testing.assert_allclose(first["prefill_time"], want, rtol=1e-12)

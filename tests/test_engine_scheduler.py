@@ -24,6 +24,7 @@ from simulator.engine.scheduler import (
 )
 from simulator.errors import UserError
 from simulator.testing.invariants import check_run, small_scenario
+from simulator.testing.oracle import ep_rank_time
 from workloads.schema import make_trace
 
 
@@ -362,13 +363,32 @@ def test_a_chunked_prefill_takes_its_operators_time_step_by_step():
     over = sc.serving.overhead_time()
     expect, cached = 0.0, 0
     for chunk, samples in ((8192, 0), (8192, 0), (20_000 - 2 * 8192, 1)):
-        # the LM head computes logits only for the row that samples (the last chunk's)
-        expect += over + km.non_attention_time(spec, arch, chunk, gpus=2, logits=samples) \
-            + km.prefill_attention_time(spec, arch, chunk, cached, gpus=2)
+        # the LM head computes logits only for the row that samples (the last chunk's); the GPU
+        # is a rank of the run's 2, each carrying as much, and attends its own chunk
+        expect += over + ep_rank_time(km, spec, arch, chunk, samples, 2) \
+            + km.prefill_attention_time(spec, arch, chunk, cached)
         cached += chunk
     assert res.requests["first_token_at"][0] == pytest.approx(expect, rel=1e-12)
     it = res.iterations
     assert it["prefill_tokens"].tolist()[:3] == [8192, 8192, 20_000 - 2 * 8192]
+
+
+def test_a_gpu_prefills_at_its_own_rate_however_many_gpus_the_run_has():
+    # a 20,000-token prompt alone, on 2 GPUs and on 16 (2 DGX H100): each GPU is a rank of the
+    # run's instance, every rank prefilling as much, so only its share of the experts' weights
+    # differs — its first token comes no more than 10 % sooner on 16 (2.32 s against 2.48).
+    # Until stop 69 a GPU's projections and FFN were shared among all the run's GPUs: 1.07 s on
+    # 16 against 1.84 s on 2. The rate, against DeepSeek's production prefill (REFERENCE.md:
+    # ~73.7k input tokens/s per H800 node at a 56.3 % cache hit rate, i.e. ~4.0k computed
+    # tokens/s per GPU, DeepSeek-V3 with dense MLA): within 3× of it (8.1k and 8.6k tokens/s),
+    # where the old charge gave 18.6k on 16 GPUs
+    first = {}
+    for topo in ("single_node:gpus=2", "dgx_h100:nodes=2"):
+        res = run(small_scenario(topo, layer_groups=1), "route", trace=_one_request(20_000))
+        first[topo] = float(res.requests["first_token_at"][0])
+    assert first["dgx_h100:nodes=2"] > 0.9 * first["single_node:gpus=2"]
+    per_gpu = 73.7e3 * (1 - 0.563) / 8  # computed tokens/s of one H800
+    assert all(per_gpu < 20_000 / t < 3 * per_gpu for t in first.values()), first
 
 
 def test_legacy_serving_prefills_whole_prompts_in_one_kernel():
@@ -379,7 +399,11 @@ def test_legacy_serving_prefills_whole_prompts_in_one_kernel():
     sc = small_scenario("single_node:gpus=2", layer_groups=1).with_changes(serving=LEGACY)
     res = run(sc, "route", trace=_one_request(20_000))
     km = run_kernels({}, cuda_graphs=sc.serving.cuda_graphs)
-    whole = km.prefill_time(gpu("H100"), model("deepseek-v3.2"), 20_000, 1.0, gpus=2)
+    # a rank of the run's 2 GPUs, each prefilling as much: the whole prompt's projections +
+    # FFN (one sampled row) and its causal attention
+    spec, arch = gpu("H100"), model("deepseek-v3.2")
+    whole = ep_rank_time(km, spec, arch, 20_000, 1, 2) \
+        + km.prefill_attention_time(spec, arch, 20_000, 0)
     assert res.requests["first_token_at"][0] == pytest.approx(whole, rel=1e-12)
 
 

@@ -28,6 +28,7 @@ from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED, BlockDirectory
 from simulator.policies import get as get_policy
 from simulator.testing.invariants import small_scenario
 from simulator.testing.locate_reference import array_locate
+from simulator.testing.oracle import ep_rank_time
 from workloads.schema import make_trace
 from workloads.sparse import SparseSelector
 
@@ -408,9 +409,29 @@ def test_projections_and_ffn_are_the_uncached_call_per_gpu_kind(run_parts, calls
     kinds = ["H100", "H200", "H100"]
     costs = costs_for(run, kinds)
     for g, tokens, logits in calls:
-        want = run.kernels.non_attention_time(hardware.gpu(kinds[g]), run.arch, tokens,
-                                              gpus=3, logits=logits) / run.arch.layers
+        # the GPU's share of the 3 GPUs' step, each carrying as much
+        rows = tokens if logits is None else logits
+        want = run.kernels.non_attention_time(hardware.gpu(kinds[g]), run.arch, 3 * tokens,
+                                              gpus=3, logits=3 * rows) / run.arch.layers
         assert costs.na(g, tokens, logits) == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(g=st.integers(0, 2), tokens=st.integers(1, 9000),
+       logits=st.one_of(st.none(), st.integers(0, 64)))
+def test_a_gpus_projections_and_ffn_are_an_expert_parallel_ranks_at_equal_load(run_parts, g,
+                                                                              tokens, logits):
+    # a GPU of a run without a [deployment] is an attention data-parallel rank of the run's
+    # 3 GPUs, the experts spread over them, every rank carrying as many tokens: its step is the
+    # one a deployment's rank is charged (RankKernels, composed apart from non_attention_time)
+    # — its own tokens through the attention side, tokens · k expert rows on its E / 3 experts.
+    # (Until stop 69 its tokens were shared among the 3 GPUs: a third of the attention side.)
+    run = run_parts
+    kinds = ["H100", "H200", "H100"]
+    costs = costs_for(run, kinds)
+    rows = tokens if logits is None else logits
+    want = ep_rank_time(run.kernels, hardware.gpu(kinds[g]), run.arch, tokens, rows, 3)
+    assert costs.na(g, tokens, logits) * run.arch.layers == pytest.approx(want, rel=1e-12)
 
 
 def test_the_indexer_is_the_uncached_call_over_the_batchs_mean_context(run_parts):

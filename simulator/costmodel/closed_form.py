@@ -41,8 +41,11 @@ over PCIe (:mod:`simulator.gpu.copyengines`).
 **local** (no fabric; recompute the missing KV at home):
 
 - probe = transfer = ret = 0
-- compute  = prefill(home; n tokens × B sequences, on ``instance_gpus`` GPUs) / layers / R
-             + attention(home; B × n, H)
+- compute  = prefill(home; n tokens × B sequences) / layers / R + attention(home; B × n, H),
+             the home's share of its ``instance_gpus``-GPU instance's prefill when every GPU
+             of it recomputes as much (B · instance_gpus sequences over instance_gpus GPUs:
+             the home's own tokens through the attention side, its experts' share of the
+             rows; the engines' rule, :mod:`simulator.engine.stepcosts`)
 - merge    = LSE merge at home of P = 2 partials
 
 Batched: the B queries share one message each way (route pays ``fixed`` once per direction).
@@ -139,7 +142,9 @@ class CostModel:
         layout: ``"scattered"`` (gather) or ``"contiguous"`` (splice) fetched blocks; default
             scattered for sparse-selection models, contiguous otherwise.
         kv_dtype: override the model's KV layout (``"bf16"`` or ``"fp8"``).
-        instance_gpus: GPUs sharing the recompute (prefill) of ``local``.
+        instance_gpus: GPUs of the model-parallel instance the home is a rank of (the
+            experts, or a dense model's weights, spread over them); ``local``'s recompute is
+            the home's share of the instance's prefill with every GPU recomputing as much.
         default_gpu: catalog GPU for nodes without a ``gpu`` attribute.
         ecmp: spread equal-cost paths by hash (as the Fabric may).
         bandwidth: if set, every path's line rate [B/s] (for what-if and crossovers).
@@ -314,8 +319,9 @@ class CostModel:
 
     def recompute_time(self, node: str, blocks: float, batch: float = 1) -> float:
         """One layer's share of recomputing ``blocks`` blocks per query by prefill on ``node``."""
+        g = self.instance_gpus  # every GPU of the instance recomputes as much as this one
         total = self.kernels.prefill_time(self.gpu_spec(node), self.model, self.tokens(blocks),
-                                          batch, gpus=self.instance_gpus)
+                                          batch * g, gpus=g)
         return total / self.model.layers
 
     def bulk_messages(self, option: str, src: str, dst: str, blocks: float, batch: float = 1,

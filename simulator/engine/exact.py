@@ -205,20 +205,17 @@ class _Run:
         self.chain_slots = "route" not in policy.options and not exact_streams
         arch, G = self.arch, self.G
         self.serving = scenario.serving
-        # GPUs a home's prompt work splits over (chunk attention, the rotary pass): a
-        # [deployment]'s rank does its own on one GPU; without one, a GPU is its share of the
-        # model-parallel instance the run stands for
-        self.attention_gpus = 1 if self.deploy is not None else G
         self.req = Admission(
             self.env, trace, self.dir, n_gpus=G, placement=pl, serving=self.serving,
             max_num_seqs=self.serving.seqs(scenario.engine.max_batch),
-            prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens, 1.0,
-                                                                     gpus=G),
+            # a whole prefill on GPU g: its share of the instance's step when each of the G
+            # GPUs prefills a prompt as long (StepCosts' rule); its attention is its own
+            prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens,
+                                                                     float(G), gpus=G),
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
             progress=requests_progress(progress, scenario.engine.duration),
             concurrency=scenario.workload.concurrency,
-            rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g], arch, tokens,
-                                                      gpus=self.attention_gpus),
+            rotary_time=lambda g, tokens: rotary_time(self.kernels, specs[g], arch, tokens),
             homes=self.deploy.homes if self.deploy is not None else None)
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)

@@ -124,8 +124,7 @@ def chunk_work(run, g: int, sched, plan) -> tuple[float, float]:
     for r, c in plan.chunks:
         before = sched.prefill_left.get(r, 0) + c  # tokens left before this chunk
         cached = int(req.inp[r]) + int(req.gen[r]) - before
-        attn += run.kernels.prefill_attention_time(spec, run.arch, c, max(cached, 0),
-                                                   gpus=run.attention_gpus)
+        attn += run.kernels.prefill_attention_time(spec, run.arch, c, max(cached, 0))
         attn += req.take_rotary(g, r)  # the span blocks' rotary pass, with the first chunk
     B = len(plan.decode)
     samples = B + len(plan.prompt_done)

@@ -191,8 +191,7 @@ class InstanceLoop:
             chunks[k].append((r, c))
             before = sched.prefill_left.get(r, 0) + c
             cached = int(req.inp[r]) + int(req.gen[r]) - before
-            attn[k] += (run.kernels.prefill_attention_time(spec, run.arch, c, max(cached, 0),
-                                                           gpus=run.attention_gpus)
+            attn[k] += (run.kernels.prefill_attention_time(spec, run.arch, c, max(cached, 0))
                         + req.take_rotary(g, r)) / L
         dense = valid = None
         if reqs:

@@ -9,6 +9,16 @@ answers, so each is computed once from the kernel-time object or the
 
 - per *GPU kind* (GPUs of equal specs share an entry): projections + FFN per ``(tokens, logits)``
   and the indexer per ``(batch, mean context)``;
+
+A GPU's projections + FFN are its share of the model-parallel instance the run stands for (its
+``G`` GPUs: attention data-parallel ranks with the experts spread over them, or a dense model's
+tensor-parallel group) **with every GPU carrying this GPU's load**: the kernel model composes a
+step of ``tokens · G`` tokens over ``G`` GPUs, i.e. this GPU's own tokens through the attention
+side and ``tokens · k`` expert rows on its ``E / G`` experts (a dense model: every token of the
+group over ``1 / G`` of the weights). Each GPU steps its own batch, so a step of ``tokens`` over
+``G`` GPUs (the instance's step holding only this GPU's tokens, as until stop 69) gave every GPU
+the compute of all ``G`` at once: 7–77× too little for a prefill chunk (docs/accuracy.md).
+
 - per GPU name: attention per ``(blocks, queries)`` (the fast engine reads ``attn_cache``
   directly first); per (option, home, holder, shape): a round's closed form
   (:meth:`StepCosts.closed_form`; the fast engine reads ``cf_cache`` directly first);
@@ -58,9 +68,10 @@ class StepCosts:
         key = (self._kind[g], tokens, logits)
         t = self._na_cache.get(key)
         if t is None:
+            G = self.G  # every GPU of the instance carries this GPU's load (module docstring)
             t = self._na_cache[key] = self.kernels.non_attention_time(
-                self.gpus[g].spec, self.arch, tokens, gpus=self.G,
-                logits=logits) / self.arch.layers
+                self.gpus[g].spec, self.arch, tokens * G, gpus=G,
+                logits=(tokens if logits is None else logits) * G) / self.arch.layers
         return t
 
     def indexer(self, g: int, reqs: list[int]) -> float:

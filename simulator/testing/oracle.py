@@ -17,6 +17,12 @@ reuse, and the messages.
 GPU: per layer, the home's attention over its selected tokens, the DSA indexer over its context,
 and the projections + FFN.
 
+:func:`ep_rank_time` is the projections + FFN of one step of an attention data-parallel rank in
+an expert-parallel instance whose every rank carries as many tokens, composed the way a
+``[deployment]``'s rank is (:class:`~simulator.costmodel.rank_kernels.RankKernels`: the rank's
+own tokens, the routed experts at the rows it receives) — the reference for what a GPU of a run
+without a deployment is charged (:mod:`simulator.engine.stepcosts`).
+
 Used by ``tests/test_oracle.py`` (the closed form and the engine's rounds against it, and known
 answers computed by hand).
 """
@@ -33,7 +39,7 @@ from simulator.hardware import gpu as gpu_spec
 from simulator.hardware import stack as stack_spec
 from simulator.models import Architecture
 
-__all__ = ["OraclePhases", "Roof", "decode_step_time", "round_phases"]
+__all__ = ["OraclePhases", "Roof", "decode_step_time", "ep_rank_time", "round_phases"]
 
 #: Bytes naming one block in a fetch request (a 64-bit id) — docs/costmodel.md.
 ID_BYTES = 8.0
@@ -179,7 +185,10 @@ def round_phases(option: str, g: nx.DiGraph, arch: Architecture, kernels, src: s
         compute = k.attention_time(home, arch, batch, n) + install / reuse
         return OraclePhases(probe, transfer, compute, 0.0, merge)
     if option == "local":
-        recompute = k.prefill_time(home, arch, n, batch, gpus=instance_gpus) / arch.layers
+        # the home's share of its instance's prefill, every one of the instance_gpus GPUs
+        # recomputing B sequences of n tokens
+        recompute = k.prefill_time(home, arch, n, batch * instance_gpus,
+                                   gpus=instance_gpus) / arch.layers
         return OraclePhases(0.0, 0.0, recompute / reuse + k.attention_time(home, arch, batch, n),
                             0.0, merge)
     raise ValueError(f"option {option!r}")
@@ -189,9 +198,30 @@ def decode_step_time(arch: Architecture, kernels, spec: GPUSpec, *, selected_tok
                      context_tokens: float, batch: int = 1, gpus: int = 1) -> float:
     """One decode step of ``batch`` requests whose selected KV is all on the home GPU [s]:
     ``layers × (attention over the selected tokens + indexer over the context + projections
-    and FFN / layers)`` (no host overhead)."""
+    and FFN / layers)`` (no host overhead). On ``gpus`` GPUs the projections and FFN are the
+    home's share of its instance's step with every GPU decoding ``batch`` requests."""
     k = _kernels(kernels)
     per_layer = (k.attention_time(spec, arch, batch, selected_tokens)
                  + k.indexer_time(spec, arch, batch, context_tokens)
-                 + k.non_attention_time(spec, arch, batch, gpus=gpus) / arch.layers)
+                 + k.non_attention_time(spec, arch, batch * gpus, gpus=gpus) / arch.layers)
     return arch.layers * per_layer
+
+
+def ep_rank_time(kernels, spec: GPUSpec, arch: Architecture, tokens: int, logits: int,
+                 gpus: int) -> float:
+    """Projections + FFN, all layers, of one step of ``tokens`` tokens (``logits`` of them
+    sampled) on one attention data-parallel rank of an MLA mixture-of-experts instance of
+    ``gpus`` GPUs whose every rank carries as many tokens: the attention-side kernels, the dense
+    layers' FFN, the router, the shared experts and the combine at the rank's own count, the
+    routed experts at the ``tokens · k`` rows it receives on its ``E / gpus`` experts, and the
+    LM head [s]. Composed as a ``[deployment]``'s rank is, not by ``non_attention_time``."""
+    from simulator.costmodel.rank_kernels import RankKernels, expert_layers
+    from simulator.gpu.layers import moe_shares
+
+    rk = RankKernels(kernels, spec, arch)
+    rows, active = moe_shares(arch, tokens * gpus, gpus)  # every rank sends as many rows
+    moe = expert_layers(arch)
+    return (arch.layers * rk.pre_time(tokens) + arch.dense_layers * rk.ffn_time(tokens, False)
+            + moe * (rk.ffn_time(tokens, True) + rk.shared_time(tokens)
+                     + rk.expert_time(rows, active) + rk.post_time(tokens))
+            + rk.step_time(tokens, logits))
