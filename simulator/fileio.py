@@ -59,6 +59,15 @@ def probe_folder(folder: str | os.PathLike) -> bool:
     return created
 
 
+def temp_folder(prefix: str, folder: str | os.PathLike) -> Path:
+    """A new, uniquely named folder in ``folder`` with the mode the umask gives any new folder
+    (``tempfile.mkdtemp`` makes 0700 whatever the umask: a result staged in it and renamed into
+    place would be readable by its owner alone)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -15,10 +15,10 @@ something to show and says why it skipped the others (an empty or degenerate run
 no rounds, no traffic) — never an empty or all-zero picture.
 
 What makes them readable: axes are set by the bulk of the data (the :data:`BULK` quantiles,
-the number of points outside written on the plot), every line is in its legend, and series that
-lie on top of each other stay visible (line styles and widths differ, and a series identical to
-an earlier one says so in its label: ``adaptive (= route)``). Times are converted to ms / µs
-only here, at the edge.
+what lies outside counted on the plot: requests, rounds, or — on the TBT CDF, which is of
+tokens — tokens), every line is in its legend, and series that lie on top of each other stay
+visible (line styles and widths differ, and a series identical to an earlier one says so in its
+label: ``adaptive (= route)``). Times are converted to ms / µs only here, at the edge.
 """
 
 from __future__ import annotations
@@ -50,11 +50,15 @@ def _style(i: int) -> dict:
     return {"ls": STYLES[i % len(STYLES)], "lw": max(3.0 - 0.6 * i, 1.0)}
 
 
-def _bulk(arrays, log: bool) -> tuple[float, float, int]:
+def _bulk(arrays, log: bool, weights=None) -> tuple[float, float, int]:
     """Axis limits (lo, hi) covering the :data:`BULK` quantiles of all values (positive ones
-    on a log axis), padded; and how many values fall outside."""
+    on a log axis), padded; and how many values fall outside — or, given ``weights`` (one array
+    per array of values: the tokens of each TBT sample), how much weight."""
     v = np.concatenate([np.asarray(a, float).ravel() for a in arrays]) if arrays else np.zeros(0)
-    v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
+    w = (np.ones_like(v) if not weights else
+         np.concatenate([np.asarray(a, float).ravel() for a in weights]))
+    keep = np.isfinite(v) & (v > 0) if log else np.isfinite(v)
+    v, w = v[keep], w[keep]
     if len(v) == 0:
         return (1.0, 10.0, 0) if log else (0.0, 1.0, 0)
     lo, hi = np.quantile(v, BULK[0]), np.quantile(v, BULK[1])
@@ -64,7 +68,7 @@ def _bulk(arrays, log: bool) -> tuple[float, float, int]:
     else:
         pad = 0.05 * (hi - lo) if hi > lo else max(abs(lo), 1.0) * 0.05
         lo, hi = lo - pad, hi + pad
-    return lo, hi, int(((v < lo) | (v > hi)).sum())
+    return lo, hi, int(round(w[(v < lo) | (v > hi)].sum()))
 
 
 def _log_ticks(axis) -> None:
@@ -114,13 +118,16 @@ def _ttft(res) -> np.ndarray:
 
 
 def latency_cdfs(results: dict):
-    """TTFT and TBT CDFs by policy (a policy without samples is named in the legend)."""
+    """TTFT and TBT CDFs by policy (a policy without samples is named in the legend): the
+    fraction of requests, and of tokens (each iteration's time weighted by its tokens)."""
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     data = {p: (_ttft(res), *tbt_samples(res.iterations)) for p, res in results.items()}
+    # the TBT CDF is of tokens (each iteration weighted by the tokens it made), and so is its
+    # count of what lies outside the axes
     for ax, pick, what in ((a, lambda d: (d[0], None), "requests"),
-                           (b, lambda d: (d[1], d[2]), "iterations")):
+                           (b, lambda d: (d[1], d[2]), "tokens")):
         seen: dict = {}
-        pooled = []
+        pooled, weights = [], []
         for i, (policy, d) in enumerate(data.items()):
             v, w = pick(d)
             keep = v > 0 if w is None else (v > 0) & (w > 0)
@@ -129,11 +136,13 @@ def latency_cdfs(results: dict):
                 ax.plot([], [], label=f"{policy} (no samples)", **_style(i))
                 continue
             pooled.append(v * 1e3)
+            weights.append(np.ones_like(v) if w is None else w)
             label = policy + _same_as(seen, policy, np.sort(v))
             _cdf(ax, v, w, label=label, style=_style(i))
-        lo, hi, outside = _bulk(pooled, log=True)
+        lo, hi, outside = _bulk(pooled, log=True, weights=weights)
         ax.set_xlim(lo, hi)
-        _outside_note(ax, outside, sum(len(x) for x in pooled), f"{what} (all runs)")
+        total = int(round(sum(x.sum() for x in weights)))
+        _outside_note(ax, outside, total, f"{what} (all runs)")
     a.set(xlabel="time to first token [ms]", ylabel="fraction of requests", xscale="log",
           title="TTFT")
     b.set(xlabel="time between tokens [ms]", ylabel="fraction of tokens", xscale="log",

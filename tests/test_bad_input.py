@@ -208,9 +208,11 @@ CASES: list[Case] = [
          ("tiny.toml", "'disaggregation.attention_gpus'", "no [disaggregation] section"), tiny()),
     # -- run: the trace it reads -----------------------------------------------------------------
     Case("run-trace-not-beside-the-scenario", ["run", "sub/tiny.toml"],
-         ("sub/t.jsonl", "no such file"),  # not the working folder's t.jsonl
+         ("sub/tiny.toml: field 'workload.trace': sub/t.jsonl: no such file (looked for in ",
+          "/sub: a relative path"),  # not the working folder's t.jsonl
          {"sub/tiny.toml": TINY, "t.jsonl": TRACE}),
-    Case("run-trace-missing", ["run", "tiny.toml"], ("t2.jsonl", "no such file"),
+    Case("run-trace-missing", ["run", "tiny.toml"],
+         ("tiny.toml: field 'workload.trace': t2.jsonl: no such file", "shipped traces: "),
          tiny('trace = "t.jsonl"', 'trace = "t2.jsonl"')),
     Case("run-trace-bad-line", ["run", "tiny.toml"], ("t.jsonl:2", "--skip-bad"),
          tiny(trace=TRACE.replace("\n", "\nnot json\n", 1))),
@@ -264,6 +266,9 @@ CASES: list[Case] = [
          ("s.toml", "'grid.name.first'"), sweep('"name.first" = ["a"]\n')),
     Case("sweep-missing-base", ["sweep", "s.toml"], ("s.toml", "'sweep.base'"),
          {"s.toml": SWEEP.replace('"tiny.toml"', '"gone.toml"') + "stack = ['ibgda']\n"}),
+    Case("sweep-trace-missing", ["sweep", "s.toml", "--out", "o"],
+         ("s.toml point 0", "'workload.trace'", "t2.jsonl: no such file"),
+         {**sweep("stack = ['ibgda']\n"), "tiny.toml": TINY.replace("t.jsonl", "t2.jsonl")}),
     Case("sweep-bad-trace-line", ["sweep", "s.toml", "--out", "o"], ("t.jsonl:1", "--skip-bad"),
          {**sweep("stack = ['ibgda']\n"), "t.jsonl": "nope\n"}),
     Case("sweep-unknown-section", ["sweep", "s.toml"], ("s.toml", "'grids'"),
@@ -444,6 +449,20 @@ def test_bad_input_is_one_line_exit_2_and_nothing_written(case, tmp_path, monkey
     for needle in case.needles:
         assert needle in lines[0]
     assert _tree(tmp_path) == before  # nothing created, nothing half-written, nothing removed
+
+
+def test_a_missing_trace_names_the_scenario_the_field_and_the_folder_it_was_looked_in(
+        tmp_path, monkeypatch, capsys):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "tiny.toml").write_text(TINY.replace("t.jsonl", "nosuch.parquet"))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(["run", "sub/tiny.toml", "--no-write"], capsys)
+    assert code == 2 and out == ""
+    from workloads.loaders import SHIPPED
+
+    assert err == (f"error: sub/tiny.toml: field 'workload.trace': sub/nosuch.parquet: no such "
+                   f"file (looked for in {tmp_path / 'sub'}: a relative path is read from the "
+                   f"scenario file's folder; shipped traces: {', '.join(sorted(SHIPPED))})\n")
 
 
 # -- empty and degenerate runs are results --------------------------------------------------------

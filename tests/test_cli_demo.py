@@ -189,3 +189,16 @@ def test_demo_rows_stay_one_line_each_in_a_narrow_terminal(capsys, monkeypatch):
     assert max(len(line) for line in text.splitlines()) <= 70
     assert len(rows(text, 9)) == 1 + 6  # a transfer per line: cut short, never wrapped
     assert len(rows(text, 6)) == 1 + len(expected_links())
+
+
+def test_both_helps_say_what_the_table_compares_with(capsys):
+    # kvfabric --help once said "against their lone times", demo --help "against the closed
+    # form": the table's column is the closed form, and both now say so
+    _, top, _ = run_main(["--help"], capsys)
+    _, own, _ = run_main(["demo", "--help"], capsys)
+    _, table, _ = run_main(["demo"], capsys)
+    assert "closed form" in table.splitlines()[2]  # the transfers table's header
+    top, own = " ".join(top.split()), " ".join(own.split())  # as wrapped to any width
+    assert "demo Fabric demo: six transfers sharing links, against the closed form." in top
+    assert ("Fabric demo: six transfers sharing links on a 2-node DGX H100, against the closed "
+            "form." in own)

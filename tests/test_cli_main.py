@@ -117,3 +117,29 @@ def test_kvfabric_alone_runs_the_default_run_or_else_the_demo(monkeypatch, capsy
     assert run_main([], capsys) == (0, "the run stand-in\n", "")
     monkeypatch.delitem(main_module.COMMANDS, "run")
     assert run_main([], capsys) == (0, "the demo stand-in\n", "")
+
+
+def _commands(group: click.Group, ctx: click.Context, prefix: str = ""):
+    """Every leaf command under ``group``: (full name, command)."""
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        if isinstance(cmd, click.Group):
+            yield from _commands(cmd, ctx, f"{prefix}{name} ")
+        else:
+            yield f"{prefix}{name}", cmd
+
+
+def test_the_readme_names_exactly_the_commands_that_take_json():
+    import re
+    from pathlib import Path
+
+    group = main_module.cli
+    with click.Context(group) as ctx:
+        taking = {name for name, cmd in _commands(group, ctx)
+                  if any("--json" in p.opts for p in cmd.params)}
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    sentence = re.search(r"Those that print results — (.*?) — take `--json`", readme, re.S)
+    assert sentence, "README.md: the sentence listing the commands that take --json moved"
+    assert set(re.findall(r"`([a-z ]+)`", sentence.group(1))) == taking
+    # the rest (trace convert, trace gen …) write a file instead, as README.md says
+    assert not any(n.startswith(("trace convert", "trace gen")) for n in taking)

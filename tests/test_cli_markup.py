@@ -82,7 +82,7 @@ def test_sweep_prints_its_name_and_results_path_as_given(tmp_path, capsys, monke
     code, out, err = run_main(["sweep", str(sweep), "--out", str(tmp_path / "s[bold]"),
                                "--workers", "1"], capsys)
     assert code == 0, err
-    assert err.startswith("sweep grid[bold] (local, 1 workers)")  # the progress bar
+    assert err.startswith("sweep grid[bold] (local, 1 worker)")  # the progress bar
     assert out.startswith("grid[bold]: 2 points")
     assert flat(str(tmp_path / "s[bold]" / "results.parquet")) in flat(out)
 

@@ -9,6 +9,7 @@ sandbox cannot produce (a full disk part-way) is injected into ``fileio.probe_fo
 from __future__ import annotations
 
 import json
+import os
 from importlib.metadata import version as dist_version
 from pathlib import Path
 
@@ -60,6 +61,21 @@ def test_a_previous_result_is_replaced_whole_only_when_asked(tmp_path):
     assert sorted(p.name for p in target.iterdir()) == [MANIFEST, "requests.parquet"]
     assert (target / "requests.parquet").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # the old one is gone
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o755), (0o027, 0o750)])
+def test_a_result_folder_and_its_files_honour_the_umask(tmp_path, umask, mode):
+    # a staging folder made by tempfile.mkdtemp is 0700 whatever the umask; the result a user
+    # shares (kvfabric_out/<scenario>, --out) gets the mode any folder they make would get
+    previous = os.umask(umask)
+    try:
+        target = write_result(tmp_path / "out", {"requests.parquet": "r"})
+        assert target.stat().st_mode & 0o777 == mode
+        assert (target / MANIFEST).stat().st_mode & 0o777 == 0o666 & ~umask
+        write_result(target, {"requests.parquet": "new"}, overwrite=True)  # replacing, too
+        assert target.stat().st_mode & 0o777 == mode
+    finally:
+        os.umask(previous)
 
 
 def test_an_empty_target_folder_is_used_and_a_folder_of_other_files_never(tmp_path):

@@ -42,6 +42,21 @@ def test_block_tokens_and_batch_change_the_answer(capsys):
 
 
 
+def test_the_readmes_crossover_examples_cross_and_one_option_everywhere_gives_none(capsys):
+    # README.md's tour and Python snippet: each copy read 8 times, so fetch wins below the
+    # crossover and route above; with reuse 1 route wins at every block count (None, "none")
+    cm = CostModel("deepseek-v3.2", topologies.build("dgx_h100", nodes=2), "ibgda")
+    assert cm.crossover("n0/gpu0", "n1/gpu0", "blocks") is None
+    k = cm.crossover("n0/gpu0", "n1/gpu0", "blocks", reuse=8)
+    assert k == pytest.approx(158.3, abs=0.05)
+    assert cm.decide("n0/gpu0", "n1/gpu0", blocks=k - 1, reuse=8) == "fetch"
+    assert cm.decide("n0/gpu0", "n1/gpu0", blocks=k + 1, reuse=8) == "route"
+    tour = ["--model", "glm-5", "--topology", "dgx_h100:nodes=4", "--src", "n0/gpu0",
+            "--dst", "n3/gpu0", "--blocks", "64", "--sweep", "blocks=1:4096"]
+    assert "route = fetch at blocks per query: none (the same side wins)" in run(capsys, *tour)
+    assert "route = fetch at blocks per query: 143.7\n" in run(capsys, *tour, "--reuse", "8")
+
+
 def test_table_shows_phases_decision_and_crossover(capsys):
     text = run(capsys, "--blocks", "32", "--model", "glm-5")
     for word in ("probe", "transfer", "compute", "return", "merge", "total", "all 78 layers",

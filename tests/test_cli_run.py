@@ -176,6 +176,36 @@ def test_a_shipped_scenario_is_found_by_name_from_any_folder(tmp_path, monkeypat
     assert resolve_scenario("lamina_llama3_70b.toml") == Path("lamina_llama3_70b.toml")
 
 
+def test_a_bare_name_is_the_toml_file_in_this_folder_before_a_shipped_one(tmp_path, monkeypatch,
+                                                                           capsys):
+    from pathlib import Path
+
+    from clitools import small_scenario
+
+    from simulator.cli.run import resolve_scenario
+    from simulator.errors import UserError
+    from simulator.scenario import find
+
+    shipped = Path(__file__).resolve().parent.parent / "scenarios"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "myscen.toml").write_text("# mine")
+    assert resolve_scenario("myscen") == Path("myscen.toml")  # as myscen.toml would be
+    (tmp_path / "lamina_llama3_70b.toml").write_text("# mine")  # a name a shipped one has too
+    assert resolve_scenario("lamina_llama3_70b") == Path("lamina_llama3_70b.toml")
+    assert resolve_scenario("agentic_repo") == shipped / "agentic_repo.toml"  # none here
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "s.toml").write_text("# mine")
+    assert find("sub/s") == Path("sub/s.toml")
+    with pytest.raises(UserError) as err:  # neither here nor shipped: the shipped names listed
+        resolve_scenario("nosuch")
+    assert str(err.value).startswith("nosuch: scenario file not found; pass a scenario .toml "
+                                     "file or a shipped name (agentic_cluster, agentic_repo, ")
+    small_scenario(tmp_path, name="mine")  # a whole run by bare name, from this folder
+    code, out, err = call(["run", "tiny", "--policy", "route", "--no-write", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["scenario"] == "mine"
+
+
 def test_a_run_of_one_token_requests_writes_its_results(tmp_path, capsys):
     """No request has a second token, so there is no TBT to plot: the latency plot draws TTFT
     on an empty log axis instead of failing after the run (a log axis cannot start at 0)."""

@@ -51,6 +51,10 @@ def test_cells_are_times_numbers_or_text():
     assert _cell("completed", float("nan")) == "—"
     assert _cell("completed", 3) == "3"
     assert _cell("decision", "route") == "route"
+    # the closed-form error, a fraction, in percent as kvfabric run's table shows it
+    assert _cell("closed_form_error_p99", 0.14538) == "14.54%"
+    assert _cell("closed_form_error_p99", 4.074e-13) == "0.00%"
+    assert _cell("moe_closed_form_error_p50", float("nan")) == "—"
 
 
 def test_the_table_shows_each_row_formatted_and_the_first_line_counts_the_points(
@@ -87,7 +91,7 @@ def test_the_first_line_is_not_wrapped_on_a_narrow_terminal(tmp_path, monkeypatc
     code, out, err = run_main(["sweep", str(write_sweep(tmp_path, 1)), "--out", str(out_dir)],
                               capsys)
     assert code == 0, err
-    assert out.splitlines()[0] == (f"p: 1 points — 1 computed, 0 already done, 0 failed → "
+    assert out.splitlines()[0] == (f"p: 1 point — 1 computed, 0 already done, 0 failed → "
                                    f"{out_dir}/results.parquet")
 
 

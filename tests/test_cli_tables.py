@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from simulator.cli.run import _table
-from simulator.cli.tables import _fold, _natural_width, layouts, print_table, vertical
+from simulator.cli.tables import _fold, _natural_width, layouts, percent, print_table, vertical
 
 SUMMARY = {"requests": 233, "completed": 233, "ttft_p50": 0.01416, "ttft_p99": 2.799,
            "tbt_p50": 0.001824, "tbt_p99": 0.006248, "throughput_tokens_per_s": 302.1,
@@ -137,3 +137,11 @@ def test_a_terminal_narrower_than_one_policys_table_still_gets_one_policy_per_ta
     t = table(3)
     narrow = Console(file=io.StringIO(), width=_widths(probe, t)[0] - 1, force_terminal=True)
     assert [len(x.columns) - 1 for x in layouts(narrow, t)] == [1, 1, 1]
+
+
+def test_a_fraction_prints_in_percent_and_a_missing_one_as_a_dash():
+    # the closed-form error's cell in run's and sweep's tables (one function for both)
+    assert percent(0.14538) == "14.54%"
+    assert percent(0.0) == "0.00%"
+    assert percent(2.5) == "250.00%"
+    assert percent(None) == percent(float("nan")) == "—"

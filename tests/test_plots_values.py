@@ -280,6 +280,23 @@ def test_the_latency_axes_are_log_scaled_in_ms_and_count_what_lies_outside():
     assert list(tbt.texts) == []
 
 
+def test_the_tbt_cdf_counts_the_tokens_outside_its_axes_as_its_axis_counts_tokens():
+    # 999 one-token iterations of 1 ms and one of 10 s that made 32 tokens: the y axis is a
+    # fraction of tokens (1,031 of them), and so is the note — not "1 of 1,000 iterations"
+    it = iterations(np.concatenate([np.full(999, 0.001), [10.0]]), [1] * 999 + [32])
+    tbt = plots.latency_cdfs({"route": result(req=requests([0.0], [0.01]), it=it)}).axes[1]
+    assert tbt.get_ylabel() == "fraction of tokens"
+    assert [t.get_text() for t in tbt.texts] == ["32 of 1,031 tokens (all runs) outside the axes"]
+    x, y = steps(tbt.get_lines()[0])
+    assert y[-2] == pytest.approx(999 / 1031) and tbt.get_xlim()[1] < 10_000.0
+
+
+def test_weighted_values_outside_count_their_weight():
+    v, w = np.concatenate([np.full(1000, 5.0), [1e6]]), np.concatenate([np.ones(1000), [7.0]])
+    assert plots._bulk([v], log=True, weights=[w])[2] == 7
+    assert plots._bulk([v], log=True)[2] == 1
+
+
 def test_no_bars_are_drawn_when_no_run_has_rounds():
     ax = plots.phase_breakdown({"colocated": result()}).axes[0]
     assert all(len(c.patches) == 0 for c in ax.containers)

@@ -169,7 +169,7 @@ class RouteSmallBatches(Policy):
         return "route" if rnd.batch <= 2 else "fetch"
 
 
-@settings(max_examples=8)
+@settings(max_examples=8, deadline=None)  # as docs/policies.md: it runs outside conftest's profile
 @given(case=small_cases())
 def test_a_user_policy_keeps_every_invariant(case):
     scenario, trace = case

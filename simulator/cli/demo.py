@@ -67,7 +67,7 @@ def run_story(stack: str = "ibgda") -> dict:
               show_default=True, help="Endpoint network stack preset.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def demo(stack: str, as_json: bool) -> None:
-    """Fabric demo: flows sharing links on a 2-node DGX H100, against the closed form."""
+    """Fabric demo: six transfers sharing links on a 2-node DGX H100, against the closed form."""
     out = run_story(stack)
     if as_json:
         click.echo(json.dumps(out, indent=2))

@@ -21,7 +21,7 @@ from simulator.errors import UserError
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "topology": ("simulator.cli.topology", "topology", "Inspect and draw cluster topologies."),
     "demo": ("simulator.cli.demo", "demo",
-             "Fabric demo: six transfers sharing links, against their lone times."),
+             "Fabric demo: six transfers sharing links, against the closed form."),
     "run": ("simulator.cli.run", "run", "Run a scenario for one or more policies."),
     "predict": ("simulator.cli.predict", "predict", "Closed-form route/fetch/local cost of one round."),
     "calibrate": ("simulator.cli.calibrate", "calibrate", "Fit fabric and kernel coefficients from measurements."),

@@ -23,7 +23,6 @@ import datetime
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from simulator import fileio
@@ -118,7 +117,7 @@ class ResultFolder:
             if not target.exists():  # the name itself may be unusable (too long, reserved)
                 target.mkdir()
                 target.rmdir()
-            staging = Path(tempfile.mkdtemp(prefix=".kvfabric-staging-", dir=parent))
+            staging = fileio.temp_folder(".kvfabric-staging-", parent)
         except OSError as exc:
             _remove_empty(created)
             raise UserError(f"{option} {target}: cannot create it ({_reason(exc)}); "
@@ -135,7 +134,7 @@ class ResultFolder:
         old = None
         if self.target.exists():
             if any(self.target.iterdir()):
-                old = Path(tempfile.mkdtemp(prefix=".kvfabric-old-", dir=self.target.parent))
+                old = fileio.temp_folder(".kvfabric-old-", self.target.parent)
                 os.replace(self.target, old / "result")
             else:
                 self.target.rmdir()

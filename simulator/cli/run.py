@@ -274,6 +274,7 @@ def _table(name: str, seed: int, results: dict):
     from rich.markup import escape
     from rich.table import Table
 
+    from simulator.cli.tables import percent
     from simulator.units import fmt_bytes, fmt_time
 
     engines = sorted({r.summary.get("engine", "exact") for r in results.values()})
@@ -287,14 +288,11 @@ def _table(name: str, seed: int, results: dict):
     def tm(x):
         return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt_time(x)
 
-    def pct(x):
-        return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.2%}"
-
     for p, r in results.items():
         s = r.summary
         t.add_row(escape(p), f"{s['completed']}/{s['requests']}", tm(s["ttft_p50"]),
                   tm(s["ttft_p99"]), tm(s["tbt_p50"]), tm(s["tbt_p99"]),
                   f"{s['throughput_tokens_per_s']:.4g}", fmt_bytes(s["bytes_moved"]),
-                  pct(s["closed_form_error_p50"]), pct(s["closed_form_error_p99"]),
+                  percent(s["closed_form_error_p50"]), percent(s["closed_form_error_p99"]),
                   f"{s['wall_time']:.1f} s", f"{s['events']:,}")
     return t

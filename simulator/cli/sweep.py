@@ -27,6 +27,10 @@ _TIMES = ("ttft_p50", "tbt_p50", "tbt_p99")
 
 def _cell(column: str, value: object) -> str:
     if isinstance(value, float):
+        if "closed_form_error" in column:  # a fraction, shown as kvfabric run shows it
+            from simulator.cli.tables import percent
+
+            return percent(value)
         if value != value:  # NaN: an empty run's latency
             return "—"
         if column.endswith("_time") or column in _TIMES:
@@ -94,8 +98,9 @@ def _print(spec: Sweep, res, summary: dict) -> None:
 
     console = Console()
     stale = f" ({res.stale} recomputed: their inputs changed)" if res.stale else ""
+    points = f"{summary['points']} point{'' if summary['points'] == 1 else 's'}"
     console.print(f"[bold]{escape(spec.name)}[/]: " + escape(
-        f"{summary['points']} points — {res.computed} computed{stale}, {res.resumed} already "
+        f"{points} — {res.computed} computed{stale}, {res.resumed} already "
         f"done, {len(res.failures)} failed → {summary['results']}"), soft_wrap=True)
     err = Console(stderr=True, markup=False)  # notes and errors print as written
     if len(res.results):

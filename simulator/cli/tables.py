@@ -10,8 +10,18 @@ width, so every line can be read by a script.
 
 from __future__ import annotations
 
+import math
+
 from rich.console import Console
 from rich.table import Table
+
+
+def percent(fraction: float | None) -> str:
+    """A fraction as a percent, two decimals (0.1454 → ``14.54%``); ``—`` when missing (None or
+    NaN). The closed-form error's cell in ``kvfabric run``'s and ``kvfabric sweep``'s tables."""
+    if fraction is None or (isinstance(fraction, float) and math.isnan(fraction)):
+        return "—"
+    return f"{fraction:.2%}"
 
 
 def _natural_width(console: Console, table: Table) -> int:

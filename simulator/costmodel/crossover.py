@@ -55,7 +55,8 @@ class CrossoverSearch:
 
     def find(self, src: str, dst: str, over: str = "blocks", *, blocks: float | None = None,
              batch: float = 1, heads: int | None = None, reuse: float = 1.0) -> float | None:
-        """Where route and fetch cost the same, in closed form; None if nowhere.
+        """Where route and fetch cost the same, in closed form; None if nowhere: when one
+        option wins at every value.
 
         ``over="blocks"``: the number of selected blocks per query (> 0); ``"bandwidth"``: the
         line rate [B/s] of every path (``blocks`` required); ``"probe"``: every message's

@@ -12,7 +12,7 @@ import pandas as pd
 from simulator.engine.arrivals import check_follows
 from simulator.errors import UserError
 
-__all__ = ["load_trace"]
+__all__ = ["load_trace", "trace_file"]
 
 
 def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
@@ -39,7 +39,7 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
     elif w.kind == "mixed":
         df = _mixed(scenario, seed, bt)
     else:
-        df = load(w.trace, skip_bad=skip_bad)
+        df = load(trace_file(scenario), skip_bad=skip_bad)
     if scenario.engine.max_requests is not None:
         df = df.iloc[: scenario.engine.max_requests]
     if w.time_scale != 1.0:
@@ -55,6 +55,24 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
         except UserError as exc:
             raise UserError(f"{scenario.source}: field 'placement.block_tokens': {exc}") from None
     return df.reset_index(drop=True)
+
+
+def trace_file(scenario) -> str:
+    """``workload.trace`` of a ``kind = "trace"`` scenario as :func:`workloads.load` takes it
+    (a shipped trace's name, or the path the scenario resolved); a missing file is a
+    :class:`UserError` naming the scenario, the field and the folder it was looked for in."""
+    import os
+    from pathlib import Path
+
+    from workloads.loaders import SHIPPED
+
+    trace = scenario.workload.trace
+    if trace in SHIPPED or Path(trace).exists():
+        return trace
+    folder = os.path.abspath(Path(trace).parent)
+    raise UserError(f"{scenario.source}: field 'workload.trace': {trace}: no such file (looked "
+                    f"for in {folder}: a relative path is read from the scenario file's "
+                    f"folder; shipped traces: {', '.join(sorted(SHIPPED))})")
 
 
 def agentic_params(scenario):

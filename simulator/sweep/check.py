@@ -69,9 +69,10 @@ def _check_run(sweep: Sweep, parallel: int) -> None:
         check(scenario, (policy,) if policy is not None else None, memory=memory)
         w = scenario.workload
         if w.kind == "trace" and w.trace not in traces:
+            from simulator.engine.trace import trace_file
             from workloads import load
 
-            df = load(w.trace, skip_bad=sweep.skip_bad)
+            df = load(trace_file(scenario), skip_bad=sweep.skip_bad)
             traces[w.trace] = int(df["block_tokens"].iloc[0]) if len(df) else 0
         if w.kind == "trace" and traces[w.trace]:
             try:  # as the run refines the trace's blocks into the engine's

@@ -195,7 +195,8 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
     # on stderr, like kvfabric run's bars: stdout holds the results table alone
     with Progress(disable=not progress or not todo, transient=False,
                   console=Console(stderr=True)) as bar:
-        task = bar.add_task(escape(f"sweep {sweep.name} ({backend}, {workers} workers)"),
+        plural = "" if workers == 1 else "s"
+        task = bar.add_task(escape(f"sweep {sweep.name} ({backend}, {workers} worker{plural})"),
                             total=len(todo))
         try:
             for point, outcome in (stream if todo else ()):
