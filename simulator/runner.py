@@ -179,13 +179,29 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
         from simulator.engine.trace import agentic_params
         from workloads.agentic import AgenticParams
 
-        params = agentic_params(scenario)  # a preset's sessions: validated, no size estimate
+        params = agentic_params(scenario)
         if isinstance(params, AgenticParams):
             _check_generated_size(src, "agentic", params.expected_size(), limit,
                                   f"task_rate ({params.task_rate:g}), duration_time "
                                   f"({params.duration_time:g}), subagents "
                                   f"({params.subagents:g}) or turns_mean "
                                   f"({params.turns_mean:g})")
+        else:  # a preset's sessions
+            _check_generated_size(src, "agentic", params.expected_size(), limit,
+                                  f"sessions ({params.sessions})" if params.sessions else
+                                  f"session_rate ({params.session_rate:g}) or duration_time "
+                                  f"({params.duration_time:g})", least=True)
+    if w.kind == "spans":
+        from simulator.engine.trace import span_params
+        from workloads.rag import RagParams
+
+        spans = span_params(scenario)
+        counts = ("docs_per_request", "n_documents") if isinstance(spans, RagParams) else (
+            "candidates",)
+        named = [f"{k} ({getattr(spans, k):g})" for k in ("request_rate", "duration_time",
+                                                          *counts)]
+        _check_generated_size(src, "spans", spans.expected_size(), limit,
+                              f"{', '.join(named[:-1])} or {named[-1]}")
     if w.kind == "mixed":
         from workloads.mixed import MixedFleetParams
 
@@ -230,19 +246,21 @@ def _check_pools(scenario, graph, *, baseline: bool) -> None:
 
 
 def _check_generated_size(src: str, kind: str, size: tuple[float, float], limit: float,
-                          lower: str) -> None:
+                          lower: str, *, least: bool = False) -> None:
     """A :class:`UserError` naming ``workload.<kind>`` when a generated workload of ``size``
-    (requests, block references) would need more than ``limit`` bytes of memory; ``lower``
-    names the fields to lower."""
+    (requests, block references; with ``least``, references counted short) would need more
+    than ``limit`` bytes of memory; ``lower`` names the fields to lower."""
     from simulator.units import fmt_bytes
 
     requests, refs = size
     need = requests * REQUEST_BYTES + refs * BLOCK_REF_BYTES
+    about = "at least" if least else "about"
     if need > limit:
         raise UserError(
             f"{src}: field 'workload.{kind}': about {_fmt_count(requests)} requests with "
-            f"{_fmt_count(refs)} block references need about {fmt_bytes(need)} of memory, "
-            f"more than this machine's {fmt_bytes(limit)}; lower workload.{kind}.{lower}")
+            f"{'at least ' if least else ''}{_fmt_count(refs)} block references need {about} "
+            f"{fmt_bytes(need)} of memory, more than this machine's {fmt_bytes(limit)}; lower "
+            f"workload.{kind}.{lower}")
 
 
 def _check_deployment(scenario, graph) -> None:

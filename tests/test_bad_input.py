@@ -27,6 +27,9 @@ from simulator.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = (ROOT / "scenarios" / "agentic_repo.toml").read_text()
 LAMINA = (ROOT / "scenarios" / "lamina_llama3_70b.toml").read_text()
+RAG = (ROOT / "scenarios" / "rag_spans.toml").read_text()
+NESTED = (ROOT / "scenarios" / "nested_generation.toml").read_text()
+COPILOT = (ROOT / "scenarios" / "copilot_agents.toml").read_text()
 
 #: tests/clitools.SMALL over a three-line Mooncake trace ``t.jsonl``, routing and fetching.
 TINY = SMALL.format(name="tiny", top='policies = ["route", "fetch"]').replace(
@@ -74,6 +77,12 @@ def tiny(old: str = "", new: str = "", trace: str = TRACE) -> dict[str, str | by
 def default(old: str, new: str) -> dict[str, str]:
     assert old in DEFAULT
     return {"d.toml": DEFAULT.replace(old, new, 1)}
+
+
+def edited(name: str, text: str, old: str, new: str) -> dict[str, str]:
+    """A shipped scenario's ``text`` with one edit, as the file ``name``."""
+    assert old in text
+    return {name: text.replace(old, new, 1)}
 
 
 def deploy(section: str) -> dict[str, str | bytes]:
@@ -156,6 +165,45 @@ CASES: list[Case] = [
          default("subagents = 32", "subagents = 1000000000000")),
     Case("run-cluster-too-large", ["run", "d.toml"], ("d.toml", "'topology.nodes'"),
          default("nodes = 2", "nodes = 100000000")),
+    # -- run: the generators' tables (workload.spans, a preset's overrides), checked at load ---
+    Case("run-spans-unknown-field", ["run", "r.toml"],
+         ("r.toml", "'workload.spans.permut'", "unknown field"),
+         edited("r.toml", RAG, "permute = true", "permut = true")),
+    Case("run-spans-infinite-count", ["run", "r.toml"],
+         ("r.toml", "'workload.spans.n_documents'", "integer"),
+         edited("r.toml", RAG, "n_documents = 200", "n_documents = inf")),
+    Case("run-spans-number-for-a-boolean", ["run", "r.toml"],
+         ("r.toml", "'workload.spans.permute'", "true/false"),
+         edited("r.toml", RAG, "permute = true", "permute = 1")),
+    Case("run-spans-tokens-past-the-bound", ["run", "r.toml"],
+         ("r.toml", "'workload.spans.output_tokens_mean'", "100,000,000"),
+         edited("r.toml", RAG, "output_tokens_mean = 64.0", "output_tokens_mean = 1e30")),
+    Case("run-spans-too-large", ["run", "r.toml"],
+         ("r.toml", "'workload.spans'", "memory", "lower workload.spans.request_rate"),
+         edited("r.toml", RAG, "request_rate = 2.0", "request_rate = 1e12")),
+    Case("run-nested-duration-past-the-bound", ["run", "n.toml"],
+         ("n.toml", "'workload.spans.duration_time'", "1e+07"),
+         edited("n.toml", NESTED, "duration_time = 60.0", "duration_time = 1e30")),
+    Case("run-nested-float-token-count", ["run", "n.toml"],
+         ("n.toml", "'workload.spans.judge_output_tokens'", "integer"),
+         edited("n.toml", NESTED, "judge_output_tokens = 16", "judge_output_tokens = 1e30")),
+    Case("run-nested-infinite-temperature", ["run", "n.toml"],
+         ("n.toml", "'workload.spans.temperature'", "finite"),
+         edited("n.toml", NESTED, "temperature = 0.7", "temperature = inf")),
+    Case("run-preset-sessions-not-a-count", ["run", "c.toml"],
+         ("c.toml", "'workload.agentic.sessions'", "integer"),
+         edited("c.toml", COPILOT, "sessions = 200", 'sessions = "x"')),
+    Case("run-preset-sessions-infinite", ["run", "c.toml"],
+         ("c.toml", "'workload.agentic.sessions'", "integer"),
+         edited("c.toml", COPILOT, "sessions = 200", "sessions = inf")),
+    Case("run-preset-sessions-too-large", ["run", "c.toml"],
+         ("c.toml", "'workload.agentic'", "memory", "lower workload.agentic.sessions"),
+         edited("c.toml", COPILOT, "sessions = 200", "sessions = 4611686018427387904")),
+    Case("run-agentic-think-time-past-the-bound", ["run", "d.toml"],
+         ("d.toml", "'workload.agentic.think_time_mean'", "1e+07"),
+         default("turns_mean = 2.0", "turns_mean = 2.0\nthink_time_mean = 1e30")),
+    Case("run-empty-trace-path", ["run", "tiny.toml"], ("tiny.toml", "'workload.trace'"),
+         tiny('trace = "t.jsonl"', 'trace = ""')),
     # -- run: the [deployment] section -----------------------------------------------------------
     Case("run-deployment-unknown-field", ["run", "tiny.toml"],
          ("tiny.toml", "'deployment.attention_dpp'", "unknown field"),

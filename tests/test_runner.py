@@ -125,7 +125,8 @@ def test_a_generated_workload_too_large_for_memory_names_its_size_and_what_to_lo
     runner._check_generated_size("s.toml", "agentic", size, need, "subagents (8)")  # it fits
 
 
-def refused_for_size(sc: Scenario, kind: str, size: tuple[float, float], lower: str) -> None:
+def refused_for_size(sc: Scenario, kind: str, size: tuple[float, float], lower: str,
+                     least: bool = False) -> None:
     """``check`` refuses ``sc`` just short of the memory its generated workload of ``size``
     (requests, block references) needs — the whole message, ``lower`` naming the fields after
     ``workload.<kind>.`` — and passes it at that memory (above two preset nodes' bound: that
@@ -136,10 +137,12 @@ def refused_for_size(sc: Scenario, kind: str, size: tuple[float, float], lower: 
     assert short > 2 * runner.TOPOLOGY_NODE_BYTES
     with pytest.raises(UserError) as err:
         check(sc, ("fetch",), memory=short)
+    about = "at least" if least else "about"
     assert str(err.value) == (
         f"{sc.source}: field 'workload.{kind}': about {requests:,.0f} requests with "
-        f"{refs:,.0f} block references need about {fmt_bytes(need)} of memory, more than this "
-        f"machine's {fmt_bytes(short)}; lower workload.{kind}.{lower}")
+        f"{'at least ' if least else ''}{refs:,.0f} block references need {about} "
+        f"{fmt_bytes(need)} of memory, more than this machine's {fmt_bytes(short)}; lower "
+        f"workload.{kind}.{lower}")
     assert len(check(sc, ("fetch",), memory=need)) > 0
 
 
@@ -160,6 +163,48 @@ def test_a_mixed_fleet_too_large_for_memory_names_its_duration_and_rates():
     p = MixedFleetParams(block_tokens=sc.placement.block_tokens, **sc.workload.mixed_params())
     refused_for_size(sc, "mixed", p.expected_size(),
                      f"duration_time ({p.duration_time:g}) or its rates")
+
+
+def _spans(name: str, **changes) -> Scenario:
+    sc = load(name)
+    table = {**sc.workload.spans_params(), **changes}
+    return sc.with_changes(workload=dataclasses.replace(sc.workload,
+                                                        spans=tuple(sorted(table.items()))))
+
+
+def test_a_rag_workload_too_large_for_memory_names_its_rate_duration_and_documents():
+    from simulator.engine.trace import span_params
+
+    sc = _spans("rag_spans")
+    p = span_params(sc)
+    refused_for_size(sc, "spans", p.expected_size(),
+                     f"request_rate ({p.request_rate:g}), duration_time ({p.duration_time:g}), "
+                     f"docs_per_request ({p.docs_per_request:g}) or n_documents ({p.n_documents:g})")
+
+
+def test_a_nested_workload_too_large_for_memory_names_its_rate_duration_and_candidates():
+    from simulator.engine.trace import span_params
+
+    sc = _spans("nested_generation", duration_time=600.0)
+    p = span_params(sc)
+    refused_for_size(sc, "spans", p.expected_size(),
+                     f"request_rate ({p.request_rate:g}), duration_time ({p.duration_time:g}) "
+                     f"or candidates ({p.candidates:g})")
+
+
+def test_a_preset_workload_too_large_for_memory_names_its_sessions():
+    from simulator.engine.trace import agentic_params
+
+    sc = load("copilot_agents")
+    p = agentic_params(sc)
+    refused_for_size(sc, "agentic", p.expected_size(), f"sessions ({p.sessions})", least=True)
+    # sessions = 0: every session that starts within duration_time
+    sc = sc.with_changes(workload=dataclasses.replace(
+        sc.workload, agentic=(("preset", "copilot_2026"), ("sessions", 0))))
+    p = agentic_params(sc)
+    refused_for_size(sc, "agentic", p.expected_size(),
+                     f"session_rate ({p.session_rate:g}) or duration_time ({p.duration_time:g})",
+                     least=True)
 
 
 def _with_weights(sc: Scenario, weights: float) -> Scenario:

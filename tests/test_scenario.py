@@ -268,14 +268,19 @@ def test_span_workloads_and_the_reuse_rules_validate():
         Scenario.from_dict({**base, "workload": {"kind": "spans", "spans": 3}})
 
 
-def test_span_workload_fields_are_checked_when_the_trace_is_made():
+def test_span_workload_fields_are_checked_at_load_and_when_the_trace_is_made():
     from simulator.engine.trace import load_trace
 
     base = {"topology": {"spec": "single_node:gpus=1"}, "model": {"name": "llama-3.1-8b"}}
+    good = Scenario.from_dict({**base, "workload": {"kind": "spans"}})
     for spans, message in (({"shape": "tree"}, "workload.spans.shape.*rag, nested"),
                            ({"shape": "rag", "docs": 3}, "workload.spans.*docs"),
                            ({"shape": "nested", "candidates": 0}, "candidates must be > 0")):
-        sc = Scenario.from_dict({**base, "workload": {"kind": "spans", "spans": spans}})
+        with pytest.raises(UserError, match=message):
+            Scenario.from_dict({**base, "workload": {"kind": "spans", "spans": spans}})
+        # a workload changed in Python after the load: the trace's maker checks it too
+        sc = good.with_changes(workload=dataclasses.replace(
+            good.workload, spans=tuple(sorted(spans.items()))))
         with pytest.raises(UserError, match=message):
             load_trace(sc, 0)
 

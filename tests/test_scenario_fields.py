@@ -153,7 +153,7 @@ def test_a_preset_agentic_workload_checks_its_overrides_by_name():
         == agentic
     refused("workload.agentic.bogus", "unknown field; known fields: preset, sessions",
             workload={"kind": "agentic", "agentic": {"preset": "copilot_2026", "bogus": 1}})
-    refused("workload.agentic", "turns_mean", workload={
+    refused("workload.agentic.turns_mean", "turns_mean must be >= 1", workload={
         "kind": "agentic", "agentic": {"preset": "copilot_2026", "turns_mean": 0.5}})
     refused("workload.agentic.preset", "'nope' is not one of: copilot_2026",
             workload={"kind": "agentic", "agentic": {"preset": "nope"}})
@@ -191,3 +191,91 @@ def test_a_placement_scheme_and_its_replicas(scheme, placed, replicas):
 @pytest.mark.parametrize("scheme", ["replicate:0", "replicate:", "replicate:-1", "replicate2"])
 def test_a_replica_count_must_be_a_whole_number_from_one(scheme):
     refused("placement.scheme", "write replicate:K with K >= 1", placement={"scheme": scheme})
+
+
+@pytest.mark.parametrize(("value", "hint"), [
+    ("x", "expected an integer, got 'x'"), (float("inf"), "expected an integer, got inf"),
+    (1e30, "expected an integer, got 1e+30"), (True, "expected an integer, got a boolean"),
+    ([], "expected an integer, got []"), (2.0, "expected an integer, got 2.0"),
+    (-1, "sessions must be >= 0")])
+def test_a_preset_override_is_checked_for_its_type_and_range(value, hint):
+    # only the names were checked once: these raised TypeError in the generator, or ran as 0
+    refused("workload.agentic.sessions", hint, workload={
+        "kind": "agentic", "agentic": {"preset": "copilot_2026", "sessions": value}})
+    refused("workload.agentic.session_rate", "must be a finite number", workload={
+        "kind": "agentic", "agentic": {"preset": "copilot_2026", "session_rate": float("nan")}})
+
+
+RAG = {"shape": "rag", "n_documents": 20, "docs_per_request": 4, "permute": False}
+NESTED = {"shape": "nested", "candidates": 3, "temperature": 0.0, "judge_output_tokens": 8}
+
+
+def spans(table: dict) -> dict:
+    return {"workload": {"kind": "spans", "spans": table}}
+
+
+def test_a_span_workload_checks_its_table_at_load_by_its_shape():
+    assert scenario(**spans(RAG)).workload.spans_params() == RAG
+    assert scenario(**spans(NESTED)).workload.spans_params() == NESTED
+    assert scenario(**spans({})).workload.spans_params() == {}  # rag, its defaults
+    refused("workload.spans.colour", "unknown field; known fields: shape, duration_time",
+            **spans({**RAG, "colour": 1}))
+    refused("workload.spans.candidates", "unknown field", **spans({**RAG, "candidates": 2}))
+    refused("workload.spans.permute", "unknown field", **spans({**NESTED, "permute": True}))
+    refused("workload.spans.shape", "'tree' is not one of: rag, nested",
+            **spans({"shape": "tree"}))
+    refused("workload.spans.shape", "expected a string, got 3", **spans({"shape": 3}))
+    refused("workload.spans", "must be a table", workload={"kind": "spans", "spans": [1]})
+    # the generator's own ranges, named by field
+    refused("workload.spans.docs_per_request", "docs_per_request must be <= n_documents",
+            **spans({**RAG, "docs_per_request": 21}))
+    refused("workload.spans.candidates", "candidates must be > 0",
+            **spans({**NESTED, "candidates": 0}))
+    # another kind leaves the table as it is (it is not what the run generates)
+    sc = scenario(workload={"kind": "mixed", "spans": {"colour": 1}})
+    assert sc.workload.spans_params() == {"colour": 1}
+
+
+@pytest.mark.parametrize(("table", "field", "hint"), [
+    ({**RAG, "n_documents": float("inf")}, "n_documents", "expected an integer, got inf"),
+    ({**RAG, "n_documents": True}, "n_documents", "expected an integer, got a boolean"),
+    ({**RAG, "docs_per_request": 4.5}, "docs_per_request", "expected an integer"),
+    ({**RAG, "permute": 1}, "permute", "expected true/false, got 1"),
+    ({**RAG, "permute": "yes"}, "permute", "expected true/false, got 'yes'"),
+    ({**RAG, "duration_time": "x"}, "duration_time", "expected a number, got 'x'"),
+    ({**RAG, "duration_time": True}, "duration_time", "expected a number, got a boolean"),
+    ({**RAG, "request_rate": float("inf")}, "request_rate", "must be a finite number"),
+    ({**RAG, "output_tokens_mean": float("inf")}, "output_tokens_mean", "finite number"),
+    ({**RAG, "output_tokens_mean": 1e30}, "output_tokens_mean", "<= 100,000,000 tokens"),
+    ({**RAG, "doc_tokens": 2**63}, "doc_tokens", "<= 100,000,000 tokens"),
+    ({**NESTED, "candidates": float("inf")}, "candidates", "expected an integer, got inf"),
+    ({**NESTED, "judge_output_tokens": 1e30}, "judge_output_tokens", "expected an integer"),
+    ({**NESTED, "answer_tokens": 10**9}, "answer_tokens", "<= 100,000,000 tokens"),
+    ({**NESTED, "temperature": float("inf")}, "temperature", "must be a finite number"),
+    ({**NESTED, "reuse_generated": 1}, "reuse_generated", "expected true/false"),
+    ({**NESTED, "duration_time": 1e30}, "duration_time", "use seconds <= 1e+07"),
+    ({**NESTED, "call_overhead_time": 2**63}, "call_overhead_time", "use seconds <= 1e+07"),
+])
+def test_a_span_field_of_the_wrong_type_or_past_its_bound_is_named(table, field, hint):
+    refused(f"workload.spans.{field}", hint, **spans(table))
+
+
+def test_a_generators_times_and_token_sizes_stop_at_the_projects_bounds():
+    # a time [s] at most [engine] duration's bound (1e7 s), a size at most a request's tokens
+    # (MAX_REQUEST_TOKENS): the edge accepted, the value past it refused by name
+    assert scenario(**spans({**RAG, "duration_time": 1e7})).workload.spans_params()
+    assert scenario(**spans({**RAG, "question_tokens": 100_000_000}))
+    refused("workload.spans.question_tokens", "<= 100,000,000 tokens",
+            **spans({**RAG, "question_tokens": 100_000_001}))
+    for kind, key in [("agentic", "think_time_mean"), ("agentic", "duration_time"),
+                      ("mixed", "private_think_time_mean")]:
+        scenario(workload={"kind": kind, kind: {key: 1e7}})
+        refused(f"workload.{kind}.{key}", "use seconds <= 1e+07 (116 days",
+                workload={"kind": kind, kind: {key: 1.0000001e7}})
+    refused("workload.agentic.think_time_mean", "use seconds <= 1e+07", workload={
+        "kind": "agentic", "agentic": {"preset": "copilot_2026", "think_time_mean": 1e30}})
+
+
+@pytest.mark.parametrize("trace", ["", "  "])
+def test_an_empty_trace_path_is_named(trace):
+    refused("workload.trace", "name a trace file", workload={"trace": trace})

@@ -77,6 +77,22 @@ def test_bad_parameters_are_rejected():
         NestedParams(temperature=-1.0)
 
 
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("candidates", float("inf"), "an integer"), ("candidates", True, "an integer"),
+    ("judge_output_tokens", 1e30, "an integer"), ("reuse_generated", 1, "true or false"),
+    ("temperature", float("inf"), "a finite number"),
+    ("decode_time_per_token", float("nan"), "a finite number"),
+    ("judge_output_tokens", 10**30, "<= 100,000,000 tokens"),
+    ("answer_tokens", 100_000_001, "<= 100,000,000 tokens"),
+])
+def test_a_value_of_the_wrong_type_or_past_a_requests_tokens_is_refused(name, value, says):
+    # candidates = inf once raised TypeError in the generator, judge_output_tokens = 1e30
+    # OverflowError
+    with pytest.raises(ValueError, match=rf"^{name} must be {says}"):
+        NestedParams(**{name: value})
+    NestedParams(answer_tokens=100_000_000)  # the edge
+
+
 def test_a_query_of_fixed_lengths_is_laid_out_and_placed_exactly():
     # 200 system tokens → 4 blocks; a 100-token task → 2 blocks; 3 answers of 130 tokens
     # (3 pages each); a 100-token judge question → 2 blocks, its last one 36 tokens full

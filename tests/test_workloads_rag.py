@@ -63,6 +63,22 @@ def test_parameters_at_their_edges():
         RagParams(n_documents=3, docs_per_request=4)
 
 
+@pytest.mark.parametrize(("name", "value", "says"), [
+    ("n_documents", float("inf"), "an integer"), ("n_documents", 2.0, "an integer"),
+    ("docs_per_request", True, "an integer"), ("doc_tokens", "1024", "an integer"),
+    ("permute", 1, "true or false"), ("permute", "yes", "true or false"),
+    ("output_tokens_mean", float("inf"), "a finite number"),
+    ("doc_zipf_s", float("nan"), "a finite number"), ("duration_time", True, "a finite number"),
+    ("output_tokens_mean", 1e30, "<= 100,000,000 tokens"),
+    ("question_tokens", 2**63, "<= 100,000,000 tokens"),
+])
+def test_a_value_of_the_wrong_type_or_past_a_requests_tokens_is_refused(name, value, says):
+    # output_tokens_mean = inf once ran with one-token answers (an int64 cast overflowed)
+    with pytest.raises(ValueError, match=rf"^{name} must be {says}"):
+        RagParams(**{name: value})
+    RagParams(question_tokens=100_000_000, doc_tokens=np.int64(8))  # the edge; numpy integers
+
+
 def test_each_request_asks_a_fresh_question_over_distinct_documents():
     p = RagParams(duration_time=1_000.0, request_rate=2.0, n_documents=40, docs_per_request=8,
                   question_tokens=100, output_tokens_mean=50.0, system_tokens=0)

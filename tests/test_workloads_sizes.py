@@ -13,6 +13,9 @@ import pytest
 
 from workloads.agentic import AgenticParams, generate_agentic
 from workloads.mixed import MixedFleetParams, generate_mixed_fleet
+from workloads.nested import NestedParams, generate_nested
+from workloads.rag import RagParams, generate_rag
+from workloads.sessions import SessionParams, generate_sessions
 
 
 def _refs(df) -> int:
@@ -130,3 +133,47 @@ def test_the_expected_repository_is_clipped_only_when_sizes_spread():
                       repo_size_sigma=0.1)
     assert p.expected_size()[1] == pytest.approx(
         p.expected_size()[0] * (1_000_000 / 64 + 1 + 0.5) + 2 * 1_000_000 / 64)
+
+
+def test_a_rag_service_is_its_expected_size():
+    # every prompt: the system prompt (100 tokens → 2 blocks), 4 documents of exactly 10
+    # blocks, a question of 128 tokens on average (2 + 0.5 blocks); the corpus: 2 a document
+    p = RagParams(duration_time=1_000.0, request_rate=1.0, n_documents=50, docs_per_request=4,
+                  doc_tokens=640, doc_sigma=0.0, system_tokens=100, question_tokens=128)
+    requests, refs = p.expected_size()
+    assert (requests, refs) == (1_000.0, 1_000 * (2 + 40 + 2.5) + 2 * 50)
+    df = generate_rag(np.random.default_rng(0), p)
+    assert len(df) == pytest.approx(requests, rel=0.06)
+    assert _refs(df) / len(df) == pytest.approx((refs - 100) / requests, rel=0.02)
+
+
+def test_nested_generation_is_its_expected_size():
+    # a query: 3 answers and a judge, each reading the system prompt (2 blocks) and the task
+    # (512 tokens on average: 8 + 0.5); the judge also 3 answers (4 + 0.5) and its question (1)
+    p = NestedParams(duration_time=2_000.0, request_rate=0.5, candidates=3, system_tokens=100)
+    requests, refs = p.expected_size()
+    assert (requests, refs) == (4_000.0, 1_000 * (4 * 10.5 + 3 * 4.5 + 1))
+    df = generate_nested(np.random.default_rng(0), p)
+    queries = df["session_id"].nunique()
+    assert len(df) == 4 * queries
+    assert _refs(df) / queries == pytest.approx(refs / 1_000, rel=0.05)
+
+
+def test_structured_sessions_are_their_expected_calls_and_more_references():
+    # no compaction: a turn is 1 + 2 main calls on average, and 2 × 0.3 spawns of 2 sub-agents
+    # of 1 + 1 calls each; every call reads at least its system prompt (10 or 5 blocks)
+    p = SessionParams(sessions=1_000, turns_mean=2.0, batches_mean=2.0, spawn_fraction=0.3,
+                      subagents_mean=2.0, subagent_batches_mean=1.0, tool_tokens_mean=500.0,
+                      user_tokens_mean=200.0, repo_tokens=20_000, file_tokens=1_000,
+                      system_tokens=640, subagent_system_tokens=320, n_repos=2,
+                      compact_tokens=10**7)
+    requests, refs = p.expected_size()
+    assert requests == pytest.approx(1_000 * 2 * (3 + 2 * 0.3 * 2 * 2))
+    assert refs == pytest.approx(1_000 * 2 * (3 * 10 + 2 * 0.3 * 2 * 2 * 5))
+    df = generate_sessions(np.random.default_rng(0), p)
+    assert len(df) == pytest.approx(requests, rel=0.05)
+    assert _refs(df) > refs
+    # sessions = 0: those that start within duration_time
+    p = SessionParams(sessions=0, session_rate=0.5, duration_time=600.0)
+    assert p.expected_size() == pytest.approx(
+        tuple(300 * x for x in SessionParams(sessions=1).expected_size()))

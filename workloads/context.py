@@ -23,9 +23,18 @@ a prefix cache exploits call after call.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
+
 import numpy as np
 
-__all__ = ["BlockIds", "Context", "length", "lognormal", "positive_int"]
+from workloads.loaders import MAX_REQUEST_TOKENS
+
+__all__ = ["BlockIds", "Context", "check_params", "length", "lognormal", "positive_int"]
+
+#: What a generator field of each default's type must be, as its error says it.
+_KINDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string"}
 
 
 class BlockIds:
@@ -53,6 +62,38 @@ def lognormal(rng: np.random.Generator, mean: float, sigma: float, size=None):
 def positive_int(x) -> np.ndarray:
     """Round to int64, at least 1."""
     return np.maximum(np.rint(x).astype(np.int64), 1)
+
+
+def check_params(params, positive: tuple[str, ...] = (),
+                 non_negative: tuple[str, ...] = ()) -> None:
+    """A ``ValueError`` naming the first bad field of the generator parameters ``params`` (a
+    dataclass): a value not of its default's type (an integer and not a boolean, a finite
+    number, true or false), a size in tokens (``*_tokens``, ``*_tokens_mean``) above
+    :data:`~workloads.loaders.MAX_REQUEST_TOKENS`, a ``positive`` field not > 0 or a
+    ``non_negative`` one below 0."""
+    for f in dataclasses.fields(params):
+        value, kind = getattr(params, f.name), type(f.default)
+        if not _of_kind(value, kind):
+            raise ValueError(f"{f.name} must be {_KINDS.get(kind, kind.__name__)}, got {value!r}")
+        if f.name.endswith(("_tokens", "_tokens_mean")) and value > MAX_REQUEST_TOKENS:
+            raise ValueError(f"{f.name} must be <= {MAX_REQUEST_TOKENS:,} tokens (the most a "
+                             f"request may have), got {value:,}")
+    for name in positive:
+        if not getattr(params, name) > 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(params, name)}")
+    for name in non_negative:
+        if not getattr(params, name) >= 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(params, name)}")
+
+
+def _of_kind(value, kind: type) -> bool:
+    if kind is bool or isinstance(value, bool):
+        return kind is bool and isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real) and math.isfinite(value)
+    return isinstance(value, kind)
 
 
 def length(rng: np.random.Generator, mean: float, sigma: float) -> int:

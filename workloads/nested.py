@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from workloads.context import BlockIds, length, lognormal, positive_int
+from workloads.context import BlockIds, check_params, length, lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 from workloads.selections import generated_block_id
 
@@ -76,18 +76,27 @@ class NestedParams:
     block_tokens: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("duration_time", "request_rate", "candidates", "task_tokens",
-                     "answer_tokens", "judge_tokens", "judge_output_tokens", "block_tokens"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("temperature", "system_tokens", "length_sigma", "call_overhead_time",
-                     "decode_time_per_token"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_params(self, positive=("duration_time", "request_rate", "candidates",
+                                     "task_tokens", "answer_tokens", "judge_tokens",
+                                     "judge_output_tokens", "block_tokens"),
+                     non_negative=("temperature", "system_tokens", "length_sigma",
+                                   "call_overhead_time", "decode_time_per_token"))
 
     def to_dict(self) -> dict:
         """The parameters as a plain dict."""
         return asdict(self)
+
+    def expected_size(self) -> tuple[float, float]:
+        """Expected (requests, block references), for refusing a workload too large to hold:
+        ``candidates + 1`` calls a query, each reading the system prompt and the task (rounded
+        up to whole blocks: + 0.5 on average); the judge also reads every answer and its
+        question."""
+        bt = self.block_tokens
+        queries = self.request_rate * self.duration_time
+        calls = self.candidates + 1.0
+        prompt = -(-self.system_tokens // bt) + self.task_tokens / bt + 0.5
+        judge = self.candidates * (self.answer_tokens / bt + 0.5) + -(-self.judge_tokens // bt)
+        return queries * calls, queries * (calls * prompt + judge)
 
 
 def generate_nested(rng: np.random.Generator, params: NestedParams | None = None,

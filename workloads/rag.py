@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from workloads.context import BlockIds, length, lognormal, positive_int
+from workloads.context import BlockIds, check_params, length, lognormal, positive_int
 from workloads.schema import FlatBlocks, make_trace
 
 #: lognormal sigma of question and answer lengths (a modelling choice: a long right tail).
@@ -58,20 +58,27 @@ class RagParams:
     block_tokens: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("duration_time", "request_rate", "n_documents", "doc_tokens",
-                     "docs_per_request", "question_tokens", "output_tokens_mean",
-                     "block_tokens"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("doc_sigma", "doc_zipf_s", "system_tokens"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_params(self, positive=("duration_time", "request_rate", "n_documents",
+                                     "doc_tokens", "docs_per_request", "question_tokens",
+                                     "output_tokens_mean", "block_tokens"),
+                     non_negative=("doc_sigma", "doc_zipf_s", "system_tokens"))
         if self.docs_per_request > self.n_documents:
             raise ValueError("docs_per_request must be <= n_documents")
 
     def to_dict(self) -> dict:
         """The parameters as a plain dict."""
         return asdict(self)
+
+    def expected_size(self) -> tuple[float, float]:
+        """Expected (requests, block references), for refusing a workload too large to hold:
+        each prompt reads the system prompt, ``docs_per_request`` documents and a question
+        (rounded up to whole blocks: + 0.5 on average); the corpus's per-document arrays count
+        as two references a document."""
+        bt = self.block_tokens
+        requests = self.request_rate * self.duration_time
+        prompt = (-(-self.system_tokens // bt) + self.docs_per_request * self.doc_tokens / bt
+                  + self.question_tokens / bt + 0.5)
+        return requests, requests * prompt + 2.0 * self.n_documents
 
 
 def generate_rag(rng: np.random.Generator, params: RagParams | None = None) -> pd.DataFrame:

@@ -135,8 +135,9 @@ class SessionParams:
         for name, value in asdict(self).items():
             if name not in positive and isinstance(value, int | float) and not value >= 0:
                 raise ValueError(f"{name} must be >= 0, got {value}")
-        if self.turns_mean < 1 or self.tools_per_batch_mean < 1 or self.subagents_mean < 1:
-            raise ValueError("turns_mean, tools_per_batch_mean and subagents_mean must be >= 1")
+        for name in ("turns_mean", "tools_per_batch_mean", "subagents_mean"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         for name in ("spawn_fraction", "read_fraction", "edit_fraction"):
             if getattr(self, name) > 1:
                 raise ValueError(f"{name} must be <= 1, got {getattr(self, name)}")
@@ -148,6 +149,20 @@ class SessionParams:
     def to_dict(self) -> dict:
         """The parameters as a plain dict."""
         return asdict(self)
+
+    def expected_size(self) -> tuple[float, float]:
+        """Expected (requests, block references), both counted short, for refusing a workload
+        too large to hold (never one that would fit): a turn's calls (one, one after each tool
+        batch, and each spawned sub-agent's own loop) without compactions, each reading only
+        its system prompt (a context's growth is left out: the references are a lower bound,
+        about a tenth of a trace's)."""
+        bt = self.block_tokens
+        sessions = self.sessions or self.session_rate * self.duration_time
+        main = self.turns_mean * (1.0 + self.batches_mean)
+        sub = (self.turns_mean * self.batches_mean * self.spawn_fraction * self.subagents_mean
+               * (1.0 + self.subagent_batches_mean))
+        refs = main * -(-self.system_tokens // bt) + sub * -(-self.subagent_system_tokens // bt)
+        return sessions * (main + sub), sessions * refs
 
 
 def _blocks(tokens: int, bt: int) -> int:

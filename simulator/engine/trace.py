@@ -6,6 +6,8 @@ Shared by the exact engine and the pool loops (:mod:`simulator.disaggregation`),
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -35,7 +37,7 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
               if isinstance(p, AgenticParams)
               else generate_sessions(np.random.default_rng([seed, 2]), p))
     elif w.kind == "spans":
-        df = _spans(scenario, seed, bt)
+        df = _spans(scenario, seed)
     elif w.kind == "mixed":
         df = _mixed(scenario, seed, bt)
     else:
@@ -95,22 +97,35 @@ def agentic_params(scenario):
         raise UserError(f"{scenario.source}: field 'workload.agentic': {exc}") from None
 
 
-def _spans(scenario, seed: int, bt: int) -> pd.DataFrame:
-    """Span queries (``workload.spans``): ``shape = "rag"`` or ``"nested"`` and their fields."""
+def span_generators() -> dict[str, tuple[type, Callable]]:
+    """``workload.spans.shape`` → its parameters' dataclass and its generator."""
     from workloads.nested import NestedParams, generate_nested
     from workloads.rag import RagParams, generate_rag
 
-    params = {"block_tokens": bt, **scenario.workload.spans_params()}
+    return {"rag": (RagParams, generate_rag), "nested": (NestedParams, generate_nested)}
+
+
+def span_params(scenario):
+    """The validated parameters of a ``spans`` workload (``workload.spans``: ``shape = "rag"``
+    or ``"nested"`` and that generator's fields); a :class:`UserError` naming the field
+    otherwise."""
+    params = {"block_tokens": scenario.placement.block_tokens,
+              **scenario.workload.spans_params()}
     shape = params.pop("shape", "rag")
-    kinds = {"rag": (RagParams, generate_rag), "nested": (NestedParams, generate_nested)}
-    if shape not in kinds:
+    shapes = span_generators()
+    if not isinstance(shape, str) or shape not in shapes:
         raise UserError(f"{scenario.source}: field 'workload.spans.shape': {shape!r} is not one "
                         "of: rag, nested")
-    cls, generate = kinds[shape]
     try:
-        p = cls(**params)
+        return shapes[shape][0](**params)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{scenario.source}: field 'workload.spans': {exc}") from None
+
+
+def _spans(scenario, seed: int) -> pd.DataFrame:
+    """Span queries (``workload.spans``), from the generator of their shape."""
+    p = span_params(scenario)
+    generate = dict(span_generators().values())[type(p)]
     return generate(np.random.default_rng([seed, 3]), p)
 
 

@@ -12,6 +12,7 @@ hashable and immutable.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import tomllib
 from collections.abc import Collection, Mapping
@@ -241,7 +242,8 @@ class _Validator:
             data, "workload", ("kind", "trace", "agentic", "selections", "time_scale",
                                "concurrency", "spans", "mixed"), True)
         kind = self.choice(sec, "workload", "kind", sections.WORKLOAD_KINDS, "trace")
-        trace = self.get(sec, "workload", "trace", str, None)
+        trace = self.get(sec, "workload", "trace", str, None, check=lambda t: t.strip() != "",
+                         hint="name a trace file or a shipped trace")
         agentic = sec.get("agentic", {})
         if not isinstance(agentic, Mapping):
             raise self.fail("workload.agentic", "must be a table of generator parameters")
@@ -255,6 +257,8 @@ class _Validator:
         spans = sec.get("spans", {})
         if not isinstance(spans, Mapping):
             raise self.fail("workload.spans", "must be a table of span-generator parameters")
+        if kind == "spans":
+            self.spans(spans, data)
         mixed = sec.get("mixed", {})
         if not isinstance(mixed, Mapping):
             raise self.fail("workload.mixed", "must be a table of mixed-fleet parameters")
@@ -287,13 +291,8 @@ class _Validator:
             if not is_preset(preset):
                 raise self.fail("workload.agentic.preset", f"{preset!r} is not one of: "
                                 f"{', '.join(PRESETS)}")
-            fields = {f.name: type(f.default) for f in dataclasses.fields(SessionParams)}
-            rest = {k: v for k, v in params.items() if k != "preset"}
-            self.unknown(rest, "workload.agentic", ("preset", *fields))
-            try:
-                session_params(preset, **rest)
-            except (TypeError, ValueError) as exc:
-                raise self.fail("workload.agentic", str(exc)) from None
+            self.generator(SessionParams, params, data, "workload.agentic", extra=("preset",),
+                           build=functools.partial(session_params, preset))
             return
         from workloads.agentic import AgenticParams
 
@@ -306,19 +305,38 @@ class _Validator:
 
         self.generator(MixedFleetParams, params, data, "workload.mixed")
 
-    def generator(self, params_type: type, params: Mapping, data: Mapping, prefix: str) -> None:
-        """Every key of ``params`` (the table ``prefix``) a field of the generator dataclass
-        ``params_type``, of its type, in its range — built with the scenario's
-        ``placement.block_tokens`` (64 if missing or bad: that field is checked on its own)."""
+    def spans(self, params: Mapping, data: Mapping) -> None:
+        """``[workload.spans]``: ``shape`` (rag or nested) and every other key a field of that
+        shape's generator (:func:`simulator.engine.trace.span_generators`), of its type, in its
+        range."""
+        from simulator.engine.trace import span_generators
+
+        shapes = span_generators()
+        shape = self.choice(dict(params), "workload.spans", "shape", tuple(shapes), "rag")
+        self.generator(shapes[shape][0], params, data, "workload.spans", extra=("shape",))
+
+    def generator(self, params_type: type, params: Mapping, data: Mapping, prefix: str, *,
+                  extra: tuple[str, ...] = (), build=None) -> None:
+        """Every key of ``params`` (the table ``prefix``) but the ``extra`` ones (checked by the
+        caller) a field of the generator dataclass ``params_type``, of its type, a time [s]
+        (``*_time``, ``*_time_mean``) at most :data:`~simulator.scenario.sections.MAX_DURATION`,
+        in the dataclass's range — built by ``build`` (default ``params_type``) with the
+        scenario's ``placement.block_tokens`` (64 if missing or bad: that field is checked on
+        its own)."""
         fields = {f.name: type(f.default) for f in dataclasses.fields(params_type)}
-        self.unknown(params, prefix, tuple(fields))
-        for key in params:
-            self.get(dict(params), prefix, key, fields[key], None)
+        self.unknown(params, prefix, (*extra, *fields))
+        given = {k: v for k, v in params.items() if k not in extra}
+        for key in given:
+            time = key.endswith(("_time", "_time_mean"))
+            self.get(given, prefix, key, fields[key], None,
+                     check=(lambda t: t <= sections.MAX_DURATION) if time else None,
+                     hint=f"use seconds <= {sections.MAX_DURATION:g} (116 days, the longest "
+                          "[engine] duration)")
         placement = data.get("placement", {})
         bt = placement.get("block_tokens", 64) if isinstance(placement, Mapping) else 64
         bt = bt if isinstance(bt, int) and not isinstance(bt, bool) and bt >= 1 else 64
         try:
-            params_type(**{"block_tokens": bt, **params})
+            (build or params_type)(**{"block_tokens": bt, **given})
         except (TypeError, ValueError) as exc:
             msg = str(exc)
             name = next((f for f in sorted(fields, key=len, reverse=True)
