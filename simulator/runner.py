@@ -254,11 +254,11 @@ def _check_generated_size(src: str, kind: str, size: tuple[float, float], limit:
 
     requests, refs = size
     need = requests * REQUEST_BYTES + refs * BLOCK_REF_BYTES
-    about = "at least" if least else "about"
+    short = "at least " if least else ""
     if need > limit:
         raise UserError(
             f"{src}: field 'workload.{kind}': about {_fmt_count(requests)} requests with "
-            f"{'at least ' if least else ''}{_fmt_count(refs)} block references need {about} "
+            f"{short}{_fmt_count(refs)} block references need {short or 'about '}"
             f"{fmt_bytes(need)} of memory, more than this machine's {fmt_bytes(limit)}; lower "
             f"workload.{kind}.{lower}")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from simulator.cli.tables import percent
 from simulator.sweep import BACKENDS, Sweep, execute
 from simulator.units import fmt_time
 
@@ -28,8 +29,6 @@ _TIMES = ("ttft_p50", "tbt_p50", "tbt_p99")
 def _cell(column: str, value: object) -> str:
     if isinstance(value, float):
         if "closed_form_error" in column:  # a fraction, shown as kvfabric run shows it
-            from simulator.cli.tables import percent
-
             return percent(value)
         if value != value:  # NaN: an empty run's latency
             return "—"

@@ -208,10 +208,7 @@ class _Run:
         self.req = Admission(
             self.env, trace, self.dir, n_gpus=G, placement=pl, serving=self.serving,
             max_num_seqs=self.serving.seqs(scenario.engine.max_batch),
-            # a whole prefill on GPU g: its share of the instance's step when each of the G
-            # GPUs prefills a prompt as long (StepCosts' rule); its attention is its own
-            prefill_time=lambda g, tokens: self.kernels.prefill_time(specs[g], arch, tokens,
-                                                                     float(G), gpus=G),
+            prefill_time=lambda g, tokens: self.costs.prefill(g, tokens),  # built below
             region_blocks=self.selector.region_blocks, focus_rng=self.focus_rng,
             progress=requests_progress(progress, scenario.engine.duration),
             concurrency=scenario.workload.concurrency,

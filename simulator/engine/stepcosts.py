@@ -74,6 +74,13 @@ class StepCosts:
                 logits=(tokens if logits is None else logits) * G) / self.arch.layers
         return t
 
+    def prefill(self, g: int, tokens: int) -> float:
+        """A whole prefill of one prompt of ``tokens`` tokens on GPU ``g``, all layers, as its
+        share of the instance's step with every GPU prefilling as much (the rule of :meth:`na`;
+        its attention is its own) [s]."""
+        G = self.G
+        return self.kernels.prefill_time(self.gpus[g].spec, self.arch, tokens, float(G), gpus=G)
+
     def indexer(self, g: int, reqs: list[int]) -> float:
         """The DSA indexer's pass per layer over each decoding query's whole context [s] (0 for
         models without one, or run with dense selection)."""

@@ -63,7 +63,6 @@ def trace_file(scenario) -> str:
     """``workload.trace`` of a ``kind = "trace"`` scenario as :func:`workloads.load` takes it
     (a shipped trace's name, or the path the scenario resolved); a missing file is a
     :class:`UserError` naming the scenario, the field and the folder it was looked for in."""
-    import os
     from pathlib import Path
 
     from workloads.loaders import SHIPPED
@@ -71,7 +70,7 @@ def trace_file(scenario) -> str:
     trace = scenario.workload.trace
     if trace in SHIPPED or Path(trace).exists():
         return trace
-    folder = os.path.abspath(Path(trace).parent)
+    folder = Path(trace).parent.absolute()
     raise UserError(f"{scenario.source}: field 'workload.trace': {trace}: no such file (looked "
                     f"for in {folder}: a relative path is read from the scenario file's "
                     f"folder; shipped traces: {', '.join(sorted(SHIPPED))})")
