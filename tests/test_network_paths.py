@@ -10,10 +10,13 @@ import zlib
 
 import networkx as nx
 import pytest
+import simpy
 from hypothesis import given
 from hypothesis import strategies as st
 
 import topologies
+from simulator.costmodel import CostModel
+from simulator.network import Fabric
 from simulator.network.paths import (
     MAX_EQUAL_COST_PATHS,
     NoPathError,
@@ -283,3 +286,18 @@ def test_ecmp_over_two_paths_uses_the_hash_and_a_cache_with_ecmp_does_too():
 def test_ecmp_chooses_among_at_most_256_equal_paths():
     g = two_tier(spines=300)
     assert len(_equal_cost_paths(g, "g0", "g2")) == MAX_EQUAL_COST_PATHS == 256
+
+
+def test_a_fabric_shares_the_cost_models_path_cache():
+    """A run's Fabric and CostModel find each path once (one cache); a cache of another graph,
+    or with another ECMP setting, is refused."""
+    g = topologies.build("dgx_h100", nodes=2)
+    a, b = sorted(topologies.gpus(g))[:2]
+    cm = CostModel("llama-3.1-8b", g, "ibgda")
+    fabric = Fabric(simpy.Environment(), g, "ibgda", paths=cm.path_cache)
+    assert fabric.paths is cm.path_cache
+    assert fabric.path(a, b) is cm.path(a, b) == path_info(g, a, b)
+    with pytest.raises(ValueError, match="same graph"):
+        Fabric(simpy.Environment(), topologies.build("dgx_h100", nodes=2), paths=cm.path_cache)
+    with pytest.raises(ValueError, match="ecmp"):
+        Fabric(simpy.Environment(), g, ecmp=True, paths=cm.path_cache)

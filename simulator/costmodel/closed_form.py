@@ -210,6 +210,12 @@ class CostModel:
         """The deterministic path a message from ``src`` to ``dst`` follows."""
         return self._paths(src, dst)
 
+    @property
+    def path_cache(self) -> PathCache:
+        """The memoized paths this model reads (:class:`~simulator.network.paths.PathCache`),
+        for a :class:`~simulator.network.Fabric` on the same graph to share."""
+        return self._paths
+
     def gpu_spec(self, node: str) -> GPUSpec:
         """The catalog spec of the GPU at topology node ``node``."""
         spec = self._specs.get(node)

@@ -119,7 +119,8 @@ class _Run:
         self.bt = pl.block_tokens
         self.cm = CostModel(self.arch, self.graph, scenario.stack, kernels=self.kernels,
                             block_tokens=self.bt, instance_gpus=self.G)
-        self.fabric = Fabric(self.env, self.graph, scenario.stack)
+        # one path cache for both: each destination's Dijkstra and each pair's path found once
+        self.fabric = Fabric(self.env, self.graph, scenario.stack, paths=self.cm.path_cache)
         specs = [hardware.gpu(self.graph.nodes[n].get("gpu", "H100")) for n in self.names]
         self.gpus = [GPU(self.env, n, s, self.kernels) for n, s in zip(self.names, specs,
                                                                       strict=True)]

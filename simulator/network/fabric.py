@@ -64,6 +64,8 @@ class Fabric:
         graph: directed topology; every edge needs ``bandwidth`` [B/s] > 0, ``latency`` [s] >= 0.
         stack: ``"ideal"``, ``"nccl"``, ``"ibgda"`` or a :class:`~simulator.hardware.StackSpec`.
         ecmp: spread equal-cost paths by a stable hash (see :mod:`simulator.network.paths`).
+        paths: a :class:`~simulator.network.paths.PathCache` of ``graph`` (with ``ecmp``) to
+            share, e.g. the cost model's, so each path is found once for both (None: a new one).
 
     Counters: ``bytes_sent`` (at ``transfer``), ``bytes_delivered`` and ``flows_completed``;
     per traffic class (a transfer's ``tag``, :mod:`simulator.network.traffic`)
@@ -78,11 +80,13 @@ class Fabric:
     delivered_by_class = AccountField()
 
     def __init__(self, env: simpy.Environment, graph: nx.DiGraph, stack="ideal",
-                 ecmp: bool = False) -> None:
+                 ecmp: bool = False, paths: PathCache | None = None) -> None:
         self.env = env
         self.graph = graph
         self.stack = hardware.stack(stack)
-        self.paths = PathCache(graph, ecmp=ecmp)
+        if paths is not None and (paths.graph is not graph or paths.ecmp != ecmp):
+            raise ValueError("Fabric: a shared PathCache must be of the same graph and ecmp")
+        self.paths = PathCache(graph, ecmp=ecmp) if paths is None else paths
         self._edges: list[tuple[str, str]] = sorted(graph.edges)
         self._index = {e: i for i, e in enumerate(self._edges)}
         self._cap: list[float] = []
