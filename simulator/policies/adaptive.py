@@ -31,6 +31,14 @@ selected there, copies included (``Observed.selected_blocks``).
 - the two blend as ``(C·observed + C₀·prior) / (C + C₀)`` with ``C`` the pair's copies and
   ``C₀`` = :data:`PRIOR_COPIES`: the prior counts as that many copies' worth of evidence.
 
+**New blocks per round** (:func:`new_per_round`), per (home, owner) pair: the copies a
+copy-making round made there on average (``copies / rounds``, the same decayed counters), blended
+with what independent new blocks would give (``n/(R·P)`` for the step's ``n`` selected blocks,
+counting as :data:`PRIOR_ROUNDS` rounds); none before the pair made a round. It sets how many
+steps pay a fetch or local round (:meth:`LoadedCosts.round_blocks
+<simulator.costmodel.loaded.LoadedCosts.round_blocks>`): new blocks that come together need
+fewer rounds than independent ones.
+
 **Owner's load**: the owner's compute-stream backlog (``free_at − now``: its queued kernels, a
 prefill chunk among them) delays a routed query's attention; the home's backlog delays each
 option's home kernel; and where a path carries other traffic now, bulk bytes are charged what
