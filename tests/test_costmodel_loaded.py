@@ -217,3 +217,43 @@ def test_a_step_that_selects_nothing_needs_no_round(option):
     assert step == 0.0
     assert total == pytest.approx(CM.option(option, HOME, REMOTE, 1 / 4, 4).total, rel=1e-12)
     assert LC.step_time(option, HOME, REMOTE, 0.0, 4, 3.0, 0.0, 1e-3, 1e-3) == 0.0
+
+
+def test_new_blocks_that_come_together_need_fewer_rounds():
+    # 32 blocks per query selected, copies used 8 times: 4 new blocks a step on average. If
+    # they come 8 at a time a round is needed every other step, carrying 8 (32 / (8 · 0.5) per
+    # query); the independent model says a round at nearly every step, carrying 4
+    assert LC.round_blocks(32.0, 1, 8.0, per_round=8.0) == (0.5, 8.0)
+    chance, new = LC.round_blocks(32.0, 1, 8.0)
+    assert chance == pytest.approx(1 - (7 / 8) ** 32) and new == pytest.approx(4 / chance)
+    # two queries of 16: the same 32 selected, 4 new, 8 a round: half the steps, 4 per query
+    assert LC.round_blocks(16.0, 2, 8.0, per_round=8.0) == (0.5, 4.0)
+    # fewer new blocks per round than a step's mean: still one round a step at most
+    assert LC.round_blocks(32.0, 1, 8.0, per_round=2.0) == (1.0, 4.0)
+    # used once, every step has a round of all it selects, whatever rounds carried before
+    assert LC.round_blocks(32.0, 1, 1.0, per_round=100.0) == (1.0, 32.0)
+    # a round carries at least one block
+    assert LC.round_blocks(4.0, 1, 8.0, per_round=0.25) == (0.5, 1.0)
+    assert LC.round_blocks(0.0, 1, 8.0, per_round=8.0) == (0.0, 0.0)
+
+
+@given(blocks, batches, owners, st.floats(1.0, 1e3), st.floats(1.0, 1e3))
+def test_a_step_pays_its_rounds_share_of_a_round_of_the_observed_size(k, b, owner, reuse, per):
+    # fetch's step with new blocks per round observed: P = min(1, n/(R·b')) rounds a step, b'
+    # = per clamped to [1, n], each round the closed form's fetch of n/(R·P) blocks in all
+    n = k * b
+    chance = min(1.0, n / reuse / min(max(per, 1.0), n))
+    total = n / (reuse * chance)
+    lo = max(1, math.floor(total))
+    w = max(total, 1.0) - lo
+    one = CM.fetch(HOME, owner, lo / b, b).total
+    two = CM.fetch(HOME, owner, (lo + 1) / b, b).total
+    got = LC.step_time("fetch", HOME, owner, k, b, reuse, per_round=per)
+    assert got == pytest.approx(chance * (one + w * (two - one)), rel=1e-9)
+    # route does not make copies: the same with or without the observation
+    assert LC.step_time("route", HOME, owner, k, b, reuse, per_round=per) == \
+        LC.step_time("route", HOME, owner, k, b, reuse)
+    t = LC.totals(HOME, owner, k, b, reuse, per_round=per)
+    assert t["fetch"] == got
+    assert LC.decide(HOME, owner, k, b, reuse, per_round=per) == min(
+        OPTIONS, key=lambda o: (t[o], OPTIONS.index(o)))

@@ -18,8 +18,10 @@ from simulator.network import Fabric
 from simulator.policies import Observed, PolicyContext, Round, get
 from simulator.policies.adaptive import (
     PRIOR_COPIES,
+    PRIOR_ROUNDS,
     Adaptive,
     expected_reuse,
+    new_per_round,
     owner_stall,
     repicks,
     slow_times,
@@ -91,6 +93,51 @@ def test_a_known_reuse_and_a_known_queue_give_the_closed_forms_choice(owner):
                 assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_backlog_time=Q)
                 seen.add(got)
     assert {"route", "fetch"} <= seen  # the cases discriminate
+
+
+@pytest.mark.parametrize("owner", [NEAR, FAR])
+def test_known_blocks_per_round_give_the_closed_forms_choice(owner):
+    # the truth set by hand as well: copies used R times, made b at a time by the rounds the
+    # pair made (so much evidence that the priors do not count); adaptive must pick what the
+    # closed form under load picks with those values, and blocks that come together (b above
+    # the independent model's n/(R·P)) must turn some routed rounds into fetches
+    lc = LoadedCosts(CM)
+    moved = set()
+    for k, b in ((2, 1), (32, 1), (48, 1), (32, 8)):
+        for R in (1.0, 3.0, 8.0, 30.0):
+            for per in (1.0, 8.0, 24.0, 64.0):
+                obs = observed()
+                h, o = obs.pair(HOME, owner)
+                obs.copies[h, o] = 1e12
+                obs.hits[h, o] = 1e12 * (R - 1.0)
+                obs.rounds[h, o] = 1e12 / per
+                rnd = Round(HOME, owner, 0, b, k, k, 5.0)
+                assert new_per_round(obs, h, o, k * b, R) == pytest.approx(per, rel=1e-6)
+                got = Adaptive().choose(context(obs), rnd)
+                assert got == lc.decide(HOME, owner, k, b, reuse=R, per_round=per)
+                alone = lc.decide(HOME, owner, k, b, reuse=R)
+                if got != alone:
+                    moved.add((k, b, R, per, alone, got))
+    assert any(a == "route" and g == "fetch" for *_, a, g in moved)  # the cases discriminate
+
+
+def test_blocks_per_round_blend_the_independent_model_with_what_rounds_carried():
+    obs = observed()
+    h, o = obs.pair(HOME, FAR)
+    n, R = 32.0, 8.0
+    assert new_per_round(obs, h, o, n, R) is None  # no round made: the independent model
+    chance = 1 - (1 - 1 / R) ** n
+    prior = n / (R * chance)
+    # as many rounds as the prior counts for, each of 12 new blocks: halfway
+    for _ in range(int(PRIOR_ROUNDS)):
+        obs.copied(h, o, 12)
+    assert obs.rounds[h, o] == PRIOR_ROUNDS
+    assert new_per_round(obs, h, o, n, R) == pytest.approx((12.0 + prior) / 2)
+    # a round that kept no copy (no room) is a round too: fewer blocks per round
+    obs.copied(h, o, 0)
+    assert obs.rounds[h, o] == PRIOR_ROUNDS + 1 and obs.copies[h, o] == 48.0
+    expect = (48.0 + PRIOR_ROUNDS * prior) / (2 * PRIOR_ROUNDS + 1)
+    assert new_per_round(obs, h, o, n, R) == pytest.approx(expect)
 
 
 def stall_cases(owner):
@@ -198,6 +245,7 @@ def test_observed_counters_decay_but_keep_their_ratio():
     assert obs.selected_blocks(0, 1, 2) == 1750.0 and obs.queries[0] == 2
     assert obs.copies[0, 1] + obs.hits[0, 1] <= WINDOW
     assert obs.hits[0, 1] / obs.copies[0, 1] == pytest.approx(3.0)
+    assert obs.copies[0, 1] / obs.rounds[0, 1] == pytest.approx(1000.0)  # halved with them
     assert obs.backlog_time(NAMES[0], 1.0) == 2.0 and obs.backlog_time(NAMES[0], 4.0) == 0.0
     assert obs.stability() == 0.0
     obs.selections(10, 4)
@@ -267,6 +315,7 @@ def test_the_engine_counts_copies_and_their_uses_exactly(engine, home):
     home, owner = obs.pair(str(rounds["src"].iloc[0]), str(rounds["owner"].iloc[0]))
     copies = float(rounds["distinct_blocks"].sum())  # per (block, slot)
     assert obs.copies[home, owner] == copies
+    assert obs.rounds[home, owner] == len(rounds) == obs.rounds.sum()  # one per round
     decode_steps = out - 1  # the first token comes with the prefill
     assert obs.hits[home, owner] == copies * (decode_steps - 1)
     # the last step selected every remote block in every slot, all of them copies by then

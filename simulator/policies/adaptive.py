@@ -31,6 +31,14 @@ selected there, copies included (``Observed.selected_blocks``).
 - the two blend as ``(C·observed + C₀·prior) / (C + C₀)`` with ``C`` the pair's copies and
   ``C₀`` = :data:`PRIOR_COPIES`: the prior counts as that many copies' worth of evidence.
 
+**New blocks per round** (:func:`new_per_round`), per (home, owner) pair: the copies a
+copy-making round made there on average (``copies / rounds``, the same decayed counters), blended
+with what independent new blocks would give (``n/(R·P)`` for the step's ``n`` selected blocks,
+counting as :data:`PRIOR_ROUNDS` rounds); none before the pair made a round. It sets how many
+steps pay a fetch or local round (:meth:`LoadedCosts.round_blocks
+<simulator.costmodel.loaded.LoadedCosts.round_blocks>`): new blocks that come together need
+fewer rounds than independent ones.
+
 **Owner's load**: the owner's compute-stream backlog (``free_at − now``: its queued kernels, a
 prefill chunk among them) delays a routed query's attention; the home's backlog delays each
 option's home kernel; and where a path carries other traffic now, bulk bytes are charged what
@@ -67,11 +75,13 @@ All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`
 
 from __future__ import annotations
 
-from simulator.costmodel.loaded import LoadedCosts
+from simulator.costmodel.loaded import LoadedCosts, round_probability
 from simulator.policies.base import OPTIONS, Policy, PolicyContext, Round
 
 #: Copies' worth of evidence the prior reuse estimate counts for (see the module docstring).
 PRIOR_COPIES = 32.0
+#: Rounds' worth of evidence the prior blocks per round count for (see the module docstring).
+PRIOR_ROUNDS = 4.0
 
 
 class AdaptiveStatic(Policy):
@@ -114,12 +124,14 @@ class Adaptive(Policy):
         obs = ctx.observed
         blocks, batch = float(rnd.blocks), rnd.batch
         reuse = self.reuse
+        per_round = None
         o = -1
         if obs is not None:
             h, o = obs.pair(rnd.src, rnd.owner)
             blocks = max(blocks, obs.selected_blocks(h, o, batch))
             if reuse is None:
                 reuse = expected_reuse(obs, rnd, (h, o))
+                per_round = new_per_round(obs, h, o, blocks * batch, reuse)
         reuse = 1.0 if reuse is None else reuse
         owner_wait = home_wait = 0.0
         slow_route = slow_fetch = 0.0
@@ -135,7 +147,7 @@ class Adaptive(Policy):
                                home_wait, slow_route, stall)
         # fetch's step, and the whole round it pays on a step that needs one
         t_fetch, fetch_round = lc.copy_step("fetch", rnd.src, rnd.owner, blocks, batch, reuse,
-                                            home_wait, slow_fetch)
+                                            home_wait, slow_fetch, per_round)
         best, t_best = ("route", t_route) if t_route <= t_fetch else ("fetch", t_fetch)
         # local differs from fetch only in its home kernel (a recompute instead of moving the
         # blocks) and waits as long or longer at home: it can win only if its recompute costs
@@ -143,7 +155,7 @@ class Adaptive(Policy):
         # a prefill never gets cheaper with more tokens) bounds every one from below
         if self._least_recompute(lc, rnd.src) < fetch_round + slow_fetch:
             local = lc.step_time("local", rnd.src, rnd.owner, blocks, batch, reuse,
-                                 owner_wait, home_wait)
+                                 owner_wait, home_wait, per_round=per_round)
             if local < t_best:
                 return "local"
         return best
@@ -191,6 +203,22 @@ def expected_reuse(obs, rnd: Round, pair: tuple[int, int] | None = None) -> floa
         return prior
     seen = 1.0 + float(obs.hits[h, o]) / copies
     return (copies * seen + PRIOR_COPIES * prior) / (copies + PRIOR_COPIES)
+
+
+def new_per_round(obs, home: int, owner: int, selected: float,
+                  reuse: float) -> float | None:
+    """New blocks a copy-making round of (``home``, ``owner``) carries in all, ≥ 1 (module
+    docstring): observed, ``copies / rounds`` of the pair, blended with what ``selected``
+    selections whose new blocks were independent would give (``n/(R·P)``), which counts as
+    :data:`PRIOR_ROUNDS` rounds' worth of evidence; None before the pair made a round (the
+    independent model itself)."""
+    made = float(obs.rounds[home, owner])
+    if made <= 0:
+        return None
+    chance = round_probability(selected, reuse)
+    prior = selected / (reuse * chance) if chance > 0 else 1.0
+    seen = float(obs.copies[home, owner]) / made
+    return max(1.0, (made * seen + PRIOR_ROUNDS * prior) / (made + PRIOR_ROUNDS))
 
 
 def owner_stall(obs, home: int, owner: int) -> float:

@@ -93,6 +93,7 @@ class Observed:
     Attributes:
         copies: ``(G, G)`` block copies made on home (row) of owner (column) blocks, decayed.
         hits: ``(G, G)`` uses of those copies (elements served by a copy), decayed.
+        rounds: ``(G, G)`` the copy-making rounds that made them (one per ``copied``), decayed.
         selected: ``(G, G)`` elements each home's last decode step selected on each owner.
         queries: ``(G,)`` queries in each home's last decode step (0 once it has none left).
         remaining_tokens: ``(G,)`` mean decode tokens left in each home's last decode batch.
@@ -115,6 +116,7 @@ class Observed:
         self.index = {n: i for i, n in enumerate(self.names)}
         self.copies = np.zeros((g, g))
         self.hits = np.zeros((g, g))
+        self.rounds = np.zeros((g, g))
         self.remaining_tokens = np.zeros(g)
         self.select_share = np.zeros(g)
         self.copy_room = np.zeros(g)
@@ -130,9 +132,10 @@ class Observed:
 
     def copied(self, home: int, owner: int, blocks: int) -> None:
         """A round kept ``blocks`` new copies on ``home`` of blocks ``owner`` holds."""
+        self.rounds[home, owner] += 1
         if blocks:
             self.copies[home, owner] += blocks
-            self._decay(home)
+        self._decay(home)
 
     def step(self, home: int, hits: np.ndarray | None, selected: np.ndarray | None,
              queries: int, remaining_tokens: float, select_share: float, copy_room: int,
@@ -172,6 +175,7 @@ class Observed:
             big = row > WINDOW
             self.copies[home, big] *= 0.5
             self.hits[home, big] *= 0.5
+            self.rounds[home, big] *= 0.5
 
     # -- read by policies ----------------------------------------------------------------------
 
