@@ -181,6 +181,31 @@ def test_generated_tokens_past_the_last_block_add_a_home_owned_block():
     assert int(a.dir.base[new[0]]) == 1  # on the home that generated it
 
 
+def test_a_prompt_preempted_part_way_counts_only_the_blocks_its_chunks_computed():
+    # on demand: 300 prompt tokens, 5 blocks. Its first admission computes two chunks of 64
+    # and one of 10 (138 tokens: blocks 1-2 whole, block 3 in part) and is preempted: it
+    # computed 3 blocks, not the 5 it set out to. Re-admitted, it reuses its 2 whole blocks and
+    # computes the other 3 (172 tokens): 6 blocks computed in all (prefilled_blocks counts
+    # blocks computed, not 5 + 3)
+    a = admission(10, [[1, 2, 3, 4, 5]], [300], [5], "on_demand")
+    kv = a.sched[0].kv
+    assert kv.admit(0) == 300
+    a.admitted(0)
+    assert kv.grow(0, 64) and kv.grow(0, 64) and kv.grow(0, 10)
+    kv.release(0)
+    assert a.prefilled[0] == 3
+    assert kv.admit(0) == 300 - 128
+    a.admitted(0)
+    assert (a.admissions[0], a.reused[0], a.prefilled[0]) == (2, 0, 6)
+    # preempted again before its next chunk, it counts none of those 3; an admission whose
+    # first chunk did not fit (admit, then release, never admitted) counts nothing
+    kv.release(0)
+    assert a.prefilled[0] == 3
+    assert kv.admit(0) == 300 - 128
+    kv.release(0)
+    assert a.prefilled[0] == 3
+
+
 def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blocks_too():
     # 150 prompt tokens (3 blocks) + 43 generated = 193 tokens: a 4th, generated block (and a
     # 5th at 257). Preempted then re-admitted, all 5 blocks are still held, computed after this

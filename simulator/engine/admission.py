@@ -79,6 +79,7 @@ class GPUBlocks:
                 return None
             a.held[r] = 0
             a.own_tokens[r] = 0
+            a.counted[r] = 0  # what Admission.admitted adds to prefilled
             # once computed it owns the missing blocks' pages (and the spilled token's): its
             # own tokens fill them as they are laid out. Only a partial last block it reused
             # (did not compute) leaves empty slots its next tokens fill before a new page
@@ -159,6 +160,7 @@ class Admission:
         self.home = np.full(n, -1, np.int64)
         self.reused = np.zeros(n, np.int64)
         self.prefilled = np.zeros(n, np.int64)
+        self.counted = np.zeros(n, np.int64)  # prefilled blocks its running admission counted
         self.computed_tokens = np.zeros(n, np.int64)  # prompt tokens its admissions computed
         self.held = np.zeros(n, np.int64)  # KV blocks a running request owns on its home
         self.own_tokens = np.zeros(n, np.int64)  # tokens computed or decoded (on-demand)
@@ -243,6 +245,7 @@ class Admission:
             self.admitted_at[r] = self.env.now
             self.reused[r] = n_reused
         self.prefilled[r] += missing
+        self.counted[r] = missing
         self.computed_tokens[r] += compute
         self.rotary[r] = rotary
         self.admissions[r] += 1
@@ -354,7 +357,11 @@ class Admission:
     def keep_computed(self, g: int, r: int) -> None:
         """``r`` leaves GPU ``g`` before its context is all computed (preempted): place the
         whole blocks its chunks filled, as vLLM's prefix cache keeps them, so that its next
-        admission reuses them unless evicted meanwhile (not recomputing from its first token)."""
+        admission reuses them unless evicted meanwhile (not recomputing from its first token).
+        Its ``prefilled_blocks`` keep only the blocks the chunks computed (a partial one too)."""
+        touched = -(-int(self.own_tokens[r]) // self.bt)
+        self.prefilled[r] -= max(int(self.counted[r]) - touched, 0)
+        self.counted[r] = 0
         full = int(self.own_tokens[r]) // self.bt  # the chunks' whole blocks, in prompt order
         if not full:
             return
