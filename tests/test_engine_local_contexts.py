@@ -40,6 +40,8 @@ def local_steps(d, contexts, S, seed=0, popular=None, focus=None, now=7.0):
     req.env = SimpleNamespace(now=now)
     steps = step_data(d, req, SEL, [np.random.default_rng(seed)] * d.n_gpus, S=S)
     steps.local_counts = True
+    # an observing policy's own stream (StepData.obs_rngs), used only where a test observes
+    steps.obs_rngs = [np.random.default_rng([seed, 1])] * d.n_gpus
     return steps, req
 
 
@@ -80,6 +82,30 @@ def test_a_context_is_found_local_exactly_when_every_block_is_local_in_every_slo
     assert (found is not None) == want_local
     # under a colocated policy every block is home: always found, nothing counts as a copy hit
     assert steps._find_local(g, 0, 0, True)[3] == 0
+
+
+@pytest.mark.parametrize("S", [3, 4])
+def test_an_observing_policy_leaves_the_runs_selection_stream_and_touches_as_they_are(S):
+    # its estimates want S + 15 layers (> the 16 the finding draws): those come from its own
+    # stream, so the run's stream advances by the finding's draw alone, and the same blocks
+    # are touched, whether or not the policy observes (tests/test_engine_observing.py: then
+    # its rounds differ from a static policy's only by its choices)
+    states, used = [], []
+    for observing in (False, True):
+        d = directory(2, 1, 1, S)
+        ctx = d.intern(np.arange(40))
+        d.place(ctx, writer=0, now=0.0)
+        steps, _ = local_steps(d, [ctx], S, seed=4, popular=[30], focus=[[7]], now=7.0)
+        if observing:
+            steps.observed = SimpleNamespace(selections=lambda *a: None)
+            own = copy.deepcopy(steps.obs_rngs[0])
+        assert steps.select_split(0, [0])[0] == []
+        states.append(steps.sel_rngs[0].random())
+        used.append(d.used_at[ctx].copy())
+        if observing:  # it drew from its own stream
+            assert steps.obs_rngs[0].random() != own.random()
+    assert states[0] == states[1]
+    assert np.array_equal(used[0], used[1])
 
 
 def test_a_context_the_home_owns_counts_the_selectors_count_and_no_copy_hit():

@@ -218,6 +218,8 @@ class _Run:
         self.steps = StepData(self.req, self.dir, self.selector, self.sel_rngs, self.replay,
                               self.slot_first, self.machine_arr)
         self.steps.observed = self.observed
+        if self.observed is not None:  # children after sel_rngs': those stay as they were
+            self.steps.obs_rngs = sel_rng.spawn(self.G)
         self.rounds = Columns(list(zip(records.ROUND_COLUMNS, records.ROUND_DTYPES,
                                        strict=True)))
         self.iters = Columns(list(zip(records.ITERATION_COLUMNS, records.ITERATION_DTYPES,

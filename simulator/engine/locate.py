@@ -44,7 +44,8 @@ counters (a block picked at one step and picked again at the next) get, per step
 sample's weight (its count, over T − 1 step pairs in T steps) at the share of the finding's picks
 picked again S layers on — in a sample, slot 0 of one step and of the next are S layers apart in
 the selector's chain, whose every layer follows the same law; the finding draws at least S +
-T − 1 layers for it. (Without that term the stability came from the queries still drawn alone,
+T − 1 layers for it — those beyond its own draw from the policy's stream (``obs_rngs``), so that
+observing leaves the run's selections and touches as they are. (Without that term the stability came from the queries still drawn alone,
 which select differently: the default run then routed 39 % of its rounds instead of 36 %.)"""
 
 from __future__ import annotations
@@ -109,6 +110,9 @@ class StepData:
         self.dir = directory
         self.selector = selector
         self.sel_rngs = sel_rngs
+        #: with ``observed``: one random stream per GPU for what only the policy's estimates
+        #: draw (:meth:`_find_local`), set by the engine; never the run's selections
+        self.obs_rngs = None
         self.replay = replay
         self.slot_first = slot_first
         self.machine_arr = machine_of
@@ -249,9 +253,6 @@ class StepData:
         if spread:
             layers = min(SELECTION_STEPS * self.S,
                          max(layers, int(np.ceil(ESTIMATE_PICKS / spread))))
-        observe = self.observed is not None
-        if observe:  # a sample's step pairs for the stability: layers S apart (module docstring)
-            layers = max(layers, self.S + SELECTION_STEPS - 1)
         f = req.focus[r]
         focus = np.array([f if len(f) else [-1]], np.int64)  # no focus set: -1, ignored
         picks = idx[sel.select_batch(self.sel_rngs[g], np.array([n]), layers, focus=focus,
@@ -259,15 +260,27 @@ class StepData:
         # copy hits per step: the slots × the mean picks per layer on blocks held as copies
         hits = self.S * np.count_nonzero(np.isin(picks, copies)) / layers if spread else 0.0
         away = selections = None
-        if observe:
+        if self.observed is not None:
+            # a sample's step pairs for the stability: layers S apart (module docstring). More
+            # layers than the run draws come from the policy's own stream (``obs_rngs``), so
+            # that observing leaves the run's selections as a policy that does not observe
+            # has them: its rounds differ only by its choices
+            seen = max(layers, self.S + SELECTION_STEPS - 1)
+            if seen > layers:
+                picks_seen = idx[sel.select_batch(self.obs_rngs[g], np.array([n]), seen,
+                                                  focus=focus,
+                                                  popular_blocks=req.popular[[r]]).query(0)]
+            else:
+                picks_seen = picks
             if spread:  # as the compiled pass counts them: picks on blocks in another GPU's
                 # HBM, per holder (all copied here)
-                held = d.base[picks[(d.tier[picks] == HBM) & (d.base[picks] != g)]]
+                ps = picks_seen
+                held = d.base[ps[(d.tier[ps] == HBM) & (d.base[ps] != g)]]
                 if len(held):
-                    away = np.bincount(held, minlength=self.G) * (self.S / layers)
+                    away = np.bincount(held, minlength=self.G) * (self.S / seen)
             # the share of a layer's picks picked again S layers on: what slot 0 of one step
             # and of the next give a drawn sample
-            a, b = picks[: -self.S], picks[self.S :]
+            a, b = picks_seen[: -self.S], picks_seen[self.S :]
             stable = float((a[:, :, None] == b[:, None, :]).any(axis=2).mean())
             # per step, a drawn sample's weight: its T − 1 step pairs count for its T steps
             picked = count * (SELECTION_STEPS - 1) / SELECTION_STEPS
