@@ -194,16 +194,18 @@ def test_a_prompt_preempted_part_way_counts_only_the_blocks_its_chunks_computed(
     assert kv.grow(0, 64) and kv.grow(0, 64) and kv.grow(0, 10)
     kv.release(0)
     assert a.prefilled[0] == 3
+    assert a.computed_tokens[0] == 138  # the tokens its chunks computed, not the 300 planned
     assert kv.admit(0) == 300 - 128
     a.admitted(0)
     assert (a.admissions[0], a.reused[0], a.prefilled[0]) == (2, 0, 6)
+    assert a.computed_tokens[0] == 138 + 172
     # preempted again before its next chunk, it counts none of those 3; an admission whose
     # first chunk did not fit (admit, then release, never admitted) counts nothing
     kv.release(0)
-    assert a.prefilled[0] == 3
+    assert a.prefilled[0] == 3 and a.computed_tokens[0] == 138
     assert kv.admit(0) == 300 - 128
     kv.release(0)
-    assert a.prefilled[0] == 3
+    assert a.prefilled[0] == 3 and a.computed_tokens[0] == 138
 
 
 def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blocks_too():

@@ -161,6 +161,7 @@ class Admission:
         self.reused = np.zeros(n, np.int64)
         self.prefilled = np.zeros(n, np.int64)
         self.counted = np.zeros(n, np.int64)  # prefilled blocks its running admission counted
+        self.counted_tokens = np.zeros(n, np.int64)  # computed_tokens it counted, likewise
         self.computed_tokens = np.zeros(n, np.int64)  # prompt tokens its admissions computed
         self.held = np.zeros(n, np.int64)  # KV blocks a running request owns on its home
         self.own_tokens = np.zeros(n, np.int64)  # tokens computed or decoded (on-demand)
@@ -246,6 +247,7 @@ class Admission:
             self.reused[r] = n_reused
         self.prefilled[r] += missing
         self.counted[r] = missing
+        self.counted_tokens[r] = compute
         self.computed_tokens[r] += compute
         self.rotary[r] = rotary
         self.admissions[r] += 1
@@ -358,10 +360,13 @@ class Admission:
         """``r`` leaves GPU ``g`` before its context is all computed (preempted): place the
         whole blocks its chunks filled, as vLLM's prefix cache keeps them, so that its next
         admission reuses them unless evicted meanwhile (not recomputing from its first token).
-        Its ``prefilled_blocks`` keep only the blocks the chunks computed (a partial one too)."""
-        touched = -(-int(self.own_tokens[r]) // self.bt)
+        Its ``prefilled_blocks`` keep only the blocks the chunks computed (a partial one too),
+        and its ``computed_tokens`` (what a prefill instance hands over) only their tokens."""
+        done_tokens = int(self.own_tokens[r])
+        touched = -(-done_tokens // self.bt)
         self.prefilled[r] -= max(int(self.counted[r]) - touched, 0)
-        self.counted[r] = 0
+        self.computed_tokens[r] -= max(int(self.counted_tokens[r]) - done_tokens, 0)
+        self.counted[r] = self.counted_tokens[r] = 0
         full = int(self.own_tokens[r]) // self.bt  # the chunks' whole blocks, in prompt order
         if not full:
             return
