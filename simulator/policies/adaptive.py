@@ -81,6 +81,7 @@ from simulator.policies.base import OPTIONS, Policy, PolicyContext, Round
 #: Copies' worth of evidence the prior reuse estimate counts for (see the module docstring).
 PRIOR_COPIES = 32.0
 #: Rounds' worth of evidence the prior blocks per round count for (see the module docstring).
+#: Both priors' weights are assumed — chosen, not fitted (docs/accuracy.md).
 PRIOR_ROUNDS = 4.0
 
 
