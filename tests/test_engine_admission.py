@@ -208,6 +208,24 @@ def test_a_prompt_preempted_part_way_counts_only_the_blocks_its_chunks_computed(
     assert a.prefilled[0] == 3 and a.computed_tokens[0] == 138
 
 
+def test_an_admission_that_never_started_takes_back_nothing_its_earlier_one_counted():
+    # the whole prompt computed (5 blocks, 300 tokens) and its first token made; preempted
+    # while decoding, then admitted again and released before that admission started (its
+    # first chunk did not fit): the counts stay the first admission's
+    a = admission(10, [[1, 2, 3, 4, 5]], [300], [5], "on_demand")
+    kv = a.sched[0].kv
+    assert kv.admit(0) == 300
+    a.admitted(0)
+    assert kv.grow(0, 300)
+    a.prompt_done(0, 0)
+    kv.release(0)
+    before = (int(a.prefilled[0]), int(a.computed_tokens[0]))
+    assert before == (5, 300)
+    assert kv.admit(0) is not None
+    kv.release(0)
+    assert (int(a.prefilled[0]), int(a.computed_tokens[0])) == before
+
+
 def test_a_preempted_request_reuses_what_the_directory_still_holds_generated_blocks_too():
     # 150 prompt tokens (3 blocks) + 43 generated = 193 tokens: a 4th, generated block (and a
     # 5th at 257). Preempted then re-admitted, all 5 blocks are still held, computed after this

@@ -79,7 +79,8 @@ class GPUBlocks:
                 return None
             a.held[r] = 0
             a.own_tokens[r] = 0
-            a.counted[r] = 0  # what Admission.admitted adds to prefilled
+            # what Admission.admitted counts, and a preemption before it takes back
+            a.counted[r] = a.counted_tokens[r] = 0
             # once computed it owns the missing blocks' pages (and the spilled token's): its
             # own tokens fill them as they are laid out. Only a partial last block it reused
             # (did not compute) leaves empty slots its next tokens fill before a new page
