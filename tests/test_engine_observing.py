@@ -37,6 +37,15 @@ def _trace():
 TABLES = ("requests", "rounds", "iterations")
 
 
+def assert_same_tables(plain, seen) -> None:
+    """The two runs' :data:`TABLES` are equal, but for the policy's name."""
+    for table in TABLES:
+        a = getattr(plain, table).drop(columns=["policy"], errors="ignore")
+        b = getattr(seen, table).drop(columns=["policy"], errors="ignore")
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True),
+                                      check_categorical=False)
+
+
 @pytest.mark.parametrize("engine", ["fast", "exact"])
 @pytest.mark.parametrize("groups", [2, 4])
 def test_a_fetch_that_observes_makes_the_same_run_as_fetch(engine, groups):
@@ -46,11 +55,7 @@ def test_a_fetch_that_observes_makes_the_same_run_as_fetch(engine, groups):
     plain = run(sc, Fetch(), trace=trace, engine=engine)
     seen = run(sc, WatchingFetch(), trace=trace, engine=engine)
     assert seen.summary["engine"] == plain.summary["engine"] == engine
-    for table in TABLES:
-        a = getattr(plain, table).drop(columns=["policy"], errors="ignore")
-        b = getattr(seen, table).drop(columns=["policy"], errors="ignore")
-        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True),
-                                      check_categorical=False)
+    assert_same_tables(plain, seen)
     for key in ("tbt_p50", "tbt_p99", "throughput_tokens_per_s", "bytes_moved", "rounds",
                 "copy_hit_rate"):
         assert seen.summary[key] == plain.summary[key], key
@@ -70,9 +75,5 @@ def test_on_a_busy_mixed_fleet_watching_changes_no_round():
     plain = run(sc, Fetch(), engine="fast")
     seen = run(sc, WatchingFetch(), engine="fast")
     assert plain.summary["rounds"] > 1000
-    for table in TABLES:
-        a = getattr(plain, table).drop(columns=["policy"], errors="ignore")
-        b = getattr(seen, table).drop(columns=["policy"], errors="ignore")
-        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True),
-                                      check_categorical=False)
+    assert_same_tables(plain, seen)
     assert seen.summary["copy_hit_rate"] == plain.summary["copy_hit_rate"]

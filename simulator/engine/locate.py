@@ -255,8 +255,12 @@ class StepData:
                          max(layers, int(np.ceil(ESTIMATE_PICKS / spread))))
         f = req.focus[r]
         focus = np.array([f if len(f) else [-1]], np.int64)  # no focus set: -1, ignored
-        picks = idx[sel.select_batch(self.sel_rngs[g], np.array([n]), layers, focus=focus,
-                                     popular_blocks=req.popular[[r]]).query(0)]
+
+        def draw(rng, k: int) -> np.ndarray:  # k layers' picks of the context, as blocks
+            return idx[sel.select_batch(rng, np.array([n]), k, focus=focus,
+                                        popular_blocks=req.popular[[r]]).query(0)]
+
+        picks = draw(self.sel_rngs[g], layers)
         # copy hits per step: the slots × the mean picks per layer on blocks held as copies
         hits = self.S * np.count_nonzero(np.isin(picks, copies)) / layers if spread else 0.0
         away = selections = None
@@ -266,21 +270,15 @@ class StepData:
             # that observing leaves the run's selections as a policy that does not observe
             # has them: its rounds differ only by its choices
             seen = max(layers, self.S + SELECTION_STEPS - 1)
-            if seen > layers:
-                picks_seen = idx[sel.select_batch(self.obs_rngs[g], np.array([n]), seen,
-                                                  focus=focus,
-                                                  popular_blocks=req.popular[[r]]).query(0)]
-            else:
-                picks_seen = picks
+            ps = draw(self.obs_rngs[g], seen) if seen > layers else picks
             if spread:  # as the compiled pass counts them: picks on blocks in another GPU's
                 # HBM, per holder (all copied here)
-                ps = picks_seen
                 held = d.base[ps[(d.tier[ps] == HBM) & (d.base[ps] != g)]]
                 if len(held):
                     away = np.bincount(held, minlength=self.G) * (self.S / seen)
             # the share of a layer's picks picked again S layers on: what slot 0 of one step
             # and of the next give a drawn sample
-            a, b = picks_seen[: -self.S], picks_seen[self.S :]
+            a, b = ps[: -self.S], ps[self.S :]
             stable = float((a[:, :, None] == b[:, None, :]).any(axis=2).mean())
             # per step, a drawn sample's weight: its T − 1 step pairs count for its T steps
             picked = count * (SELECTION_STEPS - 1) / SELECTION_STEPS

@@ -133,9 +133,9 @@ class Observed:
     def copied(self, home: int, owner: int, blocks: int) -> None:
         """A round kept ``blocks`` new copies on ``home`` of blocks ``owner`` holds."""
         self.rounds[home, owner] += 1
-        if blocks:
+        if blocks:  # (rounds are not in the sum that triggers the decay)
             self.copies[home, owner] += blocks
-        self._decay(home)
+            self._decay(home)
 
     def step(self, home: int, hits: np.ndarray | None, selected: np.ndarray | None,
              queries: int, remaining_tokens: float, select_share: float, copy_room: int,
