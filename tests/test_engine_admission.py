@@ -399,6 +399,87 @@ def test_a_block_recomputed_after_another_prefix_is_kept_as_a_version_of_its_own
     assert (b.ctx_idx[1] == b.dir.intern([9, 2, 3])).all()
 
 
+@pytest.mark.parametrize("first", [0, 1])
+def test_two_prompts_admitted_before_either_wrote_a_block_keep_a_version_each(first):
+    # r0 = 1 2 9 3 on GPU 0 and r1 = 5 6 7 9 on GPU 1 are both admitted before either has
+    # written block 9, which each computes after another prefix: two blocks of KV. Whichever
+    # finishes second keeps its 9 as a version of its own (until stop 71 the two shared one
+    # directory entry, the first writer's, so the other's next turn recomputed its 9 and
+    # decoded over the first's). Then r1's next turn (5 6 7 9 8) reuses 4 blocks and r0's
+    # (1 2 9 3 4) 4, and every pin is given back
+    a = admission(40, [[1, 2, 9, 3], [5, 6, 7, 9], [5, 6, 7, 9, 8], [1, 2, 9, 3, 4]],
+                  [256, 256, 320, 320], [1] * 4, "on_demand", gpus=2)
+    d = a.dir
+    for r in (0, 1):
+        assert a.sched[r].kv.admit(r) == 256
+        a.admitted(r)
+    for r in (first, 1 - first):
+        a.prompt_done(r, r)
+    assert a.ctx_idx[0][2] != a.ctx_idx[1][3]
+    assert d.known(a.ctx_idx[0]).all() and d.known(a.ctx_idx[1]).all()
+    assert list(d.nearest(np.array([a.ctx_idx[0][2], a.ctx_idx[1][3]]), 0)) == [0, 1]
+    for r in (0, 1):
+        a.sched[r].kv.release(r)
+    assert not d.pins.any()
+    assert start(a, 2, 1) == 64 and a.reused[2] == 4
+    assert start(a, 3, 0) == 64 and a.reused[3] == 4
+    for r, g in ((2, 1), (3, 0)):
+        a.sched[g].kv.release(r)
+    assert not d.pins.any()
+
+
+def test_a_span_block_written_meanwhile_by_another_prefix_stays_that_prefixs():
+    # span reuse: r0 = 1 2 and r1 = 9 2 (block 2 in a span of r1) are admitted before either
+    # wrote block 2; r0 writes it first. r1's 2 is position-free KV, so it gets no version and
+    # the held block stays r0's, computed after prefix 1: r0's next turn (1 2 3) reuses both
+    # as is and computes block 3 only
+    a = admission(40, [[1, 2], [9, 2], [1, 2, 3]], [128, 128, 192], [1] * 3, "on_demand",
+                  gpus=2, reuse="span", spans=[[], [1, 2], []])
+    for r in (0, 1):
+        assert a.sched[r].kv.admit(r) == 128
+        a.admitted(r)
+    a.prompt_done(0, 0)
+    a.prompt_done(1, 1)
+    assert a.ctx_idx[1][1] == a.ctx_idx[0][1]
+    for r in (0, 1):
+        a.sched[r].kv.release(r)
+    assert start(a, 2) == 64 and a.reused[2] == 2
+
+
+def test_a_block_repeated_in_a_prompt_after_another_prefix_is_kept_for_the_next_turn():
+    # r0 = 1 2 1: its third block repeats the first after another prefix, so it is other KV,
+    # computed (prefix rule) and kept as a version of its own; r1 (its next turn, 1 2 1 4)
+    # reuses all three and computes block 4 only (before stop 71 the repeat shared the first
+    # block's entry and was recomputed: 128 tokens)
+    a = admission(40, [[1, 2, 1], [1, 2, 1, 4]], [192, 256], [1, 1], "on_demand")
+    assert start(a, 0) == 192
+    assert a.ctx_idx[0][0] != a.ctx_idx[0][2] and a.dir.known(a.ctx_idx[0]).all()
+    a.sched[0].kv.release(0)
+    assert start(a, 1) == 64 and a.reused[1] == 3
+
+
+def test_a_prompt_preempted_part_way_keeps_the_blocks_it_computed_not_those_after():
+    # r0 = 1 9 on GPU 0 and r1 = 5 9 6 7 on GPU 1 are admitted together; r0 finishes first
+    # (its 9 is held, after prefix 1). r1's chunks compute its first 3 blocks (5, its own 9,
+    # 6) and it is preempted: it keeps those three — its 9 as a version — and not block 7,
+    # which it never computed (until stop 71 it kept the first 3 blocks not held: 5, 6, 7).
+    # Re-admitted, it reuses the three and computes 7
+    a = admission(40, [[1, 9], [5, 9, 6, 7]], [128, 256], [1, 1], "on_demand", gpus=2)
+    d = a.dir
+    for r in (0, 1):
+        assert a.sched[r].kv.admit(r) == [128, 256][r]
+        a.admitted(r)
+    a.prompt_done(0, 0)
+    kv = a.sched[1].kv
+    assert kv.grow(1, 3 * 64)
+    kv.release(1)
+    assert list(d.known(a.ctx_idx[1])) == [True, True, True, False]
+    assert a.ctx_idx[1][1] != a.ctx_idx[0][1] and d.nearest(a.ctx_idx[1][1:2], 1)[0] == 1
+    assert kv.admit(1) == 64
+    a.admitted(1)
+    assert a.prefilled[1] == 3 + 1
+
+
 def test_under_span_a_recomputed_block_leaves_a_version_and_a_rotated_one_none():
     # r0 computes 1 2 3. r1 = 9 2 3 with block 2 in a span: 9 is computed, 2 is held (after
     # another prefix) and reused in place after the rotary pass (no new page, so no version),

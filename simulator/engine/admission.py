@@ -88,6 +88,8 @@ class GPUBlocks:
             a.slack[r] = (-context) % a.bt if reused_last else 0
         a.ctx_idx[r] = idx
         a.dir.pin(idx)
+        a.pinned[r] = True
+        a.computing[r] = np.flatnonzero(plan.recompute)  # placed when computed (Admission._place)
         # counted by Admission.admitted if it starts
         a.start_blocks[r] = (n_reused, missing, int(plan.rotary.sum()), compute)
         return compute
@@ -113,6 +115,7 @@ class GPUBlocks:
         if not self.reserve and r in a.prompt_hash:  # preempted before its context was done
             a.keep_computed(self.g, r)
         a.dir.unpin(a.ctx_idx[r])
+        a.pinned[r] = False
         a.sel_cache[r] = None
 
 
@@ -180,6 +183,9 @@ class Admission:
         # per request: its context's prefix hashes (admission to placement), and the last one
         self.computed_after = np.zeros(0, np.uint64)
         self.prompt_hash: dict[int, np.ndarray] = {}
+        # per admitted request: the context positions its admission computes, in prompt order
+        self.computing: dict[int, np.ndarray] = {}
+        self.pinned = np.zeros(n, bool)  # its context is pinned (admitted, not yet released)
         self.last_hash = np.zeros(n, np.uint64)
         self.ctx_idx: list[np.ndarray | None] = [None] * n
         self.sel_cache: list[tuple | None] = [None] * n
@@ -336,8 +342,9 @@ class Admission:
         first, or after a preemption the next), and draw (or drift) its session's focus set."""
         idx = self.ctx_idx[r]
         h = self.prompt_hash.pop(r)
-        self._place(g, r, np.flatnonzero(~self.dir.known(idx)), h)
+        self._place(g, r, self._computed(r, idx), h)
         self.last_hash[r] = h[-1] if len(h) else 0
+        idx = self.ctx_idx[r]  # with the versions it placed
         if self.gen[r] == 0:
             self.first_at[r] = self.env.now
         self.gen[r] += 1
@@ -369,27 +376,68 @@ class Admission:
         self.computed_tokens[r] -= max(int(self.counted_tokens[r]) - done_tokens, 0)
         self.counted[r] = self.counted_tokens[r] = 0
         full = int(self.own_tokens[r]) // self.bt  # the chunks' whole blocks, in prompt order
-        if not full:
-            return
-        done = np.flatnonzero(~self.dir.known(self.ctx_idx[r]))[:full]
-        self._place(g, r, done, self.prompt_hash[r])
+        todo = self._computed(r, self.ctx_idx[r])
+        if full:
+            self._place(g, r, todo[:full], self.prompt_hash[r])
+
+    def _computed(self, r: int, idx: np.ndarray) -> np.ndarray:
+        """The positions of ``r``'s context its running admission computes, in prompt order
+        (:meth:`GPUBlocks.admit`'s plan); without one (a context that arrives computed), those
+        not held."""
+        todo = self.computing.pop(r, None)
+        return np.flatnonzero(~self.dir.known(idx)) if todo is None else todo
 
     def _place(self, g: int, r: int, pos: np.ndarray, h: np.ndarray,
                scheme: str | None = None) -> None:
         """Place the blocks at positions ``pos`` of ``r``'s context, computed on GPU ``g``
-        after the prefixes whose hashes are ``h`` (``scheme``: as :meth:`BlockDirectory.place`)."""
-        idx = self.ctx_idx[r]
+        after the prefixes whose hashes are ``h`` (``scheme``: as :meth:`BlockDirectory.place`).
+        A block held meanwhile after the same prefix is the same KV (not placed again); one
+        held after another prefix, or repeated in ``pos`` after another prefix, is other KV
+        and gets a version of its own (:meth:`_own_versions`)."""
+        idx = self._own_versions(r, pos, h)
+        pos = pos[~self.dir.known(idx[pos])]
         self.dir.place(idx[pos], g, self.env.now, repo=int(self.repo[r]), positions=pos,
                        n_context=len(idx), scheme=scheme)
         self._hash_room()
         self.computed_after[idx[pos][::-1]] = h[pos][::-1]  # a repeat: the first wins
 
+    def _own_versions(self, r: int, pos: np.ndarray, h: np.ndarray) -> np.ndarray:
+        """``r``'s context with a version of its own (:func:`~simulator.engine.reuse.
+        version_keys`) for each block at positions ``pos`` that it computed after another
+        prefix than the one its directory entry holds: a request admitted while another held
+        the same block after another prefix got one at admission (:meth:`context`), but two
+        admitted before either had written it share the entry until then, and so do a block's
+        repeats in one prompt. Inside a span (``span`` reuse) KV is position-free: no version.
+        A running admission's pins move to the versions (:meth:`GPUBlocks.release` unpins
+        ``ctx_idx``)."""
+        idx = self.ctx_idx[r]
+        if self.reuse_rule == "none" or not len(pos):
+            return idx
+        sub, hp = idx[pos], h[pos]
+        self._hash_room()
+        clash = self.dir.known(sub) & (self.computed_after[sub] != hp)
+        _, first, inverse = np.unique(sub, return_index=True, return_inverse=True)
+        clash |= hp != hp[first[inverse]]
+        if self.reuse_rule == "span":
+            clash &= ~reuse_rules.span_mask(self.spans[r], len(idx))[pos]
+        if not clash.any():
+            return idx
+        new = self.dir.intern(reuse_rules.version_keys(self.dir.keys[sub[clash]], hp[clash]))
+        self._hash_room()
+        idx = idx.copy()
+        idx[pos[clash]] = new
+        if self.pinned[r]:
+            self.dir.unpin(sub[clash])
+            self.dir.pin(new)
+        self.ctx_idx[r] = idx
+        return idx
+
     def place_computed(self, g: int, r: int) -> None:
         """``r``'s context was computed elsewhere (a prefill instance) for GPU ``g``: place its
         new blocks on ``g`` (as their first writer), without producing a token — the decode
         instance that admits ``r`` does (:mod:`simulator.engine.kvtransfer`)."""
-        missing = np.flatnonzero(~self.dir.known(self.ctx_idx[r]))
-        self._place(g, r, missing, self.prompt_hash.pop(r), scheme="first_writer")
+        todo = self._computed(r, self.ctx_idx[r])
+        self._place(g, r, todo, self.prompt_hash.pop(r), scheme="first_writer")
         self.arrived_computed[r] = True
 
     def grow_context(self, g: int, r: int) -> None:
