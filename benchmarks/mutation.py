@@ -209,7 +209,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
               "tests/test_engine_fast_prefill.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py",
-              "tests/test_engine_local_contexts.py", "tests/test_engine_fast_dominated.py"]),
+              "tests/test_engine_local_contexts.py", "tests/test_engine_fast_dominated.py",
+              "tests/test_engine_fast_mixed_slots.py"]),
     # a deployment's instance loops on both engines (two-batch overlap's pipeline and fold)
     "instances": (["simulator/engine/instance_loop.py", "simulator/engine/fast_instances.py"],
                   ["tests/test_engine_instances.py", "tests/test_engine_fast_instances.py",
