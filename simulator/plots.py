@@ -214,13 +214,21 @@ def link_utilization(results: dict):
         else:
             ax.text(0.5, 0.5, "no link carried traffic", transform=ax.transAxes, ha="center",
                     va="center", color="0.4")
-        ax.set_ylabel("util. [%]")
+        ax.set_ylabel("util. [%]" + _folded(res))
         ax.set_title(policy, fontsize=9)
         ax.grid(alpha=0.3)
     for ax in axes[-1, :]:
         ax.set_xlabel("simulated time [s]")
     fig.tight_layout()
     return fig
+
+
+def _folded(res) -> str:
+    """An axis label's note for a run that folds layers (``layers_per_slot`` in its summary):
+    its link records carry one simulated layer per slot, about 1/that of every layer's
+    traffic (docs/records.md, *Layer folding*); empty otherwise."""
+    per = res.summary.get("layers_per_slot") if isinstance(res.summary, dict) else None
+    return f"\n1 layer per slot (×{per:.1f} for all)" if per else ""
 
 
 def _traffic_classes(ax, policy: str, res) -> None:
@@ -237,7 +245,7 @@ def _traffic_classes(ax, policy: str, res) -> None:
     rate = by.div(np.maximum(length.to_numpy(), 1e-30), axis=0) / 1e9
     ax.stackplot(rate.index.to_numpy(), *(rate[c].to_numpy() for c in rate.columns),
                  labels=[str(c) for c in rate.columns], step="post", alpha=0.85)
-    ax.set_ylabel("GB/s on links")
+    ax.set_ylabel("GB/s on links" + _folded(res))
     ax.set_title(f"{policy}: traffic by class", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(alpha=0.3)

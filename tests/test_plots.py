@@ -17,15 +17,19 @@ from workloads.schema import make_trace, write_trace
 SCENARIO = SMALL.format(name="tiny", top="")
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("plots")
+def tiny(tmp) -> Scenario:
+    """The small scenario (2 layer slots) over a three-request trace, written in ``tmp``."""
     write_trace(make_trace(arrival_at=[0.0, 0.01, 0.02], input_tokens=[3000, 3500, 4000],
                            output_tokens=[6, 8, 4], block_ids=[list(range(47)), list(range(55)),
                                                                list(range(63))],
                            block_tokens=64), tmp / "tiny.parquet")
     (tmp / "tiny.toml").write_text(SCENARIO)
-    sc = Scenario.load(tmp / "tiny.toml")
+    return Scenario.load(tmp / "tiny.toml")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    sc = tiny(tmp_path_factory.mktemp("plots"))
     return {p: run(sc, p) for p in ("route", "adaptive_static", "fetch", "colocated")}
 
 
@@ -88,6 +92,24 @@ def test_link_utilization_names_both_lines_of_each_kind(results):
     ax = plots.link_utilization({"route": results["route"]}).axes[0]
     labels = legend(ax)
     assert len(labels) == len(ax.get_lines()) and any("(mean)" in x for x in labels)
+
+
+def test_a_folded_runs_link_figure_says_its_records_are_one_layer_per_slot(results, tmp_path):
+    # the scenario simulates 2 layer slots: its link records carry one layer of each, so the
+    # summary names the fold (the model's layers over 2) and both panels' axes say so; a run
+    # that plays every layer has neither
+    from simulator.models import model
+
+    r = results["route"]
+    sc = tiny(tmp_path)
+    layers = model(sc.model.name).layers
+    assert r.summary["layers_per_slot"] == layers / 2
+    fig = plots.link_utilization({"route": r})
+    want = f"1 layer per slot (×{layers / 2:.1f} for all)"
+    assert all(want in ax.get_ylabel() for ax in fig.axes if ax.get_ylabel())
+    whole = run(sc.with_changes(engine=dataclasses.replace(sc.engine, layer_groups=0)), "route")
+    assert "layers_per_slot" not in whole.summary
+    assert "layer per slot" not in plots.link_utilization({"route": whole}).axes[0].get_ylabel()
 
 
 def test_axes_follow_the_bulk_and_count_what_lies_outside(results):

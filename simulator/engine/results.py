@@ -76,6 +76,8 @@ def collect(run, wall: float, events: int) -> Result:
     if deploy is not None:  # a [deployment]: its records and figures (only then)
         extras.update(deploy.extras())
         summary.update(deploy.summary())
+    if run.arch.layers > run.S:  # layer folding: what the per-layer records stand for
+        summary["layers_per_slot"] = run.arch.layers / run.S
     refs = run.steps.copy_hits + run.steps.copy_misses
     # the share of selected blocks held by another GPU (or a host, or dropped) that the home
     # found among its own copies (fetched or recomputed before)
