@@ -413,8 +413,7 @@ class Admission:
         idx = self.ctx_idx[r]
         if self.reuse_rule == "none" or not len(pos):
             return idx
-        sub, hp = idx[pos], h[pos]
-        self._hash_room()
+        sub, hp = idx[pos], h[pos]  # computed_after covers them (reuse_plan made room)
         clash = self.dir.known(sub) & (self.computed_after[sub] != hp)
         _, first, inverse = np.unique(sub, return_index=True, return_inverse=True)
         clash |= hp != hp[first[inverse]]
@@ -423,8 +422,7 @@ class Admission:
         if not clash.any():
             return idx
         new = self.dir.intern(reuse_rules.version_keys(self.dir.keys[sub[clash]], hp[clash]))
-        self._hash_room()
-        idx = idx.copy()
+        idx = idx.copy()  # (_place makes room for the new ones' hashes)
         idx[pos[clash]] = new
         if self.pinned[r]:
             self.dir.unpin(sub[clash])
