@@ -547,17 +547,11 @@ def _slots_equivalents() -> dict:
          "delete `memo[(g, k, s, b, per, distinct)] = option`"):
             "a memo of a pure policy's answers: without the store the policy is asked again "
             "and answers the same",
-        (path, "end = engine.free_at = (at if at > engine.free_at else engine.free_at) + "
-         "duration", "> -> >="): _EQUAL_SAME,
     }
     for line in ("queue += [(release[h], h, -1, 0.0, None) for h in range(len(homes))",
                  "heapq.heappush(queue, (last, h, -1, 0.0, None))"):
         for desc in ("-x -> x", "1 -> 2", "0.0 -> 1.0"):
             out[(path, line, desc)] = sentinel
-    unread = ("the copy engines' kernel counts are neither reported (results give their busy "
-              "time) nor read")
-    for desc in ("+= -> -=", "delete `engine.kernels_run += 1`", "1 -> 2"):
-        out[(path, "engine.kernels_run += 1", desc)] = unread
     return out
 
 
@@ -1242,6 +1236,12 @@ def _basics_equivalents() -> dict:
         (streams, "start = free if free > at else at", "> -> >="): "free == at: either",
         (streams, "if at > free and at > now:  # the stream idles until then", "> -> >="):
             "at == free: a span of no length, which adds nothing to the busy time",
+        (streams, "if at > self.free_at and at > now:  # idle until then: not busy time",
+         "> -> >="):
+            "at == free_at or at == now: a span of no length, and the copy starts at at either "
+            "way",
+        (streams, "self.gaps.append((self.free_at if self.free_at > now else now, at))",
+         "> -> >="): "a span starting exactly now either way",
         **{(models, line, "* -> /", node): "×1 and ÷1 alike" for line, node in (
             ("weight_bytes=total_params * 1.0, active_params=active_params,",
              "total_params * 1.0"),
@@ -2038,8 +2038,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "keys are read only below n, where intern wrote them",
     ("simulator/kvcache/directory.py", "d[h == src] = -1.0", "1.0 -> 2.0"):
         "any negative distance puts the reader's own replica first",
-    ("simulator/kvcache/directory.py", "pick[base < 0] = UNPLACED", "delete `pick[base < 0] = UNPLACED`"):
-        "holders() gives UNPLACED for every replica of an unplaced block already",
     ("simulator/kvcache/directory.py",
      "n = len(idx) if n_context is None else max(int(n_context), 1)", "1 -> 2"):
         "a context given with positions has at least one block; a 1-block context has only "

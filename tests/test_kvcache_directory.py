@@ -432,12 +432,12 @@ def test_a_copy_displaces_the_least_recent_unpinned_owned_block_never_a_pinned_o
 def test_demotion_is_reported_and_a_dropped_block_has_no_holder():
     d = make(cap=2, gpus=1, per_machine=1, host=1)
     seen = []
-    d.on_demote = lambda gpu, n: seen.append((gpu, n))
+    d.on_demote = lambda gpu, n, machine: seen.append((gpu, n, machine))
     a = d.intern([1, 2, 3, 4])
     for i in range(4):
         d.place(a[i:i + 1], writer=0, now=float(i))
     # block 1 went to host, then block 2 — the host held one: block 1 dropped
-    assert seen == [(0, 1), (0, 1)]
+    assert seen == [(0, 1, 0), (0, 1, 0)]
     assert d.tier[a].tolist() == [DROPPED, HOST, HBM, HBM]
     assert (d.demoted, d.dropped) == (2, 1)
     assert d.holders(a[:1]).tolist() == [[-1]] and d.nearest(a[:1], 0).tolist() == [-1]

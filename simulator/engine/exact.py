@@ -229,10 +229,11 @@ class _Run:
         if self.deploy is not None:
             self.deploy.setup(root.spawn(1)[0])  # the MoE routing stream
 
-    def _demoted(self, g: int, blocks: int) -> None:
-        """GPU ``g`` moved ``blocks`` blocks to its host tier: a device→host copy on its copy
-        engine (nothing waits for it; it occupies the engine)."""
-        t = self.cm.host_copy_time(self.names[g], self.hosts[self.machine_of[g]],
+    def _demoted(self, g: int, blocks: int, machine: int) -> None:
+        """GPU ``g`` moved ``blocks`` blocks to ``machine``'s host tier (its own machine's, or
+        for a replica on another machine, the first holder's): a device→host copy on its copy
+        engine over the path to that host (nothing waits for it; it occupies the engine)."""
+        t = self.cm.host_copy_time(self.names[g], self.hosts[machine],
                                    blocks * self.block_bytes, "d2h")
         self.copies[g].issue("d2h", t)
 

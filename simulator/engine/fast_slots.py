@@ -318,10 +318,6 @@ class SlotComposer:
 
     def _host_copy(self, g: int, at: float, duration: float) -> float:
         """A host→device copy of ``duration`` [s] issued at ``at`` on GPU ``g``'s copy engine
-        (FIFO per direction, as :class:`~simulator.gpu.copyengines.CopyEngines`); its end [s]."""
-        run = self.run
-        engine = run.copies[g].h2d
-        end = engine.free_at = (at if at > engine.free_at else engine.free_at) + duration
-        engine.busy += duration
-        engine.kernels_run += 1
-        return end
+        (FIFO per direction, as :class:`~simulator.gpu.copyengines.CopyEngines`; the engine's
+        idle time before ``at`` is not busy time); its end [s]."""
+        return self.run.copies[g].h2d.issue_at(at, duration)

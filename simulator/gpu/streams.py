@@ -44,6 +44,18 @@ class Stream:
         self.kernels_run += 1
         return self.free_at
 
+    def issue_at(self, at: float, duration: float) -> float:
+        """Queue a kernel (or copy) of ``duration`` [s] issued at ``at`` >= now [s], ahead of
+        the clock (the fast engine composes a step at its start): it starts at ``at`` or when
+        the stream is free, whichever is later. The idle span before it is kept (``gaps``), so
+        :attr:`busy_time` read before it starts does not count that span. Returns its end [s]."""
+        now = self.env.now
+        if at > self.free_at and at > now:  # idle until then: not busy time
+            _prune(self.gaps, now)
+            self.gaps.append((self.free_at if self.free_at > now else now, at))
+            self.free_at = at
+        return self.issue(duration)
+
     def quiet_layer(self, at: float, attention: float, rest: float, factor: int) -> float:
         """A layer with nothing to exchange, started at ``at`` >= now [s]: the home's attention
         (``attention`` [s]; 0 = no kernel), then projections + FFN (``rest`` [s]), then

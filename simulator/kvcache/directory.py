@@ -140,8 +140,10 @@ class BlockDirectory:
         #: with m blocks not local stays not local until this grows by m
         self.gains = np.zeros(self.n_gpus, np.int64)
         self.eviction = Eviction(self)  # makes room: LRU copies, then demotions, host drops
-        # called as on_demote(gpu, blocks) when ``gpu`` moves blocks to its host tier (the
-        # engine charges the device→host copy); None: nothing to charge
+        # called as on_demote(gpu, blocks, machine) when ``gpu`` moves blocks to ``machine``'s
+        # host tier (the engine charges the device→host copy); None: nothing to charge. The
+        # machine is the blocks' first holder's (``base``): another machine's than ``gpu``'s
+        # only for a replica there
         self.on_demote = None
 
     # -- keys --------------------------------------------------------------------------------
@@ -204,7 +206,9 @@ class BlockDirectory:
         return h
 
     def nearest(self, idx: np.ndarray, src: int) -> np.ndarray:
-        """The holder GPU a reader on ``src`` uses for each block (−1 if unplaced)."""
+        """The holder GPU a reader on ``src`` uses for each block (−1 if unplaced); for a block
+        in a host tier its first holder (``base``), whose machine's host holds it — no replica
+        holds it in HBM to be near."""
         base = self.base[idx]
         if self.k == 1:
             return base.copy()
@@ -212,7 +216,8 @@ class BlockDirectory:
         d = self.dist[src][np.maximum(h, 0)] + np.arange(self.k) * 1e-30
         d[h == src] = -1.0
         pick = h[np.arange(len(idx)), np.argmin(d, axis=1)]
-        pick[base < 0] = UNPLACED
+        away = self.tier[idx] != HBM  # on a host (or dropped: unplaced)
+        pick[away] = base[away]
         return pick
 
     def has_copy(self, gpu: int, idx: np.ndarray, slot: int) -> np.ndarray:

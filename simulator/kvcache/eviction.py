@@ -118,7 +118,7 @@ class Eviction:
             vm = victims[machine == m]
             room = self.host_room(int(m), len(vm))
             if room and d.on_demote is not None:
-                d.on_demote(gpu, room)
+                d.on_demote(gpu, room, int(m))
             d.tier[vm[:room]] = HOST
             d.host_lists.add(int(m), vm[:room], d.on_host_of(int(m)))
             if d.ordered:
