@@ -1800,6 +1800,14 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "not yet arrived is any negative home (the records test h >= 0)",
     ("simulator/engine/admission.py", "self.computed_after = np.zeros(0, np.uint64)", "0 -> 1"):
         "grown to cover every directory block (zeros) before it is read",
+    ("simulator/engine/admission.py", "self.counted[r] = self.counted_tokens[r] = 0",
+     "delete `self.counted[r] = self.counted_tokens[r] = 0`"):
+        "(keep_computed, on a release) both are read again only after the request's next "
+        "admission, which sets both to 0 first (GPUBlocks.admit, on demand; a reserving GPU "
+        "never preempts)",
+    ("simulator/engine/admission.py", "self.counted[r] = self.counted_tokens[r] = 0", "0 -> 1"):
+        "(keep_computed, on a release) both are read again only after the request's next "
+        "admission, which sets both to 0 first",
     ("simulator/engine/admission.py", "if len(self.computed_after) < self.dir.n:", "< -> <="):
         "growing an array that already covers every block changes none of its entries",
     ("simulator/engine/admission.py",
