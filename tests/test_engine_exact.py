@@ -340,12 +340,13 @@ def test_a_recorded_selection_trace_is_replayed_verbatim(tmp_path):
 BLOCK = 64 * 1152 * 61
 
 
-def spill_case(readers: int = 1, host_tier: bool = True):
+def spill_case(readers: int = 1, host_tier: bool = True, **scenario):
     """``(scenario, trace)``: two GPUs with KV room for 50 blocks each; A (45 blocks) at 0 s,
     then B (45 others) at 1 s, whose prompt pushes A's blocks out of HBM, then ``readers``
-    requests at 2 s reading A's prefix and one block of their own."""
+    requests at 2 s reading A's prefix and one block of their own (``scenario``: more
+    :func:`small_scenario` arguments)."""
     sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * BLOCK,
-                        host_tier=host_tier)
+                        host_tier=host_tier, **scenario)
     a, b = list(range(45)), list(range(100, 145))
     ids = [a, b] + [a + [999 - i] for i in range(readers)]
     trace = make_trace(arrival_at=[0.0, 1.0] + [2.0] * readers,

@@ -39,6 +39,7 @@ from simulator.kvcache.tiers import HBM
 from simulator.policies import get
 from simulator.testing.invariants import repo_on, small_scenario
 from simulator.testing.profiles import examples
+from tests.test_engine_exact import spill_case as exact_spill_case
 from workloads.schema import make_trace
 
 #: Bytes of one token's KV in one layer [B]: DeepSeek-V3.2 (MLA: 576 bf16 latent elements) and
@@ -94,16 +95,10 @@ def fifo(copies: list[tuple[float, float]], until: float) -> tuple[float, list[f
 
 
 def spill_case(readers: int = 1, layer_groups: int = 2, **engine):
-    """``(scenario, trace)`` of the module docstring (``readers`` requests like C)."""
-    sc = small_scenario("single_node:gpus=2", weights_per_gpu=80e9 * 0.9 - 50.5 * BLOCK,
-                        layer_groups=layer_groups, **engine)
-    sc = sc.with_changes(model=type(sc.model)(name="deepseek-v3.2", selection="dense"))
-    a, b = list(range(45)), list(range(100, 145))
-    ids = [a, b] + [a + [999 - i] for i in range(readers)]
-    trace = make_trace(arrival_at=[0.0, 1.0] + [2.0] * readers,
-                       input_tokens=[len(x) * 64 for x in ids],
-                       output_tokens=[2, 2] + [6] * readers, block_ids=ids, block_tokens=64)
-    return sc, trace
+    """``(scenario, trace)`` of the module docstring (``readers`` requests like C): the exact
+    engine's spill case (tests/test_engine_exact.py), under dense selection."""
+    sc, trace = exact_spill_case(readers, layer_groups=layer_groups, **engine)
+    return sc.with_changes(model=type(sc.model)(name="deepseek-v3.2", selection="dense")), trace
 
 
 def started(sc, policy: str, trace, engine: str):
