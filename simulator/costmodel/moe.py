@@ -28,7 +28,11 @@ rank's picks per expert slot from a multinomial over the slots' *inclusion* prob
 chance a token's top-k includes the expert, shared among its replicas), and — normal mode —
 the tokens that reach each rank and each node from binomials over the chance a token reaches
 them; those chances are estimated once per group from :data:`ESTIMATE_TOKENS` tokens routed
-one by one. Row counts still sum to tokens × k.
+one by one. Row counts still sum to tokens × k. (The picks are drawn with replacement: where
+nearly every token picks the same expert — a popularity table of top-k experts, say — a rank
+may receive a little more of that expert's rows than the layer has tokens: 19,345 for
+19,200 in ``tests/test_records_moe.py``'s eight hot experts, whose rows are exact token by
+token.)
 
 **The all-to-all on the fabric: link loads.** Simulating every pair as its own max-min flow is
 out of reach for a 144-rank group (20,592 flows per layer and direction, all on one connected
@@ -169,6 +173,9 @@ class ExpertParallel:
         self.mode = mode
         self.kernels = kernels
         self.probs = np.asarray(probs, float)
+        if np.count_nonzero(self.probs > 0) < self.k:  # top-k sampling would never end
+            raise ValueError(f"{np.count_nonzero(self.probs > 0)} experts of popularity > 0: "
+                             f"fewer than top-{self.k}")
         self._cdf = np.cumsum(self.probs)
         self.slots = slots
         self.placement = place_experts(self.probs, R, slots)

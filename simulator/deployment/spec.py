@@ -18,6 +18,7 @@ request's KV to a decode instance over RDMA (prefill/decode disaggregation)::
     moe_kernels = "low_latency"  # DeepEP kernels: "low_latency" (decode) | "normal"
     two_batch_overlap = false  # split each step into two micro-batches that overlap
     popularity = "uniform"     # expert popularity: "uniform" | "zipf" | [weights per expert]
+                               # (a table: at least the model's top-k weights > 0)
     zipf_exponent = 1.0        # with popularity = "zipf"
     moe_on_fabric = true       # false: all-to-alls take their closed-form time off the fabric
                                # (an idle fabric for the KV traffic: the ablation of issue 16)
@@ -361,6 +362,11 @@ def check_against(spec: DeploymentSpec, arch, gpu_kinds: list[str],
     if isinstance(spec.popularity, tuple) and len(spec.popularity) != experts:
         raise fail("popularity", f"{len(spec.popularity)} weights for model {arch.name!r}'s "
                    f"{experts} experts; give one weight per expert")
+    if isinstance(spec.popularity, tuple) and experts:
+        k, hot = int(arch.experts_per_token), sum(w > 0 for w in spec.popularity)
+        if hot < k:  # a token picks k distinct experts of weight > 0: fewer never end
+            raise fail("popularity", f"{hot} weights > 0, but each token of {arch.name!r} "
+                       f"picks {k} distinct experts; give at least {k} experts a weight > 0")
     need: dict[str, int] = {}
     for name, pool in spec.pools():
         prefix = "" if name == "decode" else "prefill."

@@ -93,6 +93,7 @@ class Requests:
         # says who entered (set with it by the loop's arrival process)
         self.on_finish: Callable[[int], None] | None = None
         self.entered = np.zeros(self.n, bool)
+        self.closed = False  # a closed loop (set with ``entered``)
 
     def finish(self, r: int, now: float, reason: str = "") -> None:
         """Mark request ``r`` done at ``now`` (with a reason if it did not complete)."""
@@ -106,7 +107,7 @@ class Requests:
 
     def frame(self, block_tokens: int) -> pd.DataFrame:
         """The ``requests`` table (engine columns); unfinished requests get a reason."""
-        settle_unfinished(self, self.entered)
+        settle_unfinished(self, self.entered, self.closed)
         done = np.array([not x for x in self.reason], bool)
         blocks = (-(-self.inp // block_tokens)).tolist()
         rows = list(zip(self.rid.tolist(), self.sid.tolist(), self.home, self.arrival.tolist(),
@@ -415,6 +416,7 @@ class PoolRun:
                          self._deliver, self.req.follows)
         self.req.on_finish = entry.finished
         self.req.entered = entry.entered
+        self.req.closed = self.sc.workload.concurrency is not None
         return entry.process()
 
     def _deliver(self, r: int) -> None:

@@ -121,6 +121,8 @@ class _Run:
                             block_tokens=self.bt, instance_gpus=self.G)
         # one path cache for both: each destination's Dijkstra and each pair's path found once
         self.fabric = Fabric(self.env, self.graph, scenario.stack, paths=self.cm.path_cache)
+        if scenario.engine.duration is not None:  # a message issued after it is never sent
+            self.fabric.until = scenario.engine.duration
         specs = [hardware.gpu(self.graph.nodes[n].get("gpu", "H100")) for n in self.names]
         self.gpus = [GPU(self.env, n, s, self.kernels) for n, s in zip(self.names, specs,
                                                                       strict=True)]
@@ -375,7 +377,8 @@ class _Run:
         self._finish_run()
         wall = time.perf_counter() - wall0
         events = next(env._eid)  # SimPy's event counter: every event ever scheduled
-        settle_unfinished(self.req, self.req.entry.entered)
+        settle_unfinished(self.req, self.req.entry.entered,
+                          self.sc.workload.concurrency is not None)
         return collect(self, wall, events)
 
     def _finish_run(self) -> None:

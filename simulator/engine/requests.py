@@ -15,6 +15,10 @@ from simulator.engine.arrivals import NOT_ENTERED, follows_of
 
 #: Why a request did not complete: the run stopped first.
 NOT_FINISHED = "not finished when the run stopped (duration limit)"
+#: Why a request of an open loop that follows none never entered: the run stopped before its
+#: trace time (a trace handed to ``run`` whole; :func:`~simulator.engine.trace.load_trace`
+#: leaves out the rows at or after ``[engine] duration``).
+NOT_ARRIVED = "never entered: the run stopped before its arrival"
 
 
 def init_request_arrays(state, trace) -> None:
@@ -36,15 +40,19 @@ def init_request_arrays(state, trace) -> None:
     state.follows = follows_of(trace)  # (row followed, gap [s]) or None
 
 
-def settle_unfinished(state, entered: np.ndarray) -> None:
+def settle_unfinished(state, entered: np.ndarray, closed: bool = False) -> None:
     """When the clock has stopped: give every request of ``state`` (arrays as
     :func:`init_request_arrays` sets them) that did not complete a reason — never entered (what
-    it follows never finished; its arrival is then NaN: it never arrived) or not finished.
-    ``entered``: per request, whether it entered the run (:attr:`Arrivals.entered`). Shared by
-    the engine and the disaggregated loops."""
+    it follows, or in a closed loop the request whose place it waited for, never finished; in
+    an open loop one that follows none arrives after the run stopped; its arrival is then NaN:
+    it never arrived) or not finished. ``entered``: per request, whether it entered the run
+    (:attr:`Arrivals.entered`); ``closed``: a closed loop (``[workload] concurrency``). Shared
+    by the engine and the disaggregated loops."""
+    after = state.follows[0] if state.follows is not None else None
     for r in range(state.n):
         if not entered[r]:
-            state.reason[r], state.arrival[r] = NOT_ENTERED, np.nan
+            late = not closed and (after is None or after[r] < 0)  # it follows no request
+            state.reason[r], state.arrival[r] = (NOT_ARRIVED if late else NOT_ENTERED), np.nan
         elif not state.reason[r] and (np.isnan(state.finish_at[r])
                                       or state.gen[r] < state.out[r]):
             state.reason[r] = NOT_FINISHED

@@ -71,6 +71,12 @@ class Fabric:
     per traffic class (a transfer's ``tag``, :mod:`simulator.network.traffic`)
     ``sent_by_class`` and ``delivered_by_class`` (lists indexed by tag) [B]; they live in the
     fabric's :class:`~simulator.network.accounts.Accounts`.
+
+    ``until`` [s] (default ``inf``; the engine sets its ``[engine] duration``): when the run's
+    clock stops. A message sent ahead with a ``delay_time`` whose issue falls at or after it is
+    never issued in the run, and is not counted as sent (until stop 71 it was: a run cut inside
+    an all-to-all's fixed time, or while an owner computed a routed query, counted that
+    exchange or answer as sent, where the fast engine did not).
     """
 
     bytes_sent = AccountField()
@@ -108,6 +114,7 @@ class Fabric:
         self._routes: dict[tuple[str, str], Route] = {}
         self._next_fid = 0
         self._link_routes: dict[tuple[str, str, float], Route] = {}
+        self.until = _INF  # the run's clock stops then [s] (see the class docstring)
 
     # -- closed form ---------------------------------------------------------------------------
 
@@ -175,7 +182,8 @@ class Fabric:
             done, ret = then, None
         if src == dst:
             self.paths(src, dst)  # checks that the node exists
-            self._accounts.record_sent(nbytes, tag)
+            if issued < self.until:  # else issued after the clock stops: never sent
+                self._accounts.record_sent(nbytes, tag)
             rec = TransferRecord(src, dst, nbytes, issued, issued, issued, fid)
             if delay_time:
                 env.timeout(delay_time).callbacks.append(
@@ -187,7 +195,8 @@ class Fabric:
             self._deliver(done, rec, nbytes, tag)
             return ret
         route = self._route(src, dst)
-        self._accounts.record_sent(nbytes, tag)
+        if issued < self.until:  # else issued after the clock stops: never sent
+            self._accounts.record_sent(nbytes, tag)
         wait = delay_time + route.delay_time
         if ret is None and nbytes == 0.0 and wait <= 0.0:
             done = env.event()  # it would complete at once: never inside the caller
@@ -237,7 +246,8 @@ class Fabric:
         now = self.env.now
         issued = now + delay_time if delay_time else now
         acct = self._accounts
-        acct.record_sent(nbytes, tag, counted)
+        if issued < self.until:  # else issued after the clock stops: never sent
+            acct.record_sent(nbytes, tag, counted)
         if counted is None or counted == nbytes:
             done = then
         else:
