@@ -344,7 +344,6 @@ class Admission:
         h = self.prompt_hash.pop(r)
         self._place(g, r, self._computed(r, idx), h)
         self.last_hash[r] = h[-1] if len(h) else 0
-        idx = self.ctx_idx[r]  # with the versions it placed
         if self.gen[r] == 0:
             self.first_at[r] = self.env.now
         self.gen[r] += 1
@@ -375,7 +374,7 @@ class Admission:
         self.prefilled[r] -= max(int(self.counted[r]) - touched, 0)
         self.computed_tokens[r] -= max(int(self.counted_tokens[r]) - done_tokens, 0)
         self.counted[r] = self.counted_tokens[r] = 0
-        full = int(self.own_tokens[r]) // self.bt  # the chunks' whole blocks, in prompt order
+        full = done_tokens // self.bt  # the chunks' whole blocks, in prompt order
         todo = self._computed(r, self.ctx_idx[r])
         if full:
             self._place(g, r, todo[:full], self.prompt_hash[r])

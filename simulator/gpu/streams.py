@@ -51,10 +51,15 @@ class Stream:
         :attr:`busy_time` read before it starts does not count that span. Returns its end [s]."""
         now = self.env.now
         if at > self.free_at and at > now:  # idle until then: not busy time
-            _prune(self.gaps, now)
-            self.gaps.append((self.free_at if self.free_at > now else now, at))
+            self._idle(now, self.free_at, at)
             self.free_at = at
         return self.issue(duration)
+
+    def _idle(self, now: float, free: float, at: float) -> None:
+        """Keep the idle span from ``free`` (or ``now``, if later) to ``at`` [s] among the
+        ``gaps`` (:attr:`busy_time` read before ``at`` leaves it out)."""
+        _prune(self.gaps, now)
+        self.gaps.append((free if free > now else now, at))
 
     def quiet_layer(self, at: float, attention: float, rest: float, factor: int) -> float:
         """A layer with nothing to exchange, started at ``at`` >= now [s]: the home's attention
@@ -65,8 +70,7 @@ class Stream:
         now = self.env.now
         free = self.free_at
         if at > free and at > now:  # the stream idles until then
-            _prune(self.gaps, now)
-            self.gaps.append((free if free > now else now, at))
+            self._idle(now, free, at)
         start = free if free > at else at
         if attention:
             start += attention

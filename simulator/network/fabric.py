@@ -116,6 +116,12 @@ class Fabric:
         self._link_routes: dict[tuple[str, str, float], Route] = {}
         self.until = _INF  # the run's clock stops then [s] (see the class docstring)
 
+    def _sent(self, issued: float, nbytes: float, tag: int, counted: float | None = None) -> None:
+        """Account a message issued at ``issued`` [s] as sent (``Accounts.record_sent``) unless
+        that is at or after ``until``: issued after the clock stops, it is never sent."""
+        if issued < self.until:
+            self._accounts.record_sent(nbytes, tag, counted)
+
     # -- closed form ---------------------------------------------------------------------------
 
     def path(self, src: str, dst: str) -> PathInfo:
@@ -182,8 +188,7 @@ class Fabric:
             done, ret = then, None
         if src == dst:
             self.paths(src, dst)  # checks that the node exists
-            if issued < self.until:  # else issued after the clock stops: never sent
-                self._accounts.record_sent(nbytes, tag)
+            self._sent(issued, nbytes, tag)
             rec = TransferRecord(src, dst, nbytes, issued, issued, issued, fid)
             if delay_time:
                 env.timeout(delay_time).callbacks.append(
@@ -195,8 +200,7 @@ class Fabric:
             self._deliver(done, rec, nbytes, tag)
             return ret
         route = self._route(src, dst)
-        if issued < self.until:  # else issued after the clock stops: never sent
-            self._accounts.record_sent(nbytes, tag)
+        self._sent(issued, nbytes, tag)
         wait = delay_time + route.delay_time
         if ret is None and nbytes == 0.0 and wait <= 0.0:
             done = env.event()  # it would complete at once: never inside the caller
@@ -246,8 +250,7 @@ class Fabric:
         now = self.env.now
         issued = now + delay_time if delay_time else now
         acct = self._accounts
-        if issued < self.until:  # else issued after the clock stops: never sent
-            acct.record_sent(nbytes, tag, counted)
+        self._sent(issued, nbytes, tag, counted)
         if counted is None or counted == nbytes:
             done = then
         else:
