@@ -1240,8 +1240,6 @@ def _basics_equivalents() -> dict:
          "> -> >="):
             "at == free_at or at == now: a span of no length, and the copy starts at at either "
             "way",
-        (streams, "self.gaps.append((self.free_at if self.free_at > now else now, at))",
-         "> -> >="): "a span starting exactly now either way",
         **{(models, line, "* -> /", node): "×1 and ÷1 alike" for line, node in (
             ("weight_bytes=total_params * 1.0, active_params=active_params,",
              "total_params * 1.0"),
