@@ -215,6 +215,12 @@ class _Lamina(PoolRun):
                 self._wake()
             if not step and not step.prompt_done:
                 if step.preempted:  # it preempted and so admitted none (the scheduler's rule):
+                    # its only requests, when the other micro-batches hold the pool; the step
+                    # runs nothing but is recorded (no length, no tokens), or its preemptions
+                    # would be in no row when this micro-batch sleeps next
+                    self.iters.append((j, iteration, env.now, env.now, 0, 0.0, 0, 0,
+                                       sched.take_preempted(), 0.0))
+                    iteration += 1
                     continue  # the next step admits
                 self.plans[j] = None
                 ev = env.event()
@@ -245,8 +251,9 @@ class _Lamina(PoolRun):
             if done:
                 self._wake()
             B = len(step.decode)
+            # the step's preemptions (all since the last record: each record takes its own)
             self.iters.append((j, iteration, started, env.now, B, plan.prefill_time, B,
-                               step.prefill_tokens, len(step.preempted), cf))
+                               step.prefill_tokens, sched.take_preempted(), cf))
             iteration += 1
 
     def _slot(self, s: int, p: Plan):
