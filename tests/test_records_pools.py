@@ -4,8 +4,10 @@ held to what the loops did, with the answers worked out independently of the cod
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from test_lamina_fast import scenario
+from test_lamina_fast import trace as fast_trace
 
 from simulator.disaggregation import spec_of
 from simulator.disaggregation.lamina import _Lamina
@@ -38,3 +40,33 @@ def test_a_micro_batch_preempting_its_only_request_records_the_preemption(engine
     assert res.summary["completed"] == 2
     assert res.summary["preemptions"] == 1
     assert int(res.iterations["preempted"].sum()) == 1
+
+
+@pytest.mark.parametrize(("policy", "duration"), [
+    ("homogeneous", 0.1364),  # inside a ring's all-reduce of a 5,700-token prefill chunk
+    ("disaggregated", 0.25785),  # inside a slot's sending of three prompts' KV
+])
+def test_a_run_cut_while_a_message_is_on_the_wire_counts_its_bytes_so_far_on_both_modes(
+        policy, duration):
+    # the exact loop's Fabric, stopped with a flow under way, records on its links the bytes
+    # moved by then (links.bytes, busy_time, the timelines); the fast modes, which time their
+    # messages themselves, recorded only those delivered, so a message on the wire at the cut
+    # was missing from every link record (26.4 GB of 26.4 GB of the homogeneous run's link
+    # bytes; 2.68 of 2.68 GB of the Lamina run's)
+    sc = scenario(disaggregation__prefill="local", engine__duration=duration)
+    tr = fast_trace(3, seed=5, span=0.01)
+    exact = run(sc, policy, trace=tr, engine="exact")
+    fast = run(sc, policy, trace=tr, engine="fast")
+    assert exact.summary["sim_time"] == fast.summary["sim_time"] == duration
+    # a message was on the wire: sent, not delivered, and its bytes so far on the links
+    sent, delivered = sum(exact.extras["bytes_by_class"].values()), exact.summary["bytes_moved"]
+    assert sent > delivered
+    assert exact.links["bytes"].sum() > delivered
+    pd.testing.assert_frame_equal(exact.links, fast.links, rtol=1e-9, atol=1e-12)
+    pd.testing.assert_frame_equal(exact.link_timeline, fast.link_timeline, rtol=1e-9,
+                                  atol=1e-3)
+    pd.testing.assert_frame_equal(exact.extras["link_classes"], fast.extras["link_classes"],
+                                  rtol=1e-9, atol=1e-3)
+    assert fast.extras["bytes_by_class"] == pytest.approx(exact.extras["bytes_by_class"],
+                                                          rel=1e-12)
+    assert fast.summary["bytes_moved"] == pytest.approx(delivered, rel=1e-12)

@@ -234,6 +234,13 @@ class _Homogeneous(PoolRun):
                 self.fabric.record_messages(shape.sid.ravel()[done], s[done], e[done], sent[done],
                                             shape.tag.ravel()[done])
                 self.fabric.record_sent(float(sent[issued & ~done].sum()), TP_COLLECTIVE)
+                # on the wire at the end: the bytes moved by then on its links (its lone rate)
+                moving = ~done & (s < self.until)
+                until = self.until
+                self.fabric.record_on_wire(
+                    shape.sid.ravel()[moving].tolist(), s[moving].tolist(), until,
+                    (sent[moving] * (until - s[moving]) / (e[moving] - s[moving])).tolist(),
+                    shape.tag.ravel()[moving].tolist())
         return float(times[-1]), total + shape.closed
 
     def _defer(self, shape: _RingShape, times: np.ndarray) -> None:

@@ -58,6 +58,7 @@ import numpy as np
 from simulator.disaggregation.staggered import Plan
 from simulator.engine.fast_sharing import max_min_finish
 from simulator.engine.fast_streams import Calendar
+from simulator.network.traffic import OTHER
 
 _INF = float("inf")
 #: Message records kept before they go to the Fabric's link accounting at once.
@@ -90,7 +91,8 @@ class PhaseLinks:
     slows is moved later and the delay (how much its last message moved) charged to its
     micro-batch's debt, waited out before that micro-batch's next stage. Messages go to the
     Fabric's link accounting once done; those still in flight at the run's end (``until``
-    [s]) count as sent if issued before it."""
+    [s]) count as sent if issued before it, and their links carry the bytes moved by then
+    (as the Fabric's records of a flow under way when its clock stops)."""
 
     def __init__(self, env, fabric, debts: list[float], until: float) -> None:
         self.env, self.fabric = env, fabric
@@ -102,6 +104,7 @@ class PhaseLinks:
         self.mine = [0] * len(debts)  # open phases per micro-batch
         self._rec: tuple[list, list, list, list] = ([], [], [], [])
         self._late = 0.0
+        self._wire: list[tuple[int, float, float]] = []  # (route id, start [s], bytes moved)
         self._routes: dict[tuple[str, str], tuple] = {}
         self._memo: dict[tuple, tuple[float, ...]] = {}
         self.shared = 0  # phases timed together with others' messages
@@ -237,6 +240,9 @@ class PhaseLinks:
                     nbytes.append(x)
                 elif p.issued_at < until:
                     self._late += x
+                    if s < until:  # on the wire at the end: the bytes moved by then (evenly
+                        # over its time: its lone rate, or its equal share of a shared link)
+                        self._wire.append((sid, s, x * (until - s) / (e - s)))
 
     def _flush(self) -> None:
         if self._rec[0]:
@@ -252,6 +258,10 @@ class PhaseLinks:
         if self._late:
             self.fabric.record_sent(self._late)
             self._late = 0.0
+        if self._wire:
+            sids, starts, moved = zip(*self._wire, strict=True)
+            self.fabric.record_on_wire(sids, starts, self.until, moved, [OTHER] * len(sids))
+            self._wire = []
 
 
 class CalendarStream:

@@ -336,6 +336,15 @@ class Fabric:
         :meth:`record_messages`' ``counted``; None: ``nbytes``)."""
         self._accounts.record_sent(nbytes, tag, counted)
 
+    def record_on_wire(self, route_ids, started_at, until: float, nbytes, tags) -> None:
+        """Link records (totals, timeline, per class) of messages an engine timed itself that
+        are still on the wire at the run's end ``until`` [s]: each moved ``nbytes`` [B] (so far)
+        from ``started_at`` [s] on its route id, as the Fabric records a flow under way when its
+        clock stops (:meth:`links_frame` settles it). No counter moves: such a message is sent
+        (:meth:`record_sent`), not delivered. Schedules nothing."""
+        self._stats.intervals(list(route_ids), list(started_at), [until] * len(route_ids),
+                              list(nbytes), list(tags))
+
     # -- introspection -------------------------------------------------------------------------
 
     def idle(self, src: str, dst: str) -> bool:
