@@ -83,11 +83,13 @@ def test_a_known_reuse_and_a_known_queue_give_the_closed_forms_choice(owner):
                 assert expected_reuse(obs, rnd) == pytest.approx(R, rel=1e-9)
                 got = Adaptive().choose(context(obs), rnd)
                 # the closed form with those values: route every step, waiting for the queue
-                # past its message; fetch and local a round only when a block is new, moving
-                # the new ones (simulator.costmodel.loaded, checked by hand in its tests)
+                # past its message, and the move it defers; fetch and local a round only when
+                # a block is new, moving the new ones (simulator.costmodel.loaded, checked by
+                # hand in its tests)
                 t = lc.totals(HOME, owner, k, b, reuse=R, owner_backlog_time=Q)
                 wait = max(0.0, Q - route.probe - route.transfer)
-                assert t["route"] == pytest.approx(route.total + wait, rel=1e-12)
+                assert t["route"] == pytest.approx(
+                    route.total + wait + lc.deferred(HOME, owner, k, b, R), rel=1e-12)
                 if R == 1.0:
                     assert t["fetch"] == pytest.approx(CM.fetch(HOME, owner, k, b).total)
                 assert got == lc.decide(HOME, owner, k, b, reuse=R, owner_backlog_time=Q)

@@ -63,6 +63,22 @@ ranks of a ``[deployment]`` instance, where every MoE layer waits for the slowes
 instance's delay); :func:`simulator.policies.adaptive.owner_stall` reads it from the run. Fetch
 and local put no kernel on the owner.
 
+**Routing one round of a pair that copies defers its move.** The per-step costs above are
+those of a pair that keeps to one option; a policy decides per round. A round routed while the
+pair's copies are used ``R`` times leaves its new blocks uncopied, and most of them are selected
+again: a later round moves them then, beside that round's own new blocks — so routing this round
+saves the move only of those never selected again. Route's per-step cost therefore carries
+the move it defers: ``(1 − 1/R) · P · (fetch(k, B) − fetch(1 block))`` — the step's new blocks
+(``P`` and ``k`` as for fetch), each selected again with chance ``1 − 1/R`` (a copy used ``R``
+times in all is used ``R − 1`` more), moved at a round's cost per block beyond its first (the
+later round's fixed costs are paid anyway). Measured on ``host-32-nccl`` (fast engine, seed 0)
+before this term: the far node's homes routed 1,613 rounds (270,080 block reads) to the
+repository's owner and still fetched 108,988 blocks from it, where ``fetch`` fetched 124,591 —
+routing saved 12 % of the moves and cost 19 % more round time than fetching them all
+(docs/policies.md, stop 72). With ``R = 1`` the term is 0. It is assumed, not fitted: the chance
+of a later selection is taken from ``R`` alone, and the deferred blocks are priced at fetch's
+per-block cost even where local would recompute them (docs/accuracy.md).
+
 With ``R = 1``, no queued work, no slow-down and no owner stall every total is the closed
 form's and :meth:`LoadedCosts.decide` equals :meth:`CostModel.decide` (ties: route, fetch, local).
 """
@@ -158,7 +174,8 @@ class LoadedCosts:
         """Expected cost [s] per step of ``option`` for ``batch`` queries selecting ``blocks``
         blocks each on owner ``dst`` (module docstring); ``owner_stall``: home batches' worth of
         queries route's kernel on the owner delays (its time is charged that many times more;
-        ``True`` counts as 1); ``per_round``: fetch's and local's (:meth:`round_blocks`)."""
+        ``True`` counts as 1); ``per_round``: fetch's and local's (:meth:`round_blocks`), and
+        the move route defers (:meth:`deferred`)."""
         if option not in OPTIONS:
             raise UserError(f"option {option!r}: give one of {', '.join(OPTIONS)}")
         if option == "route":
@@ -167,9 +184,25 @@ class LoadedCosts:
             issued = p[0] + p[1] + owner_wait + p[2] + p[3] + slow_time
             stall = p[2] * float(owner_stall)
             return (p[0] + p[1] + p[2] + p[3] + p[4] + owner_wait + slow_time
-                    + max(0.0, home_backlog_time - issued) + stall)
+                    + max(0.0, home_backlog_time - issued) + stall
+                    + self.deferred(src, dst, blocks, batch, reuse, per_round))
         return self.copy_step(option, src, dst, blocks, batch, reuse, home_backlog_time,
                               slow_time, per_round)[0]
+
+    def deferred(self, src: str, dst: str, blocks: float, batch: int, reuse: float,
+                 per_round: float | None = None) -> float:
+        """The move [s] a round routed instead of fetched defers, per step (module docstring,
+        *Routing one round of a pair that copies*): ``(1 − 1/R) · P · (fetch(k, B) − fetch(1
+        block))``, 0 at ``R = 1``."""
+        if reuse <= 1.0:
+            return 0.0
+        chance, k = self.round_blocks(blocks, batch, reuse, per_round)
+        if chance <= 0:
+            return 0.0
+        p = self._at("fetch", src, dst, k, batch)
+        q = self._phases("fetch", src, dst, 1, batch)
+        more = (p[0] + p[1] + p[2] + p[3] + p[4]) - (q[0] + q[1] + q[2] + q[3] + q[4])
+        return (1.0 - 1.0 / reuse) * chance * max(0.0, more)
 
     def copy_step(self, option: str, src: str, dst: str, blocks: float, batch: int,
                   reuse: float, home_backlog_time: float = 0.0,

@@ -39,6 +39,13 @@ steps pay a fetch or local round (:meth:`LoadedCosts.round_blocks
 <simulator.costmodel.loaded.LoadedCosts.round_blocks>`): new blocks that come together need
 fewer rounds than independent ones.
 
+**A routed round defers its move** (:meth:`LoadedCosts.deferred
+<simulator.costmodel.loaded.LoadedCosts.deferred>`): route's per-step price carries the move of
+the step's new blocks that a later round makes anyway when they are selected again (chance
+``1 − 1/R``), at fetch's cost per block beyond a round's first — a per-round choice that routes
+a pair which copies saves only the moves of blocks never selected again (stop 72,
+docs/policies.md).
+
 **Owner's load**: the owner's compute-stream backlog (``free_at − now``: its queued kernels, a
 prefill chunk among them) delays a routed query's attention; the home's backlog delays each
 option's home kernel; and where a path carries other traffic now, bulk bytes are charged what
@@ -145,7 +152,7 @@ class Adaptive(Policy):
             if slow:
                 slow_route, slow_fetch = slow.get("route", 0.0), slow.get("fetch", 0.0)
         t_route = lc.step_time("route", rnd.src, rnd.owner, blocks, batch, reuse, owner_wait,
-                               home_wait, slow_route, stall)
+                               home_wait, slow_route, stall, per_round)
         # fetch's step, and the whole round it pays on a step that needs one
         t_fetch, fetch_round = lc.copy_step("fetch", rnd.src, rnd.owner, blocks, batch, reuse,
                                             home_wait, slow_fetch, per_round)
