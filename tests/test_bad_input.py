@@ -475,6 +475,8 @@ CASES: list[Case] = [
          ("h/gemm.csv line 3", "time_s", "0.0"), {"h/gemm.csv": GEMM % ("bf16", "0.0")}),
     Case("calibrate-folder-time-nan", ["calibrate", "h", "--gpu", "H200"],
          ("h/gemm.csv line 3", "time_s", "nan"), {"h/gemm.csv": GEMM % ("bf16", "nan")}),
+    Case("calibrate-folder-header-only", ["calibrate", "h", "--gpu", "H200"],
+         ("h/gemm.csv", "no measurement rows"), {"h/gemm.csv": GEMM.split("\n")[0] + "\n"}),
     Case("calibrate-folder-unknown-dtype", ["calibrate", "h", "--gpu", "H200"],
          ("h/gemm.csv:3", "'fp4'"), {"h/gemm.csv": GEMM % ("fp4", "4.6e-05")}),
 ]
