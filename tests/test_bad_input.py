@@ -464,6 +464,10 @@ CASES: list[Case] = [
          ("p.csv", "--line-rate 1e-07 GB/s", "faster than the wire"), {"p.csv": PING}),
     Case("calibrate-path-latency-above-the-rows", ["calibrate", "p.csv", "--path-latency", "1e9"],
          ("p.csv", "--path-latency", "fixed time"), {"p.csv": PING}),
+    Case("calibrate-path-latency-not-a-number", ["calibrate", "p.csv", "--path-latency", "nan"],
+         ("--path-latency nan", "finite"), {"p.csv": PING}),
+    Case("calibrate-line-rate-infinite", ["calibrate", "p.csv", "--line-rate", "inf"],
+         ("--line-rate inf", "finite"), {"p.csv": PING}),
     Case("calibrate-time-falls-with-size", ["calibrate", "p.csv"], ("p.csv", "does not grow"),
          {"p.csv": "bytes,seconds\n1024,3e-5\n65536,2e-5\n1048576,1e-5\n"}),
     # a folder of measurements (like calibration/h200/): the row at fault, by its line
