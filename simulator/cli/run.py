@@ -152,6 +152,10 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     from simulator.runner import check, load_trace
     from simulator.scenario import Scenario
 
+    if no_write and (out_dir is not None or overwrite):  # it silently wrote nowhere
+        given = "--out" if out_dir is not None else "--overwrite"
+        raise UserError(f"--no-write writes nothing, so {given} has nothing to do; drop one "
+                        "of them")
     path = resolve_scenario(scenario_path)
     scenario = Scenario.load(path)
     policies = _policies(policy_opt, scenario.policies)
