@@ -432,6 +432,14 @@ CASES: list[Case] = [
     Case("trace-gen-fractional-count", ["trace", "gen", "agentic", "--preset", "copilot_2026",
                                         "--param", "sessions=2.7", "-o", "a.parquet"],
          ("--param", "sessions=2.7")),
+    *(Case(f"trace-gen-{name}-too-large", ["trace", "gen", *argv, "-o", "a.parquet"],
+           (f"trace gen {argv[0]}", "memory", f"lower {lower}"))
+      for name, argv, lower in (
+          ("rag", ["rag", "--request-rate", "1e12"], "--request-rate (1e+12)"),
+          ("nested", ["nested", "--request-rate", "1e12"], "--request-rate (1e+12)"),
+          ("agentic", ["agentic", "--task-rate", "1e9"], "--task-rate (1e+09)"),
+          ("preset", ["agentic", "--preset", "copilot_2026", "--param",
+                      "sessions=4000000000000"], "--param sessions=4000000000000"))),
     Case("trace-gen-missing-folder", ["trace", "gen", "agentic", "-o", "d/a.parquet"],
          ("-o", "d/a.parquet")),
     Case("trace-convert-bad-suffix", ["trace", "convert", "t.jsonl", "-o", "t.csv"],
