@@ -260,6 +260,10 @@ CASES: list[Case] = [
          tiny('name = "tiny"', 'name = "a/../../b"')),
     Case("run-name-dot-dot", ["run", "tiny.toml"], ("tiny.toml", "'name'"),
          tiny('name = "tiny"', 'name = ".."')),
+    Case("run-name-with-a-newline", ["run", "tiny.toml"], ("tiny.toml", "'name'", "control"),
+         tiny('name = "tiny"', 'name = "ti\\nny"')),
+    Case("run-name-with-an-escape-sequence", ["run", "tiny.toml"], ("tiny.toml", "'name'"),
+         tiny('name = "tiny"', 'name = "\\u001b[31mtiny"')),
     Case("run-out-empty", ["run", "tiny.toml", "--out", ""], ("--out",), tiny()),
     Case("run-a-folder", ["run", "d"], ("d: a folder, not a scenario file",), {"d/x.toml": TINY}),
     Case("run-block-size-not-dividing-the-traces", ["run", "tiny.toml"],
@@ -314,6 +318,12 @@ CASES: list[Case] = [
           + '"engine.max_batch" = [2]\n'}),
     Case("sweep-empty-name", ["sweep", "s.toml"], ("s.toml", "'sweep.name'"),
          {**tiny(), "s.toml": SWEEP.replace('name = "s"', 'name = ""')
+          + '"engine.max_batch" = [2]\n'}),
+    Case("sweep-name-with-a-newline", ["sweep", "s.toml"], ("s.toml", "'sweep.name'", "control"),
+         {**tiny(), "s.toml": SWEEP.replace('name = "s"', 'name = "a\\nb"')
+          + '"engine.max_batch" = [2]\n'}),
+    Case("sweep-name-too-long", ["sweep", "s.toml"], ("--out out/sweep-", "File name too long"),
+         {**tiny(), "s.toml": SWEEP.replace('name = "s"', f'name = "{"s" * 300}"')
           + '"engine.max_batch" = [2]\n'}),
     Case("sweep-grid-value-twice", ["sweep", "s.toml"], ("s.toml", "'grid.policy'", "twice"),
          sweep('policy = ["route", "fetch", "route"]\n')),
