@@ -60,10 +60,12 @@ def calibrate(files, output, model_name, gpu_name, line_rate, path_latency, as_j
     except UserError as exc:
         raise UserError(f"--gpu {gpu_name!r}: {exc}") from None
     output_file(output, "-o", (".toml",))
-    if line_rate is not None and not 0 < line_rate < math.inf:
-        raise UserError(f"--line-rate {line_rate}: give a finite positive rate in GB/s")
-    if path_latency is not None and not 0 <= path_latency < math.inf:  # nan was written out
-        raise UserError(f"--path-latency {path_latency}: give finite microseconds >= 0")
+    if line_rate is not None and not 0 < line_rate < math.inf:  # nan, inf were written out
+        finite = "" if math.isfinite(line_rate) else ", a finite one"
+        raise UserError(f"--line-rate {line_rate}: give a positive rate in GB/s{finite}")
+    if path_latency is not None and not 0 <= path_latency < math.inf:
+        finite = "" if math.isfinite(path_latency) else ", a finite number"
+        raise UserError(f"--path-latency {path_latency}: give microseconds >= 0{finite}")
     result: dict[str, dict] = {}
     fits: list[tuple[cal.Measurements, cal.Fit]] = []
     for f in files:
