@@ -68,6 +68,18 @@ GEMM = ("model,op,dtype,m,n,k,time_s\n"
         "l,qkv,bf16,64,10240,8192,5.1e-05\n")
 
 
+#: The shipped H200 kernel profile, its measurements found from anywhere.
+H200 = (ROOT / "calibration" / "profiles" / "h200.toml").read_text().replace(
+    '"../h200"', f'"{ROOT / "calibration" / "h200"}"')
+GEMM_T0 = "t0 = 3.5970174567595737e-06\n"
+
+
+def profile(old: str, new: str) -> dict[str, str]:
+    """The H200 profile with one edit, as ``p.toml``."""
+    assert old in H200
+    return {"p.toml": H200.replace(old, new, 1)}
+
+
 def tiny(old: str = "", new: str = "", trace: str = TRACE) -> dict[str, str | bytes]:
     """A tiny scenario (two GPUs, three requests) with one edit, and its trace."""
     assert old in TINY
@@ -391,6 +403,20 @@ CASES: list[Case] = [
                                      "--k", "8"], ("--m 1.5", "integer")),
     Case("kernel-size-past-the-bound", ["kernel", "gemm", "--gpu", "H100", "--m", "1e300", "--n",
                                         "8", "--k", "8", "--json"], ("--m 1e300", "1e+15")),
+    *(Case(f"kernel-profile-{name}", ["kernel", "gemm", "--gpu", "H200", "--profile", "p.toml",
+                                      "--m", "8", "--n", "8", "--k", "8"], ("p.toml", *words),
+           profile(old, new))
+      for name, old, new, words in (
+          ("parameter-not-a-number", GEMM_T0, "t0 = nan\n", ("gemm t0 = nan", "> 0")),
+          ("parameter-negative", GEMM_T0, "t0 = -1.0\n", ("gemm t0 = -1.0", "> 0")),
+          ("parameter-missing", GEMM_T0, "", ("gemm params lack t0",)),
+          ("cuda-graphs-a-string", "cuda_graphs = true", 'cuda_graphs = "false"',
+           ("profile.cuda_graphs", "true or false")),
+          ("unknown-gpu", 'gpu = "H200"', 'gpu = "H999"', ("profile.gpu", "H999")))),
+    Case("run-profile-file-malformed", ["run", "tiny.toml"],
+         ("tiny.toml", "'calibration.profile'", "p.toml", "gemm t0 = nan"),
+         {**tiny("seed = 1", 'seed = 1\n[calibration]\nprofile = "p.toml"'),
+          **profile(GEMM_T0, "t0 = nan\n")}),
     # -- trace -----------------------------------------------------------------------------------
     Case("trace-stats-empty-file", ["trace", "stats", "e.jsonl"], ("e.jsonl", "no requests"),
          {"e.jsonl": ""}),
