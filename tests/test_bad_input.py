@@ -484,6 +484,10 @@ CASES: list[Case] = [
     Case("topology-unknown-preset", ["topology", "show", "dgx_z100"], ("dgx_z100",)),
     Case("topology-too-many-gpus", ["topology", "show", "dgx_h100:nodes=1e6"],
          ("dgx_h100", "nodes=1000000", "65,536")),
+    *(Case(f"topology-oversubscription-{name}",
+           ["topology", "show", f"dgx_h100:oversubscription={v}"],
+           ("dgx_h100", f"oversubscription={float(v)!r}", "<= 1000"))
+      for name, v in (("infinite", "inf"), ("past-the-bound", "1e300"))),
     Case("topology-parameter-twice", ["topology", "show", "dgx_h100:nodes=1,nodes=2"],
          ("dgx_h100:nodes=1,nodes=2", "nodes is given twice")),
     Case("topology-zero-bandwidth", ["topology", "show", "two.toml"], ("two.toml", "bandwidth"),

@@ -293,4 +293,5 @@ def test_skip_bad_says_how_many_trace_lines_it_skipped(tmp_path, capsys):
     code, _, err = call(["run", str(tmp_path / "tiny.toml"), "--policy", "route", "--no-write",
                          "--jobs", "1", "--skip-bad"], capsys)
     assert code == 0
-    assert f"note: --skip-bad skipped 2 trace lines that do not parse ({tmp_path / 't.jsonl'})" in err
+    trace = tmp_path / "t.jsonl"
+    assert f"note: --skip-bad skipped 2 trace lines that do not parse ({trace})" in err

@@ -193,5 +193,6 @@ def test_a_parquet_trace_arriving_past_the_bound_is_refused(tmp_path):
 
     write_trace(make_trace(arrival_at=[0.0, 1e300], input_tokens=[64, 64], output_tokens=[1, 1],
                            block_ids=[[0], [1]], block_tokens=64), tmp_path / "t.parquet")
-    with pytest.raises(UserError, match=r"t\.parquet: 'arrival_at': an arrival 1e\+300 s .*1e\+07 s"):
+    with pytest.raises(UserError,
+                       match=r"t\.parquet: 'arrival_at': an arrival 1e\+300 s .*1e\+07 s"):
         workloads.load(tmp_path / "t.parquet")
