@@ -16,11 +16,12 @@ from pathlib import Path
 
 def folder_name_ok(name: str) -> bool:
     """Whether ``name`` can name one output folder inside another: not empty, not ``.`` or
-    ``..``, no path separator and no NUL (a scenario's or sweep's name becomes its default
+    ``..``, no path separator and nothing unprintable — NUL, a newline, an escape sequence
+    (it is printed in one-line messages) (a scenario's or sweep's name becomes its default
     folder, which a run replaces: an empty name would replace the parent, ``a/../../b`` a
     folder outside it)."""
     return (bool(name) and name not in (".", "..")
-            and not any(c in name for c in ("/", "\\", "\0")))
+            and not any(c in name for c in ("/", "\\")) and name.isprintable())
 
 
 @contextlib.contextmanager
@@ -52,10 +53,17 @@ def probe_folder(folder: str | os.PathLike) -> bool:
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(20, "exists and is not a folder", str(folder))
     created = not folder.exists()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, probe = tempfile.mkstemp(prefix=".kvfabric-probe-", dir=folder)
-    os.close(fd)
-    os.unlink(probe)
+    missing = [p for p in (folder, *folder.parents) if not os.path.lexists(p)]  # deepest first
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".kvfabric-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError:  # leave no folder of ours behind (out/ of out/<a name too long>/points)
+        for p in missing:
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
     return created
 
 

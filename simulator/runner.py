@@ -247,9 +247,17 @@ def _check_pools(scenario, graph, *, baseline: bool) -> None:
 
 def _check_generated_size(src: str, kind: str, size: tuple[float, float], limit: float,
                           lower: str, *, least: bool = False) -> None:
-    """A :class:`UserError` naming ``workload.<kind>`` when a generated workload of ``size``
-    (requests, block references; with ``least``, references counted short) would need more
-    than ``limit`` bytes of memory; ``lower`` names the fields to lower."""
+    """:func:`check_generated_size` for the scenario ``src``'s ``workload.<kind>``; ``lower``
+    names the fields to lower."""
+    check_generated_size(f"{src}: field 'workload.{kind}'", size, limit,
+                         f"workload.{kind}.{lower}", least=least)
+
+
+def check_generated_size(where: str, size: tuple[float, float], limit: float, lower: str, *,
+                         least: bool = False) -> None:
+    """A :class:`UserError` ``"{where}: about N requests … ; lower {lower}"`` when a generated
+    workload of ``size`` (requests, block references; with ``least``, references counted short)
+    would need more than ``limit`` bytes of memory."""
     from simulator.units import fmt_bytes
 
     requests, refs = size
@@ -257,10 +265,10 @@ def _check_generated_size(src: str, kind: str, size: tuple[float, float], limit:
     short = "at least " if least else ""
     if need > limit:
         raise UserError(
-            f"{src}: field 'workload.{kind}': about {_fmt_count(requests)} requests with "
+            f"{where}: about {_fmt_count(requests)} requests with "
             f"{short}{_fmt_count(refs)} block references need {short or 'about '}"
             f"{fmt_bytes(need)} of memory, more than this machine's {fmt_bytes(limit)}; lower "
-            f"workload.{kind}.{lower}")
+            f"{lower}")
 
 
 def _check_deployment(scenario, graph) -> None:

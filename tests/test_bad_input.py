@@ -68,6 +68,18 @@ GEMM = ("model,op,dtype,m,n,k,time_s\n"
         "l,qkv,bf16,64,10240,8192,5.1e-05\n")
 
 
+#: The shipped H200 kernel profile, its measurements found from anywhere.
+H200 = (ROOT / "calibration" / "profiles" / "h200.toml").read_text().replace(
+    '"../h200"', f'"{ROOT / "calibration" / "h200"}"')
+GEMM_T0 = "t0 = 3.5970174567595737e-06\n"
+
+
+def profile(old: str, new: str) -> dict[str, str]:
+    """The H200 profile with one edit, as ``p.toml``."""
+    assert old in H200
+    return {"p.toml": H200.replace(old, new, 1)}
+
+
 def tiny(old: str = "", new: str = "", trace: str = TRACE) -> dict[str, str | bytes]:
     """A tiny scenario (two GPUs, three requests) with one edit, and its trace."""
     assert old in TINY
@@ -143,6 +155,19 @@ CASES: list[Case] = [
          tiny('policies = ["route", "fetch"]', 'policies = ["route", "route"]')),
     Case("run-include-missing", ["run", "tiny.toml"], ("tiny.toml", "'include'"),
          tiny("seed = 1", 'seed = 1\ninclude = "cal.toml"')),
+    Case("run-calibration-kernels-not-a-table", ["run", "tiny.toml"],
+         ("tiny.toml", "'calibration.kernels'", "table"),
+         tiny("seed = 1", 'seed = 1\n[calibration]\nkernels = "fast"')),
+    Case("run-calibration-coefficient-out-of-range", ["run", "tiny.toml"],
+         ("tiny.toml", "'calibration.kernels.memory_efficiency'", "(0, 1]"),
+         tiny("seed = 1", "seed = 1\n[calibration.kernels]\nmemory_efficiency = 2.0")),
+    Case("run-calibration-coefficient-not-a-number", ["run", "tiny.toml"],
+         ("tiny.toml", "'calibration.launch_time'", "finite number"),
+         tiny("seed = 1", 'seed = 1\n[calibration]\nlaunch_time = "3us"')),
+    Case("run-include-coefficient-out-of-range", ["run", "tiny.toml"],
+         ("tiny.toml", "'include'", "cal.toml", "'kernels.launch_time'", ">= 0"),
+         {**tiny("seed = 1", 'seed = 1\ninclude = "cal.toml"'),
+          "cal.toml": "[kernels]\nlaunch_time = -3e-6\n"}),
     Case("run-include-not-utf8", ["run", "tiny.toml"], ("cal.toml", "not UTF-8"),
          {**tiny("seed = 1", 'seed = 1\ninclude = "cal.toml"'), "cal.toml": b"x = '\xfe'\n"}),
     Case("run-unknown-gpu", ["run", "l.toml"], ("l.toml", "disaggregation.model_gpu", "H999"),
@@ -247,6 +272,10 @@ CASES: list[Case] = [
          tiny('name = "tiny"', 'name = "a/../../b"')),
     Case("run-name-dot-dot", ["run", "tiny.toml"], ("tiny.toml", "'name'"),
          tiny('name = "tiny"', 'name = ".."')),
+    Case("run-name-with-a-newline", ["run", "tiny.toml"], ("tiny.toml", "'name'", "control"),
+         tiny('name = "tiny"', 'name = "ti\\nny"')),
+    Case("run-name-with-an-escape-sequence", ["run", "tiny.toml"], ("tiny.toml", "'name'"),
+         tiny('name = "tiny"', 'name = "\\u001b[31mtiny"')),
     Case("run-out-empty", ["run", "tiny.toml", "--out", ""], ("--out",), tiny()),
     Case("run-a-folder", ["run", "d"], ("d: a folder, not a scenario file",), {"d/x.toml": TINY}),
     Case("run-block-size-not-dividing-the-traces", ["run", "tiny.toml"],
@@ -280,6 +309,10 @@ CASES: list[Case] = [
     Case("run-negative-seed", ["run", "tiny.toml", "--seed", "-3"], ("--seed",), tiny()),
     Case("run-unknown-option", ["run", "tiny.toml", "--bogus"], ("--bogus", "kvfabric run"),
          tiny()),
+    Case("run-no-write-with-out", ["run", "tiny.toml", "--no-write", "--out", "o"],
+         ("--no-write", "--out", "drop one"), tiny()),
+    Case("run-no-write-with-overwrite", ["run", "tiny.toml", "--no-write", "--overwrite"],
+         ("--no-write", "--overwrite"), tiny()),
     Case("run-out-under-a-file", ["run", "tiny.toml", "--out", "f/out"], ("--out", "f/out"),
          {**tiny(), "f": "a file"}),
     Case("run-out-name-too-long", ["run", "tiny.toml", "--out", "x" * 300], ("--out", "too long"),
@@ -297,6 +330,12 @@ CASES: list[Case] = [
           + '"engine.max_batch" = [2]\n'}),
     Case("sweep-empty-name", ["sweep", "s.toml"], ("s.toml", "'sweep.name'"),
          {**tiny(), "s.toml": SWEEP.replace('name = "s"', 'name = ""')
+          + '"engine.max_batch" = [2]\n'}),
+    Case("sweep-name-with-a-newline", ["sweep", "s.toml"], ("s.toml", "'sweep.name'", "control"),
+         {**tiny(), "s.toml": SWEEP.replace('name = "s"', 'name = "a\\nb"')
+          + '"engine.max_batch" = [2]\n'}),
+    Case("sweep-name-too-long", ["sweep", "s.toml"], ("--out out/sweep-", "File name too long"),
+         {**tiny(), "s.toml": SWEEP.replace('name = "s"', f'name = "{"s" * 300}"')
           + '"engine.max_batch" = [2]\n'}),
     Case("sweep-grid-value-twice", ["sweep", "s.toml"], ("s.toml", "'grid.policy'", "twice"),
          sweep('policy = ["route", "fetch", "route"]\n')),
@@ -364,6 +403,20 @@ CASES: list[Case] = [
                                      "--k", "8"], ("--m 1.5", "integer")),
     Case("kernel-size-past-the-bound", ["kernel", "gemm", "--gpu", "H100", "--m", "1e300", "--n",
                                         "8", "--k", "8", "--json"], ("--m 1e300", "1e+15")),
+    *(Case(f"kernel-profile-{name}", ["kernel", "gemm", "--gpu", "H200", "--profile", "p.toml",
+                                      "--m", "8", "--n", "8", "--k", "8"], ("p.toml", *words),
+           profile(old, new))
+      for name, old, new, words in (
+          ("parameter-not-a-number", GEMM_T0, "t0 = nan\n", ("gemm t0 = nan", "> 0")),
+          ("parameter-negative", GEMM_T0, "t0 = -1.0\n", ("gemm t0 = -1.0", "> 0")),
+          ("parameter-missing", GEMM_T0, "", ("gemm params lack t0",)),
+          ("cuda-graphs-a-string", "cuda_graphs = true", 'cuda_graphs = "false"',
+           ("profile.cuda_graphs", "true or false")),
+          ("unknown-gpu", 'gpu = "H200"', 'gpu = "H999"', ("profile.gpu", "H999")))),
+    Case("run-profile-file-malformed", ["run", "tiny.toml"],
+         ("tiny.toml", "'calibration.profile'", "p.toml", "gemm t0 = nan"),
+         {**tiny("seed = 1", 'seed = 1\n[calibration]\nprofile = "p.toml"'),
+          **profile(GEMM_T0, "t0 = nan\n")}),
     # -- trace -----------------------------------------------------------------------------------
     Case("trace-stats-empty-file", ["trace", "stats", "e.jsonl"], ("e.jsonl", "no requests"),
          {"e.jsonl": ""}),
@@ -387,6 +440,11 @@ CASES: list[Case] = [
     Case("trace-stats-azure-huge-context", ["trace", "stats", "a.csv"],
          ("a.csv:3", "ContextTokens", "100,000,000"),
          {"a.csv": AZURE + "2023-11-16 18:15:48,9999999999999,4\n"}),
+    Case("run-trace-timestamp-past-the-bound", ["run", "tiny.toml"],
+         ("t.jsonl:1", "'timestamp' 1e+300 ms", "1e+10 ms"),
+         tiny(trace=TRACE.replace('"timestamp": 0,', '"timestamp": 1e300,', 1))),
+    Case("trace-stats-azure-span-past-the-bound", ["trace", "stats", "a.csv"],
+         ("a.csv", "TIMESTAMP", "1e+07 s"), {"a.csv": AZURE + "2200-01-01,100,9\n"}),
     Case("trace-stats-azure-after-2262", ["trace", "stats", "a.csv"],
          ("a.csv:3", "TIMESTAMP", "2262"), {"a.csv": AZURE + "3000-01-01,100,9\n"}),
     Case("trace-gen-bad-option", ["trace", "gen", "agentic", "--subagents", "0", "-o", "a.parquet"],
@@ -410,6 +468,14 @@ CASES: list[Case] = [
     Case("trace-gen-fractional-count", ["trace", "gen", "agentic", "--preset", "copilot_2026",
                                         "--param", "sessions=2.7", "-o", "a.parquet"],
          ("--param", "sessions=2.7")),
+    *(Case(f"trace-gen-{name}-too-large", ["trace", "gen", *argv, "-o", "a.parquet"],
+           (f"trace gen {argv[0]}", "memory", f"lower {lower}"))
+      for name, argv, lower in (
+          ("rag", ["rag", "--request-rate", "1e12"], "--request-rate (1e+12)"),
+          ("nested", ["nested", "--request-rate", "1e12"], "--request-rate (1e+12)"),
+          ("agentic", ["agentic", "--task-rate", "1e9"], "--task-rate (1e+09)"),
+          ("preset", ["agentic", "--preset", "copilot_2026", "--param",
+                      "sessions=4000000000000"], "--param sessions=4000000000000"))),
     Case("trace-gen-missing-folder", ["trace", "gen", "agentic", "-o", "d/a.parquet"],
          ("-o", "d/a.parquet")),
     Case("trace-convert-bad-suffix", ["trace", "convert", "t.jsonl", "-o", "t.csv"],
@@ -418,6 +484,10 @@ CASES: list[Case] = [
     Case("topology-unknown-preset", ["topology", "show", "dgx_z100"], ("dgx_z100",)),
     Case("topology-too-many-gpus", ["topology", "show", "dgx_h100:nodes=1e6"],
          ("dgx_h100", "nodes=1000000", "65,536")),
+    *(Case(f"topology-oversubscription-{name}",
+           ["topology", "show", f"dgx_h100:oversubscription={v}"],
+           ("dgx_h100", f"oversubscription={float(v)!r}", "<= 1000"))
+      for name, v in (("infinite", "inf"), ("past-the-bound", "1e300"))),
     Case("topology-parameter-twice", ["topology", "show", "dgx_h100:nodes=1,nodes=2"],
          ("dgx_h100:nodes=1,nodes=2", "nodes is given twice")),
     Case("topology-zero-bandwidth", ["topology", "show", "two.toml"], ("two.toml", "bandwidth"),
@@ -451,6 +521,10 @@ CASES: list[Case] = [
          ("p.csv", "--line-rate 1e-07 GB/s", "faster than the wire"), {"p.csv": PING}),
     Case("calibrate-path-latency-above-the-rows", ["calibrate", "p.csv", "--path-latency", "1e9"],
          ("p.csv", "--path-latency", "fixed time"), {"p.csv": PING}),
+    Case("calibrate-path-latency-not-a-number", ["calibrate", "p.csv", "--path-latency", "nan"],
+         ("--path-latency nan", "finite"), {"p.csv": PING}),
+    Case("calibrate-line-rate-infinite", ["calibrate", "p.csv", "--line-rate", "inf"],
+         ("--line-rate inf", "finite"), {"p.csv": PING}),
     Case("calibrate-time-falls-with-size", ["calibrate", "p.csv"], ("p.csv", "does not grow"),
          {"p.csv": "bytes,seconds\n1024,3e-5\n65536,2e-5\n1048576,1e-5\n"}),
     # a folder of measurements (like calibration/h200/): the row at fault, by its line
@@ -462,6 +536,8 @@ CASES: list[Case] = [
          ("h/gemm.csv line 3", "time_s", "0.0"), {"h/gemm.csv": GEMM % ("bf16", "0.0")}),
     Case("calibrate-folder-time-nan", ["calibrate", "h", "--gpu", "H200"],
          ("h/gemm.csv line 3", "time_s", "nan"), {"h/gemm.csv": GEMM % ("bf16", "nan")}),
+    Case("calibrate-folder-header-only", ["calibrate", "h", "--gpu", "H200"],
+         ("h/gemm.csv", "no measurement rows"), {"h/gemm.csv": GEMM.split("\n")[0] + "\n"}),
     Case("calibrate-folder-unknown-dtype", ["calibrate", "h", "--gpu", "H200"],
          ("h/gemm.csv:3", "'fp4'"), {"h/gemm.csv": GEMM % ("fp4", "4.6e-05")}),
 ]

@@ -284,3 +284,14 @@ def test_the_comparison_table_aligns_its_cells_and_dashes_what_a_run_lacks(tmp_p
     assert [c.strip() for c in cells[4:6]] == ["—", "—"]  # TBT p50, p99
     assert all(re.fullmatch(r" +[\d.]+ (ms|s) ", c) for c in cells[2:4]), cells  # TTFT p50, p99
     assert [c.strip() for c in cells[8:10]] == ["—", "—"]  # no round: no closed-form error
+
+
+def test_skip_bad_says_how_many_trace_lines_it_skipped(tmp_path, capsys):
+    line = '{"timestamp": 0, "input_length": 3000, "output_length": 4, "hash_ids": [%s]}\n'
+    (tmp_path / "t.jsonl").write_text(line % "0, 1, 2, 3, 4, 5" + "not json\n" + "[1]\n")
+    (tmp_path / "tiny.toml").write_text(SCENARIO.replace("tiny.parquet", "t.jsonl"))
+    code, _, err = call(["run", str(tmp_path / "tiny.toml"), "--policy", "route", "--no-write",
+                         "--jobs", "1", "--skip-bad"], capsys)
+    assert code == 0
+    trace = tmp_path / "t.jsonl"
+    assert f"note: --skip-bad skipped 2 trace lines that do not parse ({trace})" in err

@@ -284,3 +284,19 @@ def test_skip_bad_skips_a_trace_line_that_does_not_parse(tmp_path, monkeypatch, 
     assert code == 0, err
     summary = json.loads(out)
     assert (summary["computed"], summary["failed"], summary["rows"]) == (1, 0, 1)
+
+
+def test_a_damaged_finished_point_is_named_before_any_point_runs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    seen = fake_points(monkeypatch, rows({"option": "route", "completed": 1}))
+    write_sweep(tmp_path, 2)
+    assert run_main(["sweep", "p.toml", "--out", "o"], capsys)[0] == 0
+    first, second = sorted((tmp_path / "o" / "points").iterdir())
+    first.write_bytes(first.read_bytes()[:100])  # a copy cut short
+    second.unlink()  # a point still to compute
+    seen.clear()
+    code, out, err = run_main(["sweep", "p.toml", "--out", "o"], capsys)
+    assert (code, out, seen) == (2, "", [])
+    assert err.startswith(f"error: {Path('o', 'points', first.name)}: a finished point's file "
+                          "that is not readable Parquet (")
+    assert err.endswith("delete it to compute that point again\n") and err.count("\n") == 1

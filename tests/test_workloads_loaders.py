@@ -186,3 +186,13 @@ def test_azure_round_trip(tmp_path_factory, recs):
     assert np.allclose(df["arrival_at"], [(ts - first) / 1000 for ts, _, _ in recs])
     assert df["input_tokens"].tolist() == [r[1] for r in recs]
     assert df["output_tokens"].tolist() == [r[2] for r in recs]
+
+
+def test_a_parquet_trace_arriving_past_the_bound_is_refused(tmp_path):
+    from workloads.schema import make_trace, write_trace
+
+    write_trace(make_trace(arrival_at=[0.0, 1e300], input_tokens=[64, 64], output_tokens=[1, 1],
+                           block_ids=[[0], [1]], block_tokens=64), tmp_path / "t.parquet")
+    with pytest.raises(UserError,
+                       match=r"t\.parquet: 'arrival_at': an arrival 1e\+300 s .*1e\+07 s"):
+        workloads.load(tmp_path / "t.parquet")

@@ -151,8 +151,15 @@ def _check_gpus(preset: str, param: str, value: object, gpus: int) -> None:
           f"builds {gpus:,} GPUs; a preset builds at most {MAX_COUNT:,}")
 
 
+#: The largest leaf oversubscription (downlink / uplink capacity) a preset builds: built fabrics
+#: run 1:1 to about 8:1; at 1e300 the spine links carried 1e-289 B/s and a run's step times
+#: overflowed (1e296 s, overflow warnings, exit 0).
+MAX_OVERSUBSCRIPTION = 1e3
+
+
 def _check_fabric(preset: str, oversubscription: float, nodes_per_su: int, spines: int) -> None:
-    _need(oversubscription > 0, preset, "oversubscription", oversubscription, "must be > 0")
+    _need(0 < oversubscription <= MAX_OVERSUBSCRIPTION, preset, "oversubscription",
+          oversubscription, f"must be > 0 and <= {MAX_OVERSUBSCRIPTION:g}")
     _check_count(preset, "nodes_per_su", nodes_per_su)
     _check_count(preset, "spines", spines)
 

@@ -47,6 +47,12 @@ MOONCAKE_BLOCK_TOKENS = 512
 #: for terabytes of block ids.
 MAX_REQUEST_TOKENS = 100_000_000
 
+#: The latest arrival a trace file may give [s] from its start: 116 days, the bound of
+#: ``[engine] duration`` (:data:`simulator.scenario.sections.MAX_DURATION`). Far past it the
+#: clock cannot tell one decode step from the next: arrivals at 1e297 s ran to every latency 0
+#: and overflow warnings.
+MAX_TRACE_TIME = 1e7
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 #: Shipped trace name → file inside ``workloads/data/<name>/``.
@@ -105,12 +111,24 @@ def load(path_or_name: str | os.PathLike, *, skip_bad: bool = False,
         raise UserError(f"{path}: no such file (shipped traces: {sorted(SHIPPED)})")
     fmt = trace_format(path)
     if fmt == "mooncake":
-        return load_mooncake(path, skip_bad=skip_bad)
-    if fmt == "azure":
-        return load_azure(path, skip_bad=skip_bad, block_tokens=block_tokens)
-    df = read_trace(path)
-    df.attrs["skipped_lines"] = 0
+        df = load_mooncake(path, skip_bad=skip_bad)
+    elif fmt == "azure":
+        df = load_azure(path, skip_bad=skip_bad, block_tokens=block_tokens)
+    else:
+        df = read_trace(path)
+        df.attrs["skipped_lines"] = 0
+    _check_span(df, path, fmt)
     return df
+
+
+def _check_span(df: pd.DataFrame, path: Path, fmt: str) -> None:
+    """No arrival past :data:`MAX_TRACE_TIME`; a :class:`UserError` naming the file otherwise."""
+    late = np.flatnonzero(df["arrival_at"].to_numpy() > MAX_TRACE_TIME)
+    if len(late):
+        what = {"mooncake": "'timestamp'", "azure": "TIMESTAMP"}.get(fmt, "'arrival_at'")
+        raise UserError(f"{path}: {what}: an arrival {df['arrival_at'].iloc[late[0]]:g} s after "
+                        f"the trace's start, past the latest a trace may give ("
+                        f"{MAX_TRACE_TIME:g} s, 116 days); cut the trace or fix its times")
 
 
 @contextlib.contextmanager
@@ -176,7 +194,7 @@ def _mooncake_frame_ok(raw: pd.DataFrame) -> bool:
     ts = raw["timestamp"].to_numpy(np.float64)
     inp = raw["input_length"].to_numpy(np.float64)
     out = raw["output_length"].to_numpy(np.float64)
-    if not (np.isfinite(ts).all() and (ts >= 0).all()):
+    if not (np.isfinite(ts).all() and (ts >= 0).all() and (ts <= MAX_TRACE_TIME * 1e3).all()):
         return False
     if not ((inp > 0).all() and (out > 0).all() and (inp == np.round(inp)).all()
             and (out == np.round(out)).all() and (inp <= MAX_REQUEST_TOKENS).all()
@@ -212,6 +230,9 @@ def _mooncake_line(line: str) -> tuple[float, int, int, list[int]]:
     ts = obj["timestamp"]
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts) or ts < 0:
         raise ValueError(f"'timestamp' {ts!r} is not a time >= 0 in ms")
+    if ts > MAX_TRACE_TIME * 1e3:
+        raise ValueError(f"'timestamp' {ts!r} ms is past the latest time a trace may give, "
+                         f"{MAX_TRACE_TIME * 1e3:g} ms (116 days)")
     for f in ("input_length", "output_length"):
         v = obj[f]
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:

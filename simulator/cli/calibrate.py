@@ -7,6 +7,7 @@ Units at this edge: ``--line-rate`` in GB/s, ``--path-latency`` in µs; the TOML
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
@@ -59,10 +60,12 @@ def calibrate(files, output, model_name, gpu_name, line_rate, path_latency, as_j
     except UserError as exc:
         raise UserError(f"--gpu {gpu_name!r}: {exc}") from None
     output_file(output, "-o", (".toml",))
-    if line_rate is not None and not line_rate > 0:
-        raise UserError(f"--line-rate {line_rate}: give a positive rate in GB/s")
-    if path_latency is not None and path_latency < 0:
-        raise UserError(f"--path-latency {path_latency}: give microseconds >= 0")
+    if line_rate is not None and not 0 < line_rate < math.inf:  # nan, inf were written out
+        finite = "" if math.isfinite(line_rate) else ", a finite one"
+        raise UserError(f"--line-rate {line_rate}: give a positive rate in GB/s{finite}")
+    if path_latency is not None and not 0 <= path_latency < math.inf:
+        finite = "" if math.isfinite(path_latency) else ", a finite number"
+        raise UserError(f"--path-latency {path_latency}: give microseconds >= 0{finite}")
     result: dict[str, dict] = {}
     fits: list[tuple[cal.Measurements, cal.Fit]] = []
     for f in files:

@@ -152,6 +152,10 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
     from simulator.runner import check, load_trace
     from simulator.scenario import Scenario
 
+    if no_write and (out_dir is not None or overwrite):  # it silently wrote nowhere
+        given = "--out" if out_dir is not None else "--overwrite"
+        raise UserError(f"--no-write writes nothing, so {given} has nothing to do; drop one "
+                        "of them")
     path = resolve_scenario(scenario_path)
     scenario = Scenario.load(path)
     policies = _policies(policy_opt, scenario.policies)
@@ -182,6 +186,10 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
                 TimeElapsedColumn())
     try:
         trace = load_trace(scenario, seed, skip_bad=skip_bad)  # a bad line: before any bar
+        if trace.attrs.get("skipped_lines"):  # --skip-bad counts them: say how many
+            err.print(f"note: --skip-bad skipped {trace.attrs['skipped_lines']:,} trace lines "
+                      f"that do not parse ({trace.attrs.get('source', 'the trace')})",
+                      highlight=False, soft_wrap=True)
         with Progress(*cols, console=err, transient=False) as bar:
             tasks = {p: bar.add_task(escape(p), total=scenario.engine.duration)
                      for p in policies}

@@ -158,6 +158,21 @@ def _build(cls, values: dict):
         raise UserError(f"bad option: {msg} (see --help)") from None
 
 
+def _check_size(command: str, params, lower: str, *, least: bool = False) -> None:
+    """Refuse, before generating, a trace too large for this machine's memory (as ``kvfabric
+    run`` does: :func:`simulator.runner.check_generated_size`); ``lower`` names what to lower."""
+    from simulator.runner import MEMORY_SHARE, check_generated_size, memory_bytes
+
+    check_generated_size(f"trace gen {command}", params.expected_size(),
+                         MEMORY_SHARE * memory_bytes(), lower, least=least)
+
+
+def _options(params, fields: tuple[str, ...]) -> str:
+    """``--a (1), --b (2) or --c (3)``: the options of ``fields`` with ``params``' values."""
+    named = [f"--{f.replace('_', '-')} ({getattr(params, f):g})" for f in fields]
+    return f"{', '.join(named[:-1])} or {named[-1]}"
+
+
 def _write_generated(df, path: Path, what: str) -> None:
     from workloads.schema import write_trace
     from workloads.spans import hit_rates
@@ -188,6 +203,8 @@ def gen_agentic(output: str, seed: int, preset: str | None, session_params: tupl
         _gen_sessions(path, seed, preset, session_params, params)
         return
     p = _build(AgenticParams, params)
+    _check_size("agentic", p, _options(p, ("task_rate", "duration_time", "subagents",
+                                           "turns_mean")))
     _write_generated(generate_agentic(np.random.default_rng(seed), p), path, "agentic")
 
 
@@ -223,6 +240,9 @@ def _gen_sessions(path: Path, seed: int, preset: str | None, pairs: tuple[str, .
         p = session_params(preset, **values)
     except ValueError as exc:
         raise UserError(f"bad option: {exc} (see --help)") from None
+    _check_size("agentic", p, f"--param sessions={p.sessions}" if p.sessions else
+                f"--param session_rate={p.session_rate:g} or --param duration_time="
+                f"{p.duration_time:g}", least=True)
     _write_generated(generate_sessions(np.random.default_rng(seed), p), path, preset)
 
 
@@ -236,6 +256,8 @@ def gen_rag(output: str, seed: int, **params) -> None:
 
     path = _out_path(output)
     p = _build(RagParams, params)
+    _check_size("rag", p, _options(p, ("request_rate", "duration_time", "docs_per_request",
+                                       "n_documents")))
     _write_generated(generate_rag(np.random.default_rng(seed), p), path, "rag")
 
 
@@ -249,6 +271,7 @@ def gen_nested(output: str, seed: int, **params) -> None:
 
     path = _out_path(output)
     p = _build(NestedParams, params)
+    _check_size("nested", p, _options(p, ("request_rate", "duration_time", "candidates")))
     _write_generated(generate_nested(np.random.default_rng(seed), p), path, "nested")
 
 

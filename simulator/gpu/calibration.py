@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -221,6 +222,29 @@ def run_kernels(calibration: dict, cuda_graphs: bool | None = None
     if choice != "roofline":
         return profiled_kernels(choice, cuda_graphs)
     return KernelModel(**coefficients)
+
+
+def check_coefficients(calibration: Mapping, fail: Callable[[str, str], UserError]) -> None:
+    """Check what :func:`run_kernels` reads from ``calibration`` before a run starts: a
+    ``kernels`` entry is a table, and each :class:`~simulator.gpu.KernelModel` field given (at the
+    top level or in ``kernels``) a finite number in that field's range. ``fail(field, msg)`` makes
+    the error for the dotted ``field``; other keys (``model``, ``source`` …) are left alone."""
+    kernels = calibration.get("kernels", {})
+    if not isinstance(kernels, Mapping):
+        raise fail("kernels", "must be a table of kernel coefficients ([kernels]), got "
+                   f"{kernels!r}")
+    fields = [f.name for f in dataclasses.fields(KernelModel)]
+    for prefix, table in (("", calibration), ("kernels.", kernels)):
+        for key in (k for k in fields if k in table):
+            value = table[key]
+            if (isinstance(value, bool) or not isinstance(value, int | float)
+                    or not math.isfinite(value)):
+                raise fail(prefix + key, f"expected a finite number, got {value!r}")
+            try:
+                KernelModel(**{key: float(value)})
+            except ValueError as exc:
+                msg = str(exc).removeprefix("KernelModel: ")
+                raise fail(prefix + key, f"{value!r}: {msg}") from None
 
 
 def stack_spec(calibration: dict, base: StackSpec, inter_node: bool = True) -> StackSpec:

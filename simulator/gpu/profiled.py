@@ -297,12 +297,12 @@ class ProfiledKernels:
 
 def check_profile_choice(value) -> None:
     """A :class:`UserError` (one line, no field name) unless ``value`` names profiles."""
-    from simulator.gpu.profiles import profile_names, profile_path
+    from simulator.gpu.profiles import profile_names
 
     if isinstance(value, str):
         if value in PROFILE_CHOICES:
             return
-        profile_path(value)
+        load_profile(value)  # read and checked now, before any run starts (cached)
         return
     if isinstance(value, Mapping):
         known = set(DEFAULT_PROFILES)
@@ -311,7 +311,7 @@ def check_profile_choice(value) -> None:
                 raise UserError(f"GPU kind {gpu_name!r} is not one of {', '.join(sorted(known))}")
             if not isinstance(name, str):
                 raise UserError(f"{gpu_name} = {name!r}: give a profile name")
-            profile_path(name)
+            load_profile(name)
         return
     raise UserError(f"{value!r}: give \"roofline\", \"measured\", a profile name "
                     f"({', '.join(profile_names())}), a profile TOML path, or a table "

@@ -24,6 +24,7 @@ puts under ``<prefix>/share/kvfabric/calibration`` (``[tool.setuptools.data-file
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import tomllib
@@ -134,24 +135,55 @@ def _resolve(path: str, what: str, chain: tuple[str, ...]) -> OperatorFit | Laun
         raise UserError(f"{file}: {what} has neither parameters nor a profile to take them from")
     try:
         if what == "launch":
-            return LaunchCost(float(entry["eager_time"]), float(entry["graph_time"]),
-                              str(entry["source"]), str(entry["measured_on"]))
+            times = _positive(file, what, {k: entry[k] for k in ("eager_time", "graph_time")},
+                              zero=True)
+            return LaunchCost(times["eager_time"], times["graph_time"], str(entry["source"]),
+                              str(entry["measured_on"]))
         folders = tuple(str((file.parent / f).resolve()) for f in head.get("measurements", []))
-        return OperatorFit(what, {k: float(v) for k, v in entry["params"].items()},
-                           str(entry["measured_on"]), name, folders,
+        params = _positive(file, what, dict(entry["params"]))
+        # each part of the operator's model whole or absent (a part its measurements lacked)
+        missing = sorted(k for part in FITS[what].values() if set(part.start) & set(params)
+                         for k in part.start if k not in params)
+        if missing:
+            raise UserError(f"{file}: {what} params lack {', '.join(missing)}; fit the profile "
+                            "again (kvfabric calibrate DIR) or take the operator from another "
+                            "with from = \"<profile>\"")
+        return OperatorFit(what, params, str(entry["measured_on"]), name, folders,
                            {k: entry[k] for k in ("rows", "median_error", "p90_error")
                             if k in entry})
+    except UserError:
+        raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{file}: {what} entry is malformed ({exc!r})") from None
+
+
+def _positive(file: Path, what: str, values: dict, zero: bool = False) -> dict[str, float]:
+    """``values`` as floats, each a finite number > 0 (>= 0 with ``zero``) — as a fit makes
+    them; a :class:`UserError` naming the file, operator and key otherwise (a nan or negative
+    parameter gave nan or negative kernel times, a whole run of them)."""
+    for key, v in values.items():
+        ok = (not isinstance(v, bool) and isinstance(v, int | float) and math.isfinite(v)
+              and (v >= 0 if zero else v > 0))
+        if not ok:
+            raise UserError(f"{file}: {what} {key} = {v!r} is not a finite number "
+                            f"{'>=' if zero else '>'} 0; fix it or fit the profile again "
+                            "(kvfabric calibrate DIR)")
+    return {k: float(v) for k, v in values.items()}
 
 
 @cache
 def _load(path: str, chain: tuple[str, ...]) -> KernelProfile:
     head = _read(path)["profile"]
-    spec = hardware.gpu(str(head["gpu"]))
+    try:
+        spec = hardware.gpu(str(head["gpu"]))
+    except UserError as exc:
+        raise UserError(f"{path}: profile.gpu: {exc}") from None
     fits = {op: _resolve(path, op, ()) for op in FITS}
-    return KernelProfile(str(head["name"]), spec, fits, _resolve(path, "launch", ()),
-                         bool(head.get("cuda_graphs", True)), str(head.get("description", "")))
+    graphs = head.get("cuda_graphs", True)
+    if not isinstance(graphs, bool):  # the string "false" was true
+        raise UserError(f"{path}: profile.cuda_graphs = {graphs!r}: give true or false")
+    return KernelProfile(str(head["name"]), spec, fits, _resolve(path, "launch", ()), graphs,
+                         str(head.get("description", "")))
 
 
 # -- building a profile from measurements -----------------------------------------------------

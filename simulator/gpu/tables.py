@@ -269,6 +269,8 @@ def _read(path: Path) -> pd.DataFrame:
         df = pd.read_csv(path)
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
         raise UserError(f"{path}: not a readable CSV table ({exc.__class__.__name__})") from None
+    if df.empty:  # a header alone: nothing to fit (it ended in an IndexError deep in the fit)
+        raise UserError(f"{path}: a header but no measurement rows; add rows or remove the file")
     df["_line"] = np.arange(len(df)) + 2  # header is line 1
     return df
 

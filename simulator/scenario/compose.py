@@ -92,8 +92,8 @@ def _scenario(v: _Validator, data: Mapping[str, Any]) -> Scenario:
         raise UserError(f"{v.source}: a scenario must be a TOML table")
     v.unknown(data, "", top_known)
     name = v.get(dict(data), "", "name", str, Path(v.source).stem, check=folder_name_ok,
-                 hint="give a name without '/' or '\\', not empty, '.' or '..' (it names the "
-                 "result folder)")
+                 hint="give a name without '/', '\\' or control characters, not empty, '.' "
+                 "or '..' (it names the result folder)")
     seed = v.get(dict(data), "", "seed", int, 0, check=lambda s: s >= 0,
                  hint="use an integer >= 0")
     stack = v.choice(dict(data), "", "stack", STACK_NAMES, "ibgda")

@@ -176,6 +176,8 @@ class _Validator:
         return tuple(raw)
 
     def calibration(self, data: Mapping) -> tuple[tuple[str, Any], ...]:
+        from simulator.gpu.calibration import check_coefficients
+
         cal: dict[str, Any] = {}
         inc = data.get("include")
         if inc is not None:
@@ -185,10 +187,13 @@ class _Validator:
             if not p.is_file():
                 raise self.fail("include", f"file {inc!r} not found; write it with "
                                 "`kvfabric calibrate` or fix the path")
-            cal.update(_read_toml(p))
+            included = _read_toml(p)
+            check_coefficients(included, lambda k, m: self.fail("include", f"{inc}: '{k}': {m}"))
+            cal.update(included)
         extra = data.get("calibration", {})
         if not isinstance(extra, Mapping):
             raise self.fail("calibration", "must be a table")
+        check_coefficients(extra, lambda k, m: self.fail(f"calibration.{k}", m))
         cal.update(extra)
         self.kernel_profile(cal)
         return _freeze(cal)

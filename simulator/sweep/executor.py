@@ -140,6 +140,21 @@ def _iter_dask(tasks: list[Point], sweep: Sweep, workers: int,
             cluster.close()
 
 
+def _check_finished(points_dir: Path, finished: list[Point]) -> None:
+    """Each finished point's file readable as Parquet, before any work: a damaged one (a copy
+    cut short, a full disk) was a pyarrow traceback once every other point had run."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    for p in finished:
+        f = point_file(points_dir, p)
+        try:
+            pq.read_metadata(f)
+        except (OSError, pa.ArrowException) as exc:
+            raise UserError(f"{f}: a finished point's file that is not readable Parquet ({exc}); "
+                            "delete it to compute that point again") from None
+
+
 def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: int | None = None,
             scheduler: str | None = None,
             on_point: Callable[[Point, dict], None] | None = None,
@@ -171,6 +186,7 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
     workers = max(1, min(workers, len(todo))) if todo else 1
     if check:
         check_points(sweep, parallel=workers)
+    _check_finished(points_dir, [p for p in points if p not in todo])
     client = _connect(scheduler) if backend == "dask" and scheduler and todo else None
     try:
         probe_folder(points_dir)

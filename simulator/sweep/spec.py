@@ -142,8 +142,9 @@ class Sweep:
             raise fail(f"sweep.{bad[0]}", "unknown key; known: name, kind, base, seed, samples")
         name = str(head.get("name", Path(source).stem))
         if not folder_name_ok(name):
-            raise fail("sweep.name", f"invalid value {name!r}; give a name without '/' or "
-                       "'\\', not empty, '.' or '..' (it names the default result folder)")
+            raise fail("sweep.name", f"invalid value {name!r}; give a name without '/', "
+                       "'\\' or control characters, not empty, '.' or '..' (it names the "
+                       "default result folder)")
         kind = head.get("kind", "run")
         if kind not in KINDS:
             raise fail("sweep.kind", f"{kind!r} is not one of {', '.join(KINDS)}")
