@@ -209,3 +209,78 @@ def test_sizes_of_zero_and_below_one_byte_are_read_and_the_messages_say_what_is_
     with pytest.raises(UserError, match="use 'bytes,seconds' or 'bytes,rtt_seconds' or "
                                         "'batch,tokens,seconds'"):
         cal.read_csv(f)
+
+
+# -- an included [fabric] table prices the run's messages -------------------------------------
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_an_included_fabric_table_prices_every_round_of_the_run(tmp_path, engine):
+    # `kvfabric calibrate --line-rate --path-latency` writes [fabric] overhead_time and
+    # efficiency; a scenario including it runs on its stack with those on the paths `path`
+    # names (here within the node: the small scenario's two GPUs share one). Until stop 72 the
+    # table was read and then ignored: every round was priced on the catalogue's stack
+    import dataclasses
+
+    from clitools import small_scenario
+
+    from simulator.costmodel import CostModel
+    from simulator.models import model
+    from simulator.runner import run
+    from simulator.scenario import Scenario
+    from simulator.testing.invariants import scenario_costs
+
+    toml = small_scenario(tmp_path, requests=3, output_tokens=4, policies=["fetch"])
+    plain = Scenario.load(toml)
+    (tmp_path / "cal.toml").write_text(
+        '[fabric]\noverhead_time = 1e-3\nefficiency = 0.01\npath = "intra_node"\n')
+    toml.write_text(toml.read_text().replace("seed = 1", 'seed = 1\ninclude = "cal.toml"'))
+    sc = Scenario.load(toml)
+    base = run(plain, "fetch", engine=engine)
+    res = run(sc, "fetch", engine=engine)
+    # by hand: the catalogue's stack with the two fields replaced within the node
+    stack = dataclasses.replace(STACKS[sc.stack], intra_node_overhead_time=1e-3,
+                                intra_node_efficiency=0.01)
+    kernels = scenario_costs(plain)[0]
+    graph = sc.topology.build()
+    cm = CostModel(model(sc.model.name), graph, stack, kernels=kernels,
+                   block_tokens=sc.placement.block_tokens, instance_gpus=2)
+    rd = res.rounds
+    assert len(rd) > 0 and set(rd["option"].astype(str)) == {"fetch"}
+    for r in rd.itertuples():
+        want = cm.option("fetch", str(r.src), str(r.owner), r.blocks / r.batch, r.batch).total
+        assert r.cf_time == pytest.approx(want, rel=1e-9)
+    # and the run is slower for it: 1 ms a message where the catalogue says microseconds
+    assert res.rounds["cf_time"].min() > 1e-3
+    assert res.summary["tbt_p50"] > base.summary["tbt_p50"] + 1e-3
+    assert base.rounds["cf_time"].max() < 1e-3
+
+
+@pytest.mark.parametrize(("table", "field"), [
+    ("fabric = 3", "'fabric'"),
+    ("[fabric]\noverhead_time = -1e-6", "'fabric.overhead_time'"),
+    ("[fabric]\noverhead_time = nan", "'fabric.overhead_time'"),
+    ("[fabric]\nefficiency = 0.0", "'fabric.efficiency'"),
+    ("[fabric]\nefficiency = 1.5", "'fabric.efficiency'"),
+    ("[fabric]\nefficiency = true", "'fabric.efficiency'"),
+    ('[fabric]\npath = "spine"', "'fabric.path'"),
+])
+def test_a_bad_included_fabric_table_is_named_at_load(tmp_path, table, field):
+    from clitools import small_scenario
+
+    from simulator.scenario import Scenario
+
+    toml = small_scenario(tmp_path)
+    (tmp_path / "cal.toml").write_text(table + "\n")
+    toml.write_text(toml.read_text().replace("seed = 1", 'seed = 1\ninclude = "cal.toml"'))
+    with pytest.raises(UserError, match=field) as err:
+        Scenario.load(toml)
+    assert "cal.toml" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_run_stack_is_the_scenarios_stack_without_a_fabric_table():
+    assert cal.run_stack("nccl", {}) is STACKS["nccl"]
+    assert cal.run_stack("nccl", {"fabric": {"rate": 4e10}}) is STACKS["nccl"]  # a fit alone
+    s = cal.run_stack("nccl", {"fabric": {"efficiency": 0.5}})
+    assert s.inter_node_efficiency == 0.5 and s.name == "nccl+calibrated"
+    assert s.intra_node_efficiency == STACKS["nccl"].intra_node_efficiency

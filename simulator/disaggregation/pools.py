@@ -29,7 +29,7 @@ from simulator.engine.clock import requests_progress
 from simulator.engine.requests import init_request_arrays, settle_unfinished
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
-from simulator.gpu.calibration import run_kernels
+from simulator.gpu.calibration import run_kernels, run_stack
 from simulator.models import model as lookup_model
 from simulator.network.fabric import Fabric
 from simulator.network.traffic import TP_COLLECTIVE
@@ -372,7 +372,7 @@ class PoolRun:
         self.reserve = sc.placement.reserve_fraction
         check_against(spec, arch, self._kinds, self.reserve, sc.source, baseline=self.baseline)
         self.kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
-        self.fabric = Fabric(self.env, self.graph, sc.stack)
+        self.fabric = Fabric(self.env, self.graph, run_stack(sc.stack, sc.calibration_dict()))
         self.progress = progress  # for run_clock
         self.req = Requests(trace, requests_progress(progress, sc.engine.duration))
         self.queue: deque[int] = deque()

@@ -71,7 +71,7 @@ from simulator.engine.reuse import rotary_time
 from simulator.engine.rounds import Pending, RoundReplay
 from simulator.engine.stepcosts import StepCosts
 from simulator.errors import UserError
-from simulator.gpu.calibration import run_kernels
+from simulator.gpu.calibration import run_kernels, run_stack
 from simulator.gpu.copyengines import CopyEngines
 from simulator.gpu.runtime import GPU
 from simulator.gpu.streams import GPUStream, Stream
@@ -117,10 +117,11 @@ class _Run:
                                    cuda_graphs=scenario.serving.cuda_graphs)
         pl = scenario.placement
         self.bt = pl.block_tokens
-        self.cm = CostModel(self.arch, self.graph, scenario.stack, kernels=self.kernels,
+        stack = run_stack(scenario.stack, scenario.calibration_dict())
+        self.cm = CostModel(self.arch, self.graph, stack, kernels=self.kernels,
                             block_tokens=self.bt, instance_gpus=self.G)
         # one path cache for both: each destination's Dijkstra and each pair's path found once
-        self.fabric = Fabric(self.env, self.graph, scenario.stack, paths=self.cm.path_cache)
+        self.fabric = Fabric(self.env, self.graph, stack, paths=self.cm.path_cache)
         if scenario.engine.duration is not None:  # a message issued after it is never sent
             self.fabric.until = scenario.engine.duration
         specs = [hardware.gpu(self.graph.nodes[n].get("gpu", "H100")) for n in self.names]

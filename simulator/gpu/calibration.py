@@ -18,7 +18,9 @@ ones the slope, and neither drowns the other. The result is a plain dict, writte
 (``[fabric]`` and/or ``[kernels]`` tables; the ``[kernels]`` keys ``launch_time`` and
 ``memory_efficiency`` are :class:`~simulator.gpu.KernelModel` field names) that a scenario includes
 with ``include = "calibration.toml"``; :func:`kernel_model` and :func:`stack_spec` turn it back into
-the objects the cost model and the engine use."""
+the objects the cost model and the engine use, and :func:`run_kernels` and :func:`run_stack` give
+a run its kernels and its stack from the scenario's calibration (``[fabric]``'s ``path``: where
+the ping-pong ran, ``"inter_node"`` by default or ``"intra_node"``)."""
 
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simulator import hardware
 from simulator.errors import UserError
 from simulator.gpu.kernels import KernelModel
 from simulator.gpu.profiled import ProfiledKernels, profiled_kernels
@@ -224,11 +227,26 @@ def run_kernels(calibration: dict, cuda_graphs: bool | None = None
     return KernelModel(**coefficients)
 
 
+def run_stack(stack: str | StackSpec, calibration: dict) -> StackSpec:
+    """The network stack a run uses: the scenario's ``stack`` with an included ``[fabric]``
+    table's ``overhead_time`` and ``efficiency`` (``kvfabric calibrate --line-rate
+    --path-latency``) on the paths its ``path`` names (:func:`stack_spec`); ``stack`` itself
+    without one."""
+    base = hardware.stack(stack)
+    fab = calibration.get("fabric", {})
+    if "overhead_time" not in fab and "efficiency" not in fab:
+        return base
+    return stack_spec(calibration, base)
+
+
 def check_coefficients(calibration: Mapping, fail: Callable[[str, str], UserError]) -> None:
-    """Check what :func:`run_kernels` reads from ``calibration`` before a run starts: a
-    ``kernels`` entry is a table, and each :class:`~simulator.gpu.KernelModel` field given (at the
-    top level or in ``kernels``) a finite number in that field's range. ``fail(field, msg)`` makes
-    the error for the dotted ``field``; other keys (``model``, ``source`` …) are left alone."""
+    """Check what :func:`run_kernels` and :func:`run_stack` read from ``calibration`` before a
+    run starts: a ``kernels`` entry is a table, and each :class:`~simulator.gpu.KernelModel`
+    field given (at the top level or in ``kernels``) a finite number in that field's range; a
+    ``fabric`` entry is a table whose ``overhead_time`` is a finite number ≥ 0, ``efficiency`` in
+    (0, 1] and ``path`` one of :data:`FABRIC_PATHS`. ``fail(field, msg)`` makes the error for the
+    dotted ``field``; other keys (``model``, ``source`` …) are left alone."""
+    _check_fabric(calibration.get("fabric", {}), fail)
     kernels = calibration.get("kernels", {})
     if not isinstance(kernels, Mapping):
         raise fail("kernels", "must be a table of kernel coefficients ([kernels]), got "
@@ -247,10 +265,18 @@ def check_coefficients(calibration: Mapping, fail: Callable[[str, str], UserErro
                 raise fail(prefix + key, f"{value!r}: {msg}") from None
 
 
-def stack_spec(calibration: dict, base: StackSpec, inter_node: bool = True) -> StackSpec:
-    """``base`` with the calibrated overhead and efficiency for inter- (or intra-) node paths."""
+#: Where a ``[fabric]`` table's ping-pong was measured (``path``; default: across nodes).
+FABRIC_PATHS = ("inter_node", "intra_node")
+
+
+def stack_spec(calibration: dict, base: StackSpec, inter_node: bool | None = None) -> StackSpec:
+    """``base`` with the calibrated overhead and efficiency for inter- (or intra-) node paths:
+    those ``inter_node`` names, else the ``[fabric]`` table's ``path`` (default across nodes)."""
     fab = calibration.get("fabric", {})
-    where = "inter_node" if inter_node else "intra_node"
+    if inter_node is None:
+        where = fab.get("path", "inter_node")
+    else:
+        where = "inter_node" if inter_node else "intra_node"
     changes = {}
     if "overhead_time" in fab:
         changes[f"{where}_overhead_time"] = float(fab["overhead_time"])
@@ -258,3 +284,23 @@ def stack_spec(calibration: dict, base: StackSpec, inter_node: bool = True) -> S
         changes[f"{where}_efficiency"] = float(fab["efficiency"])
     name = f"{base.name}+calibrated" if changes else base.name
     return dataclasses.replace(base, name=name, **changes)
+
+
+def _check_fabric(fab, fail: Callable[[str, str], UserError]) -> None:
+    """:func:`check_coefficients`' ``[fabric]`` part."""
+    if not isinstance(fab, Mapping):
+        raise fail("fabric", f"must be a table of fabric coefficients ([fabric]), got {fab!r}")
+    for key, lo, hi, what in (("overhead_time", 0.0, math.inf, "seconds >= 0"),
+                              ("efficiency", 0.0, 1.0, "a fraction of the line rate in (0, 1]")):
+        if key not in fab:
+            continue
+        value = fab[key]
+        ok = (not isinstance(value, bool) and isinstance(value, int | float)
+              and math.isfinite(value) and (lo <= value if key == "overhead_time" else lo < value)
+              and value <= hi)
+        if not ok:
+            raise fail(f"fabric.{key}", f"{value!r}: give {what}")
+    path = fab.get("path", FABRIC_PATHS[0])
+    if path not in FABRIC_PATHS:
+        raise fail("fabric.path", f"{path!r}: give where the ping-pong ran, one of "
+                   f"{', '.join(FABRIC_PATHS)}")

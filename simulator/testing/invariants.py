@@ -217,12 +217,14 @@ def scenario_costs(scenario: Scenario) -> tuple:
     (its calibration, CUDA graphs, block size and GPUs), for composing a step's time by hand."""
     import topologies
     from simulator.costmodel import CostModel
-    from simulator.gpu.calibration import run_kernels
+    from simulator.gpu.calibration import run_kernels, run_stack
     from simulator.models import model
 
-    kernels = run_kernels(scenario.calibration_dict(), cuda_graphs=scenario.serving.cuda_graphs)
+    cal = scenario.calibration_dict()
+    kernels = run_kernels(cal, cuda_graphs=scenario.serving.cuda_graphs)
     graph = scenario.topology.build()
-    return kernels, CostModel(model(scenario.model.name), graph, scenario.stack, kernels=kernels,
+    return kernels, CostModel(model(scenario.model.name), graph,
+                              run_stack(scenario.stack, cal), kernels=kernels,
                               block_tokens=scenario.placement.block_tokens,
                               instance_gpus=len(list(topologies.gpus(graph))))
 
