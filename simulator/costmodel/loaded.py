@@ -194,15 +194,10 @@ class LoadedCosts:
         """The move [s] a round routed instead of fetched defers, per step (module docstring,
         *Routing one round of a pair that copies*): ``(1 − 1/R) · P · (fetch(k, B) − fetch(1
         block))``, 0 at ``R = 1``."""
-        if reuse <= 1.0:
-            return 0.0
         chance, k = self.round_blocks(blocks, batch, reuse, per_round)
-        if chance <= 0:
-            return 0.0
-        p = self._at("fetch", src, dst, k, batch)
+        p = self._at("fetch", src, dst, k, batch)  # no round (k = 0): one block, so 0 more
         q = self._phases("fetch", src, dst, 1, batch)
-        more = (p[0] + p[1] + p[2] + p[3] + p[4]) - (q[0] + q[1] + q[2] + q[3] + q[4])
-        return (1.0 - 1.0 / reuse) * chance * max(0.0, more)
+        return (1.0 - 1.0 / reuse) * chance * max(0.0, sum(p) - sum(q))
 
     def copy_step(self, option: str, src: str, dst: str, blocks: float, batch: int,
                   reuse: float, home_backlog_time: float = 0.0,
