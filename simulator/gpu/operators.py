@@ -10,8 +10,11 @@ throughput a fraction of its peak FLOP/s ``π``. The fractions depend on the sha
   reach full bandwidth); tensor cores run at ``ec`` of ``π``, plus ``k·τ``: the latency of one
   tile's loop over ``k``, which is all a GEMM with few output tiles pays (equivalently, an
   efficiency ``ec·x/(x + x0)`` in the output tiles per SM ``x``; τ, a latency, is not scaled with
-  ``π`` when extrapolating). ``groups`` independent
-  weight matrices (a grouped MoE GEMM) add their weights to the bytes; fp8 halves the bytes per
+  ``π`` when extrapolating). ``groups`` independent weight matrices (a grouped MoE GEMM, the
+  absorbed per-head MLA products) add their weights to the bytes, and the size one kernel
+  streams, ``groups·nk``, sets its bandwidth share (it has ``groups`` times the tiles; assumed —
+  no grouped GEMM was measured, and ``b0`` is fitted on single matrices of 4.1M–470M elements
+  on the H200); fp8 halves the bytes per
   element and doubles ``π`` (Hopper and Blackwell datasheets; A100 runs fp8 weights through bf16
   tensor cores — weight-only fp8, :data:`FP8_PEAK_RATIO`).
 - **decode attention** (GQA/MHA, one query token): KV streams at a rate that grows with the
@@ -24,7 +27,9 @@ throughput a fraction of its peak FLOP/s ``π``. The fractions depend on the sha
   compute-bound of 989; its floor is the GQA decode floor (assumed).
 - **prefill attention** (``C`` new tokens after ``P`` cached): FLOPs ``2·H·(d_qk + d_v)·pairs`` at
   ``ec / (1 + L0/L̄) / (1 + c0/CTAs)`` of ``π`` (``L̄`` the mean tokens attended per query, CTAs
-  ``⌈C/128⌉·H``), scaled by ``kc`` over the causal triangle's share of the pairs.
+  ``⌈C/128⌉·H``), scaled by ``kc`` over the causal triangle's share of the pairs; its bytes
+  (queries, keys and values read once) at :data:`PREFILL_MEMORY` of ``β`` (assumed, not fitted:
+  every measured prefill is compute-bound).
 - **elementwise** (RMSNorm, rotary, activation, residual add; each its own fit): bytes at ``e·β``,
   or a per-row latency ``max(1, m/R)·w·c`` when a few rows of width ``w`` cannot fill the GPU.
 - **copy** (``2·bytes`` of traffic, falling from ``ehi`` to ``elo`` of ``β`` past ``xc`` bytes),
@@ -72,6 +77,9 @@ FP8_PEAK_RATIO: dict[str, float] = {"A100": 1.0}
 DEEPGEMM_FP8 = 1550.0 / 1979.0
 #: The RDMA NIC each GPU has (DGX H100: one ConnectX-7 NDR 400 Gb/s per GPU; REFERENCE.md).
 RDMA_NIC_BANDWIDTH = LINKS["ib_ndr"].bandwidth
+#: Prefill attention's share of HBM bandwidth for the bytes it reads once: assumed (not fitted;
+#: the measured prefills are compute-bound, so their rows cannot pin it).
+PREFILL_MEMORY = 0.9
 #: SMs of the H100/H200 that split-KV decode partitions fill (NVIDIA datasheets: 132).
 REFERENCE_SMS = 132.0
 FABRICS = ("nvlink", "rdma")
@@ -107,7 +115,8 @@ def gemm(p: dict, spec: GPUSpec, m, n, k, fp8=False, groups=1.0) -> np.ndarray:
     e = np.where(fp8, 1.0, _E)
     nbytes = groups * n * k * e + m * k * e + m * n * _E
     flops = 2.0 * m * n * k
-    em = p["em"] * n * k / (n * k + p["b0"])
+    w = groups * n * k  # the weights one kernel streams (every group's)
+    em = p["em"] * w / (w + p["b0"])
     return p["t0"] + smax(nbytes / (spec.hbm_bandwidth * em),
                           flops / (_peak(spec, fp8) * p["ec"]) + k * p["tau"], p["s"])
 
@@ -163,7 +172,7 @@ def prefill_attention(p: dict, spec: GPUSpec, new, pairs, triangle, context, q_h
     mean = pr / np.maximum(c, 1e-9)
     ctas = np.ceil(c / 128.0) * hq
     ec = p["ec"] / (1.0 + p["L0"] / mean) / (1.0 + p["c0"] / ctas) * (1.0 - tri * (1.0 - p["kc"]))
-    return p["t0"] + smax(nbytes / (spec.hbm_bandwidth * 0.9),
+    return p["t0"] + smax(nbytes / (spec.hbm_bandwidth * PREFILL_MEMORY),
                           flops / (spec.peak_flops * ec), 4.0)
 
 

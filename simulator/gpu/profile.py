@@ -135,11 +135,14 @@ class KernelProfile:
     def _measured_here(self, op: str) -> bool:
         return self.fit(op).measured_on.upper() == self.gpu.name.upper()
 
-    def _table(self, op: str, rows_name: str, select: tuple[str, str] | None = None
-               ) -> Table | None:
+    def _table(self, op: str, rows_name: str, select: tuple[str, object] | None = None,
+               coords: tuple[str, ...] | None = None) -> Table | None:
+        """The measured table of ``rows_name`` (rows where ``select`` holds; interpolated over
+        ``coords`` instead of the rows' own, e.g. one coordinate where the rows' two are equal),
+        or None off the GPU measured on."""
         if not self._measured_here(op):
             return None
-        key = (rows_name, repr(select))
+        key = (rows_name, repr(select), coords)
         if key not in self._tables:
             found = None
             for folder in self.fit(op).folders:
@@ -147,6 +150,8 @@ class KernelProfile:
                 if rows is not None:
                     if select is not None:
                         rows = rows.subset(rows.data[select[0]] == select[1])
+                    if coords is not None:
+                        rows = replace(rows, coords=coords)
                     found = Table(rows) if len(rows) else None
                     break
             self._tables[key] = found
@@ -286,9 +291,12 @@ class KernelProfile:
                                       tri, P + c, hq, hk, dq, dv)
         t = np.where(c > 0, t, 0.0)
         use = (P == 0) & (dq == dv) & (topk is None) & (c > 0)
-        return self._answer("prefill_attention", t, self._table("prefill_attention",
-                                                                "prefill_attention"),
-                            [hq, hk, dq, np.ones(c.shape)], [c, c], use)
+        # whole causal prompts (q_len = kv_len): a table over the prompt length alone, so that
+        # prompts between measured ones interpolate (over both, every cell off the diagonal is
+        # empty and only the measured lengths themselves answered)
+        table = self._table("prefill_attention", "prefill_attention", ("masked", 1), ("q_len",))
+        return self._answer("prefill_attention", t, table, [hq, hk, dq, np.ones(c.shape)], [c],
+                            use)
 
     def elementwise(self, kind: str, tokens, width) -> Timing:
         """One elementwise kernel (``rmsnorm``, ``rotary``, ``activation``, ``add``) over
