@@ -83,6 +83,14 @@ def _point_frame(point: Point, rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _gathered(path: Path, point: Point) -> pd.DataFrame:
+    """A finished point's records with its index in *this* sweep: a point resumed from a
+    sweep whose grid has since grown or shrunk keeps its key but not its place."""
+    df = pd.read_parquet(path)
+    df["point"] = point.index
+    return df
+
+
 def _run_task(task: tuple) -> dict:
     kind, base, base_dir, point, skip_bad = task
     return run_point(kind, base, base_dir, point, skip_bad)
@@ -235,7 +243,7 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
         finally:
             stream.close()  # ends the workers now, not when the generator is collected
 
-    frames = [pd.read_parquet(point_file(points_dir, p)) for p in points
+    frames = [_gathered(point_file(points_dir, p), p) for p in points
               if point_file(points_dir, p).exists()]
     result.results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     write_parquet(result.results, out / "results.parquet")

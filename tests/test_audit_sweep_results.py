@@ -1,0 +1,68 @@
+"""What a user gets back from sweeps, regret reports and result files: faults found by the
+sweep/results audit, each pinned by an independent check (hand-computed values, files on disk)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from simulator.sweep import Sweep, execute, executor
+from simulator.sweep.points import run_point
+
+SCENARIOS = Path(__file__).parent.parent / "scenarios"
+PROFILES = Path(__file__).parent.parent / "calibration" / "profiles"
+
+
+def _in_process(tasks, sweep, workers):
+    """The local backend's points, computed in this process (no spawned workers: fast)."""
+    for p in tasks:
+        yield p, run_point(sweep.kind, sweep.base, sweep.base_dir, p, sweep.skip_bad)
+
+
+def _predict(blocks: list[int]) -> Sweep:
+    return Sweep.from_dict({"sweep": {"name": "t", "kind": "predict", "seed": 7},
+                            "grid": {"blocks": blocks},
+                            "base": {"model": "deepseek-v3.2", "topology": "dgx_h100:nodes=2"}})
+
+
+def test_a_resumed_point_takes_its_index_in_the_grown_sweep(tmp_path, monkeypatch):
+    monkeypatch.setattr(executor, "_iter_local", _in_process)
+    execute(_predict([8, 64]), tmp_path, "local", workers=1, progress=False)
+    res = execute(_predict([1, 8, 64]), tmp_path, "local", workers=1, progress=False)
+    assert (res.computed, res.resumed) == (1, 2)
+    # docs/records.md: `point` is the point's index in the sweep's order
+    by_blocks = res.results.groupby("blocks")["point"].unique().map(list).to_dict()
+    assert by_blocks == {1: [0], 8: [1], 64: [2]}
+    fresh = execute(_predict([1, 8, 64]), tmp_path / "fresh", "local", workers=1,
+                    progress=False)
+    pd.testing.assert_frame_equal(res.results, fresh.results)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), fresh.results)
+
+
+def _run_sweep(folder: Path) -> Sweep:
+    return Sweep.from_dict({"sweep": {"name": "r", "kind": "run", "base": "s.toml"},
+                            "grid": {"stack": ["ibgda"]}}, source="r.toml", base_dir=folder)
+
+
+def test_a_changed_kernel_profile_file_changes_the_point_key(tmp_path):
+    text = (SCENARIOS / "mooncake_conversation.toml").read_text()
+    profile = (PROFILES / "h200.toml").read_text()
+    (tmp_path / "p.toml").write_text(profile)
+    (tmp_path / "s.toml").write_text(text + '\n[calibration]\nprofile = "p.toml"\n')
+    first = [p.key for p in _run_sweep(tmp_path).points()]
+    assert [p.key for p in _run_sweep(tmp_path).points()] == first
+    (tmp_path / "p.toml").write_text(profile + "\n# edited\n")
+    assert [p.key for p in _run_sweep(tmp_path).points()] != first
+
+
+def test_a_kernel_profile_named_in_the_included_calibration_keys_the_point(tmp_path):
+    text = (SCENARIOS / "mooncake_conversation.toml").read_text()
+    (tmp_path / "p.toml").write_text((PROFILES / "h200.toml").read_text())
+    (tmp_path / "cal.toml").write_text('profile = "p.toml"\n')
+    (tmp_path / "s.toml").write_text('include = "cal.toml"\n' + text)
+    sweep = _run_sweep(tmp_path)
+    (point,) = sweep.points()
+    assert str((tmp_path / "p.toml").resolve()) in sweep._input_files(point.as_dict)
+    (tmp_path / "p.toml").write_text((PROFILES / "h200.toml").read_text() + "\n# edited\n")
+    assert _run_sweep(tmp_path).points()[0].key != point.key
