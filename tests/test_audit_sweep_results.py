@@ -66,3 +66,48 @@ def test_a_kernel_profile_named_in_the_included_calibration_keys_the_point(tmp_p
     assert str((tmp_path / "p.toml").resolve()) in sweep._input_files(point.as_dict)
     (tmp_path / "p.toml").write_text((PROFILES / "h200.toml").read_text() + "\n# edited\n")
     assert _run_sweep(tmp_path).points()[0].key != point.key
+
+
+class _Future:
+    def __init__(self, answer):
+        self.answer = answer
+
+    def result(self):
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+class _Client:
+    """A Dask client whose point 1's workers all died (``KilledWorker``); the others answer."""
+
+    def submit(self, fn, kind, base, base_dir, point, skip_bad, pure, key):
+        from types import SimpleNamespace
+
+        from distributed import KilledWorker
+
+        if point.index == 1:
+            worker = SimpleNamespace(address="tcp://127.0.0.1:1")
+            return _Future(KilledWorker(key, worker, 3))
+        return _Future(fn(kind, base, base_dir, point, skip_bad))
+
+    def cancel(self, futures):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_a_dask_point_whose_workers_died_is_a_failed_point_and_the_sweep_goes_on(
+        tmp_path, monkeypatch):
+    import dask.distributed
+
+    monkeypatch.setattr(executor, "_connect", lambda address: _Client())
+    monkeypatch.setattr(dask.distributed, "as_completed", lambda futures: list(futures))
+    res = execute(_predict([1, 8, 64]), tmp_path, "dask", scheduler="tcp://x:1",
+                  progress=False)
+    assert (res.computed, [f["point"] for f in res.failures]) == (2, [1])
+    assert res.failures[0]["error"].startswith("WorkerDied: ")
+    assert "KilledWorker" in res.failures[0]["error"]
+    assert sorted(pd.read_parquet(tmp_path / "results.parquet")["blocks"].unique()) == [1, 64]
+    assert (tmp_path / "failures.json").is_file()

@@ -103,6 +103,16 @@ def _died(task: tuple, exit_code: int) -> dict:
                       "run the point alone to see why"}
 
 
+def _lost(exc: Exception) -> dict:
+    """The outcome of a Dask task that never answered (``KilledWorker``: its workers died, out
+    of memory or killed; a lost connection): a failed point, as a local worker's death is."""
+    first = (str(exc).splitlines() or [""])[0]
+    return {"error": f"WorkerDied: the Dask task of this point failed ({type(exc).__name__}: "
+                     f"{first})",
+            "detail": "the point's worker ended before returning (out of memory, or killed); "
+                      "run the point alone to see why"}
+
+
 def _iter_local(tasks: list[Point], sweep: Sweep, workers: int) -> Iterator[tuple[Point, dict]]:
     work = [(sweep.kind, sweep.base, sweep.base_dir, p, sweep.skip_bad) for p in tasks]
     for task, outcome in run_unordered(_run_task, work, workers, _died):
@@ -140,7 +150,11 @@ def _iter_dask(tasks: list[Point], sweep: Sweep, workers: int,
                                  sweep.skip_bad, pure=False,
                                  key=f"kvfabric-point-{p.point_id}-{p.key}"): p for p in tasks}
         for fut in dask_completed(futures):
-            yield futures[fut], fut.result()
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # run_point never raises: the task's worker was lost
+                outcome = _lost(exc)
+            yield futures[fut], outcome
     finally:
         client.cancel(list(futures))
         client.close()
