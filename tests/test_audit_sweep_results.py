@@ -111,3 +111,31 @@ def test_a_dask_point_whose_workers_died_is_a_failed_point_and_the_sweep_goes_on
     assert "KilledWorker" in res.failures[0]["error"]
     assert sorted(pd.read_parquet(tmp_path / "results.parquet")["blocks"].unique()) == [1, 64]
     assert (tmp_path / "failures.json").is_file()
+
+
+def _predict_on(nodes: int) -> Sweep:
+    return Sweep.from_dict({"sweep": {"name": "t", "kind": "predict", "seed": 7},
+                            "grid": {"blocks": [8, 64]},
+                            "base": {"model": "deepseek-v3.2",
+                                     "topology": f"dgx_h100:nodes={nodes}"}})
+
+
+def test_an_interrupted_rerun_leaves_no_results_file_of_the_earlier_inputs(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setattr(executor, "_iter_local", _in_process)
+    execute(_predict_on(2), tmp_path, "local", workers=1, progress=False)
+    assert (tmp_path / "results.parquet").is_file()
+
+    def stop(point, outcome):
+        raise KeyboardInterrupt
+
+    # the base changed (3 nodes): both points are stale; Ctrl-C after the first is recomputed
+    with pytest.raises(executor.Interrupted):
+        execute(_predict_on(3), tmp_path, "local", workers=1, progress=False, on_point=stop)
+    # results.parquet held the 2-node sweep's numbers, read as this sweep's
+    assert not (tmp_path / "results.parquet").exists()
+    assert not (tmp_path / "failures.json").exists()
+    res = execute(_predict_on(3), tmp_path, "local", workers=1, progress=False)
+    assert (res.computed, res.resumed) == (1, 1)
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "results.parquet"), res.results)

@@ -10,7 +10,8 @@ resumes and computes only what is missing. The key covers everything that determ
 version changed since it was written is computed again (its stale file replaced), never resumed.
 A point that fails is reported with its parameters (``OUT/failures.json``) and does not stop
 the others. At the end every point's records gather, in point order, into
-``OUT/results.parquet``.
+``OUT/results.parquet``; a run with points to compute first removes the earlier
+``results.parquet`` and ``failures.json``, so an interrupted one leaves none from other inputs.
 
 Ctrl-C (SIGINT) stops a sweep at once: queued points are cancelled and the workers ended (they
 ignore SIGINT themselves, so the client decides), finished points are kept, and
@@ -222,6 +223,9 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
         for old in points_dir.glob(f"{p.point_id}*.parquet"):
             old.unlink()
             stale += 1
+    if todo:  # the gathered files say what an earlier run found: not this sweep's until its end
+        for gathered in (out / "results.parquet", out / "failures.json"):
+            gathered.unlink(missing_ok=True)
     result = SweepResult(pd.DataFrame(), resumed=len(points) - len(todo), stale=stale, out=out)
 
     stream = (_iter_local(todo, sweep, workers) if backend == "local" else
