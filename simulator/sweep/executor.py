@@ -10,7 +10,8 @@ resumes and computes only what is missing. The key covers everything that determ
 version changed since it was written is computed again (its stale file replaced), never resumed.
 A point that fails is reported with its parameters (``OUT/failures.json``) and does not stop
 the others. At the end every point's records gather, in point order, into
-``OUT/results.parquet``.
+``OUT/results.parquet``; a run with points to compute first removes the earlier
+``results.parquet`` and ``failures.json``, so an interrupted one leaves none from other inputs.
 
 Ctrl-C (SIGINT) stops a sweep at once: queued points are cancelled and the workers ended (they
 ignore SIGINT themselves, so the client decides), finished points are kept, and
@@ -83,6 +84,14 @@ def _point_frame(point: Point, rows: list[dict]) -> pd.DataFrame:
     return df
 
 
+def _gathered(path: Path, point: Point) -> pd.DataFrame:
+    """A finished point's records with its index in *this* sweep: a point resumed from a
+    sweep whose grid has since grown or shrunk keeps its key but not its place."""
+    df = pd.read_parquet(path)
+    df["point"] = point.index
+    return df
+
+
 def _run_task(task: tuple) -> dict:
     kind, base, base_dir, point, skip_bad = task
     return run_point(kind, base, base_dir, point, skip_bad)
@@ -91,6 +100,16 @@ def _run_task(task: tuple) -> dict:
 def _died(task: tuple, exit_code: int) -> dict:
     """The outcome of a point whose worker process ended before answering."""
     return {"error": f"WorkerDied: the process running this point {how_it_ended(exit_code)}",
+            "detail": "the point's worker ended before returning (out of memory, or killed); "
+                      "run the point alone to see why"}
+
+
+def _lost(exc: Exception) -> dict:
+    """The outcome of a Dask task that never answered (``KilledWorker``: its workers died, out
+    of memory or killed; a lost connection): a failed point, as a local worker's death is."""
+    first = (str(exc).splitlines() or [""])[0]
+    return {"error": f"WorkerDied: the Dask task of this point failed ({type(exc).__name__}: "
+                     f"{first})",
             "detail": "the point's worker ended before returning (out of memory, or killed); "
                       "run the point alone to see why"}
 
@@ -132,7 +151,11 @@ def _iter_dask(tasks: list[Point], sweep: Sweep, workers: int,
                                  sweep.skip_bad, pure=False,
                                  key=f"kvfabric-point-{p.point_id}-{p.key}"): p for p in tasks}
         for fut in dask_completed(futures):
-            yield futures[fut], fut.result()
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # run_point never raises: the task's worker was lost
+                outcome = _lost(exc)
+            yield futures[fut], outcome
     finally:
         client.cancel(list(futures))
         client.close()
@@ -200,6 +223,9 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
         for old in points_dir.glob(f"{p.point_id}*.parquet"):
             old.unlink()
             stale += 1
+    if todo:  # the gathered files say what an earlier run found: not this sweep's until its end
+        for gathered in (out / "results.parquet", out / "failures.json"):
+            gathered.unlink(missing_ok=True)
     result = SweepResult(pd.DataFrame(), resumed=len(points) - len(todo), stale=stale, out=out)
 
     stream = (_iter_local(todo, sweep, workers) if backend == "local" else
@@ -235,7 +261,7 @@ def execute(sweep: Sweep, out: str | Path, backend: str = "local", *, workers: i
         finally:
             stream.close()  # ends the workers now, not when the generator is collected
 
-    frames = [pd.read_parquet(point_file(points_dir, p)) for p in points
+    frames = [_gathered(point_file(points_dir, p), p) for p in points
               if point_file(points_dir, p).exists()]
     result.results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     write_parquet(result.results, out / "results.parquet")

@@ -30,8 +30,8 @@ the same result, bit for bit, on any backend and in any order.
 
 Its **key** names its finished result on disk (resume): a hash of everything that determines
 it — the kind, the base (the scenario's content with ``[base]`` merged in), the content of the
-files the point's scenario reads (trace, selections, topology, included calibration), the
-parameters, the seed, ``skip_bad`` and the kvfabric version. Change any of them and the point is
+files the point's scenario reads (trace, selections, topology, included calibration, a kernel
+profile file), the parameters, the seed, ``skip_bad`` and the kvfabric version. Change any of them and the point is
 computed again instead of resumed.
 
 :func:`simulator.sweep.check.check_points` validates every point before any runs: each
@@ -262,13 +262,30 @@ class Sweep:
         data = self.scenario_data(params)
         refs = [data.get("include"), _get(data, "topology", "file"),
                 _get(data, "workload", "trace"), _get(data, "workload", "selections")]
-        out = []
-        for ref in refs:
-            if isinstance(ref, str):
-                p = Path(ref) if Path(ref).is_absolute() else Path(self.base_dir) / ref
-                if p.is_file():
-                    out.append(str(p.resolve()))
+        out = [f for f in map(self._local_file, refs) if f]
+        # the kernel profile file: [calibration] profile, else the included file's
+        profile = _get(data, "calibration", "profile")
+        include = self._local_file(data.get("include"))
+        if profile is None and include:
+            from simulator.scenario import read_toml
+
+            try:
+                profile = read_toml(include).get("profile")
+            except UserError:  # a bad include is refused by the points' check
+                profile = None
+        if isinstance(profile, str) and profile.endswith(".toml"):
+            out += [f for f in [self._local_file(profile)] if f]
+        elif isinstance(profile, Mapping):  # GPU kind → profile: paths as the loader reads them
+            out += [str(Path(v).resolve()) for v in profile.values()
+                    if isinstance(v, str) and v.endswith(".toml") and Path(v).is_file()]
         return out
+
+    def _local_file(self, ref: Any) -> str | None:
+        """The resolved path of a file a scenario names (relative to its folder), or None."""
+        if not isinstance(ref, str):
+            return None
+        p = Path(ref) if Path(ref).is_absolute() else Path(self.base_dir) / ref
+        return str(p.resolve()) if p.is_file() else None
 
 
 def topology_spec(spec: str, base_dir: str | Path) -> str:
