@@ -10,11 +10,8 @@ throughput a fraction of its peak FLOP/s ``π``. The fractions depend on the sha
   reach full bandwidth); tensor cores run at ``ec`` of ``π``, plus ``k·τ``: the latency of one
   tile's loop over ``k``, which is all a GEMM with few output tiles pays (equivalently, an
   efficiency ``ec·x/(x + x0)`` in the output tiles per SM ``x``; τ, a latency, is not scaled with
-  ``π`` when extrapolating). ``groups`` independent weight matrices (a grouped MoE GEMM, the
-  absorbed per-head MLA products) add their weights to the bytes, and the size one kernel
-  streams, ``groups·nk``, sets its bandwidth share (it has ``groups`` times the tiles; assumed —
-  no grouped GEMM was measured, and ``b0`` is fitted on single matrices of 4.1M–470M elements
-  on the H200); fp8 halves the bytes per
+  ``π`` when extrapolating). ``groups`` independent
+  weight matrices (a grouped MoE GEMM) add their weights to the bytes; fp8 halves the bytes per
   element and doubles ``π`` (Hopper and Blackwell datasheets; A100 runs fp8 weights through bf16
   tensor cores — weight-only fp8, :data:`FP8_PEAK_RATIO`).
 - **decode attention** (GQA/MHA, one query token): KV streams at a rate that grows with the
@@ -115,8 +112,7 @@ def gemm(p: dict, spec: GPUSpec, m, n, k, fp8=False, groups=1.0) -> np.ndarray:
     e = np.where(fp8, 1.0, _E)
     nbytes = groups * n * k * e + m * k * e + m * n * _E
     flops = 2.0 * m * n * k
-    w = groups * n * k  # the weights one kernel streams (every group's)
-    em = p["em"] * w / (w + p["b0"])
+    em = p["em"] * n * k / (n * k + p["b0"])
     return p["t0"] + smax(nbytes / (spec.hbm_bandwidth * em),
                           flops / (_peak(spec, fp8) * p["ec"]) + k * p["tau"], p["s"])
 
