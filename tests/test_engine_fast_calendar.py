@@ -17,6 +17,7 @@ from simulator.engine.fast_streams import (
     _PRUNE,
     Calendar,
     FastStream,
+    folded_next,
     processor_sharing_end,
     reserve_each,
 )
@@ -177,7 +178,7 @@ def reserved_one_by_one(cal: Calendar, at: float, busy, folds, owner: int, kerne
     """What :meth:`Calendar.chain` promises to equal: one reserve per item."""
     for d, fold, k in zip(busy, folds, kernels, strict=True):
         e = cal.reserve(at, d, owner, fold, k)
-        at = e + (e - at) * (fold - 1)
+        at = folded_next(at, e, fold)
     return at
 
 
@@ -234,7 +235,7 @@ def test_chain_among_known_items_reserves_each_and_charges_its_pushes():
     #   0.5 s: queued behind the 0 s item -> 1 to 2 s; fold 2 -> next at 2 + 1.5 = 3.5 s
     #   3.5 s: 2 s -> 5.5 s; fold 3 -> done at 5.5 + 2 x 2 = 9.5 s; it pushes GPU 1's 5 s item
     #   from 6 to 6.5 s
-    # (catches each operator and constant of `at = e + (e - at) * (fold - 1)`, and None)
+    # (catches each operator and constant of `at + ((e - at) + (e - at) * (fold - 1))`, and None)
     assert chain(a, 0.5, [1.0, 2.0], [2, 3], 0, [2, 1]) == 9.5
     assert a.at == [0.0, 0.5, 3.5, 5.0] and a.end == [1.0, 2.0, 5.5, 6.5]
     assert a.end0 == [1.0, 2.0, 5.5, 6.0] and a.fold == [1, 2, 3, 1]

@@ -98,7 +98,7 @@ from simulator.engine.fast_instances import FastInstanceLoop
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_quiet import QuietSlots
 from simulator.engine.fast_slots import SlotComposer
-from simulator.engine.fast_streams import FastStream
+from simulator.engine.fast_streams import FastStream, folded_next
 from simulator.engine.results import Result
 from simulator.errors import UserError
 from simulator.policies import Policy
@@ -342,7 +342,7 @@ class FastRun(_Run):
         for layers in folds[first:]:
             at = yield from self._slot_start(g, at, False)
             end = cal.reserve(at, layer_time, g, layers)
-            at = end + (end - at) * (layers - 1)
+            at = folded_next(at, end, layers)  # the exact engine's floats (Stream.after)
         yield GpuTimeout(env, at - env.now, g)
         yield from self._pay_debt(g)
 

@@ -153,7 +153,7 @@ class Calendar:
         """:meth:`reserve` ``busy[i]`` [s] (``kernels[i]`` kernels, folding ``folds[i]``) for
         ``owner``'s step, one after another from ``at`` [s], while they are issued before
         ``until`` [s]: item ``i + 1`` is issued when item ``i``'s folded layers are done (its
-        end + (end − issue)·(fold − 1)). Returns ``(when the next item would be issued [s], how
+        end + (end − issue)·(fold − 1), rounded as the exact engine's clock: :func:`folded_next`). Returns ``(when the next item would be issued [s], how
         many were reserved)``. The same items and times as one :meth:`reserve` per item (items
         of positive duration, as every step's are: one of 0 s issued at now could be cut by a
         later reserve's pruning and is kept here; the counters and times are the same either
@@ -166,7 +166,7 @@ class Calendar:
                 if at >= until:
                     break
                 e = self.reserve(at, d, owner, fold, kk)
-                at = e + (e - at) * (fold - 1)
+                at = at + ((e - at) + (e - at) * (fold - 1))  # as SimPy's clock (folded_next)
                 k += 1
             return at, k
         # every item goes after everything known: reserve's common case for each, computed
@@ -182,7 +182,7 @@ class Calendar:
             ats.append(at)
             ends.append(e)
             prev = e
-            at = e + (e - at) * (fold - 1)
+            at = at + ((e - at) + (e - at) * (fold - 1))  # as SimPy's clock (folded_next)
         k = len(ends)
         if k:
             if n and end_l[0] <= self.env._now and n + k - 1 > _PRUNE:
@@ -240,6 +240,19 @@ class Calendar:
             elif start < now:
                 busy += now - start
         return self.done_busy + busy
+
+
+def folded_next(at: float, end: float, fold: int) -> float:
+    """When the next layer slot starts [s] after a slot issued at ``at`` [s] whose item ends at
+    ``end`` [s] and stands for ``fold`` layers: ``end + (end − at)·(fold − 1)``, rounded as the
+    exact engine's clock reaches it — ``now + delay`` with :meth:`simulator.gpu.streams.Stream.
+    after`'s ``delay = end − now + (end − now)·(fold − 1)`` issued at ``now = at``. The two
+    roundings differ by an ulp now and then, and a routed kernel that waits behind the owner's
+    prefill layer and folds that wait multiplies a difference in its slot's start by
+    ``−(fold − 1)`` (about −20 with 3 slots): seven such collisions took one ulp to 5e-8 s, past
+    the 1e-6 contract (tests/test_engine_fast_collisions.py). Inlined in
+    :meth:`Calendar.chain_until`."""
+    return at + ((end - at) + (end - at) * (fold - 1))
 
 
 def processor_sharing_end(ats: list[float], durs: list[float], at: float,
