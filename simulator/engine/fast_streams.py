@@ -153,7 +153,8 @@ class Calendar:
         """:meth:`reserve` ``busy[i]`` [s] (``kernels[i]`` kernels, folding ``folds[i]``) for
         ``owner``'s step, one after another from ``at`` [s], while they are issued before
         ``until`` [s]: item ``i + 1`` is issued when item ``i``'s folded layers are done (its
-        end + (end − issue)·(fold − 1), rounded as the exact engine's clock: :func:`folded_next`). Returns ``(when the next item would be issued [s], how
+        end + (end − issue)·(fold − 1), rounded as the exact engine's clock:
+        :func:`folded_next`). Returns ``(when the next item would be issued [s], how
         many were reserved)``. The same items and times as one :meth:`reserve` per item (items
         of positive duration, as every step's are: one of 0 s issued at now could be cut by a
         later reserve's pruning and is kept here; the counters and times are the same either
@@ -249,8 +250,9 @@ def folded_next(at: float, end: float, fold: int) -> float:
     after`'s ``delay = end − now + (end − now)·(fold − 1)`` issued at ``now = at``. The two
     roundings differ by an ulp now and then, and a routed kernel that waits behind the owner's
     prefill layer and folds that wait multiplies a difference in its slot's start by
-    ``−(fold − 1)`` (about −20 with 3 slots): seven such collisions took one ulp to 5e-8 s, past
-    the 1e-6 contract (tests/test_engine_fast_collisions.py). Inlined in
+    ``−(fold − 1)`` (about −20 with 3 slots): seven such collisions took one ulp to 5.5e-8 s
+    (6.7e-7 of the step), and after a 1e-10 change of kernel times to 8e-6 of a step, past the
+    1e-6 contract (tests/test_engine_fast_collisions.py). Inlined in
     :meth:`Calendar.chain_until`."""
     return at + ((end - at) + (end - at) * (fold - 1))
 
