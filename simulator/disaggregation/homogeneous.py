@@ -235,8 +235,8 @@ class _Homogeneous(PoolRun):
                                             shape.tag.ravel()[done])
                 self.fabric.record_sent(float(sent[issued & ~done].sum()), TP_COLLECTIVE)
                 # on the wire at the end: the bytes moved by then on its links (its lone rate)
-                moving = ~done & (s < self.until)
                 until = self.until
+                moving = ~done & (s < until)
                 self.fabric.record_on_wire(
                     shape.sid.ravel()[moving].tolist(), s[moving].tolist(), until,
                     (sent[moving] * (until - s[moving]) / (e[moving] - s[moving])).tolist(),

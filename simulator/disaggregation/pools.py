@@ -371,8 +371,9 @@ class PoolRun:
         self._kinds = [str(self.graph.nodes[x].get("gpu", "H100")) for x in self._names]
         self.reserve = sc.placement.reserve_fraction
         check_against(spec, arch, self._kinds, self.reserve, sc.source, baseline=self.baseline)
-        self.kernels = run_kernels(sc.calibration_dict(), cuda_graphs=sc.serving.cuda_graphs)
-        self.fabric = Fabric(self.env, self.graph, run_stack(sc.stack, sc.calibration_dict()))
+        cal = sc.calibration_dict()
+        self.kernels = run_kernels(cal, cuda_graphs=sc.serving.cuda_graphs)
+        self.fabric = Fabric(self.env, self.graph, run_stack(sc.stack, cal))
         self.progress = progress  # for run_clock
         self.req = Requests(trace, requests_progress(progress, sc.engine.duration))
         self.queue: deque[int] = deque()

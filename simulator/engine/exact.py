@@ -113,11 +113,11 @@ class _Run:
         self.names: list[str] = list(topologies.gpus(self.graph))
         self.G = len(self.names)
         self.arch = lookup_model(scenario.model.name)
-        self.kernels = run_kernels(scenario.calibration_dict(),
-                                   cuda_graphs=scenario.serving.cuda_graphs)
+        cal = scenario.calibration_dict()
+        self.kernels = run_kernels(cal, cuda_graphs=scenario.serving.cuda_graphs)
         pl = scenario.placement
         self.bt = pl.block_tokens
-        stack = run_stack(scenario.stack, scenario.calibration_dict())
+        stack = run_stack(scenario.stack, cal)
         self.cm = CostModel(self.arch, self.graph, stack, kernels=self.kernels,
                             block_tokens=self.bt, instance_gpus=self.G)
         # one path cache for both: each destination's Dijkstra and each pair's path found once

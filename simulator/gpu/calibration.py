@@ -232,11 +232,7 @@ def run_stack(stack: str | StackSpec, calibration: dict) -> StackSpec:
     table's ``overhead_time`` and ``efficiency`` (``kvfabric calibrate --line-rate
     --path-latency``) on the paths its ``path`` names (:func:`stack_spec`); ``stack`` itself
     without one."""
-    base = hardware.stack(stack)
-    fab = calibration.get("fabric", {})
-    if "overhead_time" not in fab and "efficiency" not in fab:
-        return base
-    return stack_spec(calibration, base)
+    return stack_spec(calibration, hardware.stack(stack))
 
 
 def check_coefficients(calibration: Mapping, fail: Callable[[str, str], UserError]) -> None:
@@ -271,7 +267,8 @@ FABRIC_PATHS = ("inter_node", "intra_node")
 
 def stack_spec(calibration: dict, base: StackSpec, inter_node: bool | None = None) -> StackSpec:
     """``base`` with the calibrated overhead and efficiency for inter- (or intra-) node paths:
-    those ``inter_node`` names, else the ``[fabric]`` table's ``path`` (default across nodes)."""
+    those ``inter_node`` names, else the ``[fabric]`` table's ``path`` (default across nodes);
+    ``base`` itself when the table gives neither."""
     fab = calibration.get("fabric", {})
     if inter_node is None:
         where = fab.get("path", "inter_node")
@@ -282,23 +279,23 @@ def stack_spec(calibration: dict, base: StackSpec, inter_node: bool | None = Non
         changes[f"{where}_overhead_time"] = float(fab["overhead_time"])
     if "efficiency" in fab:
         changes[f"{where}_efficiency"] = float(fab["efficiency"])
-    name = f"{base.name}+calibrated" if changes else base.name
-    return dataclasses.replace(base, name=name, **changes)
+    if not changes:
+        return base
+    return dataclasses.replace(base, name=f"{base.name}+calibrated", **changes)
 
 
 def _check_fabric(fab, fail: Callable[[str, str], UserError]) -> None:
     """:func:`check_coefficients`' ``[fabric]`` part."""
     if not isinstance(fab, Mapping):
         raise fail("fabric", f"must be a table of fabric coefficients ([fabric]), got {fab!r}")
-    for key, lo, hi, what in (("overhead_time", 0.0, math.inf, "seconds >= 0"),
-                              ("efficiency", 0.0, 1.0, "a fraction of the line rate in (0, 1]")):
+    for key, within, what in (("overhead_time", lambda v: v >= 0.0, "seconds >= 0"),
+                              ("efficiency", lambda v: 0.0 < v <= 1.0,
+                               "a fraction of the line rate in (0, 1]")):
         if key not in fab:
             continue
         value = fab[key]
-        ok = (not isinstance(value, bool) and isinstance(value, int | float)
-              and math.isfinite(value) and (lo <= value if key == "overhead_time" else lo < value)
-              and value <= hi)
-        if not ok:
+        if (isinstance(value, bool) or not isinstance(value, int | float)
+                or not math.isfinite(value) or not within(value)):
             raise fail(f"fabric.{key}", f"{value!r}: give {what}")
     path = fab.get("path", FABRIC_PATHS[0])
     if path not in FABRIC_PATHS:

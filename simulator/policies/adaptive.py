@@ -69,8 +69,9 @@ repositories' owners serve batches of their own: without the weight adaptive rou
 rounds there, with it 40–51 % (docs/policies.md).
 
 **Cost per round**: closed-form phases are memoized per integer round shape (route and fetch,
-fetch's one-block round for the deferred move included; local's recompute — a prefill, the dearest kernel lookup — only when its cheapest possible
-recompute could beat the fetch round); a decision is then a few dozen float operations, a few
+fetch's one-block round for the deferred move included; local's recompute — a prefill, the
+dearest kernel lookup — only when its cheapest possible recompute could beat the fetch
+round); a decision is then a few dozen float operations, a few
 array reads, two ``free_at`` calls and two idle-path checks. The engine's side
 (:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected elements per
 decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of consecutive

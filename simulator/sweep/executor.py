@@ -97,11 +97,15 @@ def _run_task(task: tuple) -> dict:
     return run_point(kind, base, base_dir, point, skip_bad)
 
 
+#: What a failed point whose worker ended before answering says to do.
+_DIED_DETAIL = ("the point's worker ended before returning (out of memory, or killed); run the "
+                "point alone to see why")
+
+
 def _died(task: tuple, exit_code: int) -> dict:
     """The outcome of a point whose worker process ended before answering."""
     return {"error": f"WorkerDied: the process running this point {how_it_ended(exit_code)}",
-            "detail": "the point's worker ended before returning (out of memory, or killed); "
-                      "run the point alone to see why"}
+            "detail": _DIED_DETAIL}
 
 
 def _lost(exc: Exception) -> dict:
@@ -110,8 +114,7 @@ def _lost(exc: Exception) -> dict:
     first = (str(exc).splitlines() or [""])[0]
     return {"error": f"WorkerDied: the Dask task of this point failed ({type(exc).__name__}: "
                      f"{first})",
-            "detail": "the point's worker ended before returning (out of memory, or killed); "
-                      "run the point alone to see why"}
+            "detail": _DIED_DETAIL}
 
 
 def _iter_local(tasks: list[Point], sweep: Sweep, workers: int) -> Iterator[tuple[Point, dict]]:

@@ -274,7 +274,8 @@ class Sweep:
             except UserError:  # a bad include is refused by the points' check
                 profile = None
         if isinstance(profile, str) and profile.endswith(".toml"):
-            out += [f for f in [self._local_file(profile)] if f]
+            if found := self._local_file(profile):
+                out.append(found)
         elif isinstance(profile, Mapping):  # GPU kind → profile: paths as the loader reads them
             out += [str(Path(v).resolve()) for v in profile.values()
                     if isinstance(v, str) and v.endswith(".toml") and Path(v).is_file()]
