@@ -251,8 +251,7 @@ def check_coefficients(calibration: Mapping, fail: Callable[[str, str], UserErro
     for prefix, table in (("", calibration), ("kernels.", kernels)):
         for key in (k for k in fields if k in table):
             value = table[key]
-            if (isinstance(value, bool) or not isinstance(value, int | float)
-                    or not math.isfinite(value)):
+            if not _finite(value):
                 raise fail(prefix + key, f"expected a finite number, got {value!r}")
             try:
                 KernelModel(**{key: float(value)})
@@ -294,10 +293,14 @@ def _check_fabric(fab, fail: Callable[[str, str], UserError]) -> None:
         if key not in fab:
             continue
         value = fab[key]
-        if (isinstance(value, bool) or not isinstance(value, int | float)
-                or not math.isfinite(value) or not within(value)):
+        if not _finite(value) or not within(value):
             raise fail(f"fabric.{key}", f"{value!r}: give {what}")
     path = fab.get("path", FABRIC_PATHS[0])
     if path not in FABRIC_PATHS:
         raise fail("fabric.path", f"{path!r}: give where the ping-pong ran, one of "
                    f"{', '.join(FABRIC_PATHS)}")
+
+
+def _finite(value) -> bool:
+    """A finite number from TOML (a bool is not one)."""
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
