@@ -65,7 +65,8 @@ def test_split_by_requests_each_gpu_attends_its_own_decodes_and_receives_its_pro
     s = run.spec.slice_gpus
     pre_att = (km.prefill_attention_time(run.mspec, arch, 500, 3300, gpus=s)
                + km.prefill_attention_time(run.mspec, arch, 1000, 0, gpus=s))
-    na = km.non_attention_time(run.mspec, arch, 1503, gpus=s, logits=4)  # 3 decodes, 1 done
+    # 3 decodes (the rows of MLA's absorbed products), 1 prompt done
+    na = km.non_attention_time(run.mspec, arch, 1503, gpus=s, logits=4, decode_rows=3)
     assert p.model_layer == pytest.approx((na + pre_att) / L, rel=1e-12)
     assert p.prefill_time == pytest.approx(
         pre_att + na - km.non_attention_time(run.mspec, arch, 3, gpus=s), rel=1e-12)

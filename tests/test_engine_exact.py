@@ -576,11 +576,11 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
         [w - 61 * kernels.indexer_time(spec, arch, 1, 1280.0 + i)
          for i, w in enumerate(want, start=1)], rtol=1e-12)
     # the prefill step before them: the overhead, projections + FFN for the prompt's 1,280
-    # tokens (one of them sampled) — all of them on this GPU, as the rank of an instance whose
+    # tokens (one of them sampled; none decoding, so no absorbed MLA products) — all of them on this GPU, as the rank of an instance whose
     # every rank prefills as much —, its causal attention over nothing cached
     prefill = it["finished_at"].iloc[0] - it["started_at"].iloc[0]
     assert prefill == pytest.approx(
-        sc.serving.overhead_time() + ep_rank_time(kernels, spec, arch, 1280, 1, 2)
+        sc.serving.overhead_time() + ep_rank_time(kernels, spec, arch, 1280, 1, 2, decode=0)
         + kernels.prefill_attention_time(spec, arch, 1280, 0), rel=1e-12)
     # the records: a prefill-only step's prefill time is the whole step, a decode step's none
     assert it["prefill_time"].iloc[0] == prefill and (it["prefill_time"].iloc[1:] == 0).all()
@@ -591,7 +591,7 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
     it = run(sc, "route", trace=trace).iterations
     chunks = (it["finished_at"] - it["started_at"]).to_numpy()[:2]
     want = [sc.serving.overhead_time()
-            + ep_rank_time(kernels, spec, arch, tokens, logits, 2)
+            + ep_rank_time(kernels, spec, arch, tokens, logits, 2, decode=0)
             + kernels.prefill_attention_time(spec, arch, tokens, cached)
             for tokens, cached, logits in ((8192, 0, 0), (10_048 - 8192, 8192, 1))]
     np.testing.assert_allclose(chunks, want, rtol=1e-12)
@@ -609,7 +609,7 @@ def test_steps_with_nothing_to_exchange_are_composed_from_the_kernels():
     it = run(sc, "route", trace=trace).iterations
     mixed = it.iloc[1]
     assert (mixed["batch"], mixed["prefill_tokens"], it["batch"].iloc[2]) == (1, 640, 2)
-    ffn = ep_rank_time(kernels, spec, arch, 641, 2, 2)
+    ffn = ep_rank_time(kernels, spec, arch, 641, 2, 2, decode=1)  # B's prompt: no absorbed rows
     b_attention = kernels.prefill_attention_time(spec, arch, 640, 0)
     assert mixed["finished_at"] - mixed["started_at"] == pytest.approx(
         sc.serving.overhead_time() + ffn + b_attention
@@ -649,7 +649,7 @@ def test_without_chunked_prefill_a_prompt_is_one_prefill_then_its_decodes():
     assert first["started_at"].tolist() == [0.0, 1.0]  # B arrived after A had finished
     # the whole prompt on this GPU (one sampled row), as a rank of the 2 whose every rank
     # prefills as much, and its causal attention
-    want = [sc.serving.overhead_time() + ep_rank_time(kernels, spec, arch, tokens, 1, 2)
+    want = [sc.serving.overhead_time() + ep_rank_time(kernels, spec, arch, tokens, 1, 2, decode=0)
             + kernels.prefill_attention_time(spec, arch, tokens, 0)
             for tokens in (1280, 640)]
     np.testing.assert_allclose(first["finished_at"] - first["started_at"], want, rtol=1e-12)

@@ -80,19 +80,19 @@ def tight_pd(arrivals: list[float], engine: str):
 
 @pytest.mark.parametrize("engine", ["exact", "fast"])
 def test_a_prompt_waits_on_its_prefill_rank_until_the_kv_there_is_handed_off(engine):
-    # the first prompt (20 of the rank's 30 blocks) is computed on n0/gpu0 by 0.1302 s and
-    # keeps its KV there until its transfer has arrived (0.1322 s); the second arrives at
-    # 0.131 s, goes to the same (least loaded) rank, and does not fit: nothing fits on the
+    # the first prompt (20 of the rank's 30 blocks) is computed on n0/gpu0 by 0.1288 s and
+    # keeps its KV there until its transfer has arrived (0.1308 s); the second arrives at
+    # 0.1298 s, goes to the same (least loaded) rank, and does not fit: nothing fits on the
     # instance, which sleeps (it neither steps empty nor spins) until something changes. A
     # third prompt at 0.3 s (on n0/gpu1) wakes it at the latest. Every prompt is computed,
     # the second on n0/gpu0 after the first's KV left, and the prefill instance numbers its
     # steps without a gap
-    res = tight_pd([0.0, 0.131, 0.3], engine)
+    res = tight_pd([0.0, 0.1298, 0.3], engine)
     req = res.requests
     assert req["completed"].all() and (req["tokens_generated"] == 3).all()
     kv = res.extras["kv_transfers"].set_index("request_id")
     assert kv.loc[0, "prefill_gpu"] == kv.loc[1, "prefill_gpu"] == "n0/gpu0"
-    assert kv.loc[0, "prefilled_at"] < 0.131 < kv.loc[0, "arrived_at"]
+    assert kv.loc[0, "prefilled_at"] < 0.1298 < kv.loc[0, "arrived_at"]
     it = res.iterations
     pre = it[it["gpu"].astype(str).str.startswith(("n0/", "n1/"))]
     second = pre[(pre["gpu"].astype(str) == "n0/gpu0") & (pre["started_at"] > 0.0)
@@ -106,10 +106,10 @@ def test_a_prompt_waits_on_its_prefill_rank_until_the_kv_there_is_handed_off(eng
 @pytest.mark.parametrize("engine", ["exact", "fast"])
 def test_a_prompt_waiting_for_room_on_its_prefill_rank_is_woken_by_the_hand_off(engine):
     # as above without the third prompt: the second waits on n0/gpu0 for the first's KV to
-    # leave (0.1322 s) and its step starts that instant. Until stop 66 the hand-off woke only
+    # leave (0.1308 s) and its step starts that instant. Until stop 66 the hand-off woke only
     # the decode rank: the prefill instance slept on, and with no later arrival the second
     # prompt was never computed
-    res = tight_pd([0.0, 0.131], engine)
+    res = tight_pd([0.0, 0.1298], engine)
     assert res.requests["completed"].tolist() == [True, True]
     check_steps(res)  # the ranks' steps one at a time, every token accounted for
     kv = res.extras["kv_transfers"].set_index("request_id")

@@ -365,7 +365,7 @@ def test_a_chunked_prefill_takes_its_operators_time_step_by_step():
     for chunk, samples in ((8192, 0), (8192, 0), (20_000 - 2 * 8192, 1)):
         # the LM head computes logits only for the row that samples (the last chunk's); the GPU
         # is a rank of the run's 2, each carrying as much, and attends its own chunk
-        expect += over + ep_rank_time(km, spec, arch, chunk, samples, 2) \
+        expect += over + ep_rank_time(km, spec, arch, chunk, samples, 2, decode=0) \
             + km.prefill_attention_time(spec, arch, chunk, cached)
         cached += chunk
     assert res.requests["first_token_at"][0] == pytest.approx(expect, rel=1e-12)
@@ -402,7 +402,7 @@ def test_legacy_serving_prefills_whole_prompts_in_one_kernel():
     # a rank of the run's 2 GPUs, each prefilling as much: the whole prompt's projections +
     # FFN (one sampled row) and its causal attention
     spec, arch = gpu("H100"), model("deepseek-v3.2")
-    whole = ep_rank_time(km, spec, arch, 20_000, 1, 2) \
+    whole = ep_rank_time(km, spec, arch, 20_000, 1, 2, decode=0) \
         + km.prefill_attention_time(spec, arch, 20_000, 0)
     assert res.requests["first_token_at"][0] == pytest.approx(whole, rel=1e-12)
 
@@ -522,3 +522,34 @@ def test_a_chunk_attends_the_tokens_computed_before_it(generated, left_after, ch
     work, per_layer = chunk_work(run, 0, sched, StepPlan(chunks=[(0, chunk)]))
     assert kernels.asked == [(chunk, cached)]
     assert work == chunk + cached and per_layer == (chunk + cached) / 2
+
+
+@pytest.mark.parametrize("decodes", [0, 3])
+def test_a_chunks_share_of_an_mla_step_runs_no_absorbed_products_for_its_prompt_tokens(decodes):
+    """DeepSeek-V3.2: a step of ``decodes`` decoding tokens and a 256-token chunk charges the
+    chunk the step's projections and FFN less the decodes' own, with MLA's absorbed
+    ``W_UK``/``W_UV`` for the decoding rows only (a prompt token's attention is the unabsorbed
+    path, in ``prefill_attention_time``)."""
+    from simulator.engine.gpu_loop import chunk_work
+    from simulator.engine.scheduler import StepPlan
+    from simulator.engine.stepcosts import StepCosts
+    from simulator.gpu.profiled import ProfiledKernels
+    from simulator.hardware import gpu
+    from simulator.models import model
+
+    ds, h100, chunk = model("deepseek-v3.2"), gpu("H100"), 256
+    pk = ProfiledKernels()
+    req = SimpleNamespace(inp=np.array([1000]), gen=np.array([0]), take_rotary=lambda g, r: 0.0)
+    costs = StepCosts(pk, None, ds, [SimpleNamespace(spec=h100)], ["g0"], req, False)
+    run = SimpleNamespace(req=req, kernels=pk, costs=costs, gpus=[SimpleNamespace(spec=h100)],
+                          arch=ds, attention_gpus=1)
+    sched = SimpleNamespace(prefill_left={0: 1000 - chunk})
+    plan = StepPlan(decode=list(range(1, decodes + 1)), chunks=[(0, chunk)])
+    work, per_layer = chunk_work(run, 0, sched, plan)
+    na = pk.non_attention_time(h100, ds, decodes + chunk, logits=decodes, decode_rows=decodes) \
+        - pk.non_attention_time(h100, ds, decodes)
+    assert work == pytest.approx(na + per_layer * ds.layers, rel=1e-12)
+    # the absorbed products at every token would cost more: they are charged per decoding row
+    every = pk.non_attention_time(h100, ds, decodes + chunk, logits=decodes) \
+        - pk.non_attention_time(h100, ds, decodes)
+    assert every > na * (1 + 1e-3)

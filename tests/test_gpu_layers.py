@@ -8,6 +8,7 @@ import math
 import pytest
 
 from simulator import hardware
+from simulator.gpu import layers
 from simulator.gpu.calibration import run_kernels
 from simulator.gpu.kernels import KernelModel
 from simulator.gpu.profiled import ProfiledKernels, profiled_kernels
@@ -58,11 +59,12 @@ def test_an_mla_moe_dsa_step_is_the_sum_of_its_operators():
     rms = lambda w: t(p.elementwise("rmsnorm", m, w))  # noqa: E731
     attn_side = (rms(d) + t(p.gemm(m, 1536, d, fp8)) + rms(1536)
                  + t(p.gemm(m, h * 192, 1536, fp8)) + t(p.gemm(m, 576, d, fp8)) + rms(512)
-                 + t(p.gemm(m, 512, 128, "bf16", h)) + t(p.elementwise("rotary", m, 129 * 64))
+                 + t(p.gemm(m * h, 512, 128, "bf16", h))  # W_UK: every token through each head
+                 + t(p.elementwise("rotary", m, 129 * 64))
                  + t(p.gemm(m, 64 * 128, 1536, fp8)) + t(p.gemm(m, 128, d, fp8))
                  + t(p.gemm(m, 64, d, "bf16")) + rms(128)
                  + t(p.elementwise("rotary", m, 65 * 64))
-                 + t(p.gemm(m, 128, 512, "bf16", h)) + t(p.gemm(m, d, h * 128, fp8))
+                 + t(p.gemm(m * h, 128, 512, "bf16", h)) + t(p.gemm(m, d, h * 128, fp8))
                  + 2 * t(p.elementwise("add", m, d)) + rms(d))
     dense = (t(p.gemm(m, 2 * 18432, d, fp8)) + t(p.elementwise("activation", m, 18432))
              + t(p.gemm(m, d, 18432, fp8)))
@@ -80,6 +82,33 @@ def test_an_mla_moe_dsa_step_is_the_sum_of_its_operators():
     want = gpu_time + kernels * p.launch_cost.graph_time
     assert pk.non_attention_time(H200, arch, tokens, gpus=int(g)) == pytest.approx(want,
                                                                                   rel=1e-12)
+    # a step of prefill tokens only runs no absorbed products (two kernels a layer fewer)
+    absorbed = t(p.gemm(m * h, 512, 128, "bf16", h)) + t(p.gemm(m * h, 128, 512, "bf16", h))
+    want = (gpu_time - 61 * absorbed) + (kernels - 2 * 61) * p.launch_cost.graph_time
+    assert pk.non_attention_time(H200, arch, tokens, gpus=int(g), decode_rows=0) == \
+        pytest.approx(want, rel=1e-12)
+
+
+def test_only_a_steps_decoding_rows_take_mlas_absorbed_products(vidur):
+    """W_UK / W_UV: each decoding token is a row of every head's matrix (H·B rows over H
+    groups); prefill tokens take none (their attention is the unabsorbed path)."""
+    ds = model("deepseek-v3.2")
+    h = 128.0
+    for decode, tokens, g in ((3, 3, 1), (8, 2056, 8), (0, 512, 1), (64, 64, 8)):
+        ops = {o.name: o for o in layers.decode_ops(vidur, ds, tokens, g, decode_rows=decode)}
+        rows = h * decode / g
+        if decode:
+            assert ops["w_uk_absorb"].time == t(vidur.gemm(rows, 512, 128, "bf16", h))
+            assert ops["w_uv_absorb"].time == t(vidur.gemm(rows, 128, 512, "bf16", h))
+        else:
+            assert "w_uk_absorb" not in ops and "w_uv_absorb" not in ops
+        # the rest of the layer is the step's tokens' either way
+        assert ops["q_b_proj"].time == t(vidur.gemm(tokens / g, h * 192, 1536, "fp8"))
+    # their FLOPs grow with the rows: at 256 decoding tokens on one GPU the products are past
+    # their weights' streaming time (16.8 MB each at one row)
+    one = {o.name: o.time for o in layers.decode_ops(vidur, ds, 1, 1)}
+    many = {o.name: o.time for o in layers.decode_ops(vidur, ds, 256, 1)}
+    assert many["w_uk_absorb"] > 2 * one["w_uk_absorb"]
 
 
 def test_decode_attention_is_the_profile_operator_plus_its_launch(vidur):
@@ -132,7 +161,7 @@ def test_prefill_is_its_step_of_non_attention_plus_each_sequences_attention(vidu
     # MLA: a sequence's attention runs on one rank; sequences spread over the ranks
     ds = model("deepseek-v3.2")
     assert pk.prefill_time(H100, ds, 512, sequences=8, gpus=8) == pytest.approx(
-        pk.non_attention_time(H100, ds, 4096, 8, logits=8)
+        pk.non_attention_time(H100, ds, 4096, 8, logits=8, decode_rows=0)
         + pk.prefill_attention_time(H100, ds, 512, 0, 8))
 
 

@@ -453,7 +453,8 @@ def test_local_wins_exactly_where_its_recompute_beats_the_fetch_on_a_busy_path()
     lc = LoadedCosts(CM)
     x = crossing(lambda x: lc.step_time("fetch", HOME, FAR, 1.0, 1, slow_time=x) >= local,
                  0.0, 1.0)
-    assert fetch + x == local and x == pytest.approx(7.108e-4, rel=1e-3)
+    # (7.108e-4 while a recomputed prompt token also paid MLA's absorbed products)
+    assert fetch + x == local and x == pytest.approx(6.884e-4, rel=1e-3)
 
     def choice(x):
         obs = observed(lambda g, at: 1.0 if NAMES[g] == FAR else 0.0, BusyToHome(HOME, x))

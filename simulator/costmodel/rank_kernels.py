@@ -36,22 +36,26 @@ class RankKernels:
         launch = float(self.profile.launch(n).time)
         return gpu_time + launch if self.profile.cuda_graphs else max(gpu_time, launch)
 
-    def _sum(self, key, tokens: float, logits: float | None, keep) -> float:
+    def _sum(self, key, tokens: float, logits: float | None, keep,
+             decode: float | None = None) -> float:
         got = self._cache.get(key)
         if got is None:
             if tokens <= 0:
                 got = 0.0
             else:
-                ops = decode_ops(self.profile, self.arch, float(tokens), 1, logits)
+                ops = decode_ops(self.profile, self.arch, float(tokens), 1, logits, decode)
                 sel = [o for o in ops if keep(o)]
                 got = self._launched(sum(o.time * o.count for o in sel),
                                      sum(o.count for o in sel))
             self._cache[key] = got
         return got
 
-    def pre_time(self, tokens: int) -> float:
-        """One layer's projections, norms, rotary and indexer projections (no FFN) [s]."""
-        return self._sum(("pre", tokens), tokens, None, lambda o: o.per == "layer")
+    def pre_time(self, tokens: int, decode: int | None = None) -> float:
+        """One layer's projections, norms, rotary and indexer projections (no FFN) for
+        ``tokens`` tokens of which ``decode`` decode (default all: the rows of MLA's absorbed
+        products) [s]."""
+        return self._sum(("pre", tokens, decode), tokens, None, lambda o: o.per == "layer",
+                         decode)
 
     def ffn_time(self, tokens: int, moe: bool) -> float:
         """A dense layer's FFN, or an MoE layer's router and top-k [s]."""

@@ -131,7 +131,7 @@ class _Homogeneous(PoolRun):
         self.rings = [Ring(self.fabric, grp, self._measured(grp)) for grp in self.groups]
         self.fast, self.fallback = self._fast_mode(fast)
         self._shapes: list[dict] = [{} for _ in self.groups]  # ring shapes by bytes
-        self._rest: dict[tuple[int, int | None], float] = {}  # see _rest_time
+        self._rest: dict[tuple[int, int | None, int], float] = {}  # see _rest_time
         self._pending: list[tuple[_RingShape, np.ndarray]] = []  # see _defer
         self._m_float = self.m.astype(float)
         self.until = math.inf if sc.engine.duration is None else float(sc.engine.duration)
@@ -161,12 +161,12 @@ class _Homogeneous(PoolRun):
         pre = 0.0
         samples = B + len(plan.prompt_done)  # rows the LM head computes
         if self.serving.chunked_prefill:
-            k = self._rest_time(B + C, samples)
+            k = self._rest_time(B + C, samples, B)
             if plan.chunks:
                 k += sum(km.prefill_attention_time(self.gspec, arch, c, self.cached(sched, x, c),
                                                    gpus=t) for x, c in plan.chunks) / arch.layers
         else:
-            k = self._rest_time(B, None)
+            k = self._rest_time(B, None, B)
             pre = float(sum(km.prefill_time(self.gspec, arch, c, 1.0, gpus=t)
                             for _, c in plan.chunks))
         if B:
@@ -182,16 +182,17 @@ class _Homogeneous(PoolRun):
                 k += km.indexer_time(self.gspec, arch, per_gpu, context.mean())
         return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size, dec
 
-    def _rest_time(self, tokens: int, logits: int | None) -> float:
+    def _rest_time(self, tokens: int, logits: int | None, decode: int) -> float:
         """Projections, FFN and norms of a step of ``tokens`` tokens with ``logits`` LM-head
-        rows, per layer [s]: the kernel model's answer, kept per shape (a pure function of it;
-        a run sees a few hundred shapes over thousands of steps)."""
-        key = (tokens, logits)
+        rows and ``decode`` decoding ones, per layer [s]: the kernel model's answer, kept per
+        shape (a pure function of it; a run sees a few hundred shapes over thousands of
+        steps)."""
+        key = (tokens, logits, decode)
         got = self._rest.get(key)
         if got is None:
             arch = self.arch
             got = self.kernels.non_attention_time(self.gspec, arch, tokens, gpus=self.t,
-                                                  logits=logits) / arch.layers
+                                                  logits=logits, decode_rows=decode) / arch.layers
             if len(self._rest) > 1 << 16:
                 self._rest.clear()
             self._rest[key] = got

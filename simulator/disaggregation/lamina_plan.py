@@ -65,13 +65,14 @@ class IterationPlanner:
         samples = len(decoding) + len(step.prompt_done)  # rows the LM head computes
         if not chunked:  # a whole prompt's prefill_time computes its own row
             samples -= len(set(admitted) & set(step.prompt_done))
-        na = km.non_attention_time(run.mspec, arch, tokens, gpus=s, logits=samples) / L
+        whole = km.non_attention_time(run.mspec, arch, tokens, gpus=s, logits=samples,
+                                      decode_rows=len(decoding))
+        na = whole / L
         if chunked:
             pre = sum(km.prefill_attention_time(run.mspec, arch, c, run.cached(sched, x, c),
                                                 gpus=s) for x, c in step.chunks)
             na += pre / L
-            pre += (km.non_attention_time(run.mspec, arch, tokens, gpus=s, logits=samples)
-                    - km.non_attention_time(run.mspec, arch, len(decoding), gpus=s))
+            pre += whole - km.non_attention_time(run.mspec, arch, len(decoding), gpus=s)
         else:
             pre = float(sum(km.prefill_time(run.mspec, arch, c, 1.0, gpus=s)
                             for _, c in step.chunks))

@@ -162,7 +162,8 @@ class FastInstanceLoop(InstanceLoop):
             if not m:
                 continue
             rk = self.rk[p["rank"]]
-            pre = rk.pre_time(m) + rk.ffn_time(m, moe) + p["chunk_attention"] + p["indexer"]
+            pre = (rk.pre_time(m, len(p["reqs"])) + rk.ffn_time(m, moe) + p["chunk_attention"]
+                   + p["indexer"])
             homes.append((p["gpu"], p["groups"][s] if p["groups"] is not None else [],
                           p["n_local"][s] if p["n_local"] is not None else 0,
                           p["q_local"][s] if p["q_local"] is not None else 0, pre, at))

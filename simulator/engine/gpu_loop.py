@@ -80,12 +80,13 @@ def gpu_loop(run, g: int):
             work, extra = chunk_work(run, g, sched, plan)
             samples = len(plan.decode) + len(plan.prompt_done)  # rows the LM head computes
             if plan.decode:
-                na_layer = costs.na(g, len(plan.decode) + plan.prefill_tokens, samples) + extra
+                na_layer = costs.na(g, len(plan.decode) + plan.prefill_tokens, samples,
+                                   len(plan.decode)) + extra
                 prefill_time = work
             else:  # a prefill-only step: layer slot by slot, as a decode step's
                 if overhead:
                     yield env.timeout(overhead)
-                yield from run._prefill_layers(g, costs.na(g, plan.prefill_tokens, samples)
+                yield from run._prefill_layers(g, costs.na(g, plan.prefill_tokens, samples, 0)
                                                + extra)
                 prefill_time = env.now - started
                 at = env.now
@@ -128,5 +129,5 @@ def chunk_work(run, g: int, sched, plan) -> tuple[float, float]:
         attn += req.take_rotary(g, r)  # the span blocks' rotary pass, with the first chunk
     B = len(plan.decode)
     samples = B + len(plan.prompt_done)
-    work = (costs.na(g, B + plan.prefill_tokens, samples) - costs.na(g, B)) * L + attn
+    work = (costs.na(g, B + plan.prefill_tokens, samples, B) - costs.na(g, B)) * L + attn
     return work, attn / L

@@ -270,7 +270,8 @@ class InstanceLoop:
         stream = run.streams[g]
         rk = self.rk[i]
         m = p["tokens"]
-        pre = rk.pre_time(m) + rk.ffn_time(m, moe) + p["chunk_attention"] + p["indexer"]
+        pre = (rk.pre_time(m, len(p["reqs"])) + rk.ffn_time(m, moe) + p["chunk_attention"]
+               + p["indexer"])
         t0 = run.env.now
         groups = p["groups"][s] if p["groups"] is not None else []
         if groups:

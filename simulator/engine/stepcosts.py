@@ -7,8 +7,8 @@ over its local blocks, a round's closed-form phases, a routed round's payload â€
 answers, so each is computed once from the kernel-time object or the
 :class:`~simulator.costmodel.closed_form.CostModel` and kept in a dictionary:
 
-- per *GPU kind* (GPUs of equal specs share an entry): projections + FFN per ``(tokens, logits)``
-  and the indexer per ``(batch, mean context)``;
+- per *GPU kind* (GPUs of equal specs share an entry): projections + FFN per ``(tokens, logits,
+  decoding tokens)`` and the indexer per ``(batch, mean context)``;
 
 A GPU's projections + FFN are its share of the model-parallel instance the run stands for (its
 ``G`` GPUs: attention data-parallel ranks with the experts spread over them, or a dense model's
@@ -59,19 +59,22 @@ class StepCosts:
         # GPUs of equal specs share the kernel times memoized per GPU kind (its index here)
         kinds: dict = {}
         self._kind = [kinds.setdefault(x.spec, len(kinds)) for x in gpus]
-        self._na_cache: dict[tuple[int, int, int | None], float] = {}
+        self._na_cache: dict[tuple[int, int, int | None, int | None], float] = {}
         self._indexer_cache: dict[tuple[int, int, float], float] = {}
 
-    def na(self, g: int, tokens: int, logits: int | None = None) -> float:
+    def na(self, g: int, tokens: int, logits: int | None = None,
+           decode: int | None = None) -> float:
         """One layer's projections + FFN on GPU ``g`` for a step of ``tokens`` tokens of which
-        ``logits`` sample a token (the LM head's rows; default all) [s]."""
-        key = (self._kind[g], tokens, logits)
+        ``logits`` sample a token (the LM head's rows; default all) and ``decode`` decode (the
+        rows of MLA's absorbed products; default all) [s]."""
+        key = (self._kind[g], tokens, logits, decode)
         t = self._na_cache.get(key)
         if t is None:
             G = self.G  # every GPU of the instance carries this GPU's load (module docstring)
             t = self._na_cache[key] = self.kernels.non_attention_time(
                 self.gpus[g].spec, self.arch, tokens * G, gpus=G,
-                logits=(tokens if logits is None else logits) * G) / self.arch.layers
+                logits=(tokens if logits is None else logits) * G,
+                decode_rows=(tokens if decode is None else decode) * G) / self.arch.layers
         return t
 
     def prefill(self, g: int, tokens: int) -> float:

@@ -191,11 +191,14 @@ class KernelModel:
         return self.roofline(spec, nbytes / gpus, flops / gpus, launches=arch.layers).total
 
     def non_attention_time(self, spec: GPUSpec, arch: Architecture, batch: float,
-                           gpus: int = 1, logits: float | None = None) -> float:
+                           gpus: int = 1, logits: float | None = None,
+                           decode_rows: float | None = None) -> float:
         """Projections + FFN of one decode iteration of ``batch`` tokens, all layers [s].
 
         ``logits``: rows whose logits the LM head computes (default all ``batch``); fewer take
         the head's ``2·vocab·hidden`` FLOPs per row off (its weights are read either way).
+        ``decode_rows`` is accepted for the profiled model's signature and not used: the
+        roofline charges every token the model's ``non_attention_flops_per_token``.
         """
         if batch <= 0:
             return 0.0

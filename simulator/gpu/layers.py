@@ -11,9 +11,14 @@ of its operators and every term can be shown. The families (layer dimensions fro
   10 kernels besides attention (the TP all-reduces are left to the caller).
 - **MLA** (Kimi K2, DeepSeek-V3), attention data parallel and experts spread over ``g`` GPUs
   (DESIGN.md): every GPU runs its ``m = tokens/g`` share through RMSNorm, q_a and kv_a GEMMs, their
-  RMSNorms, q_b, the absorbed ``W_UK`` (a GEMM per head: ``groups = H``), rotary, [attention],
-  ``W_UV`` per head, O, add, RMSNorm, then a dense FFN (the first ``dense_layers`` layers) or an
-  MoE FFN.
+  RMSNorms, q_b, the absorbed ``W_UK`` (a GEMM per head: ``groups = H``, every decoding token
+  a row of each, so ``H·m`` rows in all), rotary, [attention], ``W_UV`` per head, O, add,
+  RMSNorm, then a dense FFN (the first ``dense_layers`` layers) or an MoE FFN. Only decoding
+  tokens take the absorbed products: a prefill token's attention runs the unabsorbed path
+  (``kv_b`` decompression of the context, then attention with full heads), which the prefill
+  attention's time holds — as vLLM's MLA backend splits a mixed batch: the compute-friendly
+  path for the tokens the scheduler labels prefill, the absorbed one for decodes
+  (``vllm/v1/attention/backends/mla/common.py``, its module docstring).
 - **MLA + DSA** (DeepSeek-V3.2, GLM-5) adds the indexer's projections (q from the q_a latent, one
   key head, per-head weights), its key norm and rotary; the indexer's scores and top-k pass is
   :meth:`ProfiledKernels.indexer_time` (charged per layer like attention).
@@ -115,16 +120,19 @@ class _Builder:
 
 
 def decode_ops(profile: KernelProfile, arch: Architecture, tokens: float, gpus: float = 1,
-               logits: float | None = None) -> list[Op]:
+               logits: float | None = None, decode_rows: float | None = None) -> list[Op]:
     """The kernels of one step of ``tokens`` tokens over ``gpus`` GPUs, on one GPU (see the
-    module docstring); ``logits``: rows the LM head computes (default every token)."""
+    module docstring); ``logits``: rows the LM head computes (default every token);
+    ``decode_rows``: the step's decoding tokens (default every token), the rows that take MLA's
+    absorbed per-head products — a prefill token's attention runs the unabsorbed path, which
+    :meth:`~simulator.gpu.profiled.ProfiledKernels.prefill_attention_time` prices."""
     b = _Builder(profile)
     logits = tokens if logits is None else logits
     fam = family(arch)
     if fam == "gqa":
         _gqa(b, arch, tokens, float(gpus), logits)
     elif fam == "mla":
-        _mla(b, arch, tokens, float(gpus), logits)
+        _mla(b, arch, tokens, float(gpus), logits, tokens if decode_rows is None else decode_rows)
     else:
         _generic(b, arch, tokens, float(gpus))
     return b.ops
@@ -148,8 +156,12 @@ def _gqa(b: _Builder, a: Architecture, m: float, t: float, logits: float) -> Non
         b.gemm("lm_head", logits, a.vocab_size / t, d, "bf16", per="step")
 
 
-def _mla(b: _Builder, a: Architecture, tokens: float, g: float, logits: float) -> None:
+def _mla(b: _Builder, a: Architecture, tokens: float, g: float, logits: float,
+         decode_rows: float) -> None:
     m, d, dt, h = tokens / g, float(a.hidden_size), weight_dtype(a), float(a.query_heads)
+    # the absorbed products: each decoding token through every head's matrix, so h·rows rows
+    # over h groups (the grouped GEMM's rows are spread over its groups)
+    absorbed = h * min(float(decode_rows), tokens) / g
     nope, rope = float(a.qk_nope_head_dim), float(a.qk_rope_head_dim)
     lora, vh = float(a.kv_lora_rank), float(a.v_head_dim)
     b.elem("input_norm", "rmsnorm", m, d)
@@ -161,7 +173,7 @@ def _mla(b: _Builder, a: Architecture, tokens: float, g: float, logits: float) -
         b.gemm("q_proj", m, h * (nope + rope), d, dt)
     b.gemm("kv_a_proj", m, lora + rope, d, dt)
     b.elem("kv_a_norm", "rmsnorm", m, lora)
-    b.gemm("w_uk_absorb", m, lora, nope, "bf16", groups=h)
+    b.gemm("w_uk_absorb", absorbed, lora, nope, "bf16", groups=h)
     b.elem("rotary", "rotary", m, (h + 1) * rope)
     if a.sparse and a.indexer_heads:
         hi, di = float(a.indexer_heads), float(a.indexer_head_dim)
@@ -170,7 +182,7 @@ def _mla(b: _Builder, a: Architecture, tokens: float, g: float, logits: float) -
         b.gemm("indexer_weights_proj", m, hi, d, "bf16")
         b.elem("indexer_k_norm", "rmsnorm", m, di)
         b.elem("indexer_rotary", "rotary", m, (hi + 1) * rope)
-    b.gemm("w_uv_absorb", m, vh, lora, "bf16", groups=h)
+    b.gemm("w_uv_absorb", absorbed, vh, lora, "bf16", groups=h)
     b.gemm("o_proj", m, d, h * vh, dt)
     b.elem("residual_add", "add", m, d, count=2)
     b.elem("post_attention_norm", "rmsnorm", m, d)

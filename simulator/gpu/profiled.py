@@ -166,22 +166,27 @@ class ProfiledKernels:
     # -- the rest of the model -----------------------------------------------------------------
 
     def decode_ops(self, spec: GPUSpec, arch: Architecture, batch: float, gpus: int = 1,
-                   logits: float | None = None) -> list[layers.Op]:
+                   logits: float | None = None,
+                   decode_rows: float | None = None) -> list[layers.Op]:
         """The kernels of one step of ``batch`` tokens on one of ``gpus`` GPUs (no attention,
-        no collectives), each with its count, time and source."""
-        return list(self._ops(spec, arch, float(batch), float(gpus), logits))
+        no collectives), each with its count, time and source; ``decode_rows`` of the tokens
+        decode (default all; :func:`~simulator.gpu.layers.decode_ops`)."""
+        rows = None if decode_rows is None else float(decode_rows)
+        return list(self._ops(spec, arch, float(batch), float(gpus), logits, rows))
 
-    def _decode_ops(self, spec, arch, batch, gpus, logits) -> tuple[layers.Op, ...]:
-        return tuple(layers.decode_ops(self.profile(spec), arch, batch, gpus, logits))
+    def _decode_ops(self, spec, arch, batch, gpus, logits, rows) -> tuple[layers.Op, ...]:
+        return tuple(layers.decode_ops(self.profile(spec), arch, batch, gpus, logits, rows))
 
     def non_attention_time(self, spec: GPUSpec, arch: Architecture, batch: float, gpus: int = 1,
-                           logits: float | None = None) -> float:
+                           logits: float | None = None,
+                           decode_rows: float | None = None) -> float:
         """Projections, FFN / experts and norms of one step of ``batch`` tokens over ``gpus``
         GPUs, all layers, with the LM head for ``logits`` rows (default all) [s]; without
-        tensor-parallel collectives or MoE dispatch."""
+        tensor-parallel collectives or MoE dispatch. ``decode_rows``: how many of the tokens
+        decode (default all); only they take MLA's absorbed per-head products."""
         if batch <= 0:
             return 0.0
-        ops_ = self.decode_ops(spec, arch, batch, gpus, logits)
+        ops_ = self.decode_ops(spec, arch, batch, gpus, logits, decode_rows)
         counts = layers.layer_counts(arch)
         gpu = sum(o.time * o.count * counts[o.per] for o in ops_)
         kernels = sum(o.count * counts[o.per] for o in ops_)
@@ -225,7 +230,8 @@ class ProfiledKernels:
         sequence's causal attention (for MLA, ``sequences / gpus`` of them per GPU) [s]."""
         if tokens <= 0 or sequences <= 0:
             return 0.0
-        na = self.non_attention_time(spec, arch, tokens * sequences, gpus, logits=sequences)
+        na = self.non_attention_time(spec, arch, tokens * sequences, gpus, logits=sequences,
+                                     decode_rows=0.0)
         share = sequences / gpus if layers.family(arch) == "mla" else sequences
         return na + share * self.prefill_attention_time(spec, arch, tokens, 0.0, gpus)
 

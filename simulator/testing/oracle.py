@@ -137,7 +137,8 @@ class Roof:
                              + arch.layers * arch.attention_flops_per_token * pairs)
         return self._t(spec, nbytes / gpus, flops / gpus, launches=arch.layers)
 
-    def non_attention_time(self, spec, arch: Architecture, batch, gpus=1, logits=None) -> float:
+    def non_attention_time(self, spec, arch: Architecture, batch, gpus=1, logits=None,
+                           decode_rows=None) -> float:
         weights = min(arch.weight_bytes, batch * arch.active_weight_bytes)
         flops = batch * arch.non_attention_flops_per_token
         return self._t(spec, weights / gpus, flops / gpus, launches=arch.layers)
@@ -208,9 +209,10 @@ def decode_step_time(arch: Architecture, kernels, spec: GPUSpec, *, selected_tok
 
 
 def ep_rank_time(kernels, spec: GPUSpec, arch: Architecture, tokens: int, logits: int,
-                 gpus: int) -> float:
+                 gpus: int, decode: int | None = None) -> float:
     """Projections + FFN, all layers, of one step of ``tokens`` tokens (``logits`` of them
-    sampled) on one attention data-parallel rank of an MLA mixture-of-experts instance of
+    sampled, ``decode`` of them decoding — the rows of MLA's absorbed products; default all) on
+    one attention data-parallel rank of an MLA mixture-of-experts instance of
     ``gpus`` GPUs whose every rank carries as many tokens: the attention-side kernels, the dense
     layers' FFN, the router, the shared experts and the combine at the rank's own count, the
     routed experts at the ``tokens · k`` rows it receives on its ``E / gpus`` experts, and the
@@ -221,7 +223,7 @@ def ep_rank_time(kernels, spec: GPUSpec, arch: Architecture, tokens: int, logits
     rk = RankKernels(kernels, spec, arch)
     rows, active = moe_shares(arch, tokens * gpus, gpus)  # every rank sends as many rows
     moe = expert_layers(arch)
-    return (arch.layers * rk.pre_time(tokens) + arch.dense_layers * rk.ffn_time(tokens, False)
+    return (arch.layers * rk.pre_time(tokens, decode) + arch.dense_layers * rk.ffn_time(tokens, False)
             + moe * (rk.ffn_time(tokens, True) + rk.shared_time(tokens)
                      + rk.expert_time(rows, active) + rk.post_time(tokens))
             + rk.step_time(tokens, logits))
