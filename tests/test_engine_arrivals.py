@@ -184,6 +184,27 @@ def test_a_follower_whose_request_is_cut_by_the_duration_is_accounted_as_never_e
     assert req.loc[0, "reason"].startswith("not finished")
 
 
+def test_a_follower_whose_gap_outlasts_the_run_says_so_not_that_its_request_never_finished():
+    # B follows A with a 5 s gap; A completes at ~0.15 s, the run stops at 3 s: B never
+    # entered because its gap had not passed. Until the audit of the summary metrics its reason
+    # said the request it follows "had not finished", which A had
+    from simulator.engine.arrivals import NOT_DUE, NOT_ENTERED
+
+    trace = make_trace(arrival_at=[0.0, 1.0], input_tokens=[128, 192], output_tokens=[2, 2],
+                       block_ids=[[1, 2], [1, 2, 7]], block_tokens=64, after_id=[-1, 0],
+                       after_time=[0.0, 5.0])
+    res = run(small_scenario(duration=3.0), "route", trace=trace)
+    check_run(res, trace)
+    req = res.requests
+    assert req["completed"].tolist() == [True, False] and req["finished_at"][0] < 3.0
+    assert req["reason"][1] == NOT_DUE and np.isnan(req["arrival_at"][1])
+    assert res.summary["unfinished"] == {NOT_DUE: 1}
+    assert not res.summary.get("notes") or not any(NOT_DUE in n for n in res.summary["notes"])
+    # the followers of _causal_trace's orchestrator, unfinished at 0.05 s, keep their reason
+    cut = run(small_scenario("single_node:gpus=2", duration=0.05), "route", trace=_causal_trace())
+    assert cut.requests["reason"].tolist()[1:] == [NOT_ENTERED] * 3
+
+
 def test_a_closed_loop_over_a_causal_trace_is_refused_before_any_work(tmp_path):
     from simulator.engine.trace import load_trace
     from simulator.errors import UserError

@@ -4,6 +4,7 @@ itself, and a prefill-only step ends with its kernel — nothing scheduled after
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -187,3 +188,30 @@ def test_a_prompt_preempted_at_its_first_decode_computes_one_token_again(engine)
     req = res.requests
     assert req["completed"].all() and req["tokens_generated"].tolist() == [60, 2]
     assert req["prefilled_blocks"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_recompute_after_a_preemption_makes_a_tbt_sample(engine):
+    # The run above: B's first token comes with the prompts (t = 0.2268 s); preempted at its
+    # first decode, its recompute (one token) is done in step 2, which gives B its second and
+    # last token beside A's decode. That token is a token after B's first, so (docs/records.md,
+    # TBT) it counts once, with the length of the step that made it: step 2 made 2 tokens. Until
+    # the audit of the summary metrics a step's tokens were its decodes only, so B's second
+    # token was in no TBT sample (nor in a capacity window): 59 step tokens + 2 first tokens
+    # for 62 generated
+    sc = small_scenario("single_node:gpus=1", weights_per_gpu=71.9825e9, layer_groups=1,
+                        mode=engine)
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[64, 128], output_tokens=[60, 2],
+                       block_ids=[[1], [2, 3]], block_tokens=64)
+    res = run(sc, "route", trace=trace, check_invariants=engine == "exact")
+    check_run(res, trace)
+    it, req = res.iterations, res.requests
+    assert res.summary["preemptions"] == 1
+    recompute = it.index[it["prefill_tokens"] == 1]
+    assert len(recompute) == 1 and req["finished_at"][1] == it["finished_at"][recompute[0]]
+    assert it["batch"][recompute[0]] == 1 and it["tokens"][recompute[0]] == 2
+    assert int(it["tokens"].sum()) + 2 == int(req["tokens_generated"].sum()) == 62
+    dur = (it["finished_at"] - it["started_at"]).to_numpy()
+    samples = np.repeat(dur, it["tokens"].to_numpy())  # every token after a first, once
+    assert len(samples) == 60
+    assert res.summary["tbt_mean"] == pytest.approx(samples.mean(), rel=1e-12)

@@ -102,8 +102,9 @@ def check_moe_records(res, sc: Scenario, cut: float | None, groups: int) -> None
     for (pool, i), gpus in instances(res).items():
         mine = m[(m["pool"] == pool) & (m["instance"] == i)]
         steps = it[it["gpu"].isin(gpus)]
-        # the step's tokens: every rank's decodes and prefill chunks, as the iterations count
-        per_step = (steps["tokens"] + steps["prefill_tokens"]).groupby(steps["iteration"]).sum()
+        # the step's tokens: every rank's decodes and prefill chunks (a recompute's token
+        # is no MoE row)
+        per_step = (steps["batch"] + steps["prefill_tokens"]).groupby(steps["iteration"]).sum()
         lanes = mine.groupby(["iteration", "layer"])["tokens"].sum()
         for (step, layer), tokens in lanes.items():
             if step in per_step.index:
@@ -249,7 +250,7 @@ def test_eight_hot_experts_give_each_layers_bytes_and_rows_by_hand(engine, extra
     assert sorted(res.requests["home"].astype(str)) == sorted(RANKS[:12])
     it = res.iterations
     rank = it["gpu"].astype(str).map(RANKS.index).to_numpy()
-    tokens = (it["tokens"] + it["prefill_tokens"]).to_numpy()
+    tokens = (it["batch"] + it["prefill_tokens"]).to_numpy()
     step_of = it["iteration"].to_numpy()
     rows = pd.Series(tokens * np.where(rank < 8, 7, 8)).groupby(step_of).sum()
     total = pd.Series(tokens).groupby(step_of).sum()

@@ -338,9 +338,12 @@ class _Homogeneous(PoolRun):
                     cf += kernel
                     yield from self.rings[g].run(env, m, x)
                     cf += self.rings[g].time(m, x)
+            recomputed = 0  # prompts recomputed after a preemption: their next token
             for y in plan.prompt_done:
                 if r.gen[y] == 0:
                     r.first_at[y] = env.now
+                else:
+                    recomputed += 1
                 r.gen[y] += 1
             if plan.decode:  # distinct requests: one fancy-indexed addition
                 r.gen[dec] += 1
@@ -354,7 +357,8 @@ class _Homogeneous(PoolRun):
             if done:
                 self._wake()
             B = len(plan.decode)
-            self.iters.append((g, iteration, started, env.now, B, pre, B, plan.prefill_tokens,
+            self.iters.append((g, iteration, started, env.now, B, pre, B + recomputed,
+                               plan.prefill_tokens,
                                len(plan.preempted), cf))
             iteration += 1
 

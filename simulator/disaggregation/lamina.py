@@ -238,9 +238,12 @@ class _Lamina(PoolRun):
                     yield env.timeout(overhead)
                 for s in range(len(self.m)):
                     yield from self._slot(s, plan)
+            recomputed = 0  # prompts recomputed after a preemption: their next token
             for x in step.prompt_done:
                 if r.gen[x] == 0:
                     r.first_at[x] = env.now
+                else:
+                    recomputed += 1
                 r.gen[x] += 1
             for x in step.decode:
                 r.gen[x] += 1
@@ -252,7 +255,8 @@ class _Lamina(PoolRun):
                 self._wake()
             B = len(step.decode)
             # the step's preemptions (all since the last record: each record takes its own)
-            self.iters.append((j, iteration, started, env.now, B, plan.prefill_time, B,
+            self.iters.append((j, iteration, started, env.now, B, plan.prefill_time,
+                               B + recomputed,
                                step.prefill_tokens, sched.take_preempted(), cf))
             iteration += 1
 

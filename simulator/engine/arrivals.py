@@ -33,6 +33,10 @@ from simulator.errors import UserError
 
 #: Why a request did not complete when the request it follows had not finished by the end.
 NOT_ENTERED = "never entered: the request it follows had not finished when the run stopped"
+#: Why a request that follows another never entered though that one finished: its gap after it
+#: had not passed when the run stopped.
+NOT_DUE = ("never entered: the request it follows finished, but the gap after it had not "
+           "passed when the run stopped")
 
 
 def follows_of(trace) -> tuple[np.ndarray, np.ndarray] | None:

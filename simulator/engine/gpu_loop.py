@@ -67,6 +67,9 @@ def gpu_loop(run, g: int):
         prefill_time = 0.0
         na_layer = None
         at = started + overhead
+        # prompts done in the step that had produced a token before (recomputes after a
+        # preemption): each gives its next token in this step, a TBT sample as a decode's
+        recomputed = sum(1 for r in plan.prompt_done if gen[r] > 0)
         if not chunked:  # whole prompts first, then the step's decodes (the earlier loop)
             if plan.chunks or plan.prompt_done:
                 if overhead:
@@ -109,7 +112,8 @@ def gpu_loop(run, g: int):
         if run.check_invariants:
             run.dir.check()
         run.iters.append((g, iteration, started, env.now, len(decoding), prefill_time,
-                          len(decoding), plan.prefill_tokens, sched.take_preempted()))
+                          len(decoding) + recomputed, plan.prefill_tokens,
+                          sched.take_preempted()))
         iteration += 1
         run.rounds.maybe_pack()
         run.iters.maybe_pack()

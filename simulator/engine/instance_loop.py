@@ -100,6 +100,9 @@ class InstanceLoop:
             work = yield from self._step(plans, iteration)
             for i, g in enumerate(ranks):
                 plan = plans[i]
+                # recomputes after a preemption done in the step give their next token here
+                recomputed = 0 if self.prefill else sum(1 for r in plan.prompt_done
+                                                        if req.gen[r] > 0)
                 for r in plan.decode:
                     req.gen[r] += 1
                     req.grow_context(g, r)
@@ -113,7 +116,8 @@ class InstanceLoop:
                     req.retire(g, r)
                 if plan or plan.prompt_done:
                     run.iters.append((g, iteration, started, env.now, len(plan.decode),
-                                      work[i], len(plan.decode), plan.prefill_tokens,
+                                      work[i], len(plan.decode) + recomputed,
+                                      plan.prefill_tokens,
                                       req.sched[g].take_preempted()))
             if run.check_invariants:
                 run.dir.check()

@@ -178,13 +178,13 @@ def run_notes(summary: dict, *, pool_loop: bool = False) -> list[str]:
         pool_loop: the run used a decode loop of its own (Lamina pools, homogeneous replicas),
             which exchanges whole batches and records no per-round rows.
     """
-    from simulator.engine.requests import NOT_ARRIVED, NOT_ENTERED, NOT_FINISHED
+    from simulator.engine.requests import NOT_ARRIVED, NOT_DUE, NOT_ENTERED, NOT_FINISHED
 
     notes = []
     requests, completed = int(summary["requests"]), int(summary["completed"])
     unfinished = summary.get("unfinished") or {}
     refused = {r: n for r, n in unfinished.items()
-               if r not in (NOT_FINISHED, NOT_ENTERED, NOT_ARRIVED, "")}
+               if r not in (NOT_FINISHED, NOT_ENTERED, NOT_DUE, NOT_ARRIVED, "")}
     if requests == 0:
         notes.append("no requests entered the run (the workload is empty, or engine.duration / "
                      "engine.max_requests cut it to nothing): its latency metrics are empty")

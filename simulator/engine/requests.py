@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.engine.arrivals import NOT_ENTERED, follows_of
+from simulator.engine.arrivals import NOT_DUE, NOT_ENTERED, follows_of
 
 #: Why a request did not complete: the run stopped first.
 NOT_FINISHED = "not finished when the run stopped (duration limit)"
@@ -43,7 +43,8 @@ def init_request_arrays(state, trace) -> None:
 def settle_unfinished(state, entered: np.ndarray, closed: bool = False) -> None:
     """When the clock has stopped: give every request of ``state`` (arrays as
     :func:`init_request_arrays` sets them) that did not complete a reason — never entered (what
-    it follows, or in a closed loop the request whose place it waited for, never finished; in
+    it follows, or in a closed loop the request whose place it waited for, never finished; what
+    it follows completed but the gap after it had not passed; in
     an open loop one that follows none arrives after the run stopped; its arrival is then NaN:
     it never arrived) or not finished. ``entered``: per request, whether it entered the run
     (:attr:`Arrivals.entered`); ``closed``: a closed loop (``[workload] concurrency``). Shared
@@ -52,7 +53,11 @@ def settle_unfinished(state, entered: np.ndarray, closed: bool = False) -> None:
     for r in range(state.n):
         if not entered[r]:
             late = not closed and (after is None or after[r] < 0)  # it follows no request
-            state.reason[r], state.arrival[r] = (NOT_ARRIVED if late else NOT_ENTERED), np.nan
+            # one that follows a request that completed waited out the gap after it
+            due = not late and not closed and not np.isnan(state.finish_at[after[r]]) \
+                and not state.reason[after[r]]
+            state.reason[r] = NOT_ARRIVED if late else NOT_DUE if due else NOT_ENTERED
+            state.arrival[r] = np.nan
         elif not state.reason[r] and (np.isnan(state.finish_at[r])
                                       or state.gen[r] < state.out[r]):
             state.reason[r] = NOT_FINISHED

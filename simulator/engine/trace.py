@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from simulator.engine.arrivals import check_follows
+from simulator.engine.arrivals import check_follows, follows_of
 from simulator.errors import UserError
 
 __all__ = ["load_trace", "trace_file"]
@@ -50,13 +50,34 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
     check_follows(df, w.concurrency, scenario.source)
     if scenario.engine.duration is not None and w.concurrency is None:
         # (a closed loop ignores the trace's arrival times: every request may enter)
-        df = df[df["arrival_at"] < scenario.engine.duration]
+        df = df[before_cut(df, scenario.engine.duration)]
     if len(df) and int(df["block_tokens"].iloc[0]) != bt:
         try:
             df = refine_trace(df, bt)
         except UserError as exc:
             raise UserError(f"{scenario.source}: field 'placement.block_tokens': {exc}") from None
     return df.reset_index(drop=True)
+
+
+def before_cut(df: pd.DataFrame, duration: float) -> np.ndarray:
+    """Per row of ``df``, whether it may enter a run cut at ``duration`` [s]: a request that
+    follows none, if its ``arrival_at`` is before the cut; one that follows another (``after_id``)
+    enters when that one has finished and its gap has passed, whatever its ``arrival_at`` (the
+    nominal schedule), so it is kept with the request it follows — and so with its chain's first
+    request. A kept follower that does not enter in time is a row of its own (never entered)."""
+    keep = df["arrival_at"].to_numpy(float) < duration
+    follows = follows_of(df)
+    if follows is None:
+        return keep
+    row = follows[0]
+    follower = row >= 0
+    kept = keep.copy()
+    for _ in range(len(kept)):  # a chain's first request's verdict, one link a pass
+        new = np.where(follower, kept[np.maximum(row, 0)], keep)
+        if (new == kept).all():
+            break
+        kept = new
+    return kept
 
 
 def trace_file(scenario) -> str:
