@@ -13,7 +13,10 @@ Every builder returns a fresh graph with the conventions of :mod:`topologies`:
 Because per-hop latencies come from the catalog, least-latency path choice
 (:mod:`simulator.network.paths`) sends traffic between two GPUs of one machine over NVLink
 (GPU→NVSwitch→GPU, 2 hops) rather than over PCIe and the host (4 hops), and traffic between
-machines over GPU→PCIe switch→NIC→leaf(→spine→leaf)→NIC→PCIe switch→GPU.
+machines over GPU→PCIe switch→NIC→leaf(→spine→leaf)→NIC→PCIe switch→GPU — the GPU's own PCIe
+switch and NIC at each end, because a path passes through no GPU or host but its endpoints
+(on RoCE, whose switch hops cost 0.5 µs, a relay through a neighbour GPU or the host to that
+GPU's NIC would otherwise be shorter than the spine detour between rails).
 
 The rail-optimized fabric (:func:`dgx_h100`, :func:`lamina_h100_h20`): machines are grouped into
 scalable units of ``nodes_per_su`` machines; NIC ``i`` of every machine of unit ``s`` connects to
