@@ -33,7 +33,7 @@ def transits(g: nx.DiGraph, nodes) -> list[str]:
 ])
 def test_a_gpu_leaves_its_machine_by_its_own_nic_on_roce(preset, params):
     g = topologies.build(preset, **params)
-    want = ("n0/gpu0", "n0/pcie0", "n0/nic0", "su0/leaf0", "spine0", "su0/leaf3", "n1/nic3",
+    want = ("n0/gpu0", "n0/pcie0", "n0/nic0", "su0/leaf0", "spine", "su0/leaf3", "n1/nic3",
             "n1/pcie3", "n1/gpu3")
     info = path_info(g, "n0/gpu0", "n1/gpu3")
     assert info.nodes == want
