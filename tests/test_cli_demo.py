@@ -53,11 +53,11 @@ NOW = END[0]
 #: The nodes each flow crosses (flow 5 stays on its GPU).
 PATHS = [
     ["n0/gpu0", "n0/pcie0", "n0/nic0", "su0/leaf0", "n1/nic0", "n1/pcie0", "n1/gpu0"],
-    ["n0/gpu0", "n0/pcie0", "n0/nic0", "su0/leaf0", "spine0", "su0/leaf1", "n1/nic1",
+    ["n0/gpu0", "n0/pcie0", "n0/nic0", "su0/leaf0", "spine", "su0/leaf1", "n1/nic1",
      "n1/pcie1", "n1/gpu1"],
     ["n0/gpu2", "n0/nvswitch", "n0/gpu3"],
     ["n0/gpu4", "n0/nvswitch", "n0/gpu3"],
-    ["n1/gpu5", "n1/pcie5", "n1/nic5", "su0/leaf5", "spine0", "su0/leaf0", "n0/nic0",
+    ["n1/gpu5", "n1/pcie5", "n1/nic5", "su0/leaf5", "spine", "su0/leaf0", "n0/nic0",
      "n0/pcie0", "n0/gpu0"],
 ]
 
@@ -67,6 +67,8 @@ def kind_of(a: str, b: str) -> tuple[str, float]:
         return "nvlink", NVLINK
     if "pcie" in a + b:
         return "pcie", PCIE
+    if "spine" in a + b:  # a leaf's uplinks as one bundle: its 2 NICs' NDR (non-blocking)
+        return "ib", 2 * IB
     return "ib", IB
 
 

@@ -128,20 +128,31 @@ def test_prompts_prefilled_on_the_replica_equal_the_exact_loop(chunked):
 
 def test_mla_with_data_parallel_attention_equals_the_exact_loop():
     # DeepSeek-V3.2 (one latent KV head: data-parallel attention, DSA's indexer) as one TP16
-    # replica over two 8-GPU nodes: the ring leaves each node once
-    sc = scenario("lamina_h100_h20:h100_nodes=2,h20_nodes=1,gpus_per_node=8", "deepseek-v3.2",
+    # replica over two 8-GPU nodes: the ring leaves each node once. The nodes are in two
+    # scalable units, so its two inter-node hops (n0/gpu7 → n1/gpu0, n1/gpu7 → n0/gpu0) go up
+    # different leaves (su0/leaf7, su1/leaf7) and share no link (see the next test).
+    sc = scenario("dgx_h100:nodes=2,nodes_per_su=1", "deepseek-v3.2",
                   tp=16, gpus=16, concurrency=16)
     exact, fast = both(sc, trace(24, seed=5))
     assert_same(exact, fast)
 
 
 def test_a_ring_across_nodes_is_composed_with_its_inter_node_hop():
-    # one TP8 replica over two 4-GPU nodes: two hops of the ring cross the NICs (a slower hop
-    # sets the ring's time); still nothing shared, so the fast mode applies and stays exact
-    sc = scenario("lamina_h100_h20:h100_nodes=2,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
-                  tp=8, gpus=8)
+    # one TP16 replica over two 8-GPU nodes of two scalable units: two hops of the ring cross
+    # the NICs (a slower hop sets the ring's time); still nothing shared, so the fast mode
+    # applies and stays exact
+    sc = scenario("dgx_h100:nodes=2,nodes_per_su=1", "llama-3-70b", tp=16, gpus=16)
     exact, fast = both(sc, trace(20, seed=7))
     assert_same(exact, fast)
+    # Two nodes on one set of rail leaves: both inter-node hops (n0/gpu3 → n1/gpu0 and n1/gpu3
+    # → n0/gpu0) go up leaf3 and down to leaf0 through the spine, each by its GPU's own NIC, so
+    # they share links and the run stays exact, saying why. (Until GPUs stopped relaying, each
+    # hop went over NVLink to the neighbour's NIC, on the same rail: nothing shared.)
+    sc = scenario("lamina_h100_h20:h100_nodes=2,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
+                  tp=8, gpus=8)
+    fast = run(sc, "homogeneous", trace=trace(20, seed=7), engine="fast")
+    assert fast.summary["engine"] == "exact"
+    assert "share fabric links" in fast.summary["engine_fallback"]
 
 
 class _Fabric:

@@ -182,7 +182,7 @@ def small_graphs(draw):
     names = [f"v{i}" for i in range(n)]
     g = nx.DiGraph()
     for name in names:
-        g.add_node(name, kind=draw(st.sampled_from(["gpu", "nic", "leaf"])))
+        g.add_node(name, kind=draw(st.sampled_from(["gpu", "nic", "leaf", "host"])))
     pairs = [(a, b) for a in names for b in names if a != b]
     for a, b in draw(st.lists(st.sampled_from(pairs), max_size=14, unique=True)):
         g.add_edge(a, b, latency=draw(st.integers(0, 3)) * 0.1 * US,
@@ -191,9 +191,12 @@ def small_graphs(draw):
 
 
 def brute_force(g: nx.DiGraph, src: str, dst: str) -> list[str] | None:
-    """Least (latency in 0.1 µs units, hops, node names) over every simple path."""
+    """Least (latency in 0.1 µs units, hops, node names) over every simple path through no GPU
+    or host but the endpoints — or over every simple path where there is no such path."""
+    every = list(nx.all_simple_paths(g, src, dst))
+    clean = [p for p in every if not any(g.nodes[n]["kind"] in ("gpu", "host") for n in p[1:-1])]
     best = None
-    for p in nx.all_simple_paths(g, src, dst):
+    for p in clean or every:
         lat = sum(g.edges[u, v]["latency"] for u, v in zip(p, p[1:], strict=False))
         key = (round(lat / (0.1 * US)), len(p), p)
         best = key if best is None or key < best else best

@@ -32,18 +32,21 @@ def kinds(g: nx.DiGraph) -> Counter:
 def test_dgx_h100_two_nodes_has_the_documented_parts():
     g = topologies.build("dgx_h100", nodes=2)
     # Per machine: 8 GPUs, 1 NVSwitch, 8 PCIe switches, 8 NICs, 1 host; fabric: 8 rail leaves
-    # (one scalable unit), 2 spines.
+    # (one scalable unit) and the spine layer as one aggregate node (2 spines, recorded).
     assert kinds(g) == {"gpu": 16, "nvswitch": 2, "pcie_switch": 16, "nic": 16, "host": 2,
-                        "leaf": 8, "spine": 2}
+                        "leaf": 8, "spine": 1}
+    assert g.nodes["spine"]["switches"] == 2 and g.graph["params"]["spines"] == 2
     # Links per machine: 8 GPU-NVSwitch + 8 GPU-PCIe + 8 PCIe-NIC + 8 PCIe-host = 32 → 64;
-    # 16 NIC-leaf; 8 leaves × 2 spines = 16. 96 links, two directed edges each.
-    assert g.number_of_edges() == 2 * (64 + 16 + 16)
+    # 16 NIC-leaf; 8 leaves × 1 bundle of uplinks = 8. 88 links, two directed edges each.
+    assert g.number_of_edges() == 2 * (64 + 16 + 8)
     assert topologies.gpus(g)[:3] == ["n0/gpu0", "n0/gpu1", "n0/gpu2"]
     assert topologies.gpus(g)[8] == "n1/gpu0"
     assert all(g.nodes[n]["gpu"] == "H100" for n in topologies.gpus(g))
     assert gpu(g.nodes["n1/gpu7"]["gpu"]) is GPUS["H100"]
     # Rail-optimized: NIC i of every machine hangs off leaf i.
-    assert set(g.successors("su0/leaf3")) == {"n0/nic3", "n1/nic3", "spine0", "spine1"}
+    assert set(g.successors("su0/leaf3")) == {"n0/nic3", "n1/nic3", "spine"}
+    # whose uplink bundle to the spines is its whole downlink (non-blocking: 2 NICs × NDR)
+    assert g.edges["su0/leaf3", "spine"]["bandwidth"] == 2 * NDR
     # The host DRAM tier is one PCIe hop behind each GPU's PCIe switch.
     assert path_info(g, "n0/gpu5", "n0/host").nodes == ("n0/gpu5", "n0/pcie5", "n0/host")
 
@@ -68,12 +71,16 @@ def test_single_node_fat_tree_and_lamina_counts():
     assert kinds(g) == {"gpu": 1, "pcie_switch": 1, "host": 1}
 
     # k = 4: k³/4 = 16 one-GPU machines (GPU, PCIe switch, NIC, host each), 8 edge switches,
-    # 8 aggregation switches, (k/2)² = 4 cores.
+    # one aggregate per pod for its 2 aggregation switches, one aggregate for the 4 cores.
     g = topologies.build("fat_tree", k=4)
     assert kinds(g) == {"gpu": 16, "pcie_switch": 16, "nic": 16, "host": 16, "leaf": 8,
-                        "spine": 12}
-    # PCIe: 16 × 3; IB: 16 NIC-edge + 4 pods × 2 × 2 edge-agg + 8 aggs × 2 cores = 48.
-    assert Counter(d["kind"] for *_, d in g.edges(data=True)) == {"pcie": 96, "ib": 96}
+                        "spine": 5}
+    assert g.nodes["core"]["switches"] == 4 and g.nodes["pod0/agg"]["switches"] == 2
+    # PCIe: 16 × 3; IB: 16 NIC-edge + 8 edge-agg bundles + 4 agg-core bundles = 28.
+    assert Counter(d["kind"] for *_, d in g.edges(data=True)) == {"pcie": 96, "ib": 56}
+    # the bundles carry what the physical links did: 2 uplinks per edge switch, 4 per pod
+    assert g.edges["pod0/edge1", "pod0/agg"]["bandwidth"] == 2 * NDR
+    assert g.edges["pod3/agg", "core"]["bandwidth"] == 4 * NDR
 
     g = topologies.build("lamina_h100_h20", h100_nodes=1, h20_nodes=2)
     assert Counter(g.nodes[n]["gpu"] for n in topologies.gpus(g)) == {"H100": 8, "H20": 16}
@@ -418,7 +425,8 @@ def test_dgx_fabric_properties(nodes, nodes_per_su, spines, factor):
     g = topologies.build("dgx_h100", nodes=nodes, nodes_per_su=nodes_per_su, spines=spines,
                          oversubscription=factor)
     units = -(-nodes // nodes_per_su)
-    assert kinds(g)["leaf"] == 8 * units and kinds(g)["spine"] == spines
+    assert kinds(g)["leaf"] == 8 * units and kinds(g)["spine"] == 1  # the aggregate
+    assert g.nodes["spine"]["switches"] == spines
     # Each leaf's uplinks add up to its downlinks / oversubscription.
     for leaf in (n for n, d in g.nodes(data=True) if d["kind"] == "leaf"):
         down = sum(g.edges[leaf, n]["bandwidth"] for n in g.successors(leaf)

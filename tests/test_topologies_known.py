@@ -91,9 +91,9 @@ def test_leaves_spines_and_cores_sit_on_their_tiers():
     assert _tiers(g, "leaf") == {0} and _tiers(g, "spine") == {1}
     f = parse_spec("fat_tree:k=4")
     assert _tiers(f, "leaf") == {0} and _tiers(f, "spine") == {1, 2}
-    assert {n for n, d in f.nodes(data=True) if d.get("tier") == 2} == {f"core{c}" for c in
-                                                                       range(4)}
-    assert {f.nodes[f"pod{p}/agg{a}"]["tier"] for p in range(4) for a in range(2)} == {1}
+    # the aggregates: one for the cores, one per pod for its aggregation switches
+    assert {n for n, d in f.nodes(data=True) if d.get("tier") == 2} == {"core"}
+    assert {f.nodes[f"pod{p}/agg"]["tier"] for p in range(4)} == {1}
 
 
 def test_a_fat_trees_machines_are_numbered_edge_after_edge():
@@ -240,9 +240,9 @@ def test_link_groups_go_by_kind_then_fastest_first():
     groups = link_groups(g)
     assert [x["kind"] for x in groups] == sorted(x["kind"] for x in groups)
     ib = [(x["bandwidth"], x["count"]) for x in groups if x["kind"] == "ib"]
-    # 16 NICs to their rail leaves at NDR, then 8 leaves × 2 spines at half a leaf's downlink
-    # (2 NICs × NDR / 2 / 2 spines)
-    assert ib == [(NDR, 16), (NDR / 2, 16)]
+    # 16 NICs to their rail leaves at NDR, then 8 leaves' uplink bundles to the aggregate spine
+    # at half a leaf's downlink (2 NICs × NDR / 2): NDR as well
+    assert ib == [(NDR, 24)]
 
 
 def test_an_odd_number_of_gpus_splits_into_unequal_halves():
@@ -264,7 +264,7 @@ def test_layers_go_from_cores_down_to_hosts_and_spread_each_row_in_name_order():
                    "n0/gpu0": (0.25, -5.0), "n0/gpu1": (0.75, -5.0),
                    "n0/nvswitch": (0.5, -6.0), "n0/host": (0.5, -7.0)}
     rows = {n: y for n, (_, y) in layered_layout(parse_spec("fat_tree:k=4")).items()}
-    assert rows["core0"] == 0.0 and rows["pod0/agg0"] == -1.0 and rows["pod0/edge0"] == -2.0
+    assert rows["core"] == 0.0 and rows["pod0/agg"] == -1.0 and rows["pod0/edge0"] == -2.0
     assert rows["n0/nic0"] == -3.0
     g = nx.DiGraph()
     g.add_node("s", kind="spine")  # no tier: a spine of tier 1

@@ -13,13 +13,27 @@ Every builder returns a fresh graph with the conventions of :mod:`topologies`:
 Because per-hop latencies come from the catalog, least-latency path choice
 (:mod:`simulator.network.paths`) sends traffic between two GPUs of one machine over NVLink
 (GPU→NVSwitch→GPU, 2 hops) rather than over PCIe and the host (4 hops), and traffic between
-machines over GPU→PCIe switch→NIC→leaf(→spine→leaf)→NIC→PCIe switch→GPU.
+machines over GPU→PCIe switch→NIC→leaf(→spine→leaf)→NIC→PCIe switch→GPU — the GPU's own PCIe
+switch and NIC at each end, because a path passes through no GPU or host but its endpoints
+(on RoCE, whose switch hops cost 0.5 µs, a relay through a neighbour GPU or the host to that
+GPU's NIC would otherwise be shorter than the spine detour between rails).
 
 The rail-optimized fabric (:func:`dgx_h100`, :func:`lamina_h100_h20`): machines are grouped into
 scalable units of ``nodes_per_su`` machines; NIC ``i`` of every machine of unit ``s`` connects to
-leaf ``su{s}/leaf{i}``; every leaf connects to every spine ``spine{j}``. A leaf–spine edge stands
-for the bundle of uplink ports to that spine: its bandwidth is the leaf's downlink capacity
-(attached NICs × NIC rate) / ``oversubscription`` / ``spines``.
+leaf ``su{s}/leaf{i}``; every leaf connects to the spine layer, modelled as ONE aggregate node
+``spine`` (kind ``spine``, tier 1, attribute ``switches`` = the count of physical spines it stands
+for). A leaf's link to it is the bundle of all its uplink ports: its bandwidth is the leaf's
+downlink capacity (attached NICs × NIC rate) / ``oversubscription``. This models ideal load
+balance over the spines — what InfiniBand adaptive routing approximates — because the fluid
+model cannot split one flow over several paths, and one node per spine with single-path
+routing (no ECMP by default) put every inter-leaf pair on the lexicographically first spine:
+only 1/``spines`` of a leaf's uplink was usable, and a "non-blocking" fabric blocked. Not
+modelled: the per-flow ECMP hash collisions of a RoCE fabric (several flows hashed onto one
+spine link). ``spines`` is still accepted and checked, and kept in the graph's ``params`` and
+on the aggregate node, but the capacities do not depend on it.
+
+The fat tree (:func:`fat_tree`) is aggregated the same way, per pod and at the core (see its
+docstring).
 """
 
 from __future__ import annotations
@@ -46,6 +60,9 @@ DGX_GPUS = 8
 #: of 1,024 GPUs already takes minutes (docs/performance.md). Past it a parameter such as
 #: ``nodes=1e6`` would exhaust memory building the graph; it is refused before any work.
 MAX_COUNT = 65_536
+
+#: The one node standing for a rail fabric's whole spine layer (see the module docstring).
+SPINE = "spine"
 
 
 def _add_link(g: nx.DiGraph, a: str, b: str, link: str, bandwidth: float | None = None) -> None:
@@ -101,8 +118,7 @@ def _rail_fabric(
 ) -> None:
     """Join machines' NICs by rail-optimized leaves and spines (see the module docstring)."""
     rate = LINKS[nic].bandwidth
-    for j in range(spines):
-        g.add_node(f"spine{j}", kind="spine", tier=1)
+    g.add_node(SPINE, kind="spine", tier=1, switches=spines)
     for start in range(0, len(server_nics), nodes_per_su):
         su = start // nodes_per_su
         unit = server_nics[start : start + nodes_per_su]
@@ -113,9 +129,8 @@ def _rail_fabric(
             attached = [nics[r] for nics in unit if r < len(nics)]
             for n in attached:
                 _add_link(g, n, leaf, nic)
-            uplink = len(attached) * rate / oversubscription / spines
-            for j in range(spines):
-                _add_link(g, leaf, f"spine{j}", nic, bandwidth=uplink)
+            # all the leaf's uplink ports to the spines as one bundle (ideal load balance)
+            _add_link(g, leaf, SPINE, nic, bandwidth=len(attached) * rate / oversubscription)
 
 
 # -- parameter checks (messages name the preset and parameter) --------------------------------
@@ -205,7 +220,10 @@ def dgx_h100(
         pcie: catalog link of the GPU↔PCIe switch↔NIC/host links (pcie4 makes it the bottleneck).
         nvlink: catalog link of each GPU↔NVSwitch link.
         nodes_per_su: machines sharing one set of rail leaves (32 in the DGX SuperPOD).
-        spines: spine switches joining all leaves.
+        spines: spine switches joining all leaves — modelled as one aggregate spine node with
+            each leaf's uplinks as one bundle (ideal load balance over the spines, as adaptive
+            routing approximates; per-flow ECMP hash collisions are not modelled), so the count
+            is recorded but changes no capacity.
         gpu: GPU catalog name: ``"H200"`` gives a DGX H200, the same machine with 141 GB GPUs
             (the same NVLink4, PCIe Gen5 and one 400G NIC per GPU: NVIDIA DGX H200 datasheet).
     """
@@ -245,7 +263,8 @@ def lamina_h100_h20(
         nic: catalog link of the NICs and the fabric.
         pcie: catalog link of the GPU↔PCIe switch↔NIC/host links.
         oversubscription: leaf downlink capacity / leaf uplink capacity.
-        spines: spine switches joining all leaves.
+        spines: spine switches joining all leaves — modelled as one aggregate spine node, as in
+            :func:`dgx_h100`: recorded, changes no capacity.
     """
     p = "lamina_h100_h20"
     _check_count(p, "h100_nodes", h100_nodes, low=0)
@@ -268,11 +287,21 @@ def lamina_h100_h20(
 def fat_tree(k: int = 4, link: str = "ib_ndr", gpu: str = "H100", pcie: str = "pcie5") -> nx.DiGraph:
     """A k-ary fat tree (Al-Fares et al., SIGCOMM 2008) whose k³/4 hosts are one-GPU machines.
 
-    Pod ``p`` has ``k/2`` edge switches ``pod{p}/edge{e}`` (kind leaf) and ``k/2`` aggregation
-    switches ``pod{p}/agg{a}`` (kind spine, tier 1); ``(k/2)²`` core switches ``core{c}`` (kind
-    spine, tier 2). Edge switch ``e`` serves machines ``n{(p·k/2 + e)·k/2 + h}``; aggregation
-    switch ``a`` connects to cores ``a·k/2 … a·k/2 + k/2 − 1``. Each machine is a GPU behind a PCIe
-    switch with a NIC and a host, like the other presets.
+    Pod ``p`` has ``k/2`` edge switches ``pod{p}/edge{e}`` (kind leaf); edge switch ``e`` serves
+    machines ``n{(p·k/2 + e)·k/2 + h}``. Each machine is a GPU behind a PCIe switch with a NIC and
+    a host, like the other presets.
+
+    Above the edge switches the tree is aggregated, as the rail fabric's spines are (module
+    docstring): a pod's ``k/2`` aggregation switches are ONE node ``pod{p}/agg`` (kind spine,
+    tier 1, attribute ``switches`` = k/2), joined to each of the pod's edge switches by the bundle
+    of that edge switch's ``k/2`` uplinks (k/2 × the link rate); the ``(k/2)²`` core switches are
+    ONE node ``core`` (kind spine, tier 2, ``switches`` = (k/2)²), joined to each pod's
+    aggregate by the bundle of the pod's ``(k/2)²`` aggregation-to-core links. Every capacity of
+    the physical tree is kept (its bisection too); what the aggregate adds is ideal load balance
+    over the equal paths (the fat tree is rearrangeably non-blocking). With one node per switch
+    and single-path routing every inter-pod pair took ``agg0`` and ``core0``, so 8 flows across
+    the k = 4 bisection took four times the non-blocking time. Per-flow ECMP hash collisions are
+    not modelled.
 
     Args:
         k: switch port count (even, >= 2).
@@ -288,20 +317,19 @@ def fat_tree(k: int = 4, link: str = "ib_ndr", gpu: str = "H100", pcie: str = "p
     _check_link(p, "pcie", pcie, ("pcie",))
     g = nx.DiGraph(name=p)
     half = k // 2
-    for c in range(half * half):
-        g.add_node(f"core{c}", kind="spine", tier=2)
+    rate = LINKS[link].bandwidth
+    g.add_node("core", kind="spine", tier=2, switches=half * half)
     m = 0
     for pod in range(k):
-        for a in range(half):
-            agg = f"pod{pod}/agg{a}"
-            g.add_node(agg, kind="spine", tier=1)
-            for c in range(a * half, (a + 1) * half):
-                _add_link(g, agg, f"core{c}", link)
+        agg = f"pod{pod}/agg"
+        g.add_node(agg, kind="spine", tier=1, switches=half)
+        # the pod's half × half aggregation-to-core links, one bundle
+        _add_link(g, agg, "core", link, bandwidth=half * half * rate)
         for e in range(half):
             edge = f"pod{pod}/edge{e}"
             g.add_node(edge, kind="leaf", tier=0)
-            for a in range(half):
-                _add_link(g, edge, f"pod{pod}/agg{a}", link)
+            # the edge switch's half uplinks (one to each aggregation switch), one bundle
+            _add_link(g, edge, agg, link, bandwidth=half * rate)
             for _ in range(half):
                 (nic,) = _add_server(g, m, 1, gpu, "nvlink4", pcie, link)
                 _add_link(g, nic, edge, link)

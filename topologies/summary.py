@@ -99,8 +99,11 @@ def summarize(g: nx.DiGraph, path: tuple[str, str] | None = None) -> dict:
     Keys: ``name``, ``nodes`` (count), ``edges`` (directed), ``node_kinds`` (kind → count),
     ``gpus`` (catalog name → count), ``gpu_count``, ``links`` (:func:`link_groups`),
     ``bisection_bandwidth`` [B/s] (natural-order bisection, see the module docstring; None below
-    2 GPUs), ``bisection_halves`` (GPU counts of the two halves), and ``path``
-    (:func:`path_report`) when ``path`` = (src, dst) is given.
+    2 GPUs), ``bisection_halves`` (GPU counts of the two halves), ``aggregates`` when some
+    switch nodes stand for several physical switches (a preset's spine layer and a fat tree's
+    aggregation and core switches: node attribute ``switches``): ``{"nodes": aggregate nodes,
+    "switches": physical switches they stand for}``, and ``path`` (:func:`path_report`) when
+    ``path`` = (src, dst) is given.
     """
     names = gpus(g)
     kinds = Counter(d.get("kind", "?") for _, d in g.nodes(data=True))
@@ -116,6 +119,10 @@ def summarize(g: nx.DiGraph, path: tuple[str, str] | None = None) -> dict:
         "bisection_bandwidth": bisection_bandwidth(g),
         "bisection_halves": [len(names) // 2, len(names) - len(names) // 2],
     }
+    counts = [d["switches"] for _, d in g.nodes(data=True)
+              if isinstance(d.get("switches"), int) and not isinstance(d["switches"], bool)]
+    if counts:
+        out["aggregates"] = {"nodes": len(counts), "switches": sum(counts)}
     if path is not None:
         out["path"] = path_report(g, *path)
     return out

@@ -44,6 +44,12 @@ def _print_summary(console: Console, s: dict) -> None:
     for kind, n in s["node_kinds"].items():
         nodes.add_row(escape(kind), str(n))
     console.print(nodes)
+    if "aggregates" in s:
+        agg = s["aggregates"]
+        console.print(
+            f"{agg['switches']} physical switches modelled as {agg['nodes']} aggregate "
+            f"node{'s' * (agg['nodes'] != 1)} (each lower switch's uplinks into them one "
+            "bundle: ideal load balance, no ECMP hash collisions)")
     one_way = any(row["one_way"] for row in s["links"])
     links = Table(title="Links by kind and bandwidth (a full-duplex link counted once)")
     for col in ("kind", "catalog link", "bandwidth", *(("direction",) if one_way else ()),

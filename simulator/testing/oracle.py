@@ -61,8 +61,16 @@ class OraclePhases:
 
 
 def _path(g: nx.DiGraph, src: str, dst: str) -> list[str]:
-    """The least-latency path (fewest hops among equals): must be unique for a fair check."""
-    paths = list(nx.all_shortest_paths(g, src, dst, weight="latency"))
+    """The least-latency path (fewest hops among equals) through no GPU or host but the two
+    endpoints (over the whole graph only where there is none such: the rule of
+    :mod:`simulator.network.paths`, found here independently): must be unique for a fair check."""
+    def keep(u: str, v: str) -> bool:
+        return u == src or g.nodes[u].get("kind") not in ("gpu", "host")
+    try:
+        paths = list(nx.all_shortest_paths(nx.subgraph_view(g, filter_edge=keep), src, dst,
+                                           weight="latency"))
+    except nx.NetworkXNoPath:
+        paths = list(nx.all_shortest_paths(g, src, dst, weight="latency"))
     fewest = min(len(p) for p in paths)
     paths = [p for p in paths if len(p) == fewest]
     if len(paths) != 1:
