@@ -1949,7 +1949,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "are alike True",
     ("simulator/kvcache/eviction.py", "return 0", "return X -> None"):
         "(demote with no HBM blocks) unreachable: make_room runs on a GPU that holds the block "
-        "it just placed or promoted",
+        "it just placed",
     ("simulator/kvcache/eviction.py", "return 0", "0 -> 1"):
         "(demote with no HBM blocks) unreachable, as above",
     ("simulator/kvcache/directory.py", "if kept >= 0:", ">= -> >"):

@@ -133,6 +133,12 @@ GPUS: dict[str, GPUSpec] = {
 # -- links -----------------------------------------------------------------------------------
 LINK_KINDS: tuple[str, ...] = ("nvlink", "pcie", "ib", "roce", "ethernet")
 
+#: The lowest rate a topology file's link or a ``[deployment.transfer]`` table may give [B/s].
+#: No link moves less than a byte per second, and a rate far below it (1e-300, a denormal) makes
+#: a message's time overflow to inf (a 68 MB transfer at 1e-300 B/s: 7e307 s, and inf once
+#: plotted in µs); at >= 1 B/s any message under 1e300 B keeps a finite time.
+MIN_BANDWIDTH = 1.0
+
 # Per-hop latencies (assumed, see module docstring): NVLink port to NVSwitch 0.25 µs; a PCIe hop
 # 0.3 µs; an InfiniBand hop (cable + switch port, NDR switches are ~0.1–0.2 µs) 0.2 µs; a RoCE hop
 # 0.5 µs. A GPU→PCIe switch→NIC→switch→NIC→PCIe switch→GPU path then totals 1.6 µs (IB), below

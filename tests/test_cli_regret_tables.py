@@ -9,6 +9,7 @@ import math
 from rich.console import Console
 
 from simulator.cli.regret_tables import choices_table, regret_table
+from simulator.engine.regret import regret
 
 NAN = math.nan
 REPORT = {
@@ -45,9 +46,26 @@ def test_the_regret_table_has_a_row_per_policy_and_names_the_best_static_ones():
         ["policy", "TBT p50 regret", "TBT p99 regret", "tokens/s regret"],
         ["route", "+12.34%", "0", "—"],
         ["fetch", "0", "+5.00%", "—"],
-        ["adaptive", "-2.00%", "+0.00%", "—"],  # a regret too small for two decimals is not 0
+        ["adaptive", "-2.00%", "0.00%", "—"],  # a regret too small for two decimals is not 0
     ]
     assert settings(t) == [("left", True)] + [("right", True)] * 3
+
+
+def test_a_regret_that_rounds_to_zero_shows_no_sign():
+    # 0.1 + 0.2 against 0.3: float noise of ±1.9e-16, not "+0.00%" / "-0.00%"
+    noise = {"route": {"tbt_p50": 0.3, "tbt_p99": 0.3, "throughput_tokens_per_s": 0.3},
+             "adaptive": {"tbt_p50": 0.1 + 0.2, "tbt_p99": 0.3,
+                          "throughput_tokens_per_s": 0.1 + 0.2}}
+    report = regret(noise)
+    assert report["policies"]["adaptive"]["tbt_p50"] > 0  # the numbers keep their noise
+    assert report["policies"]["adaptive"]["throughput_tokens_per_s"] < 0
+    assert cells(regret_table(report))[2] == ["adaptive", "0.00%", "0", "0.00%"]
+    # half the last digit either way: the first regrets that show a sign
+    edge = {"baseline": REPORT["baseline"], "policies": {
+        "a": {"tbt_p50": 0.00004, "tbt_p99": -0.00004, "throughput_tokens_per_s": 0.00006},
+        "b": {"tbt_p50": -0.00006, "tbt_p99": 1e-300, "throughput_tokens_per_s": -0.0}}}
+    assert cells(regret_table(edge))[1:] == [["a", "0.00%", "0.00%", "+0.01%"],
+                                              ["b", "-0.01%", "0.00%", "0"]]
 
 
 def test_the_choices_table_shows_each_adaptive_policys_share_per_option_and_tenth():

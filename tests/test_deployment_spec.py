@@ -28,8 +28,11 @@ def bad(raw: dict, field: str, words: str = "") -> None:
 @pytest.mark.parametrize("raw, field, words", [
     ({"prefill": {}, "transfer": {"rate": 1e9}}, "transfer.rate", "known fields: bandwidth"),
     ({"prefill": {}, "transfer": 3}, "transfer", "must be a table"),
-    ({"prefill": {}, "transfer": {"bandwidth": 0}}, "transfer.bandwidth", "rate > 0"),
-    ({"prefill": {}, "transfer": {"bandwidth": float("inf")}}, "transfer.bandwidth", "rate > 0"),
+    ({"prefill": {}, "transfer": {"bandwidth": 0}}, "transfer.bandwidth", "rate >= 1 B/s"),
+    ({"prefill": {}, "transfer": {"bandwidth": float("inf")}}, "transfer.bandwidth", "rate >= 1"),
+    # a rate no link has (and a denormal): refused at load, not run into inf-second transfers
+    ({"prefill": {}, "transfer": {"bandwidth": 1e-300}}, "transfer.bandwidth", "rate >= 1 B/s"),
+    ({"prefill": {}, "transfer": {"bandwidth": 5e-324}}, "transfer.bandwidth", "rate >= 1 B/s"),
     ({"prefill": {}, "transfer": {"bandwidth": True}}, "transfer.bandwidth", "expected a number"),
     ({"prefill": {}, "transfer": {"message_overhead_time": -1e-9}},
      "transfer.message_overhead_time", "[0, 1)"),
@@ -80,8 +83,8 @@ def test_every_field_at_its_bounds_is_taken():
     assert (spec.dense_layers, spec.zipf_exponent, spec.moe_on_fabric) == (0, 10.0, False)
     assert (spec.dispatch_dtype, spec.combine_dtype) == ("bf16", "fp8")
     pd = validate_deployment({"prefill": {"ep": 1, "redundant_experts": 0},
-                              "transfer": {"bandwidth": 0.5, "message_overhead_time": 0.0}})
-    assert pd.transfer == TransferSpec(0.5, 0.0, True)
+                              "transfer": {"bandwidth": 1, "message_overhead_time": 0.0}})
+    assert pd.transfer == TransferSpec(1.0, 0.0, True)  # MIN_BANDWIDTH, the slowest rate taken
     assert pd.prefill == PoolSpec(ep=1, moe_kernels="normal")  # a prefill pool's own default
     near_one = validate_deployment({"prefill": {}, "transfer": {"message_overhead_time": 0.999}})
     assert near_one.transfer.message_overhead_time == 0.999

@@ -266,7 +266,8 @@ def test_a_request_preempted_on_one_replica_is_taken_at_once_by_an_idle_one(mode
     # 6,000 tokens arrive together and replica 0 admits all three before replica 1 looks, so
     # replica 1 waits, idle. Growing by a token a step, replica 0 runs out in its 614th step
     # and preempts one: replica 1 takes it at that instant (the preempting step wakes the idle
-    # replicas), recomputes it and finishes it there.
+    # replicas), recomputes it — its 6,000 prompt tokens and the 613 it had generated, though
+    # its prompt arrived prefilled (until then it came back at no cost) — and finishes it there.
     sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=4", "llama-3-70b",
                   tp=2, gpus=4, mode=mode)
     tr = make_trace(arrival_at=np.zeros(3), input_tokens=np.full(3, 6000),
@@ -279,6 +280,8 @@ def test_a_request_preempted_on_one_replica_is_taken_at_once_by_an_idle_one(mode
     assert preempting["gpu"].tolist() == ["replica0"] and preempting["iteration"].tolist() == [613]
     second = it[it["gpu"] == "replica1"]
     assert second["started_at"].min() == preempting["started_at"].iloc[0]
+    assert second["prefill_tokens"].tolist()[:2] == [6613, 0]
+    assert it["prefill_tokens"].sum() == 6613  # the only prefill of the run
     assert res.requests["home"].tolist() == ["n0/gpu0", "n0/gpu0", "n0/gpu2"]
     assert res.requests["completed"].all()
 

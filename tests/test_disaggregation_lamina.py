@@ -161,3 +161,14 @@ def test_a_prompt_prefilled_here_computes_its_context_again_after_a_preemption()
     assert run.cached(sched, 2, 1000) == 1000
     assert run.cached(SimpleNamespace(prefill_left={}), 2, 2807) == 0
     assert lamina(LLAMA).prompt_work(2) == 0  # prompts arrive prefilled by default
+
+
+def test_a_prompt_prefilled_elsewhere_computes_its_context_here_after_a_preemption():
+    # the prefill cluster wrote its KV once; preempted, the KV is gone, and the pool computes
+    # the context again (as the engines' admission does), not 0 tokens at no cost
+    run = lamina(LLAMA)
+    assert run.prompt_work(2) == 0  # first admission: arrived prefilled
+    run.req.gen[2] = 7  # 7 tokens generated before it was preempted
+    assert run.prompt_work(2) == 2807
+    sched = SimpleNamespace(prefill_left={2: 807})
+    assert run.cached(sched, 2, 1000) == 1000

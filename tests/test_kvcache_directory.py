@@ -148,9 +148,6 @@ def test_owned_overflow_demotes_lru_to_host_then_drops():
     assert d.demoted == 2 and d.dropped == 1
     assert not d.known(a[:1]).any()
     d.check()
-    d.promote(a[[1, 1]], now=4.0)  # back into HBM (asked twice: once); LRU block 3 → host
-    assert d.tier[[1, 2, 3]].tolist() == [HBM, HOST, HBM]
-    d.check()
 
 
 def test_pinned_blocks_are_demoted_last():
@@ -185,7 +182,7 @@ def test_layer_slots_beyond_64_use_more_words():
 
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["place", "copy", "touch", "promote"]),
+        st.sampled_from(["place", "copy", "touch"]),
         st.lists(st.integers(0, 40), min_size=1, max_size=8),
         st.integers(0, 3),
         st.integers(0, 3),
@@ -209,10 +206,8 @@ def test_capacity_is_never_exceeded_and_bookkeeping_holds(ops, scheme, cap, host
             d.place(new, writer=gpu, now=float(t), repo=gpu)
         elif op == "copy":
             d.add_copies(gpu, idx, slot, now=float(t))
-        elif op == "touch":
-            d.touch(gpu, idx, now=float(t))
         else:
-            d.promote(idx, now=float(t))  # repeats included
+            d.touch(gpu, idx, now=float(t))
         d.check()
         assert np.all(d.hbm_used() <= cap)
 
@@ -441,24 +436,6 @@ def test_demotion_is_reported_and_a_dropped_block_has_no_holder():
     assert d.tier[a].tolist() == [DROPPED, HOST, HBM, HBM]
     assert (d.demoted, d.dropped) == (2, 1)
     assert d.holders(a[:1]).tolist() == [[-1]] and d.nearest(a[:1], 0).tolist() == [-1]
-    d.promote(a[1:2], now=9.0)  # back from host; HBM over: block 3 (LRU) to host
-    assert d.tier[a].tolist() == [DROPPED, HBM, HOST, HBM] and d.host_used.tolist() == [1]
-    d.check()
-
-
-def test_a_block_promoted_back_to_its_holder_drops_the_copy_the_holder_made_meanwhile():
-    # GPU 0 (2 blocks) owns block 1, demoted to host when blocks 2 and 3 arrive; reading it
-    # again it keeps a copy (it does not hold the block in HBM); when the block is promoted back
-    # to GPU 0, the copy is dropped: the GPU holds the block once, as its owner
-    d = make(cap=2, gpus=2, per_machine=2, host=10)
-    a = d.intern([1, 2, 3])
-    d.place(a[:1], writer=0, now=0.0)
-    d.place(a[1:], writer=0, now=1.0)
-    assert d.tier[a[0]] == HOST
-    assert d.add_copies(0, a[:1], slot=0, now=2.0) == 1
-    d.promote(a[:1], now=3.0)
-    assert d.tier[a[0]] == HBM and not d.has_copy(0, a[:1], 0).any()
-    assert (d.owned[0], d.copies[0]) == (2, 0)  # block 1 and the newer of 2 and 3: no demotion
     d.check()
 
 
@@ -590,8 +567,6 @@ def _apply(d, op: str, idx, gpu: int, now: float) -> None:
         d.place(np.unique(idx[~d.known(idx)]), writer=gpu, now=now, repo=gpu)
     elif op == "touch":
         d.touch(gpu, idx, now=now)
-    elif op == "promote":
-        d.promote(idx, now=now)
 
 
 @given(
@@ -638,7 +613,7 @@ def _copy_state(d) -> list:
 @given(
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["place", "copy", "copy", "copy", "touch", "promote"]),
+            st.sampled_from(["place", "copy", "copy", "copy", "touch"]),
             st.lists(st.integers(0, 12), min_size=1, max_size=4),  # copied again often
             st.integers(0, 3),
             st.integers(0, 69),  # slots past 63 take the second word
@@ -758,21 +733,3 @@ def test_add_copies_kept_leaves_out_a_block_the_gpu_holds_itself():
     # slot 1 of block 1: its bit set, on a block already copied (no new block copy)
     assert d.add_copies_kept(0, idx, 1, now=3.0) == (0, 1)
     assert d.has_copy(0, idx[:1], 1).all()
-
-
-def test_add_copies_kept_counts_what_has_copy_reads_for_a_held_block():
-    # GPU 0's block demoted to the host is copied back onto GPU 0 (a host fetch), then
-    # promoted: GPU 0 holds it again and its copy bit is gone (stop 31: a holder keeps no copy
-    # of its own block); the count agrees with has_copy
-    d = make("first_writer", cap=100, host=10)
-    idx = d.intern([1])
-    d.place(idx, writer=0, now=0.0)
-    d.tier[idx] = HOST  # demoted (as make_room would)
-    d.owned[0] -= 1
-    d.host_used[0] += 1
-    d.add_copies(0, idx, 0, now=1.0)
-    assert d.has_copy(0, idx, 0).all()
-    d.promote(idx, now=2.0)
-    assert d.tier[idx[0]] == HBM and not d.has_copy(0, idx, 0).any()
-    assert d.add_copies_kept(0, idx, 0, now=3.0) == (0, 0)
-    d.check()

@@ -26,7 +26,7 @@ def _state(d) -> list:
 @given(
     ops=st.lists(
         st.tuples(
-            st.sampled_from(["place", "place", "copy", "touch", "touch", "promote"]),
+            st.sampled_from(["place", "place", "copy", "touch", "touch"]),
             st.lists(st.integers(0, 40), min_size=1, max_size=8),
             st.integers(0, 3),
             st.integers(0, 3),
@@ -41,7 +41,7 @@ def _state(d) -> list:
 )
 def test_the_heap_drops_what_the_scan_drops(ops, scheme, cap, host, tick, small_rebuild):
     # a directory whose host tiers drop through the heap, and a twin that scans (``ordered``
-    # off): after every operation — placements and promotions that demote into small full
+    # off): after every operation — placements that demote into small full
     # hosts, copies that evict, touches of blocks on the host — the same state. With a small
     # rebuild slack the heaps are also rebuilt from the hosts' lists as they grow
     slack = 0 if small_rebuild else host_order_module.REBUILD_SLACK
@@ -57,10 +57,8 @@ def test_the_heap_drops_what_the_scan_drops(ops, scheme, cap, host, tick, small_
                     x.place(np.unique(idx[~x.known(idx)]), writer=gpu, now=now, repo=gpu)
                 elif op == "copy":
                     x.add_copies(gpu, idx, slot, now=now)
-                elif op == "touch":
-                    x.touch(gpu, idx, now=now)
                 else:
-                    x.promote(idx, now=now)
+                    x.touch(gpu, idx, now=now)
             assert d.ordered and not twin.ordered
             for a, b in zip(_state(d), _state(twin), strict=True):
                 assert np.array_equal(a, b)
@@ -123,11 +121,12 @@ def test_the_heap_takes_only_blocks_on_its_host_least_recent_first():
 
 
 def test_a_block_entered_twice_is_taken_once():
-    # a block promoted off the host and demoted to it again has two entries: taken once
+    # a block dropped off the host, placed again and demoted to it again has two entries:
+    # taken once
     order = HostOrder(1)
     used_at = np.array([0.0, 2.0, 3.0])
     order.add(0, np.array([0, 1]), used_at)
-    used_at[0] = 4.0  # promoted at 4 s, then demoted again
+    used_at[0] = 4.0  # placed again at 4 s, then demoted again
     order.add(0, np.array([0, 2]), used_at)
     assert order.least_recent(0, 4, used_at, lambda b: True) == [1, 2, 0]
     assert order.heaps[0] == []

@@ -142,7 +142,10 @@ def test_a_run_cut_by_its_duration_keeps_what_the_exact_loop_kept():
 
 def test_preemptions_when_the_attention_pool_runs_out_are_the_exact_loops():
     # ten prompts of 24k-32k tokens on one H20 (~270k tokens of KV): the admitted requests'
-    # decodes outgrow the pool and the newest are preempted (recomputed), in both loops alike
+    # decodes outgrow the pool and the newest are preempted (recomputed), in both loops alike.
+    # The recomputes are prefill chunks (prompts that arrived prefilled were taken back at no
+    # cost until the fix: 2 preemptions, no chunk), over which the loops agree to 1.3e-8 here,
+    # as they do with prefill = "local" on this trace (measured): times to 1e-7
     rng = np.random.default_rng(2)
     inp, out = rng.integers(24_000, 32_000, 10), rng.integers(2_500, 3_500, 10)
     tr = make_trace(arrival_at=np.sort(rng.uniform(0.0, 0.5, 10)), input_tokens=inp,
@@ -151,7 +154,8 @@ def test_preemptions_when_the_attention_pool_runs_out_are_the_exact_loops():
                                for i, x in enumerate(inp)])
     exact, fast = both(scenario(disaggregation__attention_gpus=1), tr)
     assert exact.summary["preemptions"] >= 2 and exact.summary["completed"] == 10
-    assert_same(exact, fast, rtol=1e-9)
+    assert exact.iterations["prefill_tokens"].sum() > 0  # the preempted computed again
+    assert_same(exact, fast, rtol=1e-7)
 
 
 def test_every_request_is_accounted_for_and_the_same_seed_gives_the_same_run():

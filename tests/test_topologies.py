@@ -221,7 +221,11 @@ def test_a_small_hand_graph_is_valid():
     (lambda g: g.edges["n0/gpu0", "n0/nvswitch"].pop("bandwidth"),
      ["'n0/gpu0' -> 'n0/nvswitch'", "no attribute 'bandwidth'"]),
     (lambda g: g.edges["n0/nvswitch", "n0/gpu1"].pop("latency"), ["no attribute 'latency'"]),
-    (lambda g: g.edges["n0/gpu0", "n0/nvswitch"].update(bandwidth=0.0), ["bandwidth 0.0", "> 0"]),
+    (lambda g: g.edges["n0/gpu0", "n0/nvswitch"].update(bandwidth=0.0), ["bandwidth 0.0", ">= 1"]),
+    # below a byte per second (a denormal too) is no link's rate: refused, not run into inf times
+    (lambda g: g.edges["n0/gpu0", "n0/nvswitch"].update(bandwidth=1e-300),
+     ["bandwidth 1e-300", ">= 1 in bytes per second"]),
+    (lambda g: g.edges["n0/gpu0", "n0/nvswitch"].update(bandwidth=5e-324), ["bandwidth 5e-324"]),
     (lambda g: g.edges["n0/gpu0", "n0/nvswitch"].update(bandwidth=-1.0), ["bandwidth -1.0"]),
     (lambda g: g.edges["n0/gpu0", "n0/nvswitch"].update(latency=-1e-6), ["latency -1e-06", ">= 0"]),
     (lambda g: g.remove_edge("n0/nvswitch", "n0/gpu1"),

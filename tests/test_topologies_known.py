@@ -131,14 +131,14 @@ def _links(*tables: str) -> str:
 def test_a_file_keeps_what_it_says_and_reads_integers_as_rates(tmp_path):
     path = tmp_path / "t.toml"
     path.write_text(_links('kind = "nvlink"\nbandwidth = 200\nlatency = 0',
-                           'link = "nvlink4"\nbandwidth = 0.5'))
+                           'link = "nvlink4"\nbandwidth = 1'))
     g = topologies.load(path)
     assert g.graph["source"] == str(path)
     # a GPU's catalog name in the catalog's spelling; another node's attribute as written
     assert g.nodes["a"]["gpu"] == "H100" and g.nodes["s"]["gpu"] == "h100"
     rate = g.edges["a", "s"]["bandwidth"]
     assert rate == 200.0 and isinstance(rate, float) and g.edges["a", "s"]["kind"] == "nvlink"
-    assert g.edges["b", "s"]["bandwidth"] == 0.5  # below 1 B/s, but > 0: a rate
+    assert g.edges["b", "s"]["bandwidth"] == 1.0  # MIN_BANDWIDTH, the slowest rate taken
     assert g.edges["s", "b"]["latency"] == LINKS["nvlink4"].latency
 
 

@@ -4,8 +4,9 @@ A valid topology is a :class:`networkx.DiGraph` where
 
 - every node has ``kind`` in :data:`NODE_KINDS`; GPU nodes also carry ``gpu``, a name from
   :data:`simulator.hardware.GPUS`;
-- every directed edge has ``bandwidth`` [B/s] (finite, > 0), ``latency`` [s] (finite, >= 0) and
-  ``kind`` in :data:`simulator.hardware.LINK_KINDS`;
+- every directed edge has ``bandwidth`` [B/s] (finite, at least
+  :data:`simulator.hardware.MIN_BANDWIDTH`, 1 B/s), ``latency`` [s] (finite, >= 0) and ``kind``
+  in :data:`simulator.hardware.LINK_KINDS`;
 - there is at least one GPU and every GPU can reach every other GPU.
 
 :func:`validate` raises a :class:`~simulator.errors.UserError` for the *first* problem found, in a
@@ -21,7 +22,7 @@ import re
 import networkx as nx
 
 from simulator.errors import UserError
-from simulator.hardware import GPUS, LINK_KINDS
+from simulator.hardware import GPUS, LINK_KINDS, MIN_BANDWIDTH
 
 #: Allowed values of the node attribute ``kind``.
 NODE_KINDS: tuple[str, ...] = ("gpu", "nvswitch", "pcie_switch", "nic", "leaf", "spine", "host")
@@ -93,10 +94,10 @@ def _check_edge(u: str, v: str, data: dict, where: str) -> None:
             f"use one of {', '.join(LINK_KINDS)}"
         )
     bw = _number(data["bandwidth"])
-    if bw is None or not math.isfinite(bw) or bw <= 0:
+    if bw is None or not math.isfinite(bw) or bw < MIN_BANDWIDTH:  # 1e-300 is no rate
         raise TopologyError(
             f"{where}: {edge} has bandwidth {data['bandwidth']!r}; "
-            "it must be a finite number > 0 in bytes per second"
+            f"it must be a finite number >= {MIN_BANDWIDTH:g} in bytes per second (SI)"
         )
     lat = _number(data["latency"])
     if lat is None or not math.isfinite(lat) or lat < 0:

@@ -16,7 +16,12 @@ _LABELS = {"tbt_p50": "TBT p50", "tbt_p99": "TBT p99", "throughput_tokens_per_s"
 def _pct(x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "—"
-    return f"{x:+.2%}" if x else "0"
+    if not x:
+        return "0"  # the best static policy itself
+    text = f"{x:+.2%}"
+    # a regret that rounds to 0.00% (float noise between equal policies: 1e-16) has its sign
+    # below the printed digits: no "+0.00%" / "-0.00%", but not "0" either (it is not exact)
+    return text[1:] if text[1:] == "0.00%" else text
 
 
 def regret_table(report: dict) -> Table:

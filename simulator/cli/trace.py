@@ -27,6 +27,7 @@ import numpy as np
 from simulator.errors import UserError
 from simulator.units import fmt_time
 from workloads.agentic import AgenticParams
+from workloads.loaders import MAX_TRACE_TIME
 from workloads.nested import NestedParams
 from workloads.rag import RagParams
 
@@ -147,6 +148,9 @@ def _build(cls, values: dict):
     for k, v in given.items():  # the generators' own checks take inf for a large number
         if isinstance(v, float) and not math.isfinite(v):
             raise UserError(f"--{k.replace('_', '-')} {v}: give a finite number (see --help)")
+        if k.endswith(("_time", "_time_mean")) and v > MAX_TRACE_TIME:  # as a scenario's are
+            raise UserError(f"--{k.replace('_', '-')} {v:g}: give seconds <= {MAX_TRACE_TIME:g} "
+                            "(116 days, the latest arrival a trace may give)")
     try:
         return cls(**given)
     except ValueError as exc:  # the generator names its fields: name the options instead
@@ -177,6 +181,13 @@ def _write_generated(df, path: Path, what: str) -> None:
     from workloads.schema import write_trace
     from workloads.spans import hit_rates
 
+    # turns follow their task by think and decode times, so a trace generated up to a duration
+    # near MAX_TRACE_TIME can end past it, where the reader refuses it: refuse to write it
+    late = float(df["arrival_at"].max()) if len(df) else 0.0
+    if late > MAX_TRACE_TIME:
+        raise UserError(f"trace gen {what}: an arrival at {late:g} s, past the latest a trace may "
+                        f"give ({MAX_TRACE_TIME:g} s, 116 days), so {path} could not be read "
+                        "back; lower the duration or the times between turns")
     write_trace(df, path)
     rates = hit_rates(df)
     click.echo(f"wrote {len(df):,} {what} requests ({rates['block_refs']:,} block refs, "

@@ -201,7 +201,8 @@ def validate_deployment(raw: Mapping[str, Any] | None, source: str = "<dict>") -
         vals: dict[str, Any] = {}
         if "bandwidth" in sec:
             vals["bandwidth"] = _number(sec["bandwidth"], "transfer.bandwidth", fail,
-                                        lambda x: x > 0, "give a rate > 0 in B/s")
+                                        lambda x: x >= hardware.MIN_BANDWIDTH,  # 1e-300: no rate
+                                        f"give a rate >= {hardware.MIN_BANDWIDTH:g} B/s")
         if "message_overhead_time" in sec:
             vals["message_overhead_time"] = _number(
                 sec["message_overhead_time"], "transfer.message_overhead_time", fail,

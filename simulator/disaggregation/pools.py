@@ -386,9 +386,10 @@ class PoolRun:
 
     def prompt_work(self, r: int) -> int:
         """Prompt tokens request ``r`` computes on these pools when the scheduler takes it: its
-        context (prompt + tokens generated before a preemption) with ``prefill = "local"``, none
-        when a prefill cluster wrote it (``"external"``)."""
-        if self.spec.prefill != "local":
+        context (prompt + tokens generated before a preemption) with ``prefill = "local"``; with
+        ``"external"`` none when a prefill cluster wrote it, its context after a preemption (its
+        KV is gone: recomputed here, as the engines' admission recomputes a hand-off's)."""
+        if self.spec.prefill != "local" and not self.req.gen[r]:  # gen > 0: admitted again
             return 0
         return int(self.req.inp[r] + self.req.gen[r])
 

@@ -388,31 +388,6 @@ class BlockDirectory:
         # a new block not kept had no bit at all; a held block carries none: check())
         return fit, len(keep)
 
-    def promote(self, idx: np.ndarray, now: float) -> None:
-        """Bring host-tier blocks back to HBM on their holders (after a reader paid PCIe)."""
-        idx = np.unique(np.asarray(idx, np.int64))  # a repeated block is promoted once
-        idx = idx[self.tier[idx] == HOST]
-        if len(idx) == 0:
-            return
-        machine = self.machine_of[self.base[idx]]
-        np.subtract.at(self.host_used, machine, 1)
-        self.tier[idx] = HBM
-        self._written_at(now)
-        self.used_at[idx] = now
-        holders = self.holders(idx)
-        for j in range(self.k):
-            np.add.at(self.owned, holders[:, j], 1)
-        gpus = np.unique(holders).tolist()
-        for gpu in gpus:
-            mine = idx[(holders == gpu).any(axis=1)]
-            # a holder may have copied its own block while it sat on the host: it needs no copy
-            # of a block it holds again (as place() drops them)
-            self._drop_copies(gpu, mine)
-            self.gains[gpu] += len(mine)
-            self.hbm_lists.add(gpu, mine, self.in_hbm_of(gpu))
-        for gpu in gpus:
-            self.eviction.make_room(gpu, 0, now)
-
     # -- invariants ----------------------------------------------------------------------------
 
     def check(self) -> None:
@@ -429,7 +404,7 @@ class BlockDirectory:
                                 (self.hbm_lists, self.in_hbm_of(gpu))):
                 got = lists.live(gpu, live)
                 assert np.array_equal(got, np.flatnonzero(live(every))), gpu
-            # placement and promotion drop a holder's copies: none of a block it holds
+            # a placement drops a holder's copies: none of a block it holds
             mine = np.flatnonzero(self.in_hbm_of(gpu)(every))
             assert not self.copy_store.any(gpu, mine).any(), ("copy of a held block", gpu)
         for m in range(self.n_machines):

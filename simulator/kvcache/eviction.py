@@ -1,12 +1,12 @@
 """Capacity and eviction for the KV block directory: a part that
 :class:`~simulator.kvcache.directory.BlockDirectory` holds; its state and placement live there.
 
-A GPU's HBM holds the blocks it owns and the copies it keeps. When a placement, a promotion or a new
-copy would overflow it, the least recently used of its copies and of the owned blocks no running
+A GPU's HBM holds the blocks it owns and the copies it keeps. When a placement or a new copy
+would overflow it, the least recently used of its copies and of the owned blocks no running
 request pins go first, in one order — as vLLM's prefix cache frees the least recently used of all
 its unreferenced blocks, whoever computed them: a copy is evicted (its owner still holds the
 block), an owned block is demoted to its machine's host tier (which drops its least recently used
-blocks when full). Only then are pinned blocks demoted (a placement or promotion only; a new copy
+blocks when full). Only then are pinned blocks demoted (a placement only; a new copy
 never displaces a block a running request holds). All of it down to a low watermark. The
 candidates come from :class:`~simulator.kvcache.blocklists.BlockLists` (a GPU's copies, its HBM
 blocks, a host's blocks), never from a scan of every block; a full host's least recently used

@@ -11,9 +11,9 @@ stop 60). :class:`HostOrder` keeps, per machine, a heap of ``(last use, block)``
 - a block's last use only grows (every write is the clock's ``now``), so each block on the host
   has an entry whose key is at most its own — the heap's least entry is at most every block's
   key;
-- :meth:`HostOrder.least_recent` pops: an entry of a block no longer on that host (dropped,
-  promoted) is discarded; one whose block was used since goes back with its last use; one that
-  is up to date is the least recently used block on the host (its key is the least of all the
+- :meth:`HostOrder.least_recent` pops: an entry of a block no longer on that host (dropped)
+  is discarded; one whose block was used since goes back with its last use; one that is up to
+  date is the least recently used block on the host (its key is the least of all the
   entries, which are at most the blocks' keys). Ties go by block index, as the scan's
   ``lexsort`` breaks them — the same blocks, in the same order.
 
