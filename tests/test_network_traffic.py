@@ -128,6 +128,35 @@ def test_a_shared_flow_is_timed_by_the_filling_and_counted_in_its_class():
     assert set(tl.traffic_class) == {"kv_route", "moe_dispatch"}
 
 
+def test_flows_sharing_a_link_when_the_clock_stops_count_their_bytes_so_far_in_their_class():
+    # two 1 GB flows share sw -> h2 at 50 GB/s each; stopped at 5 ms each has moved 0.25 GB:
+    # the link's total says so, and (until stop 73) the records by class said 0, a shared
+    # flow's class record being written only when it ends
+    g = star_graph(3, GBps(100), 0.0)
+    env = simpy.Environment()
+    f = Fabric(env, g)
+    f.transfer("h0", "h2", GB(1), lambda r: None, tag=KV_ROUTE)
+    f.transfer("h1", "h2", GB(1), lambda r: None, tag=MOE_DISPATCH)
+    env.run(until=0.005)
+    df = f.links_by_class()
+    into = df[(df.src == "sw") & (df.dst == "h2")].set_index("traffic_class")["bytes"]
+    assert into.to_dict() == pytest.approx({"kv_route": GB(0.25), "moe_dispatch": GB(0.25)},
+                                           rel=1e-12)
+    links = f.links_frame().set_index(["src", "dst"])["bytes"]
+    assert links[("sw", "h2")] == pytest.approx(into.sum(), rel=1e-12)
+    tl = f.class_timeline(0.001)
+    assert tl["bytes"].sum() == pytest.approx(f.links_by_class()["bytes"].sum(), rel=1e-12)
+    # asked again later, the same flows have moved further; nothing was recorded twice
+    env.run(until=0.01)
+    again = f.links_by_class()
+    into = again[(again.src == "sw") & (again.dst == "h2")]["bytes"]
+    assert into.tolist() == pytest.approx([GB(0.5), GB(0.5)], rel=1e-12)
+    env.run()
+    final = f.links_by_class()
+    assert final[(final.src == "sw") & (final.dst == "h2")]["bytes"].tolist() == \
+        pytest.approx([GB(1), GB(1)], rel=1e-12)
+
+
 def test_a_link_flow_carries_an_aggregate_over_one_link_at_its_capped_share():
     g = star_graph(3, GBps(100), us(1))
     env = simpy.Environment()

@@ -38,6 +38,7 @@ from __future__ import annotations
 from numbers import Real
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 import simpy
 
@@ -383,16 +384,31 @@ class Fabric:
     def links_by_class(self) -> pd.DataFrame:
         """Bytes per directed link and traffic class (long format: src, dst, kind,
         traffic_class, bytes [B]; only non-zero rows). Exact: a flow's bytes cross every link
-        of its route."""
+        of its route; a flow still sharing links now counts its bytes so far, as the link
+        totals do (a run cut by its duration)."""
         self._lone.settle()
-        return self._stats.by_class()
+        return self._stats.by_class(self._under_way())
 
     def class_timeline(self, bin_time: float) -> pd.DataFrame:
         """Bytes per link kind, traffic class and time bin over [0, env.now] (long format:
         kind, traffic_class, start_at, end_at [s], bytes [B], utilization = bytes / (the
         kind's summed line rate × bin length)); see :mod:`simulator.network.traffic`."""
         self._lone.settle()
-        return self._stats.class_timeline(bin_time, self.env.now)
+        return self._stats.class_timeline(bin_time, self.env.now, self._under_way())
+
+    def _under_way(self) -> tuple:
+        """The class records of the flows sharing links now, as :meth:`_complete` would write
+        them were they to end now: (route ids, tags, joined at [s], now [s], bytes moved since
+        [B]) as arrays, or ``()`` if none. Nothing is recorded: a report asked for before the
+        run's end sees them again, moved further, later."""
+        now = self.env.now
+        rows = [(f.route.sid, f.tag, f.joined_at, now, f.class_bytes - left)
+                for f, left in self._shared.under_way(now)]
+        if not rows:
+            return ()
+        rid, tag, start, end, nbytes = zip(*rows, strict=True)
+        return (np.array(rid, np.int64), np.array(tag, np.int64), np.array(start, float),
+                np.array(end, float), np.array(nbytes, float))
 
     def link_timeline(self, bin_time: float) -> pd.DataFrame:
         """Utilization per link per time bin over [0, env.now] (long format).

@@ -200,24 +200,28 @@ class LinkStats:
         self.sh_end.append(end)
         self.sh_bytes.append(nbytes)
 
-    def _tagged(self):
-        """Per record of both kinds, in pieces: (route id, tag, start [s], end [s], bytes [B])."""
+    def _tagged(self, extra: tuple = ()):
+        """Per record of both kinds, in pieces: (route id, tag, start [s], end [s], bytes [B]);
+        then ``extra``, one more piece of such columns (flows under way, not recorded)."""
         yield from self._pieces(("lo_route", "lo_tag", "lo_start", "lo_end", "lo_bytes"))
         yield from self._pieces(("sh_route", "sh_tag", "sh_start", "sh_end", "sh_bytes"))
+        if extra:
+            yield extra
 
-    def by_class(self) -> pd.DataFrame:
+    def by_class(self, extra: tuple = ()) -> pd.DataFrame:
         """Bytes per directed link and traffic class: src, dst, kind, traffic_class, bytes [B]
-        (non-zero rows, links in order, classes in tag order)."""
+        (non-zero rows, links in order, classes in tag order); ``extra``: records of flows
+        under way (:meth:`_tagged`)."""
         nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
         per = np.zeros(nr * nt)
-        for rid, tag, _, _, nbytes in self._tagged():
+        for rid, tag, _, _, nbytes in self._tagged(extra):
             per += np.bincount(rid.astype(np.int64) * nt + tag, nbytes, nr * nt)
         per_link = self._lone_per_link(per.reshape(nr, nt))
         rows = [(u, v, self.kinds[i], TRAFFIC_CLASSES[t], float(per_link[i, t]))
                 for i, (u, v) in enumerate(self.edges) for t in range(nt) if per_link[i, t] > 0]
         return pd.DataFrame(rows, columns=["src", "dst", "kind", "traffic_class", "bytes"])
 
-    def class_timeline(self, bin_time: float, now: float) -> pd.DataFrame:
+    def class_timeline(self, bin_time: float, now: float, extra: tuple = ()) -> pd.DataFrame:
         """Bytes per link kind, traffic class and bin of ``bin_time`` [s] over [0, now] (long
         format: kind, traffic_class, start_at, end_at, bytes, utilization = bytes / (summed line
         rate of the kind's links × bin length)); classes and kinds that carried nothing are left
@@ -226,7 +230,7 @@ class LinkStats:
         nbins = len(edges_at) - 1
         nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
         per = np.zeros((nr * nt, nbins))
-        for rid, tag, start, end, nbytes in self._tagged():
+        for rid, tag, start, end, nbytes in self._tagged(extra):
             keys, rows = spread(rid.astype(np.int64) * nt + tag, start, end, nbytes, edges_at,
                                 nr * nt)
             per[keys] += rows

@@ -170,6 +170,17 @@ class SharedFlows:
         out.sort(key=lambda s: s.flow_id)
         return out
 
+    def under_way(self, now: float) -> list[tuple]:
+        """``(flow, bytes left [B])`` of each flow sharing bandwidth at ``now`` [s], by flow id
+        (:meth:`states`' flows, with the flow objects)."""
+        out = []
+        for c in self._classes.values():
+            s_now = c.s_ref + c.rate * (now - c.t_ref)
+            for target, fid, f in c.heap:
+                out.append((fid, f, max(target - s_now, 0.0)))
+        out.sort(key=lambda x: x[0])
+        return [(f, left) for _, f, left in out]
+
     # -- completions ---------------------------------------------------------------------------
 
     def _arm_timer(self) -> None:
