@@ -140,3 +140,23 @@ def test_no_more_workers_start_than_there_are_tasks():
     gen = run_unordered(ready_then_sleep, [0.1], 4, died, on_message=count_workers)
     assert answers(gen) == [(0.1, "slept")]
     assert running == [1]
+
+
+def test_a_worker_ignores_ctrl_c_from_its_start_and_the_client_keeps_its_handler():
+    """Ctrl-C reaches the whole process group: a worker still importing (before its serving
+    loop sets SIGINT aside) printed a KeyboardInterrupt traceback. It is spawned with SIGINT
+    ignored, read from /proc at once; the client's own handler is back afterwards."""
+    from simulator.sweep.local_pool import _start
+
+    before = signal.getsignal(signal.SIGINT)
+    proc, conn = _start(multiprocessing.get_context("spawn"), os.getpid, False)
+    try:
+        status = open(f"/proc/{proc.pid}/status").read()  # noqa: SIM115
+        ignored = int(next(x for x in status.splitlines() if x.startswith("SigIgn:")).split()[1],
+                      16)
+        assert ignored >> (signal.SIGINT - 1) & 1
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        conn.close()
+        proc.terminate()
+        proc.join()

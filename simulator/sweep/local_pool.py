@@ -15,6 +15,7 @@ order the tasks finish.
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import suppress
 from multiprocessing import get_context
@@ -52,7 +53,17 @@ def how_it_ended(exit_code: int) -> str:
 def _start(ctx, run: Callable[..., Any], chatty: bool):
     parent, child = ctx.Pipe()
     proc = ctx.Process(target=_serve, args=(child, run, chatty), daemon=True)
-    proc.start()
+    # the worker ignores Ctrl-C from its first instruction: a spawned interpreter keeps an
+    # ignored SIGINT ignored, so one pressed while it still imports (before :func:`_serve`)
+    # no longer prints its KeyboardInterrupt traceback (seen under load by
+    # tests/test_bad_input.py's Ctrl-C test)
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        proc.start()
+    finally:
+        if main:  # (None: a handler not set from Python; the default's is the closest)
+            signal.signal(signal.SIGINT, signal.SIG_DFL if before is None else before)
     child.close()
     return proc, parent
 
