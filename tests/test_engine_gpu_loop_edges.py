@@ -168,6 +168,18 @@ def test_a_gpu_whose_last_plan_only_rejected_is_seen_idle(engine):
     assert r.observed is not None and r.observed.queries[0] == 0
 
 
+def _preempted_at_first_decode(engine: str):
+    """The run of the two tests below: A (64 tokens, 60 outputs) and B (128, 2) on a GPU with
+    room for three blocks, checked for every request accounted for."""
+    sc = small_scenario("single_node:gpus=1", weights_per_gpu=71.9825e9, layer_groups=1,
+                        mode=engine)
+    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[64, 128], output_tokens=[60, 2],
+                       block_ids=[[1], [2, 3]], block_tokens=64)
+    res = run(sc, "route", trace=trace, check_invariants=engine == "exact")
+    check_run(res, trace)
+    return res
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_prompt_preempted_at_its_first_decode_computes_one_token_again(engine):
     # A (64 tokens, 60 outputs) and B (128 tokens, 2 outputs) fill a GPU with room for three
@@ -175,12 +187,7 @@ def test_a_prompt_preempted_at_its_first_decode_computes_one_token_again(engine)
     # later admitted, is preempted. Its blocks stay held, and its first token (the 129th) has
     # no block yet: re-admitted, it computes that one token for its second (vLLM: the prefix
     # hit is B's two whole blocks). Until stop 68 it computed its second block again, 64 tokens
-    sc = small_scenario("single_node:gpus=1", weights_per_gpu=71.9825e9, layer_groups=1,
-                        mode=engine)
-    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[64, 128], output_tokens=[60, 2],
-                       block_ids=[[1], [2, 3]], block_tokens=64)
-    res = run(sc, "route", trace=trace, check_invariants=engine == "exact")
-    check_run(res, trace)
+    res = _preempted_at_first_decode(engine)
     assert res.gpus["capacity_blocks"].tolist() == [3]
     assert res.summary["preemptions"] == 1
     it = res.iterations
@@ -199,12 +206,7 @@ def test_a_recompute_after_a_preemption_makes_a_tbt_sample(engine):
     # the audit of the summary metrics a step's tokens were its decodes only, so B's second
     # token was in no TBT sample (nor in a capacity window): 59 step tokens + 2 first tokens
     # for 62 generated
-    sc = small_scenario("single_node:gpus=1", weights_per_gpu=71.9825e9, layer_groups=1,
-                        mode=engine)
-    trace = make_trace(arrival_at=[0.0, 0.0], input_tokens=[64, 128], output_tokens=[60, 2],
-                       block_ids=[[1], [2, 3]], block_tokens=64)
-    res = run(sc, "route", trace=trace, check_invariants=engine == "exact")
-    check_run(res, trace)
+    res = _preempted_at_first_decode(engine)
     it, req = res.iterations, res.requests
     assert res.summary["preemptions"] == 1
     recompute = it.index[it["prefill_tokens"] == 1]

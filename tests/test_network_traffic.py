@@ -113,12 +113,17 @@ def test_a_tag_changes_no_timing():
     assert run([0, 0, 0]) == run([KV_ROUTE, KV_FETCH, PD_TRANSFER])
 
 
-def test_a_shared_flow_is_timed_by_the_filling_and_counted_in_its_class():
-    g = star_graph(3, GBps(100), 0.0)
+def _two_flows_into_h2():
+    """Two 1 GB flows of two classes from h0 and h1 to h2 of a 100 GB/s star, issued at 0."""
     env = simpy.Environment()
-    f = Fabric(env, g)
+    f = Fabric(env, star_graph(3, GBps(100), 0.0))
     f.transfer("h0", "h2", GB(1), lambda r: None, tag=KV_ROUTE)
     f.transfer("h1", "h2", GB(1), lambda r: None, tag=MOE_DISPATCH)
+    return env, f
+
+
+def test_a_shared_flow_is_timed_by_the_filling_and_counted_in_its_class():
+    env, f = _two_flows_into_h2()
     env.run()
     assert env.now == pytest.approx(0.02)  # both share sw -> h2 at 50 GB/s
     df = f.links_by_class()
@@ -132,11 +137,7 @@ def test_flows_sharing_a_link_when_the_clock_stops_count_their_bytes_so_far_in_t
     # two 1 GB flows share sw -> h2 at 50 GB/s each; stopped at 5 ms each has moved 0.25 GB:
     # the link's total says so, and (until stop 73) the records by class said 0, a shared
     # flow's class record being written only when it ends
-    g = star_graph(3, GBps(100), 0.0)
-    env = simpy.Environment()
-    f = Fabric(env, g)
-    f.transfer("h0", "h2", GB(1), lambda r: None, tag=KV_ROUTE)
-    f.transfer("h1", "h2", GB(1), lambda r: None, tag=MOE_DISPATCH)
+    env, f = _two_flows_into_h2()
     env.run(until=0.005)
     df = f.links_by_class()
     into = df[(df.src == "sw") & (df.dst == "h2")].set_index("traffic_class")["bytes"]
