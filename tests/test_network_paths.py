@@ -81,8 +81,10 @@ def test_degenerate_and_impossible_requests():
     g.add_node("z", kind="gpu")
     with pytest.raises(NoPathError, match="no path from 'a' to 'z'"):
         path_info(g, "a", "z")
-    with pytest.raises(NoPathError):
+    with pytest.raises(NoPathError, match="'nowhere' is not in the topology"):
         path_info(g, "a", "nowhere")
+    with pytest.raises(NoPathError, match="'elsewhere' is not in the topology"):
+        path_info(g, "elsewhere", "a")  # the missing end is named, whichever it is
     with pytest.raises(NoPathError, match="not in the topology"):
         path_info(g, "nowhere", "nowhere")
 
