@@ -403,7 +403,7 @@ class Fabric:
         run's end sees them again, moved further, later."""
         now = self.env.now
         rows = [(f.route.sid, f.tag, f.joined_at, now, f.class_bytes - left)
-                for f, left in self._shared.under_way(now)]
+                for _, f, _, left in self._shared.under_way(now)]
         if not rows:
             return ()
         rid, tag, start, end, nbytes = zip(*rows, strict=True)

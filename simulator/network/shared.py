@@ -161,25 +161,19 @@ class SharedFlows:
 
     def states(self, now: float) -> list[FlowState]:
         """The flows sharing bandwidth at ``now`` [s], by flow id (rate, remaining bytes)."""
-        out = []
-        for c in self._classes.values():
-            s_now = c.s_ref + c.rate * (now - c.t_ref)
-            for target, fid, f in c.heap:
-                out.append(FlowState(fid, f.src, f.dst, c.rate, max(target - s_now, 0.0),
-                                     f.route.info.edges))
-        out.sort(key=lambda s: s.flow_id)
-        return out
+        return [FlowState(fid, f.src, f.dst, rate, left, f.route.info.edges)
+                for fid, f, rate, left in self.under_way(now)]
 
     def under_way(self, now: float) -> list[tuple]:
-        """``(flow, bytes left [B])`` of each flow sharing bandwidth at ``now`` [s], by flow id
-        (:meth:`states`' flows, with the flow objects)."""
+        """``(flow id, flow, rate [B/s], bytes left [B])`` of each flow sharing bandwidth at
+        ``now`` [s], by flow id."""
         out = []
         for c in self._classes.values():
             s_now = c.s_ref + c.rate * (now - c.t_ref)
             for target, fid, f in c.heap:
-                out.append((fid, f, max(target - s_now, 0.0)))
+                out.append((fid, f, c.rate, max(target - s_now, 0.0)))
         out.sort(key=lambda x: x[0])
-        return [(f, left) for _, f, left in out]
+        return out
 
     # -- completions ---------------------------------------------------------------------------
 
