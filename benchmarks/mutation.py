@@ -147,7 +147,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # accounting and timeline (stop 47)
     "records": (["simulator/engine/records.py", "simulator/engine/columns.py",
                  "simulator/engine/results.py", "simulator/network/linkstats.py",
-                 "simulator/network/binning.py"],
+                 "simulator/network/binning.py", "simulator/network/busy.py"],
                 ["tests/test_engine_records.py", "tests/test_network_linkstats.py",
                  "tests/test_engine_columns.py", "tests/test_network_fabric.py",
                  "tests/test_network_traffic.py", "tests/test_engine_exact.py",

@@ -68,6 +68,8 @@ def same_traffic(a, b) -> None:
     lb = b.extras["link_classes"].sort_values(key).reset_index(drop=True)
     assert (la[key] == lb[key]).all().all()
     np.testing.assert_allclose(lb["bytes"].to_numpy(float), la["bytes"].to_numpy(float), rtol=1e-9)
+    # every link busy as long: the union of the messages crossing it (since stop 74)
+    np.testing.assert_allclose(b.links["busy_time"], a.links["busy_time"], rtol=1e-9, atol=1e-12)
 
 
 def same_gpus(a, b) -> None:

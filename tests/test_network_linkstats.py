@@ -221,6 +221,7 @@ def test_records_handed_over_in_batches_held_or_moved_on_give_the_same_bits(
         mp.setattr(ls, "PIECE_ROWS", piece_rows)
         mp.setattr(ls, "BULK_ROWS", bulk_rows)
         one_by_one, handed = stats(), stats()
+        one_by_one.timed = handed.timed = True  # both count overlaps once (a sweep)
         for s in (one_by_one, handed):
             for links in ROUTE_LINKS:
                 s.route(links)
@@ -300,3 +301,74 @@ def test_records_are_read_in_whole_pieces_in_order_across_where_they_are_kept(mo
     pieces = list(s._pieces(("lo_start", "lo_bytes")))
     assert [len(p[0]) for p in pieces] == sizes
     assert np.concatenate([p[1] for p in pieces]).tolist() == [float(k) for k in range(9)]
+
+
+def test_records_an_engine_timed_that_overlap_on_a_link_count_their_common_time_once():
+    # route A crosses links 0 and 1, route B link 1 only; handed over out of time order:
+    # link 0 carries A's [0, 2] and [5.5, 7]: 2 + 1.5 s; link 1 carries [0, 2] ∪ [1, 3] and
+    # [5, 6] ∪ [5.5, 7] — 3 + 2 = 5 s, where the sum of the four would be 6.5 s
+    s = stats()
+    a, b = s.route((0, 1)), s.route((1,))
+    s.intervals([a, b], [5.5, 5.0], [7.0, 6.0], [1.0, 1.0], [0, 0])
+    s.intervals([b, a], [1.0, 0.0], [3.0, 2.0], [1.0, 1.0], [0, 0])
+    f = s.frame(8.0)
+    assert f["busy_time"].tolist() == [3.5, 5.0, 0.0]
+    assert f["bytes"].tolist() == [2.0, 4.0, 0.0]  # bytes are summed: each message's own
+
+
+def test_the_fabrics_own_lone_flows_are_summed_without_a_sweep(monkeypatch):
+    # the Fabric's lone flows (interval()) are alone on their links by construction: their
+    # busy time is the sum, and the sweep is not run for them
+    import simulator.network.linkstats as ls
+
+    s = stats()
+    r = s.route((0,))
+    s.interval(r, 0.0, 2.0, 1.0)
+    s.interval(r, 3.0, 4.0, 1.0)
+    monkeypatch.setattr(ls, "overlap_per_link", lambda *a, **k: pytest.fail("swept"))
+    assert s.frame(5.0)["busy_time"].tolist() == [3.0, 0.0, 0.0]
+
+
+def _union_by_hand(intervals: list[tuple[float, float]]) -> float:
+    """Length [s] of the union of ``intervals``: merged in order of start (the oracle)."""
+    total, cur_s, cur_e = 0.0, None, None
+    for a, b in sorted(intervals):
+        if cur_e is None or a > cur_e:
+            if cur_e is not None:
+                total += cur_e - cur_s
+            cur_s, cur_e = a, b
+        else:
+            cur_e = max(cur_e, b)
+    return total + (cur_e - cur_s if cur_e is not None else 0.0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40), st.integers(0, 12)),
+                max_size=40),
+       st.integers(1, 7), st.integers(1, 9), st.booleans())
+def test_a_links_busy_time_is_the_union_of_its_records_in_any_order_and_pieces(
+        rows, piece_rows, sweep_rows, spill):
+    # integer times (quarter seconds), so sums and unions are exact: on each link the busy time
+    # is the union's length merged by hand, however the records are cut into pieces, moved on,
+    # or the links grouped for the sweep (groups of at most sweep_rows rows)
+    import simulator.network.busy as busy
+    import simulator.network.linkstats as ls
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(ls, "PIECE_ROWS", piece_rows)
+        mp.setattr(busy, "SWEEP_ROWS", sweep_rows)
+        s = stats()
+        for links in ROUTE_LINKS:
+            s.route(links)
+        half = len(rows) // 2
+        for part in (rows[:half], rows[half:]):
+            if part:
+                rid, start, length = (list(c) for c in zip(*part, strict=True))
+                s.intervals(rid, [x / 4 for x in start], [(x + n) / 4 for x, n in
+                                                          zip(start, length, strict=True)],
+                            [1.0] * len(part), [0] * len(part))
+            if spill:
+                s.spill(rows=1, spill_bytes=16)
+        got = s.frame(20.0)["busy_time"].tolist()
+    want = [_union_by_hand([(x / 4, (x + n) / 4) for r, x, n in rows if k in ROUTE_LINKS[r]])
+            for k in range(len(EDGES))]
+    assert got == want

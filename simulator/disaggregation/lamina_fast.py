@@ -40,9 +40,9 @@ phase in flight is re-simulated from its start with the phases still in flight o
 already done), and never moved earlier; a micro-batch waits out the largest push-back of its
 stage's items, not their sum over successive pushes; work composed ahead while alone that a
 newcomer then pushes back delays that micro-batch by the push, not its later stages. A link's
-busy time counts each message of a phase that crosses it at once (as the per-GPU fast engine's
-records do; the Fabric counts their union); bytes, link totals and utilization are the exact
-loop's. ``tests/test_lamina_fast.py`` and
+busy time is the union of the messages that cross it, as the Fabric's (messages of a phase
+crossing it at once count their common time once: :mod:`simulator.network.busy`); bytes, link
+totals and utilization are the exact loop's. ``tests/test_lamina_fast.py`` and
 ``benchmarks/bench_lamina.py`` hold it to the exact loop.
 
 A run cut by ``[engine] duration`` keeps what the exact loop would have at the cut: kernels

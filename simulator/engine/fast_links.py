@@ -53,7 +53,8 @@ fetch requests, then the answers or blocks) — without events:
 
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
 ``links``, ``link_timeline``, the records by traffic class and the fabric's byte counters hold
-the fast engine's traffic too (overlapping messages on a link may count its busy time twice).
+the fast engine's traffic too (a link's busy time is the union of the messages crossing it:
+:mod:`simulator.network.busy`).
 A run cut at its duration (``until``) holds what the Fabric would hold when its clock stops
 there: a step is composed ahead of the clock, so a message that ends at or after ``until`` is
 counted as sent only (:meth:`Fabric.record_sent`) if it was issued before, and not at all if

@@ -38,6 +38,7 @@ import numpy as np
 import pandas as pd
 
 from simulator.network.binning import bin_edges, spread
+from simulator.network.busy import overlap_per_link
 from simulator.network.traffic import TRAFFIC_CLASSES
 from simulator.spill import Spill
 
@@ -90,6 +91,8 @@ class LinkStats:
         self.sh_route, self.sh_tag = array("i"), array("b")
         self.sh_start, self.sh_end, self.sh_bytes = array("d"), array("d"), array("d")
         self._spills: dict[str, Spill] | None = None  # the columns' older rows, once long
+        # whether an engine timed records itself (intervals()): they may overlap on a link
+        self.timed = False
 
     def spill(self, rows: int | None = None, spill_bytes: int | None = None) -> None:
         """Move the record columns on (to :class:`~simulator.spill.Spill` columns, with
@@ -261,7 +264,9 @@ class LinkStats:
     def intervals(self, routes, starts, ends, nbytes, tags) -> None:
         """Many :meth:`interval` records at once (sequences of route ids, starts, ends [s],
         bytes [B] and traffic classes). A batch of at least :data:`BULK_ROWS` numpy arrays is
-        kept as it is (the caller leaves them unchanged)."""
+        kept as it is (the caller leaves them unchanged). Such records may cross a link at
+        the same time: its busy time is then their union (:mod:`~simulator.network.busy`)."""
+        self.timed = True
         if isinstance(routes, np.ndarray) and len(routes) >= BULK_ROWS:
             if len(self.lo_route):  # rows recorded before come first
                 self._held.append(self._take(_LONE))
@@ -284,7 +289,8 @@ class LinkStats:
         return out
 
     def frame(self, now: float) -> pd.DataFrame:
-        """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] and
+        """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] (the time
+        it carried anything: lone records that overlap count their common time once) and
         utilization (time-weighted mean of load / bandwidth over [0, now])."""
         nr = len(self.routes)
         per_bytes, per_busy = np.zeros(nr), np.zeros(nr)
@@ -293,6 +299,9 @@ class LinkStats:
             per_busy += np.bincount(rid, end - start, nr)
         lone_bytes = self._lone_per_link(per_bytes)
         lone_busy = self._lone_per_link(per_busy)
+        if self.timed:  # records an engine timed may overlap: count their common time once
+            lone_busy -= overlap_per_link(self.routes, lambda: self._pieces(_LONE[:3]),
+                                          len(self.edges))
         rows = []
         for i, (u, v) in enumerate(self.edges):
             dt = now - self.acc_at[i]
