@@ -65,30 +65,27 @@ def _sweep(link: np.ndarray, start: np.ndarray, end: np.ndarray, nlinks: int) ->
     before = np.empty(len(link))
     before[1:] = ends[at]
     before[first] = -np.inf
-    over = np.minimum(end, before) - start
-    over[~(over > 0.0)] = 0.0
+    over = np.maximum(np.minimum(end, before) - start, 0.0)
     return np.bincount(link, over, nlinks)
 
 
 def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterable[tuple]],
-                     nlinks: int, rows: int = SWEEP_ROWS) -> np.ndarray:
+                     nlinks: int, rows: int | None = None) -> np.ndarray:
     """Per link: how long [s] the records crossing it overlap one another — their summed times
     less the length of their union (0.0 where none overlap).
 
     ``routes``: each route id's links; ``records()``: the records, afresh on each call, in
     pieces ``(route ids, starts [s], ends [s])``; ``rows``: the (link, record) rows sorted at
-    once (:data:`SWEEP_ROWS`)."""
+    once (None: :data:`SWEEP_ROWS`)."""
     nr = len(routes)
     out = np.zeros(nlinks)
-    if nr == 0:
-        return out
     per_route = np.zeros(nr, np.int64)
     for rid, _, _ in records():
         per_route += np.bincount(rid, minlength=nr)
     per_link = np.zeros(nlinks, np.int64)
     for rid, links in enumerate(routes):
         per_link[list(links)] += per_route[rid]
-    for group in _groups(per_link, rows):
+    for group in _groups(per_link, SWEEP_ROWS if rows is None else rows):
         inside = np.zeros(nlinks, bool)
         inside[group] = True
         # each route's links in the group, as a flat list with offsets
@@ -98,9 +95,7 @@ def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterab
         flat = np.array([k for m in mine for k in m], np.int64)
         parts: list[tuple[np.ndarray, ...]] = []
         for rid, start, end in records():
-            n = count[rid]
-            if not n.any():
-                continue
+            n = count[rid]  # rows of each record in the group (none: not read further)
             rep = np.repeat(np.arange(len(rid)), n)
             # the k-th row of a record takes the k-th of its route's links in the group
             k = np.arange(len(rep)) - np.repeat(np.cumsum(n) - n, n)
