@@ -1749,14 +1749,6 @@ def _steps_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
-    ("simulator/network/busy.py", "at[first[1:]] = 0  # a link's first row has none before it "
-     "(below)", "delete `at[first[1:]] = 0`"):
-        "a link's first row's rank of the previous link's maximum, less its own offset, is in "
-        "[-len(ends), 0): a valid index from the end, and the value read is overwritten by "
-        "-inf on the next line; the line only keeps that index plainly in range",
-    ("simulator/network/busy.py", "link, start, end = (np.concatenate(x) for x in "
-     "zip(*parts, strict=True))", "True -> False"):
-        "every part is three arrays of one length, built together on the line before",
     ("simulator/cli/jobs.py", "min(jobs, len(policies)))", "min -> max"):
         "a process pool started with spawn starts a worker only for a task that finds none "
         "idle, so a larger cap than the policies starts no more processes (one per policy)",

@@ -1,46 +1,62 @@
-"""The busy-time sweep (:mod:`simulator.network.busy`) by hand: links grouped for a bounded
-sort, one pass over the records per group, and the overlap of records on a link."""
+"""The busy-time sweep (:mod:`simulator.network.busy`) by hand: records handed over out of the
+order of their starts, rows held until no piece to come can start before them, each link's
+greatest end carried from piece to piece, and the records read twice."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from simulator.network.busy import _groups, overlap_per_link
+from simulator.network.busy import _greatest_before, overlap_per_link
 
 
-def test_links_are_grouped_in_order_up_to_the_rows_a_sort_may_take():
-    per_link = np.array([3, 0, 5, 2])
-    assert [g.tolist() for g in _groups(per_link, 5)] == [[0], [2], [3]]
-    assert [g.tolist() for g in _groups(per_link, 8)] == [[0, 2], [3]]  # 3 + 5 fills it
-    assert [g.tolist() for g in _groups(per_link, 7)] == [[0], [2, 3]]
-    assert [g.tolist() for g in _groups(per_link, 10)] == [[0, 2, 3]]
-    assert [g.tolist() for g in _groups(per_link, 1)] == [[0], [2], [3]]  # one link past it
-    assert _groups(np.zeros(3, np.int64), 4) == []
+def pieces(*rows):
+    """Pieces of records ``(route id, start, end)``: one tuple of rows per piece."""
+    return [(np.array([r for r, _, _ in p], np.int32), np.array([s for _, s, _ in p], float),
+             np.array([e for _, _, e in p], float)) for p in rows]
 
 
-def test_the_records_are_read_once_to_count_then_once_per_group():
-    # routes: 0 crosses links 0 and 1, 1 crosses link 2; link 0 and 1 carry 3 rows each,
-    # link 2 two: with 4 rows a sort, links 0, 1 and 2 are three groups; with 6, two
-    routes = [(0, 1), (2,)]
-    rid = np.array([0, 1, 0, 0, 1], np.int32)
-    start = np.array([0.0, 0.0, 1.0, 5.0, 0.5])
-    end = np.array([2.0, 1.0, 3.0, 6.0, 2.0])
-    for rows, passes in ((4, 1 + 3), (6, 1 + 2), (100, 1 + 1)):
-        calls = []
+def test_the_greatest_end_before_each_row_within_its_link_and_after_what_was_settled():
+    link = np.array([0, 0, 0, 2, 2])
+    end = np.array([5.0, 3.0, 7.0, 1.0, 4.0])
+    top = np.array([6.0, -np.inf, -np.inf])
+    assert _greatest_before(link, end, top).tolist() == [6.0, 6.0, 6.0, -np.inf, 1.0]
+    top[0] = -np.inf
+    assert _greatest_before(link, end, top).tolist() == [-np.inf, 5.0, 5.0, -np.inf, 1.0]
+    # a long run: the doubling reaches back across it (row 9 sees row 0's end)
+    link, end = np.zeros(10, np.int64), np.array([9.0] + [1.0] * 9)
+    assert _greatest_before(link, end, np.full(1, -np.inf)).tolist() == [-np.inf] + [9.0] * 9
 
-        def records(calls=calls):
-            calls.append(1)
-            return iter([(rid[:2], start[:2], end[:2]), (rid[2:], start[2:], end[2:])])
 
-        got = overlap_per_link(routes, records, 4, rows=rows)
-        assert len(calls) == passes
-        # links 0, 1: [0, 2], [1, 3], [5, 6] overlap 1 s; link 2: [0, 1], [0.5, 2] 0.5 s
-        assert got.tolist() == [1.0, 1.0, 0.5, 0.0]
+def test_records_out_of_order_across_pieces_and_links_carried_between_them():
+    # routes: 0 crosses links 0 and 1, 1 crosses link 2. The second piece holds a record that
+    # starts before the first piece's last ([0.5, 2] on link 2), and the third one that starts
+    # inside a record settled two pieces before ([4, 6] inside [3, 8] on links 0, 1)
+    routes = [(0, 1), (1,), (2,)]
+    recs = pieces([(0, 0.0, 2.0), (2, 3.0, 3.5), (0, 3.0, 8.0)],
+                  [(2, 0.5, 2.5), (1, 1.0, 4.0)],
+                  [(0, 4.0, 6.0), (2, 3.2, 3.4)])
+    calls = []
+
+    def records():
+        calls.append(1)
+        return iter(recs)
+
+    got = overlap_per_link(routes, records, 4)
+    assert len(calls) == 2  # the least starts, then the sweep
+    # link 0: [0, 2], [3, 8], [4, 6] -> 2; link 1: the same and [1, 4]: 1 + 1 + 2 = 4;
+    # link 2: [0.5, 2.5], [3, 3.5], [3.2, 3.4] -> 0.2
+    np.testing.assert_allclose(got, [2.0, 4.0, 3.4 - 3.2, 0.0], rtol=0, atol=1e-15)
+
+
+def test_a_piece_whose_rows_all_wait_for_a_later_one_settles_nothing_then():
+    # the second piece's record starts after the third's: it is held through it, alone
+    routes = [(0,)]
+    recs = pieces([(0, 0.0, 1.0)], [(0, 5.0, 7.0)], [(0, 4.0, 6.0)])
+    got = overlap_per_link(routes, lambda: iter(recs), 1)
+    assert got.tolist() == [1.0]  # [5, 7] overlaps [4, 6] by 1 s
 
 
 def test_records_that_touch_or_are_apart_do_not_overlap_and_a_record_inside_another_does():
-    routes = [(0,)]
-    rid = np.zeros(4, np.int32)
-    start, end = np.array([0.0, 1.0, 3.0, 3.5]), np.array([1.0, 2.0, 5.0, 4.0])
-    got = overlap_per_link(routes, lambda: iter([(rid, start, end)]), 1)
-    assert got.tolist() == [0.5]  # [3.5, 4] inside [3, 5]; [0, 1] and [1, 2] only touch
+    recs = pieces([(0, 0.0, 1.0), (0, 1.0, 2.0), (0, 3.0, 5.0), (0, 3.5, 4.0)])
+    assert overlap_per_link([(0,)], lambda: iter(recs), 1).tolist() == [0.5]
+    assert overlap_per_link([(0,)], lambda: iter([]), 1).tolist() == [0.0]  # no records

@@ -344,18 +344,16 @@ def _union_by_hand(intervals: list[tuple[float, float]]) -> float:
 
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 40), st.integers(0, 12)),
                 max_size=40),
-       st.integers(1, 7), st.integers(1, 9), st.booleans())
+       st.integers(1, 7), st.booleans())
 def test_a_links_busy_time_is_the_union_of_its_records_in_any_order_and_pieces(
-        rows, piece_rows, sweep_rows, spill):
+        rows, piece_rows, spill):
     # integer times (quarter seconds), so sums and unions are exact: on each link the busy time
-    # is the union's length merged by hand, however the records are cut into pieces, moved on,
-    # or the links grouped for the sweep (groups of at most sweep_rows rows)
-    import simulator.network.busy as busy
+    # is the union's length merged by hand, however the records are ordered, cut into pieces
+    # (the sweep holds rows until no later piece can start before them) or moved on
     import simulator.network.linkstats as ls
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ls, "PIECE_ROWS", piece_rows)
-        mp.setattr(busy, "SWEEP_ROWS", sweep_rows)
         s = stats()
         for links in ROUTE_LINKS:
             s.route(links)

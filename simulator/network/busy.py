@@ -10,14 +10,17 @@ time such records overlap one another (their summed times less the length of the
 the link's busy time is the sum less that. Where nothing overlaps it is 0.0 exactly, so a link
 whose records never overlap keeps its busy time to the bit.
 
-Per link the records are swept in order of start with the running maximum of the ends before
-each: a record starting before that maximum overlaps the union so far by ``min(end, max) −
-start``, any order among equal starts giving the same union. The records are kept in pieces
-(:meth:`LinkStats._pieces`), in the order they came, not by start, so the sweep needs a link's
-records sorted together: links are taken in groups of at most :data:`SWEEP_ROWS` (link, record)
-rows, each group reading the pieces once more, so memory stays bounded however long the run
-(one link with more rows than that is a group of its own). Cost: a pass over the records per
-group, and a sort of each group's rows.
+Per link the records are swept in order of start with the greatest end before each: a record
+starting before that end overlaps the union so far by ``min(end, greatest) − start``, any order
+among equal starts giving the same union. The records come in pieces
+(:meth:`LinkStats._pieces`) in the order they were handed over, which is nearly, not exactly, the
+order of their starts (an engine composes a step's messages ahead of its clock, or records a
+phase when it is done). So a first pass finds each piece's least start; the sweep then takes
+the pieces in order and settles the (link, record) rows that start before every piece still to
+come — no row yet unseen can come before them — keeping each link's greatest end settled so far,
+and holds the others for the next piece. One pass over the records besides the first, a sort of
+each piece's rows, and memory for the rows held: those that start after the least start of a
+later piece (a step's worth of messages where the records are nearly in order).
 """
 
 from __future__ import annotations
@@ -26,81 +29,66 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-#: (link, record) rows sorted at once: bounds the sweep's temporary arrays (~60 B a row).
-SWEEP_ROWS = 1 << 21
+#: Link indices below this sort as ``uint16`` (numpy's radix sort, ~6x a 64-bit stable sort).
+_SMALL_LINKS = 1 << 16
 
 
-def _groups(per_link: np.ndarray, rows: int) -> list[np.ndarray]:
-    """Links with records, in groups of at most ``rows`` (link, record) rows (in link order)."""
-    groups: list[np.ndarray] = []
-    cur: list[int] = []
-    have = 0
-    for link in np.flatnonzero(per_link).tolist():
-        n = int(per_link[link])
-        if cur and have + n > rows:
-            groups.append(np.array(cur, np.int64))
-            cur, have = [], 0
-        cur.append(link)
-        have += n
-    if cur:
-        groups.append(np.array(cur, np.int64))
-    return groups
-
-
-def _sweep(link: np.ndarray, start: np.ndarray, end: np.ndarray, nlinks: int) -> np.ndarray:
-    """Per link (``nlinks`` of them): the time [s] records (``link``, ``start``, ``end``) on
-    it overlap the union of those that start before them (in any order among equal starts)."""
-    order = np.lexsort((start, link))
-    link, start, end = link[order], start[order], end[order]
-    # the running maximum of the ends within each link's run of rows, exactly: on the ends'
-    # ranks, offset per link so that no link's maximum reaches into the next link's rows
-    ends, code = np.unique(end, return_inverse=True)
-    _, pos = np.unique(link, return_inverse=True)
-    key = pos.astype(np.int64) * len(ends) + code.astype(np.int64)
-    run_max = np.maximum.accumulate(key)
-    first = np.ones(len(link), bool)
+def _greatest_before(link: np.ndarray, end: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Per row (rows sorted by link, then start): the greatest end [s] before it on its link —
+    of the rows before it here and ``top`` (each link's greatest end settled earlier, or −inf).
+    A running maximum within each link's run, by doubling (only maxima of the values: exact)."""
+    n = len(link)
+    first = np.ones(n, bool)
     first[1:] = link[1:] != link[:-1]
-    at = run_max[:-1] - pos[1:].astype(np.int64) * len(ends)  # rank of the max before a row
-    at[first[1:]] = 0  # a link's first row has none before it (below)
-    before = np.empty(len(link))
-    before[1:] = ends[at]
-    before[first] = -np.inf
-    over = np.maximum(np.minimum(end, before) - start, 0.0)
-    return np.bincount(link, over, nlinks)
+    before = np.empty(n)
+    before[1:] = end[:-1]
+    before[first] = top[link[first]]
+    run = np.cumsum(first)
+    d = 1
+    while d < n:
+        same = run[d:] == run[:-d]
+        if not same.any():  # no two rows this far apart share a run, nor any farther
+            break
+        np.maximum(before[d:], np.where(same, before[:-d], -np.inf), out=before[d:])
+        d *= 2
+    return before
 
 
 def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterable[tuple]],
-                     nlinks: int, rows: int | None = None) -> np.ndarray:
+                     nlinks: int) -> np.ndarray:
     """Per link: how long [s] the records crossing it overlap one another — their summed times
     less the length of their union (0.0 where none overlap).
 
-    ``routes``: each route id's links; ``records()``: the records, afresh on each call, in
-    pieces ``(route ids, starts [s], ends [s])``; ``rows``: the (link, record) rows sorted at
-    once (None: :data:`SWEEP_ROWS`)."""
-    nr = len(routes)
+    ``routes``: each route id's links; ``records()``: the records, afresh on each call and in
+    the same pieces each time, as ``(route ids, starts [s], ends [s])``."""
+    least = [float(start.min()) if len(start) else np.inf for _, start, _ in records()]
+    # the least start of the pieces after each: rows that start before it are settled there
+    after = np.append(np.minimum.accumulate(np.array(least[::-1]))[::-1][1:], np.inf) \
+        if least else np.zeros(0)
+    count = np.array([len(links) for links in routes], np.int64)
+    offset = np.concatenate(([0], np.cumsum(count)[:-1])).astype(np.int64)
+    flat = np.array([k for links in routes for k in links], np.int64)
     out = np.zeros(nlinks)
-    per_route = np.zeros(nr, np.int64)
-    for rid, _, _ in records():
-        per_route += np.bincount(rid, minlength=nr)
-    per_link = np.zeros(nlinks, np.int64)
-    for rid, links in enumerate(routes):
-        per_link[list(links)] += per_route[rid]
-    for group in _groups(per_link, SWEEP_ROWS if rows is None else rows):
-        inside = np.zeros(nlinks, bool)
-        inside[group] = True
-        # each route's links in the group, as a flat list with offsets
-        mine = [[k for k in links if inside[k]] for links in routes]
-        count = np.array([len(m) for m in mine], np.int64)
-        offset = np.concatenate(([0], np.cumsum(count)[:-1]))
-        flat = np.array([k for m in mine for k in m], np.int64)
-        parts: list[tuple[np.ndarray, ...]] = []
-        for rid, start, end in records():
-            n = count[rid]  # rows of each record in the group (none: not read further)
-            rep = np.repeat(np.arange(len(rid)), n)
-            # the k-th row of a record takes the k-th of its route's links in the group
-            k = np.arange(len(rep)) - np.repeat(np.cumsum(n) - n, n)
-            parts.append((flat[offset[rid][rep] + k], start[rep], end[rep]))
-        if parts:
-            link, start, end = (np.concatenate(x) for x in zip(*parts, strict=True))
-            out += _sweep(link, start, end, nlinks)
+    top = np.full(nlinks, -np.inf)
+    held_link, held_start, held_end = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    for piece, (rid, start, end) in enumerate(records()):
+        n = count[rid]
+        rep = np.repeat(np.arange(len(rid)), n)
+        # a record's k-th row takes the k-th link of its route
+        k = np.arange(len(rep)) - np.repeat(np.cumsum(n) - n, n)
+        link = np.concatenate((held_link, flat[offset[rid][rep] + k]))
+        s = np.concatenate((held_start, start[rep]))
+        e = np.concatenate((held_end, end[rep]))
+        now = s < after[piece]
+        held_link, held_start, held_end = link[~now], s[~now], e[~now]
+        link, s, e = link[now], s[now], e[now]
+        order = np.argsort(s, kind="stable")
+        key = link[order].astype(np.uint16) if nlinks <= _SMALL_LINKS else link[order]
+        order = order[np.argsort(key, kind="stable")]
+        link, s, e = link[order], s[order], e[order]
+        over = np.maximum(np.minimum(e, _greatest_before(link, e, top)) - s, 0.0)
+        out += np.bincount(link, over, nlinks)
+        if len(link):  # each link's greatest end settled so far
+            runs = np.flatnonzero(np.r_[True, link[1:] != link[:-1]])
+            top[link[runs]] = np.maximum(top[link[runs]], np.maximum.reduceat(e, runs))
     return out
