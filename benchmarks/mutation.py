@@ -1749,6 +1749,18 @@ def _steps_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("simulator/network/busy.py", "while d < n:", "< -> <="):
+        "at d == n both slices are empty, so no two rows share a run and the loop breaks",
+    ("simulator/network/busy.py", "break", "delete `break`"):
+        "once no two rows d apart share a run no two farther apart do: the later rounds "
+        "compare nothing, and the loop ends when d reaches n",
+    ("simulator/network/busy.py", "now = s < after[piece]", "< -> <="):
+        "a row starting exactly at the least start still to come may be settled now or later: "
+        "rows of equal starts give the same union in any order",
+    ("simulator/network/busy.py", "key = link[order].astype(np.uint16) if nlinks <= "
+     "_SMALL_LINKS else link[order]", "<= -> <"):
+        "only at exactly 65,536 links: link indices then fit uint16 and the other branch sorts "
+        "the same keys as int64, to the same stable order",
     ("simulator/cli/jobs.py", "min(jobs, len(policies)))", "min -> max"):
         "a process pool started with spawn starts a worker only for a task that finds none "
         "idle, so a larger cap than the policies starts no more processes (one per policy)",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.network.busy import _greatest_before, overlap_per_link
+from simulator.network.busy import _greatest_before, _settle_before, overlap_per_link
 
 
 def pieces(*rows):
@@ -60,3 +60,21 @@ def test_records_that_touch_or_are_apart_do_not_overlap_and_a_record_inside_anot
     recs = pieces([(0, 0.0, 1.0), (0, 1.0, 2.0), (0, 3.0, 5.0), (0, 3.5, 4.0)])
     assert overlap_per_link([(0,)], lambda: iter(recs), 1).tolist() == [0.5]
     assert overlap_per_link([(0,)], lambda: iter([]), 1).tolist() == [0.0]  # no records
+
+
+def test_a_piece_settles_the_rows_starting_before_every_later_piece():
+    # pieces' least starts 4, 1, 6, 3 (not in order): after piece 0 a row may still start at
+    # 1 (piece 1), after piece 1 at 3 (piece 3), after piece 2 at 3, after the last never
+    assert _settle_before([4.0, 1.0, 6.0, 3.0]).tolist() == [1.0, 3.0, 3.0, np.inf]
+    assert _settle_before([2.0]).tolist() == [np.inf]
+    assert _settle_before([np.inf, 0.5]).tolist() == [0.5, np.inf]  # an empty piece first
+
+
+def test_a_links_greatest_end_is_carried_from_its_whole_run_to_later_pieces():
+    # one piece settles rows on links 0, 1, 1, 2 (link 1's first row ends last, at 5); a later
+    # piece's row on link 1 at [3, 4] lies inside [1, 5]: 1 s of overlap, whichever of link 1's
+    # rows was settled last
+    routes = [(0,), (1,), (2,)]
+    recs = pieces([(0, 0.0, 9.0), (1, 1.0, 5.0), (1, 1.5, 2.0), (2, 0.2, 0.4)],
+                  [(1, 3.0, 4.0)])
+    assert overlap_per_link(routes, lambda: iter(recs), 3).tolist() == [0.0, 1.0 + 0.5, 0.0]

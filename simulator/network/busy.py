@@ -54,6 +54,12 @@ def _greatest_before(link: np.ndarray, end: np.ndarray, top: np.ndarray) -> np.n
     return before
 
 
+def _settle_before(least: list[float]) -> np.ndarray:
+    """Per piece, from each piece's least start [s] (``least``): the least start of the pieces
+    after it (inf after the last) — the rows that start before it are settled with that piece."""
+    return np.append(np.minimum.accumulate(np.array(least)[::-1])[::-1][1:], np.inf)
+
+
 def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterable[tuple]],
                      nlinks: int) -> np.ndarray:
     """Per link: how long [s] the records crossing it overlap one another — their summed times
@@ -61,10 +67,8 @@ def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterab
 
     ``routes``: each route id's links; ``records()``: the records, afresh on each call and in
     the same pieces each time, as ``(route ids, starts [s], ends [s])``."""
-    least = [float(start.min()) if len(start) else np.inf for _, start, _ in records()]
-    # the least start of the pieces after each: rows that start before it are settled there
-    after = np.append(np.minimum.accumulate(np.array(least[::-1]))[::-1][1:], np.inf) \
-        if least else np.zeros(0)
+    after = _settle_before([float(start.min()) if len(start) else np.inf
+                            for _, start, _ in records()])
     count = np.array([len(links) for links in routes], np.int64)
     offset = np.concatenate(([0], np.cumsum(count)[:-1])).astype(np.int64)
     flat = np.array([k for links in routes for k in links], np.int64)
