@@ -385,6 +385,22 @@ CASES: list[Case] = [
          sweep('"placement.block_tokens" = [64, 100]\n')),
     Case("sweep-out-under-a-file", ["sweep", "s.toml", "--out", "f/o"], ("--out", "f/o"),
          {**sweep("stack = ['ibgda']\n"), "f": "a file"}),
+    *(Case(f"sweep-{name}", ["sweep", "s.toml", "--out", "o"], ("s.toml", *words),
+           {**tiny(), "s.toml": text})
+      for name, text, words in (
+          ("base-not-a-table", 'base = "x"\n' + SWEEP + "stack = ['ibgda']\n",
+           ("field 'base'", "table")),
+          ("random-not-a-table", "random = 5\n" + SWEEP + "stack = ['ibgda']\n",
+           ("field 'random'", "table")),
+          *((f"random-{what}", SWEEP.replace("[sweep]\n", "[sweep]\nsamples = 2\n")
+             + "stack = ['ibgda']\n[random]\n\"engine.max_batch\" = { " + spec + " }\n",
+             ("'random.engine.max_batch'", need))
+            for what, spec, need in (
+                ("unknown-key", "low = 1, high = 4, integr = true", "low = …, high = …"),
+                ("flag-not-a-bool", 'low = 1, high = 4, integer = "no"', "true or false"),
+                ("infinite-range", "low = -inf, high = inf", "finite"),
+                ("range-past-a-float", "low = -1e308, high = 1e308", "finite"),
+                ("boolean-bound", "low = true, high = 4", "finite numbers"))))),
     # -- predict ---------------------------------------------------------------------------------
     Case("predict-unknown-model", ["predict", "--model", "gpt-9", "--blocks", "8"],
          ("--model", "gpt-9")),
