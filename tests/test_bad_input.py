@@ -74,6 +74,19 @@ H200 = (ROOT / "calibration" / "profiles" / "h200.toml").read_text().replace(
 GEMM_T0 = "t0 = 3.5970174567595737e-06\n"
 
 
+def parquet(**columns) -> bytes:
+    """A Parquet trace of one request (3,000 tokens, 47 blocks of 64), ``columns`` replaced."""
+    import io
+
+    import pandas as pd
+
+    base = {"arrival_at": [0.0], "request_id": [0], "input_tokens": [3000],
+            "output_tokens": [4], "block_ids": [list(range(47))], "block_tokens": [64]}
+    buf = io.BytesIO()
+    pd.DataFrame({**base, **columns}).to_parquet(buf)
+    return buf.getvalue()
+
+
 def profile(old: str, new: str) -> dict[str, str]:
     """The H200 profile with one edit, as ``p.toml``."""
     assert old in H200
@@ -450,6 +463,10 @@ CASES: list[Case] = [
          {"a.csv": b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 \xe9,3,4\n"}),
     Case("trace-stats-unknown-format", ["trace", "stats", "t.txt"], ("t.txt", "format"),
          {"t.txt": TRACE}),
+    Case("run-parquet-count-past-int64", ["run", "tiny.toml"],
+         ("t.parquet", "'output_tokens'", "1e+30", "2^63"),
+         {**tiny('trace = "t.jsonl"', 'trace = "t.parquet"'),
+          "t.parquet": parquet(output_tokens=[1e30])}),
     Case("trace-stats-not-parquet", ["trace", "stats", "t.parquet"], ("t.parquet", "Parquet"),
          {"t.parquet": "not parquet"}),
     Case("trace-stats-not-gzip", ["trace", "stats", "t.jsonl.gz"], ("t.jsonl.gz", "gzip"),
