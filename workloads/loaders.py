@@ -109,6 +109,9 @@ def load(path_or_name: str | os.PathLike, *, skip_bad: bool = False,
     path = shipped(key) if key in SHIPPED else Path(path_or_name)
     if not path.exists():
         raise UserError(f"{path}: no such file (shipped traces: {sorted(SHIPPED)})")
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a trace file; give a .jsonl (Mooncake), .csv "
+                        "(Azure) or .parquet trace file")
     fmt = trace_format(path)
     if fmt == "mooncake":
         df = load_mooncake(path, skip_bad=skip_bad)
