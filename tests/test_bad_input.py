@@ -443,6 +443,18 @@ CASES: list[Case] = [
          ("--sweep", "1e+15")),
     Case("kernel-fractional-count", ["kernel", "gemm", "--gpu", "H100", "--m", "1.5", "--n", "8",
                                      "--k", "8"], ("--m 1.5", "integer")),
+    *(Case(f"kernel-{name}", ["kernel", *argv], (f"kernel {what}:", flag, "does not apply"))
+      for name, argv, what, flag in (
+          ("size-of-another-operator", ["gemm", "--gpu", "H100", "--m", "8", "--n", "8", "--k",
+                                        "8", "--batch", "4"], "gemm", "--batch"),
+          ("page-tokens-without-paged", ["attention", "--gpu", "H100", "--batch", "1",
+                                         "--context", "64", "--q-heads", "8", "--kv-heads", "8",
+                                         "--page-tokens", "32"], "attention", "--page-tokens"),
+          ("kv-heads-with-mla", ["attention", "--gpu", "H100", "--batch", "1", "--context", "64",
+                                 "--mla", "--kv-heads", "8"], "attention --mla", "--kv-heads"),
+          ("fabric-of-a-copy", ["copy", "--gpu", "H100", "--bytes", "64", "--fabric", "rdma"],
+           "copy", "--fabric"),
+          ("list-with-a-gpu", ["list", "--gpu", "H100"], "list", "--gpu"))),
     Case("kernel-size-past-the-bound", ["kernel", "gemm", "--gpu", "H100", "--m", "1e300", "--n",
                                         "8", "--k", "8", "--json"], ("--m 1e300", "1e+15")),
     *(Case(f"kernel-profile-{name}", ["kernel", "gemm", "--gpu", "H200", "--profile", "p.toml",
