@@ -662,6 +662,28 @@ def test_a_missing_trace_names_the_scenario_the_field_and_the_folder_it_was_look
                    f"scenario file's folder; shipped traces: {', '.join(sorted(SHIPPED))})\n")
 
 
+# -- files a Windows editor saved, with a byte-order mark, read as without one -------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(("argv", "files"), [
+    (["run", "tiny.toml", "--no-write", "--policy", "route", "--jobs", "1"],
+     {"tiny.toml": BOM + TINY.encode(), "t.jsonl": TRACE}),
+    (["topology", "show", "t.toml"], {"t.toml": BOM + b'preset = "single_node"\n'}),
+    (["calibrate", "ping.csv", "-o", "c.toml"], {"ping.csv": BOM + PING.encode()}),
+    (["kernel", "gemm", "--gpu", "H200", "--profile", "p.toml", "--m", "8", "--n", "8", "--k",
+      "8"], {"p.toml": BOM + H200.encode()}),
+], ids=["scenario", "topology", "calibration-csv", "kernel-profile"])
+def test_a_file_opening_with_a_byte_order_mark_is_read(argv, files, tmp_path, monkeypatch,
+                                                         capsys):
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(argv, capsys)
+    assert code == 0, err
+
+
 # -- empty and degenerate runs are results --------------------------------------------------------
 
 TABLES = ("requests", "rounds", "iterations", "gpus", "links", "link_timeline")

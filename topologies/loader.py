@@ -81,7 +81,7 @@ def load(path: str | os.PathLike) -> nx.DiGraph:
     if not p.is_file():
         raise TopologyError(f"topology file {where!r} not found; give an existing .toml path")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) dropped
     except UnicodeDecodeError:
         raise TopologyError(f"{where}: not a UTF-8 text file; give a topology TOML file") from None
     return loads(text, source=where)
