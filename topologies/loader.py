@@ -194,6 +194,10 @@ def _add_link_table(g: nx.DiGraph, table: dict, at: str) -> None:
     directed = table.get("directed", False)
     if not isinstance(directed, bool):
         raise TopologyError(f"{at}: field 'directed' must be true or false")
+    for u, v in [(src, dst)] + ([] if directed else [(dst, src)]):
+        if g.has_edge(u, v):  # the later table would silently replace the earlier one
+            raise TopologyError(f"{at}: {u} -> {v} is already linked by an earlier [[links]] "
+                                "table; keep one (a link is full duplex unless directed = true)")
     g.add_edge(src, dst, **attrs)
     if not directed:
         g.add_edge(dst, src, **attrs)

@@ -286,6 +286,27 @@ def gen_nested(output: str, seed: int, **params) -> None:
     _write_generated(generate_nested(np.random.default_rng(seed), p), path, "nested")
 
 
+#: The least memory one selection row takes [B]: three int64 cells and its block-id array's
+#: header (measured: 144 B a row with 47-block contexts).
+SELECTION_ROW_BYTES = 136.0
+
+
+def _check_selections_size(df, steps: int, layers: int, max_requests: int) -> None:
+    """Refuse, before sampling, selections too many for this machine's memory: a row per
+    (request, step, layer), a request's steps capped at its output tokens."""
+    from simulator.runner import MEMORY_SHARE, memory_bytes
+    from simulator.units import fmt_bytes
+
+    out = df["output_tokens"].to_numpy()[: max_requests or None]
+    rows = float(np.minimum(out, steps).sum()) * layers
+    need, limit = rows * SELECTION_ROW_BYTES, MEMORY_SHARE * memory_bytes()
+    if need > limit:
+        raise UserError(f"trace gen selections: {rows:,.0f} selections (requests × steps × "
+                        f"layers) need at least {fmt_bytes(need)} of memory, more than this "
+                        f"machine's {fmt_bytes(limit)}; lower --steps, --layers or "
+                        "--max-requests")
+
+
 @gen.command("selections")
 @click.argument("trace_file")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
@@ -319,6 +340,7 @@ def gen_selections(trace_file: str, output: str, seed: int, kind: str, top_k_tok
     except ValueError as exc:
         raise UserError(f"bad option: {exc}") from None
     df = _load(trace_file, skip_bad, 512)
+    _check_selections_size(df, steps, layers, max_requests)
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("sampling selections", total=None)
         sel = generate_selections(
