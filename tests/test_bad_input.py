@@ -512,6 +512,10 @@ CASES: list[Case] = [
          ("a.csv:3", "TIMESTAMP", "2262"), {"a.csv": AZURE + "3000-01-01,100,9\n"}),
     Case("trace-gen-bad-option", ["trace", "gen", "agentic", "--subagents", "0", "-o", "a.parquet"],
          ("--subagents",)),
+    *(Case(f"trace-{cmd}-block-tokens-of-a-mooncake-trace",
+           ["trace", cmd, "t.jsonl", "--block-tokens", "64", *extra],
+           ("--block-tokens 64", "only for Azure", "t.jsonl", "drop it"), {"t.jsonl": TRACE})
+      for cmd, extra in (("stats", []), ("convert", ["-o", "t.parquet"]))),
     Case("trace-stats-zero-block-tokens", ["trace", "stats", "a.csv", "--block-tokens", "0"],
          ("--block-tokens",), {"a.csv": AZURE}),
     Case("trace-gen-selections-zero-top-k", ["trace", "gen", "selections", "t.jsonl",

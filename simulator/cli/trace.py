@@ -51,6 +51,20 @@ def _load(file: str, skip_bad: bool, block_tokens: int):
     return load(file, skip_bad=skip_bad, block_tokens=block_tokens)
 
 
+def _block_tokens_apply(file: str, block_tokens: int) -> None:
+    """``--block-tokens`` given for a trace that brings its own blocks (Mooncake, Parquet) would
+    be ignored: a :class:`UserError` saying so (a missing file is left to the loader)."""
+    from workloads.loaders import SHIPPED, shipped, trace_format
+
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("block_tokens") is not click.core.ParameterSource.COMMANDLINE:
+        return
+    path = shipped(file) if file in SHIPPED else Path(file)
+    if path.is_file() and trace_format(path) != "azure":
+        raise UserError(f"--block-tokens {block_tokens}: only for Azure traces, whose requests "
+                        f"have no blocks; {file} brings its own blocks: drop it")
+
+
 def _fmt(v: float) -> str:
     return f"{v:,.1f}"
 
@@ -69,6 +83,7 @@ def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
     """Summarize FILE: a Mooncake .jsonl[.gz], Azure .csv[.gz], our .parquet, or a shipped name."""
     from workloads.stats import trace_stats
 
+    _block_tokens_apply(file, block_tokens)
     df = _load(file, skip_bad, block_tokens)
     if not len(df):
         skipped = df.attrs["skipped_lines"]
@@ -114,6 +129,7 @@ def convert(file: str, output: str, skip_bad: bool, block_tokens: int) -> None:
     from workloads.schema import write_trace
 
     path = _out_path(output)
+    _block_tokens_apply(file, block_tokens)
     df = _load(file, skip_bad, block_tokens)
     write_trace(df, path)
     skipped = df.attrs["skipped_lines"]
