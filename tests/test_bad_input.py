@@ -74,6 +74,19 @@ H200 = (ROOT / "calibration" / "profiles" / "h200.toml").read_text().replace(
 GEMM_T0 = "t0 = 3.5970174567595737e-06\n"
 
 
+def parquet(**columns) -> bytes:
+    """A Parquet trace of one request (3,000 tokens, 47 blocks of 64), ``columns`` replaced."""
+    import io
+
+    import pandas as pd
+
+    base = {"arrival_at": [0.0], "request_id": [0], "input_tokens": [3000],
+            "output_tokens": [4], "block_ids": [list(range(47))], "block_tokens": [64]}
+    buf = io.BytesIO()
+    pd.DataFrame({**base, **columns}).to_parquet(buf)
+    return buf.getvalue()
+
+
 def profile(old: str, new: str) -> dict[str, str]:
     """The H200 profile with one edit, as ``p.toml``."""
     assert old in H200
@@ -315,6 +328,10 @@ CASES: list[Case] = [
     Case("run-negative-seed", ["run", "tiny.toml", "--seed", "-3"], ("--seed",), tiny()),
     Case("run-unknown-option", ["run", "tiny.toml", "--bogus"], ("--bogus", "kvfabric run"),
          tiny()),
+    Case("run-option-without-its-value", ["run", "tiny.toml", "--seed"],
+         ("'--seed'", "'kvfabric run --help'"), tiny()),
+    Case("trace-stats-option-without-its-value", ["trace", "stats", "t.jsonl", "--block-tokens"],
+         ("'--block-tokens'", "'kvfabric trace stats --help'"), tiny()),
     Case("run-no-write-with-out", ["run", "tiny.toml", "--no-write", "--out", "o"],
          ("--no-write", "--out", "drop one"), tiny()),
     Case("run-no-write-with-overwrite", ["run", "tiny.toml", "--no-write", "--overwrite"],
@@ -383,8 +400,27 @@ CASES: list[Case] = [
     Case("sweep-run-block-size-not-dividing-the-traces", ["sweep", "s.toml", "--out", "o"],
          ("s.toml point 1", "'placement.block_tokens'", "does not divide"),
          sweep('"placement.block_tokens" = [64, 100]\n')),
+    Case("sweep-scheduler-with-the-local-backend",
+         ["sweep", "s.toml", "--backend", "local", "--scheduler", "tcp://127.0.0.1:1"],
+         ("--scheduler", "--backend local", "drop one"), sweep("stack = ['ibgda']\n")),
     Case("sweep-out-under-a-file", ["sweep", "s.toml", "--out", "f/o"], ("--out", "f/o"),
          {**sweep("stack = ['ibgda']\n"), "f": "a file"}),
+    *(Case(f"sweep-{name}", ["sweep", "s.toml", "--out", "o"], ("s.toml", *words),
+           {**tiny(), "s.toml": text})
+      for name, text, words in (
+          ("base-not-a-table", 'base = "x"\n' + SWEEP + "stack = ['ibgda']\n",
+           ("field 'base'", "table")),
+          ("random-not-a-table", "random = 5\n" + SWEEP + "stack = ['ibgda']\n",
+           ("field 'random'", "table")),
+          *((f"random-{what}", SWEEP.replace("[sweep]\n", "[sweep]\nsamples = 2\n")
+             + "stack = ['ibgda']\n[random]\n\"engine.max_batch\" = { " + spec + " }\n",
+             ("'random.engine.max_batch'", need))
+            for what, spec, need in (
+                ("unknown-key", "low = 1, high = 4, integr = true", "low = …, high = …"),
+                ("flag-not-a-bool", 'low = 1, high = 4, integer = "no"', "true or false"),
+                ("infinite-range", "low = -inf, high = inf", "finite"),
+                ("range-past-a-float", "low = -1e308, high = 1e308", "finite"),
+                ("boolean-bound", "low = true, high = 4", "finite numbers"))))),
     # -- predict ---------------------------------------------------------------------------------
     Case("predict-unknown-model", ["predict", "--model", "gpt-9", "--blocks", "8"],
          ("--model", "gpt-9")),
@@ -407,6 +443,18 @@ CASES: list[Case] = [
          ("--sweep", "1e+15")),
     Case("kernel-fractional-count", ["kernel", "gemm", "--gpu", "H100", "--m", "1.5", "--n", "8",
                                      "--k", "8"], ("--m 1.5", "integer")),
+    *(Case(f"kernel-{name}", ["kernel", *argv], (f"kernel {what}:", flag, "does not apply"))
+      for name, argv, what, flag in (
+          ("size-of-another-operator", ["gemm", "--gpu", "H100", "--m", "8", "--n", "8", "--k",
+                                        "8", "--batch", "4"], "gemm", "--batch"),
+          ("page-tokens-without-paged", ["attention", "--gpu", "H100", "--batch", "1",
+                                         "--context", "64", "--q-heads", "8", "--kv-heads", "8",
+                                         "--page-tokens", "32"], "attention", "--page-tokens"),
+          ("kv-heads-with-mla", ["attention", "--gpu", "H100", "--batch", "1", "--context", "64",
+                                 "--mla", "--kv-heads", "8"], "attention --mla", "--kv-heads"),
+          ("fabric-of-a-copy", ["copy", "--gpu", "H100", "--bytes", "64", "--fabric", "rdma"],
+           "copy", "--fabric"),
+          ("list-with-a-gpu", ["list", "--gpu", "H100"], "list", "--gpu"))),
     Case("kernel-size-past-the-bound", ["kernel", "gemm", "--gpu", "H100", "--m", "1e300", "--n",
                                         "8", "--k", "8", "--json"], ("--m 1e300", "1e+15")),
     *(Case(f"kernel-profile-{name}", ["kernel", "gemm", "--gpu", "H200", "--profile", "p.toml",
@@ -434,6 +482,15 @@ CASES: list[Case] = [
          {"a.csv": b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 \xe9,3,4\n"}),
     Case("trace-stats-unknown-format", ["trace", "stats", "t.txt"], ("t.txt", "format"),
          {"t.txt": TRACE}),
+    Case("run-parquet-count-past-int64", ["run", "tiny.toml"],
+         ("t.parquet", "'output_tokens'", "1e+30", "2^63"),
+         {**tiny('trace = "t.jsonl"', 'trace = "t.parquet"'),
+          "t.parquet": parquet(output_tokens=[1e30])}),
+    Case("run-trace-a-folder", ["run", "tiny.toml"],
+         ("tiny.toml", "'workload.trace'", "t.jsonl", "folder"),
+         {"tiny.toml": TINY, "t.jsonl/t.jsonl": TRACE}),
+    Case("trace-stats-a-folder", ["trace", "stats", "t.jsonl"], ("t.jsonl", "folder", ".jsonl"),
+         {"t.jsonl/t.jsonl": TRACE}),
     Case("trace-stats-not-parquet", ["trace", "stats", "t.parquet"], ("t.parquet", "Parquet"),
          {"t.parquet": "not parquet"}),
     Case("trace-stats-not-gzip", ["trace", "stats", "t.jsonl.gz"], ("t.jsonl.gz", "gzip"),
@@ -455,6 +512,10 @@ CASES: list[Case] = [
          ("a.csv:3", "TIMESTAMP", "2262"), {"a.csv": AZURE + "3000-01-01,100,9\n"}),
     Case("trace-gen-bad-option", ["trace", "gen", "agentic", "--subagents", "0", "-o", "a.parquet"],
          ("--subagents",)),
+    *(Case(f"trace-{cmd}-block-tokens-of-a-mooncake-trace",
+           ["trace", cmd, "t.jsonl", "--block-tokens", "64", *extra],
+           ("--block-tokens 64", "only for Azure", "t.jsonl", "drop it"), {"t.jsonl": TRACE})
+      for cmd, extra in (("stats", []), ("convert", ["-o", "t.parquet"]))),
     Case("trace-stats-zero-block-tokens", ["trace", "stats", "a.csv", "--block-tokens", "0"],
          ("--block-tokens",), {"a.csv": AZURE}),
     Case("trace-gen-selections-zero-top-k", ["trace", "gen", "selections", "t.jsonl",
@@ -464,6 +525,11 @@ CASES: list[Case] = [
                                             "100000", "--repo-max-tokens", "10", "-o",
                                             "a.parquet"],
          ("--repo-min-tokens must be <= --repo-max-tokens",)),
+    Case("trace-gen-selections-too-many", ["trace", "gen", "selections", "t.jsonl", "-o",
+                                           "s.parquet", "--layers", "100000000", "--steps",
+                                           "100000000"],
+         ("trace gen selections", "1,200,000,000 selections", "memory", "lower --steps"),
+         {"t.jsonl": TRACE}),
     Case("trace-gen-negative-seed", ["trace", "gen", "rag", "--seed", "-1", "-o", "a.parquet"],
          ("--seed", "-1")),
     Case("trace-gen-infinite-duration", ["trace", "gen", "rag", "--duration-time", "inf", "-o",
@@ -508,6 +574,10 @@ CASES: list[Case] = [
          ("dgx_h100:nodes=1,nodes=2", "nodes is given twice")),
     Case("topology-zero-bandwidth", ["topology", "show", "two.toml"], ("two.toml", "bandwidth"),
          {"two.toml": TWO_GPUS + "bandwidth = 0.0\n"}),
+    Case("topology-link-twice", ["topology", "show", "two.toml"],
+         ("two.toml", "links[1]", "n0/gpu0 -> n0/gpu1", "already linked", "keep one"),
+         {"two.toml": TWO_GPUS + "bandwidth = 1e9\n[[links]]"
+          + TWO_GPUS.split("[[links]]")[1] + "bandwidth = 2e9\n"}),
     Case("topology-disconnected", ["topology", "show", "two.toml"], ("two.toml",),
          {"two.toml": TWO_GPUS.split("[[links]]")[0]}),
     Case("topology-bad-figure-suffix", ["topology", "show", "dgx_h100", "-o", "g.txt"],
@@ -603,6 +673,28 @@ def test_a_missing_trace_names_the_scenario_the_field_and_the_folder_it_was_look
     assert err == (f"error: sub/tiny.toml: field 'workload.trace': sub/nosuch.parquet: no such "
                    f"file (looked for in {tmp_path / 'sub'}: a relative path is read from the "
                    f"scenario file's folder; shipped traces: {', '.join(sorted(SHIPPED))})\n")
+
+
+# -- files a Windows editor saved, with a byte-order mark, read as without one -------------------
+
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.mark.parametrize(("argv", "files"), [
+    (["run", "tiny.toml", "--no-write", "--policy", "route", "--jobs", "1"],
+     {"tiny.toml": BOM + TINY.encode(), "t.jsonl": TRACE}),
+    (["topology", "show", "t.toml"], {"t.toml": BOM + b'preset = "single_node"\n'}),
+    (["calibrate", "ping.csv", "-o", "c.toml"], {"ping.csv": BOM + PING.encode()}),
+    (["kernel", "gemm", "--gpu", "H200", "--profile", "p.toml", "--m", "8", "--n", "8", "--k",
+      "8"], {"p.toml": BOM + H200.encode()}),
+], ids=["scenario", "topology", "calibration-csv", "kernel-profile"])
+def test_a_file_opening_with_a_byte_order_mark_is_read(argv, files, tmp_path, monkeypatch,
+                                                         capsys):
+    for name, content in files.items():
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_main(argv, capsys)
+    assert code == 0, err
 
 
 # -- empty and degenerate runs are results --------------------------------------------------------

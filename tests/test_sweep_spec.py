@@ -130,6 +130,17 @@ def test_a_random_range_may_be_a_single_value_and_log_needs_a_positive_low():
     assert on.random[0][1] == Distribution(1.0, 3.0, False, True)
 
 
+def test_a_sweep_of_random_fields_alone_needs_no_grid():
+    sw = Sweep.from_dict({"sweep": {"kind": "predict", "samples": 3},
+                          "random": {"blocks": {"low": 1, "high": 64, "integer": True}}},
+                         source="s.toml")
+    pts = sw.points()
+    assert 1 <= len(pts) <= 3 and all(set(p.as_dict) == {"blocks"} for p in pts)
+    with pytest.raises(UserError, match="^s.toml: field 'grid':"):  # neither: nothing to sweep
+        Sweep.from_dict({"sweep": {"kind": "predict", "samples": 3}, "random": {}},
+                        source="s.toml")
+
+
 # -- random draws -------------------------------------------------------------------------------
 
 

@@ -113,6 +113,16 @@ def test_lines_that_are_not_utf8_are_named_or_counted(tmp_path):
     assert df["arrival_at"].tolist() == [0.0, 0.009] and df.attrs["skipped_lines"] == 3
 
 
+def test_a_mooncake_file_opening_with_a_byte_order_mark_is_read_as_without(tmp_path):
+    text = mooncake() + "\n" + mooncake(ts=9) + "\n"
+    plain, marked = tmp_path / "p.jsonl", tmp_path / "m.jsonl"
+    plain.write_text(text)
+    marked.write_bytes(b"\xef\xbb\xbf" + text.encode())  # what a Windows editor saves
+    df = load_mooncake(marked)
+    assert df["arrival_at"].tolist() == load_mooncake(plain)["arrival_at"].tolist()
+    assert df.attrs["skipped_lines"] == 0
+
+
 AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens"
 
 

@@ -59,6 +59,18 @@ def test_a_fraction_where_a_whole_number_is_asked_is_refused():
           "'many' is not an integer")
 
 
+def test_a_whole_number_past_int64_is_refused_not_wrapped():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in cast" on the way
+        fails(minimal(output_tokens=[3.0, 1e30, 5.0]), "output_tokens", 1,
+              "1e+30 is past the largest integer")
+        fails(minimal(request_id=np.array([1, 2**64 - 1, 3], dtype=np.uint64)), "request_id",
+              1, "is past the largest integer")
+        assert validate(minimal(output_tokens=[3.0, 2.0**62, 5.0]))["output_tokens"][1] == 2**62
+
+
 def test_a_bad_time_is_shown_as_written():
     fails(minimal(arrival_at=[0.0, np.nan, 1.0]), "arrival_at", 1, ": nan is not a finite time")
     fails(minimal(after_time=[0.0, 0.0, -2.0]), "after_time", 2, ": -2.0 is not a finite time")

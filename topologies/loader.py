@@ -81,7 +81,7 @@ def load(path: str | os.PathLike) -> nx.DiGraph:
     if not p.is_file():
         raise TopologyError(f"topology file {where!r} not found; give an existing .toml path")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) dropped
     except UnicodeDecodeError:
         raise TopologyError(f"{where}: not a UTF-8 text file; give a topology TOML file") from None
     return loads(text, source=where)
@@ -194,6 +194,10 @@ def _add_link_table(g: nx.DiGraph, table: dict, at: str) -> None:
     directed = table.get("directed", False)
     if not isinstance(directed, bool):
         raise TopologyError(f"{at}: field 'directed' must be true or false")
+    for u, v in [(src, dst)] + ([] if directed else [(dst, src)]):
+        if g.has_edge(u, v):  # the later table would silently replace the earlier one
+            raise TopologyError(f"{at}: {u} -> {v} is already linked by an earlier [[links]] "
+                                "table; keep one (a link is full duplex unless directed = true)")
     g.add_edge(src, dst, **attrs)
     if not directed:
         g.add_edge(dst, src, **attrs)

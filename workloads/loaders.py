@@ -109,6 +109,9 @@ def load(path_or_name: str | os.PathLike, *, skip_bad: bool = False,
     path = shipped(key) if key in SHIPPED else Path(path_or_name)
     if not path.exists():
         raise UserError(f"{path}: no such file (shipped traces: {sorted(SHIPPED)})")
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not a trace file; give a .jsonl (Mooncake), .csv "
+                        "(Azure) or .parquet trace file")
     fmt = trace_format(path)
     if fmt == "mooncake":
         df = load_mooncake(path, skip_bad=skip_bad)
@@ -143,11 +146,12 @@ def _gzip_errors(path: Path):
 
 def _text_lines(path: Path, skip_bad: bool, skipped: list[int]):
     """The file's lines as text, decoded one by one so that a line that is not UTF-8 is named
-    (``FILE:LINE``) — or, with ``skip_bad``, counted in ``skipped[0]`` and yielded empty."""
+    (``FILE:LINE``) — or, with ``skip_bad``, counted in ``skipped[0]`` and yielded empty. A
+    byte-order mark opening the file (Windows editors write one) is dropped."""
     with (gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")) as fh:
         for lineno, raw in enumerate(fh, start=1):
             try:
-                yield raw.decode("utf-8")
+                yield raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 _bad_line(path, lineno, ValueError(
                     f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})"), skip_bad)

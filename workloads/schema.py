@@ -392,6 +392,11 @@ def _int_column(col: pd.Series, source: str, name: str) -> np.ndarray:
     if len(bad):
         raise _fail(source, name, int(bad[0]), f"{_shown(col.iloc[bad[0]])} is not an integer",
                     "give whole numbers")
+    if values.dtype.kind != "i":  # floats (or uint64) past int64 would wrap on the cast
+        big = np.flatnonzero(np.abs(arr) >= 2.0**63)
+        if len(big):
+            raise _fail(source, name, int(big[0]), f"{_shown(col.iloc[big[0]])} is past the "
+                        "largest integer (2^63 - 1)", "give whole numbers below 2^63")
     return values.to_numpy().astype(np.int64)
 
 

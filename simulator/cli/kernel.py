@@ -77,6 +77,7 @@ def kernel(op, gpu_name, profile_name, dtype, paged, mla, fabric, cuda_graphs, a
     if op not in OPS:
         raise UserError(f"kernel {op!r}: give one of {', '.join(OPS)}")
     if op == "list":
+        _refuse_unused(op, set())
         return _list(as_json)
     if not gpu_name:
         raise UserError(f"kernel {op}: give --gpu (one of {', '.join(hardware.GPUS)})")
@@ -89,6 +90,7 @@ def kernel(op, gpu_name, profile_name, dtype, paged, mla, fabric, cuda_graphs, a
         prof = prof.with_cuda_graphs(cuda_graphs)
     v = _Values(op, raw)
     timing, shape = _evaluate(op, prof, v, dtype=dtype, paged=paged, mla=mla, fabric=fabric)
+    _refuse_unused(f"{op} --mla" if mla else op, v.read)
     t, src = float(timing.time.ravel()[0]), str(timing.source.ravel()[0])
     if as_json:
         click.echo(json.dumps({"op": op, "gpu": spec.name, "profile": prof.name, "shape": shape,
@@ -106,13 +108,39 @@ for _option in kernel.params:
         _option.metavar = "N"
 
 
+#: The options that are not sizes → the operators they apply to (every other op ignores them).
+_COLLECTIVES = ("allreduce", "allgather", "alltoall", "sendrecv")
+_APPLIES = {"dtype": ("gemm",), "paged": ("attention",), "mla": ("attention",),
+            "fabric": _COLLECTIVES, "gpu_name": OPS[:-1], "profile_name": OPS[:-1],
+            "cuda_graphs": OPS[:-1], "as_json": OPS}
+
+
+def _refuse_unused(what: str, read: set[str]) -> None:
+    """A :class:`UserError` for the first option given on the command line that ``what`` (the
+    operator, and ``--mla`` if given) does not use (a size it never ``read``, or a flag of
+    another operator): it would be ignored."""
+    ctx = click.get_current_context()
+    op = what.split()[0]
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or (
+                ctx.get_parameter_source(param.name) is not click.core.ParameterSource.COMMANDLINE):
+            continue
+        if not (op in _APPLIES[param.name] if param.name in _APPLIES else param.name in read):
+            flag = max(param.opts, key=len)
+            raise UserError(f"kernel {what}: {flag} does not apply to {what} (see 'kvfabric "
+                            "kernel --help' for which options each operator takes); drop it")
+
+
 class _Values:
-    """The numeric options, each read on first use with a message naming it."""
+    """The numeric options, each read on first use with a message naming it; ``read`` holds
+    the names read."""
 
     def __init__(self, op: str, raw: dict) -> None:
         self.op, self.raw = op, raw
+        self.read: set[str] = set()
 
     def __call__(self, name: str, default: float | None = None, minimum: float = 1.0) -> float:
+        self.read.add(name)
         text = self.raw.get(name)
         flag = "--bytes" if name == "nbytes" else "--" + name.replace("_", "-")
         if text is None:

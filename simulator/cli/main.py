@@ -62,6 +62,20 @@ def cli(ctx: click.Context) -> None:
         ctx.invoke(cli.get_command(ctx, default))
 
 
+def _command_path(argv: list[str]) -> str:
+    """The deepest command ``argv`` names (``kvfabric trace stats``): where to look for help
+    on a usage error click raised without its context (an option given without its value)."""
+    names, cmd = ["kvfabric"], cli
+    ctx = click.Context(cli)
+    for arg in argv:
+        sub = cmd.get_command(ctx, arg) if isinstance(cmd, click.Group) else None
+        if sub is None:
+            break
+        names.append(arg)
+        cmd = sub
+    return " ".join(names)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning user errors into one clean line."""
     try:
@@ -75,7 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         click.echo(exc.format_message())
         return
     except click.UsageError as exc:  # one line, like every user error, with where to look
-        where = exc.ctx.command_path if exc.ctx is not None else "kvfabric"
+        where = (exc.ctx.command_path if exc.ctx is not None
+                 else _command_path(sys.argv[1:] if argv is None else argv))
         click.echo(f"error: {exc.format_message()} (see '{where} --help')", err=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

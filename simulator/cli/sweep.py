@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 
 from simulator.cli.tables import percent
+from simulator.errors import UserError
 from simulator.sweep import BACKENDS, Sweep, execute
 from simulator.units import fmt_time
 
@@ -60,11 +61,15 @@ def sweep(sweep_file: str, backend: str, scheduler: str | None, workers: int | N
     from simulator.sweep.check import check_points
     from simulator.sweep.executor import Interrupted
 
+    if scheduler is not None and backend != "dask":
+        given = click.get_current_context().get_parameter_source("backend")
+        if given is not click.core.ParameterSource.DEFAULT:
+            raise UserError(f"--scheduler {scheduler} runs the points on Dask, --backend "
+                            f"{backend} on this machine; drop one of them")
+        backend = "dask"
     spec = Sweep.load(sweep_file)
     if skip_bad:
         spec = dataclasses.replace(spec, skip_bad=True)
-    if scheduler is not None and backend != "dask":
-        backend = "dask"
     out = out if out is not None else Path("out") / f"sweep-{spec.name}"
     parallel = workers or ((os.cpu_count() or 1) if backend == "local" else 2)
     check_points(spec, parallel=min(parallel, len(spec.points())))

@@ -51,6 +51,20 @@ def _load(file: str, skip_bad: bool, block_tokens: int):
     return load(file, skip_bad=skip_bad, block_tokens=block_tokens)
 
 
+def _block_tokens_apply(file: str, block_tokens: int) -> None:
+    """``--block-tokens`` given for a trace that brings its own blocks (Mooncake, Parquet) would
+    be ignored: a :class:`UserError` saying so (a missing file is left to the loader)."""
+    from workloads.loaders import SHIPPED, shipped, trace_format
+
+    ctx = click.get_current_context()
+    if ctx.get_parameter_source("block_tokens") is not click.core.ParameterSource.COMMANDLINE:
+        return
+    path = shipped(file) if file in SHIPPED else Path(file)
+    if path.is_file() and trace_format(path) != "azure":
+        raise UserError(f"--block-tokens {block_tokens}: only for Azure traces, whose requests "
+                        f"have no blocks; {file} brings its own blocks: drop it")
+
+
 def _fmt(v: float) -> str:
     return f"{v:,.1f}"
 
@@ -69,6 +83,7 @@ def stats(file: str, as_json: bool, skip_bad: bool, block_tokens: int) -> None:
     """Summarize FILE: a Mooncake .jsonl[.gz], Azure .csv[.gz], our .parquet, or a shipped name."""
     from workloads.stats import trace_stats
 
+    _block_tokens_apply(file, block_tokens)
     df = _load(file, skip_bad, block_tokens)
     if not len(df):
         skipped = df.attrs["skipped_lines"]
@@ -114,6 +129,7 @@ def convert(file: str, output: str, skip_bad: bool, block_tokens: int) -> None:
     from workloads.schema import write_trace
 
     path = _out_path(output)
+    _block_tokens_apply(file, block_tokens)
     df = _load(file, skip_bad, block_tokens)
     write_trace(df, path)
     skipped = df.attrs["skipped_lines"]
@@ -286,6 +302,27 @@ def gen_nested(output: str, seed: int, **params) -> None:
     _write_generated(generate_nested(np.random.default_rng(seed), p), path, "nested")
 
 
+#: The least memory one selection row takes [B]: three int64 cells and its block-id array's
+#: header (measured: 144 B a row with 47-block contexts).
+SELECTION_ROW_BYTES = 136.0
+
+
+def _check_selections_size(df, steps: int, layers: int, max_requests: int) -> None:
+    """Refuse, before sampling, selections too many for this machine's memory: a row per
+    (request, step, layer), a request's steps capped at its output tokens."""
+    from simulator.runner import MEMORY_SHARE, memory_bytes
+    from simulator.units import fmt_bytes
+
+    out = df["output_tokens"].to_numpy()[: max_requests or None]
+    rows = float(np.minimum(out, steps).sum()) * layers
+    need, limit = rows * SELECTION_ROW_BYTES, MEMORY_SHARE * memory_bytes()
+    if need > limit:
+        raise UserError(f"trace gen selections: {rows:,.0f} selections (requests × steps × "
+                        f"layers) need at least {fmt_bytes(need)} of memory, more than this "
+                        f"machine's {fmt_bytes(limit)}; lower --steps, --layers or "
+                        "--max-requests")
+
+
 @gen.command("selections")
 @click.argument("trace_file")
 @click.option("-o", "--output", required=True, help="Output .parquet file.")
@@ -319,6 +356,7 @@ def gen_selections(trace_file: str, output: str, seed: int, kind: str, top_k_tok
     except ValueError as exc:
         raise UserError(f"bad option: {exc}") from None
     df = _load(trace_file, skip_bad, 512)
+    _check_selections_size(df, steps, layers, max_requests)
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("sampling selections", total=None)
         sel = generate_selections(

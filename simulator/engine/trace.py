@@ -89,6 +89,9 @@ def trace_file(scenario) -> str:
     from workloads.loaders import SHIPPED
 
     trace = scenario.workload.trace
+    if Path(trace).is_dir():
+        raise UserError(f"{scenario.source}: field 'workload.trace': {trace} is a folder, not a "
+                        "trace file; name a .jsonl, .csv or .parquet file")
     if trace in SHIPPED or Path(trace).exists():
         return trace
     folder = Path(trace).parent.absolute()

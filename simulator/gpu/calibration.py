@@ -89,7 +89,7 @@ def read_csv(path: str | Path) -> Measurements:
     """Read a ping-pong or kernel CSV; a :class:`UserError` names the file, line and column."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors) dropped
     except UnicodeDecodeError:
         raise UserError(f"{path}: not a text CSV file") from None
     rows = [(i, r) for i, r in enumerate(csv.reader(text.splitlines()), start=1)

@@ -107,7 +107,7 @@ def default_profile(spec: GPUSpec) -> KernelProfile:
 def _read(path: str) -> dict:
     file = Path(path)
     try:
-        data = tomllib.loads(file.read_text())
+        data = tomllib.loads(file.read_text(encoding="utf-8-sig"))  # a BOM dropped
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{file}: not a kernel profile TOML file ({exc})") from None
     head = data.get("profile")

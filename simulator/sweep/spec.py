@@ -43,6 +43,7 @@ needs of this machine (:func:`simulator.runner.check`) and every trace it reads 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -82,6 +83,24 @@ class Distribution:
         else:
             x = rng.uniform(self.low, self.high)
         return int(round(x)) if self.integer else float(x)
+
+
+def _distribution(spec: Any, fail) -> Distribution:
+    """One ``[random]`` field's table as a :class:`Distribution`; ``fail(msg)`` makes the
+    error for that field."""
+    if not isinstance(spec, Mapping) or not {"low", "high"} <= set(spec) or (
+            set(spec) - {"low", "high", "log", "integer"}):
+        raise fail("give a table { low = …, high = … [, log, integer] }")
+    low, high = spec["low"], spec["high"]
+    if not (all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high))
+            and low <= high and math.isfinite(high - low)):
+        raise fail("low and high must be finite numbers with low <= high")
+    log, integer = spec.get("log", False), spec.get("integer", False)
+    if not (isinstance(log, bool) and isinstance(integer, bool)):
+        raise fail("log and integer must be true or false")
+    if log and low <= 0:
+        raise fail("log = true needs low > 0")
+    return Distribution(float(low), float(high), log, integer)
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,9 @@ class Sweep:
         if not isinstance(samples, int) or isinstance(samples, bool) or samples < 0:
             raise fail("sweep.samples", "give an integer >= 0 (0 = the full grid)")
 
+        for section in ("grid", "random", "base"):
+            if not isinstance(data.get(section, {}), Mapping):
+                raise fail(section, f"must be a table ([{section}])")
         base: dict[str, Any] = dict(data.get("base", {}))
         if kind == "run":
             if "base" not in head:
@@ -173,7 +195,7 @@ class Sweep:
             base_dir = scenario_path.parent
 
         grid_data = data.get("grid", {})
-        if not isinstance(grid_data, Mapping) or not grid_data:
+        if not grid_data and not data.get("random"):
             raise fail("grid", "give at least one field with a list of values")
         grid = []
         for key in sorted(grid_data):
@@ -185,18 +207,8 @@ class Sweep:
                 raise fail(f"grid.{key}", f"lists {twice[0]!r} twice; give each value once")
             grid.append((key, tuple(values)))
 
-        rnd = []
-        for key in sorted(data.get("random", {})):
-            spec = data["random"][key]
-            if not isinstance(spec, Mapping) or not {"low", "high"} <= set(spec):
-                raise fail(f"random.{key}", "give a table { low = …, high = … [, log, integer] }")
-            low, high = spec["low"], spec["high"]
-            if not (isinstance(low, int | float) and isinstance(high, int | float) and low <= high):
-                raise fail(f"random.{key}", "low and high must be numbers with low <= high")
-            if spec.get("log") and low <= 0:
-                raise fail(f"random.{key}", "log = true needs low > 0")
-            rnd.append((key, Distribution(float(low), float(high), bool(spec.get("log", False)),
-                                          bool(spec.get("integer", False)))))
+        rnd = [(key, _distribution(data["random"][key], functools.partial(fail, f"random.{key}")))
+               for key in sorted(data.get("random", {}))]
         if rnd and samples == 0:
             raise fail("random", "random fields need [sweep] samples = N > 0")
         if kind == "run":
