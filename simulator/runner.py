@@ -316,6 +316,10 @@ def _check_kv_room(scenario, graph) -> None:
     gpus = list(topologies.gpus(graph))
     if not gpus:
         raise UserError(f"{scenario.source}: field 'topology': the cluster has no GPU")
+    if pl.scheme == "replicate" and pl.replicas > len(gpus):
+        raise UserError(f"{scenario.source}: field 'placement.scheme': replicate:{pl.replicas} "
+                        f"asks for {pl.replicas} copies of each block, but the cluster has "
+                        f"{len(gpus)} GPUs; write replicate:K with K <= {len(gpus)}")
     block = pl.block_tokens * arch.kv_bytes_per_token * arch.layers
     weights = pl.weights_per_gpu if pl.weights_per_gpu is not None else arch.weight_bytes / len(gpus)
     specs = [hardware.gpu(graph.nodes[n].get("gpu", "H100")) for n in gpus]

@@ -144,6 +144,10 @@ CASES: list[Case] = [
          tiny('name = "deepseek-v3.2"', 'name = "nosuch"')),
     Case("run-unknown-preset", ["run", "tiny.toml"], ("tiny.toml", "'topology'", "dgx_z"),
          tiny('spec = "single_node:gpus=2"', 'spec = "dgx_z:nodes=2"')),
+    # more copies of each block than GPUs: was quietly capped at the GPUs (here 2)
+    Case("run-more-replicas-than-gpus", ["run", "tiny.toml"],
+         ("tiny.toml", "'placement.scheme'", "replicate:3", "2 GPUs", "K <= 2"),
+         tiny('scheme = "hash"', 'scheme = "replicate:3"')),
     Case("run-zero-bandwidth", ["run", "tiny.toml"], ("tiny.toml", "'topology'", "bandwidth"),
          {**tiny('spec = "single_node:gpus=2"', 'file = "two.toml"'),
           "two.toml": TWO_GPUS + "bandwidth = 0.0\n"}),
