@@ -292,6 +292,9 @@ def _check_selections(scenario) -> None:
 
     path = Path(scenario.workload.selections)
     where = f"{scenario.source}: field 'workload.selections'"
+    if path.is_dir():
+        raise UserError(f"{where}: {str(path)!r} is a folder; give a selection trace's Parquet "
+                        "file")
     if not path.is_file():
         raise UserError(f"{where}: file {str(path)!r} not found; write one with `kvfabric trace "
                         "gen selections` or fix the path")

@@ -78,6 +78,8 @@ def load(path: str | os.PathLike) -> nx.DiGraph:
     """Read and validate a topology TOML file (see the module docstring for its format)."""
     p = _resolve(path)
     where = str(path)
+    if p.is_dir():
+        raise TopologyError(f"topology file {where!r} is a folder; give the .toml file's path")
     if not p.is_file():
         raise TopologyError(f"topology file {where!r} not found; give an existing .toml path")
     try:

@@ -184,6 +184,9 @@ class _Validator:
             if not isinstance(inc, str):
                 raise self.fail("include", "must be the path of a calibration TOML file")
             p = Path(self.path(inc))
+            if p.is_dir():
+                raise self.fail("include", f"{inc!r} is a folder; give a calibration TOML "
+                                "file's path")
             if not p.is_file():
                 raise self.fail("include", f"file {inc!r} not found; write it with "
                                 "`kvfabric calibrate` or fix the path")
