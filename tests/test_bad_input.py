@@ -576,6 +576,9 @@ CASES: list[Case] = [
          ("-o", "d/a.parquet")),
     Case("trace-convert-bad-suffix", ["trace", "convert", "t.jsonl", "-o", "t.csv"],
          ("-o", "t.csv", ".parquet"), {"t.jsonl": TRACE}),
+    # an empty name: it was shown as "-o ." (the current folder)
+    Case("trace-convert-empty-output", ["trace", "convert", "t.jsonl", "-o", ""],
+         ("-o ''", "give a file name ending in .parquet"), {"t.jsonl": TRACE}),
     # -- topology --------------------------------------------------------------------------------
     Case("topology-unknown-preset", ["topology", "show", "dgx_z100"], ("dgx_z100",)),
     Case("topology-too-many-gpus", ["topology", "show", "dgx_h100:nodes=1e6"],

@@ -52,6 +52,9 @@ def probe_folder(folder: Path, option: str) -> bool:
 def output_file(path: str | Path, option: str, suffixes: tuple[str, ...] = ()) -> Path:
     """Check an output file option (``-o``, ``--plot``) before any work: a name with one of
     ``suffixes`` (if given), not a folder, in an existing folder that can be written."""
+    if not str(path):  # Path("") reads as "."
+        raise UserError(f"{option} '': give a file name"
+                        + (f" ending in {' or '.join(suffixes)}" if suffixes else ""))
     path = Path(path)
     if suffixes and path.suffix.lower() not in suffixes:
         raise UserError(f"{option} {path}: give a file name ending in {' or '.join(suffixes)}")
