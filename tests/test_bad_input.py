@@ -595,6 +595,11 @@ CASES: list[Case] = [
          ("two.toml", "links[1]", "n0/gpu0 -> n0/gpu1", "already linked", "keep one"),
          {"two.toml": TWO_GPUS + "bandwidth = 1e9\n[[links]]"
           + TWO_GPUS.split("[[links]]")[1] + "bandwidth = 2e9\n"}),
+    # a file's key written after a [[nodes]] table lands in that node (TOML): was read as a
+    # node attribute, and the user was told the GPUs cannot reach each other
+    Case("topology-file-key-inside-a-node", ["topology", "show", "two.toml"],
+         ("two.toml", "nodes[1] (n0/gpu1)", "'links' is the file's", "above the first [[nodes]]"),
+         {"two.toml": TWO_GPUS.split("[[links]]")[0] + "links = 5\n"}),
     Case("topology-disconnected", ["topology", "show", "two.toml"], ("two.toml",),
          {"two.toml": TWO_GPUS.split("[[links]]")[0]}),
     Case("topology-bad-figure-suffix", ["topology", "show", "dgx_h100", "-o", "g.txt"],

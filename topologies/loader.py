@@ -152,6 +152,10 @@ def _load_explicit(doc: dict, where: str) -> nx.DiGraph:
             raise TopologyError(f"{at}: node {name!r} is declared twice; keep one")
         attrs = {k: v for k, v in table.items() if k != "name"}
         for key, value in attrs.items():
+            if key in ("preset", "params", "nodes", "links"):  # TOML puts a key written after
+                # a [[nodes]] table into that node
+                raise TopologyError(f"{at} ({name}): field {key!r} is the file's, not a node's; "
+                                    "move it above the first [[nodes]] table")
             if not isinstance(value, _SCALAR):
                 raise TopologyError(f"{at} ({name}): field {key!r} must be a string or a number")
         if attrs.get("kind") == "gpu" and isinstance(attrs.get("gpu"), str):
