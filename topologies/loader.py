@@ -17,7 +17,8 @@ A topology file has one of two forms.
     name = "n0/gpu0"               # GPUs are named n{machine}/gpu{i} by convention
     kind = "gpu"                   # gpu, nvswitch, pcie_switch, nic, leaf, spine or host
     gpu = "H100"                   # GPU nodes only: a simulator.hardware.GPUS name
-    node = 0                       # any further key = value becomes a node attribute
+    node = 0                       # any further key = value becomes a node attribute (not
+                                   # the file's own keys: links, nodes, params, preset)
     [[nodes]]
     name = "n0/pcie0"
     kind = "pcie_switch"
