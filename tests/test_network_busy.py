@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.network.busy import _greatest_before, _settle_before, overlap_per_link
+from simulator.network.busy import _greatest_before, _run_starts, _settle_before, overlap_per_link
 
 
 def pieces(*rows):
@@ -19,17 +19,20 @@ def test_the_greatest_end_before_each_row_within_its_link_and_after_what_was_set
     link = np.array([0, 0, 0, 2, 2])
     end = np.array([5.0, 3.0, 7.0, 1.0, 4.0])
     top = np.array([6.0, -np.inf, -np.inf])
-    assert _greatest_before(link, end, top).tolist() == [6.0, 6.0, 6.0, -np.inf, 1.0]
+    first = _run_starts(link)
+    assert first.tolist() == [True, False, False, True, False]
+    assert _greatest_before(link, end, top, first).tolist() == [6.0, 6.0, 6.0, -np.inf, 1.0]
     top[0] = -np.inf
-    assert _greatest_before(link, end, top).tolist() == [-np.inf, 5.0, 5.0, -np.inf, 1.0]
+    assert _greatest_before(link, end, top, first).tolist() == [-np.inf, 5.0, 5.0, -np.inf, 1.0]
     # a long run: the doubling reaches back across it (row 9 sees row 0's end)
     link, end = np.zeros(10, np.int64), np.array([9.0] + [1.0] * 9)
-    assert _greatest_before(link, end, np.full(1, -np.inf)).tolist() == [-np.inf] + [9.0] * 9
+    before = _greatest_before(link, end, np.full(1, -np.inf), _run_starts(link))
+    assert before.tolist() == [-np.inf] + [9.0] * 9
 
 
 def test_records_out_of_order_across_pieces_and_links_carried_between_them():
-    # routes: 0 crosses links 0 and 1, 1 crosses link 2. The second piece holds a record that
-    # starts before the first piece's last ([0.5, 2] on link 2), and the third one that starts
+    # routes: 0 crosses links 0 and 1, 1 link 1, 2 link 2. The second piece holds a record that
+    # starts before the first piece's last ([0.5, 2.5] on link 2), and the third one that starts
     # inside a record settled two pieces before ([4, 6] inside [3, 8] on links 0, 1)
     routes = [(0, 1), (1,), (2,)]
     recs = pieces([(0, 0.0, 2.0), (2, 3.0, 3.5), (0, 3.0, 8.0)],

@@ -33,13 +33,18 @@ import numpy as np
 _SMALL_LINKS = 1 << 16
 
 
-def _greatest_before(link: np.ndarray, end: np.ndarray, top: np.ndarray) -> np.ndarray:
-    """Per row (rows sorted by link, then start): the greatest end [s] before it on its link —
-    of the rows before it here and ``top`` (each link's greatest end settled earlier, or −inf).
-    A running maximum within each link's run, by doubling (only maxima of the values: exact)."""
+def _run_starts(link: np.ndarray) -> np.ndarray:
+    """Per row of ``link`` (sorted): whether it opens its link's run of rows."""
+    return np.r_[True, link[1:] != link[:-1]] if len(link) else np.zeros(0, bool)
+
+
+def _greatest_before(link: np.ndarray, end: np.ndarray, top: np.ndarray,
+                     first: np.ndarray) -> np.ndarray:
+    """Per row (rows sorted by link, then start; ``first`` from :func:`_run_starts`): the
+    greatest end [s] before it on its link — of the rows before it here and ``top`` (each
+    link's greatest end settled earlier, or −inf). A running maximum within each link's run,
+    by doubling (only maxima of the values: exact)."""
     n = len(link)
-    first = np.ones(n, bool)
-    first[1:] = link[1:] != link[:-1]
     before = np.empty(n)
     before[1:] = end[:-1]
     before[first] = top[link[first]]
@@ -90,9 +95,9 @@ def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterab
         key = link[order].astype(np.uint16) if nlinks <= _SMALL_LINKS else link[order]
         order = order[np.argsort(key, kind="stable")]
         link, s, e = link[order], s[order], e[order]
-        over = np.maximum(np.minimum(e, _greatest_before(link, e, top)) - s, 0.0)
+        first = _run_starts(link)
+        over = np.maximum(np.minimum(e, _greatest_before(link, e, top, first)) - s, 0.0)
         out += np.bincount(link, over, nlinks)
-        if len(link):  # each link's greatest end settled so far
-            runs = np.flatnonzero(np.r_[True, link[1:] != link[:-1]])
-            top[link[runs]] = np.maximum(top[link[runs]], np.maximum.reduceat(e, runs))
+        runs = np.flatnonzero(first)  # each link's greatest end settled so far
+        top[link[runs]] = np.maximum(top[link[runs]], np.maximum.reduceat(e, runs))
     return out
