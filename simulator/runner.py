@@ -309,7 +309,8 @@ def _check_selections(scenario) -> None:
 
 
 def _check_kv_room(scenario, graph) -> None:
-    """Some GPU holds one KV block after weights and reserve (the decode-loop engine's rule)."""
+    """Some GPU holds one KV block after weights and reserve (the decode-loop engine's rule),
+    and ``replicate:K`` asks for no more copies of a block than the cluster has GPUs."""
     import topologies
     from simulator import hardware
     from simulator.kvcache import capacity_blocks

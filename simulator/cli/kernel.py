@@ -77,7 +77,7 @@ def kernel(op, gpu_name, profile_name, dtype, paged, mla, fabric, cuda_graphs, a
     if op not in OPS:
         raise UserError(f"kernel {op!r}: give one of {', '.join(OPS)}")
     if op == "list":
-        _refuse_unused(op, set())
+        _refuse_unused(op, set(), mla=False)
         return _list(as_json)
     if not gpu_name:
         raise UserError(f"kernel {op}: give --gpu (one of {', '.join(hardware.GPUS)})")
@@ -90,7 +90,7 @@ def kernel(op, gpu_name, profile_name, dtype, paged, mla, fabric, cuda_graphs, a
         prof = prof.with_cuda_graphs(cuda_graphs)
     v = _Values(op, raw)
     timing, shape = _evaluate(op, prof, v, dtype=dtype, paged=paged, mla=mla, fabric=fabric)
-    _refuse_unused(f"{op} --mla" if mla else op, v.read)
+    _refuse_unused(op, v.read, mla=mla)
     t, src = float(timing.time.ravel()[0]), str(timing.source.ravel()[0])
     if as_json:
         click.echo(json.dumps({"op": op, "gpu": spec.name, "profile": prof.name, "shape": shape,
@@ -109,18 +109,17 @@ for _option in kernel.params:
 
 
 #: The options that are not sizes → the operators they apply to (every other op ignores them).
-_COLLECTIVES = ("allreduce", "allgather", "alltoall", "sendrecv")
 _APPLIES = {"dtype": ("gemm",), "paged": ("attention",), "mla": ("attention",),
-            "fabric": _COLLECTIVES, "gpu_name": OPS[:-1], "profile_name": OPS[:-1],
+            "fabric": ops.COLLECTIVES, "gpu_name": OPS[:-1], "profile_name": OPS[:-1],
             "cuda_graphs": OPS[:-1], "as_json": OPS}
 
 
-def _refuse_unused(what: str, read: set[str]) -> None:
-    """A :class:`UserError` for the first option given on the command line that ``what`` (the
-    operator, and ``--mla`` if given) does not use (a size it never ``read``, or a flag of
-    another operator): it would be ignored."""
+def _refuse_unused(op: str, read: set[str], *, mla: bool) -> None:
+    """A :class:`UserError` for the first option given on the command line that ``op`` (with
+    ``--mla`` if ``mla``) does not use (a size it never ``read``, or a flag of another
+    operator): it would be ignored."""
     ctx = click.get_current_context()
-    op = what.split()[0]
+    what = f"{op} --mla" if mla else op
     for param in ctx.command.params:
         if not isinstance(param, click.Option) or (
                 ctx.get_parameter_source(param.name) is not click.core.ParameterSource.COMMANDLINE):
@@ -160,7 +159,7 @@ class _Values:
 
 def _evaluate(op: str, p: KernelProfile, v: _Values, *, dtype: str, paged: bool, mla: bool,
               fabric: str) -> tuple[Timing, dict]:
-    if op in ("allreduce", "allgather", "alltoall", "sendrecv"):
+    if op in ops.COLLECTIVES:
         if fabric not in ops.FABRICS:
             raise UserError(f"--fabric {fabric!r}: give one of {', '.join(ops.FABRICS)}")
         shape = {"bytes": v("nbytes"), "ranks": v("ranks", 2 if op == "sendrecv" else None),
