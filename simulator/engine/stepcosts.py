@@ -91,12 +91,12 @@ class StepCosts:
             return 0.0
         # the mean context [tokens]: an exact integer sum over the batch, divided once (the
         # float numpy's mean gives, without its overhead)
-        req = self.req
+        inp, gen = self.req.inp, self.req.gen
         if len(reqs) == 1:  # the common batch: the same integer without the array calls
             r = reqs[0]
-            ctx = float(int(req.inp[r] + req.gen[r]))
-        else:
-            ctx = int((req.inp[reqs] + req.gen[reqs]).sum()) / len(reqs)
+            ctx = float(inp.item(r) + gen.item(r))
+        else:  # Python integers: the same exact sum, without a fancy index's arrays
+            ctx = sum([inp.item(r) + gen.item(r) for r in reqs]) / len(reqs)
         spec = self.gpus[g].spec
         key = (self._kind[g], len(reqs), ctx)  # memoized: the three recur
         t = self._indexer_cache.get(key)
