@@ -202,6 +202,10 @@ def test_the_summary_of_a_small_run():
     assert s["ttft_p50"] == pytest.approx(1.5) and s["ttft_p99"] == pytest.approx(1.99)
     assert (s["tbt_p50"], s["tbt_p99"]) == (1.0, 1.0)
     assert s["tbt_mean"] == pytest.approx((99 * 1.0 + 1 * 2.0) / 100)
+    # TPOT, one sample per completed request: (3 − 1) / 3 and (5 − 3) / 5 s; the unfinished
+    # request is not a sample
+    assert s["tpot_p50"] == pytest.approx((2 / 3 + 2 / 5) / 2)
+    assert s["tpot_p99"] == pytest.approx(2 / 5 + 0.99 * (2 / 3 - 2 / 5))
     assert s["throughput_tokens_per_s"] == pytest.approx(11 / 5.0)
     assert s["decode_tokens"] == 11.0
     assert s["closed_form_error_p50"] == pytest.approx(0.5)
@@ -226,6 +230,11 @@ def test_the_summary_of_one_token_a_short_run_and_records_without_extra_columns(
                                                                    "preempted"]),
                   sim_time=0.5, wall_time=0.0, events=0, bytes_moved=0.0)
     assert s["tbt_mean"] == pytest.approx(0.2)  # one token's step
+    assert s["tpot_p50"] == s["tpot_p99"] == pytest.approx(0.2)  # its second token, 0.2 s on
+    one = requests_frame([request_row(0, 0.0, 0.1, 0.1, tokens=1)])  # a first token alone
+    first = summarize(one, rounds_frame([], GPUS), it.iloc[:0], sim_time=0.5, wall_time=0.0,
+                      events=0, bytes_moved=0.0)
+    assert math.isnan(first["tpot_p50"]) and math.isnan(first["tpot_p99"])  # no next token
     assert s["throughput_tokens_per_s"] == pytest.approx(2 / 0.5)
     assert (s["prefill_tokens"], s["preemptions"]) == (0, 0)
     assert s["options"] == {"fetch": 1}  # route's round ended after the cut: not listed as 0
@@ -239,7 +248,8 @@ def test_the_summary_of_nothing_is_empty_not_an_error():
     assert (s["requests"], s["completed"], s["decode_tokens"], s["options"]) == (0, 0, 0.0, {})
     assert s["unfinished"] == {}
     assert s["throughput_tokens_per_s"] == 0.0 and (s["prefill_tokens"], s["preemptions"]) == (0, 0)
-    for k in ("ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "tbt_mean", "closed_form_error_p50"):
+    for k in ("ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "tbt_mean", "tpot_p50", "tpot_p99",
+              "closed_form_error_p50"):
         assert math.isnan(s[k]), k
     req = requests_frame([request_row(0), request_row(1, completed=False),
                           request_row(2, completed=False)])

@@ -85,6 +85,11 @@ def test_latency_throughput_and_counts_follow_their_definitions(written, policy)
     assert s["tbt_p50"] == pytest.approx(lower_quantile(step[decoded], tokens[decoded], 0.5))
     assert s["tbt_p99"] == pytest.approx(lower_quantile(step[decoded], tokens[decoded], 0.99))
     assert s["tbt_mean"] == pytest.approx((step * tokens).sum() / tokens.sum(), rel=1e-12)
+    # TPOT: a request's decode span over its tokens after the first, vLLM's way
+    tpot = [(f - t) / (n - 1) for f, t, n in zip(done["finished_at"], done["first_token_at"],
+                                                   done["tokens_generated"], strict=True) if n > 1]
+    assert s["tpot_p50"] == pytest.approx(np.quantile(tpot, 0.5), rel=1e-12)
+    assert s["tpot_p99"] == pytest.approx(np.quantile(tpot, 0.99), rel=1e-12)
     generated = req["tokens_generated"].sum()
     assert s["decode_tokens"] == generated == req["output_tokens"].sum()
     assert s["throughput_tokens_per_s"] == pytest.approx(generated / s["sim_time"], rel=1e-12)

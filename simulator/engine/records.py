@@ -233,6 +233,7 @@ def summarize(
     done = requests[requests["completed"]] if len(requests) else requests
     ttft = (done["first_token_at"] - done["arrival_at"]).to_numpy(float) if len(done) else []
     dur, w = tbt_samples(iterations)
+    tpot = tpot_samples(done)
     err = closed_form_errors(rounds)
     tokens = float(requests["tokens_generated"].sum()) if len(requests) else 0.0
 
@@ -251,6 +252,8 @@ def summarize(
         "tbt_p50": weighted_quantile(dur, w, 0.5),
         "tbt_p99": weighted_quantile(dur, w, 0.99),
         "tbt_mean": float(np.average(dur, weights=w)) if w.sum() > 0 else float("nan"),
+        "tpot_p50": q(tpot, 0.5),
+        "tpot_p99": q(tpot, 0.99),
         "throughput_tokens_per_s": tokens / sim_time if sim_time > 0 else 0.0,
         "bytes_moved": float(bytes_moved),
         "closed_form_error_p50": q(err, 0.5),
@@ -267,6 +270,18 @@ def summarize(
         "unfinished": _unfinished(requests),
         **_capacity(requests, iterations, concurrency),
     }
+
+
+def tpot_samples(done: pd.DataFrame) -> np.ndarray:
+    """Time per output token of each completed request that made two tokens or more [s]:
+    ``(finished_at − first_token_at) / (tokens_generated − 1)`` — vLLM's TPOT, one sample per
+    request (TBT weighs every token alike instead; docs/records.md)."""
+    if len(done) == 0:
+        return np.zeros(0)
+    n = done["tokens_generated"].to_numpy(float)
+    span = (done["finished_at"] - done["first_token_at"]).to_numpy(float)
+    more = n > 1
+    return span[more] / (n[more] - 1.0)
 
 
 def _unfinished(requests: pd.DataFrame) -> dict[str, int]:
