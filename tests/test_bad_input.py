@@ -249,6 +249,17 @@ CASES: list[Case] = [
          default("turns_mean = 2.0", "turns_mean = 2.0\nthink_time_mean = 1e30")),
     Case("run-empty-trace-path", ["run", "tiny.toml"], ("tiny.toml", "'workload.trace'"),
          tiny('trace = "t.jsonl"', 'trace = ""')),
+    # a generator's table under another kind: was accepted and ignored, so editing it did nothing
+    Case("run-agentic-table-under-trace", ["run", "tiny.toml"],
+         ("tiny.toml", "'workload.agentic'", "not used with kind = 'trace'", "kind = 'agentic'"),
+         tiny("[placement]", "[workload.agentic]\nsubagents = 4\n[placement]")),
+    Case("run-spans-table-under-agentic", ["run", "d.toml"],
+         ("d.toml", "'workload.spans'", "not used with kind = 'agentic'", "kind = 'spans'"),
+         default("[workload.agentic]", '[workload.spans]\nshape = "rag"\n[workload.agentic]')),
+    Case("run-mixed-table-under-spans", ["run", "r.toml"],
+         ("r.toml", "'workload.mixed'", "not used with kind = 'spans'", "kind = 'mixed'"),
+         edited("r.toml", RAG, "[workload.spans]", "[workload.mixed]\nsubagents = 4\n"
+                "[workload.spans]")),
     # -- run: the [deployment] section -----------------------------------------------------------
     Case("run-deployment-unknown-field", ["run", "tiny.toml"],
          ("tiny.toml", "'deployment.attention_dpp'", "unknown field"),
@@ -411,6 +422,9 @@ CASES: list[Case] = [
           ("reuse-below-one", "reuse = [0.5]", ("reuse=0.5",)),
           ("blocks-past-the-bound", "blocks = [1e300]", ("field 'blocks'", "1e+15")),
           ("topology-beside-it-missing", "topology = ['t/ring.toml']", ("t/ring.toml",)))),
+    Case("sweep-generator-table-of-another-kind", ["sweep", "s.toml", "--out", "o"],
+         ("s.toml", "'workload.agentic'", "not used with kind = 'trace'"),
+         sweep('"workload.agentic.subagents" = [4, 8]\n')),
     Case("sweep-run-block-size-not-dividing-the-traces", ["sweep", "s.toml", "--out", "o"],
          ("s.toml point 1", "'placement.block_tokens'", "does not divide"),
          sweep('"placement.block_tokens" = [64, 100]\n')),
