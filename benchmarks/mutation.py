@@ -137,7 +137,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # what a user hands the tool: scenario files and request traces, validated before any
     # work (stop 47)
     "inputs": (["simulator/scenario/validate.py", "simulator/scenario/sections.py",
-                "simulator/scenario/compose.py", "workloads/schema.py", "workloads/loaders.py"],
+                "simulator/scenario/compose.py", "workloads/schema.py", "workloads/columns.py",
+                "workloads/validation.py", "workloads/loaders.py"],
                ["tests/test_scenario.py", "tests/test_scenario_fields.py",
                 "tests/test_workloads_schema.py", "tests/test_workloads_schema_forms.py",
                 "tests/test_workloads_loaders.py", "tests/test_workloads_loaders_paths.py",
@@ -1456,6 +1457,8 @@ def _inputs_equivalents() -> dict:
     """Equivalent mutants of the inputs group (scenario files and traces; stop 47)."""
     validate = "simulator/scenario/validate.py"
     schema, loaders = "workloads/schema.py", "workloads/loaders.py"
+    # the trace schema, since split out of schema.py (stop 47 scored the same lines there)
+    columns, checks = "workloads/columns.py", "workloads/validation.py"
     block = ("a generator's table is built with the placement's block size only to be checked, "
              "and none of its checks reads the block size but its own `block_tokens > 0` "
              "(a bad placement value is refused where it is written)")
@@ -1471,18 +1474,18 @@ def _inputs_equivalents() -> dict:
          "True -> False"):
             "no field name of either generator (AgenticParams, MixedFleetParams) is a prefix of "
             "another: the first match is the only one in either order",
-        (schema, "return cls(offsets, values.astype(np.int64, copy=False))", "False -> True"):
+        (columns, "return cls(offsets, values.astype(np.int64, copy=False))", "False -> True"):
             copy,
-        (schema, "out.append(arr.astype(np.int64, copy=False))", "False -> True"): copy,
+        (checks, "out.append(arr.astype(np.int64, copy=False))", "False -> True"): copy,
         (schema, 'return pd.Series(pd.array([pd.NA] * n, dtype="Int64"))', "return X -> None"):
             "a column of None is all null, and validate casts it to Int64 as it does this one",
-        **{(schema, "ok = np.isin(parent.to_numpy(dtype=np.int64, na_value=-1), rid)", m):
+        **{(checks, "ok = np.isin(parent.to_numpy(dtype=np.int64, na_value=-1), rid)", m):
            null_stand_in for m in ("-x -> x", "1 -> 2")},
-        (schema, 'after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
+        (checks, 'after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
             "a null after_id stands in as -2 instead of -1: negative either way, not followed",
-        (schema, 'for r, (sp, nb) in enumerate(zip(df["spans"], need, strict=True)):',
+        (checks, 'for r, (sp, nb) in enumerate(zip(df["spans"], need, strict=True)):',
          "True -> False"): "one of each per row: equal lengths by construction",
-        (schema, "return False", "return X -> None"): falsy,
+        (checks, "return False", "return X -> None"): falsy,
         (schema, "table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)",
          "False -> True"):
             "validate gives a RangeIndex, which pyarrow keeps as metadata (no column), and "
