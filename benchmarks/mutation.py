@@ -77,6 +77,12 @@ ROOT = Path(__file__).resolve().parents[1]
 COMPILED = frozenset({"workloads/sparse_kernels.py", "simulator/engine/locate_kernels.py",
                       "simulator/kvcache/copy_kernels.py", "simulator/engine/sharing_kernels.py"})
 
+#: The bad-input tables and the runs beside them (tests/test_bad_input.py until it was split by
+#: concern): every group that listed it lists them all.
+BAD_INPUT = ["tests/test_bad_scenario.py", "tests/test_bad_traces.py", "tests/test_bad_sweep.py",
+             "tests/test_bad_options.py", "tests/test_cli_not_errors.py",
+             "tests/test_cli_ctrl_c.py"]
+
 #: group → (modules, tests). Each group's tests are the files that exercise its modules directly
 #: (fast ones: a mutant runs them all when it survives).
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
@@ -124,7 +130,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "tests/test_gpu_tables_loaders.py", "tests/test_gpu_fitting.py",
              "tests/test_gpu_layer_shapes.py", "tests/test_gpu_profile_answers.py",
              "tests/test_gpu_profiled_edges.py", "tests/test_gpu_fitting_edges.py",
-             "tests/test_cli_kernel.py", "tests/test_bad_input.py",
+             "tests/test_cli_kernel.py", *BAD_INPUT,
              "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py",
              # the roofline's hand-checkable figures are the closed form's (KernelModel)
              "tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
@@ -137,11 +143,12 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # what a user hands the tool: scenario files and request traces, validated before any
     # work (stop 47)
     "inputs": (["simulator/scenario/validate.py", "simulator/scenario/sections.py",
-                "simulator/scenario/compose.py", "workloads/schema.py", "workloads/loaders.py"],
+                "simulator/scenario/compose.py", "workloads/schema.py", "workloads/columns.py",
+                "workloads/validation.py", "workloads/loaders.py"],
                ["tests/test_scenario.py", "tests/test_scenario_fields.py",
                 "tests/test_workloads_schema.py", "tests/test_workloads_schema_forms.py",
                 "tests/test_workloads_loaders.py", "tests/test_workloads_loaders_paths.py",
-                "tests/test_bad_input.py", "tests/test_scenario_kernel_profile.py",
+                *BAD_INPUT, "tests/test_scenario_kernel_profile.py",
                 "tests/test_context_window.py"]),
     # what a run hands back: the records' tables and summary, their typed columns, the links'
     # accounting and timeline (stop 47)
@@ -192,7 +199,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "sweep": (["simulator/sweep/points.py", "simulator/sweep/spec.py",
                "simulator/sweep/executor.py", "simulator/sweep/check.py",
                "simulator/sweep/local_pool.py"],
-              ["tests/test_sweep_spec.py", "tests/test_sweep.py", "tests/test_bad_input.py",
+              ["tests/test_sweep_spec.py", "tests/test_sweep.py", *BAD_INPUT,
                "tests/test_local_pool.py"]),
     # test_engine_regret.py: only its run of adaptive (its CLI test, ~17 s, checks the report)
     "policies": (["simulator/policies/adaptive.py", "simulator/policies/observed.py",
@@ -252,7 +259,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                     "simulator/deployment/weights.py", "simulator/engine/instances.py"],
                    ["tests/test_deployment.py", "tests/test_engine_instances.py",
                     "tests/test_engine_kvtransfer.py", "tests/test_scenario.py",
-                    "tests/test_bad_input.py", "tests/test_deployment_spec.py",
+                    *BAD_INPUT, "tests/test_deployment_spec.py",
                     "tests/test_deployment_layout.py"]),
     # the one entry above both engines: which engine runs a policy and why it falls back, the
     # checks that refuse a scenario before any work, the context window's count, reuse rules
@@ -260,7 +267,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "runner": (["simulator/runner.py", "simulator/network/traffic.py"],
                ["tests/test_runner.py", "tests/test_context_window.py",
                 "tests/test_engine_reuse.py", "tests/test_scenario.py",
-                "tests/test_bad_input.py", "tests/test_workloads_mixed.py",
+                *BAD_INPUT, "tests/test_workloads_mixed.py",
                 "tests/test_deployment.py", "tests/test_disaggregation_fast.py",
                 "tests/test_engine_records.py", "tests/test_network_traffic.py",
                 "tests/test_engine_fast.py"]),
@@ -271,13 +278,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
             ["tests/test_cli_output.py", "tests/test_cli_tables.py",
              "tests/test_cli_regret_tables.py", "tests/test_cli_results.py",
              "tests/test_fileio.py", "tests/test_engine_regret.py",
-             "tests/test_context_window.py", "tests/test_bad_input.py",
+             "tests/test_context_window.py", *BAD_INPUT,
              "tests/test_cli_run.py"]),
     # the command line's entry and `kvfabric run` itself: the exit status and one-line errors
     # of every command, running policies at once in spawned processes, what run prints
     "cli_run": (["simulator/cli/main.py", "simulator/cli/jobs.py", "simulator/cli/run.py"],
                 ["tests/test_cli_main.py", "tests/test_cli_jobs.py", "tests/test_cli_markup.py",
-                 "tests/test_cli_run.py", "tests/test_bad_input.py",
+                 "tests/test_cli_run.py", *BAD_INPUT,
                  # where run's notes, deployment layout and regret are tested too
                  "tests/test_context_window.py", "tests/test_deployment.py",
                  "tests/test_engine_regret.py"]),
@@ -312,7 +319,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                    "tests/test_cli_topology.py", "tests/test_workloads_cli_trace.py",
                    "tests/test_cli_main.py", "tests/test_cli_markup.py",
                    "tests/test_gpu_calibration.py", "tests/test_workloads_stats.py",
-                   "tests/test_bad_input.py", "tests/test_sweep.py",
+                   *BAD_INPUT, "tests/test_sweep.py",
                    "tests/test_network_fabric.py", "tests/test_cli_trace_output.py",
                    "tests/test_cli_topology_output.py", "tests/test_cli_sweep.py"]),
     # the checks the property tests lean on (a run's invariants, max-min fairness), against
@@ -1456,6 +1463,8 @@ def _inputs_equivalents() -> dict:
     """Equivalent mutants of the inputs group (scenario files and traces; stop 47)."""
     validate = "simulator/scenario/validate.py"
     schema, loaders = "workloads/schema.py", "workloads/loaders.py"
+    # the trace schema, since split out of schema.py (stop 47 scored the same lines there)
+    columns, checks = "workloads/columns.py", "workloads/validation.py"
     block = ("a generator's table is built with the placement's block size only to be checked, "
              "and none of its checks reads the block size but its own `block_tokens > 0` "
              "(a bad placement value is refused where it is written)")
@@ -1471,18 +1480,18 @@ def _inputs_equivalents() -> dict:
          "True -> False"):
             "no field name of either generator (AgenticParams, MixedFleetParams) is a prefix of "
             "another: the first match is the only one in either order",
-        (schema, "return cls(offsets, values.astype(np.int64, copy=False))", "False -> True"):
+        (columns, "return cls(offsets, values.astype(np.int64, copy=False))", "False -> True"):
             copy,
-        (schema, "out.append(arr.astype(np.int64, copy=False))", "False -> True"): copy,
+        (checks, "out.append(arr.astype(np.int64, copy=False))", "False -> True"): copy,
         (schema, 'return pd.Series(pd.array([pd.NA] * n, dtype="Int64"))', "return X -> None"):
             "a column of None is all null, and validate casts it to Int64 as it does this one",
-        **{(schema, "ok = np.isin(parent.to_numpy(dtype=np.int64, na_value=-1), rid)", m):
+        **{(checks, "ok = np.isin(parent.to_numpy(dtype=np.int64, na_value=-1), rid)", m):
            null_stand_in for m in ("-x -> x", "1 -> 2")},
-        (schema, 'after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
+        (checks, 'after = df["after_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
             "a null after_id stands in as -2 instead of -1: negative either way, not followed",
-        (schema, 'for r, (sp, nb) in enumerate(zip(df["spans"], need, strict=True)):',
+        (checks, 'for r, (sp, nb) in enumerate(zip(df["spans"], need, strict=True)):',
          "True -> False"): "one of each per row: equal lengths by construction",
-        (schema, "return False", "return X -> None"): falsy,
+        (checks, "return False", "return X -> None"): falsy,
         (schema, "table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)",
          "False -> True"):
             "validate gives a RangeIndex, which pyarrow keeps as metadata (no column), and "

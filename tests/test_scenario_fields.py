@@ -131,7 +131,7 @@ def test_calibration_tables_are_frozen_and_given_back_as_written():
     refused("calibration", "must be a table", calibration=3)
 
 
-def test_a_mixed_fleet_checks_its_table_only_when_it_is_the_workload():
+def test_a_mixed_fleet_table_is_checked_when_it_is_the_workload_and_refused_otherwise():
     mixed = {"subagents": 4, "chat_rate": 0.0}
     sc = scenario(workload={"kind": "mixed", "mixed": mixed})
     assert sc.workload.mixed_params() == mixed
@@ -142,9 +142,10 @@ def test_a_mixed_fleet_checks_its_table_only_when_it_is_the_workload():
     refused("workload.mixed.chat_rate", "expected a number, got 'fast'",
             workload={"kind": "mixed", "mixed": {"chat_rate": "fast"}})
     refused("workload.mixed", "must be a table", workload={"kind": "mixed", "mixed": [1]})
-    # another kind leaves the table as it is (it is not what the run generates)
-    sc = scenario(workload={"kind": "agentic", "mixed": {"subagents": 0}})
-    assert sc.workload.mixed_params() == {"subagents": 0}
+    # under another kind the table would be ignored: refused, unless empty
+    refused("workload.mixed", "not used with kind = 'agentic'; remove it, or set kind = 'mixed'",
+            workload={"kind": "agentic", "mixed": {"subagents": 0}})
+    assert scenario(workload={"kind": "agentic", "mixed": {}}).workload.mixed_params() == {}
 
 
 def test_a_preset_agentic_workload_checks_its_overrides_by_name():
@@ -231,9 +232,12 @@ def test_a_span_workload_checks_its_table_at_load_by_its_shape():
             **spans({**RAG, "docs_per_request": 21}))
     refused("workload.spans.candidates", "candidates must be > 0",
             **spans({**NESTED, "candidates": 0}))
-    # another kind leaves the table as it is (it is not what the run generates)
-    sc = scenario(workload={"kind": "mixed", "spans": {"colour": 1}})
-    assert sc.workload.spans_params() == {"colour": 1}
+    # under another kind the table would be ignored: refused, unless empty
+    refused("workload.spans", "not used with kind = 'mixed'; remove it, or set kind = 'spans'",
+            workload={"kind": "mixed", "spans": {"colour": 1}})
+    refused("workload.agentic", "not used with kind = 'trace'",
+            workload={"trace": "mooncake_conversation", "agentic": {"subagents": 4}})
+    assert scenario(workload={"kind": "mixed", "spans": {}}).workload.spans_params() == {}
 
 
 @pytest.mark.parametrize(("table", "field", "hint"), [

@@ -1,6 +1,7 @@
 """Workloads: the request trace schema, real-trace loaders, generators, sparse selection, spans.
 
-- :mod:`workloads.schema` — the trace DataFrame (columns, validation, Parquet, CSR view).
+- :mod:`workloads.schema` — the trace DataFrame: built, written to Parquet, read; with
+  :mod:`workloads.columns` (the columns, their CSR view) and :mod:`workloads.validation`.
 - :mod:`workloads.loaders` — Mooncake JSONL, Azure CSV, our Parquet; the shipped traces.
 - :mod:`workloads.blocks` — trace blocks → engine blocks (finer, sharing preserved).
 - :mod:`workloads.sparse` — which blocks each layer's attention reads (dense, DSA, NSA).

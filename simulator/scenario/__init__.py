@@ -25,7 +25,9 @@ Schema (all sections optional except ``[topology]``, ``[model]`` and ``[workload
                  with preset = "copilot_2026" to the session generator's)
                  [workload.spans] shape = "rag" | "nested", … (the span generators' fields)
                  [workload.mixed] … (workloads.mixed.MixedFleetParams: sub-agents, private
-                 long-context sessions and short chats on one cluster)
+                 long-context sessions and short chats on one cluster); only the table of
+                 the chosen kind (and trace only with kind = "trace"): another kind's
+                 table, unless empty, is refused rather than ignored
     [placement]  scheme = "first_writer" | "hash" | "range" | "repo_affinity" | "replicate:K";
                  home = "least_loaded" | "repo_affinity"; block_tokens = 64;
                  reserve_fraction = 0.1; weights_per_gpu = <bytes, optional>;

@@ -63,11 +63,13 @@ class WorkloadSpec:
     """Where requests come from: a trace file (or shipped name) or the agentic generator.
 
     Attributes:
-        kind: ``"trace"``, ``"agentic"`` or ``"spans"``.
+        kind: ``"trace"``, ``"agentic"``, ``"spans"`` or ``"mixed"``.
         trace: path or shipped trace name (kind = trace).
         agentic: generator parameters as sorted ``(key, value)`` pairs (kind = agentic).
         spans: span-generator parameters as sorted ``(key, value)`` pairs (kind = spans).
         mixed: mixed-fleet parameters as sorted ``(key, value)`` pairs (kind = mixed).
+        A scenario file gives only its kind's table (another kind's is refused at load); a
+        spec built in Python may hold any, and only its kind's is read.
         selections: optional selection-trace Parquet replayed verbatim instead of sampling.
         time_scale: arrival times are multiplied by this (< 1 compresses the trace).
         concurrency: keep this many requests outstanding (a closed loop: the next enters when

@@ -252,30 +252,20 @@ class _Validator:
         kind = self.choice(sec, "workload", "kind", sections.WORKLOAD_KINDS, "trace")
         trace = self.get(sec, "workload", "trace", str, None, check=lambda t: t.strip() != "",
                          hint="name a trace file or a shipped trace")
-        agentic = sec.get("agentic", {})
-        if not isinstance(agentic, Mapping):
-            raise self.fail("workload.agentic", "must be a table of generator parameters")
+        tables = {own: self.generator_table(sec, own, kind, what) for own, what in (
+            ("agentic", "generator"), ("spans", "span-generator"), ("mixed", "mixed-fleet"))}
         if kind == "trace" and trace is None:
             raise self.fail("workload.trace", "missing; name a trace file or a shipped trace "
                             "such as 'mooncake_conversation'")
         if kind != "trace" and trace is not None:
             raise self.fail("workload.trace", f"not used with kind = '{kind}'; remove it")
-        if kind == "agentic":
-            self.agentic(agentic, data)
-        spans = sec.get("spans", {})
-        if not isinstance(spans, Mapping):
-            raise self.fail("workload.spans", "must be a table of span-generator parameters")
-        if kind == "spans":
-            self.spans(spans, data)
-        mixed = sec.get("mixed", {})
-        if not isinstance(mixed, Mapping):
-            raise self.fail("workload.mixed", "must be a table of mixed-fleet parameters")
-        if kind == "mixed":
-            self.mixed(mixed, data)
+        check = {"agentic": self.agentic, "spans": self.spans, "mixed": self.mixed}.get(kind)
+        if check is not None:  # the table the run generates from, field by field
+            check(tables[kind], data)
         return sections.WorkloadSpec(
             kind=kind,
             trace=self.path(trace, _shipped_traces()),
-            agentic=_freeze(agentic),
+            agentic=_freeze(tables["agentic"]),
             selections=self.path(self.get(sec, "workload", "selections", str, None)),
             time_scale=self.get(sec, "workload", "time_scale", float, 1.0,
                                 check=lambda x: 0 < x <= sections.MAX_TIME_SCALE,
@@ -284,9 +274,20 @@ class _Validator:
             concurrency=self.get(sec, "workload", "concurrency", int, None,
                                  check=lambda n: n >= 1,
                                  hint="use a number of outstanding requests >= 1"),
-            spans=_freeze(spans),
-            mixed=_freeze(mixed),
+            spans=_freeze(tables["spans"]),
+            mixed=_freeze(tables["mixed"]),
         )
+
+    def generator_table(self, sec: Mapping, own: str, kind: str, what: str) -> Mapping:
+        """``[workload.<own>]``: a table; empty unless ``kind`` is ``own`` — a table of another
+        kind would be ignored, and an edit to it have no effect (refused, as ``trace`` is)."""
+        table = sec.get(own, {})
+        if not isinstance(table, Mapping):
+            raise self.fail(f"workload.{own}", f"must be a table of {what} parameters")
+        if table and kind != own:
+            raise self.fail(f"workload.{own}", f"not used with kind = '{kind}'; remove it, or "
+                            f"set kind = '{own}' to generate with it")
+        return table
 
     def agentic(self, params: Mapping, data: Mapping) -> None:
         """Every ``[workload.agentic]`` key a generator field, of its type, in its range (the

@@ -56,7 +56,7 @@ def _start(ctx, run: Callable[..., Any], chatty: bool):
     # the worker ignores Ctrl-C from its first instruction: a spawned interpreter keeps an
     # ignored SIGINT ignored, so one pressed while it still imports (before :func:`_serve`)
     # no longer prints its KeyboardInterrupt traceback (seen under load by
-    # tests/test_bad_input.py's Ctrl-C test)
+    # tests/test_cli_ctrl_c.py's sweep test)
     main = threading.current_thread() is threading.main_thread()
     before = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
