@@ -235,6 +235,12 @@ def test_the_summary_of_one_token_a_short_run_and_records_without_extra_columns(
     first = summarize(one, rounds_frame([], GPUS), it.iloc[:0], sim_time=0.5, wall_time=0.0,
                       events=0, bytes_moved=0.0)
     assert math.isnan(first["tpot_p50"]) and math.isnan(first["tpot_p99"])  # no next token
+    # beside a request of two tokens, a one-token request is no sample (not a 0/0)
+    both = requests_frame([request_row(0, 0.0, 0.1, 0.1, tokens=1),
+                           request_row(1, 0.0, 0.1, 0.3, tokens=2)])
+    two = summarize(both, rounds_frame([], GPUS), it, sim_time=0.5, wall_time=0.0, events=0,
+                    bytes_moved=0.0)
+    assert two["tpot_p50"] == two["tpot_p99"] == pytest.approx(0.2)
     assert s["throughput_tokens_per_s"] == pytest.approx(2 / 0.5)
     assert (s["prefill_tokens"], s["preemptions"]) == (0, 0)
     assert s["options"] == {"fetch": 1}  # route's round ended after the cut: not listed as 0
