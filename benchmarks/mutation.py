@@ -121,6 +121,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # the kernel model: operator formulas, measured tables, profiles, layers, the roofline
     # (stop 45)
     "gpu": (["simulator/gpu/operators.py", "simulator/gpu/tables.py",
+             "simulator/gpu/table_loaders.py",
              "simulator/gpu/profile.py", "simulator/gpu/profiled.py",
              "simulator/gpu/layers.py", "simulator/gpu/kernels.py",
              "simulator/gpu/fitting.py", "simulator/gpu/calibration.py",
@@ -1093,7 +1094,7 @@ def _gpu_equivalents() -> dict:
     fitting, copies = "simulator/gpu/fitting.py", "simulator/gpu/copyengines.py"
     profile, layers = "simulator/gpu/profile.py", "simulator/gpu/layers.py"
     operators, calibration = "simulator/gpu/operators.py", "simulator/gpu/calibration.py"
-    profiled = "simulator/gpu/profiled.py"
+    profiled, loaders = "simulator/gpu/profiled.py", "simulator/gpu/table_loaders.py"
     hit_weight = ("on a hit the low and high index are the same row, so the weight between "
                   "them does not change the value or the source")
     inside = ("x equal to an axis end is a hit (the hit wins), and between rows the span is "
@@ -1212,7 +1213,7 @@ def _gpu_equivalents() -> dict:
         (tables, "i = np.clip(np.searchsorted(a, x), 0, a.size - 1)", "0 -> 1"):
             "i = 0 only when x <= a[0]: an exact hit (found through below = 0 as well) or "
             "outside the axis (NaN either way)",
-        **{(tables, line, "0 -> 1"): "the list holds a dict per operator (four GEMMs, five "
+        **{(loaders, line, "0 -> 1"): "the list holds a dict per operator (four GEMMs, five "
            "elementwise kernels per file), all with the same keys" for line in (
                "g = {k: np.concatenate([np.asarray(x[k]) for x in gemm]) for k in gemm[0]}",
                "e = {k: np.concatenate([np.asarray(x[k]) for x in elem]) for k in elem[0]}")},
