@@ -257,7 +257,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "tests/test_workloads_selections.py", "tests/test_promises.py"]),
     # a mixture-of-experts deployment: the [deployment] section, its instances on the GPUs,
     # the weights they hold, and the engine's per-instance state
-    "deployment": (["simulator/deployment/spec.py", "simulator/deployment/layout.py",
+    "deployment": (["simulator/deployment/spec.py", "simulator/deployment/checks.py",
+                    "simulator/deployment/layout.py",
                     "simulator/deployment/weights.py", "simulator/engine/instances.py"],
                    ["tests/test_deployment.py", "tests/test_engine_instances.py",
                     "tests/test_engine_kvtransfer.py", "tests/test_scenario.py",
