@@ -91,7 +91,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 "simulator/network/accounts.py", "simulator/network/flows.py"],
                ["tests/test_network_fabric.py", "tests/test_network_traffic.py",
                 "tests/test_oracle.py", "tests/test_hot_paths.py"]),
-    "closed_form": (["simulator/costmodel/closed_form.py", "simulator/costmodel/crossover.py"],
+    "closed_form": (["simulator/costmodel/closed_form.py", "simulator/costmodel/phases.py",
+                     "simulator/costmodel/crossover.py"],
                     ["tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
                      "tests/test_costmodel_crossover.py",
                      "tests/test_costmodel_crossover_edges.py"]),
@@ -120,6 +121,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # the kernel model: operator formulas, measured tables, profiles, layers, the roofline
     # (stop 45)
     "gpu": (["simulator/gpu/operators.py", "simulator/gpu/tables.py",
+             "simulator/gpu/table_loaders.py",
              "simulator/gpu/profile.py", "simulator/gpu/profiled.py",
              "simulator/gpu/layers.py", "simulator/gpu/kernels.py",
              "simulator/gpu/fitting.py", "simulator/gpu/calibration.py",
@@ -255,7 +257,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                "tests/test_workloads_selections.py", "tests/test_promises.py"]),
     # a mixture-of-experts deployment: the [deployment] section, its instances on the GPUs,
     # the weights they hold, and the engine's per-instance state
-    "deployment": (["simulator/deployment/spec.py", "simulator/deployment/layout.py",
+    "deployment": (["simulator/deployment/spec.py", "simulator/deployment/checks.py",
+                    "simulator/deployment/layout.py",
                     "simulator/deployment/weights.py", "simulator/engine/instances.py"],
                    ["tests/test_deployment.py", "tests/test_engine_instances.py",
                     "tests/test_engine_kvtransfer.py", "tests/test_scenario.py",
@@ -348,9 +351,9 @@ PLANTED: tuple[Planted, ...] = (
             ("tests/test_oracle.py::test_local_with_reuse_known_answer",
              "tests/test_oracle.py::test_closed_form_equals_the_oracle")),
     Planted("route merge charged to the owner instead of the home",
-            "simulator/costmodel/closed_form.py",
-            "            merge=self.merge_time(src, batch, heads),\n        )\n\n    def fetch",
-            "            merge=self.merge_time(dst, batch, heads),\n        )\n\n    def fetch",
+            "simulator/costmodel/phases.py",
+            "        merge=cm.merge_time(src, batch, heads),\n    )\n\n\ndef fetch_phases",
+            "        merge=cm.merge_time(dst, batch, heads),\n    )\n\n\ndef fetch_phases",
             ("tests/test_oracle.py::test_route_merge_on_a_heterogeneous_pair",
              "tests/test_oracle.py::test_closed_form_equals_the_oracle")),
     Planted("a decode step's projections + FFN removed",
@@ -738,7 +741,7 @@ def _costmodel_equivalents() -> dict:
                   "link's twin is compared again): a link whose pairs all cross a slower one is "
                   "never the maximum, so keeping it changes no exchange time")
     starts = "every replayed round starts at t = 0 (its docstring): start is 0, so -start is +start"
-    flat = ("a round's answer and merge do not grow with its blocks (closed_form.py: the answer "
+    flat = ("a round's answer and merge do not grow with its blocks (phases.py: the answer "
             "message and the merge are sized by the batch): b - a is 0, so a +/- w*0 is a")
     return {
         (loaded, "if reuse == 1.0 or selected <= 0:", "<= -> <"):
@@ -753,7 +756,7 @@ def _costmodel_equivalents() -> dict:
         (loaded, "total = p[0] + p[1] + p[2] + p[3] + p[4]", "+ -> -",
          "p[0] + p[1] + p[2] + p[3]"):
             "copy_step prices fetch and local only, whose answer phase (p[3]) is 0 "
-            "(closed_form.py: ret=0.0): +0 and -0 give the same sum",
+            "(phases.py: ret=0.0): +0 and -0 give the same sum",
         (moe, "self.arch = arch", "delete `self.arch = arch`"):
             "nothing reads ExpertParallel.arch (its methods use the model's figures they copied)",
         (moe, "cuts = np.flatnonzero(np.diff(lk)) + 1", "1 -> 2"): more_links,
@@ -1092,7 +1095,7 @@ def _gpu_equivalents() -> dict:
     fitting, copies = "simulator/gpu/fitting.py", "simulator/gpu/copyengines.py"
     profile, layers = "simulator/gpu/profile.py", "simulator/gpu/layers.py"
     operators, calibration = "simulator/gpu/operators.py", "simulator/gpu/calibration.py"
-    profiled = "simulator/gpu/profiled.py"
+    profiled, loaders = "simulator/gpu/profiled.py", "simulator/gpu/table_loaders.py"
     hit_weight = ("on a hit the low and high index are the same row, so the weight between "
                   "them does not change the value or the source")
     inside = ("x equal to an axis end is a hit (the hit wins), and between rows the span is "
@@ -1211,7 +1214,7 @@ def _gpu_equivalents() -> dict:
         (tables, "i = np.clip(np.searchsorted(a, x), 0, a.size - 1)", "0 -> 1"):
             "i = 0 only when x <= a[0]: an exact hit (found through below = 0 as well) or "
             "outside the axis (NaN either way)",
-        **{(tables, line, "0 -> 1"): "the list holds a dict per operator (four GEMMs, five "
+        **{(loaders, line, "0 -> 1"): "the list holds a dict per operator (four GEMMs, five "
            "elementwise kernels per file), all with the same keys" for line in (
                "g = {k: np.concatenate([np.asarray(x[k]) for x in gemm]) for k in gemm[0]}",
                "e = {k: np.concatenate([np.asarray(x[k]) for x in elem]) for k in elem[0]}")},

@@ -42,7 +42,8 @@ from simulator.gpu import operators as ops  # noqa: E402
 from simulator.gpu.fitting import error_summary  # noqa: E402
 from simulator.gpu.profiled import ProfiledKernels  # noqa: E402
 from simulator.gpu.profiles import FITS, fit_operator, load_profile, select_rows  # noqa: E402
-from simulator.gpu.tables import Rows, load_rows  # noqa: E402
+from simulator.gpu.table_loaders import load_rows  # noqa: E402
+from simulator.gpu.tables import Rows  # noqa: E402
 from simulator.hardware import gpu  # noqa: E402
 from simulator.models import model  # noqa: E402
 from simulator.units import ms  # noqa: E402

@@ -272,10 +272,10 @@ def check_generated_size(where: str, size: tuple[float, float], limit: float, lo
 
 
 def _check_deployment(scenario, graph) -> None:
-    """The ``[deployment]`` fits the model and the topology (:func:`~simulator.deployment.spec.
+    """The ``[deployment]`` fits the model and the topology (:func:`~simulator.deployment.checks.
     check_against`)."""
     import topologies
-    from simulator.deployment.spec import check_against
+    from simulator.deployment.checks import check_against
 
     kinds = [graph.nodes[n].get("gpu", "H100") for n in topologies.gpus(graph)]
     check_against(scenario.deployment, lookup_model(scenario.model.name), kinds, scenario.source,

@@ -11,7 +11,7 @@ from simulator import hardware
 from simulator.cli import main
 from simulator.gpu.operators import FITS
 from simulator.gpu.profiles import calibration_dir, select_rows
-from simulator.gpu.tables import load_rows, profile_label
+from simulator.gpu.table_loaders import load_rows, profile_label
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

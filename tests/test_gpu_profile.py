@@ -21,7 +21,7 @@ from simulator.gpu.profiles import (
     load_profile,
     profile_names,
 )
-from simulator.gpu.tables import load_rows, profile_label
+from simulator.gpu.table_loaders import load_rows, profile_label
 from simulator.hardware import GPUSpec
 
 H200 = hardware.gpu("H200")

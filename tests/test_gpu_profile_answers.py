@@ -14,7 +14,7 @@ from simulator.gpu.operators import FLASHMLA_DENSE, FLASHMLA_MEMORY, FLASHMLA_SP
 from simulator.gpu.profile import KernelProfile, _ratios, causal_pairs
 from simulator.gpu.profiled import ProfiledKernels
 from simulator.gpu.profiles import calibration_dir, load_profile
-from simulator.gpu.tables import load_rows
+from simulator.gpu.table_loaders import load_rows
 from simulator.models import model
 
 

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 
 from simulator.errors import UserError
 from simulator.gpu.profiles import calibration_dir
-from simulator.gpu.tables import Rows, Table, _cell_medians, load_rows, profile_label
+from simulator.gpu.table_loaders import load_rows, profile_label
+from simulator.gpu.tables import Rows, Table, _cell_medians
 
 CAL = calibration_dir()
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from simulator.errors import UserError
-from simulator.gpu.tables import Rows, Table, layout_of, load_rows, profile_label
+from simulator.gpu.table_loaders import layout_of, load_rows, profile_label
+from simulator.gpu.tables import Rows, Table
 
 
 def _load(folder, label="t"):

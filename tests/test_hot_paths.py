@@ -142,7 +142,8 @@ def test_sorted_search_is_searchsorted(bin_time, now, data, side, sort):
 
 def _tables():
     from simulator.gpu.profiles import calibration_dir
-    from simulator.gpu.tables import Table, load_rows
+    from simulator.gpu.table_loaders import load_rows
+    from simulator.gpu.tables import Table
 
     cal = calibration_dir()
     out = []

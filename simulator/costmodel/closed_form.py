@@ -2,10 +2,10 @@
 
 A **round** is one layer's exchange of ``B`` queries living on a *home* GPU with the ``K`` selected
 blocks (``block_tokens`` tokens each, ``n = K·block_tokens`` tokens per query) that live on an
-*owner* GPU. Every option is a chain of five phases, replayed in this order by the engine
-(messages on the fabric, kernels on a GPU's compute stream)::
-
-    Phases(probe, transfer, compute, ret, merge);   total = probe + transfer + compute + ret + merge
+*owner* GPU. Every option is a chain of five phases (probe, transfer, compute, ret, merge):
+:mod:`simulator.costmodel.phases` holds the record (:class:`Phases`) and each option's formula;
+:class:`CostModel` prices the building blocks they are composed of and answers the questions
+asked of them (an option's phases, the cheapest, the crossovers).
 
 Notation. ``msg(a→b, x) = o + L + x / (η·W)`` is one message of ``x`` bytes from ``a`` to ``b``:
 ``o`` the stack's per-message overhead (``StackSpec.overhead_time(inter_node)``), ``L`` the path's
@@ -17,36 +17,10 @@ bytes per query for ``H`` heads; ``kv``: KV bytes per token per layer; ``R`` ≥
 fetched block (reuse amortizes a fetch). Kernel times are :class:`simulator.gpu.KernelModel`'s on
 the GPU named by the node's ``gpu`` attribute.
 
-**route** (query travels to the cache):
-
-- probe    = fixed(home→owner)                      — the query message's overhead + latency
-- transfer = wire(home→owner, B·q)                  — its bytes (probe + transfer = one message)
-- compute  = attention(owner; B queries × n tokens, H heads)
-- ret      = msg(owner→home, B·r)                   — the partial results, one message
-- merge    = LSE merge at home of P = 2 partials (home's own + the owner's)
-
-**fetch** (cache travels to the query):
-
-- probe    = msg(home→owner, 8·B·K) / R             — the request naming the blocks (8 B ids)
-- transfer = msg(owner→home, B·n·kv) / R            — the blocks, one message
-- compute  = attention(home; B × n, H) + gather(home; B·n·kv)/R   (scattered layout), or
-             + B·splice_time/layers / R (contiguous layout: one chunk per query)
-- ret      = 0
-- merge    = LSE merge at home of P = 2 partials
-
-From a machine's host DRAM (the KV host tier) a fetch is no message but one host→device copy on
-the home's copy engine: probe = 0, transfer = copy(B·n·kv) / R, the measured pinned copy time
-over PCIe (:mod:`simulator.gpu.copyengines`).
-
-**local** (no fabric; recompute the missing KV at home):
-
-- probe = transfer = ret = 0
-- compute  = prefill(home; n tokens × B sequences) / layers / R + attention(home; B × n, H),
-             the home's share of its ``instance_gpus``-GPU instance's prefill when every GPU
-             of it recomputes as much (B · instance_gpus sequences over instance_gpus GPUs:
-             the home's own tokens through the attention side, its experts' share of the
-             rows; the engines' rule, :mod:`simulator.engine.stepcosts`)
-- merge    = LSE merge at home of P = 2 partials
+**route** sends the query to the owner and its partial results back; **fetch** pulls the blocks
+(or copies them from the host tier) and gathers or splices them at home; **local** recomputes
+them at home by prefill. Each merges two partials at home by their LSE. The phase-by-phase
+formulas: :mod:`simulator.costmodel.phases`.
 
 Batched: the B queries share one message each way (route pays ``fixed`` once per direction).
 Every term is affine in B with a non-negative intercept, or a roofline ``λ + max(αB, βB)``, so a
@@ -64,13 +38,17 @@ same for all options).
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, fields
-
 import networkx as nx
 
 from simulator import hardware
-from simulator.costmodel.crossover import CrossoverSearch, check_round
+from simulator.costmodel.crossover import CrossoverSearch
+from simulator.costmodel.phases import (
+    Comparison,
+    Phases,
+    fetch_phases,
+    local_phases,
+    route_phases,
+)
 from simulator.errors import UserError
 from simulator.gpu.copyengines import host_copy_time
 from simulator.gpu.kernels import KernelModel, Roofline
@@ -87,47 +65,6 @@ LAYOUTS: tuple[str, ...] = ("scattered", "contiguous")
 REQUEST_BYTES_PER_BLOCK = 8.0
 #: Partial results merged at home: home's own partial and the owner's.
 PARTIALS = 2
-
-
-@dataclass(frozen=True)
-class Phases:
-    """The five phases of one round [s], in the order they happen."""
-
-    probe: float
-    transfer: float
-    compute: float
-    ret: float
-    merge: float
-
-    @functools.cached_property
-    def total(self) -> float:
-        """Sum of the phases [s] (computed once: the fast engine records it with every round of
-        a memoized closed form)."""
-        return self.probe + self.transfer + self.compute + self.ret + self.merge
-
-    def scale(self, factor: float) -> Phases:
-        """Every phase multiplied by ``factor`` (e.g. the layer count)."""
-        return Phases(*(getattr(self, f.name) * factor for f in fields(self)))
-
-    def as_dict(self) -> dict[str, float]:
-        """JSON-ready phases in seconds, ``ret`` spelled ``return``, plus ``total``."""
-        return {"probe": self.probe, "transfer": self.transfer, "compute": self.compute,
-                "return": self.ret, "merge": self.merge, "total": self.total}
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """All three options for one round, the cheapest, and its margin over the runner-up [s]."""
-
-    route: Phases
-    fetch: Phases
-    local: Phases
-    decision: str
-    margin_time: float
-
-    def option(self, name: str) -> Phases:
-        """The phases of option ``name``."""
-        return getattr(self, name)
 
 
 class CostModel:
@@ -350,7 +287,7 @@ class CostModel:
             return []
         raise UserError(f"option {option!r}: give one of {', '.join(OPTIONS)}")
 
-    # -- the three options ----------------------------------------------------------------
+    # -- the three options (their formulas: simulator/costmodel/phases.py) -----------------
 
     def route(self, src: str, dst: str, blocks: float, batch: float = 1,
               heads: int | None = None, reuse: float = 1.0) -> Phases:
@@ -358,52 +295,17 @@ class CostModel:
 
         ``reuse`` is accepted for a uniform signature; routed results are not reusable.
         """
-        check_round(blocks, batch, reuse)
-        q, r = self.route_payload(batch, heads)
-        return Phases(
-            probe=self.message_fixed_time(src, dst),
-            transfer=self.wire_time(src, dst, q),
-            compute=self.attention_time(dst, blocks, batch, heads),
-            ret=self.message_time(dst, src, r),
-            merge=self.merge_time(src, batch, heads),
-        )
+        return route_phases(self, src, dst, blocks, batch, heads, reuse)
 
     def fetch(self, src: str, dst: str, blocks: float, batch: float = 1,
               heads: int | None = None, reuse: float = 1.0) -> Phases:
         """Pull ``blocks`` blocks per query from owner ``dst`` to home ``src``; each used ``reuse``×."""
-        check_round(blocks, batch, reuse)
-        if blocks == 0:
-            return Phases(0.0, 0.0, 0.0, 0.0, self.merge_time(src, batch, heads))
-        if self.is_host(dst):  # host DRAM: one host→device copy on the home's copy engine
-            return Phases(
-                probe=0.0,
-                transfer=self.host_copy_time(src, dst, self.fetch_bytes(blocks, batch)) / reuse,
-                compute=self.attention_time(src, blocks, batch, heads)
-                + self.install_time(src, blocks, batch) / reuse,
-                ret=0.0,
-                merge=self.merge_time(src, batch, heads),
-            )
-        return Phases(
-            probe=self.message_time(src, dst, self.request_bytes(blocks, batch)) / reuse,
-            transfer=self.message_time(dst, src, self.fetch_bytes(blocks, batch)) / reuse,
-            compute=self.attention_time(src, blocks, batch, heads)
-            + self.install_time(src, blocks, batch) / reuse,
-            ret=0.0,
-            merge=self.merge_time(src, batch, heads),
-        )
+        return fetch_phases(self, src, dst, blocks, batch, heads, reuse)
 
     def local(self, src: str, dst: str, blocks: float, batch: float = 1,
               heads: int | None = None, reuse: float = 1.0) -> Phases:
         """Recompute the ``blocks`` blocks per query on home ``src`` (``dst`` is not contacted)."""
-        check_round(blocks, batch, reuse)
-        self.gpu_spec(dst)  # the owner must exist, as for the other options
-        return Phases(
-            probe=0.0, transfer=0.0,
-            compute=self.recompute_time(src, blocks, batch) / reuse
-            + self.attention_time(src, blocks, batch, heads),
-            ret=0.0,
-            merge=self.merge_time(src, batch, heads),
-        )
+        return local_phases(self, src, dst, blocks, batch, heads, reuse)
 
     def option(self, name: str, src: str, dst: str, blocks: float, batch: float = 1,
                heads: int | None = None, reuse: float = 1.0) -> Phases:

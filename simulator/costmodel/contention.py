@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import pandas as pd
 import simpy
 
-from simulator.costmodel.closed_form import OPTIONS, CostModel, Phases
+from simulator.costmodel.closed_form import OPTIONS, CostModel
+from simulator.costmodel.phases import Phases
 from simulator.errors import UserError
 from simulator.gpu.runtime import GPU
 from simulator.network.fabric import Fabric

@@ -87,7 +87,8 @@ from __future__ import annotations
 
 import math
 
-from simulator.costmodel.closed_form import OPTIONS, CostModel, Phases
+from simulator.costmodel.closed_form import OPTIONS, CostModel
+from simulator.costmodel.phases import Phases
 from simulator.errors import UserError
 
 __all__ = ["LoadedCosts", "round_probability"]

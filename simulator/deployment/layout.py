@@ -3,11 +3,11 @@
 :func:`build_layout` assigns the topology's GPUs (in ``topologies.gpus`` order) to the pools:
 the prefill pool first, then the decode instances, each instance a run of consecutive GPUs of
 the pool's kind (so an 8-GPU-per-node topology puts an instance of 16 ranks on two whole
-nodes); GPUs left over stay idle. The rule is :func:`~simulator.deployment.spec.take_gpus`'s,
-which :func:`~simulator.deployment.spec.check_against` applies before any run, naming the
-field at fault where the pools do not fit. :class:`Layout` answers what the engine and the CLI
-ask: the instances of a pool, the homes requests may decode on, and a printable description
-(:meth:`Layout.describe`, :meth:`Layout.as_dict`).
+nodes); GPUs left over stay idle. The rule is :func:`take_gpus`'s (:class:`PoolsDoNotFit` where
+a pool is short of GPUs), which :func:`~simulator.deployment.checks.check_against` applies
+before any run, naming the field at fault where the pools do not fit. :class:`Layout` answers
+what the engine and the CLI ask: the instances of a pool, the homes requests may decode on, and
+a printable description (:meth:`Layout.describe`, :meth:`Layout.as_dict`).
 
 The weights each GPU holds are :mod:`simulator.deployment.weights`'s.
 """
@@ -16,7 +16,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simulator.deployment.spec import DeploymentSpec, PoolSpec, take_gpus
+from simulator.deployment.spec import DeploymentSpec, PoolSpec
+
+
+class PoolsDoNotFit(ValueError):
+    """Pool ``pool`` needs ``need`` GPUs (of its kind) and finds ``free`` left by the pools
+    before it."""
+
+    def __init__(self, pool: str, need: int, free: int) -> None:
+        super().__init__(f"{pool} pool needs {need} GPUs, {free} are free")
+        self.pool, self.need, self.free = pool, need, free
+
+
+def take_gpus(spec: DeploymentSpec, kinds: list[str]) -> dict[str, list[int]]:
+    """The GPUs (indices into ``kinds``, the topology's GPU kinds in order) each pool takes: the
+    pools in :meth:`DeploymentSpec.pools` order, each the first free GPUs of its kind (any kind
+    without one); :class:`PoolsDoNotFit` for the first pool short of GPUs."""
+    free = list(range(len(kinds)))
+    taken: dict[str, list[int]] = {}
+    for name, pool in spec.pools():
+        kind = (pool.gpu or "").upper()
+        mine = [g for g in free if not kind or kinds[g].upper() == kind]
+        if len(mine) < pool.gpus:
+            raise PoolsDoNotFit(name, pool.gpus, len(mine))
+        taken[name] = mine[: pool.gpus]
+        chosen = set(taken[name])
+        free = [g for g in free if g not in chosen]
+    return taken
 
 
 @dataclass(frozen=True)
@@ -92,7 +118,7 @@ class Layout:
 
 def build_layout(spec: DeploymentSpec, names: list[str], kinds: list[str]) -> Layout:
     """Assign GPUs ``names`` (catalog kinds ``kinds``, topology order) to the pools of ``spec``
-    (see the module docstring); pools must fit (:func:`~simulator.deployment.spec.check_against`
+    (see the module docstring); pools must fit (:func:`~simulator.deployment.checks.check_against`
     says so with the field at fault)."""
     instances = []
     taken = take_gpus(spec, kinds)

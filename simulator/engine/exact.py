@@ -19,7 +19,7 @@ steps it runs):
    selection trace), then per layer group the non-local blocks by holder; the policy turns each
    group — all the batch's queries for that owner — into one *round* (route / fetch / local),
    which the engine replays phase by phase: messages on the fabric, kernels on GPU streams, in
-   the order and sizes of the closed form (:mod:`simulator.costmodel.closed_form`). Host-DRAM
+   the order and sizes of the closed form (:mod:`simulator.costmodel.phases`). Host-DRAM
    blocks are fetched over PCIe; dropped blocks are recomputed at home. Meanwhile the home attends its local
    blocks; after all merges it runs the layer's projections + FFN.
 

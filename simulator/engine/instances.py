@@ -36,8 +36,8 @@ from simulator import kvcache
 from simulator.costmodel.experts import popularity
 from simulator.costmodel.moe import ExpertParallel
 from simulator.costmodel.rank_kernels import RankKernels
+from simulator.deployment.checks import check_against
 from simulator.deployment.layout import build_layout
-from simulator.deployment.spec import check_against
 from simulator.deployment.weights import weights_per_gpu
 from simulator.engine.instance_loop import InstanceLoop
 from simulator.engine.kvtransfer import TRANSFER_COLUMNS, Handoff, TransferEngine

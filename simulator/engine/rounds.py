@@ -7,7 +7,7 @@ durations), so a route round needs no event for its kernels: the owner's answer 
 ``delay_time`` = the attention's end, and the round ends at the merge's known end. The layer's
 projections + FFN are queued right behind the last round's merge (a GPU enqueues dependent kernels
 on one stream back-to-back, with no host round trip). The steps are the closed form's phases
-(:mod:`simulator.costmodel.closed_form`), in its order and sizes, so a round without contention
+(:mod:`simulator.costmodel.phases`), in its order and sizes, so a round without contention
 takes exactly the closed form's time. When it ends, the round is recorded beside the closed form,
 and its layer's :class:`Pending` count goes down."""
 

@@ -7,8 +7,9 @@
   :class:`GPUStream` over the runtime, to cross-check it);
 - :mod:`~simulator.gpu.calibration` — fit kernel and fabric coefficients from measurements;
   ``run_kernels`` picks a run's kernel model (the roofline, or measured profiles);
-- kernel profiles from measurements (``calibration/``): :mod:`~simulator.gpu.tables` (measured
-  rows and their log–log lookup), :mod:`~simulator.gpu.operators` (the fitted model of every
+- kernel profiles from measurements (``calibration/``): :mod:`~simulator.gpu.table_loaders`
+  (measurement folders read into rows), :mod:`~simulator.gpu.tables` (measured rows and their
+  log–log lookup), :mod:`~simulator.gpu.operators` (the fitted model of every
   operator), :mod:`~simulator.gpu.fitting` (robust least squares on relative error),
   :mod:`~simulator.gpu.profile` (:class:`KernelProfile`: one GPU's operators, arrays in and out,
   each answer with its source), :mod:`~simulator.gpu.profiles` (the shipped profiles: find,

@@ -27,7 +27,8 @@ import numpy as np
 
 from simulator.errors import UserError
 from simulator.gpu import operators as ops
-from simulator.gpu.tables import Table, dtype_class, load_rows, profile_label
+from simulator.gpu.table_loaders import load_rows, profile_label
+from simulator.gpu.tables import Table, dtype_class
 from simulator.hardware import GPUSpec
 
 

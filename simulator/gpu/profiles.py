@@ -40,7 +40,8 @@ from simulator.fileio import write_text
 from simulator.gpu.fitting import ROBUST_SCALE, error_summary, fit_relative
 from simulator.gpu.operators import FITS, indexer
 from simulator.gpu.profile import KernelProfile, LaunchCost, OperatorFit
-from simulator.gpu.tables import Rows, load_rows, profile_label
+from simulator.gpu.table_loaders import load_rows, profile_label
+from simulator.gpu.tables import Rows
 from simulator.hardware import GPUSpec
 
 #: The profile each catalog GPU uses when a scenario asks for measured profiles.
