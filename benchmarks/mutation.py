@@ -166,7 +166,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
     # the disaggregated pools: the homogeneous and Lamina loops, their plans and specs (stop 48)
-    "pools": (["simulator/disaggregation/pools.py", "simulator/disaggregation/homogeneous.py",
+    "pools": (["simulator/disaggregation/pools.py", "simulator/disaggregation/shards.py",
+               "simulator/disaggregation/ring.py", "simulator/disaggregation/byte_pool.py",
+               "simulator/disaggregation/homogeneous.py",
                "simulator/disaggregation/lamina.py", "simulator/disaggregation/lamina_fast.py",
                "simulator/disaggregation/lamina_plan.py", "simulator/disaggregation/spec.py",
                "simulator/disaggregation/staggered.py",
@@ -878,6 +880,8 @@ def _pools_equivalents() -> dict:
     staggered = "simulator/disaggregation/staggered.py"
     plan = "simulator/disaggregation/lamina_plan.py"
     pools = "simulator/disaggregation/pools.py"
+    ring = "simulator/disaggregation/ring.py"
+    byte_pool = "simulator/disaggregation/byte_pool.py"
     homog = "simulator/disaggregation/homogeneous.py"
     lamina = "simulator/disaggregation/lamina.py"
     lfast = "simulator/disaggregation/lamina_fast.py"
@@ -926,15 +930,15 @@ def _pools_equivalents() -> dict:
         (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
             "every column is built with one entry per request (n), so zip never meets "
             "columns of different lengths",
-        # stop 52: the byte pool and the set-up (pools.py from line 241), Lamina's loop and
-        # its fast mode
-        (pools, "return ((), np.zeros(0), np.zeros(0), 0.0, 0.0)", "0 -> 1"):
+        # stop 52: the byte pool and the set-up (pools.py from line 241; the byte pool and the
+        # ring have modules of their own since), Lamina's loop and its fast mode
+        (ring, "return ((), np.zeros(0), np.zeros(0), 0.0, 0.0)", "0 -> 1"):
             "a ring of one GPU has no hop: its start and end offsets are read only per hop "
             "(the loop skips a shape whose `sid` is empty), so their length does not matter",
         (pools, "return [x for x, k in zip(self._names, self._kinds, strict=True)",
          "True -> False"): "the kinds are read from the graph for each of its GPU names, "
         "one for one",
-        (pools, "if self.used > self.peak:", "> -> >="):
+        (byte_pool, "if self.used > self.peak:", "> -> >="):
             "at equality the peak is set to the value it has",
         **{(lfast, "key = tuple((r[3], b, d) for r, b, d in zip(routes, nbytes, delays, "
             "strict=True))", d): "a memo key of the route's link set instead of its id, or "
