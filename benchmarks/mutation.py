@@ -102,7 +102,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                 ["tests/test_kvcache_directory.py", "tests/test_kvcache_eviction.py",
                  "tests/test_kvcache_blocklists.py", "tests/test_engine_local_contexts.py",
                  "tests/test_kvcache_host_order.py"]),
-    "scheduler": (["simulator/engine/admission.py", "simulator/engine/scheduler.py"],
+    "scheduler": (["simulator/engine/admission.py", "simulator/engine/gpu_blocks.py",
+                   "simulator/engine/prefix_cache.py", "simulator/engine/scheduler.py"],
                   ["tests/test_engine_admission.py", "tests/test_engine_scheduler.py",
                    "tests/test_promises.py", "tests/test_engine_gpu_loop_edges.py",
                    "tests/test_engine_scheduler_edges.py"]),
@@ -167,7 +168,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                ["tests/test_workloads_sparse.py"]),
     "fileio": (["simulator/fileio.py"], ["tests/test_fileio.py"]),
     # the disaggregated pools: the homogeneous and Lamina loops, their plans and specs (stop 48)
-    "pools": (["simulator/disaggregation/pools.py", "simulator/disaggregation/homogeneous.py",
+    "pools": (["simulator/disaggregation/pools.py", "simulator/disaggregation/shards.py",
+               "simulator/disaggregation/ring.py", "simulator/disaggregation/byte_pool.py",
+               "simulator/disaggregation/homogeneous.py",
                "simulator/disaggregation/lamina.py", "simulator/disaggregation/lamina_fast.py",
                "simulator/disaggregation/lamina_plan.py", "simulator/disaggregation/spec.py",
                "simulator/disaggregation/staggered.py",
@@ -362,12 +365,12 @@ PLANTED: tuple[Planted, ...] = (
             "                na_layer = 0.0\n",
             ("tests/test_oracle.py::test_one_decode_step_known_answer",)),
     Planted("admission capacity check off by one (reserve)",
-            "simulator/engine/admission.py",
+            "simulator/engine/gpu_blocks.py",
             "            if self.reserved + need > self.cap:",
             "            if self.reserved + need >= self.cap:",
             ("tests/test_promises.py::test_a_request_that_exactly_fits_is_admitted",)),
     Planted("admission capacity check off by one (on demand)",
-            "simulator/engine/admission.py",
+            "simulator/engine/gpu_blocks.py",
             "            if own > self.cap:", "            if own >= self.cap:",
             ("tests/test_promises.py::test_a_request_that_exactly_fits_is_admitted",)),
     Planted("KV reservation ignores the output tokens",
@@ -880,6 +883,8 @@ def _pools_equivalents() -> dict:
     staggered = "simulator/disaggregation/staggered.py"
     plan = "simulator/disaggregation/lamina_plan.py"
     pools = "simulator/disaggregation/pools.py"
+    ring = "simulator/disaggregation/ring.py"
+    byte_pool = "simulator/disaggregation/byte_pool.py"
     homog = "simulator/disaggregation/homogeneous.py"
     lamina = "simulator/disaggregation/lamina.py"
     lfast = "simulator/disaggregation/lamina_fast.py"
@@ -928,15 +933,15 @@ def _pools_equivalents() -> dict:
         (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
             "every column is built with one entry per request (n), so zip never meets "
             "columns of different lengths",
-        # stop 52: the byte pool and the set-up (pools.py from line 241), Lamina's loop and
-        # its fast mode
-        (pools, "return ((), np.zeros(0), np.zeros(0), 0.0, 0.0)", "0 -> 1"):
+        # stop 52: the byte pool and the set-up (pools.py from line 241; the byte pool and the
+        # ring have modules of their own since), Lamina's loop and its fast mode
+        (ring, "return ((), np.zeros(0), np.zeros(0), 0.0, 0.0)", "0 -> 1"):
             "a ring of one GPU has no hop: its start and end offsets are read only per hop "
             "(the loop skips a shape whose `sid` is empty), so their length does not matter",
         (pools, "return [x for x, k in zip(self._names, self._kinds, strict=True)",
          "True -> False"): "the kinds are read from the graph for each of its GPU names, "
         "one for one",
-        (pools, "if self.used > self.peak:", "> -> >="):
+        (byte_pool, "if self.used > self.peak:", "> -> >="):
             "at equality the peak is set to the value it has",
         **{(lfast, "key = tuple((r[3], b, d) for r, b, d in zip(routes, nbytes, delays, "
             "strict=True))", d): "a memo key of the route's link set instead of its id, or "
@@ -1800,27 +1805,28 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/costmodel/closed_form.py", "if blocks <= 0 or batch <= 0:", "<= -> <",
      "batch <= 0"):
         "install_time with no queries: a splice of 0 chunks and a gather of 0 bytes take 0 s too",
-    ("simulator/engine/admission.py",
+    ("simulator/engine/gpu_blocks.py",
      "own = -(-(int(a.inp[r]) + int(a.out[r])) // a.bt) - n_reused", "// -> /"):
         "ceil(x) - n > cap exactly when x - n > cap, for whole numbers n and cap",
-    ("simulator/engine/admission.py", "a.held[r] = 0", "delete `a.held[r] = 0`", "#1"):
+    ("simulator/engine/gpu_blocks.py", "a.held[r] = 0", "delete `a.held[r] = 0`", "#1"):
         "(on-demand admission) held is zero already: it starts so and release zeroes it",
-    ("simulator/engine/admission.py", "a.held[r] = 0", "delete `a.held[r] = 0`", "#2"):
+    ("simulator/engine/gpu_blocks.py", "a.held[r] = 0", "delete `a.held[r] = 0`", "#2"):
         "(release) held is set again at the next admission (need, or 0 on demand) before "
         "anything reads it",
-    ("simulator/engine/admission.py", "a.held[r] = 0", "0 -> 1", "#2"):
+    ("simulator/engine/gpu_blocks.py", "a.held[r] = 0", "0 -> 1", "#2"):
         "a released request's held count is set again at its next admission before anything "
         "reads it",
-    ("simulator/engine/admission.py", "if delta > 0:", "> -> >="):
+    ("simulator/engine/gpu_blocks.py", "if delta > 0:", "> -> >="):
         "a zero delta adds nothing, and passes the capacity check (reserved <= cap always)",
-    ("simulator/engine/admission.py", "return False", "return X -> None"):
+    ("simulator/engine/gpu_blocks.py", "return False", "return X -> None"):
         "the scheduler reads grow()'s answer as a truth value (`not kv.grow(...)`)",
     ("simulator/engine/admission.py",
      'self.repo = t["repo_id"].to_numpy(dtype=np.int64, na_value=-1)', "1 -> 2"):
         "no repository is any negative id (every reader tests repo >= 0)",
     ("simulator/engine/admission.py", "self.home = np.full(n, -1, np.int64)", "1 -> 2"):
         "not yet arrived is any negative home (the records test h >= 0)",
-    ("simulator/engine/admission.py", "self.computed_after = np.zeros(0, np.uint64)", "0 -> 1"):
+    ("simulator/engine/prefix_cache.py", "self.computed_after = np.zeros(0, np.uint64)",
+     "0 -> 1"):
         "grown to cover every directory block (zeros) before it is read",
     ("simulator/engine/admission.py", "self.counted[r] = self.counted_tokens[r] = 0",
      "delete `self.counted[r] = self.counted_tokens[r] = 0`"):
@@ -1830,9 +1836,10 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/engine/admission.py", "self.counted[r] = self.counted_tokens[r] = 0", "0 -> 1"):
         "(keep_computed, on a release) both are read again only after the request's next "
         "admission, which sets both to 0 first",
-    ("simulator/engine/admission.py", "if len(self.computed_after) < self.dir.n:", "< -> <="):
+    ("simulator/engine/prefix_cache.py", "if len(self.computed_after) < self.dir.n:",
+     "< -> <="):
         "growing an array that already covers every block changes none of its entries",
-    ("simulator/engine/admission.py",
+    ("simulator/engine/prefix_cache.py",
      "grown = np.zeros(max(self.dir.n, 2 * len(self.computed_after)), np.uint64)", "2 -> 3"):
         "a growth factor: the array covers every block either way, the new entries zero",
     ("simulator/sweep/spec.py", "ss = np.random.SeedSequence([sweep_seed, int(pid, 16)])",
@@ -1925,17 +1932,17 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "the indentation of failures.json: the same JSON for any reader",
     ("simulator/sweep/executor.py", "sweep.skip_bad, pure=False,", "False -> True"):
         "every future has its own key (point id and key): no two are merged either way",
-    ("simulator/engine/admission.py", "if h is None or len(h) != len(idx):", "!= -> =="):
+    ("simulator/engine/prefix_cache.py", "if h is None or len(h) != len(idx):", "!= -> =="):
         "a kept hash (admitted but not started, or preempted mid-prompt) always has the "
         "context's length, and recomputing it gives the same values",
-    ("simulator/engine/admission.py",
+    ("simulator/engine/prefix_cache.py",
      "if len(idx) > len(h):  # a recompute after preemption: the generated blocks follow",
      "> -> >="):
         "with no generated blocks the tail is empty and the hashes unchanged",
-    ("simulator/engine/admission.py",
+    ("simulator/engine/prefix_cache.py",
      "tail = extend_prefix_hash(int(h[-1]) if len(h) else 0,", "0 -> 1"):
         "a prompt has at least one block (the trace schema refuses empty prompts)",
-    ("simulator/engine/admission.py", "self.last_hash[r] = h[-1] if len(h) else 0", "0 -> 1"):
+    ("simulator/engine/prefix_cache.py", "self.last_hash[r] = h[-1] if len(h) else 0", "0 -> 1"):
         "a prompt has at least one block (the trace schema refuses empty prompts)",
     ("simulator/kvcache/eviction.py", "if count <= 0:", "<= -> <"):
         "a count of 0 takes the first 0 of the order: nothing either way",

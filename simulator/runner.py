@@ -231,7 +231,7 @@ def _check_pools(scenario, graph, *, baseline: bool) -> None:
     before any work; a scenario without a ``[disaggregation]`` section is told that its
     defaults were checked."""
     import topologies
-    from simulator.disaggregation.pools import served_arch
+    from simulator.disaggregation.shards import served_arch
     from simulator.disaggregation.spec import check_against, spec_of
 
     kinds = [str(graph.nodes[n].get("gpu", "H100")) for n in topologies.gpus(graph)]

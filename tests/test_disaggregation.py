@@ -29,7 +29,7 @@ from simulator.disaggregation import (
 )
 from simulator.disaggregation.homogeneous import simulate_homogeneous
 from simulator.disaggregation.lamina import _Lamina, simulate_disaggregated
-from simulator.disaggregation.pools import head_shard
+from simulator.disaggregation.shards import head_shard
 from simulator.disaggregation.spec import (
     DisaggregationSpec,
     check_against,

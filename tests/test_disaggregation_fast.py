@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from simulator.disaggregation.homogeneous import rings_unshared
-from simulator.disaggregation.pools import Ring
+from simulator.disaggregation.ring import Ring
 from simulator.runner import run
 from simulator.scenario import Scenario
 from simulator.testing.invariants import check_ordering, check_steps

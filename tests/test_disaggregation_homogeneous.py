@@ -13,7 +13,7 @@ import pytest
 
 from simulator.disaggregation import spec_of
 from simulator.disaggregation.homogeneous import _Homogeneous
-from simulator.disaggregation.pools import head_shard
+from simulator.disaggregation.shards import head_shard
 from tests.test_disaggregation_plan import shipped, step
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from simulator.disaggregation import spec_of
 from simulator.disaggregation.lamina import _Lamina
-from simulator.disaggregation.pools import head_shard
+from simulator.disaggregation.shards import head_shard
 from simulator.disaggregation.staggered import layer_bytes
 from simulator.models import model
 from simulator.scenario import Scenario

@@ -1,6 +1,6 @@
-"""The pool loops' shared parts (simulator/disaggregation/pools.py) with known answers: a GPU's
-share of the KV heads, the layer folding, the served architecture, the per-request state, the
-byte pool's ledger, a ring's fabric."""
+"""The pool loops' shared parts (simulator/disaggregation/pools.py, shards.py, byte_pool.py,
+ring.py) with known answers: a GPU's share of the KV heads, the layer folding, the served
+architecture, the per-request state, the byte pool's ledger, a ring's fabric."""
 
 from __future__ import annotations
 
@@ -10,17 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.disaggregation.pools import (
-    BytePool,
-    Requests,
-    Ring,
-    fold_layers,
-    head_shard,
-    idle_fraction,
-    mean_batch,
-    served_arch,
-    split_heads,
-)
+from simulator.disaggregation.byte_pool import BytePool
+from simulator.disaggregation.pools import Requests, idle_fraction, mean_batch
+from simulator.disaggregation.ring import Ring
+from simulator.disaggregation.shards import fold_layers, head_shard, served_arch, split_heads
 from simulator.models import model
 from simulator.scenario import Scenario
 from workloads import make_trace

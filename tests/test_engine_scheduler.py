@@ -324,7 +324,7 @@ def test_growing_a_steps_decodes_at_once_plans_as_one_at_a_time(prompts, outs, b
 @given(st.lists(st.integers(0, 5), min_size=1, max_size=30),
        st.floats(1.0, 1e6), st.floats(0.0, 3e6), st.floats(0.0, 2e6))
 def test_a_byte_pool_grows_each_decode_as_grow_does_to_the_last_bit(rs, per_token, cap, used):
-    from simulator.disaggregation.pools import BytePool
+    from simulator.disaggregation.byte_pool import BytePool
 
     pools = [BytePool(None, per_token, cap, False, lambda r: 0) for _ in range(2)]
     for pool in pools:

@@ -9,7 +9,13 @@ attribute; :mod:`simulator.policies.disaggregated`, :mod:`simulator.policies.hom
   the attention workers' KV pool (:mod:`~simulator.disaggregation.attention_pool`), and the fast
   mode's slots composed at once (:mod:`~simulator.disaggregation.lamina_fast`);
 - :mod:`~simulator.disaggregation.homogeneous` — vLLM-like tensor-parallel replicas;
-- :mod:`~simulator.disaggregation.pools` — what both share (:class:`PoolRun`, results);
+- :mod:`~simulator.disaggregation.pools` — what both share: the run's set-up (:class:`PoolRun`),
+  requests, results;
+- :mod:`~simulator.disaggregation.shards` — what one GPU serves of the model (head shards, the
+  attended tokens, layer folding);
+- :mod:`~simulator.disaggregation.ring` — a tensor-parallel group's all-reduce ring on the fabric;
+- :mod:`~simulator.disaggregation.byte_pool` — the KV pool counted in bytes both loops schedule
+  against;
 - :mod:`~simulator.disaggregation.staggered` — the staggered pipeline's closed form;
 - :mod:`~simulator.disaggregation.compare` — run both, the comparison table, the stack study;
 - :mod:`~simulator.disaggregation.spec` — the ``[disaggregation]`` scenario section.

@@ -2,7 +2,7 @@
 
 Lamina's attention pool (:mod:`simulator.disaggregation.lamina`) holds every running request's
 KV cache; its model workers hold none. :class:`AttentionPool` is the
-:class:`~simulator.disaggregation.pools.BytePool` the run's schedulers admit, grow, preempt and
+:class:`~simulator.disaggregation.byte_pool.BytePool` the run's schedulers admit, grow, preempt and
 release requests against (:class:`~simulator.engine.scheduler.Scheduler`, one per micro-batch),
 with the attention GPUs' capacities kept apart:
 
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.disaggregation.pools import BytePool
+from simulator.disaggregation.byte_pool import BytePool
 
 
 class AttentionPool(BytePool):

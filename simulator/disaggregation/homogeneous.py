@@ -9,13 +9,13 @@ its own ``⌈B / tp⌉`` over their whole KV. Free HBM after weights and the res
 
 The serving loop, per replica, is the engines' (:class:`~simulator.engine.scheduler.Scheduler`
 over one queue for the deployment, first come first served; the replica's KV is a
-:class:`~simulator.disaggregation.pools.BytePool`): decodes first, then prefill chunks under the
+:class:`~simulator.disaggregation.byte_pool.BytePool`): decodes first, then prefill chunks under the
 step's token budget (with ``prefill = "local"``; otherwise prompts arrive prefilled), preemption by
 recompute when KV runs out, and the per-step host overhead. A step runs every layer: attention over
 each decoding request's KV (dense, or top-k for DSA models), the prefill chunks' attention, and
 projections + FFN of all the step's tokens on the group's stream, then the layer's two all-reduces
 (after attention and after the FFN) of ``tokens · e · d`` bytes over the group's ring on the fabric. The all-reduces are
-:class:`~simulator.disaggregation.pools.Ring`'s, so an uncontended iteration takes exactly its
+:class:`~simulator.disaggregation.ring.Ring`'s, so an uncontended iteration takes exactly its
 closed form ``Σ_layers (kernels + all-reduces)``.
 
 **Fast mode** (``[engine] mode = "fast"``): nothing but the replica's own step touches its stream
@@ -42,18 +42,10 @@ import numpy as np
 import pandas as pd
 
 from simulator import hardware
-from simulator.disaggregation.pools import (
-    TOO_LARGE_REPLICA,
-    BytePool,
-    PoolRun,
-    Ring,
-    attended_tokens,
-    build_result,
-    fold_layers,
-    head_shard,
-    idle_fraction,
-    split_heads,
-)
+from simulator.disaggregation.byte_pool import BytePool
+from simulator.disaggregation.pools import TOO_LARGE_REPLICA, PoolRun, build_result, idle_fraction
+from simulator.disaggregation.ring import Ring
+from simulator.disaggregation.shards import attended_tokens, fold_layers, head_shard, split_heads
 from simulator.disaggregation.spec import DisaggregationSpec
 from simulator.engine.clock import run_clock
 from simulator.engine.scheduler import Scheduler

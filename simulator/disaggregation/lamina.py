@@ -75,16 +75,9 @@ from simulator.disaggregation.attention_pool import AttentionPool
 from simulator.disaggregation.lamina_fast import SlotComposer
 from simulator.disaggregation.lamina_fast import iteration as fast_iteration
 from simulator.disaggregation.lamina_plan import IterationPlanner
-from simulator.disaggregation.pools import (
-    TOO_LARGE,
-    PoolRun,
-    Ring,
-    build_result,
-    fold_layers,
-    head_shard,
-    idle_fraction,
-    split_heads,
-)
+from simulator.disaggregation.pools import TOO_LARGE, PoolRun, build_result, idle_fraction
+from simulator.disaggregation.ring import Ring
+from simulator.disaggregation.shards import fold_layers, head_shard, split_heads
 from simulator.disaggregation.spec import DisaggregationSpec
 from simulator.disaggregation.staggered import Plan
 from simulator.engine.clock import run_clock

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simulator.disaggregation.pools import attended_tokens
+from simulator.disaggregation.shards import attended_tokens
 from simulator.disaggregation.staggered import (
     Plan,
     layer_bytes,

@@ -1,4 +1,4 @@
-"""What both pool loops share: requests, head-sharded architectures, the run's set-up, results.
+"""What both pool loops share: their requests, the run's set-up, and the result they return.
 
 The Lamina loop (:mod:`simulator.disaggregation.lamina`) and the homogeneous baseline
 (:mod:`simulator.disaggregation.homogeneous`) subclass :class:`PoolRun` (clock, graph,
@@ -6,22 +6,23 @@ architecture, the DOP check, kernels, fabric, requests and their KV need, the qu
 the engines' :class:`~simulator.engine.results.Result` (same tables and ``summary`` keys, plus
 ``mean_batch``, ``cost_per_hour``, ``tokens_per_s_per_dollar_hour`` and pool idle fractions) via
 :func:`build_result`. The FIFO kernel stream is the engine's
-(:class:`simulator.gpu.streams.Stream`).
+(:class:`simulator.gpu.streams.Stream`). The other parts both loops use have modules of their
+own: what a GPU serves of the model (:mod:`simulator.disaggregation.shards`), a tensor-parallel
+group's all-reduce ring (:mod:`simulator.disaggregation.ring`), and the KV pool counted in
+bytes (:mod:`simulator.disaggregation.byte_pool`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping
-from itertools import accumulate, repeat
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import simpy
 
+from simulator.disaggregation.shards import served_arch
 from simulator.disaggregation.spec import DisaggregationSpec, check_against, spec_of
 from simulator.engine import records
 from simulator.engine.arrivals import Arrivals
@@ -30,55 +31,10 @@ from simulator.engine.requests import init_request_arrays, settle_unfinished
 from simulator.engine.results import Result
 from simulator.engine.trace import load_trace
 from simulator.gpu.calibration import run_kernels, run_stack
-from simulator.models import model as lookup_model
 from simulator.network.fabric import Fabric
-from simulator.network.traffic import TP_COLLECTIVE
 
 TOO_LARGE = "its KV does not fit the attention pool even alone"
 TOO_LARGE_REPLICA = "its KV does not fit a replica's free HBM even alone"
-
-
-def head_shard(arch, kv_heads: int):
-    """The architecture one GPU sees when it serves ``kv_heads`` of ``arch``'s KV heads (and
-    their query heads): KV bytes, query heads and attention FLOPs scaled by the share."""
-    share = kv_heads / arch.kv_heads
-    return dataclasses.replace(
-        arch, query_heads=max(1, round(arch.query_heads * share)), kv_heads=kv_heads,
-        kv_bytes_per_token_bf16=arch.kv_bytes_per_token_bf16 * share,
-        kv_bytes_per_token_fp8=arch.kv_bytes_per_token_fp8 * share,
-        attention_flops_per_token=arch.attention_flops_per_token * share)
-
-
-def split_heads(kv_heads: int, parts: int) -> list[int]:
-    """KV heads per part, as even as possible, larger shares first (``parts <= kv_heads``)."""
-    base, extra = divmod(kv_heads, parts)
-    return [base + (i < extra) for i in range(parts)]
-
-
-def attended_tokens(arch, context: np.ndarray) -> np.ndarray:
-    """Tokens each query attends: its context, capped at top-k for sparse (DSA) models."""
-    context = np.asarray(context, float)
-    return np.minimum(context, arch.topk_tokens) if arch.sparse else context
-
-
-def fold_layers(layers: int, groups: int, multiple: int = 1) -> np.ndarray:
-    """Real layers each simulated slot stands for: every layer (``groups = 0``) or ``groups``
-    slots rounded to a multiple of ``multiple`` (so slots map evenly onto model slices)."""
-    if groups <= 0 or groups >= layers:
-        return np.ones(layers, np.int64)
-    s = max(multiple, int(round(groups / multiple)) * multiple)
-    s = min(s, layers)
-    return np.diff(np.linspace(0, layers, s + 1).round().astype(np.int64))
-
-
-def served_arch(scenario, arch=None):
-    """The architecture a run serves: ``arch`` if given, else the scenario's model; with
-    ``model.selection = "dense"`` a sparse (DSA) model attends its whole context instead."""
-    arch = arch if arch is not None else lookup_model(scenario.model.name)
-    if arch.sparse and scenario.model.selection == "dense":
-        kind = "mla" if arch.attention == "mla_dsa" else arch.attention
-        arch = dataclasses.replace(arch, topk_tokens=None, attention=kind)
-    return arch
 
 
 class Requests:
@@ -178,178 +134,6 @@ def idle_fraction(busy: Iterable[float], span: float) -> float:
     if span <= 0 or not busy:
         return 0.0
     return float(1.0 - min(1.0, sum(busy) / (len(busy) * span)))
-
-
-class Ring:
-    """A tensor-parallel group's all-reduce as a ring on the fabric, at the measured time.
-
-    A ring all-reduce of ``X`` bytes over ``t`` GPUs sends ``2 (t − 1) / t · X`` bytes per GPU
-    in ``2 (t − 1)`` steps; ``m`` layers' two all-reduces (after attention, after the FFN) are
-    simulated as one transfer per GPU of all their bytes plus the remaining steps' per-message
-    time (the slowest hop's, e.g. the one that leaves the node). The fabric gives the bytes'
-    contention; NCCL's protocol costs more than the wire does (Vidur's H100 profile: a 1 MiB
-    all-reduce over 4 GPUs takes about twice the ring's wire time), so when ``measured(X)``
-    (one all-reduce's measured time, :meth:`~simulator.gpu.kernels.KernelModel.allreduce_time`)
-    exceeds the ring's uncontended time the difference is waited out after the transfers: an
-    uncontended ring takes exactly :meth:`time`, the measured time.
-
-    Args:
-        fabric: the run's fabric.
-        gpus: the group's GPU names, in ring order.
-        measured: ``measured(nbytes)``, one all-reduce's measured time [s], or None (the wire).
-    """
-
-    def __init__(self, fabric, gpus: list[str], measured=None) -> None:
-        self.fabric = fabric
-        self.t = len(gpus)
-        self.hops = [(a, gpus[(i + 1) % self.t]) for i, a in enumerate(gpus)]
-        self.msg0 = (max(fabric.message_time(a, c, 0) for a, c in self.hops)
-                     if self.t > 1 else 0.0)
-        self.measured = measured
-
-    def plan(self, layers: float, nbytes: float) -> tuple[float, float]:
-        """(bytes each GPU sends [B], extra per-step time [s]) of ``layers`` layers' two
-        all-reduces of ``nbytes`` each."""
-        t = self.t
-        steps = 2.0 * layers * 2.0 * (t - 1)
-        return 2.0 * layers * 2.0 * (t - 1) / t * nbytes, (steps - 1.0) * self.msg0
-
-    def wire_time(self, layers: float, nbytes: float) -> float:
-        """The ring's uncontended time on the fabric [s] (0 for one GPU)."""
-        if self.t <= 1 or nbytes <= 0:
-            return 0.0
-        sent, extra = self.plan(layers, nbytes)
-        return max(self.fabric.message_time(a, c, sent) for a, c in self.hops) + extra
-
-    def protocol_time(self, layers: float, nbytes: float) -> float:
-        """What the measured all-reduces take beyond the ring's wire time [s] (>= 0)."""
-        if self.measured is None or self.t <= 1 or nbytes <= 0:
-            return 0.0
-        return max(0.0, 2.0 * layers * self.measured(nbytes) - self.wire_time(layers, nbytes))
-
-    def time(self, layers: float, nbytes: float) -> float:
-        """Uncontended time [s] of ``layers`` layers' two all-reduces (0 for one GPU)."""
-        return self.wire_time(layers, nbytes) + self.protocol_time(layers, nbytes)
-
-    def run(self, env, layers: float, nbytes: float):
-        """The all-reduces on the fabric (a generator to ``yield from``)."""
-        if self.t <= 1 or nbytes <= 0:
-            return
-        sent, extra = self.plan(layers, nbytes)
-        yield env.all_of([self.fabric.transfer(a, c, sent, tag=TP_COLLECTIVE)
-                          for a, c in self.hops])
-        extra += self.protocol_time(layers, nbytes)
-        if extra > 0:
-            yield env.timeout(extra)
-
-    def shape(self, layers: float, nbytes: float) -> tuple:
-        """What :meth:`account` needs for ``layers`` layers' all-reduces of ``nbytes`` each, as
-        on an idle fabric: ``(route ids, offsets [s] from the ring's start at which each hop's
-        bytes start and end, bytes per hop [B], the ring's time [s])``; empty for one GPU."""
-        if self.t <= 1 or nbytes <= 0:
-            return ((), np.zeros(0), np.zeros(0), 0.0, 0.0)
-        sent, extra = self.plan(layers, nbytes)
-        routes = [self.fabric.message_route(a, c) for a, c in self.hops]
-        sids = tuple(r[3] for r in routes)
-        starts = np.array([r[0] for r in routes])
-        ends = starts + np.array([sent / r[1] for r in routes])
-        # as the Fabric runs it: the transfers (lone flows), then the remaining steps' messages
-        # and the protocol's surplus waited out at once
-        tail = extra + self.protocol_time(layers, nbytes)
-        return sids, starts, ends, sent, float(ends.max()) + tail
-
-    @staticmethod
-    def fabric_of(graph, gpus: list[str]) -> str:
-        """``"nvlink"`` when the group's GPUs share a node, else ``"rdma"``."""
-        return "nvlink" if len({g.split("/")[0] for g in gpus}) <= 1 else "rdma"
-
-
-class BytePool:
-    """A KV pool counted in bytes (a :class:`~simulator.engine.scheduler.KVPool`) for the pool
-    loops: per request ``per_token`` bytes for each token of its context, out of ``capacity``.
-
-    With ``reserve`` a request takes its whole prompt + output at admission; otherwise it takes
-    its prompt at admission when the prompt arrives prefilled (``prefill_tokens`` returns 0:
-    another cluster wrote it) and grows as tokens are computed. ``can_fit(r, nbytes)`` and
-    ``take(r, nbytes)`` / ``give(r, nbytes)`` let a loop place the bytes (one replica's budget,
-    or an attention GPU's) — the defaults count one pool.
-    """
-
-    def __init__(self, reqs: Requests, per_token: float, capacity: float, reserve: bool,
-                 prefill_tokens: Callable[[int], int]) -> None:
-        self.req = reqs
-        self.per_token = per_token
-        self.capacity = capacity
-        self.reserve = reserve
-        self.prefill_tokens = prefill_tokens
-        self.used = 0.0
-        self.peak = 0.0
-        self.held: dict[int, float] = {}
-
-    # where the bytes go (overridden by a loop that places them on several GPUs)
-    def can_fit(self, r: int, nbytes: float) -> bool:
-        """Room for ``nbytes`` more of request ``r``'s KV now."""
-        return self.used + nbytes <= self.capacity
-
-    def fits_alone(self, r: int, nbytes: float) -> bool:
-        """Would ``nbytes`` of ``r`` fit an empty pool."""
-        return nbytes <= self.capacity
-
-    def take(self, r: int, nbytes: float) -> None:
-        """Count ``nbytes`` more of ``r``."""
-        self.used += nbytes
-        self.peak = max(self.peak, self.used)
-
-    def give(self, r: int, nbytes: float) -> None:
-        """Uncount ``nbytes`` of ``r``."""
-        self.used = max(0.0, self.used - nbytes)
-
-    # the KVPool interface
-    def admit(self, r: int) -> int | None:
-        req = self.req
-        full = float(req.inp[r] + req.out[r]) * self.per_token
-        if not self.fits_alone(r, full):
-            return None
-        compute = self.prefill_tokens(r)
-        context = float(req.inp[r] + req.gen[r])
-        start = full if self.reserve else (context - compute) * self.per_token
-        if not self.can_fit(r, start):
-            return -1
-        self.take(r, start)
-        self.held[r] = start
-        return compute
-
-    def grow(self, r: int, tokens: int) -> bool:
-        if self.reserve:
-            return True
-        nbytes = tokens * self.per_token
-        if not self.can_fit(r, nbytes):
-            return False
-        self.take(r, nbytes)
-        self.held[r] += nbytes
-        return True
-
-    def release(self, r: int) -> None:
-        self.give(r, self.held.pop(r, 0.0))
-
-    def grow_each(self, rs: list[int]) -> int:
-        """:meth:`grow` by one token for each of ``rs`` in order, to the first that does not fit
-        (the same comparisons and additions, without a call each); how many grew. A pool that
-        places the bytes itself (its own ``can_fit`` / ``take``) sets ``grow_each = None``."""
-        if self.reserve:
-            return len(rs)
-        nbytes, held = 1 * self.per_token, self.held
-        # the pool's use after each growth, added one after another (in C); r grows while its
-        # addition keeps the use within capacity (non-decreasing: the first that does not, stops)
-        after = list(accumulate(repeat(nbytes, len(rs)), initial=self.used))[1:]
-        k = bisect_right(after, self.capacity)
-        if k:
-            self.used = after[k - 1]
-            if self.used > self.peak:
-                self.peak = self.used
-            for r in rs[:k]:
-                held[r] += nbytes
-        return k
 
 
 class PoolRun:

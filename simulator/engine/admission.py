@@ -2,9 +2,8 @@
 
 :class:`Admission` is a part the engine's run holds (:mod:`simulator.engine.exact`): it owns the
 per-request arrays (numpy, indexed by the request's row in the trace), the per-GPU queues and one
-:class:`~simulator.engine.scheduler.Scheduler` per GPU, whose KV pool (:class:`GPUBlocks`) counts
-the blocks each running request owns on that GPU. A request arrives on its session's *home* GPU
-(the session's first choice: least loaded, or the GPU owning its repository under
+:class:`~simulator.engine.scheduler.Scheduler` per GPU. A request arrives on its session's *home*
+GPU (the session's first choice: least loaded, or the GPU owning its repository under
 ``repo_affinity``), waits in that GPU's queue until the scheduler takes it (a free sequence slot,
 token budget and room for its KV), is prefilled at home — in chunks under the step's token budget
 — reusing the blocks the directory already holds (leading known blocks under ``prefix`` reuse,
@@ -15,8 +14,17 @@ recomputes its context (what the directory still holds is reused — a prompt pr
 leaves the whole blocks its chunks filled, as vLLM's prefix cache keeps them:
 :meth:`Admission.keep_computed`). A request that cannot fit an
 empty GPU is finished with :data:`TOO_LARGE`.
-"""
 
+Two parts it holds keep their own state:
+
+- each scheduler's KV pool, :class:`~simulator.engine.gpu_blocks.GPUBlocks` — the blocks each
+  running request owns on that GPU, out of its capacity;
+- ``prefixes``, a :class:`~simulator.engine.prefix_cache.PrefixCache` — which prefix each held
+  block's KV was computed after: a context's directory indices (versions of blocks computed after
+  another prefix), its reuse plan, and the placement of the blocks an admission computed.
+
+This module keeps what happens to a request over time and the counts its records report.
+"""
 from __future__ import annotations
 
 from collections import deque
@@ -27,96 +35,13 @@ import simpy
 from simulator import kvcache
 from simulator.engine import reuse as reuse_rules
 from simulator.engine.arrivals import Arrivals
+from simulator.engine.gpu_blocks import GPUBlocks
+from simulator.engine.prefix_cache import PrefixCache
 from simulator.engine.requests import init_request_arrays
 from simulator.engine.scheduler import Scheduler, ServingSpec
 
 #: Why a request did not complete: it cannot fit its home even alone.
 TOO_LARGE = "its KV does not fit the home GPU's free HBM"
-
-
-class GPUBlocks:
-    """The KV pool of one GPU of the exact engine (a :class:`~simulator.engine.scheduler.KVPool`):
-    blocks owned by running requests, out of the GPU's capacity (HBM − weights − reserve).
-
-    ``reserve`` counts a request's whole prompt + output at admission (never preempts);
-    otherwise blocks are counted as tokens are computed: a page for each block its prefill
-    computes (own tokens / block_tokens, rounded up: a partial last block computes only its
-    tokens), then a new page only once its new tokens have filled the empty slots of its
-    context's last page (a reused one's: ``slack``). Admission asks
-    that the request fit alone when done, counted the same way, so a request alone never
-    preempts itself.
-    """
-
-    def __init__(self, adm: Admission, g: int, reserve: bool) -> None:
-        self.adm = adm
-        self.g = g
-        self.reserve = reserve
-        self.cap = int(adm.dir.capacity[g])
-        self.reserved = 0
-
-    def admit(self, r: int) -> int | None:
-        a = self.adm
-        idx = a.ctx_idx[r] if a.ctx_idx[r] is not None else a.context(r)
-        context = int(a.inp[r]) + int(a.gen[r])
-        # a token past the context's blocks: its first token, sampled but not yet in a block
-        # (grow_context adds that at its next step), preempted before then. Computing it
-        # gives the next token, so the last block need not be computed again
-        spill = max(context - len(idx) * a.bt, 0)
-        plan = a.reuse_plan(r, idx, a.gives_token(self.g, r) and not spill)
-        n_reused = int(plan.reused.sum())
-        missing = len(idx) - n_reused
-        # tokens to compute: the missing blocks' pages, the context's last only to its end
-        compute = plan.computed_tokens(context, a.bt) + spill
-        if self.reserve:
-            need = a.need_blocks(r) - n_reused
-            if self.reserved + need > self.cap:
-                return None if self.reserved == 0 else -1  # alone it can never fit
-            self.reserved += need
-            a.held[r] = need
-        else:
-            own = -(-(int(a.inp[r]) + int(a.out[r])) // a.bt) - n_reused
-            if own > self.cap:
-                return None
-            a.held[r] = 0
-            a.own_tokens[r] = 0
-            # what Admission.admitted counts, and a preemption before it takes back
-            a.counted[r] = a.counted_tokens[r] = 0
-            # once computed it owns the missing blocks' pages (and the spilled token's): its
-            # own tokens fill them as they are laid out. Only a partial last block it reused
-            # (did not compute) leaves empty slots its next tokens fill before a new page
-            reused_last = not spill and not plan.recompute[-1]
-            a.slack[r] = (-context) % a.bt if reused_last else 0
-        a.ctx_idx[r] = idx
-        a.dir.pin(idx)
-        a.pinned[r] = True
-        a.computing[r] = np.flatnonzero(plan.recompute)  # placed when computed (Admission._place)
-        # counted by Admission.admitted if it starts
-        a.start_blocks[r] = (n_reused, missing, int(plan.rotary.sum()), compute)
-        return compute
-
-    def grow(self, r: int, tokens: int) -> bool:
-        if self.reserve:
-            return True
-        a = self.adm
-        total = int(a.own_tokens[r]) + tokens
-        delta = -(-max(total - int(a.slack[r]), 0) // a.bt) - int(a.held[r])
-        if delta > 0:
-            if self.reserved + delta > self.cap:
-                return False
-            self.reserved += delta
-            a.held[r] += delta
-        a.own_tokens[r] = total
-        return True
-
-    def release(self, r: int) -> None:
-        a = self.adm
-        self.reserved -= int(a.held[r])
-        a.held[r] = 0
-        if not self.reserve and r in a.prompt_hash:  # preempted before its context was done
-            a.keep_computed(self.g, r)
-        a.dir.unpin(a.ctx_idx[r])
-        a.pinned[r] = False
-        a.sel_cache[r] = None
 
 
 class Admission:
@@ -179,15 +104,11 @@ class Admission:
         # whose KV arrived computed elsewhere (a PD hand-off, external prefill): its next
         # admission gives its first token without computing (reuse.plan's gives_token)
         self.arrived_computed = np.zeros(n, bool)
-        # per directory block: the prefix hash its held KV was computed after (0: none yet);
-        # per request: its context's prefix hashes (admission to placement), and the last one
-        self.computed_after = np.zeros(0, np.uint64)
-        self.prompt_hash: dict[int, np.ndarray] = {}
-        # per admitted request: the context positions its admission computes, in prompt order
-        self.computing: dict[int, np.ndarray] = {}
         self.pinned = np.zeros(n, bool)  # its context is pinned (admitted, not yet released)
-        self.last_hash = np.zeros(n, np.uint64)
         self.ctx_idx: list[np.ndarray | None] = [None] * n
+        # the prefixes its held blocks were computed after, their versions, their placement
+        self.prefixes = PrefixCache(env, directory, self.reuse_rule, self.prompt, self.spans,
+                                    self.repo, self.ctx_idx, self.pinned)
         self.sel_cache: list[tuple | None] = [None] * n
         self.focus: list[np.ndarray | None] = [None] * n
         self.popular = np.zeros(n, np.int64)
@@ -261,67 +182,24 @@ class Admission:
         self.arrived_computed[r] = False  # a recompute after preemption gives its own token
 
     def context(self, r: int) -> np.ndarray:
-        """Request ``r``'s prompt blocks as directory indices (its first admission). A held
-        block computed after another prefix is other KV (vLLM keys cached blocks by their whole
-        prefix): where the prompt recomputes it (``prefix``; ``span`` outside its spans) it gets
-        a version of its own (:func:`~simulator.engine.reuse.version_keys`) that later turns and
-        a recompute after preemption reuse; inside a span, only a version already held."""
-        idx = self.dir.intern(self.prompt[r])
-        if self.reuse_rule == "none" or not len(idx):
-            return idx
-        from workloads.spans import row_prefix_hashes
-
-        h = self.prompt_hash[r] = row_prefix_hashes(self.prompt[r])  # reuse_plan's too
-        self._hash_room()
-        other = np.flatnonzero(self.dir.known(idx) & (self.computed_after[idx] != h))
-        if not len(other):
-            return idx
-        keys = reuse_rules.version_keys(self.dir.keys[idx[other]], h[other])
-        idx = idx.copy()
-        if self.reuse_rule == "span":
-            inside = reuse_rules.span_mask(self.spans[r], len(idx))[other]
-            found = self.dir.find(keys[inside])
-            held = found >= 0
-            held[held] = self.dir.known(found[held])
-            idx[other[inside][held]] = found[held]
-            other, keys = other[~inside], keys[~inside]
-        idx[other] = self.dir.intern(keys)
-        return idx
+        """Request ``r``'s prompt blocks as directory indices (its first admission), a held
+        block computed after another prefix as a version of its own where the prompt recomputes
+        it (:meth:`~simulator.engine.prefix_cache.PrefixCache.context`)."""
+        return self.prefixes.context(r)
 
     def reuse_plan(self, r: int, idx: np.ndarray,
                    gives_token: bool = False) -> reuse_rules.ReusePlan:
         """Which of request ``r``'s context blocks (directory indices ``idx``: its prompt, and
-        after a preemption the blocks it generated) are reused (:mod:`simulator.engine.reuse`);
-        ``gives_token``: the admission samples a token (:meth:`gives_token`)."""
-        from workloads.spans import extend_prefix_hash, row_prefix_hashes
-
-        h = self.prompt_hash.get(r)
-        if h is None or len(h) != len(idx):
-            h = row_prefix_hashes(self.prompt[r])
-            if len(idx) > len(h):  # a recompute after preemption: the generated blocks follow
-                tail = extend_prefix_hash(int(h[-1]) if len(h) else 0,
-                                          self.dir.keys[idx[len(h):]])
-                h = np.concatenate([h, tail])
-            self.prompt_hash[r] = h
-        self._hash_room()
-        in_span = (reuse_rules.span_mask(self.spans[r], len(idx))
-                   if self.reuse_rule == "span" else None)
-        return reuse_rules.plan(self.dir.known(idx), idx, in_span, self.reuse_rule,
-                                same_prefix=self.computed_after[idx] == h,
-                                gives_token=gives_token)
+        after a preemption the blocks it generated) are reused (:mod:`simulator.engine.reuse`,
+        :meth:`~simulator.engine.prefix_cache.PrefixCache.plan`); ``gives_token``: the
+        admission samples a token (:meth:`gives_token`)."""
+        return self.prefixes.plan(r, idx, gives_token)
 
     def gives_token(self, g: int, r: int) -> bool:
         """Whether admitting ``r`` on GPU ``g`` samples its next token, and so computes at least
         its context's last block (:func:`simulator.engine.reuse.plan`): not on a prefill pool's
         GPU, nor where ``r``'s KV arrived computed (a hand-off, ``external_prefill``)."""
         return bool(self._decodes[g]) and not self.arrived_computed[r]
-
-    def _hash_room(self) -> None:
-        """Grow ``computed_after`` to cover every directory block."""
-        if len(self.computed_after) < self.dir.n:
-            grown = np.zeros(max(self.dir.n, 2 * len(self.computed_after)), np.uint64)
-            grown[: len(self.computed_after)] = self.computed_after
-            self.computed_after = grown
 
     def take_rotary(self, g: int, r: int) -> float:
         """The rotary pass [s] over ``r``'s reused span blocks, due once with its first prefill
@@ -341,9 +219,7 @@ class Admission:
         """``r``'s context is computed: place its new blocks, produce its next token (the
         first, or after a preemption the next), and draw (or drift) its session's focus set."""
         idx = self.ctx_idx[r]
-        h = self.prompt_hash.pop(r)
-        self._place(g, r, self._computed(r, idx), h)
-        self.last_hash[r] = h[-1] if len(h) else 0
+        self.prefixes.place_prompt(g, r)
         if self.gen[r] == 0:
             self.first_at[r] = self.env.now
         self.gen[r] += 1
@@ -375,66 +251,13 @@ class Admission:
         self.computed_tokens[r] -= max(int(self.counted_tokens[r]) - done_tokens, 0)
         self.counted[r] = self.counted_tokens[r] = 0
         full = done_tokens // self.bt  # the chunks' whole blocks, in prompt order
-        todo = self._computed(r, self.ctx_idx[r])
-        if full:
-            self._place(g, r, todo[:full], self.prompt_hash[r])
-
-    def _computed(self, r: int, idx: np.ndarray) -> np.ndarray:
-        """The positions of ``r``'s context its running admission computes, in prompt order
-        (:meth:`GPUBlocks.admit`'s plan); without one (a context that arrives computed), those
-        not held."""
-        todo = self.computing.pop(r, None)
-        return np.flatnonzero(~self.dir.known(idx)) if todo is None else todo
-
-    def _place(self, g: int, r: int, pos: np.ndarray, h: np.ndarray,
-               scheme: str | None = None) -> None:
-        """Place the blocks at positions ``pos`` of ``r``'s context, computed on GPU ``g``
-        after the prefixes whose hashes are ``h`` (``scheme``: as :meth:`BlockDirectory.place`).
-        A block held meanwhile after the same prefix is the same KV (not placed again); one
-        held after another prefix, or repeated in ``pos`` after another prefix, is other KV
-        and gets a version of its own (:meth:`_own_versions`)."""
-        idx = self._own_versions(r, pos, h)
-        pos = pos[~self.dir.known(idx[pos])]
-        self.dir.place(idx[pos], g, self.env.now, repo=int(self.repo[r]), positions=pos,
-                       n_context=len(idx), scheme=scheme)
-        self._hash_room()
-        self.computed_after[idx[pos][::-1]] = h[pos][::-1]  # a repeat: the first wins
-
-    def _own_versions(self, r: int, pos: np.ndarray, h: np.ndarray) -> np.ndarray:
-        """``r``'s context with a version of its own (:func:`~simulator.engine.reuse.
-        version_keys`) for each block at positions ``pos`` that it computed after another
-        prefix than the one its directory entry holds: a request admitted while another held
-        the same block after another prefix got one at admission (:meth:`context`), but two
-        admitted before either had written it share the entry until then, and so do a block's
-        repeats in one prompt. Inside a span (``span`` reuse) KV is position-free: no version.
-        A running admission's pins move to the versions (:meth:`GPUBlocks.release` unpins
-        ``ctx_idx``)."""
-        idx = self.ctx_idx[r]
-        if self.reuse_rule == "none" or not len(pos):
-            return idx
-        sub, hp = idx[pos], h[pos]  # computed_after covers them (reuse_plan made room)
-        clash = self.dir.known(sub) & (self.computed_after[sub] != hp)
-        _, first, inverse = np.unique(sub, return_index=True, return_inverse=True)
-        clash |= hp != hp[first[inverse]]
-        if self.reuse_rule == "span":
-            clash &= ~reuse_rules.span_mask(self.spans[r], len(idx))[pos]
-        if not clash.any():
-            return idx
-        new = self.dir.intern(reuse_rules.version_keys(self.dir.keys[sub[clash]], hp[clash]))
-        idx = idx.copy()  # (_place makes room for the new ones' hashes)
-        idx[pos[clash]] = new
-        if self.pinned[r]:
-            self.dir.unpin(sub[clash])
-            self.dir.pin(new)
-        self.ctx_idx[r] = idx
-        return idx
+        self.prefixes.place_chunks(g, r, full)
 
     def place_computed(self, g: int, r: int) -> None:
         """``r``'s context was computed elsewhere (a prefill instance) for GPU ``g``: place its
         new blocks on ``g`` (as their first writer), without producing a token — the decode
         instance that admits ``r`` does (:mod:`simulator.engine.kvtransfer`)."""
-        todo = self._computed(r, self.ctx_idx[r])
-        self._place(g, r, todo, self.prompt_hash.pop(r), scheme="first_writer")
+        self.prefixes.place_arrived(g, r)
         self.arrived_computed[r] = True
 
     def grow_context(self, g: int, r: int) -> None:
@@ -443,16 +266,9 @@ class Admission:
         need = -(-(int(self.inp[r]) + int(self.gen[r])) // self.bt)
         if need > len(idx):
             from workloads.selections import generated_block_id
-            from workloads.spans import extend_prefix_hash
 
             keys = generated_block_id(self.rid[r], np.arange(len(idx), need))
-            new = self.dir.intern(keys)
-            fresh = ~self.dir.known(new)
-            self.dir.place(new, g, self.env.now, scheme="first_writer")
-            h = extend_prefix_hash(int(self.last_hash[r]), keys)
-            self._hash_room()
-            self.computed_after[new[fresh]] = h[fresh]
-            self.last_hash[r] = h[-1]
+            new = self.prefixes.append(g, r, keys)
             self.dir.pin(new)
             self.ctx_idx[r] = np.concatenate([idx, new])
 
