@@ -123,7 +123,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # (stop 45)
     "gpu": (["simulator/gpu/operators.py", "simulator/gpu/tables.py",
              "simulator/gpu/table_loaders.py",
-             "simulator/gpu/profile.py", "simulator/gpu/profiled.py",
+             "simulator/gpu/profile.py", "simulator/gpu/answers.py", "simulator/gpu/profiled.py",
              "simulator/gpu/layers.py", "simulator/gpu/kernels.py",
              "simulator/gpu/fitting.py", "simulator/gpu/calibration.py",
              "simulator/gpu/copyengines.py", "simulator/gpu/runtime.py"],
@@ -1101,6 +1101,7 @@ def _gpu_equivalents() -> dict:
     profile, layers = "simulator/gpu/profile.py", "simulator/gpu/layers.py"
     operators, calibration = "simulator/gpu/operators.py", "simulator/gpu/calibration.py"
     profiled, loaders = "simulator/gpu/profiled.py", "simulator/gpu/table_loaders.py"
+    answers = "simulator/gpu/answers.py"
     hit_weight = ("on a hit the low and high index are the same row, so the weight between "
                   "them does not change the value or the source")
     inside = ("x equal to an axis end is a hit (the hit wins), and between rows the span is "
@@ -1130,7 +1131,7 @@ def _gpu_equivalents() -> dict:
         (fitting, "continue", "delete `continue`"): pd_solve,
         **{(profile, line, f"delete `{line}`"): "a memo: computed again on the next call, "
            "the same" for line in ("out._tables = self._tables", "self._sources[op] = got")},
-        (profile, 'stacked = np.array(["|".join(map(str, t)) for t in zip(*keys, strict=True)])',
+        (answers, 'stacked = np.array(["|".join(map(str, t)) for t in zip(*keys, strict=True)])',
          "True -> False"): "the keys are broadcast to one shape: equal lengths",
         (profile, 'src = "extrapolated: " + src.split(": ", 1)[-1] + \\', "-x -> x"):
             "split at most once: two parts, so [1] is [-1] (every launch source has a kind "
@@ -1143,7 +1144,7 @@ def _gpu_equivalents() -> dict:
          "k)", "<= -> <"): _AT_K,
         (profile, "return pairs, np.where(pairs > 0, np.minimum(tri, 1.0), 0.0)", "> -> >="):
             "pairs = 0 only when no token is new, where the triangle share is 0 as well",
-        (profile, "return v", "return X -> None"):
+        (answers, "return v", "return X -> None"):
             "unreachable: every key reaches _plain as a numpy scalar (an element of an array)",
         **{(operators, line, m): two_paths for line, m in (
             ("return v if type(v) is float else np.asarray(v, float)", "is -> is not"),
