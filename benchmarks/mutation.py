@@ -110,6 +110,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # the closed forms around closed_form.py: adaptive's predicate under load, the MoE layer
     # and its all-to-all (DeepEP), link contention, transfers, expert popularity (stop 45)
     "costmodel": (["simulator/costmodel/loaded.py", "simulator/costmodel/moe.py",
+                   "simulator/costmodel/alltoall.py",
                    "simulator/costmodel/deepep.py", "simulator/costmodel/contention.py",
                    "simulator/costmodel/transfer.py", "simulator/costmodel/experts.py",
                    "simulator/costmodel/rank_kernels.py", "simulator/costmodel/maps.py"],
@@ -728,6 +729,7 @@ def _costmodel_equivalents() -> dict:
     loaded = "simulator/costmodel/loaded.py"
     contention = "simulator/costmodel/contention.py"
     moe = "simulator/costmodel/moe.py"
+    alltoall = "simulator/costmodel/alltoall.py"
     experts = "simulator/costmodel/experts.py"
     deepep = "simulator/costmodel/deepep.py"
     crossover = "simulator/costmodel/crossover.py"
@@ -762,17 +764,17 @@ def _costmodel_equivalents() -> dict:
             "(phases.py: ret=0.0): +0 and -0 give the same sum",
         (moe, "self.arch = arch", "delete `self.arch = arch`"):
             "nothing reads ExpertParallel.arch (its methods use the model's figures they copied)",
-        (moe, "cuts = np.flatnonzero(np.diff(lk)) + 1", "1 -> 2"): more_links,
-        (moe, "for i, members in zip(lk[np.r_[0, cuts]].tolist(), np.split(pr, cuts), "
+        (alltoall, "cuts = np.flatnonzero(np.diff(lk)) + 1", "1 -> 2"): more_links,
+        (alltoall, "for i, members in zip(lk[np.r_[0, cuts]].tolist(), np.split(pr, cuts), "
               "strict=True):", "True -> False"):
             "np.split gives one group per first link: the lengths agree",
-        (moe, "elif bw_all[i] < bw_all[j]:", "< -> <="):
+        (alltoall, "elif bw_all[i] < bw_all[j]:", "< -> <="):
             "two links of one pair set and one line rate: either is the bottleneck the other is",
-        (moe, "keys[members.tobytes()] = i", "delete `keys[members.tobytes()] = i`", "#2"):
+        (alltoall, "keys[members.tobytes()] = i", "delete `keys[members.tobytes()] = i`", "#2"):
             more_links,
-        (moe, "index = np.full(len(all_links), -1, np.int64)", "-x -> x"): unread_index,
-        (moe, "index = np.full(len(all_links), -1, np.int64)", "1 -> 2"): unread_index,
-        (moe, "self.links = [e for e, k in zip(all_links, keep, strict=True) if k]",
+        (alltoall, "index = np.full(len(all_links), -1, np.int64)", "-x -> x"): unread_index,
+        (alltoall, "index = np.full(len(all_links), -1, np.int64)", "1 -> 2"): unread_index,
+        (alltoall, "self.links = [e for e, k in zip(all_links, keep, strict=True) if k]",
          "True -> False"): "keep has one flag per link: the lengths agree",
         (moe, "per_slot = np.bincount(r.slot.ravel(), minlength=R * self.slots) / n", "/ -> *"):
             "_aggregate normalizes per_slot before it uses it: any positive scale gives the same p",
@@ -783,7 +785,7 @@ def _costmodel_equivalents() -> dict:
          "1.0 -> 2.0"): "the weights are normalized: a common factor cancels",
         (deepep, "if ep <= 8:", "8 -> 9"):
             "the table has no EP between 8 and 16: <= 9 skips the same row (EP 8)",
-        (moe, "used = np.asarray(pairs) > 0", "0 -> 1"):
+        (alltoall, "used = np.asarray(pairs) > 0", "0 -> 1"):
             "a pair that carries traffic carries whole tokens (thousands of bytes): no pair "
             "carries more than 0 and at most 1 byte",
         (experts, "out = np.full((ranks, slots), -1, np.int64)", "-x -> x"): filled,
