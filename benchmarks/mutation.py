@@ -172,6 +172,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "pools": (["simulator/disaggregation/pools.py", "simulator/disaggregation/shards.py",
                "simulator/disaggregation/ring.py", "simulator/disaggregation/byte_pool.py",
                "simulator/disaggregation/homogeneous.py",
+               "simulator/disaggregation/homogeneous_fast.py",
                "simulator/disaggregation/lamina.py", "simulator/disaggregation/lamina_fast.py",
                "simulator/disaggregation/lamina_plan.py", "simulator/disaggregation/spec.py",
                "simulator/disaggregation/staggered.py",
@@ -888,6 +889,7 @@ def _pools_equivalents() -> dict:
     ring = "simulator/disaggregation/ring.py"
     byte_pool = "simulator/disaggregation/byte_pool.py"
     homog = "simulator/disaggregation/homogeneous.py"
+    hfast = "simulator/disaggregation/homogeneous_fast.py"
     lamina = "simulator/disaggregation/lamina.py"
     lfast = "simulator/disaggregation/lamina_fast.py"
     nonzero_bytes = ("the bytes a stage sends to or from a GPU are 0 or at least a token's "
@@ -914,13 +916,13 @@ def _pools_equivalents() -> dict:
            for d in ("> -> >=", "1 -> 2", "16 -> 17")},
         (homog, "self._rest.clear()", "delete `self._rest.clear()`"): cache,
         (homog, "self._rest[key] = got", "delete `self._rest[key] = got`"): cache,
-        **{(homog, "if len(shapes) > 4096:", d): cache for d in ("> -> >=", "4096 -> 4097")},
-        (homog, "shapes.clear()", "delete `shapes.clear()`"): cache,
-        (homog, "if len(self._pending) >= DEFERRED_STEPS:", ">= -> >"): deferred,
-        (homog, "self._flush()", "delete `self._flush()`", "#2"): deferred,
-        (homog, "sent = [r[3] for r in rows for _ in r[0]]", "0 -> 1"):
+        **{(hfast, "if len(shapes) > 4096:", d): cache for d in ("> -> >=", "4096 -> 4097")},
+        (hfast, "shapes.clear()", "delete `shapes.clear()`"): cache,
+        (hfast, "if len(self._pending) >= DEFERRED_STEPS:", ">= -> >"): deferred,
+        (hfast, "self.flush()", "delete `self.flush()`", "#2"): deferred,
+        (hfast, "sent = [r[3] for r in rows for _ in r[0]]", "0 -> 1"):
             "r[1] (the hops' start offsets) has one entry per hop, as r[0] (their route ids)",
-        **{(homog, line, "1 -> 2"): "numpy 2.4 takes any negative size as the one it works "
+        **{(hfast, line, "1 -> 2"): "numpy 2.4 takes any negative size as the one it works "
            "out (reshape(n, -2) is reshape(n, -1))" for line in (
                "sid=np.array(sids, np.int32).reshape(len(rows), -1),",
                "end=np.array([r[2] for r in rows]).reshape(len(rows), -1),",
@@ -930,7 +932,7 @@ def _pools_equivalents() -> dict:
         "KV; a finish on another replica changes neither (a request the closed loop then "
         "lets in arrives through `_deliver`, which wakes the replicas), so the woken replica "
         "would find nothing and wait again",
-        (homog, "return False", "return X -> None"):
+        (hfast, "return False", "return X -> None"):
             "its one caller reads it as `not rings_unshared(...)`: None and False alike",
         (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
             "every column is built with one entry per request (n), so zip never meets "
