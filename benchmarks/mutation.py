@@ -97,6 +97,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                      "tests/test_costmodel_crossover.py",
                      "tests/test_costmodel_crossover_edges.py"]),
     "kvcache": (["simulator/kvcache/directory.py", "simulator/kvcache/eviction.py",
+                 "simulator/kvcache/placement.py", "simulator/kvcache/invariants.py",
                  "simulator/kvcache/blocklists.py", "simulator/kvcache/copy_kernels.py",
                  "simulator/kvcache/host_order.py"],
                 ["tests/test_kvcache_directory.py", "tests/test_kvcache_eviction.py",
@@ -2080,14 +2081,14 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "keys are read only below n, where intern wrote them",
     ("simulator/kvcache/directory.py", "d[h == src] = -1.0", "1.0 -> 2.0"):
         "any negative distance puts the reader's own replica first",
-    ("simulator/kvcache/directory.py",
+    ("simulator/kvcache/placement.py",
      "n = len(idx) if n_context is None else max(int(n_context), 1)", "1 -> 2"):
         "a context given with positions has at least one block; a 1-block context has only "
         "position 0, placed on GPU 0 either way",
-    ("simulator/kvcache/directory.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
+    ("simulator/kvcache/placement.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
      "// -> /"):
         "positions are >= 0: truncating the quotient is flooring it",
-    ("simulator/kvcache/directory.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
+    ("simulator/kvcache/placement.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
      "- -> +"):
         "positions lie in the context (pos < n), so pos * g // n <= g - 1 already",
     ("simulator/kvcache/directory.py",
