@@ -97,6 +97,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                      "tests/test_costmodel_crossover.py",
                      "tests/test_costmodel_crossover_edges.py"]),
     "kvcache": (["simulator/kvcache/directory.py", "simulator/kvcache/eviction.py",
+                 "simulator/kvcache/placement.py", "simulator/kvcache/invariants.py",
                  "simulator/kvcache/blocklists.py", "simulator/kvcache/copy_kernels.py",
                  "simulator/kvcache/host_order.py"],
                 ["tests/test_kvcache_directory.py", "tests/test_kvcache_eviction.py",
@@ -110,6 +111,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # the closed forms around closed_form.py: adaptive's predicate under load, the MoE layer
     # and its all-to-all (DeepEP), link contention, transfers, expert popularity (stop 45)
     "costmodel": (["simulator/costmodel/loaded.py", "simulator/costmodel/moe.py",
+                   "simulator/costmodel/alltoall.py",
                    "simulator/costmodel/deepep.py", "simulator/costmodel/contention.py",
                    "simulator/costmodel/transfer.py", "simulator/costmodel/experts.py",
                    "simulator/costmodel/rank_kernels.py", "simulator/costmodel/maps.py"],
@@ -123,7 +125,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # (stop 45)
     "gpu": (["simulator/gpu/operators.py", "simulator/gpu/tables.py",
              "simulator/gpu/table_loaders.py",
-             "simulator/gpu/profile.py", "simulator/gpu/profiled.py",
+             "simulator/gpu/profile.py", "simulator/gpu/answers.py", "simulator/gpu/profiled.py",
              "simulator/gpu/layers.py", "simulator/gpu/kernels.py",
              "simulator/gpu/fitting.py", "simulator/gpu/calibration.py",
              "simulator/gpu/copyengines.py", "simulator/gpu/runtime.py"],
@@ -171,6 +173,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "pools": (["simulator/disaggregation/pools.py", "simulator/disaggregation/shards.py",
                "simulator/disaggregation/ring.py", "simulator/disaggregation/byte_pool.py",
                "simulator/disaggregation/homogeneous.py",
+               "simulator/disaggregation/homogeneous_fast.py",
                "simulator/disaggregation/lamina.py", "simulator/disaggregation/lamina_fast.py",
                "simulator/disaggregation/lamina_plan.py", "simulator/disaggregation/spec.py",
                "simulator/disaggregation/staggered.py",
@@ -728,6 +731,7 @@ def _costmodel_equivalents() -> dict:
     loaded = "simulator/costmodel/loaded.py"
     contention = "simulator/costmodel/contention.py"
     moe = "simulator/costmodel/moe.py"
+    alltoall = "simulator/costmodel/alltoall.py"
     experts = "simulator/costmodel/experts.py"
     deepep = "simulator/costmodel/deepep.py"
     crossover = "simulator/costmodel/crossover.py"
@@ -762,17 +766,17 @@ def _costmodel_equivalents() -> dict:
             "(phases.py: ret=0.0): +0 and -0 give the same sum",
         (moe, "self.arch = arch", "delete `self.arch = arch`"):
             "nothing reads ExpertParallel.arch (its methods use the model's figures they copied)",
-        (moe, "cuts = np.flatnonzero(np.diff(lk)) + 1", "1 -> 2"): more_links,
-        (moe, "for i, members in zip(lk[np.r_[0, cuts]].tolist(), np.split(pr, cuts), "
+        (alltoall, "cuts = np.flatnonzero(np.diff(lk)) + 1", "1 -> 2"): more_links,
+        (alltoall, "for i, members in zip(lk[np.r_[0, cuts]].tolist(), np.split(pr, cuts), "
               "strict=True):", "True -> False"):
             "np.split gives one group per first link: the lengths agree",
-        (moe, "elif bw_all[i] < bw_all[j]:", "< -> <="):
+        (alltoall, "elif bw_all[i] < bw_all[j]:", "< -> <="):
             "two links of one pair set and one line rate: either is the bottleneck the other is",
-        (moe, "keys[members.tobytes()] = i", "delete `keys[members.tobytes()] = i`", "#2"):
+        (alltoall, "keys[members.tobytes()] = i", "delete `keys[members.tobytes()] = i`", "#2"):
             more_links,
-        (moe, "index = np.full(len(all_links), -1, np.int64)", "-x -> x"): unread_index,
-        (moe, "index = np.full(len(all_links), -1, np.int64)", "1 -> 2"): unread_index,
-        (moe, "self.links = [e for e, k in zip(all_links, keep, strict=True) if k]",
+        (alltoall, "index = np.full(len(all_links), -1, np.int64)", "-x -> x"): unread_index,
+        (alltoall, "index = np.full(len(all_links), -1, np.int64)", "1 -> 2"): unread_index,
+        (alltoall, "self.links = [e for e, k in zip(all_links, keep, strict=True) if k]",
          "True -> False"): "keep has one flag per link: the lengths agree",
         (moe, "per_slot = np.bincount(r.slot.ravel(), minlength=R * self.slots) / n", "/ -> *"):
             "_aggregate normalizes per_slot before it uses it: any positive scale gives the same p",
@@ -783,7 +787,7 @@ def _costmodel_equivalents() -> dict:
          "1.0 -> 2.0"): "the weights are normalized: a common factor cancels",
         (deepep, "if ep <= 8:", "8 -> 9"):
             "the table has no EP between 8 and 16: <= 9 skips the same row (EP 8)",
-        (moe, "used = np.asarray(pairs) > 0", "0 -> 1"):
+        (alltoall, "used = np.asarray(pairs) > 0", "0 -> 1"):
             "a pair that carries traffic carries whole tokens (thousands of bytes): no pair "
             "carries more than 0 and at most 1 byte",
         (experts, "out = np.full((ranks, slots), -1, np.int64)", "-x -> x"): filled,
@@ -886,6 +890,7 @@ def _pools_equivalents() -> dict:
     ring = "simulator/disaggregation/ring.py"
     byte_pool = "simulator/disaggregation/byte_pool.py"
     homog = "simulator/disaggregation/homogeneous.py"
+    hfast = "simulator/disaggregation/homogeneous_fast.py"
     lamina = "simulator/disaggregation/lamina.py"
     lfast = "simulator/disaggregation/lamina_fast.py"
     nonzero_bytes = ("the bytes a stage sends to or from a GPU are 0 or at least a token's "
@@ -912,13 +917,13 @@ def _pools_equivalents() -> dict:
            for d in ("> -> >=", "1 -> 2", "16 -> 17")},
         (homog, "self._rest.clear()", "delete `self._rest.clear()`"): cache,
         (homog, "self._rest[key] = got", "delete `self._rest[key] = got`"): cache,
-        **{(homog, "if len(shapes) > 4096:", d): cache for d in ("> -> >=", "4096 -> 4097")},
-        (homog, "shapes.clear()", "delete `shapes.clear()`"): cache,
-        (homog, "if len(self._pending) >= DEFERRED_STEPS:", ">= -> >"): deferred,
-        (homog, "self._flush()", "delete `self._flush()`", "#2"): deferred,
-        (homog, "sent = [r[3] for r in rows for _ in r[0]]", "0 -> 1"):
+        **{(hfast, "if len(shapes) > 4096:", d): cache for d in ("> -> >=", "4096 -> 4097")},
+        (hfast, "shapes.clear()", "delete `shapes.clear()`"): cache,
+        (hfast, "if len(self._pending) >= DEFERRED_STEPS:", ">= -> >"): deferred,
+        (hfast, "self.flush()", "delete `self.flush()`", "#2"): deferred,
+        (hfast, "sent = [r[3] for r in rows for _ in r[0]]", "0 -> 1"):
             "r[1] (the hops' start offsets) has one entry per hop, as r[0] (their route ids)",
-        **{(homog, line, "1 -> 2"): "numpy 2.4 takes any negative size as the one it works "
+        **{(hfast, line, "1 -> 2"): "numpy 2.4 takes any negative size as the one it works "
            "out (reshape(n, -2) is reshape(n, -1))" for line in (
                "sid=np.array(sids, np.int32).reshape(len(rows), -1),",
                "end=np.array([r[2] for r in rows]).reshape(len(rows), -1),",
@@ -928,7 +933,7 @@ def _pools_equivalents() -> dict:
         "KV; a finish on another replica changes neither (a request the closed loop then "
         "lets in arrives through `_deliver`, which wakes the replicas), so the woken replica "
         "would find nothing and wait again",
-        (homog, "return False", "return X -> None"):
+        (hfast, "return False", "return X -> None"):
             "its one caller reads it as `not rings_unshared(...)`: None and False alike",
         (pools, "done.tolist(), self.reason, strict=True))", "True -> False"):
             "every column is built with one entry per request (n), so zip never meets "
@@ -1101,6 +1106,7 @@ def _gpu_equivalents() -> dict:
     profile, layers = "simulator/gpu/profile.py", "simulator/gpu/layers.py"
     operators, calibration = "simulator/gpu/operators.py", "simulator/gpu/calibration.py"
     profiled, loaders = "simulator/gpu/profiled.py", "simulator/gpu/table_loaders.py"
+    answers = "simulator/gpu/answers.py"
     hit_weight = ("on a hit the low and high index are the same row, so the weight between "
                   "them does not change the value or the source")
     inside = ("x equal to an axis end is a hit (the hit wins), and between rows the span is "
@@ -1130,7 +1136,7 @@ def _gpu_equivalents() -> dict:
         (fitting, "continue", "delete `continue`"): pd_solve,
         **{(profile, line, f"delete `{line}`"): "a memo: computed again on the next call, "
            "the same" for line in ("out._tables = self._tables", "self._sources[op] = got")},
-        (profile, 'stacked = np.array(["|".join(map(str, t)) for t in zip(*keys, strict=True)])',
+        (answers, 'stacked = np.array(["|".join(map(str, t)) for t in zip(*keys, strict=True)])',
          "True -> False"): "the keys are broadcast to one shape: equal lengths",
         (profile, 'src = "extrapolated: " + src.split(": ", 1)[-1] + \\', "-x -> x"):
             "split at most once: two parts, so [1] is [-1] (every launch source has a kind "
@@ -1143,7 +1149,7 @@ def _gpu_equivalents() -> dict:
          "k)", "<= -> <"): _AT_K,
         (profile, "return pairs, np.where(pairs > 0, np.minimum(tri, 1.0), 0.0)", "> -> >="):
             "pairs = 0 only when no token is new, where the triangle share is 0 as well",
-        (profile, "return v", "return X -> None"):
+        (answers, "return v", "return X -> None"):
             "unreachable: every key reaches _plain as a numpy scalar (an element of an array)",
         **{(operators, line, m): two_paths for line, m in (
             ("return v if type(v) is float else np.asarray(v, float)", "is -> is not"),
@@ -2075,14 +2081,14 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "keys are read only below n, where intern wrote them",
     ("simulator/kvcache/directory.py", "d[h == src] = -1.0", "1.0 -> 2.0"):
         "any negative distance puts the reader's own replica first",
-    ("simulator/kvcache/directory.py",
+    ("simulator/kvcache/placement.py",
      "n = len(idx) if n_context is None else max(int(n_context), 1)", "1 -> 2"):
         "a context given with positions has at least one block; a 1-block context has only "
         "position 0, placed on GPU 0 either way",
-    ("simulator/kvcache/directory.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
+    ("simulator/kvcache/placement.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
      "// -> /"):
         "positions are >= 0: truncating the quotient is flooring it",
-    ("simulator/kvcache/directory.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
+    ("simulator/kvcache/placement.py", "base = np.minimum(pos * g // n, g - 1).astype(np.int64)",
      "- -> +"):
         "positions lie in the context (pos < n), so pos * g // n <= g - 1 already",
     ("simulator/kvcache/directory.py",

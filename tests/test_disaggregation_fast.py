@@ -1,6 +1,6 @@
 """The homogeneous loop's fast mode is the exact loop without its events.
 
-Its contract (simulator/disaggregation/homogeneous.py): where no two rings' messages share a
+Its contract (simulator/disaggregation/homogeneous_fast.py): where no two rings' messages share a
 link, composing a step at once gives the exact loop's times, link records and stream accounting
 (to float rounding); where rings share links the run stays exact and says so. Each test runs
 both loops on the same input and compares everything they record.
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from simulator.disaggregation.homogeneous import rings_unshared
+from simulator.disaggregation.homogeneous_fast import rings_unshared
 from simulator.disaggregation.ring import Ring
 from simulator.runner import run
 from simulator.scenario import Scenario
@@ -227,6 +227,7 @@ def test_ring_records_handed_over_in_batches_equal_one_call_per_step(monkeypatch
     # two replicas' steps interleave: whatever the batch, every link record, class counter and
     # total is the one a record_messages call per step gives, bit for bit and in the same order
     import simulator.disaggregation.homogeneous as homogeneous
+    import simulator.disaggregation.homogeneous_fast as homogeneous_fast
 
     sc = scenario("lamina_h100_h20:h100_nodes=1,h20_nodes=1,gpus_per_node=8", "llama-3-70b",
                   tp=4, gpus=8, concurrency=24, mode="fast")
@@ -240,9 +241,9 @@ def test_ring_records_handed_over_in_batches_equal_one_call_per_step(monkeypatch
         return result(policy, seed, env, fabric, *args, **kwargs)
 
     monkeypatch.setattr(homogeneous, "build_result", keep)
-    monkeypatch.setattr(homogeneous, "DEFERRED_STEPS", batch)
+    monkeypatch.setattr(homogeneous_fast, "DEFERRED_STEPS", batch)
     batched = run(sc, "homogeneous", trace=tr)
-    monkeypatch.setattr(homogeneous._Homogeneous, "_defer", _one_call_per_step)
+    monkeypatch.setattr(homogeneous_fast.ComposedSteps, "_defer", _one_call_per_step)
     single = run(sc, "homogeneous", trace=tr)
     for a, b in zip(*kept, strict=True):  # route, start, end, bytes: the same rows in order
         np.testing.assert_array_equal(a, b)

@@ -10,8 +10,9 @@ import pytest
 
 from simulator import hardware
 from simulator.gpu import operators as ops
+from simulator.gpu.answers import datasheet_ratios
 from simulator.gpu.operators import FLASHMLA_DENSE, FLASHMLA_MEMORY, FLASHMLA_SPARSE, REFERENCE_SMS
-from simulator.gpu.profile import KernelProfile, _ratios, causal_pairs
+from simulator.gpu.profile import KernelProfile, causal_pairs
 from simulator.gpu.profiled import ProfiledKernels
 from simulator.gpu.profiles import calibration_dir, load_profile
 from simulator.gpu.table_loaders import load_rows
@@ -130,7 +131,7 @@ def test_launch_sources_on_a_gpu_it_was_not_measured_on():
     assert str(a100.launch(1).source) == (
         "extrapolated: h200/launch.csv lines 9 and 11 (tiny_add_1elem: host_enqueue_per_call, "
         "graph_per_node) (CUDA-graph node), measured on H200, assumed equal on A100")
-    assert _ratios(hardware.gpu("A100"), "no-such-gpu") == "A100 datasheet"
+    assert datasheet_ratios(hardware.gpu("A100"), "no-such-gpu") == "A100 datasheet"
 
 
 def _dense_contexts(q_heads: int, variant: str) -> list[float]:

@@ -1,6 +1,6 @@
 """DeepEP's all-to-all kernels as kvfabric charges them: bytes on the wire per token, the kernel
 overheads of the low-latency and normal modes, and their calibration against DeepEP's tables
-(:mod:`simulator.costmodel.moe` puts the exchanges on the links).
+(:mod:`simulator.costmodel.alltoall` puts the exchanges on the links).
 
 **DeepEP calibration** (deepseek-ai/DeepEP, ``docs/legacy.md`` — the V1 README tables, H800 with
 one CX7 400 Gb/s NIC per GPU, ~160 GB/s NVLink): low-latency kernels, 128 tokens per rank,

@@ -1,5 +1,6 @@
 """Mixture-of-experts layers under expert parallelism: where the tokens go, what the all-to-all
-puts on every link, what every rank computes, and the closed form of one layer alone.
+carries between every pair of ranks, what every rank computes, and the closed form of one layer
+alone.
 
 An *EP group* is one instance's ranks (GPUs); each holds ``slots`` routed experts of every MoE
 layer (replicas included) and the shared experts. One MoE layer of one step, in the engine's
@@ -34,20 +35,10 @@ may receive a little more of that expert's rows than the layer has tokens: 19,34
 19,200 in ``tests/test_records_moe.py``'s eight hot experts, whose rows are exact token by
 token.)
 
-**The all-to-all on the fabric: link loads.** Simulating every pair as its own max-min flow is
-out of reach for a 144-rank group (20,592 flows per layer and direction, all on one connected
-component). Instead the exchange puts, on every directed link it crosses, one flow carrying the
-bytes all its pairs put there (:meth:`ExpertParallel.loads`; paths as the Fabric chooses them),
-capped at the GPU-initiated stack's efficiency × the line rate (``ibgda``: DeepEP is
-NVSHMEM/IBGDA whatever stack the KV traffic uses). Those flows share links max-min with
-everything else on the fabric; the exchange is done when the last of them is. Alone it takes::
-
-    time = overhead(mode) + stack overhead + longest path latency + max over links (load / rate)
-
-— the fluid bound of the pattern, which per-pair max-min fair flows also reach when the bottleneck
-links (the NICs) are saturated throughout, as in a balanced all-to-all. The exchange starts when
-the last rank is ready (a synchronizing collective: every rank waits for every rank's tokens),
-and the next phase when the slowest rank is done, so load imbalance shows as stragglers.
+**The all-to-all on the fabric** (which links the pairs cross, their loads, and one exchange's
+closed form): :mod:`simulator.costmodel.alltoall`, whose :class:`~simulator.costmodel.alltoall.
+AllToAll` each group holds; its links, rates and closed form read as the group's own
+(``ep.loads``, ``ep.exchange_time`` …).
 
 DeepEP's kernel overheads and wire formats: :mod:`simulator.costmodel.deepep`; popularity,
 EPLB placement and top-k sampling: :mod:`simulator.costmodel.experts`; each rank's kernels:
@@ -60,14 +51,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simulator import hardware
-from simulator.costmodel.deepep import (
-    EP_STACK,
-    MODES,
-    combine_bytes_per_token,
-    dispatch_bytes_per_token,
-    mode_overheads,
-)
+from simulator.costmodel.alltoall import AllToAll
+from simulator.costmodel.deepep import MODES, combine_bytes_per_token, dispatch_bytes_per_token
 from simulator.costmodel.experts import place_experts, sample_topk
 from simulator.costmodel.rank_kernels import RankKernels
 from simulator.network.paths import PathInfo
@@ -186,8 +171,6 @@ class ExpertParallel:
         self.rep_start = np.concatenate(([0], np.cumsum(self.rep_count)[:-1]))
         self.d_bpt = dispatch_bytes_per_token(arch.hidden_size, dispatch_dtype)
         self.c_bpt = combine_bytes_per_token(arch.hidden_size, combine_dtype)
-        self.overheads = mode_overheads(mode)
-        self.stack = hardware.stack(EP_STACK)
         # nodes and rails: the relay of a cross-node hop in normal mode is the GPU of the same
         # local index on the destination node
         machine = [n.split("/")[0] for n in ranks]
@@ -203,87 +186,14 @@ class ExpertParallel:
             members = np.flatnonzero(self.node == n)
             for s in range(R):
                 self.relay[s, n] = members[min(local[s], len(members) - 1)]
-        self._paths(graph, paths)
-
-    # -- paths and link loads -----------------------------------------------------------------
-
-    def _paths(self, graph, paths) -> None:
-        R = self.R
-        links: dict[tuple[str, str], int] = {}
-        pair_of, link_of = [], []
-        lat = np.zeros((R, R))
-        inter = np.zeros((R, R), bool)
-        for a in range(R):
-            for b in range(R):
-                if a == b:
-                    continue
-                info = paths[(self.ranks[a], self.ranks[b])]
-                lat[a, b] = info.latency_time
-                inter[a, b] = info.inter_node
-                for e in info.edges:
-                    i = links.setdefault(e, len(links))
-                    pair_of.append(a * R + b)
-                    link_of.append(i)
-        pair_of = np.asarray(pair_of, np.int64)
-        link_of = np.asarray(link_of, np.int64)
-        all_links = list(links)
-        bw_all = np.array([float(graph.edges[e]["bandwidth"]) for e in all_links])
-        # a link whose pairs all cross a slower link too (a GPU's PCIe hops to its NIC) can
-        # never be the bottleneck: leave it out (the closed form's maximum is unchanged)
-        by_link = np.argsort(link_of, kind="stable")  # each link's pairs, in pair order
-        lk, pr = link_of[by_link], pair_of[by_link]
-        cuts = np.flatnonzero(np.diff(lk)) + 1
-        keys: dict[bytes, int] = {}
-        keep = np.zeros(len(all_links), bool)
-        if len(lk):  # a one-rank group has no pairs, so no links
-            for i, members in zip(lk[np.r_[0, cuts]].tolist(), np.split(pr, cuts), strict=True):
-                j = keys.get(members.tobytes())
-                if j is None:
-                    keys[members.tobytes()] = i
-                    keep[i] = True
-                elif bw_all[i] < bw_all[j]:
-                    keep[j], keep[i] = False, True
-                    keys[members.tobytes()] = i
-        index = np.full(len(all_links), -1, np.int64)
-        index[keep] = np.arange(int(keep.sum()))
-        sel = keep[link_of]
-        self.links = [e for e, k in zip(all_links, keep, strict=True) if k]
-        self.pair_of = pair_of[sel]
-        self.link_of = index[link_of[sel]]
-        self.latency = lat
-        self.inter = inter
-        bw = bw_all[keep]
-        # links of internode pairs run at the RDMA efficiency, NVLink ones at NVLink's
-        crosses = np.zeros(len(self.links), bool)
-        np.logical_or.at(crosses, self.link_of, inter.ravel()[self.pair_of])
-        self.efficiency = np.where(crosses, self.stack.efficiency(True),
-                                   self.stack.efficiency(False))
-        self.rate = self.efficiency * bw
-
-    def loads(self, pairs: np.ndarray) -> np.ndarray:
-        """Bytes each of :attr:`links` carries for a traffic matrix ``pairs`` (R, R) [B]."""
-        flat = np.asarray(pairs, float).ravel()
-        return np.bincount(self.link_of, weights=flat[self.pair_of], minlength=len(self.links))
-
-    def fixed_time(self, pairs: np.ndarray, direction: str) -> float:
-        """The exchange's size-independent part: kernel overhead (``direction`` ``"dispatch"``
-        or ``"combine"``), stack overhead and the longest path latency among pairs that carry
-        bytes; normal mode adds the NVLink forwarding hop's overhead [s]."""
-        used = np.asarray(pairs) > 0
-        over = self.overheads[0 if direction == "dispatch" else 1]
-        if not used.any():
-            return over
-        inter = bool(self.inter[used].any())
-        t = over + self.stack.overhead_time(inter) + float(self.latency[used].max())
-        if self.mode == "normal" and inter:
-            t += self.stack.overhead_time(False)
-        return t
-
-    def exchange_time(self, pairs: np.ndarray, direction: str) -> float:
-        """The closed form of one exchange alone: fixed part + max over links (load / rate) [s]."""
-        loads = self.loads(pairs)
-        wire = float((loads / self.rate).max()) if len(loads) else 0.0
-        return self.fixed_time(pairs, direction) + wire
+        # the exchanges on the fabric; their links, rates and closed form read as the group's
+        # own (bound to the AllToAll's, no call between: the engines ask them every layer)
+        a2a = self.alltoall = AllToAll(self.ranks, graph, paths, mode)
+        self.overheads, self.stack = a2a.overheads, a2a.stack
+        self.links, self.rate, self.efficiency = a2a.links, a2a.rate, a2a.efficiency
+        self.latency, self.inter = a2a.latency, a2a.inter
+        self.loads, self.fixed_time = a2a.loads, a2a.fixed_time
+        self.exchange_time = a2a.exchange_time
 
     # -- routing ------------------------------------------------------------------------------
 

@@ -18,15 +18,12 @@ projections + FFN of all the step's tokens on the group's stream, then the layer
 :class:`~simulator.disaggregation.ring.Ring`'s, so an uncontended iteration takes exactly its
 closed form ``Σ_layers (kernels + all-reduces)``.
 
-**Fast mode** (``[engine] mode = "fast"``): nothing but the replica's own step touches its stream
-and — when :func:`rings_unshared` holds (no two rings' messages on one directed link, checked
-once) — its ring's links, so every layer slot's kernel and all-reduce times are known when the
-step starts. The step is composed at once (:meth:`Stream.chain`; the ring's shape per all-reduce
-size memoized; the link records the Fabric would have kept, handed over
-:data:`DEFERRED_STEPS` steps at a time, in step order: nothing reads them in between) and ends
-at one SimPy timeout: the exact loop's times without its ~4 events per layer slot. A step's
-kernels come from the kernel model per token count (kept) and its attention on floats (the same
-bits as on arrays). When rings do share links the run stays
+**Fast mode** (``[engine] mode = "fast"``): where no two rings' messages share a directed link
+(:func:`~simulator.disaggregation.homogeneous_fast.rings_unshared`, checked once), a replica's
+whole step is composed at once and ends at one SimPy timeout
+(:class:`~simulator.disaggregation.homogeneous_fast.ComposedSteps`): the exact loop's times
+without its events. A step's kernels come from the kernel model per token count (kept) and its
+attention on floats (the same bits as on arrays). When rings do share links the run stays
 exact and its summary's ``engine_fallback`` says why. Held to the exact loop by
 ``tests/test_disaggregation_fast.py`` and ``benchmarks/bench_homogeneous.py``.
 """
@@ -36,13 +33,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from simulator import hardware
 from simulator.disaggregation.byte_pool import BytePool
+from simulator.disaggregation.homogeneous_fast import ComposedSteps, rings_unshared
 from simulator.disaggregation.pools import TOO_LARGE_REPLICA, PoolRun, build_result, idle_fraction
 from simulator.disaggregation.ring import Ring
 from simulator.disaggregation.shards import attended_tokens, fold_layers, head_shard, split_heads
@@ -50,27 +47,6 @@ from simulator.disaggregation.spec import DisaggregationSpec
 from simulator.engine.clock import run_clock
 from simulator.engine.scheduler import Scheduler
 from simulator.gpu.streams import Stream
-from simulator.network.traffic import TP_COLLECTIVE
-
-#: Fast mode: steps whose ring messages go to the Fabric at once (``_Homogeneous._flush``).
-DEFERRED_STEPS = 512
-
-
-class _RingShape(NamedTuple):
-    """A replica's all-reduces of one size in every layer slot, as on an idle fabric: per slot
-    (rows) and hop (columns) the message's route id, start and end offsets from the slot's
-    kernel end [s], bytes [B] and traffic class; per slot the ring's time [s] (the stream's
-    wait); the closed-form sum of the ring times [s] and the bytes of one step [B] (what one
-    ``record_messages`` call per step would add to the totals, in message order)."""
-
-    sid: np.ndarray
-    start: np.ndarray
-    end: np.ndarray
-    sent: np.ndarray
-    tag: np.ndarray
-    wait: np.ndarray
-    closed: float
-    total: float
 
 
 def simulate_homogeneous(scenario, seed: int | None = None, *,
@@ -122,11 +98,11 @@ class _Homogeneous(PoolRun):
         self.streams = [Stream(self.env) for _ in self.groups]
         self.rings = [Ring(self.fabric, grp, self._measured(grp)) for grp in self.groups]
         self.fast, self.fallback = self._fast_mode(fast)
-        self._shapes: list[dict] = [{} for _ in self.groups]  # ring shapes by bytes
         self._rest: dict[tuple[int, int | None, int], float] = {}  # see _rest_time
-        self._pending: list[tuple[_RingShape, np.ndarray]] = []  # see _defer
-        self._m_float = self.m.astype(float)
         self.until = math.inf if sc.engine.duration is None else float(sc.engine.duration)
+        # fast mode's steps, composed at once; their ring records handed over in batches
+        self.composed = ComposedSteps(self.fabric, self.rings, self.streams, self.m, arch.layers,
+                                      self.until)
 
     def _fast_mode(self, fast: bool) -> tuple[bool, str | None]:
         """Whether this run composes whole steps (``fast``), and why not when it was asked to."""
@@ -190,111 +166,11 @@ class _Homogeneous(PoolRun):
             self._rest[key] = got
         return got
 
-    def _composed(self, g: int, at: float, k: float, pre: float,
-                  x: float) -> tuple[float, float]:
-        """The fast mode's step of replica ``g`` from ``at`` [s] (after the host overhead):
-        each layer slot's kernels (``k`` per layer, ``pre`` over all layers) on the replica's
-        stream, then its all-reduces of ``x`` bytes as on an idle fabric, their link records
-        kept — the exact loop's times without its events (valid because no other traffic
-        shares the ring's links; :meth:`_fast_mode` checks). The records wait in
-        :meth:`_defer` until a batch of steps is handed over at once. Returns ``(step end [s],
-        closed form of the kernels and all-reduces [s])``."""
-        shapes = self._shapes[g]
-        shape = shapes.get(x)
-        if shape is None:
-            if len(shapes) > 4096:
-                shapes.clear()
-            shape = shapes[x] = self._ring_shape(g, x)
-        m = self._m_float
-        kernels = m * k + pre * m / self.arch.layers if pre else m * k  # (+ 0.0 changes nothing)
-        stream = self.streams[g]
-        total = float(np.add.reduce(kernels))  # kernels.sum(), without its wrapper
-        times = stream.chain(at, kernels, shape.wait, total)
-        cut = times[-1] >= self.until  # the run ends inside this step
-        if cut:  # kernels the exact loop would not have issued by then
-            stream.kernels_run -= int(np.count_nonzero(times[0:-1:2] >= self.until))
-        if shape.sid.size:  # (a replica of one GPU has no ring)
-            if not cut:
-                self._defer(shape, times)
-            else:  # as the Fabric would stand at the end: sent when issued, recorded when done
-                self._flush()
-                kernel_ends = times[1::2]
-                s = (kernel_ends[:, None] + shape.start).ravel()
-                e = (kernel_ends[:, None] + shape.end).ravel()
-                issued = np.repeat(kernel_ends, shape.end.shape[1]) < self.until
-                done = e < self.until
-                sent = shape.sent.ravel()
-                self.fabric.record_messages(shape.sid.ravel()[done], s[done], e[done], sent[done],
-                                            shape.tag.ravel()[done])
-                self.fabric.record_sent(float(sent[issued & ~done].sum()), TP_COLLECTIVE)
-                # on the wire at the end: the bytes moved by then on its links (its lone rate)
-                until = self.until
-                moving = ~done & (s < until)
-                self.fabric.record_on_wire(
-                    shape.sid.ravel()[moving].tolist(), s[moving].tolist(), until,
-                    (sent[moving] * (until - s[moving]) / (e[moving] - s[moving])).tolist(),
-                    shape.tag.ravel()[moving].tolist())
-        return float(times[-1]), total + shape.closed
-
-    def _defer(self, shape: _RingShape, times: np.ndarray) -> None:
-        """Keep a step's ring messages (its ring ``shape``, its stream ``times``) for
-        :meth:`_flush`; every :data:`DEFERRED_STEPS` steps they go to the Fabric."""
-        self._pending.append((shape, times))
-        if len(self._pending) >= DEFERRED_STEPS:
-            self._flush()
-
-    def _flush(self) -> None:
-        """Hand the deferred steps' ring messages to the Fabric in one call, in the order the
-        steps were composed: the same records, class counters and totals as one
-        :meth:`~simulator.network.fabric.Fabric.record_messages` call per step (nothing reads
-        them in between: in fast mode the rings' links carry nothing else)."""
-        pending = self._pending
-        if not pending:
-            return
-        self._pending = []
-        index: dict[int, int] = {}  # a batch holds a few distinct ring shapes: each once
-        shapes: list[_RingShape] = []
-        ids = []
-        for sh, _ in pending:
-            i = index.get(id(sh))
-            if i is None:
-                i = index[id(sh)] = len(shapes)
-                shapes.append(sh)
-            ids.append(i)
-        ids = np.array(ids)
-        ke = np.stack([t[1::2] for _, t in pending])[:, :, None]  # steps × slots × 1
-
-        def per_step(field: str) -> np.ndarray:  # each step's shape's column, step after step
-            return np.stack([getattr(sh, field) for sh in shapes])[ids]
-
-        self.fabric.record_messages(per_step("sid").ravel(), (ke + per_step("start")).ravel(),
-                                    (ke + per_step("end")).ravel(), per_step("sent").ravel(),
-                                    per_step("tag").ravel(),
-                                    totals=[shapes[i].total for i in ids])
-
-    def _ring_shape(self, g: int, x: float) -> _RingShape:
-        """Replica ``g``'s all-reduces of ``x`` bytes per layer, every layer slot's (see
-        :class:`_RingShape`)."""
-        ring = self.rings[g]
-        per_m = {m: ring.shape(m, x) for m in set(self.m.tolist())}
-        rows = [per_m[m] for m in self.m.tolist()]
-        sids = [s for r in rows for s in r[0]]
-        sent = [r[3] for r in rows for _ in r[0]]
-        ring_time = {m: ring.time(m, x) for m in per_m}  # a ring time per distinct fold
-        return _RingShape(
-            sid=np.array(sids, np.int32).reshape(len(rows), -1),
-            start=np.array([r[1] for r in rows]).reshape(len(rows), -1),
-            end=np.array([r[2] for r in rows]).reshape(len(rows), -1),
-            sent=np.array(sent, float).reshape(len(rows), -1),
-            tag=np.full((len(rows), len(sids) // max(len(rows), 1)), TP_COLLECTIVE, np.int8),
-            wait=np.array([r[4] for r in rows]),
-            closed=sum(ring_time[m] for m in self.m.tolist()),
-            total=float(sum(sent)))
-
     def _replica(self, g: int):
         env, r = self.env, self.req
         sched = self.scheds[g]
         overhead = self.serving.overhead_time()
+        compose = self.composed.step
         iteration = 0
         while True:
             plan = sched.step(self.queue)
@@ -316,7 +192,7 @@ class _Homogeneous(PoolRun):
             started = env.now
             if self.fast:
                 k, pre, x, dec = self._layer_plan(sched, plan)
-                end, cf = self._composed(g, started + overhead, k, pre, x)
+                end, cf = compose(g, started + overhead, k, pre, x)
                 yield env.timeout(end - started)
                 cf += overhead
             else:
@@ -362,7 +238,7 @@ class _Homogeneous(PoolRun):
             env.process(self._replica(g))
         duration = self.sc.engine.duration
         run_clock(env, duration, self.progress)
-        self._flush()
+        self.composed.flush()
         wall = time.perf_counter() - wall0
         first = min((row[2] for row in self.iters), default=0.0)
         span = env.now - first
@@ -399,19 +275,3 @@ class _Homogeneous(PoolRun):
         if self.fallback is not None:
             res.summary["engine_fallback"] = self.fallback
         return res
-
-
-def rings_unshared(fabric, rings: list[Ring]) -> bool:
-    """True when no two messages of the rings' all-reduces can share a directed link: each
-    ring's hops on distinct links and no link used by two rings. Only then is an all-reduce's
-    closed form (:meth:`Ring.time`) the Fabric's time, as the fast mode assumes."""
-    seen: set[int] = set()
-    for ring in rings:
-        if ring.t <= 1:  # one GPU: no messages (its "hop" is to itself, over no link)
-            continue
-        per_hop = [frozenset(fabric.message_route(a, c)[2]) for a, c in ring.hops]
-        mine = frozenset().union(*per_hop)
-        if sum(map(len, per_hop)) != len(mine) or not seen.isdisjoint(mine):
-            return False
-        seen |= mine
-    return True

@@ -12,7 +12,8 @@
   log–log lookup), :mod:`~simulator.gpu.operators` (the fitted model of every
   operator), :mod:`~simulator.gpu.fitting` (robust least squares on relative error),
   :mod:`~simulator.gpu.profile` (:class:`KernelProfile`: one GPU's operators, arrays in and out,
-  each answer with its source), :mod:`~simulator.gpu.profiles` (the shipped profiles: find,
+  each answer with its source), :mod:`~simulator.gpu.answers` (a table's answer where it covers a
+  shape, the model's elsewhere, and their sources), :mod:`~simulator.gpu.profiles` (the shipped profiles: find,
   build, load), :mod:`~simulator.gpu.layers` (decoder layers composed from the operators) and
   :mod:`~simulator.gpu.profiled` (:class:`ProfiledKernels`, the profiles behind
   :class:`KernelModel`'s interface).

@@ -60,7 +60,7 @@ class Op:
         op: the profile operator (``gemm``, ``elementwise``, …).
         count: how many of it a layer (or a step, for ``per="step"``) runs.
         time: one kernel's time [s].
-        source: where the time comes from (see :class:`~simulator.gpu.profile.Timing`).
+        source: where the time comes from (see :class:`~simulator.gpu.answers.Timing`).
         per: ``"layer"``, ``"dense_layer"``, ``"moe_layer"`` or ``"step"``.
     """
 

@@ -15,7 +15,9 @@ A :class:`KernelProfile` answers for one GPU (:attr:`KernelProfile.gpu`, a catal
 Tables are consulted only on the GPU they were measured on; elsewhere the fitted model answers.
 A missing table is never a zero and a shape outside the grid never a ``KeyError``: the fitted model
 answers every shape. Profiles are built and saved by :mod:`simulator.gpu.profiles` (``kvfabric
-calibrate DIR``); this module only evaluates them.
+calibrate DIR``); this module only evaluates them: each operator computes its fitted model's
+times and names the table that may cover them, and :func:`simulator.gpu.answers.answer` puts the
+two together with their sources.
 """
 
 from __future__ import annotations
@@ -27,25 +29,11 @@ import numpy as np
 
 from simulator.errors import UserError
 from simulator.gpu import operators as ops
+from simulator.gpu.answers import Timing, answer, datasheet_ratios
 from simulator.gpu.table_loaders import load_rows, profile_label
 from simulator.gpu.tables import Table, dtype_class
 from simulator.hardware import GPUSpec
 
-
-@dataclass(frozen=True)
-class Timing:
-    """Times [s] and their sources, one per element of the (broadcast) inputs."""
-
-    time: np.ndarray
-    source: np.ndarray
-
-    def __float__(self) -> float:
-        return float(self.time.ravel()[0])
-
-    @property
-    def kind(self) -> np.ndarray:
-        """``measured``, ``interpolated``, ``fitted`` or ``extrapolated`` per element."""
-        return np.array([s.split(":")[0] for s in self.source.ravel()]).reshape(self.source.shape)
 
 @dataclass(frozen=True)
 class OperatorFit:
@@ -167,45 +155,9 @@ class KernelProfile:
             got = f"fitted: {f.profile} {op} model"
         else:
             got = f"extrapolated: {f.profile} {op} model (measured on {f.measured_on}) × " + \
-                _ratios(self.gpu, f.measured_on)
+                datasheet_ratios(self.gpu, f.measured_on)
         self._sources[op] = got
         return got
-
-    def _answer(self, op: str, modelled: np.ndarray, table: Table | None,
-                keys: list[np.ndarray], coords: list[np.ndarray],
-                use_table: np.ndarray | bool = True) -> Timing:
-        """Table answers where covered (and ``use_table``), the model elsewhere."""
-        modelled = np.asarray(modelled, float)
-        shape = modelled.shape
-        time = modelled.ravel().copy()
-        src = np.full(time.size, self._model_source(op), dtype=object)
-        if table is not None and time.size == 1:  # one shape (a step's hot path): the one
-            # group of the general case below, without its grouping
-            if np.asarray(use_table, bool).ravel()[0]:
-                key = tuple(_plain(np.asarray(k).ravel()[0]) for k in keys)
-                got = table.lookup_one(key, tuple(float(np.asarray(c, float).ravel()[0])
-                                                  for c in coords))
-                if got is not None:
-                    time[0], src[0] = got
-        elif table is not None:
-            keys = [np.broadcast_to(np.asarray(k), shape).ravel() for k in keys]
-            coords = [np.broadcast_to(np.asarray(c, float), shape).ravel() for c in coords]
-            allowed = np.broadcast_to(np.asarray(use_table, bool), shape).ravel()
-            if keys:
-                stacked = np.array(["|".join(map(str, t)) for t in zip(*keys, strict=True)])
-                groups = np.unique(stacked, return_inverse=True)[1]
-            else:
-                groups = np.zeros(time.size, int)
-            for g in np.unique(groups):
-                sel = np.flatnonzero((groups == g) & allowed)
-                if sel.size == 0:
-                    continue
-                key = tuple(_plain(k[sel[0]]) for k in keys)
-                t, s = table.lookup(key, *[c[sel] for c in coords])
-                ok = np.isfinite(t)
-                time[sel[ok]] = t[ok]
-                src[sel[ok]] = s[ok]
-        return Timing(time.reshape(shape), src.reshape(shape))
 
     # -- operators -----------------------------------------------------------------------------
 
@@ -215,8 +167,8 @@ class KernelProfile:
         cls = dtype_class(dtype)
         m, n, k, groups = np.broadcast_arrays(*(np.asarray(v, float) for v in (m, n, k, groups)))
         t = ops.gemm(self.fit("gemm").params, self.gpu, m, n, k, cls == "fp8", groups)
-        return self._answer("gemm", t, self._table("gemm", "gemm"), [n, k, np.full(m.shape, cls)],
-                            [m], groups == 1)
+        return answer(t, self._table("gemm", "gemm"), [n, k, np.full(m.shape, cls)], [m],
+                      self._model_source("gemm"), groups == 1)
 
     def attention(self, batch, context, q_heads, kv_heads, head_dim, *, paged: bool = False,
                   page_tokens: int = 16, topk: int | None = None) -> Timing:
@@ -237,9 +189,8 @@ class KernelProfile:
             blocks, bb = ops.page_gather_blocks(b, L, hk, d, page_tokens)
             t = t + ops.gather(self.fit("gather").params, self.gpu, blocks, bb)
         table = self._table("attention", "attention", ("layout", layout))
-        return self._answer("attention", t, table,
-                            [hq, hk, d, np.full(b.shape, layout), np.full(b.shape, page)], [b, L],
-                            topk is None)
+        return answer(t, table, [hq, hk, d, np.full(b.shape, layout), np.full(b.shape, page)],
+                      [b, L], self._model_source("attention"), topk is None)
 
     def attention_seconds(self, batch: float, context: float, q_heads: float, kv_heads: float,
                           head_dim: float) -> float | None:
@@ -276,7 +227,8 @@ class KernelProfile:
             src = "fitted: FlashMLA README (H800) roofline, floor of the " + \
                 f"{self.fit('attention').profile} decode fit"
         else:
-            src = "extrapolated: FlashMLA README (H800) roofline × " + _ratios(self.gpu, "H100")
+            src = "extrapolated: FlashMLA README (H800) roofline × " + \
+                datasheet_ratios(self.gpu, "H100")
         return Timing(t, np.full(t.shape, src, dtype=object))
 
     def prefill_attention(self, new, cached, q_heads, kv_heads, qk_dim, v_dim=None, *,
@@ -296,8 +248,8 @@ class KernelProfile:
         # prompts between measured ones interpolate (over both, every cell off the diagonal is
         # empty and only the measured lengths themselves answered)
         table = self._table("prefill_attention", "prefill_attention", ("masked", 1), ("q_len",))
-        return self._answer("prefill_attention", t, table, [hq, hk, dq, np.ones(c.shape)], [c],
-                            use)
+        return answer(t, table, [hq, hk, dq, np.ones(c.shape)], [c],
+                      self._model_source("prefill_attention"), use)
 
     def elementwise(self, kind: str, tokens, width) -> Timing:
         """One elementwise kernel (``rmsnorm``, ``rotary``, ``activation``, ``add``) over
@@ -307,27 +259,28 @@ class KernelProfile:
                             f"{', '.join(ops.ELEMENTWISE_KINDS)}")
         m, w = np.broadcast_arrays(np.asarray(tokens, float), np.asarray(width, float))
         t = ops.elementwise(self.fit("elementwise").params, self.gpu, kind, m, w)
-        return self._answer("elementwise", t, self._table("elementwise", "elementwise"),
-                            [np.full(m.shape, kind), w], [m])
+        return answer(t, self._table("elementwise", "elementwise"), [np.full(m.shape, kind), w],
+                      [m], self._model_source("elementwise"))
 
     def copy(self, nbytes) -> Timing:
         """Device-to-device copy of ``nbytes`` [s]."""
         x = np.asarray(nbytes, float)
-        return self._answer("copy", ops.copy(self.fit("copy").params, self.gpu, x),
-                            self._table("copy", "copy"), [], [x])
+        return answer(ops.copy(self.fit("copy").params, self.gpu, x), self._table("copy", "copy"),
+                      [], [x], self._model_source("copy"))
 
     def gather(self, blocks, block_bytes) -> Timing:
         """Gather of ``blocks`` scattered KV blocks of ``block_bytes`` each [s]."""
         n, bb = np.broadcast_arrays(np.asarray(blocks, float), np.asarray(block_bytes, float))
-        return self._answer("gather", ops.gather(self.fit("gather").params, self.gpu, n, bb),
-                            self._table("gather", "gather"), [bb], [n])
+        return answer(ops.gather(self.fit("gather").params, self.gpu, n, bb),
+                      self._table("gather", "gather"), [bb], [n], self._model_source("gather"))
 
     def merge(self, batch, heads, dim, partials) -> Timing:
         """LSE merge of ``partials`` partial outputs of ``batch`` × ``heads`` rows of ``dim`` [s]."""
         b, h, d, p = np.broadcast_arrays(*(np.asarray(v, float) for v in
                                            (batch, heads, dim, partials)))
         t = ops.merge(self.fit("merge").params, self.gpu, b, h, d, p)
-        return self._answer("merge", t, self._table("merge", "merge"), [h, d, p], [b])
+        return answer(t, self._table("merge", "merge"), [h, d, p], [b],
+                      self._model_source("merge"))
 
     def indexer(self, batch, context, heads=64, dim=128) -> Timing:
         """DSA indexer pass (scores, then top-k) of ``batch`` queries over ``context`` keys,
@@ -336,7 +289,8 @@ class KernelProfile:
         b, L, h, d = np.broadcast_arrays(*(np.asarray(v, float) for v in
                                            (batch, context, heads, dim)))
         t = ops.indexer(self.fit("indexer").params, self.gpu, b, L, h, d)
-        return self._answer("indexer", t, self._table("indexer", "indexer"), [h, d], [b, L])
+        return answer(t, self._table("indexer", "indexer"), [h, d], [b, L],
+                      self._model_source("indexer"))
 
     def indexer_time(self, batch: float, context: float, heads: float = 64,
                      dim: float = 128) -> float:
@@ -374,7 +328,7 @@ class KernelProfile:
             table, keys = self._table("collective", "sendrecv"), [np.full(s.shape, fabric)]
         else:
             table, keys = None, []
-        out = self._answer("collective", t, table, keys, [s], r > 1)
+        out = answer(t, table, keys, [s], self._model_source("collective"), r > 1)
         return Timing(out.time, np.where(r <= 1, "measured: nothing to move (one rank)",
                                          out.source))
 
@@ -404,24 +358,6 @@ def causal_pairs(new, cached, topk: int | None = None) -> tuple[np.ndarray, np.n
         return np.where(n <= k, n * (n + 1.0) / 2.0, k * (k + 1.0) / 2.0 + (n - k) * k)
     pairs = upto(P + c) - upto(P)
     return pairs, np.where(pairs > 0, np.minimum(tri, 1.0), 0.0)
-
-
-def _ratios(spec: GPUSpec, base_name: str) -> str:
-    from simulator.hardware import gpu as lookup_gpu
-
-    try:
-        base = lookup_gpu(base_name)
-    except UserError:
-        return f"{spec.name} datasheet"
-    return (f"{spec.name}/{base.name} datasheet (HBM ×{spec.hbm_bandwidth / base.hbm_bandwidth:.2f}"
-            f", FLOP/s ×{spec.peak_flops / base.peak_flops:.2f}, "
-            f"NVLink ×{spec.nvlink_bandwidth / base.nvlink_bandwidth:.2f})")
-
-
-def _plain(v):
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 __all__ = ["KernelProfile", "LaunchCost", "OperatorFit", "Timing", "causal_pairs"]

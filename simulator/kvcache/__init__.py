@@ -1,7 +1,9 @@
 """The KV cache: which GPU (and tier) holds each block, placement, capacity and eviction.
 
 - :mod:`~simulator.kvcache.directory` — :class:`BlockDirectory`: keys → dense indices,
-  holders, tiers, copies per layer slot, placement schemes, invariant checks;
+  holders, tiers, copies per layer slot;
+- :mod:`~simulator.kvcache.placement` — the placement schemes: a new block's first holder;
+- :mod:`~simulator.kvcache.invariants` — the directory's bookkeeping checked by a scan;
 - :mod:`~simulator.kvcache.eviction` — :class:`Eviction`, the part the directory holds to make
   room (LRU copies, demotions to the host tier, host drops);
 - :mod:`~simulator.kvcache.blocklists` — per-GPU / per-machine block lists (no scans);

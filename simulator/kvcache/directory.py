@@ -5,15 +5,9 @@ known by an integer *key* (a trace's hash id split into engine blocks, or a run-
 generated tokens); the directory interns keys into dense indices so the decode loop can look up
 owners of a whole batch's selections with numpy fancy indexing.
 
-Placement (which GPUs hold a newly prefilled prompt block), over the list of owner GPUs:
-
-- ``first_writer`` — the GPU that prefilled the block owns it (prefix sharing with real traces);
-- ``hash`` — a stable integer hash of the block key;
-- ``range`` — contiguous shards: block *i* of an *n*-block prompt goes to owner ⌊i·G/n⌋;
-- ``repo_affinity`` — every block of one repository on one owner (hash of the repo id); blocks
-  outside a repository stay with their writer;
-- ``replicate:K`` — K consecutive owners starting at the block's hash; a reader uses the nearest
-  replica (itself, then the lowest path latency, then the lowest replica index).
+Placement (which GPUs hold a newly prefilled prompt block: ``first_writer``, ``hash``,
+``range``, ``repo_affinity``, ``replicate:K``) is :mod:`simulator.kvcache.placement`'s; the
+directory records its answer and makes room for it.
 
 Capacity: each GPU holds at most ``capacity_blocks`` blocks in HBM (HBM − weights − reserve,
 computed by :func:`capacity_blocks`), counting the blocks it owns and the copies it keeps. Copies
@@ -32,6 +26,8 @@ host's blocks) come from lists kept as blocks enter those sets
 (:class:`~simulator.kvcache.blocklists.BlockLists`), not from a scan of every block.
 
 Every choice is deterministic: ties break by index, never by set or dict order.
+:meth:`BlockDirectory.check` verifies the bookkeeping by a scan
+(:mod:`simulator.kvcache.invariants`).
 """
 
 from __future__ import annotations
@@ -46,20 +42,11 @@ from simulator.kvcache.copy_kernels import keep_copies
 from simulator.kvcache.copystore import CopyStore
 from simulator.kvcache.eviction import Eviction
 from simulator.kvcache.host_order import HostOrder
+from simulator.kvcache.invariants import check_directory
+from simulator.kvcache.placement import first_holders, stable_hash
 from simulator.kvcache.tiers import DROPPED, HBM, HOST, UNPLACED
 
 __all__ = ["BlockDirectory", "DirectoryConfig", "capacity_blocks", "stable_hash"]
-
-_MIX = np.uint64(0x9E3779B97F4A7C15)
-
-
-def stable_hash(keys: np.ndarray) -> np.ndarray:
-    """A deterministic 64-bit mix of integer keys (splitmix64 finaliser), as uint64."""
-    with np.errstate(over="ignore"):
-        z = keys.astype(np.int64).view(np.uint64) + _MIX
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))
 
 
 def capacity_blocks(
@@ -301,25 +288,9 @@ class BlockDirectory:
             positions = positions[first[order]]
         if len(idx) == 0:
             return
-        g = self.n_gpus
         scheme = self.cfg.scheme if scheme is None else scheme
-        if scheme == "first_writer":
-            base = np.full(len(idx), writer, np.int64)
-        elif scheme in ("hash", "replicate"):
-            base = (stable_hash(self.keys[idx]) % np.uint64(g)).astype(np.int64)
-        elif scheme == "range":
-            pos = np.arange(len(idx)) if positions is None else np.asarray(positions, np.int64)
-            n = len(idx) if n_context is None else max(int(n_context), 1)
-            base = np.minimum(pos * g // n, g - 1).astype(np.int64)
-        elif scheme == "repo_affinity":
-            if repo >= 0:
-                owner = int(stable_hash(np.array([repo]))[0] % np.uint64(g))
-                base = np.full(len(idx), owner, np.int64)
-            else:
-                base = np.full(len(idx), writer, np.int64)
-        else:  # pragma: no cover - validated by the scenario
-            raise ValueError(f"unknown placement scheme {scheme!r}")
-        self.base[idx] = base
+        self.base[idx] = first_holders(scheme, self.keys, idx, writer, self.n_gpus, repo,
+                                       positions, n_context)
         self.tier[idx] = HBM
         self._written_at(now)
         self.used_at[idx] = now
@@ -391,33 +362,6 @@ class BlockDirectory:
     # -- invariants ----------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise AssertionError if any capacity or bookkeeping invariant is broken."""
-        n = self.n
-        holders = self.holders(np.arange(n))
-        in_hbm = self.tier[:n] == HBM
-        owned = np.bincount(holders[in_hbm].ravel(), minlength=self.n_gpus)[: self.n_gpus]
-        assert np.array_equal(owned, self.owned), (owned, self.owned)
-        copies = np.array([self.copy_store.count(gpu) for gpu in range(self.n_gpus)], np.int64)
-        every = np.arange(n)  # the fast lists find exactly what a scan finds
-        for gpu in range(self.n_gpus):
-            for lists, live in ((self.copy_lists, self.has_copy_of(gpu)),
-                                (self.hbm_lists, self.in_hbm_of(gpu))):
-                got = lists.live(gpu, live)
-                assert np.array_equal(got, np.flatnonzero(live(every))), gpu
-            # a placement drops a holder's copies: none of a block it holds
-            mine = np.flatnonzero(self.in_hbm_of(gpu)(every))
-            assert not self.copy_store.any(gpu, mine).any(), ("copy of a held block", gpu)
-        for m in range(self.n_machines):
-            live = self.on_host_of(m)
-            on_host = np.flatnonzero(live(every))
-            assert np.array_equal(self.host_lists.live(m, live), on_host), m
-            if self.ordered:  # each host block has an entry at most its last use (host_order)
-                least: dict[int, float] = {}
-                for u, b in self.host_order.heaps[m]:
-                    least[b] = min(u, least.get(b, np.inf))
-                for b in on_host.tolist():
-                    assert least.get(b, np.inf) <= self.used_at[b], ("host order", m, b)
-        assert np.array_equal(copies, self.copies), (copies, self.copies)
-        assert np.all(self.owned + self.copies <= self.capacity), "HBM capacity exceeded"
-        assert np.all(self.host_used <= self.cfg.host_capacity_blocks)
-        assert np.all(self.pins[:n] >= 0)
+        """Raise AssertionError if any capacity or bookkeeping invariant is broken
+        (:func:`~simulator.kvcache.invariants.check_directory`)."""
+        check_directory(self)
