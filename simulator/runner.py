@@ -283,12 +283,14 @@ def _check_deployment(scenario, graph) -> None:
 
 
 def _check_selections(scenario) -> None:
-    """The selection trace exists and is a Parquet file with the selection columns."""
+    """The selection trace exists and is a Parquet file with the selection columns, written
+    for the scenario's block size where it records one (what it selects is checked against the
+    requests when the engine reads it: :func:`simulator.engine.trace.scenario_selections`)."""
     from pathlib import Path
 
     import pyarrow.parquet as pq
 
-    from workloads.selections import SELECTION_COLUMNS
+    from workloads.selections import SELECTION_COLUMNS, selection_block_tokens
 
     path = Path(scenario.workload.selections)
     where = f"{scenario.source}: field 'workload.selections'"
@@ -299,13 +301,19 @@ def _check_selections(scenario) -> None:
         raise UserError(f"{where}: file {str(path)!r} not found; write one with `kvfabric trace "
                         "gen selections` or fix the path")
     try:
-        names = pq.read_schema(path).names
+        schema = pq.read_schema(path)
     except (OSError, ValueError) as exc:
         raise UserError(f"{where}: {path} is not a readable Parquet file ({exc})") from None
-    missing = [c for c in SELECTION_COLUMNS if c not in names]
+    missing = [c for c in SELECTION_COLUMNS if c not in schema.names]
     if missing:
         raise UserError(f"{where}: {path} has no column {missing[0]!r}; a selection trace needs "
                         f"{list(SELECTION_COLUMNS)}")
+    made_at = selection_block_tokens(schema)
+    bt = scenario.placement.block_tokens
+    if made_at is not None and made_at != bt:  # its block ids name blocks of another size
+        raise UserError(f"{where}: {path} selects {made_at}-token blocks, but "
+                        f"placement.block_tokens is {bt}; write it again with `kvfabric trace "
+                        f"gen selections --block-tokens {bt}`")
 
 
 def _check_kv_room(scenario, graph) -> None:

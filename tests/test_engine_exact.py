@@ -10,6 +10,7 @@ from hypothesis import given, settings
 
 from simulator import run
 from simulator.engine import NOT_FINISHED, TOO_LARGE
+from simulator.errors import UserError
 from simulator.kvcache import stable_hash
 from simulator.policies.fetch import Fetch
 from simulator.testing.invariants import (
@@ -334,6 +335,31 @@ def test_a_recorded_selection_trace_is_replayed_verbatim(tmp_path):
                                                         selections=str(path)))
     res = run(sc, "route", trace=trace)
     assert (res.rounds["blocks"] == 2).all() and len(res.rounds) == 3 * 61
+
+
+@pytest.mark.parametrize("engine", ["exact", "fast"])
+def test_a_selection_trace_naming_a_block_outside_the_context_is_refused(tmp_path, engine):
+    # the request's context is blocks 0..39 (and its generated tokens'); block 400 is no block
+    # of it: replayed, it was a block that exists nowhere, fetched (or recomputed) as if real.
+    # A row of a request not in the run (cut by max_requests, say) is never replayed: not
+    # refused
+    from workloads.selections import write_selections
+
+    trace = one_query(repo_on(1, 2), output=4)
+    rows = [(0, 0, 0, np.array([5, 400])), (7, 0, 0, np.array([1]))]
+    sel = pd.DataFrame(rows, columns=["request_id", "step", "layer", "block_ids"])
+    path = write_selections(sel, tmp_path / "sel.parquet")
+    sc = small_scenario("single_node:gpus=2", scheme="repo_affinity", layer_groups=0)
+    sc = sc.with_changes(workload=sc.workload.__class__(kind="trace", trace="<given>",
+                                                        selections=str(path)))
+    with pytest.raises(UserError) as err:
+        run(sc, "fetch", trace=trace, engine=engine)
+    assert str(err.value) == (
+        f"<dict>: field 'workload.selections': {path}: row 0 (request 0, step 0, layer 0): "
+        "block 400 is not in the request's context at that step; select only blocks of its "
+        "prompt or its generated tokens")
+    write_selections(sel.iloc[1:], path)
+    assert run(sc, "fetch", trace=trace, engine=engine).summary["completed"] == 1
 
 
 #: A DeepSeek-V3.2 KV block: 64 tokens × 1,152 B × 61 layers = 4.5 MB.

@@ -25,7 +25,7 @@ from test_kvcache_directory import make
 import workloads.sparse
 from simulator import run
 from simulator.engine.fast import FastRun
-from simulator.engine.locate import LOCAL_STEPS, SELECTION_STEPS
+from simulator.engine.locate import LOCAL_STEPS, SELECTION_STEPS, _in_row
 from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED
 from simulator.policies.colocated import Colocated
 from simulator.policies.observed import Observed
@@ -599,3 +599,29 @@ def test_a_drawn_query_of_a_colocated_policy_beside_a_local_one_is_told_nothing_
     fast._observe_split(0, [0, 1], [0], valid)
     home, hits, selected, queries, _, share = observed_steps[-1][:6]
     assert (home, hits, selected, queries, share) == (0, None, None, 2, 1.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4), st.integers(0, 6), st.integers(0, 6), st.integers(1, 40),
+       st.randoms(use_true_random=False))
+def test_the_stabilitys_row_membership_is_the_broadcast_comparison(rows, n, m, high, rnd):
+    # which picks of a layer are picked again S layers on: what the pairwise comparison gave,
+    # without its rows × n × m booleans (a dense pick of a 60k-block context: 3.6e9 per row)
+    a = np.array([[rnd.randrange(high) for _ in range(n)] for _ in range(rows)],
+                 np.int64).reshape(rows, n)
+    b = np.array([[rnd.randrange(high) for _ in range(m)] for _ in range(rows)],
+                 np.int64).reshape(rows, m)
+    want = (a[:, :, None] == b[:, None, :]).any(axis=2)
+    got = _in_row(a, b)
+    assert got.shape == want.shape and (got == want).all()
+
+
+def test_a_dense_long_context_at_small_blocks_is_found_local_in_linear_memory():
+    # one 16,384-block context selected whole (dense): its stability compares rows of 16,384
+    # picks; pairwise that is 16,384² booleans per layer pair (2.7 GB for ten), here a sort
+    n = 16_384
+    a = np.tile(np.arange(n, dtype=np.int64), (10, 1))
+    b = a[:, ::-1].copy()
+    b[3, 0] = n  # one pick the row before does not hold
+    got = _in_row(a, b)
+    assert got.sum() == 10 * n - 1 and not got[3, n - 1]

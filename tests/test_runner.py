@@ -258,6 +258,24 @@ def test_a_selection_trace_is_checked_for_its_file_format_and_columns(tmp_path):
     assert len(check(_with_selections(path), ("fetch",))) > 0
 
 
+def test_a_selection_trace_of_another_block_size_is_refused_before_any_work(tmp_path):
+    # its block ids name 16-token blocks; the scenario's are 64 tokens: replayed, they were
+    # other blocks, or none
+    from workloads.selections import write_selections
+
+    path = tmp_path / "sel.parquet"
+    sel = pa.table({"request_id": [0], "step": [0], "layer": [0], "block_ids": [[1]]})
+    write_selections(sel.to_pandas(), path, block_tokens=16)
+    with pytest.raises(UserError) as err:
+        check(_with_selections(path), ("fetch",))
+    assert str(err.value).endswith(
+        f"mooncake_conversation.toml: field 'workload.selections': {path} selects 16-token "
+        "blocks, but placement.block_tokens is 64; write it again with `kvfabric trace gen "
+        "selections --block-tokens 64`")
+    write_selections(sel.to_pandas(), path, block_tokens=64)
+    assert len(check(_with_selections(path), ("fetch",))) > 0
+
+
 def test_compare_reuse_tabulates_each_rules_run_of_one_trace():
     # two prompts of 150 tokens (64-token blocks: 64 + 64 + 22) sharing their first two
     # blocks, the second arriving once the first is done: under prefix and span reuse it reuses

@@ -173,9 +173,8 @@ def read_selections(path: str | os.PathLike, trace: pd.DataFrame | None = None,
         if isinstance(exc, FileNotFoundError):
             raise
         raise UserError(f"{path}: not a readable Parquet selection trace ({exc})") from None
-    meta = (table.schema.metadata or {}).get(b"kvfabric")
     if block_tokens is None:
-        block_tokens = json.loads(meta)["block_tokens"] if meta else ENGINE_BLOCK_TOKENS
+        block_tokens = selection_block_tokens(table.schema) or ENGINE_BLOCK_TOKENS
     df = table.to_pandas()
     _check_columns(df, str(path))
     df["block_ids"] = pd.Series(
@@ -185,6 +184,13 @@ def read_selections(path: str | os.PathLike, trace: pd.DataFrame | None = None,
     if trace is not None:
         validate_selections(df, trace, block_tokens, source=str(path))
     return df
+
+
+def selection_block_tokens(schema) -> int | None:
+    """The block size [tokens] a selection trace's Parquet ``schema`` records
+    (:func:`write_selections`), or None where it records none."""
+    meta = (schema.metadata or {}).get(b"kvfabric")
+    return json.loads(meta)["block_tokens"] if meta else None
 
 
 def _check_columns(df: pd.DataFrame, source: str) -> None:
@@ -202,9 +208,11 @@ def _check_columns(df: pd.DataFrame, source: str) -> None:
 
 def validate_selections(sel: pd.DataFrame, trace: pd.DataFrame,
                         block_tokens: int = ENGINE_BLOCK_TOKENS, source: str = "selections",
-                        ) -> None:
+                        *, traced_only: bool = False) -> None:
     """``UserError`` naming the row unless every row's request exists, its step is within the
-    request's output, and every selected block is in the request's context at that step."""
+    request's output, and every selected block is in the request's context at that step.
+    ``traced_only``: rows of requests not in ``trace`` are skipped, not refused (a run cut by
+    ``max_requests`` or a duration never replays them)."""
     _check_columns(sel, source)
     dup = sel.duplicated(["request_id", "step", "layer"]).to_numpy()
     if dup.any():
@@ -222,6 +230,8 @@ def validate_selections(sel: pd.DataFrame, trace: pd.DataFrame,
     contexts: dict[tuple[int, int], np.ndarray] = {}
     for row, (r, s, ids) in enumerate(zip(rids, steps, sel["block_ids"], strict=True)):
         i = pos.get(int(r))
+        if i is None and traced_only:
+            continue
         if i is None:
             raise UserError(f"{source}: row {row}: request_id {r} is not in the request trace")
         if s >= out[i]:

@@ -197,9 +197,10 @@ class _Run:
         self.indexer = self.arch.sparse and kind == "dsa"
         self.replay = None
         if scenario.workload.selections is not None:
-            from workloads.selections import SelectionReplay, read_selections
+            from simulator.engine.trace import scenario_selections
+            from workloads.selections import SelectionReplay
 
-            self.replay = SelectionReplay.from_frame(read_selections(scenario.workload.selections))
+            self.replay = SelectionReplay.from_frame(scenario_selections(scenario, trace))
         # a policy that never routes puts no kernel on another GPU's stream: a home stream then
         # runs only its own kernels, and slots with nothing to exchange need no event
         bad = [o for o in policy.options if o not in OPTIONS]

@@ -279,7 +279,7 @@ class StepData:
             # the share of a layer's picks picked again S layers on: what slot 0 of one step
             # and of the next give a drawn sample
             a, b = ps[: -self.S], ps[self.S :]
-            stable = float((a[:, :, None] == b[:, None, :]).any(axis=2).mean())
+            stable = float(_in_row(a, b).mean())
             # per step, a drawn sample's weight: its T − 1 step pairs count for its T steps
             picked = count * (SELECTION_STEPS - 1) / SELECTION_STEPS
             selections = (picked, picked * stable)
@@ -392,3 +392,15 @@ class StepData:
             slot, k = divmod(head, 3 * G)
             groups[slot].append((k, n_q, idx[a:b]))
         return local.reshape(B, S, W), groups
+
+
+def _in_row(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per element of ``a`` (rows of block indices >= 0), whether its row of ``b`` holds it:
+    ``(a[:, :, None] == b[:, None, :]).any(axis=2)`` without the rows × |a row| × |b row|
+    comparisons (a dense selection of a long context at small blocks picks tens of thousands
+    of blocks per layer: gigabytes, minutes). Each row's values are shifted past the
+    previous row's, so one sorted membership test answers every row at once."""
+    if not a.size or not b.size:
+        return np.zeros(a.shape, bool)
+    shift = (max(int(a.max()), int(b.max())) + 1) * np.arange(len(a), dtype=np.int64)[:, None]
+    return np.isin(a + shift, b + shift)

@@ -14,7 +14,7 @@ import pandas as pd
 from simulator.engine.arrivals import check_follows, follows_of
 from simulator.errors import UserError
 
-__all__ = ["load_trace", "trace_file"]
+__all__ = ["load_trace", "scenario_selections", "trace_file"]
 
 
 def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
@@ -57,6 +57,25 @@ def load_trace(scenario, seed: int, *, skip_bad: bool = False) -> pd.DataFrame:
         except UserError as exc:
             raise UserError(f"{scenario.source}: field 'placement.block_tokens': {exc}") from None
     return df.reset_index(drop=True)
+
+
+def scenario_selections(scenario, trace: pd.DataFrame) -> pd.DataFrame:
+    """``scenario``'s selection trace (``workload.selections``), its rows of ``trace``'s requests
+    checked against their contexts at the scenario's block size (:func:`workloads.selections.
+    validate_selections`); rows of requests not in ``trace`` (cut by ``max_requests`` or the
+    duration) are never replayed and stay unchecked. A :class:`UserError` naming the field
+    otherwise: a selected block outside its request's context would be replayed as a block
+    that exists nowhere (moved, fetched or recomputed as if real)."""
+    from workloads.selections import read_selections, validate_selections
+
+    bt = scenario.placement.block_tokens
+    sel = read_selections(scenario.workload.selections, block_tokens=bt)
+    try:
+        validate_selections(sel, trace, bt, source=scenario.workload.selections,
+                            traced_only=True)
+    except UserError as exc:
+        raise UserError(f"{scenario.source}: field 'workload.selections': {exc}") from None
+    return sel
 
 
 def before_cut(df: pd.DataFrame, duration: float) -> np.ndarray:
