@@ -218,9 +218,9 @@ def check(scenario, policies: tuple | None = None, *, memory: float | None = Non
             raise UserError(f"{src}: field 'topology': {exc}") from None
     loops = {get_policy(p).loop for p in (policies or scenario.policies)}
     if None in loops:
-        _check_kv_room(scenario, graph)
-        if getattr(scenario, "deployment", None) is not None:
+        if getattr(scenario, "deployment", None) is not None:  # its pools' own weights first
             _check_deployment(scenario, graph)
+        _check_kv_room(scenario, graph)
     for loop in sorted(loops & {"disaggregated", "homogeneous"}):
         _check_pools(scenario, graph, baseline=loop == "homogeneous")
     return graph
@@ -278,8 +278,14 @@ def _check_deployment(scenario, graph) -> None:
     from simulator.deployment.checks import check_against
 
     kinds = [graph.nodes[n].get("gpu", "H100") for n in topologies.gpus(graph)]
-    check_against(scenario.deployment, lookup_model(scenario.model.name), kinds, scenario.source,
-                  scenario.placement.reserve_fraction)
+    arch = lookup_model(scenario.model.name)
+    check_against(scenario.deployment, arch, kinds, scenario.source,
+                  scenario.placement.reserve_fraction, block_bytes=_block_bytes(scenario, arch))
+
+
+def _block_bytes(scenario, arch) -> float:
+    """One KV block's bytes over every layer [B] (the engine's ``block_bytes``)."""
+    return scenario.placement.block_tokens * arch.kv_bytes_per_token * arch.layers
 
 
 def _check_selections(scenario) -> None:
@@ -317,8 +323,10 @@ def _check_selections(scenario) -> None:
 
 
 def _check_kv_room(scenario, graph) -> None:
-    """Some GPU holds one KV block after weights and reserve (the decode-loop engine's rule),
-    and ``replicate:K`` asks for no more copies of a block than the cluster has GPUs."""
+    """Some GPU holds one KV block after weights and reserve (the decode-loop engine's rule;
+    a ``[deployment]`` without ``placement.weights_per_gpu`` has each pool's own weights, which
+    :func:`_check_deployment` checks), and ``replicate:K`` asks for no more copies of a block
+    than the cluster has GPUs."""
     import topologies
     from simulator import hardware
     from simulator.kvcache import capacity_blocks
@@ -332,7 +340,9 @@ def _check_kv_room(scenario, graph) -> None:
         raise UserError(f"{scenario.source}: field 'placement.scheme': replicate:{pl.replicas} "
                         f"asks for {pl.replicas} copies of each block, but the cluster has "
                         f"{len(gpus)} GPUs; write replicate:K with K <= {len(gpus)}")
-    block = pl.block_tokens * arch.kv_bytes_per_token * arch.layers
+    if getattr(scenario, "deployment", None) is not None and pl.weights_per_gpu is None:
+        return  # each pool's GPUs hold their own weights: _check_deployment checked their room
+    block = _block_bytes(scenario, arch)
     weights = pl.weights_per_gpu if pl.weights_per_gpu is not None else arch.weight_bytes / len(gpus)
     specs = [hardware.gpu(graph.nodes[n].get("gpu", "H100")) for n in gpus]
     if max(capacity_blocks(s.hbm_bytes, weights, pl.reserve_fraction, block) for s in specs) == 0:

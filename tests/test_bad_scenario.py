@@ -208,6 +208,12 @@ CASES: list[Case] = [
          deploy("attention_dp = 4")),
     Case("run-deployment-weights-do-not-fit", ["run", "tiny.toml"],
          ("tiny.toml", "'deployment.attention_dp'", "GB"), deploy("attention_dp = 2")),
+    # without placement.weights_per_gpu each pool's GPUs hold their own weights: the
+    # deployment's check names the fix, not the cluster-wide estimate's weights_per_gpu
+    Case("run-deployment-weights-unset-do-not-fit", ["run", "tiny.toml"],
+         ("tiny.toml", "'deployment.attention_dp'", "raise attention_dp"),
+         {**deploy("attention_dp = 2"), "tiny.toml": TINY.replace("weights_per_gpu = 40e9\n", "")
+          + "[deployment]\nattention_dp = 2\n"}),
     Case("run-deployment-tensor-parallel-attention", ["run", "tiny.toml"],
          ("tiny.toml", "'deployment.attention_tp'"), deploy("attention_tp = 2")),
     # -- run: the result folder its name makes (the default folder is replaced unasked) ----------

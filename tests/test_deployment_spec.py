@@ -202,6 +202,27 @@ def test_weights_that_fill_a_gpu_exactly_leave_no_room_and_are_refused():
           reserve=0.0)
 
 
+@pytest.mark.parametrize(("arch", "raw", "kind", "field"),
+                         [(V32, {"attention_dp": 8}, "H200", "attention_dp"),
+                          (model("llama-3.1-8b"), {}, "H100", "attention_tp")])
+def test_each_pools_gpus_keep_room_for_one_kv_block(arch, raw, kind, field):
+    # the engine's rule (kvcache.capacity_blocks): HBM less the reserve and the pool's weights
+    # must hold one block. Reserves that leave half a block and one and a half, by hand from
+    # the weights and one 64-token block's bytes over every layer
+    weights = weights_per_gpu(arch, PoolSpec(**raw))
+    block = 64 * arch.kv_bytes_per_token * arch.layers
+    hbm = {"H100": 80e9, "H200": 141e9}[kind]
+    spec = validate_deployment(raw, "x.toml")
+    leaves_half = 1 - (weights + block / 2) / hbm
+    leaves_more = 1 - (weights + 1.5 * block) / hbm
+    check_against(spec, arch, [kind] * 8, "x.toml", leaves_more, block_bytes=block)
+    check_against(spec, arch, [kind] * 8, "x.toml", leaves_half)  # no block size: weights only
+    with pytest.raises(UserError, match=f"x.toml: field 'deployment.{field}'") as got:
+        check_against(spec, arch, [kind] * 8, "x.toml", leaves_half, block_bytes=block)
+    assert f"less than one KV block ({block / 1e6:.3g} MB)" in str(got.value)
+    assert "lower placement.reserve_fraction" in str(got.value)
+
+
 def test_a_model_must_fit_each_gpu_kind_it_may_run_on():
     # DeepSeek-V3.2 over 8 ranks: ~82 GB per GPU, over an H100's 72 GB usable, within an
     # H200's 126.9 GB

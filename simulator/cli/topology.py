@@ -152,7 +152,9 @@ def _deployment(scenario_file: str, graph) -> dict:
     names = list(topologies.gpus(graph))
     kinds = [graph.nodes[n].get("gpu", "H100") for n in names]
     arch = model(sc.model.name)
-    check_against(sc.deployment, arch, kinds, str(path), sc.placement.reserve_fraction)
+    check_against(sc.deployment, arch, kinds, str(path), sc.placement.reserve_fraction,
+                  block_bytes=0.0 if sc.placement.weights_per_gpu is not None else
+                  sc.placement.block_tokens * arch.kv_bytes_per_token * arch.layers)
     lay = build_layout(sc.deployment, names, kinds)
     return {"scenario": sc.name, "lines": lay.describe(arch), **lay.as_dict()}
 

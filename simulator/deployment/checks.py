@@ -7,7 +7,8 @@ of them > 0, experts that spread evenly over the EP ranks), enough GPUs of each 
 pools, a layout the pools fit — laid out as the engine will
 (:func:`~simulator.deployment.layout.take_gpus`), so a prefill pool of any kind that would take
 the GPUs the decode pool's kind needs is refused —, and the weights on each kind of GPU a pool
-is laid on (:func:`~simulator.deployment.weights.weights_per_gpu`). Every error is one
+is laid on (:func:`~simulator.deployment.weights.weights_per_gpu`), which must leave room for
+one KV block where the caller gives its size. Every error is one
 :class:`~simulator.errors.UserError` ``"file: field 'deployment.x': …"`` naming the fix.
 """
 
@@ -21,7 +22,8 @@ from simulator.errors import UserError
 
 
 def check_against(spec: DeploymentSpec, arch, gpu_kinds: list[str],
-                  source: str = "<dict>", reserve_fraction: float = 0.1) -> None:
+                  source: str = "<dict>", reserve_fraction: float = 0.1, *,
+                  block_bytes: float = 0.0) -> None:
     """Checks that need the model and the topology; a :class:`UserError` naming the field.
 
     Args:
@@ -30,6 +32,8 @@ def check_against(spec: DeploymentSpec, arch, gpu_kinds: list[str],
         gpu_kinds: catalog kind of every topology GPU, in topology order.
         source: the scenario file, for messages.
         reserve_fraction: share of each GPU's HBM kept free (``placement.reserve_fraction``).
+        block_bytes: one KV block's bytes over every layer [B]; each pool's GPUs must have room
+            for one after their weights and the reserve (0: only that the weights fit).
     """
     def fail(key: str, msg: str) -> UserError:
         return UserError(f"{source}: field 'deployment.{key}': {msg}")
@@ -103,13 +107,21 @@ def check_against(spec: DeploymentSpec, arch, gpu_kinds: list[str],
         weights = weights_per_gpu(arch, pool, spec.dense_layers)
         for kind in sorted({gpu_kinds[g] for g in taken[name]}):
             usable = hardware.gpu(kind).hbm_bytes * (1 - reserve_fraction)
-            if weights >= usable and not arch.experts:
-                raise fail(prefix + "attention_tp", f"model {arch.name!r} "
-                           f"({weights / 1e9:.1f} GB) does not fit a {kind}'s "
-                           f"{usable / 1e9:.1f} GB usable, and tensor-parallel ranks are not "
-                           "simulated yet; use a smaller model or leave out [deployment]")
+            # room for no KV block (the engine's rule, kvcache.capacity_blocks) or none at all
+            if weights < usable and usable - weights >= block_bytes:
+                continue
+            of = f"a {kind}'s {usable / 1e9:.1f} GB usable"
             if weights >= usable:
-                raise fail(prefix + "attention_dp", f"each GPU would hold {weights / 1e9:.1f} "
-                           f"GB of {arch.name!r}'s weights (its routed experts and the rest), "
-                           f"more than a {kind}'s {usable / 1e9:.1f} GB usable; spread the "
-                           f"experts over more GPUs (raise {prefix}attention_dp)")
+                fits, too, also = f"more than {of}", f"does not fit {of}", ""
+            else:
+                fits = too = (f"leaves less than one KV block ({block_bytes / 1e6:.3g} MB) of "
+                              f"{of} (reserve {reserve_fraction:.0%})")
+                fits, also = f"which {fits}", " or lower placement.reserve_fraction"
+            if not arch.experts:
+                raise fail(prefix + "attention_tp", f"model {arch.name!r} "
+                           f"({weights / 1e9:.1f} GB) {too}, and tensor-parallel ranks are not "
+                           f"simulated yet; use a smaller model{also} or leave out [deployment]")
+            raise fail(prefix + "attention_dp", f"each GPU would hold {weights / 1e9:.1f} "
+                       f"GB of {arch.name!r}'s weights (its routed experts and the rest), "
+                       f"{fits}; spread the experts over more GPUs (raise "
+                       f"{prefix}attention_dp){also}")

@@ -75,7 +75,10 @@ class Deployed:
         self.spec = spec
         arch = run.arch
         kinds = [run.graph.nodes[n].get("gpu", "H100") for n in run.names]
-        check_against(spec, arch, kinds, run.sc.source, run.sc.placement.reserve_fraction)
+        pl = run.sc.placement
+        check_against(spec, arch, kinds, run.sc.source, pl.reserve_fraction,
+                      block_bytes=0.0 if pl.weights_per_gpu is not None else
+                      run.bt * arch.kv_bytes_per_token * arch.layers)
         if not all(s.predicts for s in run.streams):
             raise ValueError("a [deployment] needs the closed-form streams (exact_streams=False)")
         self.layout = build_layout(spec, run.names, kinds)
