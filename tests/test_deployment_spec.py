@@ -221,6 +221,11 @@ def test_each_pools_gpus_keep_room_for_one_kv_block(arch, raw, kind, field):
         check_against(spec, arch, [kind] * 8, "x.toml", leaves_half, block_bytes=block)
     assert f"less than one KV block ({block / 1e6:.3g} MB)" in str(got.value)
     assert "lower placement.reserve_fraction" in str(got.value)
+    # exactly one block of room is room (capacity_blocks counts it: ⌊free / block⌋ = 1)
+    exact = hbm * (1 - leaves_half) - weights
+    check_against(spec, arch, [kind] * 8, "x.toml", leaves_half, block_bytes=exact)
+    with pytest.raises(UserError):
+        check_against(spec, arch, [kind] * 8, "x.toml", leaves_half, block_bytes=exact * 1.001)
 
 
 def test_a_model_must_fit_each_gpu_kind_it_may_run_on():
