@@ -1718,6 +1718,9 @@ def _steps_equivalents() -> dict:
              "the caller only tests the answer's truth: None is false as False is"),
             ("fw = max([len(req.focus[r]) for r in reqs] + [1])", "1 -> 2",
              "a wider focus row is more padding, which the selector ignores (stop 38)"),
+            ("shift = (max(int(a.max()), int(b.max())) + 1) * np.arange(len(a), dtype=np.int64)"
+             "[:, None]", "1 -> 2",
+             "any shift past the largest value keeps the rows' ranges apart (_in_row, stop 76)"),
             ("focus = np.full((len(reqs), fw), -1, np.int64)", "1 -> 2",
              "-2 is padding too: the selector ignores every negative entry"),
             ("pos = sel.indices[i, :, : sel.counts[i]].reshape(T, S, -1)", "1 -> 2",
