@@ -275,17 +275,13 @@ def _check_deployment(scenario, graph) -> None:
     """The ``[deployment]`` fits the model and the topology (:func:`~simulator.deployment.checks.
     check_against`)."""
     import topologies
-    from simulator.deployment.checks import check_against
+    from simulator.deployment.checks import check_against, room_block_bytes
 
     kinds = [graph.nodes[n].get("gpu", "H100") for n in topologies.gpus(graph)]
     arch = lookup_model(scenario.model.name)
-    check_against(scenario.deployment, arch, kinds, scenario.source,
-                  scenario.placement.reserve_fraction, block_bytes=_block_bytes(scenario, arch))
-
-
-def _block_bytes(scenario, arch) -> float:
-    """One KV block's bytes over every layer [B] (the engine's ``block_bytes``)."""
-    return scenario.placement.block_tokens * arch.kv_bytes_per_token * arch.layers
+    pl = scenario.placement
+    check_against(scenario.deployment, arch, kinds, scenario.source, pl.reserve_fraction,
+                  block_bytes=room_block_bytes(pl, arch))
 
 
 def _check_selections(scenario) -> None:
@@ -342,7 +338,7 @@ def _check_kv_room(scenario, graph) -> None:
                         f"{len(gpus)} GPUs; write replicate:K with K <= {len(gpus)}")
     if getattr(scenario, "deployment", None) is not None and pl.weights_per_gpu is None:
         return  # each pool's GPUs hold their own weights: _check_deployment checked their room
-    block = _block_bytes(scenario, arch)
+    block = pl.block_tokens * arch.kv_bytes_per_token * arch.layers
     weights = pl.weights_per_gpu if pl.weights_per_gpu is not None else arch.weight_bytes / len(gpus)
     specs = [hardware.gpu(graph.nodes[n].get("gpu", "H100")) for n in gpus]
     if max(capacity_blocks(s.hbm_bytes, weights, pl.reserve_fraction, block) for s in specs) == 0:

@@ -228,6 +228,20 @@ def test_each_pools_gpus_keep_room_for_one_kv_block(arch, raw, kind, field):
         check_against(spec, arch, [kind] * 8, "x.toml", leaves_half, block_bytes=exact * 1.001)
 
 
+def test_the_room_asked_is_one_kv_block_unless_the_weights_per_gpu_are_given():
+    # DeepSeek-V3.2's MLA cache: 1,152 B per token per layer (512 latent + 64 rope, bf16) × 64
+    # tokens × 61 layers = 4,497,408 B; with
+    # placement.weights_per_gpu set the engine counts room with that figure, so none is asked here
+    from types import SimpleNamespace
+
+    from simulator.deployment.checks import room_block_bytes
+
+    pl = SimpleNamespace(block_tokens=64, weights_per_gpu=None)
+    assert room_block_bytes(pl, V32) == 4_497_408
+    assert room_block_bytes(SimpleNamespace(block_tokens=16, weights_per_gpu=None), V32) == 1_124_352
+    assert room_block_bytes(SimpleNamespace(block_tokens=64, weights_per_gpu=40e9), V32) == 0.0
+
+
 def test_a_model_must_fit_each_gpu_kind_it_may_run_on():
     # DeepSeek-V3.2 over 8 ranks: ~82 GB per GPU, over an H100's 72 GB usable, within an
     # H200's 126.9 GB

@@ -140,6 +140,7 @@ def _deployment(scenario_file: str, graph) -> dict:
     :class:`~simulator.errors.UserError` naming the field if it does not fit."""
     import topologies
     from simulator.deployment import build_layout, check_against
+    from simulator.deployment.checks import room_block_bytes
     from simulator.errors import UserError
     from simulator.models import model
     from simulator.scenario import Scenario, find
@@ -153,8 +154,7 @@ def _deployment(scenario_file: str, graph) -> dict:
     kinds = [graph.nodes[n].get("gpu", "H100") for n in names]
     arch = model(sc.model.name)
     check_against(sc.deployment, arch, kinds, str(path), sc.placement.reserve_fraction,
-                  block_bytes=0.0 if sc.placement.weights_per_gpu is not None else
-                  sc.placement.block_tokens * arch.kv_bytes_per_token * arch.layers)
+                  block_bytes=room_block_bytes(sc.placement, arch))
     lay = build_layout(sc.deployment, names, kinds)
     return {"scenario": sc.name, "lines": lay.describe(arch), **lay.as_dict()}
 

@@ -21,6 +21,16 @@ from simulator.deployment.weights import weights_per_gpu
 from simulator.errors import UserError
 
 
+def room_block_bytes(placement, arch) -> float:
+    """The KV block [B] each pool's GPUs must have room for after their own weights
+    (:func:`check_against`'s ``block_bytes``): one block of ``placement.block_tokens`` over every
+    layer — or 0 where ``placement.weights_per_gpu`` is set, since the engine then counts every
+    GPU's room with that figure instead (checked with the rest of the placement)."""
+    if placement.weights_per_gpu is not None:
+        return 0.0
+    return placement.block_tokens * arch.kv_bytes_per_token * arch.layers
+
+
 def check_against(spec: DeploymentSpec, arch, gpu_kinds: list[str],
                   source: str = "<dict>", reserve_fraction: float = 0.1, *,
                   block_bytes: float = 0.0) -> None:

@@ -36,7 +36,7 @@ from simulator import kvcache
 from simulator.costmodel.experts import popularity
 from simulator.costmodel.moe import ExpertParallel
 from simulator.costmodel.rank_kernels import RankKernels
-from simulator.deployment.checks import check_against
+from simulator.deployment.checks import check_against, room_block_bytes
 from simulator.deployment.layout import build_layout
 from simulator.deployment.weights import weights_per_gpu
 from simulator.engine.instance_loop import InstanceLoop
@@ -77,8 +77,7 @@ class Deployed:
         kinds = [run.graph.nodes[n].get("gpu", "H100") for n in run.names]
         pl = run.sc.placement
         check_against(spec, arch, kinds, run.sc.source, pl.reserve_fraction,
-                      block_bytes=0.0 if pl.weights_per_gpu is not None else
-                      run.bt * arch.kv_bytes_per_token * arch.layers)
+                      block_bytes=room_block_bytes(pl, arch))
         if not all(s.predicts for s in run.streams):
             raise ValueError("a [deployment] needs the closed-form streams (exact_streams=False)")
         self.layout = build_layout(spec, run.names, kinds)
