@@ -416,7 +416,6 @@ _FOLD_WITH_A_ZERO = ("fold_sum: values with a 0 then take the one-addition-after
 #: Why a flow's field may start anywhere: the first read of it comes after a class is joined.
 _SET_BY_JOINING = "read only when a shared flow completes, and joining a class sets it first"
 #: Why adaptive's owner index may start anywhere: it is read only after obs.pair sets it.
-_SET_BY_PAIR = "o is read only with observations, and obs.pair sets it first"
 #: Why a bulk message's size test in the policies may move: no message has 1 B or fewer.
 _NO_TINY_MESSAGE = ("bulk_messages lists no message of 1 B or fewer: route's query and answer "
                     "rows are KBs, fetch's request 8 B a block and query, and a fetch of no "
@@ -2507,11 +2506,9 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "an input file's digest only enters the point's key (itself hashed to 16 digits): "
         "the key still changes exactly when the file's content does",
     **_of_module("simulator/policies/adaptive.py", (
-        ("o = -1", "-x -> x", _SET_BY_PAIR),
-        ("o = -1", "1 -> 2", _SET_BY_PAIR),
         ('slow_route, slow_fetch = slow.get("route", 0.0), slow.get("fetch", 0.0)', "0.0 -> 1.0",
          "slow_times gives both options whenever it gives a dict: the default is never used"),
-        ("if self._least_recompute(lc, rnd.src) < fetch_round + slow_fetch:", "< -> <=",
+        ("if self._least_recompute(lc, src) < fetch_round + slow_fetch:", "< -> <=",
          "the gate is loose by the fetch round's attention and merge: where the cheapest "
          "recompute equals the round (+ its slow-down), local's step (its recompute at least "
          "that) exceeds fetch's, so local is priced and loses"),
@@ -2532,8 +2529,17 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
          "local's live total is the closed form's, always finite: some option beats inf and "
          "replaces the initial one"),
     )),
-    ("simulator/policies/observed.py", "if row.max() > WINDOW:", "> -> >="):
-        "a row whose largest count is exactly WINDOW has no column past it: nothing halves",
+    ("simulator/policies/observed.py", "over = row.max() > WINDOW", "> -> >="):
+        "a row whose largest count is exactly WINDOW has no column past it: nothing halves, "
+        "and the count after is the same row's (> WINDOW: False)",
+    ("simulator/policies/observed.py",
+     "over = (self.copies[home] + self.hits[home]).max() > WINDOW", "> -> >="):
+        "_over only says when copied() must call _decay: a row exactly at WINDOW is checked "
+        "once more, nothing halves, and _decay sets it False",
+    ("simulator/policies/observed.py",
+     "if self._over[home] or self.copies[home, owner] + self.hits[home, owner] > WINDOW:",
+     "> -> >="):
+        "a pair exactly at WINDOW calls _decay, whose row has no column past it: nothing halves",
     ("simulator/engine/fast_streams.py", "if self.last_end <= start:", "<= -> <"):
         "last_end = start: every known item ends by start (last_end is the latest end), so the "
         "search finds none after it: idle either way",

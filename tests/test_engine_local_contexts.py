@@ -25,7 +25,7 @@ from test_kvcache_directory import make
 import workloads.sparse
 from simulator import run
 from simulator.engine.fast import FastRun
-from simulator.engine.locate import LOCAL_STEPS, SELECTION_STEPS, _in_row
+from simulator.engine.locate import LOCAL_STEPS, SELECTION_STEPS, _in_row, reselected
 from simulator.kvcache import DROPPED, HBM, HOST, UNPLACED
 from simulator.policies.colocated import Colocated
 from simulator.policies.observed import Observed
@@ -615,6 +615,19 @@ def test_the_stabilitys_row_membership_is_the_broadcast_comparison(rows, n, m, h
     got = _in_row(a, b)
     assert got.shape == want.shape and (got == want).all()
 
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4), st.integers(0, 6), st.integers(1, 40), st.randoms(use_true_random=False))
+def test_reselected_picks_are_the_padded_broadcast_count(rows, n, high, rnd):
+    # the stability's count of a drawn sample: rows of picks padded with -1 on both sides (the
+    # padding never counts, and never matches a pick of the row before)
+    a, b = (np.array([[rnd.randrange(-1, high) for _ in range(n)] for _ in range(rows)],
+                     np.int64).reshape(rows, n) for _ in range(2))
+    want = int(((a[:, :, None] == b[:, None, :]).any(axis=2) & (a >= 0)).sum())
+    assert reselected(a, b) == want
+    assert reselected(np.array([[3, -1]]), np.array([[-1, 3]])) == 1
+    assert reselected(np.array([[5], [-1]]), np.array([[0], [-1]])) == 0
 
 def test_a_dense_long_context_at_small_blocks_is_found_local_in_linear_memory():
     # one 16,384-block context selected whole (dense): its stability compares rows of 16,384

@@ -48,6 +48,31 @@ def test_a_pairs_counters_halve_once_past_the_window_and_only_that_pair():
     assert obs.hits[0].tolist() == [0.0, 1500.0, 0.0]
 
 
+
+def test_a_pair_past_twice_the_window_halves_again_when_another_pair_grows():
+    # copied() checks the whole row only when the grown pair is past the window or a pair
+    # still was after the last decay (observed.py, _over): (h, a) at 10,000 halves to 5,000,
+    # still past it, so copies of (h, b) far below the window halve it again
+    obs = Observed(["h", "a", "b"], lambda g, at: 0.0)
+    obs.copied(0, 1, 10000)
+    assert obs.copies[0, 1] == 5000.0
+    obs.copied(0, 2, 1)
+    assert obs.copies[0].tolist() == [0.0, 2500.0, 1.0]
+    obs.copied(0, 2, 1)  # now every pair is inside the window: nothing halves
+    assert obs.copies[0].tolist() == [0.0, 2500.0, 2.0]
+    # hits from a step past the window are seen by the next copies of another pair too
+    obs.step(0, np.array([0.0, 0.0, 9000.0]), None, 1, 1.0, 0.1, 10, 0)
+    assert obs.hits[0].tolist() == [0.0, 0.0, 4500.0] and obs.copies[0, 2] == 1.0  # 4,501 left
+    obs.copied(0, 1, 1)
+    assert obs.hits[0, 2] == 2250.0 and obs.copies[0, 2] == 0.5
+    # rounds halve with them: (h, a) 1 → 0.5 → 0.25, + 1; (h, b) 2 → 1 → 0.5
+    assert obs.rounds[0].tolist() == [0.0, 1.25, 0.5]
+    # a pair whose hits took it near the window, past it by its own new copies
+    obs = Observed(["h", "a"], lambda g, at: 0.0)
+    obs.step(0, np.array([0.0, 3000.0]), None, 1, 1.0, 0.1, 10, 0)
+    obs.copied(0, 1, 2000)
+    assert (obs.copies[0, 1], obs.hits[0, 1], obs.rounds[0, 1]) == (1000.0, 1500.0, 0.5)
+
 def test_a_step_that_selects_nothing_away_from_home_clears_the_last_selection():
     obs = Observed(["h", "a"], lambda g, at: 0.0)
     obs.step(0, None, np.array([0.0, 6.0]), 2, 1.0, 0.1, 10, 0)

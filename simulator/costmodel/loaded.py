@@ -93,6 +93,9 @@ from simulator.errors import UserError
 
 __all__ = ["LoadedCosts", "round_probability"]
 
+#: An option's place in the memo's int keys (:meth:`LoadedCosts._phases`).
+_CODE = {o: i for i, o in enumerate(OPTIONS)}
+
 
 def round_probability(selected: float, reuse: float) -> float:
     """Chance that a step whose ``selected`` block uses hit copies used ``reuse`` times each
@@ -119,7 +122,9 @@ class LoadedCosts:
 
     def __init__(self, cm: CostModel) -> None:
         self.cm = cm
-        self._memo: dict[tuple, tuple[float, float, float, float, float]] = {}
+        # per (src, dst, batch): phases by ``total_blocks · 4 + option code`` (one tuple-keyed
+        # lookup per round shape of a pair, then int keys: the policy's call asks several)
+        self._memo: dict[tuple, dict[int, tuple[float, float, float, float, float]]] = {}
 
     def phases(self, option: str, src: str, dst: str, total_blocks: int,
                batch: int) -> Phases:
@@ -127,13 +132,25 @@ class LoadedCosts:
         for ``batch`` queries (``total_blocks / batch`` per query; memoized)."""
         return Phases(*self._phases(option, src, dst, total_blocks, batch))
 
+    def _table(self, src: str, dst: str, batch: int) -> dict[int, tuple]:
+        """The memo of rounds of ``batch`` queries from ``src`` to ``dst``."""
+        key = (src, dst, batch)
+        table = self._memo.get(key)
+        if table is None:
+            table = self._memo[key] = {}
+        return table
+
     def _phases(self, option: str, src: str, dst: str, total_blocks: int,
-                batch: int) -> tuple[float, float, float, float, float]:
-        key = (option, src, dst, total_blocks, batch)
-        got = self._memo.get(key)
+                batch: int, table: dict | None = None) -> tuple[float, float, float, float, float]:
+        """:meth:`phases` as a 5-tuple; ``table``: :meth:`_table` of (src, dst, batch), if at
+        hand."""
+        if table is None:
+            table = self._table(src, dst, batch)
+        key = total_blocks * 4 + _CODE[option]
+        got = table.get(key)
         if got is None:
             p = self.cm.option(option, src, dst, total_blocks / batch, batch)
-            got = self._memo[key] = (p.probe, p.transfer, p.compute, p.ret, p.merge)
+            got = table[key] = (p.probe, p.transfer, p.compute, p.ret, p.merge)
         return got
 
     def at(self, option: str, src: str, dst: str, blocks: float, batch: int) -> Phases:
@@ -141,15 +158,24 @@ class LoadedCosts:
         blocks the round moves in all; at least one block)."""
         return Phases(*self._at(option, src, dst, blocks, batch))
 
-    def _at(self, option: str, src: str, dst: str, blocks: float,
-            batch: int) -> tuple[float, float, float, float, float]:
-        x = max(blocks * batch, 1.0)
+    def _at(self, option: str, src: str, dst: str, blocks: float, batch: int,
+            table: dict | None = None) -> tuple[float, float, float, float, float]:
+        if table is None:
+            table = self._table(src, dst, batch)
+        x = blocks * batch
+        if x < 1.0:  # (max(x, 1.0) without the call: the policy asks this twice a round)
+            x = 1.0
         lo = math.floor(x)
-        a = self._phases(option, src, dst, lo, batch)
+        code = _CODE[option]
+        a = table.get(lo * 4 + code)
+        if a is None:
+            a = self._phases(option, src, dst, lo, batch, table)
         w = x - lo
         if w <= 0:
             return a
-        b = self._phases(option, src, dst, lo + 1, batch)
+        b = table.get((lo + 1) * 4 + code)
+        if b is None:
+            b = self._phases(option, src, dst, lo + 1, batch, table)
         return (a[0] + w * (b[0] - a[0]), a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2]),
                 a[3] + w * (b[3] - a[3]), a[4] + w * (b[4] - a[4]))
 
@@ -180,15 +206,25 @@ class LoadedCosts:
         if option not in OPTIONS:
             raise UserError(f"option {option!r}: give one of {', '.join(OPTIONS)}")
         if option == "route":
-            p = self._at("route", src, dst, blocks, batch)
-            owner_wait = max(0.0, owner_backlog_time - (p[0] + p[1]))
-            issued = p[0] + p[1] + owner_wait + p[2] + p[3] + slow_time
-            stall = p[2] * float(owner_stall)
-            return (p[0] + p[1] + p[2] + p[3] + p[4] + owner_wait + slow_time
-                    + max(0.0, home_backlog_time - issued) + stall
+            return (self._route_time(self._at("route", src, dst, blocks, batch),
+                                     owner_backlog_time, home_backlog_time, slow_time,
+                                     owner_stall)
                     + self.deferred(src, dst, blocks, batch, reuse, per_round))
         return self.copy_step(option, src, dst, blocks, batch, reuse, home_backlog_time,
                               slow_time, per_round)[0]
+
+    @staticmethod
+    def _route_time(p: tuple[float, ...], owner_backlog_time: float,
+                    home_backlog_time: float, slow_time: float, owner_stall: float) -> float:
+        """Route's per-step cost [s] from its round's phases ``p``, the move it defers left
+        out (:meth:`step_time`)."""
+        sent = p[0] + p[1]
+        owner_wait = owner_backlog_time - sent
+        owner_wait = owner_wait if owner_wait > 0.0 else 0.0  # max(0.0, ·), without the call
+        issued = sent + owner_wait + p[2] + p[3] + slow_time
+        home_wait = home_backlog_time - issued
+        return (sent + p[2] + p[3] + p[4] + owner_wait + slow_time
+                + (home_wait if home_wait > 0.0 else 0.0) + p[2] * float(owner_stall))
 
     def deferred(self, src: str, dst: str, blocks: float, batch: int, reuse: float,
                  per_round: float | None = None) -> float:
@@ -196,9 +232,16 @@ class LoadedCosts:
         *Routing one round of a pair that copies*): ``(1 − 1/R) · P · (fetch(k, B) − fetch(1
         block))``, 0 at ``R = 1``."""
         chance, k = self.round_blocks(blocks, batch, reuse, per_round)
-        p = self._at("fetch", src, dst, k, batch)  # no round (k = 0): one block, so 0 more
-        q = self._phases("fetch", src, dst, 1, batch)
-        return (1.0 - 1.0 / reuse) * chance * max(0.0, sum(p) - sum(q))
+        return self._deferred(src, dst, batch, reuse, chance,
+                              self._at("fetch", src, dst, k, batch))
+
+    def _deferred(self, src: str, dst: str, batch: int, reuse: float, chance: float,
+                  p: tuple[float, ...], table: dict | None = None) -> float:
+        """:meth:`deferred` from the chance of a round and fetch's phases ``p`` of the round
+        (no round, ``k = 0``: one block, so 0 more)."""
+        q = self._phases("fetch", src, dst, 1, batch, table)
+        more = sum(p) - sum(q)
+        return (1.0 - 1.0 / reuse) * chance * (more if more > 0.0 else 0.0)
 
     def copy_step(self, option: str, src: str, dst: str, blocks: float, batch: int,
                   reuse: float, home_backlog_time: float = 0.0,
@@ -208,13 +251,39 @@ class LoadedCosts:
         total [s] of the round a step pays when it needs one, its slow-down left out)`` — the
         first is :meth:`step_time` (``per_round``: :meth:`round_blocks`)."""
         chance, k = self.round_blocks(blocks, batch, reuse, per_round)
-        p = self._at(option, src, dst, k, batch)
+        return self._copy_time(self._at(option, src, dst, k, batch), chance, k, blocks,
+                               home_backlog_time, slow_time)
+
+    @staticmethod
+    def _copy_time(p: tuple[float, ...], chance: float, k: float, blocks: float,
+                   home_backlog_time: float, slow_time: float) -> tuple[float, float]:
+        """:meth:`copy_step` from the phases ``p`` of the round a step pays with chance
+        ``chance``, carrying ``k`` of the ``blocks`` blocks per query."""
         total = p[0] + p[1] + p[2] + p[3] + p[4]
         if chance <= 0:
             return 0.0, total
-        slow = slow_time * min(1.0, k / blocks)
-        issued = p[0] + p[1] + slow
-        return chance * (total + slow + max(0.0, home_backlog_time - issued)), total
+        moved = k / blocks
+        slow = slow_time * (moved if moved < 1.0 else 1.0)  # min(1.0, ·), without the call
+        home_wait = home_backlog_time - (p[0] + p[1] + slow)
+        return chance * (total + slow + (home_wait if home_wait > 0.0 else 0.0)), total
+
+    def route_fetch(self, src: str, dst: str, blocks: float, batch: int, reuse: float,
+                    owner_backlog_time: float, home_backlog_time: float, slow_route: float,
+                    slow_fetch: float, owner_stall: float, per_round: float | None
+                    ) -> tuple[float, float, float]:
+        """``(route's step time, fetch's step time, fetch's round total)`` [s] — the same
+        floats as :meth:`step_time` of route and :meth:`copy_step` of fetch, with the fetch
+        round that route's deferred move and fetch's step share priced once (the policy's
+        call, every round)."""
+        chance, k = self.round_blocks(blocks, batch, reuse, per_round)
+        table = self._table(src, dst, batch)
+        f = self._at("fetch", src, dst, k, batch, table)
+        t_fetch, total = self._copy_time(f, chance, k, blocks, home_backlog_time, slow_fetch)
+        t_route = (self._route_time(self._at("route", src, dst, blocks, batch, table),
+                                    owner_backlog_time, home_backlog_time, slow_route,
+                                    owner_stall)
+                   + self._deferred(src, dst, batch, reuse, chance, f, table))
+        return t_route, t_fetch, total
 
     def totals(self, src: str, dst: str, blocks: float, batch: int, reuse: float = 1.0,
                owner_backlog_time: float = 0.0, home_backlog_time: float = 0.0,

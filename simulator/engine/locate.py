@@ -311,8 +311,7 @@ class StepData:
             ok = blocks >= 0
             if self.observed is not None and T > 1:  # stability: slot 0, step to next step
                 a, b = blocks[:-1, 0], blocks[1:, 0]
-                again = ((a[:, :, None] == b[:, None, :]).any(axis=2) & (a >= 0)).sum()
-                self.observed.selections(int((a >= 0).sum()), int(again))
+                self.observed.selections(int((a >= 0).sum()), reselected(a, b))
             dense = np.where(ok, blocks, 0)
             ok.flags.writeable = dense.flags.writeable = False  # _select hands out views
             # (blocks, first step, context length, blocks with padding → 0, valid mask)
@@ -392,6 +391,13 @@ class StepData:
             slot, k = divmod(head, 3 * G)
             groups[slot].append((k, n_q, idx[a:b]))
         return local.reshape(B, S, W), groups
+
+
+def reselected(a: np.ndarray, b: np.ndarray) -> int:
+    """How many picks of rows ``a`` (block indices, -1 padding) their row of ``b`` (alike)
+    holds: ``((a[:, :, None] == b[:, None, :]).any(axis=2) & (a >= 0)).sum()`` through
+    :func:`_in_row` (indices + 1: the padding becomes 0, a value no pick has)."""
+    return int((_in_row(a + 1, b + 1) & (a >= 0)).sum())
 
 
 def _in_row(a: np.ndarray, b: np.ndarray) -> np.ndarray:

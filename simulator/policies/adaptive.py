@@ -129,15 +129,19 @@ class Adaptive(Policy):
         return self._loaded
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
-        lc = self.costs(ctx)
+        lc = self._loaded
+        if lc is None or lc.cm is not ctx.cost_model:
+            lc = self.costs(ctx)
         obs = ctx.observed
-        blocks, batch = float(rnd.blocks), rnd.batch
+        src, dst, batch = rnd.src, rnd.owner, rnd.batch
+        blocks = float(rnd.blocks)
         reuse = self.reuse
         per_round = None
-        o = -1
         if obs is not None:
-            h, o = obs.pair(rnd.src, rnd.owner)
-            blocks = max(blocks, obs.selected_blocks(h, o, batch))
+            h, o = obs.pair(src, dst)
+            last = obs.selected_blocks(h, o, batch)
+            if last > blocks:  # (max without the call: asked every round)
+                blocks = last
             if reuse is None:
                 reuse = expected_reuse(obs, rnd, (h, o))
                 per_round = new_per_round(obs, h, o, blocks * batch, reuse)
@@ -147,23 +151,23 @@ class Adaptive(Policy):
         stall = 0.0
         if self.load and obs is not None:
             stall = owner_stall(obs, h, o)
-            owner_wait = obs.backlog_time(rnd.owner, rnd.now)
-            home_wait = obs.backlog_time(rnd.src, rnd.now)
+            owner_wait = obs.backlog_time(dst, rnd.now)
+            home_wait = obs.backlog_time(src, rnd.now)
             slow = slow_times(obs, ctx.cost_model, rnd, blocks)
             if slow:
                 slow_route, slow_fetch = slow.get("route", 0.0), slow.get("fetch", 0.0)
-        t_route = lc.step_time("route", rnd.src, rnd.owner, blocks, batch, reuse, owner_wait,
-                               home_wait, slow_route, stall, per_round)
-        # fetch's step, and the whole round it pays on a step that needs one
-        t_fetch, fetch_round = lc.copy_step("fetch", rnd.src, rnd.owner, blocks, batch, reuse,
-                                            home_wait, slow_fetch, per_round)
+        # route's step, fetch's step and the whole round fetch pays on a step that needs one
+        # (the fetch round they share priced once: LoadedCosts.route_fetch)
+        t_route, t_fetch, fetch_round = lc.route_fetch(src, dst, blocks, batch, reuse,
+                                                       owner_wait, home_wait, slow_route,
+                                                       slow_fetch, stall, per_round)
         best, t_best = ("route", t_route) if t_route <= t_fetch else ("fetch", t_fetch)
         # local differs from fetch only in its home kernel (a recompute instead of moving the
         # blocks) and waits as long or longer at home: it can win only if its recompute costs
         # less than the whole fetch round, and the cheapest recompute (one block, one query;
         # a prefill never gets cheaper with more tokens) bounds every one from below
-        if self._least_recompute(lc, rnd.src) < fetch_round + slow_fetch:
-            local = lc.step_time("local", rnd.src, rnd.owner, blocks, batch, reuse,
+        if self._least_recompute(lc, src) < fetch_round + slow_fetch:
+            local = lc.step_time("local", src, dst, blocks, batch, reuse,
                                  owner_wait, home_wait, per_round=per_round)
             if local < t_best:
                 return "local"

@@ -125,6 +125,9 @@ class Observed:
         self.picked_again = 0.0
         self.steps = np.zeros(g, np.int64)
         self.lockstep = np.zeros(g, bool)
+        # per home: a pair's copies + hits still past WINDOW after its last decay (the
+        # counters grow only through copied and step, which keep it current)
+        self._over = [False] * g
         self.free_at = free_at
         self.links = links
 
@@ -135,7 +138,9 @@ class Observed:
         self.rounds[home, owner] += 1
         if blocks:  # (rounds are not in the sum that triggers the decay)
             self.copies[home, owner] += blocks
-            self._decay(home)
+            # only this pair grew: the row is past the window if it was, or if this pair is
+            if self._over[home] or self.copies[home, owner] + self.hits[home, owner] > WINDOW:
+                self._decay(home)
 
     def step(self, home: int, hits: np.ndarray | None, selected: np.ndarray | None,
              queries: int, remaining_tokens: float, select_share: float, copy_room: int,
@@ -170,12 +175,17 @@ class Observed:
             self.picked_again *= 0.5
 
     def _decay(self, home: int) -> None:
+        """Halve ``home``'s pairs whose copies + hits exceed :data:`WINDOW`; note whether any
+        still does (``_over``: a pair past twice the window halves again at the next call)."""
         row = self.copies[home] + self.hits[home]
-        if row.max() > WINDOW:
+        over = row.max() > WINDOW
+        if over:
             big = row > WINDOW
             self.copies[home, big] *= 0.5
             self.hits[home, big] *= 0.5
             self.rounds[home, big] *= 0.5
+            over = (self.copies[home] + self.hits[home]).max() > WINDOW
+        self._over[home] = bool(over)
 
     # -- read by policies ----------------------------------------------------------------------
 
@@ -190,7 +200,8 @@ class Observed:
 
     def backlog_time(self, gpu: str, now: float) -> float:
         """Queued kernel time left on ``gpu``'s compute stream at ``now`` [s] (≥ 0)."""
-        return max(0.0, self.free_at(self.index[gpu], now) - now)
+        wait = self.free_at(self.index[gpu], now) - now
+        return wait if wait > 0.0 else 0.0  # (max(0.0, ·) without the call: twice a round)
 
     def stability(self) -> float:
         """Share of a query's selected blocks it selects again at its next step (0 before any
