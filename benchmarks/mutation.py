@@ -2518,7 +2518,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
          "room - held = need: room / (held + need) is 1.0 as well (whole numbers)"),
         ("survival = min(1.0, room / (held + need))", "1.0 -> 2.0",
          "here room < held + need: the ratio is below 1 and the min never binds"),
-        ("return mine / max(int(obs.queries[home]), 1) if mine > 0 else 0.0", "> -> >=",
+        ("return mine / max(obs.queries.item(home), 1) if mine > 0 else 0.0", "> -> >=",
          "an owner with no queries: 0 / max(home, 1) is 0.0 as well"),
         ("if nbytes > 0:", "> -> >=", _NO_TINY_MESSAGE),
         ("if nbytes > 0:", "0 -> 1", _NO_TINY_MESSAGE),

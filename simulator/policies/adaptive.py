@@ -71,8 +71,11 @@ rounds there, with it 40–51 % (docs/policies.md).
 **Cost per round**: closed-form phases are memoized per integer round shape (route and fetch,
 fetch's one-block round for the deferred move included; local's recompute — a prefill, the
 dearest kernel lookup — only when its cheapest possible recompute could beat the fetch
-round); a decision is then a few dozen float operations, a few
-array reads, two ``free_at`` calls and two idle-path checks. The engine's side
+round; route's step and fetch's share one pricing of the fetch round,
+:meth:`LoadedCosts.route_fetch <simulator.costmodel.loaded.LoadedCosts.route_fetch>`); a
+decision is then a few dozen float operations, a few array reads, two ``free_at`` calls and two
+idle-path checks — 37 µs a round on ``cluster_128`` (fast engine, stop 77; 45 µs before the
+shared pricing), some 15 % of the run's wall time, 20 % on ``cluster_1024``. The engine's side
 (:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected elements per
 decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of consecutive
 selections per 16-step sample.
@@ -200,9 +203,10 @@ def expected_reuse(obs, rnd: Round, pair: tuple[int, int] | None = None) -> floa
     """Uses a copy made by this round is expected to serve, ≥ 1 (module docstring); ``pair``:
     the round's (home, owner) indices, if already looked up."""
     h, o = obs.pair(rnd.src, rnd.owner) if pair is None else pair
-    m = max(0.0, float(obs.remaining_tokens[h]) - 1.0)  # steps left after this one
-    again = repicks(obs.stability(), float(obs.select_share[h]), m)
-    room, held = float(obs.copy_room[h]), float(obs.copies_held[h])
+    # (.item: a Python float at once, where float(array[i]) makes a numpy one first)
+    m = max(0.0, obs.remaining_tokens.item(h) - 1.0)  # steps left after this one
+    again = repicks(obs.stability(), obs.select_share.item(h), m)
+    room, held = obs.copy_room.item(h), obs.copies_held.item(h)
     need = float(rnd.distinct_blocks)
     if room <= 0:
         survival = 0.0
@@ -238,10 +242,10 @@ def owner_stall(obs, home: int, owner: int) -> float:
     """Home batches' worth of queries route's kernel on ``owner`` delays (module docstring):
     1 where the owner steps in lockstep, else the owner's last decode batch over the home's
     (at least one query), 0 for an owner with no batch."""
-    if obs.lockstep[owner]:
+    if obs.lockstep.item(owner):
         return 1.0
-    mine = int(obs.queries[owner])
-    return mine / max(int(obs.queries[home]), 1) if mine > 0 else 0.0
+    mine = obs.queries.item(owner)
+    return mine / max(obs.queries.item(home), 1) if mine > 0 else 0.0
 
 
 def slow_times(obs, cm, rnd: Round, blocks: float | None = None) -> dict[str, float] | None:
