@@ -118,15 +118,15 @@ class Links:
             self.dominated = dominated_links(fabric, endpoints)
         self._routes: dict[tuple[str, str], tuple] = {}
         self._link_ids: dict[tuple[str, str], tuple[int, int]] = {}
-        self._shared: dict[tuple, tuple[float, ...]] = {}  # own max-min ends, by phase shape
+        self._shared: dict[tuple, list[float]] = {}  # own max-min ends, by phase shape
         self.contended = 0  # messages timed against other steps' traffic
         self.messages = 0
         self._rec: list[tuple] = []  # (route id, start, end, bytes, class) per message
 
     def route(self, src: str, dst: str) -> tuple:
         """``(delay [s], lone rate [B/s], links, the calendars of those not dominated, seconds per
-        byte on each of those, route id, links as a set, (src, dst))`` of messages from ``src``
-        to ``dst`` (cached)."""
+        byte on each of those, route id, links as a set, the pair's number)`` of messages from
+        ``src`` to ``dst`` (cached; the number, one per ``(src, dst)``, keys the memo)."""
         r = self._routes.get((src, dst))
         if r is None:
             delay, rate, links, sid = self.fabric.message_route(src, dst)
@@ -134,7 +134,7 @@ class Links:
             r = self._routes[(src, dst)] = (delay, rate, links,
                                             tuple(self.cal[i] for i in timed),
                                             tuple(1.0 / self.line[i] for i in timed), sid,
-                                            frozenset(links), (src, dst))
+                                            frozenset(links), len(self._routes))
         return r
 
     def one(self, src: str, dst: str, nbytes: float, issued_at: float, owner: int = -1,
@@ -149,13 +149,13 @@ class Links:
         e = s + wire
         if wire > self.SMALL_TIME:
             e = self._bulk(r, s, e, nbytes, owner, fold)
-        if e < self.until:  # _record's common case, inline
+        if e < self.until:  # its record (route id, start, end, bytes, class) kept for the Fabric
             rec = self._rec
             rec.append((r[5], s, e, nbytes, tag))
             if len(rec) >= self.FLUSH:
                 self.flush()
         else:
-            self._record(r[5], s, e, nbytes, tag, issued_at)
+            self._late(nbytes, tag, issued_at)
         return s, e
 
     # -- the load a policy sees (simulator.policies.observed.LinkLoad) -------------------------
@@ -207,11 +207,18 @@ class Links:
         if len(msgs) == 1:
             return [self.one(*msgs[0], owner, fold, tags[0])]
         routes, starts, ends = self._own_times(msgs)
-        small = self.SMALL_TIME
-        for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):
+        small, until, rec = self.SMALL_TIME, self.until, self._rec
+        for i, m in enumerate(msgs):
+            r = routes[i]
+            e = ends[i]
             if m[2] / r[1] > small:
-                ends[i] = self._bulk(r, starts[i], ends[i], m[2], owner, fold)
-            self._record(r[5], starts[i], ends[i], m[2], tags[i], m[3])
+                e = ends[i] = self._bulk(r, starts[i], e, m[2], owner, fold)
+            if e < until:  # kept for the Fabric, as in one()
+                rec.append((r[5], starts[i], e, m[2], tags[i]))
+                if len(rec) >= self.FLUSH:
+                    self.flush()
+            else:
+                self._late(m[2], tags[i], m[3])
         return list(zip(starts, ends, strict=True))
 
     def aggregate(self, links: list[tuple[str, str]], loads: list[float],
@@ -276,12 +283,13 @@ class Links:
         """Routes, starts and ends [s] of messages ``(src, dst, bytes, issued_at)`` sent as one
         phase, among themselves alone: each starts after its delay and, where they share links,
         they share them max-min (:meth:`_share`); else each ends at its lone time."""
-        routes = [self.route(m[0], m[1]) for m in msgs]
+        get = self._routes.get
+        routes = [get((m[0], m[1])) or self.route(m[0], m[1]) for m in msgs]
         starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]
-        ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]
-        if not _disjoint(routes):  # the messages share links: max-min among them
-            ends = self._share(msgs, routes, starts)
-        return routes, starts, ends
+        if _disjoint(routes):
+            return routes, starts, [s + m[2] / r[1]
+                                    for m, r, s in zip(msgs, routes, starts, strict=True)]
+        return routes, starts, self._share(msgs, routes, starts)  # max-min among them
 
     def _share(self, msgs, routes, starts) -> list[float]:
         """Max-min ends [s] of one phase's own messages (memoized by the phase's shape); above
@@ -294,28 +302,22 @@ class Links:
                 return shared_finish(*args)  # µs-scale messages: per-link sharing suffices
             return batched_max_min_finish(*args)
         t0 = min(starts)
-        key = tuple((r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, strict=True))
+        # the phase's shape: per message its pair, bytes and start after the first
+        key = tuple([(r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, strict=True)])
         got = self._shared.get(key)
         if got is None:
             if len(self._shared) > 100_000:
                 self._shared.clear()
             ends = max_min_finish(starts, [m[2] for m in msgs], [r[1] for r in routes],
                                   [r[2] for r in routes], self._line_rates)
-            got = self._shared[key] = tuple(e - t0 for e in ends)
+            got = self._shared[key] = [e - t0 for e in ends]
         return [t0 + x for x in got]
 
-    def _record(self, sid: int, s: float, e: float, nbytes: float, tag: int,
-                issued_at: float) -> None:
-        """Keep one message's record (route id, start, end [s], bytes, class) for the Fabric;
-        one still on the wire when the clock stops counts as sent only, if issued by then."""
-        if e >= self.until:
-            if issued_at < self.until:
-                self.fabric.record_sent(nbytes, tag)
-            return
-        rec = self._rec
-        rec.append((sid, s, e, nbytes, tag))
-        if len(rec) >= self.FLUSH:
-            self.flush()
+    def _late(self, nbytes: float, tag: int, issued_at: float) -> None:
+        """Count a message still on the wire when the clock stops as sent only, if it was
+        issued by then (at ``issued_at`` [s]); it keeps no record."""
+        if issued_at < self.until:
+            self.fabric.record_sent(nbytes, tag)
 
     def flush(self) -> None:
         """Hand the kept message records to the Fabric's link accounting."""

@@ -52,16 +52,14 @@ def max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],
     compiled :func:`~simulator.engine.sharing_kernels.max_min_kernel`, the same floats as the
     Python it replaced (:mod:`simulator.testing.sharing_reference`).
     """
-    n = len(starts)
-    if not n:
+    if not len(starts):
         return []
-    width = [len(p) for p in links]
-    padded = np.zeros((n, max(width)), np.int64)
-    for i, p in enumerate(links):
-        padded[i, : width[i]] = p
-    return max_min_kernel(np.asarray(starts, float), np.asarray(nbytes, float),
-                          np.asarray(caps, float), padded, np.asarray(width, np.int64),
-                          np.asarray(line, float)).tolist()
+    paths: list[int] = []  # each flow's number of links, then its links
+    for p in links:
+        paths.append(len(p))
+        paths += p
+    return max_min_kernel(np.array([*starts, *nbytes, *caps], float),
+                          np.array(paths, np.int64), np.asarray(line, float)).tolist()
 
 
 def batched_max_min_finish(starts: list[float], nbytes: list[float], caps: list[float],

@@ -31,27 +31,38 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def max_min_kernel(starts, nbytes, caps, links, width, line):
+def max_min_kernel(flows, paths, line):
     """When each flow ends [s] under max-min sharing with per-flow caps, re-filled at every
-    start and completion (see the module docstring). Flow ``i`` starts at ``starts[i]`` [s]
-    with ``nbytes[i]`` [B], at most ``caps[i]`` [B/s], over links ``links[i, :width[i]]``
-    (indices into ``line``, line rates [B/s]). At least one flow."""
-    n = len(starts)
+    start and completion (see the module docstring). ``flows`` holds the ``n`` flows' starts
+    [s], then their bytes [B], then their caps [B/s]; ``paths`` each flow's number of links
+    followed by those links (indices into ``line``, line rates [B/s]) — two arrays, so a call
+    converts little. At least one flow."""
+    n = len(flows) // 3
+    starts = flows[:n]
+    nbytes = flows[n : 2 * n]
+    caps = flows[2 * n :]
     finish = np.zeros(n)
-    # the phase's links, numbered in order of first use
-    ids = np.empty(n * links.shape[1], np.int64)
+    # flow i's links are local[first[i]:stop[i]]: the phase's links, numbered in order of
+    # first use
+    first = np.empty(n, np.int64)
+    stop = np.empty(n, np.int64)
+    ids = np.empty(len(paths), np.int64)
+    local = np.empty(len(paths), np.int64)
     m = 0
-    local = np.empty_like(links)
+    at = 0
     for i in range(n):
-        for w in range(width[i]):
-            x = links[i, w]
+        first[i] = at + 1
+        stop[i] = at + 1 + paths[at]
+        for w in range(first[i], stop[i]):
+            x = paths[w]
             j = 0
             while j < m and ids[j] != x:
                 j += 1
             if j == m:
                 ids[m] = x
                 m += 1
-            local[i, w] = j
+            local[w] = j
+        at = stop[i]
     rates_line = np.empty(m)
     for j in range(m):
         rates_line[j] = line[ids[j]]
@@ -88,8 +99,8 @@ def max_min_kernel(starts, nbytes, caps, links, width, line):
         # cnt 0, takes no part)
         for a in range(na):
             i = active[a]
-            for w in range(width[i]):
-                j = local[i, w]
+            for w in range(first[i], stop[i]):
+                j = local[w]
                 res[j] = rates_line[j]
                 cnt[j] += 1
             rate[i] = 0.0
@@ -123,16 +134,16 @@ def max_min_kernel(starts, nbytes, caps, links, width, line):
                     for a in range(na):
                         i = active[a]
                         if free[i]:
-                            for w in range(width[i]):
-                                if local[i, w] == j:
+                            for w in range(first[i], stop[i]):
+                                if local[w] == j:
                                     frozen[i] = True
             for a in range(na):
                 i = active[a]
                 if frozen[i] and free[i]:
                     free[i] = False
                     n_free -= 1
-                    for w in range(width[i]):
-                        cnt[local[i, w]] -= 1
+                    for w in range(first[i], stop[i]):
+                        cnt[local[w]] -= 1
         step = np.inf
         for a in range(na):
             i = active[a]
