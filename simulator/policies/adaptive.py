@@ -74,11 +74,11 @@ dearest kernel lookup — only when its cheapest possible recompute could beat t
 round; route's step and fetch's share one pricing of the fetch round,
 :meth:`LoadedCosts.route_fetch <simulator.costmodel.loaded.LoadedCosts.route_fetch>`); a
 decision is then a few dozen float operations, a few array reads, two ``free_at`` calls and two
-idle-path checks — 37 µs a round on ``cluster_128`` (fast engine, stop 77; 45 µs before the
-shared pricing), some 15 % of the run's wall time, 20 % on ``cluster_1024``. The engine's side
-(:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected elements per
-decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of consecutive
-selections per 16-step sample.
+idle-path checks: 37 µs a round on ``cluster_128`` (fast engine, stop 77; 45 µs before the
+shared pricing), some 15 % of the run's wall time (21 % on ``cluster_1024`` before). The
+engine's side (:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected
+elements per decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of
+consecutive selections per 16-step sample.
 
 All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`` (the order of
 :data:`~simulator.policies.base.OPTIONS`).
