@@ -443,13 +443,12 @@ def _links_equivalents() -> dict:
     same_length = ("the zipped lists are built from the same messages, routes or links: "
                    "their lengths agree")
     zips = ("starts = [m[3] + r[0] for m, r in zip(msgs, routes, strict=True)]",
-            "ends = [s + m[2] / r[1] for m, r, s in zip(msgs, routes, starts, strict=True)]",
-            "for i, (m, r) in enumerate(zip(msgs, routes, strict=True)):",
+            "for m, r, s in zip(msgs, routes, starts, strict=True)]",
             "return list(zip(starts, ends, strict=True))",
             "for (u, v), load, rate in zip(links, loads, rates, strict=True):",
             "if all(m[2] / r[1] <= self.SMALL_TIME for m, r in zip(msgs, routes, strict=True)):",
-            "key = tuple((r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, "
-            "strict=True))")
+            "key = tuple([(r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, "
+            "strict=True)])")
     memory = ("a memory bound: the memo of phase shapes is emptied at 100,000 shapes; its "
               "answers are the same whether or when it is")
     batches = ("records go to the Fabric in batches only to bound memory: flush() at the run's "
@@ -459,9 +458,6 @@ def _links_equivalents() -> dict:
                     "it ends when the disjoint path says, up to rounding (slower)")
     out = {(path, line, "True -> False"): same_length for line in zips}
     out.update({
-        (path, "self._record(r[5], s, e, nbytes, tag, issued_at)", "5 -> 6"):
-            "(one) this call is made only for a message that ends at or after the cut, which "
-            "_record counts as sent by its bytes and class alone: the route id is not read",
         (path, "if c.last_end > s and c.free_at(s) > s:", "> -> >=", "c.last_end > s"):
             "last_end = s: every known item ends by s, so free_at(s) <= s and the second test "
             "fails: idle either way",
@@ -497,8 +493,8 @@ def _links_equivalents() -> dict:
         (path, "seen: frozenset[int] = routes[0][6]", "0 -> 1"):
             "a phase here has two messages or more (a lone one goes through Links.one): seeded "
             "with the second route's links, the second is found to share them. " + not_disjoint,
-        (path, "key = tuple((r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, "
-               "strict=True))", "- -> +"):
+        (path, "key = tuple([(r[7], m[2], s - t0) for m, r, s in zip(msgs, routes, starts, "
+               "strict=True)])", "- -> +"):
             "the memo's key stays one-to-one: two phases with equal s + t0 for every message "
             "have the same earliest start (2 t0), so the same starts; shapes that differ only "
             "by a shift in time no longer share an entry, and each is computed once more",
