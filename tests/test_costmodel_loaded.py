@@ -287,3 +287,21 @@ def test_a_step_pays_its_rounds_share_of_a_round_of_the_observed_size(k, b, owne
     assert t["fetch"] == got
     assert LC.decide(HOME, owner, k, b, reuse, per_round=per) == min(
         OPTIONS, key=lambda o: (t[o], OPTIONS.index(o)))
+
+
+@given(st.floats(0.5, 200.0), batches, owners, st.floats(1.0, 50.0), st.floats(0.0, 1e-3),
+       st.floats(0.0, 1e-3), st.floats(0.0, 1e-4), st.floats(0.0, 1e-4), st.floats(0.0, 3.0),
+       st.one_of(st.none(), st.floats(1.0, 500.0)))
+def test_route_fetch_is_route_and_fetchs_step_times_bit_for_bit(k, b, owner, reuse, owner_busy,
+                                                                home_busy, slow_r, slow_f,
+                                                                stall, per_round):
+    # the policy's one call every round: route's step (with the move it defers) and fetch's
+    # step and round priced once on their shared fetch round — the floats of the two calls
+    # it replaced, whatever the reuse, queues, slow-downs, stall and observed round size
+    got = LC.route_fetch(HOME, owner, k, b, reuse, owner_busy, home_busy, slow_r, slow_f,
+                         stall, per_round)
+    route = LC.step_time("route", HOME, owner, k, b, reuse, owner_busy, home_busy, slow_r,
+                         stall, per_round)
+    fetch, total = LC.copy_step("fetch", HOME, owner, k, b, reuse, home_busy, slow_f,
+                                per_round)
+    assert got == (route, fetch, total)
