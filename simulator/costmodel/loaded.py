@@ -166,16 +166,11 @@ class LoadedCosts:
         if x < 1.0:  # (max(x, 1.0) without the call: the policy asks this twice a round)
             x = 1.0
         lo = math.floor(x)
-        code = _CODE[option]
-        a = table.get(lo * 4 + code)
-        if a is None:
-            a = self._phases(option, src, dst, lo, batch, table)
+        a = self._phases(option, src, dst, lo, batch, table)
         w = x - lo
         if w <= 0:
             return a
-        b = table.get((lo + 1) * 4 + code)
-        if b is None:
-            b = self._phases(option, src, dst, lo + 1, batch, table)
+        b = self._phases(option, src, dst, lo + 1, batch, table)
         return (a[0] + w * (b[0] - a[0]), a[1] + w * (b[1] - a[1]), a[2] + w * (b[2] - a[2]),
                 a[3] + w * (b[3] - a[3]), a[4] + w * (b[4] - a[4]))
 

@@ -132,9 +132,7 @@ class Adaptive(Policy):
         return self._loaded
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
-        lc = self._loaded
-        if lc is None or lc.cm is not ctx.cost_model:
-            lc = self.costs(ctx)
+        lc = self.costs(ctx)
         obs = ctx.observed
         src, dst, batch = rnd.src, rnd.owner, rnd.batch
         blocks = float(rnd.blocks)
