@@ -759,6 +759,28 @@ def _costmodel_equivalents() -> dict:
          "p[0] + p[1] + p[2] + p[3]"):
             "copy_step prices fetch and local only, whose answer phase (p[3]) is 0 "
             "(phases.py: ret=0.0): +0 and -0 give the same sum",
+        # stop 78: the memo's int key and the comparisons written without max/min (stop 77)
+        **{(loaded, "key = total_blocks * 4 + _CODE[option]", m):
+           "the option's code is 0, 1 or 2, so 4n - c and 5n + c, like 4n + c, give every "
+           "(blocks, option) its own key: the memo holds the same phases under other keys"
+           for m in ("+ -> -", "4 -> 5")},
+        (loaded, "if table is None:", "is -> is not", "#3"):
+            "_at's table: given, it is replaced by _table's, the same memo object; not given, "
+            "_phases looks the same table up itself",
+        (loaded, "if x < 1.0:  # (max(x, 1.0) without the call: the policy asks this twice a "
+                 "round)", "< -> <="): "x = 1.0 is set to 1.0",
+        (loaded, "if per_round is not None and chance > 0:", "> -> >="):
+            "chance is 0 only when no block is selected (n = 0): then n/R is 0 and the branch "
+            "gives min(1, 0/max(1, ...)) = 0.0, the chance it was",
+        **{(loaded, line, "> -> >="): "at 0.0 the kept value is 0.0, what the else gives"
+           for line in (
+               "owner_wait = owner_wait if owner_wait > 0.0 else 0.0  # max(0.0, ·), without "
+               "the call",
+               "+ (home_wait if home_wait > 0.0 else 0.0) + p[2] * float(owner_stall))",
+               "return (1.0 - 1.0 / reuse) * chance * (more if more > 0.0 else 0.0)",
+               "return chance * (total + slow + (home_wait if home_wait > 0.0 else 0.0)), total")},
+        (loaded, "slow = slow_time * (moved if moved < 1.0 else 1.0)  # min(1.0, ·), without the "
+                 "call", "< -> <="): "moved = 1.0 is 1.0 either way",
         (moe, "self.arch = arch", "delete `self.arch = arch`"):
             "nothing reads ExpertParallel.arch (its methods use the model's figures they copied)",
         (alltoall, "cuts = np.flatnonzero(np.diff(lk)) + 1", "1 -> 2"): more_links,
