@@ -2543,10 +2543,15 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         ("if nbytes <= 0:", "<= -> <", _NO_TINY_MESSAGE),
         ("if nbytes <= 0:", "0 -> 1", _NO_TINY_MESSAGE),
         ("continue", "delete `continue`", _NO_TINY_MESSAGE),
+        ("if last > blocks:  # (max without the call: asked every round)", "> -> >=",
+         "last = blocks: blocks is set to the value it has"),
         ('best, best_t = OPTIONS[0], float("inf")', "0 -> 1",
          "local's live total is the closed form's, always finite: some option beats inf and "
          "replaces the initial one"),
     )),
+    ("simulator/policies/observed.py",
+     "return wait if wait > 0.0 else 0.0  # (max(0.0, ·) without the call: twice a round)",
+     "> -> >="): "a wait of exactly 0.0 is returned as 0.0 either way",
     ("simulator/policies/observed.py", "over = row.max() > WINDOW", "> -> >="):
         "a row whose largest count is exactly WINDOW has no column past it: nothing halves, "
         "and the count after is the same row's (> WINDOW: False)",

@@ -142,6 +142,58 @@ def test_blocks_per_round_blend_the_independent_model_with_what_rounds_carried()
     assert new_per_round(obs, h, o, n, R) == pytest.approx(expect)
 
 
+def test_blocks_per_round_at_their_edges():
+    # one round made (no decay): already evidence, blended as one round against the prior's
+    # PRIOR_ROUNDS (`made <= 0` is the only case without rounds)
+    obs = observed()
+    h, o = obs.pair(HOME, FAR)
+    obs.copied(h, o, 40)
+    assert obs.rounds[h, o] == 1.0
+    n, R = 16.0, 4.0
+    prior = n / (R * (1 - (1 - 1 / R) ** n))
+    assert new_per_round(obs, h, o, n, R) == pytest.approx((40.0 + PRIOR_ROUNDS * prior)
+                                                           / (1.0 + PRIOR_ROUNDS))
+    # a step that selects nothing there: no chance of a round, so the prior is one block (not a
+    # division by the zero chance)
+    obs.copied(h, o, 0)  # two rounds made, 40 copies: 20 a round
+    assert new_per_round(obs, h, o, 0.0, R) == pytest.approx((40.0 + PRIOR_ROUNDS * 1.0)
+                                                             / (2.0 + PRIOR_ROUNDS))
+
+
+def test_repicks_holds_its_chain_to_a_probability():
+    # a stability estimate past 1 (or below the share) counts as the bound: the chain's λ
+    # stays in [0, 1] — fully persistent (every later step), or memoryless (m·π)
+    assert repicks(1.3, 0.1, 7) == repicks(1.0, 0.1, 7) == pytest.approx(7.0)
+    assert repicks(0.0, 0.25, 40) == repicks(0.25, 0.25, 40) == pytest.approx(10.0)
+
+
+@pytest.mark.parametrize("owner", [NEAR, FAR])
+def test_the_blocks_per_round_adaptive_prices_are_its_whole_steps(owner):
+    # few rounds made, so the prior counts: the blocks per round adaptive prices with are
+    # new_per_round over the step's whole selection, K blocks for each of the B queries (K·B,
+    # not K/B or K), and its answer is the closed form's with that value
+    lc = LoadedCosts(CM)
+    moved = set()
+    for k, b in ((2, 2), (8, 4), (16, 4), (32, 8)):
+        for made, per in ((1.0, 1.0), (2.0, 6.0), (3.0, 40.0)):
+            for R in (1.5, 2.0, 6.0, 100.0):  # copies used R times each, as few copies saw
+                obs = observed()
+                h, o = obs.pair(HOME, owner)
+                obs.rounds[h, o] = made
+                obs.copies[h, o], obs.hits[h, o] = made * per, made * per * (R - 1.0)
+                rnd = Round(HOME, owner, 0, b, k, k, 5.0)
+                reuse = expected_reuse(obs, rnd)
+                right = new_per_round(obs, h, o, k * b, reuse)
+                got = Adaptive().choose(context(obs), rnd)
+                assert got == lc.decide(HOME, owner, k, b, reuse=reuse, per_round=right)
+                for wrong in (k / b, float(k)):
+                    other = lc.decide(HOME, owner, k, b, reuse=reuse,
+                                      per_round=new_per_round(obs, h, o, wrong, reuse))
+                    if other != got:
+                        moved.add((k, b, made, per, R, wrong))
+    assert moved  # the cases discriminate
+
+
 def stall_cases(owner):
     """Rounds of several shapes to ``owner`` with a known reuse R (so much evidence that the
     prior does not count) and idle streams: ``(k, b, R, obs, h, o, rnd, the choice then)``."""

@@ -192,7 +192,7 @@ def repicks(stability: float, share: float, steps: float) -> float:
     pi = min(max(share, 0.0), 1.0)
     if pi >= 1.0:
         return m
-    lam = min(max((stability - pi) / (1.0 - pi), 0.0), 1.0)
+    lam = max((stability - pi) / (1.0 - pi), 0.0)  # (λ ≥ 1: every later step, next line)
     burst = m if lam >= 1.0 else lam * (1.0 - lam**m) / (1.0 - lam)
     return m * pi + (1.0 - pi) * burst
 
