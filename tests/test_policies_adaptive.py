@@ -42,6 +42,14 @@ def observed(free_at=None, links=None) -> Observed:
     return Observed(NAMES, free_at or (lambda g, at: 0.0), links=links)
 
 
+def copies_used(obs, h, o, copies, reuse) -> None:
+    """Home ``h`` holds ``copies`` copies of owner ``o``'s blocks, each used ``reuse`` times in
+    all (the counters ``Observed.copied`` and ``step`` keep). 1e12 copies: so much evidence that
+    the prior does not count."""
+    obs.copies[h, o] = copies
+    obs.hits[h, o] = copies * (reuse - 1.0)
+
+
 def context(obs, fabric=None) -> PolicyContext:
     return PolicyContext(CM, fabric, G, np.random.default_rng(0), obs)
 
@@ -77,8 +85,7 @@ def test_a_known_reuse_and_a_known_queue_give_the_closed_forms_choice(owner):
             for Q in (0.0, 1e-5, 1e-4, 1e-3, 1e-1):
                 obs = observed(lambda g, at, Q=Q: Q + 5.0 if NAMES[g] == owner else 0.0)
                 h, o = obs.pair(HOME, owner)
-                obs.copies[h, o] = 1e12  # so much evidence that the prior does not count
-                obs.hits[h, o] = 1e12 * (R - 1.0)
+                copies_used(obs, h, o, 1e12, R)
                 rnd = Round(HOME, owner, 0, b, k, k, 5.0)
                 assert expected_reuse(obs, rnd) == pytest.approx(R, rel=1e-9)
                 got = Adaptive().choose(context(obs), rnd)
@@ -110,8 +117,7 @@ def test_known_blocks_per_round_give_the_closed_forms_choice(owner):
             for per in (1.0, 8.0, 24.0, 64.0):
                 obs = observed()
                 h, o = obs.pair(HOME, owner)
-                obs.copies[h, o] = 1e12
-                obs.hits[h, o] = 1e12 * (R - 1.0)
+                copies_used(obs, h, o, 1e12, R)
                 obs.rounds[h, o] = 1e12 / per
                 rnd = Round(HOME, owner, 0, b, k, k, 5.0)
                 assert new_per_round(obs, h, o, k * b, R) == pytest.approx(per, rel=1e-6)
@@ -180,7 +186,7 @@ def test_the_blocks_per_round_adaptive_prices_are_its_whole_steps(owner):
                 obs = observed()
                 h, o = obs.pair(HOME, owner)
                 obs.rounds[h, o] = made
-                obs.copies[h, o], obs.hits[h, o] = made * per, made * per * (R - 1.0)
+                copies_used(obs, h, o, made * per, R)
                 rnd = Round(HOME, owner, 0, b, k, k, 5.0)
                 reuse = expected_reuse(obs, rnd)
                 right = new_per_round(obs, h, o, k * b, reuse)
@@ -201,8 +207,7 @@ def stall_cases(owner):
         for R in (1.0, 3.0, 5.0, 100.0):
             obs = observed()
             h, o = obs.pair(HOME, owner)
-            obs.copies[h, o] = 1e12
-            obs.hits[h, o] = 1e12 * (R - 1.0)
+            copies_used(obs, h, o, 1e12, R)
             rnd = Round(HOME, owner, 0, b, k, k, 5.0)
             yield k, b, R, obs, h, o, rnd, Adaptive().choose(context(obs), rnd)
 
