@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from simulator import hardware
+from simulator.errors import UserError
 from simulator.gpu import operators as ops
 from simulator.gpu.profiles import default_profile
 from simulator.gpu.streams import Stream
@@ -50,6 +51,88 @@ def test_a_profiles_float_attention_is_its_timing_or_none_where_a_table_answers(
             answered.append(gpu.name)
             assert got == float(p.attention(b, n, 64.0, 8.0, 128.0).time)
     assert "H100" in answered  # the path the homogeneous TP4 workload takes is exercised
+
+
+def _table_shapes(gpu, op: str) -> list[tuple]:
+    """The exact-match keys of ``gpu``'s measured ``op`` table (empty where it has none)."""
+    table = default_profile(gpu)._table(op, op)
+    return [] if table is None else sorted(table._grids, key=str)
+
+
+_GEMM_KEYS = {g.name: _table_shapes(g, "gemm") for g in (H100, H200)}
+_ELEM_KEYS = {g.name: _table_shapes(g, "elementwise") for g in (H100, H200)}
+_A100 = hardware.gpu("A100")  # no table: every answer extrapolated from another GPU's fit
+_rows = st.one_of(st.integers(1, 4096).map(float), st.floats(0.05, 2e6))
+
+
+@settings(max_examples=300, deadline=None)
+@given(m=_rows, n=st.floats(1.0, 4e4), k=st.floats(1.0, 4e4), fp8=st.booleans(),
+       groups=st.sampled_from([1.0, 8.0, 256.0]), gpu=st.sampled_from([H100, H200]))
+def test_the_gemm_model_on_floats_is_its_value_on_0d_arrays(m, n, k, fp8, groups, gpu):
+    fit = default_profile(gpu).fit("gemm").params
+    params = {key: float(v) for key, v in fit.items()}
+    scalar = ops.gemm(params, gpu, m, n, k, fp8, groups)
+    array = ops.gemm(fit, gpu, *[np.asarray(v) for v in (m, n, k)], np.asarray(fp8),
+                     np.asarray(groups))
+    assert type(scalar) is float and scalar == float(array)
+
+
+@settings(max_examples=300, deadline=None)
+@given(m=_rows, w=st.floats(1.0, 4e4), kind=st.sampled_from(sorted(ops.ELEMENTWISE_KINDS)),
+       gpu=st.sampled_from([H100, H200]))
+def test_the_elementwise_model_on_floats_is_its_value_on_0d_arrays(m, w, kind, gpu):
+    fit = default_profile(gpu).fit("elementwise").params
+    params = {key: float(v) for key, v in fit.items()}
+    scalar = ops.elementwise(params, gpu, kind, m, w)
+    assert type(scalar) is float
+    assert scalar == float(ops.elementwise(fit, gpu, kind, np.asarray(m), np.asarray(w)))
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), m=_rows, gpu=st.sampled_from([H100, H200, _A100]),
+       groups=st.sampled_from([1.0, 1.0, 1.0, 16.0]), dtype=st.sampled_from(["bf16", "fp8"]))
+def test_a_profiles_float_gemm_is_its_timing_and_source(data, m, gpu, groups, dtype):
+    # shapes a measured table holds (H100, H200), where it answers or interpolates, and any other
+    keys = _GEMM_KEYS.get(gpu.name, [])
+    if keys and data.draw(st.booleans()):
+        n, k, dtype = data.draw(st.sampled_from(keys))
+        n, k, dtype = float(n), float(k), str(dtype)
+    else:
+        n, k = data.draw(st.floats(1.0, 4e4)), data.draw(st.floats(1.0, 4e4))
+    p = default_profile(gpu)
+    want = p.gemm(m, n, k, dtype, groups)
+    assert p.gemm_seconds(m, n, k, dtype, groups) == (float(want.time), str(want.source))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), m=_rows, gpu=st.sampled_from([H100, H200, _A100]))
+def test_a_profiles_float_elementwise_is_its_timing_and_source(data, m, gpu):
+    keys = _ELEM_KEYS.get(gpu.name, [])
+    if keys and data.draw(st.booleans()):
+        kind, w = data.draw(st.sampled_from(keys))
+        kind, w = str(kind), float(w)
+    else:
+        kind = data.draw(st.sampled_from(sorted(ops.ELEMENTWISE_KINDS)))
+        w = data.draw(st.floats(1.0, 4e4))
+    p = default_profile(gpu)
+    want = p.elementwise(kind, m, w)
+    assert p.elementwise_seconds(kind, m, w) == (float(want.time), str(want.source))
+
+
+def test_the_float_profile_answers_cover_tables_and_models():
+    # the properties above meet every kind of answer: a measured point, an interpolation, the
+    # fit on the GPU measured, and an extrapolation to another GPU
+    h100, a100 = default_profile(H100), default_profile(_A100)
+    n, k, _ = _GEMM_KEYS["H100"][0]
+    kind, w = _ELEM_KEYS["H100"][0]
+    seen = {h100.gemm_seconds(1.0, float(n), float(k))[1].split(":")[0],
+            h100.gemm_seconds(3.5, float(n), float(k))[1].split(":")[0],
+            h100.gemm_seconds(3.5, 777.0, 333.0)[1].split(":")[0],
+            a100.gemm_seconds(3.5, 777.0, 333.0)[1].split(":")[0],
+            h100.elementwise_seconds(str(kind), 3.5, float(w))[1].split(":")[0]}
+    assert seen == {"measured", "interpolated", "fitted", "extrapolated"}
+    with pytest.raises(UserError, match="elementwise kind 'softmax'"):
+        h100.elementwise_seconds("softmax", 1.0, 1.0)
 
 
 _int_bytes = st.integers(0, 2 ** 40).map(float)

@@ -86,9 +86,9 @@ class RankKernels:
                 a, p = self.arch, self.profile
                 d, ie = float(a.hidden_size), float(a.expert_intermediate_size)
                 dt = "fp8" if a.weight_bytes_per_param <= 1.0 else "bf16"
-                t = float(p.gemm(rows, 2 * ie, d, dt, active).time)
-                t += float(p.elementwise("activation", rows, ie).time)
-                t += float(p.gemm(rows, d, ie, dt, active).time)
+                t = p.gemm_seconds(rows, 2 * ie, d, dt, active)[0]
+                t += p.elementwise_seconds("activation", rows, ie)[0]
+                t += p.gemm_seconds(rows, d, ie, dt, active)[0]
                 got = self._launched(t, 3.0)
             self._cache[key] = got
         return got

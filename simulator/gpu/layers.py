@@ -109,14 +109,14 @@ class _Builder:
     def gemm(self, name, m, n, k, dtype="bf16", groups=1.0, count=1.0, per="layer"):
         if m <= 0:
             return
-        t = self.p.gemm(m, n, k, dtype, groups)
-        self.ops.append(Op(name, "gemm", count, float(t.time), str(t.source), per))
+        t, source = self.p.gemm_seconds(m, n, k, dtype, groups)
+        self.ops.append(Op(name, "gemm", count, t, source, per))
 
     def elem(self, name, kind, m, w, count=1.0, per="layer"):
         if m <= 0:
             return
-        t = self.p.elementwise(kind, m, w)
-        self.ops.append(Op(name, "elementwise", count, float(t.time), str(t.source), per))
+        t, source = self.p.elementwise_seconds(kind, m, w)
+        self.ops.append(Op(name, "elementwise", count, t, source, per))
 
 
 def decode_ops(profile: KernelProfile, arch: Architecture, tokens: float, gpus: float = 1,

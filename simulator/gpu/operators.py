@@ -107,14 +107,23 @@ def _peak(spec: GPUSpec, fp8: np.ndarray | bool) -> np.ndarray:
 
 
 def gemm(p: dict, spec: GPUSpec, m, n, k, fp8=False, groups=1.0) -> np.ndarray:
-    """GEMM ``y[m, n] = x[m, k]·W[k, n]`` (``groups`` weight matrices sharing the m rows) [s]."""
-    m, n, k, groups = (np.asarray(v, float) for v in (m, n, k, groups))
-    e = np.where(fp8, 1.0, _E)
+    """GEMM ``y[m, n] = x[m, k]·W[k, n]`` (``groups`` weight matrices sharing the m rows) [s].
+    Python floats (and a bool ``fp8``) in, a float out: the same value as for 0-d arrays (a
+    step's kernels, shape after shape) — the same IEEE operations in the same order, and the
+    power libm's (:func:`smax`)."""
+    if type(m) is float and type(n) is float and type(k) is float and type(groups) is float \
+            and type(fp8) is bool:
+        e = 1.0 if fp8 else _E
+        peak = spec.peak_flops * (FP8_PEAK_RATIO.get(spec.name, 2.0) if fp8 else 1.0)
+    else:
+        m, n, k, groups = (np.asarray(v, float) for v in (m, n, k, groups))
+        e = np.where(fp8, 1.0, _E)
+        peak = _peak(spec, fp8)
     nbytes = groups * n * k * e + m * k * e + m * n * _E
     flops = 2.0 * m * n * k
     em = p["em"] * n * k / (n * k + p["b0"])
     return p["t0"] + smax(nbytes / (spec.hbm_bandwidth * em),
-                          flops / (_peak(spec, fp8) * p["ec"]) + k * p["tau"], p["s"])
+                          flops / (peak * p["ec"]) + k * p["tau"], p["s"])
 
 
 def decode_attention(p: dict, spec: GPUSpec, batch, context, q_heads, kv_heads, head_dim,
@@ -181,17 +190,19 @@ def elementwise_bytes(kind: str, tokens, width) -> np.ndarray:
     RMSNorm reads and writes the rows and reads its weight; rotary rewrites the q and k rows;
     the gated activation reads two halves and writes one; the residual add reads two, writes one."""
     per_row, fixed = _ELEMENTWISE_BYTES[kind]
-    m, w = np.asarray(tokens, float), np.asarray(width, float)
+    m, w = _num(tokens), _num(width)
     return (per_row * m * w + fixed * w) * _E
 
 
 def elementwise(p: dict, spec: GPUSpec, kind: str, tokens, width) -> np.ndarray:
-    """One elementwise kernel of ``kind`` (see :func:`elementwise_bytes`) [s]."""
-    m, w = np.asarray(tokens, float), np.asarray(width, float)
+    """One elementwise kernel of ``kind`` (see :func:`elementwise_bytes`) [s]; Python floats
+    in, a float out, as :func:`gemm`."""
+    m, w = _num(tokens), _num(width)
     nbytes = elementwise_bytes(kind, m, w)
     q = {k: p[f"{kind}_{k}"] for k in ("t0", "e", "R", "c", "s")}
-    return q["t0"] + smax(nbytes / (spec.hbm_bandwidth * q["e"]),
-                          np.maximum(1.0, m / q["R"]) * w * q["c"], q["s"])
+    rows = m / q["R"]
+    rows = (rows if rows > 1.0 else 1.0) if type(rows) is float else np.maximum(1.0, rows)
+    return q["t0"] + smax(nbytes / (spec.hbm_bandwidth * q["e"]), rows * w * q["c"], q["s"])
 
 
 def copy(p: dict, spec: GPUSpec, nbytes) -> np.ndarray:

@@ -91,6 +91,7 @@ class KernelProfile:
         self._sources: dict[str, str] = {}  # operator -> its model's source line
         self._attention_table: bool | None = None  # a contiguous attention table answers
         self._attention_fit: dict[str, float] = {}  # see attention_seconds
+        self._float_fits: dict[str, dict[str, float]] = {}  # see _fit_floats
 
     def at(self, spec: GPUSpec) -> KernelProfile:
         """The same profile answering for ``spec`` (tables and fits of other GPUs extrapolate)."""
@@ -169,6 +170,44 @@ class KernelProfile:
         t = ops.gemm(self.fit("gemm").params, self.gpu, m, n, k, cls == "fp8", groups)
         return answer(t, self._table("gemm", "gemm"), [n, k, np.full(m.shape, cls)], [m],
                       self._model_source("gemm"), groups == 1)
+
+    def gemm_seconds(self, m: float, n: float, k: float, dtype: str = "bf16",
+                     groups: float = 1.0) -> tuple[float, str]:
+        """:meth:`gemm` of one shape as ``(time [s], source)``, without arrays (a step's
+        kernels, shape after shape): the same value and source as :meth:`gemm`'s — the fitted
+        model on floats (:func:`~simulator.gpu.operators.gemm`), then the measured table at the
+        one point where it covers the shape (:meth:`~simulator.gpu.tables.Table.lookup_one`, as
+        :func:`~simulator.gpu.answers.answer` asks it for one shape)."""
+        cls = dtype_class(dtype)
+        m, n, k, groups = float(m), float(n), float(k), float(groups)
+        table = self._table("gemm", "gemm")
+        if table is not None and groups == 1.0:
+            got = table.lookup_one((n, k, cls), (m,))
+            if got is not None:
+                return got
+        t = ops.gemm(self._fit_floats("gemm"), self.gpu, m, n, k, cls == "fp8", groups)
+        return float(t), self._model_source("gemm")
+
+    def elementwise_seconds(self, kind: str, tokens: float, width: float) -> tuple[float, str]:
+        """:meth:`elementwise` of one shape as ``(time [s], source)``, without arrays: the same
+        value and source (as :meth:`gemm_seconds`)."""
+        _check_kind(kind)
+        m, w = float(tokens), float(width)
+        table = self._table("elementwise", "elementwise")
+        if table is not None:
+            got = table.lookup_one((kind, w), (m,))
+            if got is not None:
+                return got
+        t = ops.elementwise(self._fit_floats("elementwise"), self.gpu, kind, m, w)
+        return float(t), self._model_source("elementwise")
+
+    def _fit_floats(self, op: str) -> dict[str, float]:
+        """Operator ``op``'s fitted parameters as Python floats (the same values; arithmetic on
+        them is the same IEEE arithmetic, on the scalar paths, without numpy scalars)."""
+        got = self._float_fits.get(op)
+        if got is None:
+            got = self._float_fits[op] = {k: float(v) for k, v in self.fit(op).params.items()}
+        return got
 
     def attention(self, batch, context, q_heads, kv_heads, head_dim, *, paged: bool = False,
                   page_tokens: int = 16, topk: int | None = None) -> Timing:
@@ -254,9 +293,7 @@ class KernelProfile:
     def elementwise(self, kind: str, tokens, width) -> Timing:
         """One elementwise kernel (``rmsnorm``, ``rotary``, ``activation``, ``add``) over
         ``tokens`` rows of ``width`` bf16 elements [s]."""
-        if kind not in ops.ELEMENTWISE_KINDS:
-            raise UserError(f"elementwise kind {kind!r}: give one of "
-                            f"{', '.join(ops.ELEMENTWISE_KINDS)}")
+        _check_kind(kind)
         m, w = np.broadcast_arrays(np.asarray(tokens, float), np.asarray(width, float))
         t = ops.elementwise(self.fit("elementwise").params, self.gpu, kind, m, w)
         return answer(t, self._table("elementwise", "elementwise"), [np.full(m.shape, kind), w],
@@ -342,6 +379,13 @@ class KernelProfile:
             src = "extrapolated: " + src.split(": ", 1)[-1] + \
                 f", measured on {c.measured_on}, assumed equal on {self.gpu.name}"
         return Timing(k * per, np.full(k.shape, src, dtype=object))
+
+
+def _check_kind(kind: str) -> None:
+    """A :class:`UserError` unless ``kind`` is an elementwise kind the model knows."""
+    if kind not in ops.ELEMENTWISE_KINDS:
+        raise UserError(f"elementwise kind {kind!r}: give one of "
+                        f"{', '.join(ops.ELEMENTWISE_KINDS)}")
 
 
 def causal_pairs(new, cached, topk: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -204,8 +204,8 @@ class ProfiledKernels:
         if layers.family(arch) == "mla":
             h = float(arch.query_heads)
             nope, rope = float(arch.qk_nope_head_dim), float(arch.qk_rope_head_dim)
-            t = float(p.gemm(cached + c, h * (nope + arch.v_head_dim), arch.kv_lora_rank,
-                             "bf16").time)
+            t = p.gemm_seconds(cached + c, h * (nope + arch.v_head_dim), arch.kv_lora_rank,
+                               "bf16")[0]
             t += float(p.prefill_attention(c, cached, h, h, nope + rope, arch.v_head_dim,
                                            topk=arch.topk_tokens).time)
             kernels = 2.0
