@@ -29,6 +29,23 @@ def parquet(**columns) -> bytes:
     return buf.getvalue()
 
 
+def selections(block: int) -> bytes:
+    """A selection trace whose one row has request 0's first decode step read ``block`` in
+    layer 0 (TINY's block size)."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from workloads.selections import write_selections
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "s.parquet"
+        write_selections(pd.DataFrame({"request_id": [0], "step": [0], "layer": [0],
+                                       "block_ids": [[block]]}), path, block_tokens=64)
+        return path.read_bytes()
+
+
 CASES: list[Case] = [
     # -- run: the trace it reads -----------------------------------------------------------------
     Case("run-trace-not-beside-the-scenario", ["run", "sub/tiny.toml"],
@@ -49,6 +66,11 @@ CASES: list[Case] = [
          ("'workload.selections'", "'s.parquet' is a folder"),
          {**tiny('kind = "trace"', 'kind = "trace"\nselections = "s.parquet"'),
           "s.parquet/x": "no"}),
+    # a block outside the request's context: refused before any progress bar is drawn
+    Case("run-selections-outside-the-context", ["run", "tiny.toml"],
+         ("'workload.selections'", "s.parquet", "999999"),
+         {**tiny('kind = "trace"', 'kind = "trace"\nselections = "s.parquet"'),
+          "s.parquet": selections(999999)}),
     Case("run-selections-not-parquet", ["run", "tiny.toml"],
          ("'workload.selections'", "s.parquet", "Parquet"),
          {**tiny('kind = "trace"', 'kind = "trace"\nselections = "s.parquet"'),

@@ -190,6 +190,11 @@ def run(scenario_path, policy_opt, out_dir, overwrite, seed, skip_bad, as_json,
             err.print(f"note: --skip-bad skipped {trace.attrs['skipped_lines']:,} trace lines "
                       f"that do not parse ({trace.attrs.get('source', 'the trace')})",
                       highlight=False, soft_wrap=True)
+        if scenario.workload.selections is not None:  # what it selects, against the requests'
+            # contexts: before any bar too (each run reads it again when it starts)
+            from simulator.engine.trace import scenario_selections
+
+            scenario_selections(scenario, trace)
         with Progress(*cols, console=err, transient=False) as bar:
             tasks = {p: bar.add_task(escape(p), total=scenario.engine.duration)
                      for p in policies}
