@@ -139,7 +139,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py",
              # the roofline's hand-checkable figures are the closed form's (KernelModel)
              "tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
-             "tests/test_gpu_runtime_edges.py"]),
+             "tests/test_gpu_runtime_edges.py",
+             # a step's kernels on floats against the array answers (stop 79)
+             "tests/test_hot_paths.py"]),
     "basics": (["simulator/network/paths.py", "simulator/models.py", "simulator/units.py",
                 "simulator/gpu/streams.py"],
                ["tests/test_network_paths.py", "tests/test_models.py", "tests/test_units.py",
