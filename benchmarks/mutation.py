@@ -1179,6 +1179,9 @@ def _gpu_equivalents() -> dict:
             ("scalar = type(batch) is float and type(context) is float and type(q_heads) is "
              "float \\", "and -> or"),
             ("and type(kv_heads) is float and type(head_dim) is float", "is -> is not"))},
+        (operators, "rows = (rows if rows > 1.0 else 1.0) if type(rows) is float else "
+         "np.maximum(1.0, rows)", "> -> >="):
+            "at rows = 1.0 either branch gives 1.0",
         (operators, 'out[sel] = collective(p, spec, "sendrecv", r.data["bytes"][sel], 2.0, '
          'fabric)', "2.0 -> 4.0"):
             "a send/recv's model reads the rank count only as > 1 (two ranks or four alike)",

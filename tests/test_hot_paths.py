@@ -77,6 +77,20 @@ def test_the_gemm_model_on_floats_is_its_value_on_0d_arrays(m, n, k, fp8, groups
     assert type(scalar) is float and scalar == float(array)
 
 
+def test_floats_mixed_with_arrays_take_the_array_path_element_by_element():
+    # one argument an array is enough for the array path: GEMMs of two widths, one bf16 and one
+    # fp8, with the rows as a Python float, give each shape's value on floats
+    fit = default_profile(H100).fit("gemm").params
+    params = {key: float(v) for key, v in fit.items()}
+    n, fp8 = np.array([1024.0, 7168.0]), np.array([False, True])
+    got = ops.gemm(fit, H100, 64.0, n, 4096.0, fp8, 1.0)
+    assert got.shape == (2,)
+    # (close, not equal: numpy may take a vectorized pow over an array of several elements)
+    assert list(got) == pytest.approx([ops.gemm(params, H100, 64.0, 1024.0, 4096.0, False, 1.0),
+                                       ops.gemm(params, H100, 64.0, 7168.0, 4096.0, True, 1.0)],
+                                      rel=1e-12)
+
+
 @settings(max_examples=300, deadline=None)
 @given(m=_rows, w=st.floats(1.0, 4e4), kind=st.sampled_from(sorted(ops.ELEMENTWISE_KINDS)),
        gpu=st.sampled_from([H100, H200]))
