@@ -287,7 +287,8 @@ def _check_deployment(scenario, graph) -> None:
 def _check_selections(scenario) -> None:
     """The selection trace exists and is a Parquet file with the selection columns, written
     for the scenario's block size where it records one (what it selects is checked against the
-    requests when the engine reads it: :func:`simulator.engine.trace.scenario_selections`)."""
+    requests when the engine reads it, :func:`simulator.engine.trace.scenario_selections`, and
+    by ``kvfabric run`` once the requests are loaded, before its progress bars)."""
     from pathlib import Path
 
     import pyarrow.parquet as pq
