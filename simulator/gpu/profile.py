@@ -239,9 +239,7 @@ class KernelProfile:
         if self._attention_table is None:
             self._attention_table = self._table("attention", "attention",
                                                 ("layout", "contiguous")) is not None
-            # the fit's parameters as Python floats (the same values; float arithmetic on them
-            # is the same IEEE arithmetic, without numpy scalars' overhead)
-            self._attention_fit = {k: float(v) for k, v in self.fit("attention").params.items()}
+            self._attention_fit = self._fit_floats("attention")  # kept: read every call
         if self._attention_table:
             return None
         return float(ops.decode_attention(self._attention_fit, self.gpu, float(batch),
