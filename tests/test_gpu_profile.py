@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from simulator import hardware
 from simulator.errors import UserError
@@ -81,10 +83,47 @@ def test_sparse_attention_makes_long_prompts_cheaper_not_dearer():
 def test_a_grouped_gemm_streams_every_groups_weights():
     one = ops.gemm({**P, "t0": 0.0, "tau": 0.0, "s": 50.0}, H200, 8, 4096, 7168)
     four = ops.gemm({**P, "t0": 0.0, "tau": 0.0, "s": 50.0}, H200, 8, 4096, 7168, groups=4.0)
-    # memory-bound: the time is the bytes — 4 weight matrices and the same activations
+    # memory-bound: the time is the bytes — 4 weight matrices and the same activations; the
+    # weights at the share of all four (b0 = 5e5 elements against 4·nk), the rest at one's
     m, n, k = 8, 4096, 7168
-    want = (4 * n * k * 2 + m * k * 2 + m * n * 2) / (n * k * 2 + m * k * 2 + m * n * 2)
+    nk = n * k
+    one_share, four_share = nk / (nk + 5e5), 4 * nk / (4 * nk + 5e5)
+    want = ((4 * nk * 2 / four_share + (m * k * 2 + m * n * 2) / one_share)
+            / ((nk * 2 + m * k * 2 + m * n * 2) / one_share))
     assert four / one == pytest.approx(want, rel=1e-9)
+
+
+def test_a_grouped_gemm_of_small_matrices_streams_at_the_share_of_all_of_them():
+    # MLA's absorbed W_UK: 128 heads of 512 × 128 (65,536 elements each, far below b0 = 5e5),
+    # one token per head, memory-bound (t0 = τ = 0, a sharp maximum). By hand: the weights'
+    # 128·65,536·2 B = 16,777,216 B at 0.8·8,388,608/(8,388,608 + 5e5) = 0.754998... of
+    # 4.8 TB/s; the activations (128·128·2 B) and output (128·512·2 B) at one head's share,
+    # 0.8·65,536/(65,536 + 5e5) = 0.0927...
+    p = {**P, "t0": 0.0, "tau": 0.0, "s": 50.0}
+    got = ops.gemm(p, H200, 128.0, 512.0, 128.0, groups=128.0)
+    weights = 16_777_216 / (4.8e12 * 0.8 * 8_388_608 / 8_888_608)
+    rest = (128 * 128 * 2 + 128 * 512 * 2) / (4.8e12 * 0.8 * 65_536 / 565_536)
+    assert got == pytest.approx(weights + rest, rel=1e-3)  # the compute term adds < 1e-3
+    assert got < 6e-6  # not 128 heads each at a 65,536-element matrix's 9 % (38 µs)
+    # 128 kernels of one head each would pay one head's share on every byte
+    assert got < 128 * ops.gemm(p, H200, 1.0, 512.0, 128.0) / 5
+    # the floats path and the arrays path agree
+    assert float(ops.gemm(p, H200, np.array(128.0), 512.0, 128.0, groups=128.0)) == got
+
+
+@settings(max_examples=200, deadline=None)
+@given(m=st.floats(1.0, 8192.0), n=st.sampled_from([128.0, 512.0, 2048.0, 7168.0]),
+       k=st.sampled_from([128.0, 512.0, 2048.0, 7168.0]), g=st.floats(0.0, 256.0),
+       dg=st.floats(0.0, 64.0), gpu=st.sampled_from(["H200", "H100", "H20"]))
+def test_a_grouped_gemm_never_gets_faster_with_more_groups(m, n, k, g, dg, gpu):
+    # with the rows fixed, another group adds weights and never speeds the kernel up (the share
+    # of all the weights, applied to the activations too, made it fall: stop 72's audit)
+    spec = hardware.gpu(gpu)
+    prof = load_profile("h200" if gpu != "H100" else "h100-vidur")
+    params = {key: float(v) for key, v in prof.fit("gemm").params.items()}
+    a = ops.gemm(params, spec, m, n, k, groups=g)
+    b = ops.gemm(params, spec, m, n, k, groups=g + dg)
+    assert b >= a * (1 - 1e-12)
 
 
 def test_the_collective_model_at_a_hand_computed_point():

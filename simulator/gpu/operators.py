@@ -11,7 +11,12 @@ throughput a fraction of its peak FLOP/s ``π``. The fractions depend on the sha
   tile's loop over ``k``, which is all a GEMM with few output tiles pays (equivalently, an
   efficiency ``ec·x/(x + x0)`` in the output tiles per SM ``x``; τ, a latency, is not scaled with
   ``π`` when extrapolating). ``groups`` independent
-  weight matrices (a grouped MoE GEMM) add their weights to the bytes; fp8 halves the bytes per
+  weight matrices (a grouped GEMM: MoE experts, MLA's absorbed per-head products) add their
+  weights to the bytes, and the kernel streams them at the share of *all* its weights,
+  ``em·G·nk/(G·nk + b0)`` — one launch over every group fills the GPU as one matrix of that size
+  would (**assumed**: no grouped GEMM was measured; the single matrices that fit ``b0`` are
+  4.1M–470M elements) — while its activations and output keep one matrix's share, so the time
+  never falls as groups are added (:func:`gemm`); fp8 halves the bytes per
   element and doubles ``π`` (Hopper and Blackwell datasheets; A100 runs fp8 weights through bf16
   tensor cores — weight-only fp8, :data:`FP8_PEAK_RATIO`).
 - **decode attention** (GQA/MHA, one query token): KV streams at a rate that grows with the
@@ -110,16 +115,25 @@ def gemm(p: dict, spec: GPUSpec, m, n, k, fp8=False, groups=1.0) -> np.ndarray:
     """GEMM ``y[m, n] = x[m, k]·W[k, n]`` (``groups`` weight matrices sharing the m rows) [s].
     Python floats (and a bool ``fp8``) in, a float out: the same value as for 0-d arrays (a
     step's kernels, shape after shape) — the same IEEE operations in the same order, and the
-    power libm's (:func:`smax`)."""
+    power libm's (:func:`smax`).
+
+    Every byte moves at one matrix's share ``em·nk/(nk + b0)``; the weights of ``G > 1``
+    groups at the share of all of them (module docstring), i.e. their bytes scaled by
+    ``share(nk) / share(G·nk) = (G·nk + b0)·nk / (G·nk·(nk + b0))``, exactly 1 for one matrix
+    (fewer than one group, an expected count of matrices read, keeps one matrix's share)."""
+    b0 = p["b0"]
     if type(m) is float and type(n) is float and type(k) is float and type(groups) is float \
             and type(fp8) is bool:
         e = 1.0 if fp8 else _E
         peak = spec.peak_flops * (FP8_PEAK_RATIO.get(spec.name, 2.0) if fp8 else 1.0)
+        gnk = (groups if groups > 1.0 else 1.0) * n * k
     else:
         m, n, k, groups = (np.asarray(v, float) for v in (m, n, k, groups))
         e = np.where(fp8, 1.0, _E)
         peak = _peak(spec, fp8)
-    nbytes = groups * n * k * e + m * k * e + m * n * _E
+        gnk = np.maximum(groups, 1.0) * n * k
+    nk = n * k
+    nbytes = groups * n * k * e * ((gnk + b0) * nk / (gnk * (nk + b0))) + m * k * e + m * n * _E
     flops = 2.0 * m * n * k
     em = p["em"] * n * k / (n * k + p["b0"])
     return p["t0"] + smax(nbytes / (spec.hbm_bandwidth * em),
