@@ -375,3 +375,25 @@ def test_an_installed_copy_reads_the_profiles_where_the_package_puts_them(tmp_pa
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     data_files = pyproject["tool"]["setuptools"]["data-files"]
     assert data_files["share/kvfabric/calibration/profiles"] == ["calibration/profiles/*.toml"]
+
+
+def test_the_grouped_gemm_measurements_compare_with_the_model_and_its_old_form(tmp_path, capsys):
+    # benchmarks/gpu/measure_grouped_gemm.py --compare: measured rows (here made up: twice the
+    # model's time) beside the model and the pre-stop-80 model (every byte at one head's share)
+    from benchtools import benchmark
+
+    script = benchmark("gpu.measure_grouped_gemm")
+    h200 = load_profile("h200")
+    p = {key: float(v) for key, v in h200.fit("gemm").params.items()}
+    rows = [(1, 1.0), (128, 128.0)]  # (groups, m): W_UK, one token per head
+    path = tmp_path / "h200_grouped_gemm.csv"
+    with path.open("w") as f:
+        f.write(",".join(script.HEADER) + "\n")
+        for g, m in rows:
+            t = 2.0 * float(ops.gemm(p, H200, m, 512.0, 128.0, False, float(g)))
+            f.write(f"deepseek-v3,w_uk_absorb,bf16,{g},{m},512,128,2,{t!r},{t!r},{t!r},1,1\n")
+    out = script.compare(path, "H200", None)
+    assert [r["err"] for r in out] == pytest.approx([-0.5, -0.5], rel=1e-12)
+    assert out[0]["before_s"] == pytest.approx(out[0]["model_s"], rel=1e-12)  # one matrix
+    assert out[1]["before_s"] > 4 * out[1]["model_s"]  # 128 heads at one head's 11 % share
+    assert "median |error| 50.0%" in capsys.readouterr().out
