@@ -1182,6 +1182,8 @@ def _gpu_equivalents() -> dict:
         (operators, "rows = (rows if rows > 1.0 else 1.0) if type(rows) is float else "
          "np.maximum(1.0, rows)", "> -> >="):
             "at rows = 1.0 either branch gives 1.0",
+        (operators, "gnk = (groups if groups > 1.0 else 1.0) * n * k", "> -> >="):
+            "at groups = 1.0 either branch gives 1.0",
         (operators, 'out[sel] = collective(p, spec, "sendrecv", r.data["bytes"][sel], 2.0, '
          'fabric)', "2.0 -> 4.0"):
             "a send/recv's model reads the rank count only as > 1 (two ranks or four alike)",

@@ -67,7 +67,7 @@ _rows = st.one_of(st.integers(1, 4096).map(float), st.floats(0.05, 2e6))
 
 @settings(max_examples=300, deadline=None)
 @given(m=_rows, n=st.floats(1.0, 4e4), k=st.floats(1.0, 4e4), fp8=st.booleans(),
-       groups=st.sampled_from([1.0, 8.0, 256.0]), gpu=st.sampled_from([H100, H200]))
+       groups=st.sampled_from([1.0, 8.0, 256.0, 0.5, 1.5]), gpu=st.sampled_from([H100, H200]))
 def test_the_gemm_model_on_floats_is_its_value_on_0d_arrays(m, n, k, fp8, groups, gpu):
     fit = default_profile(gpu).fit("gemm").params
     params = {key: float(v) for key, v in fit.items()}
