@@ -60,6 +60,21 @@ def test_every_operator_answers_with_a_time_and_its_kind_of_source(capsys, argv,
     assert got["source"].startswith(kind + ":")
 
 
+def test_a_grouped_gemm_is_the_models_over_all_its_groups(capsys):
+    # MLA's absorbed W_UK on an H200: 128 heads of 512 × 128, one token each (128 rows in
+    # all) — the model (no table holds grouped GEMMs), the weights at the share of all 128
+    code, out, _ = run(capsys, "kernel", "gemm", "--gpu", "H200", "--m", "128", "--n", "512",
+                       "--k", "128", "--groups", "128", "--json")
+    assert code == 0
+    got = json.loads(out)
+    assert got["shape"]["groups"] == 128 and got["source"] == "fitted: h200 gemm model"
+    assert 5e-6 < got["time"] < 10e-6  # 39.9 µs before stop 80 (each head at its own share)
+    code, out, _ = run(capsys, "kernel", "gemm", "--gpu", "H200", "--m", "1", "--n", "2560",
+                       "--k", "8192", "--groups", "1", "--json")
+    assert json.loads(out)["source"] == "measured: h200/gemm.csv line 46"  # one matrix: a row
+    assert "groups" not in json.loads(out)["shape"]
+
+
 def test_plain_output_shows_the_time_and_the_source(capsys):
     code, out, _ = run(capsys, "kernel", "copy", "--gpu", "H200", "--bytes", "4096")
     assert code == 0
@@ -88,6 +103,10 @@ def test_profile_option_picks_another_profile(capsys):
     (["allreduce", "--gpu", "H100", "--bytes", "1", "--ranks", "2", "--fabric", "ib"],
      "--fabric 'ib'"),
     (["copy", "--gpu", "H100", "--bytes", "inf"], "--bytes inf"),
+    (["gemm", "--gpu", "H200", "--m", "1", "--n", "1", "--k", "1", "--groups", "0"],
+     "--groups 0"),
+    (["copy", "--gpu", "H100", "--bytes", "4096", "--groups", "2"],
+     "--groups does not apply to copy"),
     (["softmax", "--gpu", "H100"], "kernel 'softmax'"),
 ])
 def test_bad_input_exits_2_with_one_line_naming_the_option(capsys, argv, message):

@@ -47,6 +47,9 @@ OPS = ("gemm", "attention", "prefill", "copy", "gather", "merge", "indexer", "al
 @click.option("--n", default=None, help="gemm: output columns.")
 @click.option("--k", default=None, help="gemm: reduction length.")
 @click.option("--dtype", default="bf16", show_default=True, help="gemm: bf16, fp16 or fp8.")
+@click.option("--groups", default=None, help="gemm: weight matrices in one grouped GEMM "
+              "(experts, MLA's per-head products; --m counts the rows of all of them; "
+              "default 1).")
 @click.option("--batch", default=None, help="attention, merge, indexer: queries.")
 @click.option("--context", default=None, help="attention, indexer: cached tokens per query; "
               "prefill: new tokens.")
@@ -169,7 +172,10 @@ def _evaluate(op: str, p: KernelProfile, v: _Values, *, dtype: str, paged: bool,
         if dtype not in ("bf16", "fp16", "fp8"):
             raise UserError(f"--dtype {dtype!r}: give bf16, fp16 or fp8")
         shape = {"m": v("m"), "n": v("n"), "k": v("k"), "dtype": dtype}
-        return p.gemm(shape["m"], shape["n"], shape["k"], dtype), shape
+        groups = v("groups", 1)
+        if groups != 1:
+            shape["groups"] = groups
+        return p.gemm(shape["m"], shape["n"], shape["k"], dtype, groups), shape
     if op == "attention":
         topk = v("topk", math.inf)
         topk_arg = None if math.isinf(topk) else int(topk)
