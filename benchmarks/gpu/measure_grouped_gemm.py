@@ -101,33 +101,18 @@ def measure(out: Path, dry_run: bool, reps: int) -> Path:
 
 def _timed(torch, fn, dev: str, reps: int) -> tuple[float, float, float]:
     """Median, 10th and 90th percentile seconds of ``fn()``: on a GPU, one CUDA graph of it
-    replayed ``reps`` times between events (after a warm-up outside the graph); on the CPU,
+    replayed ``reps`` times between events (``measure_kernels.graph_times``); on the CPU,
     wall-clock calls (the script's logic only)."""
-    times = []
     if dev == "cpu":
+        times = []
         for _ in range(3):
             t = time.perf_counter()
             fn()
             times.append(time.perf_counter() - t)
     else:
-        s = torch.cuda.Stream()
-        s.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(s):
-            fn()
-        torch.cuda.current_stream().wait_stream(s)
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            fn()
-        graph.replay()
-        torch.cuda.synchronize()
-        for _ in range(reps):
-            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            a.record()
-            graph.replay()
-            b.record()
-            b.synchronize()
-            times.append(a.elapsed_time(b) * 1e-3)
+        from measure_kernels import graph_times  # beside this script
+
+        times = graph_times(fn, reps, inner=1, warmup=1)
     times.sort()
     q = statistics.quantiles(times, n=10) if len(times) > 1 else [times[0]] * 9
     return statistics.median(times), q[0], q[-1]

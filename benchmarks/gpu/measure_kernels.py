@@ -36,6 +36,12 @@ def timed(fn, reps: int, inner: int = 10, warmup: int = 3) -> float:
     """Median seconds of one ``fn()``: ``inner`` calls captured in a CUDA graph, the graph replayed
     ``reps`` times between CUDA events. The graph removes the CPU launch gaps between kernels, so
     the figure is the GPU's own time (plus one graph launch amortized over ``inner`` calls)."""
+    return statistics.median(graph_times(fn, reps, inner, warmup))
+
+
+def graph_times(fn, reps: int, inner: int = 10, warmup: int = 3) -> list[float]:
+    """Seconds of one ``fn()`` in each of ``reps`` replays of a CUDA graph of ``inner`` calls
+    (:func:`timed` without the median)."""
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream):
@@ -56,7 +62,7 @@ def timed(fn, reps: int, inner: int = 10, warmup: int = 3) -> float:
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) * 1e-3 / inner)
-    return statistics.median(times)
+    return times
 
 
 def mla_decode(batch: int, tokens: int, reps: int) -> float:
