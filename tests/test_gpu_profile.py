@@ -119,8 +119,7 @@ def test_a_grouped_gemm_never_gets_faster_with_more_groups(m, n, k, g, dg, gpu):
     # with the rows fixed, another group adds weights and never speeds the kernel up (the share
     # of all the weights, applied to the activations too, made it fall: stop 72's audit)
     spec = hardware.gpu(gpu)
-    prof = load_profile("h200" if gpu != "H100" else "h100-vidur")
-    params = {key: float(v) for key, v in prof.fit("gemm").params.items()}
+    params = {key: float(v) for key, v in default_profile(spec).fit("gemm").params.items()}
     a = ops.gemm(params, spec, m, n, k, groups=g)
     b = ops.gemm(params, spec, m, n, k, groups=g + dg)
     assert b >= a * (1 - 1e-12)

@@ -135,7 +135,7 @@ def gemm(p: dict, spec: GPUSpec, m, n, k, fp8=False, groups=1.0) -> np.ndarray:
     nk = n * k
     nbytes = groups * n * k * e * ((gnk + b0) * nk / (gnk * (nk + b0))) + m * k * e + m * n * _E
     flops = 2.0 * m * n * k
-    em = p["em"] * n * k / (n * k + p["b0"])
+    em = p["em"] * n * k / (nk + b0)
     return p["t0"] + smax(nbytes / (spec.hbm_bandwidth * em),
                           flops / (peak * p["ec"]) + k * p["tau"], p["s"])
 
