@@ -33,7 +33,7 @@ from simulator.engine.records import (
     weighted_quantile,
 )
 from simulator.engine.requests import NOT_FINISHED
-from simulator.testing.invariants import repo_on, small_scenario
+from simulator.testing.invariants import check_run, repo_on, small_scenario
 from workloads.schema import make_trace
 
 GPUS = ["g0", "g1", "g2"]
@@ -320,6 +320,25 @@ def test_a_runs_gpu_table_and_link_timeline_are_over_its_simulated_time():
     assert moved > 0 and s["bytes_moved"] == pytest.approx(moved)
     home = run(sc, "colocated", seed=3, trace=trace).summary  # every block at home: no round
     assert home["rounds"] == 0 and home["bytes_moved"] == 0.0
+
+
+def test_a_run_of_no_request_has_its_requests_typed_as_a_run_with_requests():
+    # found by benchmarks/fuzz.py: a run cut before its first arrival had every requests column
+    # of dtype object, so the invariants' own filter requests[requests["completed"]] picked
+    # columns (KeyError: 'arrival_at') and a Parquet file's schema was another run's
+    sc = small_scenario()
+    trace = make_trace(arrival_at=[0.0], input_tokens=[128], output_tokens=[3],
+                       block_ids=[[0, 1]], block_tokens=64)
+    empty = trace.iloc[:0]
+    for engine in ("exact", "fast"):
+        full, none = (run(sc, "fetch", trace=t, engine=engine).requests for t in (trace, empty))
+        assert len(full) == 1 and len(none) == 0
+        assert dict(none.dtypes) == dict(full.dtypes)
+        assert none[none["completed"]].shape == (0, len(REQUEST_COLUMNS))
+        check_run(run(sc, "fetch", trace=empty, engine=engine), empty)
+    typed = row(REQUEST_COLUMNS, request_id=0, session_id=0, home="g0", arrival_at=0.0,
+                admitted_at=0.0, first_token_at=1.0, finished_at=2.0, completed=True, reason="")
+    assert dict(requests_frame([]).dtypes) == dict(requests_frame([typed]).dtypes)
 
 
 def test_a_run_of_no_request_has_no_timeline():

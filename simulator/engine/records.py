@@ -74,9 +74,21 @@ def ended_before(rounds: pd.DataFrame, until: float | None) -> pd.DataFrame:
     return rounds if ended.all() else rounds[ended].reset_index(drop=True)
 
 
+#: dtypes of an empty ``requests`` table: those a table of rows gets from the engine's tuples
+#: (ids and token counts int64, times float64, ``completed`` bool, names and reasons strings).
+REQUEST_DTYPES: tuple[str, ...] = (
+    "int64", "int64", "str", *["float64"] * 4, *["int64"] * 5, "bool", "str",
+)
+
+
 def requests_frame(rows: list[tuple]) -> pd.DataFrame:
-    """The ``requests`` table from engine tuples (order of :data:`REQUEST_COLUMNS`)."""
+    """The ``requests`` table from engine tuples (order of :data:`REQUEST_COLUMNS`). A run
+    of no request gets the columns typed as a run with requests has them (untyped, every column
+    was ``object``: ``requests[requests["completed"]]`` then selected columns, not rows, and a
+    Parquet file's schema differed from every other run's)."""
     df = pd.DataFrame.from_records(rows, columns=list(REQUEST_COLUMNS))
+    if not len(df):
+        return df.astype(dict(zip(REQUEST_COLUMNS, REQUEST_DTYPES, strict=True)))
     return df.sort_values("request_id", kind="stable").reset_index(drop=True)
 
 
