@@ -18,7 +18,8 @@ Checks (each raises ``AssertionError`` with what broke):
   and each is completed (all its tokens generated) or carries a reason;
 - :func:`check_ordering` — arrival ≤ admission ≤ first token ≤ finish for completed requests;
 - :func:`check_bytes` — bytes the rounds say they sent = bytes the fabric delivered (beside
-  other traffic, a deployment's all-to-all say: = bytes sent in the rounds' classes);
+  other traffic, a deployment's all-to-all say: = bytes sent in the rounds' classes; in a run
+  cut with rounds under way, at most those delivered);
 - :func:`check_closed_form_exact` — every round's simulated time equals the closed form
   (valid when nothing contends: one query at a time, one owner per layer);
 - :func:`check_rounds` — phase times are non-negative and add up to the round's time;
@@ -40,6 +41,7 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
+from simulator.engine.requests import NOT_FINISHED
 from simulator.kvcache import stable_hash
 from simulator.network.traffic import KV_FETCH, KV_ROUTE, TRAFFIC_CLASSES
 from simulator.scenario import Scenario
@@ -92,7 +94,10 @@ def check_bytes(res, rel: float = 1e-9) -> None:
     """Σ round bytes (one simulated layer each) = bytes the fabric delivered (reads from host
     DRAM are copies on the copy engines, not fabric messages: left out). Where the fabric also
     carried traffic of other classes (a ``[deployment]``'s all-to-all and hand-off, say), the
-    rounds' bytes are held to the bytes sent in their own classes instead."""
+    rounds' bytes are held to the bytes sent in their own classes instead. A run its duration
+    stopped with work in flight (a request ``NOT_FINISHED``) may have delivered a message of a
+    round that had not ended — a routed query at its owner, the answer not yet back — and
+    records only rounds that ended, so there the rounds' bytes are at most those delivered."""
     rd = res.rounds
     if len(rd):
         rd = rd[~rd["owner"].astype(str).str.endswith("/host")]
@@ -103,7 +108,11 @@ def check_bytes(res, rel: float = 1e-9) -> None:
         where = "sent as " + " and ".join(ROUND_CLASSES)
     else:
         got, where = float(res.fabric_bytes), "links"
-    assert abs(sent - got) <= rel * max(sent, got, 1.0), f"rounds sent {sent} B, {where} {got} B"
+    tol = rel * max(sent, got, 1.0)
+    if res.summary.get("unfinished", {}).get(NOT_FINISHED, 0):  # cut with rounds under way
+        assert sent <= got + tol, f"rounds sent {sent} B, more than {where} {got} B"
+        return
+    assert abs(sent - got) <= tol, f"rounds sent {sent} B, {where} {got} B"
 
 
 def check_rounds(res, rel: float = 1e-9) -> None:
