@@ -189,6 +189,8 @@ def test_a_run_cut_with_a_round_under_way_delivered_more_than_its_rounds_sent(go
         check_bytes(cut)
         with pytest.raises(AssertionError, match="more than links"):  # still never more
             check_bytes(broken(cut, fabric_bytes=sent * (1 - 1e-6) if sent else -1.0))
+        check_bytes(broken(cut, fabric_bytes=sent), rel=0.0)  # equal holds, to the bit
+        check_bytes(broken(cut, fabric_bytes=sent))  # and within the tolerance
     # without a request under way at the cut, the bytes must still be equal
     whole = dict(res.summary)
     assert not whole["unfinished"].get(NOT_FINISHED)
