@@ -5,7 +5,9 @@ GPUs, models and selections, placements and host tiers, serving options, every w
 deployments and pools — validated as ``kvfabric`` validates a file (a refusal is fine: it must be
 one :class:`~simulator.errors.UserError` line) and then run:
 
-- under its first policy on **both engines**, each run held to the invariants of
+- under its first policy on **both engines** (for a quarter of the cases checking the KV
+  directory after every iteration, ``run(..., check_invariants=True)``), each run held to the
+  invariants of
   :func:`simulator.testing.invariants.check_run` (every request once, completed or with a reason;
   timestamps in order; bytes sent = bytes delivered; phases add up; steps one at a time) and to
   the summary's own (:func:`summary_problems`: finite, non-negative metrics; decode tokens and
@@ -172,7 +174,8 @@ def _workload(rng: random.Random) -> dict:
 
 def draw_plain(rng: random.Random) -> dict:
     """A scenario touching every section: topology, model, policies, placement, engine,
-    serving, workload; ``_cli``: also run it through the command line."""
+    serving, workload; ``_cli``: also run it through the command line; ``_inv``: its runs on
+    both engines check the KV directory after every iteration (``check_invariants``)."""
     d: dict = {"name": "fuzz", "seed": rng.randrange(5),
                "stack": rng.choice(["nccl", "ibgda", "ideal"])}
     gpu = _topology(rng, d)
@@ -198,6 +201,7 @@ def draw_plain(rng: random.Random) -> dict:
         d["serving"] = _serving(rng)
     d["workload"] = _workload(rng)
     d["_cli"] = rng.random() < 0.15
+    d["_inv"] = rng.random() < 0.25
     return d
 
 
@@ -423,7 +427,8 @@ def run_case(d: dict, timeout: int = 90) -> dict:
             probs += problems(run(sc, other, trace=trace), trace, other)
         res = {}
         for engine in ("exact", "fast"):
-            res[engine] = run(sc, first, trace=trace, engine=engine)
+            res[engine] = run(sc, first, trace=trace, engine=engine,
+                              check_invariants=bool(d.get("_inv")))
             probs += problems(res[engine], trace, f"{first} {engine}")
         if set(res["exact"].requests["request_id"]) != set(res["fast"].requests["request_id"]):
             probs.append("the engines hold different requests")
