@@ -322,20 +322,27 @@ def test_a_runs_gpu_table_and_link_timeline_are_over_its_simulated_time():
     assert home["rounds"] == 0 and home["bytes_moved"] == 0.0
 
 
-def test_a_run_of_no_request_has_its_requests_typed_as_a_run_with_requests():
+def test_a_run_of_no_request_has_its_tables_typed_as_a_run_with_requests():
     # found by benchmarks/fuzz.py: a run cut before its first arrival had every requests column
     # of dtype object, so the invariants' own filter requests[requests["completed"]] picked
-    # columns (KeyError: 'arrival_at') and a Parquet file's schema was another run's
-    sc = small_scenario()
-    trace = make_trace(arrival_at=[0.0], input_tokens=[128], output_tokens=[3],
-                       block_ids=[[0, 1]], block_tokens=64)
+    # columns (KeyError: 'arrival_at') and a Parquet file's schema was another run's; its
+    # timelines had no columns at all
+    sc = small_scenario(scheme="repo_affinity", home="least_loaded")
+    trace = make_trace(arrival_at=[0.0], input_tokens=[40 * 64], output_tokens=[6],
+                       block_ids=[list(range(40))], block_tokens=64, repo_id=[repo_on(1, 2)])
     empty = trace.iloc[:0]
     for engine in ("exact", "fast"):
-        full, none = (run(sc, "fetch", trace=t, engine=engine).requests for t in (trace, empty))
-        assert len(full) == 1 and len(none) == 0
-        assert dict(none.dtypes) == dict(full.dtypes)
-        assert none[none["completed"]].shape == (0, len(REQUEST_COLUMNS))
-        check_run(run(sc, "fetch", trace=empty, engine=engine), empty)
+        full, none = (run(sc, "fetch", trace=t, engine=engine) for t in (trace, empty))
+        assert len(full.requests) == 1 and len(none.requests) == 0
+        assert len(full.extras["class_timeline"]) and len(full.link_timeline)
+        # (an empty rounds table is typed too, its option as object: test_no_rounds_is_...)
+        for table in ("requests", "iterations", "link_timeline", "class_timeline"):
+            got = none.extras[table] if table == "class_timeline" else getattr(none, table)
+            want = full.extras[table] if table == "class_timeline" else getattr(full, table)
+            assert len(got) == 0 and dict(got.dtypes) == dict(want.dtypes), table
+        req = none.requests
+        assert req[req["completed"]].shape == (0, len(REQUEST_COLUMNS))
+        check_run(none, empty)
     typed = row(REQUEST_COLUMNS, request_id=0, session_id=0, home="g0", arrival_at=0.0,
                 admitted_at=0.0, first_token_at=1.0, finished_at=2.0, completed=True, reason="")
     assert dict(requests_frame([]).dtypes) == dict(requests_frame([typed]).dtypes)

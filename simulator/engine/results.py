@@ -13,6 +13,11 @@ import numpy as np
 import pandas as pd
 
 from simulator.engine import records
+from simulator.network.linkstats import (
+    CLASS_TIMELINE_COLUMNS,
+    LINK_TIMELINE_COLUMNS,
+    empty_timeline,
+)
 from simulator.network.traffic import by_class
 
 
@@ -52,7 +57,8 @@ def collect(run, wall: float, events: int) -> Result:
     links = run.fabric.links_frame()
     now = run.env.now
     bin_time = max(now / 100.0, 1e-6)
-    timeline = run.fabric.link_timeline(bin_time) if now > 0 else pd.DataFrame()
+    timeline = (run.fabric.link_timeline(bin_time) if now > 0
+                else empty_timeline(LINK_TIMELINE_COLUMNS))
     d = run.dir
     gpus = pd.DataFrame({
         "gpu": run.names,
@@ -94,5 +100,5 @@ def fabric_extras(fabric) -> dict:
     return {"bytes_by_class": by_class(fabric.sent_by_class),
             "link_classes": fabric.links_by_class(),
             "class_timeline": (fabric.class_timeline(max(now / 100.0, 1e-6)) if now > 0
-                               else pd.DataFrame())}
+                               else empty_timeline(CLASS_TIMELINE_COLUMNS))}
 

@@ -42,6 +42,21 @@ from simulator.network.busy import overlap_per_link
 from simulator.network.traffic import TRAFFIC_CLASSES
 from simulator.spill import Spill
 
+#: Columns of :meth:`LinkStats.timeline` (``link_timeline``) and of
+#: :meth:`LinkStats.class_timeline` (``class_timeline``), with their dtypes: a run with no bin
+#: to show (no time passed, or no traffic) gets the same columns, without rows.
+LINK_TIMELINE_COLUMNS: dict[str, str] = {
+    "src": "str", "dst": "str", "kind": "str", "start_at": "float64", "end_at": "float64",
+    "bytes": "float64", "utilization": "float64"}
+CLASS_TIMELINE_COLUMNS: dict[str, str] = {
+    "kind": "str", "traffic_class": "str", "start_at": "float64", "end_at": "float64",
+    "bytes": "float64", "utilization": "float64"}
+
+
+def empty_timeline(columns: dict[str, str]) -> pd.DataFrame:
+    """A timeline of no bin: ``columns`` (name → dtype), no rows."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
 #: Records kept in ``array`` columns before :meth:`LinkStats.spill` moves them on.
 SPILL_ROWS = 1 << 20
 #: A batch of :meth:`LinkStats.intervals` records this long is kept as it is (not copied into
@@ -257,8 +272,7 @@ class LinkStats:
                     "start_at": edges_at[:-1], "end_at": edges_at[1:],
                     "bytes": by_tag[t], "utilization": util}))
         if not frames:
-            return pd.DataFrame(columns=["kind", "traffic_class", "start_at", "end_at", "bytes",
-                                         "utilization"])
+            return empty_timeline(CLASS_TIMELINE_COLUMNS)
         return pd.concat(frames, ignore_index=True)
 
     def intervals(self, routes, starts, ends, nbytes, tags) -> None:
