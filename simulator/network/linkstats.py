@@ -57,6 +57,7 @@ def empty_timeline(columns: dict[str, str]) -> pd.DataFrame:
     """A timeline of no bin: ``columns`` (name → dtype), no rows."""
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
 
+
 #: Records kept in ``array`` columns before :meth:`LinkStats.spill` moves them on.
 SPILL_ROWS = 1 << 20
 #: A batch of :meth:`LinkStats.intervals` records this long is kept as it is (not copied into
