@@ -14,6 +14,8 @@ one :class:`~simulator.errors.UserError` line) and then run:
   unfinished requests that match the records); the two engines hold the same requests;
 - under its other policy (if it names two) on its own engine, held to the same;
 - again under the first policy on its own engine: the **same seed gives the same summary**;
+- with one request (``--lone`` makes every case so), the engines' summaries within 1e-6 of each
+  other (:func:`lone_differences`: issue 15's contract for a request alone);
 - for some cases, through the **command line** (``kvfabric run FILE --json --no-write``): exit 0
   and strict JSON.
 
@@ -99,6 +101,26 @@ def problems(res, trace, tag: str) -> list[str]:
     return [f"{tag}: {p}" for p in out]
 
 
+#: Summary keys the engines must agree on for a request alone (issue 15's contract: 1e-6).
+LONE_KEYS = ("sim_time", "ttft_p50", "tbt_p50", "tbt_p99", "tpot_p50", "decode_tokens",
+             "prefill_tokens", "completed", "bytes_moved")
+
+
+def lone_differences(exact: dict, fast: dict, rel: float = 1e-6) -> dict:
+    """The summary keys of :data:`LONE_KEYS` on which the two engines' runs of one request
+    differ by more than ``rel`` relative (NaN equal to NaN): the fast engine's contract."""
+    out = {}
+    for k in LONE_KEYS:
+        a, b = exact.get(k), fast.get(k)
+        if a is None or b is None:
+            continue
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+            continue
+        if not abs(a - b) <= rel * max(abs(a), abs(b)):
+            out[k] = (a, b)
+    return out
+
+
 def _same(a: dict, b: dict) -> dict:
     """The summary keys on which ``a`` and ``b`` differ, ``wall_time`` aside (compared as JSON
     text: NaN equal to NaN, inside lists too)."""
@@ -160,6 +182,10 @@ def run_case(d: dict, timeout: int = 90) -> dict:
             probs += problems(res[engine], trace, f"{first} {engine}")
         if set(res["exact"].requests["request_id"]) != set(res["fast"].requests["request_id"]):
             probs.append("the engines hold different requests")
+        if len(trace) == 1:  # a request alone: the fast engine's times are the exact one's
+            apart = lone_differences(res["exact"].summary, res["fast"].summary)
+            if apart:
+                probs.append(f"{first}: one request, the engines apart: {apart}")
         mode = d["engine"]["mode"]
         again = _same(res[mode].summary, run(sc, first, trace=trace, engine=mode).summary)
         if again:
@@ -192,11 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kind", choices=sorted(KINDS), default="plain", help="the generator")
     ap.add_argument("--timeout", type=int, default=90, help="seconds a case may take")
     ap.add_argument("--out", help="also write every case as a JSON line here")
+    ap.add_argument("--lone", action="store_true",
+                    help="one request per case (engine.max_requests = 1): the engines' "
+                    "contract for a request alone, on every case")
     args = ap.parse_args(argv)
     if args.cases < 1 or args.timeout < 1 or args.start < 0:
         ap.error("--cases and --timeout must be at least 1, --start at least 0")
     rng = random.Random(args.seed)
     cases = [KINDS[args.kind](rng) for _ in range(args.cases)]
+    if args.lone:  # after the draws: the same cases, each cut to its first request
+        for d in cases:
+            d["engine"]["max_requests"] = 1
     log = open(args.out, "a") if args.out else None  # noqa: SIM115 (a line per case, flushed)
     counts: dict[str, int] = {}
     for i in range(args.start, args.cases):

@@ -106,6 +106,32 @@ def test_each_outcome_is_named(monkeypatch):
     assert fuzz.run_case(SMALL, timeout=1)["status"] == "TIMEOUT"
 
 
+def test_the_engines_contract_for_a_request_alone_is_held_to_1e_6():
+    exact = {"sim_time": 1.0, "ttft_p50": 0.5, "tbt_p50": float("nan"), "completed": 1,
+             "policy": "route"}
+    assert fuzz.lone_differences(exact, dict(exact)) == {}
+    assert fuzz.lone_differences(exact, exact | {"sim_time": 1.0 + 9e-7}) == {}  # within
+    assert fuzz.lone_differences(exact, exact | {"sim_time": 1.0 + 2e-6}) == {
+        "sim_time": (1.0, 1.0 + 2e-6)}
+    assert list(fuzz.lone_differences(exact, exact | {"tbt_p50": 0.01})) == ["tbt_p50"]  # NaN
+    assert fuzz.lone_differences(exact, exact | {"completed": 0}) == {"completed": (1, 0)}
+    assert fuzz.lone_differences(exact, exact | {"policy": "fetch"}) == {}  # not a time
+
+
+def test_lone_cuts_every_case_to_one_request_and_keeps_the_draws(capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(fuzz, "run_case", lambda d, timeout: seen.append(d) or {
+        "status": "ok", "problems": [], "detail": "", "time": 0.0})
+    assert fuzz.main(["--seed", "4", "--cases", "5", "--lone"]) == 0
+    lone = [d["engine"]["max_requests"] for d in seen]
+    seen.clear()
+    assert fuzz.main(["--seed", "4", "--cases", "5"]) == 0
+    assert lone == [1] * 5 and [d["engine"]["max_requests"] for d in seen] != lone
+    assert [d["model"] for d in seen] == [fuzz.KINDS["plain"](r)["model"]
+                                          for r in [random.Random(4)] for _ in range(5)]
+    assert "ok 5" in capsys.readouterr().out
+
+
 def test_bad_arguments_exit_2_before_any_case(capsys):
     with pytest.raises(SystemExit) as e:
         fuzz.main(["--kind", "nope"])
