@@ -22,8 +22,8 @@ one :class:`~simulator.errors.UserError` line) and then run:
 Three generators (``--kind``, in :mod:`fuzz_draws`): ``plain`` (every section at once),
 ``wide`` (a ``[deployment]``, other GPU kinds, oversubscribed or RoCE fabrics, odd block sizes,
 foldings, cuts and seeds) and ``pools`` (prefill units feeding EP deployments, and Lamina /
-homogeneous pools). A case that runs past ``--timeout`` seconds is reported and skipped (known
-slow shapes: tiny prefill chunks of long prompts on the exact engine, every chunk a step; the KV
+homogeneous pools). A case that runs past ``--timeout`` seconds (``SIGALRM``: Unix) is reported
+and skipped (known slow shapes: tiny prefill chunks of long prompts on the exact engine, every chunk a step; the KV
 directory checked every iteration over long prompts).
 
     python benchmarks/fuzz.py --seed 81 --cases 200
@@ -229,7 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.lone:  # after the draws: the same cases, each cut to its first request
         for d in cases:
             d["engine"]["max_requests"] = 1
-    log = open(args.out, "a") if args.out else None  # noqa: SIM115 (a line per case, flushed)
+    try:  # before any case: a path that cannot be written is one line, exit 2
+        log = open(args.out, "a") if args.out else None  # noqa: SIM115 (a line per case)
+    except OSError as e:
+        ap.error(f"--out {args.out}: {e.strerror}; give a file in a folder that exists")
     counts: dict[str, int] = {}
     for i in range(args.start, args.cases):
         o = run_case(cases[i], args.timeout)

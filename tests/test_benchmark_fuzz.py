@@ -139,3 +139,6 @@ def test_bad_arguments_exit_2_before_any_case(capsys):
     with pytest.raises(SystemExit) as e:
         fuzz.main(["--cases", "0"])
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        fuzz.main(["--cases", "1", "--out", "/nonexistent-folder/cases.jsonl"])
+    assert e.value.code == 2 and "--out /nonexistent-folder" in capsys.readouterr().err
