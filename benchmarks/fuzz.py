@@ -23,8 +23,8 @@ Three generators (``--kind``, in :mod:`fuzz_draws`): ``plain`` (every section at
 ``wide`` (a ``[deployment]``, other GPU kinds, oversubscribed or RoCE fabrics, odd block sizes,
 foldings, cuts and seeds) and ``pools`` (prefill units feeding EP deployments, and Lamina /
 homogeneous pools). A case that runs past ``--timeout`` seconds (``SIGALRM``: Unix) is reported
-and skipped (known slow shapes: tiny prefill chunks of long prompts on the exact engine, every chunk a step; the KV
-directory checked every iteration over long prompts).
+and skipped (known slow shapes: tiny prefill chunks of long prompts on the exact engine, every
+chunk a step; the KV directory checked every iteration over long prompts).
 
     python benchmarks/fuzz.py --seed 81 --cases 200
     python benchmarks/fuzz.py --seed 81 --cases 120 --kind wide --out wide81.jsonl
