@@ -1574,8 +1574,11 @@ def _records_equivalents() -> dict:
          "True -> False"): same_lengths,
         ("simulator/engine/results.py", '"class_timeline": (fabric.class_timeline(max(now / '
          '100.0, 1e-6)) if now > 0', "> -> >="):
-            "a run of no time: the class timeline is an empty frame either way (with its column "
-            "names or without)",
+            "a run of no time: the class timeline is an empty frame of the same columns and "
+            "dtypes either way (linkstats.empty_timeline)",
+        (records, "return df.astype(dict(zip(REQUEST_COLUMNS, REQUEST_DTYPES, strict=True)))",
+         "True -> False"): "the requests table's columns and their dtypes: equal lengths by "
+                           "construction",
         (links, "self.acc_at = [0.0] * n  # when each link's bytes/busy were last brought up "
          "to date [s]", "0.0 -> 1.0"):
             "read only once the link's load changed, which sets it; until then its load is 0 "
