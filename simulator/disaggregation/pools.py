@@ -28,11 +28,10 @@ from simulator.engine import records
 from simulator.engine.arrivals import Arrivals
 from simulator.engine.clock import requests_progress
 from simulator.engine.requests import init_request_arrays, settle_unfinished
-from simulator.engine.results import Result
+from simulator.engine.results import Result, link_timeline
 from simulator.engine.trace import load_trace
 from simulator.gpu.calibration import run_kernels, run_stack
 from simulator.network.fabric import Fabric
-from simulator.network.linkstats import LINK_TIMELINE_COLUMNS, empty_timeline
 
 TOO_LARGE = "its KV does not fit the attention pool even alone"
 TOO_LARGE_REPLICA = "its KV does not fit a replica's free HBM even alone"
@@ -92,8 +91,7 @@ def build_result(policy: str, seed: int, env: simpy.Environment, fabric, reqs: R
     rounds = records.rounds_frame([], ["-"])
     now = float(env.now)
     links = fabric.links_frame()
-    timeline = (fabric.link_timeline(max(now / 100.0, 1e-6)) if now > 0
-                else empty_timeline(LINK_TIMELINE_COLUMNS))
+    timeline = link_timeline(fabric)
     moved = float(fabric.bytes_delivered)
     summary = records.summarize(requests, rounds, it, sim_time=now, wall_time=wall_time,
                                 events=next(env._eid), bytes_moved=moved,

@@ -56,9 +56,7 @@ def collect(run, wall: float, events: int) -> Result:
     iterations = records.iterations_frame(run.iters, run.names)
     links = run.fabric.links_frame()
     now = run.env.now
-    bin_time = max(now / 100.0, 1e-6)
-    timeline = (run.fabric.link_timeline(bin_time) if now > 0
-                else empty_timeline(LINK_TIMELINE_COLUMNS))
+    timeline = link_timeline(run.fabric)
     d = run.dir
     gpus = pd.DataFrame({
         "gpu": run.names,
@@ -90,6 +88,17 @@ def collect(run, wall: float, events: int) -> Result:
     summary["copy_hit_rate"] = run.steps.copy_hits / refs if refs else float("nan")
     return Result(run.policy.name, run.seed, requests, rounds, links, gpus, iterations,
                   timeline, summary, fabric_bytes=run.fabric.bytes_delivered, extras=extras)
+
+
+def link_timeline(fabric) -> pd.DataFrame:
+    """The run's ``link_timeline``: each link's bytes and utilization in 100 bins over the run
+    (:meth:`Fabric.link_timeline <simulator.network.Fabric.link_timeline>`); a run of no time
+    has no bin (the table's columns, no rows). The decode loop's result and the pool loops'
+    (:mod:`simulator.disaggregation.pools`) both take it from here."""
+    now = fabric.env.now
+    if now > 0:
+        return fabric.link_timeline(max(now / 100.0, 1e-6))
+    return empty_timeline(LINK_TIMELINE_COLUMNS)
 
 
 def fabric_extras(fabric) -> dict:
