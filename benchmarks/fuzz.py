@@ -38,7 +38,6 @@ lines. The draws are Python's ``random.Random(seed)``: the same seed, the same c
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import os
@@ -51,7 +50,7 @@ import time
 import traceback
 
 import tomli_w
-from fuzz_draws import KINDS
+from fuzz_draws import KINDS, scenario_fields
 
 from simulator import Scenario, run
 from simulator.errors import UserError
@@ -59,6 +58,10 @@ from simulator.runner import check, load_trace
 from simulator.testing.invariants import check_run
 
 # -- the checks ----------------------------------------------------------------------------------
+
+
+#: Summary metrics over completed requests: NaN ("no data") where none completed.
+PER_REQUEST = ("ttft_p50", "ttft_p99", "throughput_tokens_per_s")
 
 
 def summary_problems(res) -> list[str]:
@@ -71,12 +74,12 @@ def summary_problems(res) -> list[str]:
         if isinstance(value, float) and math.isinf(value):
             out.append(f"summary {key} is infinite")
     done = int(req["completed"].sum())
-    for key in ("ttft_p50", "ttft_p99", "throughput_tokens_per_s", "sim_time", "bytes_moved"):
+    for key in (*PER_REQUEST, "sim_time", "bytes_moved"):
         value = s.get(key)
-        if value is None or (isinstance(value, float) and math.isnan(value) and not done
-                             and key not in ("sim_time", "bytes_moved")):
-            continue
-        if not (isinstance(value, int | float) and value >= 0):
+        no_data = not done and key in PER_REQUEST and isinstance(value, float) and \
+            math.isnan(value)
+        if value is not None and not no_data and not (isinstance(value, int | float)
+                                                      and value >= 0):
             out.append(f"summary {key} = {value!r} with {done} requests completed")
     if "decode_tokens" in s and int(req["tokens_generated"].sum()) != s["decode_tokens"]:
         out.append(f"summary decode_tokens {s['decode_tokens']} against "
@@ -135,7 +138,7 @@ def _cli(d: dict, timeout: float) -> list[str]:
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "fuzz.toml")
         with open(path, "wb") as f:
-            tomli_w.dump({k: v for k, v in d.items() if not k.startswith("_")}, f)
+            tomli_w.dump(scenario_fields(d), f)
         cp = subprocess.run(["kvfabric", "run", path, "--json", "--no-write", "--jobs", "1"],
                             capture_output=True, text=True, timeout=timeout)
     if cp.returncode != 0:
@@ -167,8 +170,7 @@ def run_case(d: dict, timeout: int = 90) -> dict:
     signal.signal(signal.SIGALRM, _alarm)
     signal.alarm(timeout)
     try:
-        sc = Scenario.from_dict({k: v for k, v in copy.deepcopy(d).items()
-                                 if not k.startswith("_")})
+        sc = Scenario.from_dict(scenario_fields(d))
         check(sc, tuple(d["policies"]))  # what run() checks before it loads a trace itself
         trace = load_trace(sc, sc.seed)
         first, others = d["policies"][0], d["policies"][1:]

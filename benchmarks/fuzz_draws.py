@@ -11,6 +11,7 @@ are refused by the validation — that is part of what is tested (one line, nami
 
 from __future__ import annotations
 
+import copy
 import random
 
 #: HBM [B] of the GPUs the plain generator puts on a single node (weights leave room for KV).
@@ -285,3 +286,9 @@ def draw_pools(rng: random.Random) -> dict:
 
 
 KINDS = {"plain": draw_plain, "wide": draw_wide, "pools": draw_pools}
+
+
+def scenario_fields(d: dict) -> dict:
+    """The scenario of a draw: its fields without the ``_`` instructions to :mod:`fuzz`, as a
+    copy (what ``Scenario.from_dict`` and a TOML file get)."""
+    return copy.deepcopy({k: v for k, v in d.items() if not k.startswith("_")})

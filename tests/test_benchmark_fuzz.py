@@ -42,7 +42,7 @@ def test_every_draw_is_a_scenario_or_a_one_line_refusal_and_a_seed_repeats_its_d
     for _ in range(25):
         d = draw(rng)
         try:
-            Scenario.from_dict({k: v for k, v in d.items() if not k.startswith("_")})
+            Scenario.from_dict(fuzz.scenario_fields(d))
             valid += 1
         except UserError as e:
             assert "\n" not in str(e).strip()
@@ -77,7 +77,7 @@ def test_the_summary_checks_name_what_the_records_deny():
 
 
 def test_a_run_passes_the_checks_and_a_broken_copy_of_it_does_not():
-    sc = Scenario.from_dict({k: v for k, v in SMALL.items() if not k.startswith("_")})
+    sc = Scenario.from_dict(SMALL)
     trace = load_trace(sc, sc.seed)
     res = run(sc, "fetch", trace=trace)
     assert res.summary["completed"] > 0 and fuzz.problems(res, trace, "fetch") == []
