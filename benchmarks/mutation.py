@@ -161,7 +161,8 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     # accounting and timeline (stop 47)
     "records": (["simulator/engine/records.py", "simulator/engine/columns.py",
                  "simulator/engine/results.py", "simulator/network/linkstats.py",
-                 "simulator/network/binning.py", "simulator/network/busy.py"],
+                 "simulator/network/binning.py", "simulator/network/busy.py",
+                 "simulator/network/kernels.py"],
                 ["tests/test_engine_records.py", "tests/test_network_linkstats.py",
                  "tests/test_network_busy.py", "tests/test_engine_columns.py", "tests/test_network_fabric.py",
                  "tests/test_network_traffic.py", "tests/test_engine_exact.py",
@@ -411,10 +412,6 @@ PLANTED: tuple[Planted, ...] = (
             ("tests/test_promises.py::test_copies_are_evicted_by_the_holding_gpus_clock",)),
 )
 
-#: fold_sum's test for adding a batch at once, and why values with a 0 may take the other path.
-_FOLD_AT_ONCE = "if (start + total < _EXACT_INTEGERS and values.min() >= 0.0"
-_FOLD_WITH_A_ZERO = ("fold_sum: values with a 0 then take the one-addition-after-another path: "
-                     "the same sum")
 #: Why a flow's field may start anywhere: the first read of it comes after a class is joined.
 _SET_BY_JOINING = "read only when a shared flow completes, and joining a class sets it first"
 #: Why adaptive's owner index may start anywhere: it is read only after obs.pair sets it.
@@ -1604,16 +1601,8 @@ def _records_equivalents() -> dict:
             "which rows spread hands back (every key's or those that occur) is a cost choice: "
             "the caller adds them at their keys, the same sums either way (test_spread_is_a_loop"
             "_over_the_records_bit_for_bit holds both)",
-        (bins, "np.maximum(i, 0, out=i)", "delete `np.maximum(i, 0, out=i)`"):
-            "times are >= 0: a start's bin (side right) is never below 0, and an end at 0 gives "
-            "−1 only for a record inside the first bin, which the one-bin sum takes by its start",
         (links, "strict=True):", "True -> False"):
             "the links and their starts come from one np.unique: equal lengths",
-        **{(bins, "if x.size < 2 or not bool((x[1:] >= x[:-1]).all()):", m):
-           "which of two searches answers: np.searchsorted gives what the sorted pass gives "
-           "(the module's tests hold the two equal)" for m in ("< -> <=", "2 -> 3", ">= -> >")},
-        (bins, "counts = np.bincount(at, minlength=x.size + 1)[:x.size]  # edges placed at "
-         "each record", "1 -> 2"): "a longer count is cut to x.size all the same",
     }
 
 
@@ -1802,18 +1791,9 @@ def _steps_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
-    ("simulator/network/busy.py", "while d < n:", "< -> <="):
-        "at d == n both slices are empty, so no two rows share a run and the loop breaks",
-    ("simulator/network/busy.py", "break", "delete `break`"):
-        "once no two rows d apart share a run no two farther apart do: the later rounds "
-        "compare nothing, and the loop ends when d reaches n",
     ("simulator/network/busy.py", "now = s < after[piece]", "< -> <="):
         "a row starting exactly at the least start still to come may be settled now or later: "
         "rows of equal starts give the same union in any order",
-    ("simulator/network/busy.py", "key = link[order].astype(np.uint16) if nlinks <= "
-     "_SMALL_LINKS else link[order]", "<= -> <"):
-        "only at exactly 65,536 links: link indices then fit uint16 and the other branch sorts "
-        "the same keys as int64, to the same stable order",
     ("simulator/cli/jobs.py", "min(jobs, len(policies)))", "min -> max"):
         "a process pool started with spawn starts a worker only for a task that finds none "
         "idle, so a larger cap than the policies starts no more processes (one per policy)",
@@ -2433,15 +2413,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/shared.py", "c = FlowClass(-1, (src, dst), route, self.env.now)",
      "1 -> 2"):
         "the probe's class id need only differ from the real ones (>= 0)",
-    ("simulator/network/accounts.py", "and math.copysign(1.0, start) == 1.0:", "1.0 -> 2.0",
-     "1.0"):
-        "fold_sum: either constant at 2.0 makes the sign test fail for every start, so every "
-        "sum takes the one-addition-after-another path, the definition: the same sum",
-    ("simulator/network/accounts.py", _FOLD_AT_ONCE, "< -> <="):
-        "fold_sum: non-negative partial sums up to 2**53 are exact; a rounded total of "
-        "exactly 2**53 is reached one addition after another only at the last one: the same sum",
-    ("simulator/network/accounts.py", _FOLD_AT_ONCE, ">= -> >"): _FOLD_WITH_A_ZERO,
-    ("simulator/network/accounts.py", _FOLD_AT_ONCE, "0.0 -> 1.0"): _FOLD_WITH_A_ZERO,
     ("simulator/network/accounts.py", "one = n > 0 and bool((tags == tags[0]).all())",
      "== -> !="):
         "one class in an array is then added message by message (the loop): the same additions "

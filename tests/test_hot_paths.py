@@ -218,25 +218,6 @@ def test_busy_time_reads_single_spans_and_chained_spans_together():
     assert s.busy_time == pytest.approx(0.6, abs=1e-12)
 
 
-@settings(max_examples=300, deadline=None)
-@given(bin_time=st.floats(1e-3, 10.0), now=st.floats(1e-3, 100.0), data=st.data(),
-       side=st.sampled_from(["left", "right"]), sort=st.booleans())
-def test_sorted_search_is_searchsorted(bin_time, now, data, side, sort):
-    # records' times against a timeline's bin edges, ties on the edges included, sorted (the
-    # linear path) or not (numpy's search)
-    from simulator.network.binning import bin_edges, sorted_search
-
-    _, edges = bin_edges("t", bin_time, now)
-    on_edges = data.draw(st.lists(st.sampled_from(edges.tolist()), max_size=20))
-    x = np.array(data.draw(st.lists(st.floats(-1.0, 2 * now), max_size=60)) + on_edges)
-    if sort:
-        x.sort()
-    want = np.searchsorted(edges, x, side=side)
-    got = sorted_search(edges, x, side)
-    np.testing.assert_array_equal(got, want)
-    assert got.dtype == want.dtype
-
-
 def _tables():
     from simulator.gpu.profiles import calibration_dir
     from simulator.gpu.table_loaders import load_rows
@@ -339,4 +320,27 @@ def test_spread_is_a_loop_over_the_records_bit_for_bit(rows, bin_time, sort):
     got = np.zeros_like(want)
     got[keys] += rows
     assert got.tolist() == want.tolist()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0.3, 4.0), st.data())
+def test_spread_puts_records_on_bin_edges_where_searchsorted_does(bin_time, data):
+    # starts and ends on the bin edges themselves, before the first and past the last: a start
+    # on an edge opens the bin after it, an end on an edge closes the bin before it (the
+    # oracle's searchsorted, right and left), times outside [0, now] in the end bins
+    from simulator.network.binning import bin_edges, spread
+
+    _, edges = bin_edges("t", bin_time, 12.0)
+    times = st.one_of(st.sampled_from(edges.tolist()), st.floats(-1.0, 14.0))
+    pairs = data.draw(st.lists(st.tuples(times, times), max_size=30))
+    start = np.array([min(a, b) for a, b in pairs])
+    end = np.array([max(a, b) for a, b in pairs])
+    key = np.array(data.draw(st.lists(st.integers(0, 3), min_size=len(pairs),
+                                      max_size=len(pairs))), np.int64)
+    nbytes = np.array(data.draw(st.lists(st.floats(0.0, 1e6), min_size=len(pairs),
+                                         max_size=len(pairs))))
+    keys, rows = spread(key, start, end, nbytes, edges, 4)
+    got = np.zeros((4, len(edges) - 1))
+    got[keys] += rows
+    assert got.tolist() == _spread_one_by_one(key, start, end, nbytes, edges, 4).tolist()
 

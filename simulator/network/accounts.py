@@ -10,40 +10,31 @@ and adds to them one message at a time as it sends and delivers (:meth:`Accounts
 
 Engines that time messages themselves (the fast engine, the pool loops) account them here
 instead: :meth:`Accounts.record_messages` moves the same counters by the same additions, in the
-same order, as so many transfers would — a batch of one traffic class at once where the order
-cannot change the sum (:func:`fold_sum`) — and leaves one lone-flow record per message with the
-link statistics (:meth:`~simulator.network.linkstats.LinkStats.intervals`);
+same order, as so many transfers would — a batch of one traffic class at once, one addition
+after another in a compiled loop (:func:`fold_sum`) — and leaves one lone-flow record per
+message with the link statistics (:meth:`~simulator.network.linkstats.LinkStats.intervals`);
 :meth:`Accounts.record_sent` counts bytes sent whose delivery lies beyond the run. Nothing here
 schedules an event.
 """
 
 from __future__ import annotations
 
-import math
 from functools import reduce
 from operator import add
 
 import numpy as np
 
+from simulator.network.kernels import fold_add
 from simulator.network.linkstats import LinkStats
 from simulator.network.traffic import OTHER, TRAFFIC_CLASSES
 
-#: Integers up to this size are exact in float64, and so is every sum of them below it.
-_EXACT_INTEGERS = float(2 ** 53)
-
 
 def fold_sum(start: float, values) -> float:
-    """``start + v₀ + v₁ + …`` added left to right in float64 (as ``+=`` in a loop would).
-    Where every partial sum is an exact integer — ``start`` and the values non-negative
-    integers and their sum below 2⁵³, as byte counts are — the order cannot change the result,
-    and numpy adds an array at once; otherwise one Python addition after another."""
-    # (copysign: -0.0 is left to the additions, which keep its sign where numpy's sum would not)
-    if isinstance(values, np.ndarray) and values.size and float(start).is_integer() \
-            and math.copysign(1.0, start) == 1.0:
-        total = float(values.sum())
-        if (start + total < _EXACT_INTEGERS and values.min() >= 0.0
-                and bool((values == np.floor(values)).all())):
-            return start + total
+    """``start + v₀ + v₁ + …`` added left to right in float64 (as ``+=`` in a loop would): an
+    array's values by a compiled loop (:func:`~simulator.network.kernels.fold_add`: the same
+    additions, -0.0 kept where they keep it), a sequence's one Python addition after another."""
+    if isinstance(values, np.ndarray) and values.size:
+        return fold_add(float(start), np.ascontiguousarray(values, np.float64).ravel())
     return reduce(add, values.tolist() if isinstance(values, np.ndarray) else values, start)
 
 

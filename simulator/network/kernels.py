@@ -1,0 +1,81 @@
+"""Compiled loops of the network's accounting: the busy-time sweep and the byte counters' sum.
+
+**The busy-time sweep** (:func:`sweep_piece`, for
+:func:`simulator.network.busy.overlap_per_link`). A piece's settled records are visited in order of start (ties in the order they were handed
+over) and each crosses its route's links in turn: on each link the record overlaps the union so
+far by ``min(end, greatest end before it) − start`` where that is positive, and the link's
+greatest end becomes the larger of the two. Per link this visits the rows in the order the
+vectorized sweep it replaced sorted them (by link, then start, stable) and takes the same
+``min``, ``−`` and ``max`` of the same values, so the greatest ends are the same and each link's
+overlaps are added to the piece's sum in the same order — the same floats (a maximum does not
+depend on the order it is taken in; additions of 0.0 for rows that do not overlap leave a sum
+unchanged). The numpy sweep is kept as the tests' reference
+(:mod:`simulator.testing.busy_reference`), which ``tests/test_network_busy.py`` holds this one
+to, bit for bit.
+
+**A sum in order** (:func:`fold_add`, for :func:`simulator.network.accounts.fold_sum`): one
+float64 addition after another, left to right — what ``+=`` in a Python loop gives (no
+reassociation: numba compiles without fast-math), where numpy's ``sum`` adds pairwise.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True)
+def sweep_piece(route, start, end, order, flat, offset, count, top, part):
+    """Add to ``part[link]`` how long [s] the records ``order`` (indices into ``route``,
+    ``start``, ``end``: route ids, starts and ends [s]; in order of start) overlap the union of
+    those before them on each link, and raise ``top[link]`` (each link's greatest end so far
+    [s], −inf for none) to their ends. Route ``r``'s links are ``flat[offset[r]:offset[r] +
+    count[r]]``."""
+    for i in order:
+        s = start[i]
+        e = end[i]
+        r = route[i]
+        for j in range(offset[r], offset[r] + count[r]):
+            link = flat[j]
+            greatest = top[link]
+            over = (e if e < greatest else greatest) - s
+            if over > 0.0:
+                part[link] += over
+            if e > greatest:
+                top[link] = e
+
+
+@numba.njit(cache=True, nogil=True)
+def fold_add(start, values):
+    """``start + values[0] + values[1] + …`` added left to right (float64)."""
+    total = start
+    for v in values:
+        total += v
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def spread_rows(row, start, end, nbytes, edges_at, out):
+    """Add each record's ``nbytes`` [B] to ``out[row]`` (rows × bins between ``edges_at`` [s]):
+    a record within one bin all there, the records that straddle bin edges after them, each
+    over its bins in proportion to the overlap, record after record and bin after bin (the
+    additions :func:`~simulator.network.binning.spread` documents). A time's bin is
+    ``searchsorted(edges_at, t) − 1`` clipped to the bins (``right`` for a start, ``left`` for
+    an end)."""
+    nbins = len(edges_at) - 1
+    n = len(row)
+    first = np.empty(n, np.int64)
+    last = np.empty(n, np.int64)
+    for i in range(n):
+        f = min(max(np.searchsorted(edges_at, start[i], side="right") - 1, 0), nbins - 1)
+        g = min(max(np.searchsorted(edges_at, end[i], side="left") - 1, 0), nbins - 1)
+        first[i] = f
+        last[i] = g
+        if f >= g:
+            out[row[i], f] += nbytes[i]
+    for i in range(n):
+        if first[i] < last[i]:
+            s, e = start[i], end[i]
+            for b in range(first[i], last[i] + 1):
+                overlap = min(edges_at[b + 1], e) - max(edges_at[b], s)
+                out[row[i], b] += nbytes[i] * overlap / (e - s)
