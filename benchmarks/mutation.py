@@ -75,7 +75,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: the Python code a mutant replaces; compiled, a mutant would not run, and numba's cache would
 #: keep it). Score them in a run of their own: the other groups' tests run slower without JIT.
 COMPILED = frozenset({"workloads/sparse_kernels.py", "simulator/engine/locate_kernels.py",
-                      "simulator/kvcache/copy_kernels.py", "simulator/engine/sharing_kernels.py"})
+                      "simulator/kvcache/copy_kernels.py", "simulator/engine/sharing_kernels.py",
+                      "simulator/network/kernels.py"})
 
 #: The bad-input tables and the runs beside them (tests/test_bad_input.py until it was split by
 #: concern): every group that listed it lists them all.
@@ -1791,6 +1792,16 @@ def _steps_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("simulator/network/kernels.py", "over = (e if e < greatest else greatest) - s",
+     "< -> <="): "e == greatest: either branch gives the same value",
+    ("simulator/network/kernels.py", "if over > 0.0:", "> -> >="):
+        "over == 0.0 is +0.0 (x - x rounds to +0.0), and adding it to a sum >= +0.0 leaves the "
+        "sum as it was",
+    ("simulator/network/kernels.py", "if e > greatest:", "> -> >="):
+        "e == greatest: the link's greatest end is set to the value it has",
+    ("simulator/network/busy.py", "r = np.concatenate((held_route, rid.astype(np.int64, "
+     "copy=False)))", "False -> True"):
+        "a copy of the route ids or not: np.concatenate copies them either way",
     ("simulator/network/busy.py", "now = s < after[piece]", "< -> <="):
         "a row starting exactly at the least start still to come may be settled now or later: "
         "rows of equal starts give the same union in any order",
