@@ -1799,6 +1799,20 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "sum as it was",
     ("simulator/network/kernels.py", "if e > greatest:", "> -> >="):
         "e == greatest: the link's greatest end is set to the value it has",
+    ("simulator/network/kernels.py", "while j > 0 and edges_at[j - 1] > x:", "0 -> 1"):
+        "a start's walk stopping at 1 edge instead of 0 (a time before the first edge): its bin "
+        "max(j − 1, 0) is 0 either way",
+    ("simulator/network/kernels.py", "while j > 0 and edges_at[j - 1] >= x:", "0 -> 1"):
+        "an end's walk stopping at 1 edge instead of 0 (at or before the first edge): its bin "
+        "max(j − 1, 0) is 0 either way",
+    ("simulator/network/kernels.py", "while j < n and edges_at[j] < x:", "< -> <=",
+     "edges_at[j] < x"):
+        "the forward walk may step past edges equal to x; the backward walk right after it "
+        "(edges_at[j − 1] >= x) steps back over them: the same count",
+    ("simulator/network/kernels.py", "js = 0", "0 -> 1"):
+        "where the first walk starts: it walks forward and back to the same count from any start",
+    ("simulator/network/kernels.py", "je = 0", "0 -> 1"):
+        "where the first walk starts: it walks forward and back to the same count from any start",
     ("simulator/network/busy.py", "r = np.concatenate((held_route, rid.astype(np.int64, "
      "copy=False)))", "False -> True"):
         "a copy of the route ids or not: np.concatenate copies them either way",

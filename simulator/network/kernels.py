@@ -55,6 +55,25 @@ def fold_add(start, values):
 
 
 @numba.njit(cache=True, nogil=True)
+def _edges_up_to(edges_at, x, j, inclusive):
+    """How many of ``edges_at`` (sorted) are ``<= x`` (``inclusive``) or ``< x``: numpy's
+    ``searchsorted(edges_at, x, "right" / "left")``, walked from ``j`` (the answer for a nearby
+    time: records come nearly in order of time, so the walk is a step or two)."""
+    n = len(edges_at)
+    if inclusive:
+        while j < n and edges_at[j] <= x:
+            j += 1
+        while j > 0 and edges_at[j - 1] > x:
+            j -= 1
+    else:
+        while j < n and edges_at[j] < x:
+            j += 1
+        while j > 0 and edges_at[j - 1] >= x:
+            j -= 1
+    return j
+
+
+@numba.njit(cache=True, nogil=True)
 def spread_rows(row, start, end, nbytes, edges_at, out):
     """Add each record's ``nbytes`` [B] to ``out[row]`` (rows × bins between ``edges_at`` [s]):
     a record within one bin all there, the records that straddle bin edges after them, each
@@ -66,9 +85,13 @@ def spread_rows(row, start, end, nbytes, edges_at, out):
     n = len(row)
     first = np.empty(n, np.int64)
     last = np.empty(n, np.int64)
+    js = 0
+    je = 0
     for i in range(n):
-        f = min(max(np.searchsorted(edges_at, start[i], side="right") - 1, 0), nbins - 1)
-        g = min(max(np.searchsorted(edges_at, end[i], side="left") - 1, 0), nbins - 1)
+        js = _edges_up_to(edges_at, start[i], js, True)
+        je = _edges_up_to(edges_at, end[i], je, False)
+        f = min(max(js - 1, 0), nbins - 1)
+        g = min(max(je - 1, 0), nbins - 1)
         first[i] = f
         last[i] = g
         if f >= g:
