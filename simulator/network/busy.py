@@ -50,11 +50,7 @@ def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterab
 
     ``routes``: each route id's links; ``records()``: the records, afresh on each call and in
     the same pieces each time, as ``(route ids, starts [s], ends [s])``."""
-    after = _settle_before([float(start.min()) if len(start) else np.inf
-                            for _, start, _ in records()])
-    flat, offset, count = route_table(routes)
-    out = np.zeros(nlinks)
-    top = np.full(nlinks, -np.inf)
+    after, (flat, offset, count), out, top = sweep_start(routes, records, nlinks)
     held_route, held_start, held_end = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     for piece, (rid, start, end) in enumerate(records()):
         r = np.concatenate((held_route, rid.astype(np.int64, copy=False)))
@@ -68,6 +64,16 @@ def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterab
         sweep_piece(r, s, e, np.argsort(s, kind="stable"), flat, offset, count, top, part)
         out += part
     return out
+
+
+def sweep_start(routes: list[tuple[int, ...]], records: Callable[[], Iterable[tuple]],
+                nlinks: int) -> tuple[np.ndarray, tuple, np.ndarray, np.ndarray]:
+    """What a sweep starts from (a first pass over ``records()``): per piece the least start of
+    the pieces after it [s] (:func:`_settle_before`), the routes' links as arrays
+    (:func:`route_table`), each link's overlaps (0.0) and greatest end so far (−inf) [s]."""
+    after = _settle_before([float(start.min()) if len(start) else np.inf
+                            for _, start, _ in records()])
+    return after, route_table(routes), np.zeros(nlinks), np.full(nlinks, -np.inf)
 
 
 def route_table(routes: list[tuple[int, ...]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

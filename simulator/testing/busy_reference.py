@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from simulator.network.busy import _settle_before, route_table
+from simulator.network.busy import sweep_start
 
 __all__ = ["numpy_overlap_per_link"]
 
@@ -53,11 +53,7 @@ def numpy_overlap_per_link(routes: list[tuple[int, ...]],
                            records: Callable[[], Iterable[tuple]], nlinks: int) -> np.ndarray:
     """:func:`~simulator.network.busy.overlap_per_link` on numpy arrays: per link, how long
     [s] the records crossing it overlap one another."""
-    after = _settle_before([float(start.min()) if len(start) else np.inf
-                            for _, start, _ in records()])
-    flat, offset, count = route_table(routes)
-    out = np.zeros(nlinks)
-    top = np.full(nlinks, -np.inf)
+    after, (flat, offset, count), out, top = sweep_start(routes, records, nlinks)
     held_link, held_start, held_end = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     for piece, (rid, start, end) in enumerate(records()):
         n = count[rid]
