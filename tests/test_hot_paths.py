@@ -343,4 +343,3 @@ def test_spread_puts_records_on_bin_edges_where_searchsorted_does(bin_time, data
     got = np.zeros((4, len(edges) - 1))
     got[keys] += rows
     assert got.tolist() == _spread_one_by_one(key, start, end, nbytes, edges, 4).tolist()
-

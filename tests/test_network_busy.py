@@ -101,9 +101,9 @@ ROUTES = [(0, 1), (1,), (2, 3, 4), (4,), (0, 1, 2, 3, 4), (3,)]
                          max_size=12), max_size=6),
        st.integers(0, 3))
 def test_the_compiled_sweep_gives_the_numpy_sweeps_floats_bit_for_bit(piece_rows, ties):
-    # arbitrary float times (sums and overlaps round), pieces out of order, equal starts and
-    # ends made likely by snapping some times to a grid of ``ties`` steps: every link's overlap
-    # is the same float as the vectorized sweep's, so busy times did not move
+    # arbitrary float times (sums and overlaps round), pieces out of order, and (ties > 0)
+    # every time snapped to a grid of 1/ties s so that equal starts and ends are likely: every
+    # link's overlap is the same float as the vectorized sweep's, so busy times did not move
     snap = (lambda x: round(x * ties) / ties) if ties else (lambda x: x)
     recs = pieces(*[[(r, snap(s), snap(s) + snap(d)) for r, s, d in p] for p in piece_rows])
     got = overlap_per_link(ROUTES, lambda: iter(recs), 6)

@@ -1,8 +1,10 @@
-"""Compiled loops of the network's accounting: the busy-time sweep and the byte counters' sum.
+"""Compiled loops of the network's accounting: the busy-time sweep, the timelines' bytes per
+bin and the byte counters' sum — each the same floats as the numpy or Python code it replaced.
 
 **The busy-time sweep** (:func:`sweep_piece`, for
-:func:`simulator.network.busy.overlap_per_link`). A piece's settled records are visited in order of start (ties in the order they were handed
-over) and each crosses its route's links in turn: on each link the record overlaps the union so
+:func:`simulator.network.busy.overlap_per_link`). A piece's settled records are visited in
+order of start (ties in the order they were handed over) and each crosses its route's links in
+turn: on each link the record overlaps the union so
 far by ``min(end, greatest end before it) − start`` where that is positive, and the link's
 greatest end becomes the larger of the two. Per link this visits the rows in the order the
 vectorized sweep it replaced sorted them (by link, then start, stable) and takes the same
@@ -16,6 +18,11 @@ to, bit for bit.
 **A sum in order** (:func:`fold_add`, for :func:`simulator.network.accounts.fold_sum`): one
 float64 addition after another, left to right — what ``+=`` in a Python loop gives (no
 reassociation: numba compiles without fast-math), where numpy's ``sum`` adds pairwise.
+
+**Bytes per bin** (:func:`spread_rows`, for :func:`simulator.network.binning.spread`): the
+records within one bin first, then the straddling ones' parts, record after record and bin
+after bin — the additions of the loop oracle ``tests/test_hot_paths.py`` holds it to; each
+time's bin found by walking from the previous record's (:func:`_edges_up_to`).
 """
 
 from __future__ import annotations

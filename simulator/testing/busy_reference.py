@@ -48,7 +48,6 @@ def _greatest_before(link: np.ndarray, end: np.ndarray, top: np.ndarray,
     return before
 
 
-
 def numpy_overlap_per_link(routes: list[tuple[int, ...]],
                            records: Callable[[], Iterable[tuple]], nlinks: int) -> np.ndarray:
     """:func:`~simulator.network.busy.overlap_per_link` on numpy arrays: per link, how long
