@@ -22,9 +22,12 @@ holds the others for the next piece. A piece's settled records are sorted by sta
 a compiled loop (:func:`~simulator.network.kernels.sweep_piece`): one pass over the records
 besides the first, a sort of each piece, and memory for the records held — those that start
 after the least start of a later piece (a step's worth of messages where the records are nearly
-in order). The loop replaced a vectorized sweep (rows sorted by link, a running maximum by
-doubling) that gave the same floats in 8× the time (0.57 s of a 1.5 s homogeneous TP4 run;
-docs/performance.md, *Stop 82*); that sweep is the tests' reference
+in order). Where nothing is held and a piece comes in order of start, all of it before the
+pieces to come (:func:`~simulator.network.kernels.ordered_below`: the homogeneous fast mode's
+ring records, piece after piece), it is swept as it came — the arrays the general path would
+have built, without building them. The loop replaced a vectorized sweep (rows sorted by link,
+a running maximum by doubling) that gave the same floats in 8× the time (0.57 s of a 1.5 s
+homogeneous TP4 run; docs/performance.md, *Stop 82*); that sweep is the tests' reference
 (:mod:`simulator.testing.busy_reference`).
 """
 
@@ -34,7 +37,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-from simulator.network.kernels import sweep_piece
+from simulator.network.kernels import ordered_below, sweep_piece
 
 
 def _settle_before(least: list[float]) -> np.ndarray:
@@ -53,6 +56,14 @@ def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterab
     after, (flat, offset, count), out, top = sweep_start(routes, records, nlinks)
     held_route, held_start, held_end = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     for piece, (rid, start, end) in enumerate(records()):
+        part = np.zeros(nlinks)  # the piece's overlaps, added to the total at once
+        if not held_start.size and ordered_below(start, after[piece]):
+            # nothing held and the piece in order, all before the pieces to come: every row
+            # settled, in the order it came (what the general path's arrays would be)
+            sweep_piece(rid.astype(np.int64, copy=False), start, end,
+                        np.arange(len(start)), flat, offset, count, top, part)
+            out += part
+            continue
         r = np.concatenate((held_route, rid.astype(np.int64, copy=False)))
         s = np.concatenate((held_start, start))
         e = np.concatenate((held_end, end))
@@ -60,7 +71,6 @@ def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterab
         later = ~now
         held_route, held_start, held_end = r[later], s[later], e[later]
         r, s, e = r[now], s[now], e[now]
-        part = np.zeros(nlinks)  # the piece's overlaps, added to the total at once
         sweep_piece(r, s, e, np.argsort(s, kind="stable"), flat, offset, count, top, part)
         out += part
     return out

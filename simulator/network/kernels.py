@@ -11,9 +11,9 @@ vectorized sweep it replaced sorted them (by link, then start, stable) and takes
 ``min``, ``−`` and ``max`` of the same values, so the greatest ends are the same and each link's
 overlaps are added to the piece's sum in the same order — the same floats (a maximum does not
 depend on the order it is taken in; additions of 0.0 for rows that do not overlap leave a sum
-unchanged). The numpy sweep is kept as the tests' reference
-(:mod:`simulator.testing.busy_reference`), which ``tests/test_network_busy.py`` holds this one
-to, bit for bit.
+unchanged). :func:`ordered_below` tells a piece that needs no sort and holds nothing back.
+The numpy sweep is kept as the tests' reference (:mod:`simulator.testing.busy_reference`),
+which ``tests/test_network_busy.py`` holds this one to, bit for bit.
 
 **A sum in order** (:func:`fold_add`, for :func:`simulator.network.accounts.fold_sum`): one
 float64 addition after another, left to right — what ``+=`` in a Python loop gives (no
@@ -50,6 +50,15 @@ def sweep_piece(route, start, end, order, flat, offset, count, top, part):
                 part[link] += over
             if e > greatest:
                 top[link] = e
+
+
+@numba.njit(cache=True, nogil=True)
+def ordered_below(start, limit):
+    """Whether ``start`` is in non-decreasing order with every value below ``limit``."""
+    for i in range(len(start)):
+        if not start[i] < limit or (i and start[i] < start[i - 1]):
+            return False
+    return True
 
 
 @numba.njit(cache=True, nogil=True)
