@@ -99,6 +99,9 @@ class _Homogeneous(PoolRun):
         self.rings = [Ring(self.fabric, grp, self._measured(grp)) for grp in self.groups]
         self.fast, self.fallback = self._fast_mode(fast)
         self._rest: dict[tuple[int, int | None, int], float] = {}  # see _rest_time
+        # per replica, its last step's decodes: (the list, as an array, their summed context
+        # [tokens] or None) — see _layer_plan
+        self._last: list[tuple[list[int], np.ndarray, int | None] | None] = [None] * spec.replicas
         self.until = math.inf if sc.engine.duration is None else float(sc.engine.duration)
         # fast mode's steps, composed at once; their ring records handed over in batches
         self.composed = ComposedSteps(self.fabric, self.rings, self.streams, self.m, arch.layers,
@@ -118,13 +121,17 @@ class _Homogeneous(PoolRun):
         kind = Ring.fabric_of(self.graph, group)
         return lambda nbytes: self.kernels.allreduce_time(self.gspec, nbytes, len(group), kind)
 
-    def _layer_plan(self, sched, plan) -> tuple[float, float, float, np.ndarray]:
+    def _layer_plan(self, g: int, sched, plan) -> tuple[float, float, float, np.ndarray, bool]:
         """(kernel time per layer, whole-prompt prefill time all layers, all-reduce bytes per
-        layer, the decodes as an array) of one step: decodes' attention, chunks' attention,
-        projections + FFN."""
+        layer, the decodes as an array, whether they are replica ``g``'s last step's) of one
+        step: decodes' attention, chunks' attention, projections + FFN. The same decodes as the
+        last step's (the usual step) are each one token further: their array is the last
+        step's, their summed context (dense attention) the last sum + ``B``."""
         arch, km, r, t = self.arch, self.kernels, self.req, self.t
         B = len(plan.decode)
-        dec = np.asarray(plan.decode, np.int64)
+        last = self._last[g]
+        same = last is not None and last[0] == plan.decode
+        dec = last[1] if same else np.asarray(plan.decode, np.int64)
         C = plan.prefill_tokens
         pre = 0.0
         samples = B + len(plan.prompt_done)  # rows the LM head computes
@@ -137,18 +144,22 @@ class _Homogeneous(PoolRun):
             k = self._rest_time(B, None, B)
             pre = float(sum(km.prefill_time(self.gspec, arch, c, 1.0, gpus=t)
                             for _, c in plan.chunks))
+        summed = None
         if B:
-            context = r.inp[dec] + r.gen[dec]
-            # dense: the mean numpy takes of these integers (their sum is exact), exactly
-            ctx = attended_tokens(arch, context).mean() if arch.sparse else \
-                int(context.sum()) / B
+            if arch.sparse:
+                context = r.inp[dec] + r.gen[dec]
+                ctx = attended_tokens(arch, context).mean()
+            else:  # the mean numpy takes of these integers (their sum is exact), exactly
+                summed = last[2] + B if same else int((r.inp[dec] + r.gen[dec]).sum())
+                ctx = summed / B
             per_gpu = -(-B // t) if self.dp_attention else B
             shards = self.shards
             k += km.attention_time(self.gspec, shards[0], per_gpu, ctx) if len(shards) == 1 \
                 else max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in shards)
             if self.indexer:  # DSA: the indexer scores each query's whole context
                 k += km.indexer_time(self.gspec, arch, per_gpu, context.mean())
-        return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size, dec
+        self._last[g] = (plan.decode, dec, summed)
+        return k, pre, float(B + C) * arch.bytes_per_element * arch.hidden_size, dec, same
 
     def _rest_time(self, tokens: int, logits: int | None, decode: int) -> float:
         """Projections, FFN and norms of a step of ``tokens`` tokens with ``logits`` LM-head
@@ -172,6 +183,7 @@ class _Homogeneous(PoolRun):
         overhead = self.serving.overhead_time()
         compose = self.composed.step
         iteration = 0
+        fewest = None  # the fewest tokens a running request has left, when all decode
         while True:
             plan = sched.step(self.queue)
             for y in plan.rejected:
@@ -191,14 +203,14 @@ class _Homogeneous(PoolRun):
                 continue
             started = env.now
             if self.fast:
-                k, pre, x, dec = self._layer_plan(sched, plan)
+                k, pre, x, dec, same = self._layer_plan(g, sched, plan)
                 end, cf = compose(g, started + overhead, k, pre, x)
                 yield env.timeout(end - started)
                 cf += overhead
             else:
                 if overhead:
                     yield env.timeout(overhead)
-                k, pre, x, dec = self._layer_plan(sched, plan)
+                k, pre, x, dec, same = self._layer_plan(g, sched, plan)
                 cf = overhead
                 for m in self.m.tolist():
                     kernel = m * k + pre * m / self.arch.layers
@@ -213,18 +225,24 @@ class _Homogeneous(PoolRun):
                 else:
                     recomputed += 1
                 r.gen[y] += 1
-            if plan.decode:  # distinct requests: one fancy-indexed addition
+            B = len(plan.decode)
+            if B:  # distinct requests: one fancy-indexed addition
                 r.gen[dec] += 1
-            # (usually every running request decoded: the same array, in the same order)
-            running = dec if plan.decode == sched.running else \
-                np.array(sched.running, np.int64)
-            done = running[r.gen[running] >= r.out[running]].tolist()
+            # usually every running request decoded: the same array, in the same order — and
+            # when they are the last step's, the fewest tokens any has left is one fewer
+            if plan.decode == sched.running:
+                running = dec
+                fewest = fewest - 1 if same and fewest is not None else \
+                    int((r.out[dec] - r.gen[dec]).min()) if B else None
+            else:
+                running, fewest = np.array(sched.running, np.int64), None
+            done = [] if fewest is not None and fewest > 0 else \
+                running[r.gen[running] >= r.out[running]].tolist()
             for y in done:
                 sched.finish(y)
                 r.finish(y, env.now)
             if done:
                 self._wake()
-            B = len(plan.decode)
             self.iters.append((g, iteration, started, env.now, B, pre, B + recomputed,
                                plan.prefill_tokens,
                                len(plan.preempted), cf))

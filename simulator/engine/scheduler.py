@@ -167,7 +167,7 @@ class KVPool(Protocol):
     # this without a call per request offers it; the scheduler falls back to :meth:`grow`)
 
 
-@dataclass
+@dataclass(slots=True)
 class StepPlan:
     """One step, as the scheduler formed it (request rows of the engine's trace).
 
@@ -239,6 +239,10 @@ class Scheduler:
             left = self.prefill_left
             dec = [r for r in self.running if r not in left] if left else self.running
             k = grow_each(dec)
+            if k == len(dec) and not left and not waiting:  # the usual step: every request
+                # decodes and none computes a prompt or waits — steps 2 and 3 would do nothing
+                plan.decode.extend(dec)
+                return plan
             plan.decode.extend(dec[:k])
             scheduled.update(dec[:k])
             budget -= k
