@@ -14,7 +14,7 @@ from operator import add
 import numpy as np
 import pytest
 import simpy
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from simulator import hardware
@@ -51,6 +51,29 @@ def test_a_profiles_float_attention_is_its_timing_or_none_where_a_table_answers(
             answered.append(gpu.name)
             assert got == float(p.attention(b, n, 64.0, 8.0, 128.0).time)
     assert "H100" in answered  # the path the homogeneous TP4 workload takes is exercised
+
+
+@settings(max_examples=200, deadline=None)
+@given(batch=st.sampled_from([0, 1, 3, 32, 255, 4096]), tokens=st.floats(-1.0, 2e6),
+       model=st.sampled_from(["llama-3-70b", "deepseek-v3"]), heads=st.sampled_from([None, 2]),
+       gpu=st.sampled_from(["H100", "H200"]), kind=st.sampled_from(["measured", "paged",
+                                                                     "roofline"]))
+@example(batch=0, tokens=100.0, model="llama-3-70b", heads=None, gpu="H100", kind="measured")
+@example(batch=8, tokens=0.0, model="llama-3-70b", heads=None, gpu="H100", kind="measured")
+def test_an_attention_timer_gives_attention_times_floats(batch, tokens, model, heads, gpu,
+                                                         kind):
+    # the timer a loop keeps (lookups done once) against the general call, bit for bit: GQA
+    # with a fitted model (H100: its fast path), a measured table (H200), paged KV, MLA, the
+    # roofline; no queries or no tokens: 0
+    from simulator.gpu.kernels import KernelModel
+    from simulator.gpu.profiled import ProfiledKernels
+    from simulator.models import model as architecture
+
+    km = KernelModel() if kind == "roofline" else ProfiledKernels(paged_kv=kind == "paged")
+    spec, arch = hardware.gpu(gpu), architecture(model)
+    heads = heads if arch.attention in ("gqa", "mha") else None
+    timer = km.attention_timer(spec, arch, heads)
+    assert timer(batch, tokens) == km.attention_time(spec, arch, batch, tokens, heads)
 
 
 def _table_shapes(gpu, op: str) -> list[tuple]:

@@ -99,6 +99,8 @@ class _Homogeneous(PoolRun):
         self.rings = [Ring(self.fabric, grp, self._measured(grp)) for grp in self.groups]
         self.fast, self.fallback = self._fast_mode(fast)
         self._rest: dict[tuple[int, int | None, int], float] = {}  # see _rest_time
+        # each shard's decode attention [s] as a function of (queries, context tokens)
+        self.attention = [self.kernels.attention_timer(self.gspec, sh) for sh in self.shards]
         # per replica, its last step's decodes: (the list, as an array, their summed context
         # [tokens] or None) — see _layer_plan
         self._last: list[tuple[list[int], np.ndarray, int | None] | None] = [None] * spec.replicas
@@ -153,9 +155,9 @@ class _Homogeneous(PoolRun):
                 summed = last[2] + B if same else int((r.inp[dec] + r.gen[dec]).sum())
                 ctx = summed / B
             per_gpu = -(-B // t) if self.dp_attention else B
-            shards = self.shards
-            k += km.attention_time(self.gspec, shards[0], per_gpu, ctx) if len(shards) == 1 \
-                else max(km.attention_time(self.gspec, sh, per_gpu, ctx) for sh in shards)
+            timers = self.attention
+            k += timers[0](per_gpu, ctx) if len(timers) == 1 else \
+                max(timer(per_gpu, ctx) for timer in timers)
             if self.indexer:  # DSA: the indexer scores each query's whole context
                 k += km.indexer_time(self.gspec, arch, per_gpu, context.mean())
         self._last[g] = (plan.decode, dec, summed)

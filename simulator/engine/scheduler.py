@@ -191,12 +191,12 @@ class StepPlan:
     @property
     def tokens(self) -> int:
         """Tokens computed in the step: decode tokens + prefill chunk tokens."""
-        return len(self.decode) + sum(c for _, c in self.chunks)
+        return len(self.decode) + self.prefill_tokens
 
     @property
     def prefill_tokens(self) -> int:
         """Prompt tokens computed in the step."""
-        return sum(c for _, c in self.chunks)
+        return sum(c for _, c in self.chunks) if self.chunks else 0
 
     def __bool__(self) -> bool:
         return bool(self.decode or self.chunks)

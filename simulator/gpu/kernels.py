@@ -40,6 +40,7 @@ The runtime that runs these kernels is :mod:`simulator.gpu.runtime`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -122,6 +123,12 @@ class KernelModel:
         if tokens <= 0 or batch <= 0:
             return 0.0
         return self.attention_roofline(spec, arch, batch, tokens, heads).total
+
+    def attention_timer(self, spec: GPUSpec, arch: Architecture,
+                        heads: int | None = None) -> Callable[[float, float], float]:
+        """:meth:`attention_time` of ``spec``, ``arch`` and ``heads`` as a function of
+        ``(batch, tokens)`` [s] (a loop that asks it every step)."""
+        return lambda batch, tokens: self.attention_time(spec, arch, batch, tokens, heads)
 
     def merge_time(self, spec: GPUSpec, arch: Architecture, batch: float, partials: int = 2,
                    heads: int | None = None) -> float:

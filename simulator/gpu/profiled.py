@@ -26,7 +26,7 @@ deployment's ``cuda_graphs`` flag, which overrides the profiles' own.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 
 import numpy as np
@@ -102,6 +102,28 @@ class ProfiledKernels:
         if arch.attention not in ("gqa", "mha"):
             kernels = MLA_ATTENTION_KERNELS
         return self._launched(p, t, kernels)
+
+    def attention_timer(self, spec: GPUSpec, arch: Architecture,
+                        heads: int | None = None) -> Callable[[float, float], float]:
+        """:meth:`attention_time` of ``spec``, ``arch`` and ``heads`` as a function of
+        ``(batch, tokens)`` [s], the same floats: for GQA/MHA over contiguous KV with a fitted
+        model (no measured table), the profile, head counts and launch cost looked up once —
+        a loop asks it every step."""
+        p = self.profile(spec)
+        h = float(arch.query_heads if heads is None else arch._heads(heads))
+        d = layers.head_dim(arch)
+        if arch.attention not in ("gqa", "mha") or self.paged_kv or \
+                p.attention_seconds(1.0, 1.0, h, 1.0, d) is None:
+            return lambda batch, tokens: self.attention_time(spec, arch, batch, tokens, heads)
+        kv = max(1.0, math.ceil(h / arch.group_size))
+        seconds, launched = p.attention_seconds, self._launched
+
+        def timer(batch: float, tokens: float) -> float:
+            if tokens <= 0 or batch <= 0:
+                return 0.0
+            return launched(p, seconds(batch, tokens, h, kv, d), 1.0)
+
+        return timer
 
     def _attention(self, p: KernelProfile, arch: Architecture, batch, tokens, heads) -> float:
         h = float(arch.query_heads if heads is None else arch._heads(heads))
