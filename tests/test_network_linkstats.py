@@ -87,6 +87,32 @@ def test_many_intervals_at_once_are_the_same_records_as_one_by_one():
         assert getattr(one, name).tolist() == getattr(many, name).tolist(), name
 
 
+@pytest.mark.parametrize("later", ["row", "batch", "spill", "route"])
+def test_a_report_between_records_sees_the_records_added_after_it(monkeypatch, later):
+    # the lone records' sums are kept between reports (the links table and the bytes by class
+    # read the same ones) — until a record is added, however it is kept, or a route appears
+    monkeypatch.setattr(linkstats, "BULK_ROWS", 2)
+    early, twin = stats(), stats()
+    for s in (early, twin):
+        s.route((0,))
+        s.intervals(np.array([0, 0], np.int32), np.array([0.0, 0.5]), np.array([1.0, 1.0]),
+                    np.array([2.0, 3.0]), np.array([1, 1], np.int8))  # 5 B, held as a batch
+    early.frame(4.0), early.by_class()  # kept: the sums of these records
+    for s in (early, twin):
+        if later == "row":
+            s.interval(0, 1.0, 2.0, 3.0, tag=2)
+        elif later in ("batch", "spill"):  # (spill: the first batch moved on first)
+            if later == "spill":
+                s.spill(rows=1)
+            s.intervals(np.array([0, 0], np.int32), np.array([1.0, 2.0]), np.array([2.0, 3.0]),
+                        np.array([3.0, 1.0]), np.array([2, 1], np.int8))
+        else:  # a flow that shared links: a route, no lone record
+            s.shared(s.route((1, 2)), 2, 0.0, 2.0, 3.0)
+    for got, want in ((early.frame(4.0), twin.frame(4.0)), (early.by_class(), twin.by_class())):
+        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    # lone bytes over all links: 5 B first, then 3 B (and 1 B in a batch; none, route)
+    assert early.frame(4.0)["bytes"].sum() == {"row": 8.0, "route": 5.0}.get(later, 9.0)
+
 def test_bytes_by_class_spread_over_the_routes_links():
     s = stats()
     r = s.route((0, 2))

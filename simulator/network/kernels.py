@@ -15,6 +15,11 @@ unchanged). :func:`ordered_below` tells a piece that needs no sort and holds not
 The numpy sweep is kept as the tests' reference (:mod:`simulator.testing.busy_reference`),
 which ``tests/test_network_busy.py`` holds this one to, bit for bit.
 
+**Sums per route** (:func:`lone_sums`, for the lone records' bytes and times per route and
+bytes per route and class, :meth:`~simulator.network.linkstats.LinkStats.frame` and
+:meth:`~simulator.network.linkstats.LinkStats.by_class`): each record added to its bin in
+order, as ``np.bincount`` adds weights — three counts from one pass over a piece.
+
 **A sum in order** (:func:`fold_add`, for :func:`simulator.network.accounts.fold_sum`): one
 float64 addition after another, left to right — what ``+=`` in a Python loop gives (no
 reassociation: numba compiles without fast-math), where numpy's ``sum`` adds pairwise.
@@ -59,6 +64,19 @@ def ordered_below(start, limit):
         if not start[i] < limit or (i and start[i] < start[i - 1]):
             return False
     return True
+
+
+@numba.njit(cache=True, nogil=True)
+def lone_sums(route, tag, start, end, nbytes, ntags, by_route, busy, by_class):
+    """Add each record's bytes ``nbytes`` [B] to ``by_route[route]`` and
+    ``by_class[route × ntags + tag]``, and its time ``end − start`` [s] to ``busy[route]``,
+    record after record: ``np.bincount``'s additions, for three counts in one pass."""
+    for i in range(len(route)):
+        r = route[i]
+        b = nbytes[i]
+        by_route[r] += b
+        busy[r] += end[i] - start[i]
+        by_class[r * ntags + tag[i]] += b
 
 
 @numba.njit(cache=True, nogil=True)

@@ -39,6 +39,7 @@ import pandas as pd
 
 from simulator.network.binning import bin_edges, spread
 from simulator.network.busy import overlap_per_link
+from simulator.network.kernels import lone_sums
 from simulator.network.traffic import TRAFFIC_CLASSES
 from simulator.spill import Spill
 
@@ -80,6 +81,8 @@ _COLUMNS = {"tl_link": np.int32, "tl_at": np.float64, "tl_load": np.float64,
             "sh_end": np.float64, "sh_bytes": np.float64}
 #: The lone flows' columns, in :meth:`LinkStats.intervals`'s argument order.
 _LONE = ("lo_route", "lo_start", "lo_end", "lo_bytes", "lo_tag")
+#: The lone flows' columns in :meth:`LinkStats._tagged`'s order.
+_TAGGED = ("lo_route", "lo_tag", "lo_start", "lo_end", "lo_bytes")
 
 
 class LinkStats:
@@ -109,6 +112,7 @@ class LinkStats:
         self._spills: dict[str, Spill] | None = None  # the columns' older rows, once long
         # whether an engine timed records itself (intervals()): they may overlap on a link
         self.timed = False
+        self._sums: tuple | None = None  # ((routes, lone records) then, sums): _lone_sums
 
     def spill(self, rows: int | None = None, spill_bytes: int | None = None) -> None:
         """Move the record columns on (to :class:`~simulator.spill.Spill` columns, with
@@ -219,10 +223,12 @@ class LinkStats:
         self.sh_end.append(end)
         self.sh_bytes.append(nbytes)
 
-    def _tagged(self, extra: tuple = ()):
-        """Per record of both kinds, in pieces: (route id, tag, start [s], end [s], bytes [B]);
-        then ``extra``, one more piece of such columns (flows under way, not recorded)."""
-        yield from self._pieces(("lo_route", "lo_tag", "lo_start", "lo_end", "lo_bytes"))
+    def _tagged(self, extra: tuple = (), lone: bool = True):
+        """Per record of both kinds (``lone``: the lone flows' too), in pieces: (route id, tag,
+        start [s], end [s], bytes [B]); then ``extra``, one more piece of such columns (flows
+        under way, not recorded)."""
+        if lone:
+            yield from self._pieces(_TAGGED)
         yield from self._pieces(("sh_route", "sh_tag", "sh_start", "sh_end", "sh_bytes"))
         if extra:
             yield extra
@@ -232,8 +238,8 @@ class LinkStats:
         (non-zero rows, links in order, classes in tag order); ``extra``: records of flows
         under way (:meth:`_tagged`)."""
         nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
-        per = np.zeros(nr * nt)
-        for rid, tag, _, _, nbytes in self._tagged(extra):
+        per = self._lone_sums()[2].copy()  # the lone records', then the others' (_tagged)
+        for rid, tag, _, _, nbytes in self._tagged(extra, lone=False):
             per += np.bincount(rid.astype(np.int64) * nt + tag, nbytes, nr * nt)
         per_link = self._lone_per_link(per.reshape(nr, nt))
         rows = [(u, v, self.kinds[i], TRAFFIC_CLASSES[t], float(per_link[i, t]))
@@ -296,6 +302,26 @@ class LinkStats:
             else:
                 column.extend(values)
 
+    def _lone_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The lone records' bytes [B] and summed times [s] per route, and bytes per route and
+        traffic class (``route × classes + tag``) [B]: each piece's sums in one compiled pass
+        (:func:`~simulator.network.kernels.lone_sums`, ``np.bincount``'s additions), added to
+        the totals piece after piece — kept until a record is added (the links table and the
+        bytes by class both read them)."""
+        nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
+        rows = (nr, len(self.lo_route) + sum(len(b[0]) for b in self._held) +
+                (len(self._spills["lo_route"]) if self._spills is not None else 0))
+        if self._sums is not None and self._sums[0] == rows:
+            return self._sums[1]
+        totals = np.zeros(nr), np.zeros(nr), np.zeros(nr * nt)
+        for rid, tag, start, end, nbytes in self._pieces(_TAGGED):
+            piece = np.zeros(nr), np.zeros(nr), np.zeros(nr * nt)
+            lone_sums(rid, tag, start, end, nbytes, nt, *piece)
+            for total, part in zip(totals, piece, strict=True):
+                total += part
+        self._sums = (rows, totals)
+        return totals
+
     def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
         """Spread per-route sums (last axis: anything) over the routes' links."""
         out = np.zeros((len(self.edges),) + per_route.shape[1:])
@@ -307,11 +333,7 @@ class LinkStats:
         """Per directed link: src, dst, kind, bandwidth [B/s], bytes [B], busy_time [s] (the time
         it carried anything: lone records that overlap count their common time once) and
         utilization (time-weighted mean of load / bandwidth over [0, now])."""
-        nr = len(self.routes)
-        per_bytes, per_busy = np.zeros(nr), np.zeros(nr)
-        for rid, start, end, nbytes in self._pieces(_LONE[:4]):
-            per_bytes += np.bincount(rid, nbytes, nr)
-            per_busy += np.bincount(rid, end - start, nr)
+        per_bytes, per_busy, _ = self._lone_sums()
         lone_bytes = self._lone_per_link(per_bytes)
         lone_busy = self._lone_per_link(per_busy)
         if self.timed:  # records an engine timed may overlap: count their common time once
