@@ -38,8 +38,8 @@ def test_a_tp4_step_by_kv_heads(chunked):
     arch, km, g, L = run.arch, run.kernels, run.gspec, run.arch.layers
     run.req.gen[:2] = [5, 7]
     chunk = 500 if chunked else 2800
-    k, pre, x, dec = run._layer_plan(SimpleNamespace(prefill_left={}),
-                                     step([0, 1], [(2, chunk)], [2]))
+    k, pre, x, dec, same = run._layer_plan(0, SimpleNamespace(prefill_left={}),
+                                           step([0, 1], [(2, chunk)], [2]))
     attention = km.attention_time(g, head_shard(arch, 2), 2, (805 + 1807) / 2)
     if chunked:  # the chunk attends the 2,300 tokens before it; 3 rows of logits
         assert pre == 0.0
@@ -52,10 +52,27 @@ def test_a_tp4_step_by_kv_heads(chunked):
         assert k == pytest.approx(km.non_attention_time(g, arch, 2, gpus=4) / L + attention,
                                   rel=1e-12)
         assert x == 2802 * arch.bytes_per_element * arch.hidden_size
-    assert dec.tolist() == [0, 1]
+    assert dec.tolist() == [0, 1] and not same  # the replica's first step
     # each GPU holds a quarter of every request's KV: a replica holds four GPUs' room
     assert run.cap == pytest.approx(4 * free_per_gpu(run), rel=1e-12)
 
+
+
+def test_a_step_of_the_last_steps_decodes_is_a_token_further_for_each():
+    # the same two decodes three steps running (a token each after every step): each step's
+    # kernel time is that of a fresh run asked about the same contexts — the kept sum grows
+    # by the batch, 2 tokens a step; another batch is not the same
+    run = baseline()
+    idle = SimpleNamespace(prefill_left={})
+    run.req.gen[:3] = [5, 7, 2]
+    for i in range(3):
+        k, _, _, dec, same = run._layer_plan(0, idle, step([0, 1], [], []))
+        fresh = baseline()
+        fresh.req.gen[:3] = run.req.gen[:3]
+        assert k == fresh._layer_plan(0, idle, step([0, 1], [], []))[0]
+        assert same == (i > 0) and dec.tolist() == [0, 1]
+        run.req.gen[dec] += 1
+    assert not run._layer_plan(0, idle, step([0, 2], [], []))[4]
 
 def test_uneven_kv_heads_wait_for_the_gpu_with_the_most():
     # 8 KV heads over TP 3: 3, 3 and 2 — a step waits for a 3-head shard, and a replica holds
@@ -63,7 +80,7 @@ def test_uneven_kv_heads_wait_for_the_gpu_with_the_most():
     run = baseline(disaggregation__baseline_gpus=3, disaggregation__baseline_tp=3)
     arch, km, g = run.arch, run.kernels, run.gspec
     run.req.gen[:1] = [9]
-    k, _, _, _ = run._layer_plan(SimpleNamespace(prefill_left={}), step([0], [], []))
+    k, *_ = run._layer_plan(0, SimpleNamespace(prefill_left={}), step([0], [], []))
     slow = km.attention_time(g, head_shard(arch, 3), 1, 809)
     assert slow > km.attention_time(g, head_shard(arch, 2), 1, 809)
     assert k == pytest.approx(km.non_attention_time(g, arch, 1, gpus=3) / arch.layers + slow,
@@ -78,7 +95,7 @@ def test_as_many_kv_heads_as_gpus_split_by_heads_not_by_requests():
     arch, km, g = run.arch, run.kernels, run.gspec
     assert not run.dp_attention
     run.req.gen[:3] = [1, 2, 3]
-    k, _, _, _ = run._layer_plan(SimpleNamespace(prefill_left={}), step([0, 1, 2], [], []))
+    k, *_ = run._layer_plan(0, SimpleNamespace(prefill_left={}), step([0, 1, 2], [], []))
     att = km.attention_time(g, head_shard(arch, 1), 3, (801 + 1802 + 2803) / 3)
     assert k == pytest.approx(km.non_attention_time(g, arch, 3, gpus=8) / arch.layers + att,
                               rel=1e-12)
@@ -92,7 +109,7 @@ def test_mla_attends_data_parallel_with_the_dsa_indexer():
     arch, km, g = run.arch, run.kernels, run.gspec
     assert run.t == 16 and run.dp_attention
     run.req.gen[:3] = [10, 300, 2000]
-    k, _, _, _ = run._layer_plan(SimpleNamespace(prefill_left={}), step([0, 1, 2], [], []))
+    k, *_ = run._layer_plan(0, SimpleNamespace(prefill_left={}), step([0, 1, 2], [], []))
     context = np.array([810, 2100, 4800])
     expect = (km.non_attention_time(g, arch, 3, gpus=16) / arch.layers
               + km.attention_time(g, arch, 1, np.minimum(context, 2048).mean())
