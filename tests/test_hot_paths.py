@@ -345,6 +345,26 @@ def test_spread_is_a_loop_over_the_records_bit_for_bit(rows, bin_time, sort):
     assert got.tolist() == want.tolist()
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.floats(0.0, 10.0),
+                          st.floats(0.0, 6.0), st.floats(0.0, 1e6)), max_size=40),
+       st.floats(0.3, 4.0))
+def test_spread_under_two_keyings_at_once_is_each_alone_bit_for_bit(rows, bin_time):
+    # one pass for a route keying and a (route, class) keying gives what each spread alone
+    # gives: the same keys, rows and floats (the link and class timelines share the pass)
+    from simulator.network.binning import bin_edges, spread, spread_keys
+
+    route = np.array([r[0] for r in rows], np.int64)
+    tag = np.array([r[1] for r in rows], np.int8)
+    start = np.array([r[2] for r in rows])
+    end, nbytes = start + np.array([r[3] for r in rows]), np.array([r[4] for r in rows])
+    _, edges = bin_edges("t", bin_time, 12.0)
+    both = spread_keys([(route, 4), (route * 3 + tag, 12)], start, end, nbytes, edges)
+    for (keys, got), (key, nkeys) in zip(both, [(route, 4), (route * 3 + tag, 12)],
+                                         strict=True):
+        want_keys, want = spread(key, start, end, nbytes, edges, nkeys)
+        assert str(keys) == str(want_keys) and got.tobytes() == want.tobytes()
+
 @settings(max_examples=200, deadline=None)
 @given(st.floats(0.3, 4.0), st.data())
 def test_spread_puts_records_on_bin_edges_where_searchsorted_does(bin_time, data):

@@ -97,7 +97,10 @@ def test_a_report_between_records_sees_the_records_added_after_it(monkeypatch, l
         s.route((0,))
         s.intervals(np.array([0, 0], np.int32), np.array([0.0, 0.5]), np.array([1.0, 1.0]),
                     np.array([2.0, 3.0]), np.array([1, 1], np.int8))  # 5 B, held as a batch
-    early.frame(4.0), early.by_class()  # kept: the sums of these records
+    reports = (lambda s: s.frame(4.0), lambda s: s.by_class(),
+               lambda s: s.timeline(0.5, 4.0), lambda s: s.class_timeline(0.5, 4.0))
+    for report in reports:  # kept: the tables of these records
+        report(early)
     for s in (early, twin):
         if later == "row":
             s.interval(0, 1.0, 2.0, 3.0, tag=2)
@@ -108,10 +111,43 @@ def test_a_report_between_records_sees_the_records_added_after_it(monkeypatch, l
                         np.array([3.0, 1.0]), np.array([2, 1], np.int8))
         else:  # a flow that shared links: a route, no lone record
             s.shared(s.route((1, 2)), 2, 0.0, 2.0, 3.0)
-    for got, want in ((early.frame(4.0), twin.frame(4.0)), (early.by_class(), twin.by_class())):
-        pd.testing.assert_frame_equal(got, want, check_exact=True)
+    for report in reports:
+        pd.testing.assert_frame_equal(report(early), report(twin), check_exact=True)
     # lone bytes over all links: 5 B first, then 3 B (and 1 B in a batch; none, route)
     assert early.frame(4.0)["bytes"].sum() == {"row": 8.0, "route": 5.0}.get(later, 9.0)
+
+
+def test_a_class_timeline_too_large_to_keep_with_the_link_timeline_is_the_same(monkeypatch):
+    # above KEEP_CELLS the class timeline makes its own pass over the lone records: the same
+    # table as from the one kept beside the link timeline (lone records of two classes on
+    # shared links, and a record of a flow that shared links, in the class timeline only)
+    from simulator.network import lone_tables
+
+    tables = []
+    for cells in (1 << 22, 0):
+        monkeypatch.setattr(lone_tables, "KEEP_CELLS", cells)
+        s = stats()
+        s.interval(s.route((0, 2)), 0.2, 1.7, 6.0, tag=0)
+        s.interval(s.route((0,)), 1.1, 3.2, 0.7, tag=3)
+        s.shared(s.route((1,)), 2, 0.5, 2.0, 4.0)
+        s.timeline(0.5, 4.0)
+        tables.append(s.class_timeline(0.5, 4.0))
+        per_class = s._lone_spread(np.linspace(0.0, 4.0, 9))[1]  # kept by the timeline
+        assert (per_class is None) == (cells == 0)
+    pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
+    assert set(tables[0]["traffic_class"]) == {TRAFFIC_CLASSES[t] for t in (0, 2, 3)}
+
+
+def test_timelines_of_other_bins_are_not_the_kept_ones():
+    # the lone tables kept for one bin length do not answer for another
+    early, twin = stats(), stats()
+    for s in (early, twin):
+        s.interval(s.route((0, 2)), 0.2, 1.7, 6.0, tag=0)
+        s.interval(s.route((1,)), 1.1, 3.2, 0.7, tag=3)
+    early.timeline(0.5, 4.0), early.class_timeline(0.5, 4.0)
+    for report in (lambda s: s.timeline(1.0, 4.0), lambda s: s.class_timeline(1.0, 4.0),
+                   lambda s: s.timeline(1.0, 3.0)):
+        pd.testing.assert_frame_equal(report(early), report(twin), check_exact=True)
 
 def test_bytes_by_class_spread_over_the_routes_links():
     s = stats()

@@ -24,17 +24,31 @@ def spread(key: np.ndarray, start: np.ndarray, end: np.ndarray, nbytes: np.ndarr
     give (a key absent adds 0.0), without an array over every key per call. Each cell's
     additions: the records within one bin in order, then the straddling ones' parts, record
     after record (a compiled loop, :func:`~simulator.network.kernels.spread_rows`)."""
+    return spread_keys([(key, nkeys)], start, end, nbytes, edges_at)[0]
+
+
+def spread_keys(keys: list[tuple[np.ndarray, int]], start: np.ndarray, end: np.ndarray,
+                nbytes: np.ndarray, edges_at: np.ndarray
+                ) -> list[tuple[np.ndarray | slice, np.ndarray]]:
+    """:func:`spread` of the same records under several keyings at once (``keys``: each
+    ``(key per record, nkeys)``), one pass over the records: for each, what :func:`spread`
+    returns, the same floats."""
     nbins = len(edges_at) - 1
-    if nkeys * nbins <= key.size:  # rows for every key cost no more than the records do
-        keys, k, nrows = slice(None), key, nkeys
-    else:
-        keys = np.flatnonzero(np.bincount(key, minlength=nkeys))
-        row = np.zeros(nkeys, np.int64)
-        row[keys] = np.arange(keys.size)
-        k, nrows = row[key], keys.size  # each record's row among the keys that occur
-    out = np.zeros((nrows, nbins))
-    spread_rows(k, start, end, nbytes, edges_at, out)
-    return keys, out
+    present, rows = [], []
+    for key, nkeys in keys:
+        if nkeys * nbins <= key.size:  # rows for every key cost no more than the records do
+            present.append(slice(None))
+            rows.append((key, nkeys))
+        else:
+            occur = np.flatnonzero(np.bincount(key, minlength=nkeys))
+            row = np.zeros(nkeys, np.int64)
+            row[occur] = np.arange(occur.size)
+            present.append(occur)
+            rows.append((row[key], occur.size))  # each record's row among the keys that occur
+    out = np.zeros((len(keys), max((n for _, n in rows), default=0), nbins))
+    spread_rows(np.stack([k for k, _ in rows], axis=1) if rows else np.zeros((0, 0), np.int64),
+                start, end, nbytes, edges_at, out)
+    return [(p, out[j, :n]) for j, (p, (_, n)) in enumerate(zip(present, rows, strict=True))]
 
 
 def bin_edges(what: str, bin_time: float, now: float) -> tuple[float, np.ndarray]:

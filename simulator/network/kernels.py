@@ -109,14 +109,15 @@ def _edges_up_to(edges_at, x, j, inclusive):
 
 @numba.njit(cache=True, nogil=True)
 def spread_rows(row, start, end, nbytes, edges_at, out):
-    """Add each record's ``nbytes`` [B] to ``out[row]`` (rows × bins between ``edges_at`` [s]):
-    a record within one bin all there, the records that straddle bin edges after them, each
-    over its bins in proportion to the overlap, record after record and bin after bin (the
-    additions :func:`~simulator.network.binning.spread` documents). A time's bin is
-    ``searchsorted(edges_at, t) − 1`` clipped to the bins (``right`` for a start, ``left`` for
-    an end)."""
+    """Add each record's ``nbytes`` [B] to ``out[j, row[i, j]]`` for each table ``j`` (``out``:
+    tables × rows × bins between ``edges_at`` [s]; ``row``: records × tables): a record within
+    one bin all there, the records that straddle bin edges after them, each over its bins in
+    proportion to the overlap, record after record and bin after bin (the additions
+    :func:`~simulator.network.binning.spread` documents) — each table the same additions as
+    alone. A time's bin is ``searchsorted(edges_at, t) − 1`` clipped to the bins (``right``
+    for a start, ``left`` for an end)."""
     nbins = len(edges_at) - 1
-    n = len(row)
+    n, tables = row.shape
     first = np.empty(n, np.int64)
     last = np.empty(n, np.int64)
     js = 0
@@ -129,10 +130,12 @@ def spread_rows(row, start, end, nbytes, edges_at, out):
         first[i] = f
         last[i] = g
         if f >= g:
-            out[row[i], f] += nbytes[i]
+            for j in range(tables):
+                out[j, row[i, j], f] += nbytes[i]
     for i in range(n):
         if first[i] < last[i]:
             s, e = start[i], end[i]
             for b in range(first[i], last[i] + 1):
                 overlap = min(edges_at[b + 1], e) - max(edges_at[b], s)
-                out[row[i], b] += nbytes[i] * overlap / (e - s)
+                for j in range(tables):
+                    out[j, row[i, j], b] += nbytes[i] * overlap / (e - s)

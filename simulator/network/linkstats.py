@@ -39,7 +39,7 @@ import pandas as pd
 
 from simulator.network.binning import bin_edges, spread
 from simulator.network.busy import overlap_per_link
-from simulator.network.kernels import lone_sums
+from simulator.network.lone_tables import Kept, route_bins, route_sums
 from simulator.network.traffic import TRAFFIC_CLASSES
 from simulator.spill import Spill
 
@@ -112,7 +112,7 @@ class LinkStats:
         self._spills: dict[str, Spill] | None = None  # the columns' older rows, once long
         # whether an engine timed records itself (intervals()): they may overlap on a link
         self.timed = False
-        self._sums: tuple | None = None  # ((routes, lone records) then, sums): _lone_sums
+        self._kept = Kept()  # the lone records' tables per route (_lone_sums, _lone_spread)
 
     def spill(self, rows: int | None = None, spill_bytes: int | None = None) -> None:
         """Move the record columns on (to :class:`~simulator.spill.Spill` columns, with
@@ -254,8 +254,9 @@ class LinkStats:
         now, edges_at = bin_edges("class_timeline", bin_time, now)
         nbins = len(edges_at) - 1
         nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
-        per = np.zeros((nr * nt, nbins))
-        for rid, tag, start, end, nbytes in self._tagged(extra):
+        lone = self._lone_spread(edges_at)[1]  # the lone records' (if kept), then the others'
+        per = lone.copy() if lone is not None else np.zeros((nr * nt, nbins))
+        for rid, tag, start, end, nbytes in self._tagged(extra, lone=lone is None):
             keys, rows = spread(rid.astype(np.int64) * nt + tag, start, end, nbytes, edges_at,
                                 nr * nt)
             per[keys] += rows
@@ -302,25 +303,24 @@ class LinkStats:
             else:
                 column.extend(values)
 
+    def _lone_key(self) -> tuple[int, int]:
+        """(routes, lone records) now: what the kept lone tables (:mod:`lone_tables`) hold for."""
+        spilled = len(self._spills["lo_route"]) if self._spills is not None else 0
+        return len(self.routes), len(self.lo_route) + sum(len(b[0]) for b in self._held) + spilled
+
     def _lone_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The lone records' bytes [B] and summed times [s] per route, and bytes per route and
-        traffic class (``route × classes + tag``) [B]: each piece's sums in one compiled pass
-        (:func:`~simulator.network.kernels.lone_sums`, ``np.bincount``'s additions), added to
-        the totals piece after piece — kept until a record is added (the links table and the
-        bytes by class both read them)."""
+        class [B] (:func:`~simulator.network.lone_tables.route_sums`), kept."""
         nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
-        rows = (nr, len(self.lo_route) + sum(len(b[0]) for b in self._held) +
-                (len(self._spills["lo_route"]) if self._spills is not None else 0))
-        if self._sums is not None and self._sums[0] == rows:
-            return self._sums[1]
-        totals = np.zeros(nr), np.zeros(nr), np.zeros(nr * nt)
-        for rid, tag, start, end, nbytes in self._pieces(_TAGGED):
-            piece = np.zeros(nr), np.zeros(nr), np.zeros(nr * nt)
-            lone_sums(rid, tag, start, end, nbytes, nt, *piece)
-            for total, part in zip(totals, piece, strict=True):
-                total += part
-        self._sums = (rows, totals)
-        return totals
+        return self._kept.get("sums", self._lone_key(),
+                              lambda: route_sums(self._pieces(_TAGGED), nr, nt))
+
+    def _lone_spread(self, edges_at: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The lone records' bytes per route and bin, and per route, class and bin (or None)
+        (:func:`~simulator.network.lone_tables.route_bins`), kept for these bins."""
+        nr, nt = len(self.routes), len(TRAFFIC_CLASSES)
+        return self._kept.get("bins", (self._lone_key(), edges_at.tobytes()),
+                              lambda: route_bins(self._pieces(_TAGGED), nr, nt, edges_at))
 
     def _lone_per_link(self, per_route: np.ndarray) -> np.ndarray:
         """Spread per-route sums (last axis: anything) over the routes' links."""
@@ -407,10 +407,5 @@ class LinkStats:
     def _lone_bins(self, edges_at: np.ndarray) -> np.ndarray:
         """Bytes of lone flows per link per bin (bins between ``edges_at`` [s]), each flow's
         bytes split over the bins it overlaps in proportion to the overlap."""
-        nbins, nr = len(edges_at) - 1, len(self.routes)
-        per_route = np.zeros((nr, nbins))
-        for rid, start, end, nbytes in self._pieces(_LONE[:4]):
-            keys, rows = spread(rid.astype(np.int64), start, end, nbytes, edges_at, nr)
-            per_route[keys] += rows
-        return self._lone_per_link(per_route)
+        return self._lone_per_link(self._lone_spread(edges_at)[0])
 
