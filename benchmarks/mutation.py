@@ -136,7 +136,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
              "tests/test_gpu_tables_loaders.py", "tests/test_gpu_fitting.py",
              "tests/test_gpu_layer_shapes.py", "tests/test_gpu_profile_answers.py",
              "tests/test_gpu_profiled_edges.py", "tests/test_gpu_fitting_edges.py",
-             "tests/test_cli_kernel.py", *BAD_INPUT,
+             "tests/test_cli_kernel.py", *BAD_INPUT, "tests/test_hot_paths.py",
              "tests/test_scenario_kernel_profile.py", "tests/test_costmodel_rank_kernels.py",
              # the roofline's hand-checkable figures are the closed form's (KernelModel)
              "tests/test_costmodel_closed_form.py", "tests/test_oracle.py",
@@ -163,7 +163,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "records": (["simulator/engine/records.py", "simulator/engine/columns.py",
                  "simulator/engine/results.py", "simulator/network/linkstats.py",
                  "simulator/network/binning.py", "simulator/network/busy.py",
-                 "simulator/network/kernels.py"],
+                 "simulator/network/kernels.py", "simulator/network/lone_tables.py"],
                 ["tests/test_engine_records.py", "tests/test_network_linkstats.py",
                  "tests/test_network_busy.py", "tests/test_engine_columns.py", "tests/test_network_fabric.py",
                  "tests/test_network_traffic.py", "tests/test_engine_exact.py",
@@ -1792,6 +1792,18 @@ def _steps_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("simulator/network/binning.py", "return [(p, out[j, :n]) for j, (p, (_, n)) in "
+     "enumerate(zip(present, rows, strict=True))]", "True -> False"):
+        "present and rows get one entry per keying each: zip never sees unequal lengths",
+    ("simulator/network/linkstats.py", "return len(self.routes), len(self.lo_route) + "
+     "sum(len(b[0]) for b in self._held) + spilled", "0 -> 1"):
+        "a batch's columns all have its length: its route ids' or its starts'",
+    ("simulator/network/busy.py", "sweep_piece(rid.astype(np.int64, copy=False), start, end,",
+     "False -> True"):
+        "a copy of the route ids or not: the loop reads the same values",
+    ("simulator/network/lone_tables.py",
+     "for total, part in zip(totals, piece, strict=True):", "True -> False"):
+        "both are three arrays made side by side: zip never sees unequal lengths",
     ("simulator/network/kernels.py", "over = (e if e < greatest else greatest) - s",
      "< -> <="): "e == greatest: either branch gives the same value",
     ("simulator/network/kernels.py", "if over > 0.0:", "> -> >="):
@@ -1816,9 +1828,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/busy.py", "r = np.concatenate((held_route, rid.astype(np.int64, "
      "copy=False)))", "False -> True"):
         "a copy of the route ids or not: np.concatenate copies them either way",
-    ("simulator/network/busy.py", "now = s < after[piece]", "< -> <="):
-        "a row starting exactly at the least start still to come may be settled now or later: "
-        "rows of equal starts give the same union in any order",
     ("simulator/cli/jobs.py", "min(jobs, len(policies)))", "min -> max"):
         "a process pool started with spawn starts a worker only for a task that finds none "
         "idle, so a larger cap than the policies starts no more processes (one per policy)",

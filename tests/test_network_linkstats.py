@@ -87,10 +87,14 @@ def test_many_intervals_at_once_are_the_same_records_as_one_by_one():
         assert getattr(one, name).tolist() == getattr(many, name).tolist(), name
 
 
-@pytest.mark.parametrize("later", ["row", "batch", "spill", "route"])
+@pytest.mark.parametrize("later", ["row", "batch", "spill, row", "spill, batch",
+                                   "spill, batch of 4", "route"])
 def test_a_report_between_records_sees_the_records_added_after_it(monkeypatch, later):
-    # the lone records' sums are kept between reports (the links table and the bytes by class
-    # read the same ones) — until a record is added, however it is kept, or a route appears
+    # the lone records' tables are kept between reports (the links table and the bytes by
+    # class read the same sums, the two timelines the same bins) — until a record is added,
+    # however it is kept (array rows, a batch held, rows moved on), or a route appears. The
+    # record counts are chosen so that a count that left out where rows are kept, or took
+    # one from another, would come out the same before and after
     monkeypatch.setattr(linkstats, "BULK_ROWS", 2)
     early, twin = stats(), stats()
     for s in (early, twin):
@@ -102,19 +106,21 @@ def test_a_report_between_records_sees_the_records_added_after_it(monkeypatch, l
     for report in reports:  # kept: the tables of these records
         report(early)
     for s in (early, twin):
-        if later == "row":
+        if later.startswith("spill"):  # the first batch moved on first
+            s.spill(rows=1)
+        if later.endswith("row"):
             s.interval(0, 1.0, 2.0, 3.0, tag=2)
-        elif later in ("batch", "spill"):  # (spill: the first batch moved on first)
-            if later == "spill":
-                s.spill(rows=1)
-            s.intervals(np.array([0, 0], np.int32), np.array([1.0, 2.0]), np.array([2.0, 3.0]),
-                        np.array([3.0, 1.0]), np.array([2, 1], np.int8))
+        elif "batch" in later:  # 4 B in two records (or four)
+            n = 4 if later.endswith("of 4") else 2
+            s.intervals(np.zeros(n, np.int32), np.linspace(1.0, 2.0, n), np.full(n, 3.0),
+                        np.full(n, 4.0 / n), np.array([2, 1] * (n // 2), np.int8))
         else:  # a flow that shared links: a route, no lone record
             s.shared(s.route((1, 2)), 2, 0.0, 2.0, 3.0)
     for report in reports:
         pd.testing.assert_frame_equal(report(early), report(twin), check_exact=True)
-    # lone bytes over all links: 5 B first, then 3 B (and 1 B in a batch; none, route)
-    assert early.frame(4.0)["bytes"].sum() == {"row": 8.0, "route": 5.0}.get(later, 9.0)
+    # lone bytes over all links: 5 B first, then 3 B in a row, 4 B in a batch (none, route)
+    want = 5.0 + (3.0 if later.endswith("row") else 4.0 if "batch" in later else 0.0)
+    assert early.frame(4.0)["bytes"].sum() == want
 
 
 def test_a_class_timeline_too_large_to_keep_with_the_link_timeline_is_the_same(monkeypatch):
@@ -124,8 +130,9 @@ def test_a_class_timeline_too_large_to_keep_with_the_link_timeline_is_the_same(m
     from simulator.network import lone_tables
 
     tables = []
-    for cells in (1 << 22, 0):
-        monkeypatch.setattr(lone_tables, "KEEP_CELLS", cells)
+    cells = 3 * len(TRAFFIC_CLASSES) * 8  # routes × classes × bins: kept up to this many
+    for keep in (cells, cells - 1):
+        monkeypatch.setattr(lone_tables, "KEEP_CELLS", keep)
         s = stats()
         s.interval(s.route((0, 2)), 0.2, 1.7, 6.0, tag=0)
         s.interval(s.route((0,)), 1.1, 3.2, 0.7, tag=3)
@@ -133,7 +140,7 @@ def test_a_class_timeline_too_large_to_keep_with_the_link_timeline_is_the_same(m
         s.timeline(0.5, 4.0)
         tables.append(s.class_timeline(0.5, 4.0))
         per_class = s._lone_spread(np.linspace(0.0, 4.0, 9))[1]  # kept by the timeline
-        assert (per_class is None) == (cells == 0)
+        assert (per_class is None) == (keep < cells)
     pd.testing.assert_frame_equal(tables[0], tables[1], check_exact=True)
     assert set(tables[0]["traffic_class"]) == {TRAFFIC_CLASSES[t] for t in (0, 2, 3)}
 

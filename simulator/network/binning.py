@@ -31,8 +31,8 @@ def spread_keys(keys: list[tuple[np.ndarray, int]], start: np.ndarray, end: np.n
                 nbytes: np.ndarray, edges_at: np.ndarray
                 ) -> list[tuple[np.ndarray | slice, np.ndarray]]:
     """:func:`spread` of the same records under several keyings at once (``keys``: each
-    ``(key per record, nkeys)``), one pass over the records: for each, what :func:`spread`
-    returns, the same floats."""
+    ``(key per record, nkeys)``, at least one), one pass over the records: for each, what
+    :func:`spread` returns, the same floats."""
     nbins = len(edges_at) - 1
     present, rows = [], []
     for key, nkeys in keys:
@@ -45,9 +45,8 @@ def spread_keys(keys: list[tuple[np.ndarray, int]], start: np.ndarray, end: np.n
             row[occur] = np.arange(occur.size)
             present.append(occur)
             rows.append((row[key], occur.size))  # each record's row among the keys that occur
-    out = np.zeros((len(keys), max((n for _, n in rows), default=0), nbins))
-    spread_rows(np.stack([k for k, _ in rows], axis=1) if rows else np.zeros((0, 0), np.int64),
-                start, end, nbytes, edges_at, out)
+    out = np.zeros((len(keys), max(n for _, n in rows), nbins))
+    spread_rows(np.stack([k for k, _ in rows], axis=1), start, end, nbytes, edges_at, out)
     return [(p, out[j, :n]) for j, (p, (_, n)) in enumerate(zip(present, rows, strict=True))]
 
 
