@@ -1792,6 +1792,17 @@ def _steps_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
+    ("simulator/gpu/profiled.py", "p.attention_seconds(1.0, 1.0, h, 1.0, d) is None:",
+     "1.0 -> 2.0"):
+        "the probe asks whether a measured table answers, which no shape changes "
+        "(KernelProfile.attention_seconds is None exactly where the profile has one)",
+    ("simulator/disaggregation/homogeneous.py",
+     "fewest = fewest - 1 if same and fewest is not None else \\", "1 -> 2"):
+        "the fewest tokens left counted down too fast is never above the true count: the "
+        "shortcut is taken less often, and where it is not the general check finds what is done",
+    ("simulator/disaggregation/homogeneous.py",
+     "done = [] if fewest is not None and fewest > 0 else \\", "0 -> 1"):
+        "with one token left no request is done either: the general check runs and finds none",
     ("simulator/network/binning.py", "return [(p, out[j, :n]) for j, (p, (_, n)) in "
      "enumerate(zip(present, rows, strict=True))]", "True -> False"):
         "present and rows get one entry per keying each: zip never sees unequal lengths",

@@ -102,6 +102,20 @@ def test_a_piece_in_order_that_ends_on_the_next_ones_first_start_holds_that_row(
                   [(0, 2.0, 2.0 + tiny)])
     assert overlap_per_link([(0,)], lambda: iter(recs), 1).tolist() == [4.0 + 2.0 ** -50]
 
+
+def test_a_piece_is_in_order_below_a_limit_when_no_start_falls_or_reaches_it():
+    from simulator.network.kernels import ordered_below
+
+    def below(starts, limit):
+        return ordered_below(np.array(starts, float), limit)
+
+    assert below([1.0, 2.0, 2.0, 3.0], 4.0) is True  # equal starts are in order
+    assert below([], 4.0) is True
+    assert below([1.0, 3.0, 2.0], 4.0) is False  # a fall, from the row just before
+    assert below([2.0, 1.0], 4.0) is False  # a fall at the second row
+    assert below([1.0, 2.0, 4.0], 4.0) is False  # a start at the limit waits for a later piece
+    assert below([np.nan], 4.0) is False
+
 # routes over five links, some sharing links, one crossing the same links as another
 ROUTES = [(0, 1), (1,), (2, 3, 4), (4,), (0, 1, 2, 3, 4), (3,)]
 
