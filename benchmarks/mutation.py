@@ -1792,10 +1792,8 @@ def _steps_equivalents() -> dict:
 
 
 EQUIVALENT: dict[tuple[str, ...], str] = {
-    ("simulator/gpu/profiled.py", "p.attention_seconds(1.0, 1.0, h, 1.0, d) is None:",
-     "1.0 -> 2.0"):
-        "the probe asks whether a measured table answers, which no shape changes "
-        "(KernelProfile.attention_seconds is None exactly where the profile has one)",
+    ("simulator/network/busy.py", "r = rid.astype(np.int64, copy=False)", "False -> True"):
+        "a copy of the route ids or not: the same values, read by the loop or concatenated",
     ("simulator/disaggregation/homogeneous.py",
      "fewest = fewest - 1 if same and fewest is not None else \\", "1 -> 2"):
         "the fewest tokens left counted down too fast is never above the true count: the "
@@ -1809,9 +1807,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/linkstats.py", "return len(self.routes), len(self.lo_route) + "
      "sum(len(b[0]) for b in self._held) + spilled", "0 -> 1"):
         "a batch's columns all have its length: its route ids' or its starts'",
-    ("simulator/network/busy.py", "sweep_piece(rid.astype(np.int64, copy=False), start, end,",
-     "False -> True"):
-        "a copy of the route ids or not: the loop reads the same values",
     ("simulator/network/lone_tables.py",
      "for total, part in zip(totals, piece, strict=True):", "True -> False"):
         "both are three arrays made side by side: zip never sees unequal lengths",
@@ -1836,9 +1831,6 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "where the first walk starts: it walks forward and back to the same count from any start",
     ("simulator/network/kernels.py", "je = 0", "0 -> 1"):
         "where the first walk starts: it walks forward and back to the same count from any start",
-    ("simulator/network/busy.py", "r = np.concatenate((held_route, rid.astype(np.int64, "
-     "copy=False)))", "False -> True"):
-        "a copy of the route ids or not: np.concatenate copies them either way",
     ("simulator/cli/jobs.py", "min(jobs, len(policies)))", "min -> max"):
         "a process pool started with spawn starts a worker only for a task that finds none "
         "idle, so a larger cap than the policies starts no more processes (one per policy)",

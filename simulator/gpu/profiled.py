@@ -50,6 +50,16 @@ INDEXER_KERNELS = 2.0
 PROFILE_CHOICES = ("roofline", "measured")
 
 
+def _query_heads(arch: Architecture, heads: int | None) -> float:
+    """Query heads of attention over ``heads`` KV heads (None: the model's all), as a float."""
+    return float(arch.query_heads if heads is None else arch._heads(heads))
+
+
+def _kv_heads(arch: Architecture, h: float) -> float:
+    """KV heads that ``h`` query heads attend (GQA groups, at least one)."""
+    return max(1.0, math.ceil(h / arch.group_size))
+
+
 class ProfiledKernels:
     """Kernel times from profiles (see the module docstring).
 
@@ -106,29 +116,29 @@ class ProfiledKernels:
     def attention_timer(self, spec: GPUSpec, arch: Architecture,
                         heads: int | None = None) -> Callable[[float, float], float]:
         """:meth:`attention_time` of ``spec``, ``arch`` and ``heads`` as a function of
-        ``(batch, tokens)`` [s], the same floats: for GQA/MHA over contiguous KV with a fitted
-        model (no measured table), the profile, head counts and launch cost looked up once —
-        a loop asks it every step."""
-        p = self.profile(spec)
-        h = float(arch.query_heads if heads is None else arch._heads(heads))
-        d = layers.head_dim(arch)
-        if arch.attention not in ("gqa", "mha") or self.paged_kv or \
-                p.attention_seconds(1.0, 1.0, h, 1.0, d) is None:
+        ``(batch, tokens)`` [s], the same floats: for GQA/MHA over contiguous KV, the profile,
+        head counts and launch cost looked up once (where a measured table answers instead of
+        the fitted model, each call asks :meth:`attention_time`) — a loop asks it every step."""
+        if arch.attention not in ("gqa", "mha") or self.paged_kv:
             return lambda batch, tokens: self.attention_time(spec, arch, batch, tokens, heads)
-        kv = max(1.0, math.ceil(h / arch.group_size))
+        p = self.profile(spec)
+        h = _query_heads(arch, heads)
+        kv, d = _kv_heads(arch, h), layers.head_dim(arch)
         seconds, launched = p.attention_seconds, self._launched
 
         def timer(batch: float, tokens: float) -> float:
             if tokens <= 0 or batch <= 0:
                 return 0.0
-            return launched(p, seconds(batch, tokens, h, kv, d), 1.0)
+            t = seconds(batch, tokens, h, kv, d)
+            return launched(p, t, 1.0) if t is not None else \
+                self.attention_time(spec, arch, batch, tokens, heads)
 
         return timer
 
     def _attention(self, p: KernelProfile, arch: Architecture, batch, tokens, heads) -> float:
-        h = float(arch.query_heads if heads is None else arch._heads(heads))
+        h = _query_heads(arch, heads)
         if arch.attention in ("gqa", "mha"):
-            kv = max(1.0, math.ceil(h / arch.group_size))
+            kv = _kv_heads(arch, h)
             if not self.paged_kv:
                 t = p.attention_seconds(batch, tokens, h, kv, layers.head_dim(arch))
                 if t is not None:
@@ -148,7 +158,7 @@ class ProfiledKernels:
         if partials < 2 or batch <= 0:
             return 0.0
         p = self.profile(spec)
-        h = float(arch.query_heads if heads is None else arch._heads(heads))
+        h = _query_heads(arch, heads)
         t = float(p.merge(batch, h, layers.return_dim(arch), partials).time)
         return self._launched(p, t, 1.0)
 
@@ -300,11 +310,11 @@ class ProfiledKernels:
         its table (interpolation is piecewise), the split-KV bounds of the GQA model, or the
         MLA roofline's knee."""
         p = self.profile(spec)
-        h = float(arch.query_heads if heads is None else arch._heads(heads))
+        h = _query_heads(arch, heads)
         out: list[float] = []
         if arch.attention in ("gqa", "mha"):
             prm = p.fit("attention").params
-            kv = max(1.0, math.ceil(h / arch.group_size))
+            kv = _kv_heads(arch, h)
             par = max(batch * kv, 1e-9)
             out += [prm["Ls"], prm["Ls"] * ops.REFERENCE_SMS / par]
             table = p._table("attention", "attention",

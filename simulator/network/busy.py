@@ -56,22 +56,22 @@ def overlap_per_link(routes: list[tuple[int, ...]], records: Callable[[], Iterab
     after, (flat, offset, count), out, top = sweep_start(routes, records, nlinks)
     held_route, held_start, held_end = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     for piece, (rid, start, end) in enumerate(records()):
-        part = np.zeros(nlinks)  # the piece's overlaps, added to the total at once
+        r = rid.astype(np.int64, copy=False)
         if not held_start.size and ordered_below(start, after[piece]):
             # nothing held and the piece in order, all before the pieces to come: every row
             # settled, in the order it came (what the general path's arrays would be)
-            sweep_piece(rid.astype(np.int64, copy=False), start, end,
-                        np.arange(len(start)), flat, offset, count, top, part)
-            out += part
-            continue
-        r = np.concatenate((held_route, rid.astype(np.int64, copy=False)))
-        s = np.concatenate((held_start, start))
-        e = np.concatenate((held_end, end))
-        now = s < after[piece]
-        later = ~now
-        held_route, held_start, held_end = r[later], s[later], e[later]
-        r, s, e = r[now], s[now], e[now]
-        sweep_piece(r, s, e, np.argsort(s, kind="stable"), flat, offset, count, top, part)
+            s, e, order = start, end, np.arange(len(start))
+        else:
+            r = np.concatenate((held_route, r))
+            s = np.concatenate((held_start, start))
+            e = np.concatenate((held_end, end))
+            now = s < after[piece]
+            later = ~now
+            held_route, held_start, held_end = r[later], s[later], e[later]
+            r, s, e = r[now], s[now], e[now]
+            order = np.argsort(s, kind="stable")
+        part = np.zeros(nlinks)  # the piece's overlaps, added to the total at once
+        sweep_piece(r, s, e, order, flat, offset, count, top, part)
         out += part
     return out
 
