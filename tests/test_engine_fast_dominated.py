@@ -1,14 +1,17 @@
-"""Links that keep no calendar on the fast engine (``fast_links.dominated_links``).
+"""Links that keep no calendar on the fast engine (:mod:`simulator.engine.dominance`).
 
 A link whose every message also crosses a link no faster than it never decides a message's
 time, a push or an idle check, so :class:`~simulator.engine.fast_links.Links` leaves it out of
 its calendars. These tests hold that claim: the known answer on a DGX pair, every answer of a
 ``Links`` that drops them equal to one that keeps every calendar under random contended
-traffic (the oracle is the full set of calendars), and whole runs with the same records.
+traffic (the oracle is the full set of calendars), and whole runs with the same records — for
+both ways of finding them (the routes, :func:`dominated_links`; the graph's neighbours,
+:func:`funnel_links`, held to the first: never more, on the presets the same).
 """
 
 from __future__ import annotations
 
+import networkx as nx
 import pandas as pd
 import pytest
 import simpy
@@ -17,7 +20,9 @@ from hypothesis import strategies as st
 
 import topologies
 from simulator import run
-from simulator.engine.fast_links import Links, dominated_links
+from simulator.engine import fast_links
+from simulator.engine.dominance import dominated_links, funnel_links
+from simulator.engine.fast_links import Links
 from simulator.network import Fabric
 from simulator.testing.invariants import small_cases
 
@@ -64,15 +69,88 @@ def test_links_of_the_same_routes_and_rate_keep_one_and_a_faster_subset_is_dropp
     assert kept == [min(slowest)]
 
 
-def test_links_keeps_every_calendar_when_the_endpoints_are_unknown_or_too_many(monkeypatch):
+def test_links_finds_them_by_routes_up_to_the_limit_then_by_neighbours(monkeypatch):
     env, fabric = _fabric()
-    assert Links(env, fabric).dominated == frozenset()
-    assert len(Links(env, fabric, endpoints=GPUS).dominated) == 64
-    # 16 GPUs: 240 ordered pairs, looked for up to the limit and not past it
+    assert Links(env, fabric).dominated == frozenset()  # no endpoints: every calendar kept
+    by_routes = Links(env, fabric, endpoints=GPUS).dominated
+    assert len(by_routes) == 64
+    # 16 GPUs: 240 ordered pairs, found among the routes up to the limit, then from the
+    # neighbours; the second asks no route (a pair not routed yet stays so)
     monkeypatch.setattr(Links, "DOMINANCE_PAIRS", 16 * 15)
-    assert len(Links(env, fabric, endpoints=GPUS).dominated) == 64
+    assert Links(env, fabric, endpoints=GPUS).dominated == by_routes
     monkeypatch.setattr(Links, "DOMINANCE_PAIRS", 16 * 15 - 1)
-    assert Links(env, fabric, endpoints=GPUS).dominated == frozenset()
+    env, fabric = _fabric()
+    assert Links(env, fabric, endpoints=GPUS).dominated == by_routes
+    assert not fabric._routes
+
+
+def _crossed(fabric, ends) -> set[int]:
+    """The links some route between two of ``ends`` crosses."""
+    return {i for a in ends for b in ends if a != b for i in fabric.message_route(a, b)[2]}
+
+
+@pytest.mark.parametrize(("preset", "params"), [
+    ("single_node", {}), ("single_node", {"gpus": 4}), ("dgx_h100", {"nodes": 1}),
+    ("dgx_h100", {}), ("dgx_h100", {"nodes": 3, "nodes_per_su": 2, "spines": 1}),
+    ("dgx_h100", {"nodes": 4, "nodes_per_su": 2, "oversubscription": 2.0}),
+    ("fat_tree", {}), ("fat_tree", {"k": 6}), ("lamina_h100_h20", {}),
+    ("lamina_h100_h20", {"h100_nodes": 2, "spines": 1})])
+@pytest.mark.parametrize("stack", ["ibgda", "nccl"])
+def test_the_neighbours_find_what_the_routes_find_on_every_preset(preset, params, stack):
+    fabric = Fabric(simpy.Environment(), topologies.build(preset, **params), stack)
+    ends = [n for n in fabric.graph if fabric.graph.nodes[n].get("kind") == "gpu"]
+    by_routes = dominated_links(fabric, ends)
+    # links no route crosses carry nothing either way: the neighbours may count them
+    assert funnel_links(fabric, ends) & _crossed(fabric, ends) == by_routes
+
+
+def test_the_neighbours_never_drop_a_link_the_routes_keep():
+    # two GPUs of a DGX pair talk: every link of their one route carries the same route, so
+    # the routes keep only the slowest of lowest index; the neighbours know only that the
+    # PCIe hops lead to and from the NIC (the leaf switches have other ways), and keep more
+    _, fabric = _fabric()
+    ends = ["n0/gpu0", "n1/gpu0"]
+    links = fabric.message_route(*ends)[2]
+    by_neighbours = funnel_links(fabric, ends) & set(links)
+    assert by_neighbours < dominated_links(fabric, ends)
+    assert len(by_neighbours) == 4
+    assert all("pcie" in u or "pcie" in v for u, v in
+               (fabric.link_ends[i] for i in by_neighbours))
+
+
+def _graph(edges: list[tuple[str, str, float]], kinds: dict[str, str]) -> nx.DiGraph:
+    g = nx.DiGraph()
+    for n, kind in kinds.items():
+        g.add_node(n, kind=kind)
+    for u, v, bw in edges:  # both directions
+        g.add_edge(u, v, bandwidth=bw, latency=1e-6)
+        g.add_edge(v, u, bandwidth=bw, latency=1e-6)
+    return g
+
+
+def test_the_neighbours_find_nothing_where_a_route_must_pass_through_a_gpu():
+    # a → s0 → b → s1 → c: a and c meet only through GPU b (the path rule allows it where a
+    # pair has no other path). s0's other way (to s2) is a dead end; were b taken for no way
+    # on (as it is where every pair has a path through switches only), a → s0 would seem to
+    # lead only to s0 → s2, no faster, and be dropped — yet a → c crosses it, and s0 → s2 not
+    kinds = {"a": "gpu", "b": "gpu", "c": "gpu", "s0": "nvswitch", "s1": "nvswitch",
+             "s2": "nvswitch"}
+    g = _graph([("a", "s0", 100e9), ("s0", "b", 100e9), ("b", "s1", 100e9),
+                ("s1", "c", 100e9), ("s0", "s2", 50e9)], kinds)
+    fabric = Fabric(simpy.Environment(), g, "ibgda")
+    ends = ["a", "c"]
+    assert fabric.path("a", "c").nodes == ("a", "s0", "b", "s1", "c")
+    assert funnel_links(fabric, ends) == frozenset()
+    # with b an endpoint too, every pair of ends is one hop from a switch: still b is passed
+    # through between a and c, and nothing is found
+    assert funnel_links(fabric, ["a", "b", "c"]) == frozenset()
+    # and where the switches connect every end, the same graph's funnels are found
+    g.add_edge("s0", "s1", bandwidth=100e9, latency=1e-6)
+    g.add_edge("s1", "s0", bandwidth=100e9, latency=1e-6)
+    fabric = Fabric(simpy.Environment(), g, "ibgda")
+    found = funnel_links(fabric, ends)
+    assert found and found <= dominated_links(fabric, ends) | (
+        set(range(len(fabric.link_ends))) - _crossed(fabric, ends))
 
 
 _message = st.tuples(st.sampled_from(GPUS), st.sampled_from(GPUS),
@@ -83,13 +161,15 @@ _message = st.tuples(st.sampled_from(GPUS), st.sampled_from(GPUS),
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(_message, min_size=1, max_size=40), st.sampled_from(["ibgda", "nccl"]),
-       st.booleans())
+       st.booleans(), st.booleans())
 def test_dropping_the_dominated_calendars_changes_no_answer_under_contention(messages, stack,
-                                                                            phases):
+                                                                            phases, routed):
     env, fabric = _fabric(stack)
     debts = {True: [0.0] * 6, False: [0.0] * 6}
-    both = {pruned: Links(env, fabric, debts[pruned], endpoints=GPUS if pruned else None)
-            for pruned in (True, False)}
+    with pytest.MonkeyPatch.context() as mp:  # found by the routes, or by the neighbours
+        mp.setattr(Links, "DOMINANCE_PAIRS", 16 * 15 if routed else 0)
+        both = {pruned: Links(env, fabric, debts[pruned], endpoints=GPUS if pruned else None)
+                for pruned in (True, False)}
     assert both[True].dominated and not both[False].dominated
     msgs = [m for m in messages if m[0] != m[1]]
     for k, (src, dst, nbytes, at, owner, fold) in enumerate(msgs):
@@ -113,12 +193,15 @@ def test_dropping_the_dominated_calendars_changes_no_answer_under_contention(mes
 
 
 @settings(max_examples=12, deadline=None)
-@given(small_cases(), st.sampled_from(["route", "fetch", "adaptive"]))
-def test_a_run_without_the_dominated_calendars_keeps_its_records(case, policy):
+@given(small_cases(), st.sampled_from(["route", "fetch", "adaptive"]), st.booleans())
+def test_a_run_without_the_dominated_calendars_keeps_its_records(case, policy, routed):
     scenario, trace = case
-    pruned = run(scenario, policy, trace=trace, engine="fast")
+    with pytest.MonkeyPatch.context() as mp:  # found by the routes, or by the neighbours
+        mp.setattr(Links, "DOMINANCE_PAIRS", 10**9 if routed else 0)
+        pruned = run(scenario, policy, trace=trace, engine="fast")
     with pytest.MonkeyPatch.context() as mp:  # every link keeps its calendar
-        mp.setattr(Links, "DOMINANCE_PAIRS", 0)
+        mp.setattr(fast_links, "dominated_links", lambda fabric, ends: frozenset())
+        mp.setattr(fast_links, "funnel_links", lambda fabric, ends: frozenset())
         full = run(scenario, policy, trace=trace, engine="fast")
     for table in ("requests", "rounds", "iterations", "gpus", "links", "link_timeline"):
         pd.testing.assert_frame_equal(getattr(pruned, table), getattr(full, table),

@@ -45,11 +45,12 @@ fetch requests, then the answers or blocks) — without events:
    least as long between), and ``A`` is idle wherever ``B`` is (the workload is monotone in the
    arrivals and their sizes, and rounding is monotone too). So a message's end, whether it was
    alone, what an observing policy reads and the debts charged are the same without ``A``'s
-   calendar (:func:`dominated_links`; tested). On a DGX pair, an inter-node message's PCIe hops
-   (64 GB/s, behind a 50 GB/s NIC carrying exactly their traffic) are dropped: four calendars
-   of eight. Found among the routes between the run's GPUs, where there are at most
-   :attr:`Links.DOMINANCE_PAIRS` of them (a 1,024-GPU fat tree keeps every calendar), and not
-   for a deployment, whose all-to-all loads single links (:meth:`Links.aggregate`).
+   calendar (:mod:`simulator.engine.dominance`; tested). On a DGX pair, an inter-node
+   message's PCIe hops (64 GB/s, behind a 50 GB/s NIC carrying exactly their traffic) are
+   dropped: four calendars of eight. Found among the routes between the run's GPUs where there
+   are at most :attr:`Links.DOMINANCE_PAIRS` of them, else from the graph's neighbours (a
+   1,024-GPU fat tree: 4,096 of its 10,304 links), and not for a deployment, whose all-to-all
+   loads single links (:meth:`Links.aggregate`).
 
 Every message is recorded on the Fabric's link accounting (:meth:`Fabric.record_messages`), so
 ``links``, ``link_timeline``, the records by traffic class and the fabric's byte counters hold
@@ -65,6 +66,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from simulator.engine.dominance import dominated_links, funnel_links
 from simulator.engine.fast_sharing import (
     batched_max_min_finish,
     max_min_finish,
@@ -100,7 +102,9 @@ class Links:
     EXACT_SHARE = 48
 
     #: Routes between the GPUs (ordered pairs) at most this many for the links no message's
-    #: time depends on to be looked for (:func:`dominated_links`; each pair is routed once).
+    #: time depends on to be found among the routes (:func:`~simulator.engine.dominance.
+    #: dominated_links`; each pair is routed once); above, from the graph's neighbours
+    #: (:func:`~simulator.engine.dominance.funnel_links`).
     DOMINANCE_PAIRS = 20_000
 
     def __init__(self, env, fabric, debts: list[float] | None = None,
@@ -114,8 +118,10 @@ class Links:
         # links that keep no calendar: ``endpoints`` are every end a message can have (None:
         # unknown, or single links loaded directly — every link keeps its calendar)
         self.dominated: frozenset[int] = frozenset()
-        if endpoints and len(endpoints) * (len(endpoints) - 1) <= self.DOMINANCE_PAIRS:
-            self.dominated = dominated_links(fabric, endpoints)
+        if endpoints:
+            pairs = len(endpoints) * (len(endpoints) - 1)
+            self.dominated = (dominated_links if pairs <= self.DOMINANCE_PAIRS
+                              else funnel_links)(fabric, endpoints)
         self._routes: dict[tuple[str, str], tuple] = {}
         self._link_ids: dict[tuple[str, str], tuple[int, int]] = {}
         self._shared: dict[tuple, list[float]] = {}  # own max-min ends, by phase shape
@@ -326,30 +332,6 @@ class Links:
         if rec:
             self.fabric.record_messages(*zip(*rec, strict=True))
             rec.clear()
-
-
-def dominated_links(fabric, endpoints: list[str]) -> frozenset[int]:
-    """The links no message's time depends on, among messages between ``endpoints`` (see the
-    module docstring): each link ``A`` such that another link ``B`` carries every route between
-    the endpoints that ``A`` carries, at a line rate no higher than ``A``'s. Of links carrying
-    the same routes at the same rate, all but the one of lowest index."""
-    line = fabric.link_bandwidth
-    users: dict[int, set[int]] = {}  # link -> the routes (by number) through it
-    routes = []
-    for a in endpoints:
-        for b in endpoints:
-            if a != b:
-                links = fabric.message_route(a, b)[2]
-                for i in links:
-                    users.setdefault(i, set()).add(len(routes))
-                routes.append(links)
-    # a dominating link is on every route through the link: on the first, say (a link is not
-    # its own: the same routes at the same rate, and not of lower index)
-    return frozenset(
-        i for i, mine in users.items()
-        if any(line[j] <= line[i] and mine <= users[j]
-               and (line[j] < line[i] or len(users[j]) > len(mine) or j < i)
-               for j in routes[next(iter(mine))]))
 
 
 def _disjoint(routes) -> bool:

@@ -317,6 +317,11 @@ class Fabric:
         return i, self._stats.route((i,))
 
     @property
+    def link_ends(self) -> list[tuple[str, str]]:
+        """Each directed link's ``(from, to)`` nodes, by link index (read-only by convention)."""
+        return self._edges
+
+    @property
     def link_bandwidth(self) -> list[float]:
         """Line rate [B/s] of each directed link, by link index (read-only by convention)."""
         return self._cap
