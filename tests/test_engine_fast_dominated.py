@@ -144,6 +144,9 @@ def test_the_neighbours_find_nothing_where_a_route_must_pass_through_a_gpu():
     # with b an endpoint too, every pair of ends is one hop from a switch: still b is passed
     # through between a and c, and nothing is found
     assert funnel_links(fabric, ["a", "b", "c"]) == frozenset()
+    # nor where an end is not one (a switch), or there is none
+    assert funnel_links(fabric, ["a", "s1", "c"]) == frozenset()
+    assert funnel_links(fabric, []) == frozenset()
     # and where the switches connect every end, the same graph's funnels are found
     g.add_edge("s0", "s1", bandwidth=100e9, latency=1e-6)
     g.add_edge("s1", "s0", bandwidth=100e9, latency=1e-6)
@@ -208,3 +211,17 @@ def test_a_run_without_the_dominated_calendars_keeps_its_records(case, policy, r
                                       check_exact=True)
     assert pruned.extras["contended_messages"] == full.extras["contended_messages"]
     assert pruned.extras["pushed_steps"] == full.extras["pushed_steps"]
+
+
+def test_the_neighbours_find_nothing_where_an_end_cannot_be_reached_or_left():
+    # a ↔ s0 ↔ s1 ↔ b, links of one rate: a → s0 leads only on to s0 → s1 (found), unless an
+    # end c enters s0 without a way back (pairs ending at c have no path: nothing is found),
+    # or GPUs meet without switches at all
+    kinds = {"a": "gpu", "b": "gpu", "c": "gpu", "s0": "nvswitch", "s1": "nvswitch"}
+    g = _graph([("a", "s0", 100e9), ("s0", "s1", 100e9), ("s1", "b", 100e9)], kinds)
+    assert funnel_links(Fabric(simpy.Environment(), g, "ibgda"), ["a", "b"])
+    g.add_edge("c", "s0", bandwidth=100e9, latency=1e-6)
+    fabric = Fabric(simpy.Environment(), g, "ibgda")
+    assert funnel_links(fabric, ["a", "b", "c"]) == frozenset()
+    g = _graph([("a", "b", 100e9), ("b", "c", 100e9)], {"a": "gpu", "b": "gpu", "c": "gpu"})
+    assert funnel_links(Fabric(simpy.Environment(), g, "ibgda"), ["a", "b", "c"]) == frozenset()

@@ -80,7 +80,6 @@ def funnel_links(fabric, endpoints: list[str]) -> frozenset[int]:
 
     index = {e: i for i, e in enumerate(fabric.link_ends)}
     follows = nx.DiGraph()  # A → B: every route through A goes through B, no faster
-    follows.add_nodes_from(range(len(line)))
     for (u, v), i in index.items():
         if not only_end(v):
             on = [w for w in g.successors(v) if way(w, u)]
@@ -90,7 +89,8 @@ def funnel_links(fabric, endpoints: list[str]) -> frozenset[int]:
             back = [t for t in g.predecessors(u) if way(t, v)]
             if len(back) == 1 and line[j := index[(back[0], u)]] <= line[i]:
                 follows.add_edge(i, j)
-    sets = nx.condensation(follows)  # links related both ways: one node
+    sets = nx.condensation(follows)  # links related both ways: one node (a link related to
+    # none is in no node: kept)
     dropped: set[int] = set()
     for c, data in sets.nodes(data=True):
         same = data["members"]
@@ -101,9 +101,6 @@ def funnel_links(fabric, endpoints: list[str]) -> frozenset[int]:
 def _through_switches(g: nx.DiGraph, switches: list[str], ends: set[str]) -> bool:
     """Whether every ordered pair of ``ends`` has a path through switches only: the largest
     strongly connected set of switches is entered from every end and left to every end."""
-    sets = list(nx.strongly_connected_components(g.subgraph(switches)))
-    if not sets:
-        return False
-    hub = max(sets, key=len)
+    hub = max(nx.strongly_connected_components(g.subgraph(switches)), key=len, default=set())
     return all(any(v in hub for v in g.successors(e)) and any(u in hub for u in g.predecessors(e))
                for e in ends)
