@@ -37,7 +37,7 @@ def _fabric(stack: str = "ibgda") -> tuple[simpy.Environment, Fabric]:
 def test_a_dgx_pair_drops_the_pcie_hops_behind_each_nic_and_nothing_inside_a_node():
     _, fabric = _fabric()
     dropped = dominated_links(fabric, GPUS)
-    name = {i: pair for pair, i in fabric._index.items()}
+    name = {i: pair for pair, i in fabric.link_index.items()}
     # each GPU's PCIe hop to its NIC and back, both directions, on both nodes: 16 GPUs × 4
     assert len(dropped) == 64
     assert all({"pcie" in u or "pcie" in v for u, v in [name[i]]} == {True} for i in dropped)
@@ -114,8 +114,8 @@ def test_the_neighbours_never_drop_a_link_the_routes_keep():
     by_neighbours = funnel_links(fabric, ends) & set(links)
     assert by_neighbours < dominated_links(fabric, ends)
     assert len(by_neighbours) == 4
-    assert all("pcie" in u or "pcie" in v for u, v in
-               (fabric.link_ends[i] for i in by_neighbours))
+    name = {i: pair for pair, i in fabric.link_index.items()}
+    assert all("pcie" in u or "pcie" in v for u, v in (name[i] for i in by_neighbours))
 
 
 def _graph(edges: list[tuple[str, str, float]], kinds: dict[str, str]) -> nx.DiGraph:
@@ -153,7 +153,7 @@ def test_the_neighbours_find_nothing_where_a_route_must_pass_through_a_gpu():
     fabric = Fabric(simpy.Environment(), g, "ibgda")
     found = funnel_links(fabric, ends)
     assert found and found <= dominated_links(fabric, ends) | (
-        set(range(len(fabric.link_ends))) - _crossed(fabric, ends))
+        set(range(len(fabric.link_bandwidth))) - _crossed(fabric, ends))
 
 
 _message = st.tuples(st.sampled_from(GPUS), st.sampled_from(GPUS),

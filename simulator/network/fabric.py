@@ -317,9 +317,9 @@ class Fabric:
         return i, self._stats.route((i,))
 
     @property
-    def link_ends(self) -> list[tuple[str, str]]:
-        """Each directed link's ``(from, to)`` nodes, by link index (read-only by convention)."""
-        return self._edges
+    def link_index(self) -> dict[tuple[str, str], int]:
+        """Each directed link's index by its ``(from, to)`` nodes (read-only by convention)."""
+        return self._index
 
     @property
     def link_bandwidth(self) -> list[float]:

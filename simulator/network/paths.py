@@ -77,7 +77,9 @@ def _path_key(g: nx.DiGraph, path: list[str]) -> tuple[float, int]:
 NO_TRANSIT_KINDS: frozenset[str] = frozenset({"gpu", "host"})
 
 
-def _endpoint_only(g: nx.DiGraph, n: str) -> bool:
+def endpoint_only(g: nx.DiGraph, n: str) -> bool:
+    """Whether node ``n`` of ``g`` is a GPU or host: a path may start or end there, not pass
+    through (:data:`NO_TRANSIT_KINDS`)."""
     return g.nodes[n].get("kind") in NO_TRANSIT_KINDS
 
 
@@ -85,7 +87,7 @@ def _no_transit(g: nx.DiGraph, src: str) -> nx.DiGraph:
     """``g`` without the edges leaving a GPU or host other than ``src``: a path in it from
     ``src`` passes through no other GPU or host (one may only end it)."""
     def keep(u: str, v: str) -> bool:
-        return u == src or not _endpoint_only(g, u)
+        return u == src or not endpoint_only(g, u)
     return nx.subgraph_view(g, filter_edge=keep)
 
 
@@ -194,7 +196,7 @@ class _Incoming:
         at = {n: i for i, n in enumerate(self.nodes)}
         self.at = at
         # GPUs and hosts: never passed through (unless a pair has no other path)
-        self.endpoints = frozenset(n for n in self.nodes if _endpoint_only(g, n))
+        self.endpoints = frozenset(n for n in self.nodes if endpoint_only(g, n))
         self.is_endpoint = [n in self.endpoints for n in self.nodes]
         # per node, its predecessors in the graph's order with each edge's cost
         self.pred = [[(at[u], _weight(u, v, data)) for u, data in g.pred[v].items()]
