@@ -31,6 +31,12 @@ contract, whether the fast engine's value lies inside the exact run's own neighb
 instead of ``!`` and the last line counts the rows that break the contract only that way (again
 the verdict and the exit status stay the contract's).
 
+With ``--seeds`` every seed gets its rows, and then, per scenario, a row per policy compares
+the fast engine's mean over the seeds with the exact engine's (:func:`mean_over_seeds`), the
+best policy is judged on those means, and a line counts the rows whose means hold the contract:
+the contract over seeds, for rows whose single runs are chaotic (the verdict and the exit status
+stay the per-seed contract's).
+
 Two more columns tell *where* a break comes from: ``home=``, the share of requests that end
 on the same home GPU in both runs (:func:`same_home`: homes are picked least-loaded when a
 session's first request enters, so one near-tie decided differently cascades into a different
@@ -302,18 +308,28 @@ def best_check(rows: list[dict]) -> list[tuple[str, str, str, str]]:
     return out
 
 
+def mean_rows(per_seed: list[list[dict]], side: str = "fast") -> list[dict]:
+    """One row per policy whose ``exact`` and ``fast`` summaries are the means over the seeds
+    of each metric (``per_seed``: :func:`compare`'s rows, one list per seed;
+    ``side="noise_summary"``: the perturbed exact runs' mean as ``fast``), for
+    :func:`mean_over_seeds` and :func:`best_check`."""
+    out = []
+    for p in [r["policy"] for r in per_seed[0]]:
+        rows = [r for rs in per_seed for r in rs if r["policy"] == p]
+        out.append({"policy": p, **{key: {m: sum(r[src][m] for r in rows) / len(rows)
+                                          for m, _ in METRICS}
+                                    for key, src in (("exact", "exact"), ("fast", side))}})
+    return out
+
+
 def mean_over_seeds(per_seed: list[list[dict]], side: str = "fast"
                     ) -> dict[str, dict[str, float]]:
     """Per policy: the relative difference of the fast engine's mean over the seeds from the
     exact engine's, per metric (``per_seed``: :func:`compare`'s rows, one list per seed);
     ``side="noise_summary"``: the perturbed exact runs' mean instead (``--noise``), i.e. how far
     the mean over these seeds moves by chaos alone."""
-    out = {}
-    for p in [r["policy"] for r in per_seed[0]]:
-        rows = [r for rs in per_seed for r in rs if r["policy"] == p]
-        out[p] = {m: rel(sum(r["exact"][m] for r in rows) / len(rows),
-                         sum(r[side][m] for r in rows) / len(rows)) for m, _ in METRICS}
-    return out
+    return {r["policy"]: {m: rel(r["exact"][m], r["fast"][m]) for m, _ in METRICS}
+            for r in mean_rows(per_seed, side)}
 
 
 def _pct(x: float) -> str:
@@ -390,14 +406,27 @@ def main(argv: list[str] | None = None) -> int:
             best_ok &= verdict != "DIFFERENT"
             print(f"{'':<20}best by {SHORT[metric]}: exact {e}, fast {f} — {verdict}", flush=True)
     if len(seeds) > 1:
+        mean_held = mean_total = 0
+        mean_best_ok = True
         for name in names:
             per_seed = [results[f"{name}@{x}"] for x in seeds]
             noise = mean_over_seeds(per_seed, "noise_summary") if a.noise else {}
             for p, diff in mean_over_seeds(per_seed).items():
-                cells = "".join(_fmt(diff[m], abs(diff[m]) > tol) + " " for m, tol in METRICS)
-                print(f"{name + ' mean':<20}{p:<10}{cells}", flush=True)
+                mean_total += 1
+                mean_held += not breaks(diff)
+                cells = "".join(_fmt(diff[m], m in breaks(diff)) + " " for m, _ in METRICS)
+                print(f"{name + ' mean':<19} {p:<10}{cells}", flush=True)
                 if p in noise:
                     print(f"{'':<20}{'(noise)':<10}{_noise_cells(noise[p])}", flush=True)
+            if len(policies) > 1:
+                for metric, e, f, verdict in best_check(mean_rows(per_seed)):
+                    mean_best_ok &= verdict != "DIFFERENT"
+                    print(f"{'':<20}best by {SHORT[metric]} in the mean: exact {e}, fast {f} "
+                          f"— {verdict}", flush=True)
+        print(f"in the mean over {len(seeds)} seeds: contract held on {mean_held} of "
+              f"{mean_total} (scenario, policy) rows"
+              + (f"; best policy {'the same (or tied) everywhere' if mean_best_ok else 'DIFFERENT somewhere'}"
+                 if len(policies) > 1 else ""))
     print(f"contract held: {held} of {total} (scenario, policy) rows; best policy "
           f"{'the same (or tied) everywhere' if best_ok else 'DIFFERENT somewhere'}")
     if held < total:
