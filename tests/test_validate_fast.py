@@ -73,9 +73,10 @@ def summary(tbt: float) -> dict:
 SEEDED = {"route": [(1.0, 1.15), (3.0, 2.85)], "fetch": [(1.0, 1.0), (1.0, 1.3)]}
 
 
-def seeded_rows(seed: int) -> list[dict]:
+def seeded_rows(seed: int, table: dict = SEEDED) -> list[dict]:
+    """:func:`compare`'s rows for ``seed`` of ``table`` (policy → per seed (exact, fast) TBT p50)."""
     out = []
-    for p, runs in SEEDED.items():
+    for p, runs in table.items():
         e, f = runs[seed]
         diff = {m: vf.rel(summary(e)[m], summary(f)[m]) for m in METRICS}
         out.append({"policy": p, "exact": summary(e), "fast": summary(f), "diff": diff,
@@ -117,19 +118,9 @@ def test_the_best_policy_in_the_mean_can_differ_where_each_seed_agrees(monkeypat
     # per seed the engines agree on the best (each seed has one policy far ahead), but the
     # means order them the other way on the fast engine
     runs = {"route": [(1.0, 1.0), (4.0, 4.4)], "fetch": [(2.0, 2.0), (2.9, 3.5)]}
-
-    def rows(sc, policies, noise, seed):
-        out = []
-        for p, per in runs.items():
-            e, f = per[seed]
-            diff = {m: vf.rel(summary(e)[m], summary(f)[m]) for m in METRICS}
-            out.append({"policy": p, "exact": summary(e), "fast": summary(f), "diff": diff,
-                        "fail": vf.breaks(diff), "in_band": [], "exact_wall": 1.0,
-                        "fast_wall": 1.0, "same_home": 1.0, "step_diff": 0.0})
-        return out
-
     monkeypatch.setattr(vf, "scenario", lambda name: name)
-    monkeypatch.setattr(vf, "compare", rows)
+    monkeypatch.setattr(vf, "compare",
+                        lambda sc, policies, noise, seed: seeded_rows(seed, runs))
     vf.main(["--only", "agentic-4", "--policies", "route,fetch", "--seeds", "0,1"])
     out = capsys.readouterr().out
     # exact means: route 2.5, fetch 2.45 (fetch best, 2 % apart: no tie); fast: 2.7 and 2.75
