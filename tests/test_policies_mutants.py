@@ -25,13 +25,20 @@ HOME, NEAR, FAR = "n0/gpu0", "n0/gpu5", "n1/gpu3"
 
 
 class Shares:
-    """A fabric stand-in: a new flow on any path would get ``share`` [B/s]."""
+    """A fabric stand-in: a new flow on any path would get ``share`` [B/s], and take
+    ``sharing`` [s] longer shared equally with the flows there as they finish."""
 
-    def __init__(self, share: float) -> None:
+    def __init__(self, share: float, sharing: float = math.inf) -> None:
         self.share = share
+        self.sharing = sharing
+        self.asked = 0
 
     def fair_share(self, src, dst):
         return self.share
+
+    def sharing_time(self, src, dst, nbytes):
+        self.asked += 1
+        return self.sharing
 
 
 def test_a_pairs_counters_halve_once_past_the_window_and_only_that_pair():
@@ -117,6 +124,54 @@ def test_fabric_load_prices_bytes_at_the_share_below_the_static_rate():
     assert extra(8e9) == 0.0
     assert extra(0.5) == pytest.approx(2e6 - 2.5e-4, rel=1e-12)  # slow, but not stalled
     assert extra(0.0) == math.inf
+
+
+def test_fabric_load_takes_the_lesser_of_the_fair_share_and_the_sharing():
+    # the fair share's delay, 7.5e-4 s at 1e9 B/s against a static 4e9, unless sharing with the
+    # flows as they finish costs less (observed.py: FabricLoad.extra_time)
+    def load(share, sharing):
+        return FabricLoad(Shares(share, sharing), lambda src, dst: 4e9)
+
+    assert load(1e9, 1e-5).extra_time("a", "b", 1e6, 0.0) == 1e-5  # flows about to end
+    assert load(1e9, 1e-3).extra_time("a", "b", 1e6, 0.0) == pytest.approx(7.5e-4, rel=1e-12)
+    assert load(1e9, 0.0).extra_time("a", "b", 1e6, 0.0) == 0.0  # nothing left on the path
+    idle = Shares(8e9, 1e-5)  # the fair share above the static rate: nothing to add, or ask
+    assert FabricLoad(idle, lambda src, dst: 4e9).extra_time("a", "b", 1e6, 0.0) == 0.0
+    assert idle.asked == 0
+    assert load(0.0, 1e-5).extra_time("a", "b", 1e6, 0.0) == math.inf  # a stalled path
+
+
+def test_sharing_counts_each_flows_bytes_left_up_to_the_new_flows():
+    # two flows into HOME share its NIC link (50e9 B/s, the least on the path): one long, one
+    # short; a new flow of n bytes waits for all of the short one's rest and n of the long's
+    env = simpy.Environment()
+    fab = Fabric(env, G, "ibgda")
+    load = FabricLoad(fab, CM.path_rate)
+    fab.transfer(FAR, HOME, 1e12)
+    fab.transfer(FAR, HOME, 2e6)
+    env.run(until=7e-5)
+    left = sorted(f.remaining_bytes for f in fab.flows())
+    assert 0.0 < left[0] < 1e6 < left[1]  # the short one has less left than the new one's
+    n = 1e6
+    assert fab.sharing_time(FAR, HOME, n) == pytest.approx((left[0] + n) / 50e9, rel=1e-12)
+    assert fab.sharing_time(HOME, FAR, n) == 0.0 and fab.sharing_time(HOME, HOME, n) == 0.0
+    fair = n / fab.fair_share(FAR, HOME) - n / CM.path_rate(FAR, HOME)
+    assert (left[0] + n) / 50e9 < fair  # the fair share charges the short flow as if it lasted
+    assert load.extra_time(FAR, HOME, n, 7e-5) == pytest.approx((left[0] + n) / 50e9,
+                                                                rel=1e-12)
+    env.run(until=2e-4)  # the short one has ended: the long one alone, longer than n
+    assert fab.sharing_time(FAR, HOME, n) == pytest.approx(n / 50e9, rel=1e-12)
+
+
+def test_sharing_counts_a_lone_flow_on_the_path():
+    # a flow alone on its links is reserved, not shared: it is materialized first, as for the
+    # fair share (fabric.py: Fabric.sharing_time)
+    env = simpy.Environment()
+    fab = Fabric(env, G, "ibgda")
+    fab.transfer(FAR, HOME, 1e12)
+    env.run(until=1e-4)
+    assert not fab.idle(FAR, HOME)
+    assert fab.sharing_time(FAR, HOME, 1e6) == pytest.approx(1e6 / 50e9, rel=1e-12)
 
 
 def test_live_total_at_a_stalled_or_a_crawling_share():

@@ -370,6 +370,20 @@ class Fabric:
             self._shared.reallocate(route.links)
         return self._shared.probe(src, dst, route)
 
+    def sharing_time(self, src: str, dst: str, nbytes: float) -> float:
+        """How much longer [s] a new flow of ``nbytes`` [B] from ``src`` to ``dst`` would take
+        now than alone if each link of its path were shared equally among the flows on it as
+        they finish (:meth:`SharedFlows.sharing_time
+        <simulator.network.shared.SharedFlows.sharing_time>`: a flow about to end costs it
+        little, one that outlasts it its equal share throughout); 0 on one GPU. Lone flows on
+        the path are materialized first, as by :meth:`fair_share`."""
+        if src == dst:
+            return 0.0
+        route = self._route(src, dst)
+        if self._lone.materialize(route.links, self.env.now):  # lone flows there count
+            self._shared.reallocate(route.links)
+        return self._shared.sharing_time(route.links, nbytes, self.env.now)
+
     def flows(self) -> list[FlowState]:
         """The flows sharing bandwidth now, by flow id, with rate [B/s] and remaining bytes."""
         self._lone.settle()

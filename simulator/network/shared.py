@@ -51,6 +51,7 @@ class SharedFlows:
     def __init__(self, env: simpy.Environment, cap: list[float], stats: LinkStats,
                  complete: Callable[[Flow, float], None]) -> None:
         self.env = env
+        self._cap = cap
         self._stats = stats
         self._complete = complete
         #: the flow classes on each link (class id → class); read by the lone flows
@@ -158,6 +159,26 @@ class SharedFlows:
             if temp:
                 for link in c.links:
                     del self.link_classes[link][-1]
+
+    def sharing_time(self, links, nbytes: float, now: float) -> float:
+        """How much longer [s] ``nbytes`` [B] sent now over ``links`` would take than alone, if
+        each link were shared equally among its flows as they finish (processor sharing): on
+        each link, the bytes its flows have left, each counted up to ``nbytes`` (a flow that
+        outlasts the new one shares the link with it throughout, one that ends sooner only
+        until it ends), over the link's line rate; the most over ``links``. Reads only."""
+        worst = 0.0
+        for link in links:
+            left = 0.0
+            for c in self.link_classes[link].values():
+                s_now = c.s_ref + c.rate * (now - c.t_ref)
+                for target, _, _ in c.heap:
+                    r = target - s_now
+                    if r > 0.0:
+                        left += r if r < nbytes else nbytes
+            t = left / self._cap[link]
+            if t > worst:
+                worst = t
+        return worst
 
     def states(self, now: float) -> list[FlowState]:
         """The flows sharing bandwidth at ``now`` [s], by flow id (rate, remaining bytes)."""

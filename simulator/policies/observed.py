@@ -24,7 +24,8 @@ can keep the same counters:
 - ``links`` — the engine's view of traffic on the fabric now (None: assume idle links), with
   ``idle(src, dst, at)`` (no other traffic on the path at ``at``) and ``extra_time(src, dst,
   nbytes, at)`` (how much longer ``nbytes`` take there than on an idle path [s]). The exact
-  engine gives :class:`FabricLoad` (the Fabric's live max-min fair share); the fast engine its
+  engine gives :class:`FabricLoad` (the Fabric's live flows: the lesser of the max-min fair
+  share's delay and equal sharing with the flows as they finish); the fast engine its
   link calendars (the FIFO wait for work already on the path's busiest link; beside a joined
   micro-batch's flows in flight, their max-min share too: ``Links.expect``).
 
@@ -59,8 +60,16 @@ class LinkLoad(Protocol):
 
 
 class FabricLoad:
-    """The exact engine's :class:`LinkLoad`: the Fabric's flows now and the max-min fair share
-    a new flow would get (as ``adaptive_live`` prices bulk bytes).
+    """The exact engine's :class:`LinkLoad`: the Fabric's flows now. Bytes on a busy path are
+    priced at the lesser of two delays: at the max-min fair share a new flow would get now (as
+    ``adaptive_live`` prices them), and shared equally with the path's flows as they finish,
+    from the bytes each has left (:meth:`Fabric.sharing_time
+    <simulator.network.Fabric.sharing_time>`). The fair share alone charges a flow about to
+    end as if it lasted — a query's µs-scale message doubled a fetch's predicted wire time —
+    where the fast engine's link calendars see nothing (docs/performance.md, *Stop 85*); the
+    sharing alone ignores the caps the fair share knows (a competitor held back elsewhere takes
+    less of the link). Where every competitor outlasts the new flow on an uncapped path, the
+    two agree.
 
     Args:
         fabric: the run's :class:`~simulator.network.Fabric`.
@@ -77,7 +86,13 @@ class FabricLoad:
     def extra_time(self, src: str, dst: str, nbytes: float, at: float) -> float:
         static = self.path_rate(src, dst)
         share = min(self.fabric.fair_share(src, dst), static)
-        return float("inf") if share <= 0 else nbytes / share - nbytes / static
+        if share <= 0:
+            return float("inf")
+        fair = nbytes / share - nbytes / static
+        if fair <= 0.0:
+            return fair
+        shared = self.fabric.sharing_time(src, dst, nbytes)
+        return shared if shared < fair else fair
 
 
 class Observed:
