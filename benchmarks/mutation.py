@@ -2237,6 +2237,14 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     ("simulator/network/shared.py", "self._first_at = _INF  # earliest predicted finish when "
      "the heap is not kept [s]", "delete `self._first_at = _INF`"):
         "read only while the heap is not kept, and set whenever it stops being kept",
+    ("simulator/policies/observed.py", "return shared if shared < fair else fair", "< -> <="):
+        "where the two delays are equal, either is the lesser",
+    ("simulator/network/shared.py", "if r > 0.0:", "> -> >="):
+        "a flow with nothing left adds 0 either way (sharing_time)",
+    ("simulator/network/shared.py", "left += r if r < nbytes else nbytes", "< -> <="):
+        "where the bytes left equal the new flow's, both branches add the same value",
+    ("simulator/network/shared.py", "if t > worst:", "> -> >="):
+        "a link as bad as the worst so far leaves the worst the same",
     ("simulator/network/shared.py", "self._timer_gen = 0", "0 -> 1"):
         "timer generations need only be distinct and increasing",
     ("simulator/network/shared.py", "self._next_cid = 0", "0 -> 1"):

@@ -1002,6 +1002,32 @@ def test_a_capped_message_and_an_uncapped_link_flow_share_a_link():
         [e * GBps(100), GBps(200) - e * GBps(100)], rel=REL, abs=0)
 
 
+def test_sharing_time_is_the_worst_links_bytes_left_each_up_to_the_new_flows():
+    # a parking lot of 10 and 4 GB/s: one flow on each hop, each alone on its links (lone
+    # flows, reserved: sharing_time materializes them first). After 10 ms the first has
+    # 0.9 GB left, the second 0.96 GB. A new r0 -> r2 flow of 0.5 GB waits on each hop for the
+    # bytes the others have left, each counted up to its own 0.5 GB: 0.05 s on the first hop,
+    # 0.125 s on the second, the worse of the two
+    f = fabric(parking_lot_graph([GBps(10), GBps(4)]))
+    f.transfer("r0", "r1", GB(1))
+    f.transfer("r1", "r2", GB(1))
+    f.env.run(until=0.01)
+    assert f.sharing_time("r0", "r2", GB(0.5)) == pytest.approx(GB(0.5) / GBps(4), rel=1e-9)
+    # a new flow of 0.1 GB counts 0.1 GB of each: 0.01 s and 0.025 s
+    assert f.sharing_time("r0", "r2", GB(0.1)) == pytest.approx(GB(0.1) / GBps(4), rel=1e-9)
+    # on the first hop alone: 0.5 GB of the first flow's 0.9; nothing the other way, or at home
+    assert f.sharing_time("r0", "r1", GB(0.5)) == pytest.approx(GB(0.5) / GBps(10), rel=1e-9)
+    assert f.sharing_time("r2", "r0", GB(0.5)) == 0.0 and f.sharing_time("r1", "r1", 1.0) == 0.0
+    f.env.run(until=0.2)  # the first ended at 0.1 s; the second has 0.2 GB left
+    assert f.sharing_time("r0", "r2", GB(0.5)) == pytest.approx(GB(0.2) / GBps(4), rel=1e-9)
+    assert f.sharing_time("r0", "r1", GB(0.5)) == 0.0
+    # less than a byte left counts too: half a byte on a 1 B/s hop is half a second
+    slow = fabric(parking_lot_graph([1.0]))
+    slow.transfer("r0", "r1", 1.0)
+    slow.env.run(until=0.5)
+    assert slow.sharing_time("r0", "r1", 1.0) == pytest.approx(0.5, rel=1e-9)
+
+
 def test_shared_links_slower_than_one_byte_per_second_are_filled_fairly():
     # a parking lot of 1 and 4 B/s: the long flow (r0 -> r2) and a short one on the first hop
     # get 0.5 B/s each there; the short one on the second hop gets the other 3.5 B/s

@@ -163,17 +163,6 @@ def test_sharing_counts_each_flows_bytes_left_up_to_the_new_flows():
     assert fab.sharing_time(FAR, HOME, n) == pytest.approx(n / 50e9, rel=1e-12)
 
 
-def test_sharing_counts_a_lone_flow_on_the_path():
-    # a flow alone on its links is reserved, not shared: it is materialized first, as for the
-    # fair share (fabric.py: Fabric.sharing_time)
-    env = simpy.Environment()
-    fab = Fabric(env, G, "ibgda")
-    fab.transfer(FAR, HOME, 1e12)
-    env.run(until=1e-4)
-    assert not fab.idle(FAR, HOME)
-    assert fab.sharing_time(FAR, HOME, 1e6) == pytest.approx(1e6 / 50e9, rel=1e-12)
-
-
 def test_live_total_at_a_stalled_or_a_crawling_share():
     # a stalled path (share 0) makes an option with bytes on it never finish; half a byte a
     # second only makes it slow (adaptive.py:258, 259)

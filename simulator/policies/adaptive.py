@@ -50,7 +50,9 @@ docs/policies.md).
 prefill chunk among them) delays a routed query's attention; the home's backlog delays each
 option's home kernel; and where a path carries other traffic now, bulk bytes are charged what
 the engine's link view says they would take longer (:func:`slow_times`: on the exact engine the
-live max-min fair share, as ``adaptive_live``; on the fast engine the FIFO wait on the path's
+lesser of the live max-min fair share's delay, as ``adaptive_live`` prices it, and equal
+sharing with the path's flows as they finish (since stop 85,
+:class:`~simulator.policies.observed.FabricLoad`); on the fast engine the FIFO wait on the path's
 link calendars, and the max-min share beside flows of the phase in flight; an idle path —
 nearly all — costs a read-only check and no probe). Streams and links are read through
 ``ctx.observed``, never the Fabric itself, so ``adaptive`` runs on both engines (``[engine]
@@ -113,7 +115,7 @@ class Adaptive(Policy):
     Args:
         reuse: a fixed R for every round instead of the estimate (1 gives back
             ``adaptive_static`` on an idle cluster).
-        load: charge the owner's and home's queued work and the live fair share.
+        load: charge the owner's and home's queued work and the links' load.
     """
 
     name = "adaptive"
