@@ -65,11 +65,11 @@ class FabricLoad:
     ``adaptive_live`` prices them), and shared equally with the path's flows as they finish,
     from the bytes each has left (:meth:`Fabric.sharing_time
     <simulator.network.Fabric.sharing_time>`). The fair share alone charges a flow about to
-    end as if it lasted — a query's µs-scale message doubled a fetch's predicted wire time —
-    where the fast engine's link calendars see nothing (docs/performance.md, *Stop 85*); the
-    sharing alone ignores the caps the fair share knows (a competitor held back elsewhere takes
-    less of the link). Where every competitor outlasts the new flow on an uncapped path, the
-    two agree.
+    end as if it lasted — a competitor with a few bytes left doubled a fetch's predicted wire
+    time — where the fast engine's link calendars see nothing (docs/performance.md, *Stop
+    85*); the sharing alone ignores the caps the fair share knows (a competitor held back
+    elsewhere takes less of the link). Where every competitor outlasts the new flow, the two
+    come to about the same (equal where the path's static rate is its link's line rate).
 
     Args:
         fabric: the run's :class:`~simulator.network.Fabric`.
