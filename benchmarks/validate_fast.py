@@ -412,9 +412,10 @@ def main(argv: list[str] | None = None) -> int:
             per_seed = [results[f"{name}@{x}"] for x in seeds]
             noise = mean_over_seeds(per_seed, "noise_summary") if a.noise else {}
             for p, diff in mean_over_seeds(per_seed).items():
+                bad = breaks(diff)
                 mean_total += 1
-                mean_held += not breaks(diff)
-                cells = "".join(_fmt(diff[m], m in breaks(diff)) + " " for m, _ in METRICS)
+                mean_held += not bad
+                cells = "".join(_fmt(diff[m], m in bad) + " " for m, _ in METRICS)
                 print(f"{name + ' mean':<19} {p:<10}{cells}", flush=True)
                 if p in noise:
                     print(f"{'':<20}{'(noise)':<10}{_noise_cells(noise[p])}", flush=True)

@@ -365,9 +365,7 @@ class Fabric:
         if src == dst:
             self.paths(src, dst)
             return _INF
-        route = self._route(src, dst)
-        if self._lone.materialize(route.links, self.env.now):  # lone flows there count
-            self._shared.reallocate(route.links)
+        route = self._shared_route(src, dst)
         return self._shared.probe(src, dst, route)
 
     def sharing_time(self, src: str, dst: str, nbytes: float) -> float:
@@ -379,10 +377,16 @@ class Fabric:
         the path are materialized first, as by :meth:`fair_share`."""
         if src == dst:
             return 0.0
+        return self._shared.sharing_time(self._shared_route(src, dst).links, nbytes,
+                                         self.env.now)
+
+    def _shared_route(self, src: str, dst: str) -> Route:
+        """The route from ``src`` to ``dst``, its lone flows materialized first (they count
+        among the flows a newcomer shares with: :meth:`fair_share`, :meth:`sharing_time`)."""
         route = self._route(src, dst)
-        if self._lone.materialize(route.links, self.env.now):  # lone flows there count
+        if self._lone.materialize(route.links, self.env.now):
             self._shared.reallocate(route.links)
-        return self._shared.sharing_time(route.links, nbytes, self.env.now)
+        return route
 
     def flows(self) -> list[FlowState]:
         """The flows sharing bandwidth now, by flow id, with rate [B/s] and remaining bytes."""
