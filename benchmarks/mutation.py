@@ -225,9 +225,9 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               "simulator/engine/sharing_kernels.py",
               "simulator/engine/fast_links.py", "simulator/engine/fast_slots.py",
               "simulator/engine/fast.py", "simulator/engine/fast_quiet.py",
-              "simulator/engine/dominance.py"],
+              "simulator/engine/dominance.py", "simulator/engine/fast_laid.py"],
              ["tests/test_engine_fast_calendar.py", "tests/test_engine_fast.py",
-              "tests/test_engine_fast_prefill.py",
+              "tests/test_engine_fast_prefill.py", "tests/test_engine_fast_laid.py",
               "tests/test_engine_fast_instances.py", "tests/test_engine_fast_collisions.py",
               "tests/test_engine_local_contexts.py", "tests/test_engine_fast_dominated.py",
               "tests/test_engine_fast_mixed_slots.py"]),
@@ -604,9 +604,12 @@ def _fast_equivalents() -> dict:
         (path, "if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,",
          "> -> >="): empty,
         (quiet, "if s > prev:", "> -> >="): empty,
-        (path, "elif s > prev:", "> -> >="):
+        (path, "if s > prev and not own_stream:", "> -> >="):
             "s = prev: the loop over range(prev, s) is empty, so the branch does nothing, as "
             "skipping it does",
+        (path, "elif s > prev and lay:", "> -> >="):
+            "s = prev: LaidSlots.lay lays nothing (its loop is empty), keeps nothing and "
+            "returns (at, prev) unchanged, as skipping it does",
         (path, "at = yield from self._slot_start(g, at, False)", "False -> True", "#1"):
             "observing makes the slot wait for its start even when no event is due before it: "
             "nothing happens in between, so the slot is composed with the same values",

@@ -125,4 +125,5 @@ class GpuTimeout(Timeout):
         self._value = None
         self._delay = delay
         self._ok = True
+        self.gpu = gpu
         env.schedule(self, NORMAL + 1 + gpu, delay)

@@ -46,7 +46,9 @@ last uses, which a local context keeps more coarsely — above):
   only added at the step's end, and the later slots kept their composed times). Under a policy
   that routes, a slot with nothing to exchange is composed the same way (stop 40): pushed by a
   routed query, an owner's slot moves its later slots, where a chain composed at the step's
-  start kept them in place and the next query met a kernel the exact engine had moved. A debt run up
+  start kept them in place and the next query met a kernel the exact engine had moved (since stop
+  86 such slots are laid at once and taken back when anything reaches them first: the same
+  records, fewer events; :mod:`simulator.engine.fast_laid`). A debt run up
   after the last slot with rounds is waited out at the step's end (a second SimPy event,
   counted in ``extras["pushed_steps"]``). The GPUs' events at one instant come in GPU order
   (:class:`~simulator.engine.clock.GpuTimeout`), however they were scheduled. A step on a
@@ -91,10 +93,12 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from simpy import Interrupt
 
 from simulator.engine.clock import GpuTimeout
 from simulator.engine.exact import _Run
 from simulator.engine.fast_instances import FastInstanceLoop
+from simulator.engine.fast_laid import LaidSlots
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_quiet import QuietSlots
 from simulator.engine.fast_slots import SlotComposer
@@ -162,6 +166,10 @@ class FastRun(_Run):
     #: Under a policy that never routes, a prefill-only step's layers are composed at once
     #: (off: each waits for the events due before it — the same records, more events).
     chain_prefill = True
+    #: Under a policy that may route, a decode step's quiet slots are laid on its GPU's
+    #: calendar at once, and taken back if something reaches them first (off: each waits for
+    #: the events due before it — the same records, more events; simulator/engine/fast_laid.py).
+    chain_unrouted = True
 
     def __init__(self, scenario, policy: Policy, seed: int, trace: pd.DataFrame,
                  progress: Callable[[int, int], None] | None, *, topology=None,
@@ -183,6 +191,13 @@ class FastRun(_Run):
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
         self.chain_quiet = "route" not in policy.options
+        # quiet slots laid ahead on a stream other GPUs' routed kernels may reach, taken back
+        # when something reaches them first (simulator/engine/fast_laid.py)
+        self.laid = LaidSlots(self)
+        self.lay = self.chain_unrouted and not self.chain_quiet and self.deploy is None
+        if self.lay:
+            for c in (*self.cal, *self.links.cal):
+                c.settle = self.laid.pushed
         self.compose = SlotComposer(self)  # the slots with rounds
         self.quiet = QuietSlots(self)  # quiet slots on a stream only their GPU uses
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
@@ -242,12 +257,22 @@ class FastRun(_Run):
         slot_layers = self.slot_layers_list
         if not own_stream:  # every slot's items on the calendar: the quiet ones' sizes at once
             attn = self.quiet.attention_table(g, n_arr, q_arr).tolist()
-        prev = 0
-        for s in [*(i for i, grp in enumerate(groups) if grp), self.S]:
+        # on a stream no routed kernel of another GPU has reached yet, the quiet slots are laid
+        # at once and taken back if anything reaches them first (simulator/engine/fast_laid.py)
+        lay = self.lay and self.laid.may_lay(g)
+        if lay:
+            busy = [x + na_layer for x in attn]
+            kernels = [2 if x else 1 for x in attn]
+        bounds = [*(i for i, grp in enumerate(groups) if grp), self.S]
+        b = prev = 0
+        while True:
+            s = bounds[b]
             if s > prev and own_stream:  # only this GPU's kernels on its stream: counted,
                 # no item
                 at = self.quiet.run_slots(g, prev, s, n_local, q_local, na_layer, at)
-            elif s > prev:
+            elif s > prev and lay:
+                at, prev = self.laid.lay(g, prev, s, busy, kernels, at, self.links.until)
+            if s > prev and not own_stream:
                 # quiet slots on a stream other GPUs' routed kernels share: each composed at its
                 # start, after the events due before it and later by the debt the step's
                 # earlier items ran up, as a slot with rounds is — on the exact engine a slot
@@ -260,12 +285,23 @@ class FastRun(_Run):
                     a, fold = attn[q], slot_layers[q]
                     end = cal.reserve(at, a + na_layer, g, fold, 2 if a else 1)
                     at = end + (end - at) * (fold - 1)
-            if s < self.S:
-                at = yield from self._slot_start(g, at, observing)
-                at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
-                                       na_layer, at)
+            try:
+                if s < self.S:
+                    at = yield from self._slot_start(g, at, observing)
+                else:
+                    yield GpuTimeout(env, at - env.now, g)
+            except Interrupt as back:  # laid slots taken back: composed one by one from there
+                prev, at = back.cause
+                lay = False
+                continue
+            if lay:
+                self.laid.reached(g)
+            if s == self.S:
+                break
+            at = self.compose.slot(g, s, iteration, groups[s], n_local[s], q_local[s],
+                                   na_layer, at)
             prev = s + 1
-        yield GpuTimeout(env, at - env.now, g)
+            b += 1
         yield from self._pay_debt(g)
 
     def _observe_split(self, g: int, reqs: list[int], drawn: list[int],
@@ -302,7 +338,8 @@ class FastRun(_Run):
         decides at the slot's start); none for a GPU alone."""
         env = self.env
         while True:
-            if at > env.now and (observing or env.peek() <= at):
+            if at > env.now and (observing or env.peek() <= at or self.lay
+                                 and self.laid.due() <= at):
                 yield GpuTimeout(env, at - env.now, g)
             pushed = self.debt[g]
             if pushed <= 0.0:
@@ -348,6 +385,8 @@ class FastRun(_Run):
 
     def _free_at(self, g: int, at: float) -> float:
         """When the work issued on GPU ``g``'s stream calendar by ``at`` [s] is done [s]."""
+        if self.lay:
+            return self.laid.free_at(g, at)
         return self.cal[g].free_at(at)
 
     def _finish_run(self) -> None:

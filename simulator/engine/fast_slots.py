@@ -89,6 +89,7 @@ class SlotComposer:
                 q, r = run.costs.route_payload(b)
                 nbytes = q + r
                 started, arrived = links.one(name, owner, q, t0, g, layers, KV_ROUTE)
+                run.laid.routed_onto(k)  # (before another GPU's kernel lands on its stream)
                 end_c = run.cal[k].reserve(arrived, cf.compute, g, layers)
                 if n_loc:
                     cal.reserve(t0, run.costs.attention(name, n_loc, q_loc), g, layers)
@@ -215,6 +216,7 @@ class SlotComposer:
                 if rd.option == "route":
                     rd.probe = started - starts[i]
                     rd.transfer = finished - started
+                    run.laid.routed_onto(rd.k)
                     end_c = cal_of[rd.k].reserve(finished, rd.cf.compute, homes[rd.home][0],
                                                  layers)
                     rd.compute = end_c - finished

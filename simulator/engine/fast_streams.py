@@ -51,7 +51,7 @@ class Calendar:
     module docstring). Times and durations in seconds."""
 
     __slots__ = ("env", "at", "dur", "end", "end0", "own", "fold", "debts", "done_busy",
-                 "cut_busy", "items", "last_end")
+                 "cut_busy", "items", "last_end", "settle")
 
     def __init__(self, env: simpy.Environment, debts: list[float] | None = None) -> None:
         self.env = env
@@ -68,6 +68,9 @@ class Calendar:
         self.cut_busy = 0.0
         self.items = 0
         self.last_end = 0.0  # when the last known item ends [s] (0: idle)
+        # called with a GPU whose debt a push just raised (None: nobody to tell;
+        # simulator.engine.fast_laid)
+        self.settle = None
 
     def free_at(self, at: float) -> float:
         """When the work issued at or before ``at`` [s] is done (``-inf`` if none is known)."""
@@ -143,22 +146,35 @@ class Calendar:
                 push = (new - end0_l[j]) * fold_l[j]  # all pushes so far, not this one's
                 if push > debts[o]:
                     debts[o] = push
+                    if self.settle is not None:
+                        self.settle(o)
             end_l[j] = last = new
         if end_l[-1] > self.last_end:
             self.last_end = end_l[-1]
         return e
 
+    def take_back(self, n: int, kernels: int, last_end: float) -> None:
+        """Remove the last ``n`` items (``kernels`` kernels in all): ones a GPU's step laid
+        ahead (:mod:`simulator.engine.fast_laid`), which no other item has been reserved after
+        and none has ended; ``last_end``: the calendar's last end before they were laid [s]."""
+        for lst in (self.at, self.dur, self.end, self.end0, self.own, self.fold):
+            del lst[-n:]
+        self.items -= kernels
+        self.last_end = max(last_end, self.end[-1]) if self.end else last_end
+
     def chain_until(self, at: float, busy: list[float], folds: list[int], owner: int,
-                    kernels: list[int], until: float) -> tuple[float, int]:
+                    kernels: list[int], until: float, as_clock: bool = True,
+                    issued: list[float] | None = None) -> tuple[float, int]:
         """:meth:`reserve` ``busy[i]`` [s] (``kernels[i]`` kernels, folding ``folds[i]``) for
         ``owner``'s step, one after another from ``at`` [s], while they are issued before
         ``until`` [s]: item ``i + 1`` is issued when item ``i``'s folded layers are done (its
         end + (end − issue)·(fold − 1), rounded as the exact engine's clock:
-        :func:`folded_next`). Returns ``(when the next item would be issued [s], how
-        many were reserved)``. The same items and times as one :meth:`reserve` per item (items
-        of positive duration, as every step's are: one of 0 s issued at now could be cut by a
-        later reserve's pruning and is kept here; the counters and times are the same either
-        way)."""
+        :func:`folded_next`; with ``as_clock`` False as the fast engine's decode loop rounds
+        it, ``end + (end − issue)·(fold − 1)``). Returns ``(when the next item would be issued
+        [s], how many were reserved)``; ``issued`` (if given) gets each item's issue time. The
+        same items and times as one :meth:`reserve` per item (items of positive duration, as
+        every step's are: one of 0 s issued at now could be cut by a later reserve's pruning
+        and is kept here; the counters and times are the same either way)."""
         at_l, end_l = self.at, self.end
         n = len(at_l)
         if n and at < at_l[-1]:  # items known after the first: one reserve each
@@ -167,7 +183,10 @@ class Calendar:
                 if at >= until:
                     break
                 e = self.reserve(at, d, owner, fold, kk)
-                at = at + ((e - at) + (e - at) * (fold - 1))  # as SimPy's clock (folded_next)
+                if issued is not None:
+                    issued.append(at)
+                at = (at + ((e - at) + (e - at) * (fold - 1)) if as_clock  # folded_next
+                      else e + (e - at) * (fold - 1))
                 k += 1
             return at, k
         # every item goes after everything known: reserve's common case for each, computed
@@ -183,8 +202,11 @@ class Calendar:
             ats.append(at)
             ends.append(e)
             prev = e
-            at = at + ((e - at) + (e - at) * (fold - 1))  # as SimPy's clock (folded_next)
+            at = (at + ((e - at) + (e - at) * (fold - 1)) if as_clock  # folded_next
+                  else e + (e - at) * (fold - 1))
         k = len(ends)
+        if issued is not None:
+            issued.extend(ats)
         if k:
             if n and end_l[0] <= self.env._now and n + k - 1 > _PRUNE:
                 self._prune()

@@ -30,7 +30,9 @@ Class attributes a policy may set:
 - ``options`` — the options ``choose`` may return (default: all of :data:`OPTIONS`). A policy
   that never routes declares so (``options = ("fetch",)``): no other GPU's kernel can then land
   on a home GPU's stream, and the engine computes runs of layers with nothing to exchange
-  without an event each. Returning an undeclared option is an error;
+  without an event each (under one that may route, the fast engine lays such runs on a GPU's
+  stream at once and takes them back when something reaches them first:
+  :mod:`simulator.engine.fast_laid`). Returning an undeclared option is an error;
 - ``pure = True`` — ``choose`` depends only on the round's fields other than ``now`` (no
   clock, no live state, no randomness): an engine may ask once per distinct round and reuse the
   answer (the fast engine does, where the policy's own class declares it — a subclass is not
