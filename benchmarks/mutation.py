@@ -567,6 +567,33 @@ def _slots_equivalents() -> dict:
     return out
 
 
+def _laid_equivalents() -> dict:
+    """Equivalent mutants of ``simulator/engine/fast_laid.py``."""
+    path = "simulator/engine/fast_laid.py"
+    number = ("a laying's number only tells one laying of a GPU from its next (a stale heap "
+              "entry from another): any start, and any step that keeps them apart, does; with "
+              "every laying numbered alike a stale entry can only make LaidSlots.due earlier, "
+              "and waiting where nothing is due changes no result")
+    clamp = "i is raised to lead on the next line: lead's slots are never taken back either way"
+    return {
+        (path, "self._layings = 0", "0 -> 1"): number,
+        (path, "self._layings += 1", "+= -> -="): number,
+        (path, "self._layings += 1", "1 -> 2"): number,
+        (path, "self._layings += 1", "delete `self._layings += 1`"): number,
+        (path, "self.laid[g] = None", "delete `self.laid[g] = None`", "#1"):
+            "reached: the GPU has gone past every slot it laid, having waited for them or "
+            "found nothing due before them, so a later settle finds none planned after its "
+            "time and interrupts nobody; a stale heap entry is dropped by due once its times "
+            "have passed",
+        (path, "if i > lead and issues[i - 1] == now and self._before(g):", "> -> >="): clamp,
+        (path, "if i < lead:", "< -> <="):
+            "i = lead sets i to what it is",
+        (path, "return ev.gpu < g", "< -> <="):
+            "a GPU's own event never takes back its slots: its process is the one running, "
+            "and it keeps nothing laid while it runs",
+    }
+
+
 def _fast_equivalents() -> dict:
     """Equivalent mutants of ``simulator/engine/fast.py`` and ``fast_quiet.py``."""
     path = "simulator/engine/fast.py"
@@ -2694,6 +2721,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_links_equivalents(),
     **_slots_equivalents(),
     **_fast_equivalents(),
+    **_laid_equivalents(),
     **_kernels_equivalents(),
     **_steps_equivalents(),
     **_rounds_equivalents(),
