@@ -46,6 +46,13 @@ every slot planned before ``t``. The records are the slot-by-slot loop's, bit fo
 (tests/test_engine_fast_laid.py; ``benchmarks/same_records.py --engine fast``). A SimPy event per
 slot is left only where something reached the slots.
 
+One tie is not told apart: an event at ``t`` that is not a GPU's timeout is taken to come
+before every GPU's timeout at ``t``, as one pending at the instant's start does. One *scheduled
+during* the instant by a higher-numbered GPU's timeout comes after this GPU's, so a laid slot
+planned at exactly that float instant would be taken back though the loop had composed it: a
+query that event routes onto the stream would then be timed as if it came first, its wait
+charged to its step as a debt. No run in the tests or in ``same_records.py`` reaches it.
+
 A GPU that a routed kernel reached during its last decode step does not lay its next one
 (:meth:`LaidSlots.may_lay`): an owner routed to step after step would have its slots taken back
 step after step. Not for a ``[deployment]``'s instances, which compose their ranks'
@@ -191,7 +198,8 @@ class LaidSlots:
 
     def _before(self, g: int) -> bool:
         """The event being run comes before GPU ``g``'s timeout at this instant: a timeout of a
-        lower-numbered GPU, or any other kind of event (which comes before every GPU's)."""
+        lower-numbered GPU, or any other kind of event (which comes before every GPU's, save
+        one scheduled during the instant after it: the module docstring's one tie)."""
         proc = self.run.env.active_process
         if proc is None:
             return True
