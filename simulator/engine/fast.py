@@ -98,7 +98,7 @@ from simpy import Interrupt
 from simulator.engine.clock import GpuTimeout
 from simulator.engine.exact import _Run
 from simulator.engine.fast_instances import FastInstanceLoop
-from simulator.engine.fast_laid import LaidSlots
+from simulator.engine.fast_laid import MIN_SLOTS, LaidSlots
 from simulator.engine.fast_links import Links
 from simulator.engine.fast_quiet import QuietSlots
 from simulator.engine.fast_slots import SlotComposer
@@ -191,10 +191,10 @@ class FastRun(_Run):
         # a policy that never routes puts no other GPU's kernel on a home stream: quiet slots
         # then need no calendar (their kernels are only counted)
         self.chain_quiet = "route" not in policy.options
-        # quiet slots laid ahead on a stream other GPUs' routed kernels may reach, taken back
-        # when something reaches them first (simulator/engine/fast_laid.py)
+        # quiet slots laid ahead, taken back if anything reaches them first (fast_laid.py)
         self.laid = LaidSlots(self)
-        self.lay = self.chain_unrouted and not self.chain_quiet and self.deploy is None
+        self.lay = (self.chain_unrouted and not self.chain_quiet and self.deploy is None
+                    and self.S >= MIN_SLOTS)
         if self.lay:
             for c in (*self.cal, *self.links.cal):
                 c.settle = self.laid.pushed
