@@ -644,6 +644,13 @@ def _fast_equivalents() -> dict:
             "a slot with nothing to exchange holds its selected blocks at home (every query "
             "selects at least one block), so its attention is positive and the else is not "
             "reached",
+        (path, "kernels = [2 if x else 1 for x in attn]", "1 -> 2"):
+            "the kernels of a slot laid (LaidSlots.lay) as the line above counts them: a quiet "
+            "slot's attention is positive, and the else is not reached",
+        (path, "self.laid.reached(g)", "delete `self.laid.reached(g)`"):
+            "the GPU has gone past every slot it laid (it waited for them, or nothing was due "
+            "before them), so a later settle finds none planned after its time and "
+            "interrupts nobody, and the next laying replaces what is kept",
         (quiet, "bigger[:rows, :cols] = table", "delete `bigger[:rows, :cols] = table`"):
             "the table is a memo of the cost model: entries not copied over are filled again "
             "with the same values",
