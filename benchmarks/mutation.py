@@ -567,6 +567,13 @@ def _slots_equivalents() -> dict:
     return out
 
 
+#: why forgetting that a GPU reached the slots it laid changes no result (two lines say so)
+_REACHED = ("the GPU has gone past every slot it laid, having waited for them or found nothing "
+            "due before them, so a later settle finds none planned after its time and "
+            "interrupts nobody; the next laying replaces what is kept, and due drops a stale "
+            "heap entry once its times have passed")
+
+
 def _laid_equivalents() -> dict:
     """Equivalent mutants of ``simulator/engine/fast_laid.py``."""
     path = "simulator/engine/fast_laid.py"
@@ -581,11 +588,11 @@ def _laid_equivalents() -> dict:
         (path, "self._layings += 1", "1 -> 2"): number,
         (path, "self._layings += 1", "delete `self._layings += 1`"): number,
         (path, "self.laid[g] = None", "delete `self.laid[g] = None`", "#1"):
-            "reached: the GPU has gone past every slot it laid, having waited for them or "
-            "found nothing due before them, so a later settle finds none planned after its "
-            "time and interrupts nobody; a stale heap entry is dropped by due once its times "
-            "have passed",
+            _REACHED,
         (path, "if i > lead and issues[i - 1] == now and self._before(g):", "> -> >="): clamp,
+        (path, "kernels = [2 if a else 1 for a in mine]", "1 -> 2"):
+            "a laid slot's kernels counted as FastRun._decode's slot-by-slot loop counts them: "
+            "a quiet slot's attention is positive, and the else is not reached",
         (path, "if i < lead:", "< -> <="):
             "i = lead sets i to what it is",
         (path, "return ev.gpu < g", "< -> <="):
@@ -644,13 +651,8 @@ def _fast_equivalents() -> dict:
             "a slot with nothing to exchange holds its selected blocks at home (every query "
             "selects at least one block), so its attention is positive and the else is not "
             "reached",
-        (path, "kernels = [2 if x else 1 for x in attn]", "1 -> 2"):
-            "the kernels of a slot laid (LaidSlots.lay) as the line above counts them: a quiet "
-            "slot's attention is positive, and the else is not reached",
         (path, "self.laid.reached(g)", "delete `self.laid.reached(g)`"):
-            "the GPU has gone past every slot it laid (it waited for them, or nothing was due "
-            "before them), so a later settle finds none planned after its time and "
-            "interrupts nobody, and the next laying replaces what is kept",
+            _REACHED,
         (quiet, "bigger[:rows, :cols] = table", "delete `bigger[:rows, :cols] = table`"):
             "the table is a memo of the cost model: entries not copied over are filled again "
             "with the same values",

@@ -99,7 +99,7 @@ def lay_three(r: FastRun, log: list, g: int = 0, laid_at: float = 0.0):
     """GPU ``g``'s process: at ``laid_at`` [s], lays slots 0–2 from 1.0 s, 0.5 s each (so
     planned at 1.0, 1.5 and 2.0 s), and waits for their end, noting an interrupt's cause."""
     yield r.env.timeout(laid_at)
-    at, _ = r.laid.lay(g, 0, 3, [0.5] * 3, [1] * 3, 1.0, float("inf"))
+    at, _ = r.laid.lay(g, 0, 3, [0.0] * 3, 0.5, 1.0, float("inf"))  # no attention: 1 kernel
     try:
         yield GpuTimeout(r.env, at - r.env.now, g)
         log.append(("reached", r.env.now))
@@ -222,7 +222,7 @@ def test_laid_slots_follow_one_another_as_the_slot_by_slot_loop_rounds_them():
     r = laying_run()
     at0, busy, fold = 7.359726293686326e-05, 0.006730330974258188, 4
     r.slot_layers_list = [fold] * r.S
-    at, nxt = r.laid.lay(0, 0, 1, [busy], [1], at0, float("inf"))
+    at, nxt = r.laid.lay(0, 0, 1, [0.0], busy, at0, float("inf"))
     end = at0 + busy
     assert nxt == 1
     assert at == end + (end - at0) * (fold - 1)

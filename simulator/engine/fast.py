@@ -197,7 +197,7 @@ class FastRun(_Run):
                     and self.S >= MIN_SLOTS)
         if self.lay:
             for c in (*self.cal, *self.links.cal):
-                c.settle = self.laid.pushed
+                c.settle = self.laid.settle
         self.compose = SlotComposer(self)  # the slots with rounds
         self.quiet = QuietSlots(self)  # quiet slots on a stream only their GPU uses
         self._no_groups: list = [()] * self.S  # a step without rounds: no slot has groups
@@ -260,9 +260,6 @@ class FastRun(_Run):
         # on a stream no routed kernel of another GPU has reached yet, the quiet slots are laid
         # at once and taken back if anything reaches them first (simulator/engine/fast_laid.py)
         lay = self.lay and self.laid.may_lay(g)
-        if lay:
-            busy = [x + na_layer for x in attn]
-            kernels = [2 if x else 1 for x in attn]
         bounds = [*(i for i, grp in enumerate(groups) if grp), self.S]
         b = prev = 0
         while True:
@@ -271,7 +268,7 @@ class FastRun(_Run):
                 # no item
                 at = self.quiet.run_slots(g, prev, s, n_local, q_local, na_layer, at)
             elif s > prev and lay:
-                at, prev = self.laid.lay(g, prev, s, busy, kernels, at, self.links.until)
+                at, prev = self.laid.lay(g, prev, s, attn, na_layer, at, self.links.until)
             if s > prev and not own_stream:
                 # quiet slots on a stream other GPUs' routed kernels share: each composed at its
                 # start, after the events due before it and later by the debt the step's

@@ -26,7 +26,7 @@ get to a slot:
 1. another GPU's routed kernel reserved on this GPU's stream (:meth:`LaidSlots.routed_onto`,
    from :class:`~simulator.engine.fast_slots.SlotComposer`);
 2. a push that raises the GPU's debt: one of its items on a link or stream pushed back
-   (``Calendar.settle``);
+   (the calendars' ``settle`` hook is :meth:`LaidSlots.settle`);
 3. a policy reading the stream's queued work at or after a laid slot's start
    (:meth:`LaidSlots.free_at`).
 
@@ -105,19 +105,23 @@ class LaidSlots:
         self.routed[g] = False
         return not routed
 
-    def lay(self, g: int, first: int, stop: int, busy: list[float], kernels: list[int],
+    def lay(self, g: int, first: int, stop: int, attn: list[float], na_layer: float,
             at: float, until: float) -> tuple[float, int]:
         """Lay GPU ``g``'s quiet slots ``first`` to ``stop - 1`` from ``at`` [s] on its
-        calendar, ``busy[q]`` [s] (``kernels[q]`` kernels) each, while they start before
-        ``until`` [s]; returns ``(when the next slot starts [s], the next slot)``. The items
-        and floats of the slot-by-slot loop, which they stand for until :meth:`settle`."""
+        calendar, slot ``q`` its attention ``attn[q]`` [s] (none when 0) and projections + FFN
+        ``na_layer`` [s], while they start before ``until`` [s]; returns ``(when the next slot
+        starts [s], the next slot)``. The items and floats of the slot-by-slot loop, which they
+        stand for until :meth:`settle`."""
         run = self.run
         env = run.env
         cal = run.cal[g]
         before = cal.last_end
+        mine = attn[first:stop]
+        kernels = [2 if a else 1 for a in mine]
         issues: list[float] = []
-        at, k = cal.chain_until(at, busy[first:stop], run.slot_layers_list[first:stop], g,
-                                kernels[first:stop], until, as_clock=False, issued=issues)
+        at, k = cal.chain_until(at, [a + na_layer for a in mine],
+                                run.slot_layers_list[first:stop], g, kernels, until,
+                                as_clock=False, issued=issues)
         # the loop composes these at once: planned at now, or before the next event is due
         now, due = env.now, env.peek()
         lead = 0
@@ -125,7 +129,7 @@ class LaidSlots:
             if not (x <= now or x < due):
                 break
             lead += 1
-        ks = kernels[first:first + k]
+        ks = kernels[:k]
         if len(issues) > lead:
             self._layings += 1
             self.laid[g] = (env.active_process, first, issues, ks, lead, before, self._layings)
@@ -182,13 +186,7 @@ class LaidSlots:
     def routed_onto(self, g: int) -> None:
         """Another GPU's routed kernel is about to be reserved on GPU ``g``'s stream."""
         self.routed[g] = True
-        if self.laid[g] is not None:
-            self.settle(g)
-
-    def pushed(self, g: int) -> None:
-        """GPU ``g``'s debt was just raised (``Calendar.settle``)."""
-        if self.laid[g] is not None:
-            self.settle(g)
+        self.settle(g)
 
     def free_at(self, g: int, at: float) -> float:
         """When the work issued on GPU ``g``'s stream by ``at`` [s] (≥ now) is done [s], as the
