@@ -76,7 +76,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: keep it). Score them in a run of their own: the other groups' tests run slower without JIT.
 COMPILED = frozenset({"workloads/sparse_kernels.py", "simulator/engine/locate_kernels.py",
                       "simulator/kvcache/copy_kernels.py", "simulator/engine/sharing_kernels.py",
-                      "simulator/network/kernels.py"})
+                      "simulator/network/kernels.py", "simulator/policies/adaptive_kernel.py"})
 
 #: The bad-input tables and the runs beside them (tests/test_bad_input.py until it was split by
 #: concern): every group that listed it lists them all.
@@ -120,7 +120,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
                    "tests/test_costmodel_deepep.py", "tests/test_costmodel_contention.py",
                    "tests/test_costmodel_transfer.py", "tests/test_costmodel_experts.py",
                    "tests/test_costmodel_rank_kernels.py", "tests/test_costmodel_maps.py",
-                   "tests/test_policies_adaptive.py",
+                   "tests/test_policies_adaptive.py", "tests/test_policies_adaptive_kernel.py",
                    "tests/test_deployment.py"]),
     # the kernel model: operator formulas, measured tables, profiles, layers, the roofline
     # (stop 45)
@@ -214,12 +214,13 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               ["tests/test_sweep_spec.py", "tests/test_sweep.py", *BAD_INPUT,
                "tests/test_local_pool.py"]),
     # test_engine_regret.py: only its run of adaptive (its CLI test, ~17 s, checks the report)
-    "policies": (["simulator/policies/adaptive.py", "simulator/policies/observed.py",
+    "policies": (["simulator/policies/adaptive.py", "simulator/policies/adaptive_kernel.py",
+                  "simulator/policies/observed.py",
                   "simulator/policies/base.py", "simulator/policies/__init__.py",
                   "simulator/policies/route.py", "simulator/policies/fetch.py",
                   "simulator/policies/local.py", "simulator/policies/colocated.py"],
                  ["tests/test_policies.py", "tests/test_policies_adaptive.py",
-                  "tests/test_policies_mutants.py",
+                  "tests/test_policies_adaptive_kernel.py", "tests/test_policies_mutants.py",
                   "tests/test_engine_regret.py::test_a_real_run_reports_regret_and_choices"]),
     "fast": (["simulator/engine/fast_streams.py", "simulator/engine/fast_sharing.py",
               "simulator/engine/sharing_kernels.py",
@@ -2590,9 +2591,10 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
         "an input file's digest only enters the point's key (itself hashed to 16 digits): "
         "the key still changes exactly when the file's content does",
     **_of_module("simulator/policies/adaptive.py", (
-        ('slow_route, slow_fetch = slow.get("route", 0.0), slow.get("fetch", 0.0)', "0.0 -> 1.0",
+        ('return owner_wait, home_wait, slow.get("route", 0.0), slow.get("fetch", 0.0)',
+         "0.0 -> 1.0",
          "slow_times gives both options whenever it gives a dict: the default is never used"),
-        ("if self._least_recompute(lc, src) < fetch_round + slow_fetch:", "< -> <=",
+        ("if self._least_recompute(lc, rnd.src) < fetch_round + slow_fetch:", "< -> <=",
          "the gate is loose by the fetch round's attention and merge: where the cheapest "
          "recompute equals the round (+ its slow-down), local's step (its recompute at least "
          "that) exceeds fetch's, so local is priced and loses"),

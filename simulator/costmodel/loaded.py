@@ -235,7 +235,9 @@ class LoadedCosts:
         """:meth:`deferred` from the chance of a round and fetch's phases ``p`` of the round
         (no round, ``k = 0``: one block, so 0 more)."""
         q = self._phases("fetch", src, dst, 1, batch, table)
-        more = sum(p) - sum(q)
+        # (sums in order, not sum(): Python 3.12 compensates sum's rounding, and the compiled
+        # price, simulator.policies.adaptive_kernel, adds in order)
+        more = (p[0] + p[1] + p[2] + p[3] + p[4]) - (q[0] + q[1] + q[2] + q[3] + q[4])
         return (1.0 - 1.0 / reuse) * chance * (more if more > 0.0 else 0.0)
 
     def copy_step(self, option: str, src: str, dst: str, blocks: float, batch: int,

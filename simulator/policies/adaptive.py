@@ -89,6 +89,7 @@ All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`
 from __future__ import annotations
 
 from simulator.costmodel.loaded import LoadedCosts, round_probability
+from simulator.policies.adaptive_kernel import MAX_GPUS, PhaseTable, price
 from simulator.policies.base import OPTIONS, Policy, PolicyContext, Round
 
 #: Copies' worth of evidence the prior reuse estimate counts for (see the module docstring).
@@ -116,21 +117,28 @@ class Adaptive(Policy):
         reuse: a fixed R for every round instead of the estimate (1 gives back
             ``adaptive_static`` on an idle cluster).
         load: charge the owner's and home's queued work and the links' load.
+        compiled: price a round (reuse, new blocks per round, owner's stall, route's and
+            fetch's step times) in one compiled call (:mod:`~simulator.policies.
+            adaptive_kernel`, the same floats); False: in the Python it stands for (the
+            reference the tests hold it to).
     """
 
     name = "adaptive"
     observes = True  # reads the streams and links through ctx.observed, on either engine
 
-    def __init__(self, reuse: float | None = None, load: bool = True) -> None:
+    def __init__(self, reuse: float | None = None, load: bool = True,
+                 compiled: bool = True) -> None:
         self.reuse = reuse
         self.load = load
+        self.compiled = compiled
         self._loaded: LoadedCosts | None = None
         self._least: dict[str, float] = {}
+        self._table: PhaseTable | None = None
 
     def costs(self, ctx: PolicyContext) -> LoadedCosts:
         """The closed form under load for this run's cost model (memoized shapes)."""
         if self._loaded is None or self._loaded.cm is not ctx.cost_model:
-            self._loaded, self._least = LoadedCosts(ctx.cost_model), {}
+            self._loaded, self._least, self._table = LoadedCosts(ctx.cost_model), {}, None
         return self._loaded
 
     def choose(self, ctx: PolicyContext, rnd: Round) -> str:
@@ -140,37 +148,50 @@ class Adaptive(Policy):
         blocks = float(rnd.blocks)
         reuse = self.reuse
         per_round = None
+        owner_wait = home_wait = slow_route = slow_fetch = stall = 0.0
         if obs is not None:
             h, o = obs.pair(src, dst)
             last = obs.selected_blocks(h, o, batch)
             if last > blocks:  # (max without the call: asked every round)
                 blocks = last
+            if self.load:
+                owner_wait, home_wait, slow_route, slow_fetch = load_times(
+                    obs, ctx.cost_model, rnd, blocks)
+                if self.compiled and reuse is None and len(obs.names) <= MAX_GPUS:
+                    table = self._table
+                    if table is None:
+                        table = self._table = PhaseTable(len(obs.names))
+                    got = price(table, lc, obs, rnd, h, o, blocks, owner_wait, home_wait,
+                                slow_route, slow_fetch, PRIOR_COPIES, PRIOR_ROUNDS)
+                    if got is not None:  # (None: the Python prices it, below)
+                        t_route, t_fetch, fetch_round, reuse, per_round = got
+                        return self._best(lc, rnd, blocks, reuse, per_round, owner_wait,
+                                          home_wait, slow_fetch, t_route, t_fetch, fetch_round)
+                stall = owner_stall(obs, h, o)
             if reuse is None:
                 reuse = expected_reuse(obs, rnd, (h, o))
                 per_round = new_per_round(obs, h, o, blocks * batch, reuse)
         reuse = 1.0 if reuse is None else reuse
-        owner_wait = home_wait = 0.0
-        slow_route = slow_fetch = 0.0
-        stall = 0.0
-        if self.load and obs is not None:
-            stall = owner_stall(obs, h, o)
-            owner_wait = obs.backlog_time(dst, rnd.now)
-            home_wait = obs.backlog_time(src, rnd.now)
-            slow = slow_times(obs, ctx.cost_model, rnd, blocks)
-            if slow:
-                slow_route, slow_fetch = slow.get("route", 0.0), slow.get("fetch", 0.0)
         # route's step, fetch's step and the whole round fetch pays on a step that needs one
         # (the fetch round they share priced once: LoadedCosts.route_fetch)
         t_route, t_fetch, fetch_round = lc.route_fetch(src, dst, blocks, batch, reuse,
                                                        owner_wait, home_wait, slow_route,
                                                        slow_fetch, stall, per_round)
+        return self._best(lc, rnd, blocks, reuse, per_round, owner_wait, home_wait, slow_fetch,
+                          t_route, t_fetch, fetch_round)
+
+    def _best(self, lc: LoadedCosts, rnd: Round, blocks: float, reuse: float,
+              per_round: float | None, owner_wait: float, home_wait: float, slow_fetch: float,
+              t_route: float, t_fetch: float, fetch_round: float) -> str:
+        """The option of least step time, given route's and fetch's (ties: route, fetch,
+        local)."""
         best, t_best = ("route", t_route) if t_route <= t_fetch else ("fetch", t_fetch)
         # local differs from fetch only in its home kernel (a recompute instead of moving the
         # blocks) and waits as long or longer at home: it can win only if its recompute costs
         # less than the whole fetch round, and the cheapest recompute (one block, one query;
         # a prefill never gets cheaper with more tokens) bounds every one from below
-        if self._least_recompute(lc, src) < fetch_round + slow_fetch:
-            local = lc.step_time("local", src, dst, blocks, batch, reuse,
+        if self._least_recompute(lc, rnd.src) < fetch_round + slow_fetch:
+            local = lc.step_time("local", rnd.src, rnd.owner, blocks, rnd.batch, reuse,
                                  owner_wait, home_wait, per_round=per_round)
             if local < t_best:
                 return "local"
@@ -246,6 +267,18 @@ def owner_stall(obs, home: int, owner: int) -> float:
         return 1.0
     mine = obs.queries.item(owner)
     return mine / max(obs.queries.item(home), 1) if mine > 0 else 0.0
+
+
+def load_times(obs, cm, rnd: Round, blocks: float) -> tuple[float, float, float, float]:
+    """``(owner's backlog, home's backlog, route's slow-down, fetch's slow-down)`` [s] of a round
+    of ``blocks`` blocks per query, read in that order (a read of a stream can change what the
+    fast engine holds laid there: :mod:`simulator.engine.fast_laid`)."""
+    owner_wait = obs.backlog_time(rnd.owner, rnd.now)
+    home_wait = obs.backlog_time(rnd.src, rnd.now)
+    slow = slow_times(obs, cm, rnd, blocks)
+    if slow:
+        return owner_wait, home_wait, slow.get("route", 0.0), slow.get("fetch", 0.0)
+    return owner_wait, home_wait, 0.0, 0.0
 
 
 def slow_times(obs, cm, rnd: Round, blocks: float | None = None) -> dict[str, float] | None:
