@@ -214,14 +214,17 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
               ["tests/test_sweep_spec.py", "tests/test_sweep.py", *BAD_INPUT,
                "tests/test_local_pool.py"]),
     # test_engine_regret.py: only its run of adaptive (its CLI test, ~17 s, checks the report)
-    "policies": (["simulator/policies/adaptive.py", "simulator/policies/adaptive_kernel.py",
-                  "simulator/policies/observed.py",
+    "policies": (["simulator/policies/adaptive.py", "simulator/policies/observed.py",
                   "simulator/policies/base.py", "simulator/policies/__init__.py",
                   "simulator/policies/route.py", "simulator/policies/fetch.py",
                   "simulator/policies/local.py", "simulator/policies/colocated.py"],
                  ["tests/test_policies.py", "tests/test_policies_adaptive.py",
                   "tests/test_policies_adaptive_kernel.py", "tests/test_policies_mutants.py",
                   "tests/test_engine_regret.py::test_a_real_run_reports_regret_and_choices"]),
+    # adaptive's compiled price, held to the Python by its own tests (scored without JIT, so a
+    # group of its own: the policies' engine runs would run uncompiled)
+    "adaptive_kernel": (["simulator/policies/adaptive_kernel.py"],
+                        ["tests/test_policies_adaptive_kernel.py"]),
     "fast": (["simulator/engine/fast_streams.py", "simulator/engine/fast_sharing.py",
               "simulator/engine/sharing_kernels.py",
               "simulator/engine/fast_links.py", "simulator/engine/fast_slots.py",
@@ -573,6 +576,92 @@ _REACHED = ("the GPU has gone past every slot it laid, having waited for them or
             "due before them, so a later settle finds none planned after its time and "
             "interrupts nobody; the next laying replaces what is kept, and due drops a stale "
             "heap entry once its times have passed")
+
+
+def _adaptive_kernel_equivalents() -> dict:
+    """Equivalent mutants of ``simulator/policies/adaptive_kernel.py``."""
+    path = "simulator/policies/adaptive_kernel.py"
+    hashed = ("the hash only picks where a key's probing starts; inserting and finding share it, "
+              "so any function of the key finds every entry (in another place)")
+    at_edge = "at the boundary both branches give the same value"
+    one_round = ("every round selects at least one block for one query: n = K·B ≥ 1, so its "
+                 "chance of a round is > 0 and this branch is never taken")
+    unread = ("the key, blocks and option fields are read only with status MISS: here they are "
+              "placeholders")
+    size = ("an initial size or growth rule: a larger array, or a table grown earlier or one "
+            "entry later, holds the same entries (the table stays at most about half full, so "
+            "probing always meets a free place)")
+    mixed = "mixed = (key & 0x7FFFFFF) * 0x9E3779B1 + (key >> 27) * 0x5BD1E99"
+    entries = [
+        *((mixed, d, hashed) for d in ("+ -> -", "134217727 -> 134217728",
+                                       "2654435761 -> 2654435762", "27 -> 28",
+                                       "96280217 -> 96280218")),
+        ("i = (mixed ^ (mixed >> 29)) & mask", "29 -> 30", hashed),
+        ("i = (i + 1) & mask", "+ -> -", "probing backwards visits every place as well"),
+        ("i = (i + 1) & mask", "1 -> 2",
+         "probing by two visits the places of one parity, half the table: it would cycle only "
+         "if every one of them were full, which needs every entry of an at-most-half-full "
+         "table to hash to that parity"),
+        ("if reuse == 1.0 or selected <= 0:", "<= -> <", one_round),
+        ("m = steps if steps > 0.0 else 0.0  # max(0.0, steps)", "> -> >=", at_edge),
+        ("pi = 0.0 if share < 0.0 else share  # max(share, 0.0)", "< -> <=",
+         at_edge + " (0.0 or -0.0: the same sums)"),
+        ("pi = 1.0 if pi > 1.0 else pi  # min(·, 1.0)", "1.0 -> 2.0",
+         "any share of 1 or more returns m on the next line, before pi is used"),
+        ("pi = 1.0 if pi > 1.0 else pi  # min(·, 1.0)", "> -> >=", at_edge),
+        ("lam = 0.0 if lam < 0.0 else lam  # max(·, 0.0)", "< -> <=", at_edge),
+        ("m = left if left > 0.0 else 0.0  # max(0.0, ·)", "> -> >=", at_edge),
+        ("if r <= 0:", "<= -> <",
+         "a room of 0: the next branches give 0 / (held + need) = 0.0 as well"),
+        ("elif r - held_h >= need:", ">= -> >",
+         "room - held = need: room / (held + need) is 1.0 as well (whole numbers)"),
+        ("survival = x if x < 1.0 else 1.0  # min(1.0, ·)", "< -> <=", at_edge),
+        ("survival = x if x < 1.0 else 1.0  # min(1.0, ·)", "1.0 -> 2.0",
+         "here room < held + need: the ratio is below 1 and the min never binds"),
+        ("return REFERENCE, 0, 0, 0, nan, nan, nan, reuse, nan", "0 -> 1", unread),
+        ("return REFERENCE, 0, 0, 0, nan, nan, nan, reuse, per", "0 -> 1", "0", unread),
+        ("return DONE, 0, 0, 0, t_route, t_fetch, total, reuse, per", "0 -> 1", unread),
+        ("guess = selected / (reuse * p0) if p0 > 0 else 1.0", "> -> >=", one_round),
+        ("guess = selected / (reuse * p0) if p0 > 0 else 1.0", "1.0 -> 2.0", one_round),
+        ("per = x if x > 1.0 else 1.0  # max(1.0, ·)", "> -> >=", at_edge),
+        ("if mine > 0:", "> -> >=",
+         "an owner with no queries: 0 / max(home, 1) is 0.0 as well"),
+        ("stall = mine / (home_q if home_q > 0 else 1)  # / max(home_q, 1) (ints)", "0 -> 1",
+         "a home of one query divides by 1 either way (queries are whole numbers)"),
+        ("if made > 0 and chance > 0:", "> -> >=", "chance > 0", one_round),
+        ("most = n if n < per else per  # min(per_round, n)", "< -> <=", at_edge),
+        ("y = new / (most if most > 1.0 else 1.0)  # / max(1.0, ·)", "> -> >=", at_edge),
+        ("chance = y if y < 1.0 else 1.0  # min(1.0, ·)", "< -> <=", at_edge),
+        ("k = blocks / (reuse * chance) if chance > 0 else 0.0", "> -> >=", one_round),
+        ("k = blocks / (reuse * chance) if chance > 0 else 0.0", "0.0 -> 1.0", one_round),
+        ("lerped = np.empty((2, 5))", "2 -> 3", "a larger scratch array: rows 0 and 1 are used"),
+        ("lerped = np.empty((2, 5))", "5 -> 6", "a larger scratch array: columns 0-4 are used"),
+        ("if x < 1.0:", "< -> <=", at_edge),
+        ("total = f[0] + f[1] + f[2] + f[3] + f[4]", "+ -> -", "f[0] + f[1] + f[2] + f[3]",
+         "f[3] is fetch's return phase, 0.0 for every fetch (costmodel.phases.fetch_phases)"),
+        ("more = total - (q[0] + q[1] + q[2] + q[3] + q[4])", "+ -> -",
+         "q[0] + q[1] + q[2] + q[3]",
+         "q[3] is fetch's return phase, 0.0 for every fetch (costmodel.phases.fetch_phases)"),
+        ("if chance <= 0:", "<= -> <", one_round),
+        ("t_fetch = 0.0", "0.0 -> 1.0", one_round),
+        ("slow = slow_fetch * moved if moved < 1.0 else slow_fetch  # (× 1.0: the same float)",
+         "< -> <=", at_edge),
+        ("t_fetch = chance * (total + slow + (wait if wait > 0.0 else 0.0))", "> -> >=",
+         at_edge),
+        ("ow = ow if ow > 0.0 else 0.0", "> -> >=", at_edge),
+        ("t_route = (sent + p[2] + p[3] + p[4] + ow + slow_route + (hw if hw > 0.0 else 0.0)",
+         "> -> >=", at_edge),
+        ("t_route = t_route + (1.0 - 1.0 / reuse) * chance * (more if more > 0.0 else 0.0)",
+         "> -> >=", at_edge),
+        ("self.rows = np.zeros(1 << 12, np.int64)", "1 -> 2", size),
+        ("self.rows = np.zeros(1 << 12, np.int64)", "12 -> 13", size),
+        ("self.phases = np.zeros((1 << 11, 5))", "1 -> 2", size),
+        ("self.phases = np.zeros((1 << 11, 5))", "11 -> 12", size),
+        *(("if 2 * (self.n + 1) > len(self.keys):", d, size)
+          for d in ("2 -> 3", "> -> >=", "+ -> -", "1 -> 2")),
+        ("rows = np.zeros(2 * len(self.keys), np.int64)", "2 -> 3", size),
+    ]
+    return {(path, *e[:-1]): e[-1] for e in entries}
 
 
 def _laid_equivalents() -> dict:
@@ -2733,6 +2822,7 @@ EQUIVALENT: dict[tuple[str, ...], str] = {
     **_slots_equivalents(),
     **_fast_equivalents(),
     **_laid_equivalents(),
+    **_adaptive_kernel_equivalents(),
     **_kernels_equivalents(),
     **_steps_equivalents(),
     **_rounds_equivalents(),

@@ -173,8 +173,9 @@ def test_repicks_holds_its_chain_to_a_probability():
     assert repicks(0.0, 0.25, 40) == repicks(0.25, 0.25, 40) == pytest.approx(10.0)
 
 
+@pytest.mark.parametrize("compiled", [True, False])
 @pytest.mark.parametrize("owner", [NEAR, FAR])
-def test_the_blocks_per_round_adaptive_prices_are_its_whole_steps(owner):
+def test_the_blocks_per_round_adaptive_prices_are_its_whole_steps(owner, compiled):
     # few rounds made, so the prior counts: the blocks per round adaptive prices with are
     # new_per_round over the step's whole selection, K blocks for each of the B queries (K·B,
     # not K/B or K), and its answer is the closed form's with that value
@@ -190,7 +191,7 @@ def test_the_blocks_per_round_adaptive_prices_are_its_whole_steps(owner):
                 rnd = Round(HOME, owner, 0, b, k, k, 5.0)
                 reuse = expected_reuse(obs, rnd)
                 right = new_per_round(obs, h, o, k * b, reuse)
-                got = Adaptive().choose(context(obs), rnd)
+                got = Adaptive(compiled=compiled).choose(context(obs), rnd)
                 assert got == lc.decide(HOME, owner, k, b, reuse=reuse, per_round=right)
                 for wrong in (k / b, float(k)):
                     other = lc.decide(HOME, owner, k, b, reuse=reuse,

@@ -77,8 +77,12 @@ round; route's step and fetch's share one pricing of the fetch round,
 :meth:`LoadedCosts.route_fetch <simulator.costmodel.loaded.LoadedCosts.route_fetch>`); a
 decision is then a few dozen float operations, a few array reads, two ``free_at`` calls and two
 idle-path checks: 37 µs a round on ``cluster_128`` (fast engine, stop 77; 45 µs before the
-shared pricing), some 15 % of the run's wall time (21 % on ``cluster_1024`` before). The
-engine's side (:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected
+shared pricing), some 15 % of the run's wall time (21 % on ``cluster_1024`` before). Since
+stop 87 the float operations and array reads — the reuse, the new blocks per round, the owner's
+stall and route's and fetch's step times — are one compiled call
+(:mod:`simulator.policies.adaptive_kernel`, the same floats; ``Adaptive(compiled=False)`` runs
+the Python functions of this module, the reference the tests hold it to); the streams and the
+links are still read in Python, through the engine's calendars. The engine's side (:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected
 elements per decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of
 consecutive selections per 16-step sample.
 

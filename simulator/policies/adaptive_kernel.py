@@ -167,7 +167,7 @@ def route_fetch_kernel(h, o, n_gpus, batch, blocks, need, remaining, share, room
         mine = queries[o]
         if mine > 0:
             home_q = queries[h]
-            stall = mine / (1 if home_q < 1 else home_q)
+            stall = mine / (home_q if home_q > 0 else 1)  # / max(home_q, 1) (ints)
         else:
             stall = 0.0
     # -- LoadedCosts.round_blocks
@@ -180,7 +180,7 @@ def route_fetch_kernel(h, o, n_gpus, batch, blocks, need, remaining, share, room
         chance = y if y < 1.0 else 1.0  # min(1.0, ·)
     k = blocks / (reuse * chance) if chance > 0 else 0.0
     # -- the phases: fetch at k, route at blocks (LoadedCosts._at), fetch's one-block round
-    if batch >= (1 << BATCH_BITS) or batch < 0:
+    if batch >= (1 << BATCH_BITS):
         return REFERENCE, 0, 0, 0, nan, nan, nan, reuse, per
     base = (h * n_gpus + o) * (1 << BATCH_BITS) + batch
     xs = (k * batch, blocks * batch)
@@ -221,7 +221,7 @@ def route_fetch_kernel(h, o, n_gpus, batch, blocks, need, remaining, share, room
         t_fetch = 0.0
     else:
         moved = k / blocks
-        slow = slow_fetch * (moved if moved < 1.0 else 1.0)
+        slow = slow_fetch * moved if moved < 1.0 else slow_fetch  # (× 1.0: the same float)
         wait = home_wait - (f[0] + f[1] + slow)
         t_fetch = chance * (total + slow + (wait if wait > 0.0 else 0.0))
     # -- LoadedCosts._route_time + _deferred (route's step)
