@@ -117,21 +117,13 @@ def reference(lc, obs, rnd, h, o, blocks, ow, hw, sr, sf):
 @settings(max_examples=300, deadline=None)
 @given(states(), waits, waits, waits, waits)
 def test_the_kernel_gives_the_pythons_floats(state, ow, hw, sr, sf):
-    obs, rnd, h, o, blocks = state
-    lc = LoadedCosts(CM)
-    got = price(PhaseTable(len(NAMES)), lc, obs, rnd, h, o, blocks, ow, hw, sr, sf,
-                PRIOR_COPIES, PRIOR_ROUNDS)
-    assert got == reference(lc, obs, rnd, h, o, blocks, ow, hw, sr, sf)  # bit for bit
+    same_as_python(*state, ow, hw, sr, sf)  # bit for bit
 
 
 @settings(max_examples=300, deadline=None)
 @given(busy_states(), waits, waits, waits, waits)
 def test_the_kernel_gives_the_pythons_floats_with_every_term_alive(state, ow, hw, sr, sf):
-    obs, rnd, h, o, blocks = state
-    lc = LoadedCosts(CM)
-    got = price(PhaseTable(len(NAMES)), lc, obs, rnd, h, o, blocks, ow, hw, sr, sf,
-                PRIOR_COPIES, PRIOR_ROUNDS)
-    assert got == reference(lc, obs, rnd, h, o, blocks, ow, hw, sr, sf)
+    same_as_python(*state, ow, hw, sr, sf)
 
 
 edges = st.one_of(st.sampled_from([-1.0, -0.0, 0.0, 0.5, 1.0, 2.0]), st.floats(-0.5, 1.5))
