@@ -9,8 +9,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import topologies
-from simulator.costmodel import CostModel
 from simulator.costmodel.loaded import LoadedCosts, round_probability
 from simulator.errors import UserError
 from simulator.policies import Observed, PolicyContext, Round
@@ -35,12 +33,9 @@ from simulator.policies.adaptive_kernel import (
     price,
     route_fetch_kernel,
 )
+from tests.test_policies_adaptive import CM, FAR, HOME, NAMES, NEAR, G
 
-G = topologies.build("dgx_h100", nodes=2)
-CM = CostModel("deepseek-v3.2", G, "ibgda")
-NAMES = list(topologies.gpus(G))
-HOME = "n0/gpu0"
-OWNERS = ["n0/gpu5", "n1/gpu3"]
+OWNERS = [NEAR, FAR]
 
 counts = st.one_of(st.just(0.0), st.floats(0.0, 4.0), st.floats(1.0, 1e5))
 shares = st.one_of(st.just(0.0), st.just(1.0), st.floats(0.0, 1.5))
