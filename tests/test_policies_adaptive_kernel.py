@@ -359,3 +359,26 @@ def test_fetch_priced_above_its_blocks_by_rounding_is_slowed_by_the_whole_round(
     obs.select_share[h], obs.remaining_tokens[h] = 1.0, reuse
     # (a slow-down of 1 s: 2⁻⁵² of it is not lost in the sum with the round)
     same_as_python(obs, Round(HOME, OWNERS[1], 0, 1, 1, 1, 0.0), h, o, 1.0, sf=1.0)
+
+
+def test_a_policy_asked_by_another_run_prices_with_a_table_of_its_own():
+    # the keys hold GPU indices: a second run's Observed whose index of the far owner is the
+    # near one's must not read the far owner's shapes for the near one
+    policy = Adaptive()
+    obs, h, o = fresh(FAR)
+    ctx = PolicyContext(CM, None, G, np.random.default_rng(0), obs)
+    policy.choose(ctx, Round(HOME, FAR, 0, 3, 12, 20, 0.0))
+    first = policy._table
+    names = list(NAMES)
+    i, j = names.index(NEAR), names.index(FAR)
+    names[i], names[j] = FAR, NEAR
+    other = Observed(names, lambda g, at: 0.0)
+    other.copy_room[:] = 1e9
+    assert other.pair(HOME, NEAR) == (h, o)  # the same indices, another owner
+    ctx2 = PolicyContext(CM, None, G, np.random.default_rng(0), other)
+    rnd = Round(HOME, NEAR, 0, 3, 12, 20, 0.0)
+    assert policy.choose(ctx2, rnd) == Adaptive(compiled=False).choose(ctx2, rnd)
+    assert policy._table is not first and policy._table.observed is other
+    assert price(policy._table, LoadedCosts(CM), other, rnd, h, o, 12.0, 0.0, 0.0, 0.0, 0.0,
+                 PRIOR_COPIES, PRIOR_ROUNDS) == reference(LoadedCosts(CM), other, rnd, h, o,
+                                                          12.0, 0.0, 0.0, 0.0, 0.0)

@@ -82,9 +82,10 @@ stop 87 the float operations and array reads — the reuse, the new blocks per r
 stall and route's and fetch's step times — are one compiled call
 (:mod:`simulator.policies.adaptive_kernel`, the same floats; ``Adaptive(compiled=False)`` runs
 the Python functions of this module, the reference the tests hold it to); the streams and the
-links are still read in Python, through the engine's calendars. The engine's side (:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected
-elements per decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of
-consecutive selections per 16-step sample.
+links are still read in Python, through the engine's calendars. The engine's side
+(:mod:`simulator.policies.observed`): two ``bincount`` over the step's selected elements per
+decode step, one ``has_copy`` lookup per copy-making round, and a slot-0 overlap of consecutive
+selections per 16-step sample.
 
 All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`` (the order of
 :data:`~simulator.policies.base.OPTIONS`).
@@ -163,8 +164,8 @@ class Adaptive(Policy):
                     obs, ctx.cost_model, rnd, blocks)
                 if self.compiled and reuse is None and len(obs.names) <= MAX_GPUS:
                     table = self._table
-                    if table is None:
-                        table = self._table = PhaseTable(len(obs.names))
+                    if table is None or table.observed is not obs:  # (keyed by its indices)
+                        table = self._table = PhaseTable(len(obs.names), obs)
                     got = price(table, lc, obs, rnd, h, o, blocks, owner_wait, home_wait,
                                 slow_route, slow_fetch, PRIOR_COPIES, PRIOR_ROUNDS)
                     if got is not None:  # (None: the Python prices it, below)

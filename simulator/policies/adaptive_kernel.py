@@ -244,10 +244,14 @@ class PhaseTable:
 
     Args:
         n_gpus: GPUs of the run (at most :data:`MAX_GPUS`).
+        observed: the run's :class:`~simulator.policies.observed.Observed`, whose GPU indices
+            the keys hold (kept so that a policy asked by another run starts a table of its
+            own; None: not said).
     """
 
-    def __init__(self, n_gpus: int) -> None:
+    def __init__(self, n_gpus: int, observed=None) -> None:
         self.n_gpus = n_gpus
+        self.observed = observed
         self.keys = np.full(1 << 12, _EMPTY, np.int64)
         self.rows = np.zeros(1 << 12, np.int64)
         self.phases = np.zeros((1 << 11, 5))
