@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from simulator.costmodel.loaded import LoadedCosts, round_probability
 from simulator.errors import UserError
-from simulator.policies import Observed, PolicyContext, Round
+from simulator.policies import Observed, PolicyContext, Round, adaptive_kernel
 from simulator.policies import adaptive as adaptive_module
 from simulator.policies.adaptive import (
     PRIOR_COPIES,
@@ -149,7 +149,7 @@ def test_the_compiled_choice_is_the_pythons(state, owner_busy, home_busy):
 
 
 def test_a_table_finds_every_shape_it_was_given_as_it_grows():
-    table = PhaseTable(4)
+    table = PhaseTable(Observed(NAMES[:4], lambda g, at: 0.0))
     rng = np.random.default_rng(1)
     keys = rng.choice(1 << 40, 20_000, replace=False)
     for i, key in enumerate(keys):
@@ -166,7 +166,7 @@ def test_a_round_fills_only_the_shapes_it_reads_once():
     obs = Observed(NAMES, lambda g, at: 0.0)
     h, o = obs.pair(HOME, OWNERS[1])
     rnd = Round(HOME, OWNERS[1], 0, 4, 10, 30, 0.0)
-    table, lc = PhaseTable(len(NAMES)), LoadedCosts(CM)
+    table, lc = PhaseTable(obs), LoadedCosts(CM)
     first = price(table, lc, obs, rnd, h, o, 10.0, 0.0, 0.0, 0.0, 0.0, 32.0, 4.0)
     # fetch and route at 40 blocks in all (whole: no second shape) and fetch's one block
     assert len(table) == 3
@@ -184,7 +184,7 @@ def test_the_priors_weights_are_the_kernels_arguments():
     obs.copy_room[h] = 1e6
     obs.remaining_tokens[h], obs.select_share[h] = 50.0, 0.1
     rnd = Round(HOME, OWNERS[0], 0, 2, 8, 16, 0.0)
-    table, lc = PhaseTable(len(NAMES)), LoadedCosts(CM)
+    table, lc = PhaseTable(obs), LoadedCosts(CM)
     base = price(table, lc, obs, rnd, h, o, 8.0, 0.0, 0.0, 0.0, 0.0, 32.0, 4.0)
     assert price(table, lc, obs, rnd, h, o, 8.0, 0.0, 0.0, 0.0, 0.0, 64.0, 4.0)[3] != base[3]
     assert price(table, lc, obs, rnd, h, o, 8.0, 0.0, 0.0, 0.0, 0.0, 32.0, 8.0)[4] != base[4]
@@ -195,14 +195,14 @@ def test_shapes_beyond_the_keys_fields_are_left_to_the_python(batch, blocks):
     obs = Observed(NAMES, lambda g, at: 0.0)
     h, o = obs.pair(HOME, OWNERS[0])
     rnd = Round(HOME, OWNERS[0], 0, batch, blocks, blocks, 0.0)
-    assert price(PhaseTable(len(NAMES)), LoadedCosts(CM), obs, rnd, h, o, float(blocks), 0.0,
+    assert price(PhaseTable(obs), LoadedCosts(CM), obs, rnd, h, o, float(blocks), 0.0,
                  0.0, 0.0, 0.0, 32.0, 4.0) is None
     ctx = PolicyContext(CM, None, G, np.random.default_rng(0), obs)
     assert Adaptive().choose(ctx, rnd) == Adaptive(compiled=False).choose(ctx, rnd)
     # one field short of the limit: priced by the kernel
     inside = Round(HOME, OWNERS[0], 0, min(batch, (1 << BATCH_BITS) - 1),
                    min(blocks, (1 << TOTAL_BITS) - 2), 1, 0.0)
-    assert price(PhaseTable(len(NAMES)), LoadedCosts(CM), obs, inside, h, o,
+    assert price(PhaseTable(obs), LoadedCosts(CM), obs, inside, h, o,
                  float(inside.blocks), 0.0, 0.0, 0.0, 0.0, 32.0, 4.0) is not None
 
 
@@ -211,7 +211,7 @@ def test_a_reuse_below_one_is_refused_as_the_python_refuses_it():
     h, o = obs.pair(HOME, OWNERS[0])
     obs.copies[h, o], obs.hits[h, o] = 1e6, -5e5  # (counters no engine keeps: a copy used ½)
     rnd = Round(HOME, OWNERS[0], 0, 2, 8, 16, 0.0)
-    assert price(PhaseTable(len(NAMES)), LoadedCosts(CM), obs, rnd, h, o, 8.0, 0.0, 0.0, 0.0,
+    assert price(PhaseTable(obs), LoadedCosts(CM), obs, rnd, h, o, 8.0, 0.0, 0.0, 0.0,
                  0.0, 32.0, 4.0) is None
     ctx = PolicyContext(CM, None, G, np.random.default_rng(0), obs)
     with pytest.raises(UserError, match="reuse="):
@@ -227,10 +227,10 @@ def test_runs_of_more_gpus_than_the_keys_hold_are_priced_in_python(monkeypatch):
     def refused(*args, **kwargs):
         raise AssertionError("the kernel was asked")
 
-    monkeypatch.setattr(adaptive_module, "MAX_GPUS", len(NAMES) - 1)
+    monkeypatch.setattr(adaptive_kernel, "MAX_GPUS", len(NAMES) - 1)
     monkeypatch.setattr(adaptive_module, "price", refused)
     assert Adaptive().choose(ctx, rnd) == want
-    monkeypatch.setattr(adaptive_module, "MAX_GPUS", len(NAMES))
+    monkeypatch.setattr(adaptive_kernel, "MAX_GPUS", len(NAMES))
     with pytest.raises(AssertionError, match="kernel was asked"):
         Adaptive().choose(ctx, rnd)
 
@@ -247,7 +247,7 @@ def same_as_python(obs, rnd, h, o, blocks, ow=0.0, hw=0.0, sr=0.0, sf=0.0, table
     """The kernel's price of ``rnd`` (a fresh table unless given), checked bit for bit against
     the Python's; returned."""
     lc = LoadedCosts(CM)
-    table = PhaseTable(len(NAMES)) if table is None else table
+    table = PhaseTable(obs) if table is None else table
     got = price(table, lc, obs, rnd, h, o, blocks, ow, hw, sr, sf,
                 PRIOR_COPIES, PRIOR_ROUNDS)
     assert got == reference(lc, obs, rnd, h, o, blocks, ow, hw, sr, sf)
@@ -256,7 +256,7 @@ def same_as_python(obs, rnd, h, o, blocks, ow=0.0, hw=0.0, sr=0.0, sf=0.0, table
 
 def test_a_miss_names_the_shape_by_home_owner_batch_blocks_and_option():
     obs, h, o = fresh()
-    table = PhaseTable(len(NAMES))
+    table = PhaseTable(obs)
     asked = []
 
     def kernel(key):  # the kernel's first miss on the table as filled so far
@@ -285,12 +285,12 @@ def test_the_first_shape_entered_is_found_at_row_zero():
     # one block for one query: fetch's round at 1 block is row 0, and it is also fetch's
     # one-block round (the deferred move): read, not missed, so entered once
     obs, h, o = fresh()
-    table = PhaseTable(len(NAMES))
+    table = PhaseTable(obs)
     same_as_python(obs, Round(HOME, OWNERS[1], 0, 1, 1, 1, 0.0), h, o, 1.0, table=table)
     assert len(table) == 2  # fetch and route at 1 block
     # 11 blocks (row 2: fetch, row 3: route), then 10.9 a query: 43.6 in all, between 43 and
     # 44; with fetch at 44 entered first of all, in row 0
-    table = PhaseTable(len(NAMES))
+    table = PhaseTable(obs)
     same_as_python(obs, Round(HOME, OWNERS[1], 0, 4, 11, 11, 0.0), h, o, 11.0, table=table)
     assert len(table) == 3
     same_as_python(obs, Round(HOME, OWNERS[1], 0, 4, 11, 11, 0.0), h, o, 10.9, table=table)

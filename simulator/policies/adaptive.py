@@ -94,7 +94,7 @@ All three are deterministic; ties go to ``route``, then ``fetch``, then ``local`
 from __future__ import annotations
 
 from simulator.costmodel.loaded import LoadedCosts, round_probability
-from simulator.policies.adaptive_kernel import MAX_GPUS, PhaseTable, price
+from simulator.policies.adaptive_kernel import PhaseTable, price
 from simulator.policies.base import OPTIONS, Policy, PolicyContext, Round
 
 #: Copies' worth of evidence the prior reuse estimate counts for (see the module docstring).
@@ -162,10 +162,10 @@ class Adaptive(Policy):
             if self.load:
                 owner_wait, home_wait, slow_route, slow_fetch = load_times(
                     obs, ctx.cost_model, rnd, blocks)
-                if self.compiled and reuse is None and len(obs.names) <= MAX_GPUS:
-                    table = self._table
-                    if table is None or table.observed is not obs:  # (keyed by its indices)
-                        table = self._table = PhaseTable(len(obs.names), obs)
+                table = self._table
+                if table is None or table.observed is not obs:  # (keyed by its indices)
+                    table = self._table = PhaseTable(obs)
+                if self.compiled and reuse is None and table.usable:
                     got = price(table, lc, obs, rnd, h, o, blocks, owner_wait, home_wait,
                                 slow_route, slow_fetch, PRIOR_COPIES, PRIOR_ROUNDS)
                     if got is not None:  # (None: the Python prices it, below)

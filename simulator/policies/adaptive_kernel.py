@@ -24,8 +24,9 @@ copied into a float array, found by an int key — (home, owner, batch, blocks i
 packed in 60 bits — in an open-addressing hash table (two int arrays, linear probing). A shape
 the table lacks is a *miss*: the kernel returns its key, Python asks ``LoadedCosts`` for it
 (its dict, or the closed form), adds it, and asks again. A round whose batch or blocks fall
-outside the key's fields, a run of more than :data:`MAX_GPUS` GPUs, or a reuse the reference
-would refuse (below 1) is left to the reference (status :data:`REFERENCE`).
+outside the key's fields, or a reuse the reference would refuse (below 1), is left to the
+reference (status :data:`REFERENCE`); so is every round of a run of more than
+:data:`MAX_GPUS` GPUs (``PhaseTable.usable``, decided once per run).
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ def _row(keys, rows, key):
     """The row of ``key``'s phases, or -1."""
     i = _slot(keys, key)
     return rows[i] if keys[i] == key else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _key(base, total, code):
+    """A phase shape's key: ``base`` (home, owner and batch in their fields), then its blocks in
+    all and its option's code."""
+    return (base * (1 << TOTAL_BITS) + total) * 4 + code
 
 
 @numba.njit(cache=True, nogil=True)
@@ -193,7 +201,7 @@ def route_fetch_kernel(h, o, n_gpus, batch, blocks, need, remaining, share, room
         if not x < (1 << TOTAL_BITS) - 1:
             return REFERENCE, 0, 0, 0, nan, nan, nan, reuse, per
         lo = math.floor(x)
-        key = (base * (1 << TOTAL_BITS) + lo) * 4 + codes[j]
+        key = _key(base, lo, codes[j])
         a = _row(keys, rows, key)
         if a < 0:
             return MISS, key, lo, codes[j], nan, nan, nan, reuse, per
@@ -202,13 +210,13 @@ def route_fetch_kernel(h, o, n_gpus, batch, blocks, need, remaining, share, room
             for i in range(5):
                 lerped[j, i] = phases[a, i]
             continue
-        key = (base * (1 << TOTAL_BITS) + lo + 1) * 4 + codes[j]
+        key = _key(base, lo + 1, codes[j])
         b = _row(keys, rows, key)
         if b < 0:
             return MISS, key, lo + 1, codes[j], nan, nan, nan, reuse, per
         for i in range(5):
             lerped[j, i] = phases[a, i] + w * (phases[b, i] - phases[a, i])
-    key = (base * (1 << TOTAL_BITS) + 1) * 4 + _FETCH
+    key = _key(base, 1, _FETCH)
     one = _row(keys, rows, key)
     if one < 0:
         return MISS, key, 1, _FETCH, nan, nan, nan, reuse, per
@@ -243,15 +251,18 @@ class PhaseTable:
     ``phases`` one row ``(probe, transfer, compute, ret, merge)`` [s] per entry.
 
     Args:
-        n_gpus: GPUs of the run (at most :data:`MAX_GPUS`).
         observed: the run's :class:`~simulator.policies.observed.Observed`, whose GPU indices
-            the keys hold (kept so that a policy asked by another run starts a table of its
-            own; None: not said).
+            the keys hold (a policy asked by another run starts a table of its own).
+
+    Attributes:
+        n_gpus: the run's GPUs; ``usable``: at most :data:`MAX_GPUS` of them (else the keys
+            cannot hold a pair, and every round is priced by the Python).
     """
 
-    def __init__(self, n_gpus: int, observed=None) -> None:
-        self.n_gpus = n_gpus
+    def __init__(self, observed) -> None:
         self.observed = observed
+        self.n_gpus = len(observed.names)
+        self.usable = self.n_gpus <= MAX_GPUS
         self.keys = np.full(1 << 12, _EMPTY, np.int64)
         self.rows = np.zeros(1 << 12, np.int64)
         self.phases = np.zeros((1 << 11, 5))
